@@ -1,0 +1,285 @@
+"""Network intermediate representation: populations, projections and feed-forward networks.
+
+All times are in model units of tau_s (MODEL.md §1), weights in units of threshold-current
+(C_m = 1). Objects are plain and validated on construction; `Network.validate()` re-checks
+parameters after they were changed in place (e.g. by an optimiser).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["DelayKind", "NeuronParameters", "Population", "Projection", "Layer", "Network"]
+
+
+class DelayKind(str, enum.Enum):
+    """Where a transmission delay sits (MODEL.md §3)."""
+
+    NONE = "none"
+    AXONAL = "axonal"  # one per presynaptic neuron
+    DENDRITIC = "dendritic"  # one per postsynaptic neuron
+    SYNAPTIC = "synaptic"  # one per synapse
+
+    @classmethod
+    def parse(cls, value: "DelayKind | str", field_name: str = "delay_kind") -> "DelayKind":
+        """Return the kind named by `value`, or raise naming the allowed values."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            allowed = ", ".join(k.value for k in cls)
+            raise ValueError(f"{field_name}: unknown delay kind {value!r}; choose one of {allowed}") from None
+
+    def delay_shape(self, n_pre: int, n_post: int) -> tuple[int, ...] | None:
+        """Shape of the delay array of a projection of this kind (None: no delays)."""
+        return {
+            DelayKind.NONE: None,
+            DelayKind.AXONAL: (n_pre,),
+            DelayKind.DENDRITIC: (n_post,),
+            DelayKind.SYNAPTIC: (n_pre, n_post),
+        }[self]
+
+
+def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Convert to a C-contiguous float64 array, checking finiteness and shape."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{field_name}: expected an array of numbers ({exc})") from None
+    if array.ndim and not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"{field_name}: expected shape {shape}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{field_name}: contains NaN or inf")
+    return array
+
+
+def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
+    """Broadcast a scalar or a per-neuron array to shape (size,)."""
+    array = _float_array(value, field_name)
+    if array.ndim == 0:
+        return np.full(size, float(array))
+    if array.shape != (size,):
+        raise ValueError(f"{field_name}: expected a scalar or shape ({size},), got {array.shape}")
+    return array
+
+
+@dataclass
+class NeuronParameters:
+    """LIF neuron with exponential synaptic current (MODEL.md §1), C_m = 1.
+
+    Each field is a scalar or one value per neuron; times in units of tau_s of the model.
+    """
+
+    threshold: float | np.ndarray = 1.0
+    tau_m: float | np.ndarray = 2.0
+    tau_s: float | np.ndarray = 1.0
+
+    def as_arrays(self, size: int, owner: str = "neuron") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-neuron (threshold, tau_m, tau_s), validated (all strictly positive)."""
+        arrays = []
+        for name in ("threshold", "tau_m", "tau_s"):
+            array = _per_neuron(getattr(self, name), size, f"{owner}.{name}")
+            if np.any(array <= 0):
+                raise ValueError(f"{owner}.{name}: must be > 0, got min {array.min()!r}")
+            arrays.append(array)
+        return tuple(arrays)
+
+
+@dataclass
+class Population:
+    """A group of neurons. `neuron` is None for the input population (spike sources)."""
+
+    name: str
+    size: int
+    neuron: NeuronParameters | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Population.name: expected a non-empty string, got {self.name!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+            raise ValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
+        self.size = int(self.size)
+        if self.neuron is not None:
+            self.neuron.as_arrays(self.size, owner=self.name)
+
+
+@dataclass
+class Projection:
+    """All-to-all feed-forward connection with weights (n_pre, n_post) and optional delays.
+
+    Delay shapes by kind: axonal (n_pre,), dendritic (n_post,), synaptic (n_pre, n_post);
+    delays are non-negative, in units of tau_s.
+    """
+
+    weights: np.ndarray
+    delay_kind: DelayKind | str = DelayKind.NONE
+    delays: np.ndarray | None = None
+    name: str = "projection"
+
+    def __post_init__(self):
+        self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
+        self.weights = _float_array(self.weights, f"{self.name}.weights")
+        if self.weights.ndim != 2:
+            raise ValueError(f"{self.name}.weights: expected a 2-d array (n_pre, n_post), got {self.weights.ndim}-d")
+        shape = self.delay_kind.delay_shape(*self.weights.shape)
+        if shape is None:
+            if self.delays is not None:
+                raise ValueError(f"{self.name}.delays: must be None for delay kind 'none'")
+        else:
+            if self.delays is None:
+                self.delays = np.zeros(shape)
+            self.delays = _float_array(self.delays, f"{self.name}.delays", shape)
+        self.validate()
+
+    @property
+    def n_pre(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def n_post(self) -> int:
+        return self.weights.shape[1]
+
+    def validate(self) -> None:
+        """Re-check values that may have been changed in place."""
+        if not np.all(np.isfinite(self.weights)):
+            raise ValueError(f"{self.name}.weights: contains NaN or inf")
+        if self.delays is not None:
+            if not np.all(np.isfinite(self.delays)):
+                raise ValueError(f"{self.name}.delays: contains NaN or inf")
+            if np.any(self.delays < 0):
+                raise ValueError(f"{self.name}.delays: must be >= 0, got min {self.delays.min()!r}")
+
+    def delay_matrix(self) -> np.ndarray:
+        """Delays expanded to one value per synapse, shape (n_pre, n_post)."""
+        kind = self.delay_kind
+        if kind is DelayKind.NONE:
+            return np.zeros(self.weights.shape)
+        if kind is DelayKind.AXONAL:
+            return np.ascontiguousarray(np.broadcast_to(self.delays[:, None], self.weights.shape))
+        if kind is DelayKind.DENDRITIC:
+            return np.ascontiguousarray(np.broadcast_to(self.delays[None, :], self.weights.shape))
+        return self.delays
+
+    def reduce_synapse_gradient(self, per_synapse: np.ndarray) -> np.ndarray | None:
+        """Reduce a per-synapse delay gradient (n_pre, n_post) to this projection's delay shape."""
+        kind = self.delay_kind
+        if kind is DelayKind.NONE:
+            return None
+        if kind is DelayKind.AXONAL:
+            return per_synapse.sum(axis=1)
+        if kind is DelayKind.DENDRITIC:
+            return per_synapse.sum(axis=0)
+        return per_synapse.copy()
+
+    @property
+    def n_parameters(self) -> int:
+        """Trainable weights and delays of this projection."""
+        return self.weights.size + (0 if self.delays is None else self.delays.size)
+
+
+@dataclass
+class Layer:
+    """A population of neurons and the projection that feeds it from the previous layer."""
+
+    population: Population
+    projection: Projection
+
+    def __post_init__(self):
+        if self.population.neuron is None:
+            raise ValueError(f"{self.population.name}.neuron: a layer needs neuron parameters")
+        if self.projection.n_post != self.population.size:
+            raise ValueError(
+                f"{self.projection.name}.weights: has {self.projection.n_post} columns but "
+                f"population {self.population.name!r} has size {self.population.size}"
+            )
+
+    def neuron_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-neuron (threshold, tau_m, tau_s) of this layer's population."""
+        return self.population.neuron.as_arrays(self.population.size, owner=self.population.name)
+
+
+@dataclass
+class Network:
+    """Feed-forward chain: input population -> layers[0] -> ... -> layers[-1] (the output)."""
+
+    input: Population
+    layers: list[Layer] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.input.neuron is not None:
+            raise ValueError(f"{self.input.name}.neuron: the input population has no neuron parameters")
+        self.layers = list(self.layers)
+        if not self.layers:
+            raise ValueError("Network.layers: needs at least one layer")
+        self.validate()
+
+    def validate(self) -> None:
+        """Check shapes along the chain and all parameter values."""
+        n_pre = self.input.size
+        names = {self.input.name}
+        for layer in self.layers:
+            name = layer.population.name
+            if name in names:
+                raise ValueError(f"Network.layers: duplicate population name {name!r}")
+            names.add(name)
+            if layer.projection.n_pre != n_pre:
+                raise ValueError(
+                    f"{layer.projection.name}.weights: has {layer.projection.n_pre} rows but the "
+                    f"previous population has size {n_pre}"
+                )
+            layer.projection.validate()
+            layer.neuron_arrays()
+            n_pre = layer.population.size
+
+    @property
+    def sizes(self) -> list[int]:
+        """Population sizes from input to output."""
+        return [self.input.size] + [layer.population.size for layer in self.layers]
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of trainable weights and delays."""
+        return sum(layer.projection.n_parameters for layer in self.layers)
+
+    @classmethod
+    def feedforward(
+        cls,
+        sizes: list[int],
+        *,
+        delay_kind: DelayKind | str = DelayKind.NONE,
+        neuron: NeuronParameters | None = None,
+        weight_mean: float = 1.0,
+        weight_std: float = 1.0,
+        delay_value: float = 0.0,
+        seed: int | None = 0,
+    ) -> "Network":
+        """Build an all-to-all chain with Gaussian weights N(mean, std) and constant delays.
+
+        `sizes` lists the population sizes from input to output, e.g. [4, 30, 3].
+        """
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: need at least input and output sizes, got {sizes!r}")
+        rng = np.random.default_rng(seed)
+        neuron = neuron if neuron is not None else NeuronParameters()
+        kind = DelayKind.parse(delay_kind)
+        layers = []
+        names = [f"hidden{i}" for i in range(1, len(sizes) - 1)] + ["output"]
+        if len(sizes) == 3:
+            names[0] = "hidden"
+        for name, n_pre, n_post in zip(names, sizes[:-1], sizes[1:]):
+            shape = kind.delay_shape(n_pre, n_post)
+            projection = Projection(
+                weights=rng.normal(weight_mean, weight_std, size=(n_pre, n_post)),
+                delay_kind=kind,
+                delays=None if shape is None else np.full(shape, float(delay_value)),
+                name=f"{name}.projection",
+            )
+            population = Population(name, n_post, NeuronParameters(neuron.threshold, neuron.tau_m, neuron.tau_s))
+            layers.append(Layer(population, projection))
+        return cls(Population("input", sizes[0]), layers)

@@ -1,0 +1,186 @@
+# Inline, nogil building blocks of the LIF neuron with exponential synaptic current (C_m = 1).
+#
+# State convention: between two input arrivals the neuron is described by (u, I), the membrane
+# potential and the synaptic current at the start of the interval.  For an elapsed time s:
+#     I(s) = I e^{-s/tau_s}
+#     u(s) = u e^{-s/tau_m} + I k(s)
+# with the PSP kernel k of MODEL.md §1 (Göltz et al. 2021, eq. 2; Göltz, Weber et al. 2025).
+
+from libc.math cimport exp, expm1, log, log1p, sqrt, fabs, isfinite
+
+# Which closed form a neuron's time constants allow (MODEL.md §2).
+cdef enum RatioKind:
+    RATIO_ONE = 0       # tau_m == tau_s: Lambert W
+    RATIO_TWO = 1       # tau_m == 2 tau_s: quadratic in e^{-t/tau_m}
+    RATIO_GENERAL = 2   # anything else: bracketed, safeguarded Newton
+
+
+cdef inline RatioKind ratio_kind(double tau_m, double tau_s) noexcept nogil:
+    if tau_m == tau_s:
+        return RATIO_ONE
+    if tau_m == 2.0 * tau_s:
+        return RATIO_TWO
+    return RATIO_GENERAL
+
+
+cdef inline double psp_kernel(double s, double tau_m, double tau_s) noexcept nogil:
+    """k(s) for s >= 0; K (e^{-s/tau_m} - e^{-s/tau_s}) written with expm1 so it stays exact
+    as tau_m -> tau_s, where it tends to s e^{-s/tau}."""
+    cdef double c
+    if tau_m == tau_s:
+        return s * exp(-s / tau_m)
+    c = 1.0 / tau_s - 1.0 / tau_m
+    return exp(-s / tau_m) * (-expm1(-s * c)) / c
+
+
+cdef inline double psp_kernel_slope(double s, double kernel, double tau_m, double tau_s) noexcept nogil:
+    """k'(s) = -k(s)/tau_m + e^{-s/tau_s}: the membrane ODE driven by a unit current."""
+    return -kernel / tau_m + exp(-s / tau_s)
+
+
+cdef inline double lambert_w0(double x) noexcept nogil:
+    """Principal branch W0(x) for real x >= -1/e, by Halley's iteration.
+
+    Initial guesses: branch-point series near -1/e (Corless et al. 1996, eq. 4.22), log1p(x)
+    for moderate x, log(x) - log(log(x)) for large x.  Returns NaN for x < -1/e.
+    """
+    cdef double w, p, ew, f, wp1
+    cdef int it
+    if x < -0.36787944117144233:
+        if x > -0.36787944117144233 - 1e-15:
+            return -1.0
+        return 0.0 / 0.0
+    if x == 0.0:
+        return 0.0
+    if x < -0.25:
+        p = sqrt(2.0 * (2.718281828459045 * x + 1.0))
+        w = -1.0 + p - p * p / 3.0 + 11.0 / 72.0 * p * p * p
+    elif x < 3.0:
+        w = log1p(x)
+    else:
+        w = log(x) - log(log(x))
+    for it in range(50):
+        ew = exp(w)
+        f = w * ew - x
+        wp1 = w + 1.0
+        if wp1 == 0.0:
+            break
+        p = f / (ew * wp1 - (w + 2.0) * f / (2.0 * wp1))
+        w = w - p
+        if fabs(p) <= 1e-15 * (1.0 + fabs(w)):
+            break
+    return w
+
+
+cdef inline double crossing_ratio_one(double u0, double i0, double length, double theta,
+                                      double tau) noexcept nogil:
+    """First s in [0, length] with (u0 + i0 s) e^{-s/tau} = theta, or -1 (MODEL.md §2, Lambert W).
+
+    With z = s + u0/i0 the condition is (-z/tau) e^{-z/tau} = -(theta/(tau i0)) e^{-u0/(i0 tau)};
+    the earlier root is the principal branch.  Assumes u0 < theta and theta > 0.
+    """
+    cdef double arg, s
+    if i0 <= 0.0:
+        return -1.0
+    arg = -(theta / (tau * i0)) * exp(-u0 / (i0 * tau))
+    if not (arg >= -0.36787944117144233):
+        return -1.0
+    s = -tau * lambert_w0(arg) - u0 / i0
+    if s < 0.0 or s > length:
+        return -1.0
+    return s
+
+
+cdef inline double crossing_ratio_two(double u0, double i0, double length, double theta,
+                                      double tau_m) noexcept nogil:
+    """First s in [0, length] for tau_m = 2 tau_s, or -1 (MODEL.md §2, quadratic form).
+
+    With x = e^{-s/tau_m} and K = tau_m: u = (u0 + i0 K) x - i0 K x^2, so the crossing is the
+    larger root of i0 K x^2 - (u0 + i0 K) x + theta = 0.  Assumes u0 < theta and theta > 0.
+    """
+    cdef double a = i0 * tau_m
+    cdef double b = u0 + a
+    cdef double disc, x, s
+    if a <= 0.0 or b <= 0.0:
+        return -1.0
+    disc = b * b - 4.0 * a * theta
+    if disc < 0.0:
+        return -1.0
+    x = (b + sqrt(disc)) / (2.0 * a)
+    if x > 1.0 or x <= 0.0:
+        return -1.0
+    s = -tau_m * log(x)
+    if s > length:
+        return -1.0
+    return s
+
+
+cdef inline double membrane(double s, double u0, double i0, double tau_m, double tau_s) noexcept nogil:
+    return u0 * exp(-s / tau_m) + i0 * psp_kernel(s, tau_m, tau_s)
+
+
+cdef inline double crossing_general(double u0, double i0, double length, double theta,
+                                    double tau_m, double tau_s) noexcept nogil:
+    """First s in [0, length] with u(s) = theta for any tau_m != tau_s, or -1 (MODEL.md §2).
+
+    u(s) = c_m e^{-s/tau_m} - c_s e^{-s/tau_s} has at most one extremum; it splits [0, length]
+    into monotone pieces.  The increasing piece that reaches theta brackets the root, which a
+    Newton iteration safeguarded by bisection finds to machine precision.
+    """
+    cdef double k_gain = 1.0 / (1.0 / tau_s - 1.0 / tau_m)   # K = tau_m tau_s / (tau_m - tau_s)
+    cdef double c_m = u0 + i0 * k_gain
+    cdef double c_s = i0 * k_gain
+    cdef double ratio, s_ext = -1.0, lo, hi, s, u, du, step
+    cdef int it
+    cdef bint rising_at_start = (-u0 / tau_m + i0) > 0.0
+    if c_m != 0.0:
+        ratio = (c_s * tau_m) / (c_m * tau_s)
+        if ratio > 0.0:
+            s_ext = log(ratio) * k_gain
+            if not (s_ext > 0.0 and s_ext < length):
+                s_ext = -1.0
+    if s_ext > 0.0:
+        if rising_at_start:          # maximum: the rising piece is [0, s_ext]
+            lo = 0.0
+            hi = s_ext
+        else:                        # minimum: the rising piece is [s_ext, length]
+            lo = s_ext
+            hi = length
+    else:                            # monotone on [0, length]
+        lo = 0.0
+        hi = length
+    if not isfinite(hi):
+        return -1.0
+    if membrane(hi, u0, i0, tau_m, tau_s) < theta:
+        return -1.0
+    if membrane(lo, u0, i0, tau_m, tau_s) >= theta:
+        return lo
+    s = 0.5 * (lo + hi)
+    for it in range(100):
+        u = membrane(s, u0, i0, tau_m, tau_s) - theta
+        if u == 0.0:
+            return s
+        if u < 0.0:
+            lo = s
+        else:
+            hi = s
+        du = -(u + theta) / tau_m + i0 * exp(-s / tau_s)
+        step = u / du if du > 0.0 else 0.0
+        if du > 0.0 and lo < s - step < hi:
+            s = s - step
+        else:
+            step = s - 0.5 * (lo + hi)
+            s = 0.5 * (lo + hi)
+        if fabs(step) <= 1e-15 * (1.0 + s) or hi - lo <= 1e-15 * (1.0 + s):
+            return s
+    return s
+
+
+cdef inline double first_crossing(double u0, double i0, double length, double theta,
+                                  double tau_m, double tau_s, RatioKind kind) noexcept nogil:
+    """First threshold crossing s in [0, length] (length may be +inf) of the state (u0, i0)."""
+    if kind == RATIO_ONE:
+        return crossing_ratio_one(u0, i0, length, theta, tau_m)
+    if kind == RATIO_TWO:
+        return crossing_ratio_two(u0, i0, length, theta, tau_m)
+    return crossing_general(u0, i0, length, theta, tau_m, tau_s)
