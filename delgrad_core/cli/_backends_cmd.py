@@ -1,0 +1,1 @@
+"""`delgrad backends`: list installed backends (filled by the plugin work)."""

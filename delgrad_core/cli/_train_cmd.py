@@ -1,0 +1,1 @@
+"""`delgrad train`, `evaluate`, `sweep` (filled by the training work)."""
