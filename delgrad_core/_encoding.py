@@ -1,0 +1,50 @@
+"""Encoders turning features into input spike times (MODEL.md §5)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["LatencyEncoder"]
+
+
+@dataclass(frozen=True)
+class LatencyEncoder:
+    """Linear latency code: feature v in [0, 1] spikes at ``t_early + v (t_late - t_early)``.
+
+    Times are in units of tau_s; the defaults 0.15 and 2.0 are the Yin-Yang reference settings
+    (MODEL.md §5). Each feature becomes one input neuron firing exactly once.
+    """
+
+    t_early: float = 0.15
+    t_late: float = 2.0
+
+    def __post_init__(self) -> None:
+        for field_name in ("t_early", "t_late"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise TypeError(f"LatencyEncoder.{field_name}: expected a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"LatencyEncoder.{field_name}: expected a finite number, got {value!r}")
+            object.__setattr__(self, field_name, float(value))
+        if not self.t_late > self.t_early:
+            raise ValueError(
+                f"LatencyEncoder.t_late: must be greater than t_early={self.t_early}, got {self.t_late}"
+            )
+
+    def __call__(self, features) -> np.ndarray:
+        """Spike times (float64, same shape as `features`) of features in [0, 1]."""
+        try:
+            values = np.asarray(features, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"features: expected an array of numbers ({exc})") from None
+        bad = ~((values >= 0.0) & (values <= 1.0))  # also true for NaN
+        if np.any(bad):
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"features: values must lie in [0, 1] (no NaN); {int(bad.sum())} do not, "
+                f"the first at index {index} is {float(values[index])!r}"
+            )
+        return self.t_early + values * (self.t_late - self.t_early)

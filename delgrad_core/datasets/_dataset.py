@@ -1,0 +1,93 @@
+"""The `Dataset` container: features, integer labels and class names of one split."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Dataset"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One split of a labelled dataset.
+
+    Parameters
+    ----------
+    name, split : str
+        Registry name of the dataset (e.g. ``"yin_yang"``) and the split (e.g. ``"train"``).
+    features : ndarray of float64, shape (n_samples, n_features)
+    labels : ndarray of int64, shape (n_samples,)
+        Class indices in ``range(len(class_names))``.
+    class_names : tuple of str
+        Name of each class, indexed by label.
+
+    The arrays are copied and made read-only on construction.
+    """
+
+    name: str
+    split: str
+    features: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for field_name in ("name", "split"):
+            value = getattr(self, field_name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"Dataset.{field_name}: expected a non-empty string, got {value!r}")
+        class_names = tuple(self.class_names)
+        if not class_names or not all(isinstance(c, str) for c in class_names):
+            raise ValueError(f"Dataset.class_names: expected a non-empty tuple of strings, got {self.class_names!r}")
+        features = np.array(self.features, dtype=np.float64)
+        if features.ndim != 2:
+            raise ValueError(f"Dataset.features: expected a 2-d array (n_samples, n_features), got {features.ndim}-d")
+        if not np.all(np.isfinite(features)):
+            raise ValueError("Dataset.features: contains NaN or inf")
+        labels = np.asarray(self.labels)
+        if labels.ndim != 1 or labels.shape[0] != features.shape[0]:
+            raise ValueError(f"Dataset.labels: expected shape ({features.shape[0]},), got {labels.shape}")
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"Dataset.labels: expected integers, got dtype {labels.dtype}")
+        labels = labels.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+            raise ValueError(f"Dataset.labels: values must be in [0, {len(class_names) - 1}]")
+        features.setflags(write=False)
+        labels.setflags(write=False)
+        object.__setattr__(self, "features", features)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "class_names", class_names)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """Number of features per sample."""
+        return int(self.features.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (length of `class_names`)."""
+        return len(self.class_names)
+
+    def class_counts(self) -> np.ndarray:
+        """Number of samples of each class, shape (n_classes,)."""
+        return np.bincount(self.labels, minlength=self.n_classes)
+
+    def batches(
+        self, batch_size: int, rng: np.random.Generator | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(features, labels)`` mini-batches covering every sample once.
+
+        In order if `rng` is None, else in the order of ``rng.permutation``; the last batch may
+        be smaller than `batch_size`.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        order = np.arange(len(self)) if rng is None else rng.permutation(len(self))
+        for start in range(0, len(self), int(batch_size)):
+            index = order[start : start + int(batch_size)]
+            yield self.features[index], self.labels[index]

@@ -1,0 +1,96 @@
+"""The Yin-Yang classification dataset (Kriener, Göltz, Petrovici 2022; MODEL.md §5).
+
+Points (x, y) inside a circle of radius `r_big` centred at (r_big, r_big), classified into the
+two halves of a yin-yang symbol and its two dots. The generator reproduces the published one,
+including its sequence of calls to numpy's legacy ``RandomState``, so that the standard splits
+(train: 5000 samples, seed 42; validation: 1000, seed 41; test: 1000, seed 40) are identical
+to the published ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from delgrad_core.datasets._dataset import Dataset
+
+__all__ = ["YIN_YANG_CLASS_NAMES", "YIN_YANG_SPLITS", "yin_yang", "yin_yang_class", "yin_yang_samples"]
+
+#: Class names in label order, as published.
+YIN_YANG_CLASS_NAMES = ("yin", "yang", "dot")
+
+#: Standard splits: name -> (number of samples, seed).
+YIN_YANG_SPLITS = {"train": (5000, 42), "validation": (1000, 41), "test": (1000, 40)}
+
+
+def _distance(x: float, y: float, x0: float, y0: float) -> float:
+    """Euclidean distance, computed as sqrt(dx^2 + dy^2) like the published code (bit-identical)."""
+    return math.sqrt((x - x0) * (x - x0) + (y - y0) * (y - y0))
+
+
+def yin_yang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5) -> int:
+    """Class of the point (x, y) of the big circle (MODEL.md §5).
+
+    With d_R, d_L the distances to the dot centres (1.5 r_big, r_big) and (0.5 r_big, r_big):
+    2 (dot) if d_R < r_small or d_L < r_small; else 1 if d_R <= r_small or
+    r_small < d_L <= r_big / 2 or (y > r_big and d_R > r_big / 2); else 0.
+    """
+    d_right = _distance(x, y, 1.5 * r_big, r_big)
+    d_left = _distance(x, y, 0.5 * r_big, r_big)
+    if d_right < r_small or d_left < r_small:
+        return 2
+    if d_right <= r_small or r_small < d_left <= 0.5 * r_big or (y > r_big and d_right > 0.5 * r_big):
+        return 1
+    return 0
+
+
+def _check_radii(r_small: float, r_big: float) -> None:
+    if not (math.isfinite(r_big) and r_big > 0):
+        raise ValueError(f"r_big: expected a finite value > 0, got {r_big!r}")
+    if not (math.isfinite(r_small) and 0 < r_small < 0.5 * r_big):
+        raise ValueError(f"r_small: expected a value in (0, r_big / 2) = (0, {0.5 * r_big}), got {r_small!r}")
+
+
+def yin_yang_samples(
+    n_samples: int, seed: int, r_small: float = 0.1, r_big: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw `n_samples` Yin-Yang points with the published generator.
+
+    Per sample: the goal class is ``rng.randint(3)``; then ``rng.rand(2) * 2 * r_big`` is drawn
+    until the point lies inside the big circle and has the goal class (rejection sampling, which
+    balances the classes in expectation). ``rng = np.random.RandomState(seed)``.
+
+    Returns
+    -------
+    features : ndarray, shape (n_samples, 4)
+        ``(x, y, 1 - x, 1 - y)``.
+    labels : ndarray of int64, shape (n_samples,)
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
+        raise ValueError(f"n_samples: expected a non-negative integer, got {n_samples!r}")
+    r_small, r_big = float(r_small), float(r_big)
+    _check_radii(r_small, r_big)
+    rng = np.random.RandomState(seed)
+    points = np.empty((int(n_samples), 2))
+    labels = np.empty(int(n_samples), dtype=np.int64)
+    for i in range(int(n_samples)):
+        goal = rng.randint(3)
+        while True:
+            x, y = rng.rand(2) * 2.0 * r_big
+            if _distance(x, y, r_big, r_big) > r_big:
+                continue
+            if yin_yang_class(x, y, r_small, r_big) == goal:
+                break
+        points[i] = x, y
+        labels[i] = goal
+    return np.concatenate([points, 1.0 - points], axis=1), labels
+
+
+def yin_yang(split: str = "train") -> Dataset:
+    """One standard split of Yin-Yang: ``"train"``, ``"validation"`` or ``"test"``."""
+    if split not in YIN_YANG_SPLITS:
+        raise ValueError(f"split: unknown Yin-Yang split {split!r}; choose one of {', '.join(YIN_YANG_SPLITS)}")
+    n_samples, seed = YIN_YANG_SPLITS[split]
+    features, labels = yin_yang_samples(n_samples, seed)
+    return Dataset("yin_yang", split, features, labels, YIN_YANG_CLASS_NAMES)
