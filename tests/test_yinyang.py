@@ -1,0 +1,145 @@
+"""Yin-Yang dataset (Kriener, Göltz, Petrovici 2022), `Dataset` and the dataset registry."""
+
+import numpy as np
+import pytest
+
+from delgrad_core.datasets import (
+    YIN_YANG_CLASS_NAMES,
+    Dataset,
+    available_datasets,
+    load_dataset,
+    yin_yang,
+    yin_yang_class,
+    yin_yang_samples,
+)
+
+# Published class counts of the standard splits.
+PUBLISHED_COUNTS = {"train": [1681, 1702, 1617], "validation": [316, 336, 348], "test": [350, 316, 334]}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return {split: yin_yang(split) for split in PUBLISHED_COUNTS}
+
+
+def classify_vectorised(points, r_small=0.1, r_big=0.5):
+    """Independent, array-based statement of the class rule of MODEL.md §5."""
+    x, y = points[:, 0], points[:, 1]
+    d_right = np.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
+    d_left = np.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)
+    dot = (d_right < r_small) | (d_left < r_small)
+    upper = (d_right <= r_small) | ((d_left > r_small) & (d_left <= 0.5 * r_big)) | ((y > r_big) & (d_right > 0.5 * r_big))
+    return np.where(dot, 2, np.where(upper, 1, 0))
+
+
+@pytest.mark.parametrize("split", list(PUBLISHED_COUNTS))
+def test_standard_splits_reproduce_published_class_counts(splits, split):
+    dataset = splits[split]
+    assert len(dataset) == sum(PUBLISHED_COUNTS[split])
+    assert dataset.features.shape == (len(dataset), 4) and dataset.features.dtype == np.float64
+    assert dataset.labels.dtype == np.int64
+    assert dataset.class_counts().tolist() == PUBLISHED_COUNTS[split]
+    assert (dataset.name, dataset.split, dataset.class_names) == ("yin_yang", split, YIN_YANG_CLASS_NAMES)
+
+
+@pytest.mark.parametrize("split", list(PUBLISHED_COUNTS))
+def test_features_are_points_of_the_circle_with_mirrored_copies(splits, split):
+    features, labels = splits[split].features, splits[split].labels
+    assert np.all((features >= 0.0) & (features <= 1.0))
+    np.testing.assert_allclose(features[:, :2] + features[:, 2:], 1.0, rtol=0, atol=1e-15)
+    assert np.all(np.hypot(features[:, 0] - 0.5, features[:, 1] - 0.5) <= 0.5)
+    np.testing.assert_array_equal(classify_vectorised(features[:, :2]), labels)
+
+
+def test_generation_is_deterministic_and_seeded():
+    a_features, a_labels = yin_yang_samples(200, seed=7)
+    b_features, b_labels = yin_yang_samples(200, seed=7)
+    np.testing.assert_array_equal(a_features, b_features)
+    np.testing.assert_array_equal(a_labels, b_labels)
+    assert not np.array_equal(a_features, yin_yang_samples(200, seed=8)[0])
+    # a shorter run with the train seed is a prefix of the train split
+    train = yin_yang("train")
+    prefix_features, prefix_labels = yin_yang_samples(50, seed=42)
+    np.testing.assert_array_equal(prefix_features, train.features[:50])
+    np.testing.assert_array_equal(prefix_labels, train.labels[:50])
+
+
+def test_other_radii_follow_the_same_rule():
+    features, labels = yin_yang_samples(300, seed=3, r_small=0.2, r_big=1.0)
+    assert np.all((features[:, :2] >= 0.0) & (features[:, :2] <= 2.0))
+    np.testing.assert_array_equal(classify_vectorised(features[:, :2], 0.2, 1.0), labels)
+    assert set(labels.tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("point", "expected"),
+    [
+        ((0.75, 0.5), 2),  # centre of the right dot
+        ((0.25, 0.5), 2),  # centre of the left dot
+        ((0.5, 0.9), 1),  # top, far from both lobes
+        ((0.5, 0.1), 0),  # bottom, far from both lobes
+        ((0.25, 0.65), 1),  # left lobe above its dot
+        ((0.25, 0.35), 1),  # left lobe below its dot
+        ((0.75, 0.65), 0),  # right lobe above its dot
+        ((0.75, 0.35), 0),  # right lobe below its dot
+    ],
+)
+def test_class_rule_on_hand_checked_points(point, expected):
+    assert yin_yang_class(*point) == expected
+
+
+def test_balanced_in_expectation(splits):
+    fractions = splits["train"].class_counts() / len(splits["train"])
+    np.testing.assert_allclose(fractions, 1 / 3, atol=0.03)
+
+
+def test_registry_and_errors():
+    assert available_datasets() == {"yin_yang": ("train", "validation", "test")}
+    loaded = load_dataset("yin_yang", "test")
+    np.testing.assert_array_equal(loaded.features, yin_yang("test").features)
+    with pytest.raises(ValueError, match="choose one of yin_yang"):
+        load_dataset("mnist", "train")
+    with pytest.raises(ValueError, match="choose one of train, validation, test"):
+        load_dataset("yin_yang", "holdout")
+    with pytest.raises(ValueError, match="choose one of train, validation, test"):
+        yin_yang("valid")
+    with pytest.raises(ValueError, match="n_samples"):
+        yin_yang_samples(-1, seed=0)
+    with pytest.raises(ValueError, match="r_small"):
+        yin_yang_samples(10, seed=0, r_small=0.3, r_big=0.5)
+    with pytest.raises(ValueError, match="r_big"):
+        yin_yang_samples(10, seed=0, r_big=0.0)
+
+
+def test_dataset_validation_and_read_only_arrays():
+    dataset = Dataset("toy", "train", [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]], [0, 1, 1], ("a", "b"))
+    assert len(dataset) == 3 and dataset.n_features == 2 and dataset.n_classes == 2
+    with pytest.raises(ValueError):
+        dataset.features[0, 0] = 2.0
+    with pytest.raises(ValueError, match="Dataset.labels"):
+        Dataset("toy", "train", [[0.0], [1.0]], [0, 2], ("a", "b"))
+    with pytest.raises(ValueError, match="Dataset.labels"):
+        Dataset("toy", "train", [[0.0], [1.0]], [0], ("a", "b"))
+    with pytest.raises(ValueError, match="Dataset.features"):
+        Dataset("toy", "train", [0.0, 1.0], [0, 1], ("a", "b"))
+    with pytest.raises(ValueError, match="Dataset.features"):
+        Dataset("toy", "train", [[np.nan], [1.0]], [0, 1], ("a", "b"))
+    with pytest.raises(ValueError, match="Dataset.name"):
+        Dataset("", "train", [[0.0]], [0], ("a",))
+
+
+def test_batches_cover_every_sample_once():
+    dataset = yin_yang("validation")
+    ordered = list(dataset.batches(300))
+    assert [len(labels) for _, labels in ordered] == [300, 300, 300, 100]
+    np.testing.assert_array_equal(np.concatenate([f for f, _ in ordered]), dataset.features)
+    shuffled = list(dataset.batches(256, rng=np.random.default_rng(0)))
+    features = np.concatenate([f for f, _ in shuffled])
+    labels = np.concatenate([lab for _, lab in shuffled])
+    assert not np.array_equal(features, dataset.features)
+    order = np.lexsort(features.T[::-1])
+    reference = np.lexsort(dataset.features.T[::-1])
+    np.testing.assert_array_equal(features[order], dataset.features[reference])
+    np.testing.assert_array_equal(labels[order], dataset.labels[reference])
+    with pytest.raises(ValueError, match="batch_size"):
+        next(dataset.batches(0))
