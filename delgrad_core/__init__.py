@@ -9,6 +9,26 @@ from delgrad_core._propagation import (
     forward,
 )
 from delgrad_core._serialization import load_network, save_network
+from delgrad_core._backend import (
+    Backend,
+    Calibration,
+    Capabilities,
+    ExecutionResult,
+    UnsupportedNetworkError,
+    calibration_key,
+)
+from delgrad_core._plugins import (
+    BackendInfo,
+    BackendRegistry,
+    DuplicateBackendError,
+    PluginLoadError,
+    PluginLoadWarning,
+    UnknownBackendError,
+    available_backends,
+    get_backend,
+    hookimpl,
+    refresh_backends,
+)
 
 __version__ = "0.1.0"
 
@@ -27,4 +47,20 @@ __all__ = [
     "save_network",
     "load_network",
     "__version__",
+    "Backend",
+    "Calibration",
+    "Capabilities",
+    "ExecutionResult",
+    "UnsupportedNetworkError",
+    "calibration_key",
+    "BackendInfo",
+    "BackendRegistry",
+    "DuplicateBackendError",
+    "PluginLoadError",
+    "PluginLoadWarning",
+    "UnknownBackendError",
+    "available_backends",
+    "get_backend",
+    "hookimpl",
+    "refresh_backends",
 ]

@@ -1,0 +1,30 @@
+"""The reference backend: exact first spike times of the ideal model (MODEL.md §1-3)."""
+
+from __future__ import annotations
+
+from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, forward
+
+__all__ = ["ReferenceBackend"]
+
+
+class ReferenceBackend(Backend):
+    """Exact, deterministic simulation with `delgrad_core.forward`: any delay kind, any tau ratio.
+
+    Parameters
+    ----------
+    n_threads : int, optional
+        Threads over the batch (default: `delgrad_core.default_num_threads()`).
+    """
+
+    name = "reference"
+
+    def __init__(self, n_threads: int | None = None):
+        self.n_threads = n_threads
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(delay_kinds=frozenset(DelayKind), deterministic=True, needs_calibration=False, exact=True)
+
+    def _execute(self, network, input_spike_times, calibration, seed) -> ExecutionResult:
+        layer_spike_times = forward(network, input_spike_times, n_threads=self.n_threads)
+        return ExecutionResult(layer_spike_times, {})
