@@ -78,12 +78,12 @@ class Dataset:
         return np.bincount(self.labels, minlength=self.n_classes)
 
     def batches(
-        self, batch_size: int, rng: np.random.Generator | None = None
+        self, batch_size: int, rng: np.random.Generator | np.random.RandomState | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(features, labels)`` mini-batches covering every sample once.
 
-        In order if `rng` is None, else in the order of ``rng.permutation``; the last batch may
-        be smaller than `batch_size`.
+        In order if `rng` is None, else in the order of ``rng.permutation(len(self))`` (numpy
+        Generator or RandomState); the last batch may be smaller than `batch_size`.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
