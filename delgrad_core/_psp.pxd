@@ -121,24 +121,31 @@ cdef inline double membrane(double s, double u0, double i0, double tau_m, double
 
 cdef inline double crossing_general(double u0, double i0, double length, double theta,
                                     double tau_m, double tau_s) noexcept nogil:
-    """First s in [0, length] with u(s) = theta for any tau_m != tau_s, or -1 (MODEL.md §2).
+    """First s in [0, length] with u(s) = theta for any tau_m, tau_s, or -1 (MODEL.md §2).
 
-    u(s) = c_m e^{-s/tau_m} - c_s e^{-s/tau_s} has at most one extremum; it splits [0, length]
-    into monotone pieces.  The increasing piece that reaches theta brackets the root, which a
-    Newton iteration safeguarded by bisection finds to machine precision.
+    u(s) = c_m e^{-s/tau_m} - c_s e^{-s/tau_s} (or (u0 + i0 s) e^{-s/tau} if tau_m == tau_s) has
+    at most one extremum; it splits [0, length] into monotone pieces.  The increasing piece that
+    reaches theta brackets the root, which a Newton iteration safeguarded by bisection finds to
+    machine precision.
     """
-    cdef double k_gain = 1.0 / (1.0 / tau_s - 1.0 / tau_m)   # K = tau_m tau_s / (tau_m - tau_s)
-    cdef double c_m = u0 + i0 * k_gain
-    cdef double c_s = i0 * k_gain
+    cdef double k_gain, c_m, c_s
     cdef double ratio, s_ext = -1.0, lo, hi, s, u, du, step
     cdef int it
     cdef bint rising_at_start = (-u0 / tau_m + i0) > 0.0
-    if c_m != 0.0:
-        ratio = (c_s * tau_m) / (c_m * tau_s)
-        if ratio > 0.0:
-            s_ext = log(ratio) * k_gain
-            if not (s_ext > 0.0 and s_ext < length):
-                s_ext = -1.0
+    if tau_m == tau_s:
+        # u'(s) = (i0 - (u0 + i0 s)/tau) e^{-s/tau} vanishes at s = tau - u0/i0
+        if i0 != 0.0:
+            s_ext = tau_m - u0 / i0
+    else:
+        k_gain = 1.0 / (1.0 / tau_s - 1.0 / tau_m)   # K = tau_m tau_s / (tau_m - tau_s)
+        c_m = u0 + i0 * k_gain
+        c_s = i0 * k_gain
+        if c_m != 0.0:
+            ratio = (c_s * tau_m) / (c_m * tau_s)
+            if ratio > 0.0:
+                s_ext = log(ratio) * k_gain
+    if not (s_ext > 0.0 and s_ext < length):
+        s_ext = -1.0
     if s_ext > 0.0:
         if rising_at_start:          # maximum: the rising piece is [0, s_ext]
             lo = 0.0
