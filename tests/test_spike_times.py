@@ -1,0 +1,136 @@
+"""Spike times of `forward` against an independent exact integration of the ODE (MODEL.md §2.4)."""
+
+import numpy as np
+import pytest
+from _ode_reference import network_spike_times
+from scipy.linalg import expm
+from scipy.special import lambertw
+
+import delgrad_core as dg
+from delgrad_core import _layer
+
+RTOL = 1e-6
+KINDS = ["none", "axonal", "dendritic", "synaptic"]
+RATIOS = [1.0, 2.0, 1.7]
+
+
+def assert_same_spikes(actual, expected):
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(e), err_msg=f"silent pattern of layer {k}")
+        finite = np.isfinite(e)
+        np.testing.assert_allclose(a[finite], e[finite], rtol=RTOL, atol=0, err_msg=f"spike times of layer {k}")
+
+
+def inputs(batch, n, seed):
+    times = np.random.default_rng(seed).uniform(0.15, 2.0, size=(batch, n))
+    times[0, 0] = np.inf  # one silent input
+    return times
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per-neuron"])
+def test_forward_matches_ode_reference(ratio, kind, per_neuron, helpers):
+    network = helpers.build_network([4, 8, 6, 3], kind, ratio, seed=11, per_neuron=per_neuron)
+    x = inputs(3, 4, seed=5)
+    times = dg.forward(network, x)
+    assert [t.shape for t in times] == [(3, 8), (3, 6), (3, 3)]
+    assert np.isfinite(times[-1]).mean() > 0.5, "test network should mostly spike"
+    assert_same_spikes(times, network_spike_times(network, x))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixed_ratios_within_a_layer(kind, helpers):
+    ratios = np.array([1.0, 2.0, 1.7, 0.6, 3.0, 2.0, 1.0])
+    network = helpers.build_network([5, 7, 7], kind, ratios, seed=2)
+    x = inputs(3, 5, seed=1)
+    assert_same_spikes(dg.forward(network, x), network_spike_times(network, x))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_threads_do_not_change_results(n_threads, helpers):
+    network = helpers.build_network([4, 8, 3], "synaptic", 1.7, seed=4)
+    x = np.random.default_rng(3).uniform(0.15, 2.0, size=(64, 4))
+    reference = dg.forward(network, x, n_threads=1)
+    for a, e in zip(dg.forward(network, x, n_threads=n_threads), reference):
+        np.testing.assert_array_equal(a, e)
+
+
+def _layer_forward(pre_times, projection, neuron_arrays, general_solver_only):
+    out = np.empty((pre_times.shape[0], projection.n_post))
+    _layer.forward_layer(
+        pre_times, projection.weights, projection.delay_matrix(), projection.delay_kind.value != "synaptic",
+        *neuron_arrays, out, 1, general_solver_only,
+    )
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("ratio", [1.0, 2.0])
+def test_general_solver_agrees_with_closed_forms_in_a_layer(ratio, kind, helpers):
+    network = helpers.build_network([6, 10], kind, ratio, seed=8)
+    layer = network.layers[0]
+    x = np.random.default_rng(2).uniform(0.0, 2.0, size=(20, 6))
+    closed = _layer_forward(x, layer.projection, layer.neuron_arrays(), False)
+    general = _layer_forward(x, layer.projection, layer.neuron_arrays(), True)
+    assert np.isfinite(closed).mean() > 0.5
+    np.testing.assert_array_equal(np.isfinite(general), np.isfinite(closed))
+    np.testing.assert_allclose(general[np.isfinite(closed)], closed[np.isfinite(closed)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("tau_s", [1.0, 0.7])
+@pytest.mark.parametrize("ratio", [1.0, 2.0])
+def test_first_crossing_time_general_solver_agrees_with_closed_forms(ratio, tau_s):
+    rng = np.random.default_rng(int(10 * ratio + 100 * tau_s))
+    found = 0
+    for _ in range(400):
+        theta = rng.uniform(0.2, 2.0)
+        u0 = rng.uniform(-1.0, 0.99) * theta
+        current = rng.uniform(-1.0, 6.0)
+        length = np.inf if rng.random() < 0.5 else rng.uniform(0.05, 3.0)
+        args = (u0, current, length, theta, ratio * tau_s, tau_s)
+        closed = _layer.first_crossing_time(*args)
+        general = _layer.first_crossing_time(*args, general_solver_only=True)
+        assert (closed < 0) == (general < 0), args
+        if closed >= 0:
+            found += 1
+            assert general == pytest.approx(closed, rel=1e-11, abs=1e-13), args
+            assert closed <= length
+    assert found > 50
+
+
+def test_first_crossing_time_solves_the_threshold_equation():
+    """u(s) = theta at the returned s, with u from the ODE's exact solution (MODEL.md §1)."""
+    for tau_m, tau_s in [(1.0, 1.0), (2.0, 1.0), (1.7, 1.0), (0.5, 1.0)]:
+        u0, current, theta = 0.2, 5.0, 1.0
+        s = _layer.first_crossing_time(u0, current, np.inf, theta, tau_m, tau_s)
+        assert s > 0
+        u = (expm(np.array([[-1 / tau_m, 1.0], [0.0, -1 / tau_s]]) * s) @ [u0, current])[0]
+        assert u == pytest.approx(theta, rel=1e-12)
+
+
+def test_lambert_w0_matches_scipy():
+    # the double nearest to -1/e lies just outside the domain; start one ulp inside it
+    branch_point = np.nextafter(-np.exp(-1.0), 0.0)
+    x = np.concatenate([np.linspace(branch_point, 10.0, 4001), branch_point + np.logspace(-15, -1, 60)])
+    ours = np.array([_layer.lambert_w0_real(v) for v in x])
+    reference = lambertw(x, 0).real
+    # Condition: a few ulps of x times |W'(x)| = e^{-W}/(1 + W), which diverges at the branch point.
+    tolerance = 1e-13 * (1 + np.abs(reference)) + 4e-16 * np.exp(-reference) / (1 + reference)
+    assert np.all(np.abs(ours - reference) <= tolerance), np.max(np.abs(ours - reference) - tolerance)
+    assert np.allclose(ours * np.exp(ours), x, rtol=1e-13, atol=1e-15)
+
+
+def test_lambert_w0_at_and_outside_the_branch_point():
+    assert _layer.lambert_w0_real(-np.exp(-1.0)) == -1.0  # rounding of -1/e is absorbed
+    assert np.isnan(_layer.lambert_w0_real(-0.5))
+
+
+def test_time_shift_invariance(helpers):
+    """Shifting every input by c shifts every spike by c (the neuron equations are autonomous)."""
+    network = helpers.build_network([4, 8, 6, 3], "synaptic", 1.7, seed=3)
+    x = inputs(5, 4, seed=9)
+    shifted = dg.forward(network, x + 3.25)
+    for base, moved in zip(dg.forward(network, x), shifted):
+        np.testing.assert_array_equal(np.isfinite(base), np.isfinite(moved))
+        np.testing.assert_allclose(moved[np.isfinite(base)], base[np.isfinite(base)] + 3.25, rtol=1e-12)
