@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from delgrad_core._atomic import atomic_write
 from delgrad_core._ir import Layer, Network, NeuronParameters, Population, Projection
 
 __all__ = ["save_network", "load_network", "FORMAT_VERSION"]
@@ -53,22 +53,9 @@ def _network_arrays(network: Network) -> tuple[dict, dict[str, np.ndarray]]:
 def save_network(network: Network, path: str | os.PathLike) -> Path:
     """Write `network` to `path` (``.npz``) atomically: a failed write leaves any old file intact."""
     network.validate()
-    path = Path(path)
     meta, arrays = _network_arrays(network)
     arrays[_META_KEY] = np.array(json.dumps(meta, sort_keys=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return path
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def load_network(path: str | os.PathLike) -> Network:

@@ -1,1 +1,150 @@
-"""`delgrad train`, `evaluate`, `sweep` (filled by the training work)."""
+"""`delgrad train`, `delgrad evaluate` and `delgrad sweep`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from delgrad_core.cli import main
+from delgrad_core._ir import DelayKind
+
+_DELAY_CHOICES = [kind.value for kind in DelayKind]
+
+
+def _fresh_out_dir() -> Path:
+    """runs/train-YYYYmmdd-HHMMSS, with a suffix if it exists."""
+    base = Path("runs") / datetime.now().strftime("train-%Y%m%d-%H%M%S")
+    path, n = base, 1
+    while path.exists():
+        path = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return path
+
+
+def _settings(config_file, options: dict) -> dict:
+    """Config file values, overridden by the options given on the command line."""
+    from delgrad_core.training import load_config
+
+    values = load_config(config_file) if config_file else {}
+    values.update({k: v for k, v in options.items() if v is not None})
+    return values
+
+
+@main.command()
+@click.option("--backend", help="Backend name (see `delgrad backends`).  [default: reference]")
+@click.option("--hidden", type=click.IntRange(min=1), help="Hidden neurons.  [default: 30]")
+@click.option("--delays", type=click.Choice(_DELAY_CHOICES), help="Delay kind.  [default: synaptic]")
+@click.option("--tau-ratio", type=float, help="tau_m / tau_s.  [default: 2]")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.  [default: 300]")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Mini-batch size.  [default: 150]")
+@click.option("--seed", type=int, help="Random seed.  [default: 0]")
+@click.option("--loss", type=click.Choice(["squared", "crossentropy"]), help="Loss.  [default: squared]")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file with any TrainingConfig setting (top level or a [train] table).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Output folder.  [default: a fresh runs/train-<time>]")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
+          no_progress):
+    """Train a Yin-Yang classifier; write metrics.json, network.npz and plots into --out."""
+    from delgrad_core.training import TrainingConfig
+    from delgrad_core.training._run import run_training
+
+    options = dict(backend=backend, hidden=hidden, delays=delays, tau_ratio=tau_ratio, epochs=epochs,
+                   batch_size=batch_size, seed=seed, loss=loss)
+    try:
+        config = TrainingConfig.from_dict(_settings(config_file, options))
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if resume and out_dir is None:
+        raise click.UsageError("--resume needs --out, the folder of the run to continue")
+    out = Path(out_dir) if out_dir else _fresh_out_dir()
+    if not resume and (out / "checkpoint.npz").exists():
+        raise click.UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    try:
+        summary = run_training(config, out, resume=resume, progress=not no_progress)
+    except (ValueError, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"test accuracy {100 * summary['test_accuracy']:.2f} %  ({summary['n_parameters']} parameters, "
+        f"{summary['wall_seconds']:.1f} s)  ->  {out}"
+    )
+
+
+@main.command()
+@click.argument("network_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--backend", default="reference", show_default=True, help="Backend name.")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--dataset", default="yin_yang", show_default=True)
+@click.option("--t-early", type=float, default=0.15, show_default=True, help="Encoder: time of feature 0.")
+@click.option("--t-late", type=float, default=2.0, show_default=True, help="Encoder: time of feature 1.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for noisy backends.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate(network_file, backend, split, dataset, t_early, t_late, seed, as_json):
+    """First-spike accuracy of a saved network (network.npz) on a dataset split."""
+    from delgrad_core._encoding import LatencyEncoder
+    from delgrad_core._losses import accuracy
+    from delgrad_core._plugins import get_backend
+    from delgrad_core._serialization import load_network
+    from delgrad_core.datasets import load_dataset
+
+    try:
+        network = load_network(network_file)
+        data = load_dataset(dataset, split)
+        target = get_backend(backend)
+        calibration = target.calibrate(network, seed=seed) if target.capabilities.needs_calibration else None
+        result = target.execute(network, LatencyEncoder(t_early, t_late)(data.features),
+                                calibration=calibration, seed=seed)
+    except (ValueError, LookupError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    report = {"network": str(network_file), "backend": target.name, "dataset": dataset, "split": split,
+              "n_samples": len(data.labels), "accuracy": accuracy(result.output_spike_times, data.labels)}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"{split} accuracy on {target.name}: {100 * report['accuracy']:.2f} % ({report['n_samples']} samples)")
+
+
+def _int_list(ctx, param, value):
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _kind_list(ctx, param, value):
+    kinds = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [k for k in kinds if k not in _DELAY_CHOICES]
+    if bad or not kinds:
+        raise click.BadParameter(f"unknown delay kind(s) {', '.join(bad) or '(none)'}; choose from {', '.join(_DELAY_CHOICES)}")
+    return kinds
+
+
+@main.command()
+@click.option("--hidden", default="5,10,15,20,25,30", show_default=True, callback=_int_list,
+              help="Comma-separated hidden sizes.")
+@click.option("--delays", default="none,axonal,dendritic,synaptic", show_default=True, callback=_kind_list,
+              help="Comma-separated delay kinds.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
+@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel processes.  [default: CPUs]")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file with further TrainingConfig settings for every run.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
+def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir):
+    """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
+    from delgrad_core.training._sweep import run_sweep
+
+    base = _settings(config_file, {"epochs": epochs})
+    try:
+        table = run_sweep(base, hidden, delays, seeds, Path(out_dir), jobs=jobs,
+                          echo=lambda line: click.echo(line, err=True))
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(table)
+    sys.stdout.flush()

@@ -1,0 +1,69 @@
+"""Adam with named parameter groups and a step-decay learning-rate schedule.
+
+Adam: Kingma & Ba 2015, Algorithm 1 (bias-corrected first and second moments).  Parameters are
+numpy arrays updated in place; the state is plain arrays, so checkpoints need no pickle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Adam", "step_decay_factor"]
+
+
+def step_decay_factor(epoch: int, gamma: float, every: int) -> float:
+    """Learning-rate factor gamma ** floor(epoch / every) (epochs counted from 0)."""
+    return gamma ** (epoch // every)
+
+
+class Adam:
+    """Adam over named arrays; `group_of[name]` selects the base learning rate of each array.
+
+    Parameters
+    ----------
+    learning_rates : dict
+        Base learning rate per group name, e.g. {"weights": 0.01, "delays": 0.003}.
+    group_of : dict
+        Group name per parameter name.
+    """
+
+    def __init__(self, learning_rates: dict[str, float], group_of: dict[str, str],
+                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        missing = sorted(set(group_of.values()) - set(learning_rates))
+        if missing:
+            raise ValueError(f"learning_rates: no rate for group(s) {', '.join(missing)}")
+        self.learning_rates = dict(learning_rates)
+        self.group_of = dict(group_of)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.steps = 0
+        self.first_moment: dict[str, np.ndarray] = {}
+        self.second_moment: dict[str, np.ndarray] = {}
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr_factor: float = 1.0) -> None:
+        """Update every array of `params` in place from the gradient of the same name."""
+        self.steps += 1
+        correction1 = 1.0 - self.beta1**self.steps
+        correction2 = 1.0 - self.beta2**self.steps
+        for name, grad in grads.items():
+            param = params[name]
+            m = self.first_moment.setdefault(name, np.zeros_like(param))
+            v = self.second_moment.setdefault(name, np.zeros_like(param))
+            m *= self.beta1
+            m += (1.0 - self.beta1) * grad
+            v *= self.beta2
+            v += (1.0 - self.beta2) * grad * grad
+            lr = self.learning_rates[self.group_of[name]] * lr_factor
+            param -= lr * (m / correction1) / (np.sqrt(v / correction2) + self.eps)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """State as flat arrays (for an npz checkpoint)."""
+        state = {"steps": np.array(self.steps)}
+        for name in self.first_moment:
+            state[f"m.{name}"] = self.first_moment[name]
+            state[f"v.{name}"] = self.second_moment[name]
+        return state
+
+    def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
+        self.steps = int(state["steps"])
+        self.first_moment = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("m.")}
+        self.second_moment = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v.")}

@@ -1,0 +1,109 @@
+"""Trainable parameters: float shadow weights and raw delays, and how they map onto a network.
+
+Delays stay non-negative through a parametrisation (MODEL.md §3): either
+``delay = shift + scale * sigmoid(raw)`` (DelGrad reference code) or ``delay = raw`` clipped to
+``[0, delay_max]`` after each step.  Hardware-style weight constraints (clipping, quantisation)
+act on the copy the backend runs; gradients flow straight through to the float shadow weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from delgrad_core._ir import DelayKind, Network, NeuronParameters
+from delgrad_core._propagation import NetworkGradients
+from delgrad_core.training._config import TrainingConfig
+
+__all__ = ["TrainableNetwork", "build_network"]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Network:
+    """The network of a run: n_inputs - hidden - n_classes, tau_s = 1, tau_m = tau_ratio."""
+    neuron = NeuronParameters(threshold=config.threshold, tau_m=config.tau_ratio, tau_s=1.0)
+    return Network.feedforward([n_inputs, config.hidden, n_classes], delay_kind=config.delays,
+                               neuron=neuron, seed=None)
+
+
+class TrainableNetwork:
+    """Holds the optimiser's parameters (``params``) and writes them into ``network``.
+
+    Parameter names: ``layers.K.weights`` (shadow weights) and ``layers.K.delays`` (raw delay
+    parameters); ``group_of`` maps each to "weights" or "delays".
+    """
+
+    def __init__(self, network: Network, config: TrainingConfig):
+        self.network = network
+        self.config = config
+        self.params: dict[str, np.ndarray] = {}
+        self.group_of: dict[str, str] = {}
+        for k, layer in enumerate(network.layers):
+            self.params[f"layers.{k}.weights"] = layer.projection.weights.copy()
+            self.group_of[f"layers.{k}.weights"] = "weights"
+            if layer.projection.delay_kind is not DelayKind.NONE:
+                self.params[f"layers.{k}.delays"] = np.zeros_like(layer.projection.delays)
+                self.group_of[f"layers.{k}.delays"] = "delays"
+
+    def initialise(self, rng: np.random.Generator) -> None:
+        """Draw weights N(weight_init_mean, weight_init_std) and raw delays N(delay_init_mean,
+        delay_init_std) (sigmoid raw values; for clipping, the delays they map to)."""
+        config = self.config
+        for name, param in self.params.items():
+            if self.group_of[name] == "weights":
+                param[...] = rng.normal(config.weight_init_mean, config.weight_init_std, param.shape)
+            else:
+                raw = rng.normal(config.delay_init_mean, config.delay_init_std, param.shape)
+                if config.delay_parametrisation == "sigmoid":
+                    param[...] = raw
+                else:
+                    param[...] = config.delay_shift + config.delay_scale * _sigmoid(raw)
+        self.constrain()
+        self.apply()
+
+    def constrain(self) -> None:
+        """Project raw delays back into bounds (clip parametrisation only)."""
+        if self.config.delay_parametrisation != "clip":
+            return
+        upper = np.inf if self.config.delay_max is None else self.config.delay_max
+        for name, param in self.params.items():
+            if self.group_of[name] == "delays":
+                np.clip(param, 0.0, upper, out=param)
+
+    def effective_weights(self, shadow: np.ndarray) -> np.ndarray:
+        """Weights the backend runs: quantised to weight_resolution and clipped to weight_limit."""
+        weights = shadow
+        if self.config.weight_resolution is not None:
+            weights = np.round(weights / self.config.weight_resolution) * self.config.weight_resolution
+        if self.config.weight_limit is not None:
+            weights = np.clip(weights, -self.config.weight_limit, self.config.weight_limit)
+        return weights
+
+    def delays_from_raw(self, raw: np.ndarray) -> np.ndarray:
+        if self.config.delay_parametrisation == "sigmoid":
+            return self.config.delay_shift + self.config.delay_scale * _sigmoid(raw)
+        return raw.copy()
+
+    def apply(self) -> None:
+        """Write the current parameters into the network (in place)."""
+        for k, layer in enumerate(self.network.layers):
+            layer.projection.weights[...] = self.effective_weights(self.params[f"layers.{k}.weights"])
+            raw = self.params.get(f"layers.{k}.delays")
+            if raw is not None:
+                layer.projection.delays[...] = self.delays_from_raw(raw)
+
+    def parameter_gradients(self, gradients: NetworkGradients) -> dict[str, np.ndarray]:
+        """dL/d(params) from the network gradients (chain rule through the delay map)."""
+        grads = {}
+        for k, layer_grad in enumerate(gradients.layers):
+            grads[f"layers.{k}.weights"] = layer_grad.weights
+            raw = self.params.get(f"layers.{k}.delays")
+            if raw is not None:
+                if self.config.delay_parametrisation == "sigmoid":
+                    s = _sigmoid(raw)
+                    grads[f"layers.{k}.delays"] = layer_grad.delays * self.config.delay_scale * s * (1.0 - s)
+                else:
+                    grads[f"layers.{k}.delays"] = layer_grad.delays
+        return grads

@@ -1,0 +1,93 @@
+"""PNG plots of a training run: learning curves, output spike times per class, learned delays.
+
+Needs matplotlib (the ``plot`` extra); `plot_run` says so instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_run", "plots_available"]
+
+
+def plots_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _learning_curves(plt, history: list[dict], path: Path) -> None:
+    epochs = [m["epoch"] for m in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [m["train_loss"] for m in history], label="train")
+    ax_loss.plot(epochs, [m["validation_loss"] for m in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="Loss")
+    ax_acc.plot(epochs, [100 * m["train_accuracy"] for m in history], label="train")
+    ax_acc.plot(epochs, [100 * m["validation_accuracy"] for m in history], label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy [%]", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray, class_names, path: Path) -> None:
+    n_classes = output_times.shape[1]
+    fig, axes = plt.subplots(1, n_classes, figsize=(4 * n_classes, 3.5), sharey=True, squeeze=False)
+    finite = output_times[np.isfinite(output_times)]
+    bins = np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
+    for label, ax in enumerate(axes[0]):
+        rows = output_times[labels == label]
+        for neuron in range(n_classes):
+            times = rows[:, neuron]
+            ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6, label=f"output {class_names[neuron]}")
+        ax.set(title=f"samples of class {class_names[label]}", xlabel="spike time [tau_s]")
+    axes[0][0].set_ylabel("count")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _delays(plt, network, path: Path) -> None:
+    layers = [(layer.population.name, layer.projection) for layer in network.layers
+              if layer.projection.delays is not None]
+    fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers), 3.5), squeeze=False)
+    for ax, (name, projection) in zip(axes[0], layers):
+        ax.hist(projection.delays.ravel(), bins=30)
+        ax.set(title=f"{projection.delay_kind.value} delays into {name}", xlabel="delay [tau_s]", ylabel="count")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_run(out_dir, history: list[dict], network, test_output_times, test_labels, class_names) -> list[Path]:
+    """Write learning_curves.png, spike_times.png and (with delays) delays.png into `out_dir`."""
+    if not plots_available():
+        warnings.warn("matplotlib is not installed: no plots written (pip install 'delgrad[plot]')")
+        return []
+    plt = _figure()
+    out_dir = Path(out_dir)
+    written = [out_dir / "learning_curves.png", out_dir / "spike_times.png"]
+    _learning_curves(plt, history, written[0])
+    _spike_time_distributions(plt, np.asarray(test_output_times), np.asarray(test_labels), class_names, written[1])
+    if any(layer.projection.delays is not None for layer in network.layers):
+        written.append(out_dir / "delays.png")
+        _delays(plt, network, written[-1])
+    return written
