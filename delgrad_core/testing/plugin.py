@@ -1,0 +1,60 @@
+"""pytest plugin of the backend conformance suite (registered through the "pytest11" entry point).
+
+Adds ``--delgrad-backend NAME`` (default: $DELGRAD_BACKEND, else "reference") and repeatable
+``--delgrad-backend-option KEY=VALUE`` (VALUE parsed as JSON when possible), and the session
+fixture ``delgrad_backend``.  Run the suite with::
+
+    python -m pytest --pyargs delgrad_core.testing --delgrad-backend NAME
+
+A project may also override the ``delgrad_backend`` fixture in its conftest to test an object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+__all__ = ["pytest_addoption", "delgrad_backend", "parse_backend_options"]
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("delgrad", "delgrad backend conformance suite")
+    group.addoption(
+        "--delgrad-backend",
+        default=None,
+        metavar="NAME",
+        help="registered backend to test (default: $DELGRAD_BACKEND, else 'reference')",
+    )
+    group.addoption(
+        "--delgrad-backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option passed to the backend factory; VALUE is parsed as JSON if it can be",
+    )
+
+
+def parse_backend_options(items) -> dict:
+    """{'dt': 0.01} from ['dt=0.01']; values that are not JSON stay strings."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise pytest.UsageError(f"--delgrad-backend-option: expected KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@pytest.fixture(scope="session")
+def delgrad_backend(request):
+    """The backend under test, built by name through the plugin registry."""
+    from delgrad_core._plugins import DEFAULT_BACKEND, get_backend
+
+    name = request.config.getoption("delgrad_backend") or os.environ.get("DELGRAD_BACKEND") or DEFAULT_BACKEND
+    options = parse_backend_options(request.config.getoption("delgrad_backend_option"))
+    return get_backend(name, **options)
