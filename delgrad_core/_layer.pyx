@@ -177,6 +177,8 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
                    signed char[:, ::1] zeroed, int n_threads):
     """Accumulate dL/dw, dL/da (per synapse), dL/dtheta into per-thread slices
     (first axis = thread) and write dL/dt_pre into `delta_pre`, given dL/dt_post = `delta_post`.
+    The static schedule gives each thread the same samples on every call, so the sums (and a
+    training run) are bit-for-bit reproducible for a fixed thread count.
 
     `zeroed[b, j]` is set to 1 where the model has no upward crossing at the given time and to
     2 where |delta_j dt_j/dw_ij| > `max_weight_term` for some i (the sample's gradient through
@@ -193,7 +195,7 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
             mine = scratch + tid * stride
-            for b in prange(n_batch, schedule='guided'):
+            for b in prange(n_batch, schedule='static'):
                 _backward_sample(b, pre_times, weights, delays, tau_m, tau_s, post_times,
                                  delta_post, max_weight_term, grad_weights[tid],
                                  grad_arrivals[tid], grad_threshold[tid], delta_pre, zeroed,

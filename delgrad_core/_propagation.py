@@ -53,9 +53,15 @@ def _check_times(times, n_columns: int, field_name: str) -> np.ndarray:
     return array
 
 
-def _threads(n_threads: int | None) -> int:
+# Below this many (sample, synapse) pairs per thread, starting threads costs more than it saves.
+_MIN_WORK_PER_THREAD = 100_000
+
+
+def _threads(n_threads: int | None, network: Network, n_batch: int) -> int:
+    """Explicit `n_threads`, else as many default threads as the batch's work can keep busy."""
     if n_threads is None:
-        return default_num_threads()
+        work = n_batch * sum(layer.projection.weights.size for layer in network.layers)
+        return max(1, min(default_num_threads(), work // _MIN_WORK_PER_THREAD))
     if int(n_threads) < 1:
         raise ValueError(f"n_threads: expected a positive integer, got {n_threads!r}")
     return int(n_threads)
@@ -70,7 +76,7 @@ def forward(network: Network, input_spike_times, *, n_threads: int | None = None
     input_spike_times : array (batch, n_inputs)
         Input spike times in units of tau_s; +inf marks a silent input.
     n_threads : int, optional
-        Threads over the batch (default: `default_num_threads()`).
+        Threads over the batch (default: up to `default_num_threads()`, fewer for small work).
 
     Returns
     -------
@@ -78,7 +84,7 @@ def forward(network: Network, input_spike_times, *, n_threads: int | None = None
     """
     network.validate()
     times = _check_times(input_spike_times, network.input.size, "input_spike_times")
-    threads = _threads(n_threads)
+    threads = _threads(n_threads, network, times.shape[0])
     layer_times = []
     for layer in network.layers:
         projection = layer.projection
@@ -153,8 +159,8 @@ def backward(
     a device spiked where the ideal model has no crossing) passes no gradient for that sample.
     """
     network.validate()
-    threads = _threads(n_threads)
     times_in = _check_times(input_spike_times, network.input.size, "input_spike_times")
+    threads = _threads(n_threads, network, times_in.shape[0])
     if len(layer_spike_times) != len(network.layers):
         raise ValueError(
             f"layer_spike_times: expected {len(network.layers)} arrays (one per layer), got {len(layer_spike_times)}"
