@@ -1,1 +1,68 @@
-"""`delgrad backends`: list installed backends (filled by the plugin work)."""
+"""`delgrad backends`: list the installed backends and what they can run."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from delgrad_core.cli import main
+
+__all__ = ["backends"]
+
+
+def _record(info) -> dict:
+    """JSON-able record of one backend; a backend whose factory fails gets an `error` field instead."""
+    try:
+        return info.to_dict()
+    except Exception as exc:  # a broken backend must not hide the others
+        return {
+            "name": info.name,
+            "distribution": info.distribution,
+            "version": info.version,
+            "description": info.description,
+            "capabilities": None,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
+
+
+def _summary(capabilities: dict | None) -> list[str]:
+    """Table cells: delay kinds, tau ratios, exactness, calibration, size limits."""
+    if capabilities is None:
+        return ["?"] * 5
+    ratios = capabilities["tau_ratios"]
+    limits = [
+        f"{label}<={capabilities[key]}"
+        for key, label in (("max_inputs", "in"), ("max_layer_size", "size"), ("max_layers", "layers"))
+        if capabilities[key] is not None
+    ]
+    exactness = "exact" if capabilities["exact"] else "statistical"
+    if not capabilities["deterministic"]:
+        exactness += ", noisy"
+    return [
+        ",".join(capabilities["delay_kinds"]),
+        "any" if ratios is None else ",".join(f"{r:g}" for r in ratios),
+        exactness,
+        "yes" if capabilities["needs_calibration"] else "no",
+        " ".join(limits) or "-",
+    ]
+
+
+@main.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON list.")
+def backends(as_json: bool):
+    """List installed backends (name, distribution, version, capabilities)."""
+    from delgrad_core._plugins import available_backends
+
+    records = [_record(info) for info in available_backends()]
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    header = ["NAME", "DISTRIBUTION", "VERSION", "DELAYS", "TAU RATIOS", "TIMES", "CALIBRATION", "LIMITS"]
+    rows = [[r["name"], r["distribution"], r["version"]] + _summary(r["capabilities"]) for r in records]
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    for record in records:
+        if "error" in record:
+            click.echo(f"warning: backend {record['name']!r} cannot be built: {record['error']}", err=True)

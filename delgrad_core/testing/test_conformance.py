@@ -159,7 +159,8 @@ def test_refuses_unsupported_before_running(delgrad_backend, monkeypatch, capabi
     caps = delgrad_backend.capabilities
     network = _violating_network(capability, caps, kind_name)
     if network is None:
-        pytest.skip(f"backend supports this ({capability} = {getattr(caps, capability)!r})")
+        what = f"delay kind {kind_name!r}" if kind_name else f"{capability} = {getattr(caps, capability)!r}"
+        pytest.skip(f"backend supports {what}")
     calls = []
     monkeypatch.setattr(delgrad_backend, "_execute", lambda *args, **kwargs: calls.append(args))
     with pytest.raises(UnsupportedNetworkError) as info:
