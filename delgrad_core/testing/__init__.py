@@ -15,6 +15,7 @@ from delgrad_core.testing._agreement import (
     compare_spike_times,
 )
 from delgrad_core.testing._cases import ConformanceCase, conformance_cases, make_network
+from delgrad_core.testing._distributions import write_distribution
 
 __all__ = [
     "Agreement",
@@ -25,4 +26,5 @@ __all__ = [
     "ConformanceCase",
     "conformance_cases",
     "make_network",
+    "write_distribution",
 ]
