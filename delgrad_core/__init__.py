@@ -29,6 +29,18 @@ from delgrad_core._plugins import (
     hookimpl,
     refresh_backends,
 )
+from delgrad_core import datasets
+from delgrad_core._encoding import LatencyEncoder
+from delgrad_core._losses import (
+    FirstSpikeLoss,
+    LossResult,
+    ShiftInvariantSquaredError,
+    TTFSCrossEntropy,
+    accuracy,
+    available_losses,
+    first_spike_prediction,
+    make_loss,
+)
 
 __version__ = "0.1.0"
 
@@ -63,4 +75,14 @@ __all__ = [
     "get_backend",
     "hookimpl",
     "refresh_backends",
+    "datasets",
+    "LatencyEncoder",
+    "FirstSpikeLoss",
+    "LossResult",
+    "ShiftInvariantSquaredError",
+    "TTFSCrossEntropy",
+    "accuracy",
+    "available_losses",
+    "first_spike_prediction",
+    "make_loss",
 ]
