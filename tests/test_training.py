@@ -1,0 +1,203 @@
+"""Training: optimiser, parameter maps, trainer determinism, resume, checkpoints and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import delgrad_core as dg
+from delgrad_core.cli import main
+from delgrad_core.training import Adam, TrainableNetwork, Trainer, TrainingConfig, build_network, step_decay_factor
+
+SHORT = dict(epochs=2, hidden=8, batch_size=250)
+
+
+def test_adam_matches_the_published_update_rule():
+    """Kingma & Ba 2015, Algorithm 1, written out independently for three steps."""
+    rng = np.random.default_rng(0)
+    param = rng.normal(size=5)
+    adam = Adam({"w": 0.1}, {"p": "w"}, beta1=0.9, beta2=0.999, eps=1e-8)
+    params = {"p": param.copy()}
+    expected, m, v = param.copy(), np.zeros(5), np.zeros(5)
+    for t in range(1, 4):
+        grad = rng.normal(size=5)
+        adam.step(params, {"p": grad}, lr_factor=0.5)
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        expected -= 0.05 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        np.testing.assert_allclose(params["p"], expected, rtol=1e-14, atol=0)
+
+
+def test_adam_state_round_trip_continues_identically():
+    rng = np.random.default_rng(1)
+    grads = [rng.normal(size=3) for _ in range(4)]
+    a = Adam({"w": 0.01}, {"p": "w"})
+    pa = {"p": np.ones(3)}
+    for g in grads[:2]:
+        a.step(pa, {"p": g})
+    b = Adam({"w": 0.01}, {"p": "w"})
+    b.load_state_arrays({k: v.copy() for k, v in a.state_arrays().items()})
+    pb = {"p": pa["p"].copy()}
+    for g in grads[2:]:
+        a.step(pa, {"p": g})
+        b.step(pb, {"p": g})
+    assert np.array_equal(pa["p"], pb["p"])
+
+
+def test_step_decay():
+    assert step_decay_factor(0, 0.95, 20) == 1.0
+    assert step_decay_factor(19, 0.95, 20) == 1.0
+    assert step_decay_factor(20, 0.95, 20) == 0.95
+    assert step_decay_factor(45, 0.5, 20) == 0.25
+
+
+@pytest.mark.parametrize("parametrisation", ["sigmoid", "clip"])
+@pytest.mark.parametrize("kind", ["axonal", "dendritic", "synaptic"])
+def test_parameter_gradients_match_finite_differences(kind, parametrisation):
+    """dL/d(raw parameters) through the delay map agrees with central differences of the loss."""
+    config = TrainingConfig(hidden=6, delays=kind, delay_parametrisation=parametrisation,
+                            delay_scale=0.8, delay_shift=0.1).resolved()
+    model = TrainableNetwork(build_network(config, 4, 3), config)
+    model.initialise(np.random.default_rng(3))
+    data = dg.datasets.yin_yang("validation")
+    inputs = dg.LatencyEncoder()(data.features[:40])
+    labels = data.labels[:40]
+    loss = dg.make_loss("squared")
+
+    def total_loss():
+        model.apply()
+        return loss(dg.forward(model.network, inputs)[-1], labels).per_sample.mean()
+
+    times = dg.forward(model.network, inputs)
+    result = loss(times[-1], labels)
+    grads = model.parameter_gradients(dg.backward(model.network, inputs, times, result.gradient))
+    h = 1e-6
+    for name, param in model.params.items():
+        for index in list(np.ndindex(param.shape))[:6]:
+            old = param[index]
+            param[index] = old + h
+            up = total_loss()
+            param[index] = old - h
+            down = total_loss()
+            param[index] = old
+            assert grads[name][index] == pytest.approx((up - down) / (2 * h), rel=1e-4, abs=1e-8), (name, index)
+
+
+def test_weight_constraints_quantise_and_clip_but_keep_shadow_weights():
+    config = TrainingConfig(hidden=5, delays="none", weight_limit=2.1, weight_resolution=1 / 30).resolved()
+    model = TrainableNetwork(build_network(config, 4, 3), config)
+    model.params["layers.0.weights"][...] = np.linspace(-3, 3, 20).reshape(4, 5)
+    model.apply()
+    effective = model.network.layers[0].projection.weights
+    assert np.abs(effective).max() <= 2.1 + 1e-12
+    np.testing.assert_allclose(effective * 30, np.round(effective * 30), atol=1e-9)
+    assert model.params["layers.0.weights"].max() == 3.0
+
+
+def test_training_is_deterministic_and_learns():
+    config = TrainingConfig(epochs=3, hidden=10, delays="axonal", seed=5)
+    a, b = Trainer(config), Trainer(config)
+    history_a, history_b = a.fit(progress=False), b.fit(progress=False)
+    for name in a.model.params:
+        assert np.array_equal(a.model.params[name], b.model.params[name])
+    assert [m.train_loss for m in history_a] == [m.train_loss for m in history_b]
+    assert history_a[-1].validation_accuracy > 0.5  # chance level is 1/3
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    config = TrainingConfig(epochs=4, hidden=8, delays="synaptic", seed=2)
+    straight = Trainer(config)
+    straight.fit(progress=False)
+
+    first = Trainer(TrainingConfig(**{**config.to_dict(), "epochs": 2}), out_dir=tmp_path)
+    first.fit(progress=False)
+    resumed = Trainer(config, out_dir=tmp_path)
+    resumed.load_checkpoint()
+    resumed.fit(progress=False)
+    for name in straight.model.params:
+        assert np.array_equal(straight.model.params[name], resumed.model.params[name]), name
+    assert [m.validation_loss for m in straight.history] == [m.validation_loss for m in resumed.history]
+
+
+def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
+    Trainer(TrainingConfig(**SHORT), out_dir=tmp_path).fit(progress=False)
+    other = Trainer(TrainingConfig(**{**SHORT, "hidden": 9}), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="hidden"):
+        other.load_checkpoint()
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    trainer = Trainer(TrainingConfig(**SHORT), out_dir=tmp_path)
+    trainer.fit(progress=False)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+
+    def broken_savez(handle, **arrays):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError):
+        trainer.save_checkpoint()
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize(
+    "settings, field",
+    [({"delays": "diagonal"}, "delays"), ({"hidden": 0}, "hidden"), ({"loss": "hinge"}, "loss"),
+     ({"tau_ratio": -1.0}, "tau_ratio"), ({"dataset": "mnist"}, "dataset"), ({"hiden": 3}, "hiden")],
+)
+def test_config_errors_name_the_setting(settings, field):
+    with pytest.raises(ValueError, match=field):
+        TrainingConfig.from_dict(settings)
+
+
+def test_cli_train_writes_outputs_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    config = tmp_path / "config.toml"
+    config.write_text("[train]\nbatch-size = 250\nloss = 'crossentropy'\n")
+    runner = CliRunner()
+    args = ["train", "--hidden", "6", "--delays", "axonal", "--epochs", "2", "--seed", "1",
+            "--config", str(config), "--out", str(out), "--no-progress"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["loss"] == "crossentropy" and metrics["config"]["batch_size"] == 250
+    assert metrics["n_parameters"] == 8 * 6 + 4 and len(metrics["epochs"]) == 2
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["backend"] == "reference"
+    assert dg.load_network(out / "network.npz").sizes == [4, 6, 3]
+    for plot in ("learning_curves.png", "spike_times.png", "delays.png"):
+        assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+
+    again = runner.invoke(main, args)
+    assert again.exit_code != 0 and "--resume" in again.output
+    resumed = runner.invoke(main, [a if a != "2" else "3" for a in args] + ["--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 3
+
+    evaluated = runner.invoke(main, ["evaluate", str(out / "network.npz"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["accuracy"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["test_accuracy"])
+
+
+def test_cli_rejects_unknown_backend_naming_the_choices(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--backend", "nope", "--epochs", "1", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0
+    assert "nope" in result.output and "reference" in result.output
+
+
+def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
+    runner = CliRunner()
+    args = ["sweep", "--hidden", "4,6", "--delays", "none,axonal", "--seeds", "1", "--epochs", "1",
+            "--jobs", "2", "--out", str(tmp_path)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert lines[0].startswith("delays,hidden,seed,n_parameters") and len(lines) == 5
+    params = {(row.split(",")[0], int(row.split(",")[1])): int(row.split(",")[3]) for row in lines[1:]}
+    assert params == {("none", 4): 28, ("none", 6): 42, ("axonal", 4): 36, ("axonal", 6): 52}
+    assert (tmp_path / "sweep.png").exists()
+    again = runner.invoke(main, args)
+    assert "4 of 4 runs already finished" in again.output
