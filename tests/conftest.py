@@ -21,7 +21,7 @@ def build_network(sizes, kind, ratio, seed, *, per_neuron=True, weight_mean=1.5,
         if per_neuron:
             tau_s = rng.uniform(0.8, 1.25, size=n)
             layer.population.neuron = dg.NeuronParameters(
-                threshold=rng.uniform(0.7, 1.3, size=n), tau_m=np.broadcast_to(ratio, (n,)) * tau_s, tau_s=tau_s
+                threshold=rng.uniform(0.7, 1.3, size=n), tau_m=np.resize(ratio, n) * tau_s, tau_s=tau_s
             )
         else:
             layer.population.neuron = dg.NeuronParameters(threshold=1.0, tau_m=float(ratio), tau_s=1.0)
@@ -38,10 +38,12 @@ def output_loss(network, inputs, delta):
 
 
 def central_difference(loss, array, eps=1e-6):
-    """d loss / d array by central differences, perturbing `array` in place (restored after)."""
-    grad = np.empty(array.shape)
+    """d loss / d array by central differences, perturbing `array` in place (restored after).
+
+    Non-finite entries (silent spike times) are not perturbed; their gradient is NaN."""
+    grad = np.full(array.shape, np.nan)
     flat = array.reshape(-1)
-    for index in range(flat.size):
+    for index in np.flatnonzero(np.isfinite(flat)):
         original = flat[index]
         step = eps * max(1.0, abs(original))
         flat[index] = original + step
@@ -62,7 +64,8 @@ def is_well_conditioned(network, inputs, times, slopes, *, margin=2e-3, min_slop
         spiking = np.isfinite(post)
         if np.any(slope[spiking] < min_slope):
             return False
-        gap = np.abs(post[:, None, :] - arrivals)
+        with np.errstate(invalid="ignore"):
+            gap = np.abs(post[:, None, :] - arrivals)
         if np.any((gap < margin) & spiking[:, None, :] & np.isfinite(arrivals)):
             return False
         pre = post

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _ode_reference import network_spike_times
+from _ode_reference import network_spike_times, neuron_first_spike, propagator
 from scipy.linalg import expm
 from scipy.special import lambertw
 
@@ -12,6 +12,22 @@ from delgrad_core import _layer
 RTOL = 1e-6
 KINDS = ["none", "axonal", "dendritic", "synaptic"]
 RATIOS = [1.0, 2.0, 1.7]
+
+
+@pytest.mark.parametrize("tau_m", [1.0, 2.0, 1.7, 0.5])
+def test_reference_propagator_is_the_matrix_exponential(tau_m):
+    for s in (1e-6, 0.3, 2.0, 25.0):
+        expected = expm(np.array([[-1.0 / tau_m, 1.0], [0.0, -1.0 / 0.9]]) * s)
+        np.testing.assert_allclose(propagator(tau_m, 0.9, s), expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_reference_spike_of_a_single_input_solves_w_s_exp_minus_s():
+    """tau_m = tau_s = 1, one input of weight w at a: t = a - W0(-theta/w) (scipy's Lambert W)."""
+    for weight, theta, arrival in [(3.0, 1.0, 0.0), (1.0, 0.3, 1.5), (50.0, 2.0, 0.2)]:
+        t, slope = neuron_first_spike([arrival], [weight], theta, 1.0, 1.0)
+        assert t == pytest.approx(arrival - lambertw(-theta / weight, 0).real, rel=1e-12)
+        assert slope > 0
+    assert neuron_first_spike([0.0], [2.0], 1.0, 1.0, 1.0)[0] == np.inf  # peak 2/e < 1
 
 
 def assert_same_spikes(actual, expected):
