@@ -210,6 +210,8 @@ def _environment() -> dict:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 
@@ -222,7 +224,10 @@ def main(argv=None) -> dict:
     if args.epoch_samples < 1:
         parser.error(f"--epoch-samples: expected a positive integer, got {args.epoch_samples}")
     repeats, min_seconds = (3, 0.05) if args.quick else (7, 0.3)
-    results = {"environment": _environment(), "repeats": repeats, **run(repeats, min_seconds, args.epoch_samples)}
+    environment = _environment()
+    print("environment: " + ", ".join(f"{k}={v}" for k, v in environment.items()), flush=True)
+    results = {"environment": environment, "repeats": repeats, **run(repeats, min_seconds, args.epoch_samples)}
+    results["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")
