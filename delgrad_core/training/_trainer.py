@@ -140,11 +140,10 @@ class Trainer:
         if self._bump_silent(times):
             self.model.apply()
             return float(loss.per_sample.mean()), batch_accuracy, True, 0
-        batch = len(labels)
-        # the grazing guard acts on per-sample terms (MODEL.md §4), so undo the batch mean first
-        gradients = backward(self.network, inputs, times, loss.gradient * batch,
-                             max_weight_term=self.config.max_weight_term)
-        grads = {name: g / batch for name, g in self.model.parameter_gradients(gradients).items()}
+        # the grazing guard compares |dL/dt_j dt_j/dw_ij| of the batch-mean loss, as autograd's
+        # incoming gradient in the DelGrad reference code does (MODEL.md §4)
+        gradients = backward(self.network, inputs, times, loss.gradient, max_weight_term=self.config.max_weight_term)
+        grads = self.model.parameter_gradients(gradients)
         self.optimiser.step(self.model.params, grads, lr_factor)
         self.model.constrain()
         self.model.apply()
