@@ -172,11 +172,11 @@ def backward(
     n_batch = times_in.shape[0]
     if any(t.shape[0] != n_batch for t in pre_times):
         raise ValueError("layer_spike_times: every array needs the batch size of input_spike_times")
-    delta = np.ascontiguousarray(output_gradient, dtype=np.float64).reshape(n_batch, -1)
-    if delta.shape[1] != network.layers[-1].population.size or not np.all(np.isfinite(delta)):
-        raise ValueError(
-            f"output_gradient: expected finite values of shape ({n_batch}, {network.layers[-1].population.size})"
-        )
+    n_outputs = network.layers[-1].population.size
+    delta = np.ascontiguousarray(output_gradient, dtype=np.float64)
+    if delta.size != n_batch * n_outputs or not np.all(np.isfinite(delta)):
+        raise ValueError(f"output_gradient: expected finite values of shape ({n_batch}, {n_outputs})")
+    delta = delta.reshape(n_batch, n_outputs)
     max_term = np.inf if max_weight_term is None else float(max_weight_term)
     gradients = []
     for index in range(len(network.layers) - 1, -1, -1):
