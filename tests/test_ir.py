@@ -1,0 +1,194 @@
+"""Validation of the network IR and of `forward`/`backward` inputs: errors name the field."""
+
+import re
+
+import numpy as np
+import pytest
+
+import delgrad_core as dg
+
+NAME = "out.projection"
+
+
+def projection(weights=None, **kwargs):
+    return dg.Projection(np.ones((3, 2)) if weights is None else weights, name=NAME, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_rejected(bad):
+    weights = np.ones((3, 2))
+    weights[1, 0] = bad
+    with pytest.raises(ValueError, match=rf"{NAME}\.weights: contains NaN or inf"):
+        projection(weights)
+
+
+def test_weights_must_be_numbers_in_a_matrix():
+    with pytest.raises(TypeError, match=rf"{NAME}\.weights: expected an array of numbers"):
+        projection([["a", "b"]])
+    with pytest.raises(ValueError, match=rf"{NAME}\.weights: expected a 2-d array"):
+        projection(np.ones(3))
+
+
+def test_negative_delays_are_rejected():
+    with pytest.raises(ValueError, match=rf"{NAME}\.delays: must be >= 0"):
+        projection(delay_kind="axonal", delays=np.array([0.1, -0.2, 0.0]))
+
+
+def test_non_finite_delays_are_rejected():
+    with pytest.raises(ValueError, match=rf"{NAME}\.delays: contains NaN or inf"):
+        projection(delay_kind="synaptic", delays=np.full((3, 2), np.nan))
+
+
+@pytest.mark.parametrize("kind, good, bad", [("axonal", (3,), (2,)), ("dendritic", (2,), (3,)), ("synaptic", (3, 2), (2, 3))])
+def test_delay_shapes_by_kind(kind, good, bad):
+    assert projection(delay_kind=kind, delays=np.zeros(good)).delays.shape == good
+    assert projection(delay_kind=kind).delays.shape == good  # default: zero delays
+    with pytest.raises(ValueError, match=re.escape(f"{NAME}.delays: expected shape {good}, got {bad}")):
+        projection(delay_kind=kind, delays=np.zeros(bad))
+
+
+def test_delays_without_a_delay_kind_are_rejected():
+    with pytest.raises(ValueError, match=rf"{NAME}\.delays: must be None for delay kind 'none'"):
+        projection(delays=np.zeros(3))
+
+
+def test_unknown_delay_kind_lists_the_allowed_values():
+    with pytest.raises(ValueError, match=rf"{NAME}\.delay_kind: unknown delay kind 'somatic'; choose one of none, axonal, dendritic, synaptic"):
+        projection(delay_kind="somatic")
+    with pytest.raises(ValueError, match="delay_kind: unknown delay kind"):
+        dg.Network.feedforward([2, 2], delay_kind="bogus")
+
+
+def test_delay_kind_parsing():
+    assert dg.DelayKind.parse("AXONAL") is dg.DelayKind.AXONAL
+    assert dg.DelayKind.parse(dg.DelayKind.SYNAPTIC) is dg.DelayKind.SYNAPTIC
+    assert projection(delay_kind="Dendritic").delay_kind is dg.DelayKind.DENDRITIC
+
+
+@pytest.mark.parametrize("field", ["threshold", "tau_m", "tau_s"])
+@pytest.mark.parametrize("value", [0.0, -1.0, np.array([1.0, -0.5])])
+def test_neuron_parameters_must_be_positive(field, value):
+    with pytest.raises(ValueError, match=rf"hidden\.{field}: must be > 0"):
+        dg.Population("hidden", 2, dg.NeuronParameters(**{field: value}))
+
+
+@pytest.mark.parametrize("field", ["threshold", "tau_m", "tau_s"])
+def test_neuron_parameters_must_be_finite_and_sized(field):
+    with pytest.raises(ValueError, match=rf"hidden\.{field}: contains NaN or inf"):
+        dg.Population("hidden", 2, dg.NeuronParameters(**{field: np.nan}))
+    with pytest.raises(ValueError, match=rf"hidden\.{field}: expected a scalar or shape \(2,\)"):
+        dg.Population("hidden", 2, dg.NeuronParameters(**{field: np.ones(3)}))
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, True, "3"])
+def test_population_size_must_be_a_positive_integer(size):
+    with pytest.raises(ValueError, match=r"pop\.size: expected a positive integer"):
+        dg.Population("pop", size)
+
+
+def test_population_name_must_be_a_non_empty_string():
+    with pytest.raises(ValueError, match="Population.name"):
+        dg.Population("", 3)
+
+
+def test_layer_and_network_shape_checks():
+    neuron = dg.NeuronParameters()
+    with pytest.raises(ValueError, match=rf"{NAME}\.weights: has 2 columns but population 'out' has size 4"):
+        dg.Layer(dg.Population("out", 4, neuron), projection())
+    with pytest.raises(ValueError, match=r"out\.neuron: a layer needs neuron parameters"):
+        dg.Layer(dg.Population("out", 2), projection())
+    layer = dg.Layer(dg.Population("out", 2, neuron), projection())
+    with pytest.raises(ValueError, match=rf"{NAME}\.weights: has 3 rows but the previous population has size 5"):
+        dg.Network(dg.Population("input", 5), [layer])
+    with pytest.raises(ValueError, match=r"input\.neuron: the input population has no neuron parameters"):
+        dg.Network(dg.Population("input", 3, neuron), [layer])
+    with pytest.raises(ValueError, match=r"Network\.layers: needs at least one layer"):
+        dg.Network(dg.Population("input", 3), [])
+    with pytest.raises(ValueError, match=r"Network\.layers: duplicate population name 'input'"):
+        dg.Network(dg.Population("input", 3), [dg.Layer(dg.Population("input", 2, neuron), projection())])
+    with pytest.raises(ValueError, match=r"sizes: need at least input and output sizes"):
+        dg.Network.feedforward([4])
+
+
+def test_in_place_changes_are_caught_by_forward():
+    network = dg.Network.feedforward([3, 4, 2], delay_kind="synaptic")
+    x = np.zeros((1, 3))
+    network.layers[1].projection.weights[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"output\.projection\.weights: contains NaN or inf"):
+        dg.forward(network, x)
+    network.layers[1].projection.weights[0, 0] = 1.0
+    network.layers[0].projection.delays[2, 1] = -0.1
+    with pytest.raises(ValueError, match=r"hidden\.projection\.delays: must be >= 0"):
+        dg.forward(network, x)
+    network.layers[0].projection.delays[2, 1] = 0.1
+    network.layers[0].population.neuron.tau_m = -2.0
+    with pytest.raises(ValueError, match=r"hidden\.tau_m: must be > 0"):
+        dg.forward(network, x)
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.array([[0.1, np.nan, 0.3]]), r"input_spike_times: contains NaN or -inf \(use \+inf for a silent neuron\)"),
+        (np.array([[0.1, -np.inf, 0.3]]), r"input_spike_times: contains NaN or -inf"),
+        (np.zeros((2, 4)), r"input_spike_times: expected shape \(batch, 3\), got \(2, 4\)"),
+        (np.zeros((2, 3, 1)), r"input_spike_times: expected shape \(batch, 3\)"),
+    ],
+)
+def test_forward_input_validation(x, message):
+    network = dg.Network.feedforward([3, 2])
+    with pytest.raises(ValueError, match=message):
+        dg.forward(network, x)
+
+
+def test_forward_accepts_a_single_sample_and_plus_inf():
+    network = dg.Network.feedforward([3, 2])
+    times = dg.forward(network, [0.1, np.inf, 0.5])
+    assert times[0].shape == (1, 2)
+
+
+def test_backward_input_validation():
+    network = dg.Network.feedforward([3, 4, 2])
+    x = np.zeros((2, 3))
+    times = dg.forward(network, x)
+    with pytest.raises(ValueError, match=r"layer_spike_times: expected 2 arrays \(one per layer\), got 1"):
+        dg.backward(network, x, times[:1], np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"layer_spike_times\[1\]: expected shape \(batch, 2\)"):
+        dg.backward(network, x, [times[0], np.zeros((2, 5))], np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"layer_spike_times\[0\]: contains NaN"):
+        dg.backward(network, x, [np.full((2, 4), np.nan), times[1]], np.ones((2, 2)))
+    with pytest.raises(ValueError, match="layer_spike_times: every array needs the batch size"):
+        dg.backward(network, x, [times[0][:1], times[1]], np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"output_gradient: expected finite values of shape \(2, 2\)"):
+        dg.backward(network, x, times, np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"output_gradient: expected finite values"):
+        dg.backward(network, x, times, np.full((2, 2), np.nan))
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_thread_count_validation(monkeypatch, value):
+    monkeypatch.setenv("DELGRAD_NUM_THREADS", value)
+    with pytest.raises(ValueError, match="DELGRAD_NUM_THREADS: expected a positive integer"):
+        dg.default_num_threads()
+    with pytest.raises(ValueError, match="n_threads: expected a positive integer"):
+        dg.forward(dg.Network.feedforward([2, 2]), np.zeros((1, 2)), n_threads=0)
+
+
+def test_parameter_counts_match_model_md():
+    """4-H-3 without bias: weights 7H; + axonal 8H+4; + dendritic 8H+3; + synaptic 14H (MODEL.md §3)."""
+    for hidden in (5, 30):
+        counts = {kind: dg.Network.feedforward([4, hidden, 3], delay_kind=kind).n_parameters for kind in
+                  ("none", "axonal", "dendritic", "synaptic")}
+        assert counts == {"none": 7 * hidden, "axonal": 8 * hidden + 4, "dendritic": 8 * hidden + 3,
+                          "synaptic": 14 * hidden}
+
+
+def test_delay_matrix_and_gradient_reduction():
+    axonal = projection(delay_kind="axonal", delays=np.array([0.1, 0.2, 0.3]))
+    np.testing.assert_array_equal(axonal.delay_matrix(), [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]])
+    dendritic = projection(delay_kind="dendritic", delays=np.array([0.5, 0.7]))
+    np.testing.assert_array_equal(dendritic.delay_matrix(), [[0.5, 0.7]] * 3)
+    per_synapse = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(axonal.reduce_synapse_gradient(per_synapse), [1.0, 5.0, 9.0])
+    np.testing.assert_array_equal(dendritic.reduce_synapse_gradient(per_synapse), [6.0, 9.0])
+    assert projection().reduce_synapse_gradient(per_synapse) is None
