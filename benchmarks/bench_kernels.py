@@ -28,7 +28,7 @@ import delgrad_core
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _numpy_baseline  # noqa: E402  (sibling module of this script)
 
-__all__ = ["Case", "CASES", "build", "check_agreement", "time_step", "main"]
+__all__ = ["Case", "CASES", "build", "check_agreement", "check_variants", "time_step", "main"]
 
 BATCH = 150
 THREADS = (1, 2)
@@ -45,6 +45,7 @@ class Case:
     weights: tuple[tuple[float, float], ...]
     silent_fraction: float = 0.0
     max_delay: float = 1.0
+    tau_m: float = 2.0
 
 
 CASES = (
@@ -61,7 +62,7 @@ def build(case: Case, batch: int, seed: int = 0):
     network = delgrad_core.Network.feedforward(
         list(case.sizes),
         delay_kind=case.delay_kind,
-        neuron=delgrad_core.NeuronParameters(threshold=1.0, tau_m=2.0, tau_s=1.0),
+        neuron=delgrad_core.NeuronParameters(threshold=1.0, tau_m=case.tau_m, tau_s=1.0),
         seed=seed,
     )
     for layer, (mean, std) in zip(network.layers, case.weights):
@@ -126,6 +127,21 @@ def check_agreement(network, inputs, output_gradient) -> dict:
     return report
 
 
+def check_variants() -> dict:
+    """Agreement of the baseline on every delay kind and both closed forms (tau_m/tau_s = 1, 2)
+    on a small 4-10-3 network with 20 % silent inputs; not timed."""
+    report = {}
+    for kind in ("none", "axonal", "dendritic", "synaptic"):
+        for tau_m in (1.0, 2.0):
+            case = Case(f"4-10-3 {kind} tau_m={tau_m:g}", (4, 10, 3), kind, ((1.0, 1.0), (1.0, 1.0)),
+                        silent_fraction=0.2, tau_m=tau_m)
+            agreement = check_agreement(*build(case, 40, seed=2))
+            report[case.name] = agreement
+            worst = max(v for k, v in agreement.items() if isinstance(v, float))
+            print(f"[check] {case.name}: max abs diff {worst:.2e}, dropped {agreement['guarded_dropped']}")
+    return report
+
+
 def time_step(step, arguments, repeats: int, min_seconds: float) -> float:
     """Median wall time of one call of step(*arguments): each of `repeats` runs calls it often
     enough to last `min_seconds` (timeit-style), after one warm-up call."""
@@ -160,7 +176,7 @@ def _epoch(step, network, inputs, output_gradient, batch: int | None):
 def run(repeats: int, min_seconds: float, epoch_samples: int) -> dict:
     """Agreement checks, throughput table and the 5000-sample timings; prints as it goes."""
     steps = _implementations()
-    results = {"throughput": [], "epoch": [], "agreement": {}}
+    results = {"throughput": [], "epoch": [], "agreement": check_variants()}
     header = f"{'network':<18}" + "".join(f"{name + ' [1/s]':>18}" for name in steps)
     header += "".join(f"{name + '/numpy':>16}" for name in steps if name != "numpy")
     rows = []
