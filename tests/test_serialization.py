@@ -1,0 +1,117 @@
+"""save_network / load_network: bit-identical round trips, no pickle, clear errors."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+import delgrad_core as dg
+
+KINDS = ["none", "axonal", "dendritic", "synaptic"]
+
+
+def assert_bit_identical(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes()
+
+
+def assert_same_network(loaded, original):
+    assert loaded.input.name == original.input.name and loaded.input.size == original.input.size
+    assert len(loaded.layers) == len(original.layers)
+    for new, old in zip(loaded.layers, original.layers):
+        assert new.population.name == old.population.name and new.population.size == old.population.size
+        assert new.projection.name == old.projection.name
+        assert new.projection.delay_kind is old.projection.delay_kind
+        assert_bit_identical(new.projection.weights, old.projection.weights)
+        if old.projection.delays is None:
+            assert new.projection.delays is None
+        else:
+            assert_bit_identical(new.projection.delays, old.projection.delays)
+        for name in ("threshold", "tau_m", "tau_s"):
+            value, expected = getattr(new.population.neuron, name), getattr(old.population.neuron, name)
+            assert np.ndim(value) == np.ndim(expected), name
+            assert_bit_identical(np.float64(value), np.float64(expected))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per-neuron"])
+def test_round_trip_is_bit_identical(tmp_path, helpers, kind, per_neuron):
+    network = helpers.build_network([4, 7, 5, 3], kind, 1.7, seed=3, per_neuron=per_neuron)
+    # awkward values: negative zero, subnormal, many significant digits
+    network.layers[0].projection.weights[0, :3] = [-0.0, 5e-324, np.nextafter(1.0, 2.0)]
+    path = dg.save_network(network, tmp_path / "net.npz")
+    loaded = dg.load_network(path)
+    assert_same_network(loaded, network)
+    x = np.random.default_rng(0).uniform(0.1, 2.0, size=(6, 4))
+    for a, b in zip(dg.forward(loaded, x), dg.forward(network, x)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_saving_twice_gives_the_same_arrays(tmp_path):
+    network = dg.Network.feedforward([4, 6, 3], delay_kind="synaptic", delay_value=0.25, seed=1)
+    first = dg.load_network(dg.save_network(network, tmp_path / "a.npz"))
+    second = dg.load_network(dg.save_network(first, tmp_path / "b.npz"))
+    assert_same_network(second, network)
+
+
+def test_file_contains_no_pickle(tmp_path):
+    network = dg.Network.feedforward([3, 4, 2], delay_kind="axonal")
+    path = dg.save_network(network, tmp_path / "net.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    assert all(array.dtype != object for array in arrays.values())
+    meta = json.loads(str(arrays["network.json"]))
+    assert meta["format"] == "delgrad-network"
+    assert [layer["delay_kind"] for layer in meta["layers"]] == ["axonal", "axonal"]
+
+
+def test_save_creates_parent_directories(tmp_path):
+    path = dg.save_network(dg.Network.feedforward([2, 2]), tmp_path / "deep" / "er" / "net.npz")
+    assert path.exists()
+
+
+def test_non_delgrad_npz_gives_a_clear_error(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, weights=np.ones((3, 3)))
+    with pytest.raises(ValueError, match=r"not a delgrad network file \(no 'network.json' entry\)"):
+        dg.load_network(path)
+
+
+def test_unsupported_format_version_is_named(tmp_path):
+    path = tmp_path / "future.npz"
+    np.savez(path, **{"network.json": np.array(json.dumps({"format": "delgrad-network", "version": 99}))})
+    with pytest.raises(ValueError, match=r"unsupported network format 'delgrad-network' version 99"):
+        dg.load_network(path)
+
+
+class _Payload:
+    """Unpickling this would record that arbitrary code ran."""
+
+    ran = []
+
+    def __reduce__(self):
+        return (_Payload.ran.append, ("unpickled",))
+
+
+def test_loading_never_unpickles(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, **{"network.json": np.array([_Payload()], dtype=object)}, allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        dg.load_network(path)
+    assert _Payload.ran == []
+    pickle.loads(pickle.dumps(_Payload()))  # control: the payload does run when unpickled
+    assert _Payload.ran == ["unpickled"]
+    _Payload.ran.clear()
+
+
+def test_failed_save_leaves_the_old_file_intact(tmp_path):
+    path = dg.save_network(dg.Network.feedforward([3, 2], seed=0), tmp_path / "net.npz")
+    before = path.read_bytes()
+    broken = dg.Network.feedforward([3, 2], seed=1)
+    broken.layers[0].projection.weights[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"output\.projection\.weights: contains NaN or inf"):
+        dg.save_network(broken, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["net.npz"]  # no temporary files left behind
