@@ -86,13 +86,18 @@ def test_unsupported_format_version_is_named(tmp_path):
         dg.load_network(path)
 
 
-class _Payload:
-    """Unpickling this would record that arbitrary code ran."""
+UNPICKLED = []
 
-    ran = []
+
+def _record(tag):
+    UNPICKLED.append(tag)
+
+
+class _Payload:
+    """Unpickling this calls _record: it would show that arbitrary code ran."""
 
     def __reduce__(self):
-        return (_Payload.ran.append, ("unpickled",))
+        return (_record, ("unpickled",))
 
 
 def test_loading_never_unpickles(tmp_path):
@@ -100,10 +105,10 @@ def test_loading_never_unpickles(tmp_path):
     np.savez(path, **{"network.json": np.array([_Payload()], dtype=object)}, allow_pickle=True)
     with pytest.raises(ValueError, match="allow_pickle"):
         dg.load_network(path)
-    assert _Payload.ran == []
+    assert UNPICKLED == []
     pickle.loads(pickle.dumps(_Payload()))  # control: the payload does run when unpickled
-    assert _Payload.ran == ["unpickled"]
-    _Payload.ran.clear()
+    assert UNPICKLED == ["unpickled"]
+    UNPICKLED.clear()
 
 
 def test_failed_save_leaves_the_old_file_intact(tmp_path):
