@@ -63,6 +63,15 @@ def test_mixed_ratios_within_a_layer(kind, helpers):
     assert_same_spikes(dg.forward(network, x), network_spike_times(network, x))
 
 
+@pytest.mark.parametrize("ratio", [1 + 1e-3, 1 + 1e-9, 1 - 1e-7], ids=["1+1e-3", "1+1e-9", "1-1e-7"])
+def test_general_solver_near_ratio_one(helpers, ratio):
+    """Per-neuron time constants close to but not equal to tau_s (hardware mismatch) use the
+    general solver, whose K = tau_m tau_s / (tau_m - tau_s) becomes huge."""
+    network = helpers.build_network([5, 6, 3], "synaptic", ratio, seed=1)
+    x = inputs(3, 5, seed=2)
+    assert_same_spikes(dg.forward(network, x), network_spike_times(network, x))
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_threads_do_not_change_results(n_threads, helpers):
     network = helpers.build_network([4, 8, 3], "synaptic", 1.7, seed=4)
