@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 import delgrad_core as dg
 from delgrad_core.cli import main
+from delgrad_core.training._plots import plots_available
 from delgrad_core.training import Adam, TrainableNetwork, Trainer, TrainingConfig, build_network, step_decay_factor
 
 SHORT = dict(epochs=2, hidden=8, batch_size=250)
@@ -95,14 +96,19 @@ def test_weight_constraints_quantise_and_clip_but_keep_shadow_weights():
     assert model.params["layers.0.weights"].max() == 3.0
 
 
-def test_training_is_deterministic_and_learns():
-    config = TrainingConfig(epochs=3, hidden=10, delays="axonal", seed=5)
+def test_training_is_deterministic():
+    config = TrainingConfig(epochs=2, hidden=10, delays="axonal", seed=5)
     a, b = Trainer(config), Trainer(config)
     history_a, history_b = a.fit(progress=False), b.fit(progress=False)
     for name in a.model.params:
         assert np.array_equal(a.model.params[name], b.model.params[name])
     assert [m.train_loss for m in history_a] == [m.train_loss for m in history_b]
-    assert history_a[-1].validation_accuracy > 0.5  # chance level is 1/3
+
+
+def test_training_learns():
+    history = Trainer(TrainingConfig(epochs=3, hidden=10, delays="none", seed=5)).fit(progress=False)
+    assert history[-1].train_loss < 0.6 * history[0].train_loss
+    assert history[-1].validation_accuracy > 0.6  # chance level is 1/3
 
 
 def test_resume_equals_uninterrupted(tmp_path):
@@ -167,8 +173,9 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path):
     assert metrics["n_parameters"] == 8 * 6 + 4 and len(metrics["epochs"]) == 2
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["backend"] == "reference"
     assert dg.load_network(out / "network.npz").sizes == [4, 6, 3]
-    for plot in ("learning_curves.png", "spike_times.png", "delays.png"):
-        assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+    if plots_available():
+        for plot in ("learning_curves.png", "spike_times.png", "delays.png"):
+            assert (out / plot).read_bytes()[:4] == b"\x89PNG"
 
     again = runner.invoke(main, args)
     assert again.exit_code != 0 and "--resume" in again.output
@@ -198,6 +205,6 @@ def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     assert lines[0].startswith("delays,hidden,seed,n_parameters") and len(lines) == 5
     params = {(row.split(",")[0], int(row.split(",")[1])): int(row.split(",")[3]) for row in lines[1:]}
     assert params == {("none", 4): 28, ("none", 6): 42, ("axonal", 4): 36, ("axonal", 6): 52}
-    assert (tmp_path / "sweep.png").exists()
+    assert (tmp_path / "sweep.png").exists() == plots_available()
     again = runner.invoke(main, args)
     assert "4 of 4 runs already finished" in again.output
