@@ -11,7 +11,7 @@ from libc.math cimport exp, fabs, isfinite, INFINITY
 import numpy as np
 
 from delgrad_core._psp cimport (
-    RatioKind, ratio_kind, psp_kernel, psp_kernel_slope, first_crossing, lambert_w0,
+    RatioKind, ratio_kind, first_crossing, advance_state, kernel_and_slope, lambert_w0,
     RATIO_GENERAL,
 )
 
@@ -31,13 +31,26 @@ cdef int _compare_arrivals(const void* left, const void* right) noexcept nogil:
     return (a.index > b.index) - (a.index < b.index)
 
 
+cdef inline void _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
+    """Sort by (time, index); linear time for the nearly sorted orders of neighbouring neurons."""
+    cdef Py_ssize_t k, m
+    cdef Arrival item
+    for k in range(1, n):
+        item = order[k]
+        m = k - 1
+        while m >= 0 and _compare_arrivals(&order[m], &item) > 0:
+            order[m + 1] = order[m]
+            m -= 1
+        order[m + 1] = item
+
+
 cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t b, Py_ssize_t j,
                          const double[:, ::1] pre_times, const double[:, ::1] weights,
                          const double[:, ::1] delays, double theta, double tau_m, double tau_s,
                          RatioKind kind) noexcept nogil:
     """Causal-set search (MODEL.md §2): walk the sorted arrivals, keeping the membrane state at
     the latest arrival, and return the first crossing before the next arrival (or +inf)."""
-    cdef double u = 0.0, current = 0.0, t_now = 0.0, arrival, length, s
+    cdef double u = 0.0, current = 0.0, t_now = 0.0, arrival, length, decay_m, s
     cdef Py_ssize_t k, i
     if n_active == 0:
         return INFINITY
@@ -47,14 +60,14 @@ cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t b
         if k > 0:
             length = arrival - t_now
             if length > 0.0:
-                s = first_crossing(u, current, length, theta, tau_m, tau_s, kind)
+                decay_m = exp(-length / tau_m)
+                s = first_crossing(u, current, length, decay_m, theta, tau_m, tau_s, kind)
                 if s >= 0.0:
                     return t_now + s
-                u = u * exp(-length / tau_m) + current * psp_kernel(length, tau_m, tau_s)
-                current = current * exp(-length / tau_s)
+                advance_state(&u, &current, length, decay_m, tau_m, tau_s, kind)
         current = current + weights[i, j]
         t_now = arrival
-    s = first_crossing(u, current, INFINITY, theta, tau_m, tau_s, kind)
+    s = first_crossing(u, current, INFINITY, 0.0, theta, tau_m, tau_s, kind)
     return t_now + s if s >= 0.0 else INFINITY
 
 
@@ -71,14 +84,14 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
             order[n_active].index = i
             order[n_active].time = pre_times[b, i] + delays[i, 0]
             n_active += 1
-    if shared_order:
-        qsort(order, n_active, sizeof(Arrival), _compare_arrivals)
+    qsort(order, n_active, sizeof(Arrival), _compare_arrivals)
     for j in range(n_post):
         if not shared_order:
+            # per-synapse delays: re-sort the previous neuron's order (nearly sorted already)
             for k in range(n_active):
                 i = order[k].index
                 order[k].time = pre_times[b, i] + delays[i, j]
-            qsort(order, n_active, sizeof(Arrival), _compare_arrivals)
+            _insertion_sort(order, n_active)
         post_times[b, j] = _first_spike(order, n_active, b, j, pre_times, weights, delays,
                                         threshold[j], tau_m[j], tau_s[j], <RatioKind> kinds[j])
 
@@ -120,6 +133,7 @@ cdef int[::1] _ratio_kinds(const double[::1] tau_m, const double[::1] tau_s, bin
 cdef void _backward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
                            const double[:, ::1] weights, const double[:, ::1] delays,
                            const double[::1] tau_m, const double[::1] tau_s,
+                           const int[::1] kinds,
                            const double[:, ::1] post_times, const double[:, ::1] delta_post,
                            double max_weight_term, double[:, ::1] grad_weights,
                            double[:, ::1] grad_arrivals, double[::1] grad_threshold,
@@ -140,8 +154,7 @@ cdef void _backward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
             arrival = pre_times[b, i] + delays[i, j]
             if arrival < t:
                 s = t - arrival
-                kernel[i] = psp_kernel(s, tau_m[j], tau_s[j])
-                slope[i] = psp_kernel_slope(s, kernel[i], tau_m[j], tau_s[j])
+                slope[i] = kernel_and_slope(s, tau_m[j], tau_s[j], <RatioKind> kinds[j], &kernel[i])
                 u_slope = u_slope + weights[i, j] * slope[i]
             else:
                 kernel[i] = 0.0
@@ -185,6 +198,7 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     that neuron is dropped, as in the DelGrad reference code).
     """
     cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0], b
+    cdef int[::1] kinds = _ratio_kinds(tau_m, tau_s, False)
     cdef Py_ssize_t stride = 2 * (n_pre + 1)
     cdef double* scratch = <double*> malloc(n_threads * stride * sizeof(double))
     cdef double* mine
@@ -196,7 +210,7 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
             tid = threadid()
             mine = scratch + tid * stride
             for b in prange(n_batch, schedule='static'):
-                _backward_sample(b, pre_times, weights, delays, tau_m, tau_s, post_times,
+                _backward_sample(b, pre_times, weights, delays, tau_m, tau_s, kinds, post_times,
                                  delta_post, max_weight_term, grad_weights[tid],
                                  grad_arrivals[tid], grad_threshold[tid], delta_pre, zeroed,
                                  mine, mine + n_pre + 1)
@@ -208,7 +222,7 @@ def first_crossing_time(double u0, double current, double length, double theta,
                         double tau_m, double tau_s, bint general_solver_only=False):
     """First s in [0, length] at which the state (u0, current) reaches theta, or -1 (testing)."""
     cdef RatioKind kind = RATIO_GENERAL if general_solver_only else ratio_kind(tau_m, tau_s)
-    return first_crossing(u0, current, length, theta, tau_m, tau_s, kind)
+    return first_crossing(u0, current, length, exp(-length / tau_m), theta, tau_m, tau_s, kind)
 
 
 def lambert_w0_real(double x):

@@ -91,28 +91,27 @@ cdef inline double crossing_ratio_one(double u0, double i0, double length, doubl
     return s
 
 
-cdef inline double crossing_ratio_two(double u0, double i0, double length, double theta,
+cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, double theta,
                                       double tau_m) noexcept nogil:
     """First s in [0, length] for tau_m = 2 tau_s, or -1 (MODEL.md §2, quadratic form).
 
     With x = e^{-s/tau_m} and K = tau_m: u = (u0 + i0 K) x - i0 K x^2, so the crossing is the
-    larger root of i0 K x^2 - (u0 + i0 K) x + theta = 0.  Assumes u0 < theta and theta > 0.
+    larger root of i0 K x^2 - (u0 + i0 K) x + theta = 0.  `decay_end` = e^{-length/tau_m} (0 for
+    an open interval), so s <= length reads x >= decay_end and the log is taken only for the
+    accepted root.  Assumes u0 < theta and theta > 0.
     """
     cdef double a = i0 * tau_m
     cdef double b = u0 + a
-    cdef double disc, x, s
+    cdef double disc, x
     if a <= 0.0 or b <= 0.0:
         return -1.0
     disc = b * b - 4.0 * a * theta
     if disc < 0.0:
         return -1.0
     x = (b + sqrt(disc)) / (2.0 * a)
-    if x > 1.0 or x <= 0.0:
+    if x > 1.0 or x < decay_end or x <= 0.0:
         return -1.0
-    s = -tau_m * log(x)
-    if s > length:
-        return -1.0
-    return s
+    return -tau_m * log(x)
 
 
 cdef inline double membrane(double s, double u0, double i0, double tau_m, double tau_s) noexcept nogil:
@@ -183,11 +182,46 @@ cdef inline double crossing_general(double u0, double i0, double length, double 
     return s
 
 
-cdef inline double first_crossing(double u0, double i0, double length, double theta,
+cdef inline double first_crossing(double u0, double i0, double length, double decay_m, double theta,
                                   double tau_m, double tau_s, RatioKind kind) noexcept nogil:
-    """First threshold crossing s in [0, length] (length may be +inf) of the state (u0, i0)."""
+    """First threshold crossing s in [0, length] (length may be +inf) of the state (u0, i0);
+    `decay_m` = e^{-length/tau_m}."""
     if kind == RATIO_ONE:
         return crossing_ratio_one(u0, i0, length, theta, tau_m)
     if kind == RATIO_TWO:
-        return crossing_ratio_two(u0, i0, length, theta, tau_m)
+        return crossing_ratio_two(u0, i0, decay_m, theta, tau_m)
     return crossing_general(u0, i0, length, theta, tau_m, tau_s)
+
+
+cdef inline void advance_state(double* u, double* current, double length, double decay_m,
+                               double tau_m, double tau_s, RatioKind kind) noexcept nogil:
+    """Propagate (u, I) by `length` with no new input; `decay_m` = e^{-length/tau_m}.
+    The closed-form ratios reuse decay_m (e^{-L/tau_s} = decay_m^2 for tau_m = 2 tau_s)."""
+    cdef double decay_s
+    if kind == RATIO_ONE:
+        u[0] = (u[0] + current[0] * length) * decay_m
+        current[0] = current[0] * decay_m
+    elif kind == RATIO_TWO:
+        decay_s = decay_m * decay_m
+        u[0] = u[0] * decay_m + current[0] * tau_m * (decay_m - decay_s)
+        current[0] = current[0] * decay_s
+    else:
+        u[0] = u[0] * decay_m + current[0] * psp_kernel(length, tau_m, tau_s)
+        current[0] = current[0] * exp(-length / tau_s)
+
+
+cdef inline double kernel_and_slope(double s, double tau_m, double tau_s, RatioKind kind,
+                                    double* kernel) noexcept nogil:
+    """Store k(s) in `kernel` and return k'(s) = -k(s)/tau_m + e^{-s/tau_s}, with one exp for
+    the closed-form ratios."""
+    cdef double x
+    if kind == RATIO_ONE:
+        x = exp(-s / tau_m)
+        kernel[0] = s * x
+        return x - kernel[0] / tau_m
+    if kind == RATIO_TWO:
+        x = exp(-s / tau_m)
+        kernel[0] = tau_m * (x - x * x)
+        return 2.0 * x * x - x
+    kernel[0] = psp_kernel(s, tau_m, tau_s)
+    return psp_kernel_slope(s, kernel[0], tau_m, tau_s)
