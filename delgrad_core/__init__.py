@@ -1,5 +1,12 @@
 """delgrad core: network IR, exact spike times and exact gradients for weights and delays."""
 
+import os as _os
+
+# The kernels run many short OpenMP regions; spinning idle threads (libgomp's default) stall
+# them badly when the cores are shared.  Must be set before the kernels load libgomp; an
+# explicit OMP_WAIT_POLICY in the environment wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
 from delgrad_core._propagation import (
     LayerGradients,
