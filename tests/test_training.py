@@ -123,7 +123,25 @@ def test_resume_equals_uninterrupted(tmp_path):
     resumed.fit(progress=False)
     for name in straight.model.params:
         assert np.array_equal(straight.model.params[name], resumed.model.params[name]), name
+        assert np.array_equal(straight.best_params[name], resumed.best_params[name]), name
     assert [m.validation_loss for m in straight.history] == [m.validation_loss for m in resumed.history]
+    assert straight.best_epoch == resumed.best_epoch
+
+
+def test_keep_best_keeps_the_best_validation_epoch(tmp_path):
+    trainer = Trainer(TrainingConfig(epochs=4, hidden=8, delays="none", seed=3), out_dir=tmp_path)
+    history = trainer.fit(progress=False)
+    accuracies = [m.validation_accuracy for m in history]
+    assert trainer.best_epoch == 1 + accuracies.index(max(accuracies))
+    test, final_test = trainer.finish()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["selected_epoch"] == trainer.best_epoch and metrics["test_accuracy"] == test.accuracy
+    kept = dg.load_network(tmp_path / "network.npz")
+    assert trainer.evaluate(trainer.validation_set).accuracy == max(accuracies)
+    inputs = dg.LatencyEncoder()(trainer.test_set.features)
+    assert dg.accuracy(dg.forward(kept, inputs)[-1], trainer.test_set.labels) == test.accuracy
+    if trainer.best_epoch != 4:
+        assert metrics["final_epoch_test_accuracy"] == final_test.accuracy
 
 
 def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):

@@ -71,8 +71,8 @@ def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, co
     except (ValueError, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"test accuracy {100 * summary['test_accuracy']:.2f} %  ({summary['n_parameters']} parameters, "
-        f"{summary['wall_seconds']:.1f} s)  ->  {out}"
+        f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
+        f"{summary['n_parameters']} parameters, {summary['wall_seconds']:.1f} s)  ->  {out}"
     )
 
 

@@ -86,6 +86,8 @@ class TrainingConfig:
     silent_limit_hidden: float = 0.3
     silent_limit_output: float = 0.0
     silent_bump: float | None = 0.0005
+    # model selection: keep the epoch with the best validation accuracy as the trained network
+    keep_best: bool = True
     # execution
     backend: str = "reference"
     backend_options: dict = field(default_factory=dict)
@@ -119,6 +121,8 @@ class TrainingConfig:
             raise ValueError(f"t_early, t_late: need 0 <= t_early < t_late, got {self.t_early}, {self.t_late}")
         if self.delay_shift < 0:
             raise ValueError(f"delay_shift: must be >= 0, got {self.delay_shift!r}")
+        if not isinstance(self.keep_best, bool):
+            raise ValueError(f"keep_best: expected true or false, got {self.keep_best!r}")
         if not isinstance(self.backend_options, dict):
             raise ValueError("backend_options: expected a table (dict)")
 

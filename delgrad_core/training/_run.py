@@ -24,8 +24,8 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
             raise ValueError(f"resume: no {CHECKPOINT_NAME} in {out_dir}")
         trainer.load_checkpoint()
     trainer.fit(progress=progress)
-    test = trainer.finish()
-    summary = trainer.summary(test)
+    test, final_test = trainer.finish()
+    summary = trainer.summary(test, final_test)
     if plots:
         plot_run(out_dir, summary["epochs"], trainer.network, test.output_spike_times, test.labels,
                  trainer.test_set.class_names)

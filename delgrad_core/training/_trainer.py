@@ -103,6 +103,10 @@ class Trainer:
         self.bump_level = self.config.silent_bump
         self.history: list[EpochMetrics] = []
         self.elapsed_seconds = 0.0
+        # model selection on the validation split (config.keep_best)
+        self.best_epoch = 0
+        self.best_validation_accuracy = -1.0
+        self.best_params: dict[str, np.ndarray] = {}
 
     @property
     def network(self):
@@ -194,6 +198,9 @@ class Trainer:
                 )
                 self.history.append(metrics)
                 self.epoch += 1
+                if self.config.keep_best and validation.accuracy > self.best_validation_accuracy:
+                    self.best_epoch, self.best_validation_accuracy = self.epoch, validation.accuracy
+                    self.best_params = {k: v.copy() for k, v in self.model.params.items()}
                 bar.set_postfix(loss=f"{metrics.train_loss:.4f}", train=f"{metrics.train_accuracy:.3f}",
                                 val=f"{metrics.validation_accuracy:.3f}")
                 bar.update(1)
@@ -204,8 +211,9 @@ class Trainer:
             bar.close()
         return self.history
 
-    def summary(self, test: Evaluation | None = None) -> dict:
-        """Everything `metrics.json` records."""
+    def summary(self, test: Evaluation | None = None, final_test: Evaluation | None = None) -> dict:
+        """Everything `metrics.json` records.  `test` is the kept network's test result; with
+        keep_best, `final_test` is that of the last epoch's network."""
         summary = {
             "backend": self.backend.name,
             "seed": self.config.seed,
@@ -216,27 +224,41 @@ class Trainer:
             "epochs": [asdict(m) for m in self.history],
         }
         if test is not None:
+            summary["selected_epoch"] = self.best_epoch if self.config.keep_best else self.epoch
             summary["test_loss"] = test.loss
             summary["test_accuracy"] = test.accuracy
+        if final_test is not None:
+            summary["final_epoch_test_accuracy"] = final_test.accuracy
         return summary
 
-    def write_metrics(self, test: Evaluation | None = None) -> Path:
-        text = json.dumps(self.summary(test), indent=2).encode()
+    def write_metrics(self, test: Evaluation | None = None, final_test: Evaluation | None = None) -> Path:
+        text = json.dumps(self.summary(test, final_test), indent=2).encode()
         return atomic_write(self.out_dir / METRICS_NAME, lambda handle: handle.write(text))
 
-    def finish(self) -> Evaluation:
-        """Evaluate the test split and write the trained network and final metrics."""
+    def finish(self) -> tuple[Evaluation, Evaluation | None]:
+        """Evaluate the test split, keep the best-validation network (config.keep_best) and
+        write it and the final metrics.  Returns (kept network's test result, last epoch's
+        test result or None when the last epoch is the one kept)."""
         test = self.evaluate(self.test_set)
+        final_test = None
+        if self.config.keep_best and self.best_params and self.best_epoch != self.epoch:
+            final_test = test
+            for name, value in self.best_params.items():
+                self.model.params[name][...] = value
+            self.model.apply()
+            test = self.evaluate(self.test_set)
         if self.out_dir is not None:
             save_network(self.network, self.out_dir / NETWORK_NAME)
-            self.write_metrics(test)
-        return test
+            self.write_metrics(test, final_test)
+        return test, final_test
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         """Parameters, optimiser and loop state in one npz, written atomically."""
         state = {
             "epoch": self.epoch,
+            "best_epoch": self.best_epoch,
+            "best_validation_accuracy": self.best_validation_accuracy,
             "bump_level": self.bump_level,
             "elapsed_seconds": self.elapsed_seconds,
             "rng": self.rng.bit_generator.state,
@@ -244,6 +266,7 @@ class Trainer:
             "history": [asdict(m) for m in self.history],
         }
         arrays = {f"param.{k}": v for k, v in self.model.params.items()}
+        arrays.update({f"best.{k}": v for k, v in self.best_params.items()})
         arrays.update({f"adam.{k}": v for k, v in self.optimiser.state_arrays().items()})
         arrays[_STATE_KEY] = np.array(json.dumps(state))
         return atomic_write(self.out_dir / CHECKPOINT_NAME, lambda handle: np.savez(handle, **arrays))
@@ -261,7 +284,10 @@ class Trainer:
             for name in self.model.params:
                 self.model.params[name][...] = data[f"param.{name}"]
             self.optimiser.load_state_arrays({k[5:]: data[k] for k in data.files if k.startswith("adam.")})
+            self.best_params = {k[5:]: data[k].copy() for k in data.files if k.startswith("best.")}
         self.epoch = state["epoch"]
+        self.best_epoch = state["best_epoch"]
+        self.best_validation_accuracy = state["best_validation_accuracy"]
         self.bump_level = state["bump_level"]
         self.elapsed_seconds = state["elapsed_seconds"]
         self.rng.bit_generator.state = state["rng"]
