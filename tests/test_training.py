@@ -226,3 +226,11 @@ def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     assert (tmp_path / "sweep.png").exists() == plots_available()
     again = runner.invoke(main, args)
     assert "4 of 4 runs already finished" in again.output
+
+
+def test_training_runs_on_another_backend_by_name():
+    """Forward on the time-stepped example backend, exact gradients at its observed times."""
+    trainer = Trainer(TrainingConfig(epochs=1, hidden=6, delays="axonal", batch_size=500, backend="example"))
+    history = trainer.fit(progress=False)
+    assert trainer.summary()["backend"] == "example"
+    assert np.isfinite(history[0].train_loss) and history[0].skipped_steps < 10
