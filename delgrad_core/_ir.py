@@ -8,6 +8,7 @@ parameters after they were changed in place (e.g. by an optimiser).
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +62,10 @@ def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -
 
 def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
     """Broadcast a scalar or a per-neuron array to shape (size,)."""
+    if type(value) is float:  # fast path: this runs on every forward and backward call
+        if not math.isfinite(value):
+            raise ValueError(f"{field_name}: contains NaN or inf")
+        return np.full(size, value)
     array = _float_array(value, field_name)
     if array.ndim == 0:
         return np.full(size, float(array))
