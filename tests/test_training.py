@@ -234,3 +234,23 @@ def test_training_runs_on_another_backend_by_name():
     history = trainer.fit(progress=False)
     assert trainer.summary()["backend"] == "example"
     assert np.isfinite(history[0].train_loss) and history[0].skipped_steps < 10
+
+
+def test_silent_neuron_revival_raises_only_silent_hidden_neurons():
+    config = TrainingConfig(epochs=1, hidden=6, delays="none", silent_neuron_limit=0.3, silent_bump=0.01)
+    trainer = Trainer(config)
+    weights = trainer.model.params["layers.0.weights"]
+    weights[...] = 1.0
+    weights[:, 2] = -5.0  # hidden neuron 2 can never spike
+    trainer.model.apply()
+    before = weights.copy()
+    times = dg.forward(trainer.network, dg.LatencyEncoder()(trainer.train_set.features[:50]))
+    assert not np.isfinite(times[0][:, 2]).any() and np.isfinite(times[0][:, [0, 1, 3, 4, 5]]).all()
+    trainer._revive_silent_hidden(times)
+    np.testing.assert_array_equal(weights[:, 2], before[:, 2] + 0.01)
+    np.testing.assert_array_equal(np.delete(weights, 2, axis=1), np.delete(before, 2, axis=1))
+
+
+def test_silent_fractions_must_be_fractions():
+    with pytest.raises(ValueError, match="silent_neuron_limit"):
+        TrainingConfig(silent_neuron_limit=1.5)

@@ -86,6 +86,9 @@ class TrainingConfig:
     silent_limit_hidden: float = 0.3
     silent_limit_output: float = 0.0
     silent_bump: float | None = 0.0005
+    # per-neuron revival: a hidden neuron silent in more than this fraction of a batch's samples
+    # gets silent_bump added to its input weights, without skipping the step (None: off)
+    silent_neuron_limit: float | None = None
     # model selection: keep the epoch with the best validation accuracy as the trained network
     keep_best: bool = True
     # execution
@@ -115,6 +118,10 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name}: must be > 0 or unset, got {value!r}")
+        for name in ("silent_limit_hidden", "silent_limit_output", "silent_neuron_limit"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{name}: must be a fraction in [0, 1], got {value!r}")
         if self.delay_lr is not None and self.delay_lr < 0:
             raise ValueError(f"delay_lr: must be >= 0, got {self.delay_lr!r}")
         if not 0 <= self.t_early < self.t_late:

@@ -136,11 +136,23 @@ class Trainer:
             self.bump_level = self.config.silent_bump
         return bumped
 
+    def _revive_silent_hidden(self, layer_times: list[np.ndarray]) -> None:
+        """Raise the input weights of hidden neurons silent in more than `silent_neuron_limit`
+        of the batch by `silent_bump`; unlike `_bump_silent` the step still happens.  Revives
+        neurons the layer-wide rule misses (one dead neuron of five is below 0.3 of the layer)."""
+        limit, bump = self.config.silent_neuron_limit, self.config.silent_bump
+        if limit is None or bump is None:
+            return
+        for k, times in enumerate(layer_times[:-1]):
+            silent_fraction = (~np.isfinite(times)).mean(axis=0)
+            self.model.params[f"layers.{k}.weights"][:, silent_fraction > limit] += bump
+
     def _train_step(self, features, labels, lr_factor) -> tuple[float, float, bool, int]:
         inputs = self.encoder(features)
         times = self._execute(inputs).layer_spike_times
         loss = self.loss(times[-1], labels)
         batch_accuracy = accuracy(times[-1], labels)
+        self._revive_silent_hidden(times)
         if self._bump_silent(times):
             self.model.apply()
             return float(loss.per_sample.mean()), batch_accuracy, True, 0
