@@ -114,6 +114,10 @@ def _plot(summary: list[dict], path: Path) -> None:
             high = np.array([100 * c["max_test_error"] for c in cells]) - median
             ax.errorbar(x, median, yerr=[low, high], marker="o", capsize=3, label=kind)
     ax_params.set(xlabel="number of parameters", xscale="log", ylabel="test error [%]", yscale="log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax_params.xaxis.set_major_formatter(ScalarFormatter())
+    ax_params.xaxis.set_minor_formatter(NullFormatter())
     ax_hidden.set(xlabel="hidden neurons", ylabel="test error [%]", yscale="log")
     for ax in (ax_params, ax_hidden):
         ax.grid(alpha=0.3, which="both")
