@@ -13,7 +13,8 @@ class ReferenceBackend(Backend):
     Parameters
     ----------
     n_threads : int, optional
-        Threads over the batch (default: `delgrad_core.default_num_threads()`).
+        Threads over the batch (default: as many as the batch's work keeps busy, at most
+        `delgrad_core.default_num_threads()`).
     """
 
     name = "reference"
