@@ -254,3 +254,20 @@ def test_silent_neuron_revival_raises_only_silent_hidden_neurons():
 def test_silent_fractions_must_be_fractions():
     with pytest.raises(ValueError, match="silent_neuron_limit"):
         TrainingConfig(silent_neuron_limit=1.5)
+
+
+def test_sweep_keeps_going_when_a_run_fails(tmp_path):
+    broken = tmp_path / "runs" / "none-h4-s0"
+    broken.mkdir(parents=True)
+    (broken / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    runner = CliRunner()
+    args = ["sweep", "--hidden", "4,5", "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1",
+            "--out", str(tmp_path)]
+    result = runner.invoke(main, args)
+    assert result.exit_code != 0
+    assert "1 run(s) failed" in result.output and "none-h4-s0" in result.output
+    assert (tmp_path / "sweep.csv").read_text().splitlines()[1].startswith("none,5,0,")
+    (broken / "checkpoint.npz").unlink()
+    again = runner.invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert len((tmp_path / "sweep.csv").read_text().splitlines()) == 3

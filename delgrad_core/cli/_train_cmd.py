@@ -138,7 +138,7 @@ def _kind_list(ctx, param, value):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
 def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
-    from delgrad_core.training._sweep import run_sweep
+    from delgrad_core.training._sweep import SweepError, run_sweep
 
     base = _settings(config_file, {"epochs": epochs})
     try:
@@ -146,5 +146,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir):
                           echo=lambda line: click.echo(line, err=True))
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
+    except SweepError as exc:
+        click.echo(exc.table)
+        raise click.ClickException(str(exc)) from None
     click.echo(table)
     sys.stdout.flush()

@@ -20,9 +20,17 @@ from delgrad_core._atomic import atomic_write
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._trainer import CHECKPOINT_NAME, METRICS_NAME
 
-__all__ = ["run_sweep", "sweep_rows", "summarise"]
+__all__ = ["run_sweep", "sweep_rows", "summarise", "SweepError"]
 
 CSV_FIELDS = ["delays", "hidden", "seed", "n_parameters", "test_accuracy", "test_error", "wall_seconds"]
+
+
+class SweepError(RuntimeError):
+    """Some runs failed; `table` summarises the runs that finished."""
+
+    def __init__(self, message: str, table: str):
+        super().__init__(message)
+        self.table = table
 
 
 def _run_dir(out_dir: Path, kind: str, hidden: int, seed: int) -> Path:
@@ -146,13 +154,19 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
                     pending.append((settings, run_dir))
     total = len(delay_kinds) * len(hidden_sizes) * n_seeds
     echo(f"sweep: {total - len(pending)} of {total} runs already finished, {len(pending)} to do")
+    failed: list[str] = []
     if pending:
         from tqdm.auto import tqdm
 
         with ProcessPoolExecutor(max_workers=jobs or os.cpu_count()) as pool:
             futures = {pool.submit(_train_one, s, str(d)): d for s, d in pending}
             for future in tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="run"):
-                metrics = future.result()
+                try:
+                    metrics = future.result()
+                except Exception as exc:  # one failed run must not cost the others
+                    failed.append(f"{futures[future].name}: {type(exc).__name__}: {exc}")
+                    echo(f"FAILED {failed[-1]}")
+                    continue
                 echo(f"{futures[future].name}: test accuracy {100 * metrics['test_accuracy']:.2f} %")
     rows = sweep_rows(out_dir)
     summary = summarise(rows)
@@ -170,4 +184,7 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     summary_text = json.dumps(summary, indent=2).encode()
     atomic_write(out_dir / "sweep_summary.json", lambda handle: handle.write(summary_text))
     _plot(summary, out_dir / "sweep.png")
+    if failed:
+        raise SweepError(f"{len(failed)} run(s) failed (the others are saved; run the sweep again to "
+                         "retry them):\n" + "\n".join(failed), table=_table(summary))
     return _table(summary)
