@@ -70,6 +70,10 @@ def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, co
         summary = run_training(config, out, resume=resume, progress=not no_progress)
     except (ValueError, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; the last finished epoch is saved: continue with "
+                   f"delgrad train --out {out} --resume [same options]", err=True)
+        sys.exit(130)
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
         f"{summary['n_parameters']} parameters, {summary['wall_seconds']:.1f} s)  ->  {out}"
