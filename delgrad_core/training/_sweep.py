@@ -9,6 +9,7 @@ its checkpoint.  Results go to ``out/sweep.csv`` and ``out/sweep.png``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from delgrad_core._atomic import atomic_write
+from delgrad_core._atomic import atomic_write_text
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._trainer import CHECKPOINT_NAME, METRICS_NAME
 
@@ -171,20 +172,15 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     rows = sweep_rows(out_dir)
     summary = summarise(rows)
 
-    def write_csv(handle):
-        import io
-
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-        handle.write(text.getvalue().encode())
-
-    atomic_write(out_dir / "sweep.csv", write_csv)
-    summary_text = json.dumps(summary, indent=2).encode()
-    atomic_write(out_dir / "sweep_summary.json", lambda handle: handle.write(summary_text))
+    csv_text = io.StringIO()
+    writer = csv.DictWriter(csv_text, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out_dir / "sweep.csv", csv_text.getvalue())
+    atomic_write_text(out_dir / "sweep_summary.json", json.dumps(summary, indent=2))
     _plot(summary, out_dir / "sweep.png")
+    table = _table(summary)
     if failed:
         raise SweepError(f"{len(failed)} run(s) failed (the others are saved; run the sweep again to "
-                         "retry them):\n" + "\n".join(failed), table=_table(summary))
-    return _table(summary)
+                         "retry them):\n" + "\n".join(failed), table=table)
+    return table

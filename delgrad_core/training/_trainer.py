@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from delgrad_core._atomic import atomic_write
+from delgrad_core._atomic import atomic_write, atomic_write_text
 from delgrad_core._encoding import LatencyEncoder
 from delgrad_core._losses import accuracy, make_loss
 from delgrad_core._plugins import get_backend
@@ -244,8 +244,7 @@ class Trainer:
         return summary
 
     def write_metrics(self, test: Evaluation | None = None, final_test: Evaluation | None = None) -> Path:
-        text = json.dumps(self.summary(test, final_test), indent=2).encode()
-        return atomic_write(self.out_dir / METRICS_NAME, lambda handle: handle.write(text))
+        return atomic_write_text(self.out_dir / METRICS_NAME, json.dumps(self.summary(test, final_test), indent=2))
 
     def finish(self) -> tuple[Evaluation, Evaluation | None]:
         """Evaluate the test split, keep the best-validation network (config.keep_best) and
