@@ -101,9 +101,8 @@ def evaluate(network_file, backend, split, dataset, t_early, t_late, seed, as_js
         network = load_network(network_file)
         data = load_dataset(dataset, split)
         target = get_backend(backend)
-        calibration = target.calibrate(network, seed=seed) if target.capabilities.needs_calibration else None
         result = target.execute(network, LatencyEncoder(t_early, t_late)(data.features),
-                                calibration=calibration, seed=seed)
+                                calibration=target.calibrate(network, seed=seed), seed=seed)
     except (ValueError, LookupError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     report = {"network": str(network_file), "backend": target.name, "dataset": dataset, "split": split,

@@ -97,8 +97,7 @@ class Trainer:
         )
         self.rng = np.random.default_rng(self.config.seed)
         self.model.initialise(self.rng)
-        self.calibration = self.backend.calibrate(network, seed=self.config.seed) \
-            if self.backend.capabilities.needs_calibration else None
+        self.calibration = self.backend.calibrate(network, seed=self.config.seed)
         self.epoch = 0
         self.bump_level = self.config.silent_bump
         self.history: list[EpochMetrics] = []
