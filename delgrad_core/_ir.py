@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
+
 __all__ = ["DelayKind", "NeuronParameters", "Population", "Projection", "Layer", "Network"]
 
 
@@ -33,7 +35,7 @@ class DelayKind(str, enum.Enum):
             return cls(str(value).lower())
         except ValueError:
             allowed = ", ".join(k.value for k in cls)
-            raise ValueError(f"{field_name}: unknown delay kind {value!r}; choose one of {allowed}") from None
+            raise InvalidValueError(f"{field_name}: unknown delay kind {value!r}; choose one of {allowed}") from None
 
     def delay_shape(self, n_pre: int, n_post: int) -> tuple[int, ...] | None:
         """Shape of the delay array of a projection of this kind (None: no delays)."""
@@ -50,13 +52,13 @@ def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{field_name}: expected an array of numbers ({exc})") from None
+        raise InvalidValueError(f"{field_name}: expected an array of numbers ({exc})") from None
     if array.ndim and not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
     if shape is not None and array.shape != shape:
-        raise ValueError(f"{field_name}: expected shape {shape}, got {array.shape}")
+        raise InvalidValueError(f"{field_name}: expected shape {shape}, got {array.shape}")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{field_name}: contains NaN or inf")
+        raise InvalidValueError(f"{field_name}: contains NaN or inf")
     return array
 
 
@@ -64,13 +66,13 @@ def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
     """Broadcast a scalar or a per-neuron array to shape (size,)."""
     if type(value) is float:  # fast path: this runs on every forward and backward call
         if not math.isfinite(value):
-            raise ValueError(f"{field_name}: contains NaN or inf")
+            raise InvalidValueError(f"{field_name}: contains NaN or inf")
         return np.full(size, value)
     array = _float_array(value, field_name)
     if array.ndim == 0:
         return np.full(size, float(array))
     if array.shape != (size,):
-        raise ValueError(f"{field_name}: expected a scalar or shape ({size},), got {array.shape}")
+        raise InvalidValueError(f"{field_name}: expected a scalar or shape ({size},), got {array.shape}")
     return array
 
 
@@ -91,7 +93,7 @@ class NeuronParameters:
         for name in ("threshold", "tau_m", "tau_s"):
             array = _per_neuron(getattr(self, name), size, f"{owner}.{name}")
             if np.any(array <= 0):
-                raise ValueError(f"{owner}.{name}: must be > 0, got min {array.min()!r}")
+                raise InvalidValueError(f"{owner}.{name}: must be > 0, got min {array.min()!r}")
             arrays.append(array)
         return tuple(arrays)
 
@@ -106,9 +108,9 @@ class Population:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"Population.name: expected a non-empty string, got {self.name!r}")
+            raise InvalidValueError(f"Population.name: expected a non-empty string, got {self.name!r}")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise ValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
+            raise InvalidValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
         self.size = int(self.size)
         if self.neuron is not None:
             self.neuron.as_arrays(self.size, owner=self.name)
@@ -129,17 +131,10 @@ class Projection:
 
     def __post_init__(self):
         self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
-        self.weights = _float_array(self.weights, f"{self.name}.weights")
-        if self.weights.ndim != 2:
-            raise ValueError(f"{self.name}.weights: expected a 2-d array (n_pre, n_post), got {self.weights.ndim}-d")
-        shape = self.delay_kind.delay_shape(*self.weights.shape)
-        if shape is None:
-            if self.delays is not None:
-                raise ValueError(f"{self.name}.delays: must be None for delay kind 'none'")
-        else:
-            if self.delays is None:
-                self.delays = np.zeros(shape)
-            self.delays = _float_array(self.delays, f"{self.name}.delays", shape)
+        if self.delays is None and self.delay_kind is not DelayKind.NONE:
+            weights = _float_array(self.weights, f"{self.name}.weights")
+            if weights.ndim == 2:
+                self.delays = np.zeros(self.delay_kind.delay_shape(*weights.shape))
         self.validate()
 
     @property
@@ -151,14 +146,24 @@ class Projection:
         return self.weights.shape[1]
 
     def validate(self) -> None:
-        """Re-check values that may have been changed in place."""
-        if not np.all(np.isfinite(self.weights)):
-            raise ValueError(f"{self.name}.weights: contains NaN or inf")
-        if self.delays is not None:
-            if not np.all(np.isfinite(self.delays)):
-                raise ValueError(f"{self.name}.delays: contains NaN or inf")
-            if np.any(self.delays < 0):
-                raise ValueError(f"{self.name}.delays: must be >= 0, got min {self.delays.min()!r}")
+        """Re-check what may have been changed in place: the arrays are made C-contiguous
+        float64 again, their shapes must fit the delay kind, values finite, delays >= 0."""
+        self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
+        self.weights = _float_array(self.weights, f"{self.name}.weights")
+        if self.weights.ndim != 2 or 0 in self.weights.shape:
+            raise InvalidValueError(
+                f"{self.name}.weights: expected a non-empty 2-d array (n_pre, n_post), got shape {self.weights.shape}"
+            )
+        shape = self.delay_kind.delay_shape(*self.weights.shape)
+        if shape is None:
+            if self.delays is not None:
+                raise InvalidValueError(f"{self.name}.delays: must be None for delay kind 'none'")
+            return
+        if self.delays is None:
+            raise InvalidValueError(f"{self.name}.delays: missing; delay kind {self.delay_kind.value!r} needs shape {shape}")
+        self.delays = _float_array(self.delays, f"{self.name}.delays", shape)
+        if np.any(self.delays < 0):
+            raise InvalidValueError(f"{self.name}.delays: must be >= 0, got min {self.delays.min()!r}")
 
     def delay_matrix(self) -> np.ndarray:
         """Delays expanded to one value per synapse, shape (n_pre, n_post)."""
@@ -196,13 +201,19 @@ class Layer:
     projection: Projection
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Re-check the projection, its fit to the population, and the neuron parameters."""
         if self.population.neuron is None:
-            raise ValueError(f"{self.population.name}.neuron: a layer needs neuron parameters")
+            raise InvalidValueError(f"{self.population.name}.neuron: a layer needs neuron parameters")
+        self.projection.validate()
         if self.projection.n_post != self.population.size:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{self.projection.name}.weights: has {self.projection.n_post} columns but "
                 f"population {self.population.name!r} has size {self.population.size}"
             )
+        self.neuron_arrays()
 
     def neuron_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-neuron (threshold, tau_m, tau_s) of this layer's population."""
@@ -218,28 +229,29 @@ class Network:
 
     def __post_init__(self):
         if self.input.neuron is not None:
-            raise ValueError(f"{self.input.name}.neuron: the input population has no neuron parameters")
+            raise InvalidValueError(f"{self.input.name}.neuron: the input population has no neuron parameters")
         self.layers = list(self.layers)
         if not self.layers:
-            raise ValueError("Network.layers: needs at least one layer")
+            raise InvalidValueError("Network.layers: needs at least one layer")
         self.validate()
 
     def validate(self) -> None:
-        """Check shapes along the chain and all parameter values."""
+        """Check every layer and the shapes along the chain (run before any kernel sees it)."""
         n_pre = self.input.size
         names = {self.input.name}
         for layer in self.layers:
+            if not isinstance(layer, Layer):
+                raise InvalidValueError(f"Network.layers: expected Layer objects, got {type(layer).__name__}")
             name = layer.population.name
             if name in names:
-                raise ValueError(f"Network.layers: duplicate population name {name!r}")
+                raise InvalidValueError(f"Network.layers: duplicate population name {name!r}")
             names.add(name)
+            layer.validate()
             if layer.projection.n_pre != n_pre:
-                raise ValueError(
+                raise InvalidValueError(
                     f"{layer.projection.name}.weights: has {layer.projection.n_pre} rows but the "
                     f"previous population has size {n_pre}"
                 )
-            layer.projection.validate()
-            layer.neuron_arrays()
             n_pre = layer.population.size
 
     @property
@@ -269,7 +281,7 @@ class Network:
         `sizes` lists the population sizes from input to output, e.g. [4, 30, 3].
         """
         if len(sizes) < 2:
-            raise ValueError(f"sizes: need at least input and output sizes, got {sizes!r}")
+            raise InvalidValueError(f"sizes: need at least input and output sizes, got {sizes!r}")
         rng = np.random.default_rng(seed)
         neuron = neuron if neuron is not None else NeuronParameters()
         kind = DelayKind.parse(delay_kind)

@@ -1,27 +1,42 @@
-"""Whole-network forward pass (spike times of every layer) and exact backward pass.
+"""Exact spike times and exact gradients, layer by layer and for a whole network.
 
 The backward pass needs only the parameters and spike times, which may have been observed on
-another simulator or a device (DelGrad, Göltz, Weber et al. 2025, "gradients from spike times
-alone"; MODEL.md §4).
+another simulator or a device, and optionally the observed arrival time of every input at every
+neuron (what a chip measures at its delay elements).  Every kernel term is then taken at those
+times (DelGrad, Göltz, Weber et al. 2025, "gradients from spike times alone"; docs/model.md §4).
+
+Every public function validates its arrays (shapes along the chain, NaN, dtype) before any
+compiled code runs; the kernels in `_layer.pyx` trust what they get.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from delgrad_core import _layer
-from delgrad_core._ir import DelayKind, Network
+from delgrad_core._errors import InvalidValueError
+from delgrad_core._ir import DelayKind, Layer, Network
 
 __all__ = [
     "forward",
     "backward",
+    "layer_forward",
+    "layer_backward",
+    "LayerBackward",
     "LayerGradients",
     "NetworkGradients",
     "default_num_threads",
 ]
+
+# Partial gradient sums per call: fixed, so that the sums do not depend on the thread count.
+_GRADIENT_SLOTS = 8
+# Below this many (sample, synapse) pairs per thread, starting threads costs more than it saves.
+_MIN_WORK_PER_THREAD = 100_000
+_NO_ARRIVALS = np.zeros((1, 1, 1))
 
 
 def default_num_threads() -> int:
@@ -31,9 +46,9 @@ def default_num_threads() -> int:
         try:
             n = int(value)
         except ValueError:
-            raise ValueError(f"DELGRAD_NUM_THREADS: expected a positive integer, got {value!r}") from None
+            n = 0
         if n < 1:
-            raise ValueError(f"DELGRAD_NUM_THREADS: expected a positive integer, got {value!r}")
+            raise InvalidValueError(f"DELGRAD_NUM_THREADS: expected a positive integer, got {value!r}")
         return n
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -41,30 +56,86 @@ def default_num_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _check_times(times, n_columns: int, field_name: str) -> np.ndarray:
-    """Validate a (batch, n) array of spike times: finite or +inf (silent), never NaN or -inf."""
-    array = np.ascontiguousarray(times, dtype=np.float64)
+def _as_float_array(values, field_name: str) -> np.ndarray:
+    try:
+        return np.ascontiguousarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValueError(f"{field_name}: expected an array of numbers ({exc})") from None
+
+
+def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = None) -> np.ndarray:
+    """Validate (batch, n) spike times: finite or +inf (silent), never NaN or -inf.  A 1-d array
+    is one sample."""
+    array = _as_float_array(times, field_name)
     if array.ndim == 1:
         array = array[None, :]
-    if array.ndim != 2 or array.shape[1] != n_columns:
-        raise ValueError(f"{field_name}: expected shape (batch, {n_columns}), got {np.shape(times)}")
-    if np.any(np.isnan(array)) or np.any(array == -np.inf):
-        raise ValueError(f"{field_name}: contains NaN or -inf (use +inf for a silent neuron)")
+    if array.ndim != 2 or array.shape[1] != n_columns or (n_batch is not None and array.shape[0] != n_batch):
+        batch = "batch" if n_batch is None else n_batch
+        raise InvalidValueError(f"{field_name}: expected shape ({batch}, {n_columns}), got {np.shape(times)}")
+    if np.isnan(array).any() or (array == -np.inf).any():
+        raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for a silent neuron)")
     return array
 
 
-# Below this many (sample, synapse) pairs per thread, starting threads costs more than it saves.
-_MIN_WORK_PER_THREAD = 100_000
+def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str) -> np.ndarray | None:
+    """Validate observed arrival times (batch, n_pre, n_post): finite or +inf (never arrived)."""
+    if arrival_times is None:
+        return None
+    array = _as_float_array(arrival_times, field_name)
+    expected = (n_batch, layer.projection.n_pre, layer.projection.n_post)
+    if array.shape != expected:
+        raise InvalidValueError(f"{field_name}: expected shape {expected}, got {np.shape(arrival_times)}")
+    if np.isnan(array).any() or (array == -np.inf).any():
+        raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for an input that never arrived)")
+    return array
 
 
-def _threads(n_threads: int | None, network: Network, n_batch: int) -> int:
-    """Explicit `n_threads`, else as many default threads as the batch's work can keep busy."""
+def _threads(n_threads: int | None, work: int) -> int:
+    """Explicit `n_threads`, else as many default threads as `work` synapse steps keep busy."""
     if n_threads is None:
-        work = n_batch * sum(layer.projection.weights.size for layer in network.layers)
         return max(1, min(default_num_threads(), work // _MIN_WORK_PER_THREAD))
-    if int(n_threads) < 1:
-        raise ValueError(f"n_threads: expected a positive integer, got {n_threads!r}")
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
+        raise InvalidValueError(f"n_threads: expected a positive integer, got {n_threads!r}")
     return int(n_threads)
+
+
+def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: np.ndarray | None, threads: int) -> np.ndarray:
+    projection = layer.projection
+    threshold, tau_m, tau_s = layer.neuron_arrays()
+    out = np.empty((pre_times.shape[0], projection.n_post))
+    _layer.forward_layer(
+        pre_times,
+        projection.weights,
+        projection.delay_matrix(),
+        _NO_ARRIVALS if arrivals is None else arrivals,
+        arrivals is not None,
+        arrivals is None and projection.delay_kind is not DelayKind.SYNAPTIC,
+        threshold,
+        tau_m,
+        tau_s,
+        out,
+        threads,
+    )
+    return out
+
+
+def layer_forward(layer: Layer, pre_spike_times, *, arrival_times=None, n_threads: int | None = None) -> np.ndarray:
+    """Exact first spike times (batch, n_post) of one layer; +inf = no spike.
+
+    Parameters
+    ----------
+    layer : Layer
+    pre_spike_times : array (batch, n_pre)
+        Presynaptic spike times in units of tau_s; +inf marks a silent input.
+    arrival_times : array (batch, n_pre, n_post), optional
+        Arrival time of input i at neuron j per sample, replacing t_i + d_ij (e.g. with delay
+        jitter); +inf = the input never arrives.
+    n_threads : int, optional
+    """
+    layer.validate()
+    times = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
+    arrivals = _check_arrivals(arrival_times, layer, times.shape[0], "arrival_times")
+    return _forward_layer(layer, times, arrivals, _threads(n_threads, times.shape[0] * layer.projection.weights.size))
 
 
 def forward(network: Network, input_spike_times, *, n_threads: int | None = None) -> list[np.ndarray]:
@@ -84,41 +155,125 @@ def forward(network: Network, input_spike_times, *, n_threads: int | None = None
     """
     network.validate()
     times = _check_times(input_spike_times, network.input.size, "input_spike_times")
-    threads = _threads(n_threads, network, times.shape[0])
+    threads = _threads(n_threads, times.shape[0] * sum(layer.projection.weights.size for layer in network.layers))
     layer_times = []
     for layer in network.layers:
-        projection = layer.projection
-        threshold, tau_m, tau_s = layer.neuron_arrays()
-        out = np.empty((times.shape[0], projection.n_post))
-        _layer.forward_layer(
-            times,
-            projection.weights,
-            projection.delay_matrix(),
-            projection.delay_kind is not DelayKind.SYNAPTIC,
-            threshold,
-            tau_m,
-            tau_s,
-            out,
-            threads,
-        )
-        layer_times.append(out)
-        times = out
+        times = _forward_layer(layer, times, None, threads)
+        layer_times.append(times)
     return layer_times
+
+
+@dataclass
+class LayerBackward:
+    """Everything the backward pass of one layer yields, for a batch.
+
+    weights, delays, threshold : summed over the batch (delays in the projection's delay shape,
+        None for delay kind 'none')
+    pre_gradient : (batch, n_pre), dL/dt of the presynaptic spike times per sample
+    no_crossing : (batch, n_post) bool, the model has no upward threshold crossing at the given
+        spike time (a device spiked where the ideal model would not): no gradient
+    largest_weight_term : (batch, n_post), max_i |dL/dt_j dt_j/dw_ij| (0 where no gradient)
+    guarded : (batch, n_post) bool, entries a guard excluded (see `backward`)
+    """
+
+    weights: np.ndarray
+    delays: np.ndarray | None
+    threshold: np.ndarray
+    pre_gradient: np.ndarray
+    no_crossing: np.ndarray
+    largest_weight_term: np.ndarray
+    guarded: np.ndarray
+
+
+def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals, threads) -> LayerBackward:
+    projection = layer.projection
+    _, tau_m, tau_s = layer.neuron_arrays()
+    n_batch = pre_times.shape[0]
+    n_pre, n_post = projection.weights.shape
+    slots = max(1, min(_GRADIENT_SLOTS, n_batch))
+    grad_w = np.zeros((slots, n_pre, n_post))
+    grad_a = np.zeros((slots, n_pre, n_post))
+    grad_theta = np.zeros((slots, n_post))
+    pre_gradient = np.zeros((n_batch, n_pre))
+    no_crossing = np.zeros((n_batch, n_post), dtype=np.int8)
+    largest = np.zeros((n_batch, n_post))
+    _layer.backward_layer(
+        pre_times,
+        projection.weights,
+        projection.delay_matrix(),
+        _NO_ARRIVALS if arrivals is None else arrivals,
+        arrivals is not None,
+        tau_m,
+        tau_s,
+        post_times,
+        post_gradient,
+        grad_w,
+        grad_a,
+        grad_theta,
+        pre_gradient,
+        no_crossing,
+        largest,
+        min(threads, slots),
+    )
+    return LayerBackward(
+        weights=grad_w.sum(axis=0),
+        delays=projection.reduce_synapse_gradient(grad_a.sum(axis=0)),
+        threshold=grad_theta.sum(axis=0),
+        pre_gradient=pre_gradient,
+        no_crossing=no_crossing.astype(bool),
+        largest_weight_term=largest,
+        guarded=np.zeros((n_batch, n_post), dtype=bool),
+    )
+
+
+def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradient, *, arrival_times=None,
+                   n_threads: int | None = None) -> LayerBackward:
+    """Exact gradients of one layer at the given times (implicit function theorem, docs/model.md §4).
+
+    Parameters
+    ----------
+    layer : Layer
+    pre_spike_times : array (batch, n_pre)
+    post_spike_times : array (batch, n_post)
+        The layer's spike times, computed or observed.
+    post_gradient : array (batch, n_post)
+        dL/dt of the layer's spike times; zero entries (and silent neurons) pass nothing.
+    arrival_times : array (batch, n_pre, n_post), optional
+        Observed arrival times; every kernel term and the delay gradient are taken there.
+    """
+    layer.validate()
+    pre = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
+    n_batch = pre.shape[0]
+    post = _check_times(post_spike_times, layer.population.size, "post_spike_times", n_batch)
+    gradient = _check_gradient(post_gradient, n_batch, layer.population.size, "post_gradient")
+    arrivals = _check_arrivals(arrival_times, layer, n_batch, "arrival_times")
+    threads = _threads(n_threads, n_batch * layer.projection.weights.size)
+    return _backward_layer(layer, pre, post, gradient, arrivals, threads)
+
+
+def _check_gradient(values, n_batch: int, n_columns: int, field_name: str) -> np.ndarray:
+    array = _as_float_array(values, field_name)
+    if array.shape != (n_batch, n_columns):
+        raise InvalidValueError(f"{field_name}: expected shape ({n_batch}, {n_columns}), got {np.shape(values)}")
+    if not np.isfinite(array).all():
+        raise InvalidValueError(f"{field_name}: contains NaN or inf")
+    return array
 
 
 @dataclass
 class LayerGradients:
     """dL/d(parameters) of one layer, summed over the batch.
 
-    `delays` has the shape of the projection's delays (None for delay kind 'none');
-    `dropped` counts (sample, neuron) pairs whose gradient was zeroed (no upward crossing at the
-    given time, or a near-grazing crossing, see `backward`).
+    `delays` has the shape of the projection's delays (None for delay kind 'none').
+    `no_crossing` counts (sample, neuron) pairs without an upward crossing at the given time,
+    `guarded` those a guard excluded; neither passes a gradient.
     """
 
     weights: np.ndarray
     delays: np.ndarray | None
     threshold: np.ndarray
-    dropped: int
+    no_crossing: int
+    guarded: int
 
 
 @dataclass
@@ -129,16 +284,20 @@ class NetworkGradients:
     input_spike_times: np.ndarray
 
 
+Guard = Callable[[int, np.ndarray], np.ndarray]
+
+
 def backward(
     network: Network,
     input_spike_times,
     layer_spike_times: list,
     output_gradient,
     *,
-    max_weight_term: float | None = None,
+    arrival_times: list | None = None,
+    guard: Guard | None = None,
     n_threads: int | None = None,
 ) -> NetworkGradients:
-    """Exact gradients (implicit function theorem, MODEL.md §4) at the given spike times.
+    """Exact gradients (implicit function theorem, docs/model.md §4) at the given spike times.
 
     Parameters
     ----------
@@ -148,10 +307,15 @@ def backward(
         Spike times of every layer, from `forward` or observed on a backend or device.
     output_gradient : array (batch, n_outputs)
         dL/dt of the output spike times; entries of silent neurons are ignored.
-    max_weight_term : float, optional
-        Grazing guard of the DelGrad reference code: if |dL/dt_j dt_j/dw_ij| exceeds this for any
-        input i, neuron j's gradient for that sample is dropped.  None (default) keeps all.
+    arrival_times : list of (array (batch, n_pre, n_post) or None), optional
+        Observed arrival times per layer (None for a layer without observations).
+    guard : callable, optional
+        ``guard(layer_index, largest_weight_term) -> bool mask (batch, n_post)``: entries to
+        exclude, decided from max_i |dL/dt_j dt_j/dw_ij| of every (sample, neuron).  Excluded
+        entries pass no gradient, as if dL/dt_j were 0 there.  A training decision (e.g. the
+        grazing guard of the DelGrad reference code); None keeps the exact gradient.
     n_threads : int, optional
+        Threads; the result is bit for bit the same for every thread count.
 
     Notes
     -----
@@ -160,59 +324,49 @@ def backward(
     """
     network.validate()
     times_in = _check_times(input_spike_times, network.input.size, "input_spike_times")
-    threads = _threads(n_threads, network, times_in.shape[0])
-    if len(layer_spike_times) != len(network.layers):
-        raise ValueError(
-            f"layer_spike_times: expected {len(network.layers)} arrays (one per layer), got {len(layer_spike_times)}"
+    n_batch = times_in.shape[0]
+    if not isinstance(layer_spike_times, (list, tuple)) or len(layer_spike_times) != len(network.layers):
+        raise InvalidValueError(
+            f"layer_spike_times: expected a list of {len(network.layers)} arrays (one per layer)"
         )
     pre_times = [times_in] + [
-        _check_times(t, layer.population.size, f"layer_spike_times[{k}]")
+        _check_times(t, layer.population.size, f"layer_spike_times[{k}]", n_batch)
         for k, (t, layer) in enumerate(zip(layer_spike_times, network.layers))
     ]
-    n_batch = times_in.shape[0]
-    if any(t.shape[0] != n_batch for t in pre_times):
-        raise ValueError("layer_spike_times: every array needs the batch size of input_spike_times")
-    n_outputs = network.layers[-1].population.size
-    delta = np.ascontiguousarray(output_gradient, dtype=np.float64)
-    if delta.size != n_batch * n_outputs or not np.all(np.isfinite(delta)):
-        raise ValueError(f"output_gradient: expected finite values of shape ({n_batch}, {n_outputs})")
-    delta = delta.reshape(n_batch, n_outputs)
-    max_term = np.inf if max_weight_term is None else float(max_weight_term)
+    if arrival_times is None:
+        arrival_times = [None] * len(network.layers)
+    if not isinstance(arrival_times, (list, tuple)) or len(arrival_times) != len(network.layers):
+        raise InvalidValueError(f"arrival_times: expected None or a list of {len(network.layers)} entries")
+    arrivals = [
+        _check_arrivals(a, layer, n_batch, f"arrival_times[{k}]")
+        for k, (a, layer) in enumerate(zip(arrival_times, network.layers))
+    ]
+    delta = _check_gradient(output_gradient, n_batch, network.layers[-1].population.size, "output_gradient")
+    threads = _threads(n_threads, n_batch * sum(layer.projection.weights.size for layer in network.layers))
     gradients = []
     for index in range(len(network.layers) - 1, -1, -1):
         layer = network.layers[index]
-        projection = layer.projection
-        _, tau_m, tau_s = layer.neuron_arrays()
-        n_pre, n_post = projection.weights.shape
-        grad_w = np.zeros((threads, n_pre, n_post))
-        grad_a = np.zeros((threads, n_pre, n_post))
-        grad_theta = np.zeros((threads, n_post))
-        delta_pre = np.zeros((n_batch, n_pre))
-        zeroed = np.zeros((n_batch, n_post), dtype=np.int8)
-        _layer.backward_layer(
-            pre_times[index],
-            projection.weights,
-            projection.delay_matrix(),
-            tau_m,
-            tau_s,
-            pre_times[index + 1],
-            delta,
-            max_term,
-            grad_w,
-            grad_a,
-            grad_theta,
-            delta_pre,
-            zeroed,
-            threads,
-        )
+        args = (layer, pre_times[index], pre_times[index + 1])
+        result = _backward_layer(*args, delta, arrivals[index], threads)
+        if guard is not None:
+            excluded = np.asarray(guard(index, result.largest_weight_term), dtype=bool)
+            if excluded.shape != delta.shape:
+                raise InvalidValueError(f"guard: returned shape {excluded.shape}, expected {delta.shape}")
+            excluded &= delta != 0
+            if excluded.any():
+                delta = np.where(excluded, 0.0, delta)
+                guarded = excluded
+                result = _backward_layer(*args, delta, arrivals[index], threads)
+                result.guarded = guarded
         gradients.append(
             LayerGradients(
-                weights=grad_w.sum(axis=0),
-                delays=projection.reduce_synapse_gradient(grad_a.sum(axis=0)),
-                threshold=grad_theta.sum(axis=0),
-                dropped=int(np.count_nonzero(zeroed)),
+                weights=result.weights,
+                delays=result.delays,
+                threshold=result.threshold,
+                no_crossing=int(result.no_crossing.sum()),
+                guarded=int(result.guarded.sum()),
             )
         )
-        delta = delta_pre
+        delta = result.pre_gradient
     gradients.reverse()
     return NetworkGradients(layers=gradients, input_spike_times=delta)

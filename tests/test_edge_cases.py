@@ -6,6 +6,7 @@ import pytest
 from _ode_reference import neuron_first_spike
 
 import delgrad_core as dg
+from delgrad_core.training import GrazingGuard
 
 
 def single_neuron(weights, *, ratio=2.0, threshold=1.0, kind="none", delays=None):
@@ -36,7 +37,7 @@ def test_empty_batch():
     assert [t.shape for t in times] == [(0, 5), (0, 3)]
     grads = dg.backward(network, np.empty((0, 4)), times, np.empty((0, 3)))
     assert grads.input_spike_times.shape == (0, 4)
-    assert all(not np.any(g.weights) and not np.any(g.delays) and g.dropped == 0 for g in grads.layers)
+    assert all(not np.any(g.weights) and not np.any(g.delays) and g.no_crossing == 0 and g.guarded == 0 for g in grads.layers)
 
 
 def test_all_inputs_silent_gives_silence_and_no_gradient():
@@ -47,7 +48,7 @@ def test_all_inputs_silent_gives_silence_and_no_gradient():
     grads = dg.backward(network, x, times, np.ones((2, 3)))  # gradients of silent outputs are ignored
     assert not np.any(grads.input_spike_times)
     for g in grads.layers:
-        assert not np.any(g.weights) and not np.any(g.delays) and not np.any(g.threshold) and g.dropped == 0
+        assert not np.any(g.weights) and not np.any(g.delays) and not np.any(g.threshold) and g.no_crossing == 0 and g.guarded == 0
 
 
 def test_silent_hidden_layer_silences_the_output():
@@ -130,7 +131,7 @@ def test_neuron_below_threshold_is_silent_with_zero_gradient(ratio, peak):
     assert np.isinf(times[0][0, 0]) and np.isinf(reference_spike(network, x[0]))
     grads = dg.backward(network, x, times, np.ones((1, 1)))
     assert not np.any(grads.layers[0].weights) and not np.any(grads.layers[0].threshold)
-    assert not np.any(grads.input_spike_times) and grads.layers[0].dropped == 0
+    assert not np.any(grads.input_spike_times) and grads.layers[0].no_crossing == grads.layers[0].guarded == 0
 
 
 @pytest.mark.parametrize("ratio", [1.0, 2.0, 1.7])
@@ -180,10 +181,10 @@ def test_grazing_crossing_is_dropped_and_counted(ratio, peak):
     assert np.all(np.isfinite(times[0][:2]))
     delta = np.array([[1.0], [1.0], [0.0]])
     kept = dg.backward(network, x, times, delta)
-    assert kept.layers[0].dropped == 0
+    assert kept.layers[0].no_crossing == kept.layers[0].guarded == 0
     assert abs(kept.layers[0].weights[0, 0]) > 100  # ~ 1/sqrt(1e-7)
-    guarded = dg.backward(network, x, times, delta, max_weight_term=0.2)
-    assert guarded.layers[0].dropped == 2
+    guarded = dg.backward(network, x, times, delta, guard=GrazingGuard(0.2))
+    assert guarded.layers[0].guarded == 2 and guarded.layers[0].no_crossing == 0
     assert not np.any(guarded.layers[0].weights) and not np.any(guarded.layers[0].threshold)
     assert not np.any(guarded.input_spike_times)
 
@@ -194,13 +195,13 @@ def test_weight_guard_keeps_well_conditioned_gradients(helpers):
     times = dg.forward(network, x)
     delta = np.where(np.isfinite(times[-1]), 0.1, 0.0)
     plain = dg.backward(network, x, times, delta)
-    guarded = dg.backward(network, x, times, delta, max_weight_term=1e3)
+    guarded = dg.backward(network, x, times, delta, guard=GrazingGuard(1e3))
     for a, b in zip(plain.layers, guarded.layers):
         np.testing.assert_array_equal(a.weights, b.weights)
-        assert b.dropped == 0
+        assert b.guarded == 0
     # a guard tighter than the largest term drops some samples, never adds gradient
-    tight = dg.backward(network, x, times, delta, max_weight_term=1e-3)
-    assert tight.layers[-1].dropped > 0
+    tight = dg.backward(network, x, times, delta, guard=GrazingGuard(1e-3))
+    assert tight.layers[-1].guarded > 0
     assert np.abs(tight.layers[-1].threshold).sum() < np.abs(plain.layers[-1].threshold).sum()
 
 
@@ -211,7 +212,7 @@ def test_observed_time_without_upward_crossing_gets_no_gradient():
     model = dg.forward(network, x)[0][0, 0]
     observed = np.array([[0.2], [10.0], [model]])  # before any arrival; on the decaying tail; the model's own
     grads = dg.backward(network, x, [observed], np.ones((3, 1)))
-    assert grads.layers[0].dropped == 2
+    assert grads.layers[0].no_crossing == 2 and grads.layers[0].guarded == 0
     alone = dg.backward(network, x[2:], [observed[2:]], np.ones((1, 1)))
     np.testing.assert_array_equal(grads.layers[0].weights, alone.layers[0].weights)
     np.testing.assert_array_equal(grads.input_spike_times[:2], 0.0)

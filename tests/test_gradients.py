@@ -44,7 +44,7 @@ def assert_matches_finite_differences(helpers, network, x, times, seed=0):
 
     for k, layer in enumerate(network.layers):
         layer_grads = grads.layers[k]
-        assert layer_grads.dropped == 0
+        assert layer_grads.no_crossing == layer_grads.guarded == 0
         compare(layer_grads.weights, layer.projection.weights, f"layer {k} weights")
         if layer.projection.delays is None:
             assert layer_grads.delays is None

@@ -23,9 +23,9 @@ def test_non_finite_weights_are_rejected(bad):
 
 
 def test_weights_must_be_numbers_in_a_matrix():
-    with pytest.raises(TypeError, match=rf"{NAME}\.weights: expected an array of numbers"):
+    with pytest.raises(ValueError, match=rf"{NAME}\.weights: expected an array of numbers"):
         projection([["a", "b"]])
-    with pytest.raises(ValueError, match=rf"{NAME}\.weights: expected a 2-d array"):
+    with pytest.raises(ValueError, match=rf"{NAME}\.weights: expected a non-empty 2-d array"):
         projection(np.ones(3))
 
 
@@ -151,17 +151,19 @@ def test_backward_input_validation():
     network = dg.Network.feedforward([3, 4, 2])
     x = np.zeros((2, 3))
     times = dg.forward(network, x)
-    with pytest.raises(ValueError, match=r"layer_spike_times: expected 2 arrays \(one per layer\), got 1"):
+    with pytest.raises(ValueError, match=r"layer_spike_times: expected a list of 2 arrays \(one per layer\)"):
         dg.backward(network, x, times[:1], np.ones((2, 2)))
-    with pytest.raises(ValueError, match=r"layer_spike_times\[1\]: expected shape \(batch, 2\)"):
+    with pytest.raises(ValueError, match=r"layer_spike_times\[1\]: expected shape \(2, 2\)"):
         dg.backward(network, x, [times[0], np.zeros((2, 5))], np.ones((2, 2)))
     with pytest.raises(ValueError, match=r"layer_spike_times\[0\]: contains NaN"):
         dg.backward(network, x, [np.full((2, 4), np.nan), times[1]], np.ones((2, 2)))
-    with pytest.raises(ValueError, match="layer_spike_times: every array needs the batch size"):
+    with pytest.raises(ValueError, match=r"layer_spike_times\[0\]: expected shape \(2, 4\)"):
         dg.backward(network, x, [times[0][:1], times[1]], np.ones((2, 2)))
-    with pytest.raises(ValueError, match=r"output_gradient: expected finite values of shape \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"output_gradient: expected shape \(2, 2\), got \(2, 3\)"):
         dg.backward(network, x, times, np.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"output_gradient: expected finite values"):
+    with pytest.raises(ValueError, match=r"output_gradient: expected shape \(2, 2\), got \(4,\)"):
+        dg.backward(network, x, times, np.ones(4))  # never silently reshaped
+    with pytest.raises(ValueError, match=r"output_gradient: contains NaN or inf"):
         dg.backward(network, x, times, np.full((2, 2), np.nan))
 
 

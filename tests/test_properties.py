@@ -68,7 +68,7 @@ def test_backward_agrees_with_finite_differences(helpers, spec):
         np.testing.assert_allclose(actual[finite], expected[finite], rtol=1e-5, atol=1e-6 * scale)
 
     for layer, layer_grads in zip(network.layers, grads.layers):
-        assert layer_grads.dropped == 0
+        assert layer_grads.no_crossing == layer_grads.guarded == 0
         check(layer_grads.weights, layer.projection.weights)
         if layer.projection.delays is not None:
             check(layer_grads.delays, layer.projection.delays)

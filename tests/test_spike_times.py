@@ -84,7 +84,8 @@ def test_threads_do_not_change_results(n_threads, helpers):
 def _layer_forward(pre_times, projection, neuron_arrays, general_solver_only):
     out = np.empty((pre_times.shape[0], projection.n_post))
     _layer.forward_layer(
-        pre_times, projection.weights, projection.delay_matrix(), projection.delay_kind.value != "synaptic",
+        pre_times, projection.weights, projection.delay_matrix(), np.zeros((1, 1, 1)), False,
+        projection.delay_kind.value != "synaptic",
         *neuron_arrays, out, 1, general_solver_only,
     )
     return out

@@ -1,6 +1,7 @@
 """Training: configuration, optimiser, trainable parameters, the training loop, plots and sweeps."""
 
 from delgrad_core.training._config import TrainingConfig, load_config
+from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
 from delgrad_core.training._trainer import EpochMetrics, Evaluation, Trainer
@@ -8,6 +9,7 @@ from delgrad_core.training._trainer import EpochMetrics, Evaluation, Trainer
 __all__ = [
     "TrainingConfig",
     "load_config",
+    "GrazingGuard",
     "Adam",
     "step_decay_factor",
     "TrainableNetwork",

@@ -21,6 +21,7 @@ from delgrad_core._propagation import backward
 from delgrad_core._serialization import save_network
 from delgrad_core.datasets import load_dataset
 from delgrad_core.training._config import TrainingConfig
+from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
 
@@ -81,6 +82,7 @@ class Trainer:
                                    **self.config.backend_options)
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.loss = _loss_of(self.config)
+        self.guard = None if self.config.max_weight_term is None else GrazingGuard(self.config.max_weight_term)
         self.encoder = LatencyEncoder(self.config.t_early, self.config.t_late)
         self.train_set = load_dataset(self.config.dataset, "train")
         self.validation_set = load_dataset(self.config.dataset, "validation")
@@ -157,12 +159,12 @@ class Trainer:
             return float(loss.per_sample.mean()), batch_accuracy, True, 0
         # the grazing guard compares |dL/dt_j dt_j/dw_ij| of the batch-mean loss, as autograd's
         # incoming gradient in the DelGrad reference code does (MODEL.md §4)
-        gradients = backward(self.network, inputs, times, loss.gradient, max_weight_term=self.config.max_weight_term)
+        gradients = backward(self.network, inputs, times, loss.gradient, guard=self.guard)
         grads = self.model.parameter_gradients(gradients)
         self.optimiser.step(self.model.params, grads, lr_factor)
         self.model.constrain()
         self.model.apply()
-        dropped = sum(layer.dropped for layer in gradients.layers)
+        dropped = sum(layer.no_crossing + layer.guarded for layer in gradients.layers)
         return float(loss.per_sample.mean()), batch_accuracy, False, dropped
 
     # -- evaluation ---------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""One exception tree for everything a user or a plugin can run into.
+
+Every error delgrad raises on purpose is a `DelgradError`; its `retryable` attribute says
+whether trying the same thing again can help (a device that is busy or restarting) or not (a
+network the backend cannot run).  The command line prints any `DelgradError` as one line and
+exits non-zero.  Errors about invalid values also derive from `ValueError` (and lookups from
+`LookupError`), so code written against the builtin types keeps working.
+
+    DelgradError
+    ├── InvalidValueError (ValueError)         bad argument, setting or array; names the field
+    │   └── UnsupportedNetworkError            the backend lacks a capability; names it
+    ├── FileFormatError (ValueError)           a file that is not what it claims to be
+    ├── RunFolderError                         a run folder that is in use or holds another run
+    ├── BackendError                           a backend failed while working
+    │   ├── BackendUnavailable                 cannot reach / start the substrate (retryable)
+    │   ├── ExecutionTimeout                   no answer in time (retryable)
+    │   ├── CalibrationError                   calibration failed or does not fit
+    │   └── InvalidResultError                 the backend returned something malformed
+    └── PluginError                            a plugin could not be loaded or used
+        ├── PluginLoadError
+        ├── DuplicateNameError
+        └── UnknownNameError (LookupError)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DelgradError",
+    "InvalidValueError",
+    "UnsupportedNetworkError",
+    "FileFormatError",
+    "RunFolderError",
+    "BackendError",
+    "BackendUnavailable",
+    "ExecutionTimeout",
+    "CalibrationError",
+    "InvalidResultError",
+    "PluginError",
+    "PluginLoadError",
+    "DuplicateNameError",
+    "UnknownNameError",
+]
+
+
+class DelgradError(Exception):
+    """Base of every error delgrad raises on purpose.
+
+    `retryable` is True when repeating the same call later can succeed.
+    """
+
+    retryable: bool = False
+
+
+class InvalidValueError(DelgradError, ValueError):
+    """An argument, setting or array is invalid; the message names the field."""
+
+
+class UnsupportedNetworkError(InvalidValueError):
+    """The network needs a capability the backend does not have.
+
+    `capability` names the missing capability (a field of `Capabilities`, or "resources").
+    """
+
+    def __init__(self, message: str, *, capability: str):
+        super().__init__(message)
+        self.capability = capability
+
+
+class FileFormatError(DelgradError, ValueError):
+    """A file (network, checkpoint, request, result, dataset) is malformed or inconsistent."""
+
+
+class RunFolderError(DelgradError):
+    """A run folder holds another run or is in use by another process."""
+
+
+class BackendError(DelgradError):
+    """A backend failed while calibrating or executing."""
+
+
+class BackendUnavailable(BackendError):
+    """The substrate cannot be reached or started (service down, device busy, token refused)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ExecutionTimeout(BackendError):
+    """The substrate did not answer in time."""
+
+    retryable = True
+
+
+class CalibrationError(BackendError):
+    """Calibration failed, or a calibration does not fit this backend."""
+
+
+class InvalidResultError(BackendError):
+    """A backend returned a result that breaks the contract (shapes, NaN, acausal times)."""
+
+
+class PluginError(DelgradError):
+    """A plugin could not be loaded or used."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin failed to load (raised instead of warning in strict mode)."""
+
+
+class DuplicateNameError(PluginError):
+    """Two plugins register the same name in one registry."""
+
+
+class UnknownNameError(PluginError, LookupError):
+    """Nothing is registered under the requested name."""

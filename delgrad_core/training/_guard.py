@@ -1,0 +1,38 @@
+"""The grazing guard: a training decision on top of the exact gradients.
+
+Near a grazing threshold crossing (u'(t) -> 0) the exact gradient dt/dw = -k/u' diverges.  The
+DelGrad reference code drops a sample's gradient through neuron j when any
+|dL/dt_j dt_j/dw_ij| exceeds 0.2 (docs/model.md §4); the exact backward pass reports that
+largest term per (sample, neuron) and this guard decides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from delgrad_core._errors import InvalidValueError
+
+__all__ = ["GrazingGuard"]
+
+
+@dataclass(frozen=True)
+class GrazingGuard:
+    """Exclude (sample, neuron) entries whose largest weight term exceeds `max_weight_term`.
+
+    Pass an instance as ``guard=`` to `delgrad_core.backward`.
+    """
+
+    max_weight_term: float = 0.2
+
+    def __post_init__(self):
+        value = self.max_weight_term
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(value) or value <= 0:
+            raise InvalidValueError(f"max_weight_term: expected a finite number > 0, got {value!r}")
+        object.__setattr__(self, "max_weight_term", float(value))
+
+    def __call__(self, layer_index: int, largest_weight_term: np.ndarray) -> np.ndarray:
+        return largest_weight_term > self.max_weight_term
