@@ -1,95 +1,44 @@
-"""delgrad core: network IR, exact spike times and exact gradients for weights and delays."""
+"""delgrad core: network IR, exact spike times and exact gradients for weights and delays,
+the backend interface, plugins, losses, datasets and training.
 
-import os as _os
+Names are imported on first use, so ``import delgrad_core`` (and the pytest plugin of the
+conformance suite) costs almost nothing and changes nothing in the host process.
+"""
 
-# The kernels run many short OpenMP regions; spinning idle threads (libgomp's default) stall
-# them badly when the cores are shared.  Must be set before the kernels load libgomp; an
-# explicit OMP_WAIT_POLICY in the environment wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from __future__ import annotations
 
-from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
-from delgrad_core._propagation import (
-    LayerGradients,
-    NetworkGradients,
-    backward,
-    default_num_threads,
-    forward,
-)
-from delgrad_core._serialization import load_network, save_network
-from delgrad_core._backend import (
-    Backend,
-    Calibration,
-    Capabilities,
-    ExecutionResult,
-    UnsupportedNetworkError,
-    calibration_key,
-)
-from delgrad_core._plugins import (
-    BackendInfo,
-    BackendRegistry,
-    DuplicateBackendError,
-    PluginLoadError,
-    PluginLoadWarning,
-    UnknownBackendError,
-    available_backends,
-    get_backend,
-    hookimpl,
-    refresh_backends,
-)
-from delgrad_core import datasets
-from delgrad_core._encoding import LatencyEncoder
-from delgrad_core._losses import (
-    FirstSpikeLoss,
-    LossResult,
-    ShiftInvariantSquaredError,
-    TTFSCrossEntropy,
-    accuracy,
-    available_losses,
-    first_spike_prediction,
-    make_loss,
-)
+from delgrad_core._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DelayKind",
-    "Layer",
-    "Network",
-    "NeuronParameters",
-    "Population",
-    "Projection",
-    "LayerGradients",
-    "NetworkGradients",
-    "forward",
-    "backward",
-    "default_num_threads",
-    "save_network",
-    "load_network",
-    "__version__",
-    "Backend",
-    "Calibration",
-    "Capabilities",
-    "ExecutionResult",
-    "UnsupportedNetworkError",
-    "calibration_key",
-    "BackendInfo",
-    "BackendRegistry",
-    "DuplicateBackendError",
-    "PluginLoadError",
-    "PluginLoadWarning",
-    "UnknownBackendError",
-    "available_backends",
-    "get_backend",
-    "hookimpl",
-    "refresh_backends",
-    "datasets",
-    "LatencyEncoder",
-    "FirstSpikeLoss",
-    "LossResult",
-    "ShiftInvariantSquaredError",
-    "TTFSCrossEntropy",
-    "accuracy",
-    "available_losses",
-    "first_spike_prediction",
-    "make_loss",
-]
+_EXPORTS = {
+    "delgrad_core._errors": [
+        "DelgradError", "InvalidValueError", "UnsupportedNetworkError", "FileFormatError", "RunFolderError",
+        "BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
+        "PluginError", "PluginLoadError", "DuplicateNameError", "UnknownNameError",
+    ],
+    "delgrad_core._ir": ["DelayKind", "Layer", "Network", "NeuronParameters", "Population", "Projection"],
+    "delgrad_core._propagation": [
+        "forward", "backward", "layer_forward", "layer_backward", "LayerBackward", "LayerGradients",
+        "NetworkGradients", "default_num_threads",
+    ],
+    "delgrad_core._serialization": ["save_network", "load_network"],
+    "delgrad_core._capabilities": ["Capabilities"],
+    "delgrad_core._calibration": ["Calibration", "calibration_key"],
+    "delgrad_core._execution": ["ExecutionRequest", "ExecutionResult"],
+    "delgrad_core._backend": ["Backend", "ConformanceProfile"],
+    "delgrad_core.hookspecs": ["hookimpl"],
+    "delgrad_core._plugins": [
+        "PluginLoadWarning", "PluginRegistry", "Registration", "available_backends", "backend_info", "get_backend",
+        "refresh_plugins",
+    ],
+    "delgrad_core._encoding": ["LatencyEncoder"],
+    "delgrad_core._losses": [
+        "FirstSpikeLoss", "LossResult", "ShiftInvariantSquaredError", "TTFSCrossEntropy", "accuracy",
+        "available_losses", "first_spike_prediction", "make_loss",
+    ],
+}
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__, _EXPORTS, submodules=("datasets", "training", "testing", "hookspecs")
+)
+__all__ = [*__all__, "__version__"]

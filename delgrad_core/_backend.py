@@ -1,212 +1,54 @@
-"""Backend interface: what an execution target declares, and how it is called.
+"""Backend interface: how an execution target is called (docs/backends.md).
 
-A backend runs a `Network` on some substrate (ideal simulator, emulator, device) and returns the
-first spike time of every neuron (ARCHITECTURE.md "Contracts": Backend).  Gradients are then
-computed on the host from those observed times (MODEL.md §4, "gradients from spike times alone").
+A backend runs `ExecutionRequest`s on some substrate (ideal simulator, emulator, device) and
+returns the first spike time of every neuron, plus observed arrival times where the substrate
+measures them.  Gradients are computed on the host from those times (docs/model.md §4).
 
-Subclasses implement `capabilities` and `_execute` (and `_calibrate` if they need calibration);
-the public `execute` / `calibrate` refuse unsupported networks before any work is done.
-As in scikit-learn, constructors only store configuration.
+Subclasses implement `capabilities` and `_execute(request)`; optionally `_calibrate`,
+`check_resources`, `represent` (the default applies the constraints the capabilities state),
+`conformance_profile` and `_close`.  The public methods validate and refuse unsupported
+networks before any substrate work.  As in scikit-learn, constructors only store
+configuration.  Backends are context managers: `close()` releases processes and connections.
 """
 
 from __future__ import annotations
 
 import abc
-import hashlib
-import json
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from delgrad_core._calibration import Calibration, calibration_key
+from delgrad_core._capabilities import Capabilities, apply_constraints
+from delgrad_core._errors import (
+    BackendUnavailable,
+    CalibrationError,
+    InvalidResultError,
+    InvalidValueError,
+    UnsupportedNetworkError,
+)
+from delgrad_core._execution import ExecutionRequest, ExecutionResult
 from delgrad_core._ir import DelayKind, Network
-from delgrad_core._propagation import _check_times
 
-__all__ = [
-    "Backend",
-    "Capabilities",
-    "Calibration",
-    "ExecutionResult",
-    "UnsupportedNetworkError",
-    "calibration_key",
-]
-
-_RATIO_RTOL = 1e-9
-
-
-class UnsupportedNetworkError(ValueError):
-    """The network needs a capability the backend does not have.
-
-    `capability` names the field of `Capabilities` that is missing (e.g. "delay_kinds").
-    """
-
-    def __init__(self, message: str, *, capability: str):
-        super().__init__(message)
-        self.capability = capability
-
-
-def _optional_positive_int(value, field_name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Capabilities.{field_name}: expected None or a positive integer, got {value!r}")
-    return int(value)
+__all__ = ["Backend", "ConformanceProfile"]
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    """What a backend can run.
+class ConformanceProfile:
+    """How the conformance suite judges a backend (declared by the backend).
 
-    Attributes
-    ----------
-    delay_kinds : frozenset of DelayKind
-        Delay kinds the backend implements (MODEL.md §3).
-    tau_ratios : tuple of float or None
-        Allowed tau_m / tau_s ratios (None: any ratio).
-    max_inputs : int or None
-        Largest fan-in (presynaptic population size) of any projection; None = unbounded.
-    max_layer_size : int or None
-        Largest number of neurons in one layer; None = unbounded.
-    max_layers : int or None
-        Largest number of neuron layers (input excluded); None = unbounded.
-    weight_resolution : float or None
-        Smallest weight step the substrate resolves (None: continuous weights).
-    deterministic : bool
-        Same network and inputs always give identical spike times.
-    needs_calibration : bool
-        `calibrate` must be run and its result passed to `execute`.
-    exact : bool
-        Spike times equal the ideal model to ~1e-9 (else they are compared statistically).
+    Exact backends (`Capabilities.exact`) must match the ideal model on `represent(network)` to
+    `exact_tolerance` (times 1 + |t|).  Others are compared over all (sample, neuron) entries:
+    silent/spiking must agree in more than `min_silence_agreement`, and the median absolute
+    spike-time error must stay below `max_median_error` tau_s.  `unsupported` maps names of
+    checks the backend cannot take part in to the reason (they are skipped with it).
     """
 
-    delay_kinds: frozenset = frozenset(DelayKind)
-    tau_ratios: tuple | None = None
-    max_inputs: int | None = None
-    max_layer_size: int | None = None
-    max_layers: int | None = None
-    weight_resolution: float | None = None
-    deterministic: bool = True
-    needs_calibration: bool = False
-    exact: bool = False
-
-    def __post_init__(self):
-        kinds = self.delay_kinds
-        if isinstance(kinds, (str, DelayKind)):
-            raise TypeError("Capabilities.delay_kinds: expected a collection of delay kinds, got a single value")
-        set_ = object.__setattr__
-        set_(self, "delay_kinds", frozenset(DelayKind.parse(k, "Capabilities.delay_kinds") for k in kinds))
-        if self.tau_ratios is not None:
-            ratios = tuple(float(r) for r in self.tau_ratios)
-            if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
-                raise ValueError(
-                    f"Capabilities.tau_ratios: expected None or a non-empty tuple of positive numbers, "
-                    f"got {self.tau_ratios!r}"
-                )
-            set_(self, "tau_ratios", ratios)
-        for name in ("max_inputs", "max_layer_size", "max_layers"):
-            set_(self, name, _optional_positive_int(getattr(self, name), name))
-        if self.weight_resolution is not None:
-            resolution = float(self.weight_resolution)
-            if not (math.isfinite(resolution) and resolution > 0):
-                raise ValueError(
-                    f"Capabilities.weight_resolution: expected None or a positive number, got {self.weight_resolution!r}"
-                )
-            set_(self, "weight_resolution", resolution)
-        for name in ("deterministic", "needs_calibration", "exact"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"Capabilities.{name}: expected a bool, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict:
-        """A JSON-able dict (delay kinds sorted by name)."""
-        return {
-            "delay_kinds": sorted(kind.value for kind in self.delay_kinds),
-            "tau_ratios": None if self.tau_ratios is None else list(self.tau_ratios),
-            "max_inputs": self.max_inputs,
-            "max_layer_size": self.max_layer_size,
-            "max_layers": self.max_layers,
-            "weight_resolution": self.weight_resolution,
-            "deterministic": self.deterministic,
-            "needs_calibration": self.needs_calibration,
-            "exact": self.exact,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Capabilities":
-        """Inverse of `to_dict`."""
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"Capabilities: unknown fields {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
-
-    def supports_ratio(self, ratio: float) -> bool:
-        """True if tau_m / tau_s = `ratio` is allowed."""
-        if self.tau_ratios is None:
-            return True
-        return any(math.isclose(ratio, allowed, rel_tol=_RATIO_RTOL) for allowed in self.tau_ratios)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Result of `Backend.calibrate`: plain JSON values, cacheable under `cache_key`.
-
-    `values` must be JSON-serialisable (numbers, strings, lists, dicts, bools, None).
-    """
-
-    backend: str
-    values: dict = field(default_factory=dict)
-    cache_key: str = ""
-
-    def __post_init__(self):
-        if not isinstance(self.backend, str) or not self.backend:
-            raise ValueError(f"Calibration.backend: expected a non-empty string, got {self.backend!r}")
-        if not isinstance(self.values, dict):
-            raise TypeError(f"Calibration.values: expected a dict, got {type(self.values).__name__}")
-        if not isinstance(self.cache_key, str):
-            raise TypeError(f"Calibration.cache_key: expected a string, got {self.cache_key!r}")
-        try:
-            # Normalise (tuples -> lists, numpy scalars rejected) so equality survives a round trip.
-            object.__setattr__(self, "values", json.loads(json.dumps(self.values, allow_nan=False)))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"Calibration.values: not JSON-serialisable ({exc})") from None
-
-    def to_json(self) -> str:
-        return json.dumps({"backend": self.backend, "cache_key": self.cache_key, "values": self.values}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Calibration":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"Calibration: invalid JSON ({exc})") from None
-        if not isinstance(data, dict) or set(data) != {"backend", "cache_key", "values"}:
-            raise ValueError("Calibration: expected a JSON object with keys backend, cache_key, values")
-        return cls(**data)
-
-
-def calibration_key(backend_name: str, network: Network, options: dict | None = None) -> str:
-    """Hash of what a calibration depends on: backend, its options, sizes and neuron parameters."""
-    neurons = [
-        [array.tolist() for array in layer.neuron_arrays()] for layer in network.layers
-    ]
-    payload = {"backend": backend_name, "options": options or {}, "sizes": network.sizes, "neurons": neurons}
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-    return f"{backend_name}-{digest[:16]}"
-
-
-@dataclass
-class ExecutionResult:
-    """Spike times of every layer, (batch, size) each, in units of tau_s; +inf = silent.
-
-    `metadata` holds backend-specific facts such as wall_seconds or hardware_seconds.
-    """
-
-    layer_spike_times: list
-    metadata: dict = field(default_factory=dict)
-
-    @property
-    def output_spike_times(self) -> np.ndarray:
-        return self.layer_spike_times[-1]
+    exact_tolerance: float = 1e-9
+    max_median_error: float = 0.01
+    min_silence_agreement: float = 0.95
+    unsupported: dict = field(default_factory=dict)
 
 
 class Backend(abc.ABC):
@@ -217,24 +59,72 @@ class Backend(abc.ABC):
     """
 
     name: str = ""
+    _closed: bool = False
 
+    # -- what subclasses provide ---------------------------------------------------------------
     @property
     @abc.abstractmethod
     def capabilities(self) -> Capabilities:
-        """What this backend can run."""
+        """What this backend can run (static; also passed at registration)."""
 
     @abc.abstractmethod
-    def _execute(self, network: Network, input_spike_times: np.ndarray, calibration, seed) -> ExecutionResult:
-        """Run a supported network on validated (batch, n_inputs) input times."""
+    def _execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Run a validated request whose network is supported and representable."""
 
-    def _calibrate(self, network: Network, seed) -> Calibration:
-        """Default for backends that need no calibration: an empty calibration."""
-        return Calibration(self.name, {}, calibration_key(self.name, network))
+    def _calibrate(self, network: Network | None, seed: int | None) -> Calibration:
+        """Default for backends without calibration: an empty one."""
+        return Calibration(self.name, {}, calibration_key(self.name))
+
+    def check_resources(self, network: Network) -> str | None:
+        """Why `network` does not fit the substrate's resources (None: it fits)."""
+        return None
+
+    def represent(self, network: Network) -> Network:
+        """The network the substrate actually runs (weights clipped and quantised, delays
+        rounded and bounded, as the capabilities state); `network` itself if nothing changes."""
+        return apply_constraints(network, self.capabilities)
+
+    def conformance_profile(self) -> ConformanceProfile:
+        """Tolerances and unsupported checks for the conformance suite."""
+        return ConformanceProfile()
+
+    def _close(self) -> None:
+        """Release processes, connections, devices (called once by `close`)."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release what the backend holds; later calls are refused.  Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendUnavailable(f"backend {self.name!r} is closed", retryable=False)
+
+    # -- checks --------------------------------------------------------------------------------
+    def can_run(self, network: Network) -> str | None:
+        """None if the backend can run `network`, else the reason why not."""
+        try:
+            self.check_supported(network)
+        except UnsupportedNetworkError as exc:
+            return str(exc)
+        return None
 
     def check_supported(self, network: Network) -> None:
         """Raise `UnsupportedNetworkError` naming the first capability `network` needs but lacks."""
         if not isinstance(network, Network):
-            raise TypeError(f"network: expected a delgrad_core.Network, got {type(network).__name__}")
+            raise InvalidValueError(f"network: expected a delgrad_core.Network, got {type(network).__name__}")
         network.validate()
         caps = self.capabilities
         prefix = f"backend {self.name!r} does not support"
@@ -271,40 +161,68 @@ class Backend(abc.ABC):
                         f"{prefix} tau_m/tau_s ratio {ratio:g} in layer {population.name!r} (supports: {allowed})",
                         capability="tau_ratios",
                     )
+        reason = self.check_resources(network)
+        if reason is not None:
+            raise UnsupportedNetworkError(f"backend {self.name!r} cannot place the network: {reason}",
+                                          capability="resources")
 
-    def calibrate(self, network: Network, *, seed: int | None = None) -> Calibration:
-        """Calibrate the substrate for `network` (refused first if unsupported)."""
-        self.check_supported(network)
+    # -- work ----------------------------------------------------------------------------------
+    def calibrate(self, network: Network | None = None, *, seed: int | None = None) -> Calibration:
+        """Calibrate the substrate (for `network`, refused first if unsupported, or in general)."""
+        self._check_open()
+        if network is not None:
+            self.check_supported(network)
         calibration = self._calibrate(network, seed)
         if not isinstance(calibration, Calibration):
-            raise TypeError(f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not Calibration")
+            raise InvalidResultError(
+                f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not a Calibration"
+            )
         return calibration
 
-    def execute(
-        self, network: Network, input_spike_times, *, calibration: Calibration | None = None, seed: int | None = None
-    ) -> ExecutionResult:
-        """Run `network` on `input_spike_times` (batch, n_inputs); +inf marks a silent input.
+    def execute(self, request, input_spike_times=None, *, calibration: Calibration | None = None,
+                seed: int | None = None) -> ExecutionResult:
+        """Run an `ExecutionRequest` (or a network with its inputs, calibration and seed).
 
-        Unsupported networks are refused before anything runs.  Adds `wall_seconds` to the
-        metadata unless the backend set it.
+        The network is refused before anything runs if unsupported, then replaced by
+        `represent(network)` (what the substrate runs).  The result is checked against the
+        request (`InvalidResultError` if it breaks the contract); `wall_seconds` is added to
+        its metadata unless the backend set it.
         """
-        self.check_supported(network)
-        times = _check_times(input_spike_times, network.input.size, "input_spike_times")
-        if calibration is not None:
-            if not isinstance(calibration, Calibration):
-                raise TypeError(f"calibration: expected a Calibration, got {type(calibration).__name__}")
-            if calibration.backend != self.name:
-                raise ValueError(
-                    f"calibration: made for backend {calibration.backend!r}, not {self.name!r}"
-                )
-        elif self.capabilities.needs_calibration:
-            raise ValueError(f"calibration: backend {self.name!r} needs one; call calibrate(network) first")
+        self._check_open()
+        if isinstance(request, ExecutionRequest):
+            if input_spike_times is not None or calibration is not None or seed is not None:
+                raise InvalidValueError("execute: pass either an ExecutionRequest or network, inputs, calibration, seed")
+            self.check_supported(request.network)
+        else:
+            self.check_supported(request)
+            if input_spike_times is None:
+                raise InvalidValueError("input_spike_times: required when executing a network")
+            request = ExecutionRequest(request, input_spike_times, calibration, seed)
+        self._check_calibration(request.calibration)
+        max_batch = self.capabilities.max_batch_size
+        if max_batch is not None and request.batch_size > max_batch:
+            raise UnsupportedNetworkError(
+                f"backend {self.name!r} does not support batches of {request.batch_size} samples "
+                f"(max_batch_size: {max_batch}); split the batch", capability="max_batch_size")
+        represented = self.represent(request.network)
+        if represented is not request.network:
+            request = request.replace(network=represented)
         start = time.perf_counter()
-        result = self._execute(network, times, calibration, seed)
+        result = self._execute(request)
         if not isinstance(result, ExecutionResult):
-            raise TypeError(f"backend {self.name!r}: _execute returned {type(result).__name__}, not ExecutionResult")
+            raise InvalidResultError(
+                f"backend {self.name!r}: _execute returned {type(result).__name__}, not an ExecutionResult"
+            )
+        result.validate(request, self.name)
         result.metadata.setdefault("wall_seconds", time.perf_counter() - start)
         return result
+
+    def _check_calibration(self, calibration: Calibration | None) -> None:
+        if calibration is not None:
+            if calibration.backend != self.name:
+                raise CalibrationError(f"calibration: made for backend {calibration.backend!r}, not {self.name!r}")
+        elif self.capabilities.needs_calibration:
+            raise CalibrationError(f"calibration: backend {self.name!r} needs one; call calibrate() first")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

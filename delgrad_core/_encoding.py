@@ -1,4 +1,4 @@
-"""Encoders turning features into input spike times (MODEL.md §5)."""
+"""Encoders turning features into input spike times (docs/model.md §5)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from delgrad_core._errors import InvalidValueError
 
 __all__ = ["LatencyEncoder"]
 
@@ -15,7 +17,7 @@ class LatencyEncoder:
     """Linear latency code: feature v in [0, 1] spikes at ``t_early + v (t_late - t_early)``.
 
     Times are in units of tau_s; the defaults 0.15 and 2.0 are the Yin-Yang reference settings
-    (MODEL.md §5). Each feature becomes one input neuron firing exactly once.
+    (docs/model.md §5). Each feature becomes one input neuron firing exactly once.
     """
 
     t_early: float = 0.15
@@ -25,25 +27,29 @@ class LatencyEncoder:
         for field_name in ("t_early", "t_late"):
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise TypeError(f"LatencyEncoder.{field_name}: expected a number, got {value!r}")
+                raise InvalidValueError(f"LatencyEncoder.{field_name}: expected a number, got {value!r}")
             if not math.isfinite(value):
-                raise ValueError(f"LatencyEncoder.{field_name}: expected a finite number, got {value!r}")
+                raise InvalidValueError(f"LatencyEncoder.{field_name}: expected a finite number, got {value!r}")
             object.__setattr__(self, field_name, float(value))
         if not self.t_late > self.t_early:
-            raise ValueError(
+            raise InvalidValueError(
                 f"LatencyEncoder.t_late: must be greater than t_early={self.t_early}, got {self.t_late}"
             )
+
+    def n_inputs(self, n_features: int) -> int:
+        """Input neurons for `n_features` features: one each."""
+        return int(n_features)
 
     def __call__(self, features) -> np.ndarray:
         """Spike times (float64, same shape as `features`) of features in [0, 1]."""
         try:
             values = np.asarray(features, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"features: expected an array of numbers ({exc})") from None
+            raise InvalidValueError(f"features: expected an array of numbers ({exc})") from None
         bad = ~((values >= 0.0) & (values <= 1.0))  # also true for NaN
         if np.any(bad):
             index = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
+            raise InvalidValueError(
                 f"features: values must lie in [0, 1] (no NaN); {int(bad.sum())} do not, "
                 f"the first at index {index} is {float(values[index])!r}"
             )

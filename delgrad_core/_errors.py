@@ -19,7 +19,7 @@ exits non-zero.  Errors about invalid values also derive from `ValueError` (and 
     └── PluginError                            a plugin could not be loaded or used
         ├── PluginLoadError
         ├── DuplicateNameError
-        └── UnknownNameError (LookupError)
+        └── UnknownNameError (LookupError, ValueError)
 """
 
 from __future__ import annotations
@@ -114,5 +114,5 @@ class DuplicateNameError(PluginError):
     """Two plugins register the same name in one registry."""
 
 
-class UnknownNameError(PluginError, LookupError):
-    """Nothing is registered under the requested name."""
+class UnknownNameError(PluginError, LookupError, ValueError):
+    """Nothing is registered under the requested name (also a `ValueError`: an invalid name)."""

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
+from delgrad_core._errors import InvalidValueError
 
 __all__ = [
     "LossResult",
@@ -54,11 +56,11 @@ def _output_times(output_times) -> np.ndarray:
     try:
         times = np.asarray(output_times, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"output_times: expected an array of numbers ({exc})") from None
+        raise InvalidValueError(f"output_times: expected an array of numbers ({exc})") from None
     if times.ndim != 2 or times.shape[1] == 0:
-        raise ValueError(f"output_times: expected shape (batch, n_outputs) with n_outputs >= 1, got {times.shape}")
+        raise InvalidValueError(f"output_times: expected shape (batch, n_outputs) with n_outputs >= 1, got {times.shape}")
     if np.any(np.isnan(times) | (times == -np.inf)):
-        raise ValueError("output_times: contains NaN or -inf (allowed: finite times, or +inf for silent neurons)")
+        raise InvalidValueError("output_times: contains NaN or -inf (allowed: finite times, or +inf for silent neurons)")
     return times
 
 
@@ -66,22 +68,22 @@ def _labels(labels, batch: int, n_outputs: int) -> np.ndarray:
     """Validate labels: shape (batch,), integers in [0, n_outputs)."""
     array = np.asarray(labels)
     if array.shape != (batch,):
-        raise ValueError(f"labels: expected shape ({batch},), got {array.shape}")
+        raise InvalidValueError(f"labels: expected shape ({batch},), got {array.shape}")
     if batch and not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"labels: expected integers, got dtype {array.dtype}")
+        raise InvalidValueError(f"labels: expected integers, got dtype {array.dtype}")
     array = array.astype(np.int64)
     if batch and (array.min() < 0 or array.max() >= n_outputs):
-        raise ValueError(f"labels: values must be in [0, {n_outputs - 1}]")
+        raise InvalidValueError(f"labels: values must be in [0, {n_outputs - 1}]")
     return array
 
 
 def _check_parameter(owner: str, name: str, value, positive: bool) -> float:
     """A finite float > 0 (positive) or >= 0, else a ValueError naming the field."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}.{name}: expected a number, got {value!r}")
+        raise InvalidValueError(f"{owner}.{name}: expected a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{owner}.{name}: expected a finite number {'>' if positive else '>='} 0, got {value!r}")
+        raise InvalidValueError(f"{owner}.{name}: expected a finite number {'>' if positive else '>='} 0, got {value!r}")
     return value
 
 
@@ -186,26 +188,18 @@ class TTFSCrossEntropy(FirstSpikeLoss):
         return loss, gradient
 
 
-_LOSSES: dict[str, type[FirstSpikeLoss]] = {
-    cls.name: cls for cls in (ShiftInvariantSquaredError, TTFSCrossEntropy)
-}
-
-
 def available_losses() -> tuple[str, ...]:
-    """Names accepted by `make_loss`."""
-    return tuple(_LOSSES)
+    """Names accepted by `make_loss` (the core's and those plugins register)."""
+    from delgrad_core._plugins import registry
+
+    return tuple(registry().names("loss"))
 
 
 def make_loss(name: str, **params) -> FirstSpikeLoss:
-    """Build the loss called `name` ("squared" or "crossentropy") with keyword `params`."""
-    if name not in _LOSSES:
-        raise ValueError(f"loss: unknown name {name!r}; choose one of {', '.join(_LOSSES)}")
-    cls = _LOSSES[name]
-    allowed = [f.name for f in fields(cls)]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(f"loss {name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
-    return cls(**params)
+    """Build the registered loss `name` (e.g. "squared", "crossentropy") with keyword `params`."""
+    from delgrad_core._plugins import build_registered
+
+    return build_registered("loss", name, params)
 
 
 def first_spike_prediction(output_times) -> np.ndarray:
@@ -224,5 +218,5 @@ def accuracy(output_times, labels) -> float:
     times = _output_times(output_times)
     labels = _labels(labels, *times.shape)
     if not len(labels):
-        raise ValueError("output_times: accuracy of an empty batch is undefined")
+        raise InvalidValueError("output_times: accuracy of an empty batch is undefined")
     return float(np.mean(first_spike_prediction(times) == labels))

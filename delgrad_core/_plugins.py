@@ -1,88 +1,92 @@
-"""Plugin manager: discover backend factories registered through entry points (pluggy).
+"""Plugin manager: discover backends, datasets, losses and encoders registered by plugins.
 
-A distribution declares an entry point in the group "delgrad.backends" that names a module or
-object implementing the hook `delgrad_register_backends(register)`; the hook calls
-`register(name, factory, description=...)` once per backend, where `factory(**options)` returns a
-`Backend`.  Loading is isolated per entry point: a broken plugin gives a `PluginLoadWarning`
-naming it (an error when DELGRAD_STRICT_PLUGINS=1) and the others still load.
+Every entry point of the group ``delgrad.backends`` names a module or object implementing hooks
+of `delgrad_core.hookspecs`.  Loading is isolated per entry point: a plugin that fails to import
+(any exception, `SystemExit` included; only `KeyboardInterrupt` passes through), whose hook
+fails, that implements a misspelt hook, that registers nothing or that registers a name taken
+already gives a `PluginLoadWarning` naming it and the others still load; in strict mode
+(``DELGRAD_STRICT_PLUGINS=1``, or ``strict=True``) each of these is an error.  The problems are
+kept in `PluginRegistry.problems` for ``delgrad backends`` to show.  The core's own losses,
+encoders and datasets are registered first, then the project's own distributions, then the
+others in name order; a taken name stays with the first registration.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pluggy
 
-from delgrad_core._backend import Backend, Capabilities
+from delgrad_core._backend import Backend
+from delgrad_core._capabilities import Capabilities
+from delgrad_core._errors import (
+    DuplicateNameError,
+    InvalidValueError,
+    PluginError,
+    PluginLoadError,
+    UnknownNameError,
+)
+from delgrad_core.hookspecs import PROJECT_NAME, DelgradHookspecs
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "DEFAULT_BACKEND",
-    "hookimpl",
-    "hookspec",
-    "BackendInfo",
-    "BackendRegistry",
-    "PluginLoadError",
     "PluginLoadWarning",
-    "DuplicateBackendError",
-    "UnknownBackendError",
+    "Registration",
+    "PluginRegistry",
+    "registry",
+    "refresh_plugins",
     "get_backend",
+    "backend_info",
     "available_backends",
-    "refresh_backends",
+    "build_registered",
 ]
 
-PROJECT_NAME = "delgrad"
 ENTRY_POINT_GROUP = "delgrad.backends"
 DEFAULT_BACKEND = "reference"
+KINDS = ("backend", "dataset", "loss", "encoder")
+_HOOKS = {"backend": "delgrad_register_backends", "dataset": "delgrad_register_datasets",
+          "loss": "delgrad_register_losses", "encoder": "delgrad_register_encoders"}
+# The project's own distributions load before any third-party one.
+_OWN_DISTRIBUTIONS = ("delgrad", "delgrad-reference", "delgrad-bss2", "delgrad-hil")
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-
-
-class _BackendHookspecs:
-    @hookspec
-    def delgrad_register_backends(self, register):
-        """Register backend factories: call `register(name, factory, description="")` per backend."""
-
-
-class PluginLoadError(RuntimeError):
-    """A plugin failed to load (raised instead of warning in strict mode)."""
 
 
 class PluginLoadWarning(UserWarning):
-    """A plugin failed to load; the other plugins are still available."""
-
-
-class DuplicateBackendError(RuntimeError):
-    """Two registrations use the same backend name."""
-
-
-class UnknownBackendError(LookupError):
-    """No backend is registered under the requested name."""
+    """A plugin could not be loaded or used as declared; the others are still available."""
 
 
 @dataclass(frozen=True)
-class BackendInfo:
-    """One registered backend: where it comes from and how to build it."""
+class Registration:
+    """One registered thing: where it comes from and the object that builds or loads it.
 
+    `details` holds kind-specific facts: for a backend its `capabilities` (or None), for a
+    dataset its `splits`.
+    """
+
+    kind: str
     name: str
+    obj: object
     distribution: str
-    version: str
-    description: str
-    factory: object
+    version: str = ""
+    description: str = ""
+    details: dict = field(default_factory=dict)
 
     @property
     def capabilities(self) -> Capabilities:
-        """Capabilities of the backend built with default options (constructors are cheap)."""
-        return self.factory().capabilities
+        """A backend's capabilities: as registered, else read from a default-built backend."""
+        if self.details.get("capabilities") is not None:
+            return self.details["capabilities"]
+        with self.obj() as backend:
+            return backend.capabilities
 
     def to_dict(self) -> dict:
-        """JSON-able summary (without the factory)."""
+        """JSON-able summary of a backend (without the factory)."""
         return {
             "name": self.name,
             "distribution": self.distribution,
@@ -98,116 +102,208 @@ def _strict_from_env() -> bool:
         return False
     if value in ("1", "true", "yes"):
         return True
-    raise ValueError(f"DELGRAD_STRICT_PLUGINS: expected one of 0, 1, true, false, yes, no; got {value!r}")
+    raise InvalidValueError(f"DELGRAD_STRICT_PLUGINS: expected one of 0, 1, true, false, yes, no; got {value!r}")
 
 
-class BackendRegistry:
-    """Named backend factories collected from plugins.
+def _check_name(kind: str, name) -> str:
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise InvalidValueError(f"{kind} name: expected lower-case letters, digits, '.', '_' or '-', got {name!r}")
+    return name
+
+
+def _backend_details(name: str, factory, description: str = "", capabilities=None) -> dict:
+    if not callable(factory):
+        raise InvalidValueError(f"backend {name!r}: factory must be callable, got {type(factory).__name__}")
+    declared = getattr(factory, "name", None)
+    if isinstance(factory, type) and isinstance(declared, str) and declared and declared != name:
+        raise InvalidValueError(f"backend {name!r}: registered under another name than its Backend.name {declared!r}")
+    if isinstance(capabilities, dict):
+        capabilities = Capabilities.from_dict(capabilities)
+    if capabilities is not None and not isinstance(capabilities, Capabilities):
+        raise InvalidValueError(f"backend {name!r}: capabilities must be a Capabilities, got {type(capabilities).__name__}")
+    return {"description": str(description), "capabilities": capabilities}
+
+
+def _dataset_details(name: str, loader, splits, description: str = "") -> dict:
+    if not callable(loader):
+        raise InvalidValueError(f"dataset {name!r}: loader must be callable, got {type(loader).__name__}")
+    splits = tuple(splits) if not isinstance(splits, str) else ()
+    if not splits or not all(isinstance(s, str) and s for s in splits):
+        raise InvalidValueError(f"dataset {name!r}: splits must be a non-empty list of names")
+    return {"description": str(description), "splits": splits}
+
+
+def _factory_details(kind: str):
+    def details(name: str, factory, description: str = "") -> dict:
+        if not callable(factory):
+            raise InvalidValueError(f"{kind} {name!r}: factory must be callable, got {type(factory).__name__}")
+        return {"description": str(description)}
+
+    return details
+
+
+_DETAILS = {"backend": _backend_details, "dataset": _dataset_details, "loss": _factory_details("loss"),
+            "encoder": _factory_details("encoder")}
+
+
+class PluginRegistry:
+    """Named backends, datasets, losses and encoders collected from plugins.
 
     Parameters
     ----------
     group : str
         Entry-point group to discover (default "delgrad.backends").
     strict : bool, optional
-        Raise `PluginLoadError` instead of warning about a broken plugin
-        (default: environment variable DELGRAD_STRICT_PLUGINS).
+        Raise `PluginError`s instead of warning (default: $DELGRAD_STRICT_PLUGINS).
+    builtins : bool
+        Register the core's own losses, encoders and datasets first (default True).
     """
 
-    def __init__(self, *, group: str = ENTRY_POINT_GROUP, strict: bool | None = None):
+    def __init__(self, *, group: str = ENTRY_POINT_GROUP, strict: bool | None = None, builtins: bool = True):
         self.group = group
-        self.strict = strict
+        self.strict = _strict_from_env() if strict is None else bool(strict)
+        self.problems: list[str] = []
+        self._tables: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         self._manager = pluggy.PluginManager(PROJECT_NAME)
-        self._manager.add_hookspecs(_BackendHookspecs)
-        self._backends: dict[str, BackendInfo] = {}
+        self._manager.add_hookspecs(DelgradHookspecs)
+        if builtins:
+            from delgrad_core import _builtin_plugin
 
-    def discover(self) -> "BackendRegistry":
+            self.register_plugin(_builtin_plugin, distribution="delgrad", plugin_name="delgrad-core")
+
+    # -- loading -------------------------------------------------------------------------------
+    def _problem(self, error: PluginError) -> None:
+        if self.strict:
+            raise error
+        self.problems.append(str(error))
+        warnings.warn(str(error), PluginLoadWarning, stacklevel=3)
+
+    def discover(self) -> "PluginRegistry":
         """Load every entry point of `group`, one at a time; returns self."""
-        strict = _strict_from_env() if self.strict is None else self.strict
-        for entry_point in importlib.metadata.entry_points(group=self.group):
+        def order(entry_point):
+            dist = entry_point.dist.metadata["Name"] if entry_point.dist is not None else ""
+            own = dist in _OWN_DISTRIBUTIONS
+            return (not own, _OWN_DISTRIBUTIONS.index(dist) if own else 0, dist, entry_point.name)
+
+        for entry_point in sorted(importlib.metadata.entry_points(group=self.group), key=order):
             dist = entry_point.dist
             dist_name = dist.metadata["Name"] if dist is not None else "<unknown distribution>"
             version = dist.version if dist is not None else ""
+            where = f"plugin {entry_point.name!r} ({entry_point.value}) from distribution {dist_name!r} {version}"
             try:
                 plugin = entry_point.load()
-                self.register_plugin(plugin, distribution=dist_name, version=version, plugin_name=entry_point.name)
-            except DuplicateBackendError:
+            except KeyboardInterrupt:
                 raise
-            except Exception as exc:
-                message = (
-                    f"delgrad backend plugin {entry_point.name!r} ({entry_point.value}) from distribution "
-                    f"{dist_name!r} {version} failed to load: {type(exc).__name__}: {exc}"
-                )
-                if strict:
-                    raise PluginLoadError(message) from exc
-                warnings.warn(message, PluginLoadWarning, stacklevel=2)
+            except BaseException as exc:  # SystemExit too: a plugin must not end the host
+                self._problem(PluginLoadError(f"delgrad {where} failed to load: {type(exc).__name__}: {exc}"))
+                continue
+            self.register_plugin(plugin, distribution=dist_name, version=version, plugin_name=entry_point.name,
+                                 where=where)
         return self
 
-    def register_plugin(self, plugin, *, distribution: str, version: str = "", plugin_name: str | None = None) -> None:
-        """Register an object or module implementing `delgrad_register_backends` (also for in-process use).
+    def register_plugin(self, plugin, *, distribution: str, version: str = "", plugin_name: str | None = None,
+                        where: str | None = None) -> None:
+        """Register an object or module implementing delgrad hooks (also for in-process use).
 
-        All of the plugin's backends are added, or none if its hook raises.
+        All of the plugin's registrations are added, or none if one of its hooks fails.
         """
-        if self._manager.register(plugin, name=plugin_name) is None:  # pluggy: already registered
-            return
-        pending: dict[str, BackendInfo] = {}
-
-        def register(name: str, factory, description: str = "") -> None:
-            if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-                raise ValueError(f"backend name: expected lower-case letters, digits, '.', '_' or '-', got {name!r}")
-            if not callable(factory):
-                raise TypeError(f"backend {name!r}: factory must be callable, got {type(factory).__name__}")
-            previous = self._backends.get(name) or pending.get(name)
-            if previous is not None:
-                raise DuplicateBackendError(
-                    f"backend name {name!r} is registered by two distributions: "
-                    f"{previous.distribution!r} and {distribution!r}"
-                )
-            pending[name] = BackendInfo(name, distribution, version, str(description), factory)
-
+        where = where or f"plugin {plugin_name or plugin!r} from distribution {distribution!r}"
         try:
-            for impl in self._manager.hook.delgrad_register_backends.get_hookimpls():
-                if impl.plugin is plugin:
-                    impl.function(register=register)
-        except BaseException:
+            registered = self._manager.register(plugin, name=plugin_name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            self._problem(PluginLoadError(f"delgrad {where} cannot be registered: {exc}"))
+            return
+        if registered is None:  # pluggy: already registered
+            return
+        try:
+            self._manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self._manager.unregister(plugin)
+            self._problem(PluginLoadError(f"delgrad {where} implements an unknown hook: {exc}"))
+            return
+        pending: list[Registration] = []
+        try:
+            for kind, hook_name in _HOOKS.items():
+                for impl in getattr(self._manager.hook, hook_name).get_hookimpls():
+                    if impl.plugin is plugin:
+                        impl.function(register=self._collector(kind, pending, distribution, version))
+        except KeyboardInterrupt:
             self._manager.unregister(plugin)
             raise
-        self._backends.update(pending)
+        except BaseException as exc:
+            self._manager.unregister(plugin)
+            self._problem(PluginLoadError(f"delgrad {where} failed while registering: {type(exc).__name__}: {exc}"))
+            return
+        if not pending:
+            self._problem(PluginLoadError(f"delgrad {where} registers nothing"))
+        for registration in pending:
+            table = self._tables[registration.kind]
+            previous = table.get(registration.name)
+            if previous is not None:
+                self._problem(DuplicateNameError(
+                    f"{registration.kind} name {registration.name!r} is registered by two distributions: "
+                    f"{previous.distribution!r} (kept) and {registration.distribution!r} (ignored)"
+                ))
+                continue
+            table[registration.name] = registration
 
-    def names(self) -> list[str]:
-        return sorted(self._backends)
+    def _collector(self, kind: str, pending: list, distribution: str, version: str):
+        details_of = _DETAILS[kind]
 
-    def info(self, name: str) -> BackendInfo:
-        try:
-            return self._backends[name]
-        except KeyError:
-            choices = ", ".join(self.names()) or "(no backends installed)"
-            raise UnknownBackendError(f"unknown backend {name!r}; choose one of {choices}") from None
+        def register(name, obj, *args, **kwargs):
+            name = _check_name(kind, name)
+            if any(r.name == name for r in pending if r.kind == kind):
+                raise DuplicateNameError(f"{kind} name {name!r} is registered twice by {distribution!r}")
+            details = details_of(name, obj, *args, **kwargs)
+            description = details.pop("description")
+            pending.append(Registration(kind, name, obj, distribution, version, description, details))
 
-    def infos(self) -> list[BackendInfo]:
-        return [self._backends[name] for name in self.names()]
+        return register
 
-    def create(self, name: str, **options) -> Backend:
+    # -- lookup --------------------------------------------------------------------------------
+    def names(self, kind: str = "backend") -> list[str]:
+        return sorted(self._tables[kind])
+
+    def get(self, kind: str, name: str) -> Registration:
+        """The registration of `name`, or `UnknownNameError` listing the choices."""
+        table = self._tables[kind]
+        if isinstance(name, str) and name in table:
+            return table[name]
+        choices = ", ".join(sorted(table)) or f"(no {kind} installed)"
+        raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {choices}")
+
+    def registrations(self, kind: str = "backend") -> list[Registration]:
+        return [self._tables[kind][name] for name in self.names(kind)]
+
+    def create_backend(self, name: str, **options) -> Backend:
         """Build backend `name` with `options` passed to its factory."""
-        info = self.info(name)
-        backend = info.factory(**options)
+        registration = self.get("backend", name)
+        try:
+            backend = registration.obj(**options)
+        except TypeError as exc:
+            raise InvalidValueError(f"backend {name!r}: invalid options {sorted(options)} ({exc})") from None
         if not isinstance(backend, Backend):
-            raise TypeError(
-                f"backend {name!r} from {info.distribution!r}: factory returned {type(backend).__name__}, not a Backend"
-            )
+            raise PluginError(f"backend {name!r} from {registration.distribution!r}: factory returned "
+                              f"{type(backend).__name__}, not a Backend")
+        if backend.name != name:
+            backend.close()
+            raise PluginError(f"backend {name!r} from {registration.distribution!r}: the backend calls itself "
+                              f"{backend.name!r}; the registered name and Backend.name must agree")
         return backend
 
 
-_default_registry: BackendRegistry | None = None
+_default_registry: PluginRegistry | None = None
 
 
-def _registry() -> BackendRegistry:
+def registry() -> PluginRegistry:
+    """The process-wide registry (discovered on first use)."""
     global _default_registry
     if _default_registry is None:
-        _default_registry = BackendRegistry().discover()
+        _default_registry = PluginRegistry().discover()
     return _default_registry
 
 
-def refresh_backends() -> None:
+def refresh_plugins() -> None:
     """Forget discovered plugins; the next call discovers again (e.g. after installing one)."""
     global _default_registry
     _default_registry = None
@@ -217,15 +313,36 @@ def get_backend(name_or_backend: str | Backend = DEFAULT_BACKEND, **options) -> 
     """Backend by registered name (built with `options`), or a `Backend` object passed through."""
     if isinstance(name_or_backend, Backend):
         if options:
-            raise TypeError(f"options {sorted(options)} cannot be applied to an existing backend object")
+            raise InvalidValueError(f"options {sorted(options)} cannot be applied to an existing backend object")
         return name_or_backend
     if not isinstance(name_or_backend, str):
-        raise TypeError(
+        raise InvalidValueError(
             f"backend: expected a backend name or a Backend object, got {type(name_or_backend).__name__}"
         )
-    return _registry().create(name_or_backend, **options)
+    return registry().create_backend(name_or_backend, **options)
 
 
-def available_backends() -> list[BackendInfo]:
-    """Installed backends (name, distribution, version, description, capabilities), sorted by name."""
-    return _registry().infos()
+def backend_info(name: str) -> Registration:
+    """Registration of backend `name` (distribution, version, description, capabilities)."""
+    return registry().get("backend", name)
+
+
+def available_backends() -> list[Registration]:
+    """Installed backends, sorted by name."""
+    return registry().registrations("backend")
+
+
+def build_registered(kind: str, name: str, parameters: dict):
+    """Call the factory registered as `name` of `kind` with `parameters`, naming unknown ones."""
+    registration = registry().get(kind, name)
+    try:
+        signature = inspect.signature(registration.obj)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        signature = None
+    if signature is not None and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        allowed = [p.name for p in signature.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = sorted(set(parameters) - set(allowed))
+        if unknown:
+            raise InvalidValueError(f"{kind} {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                                    f"allowed: {', '.join(allowed) or '(none)'}")
+    return registration.obj(**parameters)

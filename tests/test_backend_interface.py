@@ -1,4 +1,5 @@
-"""Backend interface: capabilities, calibration, refusal before running, execute contract."""
+"""Backend interface: capabilities, constraints (represent), calibration, refusal before running,
+the execute contract, result checks and the lifecycle, exercised through `MockBackend`."""
 
 import json
 
@@ -7,57 +8,37 @@ import pytest
 
 from delgrad_core import (
     Backend,
+    BackendUnavailable,
     Calibration,
+    CalibrationError,
     Capabilities,
     DelayKind,
+    DelgradError,
+    ExecutionRequest,
     ExecutionResult,
+    InvalidResultError,
     Network,
     NeuronParameters,
     UnsupportedNetworkError,
     calibration_key,
     forward,
 )
+from delgrad_core.testing import MockBackend
+
+TOY = Capabilities(delay_kinds={"none", DelayKind.AXONAL}, tau_ratios=(2,), max_inputs=10, max_layer_size=10,
+                   max_layers=2)
 
 
-class ToyBackend(Backend):
-    """Runs the ideal model but declares tight limits, and records whether it ran."""
-
-    name = "toy"
-
-    def __init__(self, needs_calibration=False, returns=None):
-        self.needs_calibration = needs_calibration
-        self.returns = returns
-        self.calls = 0
-
-    @property
-    def capabilities(self):
-        return Capabilities(
-            delay_kinds={"none", DelayKind.AXONAL},
-            tau_ratios=(2,),
-            max_inputs=10,
-            max_layer_size=10,
-            max_layers=2,
-            needs_calibration=self.needs_calibration,
-        )
-
-    def _calibrate(self, network, seed):
-        return Calibration(self.name, {"offset": 0.0, "seed": seed}, calibration_key(self.name, network))
-
-    def _execute(self, network, input_spike_times, calibration, seed):
-        self.calls += 1
-        if self.returns is not None:
-            return self.returns
-        return ExecutionResult(forward(network, input_spike_times), {"seed": seed})
-
-
-def _net(sizes=(4, 10, 3), kind="none", tau_m=2.0):
-    return Network.feedforward(list(sizes), delay_kind=kind, neuron=NeuronParameters(1.0, tau_m, 1.0))
+def _net(sizes=(4, 10, 3), kind="none", tau_m=2.0, seed=0):
+    return Network.feedforward(list(sizes), delay_kind=kind, neuron=NeuronParameters(1.0, tau_m, 1.0), seed=seed)
 
 
 def test_capabilities_validate_and_round_trip_through_json():
-    caps = Capabilities(delay_kinds=["none", "synaptic"], tau_ratios=[1, 2.0], max_layers=3, weight_resolution=1 / 63)
+    caps = Capabilities(delay_kinds=["none", "synaptic"], tau_ratios=[1, 2.0], max_layers=3, weight_resolution=1 / 63,
+                        weight_limit=2.1, delay_range=[0.5, 3], delay_resolution=0.125, max_batch_size=50,
+                        seed_independent=False)
     assert caps.delay_kinds == frozenset({DelayKind.NONE, DelayKind.SYNAPTIC})
-    assert caps.tau_ratios == (1.0, 2.0)
+    assert caps.tau_ratios == (1.0, 2.0) and caps.delay_range == (0.5, 3.0)
     data = json.loads(json.dumps(caps.to_dict()))
     assert data["delay_kinds"] == ["none", "synaptic"]
     assert Capabilities.from_dict(data) == caps
@@ -75,53 +56,90 @@ def test_capabilities_validate_and_round_trip_through_json():
         ({"max_inputs": 0}, "Capabilities.max_inputs"),
         ({"max_layers": 2.5}, "Capabilities.max_layers"),
         ({"weight_resolution": 0.0}, "Capabilities.weight_resolution"),
+        ({"weight_limit": float("nan")}, "Capabilities.weight_limit"),
+        ({"delay_range": (2.0, 1.0)}, "Capabilities.delay_range"),
+        ({"delay_range": (0.0,)}, "Capabilities.delay_range"),
         ({"exact": 1}, "Capabilities.exact: expected a bool"),
+        ({"deterministic": False}, "Capabilities.seed_independent: a seed-independent backend must be deterministic"),
     ],
 )
 def test_capabilities_reject_bad_values(kwargs, message):
-    with pytest.raises((TypeError, ValueError), match=message):
+    with pytest.raises(ValueError, match=message):
         Capabilities(**kwargs)
     with pytest.raises(ValueError, match="unknown fields"):
         Capabilities.from_dict({"colour": "red"})
 
 
-def test_calibration_json_round_trip_and_validation():
-    calibration = Calibration("toy", {"gain": [1.0, 2.0], "nested": {"a": (1, 2)}}, "toy-123")
+def test_represent_clips_quantises_rounds_and_bounds():
+    caps = Capabilities(weight_limit=2.1, weight_resolution=1 / 30, delay_range=(1.0, 3.0), delay_resolution=0.125)
+    backend = MockBackend(capabilities=caps)
+    network = _net((4, 6, 3), "axonal")
+    network.layers[0].projection.weights[:2, :2] = [[5.0, -5.0], [0.0167, 1.01]]
+    network.layers[0].projection.delays[:] = [0.2, 1.06, 2.99, 7.0]
+    ran = backend.represent(network)
+    weights, delays = ran.layers[0].projection.weights, ran.layers[0].projection.delays
+    np.testing.assert_allclose(weights[:2, :2], [[2.1, -2.1], [1 / 30, 30 / 30]], rtol=1e-12)
+    assert np.all(np.abs(weights) <= 2.1 + 1e-12)
+    np.testing.assert_allclose(weights * 30, np.round(weights * 30), atol=1e-9)
+    np.testing.assert_allclose(delays, [1.0, 1.0, 3.0, 3.0])  # 1.06 rounds to 1.0, 2.99 to 3.0
+    assert np.array_equal(backend.represent(ran).layers[0].projection.weights, weights)  # idempotent
+    assert network.layers[0].projection.weights[0, 0] == 5.0  # the original is untouched
+    plain = MockBackend()
+    assert plain.represent(network) is network  # nothing to constrain: the same object
+
+
+def test_weight_limit_off_the_grid_stays_within_the_limit():
+    caps = Capabilities(weight_limit=1.0, weight_resolution=0.3)
+    np.testing.assert_allclose(caps.constrain_weights(np.array([0.99, -2.0, 0.44])), [0.9, -0.9, 0.3])
+
+
+def test_execute_runs_what_represent_returns():
+    caps = Capabilities(weight_limit=1.0, weight_resolution=0.25, exact=True)
+    backend = MockBackend(capabilities=caps)
+    network = _net((4, 5, 3), seed=3)
+    inputs = np.random.default_rng(0).uniform(0.15, 2.0, (6, 4))
+    result = backend.execute(network, inputs)
+    ran = backend.requests[-1].network
+    np.testing.assert_array_equal(ran.layers[0].projection.weights, backend.represent(network).layers[0].projection.weights)
+    for observed, expected in zip(result.layer_spike_times, forward(backend.represent(network), inputs)):
+        np.testing.assert_array_equal(observed, expected)
+
+
+def test_calibration_bytes_round_trip_with_arrays_and_validation(tmp_path):
+    calibration = Calibration("toy", {"gain": [1.0, 2.0], "nested": {"a": (1, 2)}}, "toy-123",
+                              {"threshold": np.linspace(0, 1, 5), "ok": np.array([True, False])})
     assert calibration.values["nested"]["a"] == [1, 2]  # normalised to JSON types
-    assert Calibration.from_json(calibration.to_json()) == calibration
+    restored = Calibration.from_bytes(calibration.to_bytes())
+    assert restored == calibration and restored.digest == calibration.digest
+    assert restored.arrays["threshold"].tobytes() == calibration.arrays["threshold"].tobytes()
+    assert Calibration.load(calibration.save(tmp_path / "c.npz")) == calibration
+    assert calibration.digest != Calibration("toy", calibration.values, "toy-123", {"ok": np.array([True])}).digest
+    with pytest.raises(ValueError, match="is read-only|read-only"):
+        calibration.arrays["threshold"][0] = 3.0
     with pytest.raises(ValueError, match="Calibration.values: not JSON-serialisable"):
         Calibration("toy", {"gain": np.float32(1.0)})
     with pytest.raises(ValueError, match="Calibration.values: not JSON-serialisable"):
         Calibration("toy", {"gain": float("nan")})
     with pytest.raises(ValueError, match="Calibration.backend"):
         Calibration("", {})
-    with pytest.raises(ValueError, match="keys backend, cache_key, values"):
-        Calibration.from_json('{"backend": "toy"}')
-    with pytest.raises(ValueError, match="invalid JSON"):
-        Calibration.from_json("{")
+    with pytest.raises(ValueError, match="Calibration.arrays\\['x'\\]: contains NaN"):
+        Calibration("toy", arrays={"x": [np.nan]})
+    with pytest.raises(ValueError, match="not a readable delgrad calibration"):
+        Calibration.from_bytes(b"not a zip")
 
 
-def test_calibration_key_depends_on_what_calibration_depends_on():
-    network = _net()
-    key = calibration_key("toy", network)
-    assert key == calibration_key("toy", _net()) and key.startswith("toy-")
-    assert key != calibration_key("other", network)
-    assert key != calibration_key("toy", network, {"chip": 2})
-    network.layers[0].population.neuron.threshold = 1.1
-    assert key != calibration_key("toy", network)
-    network.layers[0].population.neuron.threshold = 1.0
-    network.layers[0].projection.weights[0, 0] += 1.0  # weights are not calibrated
-    assert key == calibration_key("toy", network)
+def test_calibration_key_depends_on_what_it_is_given():
+    key = calibration_key("toy", chip=1, targets={"threshold": 2.6})
+    assert key == calibration_key("toy", targets={"threshold": 2.6}, chip=1) and key.startswith("toy-")
+    assert key != calibration_key("other", chip=1, targets={"threshold": 2.6})
+    assert key != calibration_key("toy", chip=2, targets={"threshold": 2.6})
 
 
 @pytest.mark.parametrize(
     ("network", "capability", "message"),
     [
-        (
-            _net(kind="synaptic"),
-            "delay_kinds",
-            "backend 'toy' does not support delay kind 'synaptic' (supports: none, axonal)",
-        ),
+        (_net(kind="synaptic"), "delay_kinds",
+         "backend 'toy' does not support delay kind 'synaptic' (supports: none, axonal)"),
         (_net(tau_m=1.0), "tau_ratios", "backend 'toy' does not support tau_m/tau_s ratio 1 in layer 'hidden' (supports: 2)"),
         (_net(sizes=(11, 3)), "max_inputs", "backend 'toy' does not support 11 inputs per neuron"),
         (_net(sizes=(4, 11, 3)), "max_layer_size", "backend 'toy' does not support 11 neurons in layer 'hidden'"),
@@ -129,59 +147,130 @@ def test_calibration_key_depends_on_what_calibration_depends_on():
     ],
 )
 def test_refusal_names_the_capability_and_happens_before_running(network, capability, message):
-    backend = ToyBackend()
+    backend = MockBackend(name="toy", capabilities=TOY)
+    assert backend.can_run(network).startswith(message)
     for call in (
         lambda: backend.check_supported(network),
         lambda: backend.calibrate(network),
         lambda: backend.execute(network, np.zeros((2, network.input.size))),
+        lambda: backend.execute(ExecutionRequest(network, np.zeros((2, network.input.size)))),
     ):
         with pytest.raises(UnsupportedNetworkError) as info:
             call()
         assert info.value.capability == capability
         assert str(info.value).startswith(message)
-    assert backend.calls == 0
+        assert isinstance(info.value, DelgradError) and not info.value.retryable
+    assert backend.requests == []
+    assert backend.can_run(_net()) is None
+
+
+def test_resource_check_refuses_with_its_reason():
+    class Small(MockBackend):
+        def check_resources(self, network):
+            needed = sum(network.sizes[1:])
+            return None if needed <= 8 else f"needs {needed} neuron circuits, the chip has 8 ({needed - 8} too many)"
+
+    backend = Small()
+    with pytest.raises(UnsupportedNetworkError, match=r"needs 13 neuron circuits, the chip has 8 \(5 too many\)") as info:
+        backend.execute(_net(), np.zeros((1, 4)))
+    assert info.value.capability == "resources" and backend.requests == []
+
+
+def test_batches_above_the_declared_limit_are_refused():
+    backend = MockBackend(capabilities=Capabilities(max_batch_size=4))
+    backend.execute(_net(), np.zeros((4, 4)))
+    with pytest.raises(UnsupportedNetworkError, match="max_batch_size: 4"):
+        backend.execute(_net(), np.zeros((5, 4)))
+    assert len(backend.requests) == 1
 
 
 def test_execute_validates_inputs_and_adds_wall_time():
-    backend, network = ToyBackend(), _net()
+    backend, network = MockBackend(), _net()
     inputs = np.random.default_rng(0).uniform(0.15, 2.0, (5, 4))
     result = backend.execute(network, inputs, seed=7)
-    assert result.metadata["seed"] == 7 and result.metadata["wall_seconds"] >= 0
+    assert backend.requests[0].seed == 7 and result.metadata["wall_seconds"] >= 0
     for observed, expected in zip(result.layer_spike_times, forward(network, inputs)):
         np.testing.assert_array_equal(observed, expected)
     assert result.output_spike_times is result.layer_spike_times[-1]
     with pytest.raises(ValueError, match=r"input_spike_times: expected shape \(batch, 4\)"):
         backend.execute(network, np.zeros((5, 3)))
-    with pytest.raises(TypeError, match="network: expected a delgrad_core.Network"):
+    with pytest.raises(ValueError, match="network: expected a delgrad_core.Network"):
         backend.execute("net", inputs)
-    assert backend.calls == 1
+    with pytest.raises(ValueError, match="input_spike_times: required"):
+        backend.execute(network)
+    with pytest.raises(ValueError, match="either an ExecutionRequest or"):
+        backend.execute(ExecutionRequest(network, inputs), seed=3)
+    assert len(backend.requests) == 1
 
 
-def test_execute_checks_calibration_and_result_type():
+def test_execute_checks_the_calibration():
     network, inputs = _net(), np.ones((1, 4))
-    calibrated = ToyBackend(needs_calibration=True)
-    with pytest.raises(ValueError, match="calibration: backend 'toy' needs one"):
+    calibrated = MockBackend(name="toy", capabilities=Capabilities(needs_calibration=True))
+    with pytest.raises(CalibrationError, match="calibration: backend 'toy' needs one"):
         calibrated.execute(network, inputs)
     calibration = calibrated.calibrate(network, seed=3)
-    assert calibration.values == {"offset": 0.0, "seed": 3}
+    assert calibration.backend == "toy" and calibration.values == {}
     assert calibrated.execute(network, inputs, calibration=calibration).layer_spike_times[0].shape == (1, 10)
-    with pytest.raises(ValueError, match="made for backend 'other'"):
+    with pytest.raises(CalibrationError, match="made for backend 'other'"):
         calibrated.execute(network, inputs, calibration=Calibration("other"))
-    with pytest.raises(TypeError, match="calibration: expected a Calibration"):
+    with pytest.raises(ValueError, match="calibration: expected a Calibration"):
         calibrated.execute(network, inputs, calibration={"offset": 0})
-    with pytest.raises(TypeError, match="_execute returned list, not ExecutionResult"):
-        ToyBackend(returns=[]).execute(network, inputs)
 
 
-def test_backend_without_calibration_gets_an_empty_valid_one():
-    class Plain(ToyBackend):
-        _calibrate = Backend._calibrate
+def _returning(result_of):
+    return MockBackend(lambda request: result_of(request))
 
-    calibration = Plain().calibrate(_net())
-    assert calibration.values == {} and calibration.backend == "toy"
-    assert Calibration.from_json(calibration.to_json()) == calibration
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda r: [], "_execute returned list, not an ExecutionResult"),
+        (lambda r: ExecutionResult([np.zeros((1, 10))]), "layer_spike_times: expected a list of 2 arrays"),
+        (lambda r: ExecutionResult([np.ones((1, 10)), np.zeros((3, 1))]), r"layer_spike_times\[1\]: expected shape \(1, 3\)"),
+        (lambda r: ExecutionResult([np.full((1, 10), np.nan), np.ones((1, 3))]), r"layer_spike_times\[0\]: contains NaN"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.full((1, 3), -1.0)]),
+         r"layer_spike_times\[1\]: neuron 0 of sample 0 spikes at -1.0, before the sample's first input \(0.5\)"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], arrival_times=[np.ones((1, 3)), None]),
+         r"arrival_times\[0\]: expected shape \(1, 4, 10\) or \(1, 4\)"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], metadata={1: "x"}), "metadata"),
+    ],
+)
+def test_results_that_break_the_contract_are_refused(make, message):
+    backend = _returning(make)
+    with pytest.raises(InvalidResultError, match=message) as info:
+        backend.execute(_net(), np.full((1, 4), 0.5))
+    assert str(info.value).startswith("backend 'mock'") or "_execute returned" in str(info.value)
 
 
 def test_backend_is_abstract():
     with pytest.raises(TypeError):
         Backend()
+
+
+def test_lifecycle_close_once_and_refuse_afterwards():
+    with MockBackend() as backend:
+        backend.execute(_net(), np.zeros((1, 4)))
+    assert backend.closed and backend.close_calls == 1
+    backend.close()
+    assert backend.close_calls == 1
+    with pytest.raises(BackendUnavailable, match="backend 'mock' is closed") as info:
+        backend.execute(_net(), np.zeros((1, 4)))
+    assert not info.value.retryable
+    with pytest.raises(BackendUnavailable):
+        backend.calibrate()
+
+
+def test_close_runs_when_the_body_raises():
+    with pytest.raises(KeyboardInterrupt):
+        with MockBackend() as backend:
+            raise KeyboardInterrupt
+    assert backend.close_calls == 1
+
+
+def test_retryable_errors_say_so():
+    from delgrad_core import ExecutionTimeout, InvalidValueError
+
+    assert BackendUnavailable("down").retryable and ExecutionTimeout("slow").retryable
+    assert not BackendUnavailable("bad token", retryable=False).retryable
+    assert not CalibrationError("x").retryable and not InvalidValueError("x").retryable
+    assert issubclass(UnsupportedNetworkError, ValueError) and issubclass(InvalidResultError, DelgradError)

@@ -47,7 +47,7 @@ def test_out_of_range_or_nan_features_are_refused(bad):
 
 
 def test_non_numeric_features_are_refused():
-    with pytest.raises(TypeError, match="features"):
+    with pytest.raises(ValueError, match="features"):
         LatencyEncoder()([["a", "b"]])
 
 
@@ -58,7 +58,7 @@ def test_non_numeric_features_are_refused():
         ({"t_early": 1.0, "t_late": 1.0}, ValueError, "LatencyEncoder.t_late"),
         ({"t_early": float("nan")}, ValueError, "LatencyEncoder.t_early"),
         ({"t_late": float("inf")}, ValueError, "LatencyEncoder.t_late"),
-        ({"t_early": "0.1"}, TypeError, "LatencyEncoder.t_early"),
+        ({"t_early": "0.1"}, ValueError, "LatencyEncoder.t_early"),
     ],
 )
 def test_bad_parameters_are_refused(kwargs, error, match):

@@ -1,16 +1,21 @@
 """Plugin discovery through real entry points of fake installed distributions."""
 
+import os
+import subprocess
+import sys
 import warnings
 
+import numpy as np
 import pytest
 
 import delgrad_core
 from delgrad_core import (
-    BackendRegistry,
-    DuplicateBackendError,
+    DuplicateNameError,
+    PluginError,
     PluginLoadError,
     PluginLoadWarning,
-    UnknownBackendError,
+    PluginRegistry,
+    UnknownNameError,
     get_backend,
 )
 from delgrad_core.testing import write_distribution
@@ -20,17 +25,23 @@ GROUP = "delgrad.backends"
 GOOD = """
     from delgrad_core import Backend, Capabilities, ExecutionResult, hookimpl
 
+    BUILT = []
+
     class NullBackend(Backend):
-        def __init__(self, label="{name}"):
-            self.label = label
         name = "{name}"
-        capabilities = Capabilities()
-        def _execute(self, network, input_spike_times, calibration, seed):
+
+        def __init__(self, label="{name}"):
+            BUILT.append(label)
+            self.label = label
+
+        capabilities = Capabilities(max_layers=7)
+
+        def _execute(self, request):
             return ExecutionResult([], {{}})
 
     @hookimpl
     def delgrad_register_backends(register):
-        register("{name}", NullBackend, description="a test backend")
+        register("{name}", NullBackend, description="a test backend", capabilities=Capabilities(max_layers=7))
 """
 
 
@@ -45,9 +56,7 @@ def site(tmp_path, monkeypatch):
     monkeypatch.delenv("DELGRAD_STRICT_PLUGINS", raising=False)
 
     def install(dist, module, source, entry_name=None, version="1.0"):
-        write_distribution(
-            tmp_path, dist, version, {module: source}, {GROUP: {entry_name or module: module}}
-        )
+        write_distribution(tmp_path, dist, version, {module: source}, {GROUP: {entry_name or module: module}})
 
     return install
 
@@ -56,14 +65,15 @@ def test_broken_plugin_warns_and_the_others_still_load(site):
     site("delgrad-fake-good", "fake_good", _good("fake-good"))
     site("delgrad-fake-broken", "fake_broken", "raise ImportError('missing dependency xyz')\n")
     with pytest.warns(PluginLoadWarning) as record:
-        registry = BackendRegistry().discover()
+        registry = PluginRegistry().discover()
     messages = [str(w.message) for w in record if "fake_broken" in str(w.message)]
     assert len(messages) == 1
     assert "delgrad-fake-broken" in messages[0] and "missing dependency xyz" in messages[0]
+    assert messages[0] in registry.problems
     assert "fake-good" in registry.names()
-    info = registry.info("fake-good")
+    info = registry.get("backend", "fake-good")
     assert (info.distribution, info.version, info.description) == ("delgrad-fake-good", "1.0", "a test backend")
-    assert registry.create("fake-good", label="x").label == "x"
+    assert registry.create_backend("fake-good", label="x").label == "x"
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])
@@ -71,9 +81,9 @@ def test_broken_plugin_is_an_error_in_strict_mode(site, monkeypatch, how):
     site("delgrad-fake-broken", "fake_broken", "raise ImportError('missing dependency xyz')\n")
     if how == "environment":
         monkeypatch.setenv("DELGRAD_STRICT_PLUGINS", "1")
-        registry = BackendRegistry()
+        registry = PluginRegistry()
     else:
-        registry = BackendRegistry(strict=True)
+        registry = PluginRegistry(strict=True)
     with pytest.raises(PluginLoadError, match="fake_broken.*delgrad-fake-broken"):
         registry.discover()
 
@@ -81,16 +91,81 @@ def test_broken_plugin_is_an_error_in_strict_mode(site, monkeypatch, how):
 def test_strict_environment_value_is_checked(monkeypatch):
     monkeypatch.setenv("DELGRAD_STRICT_PLUGINS", "maybe")
     with pytest.raises(ValueError, match="DELGRAD_STRICT_PLUGINS"):
-        BackendRegistry().discover()
+        PluginRegistry()
 
 
-def test_duplicate_name_names_both_distributions(site):
+@pytest.mark.parametrize("code", ["import sys; sys.exit(0)", "raise SystemExit(3)", "raise BaseException('odd')"])
+def test_a_plugin_that_exits_at_import_is_a_load_failure(site, code):
+    site("delgrad-quitter", "quitter", code + "\n")
+    site("delgrad-fake-good", "fake_good", _good("fake-good"))
+    with pytest.warns(PluginLoadWarning, match="quitter.*failed to load"):
+        registry = PluginRegistry().discover()
+    assert "fake-good" in registry.names()
+    with pytest.raises(PluginLoadError, match="quitter"):
+        PluginRegistry(strict=True).discover()
+
+
+def test_a_plugin_that_exits_does_not_end_the_command(tmp_path):
+    """`delgrad backends` in a real process with a plugin calling sys.exit(0) at import."""
+    write_distribution(tmp_path, "delgrad-quitter", "1.0", {"quitter": "import sys; sys.exit(0)\n"},
+                       {GROUP: {"quitter": "quitter"}})
+    env = {"PYTHONPATH": str(tmp_path), "PATH": os.environ["PATH"]}
+    process = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "backends"], capture_output=True,
+                             text=True, env=env, timeout=120)
+    assert process.returncode == 0 and "reference" in process.stdout
+    assert "quitter" in process.stderr and "SystemExit" in process.stderr
+    env["DELGRAD_STRICT_PLUGINS"] = "1"
+    strict = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "backends"], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert strict.returncode == 1 and "quitter" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_duplicate_name_warns_keeps_the_first_and_is_shown(site):
     site("delgrad-first-twin", "first_twin", _good("twin"))
     site("delgrad-second-twin", "second_twin", _good("twin"))
-    with pytest.raises(DuplicateBackendError) as info:
-        BackendRegistry().discover()
-    message = str(info.value)
-    assert "'twin'" in message and "delgrad-first-twin" in message and "delgrad-second-twin" in message
+    with pytest.warns(PluginLoadWarning, match="'twin' is registered by two distributions") as record:
+        registry = PluginRegistry().discover()
+    message = str(record[0].message)
+    assert "delgrad-first-twin" in message and "delgrad-second-twin" in message
+    assert registry.get("backend", "twin").distribution == "delgrad-first-twin"
+    assert any("twin" in problem for problem in registry.problems)
+    with pytest.raises(DuplicateNameError, match="delgrad-first-twin.*delgrad-second-twin"):
+        PluginRegistry(strict=True).discover()
+
+
+def test_a_plugin_taking_the_reference_name_does_not_break_anything(site):
+    site("aaa-impostor", "impostor", _good("reference"))
+    with pytest.warns(PluginLoadWarning, match="'reference' is registered by two distributions"):
+        registry = PluginRegistry().discover()
+    assert registry.get("backend", "reference").distribution == "delgrad-reference"
+
+
+def test_misspelt_hook_fails_in_strict_mode_and_warns_otherwise(site):
+    source = """
+        from delgrad_core import hookimpl
+
+        @hookimpl
+        def delgrad_register_backend(register):   # missing the final "s"
+            pass
+    """
+    site("delgrad-typo", "typo", source)
+    with pytest.raises(PluginLoadError, match="typo.*unknown hook.*delgrad_register_backend"):
+        PluginRegistry(strict=True).discover()
+    with pytest.warns(PluginLoadWarning, match="unknown hook"):
+        PluginRegistry().discover()
+
+
+def test_a_plugin_that_registers_nothing_is_reported(site):
+    source = """
+        from delgrad_core import hookimpl
+
+        @hookimpl
+        def delgrad_register_backends(register):
+            pass
+    """
+    site("delgrad-empty", "empty", source)
+    with pytest.warns(PluginLoadWarning, match="empty.*registers nothing"):
+        PluginRegistry().discover()
 
 
 def test_failing_hook_registers_nothing_of_that_plugin(site):
@@ -104,41 +179,68 @@ def test_failing_hook_registers_nothing_of_that_plugin(site):
     """
     site("delgrad-half", "half", source)
     with pytest.warns(PluginLoadWarning, match="bad name!"):
-        registry = BackendRegistry().discover()
+        registry = PluginRegistry().discover()
     assert "half-ok" not in registry.names()
 
 
 def test_unknown_name_lists_the_choices(site):
     site("delgrad-fake-good", "fake_good", _good("fake-good"))
-    registry = BackendRegistry().discover()
-    with pytest.raises(UnknownBackendError) as info:
-        registry.create("nope")
+    registry = PluginRegistry().discover()
+    with pytest.raises(UnknownNameError) as info:
+        registry.create_backend("nope")
     names = ", ".join(registry.names())
     assert str(info.value) == f"unknown backend 'nope'; choose one of {names}"
-    assert "fake-good" in names
+    assert "fake-good" in names and isinstance(info.value, LookupError)
 
 
-def test_factory_must_return_a_backend():
+def test_capabilities_are_listed_without_building_the_backend(site):
+    site("delgrad-lister", "listed_only", _good("listed-only"))
+    registry = PluginRegistry().discover()
+    import listed_only
+
+    assert registry.get("backend", "listed-only").capabilities.max_layers == 7
+    assert listed_only.BUILT == []
+
+
+def test_registered_name_and_backend_name_must_agree():
     class Plugin:
         @delgrad_core.hookimpl
         def delgrad_register_backends(self, register):
+            register("alias", lambda: get_backend("reference"))
             register("not-a-backend", dict)
 
-    registry = BackendRegistry()
+    registry = PluginRegistry()
     registry.register_plugin(Plugin(), distribution="local")
-    with pytest.raises(TypeError, match="not-a-backend.*not a Backend"):
-        registry.create("not-a-backend")
+    with pytest.raises(PluginError, match="calls itself 'reference'.*must agree"):
+        registry.create_backend("alias")
+    with pytest.raises(PluginError, match="not-a-backend.*not a Backend"):
+        registry.create_backend("not-a-backend")
+
+    from delgrad_reference import ReferenceBackend
+
+    class Mislabelled:
+        @delgrad_core.hookimpl
+        def delgrad_register_backends(self, register):
+            register("other-name", ReferenceBackend)
+
+    with pytest.raises(PluginLoadError, match="another name than its Backend.name 'reference'"):
+        PluginRegistry(strict=True).register_plugin(Mislabelled(), distribution="local")
+
+
+def test_unknown_backend_options_are_named():
+    with pytest.raises(ValueError, match=r"backend 'reference': invalid options \['colour'\]"):
+        get_backend("reference", colour="red")
 
 
 def test_get_backend_by_name_default_and_injection():
-    reference = get_backend()
-    assert reference.name == "reference" and reference.capabilities.exact
-    assert get_backend(reference) is reference
-    with pytest.raises(TypeError, match="options"):
-        get_backend(reference, n_threads=1)
-    with pytest.raises(TypeError, match="backend name or a Backend object"):
+    with get_backend() as reference:
+        assert reference.name == "reference" and reference.capabilities.exact
+        assert get_backend(reference) is reference
+        with pytest.raises(ValueError, match="options"):
+            get_backend(reference, n_threads=1)
+    with pytest.raises(ValueError, match="backend name or a Backend object"):
         get_backend(3)
-    with pytest.raises(UnknownBackendError, match="choose one of .*reference"):
+    with pytest.raises(UnknownNameError, match="choose one of .*reference"):
         get_backend("does-not-exist")
 
 
@@ -151,11 +253,101 @@ def test_installed_backends_are_listed_with_their_distributions():
 
 
 def test_refresh_discovers_again(site):
-    delgrad_core.refresh_backends()
+    delgrad_core.refresh_plugins()
     site("delgrad-late", "late_plugin", _good("late"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert get_backend("late").name == "late"
     finally:
-        delgrad_core.refresh_backends()
+        delgrad_core.refresh_plugins()
+
+
+EXTRAS = """
+    import numpy as np
+    from delgrad_core import LossResult, hookimpl
+    from delgrad_core.datasets import Dataset
+
+    class HingeLoss:
+        def __init__(self, margin=0.5):
+            self.margin = margin
+
+        def __call__(self, output_times, labels):
+            times = np.where(np.isfinite(output_times), output_times, 10.0)
+            rows = np.arange(len(labels))
+            gap = times[rows, labels][:, None] + self.margin - times
+            gap[rows, labels] = 0.0
+            active = gap > 0
+            gradient = -active.astype(float)
+            gradient[rows, labels] = active.sum(axis=1)
+            return LossResult(np.where(active, gap, 0.0).sum(axis=1), gradient / len(labels))
+
+    class DoubledEncoder:
+        def __init__(self, t_early=0.15, t_late=2.0):
+            self.t_early, self.t_late = t_early, t_late
+
+        def n_inputs(self, n_features):
+            return 2 * n_features
+
+        def __call__(self, features):
+            times = self.t_early + np.asarray(features) * (self.t_late - self.t_early)
+            return np.concatenate([times, times], axis=1)
+
+    def stripes(split, n=300):
+        rng = np.random.default_rng({"train": 0, "validation": 1, "test": 2}[split])
+        features = rng.uniform(0, 1, (n, 2))
+        return Dataset("stripes", split, features, (features[:, 0] > 0.5).astype(int), ("left", "right"))
+
+    @hookimpl
+    def delgrad_register_losses(register):
+        register("hinge", HingeLoss)
+
+    @hookimpl
+    def delgrad_register_encoders(register):
+        register("doubled", DoubledEncoder)
+
+    @hookimpl
+    def delgrad_register_datasets(register):
+        register("stripes", stripes, ("train", "validation", "test"))
+"""
+
+
+def test_plugins_add_losses_encoders_and_datasets_used_by_name(site, tmp_path):
+    site("delgrad-extras", "extras", EXTRAS)
+    delgrad_core.refresh_plugins()
+    try:
+        from delgrad_core.datasets import available_datasets
+        from delgrad_core.training import TrainingConfig
+        from delgrad_core.training._run import run_training
+
+        assert "hinge" in delgrad_core.available_losses()
+        assert available_datasets()["stripes"] == ("train", "validation", "test")
+        with pytest.raises(ValueError, match=r"loss 'hinge': unknown parameter\(s\) delta; allowed: margin"):
+            delgrad_core.make_loss("hinge", delta=0.1)
+        config = TrainingConfig(dataset="stripes", loss="hinge", encoder="doubled", hidden=6, epochs=2,
+                                delays="none", loss_options={"margin": 0.3})
+        summary = run_training(config, tmp_path / "run", progress=False, plots=False)
+        assert summary["config"]["loss"] == "hinge" and 0.0 <= summary["test_accuracy"] <= 1.0
+        loaded = delgrad_core.load_network(tmp_path / "run" / "network.npz")
+        assert loaded.sizes == [4, 6, 2]  # the encoder doubled 2 features into 4 inputs
+        with pytest.raises(ValueError, match="loss: 'hinged' is not allowed; choose one of crossentropy, hinge, squared"):
+            TrainingConfig(loss="hinged")
+    finally:
+        delgrad_core.refresh_plugins()
+
+
+def test_the_plugin_module_of_the_suite_costs_nothing():
+    """pytest loads delgrad's pytest plugin in every run: importing it must not load numpy or the kernels."""
+    code = ("import sys, delgrad_core.testing.plugin, delgrad_core; "
+            "print(sorted(m for m in ('numpy', 'delgrad_core._layer', 'delgrad_core._ir') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_importing_the_core_leaves_the_environment_alone():
+    code = ("import os, numpy as np, delgrad_core as dg; "
+            "dg.forward(dg.Network.feedforward([2, 2]), np.zeros((1, 2))); print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {"PATH": os.environ["PATH"]}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.strip() == "None", out.stdout + out.stderr
+    np.testing.assert_equal(out.returncode, 0)

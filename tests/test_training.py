@@ -156,11 +156,11 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     trainer.fit(progress=False)
     before = (tmp_path / "checkpoint.npz").read_bytes()
 
-    def broken_savez(handle, **arrays):
+    def broken_savez(handle, arrays):
         handle.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", broken_savez)
+    monkeypatch.setattr("delgrad_core.training._trainer.write_npz", broken_savez)
     with pytest.raises(OSError):
         trainer.save_checkpoint()
     assert (tmp_path / "checkpoint.npz").read_bytes() == before

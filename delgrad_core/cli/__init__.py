@@ -1,11 +1,34 @@
-"""The ``delgrad`` command line: one click group, one module per command family."""
+"""The ``delgrad`` command line: one click group, one module per command family.
+
+Every `DelgradError` (and every operating-system error such as a full disk) ends as a one-line
+message and exit status 1, Ctrl-C as a one-line message and status 130: never a traceback.
+"""
 
 import click
 
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Group(click.Group):
+    """Turns delgrad's and the operating system's errors into one-line messages."""
+
+    def invoke(self, ctx):
+        from delgrad_core._errors import DelgradError
+
+        try:
+            return super().invoke(ctx)
+        except (DelgradError, OSError) as exc:
+            raise click.ClickException(_one_line(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="delgrad")
 def main():
     """Train spiking networks with exact gradients for weights and delays (DelGrad)."""

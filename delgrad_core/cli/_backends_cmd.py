@@ -15,7 +15,7 @@ def _record(info) -> dict:
     """JSON-able record of one backend; a backend whose factory fails gets an `error` field instead."""
     try:
         return info.to_dict()
-    except Exception as exc:  # a broken backend must not hide the others
+    except (Exception, SystemExit) as exc:  # a broken backend must not hide the others
         return {
             "name": info.name,
             "distribution": info.distribution,
@@ -27,18 +27,24 @@ def _record(info) -> dict:
 
 
 def _summary(capabilities: dict | None) -> list[str]:
-    """Table cells: delay kinds, tau ratios, exactness, calibration, size limits."""
+    """Table cells: delay kinds, tau ratios, exactness, calibration, limits."""
     if capabilities is None:
         return ["?"] * 5
     ratios = capabilities["tau_ratios"]
     limits = [
-        f"{label}<={capabilities[key]}"
-        for key, label in (("max_inputs", "in"), ("max_layer_size", "size"), ("max_layers", "layers"))
+        f"{label}<={capabilities[key]:g}"
+        for key, label in (("max_inputs", "in"), ("max_layer_size", "size"), ("max_layers", "layers"),
+                           ("max_batch_size", "batch"), ("weight_limit", "|w|"))
         if capabilities[key] is not None
     ]
+    limits += [f"{label}={capabilities[key]:g}" for key, label in (("weight_resolution", "dw"),
+                                                                    ("delay_resolution", "dd"))
+               if capabilities[key] is not None]
+    if capabilities["delay_range"] is not None:
+        limits.append("d in [{:g}, {:g}]".format(*capabilities["delay_range"]))
     exactness = "exact" if capabilities["exact"] else "statistical"
-    if not capabilities["deterministic"]:
-        exactness += ", noisy"
+    if not capabilities["seed_independent"]:
+        exactness += ", seeded" if capabilities["deterministic"] else ", noisy"
     return [
         ",".join(capabilities["delay_kinds"]),
         "any" if ratios is None else ",".join(f"{r:g}" for r in ratios),
@@ -52,11 +58,12 @@ def _summary(capabilities: dict | None) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON list.")
 def backends(as_json: bool):
     """List installed backends (name, distribution, version, capabilities)."""
-    from delgrad_core._plugins import available_backends
+    from delgrad_core._plugins import registry
 
-    records = [_record(info) for info in available_backends()]
+    plugins = registry()
+    records = [_record(info) for info in plugins.registrations("backend")]
     if as_json:
-        click.echo(json.dumps(records, indent=2))
+        click.echo(json.dumps({"backends": records, "problems": plugins.problems}, indent=2))
         return
     header = ["NAME", "DISTRIBUTION", "VERSION", "DELAYS", "TAU RATIOS", "TIMES", "CALIBRATION", "LIMITS"]
     rows = [[r["name"], r["distribution"], r["version"]] + _summary(r["capabilities"]) for r in records]
@@ -66,3 +73,5 @@ def backends(as_json: bool):
     for record in records:
         if "error" in record:
             click.echo(f"warning: backend {record['name']!r} cannot be built: {record['error']}", err=True)
+    for problem in plugins.problems:
+        click.echo(f"warning: {problem}", err=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from delgrad_core.cli import main
+from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind
 
 _DELAY_CHOICES = [kind.value for kind in DelayKind]
@@ -42,7 +43,7 @@ def _settings(config_file, options: dict) -> dict:
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.  [default: 300]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Mini-batch size.  [default: 150]")
 @click.option("--seed", type=int, help="Random seed.  [default: 0]")
-@click.option("--loss", type=click.Choice(["squared", "crossentropy"]), help="Loss.  [default: squared]")
+@click.option("--loss", help="Loss name (built in: squared, crossentropy; plugins may add more).  [default: squared]")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with any TrainingConfig setting (top level or a [train] table).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
@@ -59,7 +60,7 @@ def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, co
                    batch_size=batch_size, seed=seed, loss=loss)
     try:
         config = TrainingConfig.from_dict(_settings(config_file, options))
-    except (ValueError, TypeError) as exc:
+    except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     if resume and out_dir is None:
         raise click.UsageError("--resume needs --out, the folder of the run to continue")
@@ -68,8 +69,6 @@ def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, co
         raise click.UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     try:
         summary = run_training(config, out, resume=resume, progress=not no_progress)
-    except (ValueError, LookupError) as exc:
-        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; the last finished epoch is saved: continue with "
                    f"delgrad train --out {out} --resume [same options]", err=True)
@@ -96,17 +95,17 @@ def evaluate(network_file, backend, split, dataset, t_early, t_late, seed, as_js
     from delgrad_core._plugins import get_backend
     from delgrad_core._serialization import load_network
     from delgrad_core.datasets import load_dataset
+    from delgrad_core.training._evaluation import check_fits_dataset, output_spike_times
 
-    try:
-        network = load_network(network_file)
-        data = load_dataset(dataset, split)
-        target = get_backend(backend)
-        result = target.execute(network, LatencyEncoder(t_early, t_late)(data.features),
-                                calibration=target.calibrate(network, seed=seed), seed=seed)
-    except (ValueError, LookupError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    network = load_network(network_file)
+    data = load_dataset(dataset, split)
+    encoder = LatencyEncoder(t_early, t_late)
+    check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
+    with get_backend(backend) as target:
+        calibration = target.calibrate(network, seed=seed)
+        output = output_spike_times(target, network, encoder(data.features), calibration, lambda: seed)
     report = {"network": str(network_file), "backend": target.name, "dataset": dataset, "split": split,
-              "n_samples": len(data.labels), "accuracy": accuracy(result.output_spike_times, data.labels)}
+              "n_samples": len(data.labels), "accuracy": accuracy(output, data.labels)}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -147,7 +146,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir):
     try:
         table = run_sweep(base, hidden, delays, seeds, Path(out_dir), jobs=jobs,
                           echo=lambda line: click.echo(line, err=True))
-    except (ValueError, TypeError) as exc:
+    except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     except SweepError as exc:
         click.echo(exc.table)

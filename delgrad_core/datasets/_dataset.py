@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
+
 __all__ = ["Dataset"]
 
 
@@ -37,23 +39,23 @@ class Dataset:
         for field_name in ("name", "split"):
             value = getattr(self, field_name)
             if not isinstance(value, str) or not value:
-                raise ValueError(f"Dataset.{field_name}: expected a non-empty string, got {value!r}")
+                raise InvalidValueError(f"Dataset.{field_name}: expected a non-empty string, got {value!r}")
         class_names = tuple(self.class_names)
         if not class_names or not all(isinstance(c, str) for c in class_names):
-            raise ValueError(f"Dataset.class_names: expected a non-empty tuple of strings, got {self.class_names!r}")
+            raise InvalidValueError(f"Dataset.class_names: expected a non-empty tuple of strings, got {self.class_names!r}")
         features = np.array(self.features, dtype=np.float64)
         if features.ndim != 2:
-            raise ValueError(f"Dataset.features: expected a 2-d array (n_samples, n_features), got {features.ndim}-d")
+            raise InvalidValueError(f"Dataset.features: expected a 2-d array (n_samples, n_features), got {features.ndim}-d")
         if not np.all(np.isfinite(features)):
-            raise ValueError("Dataset.features: contains NaN or inf")
+            raise InvalidValueError("Dataset.features: contains NaN or inf")
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or labels.shape[0] != features.shape[0]:
-            raise ValueError(f"Dataset.labels: expected shape ({features.shape[0]},), got {labels.shape}")
+            raise InvalidValueError(f"Dataset.labels: expected shape ({features.shape[0]},), got {labels.shape}")
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"Dataset.labels: expected integers, got dtype {labels.dtype}")
+            raise InvalidValueError(f"Dataset.labels: expected integers, got dtype {labels.dtype}")
         labels = labels.astype(np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
-            raise ValueError(f"Dataset.labels: values must be in [0, {len(class_names) - 1}]")
+            raise InvalidValueError(f"Dataset.labels: values must be in [0, {len(class_names) - 1}]")
         features.setflags(write=False)
         labels.setflags(write=False)
         object.__setattr__(self, "features", features)
@@ -86,7 +88,7 @@ class Dataset:
         Generator or RandomState); the last batch may be smaller than `batch_size`.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+            raise InvalidValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         order = np.arange(len(self)) if rng is None else rng.permutation(len(self))
         for start in range(0, len(self), int(batch_size)):
             index = order[start : start + int(batch_size)]

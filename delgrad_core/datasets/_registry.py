@@ -1,33 +1,32 @@
-"""A small name -> loader registry so that further datasets can be added next to Yin-Yang."""
+"""Datasets by name, from the plugin registry (the core's own and those plugins register)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from delgrad_core._errors import InvalidValueError
 from delgrad_core.datasets._dataset import Dataset
-from delgrad_core.datasets._yin_yang import YIN_YANG_SPLITS, yin_yang
 
 __all__ = ["available_datasets", "load_dataset"]
-
-# name -> (loader taking the split name, allowed split names)
-_LOADERS: dict[str, tuple[Callable[[str], Dataset], tuple[str, ...]]] = {
-    "yin_yang": (yin_yang, tuple(YIN_YANG_SPLITS)),
-}
 
 
 def available_datasets() -> dict[str, tuple[str, ...]]:
     """Registered dataset names, each with its split names."""
-    return {name: splits for name, (_, splits) in _LOADERS.items()}
+    from delgrad_core._plugins import registry
+
+    return {r.name: r.details["splits"] for r in registry().registrations("dataset")}
 
 
-def load_dataset(name: str, split: str = "train") -> Dataset:
-    """Load split `split` of the registered dataset `name`.
+def load_dataset(name: str, split: str = "train", **options) -> Dataset:
+    """Load split `split` of the registered dataset `name` (`options` go to its loader).
 
-    Unknown names or splits raise ``ValueError`` listing the allowed values.
+    Unknown names or splits raise errors listing the allowed values.
     """
-    if name not in _LOADERS:
-        raise ValueError(f"name: unknown dataset {name!r}; choose one of {', '.join(sorted(_LOADERS))}")
-    loader, splits = _LOADERS[name]
+    from delgrad_core._plugins import registry
+
+    registration = registry().get("dataset", name)
+    splits = registration.details["splits"]
     if split not in splits:
-        raise ValueError(f"split: unknown split {split!r} of dataset {name!r}; choose one of {', '.join(splits)}")
-    return loader(split)
+        raise InvalidValueError(f"split: unknown split {split!r} of dataset {name!r}; choose one of {', '.join(splits)}")
+    dataset = registration.obj(split, **options)
+    if not isinstance(dataset, Dataset):
+        raise InvalidValueError(f"dataset {name!r}: its loader returned {type(dataset).__name__}, not a Dataset")
+    return dataset

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
+
 from delgrad_core.datasets._dataset import Dataset
 
 __all__ = ["YIN_YANG_CLASS_NAMES", "YIN_YANG_SPLITS", "yin_yang", "yin_yang_class", "yin_yang_samples"]
@@ -47,9 +49,9 @@ def yin_yang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5)
 
 def _check_radii(r_small: float, r_big: float) -> None:
     if not (math.isfinite(r_big) and r_big > 0):
-        raise ValueError(f"r_big: expected a finite value > 0, got {r_big!r}")
+        raise InvalidValueError(f"r_big: expected a finite value > 0, got {r_big!r}")
     if not (math.isfinite(r_small) and 0 < r_small < 0.5 * r_big):
-        raise ValueError(f"r_small: expected a value in (0, r_big / 2) = (0, {0.5 * r_big}), got {r_small!r}")
+        raise InvalidValueError(f"r_small: expected a value in (0, r_big / 2) = (0, {0.5 * r_big}), got {r_small!r}")
 
 
 def yin_yang_samples(
@@ -68,7 +70,7 @@ def yin_yang_samples(
     labels : ndarray of int64, shape (n_samples,)
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
-        raise ValueError(f"n_samples: expected a non-negative integer, got {n_samples!r}")
+        raise InvalidValueError(f"n_samples: expected a non-negative integer, got {n_samples!r}")
     r_small, r_big = float(r_small), float(r_big)
     _check_radii(r_small, r_big)
     rng = np.random.RandomState(seed)
@@ -90,7 +92,7 @@ def yin_yang_samples(
 def yin_yang(split: str = "train") -> Dataset:
     """One standard split of Yin-Yang: ``"train"``, ``"validation"`` or ``"test"``."""
     if split not in YIN_YANG_SPLITS:
-        raise ValueError(f"split: unknown Yin-Yang split {split!r}; choose one of {', '.join(YIN_YANG_SPLITS)}")
+        raise InvalidValueError(f"split: unknown Yin-Yang split {split!r}; choose one of {', '.join(YIN_YANG_SPLITS)}")
     n_samples, seed = YIN_YANG_SPLITS[split]
     features, labels = yin_yang_samples(n_samples, seed)
     return Dataset("yin_yang", split, features, labels, YIN_YANG_CLASS_NAMES)

@@ -1,30 +1,17 @@
-"""Backend conformance suite, shipped with the core and exposed as a pytest plugin.
+"""Backend conformance suite and testing helpers, shipped with the core.
 
-Run it against an installed backend with::
+Run the suite against an installed backend with::
 
     python -m pytest --pyargs delgrad_core.testing --delgrad-backend NAME
 
-The cases and the comparison used by the suite are public for backend authors' own tests.
+The cases, the comparison and `MockBackend` are public for backend authors' own tests.
 """
 
-from delgrad_core.testing._agreement import (
-    EXACT_TOLERANCE,
-    MAX_MEDIAN_ERROR,
-    MIN_SILENCE_AGREEMENT,
-    Agreement,
-    compare_spike_times,
-)
-from delgrad_core.testing._cases import ConformanceCase, conformance_cases, make_network
-from delgrad_core.testing._distributions import write_distribution
+from delgrad_core._lazy import lazy_exports
 
-__all__ = [
-    "Agreement",
-    "compare_spike_times",
-    "EXACT_TOLERANCE",
-    "MAX_MEDIAN_ERROR",
-    "MIN_SILENCE_AGREEMENT",
-    "ConformanceCase",
-    "conformance_cases",
-    "make_network",
-    "write_distribution",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "delgrad_core.testing._agreement": ["Agreement", "compare_spike_times"],
+    "delgrad_core.testing._cases": ["ConformanceCase", "conformance_cases", "make_network", "supported_setting"],
+    "delgrad_core.testing._distributions": ["write_distribution"],
+    "delgrad_core.testing._mock": ["MockBackend", "reference_handler"],
+})

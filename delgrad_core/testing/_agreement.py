@@ -1,10 +1,10 @@
-"""Agreement of observed spike times with the ideal model, and the tolerances of the suite.
+"""Agreement of observed spike times with the ideal model.
 
-Exact backends (`Capabilities.exact`) must match to EXACT_TOLERANCE (times 1 + |t|) with
-identical silent neurons.  Others are compared statistically over all (sample, neuron) entries
-of all layers: silent/spiking must agree in more than MIN_SILENCE_AGREEMENT of the entries, and
-the median absolute spike-time error over entries spiking in both must be below
-MAX_MEDIAN_ERROR tau_s.
+Exact backends (`Capabilities.exact`) must match to a tolerance (times 1 + |t|) with identical
+silent neurons.  Others are compared statistically over all (sample, neuron) entries of all
+layers: silent/spiking must agree in more than a fraction of the entries, and the median
+absolute spike-time error over entries spiking in both must stay below a bound (in tau_s).  The
+defaults are those of `delgrad_core.ConformanceProfile`; a backend declares its own.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Agreement", "compare_spike_times", "EXACT_TOLERANCE", "MAX_MEDIAN_ERROR", "MIN_SILENCE_AGREEMENT"]
+from delgrad_core._backend import ConformanceProfile
 
-EXACT_TOLERANCE = 1e-9
-MAX_MEDIAN_ERROR = 0.01
-MIN_SILENCE_AGREEMENT = 0.95
+__all__ = ["Agreement", "compare_spike_times"]
+
+_DEFAULT = ConformanceProfile()
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,12 @@ class Agreement:
     max_scaled_error: float  # max |observed - expected| / (1 + |expected|)
     n_spiking_in_both: int
 
-    def exact(self, tolerance: float = EXACT_TOLERANCE) -> bool:
+    def exact(self, tolerance: float = _DEFAULT.exact_tolerance) -> bool:
         """Identical silent sets and |observed - expected| <= tolerance (1 + |expected|)."""
         return self.silence_agreement == 1.0 and self.max_scaled_error <= tolerance
 
-    def statistical(self, max_median_error: float = MAX_MEDIAN_ERROR, min_silence: float = MIN_SILENCE_AGREEMENT) -> bool:
+    def statistical(self, max_median_error: float = _DEFAULT.max_median_error,
+                    min_silence: float = _DEFAULT.min_silence_agreement) -> bool:
         return self.silence_agreement > min_silence and self.median_abs_error < max_median_error
 
 

@@ -1,4 +1,5 @@
-"""Small fixed networks and inputs on which backends are compared with the ideal model."""
+"""Networks and inputs on which a backend is compared with the ideal model, generated from what
+the backend declares it can run (delay kinds, tau ratios, sizes, weight and delay limits)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind, Network, NeuronParameters
 
-__all__ = ["ConformanceCase", "conformance_cases", "make_network"]
+__all__ = ["ConformanceCase", "conformance_cases", "make_network", "supported_setting"]
 
 BATCH_SIZE = 32
+_DEFAULT_RATIOS = (2.0, 1.0, 1.5)
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,10 @@ class ConformanceCase:
     input_spike_times: np.ndarray
 
 
-def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio: float = 2.0, seed: int = 0) -> Network:
-    """Chain with weights N(1, 1), theta = 1, tau_s = 1 and delays uniform in [0, 1) tau_s."""
+def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio: float = 2.0, seed: int = 0,
+                 capabilities: Capabilities | None = None) -> Network:
+    """Chain with weights N(1, 1), theta = 1, tau_s = 1 and delays uniform in [0, 1) tau_s (or
+    in the declared delay range); weights and delays inside the declared limits."""
     network = Network.feedforward(
         list(sizes),
         delay_kind=delay_kind,
@@ -32,28 +37,63 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
         weight_std=1.0,
         seed=seed,
     )
+    caps = capabilities or Capabilities()
+    low, high = caps.delay_range if caps.delay_range is not None else (0.0, 1.0)
     rng = np.random.default_rng(seed + 1000)
     for layer in network.layers:
         projection = layer.projection
+        if caps.weight_limit is not None:
+            projection.weights = np.clip(projection.weights, -caps.weight_limit, caps.weight_limit)
         if projection.delays is not None:
-            projection.delays = rng.uniform(0.0, 1.0, projection.delays.shape)
+            projection.delays = rng.uniform(low, min(high, low + 1.0), projection.delays.shape)
     return network
 
 
-def conformance_cases() -> list[ConformanceCase]:
-    """Every delay kind at tau_m/tau_s = 2, ratios 1 and 1.5, and a two-hidden-layer chain.
+def _fits(sizes, caps: Capabilities) -> bool:
+    return ((caps.max_layers is None or len(sizes) - 1 <= caps.max_layers)
+            and (caps.max_inputs is None or max(sizes[:-1]) <= caps.max_inputs)
+            and (caps.max_layer_size is None or max(sizes[1:]) <= caps.max_layer_size))
 
-    Inputs follow the Yin-Yang encoding range [0.15, 2.0] tau_s (MODEL.md §5); one input per
-    sample is silent (+inf) in a quarter of the samples.
+
+def _shape_for(caps: Capabilities, depth: int) -> tuple[int, ...] | None:
+    """A chain of `depth` neuron layers like 4-10-3 (or 4-8-6-3), shrunk to the size limits."""
+    sizes = (4, 10, 3) if depth == 2 else (4, 8, 6, 3)
+    if caps.max_inputs is not None or caps.max_layer_size is not None:
+        cap = min(v for v in (caps.max_inputs, caps.max_layer_size) if v is not None)
+        sizes = tuple(min(s, cap) for s in sizes)
+    return sizes if _fits(sizes, caps) else None
+
+
+def supported_setting(caps: Capabilities) -> tuple[DelayKind, float]:
+    """A delay kind (the simplest the backend has) and a tau ratio it supports."""
+    kind = next(k for k in DelayKind if k in caps.delay_kinds)
+    ratio = next((r for r in _DEFAULT_RATIOS if caps.supports_ratio(r)), None)
+    return kind, ratio if ratio is not None else caps.tau_ratios[0]
+
+
+def conformance_cases(capabilities: Capabilities | None = None) -> list[ConformanceCase]:
+    """Every supported delay kind x every supported ratio (2, 1 and 1.5 when any ratio is
+    allowed) on a one-hidden-layer chain, plus a two-hidden-layer chain if allowed, all within
+    the declared size, weight and delay limits.
+
+    Inputs follow the Yin-Yang encoding range [0.15, 2.0] tau_s (docs/model.md §5); one input
+    per sample is silent (+inf) in a quarter of the samples.
     """
-    specs = [((4, 10, 3), kind, 2.0) for kind in DelayKind]
-    specs += [((4, 10, 3), DelayKind.NONE, 1.0), ((4, 10, 3), DelayKind.SYNAPTIC, 1.0)]
-    specs += [((4, 10, 3), DelayKind.DENDRITIC, 1.5), ((4, 8, 6, 3), DelayKind.AXONAL, 2.0)]
+    caps = capabilities or Capabilities()
+    kinds = [k for k in DelayKind if k in caps.delay_kinds]
+    ratios = caps.tau_ratios if caps.tau_ratios is not None else _DEFAULT_RATIOS
+    specs = []
+    shallow, deep = _shape_for(caps, 2), _shape_for(caps, 3)
+    if shallow is not None:
+        specs += [(shallow, kind, ratio) for ratio in ratios for kind in kinds]
+    if deep is not None:
+        specs.append((deep, kinds[-1], ratios[0]))
+    batch = min(BATCH_SIZE, caps.max_batch_size or BATCH_SIZE)
     cases = []
     for seed, (sizes, kind, ratio) in enumerate(specs):
         rng = np.random.default_rng(seed)
-        inputs = rng.uniform(0.15, 2.0, (BATCH_SIZE, sizes[0]))
-        inputs[: BATCH_SIZE // 4, seed % sizes[0]] = np.inf
+        inputs = rng.uniform(0.15, 2.0, (batch, sizes[0]))
+        inputs[: batch // 4, seed % sizes[0]] = np.inf
         case_id = "-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}"
-        cases.append(ConformanceCase(case_id, make_network(sizes, kind, ratio, seed), inputs))
+        cases.append(ConformanceCase(case_id, make_network(sizes, kind, ratio, seed, caps), inputs))
     return cases

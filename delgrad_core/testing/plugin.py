@@ -2,11 +2,13 @@
 
 Adds ``--delgrad-backend NAME`` (default: $DELGRAD_BACKEND, else "reference") and repeatable
 ``--delgrad-backend-option KEY=VALUE`` (VALUE parsed as JSON when possible), and the session
-fixture ``delgrad_backend``.  Run the suite with::
+fixture ``delgrad_backend`` (closed at the end of the session).  Run the suite with::
 
     python -m pytest --pyargs delgrad_core.testing --delgrad-backend NAME
 
 A project may also override the ``delgrad_backend`` fixture in its conftest to test an object.
+This module imports nothing of delgrad until the fixture is used, so installing delgrad costs
+unrelated pytest runs nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 
 import pytest
 
-__all__ = ["pytest_addoption", "delgrad_backend", "parse_backend_options"]
+__all__ = ["pytest_addoption", "delgrad_backend", "parse_backend_options", "selected_backend"]
 
 
 def pytest_addoption(parser):
@@ -50,11 +52,17 @@ def parse_backend_options(items) -> dict:
     return options
 
 
+def selected_backend(config) -> tuple[str, dict]:
+    """(name, options) of the backend under test, from the command line or the environment."""
+    name = config.getoption("delgrad_backend") or os.environ.get("DELGRAD_BACKEND") or "reference"
+    return name, parse_backend_options(config.getoption("delgrad_backend_option"))
+
+
 @pytest.fixture(scope="session")
 def delgrad_backend(request):
-    """The backend under test, built by name through the plugin registry."""
-    from delgrad_core._plugins import DEFAULT_BACKEND, get_backend
+    """The backend under test, built by name through the plugin registry; closed at the end."""
+    from delgrad_core import get_backend
 
-    name = request.config.getoption("delgrad_backend") or os.environ.get("DELGRAD_BACKEND") or DEFAULT_BACKEND
-    options = parse_backend_options(request.config.getoption("delgrad_backend_option"))
-    return get_backend(name, **options)
+    name, options = selected_backend(request.config)
+    with get_backend(name, **options) as backend:
+        yield backend

@@ -1,6 +1,6 @@
 """Training configuration: one validated, JSON/TOML-serialisable record of every setting.
 
-Defaults are DelGrad's ideal-simulation Yin-Yang settings (MODEL.md §5): tau_m = 2 tau_s,
+Defaults are DelGrad's ideal-simulation Yin-Yang settings (docs/model.md §5): tau_m = 2 tau_s,
 threshold 1, Adam, 300 epochs, batch 150, learning rate x0.95 every 20 epochs, shift-invariant
 squared error with Delta = 0.2, and per-delay-kind learning rates and initialisation.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from delgrad_core._ir import DelayKind
-from delgrad_core.datasets import available_datasets
+from delgrad_core._errors import InvalidValueError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,7 +22,7 @@ else:  # pragma: no cover
 
 __all__ = ["TrainingConfig", "load_config"]
 
-# DelGrad's reference learning rates and weight initialisation per delay kind (MODEL.md §5);
+# DelGrad's reference learning rates and weight initialisation per delay kind (docs/model.md §5);
 # dendritic has no published setting, so it uses the axonal one.
 _KIND_DEFAULTS = {
     "none": {"weight_lr": 0.02, "delay_lr": 0.0, "weight_init_mean": 0.5, "weight_init_std": 1.0},
@@ -33,7 +33,6 @@ _KIND_DEFAULTS = {
 
 _CHOICES = {
     "delays": tuple(k.value for k in DelayKind),
-    "loss": ("squared", "crossentropy"),
     "delay_parametrisation": ("sigmoid", "clip"),
 }
 
@@ -49,8 +48,10 @@ class TrainingConfig:
     delays: str = "synaptic"
     tau_ratio: float = 2.0
     threshold: float = 1.0
+    encoder: str = "latency"
     t_early: float = 0.15
     t_late: float = 2.0
+    encoder_options: dict = field(default_factory=dict)
     # optimisation
     epochs: int = 300
     batch_size: int = 150
@@ -72,6 +73,7 @@ class TrainingConfig:
     loss_xi: float = 0.2
     loss_alpha: float = 0.005
     loss_beta: float = 1.0
+    loss_options: dict = field(default_factory=dict)
     max_weight_term: float | None = 0.2
     # delay parametrisation: delay = shift + scale * sigmoid(raw), or clip(raw, 0, delay_max)
     delay_parametrisation: str = "sigmoid"
@@ -99,39 +101,43 @@ class TrainingConfig:
         for name, allowed in _CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ValueError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
-        datasets = available_datasets()
-        if self.dataset not in datasets:
-            raise ValueError(f"dataset: {self.dataset!r} is not allowed; choose one of {', '.join(datasets)}")
+                raise InvalidValueError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+        from delgrad_core._plugins import registry
+
+        for name, kind in (("dataset", "dataset"), ("loss", "loss"), ("encoder", "encoder")):
+            allowed = registry().names(kind)
+            if getattr(self, name) not in allowed:
+                raise InvalidValueError(f"{name}: {getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
         positive_ints = ("hidden", "epochs", "batch_size", "lr_decay_every")
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+                raise InvalidValueError(f"{name}: expected a positive integer, got {value!r}")
         positive = ("tau_ratio", "threshold", "lr_decay", "adam_eps", "loss_xi", "loss_beta", "delay_scale")
         for name in positive:
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+                raise InvalidValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
         optional_positive = ("weight_lr", "max_weight_term", "weight_limit", "weight_resolution", "delay_max",
                              "weight_init_std", "silent_bump")
         for name in optional_positive:
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"{name}: must be > 0 or unset, got {value!r}")
+                raise InvalidValueError(f"{name}: must be > 0 or unset, got {value!r}")
         for name in ("silent_limit_hidden", "silent_limit_output", "silent_neuron_limit"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
-                raise ValueError(f"{name}: must be a fraction in [0, 1], got {value!r}")
+                raise InvalidValueError(f"{name}: must be a fraction in [0, 1], got {value!r}")
         if self.delay_lr is not None and self.delay_lr < 0:
-            raise ValueError(f"delay_lr: must be >= 0, got {self.delay_lr!r}")
+            raise InvalidValueError(f"delay_lr: must be >= 0, got {self.delay_lr!r}")
         if not 0 <= self.t_early < self.t_late:
-            raise ValueError(f"t_early, t_late: need 0 <= t_early < t_late, got {self.t_early}, {self.t_late}")
+            raise InvalidValueError(f"t_early, t_late: need 0 <= t_early < t_late, got {self.t_early}, {self.t_late}")
         if self.delay_shift < 0:
-            raise ValueError(f"delay_shift: must be >= 0, got {self.delay_shift!r}")
+            raise InvalidValueError(f"delay_shift: must be >= 0, got {self.delay_shift!r}")
         if not isinstance(self.keep_best, bool):
-            raise ValueError(f"keep_best: expected true or false, got {self.keep_best!r}")
-        if not isinstance(self.backend_options, dict):
-            raise ValueError("backend_options: expected a table (dict)")
+            raise InvalidValueError(f"keep_best: expected true or false, got {self.keep_best!r}")
+        for name in ("backend_options", "loss_options", "encoder_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise InvalidValueError(f"{name}: expected a table (dict)")
 
     def resolved(self) -> "TrainingConfig":
         """A copy with the per-delay-kind defaults filled in."""
@@ -147,7 +153,7 @@ class TrainingConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"config: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise InvalidValueError(f"config: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
+
 __all__ = ["Adam", "step_decay_factor"]
 
 
@@ -31,7 +33,7 @@ class Adam:
                  beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         missing = sorted(set(group_of.values()) - set(learning_rates))
         if missing:
-            raise ValueError(f"learning_rates: no rate for group(s) {', '.join(missing)}")
+            raise InvalidValueError(f"learning_rates: no rate for group(s) {', '.join(missing)}")
         self.learning_rates = dict(learning_rates)
         self.group_of = dict(group_of)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps

@@ -1,15 +1,17 @@
 """Trainable parameters: float shadow weights and raw delays, and how they map onto a network.
 
-Delays stay non-negative through a parametrisation (MODEL.md §3): either
+Delays stay non-negative through a parametrisation (docs/model.md §3): either
 ``delay = shift + scale * sigmoid(raw)`` (DelGrad reference code) or ``delay = raw`` clipped to
-``[0, delay_max]`` after each step.  Hardware-style weight constraints (clipping, quantisation)
-act on the copy the backend runs; gradients flow straight through to the float shadow weights.
+``[0, delay_max]`` after each step.  Weight constraints (clipping, quantisation: the backend's, and optionally the
+config's) act on the copy the backend runs; gradients flow straight through to the float shadow
+weights.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind, Network, NeuronParameters
 from delgrad_core._propagation import NetworkGradients
 from delgrad_core.training._config import TrainingConfig
@@ -38,6 +40,9 @@ class TrainableNetwork:
     def __init__(self, network: Network, config: TrainingConfig):
         self.network = network
         self.config = config
+        # the config's own weight constraints, applied before the backend's (stricter, never needed)
+        self._weight_constraints = Capabilities(weight_limit=config.weight_limit,
+                                                weight_resolution=config.weight_resolution)
         self.params: dict[str, np.ndarray] = {}
         self.group_of: dict[str, str] = {}
         for k, layer in enumerate(network.layers):
@@ -73,13 +78,9 @@ class TrainableNetwork:
                 np.clip(param, 0.0, upper, out=param)
 
     def effective_weights(self, shadow: np.ndarray) -> np.ndarray:
-        """Weights the backend runs: quantised to weight_resolution and clipped to weight_limit."""
-        weights = shadow
-        if self.config.weight_resolution is not None:
-            weights = np.round(weights / self.config.weight_resolution) * self.config.weight_resolution
-        if self.config.weight_limit is not None:
-            weights = np.clip(weights, -self.config.weight_limit, self.config.weight_limit)
-        return weights
+        """Shadow weights under the config's own limit and resolution (if it sets any); the
+        backend's `represent` applies the substrate's constraints on top."""
+        return self._weight_constraints.constrain_weights(shadow)
 
     def delays_from_raw(self, raw: np.ndarray) -> np.ndarray:
         if self.config.delay_parametrisation == "sigmoid":

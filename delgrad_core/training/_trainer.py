@@ -1,7 +1,8 @@
-"""One training loop for every backend (ARCHITECTURE.md "Data flow of one training step").
+"""One training loop for every backend (docs/training.md).
 
-encode -> ``backend.execute`` -> loss on the observed output times -> exact gradients at the
-observed times (`delgrad_core.backward`) -> Adam on float shadow parameters -> write back.
+encode -> ``backend.represent`` -> ``backend.execute`` -> loss on the observed output times ->
+exact gradients at the observed spike and arrival times on the network that ran
+(`delgrad_core.backward`) -> Adam on float shadow parameters -> write back.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._atomic import atomic_write, atomic_write_text
-from delgrad_core._encoding import LatencyEncoder
-from delgrad_core._losses import accuracy, make_loss
+from delgrad_core._errors import InvalidValueError
+from delgrad_core._execution import ExecutionRequest
+from delgrad_core._npz import NpzArchive, json_array, write_npz
+from delgrad_core._losses import accuracy
 from delgrad_core._plugins import get_backend
 from delgrad_core._propagation import backward
 from delgrad_core._serialization import save_network
 from delgrad_core.datasets import load_dataset
 from delgrad_core.training._config import TrainingConfig
+from delgrad_core.training._evaluation import output_spike_times
 from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
@@ -44,7 +48,8 @@ class EpochMetrics:
     validation_accuracy: float
     learning_rate_factor: float
     skipped_steps: int
-    dropped_gradients: int
+    no_crossing: int  # (sample, neuron) pairs spiking where the model has no upward crossing
+    guarded: int  # (sample, neuron) pairs excluded by the grazing guard
     wall_seconds: float
 
 
@@ -58,36 +63,57 @@ class Evaluation:
     labels: np.ndarray
 
 
-def _loss_of(config: TrainingConfig):
-    if config.loss == "squared":
-        return make_loss("squared", delta=config.loss_delta)
-    return make_loss("crossentropy", xi=config.loss_xi, alpha=config.loss_alpha, beta=config.loss_beta)
+def _build(kind: str, name: str, config: TrainingConfig, options: dict):
+    """The registered `kind` `name`, built from the config fields named after its parameters
+    (``loss_delta`` -> ``delta`` for losses, ``t_early`` for encoders) plus `options`."""
+    import inspect
+
+    from delgrad_core._plugins import build_registered, registry
+
+    factory = registry().get(kind, name).obj
+    prefix = "loss_" if kind == "loss" else ""
+    values = config.to_dict()
+    parameters = {p: values[prefix + p] for p in inspect.signature(factory).parameters
+                  if prefix + p in values and values[prefix + p] is not None}
+    parameters.update(options)
+    return build_registered(kind, name, parameters)
 
 
 class Trainer:
-    """Train a Yin-Yang-style classifier on a backend chosen by name or passed as an object.
+    """Train a classifier on a backend chosen by name or passed as an object.
 
     Parameters
     ----------
     config : TrainingConfig
     backend : str or Backend, optional
-        Overrides ``config.backend``; an object is used as it is (injection).
+        Overrides ``config.backend``.  A backend built from a name is owned by the trainer and
+        closed by `close()` (the trainer is a context manager); an object is used as it is and
+        stays open (its owner closes it).
     out_dir : path, optional
         Where checkpoints, ``metrics.json`` and the trained network are written.
     """
 
     def __init__(self, config: TrainingConfig, backend=None, out_dir=None):
         self.config = config.resolved()
-        self.backend = get_backend(backend if backend is not None else self.config.backend,
-                                   **self.config.backend_options)
         self.out_dir = None if out_dir is None else Path(out_dir)
-        self.loss = _loss_of(self.config)
+        self.loss = _build("loss", self.config.loss, self.config, self.config.loss_options)
+        self.encoder = _build("encoder", self.config.encoder, self.config, self.config.encoder_options)
         self.guard = None if self.config.max_weight_term is None else GrazingGuard(self.config.max_weight_term)
-        self.encoder = LatencyEncoder(self.config.t_early, self.config.t_late)
         self.train_set = load_dataset(self.config.dataset, "train")
         self.validation_set = load_dataset(self.config.dataset, "validation")
         self.test_set = load_dataset(self.config.dataset, "test")
-        network = build_network(self.config, self.train_set.features.shape[1], len(self.train_set.class_names))
+        requested = backend if backend is not None else self.config.backend
+        self.owns_backend = isinstance(requested, str)
+        self.backend = get_backend(requested, **({} if not self.owns_backend else self.config.backend_options))
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        n_inputs = self.encoder.n_inputs(self.train_set.n_features)
+        network = build_network(self.config, n_inputs, self.train_set.n_classes)
         self.backend.check_supported(network)
         self.model = TrainableNetwork(network, self.config)
         self.optimiser = Adam(
@@ -109,15 +135,33 @@ class Trainer:
         self.best_validation_accuracy = -1.0
         self.best_params: dict[str, np.ndarray] = {}
 
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the backend if the trainer built it."""
+        if self.owns_backend:
+            self.backend.close()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     @property
     def network(self):
+        """The network of the float shadow parameters (before the backend's constraints)."""
         return self.model.network
 
     # -- one step ---------------------------------------------------------------------------
     def _execute(self, input_spike_times: np.ndarray):
-        """Run the backend; noisy backends get a seed drawn from the run's generator."""
-        seed = int(self.rng.integers(2**63 - 1))
-        return self.backend.execute(self.network, input_spike_times, calibration=self.calibration, seed=seed)
+        """Run the network as the backend represents it; returns (that network, result).
+        Noisy backends get a seed drawn from the run's generator."""
+        request = ExecutionRequest(self.backend.represent(self.network), input_spike_times, self.calibration,
+                                   self._next_seed())
+        return request.network, self.backend.execute(request)
+
+    def _next_seed(self) -> int:
+        return int(self.rng.integers(2**63 - 1))
 
     def _bump_silent(self, layer_times: list[np.ndarray]) -> bool:
         """If a layer is too often silent, raise the input weights of its silent neurons and
@@ -148,29 +192,34 @@ class Trainer:
             silent_fraction = (~np.isfinite(times)).mean(axis=0)
             self.model.params[f"layers.{k}.weights"][:, silent_fraction > limit] += bump
 
-    def _train_step(self, features, labels, lr_factor) -> tuple[float, float, bool, int]:
+    def _train_step(self, features, labels, lr_factor) -> tuple[float, float, bool, int, int]:
+        """encode -> execute on the backend -> loss -> exact gradients at the observed spike and
+        arrival times, on the network that ran -> Adam on the shadow parameters."""
         inputs = self.encoder(features)
-        times = self._execute(inputs).layer_spike_times
+        ran, result = self._execute(inputs)
+        times = result.layer_spike_times
         loss = self.loss(times[-1], labels)
         batch_accuracy = accuracy(times[-1], labels)
         self._revive_silent_hidden(times)
         if self._bump_silent(times):
             self.model.apply()
-            return float(loss.per_sample.mean()), batch_accuracy, True, 0
+            return float(loss.per_sample.mean()), batch_accuracy, True, 0, 0
         # the grazing guard compares |dL/dt_j dt_j/dw_ij| of the batch-mean loss, as autograd's
-        # incoming gradient in the DelGrad reference code does (MODEL.md §4)
-        gradients = backward(self.network, inputs, times, loss.gradient, guard=self.guard)
+        # incoming gradient in the DelGrad reference code does (docs/model.md §4)
+        gradients = backward(ran, inputs, times, loss.gradient, arrival_times=result.arrival_times, guard=self.guard)
         grads = self.model.parameter_gradients(gradients)
         self.optimiser.step(self.model.params, grads, lr_factor)
         self.model.constrain()
         self.model.apply()
-        dropped = sum(layer.no_crossing + layer.guarded for layer in gradients.layers)
-        return float(loss.per_sample.mean()), batch_accuracy, False, dropped
+        no_crossing = sum(layer.no_crossing for layer in gradients.layers)
+        guarded = sum(layer.guarded for layer in gradients.layers)
+        return float(loss.per_sample.mean()), batch_accuracy, False, no_crossing, guarded
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, dataset) -> Evaluation:
-        """Loss and first-spike accuracy of `dataset` on the backend."""
-        output = self._execute(self.encoder(dataset.features)).output_spike_times
+        """Loss and first-spike accuracy of `dataset` on the backend, in batches it accepts."""
+        output = output_spike_times(self.backend, self.network, self.encoder(dataset.features), self.calibration,
+                                    self._next_seed)
         loss = self.loss(output, dataset.labels)
         return Evaluation(float(loss.per_sample.mean()), accuracy(output, dataset.labels), output,
                           np.asarray(dataset.labels))
@@ -187,14 +236,15 @@ class Trainer:
                 started = time.perf_counter()
                 lr_factor = step_decay_factor(self.epoch, self.config.lr_decay, self.config.lr_decay_every)
                 losses, accuracies, sizes = [], [], []
-                skipped = dropped = 0
+                skipped = no_crossing = guarded = 0
                 for features, labels in self.train_set.batches(self.config.batch_size, self.rng):
-                    loss, acc, was_skipped, n_dropped = self._train_step(features, labels, lr_factor)
+                    loss, acc, was_skipped, n_no_crossing, n_guarded = self._train_step(features, labels, lr_factor)
                     losses.append(loss)
                     accuracies.append(acc)
                     sizes.append(len(labels))
                     skipped += was_skipped
-                    dropped += n_dropped
+                    no_crossing += n_no_crossing
+                    guarded += n_guarded
                 validation = self.evaluate(self.validation_set)
                 elapsed = time.perf_counter() - started
                 self.elapsed_seconds += elapsed
@@ -206,7 +256,8 @@ class Trainer:
                     validation_accuracy=validation.accuracy,
                     learning_rate_factor=lr_factor,
                     skipped_steps=skipped,
-                    dropped_gradients=dropped,
+                    no_crossing=no_crossing,
+                    guarded=guarded,
                     wall_seconds=elapsed,
                 )
                 self.history.append(metrics)
@@ -280,23 +331,29 @@ class Trainer:
         arrays = {f"param.{k}": v for k, v in self.model.params.items()}
         arrays.update({f"best.{k}": v for k, v in self.best_params.items()})
         arrays.update({f"adam.{k}": v for k, v in self.optimiser.state_arrays().items()})
-        arrays[_STATE_KEY] = np.array(json.dumps(state))
-        return atomic_write(self.out_dir / CHECKPOINT_NAME, lambda handle: np.savez(handle, **arrays))
+        arrays[_STATE_KEY] = json_array(state)
+        return atomic_write(self.out_dir / CHECKPOINT_NAME, lambda handle: write_npz(handle, arrays))
 
     def load_checkpoint(self, path=None) -> None:
         """Continue exactly where the checkpoint stopped (same config except `epochs`)."""
         path = Path(path) if path is not None else self.out_dir / CHECKPOINT_NAME
-        with np.load(path, allow_pickle=False) as data:
-            state = json.loads(str(data[_STATE_KEY]))
-            saved = dict(state["config"], epochs=self.config.epochs)
-            if saved != self.config.to_dict():
-                differing = sorted(k for k in saved if saved[k] != self.config.to_dict().get(k))
-                raise ValueError(f"resume: the checkpoint {path} was written with different settings: "
-                                 f"{', '.join(differing)}")
-            for name in self.model.params:
-                self.model.params[name][...] = data[f"param.{name}"]
-            self.optimiser.load_state_arrays({k[5:]: data[k] for k in data.files if k.startswith("adam.")})
-            self.best_params = {k[5:]: data[k].copy() for k in data.files if k.startswith("best.")}
+        with NpzArchive(path, what="delgrad checkpoint") as data:
+            state = data.json(_STATE_KEY)
+            saved = dict(state.get("config", {}), epochs=self.config.epochs)
+            current = self.config.to_dict()
+            if saved != current:
+                differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+                raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings: "
+                                        f"{', '.join(differing)}")
+            for name, param in self.model.params.items():
+                param[...] = data.array(f"param.{name}", shape=param.shape, kind="f")
+            adam = {}
+            for name in data.names:
+                if name.startswith("adam."):
+                    adam[name[5:]] = data.array(name, kind="fi")
+            self.optimiser.load_state_arrays(adam)
+            self.best_params = {name[5:]: data.array(name, shape=self.model.params[name[5:]].shape, kind="f")
+                                for name in data.names if name.startswith("best.") and name[5:] in self.model.params}
         self.epoch = state["epoch"]
         self.best_epoch = state["best_epoch"]
         self.best_validation_accuracy = state["best_validation_accuracy"]

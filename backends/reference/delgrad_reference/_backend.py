@@ -1,10 +1,14 @@
-"""The reference backend: exact first spike times of the ideal model (MODEL.md §1-3)."""
+"""The reference backend: exact first spike times of the ideal model (docs/model.md §1-3)."""
 
 from __future__ import annotations
 
 from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, forward
 
-__all__ = ["ReferenceBackend"]
+__all__ = ["ReferenceBackend", "REFERENCE_CAPABILITIES"]
+
+REFERENCE_CAPABILITIES = Capabilities(
+    delay_kinds=frozenset(DelayKind), deterministic=True, seed_independent=True, needs_calibration=False, exact=True
+)
 
 
 class ReferenceBackend(Backend):
@@ -24,8 +28,8 @@ class ReferenceBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(delay_kinds=frozenset(DelayKind), deterministic=True, needs_calibration=False, exact=True)
+        return REFERENCE_CAPABILITIES
 
-    def _execute(self, network, input_spike_times, calibration, seed) -> ExecutionResult:
-        layer_spike_times = forward(network, input_spike_times, n_threads=self.n_threads)
+    def _execute(self, request) -> ExecutionResult:
+        layer_spike_times = forward(request.network, request.input_spike_times, n_threads=self.n_threads)
         return ExecutionResult(layer_spike_times, {})

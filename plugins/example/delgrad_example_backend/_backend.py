@@ -1,6 +1,6 @@
 """A time-stepped simulator of the delgrad neuron: a template for backend plugins.
 
-The neuron (MODEL.md §1, C_m = 1) is  du/dt = -u/tau_m + I,  dI/dt = -I/tau_s.  Between input
+The neuron (docs/model.md §1, C_m = 1) is  du/dt = -u/tau_m + I,  dI/dt = -I/tau_s.  Between input
 arrivals this is linear, so one step of length dt is an exact exponential update:
 
     I(t + dt) = exp(-dt/tau_s) I(t)
@@ -12,7 +12,7 @@ is the spike; its time is interpolated linearly inside the step.  Errors are O(d
 grazing crossing that peaks above threshold between two samples, which is missed.
 
 To write your own backend, copy this file: keep the `Backend` subclass shape (constructor stores
-options, `capabilities` says what you can run, `_execute` returns an `ExecutionResult`).
+options, `capabilities` says what you can run, `_execute(request)` returns an `ExecutionResult`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,18 @@ import math
 
 import numpy as np
 
-from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult
+from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, InvalidValueError
 
-__all__ = ["TimeSteppedBackend"]
+__all__ = ["TimeSteppedBackend", "EXAMPLE_CAPABILITIES"]
+
+# Everything the model has; not exact (time steps), so the conformance suite compares it
+# statistically with the reference.  No noise: deterministic and independent of the seed.
+EXAMPLE_CAPABILITIES = Capabilities(delay_kinds=frozenset(DelayKind), deterministic=True, seed_independent=True,
+                                    needs_calibration=False, exact=False)
 
 
 def _psp(s, tau_m, tau_s):
-    """PSP kernel k(s), s >= 0, of a unit weight (MODEL.md §1), elementwise."""
+    """PSP kernel k(s), s >= 0, of a unit weight (docs/model.md §1), elementwise."""
     s, tau_m, tau_s = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (s, tau_m, tau_s)))
     kernel = s * np.exp(-s / tau_s)  # the tau_m == tau_s case
     differ = tau_m != tau_s
@@ -104,16 +109,17 @@ class TimeSteppedBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:
-        # Everything the model has; not exact (time steps), so the conformance suite compares
-        # it statistically with the reference.  No noise, so it is deterministic.
-        return Capabilities(delay_kinds=frozenset(DelayKind), deterministic=True, needs_calibration=False, exact=False)
+        return EXAMPLE_CAPABILITIES
 
-    def _execute(self, network, input_spike_times, calibration, seed) -> ExecutionResult:
-        dt = float(self.dt)
+    def _execute(self, request) -> ExecutionResult:
+        try:
+            dt = float(self.dt)
+        except (TypeError, ValueError):
+            dt = math.nan
         if not (math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt: expected a positive number of tau_s, got {self.dt!r}")
-        times, layer_spike_times = input_spike_times, []
-        for layer in network.layers:  # feed-forward, one spike per neuron: layer by layer
+            raise InvalidValueError(f"dt: expected a positive number of tau_s, got {self.dt!r}")
+        times, layer_spike_times = request.input_spike_times, []
+        for layer in request.network.layers:  # feed-forward, one spike per neuron: layer by layer
             threshold, tau_m, tau_s = layer.neuron_arrays()
             projection = layer.projection
             times = _simulate_layer(times, projection.weights, projection.delay_matrix(), threshold, tau_m, tau_s, dt)

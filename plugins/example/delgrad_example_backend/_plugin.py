@@ -2,7 +2,7 @@
 
 from delgrad_core import hookimpl
 
-from delgrad_example_backend._backend import TimeSteppedBackend
+from delgrad_example_backend._backend import EXAMPLE_CAPABILITIES, TimeSteppedBackend
 
 __all__ = ["delgrad_register_backends"]
 
@@ -10,4 +10,6 @@ __all__ = ["delgrad_register_backends"]
 @hookimpl
 def delgrad_register_backends(register):
     # One call per backend; the factory is called as factory(**options), e.g. get_backend("example", dt=0.01).
-    register("example", TimeSteppedBackend, description="time-stepped simulator (template for plugins)")
+    # `capabilities` lets `delgrad backends` list the backend without building it.
+    register("example", TimeSteppedBackend, description="time-stepped simulator (template for plugins)",
+             capabilities=EXAMPLE_CAPABILITIES)

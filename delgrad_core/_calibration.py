@@ -1,0 +1,143 @@
+"""The result of `Backend.calibrate`: JSON values plus named arrays, cacheable, never pickled.
+
+A calibration holds what a substrate needs to run networks as intended (e.g. per-neuron analog
+settings found by measurement).  It round-trips through bytes and files in delgrad's npz + JSON
+format, and has a content digest so that execution requests can refer to it cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from delgrad_core._atomic import atomic_write
+from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core._npz import NpzArchive, json_array, npz_bytes, write_npz
+
+__all__ = ["Calibration", "calibration_key"]
+
+_FORMAT = "delgrad-calibration"
+_VERSION = 1
+_META_KEY = "calibration.json"
+
+
+def _frozen_array(name: str, value) -> np.ndarray:
+    array = np.array(value)  # a copy, so the calibration cannot change under its digest
+    if array.dtype.kind not in "fiub":
+        raise InvalidValueError(f"Calibration.arrays[{name!r}]: expected numbers or bools, got dtype {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidValueError(f"Calibration.arrays[{name!r}]: contains NaN or inf")
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """Calibration of one backend.
+
+    Parameters
+    ----------
+    backend : str
+        Name of the backend that made it (and the only one that accepts it).
+    values : dict
+        JSON values (numbers, strings, bools, None, lists, dicts).
+    cache_key : str
+        What the calibration depends on, hashed (equal keys: the same calibration applies).
+    arrays : dict of str -> array
+        Named numeric arrays (e.g. per-neuron settings); stored read-only.
+    """
+
+    backend: str
+    values: dict = field(default_factory=dict)
+    cache_key: str = ""
+    arrays: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.backend, str) or not self.backend:
+            raise InvalidValueError(f"Calibration.backend: expected a non-empty string, got {self.backend!r}")
+        if not isinstance(self.values, dict):
+            raise InvalidValueError(f"Calibration.values: expected a dict, got {type(self.values).__name__}")
+        if not isinstance(self.cache_key, str):
+            raise InvalidValueError(f"Calibration.cache_key: expected a string, got {self.cache_key!r}")
+        if not isinstance(self.arrays, dict) or not all(isinstance(k, str) and k for k in self.arrays):
+            raise InvalidValueError("Calibration.arrays: expected a dict of name -> array")
+        try:
+            # normalise (tuples -> lists) so that equality survives a round trip
+            object.__setattr__(self, "values", json.loads(json.dumps(self.values, allow_nan=False)))
+        except (TypeError, ValueError) as exc:
+            raise InvalidValueError(f"Calibration.values: not JSON-serialisable ({exc})") from None
+        object.__setattr__(self, "arrays", {k: _frozen_array(k, v) for k, v in sorted(self.arrays.items())})
+
+    def _document(self) -> dict:
+        return {"format": _FORMAT, "version": _VERSION, "backend": self.backend, "cache_key": self.cache_key,
+                "values": self.values}
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the content; equal calibrations have equal digests on every machine."""
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            hasher = hashlib.sha256(json.dumps(self._document(), sort_keys=True).encode())
+            for name, array in self.arrays.items():
+                canonical = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+                hasher.update(f"\n{name}|{canonical.dtype.str}|{canonical.shape}\n".encode())
+                hasher.update(canonical.tobytes())
+            cached = hasher.hexdigest()
+            object.__setattr__(self, "_digest", cached)
+        return cached
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Calibration) and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def archive_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The arrays and the JSON document, keyed for an archive."""
+        arrays = {f"{prefix}calibration.arrays.{name}": array for name, array in self.arrays.items()}
+        arrays[prefix + _META_KEY] = json_array(self._document())
+        return arrays
+
+    @classmethod
+    def from_archive(cls, archive: NpzArchive, prefix: str = "") -> "Calibration":
+        """Read a calibration stored under `prefix` in `archive`."""
+        document = archive.json(prefix + _META_KEY)
+        if document.get("format") != _FORMAT or document.get("version") != _VERSION:
+            raise FileFormatError(f"{archive.source}: not a delgrad calibration (format "
+                                  f"{document.get('format')!r} version {document.get('version')!r})")
+        array_prefix = f"{prefix}calibration.arrays."
+        arrays = {name[len(array_prefix):]: archive.array(name)
+                  for name in archive.names if name.startswith(array_prefix)}
+        try:
+            return cls(document.get("backend"), document.get("values"), document.get("cache_key"), arrays)
+        except InvalidValueError as exc:
+            raise FileFormatError(f"{archive.source}: invalid calibration: {exc}") from None
+
+    def to_bytes(self) -> bytes:
+        return npz_bytes(self.archive_arrays())
+
+    @classmethod
+    def from_bytes(cls, data) -> "Calibration":
+        with NpzArchive(data, what="delgrad calibration") as archive:
+            return cls.from_archive(archive)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to `path` atomically."""
+        arrays = self.archive_arrays()
+        return atomic_write(path, lambda handle: write_npz(handle, arrays))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Calibration":
+        with NpzArchive(path, what="delgrad calibration") as archive:
+            return cls.from_archive(archive)
+
+
+def calibration_key(backend_name: str, **depends_on) -> str:
+    """``<backend>-<hash>``: a cache key from everything a calibration depends on (JSON values)."""
+    payload = json.dumps({"backend": backend_name, **depends_on}, sort_keys=True, default=str)
+    return f"{backend_name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"

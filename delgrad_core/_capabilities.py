@@ -1,0 +1,198 @@
+"""What a backend can run and the constraints its substrate imposes (docs/backends.md).
+
+`Capabilities` is static data: readable without building the backend (a plugin passes it at
+registration), JSON round-trippable, validated field by field.  `apply_constraints` turns a
+network into what a substrate with these constraints actually runs: weights clipped and
+quantised, delays rounded to the delay grid and bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from delgrad_core._errors import InvalidValueError
+from delgrad_core._ir import DelayKind, Layer, Network, Population, Projection
+
+__all__ = ["Capabilities", "apply_constraints"]
+
+_RATIO_RTOL = 1e-9
+
+
+def _optional_positive_int(value, field_name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidValueError(f"Capabilities.{field_name}: expected None or a positive integer, got {value!r}")
+    return int(value)
+
+
+def _optional_positive_float(value, field_name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise InvalidValueError(f"Capabilities.{field_name}: expected None or a finite number > 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can run.
+
+    Attributes
+    ----------
+    delay_kinds : frozenset of DelayKind
+        Delay kinds the backend implements (docs/model.md §3).
+    tau_ratios : tuple of float or None
+        Allowed tau_m / tau_s ratios (None: any ratio).
+    max_inputs, max_layer_size, max_layers : int or None
+        Largest fan-in of a projection, neurons in a layer, neuron layers; None = unbounded.
+    max_batch_size : int or None
+        Largest number of samples one `execute` call accepts; callers split larger batches.
+    weight_limit : float or None
+        Largest |weight| the substrate represents (weights beyond are clipped).
+    weight_resolution : float or None
+        Weight step: weights run as integer multiples of it (None: continuous).
+    delay_range : (float, float) or None
+        Smallest and largest delay in units of tau_s (delays beyond are clipped).
+    delay_resolution : float or None
+        Delay step in units of tau_s: delays run as integer multiples of it.
+    deterministic : bool
+        The same request (network, inputs, calibration, seed) always gives the same result.
+    seed_independent : bool
+        The result does not depend on the seed at all (no noise).
+    needs_calibration : bool
+        `calibrate` must be run and its result passed to `execute`.
+    exact : bool
+        Spike times equal the ideal model on `represent(network)` to ~1e-9 (else they are
+        compared statistically).
+    """
+
+    delay_kinds: frozenset = frozenset(DelayKind)
+    tau_ratios: tuple | None = None
+    max_inputs: int | None = None
+    max_layer_size: int | None = None
+    max_layers: int | None = None
+    max_batch_size: int | None = None
+    weight_limit: float | None = None
+    weight_resolution: float | None = None
+    delay_range: tuple | None = None
+    delay_resolution: float | None = None
+    deterministic: bool = True
+    seed_independent: bool = True
+    needs_calibration: bool = False
+    exact: bool = False
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        kinds = self.delay_kinds
+        if isinstance(kinds, (str, DelayKind)):
+            raise InvalidValueError("Capabilities.delay_kinds: expected a collection of delay kinds, got a single value")
+        set_(self, "delay_kinds", frozenset(DelayKind.parse(k, "Capabilities.delay_kinds") for k in kinds))
+        if self.tau_ratios is not None:
+            try:
+                ratios = tuple(float(r) for r in self.tau_ratios)
+            except (TypeError, ValueError):
+                ratios = ()
+            if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
+                raise InvalidValueError(
+                    f"Capabilities.tau_ratios: expected None or a non-empty list of positive numbers, "
+                    f"got {self.tau_ratios!r}"
+                )
+            set_(self, "tau_ratios", ratios)
+        for name in ("max_inputs", "max_layer_size", "max_layers", "max_batch_size"):
+            set_(self, name, _optional_positive_int(getattr(self, name), name))
+        for name in ("weight_limit", "weight_resolution", "delay_resolution"):
+            set_(self, name, _optional_positive_float(getattr(self, name), name))
+        if self.delay_range is not None:
+            try:
+                low, high = (float(v) for v in self.delay_range)
+            except (TypeError, ValueError):
+                low, high = math.nan, math.nan
+            if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+                raise InvalidValueError(
+                    f"Capabilities.delay_range: expected None or (min, max) with 0 <= min <= max, got {self.delay_range!r}"
+                )
+            set_(self, "delay_range", (low, high))
+        for name in ("deterministic", "seed_independent", "needs_calibration", "exact"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidValueError(f"Capabilities.{name}: expected a bool, got {getattr(self, name)!r}")
+        if self.seed_independent and not self.deterministic:
+            raise InvalidValueError("Capabilities.seed_independent: a seed-independent backend must be deterministic")
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (delay kinds sorted by name)."""
+        data = dataclasses.asdict(self)
+        data["delay_kinds"] = sorted(kind.value for kind in self.delay_kinds)
+        for name in ("tau_ratios", "delay_range"):
+            if data[name] is not None:
+                data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Capabilities":
+        """Inverse of `to_dict`."""
+        if not isinstance(data, dict):
+            raise InvalidValueError(f"Capabilities: expected a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidValueError(f"Capabilities: unknown fields {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**data)
+
+    def supports_ratio(self, ratio: float) -> bool:
+        """True if tau_m / tau_s = `ratio` is allowed."""
+        if self.tau_ratios is None:
+            return True
+        return any(math.isclose(ratio, allowed, rel_tol=_RATIO_RTOL) for allowed in self.tau_ratios)
+
+    @property
+    def constrains_parameters(self) -> bool:
+        """True if `apply_constraints` can change a network."""
+        return any(getattr(self, name) is not None
+                   for name in ("weight_limit", "weight_resolution", "delay_range", "delay_resolution"))
+
+    def constrain_weights(self, weights: np.ndarray) -> np.ndarray:
+        """Weights as the substrate runs them: clipped to +-weight_limit, then rounded to a
+        multiple of weight_resolution that stays within the limit."""
+        limit, step = self.weight_limit, self.weight_resolution
+        if limit is not None:
+            weights = np.clip(weights, -limit, limit)
+        if step is not None:
+            steps = np.round(weights / step)
+            if limit is not None:
+                largest = math.floor(limit / step * (1 + 1e-12))
+                steps = np.clip(steps, -largest, largest)
+            weights = steps * step
+        return weights
+
+    def constrain_delays(self, delays: np.ndarray) -> np.ndarray:
+        """Delays as the substrate runs them: rounded to a multiple of delay_resolution, then
+        bounded to delay_range (whose ends should lie on the grid)."""
+        if self.delay_resolution is not None:
+            delays = np.round(delays / self.delay_resolution) * self.delay_resolution
+        if self.delay_range is not None:
+            delays = np.clip(delays, *self.delay_range)
+        return delays
+
+
+def apply_constraints(network: Network, capabilities: Capabilities) -> Network:
+    """The network a substrate with `capabilities` runs; `network` itself if nothing changes."""
+    if not capabilities.constrains_parameters:
+        return network
+    changed = False
+    layers = []
+    for layer in network.layers:
+        projection = layer.projection
+        weights = capabilities.constrain_weights(projection.weights)
+        delays = None if projection.delays is None else capabilities.constrain_delays(projection.delays)
+        changed |= not np.array_equal(weights, projection.weights)
+        changed |= delays is not None and not np.array_equal(delays, projection.delays)
+        layers.append(Layer(layer.population, Projection(weights, projection.delay_kind, delays, projection.name)))
+    if not changed:
+        return network
+    return Network(Population(network.input.name, network.input.size), layers)

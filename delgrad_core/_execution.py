@@ -1,0 +1,271 @@
+"""The unit of work a backend runs (`ExecutionRequest`) and what it returns (`ExecutionResult`).
+
+A request is self-contained: a snapshot of the network's parameters, the input spike times, the
+calibration and the seed.  Both travel as bytes in delgrad's npz + JSON format (no pickle), so
+a request can cross a process or a network; a request's `digest` (SHA-256 of its canonical
+content, the same on every machine) serves as an idempotent job id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from delgrad_core._calibration import Calibration
+from delgrad_core._errors import FileFormatError, InvalidResultError, InvalidValueError
+from delgrad_core._ir import Layer, Network, NeuronParameters, Population, Projection
+from delgrad_core._npz import NpzArchive, json_array, npz_bytes
+from delgrad_core._propagation import _check_times
+from delgrad_core._serialization import network_arrays, network_from_archive
+
+__all__ = ["ExecutionRequest", "ExecutionResult", "MAX_SEED"]
+
+MAX_SEED = 2**63 - 1
+_REQUEST_FORMAT = "delgrad-request"
+_RESULT_FORMAT = "delgrad-result"
+_VERSION = 1
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _snapshot(network: Network) -> Network:
+    """A copy of `network` whose arrays are private and read-only (validated first)."""
+    network.validate()
+
+    def frozen(value):
+        return value if isinstance(value, float) else _read_only(np.array(value, dtype=np.float64))
+
+    layers = []
+    for layer in network.layers:
+        neuron, projection = layer.population.neuron, layer.projection
+        layers.append(Layer(
+            Population(layer.population.name, layer.population.size,
+                       NeuronParameters(frozen(neuron.threshold), frozen(neuron.tau_m), frozen(neuron.tau_s))),
+            Projection(frozen(projection.weights), projection.delay_kind,
+                       None if projection.delays is None else frozen(projection.delays), projection.name),
+        ))
+    return Network(Population(network.input.name, network.input.size), layers)
+
+
+def _check_seed(seed) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise InvalidValueError(f"seed: expected None or an integer in [0, 2**63 - 1], got {seed!r}")
+    return int(seed)
+
+
+def _hash_arrays(hasher, arrays: dict[str, np.ndarray]) -> None:
+    """Feed arrays in name order, little-endian and C-ordered, with dtype and shape."""
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name])
+        canonical = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        hasher.update(f"\n{name}|{canonical.dtype.str}|{canonical.shape}\n".encode())
+        hasher.update(canonical.tobytes())
+
+
+@dataclass(frozen=True, eq=False)
+class ExecutionRequest:
+    """Everything one `Backend.execute` call needs.
+
+    Parameters
+    ----------
+    network : Network
+        Copied on construction (a parameter snapshot; later changes to the original do not
+        affect the request).
+    input_spike_times : array (batch, n_inputs)
+        In units of tau_s; +inf marks a silent input.
+    calibration : Calibration, optional
+    seed : int, optional
+        For backends with noise; results must depend only on the request and its seed.
+    """
+
+    network: Network
+    input_spike_times: np.ndarray
+    calibration: Calibration | None = None
+    seed: int | None = None
+    _digest: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.network, Network):
+            raise InvalidValueError(f"network: expected a delgrad_core.Network, got {type(self.network).__name__}")
+        set_ = object.__setattr__
+        set_(self, "network", _snapshot(self.network))
+        times = _check_times(self.input_spike_times, self.network.input.size, "input_spike_times")
+        set_(self, "input_spike_times", _read_only(times.copy()))
+        if self.calibration is not None and not isinstance(self.calibration, Calibration):
+            raise InvalidValueError(f"calibration: expected a Calibration or None, got {type(self.calibration).__name__}")
+        set_(self, "seed", _check_seed(self.seed))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_spike_times.shape[0])
+
+    def replace(self, **changes) -> "ExecutionRequest":
+        """A request with some fields replaced (e.g. a slice of the batch)."""
+        values = {"network": self.network, "input_spike_times": self.input_spike_times,
+                  "calibration": self.calibration, "seed": self.seed}
+        values.update(changes)
+        return ExecutionRequest(**values)
+
+    def _document(self) -> dict:
+        return {"format": _REQUEST_FORMAT, "version": _VERSION, "seed": self.seed,
+                "calibration": None if self.calibration is None else self.calibration.digest}
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the network, inputs, calibration and seed: an idempotent job id."""
+        if self._digest is None:
+            hasher = hashlib.sha256(json.dumps(self._document(), sort_keys=True).encode())
+            _hash_arrays(hasher, network_arrays(self.network))
+            _hash_arrays(hasher, {"input_spike_times": self.input_spike_times})
+            object.__setattr__(self, "_digest", hasher.hexdigest())
+        return self._digest
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ExecutionRequest) and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def to_bytes(self) -> bytes:
+        """The request as an npz archive (deterministic bytes, no pickle)."""
+        arrays = network_arrays(self.network, prefix="network.")
+        arrays["input_spike_times"] = self.input_spike_times
+        if self.calibration is not None:
+            arrays.update(self.calibration.archive_arrays(prefix="calibration."))
+        arrays["request.json"] = json_array(self._document())
+        return npz_bytes(arrays)
+
+    @classmethod
+    def from_bytes(cls, data) -> "ExecutionRequest":
+        """Inverse of `to_bytes`; anything malformed is a `FileFormatError`."""
+        with NpzArchive(data, what="delgrad execution request") as archive:
+            document = archive.json("request.json")
+            if document.get("format") != _REQUEST_FORMAT or document.get("version") != _VERSION:
+                raise FileFormatError(f"{archive.source}: not a delgrad request version {_VERSION}")
+            network = network_from_archive(archive, prefix="network.")
+            calibration = None
+            if document.get("calibration") is not None:
+                calibration = Calibration.from_archive(archive, prefix="calibration.")
+                if calibration.digest != document["calibration"]:
+                    raise FileFormatError(f"{archive.source}: the calibration does not match its digest")
+            inputs = archive.array("input_spike_times", kind="f")
+            try:
+                return cls(network, inputs, calibration, document.get("seed"))
+            except InvalidValueError as exc:
+                raise FileFormatError(f"{archive.source}: invalid request: {exc}") from None
+
+
+def _check_layer_array(array, expected_shape: tuple, field_name: str, allow_2d_arrivals: bool = False):
+    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+        raise InvalidResultError(f"{field_name}: expected a float array, got {type(array).__name__}")
+    shapes = [expected_shape]
+    if allow_2d_arrivals:
+        shapes.append(expected_shape[:2])
+    if array.shape not in shapes:
+        raise InvalidResultError(f"{field_name}: expected shape {' or '.join(map(str, shapes))}, got {array.shape}")
+    if np.isnan(array).any() or (array == -np.inf).any():
+        raise InvalidResultError(f"{field_name}: contains NaN or -inf (silence must be +inf)")
+
+
+@dataclass
+class ExecutionResult:
+    """Spike times of every layer, (batch, size) each, in units of tau_s; +inf = silent.
+
+    `arrival_times` optionally carries, per layer, observed arrival times of presynaptic spikes
+    at the layer's neurons: (batch, n_pre, n_post), or (batch, n_pre) when every neuron sees the
+    same arrival (e.g. a delay element per input line), or None for a layer without
+    observations.  `metadata` holds JSON facts such as wall_seconds or chip_seconds.
+    """
+
+    layer_spike_times: list
+    metadata: dict = field(default_factory=dict)
+    arrival_times: list | None = None
+
+    @property
+    def output_spike_times(self) -> np.ndarray:
+        return self.layer_spike_times[-1]
+
+    def validate(self, request: ExecutionRequest, backend_name: str = "backend") -> "ExecutionResult":
+        """Check the result against its request: types, shapes, no NaN or -inf, no spike before
+        the sample's first input; raise `InvalidResultError` naming the backend and field."""
+        prefix = f"backend {backend_name!r} returned an invalid result: "
+        network, batch = request.network, request.batch_size
+        try:
+            if not isinstance(self.layer_spike_times, list) or len(self.layer_spike_times) != len(network.layers):
+                raise InvalidResultError(f"layer_spike_times: expected a list of {len(network.layers)} arrays")
+            if not isinstance(self.metadata, dict) or not all(isinstance(k, str) for k in self.metadata):
+                raise InvalidResultError("metadata: expected a dict with string keys")
+            with np.errstate(invalid="ignore"):
+                earliest = np.min(request.input_spike_times, axis=1, initial=np.inf)
+            n_pre = network.input.size
+            for k, (times, layer) in enumerate(zip(self.layer_spike_times, network.layers)):
+                _check_layer_array(times, (batch, layer.population.size), f"layer_spike_times[{k}]")
+                early = times < earliest[:, None]
+                if early.any():
+                    b, j = np.argwhere(early)[0]
+                    raise InvalidResultError(
+                        f"layer_spike_times[{k}]: neuron {j} of sample {b} spikes at {float(times[b, j])!r}, "
+                        f"before the sample's first input ({float(earliest[b])!r})"
+                    )
+            if self.arrival_times is not None:
+                if not isinstance(self.arrival_times, list) or len(self.arrival_times) != len(network.layers):
+                    raise InvalidResultError(f"arrival_times: expected None or a list of {len(network.layers)} entries")
+                for k, (arrivals, layer) in enumerate(zip(self.arrival_times, network.layers)):
+                    if arrivals is not None:
+                        _check_layer_array(arrivals, (batch, n_pre, layer.population.size), f"arrival_times[{k}]",
+                                           allow_2d_arrivals=True)
+                    n_pre = layer.population.size
+        except InvalidResultError as exc:
+            raise InvalidResultError(prefix + str(exc)) from None
+        return self
+
+    def to_bytes(self) -> bytes:
+        """The result as an npz archive (deterministic bytes; metadata must be JSON)."""
+        arrays = {f"layer_spike_times.{k}": np.asarray(t, dtype=np.float64)
+                  for k, t in enumerate(self.layer_spike_times)}
+        layers_with_arrivals = []
+        for k, arrivals in enumerate(self.arrival_times or []):
+            if arrivals is not None:
+                arrays[f"arrival_times.{k}"] = np.asarray(arrivals, dtype=np.float64)
+                layers_with_arrivals.append(k)
+        try:
+            arrays["result.json"] = json_array({
+                "format": _RESULT_FORMAT, "version": _VERSION, "n_layers": len(self.layer_spike_times),
+                "arrival_layers": None if self.arrival_times is None else layers_with_arrivals,
+                "metadata": self.metadata,
+            })
+        except (TypeError, ValueError) as exc:
+            raise InvalidResultError(f"metadata: not JSON-serialisable ({exc})") from None
+        return npz_bytes(arrays)
+
+    @classmethod
+    def from_bytes(cls, data) -> "ExecutionResult":
+        """Inverse of `to_bytes`; anything malformed is a `FileFormatError`."""
+        with NpzArchive(data, what="delgrad execution result") as archive:
+            document = archive.json("result.json")
+            if document.get("format") != _RESULT_FORMAT or document.get("version") != _VERSION:
+                raise FileFormatError(f"{archive.source}: not a delgrad result version {_VERSION}")
+            n_layers = document.get("n_layers")
+            if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 1 <= n_layers <= 10_000:
+                raise FileFormatError(f"{archive.source}: n_layers: expected a positive integer, got {n_layers!r}")
+            times = [archive.array(f"layer_spike_times.{k}", kind="f") for k in range(n_layers)]
+            arrival_layers = document.get("arrival_layers")
+            arrivals = None
+            if arrival_layers is not None:
+                if not isinstance(arrival_layers, list) or not all(
+                        isinstance(k, int) and 0 <= k < n_layers for k in arrival_layers):
+                    raise FileFormatError(f"{archive.source}: arrival_layers: expected layer indices")
+                arrivals = [archive.array(f"arrival_times.{k}", kind="f") if k in arrival_layers else None
+                            for k in range(n_layers)]
+            metadata = document.get("metadata")
+            if not isinstance(metadata, dict):
+                raise FileFormatError(f"{archive.source}: metadata: expected a JSON object")
+            return cls(times, metadata, arrivals)

@@ -1,0 +1,55 @@
+"""The hooks a delgrad plugin can implement (pluggy hook specifications).
+
+A plugin is a module (or object) named by an entry point of the group ``delgrad.backends`` in
+its distribution's metadata.  It implements any of the hooks below, decorated with
+`delgrad_core.hookimpl`; each hook receives a ``register`` callable and calls it once per thing
+it adds.  A misspelt hook name is an error in strict mode (``DELGRAD_STRICT_PLUGINS=1``) and a
+warning otherwise; so is a plugin that registers nothing.  See docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+__all__ = ["PROJECT_NAME", "hookspec", "hookimpl", "DelgradHookspecs"]
+
+PROJECT_NAME = "delgrad"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class DelgradHookspecs:
+    """Registration hooks; every ``register`` raises if a name is invalid."""
+
+    @hookspec
+    def delgrad_register_backends(self, register):
+        """Add backends: ``register(name, factory, description="", capabilities=None)``.
+
+        ``factory(**options)`` returns a `delgrad_core.Backend` whose ``name`` is `name`.
+        ``capabilities`` (a `Capabilities`) lets ``delgrad backends`` list the backend without
+        building it; without it the factory is called with no options to read them.
+        """
+
+    @hookspec
+    def delgrad_register_datasets(self, register):
+        """Add datasets: ``register(name, loader, splits, description="")``.
+
+        ``loader(split, **options)`` returns a `delgrad_core.datasets.Dataset` for each split
+        name in ``splits``; features are scaled to [0, 1].
+        """
+
+    @hookspec
+    def delgrad_register_losses(self, register):
+        """Add losses: ``register(name, factory, description="")``.
+
+        ``factory(**parameters)`` returns a callable ``loss(output_times, labels)`` giving a
+        `delgrad_core.LossResult` (see `delgrad_core.FirstSpikeLoss`).
+        """
+
+    @hookspec
+    def delgrad_register_encoders(self, register):
+        """Add encoders: ``register(name, factory, description="")``.
+
+        ``factory(**parameters)`` returns a callable turning features (n, n_features) in
+        [0, 1] into input spike times (n, n_inputs); it has an ``n_inputs(n_features)`` method.
+        """

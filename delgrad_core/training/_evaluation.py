@@ -1,0 +1,41 @@
+"""Run a network over a whole dataset split on a backend, in batches the backend accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from delgrad_core._errors import InvalidValueError
+from delgrad_core._execution import ExecutionRequest
+
+__all__ = ["output_spike_times", "check_fits_dataset", "EVALUATION_CHUNK"]
+
+# Largest batch sent to a backend that declares no limit (bounds host memory).
+EVALUATION_CHUNK = 10_000
+
+
+def check_fits_dataset(network, n_inputs: int, n_classes: int, what: str = "network") -> None:
+    """Refuse a network whose input or output size does not fit the encoded dataset."""
+    if network.input.size != n_inputs:
+        raise InvalidValueError(f"{what}: has {network.input.size} inputs but the encoded dataset has {n_inputs}")
+    n_outputs = network.layers[-1].population.size
+    if n_outputs != n_classes:
+        raise InvalidValueError(f"{what}: has {n_outputs} output neurons but the dataset has {n_classes} classes")
+
+
+def output_spike_times(backend, network, input_spike_times: np.ndarray, calibration,
+                       next_seed: Callable[[], int | None]) -> np.ndarray:
+    """Output spike times of every sample, running `backend.represent(network)` in chunks of
+    at most the backend's `max_batch_size` (else `EVALUATION_CHUNK`); `next_seed()` gives
+    each chunk's seed."""
+    ran = backend.represent(network)
+    chunk = backend.capabilities.max_batch_size or EVALUATION_CHUNK
+    outputs = [
+        backend.execute(ExecutionRequest(ran, input_spike_times[start:start + chunk], calibration, next_seed()))
+        .output_spike_times
+        for start in range(0, len(input_spike_times), chunk)
+    ]
+    if not outputs:
+        return np.empty((0, network.layers[-1].population.size))
+    return np.concatenate(outputs)
