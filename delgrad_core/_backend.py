@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,8 +72,9 @@ class Backend(abc.ABC):
     def _execute(self, request: ExecutionRequest) -> ExecutionResult:
         """Run a validated request whose network is supported and representable."""
 
-    def _calibrate(self, network: Network | None, seed: int | None) -> Calibration:
-        """Default for backends without calibration: an empty one."""
+    def _calibrate(self, network: Network | None, seed: int | None, progress) -> Calibration:
+        """Default for backends without calibration: an empty one.  `progress(done, total)`
+        (or None) may be called to report long work."""
         return Calibration(self.name, {}, calibration_key(self.name))
 
     def check_resources(self, network: Network) -> str | None:
@@ -167,12 +169,16 @@ class Backend(abc.ABC):
                                           capability="resources")
 
     # -- work ----------------------------------------------------------------------------------
-    def calibrate(self, network: Network | None = None, *, seed: int | None = None) -> Calibration:
-        """Calibrate the substrate (for `network`, refused first if unsupported, or in general)."""
+    def calibrate(self, network: Network | None = None, *, seed: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Calibration:
+        """Calibrate the substrate (for `network`, refused first if unsupported, or in general).
+
+        `progress(done, total)` is called as the work proceeds if the backend reports it.
+        """
         self._check_open()
         if network is not None:
             self.check_supported(network)
-        calibration = self._calibrate(network, seed)
+        calibration = self._calibrate(network, seed, progress)
         if not isinstance(calibration, Calibration):
             raise InvalidResultError(
                 f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not a Calibration"

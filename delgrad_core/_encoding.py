@@ -17,11 +17,14 @@ class LatencyEncoder:
     """Linear latency code: feature v in [0, 1] spikes at ``t_early + v (t_late - t_early)``.
 
     Times are in units of tau_s; the defaults 0.15 and 2.0 are the Yin-Yang reference settings
-    (docs/model.md §5). Each feature becomes one input neuron firing exactly once.
+    (docs/model.md §5).  Each feature becomes `repeat` consecutive input neurons firing exactly
+    once at the same time (hardware duplicates inputs to drive neurons harder: features
+    (a, b) with repeat 2 give inputs (a, a, b, b)).
     """
 
     t_early: float = 0.15
     t_late: float = 2.0
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         for field_name in ("t_early", "t_late"):
@@ -31,14 +34,16 @@ class LatencyEncoder:
             if not math.isfinite(value):
                 raise InvalidValueError(f"LatencyEncoder.{field_name}: expected a finite number, got {value!r}")
             object.__setattr__(self, field_name, float(value))
+        if isinstance(self.repeat, bool) or not isinstance(self.repeat, (int, np.integer)) or self.repeat < 1:
+            raise InvalidValueError(f"LatencyEncoder.repeat: expected a positive integer, got {self.repeat!r}")
         if not self.t_late > self.t_early:
             raise InvalidValueError(
                 f"LatencyEncoder.t_late: must be greater than t_early={self.t_early}, got {self.t_late}"
             )
 
     def n_inputs(self, n_features: int) -> int:
-        """Input neurons for `n_features` features: one each."""
-        return int(n_features)
+        """Input neurons for `n_features` features: `repeat` each."""
+        return int(n_features) * self.repeat
 
     def __call__(self, features) -> np.ndarray:
         """Spike times (float64, same shape as `features`) of features in [0, 1]."""
@@ -53,4 +58,5 @@ class LatencyEncoder:
                 f"features: values must lie in [0, 1] (no NaN); {int(bad.sum())} do not, "
                 f"the first at index {index} is {float(values[index])!r}"
             )
-        return self.t_early + values * (self.t_late - self.t_early)
+        times = self.t_early + values * (self.t_late - self.t_early)
+        return np.repeat(times, self.repeat, axis=-1) if self.repeat > 1 else times

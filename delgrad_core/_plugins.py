@@ -111,7 +111,7 @@ def _check_name(kind: str, name) -> str:
     return name
 
 
-def _backend_details(name: str, factory, description: str = "", capabilities=None) -> dict:
+def _backend_details(name: str, factory, description: str = "", capabilities=None, training_defaults=None) -> dict:
     if not callable(factory):
         raise InvalidValueError(f"backend {name!r}: factory must be callable, got {type(factory).__name__}")
     declared = getattr(factory, "name", None)
@@ -121,7 +121,12 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
         capabilities = Capabilities.from_dict(capabilities)
     if capabilities is not None and not isinstance(capabilities, Capabilities):
         raise InvalidValueError(f"backend {name!r}: capabilities must be a Capabilities, got {type(capabilities).__name__}")
-    return {"description": str(description), "capabilities": capabilities}
+    if training_defaults is not None:
+        from delgrad_core.training._config import TrainingConfig
+
+        TrainingConfig.from_dict(dict(training_defaults, backend="reference"))  # each setting valid
+    return {"description": str(description), "capabilities": capabilities,
+            "training_defaults": dict(training_defaults or {})}
 
 
 def _dataset_details(name: str, loader, splits, description: str = "") -> dict:

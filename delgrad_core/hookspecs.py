@@ -23,11 +23,14 @@ class DelgradHookspecs:
 
     @hookspec
     def delgrad_register_backends(self, register):
-        """Add backends: ``register(name, factory, description="", capabilities=None)``.
+        """Add backends: ``register(name, factory, description="", capabilities=None,
+        training_defaults=None)``.
 
         ``factory(**options)`` returns a `delgrad_core.Backend` whose ``name`` is `name`.
         ``capabilities`` (a `Capabilities`) lets ``delgrad backends`` list the backend without
         building it; without it the factory is called with no options to read them.
+        ``training_defaults`` (a dict of `TrainingConfig` settings, e.g. a chip's operating
+        point) apply when training on this backend, under the user's own settings.
         """
 
     @hookspec

@@ -53,13 +53,13 @@ def _settings(config_file, options: dict) -> dict:
 def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
           no_progress):
     """Train a Yin-Yang classifier; write metrics.json, network.npz and plots into --out."""
-    from delgrad_core.training import TrainingConfig
+    from delgrad_core.training import config_for_backend
     from delgrad_core.training._run import run_training
 
     options = dict(backend=backend, hidden=hidden, delays=delays, tau_ratio=tau_ratio, epochs=epochs,
                    batch_size=batch_size, seed=seed, loss=loss)
     try:
-        config = TrainingConfig.from_dict(_settings(config_file, options))
+        config = config_for_backend(_settings(config_file, options))
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     if resume and out_dir is None:

@@ -2,25 +2,29 @@
 
 Defaults are DelGrad's ideal-simulation Yin-Yang settings (docs/model.md §5): tau_m = 2 tau_s,
 threshold 1, Adam, 300 epochs, batch 150, learning rate x0.95 every 20 epochs, shift-invariant
-squared error with Delta = 0.2, and per-delay-kind learning rates and initialisation.
+squared error with Delta = 0.2, and per-delay-kind learning rates and initialisation.  A backend
+may register its own defaults (e.g. a chip's operating point); `config_for_backend` applies them
+under the user's settings.  Every field is checked by a declared rule that names the field and
+the allowed values on failure, wrong types and NaN included.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
-from delgrad_core._errors import InvalidValueError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainingConfig", "load_config"]
+__all__ = ["TrainingConfig", "load_config", "config_for_backend"]
 
 # DelGrad's reference learning rates and weight initialisation per delay kind (docs/model.md §5);
 # dendritic has no published setting, so it uses the axonal one.
@@ -31,10 +35,93 @@ _KIND_DEFAULTS = {
     "synaptic": {"weight_lr": 0.01, "delay_lr": 0.003, "weight_init_mean": 1.0, "weight_init_std": 1.0},
 }
 
-_CHOICES = {
-    "delays": tuple(k.value for k in DelayKind),
-    "delay_parametrisation": ("sigmoid", "clip"),
-}
+
+# -- field rules: each returns the normalised value or raises naming the field ------------------
+def _number(low=None, high=None, *, low_open=False, high_open=False, integer=False, optional=False,
+            per_layer=False):
+    """A finite number (an integer if `integer`) in the given range; None if `optional`; a list
+    of such numbers (one per neuron layer) if `per_layer`."""
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high}")
+    kind = "an integer" if integer else "a number"
+    wanted = " ".join(filter(None, [kind, " and ".join(bounds)]))
+    if per_layer:
+        wanted += " or a list of them (one per layer)"
+    if optional:
+        wanted += ", or unset"
+
+    def one(name, value):
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
+        if not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low)) \
+                or (high is not None and (value >= high if high_open else value > high)):
+            raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
+        return value if integer else float(value)
+
+    def check(name, value):
+        if value is None and optional:
+            return None
+        if per_layer and isinstance(value, (list, tuple)):
+            if not value:
+                raise InvalidValueError(f"{name}: expected {wanted}, got an empty list")
+            return [one(name, v) for v in value]
+        return one(name, value)
+
+    return check
+
+
+def _choice(allowed):
+    """One of `allowed` (a tuple, or a callable giving the names registered now)."""
+
+    def check(name, value):
+        names = allowed() if callable(allowed) else allowed
+        if value not in names:
+            raise InvalidValueError(f"{name}: {value!r} is not allowed; choose one of {', '.join(names)}")
+        return value
+
+    return check
+
+
+def _registered(kind):
+    def names():
+        from delgrad_core._plugins import registry
+
+        return registry().names(kind)
+
+    return _choice(names)
+
+
+def _table(name, value):
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise InvalidValueError(f"{name}: expected a table (dict) of settings, got {value!r}")
+    return dict(value)
+
+
+def _flag(name, value):
+    if not isinstance(value, bool):
+        raise InvalidValueError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _hidden_sizes(name, value):
+    sizes = value if isinstance(value, (list, tuple)) else [value]
+    if not sizes or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
+        raise InvalidValueError(f"{name}: expected a positive integer or a list of them (one per hidden layer), "
+                                f"got {value!r}")
+    return value if isinstance(value, int) else list(sizes)
+
+
+def _rule(default, check):
+    factory = {"default_factory": dict} if default == {} else {"default": default}
+    return field(metadata={"check": check}, **factory)
+
+
+_FRACTION = _number(0, 1)
+_POSITIVE = _number(0, low_open=True)
+_NON_NEGATIVE = _number(0)
 
 
 @dataclass
@@ -43,101 +130,75 @@ class TrainingConfig:
     DelGrad default for the chosen delay kind (see `resolved()`)."""
 
     # task and network
-    dataset: str = "yin_yang"
-    hidden: int = 30
-    delays: str = "synaptic"
-    tau_ratio: float = 2.0
-    threshold: float = 1.0
-    encoder: str = "latency"
-    t_early: float = 0.15
-    t_late: float = 2.0
-    encoder_options: dict = field(default_factory=dict)
+    dataset: str = _rule("yin_yang", _registered("dataset"))
+    hidden: int | list = _rule(30, _hidden_sizes)
+    delays: str = _rule("synaptic", _choice(tuple(k.value for k in DelayKind)))
+    tau_ratio: float = _rule(2.0, _POSITIVE)
+    threshold: float = _rule(1.0, _POSITIVE)
+    encoder: str = _rule("latency", _registered("encoder"))
+    t_early: float = _rule(0.15, _NON_NEGATIVE)
+    t_late: float = _rule(2.0, _POSITIVE)
+    encoder_options: dict = _rule({}, _table)
     # optimisation
-    epochs: int = 300
-    batch_size: int = 150
-    seed: int = 0
-    weight_lr: float | None = None
-    delay_lr: float | None = None
-    lr_decay: float = 0.95
-    lr_decay_every: int = 20
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    weight_init_mean: float | None = None
-    weight_init_std: float | None = None
-    delay_init_mean: float = 0.0
-    delay_init_std: float = 0.25
-    # loss
-    loss: str = "squared"
-    loss_delta: float = 0.2
-    loss_xi: float = 0.2
-    loss_alpha: float = 0.005
-    loss_beta: float = 1.0
-    loss_options: dict = field(default_factory=dict)
-    max_weight_term: float | None = 0.2
+    epochs: int = _rule(300, _number(1, integer=True))
+    batch_size: int = _rule(150, _number(1, integer=True))
+    seed: int = _rule(0, _number(0, 2**63 - 1, integer=True))
+    weight_lr: float | None = _rule(None, _number(0, low_open=True, optional=True))
+    delay_lr: float | None = _rule(None, _number(0, optional=True))
+    lr_decay: float = _rule(0.95, _number(0, 1, low_open=True))
+    lr_decay_every: int = _rule(20, _number(1, integer=True))
+    adam_beta1: float = _rule(0.9, _number(0, 1, high_open=True))
+    adam_beta2: float = _rule(0.999, _number(0, 1, high_open=True))
+    adam_eps: float = _rule(1e-8, _POSITIVE)
+    weight_init_mean: float | list | None = _rule(None, _number(optional=True, per_layer=True))
+    weight_init_std: float | list | None = _rule(None, _number(0, optional=True, per_layer=True))
+    delay_init_mean: float = _rule(0.0, _number())
+    delay_init_std: float = _rule(0.25, _NON_NEGATIVE)
+    # loss (loss_<parameter> fields go to the loss's parameter of that name; loss_options to any)
+    loss: str = _rule("squared", _registered("loss"))
+    loss_delta: float = _rule(0.2, _NON_NEGATIVE)
+    loss_xi: float = _rule(0.2, _POSITIVE)
+    loss_alpha: float = _rule(0.005, _NON_NEGATIVE)
+    loss_beta: float = _rule(1.0, _POSITIVE)
+    loss_options: dict = _rule({}, _table)
+    max_weight_term: float | None = _rule(0.2, _number(0, low_open=True, optional=True))
     # delay parametrisation: delay = shift + scale * sigmoid(raw), or clip(raw, 0, delay_max)
-    delay_parametrisation: str = "sigmoid"
-    delay_shift: float = 0.0
-    delay_scale: float = 1.0
-    delay_max: float | None = None
-    # hardware-style weight constraints (None: off); the optimiser keeps float shadow weights
-    weight_limit: float | None = None
-    weight_resolution: float | None = None
+    delay_parametrisation: str = _rule("sigmoid", _choice(("sigmoid", "clip")))
+    delay_shift: float = _rule(0.0, _NON_NEGATIVE)
+    delay_scale: float = _rule(1.0, _POSITIVE)
+    delay_max: float | None = _rule(None, _number(0, low_open=True, optional=True))
+    # the config's own weight constraints (None: only the backend's); float shadow weights
+    weight_limit: float | None = _rule(None, _number(0, low_open=True, optional=True))
+    weight_resolution: float | None = _rule(None, _number(0, low_open=True, optional=True))
     # silent-neuron handling: skip the step and bump input weights of silent neurons when the
     # silent fraction of a layer exceeds its limit (hidden layers, output layer)
-    silent_limit_hidden: float = 0.3
-    silent_limit_output: float = 0.0
-    silent_bump: float | None = 0.0005
+    silent_limit_hidden: float = _rule(0.3, _FRACTION)
+    silent_limit_output: float = _rule(0.0, _FRACTION)
+    silent_bump: float | None = _rule(0.0005, _number(0, low_open=True, optional=True))
     # per-neuron revival: a hidden neuron silent in more than this fraction of a batch's samples
     # gets silent_bump added to its input weights, without skipping the step (None: off)
-    silent_neuron_limit: float | None = None
+    silent_neuron_limit: float | None = _rule(None, _number(0, 1, optional=True))
     # model selection: keep the epoch with the best validation accuracy as the trained network
-    keep_best: bool = True
+    keep_best: bool = _rule(True, _flag)
     # execution
-    backend: str = "reference"
-    backend_options: dict = field(default_factory=dict)
+    backend: str = _rule("reference", _registered("backend"))
+    backend_options: dict = _rule({}, _table)
 
     def __post_init__(self):
-        for name, allowed in _CHOICES.items():
+        for spec in dataclasses.fields(self):
+            setattr(self, spec.name, spec.metadata["check"](spec.name, getattr(self, spec.name)))
+        if not self.t_late > self.t_early:
+            raise InvalidValueError(f"t_late: must be greater than t_early ({self.t_early}), got {self.t_late}")
+        for name in ("weight_init_mean", "weight_init_std"):
             value = getattr(self, name)
-            if value not in allowed:
-                raise InvalidValueError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
-        from delgrad_core._plugins import registry
+            if isinstance(value, list) and len(value) != len(self.hidden_sizes) + 1:
+                raise InvalidValueError(f"{name}: a list needs one value per neuron layer "
+                                        f"({len(self.hidden_sizes) + 1}), got {len(value)}")
 
-        for name, kind in (("dataset", "dataset"), ("loss", "loss"), ("encoder", "encoder")):
-            allowed = registry().names(kind)
-            if getattr(self, name) not in allowed:
-                raise InvalidValueError(f"{name}: {getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
-        positive_ints = ("hidden", "epochs", "batch_size", "lr_decay_every")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidValueError(f"{name}: expected a positive integer, got {value!r}")
-        positive = ("tau_ratio", "threshold", "lr_decay", "adam_eps", "loss_xi", "loss_beta", "delay_scale")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise InvalidValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
-        optional_positive = ("weight_lr", "max_weight_term", "weight_limit", "weight_resolution", "delay_max",
-                             "weight_init_std", "silent_bump")
-        for name in optional_positive:
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise InvalidValueError(f"{name}: must be > 0 or unset, got {value!r}")
-        for name in ("silent_limit_hidden", "silent_limit_output", "silent_neuron_limit"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 1:
-                raise InvalidValueError(f"{name}: must be a fraction in [0, 1], got {value!r}")
-        if self.delay_lr is not None and self.delay_lr < 0:
-            raise InvalidValueError(f"delay_lr: must be >= 0, got {self.delay_lr!r}")
-        if not 0 <= self.t_early < self.t_late:
-            raise InvalidValueError(f"t_early, t_late: need 0 <= t_early < t_late, got {self.t_early}, {self.t_late}")
-        if self.delay_shift < 0:
-            raise InvalidValueError(f"delay_shift: must be >= 0, got {self.delay_shift!r}")
-        if not isinstance(self.keep_best, bool):
-            raise InvalidValueError(f"keep_best: expected true or false, got {self.keep_best!r}")
-        for name in ("backend_options", "loss_options", "encoder_options"):
-            if not isinstance(getattr(self, name), dict):
-                raise InvalidValueError(f"{name}: expected a table (dict)")
+    @property
+    def hidden_sizes(self) -> list[int]:
+        """Hidden layer sizes as a list."""
+        return [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
 
     def resolved(self) -> "TrainingConfig":
         """A copy with the per-delay-kind defaults filled in."""
@@ -150,6 +211,8 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
+        if not isinstance(values, dict):
+            raise InvalidValueError(f"config: expected a table of settings, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -157,11 +220,32 @@ class TrainingConfig:
         return cls(**values)
 
 
+def config_for_backend(values: dict) -> TrainingConfig:
+    """The config of `values` on top of the training defaults registered by the backend they
+    name (e.g. a chip's operating point); the user's values win."""
+    from delgrad_core._plugins import registry
+
+    backend = values.get("backend", TrainingConfig.backend)
+    defaults = {}
+    if isinstance(backend, str) and backend in registry().names("backend"):
+        defaults = dict(registry().get("backend", backend).details.get("training_defaults") or {})
+    return TrainingConfig.from_dict({**defaults, **values})
+
+
 def load_config(path: str | Path) -> dict:
-    """Read a TOML file of settings (top-level keys or a [train] table) as a dict."""
-    with open(path, "rb") as handle:
-        values = tomllib.load(handle)
-    if "train" in values and isinstance(values["train"], dict):
+    """Read a TOML file of settings (top-level keys, or all of them in one [train] table)."""
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise FileFormatError(f"{path}: not valid TOML ({exc})") from None
+    if "train" in values:
+        if not isinstance(values["train"], dict):
+            raise InvalidValueError(f"{path}: [train] must be a table")
+        if len(values) > 1:
+            others = sorted(key for key in values if key != "train")
+            raise InvalidValueError(f"{path}: settings outside the [train] table would be ignored: {', '.join(others)}; "
+                                    "put every setting in [train] or none")
         values = values["train"]
     values = {key.replace("-", "_"): value for key, value in values.items()}
     TrainingConfig.from_dict(values)  # validate early, naming the bad setting

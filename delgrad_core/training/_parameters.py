@@ -24,9 +24,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Network:
-    """The network of a run: n_inputs - hidden - n_classes, tau_s = 1, tau_m = tau_ratio."""
+    """The network of a run: n_inputs - hidden... - n_classes, tau_s = 1, tau_m = tau_ratio."""
     neuron = NeuronParameters(threshold=config.threshold, tau_m=config.tau_ratio, tau_s=1.0)
-    return Network.feedforward([n_inputs, config.hidden, n_classes], delay_kind=config.delays,
+    return Network.feedforward([n_inputs, *config.hidden_sizes, n_classes], delay_kind=config.delays,
                                neuron=neuron, seed=None)
 
 
@@ -53,12 +53,19 @@ class TrainableNetwork:
                 self.group_of[f"layers.{k}.delays"] = "delays"
 
     def initialise(self, rng: np.random.Generator) -> None:
-        """Draw weights N(weight_init_mean, weight_init_std) and raw delays N(delay_init_mean,
-        delay_init_std) (sigmoid raw values; for clipping, the delays they map to)."""
+        """Draw weights N(weight_init_mean, weight_init_std) (one value for every layer, or a list
+        with one per layer) and raw delays N(delay_init_mean, delay_init_std) (sigmoid raw
+        values; for clipping, the delays they map to)."""
         config = self.config
+
+        def of_layer(value, k):
+            return value[k] if isinstance(value, list) else value
+
         for name, param in self.params.items():
             if self.group_of[name] == "weights":
-                param[...] = rng.normal(config.weight_init_mean, config.weight_init_std, param.shape)
+                k = int(name.split(".")[1])
+                param[...] = rng.normal(of_layer(config.weight_init_mean, k), of_layer(config.weight_init_std, k),
+                                        param.shape)
             else:
                 raw = rng.normal(config.delay_init_mean, config.delay_init_std, param.shape)
                 if config.delay_parametrisation == "sigmoid":

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core.training._config import TrainingConfig
+from delgrad_core.training._config import config_for_backend
 from delgrad_core.training._trainer import CHECKPOINT_NAME, METRICS_NAME
 
 __all__ = ["run_sweep", "sweep_rows", "summarise", "SweepError"]
@@ -53,7 +53,7 @@ def _train_one(settings: dict, run_dir: str) -> dict:
 
     run_dir = Path(run_dir)
     resume = (run_dir / CHECKPOINT_NAME).exists()
-    return run_training(TrainingConfig.from_dict(settings), run_dir, resume=resume, progress=False, plots=False)
+    return run_training(config_for_backend(settings), run_dir, resume=resume, progress=False, plots=False)
 
 
 def _row(metrics: dict) -> dict:
@@ -149,7 +149,7 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         for hidden in hidden_sizes:
             for seed in range(n_seeds):
                 settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
-                TrainingConfig.from_dict(settings)  # fail before starting any process
+                config_for_backend(settings)  # fail before starting any process
                 run_dir = _run_dir(out_dir, kind, hidden, seed)
                 if _finished(run_dir) is None:
                     pending.append((settings, run_dir))
