@@ -167,7 +167,7 @@ def _exact_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float) ->
     lif = graph.nodes[segment.lif]
     neuron_meta = _delgrad_metadata(lif)
     nodes = [graph.nodes[key] for key in segment.ops]
-    linear = nodes[-1] if nodes else None
+    linear = next((node for node in reversed(nodes) if isinstance(node, nir.Linear)), None)
     linear_meta = _delgrad_metadata(linear)
     if not neuron_meta or not isinstance(linear, nir.Linear) or "delay_kind" not in linear_meta:
         return None

@@ -93,7 +93,7 @@ def load_nir(path: str | os.PathLike, *, time_scale: float | None = None, first_
     """Read a NIR file (``nir.read``) and convert it with `from_nir`."""
     nir = require_nir()
     try:
-        graph = nir.read(path)
+        graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons
     except (OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
         raise NIRConversionError(f"{path}: cannot read a NIR graph ({type(exc).__name__}: {exc})") from None
     return from_nir(graph, time_scale=time_scale, first_spike_only=first_spike_only)
