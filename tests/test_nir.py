@@ -537,3 +537,12 @@ def test_cli_errors_are_one_line(tmp_path):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.npz").exists()
     result = CliRunner().invoke(main, ["export", str(tmp_path / "rnn.nir"), str(tmp_path / "x.nir")])
     assert result.exit_code == 2 and "--time-scale" in result.output
+
+
+def test_cli_without_nir_says_how_to_install(tmp_path, monkeypatch, helpers):
+    dg.save_network(helpers.build_network([2, 2], "none", 2.0, seed=0), tmp_path / "net.npz")
+    monkeypatch.setitem(sys.modules, "nir", None)
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "net.nir"),
+                                       "--time-scale", "1e-3"])
+    assert result.exit_code == 1 and "pip install 'delgrad[nir]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
