@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
-from delgrad_core._nir_common import META_KEY, NIRConversionError, check_time_scale, require_nir
+from delgrad_core._nir_common import (
+    FORMAT,
+    FORMAT_VERSION,
+    META_KEY,
+    NIRConversionError,
+    check_time_scale,
+    require_nir,
+)
 from delgrad_core._nir_export import layer_chain
 from delgrad_core._nir_graph import Segment, graph_segments, population_size
 from delgrad_core._nir_paths import Paths
@@ -22,10 +29,22 @@ def _delgrad_metadata(node) -> dict:
     return entry if isinstance(entry, dict) else {}
 
 
+def _graph_metadata(graph) -> dict:
+    """delgrad's graph metadata, refusing a format version this delgrad does not know."""
+    meta = _delgrad_metadata(graph)
+    version = meta.get("version", FORMAT_VERSION)
+    if meta.get("format") == FORMAT and version != FORMAT_VERSION:
+        raise NIRConversionError(
+            f"the graph was written in delgrad's NIR format version {version!r}; this delgrad reads version "
+            f"{FORMAT_VERSION}"
+        )
+    return meta
+
+
 def _time_scale(graph, time_scale) -> float:
     if time_scale is not None:
         return check_time_scale(time_scale)
-    meta = _delgrad_metadata(graph)
+    meta = _graph_metadata(graph)
     if "time_scale_s" in meta:
         return check_time_scale(meta["time_scale_s"], "graph metadata delgrad.time_scale_s")
     raise NIRConversionError(
@@ -203,7 +222,7 @@ def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool =
     nir = require_nir()
     input_key, segments, output_key = graph_segments(nir, graph)
     time_scale = _time_scale(graph, time_scale)
-    graph_meta = _delgrad_metadata(graph)
+    graph_meta = _graph_metadata(graph)
     declared_single_spike = bool(graph_meta.get("first_spike_only", False))
     n_pre = n_in = population_size(nir, graph.nodes[input_key], input_key)
     layers = []

@@ -474,6 +474,13 @@ def test_one_synapse_with_two_delays_is_refused():
         from_nir(graph, time_scale=1e-3)
 
 
+def test_unknown_format_version_is_refused(helpers):
+    graph = to_nir(helpers.build_network([2, 2], "none", 2.0, seed=0), time_scale=1e-3)
+    graph.metadata["delgrad"]["version"] = 2
+    with pytest.raises(NIRConversionError, match="format version 2"):
+        from_nir(graph)
+
+
 @pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), "fast"])
 def test_invalid_time_scale_is_refused(helpers, bad):
     network = helpers.build_network([2, 2], "none", 2.0, seed=0)

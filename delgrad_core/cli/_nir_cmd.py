@@ -52,7 +52,7 @@ def import_(source, out, time_scale, first_spike_only):
     try:
         net = load_nir(source, time_scale=time_scale, first_spike_only=first_spike_only)
         path = save_network(net, out)
-    except (ValueError, OSError, NIRNotInstalledError) as exc:
+    except (ValueError, TypeError, OSError, NIRNotInstalledError) as exc:  # TypeError: malformed node values
         _fail(exc)
     kinds = ",".join(sorted({layer.projection.delay_kind.value for layer in net.layers}))
     click.echo(f"wrote {path} ({'-'.join(map(str, net.sizes))}, {kinds} delays)")
