@@ -1,0 +1,53 @@
+"""Shared pieces of the NIR export and import: errors, the lazy `nir` import, metadata keys.
+
+The `nir` package is an optional extra; it is imported only when a conversion runs, so that
+importing `delgrad_core` never needs it.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = [
+    "NIRConversionError",
+    "NIRNotInstalledError",
+    "require_nir",
+    "check_time_scale",
+    "META_KEY",
+    "FORMAT",
+    "FORMAT_VERSION",
+]
+
+META_KEY = "delgrad"  # key of delgrad's entries in graph and node metadata
+FORMAT = "delgrad-nir"
+FORMAT_VERSION = 1
+
+
+class NIRConversionError(ValueError):
+    """A network or NIR graph that cannot be converted exactly; the message names the reason."""
+
+
+class NIRNotInstalledError(ImportError):
+    """The optional `nir` package is missing."""
+
+
+def require_nir():
+    """Return the `nir` module, or raise NIRNotInstalledError saying how to install it."""
+    try:
+        import nir
+    except ImportError as exc:
+        raise NIRNotInstalledError(
+            f"NIR support needs the optional 'nir' package ({exc}); install it with: pip install 'delgrad[nir]'"
+        ) from None
+    return nir
+
+
+def check_time_scale(value, field_name: str = "time_scale") -> float:
+    """Seconds per model time unit as a float; must be finite and > 0."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise NIRConversionError(f"{field_name}: expected a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise NIRConversionError(f"{field_name}: expected a finite number of seconds > 0, got {value!r}")
+    return seconds

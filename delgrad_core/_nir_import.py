@@ -1,0 +1,247 @@
+"""NIR graph -> delgrad network (see `delgrad_core.nir` for the mapping and its equations)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
+from delgrad_core._nir_common import (
+    FORMAT,
+    FORMAT_VERSION,
+    META_KEY,
+    NIRConversionError,
+    check_time_scale,
+    require_nir,
+)
+from delgrad_core._nir_export import layer_chain
+from delgrad_core._nir_graph import Segment, graph_segments, population_size
+from delgrad_core._nir_paths import Paths
+
+__all__ = ["from_nir"]
+
+_CUBA_FIELDS = ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in")
+_NODE_FIELDS = {"Linear": ("weight",), "Affine": ("weight", "bias"), "Delay": ("delay",), "CubaLIF": _CUBA_FIELDS}
+
+
+def _delgrad_metadata(node) -> dict:
+    meta = getattr(node, "metadata", None)
+    entry = meta.get(META_KEY) if isinstance(meta, dict) else None
+    return entry if isinstance(entry, dict) else {}
+
+
+def _graph_metadata(graph) -> dict:
+    """delgrad's graph metadata, refusing a format version this delgrad does not know."""
+    meta = _delgrad_metadata(graph)
+    version = meta.get("version", FORMAT_VERSION)
+    if meta.get("format") == FORMAT and version != FORMAT_VERSION:
+        raise NIRConversionError(
+            f"the graph was written in delgrad's NIR format version {version!r}; this delgrad reads version "
+            f"{FORMAT_VERSION}"
+        )
+    return meta
+
+
+def _time_scale(graph, time_scale) -> float:
+    if time_scale is not None:
+        return check_time_scale(time_scale)
+    meta = _graph_metadata(graph)
+    if "time_scale_s" in meta:
+        return check_time_scale(meta["time_scale_s"], "graph metadata delgrad.time_scale_s")
+    raise NIRConversionError(
+        "the graph does not state its time unit (no metadata delgrad.time_scale_s); pass time_scale="
+        "seconds per model time unit (CLI: --time-scale SECONDS)"
+    )
+
+
+def _name(value, default: str) -> str:
+    return value if isinstance(value, str) and value else default
+
+
+def _compact(values: np.ndarray) -> float | np.ndarray:
+    """A per-neuron array, or one float if all neurons share the value."""
+    return float(values[0]) if np.all(values == values[0]) else values.copy()
+
+
+def _linear_matrix(nir, node, key: str) -> np.ndarray:
+    """The matrix of a Linear, a zero-bias Affine or a Scale node."""
+    if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
+        raise NIRConversionError(
+            f"Affine {key!r}: a nonzero bias is a constant input current, which delgrad's neuron does not have"
+        )
+    if isinstance(node, nir.Scale):
+        return np.diag(np.asarray(node.scale, dtype=np.float64).reshape(-1))
+    return np.asarray(node.weight, dtype=np.float64)
+
+
+def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, np.ndarray | None]:
+    """Weights and delays (seconds) between two populations.
+
+    The delay kind follows where the Delay nodes sit: all before the first Linear is axonal, all
+    after the last Linear dendritic, anything else synaptic.
+    """
+    paths = Paths(n_pre)
+    steps = []  # ("delay", seconds) or ("linear", None), in order
+    for key in segment.ops:
+        node = graph.nodes[key]
+        if isinstance(node, nir.Delay):
+            seconds = np.asarray(node.delay, dtype=np.float64)
+            paths.add_delay(key, seconds)
+            steps.append(("delay", seconds))
+        else:
+            paths.apply_linear(f"{type(node).__name__} {key}", _linear_matrix(nir, node, key))
+            steps.append(("linear", None))
+    places = [place for place, _ in steps]
+    if "linear" not in places:
+        raise NIRConversionError(
+            f"CubaLIF {segment.lif!r}: no Linear or Affine node feeds it; delgrad layers are all-to-all projections"
+        )
+    if "delay" not in places:
+        return paths, DelayKind.NONE, None
+    first, last = places.index("linear"), len(places) - 1 - places[::-1].index("linear")
+    if "delay" not in places[first:]:
+        return paths, DelayKind.AXONAL, sum(seconds for place, seconds in steps[:first] if place == "delay")
+    if "delay" not in places[:last]:
+        return paths, DelayKind.DENDRITIC, sum(seconds for place, seconds in steps[last:] if place == "delay")
+    return paths, DelayKind.SYNAPTIC, np.where(paths.connected, paths.delay, 0.0).T
+
+
+def _cuba_arrays(node, key: str, n_post: int) -> dict[str, np.ndarray]:
+    arrays = {}
+    for field in _CUBA_FIELDS:
+        value = np.asarray(getattr(node, field), dtype=np.float64)
+        if value.shape not in ((), (n_post,), (1,)):
+            raise NIRConversionError(f"CubaLIF {key!r}.{field}: expected shape ({n_post},), got {value.shape}")
+        value = np.broadcast_to(value, (n_post,)).copy()
+        if not np.all(np.isfinite(value)):
+            raise NIRConversionError(f"CubaLIF {key!r}.{field}: contains NaN or inf")
+        arrays[field] = value
+    return arrays
+
+
+def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, allow_reset: bool) -> Layer:
+    """Read one layer from the node values alone (any exporter's graph)."""
+    paths, kind, delays_s = _fold(nir, graph, segment, n_pre)
+    lif = graph.nodes[segment.lif]
+    n_post = paths.n_lines
+    p = _cuba_arrays(lif, segment.lif, n_post)
+    where = f"CubaLIF {segment.lif!r}"
+    if np.any(p["tau_syn"] <= 0) or np.any(p["tau_mem"] <= 0):
+        raise NIRConversionError(f"{where}: tau_syn and tau_mem must be > 0")
+    if np.any(p["v_leak"] != 0):
+        raise NIRConversionError(
+            f"{where}: v_leak = {p['v_leak'][p['v_leak'] != 0][0]!r}, but delgrad's neuron rests at 0 and NIR does "
+            "not say whether a neuron starts at v_leak or at 0; shift v_leak, v_threshold and v_reset to v_leak = 0"
+        )
+    if np.any(p["v_threshold"] <= 0):
+        raise NIRConversionError(f"{where}: v_threshold must be above the resting potential 0")
+    if not allow_reset:
+        raise NIRConversionError(
+            f"{where}: after a spike NIR resets v to v_reset and the neuron may spike again, and this layer feeds "
+            "another one, so the reset would matter; delgrad keeps only each neuron's first spike and the graph "
+            "does not declare that (metadata delgrad.first_spike_only). Pass first_spike_only=True "
+            "(CLI: --first-spike-only) to import it keeping first spikes only"
+        )
+    tau_m = p["tau_mem"] / time_scale
+    tau_s = p["tau_syn"] / time_scale
+    # I_delgrad = r I_nir / tau_m and each spike adds w_in W / tau_syn to I_nir (module docstring)
+    scale = p["r"] * p["w_in"] / (tau_m * p["tau_syn"])
+    weights = paths.weight.T * scale[None, :]
+    meta = _delgrad_metadata(lif)
+    population = _name(meta.get("population"), segment.lif)
+    projection = Projection(
+        weights=weights,
+        delay_kind=kind,
+        delays=None if delays_s is None else delays_s / time_scale,
+        name=f"{population}.projection",
+    )
+    neuron = NeuronParameters(_compact(p["v_threshold"]), _compact(tau_m), _compact(tau_s))
+    return Layer(Population(population, n_post, neuron), projection)
+
+
+def _metadata_param(value):
+    array = np.asarray(value, dtype=np.float64)
+    return float(array) if array.ndim == 0 else array.copy()
+
+
+def _same_nodes(expected, actual) -> bool:
+    """Same node types and bit-for-bit equal parameter arrays."""
+    if len(expected) != len(actual):
+        return False
+    for want, have in zip(expected, actual):
+        if type(want) is not type(have):
+            return False
+        for field in _NODE_FIELDS[type(want).__name__]:
+            a, b = np.asarray(getattr(want, field)), np.asarray(getattr(have, field))
+            if a.shape != b.shape or not np.array_equal(a, b):
+                return False
+    return True
+
+
+def _exact_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float) -> Layer | None:
+    """The layer as delgrad wrote it, if the node metadata reproduces the nodes bit for bit.
+
+    The metadata holds the model-unit values (time constants, delays) that seconds cannot give
+    back exactly; it is trusted only when exporting it again yields exactly the graph's nodes.
+    """
+    lif = graph.nodes[segment.lif]
+    neuron_meta = _delgrad_metadata(lif)
+    nodes = [graph.nodes[key] for key in segment.ops]
+    linear = next((node for node in reversed(nodes) if isinstance(node, nir.Linear)), None)
+    linear_meta = _delgrad_metadata(linear)
+    if not neuron_meta or not isinstance(linear, nir.Linear) or "delay_kind" not in linear_meta:
+        return None
+    try:
+        kind = DelayKind.parse(linear_meta["delay_kind"])
+        weight = np.asarray(linear.weight, dtype=np.float64)
+        if kind is DelayKind.SYNAPTIC:
+            n_post = weight.shape[0]
+            weights = weight[np.tile(np.arange(n_post), n_pre), np.arange(n_pre * n_post)].reshape(n_pre, n_post)
+        else:
+            weights = weight.T.copy()
+        delays = None
+        if kind is not DelayKind.NONE:
+            delay_nodes = [node for node in nodes if isinstance(node, nir.Delay)]
+            delays = _metadata_param(_delgrad_metadata(delay_nodes[0])["delays"]) if delay_nodes else None
+        neuron = NeuronParameters(*(_metadata_param(neuron_meta[n]) for n in ("threshold", "tau_m", "tau_s")))
+        name = _name(neuron_meta.get("population"), segment.lif)
+        projection = Projection(weights, kind, delays, name=_name(linear_meta.get("projection"), f"{name}.projection"))
+        layer = Layer(Population(name, weights.shape[1], neuron), projection)
+        expected = [node for _, node in layer_chain(nir, layer, time_scale, "check")]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return layer if _same_nodes(expected, nodes + [lif]) else None
+
+
+def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool = False) -> Network:
+    """Return the delgrad network a `nir.NIRGraph` describes, or raise NIRConversionError saying why not.
+
+    `time_scale` (seconds per model time unit) defaults to the one delgrad stored in the graph's
+    metadata.  `first_spike_only=True` accepts graphs whose hidden CubaLIF layers could spike
+    again after their reset, keeping only each neuron's first spike (delgrad's model).
+    """
+    nir = require_nir()
+    input_key, segments, output_key = graph_segments(nir, graph)
+    time_scale = _time_scale(graph, time_scale)
+    graph_meta = _graph_metadata(graph)
+    declared_single_spike = bool(graph_meta.get("first_spike_only", False))
+    n_pre = n_in = population_size(nir, graph.nodes[input_key], input_key)
+    layers = []
+    for index, segment in enumerate(segments):
+        layer = _exact_layer(nir, graph, segment, n_pre, time_scale)
+        if layer is None:
+            allow_reset = first_spike_only or declared_single_spike or index == len(segments) - 1
+            try:
+                layer = _general_layer(nir, graph, segment, n_pre, time_scale, allow_reset)
+            except ValueError as exc:
+                if isinstance(exc, NIRConversionError):
+                    raise
+                raise NIRConversionError(f"CubaLIF {segment.lif!r}: {exc}") from None
+        layers.append(layer)
+        n_pre = layer.population.size
+    n_out = population_size(nir, graph.nodes[output_key], output_key)
+    if n_out != n_pre:
+        raise NIRConversionError(f"Output {output_key!r} has size {n_out}, but the last CubaLIF has {n_pre} neurons")
+    try:
+        return Network(Population(_name(graph_meta.get("input_population"), input_key), n_in), layers)
+    except ValueError as exc:
+        raise NIRConversionError(f"the imported network is invalid: {exc}") from None

@@ -1,0 +1,96 @@
+"""Fold a chain of NIR Linear and Delay nodes between two populations into weights and delays.
+
+Every line of the signal between two populations carries spikes of some presynaptic neurons,
+each with a weight and a delay.  A Delay node adds its delay to every path on its line; a
+Linear node mixes lines.  delgrad has one delay per synapse, so a line may receive a given
+presynaptic neuron over several paths only if all of them have the same delay; then their
+weights add.  This covers axonal delays (Delay -> Linear), dendritic delays (Linear -> Delay),
+delgrad's synaptic fan-out (Linear 0/1 -> Delay -> Linear) and any other exact arrangement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from delgrad_core._nir_common import NIRConversionError
+
+__all__ = ["Paths"]
+
+_BLOCK_ELEMENTS = 1 << 22  # bound on (rows x lines x presynaptic neurons) per block in the general case
+
+
+class Paths:
+    """Per (line, presynaptic neuron): weight, delay in seconds and whether a path exists."""
+
+    def __init__(self, n_pre: int):
+        self.weight = np.eye(n_pre)
+        self.delay = np.zeros((n_pre, n_pre))
+        self.connected = np.eye(n_pre, dtype=bool)
+
+    @property
+    def n_lines(self) -> int:
+        return self.weight.shape[0]
+
+    def add_delay(self, key: str, seconds: np.ndarray) -> None:
+        """Delay node: y(t) = x(t - tau) on each line (NIR docs, "Delay")."""
+        seconds = np.asarray(seconds, dtype=np.float64)
+        if seconds.shape != (self.n_lines,):
+            raise NIRConversionError(f"Delay {key!r}: expected {self.n_lines} delays, got shape {seconds.shape}")
+        if not np.all(np.isfinite(seconds)) or np.any(seconds < 0):
+            raise NIRConversionError(f"Delay {key!r}: delays must be finite and >= 0 s, got min {seconds.min()!r}")
+        self.delay = np.where(self.connected, self.delay + seconds[:, None], 0.0)
+
+    def apply_linear(self, key: str, matrix: np.ndarray) -> None:
+        """Linear node y = W x: line r gets sum_m W[r, m] x_m."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != self.n_lines:
+            raise NIRConversionError(
+                f"{key!r}: expected a weight matrix with {self.n_lines} columns, got shape {matrix.shape}"
+            )
+        if not np.all(np.isfinite(matrix)):
+            raise NIRConversionError(f"{key!r}: weights contain NaN or inf")
+        if np.all(self.connected.sum(axis=1) <= 1):
+            low, high, connected = self._delay_range_one_source(matrix)
+        else:
+            low, high, connected = self._delay_range_general(matrix)
+        clash = connected & (low != high)
+        if np.any(clash):
+            row, pre = np.argwhere(clash)[0]
+            raise NIRConversionError(
+                f"{key!r}: line {row} receives presynaptic neuron {pre} over paths with different delays "
+                f"({low[row, pre]!r} s and {high[row, pre]!r} s); delgrad has one delay per synapse"
+            )
+        self.weight = matrix @ self.weight
+        self.delay = np.where(connected, high, 0.0)
+        self.connected = connected
+
+    def _delay_range_one_source(self, matrix):
+        """Each line carries at most one presynaptic neuron: O(nonzeros) bookkeeping."""
+        n_pre = self.weight.shape[1]
+        has_source = self.connected.any(axis=1)
+        source = self.connected.argmax(axis=1)
+        line_delay = self.delay[np.arange(self.n_lines), source]
+        rows, cols = np.nonzero(matrix)
+        keep = has_source[cols]
+        rows, cols = rows[keep], cols[keep]
+        index = (rows, source[cols])
+        low = np.full((matrix.shape[0], n_pre), np.inf)
+        high = np.full((matrix.shape[0], n_pre), -np.inf)
+        np.minimum.at(low, index, line_delay[cols])
+        np.maximum.at(high, index, line_delay[cols])
+        connected = np.zeros((matrix.shape[0], n_pre), dtype=bool)
+        connected[index] = True
+        return low, high, connected
+
+    def _delay_range_general(self, matrix):
+        """Lines carry several presynaptic neurons: check in blocks of rows to bound memory."""
+        n_rows, n_pre = matrix.shape[0], self.weight.shape[1]
+        low = np.full((n_rows, n_pre), np.inf)
+        high = np.full((n_rows, n_pre), -np.inf)
+        block = max(1, _BLOCK_ELEMENTS // max(1, self.n_lines * n_pre))
+        for start in range(0, n_rows, block):
+            uses = (matrix[start:start + block] != 0)[:, :, None] & self.connected[None, :, :]
+            delays = self.delay[None, :, :]
+            low[start:start + block] = np.where(uses, delays, np.inf).min(axis=1)
+            high[start:start + block] = np.where(uses, delays, -np.inf).max(axis=1)
+        return low, high, np.isfinite(high)

@@ -1,0 +1,58 @@
+"""`delgrad export --format nir` and `delgrad import`: NIR files (optional extra: pip install 'delgrad[nir]')."""
+
+from __future__ import annotations
+
+import click
+
+from delgrad_core.cli import main
+
+__all__ = ["export", "import_"]
+
+_SECONDS = click.FloatRange(min=0.0, min_open=True)
+
+
+def _fail(exc: Exception):
+    """One-line error instead of a traceback."""
+    raise click.ClickException(str(exc)) from None
+
+
+@main.command("export")
+@click.option("--format", "fmt", type=click.Choice(["nir"]), default="nir", show_default=True,
+              help="Output format.")
+@click.argument("network", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--time-scale", type=_SECONDS, required=True,
+              help="Seconds per model time unit (NIR times are in seconds), e.g. 6e-6.")
+def export(fmt, network, out, time_scale):
+    """Write the network in NETWORK (.npz) to OUT as a NIR graph."""
+    from delgrad_core import load_network
+    from delgrad_core.nir import NIRNotInstalledError, save_nir
+
+    try:
+        net = load_network(network)
+        path = save_nir(net, out, time_scale=time_scale)
+    except (ValueError, KeyError, OSError, NIRNotInstalledError) as exc:
+        _fail(exc)
+    click.echo(f"wrote {path} ({fmt}; {'-'.join(map(str, net.sizes))}, "
+               f"{net.layers[0].projection.delay_kind.value} delays, 1 model time unit = {time_scale:g} s)")
+
+
+@main.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--time-scale", type=_SECONDS,
+              help="Seconds per model time unit.  [default: the one stored by delgrad in the graph]")
+@click.option("--first-spike-only", is_flag=True,
+              help="Accept hidden CubaLIF layers that could spike again after a reset, keeping first spikes only.")
+def import_(source, out, time_scale, first_spike_only):
+    """Convert the NIR graph in SOURCE to a delgrad network file OUT (.npz)."""
+    from delgrad_core import save_network
+    from delgrad_core.nir import NIRNotInstalledError, load_nir
+
+    try:
+        net = load_nir(source, time_scale=time_scale, first_spike_only=first_spike_only)
+        path = save_network(net, out)
+    except (ValueError, TypeError, OSError, NIRNotInstalledError) as exc:  # TypeError: malformed node values
+        _fail(exc)
+    kinds = ",".join(sorted({layer.projection.delay_kind.value for layer in net.layers}))
+    click.echo(f"wrote {path} ({'-'.join(map(str, net.sizes))}, {kinds} delays)")

@@ -1,0 +1,99 @@
+r"""Export delgrad networks to NIR and import NIR graphs (optional extra: ``pip install 'delgrad[nir]'``).
+
+NIR, the Neuromorphic Intermediate Representation (Pedersen et al., Nature Communications 15,
+2024; documentation at nnir.readthedocs.io), describes spiking networks as graphs of
+continuous-time primitives with times in seconds.  Importing this module does not import
+``nir``; the conversions do.
+
+Neuron mapping
+--------------
+delgrad's neuron (DelGrad: Göltz, Weber, Kriener et al., Nature Communications 16, 2025), with
+C_m = 1, E_l = 0 and model time t' (one unit = ``time_scale`` seconds, t = time_scale * t')::
+
+    du/dt' = -u/tau_m + I        dI/dt' = -I/tau_s        I += w_ij when input i arrives
+
+The NIR CubaLIF node (NIR docs, ``nir.CubaLIF``), time t in seconds::
+
+    tau_syn dI/dt = -I + w_in S(t)        tau_mem dv/dt = (v_leak - v) + r I
+    spike when v > v_threshold, then v = v_reset
+
+delgrad reads S as a spike train of unit-area Dirac pulses (1/s) weighted by the Linear
+weights, S_j(t) = sum_i W_ji sum_k delta(t - t_ik): each input spike makes I jump by
+w_in W_ji / tau_syn.  This is the reading that depends on no simulation step.  Export writes::
+
+    tau_mem = tau_m * time_scale      tau_syn = tau_s * time_scale      W = w^T (weights verbatim)
+    r = tau_m                         w_in = tau_syn (its value in s)   v_leak = 0
+    v_threshold = theta               v_reset = 0 (never used: one spike per neuron)
+
+Check, with t = time_scale * t': a spike makes I jump by w_in W / tau_syn = W = w;
+dI/dt' = -time_scale I / tau_syn = -I/tau_s; dv/dt' = time_scale (-v + r I) / tau_mem
+= -v/tau_m + I.  So the NIR state (v, I) is exactly delgrad's (u, I).
+
+Import inverts the same equations for any CubaLIF with v_leak = 0: tau_m = tau_mem / time_scale,
+tau_s = tau_syn / time_scale, theta = v_threshold and, since I_delgrad = r I_nir / tau_m,
+w_ij = W_ji * r_j * w_in_j / (tau_m,j * tau_syn,j)  (tau_m in model units, tau_syn in s).
+
+Other readings in use: NIR's forward-Euler reference code and snnTorch feed a spike as the
+value 1 during one step dt, i.e. a current jump of w_in W dt / tau_syn (snnTorch exports
+w_in = tau_syn / dt); jaxsnn takes the Linear weight itself as the jump and requires r = 1.  To
+import such a graph with its author's meaning, first multiply w_in by dt (in s), or set
+w_in = tau_syn for jaxsnn.
+
+Delays (NIR ``Delay``: y(t) = x(t - tau))
+----------------------------------------
+- axonal d_i: Delay (n_pre values d_i * time_scale) before the Linear;
+- dendritic d_j: Delay (n_post values) after the Linear, before the CubaLIF;
+- synaptic d_ij (NIR has no per-synapse delay): a 0/1 fan-out Linear to n_pre * n_post lines
+  (line k = i * n_post + j carries neuron i), a Delay with one value per synapse, then a Linear
+  (n_post, n_pre * n_post) holding w_ij on line k.  Exact, at O(n_pre^2 n_post) stored numbers.
+
+Import folds any chain of Delay and Linear/Affine(zero bias)/Scale nodes between two CubaLIF
+populations into weights and delays (``_nir_paths``); it is refused when a synapse would need two
+different delays.
+
+Conventions NIR lacks, kept in metadata
+---------------------------------------
+Graph metadata ``delgrad`` holds ``time_scale_s`` (seconds per model unit), ``first_spike_only``
+(time-to-first-spike: each neuron emits at most one spike per sample, so v_reset never acts) and
+the spike reading above.  Node metadata holds the model-unit values (time constants, delays),
+which seconds cannot give back bit for bit; import uses them only when exporting them again
+reproduces the node exactly, so the graph itself stays the authority.
+
+Refused on import, with the reason: recurrent edges or subgraphs, branches, node types without a
+delgrad counterpart, Affine biases, nonzero v_leak, a missing time unit (no metadata and no
+``time_scale``), and a hidden CubaLIF layer of a graph that does not declare first-spike-only
+semantics (its reset and further spikes would matter; ``first_spike_only=True`` accepts it).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from delgrad_core._atomic import atomic_write
+from delgrad_core._ir import Network
+from delgrad_core._nir_common import NIRConversionError, NIRNotInstalledError, require_nir
+from delgrad_core._nir_export import to_nir
+from delgrad_core._nir_import import from_nir
+
+__all__ = ["to_nir", "from_nir", "save_nir", "load_nir", "NIRConversionError", "NIRNotInstalledError"]
+
+
+def save_nir(network: Network, path: str | os.PathLike, *, time_scale: float) -> Path:
+    """Write `network` as a NIR file (HDF5, via ``nir.write``) atomically."""
+    nir = require_nir()
+    graph = to_nir(network, time_scale=time_scale)
+    buffer = io.BytesIO()  # HDF5 reads back while writing, which a write-only file cannot do
+    nir.write(buffer, graph)
+    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def load_nir(path: str | os.PathLike, *, time_scale: float | None = None, first_spike_only: bool = False) -> Network:
+    """Read a NIR file (``nir.read``) and convert it with `from_nir`."""
+    nir = require_nir()
+    try:
+        graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons
+    except (OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
+        raise NIRConversionError(f"{path}: cannot read a NIR graph ({type(exc).__name__}: {exc})") from None
+    return from_nir(graph, time_scale=time_scale, first_spike_only=first_spike_only)

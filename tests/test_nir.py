@@ -1,0 +1,555 @@
+"""NIR export and import: exact round trips, the CubaLIF mapping against the NIR equations, refusals, CLI."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.integrate import solve_ivp
+
+nir = pytest.importorskip("nir")
+
+import delgrad_core as dg  # noqa: E402
+from delgrad_core.cli import main  # noqa: E402
+from delgrad_core.nir import (  # noqa: E402
+    NIRConversionError,
+    NIRNotInstalledError,
+    from_nir,
+    load_nir,
+    save_nir,
+    to_nir,
+)
+
+KINDS = ["none", "axonal", "dendritic", "synaptic"]
+TIME_SCALE_S = 6e-6  # not a power of two: seconds -> model units is not exact without metadata
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def assert_bit_identical(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes()
+
+
+def assert_same_network(new, old):
+    assert (new.input.name, new.input.size) == (old.input.name, old.input.size)
+    assert len(new.layers) == len(old.layers)
+    for a, b in zip(new.layers, old.layers):
+        assert (a.population.name, a.population.size) == (b.population.name, b.population.size)
+        assert a.projection.name == b.projection.name
+        assert a.projection.delay_kind is b.projection.delay_kind
+        assert_bit_identical(a.projection.weights, b.projection.weights)
+        if b.projection.delays is None:
+            assert a.projection.delays is None
+        else:
+            assert_bit_identical(a.projection.delays, b.projection.delays)
+        for name in ("threshold", "tau_m", "tau_s"):
+            value, expected = getattr(a.population.neuron, name), getattr(b.population.neuron, name)
+            assert np.ndim(value) == np.ndim(expected), name
+            assert_bit_identical(np.asarray(value, dtype=np.float64), np.asarray(expected, dtype=np.float64))
+
+
+def chain_keys(graph):
+    """Node keys from the Input to the Output of a chain-shaped graph (test-side, independent walk)."""
+    successor = dict(graph.edges)
+    key = next(k for k, node in graph.nodes.items() if isinstance(node, nir.Input))
+    keys = [key]
+    while key in successor:
+        key = successor[key]
+        keys.append(key)
+    return keys
+
+
+def cuba_first_spike(lif, j, events, horizon_s):
+    """First threshold crossing (s) of CubaLIF neuron j, integrating the NIR equations as documented:
+
+        tau_syn dI/dt = -I + w_in S,   tau_mem dv/dt = (v_leak - v) + r I,   spike when v > v_threshold,
+
+    with S a sum of unit-area Dirac pulses of amplitude `a` at the event times (so I jumps by
+    w_in a / tau_syn).  `events` is a list of (time_s, amplitude).  Returns inf if silent.
+    """
+    p = {f: float(np.broadcast_to(np.asarray(getattr(lif, f), dtype=np.float64), np.shape(lif.v_threshold))[j])
+         for f in ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "w_in")}
+
+    def rhs(t, y):
+        return [(p["v_leak"] - y[0] + p["r"] * y[1]) / p["tau_mem"], -y[1] / p["tau_syn"]]
+
+    def crossing(t, y):
+        return y[0] - p["v_threshold"]
+
+    crossing.terminal, crossing.direction = True, 1.0
+    events = sorted(events)
+    if not events:
+        return np.inf
+    state = np.array([p["v_leak"], 0.0])  # at rest until the first input
+    max_step = min(p["tau_syn"], p["tau_mem"]) / 20
+    ends = [when for when, _ in events[1:]] + [events[-1][0] + horizon_s]
+    for (when, amplitude), end in zip(events, ends):
+        state[1] += p["w_in"] * amplitude / p["tau_syn"]
+        if end > when:
+            result, reached = _integrate(rhs, crossing, state, when, end, max_step)
+            if reached is None:
+                return result
+            state = result
+    return np.inf
+
+
+def _integrate(rhs, crossing, state, start, stop, max_step):
+    """Integrate from start to stop; returns (state, stop), or (crossing time, None) on a crossing."""
+    solution = solve_ivp(rhs, (start, stop), state, method="DOP853", rtol=1e-12, atol=1e-14,
+                         events=crossing, max_step=max_step)
+    if solution.t_events[0].size:
+        return float(solution.t_events[0][0]), None
+    return solution.y[:, -1].copy(), stop
+
+
+def nir_spike_times(graph, input_times_s):
+    """First spike time (s) of every CubaLIF neuron, evaluating the graph event by event.
+
+    Spikes travel along the chain: a Delay shifts them, a Linear/Affine copies them to every line
+    with a nonzero weight (amplitude times weight).  Only first spikes are passed on, as in a
+    time-to-first-spike network.  Returns a list with one array per CubaLIF node.
+    """
+    keys = chain_keys(graph)
+    events = [(float(t), line, 1.0) for line, t in enumerate(input_times_s) if np.isfinite(t)]
+    outputs = []
+    for key in keys[1:-1]:
+        node = graph.nodes[key]
+        if isinstance(node, nir.Delay):
+            events = [(t + float(node.delay[line]), line, a) for t, line, a in events]
+        elif isinstance(node, (nir.Linear, nir.Affine)):
+            weight = np.asarray(node.weight, dtype=np.float64)
+            events = [(t, row, a * weight[row, line]) for t, line, a in events
+                      for row in np.flatnonzero(weight[:, line])]
+        elif isinstance(node, nir.CubaLIF):
+            n = np.size(node.v_threshold)
+            horizon = 60 * float(max(np.max(node.tau_mem), np.max(node.tau_syn)))
+            times = np.array([cuba_first_spike(node, j, [(t, a) for t, line, a in events if line == j], horizon)
+                              for j in range(n)])
+            outputs.append(times)
+            events = [(float(t), j, 1.0) for j, t in enumerate(times) if np.isfinite(t)]
+        else:
+            raise AssertionError(f"unexpected node {type(node).__name__}")
+    return outputs
+
+
+def snntorch_style_graph(rng, sizes=(4, 5, 3), dt=1e-4, bias=False):
+    """Input -> Affine -> CubaLIF -> Affine -> CubaLIF -> Output, as snnTorch's exporter writes it.
+
+    snnTorch maps Synaptic(alpha, beta) to tau_syn = dt/(1-alpha), tau_mem = dt/(1-beta),
+    r = tau_mem/dt, w_in = tau_syn/dt, v_leak = 0 (v_reset left at its default), float32 arrays,
+    torch.nn.Linear weights (out, in) with a bias.
+    """
+    nodes, edges, previous = {"input": nir.Input(input_type=np.array([sizes[0]]))}, [], "input"
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        alpha, beta = np.float32(0.9), np.float32(0.8)
+        tau_syn = np.full(n_out, dt / (1 - alpha), dtype=np.float32)
+        tau_mem = np.full(n_out, dt / (1 - beta), dtype=np.float32)
+        weight = rng.uniform(0.5, 1.5, size=(n_out, n_in)).astype(np.float32) * np.float32(dt * 4)
+        b = rng.uniform(0.1, 0.2, n_out).astype(np.float32) if bias else np.zeros(n_out, np.float32)
+        nodes[f"fc{index}"] = nir.Affine(weight=weight, bias=b)
+        nodes[f"lif{index}"] = nir.CubaLIF(
+            tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / np.float32(dt), v_leak=np.zeros(n_out, np.float32),
+            v_threshold=np.ones(n_out, np.float32), w_in=tau_syn / np.float32(dt),
+        )
+        edges += [(previous, f"fc{index}"), (f"fc{index}", f"lif{index}")]
+        previous = f"lif{index}"
+    nodes["output"] = nir.Output(output_type=np.array([sizes[-1]]))
+    edges.append((previous, "output"))
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+def jaxsnn_style_graph(rng, n_in=3, n_out=2, tau_mem=4e-4, tau_syn=2e-4):
+    """Input -> Linear -> CubaLIF -> Output as in jaxsnn's NIR example: r = 1, default w_in, v_reset = -1,
+    homogeneous integer-valued parameter arrays."""
+    weight = rng.uniform(0.5, 1.5, size=(n_out, n_in)) * tau_syn
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array([n_in])),
+            "linear": nir.Linear(weight=weight),
+            "cubalif": nir.CubaLIF(
+                tau_mem=np.array([tau_mem] * n_out), tau_syn=np.array([tau_syn] * n_out),
+                r=np.array([1] * n_out), v_leak=np.array([0] * n_out), v_reset=np.array([-1] * n_out),
+                v_threshold=np.array([1] * n_out),
+            ),
+            "output": nir.Output(output_type=np.array([n_out])),
+        },
+        edges=[("input", "linear"), ("linear", "cubalif"), ("cubalif", "output")],
+    )
+
+
+def assert_times_close(delgrad_model_units, nir_seconds, time_scale_s, rtol=1e-6):
+    expected = np.asarray(nir_seconds) / time_scale_s
+    actual = np.asarray(delgrad_model_units)
+    assert np.array_equal(np.isfinite(actual), np.isfinite(expected)), (actual, expected)
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(actual[finite], expected[finite], rtol=rtol, atol=rtol)
+
+
+# ---------------------------------------------------------------- exact round trips
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sizes", [(4, 6, 3), (4, 5, 4, 3)], ids=["1hidden", "2hidden"])
+@pytest.mark.parametrize("per_neuron", [True, False], ids=["per-neuron", "scalar"])
+def test_round_trip_is_bit_identical(helpers, kind, sizes, per_neuron):
+    ratio = np.array([2.0, 1.0, 1.7]) if per_neuron else 1.7
+    network = helpers.build_network(list(sizes), kind, ratio, seed=3, per_neuron=per_neuron)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    assert_same_network(from_nir(graph), network)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_file_round_trip_with_nir_write_and_read(tmp_path, helpers, kind):
+    network = helpers.build_network([4, 5, 4, 3], kind, 2.0, seed=4)
+    network.layers[0].population.name = "hid/den"  # '/' must not create nested HDF5 groups
+    network.validate()
+    path = tmp_path / "net.nir"
+    nir.write(path, to_nir(network, time_scale=TIME_SCALE_S))
+    graph = nir.read(path)
+    assert graph.metadata["delgrad"]["time_scale_s"] == TIME_SCALE_S
+    assert_same_network(from_nir(graph), network)
+    save_nir(network, tmp_path / "again.nir", time_scale=TIME_SCALE_S)
+    assert_same_network(load_nir(tmp_path / "again.nir"), network)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_spike_times_of_imported_graph_equal_the_original(tmp_path, helpers, kind):
+    network = helpers.build_network([4, 6, 5, 3], kind, np.array([2.0, 1.0, 1.4]), seed=5)
+    save_nir(network, tmp_path / "net.nir", time_scale=1e-3)
+    imported = load_nir(tmp_path / "net.nir")
+    inputs = np.random.default_rng(5).uniform(0.15, 2.0, size=(64, 4))
+    for new, old in zip(dg.forward(imported, inputs), dg.forward(network, inputs)):
+        assert np.isfinite(old).any()
+        assert_bit_identical(new, old)
+
+
+def test_exported_graph_states_units_and_single_spike_semantics(helpers):
+    network = helpers.build_network([4, 5, 3], "axonal", 2.0, seed=6)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    meta = graph.metadata["delgrad"]
+    assert meta["time_scale_s"] == TIME_SCALE_S and meta["first_spike_only"] is True
+    assert "seconds" in meta["time_unit"] and "first threshold" in meta["spikes"]
+    lif = graph.nodes["hidden.lif"]
+    threshold, tau_m, tau_s = network.layers[0].neuron_arrays()
+    np.testing.assert_array_equal(lif.tau_mem, tau_m * TIME_SCALE_S)
+    np.testing.assert_array_equal(lif.tau_syn, tau_s * TIME_SCALE_S)
+    np.testing.assert_array_equal(lif.r, tau_m)
+    np.testing.assert_array_equal(lif.w_in, lif.tau_syn)
+    np.testing.assert_array_equal(lif.v_threshold, threshold)
+    np.testing.assert_array_equal(graph.nodes["hidden.linear"].weight, network.layers[0].projection.weights.T)
+    np.testing.assert_array_equal(graph.nodes["hidden.delay"].delay, network.layers[0].projection.delays * TIME_SCALE_S)
+    assert chain_keys(graph) == ["input", "hidden.delay", "hidden.linear", "hidden.lif",
+                                 "output.delay", "output.linear", "output.lif", "output"]
+
+
+def test_metadata_is_used_only_when_it_reproduces_the_nodes(helpers):
+    network = helpers.build_network([4, 5, 3], "synaptic", 2.0, seed=7)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    graph.nodes["hidden.lif"].tau_mem = graph.nodes["hidden.lif"].tau_mem * 2  # edited after export
+    imported = from_nir(graph)
+    np.testing.assert_allclose(imported.layers[0].neuron_arrays()[1], 2 * network.layers[0].neuron_arrays()[1],
+                               rtol=1e-15)
+    # the fold of the fan-out reproduces the synaptic delays and weights without metadata
+    assert imported.layers[0].projection.delay_kind is dg.DelayKind.SYNAPTIC
+    np.testing.assert_allclose(imported.layers[0].projection.delays, network.layers[0].projection.delays,
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_import_without_metadata_reads_the_node_values(helpers, kind):
+    network = helpers.build_network([4, 6, 3], kind, np.array([2.0, 1.3]), seed=8)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    for node in graph.nodes.values():
+        node.metadata = {}
+    imported = from_nir(graph, time_scale=TIME_SCALE_S)
+    assert [layer.projection.delay_kind.value for layer in imported.layers] == [kind, kind]
+    for new, old in zip(imported.layers, network.layers):
+        np.testing.assert_allclose(new.projection.weights, old.projection.weights, rtol=1e-14)
+        for a, b in zip(new.neuron_arrays(), old.neuron_arrays()):
+            np.testing.assert_allclose(a, b, rtol=1e-14)
+    inputs = np.random.default_rng(8).uniform(0.15, 2.0, size=(32, 4))
+    for new, old in zip(dg.forward(imported, inputs), dg.forward(network, inputs)):
+        np.testing.assert_allclose(new, old, rtol=1e-9)
+
+
+def test_another_time_scale_describes_the_same_dynamics_in_seconds(helpers):
+    network = helpers.build_network([4, 6, 3], "axonal", 2.0, seed=9)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    rescaled = from_nir(graph, time_scale=3 * TIME_SCALE_S)  # overrides the stored time unit
+    np.testing.assert_allclose(rescaled.layers[0].neuron_arrays()[1], network.layers[0].neuron_arrays()[1] / 3,
+                               rtol=1e-14)
+    inputs = np.random.default_rng(9).uniform(0.15, 2.0, size=(32, 4))
+    for new, old in zip(dg.forward(rescaled, inputs / 3), dg.forward(network, inputs)):
+        assert np.isfinite(old).any()
+        np.testing.assert_allclose(new * 3 * TIME_SCALE_S, old * TIME_SCALE_S, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- the CubaLIF mapping, independently
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("ratio", [2.0, 1.0, 1.6])
+def test_exported_graph_integrated_as_nir_documents_spikes_when_delgrad_does(helpers, kind, ratio):
+    network = helpers.build_network([5, 4, 3], kind, ratio, seed=11)
+    time_scale = 2e-4
+    graph = to_nir(network, time_scale=time_scale)
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        inputs = rng.uniform(0.15, 2.0, size=5)
+        delgrad_times = dg.forward(network, inputs[None, :])
+        nir_times = nir_spike_times(graph, inputs * time_scale)
+        assert any(np.isfinite(t).any() for t in nir_times)
+        for model, seconds in zip(delgrad_times, nir_times):
+            assert_times_close(model[0], seconds, time_scale)
+
+
+def test_delays_before_and_after_a_linear_import_as_synaptic_sums():
+    rng = np.random.default_rng(12)
+    n_in, n_out, time_scale = 3, 4, 1e-3
+    axonal, dendritic = rng.uniform(0, 5e-4, n_in), rng.uniform(0, 5e-4, n_out)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array([n_in])),
+            "axon": nir.Delay(delay=axonal),
+            "w": nir.Linear(weight=rng.uniform(0.5, 1.5, size=(n_out, n_in)) * 1e-3),
+            "dendrite": nir.Delay(delay=dendritic),
+            "lif": nir.CubaLIF(tau_syn=np.full(n_out, 1e-3), tau_mem=np.full(n_out, 2e-3), r=np.full(n_out, 2.0),
+                               v_leak=np.zeros(n_out), v_threshold=np.full(n_out, 0.5)),
+            "output": nir.Output(output_type=np.array([n_out])),
+        },
+        edges=[("input", "axon"), ("axon", "w"), ("w", "dendrite"), ("dendrite", "lif"), ("lif", "output")],
+    )
+    network = from_nir(graph, time_scale=time_scale)
+    projection = network.layers[0].projection
+    assert projection.delay_kind is dg.DelayKind.SYNAPTIC
+    np.testing.assert_allclose(projection.delays * time_scale, axonal[:, None] + dendritic[None, :], rtol=1e-14)
+    inputs = rng.uniform(0.1, 1.0, size=n_in)
+    assert_times_close(dg.forward(network, inputs[None])[0][0], nir_spike_times(graph, inputs * time_scale)[0],
+                       time_scale)
+
+
+# ---------------------------------------------------------------- graphs written by other tools
+
+
+def test_jaxsnn_style_single_layer_graph_imports_by_the_documented_equations():
+    rng = np.random.default_rng(13)
+    graph = jaxsnn_style_graph(rng)
+    time_scale = 2e-4  # tau_syn = 1 model unit
+    network = from_nir(graph, time_scale=time_scale)  # one layer: its reset cannot change a first spike
+    (layer,) = network.layers
+    neuron = layer.population.neuron
+    assert (neuron.threshold, neuron.tau_m, neuron.tau_s) == (1.0, 2.0, 1.0)
+    # w = W r w_in / (tau_m tau_syn): r = w_in = 1, tau_m = 2, tau_syn = 2e-4 s
+    np.testing.assert_allclose(layer.projection.weights, graph.nodes["linear"].weight.T / (2.0 * 2e-4), rtol=1e-15)
+    for _ in range(3):
+        inputs = rng.uniform(0.1, 1.5, size=3)
+        assert_times_close(dg.forward(network, inputs[None])[0][0],
+                           nir_spike_times(graph, inputs * time_scale)[0], time_scale)
+
+
+def test_snntorch_style_two_layer_graph_needs_first_spike_only():
+    rng = np.random.default_rng(14)
+    graph = snntorch_style_graph(rng)
+    with pytest.raises(NIRConversionError, match=r"'lif1'.*reset.*first_spike_only"):
+        from_nir(graph, time_scale=1e-4)
+    dt = 1e-4
+    network = from_nir(graph, time_scale=dt, first_spike_only=True)
+    assert [layer.population.name for layer in network.layers] == ["lif1", "lif2"]
+    for layer, linear in zip(network.layers, ("fc1", "fc2")):
+        # r = tau_mem/dt and w_in = tau_syn/dt give w = W / dt (unit-area spikes, time in units of dt)
+        np.testing.assert_allclose(layer.projection.weights, graph.nodes[linear].weight.T.astype(np.float64) / dt,
+                                   rtol=1e-6)
+        assert layer.projection.delay_kind is dg.DelayKind.NONE
+    hits = 0
+    for _ in range(4):
+        inputs = rng.uniform(0.0, 2.0, size=4)
+        delgrad_times = dg.forward(network, inputs[None])
+        for model, seconds in zip(delgrad_times, nir_spike_times(graph, inputs * dt)):
+            assert_times_close(model[0], seconds, dt)
+            hits += np.isfinite(seconds).sum()
+    assert hits > 0
+
+
+def test_affine_with_bias_is_refused():
+    graph = snntorch_style_graph(np.random.default_rng(15), bias=True)
+    with pytest.raises(NIRConversionError, match="'fc1'.*bias.*constant input current"):
+        from_nir(graph, time_scale=1e-4, first_spike_only=True)
+
+
+def recurrent_graph(rng, n=3):
+    """Input -> Linear -> CubaLIF <-> Linear (recurrent weights), as snnTorch writes RSynaptic."""
+    lif = nir.CubaLIF(tau_syn=np.full(n, 1e-3), tau_mem=np.full(n, 2e-3), r=np.full(n, 2.0),
+                      v_leak=np.zeros(n), v_threshold=np.ones(n))
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([2])), "fc": nir.Linear(weight=rng.normal(size=(n, 2))),
+               "lif": lif, "w_rec": nir.Linear(weight=rng.normal(size=(n, n))),
+               "output": nir.Output(output_type=np.array([n]))},
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+        type_check=False,
+    )
+
+
+def test_recurrent_graph_is_refused_naming_the_edge():
+    graph = recurrent_graph(np.random.default_rng(16))
+    with pytest.raises(NIRConversionError, match=r"recurrent edge .*'w_rec' -> 'lif'|recurrent edge 'lif' -> 'w_rec'"):
+        from_nir(graph, time_scale=1e-3)
+
+
+def test_recurrent_subgraph_is_refused():
+    inner = recurrent_graph(np.random.default_rng(17))
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([2])), "rnn": inner,
+               "output": nir.Output(output_type=np.array([3]))},
+        edges=[("input", "rnn"), ("rnn", "output")], type_check=False,
+    )
+    with pytest.raises(NIRConversionError, match="'rnn' is a recurrent subgraph"):
+        from_nir(graph, time_scale=1e-3)
+
+
+class _Oscillator(nir.NIRNode):
+    """A node type NIR does not define."""
+
+    def __init__(self):
+        self.metadata = {}
+        self.input_type = {"input": np.array([2])}
+        self.output_type = {"output": np.array([2])}
+
+
+@pytest.mark.parametrize(
+    "node, reason",
+    [
+        (nir.LIF(tau=np.full(2, 1e-3), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2)),
+         "'odd' is a LIF.*no synaptic current"),
+        (nir.CubaLI(tau_syn=np.full(2, 1e-3), tau_mem=np.full(2, 2e-3), r=np.ones(2), v_leak=np.zeros(2)),
+         "'odd' is a CubaLI.*does not spike"),
+        (_Oscillator(), "'odd' has the unknown type _Oscillator"),
+    ],
+    ids=["LIF", "CubaLI", "unknown"],
+)
+def test_unsupported_nodes_are_refused_with_the_reason(node, reason):
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([2])), "w": nir.Linear(weight=np.eye(2)), "odd": node,
+               "output": nir.Output(output_type=np.array([2]))},
+        edges=[("input", "w"), ("w", "odd"), ("odd", "output")], type_check=False,
+    )
+    with pytest.raises(NIRConversionError, match=reason):
+        from_nir(graph, time_scale=1e-3)
+
+
+def test_branching_graph_is_refused():
+    graph = jaxsnn_style_graph(np.random.default_rng(18))
+    graph.nodes["other"] = nir.Linear(weight=np.ones((2, 3)))
+    graph.edges.append(("input", "other"))
+    with pytest.raises(NIRConversionError, match="'input' has 2 outgoing edges"):
+        from_nir(graph, time_scale=1e-3)
+
+
+def test_missing_time_unit_is_refused():
+    with pytest.raises(NIRConversionError, match="does not state its time unit.*time_scale"):
+        from_nir(jaxsnn_style_graph(np.random.default_rng(19)))
+
+
+def test_nonzero_v_leak_is_refused():
+    graph = jaxsnn_style_graph(np.random.default_rng(20))
+    graph.nodes["cubalif"].v_leak = np.array([-0.5, -0.5])
+    with pytest.raises(NIRConversionError, match="v_leak"):
+        from_nir(graph, time_scale=1e-3)
+
+
+def test_one_synapse_with_two_delays_is_refused():
+    # line 0 and line 1 both carry input 0, with different delays, into the same neuron
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([1])), "fan": nir.Linear(weight=np.ones((2, 1))),
+               "delay": nir.Delay(delay=np.array([1e-3, 2e-3])), "w": nir.Linear(weight=np.ones((1, 2))),
+               "lif": nir.CubaLIF(tau_syn=np.ones(1), tau_mem=np.ones(1), r=np.ones(1), v_leak=np.zeros(1),
+                                  v_threshold=np.ones(1)),
+               "output": nir.Output(output_type=np.array([1]))},
+        edges=[("input", "fan"), ("fan", "delay"), ("delay", "w"), ("w", "lif"), ("lif", "output")],
+    )
+    with pytest.raises(NIRConversionError, match="different delays.*one delay per synapse"):
+        from_nir(graph, time_scale=1e-3)
+
+
+def test_unknown_format_version_is_refused(helpers):
+    graph = to_nir(helpers.build_network([2, 2], "none", 2.0, seed=0), time_scale=1e-3)
+    graph.metadata["delgrad"]["version"] = 2
+    with pytest.raises(NIRConversionError, match="format version 2"):
+        from_nir(graph)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), "fast"])
+def test_invalid_time_scale_is_refused(helpers, bad):
+    network = helpers.build_network([2, 2], "none", 2.0, seed=0)
+    with pytest.raises(NIRConversionError, match="time_scale"):
+        to_nir(network, time_scale=bad)
+    assert issubclass(NIRConversionError, ValueError)
+
+
+# ---------------------------------------------------------------- packaging
+
+
+def test_core_and_cli_do_not_import_nir():
+    code = ("import sys, delgrad_core, delgrad_core.cli, delgrad_core.nir; "
+            "assert 'nir' not in sys.modules, sorted(m for m in sys.modules if m.startswith('nir'))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_nir_package_says_how_to_install(monkeypatch, helpers):
+    monkeypatch.setitem(sys.modules, "nir", None)  # makes `import nir` fail
+    with pytest.raises(NIRNotInstalledError, match=r"pip install 'delgrad\[nir\]'") as info:
+        to_nir(helpers.build_network([2, 2], "none", 2.0, seed=0), time_scale=1e-3)
+    assert isinstance(info.value, ImportError)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_export_then_import_round_trips(tmp_path, helpers):
+    network = helpers.build_network([4, 5, 3], "synaptic", 2.0, seed=21)
+    dg.save_network(network, tmp_path / "net.npz")
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", "--format", "nir", str(tmp_path / "net.npz"), str(tmp_path / "net.nir"),
+                                  "--time-scale", "6e-6"])
+    assert result.exit_code == 0, result.output
+    assert nir.read(tmp_path / "net.nir").metadata["delgrad"]["time_scale_s"] == 6e-6
+    result = runner.invoke(main, ["import", str(tmp_path / "net.nir"), str(tmp_path / "back.npz")])
+    assert result.exit_code == 0, result.output
+    assert_same_network(dg.load_network(tmp_path / "back.npz"), network)
+
+
+def test_cli_import_of_foreign_graph_uses_time_scale_and_flag(tmp_path):
+    nir.write(tmp_path / "snn.nir", snntorch_style_graph(np.random.default_rng(22)))
+    runner = CliRunner()
+    args = ["import", str(tmp_path / "snn.nir"), str(tmp_path / "snn.npz")]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1 and "time unit" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, args + ["--time-scale", "1e-4"])
+    assert result.exit_code == 1 and "--first-spike-only" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(main, args + ["--time-scale", "1e-4", "--first-spike-only"])
+    assert result.exit_code == 0, result.output
+    assert dg.load_network(tmp_path / "snn.npz").sizes == [4, 5, 3]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    nir.write(tmp_path / "rnn.nir", recurrent_graph(np.random.default_rng(23)))
+    result = CliRunner().invoke(main, ["import", str(tmp_path / "rnn.nir"), str(tmp_path / "x.npz"),
+                                       "--time-scale", "1e-3"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "recurrent edge" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.npz").exists()
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "rnn.nir"), str(tmp_path / "x.nir")])
+    assert result.exit_code == 2 and "--time-scale" in result.output
+
+
+def test_cli_without_nir_says_how_to_install(tmp_path, monkeypatch, helpers):
+    dg.save_network(helpers.build_network([2, 2], "none", 2.0, seed=0), tmp_path / "net.npz")
+    monkeypatch.setitem(sys.modules, "nir", None)
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "net.nir"),
+                                       "--time-scale", "1e-3"])
+    assert result.exit_code == 1 and "pip install 'delgrad[nir]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
