@@ -39,6 +39,6 @@ _EXPORTS = {
     ],
 }
 __getattr__, __dir__, __all__ = lazy_exports(
-    __name__, _EXPORTS, submodules=("datasets", "training", "testing", "hookspecs")
+    __name__, _EXPORTS, submodules=("datasets", "training", "testing", "hookspecs", "nir")
 )
 __all__ = [*__all__, "__version__"]

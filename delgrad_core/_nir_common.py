@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from delgrad_core._errors import DelgradError, FileFormatError
+
 __all__ = [
     "NIRConversionError",
     "NIRNotInstalledError",
@@ -23,11 +25,11 @@ FORMAT = "delgrad-nir"
 FORMAT_VERSION = 1
 
 
-class NIRConversionError(ValueError):
+class NIRConversionError(FileFormatError):
     """A network or NIR graph that cannot be converted exactly; the message names the reason."""
 
 
-class NIRNotInstalledError(ImportError):
+class NIRNotInstalledError(DelgradError, ImportError):
     """The optional `nir` package is missing."""
 
 
