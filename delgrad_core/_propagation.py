@@ -98,13 +98,18 @@ def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = N
 
 
 def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str) -> np.ndarray | None:
-    """Validate observed arrival times (batch, n_pre, n_post): finite or +inf (never arrived)."""
+    """Validate observed arrival times: (batch, n_pre, n_post), or (batch, n_pre) when every
+    neuron sees the same arrival of an input; finite or +inf (never arrived).  Returns the
+    3-d form the kernels read."""
     if arrival_times is None:
         return None
     array = _as_float_array(arrival_times, field_name)
-    expected = (n_batch, layer.projection.n_pre, layer.projection.n_post)
-    if array.shape != expected:
-        raise InvalidValueError(f"{field_name}: expected shape {expected}, got {np.shape(arrival_times)}")
+    n_pre, n_post = layer.projection.n_pre, layer.projection.n_post
+    if array.shape == (n_batch, n_pre):
+        array = np.ascontiguousarray(np.broadcast_to(array[:, :, None], (n_batch, n_pre, n_post)))
+    if array.shape != (n_batch, n_pre, n_post):
+        raise InvalidValueError(f"{field_name}: expected shape {(n_batch, n_pre, n_post)} or {(n_batch, n_pre)}, "
+                                f"got {np.shape(arrival_times)}")
     if np.isnan(array).any() or (array == -np.inf).any():
         raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for an input that never arrived)")
     return array
@@ -147,9 +152,10 @@ def layer_forward(layer: Layer, pre_spike_times, *, arrival_times=None, n_thread
     layer : Layer
     pre_spike_times : array (batch, n_pre)
         Presynaptic spike times in units of tau_s; +inf marks a silent input.
-    arrival_times : array (batch, n_pre, n_post), optional
+    arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
         Arrival time of input i at neuron j per sample, replacing t_i + d_ij (e.g. with delay
-        jitter); +inf = the input never arrives.
+        jitter); the 2-d form gives one arrival per input for every neuron; +inf = the input
+        never arrives.
     n_threads : int, optional
     """
     layer.validate()
@@ -258,7 +264,7 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
         The layer's spike times, computed or observed.
     post_gradient : array (batch, n_post)
         dL/dt of the layer's spike times; zero entries (and silent neurons) pass nothing.
-    arrival_times : array (batch, n_pre, n_post), optional
+    arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
         Observed arrival times; every kernel term and the delay gradient are taken there.
     """
     layer.validate()
@@ -327,8 +333,9 @@ def backward(
         Spike times of every layer, from `forward` or observed on a backend or device.
     output_gradient : array (batch, n_outputs)
         dL/dt of the output spike times; entries of silent neurons are ignored.
-    arrival_times : list of (array (batch, n_pre, n_post) or None), optional
-        Observed arrival times per layer (None for a layer without observations).
+    arrival_times : list of (array or None), optional
+        Observed arrival times per layer, as in `layer_backward` (None for a layer without
+        observations).
     guard : callable, optional
         ``guard(layer_index, largest_weight_term) -> bool mask (batch, n_post)``: entries to
         exclude, decided from max_i |dL/dt_j dt_j/dw_ij| of every (sample, neuron).  Excluded

@@ -271,3 +271,58 @@ def test_sweep_keeps_going_when_a_run_fails(tmp_path):
     again = runner.invoke(main, args)
     assert again.exit_code == 0, again.output
     assert len((tmp_path / "sweep.csv").read_text().splitlines()) == 3
+
+
+def test_training_runs_what_the_backend_represents_on_float_shadow_weights(monkeypatch):
+    from delgrad_core.testing import MockBackend
+
+    caps = dg.Capabilities(weight_limit=1.5, weight_resolution=0.125, max_batch_size=300, exact=True)
+    backend = MockBackend(capabilities=caps)
+    seen_arrivals = []
+    real_backward = dg.backward
+
+    def recording_backward(*args, **kwargs):
+        seen_arrivals.append(kwargs.get("arrival_times"))
+        return real_backward(*args, **kwargs)
+
+    monkeypatch.setattr("delgrad_core.training._trainer.backward", recording_backward)
+    config = TrainingConfig(epochs=1, hidden=6, batch_size=125, delays="axonal")
+    with Trainer(config, backend=backend) as trainer:
+        trainer.fit(progress=False)
+    for request in backend.requests:
+        for layer in request.network.layers:
+            weights = layer.projection.weights
+            assert np.abs(weights).max() <= 1.5
+            np.testing.assert_allclose(weights / 0.125, np.round(weights / 0.125), atol=1e-9)
+    shadow = trainer.model.params["layers.0.weights"]
+    assert not np.allclose(shadow / 0.125, np.round(shadow / 0.125)), "the shadow weights stay continuous"
+    sizes = [request.batch_size for request in backend.requests]
+    assert sizes == [125] * 40 + [300, 300, 300, 100]  # 5000 training samples, then validation in chunks
+    assert backend.close_calls == 0  # an injected backend belongs to the caller
+    assert len(seen_arrivals) > 0 and all(a is None for a in seen_arrivals)
+
+
+def test_training_takes_gradients_at_the_backends_observed_arrivals(monkeypatch):
+    from delgrad_core.testing import MockBackend
+
+    def jittered(request):
+        rng = np.random.default_rng(request.seed % 2**32)
+        network, pre = request.network, request.input_spike_times
+        layer = network.layers[0]
+        arrivals = pre + layer.projection.delays[None, :] + rng.normal(0, 0.01, pre.shape)
+        hidden = dg.layer_forward(layer, pre, arrival_times=arrivals)
+        output = dg.layer_forward(network.layers[1], hidden)
+        return dg.ExecutionResult([hidden, output], {}, [arrivals, None])
+
+    backend = MockBackend(jittered, capabilities=dg.Capabilities(delay_kinds={"axonal"}, seed_independent=False))
+    seen = []
+    real_backward = dg.backward
+
+    def recording_backward(*args, **kwargs):
+        seen.append(kwargs["arrival_times"])
+        return real_backward(*args, **kwargs)
+
+    monkeypatch.setattr("delgrad_core.training._trainer.backward", recording_backward)
+    with Trainer(TrainingConfig(epochs=1, hidden=5, delays="axonal", batch_size=500), backend=backend) as trainer:
+        trainer.fit(progress=False)
+    assert seen and all(a[0].shape == (500, 4) and a[1] is None for a in seen)

@@ -16,6 +16,20 @@ from delgrad_core._ir import DelayKind
 _DELAY_CHOICES = [kind.value for kind in DelayKind]
 
 
+def _parse_backend_options(ctx, param, values) -> dict:
+    from delgrad_core._options import parse_key_values
+
+    try:
+        return parse_key_values(values)
+    except InvalidValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+BACKEND_OPTION = click.option(
+    "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE", callback=_parse_backend_options,
+    help="Option for the backend (repeatable); VALUE is read as JSON when it can be, e.g. chip=3.")
+
+
 def _fresh_out_dir() -> Path:
     """runs/train-YYYYmmdd-HHMMSS, with a suffix if it exists."""
     base = Path("runs") / datetime.now().strftime("train-%Y%m%d-%H%M%S")
@@ -50,8 +64,9 @@ def _settings(config_file, options: dict) -> dict:
               help="Output folder.  [default: a fresh runs/train-<time>]")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@BACKEND_OPTION
 def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
-          no_progress):
+          no_progress, backend_options):
     """Train a Yin-Yang classifier; write metrics.json, network.npz and plots into --out."""
     from delgrad_core.training import config_for_backend
     from delgrad_core.training._run import run_training
@@ -59,7 +74,10 @@ def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, co
     options = dict(backend=backend, hidden=hidden, delays=delays, tau_ratio=tau_ratio, epochs=epochs,
                    batch_size=batch_size, seed=seed, loss=loss)
     try:
-        config = config_for_backend(_settings(config_file, options))
+        settings = _settings(config_file, options)
+        if backend_options:
+            settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
+        config = config_for_backend(settings)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     if resume and out_dir is None:
@@ -88,7 +106,8 @@ def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, co
 @click.option("--t-late", type=float, default=2.0, show_default=True, help="Encoder: time of feature 1.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for noisy backends.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def evaluate(network_file, backend, split, dataset, t_early, t_late, seed, as_json):
+@BACKEND_OPTION
+def evaluate(network_file, backend, split, dataset, t_early, t_late, seed, as_json, backend_options):
     """First-spike accuracy of a saved network (network.npz) on a dataset split."""
     from delgrad_core._encoding import LatencyEncoder
     from delgrad_core._losses import accuracy
@@ -101,7 +120,7 @@ def evaluate(network_file, backend, split, dataset, t_early, t_late, seed, as_js
     data = load_dataset(dataset, split)
     encoder = LatencyEncoder(t_early, t_late)
     check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
-    with get_backend(backend) as target:
+    with get_backend(backend, **backend_options) as target:
         calibration = target.calibrate(network, seed=seed)
         output = output_spike_times(target, network, encoder(data.features), calibration, lambda: seed)
     report = {"network": str(network_file), "backend": target.name, "dataset": dataset, "split": split,
@@ -138,11 +157,15 @@ def _kind_list(ctx, param, value):
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with further TrainingConfig settings for every run.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
-def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir):
+@click.option("--backend", help="Backend name for every run.  [default: reference]")
+@BACKEND_OPTION
+def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
     from delgrad_core.training._sweep import SweepError, run_sweep
 
-    base = _settings(config_file, {"epochs": epochs})
+    base = _settings(config_file, {"epochs": epochs, "backend": backend})
+    if backend_options:
+        base["backend_options"] = {**base.get("backend_options", {}), **backend_options}
     try:
         table = run_sweep(base, hidden, delays, seeds, Path(out_dir), jobs=jobs,
                           echo=lambda line: click.echo(line, err=True))

@@ -1,0 +1,173 @@
+"""ExecutionRequest / ExecutionResult: bit-identical byte round trips, digests stable across
+processes, snapshots, and clear errors for malformed bytes."""
+
+import io
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import delgrad_core as dg
+from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, FileFormatError
+
+KINDS = ["none", "axonal", "dendritic", "synaptic"]
+
+
+def _request(kind="synaptic", seed=5, calibration=True, per_neuron=False):
+    network = dg.Network.feedforward([4, 7, 3], delay_kind=kind, delay_value=0.25, seed=2)
+    if per_neuron:
+        network.layers[0].population.neuron = dg.NeuronParameters(np.linspace(0.9, 1.1, 7), 2.0, 1.0)
+    network.layers[0].projection.weights[0, :3] = [-0.0, 5e-324, np.nextafter(1.0, 2.0)]
+    inputs = np.random.default_rng(1).uniform(0.15, 2.0, (6, 4))
+    inputs[0, 1] = np.inf
+    cal = Calibration("reference", {"note": "x"}, "reference-1", {"gain": np.arange(3.0)}) if calibration else None
+    return ExecutionRequest(network, inputs, cal, seed)
+
+
+def _same_request(a: ExecutionRequest, b: ExecutionRequest):
+    assert a.seed == b.seed and a.calibration == b.calibration
+    assert a.input_spike_times.tobytes() == b.input_spike_times.tobytes()
+    for x, y in zip(a.network.layers, b.network.layers):
+        assert x.projection.weights.tobytes() == y.projection.weights.tobytes()
+        assert x.projection.delay_kind is y.projection.delay_kind
+        if x.projection.delays is not None:
+            assert x.projection.delays.tobytes() == y.projection.delays.tobytes()
+        for name in ("threshold", "tau_m", "tau_s"):
+            assert np.asarray(getattr(x.population.neuron, name)).tobytes() == \
+                np.asarray(getattr(y.population.neuron, name)).tobytes()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("per_neuron", [False, True])
+def test_request_round_trip_is_bit_identical(kind, per_neuron):
+    request = _request(kind, per_neuron=per_neuron)
+    data = request.to_bytes()
+    restored = ExecutionRequest.from_bytes(data)
+    _same_request(restored, request)
+    assert restored.digest == request.digest
+    assert restored.to_bytes() == data  # deterministic bytes
+    assert ExecutionRequest.from_bytes(io.BytesIO(data)).digest == request.digest
+
+
+def test_result_round_trip_is_bit_identical():
+    times = [np.array([[0.5, np.inf, -0.0]]), np.array([[5e-324, 2.0]])]
+    arrivals = [np.array([[1.0, 2.0]]), None]
+    result = ExecutionResult(times, {"wall_seconds": 0.25, "chip": {"id": 3}}, arrivals)
+    data = result.to_bytes()
+    restored = ExecutionResult.from_bytes(data)
+    assert [t.tobytes() for t in restored.layer_spike_times] == [t.tobytes() for t in times]
+    assert restored.arrival_times[0].tobytes() == arrivals[0].tobytes() and restored.arrival_times[1] is None
+    assert restored.metadata == result.metadata
+    assert restored.to_bytes() == data
+    assert ExecutionResult.from_bytes(ExecutionResult(times).to_bytes()).arrival_times is None
+
+
+def test_digest_is_the_same_in_another_process():
+    request = _request()
+    code = ("import sys; from delgrad_core import ExecutionRequest; "
+            "print(ExecutionRequest.from_bytes(sys.stdin.buffer.read()).digest)")
+    out = subprocess.run([sys.executable, "-c", code], input=request.to_bytes(), capture_output=True, timeout=60)
+    assert out.stdout.decode().strip() == request.digest, out.stderr.decode()
+    assert len(request.digest) == 64 and int(request.digest, 16) >= 0
+
+
+def test_digest_depends_on_every_part():
+    base = _request()
+    changed_weights = _request()
+    network = changed_weights.network
+    weights = network.layers[1].projection.weights.copy()
+    weights[0, 0] = np.nextafter(weights[0, 0], 10.0)
+    network = dg.Network(network.input, [network.layers[0], dg.Layer(
+        network.layers[1].population, dg.Projection(weights, "synaptic", network.layers[1].projection.delays,
+                                                    network.layers[1].projection.name))])
+    digests = {
+        base.digest,
+        base.replace(seed=6).digest,
+        base.replace(seed=None).digest,
+        base.replace(calibration=None).digest,
+        base.replace(input_spike_times=base.input_spike_times[:5]).digest,
+        base.replace(network=network).digest,
+    }
+    assert len(digests) == 6
+    assert base.replace().digest == base.digest
+
+
+def test_request_is_a_snapshot():
+    network = dg.Network.feedforward([2, 3], seed=0)
+    inputs = np.array([[0.1, 0.2]])
+    request = ExecutionRequest(network, inputs)
+    digest = request.digest
+    network.layers[0].projection.weights[0, 0] += 1.0
+    inputs[0, 0] = 5.0
+    assert request.digest == digest and request.input_spike_times[0, 0] == 0.1
+    with pytest.raises(ValueError):
+        request.network.layers[0].projection.weights[0, 0] = 3.0  # read-only
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"seed": -1}, "seed: expected None or an integer"),
+        ({"seed": 2**63}, "seed: expected None or an integer"),
+        ({"seed": 1.5}, "seed: expected None or an integer"),
+        ({"calibration": {"x": 1}}, "calibration: expected a Calibration"),
+        ({"input_spike_times": np.zeros((2, 3))}, r"input_spike_times: expected shape \(batch, 2\)"),
+        ({"input_spike_times": np.array([[np.nan, 0.0]])}, "input_spike_times: contains NaN"),
+        ({"network": "net"}, "network: expected a delgrad_core.Network"),
+    ],
+)
+def test_request_fields_are_validated(kwargs, message):
+    values = {"network": dg.Network.feedforward([2, 3]), "input_spike_times": np.zeros((1, 2))}
+    values.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        ExecutionRequest(**values)
+
+
+def _rewrite(data: bytes, change) -> bytes:
+    """Copy an archive, letting `change(name, payload)` return a new payload or None to drop."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            payload = change(info.filename, source.read(info))
+            if payload is not None:
+                target.writestr(info.filename, payload)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d[: len(d) // 2], "not an npz archive"),
+        (lambda d: b"garbage", "not an npz archive"),
+        (lambda d: _rewrite(d, lambda n, p: None if n == "input_spike_times.npy" else p), "'input_spike_times' is missing"),
+        (lambda d: _rewrite(d, lambda n, p: p[:-8] if n == "input_spike_times.npy" else p), "truncated or padded"),
+        (lambda d: _rewrite(d, lambda n, p: None if n.startswith("calibration.calibration.arrays") else p),
+         "does not match its digest"),
+    ],
+)
+def test_malformed_request_bytes_give_a_file_format_error(mutate, message):
+    with pytest.raises(FileFormatError, match=message):
+        ExecutionRequest.from_bytes(mutate(_request().to_bytes()))
+
+
+def test_a_request_never_unpickles():
+    evil = io.BytesIO()
+    np.savez(evil, **{"request.json": np.array([object()], dtype=object)}, allow_pickle=True)
+    with pytest.raises(FileFormatError, match="dtype object"):
+        ExecutionRequest.from_bytes(evil.getvalue())
+
+
+def test_network_save_and_load_through_bytes_and_file_objects(tmp_path):
+    network = dg.Network.feedforward([3, 4, 2], delay_kind="axonal", delay_value=0.5, seed=1)
+    buffer = io.BytesIO()
+    assert dg.save_network(network, buffer) is None
+    loaded = dg.load_network(buffer.getvalue())
+    assert loaded.layers[0].projection.weights.tobytes() == network.layers[0].projection.weights.tobytes()
+    with open(tmp_path / "n.npz", "wb") as handle:
+        dg.save_network(network, handle)
+    with open(tmp_path / "n.npz", "rb") as handle:
+        assert dg.load_network(handle).sizes == [3, 4, 2]
+    assert (tmp_path / "n.npz").read_bytes() == buffer.getvalue()
