@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from delgrad_core.datasets._dataset import Dataset
+from delgrad_core.datasets._digits import DIGITS_SPLITS, digits
+from delgrad_core.datasets._mnist import FASHION_MNIST_SPLITS, MNIST_SPLITS, fashion_mnist, mnist
 from delgrad_core.datasets._yin_yang import YIN_YANG_SPLITS, yin_yang
 
 __all__ = ["available_datasets", "load_dataset"]
@@ -12,6 +14,10 @@ __all__ = ["available_datasets", "load_dataset"]
 # name -> (loader taking the split name, allowed split names)
 _LOADERS: dict[str, tuple[Callable[[str], Dataset], tuple[str, ...]]] = {
     "yin_yang": (yin_yang, tuple(YIN_YANG_SPLITS)),
+    # the image datasets read their files from the default directory (environment variable or Debian's)
+    "fashion_mnist": (fashion_mnist, tuple(FASHION_MNIST_SPLITS)),
+    "mnist": (mnist, tuple(MNIST_SPLITS)),
+    "digits": (digits, tuple(DIGITS_SPLITS)),
 }
 
 
