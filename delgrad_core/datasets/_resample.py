@@ -23,12 +23,12 @@ def area_weights(in_pixels: int, out_pixels: int) -> np.ndarray:
     """
     if not 1 <= out_pixels <= in_pixels:
         raise ValueError(f"out_pixels: expected 1 <= out_pixels <= {in_pixels}, got {out_pixels}")
-    scale = in_pixels / out_pixels
-    start = np.arange(out_pixels)[:, None] * scale
-    stop = start + scale
-    pixel = np.arange(in_pixels)[None, :]
-    overlap = np.clip(np.minimum(stop, pixel + 1) - np.maximum(start, pixel), 0.0, None)
-    return overlap / scale
+    # In units of 1 / out_pixels input pixels every boundary is an integer: input pixel i spans
+    # [i, i + 1) * out_pixels, output pixel j spans [j, j + 1) * in_pixels.
+    output = np.arange(out_pixels)[:, None] * in_pixels
+    pixel = np.arange(in_pixels)[None, :] * out_pixels
+    overlap = np.minimum(output + in_pixels, pixel + out_pixels) - np.maximum(output, pixel)
+    return np.clip(overlap, 0, None) / in_pixels
 
 
 def area_average(images: np.ndarray, out_pixels: int) -> np.ndarray:
