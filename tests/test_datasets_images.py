@@ -117,10 +117,15 @@ def test_idx_reads_uint8_images_and_labels(tmp_path, compress):
 
 @pytest.mark.parametrize("dtype", list(TYPE_CODES))
 def test_idx_reads_every_type_in_native_byte_order(tmp_path, dtype):
-    values = (np.arange(24).reshape(2, 3, 4) * 37 - 300).astype(dtype) if dtype not in (np.uint8, np.int8) else (
-        np.arange(24).reshape(2, 3, 4) * 5).astype(dtype)
-    if np.issubdtype(dtype, np.floating):
-        values = values / 7
+    steps = np.arange(24).reshape(2, 3, 4)
+    if dtype is np.uint8:
+        values = (steps * 11).astype(dtype)  # up to 253
+    elif np.issubdtype(dtype, np.integer):
+        values = (steps * 5 - 60).astype(dtype)  # negative too; fits int8
+        if dtype is not np.int8:
+            values *= 300  # needs the high bytes
+    else:
+        values = (steps / 7 - 1.5).astype(dtype)
     data = read_idx(write(tmp_path / "file.idx", idx_bytes(values)))
     assert data.dtype.isnative and data.dtype == np.dtype(dtype) and data.shape == (2, 3, 4)
     np.testing.assert_array_equal(data, values)
