@@ -346,6 +346,9 @@ def test_environment_variable_and_directory_option(mnist_dir, tmp_path_factory, 
     np.testing.assert_array_equal(fashion_mnist("test", directory=other).labels, other_content["test"][1])
     monkeypatch.setenv("DELGRAD_MNIST_DIR", str(other))
     assert len(mnist("test")) == 12 and len(load_dataset("mnist", "train")) == 22
+    monkeypatch.setenv("HOME", str(other.parent))
+    monkeypatch.setenv("DELGRAD_MNIST_DIR", f"~/{other.name}")
+    assert len(mnist("test")) == 12 and len(mnist("test", directory=f"~/{other.name}")) == 12
 
 
 def test_plain_file_is_preferred_over_gzipped(mnist_dir):
@@ -382,6 +385,8 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
     for text in ("DELGRAD_MNIST_DIR", "Debian has no MNIST package", "http://yann.lecun.com/exdb/mnist/"):
         assert text in message
     assert "apt-get" not in message
+    with pytest.raises(DatasetFilesNotFoundError, match="given by the directory option; no such directory"):
+        mnist("test", directory=tmp_path / "absent")
 
 
 def test_files_that_do_not_match(tmp_path):

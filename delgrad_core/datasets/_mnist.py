@@ -84,10 +84,10 @@ _MNIST = _Source("mnist", "MNIST", MNIST_CLASS_NAMES, "DELGRAD_MNIST_DIR", "http
 def _directory(source: _Source, directory: str | os.PathLike | None) -> tuple[Path | None, str]:
     """The directory to read from and how it was chosen (option, environment, Debian's location)."""
     if directory is not None:
-        return Path(directory), "given by the directory option"
+        return Path(directory).expanduser(), "given by the directory option"
     from_environment = os.environ.get(source.environment_variable, "")
     if from_environment:
-        return Path(from_environment), f"from ${source.environment_variable}"
+        return Path(from_environment).expanduser(), f"from ${source.environment_variable}"
     if source.debian_dir is not None:
         return source.debian_dir, f"where Debian's package {source.debian_package} installs them"
     return None, f"no directory given, ${source.environment_variable} unset, and Debian has no {source.title} package"
@@ -116,7 +116,10 @@ def _find_files(source: _Source, part: str, directory: str | os.PathLike | None)
         if path is None:
             missing.append(f"{stem}[.gz]")
     if missing:
-        place = f"in {where} ({how})" if where is not None else f"({how})"
+        if where is None:
+            place = f"({how})"
+        else:
+            place = f"in {where} ({how}{'' if where.is_dir() else '; no such directory'})"
         raise DatasetFilesNotFoundError(f"{source.title}: missing {' and '.join(missing)} {place}.\n{_how_to_get(source)}")
     return found[0], found[1]
 
