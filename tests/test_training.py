@@ -170,7 +170,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "settings, field",
     [({"delays": "diagonal"}, "delays"), ({"hidden": 0}, "hidden"), ({"loss": "hinge"}, "loss"),
-     ({"tau_ratio": -1.0}, "tau_ratio"), ({"dataset": "mnist"}, "dataset"), ({"hiden": 3}, "hiden")],
+     ({"tau_ratio": -1.0}, "tau_ratio"), ({"dataset": "cifar10"}, "dataset"), ({"hiden": 3}, "hiden")],
 )
 def test_config_errors_name_the_setting(settings, field):
     with pytest.raises(ValueError, match=field):

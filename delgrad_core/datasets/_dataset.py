@@ -13,6 +13,22 @@ __all__ = ["Dataset"]
 
 
 @dataclass(frozen=True)
+class _HandedOver:
+    """Features a loader of this package made for one `Dataset` alone, kept by it without a copy."""
+
+    array: np.ndarray
+
+
+def hand_over(features: np.ndarray) -> _HandedOver:
+    """Pass freshly made float64 `features` to `Dataset` without the defensive copy.
+
+    Package-internal, for loaders whose feature arrays are large (Fashion-MNIST's train split
+    is 345 MB): the caller must keep no other reference to `features` or to a view of it.
+    """
+    return _HandedOver(features)
+
+
+@dataclass(frozen=True)
 class Dataset:
     """One split of a labelled dataset.
 
@@ -26,7 +42,8 @@ class Dataset:
     class_names : tuple of str
         Name of each class, indexed by label.
 
-    The arrays are copied and made read-only on construction.
+    The arrays are copied (features made by this package's loaders are handed over instead)
+    and made read-only on construction.
     """
 
     name: str
@@ -43,7 +60,10 @@ class Dataset:
         class_names = tuple(self.class_names)
         if not class_names or not all(isinstance(c, str) for c in class_names):
             raise InvalidValueError(f"Dataset.class_names: expected a non-empty tuple of strings, got {self.class_names!r}")
-        features = np.array(self.features, dtype=np.float64)
+        if isinstance(self.features, _HandedOver):
+            features = np.asarray(self.features.array, dtype=np.float64)
+        else:
+            features = np.array(self.features, dtype=np.float64)
         if features.ndim != 2:
             raise InvalidValueError(f"Dataset.features: expected a 2-d array (n_samples, n_features), got {features.ndim}-d")
         if not np.all(np.isfinite(features)):

@@ -1,0 +1,217 @@
+"""MNIST and Fashion-MNIST from their original IDX files, by one loader.
+
+Both datasets ship as the same four files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally gzipped): 60,000 training
+and 10,000 test images of 28 x 28 grey levels 0..255 with labels 0..9. The splits:
+
+- ``test``: the 10,000 t10k images;
+- ``validation``: one twelfth (rounded down) of the training file, 5,000 of 60,000 images,
+  chosen by `stratified_partition` with seed `MNIST_VALIDATION_SEED` (about as many images of
+  each class as the training file holds in proportion);
+- ``train``: the other 55,000 images of the training file.
+
+Features are the grey levels divided by 255 (float64 in [0, 1]), flattened row by row.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from delgrad_core.datasets._dataset import Dataset, hand_over
+from delgrad_core.datasets._errors import DatasetFileError, DatasetFilesNotFoundError
+from delgrad_core.datasets._idx import read_idx
+from delgrad_core.datasets._resample import area_average
+from delgrad_core.datasets._splits import stratified_partition
+
+__all__ = [
+    "FASHION_MNIST_CLASS_NAMES",
+    "FASHION_MNIST_DEBIAN_DIR",
+    "FASHION_MNIST_SPLITS",
+    "MNIST_CLASS_NAMES",
+    "MNIST_IMAGE_PIXELS",
+    "MNIST_SPLITS",
+    "MNIST_VALIDATION_SEED",
+    "fashion_mnist",
+    "mnist",
+]
+
+#: Side of the original images, in pixels.
+MNIST_IMAGE_PIXELS = 28
+#: Split name -> number of images (with the original files).
+MNIST_SPLITS = {"train": 55_000, "validation": 5_000, "test": 10_000}
+FASHION_MNIST_SPLITS = dict(MNIST_SPLITS)
+#: Seed of the partition of the training file into the train and validation splits.
+MNIST_VALIDATION_SEED = 0
+MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
+FASHION_MNIST_CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+#: Where Debian's package ``dataset-fashion-mnist`` installs the four gzipped files.
+FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+# split -> (images file, labels file), without the optional ".gz"
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where one of the two datasets is found and how to get it."""
+
+    name: str
+    title: str
+    class_names: tuple[str, ...]
+    environment_variable: str
+    download_url: str
+    debian_package: str | None = None
+    debian_dir: Path | None = None
+
+
+_FASHION_MNIST = _Source(
+    "fashion_mnist", "Fashion-MNIST", FASHION_MNIST_CLASS_NAMES, "DELGRAD_FASHION_MNIST_DIR",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "dataset-fashion-mnist", FASHION_MNIST_DEBIAN_DIR,
+)
+_MNIST = _Source("mnist", "MNIST", MNIST_CLASS_NAMES, "DELGRAD_MNIST_DIR", "http://yann.lecun.com/exdb/mnist/")
+
+
+def _directory(source: _Source, directory: str | os.PathLike | None) -> tuple[Path | None, str]:
+    """The directory to read from and how it was chosen (option, environment, Debian's location)."""
+    if directory is not None:
+        return Path(directory).expanduser(), "given by the directory option"
+    from_environment = os.environ.get(source.environment_variable, "")
+    if from_environment:
+        return Path(from_environment).expanduser(), f"from ${source.environment_variable}"
+    if source.debian_dir is not None:
+        return source.debian_dir, f"where Debian's package {source.debian_package} installs them"
+    return None, f"no directory given, ${source.environment_variable} unset, and Debian has no {source.title} package"
+
+
+def _how_to_get(source: _Source) -> str:
+    names = ", ".join(f"{stem}.gz" for pair in _FILES.values() for stem in pair)
+    lines = [f"To get the {source.title} files:"]
+    if source.debian_package is not None:
+        lines.append(f"  - on Debian: apt-get install {source.debian_package} (installs them in {source.debian_dir}), or")
+    lines.append(f"  - download {names} from {source.download_url} into a directory,")
+    lines.append(
+        f"then pass that directory as directory=... or set the environment variable {source.environment_variable}."
+    )
+    return "\n".join(lines)
+
+
+def _find_files(source: _Source, part: str, directory: str | os.PathLike | None) -> tuple[Path, Path]:
+    """Paths of the images and labels files of `part` ("train" or "test"); plain files win over .gz."""
+    where, how = _directory(source, directory)
+    found, missing = [], []
+    for stem in _FILES[part]:
+        candidates = [] if where is None else [where / stem, where / f"{stem}.gz"]
+        path = next((candidate for candidate in candidates if candidate.is_file()), None)
+        found.append(path)
+        if path is None:
+            missing.append(f"{stem}[.gz]")
+    if missing:
+        if where is None:
+            place = f"({how})"
+        else:
+            place = f"in {where} ({how}{'' if where.is_dir() else '; no such directory'})"
+        raise DatasetFilesNotFoundError(f"{source.title}: missing {' and '.join(missing)} {place}.\n{_how_to_get(source)}")
+    return found[0], found[1]
+
+
+def _read_images_and_labels(images_path: Path, labels_path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The uint8 images (n, 28, 28) and labels (n,) of one pair of files, checked against each other."""
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    side = MNIST_IMAGE_PIXELS
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (side, side):
+        raise DatasetFileError(
+            f"{images_path}: expected uint8 images of shape (n, {side}, {side}), got {images.dtype.name} {images.shape}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DatasetFileError(f"{labels_path}: expected a 1-d array of uint8 labels, got {labels.dtype.name} {labels.shape}")
+    if labels.shape[0] != images.shape[0]:
+        raise DatasetFileError(
+            f"{labels_path}: holds {labels.shape[0]} labels but {images_path} holds {images.shape[0]} images"
+        )
+    if labels.size and labels.max() >= n_classes:
+        raise DatasetFileError(f"{labels_path}: label {labels.max()} out of range 0..{n_classes - 1}")
+    return images, labels
+
+
+def _features(images: np.ndarray, size: int | None) -> np.ndarray:
+    """Grey levels / 255 as float64, flattened; area-averaged to `size` x `size` pixels first if given."""
+    if size is None:
+        return images.reshape(images.shape[0], -1) / 255.0
+    averaged = area_average(images, size)
+    averaged /= 255.0
+    return averaged.reshape(images.shape[0], -1)
+
+
+def _check_size(size: int | None) -> None:
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= MNIST_IMAGE_PIXELS:
+        raise ValueError(f"size: expected None or an integer side in pixels from 1 to {MNIST_IMAGE_PIXELS}, got {size!r}")
+
+
+def _load(source: _Source, split: str, directory: str | os.PathLike | None, size: int | None) -> Dataset:
+    if split not in MNIST_SPLITS:
+        raise ValueError(f"split: unknown {source.title} split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
+    _check_size(size)
+    part = "test" if split == "test" else "train"
+    images, labels = _read_images_and_labels(*_find_files(source, part, directory), len(source.class_names))
+    if part == "train":
+        n_validation = labels.shape[0] // 12
+        validation, train = stratified_partition(
+            labels, (n_validation, labels.shape[0] - n_validation), MNIST_VALIDATION_SEED
+        )
+        kept = validation if split == "validation" else train
+        images, labels = images[kept], labels[kept]
+    return Dataset(source.name, split, hand_over(_features(images, size)), labels, source.class_names)
+
+
+def fashion_mnist(split: str = "train", *, directory: str | os.PathLike | None = None,
+                  size: int | None = None) -> Dataset:
+    """One split of Fashion-MNIST (Zalando's clothing images): ``"train"``, ``"validation"`` or ``"test"``.
+
+    Parameters
+    ----------
+    split : str
+        ``"train"`` (55,000 images), ``"validation"`` (5,000, held out of the training file) or
+        ``"test"`` (10,000).
+    directory : str or path-like, optional
+        Directory of the four IDX files (plain or ``.gz``). Default: ``$DELGRAD_FASHION_MNIST_DIR``,
+        else `FASHION_MNIST_DEBIAN_DIR` (Debian's package ``dataset-fashion-mnist``).
+    size : int, optional
+        Downsample the 28 x 28 images to `size` x `size` pixels by area averaging (14: exactly
+        2 x 2 mean pooling; 16: overlap-weighted means over 1.75 x 1.75 pixel areas).
+
+    Returns
+    -------
+    Dataset
+        Features float64 in [0, 1], shape (n, 784) or (n, size**2); labels 0..9 indexing
+        `FASHION_MNIST_CLASS_NAMES`.
+
+    Raises
+    ------
+    DatasetFilesNotFoundError
+        If the files are missing; the message says how to get them.
+    DatasetFileError
+        If a file is malformed.
+    """
+    return _load(_FASHION_MNIST, split, directory, size)
+
+
+def mnist(split: str = "train", *, directory: str | os.PathLike | None = None, size: int | None = None) -> Dataset:
+    """One split of MNIST (handwritten digits), exactly as `fashion_mnist` does for Fashion-MNIST.
+
+    The directory defaults to ``$DELGRAD_MNIST_DIR``; Debian has no MNIST package, so there is no
+    further default. Class names are ``"0"`` to ``"9"``.
+    """
+    return _load(_MNIST, split, directory, size)

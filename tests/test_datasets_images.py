@@ -1,0 +1,481 @@
+"""Image datasets: the IDX reader, MNIST / Fashion-MNIST, scikit-learn's digits, splits and downsampling."""
+
+import gzip
+import math
+import struct
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from delgrad_core.datasets import (
+    FASHION_MNIST_CLASS_NAMES,
+    FASHION_MNIST_DEBIAN_DIR,
+    MNIST_CLASS_NAMES,
+    Dataset,
+    DatasetFileError,
+    DatasetFilesNotFoundError,
+    available_datasets,
+    digits,
+    fashion_mnist,
+    load_dataset,
+    mnist,
+    read_idx,
+)
+from delgrad_core.datasets._dataset import hand_over
+from delgrad_core.datasets._resample import area_average, area_weights
+from delgrad_core.datasets._splits import stratified_partition
+
+TYPE_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
+FILE_STEMS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+# -- writing small IDX files ---------------------------------------------------------------------
+def idx_header(code, shape):
+    return bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}i", *shape)
+
+
+def idx_bytes(array):
+    """The IDX encoding of `array`, written from the format's description."""
+    array = np.asarray(array)
+    code = TYPE_CODES[array.dtype.type]
+    return idx_header(code, array.shape) + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write(path, content, compress=False):
+    path.write_bytes(gzip.compress(content) if compress else content)
+    return path
+
+
+def sample_images(n_images, rng, first_id=0):
+    """Random uint8 28x28 images whose pixels (0, 0) and (0, 1) encode an id (first_id + index)."""
+    images = rng.integers(0, 256, size=(n_images, 28, 28), dtype=np.uint8)
+    ids = first_id + np.arange(n_images)
+    images[:, 0, 0], images[:, 0, 1] = ids % 256, ids // 256
+    if n_images:
+        images[0, 5, 5], images[-1, 6, 6] = 0, 255
+    return images
+
+
+def image_ids(features):
+    grey = np.rint(features * 255).astype(np.int64)
+    return grey[:, 0] + 256 * grey[:, 1]
+
+
+def write_mnist_files(directory, rng, n_train=120, n_test=30, compress=True):
+    """The four files of an MNIST-like set; returns {part: (images, labels)}."""
+    content = {}
+    for part, n_images in (("train", n_train), ("test", n_test)):
+        images = sample_images(n_images, rng, first_id=0 if part == "train" else 10_000)
+        labels = rng.permutation(np.arange(n_images) % 10).astype(np.uint8)
+        suffix = ".gz" if compress else ""
+        write(directory / f"{FILE_STEMS[part][0]}{suffix}", idx_bytes(images), compress)
+        write(directory / f"{FILE_STEMS[part][1]}{suffix}", idx_bytes(labels), compress)
+        content[part] = (images, labels)
+    return content
+
+
+@pytest.fixture()
+def mnist_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
+    monkeypatch.delenv("DELGRAD_MNIST_DIR", raising=False)
+    content = write_mnist_files(tmp_path, np.random.default_rng(1))
+    return tmp_path, content
+
+
+def peak_allocated_bytes(function):
+    """Peak memory traced (numpy reports its buffers to tracemalloc) while `function` runs."""
+    tracemalloc.start()
+    try:
+        try:
+            function()
+        except DatasetFileError:
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+# -- the IDX reader ------------------------------------------------------------------------------
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_reads_uint8_images_and_labels(tmp_path, compress):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=7, dtype=np.uint8)
+    read_images = read_idx(write(tmp_path / "images", idx_bytes(images), compress))
+    read_labels = read_idx(write(tmp_path / "labels", idx_bytes(labels), compress))
+    assert read_images.dtype == np.uint8 and read_images.shape == (7, 28, 28)
+    np.testing.assert_array_equal(read_images, images)
+    np.testing.assert_array_equal(read_labels, labels)
+
+
+@pytest.mark.parametrize("dtype", list(TYPE_CODES))
+def test_idx_reads_every_type_in_native_byte_order(tmp_path, dtype):
+    steps = np.arange(24).reshape(2, 3, 4)
+    if dtype is np.uint8:
+        values = (steps * 11).astype(dtype)  # up to 253
+    elif np.issubdtype(dtype, np.integer):
+        values = (steps * 5 - 60).astype(dtype)  # negative too; fits int8
+        if dtype is not np.int8:
+            values *= 300  # needs the high bytes
+    else:
+        values = (steps / 7 - 1.5).astype(dtype)
+    data = read_idx(write(tmp_path / "file.idx", idx_bytes(values)))
+    assert data.dtype.isnative and data.dtype == np.dtype(dtype) and data.shape == (2, 3, 4)
+    np.testing.assert_array_equal(data, values)
+
+
+def test_idx_recognises_gzip_by_content_not_name(tmp_path):
+    labels = np.arange(10, dtype=np.uint8)
+    np.testing.assert_array_equal(read_idx(write(tmp_path / "plain.gz", idx_bytes(labels))), labels)
+    np.testing.assert_array_equal(read_idx(write(tmp_path / "packed", idx_bytes(labels), compress=True)), labels)
+
+
+def test_idx_reads_empty_arrays(tmp_path):
+    data = read_idx(write(tmp_path / "empty", idx_header(0x08, (0, 28, 28))))
+    assert data.shape == (0, 28, 28) and data.dtype == np.uint8
+
+
+def idx_error(path, match):
+    with pytest.raises(DatasetFileError, match=match) as caught:
+        read_idx(path)
+    assert str(path) in str(caught.value)
+    return caught.value
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize(
+    ("cut_bytes", "what"), [(2, "magic number"), (4 + 6, "sizes of its 3 dimensions"), (16 + 100, "holds")]
+)
+def test_idx_rejects_truncated_files(tmp_path, compress, cut_bytes, what):
+    content = idx_bytes(np.zeros((3, 28, 28), dtype=np.uint8))[:cut_bytes]
+    error = idx_error(write(tmp_path / "cut", content, compress), "truncated")
+    assert what in str(error)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_rejects_trailing_bytes(tmp_path, compress):
+    content = idx_bytes(np.ones((3, 4), dtype=np.uint8)) + b"\x00"
+    idx_error(write(tmp_path / "long", content, compress), "trailing data")
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_rejects_wrong_magic_and_type_code(tmp_path, compress):
+    good = idx_bytes(np.ones((3, 4), dtype=np.uint8))
+    idx_error(write(tmp_path / "magic", b"\x01" + good[1:], compress), r"not an IDX file: magic number 0x01000802")
+    idx_error(write(tmp_path / "png", b"\x89PNG" + good[4:], compress), "not an IDX file")
+    error = idx_error(write(tmp_path / "code", good[:2] + b"\x0a" + good[3:], compress), "unsupported IDX data type code 0x0a")
+    assert "0x08 (uint8)" in str(error)
+    idx_error(write(tmp_path / "nodims", b"\x00\x00\x08\x00", compress), "0 dimensions")
+    idx_error(write(tmp_path / "negative", idx_header(0x08, (-1, 4)), compress), "negative size")
+
+
+def test_idx_rejects_corrupt_gzip(tmp_path):
+    packed = gzip.compress(idx_bytes(np.arange(200, dtype=np.uint8)))
+    idx_error(write(tmp_path / "cut.gz", packed[: len(packed) // 2]), "corrupt gzip data")
+    corrupted = packed[:12] + bytes(b ^ 0xFF for b in packed[12:30]) + packed[30:]
+    idx_error(write(tmp_path / "flipped.gz", corrupted), "corrupt gzip data")
+
+
+def test_tracemalloc_sees_numpy_buffers(tmp_path):
+    # positive control for the allocation tests below
+    path = write(tmp_path / "big", idx_bytes(np.zeros((2, 1000, 1000), dtype=np.uint8)), compress=True)
+    assert peak_allocated_bytes(lambda: read_idx(path)) > 2_000_000
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_rejects_absurd_sizes_without_allocating_them(tmp_path, compress):
+    huge = write(tmp_path / "huge", idx_header(0x0E, (2**31 - 1, 2**31 - 1, 2**31 - 1)) + bytes(64), compress)
+    idx_error(huge, "more than the limit of 1073741824 bytes")
+    assert peak_allocated_bytes(lambda: read_idx(huge)) < 1_000_000
+    # under the limit, but far more than the (small) file can hold
+    big = write(tmp_path / "big", idx_header(0x08, (100_000, 28, 28)) + bytes(1000), compress)
+    idx_error(big, "decompresses to at most" if compress else "truncated")
+    assert peak_allocated_bytes(lambda: read_idx(big)) < 1_000_000
+
+
+def test_idx_size_limit_is_adjustable(tmp_path):
+    path = write(tmp_path / "labels", idx_bytes(np.zeros(100, dtype=np.uint8)))
+    assert read_idx(path, max_data_bytes=100).shape == (100,)
+    with pytest.raises(DatasetFileError, match="more than the limit of 99 bytes"):
+        read_idx(path, max_data_bytes=99)
+
+
+def test_idx_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_idx(tmp_path / "absent")
+
+
+# -- stratified partition ------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_partition_is_exact_disjoint_covering_and_stratified(data):
+    labels = np.array(data.draw(st.lists(st.integers(0, 4), min_size=0, max_size=150)), dtype=np.int64)
+    cuts = sorted(data.draw(st.lists(st.integers(0, labels.size), min_size=1, max_size=3)))
+    sizes = np.diff([0, *cuts, labels.size])
+    parts = stratified_partition(labels, sizes, seed=data.draw(st.integers(0, 2**31 - 1)))
+    assert [part.size for part in parts] == sizes.tolist()
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(labels.size))
+    for part, size in zip(parts, sizes):
+        assert np.all(np.diff(part) > 0)
+        for label in np.unique(labels):
+            share = size * np.mean(labels == label)
+            assert abs(np.sum(labels[part] == label) - share) < 1
+
+
+def test_partition_is_reproducible_and_seeded():
+    labels = np.random.default_rng(0).integers(0, 10, size=1000)
+    first = stratified_partition(labels, (100, 900), seed=3)
+    np.testing.assert_array_equal(first[0], stratified_partition(labels, (100, 900), seed=3)[0])
+    assert not np.array_equal(first[0], stratified_partition(labels, (100, 900), seed=4)[0])
+    assert not np.array_equal(first[0], np.arange(100))
+
+
+def test_partition_stratifies_where_a_random_split_would_not():
+    labels = np.repeat([0, 1], [990, 10])  # a rare class
+    for seed in range(20):
+        held_out, _ = stratified_partition(labels, (100, 900), seed)
+        assert np.sum(labels[held_out] == 1) == 1
+
+
+def test_partition_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="adding up to 5"):
+        stratified_partition(np.zeros(5), (2, 2), seed=0)
+    with pytest.raises(ValueError, match="part_sizes"):
+        stratified_partition(np.zeros(5), (6, -1), seed=0)
+
+
+# -- downsampling --------------------------------------------------------------------------------
+def block_means_by_upsampling(images, out_pixels):
+    """Independent area average: repeat pixels up to a common multiple, then average equal blocks."""
+    side = images.shape[1]
+    common = math.lcm(side, out_pixels)
+    up = np.repeat(np.repeat(images.astype(np.float64), common // side, axis=1), common // side, axis=2)
+    block = common // out_pixels
+    return up.reshape(len(images), out_pixels, block, out_pixels, block).mean(axis=(2, 4))
+
+
+@pytest.mark.parametrize("out_pixels", [1, 7, 10, 14, 16, 27, 28])
+def test_area_average_matches_upsample_and_block_mean(out_pixels):
+    images = np.random.default_rng(out_pixels).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    np.testing.assert_allclose(area_average(images, out_pixels), block_means_by_upsampling(images, out_pixels),
+                               rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(area_weights(28, out_pixels).sum(axis=1), 1.0, rtol=0, atol=1e-14)
+
+
+def test_area_average_to_14_is_2x2_mean_pooling():
+    images = np.random.default_rng(2).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    pooled = np.array([[[images[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean() for j in range(14)]
+                        for i in range(14)] for n in range(3)])
+    np.testing.assert_array_equal(area_average(images, 14), pooled)
+
+
+def test_area_average_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="out_pixels"):
+        area_average(np.zeros((1, 4, 4)), 5)
+    with pytest.raises(ValueError, match="images"):
+        area_average(np.zeros((1, 4, 5)), 2)
+
+
+# -- MNIST and Fashion-MNIST from files ----------------------------------------------------------
+@pytest.mark.parametrize("loader", [fashion_mnist, mnist])
+def test_splits_shapes_and_scaling(mnist_dir, loader):
+    directory, content = mnist_dir
+    test_images, test_labels = content["test"]
+    test = loader("test", directory=directory)
+    assert test.name == loader.__name__ and test.split == "test"
+    assert test.features.shape == (30, 784) and test.features.dtype == np.float64
+    np.testing.assert_array_equal(test.features, test_images.reshape(30, 784) / 255.0)
+    np.testing.assert_array_equal(test.labels, test_labels)
+    assert test.features.min() == 0.0 and test.features.max() == 1.0
+    assert test.class_names == (FASHION_MNIST_CLASS_NAMES if loader is fashion_mnist else MNIST_CLASS_NAMES)
+    train, validation = loader("train", directory=directory), loader("validation", directory=directory)
+    assert (len(train), len(validation)) == (110, 10)  # 120 // 12 held out
+
+
+def test_train_and_validation_partition_the_training_file(mnist_dir):
+    directory, content = mnist_dir
+    images, labels = content["train"]
+    train, validation = fashion_mnist("train", directory=directory), fashion_mnist("validation", directory=directory)
+    train_ids, validation_ids = image_ids(train.features), image_ids(validation.features)
+    assert np.all(np.diff(train_ids) > 0) and np.all(np.diff(validation_ids) > 0)  # file order kept
+    np.testing.assert_array_equal(np.sort(np.concatenate([train_ids, validation_ids])), np.arange(120))
+    np.testing.assert_array_equal(train.labels, labels[train_ids])
+    np.testing.assert_array_equal(train.features, images[train_ids].reshape(-1, 784) / 255.0)
+    assert validation.class_counts().tolist() == [1] * 10  # 12 of each class, 1 held out
+    again = fashion_mnist("validation", directory=directory)
+    np.testing.assert_array_equal(again.features, validation.features)
+
+
+def test_validation_split_depends_on_the_labels_only(tmp_path, mnist_dir):
+    directory, content = mnist_dir
+    # other images with the same labels: the same positions are held out
+    other = sample_images(120, np.random.default_rng(9))
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    write(other_dir / "train-images-idx3-ubyte", idx_bytes(other))
+    write(other_dir / "train-labels-idx1-ubyte", idx_bytes(content["train"][1]))
+    first = image_ids(fashion_mnist("validation", directory=directory).features)
+    second = image_ids(mnist("validation", directory=other_dir).features)
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("size", [14, 16])
+def test_downsampled_features(mnist_dir, size):
+    directory, content = mnist_dir
+    images = content["test"][0]
+    test = fashion_mnist("test", directory=directory, size=size)
+    assert test.features.shape == (30, size * size)
+    expected = block_means_by_upsampling(images, size).reshape(30, -1) / 255.0
+    np.testing.assert_allclose(test.features, expected, rtol=1e-12, atol=1e-15)
+    assert test.features.min() >= 0.0 and test.features.max() <= 1.0
+
+
+def test_environment_variable_and_directory_option(mnist_dir, tmp_path_factory, monkeypatch):
+    directory, content = mnist_dir
+    monkeypatch.setenv("DELGRAD_FASHION_MNIST_DIR", str(directory))
+    np.testing.assert_array_equal(fashion_mnist("test").labels, content["test"][1])
+    other = tmp_path_factory.mktemp("other")
+    other_content = write_mnist_files(other, np.random.default_rng(5), n_train=24, n_test=12)
+    np.testing.assert_array_equal(fashion_mnist("test", directory=other).labels, other_content["test"][1])
+    monkeypatch.setenv("DELGRAD_MNIST_DIR", str(other))
+    assert len(mnist("test")) == 12 and len(load_dataset("mnist", "train")) == 22
+    monkeypatch.setenv("HOME", str(other.parent))
+    monkeypatch.setenv("DELGRAD_MNIST_DIR", f"~/{other.name}")
+    assert len(mnist("test")) == 12 and len(mnist("test", directory=f"~/{other.name}")) == 12
+
+
+def test_plain_file_is_preferred_over_gzipped(mnist_dir):
+    directory, _ = mnist_dir
+    labels = np.full(30, 7, dtype=np.uint8)
+    write(directory / "t10k-labels-idx1-ubyte", idx_bytes(labels))
+    assert fashion_mnist("test", directory=directory).class_counts()[7] == 30
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
+    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
+    monkeypatch.delenv("DELGRAD_MNIST_DIR", raising=False)
+    with pytest.raises(DatasetFilesNotFoundError) as caught:
+        fashion_mnist("train", directory=tmp_path)
+    message = str(caught.value)
+    assert isinstance(caught.value, FileNotFoundError) and isinstance(caught.value, DatasetFileError)
+    for text in ("train-images-idx3-ubyte[.gz]", "train-labels-idx1-ubyte[.gz]", str(tmp_path),
+                 "apt-get install dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                 "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "t10k-images-idx3-ubyte.gz",
+                 "DELGRAD_FASHION_MNIST_DIR", "directory="):
+        assert text in message
+    # only the test files present: the test split loads, the train split names what is missing
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if compress else ""
+    write(tmp_path / f"t10k-images-idx3-ubyte{suffix}", idx_bytes(sample_images(4, rng)), compress)
+    write(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", idx_bytes(np.arange(4, dtype=np.uint8)), compress)
+    assert len(fashion_mnist("test", directory=tmp_path)) == 4
+    with pytest.raises(DatasetFilesNotFoundError, match="missing train-images-idx3-ubyte"):
+        fashion_mnist("validation", directory=tmp_path)
+    with pytest.raises(DatasetFilesNotFoundError) as caught:
+        mnist("test")
+    message = str(caught.value)
+    for text in ("DELGRAD_MNIST_DIR", "Debian has no MNIST package", "http://yann.lecun.com/exdb/mnist/"):
+        assert text in message
+    assert "apt-get" not in message
+    with pytest.raises(DatasetFilesNotFoundError, match="given by the directory option; no such directory"):
+        mnist("test", directory=tmp_path / "absent")
+
+
+def test_files_that_do_not_match(tmp_path):
+    rng = np.random.default_rng(0)
+    write(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(sample_images(5, rng)))
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.arange(4, dtype=np.uint8)))
+    with pytest.raises(DatasetFileError, match="holds 4 labels but .*t10k-images-idx3-ubyte holds 5 images"):
+        fashion_mnist("test", directory=tmp_path)
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.array([0, 1, 2, 3, 10], dtype=np.uint8)))
+    with pytest.raises(DatasetFileError, match="label 10 out of range 0..9"):
+        fashion_mnist("test", directory=tmp_path)
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.arange(5, dtype=np.uint8)))
+    write(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(np.zeros((5, 27, 27), dtype=np.uint8)))
+    with pytest.raises(DatasetFileError, match=r"expected uint8 images of shape \(n, 28, 28\)"):
+        fashion_mnist("test", directory=tmp_path)
+    write(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(np.zeros((5, 28, 28), dtype=np.int32)))
+    with pytest.raises(DatasetFileError, match="int32"):
+        fashion_mnist("test", directory=tmp_path)
+    write(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(sample_images(5, rng))[:-1])
+    with pytest.raises(DatasetFileError, match="truncated"):
+        fashion_mnist("test", directory=tmp_path)
+
+
+@pytest.mark.parametrize("size", [0, 29, 14.0, True, "14"])
+def test_bad_split_and_size(mnist_dir, size):
+    directory, _ = mnist_dir
+    with pytest.raises(ValueError, match="size"):
+        fashion_mnist("test", directory=directory, size=size)
+    with pytest.raises(ValueError, match="choose one of train, validation, test"):
+        mnist("valid", directory=directory)
+
+
+def test_handed_over_features_are_kept_without_copy():
+    features = np.random.default_rng(0).random((4, 3))
+    kept = Dataset("toy", "train", hand_over(features), [0, 1, 0, 1], ("a", "b"))
+    assert np.shares_memory(kept.features, features) and not kept.features.flags.writeable
+    copied = Dataset("toy", "train", features, [0, 1, 0, 1], ("a", "b"))
+    assert not np.shares_memory(copied.features, features)
+
+
+def test_registry_lists_the_image_datasets():
+    datasets = available_datasets()
+    for name in ("fashion_mnist", "mnist", "digits"):
+        assert datasets[name] == ("train", "validation", "test")
+
+
+# -- scikit-learn's digits -----------------------------------------------------------------------
+def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"pip install 'delgrad\[sklearn\]'"):
+        digits("train")
+
+
+def test_digits_splits():
+    datasets = pytest.importorskip("sklearn.datasets")
+    bundle = datasets.load_digits()
+    splits = {split: digits(split) for split in ("train", "validation", "test")}
+    assert {split: len(data) for split, data in splits.items()} == {"train": 1258, "validation": 180, "test": 359}
+    for data in splits.values():
+        assert data.features.shape[1] == 64 and data.class_names == MNIST_CLASS_NAMES
+        assert data.features.min() == 0.0 and data.features.max() == 1.0
+        np.testing.assert_array_equal(data.features * 16, np.rint(data.features * 16))
+        shares = len(data) * np.bincount(bundle.target, minlength=10) / len(bundle.target)
+        assert np.all(np.abs(data.class_counts() - shares) < 1)
+    # together the three splits are the bundled set (as multisets of labelled rows)
+    rows = np.concatenate([np.column_stack([d.features * 16, d.labels]) for d in splits.values()])
+    full = np.column_stack([bundle.data, bundle.target])
+    np.testing.assert_array_equal(rows[np.lexsort(rows.T[::-1])], full[np.lexsort(full.T[::-1])])
+    np.testing.assert_array_equal(load_dataset("digits", "test").features, splits["test"].features)
+    with pytest.raises(ValueError, match="choose one of train, validation, test"):
+        digits("holdout")
+
+
+# -- the real Fashion-MNIST, where Debian's package is installed ---------------------------------
+@pytest.mark.skipif(not (FASHION_MNIST_DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist(monkeypatch):
+    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
+    assert read_idx(FASHION_MNIST_DEBIAN_DIR / "train-images-idx3-ubyte.gz").shape == (60_000, 28, 28)
+    splits = {split: load_dataset("fashion_mnist", split) for split in ("train", "validation", "test")}
+    assert {split: len(data) for split, data in splits.items()} == {"train": 55_000, "validation": 5_000,
+                                                                   "test": 10_000}
+    # 6,000 training and 1,000 test images of each class; the held-out twelfth is exactly balanced
+    assert splits["test"].class_counts().tolist() == [1000] * 10
+    assert splits["validation"].class_counts().tolist() == [500] * 10
+    assert splits["train"].class_counts().tolist() == [5500] * 10
+    for data in splits.values():
+        assert data.features.shape[1] == 784
+        assert data.features.min() == 0.0 and data.features.max() == 1.0
+    small = fashion_mnist("test", size=14)
+    assert small.features.shape == (10_000, 196)
+    np.testing.assert_allclose(small.features.mean(), splits["test"].features.mean(), rtol=1e-12)
