@@ -1,6 +1,6 @@
 """Network intermediate representation: populations, projections and feed-forward networks.
 
-All times are in model units of tau_s (MODEL.md §1), weights in units of threshold-current
+All times are in model units of tau_s (docs/model.md §1), weights in units of threshold-current
 (C_m = 1). Objects are plain and validated on construction; `Network.validate()` re-checks
 parameters after they were changed in place (e.g. by an optimiser).
 """
@@ -19,7 +19,7 @@ __all__ = ["DelayKind", "NeuronParameters", "Population", "Projection", "Layer",
 
 
 class DelayKind(str, enum.Enum):
-    """Where a transmission delay sits (MODEL.md §3)."""
+    """Where a transmission delay sits (docs/model.md §3)."""
 
     NONE = "none"
     AXONAL = "axonal"  # one per presynaptic neuron
@@ -78,7 +78,7 @@ def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
 
 @dataclass
 class NeuronParameters:
-    """LIF neuron with exponential synaptic current (MODEL.md §1), C_m = 1.
+    """LIF neuron with exponential synaptic current (docs/model.md §1), C_m = 1.
 
     Each field is a scalar or one value per neuron; times in units of tau_s of the model.
     """

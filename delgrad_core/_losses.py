@@ -1,4 +1,4 @@
-"""Losses on output first-spike times and the first-spike readout (MODEL.md §5).
+"""Losses on output first-spike times and the first-spike readout (docs/model.md §5).
 
 Every loss is a callable ``loss(output_times, labels) -> LossResult``:
 
@@ -120,7 +120,7 @@ class FirstSpikeLoss(ABC):
 
 @dataclass(frozen=True)
 class ShiftInvariantSquaredError(FirstSpikeLoss):
-    """Shift-invariant squared error (DelGrad 2025; MODEL.md §5).
+    """Shift-invariant squared error (DelGrad 2025; docs/model.md §5).
 
     ``L = 1/2 sum_k ((t_k - t_y) - delta (1 - [k = y]))^2``: every wrong neuron is pulled to
     spike `delta` (units of tau_s) after the label neuron; adding a constant to all times leaves
@@ -150,7 +150,7 @@ class ShiftInvariantSquaredError(FirstSpikeLoss):
 
 @dataclass(frozen=True)
 class TTFSCrossEntropy(FirstSpikeLoss):
-    """Time-to-first-spike cross-entropy (Göltz et al. 2021, "Fast & Deep"; MODEL.md §5).
+    """Time-to-first-spike cross-entropy (Göltz et al. 2021, "Fast & Deep"; docs/model.md §5).
 
     ``L = log sum_k exp(-t_k / xi) + t_y / xi + alpha (exp(t_y / beta) - 1)``, i.e. the
     cross-entropy of ``softmax(-t / xi)`` plus a regulariser pushing the label spike earlier;
@@ -203,7 +203,7 @@ def make_loss(name: str, **params) -> FirstSpikeLoss:
 
 
 def first_spike_prediction(output_times) -> np.ndarray:
-    """Predicted class per sample: the output neuron that spiked first (MODEL.md §5).
+    """Predicted class per sample: the output neuron that spiked first (docs/model.md §5).
 
     Ties go to the lowest index; a sample in which no output neuron spiked gets -1.
     """

@@ -4,11 +4,11 @@
 # potential and the synaptic current at the start of the interval.  For an elapsed time s:
 #     I(s) = I e^{-s/tau_s}
 #     u(s) = u e^{-s/tau_m} + I k(s)
-# with the PSP kernel k of MODEL.md §1 (Göltz et al. 2021, eq. 2; Göltz, Weber et al. 2025).
+# with the PSP kernel k of docs/model.md §1 (Göltz et al. 2021, eq. 2; Göltz, Weber et al. 2025).
 
 from libc.math cimport exp, expm1, log, log1p, sqrt, fabs, isfinite
 
-# Which closed form a neuron's time constants allow (MODEL.md §2).
+# Which closed form a neuron's time constants allow (docs/model.md §2).
 cdef enum RatioKind:
     RATIO_ONE = 0       # tau_m == tau_s: Lambert W
     RATIO_TWO = 1       # tau_m == 2 tau_s: quadratic in e^{-t/tau_m}
@@ -74,7 +74,7 @@ cdef inline double lambert_w0(double x) noexcept nogil:
 
 cdef inline double crossing_ratio_one(double u0, double i0, double length, double theta,
                                       double tau) noexcept nogil:
-    """First s in [0, length] with (u0 + i0 s) e^{-s/tau} = theta, or -1 (MODEL.md §2, Lambert W).
+    """First s in [0, length] with (u0 + i0 s) e^{-s/tau} = theta, or -1 (docs/model.md §2, Lambert W).
 
     With z = s + u0/i0 the condition is (-z/tau) e^{-z/tau} = -(theta/(tau i0)) e^{-u0/(i0 tau)};
     the earlier root is the principal branch.  Assumes u0 < theta and theta > 0.
@@ -93,7 +93,7 @@ cdef inline double crossing_ratio_one(double u0, double i0, double length, doubl
 
 cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, double theta,
                                       double tau_m) noexcept nogil:
-    """First s in [0, length] for tau_m = 2 tau_s, or -1 (MODEL.md §2, quadratic form).
+    """First s in [0, length] for tau_m = 2 tau_s, or -1 (docs/model.md §2, quadratic form).
 
     With x = e^{-s/tau_m} and K = tau_m: u = (u0 + i0 K) x - i0 K x^2, so the crossing is the
     larger root of i0 K x^2 - (u0 + i0 K) x + theta = 0.  `decay_end` = e^{-length/tau_m} (0 for
@@ -120,7 +120,7 @@ cdef inline double membrane(double s, double u0, double i0, double tau_m, double
 
 cdef inline double crossing_general(double u0, double i0, double length, double theta,
                                     double tau_m, double tau_s) noexcept nogil:
-    """First s in [0, length] with u(s) = theta for any tau_m, tau_s, or -1 (MODEL.md §2).
+    """First s in [0, length] with u(s) = theta for any tau_m, tau_s, or -1 (docs/model.md §2).
 
     u(s) = c_m e^{-s/tau_m} - c_s e^{-s/tau_s} (or (u0 + i0 s) e^{-s/tau} if tau_m == tau_s) has
     at most one extremum; it splits [0, length] into monotone pieces.  The increasing piece that

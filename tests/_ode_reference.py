@@ -1,6 +1,6 @@
 """Independent reference for first spike times: exact integration of the neuron ODE.
 
-The state x = (u, I) obeys the linear system (MODEL.md §1, C_m = 1)
+The state x = (u, I) obeys the linear system (docs/model.md §1, C_m = 1)
 
     du/dt = -u/tau_m + I,    dI/dt = -I/tau_s,
 
@@ -131,7 +131,7 @@ def neuron_first_spike(
 
 
 def delay_matrix(projection) -> np.ndarray:
-    """Per-synapse delays d_ij (MODEL.md §3), expanded here from the projection's raw arrays."""
+    """Per-synapse delays d_ij (docs/model.md §3), expanded here from the projection's raw arrays."""
     shape = projection.weights.shape
     kind = getattr(projection.delay_kind, "value", projection.delay_kind)
     if kind == "none":

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from click.testing import CliRunner
+from _cli import cli_runner
 
 import delgrad_core
 from delgrad_core import Capabilities, PluginRegistry, hookimpl
@@ -13,7 +13,7 @@ from delgrad_core.cli import main
 
 
 def test_backends_json_lists_reference_and_example():
-    result = CliRunner().invoke(main, ["backends", "--json"])
+    result = cli_runner().invoke(main, ["backends", "--json"])
     assert result.exit_code == 0, result.output
     listing = json.loads(result.output)
     records = {record["name"]: record for record in listing["backends"]}
@@ -26,7 +26,7 @@ def test_backends_json_lists_reference_and_example():
 
 
 def test_backends_table_has_one_row_per_backend():
-    result = CliRunner().invoke(main, ["backends"])
+    result = cli_runner().invoke(main, ["backends"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split()[:3] == ["NAME", "DISTRIBUTION", "VERSION"]
@@ -52,11 +52,11 @@ def test_a_backend_that_cannot_be_built_is_reported_not_fatal(monkeypatch):
     registry = PluginRegistry()
     registry.register_plugin(Plugin(), distribution="delgrad-local", version="9")
     monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
-    result = CliRunner().invoke(main, ["backends", "--json"])
+    result = cli_runner().invoke(main, ["backends", "--json"])
     records = {record["name"]: record for record in json.loads(result.stdout)["backends"]}
     assert records["fine"]["capabilities"]["exact"] is True
     assert records["needs-host"]["capabilities"] is None and "host" in records["needs-host"]["error"]
-    table = CliRunner().invoke(main, ["backends"])
+    table = cli_runner().invoke(main, ["backends"])
     assert table.exit_code == 0 and "backend 'needs-host' cannot be built" in table.stderr
 
 
@@ -71,5 +71,5 @@ def test_conflicts_are_shown_in_the_listing(monkeypatch):
     with pytest.warns(UserWarning, match="'fine' is registered by two"):
         registry.register_plugin(Impostor(), distribution="second", plugin_name="again")
     monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
-    table = CliRunner().invoke(main, ["backends"])
+    table = cli_runner().invoke(main, ["backends"])
     assert table.exit_code == 0 and "'first' (kept) and 'second' (ignored)" in table.stderr

@@ -1,5 +1,5 @@
 """Edge cases of `forward` and `backward`: silence, ties, causality, inhibition, extreme weights,
-grazing crossings and observed spike times the model cannot explain (MODEL.md §2, §4)."""
+grazing crossings and observed spike times the model cannot explain (docs/model.md §2, §4)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Latency encoding of features into input spike times (MODEL.md §5)."""
+"""Latency encoding of features into input spike times (docs/model.md §5)."""
 
 import numpy as np
 import pytest

@@ -64,11 +64,12 @@ def test_result_round_trip_is_bit_identical():
     assert ExecutionResult.from_bytes(ExecutionResult(times).to_bytes()).arrival_times is None
 
 
-def test_digest_is_the_same_in_another_process():
+def test_digest_is_the_same_in_another_process(tmp_path):
     request = _request()
     code = ("import sys; from delgrad_core import ExecutionRequest; "
             "print(ExecutionRequest.from_bytes(sys.stdin.buffer.read()).digest)")
-    out = subprocess.run([sys.executable, "-c", code], input=request.to_bytes(), capture_output=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], input=request.to_bytes(), capture_output=True,
+                         cwd=tmp_path, timeout=60)
     assert out.stdout.decode().strip() == request.digest, out.stderr.decode()
     assert len(request.digest) == 64 and int(request.digest, 16) >= 0
 

@@ -1,4 +1,4 @@
-"""Exact gradients of `backward` against central finite differences of `forward` (MODEL.md §4)."""
+"""Exact gradients of `backward` against central finite differences of `forward` (docs/model.md §4)."""
 
 import numpy as np
 import pytest
@@ -62,7 +62,7 @@ def assert_matches_finite_differences(helpers, network, x, times, seed=0):
 def test_gradients_match_finite_differences(helpers, sizes, kind, ratio):
     network, x, times = well_conditioned_case(helpers, sizes, kind, ratio)
     grads, delta = assert_matches_finite_differences(helpers, network, x, times)
-    # time-shift invariance (MODEL.md §4): sum_i dL/dt_in_i = sum_j dL/dt_out_j per sample
+    # time-shift invariance (docs/model.md §4): sum_i dL/dt_in_i = sum_j dL/dt_out_j per sample
     np.testing.assert_allclose(grads.input_spike_times.sum(axis=1), delta.sum(axis=1), rtol=1e-10, atol=1e-12)
 
 
@@ -88,7 +88,7 @@ def test_gradients_with_mixed_ratios_and_silent_inputs(helpers):
 
 @pytest.mark.parametrize("ratio", RATIOS)
 def test_arrival_gradients_of_one_neuron_sum_to_one(helpers, ratio):
-    """sum_i dt/da_i = 1 (MODEL.md §4) for a single output neuron, through `backward`."""
+    """sum_i dt/da_i = 1 (docs/model.md §4) for a single output neuron, through `backward`."""
     network, x, times = well_conditioned_case(helpers, [6, 1], "none", ratio, batch=4)
     delta = np.isfinite(times[-1]).astype(float)
     grads = dg.backward(network, x, times, delta)

@@ -177,7 +177,7 @@ def test_thread_count_validation(monkeypatch, value):
 
 
 def test_parameter_counts_match_model_md():
-    """4-H-3 without bias: weights 7H; + axonal 8H+4; + dendritic 8H+3; + synaptic 14H (MODEL.md §3)."""
+    """4-H-3 without bias: weights 7H; + axonal 8H+4; + dendritic 8H+3; + synaptic 14H (docs/model.md §3)."""
     for hidden in (5, 30):
         counts = {kind: dg.Network.feedforward([4, hidden, 3], delay_kind=kind).n_parameters for kind in
                   ("none", "axonal", "dendritic", "synaptic")}

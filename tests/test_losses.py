@@ -28,7 +28,7 @@ LOSSES = [
 
 
 def reference_loss(loss, times, label):
-    """Loop-based evaluation of one sample straight from the formulas of MODEL.md §5."""
+    """Loop-based evaluation of one sample straight from the formulas of docs/model.md §5."""
     t_y = times[label]
     if loss.name == "squared":
         total = 0.0

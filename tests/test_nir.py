@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from _cli import cli_runner
 from scipy.integrate import solve_ivp
 
 nir = pytest.importorskip("nir")
@@ -492,10 +492,10 @@ def test_invalid_time_scale_is_refused(helpers, bad):
 # ---------------------------------------------------------------- packaging
 
 
-def test_core_and_cli_do_not_import_nir():
+def test_core_and_cli_do_not_import_nir(tmp_path):
     code = ("import sys, delgrad_core, delgrad_core.cli, delgrad_core.nir; "
             "assert 'nir' not in sys.modules, sorted(m for m in sys.modules if m.startswith('nir'))")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 
 
 def test_missing_nir_package_says_how_to_install(monkeypatch, helpers):
@@ -511,7 +511,7 @@ def test_missing_nir_package_says_how_to_install(monkeypatch, helpers):
 def test_cli_export_then_import_round_trips(tmp_path, helpers):
     network = helpers.build_network([4, 5, 3], "synaptic", 2.0, seed=21)
     dg.save_network(network, tmp_path / "net.npz")
-    runner = CliRunner()
+    runner = cli_runner()
     result = runner.invoke(main, ["export", "--format", "nir", str(tmp_path / "net.npz"), str(tmp_path / "net.nir"),
                                   "--time-scale", "6e-6"])
     assert result.exit_code == 0, result.output
@@ -523,7 +523,7 @@ def test_cli_export_then_import_round_trips(tmp_path, helpers):
 
 def test_cli_import_of_foreign_graph_uses_time_scale_and_flag(tmp_path):
     nir.write(tmp_path / "snn.nir", snntorch_style_graph(np.random.default_rng(22)))
-    runner = CliRunner()
+    runner = cli_runner()
     args = ["import", str(tmp_path / "snn.nir"), str(tmp_path / "snn.npz")]
     result = runner.invoke(main, args)
     assert result.exit_code == 1 and "time unit" in result.output and "Traceback" not in result.output
@@ -537,19 +537,19 @@ def test_cli_import_of_foreign_graph_uses_time_scale_and_flag(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path):
     nir.write(tmp_path / "rnn.nir", recurrent_graph(np.random.default_rng(23)))
-    result = CliRunner().invoke(main, ["import", str(tmp_path / "rnn.nir"), str(tmp_path / "x.npz"),
+    result = cli_runner().invoke(main, ["import", str(tmp_path / "rnn.nir"), str(tmp_path / "x.npz"),
                                        "--time-scale", "1e-3"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "recurrent edge" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.npz").exists()
-    result = CliRunner().invoke(main, ["export", str(tmp_path / "rnn.nir"), str(tmp_path / "x.nir")])
+    result = cli_runner().invoke(main, ["export", str(tmp_path / "rnn.nir"), str(tmp_path / "x.nir")])
     assert result.exit_code == 2 and "--time-scale" in result.output
 
 
 def test_cli_without_nir_says_how_to_install(tmp_path, monkeypatch, helpers):
     dg.save_network(helpers.build_network([2, 2], "none", 2.0, seed=0), tmp_path / "net.npz")
     monkeypatch.setitem(sys.modules, "nir", None)
-    result = CliRunner().invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "net.nir"),
+    result = cli_runner().invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "net.nir"),
                                        "--time-scale", "1e-3"])
     assert result.exit_code == 1 and "pip install 'delgrad[nir]'" in result.output
     assert len(result.output.strip().splitlines()) == 1

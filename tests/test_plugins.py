@@ -111,12 +111,12 @@ def test_a_plugin_that_exits_does_not_end_the_command(tmp_path):
                        {GROUP: {"quitter": "quitter"}})
     env = {"PYTHONPATH": str(tmp_path), "PATH": os.environ["PATH"]}
     process = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "backends"], capture_output=True,
-                             text=True, env=env, timeout=120)
+                             text=True, env=env, cwd=tmp_path, timeout=120)
     assert process.returncode == 0 and "reference" in process.stdout
     assert "quitter" in process.stderr and "SystemExit" in process.stderr
     env["DELGRAD_STRICT_PLUGINS"] = "1"
     strict = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "backends"], capture_output=True,
-                            text=True, env=env, timeout=120)
+                            text=True, env=env, cwd=tmp_path, timeout=120)
     assert strict.returncode == 1 and "quitter" in strict.stderr and "Traceback" not in strict.stderr
 
 
@@ -336,18 +336,19 @@ def test_plugins_add_losses_encoders_and_datasets_used_by_name(site, tmp_path):
         delgrad_core.refresh_plugins()
 
 
-def test_the_plugin_module_of_the_suite_costs_nothing():
+def test_the_plugin_module_of_the_suite_costs_nothing(tmp_path):
     """pytest loads delgrad's pytest plugin in every run: importing it must not load numpy or the kernels."""
     code = ("import sys, delgrad_core.testing.plugin, delgrad_core; "
             "print(sorted(m for m in ('numpy', 'delgrad_core._layer', 'delgrad_core._ir') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-def test_importing_the_core_leaves_the_environment_alone():
+def test_importing_the_core_leaves_the_environment_alone(tmp_path):
     code = ("import os, numpy as np, delgrad_core as dg; "
             "dg.forward(dg.Network.feedforward([2, 2]), np.zeros((1, 2))); print(os.environ.get('OMP_WAIT_POLICY'))")
     env = {"PATH": os.environ["PATH"]}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=60)
     assert out.stdout.strip() == "None", out.stdout + out.stderr
     np.testing.assert_equal(out.returncode, 0)

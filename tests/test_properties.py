@@ -1,5 +1,5 @@
 """Property-based tests over random small networks: forward against the ODE reference, backward
-against central differences wherever the crossings are not near-grazing (MODEL.md §2.4)."""
+against central differences wherever the crossings are not near-grazing (docs/model.md §2.4)."""
 
 import numpy as np
 from _ode_reference import network_spike_times

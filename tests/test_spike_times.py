@@ -1,4 +1,4 @@
-"""Spike times of `forward` against an independent exact integration of the ODE (MODEL.md §2.4)."""
+"""Spike times of `forward` against an independent exact integration of the ODE (docs/model.md §2.4)."""
 
 import numpy as np
 import pytest
@@ -126,7 +126,7 @@ def test_first_crossing_time_general_solver_agrees_with_closed_forms(ratio, tau_
 
 
 def test_first_crossing_time_solves_the_threshold_equation():
-    """u(s) = theta at the returned s, with u from the ODE's exact solution (MODEL.md §1)."""
+    """u(s) = theta at the returned s, with u from the ODE's exact solution (docs/model.md §1)."""
     for tau_m, tau_s in [(1.0, 1.0), (2.0, 1.0), (1.7, 1.0), (0.5, 1.0)]:
         u0, current, theta = 0.2, 5.0, 1.0
         s = _layer.first_crossing_time(u0, current, np.inf, theta, tau_m, tau_s)
@@ -141,9 +141,12 @@ def test_lambert_w0_matches_scipy():
     x = np.concatenate([np.linspace(branch_point, 10.0, 4001), branch_point + np.logspace(-15, -1, 60)])
     ours = np.array([_layer.lambert_w0_real(v) for v in x])
     reference = lambertw(x, 0).real
+    known = np.isfinite(reference)  # older scipy returns NaN within an ulp of the branch point
+    assert known.mean() > 0.99
     # Condition: a few ulps of x times |W'(x)| = e^{-W}/(1 + W), which diverges at the branch point.
     tolerance = 1e-13 * (1 + np.abs(reference)) + 4e-16 * np.exp(-reference) / (1 + reference)
-    assert np.all(np.abs(ours - reference) <= tolerance), np.max(np.abs(ours - reference) - tolerance)
+    error = np.abs(ours - reference)[known] - tolerance[known]
+    assert np.all(error <= 0), np.max(error)
     assert np.allclose(ours * np.exp(ours), x, rtol=1e-13, atol=1e-15)
 
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from _cli import cli_runner
 
 import delgrad_core as dg
 from delgrad_core.cli import main
@@ -181,7 +181,7 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "config.toml"
     config.write_text("[train]\nbatch-size = 250\nloss = 'crossentropy'\n")
-    runner = CliRunner()
+    runner = cli_runner()
     args = ["train", "--hidden", "6", "--delays", "axonal", "--epochs", "2", "--seed", "1",
             "--config", str(config), "--out", str(out), "--no-progress"]
     result = runner.invoke(main, args)
@@ -208,13 +208,13 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path):
 
 
 def test_cli_rejects_unknown_backend_naming_the_choices(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--backend", "nope", "--epochs", "1", "--out", str(tmp_path / "x")])
+    result = cli_runner().invoke(main, ["train", "--backend", "nope", "--epochs", "1", "--out", str(tmp_path / "x")])
     assert result.exit_code != 0
     assert "nope" in result.output and "reference" in result.output
 
 
 def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
-    runner = CliRunner()
+    runner = cli_runner()
     args = ["sweep", "--hidden", "4,6", "--delays", "none,axonal", "--seeds", "1", "--epochs", "1",
             "--jobs", "2", "--out", str(tmp_path)]
     result = runner.invoke(main, args)
@@ -260,7 +260,7 @@ def test_sweep_keeps_going_when_a_run_fails(tmp_path):
     broken = tmp_path / "runs" / "none-h4-s0"
     broken.mkdir(parents=True)
     (broken / "checkpoint.npz").write_bytes(b"not a checkpoint")
-    runner = CliRunner()
+    runner = cli_runner()
     args = ["sweep", "--hidden", "4,5", "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1",
             "--out", str(tmp_path)]
     result = runner.invoke(main, args)

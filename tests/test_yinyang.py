@@ -23,7 +23,7 @@ def splits():
 
 
 def classify_vectorised(points, r_small=0.1, r_big=0.5):
-    """Independent, array-based statement of the class rule of MODEL.md §5."""
+    """Independent, array-based statement of the class rule of docs/model.md §5."""
     x, y = points[:, 0], points[:, 1]
     d_right = np.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
     d_left = np.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)

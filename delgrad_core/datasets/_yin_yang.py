@@ -1,4 +1,4 @@
-"""The Yin-Yang classification dataset (Kriener, Göltz, Petrovici 2022; MODEL.md §5).
+"""The Yin-Yang classification dataset (Kriener, Göltz, Petrovici 2022; docs/model.md §5).
 
 Points (x, y) inside a circle of radius `r_big` centred at (r_big, r_big), classified into the
 two halves of a yin-yang symbol and its two dots. The generator reproduces the published one,
@@ -32,7 +32,7 @@ def _distance(x: float, y: float, x0: float, y0: float) -> float:
 
 
 def yin_yang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5) -> int:
-    """Class of the point (x, y) of the big circle (MODEL.md §5).
+    """Class of the point (x, y) of the big circle (docs/model.md §5).
 
     With d_R, d_L the distances to the dot centres (1.5 r_big, r_big) and (0.5 r_big, r_big):
     2 (dot) if d_R < r_small or d_L < r_small; else 1 if d_R <= r_small or

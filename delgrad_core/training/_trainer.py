@@ -165,7 +165,7 @@ class Trainer:
 
     def _bump_silent(self, layer_times: list[np.ndarray]) -> bool:
         """If a layer is too often silent, raise the input weights of its silent neurons and
-        report True (the step is skipped); the bump doubles while it repeats (MODEL.md §5)."""
+        report True (the step is skipped); the bump doubles while it repeats (docs/model.md §5)."""
         if self.config.silent_bump is None:
             return False
         limits = [self.config.silent_limit_hidden] * (len(layer_times) - 1) + [self.config.silent_limit_output]

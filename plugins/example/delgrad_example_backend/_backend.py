@@ -4,7 +4,7 @@ The neuron (docs/model.md §1, C_m = 1) is  du/dt = -u/tau_m + I,  dI/dt = -I/ta
 arrivals this is linear, so one step of length dt is an exact exponential update:
 
     I(t + dt) = exp(-dt/tau_s) I(t)
-    u(t + dt) = exp(-dt/tau_m) u(t) + k(dt) I(t)          k = PSP kernel of MODEL.md §1
+    u(t + dt) = exp(-dt/tau_m) u(t) + k(dt) I(t)          k = PSP kernel of docs/model.md §1
 
 An input of weight w arriving at time a inside a step adds w exp(-(t_end - a)/tau_s) to I and
 w k(t_end - a) to u at the end t_end of that step (also exact).  The first sample with u >= theta
