@@ -1,6 +1,9 @@
-"""Atomic file writes: write to a temporary file beside the target, fsync, then rename.
+"""Atomic, durable file writes: write to a temporary file beside the target, fsync it, rename it
+over the target, fsync the directory.
 
-A crash or an exception mid-write leaves the previous file (if any) untouched.
+A crash or an exception mid-write leaves the previous file (if any) untouched; after a normal
+return the new file survives a power cut.  Files get the usual permissions (0666 minus the
+umask), not the 0600 of temporary files.
 """
 
 from __future__ import annotations
@@ -11,7 +14,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "fsync_directory"]
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
+def fsync_directory(path: str | os.PathLike) -> None:
+    """Make a rename or a new file in directory `path` durable (where the platform allows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
@@ -23,8 +49,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), _FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+        fsync_directory(path.parent)
     except BaseException:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)

@@ -14,6 +14,7 @@ configuration.  Backends are context managers: `close()` releases processes and 
 from __future__ import annotations
 
 import abc
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ import numpy as np
 from delgrad_core._calibration import Calibration, calibration_key
 from delgrad_core._capabilities import Capabilities, apply_constraints
 from delgrad_core._errors import (
+    BackendError,
     BackendUnavailable,
+    DelgradError,
     CalibrationError,
     InvalidResultError,
     InvalidValueError,
@@ -178,7 +181,8 @@ class Backend(abc.ABC):
         self._check_open()
         if network is not None:
             self.check_supported(network)
-        calibration = self._calibrate(network, seed, progress)
+        with self._failures_named("calibrating"):
+            calibration = self._calibrate(network, seed, progress)
         if not isinstance(calibration, Calibration):
             raise InvalidResultError(
                 f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not a Calibration"
@@ -214,7 +218,8 @@ class Backend(abc.ABC):
         if represented is not request.network:
             request = request.replace(network=represented)
         start = time.perf_counter()
-        result = self._execute(request)
+        with self._failures_named("executing"):
+            result = self._execute(request)
         if not isinstance(result, ExecutionResult):
             raise InvalidResultError(
                 f"backend {self.name!r}: _execute returned {type(result).__name__}, not an ExecutionResult"
@@ -222,6 +227,17 @@ class Backend(abc.ABC):
         result.validate(request, self.name)
         result.metadata.setdefault("wall_seconds", time.perf_counter() - start)
         return result
+
+    @contextlib.contextmanager
+    def _failures_named(self, doing: str):
+        """Turn an unexpected exception of the substrate code into a `BackendError` naming the
+        backend (the original stays attached as the cause)."""
+        try:
+            yield
+        except (DelgradError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise BackendError(f"backend {self.name!r} failed while {doing}: {type(exc).__name__}: {exc}") from exc
 
     def _check_calibration(self, calibration: Calibration | None) -> None:
         if calibration is not None:

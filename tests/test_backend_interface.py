@@ -274,3 +274,20 @@ def test_retryable_errors_say_so():
     assert not BackendUnavailable("bad token", retryable=False).retryable
     assert not CalibrationError("x").retryable and not InvalidValueError("x").retryable
     assert issubclass(UnsupportedNetworkError, ValueError) and issubclass(InvalidResultError, DelgradError)
+
+
+def test_an_unexpected_exception_of_a_backend_names_the_backend():
+    from delgrad_core import BackendError
+
+    def broken(request):
+        raise ZeroDivisionError("division by zero in the driver")
+
+    with pytest.raises(BackendError, match="backend 'mock' failed while executing: ZeroDivisionError: division") as info:
+        MockBackend(broken).execute(_net(), np.zeros((1, 4)))
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+    def interrupted(request):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        MockBackend(interrupted).execute(_net(), np.zeros((1, 4)))

@@ -160,7 +160,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
         handle.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr("delgrad_core.training._trainer.write_npz", broken_savez)
+    monkeypatch.setattr("delgrad_core.training._run_folder.write_npz", broken_savez)
     with pytest.raises(OSError):
         trainer.save_checkpoint()
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
@@ -220,12 +220,15 @@ def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert lines[0].startswith("delays,hidden,seed,n_parameters") and len(lines) == 5
-    params = {(row.split(",")[0], int(row.split(",")[1])): int(row.split(",")[3]) for row in lines[1:]}
+    assert lines[0].startswith("delays,hidden,seed,epochs,backend,n_parameters") and len(lines) == 5
+    params = {(row.split(",")[0], int(row.split(",")[1])): int(row.split(",")[5]) for row in lines[1:]}
     assert params == {("none", 4): 28, ("none", 6): 42, ("axonal", 4): 36, ("axonal", 6): 52}
+    assert all(row.split(",")[3:5] == ["1", "reference"] for row in lines[1:])
     assert (tmp_path / "sweep.png").exists() == plots_available()
     again = runner.invoke(main, args)
     assert "4 of 4 runs already finished" in again.output
+    other = runner.invoke(main, [*args[:-4], "--epochs", "2", "--out", str(tmp_path)])
+    assert other.exit_code == 1 and "trained with other settings (epochs: 1 here, 2 wanted)" in other.output
 
 
 def test_training_runs_on_another_backend_by_name():

@@ -2,7 +2,10 @@
 
 Every `DelgradError` (and every operating-system error such as a full disk) ends as a one-line
 message and exit status 1, Ctrl-C as a one-line message and status 130: never a traceback.
+With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for developers).
 """
+
+import os
 
 import click
 
@@ -22,6 +25,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (DelgradError, OSError) as exc:
+            if os.environ.get("DELGRAD_DEBUG"):
+                raise
             raise click.ClickException(_one_line(exc)) from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)

@@ -83,13 +83,16 @@ def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, co
     if resume and out_dir is None:
         raise click.UsageError("--resume needs --out, the folder of the run to continue")
     out = Path(out_dir) if out_dir else _fresh_out_dir()
-    if not resume and (out / "checkpoint.npz").exists():
-        raise click.UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     try:
         summary = run_training(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; the last finished epoch is saved: continue with "
-                   f"delgrad train --out {out} --resume [same options]", err=True)
+        from delgrad_core.training._run_folder import RunFolder
+
+        if RunFolder(out).checkpoint.exists():
+            click.echo(f"\ninterrupted; the last finished epoch is saved: continue with "
+                       f"delgrad train --out {out} --resume [same options]", err=True)
+        else:
+            click.echo("\ninterrupted before the first epoch finished; nothing to resume", err=True)
         sys.exit(130)
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
@@ -161,7 +164,7 @@ def _kind_list(ctx, param, value):
 @BACKEND_OPTION
 def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
-    from delgrad_core.training._sweep import SweepError, run_sweep
+    from delgrad_core.training._sweep import SweepError, SweepInterrupted, run_sweep
 
     base = _settings(config_file, {"epochs": epochs, "backend": backend})
     if backend_options:
@@ -171,6 +174,10 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
                           echo=lambda line: click.echo(line, err=True))
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except SweepInterrupted as exc:
+        click.echo(exc.table)
+        click.echo(str(exc), err=True)
+        sys.exit(130)
     except SweepError as exc:
         click.echo(exc.table)
         raise click.ClickException(str(exc)) from None

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_run", "plots_available"]
+from delgrad_core._atomic import atomic_write
+
+__all__ = ["plot_run", "plots_available", "save_figure"]
 
 
 def plots_available() -> bool:
@@ -30,6 +32,16 @@ def _figure():
     return plt
 
 
+def save_figure(fig, path: Path) -> None:
+    """Write `fig` as PNG atomically (a kill never leaves a truncated image) and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+
+
 def _learning_curves(plt, history: list[dict], path: Path) -> None:
     epochs = [m["epoch"] for m in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -43,8 +55,7 @@ def _learning_curves(plt, history: list[dict], path: Path) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray, class_names, path: Path) -> None:
@@ -61,8 +72,7 @@ def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray,
     axes[0][0].set_ylabel("count")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _delays(plt, network, path: Path) -> None:
@@ -73,8 +83,7 @@ def _delays(plt, network, path: Path) -> None:
         ax.hist(projection.delays.ravel(), bins=30)
         ax.set(title=f"{projection.delay_kind.value} delays into {name}", xlabel="delay [tau_s]", ylabel="count")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_run(out_dir, history: list[dict], network, test_output_times, test_labels, class_names) -> list[Path]:

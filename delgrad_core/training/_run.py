@@ -2,32 +2,37 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from delgrad_core._errors import InvalidValueError
+from delgrad_core._errors import DelgradError
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._plots import plot_run
-from delgrad_core.training._trainer import CHECKPOINT_NAME, Trainer
+from delgrad_core.training._run_folder import RunFolder
+from delgrad_core.training._trainer import Trainer
 
-__all__ = ["run_training"]
+__all__ = ["run_training", "TrainingStopped"]
+
+
+class TrainingStopped(DelgradError):
+    """Training stopped early on request (at an epoch boundary, checkpoint written)."""
 
 
 def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progress: bool = True,
-                 backend=None, plots: bool = True) -> dict:
-    """Train `config` into `out_dir` and return the final metrics (as in metrics.json).
-
-    With `resume`, the checkpoint in `out_dir` is loaded first and training continues from it.
+                 backend=None, plots: bool = True, should_stop=None) -> dict:
+    """Train `config` into the run folder `out_dir` and return the final metrics (as in
+    metrics.json).  The folder is locked for the whole run; a folder that holds a run is refused
+    unless `resume`, which continues from its checkpoint.  `should_stop()` is asked after every
+    epoch; if it says yes, `TrainingStopped` is raised there (the run is resumable).
     """
-    out_dir = Path(out_dir)
-    with Trainer(config, backend=backend, out_dir=out_dir) as trainer:  # closes the backend it built
+    folder = RunFolder(out_dir)
+    with folder.claim(resume=resume), Trainer(config, backend=backend, out_dir=folder) as trainer:
         if resume:
-            if not (out_dir / CHECKPOINT_NAME).exists():
-                raise InvalidValueError(f"resume: no {CHECKPOINT_NAME} in {out_dir}")
             trainer.load_checkpoint()
-        trainer.fit(progress=progress)
+        trainer.fit(progress=progress, should_stop=should_stop)
+        if trainer.epoch < trainer.config.epochs:
+            raise TrainingStopped(f"{folder.path}: stopped after epoch {trainer.epoch} of {trainer.config.epochs}; "
+                                  "the run resumes from there")
         test, final_test = trainer.finish()
         summary = trainer.summary(test, final_test)
         if plots:
-            plot_run(out_dir, summary["epochs"], trainer.network, test.output_spike_times, test.labels,
+            plot_run(folder.path, summary["epochs"], trainer.network, test.output_spike_times, test.labels,
                      trainer.test_set.class_names)
     return summary

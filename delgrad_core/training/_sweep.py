@@ -1,9 +1,13 @@
 """The parameter-efficiency study of DelGrad (Göltz, Weber et al. 2025, Fig. 3): test error
 against number of parameters and against hidden size, per delay kind, over seeds.
 
-Each run trains in its own process into ``out/runs/<kind>-h<hidden>-s<seed>``; a run whose
-``metrics.json`` already has a test accuracy is not redone, and an interrupted one resumes from
-its checkpoint.  Results go to ``out/sweep.csv`` and ``out/sweep.png``.
+Each run trains in its own process into the run folder ``out/runs/<kind>-h<hidden>-s<seed>``.
+A finished run is not redone and an interrupted one resumes from its checkpoint, but only if it
+was made with the same settings: a run with other settings is refused with the differing
+settings named (choose another folder).  A failed run does not stop the others.  Ctrl-C
+cancels the queued runs, stops running ones at their next epoch boundary (their checkpoints
+stay), writes ``sweep.csv`` from the finished runs and says how to resume.  Workers die with
+the sweep.  Results go to ``out/sweep.csv``, ``sweep_summary.json`` and ``sweep.png``.
 """
 
 from __future__ import annotations
@@ -12,21 +16,25 @@ import csv
 import io
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
+from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core.training._config import config_for_backend
-from delgrad_core.training._trainer import CHECKPOINT_NAME, METRICS_NAME
+from delgrad_core.training._run import TrainingStopped
+from delgrad_core.training._run_folder import RunFolder, folder_lock
+from delgrad_core.training._workers import stop_requested, worker_pool
 
-__all__ = ["run_sweep", "sweep_rows", "summarise", "SweepError"]
+__all__ = ["run_sweep", "sweep_rows", "summarise", "SweepError", "SweepInterrupted"]
 
-CSV_FIELDS = ["delays", "hidden", "seed", "n_parameters", "test_accuracy", "test_error", "wall_seconds"]
+CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "n_parameters", "test_accuracy", "test_error",
+              "wall_seconds"]
 
 
-class SweepError(RuntimeError):
+class SweepError(DelgradError):
     """Some runs failed; `table` summarises the runs that finished."""
 
     def __init__(self, message: str, table: str):
@@ -34,16 +42,12 @@ class SweepError(RuntimeError):
         self.table = table
 
 
+class SweepInterrupted(SweepError):
+    """The sweep was interrupted; finished runs are saved and the rest resumes on a rerun."""
+
+
 def _run_dir(out_dir: Path, kind: str, hidden: int, seed: int) -> Path:
     return out_dir / "runs" / f"{kind}-h{hidden}-s{seed}"
-
-
-def _finished(run_dir: Path) -> dict | None:
-    path = run_dir / METRICS_NAME
-    if not path.exists():
-        return None
-    metrics = json.loads(path.read_text())
-    return metrics if "test_accuracy" in metrics else None
 
 
 def _train_one(settings: dict, run_dir: str) -> dict:
@@ -51,9 +55,33 @@ def _train_one(settings: dict, run_dir: str) -> dict:
     os.environ["DELGRAD_NUM_THREADS"] = "1"
     from delgrad_core.training._run import run_training
 
-    run_dir = Path(run_dir)
-    resume = (run_dir / CHECKPOINT_NAME).exists()
-    return run_training(config_for_backend(settings), run_dir, resume=resume, progress=False, plots=False)
+    resume = RunFolder(run_dir).checkpoint.exists()
+    return run_training(config_for_backend(settings), run_dir, resume=resume, progress=False, plots=False,
+                        should_stop=stop_requested)
+
+
+def _differences(stored: dict, wanted: dict) -> list[str]:
+    return sorted(f"{key}: {stored.get(key)!r} here, {wanted.get(key)!r} wanted"
+                  for key in set(stored) | set(wanted) if stored.get(key) != wanted.get(key))
+
+
+def _check_same_settings(folder: RunFolder, wanted: dict) -> None:
+    """Refuse a run folder made with other settings (a finished run's or a checkpoint's)."""
+    metrics = folder.finished_metrics()
+    if metrics is not None:
+        stored = dict(metrics.get("config", {}))
+    elif folder.checkpoint.exists():
+        try:
+            with folder.open_checkpoint() as checkpoint:
+                stored = dict(checkpoint.json("trainer_state.json").get("config", {}))
+        except FileFormatError:  # reported by the run itself, without stopping the others
+            return
+    else:
+        return
+    differing = _differences(stored, wanted)
+    if differing:
+        raise RunFolderError(f"{folder.path} was trained with other settings ({'; '.join(differing)}); use "
+                             "another --out for these settings")
 
 
 def _row(metrics: dict) -> dict:
@@ -62,6 +90,8 @@ def _row(metrics: dict) -> dict:
         "delays": config["delays"],
         "hidden": config["hidden"],
         "seed": config["seed"],
+        "epochs": config["epochs"],
+        "backend": config["backend"],
         "n_parameters": metrics["n_parameters"],
         "test_accuracy": metrics["test_accuracy"],
         "test_error": 1.0 - metrics["test_accuracy"],
@@ -73,7 +103,7 @@ def sweep_rows(out_dir: Path) -> list[dict]:
     """One row per finished run found under `out_dir`."""
     rows = []
     for run_dir in sorted((Path(out_dir) / "runs").glob("*")):
-        metrics = _finished(run_dir)
+        metrics = RunFolder(run_dir).finished_metrics()
         if metrics is not None:
             rows.append(_row(metrics))
     return sorted(rows, key=lambda r: (r["delays"], r["hidden"], r["seed"]))
@@ -108,7 +138,7 @@ def _table(summary: list[dict]) -> str:
 
 
 def _plot(summary: list[dict], path: Path) -> None:
-    from delgrad_core.training._plots import _figure, plots_available
+    from delgrad_core.training._plots import _figure, plots_available, save_figure
 
     if not plots_available():
         return
@@ -133,45 +163,76 @@ def _plot(summary: list[dict], path: Path) -> None:
         ax.legend(title="delays")
     fig.suptitle("Yin-Yang: median test error over seeds (bars: min..max)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
-def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
-              jobs: int | None = None, echo=print) -> str:
-    """Run every missing (kind, hidden, seed) cell, then write sweep.csv and sweep.png.
-
-    Returns the summary table as text.
-    """
-    out_dir = Path(out_dir)
-    pending = []
+def _plan(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> tuple[list, int]:
+    """(runs still to do as (settings, run folder), total runs); refuses mismatching folders."""
+    pending, total = [], 0
     for kind in delay_kinds:
         for hidden in hidden_sizes:
             for seed in range(n_seeds):
                 settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
-                config_for_backend(settings)  # fail before starting any process
-                run_dir = _run_dir(out_dir, kind, hidden, seed)
-                if _finished(run_dir) is None:
-                    pending.append((settings, run_dir))
-    total = len(delay_kinds) * len(hidden_sizes) * n_seeds
-    echo(f"sweep: {total - len(pending)} of {total} runs already finished, {len(pending)} to do")
-    failed: list[str] = []
-    if pending:
-        from tqdm.auto import tqdm
+                wanted = config_for_backend(settings).resolved().to_dict()  # fails before any process starts
+                folder = RunFolder(_run_dir(out_dir, kind, hidden, seed))
+                _check_same_settings(folder, wanted)
+                total += 1
+                if folder.finished_metrics() is None:
+                    pending.append((settings, folder.path))
+    return pending, total
 
-        with ProcessPoolExecutor(max_workers=jobs or os.cpu_count()) as pool:
-            futures = {pool.submit(_train_one, s, str(d)): d for s, d in pending}
-            for future in tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="run"):
+
+def _run_pending(pending: list, jobs: int | None, echo) -> tuple[list[str], bool]:
+    """Run `pending` in a worker pool; returns (failure messages, interrupted)."""
+    from tqdm.auto import tqdm
+
+    failed: list[str] = []
+    pool, stop_event = worker_pool(jobs or os.cpu_count() or 1)
+    futures = {pool.submit(_train_one, settings, str(path)): path for settings, path in pending}
+    remaining = set(futures)
+    interrupted = False
+    bar = tqdm(total=len(futures), desc="sweep", unit="run")
+    try:
+        while remaining:
+            try:
+                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                if interrupted:  # a second Ctrl-C: stop waiting for the running runs
+                    raise
+                interrupted = True
+                stop_event.set()
+                cancelled = sum(future.cancel() for future in remaining)
+                echo(f"\ninterrupted: {cancelled} queued run(s) cancelled; running ones stop at their next "
+                     "epoch boundary (Ctrl-C again to abandon them)")
+                continue
+            for future in done:
+                bar.update(1)
+                name = futures[future].name
+                if future.cancelled():
+                    continue
                 try:
                     metrics = future.result()
-                except Exception as exc:  # one failed run must not cost the others
-                    failed.append(f"{futures[future].name}: {type(exc).__name__}: {exc}")
+                except TrainingStopped:
+                    echo(f"{name}: stopped at an epoch boundary; it resumes from there")
+                    continue
+                except DelgradError as exc:
+                    failed.append(f"{name}: {exc}")
                     echo(f"FAILED {failed[-1]}")
                     continue
-                echo(f"{futures[future].name}: test accuracy {100 * metrics['test_accuracy']:.2f} %")
+                except Exception as exc:  # one failed run must not cost the others
+                    failed.append(f"{name}: {type(exc).__name__}: {exc}")
+                    echo(f"FAILED {failed[-1]}")
+                    continue
+                echo(f"{name}: test accuracy {100 * metrics['test_accuracy']:.2f} %")
+    finally:
+        bar.close()
+        pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
+    return failed, interrupted
+
+
+def _write_results(out_dir: Path) -> str:
     rows = sweep_rows(out_dir)
     summary = summarise(rows)
-
     csv_text = io.StringIO()
     writer = csv.DictWriter(csv_text, fieldnames=CSV_FIELDS)
     writer.writeheader()
@@ -179,7 +240,27 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     atomic_write_text(out_dir / "sweep.csv", csv_text.getvalue())
     atomic_write_text(out_dir / "sweep_summary.json", json.dumps(summary, indent=2))
     _plot(summary, out_dir / "sweep.png")
-    table = _table(summary)
+    return _table(summary)
+
+
+def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
+              jobs: int | None = None, echo=print) -> str:
+    """Run every missing (kind, hidden, seed) cell, then write sweep.csv and sweep.png.
+
+    Returns the summary table as text; raises `SweepError` if runs failed and `SweepInterrupted`
+    after Ctrl-C (in both cases after writing the results of the finished runs).
+    """
+    out_dir = Path(out_dir)
+    if not isinstance(n_seeds, int) or n_seeds < 1 or not hidden_sizes or not delay_kinds:
+        raise InvalidValueError("sweep: needs at least one hidden size, delay kind and seed")
+    with folder_lock(out_dir):
+        pending, total = _plan(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
+        echo(f"sweep: {total - len(pending)} of {total} runs already finished, {len(pending)} to do")
+        failed, interrupted = _run_pending(pending, jobs, echo) if pending else ([], False)
+        table = _write_results(out_dir)
+    if interrupted:
+        raise SweepInterrupted(f"sweep interrupted; {out_dir}/sweep.csv holds the finished runs; run the same "
+                               "command again to resume the others", table=table)
     if failed:
         raise SweepError(f"{len(failed)} run(s) failed (the others are saved; run the sweep again to "
                          "retry them):\n" + "\n".join(failed), table=table)

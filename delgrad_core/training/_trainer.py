@@ -7,33 +7,28 @@ exact gradients at the observed spike and arrival times on the network that ran
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from delgrad_core._atomic import atomic_write, atomic_write_text
-from delgrad_core._errors import InvalidValueError
+from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._execution import ExecutionRequest
-from delgrad_core._npz import NpzArchive, json_array, write_npz
+from delgrad_core._npz import json_array
 from delgrad_core._losses import accuracy
 from delgrad_core._plugins import get_backend
 from delgrad_core._propagation import backward
-from delgrad_core._serialization import save_network
 from delgrad_core.datasets import load_dataset
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._evaluation import output_spike_times
 from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
+from delgrad_core.training._run_folder import RunFolder
 
 __all__ = ["Trainer", "EpochMetrics", "Evaluation"]
 
-CHECKPOINT_NAME = "checkpoint.npz"
-METRICS_NAME = "metrics.json"
-NETWORK_NAME = "network.npz"
 _STATE_KEY = "trainer_state.json"
 
 
@@ -89,13 +84,14 @@ class Trainer:
         Overrides ``config.backend``.  A backend built from a name is owned by the trainer and
         closed by `close()` (the trainer is a context manager); an object is used as it is and
         stays open (its owner closes it).
-    out_dir : path, optional
-        Where checkpoints, ``metrics.json`` and the trained network are written.
+    out_dir : path or RunFolder, optional
+        The run folder where checkpoints, the history, ``metrics.json`` and the trained network
+        are written (see `RunFolder`; claiming it, i.e. locking, is the caller's business).
     """
 
     def __init__(self, config: TrainingConfig, backend=None, out_dir=None):
         self.config = config.resolved()
-        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.folder = None if out_dir is None else out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
         self.loss = _build("loss", self.config.loss, self.config, self.config.loss_options)
         self.encoder = _build("encoder", self.config.encoder, self.config, self.config.encoder_options)
         self.guard = None if self.config.max_weight_term is None else GrazingGuard(self.config.max_weight_term)
@@ -225,8 +221,10 @@ class Trainer:
                           np.asarray(dataset.labels))
 
     # -- the loop -----------------------------------------------------------------------------
-    def fit(self, *, progress: bool = True) -> list[EpochMetrics]:
-        """Train until `config.epochs`, checkpointing after every epoch if `out_dir` is set."""
+    def fit(self, *, progress: bool = True, should_stop=None) -> list[EpochMetrics]:
+        """Train until `config.epochs`, recording and checkpointing every epoch in the run folder
+        (if any).  `should_stop()` is asked after each epoch; if it says yes, training stops there
+        (the run can be resumed)."""
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.config.epochs, initial=self.epoch, disable=not progress,
@@ -268,9 +266,11 @@ class Trainer:
                 bar.set_postfix(loss=f"{metrics.train_loss:.4f}", train=f"{metrics.train_accuracy:.3f}",
                                 val=f"{metrics.validation_accuracy:.3f}")
                 bar.update(1)
-                if self.out_dir is not None:
+                if self.folder is not None:
+                    self.folder.append_history(asdict(metrics))  # before the checkpoint: see RunFolder
                     self.save_checkpoint()
-                    self.write_metrics()
+                if should_stop is not None and self.epoch < self.config.epochs and should_stop():
+                    break
         finally:
             bar.close()
         return self.history
@@ -295,8 +295,6 @@ class Trainer:
             summary["final_epoch_test_accuracy"] = final_test.accuracy
         return summary
 
-    def write_metrics(self, test: Evaluation | None = None, final_test: Evaluation | None = None) -> Path:
-        return atomic_write_text(self.out_dir / METRICS_NAME, json.dumps(self.summary(test, final_test), indent=2))
 
     def finish(self) -> tuple[Evaluation, Evaluation | None]:
         """Evaluate the test split, keep the best-validation network (config.keep_best) and
@@ -310,9 +308,9 @@ class Trainer:
                 self.model.params[name][...] = value
             self.model.apply()
             test = self.evaluate(self.test_set)
-        if self.out_dir is not None:
-            save_network(self.network, self.out_dir / NETWORK_NAME)
-            self.write_metrics(test, final_test)
+        if self.folder is not None:
+            self.folder.write_network(self.network)
+            self.folder.write_metrics(self.summary(test, final_test))
         return test, final_test
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -326,18 +324,18 @@ class Trainer:
             "elapsed_seconds": self.elapsed_seconds,
             "rng": self.rng.bit_generator.state,
             "config": self.config.to_dict(),
-            "history": [asdict(m) for m in self.history],
+            "epochs_recorded": len(self.history),
         }
         arrays = {f"param.{k}": v for k, v in self.model.params.items()}
         arrays.update({f"best.{k}": v for k, v in self.best_params.items()})
         arrays.update({f"adam.{k}": v for k, v in self.optimiser.state_arrays().items()})
         arrays[_STATE_KEY] = json_array(state)
-        return atomic_write(self.out_dir / CHECKPOINT_NAME, lambda handle: write_npz(handle, arrays))
+        return self.folder.write_checkpoint(arrays)
 
-    def load_checkpoint(self, path=None) -> None:
-        """Continue exactly where the checkpoint stopped (same config except `epochs`)."""
-        path = Path(path) if path is not None else self.out_dir / CHECKPOINT_NAME
-        with NpzArchive(path, what="delgrad checkpoint") as data:
+    def load_checkpoint(self) -> None:
+        """Continue exactly where the run folder's checkpoint stopped (same config except `epochs`)."""
+        path = self.folder.checkpoint
+        with self.folder.open_checkpoint() as data:
             state = data.json(_STATE_KEY)
             saved = dict(state.get("config", {}), epochs=self.config.epochs)
             current = self.config.to_dict()
@@ -354,11 +352,16 @@ class Trainer:
             self.optimiser.load_state_arrays(adam)
             self.best_params = {name[5:]: data.array(name, shape=self.model.params[name[5:]].shape, kind="f")
                                 for name in data.names if name.startswith("best.") and name[5:] in self.model.params}
-        self.epoch = state["epoch"]
-        self.best_epoch = state["best_epoch"]
-        self.best_validation_accuracy = state["best_validation_accuracy"]
-        self.bump_level = state["bump_level"]
-        self.elapsed_seconds = state["elapsed_seconds"]
-        self.rng.bit_generator.state = state["rng"]
-        self.history = [EpochMetrics(**m) for m in state["history"]]
+        try:
+            self.epoch = int(state["epoch"])
+            self.best_epoch = state["best_epoch"]
+            self.best_validation_accuracy = state["best_validation_accuracy"]
+            self.bump_level = state["bump_level"]
+            self.elapsed_seconds = state["elapsed_seconds"]
+            self.rng.bit_generator.state = state["rng"]
+            self.history = [EpochMetrics(**m) for m in self.folder.read_history(state["epochs_recorded"])]
+        except (TypeError, KeyError, ValueError) as exc:
+            if isinstance(exc, FileFormatError):
+                raise
+            raise FileFormatError(f"{path}: inconsistent checkpoint or history ({type(exc).__name__}: {exc})") from None
         self.model.apply()

@@ -1,0 +1,178 @@
+"""A run folder: the one place that knows a training run's file names, formats and rules.
+
+    checkpoint.npz   parameters, optimiser and loop state after the last finished epoch
+    history.jsonl    one JSON line per finished epoch (appended: linear I/O however long the run)
+    metrics.json     the final summary with the whole history (written when the run finishes)
+    network.npz      the trained network
+    *.png            plots
+    .lock            held (flock) by the process running in the folder
+
+Rules: a folder that holds a run is never overwritten (resume it or choose another); only one
+process works in a folder at a time; every file is written atomically and durably; an epoch is
+appended to the history before its checkpoint, so on resume the history is cut back to the
+checkpoint's epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from delgrad_core._atomic import atomic_write, atomic_write_text, fsync_directory
+from delgrad_core._errors import FileFormatError, RunFolderError
+from delgrad_core._npz import NpzArchive, write_npz
+from delgrad_core._serialization import save_network
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks
+    fcntl = None
+
+__all__ = ["RunFolder", "folder_lock"]
+
+CHECKPOINT_NAME = "checkpoint.npz"
+HISTORY_NAME = "history.jsonl"
+METRICS_NAME = "metrics.json"
+NETWORK_NAME = "network.npz"
+_LOCK_NAME = ".lock"
+_RUN_FILES = (CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME, NETWORK_NAME)
+
+
+@contextlib.contextmanager
+def folder_lock(path):
+    """Create folder `path` and hold an exclusive lock on it (one process at a time), after
+    checking that it can be written; `RunFolderError` naming the folder otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"{path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / _LOCK_NAME, "a+")
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another "
+                                     "folder") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()}")
+            handle.flush()
+            atomic_write_text(path / ".write-test", "")
+            os.unlink(path / ".write-test")
+        except OSError as exc:
+            raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        yield path
+    finally:
+        handle.close()  # releases the lock
+
+
+class RunFolder:
+    """The files of one training run in `path` (nothing is touched until a method is called)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT_NAME
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_NAME
+
+    @property
+    def network(self) -> Path:
+        return self.path / NETWORK_NAME
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / HISTORY_NAME
+
+    def holds_run(self) -> list[str]:
+        """Names of the run files present (empty: the folder holds no run)."""
+        return [name for name in _RUN_FILES if (self.path / name).exists()]
+
+    def finished_metrics(self) -> dict | None:
+        """The final metrics of a finished run, else None."""
+        if not self.metrics.exists():
+            return None
+        try:
+            metrics = json.loads(self.metrics.read_text())
+        except (OSError, ValueError) as exc:
+            raise FileFormatError(f"{self.metrics}: not readable JSON ({exc})") from None
+        return metrics if isinstance(metrics, dict) and "test_accuracy" in metrics else None
+
+    # -- claiming the folder -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def claim(self, *, resume: bool):
+        """Create and lock the folder for one process; refuse a folder that holds a run unless
+        resuming it, and one with nothing to resume when resuming.  Checks early that the folder
+        is writable (a read-only file system or a file in the way fails here, not after an epoch)."""
+        with folder_lock(self.path):
+            self._remove_stale_temporaries()
+            present = self.holds_run()
+            if present == [HISTORY_NAME] and not resume:  # killed before its first checkpoint
+                self.history_file.unlink()
+                present = []
+            if resume and not self.checkpoint.exists():
+                raise RunFolderError(f"{self.path}: no {CHECKPOINT_NAME} to resume from")
+            if not resume and present:
+                raise RunFolderError(f"{self.path}: already holds a run ({', '.join(present)}); resume it with "
+                                     "--resume or choose another folder")
+            yield self
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of atomic writes interrupted by a kill (safe: the folder is locked)."""
+        for stale in self.path.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    # -- files ---------------------------------------------------------------------------------
+    def write_checkpoint(self, arrays: dict) -> Path:
+        return atomic_write(self.checkpoint, lambda handle: write_npz(handle, arrays))
+
+    def open_checkpoint(self) -> NpzArchive:
+        return NpzArchive(self.checkpoint, what="delgrad checkpoint")
+
+    def append_history(self, record: dict) -> None:
+        """Append one epoch's record as a JSON line, durably."""
+        line = json.dumps(record, allow_nan=False) + "\n"
+        with open(self.history_file, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_directory(self.path)
+
+    def read_history(self, n_epochs: int) -> list[dict]:
+        """The first `n_epochs` records; lines after them (an epoch whose checkpoint was never
+        written) are cut off the file."""
+        try:
+            lines = self.history_file.read_text(encoding="utf-8").splitlines() if n_epochs else []
+        except FileNotFoundError:
+            lines = []
+        if len(lines) < n_epochs:
+            raise FileFormatError(f"{self.history_file}: has {len(lines)} epochs, the checkpoint {n_epochs}")
+        try:
+            records = [json.loads(line) for line in lines[:n_epochs]]
+        except ValueError as exc:
+            raise FileFormatError(f"{self.history_file}: not valid JSON lines ({exc})") from None
+        if len(lines) > n_epochs or not n_epochs:
+            atomic_write_text(self.history_file, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+        return records
+
+    def write_metrics(self, summary: dict) -> Path:
+        return atomic_write_text(self.metrics, json.dumps(summary, indent=2))
+
+    def write_network(self, network) -> Path:
+        return save_network(network, self.network)
