@@ -108,7 +108,13 @@ cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, do
     disc = b * b - 4.0 * a * theta
     if disc < 0.0:
         return -1.0
-    x = (b + sqrt(disc)) / (2.0 * a)
+    if isfinite(disc):
+        x = (b + sqrt(disc)) / (2.0 * a)
+    else:  # b * b overflowed (weights ~1e154 and more): the same root, scaled by b
+        disc = 1.0 - 4.0 * (a / b) * (theta / b)
+        if disc < 0.0:
+            return -1.0
+        x = (b / (2.0 * a)) * (1.0 + sqrt(disc))
     if x > 1.0 or x < decay_end or x <= 0.0:
         return -1.0
     return -tau_m * log(x)

@@ -1,0 +1,455 @@
+"""Hostile inputs: every case ends in a clear error naming the problem or a correct result, never
+a traceback, a hang, a silently wrong result or lost data.
+
+Fast cases run in every test run; cases that send signals to real processes or fill a disk are
+marked `slow` (CI runs them too; `pytest -m "not slow"` skips them while developing).
+"""
+
+import io
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import delgrad_core as dg
+from delgrad_core import ExecutionRequest, FileFormatError, InvalidValueError
+from delgrad_core._npz import json_array, npz_bytes
+from delgrad_core.training import TrainingConfig, load_config
+
+# ---------------------------------------------------------------------------- network files
+
+
+def _network_archive(meta_change=None, drop=(), arrays=None) -> bytes:
+    network = dg.Network.feedforward([4, 6, 3], delay_kind="synaptic", delay_value=0.5, seed=0)
+    buffer = io.BytesIO()
+    dg.save_network(network, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+        members = {name[:-4]: np.lib.format.read_array(io.BytesIO(archive.read(name)))
+                   for name in archive.namelist()}
+    meta = json.loads(str(members["network.json"]))
+    if meta_change:
+        meta_change(meta)
+    members["network.json"] = json_array(meta)
+    for name in drop:
+        del members[name]
+    members.update(arrays or {})
+    return npz_bytes(members)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: _network_archive(lambda m: m["layers"][0].update(size=10**9)), r"layers\[0\].size: expected an integer"),
+        (lambda: _network_archive(lambda m: m["layers"][0].update(size=7)), r"shape \(4, 6\) does not match"),
+        (lambda: _network_archive(drop=["layers.0.delays"]), "'layers.0.delays' is missing"),
+        (lambda: _network_archive(lambda m: m["layers"].pop()), "entries not described by network.json: layers.1"),
+        (lambda: _network_archive(lambda m: m.update(version=2)), "unsupported network format"),
+        (lambda: _network_archive(lambda m: m["layers"][1].update(delay_kind="somatic")), "unknown delay kind"),
+        (lambda: _network_archive(arrays={"layers.0.weights": np.zeros((4, 6), dtype=bool)}),
+         "has dtype bool, expected kind"),
+        (lambda: _network_archive(arrays={"layers.0.weights": np.full((4, 6), np.nan)}), "contains NaN"),
+        (lambda: _network_archive(arrays={"layers.0.delays": -np.ones((4, 6))}), "must be >= 0"),
+        (lambda: b"", "not an npz archive"),
+        (lambda: os.urandom(300), "not an npz archive"),
+        (lambda: _network_archive()[:-40], "not an npz archive|truncated|cannot be read"),
+    ],
+    ids=["huge-size", "size-mismatch", "missing-delays", "surplus-layer", "version", "kind", "bool", "nan",
+         "negative-delays", "empty", "random", "truncated"],
+)
+def test_bad_network_files_are_refused_naming_the_problem(make, message):
+    data = make()
+    with pytest.raises(FileFormatError, match=message):
+        dg.load_network(data)
+
+
+def test_a_file_declaring_a_huge_array_is_refused_before_allocating():
+    """A few kilobytes whose array header claims 2**40 elements: refused while reading headers."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**20, 2**20)})
+    source = zipfile.ZipFile(io.BytesIO(_network_archive()))
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in source.namelist():
+            payload = header.getvalue() + b"\0" * 4096 if name == "layers.0.weights.npy" else source.read(name)
+            archive.writestr(name, payload)
+    tracemalloc.start()
+    with pytest.raises(FileFormatError, match=r"declares shape \(1048576, 1048576\)"):
+        dg.load_network(bomb.getvalue())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+@given(st.binary(max_size=2000))
+@settings(max_examples=60, deadline=None)
+def test_random_bytes_never_load_and_never_crash(data):
+    with pytest.raises(FileFormatError):
+        dg.load_network(data)
+    with pytest.raises(FileFormatError):
+        ExecutionRequest.from_bytes(data)
+
+
+@given(st.data())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_corrupted_request_bytes_are_refused_or_equal(data):
+    request = ExecutionRequest(dg.Network.feedforward([3, 4, 2], delay_kind="axonal", seed=1), np.ones((2, 3)), seed=1)
+    raw = bytearray(request.to_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        decoded = ExecutionRequest.from_bytes(bytes(raw))
+    except FileFormatError:
+        return
+    # a flip that survives decoding changed nothing the digest covers, or the digest tells
+    assert decoded.digest == request.digest or decoded.to_bytes() != request.to_bytes()
+
+
+# ---------------------------------------------------------------------------- in-place changes
+
+
+def test_in_place_changes_are_caught_before_any_kernel_runs():
+    network = dg.Network.feedforward([4, 300, 3], delay_kind="synaptic", delay_value=0.5, seed=0)
+    network.layers[1].projection.delays = np.full((1, 1), 0.5)
+    with pytest.raises(InvalidValueError, match=r"output.projection.delays: expected shape \(300, 3\), got \(1, 1\)"):
+        network.validate()
+    with pytest.raises(InvalidValueError, match="output.projection.delays"):
+        dg.forward(network, np.full((1, 4), 0.5))
+    network = dg.Network.feedforward([4, 30, 3], seed=0)
+    network.layers[0].projection.weights = np.ones((4, 29))
+    with pytest.raises(InvalidValueError, match="has 29 columns but population 'hidden' has size 30"):
+        dg.forward(network, np.full((1, 4), 0.5))
+    network = dg.Network.feedforward([4, 30, 3], seed=0)
+    network.layers[0].projection.weights = np.asfortranarray(np.ones((4, 30)), dtype=np.float32)
+    dg.forward(network, np.full((1, 4), 0.5))  # converted: C-contiguous float64 again
+    assert network.layers[0].projection.weights.dtype == np.float64
+    assert network.layers[0].projection.weights.flags.c_contiguous
+
+
+@given(shape=st.tuples(st.integers(0, 5), st.integers(0, 6)), fill=st.sampled_from([0.5, np.nan, -np.inf, np.inf]),
+       dtype=st.sampled_from([np.float64, np.float32, np.int64, object]))
+@settings(max_examples=60, deadline=None)
+def test_arrays_of_any_shape_and_dtype_give_a_result_or_a_named_error(shape, fill, dtype):
+    network = dg.Network.feedforward([3, 4, 2], delay_kind="axonal", seed=0)
+    with np.errstate(invalid="ignore"):
+        inputs = np.full(shape, fill).astype(dtype)
+    try:
+        times = dg.forward(network, inputs)
+    except InvalidValueError as exc:
+        assert "input_spike_times" in str(exc)
+        return
+    as_float = np.asarray(inputs, dtype=float)
+    assert shape[-1] == 3 and not np.isnan(as_float).any() and not (as_float == -np.inf).any()
+    gradient = np.zeros((times[-1].shape[0], 2))
+    dg.backward(network, inputs, times, gradient)
+    with pytest.raises(InvalidValueError, match="output_gradient"):
+        dg.backward(network, inputs, times, gradient.T if gradient.shape[0] != 2 else np.zeros((2, 3)))
+
+
+def test_extreme_weights_give_the_right_spike_time_not_silence():
+    for ratio in (1.0, 2.0, 1.5):
+        for weight in (1e100, 1e154, 1e300):
+            network = dg.Network.feedforward([1, 1], neuron=dg.NeuronParameters(1.0, ratio, 1.0))
+            network.layers[0].projection.weights[:] = weight
+            t = dg.forward(network, [[0.25]])[0][0, 0]
+            assert 0.25 <= t < 0.25 + 1e-12, (ratio, weight, t)
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"adam_beta1": 1.5}, r"adam_beta1: expected a number >= 0 and < 1, got 1.5"),
+        ({"lr_decay": float("nan")}, "lr_decay: expected a number"),
+        ({"hidden": "30"}, "hidden: expected a positive integer"),
+        ({"epochs": 2.5}, "epochs: expected an integer >= 1"),
+        ({"weight_lr": True}, "weight_lr: expected a number"),
+        ({"tau_ratio": float("inf")}, "tau_ratio: expected a number > 0"),
+        ({"keep_best": "yes"}, "keep_best: expected true or false"),
+        ({"backend_options": [1]}, "backend_options: expected a table"),
+        ({"t_early": 2.0, "t_late": 1.0}, "t_late: must be greater than t_early"),
+        ({"weight_init_mean": [1.0]}, "weight_init_mean: a list needs one value per neuron layer"),
+        ({"max_weight_term": -1}, "max_weight_term: expected a number > 0"),
+        ({"loss": "hinge"}, "loss: 'hinge' is not allowed; choose one of"),
+        ({"backend": "chip9000"}, "backend: 'chip9000' is not allowed; choose one of"),
+    ],
+)
+def test_bad_settings_name_the_setting(settings, message):
+    with pytest.raises(InvalidValueError, match=message):
+        TrainingConfig.from_dict(settings)
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=5), st.lists(st.floats(-2, 2), max_size=3), st.dictionaries(st.text(max_size=3),
+                                                                                               st.integers(), max_size=2))
+
+
+@given(st.dictionaries(st.sampled_from([f.name for f in __import__("dataclasses").fields(TrainingConfig)]),
+                       _VALUES, max_size=4))
+@settings(max_examples=150, deadline=None)
+def test_any_config_is_valid_or_refused_naming_a_field(values):
+    try:
+        config = TrainingConfig.from_dict(values)
+    except InvalidValueError as exc:
+        assert any(str(exc).startswith(name) for name in [*values, "t_late", "config"]), str(exc)
+        return
+    for name, value in config.to_dict().items():  # whatever was accepted is sane
+        if isinstance(value, float):
+            assert np.isfinite(value), name
+
+
+def test_a_train_table_beside_top_level_settings_is_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("epochs = 3\n[train]\nhidden = 5\n")
+    with pytest.raises(InvalidValueError, match="settings outside the \\[train\\] table would be ignored: epochs"):
+        load_config(path)
+    path.write_text("epochs = [\n")
+    with pytest.raises(FileFormatError, match="not valid TOML"):
+        load_config(path)
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def _delgrad(tmp_path, *args, env=None, timeout=300, preexec_fn=None):
+    return subprocess.run([sys.executable, "-m", "delgrad_core.cli", *args], cwd=tmp_path,
+                          env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=preexec_fn)
+
+
+def _assert_one_line_error(process, *fragments):
+    assert process.returncode == 1, process.stdout + process.stderr
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), process.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], process.stderr
+
+
+TRAIN = ["train", "--epochs", "1", "--hidden", "4", "--delays", "none", "--no-progress"]
+
+
+def test_ordinary_faults_end_in_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "afile/run"), "afile/run", "Not a directory")
+    (tmp_path / "bad.toml").write_text("epochs = [\n")
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--config", "bad.toml"), "bad.toml", "not valid TOML")
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red"), "invalid options ['colour']")
+    (tmp_path / "net.npz").write_bytes(b"PK\x03\x04broken")
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "net.npz"), "net.npz", "not a readable")
+    process = _delgrad(tmp_path, "sweep", "--config", "bad.toml", "--out", "sw")
+    _assert_one_line_error(process, "bad.toml")
+
+
+def test_evaluate_refuses_a_network_that_does_not_fit_the_dataset(tmp_path):
+    dg.save_network(dg.Network.feedforward([4, 5, 2], seed=0), tmp_path / "two.npz")
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "two.npz"), "2 output neurons but the dataset has 3 classes")
+    dg.save_network(dg.Network.feedforward([5, 5, 3], seed=0), tmp_path / "five.npz")
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "five.npz"), "5 inputs but the encoded dataset has 4")
+
+
+def test_a_folder_holding_a_run_is_never_overwritten(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "network.npz").write_bytes(b"precious")
+    (run / "metrics.json").write_text("{}")
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "run"), "already holds a run")
+    assert (run / "network.npz").read_bytes() == b"precious"
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "fresh", "--resume"), "no checkpoint.npz to resume")
+
+
+def test_results_are_readable_by_others(tmp_path):
+    process = _delgrad(tmp_path, *TRAIN, "--out", "run")
+    assert process.returncode == 0, process.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("network.npz", "metrics.json", "checkpoint.npz", "history.jsonl"):
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_a_backend_returning_nan_is_a_one_line_error(tmp_path):
+    from delgrad_core.testing import write_distribution
+
+    source = '''
+        import numpy as np
+        from delgrad_core import Backend, Capabilities, ExecutionResult, forward, hookimpl
+
+        class NanBackend(Backend):
+            name = "nan"
+            capabilities = Capabilities()
+
+            def _execute(self, request):
+                times = forward(request.network, request.input_spike_times)
+                times[-1][0, 0] = np.nan
+                return ExecutionResult(times, {})
+
+        @hookimpl
+        def delgrad_register_backends(register):
+            register("nan", NanBackend, capabilities=Capabilities())
+    '''
+    write_distribution(tmp_path / "site", "delgrad-nan", "1.0", {"nan_backend": source},
+                       {"delgrad.backends": {"nan": "nan_backend"}})
+    process = _delgrad(tmp_path, *TRAIN, "--backend", "nan", "--out", "run", env={"PYTHONPATH": str(tmp_path / "site")})
+    _assert_one_line_error(process, "backend 'nan' returned an invalid result", "layer_spike_times[1]: contains NaN")
+
+
+def test_resuming_with_another_thread_count_is_bit_identical(tmp_path):
+    args = ["train", "--epochs", "3", "--hidden", "12", "--delays", "synaptic", "--no-progress", "--batch-size", "500"]
+    straight = _delgrad(tmp_path, *args, "--out", "straight", env={"DELGRAD_NUM_THREADS": "2"})
+    assert straight.returncode == 0, straight.stderr
+    first = _delgrad(tmp_path, *args[:2], "2", *args[3:], "--out", "split", env={"DELGRAD_NUM_THREADS": "1"})
+    assert first.returncode == 0 or "test accuracy" in first.stdout, first.stderr
+    (tmp_path / "split" / "metrics.json").unlink()  # keep only the checkpoint of epoch 2
+    (tmp_path / "split" / "network.npz").unlink()
+    resumed = _delgrad(tmp_path, *args, "--out", "split", "--resume", env={"DELGRAD_NUM_THREADS": "2"})
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = dg.load_network(tmp_path / "straight" / "network.npz"), dg.load_network(tmp_path / "split" / "network.npz")
+    for x, y in zip(a.layers, b.layers):
+        assert x.projection.weights.tobytes() == y.projection.weights.tobytes()
+        assert x.projection.delays.tobytes() == y.projection.delays.tobytes()
+
+
+# ---------------------------------------------------------------------------- processes, signals, disks
+
+
+def _spawn(tmp_path, *args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "delgrad_core.cli", *args], cwd=tmp_path,
+                            env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for(path, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_trainings_cannot_share_a_folder(tmp_path):
+    first = _spawn(tmp_path, "train", "--epochs", "50", "--hidden", "4", "--no-progress", "--out", "run")
+    try:
+        _wait_for(tmp_path / "run" / "checkpoint.npz")
+        second = _delgrad(tmp_path, "train", "--epochs", "1", "--no-progress", "--out", "run", "--resume")
+        _assert_one_line_error(second, "run: in use by process")
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, how):
+    args = ["train", "--epochs", "6", "--hidden", "8", "--delays", "axonal", "--no-progress", "--batch-size", "250"]
+    assert _delgrad(tmp_path, *args, "--out", "straight").returncode == 0
+    victim = _spawn(tmp_path, *args, "--out", "killed")
+    _wait_for(tmp_path / "killed" / "checkpoint.npz")
+    victim.send_signal(how)
+    victim.wait(timeout=60)
+    assert not (tmp_path / "killed" / "network.npz").exists(), "finished before the signal: make the run longer"
+    if how == signal.SIGINT:
+        assert victim.returncode == 130 and "--resume" in victim.stderr.read()
+    resumed = _delgrad(tmp_path, *args, "--out", "killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = dg.load_network(tmp_path / "straight" / "network.npz")
+    b = dg.load_network(tmp_path / "killed" / "network.npz")
+    assert all(x.projection.weights.tobytes() == y.projection.weights.tobytes() for x, y in zip(a.layers, b.layers))
+    assert list((tmp_path / "killed").glob(".*.tmp")) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_the_first_epoch_suggests_nothing_to_resume(tmp_path):
+    victim = _spawn(tmp_path, "train", "--epochs", "5", "--no-progress", "--out", "run")
+    _wait_for(tmp_path / "run" / ".lock")
+    victim.send_signal(signal.SIGINT)
+    victim.wait(timeout=60)
+    error = victim.stderr.read()
+    assert victim.returncode == 130 and "--resume" not in error and "nothing to resume" in error
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = open(f"/proc/{pid}/stat").read().split()
+    return stat[2] != "Z"
+
+
+SWEEP = ["sweep", "--hidden", "6", "--delays", "none,axonal,synaptic", "--seeds", "2", "--epochs", "40", "--jobs", "2",
+         "--out", "sweep"]
+
+
+@pytest.mark.slow
+def test_killing_a_sweep_kills_its_workers(tmp_path):
+    sweep = _spawn(tmp_path, *SWEEP)
+    deadline = time.monotonic() + 60
+    while len(_children(sweep.pid)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    workers = _children(sweep.pid)
+    sweep.kill()
+    sweep.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resumes(tmp_path):
+    sweep = _spawn(tmp_path, *SWEEP)
+    _wait_for(tmp_path / "sweep" / "runs" / "axonal-h6-s0" / "checkpoint.npz")
+    sweep.send_signal(signal.SIGINT)
+    for worker in _children(sweep.pid):  # a terminal sends Ctrl-C to the whole process group
+        os.kill(worker, signal.SIGINT)
+    sweep.wait(timeout=120)
+    error = sweep.stderr.read()
+    assert sweep.returncode == 130 and "run the same command again to resume" in error, error
+    assert (tmp_path / "sweep" / "sweep.csv").exists()
+    stopped = [d for d in (tmp_path / "sweep" / "runs").iterdir() if (d / "checkpoint.npz").exists()
+               and not (d / "metrics.json").exists()]
+    assert stopped, "some runs should have stopped at an epoch boundary"
+    again = _delgrad(tmp_path, *SWEEP, timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert len((tmp_path / "sweep" / "sweep.csv").read_text().splitlines()) == 7
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_a_one_line_error_and_the_run_completes_after_resume(tmp_path):
+    """File-size limit of the process (RLIMIT_FSIZE) as a disk that fills up: the checkpoints fit,
+    the plots at the end do not."""
+    args = ["train", "--epochs", "3", "--hidden", "4", "--delays", "none", "--no-progress"]
+    assert _delgrad(tmp_path, *args, "--out", "straight").returncode == 0
+    data_files = ["checkpoint.npz", "network.npz", "metrics.json", "history.jsonl"]
+    largest = max((tmp_path / "straight" / name).stat().st_size for name in data_files)
+    assert (tmp_path / "straight" / "learning_curves.png").stat().st_size > largest + 2000
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (largest + 1000, largest + 1000))
+
+    process = _delgrad(tmp_path, *args, "--out", "full", preexec_fn=small_files)
+    _assert_one_line_error(process, "File too large")
+    assert (tmp_path / "full" / "checkpoint.npz").exists()
+    assert list((tmp_path / "full").glob(".*.tmp")) == []
+    resumed = _delgrad(tmp_path, *args, "--out", "full", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = dg.load_network(tmp_path / "straight" / "network.npz")
+    b = dg.load_network(tmp_path / "full" / "network.npz")
+    assert all(x.projection.weights.tobytes() == y.projection.weights.tobytes() for x, y in zip(a.layers, b.layers))
