@@ -201,10 +201,26 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 3
 
-    evaluated = runner.invoke(main, ["evaluate", str(out / "network.npz"), "--json"])
-    assert evaluated.exit_code == 0, evaluated.output
-    assert json.loads(evaluated.output)["accuracy"] == pytest.approx(
-        json.loads((out / "metrics.json").read_text())["test_accuracy"])
+    for target in (out, out / "network.npz"):  # the run folder or its network file: the run's own settings
+        evaluated = runner.invoke(main, ["evaluate", str(target), "--json"])
+        assert evaluated.exit_code == 0, evaluated.output
+        assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(
+            json.loads((out / "metrics.json").read_text())["test_accuracy"])
+
+
+def test_evaluate_uses_the_runs_own_encoder(tmp_path):
+    config = tmp_path / "late.toml"
+    config.write_text("t_early = 0.5\nt_late = 3.0\nepochs = 2\nhidden = 6\ndelays = 'none'\n")
+    runner = cli_runner()
+    trained = runner.invoke(main, ["train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    expected = json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"]
+    evaluated = runner.invoke(main, ["evaluate", str(tmp_path / "run"), "--json"])
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(expected)
+    copied = tmp_path / "elsewhere.npz"
+    copied.write_bytes((tmp_path / "run" / "network.npz").read_bytes())
+    alone = runner.invoke(main, ["evaluate", str(copied), "--json"])  # no run settings: the default encoder
+    assert alone.exit_code == 0 and json.loads(alone.stdout)["dataset"] == "yin_yang"
 
 
 def test_cli_rejects_unknown_backend_naming_the_choices(tmp_path):

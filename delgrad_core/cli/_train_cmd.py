@@ -100,33 +100,60 @@ def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, co
     )
 
 
+def _run_settings(path: Path) -> tuple[Path, dict]:
+    """(network file, the run's settings) for a run folder or a network file; settings are {}
+    for a network file outside a finished run folder."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    folder = RunFolder(path if path.is_dir() else path.parent)
+    network_file = folder.network if path.is_dir() else path
+    metrics = folder.finished_metrics()
+    if metrics is None or network_file != folder.network:
+        if path.is_dir():
+            raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy)")
+        return network_file, {}
+    return network_file, dict(metrics.get("config", {}))
+
+
 @main.command()
-@click.argument("network_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--backend", default="reference", show_default=True, help="Backend name.")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--backend", help="Backend name.  [default: the run's, else reference]")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
-@click.option("--dataset", default="yin_yang", show_default=True)
-@click.option("--t-early", type=float, default=0.15, show_default=True, help="Encoder: time of feature 0.")
-@click.option("--t-late", type=float, default=2.0, show_default=True, help="Encoder: time of feature 1.")
+@click.option("--dataset", help="Dataset name.  [default: the run's, else yin_yang]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for noisy backends.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @BACKEND_OPTION
-def evaluate(network_file, backend, split, dataset, t_early, t_late, seed, as_json, backend_options):
-    """First-spike accuracy of a saved network (network.npz) on a dataset split."""
-    from delgrad_core._encoding import LatencyEncoder
+def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
+    """First-spike accuracy of a trained network on a dataset split.
+
+    PATH is a run folder (its network.npz, evaluated with the run's own dataset, encoder and
+    backend settings) or a network file (Yin-Yang with the default encoder unless told).
+    """
     from delgrad_core._losses import accuracy
     from delgrad_core._plugins import get_backend
     from delgrad_core._serialization import load_network
     from delgrad_core.datasets import load_dataset
+    from delgrad_core.training import config_for_backend
+    from delgrad_core.training._components import component
     from delgrad_core.training._evaluation import check_fits_dataset, output_spike_times
 
+    network_file, stored = _run_settings(path)
+    settings = {key: stored[key] for key in ("dataset", "encoder", "t_early", "t_late", "encoder_options",
+                                              "backend", "backend_options") if key in stored}
+    settings.update({k: v for k, v in {"backend": backend, "dataset": dataset}.items() if v is not None})
+    if backend is not None and backend != stored.get("backend"):
+        settings.pop("backend_options", None)
+    if backend_options:
+        settings["backend_options"] = backend_options
+    config = config_for_backend(settings)
     network = load_network(network_file)
-    data = load_dataset(dataset, split)
-    encoder = LatencyEncoder(t_early, t_late)
+    data = load_dataset(config.dataset, split)
+    encoder = component("encoder", config.encoder, config, config.encoder_options)
     check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
-    with get_backend(backend, **backend_options) as target:
+    with get_backend(config.backend, **config.backend_options) as target:
         calibration = target.calibrate(network, seed=seed)
         output = output_spike_times(target, network, encoder(data.features), calibration, lambda: seed)
-    report = {"network": str(network_file), "backend": target.name, "dataset": dataset, "split": split,
+    report = {"network": str(network_file), "backend": target.name, "dataset": config.dataset, "split": split,
               "n_samples": len(data.labels), "accuracy": accuracy(output, data.labels)}
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -20,6 +20,7 @@ from delgrad_core._losses import accuracy
 from delgrad_core._plugins import get_backend
 from delgrad_core._propagation import backward
 from delgrad_core.datasets import load_dataset
+from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._evaluation import output_spike_times
 from delgrad_core.training._guard import GrazingGuard
@@ -58,22 +59,6 @@ class Evaluation:
     labels: np.ndarray
 
 
-def _build(kind: str, name: str, config: TrainingConfig, options: dict):
-    """The registered `kind` `name`, built from the config fields named after its parameters
-    (``loss_delta`` -> ``delta`` for losses, ``t_early`` for encoders) plus `options`."""
-    import inspect
-
-    from delgrad_core._plugins import build_registered, registry
-
-    factory = registry().get(kind, name).obj
-    prefix = "loss_" if kind == "loss" else ""
-    values = config.to_dict()
-    parameters = {p: values[prefix + p] for p in inspect.signature(factory).parameters
-                  if prefix + p in values and values[prefix + p] is not None}
-    parameters.update(options)
-    return build_registered(kind, name, parameters)
-
-
 class Trainer:
     """Train a classifier on a backend chosen by name or passed as an object.
 
@@ -92,8 +77,8 @@ class Trainer:
     def __init__(self, config: TrainingConfig, backend=None, out_dir=None):
         self.config = config.resolved()
         self.folder = None if out_dir is None else out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
-        self.loss = _build("loss", self.config.loss, self.config, self.config.loss_options)
-        self.encoder = _build("encoder", self.config.encoder, self.config, self.config.encoder_options)
+        self.loss = component("loss", self.config.loss, self.config, self.config.loss_options)
+        self.encoder = component("encoder", self.config.encoder, self.config, self.config.encoder_options)
         self.guard = None if self.config.max_weight_term is None else GrazingGuard(self.config.max_weight_term)
         self.train_set = load_dataset(self.config.dataset, "train")
         self.validation_set = load_dataset(self.config.dataset, "validation")
