@@ -16,7 +16,7 @@ import numpy as np
 
 from delgrad_core._calibration import Calibration
 from delgrad_core._errors import FileFormatError, InvalidResultError, InvalidValueError
-from delgrad_core._ir import Layer, Network, NeuronParameters, Population, Projection
+from delgrad_core._ir import Network
 from delgrad_core._npz import NpzArchive, json_array, npz_bytes
 from delgrad_core._propagation import _check_times
 from delgrad_core._serialization import network_arrays, network_from_archive
@@ -32,25 +32,6 @@ _VERSION = 1
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
     return array
-
-
-def _snapshot(network: Network) -> Network:
-    """A copy of `network` whose arrays are private and read-only (validated first)."""
-    network.validate()
-
-    def frozen(value):
-        return value if isinstance(value, float) else _read_only(np.array(value, dtype=np.float64))
-
-    layers = []
-    for layer in network.layers:
-        neuron, projection = layer.population.neuron, layer.projection
-        layers.append(Layer(
-            Population(layer.population.name, layer.population.size,
-                       NeuronParameters(frozen(neuron.threshold), frozen(neuron.tau_m), frozen(neuron.tau_s))),
-            Projection(frozen(projection.weights), projection.delay_kind,
-                       None if projection.delays is None else frozen(projection.delays), projection.name),
-        ))
-    return Network(Population(network.input.name, network.input.size), layers)
 
 
 def _check_seed(seed) -> int | None:
@@ -96,7 +77,7 @@ class ExecutionRequest:
         if not isinstance(self.network, Network):
             raise InvalidValueError(f"network: expected a delgrad_core.Network, got {type(self.network).__name__}")
         set_ = object.__setattr__
-        set_(self, "network", _snapshot(self.network))
+        set_(self, "network", self.network.frozen_copy())
         times = _check_times(self.input_spike_times, self.network.input.size, "input_spike_times")
         set_(self, "input_spike_times", _read_only(times.copy()))
         if self.calibration is not None and not isinstance(self.calibration, Calibration):

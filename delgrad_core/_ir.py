@@ -2,7 +2,9 @@
 
 All times are in model units of tau_s (docs/model.md §1), weights in units of threshold-current
 (C_m = 1). Objects are plain and validated on construction; `Network.validate()` re-checks
-parameters after they were changed in place (e.g. by an optimiser).
+parameters after they were changed in place (e.g. by an optimiser).  `Network.frozen_copy()`
+makes a read-only snapshot (what an execution request carries): it is validated once, cannot be
+changed, and skips re-validation.
 """
 
 from __future__ import annotations
@@ -64,10 +66,6 @@ def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -
 
 def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
     """Broadcast a scalar or a per-neuron array to shape (size,)."""
-    if type(value) is float:  # fast path: this runs on every forward and backward call
-        if not math.isfinite(value):
-            raise InvalidValueError(f"{field_name}: contains NaN or inf")
-        return np.full(size, value)
     array = _float_array(value, field_name)
     if array.ndim == 0:
         return np.full(size, float(array))
@@ -76,8 +74,31 @@ def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
     return array
 
 
+class _Freezable:
+    """Refuses attribute changes once frozen (the arrays are made read-only separately)."""
+
+    _frozen = False
+
+    def __setattr__(self, name, value):
+        if self._frozen:
+            raise InvalidValueError(f"{type(self).__name__}.{name}: part of a read-only network snapshot; "
+                                    "change a copy instead")
+        super().__setattr__(name, value)
+
+    def _freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+
+def _frozen_array(value):
+    if isinstance(value, float):
+        return value
+    array = np.array(value, dtype=np.float64)
+    array.setflags(write=False)
+    return array
+
+
 @dataclass
-class NeuronParameters:
+class NeuronParameters(_Freezable):
     """LIF neuron with exponential synaptic current (docs/model.md §1), C_m = 1.
 
     Each field is a scalar or one value per neuron; times in units of tau_s of the model.
@@ -91,7 +112,11 @@ class NeuronParameters:
         """Per-neuron (threshold, tau_m, tau_s), validated (all strictly positive)."""
         arrays = []
         for name in ("threshold", "tau_m", "tau_s"):
-            array = _per_neuron(getattr(self, name), size, f"{owner}.{name}")
+            value = getattr(self, name)
+            if type(value) is float and math.isfinite(value) and value > 0:  # fast path: every kernel call
+                arrays.append(np.full(size, value))
+                continue
+            array = _per_neuron(value, size, f"{owner}.{name}")
             if np.any(array <= 0):
                 raise InvalidValueError(f"{owner}.{name}: must be > 0, got min {array.min()!r}")
             arrays.append(array)
@@ -99,7 +124,7 @@ class NeuronParameters:
 
 
 @dataclass
-class Population:
+class Population(_Freezable):
     """A group of neurons. `neuron` is None for the input population (spike sources)."""
 
     name: str
@@ -117,7 +142,7 @@ class Population:
 
 
 @dataclass
-class Projection:
+class Projection(_Freezable):
     """All-to-all feed-forward connection with weights (n_pre, n_post) and optional delays.
 
     Delay shapes by kind: axonal (n_pre,), dendritic (n_post,), synaptic (n_pre, n_post);
@@ -148,6 +173,8 @@ class Projection:
     def validate(self) -> None:
         """Re-check what may have been changed in place: the arrays are made C-contiguous
         float64 again, their shapes must fit the delay kind, values finite, delays >= 0."""
+        if self._frozen or self.__dict__.get("_checked") == (self.weights, self.delays, self.delay_kind):
+            return
         self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
         self.weights = _float_array(self.weights, f"{self.name}.weights")
         if self.weights.ndim != 2 or 0 in self.weights.shape:
@@ -158,12 +185,19 @@ class Projection:
         if shape is None:
             if self.delays is not None:
                 raise InvalidValueError(f"{self.name}.delays: must be None for delay kind 'none'")
+            self._remember_if_read_only()
             return
         if self.delays is None:
             raise InvalidValueError(f"{self.name}.delays: missing; delay kind {self.delay_kind.value!r} needs shape {shape}")
         self.delays = _float_array(self.delays, f"{self.name}.delays", shape)
         if np.any(self.delays < 0):
             raise InvalidValueError(f"{self.name}.delays: must be >= 0, got min {self.delays.min()!r}")
+        self._remember_if_read_only()
+
+    def _remember_if_read_only(self) -> None:
+        """Read-only arrays cannot change in place: the next validate() of the same arrays is free."""
+        if not self.weights.flags.writeable and (self.delays is None or not self.delays.flags.writeable):
+            object.__setattr__(self, "_checked", (self.weights, self.delays, self.delay_kind))
 
     def delay_matrix(self) -> np.ndarray:
         """Delays expanded to one value per synapse, shape (n_pre, n_post)."""
@@ -194,7 +228,7 @@ class Projection:
 
 
 @dataclass
-class Layer:
+class Layer(_Freezable):
     """A population of neurons and the projection that feeds it from the previous layer."""
 
     population: Population
@@ -205,6 +239,8 @@ class Layer:
 
     def validate(self) -> None:
         """Re-check the projection, its fit to the population, and the neuron parameters."""
+        if self._frozen:
+            return
         if self.population.neuron is None:
             raise InvalidValueError(f"{self.population.name}.neuron: a layer needs neuron parameters")
         self.projection.validate()
@@ -217,11 +253,19 @@ class Layer:
 
     def neuron_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-neuron (threshold, tau_m, tau_s) of this layer's population."""
-        return self.population.neuron.as_arrays(self.population.size, owner=self.population.name)
+        cached = self.__dict__.get("_neuron_arrays")
+        if cached is not None:
+            return cached
+        arrays = self.population.neuron.as_arrays(self.population.size, owner=self.population.name)
+        if self._frozen:
+            for array in arrays:
+                array.setflags(write=False)
+            object.__setattr__(self, "_neuron_arrays", arrays)
+        return arrays
 
 
 @dataclass
-class Network:
+class Network(_Freezable):
     """Feed-forward chain: input population -> layers[0] -> ... -> layers[-1] (the output)."""
 
     input: Population
@@ -236,7 +280,10 @@ class Network:
         self.validate()
 
     def validate(self) -> None:
-        """Check every layer and the shapes along the chain (run before any kernel sees it)."""
+        """Check every layer and the shapes along the chain (run before any kernel sees it).
+        A frozen snapshot was checked when it was made and cannot change."""
+        if self._frozen:
+            return
         n_pre = self.input.size
         names = {self.input.name}
         for layer in self.layers:
@@ -253,6 +300,28 @@ class Network:
                     f"previous population has size {n_pre}"
                 )
             n_pre = layer.population.size
+
+    def frozen_copy(self) -> "Network":
+        """A validated, read-only snapshot with private copies of every array (or `self` if it
+        is one already)."""
+        if self._frozen:
+            return self
+        self.validate()
+        layers = []
+        for layer in self.layers:
+            neuron, projection = layer.population.neuron, layer.projection
+            layers.append(Layer(
+                Population(layer.population.name, layer.population.size,
+                           NeuronParameters(*(_frozen_array(getattr(neuron, name))
+                                              for name in ("threshold", "tau_m", "tau_s")))),
+                Projection(_frozen_array(projection.weights), projection.delay_kind,
+                           None if projection.delays is None else _frozen_array(projection.delays), projection.name),
+            ))
+        copy = Network(Population(self.input.name, self.input.size), layers)
+        for part in (copy, copy.input, *copy.layers, *(l.population for l in copy.layers),
+                     *(l.population.neuron for l in copy.layers), *(l.projection for l in copy.layers)):
+            part._freeze()
+        return copy
 
     @property
     def sizes(self) -> list[int]:
