@@ -338,7 +338,7 @@ class Network(_Freezable):
         cls,
         sizes: list[int],
         *,
-        delay_kind: DelayKind | str = DelayKind.NONE,
+        delay_kind: DelayKind | str | list = DelayKind.NONE,
         neuron: NeuronParameters | None = None,
         weight_mean: float = 1.0,
         weight_std: float = 1.0,
@@ -347,18 +347,22 @@ class Network(_Freezable):
     ) -> "Network":
         """Build an all-to-all chain with Gaussian weights N(mean, std) and constant delays.
 
-        `sizes` lists the population sizes from input to output, e.g. [4, 30, 3].
+        `sizes` lists the population sizes from input to output, e.g. [4, 30, 3]; `delay_kind`
+        is one kind for every layer or a list with one per layer.
         """
         if len(sizes) < 2:
             raise InvalidValueError(f"sizes: need at least input and output sizes, got {sizes!r}")
         rng = np.random.default_rng(seed)
         neuron = neuron if neuron is not None else NeuronParameters()
-        kind = DelayKind.parse(delay_kind)
+        kinds = delay_kind if isinstance(delay_kind, (list, tuple)) else [delay_kind] * (len(sizes) - 1)
+        if len(kinds) != len(sizes) - 1:
+            raise InvalidValueError(f"delay_kind: expected one kind or {len(sizes) - 1} (one per layer), got {len(kinds)}")
+        kinds = [DelayKind.parse(kind) for kind in kinds]
         layers = []
         names = [f"hidden{i}" for i in range(1, len(sizes) - 1)] + ["output"]
         if len(sizes) == 3:
             names[0] = "hidden"
-        for name, n_pre, n_post in zip(names, sizes[:-1], sizes[1:]):
+        for name, n_pre, n_post, kind in zip(names, sizes[:-1], sizes[1:], kinds):
             shape = kind.delay_shape(n_pre, n_post)
             projection = Projection(
                 weights=rng.normal(weight_mean, weight_std, size=(n_pre, n_post)),

@@ -345,3 +345,41 @@ def test_training_takes_gradients_at_the_backends_observed_arrivals(monkeypatch)
     with Trainer(TrainingConfig(epochs=1, hidden=5, delays="axonal", batch_size=500), backend=backend) as trainer:
         trainer.fit(progress=False)
     assert seen and all(a[0].shape == (500, 4) and a[1] is None for a in seen)
+
+
+def test_sectioned_config_files(tmp_path):
+    from delgrad_core.training import load_config
+
+    path = tmp_path / "sectioned.toml"
+    path.write_text(
+        "[network]\nhidden = [20, 10]\ndelays = ['axonal', 'none', 'none']\n"
+        "[optimiser]\nepochs = 2\nweight_lr = 0.01\n"
+        "[loss]\nname = 'crossentropy'\nxi = 0.3\n"
+        "[heuristics]\nsilent_limit_output = 0.05\n"
+        "[backend]\nname = 'example'\ndt = 0.01\n"
+    )
+    values = load_config(path)
+    assert values == {"hidden": [20, 10], "delays": ["axonal", "none", "none"], "epochs": 2, "weight_lr": 0.01,
+                      "loss": "crossentropy", "loss_xi": 0.3, "silent_limit_output": 0.05, "backend": "example",
+                      "backend_options": {"dt": 0.01}}
+    for text, message in [
+        ("[network]\nepochs = 3\n", r"unknown setting 'epochs' in \[network\]; allowed: hidden"),
+        ("[optimiser]\nweight_lr = 'fast'\n", r"weight_lr: expected a number > 0"),
+        ("[network]\nhidden = [20, 10]\ndelays = ['axonal', 'none']\n", "delays: a list needs one kind per neuron layer"),
+        ("epochs = 3\n[optimiser]\nepochs = 4\n", "epochs set twice"),
+        ("[loss]\nname = 'hinge'\n", "loss: 'hinge' is not allowed"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_config(path)
+
+
+def test_cli_trains_several_hidden_layers_with_per_layer_delays(tmp_path):
+    result = cli_runner().invoke(main, ["train", "--hidden", "8,6", "--delays", "axonal,none,synaptic", "--epochs", "2",
+                                        "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    network = dg.load_network(tmp_path / "run" / "network.npz")
+    assert network.sizes == [4, 8, 6, 3]
+    assert [layer.projection.delay_kind.value for layer in network.layers] == ["axonal", "none", "synaptic"]
+    bad = cli_runner().invoke(main, ["train", "--hidden", "8,x", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--hidden" in bad.output

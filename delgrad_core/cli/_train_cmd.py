@@ -16,6 +16,18 @@ from delgrad_core._ir import DelayKind
 _DELAY_CHOICES = [kind.value for kind in DelayKind]
 
 
+def _one_or_list(value, kind, name):
+    """'30' -> 30, '128,64' -> [128, 64] (the config checks the values)."""
+    if value is None:
+        return None
+    try:
+        items = [kind(item.strip()) for item in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected one value or a comma-separated list, got {value!r}",
+                                 param_hint=f"--{name}") from None
+    return items[0] if len(items) == 1 else items
+
+
 def _parse_backend_options(ctx, param, values) -> dict:
     from delgrad_core._options import parse_key_values
 
@@ -51,8 +63,12 @@ def _settings(config_file, options: dict) -> dict:
 
 @main.command()
 @click.option("--backend", help="Backend name (see `delgrad backends`).  [default: reference]")
-@click.option("--hidden", type=click.IntRange(min=1), help="Hidden neurons.  [default: 30]")
-@click.option("--delays", type=click.Choice(_DELAY_CHOICES), help="Delay kind.  [default: synaptic]")
+@click.option("--dataset", help="Dataset name (see docs/datasets.md).  [default: yin_yang]")
+@click.option("--hidden", callback=lambda ctx, param, value: _one_or_list(value, int, "hidden"),
+              help="Hidden neurons: 30, or one size per hidden layer: 128,64.  [default: 30]")
+@click.option("--delays", callback=lambda ctx, param, value: _one_or_list(value, str, "delays"),
+              help="Delay kind (none, axonal, dendritic, synaptic), or one per layer: axonal,none.  "
+                   "[default: synaptic]")
 @click.option("--tau-ratio", type=float, help="tau_m / tau_s.  [default: 2]")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.  [default: 300]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Mini-batch size.  [default: 150]")
@@ -65,14 +81,14 @@ def _settings(config_file, options: dict) -> dict:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @BACKEND_OPTION
-def train(backend, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
+def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
           no_progress, backend_options):
     """Train a Yin-Yang classifier; write metrics.json, network.npz and plots into --out."""
     from delgrad_core.training import config_for_backend
     from delgrad_core.training._run import run_training
 
-    options = dict(backend=backend, hidden=hidden, delays=delays, tau_ratio=tau_ratio, epochs=epochs,
-                   batch_size=batch_size, seed=seed, loss=loss)
+    options = dict(backend=backend, dataset=dataset, hidden=hidden, delays=delays, tau_ratio=tau_ratio,
+                   epochs=epochs, batch_size=batch_size, seed=seed, loss=loss)
     try:
         settings = _settings(config_file, options)
         if backend_options:

@@ -106,6 +106,15 @@ def _flag(name, value):
     return value
 
 
+def _delay_kinds(name, value):
+    allowed = tuple(k.value for k in DelayKind)
+    kinds = value if isinstance(value, (list, tuple)) else [value]
+    if not kinds or any(kind not in allowed for kind in kinds):
+        raise InvalidValueError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)} "
+                                "(or a list with one per layer)")
+    return value if isinstance(value, str) else list(kinds)
+
+
 def _hidden_sizes(name, value):
     sizes = value if isinstance(value, (list, tuple)) else [value]
     if not sizes or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
@@ -114,9 +123,9 @@ def _hidden_sizes(name, value):
     return value if isinstance(value, int) else list(sizes)
 
 
-def _rule(default, check):
+def _rule(default, check, section: str):
     factory = {"default_factory": dict} if default == {} else {"default": default}
-    return field(metadata={"check": check}, **factory)
+    return field(metadata={"check": check, "section": section}, **factory)
 
 
 _FRACTION = _number(0, 1)
@@ -130,65 +139,68 @@ class TrainingConfig:
     DelGrad default for the chosen delay kind (see `resolved()`)."""
 
     # task and network
-    dataset: str = _rule("yin_yang", _registered("dataset"))
-    hidden: int | list = _rule(30, _hidden_sizes)
-    delays: str = _rule("synaptic", _choice(tuple(k.value for k in DelayKind)))
-    tau_ratio: float = _rule(2.0, _POSITIVE)
-    threshold: float = _rule(1.0, _POSITIVE)
-    encoder: str = _rule("latency", _registered("encoder"))
-    t_early: float = _rule(0.15, _NON_NEGATIVE)
-    t_late: float = _rule(2.0, _POSITIVE)
-    encoder_options: dict = _rule({}, _table)
+    dataset: str = _rule("yin_yang", _registered("dataset"), "data")
+    hidden: int | list = _rule(30, _hidden_sizes, "network")
+    delays: str | list = _rule("synaptic", _delay_kinds, "network")
+    tau_ratio: float = _rule(2.0, _POSITIVE, "network")
+    threshold: float = _rule(1.0, _POSITIVE, "network")
+    encoder: str = _rule("latency", _registered("encoder"), "encoder")
+    t_early: float = _rule(0.15, _NON_NEGATIVE, "encoder")
+    t_late: float = _rule(2.0, _POSITIVE, "encoder")
+    encoder_options: dict = _rule({}, _table, "encoder")
     # optimisation
-    epochs: int = _rule(300, _number(1, integer=True))
-    batch_size: int = _rule(150, _number(1, integer=True))
-    seed: int = _rule(0, _number(0, 2**63 - 1, integer=True))
-    weight_lr: float | None = _rule(None, _number(0, low_open=True, optional=True))
-    delay_lr: float | None = _rule(None, _number(0, optional=True))
-    lr_decay: float = _rule(0.95, _number(0, 1, low_open=True))
-    lr_decay_every: int = _rule(20, _number(1, integer=True))
-    adam_beta1: float = _rule(0.9, _number(0, 1, high_open=True))
-    adam_beta2: float = _rule(0.999, _number(0, 1, high_open=True))
-    adam_eps: float = _rule(1e-8, _POSITIVE)
-    weight_init_mean: float | list | None = _rule(None, _number(optional=True, per_layer=True))
-    weight_init_std: float | list | None = _rule(None, _number(0, optional=True, per_layer=True))
-    delay_init_mean: float = _rule(0.0, _number())
-    delay_init_std: float = _rule(0.25, _NON_NEGATIVE)
+    epochs: int = _rule(300, _number(1, integer=True), "optimiser")
+    batch_size: int = _rule(150, _number(1, integer=True), "optimiser")
+    seed: int = _rule(0, _number(0, 2**63 - 1, integer=True), "optimiser")
+    weight_lr: float | None = _rule(None, _number(0, low_open=True, optional=True), "optimiser")
+    delay_lr: float | None = _rule(None, _number(0, optional=True), "optimiser")
+    lr_decay: float = _rule(0.95, _number(0, 1, low_open=True), "optimiser")
+    lr_decay_every: int = _rule(20, _number(1, integer=True), "optimiser")
+    adam_beta1: float = _rule(0.9, _number(0, 1, high_open=True), "optimiser")
+    adam_beta2: float = _rule(0.999, _number(0, 1, high_open=True), "optimiser")
+    adam_eps: float = _rule(1e-8, _POSITIVE, "optimiser")
+    weight_init_mean: float | list | None = _rule(None, _number(optional=True, per_layer=True), "network")
+    weight_init_std: float | list | None = _rule(None, _number(0, optional=True, per_layer=True), "network")
+    delay_init_mean: float = _rule(0.0, _number(), "network")
+    delay_init_std: float = _rule(0.25, _NON_NEGATIVE, "network")
     # loss (loss_<parameter> fields go to the loss's parameter of that name; loss_options to any)
-    loss: str = _rule("squared", _registered("loss"))
-    loss_delta: float = _rule(0.2, _NON_NEGATIVE)
-    loss_xi: float = _rule(0.2, _POSITIVE)
-    loss_alpha: float = _rule(0.005, _NON_NEGATIVE)
-    loss_beta: float = _rule(1.0, _POSITIVE)
-    loss_options: dict = _rule({}, _table)
-    max_weight_term: float | None = _rule(0.2, _number(0, low_open=True, optional=True))
+    loss: str = _rule("squared", _registered("loss"), "loss")
+    loss_delta: float = _rule(0.2, _NON_NEGATIVE, "loss")
+    loss_xi: float = _rule(0.2, _POSITIVE, "loss")
+    loss_alpha: float = _rule(0.005, _NON_NEGATIVE, "loss")
+    loss_beta: float = _rule(1.0, _POSITIVE, "loss")
+    loss_options: dict = _rule({}, _table, "loss")
+    max_weight_term: float | None = _rule(0.2, _number(0, low_open=True, optional=True), "heuristics")
     # delay parametrisation: delay = shift + scale * sigmoid(raw), or clip(raw, 0, delay_max)
-    delay_parametrisation: str = _rule("sigmoid", _choice(("sigmoid", "clip")))
-    delay_shift: float = _rule(0.0, _NON_NEGATIVE)
-    delay_scale: float = _rule(1.0, _POSITIVE)
-    delay_max: float | None = _rule(None, _number(0, low_open=True, optional=True))
+    delay_parametrisation: str = _rule("sigmoid", _choice(("sigmoid", "clip")), "network")
+    delay_shift: float = _rule(0.0, _NON_NEGATIVE, "network")
+    delay_scale: float = _rule(1.0, _POSITIVE, "network")
+    delay_max: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
     # the config's own weight constraints (None: only the backend's); float shadow weights
-    weight_limit: float | None = _rule(None, _number(0, low_open=True, optional=True))
-    weight_resolution: float | None = _rule(None, _number(0, low_open=True, optional=True))
+    weight_limit: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
+    weight_resolution: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
     # silent-neuron handling: skip the step and bump input weights of silent neurons when the
     # silent fraction of a layer exceeds its limit (hidden layers, output layer)
-    silent_limit_hidden: float = _rule(0.3, _FRACTION)
-    silent_limit_output: float = _rule(0.0, _FRACTION)
-    silent_bump: float | None = _rule(0.0005, _number(0, low_open=True, optional=True))
+    silent_limit_hidden: float = _rule(0.3, _FRACTION, "heuristics")
+    silent_limit_output: float = _rule(0.0, _FRACTION, "heuristics")
+    silent_bump: float | None = _rule(0.0005, _number(0, low_open=True, optional=True), "heuristics")
     # per-neuron revival: a hidden neuron silent in more than this fraction of a batch's samples
     # gets silent_bump added to its input weights, without skipping the step (None: off)
-    silent_neuron_limit: float | None = _rule(None, _number(0, 1, optional=True))
+    silent_neuron_limit: float | None = _rule(None, _number(0, 1, optional=True), "heuristics")
     # model selection: keep the epoch with the best validation accuracy as the trained network
-    keep_best: bool = _rule(True, _flag)
+    keep_best: bool = _rule(True, _flag, "heuristics")
     # execution
-    backend: str = _rule("reference", _registered("backend"))
-    backend_options: dict = _rule({}, _table)
+    backend: str = _rule("reference", _registered("backend"), "backend")
+    backend_options: dict = _rule({}, _table, "backend")
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
             setattr(self, spec.name, spec.metadata["check"](spec.name, getattr(self, spec.name)))
         if not self.t_late > self.t_early:
             raise InvalidValueError(f"t_late: must be greater than t_early ({self.t_early}), got {self.t_late}")
+        if isinstance(self.delays, list) and len(self.delays) != len(self.hidden_sizes) + 1:
+            raise InvalidValueError(f"delays: a list needs one kind per neuron layer ({len(self.hidden_sizes) + 1}), "
+                                    f"got {len(self.delays)}")
         for name in ("weight_init_mean", "weight_init_std"):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != len(self.hidden_sizes) + 1:
@@ -200,9 +212,17 @@ class TrainingConfig:
         """Hidden layer sizes as a list."""
         return [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
 
+    @property
+    def delay_kinds(self) -> list[str]:
+        """The delay kind of every neuron layer."""
+        if isinstance(self.delays, list):
+            return list(self.delays)
+        return [self.delays] * (len(self.hidden_sizes) + 1)
+
     def resolved(self) -> "TrainingConfig":
-        """A copy with the per-delay-kind defaults filled in."""
-        defaults = _KIND_DEFAULTS[self.delays]
+        """A copy with the per-delay-kind defaults filled in (for mixed kinds: those of the
+        first layer with delays)."""
+        defaults = _KIND_DEFAULTS[next((kind for kind in self.delay_kinds if kind != "none"), "none")]
         updates = {name: value for name, value in defaults.items() if getattr(self, name) is None}
         return dataclasses.replace(self, **updates)
 
@@ -232,8 +252,42 @@ def config_for_backend(values: dict) -> TrainingConfig:
     return TrainingConfig.from_dict({**defaults, **values})
 
 
+def _sections() -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    for spec in dataclasses.fields(TrainingConfig):
+        sections.setdefault(spec.metadata["section"], []).append(spec.name)
+    return sections
+
+
+def _flatten_section(section: str, table: dict, where: str) -> dict:
+    """Settings of one [section] table as config fields.  In [loss], [encoder] and [backend],
+    ``name`` is the registered name, ``<parameter>`` a field ``loss_<parameter>`` if one exists,
+    and anything else goes to the section's options table."""
+    if not isinstance(table, dict):
+        raise InvalidValueError(f"{where}: [{section}] must be a table")
+    fields = _sections()[section]
+    values, options = {}, {}
+    for key, value in table.items():
+        key = key.replace("-", "_")
+        if key == "name" and section in ("loss", "encoder", "backend"):
+            values[section] = value
+        elif key in fields:
+            values[key] = value
+        elif f"{section}_{key}" in fields and not key.endswith("options"):
+            values[f"{section}_{key}"] = value
+        elif section in ("loss", "encoder", "backend"):
+            options[key] = value
+        else:
+            raise InvalidValueError(f"{where}: unknown setting {key!r} in [{section}]; allowed: {', '.join(fields)}")
+    if options:
+        values[f"{section}_options"] = {**values.get(f"{section}_options", {}), **options}
+    return values
+
+
 def load_config(path: str | Path) -> dict:
-    """Read a TOML file of settings (top-level keys, or all of them in one [train] table)."""
+    """Read a TOML file of settings: flat keys (top level, or all in one [train] table), or
+    sectioned tables [data], [network], [encoder], [optimiser], [loss], [heuristics], [backend]
+    (docs/training.md).  Every setting is checked; errors name the file and the setting."""
     try:
         with open(path, "rb") as handle:
             values = tomllib.load(handle)
@@ -247,6 +301,19 @@ def load_config(path: str | Path) -> dict:
             raise InvalidValueError(f"{path}: settings outside the [train] table would be ignored: {', '.join(others)}; "
                                     "put every setting in [train] or none")
         values = values["train"]
-    values = {key.replace("-", "_"): value for key, value in values.items()}
-    TrainingConfig.from_dict(values)  # validate early, naming the bad setting
-    return values
+    flat = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key in _sections() and isinstance(value, dict):  # a [section] table, not a setting
+            section_values = _flatten_section(key, value, str(path))
+        else:
+            section_values = {key: value}
+        twice = sorted(set(section_values) & set(flat))
+        if twice:
+            raise InvalidValueError(f"{path}: {', '.join(twice)} set twice")
+        flat.update(section_values)
+    try:
+        TrainingConfig.from_dict(flat)  # validate early, naming the bad setting
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"{path}: {exc}") from None
+    return flat

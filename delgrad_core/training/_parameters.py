@@ -26,7 +26,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Network:
     """The network of a run: n_inputs - hidden... - n_classes, tau_s = 1, tau_m = tau_ratio."""
     neuron = NeuronParameters(threshold=config.threshold, tau_m=config.tau_ratio, tau_s=1.0)
-    return Network.feedforward([n_inputs, *config.hidden_sizes, n_classes], delay_kind=config.delays,
+    return Network.feedforward([n_inputs, *config.hidden_sizes, n_classes], delay_kind=config.delay_kinds,
                                neuron=neuron, seed=None)
 
 

@@ -7,6 +7,7 @@ exact gradients at the observed spike and arrival times on the network that ran
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -212,7 +213,9 @@ class Trainer:
         (the run can be resumed)."""
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.config.epochs, initial=self.epoch, disable=not progress,
+        interactive = progress and sys.stderr.isatty()
+        every = max(1, round(self.config.epochs / 30))  # progress lines when the output is a log file
+        bar = tqdm(total=self.config.epochs, initial=self.epoch, disable=not interactive,
                    desc=f"{self.config.delays} h={self.config.hidden} seed={self.config.seed}", unit="epoch")
         try:
             while self.epoch < self.config.epochs:
@@ -251,6 +254,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{metrics.train_loss:.4f}", train=f"{metrics.train_accuracy:.3f}",
                                 val=f"{metrics.validation_accuracy:.3f}")
                 bar.update(1)
+                if progress and not interactive and (self.epoch % every == 0 or self.epoch == self.config.epochs):
+                    print(f"epoch {self.epoch}/{self.config.epochs}: loss {metrics.train_loss:.4f}, train "
+                          f"{100 * metrics.train_accuracy:.1f} %, validation {100 * metrics.validation_accuracy:.1f} %",
+                          file=sys.stderr, flush=True)
                 if self.folder is not None:
                     self.folder.append_history(asdict(metrics))  # before the checkpoint: see RunFolder
                     self.save_checkpoint()
