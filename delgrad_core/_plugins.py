@@ -129,13 +129,15 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
             "training_defaults": dict(training_defaults or {})}
 
 
-def _dataset_details(name: str, loader, splits, description: str = "") -> dict:
+def _dataset_details(name: str, loader, splits, description: str = "", plane=None) -> dict:
     if not callable(loader):
         raise InvalidValueError(f"dataset {name!r}: loader must be callable, got {type(loader).__name__}")
     splits = tuple(splits) if not isinstance(splits, str) else ()
     if not splits or not all(isinstance(s, str) and s for s in splits):
         raise InvalidValueError(f"dataset {name!r}: splits must be a non-empty list of names")
-    return {"description": str(description), "splits": splits}
+    if plane is not None and not callable(plane):
+        raise InvalidValueError(f"dataset {name!r}: plane must be callable (x, y) -> features")
+    return {"description": str(description), "splits": splits, "plane": plane}
 
 
 def _factory_details(kind: str):

@@ -35,10 +35,12 @@ class DelgradHookspecs:
 
     @hookspec
     def delgrad_register_datasets(self, register):
-        """Add datasets: ``register(name, loader, splits, description="")``.
+        """Add datasets: ``register(name, loader, splits, description="", plane=None)``.
 
         ``loader(split, **options)`` returns a `delgrad_core.datasets.Dataset` for each split
-        name in ``splits``; features are scaled to [0, 1].
+        name in ``splits``; features are scaled to [0, 1].  A 2-d task may pass
+        ``plane(x, y) -> features`` (points of the unit square to features): training then
+        draws a decision map of the plane.
         """
 
     @hookspec

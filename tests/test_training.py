@@ -192,7 +192,7 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["backend"] == "reference"
     assert dg.load_network(out / "network.npz").sizes == [4, 6, 3]
     if plots_available():
-        for plot in ("learning_curves.png", "spike_times.png", "delays.png"):
+        for plot in ("learning_curves.png", "spike_times.png", "confusion.png", "decision_map.png", "delays.png"):
             assert (out / plot).read_bytes()[:4] == b"\x89PNG"
 
     again = runner.invoke(main, args)
@@ -383,3 +383,12 @@ def test_cli_trains_several_hidden_layers_with_per_layer_delays(tmp_path):
     assert [layer.projection.delay_kind.value for layer in network.layers] == ["axonal", "none", "synaptic"]
     bad = cli_runner().invoke(main, ["train", "--hidden", "8,x", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--hidden" in bad.output
+
+
+def test_decision_plane_predicts_every_point_of_the_square():
+    trainer = Trainer(TrainingConfig(epochs=1, hidden=6, delays="none"))
+    grid_x, grid_y, predicted = trainer.decision_plane(resolution=20)
+    assert grid_x.shape == grid_y.shape == predicted.shape == (20, 20)
+    features = dg.datasets.yin_yang_plane(grid_x, grid_y)
+    expected = dg.first_spike_prediction(dg.forward(trainer.network, trainer.encoder(features))[-1])
+    np.testing.assert_array_equal(predicted.ravel(), expected)

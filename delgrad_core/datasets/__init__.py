@@ -20,6 +20,7 @@ from delgrad_core.datasets._yin_yang import (
     YIN_YANG_SPLITS,
     yin_yang,
     yin_yang_class,
+    yin_yang_plane,
     yin_yang_samples,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "YIN_YANG_SPLITS",
     "yin_yang",
     "yin_yang_class",
+    "yin_yang_plane",
     "yin_yang_samples",
 ]

@@ -17,7 +17,8 @@ from delgrad_core._errors import InvalidValueError
 
 from delgrad_core.datasets._dataset import Dataset
 
-__all__ = ["YIN_YANG_CLASS_NAMES", "YIN_YANG_SPLITS", "yin_yang", "yin_yang_class", "yin_yang_samples"]
+__all__ = ["YIN_YANG_CLASS_NAMES", "YIN_YANG_SPLITS", "yin_yang", "yin_yang_class", "yin_yang_plane",
+           "yin_yang_samples"]
 
 #: Class names in label order, as published.
 YIN_YANG_CLASS_NAMES = ("yin", "yang", "dot")
@@ -87,6 +88,12 @@ def yin_yang_samples(
         points[i] = x, y
         labels[i] = goal
     return np.concatenate([points, 1.0 - points], axis=1), labels
+
+
+def yin_yang_plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Features (x, y, 1 - x, 1 - y) of points of the plane (for decision maps)."""
+    points = np.stack([np.ravel(x), np.ravel(y)], axis=1)
+    return np.concatenate([points, 1.0 - points], axis=1)
 
 
 def yin_yang(split: str = "train") -> Dataset:

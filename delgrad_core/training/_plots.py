@@ -1,4 +1,5 @@
-"""PNG plots of a training run: learning curves, output spike times per class, learned delays.
+"""PNG plots of a training run: learning curves, output spike times per class, the confusion
+matrix, a decision map for 2-d tasks, learned delays.
 
 Needs matplotlib (the ``plot`` extra); `plot_run` says so instead of failing the run.
 """
@@ -86,16 +87,65 @@ def _delays(plt, network, path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_run(out_dir, history: list[dict], network, test_output_times, test_labels, class_names) -> list[Path]:
-    """Write learning_curves.png, spike_times.png and (with delays) delays.png into `out_dir`."""
+def _confusion(plt, predictions: np.ndarray, labels: np.ndarray, class_names, path: Path) -> None:
+    n = len(class_names)
+    counts = np.zeros((n, n + 1), dtype=int)  # last column: no output spike
+    np.add.at(counts, (labels, np.where(predictions < 0, n, predictions)), 1)
+    fig, ax = plt.subplots(figsize=(1.2 * n + 3, 0.9 * n + 2))
+    ax.imshow(counts, cmap="Blues")
+    for (row, column), count in np.ndenumerate(counts):
+        ax.text(column, row, str(count), ha="center", va="center",
+                color="white" if count > counts.max() / 2 else "black", fontsize=8)
+    ax.set_xticks(range(n + 1), [*map(str, class_names), "none"], rotation=45, ha="right")
+    ax.set_yticks(range(n), list(map(str, class_names)))
+    ax.set(xlabel="predicted (first output spike)", ylabel="true class",
+           title=f"test accuracy {100 * np.mean(predictions == labels):.1f} %")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _decision_map(plt, plane, features: np.ndarray, predictions: np.ndarray, labels: np.ndarray, class_names,
+                  path: Path) -> None:
+    from matplotlib.colors import ListedColormap
+
+    grid_x, grid_y, predicted = plane
+    n = len(class_names)
+    colours = plt.get_cmap("tab10")(np.arange(n))
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(np.where(predicted < 0, np.nan, predicted), origin="lower", extent=(0, 1, 0, 1), vmin=-0.5,
+              vmax=n - 0.5, cmap=ListedColormap(colours), alpha=0.35, interpolation="nearest")
+    wrong = predictions != labels
+    for label in range(n):
+        right = (labels == label) & ~wrong
+        ax.scatter(features[right, 0], features[right, 1], s=6, color=colours[label], label=str(class_names[label]))
+    ax.scatter(features[wrong, 0], features[wrong, 1], s=30, marker="x", color="black",
+               label=f"wrong ({int(wrong.sum())})")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="x", ylabel="y", title="predicted class (shade), test points")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_run(out_dir, history: list[dict], network, test_output_times, test_labels, class_names,
+             test_features=None, plane=None) -> list[Path]:
+    """Write learning_curves.png, spike_times.png, confusion.png, (with a `plane` from
+    `Trainer.decision_plane`) decision_map.png and (with delays) delays.png into `out_dir`."""
+    from delgrad_core._losses import first_spike_prediction
+
     if not plots_available():
         warnings.warn("matplotlib is not installed: no plots written (pip install 'delgrad[plot]')")
         return []
     plt = _figure()
     out_dir = Path(out_dir)
-    written = [out_dir / "learning_curves.png", out_dir / "spike_times.png"]
+    output_times, labels = np.asarray(test_output_times), np.asarray(test_labels)
+    predictions = first_spike_prediction(output_times)
+    written = [out_dir / "learning_curves.png", out_dir / "spike_times.png", out_dir / "confusion.png"]
     _learning_curves(plt, history, written[0])
-    _spike_time_distributions(plt, np.asarray(test_output_times), np.asarray(test_labels), class_names, written[1])
+    _spike_time_distributions(plt, output_times, labels, class_names, written[1])
+    _confusion(plt, predictions, labels, class_names, written[2])
+    if plane is not None and test_features is not None:
+        written.append(out_dir / "decision_map.png")
+        _decision_map(plt, plane, np.asarray(test_features), predictions, labels, class_names, written[-1])
     if any(layer.projection.delays is not None for layer in network.layers):
         written.append(out_dir / "delays.png")
         _delays(plt, network, written[-1])

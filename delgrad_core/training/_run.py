@@ -34,5 +34,5 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
         summary = trainer.summary(test, final_test)
         if plots:
             plot_run(folder.path, summary["epochs"], trainer.network, test.output_spike_times, test.labels,
-                     trainer.test_set.class_names)
+                     trainer.test_set.class_names, trainer.test_set.features, trainer.decision_plane())
     return summary

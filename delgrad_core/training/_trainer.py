@@ -305,6 +305,20 @@ class Trainer:
             self.folder.write_metrics(self.summary(test, final_test))
         return test, final_test
 
+    def decision_plane(self, resolution: int = 120):
+        """(x grid, y grid, predicted class per point; -1 = no output spike) over the unit
+        square, for datasets that register a `plane`; else None."""
+        from delgrad_core._losses import first_spike_prediction
+        from delgrad_core._plugins import registry
+
+        plane = registry().get("dataset", self.config.dataset).details.get("plane")
+        if plane is None:
+            return None
+        grid_x, grid_y = np.meshgrid(np.linspace(0.0, 1.0, resolution), np.linspace(0.0, 1.0, resolution))
+        inputs = self.encoder(np.clip(plane(grid_x, grid_y), 0.0, 1.0))
+        output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._next_seed)
+        return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
+
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         """Parameters, optimiser and loop state in one npz, written atomically."""
