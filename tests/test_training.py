@@ -236,15 +236,20 @@ def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert lines[0].startswith("delays,hidden,seed,epochs,backend,n_parameters") and len(lines) == 5
-    params = {(row.split(",")[0], int(row.split(",")[1])): int(row.split(",")[5]) for row in lines[1:]}
+    assert lines[0].startswith("delays,hidden,seed,epochs,backend,trial,n_parameters") and len(lines) == 5
+    params = {(row.split(",")[0], int(row.split(",")[1])): int(row.split(",")[6]) for row in lines[1:]}
     assert params == {("none", 4): 28, ("none", 6): 42, ("axonal", 4): 36, ("axonal", 6): 52}
     assert all(row.split(",")[3:5] == ["1", "reference"] for row in lines[1:])
     assert (tmp_path / "sweep.png").exists() == plots_available()
     again = runner.invoke(main, args)
     assert "4 of 4 runs already finished" in again.output
-    other = runner.invoke(main, [*args[:-4], "--epochs", "2", "--out", str(tmp_path)])
-    assert other.exit_code == 1 and "trained with other settings (epochs: 1 here, 2 wanted)" in other.output
+    # other settings: new trials in their own folders; the old runs are named, kept and not mixed in
+    other = runner.invoke(main, ["sweep", "--hidden", "4", "--delays", "none", "--seeds", "1", "--epochs", "2",
+                                 "--jobs", "1", "--out", str(tmp_path)])
+    assert other.exit_code == 0, other.output
+    assert "none-h4-s0-" in other.output and "(other settings: epochs) is kept and not used" in other.output
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and rows[0].split(",")[3] == "2"
 
 
 def test_training_runs_on_another_backend_by_name():
@@ -276,7 +281,9 @@ def test_silent_fractions_must_be_fractions():
 
 
 def test_sweep_keeps_going_when_a_run_fails(tmp_path):
-    broken = tmp_path / "runs" / "none-h4-s0"
+    from delgrad_core.training._trials import plan_trials
+
+    broken = plan_trials({"epochs": 1}, [4], ["none"], 1, tmp_path)[0].folder
     broken.mkdir(parents=True)
     (broken / "checkpoint.npz").write_bytes(b"not a checkpoint")
     runner = cli_runner()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from delgrad_core._atomic import atomic_write_text
 from delgrad_core.cli import main
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind
@@ -199,22 +200,46 @@ def _kind_list(ctx, param, value):
               help="Comma-separated delay kinds.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel processes.  [default: CPUs]")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Parallel processes (or workers of the embedded Dask cluster).  [default: CPUs]")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with further TrainingConfig settings for every run.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
 @click.option("--backend", help="Backend name for every run.  [default: reference]")
 @BACKEND_OPTION
-def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options):
+@click.option("--executor", type=click.Choice(["process", "dask"]), default="process", show_default=True,
+              help="Where trials run: a local process pool, or Dask (pip install 'delgrad[dask]').")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="With --executor dask: join this scheduler instead of starting a local cluster.")
+@click.option("--trial", type=click.IntRange(min=0), help="Run (or resume) only trial number N here (SLURM array tasks).")
+@click.option("--slurm-script", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write an sbatch --array script that runs this sweep one trial per task, and exit.")
+def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options, executor, scheduler,
+          trial, slurm_script):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
-    from delgrad_core.training._sweep import SweepError, SweepInterrupted, run_sweep
+    from delgrad_core.training._sweep import SweepError, SweepInterrupted, run_sweep, run_trial, sweep_job_script
 
     base = _settings(config_file, {"epochs": epochs, "backend": backend})
     if backend_options:
         base["backend_options"] = {**base.get("backend_options", {}), **backend_options}
+    echo = lambda line: click.echo(line, err=True)  # noqa: E731
+    grid = (base, hidden, delays, seeds, Path(out_dir))
     try:
-        table = run_sweep(base, hidden, delays, seeds, Path(out_dir), jobs=jobs,
-                          echo=lambda line: click.echo(line, err=True))
+        if slurm_script is not None:
+            command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
+                       "--seeds", str(seeds), "--epochs", str(epochs), "--out", str(out_dir)]
+            command += ["--config", str(config_file)] if config_file else []
+            command += ["--backend", backend] if backend else []
+            command += [arg for key, value in backend_options.items()
+                        for arg in ("--backend-option", f"{key}={json.dumps(value)}")]
+            n_trials = len(hidden) * len(delays) * seeds
+            atomic_write_text(slurm_script, sweep_job_script(command, n_trials))
+            click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {slurm_script}")
+            return
+        if trial is not None:
+            run_trial(*grid, trial, echo=echo)
+            return
+        table = run_sweep(*grid, jobs=jobs, executor=executor, scheduler=scheduler, echo=echo)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     except SweepInterrupted as exc:
@@ -223,6 +248,6 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         sys.exit(130)
     except SweepError as exc:
         click.echo(exc.table)
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(" ".join(str(exc).split())) from None
     click.echo(table)
     sys.stdout.flush()

@@ -1,13 +1,15 @@
 """The parameter-efficiency study of DelGrad (Göltz, Weber et al. 2025, Fig. 3): test error
 against number of parameters and against hidden size, per delay kind, over seeds.
 
-Each run trains in its own process into the run folder ``out/runs/<kind>-h<hidden>-s<seed>``.
-A finished run is not redone and an interrupted one resumes from its checkpoint, but only if it
-was made with the same settings: a run with other settings is refused with the differing
-settings named (choose another folder).  A failed run does not stop the others.  Ctrl-C
-cancels the queued runs, stops running ones at their next epoch boundary (their checkpoints
-stay), writes ``sweep.csv`` from the finished runs and says how to resume.  Workers die with
-the sweep.  Results go to ``out/sweep.csv``, ``sweep_summary.json`` and ``sweep.png``.
+Every (delay kind, hidden size, seed) is a trial (`_trials`): a run folder named after its
+settings' hash, so a finished trial is never redone, an interrupted one resumes from its
+checkpoint and a trial with other settings gets its own folder (runs with other settings found
+beside it are named, kept and not used).  Trials run on an executor (`_executors`): a local
+process pool by default, or Dask (embedded local cluster, or an existing one, e.g. on SLURM).  A
+failed trial does not stop the others and is retried by the next run.  Ctrl-C stops the sweep,
+writes ``sweep.csv`` from the finished trials and says how to resume.  Results go to
+``out/sweep.csv``, ``sweep_summary.json`` and ``sweep.png``.  ``sweep_job_script`` writes an
+``sbatch --array`` script that runs one trial per array task with the same command.
 """
 
 from __future__ import annotations
@@ -15,76 +17,37 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from concurrent.futures import FIRST_COMPLETED, wait
+import shlex
 from pathlib import Path
 
 import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, RunFolderError
-from delgrad_core.training._config import config_for_backend
-from delgrad_core.training._run import TrainingStopped
+from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError
+from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock
-from delgrad_core.training._workers import stop_requested, worker_pool
+from delgrad_core.training._trials import Trial, plan_trials, train_trial
 
-__all__ = ["run_sweep", "sweep_rows", "summarise", "SweepError", "SweepInterrupted"]
+__all__ = ["run_sweep", "run_trial", "sweep_rows", "summarise", "sweep_job_script", "SweepError",
+           "SweepInterrupted"]
 
-CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "n_parameters", "test_accuracy", "test_error",
+CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "trial", "n_parameters", "test_accuracy", "test_error",
               "wall_seconds"]
 
 
 class SweepError(DelgradError):
-    """Some runs failed; `table` summarises the runs that finished."""
+    """Some trials failed; `table` summarises the trials that finished."""
 
-    def __init__(self, message: str, table: str):
+    def __init__(self, message: str, table: str = ""):
         super().__init__(message)
         self.table = table
 
 
 class SweepInterrupted(SweepError):
-    """The sweep was interrupted; finished runs are saved and the rest resumes on a rerun."""
+    """The sweep was interrupted; finished trials are saved and the rest resumes on a rerun."""
 
 
-def _run_dir(out_dir: Path, kind: str, hidden: int, seed: int) -> Path:
-    return out_dir / "runs" / f"{kind}-h{hidden}-s{seed}"
-
-
-def _train_one(settings: dict, run_dir: str) -> dict:
-    """Worker: one run with one kernel thread (the sweep parallelises over processes)."""
-    os.environ["DELGRAD_NUM_THREADS"] = "1"
-    from delgrad_core.training._run import run_training
-
-    resume = RunFolder(run_dir).checkpoint.exists()
-    return run_training(config_for_backend(settings), run_dir, resume=resume, progress=False, plots=False,
-                        should_stop=stop_requested)
-
-
-def _differences(stored: dict, wanted: dict) -> list[str]:
-    return sorted(f"{key}: {stored.get(key)!r} here, {wanted.get(key)!r} wanted"
-                  for key in set(stored) | set(wanted) if stored.get(key) != wanted.get(key))
-
-
-def _check_same_settings(folder: RunFolder, wanted: dict) -> None:
-    """Refuse a run folder made with other settings (a finished run's or a checkpoint's)."""
-    metrics = folder.finished_metrics()
-    if metrics is not None:
-        stored = dict(metrics.get("config", {}))
-    elif folder.checkpoint.exists():
-        try:
-            with folder.open_checkpoint() as checkpoint:
-                stored = dict(checkpoint.json("trainer_state.json").get("config", {}))
-        except FileFormatError:  # reported by the run itself, without stopping the others
-            return
-    else:
-        return
-    differing = _differences(stored, wanted)
-    if differing:
-        raise RunFolderError(f"{folder.path} was trained with other settings ({'; '.join(differing)}); use "
-                             "another --out for these settings")
-
-
-def _row(metrics: dict) -> dict:
+def _row(trial: Trial, metrics: dict) -> dict:
     config = metrics["config"]
     return {
         "delays": config["delays"],
@@ -92,6 +55,7 @@ def _row(metrics: dict) -> dict:
         "seed": config["seed"],
         "epochs": config["epochs"],
         "backend": config["backend"],
+        "trial": trial.id,
         "n_parameters": metrics["n_parameters"],
         "test_accuracy": metrics["test_accuracy"],
         "test_error": 1.0 - metrics["test_accuracy"],
@@ -99,13 +63,13 @@ def _row(metrics: dict) -> dict:
     }
 
 
-def sweep_rows(out_dir: Path) -> list[dict]:
-    """One row per finished run found under `out_dir`."""
+def sweep_rows(trials: list[Trial]) -> list[dict]:
+    """One row per finished trial of `trials`."""
     rows = []
-    for run_dir in sorted((Path(out_dir) / "runs").glob("*")):
-        metrics = RunFolder(run_dir).finished_metrics()
+    for trial in trials:
+        metrics = RunFolder(trial.folder).finished_metrics()
         if metrics is not None:
-            rows.append(_row(metrics))
+            rows.append(_row(trial, metrics))
     return sorted(rows, key=lambda r: (r["delays"], r["hidden"], r["seed"]))
 
 
@@ -166,72 +130,40 @@ def _plot(summary: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def _plan(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> tuple[list, int]:
-    """(runs still to do as (settings, run folder), total runs); refuses mismatching folders."""
-    pending, total = [], 0
-    for kind in delay_kinds:
-        for hidden in hidden_sizes:
-            for seed in range(n_seeds):
-                settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
-                wanted = config_for_backend(settings).resolved().to_dict()  # fails before any process starts
-                folder = RunFolder(_run_dir(out_dir, kind, hidden, seed))
-                _check_same_settings(folder, wanted)
-                total += 1
-                if folder.finished_metrics() is None:
-                    pending.append((settings, folder.path))
-    return pending, total
-
-
-def _run_pending(pending: list, jobs: int | None, echo) -> tuple[list[str], bool]:
-    """Run `pending` in a worker pool; returns (failure messages, interrupted)."""
-    from tqdm.auto import tqdm
-
-    failed: list[str] = []
-    pool, stop_event = worker_pool(jobs or os.cpu_count() or 1)
-    futures = {pool.submit(_train_one, settings, str(path)): path for settings, path in pending}
-    remaining = set(futures)
-    interrupted = False
-    bar = tqdm(total=len(futures), desc="sweep", unit="run")
+def _stored_config(folder: Path) -> dict | None:
+    run = RunFolder(folder)
     try:
-        while remaining:
-            try:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-            except KeyboardInterrupt:
-                if interrupted:  # a second Ctrl-C: stop waiting for the running runs
-                    raise
-                interrupted = True
-                stop_event.set()
-                cancelled = sum(future.cancel() for future in remaining)
-                echo(f"\ninterrupted: {cancelled} queued run(s) cancelled; running ones stop at their next "
-                     "epoch boundary (Ctrl-C again to abandon them)")
+        metrics = run.finished_metrics()
+        if metrics is not None:
+            return dict(metrics.get("config", {}))
+        if run.checkpoint.exists():
+            with run.open_checkpoint() as checkpoint:
+                return dict(checkpoint.json("trainer_state.json").get("config", {}))
+    except FileFormatError:
+        return None
+    return None
+
+
+def _other_settings(trials: list[Trial]) -> list[str]:
+    """Runs beside the trials with the same kind, size and seed but other settings, with the
+    settings that differ (they are kept and not used)."""
+    notes = []
+    for trial in trials:
+        prefix = trial.name.rsplit("-", 1)[0]
+        for sibling in sorted(trial.folder.parent.glob(f"{prefix}-*")):
+            if sibling == trial.folder or not sibling.is_dir():
                 continue
-            for future in done:
-                bar.update(1)
-                name = futures[future].name
-                if future.cancelled():
-                    continue
-                try:
-                    metrics = future.result()
-                except TrainingStopped:
-                    echo(f"{name}: stopped at an epoch boundary; it resumes from there")
-                    continue
-                except DelgradError as exc:
-                    failed.append(f"{name}: {exc}")
-                    echo(f"FAILED {failed[-1]}")
-                    continue
-                except Exception as exc:  # one failed run must not cost the others
-                    failed.append(f"{name}: {type(exc).__name__}: {exc}")
-                    echo(f"FAILED {failed[-1]}")
-                    continue
-                echo(f"{name}: test accuracy {100 * metrics['test_accuracy']:.2f} %")
-    finally:
-        bar.close()
-        pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
-    return failed, interrupted
+            stored = _stored_config(sibling)
+            if stored is None:
+                continue
+            wanted = json.loads(json.dumps(trial.settings))
+            differing = sorted(key for key in wanted if key in stored and stored[key] != wanted[key])
+            notes.append(f"{sibling.name} (other settings: {', '.join(differing) or 'defaults'}) is kept and not used")
+    return notes
 
 
-def _write_results(out_dir: Path) -> str:
-    rows = sweep_rows(out_dir)
+def _write_results(trials: list[Trial], out_dir: Path) -> str:
+    rows = sweep_rows(trials)
     summary = summarise(rows)
     csv_text = io.StringIO()
     writer = csv.DictWriter(csv_text, fieldnames=CSV_FIELDS)
@@ -243,21 +175,29 @@ def _write_results(out_dir: Path) -> str:
     return _table(summary)
 
 
-def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
-              jobs: int | None = None, echo=print) -> str:
-    """Run every missing (kind, hidden, seed) cell, then write sweep.csv and sweep.png.
-
-    Returns the summary table as text; raises `SweepError` if runs failed and `SweepInterrupted`
-    after Ctrl-C (in both cases after writing the results of the finished runs).
-    """
-    out_dir = Path(out_dir)
+def _trials(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
     if not isinstance(n_seeds, int) or n_seeds < 1 or not hidden_sizes or not delay_kinds:
         raise InvalidValueError("sweep: needs at least one hidden size, delay kind and seed")
+    return plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
+
+
+def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
+              jobs: int | None = None, executor: str = "process", scheduler: str | None = None, echo=print) -> str:
+    """Run every unfinished trial, then write sweep.csv, sweep_summary.json and sweep.png.
+
+    Returns the summary table as text; raises `SweepError` if trials failed and
+    `SweepInterrupted` after Ctrl-C (in both cases after writing the finished trials' results).
+    """
+    out_dir = Path(out_dir)
+    trials = _trials(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
+    runner = make_executor(executor, jobs=jobs, scheduler=scheduler)
     with folder_lock(out_dir):
-        pending, total = _plan(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
-        echo(f"sweep: {total - len(pending)} of {total} runs already finished, {len(pending)} to do")
-        failed, interrupted = _run_pending(pending, jobs, echo) if pending else ([], False)
-        table = _write_results(out_dir)
+        for note in _other_settings(trials):
+            echo(f"note: {note}")
+        pending = [trial for trial in trials if not trial.finished]
+        echo(f"sweep: {len(trials) - len(pending)} of {len(trials)} runs already finished, {len(pending)} to do")
+        failed, interrupted = runner.run(pending, echo) if pending else ([], False)
+        table = _write_results(trials, out_dir)
     if interrupted:
         raise SweepInterrupted(f"sweep interrupted; {out_dir}/sweep.csv holds the finished runs; run the same "
                                "command again to resume the others", table=table)
@@ -265,3 +205,50 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         raise SweepError(f"{len(failed)} run(s) failed (the others are saved; run the sweep again to "
                          "retry them):\n" + "\n".join(failed), table=table)
     return table
+
+
+def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, index: int, *,
+              echo=print) -> dict | None:
+    """Run (or resume) trial number `index` of the sweep in this process (e.g. one SLURM array
+    task); returns its metrics (None if it had finished already)."""
+    trials = _trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
+    if not isinstance(index, int) or not 0 <= index < len(trials):
+        raise InvalidValueError(f"--trial: expected an index in [0, {len(trials) - 1}], got {index!r}")
+    trial = trials[index]
+    if trial.finished:
+        echo(f"{trial.name}: finished already")
+        return None
+    failed: list[str] = []
+    try:
+        metrics = train_trial(trial.settings, str(trial.folder))
+    except DelgradError as exc:
+        report(trial, exc, failed, echo)
+        raise SweepError(failed[0]) from None
+    report(trial, metrics, failed, echo)
+    return metrics
+
+
+def sweep_job_script(command: list[str], n_trials: int, *, job_name: str = "delgrad-sweep",
+                     time_limit: str = "02:00:00", memory: str = "2G", partition: str | None = None) -> str:
+    """An ``sbatch`` script running trial ``$SLURM_ARRAY_TASK_ID`` of the sweep `command`
+    (the ``delgrad sweep ...`` arguments) in each of `n_trials` array tasks, one CPU each."""
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={job_name}",
+        f"#SBATCH --array=0-{n_trials - 1}",
+        "#SBATCH --cpus-per-task=1",
+        f"#SBATCH --mem={memory}",
+        f"#SBATCH --time={time_limit}",
+    ]
+    if partition:
+        lines.append(f"#SBATCH --partition={partition}")
+    lines += [
+        f"#SBATCH --output={job_name}-%A_%a.log",
+        "# One trial per array task; a task that is re-queued resumes from its checkpoint.",
+        "# After all tasks: run the same command without --trial to collect sweep.csv (nothing is recomputed).",
+        "set -euo pipefail",
+        "export DELGRAD_NUM_THREADS=1",
+        " ".join(shlex.quote(part) for part in command) + ' --trial "$SLURM_ARRAY_TASK_ID"',
+        "",
+    ]
+    return "\n".join(lines)

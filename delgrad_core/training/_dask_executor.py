@@ -1,0 +1,90 @@
+"""Sweeps on Dask (optional extra ``delgrad[dask]``): an embedded local cluster or any existing
+one, from a laptop to a SLURM cluster (dask-jobqueue).
+
+Each trial is one task whose key is the trial id, so a scheduler never runs the same trial twice
+at once and a rerun finds finished trials on disk.  A worker that dies mid-trial is replaced
+and the trial, rescheduled, resumes from its last checkpoint (bit for bit the result of an
+uninterrupted run).  The embedded cluster runs one single-threaded worker process per core on
+loopback and is closed with the sweep.
+"""
+
+from __future__ import annotations
+
+import os
+
+from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError
+from delgrad_core.training._executors import report
+from delgrad_core.training._trials import Trial, train_trial
+
+__all__ = ["DaskExecutor", "require_distributed"]
+
+
+def require_distributed():
+    """The `distributed` module, or an error saying how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise InvalidValueError("--executor dask needs dask.distributed: pip install 'delgrad[dask]'") from None
+    return distributed
+
+
+class DaskExecutor:
+    """Trials as Dask tasks.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (e.g. "tcp://10.0.0.5:8786"); None starts an embedded
+        local cluster with `jobs` single-threaded worker processes on loopback.
+    jobs : int, optional
+        Workers of the embedded cluster (default: the CPUs).
+    """
+
+    def __init__(self, scheduler: str | None = None, jobs: int | None = None):
+        require_distributed()
+        self.scheduler = scheduler
+        self.jobs = jobs or os.cpu_count() or 1
+
+    def _connect(self):
+        distributed = require_distributed()
+        if self.scheduler is None:
+            cluster = distributed.LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+                                               host="127.0.0.1", dashboard_address=None)
+            return cluster, distributed.Client(cluster)
+        try:
+            return None, distributed.Client(self.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise BackendUnavailable(f"--scheduler {self.scheduler}: cannot connect ({exc})") from None
+
+    def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
+        from distributed import as_completed
+        from tqdm.auto import tqdm
+
+        failed: list[str] = []
+        interrupted = False
+        cluster, client = self._connect()
+        try:
+            futures = {client.submit(train_trial, trial.settings, str(trial.folder), key=f"delgrad-trial-{trial.id}",
+                                     pure=False): trial for trial in trials}
+            with tqdm(total=len(futures), desc="sweep", unit="run") as bar:
+                try:
+                    for future in as_completed(futures):
+                        bar.update(1)
+                        trial = futures[future]
+                        try:
+                            outcome = future.result()
+                        except DelgradError as exc:
+                            outcome = exc
+                        except Exception as exc:  # one failed trial must not cost the others
+                            outcome = exc
+                        report(trial, outcome, failed, echo)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    client.cancel(list(futures))
+                    echo("\ninterrupted: the Dask tasks are cancelled; finished trials are saved and interrupted "
+                         "ones resume from their last checkpoint")
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return failed, interrupted

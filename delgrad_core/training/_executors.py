@@ -1,0 +1,90 @@
+"""Executors that run a sweep's trials: a local process pool (default) or Dask (optional extra).
+
+Both take the same trials and report the same way: a line per finished, failed or stopped
+trial through `echo`, and (failure messages, interrupted) at the end.  A failed trial never
+stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, wait
+
+from delgrad_core._errors import DelgradError, InvalidValueError
+from delgrad_core.training._run import TrainingStopped
+from delgrad_core.training._trials import Trial, train_trial
+from delgrad_core.training._workers import stop_requested, worker_pool
+
+__all__ = ["ProcessExecutor", "make_executor", "report"]
+
+EXECUTORS = ("process", "dask")
+
+
+def report(trial: Trial, outcome, failed: list[str], echo) -> None:
+    """Echo one trial's outcome (metrics, or the exception it raised); record failures."""
+    if isinstance(outcome, TrainingStopped):
+        echo(f"{trial.name}: stopped at an epoch boundary; it resumes from there")
+    elif isinstance(outcome, BaseException):
+        message = str(outcome) if isinstance(outcome, DelgradError) else f"{type(outcome).__name__}: {outcome}"
+        failed.append(f"{trial.name}: {message}")
+        echo(f"FAILED {failed[-1]}")
+    else:
+        echo(f"{trial.name}: test accuracy {100 * outcome['test_accuracy']:.2f} %")
+
+
+def _train_in_worker(settings: dict, folder: str) -> dict:
+    return train_trial(settings, folder, should_stop=stop_requested)
+
+
+class ProcessExecutor:
+    """Trials in a local pool of worker processes that die with the sweep; Ctrl-C cancels the
+    queued trials and stops running ones at their next epoch boundary."""
+
+    def __init__(self, jobs: int | None = None):
+        self.jobs = jobs or os.cpu_count() or 1
+
+    def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
+        from tqdm.auto import tqdm
+
+        failed: list[str] = []
+        pool, stop_event = worker_pool(self.jobs)
+        futures = {pool.submit(_train_in_worker, trial.settings, str(trial.folder)): trial for trial in trials}
+        remaining, interrupted = set(futures), False
+        bar = tqdm(total=len(futures), desc="sweep", unit="run")
+        try:
+            while remaining:
+                try:
+                    done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        bar.update(1)
+                        if future.cancelled():
+                            continue
+                        error = future.exception()
+                        if isinstance(error, KeyboardInterrupt):  # a trial was interrupted: so is the sweep
+                            raise error
+                        report(futures[future], error if error is not None else future.result(), failed, echo)
+                except KeyboardInterrupt:
+                    if interrupted:  # a second Ctrl-C: stop waiting for the running trials
+                        raise
+                    interrupted = True
+                    stop_event.set()
+                    cancelled = sum(future.cancel() for future in remaining)
+                    echo(f"\ninterrupted: {cancelled} queued run(s) cancelled; running ones stop at their next "
+                         "epoch boundary (Ctrl-C again to abandon them)")
+        finally:
+            bar.close()
+            pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
+        return failed, interrupted
+
+
+def make_executor(name: str, *, jobs: int | None = None, scheduler: str | None = None):
+    """The executor called `name` ("process" or "dask")."""
+    if name == "process":
+        if scheduler is not None:
+            raise InvalidValueError("--scheduler: only with --executor dask")
+        return ProcessExecutor(jobs)
+    if name == "dask":
+        from delgrad_core.training._dask_executor import DaskExecutor
+
+        return DaskExecutor(scheduler=scheduler, jobs=jobs)
+    raise InvalidValueError(f"executor: unknown {name!r}; choose one of {', '.join(EXECUTORS)}")

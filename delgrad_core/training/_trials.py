@@ -1,0 +1,67 @@
+"""Trials of a sweep: one training run each, identified by a hash of its settings.
+
+A trial's folder is ``runs/<kind>-h<hidden>-s<seed>-<id>``, where ``id`` is the first 12 hex digits
+of the SHA-256 of the trial's resolved settings: the same settings always land in the same
+folder (a finished trial is never redone, an interrupted one resumes from its checkpoint,
+whatever executor ran it), other settings in another one (never mixed up).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from delgrad_core.training._config import config_for_backend
+from delgrad_core.training._run_folder import RunFolder
+
+__all__ = ["Trial", "plan_trials", "train_trial", "trial_id"]
+
+
+def trial_id(resolved_settings: dict) -> str:
+    """12 hex digits of the SHA-256 of the settings (canonical JSON)."""
+    text = json.dumps(resolved_settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of a sweep: its settings, id, and folder."""
+
+    settings: dict
+    id: str
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def finished(self) -> bool:
+        return RunFolder(self.folder).finished_metrics() is not None
+
+
+def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> list[Trial]:
+    """Every (delay kind, hidden size, seed) trial, validated before anything runs."""
+    trials = []
+    for kind in delay_kinds:
+        for hidden in hidden_sizes:
+            for seed in range(n_seeds):
+                settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
+                identity = trial_id(config_for_backend(settings).resolved().to_dict())
+                folder = Path(out_dir) / "runs" / f"{kind}-h{hidden}-s{seed}-{identity}"
+                trials.append(Trial(settings, identity, folder))
+    return trials
+
+
+def train_trial(settings: dict, folder: str, should_stop=None) -> dict:
+    """Run (or resume) one trial with one kernel thread (sweeps parallelise over processes);
+    returns its final metrics.  Importable by worker processes of any executor."""
+    os.environ["DELGRAD_NUM_THREADS"] = "1"
+    from delgrad_core.training._run import run_training
+
+    resume = RunFolder(folder).checkpoint.exists()
+    return run_training(config_for_backend(settings), folder, resume=resume, progress=False, plots=False,
+                        should_stop=should_stop)

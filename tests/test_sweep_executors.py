@@ -1,0 +1,117 @@
+"""Sweeps on Dask and on SLURM array tasks: the same trials, the same results, nothing redone,
+a worker killed mid-trial costs nothing but time."""
+
+import csv
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from _cli import cli_runner
+from delgrad_core.cli import main
+from delgrad_core.training._sweep import run_sweep, sweep_job_script
+from delgrad_core.training._trials import plan_trials
+
+GRID = dict(hidden_sizes=[4], delay_kinds=["none", "axonal"], n_seeds=2)
+
+
+def _accuracies(out_dir):
+    with open(out_dir / "sweep.csv") as handle:
+        return {(row["delays"], row["seed"], row["trial"]): row["test_accuracy"] for row in csv.DictReader(handle)}
+
+
+def test_trial_ids_follow_the_settings(tmp_path):
+    first = plan_trials({"epochs": 3}, [4, 5], ["none"], 2, tmp_path)
+    again = plan_trials({"epochs": 3}, [4, 5], ["none"], 2, tmp_path)
+    other = plan_trials({"epochs": 4}, [4, 5], ["none"], 2, tmp_path)
+    assert [t.folder for t in first] == [t.folder for t in again]
+    assert len({t.id for t in first}) == 4 and not {t.id for t in first} & {t.id for t in other}
+    assert first[0].name.startswith("none-h4-s0-") and first[0].name.endswith(first[0].id)
+
+
+def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
+    runner = cli_runner()
+    args = ["sweep", "--hidden", "4", "--delays", "none,axonal", "--seeds", "1", "--epochs", "2", "--out", str(tmp_path)]
+    for index in (0, 1):
+        result = runner.invoke(main, [*args, "--trial", str(index)])
+        assert result.exit_code == 0, result.output
+    assert not (tmp_path / "sweep.csv").exists()
+    collected = runner.invoke(main, [*args, "--jobs", "1"])
+    assert collected.exit_code == 0 and "2 of 2 runs already finished" in collected.output
+    bad = runner.invoke(main, [*args, "--trial", "2"])
+    assert bad.exit_code == 2 and "--trial: expected an index in [0, 1]" in bad.output
+
+
+def test_the_slurm_job_script(tmp_path):
+    script = sweep_job_script(["delgrad", "sweep", "--hidden", "5,30", "--delays", "none,synaptic", "--seeds", "3",
+                               "--epochs", "300", "--out", "runs/my sweep"], 12, partition="cpu")
+    assert script == (
+        "#!/bin/bash\n"
+        "#SBATCH --job-name=delgrad-sweep\n"
+        "#SBATCH --array=0-11\n"
+        "#SBATCH --cpus-per-task=1\n"
+        "#SBATCH --mem=2G\n"
+        "#SBATCH --time=02:00:00\n"
+        "#SBATCH --partition=cpu\n"
+        "#SBATCH --output=delgrad-sweep-%A_%a.log\n"
+        "# One trial per array task; a task that is re-queued resumes from its checkpoint.\n"
+        "# After all tasks: run the same command without --trial to collect sweep.csv (nothing is recomputed).\n"
+        "set -euo pipefail\n"
+        "export DELGRAD_NUM_THREADS=1\n"
+        "delgrad sweep --hidden 5,30 --delays none,synaptic --seeds 3 --epochs 300 --out 'runs/my sweep' "
+        "--trial \"$SLURM_ARRAY_TASK_ID\"\n"
+    )
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "2",
+                                        "--backend-option", "n_threads=1", "--slurm-script", str(tmp_path / "job.sh")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "job.sh").read_text()
+    assert "#SBATCH --array=0-1\n" in text and "--backend-option n_threads=1 --trial" in text
+
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.mark.slow
+def test_dask_sweep_equals_the_process_pool_and_reruns_nothing(tmp_path):
+    lines = []
+    run_sweep({"epochs": 2}, **GRID, out_dir=tmp_path / "pool", jobs=2, echo=lines.append)
+    run_sweep({"epochs": 2}, **GRID, out_dir=tmp_path / "dask", jobs=2, executor="dask", echo=lines.append)
+    assert _accuracies(tmp_path / "pool") == _accuracies(tmp_path / "dask")
+    again = []
+    run_sweep({"epochs": 2}, **GRID, out_dir=tmp_path / "dask", jobs=2, executor="dask", echo=again.append)
+    assert "sweep: 4 of 4 runs already finished, 0 to do" in again
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_costs_nothing_but_time(tmp_path):
+    settings = {"epochs": 12, "batch_size": 250}
+    run_sweep(settings, **GRID, out_dir=tmp_path / "straight", jobs=2, echo=lambda line: None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None)
+    client = distributed.Client(cluster)
+    outcome = {}
+
+    def sweep():
+        try:
+            run_sweep(settings, **GRID, out_dir=tmp_path / "killed", executor="dask", scheduler=cluster.scheduler_address,
+                      echo=lambda line: None)
+        except BaseException as exc:  # reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "killed").glob("runs/*/checkpoint.npz")):
+            assert time.monotonic() < deadline, "no trial wrote a checkpoint"
+            time.sleep(0.05)
+        pids = client.run(os.getpid)
+        os.kill(next(iter(pids.values())), signal.SIGKILL)
+        thread.join(timeout=600)
+    finally:
+        client.close()
+        cluster.close()
+    assert "error" not in outcome, outcome
+    assert _accuracies(tmp_path / "killed") == _accuracies(tmp_path / "straight")
