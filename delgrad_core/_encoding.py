@@ -17,14 +17,17 @@ class LatencyEncoder:
     """Linear latency code: feature v in [0, 1] spikes at ``t_early + v (t_late - t_early)``.
 
     Times are in units of tau_s; the defaults 0.15 and 2.0 are the Yin-Yang reference settings
-    (docs/model.md §5).  Each feature becomes `repeat` consecutive input neurons firing exactly
-    once at the same time (hardware duplicates inputs to drive neurons harder: features
-    (a, b) with repeat 2 give inputs (a, a, b, b)).
+    (docs/model.md §5).  With `pairs`, every feature v also gives a second input coding 1 - v
+    (so bright and dark pixels both spike early somewhere, as Yin-Yang's (x, y, 1-x, 1-y) do):
+    inputs are (v_1..v_n, 1-v_1..1-v_n).  Each input then becomes `repeat` consecutive input
+    neurons firing at the same time (hardware duplicates inputs to drive neurons harder:
+    (a, b) with repeat 2 gives (a, a, b, b)).
     """
 
     t_early: float = 0.15
     t_late: float = 2.0
     repeat: int = 1
+    pairs: bool = False
 
     def __post_init__(self) -> None:
         for field_name in ("t_early", "t_late"):
@@ -36,14 +39,16 @@ class LatencyEncoder:
             object.__setattr__(self, field_name, float(value))
         if isinstance(self.repeat, bool) or not isinstance(self.repeat, (int, np.integer)) or self.repeat < 1:
             raise InvalidValueError(f"LatencyEncoder.repeat: expected a positive integer, got {self.repeat!r}")
+        if not isinstance(self.pairs, bool):
+            raise InvalidValueError(f"LatencyEncoder.pairs: expected true or false, got {self.pairs!r}")
         if not self.t_late > self.t_early:
             raise InvalidValueError(
                 f"LatencyEncoder.t_late: must be greater than t_early={self.t_early}, got {self.t_late}"
             )
 
     def n_inputs(self, n_features: int) -> int:
-        """Input neurons for `n_features` features: `repeat` each."""
-        return int(n_features) * self.repeat
+        """Input neurons for `n_features` features: `repeat` each, twice with `pairs`."""
+        return int(n_features) * self.repeat * (2 if self.pairs else 1)
 
     def __call__(self, features) -> np.ndarray:
         """Spike times (float64, same shape as `features`) of features in [0, 1]."""
@@ -58,5 +63,7 @@ class LatencyEncoder:
                 f"features: values must lie in [0, 1] (no NaN); {int(bad.sum())} do not, "
                 f"the first at index {index} is {float(values[index])!r}"
             )
+        if self.pairs:
+            values = np.concatenate([values, 1.0 - values], axis=-1)
         times = self.t_early + values * (self.t_late - self.t_early)
         return np.repeat(times, self.repeat, axis=-1) if self.repeat > 1 else times

@@ -64,3 +64,12 @@ def test_non_numeric_features_are_refused():
 def test_bad_parameters_are_refused(kwargs, error, match):
     with pytest.raises(error, match=match):
         LatencyEncoder(**kwargs)
+
+
+def test_pairs_and_repeats():
+    encoder = LatencyEncoder(t_early=0.0, t_late=1.0, repeat=2, pairs=True)
+    times = encoder(np.array([[0.25, 1.0]]))
+    np.testing.assert_allclose(times, [[0.25, 0.25, 1.0, 1.0, 0.75, 0.75, 0.0, 0.0]])
+    assert encoder.n_inputs(2) == 8
+    with pytest.raises(ValueError, match="LatencyEncoder.pairs"):
+        LatencyEncoder(pairs="yes")
