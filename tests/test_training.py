@@ -123,24 +123,24 @@ def test_resume_equals_uninterrupted(tmp_path):
     resumed.fit(progress=False)
     for name in straight.model.params:
         assert np.array_equal(straight.model.params[name], resumed.model.params[name]), name
-        assert np.array_equal(straight.best_params[name], resumed.best_params[name]), name
+        assert np.array_equal(straight.selection.params[name], resumed.selection.params[name]), name
     assert [m.validation_loss for m in straight.history] == [m.validation_loss for m in resumed.history]
-    assert straight.best_epoch == resumed.best_epoch
+    assert straight.selection.epoch == resumed.selection.epoch
 
 
 def test_keep_best_keeps_the_best_validation_epoch(tmp_path):
     trainer = Trainer(TrainingConfig(epochs=4, hidden=8, delays="none", seed=3), out_dir=tmp_path)
     history = trainer.fit(progress=False)
     accuracies = [m.validation_accuracy for m in history]
-    assert trainer.best_epoch == 1 + accuracies.index(max(accuracies))
+    assert trainer.selection.epoch == 1 + accuracies.index(max(accuracies))
     test, final_test = trainer.finish()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["selected_epoch"] == trainer.best_epoch and metrics["test_accuracy"] == test.accuracy
+    assert metrics["selected_epoch"] == trainer.selection.epoch and metrics["test_accuracy"] == test.accuracy
     kept = dg.load_network(tmp_path / "network.npz")
     assert trainer.evaluate(trainer.validation_set).accuracy == max(accuracies)
     inputs = dg.LatencyEncoder()(trainer.test_set.features)
     assert dg.accuracy(dg.forward(kept, inputs)[-1], trainer.test_set.labels) == test.accuracy
-    if trainer.best_epoch != 4:
+    if trainer.selection.epoch != 4:
         assert metrics["final_epoch_test_accuracy"] == final_test.accuracy
 
 
@@ -270,7 +270,7 @@ def test_silent_neuron_revival_raises_only_silent_hidden_neurons():
     before = weights.copy()
     times = dg.forward(trainer.network, dg.LatencyEncoder()(trainer.train_set.features[:50]))
     assert not np.isfinite(times[0][:, 2]).any() and np.isfinite(times[0][:, [0, 1, 3, 4, 5]]).all()
-    trainer._revive_silent_hidden(times)
+    trainer.step.revival.apply(times, trainer.model.params)
     np.testing.assert_array_equal(weights[:, 2], before[:, 2] + 0.01)
     np.testing.assert_array_equal(np.delete(weights, 2, axis=1), np.delete(before, 2, axis=1))
 
@@ -311,7 +311,7 @@ def test_training_runs_what_the_backend_represents_on_float_shadow_weights(monke
         seen_arrivals.append(kwargs.get("arrival_times"))
         return real_backward(*args, **kwargs)
 
-    monkeypatch.setattr("delgrad_core.training._trainer.backward", recording_backward)
+    monkeypatch.setattr("delgrad_core.training._step.backward", recording_backward)
     config = TrainingConfig(epochs=1, hidden=6, batch_size=125, delays="axonal")
     with Trainer(config, backend=backend) as trainer:
         trainer.fit(progress=False)
@@ -348,7 +348,7 @@ def test_training_takes_gradients_at_the_backends_observed_arrivals(monkeypatch)
         seen.append(kwargs["arrival_times"])
         return real_backward(*args, **kwargs)
 
-    monkeypatch.setattr("delgrad_core.training._trainer.backward", recording_backward)
+    monkeypatch.setattr("delgrad_core.training._step.backward", recording_backward)
     with Trainer(TrainingConfig(epochs=1, hidden=5, delays="axonal", batch_size=500), backend=backend) as trainer:
         trainer.fit(progress=False)
     assert seen and all(a[0].shape == (500, 4) and a[1] is None for a in seen)

@@ -1,0 +1,108 @@
+"""The training heuristics around the exact gradients, each a small object with its own state.
+
+- `SilentNeuronBump`: DelGrad's rule (docs/model.md §5.5): when a layer's silent fraction is too
+  high, skip the step and raise the input weights of its silent neurons, doubling while it repeats.
+- `SilentNeuronRevival`: raise the input weights of single hidden neurons that stay silent.
+- `BestValidation`: model selection, keeps the parameters of the best validation epoch.
+
+(The learning-rate schedule is `delgrad_core.training.step_decay_factor`.)
+
+State that must survive a checkpoint is exposed as `state()` (JSON) and `arrays()` (numpy), and
+read back with `load(state, arrays)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["SilentNeuronBump", "SilentNeuronRevival", "BestValidation"]
+
+
+@dataclass
+class SilentNeuronBump:
+    """Skip the step when a layer is too often silent; bump its silent neurons' input weights.
+
+    `limits` has one silent-fraction limit per layer; `bump` None switches the rule off.
+    """
+
+    limits: list[float]
+    bump: float | None
+    level: float | None = None
+
+    def __post_init__(self):
+        if self.level is None:
+            self.level = self.bump
+
+    def skip_step(self, layer_times: list[np.ndarray], params: dict[str, np.ndarray]) -> bool:
+        """Apply the rule to one batch's spike times; True means: skip the gradient step."""
+        if self.bump is None:
+            return False
+        bumped = False
+        for k, (times, limit) in enumerate(zip(layer_times, self.limits)):
+            silent = ~np.isfinite(times)
+            if silent.mean() > limit:
+                params[f"layers.{k}.weights"][:, silent.any(axis=0)] += self.level
+                bumped = True
+        self.level = self.level * 2.0 if bumped else self.bump
+        return bumped
+
+    def state(self) -> dict:
+        return {"bump_level": self.level}
+
+    def load(self, state: dict) -> None:
+        self.level = state["bump_level"]
+
+
+@dataclass(frozen=True)
+class SilentNeuronRevival:
+    """Raise by `bump` the input weights of hidden neurons silent in more than `limit` of a
+    batch's samples, without skipping the step (revives what the layer-wide rule misses: one
+    dead neuron of five is below 0.3 of the layer).  `limit` or `bump` None: off."""
+
+    limit: float | None
+    bump: float | None
+
+    def apply(self, layer_times: list[np.ndarray], params: dict[str, np.ndarray]) -> None:
+        if self.limit is None or self.bump is None:
+            return
+        for k, times in enumerate(layer_times[:-1]):
+            silent_fraction = (~np.isfinite(times)).mean(axis=0)
+            params[f"layers.{k}.weights"][:, silent_fraction > self.limit] += self.bump
+
+
+@dataclass
+class BestValidation:
+    """Keep the parameters of the epoch with the best validation accuracy (if `enabled`)."""
+
+    enabled: bool
+    epoch: int = 0
+    accuracy: float = -1.0
+    params: dict = field(default_factory=dict)
+
+    def after_epoch(self, epoch: int, validation_accuracy: float, params: dict[str, np.ndarray]) -> None:
+        if self.enabled and validation_accuracy > self.accuracy:
+            self.epoch, self.accuracy = epoch, validation_accuracy
+            self.params = {name: value.copy() for name, value in params.items()}
+
+    def selected_epoch(self, last_epoch: int) -> int:
+        return self.epoch if self.enabled else last_epoch
+
+    def restore(self, last_epoch: int, params: dict[str, np.ndarray]) -> bool:
+        """Write the kept parameters back; False if the last epoch is the one kept."""
+        if not self.enabled or not self.params or self.epoch == last_epoch:
+            return False
+        for name, value in self.params.items():
+            params[name][...] = value
+        return True
+
+    def state(self) -> dict:
+        return {"best_epoch": self.epoch, "best_validation_accuracy": self.accuracy}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"best.{name}": value for name, value in self.params.items()}
+
+    def load(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.epoch, self.accuracy = state["best_epoch"], state["best_validation_accuracy"]
+        self.params = {name[5:]: value for name, value in arrays.items() if name.startswith("best.")}

@@ -1,0 +1,71 @@
+"""One training step: encode -> represent -> execute -> loss -> exact gradients at the observed
+times on the network that ran -> update of the float shadow parameters (docs/training.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from delgrad_core._execution import ExecutionRequest
+from delgrad_core._losses import accuracy
+from delgrad_core._propagation import backward
+from delgrad_core.training._heuristics import SilentNeuronBump, SilentNeuronRevival
+from delgrad_core.training._optim import Adam
+from delgrad_core.training._parameters import TrainableNetwork
+
+__all__ = ["StepResult", "TrainingStep"]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step reports: the batch's mean loss and accuracy, whether the gradient step was
+    skipped (silent neurons), and the (sample, neuron) entries without gradient."""
+
+    loss: float
+    accuracy: float
+    skipped: bool
+    no_crossing: int
+    guarded: int
+
+
+@dataclass
+class TrainingStep:
+    """The parts one step needs; calling it trains on one batch."""
+
+    model: TrainableNetwork
+    backend: object
+    calibration: object
+    encoder: Callable
+    loss: Callable
+    optimiser: Adam
+    guard: Callable | None
+    bump: SilentNeuronBump
+    revival: SilentNeuronRevival
+    next_seed: Callable[[], int]
+
+    def run(self, input_spike_times: np.ndarray):
+        """Execute the shadow network as the backend represents it: (network that ran, result)."""
+        request = ExecutionRequest(self.backend.represent(self.model.network), input_spike_times, self.calibration,
+                                   self.next_seed())
+        return request.network, self.backend.execute(request)
+
+    def __call__(self, features: np.ndarray, labels: np.ndarray, lr_factor: float) -> StepResult:
+        inputs = self.encoder(features)
+        ran, result = self.run(inputs)
+        times = result.layer_spike_times
+        loss = self.loss(times[-1], labels)
+        mean_loss, batch_accuracy = float(loss.per_sample.mean()), accuracy(times[-1], labels)
+        self.revival.apply(times, self.model.params)
+        if self.bump.skip_step(times, self.model.params):
+            self.model.apply()
+            return StepResult(mean_loss, batch_accuracy, True, 0, 0)
+        # the grazing guard compares |dL/dt_j dt_j/dw_ij| of the batch-mean loss, as autograd's
+        # incoming gradient in the DelGrad reference code does (docs/model.md §4)
+        gradients = backward(ran, inputs, times, loss.gradient, arrival_times=result.arrival_times, guard=self.guard)
+        self.optimiser.step(self.model.params, self.model.parameter_gradients(gradients), lr_factor)
+        self.model.constrain()
+        self.model.apply()
+        return StepResult(mean_loss, batch_accuracy, False, sum(layer.no_crossing for layer in gradients.layers),
+                          sum(layer.guarded for layer in gradients.layers))
