@@ -56,3 +56,12 @@ class DelgradHookspecs:
         ``factory(**parameters)`` returns a callable turning features (n, n_features) in
         [0, 1] into input spike times (n, n_inputs); it has an ``n_inputs(n_features)`` method.
         """
+
+    @hookspec
+    def delgrad_register_commands(self, register):
+        """Add commands to the ``delgrad`` command line: ``register(name, command, description="")``.
+
+        ``command`` is a `click.Command` (often a `click.Group`) run as ``delgrad name ...``.
+        The built-in commands keep their names: a plugin command with the name of one is never
+        run (``delgrad backends`` lists it as a problem).
+        """

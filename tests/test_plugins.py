@@ -396,3 +396,49 @@ def test_invalid_training_defaults_are_a_load_problem_naming_the_setting(site, d
     site("delgrad-chip", module, DEFAULTS.format(name="chip", defaults=defaults))
     with pytest.raises(PluginLoadError, match=message):
         PluginRegistry(strict=True).discover()
+
+
+COMMAND = """
+    import click
+    from delgrad_core import hookimpl
+
+    @click.command()
+    @click.argument("who")
+    def greet(who):
+        '''Say hello.'''
+        click.echo(f"hello {{who}}")
+
+    @hookimpl
+    def delgrad_register_commands(register):
+        register("{name}", {command})
+"""
+
+
+def test_a_plugin_adds_a_command_to_the_command_line(site):
+    from _cli import cli_runner
+
+    from delgrad_core.cli import main
+
+    site("delgrad-greeter", "greeter_plugin", COMMAND.format(name="greet", command="greet"))
+    delgrad_core.refresh_plugins()
+    try:
+        runner = cli_runner()
+        result = runner.invoke(main, ["greet", "world"])
+        assert (result.exit_code, result.stdout) == (0, "hello world\n"), result.output
+        listing = runner.invoke(main, ["--help"])
+        assert "greet" in listing.stdout and "Say hello." in listing.stdout
+        unknown = runner.invoke(main, ["gret", "world"])
+        assert unknown.exit_code == 2 and "No such command 'gret'" in unknown.stderr
+    finally:
+        delgrad_core.refresh_plugins()
+
+
+@pytest.mark.parametrize(("name", "command", "message"), [
+    ("train", "greet", r"command 'train': the name of a built-in delgrad command"),
+    ("greet", "print", r"command 'greet': expected a click.Command, got builtin_function_or_method"),
+])
+def test_a_command_taking_a_built_in_name_or_not_a_command_is_a_load_problem(site, name, command, message):
+    module = f"greeter_{name}_{command}"
+    site("delgrad-greeter", module, COMMAND.format(name=name, command=command))
+    with pytest.raises(PluginLoadError, match=message):
+        PluginRegistry(strict=True).discover()
