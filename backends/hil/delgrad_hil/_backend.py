@@ -66,11 +66,12 @@ class HilBackend(Backend):
     faults : dict, optional
         Faults the local service injects (`FaultPlan` fields, e.g. ``{"drop_fraction": 0.1}``).
     timeout_s : float
-        How long one attempt of a job waits for its reply.
-    calibration_timeout_s : float
-        The same for a calibration.
+        How long the client waits for any answer from the service (a reply, or the state of a
+        job that takes longer) before it counts a failed attempt.
+    job_timeout_s, calibration_timeout_s : float
+        How long an execution or a calibration may take in all (queued and running).
     attempts : int
-        Attempts per job (retries of the same job id).
+        Attempts per request (retries of the same job id).
     backoff_s, max_backoff_s : float
         First wait between attempts and its cap (doubling, with jitter).
     client_id : str, optional
@@ -81,7 +82,8 @@ class HilBackend(Backend):
 
     def __init__(self, address: str | None = None, *, device: str | None = None, device_options: dict | None = None,
                  token: str | None = None, token_file: str | None = None, faults: dict | None = None,
-                 timeout_s: float = 10.0, calibration_timeout_s: float = 600.0, attempts: int = 5,
+                 timeout_s: float = 5.0, job_timeout_s: float = 600.0, calibration_timeout_s: float = 3600.0,
+                 attempts: int = 5,
                  backoff_s: float = 0.05, max_backoff_s: float = 2.0, client_id: str | None = None):
         self.address = _optional_text(address, "address")
         self.device = _optional_text(device, "device")
@@ -97,6 +99,7 @@ class HilBackend(Backend):
             raise InvalidValueError("device_options, faults: set by the service at an address (delgrad hil serve), "
                                     "not by its clients")
         self.timeout_s = _positive(timeout_s, "timeout_s")
+        self.job_timeout_s = _positive(job_timeout_s, "job_timeout_s")
         self.calibration_timeout_s = _positive(calibration_timeout_s, "calibration_timeout_s")
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise InvalidValueError(f"attempts: expected an integer >= 1, got {attempts!r}")
@@ -199,7 +202,7 @@ class HilBackend(Backend):
             payload = buffer.getvalue()
         job = calibration_job_id(seed, payload)
         reply = self._session().request("calibrate", {"job": job, "seed": seed}, payload, expect="calibration",
-                                        timeout_s=self.calibration_timeout_s, what=f"calibration job {job[:12]}")
+                                        job_timeout_s=self.calibration_timeout_s, what=f"calibration job {job[:12]}")
         try:
             return wrap(Calibration.from_bytes(reply.payload))
         except FileFormatError as exc:
@@ -209,7 +212,7 @@ class HilBackend(Backend):
     def _execute(self, request) -> ExecutionResult:
         job = request.digest
         reply = self._session().request("execute", {"job": job}, request.to_bytes(), expect="result",
-                                        what=f"job {job[:12]}")
+                                        job_timeout_s=self.job_timeout_s, what=f"job {job[:12]}")
         if reply.header["job"] != job:
             raise InvalidResultError(f"backend {self.name!r}: the service answered job {reply.header['job'][:12]} "
                                      f"to job {job[:12]}")

@@ -1,13 +1,15 @@
 """Requests to a service, made reliable on the client side ("Lazy Pirate", ZeroMQ guide ch. 4).
 
-Each attempt sends the request as a new signed message (fresh nonce) and waits up to a
-timeout for its reply.  No reply, a reply that fails its signature check (corrupted) or a
-"try again" answer (busy, shutting down) ends the attempt: the socket is closed and reopened
-(a socket never holds a stale reply), the client waits with exponential backoff and jitter,
-restarts a local service that has ended, and sends the same job again; the service's job ids
-and result cache make that safe (a job runs once).  When the attempts are used up the error
-says what happened: `ExecutionTimeout` if the service still answers (the job is too slow),
-`BackendUnavailable` if nothing answers.  A refused token is never retried.
+Each attempt sends the request as a new signed message (fresh nonce) and waits for its reply.
+Silence for `timeout_s` (the service does not answer, not even a probe asking how a long job
+is doing), a result that went missing (the service says the job finished, or does not know
+it), a reply that fails its signature check (corrupted) or a "try again" answer (busy,
+shutting down) ends the attempt: the socket is closed and reopened where it may hold a stale
+reply, the client waits with exponential backoff and jitter, restarts a local service that has
+ended, and sends the same job again; the service's job ids and result cache make that safe (a
+job runs once).  A job that is still queued or running when its own time is up raises
+`ExecutionTimeout`; attempts used up raise `BackendUnavailable` saying what happened last.  A
+refused token is never retried.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class ServiceClient:
     client_id : str
         This client's identity: the service keeps one queue and one result cache per identity.
     timeout_s : float
-        How long one attempt waits for its reply.
+        How long the client waits for any answer before it probes a running job or gives up
+        the attempt.
     attempts : int
         Attempts per request (1 = no retries).
     backoff_s, max_backoff_s : float
@@ -78,7 +81,7 @@ class ServiceClient:
         restarted before the next attempt.
     """
 
-    def __init__(self, address: str | None, signer, client_id: str, *, timeout_s: float = 10.0, attempts: int = 5,
+    def __init__(self, address: str | None, signer, client_id: str, *, timeout_s: float = 5.0, attempts: int = 5,
                  backoff_s: float = 0.05, max_backoff_s: float = 2.0, service=None):
         self._address = address
         self.signer = signer
@@ -118,17 +121,23 @@ class ServiceClient:
         return self._socket
 
     def request(self, message_type: str, fields: dict | None = None, payload: bytes | None = None, *,
-                expect: str, timeout_s: float | None = None, what: str | None = None) -> Message:
+                expect: str, job_timeout_s: float | None = None, what: str | None = None) -> Message:
         """Send a request until its reply of type `expect` arrives; raise a `BackendError`
-        saying why not otherwise.  `what` names the request in messages (e.g. "job 3fa2...")."""
+        saying why not otherwise.  `what` names the request in messages (e.g. "job 3fa2...").
+
+        A job (`job_timeout_s` given; `fields` hold its "job" id) may take up to `job_timeout_s`:
+        after `timeout_s` without its result the client asks the service for the job's state,
+        keeps waiting while it is queued or running, and sends the job again when its result
+        was lost (dropped) or the service does not know it (restarted).
+        """
         size = len(payload or b"")
         if size > self.max_message_bytes:
-            raise BackendError(f"a {message_type} message of {size / 2**20:.1f} MiB is above the service's limit of "
-                               f"{self.max_message_bytes / 2**20:.1f} MiB (delgrad hil serve --max-message-mb)")
-        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+            raise BackendError(f"the {message_type} message ({size:,} bytes) is above the service's limit of "
+                               f"{self.max_message_bytes:,} bytes (delgrad hil serve --max-message-mb)")
         what = what or f"the {message_type} request"
         with self._lock:
             started, problems = time.monotonic(), []
+            job_deadline = None if job_timeout_s is None else started + job_timeout_s
             for attempt in range(1, self.attempts + 1):
                 if attempt > 1:
                     self.retries += 1
@@ -136,22 +145,40 @@ class ServiceClient:
                     time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
                 if self.service is not None:
                     self.service.ensure_running()
-                header = new_header(message_type, client=self.client_id, **(fields or {}))
-                self._open_socket().send_multipart(encode(self.signer, header, payload), copy=False)
-                reply, problem = self._await(header["nonce"], expect, timeout_s)
+                nonce = self._send(message_type, fields, payload)
+                job = None if job_deadline is None else fields["job"]
+                reply, problem = self._await(nonce, expect, job, job_deadline, what)
                 if reply is not None:
                     return reply
                 problems.append(problem)
             raise self._exhausted(what, problems[-1], time.monotonic() - started)
 
-    def _await(self, nonce: bytes, expect: str, timeout_s: float) -> tuple[Message | None, tuple]:
-        """(reply, None), or (None, (kind, text)) saying what went wrong in this attempt: kind
-        "silent" (no reply) or "refused" (a corrupted reply or a "try again" answer)."""
-        deadline = time.monotonic() + timeout_s
-        socket = self._socket
-        while (remaining := deadline - time.monotonic()) > 0:
-            slice_s = remaining if self.service is None else min(remaining, _POLL_SLICE_S)
-            if not socket.poll(int(slice_s * 1000) + 1):
+    def _send(self, message_type: str, fields: dict | None = None, payload: bytes | None = None) -> bytes:
+        """Send a new message (opening the socket if needed); returns its nonce."""
+        header = new_header(message_type, client=self.client_id, **(fields or {}))
+        self._open_socket().send_multipart(encode(self.signer, header, payload), copy=False)
+        return header["nonce"]
+
+    def _await(self, nonce: bytes, expect: str, job: str | None, job_deadline: float | None,
+               what: str) -> tuple[Message | None, tuple | None]:
+        """(reply, None), or (None, (kind, text)) saying why this attempt failed: "silent" (no
+        answer within `timeout_s`), "lost" (the job's result went missing) or "refused" (a
+        corrupted reply or a "try again" answer)."""
+        socket, probe, state = self._socket, None, "not answering"
+        silent_until = time.monotonic() + self.timeout_s
+        while True:
+            now = time.monotonic()
+            if job_deadline is not None and now >= job_deadline:
+                raise ExecutionTimeout(f"{what} did not finish in time at {self.address} (the service says it is "
+                                       f"{state}); raise job_timeout_s or calibration_timeout_s for slow jobs")
+            if now >= silent_until:
+                if job is None or probe is not None:
+                    self._close_socket()
+                    return None, ("silent", f"no answer within {self.timeout_s:g} s")
+                probe, silent_until = self._send("probe", {"job": job}), now + self.timeout_s
+                continue
+            wait_s = min(silent_until, job_deadline or silent_until) - now
+            if not socket.poll(int(1000 * (wait_s if self.service is None else min(wait_s, _POLL_SLICE_S))) + 1):
                 if self.service is not None and not self.service.alive:
                     self._close_socket()
                     return None, ("silent", "the local service ended")
@@ -166,7 +193,14 @@ class ServiceClient:
                     raise self._token_refused() from None
                 self._close_socket()
                 return None, ("refused", "a reply failed its signature check (corrupted)")
-            if reply.header["reply_to"] not in (nonce, None):
+            reply_to = reply.header["reply_to"]
+            if probe is not None and reply_to == probe and reply.type == "job_state":
+                probe, state = None, reply.header["state"]
+                if state in ("queued", "running"):
+                    silent_until = time.monotonic() + self.timeout_s
+                    continue
+                return None, ("lost", f"the result went missing (the job is {state} at the service)")
+            if reply_to not in (nonce, None):
                 continue  # the answer to an earlier message
             if reply.type == "error":
                 return None, ("refused", self._retryable_error(reply.header))
@@ -174,8 +208,6 @@ class ServiceClient:
                 raise ProtocolError("malformed", f"the service at {self.address} answered {reply.type!r} "
                                                  f"to a request for {expect!r}")
             return reply, None
-        self._close_socket()
-        return None, ("silent", f"no answer within {timeout_s:g} s")
 
     def _token_refused(self) -> BackendUnavailable:
         return BackendUnavailable(f"the service at {self.address} refused the token (check $DELGRAD_HIL_TOKEN or "
@@ -195,24 +227,9 @@ class ServiceClient:
             raise error
         return f"{code}: {header['message']}"
 
-    def _exhausted(self, what: str, problem: tuple, elapsed_s: float) -> BackendError:
+    def _exhausted(self, what: str, problem: tuple, elapsed_s: float) -> BackendUnavailable:
         kind, text = problem
         counted = f"after {self.attempts} attempt{'s' * (self.attempts > 1)} ({elapsed_s:.1f} s)"
-        if kind == "refused":
-            return BackendUnavailable(f"{what} failed at {self.address} {counted}; last: {text}")
-        if self._answers_health():
-            return ExecutionTimeout(f"the service at {self.address} answers, but {what} got no reply {counted} "
-                                    f"(timeout {self.timeout_s:g} s per attempt; raise timeout_s for slow jobs)")
-        return BackendUnavailable(f"no answer from {self.address} {counted}")
-
-    def _answers_health(self) -> bool:
-        """One quick health request: does the service answer at all?"""
-        header = new_header("health", client=self.client_id)
-        try:
-            self._open_socket().send_multipart(encode(self.signer, header))
-            reply, _ = self._await(header["nonce"], "health", min(self.timeout_s, 1.0))
-        except BackendError:
-            return False
-        finally:
-            self._close_socket()
-        return reply is not None
+        if kind == "silent":
+            return BackendUnavailable(f"no answer from {self.address} {counted}")
+        return BackendUnavailable(f"{what} failed at {self.address} {counted}; last: {text}")

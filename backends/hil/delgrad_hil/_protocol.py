@@ -30,7 +30,7 @@ from delgrad_core import BackendError
 from delgrad_hil._auth import SIGNATURE_BYTES
 
 __all__ = [
-    "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "ERROR_CODES", "REQUEST_TYPES",
+    "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "ERROR_CODES", "JOB_STATES", "REQUEST_TYPES",
     "REPLY_TYPES", "ProtocolError", "Message", "encode", "decode", "new_header", "calibration_job_id",
     "read_unverified_error",
 ]
@@ -56,6 +56,7 @@ ERROR_CODES = {
     "internal": False,             # a fault of the service itself
 }
 
+JOB_STATES = ("queued", "running", "finished", "unknown")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _JOB_ID = re.compile(r"[0-9a-f]{64}")
 _MAX_SEED = 2**63 - 1
@@ -157,6 +158,7 @@ REQUEST_TYPES = {
     "status": ({"executions": _optional(_BOOL)}, "none"),
     "calibrate": ({"job": _JOB, "seed": _seed}, "optional"),
     "execute": ({"job": _JOB}, "required"),
+    "probe": ({"job": _JOB}, "none"),
 }
 _JOB_REPLY = {"job": _JOB, "cached": _BOOL, "run_s": _finite}
 REPLY_TYPES = {
@@ -165,6 +167,8 @@ REPLY_TYPES = {
     "status": ({"info": _DICT}, "none"),
     "calibration": (_JOB_REPLY, "required"),
     "result": (_JOB_REPLY, "required"),
+    "job_state": ({"job": _JOB, "state": lambda v: None if v in JOB_STATES else f"expected one of {JOB_STATES}"},
+                  "none"),
     "error": ({"code": _pattern(re.compile(r"[a-z_]{1,32}"), "an error code"), "message": _TEXT,
                "retryable": _BOOL, "error_class": _optional(_TEXT), "capability": _optional(_TEXT)}, "none"),
 }

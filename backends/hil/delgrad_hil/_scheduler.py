@@ -106,6 +106,16 @@ class Scheduler:
             self._lock.notify_all()
             return None
 
+    def state(self, client: str, job_id: str) -> str:
+        """"queued", "running", "finished" (its outcome is cached) or "unknown"."""
+        with self._lock:
+            job = self._jobs.get((client, job_id))
+            if job is None:
+                return "unknown"
+            if job.outcome is not None:
+                return "finished"
+            return "running" if job is self._running else "queued"
+
     def completed(self) -> list[Job]:
         """Jobs finished since the last call (their waiters are owed the outcome)."""
         with self._lock:

@@ -1,7 +1,8 @@
 """The device service: one device backend behind a ZeroMQ ROUTER socket (docs/hil.md).
 
 The I/O thread receives messages, checks them (`decode`, the replay guard, the payload against
-its job id), answers hello, health and status at once and hands jobs to the `Scheduler`; the
+its job id), answers hello, health, status and probes (the state of a job) at once and hands
+jobs to the `Scheduler`; the
 device thread runs them one at a time in round-robin order over the clients and wakes the I/O
 thread, which sends each outcome to every message waiting for it.  Any message that cannot be
 served gets an error reply; nothing a client sends stops the service.  `request_stop` (from a
@@ -137,7 +138,7 @@ class DeviceService:
             self._router.bind(f"{host}:*" if address.startswith("tcp://") and port == "0" else address)
         except zmq.ZMQError as exc:
             self._context.destroy(linger=0)
-            raise BackendUnavailable(f"cannot serve on {address}: {exc}", retryable=False) from None
+            raise BackendUnavailable(f"cannot serve on {address}: {zmq.strerror(exc.errno)}", retryable=False) from None
         self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         wake = f"inproc://delgrad-hil-wake-{self.service_id}"
         self._wake_rx = self._context.socket(zmq.PAIR)
@@ -264,6 +265,10 @@ class DeviceService:
         if message.type in ("hello", "health", "status"):
             reply_type = "welcome" if message.type == "hello" else message.type
             self._reply(routing_id, nonce, {"type": reply_type, "info": self._info(message)})
+            return
+        if message.type == "probe":
+            state = self.scheduler.state(header["client"], header["job"])
+            self._reply(routing_id, nonce, {"type": "job_state", "job": header["job"], "state": state})
             return
         if self.stopping:
             raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",

@@ -68,15 +68,18 @@ class LocalService:
         Options of the device (JSON values).
     faults : FaultPlan, optional
         Faults the service injects (kept across restarts).
+    serve_arguments : list of str, optional
+        Further options of ``delgrad hil serve`` (e.g. ``["--max-message-mb", "1"]``).
     startup_timeout_s : float
         How long to wait for the service to report that it serves.
     """
 
     def __init__(self, device: str, device_options: dict | None = None, faults: FaultPlan | None = None, *,
-                 startup_timeout_s: float = 120.0):
+                 serve_arguments=(), startup_timeout_s: float = 120.0):
         self.device = device
         self.device_options = dict(device_options or {})
         self.faults = faults or FaultPlan()
+        self.serve_arguments = list(serve_arguments)
         self.startup_timeout_s = float(startup_timeout_s)
         self.token = new_token()
         self.address: str | None = None
@@ -131,7 +134,7 @@ class LocalService:
                    "--parent-pid", str(os.getpid()), "--shutdown-grace-s", "5"]
         for key, value in self.device_options.items():
             command += ["--device-option", f"{key}={json.dumps(value)}"]
-        command += self.faults.arguments()
+        command += self.faults.arguments() + self.serve_arguments
         with open(self._log_path, "a") as log_file:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
                                        env={**os.environ, TOKEN_ENV: self.token}, text=True, start_new_session=True)
