@@ -123,6 +123,8 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
         capabilities = Capabilities.from_dict(capabilities)
     if capabilities is not None and not isinstance(capabilities, Capabilities):
         raise InvalidValueError(f"backend {name!r}: capabilities must be a Capabilities, got {type(capabilities).__name__}")
+    if callable(training_defaults):  # defaults that depend on the backend options: checked when used
+        return {"description": str(description), "capabilities": capabilities, "training_defaults": training_defaults}
     if training_defaults is not None:
         from delgrad_core.training._config import check_settings
 

@@ -30,7 +30,9 @@ class DelgradHookspecs:
         ``capabilities`` (a `Capabilities`) lets ``delgrad backends`` list the backend without
         building it; without it the factory is called with no options to read them.
         ``training_defaults`` (a dict of `TrainingConfig` settings, e.g. a chip's operating
-        point) apply when training on this backend, under the user's own settings.
+        point) apply when training on this backend, under the user's own settings; a backend
+        whose defaults depend on its options registers a function ``training_defaults(options)``
+        returning that dict instead.
         """
 
     @hookspec

@@ -111,12 +111,16 @@ def default_device(tmp_path, monkeypatch):
 
 
 @pytest.mark.usefixtures("default_device")
-def test_mock_hil_takes_the_default_devices_capabilities_and_training_defaults():
-    device, hil = dg.backend_info("bss2-emulator"), dg.backend_info("mock-hil")
-    assert hil.details["capabilities"] == device.details["capabilities"] is not None
-    assert hil.details["training_defaults"] == device.details["training_defaults"]
-    on_hil, on_device = (config_for_backend({"backend": name}).to_dict() for name in ("mock-hil", "bss2-emulator"))
-    assert {**on_hil, "backend": None} == {**on_device, "backend": None} != {**TrainingConfig().to_dict(), "backend": None}
+def test_mock_hil_takes_the_capabilities_and_training_defaults_of_its_device():
+    device = dg.backend_info("bss2-emulator")
+    assert dg.backend_info("mock-hil").details["capabilities"] == device.details["capabilities"] is not None
+
+    def settings(**values):
+        return {**config_for_backend(values).to_dict(), "backend": None, "backend_options": None}
+
+    assert settings(backend="mock-hil") == settings(backend="bss2-emulator") != settings()
+    assert settings(backend="mock-hil", backend_options={"device": "hil-noisy"}) == settings(backend="hil-noisy")
+    assert settings(backend="mock-hil", backend_options={"device": "reference"}) == settings()
     with HilBackend() as backend:
         assert backend.capabilities == device.capabilities
         network = dg.testing.make_network((4, 6, 3), "axonal", 1.0, capabilities=backend.capabilities)

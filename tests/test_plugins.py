@@ -442,3 +442,39 @@ def test_a_command_taking_a_built_in_name_or_not_a_command_is_a_load_problem(sit
     site("delgrad-greeter", module, COMMAND.format(name=name, command=command))
     with pytest.raises(PluginLoadError, match=message):
         PluginRegistry(strict=True).discover()
+
+
+OPTION_DEFAULTS = """
+    from delgrad_core import hookimpl
+    from delgrad_core.testing import MockBackend
+
+    class ProxyBackend(MockBackend):
+        name = "proxy"
+
+        def __init__(self, target="fast"):
+            super().__init__(name="proxy")
+
+    def defaults(options):
+        if options.get("target") == "broken":
+            return {"batch_size": 0}
+        return {"batch_size": 40} if options.get("target") == "chip" else {"batch_size": 7, "threshold": 2.0}
+
+    @hookimpl
+    def delgrad_register_backends(register):
+        register("proxy", ProxyBackend, training_defaults=defaults)
+"""
+
+
+def test_training_defaults_may_depend_on_the_backend_options(site):
+    from delgrad_core.training import config_for_backend
+
+    site("delgrad-proxy", "proxy_plugin", OPTION_DEFAULTS)
+    delgrad_core.refresh_plugins()
+    try:
+        chip = config_for_backend({"backend": "proxy", "backend_options": {"target": "chip"}})
+        fast = config_for_backend({"backend": "proxy", "threshold": 3.0})
+        assert (chip.batch_size, chip.threshold, fast.batch_size, fast.threshold) == (40, 1.0, 7, 3.0)
+        with pytest.raises(delgrad_core.InvalidValueError, match=r"backend .proxy.: training_defaults.batch_size: expected"):
+            config_for_backend({"backend": "proxy", "backend_options": {"target": "broken"}})
+    finally:
+        delgrad_core.refresh_plugins()

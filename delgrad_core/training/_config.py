@@ -238,13 +238,17 @@ def check_settings(values: dict, what: str) -> dict:
 
 def config_for_backend(values: dict) -> TrainingConfig:
     """The config of `values` on top of the training defaults registered by the backend they
-    name (e.g. a chip's operating point); the user's values win."""
+    name (e.g. a chip's operating point; for a backend that registers a function, what it returns
+    for the backend options of `values`); the user's values win."""
     from delgrad_core._plugins import registry
 
     backend = values.get("backend", TrainingConfig.backend)
     defaults = {}
     if isinstance(backend, str) and backend in registry().names("backend"):
-        defaults = dict(registry().get("backend", backend).details.get("training_defaults") or {})
+        defaults = registry().get("backend", backend).details.get("training_defaults") or {}
+        if callable(defaults):  # defaults that depend on the backend options (e.g. the device of mock-hil)
+            options = values.get("backend_options") if isinstance(values.get("backend_options"), dict) else {}
+            defaults = check_settings(defaults(dict(options)), f"backend {backend!r}: training_defaults")
     return TrainingConfig.from_dict({**defaults, **values})
 
 
