@@ -18,6 +18,7 @@ from delgrad_core.training import Trainer, TrainingConfig, config_for_backend
 
 from delgrad_hil import HilBackend
 
+EMULATOR_INSTALLED = importlib.util.find_spec("delgrad_bss2") is not None
 SETTINGS = dict(hidden=8, delays="axonal", tau_ratio=1.0, seed=3, keep_best=False, weight_init_mean=1.5,
                 weight_init_std=0.5)
 
@@ -75,7 +76,7 @@ def test_training_survives_drops_corruption_and_a_restart_and_ends_bit_identical
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("test_devices")
-@pytest.mark.parametrize("device", ["reference", "hil-noisy"])
+@pytest.mark.parametrize("device", ["reference", "hil-noisy"] + ["bss2-emulator"] * EMULATOR_INSTALLED)
 def test_mock_hil_passes_the_conformance_suite(tmp_path, device):
     process = subprocess.run(
         [sys.executable, "-m", "pytest", "--pyargs", "delgrad_core.testing", "--delgrad-backend", "mock-hil",
@@ -98,8 +99,6 @@ STAND_IN = """
     def delgrad_register_backends(register):
         register("bss2-emulator", StandIn, capabilities=CAPABILITIES, training_defaults=TRAINING_DEFAULTS)
 """
-EMULATOR_INSTALLED = importlib.util.find_spec("delgrad_bss2") is not None
-
 
 @pytest.fixture
 def default_device(tmp_path, monkeypatch):
