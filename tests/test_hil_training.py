@@ -130,8 +130,8 @@ def test_mock_hil_takes_the_capabilities_and_training_defaults_of_its_device():
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("default_device")
-def test_delgrad_train_on_mock_hil_needs_no_options_and_equals_the_default_device(tmp_path):
-    on_device = _train(tmp_path, "device", "--backend", "bss2-emulator", epochs=1)
-    on_hil = _train(tmp_path, "hil", "--backend", "mock-hil", epochs=1)
+def test_delgrad_train_on_mock_hil_equals_the_default_device_with_the_same_options(tmp_path):
+    on_device = _train(tmp_path, "device", "--backend", "bss2-emulator", "--delays", "axonal", epochs=1)
+    on_hil = _train(tmp_path, "hil", "--backend", "mock-hil", "--delays", "axonal", epochs=1)
     assert on_device[0] == on_hil[0] and on_device[1]["epochs"] == on_hil[1]["epochs"]
     assert {**on_hil[1]["config"], "backend": None} == {**on_device[1]["config"], "backend": None}
