@@ -116,11 +116,12 @@ def test_the_command_line_reports_health_and_status(start_service, monkeypatch):
 # ---------------------------------------------------------------------------- hostile messages
 def test_a_wrong_or_missing_token_is_refused_at_once_and_the_service_serves_on(start_service):
     service = start_service()
-    started = time.monotonic()
     with HilBackend(service.address, token="a-wrong-token-of-some-length", attempts=5) as backend:
         with pytest.raises(dg.BackendUnavailable, match="refused the token") as info:
             backend.status()
-    assert not info.value.retryable and time.monotonic() - started < 2.0
+    assert not info.value.retryable
+    status = _reply(service, signed(service.token, "status"))["info"]
+    assert status["refused.bad_signature"] == 1  # the greeting was not sent again
     frames = signed(service.token, "health")
     unsigned = [frames[0], b"", *frames[2:]]
     assert _reply(service, unsigned)["code"] == "bad_signature"
@@ -280,8 +281,8 @@ def test_no_answer_and_slow_jobs_are_told_apart(start_service):
         request = _requests(backend, 1)[0]
         started = time.monotonic()
         with pytest.raises(dg.ExecutionTimeout, match="job [0-9a-f]{12} did not finish in time .*it is running"):
-            backend.execute(request)
-        assert 1.4 < time.monotonic() - started < 2.5  # the service answered the probes: no failed attempt
+            backend.execute(request)  # (two failed attempts would have ended sooner, in BackendUnavailable)
+        assert time.monotonic() - started >= 1.5
 
 
 @pytest.mark.skipif(importlib.util.find_spec("delgrad_bss2") is not None, reason="the default device is installed")
@@ -318,13 +319,14 @@ def test_sigterm_finishes_the_running_job_and_rejects_the_queued_ones(start_serv
     with _client(service) as backend:
         first, second = _requests(backend, 2)
     sockets, context = [], zmq.Context()
-    for request in (first, second):
+    status = lambda: _reply(service, signed(service.token, "status"))["info"]  # noqa: E731
+    for request, state in ((first, lambda info: info["running"] is not None),
+                           (second, lambda info: info["queues"] == {"one": 1})):
         socket = context.socket(zmq.DEALER)
         socket.connect(service.address)
         socket.send_multipart(signed(service.token, "execute", request.to_bytes(), client="one", job=request.digest))
         sockets.append(socket)
-    status = lambda: _reply(service, signed(service.token, "status"))["info"]  # noqa: E731
-    assert wait_for(lambda: status()["running"] is not None and status()["queues"] == {"one": 1})
+        assert wait_for(lambda: state(status()))
     os.kill(service.pid, signal.SIGTERM)
     replies = []
     for socket in sockets:

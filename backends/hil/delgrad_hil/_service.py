@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 
 import zmq
 
@@ -47,15 +47,17 @@ log = logging.getLogger("delgrad_hil.service")
 # frames silently (it disconnects the peer), so the service's "too_large" answer must come first.
 BACKSTOP_BYTES = 2**20
 _RECEIVE_BATCH = 64  # messages read per wake-up before finished jobs are answered
+_CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
 
 
-def parse_execute(message: Message) -> ExecutionRequest:
-    """The request of an execute message, its calibration unwrapped for the device; its digest
-    must be the job id.  Raises `ProtocolError` ("bad_request") only."""
+def parse_execute(message: Message, unwrap_calibration=unwrap) -> ExecutionRequest:
+    """The request of an execute message, its calibration unwrapped for the device (by
+    `unwrap_calibration`); its digest must be the job id.  Raises `ProtocolError`
+    ("bad_request") only."""
     nonce, job = message.header["nonce"], message.header["job"]
     try:
         request = ExecutionRequest.from_bytes(message.payload)
-        calibration = unwrap(request.calibration)
+        calibration = unwrap_calibration(request.calibration)
     except Exception as exc:  # hostile bytes: FileFormatError, InvalidValueError or worse
         raise ProtocolError("bad_request", f"the payload is not an execution request ({exc})", reply_to=nonce) \
             from None
@@ -125,6 +127,7 @@ class DeviceService:
         self.service_id = os.urandom(8).hex()
         self.counts = Counter()  # refused.<code>, dropped, corrupted, busy
         self.calibration_digest: str | None = None
+        self._calibrations: OrderedDict = OrderedDict()  # digest of a request's calibration -> the device's
         self.stopping = False
         self._stop_requested = False
         self._started = time.monotonic()
@@ -273,7 +276,7 @@ class DeviceService:
         if self.stopping:
             raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",
                                 reply_to=nonce)
-        work = parse_execute(message) if message.type == "execute" else parse_calibrate(message)
+        work = parse_execute(message, self._unwrap) if message.type == "execute" else parse_calibrate(message)
         if self.faults.busy():
             self.counts["busy"] += 1
             raise ProtocolError("busy", "the device is busy (injected fault)", reply_to=nonce)
@@ -283,6 +286,17 @@ class DeviceService:
             raise ProtocolError("busy", f"the queues are full: {exc}", reply_to=nonce) from None
         if outcome is not None:
             self._reply_outcome(routing_id, nonce, outcome, cached=True)
+
+    def _unwrap(self, calibration):
+        """`unwrap`, the same object for the same calibration (its digest is computed once, and
+        devices that key work by calibration digest find it again)."""
+        if calibration is None:
+            return None
+        device_calibration = self._calibrations.pop(calibration.digest, None) or unwrap(calibration)
+        self._calibrations[calibration.digest] = device_calibration
+        while len(self._calibrations) > _CALIBRATIONS_KEPT:
+            self._calibrations.popitem(last=False)
+        return device_calibration
 
     def _info(self, message: Message) -> dict:
         health = {"ok": True, "device": self.device.name, "uptime_s": time.monotonic() - self._started,
