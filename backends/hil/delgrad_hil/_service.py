@@ -2,10 +2,10 @@
 
 The I/O thread receives messages, checks them (`decode`, the replay guard, the payload against
 its job id), answers hello, health, status and probes (the state of a job) at once and hands
-jobs to the `Scheduler`; the
-device thread runs them one at a time in round-robin order over the clients and wakes the I/O
-thread, which sends each outcome to every message waiting for it.  Any message that cannot be
-served gets an error reply; nothing a client sends stops the service.  `request_stop` (from a
+jobs to the `Scheduler`; the device thread runs them one at a time in round-robin order over
+the clients and wakes the I/O thread, which sends each outcome to every message waiting for it.
+Any message that cannot be served gets an error reply; nothing a client sends stops the
+service.  `request_stop` (from a
 signal handler) begins a graceful shutdown: queued jobs are answered "shutting_down", the
 running job gets up to `shutdown_grace_s` to finish and be answered, then the service closes.
 """
@@ -24,6 +24,7 @@ import zmq
 
 from delgrad_core import BackendUnavailable, DelgradError, ExecutionRequest, load_network
 
+from delgrad_hil._auth import ReplayGuard
 from delgrad_hil._calibration import unwrap
 from delgrad_hil._faults import EXIT_STATUS, FaultPlan, Faults
 from delgrad_hil._protocol import (
@@ -114,8 +115,6 @@ class DeviceService:
     def __init__(self, device, signer, address: str, *, device_options: dict | None = None,
                  faults: FaultPlan | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  replay_window_s: float = 60.0, shutdown_grace_s: float = 30.0, **limits):
-        from delgrad_hil._auth import ReplayGuard
-
         self.device = device
         self.signer = signer
         self.device_options = dict(device_options or {})
