@@ -14,6 +14,8 @@ import io
 import json
 import math
 import os
+import re
+import struct
 import zipfile
 from collections.abc import Mapping
 
@@ -27,6 +29,13 @@ __all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArc
 MAX_ARRAY_ELEMENTS = 2**27
 _ALLOWED_KINDS = "fiubU"  # float, int, uint, bool, unicode (the JSON document); never objects
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+# .npy header: (struct format of its length, text encoding) per format version; numpy's bound on
+# its length; the exact text numpy writes, read without evaluating it (other headers go through
+# numpy's own reader).
+_HEADER_LENGTH = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}
+_MAX_HEADER_CHARS = 10_000
+_WRITTEN_HEADER = re.compile(
+    r"\{'descr': '([<>|=]?[a-zA-Z][0-9]*)', 'fortran_order': (True|False), 'shape': \(((?:[0-9]+, )*[0-9]+,?)?\), \} *\n")
 
 
 def write_npz(handle, arrays: Mapping[str, np.ndarray]) -> None:
@@ -64,10 +73,36 @@ def _describe(source) -> str:
     return getattr(source, "name", None) or f"<{type(source).__name__}>"
 
 
-def _read_header(member) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _read_exactly(member, n: int) -> bytes:
+    data = member.read(n)
+    if len(data) != n:
+        raise EOFError(f"{n} bytes expected, {len(data)} found")
+    return data
+
+
+def _read_header(member) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, data offset) from the start of an .npy member."""
     version = np.lib.format.read_magic(member)
-    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    return reader(member)
+    if version not in _HEADER_LENGTH:
+        raise ValueError(f"unsupported .npy format version {version}")
+    length_format, encoding = _HEADER_LENGTH[version]
+    length_bytes = _read_exactly(member, struct.calcsize(length_format))
+    length = struct.unpack(length_format, length_bytes)[0]
+    if length > _MAX_HEADER_CHARS:
+        raise ValueError(f"header of {length} bytes (at most {_MAX_HEADER_CHARS} are read)")
+    text = _read_exactly(member, length)
+    offset = np.lib.format.MAGIC_LEN + len(length_bytes) + length
+    written = _WRITTEN_HEADER.fullmatch(text.decode(encoding))
+    if written is None:
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(io.BytesIO(length_bytes + text))
+        return shape, fortran, dtype, offset
+    descr, fortran, shape = written.groups()
+    try:
+        dtype = np.dtype(descr)
+    except TypeError as exc:
+        raise ValueError(f"unknown dtype {descr!r}") from exc
+    return tuple(int(n) for n in (shape or "").replace(",", " ").split()), fortran == "True", dtype, offset
 
 
 class NpzArchive:
@@ -122,8 +157,7 @@ class NpzArchive:
             info = self._members[name]
             try:
                 with self._zip.open(info) as member:
-                    shape, fortran, dtype = _read_header(member)
-                    header_length = member.tell()
+                    shape, fortran, dtype, header_length = _read_header(member)
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise self._fail(f"entry {name!r} has a corrupt header ({exc})") from None
             if dtype.kind not in _ALLOWED_KINDS or dtype.hasobject:
@@ -139,8 +173,8 @@ class NpzArchive:
                     f"entry {name!r} is truncated or padded: shape {shape} of {dtype} needs "
                     f"{n_elements * dtype.itemsize} data bytes, the entry holds {info.file_size - header_length}"
                 )
-            self._headers[name] = (tuple(shape), dtype, fortran)
-        shape, dtype, _ = self._headers[name]
+            self._headers[name] = (tuple(shape), dtype, fortran, header_length)
+        shape, dtype, _, _ = self._headers[name]
         return shape, dtype
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -153,12 +187,16 @@ class NpzArchive:
             raise self._fail(f"entry {name!r} has shape {declared}, expected {tuple(shape)}")
         if kind is not None and dtype.kind not in kind:
             raise self._fail(f"entry {name!r} has dtype {dtype}, expected kind {kind!r}")
+        _, _, fortran, header_length = self._headers[name]
+        data = bytearray(math.prod(declared) * dtype.itemsize)  # the size was checked against the entry
         try:
             with self._zip.open(self._members[name]) as member:
-                array = np.lib.format.read_array(member, allow_pickle=False)
+                _read_exactly(member, header_length)
+                if member.readinto(data) != len(data) or member.read(1):
+                    raise EOFError("the entry's length changed while reading")
+            return np.frombuffer(data, dtype=dtype).reshape(declared, order="F" if fortran else "C")
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise self._fail(f"entry {name!r} cannot be read ({exc})") from None
-        return array
 
     def json(self, name: str) -> dict:
         """The JSON document stored under `name` (a 0-d unicode array)."""

@@ -1,4 +1,5 @@
-"""Plugin manager: discover backends, datasets, losses and encoders registered by plugins.
+"""Plugin manager: discover backends, datasets, losses, encoders and command-line commands
+registered by plugins.
 
 Every entry point of the group ``delgrad.backends`` names a module or object implementing hooks
 of `delgrad_core.hookspecs`.  Loading is isolated per entry point: a plugin that fails to import
@@ -49,9 +50,10 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "delgrad.backends"
 DEFAULT_BACKEND = "reference"
-KINDS = ("backend", "dataset", "loss", "encoder")
+KINDS = ("backend", "dataset", "loss", "encoder", "command")
 _HOOKS = {"backend": "delgrad_register_backends", "dataset": "delgrad_register_datasets",
-          "loss": "delgrad_register_losses", "encoder": "delgrad_register_encoders"}
+          "loss": "delgrad_register_losses", "encoder": "delgrad_register_encoders",
+          "command": "delgrad_register_commands"}
 # The project's own distributions load before any third-party one.
 _OWN_DISTRIBUTIONS = ("delgrad", "delgrad-reference", "delgrad-bss2", "delgrad-hil")
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -121,10 +123,14 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
         capabilities = Capabilities.from_dict(capabilities)
     if capabilities is not None and not isinstance(capabilities, Capabilities):
         raise InvalidValueError(f"backend {name!r}: capabilities must be a Capabilities, got {type(capabilities).__name__}")
+    if callable(training_defaults):  # defaults that depend on the backend options: checked when used
+        return {"description": str(description), "capabilities": capabilities, "training_defaults": training_defaults}
     if training_defaults is not None:
-        from delgrad_core.training._config import TrainingConfig
+        from delgrad_core.training._config import check_settings
 
-        TrainingConfig.from_dict(dict(training_defaults, backend="reference"))  # each setting valid
+        # each setting valid on its own; the registry is still being filled, so registered
+        # names are checked when a config is built
+        training_defaults = check_settings(training_defaults, f"backend {name!r}: training_defaults")
     return {"description": str(description), "capabilities": capabilities,
             "training_defaults": dict(training_defaults or {})}
 
@@ -149,12 +155,24 @@ def _factory_details(kind: str):
     return details
 
 
+def _command_details(name: str, command, description: str = "") -> dict:
+    import click
+
+    from delgrad_core.cli import main
+
+    if not isinstance(command, click.Command):
+        raise InvalidValueError(f"command {name!r}: expected a click.Command, got {type(command).__name__}")
+    if name in main.commands:
+        raise InvalidValueError(f"command {name!r}: the name of a built-in delgrad command")
+    return {"description": str(description or command.get_short_help_str())}
+
+
 _DETAILS = {"backend": _backend_details, "dataset": _dataset_details, "loss": _factory_details("loss"),
-            "encoder": _factory_details("encoder")}
+            "encoder": _factory_details("encoder"), "command": _command_details}
 
 
 class PluginRegistry:
-    """Named backends, datasets, losses and encoders collected from plugins.
+    """Named backends, datasets, losses, encoders and commands collected from plugins.
 
     Parameters
     ----------

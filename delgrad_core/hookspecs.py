@@ -30,7 +30,9 @@ class DelgradHookspecs:
         ``capabilities`` (a `Capabilities`) lets ``delgrad backends`` list the backend without
         building it; without it the factory is called with no options to read them.
         ``training_defaults`` (a dict of `TrainingConfig` settings, e.g. a chip's operating
-        point) apply when training on this backend, under the user's own settings.
+        point) apply when training on this backend, under the user's own settings; a backend
+        whose defaults depend on its options registers a function ``training_defaults(options)``
+        returning that dict instead.
         """
 
     @hookspec
@@ -57,4 +59,13 @@ class DelgradHookspecs:
 
         ``factory(**parameters)`` returns a callable turning features (n, n_features) in
         [0, 1] into input spike times (n, n_inputs); it has an ``n_inputs(n_features)`` method.
+        """
+
+    @hookspec
+    def delgrad_register_commands(self, register):
+        """Add commands to the ``delgrad`` command line: ``register(name, command, description="")``.
+
+        ``command`` is a `click.Command` (often a `click.Group`) run as ``delgrad name ...``.
+        The built-in commands keep their names: a plugin command with the name of one is never
+        run (``delgrad backends`` lists it as a problem).
         """

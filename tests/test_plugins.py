@@ -352,3 +352,129 @@ def test_importing_the_core_leaves_the_environment_alone(tmp_path):
                          timeout=60)
     assert out.stdout.strip() == "None", out.stdout + out.stderr
     np.testing.assert_equal(out.returncode, 0)
+
+
+DEFAULTS = """
+    from delgrad_core import hookimpl
+    from delgrad_core.testing import MockBackend
+
+    class ChipBackend(MockBackend):
+        name = "{name}"
+
+        def __init__(self):
+            super().__init__(name="{name}")
+
+    @hookimpl
+    def delgrad_register_backends(register):
+        register("{name}", ChipBackend, training_defaults={defaults})
+"""
+
+
+def test_training_defaults_of_a_discovered_backend_apply_under_the_users_settings(site):
+    """Registering defaults while the process-wide registry is being discovered must not recurse
+    into the registry; the defaults apply when a config names the backend."""
+    from delgrad_core.training import config_for_backend
+
+    site("delgrad-chip", "chip_plugin", DEFAULTS.format(name="chip", defaults={"threshold": 2.6, "batch_size": 40}))
+    delgrad_core.refresh_plugins()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            config = config_for_backend({"backend": "chip", "batch_size": 10})
+        assert (config.threshold, config.batch_size) == (2.6, 10)
+        assert config_for_backend({}).threshold == 1.0  # only for that backend
+    finally:
+        delgrad_core.refresh_plugins()
+
+
+@pytest.mark.parametrize(("defaults", "message"), [
+    ({"threshold": -1.0}, r"training_defaults\.threshold: expected a number > 0"),
+    ({"treshold": 2.6}, r"training_defaults: unknown setting\(s\) treshold"),
+])
+def test_invalid_training_defaults_are_a_load_problem_naming_the_setting(site, defaults, message):
+    module = f"chip_plugin_{sorted(defaults)[0]}"  # a fresh module name: imported modules are cached
+    site("delgrad-chip", module, DEFAULTS.format(name="chip", defaults=defaults))
+    with pytest.raises(PluginLoadError, match=message):
+        PluginRegistry(strict=True).discover()
+
+
+COMMAND = """
+    import click
+    from delgrad_core import hookimpl
+
+    @click.command()
+    @click.argument("who")
+    def greet(who):
+        '''Say hello.'''
+        click.echo(f"hello {{who}}")
+
+    @hookimpl
+    def delgrad_register_commands(register):
+        register("{name}", {command})
+"""
+
+
+def test_a_plugin_adds_a_command_to_the_command_line(site):
+    from _cli import cli_runner
+
+    from delgrad_core.cli import main
+
+    site("delgrad-greeter", "greeter_plugin", COMMAND.format(name="greet", command="greet"))
+    delgrad_core.refresh_plugins()
+    try:
+        runner = cli_runner()
+        result = runner.invoke(main, ["greet", "world"])
+        assert (result.exit_code, result.stdout) == (0, "hello world\n"), result.output
+        listing = runner.invoke(main, ["--help"])
+        assert "greet" in listing.stdout and "Say hello." in listing.stdout
+        unknown = runner.invoke(main, ["gret", "world"])
+        assert unknown.exit_code == 2 and "No such command 'gret'" in unknown.stderr
+    finally:
+        delgrad_core.refresh_plugins()
+
+
+@pytest.mark.parametrize(("name", "command", "message"), [
+    ("train", "greet", r"command 'train': the name of a built-in delgrad command"),
+    ("greet", "print", r"command 'greet': expected a click.Command, got builtin_function_or_method"),
+])
+def test_a_command_taking_a_built_in_name_or_not_a_command_is_a_load_problem(site, name, command, message):
+    module = f"greeter_{name}_{command}"
+    site("delgrad-greeter", module, COMMAND.format(name=name, command=command))
+    with pytest.raises(PluginLoadError, match=message):
+        PluginRegistry(strict=True).discover()
+
+
+OPTION_DEFAULTS = """
+    from delgrad_core import hookimpl
+    from delgrad_core.testing import MockBackend
+
+    class ProxyBackend(MockBackend):
+        name = "proxy"
+
+        def __init__(self, target="fast"):
+            super().__init__(name="proxy")
+
+    def defaults(options):
+        if options.get("target") == "broken":
+            return {"batch_size": 0}
+        return {"batch_size": 40} if options.get("target") == "chip" else {"batch_size": 7, "threshold": 2.0}
+
+    @hookimpl
+    def delgrad_register_backends(register):
+        register("proxy", ProxyBackend, training_defaults=defaults)
+"""
+
+
+def test_training_defaults_may_depend_on_the_backend_options(site):
+    from delgrad_core.training import config_for_backend
+
+    site("delgrad-proxy", "proxy_plugin", OPTION_DEFAULTS)
+    delgrad_core.refresh_plugins()
+    try:
+        chip = config_for_backend({"backend": "proxy", "backend_options": {"target": "chip"}})
+        fast = config_for_backend({"backend": "proxy", "threshold": 3.0})
+        assert (chip.batch_size, chip.threshold, fast.batch_size, fast.threshold) == (40, 1.0, 7, 3.0)
+        with pytest.raises(delgrad_core.InvalidValueError, match=r"backend .proxy.: training_defaults.batch_size: expected"):
+            config_for_backend({"backend": "proxy", "backend_options": {"target": "broken"}})
+    finally:
+        delgrad_core.refresh_plugins()

@@ -120,3 +120,34 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path):
         dg.save_network(broken, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["net.npz"]  # no temporary files left behind
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_archive_members_read_exactly_as_numpy_reads_them(version):
+    """The header numpy writes is read without evaluating it; other headers (versions, orders,
+    byte orders, a header numpy's writer would not make) through numpy's reader: same arrays."""
+    import io
+    import zipfile
+
+    from delgrad_core._npz import NpzArchive
+
+    arrays = {"c_order": np.arange(6.0).reshape(2, 3), "fortran": np.asfortranarray(np.arange(12).reshape(3, 4)),
+              "empty": np.zeros((0, 4)), "scalar": np.array(True), "big_endian": np.arange(5, dtype=">i4"),
+              "text": np.array('{"a": 1}'), "bytes": np.ones(3, dtype=np.uint8)}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, array, version=version)
+        with archive.open("spaced.npy", "w") as member:  # a valid header in another layout
+            header = "{ 'shape': (2,),'descr': '<f8', 'fortran_order': False }"
+            header += " " * (64 - (10 + len(header) + 1) % 64) + "\n"
+            member.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() +
+                         np.array([1.5, 2.5]).tobytes())
+    arrays["spaced"] = np.array([1.5, 2.5])
+    with NpzArchive(buffer.getvalue()) as archive:
+        for name, expected in arrays.items():
+            array = archive.array(name)
+            assert array.dtype == expected.dtype and array.shape == expected.shape, name
+            np.testing.assert_array_equal(array, expected)
+            assert array.flags.writeable

@@ -1,4 +1,5 @@
-"""The ``delgrad`` command line: one click group, one module per command family.
+"""The ``delgrad`` command line: one click group, one module per command family, plus the
+commands plugins register (`delgrad_core.hookspecs`, ``delgrad_register_commands``).
 
 Every `DelgradError` (and every operating-system error such as a full disk) ends as a one-line
 message and exit status 1, Ctrl-C as a one-line message and status 130: never a traceback.
@@ -17,7 +18,27 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _Group(click.Group):
-    """Turns delgrad's and the operating system's errors into one-line messages."""
+    """Turns delgrad's and the operating system's errors into one-line messages; finds the
+    commands of plugins (looked up only for names that are not built in)."""
+
+    def list_commands(self, ctx):
+        from delgrad_core._errors import DelgradError
+        from delgrad_core._plugins import registry
+
+        try:  # (for --help, outside `invoke`)
+            plugin_commands = registry().names("command")
+        except DelgradError as exc:
+            raise click.ClickException(_one_line(exc)) from None
+        return sorted(set(super().list_commands(ctx)) | set(plugin_commands))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None:
+            from delgrad_core._plugins import registry
+
+            if name in registry().names("command"):
+                command = registry().get("command", name).obj
+        return command
 
     def invoke(self, ctx):
         from delgrad_core._errors import DelgradError

@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainingConfig", "load_config", "config_for_backend"]
+__all__ = ["TrainingConfig", "load_config", "config_for_backend", "check_settings"]
 
 # DelGrad's reference learning rates and weight initialisation per delay kind (docs/model.md §5);
 # dendritic has no published setting, so it uses the axonal one.
@@ -95,7 +95,9 @@ def _registered(kind):
 
         return registry().names(kind)
 
-    return _choice(names)
+    check = _choice(names)
+    check.looks_up_plugins = True
+    return check
 
 
 def _table(name, value):
@@ -248,15 +250,33 @@ class TrainingConfig:
         return cls(**values)
 
 
+def check_settings(values: dict, what: str) -> dict:
+    """Check the names and each value's own rule of settings given while plugins are still being
+    loaded (a backend's training defaults): names of registered things and rules across fields
+    are checked later, when a `TrainingConfig` is built from them."""
+    if not isinstance(values, dict):
+        raise InvalidValueError(f"{what}: expected a table of settings, got {type(values).__name__}")
+    rules = {spec.name: spec.metadata["check"] for spec in dataclasses.fields(TrainingConfig)}
+    unknown = sorted(set(values) - set(rules))
+    if unknown:
+        raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
+    return {name: value if getattr(rules[name], "looks_up_plugins", False) else rules[name](f"{what}.{name}", value)
+            for name, value in values.items()}
+
+
 def config_for_backend(values: dict) -> TrainingConfig:
     """The config of `values` on top of the training defaults registered by the backend they
-    name (e.g. a chip's operating point); the user's values win."""
+    name (e.g. a chip's operating point; for a backend that registers a function, what it returns
+    for the backend options of `values`); the user's values win."""
     from delgrad_core._plugins import registry
 
     backend = values.get("backend", TrainingConfig.backend)
     defaults = {}
     if isinstance(backend, str) and backend in registry().names("backend"):
-        defaults = dict(registry().get("backend", backend).details.get("training_defaults") or {})
+        defaults = registry().get("backend", backend).details.get("training_defaults") or {}
+        if callable(defaults):  # defaults that depend on the backend options (e.g. the device of mock-hil)
+            options = values.get("backend_options") if isinstance(values.get("backend_options"), dict) else {}
+            defaults = check_settings(defaults(dict(options)), f"backend {backend!r}: training_defaults")
     return TrainingConfig.from_dict({**defaults, **values})
 
 

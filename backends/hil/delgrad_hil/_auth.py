@@ -1,0 +1,138 @@
+"""Tokens, message signatures and the replay defence.
+
+Every message carries an HMAC-SHA256 over all its other frames, keyed with a token both sides
+share (from ``$DELGRAD_HIL_TOKEN`` or a file); signatures are compared in constant time.  The
+token is never part of a message, a log line or an error message.  A `ReplayGuard` refuses a
+signed message seen before (its nonce) or sent outside a time window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import math
+import os
+import secrets
+import time
+from pathlib import Path
+
+from delgrad_core import InvalidValueError
+
+__all__ = ["TOKEN_ENV", "MIN_TOKEN_CHARS", "SIGNATURE_BYTES", "new_token", "load_token", "write_token_file",
+           "Signer", "ReplayGuard"]
+
+TOKEN_ENV = "DELGRAD_HIL_TOKEN"
+MIN_TOKEN_CHARS = 16
+SIGNATURE_BYTES = hashlib.sha256().digest_size
+
+
+def new_token() -> str:
+    """A fresh random token (64 hex characters, 256 bits)."""
+    return secrets.token_hex(32)
+
+
+def _checked(token: str, source: str) -> bytes:
+    token = token.strip()
+    if len(token) < MIN_TOKEN_CHARS:
+        raise InvalidValueError(f"{source}: the token must have at least {MIN_TOKEN_CHARS} characters "
+                                f"(make one with `delgrad hil new-token FILE`)")
+    return token.encode()
+
+
+def load_token(token: str | None = None, token_file: str | os.PathLike | None = None) -> bytes:
+    """The shared token: `token` if given, else the contents of `token_file`, else
+    ``$DELGRAD_HIL_TOKEN``; surrounding whitespace is ignored.
+
+    Raises `InvalidValueError` (naming where it looked, never the token) if there is none or
+    it is shorter than `MIN_TOKEN_CHARS`.
+    """
+    if token is not None:
+        if not isinstance(token, str):
+            raise InvalidValueError(f"token: expected a string, got {type(token).__name__}")
+        return _checked(token, "token")
+    if token_file is not None:
+        path = Path(token_file).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InvalidValueError(f"token_file: cannot read {path} ({exc.strerror or exc})") from None
+        return _checked(text, f"token_file {path}")
+    text = os.environ.get(TOKEN_ENV)
+    if text is None:
+        raise InvalidValueError(f"no token: set ${TOKEN_ENV} or give a token file "
+                                f"(make one with `delgrad hil new-token FILE`)")
+    return _checked(text, f"${TOKEN_ENV}")
+
+
+def write_token_file(path: str | os.PathLike) -> Path:
+    """Write a fresh token to a new file readable by its owner only; an existing file is kept
+    (`FileExistsError`)."""
+    path = Path(path).expanduser()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(new_token() + "\n")
+    return path
+
+
+class Signer:
+    """HMAC-SHA256 signatures over a sequence of frames (each prefixed with its length, so
+    moving bytes between frames changes the signature)."""
+
+    def __init__(self, token: bytes):
+        self._key = bytes(token)
+
+    def signature(self, frames) -> bytes:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        for frame in frames:
+            mac.update(len(frame).to_bytes(8, "big"))
+            mac.update(frame)
+        return mac.digest()
+
+    def verify(self, signature: bytes, frames) -> bool:
+        """True if `signature` is that of `frames` (constant-time comparison)."""
+        return hmac.compare_digest(bytes(signature), self.signature(frames))
+
+    def __repr__(self) -> str:
+        return "Signer(<token hidden>)"
+
+
+class ReplayGuard:
+    """Refuses a message whose nonce was seen, or whose send time is more than `window_s` away
+    from now.  Nonces are remembered until their message would be too old anyway, at most
+    `max_nonces` of them.
+
+    Parameters
+    ----------
+    window_s : float
+        Largest accepted difference between a message's send time and the receiver's clock.
+    max_nonces : int
+        Bound on the remembered nonces; beyond it new messages are refused as busy.
+    clock : callable
+        Seconds since the epoch (`time.time`).
+    """
+
+    def __init__(self, window_s: float = 60.0, max_nonces: int = 1_000_000, clock=time.time):
+        self.window_s = float(window_s)
+        self.max_nonces = int(max_nonces)
+        self._clock = clock
+        self._expiry: dict[bytes, float] = {}
+        self._queue: list[tuple[float, bytes]] = []
+
+    def check(self, nonce: bytes, sent_at: float) -> tuple[str, str] | None:
+        """None if the message is fresh (its nonce is then remembered), else (error code, reason)."""
+        now = self._clock()
+        while self._queue and self._queue[0][0] < now:
+            _, old = heapq.heappop(self._queue)
+            self._expiry.pop(old, None)
+        if not math.isfinite(sent_at) or abs(now - sent_at) > self.window_s:
+            return "replayed", (f"sent {now - sent_at:+.1f} s from the service's clock, outside the "
+                                f"{self.window_s:g} s window (a replay, or clocks that disagree)")
+        if nonce in self._expiry:
+            return "replayed", "this message was received before (a replay)"
+        if len(self._expiry) >= self.max_nonces:
+            return "busy", f"more than {self.max_nonces} messages within {self.window_s:g} s"
+        expiry = sent_at + self.window_s
+        self._expiry[nonce] = expiry
+        heapq.heappush(self._queue, (expiry, nonce))
+        return None

@@ -1,0 +1,232 @@
+"""The `mock-hil` backend: a device behind a service process, reached through the HIL protocol.
+
+Calibration and execution run on the service's device; the client sends each request as bytes
+(its digest is the job id) and gets the spike times (and observed arrival times) back as
+bytes.  Mapping a network onto the device (`represent`, `check_resources`) is host-side work,
+as on a real system: the client does it with a local instance of the same device backend
+(built from the device's name and options, never calibrated or run) and checks on connect that
+the service's device declares the same capabilities.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+from delgrad_core import (
+    Backend,
+    BackendUnavailable,
+    Calibration,
+    Capabilities,
+    ExecutionResult,
+    FileFormatError,
+    InvalidResultError,
+    InvalidValueError,
+    get_backend,
+    save_network,
+)
+
+from delgrad_hil._calibration import BACKEND_NAME, wrap
+from delgrad_hil._device import device_name
+from delgrad_hil._faults import FaultPlan
+from delgrad_hil._protocol import calibration_job_id
+
+__all__ = ["HilBackend"]
+
+
+def _positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InvalidValueError(f"{name}: expected a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _optional_text(value, name: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidValueError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+class HilBackend(Backend):
+    """A device behind a (local or shared) HIL service.
+
+    Parameters
+    ----------
+    address : str, optional
+        Endpoint of a running service, e.g. ``tcp://127.0.0.1:5555``, whose token comes from
+        `token`, `token_file` or ``$DELGRAD_HIL_TOKEN``.  Without it the backend starts its own
+        service on first use (a child process on a free loopback port with a fresh token) and
+        stops it on `close()`.
+    device : str, optional
+        The device of the local service (default: ``bss2-emulator`` when installed); with an
+        `address`, the device the service must own (checked on connect).
+    device_options : dict, optional
+        Options of the local service's device (e.g. ``{"chip": 3}``).
+    token, token_file : str, optional
+        The shared token of the service at `address`, or a file holding it.
+    faults : dict, optional
+        Faults the local service injects (`FaultPlan` fields, e.g. ``{"drop_fraction": 0.1}``).
+    timeout_s : float
+        How long the client waits for any answer from the service (a reply, or the state of a
+        job that takes longer) before it counts a failed attempt.
+    job_timeout_s, calibration_timeout_s : float
+        How long an execution or a calibration may take in all (queued and running).
+    attempts : int
+        Attempts per request (retries of the same job id).
+    backoff_s, max_backoff_s : float
+        First wait between attempts and its cap (doubling, with jitter).
+    client_id : str, optional
+        This client's identity at the service (default: host, process and a random part).
+    """
+
+    name = BACKEND_NAME
+
+    def __init__(self, address: str | None = None, *, device: str | None = None, device_options: dict | None = None,
+                 token: str | None = None, token_file: str | None = None, faults: dict | None = None,
+                 timeout_s: float = 5.0, job_timeout_s: float = 600.0, calibration_timeout_s: float = 3600.0,
+                 attempts: int = 5,
+                 backoff_s: float = 0.05, max_backoff_s: float = 2.0, client_id: str | None = None):
+        self.address = _optional_text(address, "address")
+        self.device = _optional_text(device, "device")
+        if device_options is not None and not isinstance(device_options, dict):
+            raise InvalidValueError(f"device_options: expected a table of options, got {device_options!r}")
+        self.device_options = dict(device_options or {})
+        self.token = token
+        self.token_file = token_file
+        self.faults = FaultPlan.from_dict(faults)
+        if self.address is None and (token is not None or token_file is not None):
+            raise InvalidValueError("token: only for a service at an address (the local service makes its own)")
+        if self.address is not None and (self.device_options or self.faults.active):
+            raise InvalidValueError("device_options, faults: set by the service at an address (delgrad hil serve), "
+                                    "not by its clients")
+        self.timeout_s = _positive(timeout_s, "timeout_s")
+        self.job_timeout_s = _positive(job_timeout_s, "job_timeout_s")
+        self.calibration_timeout_s = _positive(calibration_timeout_s, "calibration_timeout_s")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise InvalidValueError(f"attempts: expected an integer >= 1, got {attempts!r}")
+        self.attempts = attempts
+        self.backoff_s = _positive(backoff_s, "backoff_s")
+        self.max_backoff_s = _positive(max_backoff_s, "max_backoff_s")
+        self.client_id = _optional_text(client_id, "client_id")
+        self.local_service = None
+        self._model: Backend | None = None
+        self._client = None
+
+    # -- the device, as the host maps networks onto it ---------------------------------------------
+    def _device_model(self) -> Backend:
+        if self._model is None:
+            if self.address is None:
+                self._model = get_backend(device_name(self.device), **self.device_options)
+            else:
+                self._session()  # the service says which device it owns
+        return self._model
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._device_model().capabilities
+
+    def represent(self, network):
+        return self._device_model().represent(network)
+
+    def check_resources(self, network):
+        return self._device_model().check_resources(network)
+
+    def conformance_profile(self):
+        return self._device_model().conformance_profile()
+
+    # -- the service ----------------------------------------------------------------------------
+    def _session(self):
+        """The connection to the service, opened on first use (starting the local service)."""
+        self._check_open()
+        if self._client is None:
+            from delgrad_hil._auth import Signer, load_token
+            from delgrad_hil._client import ServiceClient, new_client_id
+            from delgrad_hil._supervisor import LocalService
+
+            service = None
+            if self.address is None:
+                service = LocalService(self._device_model().name, self.device_options, self.faults)
+                service.start()
+                token = service.token.encode()
+            else:
+                token = load_token(self.token, self.token_file)
+            client = ServiceClient(self.address, Signer(token), self.client_id or new_client_id(),
+                                   timeout_s=self.timeout_s, attempts=self.attempts, backoff_s=self.backoff_s,
+                                   max_backoff_s=self.max_backoff_s, service=service)
+            try:
+                info = client.request("hello", expect="welcome", what="the greeting").header["info"]
+                self._check_device(info, client.address)
+            except BaseException:
+                client.close()
+                if service is not None:
+                    service.stop()
+                raise
+            client.max_message_bytes = int(info["max_message_bytes"])
+            self._client, self.local_service = client, service
+        return self._client
+
+    def _check_device(self, info: dict, address: str) -> None:
+        """The service's device must be the one asked for, installed here with the same
+        capabilities (the host maps networks with it)."""
+        name, options = info.get("device"), info.get("device_options")
+        if not isinstance(name, str) or not isinstance(options, dict) or not isinstance(info.get("capabilities"), dict):
+            raise BackendUnavailable(f"the service at {address} did not describe its device", retryable=False)
+        if self.device is not None and name != self.device:
+            raise BackendUnavailable(f"the service at {address} owns device {name!r}, not {self.device!r}",
+                                     retryable=False)
+        if self._model is None:
+            try:
+                self._model = get_backend(name, **options)
+            except Exception as exc:
+                raise BackendUnavailable(f"the service at {address} owns device {name!r}, which this client needs "
+                                         f"installed to map networks onto it: {exc}", retryable=False) from None
+        if Capabilities.from_dict(info["capabilities"]) != self._model.capabilities:
+            raise BackendUnavailable(f"the service at {address} reports other capabilities for device {name!r} "
+                                     f"than the same device here (another version or other options)", retryable=False)
+
+    def status(self, *, executions: bool = False) -> dict:
+        """The service's status: queues, jobs run, cache, faults, uptime, calibration digest; with
+        `executions`, how often each job id ran on the device."""
+        return self._session().request("status", {"executions": executions}, expect="status").header["info"]
+
+    @property
+    def retries(self) -> int:
+        """Attempts beyond the first made so far (retried jobs)."""
+        return 0 if self._client is None else self._client.retries
+
+    # -- work -----------------------------------------------------------------------------------
+    def _calibrate(self, network, seed, progress) -> Calibration:
+        payload = None
+        if network is not None:
+            buffer = io.BytesIO()
+            save_network(network, buffer)
+            payload = buffer.getvalue()
+        job = calibration_job_id(seed, payload)
+        reply = self._session().request("calibrate", {"job": job, "seed": seed}, payload, expect="calibration",
+                                        job_timeout_s=self.calibration_timeout_s, what=f"calibration job {job[:12]}")
+        try:
+            return wrap(Calibration.from_bytes(reply.payload))
+        except FileFormatError as exc:
+            raise InvalidResultError(f"backend {self.name!r}: the service sent an unreadable calibration ({exc})") \
+                from None
+
+    def _execute(self, request) -> ExecutionResult:
+        job = request.digest
+        reply = self._session().request("execute", {"job": job}, request.to_bytes(), expect="result",
+                                        job_timeout_s=self.job_timeout_s, what=f"job {job[:12]}")
+        if reply.header["job"] != job:
+            raise InvalidResultError(f"backend {self.name!r}: the service answered job {reply.header['job'][:12]} "
+                                     f"to job {job[:12]}")
+        try:
+            result = ExecutionResult.from_bytes(reply.payload)
+        except FileFormatError as exc:
+            raise InvalidResultError(f"backend {self.name!r}: the service sent an unreadable result ({exc})") from None
+        result.metadata.update(device_wall_seconds=reply.header["run_s"], from_cache=reply.header["cached"])
+        return result
+
+    def _close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self.local_service is not None:
+            self.local_service.stop()
+        if self._model is not None:
+            self._model.close()

@@ -1,0 +1,170 @@
+"""``delgrad hil``: serve a device, ask a service for its status or health, make a token."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+
+import click
+
+__all__ = ["hil"]
+
+_SECONDS = click.FloatRange(min=0.0)
+_FRACTION = click.FloatRange(min=0.0, max=1.0)
+
+
+def _device_options(ctx, param, values) -> dict:
+    from delgrad_core import InvalidValueError
+    from delgrad_core._options import parse_key_values
+
+    try:
+        return parse_key_values(values, "--device-option")
+    except InvalidValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group("hil")
+def hil():
+    """Mock hardware-in-the-loop: a device service and its clients (docs/hil.md)."""
+
+
+@hil.command()
+@click.option("--device", help="Registered backend the service owns.  [default: bss2-emulator if installed]")
+@click.option("--device-option", "device_options", multiple=True, metavar="KEY=VALUE", callback=_device_options,
+              help="Option of the device (repeatable); VALUE is read as JSON when it can be, e.g. chip=3.")
+@click.option("--address", default="tcp://127.0.0.1:5555", show_default=True,
+              help="ZeroMQ endpoint to serve on (port 0: any free port, printed at start).")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="File holding the shared token.  [default: $DELGRAD_HIL_TOKEN]")
+@click.option("--max-message-mb", type=click.FloatRange(min=0.0, min_open=True), default=128.0, show_default=True,
+              help="Larger requests are answered 'too_large'.")
+@click.option("--max-queue", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Jobs queued per client (more are answered 'busy').")
+@click.option("--cache-entries", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Finished jobs whose results are kept for retries.")
+@click.option("--cache-mb", type=click.FloatRange(min=0.0), default=256.0, show_default=True,
+              help="Bound of the result cache.")
+@click.option("--replay-window-s", type=click.FloatRange(min=0.0, min_open=True), default=60.0, show_default=True,
+              help="Messages sent further from the service's clock are refused.")
+@click.option("--shutdown-grace-s", type=_SECONDS, default=30.0, show_default=True,
+              help="On SIGTERM/SIGINT, how long the running job may take to finish.")
+@click.option("--latency-s", type=_SECONDS, default=0.0, help="Fault: delay every reply.")
+@click.option("--drop-fraction", type=_FRACTION, default=0.0, help="Fault: drop this fraction of job replies.")
+@click.option("--corrupt-fraction", type=_FRACTION, default=0.0,
+              help="Fault: flip a byte in this fraction of job replies, after signing.")
+@click.option("--busy-fraction", type=_FRACTION, default=0.0,
+              help="Fault: answer this fraction of job requests 'busy'.")
+@click.option("--exit-after-jobs", type=click.IntRange(min=1), help="Fault: exit after running this many jobs.")
+@click.option("--fault-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the fault decisions.")
+@click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone (local services).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+def serve(device, device_options, address, token_file, max_message_mb, max_queue, cache_entries, cache_mb,
+          replay_window_s, shutdown_grace_s, latency_s, drop_fraction, corrupt_fraction, busy_fraction,
+          exit_after_jobs, fault_seed, parent_pid, log_level):
+    """Serve a device to mock-hil clients until SIGTERM or Ctrl-C.
+
+    Every message must be signed with the shared token ($DELGRAD_HIL_TOKEN or --token-file).
+    """
+    from delgrad_core import get_backend
+
+    from delgrad_hil._auth import Signer, load_token
+    from delgrad_hil._device import device_name
+    from delgrad_hil._faults import FaultPlan
+    from delgrad_hil._service import DeviceService
+    from delgrad_hil._supervisor import READY_PREFIX, watch_parent
+
+    logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
+                        format="%(asctime)s delgrad-hil[%(process)d] %(levelname)s %(message)s")
+    log = logging.getLogger("delgrad_hil.service")
+    if parent_pid is not None:
+        watch_parent(parent_pid)
+    signer = Signer(load_token(token_file=token_file))
+    faults = FaultPlan(latency_s, drop_fraction, corrupt_fraction, busy_fraction, exit_after_jobs, fault_seed)
+    target = get_backend(device_name(device), **device_options)
+    try:
+        service = DeviceService(target, signer, address, device_options=device_options, faults=faults,
+                                max_message_bytes=int(max_message_mb * 2**20), replay_window_s=replay_window_s,
+                                shutdown_grace_s=shutdown_grace_s, max_queued_per_client=max_queue,
+                                cache_entries=cache_entries, cache_bytes=int(cache_mb * 2**20))
+    except BaseException:
+        target.close()
+        raise
+
+    def on_signal(signum, frame):
+        if service.stop_requested:
+            os._exit(128 + signum)
+        log.info("signal %d: stopping gracefully (send it again to stop at once)", signum)
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if not service.address.startswith(("tcp://127.", "tcp://[::1]", "ipc://", "inproc://")):
+        log.warning("serving beyond this machine on %s: messages are signed, not encrypted", service.address)
+    if faults.active:
+        log.warning("injecting faults: %s", faults.to_dict())
+    click.echo(READY_PREFIX + service.address)
+    sys.stdout.flush()
+    service.serve()
+
+
+def _client(address: str, token_file, timeout_s: float):
+    from delgrad_hil._auth import Signer, load_token
+    from delgrad_hil._client import ServiceClient, new_client_id
+
+    return ServiceClient(address, Signer(load_token(token_file=token_file)), new_client_id(), timeout_s=timeout_s,
+                         attempts=1)
+
+
+_ADDRESS = click.option("--address", default="tcp://127.0.0.1:5555", show_default=True, help="The service.")
+_TOKEN_FILE = click.option("--token-file", type=click.Path(dir_okay=False),
+                           help="File holding the shared token.  [default: $DELGRAD_HIL_TOKEN]")
+_TIMEOUT = click.option("--timeout-s", type=click.FloatRange(min=0.0, min_open=True), default=5.0, show_default=True)
+
+
+@hil.command()
+@_ADDRESS
+@_TOKEN_FILE
+@_TIMEOUT
+@click.option("--executions", is_flag=True, help="Include how often each job id ran on the device.")
+def status(address, token_file, timeout_s, executions):
+    """Print a service's status as JSON (queues, jobs run, cache, faults, uptime, device)."""
+    client = _client(address, token_file, timeout_s)
+    try:
+        info = client.request("status", {"executions": executions}, expect="status").header["info"]
+    finally:
+        client.close()
+    click.echo(json.dumps(info, indent=2, sort_keys=True))
+
+
+@hil.command()
+@_ADDRESS
+@_TOKEN_FILE
+@_TIMEOUT
+def health(address, token_file, timeout_s):
+    """Exit 0 if the service answers (printing its device and uptime), else 1."""
+    client = _client(address, token_file, timeout_s)
+    try:
+        info = client.request("health", expect="health").header["info"]
+    finally:
+        client.close()
+    state = "stopping" if info.get("stopping") else "ok"
+    click.echo(f"{state}: device {info.get('device')!r} at {address}, up {info.get('uptime_s', 0.0):.1f} s")
+
+
+@hil.command("new-token")
+@click.argument("path", type=click.Path(dir_okay=False))
+def new_token(path):
+    """Write a fresh random token to PATH (a new file readable by its owner only)."""
+    from delgrad_hil._auth import write_token_file
+
+    try:
+        written = write_token_file(path)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; the token in it is kept (remove it to make a new one)") from None
+    click.echo(f"wrote a new token to {written}; start the service with --token-file {written} and give clients "
+               f"token_file={written}")

@@ -1,0 +1,235 @@
+"""Requests to a service, made reliable on the client side ("Lazy Pirate", ZeroMQ guide ch. 4).
+
+Each attempt sends the request as a new signed message (fresh nonce) and waits for its reply.
+Silence for `timeout_s` (the service does not answer, not even a probe asking how a long job
+is doing), a result that went missing (the service says the job finished, or does not know
+it), a reply that fails its signature check (corrupted) or a "try again" answer (busy,
+shutting down) ends the attempt: the socket is closed and reopened where it may hold a stale
+reply, the client waits with exponential backoff and jitter, restarts a local service that has
+ended, and sends the same job again; the service's job ids and result cache make that safe (a
+job runs once).  A job that is still queued or running when its own time is up raises
+`ExecutionTimeout`; attempts used up raise `BackendUnavailable` saying what happened last.  A
+refused token is never retried.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+
+import zmq
+
+import delgrad_core
+from delgrad_core import BackendError, BackendUnavailable, ExecutionTimeout
+
+from delgrad_hil._protocol import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Message,
+    ProtocolError,
+    decode,
+    encode,
+    new_header,
+    read_unverified_error,
+)
+from delgrad_hil._service import BACKSTOP_BYTES
+
+__all__ = ["ServiceClient", "new_client_id"]
+
+# device errors the client raises as themselves (the service names the class); others: BackendError
+_DEVICE_ERRORS = ("BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
+                  "InvalidValueError", "UnsupportedNetworkError", "FileFormatError")
+_POLL_SLICE_S = 0.05  # how often a wait checks that a local service is still alive
+_REPLY_SIZE_FACTOR = 4  # replies (results with arrival times) may be larger than the largest request
+
+
+def new_client_id() -> str:
+    """A client identity unique to this process and object: host-pid-random."""
+    return f"{os.uname().nodename[:40]}-{os.getpid()}-{os.urandom(4).hex()}".replace("_", "-")
+
+
+def _device_error(header: dict, where: str) -> BackendError:
+    name, message = header.get("error_class"), f"{where}: {header['message']}"
+    if name == "UnsupportedNetworkError":
+        return delgrad_core.UnsupportedNetworkError(message, capability=header.get("capability") or "resources")
+    error = getattr(delgrad_core, name)(message) if name in _DEVICE_ERRORS else BackendError(message)
+    error.retryable = bool(header["retryable"])
+    return error
+
+
+class ServiceClient:
+    """Signed requests to one service with timeouts and retries.
+
+    Parameters
+    ----------
+    address : str
+        The service's endpoint (taken from `service` instead, if given).
+    signer : Signer
+    client_id : str
+        This client's identity: the service keeps one queue and one result cache per identity.
+    timeout_s : float
+        How long the client waits for any answer before it probes a running job or gives up
+        the attempt.
+    attempts : int
+        Attempts per request (1 = no retries).
+    backoff_s, max_backoff_s : float
+        Wait before the second attempt, doubled each time up to the maximum; each wait is drawn
+        uniformly from [w/2, w] (jitter, so clients that failed together do not retry together).
+    service : LocalService, optional
+        A service this client owns: a wait stops as soon as its process has ended, and it is
+        restarted before the next attempt.
+    """
+
+    def __init__(self, address: str | None, signer, client_id: str, *, timeout_s: float = 5.0, attempts: int = 5,
+                 backoff_s: float = 0.05, max_backoff_s: float = 2.0, service=None):
+        self._address = address
+        self.signer = signer
+        self.client_id = client_id
+        self.timeout_s = timeout_s
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.service = service
+        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES  # until the service says otherwise
+        self.retries = 0  # attempts beyond the first, over the client's lifetime
+        self._context = zmq.Context()
+        self._socket = None
+        self._lock = threading.Lock()
+        self._jitter = random.Random()
+
+    @property
+    def address(self) -> str:
+        return self.service.address if self.service is not None else self._address
+
+    def close(self) -> None:
+        self._close_socket()
+        self._context.term()
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def _open_socket(self):
+        if self._socket is None:
+            socket = self._context.socket(zmq.DEALER)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.MAXMSGSIZE, _REPLY_SIZE_FACTOR * self.max_message_bytes + BACKSTOP_BYTES)
+            socket.connect(self.address)
+            self._socket = socket
+        return self._socket
+
+    def request(self, message_type: str, fields: dict | None = None, payload: bytes | None = None, *,
+                expect: str, job_timeout_s: float | None = None, what: str | None = None) -> Message:
+        """Send a request until its reply of type `expect` arrives; raise a `BackendError`
+        saying why not otherwise.  `what` names the request in messages (e.g. "job 3fa2...").
+
+        A job (`job_timeout_s` given; `fields` hold its "job" id) may take up to `job_timeout_s`:
+        after `timeout_s` without its result the client asks the service for the job's state,
+        keeps waiting while it is queued or running, and sends the job again when its result
+        was lost (dropped) or the service does not know it (restarted).
+        """
+        size = len(payload or b"")
+        if size > self.max_message_bytes:
+            raise BackendError(f"the {message_type} message ({size:,} bytes) is above the service's limit of "
+                               f"{self.max_message_bytes:,} bytes (delgrad hil serve --max-message-mb)")
+        what = what or f"the {message_type} request"
+        with self._lock:
+            started, problems = time.monotonic(), []
+            job_deadline = None if job_timeout_s is None else started + job_timeout_s
+            for attempt in range(1, self.attempts + 1):
+                if attempt > 1:
+                    self.retries += 1
+                    ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2))
+                    time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
+                if self.service is not None:
+                    self.service.ensure_running()
+                nonce = self._send(message_type, fields, payload)
+                job = None if job_deadline is None else fields["job"]
+                reply, problem = self._await(nonce, expect, job, job_deadline, what)
+                if reply is not None:
+                    return reply
+                problems.append(problem)
+            raise self._exhausted(what, problems[-1], time.monotonic() - started)
+
+    def _send(self, message_type: str, fields: dict | None = None, payload: bytes | None = None) -> bytes:
+        """Send a new message (opening the socket if needed); returns its nonce."""
+        header = new_header(message_type, client=self.client_id, **(fields or {}))
+        self._open_socket().send_multipart(encode(self.signer, header, payload), copy=False)
+        return header["nonce"]
+
+    def _await(self, nonce: bytes, expect: str, job: str | None, job_deadline: float | None,
+               what: str) -> tuple[Message | None, tuple | None]:
+        """(reply, None), or (None, (kind, text)) saying why this attempt failed: "silent" (no
+        answer within `timeout_s`), "lost" (the job's result went missing) or "refused" (a
+        corrupted reply or a "try again" answer)."""
+        socket, probe, state = self._socket, None, "not answering"
+        silent_until = time.monotonic() + self.timeout_s
+        while True:
+            now = time.monotonic()
+            if job_deadline is not None and now >= job_deadline:
+                raise ExecutionTimeout(f"{what} did not finish in time at {self.address} (the service says it is "
+                                       f"{state}); raise job_timeout_s or calibration_timeout_s for slow jobs")
+            if now >= silent_until:
+                if job is None or probe is not None:
+                    self._close_socket()
+                    return None, ("silent", f"no answer within {self.timeout_s:g} s")
+                probe, silent_until = self._send("probe", {"job": job}), now + self.timeout_s
+                continue
+            wait_s = min(silent_until, job_deadline or silent_until) - now
+            if not socket.poll(int(1000 * (wait_s if self.service is None else min(wait_s, _POLL_SLICE_S))) + 1):
+                if self.service is not None and not self.service.alive:
+                    self._close_socket()
+                    return None, ("silent", "the local service ended")
+                continue
+            frames = socket.recv_multipart()
+            try:
+                reply = decode(frames, self.signer, max_message_bytes=_REPLY_SIZE_FACTOR * self.max_message_bytes,
+                               replies=True)
+            except ProtocolError:
+                refusal = read_unverified_error(frames)
+                if refusal is not None and refusal["code"] == "bad_signature":
+                    raise self._token_refused() from None
+                self._close_socket()
+                return None, ("refused", "a reply failed its signature check (corrupted)")
+            reply_to = reply.header["reply_to"]
+            if probe is not None and reply_to == probe and reply.type == "job_state":
+                probe, state = None, reply.header["state"]
+                if state in ("queued", "running"):
+                    silent_until = time.monotonic() + self.timeout_s
+                    continue
+                return None, ("lost", f"the result went missing (the job is {state} at the service)")
+            if reply_to not in (nonce, None):
+                continue  # the answer to an earlier message
+            if reply.type == "error":
+                return None, ("refused", self._retryable_error(reply.header))
+            if reply.type != expect:
+                raise ProtocolError("malformed", f"the service at {self.address} answered {reply.type!r} "
+                                                 f"to a request for {expect!r}")
+            return reply, None
+
+    def _token_refused(self) -> BackendUnavailable:
+        return BackendUnavailable(f"the service at {self.address} refused the token (check $DELGRAD_HIL_TOKEN or "
+                                  f"the token file)", retryable=False)
+
+    def _retryable_error(self, header: dict) -> str:
+        """The text of a "try again" error answer; any other error answer is raised."""
+        where, code = f"the service at {self.address}", header["code"]
+        if code == "bad_signature":
+            raise self._token_refused()
+        if code == "device_error":
+            error = _device_error(header, where)
+        else:
+            error = ProtocolError(code, f"{where} refused the request: {header['message']}",
+                                  retryable=header["retryable"])
+        if not error.retryable:
+            raise error
+        return f"{code}: {header['message']}"
+
+    def _exhausted(self, what: str, problem: tuple, elapsed_s: float) -> BackendUnavailable:
+        kind, text = problem
+        counted = f"after {self.attempts} attempt{'s' * (self.attempts > 1)} ({elapsed_s:.1f} s)"
+        if kind == "silent":
+            return BackendUnavailable(f"no answer from {self.address} {counted}")
+        return BackendUnavailable(f"{what} failed at {self.address} {counted}; last: {text}")

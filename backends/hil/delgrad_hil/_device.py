@@ -1,0 +1,64 @@
+"""Which device a service owns (any registered backend chosen by name, `bss2-emulator` by
+default when it is installed), and what `mock-hil` takes from the device's registration."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from delgrad_core import BackendUnavailable, InvalidValueError, available_backends, backend_info
+
+from delgrad_hil._calibration import BACKEND_NAME
+
+__all__ = ["DEFAULT_DEVICE", "device_name", "default_device_capabilities", "device_training_defaults"]
+
+DEFAULT_DEVICE = "bss2-emulator"
+
+
+def device_name(name: str | None) -> str:
+    """`name`, or the default device if none is given; a clear error when there is none to use
+    (an unknown name is refused later, by the registry, with the installed choices)."""
+    if name == BACKEND_NAME:
+        raise InvalidValueError(f"device: {BACKEND_NAME!r} cannot be its own device")
+    if name is not None:
+        return name
+    installed = [info.name for info in available_backends() if info.name != BACKEND_NAME]
+    if DEFAULT_DEVICE in installed:
+        return DEFAULT_DEVICE
+    raise BackendUnavailable(
+        f"no device chosen, and the default device {DEFAULT_DEVICE!r} is not installed (pip install "
+        f"./backends/bss2); choose one of {', '.join(installed) or '(none installed)'} with device=NAME "
+        f"(delgrad hil serve --device NAME)", retryable=False)
+
+
+def default_device_capabilities():
+    """The capabilities the default device's plugin registers, or None if it is not installed
+    or fails to load (the registry reports that).
+
+    Read through the plugin's own registration hook, because `mock-hil` registers while the
+    registry is still being filled.
+    """
+    for entry_point in importlib.metadata.entry_points(group="delgrad.backends"):
+        if entry_point.name != DEFAULT_DEVICE:
+            continue
+        found = {}
+
+        def register(name, factory, description="", capabilities=None, training_defaults=None):
+            if name == DEFAULT_DEVICE:
+                found["capabilities"] = capabilities
+
+        try:
+            entry_point.load().delgrad_register_backends(register)
+        except Exception:
+            return None
+        return found.get("capabilities")
+    return None
+
+
+def device_training_defaults(options: dict) -> dict:
+    """The training defaults registered by the device that `mock-hil` options name (the
+    default device without a ``device`` option); {} for a device that is not installed."""
+    name = options.get("device") or DEFAULT_DEVICE
+    if name not in [info.name for info in available_backends()] or name == BACKEND_NAME:
+        return {}
+    defaults = backend_info(name).details.get("training_defaults") or {}
+    return defaults(dict(options.get("device_options") or {})) if callable(defaults) else dict(defaults)

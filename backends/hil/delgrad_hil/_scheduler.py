@@ -1,0 +1,194 @@
+"""Jobs of the service: one queue per client served round-robin, duplicates joined, recent
+outcomes cached, executions counted.
+
+A job is known by (client, job id).  Submitting a job that is queued or running adds a waiter
+to it instead of queueing it again; submitting a finished one answers from the cache.  The
+cache is bounded by entries and bytes (least recently used outcomes go first); an outcome
+that says "try again" (a retryable device error) is not kept, so a retry runs the job again.
+The scheduler is shared by the service's I/O thread (submit, completed) and its device thread
+(take, finish) and locks its state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+
+__all__ = ["Job", "Outcome", "Scheduler", "QueueFull"]
+
+
+class QueueFull(Exception):
+    """The client's queue (or all queues together) is at its limit."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished job's reply: header fields (without nonce, time and reply_to) and payload."""
+
+    header: dict
+    payload: bytes | None = None
+    keep: bool = True  # False: not cached (a retry runs the job again)
+
+    @property
+    def size(self) -> int:
+        return len(self.payload or b"")
+
+
+@dataclass(eq=False)
+class Job:
+    """A unit of device work and the replies owed for it."""
+
+    client: str
+    job_id: str
+    kind: str  # "execute" | "calibrate"
+    work: object  # what the device runs (a request, or (network, seed))
+    waiters: list = field(default_factory=list)  # (routing id, nonce of the message to answer)
+    submitted: float = field(default_factory=time.monotonic)
+    outcome: Outcome | None = None
+
+
+class Scheduler:
+    """Per-client FIFO queues served round-robin, with a job table and a result cache.
+
+    Parameters
+    ----------
+    max_queued_per_client, max_queued : int
+        Queue limits (one client's queue; all queues); beyond them `submit` raises `QueueFull`.
+    cache_entries, cache_bytes : int
+        Bounds of the cache of finished outcomes.
+    max_counted_jobs : int
+        How many job ids keep their execution count (the oldest are forgotten first).
+    """
+
+    def __init__(self, *, max_queued_per_client: int = 16, max_queued: int = 256, cache_entries: int = 1024,
+                 cache_bytes: int = 256 * 2**20, max_counted_jobs: int = 100_000):
+        self.max_queued_per_client = max_queued_per_client
+        self.max_queued = max_queued
+        self.cache_entries = cache_entries
+        self.cache_bytes = cache_bytes
+        self.max_counted_jobs = max_counted_jobs
+        self._lock = threading.Condition()
+        self._queues: OrderedDict[str, deque] = OrderedDict()  # rotation order = service order
+        self._jobs: dict[tuple[str, str], Job] = {}  # queued, running and cached jobs
+        self._cache: OrderedDict[tuple[str, str], Job] = OrderedDict()  # finished, least recent first
+        self._cached_bytes = 0
+        self._finished: list[Job] = []  # finished, replies not yet sent
+        self._running: Job | None = None
+        self._closed = False
+        self.executions: OrderedDict[str, int] = OrderedDict()
+        self.counts = Counter()  # executed, calibrated, cache_hits, joined
+
+    # -- I/O thread ----------------------------------------------------------------------------
+    def submit(self, client: str, job_id: str, kind: str, work, waiter) -> Outcome | None:
+        """Queue a job or join it; returns the cached outcome if it finished already (then
+        nothing is owed), else None (the reply goes to `waiter` when it finishes)."""
+        key = (client, job_id)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None:
+                if job.outcome is not None:
+                    self._cache.move_to_end(key)
+                    self.counts["cache_hits"] += 1
+                    return job.outcome
+                job.waiters.append(waiter)
+                self.counts["joined"] += 1
+                return None
+            queue = self._queues.get(client)
+            queued = sum(len(q) for q in self._queues.values())
+            if queued >= self.max_queued or (queue is not None and len(queue) >= self.max_queued_per_client):
+                raise QueueFull(f"{len(queue or ())} jobs of this client and {queued} in all are queued "
+                                f"(limits {self.max_queued_per_client} and {self.max_queued})")
+            job = Job(client, job_id, kind, work, [waiter])
+            self._jobs[key] = job
+            self._queues.setdefault(client, deque()).append(job)
+            self._lock.notify_all()
+            return None
+
+    def state(self, client: str, job_id: str) -> str:
+        """"queued", "running", "finished" (its outcome is cached) or "unknown"."""
+        with self._lock:
+            job = self._jobs.get((client, job_id))
+            if job is None:
+                return "unknown"
+            if job.outcome is not None:
+                return "finished"
+            return "running" if job is self._running else "queued"
+
+    def completed(self) -> list[Job]:
+        """Jobs finished since the last call (their waiters are owed the outcome)."""
+        with self._lock:
+            finished, self._finished = self._finished, []
+            for job in finished:
+                if not job.outcome.keep:
+                    self._jobs.pop((job.client, job.job_id), None)
+            return finished
+
+    def reject_queued(self) -> list[Job]:
+        """Remove every queued job (for shutdown); returns them (their waiters are owed an answer)."""
+        with self._lock:
+            rejected = [job for queue in self._queues.values() for job in queue]
+            self._queues.clear()
+            for job in rejected:
+                del self._jobs[(job.client, job.job_id)]
+            return rejected
+
+    def close(self) -> None:
+        """Wake the device thread for good: `take` returns None from now on."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+
+    @property
+    def running(self) -> Job | None:
+        return self._running
+
+    def status(self, *, executions: bool = False) -> dict:
+        with self._lock:
+            running = self._running
+            info = {
+                "queues": {client: len(queue) for client, queue in self._queues.items()},
+                "running": None if running is None else {"client": running.client, "job": running.job_id,
+                                                         "kind": running.kind},
+                "cache": {"entries": len(self._cache), "bytes": self._cached_bytes},
+                **{name: self.counts[name] for name in ("executed", "calibrated", "cache_hits", "joined")},
+            }
+            if executions:
+                info["executions"] = dict(self.executions)
+            return info
+
+    # -- device thread -------------------------------------------------------------------------
+    def take(self) -> Job | None:
+        """The next job in round-robin order over the clients (waits for one); None once closed."""
+        with self._lock:
+            while not self._closed and not self._queues:
+                self._lock.wait()
+            if self._closed:
+                return None
+            client, queue = next(iter(self._queues.items()))
+            job = queue.popleft()
+            del self._queues[client]
+            if queue:
+                self._queues[client] = queue  # to the end of the rotation
+            self._running = job
+            return job
+
+    def finish(self, job: Job, outcome: Outcome) -> None:
+        """Record a job's outcome (it ran on the device once more)."""
+        with self._lock:
+            job.outcome = outcome
+            self._running = None
+            self._finished.append(job)
+            self.counts["executed" if job.kind == "execute" else "calibrated"] += 1
+            self.executions[job.job_id] = self.executions.pop(job.job_id, 0) + 1
+            while len(self.executions) > self.max_counted_jobs:
+                self.executions.popitem(last=False)
+            if outcome.keep:
+                key = (job.client, job.job_id)
+                self._cache[key] = job
+                self._cached_bytes += outcome.size
+                while len(self._cache) > self.cache_entries or self._cached_bytes > self.cache_bytes:
+                    old_key, old = self._cache.popitem(last=False)  # (this job itself if it is too large)
+                    self._cached_bytes -= old.outcome.size
+                    self._jobs.pop(old_key, None)

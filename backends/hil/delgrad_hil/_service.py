@@ -1,0 +1,365 @@
+"""The device service: one device backend behind a ZeroMQ ROUTER socket (docs/hil.md).
+
+The I/O thread receives messages, checks them (`decode`, the replay guard, the payload against
+its job id), answers hello, health, status and probes (the state of a job) at once and hands
+jobs to the `Scheduler`; the device thread runs them one at a time in round-robin order over
+the clients and wakes the I/O thread, which sends each outcome to every message waiting for it.
+Any message that cannot be served gets an error reply; nothing a client sends stops the
+service.  `request_stop` (from a
+signal handler) begins a graceful shutdown: queued jobs are answered "shutting_down", the
+running job gets up to `shutdown_grace_s` to finish and be answered, then the service closes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import Counter, OrderedDict
+
+import zmq
+
+from delgrad_core import BackendUnavailable, DelgradError, ExecutionRequest, load_network
+
+from delgrad_hil._auth import ReplayGuard
+from delgrad_hil._calibration import unwrap
+from delgrad_hil._faults import EXIT_STATUS, FaultPlan, Faults
+from delgrad_hil._protocol import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ERROR_CODES,
+    VERSION,
+    Message,
+    ProtocolError,
+    calibration_job_id,
+    decode,
+    encode,
+    new_header,
+)
+from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
+
+__all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES"]
+
+log = logging.getLogger("delgrad_hil.service")
+
+# ZMQ_MAXMSGSIZE is set this far above the service's own limit: the transport drops larger
+# frames silently (it disconnects the peer), so the service's "too_large" answer must come first.
+BACKSTOP_BYTES = 2**20
+_RECEIVE_BATCH = 64  # messages read per wake-up before finished jobs are answered
+_CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
+
+
+def parse_execute(message: Message, unwrap_calibration=unwrap) -> ExecutionRequest:
+    """The request of an execute message, its calibration unwrapped for the device (by
+    `unwrap_calibration`); its digest must be the job id.  Raises `ProtocolError`
+    ("bad_request") only."""
+    nonce, job = message.header["nonce"], message.header["job"]
+    try:
+        request = ExecutionRequest.from_bytes(message.payload)
+        calibration = unwrap_calibration(request.calibration)
+    except Exception as exc:  # hostile bytes: FileFormatError, InvalidValueError or worse
+        raise ProtocolError("bad_request", f"the payload is not an execution request ({exc})", reply_to=nonce) \
+            from None
+    if request.digest != job:
+        raise ProtocolError("bad_request", f"the job id {job[:16]}... is not the digest of the request "
+                                           f"({request.digest[:16]}...)", reply_to=nonce)
+    return request if calibration is request.calibration else request.replace(calibration=calibration)
+
+
+def parse_calibrate(message: Message) -> tuple:
+    """(network or None, seed) of a calibrate message; its job id must match.  Raises
+    `ProtocolError` ("bad_request") only."""
+    header = message.header
+    if calibration_job_id(header["seed"], message.payload) != header["job"]:
+        raise ProtocolError("bad_request", "the job id does not match the seed and network of the calibration",
+                            reply_to=header["nonce"])
+    if message.payload is None:
+        return None, header["seed"]
+    try:
+        return load_network(message.payload), header["seed"]
+    except Exception as exc:
+        raise ProtocolError("bad_request", f"the payload is not a network ({exc})", reply_to=header["nonce"]) \
+            from None
+
+
+def _error_fields(code: str, message: str, *, retryable: bool | None = None, error_class: str | None = None,
+                  capability: str | None = None) -> dict:
+    return {"type": "error", "code": code, "message": message,
+            "retryable": ERROR_CODES[code] if retryable is None else retryable,
+            "error_class": error_class, "capability": capability}
+
+
+class DeviceService:
+    """Serve one device backend to clients of the protocol (docs/hil-protocol.md).
+
+    Parameters
+    ----------
+    device : Backend
+        The device; the service owns it and closes it at the end.
+    signer : Signer
+        Signs and verifies messages with the shared token.
+    address : str
+        ZeroMQ endpoint to bind, e.g. ``tcp://127.0.0.1:5555`` (port 0: any free port).
+    device_options : dict
+        The options the device was built with (reported to clients).
+    faults : FaultPlan, optional
+    max_message_bytes : int
+        Larger messages are answered "too_large".
+    replay_window_s, shutdown_grace_s : float
+    **limits
+        `Scheduler` limits (max_queued_per_client, max_queued, cache_entries, cache_bytes).
+    """
+
+    def __init__(self, device, signer, address: str, *, device_options: dict | None = None,
+                 faults: FaultPlan | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 replay_window_s: float = 60.0, shutdown_grace_s: float = 30.0, **limits):
+        self.device = device
+        self.signer = signer
+        self.device_options = dict(device_options or {})
+        self.faults = Faults(faults or FaultPlan())
+        self.max_message_bytes = int(max_message_bytes)
+        self.shutdown_grace_s = float(shutdown_grace_s)
+        self.replay = ReplayGuard(replay_window_s)
+        self.scheduler = Scheduler(**limits)
+        self.service_id = os.urandom(8).hex()
+        self.counts = Counter()  # refused.<code>, dropped, corrupted, busy
+        self.calibration_digest: str | None = None
+        self._calibrations: OrderedDict = OrderedDict()  # digest of a request's calibration -> the device's
+        self.stopping = False
+        self._stop_requested = False
+        self._started = time.monotonic()
+        self._delayed: list = []  # (due, sequence, frames) of replies held back by the latency fault
+        self._sequence = itertools.count()
+        self._context = zmq.Context()
+        self._router = self._context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes + BACKSTOP_BYTES)
+        host, _, port = address.rpartition(":")
+        try:
+            self._router.bind(f"{host}:*" if address.startswith("tcp://") and port == "0" else address)
+        except zmq.ZMQError as exc:
+            self._context.destroy(linger=0)
+            raise BackendUnavailable(f"cannot serve on {address}: {zmq.strerror(exc.errno)}", retryable=False) from None
+        self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        wake = f"inproc://delgrad-hil-wake-{self.service_id}"
+        self._wake_rx = self._context.socket(zmq.PAIR)
+        self._wake_rx.bind(wake)
+        self._wake_tx = self._context.socket(zmq.PAIR)  # used by the device thread only
+        self._wake_tx.connect(wake)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (safe in a signal handler)."""
+        self._stop_requested = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
+    def serve(self) -> None:
+        """Serve until `request_stop`; then finish or reject the jobs, close the device and the
+        sockets."""
+        worker = threading.Thread(target=self._device_loop, name="delgrad-hil-device", daemon=True)
+        worker.start()
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_rx, zmq.POLLIN)
+        deadline = None
+        log.info("serving device %r on %s (service %s)", self.device.name, self.address, self.service_id)
+        while True:
+            if self._stop_requested and deadline is None:
+                deadline = self._begin_shutdown()
+            self._answer_finished()
+            if deadline is not None and not self._delayed and (
+                    self.scheduler.running is None or time.monotonic() > deadline):
+                break
+            events = dict(poller.poll(self._poll_timeout_ms()))
+            if self._wake_rx in events:
+                while self._wake_rx.poll(0):
+                    self._wake_rx.recv()
+            if self._router in events:
+                for _ in range(_RECEIVE_BATCH):
+                    try:
+                        frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._handle([frame.bytes for frame in frames])
+            self._send_due()
+        self._finish(worker)
+
+    def _begin_shutdown(self) -> float:
+        self.stopping = True
+        rejected = self.scheduler.reject_queued()
+        for job in rejected:
+            self._answer(job, _error_fields("shutting_down", "the service stopped before running the job; "
+                                                             "send it again after the restart"))
+        log.info("stopping: %d queued jobs rejected, %s", len(rejected),
+                 "waiting for the running job" if self.scheduler.running else "no job running")
+        return time.monotonic() + self.shutdown_grace_s
+
+    def _finish(self, worker: threading.Thread) -> None:
+        self._answer_finished()  # (a job may have finished since the loop looked)
+        running = self.scheduler.running
+        if running is not None:
+            log.warning("the running job %s did not finish within %g s", running.job_id[:16], self.shutdown_grace_s)
+            self._answer(running, _error_fields("shutting_down", "the service stopped while running the job; "
+                                                                 "send it again after the restart"))
+        for *_, frames in sorted(self._delayed, key=lambda entry: entry[:2]):
+            self._send(frames)
+        self.scheduler.close()
+        worker.join(timeout=1.0)
+        if not worker.is_alive():
+            self.device.close()
+        for socket in (self._router, self._wake_rx, self._wake_tx):
+            socket.close(linger=500)
+        self._context.term()
+        log.info("stopped")
+
+    # -- the device thread -----------------------------------------------------------------------
+    def _device_loop(self) -> None:
+        while (job := self.scheduler.take()) is not None:
+            self.scheduler.finish(job, self._run(job))
+            self._wake_tx.send(b"")
+
+    def _run(self, job) -> Outcome:
+        started = time.perf_counter()
+        try:
+            if job.kind == "execute":
+                result = self.device.execute(job.work)
+                result.metadata.pop("wall_seconds", None)  # timings go into the reply header
+                reply_type, payload = "result", result.to_bytes()
+            else:
+                network, seed = job.work
+                calibration = self.device.calibrate(network, seed=seed)
+                self.calibration_digest = calibration.digest
+                reply_type, payload = "calibration", calibration.to_bytes()
+        except DelgradError as exc:
+            fields = _error_fields("device_error", str(exc), retryable=exc.retryable, error_class=type(exc).__name__,
+                                   capability=getattr(exc, "capability", None))
+            return Outcome(fields, keep=not exc.retryable)
+        except Exception as exc:
+            log.exception("job %s failed inside the service", job.job_id[:16])
+            return Outcome(_error_fields("internal", f"the service failed: {type(exc).__name__}: {exc}"), keep=False)
+        fields = {"type": reply_type, "job": job.job_id, "cached": False, "run_s": time.perf_counter() - started}
+        return Outcome(fields, payload)
+
+    # -- receiving -------------------------------------------------------------------------------
+    def _handle(self, frames: list[bytes]) -> None:
+        routing_id, frames = frames[0], frames[1:]
+        try:
+            message = decode(frames, self.signer, max_message_bytes=self.max_message_bytes)
+            nonce = message.header["nonce"]
+            problem = self.replay.check(nonce, message.header["ts"])
+            if problem is not None:
+                raise ProtocolError(*problem, reply_to=nonce)
+            self._dispatch(routing_id, message)
+        except ProtocolError as exc:
+            self.counts[f"refused.{exc.code}"] += 1
+            log.warning("refused a message: %s: %s", exc.code, exc)
+            self._reply(routing_id, exc.reply_to, _error_fields(exc.code, str(exc), retryable=exc.retryable))
+        except Exception as exc:  # a fault of the service: answer, keep serving
+            log.exception("failed to handle a message")
+            self._reply(routing_id, None, _error_fields("internal", f"the service failed: {type(exc).__name__}"))
+
+    def _dispatch(self, routing_id: bytes, message: Message) -> None:
+        header, nonce = message.header, message.header["nonce"]
+        if message.type in ("hello", "health", "status"):
+            reply_type = "welcome" if message.type == "hello" else message.type
+            self._reply(routing_id, nonce, {"type": reply_type, "info": self._info(message)})
+            return
+        if message.type == "probe":
+            state = self.scheduler.state(header["client"], header["job"])
+            self._reply(routing_id, nonce, {"type": "job_state", "job": header["job"], "state": state})
+            return
+        if self.stopping:
+            raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",
+                                reply_to=nonce)
+        work = parse_execute(message, self._unwrap) if message.type == "execute" else parse_calibrate(message)
+        if self.faults.busy():
+            self.counts["busy"] += 1
+            raise ProtocolError("busy", "the device is busy (injected fault)", reply_to=nonce)
+        try:
+            outcome = self.scheduler.submit(header["client"], header["job"], message.type, work, (routing_id, nonce))
+        except QueueFull as exc:
+            raise ProtocolError("busy", f"the queues are full: {exc}", reply_to=nonce) from None
+        if outcome is not None:
+            self._reply_outcome(routing_id, nonce, outcome, cached=True)
+
+    def _unwrap(self, calibration):
+        """`unwrap`, the same object for the same calibration (its digest is computed once, and
+        devices that key work by calibration digest find it again)."""
+        if calibration is None:
+            return None
+        device_calibration = self._calibrations.pop(calibration.digest, None) or unwrap(calibration)
+        self._calibrations[calibration.digest] = device_calibration
+        while len(self._calibrations) > _CALIBRATIONS_KEPT:
+            self._calibrations.popitem(last=False)
+        return device_calibration
+
+    def _info(self, message: Message) -> dict:
+        health = {"ok": True, "device": self.device.name, "uptime_s": time.monotonic() - self._started,
+                  "stopping": self.stopping}
+        if message.type == "health":
+            return health
+        info = {**health, "protocol": VERSION, "service_id": self.service_id, "pid": os.getpid(),
+                "device_options": self.device_options, "max_message_bytes": self.max_message_bytes,
+                "replay_window_s": self.replay.window_s}
+        if message.type == "hello":
+            return {**info, "capabilities": self.device.capabilities.to_dict()}
+        return {**info, **self.scheduler.status(executions=bool(message.header.get("executions"))),
+                "calibration_digest": self.calibration_digest, "faults": self.faults.plan.to_dict(),
+                "jobs_run": self.faults.jobs_run, **{name: count for name, count in self.counts.items()}}
+
+    # -- replying --------------------------------------------------------------------------------
+    def _answer_finished(self) -> None:
+        for job in self.scheduler.completed():
+            if self.faults.job_finished():
+                log.warning("injected fault: exiting after %d jobs, before replying", self.faults.jobs_run)
+                os._exit(EXIT_STATUS)
+            self._answer(job, job.outcome.header, job.outcome.payload)
+
+    def _answer(self, job, fields: dict, payload: bytes | None = None) -> None:
+        for routing_id, nonce in job.waiters:
+            self._reply_outcome(routing_id, nonce, Outcome(fields, payload), cached=False)
+
+    def _reply_outcome(self, routing_id: bytes, reply_to: bytes, outcome: Outcome, *, cached: bool) -> None:
+        fields = outcome.header if outcome.header["type"] == "error" else {**outcome.header, "cached": cached}
+        self._reply(routing_id, reply_to, fields, outcome.payload, job_reply=True)
+
+    def _reply(self, routing_id: bytes, reply_to: bytes | None, fields: dict, payload: bytes | None = None, *,
+               job_reply: bool = False) -> None:
+        frames = encode(self.signer, new_header(fields["type"], reply_to=reply_to,
+                                                **{k: v for k, v in fields.items() if k != "type"}), payload)
+        if job_reply:
+            fate = self.faults.reply_fate()
+            if fate == "drop":
+                self.counts["dropped"] += 1
+                log.info("injected fault: dropped a %s reply", fields["type"])
+                return
+            if fate == "corrupt":
+                self.counts["corrupted"] += 1
+                log.info("injected fault: corrupted a %s reply", fields["type"])
+                frames = self.faults.corrupted(frames)
+        if self.faults.plan.latency_s > 0:
+            due = time.monotonic() + self.faults.plan.latency_s
+            heapq.heappush(self._delayed, (due, next(self._sequence), [routing_id, *frames]))
+        else:
+            self._send([routing_id, *frames])
+
+    def _send(self, frames: list[bytes]) -> None:
+        try:
+            self._router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # the client's queue is full or it is gone: it will retry
+            log.info("could not send a reply: %s", exc)
+
+    def _send_due(self) -> None:
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            self._send(heapq.heappop(self._delayed)[2])
+
+    def _poll_timeout_ms(self) -> int:
+        timeout_s = 0.1
+        if self._delayed:
+            timeout_s = min(timeout_s, max(0.0, self._delayed[0][0] - time.monotonic()))
+        return int(timeout_s * 1000)

@@ -1,0 +1,302 @@
+"""The HIL wire format, its signatures and replay guard, the scheduler and the fault plan, in
+one process: every malformed, truncated, oversize, unsigned or replayed message is a
+`ProtocolError` naming the reply it deserves, and nothing else (hypothesis fuzzing)."""
+
+import io
+import time
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import delgrad_core as dg
+from _hil import network_and_inputs
+
+from delgrad_hil import FaultPlan, ProtocolError, load_token
+from delgrad_hil._auth import TOKEN_ENV, ReplayGuard, Signer, write_token_file
+from delgrad_hil._calibration import unwrap, wrap
+from delgrad_hil._faults import Faults
+from delgrad_hil._protocol import PROTOCOL, calibration_job_id, decode, encode, new_header
+from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
+from delgrad_hil._service import parse_calibrate, parse_execute
+
+TOKEN = "a-test-token-of-enough-length"
+SIGNER = Signer(TOKEN.encode())
+
+
+def _request_bytes(seed=0):
+    network, inputs = network_and_inputs(batch=8)
+    request = dg.ExecutionRequest(network, inputs, None, seed)
+    return request, request.to_bytes()
+
+
+def _execute_frames(signer=SIGNER, **changes):
+    request, payload = _request_bytes()
+    header = new_header("execute", client="c1", job=request.digest)
+    header.update(changes)
+    return encode(signer, header, payload)
+
+
+# ---------------------------------------------------------------------------- frames and signatures
+def test_a_signed_request_decodes_to_its_header_and_payload():
+    frames = _execute_frames()
+    message = decode(frames, SIGNER)
+    assert message.type == "execute" and message.header["client"] == "c1" and message.payload == frames[3]
+    assert frames[0] == PROTOCOL and len(frames[1]) == 32
+    assert TOKEN.encode() not in b"".join(frames)
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    (lambda f: f[:2], "malformed"),
+    (lambda f: f + [b"x"], "malformed"),
+    (lambda f: [b"not-hil"] + f[1:], "malformed"),
+    (lambda f: [b"delgrad-hil/2"] + f[1:], "unsupported_version"),
+    (lambda f: [f[0], b""] + f[2:], "bad_signature"),
+    (lambda f: [f[0], Signer(b"another-token-of-enough-length").signature([f[0], *f[2:]])] + f[2:], "bad_signature"),
+    (lambda f: f[:3] + [f[3][:-10]], "bad_signature"),  # truncated payload
+    (lambda f: [f[0], f[1], f[2] + b"\x00"] + f[3:], "bad_signature"),
+    (lambda f: [f[0], f[1], f[3], f[2]], "bad_signature"),  # frames swapped
+], ids=["two-frames", "five-frames", "foreign", "version-2", "unsigned", "other-token", "truncated", "appended",
+        "swapped"])
+def test_broken_frames_are_refused_with_the_right_code(change, code):
+    with pytest.raises(ProtocolError) as info:
+        decode(change(_execute_frames()), SIGNER)
+    assert info.value.code == code
+
+
+def test_a_message_above_the_limit_is_too_large_before_its_signature_is_checked():
+    frames = _execute_frames()
+    with pytest.raises(ProtocolError, match="above the limit") as info:
+        decode(frames, SIGNER, max_message_bytes=sum(map(len, frames)) - 1)
+    assert info.value.code == "too_large" and not info.value.retryable
+    assert decode(frames, SIGNER, max_message_bytes=sum(map(len, frames))).type == "execute"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"type": "launch"}, "unknown message type 'launch'"),
+    ({"type": ["execute"]}, "unknown message type"),
+    ({"nonce": b"short"}, "'nonce': expected 16 bytes"),
+    ({"ts": float("nan")}, "'ts': expected a finite float"),
+    ({"ts": 5}, "'ts': expected a finite float"),
+    ({"client": "has space"}, "'client': expected 1-128 characters"),
+    ({"client": "x" * 129}, "'client'"),
+    ({"job": "ABC"}, "'job': expected 64 lower-case hex digits"),
+    ({"job": None}, "'job'"),
+], ids=["type", "type-list", "nonce", "nan-time", "int-time", "client-space", "client-long", "job", "no-job"])
+def test_signed_headers_with_bad_fields_are_malformed_naming_the_field(fields, message):
+    with pytest.raises(ProtocolError, match=message) as info:
+        decode(_execute_frames(**fields), SIGNER)
+    assert info.value.code == "malformed"
+
+
+def test_payload_rules_and_non_msgpack_headers():
+    header = new_header("health", client="c1")
+    with pytest.raises(ProtocolError, match="has no payload"):
+        decode(encode(SIGNER, header, b"extra"), SIGNER)
+    request, _ = _request_bytes()
+    with pytest.raises(ProtocolError, match="needs a payload"):
+        decode(encode(SIGNER, new_header("execute", client="c1", job=request.digest)), SIGNER)
+    for header_bytes in (b"\xc1", msgpack.packb([1, 2]), msgpack.packb(msgpack.ExtType(5, b"x"))):
+        frames = [PROTOCOL, SIGNER.signature([PROTOCOL, header_bytes]), header_bytes]
+        with pytest.raises(ProtocolError) as info:
+            decode(frames, SIGNER)
+        assert info.value.code == "malformed"
+
+
+def test_payloads_must_match_their_job_ids():
+    request, payload = _request_bytes()
+    message = decode(_execute_frames(), SIGNER)
+    assert parse_execute(message).digest == request.digest
+    other, _ = _request_bytes(seed=1)
+    with pytest.raises(ProtocolError, match="is not the digest of the request") as info:
+        parse_execute(decode(_execute_frames(job=other.digest), SIGNER))
+    assert info.value.code == "bad_request"
+    with pytest.raises(ProtocolError, match="not an execution request"):
+        parse_execute(decode(encode(SIGNER, new_header("execute", client="c", job="0" * 64), b"junk"), SIGNER))
+    buffer = io.BytesIO()
+    dg.save_network(request.network, buffer)
+    network_bytes = buffer.getvalue()
+    good = new_header("calibrate", client="c", job=calibration_job_id(3, network_bytes), seed=3)
+    network, seed = parse_calibrate(decode(encode(SIGNER, good, network_bytes), SIGNER))
+    assert seed == 3 and network.sizes == request.network.sizes
+    wrong_seed = dict(good, seed=4)
+    with pytest.raises(ProtocolError, match="does not match"):
+        parse_calibrate(decode(encode(SIGNER, wrong_seed, network_bytes), SIGNER))
+
+
+# ---------------------------------------------------------------------------- fuzzing
+def _only_protocol_errors(frames, signer=SIGNER):
+    """decode (and the payload parsers) either succeed or raise ProtocolError; quickly."""
+    started = time.perf_counter()
+    try:
+        message = decode(frames, signer, max_message_bytes=2**20)
+        if message.type == "execute":
+            parse_execute(message)
+        elif message.type == "calibrate":
+            parse_calibrate(message)
+    except ProtocolError as exc:
+        assert exc.code in ("malformed", "unsupported_version", "bad_signature", "too_large", "bad_request")
+    assert time.perf_counter() - started < 2.0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(max_size=300), max_size=6))
+def test_random_frames_are_protocol_errors(frames):
+    _only_protocol_errors(frames)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_frames_are_refused(data):
+    frames = _execute_frames()
+    index = data.draw(st.integers(0, len(frames) - 1))
+    frame = bytearray(frames[index])
+    how = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+    position = data.draw(st.integers(0, max(0, len(frame) - 1)))
+    if how == "flip" and frame:
+        frame[position] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del frame[position:]
+    else:
+        frame[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+    mutated = [*frames[:index], bytes(frame), *frames[index + 1:]]
+    if mutated == frames:
+        return
+    with pytest.raises(ProtocolError):
+        decode(mutated, SIGNER)
+
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=20)
+                       | st.binary(max_size=20), lambda inner: st.lists(inner, max_size=4)
+                       | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["type", "nonce", "ts", "client", "job", "seed", "executions", "x"]),
+                       _VALUES | st.sampled_from(["execute", "calibrate", "status", "hello", "health"]), max_size=8),
+       st.none() | st.binary(max_size=400))
+def test_signed_messages_with_random_headers_and_payloads_are_served_or_refused(header, payload):
+    """Correctly signed garbage reaches the header checks and the payload parsers."""
+    try:
+        header_bytes = msgpack.packb(header, use_bin_type=True)
+    except (OverflowError, ValueError, TypeError):
+        return
+    signed = [PROTOCOL, header_bytes] + ([] if payload is None else [payload])
+    _only_protocol_errors([PROTOCOL, SIGNER.signature(signed), *signed[1:]])
+
+
+# ---------------------------------------------------------------------------- tokens and replays
+def test_tokens_come_from_the_argument_a_file_or_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with pytest.raises(dg.InvalidValueError, match="no token: set \\$DELGRAD_HIL_TOKEN"):
+        load_token()
+    monkeypatch.setenv(TOKEN_ENV, "  from-the-environment-x  \n")
+    assert load_token() == b"from-the-environment-x"
+    path = write_token_file(tmp_path / "token")
+    assert path.stat().st_mode & 0o077 == 0 and len(load_token(token_file=path)) == 64
+    with pytest.raises(FileExistsError):
+        write_token_file(path)
+    (tmp_path / "short").write_text("tiny")
+    with pytest.raises(dg.InvalidValueError, match="at least 16 characters") as info:
+        load_token(token_file=tmp_path / "short")
+    assert "tiny" not in str(info.value)
+    with pytest.raises(dg.InvalidValueError, match="cannot read"):
+        load_token(token_file=tmp_path / "missing")
+    assert "hidden" in repr(Signer(b"secret-secret-secret")) and "secret" not in repr(Signer(b"secret-secret-secret"))
+
+
+def test_the_replay_guard_refuses_seen_nonces_and_stale_or_future_times():
+    now = [1000.0]
+    guard = ReplayGuard(window_s=10.0, max_nonces=3, clock=lambda: now[0])
+    assert guard.check(b"a" * 16, 1000.0) is None
+    assert guard.check(b"a" * 16, 1000.0)[0] == "replayed"
+    assert "window" in guard.check(b"b" * 16, 985.0)[1] and guard.check(b"b" * 16, 1011.0)[0] == "replayed"
+    assert guard.check(b"b" * 16, 1005.0) is None and guard.check(b"c" * 16, 999.0) is None
+    assert guard.check(b"d" * 16, 1000.0)[0] == "busy"  # three nonces remembered
+    now[0] = 1009.5  # "c" (sent at 999) has expired: room for one more
+    assert guard.check(b"d" * 16, 1009.0) is None
+    now[0] = 1016.0  # everything sent before 1006 has expired: the nonces are forgotten
+    assert guard.check(b"e" * 16, 1016.0) is None and len(guard._expiry) == 2
+
+
+# ---------------------------------------------------------------------------- scheduler
+def _outcome(name, size=0, keep=True):
+    return Outcome({"type": "result", "job": name}, b"x" * size, keep)
+
+
+def _run_all(scheduler):
+    order = []
+    while scheduler._queues:
+        job = scheduler.take()
+        order.append((job.client, job.job_id))
+        scheduler.finish(job, _outcome(job.job_id))
+    return order
+
+
+def test_clients_are_served_round_robin_and_duplicates_join():
+    scheduler = Scheduler()
+    for client, jobs in (("a", "123"), ("b", "45"), ("c", "6")):
+        for job in jobs:
+            assert scheduler.submit(client, job, "execute", None, (client, job)) is None
+    assert scheduler.submit("a", "1", "execute", None, ("a", "again")) is None  # joins the queued job
+    order = _run_all(scheduler)
+    assert order == [("a", "1"), ("b", "4"), ("c", "6"), ("a", "2"), ("b", "5"), ("a", "3")]
+    finished = {job.job_id: job for job in scheduler.completed()}
+    assert finished["1"].waiters == [("a", "1"), ("a", "again")]
+    assert scheduler.submit("a", "1", "execute", None, ("a", "late")).header["job"] == "1"  # from the cache
+    assert scheduler.submit("b", "1", "execute", None, ("b", "1")) is None  # another client: its own job
+    status = scheduler.status(executions=True)
+    assert status["executed"] == 6 and status["cache_hits"] == 1 and status["joined"] == 1
+    assert status["executions"] == {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1, "6": 1}
+
+
+def test_queue_limits_cache_bounds_and_outcomes_not_kept():
+    scheduler = Scheduler(max_queued_per_client=2, max_queued=3, cache_entries=2, cache_bytes=100)
+    scheduler.submit("a", "1", "execute", None, None)
+    scheduler.submit("a", "2", "execute", None, None)
+    with pytest.raises(QueueFull):
+        scheduler.submit("a", "3", "execute", None, None)
+    scheduler.submit("b", "4", "execute", None, None)
+    with pytest.raises(QueueFull):
+        scheduler.submit("c", "5", "execute", None, None)
+    for job_id, size, keep in (("1", 10, True), ("4", 10, False), ("2", 95, True)):
+        job = scheduler.take()
+        assert job.job_id == job_id
+        scheduler.finish(job, _outcome(job_id, size, keep))
+    scheduler.completed()
+    assert scheduler.status()["cache"] == {"entries": 1, "bytes": 95}  # "1" evicted by bytes, "4" not kept
+    assert scheduler.submit("b", "4", "execute", None, None) is None  # runs again
+    assert scheduler.submit("a", "2", "execute", None, None) is not None
+    rejected = scheduler.reject_queued()
+    assert [job.job_id for job in rejected] == ["4"] and scheduler.status()["queues"] == {}
+    scheduler.close()
+    assert scheduler.take() is None
+
+
+# ---------------------------------------------------------------------------- calibration, faults
+def test_a_wrapped_calibration_unwraps_to_the_same_digest():
+    device = dg.Calibration("bss2-emulator", {"chip": 3, "ok": [True]}, "key-1",
+                            {"threshold": np.arange(4.0), "flags": np.array([True, False])})
+    wrapped = wrap(device)
+    assert wrapped.backend == "mock-hil" and wrapped.digest != device.digest
+    restored = unwrap(dg.Calibration.from_bytes(wrapped.to_bytes()))
+    assert restored == device and restored.digest == device.digest
+    assert unwrap(device) is device and unwrap(None) is None
+    with pytest.raises(dg.InvalidValueError, match="values\\['device'\\]"):
+        unwrap(dg.Calibration("mock-hil", {"device": 3}, "k"))
+
+
+def test_fault_plans_are_checked_and_their_decisions_repeat_with_the_seed():
+    with pytest.raises(dg.InvalidValueError, match="faults.drop_fraction: expected a number in \\[0, 1\\]"):
+        FaultPlan.from_dict({"drop_fraction": 1.5})
+    with pytest.raises(dg.InvalidValueError, match="unknown setting\\(s\\) dropping"):
+        FaultPlan.from_dict({"dropping": 0.1})
+    plan = FaultPlan(drop_fraction=0.3, corrupt_fraction=0.3, seed=4)
+    assert plan.arguments() == ["--drop-fraction", "0.3", "--corrupt-fraction", "0.3", "--fault-seed", "4"]
+    fates = [[faults.reply_fate() for _ in range(200)] for faults in (Faults(plan), Faults(plan))]
+    assert fates[0] == fates[1] and {"drop", "corrupt", "send"} == set(fates[0])
+    assert 40 < fates[0].count("drop") < 80
+    frames = [b"abc", b"defg"]
+    assert Faults(plan).corrupted(frames) != frames and not FaultPlan().active

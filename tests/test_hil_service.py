@@ -1,0 +1,386 @@
+"""The HIL service as a real process on loopback and its mock-hil clients: authentication,
+hostile messages, idempotent jobs, retries after dropped, corrupted and busy replies and after
+restarts, concurrent clients, graceful shutdown, and the lifetime of the embedded service."""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+from _cli import cli_runner
+from _hil import (network_and_inputs, process_exists, raw_exchange, signed, test_devices,  # noqa: F401
+                  wait_for, zmq)
+
+import delgrad_core as dg
+from delgrad_core.cli import main
+
+from delgrad_hil import FaultPlan, HilBackend, LocalService
+from delgrad_hil._auth import Signer
+from delgrad_hil._calibration import unwrap, wrap
+from delgrad_hil._protocol import decode
+
+pytestmark = pytest.mark.usefixtures("test_devices")
+
+
+@pytest.fixture
+def start_service():
+    """Start LocalServices (closed at the end of the test)."""
+    services = []
+
+    def start(device="hil-noisy", device_options=None, faults=None, serve_arguments=()):
+        service = LocalService(device, device_options, FaultPlan.from_dict(faults), serve_arguments=serve_arguments)
+        services.append(service)
+        service.start()
+        return service
+
+    yield start
+    for service in services:
+        service.stop()
+
+
+def _client(service, **options):
+    return HilBackend(service.address, token=service.token, **options)
+
+
+def _reply(service, frames):
+    """A service's reply to raw frames, checked and decoded with the right token."""
+    reply = raw_exchange(service.address, frames)
+    assert reply is not None, "no reply"
+    return decode(reply, Signer(service.token.encode()), replies=True).header
+
+
+def _device_results(requests, chip=0):
+    """What the device returns in this process for each request (its calibration unwrapped)."""
+    from _hil_noisy_device import NoisyDevice
+
+    with NoisyDevice(chip=chip) as device:
+        return [device.execute(request.replace(calibration=unwrap(request.calibration))) for request in requests]
+
+
+def _requests(backend, n, seed0=0, batch=16):
+    network, inputs = network_and_inputs(batch=batch)
+    calibration = backend.calibrate(network, seed=0)
+    ran = backend.represent(network)
+    return [dg.ExecutionRequest(ran, inputs, calibration, seed0 + i) for i in range(n)]
+
+
+def _assert_same_results(results, expected):
+    for result, reference in zip(results, expected, strict=True):
+        for a, b in zip(result.layer_spike_times, reference.layer_spike_times, strict=True):
+            assert a.tobytes() == b.tobytes()
+        for a, b in zip(result.arrival_times, reference.arrival_times, strict=True):
+            assert (a is None and b is None) or a.tobytes() == b.tobytes()
+
+
+# ---------------------------------------------------------------------------- talking to a service
+def test_a_client_gets_the_devices_results_and_the_service_reports_its_state(start_service):
+    service = start_service(device_options={"chip": 2})
+    with _client(service, device="hil-noisy") as backend:
+        assert backend.capabilities == dg.backend_info("hil-noisy").capabilities
+        requests = _requests(backend, 3)
+        assert requests[0].calibration.backend == "mock-hil"
+        assert requests[0].calibration.values["device"]["values"] == {"chip": 2}
+        results = [backend.execute(request) for request in requests]
+        _assert_same_results(results, _device_results(requests, chip=2))
+        assert results[0].arrival_times[0] is not None and results[0].metadata["chip"] == 2
+        again = backend.execute(requests[0])
+        assert again.metadata["from_cache"] and again.layer_spike_times[1].tobytes() == \
+            results[0].layer_spike_times[1].tobytes()
+        status = backend.status(executions=True)
+    assert status["device"] == "hil-noisy" and status["device_options"] == {"chip": 2}
+    assert status["executed"] == 3 and status["calibrated"] == 1 and status["cache_hits"] == 1
+    assert sorted(status["executions"].values()) == [1, 1, 1, 1]  # three jobs and the calibration
+    assert status["calibration_digest"] == unwrap(requests[0].calibration).digest and status["uptime_s"] > 0
+
+
+def test_the_command_line_reports_health_and_status(start_service, monkeypatch):
+    service = start_service()
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", service.token)
+    runner = cli_runner()
+    health = runner.invoke(main, ["hil", "health", "--address", service.address])
+    assert health.exit_code == 0 and health.stdout.startswith("ok: device 'hil-noisy'"), health.output
+    status = runner.invoke(main, ["hil", "status", "--address", service.address])
+    assert status.exit_code == 0 and '"executed": 0' in status.stdout, status.output
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", "a-wrong-token-of-some-length")
+    refused = runner.invoke(main, ["hil", "health", "--address", service.address])
+    assert refused.exit_code == 1 and "refused the token" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and service.token not in refused.output
+
+
+# ---------------------------------------------------------------------------- hostile messages
+def test_a_wrong_or_missing_token_is_refused_at_once_and_the_service_serves_on(start_service):
+    service = start_service()
+    with HilBackend(service.address, token="a-wrong-token-of-some-length", attempts=5) as backend:
+        with pytest.raises(dg.BackendUnavailable, match="refused the token") as info:
+            backend.status()
+    assert not info.value.retryable
+    status = _reply(service, signed(service.token, "status"))["info"]
+    assert status["refused.bad_signature"] == 1  # the greeting was not sent again
+    frames = signed(service.token, "health")
+    unsigned = [frames[0], b"", *frames[2:]]
+    assert _reply(service, unsigned)["code"] == "bad_signature"
+    assert _reply(service, signed(service.token, "health"))["info"]["ok"] is True
+
+
+def test_oversize_malformed_truncated_and_replayed_requests_get_errors_and_the_service_serves_on(start_service):
+    service = start_service(device="reference", serve_arguments=["--max-message-mb", "0.05"])
+    network, inputs = network_and_inputs(batch=8)
+    big = dg.ExecutionRequest(network, np.full((2000, 4), 0.5), None, 0)
+    header = _reply(service, signed(service.token, "execute", big.to_bytes(), job=big.digest))
+    assert header["code"] == "too_large" and "above the limit" in header["message"] and not header["retryable"]
+    for frames, code in (([b"garbage"], "malformed"), ([b"delgrad-hil/1", b"x" * 32, b"\xc1"], "bad_signature"),
+                         ([b"delgrad-hil/7", b"", b""], "unsupported_version")):
+        assert _reply(service, frames)["code"] == code
+    request = dg.ExecutionRequest(network, inputs, None, 0)
+    frames = signed(service.token, "execute", request.to_bytes(), job=request.digest)
+    truncated = frames[:3] + [frames[3][: len(frames[3]) // 2]]
+    assert _reply(service, truncated)["code"] == "bad_signature"
+    assert _reply(service, frames)["type"] == "result"
+    replayed = _reply(service, frames)
+    assert replayed["code"] == "replayed" and "received before" in replayed["message"]
+    other = dg.ExecutionRequest(network, inputs, None, 1)
+    mismatch = _reply(service, signed(service.token, "execute", request.to_bytes(), job=other.digest))
+    assert mismatch["code"] == "bad_request"
+    status = _reply(service, signed(service.token, "status", executions=True))["info"]
+    assert status["executions"] == {request.digest: 1}
+    assert status["refused.too_large"] == 1 and status["refused.replayed"] == 1
+
+
+def test_a_client_refuses_to_send_what_the_service_would_refuse(start_service):
+    service = start_service(device="reference", serve_arguments=["--max-message-mb", "0.05"])
+    network, _ = network_and_inputs()
+    with _client(service) as backend:
+        with pytest.raises(dg.BackendError, match=r"execute message \([0-9,]+ bytes\) is above the service's limit of 52,428 bytes"):
+            backend.execute(network, np.full((2000, 4), 0.5), seed=0)
+
+
+# ---------------------------------------------------------------------------- idempotent jobs
+def test_a_duplicate_of_a_running_job_waits_for_it(start_service):
+    service = start_service(device_options={"job_delay_s": 1.0})
+    with _client(service) as backend:
+        request = _requests(backend, 1)[0]
+    payload = request.to_bytes()
+    replies = []
+
+    def send():
+        replies.append(raw_exchange(service.address, signed(service.token, "execute", payload, client="twin",
+                                                             job=request.digest)))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join()
+    headers = [decode(reply, Signer(service.token.encode()), replies=True) for reply in replies]
+    assert [h.header["type"] for h in headers] == ["result", "result"] and headers[0].payload == headers[1].payload
+    status = _reply(service, signed(service.token, "status", executions=True))["info"]
+    assert status["executions"][request.digest] == 1 and status["joined"] == 1
+
+
+@pytest.mark.parametrize("faults", [{"drop_fraction": 0.3, "corrupt_fraction": 0.3, "seed": 1},
+                                    {"busy_fraction": 0.5, "latency_s": 0.01, "seed": 2}], ids=["drop-corrupt", "busy"])
+def test_jobs_survive_dropped_corrupted_and_busy_replies(start_service, faults):
+    service = start_service(faults=faults)
+    with _client(service, timeout_s=0.5, attempts=10, backoff_s=0.01) as backend:
+        requests = _requests(backend, 10)
+        results = [backend.execute(request) for request in requests]
+        status = backend.status(executions=True)
+        assert backend.retries > 0
+    _assert_same_results(results, _device_results(requests))
+    assert sorted(status["executions"].values()) == [1] * 11  # ten jobs and the calibration, each run once
+    injected = status.get("dropped", 0) + status.get("corrupted", 0) + status.get("busy", 0)
+    assert injected >= 3
+
+
+def test_a_job_survives_a_restart_of_the_service(start_service):
+    service = start_service(faults={"exit_after_jobs": 4})  # the calibration and three jobs, then exit
+    restarts = threading.Event()
+
+    def supervise():
+        if wait_for(lambda: not service.alive, timeout_s=60):
+            service.ensure_running()
+            restarts.set()
+
+    watcher = threading.Thread(target=supervise)
+    watcher.start()
+    with _client(service, timeout_s=0.5, attempts=20, backoff_s=0.05) as backend:
+        requests = _requests(backend, 5)
+        results = [backend.execute(request) for request in requests]
+        status = backend.status(executions=True)
+    watcher.join()
+    assert restarts.is_set() and service.restarts == 1
+    _assert_same_results(results, _device_results(requests))
+    assert len(status["executions"]) == 3 and status["uptime_s"] < 30  # the new process ran jobs 3, 4, 5
+
+
+def test_the_embedded_service_is_restarted_by_its_client():
+    # the calibration and three jobs, exit before the third reply; the new process runs jobs 3 and 4
+    with HilBackend(device="hil-noisy", faults={"exit_after_jobs": 4}, timeout_s=5.0, attempts=5) as backend:
+        requests = _requests(backend, 4)
+        results = [backend.execute(request) for request in requests]
+        assert backend.local_service.restarts == 1
+    _assert_same_results(results, _device_results(requests))
+
+
+def test_four_concurrent_clients_lose_and_duplicate_no_job(start_service):
+    service = start_service(faults={"drop_fraction": 0.15, "corrupt_fraction": 0.1, "seed": 3})
+    outcomes, errors = {}, []
+
+    def client(index):
+        try:
+            with _client(service, timeout_s=1.0, attempts=10, backoff_s=0.02) as backend:
+                requests = _requests(backend, 6, seed0=100 * index)
+                outcomes[index] = (requests, [backend.execute(request) for request in requests])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for requests, results in outcomes.values():
+        _assert_same_results(results, _device_results(requests))
+    status = _reply(service, signed(service.token, "status", executions=True))["info"]
+    jobs = {request.digest for requests, _ in outcomes.values() for request in requests}
+    assert len(jobs) == 24 and jobs <= set(status["executions"])
+    assert all(status["executions"][job] == 1 for job in jobs)
+    assert status["executed"] == 24 and status["calibrated"] == 4  # each client calibrates: its own job
+
+
+# ---------------------------------------------------------------------------- errors and timeouts
+def test_device_errors_come_back_as_themselves(start_service):
+    from _hil_noisy_device import NoisyDevice
+
+    service = start_service()
+    network, inputs = network_and_inputs()
+    other_chip = wrap(NoisyDevice(chip=7).calibrate(network, seed=0))
+    with _client(service) as backend:
+        with pytest.raises(dg.CalibrationError, match="made for another chip") as info:
+            backend.execute(network, inputs, calibration=other_chip, seed=0)
+    assert not info.value.retryable and service.address in str(info.value)
+
+
+def test_no_answer_and_slow_jobs_are_told_apart(start_service):
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:  # accepts, never answers
+        port = silent.bind_to_random_port("tcp://127.0.0.1")
+        address = f"tcp://127.0.0.1:{port}"
+        with HilBackend(address, token="x" * 20, timeout_s=0.2, attempts=3, backoff_s=0.01) as backend:
+            with pytest.raises(dg.BackendUnavailable, match=rf"no answer from {address} after 3 attempts \(\d"):
+                backend.status()
+    service = start_service(device_options={"job_delay_s": 3.0})
+    with _client(service, timeout_s=0.3, job_timeout_s=1.5, attempts=2) as backend:
+        request = _requests(backend, 1)[0]
+        started = time.monotonic()
+        with pytest.raises(dg.ExecutionTimeout, match="job [0-9a-f]{12} did not finish in time .*it is running"):
+            backend.execute(request)  # (two failed attempts would have ended sooner, in BackendUnavailable)
+        assert time.monotonic() - started >= 1.5
+
+
+@pytest.mark.skipif(importlib.util.find_spec("delgrad_bss2") is not None, reason="the default device is installed")
+def test_without_the_default_device_a_device_must_be_named():
+    with HilBackend() as backend:
+        with pytest.raises(dg.BackendUnavailable, match="default device 'bss2-emulator' is not installed.*hil-noisy"):
+            backend.capabilities
+
+
+def test_bad_options_are_refused_naming_the_option():
+    with pytest.raises(dg.InvalidValueError, match="cannot be its own device"):
+        HilBackend(device="mock-hil").capabilities
+    with pytest.raises(dg.InvalidValueError, match="only for a service at an address"):
+        HilBackend(token="x" * 20)
+    with pytest.raises(dg.InvalidValueError, match="faults.exit_after_jobs"):
+        HilBackend(faults={"exit_after_jobs": 0})
+
+
+def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_service, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "DELGRAD_HIL_TOKEN"}
+    command = [sys.executable, "-m", "delgrad_core.cli", "hil", "serve", "--device", "reference"]
+    process = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert process.returncode == 1 and process.stderr.startswith("Error: no token: set $DELGRAD_HIL_TOKEN")
+    service = start_service(device="reference")
+    process = subprocess.run(command + ["--address", service.address], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env=dict(env, DELGRAD_HIL_TOKEN="t" * 20))
+    assert process.returncode == 1 and process.stderr.strip().splitlines() == [
+        f"Error: cannot serve on {service.address}: Address already in use"], process.stderr
+
+
+# ---------------------------------------------------------------------------- lifetime
+def test_sigterm_finishes_the_running_job_and_rejects_the_queued_ones(start_service):
+    service = start_service(device_options={"job_delay_s": 1.5})
+    with _client(service) as backend:
+        first, second = _requests(backend, 2)
+    sockets, context = [], zmq.Context()
+    status = lambda: _reply(service, signed(service.token, "status"))["info"]  # noqa: E731
+    for request, state in ((first, lambda info: info["running"] is not None),
+                           (second, lambda info: info["queues"] == {"one": 1})):
+        socket = context.socket(zmq.DEALER)
+        socket.connect(service.address)
+        socket.send_multipart(signed(service.token, "execute", request.to_bytes(), client="one", job=request.digest))
+        sockets.append(socket)
+        assert wait_for(lambda: state(status()))
+    os.kill(service.pid, signal.SIGTERM)
+    replies = []
+    for socket in sockets:
+        assert socket.poll(10_000)
+        replies.append(decode(socket.recv_multipart(), Signer(service.token.encode()), replies=True).header)
+        socket.close(linger=0)
+    context.term()
+    assert replies[1]["code"] == "shutting_down" and replies[1]["retryable"]
+    assert replies[0]["type"] == "result"
+    assert wait_for(lambda: not service.alive, timeout_s=10) and service._process.returncode == 0
+
+
+def test_the_embedded_service_starts_on_use_and_stops_on_close():
+    backend = HilBackend(device="hil-noisy")
+    backend.capabilities  # the mapping needs no service
+    assert backend.local_service is None
+    network, inputs = network_and_inputs()
+    backend.execute(network, inputs, calibration=backend.calibrate(network, seed=0), seed=0)
+    pid, log = backend.local_service.pid, backend.local_service._log_path
+    assert process_exists(pid) and backend.local_service.address.startswith("tcp://127.0.0.1:")
+    backend.close()
+    assert wait_for(lambda: not process_exists(pid), timeout_s=10) and not os.path.exists(log)
+    with pytest.raises(dg.BackendUnavailable, match="closed"):
+        backend.calibrate(network, seed=0)
+
+
+CLIENT = """
+    import sys
+    import numpy as np
+    import delgrad_core as dg
+    from delgrad_hil import HilBackend
+
+    backend = HilBackend(device="hil-noisy")
+    network = dg.testing.make_network((4, 6, 3), "axonal", 1.0)
+    backend.calibrate(network, seed=0)
+    print(backend.local_service.pid, flush=True)
+    {ending}
+"""
+
+
+@pytest.mark.parametrize(("ending", "how"), [("import time; time.sleep(60)", "killed"),
+                                              ("sys.exit(0)  # without close()", "exit"),
+                                              ("import os; os._exit(3)", "crash")])
+def test_the_embedded_service_never_outlives_its_client(tmp_path, ending, how):
+    script = tmp_path / "client.py"
+    script.write_text(textwrap.dedent(CLIENT.format(ending=ending)))
+    client = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(client.stdout.readline())
+        assert process_exists(pid)
+        if how == "killed":
+            client.kill()
+        client.wait(timeout=30)
+        assert wait_for(lambda: not process_exists(pid), timeout_s=10), f"service {pid} outlived its client"
+    finally:
+        client.kill()
+        client.stdout.close()
