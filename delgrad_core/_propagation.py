@@ -97,17 +97,29 @@ def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = N
     return array
 
 
-def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str) -> np.ndarray | None:
-    """Validate observed arrival times (batch, n_pre, n_post): finite or +inf (never arrived)."""
+@dataclass(frozen=True)
+class _Arrivals:
+    """Validated observed arrival times, expanded to (batch, n_pre, n_post) for the kernels;
+    `shared` when every neuron sees the same arrival of an input (the compact form)."""
+
+    times: np.ndarray
+    shared: bool
+
+
+def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str) -> _Arrivals | None:
+    """Validate observed arrival times: (batch, n_pre, n_post), or (batch, n_pre) for the same
+    arrival at every neuron; finite or +inf (never arrived)."""
     if arrival_times is None:
         return None
     array = _as_float_array(arrival_times, field_name)
     expected = (n_batch, layer.projection.n_pre, layer.projection.n_post)
-    if array.shape != expected:
-        raise InvalidValueError(f"{field_name}: expected shape {expected}, got {np.shape(arrival_times)}")
+    if array.shape not in (expected, expected[:2]):
+        raise InvalidValueError(f"{field_name}: expected shape {expected} or {expected[:2]}, got {np.shape(arrival_times)}")
     if np.isnan(array).any() or (array == -np.inf).any():
         raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for an input that never arrived)")
-    return array
+    if array.ndim == 2:
+        return _Arrivals(np.ascontiguousarray(np.broadcast_to(array[:, :, None], expected)), shared=True)
+    return _Arrivals(array, shared=False)
 
 
 def _threads(n_threads: int | None, work: int) -> int:
@@ -119,17 +131,21 @@ def _threads(n_threads: int | None, work: int) -> int:
     return int(n_threads)
 
 
-def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: np.ndarray | None, threads: int) -> np.ndarray:
+def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: _Arrivals | None, threads: int) -> np.ndarray:
     projection = layer.projection
     threshold, tau_m, tau_s = layer.neuron_arrays()
     out = np.empty((pre_times.shape[0], projection.n_post))
+    if arrivals is None:
+        shared_order = projection.delay_kind is not DelayKind.SYNAPTIC
+    else:
+        shared_order = arrivals.shared
     _layer.forward_layer(
         pre_times,
         projection.weights,
         projection.delay_matrix(),
-        _NO_ARRIVALS if arrivals is None else arrivals,
+        _NO_ARRIVALS if arrivals is None else arrivals.times,
         arrivals is not None,
-        arrivals is None and projection.delay_kind is not DelayKind.SYNAPTIC,
+        shared_order,
         threshold,
         tau_m,
         tau_s,
@@ -147,9 +163,10 @@ def layer_forward(layer: Layer, pre_spike_times, *, arrival_times=None, n_thread
     layer : Layer
     pre_spike_times : array (batch, n_pre)
         Presynaptic spike times in units of tau_s; +inf marks a silent input.
-    arrival_times : array (batch, n_pre, n_post), optional
+    arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
         Arrival time of input i at neuron j per sample, replacing t_i + d_ij (e.g. with delay
-        jitter); +inf = the input never arrives.
+        jitter); (batch, n_pre) when every neuron sees the same arrival of input i (a delay
+        element per input line); +inf = the input never arrives.
     n_threads : int, optional
     """
     layer.validate()
@@ -205,7 +222,8 @@ class LayerBackward:
     guarded: np.ndarray
 
 
-def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals, threads) -> LayerBackward:
+def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals: _Arrivals | None,
+                    threads: int) -> LayerBackward:
     projection = layer.projection
     _, tau_m, tau_s = layer.neuron_arrays()
     n_batch = pre_times.shape[0]
@@ -221,7 +239,7 @@ def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals
         pre_times,
         projection.weights,
         projection.delay_matrix(),
-        _NO_ARRIVALS if arrivals is None else arrivals,
+        _NO_ARRIVALS if arrivals is None else arrivals.times,
         arrivals is not None,
         tau_m,
         tau_s,
@@ -258,8 +276,9 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
         The layer's spike times, computed or observed.
     post_gradient : array (batch, n_post)
         dL/dt of the layer's spike times; zero entries (and silent neurons) pass nothing.
-    arrival_times : array (batch, n_pre, n_post), optional
-        Observed arrival times; every kernel term and the delay gradient are taken there.
+    arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
+        Observed arrival times (the compact form: the same at every neuron); every kernel term
+        and the delay gradient are taken there.
     """
     layer.validate()
     pre = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
@@ -327,8 +346,10 @@ def backward(
         Spike times of every layer, from `forward` or observed on a backend or device.
     output_gradient : array (batch, n_outputs)
         dL/dt of the output spike times; entries of silent neurons are ignored.
-    arrival_times : list of (array (batch, n_pre, n_post) or None), optional
-        Observed arrival times per layer (None for a layer without observations).
+    arrival_times : list of (array (batch, n_pre, n_post), array (batch, n_pre) or None), optional
+        Observed arrival times per layer: per synapse, the same at every neuron of the layer
+        (compact form, as in `ExecutionResult.arrival_times`), or None for a layer without
+        observations.
     guard : callable, optional
         ``guard(layer_index, largest_weight_term) -> bool mask (batch, n_post)``: entries to
         exclude, decided from max_i |dL/dt_j dt_j/dw_ij| of every (sample, neuron).  Excluded
