@@ -61,6 +61,10 @@ class Backend(abc.ABC):
 
     name: str = ""
     _closed: bool = False
+    #: How the last `calibrate` call was served by a backend that caches calibrations:
+    #: ``("hit", path)`` when read from its cache, ``("stored", path)`` when made and stored
+    #: there; None when the backend keeps no cache (or has not calibrated yet).
+    calibration_cache: tuple[str, str] | None = None
 
     # -- what subclasses provide ---------------------------------------------------------------
     @property

@@ -122,9 +122,11 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
     if capabilities is not None and not isinstance(capabilities, Capabilities):
         raise InvalidValueError(f"backend {name!r}: capabilities must be a Capabilities, got {type(capabilities).__name__}")
     if training_defaults is not None:
-        from delgrad_core.training._config import TrainingConfig
+        from delgrad_core.training._config import check_settings
 
-        TrainingConfig.from_dict(dict(training_defaults, backend="reference"))  # each setting valid
+        # each setting valid on its own; the registry is still being filled, so registered
+        # names are checked when a config is built
+        training_defaults = check_settings(training_defaults, f"backend {name!r}: training_defaults")
     return {"description": str(description), "capabilities": capabilities,
             "training_defaults": dict(training_defaults or {})}
 

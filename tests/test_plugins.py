@@ -351,3 +351,47 @@ def test_importing_the_core_leaves_the_environment_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout.strip() == "None", out.stdout + out.stderr
     np.testing.assert_equal(out.returncode, 0)
+
+
+DEFAULTS = """
+    from delgrad_core import hookimpl
+    from delgrad_core.testing import MockBackend
+
+    class ChipBackend(MockBackend):
+        name = "{name}"
+
+        def __init__(self):
+            super().__init__(name="{name}")
+
+    @hookimpl
+    def delgrad_register_backends(register):
+        register("{name}", ChipBackend, training_defaults={defaults})
+"""
+
+
+def test_training_defaults_of_a_discovered_backend_apply_under_the_users_settings(site):
+    """Registering defaults while the process-wide registry is being discovered must not recurse
+    into the registry; the defaults apply when a config names the backend."""
+    from delgrad_core.training import config_for_backend
+
+    site("delgrad-chip", "chip_plugin", DEFAULTS.format(name="chip", defaults={"threshold": 2.6, "batch_size": 40}))
+    delgrad_core.refresh_plugins()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            config = config_for_backend({"backend": "chip", "batch_size": 10})
+        assert (config.threshold, config.batch_size) == (2.6, 10)
+        assert config_for_backend({}).threshold == 1.0  # only for that backend
+    finally:
+        delgrad_core.refresh_plugins()
+
+
+@pytest.mark.parametrize(("defaults", "message"), [
+    ({"threshold": -1.0}, r"training_defaults\.threshold: expected a number > 0"),
+    ({"treshold": 2.6}, r"training_defaults: unknown setting\(s\) treshold"),
+])
+def test_invalid_training_defaults_are_a_load_problem_naming_the_setting(site, defaults, message):
+    module = f"chip_plugin_{sorted(defaults)[0]}"  # a fresh module name: imported modules are cached
+    site("delgrad-chip", module, DEFAULTS.format(name="chip", defaults=defaults))
+    with pytest.raises(PluginLoadError, match=message):
+        PluginRegistry(strict=True).discover()

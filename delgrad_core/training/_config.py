@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainingConfig", "load_config", "config_for_backend"]
+__all__ = ["TrainingConfig", "load_config", "config_for_backend", "check_settings"]
 
 # DelGrad's reference learning rates and weight initialisation per delay kind (docs/model.md §5);
 # dendritic has no published setting, so it uses the axonal one.
@@ -91,7 +91,9 @@ def _registered(kind):
 
         return registry().names(kind)
 
-    return _choice(names)
+    check = _choice(names)
+    check.looks_up_plugins = True
+    return check
 
 
 def _table(name, value):
@@ -218,6 +220,20 @@ class TrainingConfig:
         if unknown:
             raise InvalidValueError(f"config: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def check_settings(values: dict, what: str) -> dict:
+    """Check the names and each value's own rule of settings given while plugins are still being
+    loaded (a backend's training defaults): names of registered things and rules across fields
+    are checked later, when a `TrainingConfig` is built from them."""
+    if not isinstance(values, dict):
+        raise InvalidValueError(f"{what}: expected a table of settings, got {type(values).__name__}")
+    rules = {spec.name: spec.metadata["check"] for spec in dataclasses.fields(TrainingConfig)}
+    unknown = sorted(set(values) - set(rules))
+    if unknown:
+        raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
+    return {name: value if getattr(rules[name], "looks_up_plugins", False) else rules[name](f"{what}.{name}", value)
+            for name, value in values.items()}
 
 
 def config_for_backend(values: dict) -> TrainingConfig:
