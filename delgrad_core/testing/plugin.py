@@ -13,7 +13,6 @@ unrelated pytest runs nothing.
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -40,16 +39,13 @@ def pytest_addoption(parser):
 
 def parse_backend_options(items) -> dict:
     """{'dt': 0.01} from ['dt=0.01']; values that are not JSON stay strings."""
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise pytest.UsageError(f"--delgrad-backend-option: expected KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
+    from delgrad_core._errors import InvalidValueError
+    from delgrad_core._options import parse_options
+
+    try:
+        return parse_options(items, "--delgrad-backend-option")
+    except InvalidValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def selected_backend(config) -> tuple[str, dict]:
