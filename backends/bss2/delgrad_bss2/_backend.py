@@ -93,7 +93,16 @@ class Bss2EmulatorBackend(Backend):
         return super().represent(share_duplicated_delays(network, self.input_duplication))
 
     def conformance_profile(self) -> ConformanceProfile:
-        return ConformanceProfile(max_median_error=0.05, min_silence_agreement=0.95)
+        """Calibrated, on the suite's cases (chips 0-4, seeds 0-2), the median spike-time error
+        stays below 0.015 tau and silent/spiking agrees in more than 97 %: declared with margin.
+        Uncalibrated, spike times carry the raw fixed-pattern spread (median error up to ~0.17
+        tau): no agreement is claimed; arrivals stay within the delay offsets' spread (median
+        distance ~0.02 tau from t + d)."""
+        if not self.calibrated:
+            return ConformanceProfile(max_median_error=0.05, unsupported={
+                "agreement": "uncalibrated chip: spike times carry the raw fixed-pattern spread "
+                             "(median error up to ~0.17 tau, silent/spiking agreement down to ~75 %)"})
+        return ConformanceProfile(max_median_error=0.03, min_silence_agreement=0.95)
 
     def _emulated_chip(self) -> Chip:
         if self._chip_model is None:
