@@ -69,7 +69,7 @@ class ChipConfig:
         parameter's reachable range (such circuits fail calibration).
     threshold_noise : float
         Trial-to-trial threshold noise (model units), redrawn per execution and neuron; 0: off.
-    delay_jitter : float
+    delay_jitter_tau : float
         Jitter of every delayed spike (model time units); 0: off.
     quantise_times : bool
         Input spikes are emitted and spikes are timestamped on the clock of `timestamp_us`.
@@ -102,7 +102,7 @@ class ChipConfig:
     readout_offset_cadc: float = 0.4
     defect_probability: float = 0.002
     threshold_noise: float = 0.04
-    delay_jitter: float = 0.01
+    delay_jitter_tau: float = 0.01
     quantise_times: bool = True
 
     def __post_init__(self):

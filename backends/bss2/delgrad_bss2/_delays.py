@@ -49,8 +49,8 @@ def element_spikes_us(trigger_us: np.ndarray, registers: np.ndarray, offsets_us:
                       rng: np.random.Generator) -> np.ndarray:
     """Spike times of delay elements (batch, n_elements) triggered at `trigger_us` (+inf: never):
     trigger + register * step + the element's analog offset, plus Gaussian jitter of
-    `config.delay_jitter` tau per spike."""
+    `config.delay_jitter_tau` tau per spike."""
     fire = trigger_us + (registers * config.register_step_us + offsets_us)[None, :]
-    if config.delay_jitter == 0:
+    if config.delay_jitter_tau == 0:
         return fire
-    return fire + rng.normal(0.0, config.delay_jitter * config.tau_us, fire.shape)
+    return fire + rng.normal(0.0, config.delay_jitter_tau * config.tau_us, fire.shape)

@@ -120,7 +120,7 @@ class Experiments:
         config = self.config
         register_us = config.register_min * config.register_step_us
         offset = self.chip.delay_offset_us(dac)
-        jitter = self.rng.normal(0.0, config.delay_jitter * config.tau_us, (N_DELAY_TRIALS, offset.size))
+        jitter = self.rng.normal(0.0, config.delay_jitter_tau * config.tau_us, (N_DELAY_TRIALS, offset.size))
         stamps = timestamped_us(register_us + offset + jitter, config)
         half_tick = 0.5 * config.timestamp_us if config.quantise_times else 0.0
         return stamps.mean(axis=0) + half_tick - register_us

@@ -5,7 +5,7 @@ import numpy as np
 import delgrad_core as dg
 
 # Every imperfection switched off: an ideal chip (results equal the reference backend).
-ALL_OFF = {"fixed_pattern": False, "threshold_noise": 0.0, "delay_jitter": 0.0, "quantise_times": False}
+ALL_OFF = {"fixed_pattern": False, "threshold_noise": 0.0, "delay_jitter_tau": 0.0, "quantise_times": False}
 
 
 def yin_yang_network(kind="axonal", seed=0, hidden=30, n_features=4, repeat=5):

@@ -57,7 +57,7 @@ def test_arrivals_are_the_delay_elements_spikes(emulator):
 
 
 def test_delay_jitter_has_the_configured_spread_and_only_on_delayed_spikes(emulator):
-    backend, calibration = emulator(**dict(ALL_OFF, delay_jitter=0.01))
+    backend, calibration = emulator(**dict(ALL_OFF, delay_jitter_tau=0.01))
     network = backend.represent(yin_yang_network())
     inputs = yin_yang_inputs(batch=2000)
     result = backend.execute(network, inputs, calibration=calibration, seed=3)

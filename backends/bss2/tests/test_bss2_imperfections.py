@@ -39,7 +39,7 @@ def _max_difference(a, b):
 
 @pytest.mark.parametrize(("option", "value", "needs_delays", "seeded"), [
     ("threshold_noise", 0.04, False, True),
-    ("delay_jitter", 0.01, True, True),
+    ("delay_jitter_tau", 0.01, True, True),
     ("fixed_pattern", True, False, False),
     ("quantise_times", True, False, False),
 ])
