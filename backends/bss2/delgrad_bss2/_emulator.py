@@ -19,7 +19,7 @@ from delgrad_core import BackendError, Layer, NeuronParameters, Population, Proj
 from delgrad_bss2._chip import Chip
 from delgrad_bss2._delays import element_spikes_us, group_triggers
 from delgrad_bss2._job import Job, LayerProgram, Recording
-from delgrad_bss2._units import timestamped_us
+from delgrad_bss2._units import timestamped_us, weights_from_integers
 
 __all__ = ["run_job"]
 
@@ -55,7 +55,8 @@ def run_job(chip: Chip, job: Job, n_threads: int | None = None) -> Recording:
     neuron_spikes, delay_spikes = [], []
     for program in job.layers:
         threshold, tau_m, tau_s, gain = _neuron_parameters(chip, job, program, rng)
-        weights = (program.excitatory.astype(float) - program.inhibitory) / config.weight_scale * gain[None, :]
+        integers = program.excitatory.astype(np.int16) - program.inhibitory
+        weights = weights_from_integers(integers, config) * gain[None, :]
         arrivals = elements = None
         if program.registers is not None:
             offsets = chip.delay_offset_us(job.settings["delay_offset"][program.delay_elements], program.delay_elements)
