@@ -1,5 +1,4 @@
-"""``KEY=VALUE`` options from the command line (backend options for `delgrad calibrate` and
-the conformance suite's ``--delgrad-backend-option``).  Imports nothing heavy."""
+"""`KEY=VALUE` option lists, as given on command lines, parsed into a dict."""
 
 from __future__ import annotations
 
@@ -7,17 +6,17 @@ import json
 
 from delgrad_core._errors import InvalidValueError
 
-__all__ = ["parse_options"]
+__all__ = ["parse_key_values"]
 
 
-def parse_options(items, what: str = "option") -> dict:
-    """{'dt': 0.01} from ['dt=0.01']; VALUE is parsed as JSON when it can be, else kept as a
-    string; a KEY that is not an identifier is an `InvalidValueError` naming `what`."""
+def parse_key_values(items, what: str = "--backend-option") -> dict:
+    """{'dt': 0.01, 'host': 'x'} from ['dt=0.01', 'host=x']: VALUE is parsed as JSON when it can
+    be, else kept as a string; KEY must be an identifier."""
     options = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, value = str(item).partition("=")
         if not sep or not key.isidentifier():
-            raise InvalidValueError(f"{what}: expected KEY=VALUE, got {item!r}")
+            raise InvalidValueError(f"{what}: expected KEY=VALUE with KEY an identifier, got {item!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

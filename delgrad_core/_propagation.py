@@ -97,29 +97,22 @@ def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = N
     return array
 
 
-@dataclass(frozen=True)
-class _Arrivals:
-    """Validated observed arrival times, expanded to (batch, n_pre, n_post) for the kernels;
-    `shared` when every neuron sees the same arrival of an input (the compact form)."""
-
-    times: np.ndarray
-    shared: bool
-
-
-def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str) -> _Arrivals | None:
-    """Validate observed arrival times: (batch, n_pre, n_post), or (batch, n_pre) for the same
-    arrival at every neuron; finite or +inf (never arrived)."""
+def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str) -> np.ndarray | None:
+    """Validate observed arrival times: (batch, n_pre, n_post), or (batch, n_pre) when every
+    neuron sees the same arrival of an input; finite or +inf (never arrived).  Returns the
+    3-d form the kernels read."""
     if arrival_times is None:
         return None
     array = _as_float_array(arrival_times, field_name)
-    expected = (n_batch, layer.projection.n_pre, layer.projection.n_post)
-    if array.shape not in (expected, expected[:2]):
-        raise InvalidValueError(f"{field_name}: expected shape {expected} or {expected[:2]}, got {np.shape(arrival_times)}")
+    n_pre, n_post = layer.projection.n_pre, layer.projection.n_post
+    if array.shape == (n_batch, n_pre):
+        array = np.ascontiguousarray(np.broadcast_to(array[:, :, None], (n_batch, n_pre, n_post)))
+    if array.shape != (n_batch, n_pre, n_post):
+        raise InvalidValueError(f"{field_name}: expected shape {(n_batch, n_pre, n_post)} or {(n_batch, n_pre)}, "
+                                f"got {np.shape(arrival_times)}")
     if np.isnan(array).any() or (array == -np.inf).any():
         raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for an input that never arrived)")
-    if array.ndim == 2:
-        return _Arrivals(np.ascontiguousarray(np.broadcast_to(array[:, :, None], expected)), shared=True)
-    return _Arrivals(array, shared=False)
+    return array
 
 
 def _threads(n_threads: int | None, work: int) -> int:
@@ -131,21 +124,17 @@ def _threads(n_threads: int | None, work: int) -> int:
     return int(n_threads)
 
 
-def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: _Arrivals | None, threads: int) -> np.ndarray:
+def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: np.ndarray | None, threads: int) -> np.ndarray:
     projection = layer.projection
     threshold, tau_m, tau_s = layer.neuron_arrays()
     out = np.empty((pre_times.shape[0], projection.n_post))
-    if arrivals is None:
-        shared_order = projection.delay_kind is not DelayKind.SYNAPTIC
-    else:
-        shared_order = arrivals.shared
     _layer.forward_layer(
         pre_times,
         projection.weights,
         projection.delay_matrix(),
-        _NO_ARRIVALS if arrivals is None else arrivals.times,
+        _NO_ARRIVALS if arrivals is None else arrivals,
         arrivals is not None,
-        shared_order,
+        arrivals is None and projection.delay_kind is not DelayKind.SYNAPTIC,
         threshold,
         tau_m,
         tau_s,
@@ -165,8 +154,8 @@ def layer_forward(layer: Layer, pre_spike_times, *, arrival_times=None, n_thread
         Presynaptic spike times in units of tau_s; +inf marks a silent input.
     arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
         Arrival time of input i at neuron j per sample, replacing t_i + d_ij (e.g. with delay
-        jitter); (batch, n_pre) when every neuron sees the same arrival of input i (a delay
-        element per input line); +inf = the input never arrives.
+        jitter); the 2-d form gives one arrival per input for every neuron; +inf = the input
+        never arrives.
     n_threads : int, optional
     """
     layer.validate()
@@ -222,8 +211,7 @@ class LayerBackward:
     guarded: np.ndarray
 
 
-def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals: _Arrivals | None,
-                    threads: int) -> LayerBackward:
+def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals, threads) -> LayerBackward:
     projection = layer.projection
     _, tau_m, tau_s = layer.neuron_arrays()
     n_batch = pre_times.shape[0]
@@ -239,7 +227,7 @@ def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals
         pre_times,
         projection.weights,
         projection.delay_matrix(),
-        _NO_ARRIVALS if arrivals is None else arrivals.times,
+        _NO_ARRIVALS if arrivals is None else arrivals,
         arrivals is not None,
         tau_m,
         tau_s,
@@ -277,8 +265,7 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
     post_gradient : array (batch, n_post)
         dL/dt of the layer's spike times; zero entries (and silent neurons) pass nothing.
     arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
-        Observed arrival times (the compact form: the same at every neuron); every kernel term
-        and the delay gradient are taken there.
+        Observed arrival times; every kernel term and the delay gradient are taken there.
     """
     layer.validate()
     pre = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
@@ -346,10 +333,9 @@ def backward(
         Spike times of every layer, from `forward` or observed on a backend or device.
     output_gradient : array (batch, n_outputs)
         dL/dt of the output spike times; entries of silent neurons are ignored.
-    arrival_times : list of (array (batch, n_pre, n_post), array (batch, n_pre) or None), optional
-        Observed arrival times per layer: per synapse, the same at every neuron of the layer
-        (compact form, as in `ExecutionResult.arrival_times`), or None for a layer without
-        observations.
+    arrival_times : list of (array or None), optional
+        Observed arrival times per layer, as in `layer_backward` (None for a layer without
+        observations).
     guard : callable, optional
         ``guard(layer_index, largest_weight_term) -> bool mask (batch, n_post)``: entries to
         exclude, decided from max_i |dL/dt_j dt_j/dw_ij| of every (sample, neuron).  Excluded

@@ -67,10 +67,10 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     """
     from tqdm.auto import tqdm
 
-    from delgrad_core._options import parse_options
+    from delgrad_core._options import parse_key_values
     from delgrad_core._plugins import get_backend
 
-    options = parse_options(backend_options, "--backend-option")
+    options = parse_key_values(backend_options, "--backend-option")
     if chip is not None:
         if options.get("chip", chip) != chip:
             raise click.UsageError(f"--chip {chip} contradicts --backend-option chip={options['chip']}")

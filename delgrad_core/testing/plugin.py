@@ -40,10 +40,10 @@ def pytest_addoption(parser):
 def parse_backend_options(items) -> dict:
     """{'dt': 0.01} from ['dt=0.01']; values that are not JSON stay strings."""
     from delgrad_core._errors import InvalidValueError
-    from delgrad_core._options import parse_options
+    from delgrad_core._options import parse_key_values
 
     try:
-        return parse_options(items, "--delgrad-backend-option")
+        return parse_key_values(items, "--delgrad-backend-option")
     except InvalidValueError as exc:
         raise pytest.UsageError(str(exc)) from None
 
