@@ -95,11 +95,11 @@ class Bss2EmulatorBackend(Backend):
     def conformance_profile(self) -> ConformanceProfile:
         """Calibrated, on the suite's cases (chips 0-4, seeds 0-2), the median spike-time error
         stays below 0.015 tau and silent/spiking agrees in more than 97 %: declared with margin.
-        Uncalibrated, spike times carry the raw fixed-pattern spread (median error up to ~0.17
-        tau): no agreement is claimed; arrivals stay within the delay offsets' spread (median
-        distance ~0.02 tau from t + d)."""
+        Uncalibrated, spike times carry the raw fixed-pattern spread (median error up to 0.17
+        tau): no agreement is claimed; the arrivals carry the uncalibrated delay offsets (median
+        distance from t + d up to 0.043 tau), declared as 0.08."""
         if not self.calibrated:
-            return ConformanceProfile(max_median_error=0.05, unsupported={
+            return ConformanceProfile(max_median_error=0.08, unsupported={
                 "agreement": "uncalibrated chip: spike times carry the raw fixed-pattern spread "
                              "(median error up to ~0.17 tau, silent/spiking agreement down to ~75 %)"})
         return ConformanceProfile(max_median_error=0.03, min_silence_agreement=0.95)
