@@ -62,7 +62,7 @@ def main():
 
 def _register_commands():
     """Import the command modules; each adds its commands to `main`."""
-    from delgrad_core.cli import _backends_cmd, _nir_cmd, _train_cmd  # noqa: F401
+    from delgrad_core.cli import _backends_cmd, _calibrate_cmd, _nir_cmd, _train_cmd  # noqa: F401
 
 
 _register_commands()

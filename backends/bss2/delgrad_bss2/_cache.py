@@ -1,0 +1,51 @@
+"""On-disk cache of calibrations: one npz file (arrays + JSON document, no pickle) per key,
+written atomically by `Calibration.save`.
+
+Directory: $DELGRAD_BSS2_CACHE, else $XDG_CACHE_HOME/delgrad/bss2, else ~/.cache/delgrad/bss2.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from delgrad_core import Calibration, FileFormatError
+
+__all__ = ["CACHE_ENV", "cache_directory", "cache_path", "load_cached", "store"]
+
+CACHE_ENV = "DELGRAD_BSS2_CACHE"
+
+
+def cache_directory() -> Path:
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "delgrad" / "bss2"
+
+
+def cache_path(key: str) -> Path:
+    return cache_directory() / f"{key}.npz"
+
+
+def load_cached(key: str) -> Calibration | None:
+    """The cached calibration of `key`, or None (missing; unreadable or foreign files are
+    reported and ignored, and will be overwritten)."""
+    path = cache_path(key)
+    if not path.exists():
+        return None
+    try:
+        calibration = Calibration.load(path)
+    except (FileFormatError, OSError) as exc:
+        warnings.warn(f"ignoring the unreadable cached calibration {path}: {exc}", stacklevel=3)
+        return None
+    if calibration.cache_key != key:
+        warnings.warn(f"ignoring the cached calibration {path}: it holds key {calibration.cache_key!r}", stacklevel=3)
+        return None
+    return calibration
+
+
+def store(calibration: Calibration) -> Path:
+    """Write `calibration` to its place in the cache (atomically) and return the path."""
+    return calibration.save(cache_path(calibration.cache_key))

@@ -1,0 +1,169 @@
+"""Calibration: per-circuit DAC settings found by measuring and binary search.
+
+Like calix on BrainScaleS-2 (Billaudelle et al. 2022), each parameter of every circuit is
+searched over its 10-bit setting: measure, compare with the target, halve the interval (all
+circuits in parallel).  The better of the last two settings is kept and measured once more; a
+circuit whose final measurement misses the target by more than the tolerance failed (its target
+lies outside its reachable range) and is recorded.  Order: leak, threshold, membrane time
+constant, synaptic time constant, synaptic gain, then the delay offset of every delay element.
+The calibration's `values["summary"]` reports the measured spread before and after.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from delgrad_core import Calibration, calibration_key
+
+from delgrad_bss2._chip import DAC_MAX, DELAY_PARAMETER, EMULATOR_VERSION, NEURON_PARAMETERS, AnalogParameter, Chip
+from delgrad_bss2._config import ChipConfig
+from delgrad_bss2._measure import Experiments
+
+__all__ = ["BACKEND_NAME", "SUMMARY_COLUMNS", "TOLERANCE", "cache_key", "calibrate_chip", "default_calibration", "usable"]
+
+BACKEND_NAME = "bss2-emulator"
+_MEASUREMENT_STREAM = 0xCA
+SEARCH_STEPS = math.ceil(math.log2(DAC_MAX + 1))
+# A circuit passes if its final measurement lies this close to the target (absolute in the
+# unit for potentials and the delay offset, relative for time constants and gain).
+TOLERANCE = {"leak": 1.5, "threshold": 1.5, "tau_m": 0.05, "tau_s": 0.05, "gain": 0.05, "delay_offset": 0.05}
+_MEASUREMENTS_PER_PARAMETER = 1 + SEARCH_STEPS + 2 + 1  # uncalibrated, search, last two, final
+_PARAMETERS = (*NEURON_PARAMETERS, DELAY_PARAMETER)
+
+
+def cache_key(chip: int, config: ChipConfig, calibrated: bool) -> str:
+    """What a calibration depends on: chip identity, emulator version, targets, every option."""
+    targets = {p.name: p.target(config) for p in _PARAMETERS}
+    return calibration_key(BACKEND_NAME, chip=chip, emulator_version=EMULATOR_VERSION, calibrated=calibrated,
+                           targets=targets, options=config.to_dict())
+
+
+def _error(parameter: AnalogParameter, measured: np.ndarray, target: float) -> np.ndarray:
+    if parameter.transfer == "linear":
+        return np.abs(measured - target)
+    with np.errstate(invalid="ignore"):
+        return np.abs(measured / target - 1.0)
+
+
+def _binary_search(measure: Callable[[np.ndarray], np.ndarray], target: float, increasing: bool, n: int,
+                   step: Callable[[], None]) -> np.ndarray:
+    """The setting in 0..DAC_MAX whose measurement is closest to `target`, per circuit, for a
+    measurement that grows (`increasing`) or falls with the setting."""
+    low, high = np.zeros(n, dtype=np.int64), np.full(n, DAC_MAX, dtype=np.int64)
+    for _ in range(SEARCH_STEPS):
+        middle = (low + high) // 2
+        value = measure(middle)
+        larger = value < target if increasing else value > target  # the target needs a larger setting
+        low, high = np.where(larger, middle, low), np.where(larger, high, middle)
+        step()
+    at_low, at_high = measure(low), measure(high)
+    step()
+    step()
+    return np.where(np.abs(at_high - target) < np.abs(at_low - target), high, low)
+
+
+def _measurement(experiments: Experiments, name: str, settings: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """A function setting `name` to the given DAC values (the others as in `settings`) and
+    measuring it."""
+    if name == DELAY_PARAMETER.name:
+        return experiments.delay_offset
+    method = {"leak": experiments.leak, "threshold": experiments.threshold, "tau_m": experiments.membrane_tau,
+              "tau_s": lambda s: experiments.synaptic_input(s)[0],
+              "gain": lambda s: experiments.synaptic_input(s)[1]}[name]
+    return lambda dac: method({**settings, name: dac})
+
+
+SUMMARY_COLUMNS = ["parameter", "unit", "target", "uncalibrated_mean", "uncalibrated_std", "calibrated_mean",
+                   "calibrated_std", "ratio", "failed"]
+
+
+def _row(parameter: AnalogParameter, target: float, before: np.ndarray, after: np.ndarray | None,
+         success: np.ndarray) -> list:
+    """Summary of one parameter (`SUMMARY_COLUMNS`): measured mean and std before and after,
+    over the circuits that passed."""
+    before_std = float(np.std(before[success]))
+    row = [parameter.name, parameter.unit, target, float(np.mean(before[success])), before_std]
+    if after is None:
+        return row + [None] * 4
+    after_std = float(np.std(after[success]))
+    return row + [float(np.mean(after[success])), after_std, after_std / before_std if before_std > 0 else None,
+                  int(np.count_nonzero(~success))]
+
+
+def _calibration(chip: Chip, calibrated: bool, settings: dict, success: dict, rows: list) -> Calibration:
+    config = chip.config
+    circuits_ok = np.logical_and.reduce([success[p.name] for p in NEURON_PARAMETERS])
+    values = {
+        "chip": chip.identity,
+        "emulator_version": EMULATOR_VERSION,
+        "calibrated": calibrated,
+        "targets": {p.name: p.target(config) for p in _PARAMETERS},
+        "summary": {"columns": SUMMARY_COLUMNS, "rows": rows},
+        "failed_circuits": np.flatnonzero(~circuits_ok).tolist(),
+        "failed_delay_elements": np.flatnonzero(~success[DELAY_PARAMETER.name]).tolist(),
+    }
+    arrays = {f"dac.{name}": dac.astype(np.int16) for name, dac in settings.items()}
+    arrays.update({f"success.{name}": ok for name, ok in success.items()})
+    return Calibration(BACKEND_NAME, values, cache_key(chip.identity, config, calibrated), arrays)
+
+
+def _default_settings(config: ChipConfig) -> dict:
+    settings = {p.name: np.full(config.neuron_circuits, p.default_dac, dtype=np.int64) for p in NEURON_PARAMETERS}
+    settings[DELAY_PARAMETER.name] = np.full(config.delay_pairs, DELAY_PARAMETER.default_dac, dtype=np.int64)
+    return settings
+
+
+def _experiments(chip: Chip) -> Experiments:
+    return Experiments(chip, np.random.default_rng(np.random.SeedSequence([chip.identity, _MEASUREMENT_STREAM])))
+
+
+def calibrate_chip(chip: Chip, progress: Callable[[int, int], None] | None = None) -> Calibration:
+    """Calibrate every circuit and delay element of `chip` to the targets of its config.
+
+    `progress(done, total)` is called after every measurement.
+    """
+    experiments = _experiments(chip)
+    settings = _default_settings(chip.config)
+    total = _MEASUREMENTS_PER_PARAMETER * len(_PARAMETERS)
+    done = 0
+
+    def step():
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    success, rows = {}, []
+    for parameter in _PARAMETERS:
+        target = parameter.target(chip.config)
+        measure = _measurement(experiments, parameter.name, settings)
+        before = measure(settings[parameter.name])
+        step()
+        increasing = parameter.transfer != "inverse"
+        settings[parameter.name] = _binary_search(measure, target, increasing, before.size, step)
+        after = measure(settings[parameter.name])
+        step()
+        success[parameter.name] = _error(parameter, after, target) <= TOLERANCE[parameter.name]
+        rows.append(_row(parameter, target, before, after, success[parameter.name]))
+    return _calibration(chip, True, settings, success, rows)
+
+
+def default_calibration(chip: Chip) -> Calibration:
+    """The uncalibrated chip: default settings everywhere (measured once for the summary;
+    every circuit counts as usable)."""
+    experiments = _experiments(chip)
+    settings = _default_settings(chip.config)
+    success = {name: np.ones(dac.size, dtype=bool) for name, dac in settings.items()}
+    rows = [_row(p, p.target(chip.config), _measurement(experiments, p.name, settings)(settings[p.name]), None,
+                 success[p.name]) for p in _PARAMETERS]
+    return _calibration(chip, False, settings, success, rows)
+
+
+def usable(calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """(circuits, delay elements) that passed calibration, as bool arrays."""
+    arrays = calibration.arrays
+    circuits = np.logical_and.reduce([arrays[f"success.{p.name}"] for p in NEURON_PARAMETERS])
+    return circuits, arrays[f"success.{DELAY_PARAMETER.name}"]

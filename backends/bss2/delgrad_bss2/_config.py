@@ -1,0 +1,169 @@
+"""Every number of the emulated chip in one validated record; each field is a backend option.
+
+Defaults follow BrainScaleS-2 (HICANN-X: Pehle et al. 2022; calibration as in Billaudelle et al.
+2022) and DelGrad's hardware setup (Göltz, Weber, Kriener et al. 2025): 512 neuron circuits,
+6-bit weights scaled by 30, tau_m = tau_s = 6 us = 1 model time unit, threshold 2.6 model units
+(leak 80 and threshold 150 CADC), 8 ns timestamps, delay elements set by a register
+r in 50..250 with delay r/8 + 2 us.  Spreads and noise are in model units at the operating point
+unless the name says otherwise; `_rel` marks relative (lognormal) spreads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from delgrad_core import InvalidValueError
+
+__all__ = ["ChipConfig"]
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """The emulated chip: resources, units, operating point, delay elements, imperfections.
+
+    Attributes
+    ----------
+    neuron_circuits : int
+        Neuron circuits on the chip (a delay element takes two).
+    synapse_rows : int
+        Synapse rows reaching one neuron circuit; a signed input takes two (one excitatory,
+        one inhibitory row), so a neuron has at most ``synapse_rows // 2`` inputs.
+    weight_max : int
+        Largest synaptic weight (6 bit: 63).
+    weight_scale : float
+        Integer weight per model weight unit.
+    tau_us : float
+        Membrane and synaptic time constant, the model's time unit.
+    threshold : float
+        Model threshold at the operating point (the calibration targets' threshold).
+    leak_cadc, threshold_cadc : float
+        Calibration targets of the leak and threshold potentials (CADC units).
+    timestamp_us : float
+        Clock period of spike timestamps and input spike emission.
+    slot_tau : float
+        Length of the time slot of one sample; spikes after its end are lost.
+    host_overhead_job_s, host_overhead_sample_us : float
+        Host time per job and per sample (configuration, transfer) for the modelled end-to-end time.
+    register_min, register_max : int
+        Bounds of the delay element's register.
+    register_step_us, delay_offset_us : float
+        Delay of a delay element: ``register * register_step_us + delay_offset_us``.
+    fixed_pattern : bool
+        Per-circuit spread of the analog parameters (False: an ideal chip whose circuits sit
+        exactly at the calibration targets whatever their settings).
+    threshold_offset, threshold_spread : float
+        Mean and standard deviation of the uncalibrated threshold error (model units).
+    leak_spread : float
+        Standard deviation of the uncalibrated leak potential (model units).
+    tau_m_spread_rel, tau_s_spread_rel, gain_spread_rel : float
+        Relative (lognormal) spread of the uncalibrated time constants and synaptic gain.
+    delay_offset_spread_us : float
+        Spread of the uncalibrated delay element offset.
+    readout_offset_cadc : float
+        Spread of the per-circuit offset of the potential readout (CADC), which calibration
+        cannot see: it leaves a residual error on the calibrated potentials.
+    defect_probability : float
+        Probability per circuit and parameter that the calibration target lies outside the
+        parameter's reachable range (such circuits fail calibration).
+    threshold_noise : float
+        Trial-to-trial threshold noise (model units), redrawn per execution and neuron; 0: off.
+    delay_jitter_tau : float
+        Jitter of every delayed spike (model time units); 0: off.
+    quantise_times : bool
+        Input spikes are emitted and spikes are timestamped on the clock of `timestamp_us`.
+    """
+
+    neuron_circuits: int = 512
+    synapse_rows: int = 256
+    weight_max: int = 63
+    weight_scale: float = 30.0
+    tau_us: float = 6.0
+    threshold: float = 2.6
+    leak_cadc: float = 80.0
+    threshold_cadc: float = 150.0
+    timestamp_us: float = 0.008
+    slot_tau: float = 30.0
+    host_overhead_job_s: float = 0.02
+    host_overhead_sample_us: float = 65.0
+    register_min: int = 50
+    register_max: int = 250
+    register_step_us: float = 0.125
+    delay_offset_us: float = 2.0
+    fixed_pattern: bool = True
+    threshold_offset: float = 0.13
+    threshold_spread: float = 0.08
+    leak_spread: float = 0.075
+    tau_m_spread_rel: float = 0.15
+    tau_s_spread_rel: float = 0.15
+    gain_spread_rel: float = 0.10
+    delay_offset_spread_us: float = 0.2
+    readout_offset_cadc: float = 0.4
+    defect_probability: float = 0.002
+    threshold_noise: float = 0.04
+    delay_jitter_tau: float = 0.01
+    quantise_times: bool = True
+
+    def __post_init__(self):
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if spec.type == "bool":
+                if not isinstance(value, bool):
+                    raise InvalidValueError(f"{spec.name}: expected true or false, got {value!r}")
+            elif spec.type == "int":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise InvalidValueError(f"{spec.name}: expected a positive integer, got {value!r}")
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                        or value < 0:
+                    raise InvalidValueError(f"{spec.name}: expected a finite number >= 0, got {value!r}")
+                object.__setattr__(self, spec.name, float(value))
+        for name in ("weight_scale", "tau_us", "threshold", "timestamp_us", "slot_tau", "register_step_us"):
+            if getattr(self, name) <= 0:
+                raise InvalidValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        if self.synapse_rows < 2:
+            raise InvalidValueError(f"synapse_rows: a signed input needs 2 rows, got {self.synapse_rows}")
+        if self.neuron_circuits % 2:
+            raise InvalidValueError(f"neuron_circuits: must be even (delay elements take pairs), got {self.neuron_circuits}")
+        if self.register_min > self.register_max:
+            raise InvalidValueError(f"register_min: must be <= register_max ({self.register_max}), got {self.register_min}")
+        if not self.threshold_cadc > self.leak_cadc:
+            raise InvalidValueError(f"threshold_cadc: must lie above leak_cadc ({self.leak_cadc}), got {self.threshold_cadc}")
+        offset_steps = self.delay_offset_us / self.register_step_us
+        if abs(offset_steps - round(offset_steps)) > 1e-9:
+            raise InvalidValueError(f"delay_offset_us: must be a whole number of register steps "
+                                    f"({self.register_step_us} us) so that delays lie on one grid, got {self.delay_offset_us}")
+        if self.defect_probability > 1:
+            raise InvalidValueError(f"defect_probability: must be <= 1, got {self.defect_probability}")
+
+    @property
+    def cadc_per_unit(self) -> float:
+        """CADC units per model voltage unit (threshold distance / model threshold)."""
+        return (self.threshold_cadc - self.leak_cadc) / self.threshold
+
+    @property
+    def delay_resolution_tau(self) -> float:
+        """Delay step of the register in model units."""
+        return self.register_step_us / self.tau_us
+
+    @property
+    def delay_offset_steps(self) -> int:
+        """The nominal delay offset in register steps (delays lie on one grid)."""
+        return round(self.delay_offset_us / self.register_step_us)
+
+    @property
+    def slot_us(self) -> float:
+        return self.slot_tau * self.tau_us
+
+    @property
+    def max_signed_inputs(self) -> int:
+        return self.synapse_rows // 2
+
+    @property
+    def delay_pairs(self) -> int:
+        """Delay elements the chip could hold (every circuit pair)."""
+        return self.neuron_circuits // 2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

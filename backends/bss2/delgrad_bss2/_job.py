@@ -1,0 +1,148 @@
+"""The compiled job: a complete, self-contained program for the emulated chip.
+
+A job holds everything the chip needs and nothing from the host's model: integer weights on
+excitatory and inhibitory synapse rows, delay-element registers, the circuits' analog settings
+(from the calibration), input spikes per sample slot on the 8 ns clock, the slot length and the
+seed of the run's noise.  Compiling converts model units to chip units; `result` converts the
+chip's recorded spikes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, InvalidValueError
+
+from delgrad_bss2._config import ChipConfig
+from delgrad_bss2._delays import registers_from_delays
+from delgrad_bss2._mapping import Placement
+from delgrad_bss2._units import emitted_us, tau_from_us, us_from_tau, weight_integers
+
+__all__ = ["LayerProgram", "Job", "Recording", "compile_job", "result"]
+
+
+@dataclass(frozen=True)
+class LayerProgram:
+    """One layer as configured on the chip.
+
+    Attributes
+    ----------
+    name : str
+    neuron_circuits : (n_post,) circuit of each neuron
+    excitatory, inhibitory : (n_pre, n_post) uint8 weights (0..weight_max) on the excitatory and
+        the inhibitory row of each presynaptic line
+    threshold, tau_m, tau_s : (n_post,) the network's neuron parameters in model units (the
+        chip realises them with its calibrated relative errors)
+    delay_groups : (n_pre,) delay element of each presynaptic line, or None (no delays)
+    delay_elements : (n_groups,) circuit pair of each delay element, or None
+    registers : (n_groups,) register of each delay element, or None
+    """
+
+    name: str
+    neuron_circuits: np.ndarray
+    excitatory: np.ndarray
+    inhibitory: np.ndarray
+    threshold: np.ndarray
+    tau_m: np.ndarray
+    tau_s: np.ndarray
+    delay_groups: np.ndarray | None
+    delay_elements: np.ndarray | None
+    registers: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A program for chip `chip`: layers, analog settings (DAC values per circuit and per delay
+    element), input spikes (n_slots, n_inputs) in us from each slot's start (+inf: none), slot
+    length and the seed of trial-to-trial noise."""
+
+    chip: int
+    seed: int
+    layers: tuple
+    settings: dict
+    input_spikes_us: np.ndarray
+    slot_us: float
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.input_spikes_us.shape[0])
+
+    @property
+    def runtime_us(self) -> float:
+        """Chip time of the whole job: one slot per sample."""
+        return self.n_slots * self.slot_us
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What the chip records in a job, per layer, in us from each slot's start (+inf: none):
+    timestamps of the neurons' first spikes (n_slots, n_post) and of the delay elements'
+    spikes (n_slots, n_groups), None for a layer without delay elements."""
+
+    neuron_spikes_us: list
+    delay_spikes_us: list
+
+
+def _input_spikes_us(times_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
+    times_us = us_from_tau(times_tau, config)
+    finite = np.isfinite(times_us)
+    outside = finite & ((times_us < 0) | (times_us > config.slot_us))
+    if outside.any():
+        b, i = np.argwhere(outside)[0]
+        raise InvalidValueError(
+            f"input_spike_times: input {i} of sample {b} spikes at {times_tau[b, i]!r} tau, outside the sample "
+            f"slot [0, {config.slot_tau:g}] tau (backend option slot_tau)")
+    return emitted_us(times_us, config)
+
+
+def compile_job(request: ExecutionRequest, config: ChipConfig, chip: int, placement: Placement,
+                calibration: Calibration) -> Job:
+    """The job running `request` (its network already represented) on chip `chip`."""
+    layers = []
+    for k, layer in enumerate(request.network.layers):
+        projection = layer.projection
+        integers = weight_integers(projection.weights, config)
+        threshold, tau_m, tau_s = layer.neuron_arrays()
+        groups = placement.delay_groups[k]
+        registers = None
+        if groups is not None:
+            first_of_group = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+            registers = registers_from_delays(projection.delays[first_of_group], config)
+        layers.append(LayerProgram(
+            name=layer.population.name,
+            neuron_circuits=placement.neuron_circuits[k],
+            excitatory=np.clip(integers, 0, None).astype(np.uint8),
+            inhibitory=np.clip(-integers, 0, None).astype(np.uint8),
+            threshold=threshold,
+            tau_m=tau_m,
+            tau_s=tau_s,
+            delay_groups=groups,
+            delay_elements=placement.delay_elements[k],
+            registers=registers,
+        ))
+    settings = {name[len("dac."):]: array for name, array in calibration.arrays.items() if name.startswith("dac.")}
+    seed = 0 if request.seed is None else request.seed
+    return Job(chip, seed, tuple(layers), settings, _input_spikes_us(request.input_spike_times, config), config.slot_us)
+
+
+def result(job: Job, recording: Recording, config: ChipConfig, metadata: dict) -> ExecutionResult:
+    """The recording in model units: spike times per layer and, where delay elements exist, the
+    measured arrival times in the compact (batch, n_pre) form."""
+    times = [tau_from_us(spikes, config) for spikes in recording.neuron_spikes_us]
+    arrivals = [None if spikes is None else tau_from_us(spikes[:, program.delay_groups], config)
+                for program, spikes in zip(job.layers, recording.delay_spikes_us)]
+    chip_seconds = job.runtime_us * 1e-6
+    metadata = {
+        **metadata,
+        "chip": job.chip,
+        "samples": job.n_slots,
+        "slot_us": job.slot_us,
+        "chip_seconds": chip_seconds,
+        "modelled_seconds": config.host_overhead_job_s + chip_seconds
+        + job.n_slots * config.host_overhead_sample_us * 1e-6,
+        "neuron_circuits": int(sum(p.neuron_circuits.size for p in job.layers)),
+        "delay_elements": int(sum(0 if p.registers is None else p.registers.size for p in job.layers)),
+    }
+    return ExecutionResult(times, metadata, None if all(a is None for a in arrivals) else arrivals)

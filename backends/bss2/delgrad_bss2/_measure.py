@@ -1,0 +1,126 @@
+"""Emulated measurement experiments, run on all circuits of a chip at once.
+
+What a calibration on the chip can observe (in the spirit of calix, Billaudelle et al. 2022):
+potentials read by the CADC (integer samples with read noise and a per-circuit offset), membrane
+and synaptic-input traces sampled by the CADC, and spike timestamps on the 8 ns clock.  Each
+experiment returns its estimate per circuit (or delay element); the truth stays in `Chip`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from delgrad_bss2._chip import Chip
+from delgrad_bss2._units import timestamped_us
+
+__all__ = ["Experiments", "fit_exponential_decay"]
+
+READ_NOISE_CADC = 1.0
+CADC_MAX = 255
+N_READS = 32  # reads of a resting potential; spikes of a threshold measurement
+N_TRACES = 32  # repetitions averaged into one trace
+N_DELAY_TRIALS = 64
+TRACE_STEP_US = 0.5
+TRACE_SAMPLES = 24
+MEMBRANE_KICK_CADC = 60.0  # the membrane starts this far above its leak potential
+SYNAPSE_BASELINE_CADC = 100.0  # synaptic-input readout at zero current
+SYNAPSE_AMPLITUDE_CADC = 60.0  # response to a weight-63 test spike at gain 1
+FIT_FLOOR_CADC = 4.0  # trace samples closer than this to the baseline are not fitted
+
+
+def fit_exponential_decay(times_us: np.ndarray, traces: np.ndarray, floor: float = FIT_FLOOR_CADC):
+    """Fit ``A exp(-t / tau)`` to each row of `traces` (baseline removed).
+
+    Weighted least squares on log(trace) over the samples above `floor`, with weights trace^2
+    (the variance of the log of a noisy sample falls as 1 / trace^2).
+
+    Returns
+    -------
+    amplitude, tau_us : arrays (n_rows,)
+        tau is +inf for a trace that does not decay, 0 for one below `floor` from its second
+        sample on (amplitude then the first sample).
+    """
+    used = traces > floor
+    weights = np.where(used, traces, 0.0) ** 2
+    logs = np.log(np.where(used, traces, 1.0))
+    s, st, stt = weights.sum(1), weights @ times_us, weights @ times_us**2
+    sy, sty = (weights * logs).sum(1), (weights * logs) @ times_us
+    enough = used.sum(1) >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(enough, (s * sty - st * sy) / (s * stt - st**2), 0.0)
+        intercept = np.where(enough, (sy - slope * st) / s, 0.0)
+        tau = np.where(slope < 0, -1.0 / slope, np.inf)
+    amplitude = np.where(enough, np.exp(intercept), np.maximum(traces[:, 0], 0.0))
+    return amplitude, np.where(enough, tau, 0.0)
+
+
+class Experiments:
+    """Measurement experiments on `chip`, with noise drawn from `rng`.
+
+    Every method takes the DAC settings of all circuits (dict name -> array) and returns one
+    estimate per circuit (per delay element for `delay_offset`).
+    """
+
+    def __init__(self, chip: Chip, rng: np.random.Generator):
+        self.chip = chip
+        self.config = chip.config
+        self.rng = rng
+        self.n = chip.config.neuron_circuits
+
+    def _read(self, potential_cadc: np.ndarray) -> np.ndarray:
+        """CADC samples of potentials (..., n_circuits): offset, noise, integer, saturating."""
+        reads = self.rng.standard_normal(np.shape(potential_cadc), dtype=np.float32)
+        reads *= READ_NOISE_CADC
+        reads += potential_cadc + self.chip.readout_offset_cadc
+        np.rint(reads, out=reads)
+        return np.clip(reads, 0, CADC_MAX, out=reads)
+
+    def _value(self, name: str, settings: dict) -> np.ndarray:
+        return self.chip.neuron_value(name, settings[name])
+
+    def leak(self, settings: dict) -> np.ndarray:
+        """Resting potential (CADC): the mean of repeated reads."""
+        leak = self._value("leak", settings)
+        return self._read(np.broadcast_to(leak, (N_READS, self.n))).mean(axis=0)
+
+    def threshold(self, settings: dict) -> np.ndarray:
+        """Threshold potential (CADC): reads triggered by the neuron's own spikes while a
+        constant current drives it; each spike sees a fresh trial-to-trial threshold noise."""
+        threshold = self._value("threshold", settings)
+        noise = self.rng.normal(0.0, self.config.threshold_noise * self.config.cadc_per_unit, (N_READS, self.n))
+        return self._read(threshold + noise).mean(axis=0)
+
+    def _decay(self, baseline: np.ndarray, amplitude: np.ndarray, tau_us: np.ndarray):
+        """Averaged traces of ``baseline + amplitude exp(-t / tau)`` minus the averaged resting
+        reads, fitted: (amplitude, tau_us) per circuit."""
+        times = TRACE_STEP_US * np.arange(TRACE_SAMPLES)
+        exact = baseline[:, None] + amplitude[:, None] * np.exp(-times[None, :] / tau_us[:, None])
+        traces = self._read(np.broadcast_to(exact.T, (N_TRACES, TRACE_SAMPLES, self.n))).mean(axis=0).T
+        rest = self._read(np.broadcast_to(baseline, (N_READS, self.n))).mean(axis=0)
+        return fit_exponential_decay(times, traces - rest[:, None])
+
+    def membrane_tau(self, settings: dict) -> np.ndarray:
+        """Membrane time constant (us): the membrane is set above its leak potential and its
+        decay back is sampled and fitted."""
+        _, tau = self._decay(self._value("leak", settings), np.full(self.n, MEMBRANE_KICK_CADC),
+                             self._value("tau_m", settings))
+        return tau
+
+    def synaptic_input(self, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Synaptic time constant (us) and gain: the synaptic-input readout after a test spike
+        of weight 63, fitted; the gain is the fitted amplitude over the nominal one."""
+        amplitude, tau = self._decay(np.full(self.n, SYNAPSE_BASELINE_CADC),
+                                     SYNAPSE_AMPLITUDE_CADC * self._value("gain", settings),
+                                     self._value("tau_s", settings))
+        return tau, amplitude / SYNAPSE_AMPLITUDE_CADC
+
+    def delay_offset(self, dac: np.ndarray) -> np.ndarray:
+        """Delay offset (us) of every delay element: trigger it with the smallest register,
+        timestamp its spikes (with jitter) and subtract the register's share of the delay."""
+        config = self.config
+        register_us = config.register_min * config.register_step_us
+        offset = self.chip.delay_offset_us(dac)
+        jitter = self.rng.normal(0.0, config.delay_jitter_tau * config.tau_us, (N_DELAY_TRIALS, offset.size))
+        stamps = timestamped_us(register_us + offset + jitter, config)
+        half_tick = 0.5 * config.timestamp_us if config.quantise_times else 0.0
+        return stamps.mean(axis=0) + half_tick - register_us

@@ -1,0 +1,39 @@
+"""Entry point of the "delgrad.backends" group: registers `bss2-emulator` with its static
+capabilities and the training settings of DelGrad's BrainScaleS-2 experiments (Göltz, Weber,
+Kriener et al. 2025): the chip's operating point, inputs duplicated 5x, 30 hidden neurons,
+batch 40, Adam 0.002, loss Delta 0.3, delays 2.0 + 1.5 sigmoid(raw) tau."""
+
+from delgrad_core import hookimpl
+
+from delgrad_bss2._backend import Bss2EmulatorBackend
+from delgrad_bss2._config import ChipConfig
+from delgrad_bss2._mapping import chip_capabilities
+
+__all__ = ["TRAINING_DEFAULTS", "delgrad_register_backends"]
+
+TRAINING_DEFAULTS = {
+    "tau_ratio": 1.0,
+    "threshold": ChipConfig().threshold,
+    "encoder_options": {"repeat": 5},
+    "hidden": 30,
+    "batch_size": 40,
+    "weight_lr": 0.002,
+    "delay_lr": 0.002,
+    "weight_init_mean": [1.0, 0.075],
+    "weight_init_std": [0.12, 0.15],
+    "loss_delta": 0.3,
+    "silent_limit_hidden": 0.05,
+    "silent_limit_output": 0.05,
+    "delay_parametrisation": "sigmoid",
+    "delay_shift": 2.0,
+    "delay_scale": 1.5,
+    "delay_init_std": 0.5,
+}
+
+
+@hookimpl
+def delgrad_register_backends(register):
+    register("bss2-emulator", Bss2EmulatorBackend,
+             description="emulated BrainScaleS-2 chip: 6-bit weights, delay elements, fixed-pattern spread, "
+                         "noise, calibration",
+             capabilities=chip_capabilities(ChipConfig()), training_defaults=TRAINING_DEFAULTS)

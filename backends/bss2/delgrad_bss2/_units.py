@@ -1,0 +1,45 @@
+"""Chip units <-> model units.
+
+Model: times in units of tau (tau_m = tau_s), weights in threshold-current units, threshold 2.6
+at the operating point.  Chip: microseconds on an 8 ns clock, integer 6-bit weights with a sign
+per synapse row, potentials in CADC units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from delgrad_bss2._config import ChipConfig
+
+__all__ = ["us_from_tau", "tau_from_us", "emitted_us", "timestamped_us", "weight_integers", "weights_from_integers"]
+
+
+def us_from_tau(times_tau, config: ChipConfig) -> np.ndarray:
+    return np.asarray(times_tau, dtype=float) * config.tau_us
+
+
+def tau_from_us(times_us, config: ChipConfig) -> np.ndarray:
+    return np.asarray(times_us, dtype=float) / config.tau_us
+
+
+def emitted_us(times_us: np.ndarray, config: ChipConfig) -> np.ndarray:
+    """When the FPGA emits spikes scheduled at `times_us`: on the nearest clock tick."""
+    if not config.quantise_times:
+        return times_us
+    return np.round(times_us / config.timestamp_us) * config.timestamp_us
+
+
+def timestamped_us(times_us: np.ndarray, config: ChipConfig) -> np.ndarray:
+    """The timestamps of events at `times_us`: the start of the clock period they fall in."""
+    if not config.quantise_times:
+        return times_us
+    return np.floor(times_us / config.timestamp_us) * config.timestamp_us
+
+
+def weight_integers(weights: np.ndarray, config: ChipConfig) -> np.ndarray:
+    """Signed integer weights (|w| <= weight_max) of model weights: round(w * weight_scale)."""
+    return np.clip(np.round(weights * config.weight_scale), -config.weight_max, config.weight_max).astype(np.int16)
+
+
+def weights_from_integers(integers: np.ndarray, config: ChipConfig) -> np.ndarray:
+    return integers / config.weight_scale

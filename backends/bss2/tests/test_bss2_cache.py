@@ -1,0 +1,84 @@
+"""The calibration cache: npz + JSON files (no pickle) written atomically, keyed by chip,
+targets, options and emulator version; hits, misses and unreadable files."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import delgrad_core as dg
+from delgrad_bss2 import cache_directory
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def _calibrate(progress=None, **options):
+    backend = dg.get_backend("bss2-emulator", **options)
+    return backend, backend.calibrate(progress=progress)
+
+
+def test_the_second_calibration_is_a_cache_hit(cache):
+    reports = []
+    backend, first = _calibrate(lambda done, total: reports.append(done))
+    status, path = backend.calibration_cache
+    assert status == "stored" and reports and path.startswith(str(cache))
+    again, second = _calibrate(lambda *args: pytest.fail("a cache hit measures nothing"))
+    assert again.calibration_cache == ("hit", path)
+    assert second == first and second.digest == first.digest
+    files = list(cache.iterdir())
+    assert [f.name for f in files] == [f"{first.cache_key}.npz"]  # no temporary file left behind
+    with zipfile.ZipFile(files[0]) as archive:
+        assert all(name.endswith(".npy") for name in archive.namelist())
+        for name in archive.namelist():  # loadable without pickle
+            np.lib.format.read_array(archive.open(name), allow_pickle=False)
+    document = json.loads(bytes(dg.Calibration.load(files[0]).archive_arrays()["calibration.json"]))
+    assert document["values"]["chip"] == 0
+
+
+@pytest.mark.parametrize("change", [{"chip": 1}, {"threshold_cadc": 151.0}, {"tau_us": 6.5}, {"calibrated": False},
+                                    {"threshold_noise": 0.05}])
+def test_a_changed_chip_target_or_option_is_a_miss(cache, change):
+    _, first = _calibrate()
+    backend, other = _calibrate(**change)
+    assert backend.calibration_cache[0] == "stored" and other.cache_key != first.cache_key
+    assert len(list(cache.iterdir())) == 2
+    assert _calibrate(**change)[0].calibration_cache[0] == "hit"
+
+
+def test_the_key_includes_the_emulator_version(cache, monkeypatch):
+    _, first = _calibrate()
+    monkeypatch.setattr("delgrad_bss2._calibration.EMULATOR_VERSION", 99)
+    backend, second = _calibrate()
+    assert backend.calibration_cache[0] == "stored" and second.cache_key != first.cache_key
+
+
+def test_an_unreadable_cache_file_is_reported_and_replaced(cache):
+    backend, first = _calibrate()
+    path = backend.calibration_cache[1]
+    with open(path, "wb") as handle:
+        handle.write(b"not an archive")
+    with pytest.warns(UserWarning, match="ignoring the unreadable cached calibration"):
+        backend, again = _calibrate()
+    assert backend.calibration_cache == ("stored", path) and again == first
+    assert _calibrate()[0].calibration_cache[0] == "hit"
+
+
+def test_caching_can_be_switched_off(cache):
+    backend, _ = _calibrate(cache=False)
+    assert backend.calibration_cache is None and list(cache.iterdir()) == []
+
+
+def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "explicit"))
+    assert cache_directory() == tmp_path / "explicit"
+    monkeypatch.delenv("DELGRAD_BSS2_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_directory() == tmp_path / "xdg" / "delgrad" / "bss2"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_directory() == tmp_path / "home" / ".cache" / "delgrad" / "bss2"

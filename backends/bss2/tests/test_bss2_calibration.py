@@ -1,0 +1,143 @@
+"""Calibration: binary search against a direct scan, the decay fit against scipy, every
+spread shrunk to the required ratio, failures recorded where targets are unreachable, an
+uncalibrated chip visibly worse."""
+
+import numpy as np
+import pytest
+from _bss2_helpers import yin_yang_inputs, yin_yang_network
+from scipy.optimize import curve_fit
+
+import delgrad_core as dg
+from delgrad_bss2 import Chip, ChipConfig
+from delgrad_bss2._calibration import _binary_search, calibrate_chip, default_calibration
+from delgrad_bss2._chip import DAC_MAX, DELAY_PARAMETER, NEURON_PARAMETERS
+from delgrad_bss2._measure import fit_exponential_decay
+
+# Calibrated / uncalibrated standard deviation of the true values at most (gain and delay
+# offset: our choice).
+RATIOS = {"leak": 0.3, "threshold": 0.35, "tau_m": 0.45, "tau_s": 0.2, "gain": 0.3, "delay_offset": 0.3}
+
+
+@pytest.mark.parametrize("increasing", [True, False])
+def test_binary_search_finds_the_setting_a_full_scan_finds(increasing):
+    rng = np.random.default_rng(0)
+    slopes, offsets = rng.uniform(0.1, 2.0, 300), rng.uniform(-200, 1200, 300)
+
+    def measure(dac):  # monotone, noise-free; many targets outside the range
+        value = slopes * (dac - offsets)
+        return value if increasing else -value
+
+    steps = []
+    found = _binary_search(measure, 0.0, increasing, 300, lambda: steps.append(1))
+    scan = np.abs(measure(np.arange(DAC_MAX + 1)[:, None])).argmin(axis=0)  # every setting measured
+    np.testing.assert_array_equal(np.abs(measure(found)), np.abs(measure(scan)))
+    assert len(steps) == 12  # ten halvings of 0..1023, then the last two settings
+
+
+def test_decay_fit_is_exact_without_noise_and_agrees_with_scipy_with_noise():
+    times = 0.5 * np.arange(24)
+    amplitude, tau = np.array([60.0, 30.0, 45.0]), np.array([6.0, 2.5, 11.0])
+    clean = amplitude[:, None] * np.exp(-times[None, :] / tau[:, None])
+    fitted_amplitude, fitted_tau = fit_exponential_decay(times, clean)
+    np.testing.assert_allclose(fitted_tau, tau, rtol=1e-12)
+    np.testing.assert_allclose(fitted_amplitude, amplitude, rtol=1e-12)
+    noisy = clean + np.random.default_rng(1).normal(0.0, 0.2, clean.shape)
+    _, fitted_tau = fit_exponential_decay(times, noisy)
+    for k in range(3):
+        used = noisy[k] > 4.0
+        (_, tau_scipy), _ = curve_fit(lambda t, a, s: a * np.exp(-t / s), times[used], noisy[k, used],
+                                      p0=(50.0, 5.0))
+        assert fitted_tau[k] == pytest.approx(tau_scipy, rel=0.01)
+    rising, below = np.linspace(20.0, 25.0, 24)[None, :], np.r_[3.0, np.zeros(23)][None, :]
+    assert fit_exponential_decay(times, rising)[1][0] == np.inf
+    assert fit_exponential_decay(times, below)[1][0] == 0.0
+
+
+def _true_values(chip: Chip, calibration) -> dict:
+    """(default, calibrated) true values of every parameter, over circuits that passed."""
+    values = {}
+    for parameter in (*NEURON_PARAMETERS, DELAY_PARAMETER):
+        name = parameter.name
+        dac = calibration.arrays[f"dac.{name}"]
+        ok = calibration.arrays[f"success.{name}"]
+        value = chip.delay_offset_us if parameter is DELAY_PARAMETER else \
+            (lambda settings, name=name: chip.neuron_value(name, settings))
+        values[name] = (value(np.full(dac.size, parameter.default_dac))[ok], value(dac)[ok])
+    return values
+
+
+@pytest.mark.parametrize("identity", [0, 1, 2])
+def test_calibration_shrinks_every_spread_and_records_the_circuits_that_fail(identity):
+    chip = Chip(identity, ChipConfig())
+    calibration = calibrate_chip(chip)
+    for name, (before, after) in _true_values(chip, calibration).items():
+        ratio = after.std() / before.std()
+        assert ratio <= RATIOS[name], (name, ratio)
+        target = calibration.values["targets"][name]
+        assert abs(after.mean() - target) < 0.2 * before.std(), name
+    failed = set()
+    for parameter in (*NEURON_PARAMETERS, DELAY_PARAMETER):
+        success = calibration.arrays[f"success.{parameter.name}"]
+        np.testing.assert_array_equal(success, chip.reachable(parameter.name))  # fails exactly where unreachable
+        if parameter is not DELAY_PARAMETER:
+            failed |= set(np.flatnonzero(~success).tolist())
+    assert 1 <= len(failed) <= 20 and calibration.values["failed_circuits"] == sorted(failed)
+    columns = calibration.values["summary"]["columns"]
+    rows = {row[0]: dict(zip(columns, row)) for row in calibration.values["summary"]["rows"]}
+    assert rows["threshold"]["ratio"] < RATIOS["threshold"] and rows["tau_s"]["failed"] >= 0
+
+
+def test_calibration_reports_progress_to_the_end():
+    reports = []
+    calibrate_chip(Chip(0, ChipConfig()), lambda done, total: reports.append((done, total)))
+    done, total = zip(*reports)
+    assert list(done) == list(range(1, len(reports) + 1)) and set(total) == {len(reports)}
+
+
+def test_uncalibrated_spreads_are_the_configured_ones():
+    config = ChipConfig()
+    chip = Chip(5, config)
+    default = default_calibration(chip)
+    assert default.values["calibrated"] is False and default.values["failed_circuits"] == []
+    defaults = {p.name: np.full(512, p.default_dac) for p in NEURON_PARAMETERS}
+    threshold = (chip.neuron_value("threshold", defaults["threshold"]) - 150.0) / config.cadc_per_unit
+    leak = (chip.neuron_value("leak", defaults["leak"]) - 80.0) / config.cadc_per_unit
+    tau_m = np.log(chip.neuron_value("tau_m", defaults["tau_m"]) / 6.0)
+    assert threshold.mean() == pytest.approx(0.13, abs=0.015) and threshold.std() == pytest.approx(0.08, rel=0.12)
+    assert leak.std() == pytest.approx(0.075, rel=0.12) and tau_m.std() == pytest.approx(0.15, rel=0.12)
+
+
+def test_an_uncalibrated_chip_is_visibly_worse(emulator):
+    errors = {}
+    for calibrated in (True, False):
+        backend, calibration = emulator(calibrated=calibrated)
+        network = backend.represent(yin_yang_network())
+        inputs = yin_yang_inputs(batch=200)
+        result = backend.execute(network, inputs, calibration=calibration, seed=0)
+        errors[calibrated] = dg.testing.compare_spike_times(dg.forward(network, inputs), result.layer_spike_times)
+    assert errors[True].median_abs_error < 0.03 and errors[True].silence_agreement > 0.97
+    assert errors[False].median_abs_error > 2 * errors[True].median_abs_error
+    assert errors[False].silence_agreement < errors[True].silence_agreement
+
+
+def test_a_calibration_for_another_chip_or_option_set_is_refused(emulator):
+    backend, _ = emulator()
+    _, other_chip = emulator(chip=1)
+    _, uncalibrated = emulator(calibrated=False)
+    network = backend.represent(yin_yang_network())
+    for calibration in (other_chip, uncalibrated):
+        with pytest.raises(dg.CalibrationError, match="made for another chip, option set or emulator version"):
+            backend.execute(network, yin_yang_inputs(), calibration=calibration)
+    with pytest.raises(dg.CalibrationError, match="needs one"):
+        backend.execute(network, yin_yang_inputs())
+
+
+def test_networks_avoid_the_circuits_that_failed(emulator):
+    backend, calibration = emulator(chip=1)
+    failed = calibration.values["failed_circuits"]
+    assert failed and min(failed) < 33  # chip 1 has a failing circuit among the first ones
+    network = backend.represent(yin_yang_network())
+    result = backend.execute(network, yin_yang_inputs(), calibration=calibration, seed=0)
+    placement = backend._placement(network, calibration)
+    used = np.concatenate(placement.neuron_circuits)
+    assert not set(used.tolist()) & set(failed) and result.metadata["neuron_circuits"] == 33

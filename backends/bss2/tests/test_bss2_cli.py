@@ -1,0 +1,59 @@
+"""`delgrad calibrate` and `delgrad train` with the emulator, and the conformance suite run as
+a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from delgrad_core.cli import main
+
+
+def test_calibrate_prints_the_residual_spreads_then_hits_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path))
+    first = CliRunner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "2"])
+    assert first.exit_code == 0, first.output
+    assert "84/84" in first.stderr  # the progress bar
+    lines = first.stdout.splitlines()
+    assert lines[1].startswith(f"stored in the cache: {tmp_path}")
+    assert lines[2].split()[:3] == ["parameter", "unit", "target"]
+    rows = {line.split()[0]: line.split() for line in lines[3:9]}
+    assert set(rows) == {"leak", "threshold", "tau_m", "tau_s", "gain", "delay_offset"}
+    assert float(rows["threshold"][7]) < 0.35 and float(rows["tau_s"][7]) < 0.2  # the ratio column
+    assert "chip: 2" in lines and any(line.startswith("failed_circuits: [52, 372, 393, 476]") for line in lines)
+    second = CliRunner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "2", "--json"])
+    report = json.loads(second.stdout)
+    assert report["cache"]["status"] == "hit" and report["values"]["chip"] == 2
+    other = CliRunner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "3", "--json",
+                                      "--backend-option", "calibrated=false"])
+    report = json.loads(other.stdout)
+    assert report["cache"]["status"] == "stored" and report["values"]["calibrated"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delays", ["axonal", "none"])
+def test_train_with_no_settings_but_the_backend(tmp_path, monkeypatch, delays):
+    """The chip's operating point and limits come from the backend: 20 input lines, 30 hidden."""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--backend", "bss2-emulator", "--delays", delays, "--epochs", "3",
+                                       "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = metrics["config"]
+    assert (config["threshold"], config["tau_ratio"], config["batch_size"], config["hidden"]) == (2.6, 1.0, 40, 30)
+    assert config["encoder_options"] == {"repeat": 5}
+    assert metrics["n_parameters"] == 20 * 30 + 30 * 3 + (20 + 30 if delays == "axonal" else 0)
+    assert metrics["test_accuracy"] > 0.6
+
+
+def test_the_conformance_suite_passes_as_a_user_runs_it(tmp_path):
+    environment = dict(os.environ, DELGRAD_BSS2_CACHE=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs",
+                          "delgrad_core.testing", "--delgrad-backend", "bss2-emulator"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=environment)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and "failed" not in out.stdout

@@ -1,0 +1,96 @@
+"""Delay elements: the register mapping and its bounds, measured arrival times (jitter only where
+a delay element exists, copies of an input sharing one element), calibrated offsets."""
+
+import numpy as np
+import pytest
+from _bss2_helpers import ALL_OFF, yin_yang_inputs, yin_yang_network
+
+import delgrad_core as dg
+from delgrad_bss2 import ChipConfig
+from delgrad_bss2._delays import delays_from_registers, group_triggers, registers_from_delays
+
+
+def test_register_mapping_is_register_over_eight_plus_two_microseconds():
+    config = ChipConfig()
+    registers = np.arange(50, 251)
+    delays = delays_from_registers(registers, config)
+    np.testing.assert_allclose(delays * 6.0, registers / 8 + 2, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(registers_from_delays(delays, config), registers)
+    assert delays[0] == pytest.approx(8.25 / 6) and delays[-1] == pytest.approx(33.25 / 6)
+
+
+@pytest.mark.parametrize("register", [49, 251])
+def test_delays_outside_the_register_range_are_refused(register):
+    config = ChipConfig()
+    with pytest.raises(dg.InvalidValueError, match=f"needs register {register}, outside 50..250"):
+        registers_from_delays(np.array([(register / 8 + 2) / 6]), config)
+
+
+def test_register_bounds_and_step_are_options():
+    config = ChipConfig(register_min=10, register_max=20, register_step_us=0.25, delay_offset_us=1.0)
+    np.testing.assert_allclose(delays_from_registers(np.array([10, 20]), config) * 6, [3.5, 6.0])
+    with pytest.raises(dg.InvalidValueError, match="delay_offset_us: must be a whole number of register steps"):
+        ChipConfig(delay_offset_us=2.1)
+
+
+def test_a_group_is_triggered_by_its_earliest_copy():
+    pre = np.array([[3.0, 1.0, 2.0, np.inf, 5.0, 4.0], [np.inf, np.inf, np.inf, 7.0, 6.0, 8.0]])
+    np.testing.assert_array_equal(group_triggers(pre, np.array([0, 0, 0, 1, 1, 1])), [[1.0, 4.0], [np.inf, 6.0]])
+    np.testing.assert_array_equal(group_triggers(pre, np.arange(6)), pre)
+
+
+def test_arrivals_are_the_delay_elements_spikes(emulator):
+    """On an ideal chip the measured arrival is t_pre + d exactly, shared by the copies of an input."""
+    backend, calibration = emulator(**ALL_OFF)
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs()
+    result = backend.execute(network, inputs, calibration=calibration, seed=1)
+    first, second = result.arrival_times
+    assert first.shape == (64, 20) and second.shape == (64, 30)
+    np.testing.assert_allclose(first, inputs + network.layers[0].projection.delays, rtol=0, atol=1e-12)
+    hidden = result.layer_spike_times[0]
+    np.testing.assert_allclose(second, hidden + network.layers[1].projection.delays, rtol=0, atol=1e-12)
+    copies = np.copy(inputs)
+    copies[:, 1] += 0.5  # a later copy: the element fires after the earliest one
+    again = backend.execute(network, copies, calibration=calibration, seed=1).arrival_times[0]
+    np.testing.assert_array_equal(again[:, :5], first[:, :5])
+
+
+def test_delay_jitter_has_the_configured_spread_and_only_on_delayed_spikes(emulator):
+    backend, calibration = emulator(**dict(ALL_OFF, delay_jitter_tau=0.01))
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs(batch=2000)
+    result = backend.execute(network, inputs, calibration=calibration, seed=3)
+    error = result.arrival_times[0] - (inputs + network.layers[0].projection.delays)
+    assert np.all(error[:, :5] == error[:, :1])  # one element per input: one jitter
+    per_spike = error[:, ::5]
+    assert abs(per_spike.mean()) < 0.001 and 0.0095 < per_spike.std() < 0.0105
+    no_delays = backend.represent(yin_yang_network(kind="none"))
+    plain = backend.execute(no_delays, inputs, calibration=calibration, seed=3)
+    assert plain.arrival_times is None
+    reference = dg.forward(no_delays, inputs)
+    np.testing.assert_allclose(plain.layer_spike_times[0], reference[0], rtol=0, atol=1e-9)
+
+
+def test_calibration_removes_the_delay_offsets_of_the_elements(emulator):
+    """Mean arrival error per delay element: the uncalibrated offsets spread by
+    delay_offset_spread_us, the calibrated ones sit at the target."""
+    spread = {}
+    for calibrated in (False, True):
+        options = dict(ALL_OFF, fixed_pattern=True, calibrated=calibrated, input_duplication=1)
+        backend, calibration = emulator(**options)
+        network = backend.represent(yin_yang_network(n_features=40, repeat=1, hidden=30))
+        inputs = yin_yang_inputs(batch=200, n_features=40, repeat=1)
+        arrivals = backend.execute(network, inputs, calibration=calibration, seed=0).arrival_times[0]
+        spread[calibrated] = (arrivals - inputs - network.layers[0].projection.delays).mean(axis=0)
+    assert 0.5 < spread[False].std() / (0.2 / 6) < 1.5
+    assert np.abs(spread[True]).max() < 0.05 / 6
+
+
+def test_delayed_spikes_after_the_slot_are_lost(emulator):
+    backend, calibration = emulator(**dict(ALL_OFF, slot_tau=4.0))
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs()
+    arrivals = backend.execute(network, inputs, calibration=calibration, seed=0).arrival_times[0]
+    nominal = inputs + network.layers[0].projection.delays
+    np.testing.assert_array_equal(np.isfinite(arrivals), nominal <= 4.0)

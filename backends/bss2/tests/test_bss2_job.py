@@ -1,0 +1,58 @@
+"""The compiled job: a self-contained program in chip units, and the chip time it reports."""
+
+import numpy as np
+import pytest
+from _bss2_helpers import yin_yang_inputs, yin_yang_network
+
+import delgrad_core as dg
+from delgrad_bss2._job import compile_job
+
+
+def _job(emulator, **options):
+    backend, calibration = emulator(**options)
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs(batch=8)
+    request = dg.ExecutionRequest(network, inputs, calibration, seed=11)
+    job = compile_job(request, backend.config, backend.chip, backend._placement(network, calibration), calibration)
+    return job, network, inputs, calibration
+
+
+def test_the_job_holds_integer_signed_rows_registers_settings_and_clocked_inputs(emulator):
+    job, network, inputs, calibration = _job(emulator)
+    hidden, output = job.layers
+    for program, layer in zip(job.layers, network.layers):
+        assert program.excitatory.dtype == np.uint8 and program.excitatory.max() <= 63
+        assert np.all((program.excitatory == 0) | (program.inhibitory == 0))  # one sign per synapse
+        np.testing.assert_array_equal(program.excitatory.astype(int) - program.inhibitory,
+                                      np.round(layer.projection.weights * 30).astype(int))
+    assert hidden.registers.size == 4 and output.registers.size == 30  # 4 duplicated inputs, 30 hidden neurons
+    np.testing.assert_allclose(hidden.registers / 8 + 2, network.layers[0].projection.delays[::5] * 6, atol=1e-9)
+    assert job.seed == 11 and job.chip == 0 and job.slot_us == 180.0
+    assert set(job.settings) == {"leak", "threshold", "tau_m", "tau_s", "gain", "delay_offset"}
+    np.testing.assert_array_equal(job.settings["tau_m"], calibration.arrays["dac.tau_m"])
+    ticks = job.input_spikes_us / 0.008
+    np.testing.assert_allclose(ticks, np.round(ticks), atol=1e-9)
+    assert np.abs(job.input_spikes_us - inputs * 6.0).max() <= 0.004 + 1e-12
+
+
+def test_inputs_outside_the_sample_slot_are_refused(emulator):
+    backend, calibration = emulator()
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs(batch=2)
+    for bad in (31.0, -0.5):
+        inputs[1, 3] = bad
+        with pytest.raises(dg.InvalidValueError, match=r"input 3 of sample 1 .* outside the sample slot \[0, 30\] tau"):
+            backend.execute(network, inputs, calibration=calibration)
+
+
+def test_metadata_reports_chip_time_and_modelled_end_to_end_time(emulator):
+    backend, calibration = emulator()
+    network = backend.represent(yin_yang_network())
+    result = backend.execute(network, yin_yang_inputs(batch=40), calibration=calibration, seed=0)
+    meta = result.metadata
+    assert meta["chip_seconds"] == pytest.approx(40 * 180e-6) and meta["samples"] == 40
+    assert meta["modelled_seconds"] == pytest.approx(0.02 + 40 * (180 + 65) * 1e-6)
+    assert meta["neuron_circuits"] == 33 and meta["delay_elements"] == 34 and meta["wall_seconds"] > 0
+    fast, fast_calibration = emulator(slot_tau=7.0)  # 42 us slots, as for fast inference
+    many = fast.execute(network, yin_yang_inputs(batch=10_000), calibration=fast_calibration, seed=0)
+    assert many.metadata["modelled_seconds"] == pytest.approx(1.09, abs=0.005)

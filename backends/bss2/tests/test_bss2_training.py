@@ -1,0 +1,35 @@
+"""Hardware-aware training on the emulator with the settings the backend registers."""
+
+import numpy as np
+
+import delgrad_core as dg
+from delgrad_core.datasets import Dataset
+from delgrad_core.training import Trainer, config_for_backend
+
+
+def test_the_backend_supplies_the_chips_training_settings_under_the_users():
+    config = config_for_backend({"backend": "bss2-emulator", "delays": "axonal", "batch_size": 20}).resolved()
+    assert (config.tau_ratio, config.threshold, config.hidden, config.encoder_options) == (1.0, 2.6, 30, {"repeat": 5})
+    assert (config.weight_lr, config.delay_lr, config.loss_delta) == (0.002, 0.002, 0.3)
+    assert (config.weight_init_mean, config.weight_init_std) == ([1.0, 0.075], [0.12, 0.15])
+    assert (config.delay_shift, config.delay_scale, config.delay_init_std) == (2.0, 1.5, 0.5)
+    assert (config.silent_limit_hidden, config.silent_limit_output) == (0.05, 0.05)
+    assert config.batch_size == 20  # the user's setting wins
+
+
+def test_an_epoch_on_the_emulator_lowers_the_loss_with_gradients_at_the_measured_arrivals():
+    config = config_for_backend({"backend": "bss2-emulator", "delays": "axonal", "epochs": 1, "seed": 1,
+                                 "keep_best": False, "weight_lr": 0.01, "delay_lr": 0.01})
+    with Trainer(config) as trainer:
+        full = trainer.train_set
+        trainer.train_set = Dataset("yin_yang", "train", full.features[:800], full.labels[:800], full.class_names)
+        ran, result = trainer._execute(trainer.encoder(full.features[:40]))
+        assert ran.input.size == 20 and [a.shape for a in result.arrival_times] == [(40, 20), (40, 30)]
+        delays = ran.layers[0].projection.delays.reshape(4, 5)
+        assert np.all(delays == delays[:, :1])  # copies share their delay element
+        before = trainer.evaluate(trainer.train_set).loss
+        delays_before = trainer.model.params["layers.0.delays"].copy()
+        trainer.fit(progress=False)
+        after = trainer.evaluate(trainer.train_set).loss
+        assert not np.array_equal(trainer.model.params["layers.0.delays"], delays_before)
+    assert after < before

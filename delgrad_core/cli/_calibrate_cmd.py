@@ -1,0 +1,101 @@
+"""`delgrad calibrate`: calibrate a backend and print what its calibration reports."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from delgrad_core.cli import main
+
+__all__ = ["calibrate"]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(columns: list, rows: list) -> list[str]:
+    """A table (column names, rows of values) as aligned text lines."""
+    cells = [[str(c) for c in columns]] + [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
+
+
+def _is_table(summary) -> bool:
+    return (isinstance(summary, dict) and isinstance(summary.get("columns"), list)
+            and isinstance(summary.get("rows"), list)
+            and all(isinstance(row, list) and len(row) == len(summary["columns"]) for row in summary["rows"]))
+
+
+def _report(backend_name: str, calibration, cache, seconds: float) -> list[str]:
+    lines = [f"calibration of {backend_name!r} in {seconds:.2f} s (digest {calibration.digest[:16]})"]
+    if cache is not None:
+        status, path = cache
+        lines.append(f"cache hit: loaded {path} (nothing was measured)" if status == "hit"
+                     else f"stored in the cache: {path}")
+    values = dict(calibration.values)
+    if _is_table(values.get("summary")):  # the convention: {"columns": [...], "rows": [[...], ...]}
+        summary = values.pop("summary")
+        lines += _table(summary["columns"], summary["rows"])
+    for key, value in values.items():
+        lines.append(f"{key}: {json.dumps(value)}")
+    if not calibration.values and not calibration.arrays:
+        lines.append("nothing to calibrate (the backend returns an empty calibration)")
+    return lines
+
+
+@main.command()
+@click.option("--backend", default="reference", show_default=True, help="Backend name (see `delgrad backends`).")
+@click.option("--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              help="Option for the backend (repeatable); VALUE is parsed as JSON if it can be.")
+@click.option("--chip", type=click.IntRange(min=0), help="Chip identity (the backend option `chip`).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed passed to the calibration.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (values, digest, cache status, seconds).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
+    """Calibrate a backend (e.g. a chip) and print what its calibration reports.
+
+    A progress bar follows the backend's progress reports; then come the cache status (for
+    backends that cache calibrations), the table in the calibration's values["summary"]
+    ({"columns": [...], "rows": [[...], ...]}) and its other values.
+    """
+    from tqdm.auto import tqdm
+
+    from delgrad_core._options import parse_key_values
+    from delgrad_core._plugins import get_backend
+
+    options = parse_key_values(backend_options, "--backend-option")
+    if chip is not None:
+        if options.get("chip", chip) != chip:
+            raise click.UsageError(f"--chip {chip} contradicts --backend-option chip={options['chip']}")
+        options["chip"] = chip
+    with get_backend(backend, **options) as target:
+        bars = []
+
+        def progress(done: int, total: int) -> None:
+            if not bars:  # a bar only for backends that report progress
+                bars.append(tqdm(total=total, disable=no_progress or as_json, unit="step",
+                                 desc=f"calibrating {backend}"))
+            bars[0].total = total
+            bars[0].update(done - bars[0].n)
+
+        started = time.perf_counter()
+        try:
+            calibration = target.calibrate(seed=seed, progress=progress)
+        finally:
+            for bar in bars:
+                bar.close()
+        seconds = time.perf_counter() - started
+        cache = target.calibration_cache
+    if as_json:
+        click.echo(json.dumps({"backend": backend, "digest": calibration.digest, "cache_key": calibration.cache_key,
+                               "cache": None if cache is None else {"status": cache[0], "path": cache[1]},
+                               "wall_seconds": seconds, "values": calibration.values}, indent=2))
+    else:
+        click.echo("\n".join(_report(backend, calibration, cache, seconds)))

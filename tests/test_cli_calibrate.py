@@ -1,0 +1,85 @@
+"""`delgrad calibrate`: progress bar from the backend's reports, cache status, summary table."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from delgrad_core import Calibration, PluginRegistry, hookimpl
+from delgrad_core.cli import main
+from delgrad_core.testing import MockBackend
+
+
+class CachingBackend(MockBackend):
+    """Calibrates in three reported steps, or serves the calibration from a cache (a dict)."""
+
+    store: dict = {}
+
+    def __init__(self, chip: int = 0, gain: float = 1.0):
+        super().__init__(name="caching")
+        self.chip, self.gain = chip, gain
+
+    def _calibrate(self, network, seed, progress):
+        key = f"chip{self.chip}-gain{self.gain}"
+        if key in self.store:
+            self.calibration_cache = ("hit", f"/cache/{key}")
+            return self.store[key]
+        for done in (1, 2, 3):
+            progress(done, 3)
+        summary = {"columns": ["parameter", "std", "failed"], "rows": [["gain", 0.0123456, 2], ["tau", None, 0]]}
+        calibration = Calibration(self.name, {"chip": self.chip, "summary": summary}, key)
+        self.store[key] = calibration
+        self.calibration_cache = ("stored", f"/cache/{key}")
+        return calibration
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    class Plugin:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("caching", CachingBackend)
+
+    registry = PluginRegistry()
+    registry.register_plugin(Plugin(), distribution="delgrad-local")
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    monkeypatch.setattr(CachingBackend, "store", {})
+
+
+def test_calibrate_reports_progress_summary_and_then_a_cache_hit(registered):
+    first = CliRunner().invoke(main, ["calibrate", "--backend", "caching", "--chip", "4"])
+    assert first.exit_code == 0, first.output
+    assert "3/3" in first.stderr  # the progress bar, fed by the backend's reports
+    lines = first.stdout.splitlines()
+    assert "stored in the cache: /cache/chip4-gain1.0" in lines[1]
+    assert lines[2].split() == ["parameter", "std", "failed"]
+    assert lines[3].split() == ["gain", "0.01235", "2"] and lines[4].split() == ["tau", "-", "0"]
+    assert "chip: 4" in lines
+    second = CliRunner().invoke(main, ["calibrate", "--backend", "caching", "--chip", "4", "--no-progress"])
+    assert "cache hit: loaded /cache/chip4-gain1.0 (nothing was measured)" in second.stdout
+    assert second.stderr == ""
+
+
+def test_calibrate_passes_backend_options_and_prints_json(registered):
+    result = CliRunner().invoke(main, ["calibrate", "--backend", "caching", "--backend-option", "gain=2.5",
+                                       "--backend-option", "chip=7", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["cache"] == {"status": "stored", "path": "/cache/chip7-gain2.5"}
+    assert report["values"]["chip"] == 7 and report["cache_key"] == "chip7-gain2.5"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--chip", "1", "--backend-option", "chip=2"], "--chip 1 contradicts --backend-option chip=2"),
+    (["--backend-option", "gain"], "--backend-option: expected KEY=VALUE with KEY an identifier, got 'gain'"),
+    (["--backend-option", "colour=1"], "invalid options ['colour']"),
+])
+def test_calibrate_refuses_bad_options_in_one_line(registered, args, message):
+    result = CliRunner().invoke(main, ["calibrate", "--backend", "caching", *args])
+    assert result.exit_code != 0 and message in result.output
+
+
+def test_calibrate_a_backend_without_calibration():
+    result = CliRunner().invoke(main, ["calibrate", "--backend", "reference"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to calibrate" in result.stdout and result.stderr == ""
