@@ -12,6 +12,7 @@ from delgrad_bss2._mapping import chip_capabilities
 __all__ = ["TRAINING_DEFAULTS", "delgrad_register_backends"]
 
 TRAINING_DEFAULTS = {
+    "delays": "axonal",  # the chip has delay elements on its input lines (DelGrad's hardware setup)
     "tau_ratio": 1.0,
     "threshold": ChipConfig().threshold,
     "encoder_options": {"repeat": 5},

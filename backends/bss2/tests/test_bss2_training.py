@@ -23,7 +23,7 @@ def test_an_epoch_on_the_emulator_lowers_the_loss_with_gradients_at_the_measured
     with Trainer(config) as trainer:
         full = trainer.train_set
         trainer.train_set = Dataset("yin_yang", "train", full.features[:800], full.labels[:800], full.class_names)
-        ran, result = trainer._execute(trainer.encoder(full.features[:40]))
+        ran, result = trainer.step.run(trainer.encoder(full.features[:40]))
         assert ran.input.size == 20 and [a.shape for a in result.arrival_times] == [(40, 20), (40, 30)]
         delays = ran.layers[0].projection.delays.reshape(4, 5)
         assert np.all(delays == delays[:, :1])  # copies share their delay element
