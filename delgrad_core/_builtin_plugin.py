@@ -27,7 +27,8 @@ def delgrad_register_encoders(register):
 def delgrad_register_datasets(register):
     register("yin_yang", yin_yang, YIN_YANG_SPLITS, description="Yin-Yang (Kriener et al. 2022), published splits",
              plane=yin_yang_plane)
-    register("digits", digits, DIGITS_SPLITS, description="scikit-learn's 8x8 digits (needs the sklearn extra)")
+    register("digits", digits, DIGITS_SPLITS, description="scikit-learn's 8x8 digits (needs the sklearn extra)",
+             training_defaults={"encoder_options": {"pairs": True}, "hidden": 100, "epochs": 100})
     register("fashion_mnist", fashion_mnist, FASHION_MNIST_SPLITS,
              description="Fashion-MNIST from the original IDX files (Debian: dataset-fashion-mnist)")
     register("mnist", mnist, MNIST_SPLITS, description="MNIST from the original IDX files ($DELGRAD_MNIST_DIR)")

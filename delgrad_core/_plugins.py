@@ -135,7 +135,7 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
             "training_defaults": dict(training_defaults or {})}
 
 
-def _dataset_details(name: str, loader, splits, description: str = "", plane=None) -> dict:
+def _dataset_details(name: str, loader, splits, description: str = "", plane=None, training_defaults=None) -> dict:
     if not callable(loader):
         raise InvalidValueError(f"dataset {name!r}: loader must be callable, got {type(loader).__name__}")
     splits = tuple(splits) if not isinstance(splits, str) else ()
@@ -143,7 +143,12 @@ def _dataset_details(name: str, loader, splits, description: str = "", plane=Non
         raise InvalidValueError(f"dataset {name!r}: splits must be a non-empty list of names")
     if plane is not None and not callable(plane):
         raise InvalidValueError(f"dataset {name!r}: plane must be callable (x, y) -> features")
-    return {"description": str(description), "splits": splits, "plane": plane}
+    if training_defaults is not None:
+        from delgrad_core.training._config import check_settings
+
+        training_defaults = check_settings(training_defaults, f"dataset {name!r}: training_defaults")
+    return {"description": str(description), "splits": splits, "plane": plane,
+            "training_defaults": dict(training_defaults or {})}
 
 
 def _factory_details(kind: str):

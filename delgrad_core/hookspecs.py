@@ -37,12 +37,14 @@ class DelgradHookspecs:
 
     @hookspec
     def delgrad_register_datasets(self, register):
-        """Add datasets: ``register(name, loader, splits, description="", plane=None)``.
+        """Add datasets: ``register(name, loader, splits, description="", plane=None,
+        training_defaults=None)``.
 
         ``loader(split, **options)`` returns a `delgrad_core.datasets.Dataset` for each split
         name in ``splits``; features are scaled to [0, 1].  A 2-d task may pass
         ``plane(x, y) -> features`` (points of the unit square to features): training then
-        draws a decision map of the plane.
+        draws a decision map of the plane.  ``training_defaults`` (training settings that suit
+        the dataset, e.g. its encoding) apply under the backend's defaults and the user's own.
         """
 
     @hookspec

@@ -14,7 +14,7 @@ from _hil import install_test_devices, test_devices  # noqa: F401
 
 import delgrad_core as dg
 from delgrad_core.datasets import Dataset, load_dataset
-from delgrad_core.training import Trainer, TrainingConfig, config_for_backend
+from delgrad_core.training import Trainer, TrainingConfig, config_with_defaults
 
 from delgrad_hil import HilBackend
 
@@ -115,7 +115,7 @@ def test_mock_hil_takes_the_capabilities_and_training_defaults_of_its_device():
     assert dg.backend_info("mock-hil").details["capabilities"] == device.details["capabilities"] is not None
 
     def settings(**values):
-        return {**config_for_backend(values).to_dict(), "backend": None, "backend_options": None}
+        return {**config_with_defaults(values).to_dict(), "backend": None, "backend_options": None}
 
     assert settings(backend="mock-hil") == settings(backend="bss2-emulator") != settings()
     assert settings(backend="mock-hil", backend_options={"device": "hil-noisy"}) == settings(backend="hil-noisy")

@@ -373,16 +373,16 @@ DEFAULTS = """
 def test_training_defaults_of_a_discovered_backend_apply_under_the_users_settings(site):
     """Registering defaults while the process-wide registry is being discovered must not recurse
     into the registry; the defaults apply when a config names the backend."""
-    from delgrad_core.training import config_for_backend
+    from delgrad_core.training import config_with_defaults
 
     site("delgrad-chip", "chip_plugin", DEFAULTS.format(name="chip", defaults={"threshold": 2.6, "batch_size": 40}))
     delgrad_core.refresh_plugins()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            config = config_for_backend({"backend": "chip", "batch_size": 10})
+            config = config_with_defaults({"backend": "chip", "batch_size": 10})
         assert (config.threshold, config.batch_size) == (2.6, 10)
-        assert config_for_backend({}).threshold == 1.0  # only for that backend
+        assert config_with_defaults({}).threshold == 1.0  # only for that backend
     finally:
         delgrad_core.refresh_plugins()
 
@@ -466,15 +466,24 @@ OPTION_DEFAULTS = """
 
 
 def test_training_defaults_may_depend_on_the_backend_options(site):
-    from delgrad_core.training import config_for_backend
+    from delgrad_core.training import config_with_defaults
 
     site("delgrad-proxy", "proxy_plugin", OPTION_DEFAULTS)
     delgrad_core.refresh_plugins()
     try:
-        chip = config_for_backend({"backend": "proxy", "backend_options": {"target": "chip"}})
-        fast = config_for_backend({"backend": "proxy", "threshold": 3.0})
+        chip = config_with_defaults({"backend": "proxy", "backend_options": {"target": "chip"}})
+        fast = config_with_defaults({"backend": "proxy", "threshold": 3.0})
         assert (chip.batch_size, chip.threshold, fast.batch_size, fast.threshold) == (40, 1.0, 7, 3.0)
         with pytest.raises(delgrad_core.InvalidValueError, match=r"backend .proxy.: training_defaults.batch_size: expected"):
-            config_for_backend({"backend": "proxy", "backend_options": {"target": "broken"}})
+            config_with_defaults({"backend": "proxy", "backend_options": {"target": "broken"}})
     finally:
         delgrad_core.refresh_plugins()
+
+
+def test_dataset_defaults_apply_under_backend_defaults_and_the_users():
+    from delgrad_core.training import config_with_defaults
+
+    config = config_with_defaults({"dataset": "digits"})
+    assert config.encoder_options == {"pairs": True} and config.hidden == 100
+    assert config_with_defaults({"dataset": "digits", "hidden": 7}).hidden == 7
+    assert config_with_defaults({"dataset": "yin_yang"}).hidden == 30

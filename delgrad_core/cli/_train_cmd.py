@@ -85,7 +85,7 @@ def _settings(config_file, options: dict) -> dict:
 def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
           no_progress, backend_options):
     """Train a Yin-Yang classifier; write metrics.json, network.npz and plots into --out."""
-    from delgrad_core.training import config_for_backend
+    from delgrad_core.training import config_with_defaults
     from delgrad_core.training._run import run_training
 
     options = dict(backend=backend, dataset=dataset, hidden=hidden, delays=delays, tau_ratio=tau_ratio,
@@ -94,7 +94,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         settings = _settings(config_file, options)
         if backend_options:
             settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
-        config = config_for_backend(settings)
+        config = config_with_defaults(settings)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     if resume and out_dir is None:
@@ -150,7 +150,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     from delgrad_core._plugins import get_backend
     from delgrad_core._serialization import load_network
     from delgrad_core.datasets import load_dataset
-    from delgrad_core.training import config_for_backend
+    from delgrad_core.training import config_with_defaults
     from delgrad_core.training._components import component
     from delgrad_core.training._evaluation import check_fits_dataset, output_spike_times
 
@@ -162,7 +162,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
         settings.pop("backend_options", None)
     if backend_options:
         settings["backend_options"] = backend_options
-    config = config_for_backend(settings)
+    config = config_with_defaults(settings)
     network = load_network(network_file)
     data = load_dataset(config.dataset, split)
     encoder = component("encoder", config.encoder, config, config.encoder_options)

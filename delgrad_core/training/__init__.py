@@ -1,6 +1,6 @@
 """Training: configuration, optimiser, trainable parameters, the training loop, plots and sweeps."""
 
-from delgrad_core.training._config import TrainingConfig, config_for_backend, load_config
+from delgrad_core.training._config import TrainingConfig, config_with_defaults, load_config
 from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
@@ -9,7 +9,7 @@ from delgrad_core.training._trainer import EpochMetrics, Evaluation, Trainer
 __all__ = [
     "TrainingConfig",
     "load_config",
-    "config_for_backend",
+    "config_with_defaults",
     "GrazingGuard",
     "Adam",
     "step_decay_factor",

@@ -3,7 +3,7 @@
 Defaults are DelGrad's ideal-simulation Yin-Yang settings (docs/model.md §5): tau_m = 2 tau_s,
 threshold 1, Adam, 300 epochs, batch 150, learning rate x0.95 every 20 epochs, shift-invariant
 squared error with Delta = 0.2, and per-delay-kind learning rates and initialisation.  A backend
-may register its own defaults (e.g. a chip's operating point); `config_for_backend` applies them
+may register its own defaults (e.g. a chip's operating point); `config_with_defaults` applies them
 under the user's settings.  Every field is checked by a declared rule that names the field and
 the allowed values on failure, wrong types and NaN included.
 """
@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainingConfig", "load_config", "config_for_backend", "check_settings"]
+__all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings"]
 
 # DelGrad's reference learning rates and weight initialisation per delay kind (docs/model.md §5);
 # dendritic has no published setting, so it uses the axonal one.
@@ -264,19 +264,25 @@ def check_settings(values: dict, what: str) -> dict:
             for name, value in values.items()}
 
 
-def config_for_backend(values: dict) -> TrainingConfig:
-    """The config of `values` on top of the training defaults registered by the backend they
-    name (e.g. a chip's operating point; for a backend that registers a function, what it returns
-    for the backend options of `values`); the user's values win."""
+def config_with_defaults(values: dict) -> TrainingConfig:
+    """The config of `values` on top of the training defaults registered by the dataset they
+    name (e.g. an encoding that suits it) and, above those, by the backend they name (e.g. a
+    chip's operating point; for a backend that registers a function, what it returns for the
+    backend options of `values`); the user's values win."""
     from delgrad_core._plugins import registry
 
-    backend = values.get("backend", TrainingConfig.backend)
+    plugins = registry()
+    dataset = values.get("dataset", TrainingConfig.dataset)
     defaults = {}
-    if isinstance(backend, str) and backend in registry().names("backend"):
-        defaults = registry().get("backend", backend).details.get("training_defaults") or {}
-        if callable(defaults):  # defaults that depend on the backend options (e.g. the device of mock-hil)
+    if isinstance(dataset, str) and dataset in plugins.names("dataset"):
+        defaults.update(plugins.get("dataset", dataset).details.get("training_defaults") or {})
+    backend = values.get("backend", TrainingConfig.backend)
+    if isinstance(backend, str) and backend in plugins.names("backend"):
+        backend_defaults = plugins.get("backend", backend).details.get("training_defaults") or {}
+        if callable(backend_defaults):  # defaults that depend on the backend options (e.g. the device of mock-hil)
             options = values.get("backend_options") if isinstance(values.get("backend_options"), dict) else {}
-            defaults = check_settings(defaults(dict(options)), f"backend {backend!r}: training_defaults")
+            backend_defaults = check_settings(backend_defaults(dict(options)), f"backend {backend!r}: training_defaults")
+        defaults.update(backend_defaults)
     return TrainingConfig.from_dict({**defaults, **values})
 
 

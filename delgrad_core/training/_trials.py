@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from delgrad_core.training._config import config_for_backend
+from delgrad_core.training._config import config_with_defaults
 from delgrad_core.training._run_folder import RunFolder
 
 __all__ = ["Trial", "plan_trials", "train_trial", "trial_id"]
@@ -50,7 +50,7 @@ def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, ou
         for hidden in hidden_sizes:
             for seed in range(n_seeds):
                 settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
-                identity = trial_id(config_for_backend(settings).resolved().to_dict())
+                identity = trial_id(config_with_defaults(settings).resolved().to_dict())
                 folder = Path(out_dir) / "runs" / f"{kind}-h{hidden}-s{seed}-{identity}"
                 trials.append(Trial(settings, identity, folder))
     return trials
@@ -63,5 +63,5 @@ def train_trial(settings: dict, folder: str, should_stop=None) -> dict:
     from delgrad_core.training._run import run_training
 
     resume = RunFolder(folder).checkpoint.exists()
-    return run_training(config_for_backend(settings), folder, resume=resume, progress=False, plots=False,
+    return run_training(config_with_defaults(settings), folder, resume=resume, progress=False, plots=False,
                         should_stop=should_stop)

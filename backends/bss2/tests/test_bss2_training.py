@@ -4,11 +4,11 @@ import numpy as np
 
 import delgrad_core as dg
 from delgrad_core.datasets import Dataset
-from delgrad_core.training import Trainer, config_for_backend
+from delgrad_core.training import Trainer, config_with_defaults
 
 
 def test_the_backend_supplies_the_chips_training_settings_under_the_users():
-    config = config_for_backend({"backend": "bss2-emulator", "delays": "axonal", "batch_size": 20}).resolved()
+    config = config_with_defaults({"backend": "bss2-emulator", "delays": "axonal", "batch_size": 20}).resolved()
     assert (config.tau_ratio, config.threshold, config.hidden, config.encoder_options) == (1.0, 2.6, 30, {"repeat": 5})
     assert (config.weight_lr, config.delay_lr, config.loss_delta) == (0.002, 0.002, 0.3)
     assert (config.weight_init_mean, config.weight_init_std) == ([1.0, 0.075], [0.12, 0.15])
@@ -18,7 +18,7 @@ def test_the_backend_supplies_the_chips_training_settings_under_the_users():
 
 
 def test_an_epoch_on_the_emulator_lowers_the_loss_with_gradients_at_the_measured_arrivals():
-    config = config_for_backend({"backend": "bss2-emulator", "delays": "axonal", "epochs": 1, "seed": 1,
+    config = config_with_defaults({"backend": "bss2-emulator", "delays": "axonal", "epochs": 1, "seed": 1,
                                  "keep_best": False, "weight_lr": 0.01, "delay_lr": 0.01})
     with Trainer(config) as trainer:
         full = trainer.train_set
