@@ -17,6 +17,7 @@ import os
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -28,7 +29,13 @@ __all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArc
 # Largest array a file may declare (1 GiB of float64); larger ones are refused unread.
 MAX_ARRAY_ELEMENTS = 2**27
 _ALLOWED_KINDS = "fiubU"  # float, int, uint, bool, unicode (the JSON document); never objects
-_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+# Zip records (PKWARE APPNOTE 4.3.7, 4.3.12, 4.3.16) of uncompressed members; times fixed to
+# 1980-01-01 00:00 (DOS date 33, time 0) so that equal content gives equal bytes.
+_LOCAL_HEADER, _LOCAL_SIGNATURE = "<IHHHHHIIIHH", 0x04034B50
+_CENTRAL_HEADER, _CENTRAL_SIGNATURE = "<IHHHHHHIIIHHHHHII", 0x02014B50
+_END_OF_DIRECTORY, _END_SIGNATURE = "<IHHHHIIH", 0x06054B50
+_ZIP_VERSION, _MADE_ON_UNIX, _DOS_DATE = 20, 3 << 8, 33
+_FILE_ATTRIBUTES = 0o100644 << 16
 # .npy header: (struct format of its length, text encoding) per format version; numpy's bound on
 # its length; the exact text numpy writes, read without evaluating it (other headers go through
 # numpy's own reader).
@@ -38,19 +45,35 @@ _WRITTEN_HEADER = re.compile(
     r"\{'descr': '([<>|=]?[a-zA-Z][0-9]*)', 'fortran_order': (True|False), 'shape': \(((?:[0-9]+, )*[0-9]+,?)?\), \} *\n")
 
 
+def _npy(array: np.ndarray) -> bytes:
+    """`array` in the .npy format (version 1.0 header, C order)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    return header.getvalue() + array.tobytes()
+
+
 def write_npz(handle, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write `arrays` (name -> array) to the binary file object `handle`, deterministically."""
-    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            array = np.asarray(arrays[name])
-            if not array.flags.c_contiguous:  # (np.ascontiguousarray would make 0-d arrays 1-d)
-                array = np.ascontiguousarray(array)
-            if array.dtype.kind not in _ALLOWED_KINDS:
-                raise TypeError(f"{name}: arrays of dtype {array.dtype} are not written (no pickle)")
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_DATE)
-            info.external_attr = 0o644 << 16
-            with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, array, allow_pickle=False)
+    """Write `arrays` (name -> array) to the binary file object `handle`, deterministically: an
+    uncompressed zip archive (sorted members, fixed timestamps, no extra fields) that numpy's
+    and Python's readers read."""
+    offset, central = 0, []
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name])
+        if not array.flags.c_contiguous:  # (np.ascontiguousarray would make 0-d arrays 1-d)
+            array = np.ascontiguousarray(array)
+        if array.dtype.kind not in _ALLOWED_KINDS or array.dtype.hasobject:
+            raise TypeError(f"{name}: arrays of dtype {array.dtype} are not written (no pickle)")
+        data, filename = _npy(array), f"{name}.npy".encode()
+        fields = (_ZIP_VERSION, 0, 0, 0, _DOS_DATE, zlib.crc32(data), len(data), len(data), len(filename))
+        handle.write(struct.pack(_LOCAL_HEADER, _LOCAL_SIGNATURE, *fields, 0) + filename)
+        handle.write(data)
+        central.append(struct.pack(_CENTRAL_HEADER, _CENTRAL_SIGNATURE, _ZIP_VERSION | _MADE_ON_UNIX, *fields,
+                                   0, 0, 0, 0, _FILE_ATTRIBUTES, offset) + filename)
+        offset += struct.calcsize(_LOCAL_HEADER) + len(filename) + len(data)
+    directory = b"".join(central)
+    handle.write(directory)
+    handle.write(struct.pack(_END_OF_DIRECTORY, _END_SIGNATURE, 0, 0, len(central), len(central), len(directory),
+                             offset, 0))
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -105,30 +128,80 @@ def _read_header(member) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     return tuple(int(n) for n in (shape or "").replace(",", " ").split()), fortran == "True", dtype, offset
 
 
+def _stored_members(buffer: memoryview) -> dict[str, memoryview] | None:
+    """Name -> data of the members of an uncompressed zip archive in memory, CRC-checked, or
+    None if the archive uses anything else (compression, zip64, encryption, several disks): then
+    Python's zipfile reads it."""
+    size = len(buffer)
+    tail_start = max(0, size - 65_557)  # end record (22 bytes) + the longest comment
+    end = bytes(buffer[tail_start:]).rfind(struct.pack("<I", _END_SIGNATURE))
+    if end < 0 or tail_start + end + 22 > size:
+        return None
+    _, disk, directory_disk, on_disk, entries, directory_size, directory_offset, _ = struct.unpack_from(
+        _END_OF_DIRECTORY, buffer, tail_start + end)
+    if disk or directory_disk or on_disk != entries or directory_offset + directory_size > size:
+        return None
+    members, position = {}, directory_offset
+    central_size, local_size = struct.calcsize(_CENTRAL_HEADER), struct.calcsize(_LOCAL_HEADER)
+    for _ in range(entries):
+        if position + central_size > size:
+            return None
+        (signature, _, _, flags, method, _, _, crc, packed, unpacked, name_length, extra_length, comment_length,
+         _, _, _, local) = struct.unpack_from(_CENTRAL_HEADER, buffer, position)
+        if signature != _CENTRAL_SIGNATURE or method != 0 or flags & 1 or packed != unpacked \
+                or 0xFFFFFFFF in (packed, local) or local + local_size > size:
+            return None
+        name = bytes(buffer[position + central_size:position + central_size + name_length]).decode("utf-8", "replace")
+        position += central_size + name_length + extra_length + comment_length
+        local_fields = struct.unpack_from(_LOCAL_HEADER, buffer, local)
+        start = local + local_size + local_fields[-2] + local_fields[-1]
+        if local_fields[0] != _LOCAL_SIGNATURE or start + unpacked > size:
+            return None
+        data = buffer[start:start + unpacked]
+        if zlib.crc32(data) != crc:
+            raise zipfile.BadZipFile(f"bad CRC-32 for entry {name!r}")
+        members[name] = data
+    return members
+
+
 class NpzArchive:
     """Read access to an archive from a path, bytes or a binary file object.
 
     Members are checked lazily but always before allocation: `shape(name)` reads only the
     header; `array(name)` checks dtype, size and stored length, then loads.  Every problem is a
-    `FileFormatError` naming the source and the member.  Use as a context manager.
+    `FileFormatError` naming the source and the member.  Use as a context manager.  Uncompressed
+    archives (what delgrad writes) are read straight from memory; others through zipfile.
     """
 
     def __init__(self, source, *, what: str = "file"):
         self.what = what
         self.source = _describe(source)
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            source = io.BytesIO(bytes(source))
         try:
-            self._zip = zipfile.ZipFile(source)
+            if isinstance(source, (str, os.PathLike)):
+                with open(source, "rb") as handle:
+                    buffer = memoryview(handle.read())
+            elif isinstance(source, (bytes, bytearray, memoryview)):
+                buffer = memoryview(source).cast("B")
+            else:
+                buffer = memoryview(source.read())
+            self._stored = _stored_members(buffer)
+            self._zip = zipfile.ZipFile(io.BytesIO(buffer)) if self._stored is None else None
         except FileNotFoundError:
             raise
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
             raise FileFormatError(f"{self.source}: not a readable {what} (not an npz archive: {exc})") from None
-        self._members = {}
-        for info in self._zip.infolist():
-            if info.filename.endswith(".npy"):
-                self._members[info.filename[:-4]] = info
+        if self._stored is not None:
+            self._members = {name[:-4]: len(data) for name, data in self._stored.items() if name.endswith(".npy")}
+        else:
+            self._members = {info.filename[:-4]: info.file_size for info in self._zip.infolist()
+                             if info.filename.endswith(".npy")}
         self._headers: dict[str, tuple] = {}
+
+    def _open(self, name: str):
+        """A binary file object over member `name`."""
+        if self._stored is not None:
+            return io.BytesIO(self._stored[f"{name}.npy"])
+        return self._zip.open(f"{name}.npy")
 
     def __enter__(self) -> "NpzArchive":
         return self
@@ -137,7 +210,8 @@ class NpzArchive:
         self.close()
 
     def close(self) -> None:
-        self._zip.close()
+        if self._zip is not None:
+            self._zip.close()
 
     @property
     def names(self) -> list[str]:
@@ -154,9 +228,9 @@ class NpzArchive:
         if name not in self._members:
             raise self._fail(f"not a valid {self.what}: the entry {name!r} is missing")
         if name not in self._headers:
-            info = self._members[name]
+            stored_size = self._members[name]
             try:
-                with self._zip.open(info) as member:
+                with self._open(name) as member:
                     shape, fortran, dtype, header_length = _read_header(member)
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise self._fail(f"entry {name!r} has a corrupt header ({exc})") from None
@@ -168,10 +242,10 @@ class NpzArchive:
                     f"entry {name!r} declares shape {shape} ({n_elements} elements; at most "
                     f"{MAX_ARRAY_ELEMENTS} are read)"
                 )
-            if info.file_size != header_length + n_elements * dtype.itemsize:
+            if stored_size != header_length + n_elements * dtype.itemsize:
                 raise self._fail(
                     f"entry {name!r} is truncated or padded: shape {shape} of {dtype} needs "
-                    f"{n_elements * dtype.itemsize} data bytes, the entry holds {info.file_size - header_length}"
+                    f"{n_elements * dtype.itemsize} data bytes, the entry holds {stored_size - header_length}"
                 )
             self._headers[name] = (tuple(shape), dtype, fortran, header_length)
         shape, dtype, _, _ = self._headers[name]
@@ -188,13 +262,17 @@ class NpzArchive:
         if kind is not None and dtype.kind not in kind:
             raise self._fail(f"entry {name!r} has dtype {dtype}, expected kind {kind!r}")
         _, _, fortran, header_length = self._headers[name]
+        order = "F" if fortran else "C"
+        if self._stored is not None:  # a copy, so the caller owns a writable array
+            data = self._stored[f"{name}.npy"][header_length:]
+            return np.frombuffer(data, dtype=dtype).reshape(declared, order=order).copy(order="K")
         data = bytearray(math.prod(declared) * dtype.itemsize)  # the size was checked against the entry
         try:
-            with self._zip.open(self._members[name]) as member:
+            with self._open(name) as member:
                 _read_exactly(member, header_length)
                 if member.readinto(data) != len(data) or member.read(1):
                     raise EOFError("the entry's length changed while reading")
-            return np.frombuffer(data, dtype=dtype).reshape(declared, order="F" if fortran else "C")
+            return np.frombuffer(data, dtype=dtype).reshape(declared, order=order)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise self._fail(f"entry {name!r} cannot be read ({exc})") from None
 
