@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from delgrad_core._calibration import Calibration
-from delgrad_core._errors import FileFormatError, InvalidResultError, InvalidValueError
+from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResultError, InvalidValueError
 from delgrad_core._ir import Network
 from delgrad_core._npz import NpzArchive, json_array, npz_bytes
 from delgrad_core._propagation import _check_times
@@ -115,28 +116,38 @@ class ExecutionRequest:
     def __hash__(self) -> int:
         return hash(self.digest)
 
-    def to_bytes(self) -> bytes:
-        """The request as an npz archive (deterministic bytes, no pickle)."""
+    def to_bytes(self, *, include_calibration: bool = True) -> bytes:
+        """The request as an npz archive (deterministic bytes, no pickle).  Without
+        `include_calibration` only the calibration's digest travels: for a receiver that holds
+        the calibration already (`from_bytes(..., calibrations=...)`)."""
         arrays = network_arrays(self.network, prefix="network.")
         arrays["input_spike_times"] = self.input_spike_times
-        if self.calibration is not None:
+        if self.calibration is not None and include_calibration:
             arrays.update(self.calibration.archive_arrays(prefix="calibration."))
         arrays["request.json"] = json_array(self._document())
         return npz_bytes(arrays)
 
     @classmethod
-    def from_bytes(cls, data) -> "ExecutionRequest":
-        """Inverse of `to_bytes`; anything malformed is a `FileFormatError`."""
+    def from_bytes(cls, data, *, calibrations: Mapping[str, Calibration] | None = None) -> "ExecutionRequest":
+        """Inverse of `to_bytes`; anything malformed is a `FileFormatError`.  A request that
+        carries only its calibration's digest takes the calibration from `calibrations`
+        (digest -> Calibration); `CalibrationError` if it is not there."""
         with NpzArchive(data, what="delgrad execution request") as archive:
             document = archive.json("request.json")
             if document.get("format") != _REQUEST_FORMAT or document.get("version") != _VERSION:
                 raise FileFormatError(f"{archive.source}: not a delgrad request version {_VERSION}")
             network = network_from_archive(archive, prefix="network.")
-            calibration = None
-            if document.get("calibration") is not None:
-                calibration = Calibration.from_archive(archive, prefix="calibration.")
-                if calibration.digest != document["calibration"]:
-                    raise FileFormatError(f"{archive.source}: the calibration does not match its digest")
+            calibration, digest = None, document.get("calibration")
+            if digest is not None:
+                if "calibration.calibration.json" in archive:
+                    calibration = Calibration.from_archive(archive, prefix="calibration.")
+                    if calibration.digest != digest:
+                        raise FileFormatError(f"{archive.source}: the calibration does not match its digest")
+                elif isinstance(digest, str) and calibrations is not None and digest in calibrations:
+                    calibration = calibrations[digest]
+                else:
+                    raise CalibrationError(f"{archive.source}: the request refers to calibration {str(digest)[:12]}, "
+                                           "which is not known here; send it with the calibration")
             inputs = archive.array("input_spike_times", kind="f")
             try:
                 return cls(network, inputs, calibration, document.get("seed"))

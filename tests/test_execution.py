@@ -172,3 +172,15 @@ def test_network_save_and_load_through_bytes_and_file_objects(tmp_path):
     with open(tmp_path / "n.npz", "rb") as handle:
         assert dg.load_network(handle).sizes == [3, 4, 2]
     assert (tmp_path / "n.npz").read_bytes() == buffer.getvalue()
+
+
+def test_a_request_can_name_its_calibration_by_digest():
+    request = _request()
+    slim = request.to_bytes(include_calibration=False)
+    assert len(slim) < len(request.to_bytes())
+    restored = ExecutionRequest.from_bytes(slim, calibrations={request.calibration.digest: request.calibration})
+    assert restored.digest == request.digest and restored.calibration is request.calibration
+    with pytest.raises(dg.CalibrationError, match="refers to calibration .* not known here"):
+        ExecutionRequest.from_bytes(slim)
+    with pytest.raises(dg.CalibrationError):
+        ExecutionRequest.from_bytes(slim, calibrations={"0" * 64: request.calibration})

@@ -384,3 +384,23 @@ def test_the_embedded_service_never_outlives_its_client(tmp_path, ending, how):
     finally:
         client.kill()
         client.stdout.close()
+
+
+def test_a_calibration_travels_once_then_by_digest_and_again_after_a_restart(start_service, monkeypatch):
+    service = start_service()
+    sent = []
+    original = HilBackend._send_execute
+
+    def recording(self, request, job, *, include_calibration):
+        sent.append(include_calibration)
+        return original(self, request, job, include_calibration=include_calibration)
+
+    monkeypatch.setattr(HilBackend, "_send_execute", recording)
+    with _client(service, timeout_s=0.5, attempts=20, backoff_s=0.05) as backend:
+        requests = _requests(backend, 4)
+        results = [backend.execute(request) for request in requests[:2]]
+        service.stop()
+        service.start()  # a new service process on the same port: it has never seen the calibration
+        results += [backend.execute(request) for request in requests[2:]]
+    assert sent == [True, False, False, True, False]  # full, digest, digest refused -> full, digest
+    _assert_same_results(results, _device_results(requests))

@@ -29,7 +29,7 @@ from delgrad_core import (
 from delgrad_hil._calibration import BACKEND_NAME, wrap
 from delgrad_hil._device import device_name
 from delgrad_hil._faults import FaultPlan
-from delgrad_hil._protocol import calibration_job_id
+from delgrad_hil._protocol import ProtocolError, calibration_job_id
 
 __all__ = ["HilBackend"]
 
@@ -110,6 +110,7 @@ class HilBackend(Backend):
         self.local_service = None
         self._model: Backend | None = None
         self._client = None
+        self._sent_calibrations: set[str] = set()  # digests of calibrations the service has received
 
     # -- the device, as the host maps networks onto it ---------------------------------------------
     def _device_model(self) -> Backend:
@@ -211,8 +212,17 @@ class HilBackend(Backend):
 
     def _execute(self, request) -> ExecutionResult:
         job = request.digest
-        reply = self._session().request("execute", {"job": job}, request.to_bytes(), expect="result",
-                                        job_timeout_s=self.job_timeout_s, what=f"job {job[:12]}")
+        calibration = None if request.calibration is None else request.calibration.digest
+        by_digest = calibration is not None and calibration in self._sent_calibrations
+        try:
+            reply = self._send_execute(request, job, include_calibration=not by_digest)
+        except ProtocolError as exc:
+            if not by_digest or exc.code != "unknown_calibration":
+                raise
+            self._sent_calibrations.clear()  # the service forgot it (e.g. restarted): send it again in full
+            reply = self._send_execute(request, job, include_calibration=True)
+        if calibration is not None:
+            self._sent_calibrations.add(calibration)
         if reply.header["job"] != job:
             raise InvalidResultError(f"backend {self.name!r}: the service answered job {reply.header['job'][:12]} "
                                      f"to job {job[:12]}")
@@ -222,6 +232,12 @@ class HilBackend(Backend):
             raise InvalidResultError(f"backend {self.name!r}: the service sent an unreadable result ({exc})") from None
         result.metadata.update(device_wall_seconds=reply.header["run_s"], from_cache=reply.header["cached"])
         return result
+
+    def _send_execute(self, request, job: str, *, include_calibration: bool):
+        """One execute job; the calibration travels in full, or as its digest once the service
+        holds it (a large calibration then costs nothing per job)."""
+        return self._session().request("execute", {"job": job}, request.to_bytes(include_calibration=include_calibration),
+                                       expect="result", job_timeout_s=self.job_timeout_s, what=f"job {job[:12]}")
 
     def _close(self) -> None:
         if self._client is not None:

@@ -50,6 +50,7 @@ ERROR_CODES = {
     "replayed": False,             # a message seen before, or sent outside the time window
     "too_large": False,            # above the service's message size limit
     "bad_request": False,          # the payload is not what the header says (or not readable)
+    "unknown_calibration": False,  # the request names a calibration the service does not hold: send it in full
     "busy": True,                  # queue full (or an injected busy answer): try again later
     "shutting_down": True,         # the service is stopping: try again after its restart
     "device_error": False,         # the device refused or failed (its own `retryable` decides)

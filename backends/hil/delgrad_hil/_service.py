@@ -22,7 +22,7 @@ from collections import Counter, OrderedDict
 
 import zmq
 
-from delgrad_core import BackendUnavailable, DelgradError, ExecutionRequest, load_network
+from delgrad_core import BackendUnavailable, CalibrationError, DelgradError, ExecutionRequest, load_network
 
 from delgrad_hil._auth import ReplayGuard
 from delgrad_hil._calibration import unwrap
@@ -51,14 +51,17 @@ _RECEIVE_BATCH = 64  # messages read per wake-up before finished jobs are answer
 _CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
 
 
-def parse_execute(message: Message, unwrap_calibration=unwrap) -> ExecutionRequest:
+def parse_execute(message: Message, unwrap_calibration=unwrap, calibrations=None) -> ExecutionRequest:
     """The request of an execute message, its calibration unwrapped for the device (by
-    `unwrap_calibration`); its digest must be the job id.  Raises `ProtocolError`
-    ("bad_request") only."""
+    `unwrap_calibration`); its digest must be the job id.  A request that names its
+    calibration by digest only takes it from `calibrations` (digest -> calibration).  Raises
+    `ProtocolError` ("bad_request", "unknown_calibration") only."""
     nonce, job = message.header["nonce"], message.header["job"]
     try:
-        request = ExecutionRequest.from_bytes(message.payload)
+        request = ExecutionRequest.from_bytes(message.payload, calibrations=calibrations)
         calibration = unwrap_calibration(request.calibration)
+    except CalibrationError as exc:
+        raise ProtocolError("unknown_calibration", str(exc), reply_to=nonce) from None
     except Exception as exc:  # hostile bytes: FileFormatError, InvalidValueError or worse
         raise ProtocolError("bad_request", f"the payload is not an execution request ({exc})", reply_to=nonce) \
             from None
@@ -126,7 +129,8 @@ class DeviceService:
         self.service_id = os.urandom(8).hex()
         self.counts = Counter()  # refused.<code>, dropped, corrupted, busy
         self.calibration_digest: str | None = None
-        self._calibrations: OrderedDict = OrderedDict()  # digest of a request's calibration -> the device's
+        # digest of a request's calibration -> (that calibration, the device's calibration inside it)
+        self._calibrations: OrderedDict = OrderedDict()
         self.stopping = False
         self._stop_requested = False
         self._started = time.monotonic()
@@ -275,7 +279,10 @@ class DeviceService:
         if self.stopping:
             raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",
                                 reply_to=nonce)
-        work = parse_execute(message, self._unwrap) if message.type == "execute" else parse_calibrate(message)
+        if message.type == "execute":
+            work = parse_execute(message, self._unwrap, self._received_calibrations)
+        else:
+            work = parse_calibrate(message)
         if self.faults.busy():
             self.counts["busy"] += 1
             raise ProtocolError("busy", "the device is busy (injected fault)", reply_to=nonce)
@@ -291,11 +298,18 @@ class DeviceService:
         devices that key work by calibration digest find it again)."""
         if calibration is None:
             return None
-        device_calibration = self._calibrations.pop(calibration.digest, None) or unwrap(calibration)
-        self._calibrations[calibration.digest] = device_calibration
+        known = self._calibrations.pop(calibration.digest, None)
+        device_calibration = known[1] if known is not None else unwrap(calibration)
+        self._calibrations[calibration.digest] = (calibration, device_calibration)
         while len(self._calibrations) > _CALIBRATIONS_KEPT:
             self._calibrations.popitem(last=False)
         return device_calibration
+
+    @property
+    def _received_calibrations(self) -> dict:
+        """Digest -> calibration, of the calibrations requests brought recently (later requests
+        may name them by digest only)."""
+        return {digest: received for digest, (received, _) in self._calibrations.items()}
 
     def _info(self, message: Message) -> dict:
         health = {"ok": True, "device": self.device.name, "uptime_s": time.monotonic() - self._started,
