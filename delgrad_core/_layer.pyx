@@ -12,8 +12,14 @@ import numpy as np
 
 from delgrad_core._psp cimport (
     RatioKind, ratio_kind, first_crossing, advance_state, kernel_and_slope, lambert_w0,
-    RATIO_GENERAL,
+    closed_kernel_and_slope, IntervalTest, input_features, interval_test, may_cross,
+    state_from_sums, RATIO_GENERAL,
 )
+
+# The layer-wide paths keep exponentials of times measured from a sample's first arrival; they
+# serve a sample whose arrival (and, backward, spike) times span at most this many tau_m, so
+# that e^{2 span/tau_m} stays far from overflow.  Longer samples take the per-neuron paths.
+cdef double _SPAN_LIMIT = 100.0
 
 
 cdef struct Arrival:
@@ -107,34 +113,172 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
                                         <RatioKind> kinds[j])
 
 
+cdef RatioKind _layer_kind(const double[::1] tau_m, const double[::1] tau_s) noexcept nogil:
+    """The closed form that every neuron of the layer shares (same tau_m and tau_s), else
+    RATIO_GENERAL."""
+    cdef Py_ssize_t j
+    if tau_m.shape[0] == 0:
+        return RATIO_GENERAL
+    for j in range(1, tau_m.shape[0]):
+        if tau_m[j] != tau_m[0] or tau_s[j] != tau_s[0]:
+            return RATIO_GENERAL
+    return ratio_kind(tau_m[0], tau_s[0])
+
+
+cdef double[::1] _column_shift(const double[:, ::1] delays):
+    """c_j with d_ij = d_i0 + c_j (delays that keep one input order: none, axonal, dendritic)."""
+    cdef Py_ssize_t j, n_post = delays.shape[1]
+    cdef double[::1] shift = np.zeros(n_post)
+    if delays.shape[0] > 0:
+        for j in range(n_post):
+            shift[j] = delays[0, j] - delays[0, 0]
+    return shift
+
+
+cdef Py_ssize_t _shared_arrivals(Py_ssize_t b, const double[:, ::1] pre_times,
+                                 const double[:, ::1] delays, Arrival* order) noexcept nogil:
+    """Inputs of sample b that arrive (t_i + d_i0 finite), sorted by (time, index); their count."""
+    cdef Py_ssize_t i, n_active = 0
+    cdef double arrival
+    for i in range(pre_times.shape[1]):
+        arrival = pre_times[b, i] + delays[i, 0]
+        if isfinite(arrival):
+            order[n_active].index = i
+            order[n_active].time = arrival
+            n_active += 1
+    qsort(order, n_active, sizeof(Arrival), _compare_arrivals)
+    return n_active
+
+
+cdef inline bint _accumulate(const double* w, double p, double q, double* p_sum, double* q_sum,
+                             const double* level, IntervalTest test, RatioKind kind,
+                             long long* flags, Py_ssize_t n) noexcept nogil:
+    """Add one input (features p, q; weight row w) to every neuron's sums, flag the neurons that
+    may cross threshold in the interval of `test` and report whether any does (a loop the
+    compiler vectorises; the flags are as wide as the sums, so one vector holds both)."""
+    cdef Py_ssize_t j
+    cdef long long flag, candidate = 0
+    for j in range(n):
+        p_sum[j] = p_sum[j] + w[j] * p
+        q_sum[j] = q_sum[j] + w[j] * q
+        flag = may_cross(p_sum[j], q_sum[j], level[j], test, kind)
+        flags[j] = flag
+        candidate = candidate | flag
+    return candidate != 0
+
+
+cdef void _walk_layer(Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
+                      const double[:, ::1] weights, const double[::1] shift,
+                      const double[::1] threshold, double tau_m, double tau_s, RatioKind kind,
+                      double[:, ::1] post_times, double* scratch,
+                      long long* flags) noexcept nogil:
+    """Causal-set search (docs/model.md §2) for every neuron of the layer at once, for inputs
+    that reach all neurons in the same order: one pass over the sorted arrivals keeps each
+    neuron's sums P, Q (see _psp.pxd), tests each inter-arrival interval with `may_cross`, and
+    solves only where that test passes, with the closed forms on the state at the interval's
+    start.  A neuron that has fired is retired by setting its test level to +inf.  The spike of
+    neuron j is shifted by its column delay c_j (d_ij = d_i0 + c_j)."""
+    cdef Py_ssize_t n_post = weights.shape[1], j, k = 0, last
+    cdef double* p_sum = scratch
+    cdef double* q_sum = scratch + n_post
+    cdef double* level = scratch + 2 * n_post
+    cdef double t_ref = order[0].time, t_now, t_next, r0, r1, x0, x1, p, q, u, current, s, decay
+    cdef IntervalTest test
+    cdef bint candidate
+    for j in range(n_post):
+        p_sum[j] = 0.0
+        q_sum[j] = 0.0
+        level[j] = threshold[j]
+        post_times[b, j] = INFINITY
+    while k < n_active:
+        t_now = order[k].time
+        last = k
+        while last + 1 < n_active and order[last + 1].time == t_now:   # tied inputs
+            last += 1
+        t_next = order[last + 1].time if last + 1 < n_active else INFINITY
+        r0 = t_now - t_ref
+        r1 = t_next - t_ref
+        x0 = exp(-r0 / tau_m)
+        x1 = exp(-r1 / tau_m)
+        input_features(r0, exp(r0 / tau_m), kind, &p, &q)
+        test = interval_test(r0, x0, r1, x1, tau_m, kind)
+        while k <= last:   # the test of the last tied input sees the complete sums
+            candidate = _accumulate(&weights[order[k].index, 0], p, q, p_sum, q_sum, level, test,
+                                    kind, flags, n_post)
+            k += 1
+        if candidate:
+            decay = exp(-(t_next - t_now) / tau_m)
+            for j in range(n_post):
+                if not flags[j]:
+                    continue
+                state_from_sums(p_sum[j], q_sum[j], r0, x0, tau_m, kind, &u, &current)
+                if u >= threshold[j]:   # reached within rounding at the interval's start
+                    s = 0.0
+                else:
+                    s = first_crossing(u, current, t_next - t_now, decay, threshold[j], tau_m,
+                                       tau_s, kind)
+                if s >= 0.0:
+                    post_times[b, j] = (t_now + s) + shift[j]
+                    level[j] = INFINITY
+
+
 def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
                   const double[:, ::1] delays, const double[:, :, ::1] arrivals, bint observed,
                   bint shared_order, const double[::1] threshold, const double[::1] tau_m,
                   const double[::1] tau_s, double[:, ::1] post_times, int n_threads,
-                  bint general_solver_only=False):
+                  bint general_solver_only=False, bint layer_walk=True):
     """Write the first spike time of every (sample, neuron) into `post_times` (+inf: silent).
 
     Arrivals are t_i + d_ij, or the given `arrivals[b, i, j]` when `observed` (then `arrivals`
     has shape (batch, n_pre, n_post); otherwise it is a placeholder that is never read).
     `shared_order` states that every neuron sees its inputs in the same order (d_ij = r_i + c_j:
-    no, axonal or dendritic delays), so one sort per sample serves every neuron.
+    no, axonal or dendritic delays), so one sort per sample serves every neuron.  If moreover all
+    neurons share tau_m = tau_s or tau_m = 2 tau_s, a sample whose arrivals span at most
+    _SPAN_LIMIT tau_m is walked once for the whole layer (`_walk_layer`); `layer_walk=False`
+    keeps the per-neuron walk (to cross-check the two).
     `general_solver_only` forces the bracketed solver (to cross-check the closed forms).
     """
     cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
-    cdef Py_ssize_t n_post = weights.shape[1], b, j
+    cdef Py_ssize_t n_post = weights.shape[1], b, n_active
     cdef int[::1] kinds = _ratio_kinds(tau_m, tau_s, general_solver_only)
-    cdef Py_ssize_t stride = n_pre + 1
-    cdef Arrival* orders = <Arrival*> malloc(n_threads * stride * sizeof(Arrival))
-    if orders == NULL:
+    cdef RatioKind walk_kind = RATIO_GENERAL
+    cdef double[::1] shift = _column_shift(delays)
+    cdef Py_ssize_t stride = n_pre + 1, sums_stride = 3 * n_post + 1
+    cdef Arrival* orders
+    cdef Arrival* order
+    cdef double* sums
+    cdef long long* flags
+    if shared_order and layer_walk and not observed and not general_solver_only:
+        walk_kind = _layer_kind(tau_m, tau_s)
+    orders = <Arrival*> malloc(n_threads * stride * sizeof(Arrival))
+    sums = <double*> malloc(n_threads * sums_stride * sizeof(double))
+    flags = <long long*> malloc(n_threads * sums_stride * sizeof(long long))
+    if orders == NULL or sums == NULL or flags == NULL:
+        free(orders)
+        free(sums)
+        free(flags)
         raise MemoryError("forward_layer: could not allocate the arrival buffers")
     try:
         with nogil, parallel(num_threads=n_threads):
+            order = orders + threadid() * stride
             for b in prange(n_batch, schedule='guided'):
+                if walk_kind != RATIO_GENERAL:
+                    n_active = _shared_arrivals(b, pre_times, delays, order)
+                    if n_active == 0 or order[n_active - 1].time - order[0].time <= _SPAN_LIMIT * tau_m[0]:
+                        if n_active == 0:
+                            post_times[b, :] = INFINITY
+                        else:
+                            _walk_layer(b, order, n_active, weights, shift, threshold, tau_m[0],
+                                        tau_s[0], walk_kind, post_times,
+                                        sums + threadid() * sums_stride,
+                                        flags + threadid() * sums_stride)
+                        continue
                 _forward_sample(b, pre_times, weights, delays, arrivals, observed, shared_order,
-                                threshold, tau_m, tau_s, kinds, post_times,
-                                orders + threadid() * stride)
+                                threshold, tau_m, tau_s, kinds, post_times, order)
     finally:
         free(orders)
+        free(sums)
+        free(flags)
 
 
 cdef int[::1] _ratio_kinds(const double[::1] tau_m, const double[::1] tau_s, bint general_only):
