@@ -12,8 +12,8 @@ import numpy as np
 
 from delgrad_core._psp cimport (
     RatioKind, ratio_kind, first_crossing, advance_state, kernel_and_slope, lambert_w0,
-    closed_kernel_and_slope, IntervalTest, input_features, interval_test, may_cross,
-    state_from_sums, RATIO_GENERAL,
+    RatioOne, RatioTwo, ClosedRatio, closed_kind, closed_kernel_and_slope, IntervalTest,
+    input_features, interval_test, may_cross, state_from_sums, RATIO_ONE, RATIO_TWO, RATIO_GENERAL,
 )
 
 # The layer-wide paths keep exponentials of times measured from a sample's first arrival; they
@@ -150,8 +150,8 @@ cdef Py_ssize_t _shared_arrivals(Py_ssize_t b, const double[:, ::1] pre_times,
     return n_active
 
 
-cdef inline bint _accumulate(const double* w, double p, double q, double* p_sum, double* q_sum,
-                             const double* level, IntervalTest test, RatioKind kind,
+cdef inline bint _accumulate(ClosedRatio tag, const double* w, double p, double q, double* p_sum,
+                             double* q_sum, const double* level, IntervalTest test,
                              long long* flags, Py_ssize_t n) noexcept nogil:
     """Add one input (features p, q; weight row w) to every neuron's sums, flag the neurons that
     may cross threshold in the interval of `test` and report whether any does (a loop the
@@ -161,15 +161,15 @@ cdef inline bint _accumulate(const double* w, double p, double q, double* p_sum,
     for j in range(n):
         p_sum[j] = p_sum[j] + w[j] * p
         q_sum[j] = q_sum[j] + w[j] * q
-        flag = may_cross(p_sum[j], q_sum[j], level[j], test, kind)
+        flag = may_cross(tag, p_sum[j], q_sum[j], level[j], test)
         flags[j] = flag
         candidate = candidate | flag
     return candidate != 0
 
 
-cdef void _walk_layer(Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
+cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
                       const double[:, ::1] weights, const double[::1] shift,
-                      const double[::1] threshold, double tau_m, double tau_s, RatioKind kind,
+                      const double[::1] threshold, double tau_m, double tau_s,
                       double[:, ::1] post_times, double* scratch,
                       long long* flags) noexcept nogil:
     """Causal-set search (docs/model.md §2) for every neuron of the layer at once, for inputs
@@ -200,23 +200,23 @@ cdef void _walk_layer(Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
         r1 = t_next - t_ref
         x0 = exp(-r0 / tau_m)
         x1 = exp(-r1 / tau_m)
-        input_features(r0, exp(r0 / tau_m), kind, &p, &q)
-        test = interval_test(r0, x0, r1, x1, tau_m, kind)
+        input_features(tag, r0, exp(r0 / tau_m), &p, &q)
+        test = interval_test(tag, r0, x0, r1, x1, tau_m)
         while k <= last:   # the test of the last tied input sees the complete sums
-            candidate = _accumulate(&weights[order[k].index, 0], p, q, p_sum, q_sum, level, test,
-                                    kind, flags, n_post)
+            candidate = _accumulate(tag, &weights[order[k].index, 0], p, q, p_sum, q_sum, level,
+                                    test, flags, n_post)
             k += 1
         if candidate:
             decay = exp(-(t_next - t_now) / tau_m)
             for j in range(n_post):
                 if not flags[j]:
                     continue
-                state_from_sums(p_sum[j], q_sum[j], r0, x0, tau_m, kind, &u, &current)
+                state_from_sums(tag, p_sum[j], q_sum[j], r0, x0, tau_m, &u, &current)
                 if u >= threshold[j]:   # reached within rounding at the interval's start
                     s = 0.0
                 else:
                     s = first_crossing(u, current, t_next - t_now, decay, threshold[j], tau_m,
-                                       tau_s, kind)
+                                       tau_s, closed_kind(tag))
                 if s >= 0.0:
                     post_times[b, j] = (t_now + s) + shift[j]
                     level[j] = INFINITY
@@ -248,6 +248,8 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef Arrival* order
     cdef double* sums
     cdef long long* flags
+    cdef RatioOne one
+    cdef RatioTwo two
     if shared_order and layer_walk and not observed and not general_solver_only:
         walk_kind = _layer_kind(tau_m, tau_s)
     orders = <Arrival*> malloc(n_threads * stride * sizeof(Arrival))
@@ -267,9 +269,14 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
                     if n_active == 0 or order[n_active - 1].time - order[0].time <= _SPAN_LIMIT * tau_m[0]:
                         if n_active == 0:
                             post_times[b, :] = INFINITY
+                        elif walk_kind == RATIO_ONE:
+                            _walk_layer(one, b, order, n_active, weights, shift, threshold,
+                                        tau_m[0], tau_s[0], post_times,
+                                        sums + threadid() * sums_stride,
+                                        flags + threadid() * sums_stride)
                         else:
-                            _walk_layer(b, order, n_active, weights, shift, threshold, tau_m[0],
-                                        tau_s[0], walk_kind, post_times,
+                            _walk_layer(two, b, order, n_active, weights, shift, threshold,
+                                        tau_m[0], tau_s[0], post_times,
                                         sums + threadid() * sums_stride,
                                         flags + threadid() * sums_stride)
                         continue
@@ -375,6 +382,221 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
                                      no_crossing, largest_term, mine, mine + n_pre + 1)
     finally:
         free(scratch)
+
+
+cdef double _sample_exponentials(Py_ssize_t b, const double[:, ::1] pre_times,
+                                 const double[:, ::1] delays, const double[::1] shift,
+                                 const double[:, ::1] post_times, const double[:, ::1] delta_post,
+                                 double tau_m, double[:, ::1] arrival, double[:, ::1] growth,
+                                 double[:, ::1] spike, double[:, ::1] decay) noexcept nogil:
+    """Per-sample factors of x_ij = e^{-(t_j - a_ij)/tau_m} = decay_j growth_i for the layer-wide
+    backward pass, measured from the sample's first arrival t_ref: arrival a_i = t_i + d_i0 and
+    growth_i = e^{(a_i - t_ref)/tau_m} (0 if the input is silent); spike_j = t_j - c_j, the spike
+    time seen against a_i (-inf where no gradient is wanted: silent neuron or zero dL/dt_j) and
+    decay_j = e^{-(spike_j - t_ref)/tau_m} (0 unless spike_j > t_ref).  Returns the span of
+    these times in units of tau_m (0 without arrivals)."""
+    cdef Py_ssize_t i, j
+    cdef double t_ref = INFINITY, last = -INFINITY, a, t
+    for i in range(pre_times.shape[1]):
+        a = pre_times[b, i] + delays[i, 0]
+        arrival[b, i] = a
+        if isfinite(a):
+            t_ref = min(t_ref, a)
+            last = max(last, a)
+    if not isfinite(t_ref):
+        t_ref = 0.0
+    for i in range(pre_times.shape[1]):
+        a = arrival[b, i]
+        growth[b, i] = exp((a - t_ref) / tau_m) if isfinite(a) else 0.0
+    for j in range(post_times.shape[1]):
+        t = post_times[b, j]
+        if isfinite(t) and delta_post[b, j] != 0.0:
+            t = t - shift[j]
+            spike[b, j] = t
+            decay[b, j] = exp(-(t - t_ref) / tau_m) if t > t_ref else 0.0
+            last = max(last, t)
+        else:
+            spike[b, j] = -INFINITY
+            decay[b, j] = 0.0
+    return (last - t_ref) / tau_m if isfinite(last) else 0.0
+
+
+cdef inline double _sum(const double* values, Py_ssize_t n) noexcept nogil:
+    """values[0] + ... + values[n-1] in four interleaved partial sums (a fixed order that the
+    compiler can keep in one vector register)."""
+    cdef double part0 = 0.0, part1 = 0.0, part2 = 0.0, part3 = 0.0
+    cdef Py_ssize_t j = 0
+    while j + 4 <= n:
+        part0 = part0 + values[j]
+        part1 = part1 + values[j + 1]
+        part2 = part2 + values[j + 2]
+        part3 = part3 + values[j + 3]
+        j += 4
+    while j < n:
+        part0 = part0 + values[j]
+        j += 1
+    return (part0 + part1) + (part2 + part3)
+
+
+cdef void _backward_sample_shared(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] weights,
+                                  double tau_m, const double[:, ::1] arrival,
+                                  const double[:, ::1] growth, double[:, ::1] spike,
+                                  const double[:, ::1] decay, const double[:, ::1] delta_post,
+                                  double[:, ::1] scale, double[:, ::1] column, bint with_column,
+                                  double[:, ::1] delta_pre, signed char[:, ::1] no_crossing,
+                                  double[:, ::1] largest_term, double* scratch) noexcept nogil:
+    """Implicit-function-theorem terms of one sample (docs/model.md §4) for every neuron of the
+    layer at once, input row by input row with k(t_j - a_i), k'(t_j - a_i) from x = decay_j
+    growth_i: u'(t_j), then scale_j = dL/dt_j / u'(t_j), dL/da_i = sum_j scale_j w_ij k'_ij,
+    max_i |scale_j k_ij| and, if `with_column`, sum_i scale_j w_ij k'_ij per neuron."""
+    cdef Py_ssize_t n_pre = weights.shape[0], n_post = weights.shape[1], i, j
+    cdef double* u_slope = scratch
+    cdef double* largest = scratch + n_post
+    cdef double* terms = scratch + 2 * n_post
+    cdef const double* w
+    cdef const double* t = &spike[b, 0]
+    cdef const double* x = &decay[b, 0]
+    cdef double* sc = &scale[b, 0]
+    cdef double* col = &column[b, 0]
+    cdef double a, e, slope, kernel, g
+    for j in range(n_post):
+        u_slope[j] = 0.0
+        largest[j] = 0.0
+    for i in range(n_pre):
+        e = growth[b, i]
+        if e == 0.0:
+            continue
+        a = arrival[b, i]
+        w = &weights[i, 0]
+        for j in range(n_post):
+            slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+            u_slope[j] += w[j] * slope if a < t[j] else 0.0
+    for j in range(n_post):
+        sc[j] = 0.0
+        if spike[b, j] == -INFINITY:
+            continue
+        if u_slope[j] > 0.0:
+            sc[j] = delta_post[b, j] / u_slope[j]
+        else:
+            no_crossing[b, j] = 1   # no upward crossing at t in the model: no gradient
+            spike[b, j] = -INFINITY
+    for i in range(n_pre):
+        e = growth[b, i]
+        if e == 0.0:
+            continue
+        a = arrival[b, i]
+        w = &weights[i, 0]
+        for j in range(n_post):
+            slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+            g = sc[j] * w[j] * slope if a < t[j] else 0.0
+            terms[j] = g
+            largest[j] = max(largest[j], fabs(sc[j] * kernel)) if a < t[j] else largest[j]
+        if with_column:
+            for j in range(n_post):
+                col[j] += terms[j]
+        delta_pre[b, i] = _sum(terms, n_post)
+    for j in range(n_post):
+        largest_term[b, j] = largest[j]
+
+
+cdef void _weight_gradient_row(ClosedRatio tag, Py_ssize_t i, double tau_m,
+                               const double[:, ::1] arrival, const double[:, ::1] growth,
+                               const double[:, ::1] spike, const double[:, ::1] decay,
+                               const double[:, ::1] scale, double[:, ::1] grad_weights) noexcept nogil:
+    """dL/dw_ij = -sum_b scale_bj k(t_bj - a_bi) for one input i, summed in sample order."""
+    cdef Py_ssize_t n_post = grad_weights.shape[1], b, j
+    cdef double* acc = &grad_weights[i, 0]
+    cdef const double* t
+    cdef const double* x
+    cdef const double* sc
+    cdef double a, e, kernel
+    for j in range(n_post):
+        acc[j] = 0.0
+    for b in range(arrival.shape[0]):
+        e = growth[b, i]
+        if e == 0.0:
+            continue
+        a = arrival[b, i]
+        t = &spike[b, 0]
+        x = &decay[b, 0]
+        sc = &scale[b, 0]
+        for j in range(n_post):
+            closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+            acc[j] -= sc[j] * kernel if a < t[j] else 0.0
+
+
+def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] weights,
+                          const double[:, ::1] delays, const double[::1] tau_m,
+                          const double[::1] tau_s, const double[:, ::1] post_times,
+                          const double[:, ::1] delta_post, double[:, ::1] grad_weights,
+                          double[:, ::1] scale, double[:, ::1] column, bint with_column,
+                          double[:, ::1] delta_pre, signed char[:, ::1] no_crossing,
+                          double[:, ::1] largest_term, int n_threads):
+    """Layer-wide backward pass for inputs that reach every neuron in the same order
+    (d_ij = d_i0 + c_j) when all neurons share tau_m = tau_s or tau_m = 2 tau_s, and no
+    sample's times span more than _SPAN_LIMIT tau_m.  Returns False, having written nothing,
+    where these conditions do not hold (the caller then uses `backward_layer`).
+
+    Writes dL/dw summed over the batch into `grad_weights`, and per (sample, neuron)
+    `scale` = dL/dt_j / u'(t_j) (dL/dtheta_j is its sum over samples), `column` =
+    sum_i dL/da_ij if `with_column` (the dendritic delay gradient), `no_crossing` and
+    `largest_term` as `backward_layer` does; `delta_pre` gets dL/dt_pre.  Every sum runs in a
+    fixed order, so the results do not depend on the number of threads.  k and k' come from
+    products of per-sample exponentials (`_sample_exponentials`) instead of one exp per synapse;
+    the relative rounding of x is then a few ulps times (1 + |t - t_ref|/tau_m), which for
+    tau_m = 2 tau_s bounds the error of k = K (x - x^2) by about that many ulps of K, the same
+    form of bound as for x = exp(-s/tau_m) per synapse.
+    """
+    cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
+    cdef Py_ssize_t n_post = weights.shape[1], b, i
+    cdef RatioKind kind = _layer_kind(tau_m, tau_s)
+    cdef double[::1] shift, span
+    cdef double[:, ::1] arrival, growth, spike, decay
+    cdef Py_ssize_t stride = 3 * n_post + 1
+    cdef double* scratch
+    cdef RatioOne one
+    cdef RatioTwo two
+    if kind == RATIO_GENERAL:
+        return False
+    shift = _column_shift(delays)
+    span = np.zeros(n_batch)
+    arrival = np.empty((n_batch, n_pre))
+    growth = np.empty((n_batch, n_pre))
+    spike = np.empty((n_batch, n_post))
+    decay = np.empty((n_batch, n_post))
+    with nogil, parallel(num_threads=n_threads):
+        for b in prange(n_batch, schedule='static'):
+            span[b] = _sample_exponentials(b, pre_times, delays, shift, post_times, delta_post,
+                                           tau_m[0], arrival, growth, spike, decay)
+    if n_batch > 0 and np.max(span) > _SPAN_LIMIT:
+        return False
+    scratch = <double*> malloc(n_threads * stride * sizeof(double))
+    if scratch == NULL:
+        raise MemoryError("backward_layer_shared: could not allocate scratch buffers")
+    try:
+        with nogil, parallel(num_threads=n_threads):
+            for b in prange(n_batch, schedule='guided'):
+                if kind == RATIO_ONE:
+                    _backward_sample_shared(one, b, weights, tau_m[0], arrival, growth, spike,
+                                            decay, delta_post, scale, column, with_column,
+                                            delta_pre, no_crossing, largest_term,
+                                            scratch + threadid() * stride)
+                else:
+                    _backward_sample_shared(two, b, weights, tau_m[0], arrival, growth, spike,
+                                            decay, delta_post, scale, column, with_column,
+                                            delta_pre, no_crossing, largest_term,
+                                            scratch + threadid() * stride)
+        with nogil, parallel(num_threads=n_threads):
+            for i in prange(n_pre, schedule='guided'):
+                if kind == RATIO_ONE:
+                    _weight_gradient_row(one, i, tau_m[0], arrival, growth, spike, decay, scale,
+                                         grad_weights)
+                else:
+                    _weight_gradient_row(two, i, tau_m[0], arrival, growth, spike, decay, scale,
+                                         grad_weights)
+    finally:
+        free(scratch)
+    return True
 
 
 def first_crossing_time(double u0, double current, double length, double theta,

@@ -210,25 +210,48 @@ cdef inline void advance_state(double* u, double* current, double length, double
         current[0] = current[0] * exp(-length / tau_s)
 
 
-cdef inline double closed_kernel_and_slope(double x, double s, double tau_m, RatioKind kind,
+# Compile-time choice of a closed form: the layer-wide loops below are specialised for each
+# ratio (Cython fused type over two empty tags), so that their inner loops carry no branch.
+cdef struct RatioOne:      # tau_m == tau_s
+    char unused
+cdef struct RatioTwo:      # tau_m == 2 tau_s
+    char unused
+ctypedef fused ClosedRatio:
+    RatioOne
+    RatioTwo
+
+
+cdef inline RatioKind closed_kind(ClosedRatio tag) noexcept nogil:
+    if ClosedRatio is RatioOne:
+        return RATIO_ONE
+    else:
+        return RATIO_TWO
+
+
+cdef inline double closed_kernel_and_slope(ClosedRatio tag, double x, double s, double tau_m,
                                            double* kernel) noexcept nogil:
-    """Closed-form ratios: store k(s) in `kernel` and return k'(s), given x = e^{-s/tau_m}.
+    """Store k(s) in `kernel` and return k'(s), given x = e^{-s/tau_m} (docs/model.md §1).
     tau_m = tau_s: k = s x, k' = x - k/tau_m; tau_m = 2 tau_s (K = tau_m): k = K (x - x^2),
-    k' = 2 x^2 - x (docs/model.md §1).  No transcendental call, so the caller may form x as a
-    product of per-input and per-neuron exponentials."""
-    if kind == RATIO_ONE:
+    k' = 2 x^2 - x.  No transcendental call, so the caller may form x as a product of
+    per-input and per-neuron exponentials."""
+    if ClosedRatio is RatioOne:
         kernel[0] = s * x
         return x - kernel[0] / tau_m
-    kernel[0] = tau_m * (x - x * x)
-    return 2.0 * x * x - x
+    else:
+        kernel[0] = tau_m * (x - x * x)
+        return 2.0 * x * x - x
 
 
 cdef inline double kernel_and_slope(double s, double tau_m, double tau_s, RatioKind kind,
                                     double* kernel) noexcept nogil:
     """Store k(s) in `kernel` and return k'(s) = -k(s)/tau_m + e^{-s/tau_s}, with one exp for
     the closed-form ratios."""
-    if kind != RATIO_GENERAL:
-        return closed_kernel_and_slope(exp(-s / tau_m), s, tau_m, kind, kernel)
+    cdef RatioOne one
+    cdef RatioTwo two
+    if kind == RATIO_ONE:
+        return closed_kernel_and_slope(one, exp(-s / tau_m), s, tau_m, kernel)
+    if kind == RATIO_TWO:
+        return closed_kernel_and_slope(two, exp(-s / tau_m), s, tau_m, kernel)
     kernel[0] = psp_kernel(s, tau_m, tau_s)
     return psp_kernel_slope(s, kernel[0], tau_m, tau_s)
 
@@ -247,42 +270,45 @@ cdef struct IntervalTest:
     # the last one, where x1 = 0).
     double end_p        # u(r1) = end_p P - end_q Q
     double end_q
-    double vertex_lo    # the membrane's extremum lies in the interval if vertex_lo G <= H <= vertex_hi G
+    double vertex_lo    # the membrane's maximum lies in the interval if vertex_lo G <= H <= vertex_hi G
     double vertex_hi
-    double peak         # bound on the extremum's height per unit of the sums
+    double peak         # bound on the maximum's height per unit of the sums
 
 
-cdef inline void input_features(double shifted, double growth, RatioKind kind,
-                                double* p, double* q) noexcept nogil:
+cdef inline void input_features(ClosedRatio tag, double shifted, double growth, double* p,
+                                double* q) noexcept nogil:
     """(p_i, q_i) of an input that arrives `shifted` = a_i - t_ref after the reference time, with
     `growth` = e^{shifted/tau_m}."""
     p[0] = growth
-    q[0] = growth * growth if kind == RATIO_TWO else shifted * growth
+    if ClosedRatio is RatioOne:
+        q[0] = shifted * growth
+    else:
+        q[0] = growth * growth
 
 
-cdef inline IntervalTest interval_test(double r0, double x0, double r1, double x1, double tau_m,
-                                       RatioKind kind) noexcept nogil:
+cdef inline IntervalTest interval_test(ClosedRatio tag, double r0, double x0, double r1, double x1,
+                                       double tau_m) noexcept nogil:
     """`may_cross` coefficients for [r0, r1] (reference-relative times, x = e^{-r/tau_m})."""
     cdef IntervalTest test
-    if kind == RATIO_TWO:
-        # u(x) = K (P x - Q x^2): extremum at x = P/(2Q), a maximum K P^2/(4Q) when Q > 0
-        test.end_p = tau_m * x1
-        test.end_q = tau_m * x1 * x1
-        test.vertex_lo = 2.0 * x1
-        test.vertex_hi = 2.0 * x0
-        test.peak = 0.25 * tau_m
-    else:
+    if ClosedRatio is RatioOne:
         # u(r) = e^{-r/tau} (P r - Q): extremum at r = tau + Q/P, a maximum P tau e^{-r/tau} when P > 0
         test.end_p = x1 * r1 if x1 > 0.0 else 0.0
         test.end_q = x1
         test.vertex_lo = r0 - tau_m
         test.vertex_hi = r1 - tau_m
         test.peak = tau_m * x0
+    else:
+        # u(x) = K (P x - Q x^2): extremum at x = P/(2Q), a maximum K P^2/(4Q) when Q > 0
+        test.end_p = tau_m * x1
+        test.end_q = tau_m * x1 * x1
+        test.vertex_lo = 2.0 * x1
+        test.vertex_hi = 2.0 * x0
+        test.peak = 0.25 * tau_m
     return test
 
 
-cdef inline bint may_cross(double p_sum, double q_sum, double theta, IntervalTest test,
-                           RatioKind kind) noexcept nogil:
+cdef inline bint may_cross(ClosedRatio tag, double p_sum, double q_sum, double theta,
+                           IntervalTest test) noexcept nogil:
     """Necessary condition for a threshold crossing of the membrane given by the sums in the
     interval of `test`, without division or transcendental call: either u(r1) >= theta, or the
     membrane's maximum lies inside the interval and reaches theta.  Both compare with theta
@@ -290,25 +316,22 @@ cdef inline bint may_cross(double p_sum, double q_sum, double theta, IntervalTes
     interval in which the exact solver finds a crossing is never rejected.  With theta = +inf (a
     neuron that has fired) it is false."""
     cdef double level = theta * (1.0 - 1e-9)
-    # tau_m = 2 tau_s: maximum at x = P/(2Q) if Q > 0, of height K P^2/(4Q);
-    # tau_m = tau_s:   maximum at r = tau + Q/P if P > 0, of height at most P tau x0.
-    # Written as selects on the (loop-invariant) kind, so that a loop over neurons vectorises.
-    cdef bint two = kind == RATIO_TWO
-    cdef double rising = q_sum if two else p_sum
-    cdef double vertex = p_sum if two else q_sum
-    cdef double height = p_sum * test.peak * (p_sum if two else 1.0)
-    cdef double scaled_level = level * (q_sum if two else 1.0)
-    return ((test.end_p * p_sum - test.end_q * q_sum >= level)
-            | ((rising > 0.0) & (test.vertex_lo * rising <= vertex)
-               & (vertex <= test.vertex_hi * rising) & (height >= scaled_level)))
-
-
-cdef inline void state_from_sums(double p_sum, double q_sum, double r, double x, double tau_m,
-                                 RatioKind kind, double* u, double* current) noexcept nogil:
-    """Membrane potential and synaptic current at reference-relative time r (x = e^{-r/tau_m})."""
-    if kind == RATIO_TWO:
-        current[0] = q_sum * x * x
-        u[0] = tau_m * x * (p_sum - q_sum * x)
+    cdef bint at_end = test.end_p * p_sum - test.end_q * q_sum >= level
+    if ClosedRatio is RatioOne:
+        return at_end | ((p_sum > 0.0) & (test.vertex_lo * p_sum <= q_sum)
+                         & (q_sum <= test.vertex_hi * p_sum) & (p_sum * test.peak >= level))
     else:
+        return at_end | ((q_sum > 0.0) & (test.vertex_lo * q_sum <= p_sum)
+                         & (p_sum <= test.vertex_hi * q_sum)
+                         & (p_sum * p_sum * test.peak >= level * q_sum))
+
+
+cdef inline void state_from_sums(ClosedRatio tag, double p_sum, double q_sum, double r, double x,
+                                 double tau_m, double* u, double* current) noexcept nogil:
+    """Membrane potential and synaptic current at reference-relative time r (x = e^{-r/tau_m})."""
+    if ClosedRatio is RatioOne:
         current[0] = p_sum * x
         u[0] = x * (p_sum * r - q_sum)
+    else:
+        current[0] = q_sum * x * x
+        u[0] = tau_m * x * (p_sum - q_sum * x)
