@@ -13,7 +13,8 @@ import numpy as np
 from delgrad_core._psp cimport (
     RatioKind, ratio_kind, first_crossing, advance_state, kernel_and_slope, lambert_w0,
     RatioOne, RatioTwo, ClosedRatio, closed_kind, closed_kernel_and_slope, IntervalTest,
-    input_features, interval_test, may_cross, state_from_sums, RATIO_ONE, RATIO_TWO, RATIO_GENERAL,
+    input_features, interval_test, crossing_level, may_cross, state_from_sums,
+    RATIO_ONE, RATIO_GENERAL,
 )
 
 # The layer-wide paths keep exponentials of times measured from a sample's first arrival; they
@@ -188,7 +189,7 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
     for j in range(n_post):
         p_sum[j] = 0.0
         q_sum[j] = 0.0
-        level[j] = threshold[j]
+        level[j] = crossing_level(threshold[j])
         post_times[b, j] = INFINITY
     while k < n_active:
         t_now = order[k].time
@@ -446,57 +447,58 @@ cdef void _backward_sample_shared(ClosedRatio tag, Py_ssize_t b, const double[:,
                                   double[:, ::1] delta_pre, signed char[:, ::1] no_crossing,
                                   double[:, ::1] largest_term, double* scratch) noexcept nogil:
     """Implicit-function-theorem terms of one sample (docs/model.md §4) for every neuron of the
-    layer at once, input row by input row with k(t_j - a_i), k'(t_j - a_i) from x = decay_j
-    growth_i: u'(t_j), then scale_j = dL/dt_j / u'(t_j), dL/da_i = sum_j scale_j w_ij k'_ij,
-    max_i |scale_j k_ij| and, if `with_column`, sum_i scale_j w_ij k'_ij per neuron."""
+    layer at once, input row by input row, with k(t_j - a_i) and k'(t_j - a_i) from
+    x = decay_j growth_i.  First pass: u'(t_j) = sum_i w_ij k'_ij and max_i |k_ij|; then
+    scale_j = dL/dt_j / u'(t_j), max_i |scale_j k_ij| = |scale_j| max_i |k_ij| (rounding is
+    monotone) and, if `with_column`, sum_i scale_j w_ij k'_ij = scale_j u'(t_j); second pass:
+    dL/da_i = sum_j scale_j w_ij k'_ij.  Inputs arriving after every spike are skipped."""
     cdef Py_ssize_t n_pre = weights.shape[0], n_post = weights.shape[1], i, j
     cdef double* u_slope = scratch
-    cdef double* largest = scratch + n_post
+    cdef double* kernel_max = scratch + n_post
     cdef double* terms = scratch + 2 * n_post
     cdef const double* w
     cdef const double* t = &spike[b, 0]
     cdef const double* x = &decay[b, 0]
     cdef double* sc = &scale[b, 0]
-    cdef double* col = &column[b, 0]
-    cdef double a, e, slope, kernel, g
+    cdef double a, e, slope, kernel, last = -INFINITY
     for j in range(n_post):
         u_slope[j] = 0.0
-        largest[j] = 0.0
+        kernel_max[j] = 0.0
+        last = max(last, t[j])
     for i in range(n_pre):
         e = growth[b, i]
-        if e == 0.0:
-            continue
         a = arrival[b, i]
+        if e == 0.0 or not (a < last):
+            continue
         w = &weights[i, 0]
         for j in range(n_post):
-            slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
-            u_slope[j] += w[j] * slope if a < t[j] else 0.0
+            # every operand is loaded and evaluated unconditionally, then selected: the
+            # compiler turns the loop into plain vector arithmetic and masks
+            slope = w[j] * closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+            u_slope[j] += slope if a < t[j] else 0.0
+            kernel_max[j] = max(kernel_max[j], fabs(kernel) if a < t[j] else 0.0)
     for j in range(n_post):
         sc[j] = 0.0
-        if spike[b, j] == -INFINITY:
+        if t[j] == -INFINITY:
             continue
         if u_slope[j] > 0.0:
             sc[j] = delta_post[b, j] / u_slope[j]
+            largest_term[b, j] = fabs(sc[j]) * kernel_max[j]
+            if with_column:
+                column[b, j] = sc[j] * u_slope[j]
         else:
             no_crossing[b, j] = 1   # no upward crossing at t in the model: no gradient
             spike[b, j] = -INFINITY
     for i in range(n_pre):
         e = growth[b, i]
-        if e == 0.0:
-            continue
         a = arrival[b, i]
+        if e == 0.0 or not (a < last):
+            continue
         w = &weights[i, 0]
         for j in range(n_post):
-            slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
-            g = sc[j] * w[j] * slope if a < t[j] else 0.0
-            terms[j] = g
-            largest[j] = max(largest[j], fabs(sc[j] * kernel)) if a < t[j] else largest[j]
-        if with_column:
-            for j in range(n_post):
-                col[j] += terms[j]
+            slope = sc[j] * w[j] * closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+            terms[j] = slope if a < t[j] else 0.0
         delta_pre[b, i] = _sum(terms, n_post)
-    for j in range(n_post):
-        largest_term[b, j] = largest[j]
 
 
 cdef void _weight_gradient_row(ClosedRatio tag, Py_ssize_t i, double tau_m,
@@ -522,7 +524,8 @@ cdef void _weight_gradient_row(ClosedRatio tag, Py_ssize_t i, double tau_m,
         sc = &scale[b, 0]
         for j in range(n_post):
             closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
-            acc[j] -= sc[j] * kernel if a < t[j] else 0.0
+            kernel = sc[j] * kernel
+            acc[j] -= kernel if a < t[j] else 0.0
 
 
 def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] weights,

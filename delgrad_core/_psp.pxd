@@ -307,15 +307,19 @@ cdef inline IntervalTest interval_test(ClosedRatio tag, double r0, double x0, do
     return test
 
 
-cdef inline bint may_cross(ClosedRatio tag, double p_sum, double q_sum, double theta,
+cdef inline double crossing_level(double theta) noexcept nogil:
+    """The level `may_cross` compares with: theta lowered by a relative 1e-9, far more than the
+    few ulps of rounding in the sums, so that an interval in which the exact solver finds a
+    crossing is never rejected."""
+    return theta * (1.0 - 1e-9)
+
+
+cdef inline bint may_cross(ClosedRatio tag, double p_sum, double q_sum, double level,
                            IntervalTest test) noexcept nogil:
     """Necessary condition for a threshold crossing of the membrane given by the sums in the
-    interval of `test`, without division or transcendental call: either u(r1) >= theta, or the
-    membrane's maximum lies inside the interval and reaches theta.  Both compare with theta
-    lowered by a relative 1e-9, far more than the few ulps of rounding in the sums, so that an
-    interval in which the exact solver finds a crossing is never rejected.  With theta = +inf (a
-    neuron that has fired) it is false."""
-    cdef double level = theta * (1.0 - 1e-9)
+    interval of `test`, without division or transcendental call: either u(r1) >= level, or the
+    membrane's maximum lies inside the interval and reaches level (= crossing_level(theta)).
+    With level = +inf (a neuron that has fired) it is false."""
     cdef bint at_end = test.end_p * p_sum - test.end_q * q_sum >= level
     if ClosedRatio is RatioOne:
         return at_end | ((p_sum > 0.0) & (test.vertex_lo * p_sum <= q_sum)
