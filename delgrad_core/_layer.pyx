@@ -5,7 +5,8 @@
 # arrival time.  Silent inputs have t_i = +inf (or an infinite arrival) and never arrive.
 
 from cython.parallel cimport prange, parallel, threadid
-from libc.stdlib cimport malloc, free, qsort
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from libc.math cimport exp, fabs, isfinite, INFINITY
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from delgrad_core._psp cimport (
     RatioKind, ratio_kind, first_crossing, advance_state, kernel_and_slope, lambert_w0,
     RatioOne, RatioTwo, ClosedRatio, closed_kind, closed_kernel_and_slope, IntervalTest,
-    input_features, interval_test, crossing_level, may_cross, state_from_sums,
+    input_features, interval_test, crossing_level, may_cross, state_from_sums, kernel_bound,
     RATIO_ONE, RATIO_GENERAL,
 )
 
@@ -37,14 +38,9 @@ cdef inline double _arrival(Py_ssize_t b, Py_ssize_t i, Py_ssize_t j, const doub
     return pre_times[b, i] + delays[i, j]
 
 
-cdef int _compare_arrivals(const void* left, const void* right) noexcept nogil:
-    cdef const Arrival* a = <const Arrival*> left
-    cdef const Arrival* b = <const Arrival*> right
-    if a.time < b.time:
-        return -1
-    if a.time > b.time:
-        return 1
-    return (a.index > b.index) - (a.index < b.index)
+cdef inline bint _before(const Arrival* a, const Arrival* b) noexcept nogil:
+    """Order of arrivals: by time, ties by input index."""
+    return a.time < b.time or (a.time == b.time and a.index < b.index)
 
 
 cdef inline void _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
@@ -54,10 +50,44 @@ cdef inline void _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
     for k in range(1, n):
         item = order[k]
         m = k - 1
-        while m >= 0 and _compare_arrivals(&order[m], &item) > 0:
+        while m >= 0 and _before(&item, &order[m]):
             order[m + 1] = order[m]
             m -= 1
         order[m + 1] = item
+
+
+cdef void _sort_arrivals(Arrival* order, Py_ssize_t n, Arrival* spare) noexcept nogil:
+    """Sort by (time, index): insertion sort of runs of 16, then bottom-up merges through
+    `spare` (n entries); no comparison callback as with qsort."""
+    cdef Py_ssize_t start, width = 16, low, middle, high, left, right, out
+    cdef Arrival* source = order
+    cdef Arrival* target = spare
+    cdef Arrival* swap
+    start = 0
+    while start < n:
+        _insertion_sort(order + start, min(width, n - start))
+        start += width
+    while width < n:
+        low = 0
+        while low < n:
+            middle = min(low + width, n)
+            high = min(low + 2 * width, n)
+            left = low
+            right = middle
+            for out in range(low, high):
+                if right == high or (left < middle and not _before(&source[right], &source[left])):
+                    target[out] = source[left]
+                    left += 1
+                else:
+                    target[out] = source[right]
+                    right += 1
+            low += 2 * width
+        swap = source
+        source = target
+        target = swap
+        width *= 2
+    if source != order:
+        memcpy(order, source, n * sizeof(Arrival))
 
 
 cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
@@ -102,7 +132,7 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
             order[n_active].index = i
             order[n_active].time = arrival
             n_active += 1
-    qsort(order, n_active, sizeof(Arrival), _compare_arrivals)
+    _sort_arrivals(order, n_active, order + n_active)
     for j in range(n_post):
         if j > 0:
             for k in range(n_active):
@@ -147,25 +177,46 @@ cdef Py_ssize_t _shared_arrivals(Py_ssize_t b, const double[:, ::1] pre_times,
             order[n_active].index = i
             order[n_active].time = arrival
             n_active += 1
-    qsort(order, n_active, sizeof(Arrival), _compare_arrivals)
+    _sort_arrivals(order, n_active, order + n_active)
     return n_active
 
 
-cdef inline bint _accumulate(ClosedRatio tag, const double* w, double p, double q, double* p_sum,
-                             double* q_sum, const double* level, IntervalTest test,
-                             long long* flags, Py_ssize_t n) noexcept nogil:
-    """Add one input (features p, q; weight row w) to every neuron's sums, flag the neurons that
-    may cross threshold in the interval of `test` and report whether any does (a loop the
-    compiler vectorises; the flags are as wide as the sums, so one vector holds both)."""
+# Inter-arrival intervals per block of the layer-wide walk (see `_walk_layer`).
+cdef Py_ssize_t _BLOCK = 8
+
+
+cdef inline void _accumulate(const double* w, double p, double q, double* p_sum, double* q_sum,
+                             double* excitation, Py_ssize_t n) noexcept nogil:
+    """Add one input (features p, q; weight row w) to every neuron's sums and its excitatory
+    weight max(w, 0) to `excitation` (a loop the compiler vectorises)."""
     cdef Py_ssize_t j
-    cdef long long flag, candidate = 0
     for j in range(n):
         p_sum[j] = p_sum[j] + w[j] * p
         q_sum[j] = q_sum[j] + w[j] * q
-        flag = may_cross(tag, p_sum[j], q_sum[j], level[j], test)
-        flags[j] = flag
-        candidate = candidate | flag
-    return candidate != 0
+        excitation[j] = excitation[j] + max(w[j], 0.0)
+
+
+cdef inline bint _flag_hot(ClosedRatio tag, const double* p_sum, const double* q_sum,
+                           double* excitation, const double* level, double r, double x,
+                           double kernel_max, double tau_m, long long* flags,
+                           Py_ssize_t n) noexcept nogil:
+    """Flag the neurons whose membrane may reach threshold within a block that starts at
+    reference-relative time r (x = e^{-r/tau_m}) in the state given by the sums, report
+    whether any does, and clear `excitation` for the next block.  Over the block, with
+    s <= span and k(s) <= kernel_max = max of k over [0, span]:
+        u(t) = u0 e^{-s/tau_m} + I0 k(s) + sum_i w_i k(t - a_i)
+             <= max(u0, 0) + kernel_max (max(I0, 0) + sum_i max(w_i, 0)),
+    the sum over the block's inputs; a neuron below its crossing level there cannot cross."""
+    cdef Py_ssize_t j
+    cdef double u, current
+    cdef long long hot, any_hot = 0
+    for j in range(n):
+        state_from_sums(tag, p_sum[j], q_sum[j], r, x, tau_m, &u, &current)
+        hot = max(u, 0.0) + kernel_max * (max(current, 0.0) + excitation[j]) >= level[j]
+        flags[j] = hot
+        any_hot = any_hot | hot
+        excitation[j] = 0.0
+    return any_hot != 0
 
 
 cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
@@ -174,53 +225,84 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                       double[:, ::1] post_times, double* scratch,
                       long long* flags) noexcept nogil:
     """Causal-set search (docs/model.md §2) for every neuron of the layer at once, for inputs
-    that reach all neurons in the same order: one pass over the sorted arrivals keeps each
-    neuron's sums P, Q (see _psp.pxd), tests each inter-arrival interval with `may_cross`, and
-    solves only where that test passes, with the closed forms on the state at the interval's
-    start.  A neuron that has fired is retired by setting its test level to +inf.  The spike of
-    neuron j is shifted by its column delay c_j (d_ij = d_i0 + c_j)."""
-    cdef Py_ssize_t n_post = weights.shape[1], j, k = 0, last
-    cdef double* p_sum = scratch
-    cdef double* q_sum = scratch + n_post
-    cdef double* level = scratch + 2 * n_post
-    cdef double t_ref = order[0].time, t_now, t_next, r0, r1, x0, x1, p, q, u, current, s, decay
+    that reach all neurons in the same order.  One pass over the sorted arrivals keeps each
+    neuron's sums P, Q (see _psp.pxd), a block of _BLOCK inter-arrival intervals at a time:
+    the block's inputs are added to every neuron (vectorised), then `_flag_hot` bounds each
+    neuron's membrane over the block from its state at the block's start, and only the few
+    neurons that may reach threshold replay the block input by input, testing each interval
+    with `may_cross` and solving with the closed forms on the state at the interval's start
+    where that test passes.  A neuron that has fired is retired by setting its level to +inf.
+    The spike of neuron j is shifted by its column delay c_j (d_ij = d_i0 + c_j)."""
+    cdef Py_ssize_t n_post = weights.shape[1], n_pre = weights.shape[0], j, k = 0, end, m, group
+    cdef double* p_now = scratch
+    cdef double* q_now = scratch + n_post
+    cdef double* p_start = scratch + 2 * n_post     # the sums at the block's start
+    cdef double* q_start = scratch + 3 * n_post
+    cdef double* excitation = scratch + 4 * n_post
+    cdef double* level = scratch + 5 * n_post
+    cdef double* feature_p = scratch + 6 * n_post   # per sorted input: p_i, q_i, x_i
+    cdef double* feature_q = feature_p + n_pre
+    cdef double* decay_at = feature_q + n_pre
+    cdef double t_ref = order[0].time, t_start, t_end, t_now, t_next, r0, x0, x1, p, q
+    cdef double u, current, s
     cdef IntervalTest test
-    cdef bint candidate
     for j in range(n_post):
-        p_sum[j] = 0.0
-        q_sum[j] = 0.0
+        p_now[j] = 0.0
+        q_now[j] = 0.0
+        excitation[j] = 0.0
         level[j] = crossing_level(threshold[j])
         post_times[b, j] = INFINITY
+    for m in range(n_active):
+        r0 = order[m].time - t_ref
+        input_features(tag, r0, exp(r0 / tau_m), &feature_p[m], &feature_q[m])
+        decay_at[m] = exp(-r0 / tau_m)
     while k < n_active:
-        t_now = order[k].time
-        last = k
-        while last + 1 < n_active and order[last + 1].time == t_now:   # tied inputs
-            last += 1
-        t_next = order[last + 1].time if last + 1 < n_active else INFINITY
-        r0 = t_now - t_ref
-        r1 = t_next - t_ref
-        x0 = exp(-r0 / tau_m)
-        x1 = exp(-r1 / tau_m)
-        input_features(tag, r0, exp(r0 / tau_m), &p, &q)
-        test = interval_test(tag, r0, x0, r1, x1, tau_m)
-        while k <= last:   # the test of the last tied input sees the complete sums
-            candidate = _accumulate(tag, &weights[order[k].index, 0], p, q, p_sum, q_sum, level,
-                                    test, flags, n_post)
-            k += 1
-        if candidate:
-            decay = exp(-(t_next - t_now) / tau_m)
+        memcpy(p_start, p_now, n_post * sizeof(double))
+        memcpy(q_start, q_now, n_post * sizeof(double))
+        end = k
+        for group in range(_BLOCK):         # the block: _BLOCK groups of tied arrivals
+            if end == n_active:
+                break
+            t_now = order[end].time
+            while end < n_active and order[end].time == t_now:
+                end += 1
+        for m in range(k, end):
+            _accumulate(&weights[order[m].index, 0], feature_p[m], feature_q[m], p_now, q_now,
+                        excitation, n_post)
+        t_start = order[k].time
+        t_end = order[end].time if end < n_active else INFINITY
+        if _flag_hot(tag, p_start, q_start, excitation, level, t_start - t_ref, decay_at[k],
+                     kernel_bound(tag, t_end - t_start, tau_m), tau_m, flags, n_post):
             for j in range(n_post):
                 if not flags[j]:
                     continue
-                state_from_sums(tag, p_sum[j], q_sum[j], r0, x0, tau_m, &u, &current)
-                if u >= threshold[j]:   # reached within rounding at the interval's start
-                    s = 0.0
-                else:
-                    s = first_crossing(u, current, t_next - t_now, decay, threshold[j], tau_m,
-                                       tau_s, closed_kind(tag))
-                if s >= 0.0:
-                    post_times[b, j] = (t_now + s) + shift[j]
-                    level[j] = INFINITY
+                p = p_start[j]
+                q = q_start[j]
+                m = k
+                while m < end:   # replay the block for neuron j, interval by interval
+                    t_now = order[m].time
+                    r0 = t_now - t_ref
+                    x0 = decay_at[m]
+                    while m < end and order[m].time == t_now:
+                        p = p + weights[order[m].index, j] * feature_p[m]
+                        q = q + weights[order[m].index, j] * feature_q[m]
+                        m += 1
+                    t_next = order[m].time if m < n_active else INFINITY
+                    x1 = decay_at[m] if m < n_active else 0.0
+                    test = interval_test(tag, r0, x0, t_next - t_ref, x1, tau_m)
+                    if not may_cross(tag, p, q, level[j], test):
+                        continue
+                    state_from_sums(tag, p, q, r0, x0, tau_m, &u, &current)
+                    if u >= threshold[j]:   # reached within rounding at the interval's start
+                        s = 0.0
+                    else:
+                        s = first_crossing(u, current, t_next - t_now, exp(-(t_next - t_now) / tau_m),
+                                           threshold[j], tau_m, tau_s, closed_kind(tag))
+                    if s >= 0.0:
+                        post_times[b, j] = (t_now + s) + shift[j]
+                        level[j] = INFINITY
+                        break
+        k = end
 
 
 def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
@@ -244,7 +326,7 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef int[::1] kinds = _ratio_kinds(tau_m, tau_s, general_solver_only)
     cdef RatioKind walk_kind = RATIO_GENERAL
     cdef double[::1] shift = _column_shift(delays)
-    cdef Py_ssize_t stride = n_pre + 1, sums_stride = 3 * n_post + 1
+    cdef Py_ssize_t stride = 2 * n_pre + 1, sums_stride = 6 * n_post + 3 * n_pre + 1
     cdef Arrival* orders
     cdef Arrival* order
     cdef double* sums
@@ -439,23 +521,20 @@ cdef inline double _sum(const double* values, Py_ssize_t n) noexcept nogil:
     return (part0 + part1) + (part2 + part3)
 
 
-cdef void _backward_sample_shared(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] weights,
-                                  double tau_m, const double[:, ::1] arrival,
-                                  const double[:, ::1] growth, double[:, ::1] spike,
-                                  const double[:, ::1] decay, const double[:, ::1] delta_post,
-                                  double[:, ::1] scale, double[:, ::1] column, bint with_column,
-                                  double[:, ::1] delta_pre, signed char[:, ::1] no_crossing,
-                                  double[:, ::1] largest_term, double* scratch) noexcept nogil:
-    """Implicit-function-theorem terms of one sample (docs/model.md §4) for every neuron of the
-    layer at once, input row by input row, with k(t_j - a_i) and k'(t_j - a_i) from
-    x = decay_j growth_i.  First pass: u'(t_j) = sum_i w_ij k'_ij and max_i |k_ij|; then
-    scale_j = dL/dt_j / u'(t_j), max_i |scale_j k_ij| = |scale_j| max_i |k_ij| (rounding is
-    monotone) and, if `with_column`, sum_i scale_j w_ij k'_ij = scale_j u'(t_j); second pass:
-    dL/da_i = sum_j scale_j w_ij k'_ij.  Inputs arriving after every spike are skipped."""
+cdef void _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] weights,
+                         double tau_m, const double[:, ::1] arrival, const double[:, ::1] growth,
+                         double[:, ::1] spike, const double[:, ::1] decay,
+                         const double[:, ::1] delta_post, double[:, ::1] scale,
+                         double[:, ::1] column, bint with_column, signed char[:, ::1] no_crossing,
+                         double[:, ::1] largest_term, double* scratch) noexcept nogil:
+    """Per-neuron terms of one sample (docs/model.md §4), input row by input row with k(t_j - a_i)
+    and k'(t_j - a_i) from x = decay_j growth_i: u'(t_j) = sum_i w_ij k'_ij and max_i |k_ij|;
+    then scale_j = dL/dt_j / u'(t_j), max_i |scale_j k_ij| = |scale_j| max_i |k_ij| (rounding
+    is monotone) and, if `with_column`, sum_i scale_j w_ij k'_ij = scale_j u'(t_j).  A neuron
+    without an upward crossing gets scale 0 and spike -inf."""
     cdef Py_ssize_t n_pre = weights.shape[0], n_post = weights.shape[1], i, j
     cdef double* u_slope = scratch
     cdef double* kernel_max = scratch + n_post
-    cdef double* terms = scratch + 2 * n_post
     cdef const double* w
     cdef const double* t = &spike[b, 0]
     cdef const double* x = &decay[b, 0]
@@ -489,43 +568,40 @@ cdef void _backward_sample_shared(ClosedRatio tag, Py_ssize_t b, const double[:,
         else:
             no_crossing[b, j] = 1   # no upward crossing at t in the model: no gradient
             spike[b, j] = -INFINITY
-    for i in range(n_pre):
-        e = growth[b, i]
-        a = arrival[b, i]
-        if e == 0.0 or not (a < last):
-            continue
-        w = &weights[i, 0]
-        for j in range(n_post):
-            slope = sc[j] * w[j] * closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
-            terms[j] = slope if a < t[j] else 0.0
-        delta_pre[b, i] = _sum(terms, n_post)
 
 
-cdef void _weight_gradient_row(ClosedRatio tag, Py_ssize_t i, double tau_m,
-                               const double[:, ::1] arrival, const double[:, ::1] growth,
-                               const double[:, ::1] spike, const double[:, ::1] decay,
-                               const double[:, ::1] scale, double[:, ::1] grad_weights) noexcept nogil:
-    """dL/dw_ij = -sum_b scale_bj k(t_bj - a_bi) for one input i, summed in sample order."""
-    cdef Py_ssize_t n_post = grad_weights.shape[1], b, j
+cdef void _input_gradients(ClosedRatio tag, Py_ssize_t i, const double[:, ::1] weights,
+                           double tau_m, const double[:, ::1] arrival, const double[:, ::1] growth,
+                           const double[:, ::1] spike, const double[:, ::1] decay,
+                           const double[:, ::1] scale, const double[::1] last_spike,
+                           double[:, ::1] grad_weights, double[:, ::1] delta_pre,
+                           double* terms) noexcept nogil:
+    """Everything that input i receives: dL/dw_ij = -sum_b scale_bj k_bij, summed in sample
+    order, and dL/dt_bi = sum_j scale_bj w_ij k'_bij per sample (docs/model.md §4)."""
+    cdef Py_ssize_t n_post = weights.shape[1], b, j
     cdef double* acc = &grad_weights[i, 0]
+    cdef const double* w = &weights[i, 0]
     cdef const double* t
     cdef const double* x
     cdef const double* sc
-    cdef double a, e, kernel
+    cdef double a, e, slope, kernel
     for j in range(n_post):
         acc[j] = 0.0
     for b in range(arrival.shape[0]):
         e = growth[b, i]
-        if e == 0.0:
-            continue
         a = arrival[b, i]
+        if e == 0.0 or not (a < last_spike[b]):
+            continue
         t = &spike[b, 0]
         x = &decay[b, 0]
         sc = &scale[b, 0]
         for j in range(n_post):
-            closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+            slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
             kernel = sc[j] * kernel
+            slope = sc[j] * w[j] * slope
             acc[j] -= kernel if a < t[j] else 0.0
+            terms[j] = slope if a < t[j] else 0.0
+        delta_pre[b, i] = _sum(terms, n_post)
 
 
 def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] weights,
@@ -553,9 +629,9 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
     cdef Py_ssize_t n_post = weights.shape[1], b, i
     cdef RatioKind kind = _layer_kind(tau_m, tau_s)
-    cdef double[::1] shift, span
+    cdef double[::1] shift, span, last_spike
     cdef double[:, ::1] arrival, growth, spike, decay
-    cdef Py_ssize_t stride = 3 * n_post + 1
+    cdef Py_ssize_t stride = 2 * n_post + 1
     cdef double* scratch
     cdef RatioOne one
     cdef RatioTwo two
@@ -580,23 +656,24 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
         with nogil, parallel(num_threads=n_threads):
             for b in prange(n_batch, schedule='guided'):
                 if kind == RATIO_ONE:
-                    _backward_sample_shared(one, b, weights, tau_m[0], arrival, growth, spike,
-                                            decay, delta_post, scale, column, with_column,
-                                            delta_pre, no_crossing, largest_term,
-                                            scratch + threadid() * stride)
+                    _neuron_scales(one, b, weights, tau_m[0], arrival, growth, spike, decay,
+                                   delta_post, scale, column, with_column, no_crossing,
+                                   largest_term, scratch + threadid() * stride)
                 else:
-                    _backward_sample_shared(two, b, weights, tau_m[0], arrival, growth, spike,
-                                            decay, delta_post, scale, column, with_column,
-                                            delta_pre, no_crossing, largest_term,
-                                            scratch + threadid() * stride)
+                    _neuron_scales(two, b, weights, tau_m[0], arrival, growth, spike, decay,
+                                   delta_post, scale, column, with_column, no_crossing,
+                                   largest_term, scratch + threadid() * stride)
+        last_spike = np.max(spike, axis=1) if n_post > 0 else np.full(n_batch, -np.inf)
         with nogil, parallel(num_threads=n_threads):
             for i in prange(n_pre, schedule='guided'):
                 if kind == RATIO_ONE:
-                    _weight_gradient_row(one, i, tau_m[0], arrival, growth, spike, decay, scale,
-                                         grad_weights)
+                    _input_gradients(one, i, weights, tau_m[0], arrival, growth, spike, decay,
+                                     scale, last_spike, grad_weights, delta_pre,
+                                     scratch + threadid() * stride)
                 else:
-                    _weight_gradient_row(two, i, tau_m[0], arrival, growth, spike, decay, scale,
-                                         grad_weights)
+                    _input_gradients(two, i, weights, tau_m[0], arrival, growth, spike, decay,
+                                     scale, last_spike, grad_weights, delta_pre,
+                                     scratch + threadid() * stride)
     finally:
         free(scratch)
     return True
