@@ -3,8 +3,8 @@
 Written the way the DelGrad reference code is written in PyTorch: every (sample, input, neuron)
 triple is one array element, arrivals are sorted along the input axis, the candidate crossing of
 every prefix of the causal set is computed at once from cumulative sums, and the first valid
-candidate is picked (MODEL.md §2; Göltz et al. 2021, Methods; Göltz, Weber et al. 2025).
-Gradients use the implicit function theorem on whole (batch, input, neuron) arrays (MODEL.md §4).
+candidate is picked (docs/model.md §2; Göltz et al. 2021, Methods; Göltz, Weber et al. 2025).
+Gradients use the implicit function theorem on whole (batch, input, neuron) arrays (docs/model.md §4).
 It serves as an independent check of `delgrad_core` and as the timing baseline.
 
 Only the closed forms tau_m = tau_s (Lambert W) and tau_m = 2 tau_s (quadratic) are supported.
@@ -36,7 +36,7 @@ def _ratio(layer) -> int:
 
 
 def _sorted_arrivals(pre_times: np.ndarray, projection) -> tuple[np.ndarray, np.ndarray]:
-    """Arrival times a_ij = t_i + d_ij (MODEL.md §3) sorted along the input axis, with the weights
+    """Arrival times a_ij = t_i + d_ij (docs/model.md §3) sorted along the input axis, with the weights
     in the same order; both (batch, n_pre, n_post).  Without synaptic delays one sort per sample
     serves every neuron, because d_ij = r_i + c_j keeps the order of t_i + r_i."""
     kind = projection.delay_kind
@@ -55,7 +55,7 @@ def _sorted_arrivals(pre_times: np.ndarray, projection) -> tuple[np.ndarray, np.
 
 def _prefix_candidates(arrivals, weights, threshold, tau_m, ratio) -> np.ndarray:
     """Crossing time of the membrane driven by the inputs of every prefix of the sorted arrivals
-    (NaN where that prefix never reaches threshold), MODEL.md §2 closed forms."""
+    (NaN where that prefix never reaches threshold), docs/model.md §2 closed forms."""
     active = np.isfinite(arrivals)
     a = np.where(active, arrivals, 0.0)
     w = np.where(active, weights, 0.0)
@@ -102,7 +102,7 @@ def forward(network: Network, input_spike_times) -> list[np.ndarray]:
 
 
 def _kernels(lag, tau_m, tau_s, ratio) -> tuple[np.ndarray, np.ndarray]:
-    """PSP k(s) and its slope k'(s) for s = t - a (MODEL.md §1); zero where s = +inf."""
+    """PSP k(s) and its slope k'(s) for s = t - a (docs/model.md §1); zero where s = +inf."""
     if ratio == 1:
         decay = np.exp(-lag / tau_m)
         finite_lag = np.where(np.isfinite(lag), lag, 0.0)
@@ -114,7 +114,10 @@ def _kernels(lag, tau_m, tau_s, ratio) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _layer_backward(pre_times, post_times, delta, layer, max_weight_term):
-    """One layer of MODEL.md §4: dt/dw_i = -k/u', dt/da_i = w_i k'/u', dt/dtheta = 1/u'.
+    """One layer of docs/model.md §4: dt/dw_i = -k/u', dt/da_i = w_i k'/u', dt/dtheta = 1/u'.
+    (sample, neuron) pairs with u'(t) <= 0 count as no_crossing, those whose largest
+    |dL/dt dt/dw_i| exceeds `max_weight_term` as guarded (the grazing guard of the DelGrad
+    reference code, `delgrad_core.training.GrazingGuard`); neither passes a gradient.
 
     Returns (LayerGradients, dL/dt_pre of shape (batch, n_pre))."""
     projection = layer.projection
@@ -135,14 +138,16 @@ def _layer_backward(pre_times, post_times, delta, layer, max_weight_term):
         weights=-np.einsum("bij,bj->ij", kernel, scale),
         delays=projection.reduce_synapse_gradient(per_synapse.sum(axis=0)),
         threshold=scale.sum(axis=0),
-        dropped=int(np.count_nonzero(wanted & (~rising | grazing))),
+        no_crossing=int(np.count_nonzero(wanted & ~rising)),
+        guarded=int(np.count_nonzero(wanted & rising & grazing)),
     )
     return gradients, per_synapse.sum(axis=2)
 
 
 def backward(network: Network, input_spike_times, layer_spike_times, output_gradient,
              max_weight_term: float | None = None) -> NetworkGradients:
-    """Exact gradients at the given spike times (same contract as `delgrad_core.backward`)."""
+    """Exact gradients at the given spike times (same contract as `delgrad_core.backward` with
+    ``guard=GrazingGuard(max_weight_term)``, or no guard if None)."""
     pre = [np.asarray(input_spike_times, dtype=np.float64)] + [np.asarray(t) for t in layer_spike_times]
     delta = np.asarray(output_gradient, dtype=np.float64)
     limit = np.inf if max_weight_term is None else float(max_weight_term)
