@@ -22,6 +22,7 @@ from delgrad_core._psp cimport (
 # serve a sample whose arrival (and, backward, spike) times span at most this many tau_m, so
 # that e^{2 span/tau_m} stays far from overflow.  Longer samples take the per-neuron paths.
 cdef double _SPAN_LIMIT = 100.0
+cdef double[::1] _NO_VALUES = np.zeros(1)   # placeholder for per-neuron arrays a path never reads
 
 
 cdef struct Arrival:
@@ -186,49 +187,59 @@ cdef Py_ssize_t _BLOCK = 8
 
 
 cdef inline void _accumulate(const double* w, double p, double q, double* p_sum, double* q_sum,
-                             double* excitation, Py_ssize_t n) noexcept nogil:
-    """Add one input (features p, q; weight row w) to every neuron's sums and its excitatory
-    weight max(w, 0) to `excitation` (a loop the compiler vectorises)."""
+                             Py_ssize_t n) noexcept nogil:
+    """Add one input (features p, q; weight row w) to every neuron's sums (a loop the compiler
+    vectorises)."""
     cdef Py_ssize_t j
     for j in range(n):
         p_sum[j] = p_sum[j] + w[j] * p
         q_sum[j] = q_sum[j] + w[j] * q
-        excitation[j] = excitation[j] + max(w[j], 0.0)
+
+
+cdef double[::1] _largest_excitation(const double[:, ::1] weights):
+    """max(0, max_j w_ij) per input i: a bound on what input i adds to any neuron's current."""
+    cdef Py_ssize_t i, j
+    cdef double[::1] largest = np.zeros(weights.shape[0])
+    for i in range(weights.shape[0]):
+        for j in range(weights.shape[1]):
+            largest[i] = max(largest[i], weights[i, j])
+    return largest
 
 
 cdef inline bint _flag_hot(ClosedRatio tag, const double* p_sum, const double* q_sum,
-                           double* excitation, const double* level, double r, double x,
+                           double excitation, const double* level, double r, double x,
                            double kernel_max, double tau_m, long long* flags,
                            Py_ssize_t n) noexcept nogil:
     """Flag the neurons whose membrane may reach threshold within a block that starts at
-    reference-relative time r (x = e^{-r/tau_m}) in the state given by the sums, report
-    whether any does, and clear `excitation` for the next block.  Over the block, with
-    s <= span and k(s) <= kernel_max = max of k over [0, span]:
-        u(t) = u0 e^{-s/tau_m} + I0 k(s) + sum_i w_i k(t - a_i)
-             <= max(u0, 0) + kernel_max (max(I0, 0) + sum_i max(w_i, 0)),
-    the sum over the block's inputs; a neuron below its crossing level there cannot cross."""
+    reference-relative time r (x = e^{-r/tau_m}) in the state given by the sums, and report
+    whether any does.  Over the block, with s <= span and k(s) <= kernel_max = max of k over
+    [0, span], and `excitation` >= sum_i max(w_ij, 0) over the block's inputs i:
+        u(t) = u0 e^{-s/tau_m} + I0 k(s) + sum_i w_ij k(t - a_i)
+             <= max(u0, 0) + kernel_max (max(I0, 0) + excitation);
+    a neuron below its crossing level there cannot cross."""
     cdef Py_ssize_t j
     cdef double u, current
     cdef long long hot, any_hot = 0
     for j in range(n):
         state_from_sums(tag, p_sum[j], q_sum[j], r, x, tau_m, &u, &current)
-        hot = max(u, 0.0) + kernel_max * (max(current, 0.0) + excitation[j]) >= level[j]
+        hot = max(u, 0.0) + kernel_max * (max(current, 0.0) + excitation) >= level[j]
         flags[j] = hot
         any_hot = any_hot | hot
-        excitation[j] = 0.0
     return any_hot != 0
 
 
 cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
-                      const double[:, ::1] weights, const double[::1] shift,
-                      const double[::1] threshold, double tau_m, double tau_s,
+                      const double[:, ::1] weights, const double[::1] excitation,
+                      const double[::1] shift, const double[::1] threshold, double tau_m,
+                      double tau_s,
                       double[:, ::1] post_times, double* scratch,
                       long long* flags) noexcept nogil:
     """Causal-set search (docs/model.md §2) for every neuron of the layer at once, for inputs
     that reach all neurons in the same order.  One pass over the sorted arrivals keeps each
     neuron's sums P, Q (see _psp.pxd), a block of _BLOCK inter-arrival intervals at a time:
     the block's inputs are added to every neuron (vectorised), then `_flag_hot` bounds each
-    neuron's membrane over the block from its state at the block's start, and only the few
+    neuron's membrane over the block from its state at the block's start (with
+    `excitation[i]` = max(0, max_j w_ij) for the block's inputs), and only the few
     neurons that may reach threshold replay the block input by input, testing each interval
     with `may_cross` and solving with the closed forms on the state at the interval's start
     where that test passes.  A neuron that has fired is retired by setting its level to +inf.
@@ -238,18 +249,16 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
     cdef double* q_now = scratch + n_post
     cdef double* p_start = scratch + 2 * n_post     # the sums at the block's start
     cdef double* q_start = scratch + 3 * n_post
-    cdef double* excitation = scratch + 4 * n_post
-    cdef double* level = scratch + 5 * n_post
-    cdef double* feature_p = scratch + 6 * n_post   # per sorted input: p_i, q_i, x_i
+    cdef double* level = scratch + 4 * n_post
+    cdef double* feature_p = scratch + 5 * n_post   # per sorted input: p_i, q_i, x_i
     cdef double* feature_q = feature_p + n_pre
     cdef double* decay_at = feature_q + n_pre
     cdef double t_ref = order[0].time, t_start, t_end, t_now, t_next, r0, x0, x1, p, q
-    cdef double u, current, s
+    cdef double u, current, s, block_excitation
     cdef IntervalTest test
     for j in range(n_post):
         p_now[j] = 0.0
         q_now[j] = 0.0
-        excitation[j] = 0.0
         level[j] = crossing_level(threshold[j])
         post_times[b, j] = INFINITY
     for m in range(n_active):
@@ -266,12 +275,14 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
             t_now = order[end].time
             while end < n_active and order[end].time == t_now:
                 end += 1
+        block_excitation = 0.0
         for m in range(k, end):
             _accumulate(&weights[order[m].index, 0], feature_p[m], feature_q[m], p_now, q_now,
-                        excitation, n_post)
+                        n_post)
+            block_excitation = block_excitation + excitation[order[m].index]
         t_start = order[k].time
         t_end = order[end].time if end < n_active else INFINITY
-        if _flag_hot(tag, p_start, q_start, excitation, level, t_start - t_ref, decay_at[k],
+        if _flag_hot(tag, p_start, q_start, block_excitation, level, t_start - t_ref, decay_at[k],
                      kernel_bound(tag, t_end - t_start, tau_m), tau_m, flags, n_post):
             for j in range(n_post):
                 if not flags[j]:
@@ -325,8 +336,8 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef Py_ssize_t n_post = weights.shape[1], b, n_active
     cdef int[::1] kinds = _ratio_kinds(tau_m, tau_s, general_solver_only)
     cdef RatioKind walk_kind = RATIO_GENERAL
-    cdef double[::1] shift = _column_shift(delays)
-    cdef Py_ssize_t stride = 2 * n_pre + 1, sums_stride = 6 * n_post + 3 * n_pre + 1
+    cdef double[::1] shift, excitation
+    cdef Py_ssize_t stride = 2 * n_pre + 1, sums_stride = 5 * n_post + 3 * n_pre + 1
     cdef Arrival* orders
     cdef Arrival* order
     cdef double* sums
@@ -335,6 +346,8 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef RatioTwo two
     if shared_order and layer_walk and not observed and not general_solver_only:
         walk_kind = _layer_kind(tau_m, tau_s)
+    shift = _column_shift(delays) if walk_kind != RATIO_GENERAL else _NO_VALUES
+    excitation = _largest_excitation(weights) if walk_kind != RATIO_GENERAL else _NO_VALUES
     orders = <Arrival*> malloc(n_threads * stride * sizeof(Arrival))
     sums = <double*> malloc(n_threads * sums_stride * sizeof(double))
     flags = <long long*> malloc(n_threads * sums_stride * sizeof(long long))
@@ -353,13 +366,13 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
                         if n_active == 0:
                             post_times[b, :] = INFINITY
                         elif walk_kind == RATIO_ONE:
-                            _walk_layer(one, b, order, n_active, weights, shift, threshold,
-                                        tau_m[0], tau_s[0], post_times,
+                            _walk_layer(one, b, order, n_active, weights, excitation, shift,
+                                        threshold, tau_m[0], tau_s[0], post_times,
                                         sums + threadid() * sums_stride,
                                         flags + threadid() * sums_stride)
                         else:
-                            _walk_layer(two, b, order, n_active, weights, shift, threshold,
-                                        tau_m[0], tau_s[0], post_times,
+                            _walk_layer(two, b, order, n_active, weights, excitation, shift,
+                                        threshold, tau_m[0], tau_s[0], post_times,
                                         sums + threadid() * sums_stride,
                                         flags + threadid() * sums_stride)
                         continue
