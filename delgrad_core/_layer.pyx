@@ -583,38 +583,49 @@ cdef void _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] wei
             spike[b, j] = -INFINITY
 
 
-cdef void _input_gradients(ClosedRatio tag, Py_ssize_t i, const double[:, ::1] weights,
+# Input rows that `_input_gradients` takes together, so that each sample's per-neuron arrays are
+# read from memory once per block of rows and then from the L1 cache.
+cdef Py_ssize_t _ROW_BLOCK = 4
+
+
+cdef void _input_gradients(ClosedRatio tag, Py_ssize_t first, const double[:, ::1] weights,
                            double tau_m, const double[:, ::1] arrival, const double[:, ::1] growth,
                            const double[:, ::1] spike, const double[:, ::1] decay,
                            const double[:, ::1] scale, const double[::1] last_spike,
                            double[:, ::1] grad_weights, double[:, ::1] delta_pre,
                            double* terms) noexcept nogil:
-    """Everything that input i receives: dL/dw_ij = -sum_b scale_bj k_bij, summed in sample
-    order, and dL/dt_bi = sum_j scale_bj w_ij k'_bij per sample (docs/model.md §4)."""
-    cdef Py_ssize_t n_post = weights.shape[1], b, j
-    cdef double* acc = &grad_weights[i, 0]
-    cdef const double* w = &weights[i, 0]
+    """Everything that inputs first, ..., first + _ROW_BLOCK - 1 receive: dL/dw_ij =
+    -sum_b scale_bj k_bij, summed in sample order, and dL/dt_bi = sum_j scale_bj w_ij k'_bij per
+    sample (docs/model.md §4)."""
+    cdef Py_ssize_t n_post = weights.shape[1], last = min(first + _ROW_BLOCK, weights.shape[0])
+    cdef Py_ssize_t b, i, j
+    cdef double* acc
+    cdef const double* w
     cdef const double* t
     cdef const double* x
     cdef const double* sc
     cdef double a, e, slope, kernel
-    for j in range(n_post):
-        acc[j] = 0.0
+    for i in range(first, last):
+        for j in range(n_post):
+            grad_weights[i, j] = 0.0
     for b in range(arrival.shape[0]):
-        e = growth[b, i]
-        a = arrival[b, i]
-        if e == 0.0 or not (a < last_spike[b]):
-            continue
         t = &spike[b, 0]
         x = &decay[b, 0]
         sc = &scale[b, 0]
-        for j in range(n_post):
-            slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
-            kernel = sc[j] * kernel
-            slope = sc[j] * w[j] * slope
-            acc[j] -= kernel if a < t[j] else 0.0
-            terms[j] = slope if a < t[j] else 0.0
-        delta_pre[b, i] = _sum(terms, n_post)
+        for i in range(first, last):
+            e = growth[b, i]
+            a = arrival[b, i]
+            if e == 0.0 or not (a < last_spike[b]):
+                continue
+            acc = &grad_weights[i, 0]
+            w = &weights[i, 0]
+            for j in range(n_post):
+                slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+                kernel = sc[j] * kernel
+                slope = sc[j] * w[j] * slope
+                acc[j] -= kernel if a < t[j] else 0.0
+                terms[j] = slope if a < t[j] else 0.0
+            delta_pre[b, i] = _sum(terms, n_post)
 
 
 def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] weights,
@@ -640,7 +651,7 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     form of bound as for x = exp(-s/tau_m) per synapse.
     """
     cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
-    cdef Py_ssize_t n_post = weights.shape[1], b, i
+    cdef Py_ssize_t n_post = weights.shape[1], b, block
     cdef RatioKind kind = _layer_kind(tau_m, tau_s)
     cdef double[::1] shift, span, last_spike
     cdef double[:, ::1] arrival, growth, spike, decay
@@ -678,14 +689,14 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
                                    largest_term, scratch + threadid() * stride)
         last_spike = np.max(spike, axis=1) if n_post > 0 else np.full(n_batch, -np.inf)
         with nogil, parallel(num_threads=n_threads):
-            for i in prange(n_pre, schedule='guided'):
+            for block in prange((n_pre + _ROW_BLOCK - 1) // _ROW_BLOCK, schedule='guided'):
                 if kind == RATIO_ONE:
-                    _input_gradients(one, i, weights, tau_m[0], arrival, growth, spike, decay,
-                                     scale, last_spike, grad_weights, delta_pre,
+                    _input_gradients(one, block * _ROW_BLOCK, weights, tau_m[0], arrival, growth,
+                                     spike, decay, scale, last_spike, grad_weights, delta_pre,
                                      scratch + threadid() * stride)
                 else:
-                    _input_gradients(two, i, weights, tau_m[0], arrival, growth, spike, decay,
-                                     scale, last_spike, grad_weights, delta_pre,
+                    _input_gradients(two, block * _ROW_BLOCK, weights, tau_m[0], arrival, growth,
+                                     spike, decay, scale, last_spike, grad_weights, delta_pre,
                                      scratch + threadid() * stride)
     finally:
         free(scratch)
