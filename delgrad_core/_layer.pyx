@@ -22,7 +22,9 @@ from delgrad_core._psp cimport (
 # serve a sample whose arrival (and, backward, spike) times span at most this many tau_m, so
 # that e^{2 span/tau_m} stays far from overflow.  Longer samples take the per-neuron paths.
 cdef double _SPAN_LIMIT = 100.0
-cdef double[::1] _NO_VALUES = np.zeros(1)   # placeholder for per-neuron arrays a path never reads
+# placeholders for arrays that a path never reads
+cdef double[::1] _NO_VALUES = np.zeros(1)
+cdef double[:, :, ::1] _NO_ARRIVALS = np.zeros((1, 1, 1))
 
 
 cdef struct Arrival:
@@ -91,6 +93,23 @@ cdef void _sort_arrivals(Arrival* order, Py_ssize_t n, Arrival* spare) noexcept 
         memcpy(order, source, n * sizeof(Arrival))
 
 
+cdef Py_ssize_t _sorted_arrivals(Py_ssize_t b, const double[:, ::1] pre_times,
+                                 const double[:, ::1] delays, const double[:, :, ::1] arrivals,
+                                 bint observed, Arrival* order) noexcept nogil:
+    """The inputs of sample b that arrive at neuron 0 (finite a_i0), sorted by (time, index) into
+    `order`, which has room for 2 n_pre entries (the second half is scratch); their count."""
+    cdef Py_ssize_t i, n_active = 0
+    cdef double arrival
+    for i in range(pre_times.shape[1]):
+        arrival = _arrival(b, i, 0, pre_times, delays, arrivals, observed)
+        if isfinite(arrival):
+            order[n_active].index = i
+            order[n_active].time = arrival
+            n_active += 1
+    _sort_arrivals(order, n_active, order + n_active)
+    return n_active
+
+
 cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
                          const double[:, ::1] weights, double theta, double tau_m, double tau_s,
                          RatioKind kind) noexcept nogil:
@@ -124,16 +143,8 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
                           const double[::1] tau_m, const double[::1] tau_s,
                           const int[::1] kinds, double[:, ::1] post_times,
                           Arrival* order) noexcept nogil:
-    cdef Py_ssize_t n_pre = weights.shape[0], n_post = weights.shape[1]
-    cdef Py_ssize_t i, j, k, n_active = 0
-    cdef double arrival
-    for i in range(n_pre):
-        arrival = _arrival(b, i, 0, pre_times, delays, arrivals, observed)
-        if isfinite(arrival):
-            order[n_active].index = i
-            order[n_active].time = arrival
-            n_active += 1
-    _sort_arrivals(order, n_active, order + n_active)
+    cdef Py_ssize_t n_post = weights.shape[1], j, k
+    cdef Py_ssize_t n_active = _sorted_arrivals(b, pre_times, delays, arrivals, observed, order)
     for j in range(n_post):
         if j > 0:
             for k in range(n_active):
@@ -165,21 +176,6 @@ cdef double[::1] _column_shift(const double[:, ::1] delays):
         for j in range(n_post):
             shift[j] = delays[0, j] - delays[0, 0]
     return shift
-
-
-cdef Py_ssize_t _shared_arrivals(Py_ssize_t b, const double[:, ::1] pre_times,
-                                 const double[:, ::1] delays, Arrival* order) noexcept nogil:
-    """Inputs of sample b that arrive (t_i + d_i0 finite), sorted by (time, index); their count."""
-    cdef Py_ssize_t i, n_active = 0
-    cdef double arrival
-    for i in range(pre_times.shape[1]):
-        arrival = pre_times[b, i] + delays[i, 0]
-        if isfinite(arrival):
-            order[n_active].index = i
-            order[n_active].time = arrival
-            n_active += 1
-    _sort_arrivals(order, n_active, order + n_active)
-    return n_active
 
 
 # Inter-arrival intervals per block of the layer-wide walk (see `_walk_layer`).
@@ -333,7 +329,7 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     `general_solver_only` forces the bracketed solver (to cross-check the closed forms).
     """
     cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
-    cdef Py_ssize_t n_post = weights.shape[1], b, n_active
+    cdef Py_ssize_t n_post = weights.shape[1], b
     cdef int[::1] kinds = _ratio_kinds(tau_m, tau_s, general_solver_only)
     cdef RatioKind walk_kind = RATIO_GENERAL
     cdef double[::1] shift, excitation
@@ -342,15 +338,13 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef Arrival* order
     cdef double* sums
     cdef long long* flags
-    cdef RatioOne one
-    cdef RatioTwo two
     if shared_order and layer_walk and not observed and not general_solver_only:
         walk_kind = _layer_kind(tau_m, tau_s)
     shift = _column_shift(delays) if walk_kind != RATIO_GENERAL else _NO_VALUES
     excitation = _largest_excitation(weights) if walk_kind != RATIO_GENERAL else _NO_VALUES
     orders = <Arrival*> malloc(n_threads * stride * sizeof(Arrival))
     sums = <double*> malloc(n_threads * sums_stride * sizeof(double))
-    flags = <long long*> malloc(n_threads * sums_stride * sizeof(long long))
+    flags = <long long*> malloc(n_threads * (n_post + 1) * sizeof(long long))
     if orders == NULL or sums == NULL or flags == NULL:
         free(orders)
         free(sums)
@@ -360,28 +354,41 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
         with nogil, parallel(num_threads=n_threads):
             order = orders + threadid() * stride
             for b in prange(n_batch, schedule='guided'):
-                if walk_kind != RATIO_GENERAL:
-                    n_active = _shared_arrivals(b, pre_times, delays, order)
-                    if n_active == 0 or order[n_active - 1].time - order[0].time <= _SPAN_LIMIT * tau_m[0]:
-                        if n_active == 0:
-                            post_times[b, :] = INFINITY
-                        elif walk_kind == RATIO_ONE:
-                            _walk_layer(one, b, order, n_active, weights, excitation, shift,
-                                        threshold, tau_m[0], tau_s[0], post_times,
-                                        sums + threadid() * sums_stride,
-                                        flags + threadid() * sums_stride)
-                        else:
-                            _walk_layer(two, b, order, n_active, weights, excitation, shift,
-                                        threshold, tau_m[0], tau_s[0], post_times,
-                                        sums + threadid() * sums_stride,
-                                        flags + threadid() * sums_stride)
-                        continue
-                _forward_sample(b, pre_times, weights, delays, arrivals, observed, shared_order,
-                                threshold, tau_m, tau_s, kinds, post_times, order)
+                if walk_kind == RATIO_GENERAL or not _walk_sample(
+                        walk_kind, b, pre_times, weights, delays, excitation, shift, threshold,
+                        tau_m[0], tau_s[0], post_times, order, sums + threadid() * sums_stride,
+                        flags + threadid() * (n_post + 1)):
+                    _forward_sample(b, pre_times, weights, delays, arrivals, observed, shared_order,
+                                    threshold, tau_m, tau_s, kinds, post_times, order)
     finally:
         free(orders)
         free(sums)
         free(flags)
+
+
+cdef bint _walk_sample(RatioKind kind, Py_ssize_t b, const double[:, ::1] pre_times,
+                       const double[:, ::1] weights, const double[:, ::1] delays,
+                       const double[::1] excitation, const double[::1] shift,
+                       const double[::1] threshold, double tau_m, double tau_s,
+                       double[:, ::1] post_times, Arrival* order, double* scratch,
+                       long long* flags) noexcept nogil:
+    """Spike times of sample b by the layer-wide walk, or False (nothing written) if its
+    arrivals span more than _SPAN_LIMIT tau_m."""
+    cdef RatioOne one
+    cdef RatioTwo two
+    cdef Py_ssize_t j, n_active = _sorted_arrivals(b, pre_times, delays, _NO_ARRIVALS, False, order)
+    if n_active == 0:
+        for j in range(post_times.shape[1]):
+            post_times[b, j] = INFINITY
+    elif order[n_active - 1].time - order[0].time > _SPAN_LIMIT * tau_m:
+        return False
+    elif kind == RATIO_ONE:
+        _walk_layer(one, b, order, n_active, weights, excitation, shift, threshold, tau_m, tau_s,
+                    post_times, scratch, flags)
+    else:
+        _walk_layer(two, b, order, n_active, weights, excitation, shift, threshold, tau_m, tau_s,
+                    post_times, scratch, flags)
+    return True
 
 
 cdef int[::1] _ratio_kinds(const double[::1] tau_m, const double[::1] tau_s, bint general_only):
