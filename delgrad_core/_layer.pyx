@@ -525,20 +525,24 @@ cdef double _sample_exponentials(Py_ssize_t b, const double[:, ::1] pre_times,
 
 
 cdef inline double _sum(const double* values, Py_ssize_t n) noexcept nogil:
-    """values[0] + ... + values[n-1] in four interleaved partial sums (a fixed order that the
-    compiler can keep in one vector register)."""
-    cdef double part0 = 0.0, part1 = 0.0, part2 = 0.0, part3 = 0.0
-    cdef Py_ssize_t j = 0
-    while j + 4 <= n:
-        part0 = part0 + values[j]
-        part1 = part1 + values[j + 1]
-        part2 = part2 + values[j + 2]
-        part3 = part3 + values[j + 3]
-        j += 4
+    """values[0] + ... + values[n-1] in 16 interleaved partial sums, added in a fixed order at the
+    end: the inner loop is four independent vector additions instead of one chain of n scalar
+    additions (the same order for every thread count)."""
+    cdef double part[16]
+    cdef double total = 0.0
+    cdef Py_ssize_t j = 0, lane
+    for lane in range(16):
+        part[lane] = 0.0
+    while j + 16 <= n:
+        for lane in range(16):
+            part[lane] = part[lane] + values[j + lane]
+        j += 16
     while j < n:
-        part0 = part0 + values[j]
+        part[j % 16] = part[j % 16] + values[j]
         j += 1
-    return (part0 + part1) + (part2 + part3)
+    for lane in range(16):
+        total = total + part[lane]
+    return total
 
 
 cdef void _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] weights,
