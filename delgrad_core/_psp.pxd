@@ -331,17 +331,13 @@ cdef inline bint may_cross(ClosedRatio tag, double p_sum, double q_sum, double l
 
 
 cdef inline double kernel_bound(ClosedRatio tag, double span, double tau_m) noexcept nogil:
-    """max of k(s) over 0 <= s <= span (span may be +inf): k rises to its peak at
-    s = tau ln 2, k = tau/4 (tau_m = 2 tau_s) or s = tau, k = tau/e (tau_m = tau_s), then decays."""
-    cdef double kernel
+    """An upper bound of k(s) over 0 <= s <= span (span may be +inf): min(span, peak).  k(0) = 0,
+    k'(0) = 1 and k is concave up to its peak (at s = tau ln 2, k = tau/4 for tau_m = 2 tau_s;
+    at s = tau, k = tau/e for tau_m = tau_s), so k(s) <= s there, and k <= peak everywhere."""
     if ClosedRatio is RatioOne:
-        if span >= tau_m:
-            return tau_m * 0.36787944117144233
+        return min(span, tau_m * 0.36787944117144233)
     else:
-        if span >= tau_m * 0.6931471805599453:
-            return 0.25 * tau_m
-    closed_kernel_and_slope(tag, exp(-span / tau_m), span, tau_m, &kernel)
-    return kernel
+        return min(span, 0.25 * tau_m)
 
 
 cdef inline void state_from_sums(ClosedRatio tag, double p_sum, double q_sum, double r, double x,

@@ -128,6 +128,22 @@ def test_near_grazing_crossings_are_found():
         np.testing.assert_allclose(walk[1, 10:], reference[0, 10:], rtol=1e-5)
 
 
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_strong_inputs_close_together(ratio):
+    """Inputs 1e-9 tau_s apart with weights up to 1e9: crossings right after an arrival, inside
+    a block whose intervals are far shorter than the block bound's resolution."""
+    rng = np.random.default_rng(11)
+    network, x = random_layer_case(12, "none", ratio, n_pre=30, n_post=20, batch=6)
+    network.layers[0].projection.weights[...] = rng.normal(0.0, 1.0, size=(30, 20)) * 10.0 ** rng.integers(0, 10, size=(30, 20))
+    x = 1.0 + 1e-9 * rng.integers(0, 40, size=(6, 30))
+    walk = layer_forward(network, x, layer_walk=True)
+    per_neuron = layer_forward(network, x, layer_walk=False)
+    assert np.isfinite(walk).sum() > 40 and np.any(walk < 1.0 + 3e-8)
+    np.testing.assert_array_equal(np.isfinite(walk), np.isfinite(per_neuron))
+    finite = np.isfinite(walk)
+    np.testing.assert_allclose(walk[finite] - 1.0, per_neuron[finite] - 1.0, rtol=1e-6, atol=1e-15)
+
+
 def gradients(network, x, times, delta, n_threads=1, guard=None):
     return dg.backward(network, x, times, delta, n_threads=n_threads, guard=guard)
 
