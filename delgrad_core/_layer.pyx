@@ -203,22 +203,23 @@ cdef double[::1] _largest_excitation(const double[:, ::1] weights):
 
 
 cdef inline bint _flag_hot(ClosedRatio tag, const double* p_sum, const double* q_sum,
-                           double excitation, const double* level, double r, double x,
-                           double kernel_max, double tau_m, long long* flags,
+                           const double* level, double r, double x, IntervalTest block,
+                           double margin, double tau_m, long long* flags,
                            Py_ssize_t n) noexcept nogil:
-    """Flag the neurons whose membrane may reach threshold within a block that starts at
-    reference-relative time r (x = e^{-r/tau_m}) in the state given by the sums, and report
-    whether any does.  Over the block, with s <= span and k(s) <= kernel_max = max of k over
-    [0, span], and `excitation` >= sum_i max(w_ij, 0) over the block's inputs i:
-        u(t) = u0 e^{-s/tau_m} + I0 k(s) + sum_i w_ij k(t - a_i)
-             <= max(u0, 0) + kernel_max (max(I0, 0) + excitation);
-    a neuron below its crossing level there cannot cross."""
+    """Flag the neurons whose membrane may reach threshold within a block of intervals, given
+    their sums at the block's start (reference-relative time r, x = e^{-r/tau_m}), and report
+    whether any does.  Over the block the membrane is the trajectory u_pre of the inputs before
+    it plus sum_i w_ij k(t - a_i) over the block's inputs, which is at most `margin` =
+    max k over the block's span times sum_i max(0, max_j w_ij); so a neuron can cross only if
+    u_pre reaches level - margin somewhere in the block: at its start, or (`may_cross` with the
+    whole block as interval) at its end or at its maximum inside it."""
     cdef Py_ssize_t j
-    cdef double u, current
+    cdef double u, current, lowered
     cdef long long hot, any_hot = 0
     for j in range(n):
         state_from_sums(tag, p_sum[j], q_sum[j], r, x, tau_m, &u, &current)
-        hot = max(u, 0.0) + kernel_max * (max(current, 0.0) + excitation) >= level[j]
+        lowered = level[j] - margin
+        hot = (u >= lowered) | may_cross(tag, p_sum[j], q_sum[j], lowered, block)
         flags[j] = hot
         any_hot = any_hot | hot
     return any_hot != 0
@@ -227,14 +228,13 @@ cdef inline bint _flag_hot(ClosedRatio tag, const double* p_sum, const double* q
 cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
                       const double[:, ::1] weights, const double[::1] excitation,
                       const double[::1] shift, const double[::1] threshold, double tau_m,
-                      double tau_s,
-                      double[:, ::1] post_times, double* scratch,
+                      double tau_s, double[:, ::1] post_times, double* scratch,
                       long long* flags) noexcept nogil:
     """Causal-set search (docs/model.md §2) for every neuron of the layer at once, for inputs
     that reach all neurons in the same order.  One pass over the sorted arrivals keeps each
     neuron's sums P, Q (see _psp.pxd), a block of _BLOCK inter-arrival intervals at a time:
     the block's inputs are added to every neuron (vectorised), then `_flag_hot` bounds each
-    neuron's membrane over the block from its state at the block's start (with
+    neuron's membrane over the block from its sums at the block's start (with
     `excitation[i]` = max(0, max_j w_ij) for the block's inputs), and only the few
     neurons that may reach threshold replay the block input by input, testing each interval
     with `may_cross` and solving with the closed forms on the state at the interval's start
@@ -278,8 +278,11 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
             block_excitation = block_excitation + excitation[order[m].index]
         t_start = order[k].time
         t_end = order[end].time if end < n_active else INFINITY
-        if _flag_hot(tag, p_start, q_start, block_excitation, level, t_start - t_ref, decay_at[k],
-                     kernel_bound(tag, t_end - t_start, tau_m), tau_m, flags, n_post):
+        test = interval_test(tag, t_start - t_ref, decay_at[k], t_end - t_ref,
+                             decay_at[end] if end < n_active else 0.0, tau_m)
+        if _flag_hot(tag, p_start, q_start, level, t_start - t_ref, decay_at[k], test,
+                     kernel_bound(tag, t_end - t_start, tau_m) * block_excitation, tau_m, flags,
+                     n_post):
             for j in range(n_post):
                 if not flags[j]:
                     continue
