@@ -306,8 +306,9 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                     if u >= threshold[j]:   # reached within rounding at the interval's start
                         s = 0.0
                     else:
-                        s = first_crossing(u, current, t_next - t_now, exp(-(t_next - t_now) / tau_m),
-                                           threshold[j], tau_m, tau_s, closed_kind(tag))
+                        s = first_crossing(u, current, t_next - t_now,
+                                           exp(-(t_next - t_now) / tau_m), threshold[j], tau_m,
+                                           tau_s, closed_kind(tag))
                     if s >= 0.0:
                         post_times[b, j] = (t_now + s) + shift[j]
                         level[j] = INFINITY
@@ -379,7 +380,8 @@ cdef bint _walk_sample(RatioKind kind, Py_ssize_t b, const double[:, ::1] pre_ti
     arrivals span more than _SPAN_LIMIT tau_m."""
     cdef RatioOne one
     cdef RatioTwo two
-    cdef Py_ssize_t j, n_active = _sorted_arrivals(b, pre_times, delays, _NO_ARRIVALS, False, order)
+    cdef Py_ssize_t j
+    cdef Py_ssize_t n_active = _sorted_arrivals(b, pre_times, delays, _NO_ARRIVALS, False, order)
     if n_active == 0:
         for j in range(post_times.shape[1]):
             post_times[b, j] = INFINITY

@@ -259,9 +259,9 @@ cdef inline double kernel_and_slope(double s, double tau_m, double tau_s, RatioK
 # Sums over the causal set (docs/model.md §2, closed forms; Göltz et al. 2021, Methods).  With a
 # reference time t_ref, r = t - t_ref, x = e^{-r/tau_m} and E_i = e^{(a_i - t_ref)/tau_m} of every
 # input that has arrived, the membrane of a neuron is a function of two sums P = sum_i w_i p_i,
-# Q = sum_i w_i q_i over its inputs:
-#     tau_m = 2 tau_s:  (p_i, q_i) = (E_i, E_i^2),          u = K x (P - Q x),  I = Q x^2  (K = tau_m)
-#     tau_m = tau_s:    (p_i, q_i) = (E_i, (a_i - t_ref) E_i), u = x (P r - Q),   I = P x
+# Q = sum_i w_i q_i over its inputs (K = tau_m for tau_m = 2 tau_s):
+#     tau_m = 2 tau_s:  (p_i, q_i) = (E_i, E_i^2),             u = K x (P - Q x),  I = Q x^2
+#     tau_m = tau_s:    (p_i, q_i) = (E_i, (a_i - t_ref) E_i), u = x (P r - Q),    I = P x
 # Every neuron that sees the inputs in the same order accumulates its sums from the same (p_i, q_i),
 # so a whole layer is walked at once with no transcendental call per synapse.
 
@@ -270,8 +270,8 @@ cdef struct IntervalTest:
     # the last one, where x1 = 0).
     double end_p        # u(r1) = end_p P - end_q Q
     double end_q
-    double vertex_lo    # the membrane's maximum lies in the interval if vertex_lo G <= H <= vertex_hi G
-    double vertex_hi
+    double vertex_lo    # the membrane's maximum lies in the interval iff G > 0 and
+    double vertex_hi    # vertex_lo G <= H <= vertex_hi G, (G, H) = (Q, P) or (P, Q) for ratio 2 or 1
     double peak         # bound on the maximum's height per unit of the sums
 
 
