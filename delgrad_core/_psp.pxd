@@ -271,7 +271,7 @@ cdef struct IntervalTest:
     double end_p        # u(r1) = end_p P - end_q Q
     double end_q
     double vertex_lo    # the membrane's maximum lies in the interval iff G > 0 and
-    double vertex_hi    # vertex_lo G <= H <= vertex_hi G, (G, H) = (Q, P) or (P, Q) for ratio 2 or 1
+    double vertex_hi    # vertex_lo G <= H <= vertex_hi G; (G, H) = (Q, P) (ratio 2), (P, Q) (1)
     double peak         # bound on the maximum's height per unit of the sums
 
 
@@ -291,7 +291,8 @@ cdef inline IntervalTest interval_test(ClosedRatio tag, double r0, double x0, do
     """`may_cross` coefficients for [r0, r1] (reference-relative times, x = e^{-r/tau_m})."""
     cdef IntervalTest test
     if ClosedRatio is RatioOne:
-        # u(r) = e^{-r/tau} (P r - Q): extremum at r = tau + Q/P, a maximum P tau e^{-r/tau} when P > 0
+        # u(r) = e^{-r/tau} (P r - Q): extremum at r = tau + Q/P, a maximum P tau e^{-r/tau}
+        # when P > 0
         test.end_p = x1 * r1 if x1 > 0.0 else 0.0
         test.end_q = x1
         test.vertex_lo = r0 - tau_m
