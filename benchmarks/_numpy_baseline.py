@@ -115,6 +115,9 @@ def _kernels(lag, tau_m, tau_s, ratio) -> tuple[np.ndarray, np.ndarray]:
 
 def _layer_backward(pre_times, post_times, delta, layer, max_weight_term):
     """One layer of docs/model.md §4: dt/dw_i = -k/u', dt/da_i = w_i k'/u', dt/dtheta = 1/u'.
+    (sample, neuron) pairs with u'(t) <= 0 count as no_crossing, those whose largest
+    |dL/dt dt/dw_i| exceeds `max_weight_term` as guarded (the grazing guard of the DelGrad
+    reference code, `delgrad_core.training.GrazingGuard`); neither passes a gradient.
 
     Returns (LayerGradients, dL/dt_pre of shape (batch, n_pre))."""
     projection = layer.projection
@@ -135,14 +138,16 @@ def _layer_backward(pre_times, post_times, delta, layer, max_weight_term):
         weights=-np.einsum("bij,bj->ij", kernel, scale),
         delays=projection.reduce_synapse_gradient(per_synapse.sum(axis=0)),
         threshold=scale.sum(axis=0),
-        dropped=int(np.count_nonzero(wanted & (~rising | grazing))),
+        no_crossing=int(np.count_nonzero(wanted & ~rising)),
+        guarded=int(np.count_nonzero(wanted & rising & grazing)),
     )
     return gradients, per_synapse.sum(axis=2)
 
 
 def backward(network: Network, input_spike_times, layer_spike_times, output_gradient,
              max_weight_term: float | None = None) -> NetworkGradients:
-    """Exact gradients at the given spike times (same contract as `delgrad_core.backward`)."""
+    """Exact gradients at the given spike times (same contract as `delgrad_core.backward` with
+    ``guard=GrazingGuard(max_weight_term)``, or no guard if None)."""
     pre = [np.asarray(input_spike_times, dtype=np.float64)] + [np.asarray(t) for t in layer_spike_times]
     delta = np.asarray(output_gradient, dtype=np.float64)
     limit = np.inf if max_weight_term is None else float(max_weight_term)

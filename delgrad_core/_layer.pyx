@@ -5,15 +5,26 @@
 # arrival time.  Silent inputs have t_i = +inf (or an infinite arrival) and never arrive.
 
 from cython.parallel cimport prange, parallel, threadid
-from libc.stdlib cimport malloc, free, qsort
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from libc.math cimport exp, fabs, isfinite, INFINITY
 
 import numpy as np
 
 from delgrad_core._psp cimport (
     RatioKind, ratio_kind, first_crossing, advance_state, kernel_and_slope, lambert_w0,
-    RATIO_GENERAL,
+    RatioOne, RatioTwo, ClosedRatio, closed_kind, closed_kernel_and_slope, IntervalTest,
+    input_features, interval_test, crossing_level, may_cross, state_from_sums, kernel_bound,
+    RATIO_ONE, RATIO_GENERAL,
 )
+
+# The layer-wide paths keep exponentials of times measured from a sample's first arrival; they
+# serve a sample whose arrival (and, backward, spike) times span at most this many tau_m, so
+# that e^{2 span/tau_m} stays far from overflow.  Longer samples take the per-neuron paths.
+cdef double _SPAN_LIMIT = 100.0
+# placeholders for arrays that a path never reads
+cdef double[::1] _NO_VALUES = np.zeros(1)
+cdef double[:, :, ::1] _NO_ARRIVALS = np.zeros((1, 1, 1))
 
 
 cdef struct Arrival:
@@ -30,14 +41,9 @@ cdef inline double _arrival(Py_ssize_t b, Py_ssize_t i, Py_ssize_t j, const doub
     return pre_times[b, i] + delays[i, j]
 
 
-cdef int _compare_arrivals(const void* left, const void* right) noexcept nogil:
-    cdef const Arrival* a = <const Arrival*> left
-    cdef const Arrival* b = <const Arrival*> right
-    if a.time < b.time:
-        return -1
-    if a.time > b.time:
-        return 1
-    return (a.index > b.index) - (a.index < b.index)
+cdef inline bint _before(const Arrival* a, const Arrival* b) noexcept nogil:
+    """Order of arrivals: by time, ties by input index."""
+    return a.time < b.time or (a.time == b.time and a.index < b.index)
 
 
 cdef inline void _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
@@ -47,10 +53,61 @@ cdef inline void _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
     for k in range(1, n):
         item = order[k]
         m = k - 1
-        while m >= 0 and _compare_arrivals(&order[m], &item) > 0:
+        while m >= 0 and _before(&item, &order[m]):
             order[m + 1] = order[m]
             m -= 1
         order[m + 1] = item
+
+
+cdef void _sort_arrivals(Arrival* order, Py_ssize_t n, Arrival* spare) noexcept nogil:
+    """Sort by (time, index): insertion sort of runs of 16, then bottom-up merges through
+    `spare` (n entries); no comparison callback as with qsort."""
+    cdef Py_ssize_t start, width = 16, low, middle, high, left, right, out
+    cdef Arrival* source = order
+    cdef Arrival* target = spare
+    cdef Arrival* swap
+    start = 0
+    while start < n:
+        _insertion_sort(order + start, min(width, n - start))
+        start += width
+    while width < n:
+        low = 0
+        while low < n:
+            middle = min(low + width, n)
+            high = min(low + 2 * width, n)
+            left = low
+            right = middle
+            for out in range(low, high):
+                if right == high or (left < middle and not _before(&source[right], &source[left])):
+                    target[out] = source[left]
+                    left += 1
+                else:
+                    target[out] = source[right]
+                    right += 1
+            low += 2 * width
+        swap = source
+        source = target
+        target = swap
+        width *= 2
+    if source != order:
+        memcpy(order, source, n * sizeof(Arrival))
+
+
+cdef Py_ssize_t _sorted_arrivals(Py_ssize_t b, const double[:, ::1] pre_times,
+                                 const double[:, ::1] delays, const double[:, :, ::1] arrivals,
+                                 bint observed, Arrival* order) noexcept nogil:
+    """The inputs of sample b that arrive at neuron 0 (finite a_i0), sorted by (time, index) into
+    `order`, which has room for 2 n_pre entries (the second half is scratch); their count."""
+    cdef Py_ssize_t i, n_active = 0
+    cdef double arrival
+    for i in range(pre_times.shape[1]):
+        arrival = _arrival(b, i, 0, pre_times, delays, arrivals, observed)
+        if isfinite(arrival):
+            order[n_active].index = i
+            order[n_active].time = arrival
+            n_active += 1
+    _sort_arrivals(order, n_active, order + n_active)
+    return n_active
 
 
 cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
@@ -86,16 +143,8 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
                           const double[::1] tau_m, const double[::1] tau_s,
                           const int[::1] kinds, double[:, ::1] post_times,
                           Arrival* order) noexcept nogil:
-    cdef Py_ssize_t n_pre = weights.shape[0], n_post = weights.shape[1]
-    cdef Py_ssize_t i, j, k, n_active = 0
-    cdef double arrival
-    for i in range(n_pre):
-        arrival = _arrival(b, i, 0, pre_times, delays, arrivals, observed)
-        if isfinite(arrival):
-            order[n_active].index = i
-            order[n_active].time = arrival
-            n_active += 1
-    qsort(order, n_active, sizeof(Arrival), _compare_arrivals)
+    cdef Py_ssize_t n_post = weights.shape[1], j, k
+    cdef Py_ssize_t n_active = _sorted_arrivals(b, pre_times, delays, arrivals, observed, order)
     for j in range(n_post):
         if j > 0:
             for k in range(n_active):
@@ -107,34 +156,244 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
                                         <RatioKind> kinds[j])
 
 
+cdef RatioKind _layer_kind(const double[::1] tau_m, const double[::1] tau_s) noexcept nogil:
+    """The closed form that every neuron of the layer shares (same tau_m and tau_s), else
+    RATIO_GENERAL."""
+    cdef Py_ssize_t j
+    if tau_m.shape[0] == 0:
+        return RATIO_GENERAL
+    for j in range(1, tau_m.shape[0]):
+        if tau_m[j] != tau_m[0] or tau_s[j] != tau_s[0]:
+            return RATIO_GENERAL
+    return ratio_kind(tau_m[0], tau_s[0])
+
+
+cdef double[::1] _column_shift(const double[:, ::1] delays):
+    """c_j with d_ij = d_i0 + c_j (delays that keep one input order: none, axonal, dendritic)."""
+    cdef Py_ssize_t j, n_post = delays.shape[1]
+    cdef double[::1] shift = np.zeros(n_post)
+    if delays.shape[0] > 0:
+        for j in range(n_post):
+            shift[j] = delays[0, j] - delays[0, 0]
+    return shift
+
+
+# Inter-arrival intervals per block of the layer-wide walk (see `_walk_layer`).
+cdef Py_ssize_t _BLOCK = 8
+
+
+cdef inline void _accumulate(const double* w, double p, double q, double* p_sum, double* q_sum,
+                             Py_ssize_t n) noexcept nogil:
+    """Add one input (features p, q; weight row w) to every neuron's sums (a loop the compiler
+    vectorises)."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        p_sum[j] = p_sum[j] + w[j] * p
+        q_sum[j] = q_sum[j] + w[j] * q
+
+
+cdef double[::1] _largest_excitation(const double[:, ::1] weights):
+    """max(0, max_j w_ij) per input i: a bound on what input i adds to any neuron's current."""
+    cdef Py_ssize_t i, j
+    cdef double[::1] largest = np.zeros(weights.shape[0])
+    for i in range(weights.shape[0]):
+        for j in range(weights.shape[1]):
+            largest[i] = max(largest[i], weights[i, j])
+    return largest
+
+
+cdef inline bint _flag_hot(ClosedRatio tag, const double* p_sum, const double* q_sum,
+                           const double* level, double r, double x, IntervalTest block,
+                           double margin, double tau_m, long long* flags,
+                           Py_ssize_t n) noexcept nogil:
+    """Flag the neurons whose membrane may reach threshold within a block of intervals, given
+    their sums at the block's start (reference-relative time r, x = e^{-r/tau_m}), and report
+    whether any does.  Over the block the membrane is the trajectory u_pre of the inputs before
+    it plus sum_i w_ij k(t - a_i) over the block's inputs, which is at most `margin` =
+    max k over the block's span times sum_i max(0, max_j w_ij); so a neuron can cross only if
+    u_pre reaches level - margin somewhere in the block: at its start, or (`may_cross` with the
+    whole block as interval) at its end or at its maximum inside it."""
+    cdef Py_ssize_t j
+    cdef double u, current, lowered
+    cdef long long hot, any_hot = 0
+    for j in range(n):
+        state_from_sums(tag, p_sum[j], q_sum[j], r, x, tau_m, &u, &current)
+        lowered = level[j] - margin
+        hot = (u >= lowered) | may_cross(tag, p_sum[j], q_sum[j], lowered, block)
+        flags[j] = hot
+        any_hot = any_hot | hot
+    return any_hot != 0
+
+
+cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
+                      const double[:, ::1] weights, const double[::1] excitation,
+                      const double[::1] shift, const double[::1] threshold, double tau_m,
+                      double tau_s, double[:, ::1] post_times, double* scratch,
+                      long long* flags) noexcept nogil:
+    """Causal-set search (docs/model.md §2) for every neuron of the layer at once, for inputs
+    that reach all neurons in the same order.  One pass over the sorted arrivals keeps each
+    neuron's sums P, Q (see _psp.pxd), a block of _BLOCK inter-arrival intervals at a time:
+    the block's inputs are added to every neuron (vectorised), then `_flag_hot` bounds each
+    neuron's membrane over the block from its sums at the block's start (with
+    `excitation[i]` = max(0, max_j w_ij) for the block's inputs), and only the few
+    neurons that may reach threshold replay the block input by input, testing each interval
+    with `may_cross` and solving with the closed forms on the state at the interval's start
+    where that test passes.  A neuron that has fired is retired by setting its level to +inf.
+    The spike of neuron j is shifted by its column delay c_j (d_ij = d_i0 + c_j)."""
+    cdef Py_ssize_t n_post = weights.shape[1], n_pre = weights.shape[0], j, k = 0, end, m, group
+    cdef double* p_now = scratch
+    cdef double* q_now = scratch + n_post
+    cdef double* p_start = scratch + 2 * n_post     # the sums at the block's start
+    cdef double* q_start = scratch + 3 * n_post
+    cdef double* level = scratch + 4 * n_post
+    cdef double* feature_p = scratch + 5 * n_post   # per sorted input: p_i, q_i, x_i
+    cdef double* feature_q = feature_p + n_pre
+    cdef double* decay_at = feature_q + n_pre
+    cdef double t_ref = order[0].time, t_start, t_end, t_now, t_next, r0, x0, x1, p, q
+    cdef double u, current, s, block_excitation
+    cdef IntervalTest test
+    for j in range(n_post):
+        p_now[j] = 0.0
+        q_now[j] = 0.0
+        level[j] = crossing_level(threshold[j])
+        post_times[b, j] = INFINITY
+    for m in range(n_active):
+        r0 = order[m].time - t_ref
+        input_features(tag, r0, exp(r0 / tau_m), &feature_p[m], &feature_q[m])
+        decay_at[m] = exp(-r0 / tau_m)
+    while k < n_active:
+        memcpy(p_start, p_now, n_post * sizeof(double))
+        memcpy(q_start, q_now, n_post * sizeof(double))
+        end = k
+        for group in range(_BLOCK):         # the block: _BLOCK groups of tied arrivals
+            if end == n_active:
+                break
+            t_now = order[end].time
+            while end < n_active and order[end].time == t_now:
+                end += 1
+        block_excitation = 0.0
+        for m in range(k, end):
+            _accumulate(&weights[order[m].index, 0], feature_p[m], feature_q[m], p_now, q_now,
+                        n_post)
+            block_excitation = block_excitation + excitation[order[m].index]
+        t_start = order[k].time
+        t_end = order[end].time if end < n_active else INFINITY
+        test = interval_test(tag, t_start - t_ref, decay_at[k], t_end - t_ref,
+                             decay_at[end] if end < n_active else 0.0, tau_m)
+        if _flag_hot(tag, p_start, q_start, level, t_start - t_ref, decay_at[k], test,
+                     kernel_bound(tag, t_end - t_start, tau_m) * block_excitation, tau_m, flags,
+                     n_post):
+            for j in range(n_post):
+                if not flags[j]:
+                    continue
+                p = p_start[j]
+                q = q_start[j]
+                m = k
+                while m < end:   # replay the block for neuron j, interval by interval
+                    t_now = order[m].time
+                    r0 = t_now - t_ref
+                    x0 = decay_at[m]
+                    while m < end and order[m].time == t_now:
+                        p = p + weights[order[m].index, j] * feature_p[m]
+                        q = q + weights[order[m].index, j] * feature_q[m]
+                        m += 1
+                    t_next = order[m].time if m < n_active else INFINITY
+                    x1 = decay_at[m] if m < n_active else 0.0
+                    test = interval_test(tag, r0, x0, t_next - t_ref, x1, tau_m)
+                    if not may_cross(tag, p, q, level[j], test):
+                        continue
+                    state_from_sums(tag, p, q, r0, x0, tau_m, &u, &current)
+                    if u >= threshold[j]:   # reached within rounding at the interval's start
+                        s = 0.0
+                    else:
+                        s = first_crossing(u, current, t_next - t_now,
+                                           exp(-(t_next - t_now) / tau_m), threshold[j], tau_m,
+                                           tau_s, closed_kind(tag))
+                    if s >= 0.0:
+                        post_times[b, j] = (t_now + s) + shift[j]
+                        level[j] = INFINITY
+                        break
+        k = end
+
+
 def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
                   const double[:, ::1] delays, const double[:, :, ::1] arrivals, bint observed,
                   bint shared_order, const double[::1] threshold, const double[::1] tau_m,
                   const double[::1] tau_s, double[:, ::1] post_times, int n_threads,
-                  bint general_solver_only=False):
+                  bint general_solver_only=False, bint layer_walk=True):
     """Write the first spike time of every (sample, neuron) into `post_times` (+inf: silent).
 
     Arrivals are t_i + d_ij, or the given `arrivals[b, i, j]` when `observed` (then `arrivals`
     has shape (batch, n_pre, n_post); otherwise it is a placeholder that is never read).
     `shared_order` states that every neuron sees its inputs in the same order (d_ij = r_i + c_j:
-    no, axonal or dendritic delays), so one sort per sample serves every neuron.
+    no, axonal or dendritic delays), so one sort per sample serves every neuron.  If moreover all
+    neurons share tau_m = tau_s or tau_m = 2 tau_s, a sample whose arrivals span at most
+    _SPAN_LIMIT tau_m is walked once for the whole layer (`_walk_layer`); `layer_walk=False`
+    keeps the per-neuron walk (to cross-check the two).
     `general_solver_only` forces the bracketed solver (to cross-check the closed forms).
     """
     cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
-    cdef Py_ssize_t n_post = weights.shape[1], b, j
+    cdef Py_ssize_t n_post = weights.shape[1], b
     cdef int[::1] kinds = _ratio_kinds(tau_m, tau_s, general_solver_only)
-    cdef Py_ssize_t stride = n_pre + 1
-    cdef Arrival* orders = <Arrival*> malloc(n_threads * stride * sizeof(Arrival))
-    if orders == NULL:
+    cdef RatioKind walk_kind = RATIO_GENERAL
+    cdef double[::1] shift, excitation
+    cdef Py_ssize_t stride = 2 * n_pre + 1, sums_stride = 5 * n_post + 3 * n_pre + 1
+    cdef Arrival* orders
+    cdef Arrival* order
+    cdef double* sums
+    cdef long long* flags
+    if shared_order and layer_walk and not observed and not general_solver_only:
+        walk_kind = _layer_kind(tau_m, tau_s)
+    shift = _column_shift(delays) if walk_kind != RATIO_GENERAL else _NO_VALUES
+    excitation = _largest_excitation(weights) if walk_kind != RATIO_GENERAL else _NO_VALUES
+    orders = <Arrival*> malloc(n_threads * stride * sizeof(Arrival))
+    sums = <double*> malloc(n_threads * sums_stride * sizeof(double))
+    flags = <long long*> malloc(n_threads * (n_post + 1) * sizeof(long long))
+    if orders == NULL or sums == NULL or flags == NULL:
+        free(orders)
+        free(sums)
+        free(flags)
         raise MemoryError("forward_layer: could not allocate the arrival buffers")
     try:
         with nogil, parallel(num_threads=n_threads):
+            order = orders + threadid() * stride
             for b in prange(n_batch, schedule='guided'):
-                _forward_sample(b, pre_times, weights, delays, arrivals, observed, shared_order,
-                                threshold, tau_m, tau_s, kinds, post_times,
-                                orders + threadid() * stride)
+                if walk_kind == RATIO_GENERAL or not _walk_sample(
+                        walk_kind, b, pre_times, weights, delays, excitation, shift, threshold,
+                        tau_m[0], tau_s[0], post_times, order, sums + threadid() * sums_stride,
+                        flags + threadid() * (n_post + 1)):
+                    _forward_sample(b, pre_times, weights, delays, arrivals, observed, shared_order,
+                                    threshold, tau_m, tau_s, kinds, post_times, order)
     finally:
         free(orders)
+        free(sums)
+        free(flags)
+
+
+cdef bint _walk_sample(RatioKind kind, Py_ssize_t b, const double[:, ::1] pre_times,
+                       const double[:, ::1] weights, const double[:, ::1] delays,
+                       const double[::1] excitation, const double[::1] shift,
+                       const double[::1] threshold, double tau_m, double tau_s,
+                       double[:, ::1] post_times, Arrival* order, double* scratch,
+                       long long* flags) noexcept nogil:
+    """Spike times of sample b by the layer-wide walk, or False (nothing written) if its
+    arrivals span more than _SPAN_LIMIT tau_m."""
+    cdef RatioOne one
+    cdef RatioTwo two
+    cdef Py_ssize_t j
+    cdef Py_ssize_t n_active = _sorted_arrivals(b, pre_times, delays, _NO_ARRIVALS, False, order)
+    if n_active == 0:
+        for j in range(post_times.shape[1]):
+            post_times[b, j] = INFINITY
+    elif order[n_active - 1].time - order[0].time > _SPAN_LIMIT * tau_m:
+        return False
+    elif kind == RATIO_ONE:
+        _walk_layer(one, b, order, n_active, weights, excitation, shift, threshold, tau_m, tau_s,
+                    post_times, scratch, flags)
+    else:
+        _walk_layer(two, b, order, n_active, weights, excitation, shift, threshold, tau_m, tau_s,
+                    post_times, scratch, flags)
+    return True
 
 
 cdef int[::1] _ratio_kinds(const double[::1] tau_m, const double[::1] tau_s, bint general_only):
@@ -231,6 +490,233 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
                                      no_crossing, largest_term, mine, mine + n_pre + 1)
     finally:
         free(scratch)
+
+
+cdef double _sample_exponentials(Py_ssize_t b, const double[:, ::1] pre_times,
+                                 const double[:, ::1] delays, const double[::1] shift,
+                                 const double[:, ::1] post_times, const double[:, ::1] delta_post,
+                                 double tau_m, double[:, ::1] arrival, double[:, ::1] growth,
+                                 double[:, ::1] spike, double[:, ::1] decay) noexcept nogil:
+    """Per-sample factors of x_ij = e^{-(t_j - a_ij)/tau_m} = decay_j growth_i for the layer-wide
+    backward pass, measured from the sample's first arrival t_ref: arrival a_i = t_i + d_i0 and
+    growth_i = e^{(a_i - t_ref)/tau_m} (0 if the input is silent); spike_j = t_j - c_j, the spike
+    time seen against a_i (-inf where no gradient is wanted: silent neuron or zero dL/dt_j) and
+    decay_j = e^{-(spike_j - t_ref)/tau_m} (0 unless spike_j > t_ref).  Returns the span of
+    these times in units of tau_m (0 without arrivals)."""
+    cdef Py_ssize_t i, j
+    cdef double t_ref = INFINITY, last = -INFINITY, a, t
+    for i in range(pre_times.shape[1]):
+        a = pre_times[b, i] + delays[i, 0]
+        arrival[b, i] = a
+        if isfinite(a):
+            t_ref = min(t_ref, a)
+            last = max(last, a)
+    if not isfinite(t_ref):
+        t_ref = 0.0
+    for i in range(pre_times.shape[1]):
+        a = arrival[b, i]
+        growth[b, i] = exp((a - t_ref) / tau_m) if isfinite(a) else 0.0
+    for j in range(post_times.shape[1]):
+        t = post_times[b, j]
+        if isfinite(t) and delta_post[b, j] != 0.0:
+            t = t - shift[j]
+            spike[b, j] = t
+            decay[b, j] = exp(-(t - t_ref) / tau_m) if t > t_ref else 0.0
+            last = max(last, t)
+        else:
+            spike[b, j] = -INFINITY
+            decay[b, j] = 0.0
+    return (last - t_ref) / tau_m if isfinite(last) else 0.0
+
+
+cdef inline double _sum(const double* values, Py_ssize_t n) noexcept nogil:
+    """values[0] + ... + values[n-1] in 16 interleaved partial sums, added in a fixed order at the
+    end: the inner loop is four independent vector additions instead of one chain of n scalar
+    additions (the same order for every thread count)."""
+    cdef double part[16]
+    cdef double total = 0.0
+    cdef Py_ssize_t j = 0, lane
+    for lane in range(16):
+        part[lane] = 0.0
+    while j + 16 <= n:
+        for lane in range(16):
+            part[lane] = part[lane] + values[j + lane]
+        j += 16
+    while j < n:
+        part[j % 16] = part[j % 16] + values[j]
+        j += 1
+    for lane in range(16):
+        total = total + part[lane]
+    return total
+
+
+cdef void _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] weights,
+                         double tau_m, const double[:, ::1] arrival, const double[:, ::1] growth,
+                         double[:, ::1] spike, const double[:, ::1] decay,
+                         const double[:, ::1] delta_post, double[:, ::1] scale,
+                         double[:, ::1] column, bint with_column, signed char[:, ::1] no_crossing,
+                         double[:, ::1] largest_term, double* scratch) noexcept nogil:
+    """Per-neuron terms of one sample (docs/model.md §4), input row by input row with k(t_j - a_i)
+    and k'(t_j - a_i) from x = decay_j growth_i: u'(t_j) = sum_i w_ij k'_ij and max_i |k_ij|;
+    then scale_j = dL/dt_j / u'(t_j), max_i |scale_j k_ij| = |scale_j| max_i |k_ij| (rounding
+    is monotone) and, if `with_column`, sum_i scale_j w_ij k'_ij = scale_j u'(t_j).  A neuron
+    without an upward crossing gets scale 0 and spike -inf."""
+    cdef Py_ssize_t n_pre = weights.shape[0], n_post = weights.shape[1], i, j
+    cdef double* u_slope = scratch
+    cdef double* kernel_max = scratch + n_post
+    cdef const double* w
+    cdef const double* t = &spike[b, 0]
+    cdef const double* x = &decay[b, 0]
+    cdef double* sc = &scale[b, 0]
+    cdef double a, e, slope, kernel, last = -INFINITY
+    for j in range(n_post):
+        u_slope[j] = 0.0
+        kernel_max[j] = 0.0
+        last = max(last, t[j])
+    for i in range(n_pre):
+        e = growth[b, i]
+        a = arrival[b, i]
+        if e == 0.0 or not (a < last):
+            continue
+        w = &weights[i, 0]
+        for j in range(n_post):
+            # every operand is loaded and evaluated unconditionally, then selected: the
+            # compiler turns the loop into plain vector arithmetic and masks
+            slope = w[j] * closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+            u_slope[j] += slope if a < t[j] else 0.0
+            kernel_max[j] = max(kernel_max[j], fabs(kernel) if a < t[j] else 0.0)
+    for j in range(n_post):
+        sc[j] = 0.0
+        if t[j] == -INFINITY:
+            continue
+        if u_slope[j] > 0.0:
+            sc[j] = delta_post[b, j] / u_slope[j]
+            largest_term[b, j] = fabs(sc[j]) * kernel_max[j]
+            if with_column:
+                column[b, j] = sc[j] * u_slope[j]
+        else:
+            no_crossing[b, j] = 1   # no upward crossing at t in the model: no gradient
+            spike[b, j] = -INFINITY
+
+
+# Input rows that `_input_gradients` takes together, so that each sample's per-neuron arrays are
+# read from memory once per block of rows and then from the L1 cache.
+cdef Py_ssize_t _ROW_BLOCK = 4
+
+
+cdef void _input_gradients(ClosedRatio tag, Py_ssize_t first, const double[:, ::1] weights,
+                           double tau_m, const double[:, ::1] arrival, const double[:, ::1] growth,
+                           const double[:, ::1] spike, const double[:, ::1] decay,
+                           const double[:, ::1] scale, const double[::1] last_spike,
+                           double[:, ::1] grad_weights, double[:, ::1] delta_pre,
+                           double* terms) noexcept nogil:
+    """Everything that inputs first, ..., first + _ROW_BLOCK - 1 receive: dL/dw_ij =
+    -sum_b scale_bj k_bij, summed in sample order, and dL/dt_bi = sum_j scale_bj w_ij k'_bij per
+    sample (docs/model.md §4)."""
+    cdef Py_ssize_t n_post = weights.shape[1], last = min(first + _ROW_BLOCK, weights.shape[0])
+    cdef Py_ssize_t b, i, j
+    cdef double* acc
+    cdef const double* w
+    cdef const double* t
+    cdef const double* x
+    cdef const double* sc
+    cdef double a, e, slope, kernel
+    for i in range(first, last):
+        for j in range(n_post):
+            grad_weights[i, j] = 0.0
+    for b in range(arrival.shape[0]):
+        t = &spike[b, 0]
+        x = &decay[b, 0]
+        sc = &scale[b, 0]
+        for i in range(first, last):
+            e = growth[b, i]
+            a = arrival[b, i]
+            if e == 0.0 or not (a < last_spike[b]):
+                continue
+            acc = &grad_weights[i, 0]
+            w = &weights[i, 0]
+            for j in range(n_post):
+                slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+                kernel = sc[j] * kernel
+                slope = sc[j] * w[j] * slope
+                acc[j] -= kernel if a < t[j] else 0.0
+                terms[j] = slope if a < t[j] else 0.0
+            delta_pre[b, i] = _sum(terms, n_post)
+
+
+def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] weights,
+                          const double[:, ::1] delays, const double[::1] tau_m,
+                          const double[::1] tau_s, const double[:, ::1] post_times,
+                          const double[:, ::1] delta_post, double[:, ::1] grad_weights,
+                          double[:, ::1] scale, double[:, ::1] column, bint with_column,
+                          double[:, ::1] delta_pre, signed char[:, ::1] no_crossing,
+                          double[:, ::1] largest_term, int n_threads):
+    """Layer-wide backward pass for inputs that reach every neuron in the same order
+    (d_ij = d_i0 + c_j) when all neurons share tau_m = tau_s or tau_m = 2 tau_s, and no
+    sample's times span more than _SPAN_LIMIT tau_m.  Returns False, having written nothing,
+    where these conditions do not hold (the caller then uses `backward_layer`).
+
+    Writes dL/dw summed over the batch into `grad_weights`, and per (sample, neuron)
+    `scale` = dL/dt_j / u'(t_j) (dL/dtheta_j is its sum over samples), `column` =
+    sum_i dL/da_ij if `with_column` (the dendritic delay gradient), `no_crossing` and
+    `largest_term` as `backward_layer` does; `delta_pre` gets dL/dt_pre.  Every sum runs in a
+    fixed order, so the results do not depend on the number of threads.  k and k' come from
+    products of per-sample exponentials (`_sample_exponentials`) instead of one exp per synapse;
+    the relative rounding of x is then a few ulps times (1 + |t - t_ref|/tau_m), which for
+    tau_m = 2 tau_s bounds the error of k = K (x - x^2) by about that many ulps of K, the same
+    form of bound as for x = exp(-s/tau_m) per synapse.
+    """
+    cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
+    cdef Py_ssize_t n_post = weights.shape[1], b, block
+    cdef RatioKind kind = _layer_kind(tau_m, tau_s)
+    cdef double[::1] shift, span, last_spike
+    cdef double[:, ::1] arrival, growth, spike, decay
+    cdef Py_ssize_t stride = 2 * n_post + 1
+    cdef double* scratch
+    cdef RatioOne one
+    cdef RatioTwo two
+    if kind == RATIO_GENERAL:
+        return False
+    shift = _column_shift(delays)
+    span = np.zeros(n_batch)
+    arrival = np.empty((n_batch, n_pre))
+    growth = np.empty((n_batch, n_pre))
+    spike = np.empty((n_batch, n_post))
+    decay = np.empty((n_batch, n_post))
+    with nogil, parallel(num_threads=n_threads):
+        for b in prange(n_batch, schedule='static'):
+            span[b] = _sample_exponentials(b, pre_times, delays, shift, post_times, delta_post,
+                                           tau_m[0], arrival, growth, spike, decay)
+    if n_batch > 0 and np.max(span) > _SPAN_LIMIT:
+        return False
+    scratch = <double*> malloc(n_threads * stride * sizeof(double))
+    if scratch == NULL:
+        raise MemoryError("backward_layer_shared: could not allocate scratch buffers")
+    try:
+        with nogil, parallel(num_threads=n_threads):
+            for b in prange(n_batch, schedule='guided'):
+                if kind == RATIO_ONE:
+                    _neuron_scales(one, b, weights, tau_m[0], arrival, growth, spike, decay,
+                                   delta_post, scale, column, with_column, no_crossing,
+                                   largest_term, scratch + threadid() * stride)
+                else:
+                    _neuron_scales(two, b, weights, tau_m[0], arrival, growth, spike, decay,
+                                   delta_post, scale, column, with_column, no_crossing,
+                                   largest_term, scratch + threadid() * stride)
+        last_spike = np.max(spike, axis=1) if n_post > 0 else np.full(n_batch, -np.inf)
+        with nogil, parallel(num_threads=n_threads):
+            for block in prange((n_pre + _ROW_BLOCK - 1) // _ROW_BLOCK, schedule='guided'):
+                if kind == RATIO_ONE:
+                    _input_gradients(one, block * _ROW_BLOCK, weights, tau_m[0], arrival, growth,
+                                     spike, decay, scale, last_spike, grad_weights, delta_pre,
+                                     scratch + threadid() * stride)
+                else:
+                    _input_gradients(two, block * _ROW_BLOCK, weights, tau_m[0], arrival, growth,
+                                     spike, decay, scale, last_spike, grad_weights, delta_pre,
+                                     scratch + threadid() * stride)
+    finally:
+        free(scratch)
+    return True
 
 
 def first_crossing_time(double u0, double current, double length, double theta,

@@ -211,8 +211,48 @@ class LayerBackward:
     guarded: np.ndarray
 
 
+def _backward_layer_shared(layer: Layer, pre_times, post_times, post_gradient, threads) -> LayerBackward | None:
+    """The layer-wide kernel (inputs in the same order at every neuron), or None where its
+    conditions do not hold (see `_layer.backward_layer_shared`)."""
+    projection = layer.projection
+    _, tau_m, tau_s = layer.neuron_arrays()
+    n_batch = pre_times.shape[0]
+    n_pre, n_post = projection.weights.shape
+    dendritic = projection.delay_kind is DelayKind.DENDRITIC
+    grad_w = np.empty((n_pre, n_post))
+    scale = np.zeros((n_batch, n_post))
+    column = np.zeros((n_batch, n_post) if dendritic else (1, 1))
+    pre_gradient = np.zeros((n_batch, n_pre))
+    no_crossing = np.zeros((n_batch, n_post), dtype=np.int8)
+    largest = np.zeros((n_batch, n_post))
+    if not _layer.backward_layer_shared(
+        pre_times, projection.weights, projection.delay_matrix(), tau_m, tau_s, post_times, post_gradient,
+        grad_w, scale, column, dendritic, pre_gradient, no_crossing, largest, threads,
+    ):
+        return None
+    if projection.delay_kind is DelayKind.AXONAL:
+        delays = pre_gradient.sum(axis=0)
+    elif dendritic:
+        delays = column.sum(axis=0)
+    else:
+        delays = None
+    return LayerBackward(
+        weights=grad_w,
+        delays=delays,
+        threshold=scale.sum(axis=0),
+        pre_gradient=pre_gradient,
+        no_crossing=no_crossing.astype(bool),
+        largest_weight_term=largest,
+        guarded=np.zeros((n_batch, n_post), dtype=bool),
+    )
+
+
 def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals, threads) -> LayerBackward:
     projection = layer.projection
+    if arrivals is None and projection.delay_kind is not DelayKind.SYNAPTIC:
+        result = _backward_layer_shared(layer, pre_times, post_times, post_gradient, threads)
+        if result is not None:
+            return result
     _, tau_m, tau_s = layer.neuron_arrays()
     n_batch = pre_times.shape[0]
     n_pre, n_post = projection.weights.shape

@@ -216,18 +216,143 @@ cdef inline void advance_state(double* u, double* current, double length, double
         current[0] = current[0] * exp(-length / tau_s)
 
 
+# Compile-time choice of a closed form: the layer-wide loops below are specialised for each
+# ratio (Cython fused type over two empty tags), so that their inner loops carry no branch.
+cdef struct RatioOne:      # tau_m == tau_s
+    char unused
+cdef struct RatioTwo:      # tau_m == 2 tau_s
+    char unused
+ctypedef fused ClosedRatio:
+    RatioOne
+    RatioTwo
+
+
+cdef inline RatioKind closed_kind(ClosedRatio tag) noexcept nogil:
+    if ClosedRatio is RatioOne:
+        return RATIO_ONE
+    else:
+        return RATIO_TWO
+
+
+cdef inline double closed_kernel_and_slope(ClosedRatio tag, double x, double s, double tau_m,
+                                           double* kernel) noexcept nogil:
+    """Store k(s) in `kernel` and return k'(s), given x = e^{-s/tau_m} (docs/model.md §1).
+    tau_m = tau_s: k = s x, k' = x - k/tau_m; tau_m = 2 tau_s (K = tau_m): k = K (x - x^2),
+    k' = 2 x^2 - x.  No transcendental call, so the caller may form x as a product of
+    per-input and per-neuron exponentials."""
+    if ClosedRatio is RatioOne:
+        kernel[0] = s * x
+        return x - kernel[0] / tau_m
+    else:
+        kernel[0] = tau_m * (x - x * x)
+        return 2.0 * x * x - x
+
+
 cdef inline double kernel_and_slope(double s, double tau_m, double tau_s, RatioKind kind,
                                     double* kernel) noexcept nogil:
     """Store k(s) in `kernel` and return k'(s) = -k(s)/tau_m + e^{-s/tau_s}, with one exp for
     the closed-form ratios."""
-    cdef double x
+    cdef RatioOne one
+    cdef RatioTwo two
     if kind == RATIO_ONE:
-        x = exp(-s / tau_m)
-        kernel[0] = s * x
-        return x - kernel[0] / tau_m
+        return closed_kernel_and_slope(one, exp(-s / tau_m), s, tau_m, kernel)
     if kind == RATIO_TWO:
-        x = exp(-s / tau_m)
-        kernel[0] = tau_m * (x - x * x)
-        return 2.0 * x * x - x
+        return closed_kernel_and_slope(two, exp(-s / tau_m), s, tau_m, kernel)
     kernel[0] = psp_kernel(s, tau_m, tau_s)
     return psp_kernel_slope(s, kernel[0], tau_m, tau_s)
+
+
+# Sums over the causal set (docs/model.md §2, closed forms; Göltz et al. 2021, Methods).  With a
+# reference time t_ref, r = t - t_ref, x = e^{-r/tau_m} and E_i = e^{(a_i - t_ref)/tau_m} of every
+# input that has arrived, the membrane of a neuron is a function of two sums P = sum_i w_i p_i,
+# Q = sum_i w_i q_i over its inputs (K = tau_m for tau_m = 2 tau_s):
+#     tau_m = 2 tau_s:  (p_i, q_i) = (E_i, E_i^2),             u = K x (P - Q x),  I = Q x^2
+#     tau_m = tau_s:    (p_i, q_i) = (E_i, (a_i - t_ref) E_i), u = x (P r - Q),    I = P x
+# Every neuron that sees the inputs in the same order accumulates its sums from the same (p_i, q_i),
+# so a whole layer is walked at once with no transcendental call per synapse.
+
+cdef struct IntervalTest:
+    # Coefficients of `may_cross` for the interval [r0, r1] between two arrivals (r1 = +inf after
+    # the last one, where x1 = 0).
+    double end_p        # u(r1) = end_p P - end_q Q
+    double end_q
+    double vertex_lo    # the membrane's maximum lies in the interval iff G > 0 and
+    double vertex_hi    # vertex_lo G <= H <= vertex_hi G; (G, H) = (Q, P) (ratio 2), (P, Q) (1)
+    double peak         # bound on the maximum's height per unit of the sums
+
+
+cdef inline void input_features(ClosedRatio tag, double shifted, double growth, double* p,
+                                double* q) noexcept nogil:
+    """(p_i, q_i) of an input that arrives `shifted` = a_i - t_ref after the reference time, with
+    `growth` = e^{shifted/tau_m}."""
+    p[0] = growth
+    if ClosedRatio is RatioOne:
+        q[0] = shifted * growth
+    else:
+        q[0] = growth * growth
+
+
+cdef inline IntervalTest interval_test(ClosedRatio tag, double r0, double x0, double r1, double x1,
+                                       double tau_m) noexcept nogil:
+    """`may_cross` coefficients for [r0, r1] (reference-relative times, x = e^{-r/tau_m})."""
+    cdef IntervalTest test
+    if ClosedRatio is RatioOne:
+        # u(r) = e^{-r/tau} (P r - Q): extremum at r = tau + Q/P, a maximum P tau e^{-r/tau}
+        # when P > 0
+        test.end_p = x1 * r1 if x1 > 0.0 else 0.0
+        test.end_q = x1
+        test.vertex_lo = r0 - tau_m
+        test.vertex_hi = r1 - tau_m
+        test.peak = tau_m * x0
+    else:
+        # u(x) = K (P x - Q x^2): extremum at x = P/(2Q), a maximum K P^2/(4Q) when Q > 0
+        test.end_p = tau_m * x1
+        test.end_q = tau_m * x1 * x1
+        test.vertex_lo = 2.0 * x1
+        test.vertex_hi = 2.0 * x0
+        test.peak = 0.25 * tau_m
+    return test
+
+
+cdef inline double crossing_level(double theta) noexcept nogil:
+    """The level `may_cross` compares with: theta lowered by a relative 1e-9, far more than the
+    few ulps of rounding in the sums, so that an interval in which the exact solver finds a
+    crossing is never rejected."""
+    return theta * (1.0 - 1e-9)
+
+
+cdef inline bint may_cross(ClosedRatio tag, double p_sum, double q_sum, double level,
+                           IntervalTest test) noexcept nogil:
+    """Necessary condition for a threshold crossing of the membrane given by the sums in the
+    interval of `test`, without division or transcendental call: either u(r1) >= level, or the
+    membrane's maximum lies inside the interval and reaches level (= crossing_level(theta)).
+    With level = +inf (a neuron that has fired) it is false."""
+    cdef bint at_end = test.end_p * p_sum - test.end_q * q_sum >= level
+    if ClosedRatio is RatioOne:
+        return at_end | ((p_sum > 0.0) & (test.vertex_lo * p_sum <= q_sum)
+                         & (q_sum <= test.vertex_hi * p_sum) & (p_sum * test.peak >= level))
+    else:
+        return at_end | ((q_sum > 0.0) & (test.vertex_lo * q_sum <= p_sum)
+                         & (p_sum <= test.vertex_hi * q_sum)
+                         & (p_sum * p_sum * test.peak >= level * q_sum))
+
+
+cdef inline double kernel_bound(ClosedRatio tag, double span, double tau_m) noexcept nogil:
+    """An upper bound of k(s) over 0 <= s <= span (span may be +inf): min(span, peak).  k(0) = 0,
+    k'(0) = 1 and k is concave up to its peak (at s = tau ln 2, k = tau/4 for tau_m = 2 tau_s;
+    at s = tau, k = tau/e for tau_m = tau_s), so k(s) <= s there, and k <= peak everywhere."""
+    if ClosedRatio is RatioOne:
+        return min(span, tau_m * 0.36787944117144233)
+    else:
+        return min(span, 0.25 * tau_m)
+
+
+cdef inline void state_from_sums(ClosedRatio tag, double p_sum, double q_sum, double r, double x,
+                                 double tau_m, double* u, double* current) noexcept nogil:
+    """Membrane potential and synaptic current at reference-relative time r (x = e^{-r/tau_m})."""
+    if ClosedRatio is RatioOne:
+        current[0] = p_sum * x
+        u[0] = x * (p_sum * r - q_sum)
+    else:
+        current[0] = q_sum * x * x
+        u[0] = tau_m * x * (p_sum - q_sum * x)
