@@ -26,6 +26,17 @@ from delgrad_core._errors import FileFormatError
 
 __all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArchive"]
 
+try:
+    from lzma import LZMAError as _LZMAError
+except ImportError:  # a Python without lzma: zipfile cannot decompress such members either
+    _LZMAError = zlib.error
+
+# What zipfile and its decompressors raise for corrupt or unsupported members: encrypted entries
+# (RuntimeError), unsupported compression or flags (NotImplementedError), corrupt deflate or lzma
+# streams (zlib.error, lzma.LZMAError; bz2 raises OSError), bad records (BadZipFile, struct.error).
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError, RuntimeError,
+               zlib.error, _LZMAError)
+
 # Largest array a file may declare (1 GiB of float64); larger ones are refused unread.
 MAX_ARRAY_ELEMENTS = 2**27
 _ALLOWED_KINDS = "fiubU"  # float, int, uint, bool, unicode (the JSON document); never objects
@@ -188,7 +199,7 @@ class NpzArchive:
             self._zip = zipfile.ZipFile(io.BytesIO(buffer)) if self._stored is None else None
         except FileNotFoundError:
             raise
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        except _ZIP_ERRORS as exc:
             raise FileFormatError(f"{self.source}: not a readable {what} (not an npz archive: {exc})") from None
         if self._stored is not None:
             self._members = {name[:-4]: len(data) for name, data in self._stored.items() if name.endswith(".npy")}
@@ -232,7 +243,7 @@ class NpzArchive:
             try:
                 with self._open(name) as member:
                     shape, fortran, dtype, header_length = _read_header(member)
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            except _ZIP_ERRORS as exc:
                 raise self._fail(f"entry {name!r} has a corrupt header ({exc})") from None
             if dtype.kind not in _ALLOWED_KINDS or dtype.hasobject:
                 raise self._fail(f"entry {name!r} has dtype {dtype}, which delgrad never reads")
@@ -273,7 +284,7 @@ class NpzArchive:
                 if member.readinto(data) != len(data) or member.read(1):
                     raise EOFError("the entry's length changed while reading")
             return np.frombuffer(data, dtype=dtype).reshape(declared, order=order)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        except _ZIP_ERRORS as exc:
             raise self._fail(f"entry {name!r} cannot be read ({exc})") from None
 
     def json(self, name: str) -> dict:

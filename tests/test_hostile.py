@@ -114,6 +114,28 @@ def test_corrupted_request_bytes_are_refused_or_equal(data):
     assert decoded.digest == request.digest or decoded.to_bytes() != request.to_bytes()
 
 
+@pytest.mark.parametrize("flag", [0x1, 0x20], ids=["encrypted", "compressed-patched-data"])
+def test_zip_entries_flagged_as_unreadable_are_a_file_format_error(flag):
+    """zipfile raises RuntimeError (encrypted) and NotImplementedError (flag bit 5) for such
+    members; both must reach the user as a named FileFormatError (found by the fuzz test above).
+    The request is re-packed with compression, so that zipfile (not delgrad's reader of stored
+    archives) reads it."""
+    plain = zipfile.ZipFile(io.BytesIO(ExecutionRequest(dg.Network.feedforward([3, 4, 2], seed=1),
+                                                         np.ones((2, 3))).to_bytes()))
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in plain.namelist():
+            archive.writestr(name, plain.read(name))
+    raw = bytearray(packed.getvalue())
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        position = raw.find(signature)
+        while position >= 0:
+            raw[position + flag_offset] |= flag
+            position = raw.find(signature, position + 4)
+    with pytest.raises(FileFormatError, match="delgrad execution request|has a corrupt header"):
+        ExecutionRequest.from_bytes(bytes(raw))
+
+
 # ---------------------------------------------------------------------------- in-place changes
 
 
