@@ -238,9 +238,12 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
     `excitation[i]` = max(0, max_j w_ij) for the block's inputs), and only the few
     neurons that may reach threshold replay the block input by input, testing each interval
     with `may_cross` and solving with the closed forms on the state at the interval's start
-    where that test passes.  A neuron that has fired is retired by setting its level to +inf.
+    where that test passes.  The replay takes the sums after the block's last group of tied
+    arrivals from the vectorised pass, and a group of more than _BLOCK tied arrivals (e.g. every
+    black pixel of an image, coded at the same time) forms a block of its own, so its inputs
+    are never replayed one by one.  A neuron that has fired is retired by setting its level to +inf.
     The spike of neuron j is shifted by its column delay c_j (d_ij = d_i0 + c_j)."""
-    cdef Py_ssize_t n_post = weights.shape[1], n_pre = weights.shape[0], j, k = 0, end, m, group
+    cdef Py_ssize_t n_post = weights.shape[1], n_pre = weights.shape[0], j, k = 0, end, m, group, last_group
     cdef double* p_now = scratch
     cdef double* q_now = scratch + n_post
     cdef double* p_start = scratch + 2 * n_post     # the sums at the block's start
@@ -265,12 +268,20 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
         memcpy(p_start, p_now, n_post * sizeof(double))
         memcpy(q_start, q_now, n_post * sizeof(double))
         end = k
-        for group in range(_BLOCK):         # the block: _BLOCK groups of tied arrivals
+        last_group = k
+        for group in range(_BLOCK):         # the block: up to _BLOCK groups of tied arrivals
             if end == n_active:
                 break
             t_now = order[end].time
-            while end < n_active and order[end].time == t_now:
-                end += 1
+            m = end
+            while m < n_active and order[m].time == t_now:
+                m += 1
+            if m - end > _BLOCK and group > 0:
+                break                       # a large group of tied arrivals gets a block of its own
+            last_group = end
+            end = m
+            if m - last_group > _BLOCK:
+                break
         block_excitation = 0.0
         for m in range(k, end):
             _accumulate(&weights[order[m].index, 0], feature_p[m], feature_q[m], p_now, q_now,
@@ -293,6 +304,10 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                     t_now = order[m].time
                     r0 = t_now - t_ref
                     x0 = decay_at[m]
+                    if m == last_group:  # the sums after the block's last group are known
+                        p = p_now[j]
+                        q = q_now[j]
+                        m = end
                     while m < end and order[m].time == t_now:
                         p = p + weights[order[m].index, j] * feature_p[m]
                         q = q + weights[order[m].index, j] * feature_q[m]

@@ -91,6 +91,40 @@ def test_times_up_to_fifty_tau_s(ratio):
     assert_close_times(dg.forward(network, x)[0], network_spike_times(network, x)[0], rtol=1e-6)
 
 
+def image_like_inputs(rng, batch, n_pre, levels=5):
+    """Latency-coded images: most inputs in a few large groups of tied times (background pixels
+    and saturated ones), the rest spread; some samples begin, end or cross inside such a group."""
+    x = rng.uniform(0.15, 2.0, size=(batch, n_pre))
+    level = rng.integers(0, levels + 3, size=x.shape)
+    for value, time in enumerate(np.linspace(0.15, 2.0, levels)):
+        x[level == value] = time
+    return x
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("kind", ["none", "axonal"])
+def test_large_groups_of_tied_arrivals(kind, ratio):
+    """Groups of more than one block's worth of tied arrivals are walked as blocks of their own
+    and take their sums from the vectorised pass: the same times as the per-neuron walk."""
+    found = 0
+    for seed in range(20):
+        network, _ = random_layer_case(400 + seed, kind, ratio, n_pre=120, n_post=30, batch=12)
+        rng = np.random.default_rng(seed)
+        x = image_like_inputs(rng, 12, 120)
+        layer = network.layers[0]
+        layer.projection.weights = rng.normal(0.02, 0.08, size=layer.projection.weights.shape)
+        for scale in (1.0, 3.0):  # late and early crossings
+            layer.projection.weights = scale * layer.projection.weights
+            walk = layer_forward(network, x, layer_walk=True)
+            assert_close_times(walk, layer_forward(network, x, layer_walk=False), rtol=1e-10)
+            found += np.isfinite(walk).sum()
+    assert found > 2000
+    network, _ = random_layer_case(450, kind, ratio, n_pre=40, n_post=5, batch=3)
+    network.layers[0].projection.weights = np.random.default_rng(1).normal(0.1, 0.2, size=(40, 5))
+    x = image_like_inputs(np.random.default_rng(2), 3, 40)
+    assert_close_times(dg.forward(network, x)[0], network_spike_times(network, x)[0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("ratio", RATIOS)
 def test_samples_beyond_the_span_limit_take_the_per_neuron_walk(ratio):
     """A sample whose arrivals span more than 100 tau_m is computed by the per-neuron kernels,
