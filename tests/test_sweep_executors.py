@@ -31,6 +31,19 @@ def test_trial_ids_follow_the_settings(tmp_path):
     assert first[0].name.startswith("none-h4-s0-") and first[0].name.endswith(first[0].id)
 
 
+def test_trials_get_the_cpus_left_per_worker_as_kernel_threads(monkeypatch, tmp_path):
+    from delgrad_core.training._executors import ProcessExecutor
+    from delgrad_core.training._trials import train_trial
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert (ProcessExecutor(jobs=1).threads_per_trial, ProcessExecutor(jobs=2).threads_per_trial) == (4, 2)
+    assert ProcessExecutor(jobs=3).threads_per_trial == 1 and ProcessExecutor(jobs=8).threads_per_trial == 1
+    assert (ProcessExecutor().jobs, ProcessExecutor().threads_per_trial) == (4, 1)
+    monkeypatch.setenv("DELGRAD_NUM_THREADS", "1")
+    metrics = train_trial({"epochs": 1, "hidden": 4, "delays": "none", "seed": 0}, str(tmp_path / "t"), threads=3)
+    assert os.environ["DELGRAD_NUM_THREADS"] == "3" and metrics["epochs_completed"] == 1
+
+
 def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
     runner = cli_runner()
     args = ["sweep", "--hidden", "4", "--delays", "none,axonal", "--seeds", "1", "--epochs", "2", "--out", str(tmp_path)]

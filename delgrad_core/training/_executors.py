@@ -32,23 +32,34 @@ def report(trial: Trial, outcome, failed: list[str], echo) -> None:
         echo(f"{trial.name}: test accuracy {100 * outcome['test_accuracy']:.2f} %")
 
 
-def _train_in_worker(settings: dict, folder: str) -> dict:
-    return train_trial(settings, folder, should_stop=stop_requested)
+def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
+    return train_trial(settings, folder, should_stop=stop_requested, threads=threads)
+
+
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
 
 
 class ProcessExecutor:
-    """Trials in a local pool of worker processes that die with the sweep; Ctrl-C cancels the
-    queued trials and stops running ones at their next epoch boundary."""
+    """Trials in a local pool of `jobs` worker processes that die with the sweep; each trial
+    gets the CPUs left per worker as kernel threads (`threads_per_trial`: 2 for ``--jobs 1`` on
+    two CPUs).  Ctrl-C cancels the queued trials and stops running ones at their next epoch
+    boundary."""
 
     def __init__(self, jobs: int | None = None):
-        self.jobs = jobs or os.cpu_count() or 1
+        self.jobs = jobs or _available_cpus()
+        self.threads_per_trial = max(1, _available_cpus() // self.jobs)
 
     def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
         from tqdm.auto import tqdm
 
         failed: list[str] = []
         pool, stop_event = worker_pool(self.jobs)
-        futures = {pool.submit(_train_in_worker, trial.settings, str(trial.folder)): trial for trial in trials}
+        futures = {pool.submit(_train_in_worker, trial.settings, str(trial.folder), self.threads_per_trial): trial
+                   for trial in trials}
         remaining, interrupted = set(futures), False
         bar = tqdm(total=len(futures), desc="sweep", unit="run")
         try:

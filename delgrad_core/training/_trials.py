@@ -56,10 +56,11 @@ def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, ou
     return trials
 
 
-def train_trial(settings: dict, folder: str, should_stop=None) -> dict:
-    """Run (or resume) one trial with one kernel thread (sweeps parallelise over processes);
-    returns its final metrics.  Importable by worker processes of any executor."""
-    os.environ["DELGRAD_NUM_THREADS"] = "1"
+def train_trial(settings: dict, folder: str, should_stop=None, threads: int = 1) -> dict:
+    """Run (or resume) one trial with `threads` kernel threads (sweeps parallelise over
+    processes first; the results do not depend on the thread count); returns its final
+    metrics.  Importable by worker processes of any executor."""
+    os.environ["DELGRAD_NUM_THREADS"] = str(threads)
     from delgrad_core.training._run import run_training
 
     resume = RunFolder(folder).checkpoint.exists()
