@@ -239,22 +239,24 @@ def test_represent_respects_the_declared_limits(delgrad_backend, case):
                 np.testing.assert_allclose(steps, np.round(steps), atol=1e-9)
 
 
+def _assert_same_times_with_seed(backend, calibration, run_case, case, seed: int) -> None:
+    """The case run again with `seed` gives the spike times of its first run (seed 0)."""
+    first = run_case(case)
+    again = backend.execute(case.network, case.input_spike_times, calibration=calibration, seed=seed)
+    for a, b in zip(first.layer_spike_times, again.layer_spike_times):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_deterministic_when_declared(delgrad_backend, calibration, run_case, case):
     if not delgrad_backend.capabilities.deterministic:
         pytest.skip("backend declares that the same seed may give different results")
-    first = run_case(case)
-    again = delgrad_backend.execute(case.network, case.input_spike_times, calibration=calibration, seed=0)
-    for a, b in zip(first.layer_spike_times, again.layer_spike_times):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_times_with_seed(delgrad_backend, calibration, run_case, case, seed=0)
 
 
 def test_seed_independent_when_declared(delgrad_backend, calibration, run_case, case):
     if not delgrad_backend.capabilities.seed_independent:
         pytest.skip("backend declares that results depend on the seed")
-    first = run_case(case)
-    other = delgrad_backend.execute(case.network, case.input_spike_times, calibration=calibration, seed=12345)
-    for a, b in zip(first.layer_spike_times, other.layer_spike_times):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_times_with_seed(delgrad_backend, calibration, run_case, case, seed=12345)
 
 
 def test_agreement_with_reference(delgrad_backend, run_case, case):
