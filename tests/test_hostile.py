@@ -344,10 +344,16 @@ def test_resuming_with_another_thread_count_is_bit_identical(tmp_path):
 # ---------------------------------------------------------------------------- processes, signals, disks
 
 
+def _interruptible() -> None:
+    """Let the child take SIGINT as Ctrl-C even when this test process ignores it (a shell
+    starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(tmp_path, *args, env=None):
     return subprocess.Popen([sys.executable, "-m", "delgrad_core.cli", *args], cwd=tmp_path,
                             env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_interruptible)
 
 
 def _wait_for(path, timeout=120.0):
