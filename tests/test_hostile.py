@@ -397,7 +397,8 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, how):
 
 @pytest.mark.slow
 def test_ctrl_c_before_the_first_epoch_suggests_nothing_to_resume(tmp_path):
-    victim = _spawn(tmp_path, "train", "--epochs", "5", "--no-progress", "--out", "run")
+    # batch size 1: the first epoch (5,000 steps) lasts seconds, so the signal lands inside it
+    victim = _spawn(tmp_path, "train", "--epochs", "3", "--batch-size", "1", "--no-progress", "--out", "run")
     _wait_for(tmp_path / "run" / ".lock")
     victim.send_signal(signal.SIGINT)
     victim.wait(timeout=60)
