@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from _cli import cli_runner
+from delgrad_core.testing import cli_runner
 
 import delgrad_core
 from delgrad_core import Capabilities, PluginRegistry, hookimpl

@@ -3,11 +3,10 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from delgrad_core import Calibration, PluginRegistry, hookimpl
 from delgrad_core.cli import main
-from delgrad_core.testing import MockBackend
+from delgrad_core.testing import MockBackend, cli_runner
 
 
 class CachingBackend(MockBackend):
@@ -47,7 +46,7 @@ def registered(monkeypatch):
 
 
 def test_calibrate_reports_progress_summary_and_then_a_cache_hit(registered):
-    first = CliRunner().invoke(main, ["calibrate", "--backend", "caching", "--chip", "4"])
+    first = cli_runner().invoke(main, ["calibrate", "--backend", "caching", "--chip", "4"])
     assert first.exit_code == 0, first.output
     assert "3/3" in first.stderr  # the progress bar, fed by the backend's reports
     lines = first.stdout.splitlines()
@@ -55,13 +54,13 @@ def test_calibrate_reports_progress_summary_and_then_a_cache_hit(registered):
     assert lines[2].split() == ["parameter", "std", "failed"]
     assert lines[3].split() == ["gain", "0.01235", "2"] and lines[4].split() == ["tau", "-", "0"]
     assert "chip: 4" in lines
-    second = CliRunner().invoke(main, ["calibrate", "--backend", "caching", "--chip", "4", "--no-progress"])
+    second = cli_runner().invoke(main, ["calibrate", "--backend", "caching", "--chip", "4", "--no-progress"])
     assert "cache hit: loaded /cache/chip4-gain1.0 (nothing was measured)" in second.stdout
     assert second.stderr == ""
 
 
 def test_calibrate_passes_backend_options_and_prints_json(registered):
-    result = CliRunner().invoke(main, ["calibrate", "--backend", "caching", "--backend-option", "gain=2.5",
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "caching", "--backend-option", "gain=2.5",
                                        "--backend-option", "chip=7", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -75,11 +74,11 @@ def test_calibrate_passes_backend_options_and_prints_json(registered):
     (["--backend-option", "colour=1"], "invalid options ['colour']"),
 ])
 def test_calibrate_refuses_bad_options_in_one_line(registered, args, message):
-    result = CliRunner().invoke(main, ["calibrate", "--backend", "caching", *args])
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "caching", *args])
     assert result.exit_code != 0 and message in result.output
 
 
 def test_calibrate_a_backend_without_calibration():
-    result = CliRunner().invoke(main, ["calibrate", "--backend", "reference"])
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "reference"])
     assert result.exit_code == 0, result.output
     assert "nothing to calibrate" in result.stdout and result.stderr == ""

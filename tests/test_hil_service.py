@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from _cli import cli_runner
+from delgrad_core.testing import cli_runner
 from _hil import (network_and_inputs, process_exists, raw_exchange, signed, test_devices,  # noqa: F401
                   wait_for, zmq)
 

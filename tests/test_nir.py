@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from _cli import cli_runner
+from delgrad_core.testing import cli_runner
 from scipy.integrate import solve_ivp
 
 nir = pytest.importorskip("nir")

@@ -415,7 +415,7 @@ COMMAND = """
 
 
 def test_a_plugin_adds_a_command_to_the_command_line(site):
-    from _cli import cli_runner
+    from delgrad_core.testing import cli_runner
 
     from delgrad_core.cli import main
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from _cli import cli_runner
+from delgrad_core.testing import cli_runner
 from delgrad_core.cli import main
 from delgrad_core.training._sweep import run_sweep, sweep_job_script
 from delgrad_core.training._trials import plan_trials

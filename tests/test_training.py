@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from _cli import cli_runner
+from delgrad_core.testing import cli_runner
 
 import delgrad_core as dg
 from delgrad_core.cli import main

@@ -7,14 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
 
 
 def test_calibrate_prints_the_residual_spreads_then_hits_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path))
-    first = CliRunner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "2"])
+    first = cli_runner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "2"])
     assert first.exit_code == 0, first.output
     assert "84/84" in first.stderr  # the progress bar
     lines = first.stdout.splitlines()
@@ -24,10 +24,10 @@ def test_calibrate_prints_the_residual_spreads_then_hits_the_cache(tmp_path, mon
     assert set(rows) == {"leak", "threshold", "tau_m", "tau_s", "gain", "delay_offset"}
     assert float(rows["threshold"][7]) < 0.35 and float(rows["tau_s"][7]) < 0.2  # the ratio column
     assert "chip: 2" in lines and any(line.startswith("failed_circuits: [52, 372, 393, 476]") for line in lines)
-    second = CliRunner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "2", "--json"])
+    second = cli_runner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "2", "--json"])
     report = json.loads(second.stdout)
     assert report["cache"]["status"] == "hit" and report["values"]["chip"] == 2
-    other = CliRunner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "3", "--json",
+    other = cli_runner().invoke(main, ["calibrate", "--backend", "bss2-emulator", "--chip", "3", "--json",
                                       "--backend-option", "calibrated=false"])
     report = json.loads(other.stdout)
     assert report["cache"]["status"] == "stored" and report["values"]["calibrated"] is False
@@ -39,7 +39,7 @@ def test_train_with_no_settings_but_the_backend(tmp_path, monkeypatch, delays):
     """The chip's operating point and limits come from the backend: 20 input lines, 30 hidden."""
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", "--backend", "bss2-emulator", "--delays", delays, "--epochs", "3",
+    result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--delays", delays, "--epochs", "3",
                                        "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())

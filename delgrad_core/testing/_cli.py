@@ -5,6 +5,8 @@ import inspect
 
 from click.testing import CliRunner, Result
 
+__all__ = ["cli_runner"]
+
 
 class _Result(Result):
     @property
