@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from _network_checks import assert_bit_identical, assert_same_network
 
 import delgrad_core as dg
 from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, FileFormatError
@@ -28,15 +29,8 @@ def _request(kind="synaptic", seed=5, calibration=True, per_neuron=False):
 
 def _same_request(a: ExecutionRequest, b: ExecutionRequest):
     assert a.seed == b.seed and a.calibration == b.calibration
-    assert a.input_spike_times.tobytes() == b.input_spike_times.tobytes()
-    for x, y in zip(a.network.layers, b.network.layers):
-        assert x.projection.weights.tobytes() == y.projection.weights.tobytes()
-        assert x.projection.delay_kind is y.projection.delay_kind
-        if x.projection.delays is not None:
-            assert x.projection.delays.tobytes() == y.projection.delays.tobytes()
-        for name in ("threshold", "tau_m", "tau_s"):
-            assert np.asarray(getattr(x.population.neuron, name)).tobytes() == \
-                np.asarray(getattr(y.population.neuron, name)).tobytes()
+    assert_bit_identical(a.input_spike_times, b.input_spike_times)
+    assert_same_network(a.network, b.network)
 
 
 @pytest.mark.parametrize("kind", KINDS)

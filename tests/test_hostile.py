@@ -18,6 +18,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from _network_checks import assert_same_network
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -335,10 +336,8 @@ def test_resuming_with_another_thread_count_is_bit_identical(tmp_path):
     (tmp_path / "split" / "network.npz").unlink()
     resumed = _delgrad(tmp_path, *args, "--out", "split", "--resume", env={"DELGRAD_NUM_THREADS": "2"})
     assert resumed.returncode == 0, resumed.stderr
-    a, b = dg.load_network(tmp_path / "straight" / "network.npz"), dg.load_network(tmp_path / "split" / "network.npz")
-    for x, y in zip(a.layers, b.layers):
-        assert x.projection.weights.tobytes() == y.projection.weights.tobytes()
-        assert x.projection.delays.tobytes() == y.projection.delays.tobytes()
+    assert_same_network(dg.load_network(tmp_path / "split" / "network.npz"),
+                        dg.load_network(tmp_path / "straight" / "network.npz"))
 
 
 # ---------------------------------------------------------------------------- processes, signals, disks
@@ -389,9 +388,8 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, how):
         assert victim.returncode == 130 and "--resume" in victim.stderr.read()
     resumed = _delgrad(tmp_path, *args, "--out", "killed", "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    a = dg.load_network(tmp_path / "straight" / "network.npz")
-    b = dg.load_network(tmp_path / "killed" / "network.npz")
-    assert all(x.projection.weights.tobytes() == y.projection.weights.tobytes() for x, y in zip(a.layers, b.layers))
+    assert_same_network(dg.load_network(tmp_path / "killed" / "network.npz"),
+                        dg.load_network(tmp_path / "straight" / "network.npz"))
     assert list((tmp_path / "killed").glob(".*.tmp")) == []
 
 
@@ -482,6 +480,5 @@ def test_a_full_disk_is_a_one_line_error_and_the_run_completes_after_resume(tmp_
     assert list((tmp_path / "full").glob(".*.tmp")) == []
     resumed = _delgrad(tmp_path, *args, "--out", "full", "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    a = dg.load_network(tmp_path / "straight" / "network.npz")
-    b = dg.load_network(tmp_path / "full" / "network.npz")
-    assert all(x.projection.weights.tobytes() == y.projection.weights.tobytes() for x, y in zip(a.layers, b.layers))
+    assert_same_network(dg.load_network(tmp_path / "full" / "network.npz"),
+                        dg.load_network(tmp_path / "straight" / "network.npz"))

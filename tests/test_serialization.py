@@ -5,34 +5,11 @@ import pickle
 
 import numpy as np
 import pytest
+from _network_checks import assert_bit_identical, assert_same_network
 
 import delgrad_core as dg
 
 KINDS = ["none", "axonal", "dendritic", "synaptic"]
-
-
-def assert_bit_identical(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.dtype == b.dtype and a.shape == b.shape
-    assert a.tobytes() == b.tobytes()
-
-
-def assert_same_network(loaded, original):
-    assert loaded.input.name == original.input.name and loaded.input.size == original.input.size
-    assert len(loaded.layers) == len(original.layers)
-    for new, old in zip(loaded.layers, original.layers):
-        assert new.population.name == old.population.name and new.population.size == old.population.size
-        assert new.projection.name == old.projection.name
-        assert new.projection.delay_kind is old.projection.delay_kind
-        assert_bit_identical(new.projection.weights, old.projection.weights)
-        if old.projection.delays is None:
-            assert new.projection.delays is None
-        else:
-            assert_bit_identical(new.projection.delays, old.projection.delays)
-        for name in ("threshold", "tau_m", "tau_s"):
-            value, expected = getattr(new.population.neuron, name), getattr(old.population.neuron, name)
-            assert np.ndim(value) == np.ndim(expected), name
-            assert_bit_identical(np.float64(value), np.float64(expected))
 
 
 @pytest.mark.parametrize("kind", KINDS)
