@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network
 
@@ -70,10 +71,7 @@ def default_num_threads() -> int:
         if n < 1:
             raise InvalidValueError(f"DELGRAD_NUM_THREADS: expected a positive integer, got {value!r}")
         return n
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 def _as_float_array(values, field_name: str) -> np.ndarray:

@@ -7,9 +7,9 @@ stops the others.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import FIRST_COMPLETED, wait
 
+from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import DelgradError, InvalidValueError
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
@@ -36,13 +36,6 @@ def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
     return train_trial(settings, folder, should_stop=stop_requested, threads=threads)
 
 
-def _available_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
-
-
 class ProcessExecutor:
     """Trials in a local pool of `jobs` worker processes that die with the sweep; each trial
     gets the CPUs left per worker as kernel threads (`threads_per_trial`: 2 for ``--jobs 1`` on
@@ -50,8 +43,8 @@ class ProcessExecutor:
     boundary."""
 
     def __init__(self, jobs: int | None = None):
-        self.jobs = jobs or _available_cpus()
-        self.threads_per_trial = max(1, _available_cpus() // self.jobs)
+        self.jobs = jobs or available_cpus()
+        self.threads_per_trial = max(1, available_cpus() // self.jobs)
 
     def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
         from tqdm.auto import tqdm
