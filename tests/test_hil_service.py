@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 from delgrad_core.testing import cli_runner
-from _hil import (network_and_inputs, process_exists, raw_exchange, signed, test_devices,  # noqa: F401
-                  wait_for, zmq)
+from _hil import network_and_inputs, raw_exchange, signed, test_devices, wait_for, zmq  # noqa: F401
+from _processes import process_exists
 
 import delgrad_core as dg
 from delgrad_core.cli import main

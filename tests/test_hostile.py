@@ -19,6 +19,7 @@ import zipfile
 import numpy as np
 import pytest
 from _network_checks import assert_same_network
+from _processes import process_exists
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -409,13 +410,6 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = open(f"/proc/{pid}/stat").read().split()
-    return stat[2] != "Z"
 
 
 SWEEP = ["sweep", "--hidden", "6", "--delays", "none,axonal,synaptic", "--seeds", "2", "--epochs", "40", "--jobs", "2",
@@ -433,9 +427,9 @@ def test_killing_a_sweep_kills_its_workers(tmp_path):
     sweep.kill()
     sweep.wait()
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(process_exists(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(process_exists(pid) for pid in workers)
 
 
 @pytest.mark.slow
