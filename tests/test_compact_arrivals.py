@@ -21,8 +21,18 @@ def _layer_and_inputs(seed=0):
     return network.layers[0], inputs, compact
 
 
-def test_compact_arrivals_equal_the_full_form_in_forward_and_backward():
-    layer, inputs, compact = _layer_and_inputs()
+def _per_neuron_layer_and_inputs(helpers):
+    """tau_m = tau_s and per-neuron parameters: the other solver path."""
+    network = helpers.build_network([5, 6, 2], "axonal", 1.0, seed=4)
+    inputs = np.random.default_rng(2).uniform(0.15, 2.0, (8, 5))
+    layer = network.layers[0]
+    per_line = inputs + layer.projection.delays[None, :] + np.random.default_rng(3).normal(0, 0.01, inputs.shape)
+    return layer, inputs, per_line
+
+
+@pytest.mark.parametrize("setup", ["scalar", "per-neuron"])
+def test_compact_arrivals_equal_the_full_form_in_forward_and_backward(helpers, setup):
+    layer, inputs, compact = _layer_and_inputs() if setup == "scalar" else _per_neuron_layer_and_inputs(helpers)
     full = np.repeat(compact[:, :, None], layer.population.size, axis=2)
     times_compact = dg.layer_forward(layer, inputs, arrival_times=compact)
     times_full = dg.layer_forward(layer, inputs, arrival_times=full)

@@ -36,21 +36,6 @@ def test_arrivals_equal_to_t_plus_d_change_nothing(helpers, kind):
         assert dg.layer_forward(layer, pre, arrival_times=a).tobytes() == post.tobytes()
 
 
-def test_per_line_arrivals_broadcast_over_neurons(helpers):
-    network = helpers.build_network([5, 6, 2], "axonal", 1.0, seed=4)
-    inputs = np.random.default_rng(2).uniform(0.15, 2.0, (8, 5))
-    layer = network.layers[0]
-    per_line = inputs + layer.projection.delays[None, :] + np.random.default_rng(3).normal(0, 0.01, inputs.shape)
-    full = np.repeat(per_line[:, :, None], 6, axis=2)
-    out_line = dg.layer_forward(layer, inputs, arrival_times=per_line)
-    np.testing.assert_array_equal(out_line, dg.layer_forward(layer, inputs, arrival_times=full))
-    delta = np.where(np.isfinite(out_line), 1.0, 0.0)
-    a = dg.layer_backward(layer, inputs, out_line, delta, arrival_times=per_line)
-    b = dg.layer_backward(layer, inputs, out_line, delta, arrival_times=full)
-    np.testing.assert_array_equal(a.weights, b.weights)
-    np.testing.assert_array_equal(a.delays, b.delays)
-
-
 def _jittered_forward(network, inputs, offsets):
     """Spike times when every arrival is t_i + d_ij + offset_ij (fixed per-sample jitter)."""
     times, pre = [], inputs
