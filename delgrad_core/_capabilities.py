@@ -16,6 +16,7 @@ import numpy as np
 
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, Population, Projection
+from delgrad_core._options import check_known_names
 
 __all__ = ["Capabilities", "apply_constraints"]
 
@@ -136,13 +137,7 @@ class Capabilities:
     @classmethod
     def from_dict(cls, data: dict) -> "Capabilities":
         """Inverse of `to_dict`."""
-        if not isinstance(data, dict):
-            raise InvalidValueError(f"Capabilities: expected a dict, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InvalidValueError(f"Capabilities: unknown fields {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**data)
+        return cls(**check_known_names(data, [f.name for f in dataclasses.fields(cls)], "Capabilities"))
 
     def supports_ratio(self, ratio: float) -> bool:
         """True if tau_m / tau_s = `ratio` is allowed."""

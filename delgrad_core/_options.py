@@ -1,4 +1,5 @@
-"""`KEY=VALUE` option lists, as given on command lines, parsed into a dict."""
+"""Settings given as dicts: `KEY=VALUE` option lists (as on command lines) parsed into a dict,
+and the check of a dict's names against the fields it may set."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 from delgrad_core._errors import InvalidValueError
 
-__all__ = ["parse_key_values"]
+__all__ = ["parse_key_values", "check_known_names"]
 
 
 def parse_key_values(items, what: str = "--backend-option") -> dict:
@@ -22,3 +23,15 @@ def parse_key_values(items, what: str = "--backend-option") -> dict:
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+def check_known_names(values, known, what: str) -> dict:
+    """`values` itself if it is a dict whose names are all in `known`; otherwise
+    `InvalidValueError` naming `what`, the unknown names and the known ones."""
+    if not isinstance(values, dict):
+        raise InvalidValueError(f"{what}: expected a table of settings, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(map(str, unknown))}; "
+                                f"known: {', '.join(sorted(known))}")
+    return values

@@ -66,7 +66,7 @@ def test_capabilities_validate_and_round_trip_through_json():
 def test_capabilities_reject_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Capabilities(**kwargs)
-    with pytest.raises(ValueError, match="unknown fields"):
+    with pytest.raises(ValueError, match="unknown setting"):
         Capabilities.from_dict({"colour": "red"})
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
+from delgrad_core._options import check_known_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -241,25 +242,15 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
-        if not isinstance(values, dict):
-            raise InvalidValueError(f"config: expected a table of settings, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InvalidValueError(f"config: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return cls(**check_known_names(values, [f.name for f in dataclasses.fields(cls)], "config"))
 
 
 def check_settings(values: dict, what: str) -> dict:
     """Check the names and each value's own rule of settings given while plugins are still being
     loaded (a backend's training defaults): names of registered things and rules across fields
     are checked later, when a `TrainingConfig` is built from them."""
-    if not isinstance(values, dict):
-        raise InvalidValueError(f"{what}: expected a table of settings, got {type(values).__name__}")
     rules = {spec.name: spec.metadata["check"] for spec in dataclasses.fields(TrainingConfig)}
-    unknown = sorted(set(values) - set(rules))
-    if unknown:
-        raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(rules))}")
+    check_known_names(values, rules, what)
     return {name: value if getattr(rules[name], "looks_up_plugins", False) else rules[name](f"{what}.{name}", value)
             for name, value in values.items()}
 

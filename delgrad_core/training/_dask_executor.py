@@ -10,8 +10,7 @@ loopback and is closed with the sweep.
 
 from __future__ import annotations
 
-import os
-
+from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError
 from delgrad_core.training._executors import report
 from delgrad_core.training._trials import Trial, train_trial
@@ -37,13 +36,13 @@ class DaskExecutor:
         Address of a running scheduler (e.g. "tcp://10.0.0.5:8786"); None starts an embedded
         local cluster with `jobs` single-threaded worker processes on loopback.
     jobs : int, optional
-        Workers of the embedded cluster (default: the CPUs).
+        Workers of the embedded cluster (default: the CPUs this process may use).
     """
 
     def __init__(self, scheduler: str | None = None, jobs: int | None = None):
         require_distributed()
         self.scheduler = scheduler
-        self.jobs = jobs or os.cpu_count() or 1
+        self.jobs = jobs or available_cpus()
 
     def _connect(self):
         distributed = require_distributed()

@@ -15,6 +15,7 @@ import random
 from dataclasses import asdict, dataclass, fields
 
 from delgrad_core import InvalidValueError
+from delgrad_core._options import check_known_names
 
 __all__ = ["FaultPlan", "Faults", "EXIT_STATUS"]
 
@@ -70,13 +71,7 @@ class FaultPlan:
         """From a dict such as ``{"drop_fraction": 0.1}``, naming an unknown field."""
         if values is None:
             return cls()
-        if not isinstance(values, dict):
-            raise InvalidValueError(f"faults: expected a table of fault settings, got {type(values).__name__}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise InvalidValueError(f"faults: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        return cls(**values)
+        return cls(**check_known_names(values, [f.name for f in fields(cls)], "faults"))
 
     def to_dict(self) -> dict:
         return asdict(self)
