@@ -399,3 +399,30 @@ def test_decision_plane_predicts_every_point_of_the_square():
     features = dg.datasets.yin_yang_plane(grid_x, grid_y)
     expected = dg.first_spike_prediction(dg.forward(trainer.network, trainer.encoder(features))[-1])
     np.testing.assert_array_equal(predicted.ravel(), expected)
+
+
+@pytest.mark.parametrize("batch_size, limit, jobs", [
+    (None, None, [100]),       # no setting, no limit: one job
+    (40, None, [40, 40, 20]),  # the setting
+    (None, 30, [30, 30, 30, 10]),  # the backend's limit
+    (40, 30, [30, 30, 30, 10]),    # the setting, never above the limit
+])
+def test_evaluation_runs_jobs_of_the_evaluation_batch_size_each_with_its_own_seed(batch_size, limit, jobs):
+    from delgrad_core.testing import MockBackend
+    from delgrad_core.training._evaluation import output_spike_times
+
+    network = dg.Network.feedforward([4, 6, 3], seed=0)
+    inputs = np.random.default_rng(0).uniform(0.15, 2.0, (100, 4))
+    backend = MockBackend(capabilities=dg.Capabilities(exact=True, max_batch_size=limit))
+    seeds = iter(range(7, 100))
+    output = output_spike_times(backend, network, inputs, None, lambda: next(seeds), batch_size)
+    assert [request.batch_size for request in backend.requests] == jobs
+    assert [request.seed for request in backend.requests] == list(range(7, 7 + len(jobs)))
+    np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
+
+
+def test_evaluation_batch_size_is_a_checked_backend_setting():
+    assert TrainingConfig.from_dict({"evaluation_batch_size": 40}).evaluation_batch_size == 40
+    for bad in (0, 2.5, "40"):
+        with pytest.raises(dg.InvalidValueError, match="evaluation_batch_size"):
+            TrainingConfig.from_dict({"evaluation_batch_size": bad})

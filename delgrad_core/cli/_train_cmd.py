@@ -137,7 +137,8 @@ def _run_settings(path: Path) -> tuple[Path, dict]:
 @click.option("--backend", help="Backend name.  [default: the run's, else reference]")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--dataset", help="Dataset name.  [default: the run's, else yin_yang]")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for noisy backends.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of the noise on noisy backends (each job of the evaluation gets its own, drawn from it).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @BACKEND_OPTION
 def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
@@ -146,6 +147,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     PATH is a run folder (its network.npz, evaluated with the run's own dataset, encoder and
     backend settings) or a network file (Yin-Yang with the default encoder unless told).
     """
+    import numpy as np
+
     from delgrad_core._losses import accuracy
     from delgrad_core._plugins import get_backend
     from delgrad_core._serialization import load_network
@@ -156,10 +159,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
 
     network_file, stored = _run_settings(path)
     settings = {key: stored[key] for key in ("dataset", "encoder", "t_early", "t_late", "encoder_options",
-                                              "backend", "backend_options") if key in stored}
+                                              "backend", "backend_options", "evaluation_batch_size") if key in stored}
     settings.update({k: v for k, v in {"backend": backend, "dataset": dataset}.items() if v is not None})
     if backend is not None and backend != stored.get("backend"):
         settings.pop("backend_options", None)
+        settings.pop("evaluation_batch_size", None)
     if backend_options:
         settings["backend_options"] = backend_options
     config = config_with_defaults(settings)
@@ -169,7 +173,9 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
     with get_backend(config.backend, **config.backend_options) as target:
         calibration = target.calibrate(network, seed=seed)
-        output = output_spike_times(target, network, encoder(data.features), calibration, lambda: seed)
+        job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
+        output = output_spike_times(target, network, encoder(data.features), calibration,
+                                    lambda: int(job_seeds.integers(2**63 - 1)), config.evaluation_batch_size)
     report = {"network": str(network_file), "backend": target.name, "dataset": config.dataset, "split": split,
               "n_samples": len(data.labels), "accuracy": accuracy(output, data.labels)}
     if as_json:

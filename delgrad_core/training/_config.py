@@ -199,6 +199,9 @@ class TrainingConfig:
     # execution
     backend: str = _rule("reference", _registered("backend"), "backend")
     backend_options: dict = _rule({}, _table, "backend")
+    # samples per job when a split is evaluated (validation, test); on a noisy backend every job
+    # draws its own noise (None: the backend's max_batch_size, else EVALUATION_CHUNK)
+    evaluation_batch_size: int | None = _rule(None, _number(1, integer=True, optional=True), "backend")
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):

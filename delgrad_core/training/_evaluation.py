@@ -25,12 +25,14 @@ def check_fits_dataset(network, n_inputs: int, n_classes: int, what: str = "netw
 
 
 def output_spike_times(backend, network, input_spike_times: np.ndarray, calibration,
-                       next_seed: Callable[[], int | None]) -> np.ndarray:
-    """Output spike times of every sample, running `backend.represent(network)` in chunks of
-    at most the backend's `max_batch_size` (else `EVALUATION_CHUNK`); `next_seed()` gives
-    each chunk's seed."""
+                       next_seed: Callable[[], int | None], batch_size: int | None = None) -> np.ndarray:
+    """Output spike times of every sample, running `backend.represent(network)` in jobs of
+    `batch_size` samples (None: the backend's `max_batch_size`, else `EVALUATION_CHUNK`; never
+    above either); `next_seed()` gives each job's seed, so that on a noisy backend
+    every job draws its own noise."""
     ran = backend.represent(network)
-    chunk = backend.capabilities.max_batch_size or EVALUATION_CHUNK
+    limit = backend.capabilities.max_batch_size
+    chunk = min(batch_size or limit or EVALUATION_CHUNK, limit or EVALUATION_CHUNK)
     outputs = [
         backend.execute(ExecutionRequest(ran, input_spike_times[start:start + chunk], calibration, next_seed()))
         .output_spike_times

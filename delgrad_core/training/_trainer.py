@@ -139,7 +139,7 @@ class Trainer:
     def evaluate(self, dataset) -> Evaluation:
         """Loss and first-spike accuracy of `dataset` on the backend, in batches it accepts."""
         output = output_spike_times(self.backend, self.network, self.encoder(dataset.features), self.calibration,
-                                    self._next_seed)
+                                    self._next_seed, self.config.evaluation_batch_size)
         loss = self.loss(output, dataset.labels)
         return Evaluation(float(loss.per_sample.mean()), accuracy(output, dataset.labels), output,
                           np.asarray(dataset.labels))
@@ -236,7 +236,8 @@ class Trainer:
             return None
         grid_x, grid_y = np.meshgrid(np.linspace(0.0, 1.0, resolution), np.linspace(0.0, 1.0, resolution))
         inputs = self.encoder(np.clip(plane(grid_x, grid_y), 0.0, 1.0))
-        output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._next_seed)
+        output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._next_seed,
+                                    self.config.evaluation_batch_size)
         return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
 
     # -- checkpoints ----------------------------------------------------------------------------

@@ -48,6 +48,10 @@ def test_train_with_no_settings_but_the_backend(tmp_path, monkeypatch, delays):
     assert config["encoder_options"] == {"repeat": 5}
     assert metrics["n_parameters"] == 20 * 30 + 30 * 3 + (20 + 30 if delays == "axonal" else 0)
     assert metrics["test_accuracy"] > 0.6
+    # evaluated in jobs of 40 samples, each job with its own seed drawn from --seed: reproducible
+    evaluations = [cli_runner().invoke(main, ["evaluate", str(out), "--seed", "5", "--json"]) for _ in range(2)]
+    assert evaluations[0].exit_code == 0, evaluations[0].output
+    assert json.loads(evaluations[0].stdout) == json.loads(evaluations[1].stdout)
 
 
 def test_the_conformance_suite_passes_as_a_user_runs_it(tmp_path):

@@ -14,6 +14,7 @@ def test_the_backend_supplies_the_chips_training_settings_under_the_users():
     assert (config.weight_init_mean, config.weight_init_std) == ([1.0, 0.075], [0.12, 0.15])
     assert (config.delay_shift, config.delay_scale, config.delay_init_std) == (2.0, 1.5, 0.5)
     assert (config.silent_limit_hidden, config.silent_limit_output) == (0.05, 0.05)
+    assert config.evaluation_batch_size == 40  # one noise draw per 40 samples, as in training
     assert config.batch_size == 20  # the user's setting wins
 
 
