@@ -136,7 +136,7 @@ class ExecutionRequest:
             document = archive.json("request.json")
             if document.get("format") != _REQUEST_FORMAT or document.get("version") != _VERSION:
                 raise FileFormatError(f"{archive.source}: not a delgrad request version {_VERSION}")
-            network = network_from_archive(archive, prefix="network.")
+            network = network_from_archive(archive, prefix="network.", read_only=True)
             calibration, digest = None, document.get("calibration")
             if digest is not None:
                 if "calibration.calibration.json" in archive:

@@ -88,6 +88,16 @@ class _Freezable:
     def _freeze(self) -> None:
         object.__setattr__(self, "_frozen", True)
 
+    @classmethod
+    def _snapshot(cls, **values):
+        """A frozen instance holding `values`, built without the checks of __init__: only for
+        parts copied from an object that passed them."""
+        instance = cls.__new__(cls)
+        for name, value in values.items():
+            object.__setattr__(instance, name, value)
+        instance._freeze()
+        return instance
+
 
 def _frozen_array(value):
     if isinstance(value, float):
@@ -303,25 +313,25 @@ class Network(_Freezable):
 
     def frozen_copy(self) -> "Network":
         """A validated, read-only snapshot with private copies of every array (or `self` if it
-        is one already)."""
+        is one already).  The network is validated once; its copied parts are not checked again."""
         if self._frozen:
             return self
         self.validate()
         layers = []
         for layer in self.layers:
-            neuron, projection = layer.population.neuron, layer.projection
-            layers.append(Layer(
-                Population(layer.population.name, layer.population.size,
-                           NeuronParameters(*(_frozen_array(getattr(neuron, name))
-                                              for name in ("threshold", "tau_m", "tau_s")))),
-                Projection(_frozen_array(projection.weights), projection.delay_kind,
-                           None if projection.delays is None else _frozen_array(projection.delays), projection.name),
+            population, neuron, projection = layer.population, layer.population.neuron, layer.projection
+            layers.append(Layer._snapshot(
+                population=Population._snapshot(name=population.name, size=population.size,
+                                                neuron=NeuronParameters._snapshot(**{
+                                                    name: _frozen_array(getattr(neuron, name))
+                                                    for name in ("threshold", "tau_m", "tau_s")})),
+                projection=Projection._snapshot(
+                    weights=_frozen_array(projection.weights), delay_kind=projection.delay_kind,
+                    delays=None if projection.delays is None else _frozen_array(projection.delays),
+                    name=projection.name),
             ))
-        copy = Network(Population(self.input.name, self.input.size), layers)
-        for part in (copy, copy.input, *copy.layers, *(l.population for l in copy.layers),
-                     *(l.population.neuron for l in copy.layers), *(l.projection for l in copy.layers)):
-            part._freeze()
-        return copy
+        return Network._snapshot(input=Population._snapshot(name=self.input.name, size=self.input.size, neuron=None),
+                                 layers=layers)
 
     @property
     def sizes(self) -> list[int]:

@@ -10,6 +10,7 @@ array under a key chosen by the caller.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -52,6 +53,7 @@ _FILE_ATTRIBUTES = 0o100644 << 16
 # numpy's own reader).
 _HEADER_LENGTH = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}
 _MAX_HEADER_CHARS = 10_000
+_MAGIC_PREFIX, _MAGIC_LENGTH = b"\x93NUMPY", 8  # then the format version's two bytes
 _WRITTEN_HEADER = re.compile(
     r"\{'descr': '([<>|=]?[a-zA-Z][0-9]*)', 'fortran_order': (True|False), 'shape': \(((?:[0-9]+, )*[0-9]+,?)?\), \} *\n")
 
@@ -116,7 +118,10 @@ def _read_exactly(member, n: int) -> bytes:
 
 def _read_header(member) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     """(shape, fortran_order, dtype, data offset) from the start of an .npy member."""
-    version = np.lib.format.read_magic(member)
+    magic = _read_exactly(member, _MAGIC_LENGTH)
+    if magic[:-2] != _MAGIC_PREFIX:
+        raise ValueError(f"not an .npy entry (it starts with {magic[:-2]!r})")
+    version = (magic[-2], magic[-1])
     if version not in _HEADER_LENGTH:
         raise ValueError(f"unsupported .npy format version {version}")
     length_format, encoding = _HEADER_LENGTH[version]
@@ -125,18 +130,23 @@ def _read_header(member) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     if length > _MAX_HEADER_CHARS:
         raise ValueError(f"header of {length} bytes (at most {_MAX_HEADER_CHARS} are read)")
     text = _read_exactly(member, length)
-    offset = np.lib.format.MAGIC_LEN + len(length_bytes) + length
+    offset = _MAGIC_LENGTH + len(length_bytes) + length
     written = _WRITTEN_HEADER.fullmatch(text.decode(encoding))
     if written is None:
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = reader(io.BytesIO(length_bytes + text))
         return shape, fortran, dtype, offset
     descr, fortran, shape = written.groups()
+    return tuple(int(n) for n in (shape or "").replace(",", " ").split()), fortran == "True", _dtype(descr), offset
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(descr: str) -> np.dtype:
+    """The dtype a header's descr names (the few of delgrad's files, looked up once each)."""
     try:
-        dtype = np.dtype(descr)
+        return np.dtype(descr)
     except TypeError as exc:
         raise ValueError(f"unknown dtype {descr!r}") from exc
-    return tuple(int(n) for n in (shape or "").replace(",", " ").split()), fortran == "True", dtype, offset
 
 
 def _stored_members(buffer: memoryview) -> dict[str, memoryview] | None:

@@ -86,8 +86,16 @@ def _text(value, field: str, fail) -> str:
     return value
 
 
-def network_from_archive(archive: NpzArchive, prefix: str = "") -> Network:
-    """Rebuild the network stored under `prefix` in `archive`, checking before allocating."""
+def network_from_archive(archive: NpzArchive, prefix: str = "", *, read_only: bool = False) -> Network:
+    """Rebuild the network stored under `prefix` in `archive`, checking before allocating.  With
+    `read_only` its arrays cannot be changed in place (for a snapshot: each part is then
+    validated once, not again by every enclosing part)."""
+
+    def load(name: str) -> np.ndarray:
+        array = archive.array(name, kind="fiu")
+        if read_only:
+            array.setflags(write=False)
+        return array
 
     def fail(message: str) -> FileFormatError:
         return FileFormatError(f"{archive.source}: {message}")
@@ -139,13 +147,13 @@ def network_from_archive(archive: NpzArchive, prefix: str = "") -> Network:
         for key, entry, size, kind in plan:
             neuron_values = []
             for name in _NEURON_FIELDS:
-                value = archive.array(f"{key}.neuron.{name}", kind="fiu").astype(np.float64, copy=False)
+                value = load(f"{key}.neuron.{name}").astype(np.float64, copy=False)
                 neuron_values.append(float(value) if value.ndim == 0 else value)
             delays_key = f"{key}.delays"
             projection = Projection(
-                weights=archive.array(f"{key}.weights", kind="fiu"),
+                weights=load(f"{key}.weights"),
                 delay_kind=kind,
-                delays=archive.array(delays_key, kind="fiu") if delays_key in archive else None,
+                delays=load(delays_key) if delays_key in archive else None,
                 name=_text(entry.get("projection"), f"{key}.projection", fail),
             )
             population = Population(_text(entry.get("population"), f"{key}.population", fail), size,
