@@ -11,6 +11,7 @@ compiled code runs; the kernels in `_layer.pyx` trust what they get.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,23 @@ def _threads(n_threads: int | None, work: int) -> int:
     return int(n_threads)
 
 
+@functools.lru_cache(maxsize=8)
+def _zero_delays(shape: tuple[int, int]) -> np.ndarray:
+    """A read-only matrix of zero delays, made once per shape: a fresh one per kernel call costs
+    more than the work of a small batch (the kernels read its first column, which touches every
+    memory page of a new allocation)."""
+    zeros = np.zeros(shape)
+    zeros.setflags(write=False)
+    return zeros
+
+
+def _kernel_delays(projection) -> np.ndarray:
+    """The (n_pre, n_post) delays the kernels read."""
+    if projection.delay_kind is DelayKind.NONE:
+        return _zero_delays(projection.weights.shape)
+    return projection.delay_matrix()
+
+
 def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: np.ndarray | None, threads: int) -> np.ndarray:
     projection = layer.projection
     threshold, tau_m, tau_s = layer.neuron_arrays()
@@ -129,7 +147,7 @@ def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: np.ndarray | N
     _layer.forward_layer(
         pre_times,
         projection.weights,
-        projection.delay_matrix(),
+        _kernel_delays(projection),
         _NO_ARRIVALS if arrivals is None else arrivals,
         arrivals is not None,
         arrivals is None and projection.delay_kind is not DelayKind.SYNAPTIC,
@@ -224,7 +242,7 @@ def _backward_layer_shared(layer: Layer, pre_times, post_times, post_gradient, t
     no_crossing = np.zeros((n_batch, n_post), dtype=np.int8)
     largest = np.zeros((n_batch, n_post))
     if not _layer.backward_layer_shared(
-        pre_times, projection.weights, projection.delay_matrix(), tau_m, tau_s, post_times, post_gradient,
+        pre_times, projection.weights, _kernel_delays(projection), tau_m, tau_s, post_times, post_gradient,
         grad_w, scale, column, dendritic, pre_gradient, no_crossing, largest, threads,
     ):
         return None
@@ -264,7 +282,7 @@ def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals
     _layer.backward_layer(
         pre_times,
         projection.weights,
-        projection.delay_matrix(),
+        _kernel_delays(projection),
         _NO_ARRIVALS if arrivals is None else arrivals,
         arrivals is not None,
         tau_m,
