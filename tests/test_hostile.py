@@ -410,8 +410,6 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-
-
 SWEEP = ["sweep", "--hidden", "6", "--delays", "none,axonal,synaptic", "--seeds", "2", "--epochs", "40", "--jobs", "2",
          "--out", "sweep"]
 

@@ -155,7 +155,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     from delgrad_core.datasets import load_dataset
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._components import component
-    from delgrad_core.training._evaluation import check_fits_dataset, output_spike_times
+    from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 
     network_file, stored = _run_settings(path)
     settings = {key: stored[key] for key in ("dataset", "encoder", "t_early", "t_late", "encoder_options",
@@ -175,7 +175,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
         calibration = target.calibrate(network, seed=seed)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
-                                    lambda: int(job_seeds.integers(2**63 - 1)), config.evaluation_batch_size)
+                                    lambda: draw_seed(job_seeds), config.evaluation_batch_size)
     report = {"network": str(network_file), "backend": target.name, "dataset": config.dataset, "split": split,
               "n_samples": len(data.labels), "accuracy": accuracy(output, data.labels)}
     if as_json:

@@ -7,12 +7,18 @@ from collections.abc import Callable
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
-from delgrad_core._execution import ExecutionRequest
+from delgrad_core._execution import MAX_SEED, ExecutionRequest
 
-__all__ = ["output_spike_times", "check_fits_dataset", "EVALUATION_CHUNK"]
+__all__ = ["output_spike_times", "check_fits_dataset", "draw_seed", "EVALUATION_CHUNK"]
 
 # Largest batch sent to a backend that declares no limit (bounds host memory).
 EVALUATION_CHUNK = 10_000
+
+
+def draw_seed(rng: np.random.Generator) -> int:
+    """The seed of a job on a noisy backend, drawn from `rng` (a run's or an evaluation's
+    generator), so that every job draws its own noise."""
+    return int(rng.integers(MAX_SEED))
 
 
 def check_fits_dataset(network, n_inputs: int, n_classes: int, what: str = "network") -> None:
@@ -31,8 +37,8 @@ def output_spike_times(backend, network, input_spike_times: np.ndarray, calibrat
     above either); `next_seed()` gives each job's seed, so that on a noisy backend
     every job draws its own noise."""
     ran = backend.represent(network)
-    limit = backend.capabilities.max_batch_size
-    chunk = min(batch_size or limit or EVALUATION_CHUNK, limit or EVALUATION_CHUNK)
+    largest = backend.capabilities.max_batch_size or EVALUATION_CHUNK
+    chunk = min(batch_size or largest, largest)
     outputs = [
         backend.execute(ExecutionRequest(ran, input_spike_times[start:start + chunk], calibration, next_seed()))
         .output_spike_times

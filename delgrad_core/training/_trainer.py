@@ -17,7 +17,7 @@ from delgrad_core._plugins import get_backend
 from delgrad_core.datasets import load_dataset
 from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig
-from delgrad_core.training._evaluation import output_spike_times
+from delgrad_core.training._evaluation import draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._heuristics import BestValidation, SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam, step_decay_factor
@@ -133,7 +133,7 @@ class Trainer:
 
     def _next_seed(self) -> int:
         """Seeds for noisy backends, drawn from the run's generator."""
-        return int(self.rng.integers(2**63 - 1))
+        return draw_seed(self.rng)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, dataset) -> Evaluation:
