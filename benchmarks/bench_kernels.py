@@ -8,10 +8,12 @@ For every network the baseline (`_numpy_baseline`) and the old kernels (`_old_ke
 from git revision REV in a scratch directory) are first checked against
 `delgrad_core.forward/backward` (max abs differences are printed), then one training step
 (forward of the whole network, backward with a random output gradient) is timed for the old and
-the current kernels with 1 and 2 threads and for the baseline, interleaved round by round so that
-a change of the machine's load hits all of them alike.  Each timing is the median of repeated
-runs; nothing is asserted about speed.  A scaling series (hidden size, inputs, batch) records
-samples/s and the peak of the memory allocated through Python per step (tracemalloc: NumPy
+the current kernels with 1 and 2 threads (all computing dL/d(input times) too), for the current
+kernels as a training step calls them ("train": without dL/d(input times), which training does
+not use; the parameter gradients are the same bit for bit) and for the baseline, interleaved
+round by round so that a change of the machine's load hits all of them alike.  Each timing is the
+median of repeated runs; nothing is asserted about speed.  A scaling series (hidden size, inputs,
+batch; old and new kernels) records samples/s and the peak of the memory allocated through Python per step (tracemalloc: NumPy
 arrays, not the kernels' per-thread C scratch of O(n_pre + n_post) doubles).  Times in units of
 tau_s, tau_m = 2 tau_s, threshold 1.
 """
@@ -45,9 +47,10 @@ __all__ = ["Case", "CASES", "Implementation", "build", "check_agreement", "check
 BATCH = 150
 THREADS = (1, 2)
 GRAZING_GUARD = 0.2  # max_weight_term of the DelGrad reference code, used in the agreement checks
-# Targets of the layer-wide kernels: samples/s (forward + backward, batch 150) and 2-thread speed-up.
+# Targets of the layer-wide kernels: samples/s (forward + backward, batch 150) and 2-thread speed-up;
+# 784-350-10 as a training step runs it ("train": no dL/d(input times), which training never uses).
 TARGETS = {
-    "784-350-10 none": {"new 2t": 5000.0, "new 2t / new 1t": 1.7},
+    "784-350-10 none": {"train 2t": 5000.0, "train 2t / train 1t": 1.7},
     "4-30-3 synaptic": {"new 1t / old 1t": 1.0, "new 2t / old 2t": 1.0},
 }
 
@@ -108,12 +111,15 @@ class Implementation:
         return times, self.backward(network, inputs, times, output_gradient, None)
 
 
-def kernels(propagation, n_threads: int) -> Implementation:
-    """The compiled kernels of `propagation` (`delgrad_core`, or an old revision's `_propagation`)."""
+def kernels(propagation, n_threads: int, input_gradient: bool = True) -> Implementation:
+    """The compiled kernels of `propagation` (`delgrad_core`, or an old revision's `_propagation`);
+    `input_gradient` False: the backward pass as a training step asks for it (today's kernels only)."""
 
     def backward(network, inputs, times, output_gradient, max_weight_term):
         guard = None if max_weight_term is None else GrazingGuard(max_weight_term)
-        return propagation.backward(network, inputs, times, output_gradient, guard=guard, n_threads=n_threads)
+        lean = {} if input_gradient else {"input_gradient": False}
+        return propagation.backward(network, inputs, times, output_gradient, guard=guard, n_threads=n_threads,
+                                    **lean)
 
     return Implementation(lambda network, inputs: propagation.forward(network, inputs, n_threads=n_threads), backward)
 
@@ -204,11 +210,15 @@ def peak_memory(implementation: Implementation, arguments) -> float:
         tracemalloc.stop()
 
 
-def _implementations(old) -> dict:
+def _implementations(old, training: bool = False) -> dict:
+    """old and new kernels with 1 and 2 threads, all with input gradients; with `training` also
+    today's kernels as a training step runs them ("train")."""
     steps = {}
     if old is not None:
         steps.update({f"old {n}t": kernels(old, n) for n in THREADS})
     steps.update({f"new {n}t": kernels(delgrad_core, n) for n in THREADS})
+    if training:
+        steps.update({f"train {n}t": kernels(delgrad_core, n, input_gradient=False) for n in THREADS})
     return steps
 
 
@@ -233,7 +243,7 @@ def _targets(throughput: list) -> list:
 
 def run(repeats: int, min_seconds: float, epoch_samples: int, old) -> dict:
     """Agreement checks, throughput table and the epoch timings; prints as it goes."""
-    steps = _implementations(old)
+    steps = _implementations(old, training=True)
     results = {"throughput": [], "epoch": [], "agreement": check_variants()}
     names = list(steps) + ["numpy"]
     header = f"{'network':<18}" + "".join(f"{name + ' [1/s]':>16}" for name in names)

@@ -623,11 +623,11 @@ cdef void _input_gradients(ClosedRatio tag, Py_ssize_t first, const double[:, ::
                            double tau_m, const double[:, ::1] arrival, const double[:, ::1] growth,
                            const double[:, ::1] spike, const double[:, ::1] decay,
                            const double[:, ::1] scale, const double[::1] last_spike,
-                           double[:, ::1] grad_weights, double[:, ::1] delta_pre,
+                           double[:, ::1] grad_weights, double[:, ::1] delta_pre, bint with_pre,
                            double* terms) noexcept nogil:
     """Everything that inputs first, ..., first + _ROW_BLOCK - 1 receive: dL/dw_ij =
-    -sum_b scale_bj k_bij, summed in sample order, and dL/dt_bi = sum_j scale_bj w_ij k'_bij per
-    sample (docs/model.md §4)."""
+    -sum_b scale_bj k_bij, summed in sample order, and, if `with_pre`, dL/dt_bi =
+    sum_j scale_bj w_ij k'_bij per sample (docs/model.md §4)."""
     cdef Py_ssize_t n_post = weights.shape[1], last = min(first + _ROW_BLOCK, weights.shape[0])
     cdef Py_ssize_t b, i, j
     cdef double* acc
@@ -650,6 +650,12 @@ cdef void _input_gradients(ClosedRatio tag, Py_ssize_t first, const double[:, ::
                 continue
             acc = &grad_weights[i, 0]
             w = &weights[i, 0]
+            if not with_pre:    # the same dL/dw without the slopes
+                for j in range(n_post):
+                    closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
+                    kernel = sc[j] * kernel
+                    acc[j] -= kernel if a < t[j] else 0.0
+                continue
             for j in range(n_post):
                 slope = closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
                 kernel = sc[j] * kernel
@@ -664,7 +670,7 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
                           const double[::1] tau_s, const double[:, ::1] post_times,
                           const double[:, ::1] delta_post, double[:, ::1] grad_weights,
                           double[:, ::1] scale, double[:, ::1] column, bint with_column,
-                          double[:, ::1] delta_pre, signed char[:, ::1] no_crossing,
+                          double[:, ::1] delta_pre, bint with_pre, signed char[:, ::1] no_crossing,
                           double[:, ::1] largest_term, int n_threads):
     """Layer-wide backward pass for inputs that reach every neuron in the same order
     (d_ij = d_i0 + c_j) when all neurons share tau_m = tau_s or tau_m = 2 tau_s, and no
@@ -674,7 +680,8 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     Writes dL/dw summed over the batch into `grad_weights`, and per (sample, neuron)
     `scale` = dL/dt_j / u'(t_j) (dL/dtheta_j is its sum over samples), `column` =
     sum_i dL/da_ij if `with_column` (the dendritic delay gradient), `no_crossing` and
-    `largest_term` as `backward_layer` does; `delta_pre` gets dL/dt_pre.  Every sum runs in a
+    `largest_term` as `backward_layer` does; `delta_pre` gets dL/dt_pre if `with_pre` (else it is
+    left as it is, and the pass skips the slopes k' it alone needs).  Every sum runs in a
     fixed order, so the results do not depend on the number of threads.  k and k' come from
     products of per-sample exponentials (`_sample_exponentials`) instead of one exp per synapse;
     the relative rounding of x is then a few ulps times (1 + |t - t_ref|/tau_m), which for
@@ -724,11 +731,11 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
                 if kind == RATIO_ONE:
                     _input_gradients(one, block * _ROW_BLOCK, weights, tau_m[0], arrival, growth,
                                      spike, decay, scale, last_spike, grad_weights, delta_pre,
-                                     scratch + threadid() * stride)
+                                     with_pre, scratch + threadid() * stride)
                 else:
                     _input_gradients(two, block * _ROW_BLOCK, weights, tau_m[0], arrival, growth,
                                      spike, decay, scale, last_spike, grad_weights, delta_pre,
-                                     scratch + threadid() * stride)
+                                     with_pre, scratch + threadid() * stride)
     finally:
         free(scratch)
     return True

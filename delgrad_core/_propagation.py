@@ -227,9 +227,11 @@ class LayerBackward:
     guarded: np.ndarray
 
 
-def _backward_layer_shared(layer: Layer, pre_times, post_times, post_gradient, threads) -> LayerBackward | None:
+def _backward_layer_shared(layer: Layer, pre_times, post_times, post_gradient, threads,
+                           with_pre: bool = True) -> LayerBackward | None:
     """The layer-wide kernel (inputs in the same order at every neuron), or None where its
-    conditions do not hold (see `_layer.backward_layer_shared`)."""
+    conditions do not hold (see `_layer.backward_layer_shared`).  Without `with_pre` the
+    pre_gradient is left zero (axonal delays always need it)."""
     projection = layer.projection
     _, tau_m, tau_s = layer.neuron_arrays()
     n_batch = pre_times.shape[0]
@@ -243,7 +245,8 @@ def _backward_layer_shared(layer: Layer, pre_times, post_times, post_gradient, t
     largest = np.zeros((n_batch, n_post))
     if not _layer.backward_layer_shared(
         pre_times, projection.weights, _kernel_delays(projection), tau_m, tau_s, post_times, post_gradient,
-        grad_w, scale, column, dendritic, pre_gradient, no_crossing, largest, threads,
+        grad_w, scale, column, dendritic, pre_gradient, with_pre or projection.delay_kind is DelayKind.AXONAL,
+        no_crossing, largest, threads,
     ):
         return None
     if projection.delay_kind is DelayKind.AXONAL:
@@ -263,10 +266,13 @@ def _backward_layer_shared(layer: Layer, pre_times, post_times, post_gradient, t
     )
 
 
-def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals, threads) -> LayerBackward:
+def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals, threads,
+                    with_pre: bool = True) -> LayerBackward:
+    """One layer's backward pass; `with_pre` False allows a kernel to skip dL/dt_pre where no
+    parameter of the layer needs it (`backward`'s input_gradient)."""
     projection = layer.projection
     if arrivals is None and projection.delay_kind is not DelayKind.SYNAPTIC:
-        result = _backward_layer_shared(layer, pre_times, post_times, post_gradient, threads)
+        result = _backward_layer_shared(layer, pre_times, post_times, post_gradient, threads, with_pre)
         if result is not None:
             return result
     _, tau_m, tau_s = layer.neuron_arrays()
@@ -360,10 +366,11 @@ class LayerGradients:
 
 @dataclass
 class NetworkGradients:
-    """Gradients of every layer, plus dL/d(input spike times) per sample."""
+    """Gradients of every layer, plus dL/d(input spike times) per sample (None when `backward`
+    was asked for no input gradient)."""
 
     layers: list[LayerGradients]
-    input_spike_times: np.ndarray
+    input_spike_times: np.ndarray | None
 
 
 Guard = Callable[[int, np.ndarray], np.ndarray]
@@ -378,6 +385,7 @@ def backward(
     arrival_times: list | None = None,
     guard: Guard | None = None,
     n_threads: int | None = None,
+    input_gradient: bool = True,
 ) -> NetworkGradients:
     """Exact gradients (implicit function theorem, docs/model.md §4) at the given spike times.
 
@@ -399,6 +407,11 @@ def backward(
         grazing guard of the DelGrad reference code); None keeps the exact gradient.
     n_threads : int, optional
         Threads; the result is bit for bit the same for every thread count.
+    input_gradient : bool
+        False: no dL/d(input spike times) (`input_spike_times` is None), which spares the first
+        layer's kernel the work of those terms; training needs them only for the first layer's
+        axonal delays, which get their gradient either way.  The parameter gradients are the
+        same bit for bit.
 
     Notes
     -----
@@ -430,7 +443,8 @@ def backward(
     for index in range(len(network.layers) - 1, -1, -1):
         layer = network.layers[index]
         args = (layer, pre_times[index], pre_times[index + 1])
-        result = _backward_layer(*args, delta, arrivals[index], threads)
+        with_pre = input_gradient or index > 0
+        result = _backward_layer(*args, delta, arrivals[index], threads, with_pre)
         if guard is not None:
             excluded = np.asarray(guard(index, result.largest_weight_term), dtype=bool)
             if excluded.shape != delta.shape:
@@ -439,7 +453,7 @@ def backward(
             if excluded.any():
                 delta = np.where(excluded, 0.0, delta)
                 guarded = excluded
-                result = _backward_layer(*args, delta, arrivals[index], threads)
+                result = _backward_layer(*args, delta, arrivals[index], threads, with_pre)
                 result.guarded = guarded
         gradients.append(
             LayerGradients(
@@ -452,4 +466,4 @@ def backward(
         )
         delta = result.pre_gradient
     gradients.reverse()
-    return NetworkGradients(layers=gradients, input_spike_times=delta)
+    return NetworkGradients(layers=gradients, input_spike_times=delta if input_gradient else None)

@@ -126,3 +126,29 @@ def test_backward_is_independent_of_threads(helpers, n_threads):
     for a, b in zip(many.layers, one.layers):
         np.testing.assert_allclose(a.weights, b.weights, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(a.delays, b.delays, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("ratio", [1.0, 2.0, 1.7])
+def test_without_input_gradient_parameter_gradients_are_unchanged(helpers, kind, ratio):
+    """`input_gradient=False` (what training asks for) skips dL/d(input times) only: every
+    parameter gradient and count is the same bit for bit, with and without a guard, and the
+    first layer's axonal delays still get theirs."""
+    network = helpers.build_network([12, 9, 4], kind, ratio, seed=5, per_neuron=False)  # shared kernels
+    x = np.random.default_rng(5).uniform(0.15, 2.0, size=(30, 12))
+    x[3, 2] = np.inf
+    times = dg.forward(network, x)
+    delta = np.where(np.isfinite(times[-1]), np.random.default_rng(6).normal(size=times[-1].shape), 0.0)
+    for guard in (None, lambda index, largest: largest > np.quantile(largest, 0.8)):
+        full = dg.backward(network, x, times, delta, guard=guard)
+        lean = dg.backward(network, x, times, delta, guard=guard, input_gradient=False)
+        assert lean.input_spike_times is None and full.input_spike_times is not None
+        for a, b in zip(full.layers, lean.layers):
+            assert a.weights.tobytes() == b.weights.tobytes()
+            assert a.threshold.tobytes() == b.threshold.tobytes()
+            assert (a.delays is None) == (b.delays is None)
+            if a.delays is not None:
+                assert a.delays.tobytes() == b.delays.tobytes()
+            assert (a.no_crossing, a.guarded) == (b.no_crossing, b.guarded)
+        if kind == "axonal":
+            assert np.any(lean.layers[0].delays != 0.0)

@@ -63,7 +63,8 @@ class TrainingStep:
             return StepResult(mean_loss, batch_accuracy, True, 0, 0)
         # the grazing guard compares |dL/dt_j dt_j/dw_ij| of the batch-mean loss, as autograd's
         # incoming gradient in the DelGrad reference code does (docs/model.md §4)
-        gradients = backward(ran, inputs, times, loss.gradient, arrival_times=result.arrival_times, guard=self.guard)
+        gradients = backward(ran, inputs, times, loss.gradient, arrival_times=result.arrival_times, guard=self.guard,
+                             input_gradient=False)
         self.optimiser.step(self.model.params, self.model.parameter_gradients(gradients), lr_factor)
         self.model.constrain()
         self.model.apply()
