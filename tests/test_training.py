@@ -426,3 +426,60 @@ def test_evaluation_batch_size_is_a_checked_backend_setting():
     for bad in (0, 2.5, "40"):
         with pytest.raises(dg.InvalidValueError, match="evaluation_batch_size"):
             TrainingConfig.from_dict({"evaluation_batch_size": bad})
+
+
+def test_parameter_average_is_the_exponential_average_of_the_steps():
+    """Written out by hand: a_1 = p_1, a_k = d a_{k-1} + (1 - d) p_k; swapped in and out bit for bit."""
+    from delgrad_core.training._heuristics import ParameterAverage
+
+    average, rng = ParameterAverage(0.9), np.random.default_rng(0)
+    steps = [rng.normal(size=(3, 2)) for _ in range(4)]
+    expected = steps[0]
+    for k, value in enumerate(steps):
+        average.update({"p": value})
+        expected = value if k == 0 else 0.9 * expected + 0.1 * value
+    np.testing.assert_allclose(average.params["p"], expected, rtol=1e-15)
+    off = ParameterAverage(None)
+    off.update({"p": steps[0]})
+    assert off.params == {} and off.current({"p": steps[0]})["p"] is steps[0]
+
+
+def test_trainer_validates_and_keeps_the_averaged_network(tmp_path):
+    config = TrainingConfig(epochs=3, hidden=8, delays="axonal", seed=4, parameter_average=0.99)
+    trainer = Trainer(config, out_dir=tmp_path)
+    history = trainer.fit(progress=False)
+    raw = {name: value.copy() for name, value in trainer.model.params.items()}
+    assert not all(np.array_equal(raw[name], trainer.average.params[name]) for name in raw)
+    with trainer.average.swapped_in(trainer.model):
+        assert trainer.evaluate(trainer.validation_set).accuracy == history[-1].validation_accuracy
+    for name in raw:  # the shadow parameters come back, and the network with them
+        assert np.array_equal(trainer.model.params[name], raw[name])
+    best = trainer.selection.epoch
+    test, _ = trainer.finish()
+    kept = trainer.selection.params if best != 3 else trainer.average.params
+    for name, value in kept.items():
+        assert np.array_equal(trainer.model.params[name], value), name
+    assert metrics_accuracy(tmp_path) == test.accuracy
+
+
+def metrics_accuracy(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
+
+
+def test_resume_with_parameter_average_equals_uninterrupted(tmp_path):
+    config = TrainingConfig(epochs=3, hidden=8, delays="none", seed=2, parameter_average=0.95)
+    straight = Trainer(config)
+    straight.fit(progress=False)
+    Trainer(TrainingConfig(**{**config.to_dict(), "epochs": 1}), out_dir=tmp_path).fit(progress=False)
+    resumed = Trainer(config, out_dir=tmp_path)
+    resumed.load_checkpoint()
+    resumed.fit(progress=False)
+    for name in straight.model.params:
+        assert np.array_equal(straight.average.params[name], resumed.average.params[name]), name
+    assert [m.validation_loss for m in straight.history] == [m.validation_loss for m in resumed.history]
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, "0.9", True])
+def test_parameter_average_must_be_a_decay_below_one(value):
+    with pytest.raises(ValueError, match="parameter_average"):
+        TrainingConfig(parameter_average=value)

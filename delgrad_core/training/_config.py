@@ -166,6 +166,9 @@ class TrainingConfig:
     adam_beta1: float = _rule(0.9, _number(0, 1, high_open=True), "optimiser")
     adam_beta2: float = _rule(0.999, _number(0, 1, high_open=True), "optimiser")
     adam_eps: float = _rule(1e-8, _POSITIVE, "optimiser")
+    # decay per step of an exponential moving average of the parameters; the average is the
+    # network that is validated, selected and kept (None: off; e.g. 0.999 averages ~1000 steps)
+    parameter_average: float | None = _rule(None, _number(0, 1, high_open=True, optional=True), "optimiser")
     weight_init_mean: float | list | None = _rule(None, _number(optional=True, per_layer=True), "network")
     weight_init_std: float | list | None = _rule(None, _number(0, optional=True, per_layer=True), "network")
     delay_init_mean: float = _rule(0.0, _number(), "network")

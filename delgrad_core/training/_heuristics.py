@@ -4,6 +4,8 @@
   high, skip the step and raise the input weights of its silent neurons, doubling while it repeats.
 - `SilentNeuronRevival`: raise the input weights of single hidden neurons that stay silent.
 - `BestValidation`: model selection, keeps the parameters of the best validation epoch.
+- `ParameterAverage`: an exponential moving average of the parameters over the steps, the network
+  that is validated, selected and kept.
 
 (The learning-rate schedule is `delgrad_core.training.step_decay_factor`.)
 
@@ -13,11 +15,12 @@ read back with `load(state, arrays)`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SilentNeuronBump", "SilentNeuronRevival", "BestValidation"]
+__all__ = ["SilentNeuronBump", "SilentNeuronRevival", "BestValidation", "ParameterAverage"]
 
 
 @dataclass
@@ -106,3 +109,59 @@ class BestValidation:
     def load(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
         self.epoch, self.accuracy = state["best_epoch"], state["best_validation_accuracy"]
         self.params = {name[5:]: value for name, value in arrays.items() if name.startswith("best.")}
+
+
+@dataclass
+class ParameterAverage:
+    """Exponential moving average of the parameters over training steps (Polyak-Ruppert
+    averaging with exponential weights): after every step ``average <- decay average +
+    (1 - decay) params``, starting from the parameters after the first step.  `decay` None: off
+    (then `current` is the parameters themselves)."""
+
+    decay: float | None
+    params: dict = field(default_factory=dict)
+
+    def update(self, params: dict[str, np.ndarray]) -> None:
+        if self.decay is None:
+            return
+        if not self.params:
+            self.params = {name: value.copy() for name, value in params.items()}
+            return
+        for name, value in params.items():
+            average = self.params[name]
+            average *= self.decay
+            average += (1.0 - self.decay) * value
+
+    def current(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The parameters to evaluate: the average once there is one, else `params`."""
+        return self.params if self.decay is not None and self.params else params
+
+    @contextmanager
+    def swapped_in(self, model):
+        """Within the block `model` (a TrainableNetwork) holds the averaged parameters; its own
+        come back afterwards, bit for bit."""
+        if self.current(model.params) is model.params:
+            yield
+            return
+        own = {name: value.copy() for name, value in model.params.items()}
+        self.write_into(model)
+        try:
+            yield
+        finally:
+            for name, value in own.items():
+                model.params[name][...] = value
+            model.apply()
+
+    def write_into(self, model) -> None:
+        """Replace `model`'s parameters with the average (no-op when off or empty)."""
+        if self.current(model.params) is model.params:
+            return
+        for name, value in self.params.items():
+            model.params[name][...] = value
+        model.apply()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"average.{name}": value for name, value in self.params.items()}
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        self.params = {name[8:]: value.copy() for name, value in arrays.items() if name.startswith("average.")}

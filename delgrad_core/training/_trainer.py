@@ -19,7 +19,7 @@ from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._evaluation import draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
-from delgrad_core.training._heuristics import BestValidation, SilentNeuronBump, SilentNeuronRevival
+from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
 from delgrad_core.training._progress import EpochProgress
@@ -103,6 +103,7 @@ class Trainer:
         self.bump = SilentNeuronBump([config.silent_limit_hidden] * (n_layers - 1) + [config.silent_limit_output],
                                      config.silent_bump)
         self.selection = BestValidation(config.keep_best)
+        self.average = ParameterAverage(config.parameter_average)
         self.step = TrainingStep(
             model=self.model, backend=self.backend, calibration=self.calibration, encoder=self.encoder,
             loss=self.loss, optimiser=self.optimiser,
@@ -151,8 +152,10 @@ class Trainer:
         results, sizes = [], []
         for features, labels in self.train_set.batches(self.config.batch_size, self.rng):
             results.append(self.step(features, labels, lr_factor))
+            self.average.update(self.model.params)
             sizes.append(len(labels))
-        validation = self.evaluate(self.validation_set)
+        with self.average.swapped_in(self.model):
+            validation = self.evaluate(self.validation_set)
         elapsed = time.perf_counter() - started
         self.elapsed_seconds += elapsed
         return EpochMetrics(
@@ -179,7 +182,8 @@ class Trainer:
                 metrics = self._epoch()
                 self.history.append(metrics)
                 self.epoch += 1
-                self.selection.after_epoch(self.epoch, metrics.validation_accuracy, self.model.params)
+                self.selection.after_epoch(self.epoch, metrics.validation_accuracy,
+                                           self.average.current(self.model.params))
                 report.update(metrics)
                 if self.folder is not None:
                     self.folder.append_history(asdict(metrics))  # before the checkpoint: see RunFolder
@@ -213,7 +217,9 @@ class Trainer:
     def finish(self) -> tuple[Evaluation, Evaluation | None]:
         """Evaluate the test split, keep the best-validation network (config.keep_best) and
         write it and the final metrics.  Returns (kept network's test result, last epoch's
-        test result or None when the last epoch is the one kept)."""
+        test result or None when the last epoch is the one kept).  With `parameter_average` the
+        network is the average (the last epoch's, or the kept epoch's)."""
+        self.average.write_into(self.model)
         test = self.evaluate(self.test_set)
         final_test = None
         if self.selection.restore(self.epoch, self.model.params):
@@ -254,6 +260,7 @@ class Trainer:
         }
         arrays = {f"param.{k}": v for k, v in self.model.params.items()}
         arrays.update(self.selection.arrays())
+        arrays.update(self.average.arrays())
         arrays.update({f"adam.{k}": v for k, v in self.optimiser.state_arrays().items()})
         arrays[_STATE_KEY] = json_array(state)
         return self.folder.write_checkpoint(arrays)
@@ -275,11 +282,14 @@ class Trainer:
                                               for name in data.names if name.startswith("adam.")})
             best = {name: data.array(name, shape=self.model.params[name[5:]].shape, kind="f")
                     for name in data.names if name.startswith("best.") and name[5:] in self.model.params}
+            average = {name: data.array(name, shape=self.model.params[name[8:]].shape, kind="f")
+                       for name in data.names if name.startswith("average.") and name[8:] in self.model.params}
         try:
             self.epoch = int(state["epoch"])
             self.elapsed_seconds = state["elapsed_seconds"]
             self.rng.bit_generator.state = state["rng"]
             self.selection.load(state, best)
+            self.average.load(average)
             self.bump.load(state)
             self.history = [EpochMetrics(**m) for m in self.folder.read_history(state["epochs_recorded"])]
         except (TypeError, KeyError, ValueError) as exc:
