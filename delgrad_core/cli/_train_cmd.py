@@ -84,7 +84,7 @@ def _settings(config_file, options: dict) -> dict:
 @BACKEND_OPTION
 def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
           no_progress, backend_options):
-    """Train a Yin-Yang classifier; write metrics.json, network.npz and plots into --out."""
+    """Train a classifier on --dataset; write metrics.json, network.npz and plots into --out."""
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._run import run_training
 
