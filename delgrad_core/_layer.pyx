@@ -6,7 +6,8 @@
 
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy, memset
 from libc.math cimport exp, fabs, isfinite, INFINITY
 
 import numpy as np
@@ -59,13 +60,67 @@ cdef inline void _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
         order[m + 1] = item
 
 
+# From this many arrivals on, `_sort_arrivals` uses the radix sort.
+cdef Py_ssize_t _RADIX_MIN = 64
+
+
+cdef inline uint64_t _order_key(double time) noexcept nogil:
+    """The bits of a finite `time` as an unsigned integer that orders like the number (sign bit
+    set for positive numbers, all bits flipped for negative ones; -0 counts as +0, as it compares)."""
+    cdef uint64_t bits
+    time = time + 0.0
+    memcpy(&bits, &time, sizeof(double))
+    return ~bits if bits >> 63 else bits | (<uint64_t> 1 << 63)
+
+
+cdef void _radix_sort(Arrival* order, Py_ssize_t n, Arrival* spare) noexcept nogil:
+    """Sort finite arrivals by time, stably (so ties keep the input order, i.e. by index when
+    `order` comes by index): least significant byte first over the 8 bytes of `_order_key`,
+    skipping bytes that all arrivals share; `spare` holds n entries."""
+    cdef Py_ssize_t counts[8 * 256]
+    cdef Py_ssize_t k, value, total, count
+    cdef int byte
+    cdef uint64_t key
+    cdef Py_ssize_t* bucket
+    cdef Arrival* source = order
+    cdef Arrival* target = spare
+    cdef Arrival* swap
+    memset(counts, 0, sizeof(counts))
+    for k in range(n):
+        key = _order_key(order[k].time)
+        for byte in range(8):
+            counts[byte * 256 + <Py_ssize_t> ((key >> (8 * byte)) & 255)] += 1
+    for byte in range(8):
+        bucket = &counts[byte * 256]
+        if bucket[(_order_key(source[0].time) >> (8 * byte)) & 255] == n:
+            continue
+        total = 0
+        for value in range(256):
+            count = bucket[value]
+            bucket[value] = total
+            total += count
+        for k in range(n):
+            value = (_order_key(source[k].time) >> (8 * byte)) & 255
+            target[bucket[value]] = source[k]
+            bucket[value] += 1
+        swap = source
+        source = target
+        target = swap
+    if source != order:
+        memcpy(order, source, n * sizeof(Arrival))
+
+
 cdef void _sort_arrivals(Arrival* order, Py_ssize_t n, Arrival* spare) noexcept nogil:
-    """Sort by (time, index): insertion sort of runs of 16, then bottom-up merges through
-    `spare` (n entries); no comparison callback as with qsort."""
+    """Sort by (time, index), given arrivals in index order: from _RADIX_MIN arrivals on by
+    `_radix_sort`, else insertion sort of runs of 16, then bottom-up merges through `spare`
+    (n entries); no comparison callback as with qsort."""
     cdef Py_ssize_t start, width = 16, low, middle, high, left, right, out
     cdef Arrival* source = order
     cdef Arrival* target = spare
     cdef Arrival* swap
+    if n >= _RADIX_MIN:
+        _radix_sort(order, n, spare)
+        return
     start = 0
     while start < n:
         _insertion_sort(order + start, min(width, n - start))
@@ -739,6 +794,25 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     finally:
         free(scratch)
     return True
+
+
+def arrival_order(const double[::1] times):
+    """Indices of the finite `times` in the order the kernels walk them, by (time, index)
+    (exposed for testing the sorts)."""
+    cdef Py_ssize_t n = 0, i
+    cdef Arrival* order = <Arrival*> malloc(max(1, 2 * times.shape[0]) * sizeof(Arrival))
+    if order == NULL:
+        raise MemoryError("arrival_order: could not allocate")
+    try:
+        for i in range(times.shape[0]):
+            if isfinite(times[i]):
+                order[n].time = times[i]
+                order[n].index = i
+                n += 1
+        _sort_arrivals(order, n, order + n)
+        return np.array([order[i].index for i in range(n)], dtype=np.intp)
+    finally:
+        free(order)
 
 
 def first_crossing_time(double u0, double current, double length, double theta,

@@ -163,3 +163,20 @@ def test_time_shift_invariance(helpers):
     for base, moved in zip(dg.forward(network, x), shifted):
         np.testing.assert_array_equal(np.isfinite(base), np.isfinite(moved))
         np.testing.assert_allclose(moved[np.isfinite(base)], base[np.isfinite(base)] + 3.25, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 17, 63, 64, 65, 200, 784])
+def test_arrivals_are_walked_in_time_then_index_order(n):
+    """Both sorts (merge sort below 64 arrivals, radix sort from 64 on) against numpy's stable
+    argsort: ties in time (many, as black pixels give), negative times, -0.0 next to +0.0,
+    tiny and huge magnitudes, subnormals, silent (+inf) inputs skipped."""
+    rng = np.random.default_rng(n)
+    pool = np.array([0.15, 2.0, -0.0, 0.0, -1.5, 5e-324, -5e-324, 1e-300, 1e300, -1e300, 3.0])
+    for _ in range(20):
+        times = rng.uniform(-3.0, 3.0, n)
+        tied = rng.random(n) < 0.4
+        times[tied] = rng.choice(pool, tied.sum())
+        times[rng.random(n) < 0.1] = np.inf
+        finite = np.flatnonzero(np.isfinite(times))
+        expected = finite[np.argsort(times[finite], kind="stable")]
+        np.testing.assert_array_equal(_layer.arrival_order(times), expected)
