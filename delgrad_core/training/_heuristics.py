@@ -164,4 +164,4 @@ class ParameterAverage:
         return {f"average.{name}": value for name, value in self.params.items()}
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
-        self.params = {name[8:]: value.copy() for name, value in arrays.items() if name.startswith("average.")}
+        self.params = {name[8:]: value for name, value in arrays.items() if name.startswith("average.")}

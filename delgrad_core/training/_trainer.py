@@ -57,6 +57,13 @@ class Evaluation:
     labels: np.ndarray
 
 
+def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The checkpoint's arrays stored as `prefix` + a parameter's name (the kept epoch's, the
+    average), each checked to have that parameter's shape."""
+    return {name: data.array(name, shape=params[name[len(prefix):]].shape, kind="f")
+            for name in data.names if name.startswith(prefix) and name[len(prefix):] in params}
+
+
 class Trainer:
     """Train a classifier on a backend chosen by name or passed as an object.
 
@@ -280,10 +287,8 @@ class Trainer:
                 param[...] = data.array(f"param.{name}", shape=param.shape, kind="f")
             self.optimiser.load_state_arrays({name[5:]: data.array(name, kind="fi")
                                               for name in data.names if name.startswith("adam.")})
-            best = {name: data.array(name, shape=self.model.params[name[5:]].shape, kind="f")
-                    for name in data.names if name.startswith("best.") and name[5:] in self.model.params}
-            average = {name: data.array(name, shape=self.model.params[name[8:]].shape, kind="f")
-                       for name in data.names if name.startswith("average.") and name[8:] in self.model.params}
+            best = _parameter_arrays(data, self.model.params, "best.")
+            average = _parameter_arrays(data, self.model.params, "average.")
         try:
             self.epoch = int(state["epoch"])
             self.elapsed_seconds = state["elapsed_seconds"]
