@@ -206,31 +206,68 @@ class Backend(abc.ABC):
         if isinstance(request, ExecutionRequest):
             if input_spike_times is not None or calibration is not None or seed is not None:
                 raise InvalidValueError("execute: pass either an ExecutionRequest or network, inputs, calibration, seed")
-            self.check_supported(request.network)
         else:
-            self.check_supported(request)
+            self.check_supported(request)  # an unsupported network is refused before its inputs are read
             if input_spike_times is None:
                 raise InvalidValueError("input_spike_times: required when executing a network")
             request = ExecutionRequest(request, input_spike_times, calibration, seed)
+        return self.execute_many([request])[0]
+
+    def execute_many(self, requests) -> list[ExecutionResult]:
+        """Run several `ExecutionRequest`s; the results, in order, are those `execute` gives
+        for each request.
+
+        Every request is checked (and represented) before the first one runs.  A backend may
+        keep several jobs in flight (a remote device overlaps transfers with execution); the
+        default runs them one after another.
+        """
+        self._check_open()
+        represented: dict[int, Network] = {}  # id(network) -> what it runs as: requests share networks
+        prepared = [self._prepared(request, represented) for request in requests]
+        start = time.perf_counter()
+        with self._failures_named("executing"):
+            results = self._execute_many(prepared)
+        per_job_s = (time.perf_counter() - start) / max(len(prepared), 1)
+        if not isinstance(results, list) or len(results) != len(prepared):
+            raise InvalidResultError(f"backend {self.name!r}: _execute_many returned no list of {len(prepared)} "
+                                     f"results")
+        for request, result in zip(prepared, results):
+            if not isinstance(result, ExecutionResult):
+                raise InvalidResultError(
+                    f"backend {self.name!r}: _execute returned {type(result).__name__}, not an ExecutionResult"
+                )
+            result.validate(request, self.name)
+            result.metadata.setdefault("wall_seconds", per_job_s)
+        return results
+
+    def _execute_many(self, requests: list[ExecutionRequest]) -> list[ExecutionResult]:
+        """Run checked, represented requests; the default runs `_execute` on each in turn."""
+        results = []
+        for request in requests:
+            start = time.perf_counter()
+            result = self._execute(request)
+            if isinstance(result, ExecutionResult):
+                result.metadata.setdefault("wall_seconds", time.perf_counter() - start)
+            results.append(result)
+        return results
+
+    def _prepared(self, request, represented: dict) -> ExecutionRequest:
+        """`request` checked against this backend, its network replaced by `represent(network)`
+        (looked up in `represented` for a (read-only) network met before in the same call)."""
+        if not isinstance(request, ExecutionRequest):
+            raise InvalidValueError(f"requests: expected ExecutionRequest objects, got {type(request).__name__}")
+        network = represented.get(id(request.network))
+        if network is None:
+            self.check_supported(request.network)
         self._check_calibration(request.calibration)
         max_batch = self.capabilities.max_batch_size
         if max_batch is not None and request.batch_size > max_batch:
             raise UnsupportedNetworkError(
                 f"backend {self.name!r} does not support batches of {request.batch_size} samples "
                 f"(max_batch_size: {max_batch}); split the batch", capability="max_batch_size")
-        represented = self.represent(request.network)
-        if represented is not request.network:
-            request = request.replace(network=represented)
-        start = time.perf_counter()
-        with self._failures_named("executing"):
-            result = self._execute(request)
-        if not isinstance(result, ExecutionResult):
-            raise InvalidResultError(
-                f"backend {self.name!r}: _execute returned {type(result).__name__}, not an ExecutionResult"
-            )
-        result.validate(request, self.name)
-        result.metadata.setdefault("wall_seconds", time.perf_counter() - start)
-        return result
+        if network is None:
+            network = represented[id(request.network)] = self.represent(request.network)
+        return request if network is request.network else request.replace(network=network)
 
     @contextlib.contextmanager
     def _failures_named(self, doing: str):

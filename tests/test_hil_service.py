@@ -184,13 +184,19 @@ def test_a_duplicate_of_a_running_job_waits_for_it(start_service):
     assert status["executions"][request.digest] == 1 and status["joined"] == 1
 
 
+def _run_all(backend, requests, overlapped: bool):
+    """The requests' results, one after another or through `execute_many` (jobs in flight)."""
+    return backend.execute_many(requests) if overlapped else [backend.execute(request) for request in requests]
+
+
+@pytest.mark.parametrize("overlapped", [False, True], ids=["one-at-a-time", "in-flight"])
 @pytest.mark.parametrize("faults", [{"drop_fraction": 0.3, "corrupt_fraction": 0.3, "seed": 1},
                                     {"busy_fraction": 0.5, "latency_s": 0.01, "seed": 2}], ids=["drop-corrupt", "busy"])
-def test_jobs_survive_dropped_corrupted_and_busy_replies(start_service, faults):
+def test_jobs_survive_dropped_corrupted_and_busy_replies(start_service, faults, overlapped):
     service = start_service(faults=faults)
-    with _client(service, timeout_s=0.5, attempts=10, backoff_s=0.01) as backend:
+    with _client(service, timeout_s=0.5, attempts=10, backoff_s=0.01, jobs_in_flight=3) as backend:
         requests = _requests(backend, 10)
-        results = [backend.execute(request) for request in requests]
+        results = _run_all(backend, requests, overlapped)
         status = backend.status(executions=True)
         assert backend.retries > 0
     _assert_same_results(results, _device_results(requests))
@@ -199,7 +205,8 @@ def test_jobs_survive_dropped_corrupted_and_busy_replies(start_service, faults):
     assert injected >= 3
 
 
-def test_a_job_survives_a_restart_of_the_service(start_service):
+@pytest.mark.parametrize("overlapped", [False, True], ids=["one-at-a-time", "in-flight"])
+def test_a_job_survives_a_restart_of_the_service(start_service, overlapped):
     service = start_service(faults={"exit_after_jobs": 4})  # the calibration and three jobs, then exit
     restarts = threading.Event()
 
@@ -212,7 +219,7 @@ def test_a_job_survives_a_restart_of_the_service(start_service):
     watcher.start()
     with _client(service, timeout_s=0.5, attempts=20, backoff_s=0.05) as backend:
         requests = _requests(backend, 5)
-        results = [backend.execute(request) for request in requests]
+        results = _run_all(backend, requests, overlapped)
         status = backend.status(executions=True)
     watcher.join()
     assert restarts.is_set() and service.restarts == 1
@@ -266,7 +273,29 @@ def test_device_errors_come_back_as_themselves(start_service):
     with _client(service) as backend:
         with pytest.raises(dg.CalibrationError, match="made for another chip") as info:
             backend.execute(network, inputs, calibration=other_chip, seed=0)
+        # among jobs in flight too, and the client goes on working after it
+        # the service holds that calibration now: later jobs name it by digest and go in flight
+        backend._sent_calibrations.add(other_chip.digest)
+        requests = [dg.ExecutionRequest(network, inputs, other_chip, seed) for seed in range(1, 4)]
+        with pytest.raises(dg.CalibrationError, match="made for another chip"):
+            backend.execute_many(requests)
+        good = _requests(backend, 3)
+        _assert_same_results(backend.execute_many(good), _device_results(good))
     assert not info.value.retryable and service.address in str(info.value)
+
+
+def test_jobs_in_flight_are_run_once_each_and_come_back_in_order(start_service):
+    service = start_service(device_options={"job_delay_s": 0.02})
+    with _client(service, jobs_in_flight=4) as backend:
+        requests = _requests(backend, 9) + _requests(backend, 2, seed0=50, batch=5)
+        results = backend.execute_many(requests)
+        assert backend.execute_many([]) == []
+        status = backend.status(executions=True)
+        assert backend.retries == 0
+    _assert_same_results(results, _device_results(requests))
+    assert [result.output_spike_times.shape[0] for result in results] == [16] * 9 + [5] * 2
+    assert sorted(status["executions"].values()) == [1] * 12  # eleven jobs and the calibration
+    assert status["most_queued"] >= 2  # jobs waited at the service while another ran
 
 
 def test_no_answer_and_slow_jobs_are_told_apart(start_service):
@@ -389,13 +418,13 @@ def test_the_embedded_service_never_outlives_its_client(tmp_path, ending, how):
 def test_a_calibration_travels_once_then_by_digest_and_again_after_a_restart(start_service, monkeypatch):
     service = start_service()
     sent = []
-    original = HilBackend._send_execute
+    original = HilBackend._job
 
-    def recording(self, request, job, *, include_calibration):
+    def recording(request, *, include_calibration):
         sent.append(include_calibration)
-        return original(self, request, job, include_calibration=include_calibration)
+        return original(request, include_calibration=include_calibration)
 
-    monkeypatch.setattr(HilBackend, "_send_execute", recording)
+    monkeypatch.setattr(HilBackend, "_job", staticmethod(recording))
     with _client(service, timeout_s=0.5, attempts=20, backoff_s=0.05) as backend:
         requests = _requests(backend, 4)
         results = [backend.execute(request) for request in requests[:2]]

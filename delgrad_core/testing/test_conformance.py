@@ -253,6 +253,27 @@ def test_deterministic_when_declared(delgrad_backend, calibration, run_case, cas
     _assert_same_times_with_seed(delgrad_backend, calibration, run_case, case, seed=0)
 
 
+def test_execute_many_matches_execute(delgrad_backend, calibration):
+    """`execute_many` gives, request by request, what `execute` gives (several seeds and
+    batches in one call, so a backend that keeps jobs in flight must keep them apart)."""
+    if not delgrad_backend.capabilities.deterministic:
+        pytest.skip("backend declares that the same seed may give different results")
+    caps = delgrad_backend.capabilities
+    kind, ratio = supported_setting(caps)
+    network = make_network((4, 6, 3), kind, ratio, capabilities=caps)
+    rng = np.random.default_rng(7)
+    requests = [ExecutionRequest(network, rng.uniform(0.2, 2.0, (3 + k, 4)), calibration, seed)
+                for k, seed in enumerate((0, 1, 0, 2, 1))]
+    many = delgrad_backend.execute_many(requests)
+    assert isinstance(many, list) and len(many) == len(requests)
+    for request, result in zip(requests, many):
+        alone = delgrad_backend.execute(request)
+        assert len(result.layer_spike_times) == len(alone.layer_spike_times)
+        for a, b in zip(result.layer_spike_times, alone.layer_spike_times):
+            np.testing.assert_array_equal(a, b)
+    assert delgrad_backend.execute_many([]) == []
+
+
 def test_seed_independent_when_declared(delgrad_backend, calibration, run_case, case):
     if not delgrad_backend.capabilities.seed_independent:
         pytest.skip("backend declares that results depend on the seed")

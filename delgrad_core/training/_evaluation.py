@@ -11,7 +11,8 @@ from delgrad_core._execution import MAX_SEED, ExecutionRequest
 
 __all__ = ["output_spike_times", "check_fits_dataset", "draw_seed", "EVALUATION_CHUNK"]
 
-# Largest batch sent to a backend that declares no limit (bounds host memory).
+# Largest batch sent to a backend that declares no limit, and the most samples handed to one
+# `execute_many` call (their full results, every layer's times, are held until it returns).
 EVALUATION_CHUNK = 10_000
 
 
@@ -34,16 +35,17 @@ def output_spike_times(backend, network, input_spike_times: np.ndarray, calibrat
                        next_seed: Callable[[], int | None], batch_size: int | None = None) -> np.ndarray:
     """Output spike times of every sample, running `backend.represent(network)` in jobs of
     `batch_size` samples (None: the backend's `max_batch_size`, else `EVALUATION_CHUNK`; never
-    above either); `next_seed()` gives each job's seed, so that on a noisy backend
-    every job draws its own noise."""
+    above either), handed to `execute_many` in groups; `next_seed()` gives each job's seed,
+    so that on a noisy backend every job draws its own noise."""
     ran = backend.represent(network)
     largest = backend.capabilities.max_batch_size or EVALUATION_CHUNK
     chunk = min(batch_size or largest, largest)
-    outputs = [
-        backend.execute(ExecutionRequest(ran, input_spike_times[start:start + chunk], calibration, next_seed()))
-        .output_spike_times
-        for start in range(0, len(input_spike_times), chunk)
-    ]
+    starts = range(0, len(input_spike_times), chunk)
+    jobs_per_call, outputs = max(1, EVALUATION_CHUNK // chunk), []
+    for group in range(0, len(starts), jobs_per_call):
+        requests = [ExecutionRequest(ran, input_spike_times[start:start + chunk], calibration, next_seed())
+                    for start in starts[group:group + jobs_per_call]]
+        outputs.extend(result.output_spike_times for result in backend.execute_many(requests))
     if not outputs:
         return np.empty((0, network.layers[-1].population.size))
     return np.concatenate(outputs)

@@ -10,6 +10,7 @@ the service's device declares the same capabilities.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -72,6 +73,9 @@ class HilBackend(Backend):
         How long an execution or a calibration may take in all (queued and running).
     attempts : int
         Attempts per request (retries of the same job id).
+    jobs_in_flight : int
+        How many jobs of one `execute_many` call (e.g. the batches of an evaluation) are at the
+        service at once: the device runs one while the next travels (1: one after another).
     backoff_s, max_backoff_s : float
         First wait between attempts and its cap (doubling, with jitter).
     client_id : str, optional
@@ -83,7 +87,7 @@ class HilBackend(Backend):
     def __init__(self, address: str | None = None, *, device: str | None = None, device_options: dict | None = None,
                  token: str | None = None, token_file: str | None = None, faults: dict | None = None,
                  timeout_s: float = 5.0, job_timeout_s: float = 600.0, calibration_timeout_s: float = 3600.0,
-                 attempts: int = 5,
+                 attempts: int = 5, jobs_in_flight: int = 4,
                  backoff_s: float = 0.05, max_backoff_s: float = 2.0, client_id: str | None = None):
         self.address = _optional_text(address, "address")
         self.device = _optional_text(device, "device")
@@ -104,6 +108,10 @@ class HilBackend(Backend):
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise InvalidValueError(f"attempts: expected an integer >= 1, got {attempts!r}")
         self.attempts = attempts
+        if isinstance(jobs_in_flight, bool) or not isinstance(jobs_in_flight, int) or not 1 <= jobs_in_flight <= 16:
+            raise InvalidValueError(f"jobs_in_flight: expected an integer from 1 to 16 (a service queues 16 jobs "
+                                    f"per client by default), got {jobs_in_flight!r}")
+        self.jobs_in_flight = jobs_in_flight
         self.backoff_s = _positive(backoff_s, "backoff_s")
         self.max_backoff_s = _positive(max_backoff_s, "max_backoff_s")
         self.client_id = _optional_text(client_id, "client_id")
@@ -211,18 +219,70 @@ class HilBackend(Backend):
                 from None
 
     def _execute(self, request) -> ExecutionResult:
-        job = request.digest
         calibration = None if request.calibration is None else request.calibration.digest
         by_digest = calibration is not None and calibration in self._sent_calibrations
         try:
-            reply = self._send_execute(request, job, include_calibration=not by_digest)
+            reply = self._send_job(request, include_calibration=not by_digest)
         except ProtocolError as exc:
             if not by_digest or exc.code != "unknown_calibration":
                 raise
             self._sent_calibrations.clear()  # the service forgot it (e.g. restarted): send it again in full
-            reply = self._send_execute(request, job, include_calibration=True)
+            reply = self._send_job(request, include_calibration=True)
         if calibration is not None:
             self._sent_calibrations.add(calibration)
+        return self._result(reply, request.digest)
+
+    def _execute_many(self, requests) -> list[ExecutionResult]:
+        """Up to `jobs_in_flight` jobs at the service at once (the device runs one while the
+        next travels); a job whose calibration the service has not received goes alone, with
+        the calibration in full."""
+        results: list[ExecutionResult] = []
+        while len(results) < len(requests):
+            first = end = len(results)
+            while end < len(requests) and self._calibration_sent(requests[end]):
+                end += 1
+            if end - first < 2 or self.jobs_in_flight == 1:
+                results.append(self._execute(requests[first]))
+            else:
+                results.extend(self._overlapped(requests[first:end]))
+        return results
+
+    def _overlapped(self, requests) -> list[ExecutionResult]:
+        """Jobs whose calibration the service holds, `jobs_in_flight` at a time."""
+        done: dict[int, ExecutionResult] = {}
+
+        def receive(index, reply):
+            done[index] = self._result(reply, requests[index].digest)
+            return done[index]
+
+        try:
+            return self._session().request_many(
+                [functools.partial(self._job, request, include_calibration=False) for request in requests],
+                expect="result", depth=self.jobs_in_flight, job_timeout_s=self.job_timeout_s, receive=receive)
+        except ProtocolError as exc:
+            if exc.code != "unknown_calibration":
+                raise
+            self._sent_calibrations.clear()  # the service forgot it (e.g. restarted): send it again in full
+        rest = iter(self._execute_many([request for index, request in enumerate(requests) if index not in done]))
+        return [done[index] if index in done else next(rest) for index in range(len(requests))]
+
+    def _send_job(self, request, *, include_calibration: bool):
+        message_type, fields, payload, what = self._job(request, include_calibration=include_calibration)
+        return self._session().request(message_type, fields, payload, expect="result",
+                                       job_timeout_s=self.job_timeout_s, what=what)
+
+    def _calibration_sent(self, request) -> bool:
+        return request.calibration is None or request.calibration.digest in self._sent_calibrations
+
+    @staticmethod
+    def _job(request, *, include_calibration: bool) -> tuple:
+        """(message type, fields, payload, description) of an execute job; the calibration
+        travels in full, or as its digest once the service holds it (a large calibration then
+        costs nothing per job)."""
+        job = request.digest
+        return "execute", {"job": job}, request.to_bytes(include_calibration=include_calibration), f"job {job[:12]}"
+
+    def _result(self, reply, job: str) -> ExecutionResult:
         if reply.header["job"] != job:
             raise InvalidResultError(f"backend {self.name!r}: the service answered job {reply.header['job'][:12]} "
                                      f"to job {job[:12]}")
@@ -232,12 +292,6 @@ class HilBackend(Backend):
             raise InvalidResultError(f"backend {self.name!r}: the service sent an unreadable result ({exc})") from None
         result.metadata.update(device_wall_seconds=reply.header["run_s"], from_cache=reply.header["cached"])
         return result
-
-    def _send_execute(self, request, job: str, *, include_calibration: bool):
-        """One execute job; the calibration travels in full, or as its digest once the service
-        holds it (a large calibration then costs nothing per job)."""
-        return self._session().request("execute", {"job": job}, request.to_bytes(include_calibration=include_calibration),
-                                       expect="result", job_timeout_s=self.job_timeout_s, what=f"job {job[:12]}")
 
     def _close(self) -> None:
         if self._client is not None:

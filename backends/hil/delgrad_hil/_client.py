@@ -130,28 +130,128 @@ class ServiceClient:
         keeps waiting while it is queued or running, and sends the job again when its result
         was lost (dropped) or the service does not know it (restarted).
         """
+        with self._lock:
+            return self._request(message_type, fields, payload, expect, job_timeout_s,
+                                 what or f"the {message_type} request")
+
+    def request_many(self, jobs, *, expect: str, depth: int, job_timeout_s: float, receive=None) -> list:
+        """The replies (of type `expect`) to several jobs, in order, with up to `depth` of them
+        in flight at once, so that the service runs one while the next travels.
+
+        `jobs` are callables giving a job's (message_type, fields, payload, what); each is
+        called when its job is first sent.  `receive(index, reply)`, if given, is applied to each
+        reply as it arrives (while later jobs run) and its value takes the reply's place.  The first
+        trouble (a silence of `timeout_s`, a corrupted reply, a "try again" answer) ends the
+        overlap for the jobs then in flight: the socket is reopened and each of them goes
+        through `request`'s retries on its own (the same job ids, so none runs twice); the
+        rest are overlapped again.  An error answer that retrying cannot change is raised.
+        """
+        messages: dict[int, tuple] = {}
+
+        def message(index: int) -> tuple:
+            if index not in messages:
+                messages[index] = jobs[index]()
+                self._check_size(messages[index][2], messages[index][0])
+            return messages[index]
+
+        receive = receive or (lambda index, reply: reply)
+        replies: list = [None] * len(jobs)
+        with self._lock:
+            start = 0
+            while start < len(jobs):
+                start, unanswered = self._overlap(message, len(jobs), replies, start, depth, expect, receive)
+                for index in unanswered:
+                    message_type, fields, payload, what = message(index)
+                    self.retries += 1
+                    replies[index] = receive(index, self._request(message_type, fields, payload, expect,
+                                                                  job_timeout_s, what))
+        return replies
+
+    def _overlap(self, message, count: int, replies: list, start: int, depth: int, expect: str,
+                 receive) -> tuple[int, list[int]]:
+        """Send jobs start.. keeping up to `depth` in flight, filling `replies` as they come;
+        (index of the first job not sent, indices in flight when trouble ended it)."""
+        if self.service is not None:
+            self.service.ensure_running()
+        in_flight: dict[bytes, int] = {}  # nonce -> index
+        position = start
+        while position < count or in_flight:
+            while position < count and len(in_flight) < depth:
+                message_type, fields, payload, _ = message(position)
+                in_flight[self._send(message_type, fields, payload)] = position
+                position += 1
+            reply = self._next_reply(expect)
+            if reply is None:
+                break
+            index = in_flight.pop(reply.header["reply_to"], None)
+            if reply.type == "error":
+                self._retryable_error(reply.header)  # raises the errors that retrying cannot change
+                if index is not None:
+                    in_flight[reply.header["reply_to"]] = index
+                break
+            if index is not None:  # (else the answer to an earlier message)
+                replies[index] = receive(index, reply)
+        else:
+            return position, []
+        self._close_socket()
+        return position, sorted(in_flight.values())
+
+    def _next_reply(self, expect: str) -> Message | None:
+        """The next verified reply within `timeout_s`, or None (silence, the local service
+        ended, a reply that fails its check)."""
+        socket = self._socket
+        silent_until = time.monotonic() + self.timeout_s
+        while (now := time.monotonic()) < silent_until:
+            wait_s = silent_until - now if self.service is None else min(silent_until - now, _POLL_SLICE_S)
+            if not socket.poll(int(1000 * wait_s) + 1):
+                if self.service is not None and not self.service.alive:
+                    return None
+                continue
+            frames = socket.recv_multipart()
+            try:
+                reply = decode(frames, self.signer, max_message_bytes=_REPLY_SIZE_FACTOR * self.max_message_bytes,
+                               replies=True)
+            except ProtocolError:
+                self._check_refused(frames)
+                return None
+            if reply.type not in (expect, "error"):
+                raise ProtocolError("malformed", f"the service at {self.address} answered {reply.type!r} "
+                                                 f"to a request for {expect!r}")
+            return reply
+        return None
+
+    def _check_size(self, payload: bytes | None, message_type: str) -> None:
         size = len(payload or b"")
         if size > self.max_message_bytes:
             raise BackendError(f"the {message_type} message ({size:,} bytes) is above the service's limit of "
                                f"{self.max_message_bytes:,} bytes (delgrad hil serve --max-message-mb)")
-        what = what or f"the {message_type} request"
-        with self._lock:
-            started, problems = time.monotonic(), []
-            job_deadline = None if job_timeout_s is None else started + job_timeout_s
-            for attempt in range(1, self.attempts + 1):
-                if attempt > 1:
-                    self.retries += 1
-                    ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2))
-                    time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
-                if self.service is not None:
-                    self.service.ensure_running()
-                nonce = self._send(message_type, fields, payload)
-                job = None if job_deadline is None else fields["job"]
-                reply, problem = self._await(nonce, expect, job, job_deadline, what)
-                if reply is not None:
-                    return reply
-                problems.append(problem)
-            raise self._exhausted(what, problems[-1], time.monotonic() - started)
+
+    def _check_refused(self, frames) -> None:
+        """Raise if `frames` (a reply that failed its check) is the service refusing the token."""
+        refusal = read_unverified_error(frames)
+        if refusal is not None and refusal["code"] == "bad_signature":
+            raise self._token_refused() from None
+
+    def _request(self, message_type: str, fields: dict | None, payload: bytes | None, expect: str,
+                 job_timeout_s: float | None, what: str) -> Message:
+        """`request` with the lock held."""
+        self._check_size(payload, message_type)
+        started, problems = time.monotonic(), []
+        job_deadline = None if job_timeout_s is None else started + job_timeout_s
+        for attempt in range(1, self.attempts + 1):
+            if attempt > 1:
+                self.retries += 1
+                ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2))
+                time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
+            if self.service is not None:
+                self.service.ensure_running()
+            nonce = self._send(message_type, fields, payload)
+            job = None if job_deadline is None else fields["job"]
+            reply, problem = self._await(nonce, expect, job, job_deadline, what)
+            if reply is not None:
+                return reply
+            problems.append(problem)
+        raise self._exhausted(what, problems[-1], time.monotonic() - started)
 
     def _send(self, message_type: str, fields: dict | None = None, payload: bytes | None = None) -> bytes:
         """Send a new message (opening the socket if needed); returns its nonce."""
@@ -188,9 +288,7 @@ class ServiceClient:
                 reply = decode(frames, self.signer, max_message_bytes=_REPLY_SIZE_FACTOR * self.max_message_bytes,
                                replies=True)
             except ProtocolError:
-                refusal = read_unverified_error(frames)
-                if refusal is not None and refusal["code"] == "bad_signature":
-                    raise self._token_refused() from None
+                self._check_refused(frames)
                 self._close_socket()
                 return None, ("refused", "a reply failed its signature check (corrupted)")
             reply_to = reply.header["reply_to"]

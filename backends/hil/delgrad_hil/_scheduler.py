@@ -79,6 +79,7 @@ class Scheduler:
         self._closed = False
         self.executions: OrderedDict[str, int] = OrderedDict()
         self.counts = Counter()  # executed, calibrated, cache_hits, joined
+        self.most_queued = 0  # most jobs waiting at once (not counting the running one)
 
     # -- I/O thread ----------------------------------------------------------------------------
     def submit(self, client: str, job_id: str, kind: str, work, waiter) -> Outcome | None:
@@ -103,6 +104,7 @@ class Scheduler:
             job = Job(client, job_id, kind, work, [waiter])
             self._jobs[key] = job
             self._queues.setdefault(client, deque()).append(job)
+            self.most_queued = max(self.most_queued, queued + 1)
             self._lock.notify_all()
             return None
 
@@ -153,6 +155,7 @@ class Scheduler:
                                                          "kind": running.kind},
                 "cache": {"entries": len(self._cache), "bytes": self._cached_bytes},
                 **{name: self.counts[name] for name in ("executed", "calibrated", "cache_hits", "joined")},
+                "most_queued": self.most_queued,
             }
             if executions:
                 info["executions"] = dict(self.executions)
