@@ -1,24 +1,29 @@
 """Throughput of the mock-hil service against the same device in-process.
 
     python benchmarks/bench_hil.py [--device NAME] [--device-option KEY=VALUE ...] [--batch 150]
-                                   [--jobs 40] [--rounds 5] [--json results/bench_hil.json]
+                                   [--jobs 40] [--rounds 7] [--in-flight 4] [--json results/bench_hil.json]
 
 Network: 20-30-3 with axonal delays (4 inputs duplicated 5x, as on the chip), inputs uniform in
 [0.15, 2] tau_s, weights and delays inside the device's limits, batch 150.  Every job is a
 distinct request (its own seed, so its own job id: nothing comes from the service's cache).
 
 Timed in the same run, in alternating rounds (the medians over rounds are reported, so drifting
-load on shared cores hits both sides alike):
+load on shared cores hits every side alike):
 
-- ``in-process``: `device.execute(request)` on the device backend built in this process;
-- ``service, 1 client``: `mock-hil` with its own local service, one job after another (what a
-  training run does);
-- ``service, 4 clients``: four client processes sharing that service, each sending jobs one after
-  another; the service runs them one at a time on its device, in round-robin order.
+- ``in_process``: `device.execute(request)` on the device backend built in this process, one
+  request after another (what a training run does);
+- ``in_process_many``: `device.execute_many(requests)` in this process (what an evaluation does);
+- ``service_1_client``: `mock-hil` with its own local service, one job after another;
+- ``service_1_client_in_flight``: the same client's `execute_many`, `--in-flight` jobs at the
+  service at once;
+- ``service_4_clients``: four client processes sharing one service, each sending jobs one
+  after another; the service runs them one at a time on its device, in round-robin order.
 
-The overhead is (time per job through the service, 1 client) / (time per job in-process) - 1.
-Besides, the fixed costs of one job outside the device are timed: the request and result to and
-from bytes, and the request's digest.  Nothing is asserted about speed.
+The overheads are time per job through the service / time per job in-process - 1: one job
+after another against `in_process`, jobs in flight against `in_process_many`, and four clients
+(jobs per second of all four together) against `in_process`.  Besides, the fixed costs of one
+job outside the device are timed: the request and result to and from bytes, and the request's
+digest.  Nothing is asserted about speed.
 """
 
 from __future__ import annotations
@@ -48,14 +53,18 @@ def build_requests(backend, n: int, batch: int, first_seed: int = 0) -> list[dg.
     network = make_network(SIZES, "axonal", ratio, seed=0, capabilities=caps)
     inputs = np.random.default_rng(0).uniform(0.15, 2.0, (batch, SIZES[0]))
     calibration = backend.calibrate(network, seed=0)
-    ran = backend.represent(network)
+    ran = backend.represent(network).frozen_copy()  # one snapshot that every request shares
     return [dg.ExecutionRequest(ran, inputs, calibration, first_seed + i) for i in range(n)]
 
 
-def _seconds_per_job(backend, requests) -> float:
+def _seconds_per_job(backend, requests, *, many: bool = False) -> float:
+    """Seconds per request: one `execute` after another, or one `execute_many` call."""
     started = time.perf_counter()
-    for request in requests:
-        backend.execute(request)
+    if many:
+        backend.execute_many(requests)
+    else:
+        for request in requests:
+            backend.execute(request)
     return (time.perf_counter() - started) / len(requests)
 
 
@@ -109,65 +118,79 @@ def _fixed_costs(request, result) -> dict:
     }
 
 
+def _rate_row(seconds_per_job: float, batch: int) -> dict:
+    return {"jobs_per_s": 1 / seconds_per_job, "samples_per_s": batch / seconds_per_job,
+            "ms_per_job": 1e3 * seconds_per_job}
+
+
 def main(argv=None) -> dict:
     from delgrad_core._options import parse_key_values
 
     from delgrad_hil import HilBackend, LocalService
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="reference")
+    parser.add_argument("--device", default="bss2-emulator")
     parser.add_argument("--device-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--batch", type=int, default=150)
     parser.add_argument("--jobs", type=int, default=40, help="jobs per round and client")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--in-flight", type=int, default=4, help="jobs at the service at once for execute_many")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
     options = parse_key_values(args.device_option, "--device-option")
     load_before = os.getloadavg()
 
-    in_process, one_client, four_clients = [], [], []
+    names = ("in_process", "in_process_many", "service_1_client", "service_1_client_in_flight")
+    seconds = {name: [] for name in names}
+    four_clients = []
     with dg.get_backend(args.device, **options) as device, \
-            HilBackend(device=args.device, device_options=options) as hil:
+            HilBackend(device=args.device, device_options=options, jobs_in_flight=args.in_flight) as hil:
         warm_up = 3  # jobs first run on each side (threads, caches, the connection)
-        local = build_requests(device, warm_up + args.jobs * args.rounds, args.batch)
-        remote = build_requests(hil, warm_up + args.jobs * args.rounds, args.batch, first_seed=10**6)
-        _seconds_per_job(device, local[:warm_up])
-        _seconds_per_job(hil, remote[:warm_up])
+        per_side = warm_up + args.jobs * args.rounds
+        local = build_requests(device, 2 * per_side, args.batch)
+        remote = build_requests(hil, 2 * per_side, args.batch, first_seed=10**6)
+        run_one = {"in_process": (device, local[:per_side]), "in_process_many": (device, local[per_side:]),
+                   "service_1_client": (hil, remote[:per_side]), "service_1_client_in_flight": (hil, remote[per_side:])}
+        for name, (backend, requests) in run_one.items():
+            _seconds_per_job(backend, requests[:warm_up], many=name.endswith(("many", "in_flight")))
         shared = LocalService(args.device, options)
         shared.start()
         try:
             for k in range(args.rounds):
                 chunk = slice(warm_up + k * args.jobs, warm_up + (k + 1) * args.jobs)
-                in_process.append(_seconds_per_job(device, local[chunk]))
-                one_client.append(_seconds_per_job(hil, remote[chunk]))
+                order = names if k % 2 == 0 else names[::-1]
+                for name in order:
+                    backend, requests = run_one[name]
+                    seconds[name].append(_seconds_per_job(backend, requests[chunk],
+                                                          many=name.endswith(("many", "in_flight"))))
                 four_clients.append(_concurrent_rate(shared, 4, args.jobs, args.batch, first_seed=10**7 * (k + 1)))
         finally:
             shared.stop()
         costs = _fixed_costs(local[0], device.execute(local[0]))
 
-    seconds_local, seconds_remote = statistics.median(in_process), statistics.median(one_client)
+    median = {name: statistics.median(values) for name, values in seconds.items()}
     report = {
         "device": args.device, "device_options": options, "network": "-".join(map(str, SIZES)) + " axonal",
-        "batch": args.batch, "jobs_per_round": args.jobs, "rounds": args.rounds,
-        "in_process": {"jobs_per_s": 1 / seconds_local, "samples_per_s": args.batch / seconds_local,
-                       "ms_per_job": 1e3 * seconds_local},
-        "service_1_client": {"jobs_per_s": 1 / seconds_remote, "samples_per_s": args.batch / seconds_remote,
-                             "ms_per_job": 1e3 * seconds_remote},
+        "batch": args.batch, "jobs_per_round": args.jobs, "rounds": args.rounds, "in_flight": args.in_flight,
+        **{name: _rate_row(median[name], args.batch) for name in names},
         "service_4_clients": {"jobs_per_s": statistics.median(four_clients),
                               "samples_per_s": args.batch * statistics.median(four_clients)},
-        "overhead_1_client": seconds_remote / seconds_local - 1,
+        "overhead_1_client": median["service_1_client"] / median["in_process"] - 1,
+        "overhead_1_client_in_flight": median["service_1_client_in_flight"] / median["in_process_many"] - 1,
+        "overhead_4_clients": 1 / (median["in_process"] * statistics.median(four_clients)) - 1,
         "fixed_costs": costs,
-        "per_round_ms_per_job": {"in_process": [1e3 * s for s in in_process],
-                                 "service_1_client": [1e3 * s for s in one_client]},
+        "per_round_ms_per_job": {name: [1e3 * s for s in values] for name, values in seconds.items()},
+        "per_round_4_clients_jobs_per_s": four_clients,
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
     }
     print(f"device {args.device!r}, {report['network']}, batch {args.batch}, {args.rounds} rounds of {args.jobs} jobs "
           f"(load {load_before[0]:.2f} -> {report['load_average']['after'][0]:.2f})")
-    for name in ("in_process", "service_1_client", "service_4_clients"):
+    for name in (*names, "service_4_clients"):
         row = report[name]
-        print(f"  {name:18s} {row['jobs_per_s']:8.1f} jobs/s {row['samples_per_s']:10.0f} samples/s")
-    print(f"  overhead of the service (1 client): {100 * report['overhead_1_client']:.1f} %")
+        print(f"  {name:27s} {row['jobs_per_s']:8.1f} jobs/s {row['samples_per_s']:10.0f} samples/s")
+    for name in ("overhead_1_client", "overhead_1_client_in_flight", "overhead_4_clients"):
+        print(f"  {name:27s} {100 * report[name]:+.1f} %")
     print("  fixed costs per job: " + ", ".join(f"{k} {v:.3g}" for k, v in costs.items()))
     if args.json:
         with open(args.json, "w") as handle:

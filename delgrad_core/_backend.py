@@ -16,6 +16,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +38,8 @@ from delgrad_core._execution import ExecutionRequest, ExecutionResult
 from delgrad_core._ir import DelayKind, Network
 
 __all__ = ["Backend", "ConformanceProfile"]
+
+_CHECKED_NETWORKS = 4  # read-only networks whose checks and representation a backend remembers
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Backend(abc.ABC):
     #: ``("hit", path)`` when read from its cache, ``("stored", path)`` when made and stored
     #: there; None when the backend keeps no cache (or has not calibrated yet).
     calibration_cache: tuple[str, str] | None = None
+    _checked_networks: OrderedDict | None = None  # id -> (weak reference, represented network)
 
     # -- what subclasses provide ---------------------------------------------------------------
     @property
@@ -222,8 +227,7 @@ class Backend(abc.ABC):
         default runs them one after another.
         """
         self._check_open()
-        represented: dict[int, Network] = {}  # id(network) -> what it runs as: requests share networks
-        prepared = [self._prepared(request, represented) for request in requests]
+        prepared = [self._prepared(request) for request in requests]
         start = time.perf_counter()
         with self._failures_named("executing"):
             results = self._execute_many(prepared)
@@ -251,23 +255,38 @@ class Backend(abc.ABC):
             results.append(result)
         return results
 
-    def _prepared(self, request, represented: dict) -> ExecutionRequest:
-        """`request` checked against this backend, its network replaced by `represent(network)`
-        (looked up in `represented` for a (read-only) network met before in the same call)."""
+    def _prepared(self, request) -> ExecutionRequest:
+        """`request` checked against this backend, its network replaced by `represent(network)`."""
         if not isinstance(request, ExecutionRequest):
             raise InvalidValueError(f"requests: expected ExecutionRequest objects, got {type(request).__name__}")
-        network = represented.get(id(request.network))
-        if network is None:
-            self.check_supported(request.network)
+        network = self._checked(request.network)
         self._check_calibration(request.calibration)
         max_batch = self.capabilities.max_batch_size
         if max_batch is not None and request.batch_size > max_batch:
             raise UnsupportedNetworkError(
                 f"backend {self.name!r} does not support batches of {request.batch_size} samples "
                 f"(max_batch_size: {max_batch}); split the batch", capability="max_batch_size")
-        if network is None:
-            network = represented[id(request.network)] = self.represent(request.network)
         return request if network is request.network else request.replace(network=network)
+
+    def _checked(self, network: Network) -> Network:
+        """`represent(network)` after `check_supported(network)`; both are remembered for the
+        last few read-only networks, by identity (the jobs of an evaluation share one)."""
+        remembered = self._checked_networks
+        if remembered is None:
+            remembered = self._checked_networks = OrderedDict()
+        known = remembered.get(id(network))
+        if known is not None and known[0]() is network:
+            remembered.move_to_end(id(network))
+            return known[1]
+        self.check_supported(network)
+        represented = self.represent(network)
+        if represented is not network:
+            represented = represented.frozen_copy()  # (what the requests hold: one snapshot for all)
+        if network._frozen:  # (a snapshot never changes; requests hold snapshots)
+            remembered[id(network)] = (weakref.ref(network), represented)
+            while len(remembered) > _CHECKED_NETWORKS:
+                remembered.popitem(last=False)
+        return represented
 
     @contextlib.contextmanager
     def _failures_named(self, doing: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,15 +128,27 @@ class ExecutionRequest:
         return npz_bytes(arrays)
 
     @classmethod
-    def from_bytes(cls, data, *, calibrations: Mapping[str, Calibration] | None = None) -> "ExecutionRequest":
+    def from_bytes(cls, data, *, calibrations: Mapping[str, Calibration] | None = None,
+                   networks: MutableMapping[str, Network] | None = None) -> "ExecutionRequest":
         """Inverse of `to_bytes`; anything malformed is a `FileFormatError`.  A request that
         carries only its calibration's digest takes the calibration from `calibrations`
-        (digest -> Calibration); `CalibrationError` if it is not there."""
+        (digest -> Calibration); `CalibrationError` if it is not there.  `networks` (digest of
+        a network's stored bytes -> read-only network) lets requests with the same network
+        share one network object: a receiver's cache, looked up and filled here."""
         with NpzArchive(data, what="delgrad execution request") as archive:
             document = archive.json("request.json")
             if document.get("format") != _REQUEST_FORMAT or document.get("version") != _VERSION:
                 raise FileFormatError(f"{archive.source}: not a delgrad request version {_VERSION}")
-            network = network_from_archive(archive, prefix="network.", read_only=True)
+            network_key = None if networks is None else archive.digest("network.")
+            network = None if networks is None else networks.get(network_key)
+            if network is None:
+                network = network_from_archive(archive, prefix="network.", read_only=True)
+                try:
+                    network = network.frozen_copy()
+                except InvalidValueError as exc:
+                    raise FileFormatError(f"{archive.source}: invalid request: {exc}") from None
+                if networks is not None:
+                    networks[network_key] = network
             calibration, digest = None, document.get("calibration")
             if digest is not None:
                 if "calibration.calibration.json" in archive:

@@ -11,6 +11,7 @@ array under a key chosen by the caller.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import math
@@ -296,6 +297,23 @@ class NpzArchive:
             return np.frombuffer(data, dtype=dtype).reshape(declared, order=order)
         except _ZIP_ERRORS as exc:
             raise self._fail(f"entry {name!r} cannot be read ({exc})") from None
+
+    def digest(self, prefix: str) -> str:
+        """SHA-256 (hex) of the names and stored bytes of the members under `prefix`: equal for
+        equal content, as delgrad writes archives deterministically."""
+        hasher = hashlib.sha256()
+        for name in self.names:
+            if name.startswith(prefix):
+                hasher.update(f"\n{name}\n".encode())
+                if self._stored is not None:
+                    hasher.update(self._stored[f"{name}.npy"])
+                else:
+                    try:
+                        with self._open(name) as member:
+                            hasher.update(member.read())
+                    except _ZIP_ERRORS as exc:
+                        raise self._fail(f"entry {name!r} cannot be read ({exc})") from None
+        return hasher.hexdigest()
 
     def json(self, name: str) -> dict:
         """The JSON document stored under `name` (a 0-d unicode array)."""

@@ -291,3 +291,29 @@ def test_an_unexpected_exception_of_a_backend_names_the_backend():
 
     with pytest.raises(KeyboardInterrupt):
         MockBackend(interrupted).execute(_net(), np.zeros((1, 4)))
+
+
+def test_execute_many_gives_what_execute_gives_and_checks_a_shared_network_once(monkeypatch):
+    backend = MockBackend(capabilities=Capabilities(weight_limit=1.0, weight_resolution=0.25, max_layers=2, exact=True))
+    checked = []
+    original = MockBackend.check_supported
+    monkeypatch.setattr(MockBackend, "check_supported", lambda self, network: checked.append(network) or
+                        original(self, network))
+    shared = _net((4, 5, 3), seed=3).frozen_copy()
+    rng = np.random.default_rng(0)
+    requests = [ExecutionRequest(shared, rng.uniform(0.15, 2.0, (n, 4))) for n in (2, 5, 1)]
+    requests.append(ExecutionRequest(_net((4, 5, 3), seed=4), rng.uniform(0.15, 2.0, (3, 4))))
+    results = backend.execute_many(requests)
+    assert len(checked) == 2  # the shared network once, the other one once
+    assert all(r.network is backend.requests[0].network for r in backend.requests[:3])
+    for request, result in zip(requests, results):
+        assert "wall_seconds" in result.metadata
+        for observed, expected in zip(result.layer_spike_times, forward(backend.represent(request.network),
+                                                                        request.input_spike_times)):
+            np.testing.assert_array_equal(observed, expected)
+    assert backend.execute_many([]) == []
+    with pytest.raises(UnsupportedNetworkError, match="max_layers"):  # checked before anything runs
+        backend.execute_many([requests[0], ExecutionRequest(_net((4, 5, 5, 5, 3)), np.zeros((1, 4)))])
+    assert len(backend.requests) == 4
+    with pytest.raises(DelgradError, match="requests: expected ExecutionRequest"):
+        backend.execute_many([shared])

@@ -178,3 +178,22 @@ def test_a_request_can_name_its_calibration_by_digest():
         ExecutionRequest.from_bytes(slim)
     with pytest.raises(dg.CalibrationError):
         ExecutionRequest.from_bytes(slim, calibrations={"0" * 64: request.calibration})
+
+
+def test_requests_with_the_same_network_share_one_network_object_through_a_cache():
+    first, second = _request(seed=1), _request(seed=2)
+    other = ExecutionRequest(dg.Network.feedforward([4, 7, 3], delay_kind="synaptic", seed=9),
+                             first.input_spike_times, first.calibration, 1)
+    networks = {}
+    a, b, c = (ExecutionRequest.from_bytes(r.to_bytes(), networks=networks) for r in (first, second, other))
+    assert a.network is b.network and c.network is not a.network and len(networks) == 2
+    assert (a.digest, b.digest, c.digest) == (first.digest, second.digest, other.digest)
+    _same_request(a, first)
+    _same_request(c, other)
+    from delgrad_core._npz import NpzArchive
+
+    with NpzArchive(first.to_bytes()) as one, NpzArchive(second.to_bytes()) as two, \
+            NpzArchive(other.to_bytes()) as three:
+        assert one.digest("network.") == two.digest("network.") != three.digest("network.")
+        assert one.digest("request.json") != two.digest("request.json")  # the seeds differ
+        assert one.digest("input_spike_times") == three.digest("input_spike_times")

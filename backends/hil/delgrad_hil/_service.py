@@ -49,16 +49,20 @@ log = logging.getLogger("delgrad_hil.service")
 BACKSTOP_BYTES = 2**20
 _RECEIVE_BATCH = 64  # messages read per wake-up before finished jobs are answered
 _CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
+# networks of recent requests: the jobs of an evaluation share one network object, which the
+# device then checks and represents once
+_NETWORKS_KEPT = 8
 
 
-def parse_execute(message: Message, unwrap_calibration=unwrap, calibrations=None) -> ExecutionRequest:
+def parse_execute(message: Message, unwrap_calibration=unwrap, calibrations=None, networks=None) -> ExecutionRequest:
     """The request of an execute message, its calibration unwrapped for the device (by
     `unwrap_calibration`); its digest must be the job id.  A request that names its
-    calibration by digest only takes it from `calibrations` (digest -> calibration).  Raises
+    calibration by digest only takes it from `calibrations` (digest -> calibration); one whose
+    network is in `networks` (a cache filled here) shares that network object.  Raises
     `ProtocolError` ("bad_request", "unknown_calibration") only."""
     nonce, job = message.header["nonce"], message.header["job"]
     try:
-        request = ExecutionRequest.from_bytes(message.payload, calibrations=calibrations)
+        request = ExecutionRequest.from_bytes(message.payload, calibrations=calibrations, networks=networks)
         calibration = unwrap_calibration(request.calibration)
     except CalibrationError as exc:
         raise ProtocolError("unknown_calibration", str(exc), reply_to=nonce) from None
@@ -131,6 +135,7 @@ class DeviceService:
         self.calibration_digest: str | None = None
         # digest of a request's calibration -> (that calibration, the device's calibration inside it)
         self._calibrations: OrderedDict = OrderedDict()
+        self._networks: OrderedDict = OrderedDict()  # digest of a network's bytes -> network
         self.stopping = False
         self._stop_requested = False
         self._started = time.monotonic()
@@ -280,7 +285,9 @@ class DeviceService:
             raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",
                                 reply_to=nonce)
         if message.type == "execute":
-            work = parse_execute(message, self._unwrap, self._received_calibrations)
+            work = parse_execute(message, self._unwrap, self._received_calibrations, self._networks)
+            while len(self._networks) > _NETWORKS_KEPT:
+                self._networks.popitem(last=False)
         else:
             work = parse_calibrate(message)
         if self.faults.busy():
