@@ -270,13 +270,12 @@ class Backend(abc.ABC):
 
     def _checked(self, network: Network) -> Network:
         """`represent(network)` after `check_supported(network)`; both are remembered for the
-        last few read-only networks, by identity (the jobs of an evaluation share one)."""
+        last few read-only networks met, by identity (the jobs of an evaluation share one)."""
         remembered = self._checked_networks
         if remembered is None:
             remembered = self._checked_networks = OrderedDict()
         known = remembered.get(id(network))
         if known is not None and known[0]() is network:
-            remembered.move_to_end(id(network))
             return known[1]
         self.check_supported(network)
         represented = self.represent(network)

@@ -183,14 +183,16 @@ class ServiceClient:
             reply = self._next_reply(expect)
             if reply is None:
                 break
-            index = in_flight.pop(reply.header["reply_to"], None)
+            reply_to = reply.header["reply_to"]
+            index = in_flight.pop(reply_to, None)
+            if index is None and not (reply_to is None and reply.type == "error"):
+                continue  # the answer to an earlier message
             if reply.type == "error":
                 self._retryable_error(reply.header)  # raises the errors that retrying cannot change
                 if index is not None:
-                    in_flight[reply.header["reply_to"]] = index
+                    in_flight[reply_to] = index
                 break
-            if index is not None:  # (else the answer to an earlier message)
-                replies[index] = receive(index, reply)
+            replies[index] = receive(index, reply)
         else:
             return position, []
         self._close_socket()
