@@ -201,26 +201,31 @@ class ServiceClient:
     def _next_reply(self, expect: str) -> Message | None:
         """The next verified reply within `timeout_s`, or None (silence, the local service
         ended, a reply that fails its check)."""
+        reply, _ = self._wait_reply(time.monotonic() + self.timeout_s)
+        if reply is not None and reply.type not in (expect, "error"):
+            raise ProtocolError("malformed", f"the service at {self.address} answered {reply.type!r} "
+                                             f"to a request for {expect!r}")
+        return reply
+
+    def _wait_reply(self, until: float) -> tuple[Message | None, str | None]:
+        """(the next reply, None) if one arrives before `until` (monotonic seconds), decoded and
+        verified; else (None, why): "timeout", "ended" (the local service ended) or "corrupted"
+        (it failed its check).  A refused token raises."""
         socket = self._socket
-        silent_until = time.monotonic() + self.timeout_s
-        while (now := time.monotonic()) < silent_until:
-            wait_s = silent_until - now if self.service is None else min(silent_until - now, _POLL_SLICE_S)
+        while (now := time.monotonic()) < until:
+            wait_s = until - now if self.service is None else min(until - now, _POLL_SLICE_S)
             if not socket.poll(int(1000 * wait_s) + 1):
                 if self.service is not None and not self.service.alive:
-                    return None
+                    return None, "ended"
                 continue
             frames = socket.recv_multipart()
             try:
-                reply = decode(frames, self.signer, max_message_bytes=_REPLY_SIZE_FACTOR * self.max_message_bytes,
-                               replies=True)
+                return decode(frames, self.signer, max_message_bytes=_REPLY_SIZE_FACTOR * self.max_message_bytes,
+                              replies=True), None
             except ProtocolError:
                 self._check_refused(frames)
-                return None
-            if reply.type not in (expect, "error"):
-                raise ProtocolError("malformed", f"the service at {self.address} answered {reply.type!r} "
-                                                 f"to a request for {expect!r}")
-            return reply
-        return None
+                return None, "corrupted"
+        return None, "timeout"
 
     def _check_size(self, payload: bytes | None, message_type: str) -> None:
         size = len(payload or b"")
@@ -266,7 +271,7 @@ class ServiceClient:
         """(reply, None), or (None, (kind, text)) saying why this attempt failed: "silent" (no
         answer within `timeout_s`), "lost" (the job's result went missing) or "refused" (a
         corrupted reply or a "try again" answer)."""
-        socket, probe, state = self._socket, None, "not answering"
+        probe, state = None, "not answering"
         silent_until = time.monotonic() + self.timeout_s
         while True:
             now = time.monotonic()
@@ -279,20 +284,13 @@ class ServiceClient:
                     return None, ("silent", f"no answer within {self.timeout_s:g} s")
                 probe, silent_until = self._send("probe", {"job": job}), now + self.timeout_s
                 continue
-            wait_s = min(silent_until, job_deadline or silent_until) - now
-            if not socket.poll(int(1000 * (wait_s if self.service is None else min(wait_s, _POLL_SLICE_S))) + 1):
-                if self.service is not None and not self.service.alive:
-                    self._close_socket()
-                    return None, ("silent", "the local service ended")
+            reply, trouble = self._wait_reply(min(silent_until, job_deadline or silent_until))
+            if trouble == "timeout":
                 continue
-            frames = socket.recv_multipart()
-            try:
-                reply = decode(frames, self.signer, max_message_bytes=_REPLY_SIZE_FACTOR * self.max_message_bytes,
-                               replies=True)
-            except ProtocolError:
-                self._check_refused(frames)
+            if trouble is not None:
                 self._close_socket()
-                return None, ("refused", "a reply failed its signature check (corrupted)")
+                return None, (("silent", "the local service ended") if trouble == "ended" else
+                              ("refused", "a reply failed its signature check (corrupted)"))
             reply_to = reply.header["reply_to"]
             if probe is not None and reply_to == probe and reply.type == "job_state":
                 probe, state = None, reply.header["state"]
