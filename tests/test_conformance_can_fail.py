@@ -20,10 +20,11 @@ WRONG_BACKEND = """
         name = "wrong"
 
         def __init__(self, shift=0.0, exact=False, nan_silence=False, hide_synaptic=False, hardware=False,
-                     ignore_limits=False):
+                     ignore_limits=False, many_reversed=False):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
+            self.many_reversed = many_reversed
 
         @property
         def capabilities(self):
@@ -42,6 +43,11 @@ WRONG_BACKEND = """
         def check_supported(self, network):
             if not self.hide_synaptic:  # the bug: declares no synaptic delays but never refuses
                 super().check_supported(network)
+
+        def _execute_many(self, requests):
+            if self.many_reversed:  # the bug: several jobs in flight come back in the wrong order
+                return [self._execute(request) for request in requests[::-1]]
+            return super()._execute_many(requests)
 
         def _execute(self, request):
             times = [t + self.shift for t in forward(request.network, request.input_spike_times)]
@@ -89,8 +95,9 @@ def test_suite_passes_without_bugs(site):
         # Exact mode: even 1e-6 is far beyond the exact tolerance.
         (["shift=1e-6", "exact=true"], {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(Capabilities())}),
         (["hide_synaptic=true"], {"test_refuses_unsupported_before_running[delay_kinds-synaptic]"}),
+        (["many_reversed=true"], {"test_execute_many_matches_execute"}),
     ],
-    ids=["shifted-statistical", "shifted-exact", "no-refusal"],
+    ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order"],
 )
 def test_suite_fails_for_a_wrong_backend(site, options, expected):
     process, failed = _run_suite(site, options)
