@@ -227,6 +227,9 @@ class Backend(abc.ABC):
         default runs them one after another.
         """
         self._check_open()
+        if isinstance(requests, (ExecutionRequest, Network)) or not hasattr(requests, "__iter__"):
+            raise InvalidValueError(f"requests: expected a list of ExecutionRequest objects, got "
+                                    f"{type(requests).__name__} (one request: use execute)")
         prepared = [self._prepared(request) for request in requests]
         start = time.perf_counter()
         with self._failures_named("executing"):

@@ -317,3 +317,7 @@ def test_execute_many_gives_what_execute_gives_and_checks_a_shared_network_once(
     assert len(backend.requests) == 4
     with pytest.raises(DelgradError, match="requests: expected ExecutionRequest"):
         backend.execute_many([shared])
+    for wrong in (requests[0], shared, 3):
+        with pytest.raises(DelgradError, match="requests: expected a list of ExecutionRequest objects"):
+            backend.execute_many(wrong)
+    assert len(backend.execute_many(iter(requests[:2]))) == 2  # any iterable of requests
