@@ -328,6 +328,9 @@ def test_bad_options_are_refused_naming_the_option():
         HilBackend(token="x" * 20)
     with pytest.raises(dg.InvalidValueError, match="faults.exit_after_jobs"):
         HilBackend(faults={"exit_after_jobs": 0})
+    for wrong in (0, 17, True, 2.0):
+        with pytest.raises(dg.InvalidValueError, match=r"jobs_in_flight: expected an integer from 1 to 16"):
+            HilBackend(jobs_in_flight=wrong)
 
 
 def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_service, tmp_path):
