@@ -149,10 +149,12 @@ def main(argv=None) -> dict:
         per_side = warm_up + args.jobs * args.rounds
         local = build_requests(device, 2 * per_side, args.batch)
         remote = build_requests(hil, 2 * per_side, args.batch, first_seed=10**6)
-        run_one = {"in_process": (device, local[:per_side]), "in_process_many": (device, local[per_side:]),
-                   "service_1_client": (hil, remote[:per_side]), "service_1_client_in_flight": (hil, remote[per_side:])}
-        for name, (backend, requests) in run_one.items():
-            _seconds_per_job(backend, requests[:warm_up], many=name.endswith(("many", "in_flight")))
+        # name -> (backend, requests, through execute_many)
+        run_one = {"in_process": (device, local[:per_side], False), "in_process_many": (device, local[per_side:], True),
+                   "service_1_client": (hil, remote[:per_side], False),
+                   "service_1_client_in_flight": (hil, remote[per_side:], True)}
+        for backend, requests, many in run_one.values():
+            _seconds_per_job(backend, requests[:warm_up], many=many)
         shared = LocalService(args.device, options)
         shared.start()
         try:
@@ -160,9 +162,8 @@ def main(argv=None) -> dict:
                 chunk = slice(warm_up + k * args.jobs, warm_up + (k + 1) * args.jobs)
                 order = names if k % 2 == 0 else names[::-1]
                 for name in order:
-                    backend, requests = run_one[name]
-                    seconds[name].append(_seconds_per_job(backend, requests[chunk],
-                                                          many=name.endswith(("many", "in_flight"))))
+                    backend, requests, many = run_one[name]
+                    seconds[name].append(_seconds_per_job(backend, requests[chunk], many=many))
                 four_clients.append(_concurrent_rate(shared, 4, args.jobs, args.batch, first_seed=10**7 * (k + 1)))
         finally:
             shared.stop()

@@ -144,24 +144,26 @@ class ParameterAverage:
             yield
             return
         own = {name: value.copy() for name, value in model.params.items()}
-        self.write_into(model)
+        _assign(model, self.params)
         try:
             yield
         finally:
-            for name, value in own.items():
-                model.params[name][...] = value
-            model.apply()
+            _assign(model, own)
 
     def write_into(self, model) -> None:
         """Replace `model`'s parameters with the average (no-op when off or empty)."""
-        if self.current(model.params) is model.params:
-            return
-        for name, value in self.params.items():
-            model.params[name][...] = value
-        model.apply()
+        if self.current(model.params) is not model.params:
+            _assign(model, self.params)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f"average.{name}": value for name, value in self.params.items()}
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         self.params = {name[8:]: value for name, value in arrays.items() if name.startswith("average.")}
+
+
+def _assign(model, values: dict[str, np.ndarray]) -> None:
+    """Copy `values` into `model`'s parameters (in place) and rebuild its network from them."""
+    for name, value in values.items():
+        model.params[name][...] = value
+    model.apply()
