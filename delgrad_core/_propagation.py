@@ -96,21 +96,22 @@ def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = N
     return array
 
 
-def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str) -> np.ndarray | None:
+def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str, *,
+                    keep_shared: bool = False) -> np.ndarray | None:
     """Validate observed arrival times: (batch, n_pre, n_post), or (batch, n_pre) when every
     neuron sees the same arrival of an input; finite or +inf (never arrived).  Returns the
-    3-d form the kernels read."""
+    3-d form the kernels read, or with `keep_shared` a (batch, n_pre) array as it came."""
     if arrival_times is None:
         return None
     array = _as_float_array(arrival_times, field_name)
     n_pre, n_post = layer.projection.n_pre, layer.projection.n_post
-    if array.shape == (n_batch, n_pre):
-        array = np.ascontiguousarray(np.broadcast_to(array[:, :, None], (n_batch, n_pre, n_post)))
-    if array.shape != (n_batch, n_pre, n_post):
+    if array.shape not in ((n_batch, n_pre), (n_batch, n_pre, n_post)):
         raise InvalidValueError(f"{field_name}: expected shape {(n_batch, n_pre, n_post)} or {(n_batch, n_pre)}, "
                                 f"got {np.shape(arrival_times)}")
     if np.isnan(array).any() or (array == -np.inf).any():
         raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for an input that never arrived)")
+    if array.ndim == 2 and not keep_shared:
+        array = np.ascontiguousarray(np.broadcast_to(array[:, :, None], (n_batch, n_pre, n_post)))
     return array
 
 
@@ -141,16 +142,23 @@ def _kernel_delays(projection) -> np.ndarray:
 
 
 def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: np.ndarray | None, threads: int) -> np.ndarray:
+    """First spike times; `arrivals` (batch, n_pre) are times at which every neuron sees its
+    inputs (they take the place of the input times, with no delays added, and one sort per
+    sample then serves the whole layer), (batch, n_pre, n_post) per synapse, or None."""
     projection = layer.projection
     threshold, tau_m, tau_s = layer.neuron_arrays()
+    delays = _kernel_delays(projection)
+    shared_order = projection.delay_kind is not DelayKind.SYNAPTIC
+    if arrivals is not None and arrivals.ndim == 2:
+        pre_times, arrivals, delays, shared_order = arrivals, None, _zero_delays(projection.weights.shape), True
     out = np.empty((pre_times.shape[0], projection.n_post))
     _layer.forward_layer(
         pre_times,
         projection.weights,
-        _kernel_delays(projection),
+        delays,
         _NO_ARRIVALS if arrivals is None else arrivals,
         arrivals is not None,
-        arrivals is None and projection.delay_kind is not DelayKind.SYNAPTIC,
+        arrivals is None and shared_order,
         threshold,
         tau_m,
         tau_s,
@@ -176,7 +184,7 @@ def layer_forward(layer: Layer, pre_spike_times, *, arrival_times=None, n_thread
     """
     layer.validate()
     times = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
-    arrivals = _check_arrivals(arrival_times, layer, times.shape[0], "arrival_times")
+    arrivals = _check_arrivals(arrival_times, layer, times.shape[0], "arrival_times", keep_shared=True)
     return _forward_layer(layer, times, arrivals, _threads(n_threads, times.shape[0] * layer.projection.weights.size))
 
 

@@ -36,6 +36,25 @@ def test_arrivals_equal_to_t_plus_d_change_nothing(helpers, kind):
         assert dg.layer_forward(layer, pre, arrival_times=a).tobytes() == post.tobytes()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("ratio", [1.0, 2.0, 1.4])
+def test_one_arrival_per_input_equals_the_same_arrival_at_every_neuron(helpers, kind, ratio):
+    # (batch, n_pre) arrivals take a layer-wide path (the arrivals become the input times, with
+    # no delays); it must give what the per-synapse form with the same time at every neuron gives
+    network = helpers.build_network([6, 9], kind, ratio, seed=3, weight_mean=1.5, weight_std=0.6)
+    layer = network.layers[0]
+    rng = np.random.default_rng(2)
+    arrivals = rng.uniform(0.15, 4.0, (40, 6))
+    arrivals[3, 1] = arrivals[5, :] = np.inf
+    per_synapse = np.repeat(arrivals[:, :, None], layer.projection.n_post, axis=2)
+    inputs = rng.uniform(0.15, 2.0, (40, 6))  # not read: the arrivals stand for input time plus delay
+    shared = dg.layer_forward(layer, inputs, arrival_times=arrivals)
+    expected = dg.layer_forward(layer, inputs, arrival_times=per_synapse)
+    assert np.isfinite(expected).sum() > 100
+    np.testing.assert_array_equal(np.isfinite(shared), np.isfinite(expected))
+    np.testing.assert_allclose(shared, expected, rtol=1e-12, atol=0)
+
+
 def _jittered_forward(network, inputs, offsets):
     """Spike times when every arrival is t_i + d_ij + offset_ij (fixed per-sample jitter)."""
     times, pre = [], inputs
