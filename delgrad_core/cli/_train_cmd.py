@@ -164,8 +164,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     if backend is not None and backend != stored.get("backend"):
         settings.pop("backend_options", None)
         settings.pop("evaluation_batch_size", None)
-    if backend_options:
-        settings["backend_options"] = backend_options
+    if backend_options:  # given on the command line: over the run's own
+        settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
     config = config_with_defaults(settings)
     network = load_network(network_file)
     data = load_dataset(config.dataset, split)

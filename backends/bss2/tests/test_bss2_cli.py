@@ -61,3 +61,20 @@ def test_the_conformance_suite_passes_as_a_user_runs_it(tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=environment)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "failed" not in out.stdout
+
+
+def test_evaluate_adds_command_line_backend_options_to_the_runs_own(tmp_path, monkeypatch):
+    """A run trained on chip 3 uncalibrated is evaluated there even when another option is given."""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    trained = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--delays", "none", "--epochs", "1",
+                                        "--backend-option", "chip=3", "--backend-option", "calibrated=false",
+                                        "--out", str(out), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    plain, threads = (cli_runner().invoke(main, ["evaluate", str(out), "--json", *extra])
+                      for extra in ([], ["--backend-option", "n_threads=1"]))
+    assert plain.exit_code == 0 and threads.exit_code == 0, plain.output + threads.output
+    assert json.loads(plain.stdout)["accuracy"] == json.loads(threads.stdout)["accuracy"]
+    other_chip = cli_runner().invoke(main, ["evaluate", str(out), "--json", "--backend-option", "chip=0",
+                                            "--backend-option", "calibrated=true"])
+    assert json.loads(other_chip.stdout)["accuracy"] != json.loads(plain.stdout)["accuracy"]
