@@ -20,7 +20,7 @@ _EXPORTS = {
     "delgrad_core._ir": ["DelayKind", "Layer", "Network", "NeuronParameters", "Population", "Projection"],
     "delgrad_core._propagation": [
         "forward", "backward", "layer_forward", "layer_backward", "LayerBackward", "LayerGradients",
-        "NetworkGradients", "default_num_threads",
+        "NetworkGradients", "default_num_threads", "check_num_threads", "MAX_NUM_THREADS",
     ],
     "delgrad_core._serialization": ["save_network", "load_network"],
     "delgrad_core._capabilities": ["Capabilities"],

@@ -31,7 +31,13 @@ __all__ = [
     "LayerGradients",
     "NetworkGradients",
     "default_num_threads",
+    "check_num_threads",
+    "MAX_NUM_THREADS",
 ]
+
+# More kernel threads than this are refused: thread creation fails (or crashes) long before a
+# machine could use them.
+MAX_NUM_THREADS = 256
 
 # Partial gradient sums per call: fixed, so that the sums do not depend on the thread count.
 _GRADIENT_SLOTS = 8
@@ -69,10 +75,17 @@ def default_num_threads() -> int:
             n = int(value)
         except ValueError:
             n = 0
-        if n < 1:
-            raise InvalidValueError(f"DELGRAD_NUM_THREADS: expected a positive integer, got {value!r}")
-        return n
-    return available_cpus()
+        return check_num_threads(n, "DELGRAD_NUM_THREADS", shown=value)
+    return min(available_cpus(), MAX_NUM_THREADS)
+
+
+def check_num_threads(value, field_name: str = "n_threads", *, shown=None) -> int:
+    """`value` as an int if it is an integer from 1 to `MAX_NUM_THREADS`; else an
+    `InvalidValueError` naming `field_name` (and showing `shown`, if given, as the value)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_NUM_THREADS:
+        raise InvalidValueError(f"{field_name}: expected an integer from 1 to {MAX_NUM_THREADS}, "
+                                f"got {value if shown is None else shown!r}")
+    return int(value)
 
 
 def _as_float_array(values, field_name: str) -> np.ndarray:
@@ -119,9 +132,7 @@ def _threads(n_threads: int | None, work: int) -> int:
     """Explicit `n_threads`, else as many default threads as `work` synapse steps keep busy."""
     if n_threads is None:
         return max(1, min(default_num_threads(), work // _MIN_WORK_PER_THREAD))
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
-        raise InvalidValueError(f"n_threads: expected a positive integer, got {n_threads!r}")
-    return int(n_threads)
+    return check_num_threads(n_threads)
 
 
 @functools.lru_cache(maxsize=8)

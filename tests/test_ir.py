@@ -167,13 +167,22 @@ def test_backward_input_validation():
         dg.backward(network, x, times, np.full((2, 2), np.nan))
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "many"])
+@pytest.mark.parametrize("value", ["0", "-2", "many", "257", "100000"])
 def test_thread_count_validation(monkeypatch, value):
     monkeypatch.setenv("DELGRAD_NUM_THREADS", value)
-    with pytest.raises(ValueError, match="DELGRAD_NUM_THREADS: expected a positive integer"):
+    with pytest.raises(ValueError, match=f"DELGRAD_NUM_THREADS: expected an integer from 1 to 256, got '{value}'"):
         dg.default_num_threads()
-    with pytest.raises(ValueError, match="n_threads: expected a positive integer"):
-        dg.forward(dg.Network.feedforward([2, 2]), np.zeros((1, 2)), n_threads=0)
+    count = int(value) if value.lstrip("-").isdigit() else value
+    with pytest.raises(ValueError, match="n_threads: expected an integer from 1 to 256"):
+        dg.forward(dg.Network.feedforward([2, 2]), np.zeros((1, 2)), n_threads=count)
+
+
+@pytest.mark.parametrize("name", ["reference", "bss2-emulator"])
+@pytest.mark.parametrize("count", [0, 257, 100_000, 2.0, "2"])
+def test_backends_refuse_a_thread_count_when_built(name, count):
+    # (a count in the tens of thousands used to crash the process inside OpenMP)
+    with pytest.raises(ValueError, match="n_threads: expected an integer from 1 to 256"):
+        dg.get_backend(name, n_threads=count)
 
 
 def test_parameter_counts_match_model_md():

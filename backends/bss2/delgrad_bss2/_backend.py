@@ -15,6 +15,7 @@ from delgrad_core import (
     ExecutionResult,
     InvalidValueError,
     Network,
+    check_num_threads,
 )
 
 from delgrad_bss2._cache import cache_path, load_cached, store
@@ -68,7 +69,7 @@ class Bss2EmulatorBackend(Backend):
         self.calibrated = _check_bool(calibrated, "calibrated")
         self.cache = _check_bool(cache, "cache")
         self.input_duplication = _check_int(input_duplication, "input_duplication", 1)
-        self.n_threads = None if n_threads is None else _check_int(n_threads, "n_threads", 1)
+        self.n_threads = None if n_threads is None else check_num_threads(n_threads)
         unknown = sorted(set(options) - set(ChipConfig.__dataclass_fields__))
         if unknown:
             raise InvalidValueError(

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 from delgrad_core import InvalidValueError
 
 __all__ = ["ChipConfig"]
+
+_WEIGHT_STORAGE_MAX = 255  # a job's excitatory and inhibitory weights are uint8 (delgrad_bss2._job)
 
 
 @dataclass(frozen=True)
@@ -112,16 +115,20 @@ class ChipConfig:
                 if not isinstance(value, bool):
                     raise InvalidValueError(f"{spec.name}: expected true or false, got {value!r}")
             elif spec.type == "int":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                     raise InvalidValueError(f"{spec.name}: expected a positive integer, got {value!r}")
+                object.__setattr__(self, spec.name, int(value))
             else:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
                         or value < 0:
                     raise InvalidValueError(f"{spec.name}: expected a finite number >= 0, got {value!r}")
                 object.__setattr__(self, spec.name, float(value))
         for name in ("weight_scale", "tau_us", "threshold", "timestamp_us", "slot_tau", "register_step_us"):
             if getattr(self, name) <= 0:
                 raise InvalidValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        if self.weight_max > _WEIGHT_STORAGE_MAX:
+            raise InvalidValueError(f"weight_max: a job stores weights in 8 bits, expected at most {_WEIGHT_STORAGE_MAX}, "
+                                    f"got {self.weight_max}")
         if self.synapse_rows < 2:
             raise InvalidValueError(f"synapse_rows: a signed input needs 2 rows, got {self.synapse_rows}")
         if self.neuron_circuits % 2:

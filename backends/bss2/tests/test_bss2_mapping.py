@@ -3,7 +3,7 @@ quantisation, shared delays of duplicated inputs, placement."""
 
 import numpy as np
 import pytest
-from _bss2_helpers import yin_yang_network
+from _bss2_helpers import ALL_OFF, yin_yang_network
 
 import delgrad_core as dg
 from delgrad_bss2._mapping import place
@@ -72,6 +72,21 @@ def test_weights_are_clipped_and_quantised_to_the_six_bit_grid():
         expected = np.clip(np.round(original.projection.weights * 30), -63, 63) / 30  # independently
         np.testing.assert_allclose(layer.projection.weights, expected, rtol=0, atol=1e-12)
     assert np.abs(ran.layers[0].projection.weights).max() == pytest.approx(2.1)
+
+
+def test_the_largest_weight_a_job_can_store_runs_as_the_reference_and_larger_is_refused():
+    # a job keeps its weights in 8 bits: 255 is the largest weight_max (256 used to wrap to 0)
+    backend = dg.get_backend("bss2-emulator", weight_max=255, **ALL_OFF)
+    network = dg.Network.feedforward([2, 1], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), weight_mean=255 / 30,
+                                     weight_std=0.0)
+    network.layers[0].projection.weights[1, 0] = -255 / 30
+    inputs = np.array([[0.5, np.inf], [0.5, 0.6]])
+    times = backend.execute(network, inputs, calibration=backend.calibrate()).layer_spike_times[0]
+    expected = dg.forward(backend.represent(network), inputs)[0]
+    assert np.all(np.isfinite(times[0])) and np.all(np.isfinite(expected[0]))
+    np.testing.assert_allclose(times, expected, rtol=0, atol=1e-9)
+    with pytest.raises(dg.InvalidValueError, match="weight_max: a job stores weights in 8 bits, expected at most 255"):
+        dg.get_backend("bss2-emulator", weight_max=256)
 
 
 def test_delays_are_rounded_to_the_register_grid_and_bounded():

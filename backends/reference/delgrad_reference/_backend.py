@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, forward
+from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, check_num_threads, forward
 
 __all__ = ["ReferenceBackend", "REFERENCE_CAPABILITIES"]
 
@@ -24,7 +24,7 @@ class ReferenceBackend(Backend):
     name = "reference"
 
     def __init__(self, n_threads: int | None = None):
-        self.n_threads = n_threads
+        self.n_threads = None if n_threads is None else check_num_threads(n_threads)
 
     @property
     def capabilities(self) -> Capabilities:
