@@ -3,10 +3,12 @@ commands plugins register (`delgrad_core.hookspecs`, ``delgrad_register_commands
 
 Every `DelgradError` (and every operating-system error such as a full disk) ends as a one-line
 message and exit status 1, Ctrl-C as a one-line message and status 130: never a traceback.
+Warnings are printed as one "Warning: ..." line each (without Python's file and line).
 With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for developers).
 """
 
 import os
+import warnings
 
 import click
 
@@ -15,6 +17,10 @@ __all__ = ["main"]
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"Warning: {_one_line(message)}", err=True)
 
 
 class _Group(click.Group):
@@ -44,7 +50,10 @@ class _Group(click.Group):
         from delgrad_core._errors import DelgradError
 
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                if not os.environ.get("DELGRAD_DEBUG"):
+                    warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except (DelgradError, OSError) as exc:
             if os.environ.get("DELGRAD_DEBUG"):
                 raise

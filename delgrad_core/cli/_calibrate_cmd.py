@@ -37,8 +37,8 @@ def _report(backend_name: str, calibration, cache, seconds: float) -> list[str]:
     lines = [f"calibration of {backend_name!r} in {seconds:.2f} s (digest {calibration.digest[:16]})"]
     if cache is not None:
         status, path = cache
-        lines.append(f"cache hit: loaded {path} (nothing was measured)" if status == "hit"
-                     else f"stored in the cache: {path}")
+        lines.append({"hit": f"cache hit: loaded {path} (nothing was measured)",
+                      "stored": f"stored in the cache: {path}"}.get(status, f"not stored in the cache: {path}"))
     values = dict(calibration.values)
     if _is_table(values.get("summary")):  # the convention: {"columns": [...], "rows": [[...], ...]}
         summary = values.pop("summary")

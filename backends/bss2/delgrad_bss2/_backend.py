@@ -122,7 +122,7 @@ class Bss2EmulatorBackend(Backend):
         chip = self._emulated_chip()
         calibration = calibrate_chip(chip, progress) if self.calibrated else default_calibration(chip)
         if self.cache:
-            self.calibration_cache = ("stored", str(store(calibration)))
+            self.calibration_cache = store(calibration)
         return calibration
 
     def _placement(self, network: Network, calibration: Calibration) -> Placement:

@@ -46,6 +46,15 @@ def load_cached(key: str) -> Calibration | None:
     return calibration
 
 
-def store(calibration: Calibration) -> Path:
-    """Write `calibration` to its place in the cache (atomically) and return the path."""
-    return calibration.save(cache_path(calibration.cache_key))
+def store(calibration: Calibration) -> tuple[str, str]:
+    """Write `calibration` to its place in the cache (atomically): ("stored", path); if the
+    cache cannot be written, a warning and ("not_stored", path) (the calibration is still good)."""
+    path = cache_path(calibration.cache_key)
+    try:
+        calibration.save(path)
+    except OSError as exc:
+        warnings.warn(f"could not store the calibration in the cache ({path}: {exc.strerror or exc}); going on "
+                      f"without it (set {CACHE_ENV} to a writable folder, or pass the backend option cache=false)",
+                      stacklevel=3)
+        return "not_stored", str(path)
+    return "stored", str(path)

@@ -82,3 +82,26 @@ def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_directory() == tmp_path / "home" / ".cache" / "delgrad" / "bss2"
+
+
+def test_a_cache_that_cannot_be_written_warns_and_the_calibration_is_used(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(blocker))
+    with pytest.warns(UserWarning, match="could not store the calibration in the cache.*DELGRAD_BSS2_CACHE.*cache=false"):
+        backend, calibration = _calibrate()
+    assert backend.calibration_cache[0] == "not_stored"
+    assert calibration == dg.get_backend("bss2-emulator", cache=False).calibrate()
+    assert blocker.read_text() == "not a folder"
+
+
+def test_the_calibrate_command_says_so_in_one_warning_line(tmp_path, monkeypatch):
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "a-file"))
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "bss2-emulator"])
+    assert result.exit_code == 0, result.output
+    assert "Warning: could not store the calibration in the cache" in result.stderr
+    assert "UserWarning" not in result.stderr and "not stored in the cache" in result.stdout
