@@ -80,17 +80,27 @@ SUMMARY_COLUMNS = ["parameter", "unit", "target", "uncalibrated_mean", "uncalibr
                    "calibrated_std", "ratio", "failed"]
 
 
+def _statistic(function, values: np.ndarray) -> float | None:
+    """`function` of `values` (the circuits that passed), or None when there are none or the
+    measurements are not finite (extreme chip options): the summary stays valid JSON."""
+    if values.size == 0:
+        return None
+    with np.errstate(all="ignore"):
+        result = float(function(values))
+    return result if np.isfinite(result) else None
+
+
 def _row(parameter: AnalogParameter, target: float, before: np.ndarray, after: np.ndarray | None,
          success: np.ndarray) -> list:
     """Summary of one parameter (`SUMMARY_COLUMNS`): measured mean and std before and after,
-    over the circuits that passed."""
-    before_std = float(np.std(before[success]))
-    row = [parameter.name, parameter.unit, target, float(np.mean(before[success])), before_std]
+    over the circuits that passed (None where no circuit passed)."""
+    before_std = _statistic(np.std, before[success])
+    row = [parameter.name, parameter.unit, target, _statistic(np.mean, before[success]), before_std]
     if after is None:
         return row + [None] * 4
-    after_std = float(np.std(after[success]))
-    return row + [float(np.mean(after[success])), after_std, after_std / before_std if before_std > 0 else None,
-                  int(np.count_nonzero(~success))]
+    after_std = _statistic(np.std, after[success])
+    ratio = after_std / before_std if after_std is not None and before_std else None
+    return row + [_statistic(np.mean, after[success]), after_std, ratio, int(np.count_nonzero(~success))]
 
 
 def _calibration(chip: Chip, calibrated: bool, settings: dict, success: dict, rows: list) -> Calibration:

@@ -17,6 +17,7 @@ from delgrad_core import (
     UnsupportedNetworkError,
 )
 
+from delgrad_bss2._calibration import BACKEND_NAME
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._delays import delays_from_registers
 
@@ -120,7 +121,8 @@ def place(network: Network, config: ChipConfig, duplication: int, usable_circuit
     if elements.size < n_elements or circuits.size < n_neurons:
         failed = int(np.count_nonzero(~usable_circuits))
         raise UnsupportedNetworkError(
-            f"the network needs {n_neurons} neuron circuits and {n_elements} delay elements; after placing "
+            f"backend {BACKEND_NAME!r} cannot place the network with this calibration: it needs {n_neurons} neuron "
+            f"circuits and {n_elements} delay elements; after placing "
             f"{elements.size} delay elements {circuits.size} usable circuits are left ({failed} circuits and "
             f"{int(np.count_nonzero(~usable_elements))} delay elements failed calibration)", capability="resources")
     neuron_circuits, element_index, start, first_element = [], [], 0, 0

@@ -141,3 +141,14 @@ def test_networks_avoid_the_circuits_that_failed(emulator):
     placement = backend._placement(network, calibration)
     used = np.concatenate(placement.neuron_circuits)
     assert not set(used.tolist()) & set(failed) and result.metadata["neuron_circuits"] == 33
+
+
+def test_a_chip_where_every_circuit_fails_gives_a_calibration_that_refuses_networks():
+    # (the summary's means over no circuit were NaN, which ended the calibration with a JSON error)
+    backend = dg.get_backend("bss2-emulator", defect_probability=1.0, cache=False)
+    calibration = backend.calibrate()
+    rows = {row[0]: row for row in calibration.values["summary"]["rows"]}
+    assert rows["leak"][3:8] == [None] * 5 and rows["leak"][8] == 512 and rows["delay_offset"][8] == 256
+    assert len(calibration.values["failed_circuits"]) == 512
+    with pytest.raises(dg.UnsupportedNetworkError, match="512 circuits and 256 delay elements failed calibration"):
+        backend.execute(yin_yang_network(), yin_yang_inputs(), calibration=calibration)
