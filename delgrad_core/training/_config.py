@@ -279,8 +279,29 @@ def config_with_defaults(values: dict) -> TrainingConfig:
         if callable(backend_defaults):  # defaults that depend on the backend options (e.g. the device of mock-hil)
             options = values.get("backend_options") if isinstance(values.get("backend_options"), dict) else {}
             backend_defaults = check_settings(backend_defaults(dict(options)), f"backend {backend!r}: training_defaults")
+        _check_layer_count(backend, backend_defaults, values, plugins.get("backend", backend).details)
         defaults.update(backend_defaults)
     return TrainingConfig.from_dict({**defaults, **values})
+
+
+def _check_layer_count(backend: str, backend_defaults: dict, values: dict, details: dict) -> None:
+    """Refuse a layer count that the backend's per-layer defaults do not fit, saying so (rather
+    than letting the check of a setting the user never gave speak)."""
+    hidden = values.get("hidden", TrainingConfig.hidden)
+    if isinstance(hidden, bool) or not isinstance(hidden, (int, list)):
+        return
+    n_layers = 2 if isinstance(hidden, int) else len(hidden) + 1
+    for name in ("weight_init_mean", "weight_init_std"):
+        default = backend_defaults.get(name)
+        if name in values or not isinstance(default, list) or len(default) == n_layers:
+            continue
+        capabilities = details.get("capabilities")
+        limit = getattr(capabilities, "max_layers", None)
+        if limit is not None and n_layers > limit:
+            raise InvalidValueError(f"hidden: backend {backend!r} runs at most {limit} neuron layers "
+                                    f"({limit - 1} hidden), got {n_layers} ({n_layers - 1} hidden)")
+        raise InvalidValueError(f"hidden: backend {backend!r}'s default {name} is for {len(default)} neuron layers, "
+                                f"got {n_layers}; give {name} (one value per neuron layer) for this network")
 
 
 def _sections() -> dict[str, list[str]]:

@@ -78,3 +78,11 @@ def test_evaluate_adds_command_line_backend_options_to_the_runs_own(tmp_path, mo
     other_chip = cli_runner().invoke(main, ["evaluate", str(out), "--json", "--backend-option", "chip=0",
                                             "--backend-option", "calibrated=true"])
     assert json.loads(other_chip.stdout)["accuracy"] != json.loads(plain.stdout)["accuracy"]
+
+
+def test_train_with_more_layers_than_the_chip_runs_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--hidden", "20,10", "--delays", "none",
+                                        "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "hidden: backend 'bss2-emulator' runs at most 2 neuron layers (1 hidden), got 3 (2 hidden)" in result.output
