@@ -23,10 +23,12 @@ def tau_from_us(times_us, config: ChipConfig) -> np.ndarray:
 
 
 def emitted_us(times_us: np.ndarray, config: ChipConfig) -> np.ndarray:
-    """When the FPGA emits spikes scheduled at `times_us`: on the nearest clock tick."""
+    """When the FPGA emits spikes scheduled at `times_us`: on the first clock tick at or after
+    that time (never early: a neuron's spike, stamped at the start of its tick, then never
+    precedes the input that caused it)."""
     if not config.quantise_times:
         return times_us
-    return np.round(times_us / config.timestamp_us) * config.timestamp_us
+    return np.ceil(times_us / config.timestamp_us) * config.timestamp_us
 
 
 def timestamped_us(times_us: np.ndarray, config: ChipConfig) -> np.ndarray:
