@@ -39,8 +39,10 @@ def _neuron_parameters(chip: Chip, job: Job, program: LayerProgram, rng: np.rand
         distance = distance + rng.normal(0.0, config.threshold_noise * config.cadc_per_unit, circuits.size)
     if np.any(distance <= 0):
         circuit = circuits[np.argmax(distance <= 0)]
+        cause = (f"threshold_noise={config.threshold_noise:g} drew it there in this run; lower that option"
+                 if config.threshold_noise > 0 else "check the imperfection options")
         raise BackendError(f"chip {job.chip}: neuron circuit {circuit} has its threshold at or below its leak "
-                           "potential (it would fire without input); check the imperfection options")
+                           f"potential (it would fire without input); {cause}")
     threshold = program.threshold * distance / (config.threshold_cadc - config.leak_cadc)
     tau_m = program.tau_m * value("tau_m") / config.tau_us
     tau_s = program.tau_s * value("tau_s") / config.tau_us

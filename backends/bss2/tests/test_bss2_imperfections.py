@@ -150,3 +150,12 @@ def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emula
             expected = _independent_first_spike(inputs[b], weights[:, j] * value["gain"][j], theta[j],
                                                 value["tau_m"][j] / 6.0, value["tau_s"][j] / 6.0)
             assert times[b, j] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_threshold_noise_that_puts_a_threshold_below_the_leak_is_named():
+    backend = dg.get_backend("bss2-emulator", threshold_noise=1.2, cache=False)
+    calibration = backend.calibrate()
+    network = backend.represent(yin_yang_network())
+    with pytest.raises(dg.BackendError, match="at or below its leak potential.*threshold_noise=1.2 drew it there"):
+        for seed in range(50):
+            backend.execute(network, yin_yang_inputs(), calibration=calibration, seed=seed)
