@@ -172,7 +172,7 @@ class Backend(abc.ABC):
                 if not caps.supports_ratio(float(ratio)):
                     allowed = ", ".join(f"{r:g}" for r in caps.tau_ratios)
                     raise UnsupportedNetworkError(
-                        f"{prefix} tau_m/tau_s ratio {ratio:g} in layer {population.name!r} (supports: {allowed})",
+                        f"{prefix} tau_m/tau_s ratio {ratio:.12g} in layer {population.name!r} (supports: {allowed})",
                         capability="tau_ratios",
                     )
         reason = self.check_resources(network)

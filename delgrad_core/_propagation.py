@@ -89,10 +89,20 @@ def check_num_threads(value, field_name: str = "n_threads", *, shown=None) -> in
 
 
 def _as_float_array(values, field_name: str) -> np.ndarray:
+    """`values` as a contiguous float64 array; integers and floats only (never strings,
+    booleans or complex numbers, which numpy would convert)."""
     try:
-        return np.ascontiguousarray(values, dtype=np.float64)
+        array = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise InvalidValueError(f"{field_name}: expected an array of numbers ({exc})") from None
+    if array.dtype.kind not in "iuf":
+        raise InvalidValueError(f"{field_name}: expected an array of real numbers, got {_dtype_name(array)}")
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    return {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects",
+            "M": "dates", "m": "time differences"}.get(array.dtype.kind, f"dtype {array.dtype}")
 
 
 def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = None) -> np.ndarray:

@@ -282,6 +282,12 @@ def test_evaluate_refuses_a_network_that_does_not_fit_the_dataset(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "five.npz"), "5 inputs but the encoded dataset has 4")
 
 
+def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):
+    assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
+    (tmp_path / "run" / "network.npz").unlink()
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "run: the run folder has no network file (network.npz)")
+
+
 def test_a_folder_holding_a_run_is_never_overwritten(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

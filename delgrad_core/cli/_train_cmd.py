@@ -129,6 +129,9 @@ def _run_settings(path: Path) -> tuple[Path, dict]:
         if path.is_dir():
             raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy)")
         return network_file, {}
+    if not network_file.is_file():
+        raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "
+                                "or moved")
     return network_file, dict(metrics.get("config", {}))
 
 

@@ -5,6 +5,7 @@ of their own (`_step`, `_heuristics`, `_run_folder`, `_progress`).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 
@@ -281,8 +282,10 @@ class Trainer:
             current = self.config.to_dict()
             if saved != current:
                 differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-                raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings: "
-                                        f"{', '.join(differing)}")
+                changes = "; ".join(f"{k}: {_shown(saved.get(k))} in the checkpoint, {_shown(current.get(k))} now"
+                                    for k in differing)
+                raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
+                                        "resume with the run's own settings")
             for name, param in self.model.params.items():
                 param[...] = data.array(f"param.{name}", shape=param.shape, kind="f")
             self.optimiser.load_state_arrays({name[5:]: data.array(name, kind="fi")
@@ -302,3 +305,9 @@ class Trainer:
                 raise
             raise FileFormatError(f"{path}: inconsistent checkpoint or history ({type(exc).__name__}: {exc})") from None
         self.model.apply()
+
+
+def _shown(value) -> str:
+    """A setting as JSON, shortened for a one-line message."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
