@@ -204,6 +204,12 @@ def test_tokens_come_from_the_argument_a_file_or_the_environment(tmp_path, monke
     assert "tiny" not in str(info.value)
     with pytest.raises(dg.InvalidValueError, match="cannot read"):
         load_token(token_file=tmp_path / "missing")
+    (tmp_path / "binary").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(dg.InvalidValueError, match="binary: not UTF-8 text"):
+        load_token(token_file=tmp_path / "binary")
+    (tmp_path / "huge").write_text("x" * 5000)
+    with pytest.raises(dg.InvalidValueError, match="huge: larger than 4096 bytes"):
+        load_token(token_file=tmp_path / "huge")
     assert "hidden" in repr(Signer(b"secret-secret-secret")) and "secret" not in repr(Signer(b"secret-secret-secret"))
 
 

@@ -113,6 +113,35 @@ def test_the_command_line_reports_health_and_status(start_service, monkeypatch):
     assert len(refused.stderr.strip().splitlines()) == 1 and service.token not in refused.output
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:5601", "garbage", "http://x", "", "tcp://127.0.0.1:99999",
+                                     "tcp://127.0.0.1:0", "tcp://:5555", "inproc://x", "tcp://*:5555"])
+def test_a_malformed_address_is_refused_at_once(address, monkeypatch):
+    # (ZeroMQ refused several of these on connect and the client then hung in close())
+    with pytest.raises(dg.InvalidValueError, match="address: (expected tcp://HOST:PORT or ipc://PATH|the port must)"):
+        HilBackend(address or " ", token="a-token-of-sufficient-length")
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", "a-token-of-sufficient-length")
+    result = cli_runner().invoke(main, ["hil", "health", "--address", address, "--timeout-s", "1"])
+    assert result.exit_code == 2 and "--address: " in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("arguments", [["serve", "--address", "tcp://127.0.0.1:70000"], ["serve", "--cache-mb", "nan"],
+                                       ["serve", "--max-message-mb", "inf"], ["serve", "--max-message-mb", "1e-9"],
+                                       ["serve", "--replay-window-s", "nan"], ["serve", "--shutdown-grace-s", "inf"],
+                                       ["health", "--timeout-s", "nan"], ["status", "--timeout-s", "inf"]])
+def test_the_commands_refuse_values_they_cannot_use(arguments):
+    # (nan as a timeout spun forever; inf and huge sizes ended in tracebacks)
+    result = cli_runner().invoke(main, ["hil", *arguments])
+    assert result.exit_code == 2 and "Invalid value" in result.stderr and "Traceback" not in result.output
+
+
+def test_training_refuses_a_token_option_that_the_run_folder_would_keep(tmp_path):
+    result = cli_runner().invoke(main, ["train", "--backend", "mock-hil", "--backend-option", "address=tcp://127.0.0.1:1",
+                                        "--backend-option", "token=a-token-of-sufficient-length", "--epochs", "1",
+                                        "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "backend_options.token: a run keeps its settings in plain text" in result.output
+    assert "a-token-of-sufficient-length" not in result.output and not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------------------- hostile messages
 def test_a_wrong_or_missing_token_is_refused_at_once_and_the_service_serves_on(start_service):
     service = start_service()
@@ -158,6 +187,17 @@ def test_a_client_refuses_to_send_what_the_service_would_refuse(start_service):
     with _client(service) as backend:
         with pytest.raises(dg.BackendError, match=r"execute message \([0-9,]+ bytes\) is above the service's limit of 52,428 bytes"):
             backend.execute(network, np.full((2000, 4), 0.5), seed=0)
+
+
+def test_a_result_above_the_reply_limit_is_refused_instead_of_lost(start_service):
+    # (the client drops replies above 4 x the limit: it used to wait for such a result forever)
+    service = start_service(device="reference", serve_arguments=["--max-message-mb", "0.05"])
+    network = dg.Network.feedforward([4, 200, 3], neuron=dg.NeuronParameters(1.0, 1.0, 1.0), seed=0)
+    with _client(service, timeout_s=2.0, attempts=2) as backend:
+        with pytest.raises(dg.BackendError, match=r"the result of [0-9,]+ bytes is above the reply limit of 209,712 "
+                                                  r"bytes .* run the batch in smaller jobs"):
+            backend.execute(network, np.full((300, 4), 0.5), seed=0)
+        assert backend.execute(network, np.full((20, 4), 0.5), seed=0).layer_spike_times[0].shape == (20, 200)
 
 
 # ---------------------------------------------------------------------------- idempotent jobs

@@ -27,6 +27,9 @@ else:  # pragma: no cover
 
 __all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings"]
 
+# backend options that are secrets: never written into a run folder
+_SECRET_OPTIONS = frozenset({"token", "password", "secret"})
+
 # DelGrad's reference learning rates and weight initialisation per delay kind (docs/model.md §5);
 # dendritic has no published setting, so it uses the axonal one.
 # The published 5-hidden synaptic network used its own, larger rates (docs/model.md §5.4); small
@@ -214,6 +217,11 @@ class TrainingConfig:
         if isinstance(self.delays, list) and len(self.delays) != len(self.hidden_sizes) + 1:
             raise InvalidValueError(f"delays: a list needs one kind per neuron layer ({len(self.hidden_sizes) + 1}), "
                                     f"got {len(self.delays)}")
+        secrets = sorted(_SECRET_OPTIONS & set(self.backend_options))
+        if secrets:
+            raise InvalidValueError(f"backend_options.{secrets[0]}: a run keeps its settings in plain text "
+                                    f"(metrics.json); give the backend a file holding it instead (e.g. "
+                                    f"{secrets[0]}_file=PATH) or its environment variable")
         for name in ("weight_init_mean", "weight_init_std"):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != len(self.hidden_sizes) + 1:

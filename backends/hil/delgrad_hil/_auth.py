@@ -24,6 +24,7 @@ __all__ = ["TOKEN_ENV", "MIN_TOKEN_CHARS", "SIGNATURE_BYTES", "new_token", "load
 
 TOKEN_ENV = "DELGRAD_HIL_TOKEN"
 MIN_TOKEN_CHARS = 16
+_MAX_TOKEN_FILE_BYTES = 4096  # (a token is tens of characters; reading more is a wrong file)
 SIGNATURE_BYTES = hashlib.sha256().digest_size
 
 
@@ -54,9 +55,16 @@ def load_token(token: str | None = None, token_file: str | os.PathLike | None = 
     if token_file is not None:
         path = Path(token_file).expanduser()
         try:
-            text = path.read_text()
+            with path.open("rb") as handle:
+                data = handle.read(_MAX_TOKEN_FILE_BYTES + 1)
         except OSError as exc:
             raise InvalidValueError(f"token_file: cannot read {path} ({exc.strerror or exc})") from None
+        if len(data) > _MAX_TOKEN_FILE_BYTES:
+            raise InvalidValueError(f"token_file {path}: larger than {_MAX_TOKEN_FILE_BYTES} bytes; is it a token file?")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidValueError(f"token_file {path}: not UTF-8 text; is it a token file?") from None
         return _checked(text, f"token_file {path}")
     text = os.environ.get(TOKEN_ENV)
     if text is None:

@@ -27,6 +27,7 @@ from delgrad_core import (
     save_network,
 )
 
+from delgrad_hil._address import check_address
 from delgrad_hil._calibration import BACKEND_NAME, wrap
 from delgrad_hil._device import device_name
 from delgrad_hil._faults import FaultPlan
@@ -90,6 +91,8 @@ class HilBackend(Backend):
                  attempts: int = 5, jobs_in_flight: int = 4,
                  backoff_s: float = 0.05, max_backoff_s: float = 2.0, client_id: str | None = None):
         self.address = _optional_text(address, "address")
+        if self.address is not None:
+            check_address(self.address)
         self.device = _optional_text(device, "device")
         if device_options is not None and not isinstance(device_options, dict):
             raise InvalidValueError(f"device_options: expected a table of options, got {device_options!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -12,8 +13,18 @@ import click
 
 __all__ = ["hil"]
 
-_SECONDS = click.FloatRange(min=0.0)
-_FRACTION = click.FloatRange(min=0.0, max=1.0)
+class _FiniteRange(click.FloatRange):
+    """A float range that also refuses nan and inf (which `click.FloatRange` lets through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number", param, ctx)
+        return number
+
+
+_SECONDS = _FiniteRange(min=0.0)
+_FRACTION = _FiniteRange(min=0.0, max=1.0)
 
 
 def _device_options(ctx, param, values) -> dict:
@@ -39,15 +50,15 @@ def hil():
               help="ZeroMQ endpoint to serve on (port 0: any free port, printed at start).")
 @click.option("--token-file", type=click.Path(dir_okay=False),
               help="File holding the shared token.  [default: $DELGRAD_HIL_TOKEN]")
-@click.option("--max-message-mb", type=click.FloatRange(min=0.0, min_open=True), default=128.0, show_default=True,
-              help="Larger requests are answered 'too_large'.")
+@click.option("--max-message-mb", type=_FiniteRange(min=0.01, max=1e6), default=128.0, show_default=True,
+              help="Larger requests are answered 'too_large' (0.01 to 1e6).")
 @click.option("--max-queue", type=click.IntRange(min=1), default=16, show_default=True,
               help="Jobs queued per client (more are answered 'busy').")
 @click.option("--cache-entries", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Finished jobs whose results are kept for retries.")
-@click.option("--cache-mb", type=click.FloatRange(min=0.0), default=256.0, show_default=True,
+@click.option("--cache-mb", type=_FiniteRange(min=0.0, max=1e9), default=256.0, show_default=True,
               help="Bound of the result cache.")
-@click.option("--replay-window-s", type=click.FloatRange(min=0.0, min_open=True), default=60.0, show_default=True,
+@click.option("--replay-window-s", type=_FiniteRange(min=0.0, min_open=True), default=60.0, show_default=True,
               help="Messages sent further from the service's clock are refused.")
 @click.option("--shutdown-grace-s", type=_SECONDS, default=30.0, show_default=True,
               help="On SIGTERM/SIGINT, how long the running job may take to finish.")
@@ -78,6 +89,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     from delgrad_hil._service import DeviceService
     from delgrad_hil._supervisor import READY_PREFIX, watch_parent
 
+    address = _checked_address(address, serving=True)
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s delgrad-hil[%(process)d] %(levelname)s %(message)s")
     log = logging.getLogger("delgrad_hil.service")
@@ -103,7 +115,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if not service.address.startswith(("tcp://127.", "tcp://[::1]", "ipc://", "inproc://")):
+    if not service.address.startswith(("tcp://127.", "tcp://[::1]", "ipc://")):
         log.warning("serving beyond this machine on %s: messages are signed, not encrypted", service.address)
     if faults.active:
         log.warning("injecting faults: %s", faults.to_dict())
@@ -112,18 +124,29 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     service.serve()
 
 
+def _checked_address(address: str, *, serving: bool = False) -> str:
+    from delgrad_core import InvalidValueError
+
+    from delgrad_hil._address import check_address
+
+    try:
+        return check_address(address, "--address", serving=serving)
+    except InvalidValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _client(address: str, token_file, timeout_s: float):
     from delgrad_hil._auth import Signer, load_token
     from delgrad_hil._client import ServiceClient, new_client_id
 
-    return ServiceClient(address, Signer(load_token(token_file=token_file)), new_client_id(), timeout_s=timeout_s,
+    return ServiceClient(_checked_address(address), Signer(load_token(token_file=token_file)), new_client_id(), timeout_s=timeout_s,
                          attempts=1)
 
 
 _ADDRESS = click.option("--address", default="tcp://127.0.0.1:5555", show_default=True, help="The service.")
 _TOKEN_FILE = click.option("--token-file", type=click.Path(dir_okay=False),
                            help="File holding the shared token.  [default: $DELGRAD_HIL_TOKEN]")
-_TIMEOUT = click.option("--timeout-s", type=click.FloatRange(min=0.0, min_open=True), default=5.0, show_default=True)
+_TIMEOUT = click.option("--timeout-s", type=_FiniteRange(min=0.0, min_open=True), default=5.0, show_default=True)
 
 
 @hil.command()

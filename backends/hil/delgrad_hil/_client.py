@@ -26,6 +26,7 @@ from delgrad_core import BackendError, BackendUnavailable, ExecutionTimeout
 
 from delgrad_hil._protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    REPLY_SIZE_FACTOR,
     Message,
     ProtocolError,
     decode,
@@ -41,7 +42,6 @@ __all__ = ["ServiceClient", "new_client_id"]
 _DEVICE_ERRORS = ("BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
                   "InvalidValueError", "UnsupportedNetworkError", "FileFormatError")
 _POLL_SLICE_S = 0.05  # how often a wait checks that a local service is still alive
-_REPLY_SIZE_FACTOR = 4  # replies (results with arrival times) may be larger than the largest request
 
 
 def new_client_id() -> str:
@@ -115,8 +115,13 @@ class ServiceClient:
         if self._socket is None:
             socket = self._context.socket(zmq.DEALER)
             socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.MAXMSGSIZE, _REPLY_SIZE_FACTOR * self.max_message_bytes + BACKSTOP_BYTES)
-            socket.connect(self.address)
+            socket.setsockopt(zmq.MAXMSGSIZE, REPLY_SIZE_FACTOR * self.max_message_bytes + BACKSTOP_BYTES)
+            try:
+                socket.connect(self.address)
+            except zmq.ZMQError as exc:  # (a socket left open would hang close())
+                socket.close(linger=0)
+                raise BackendUnavailable(f"cannot connect to {self.address}: {zmq.strerror(exc.errno)}",
+                                         retryable=False) from None
             self._socket = socket
         return self._socket
 
@@ -220,7 +225,7 @@ class ServiceClient:
                 continue
             frames = socket.recv_multipart()
             try:
-                return decode(frames, self.signer, max_message_bytes=_REPLY_SIZE_FACTOR * self.max_message_bytes,
+                return decode(frames, self.signer, max_message_bytes=REPLY_SIZE_FACTOR * self.max_message_bytes,
                               replies=True), None
             except ProtocolError:
                 self._check_refused(frames)

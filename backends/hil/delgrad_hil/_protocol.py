@@ -30,9 +30,9 @@ from delgrad_core import BackendError
 from delgrad_hil._auth import SIGNATURE_BYTES
 
 __all__ = [
-    "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "ERROR_CODES", "JOB_STATES", "REQUEST_TYPES",
-    "REPLY_TYPES", "ProtocolError", "Message", "encode", "decode", "new_header", "calibration_job_id",
-    "read_unverified_error",
+    "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "REPLY_SIZE_FACTOR", "ERROR_CODES",
+    "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "ProtocolError", "Message", "encode", "decode", "new_header",
+    "calibration_job_id", "read_unverified_error",
 ]
 
 VERSION = 1
@@ -40,6 +40,9 @@ PROTOCOL = b"delgrad-hil/%d" % VERSION
 _OTHER_VERSION = re.compile(rb"delgrad-hil/[0-9]{1,6}")
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 2**20
+# a reply (a result with arrival times) may be this many times the largest request; a larger
+# result is answered "too_large" (a client drops larger replies)
+REPLY_SIZE_FACTOR = 4
 _NONCE_BYTES = 16
 
 # error code -> whether sending the same job again (as a new message) can succeed
@@ -48,7 +51,7 @@ ERROR_CODES = {
     "unsupported_version": False,  # another protocol version
     "bad_signature": False,        # unsigned, or signed with another token
     "replayed": False,             # a message seen before, or sent outside the time window
-    "too_large": False,            # above the service's message size limit
+    "too_large": False,            # a request above the message size limit, or a result above the reply limit
     "bad_request": False,          # the payload is not what the header says (or not readable)
     "unknown_calibration": False,  # the request names a calibration the service does not hold: send it in full
     "busy": True,                  # queue full (or an injected busy answer): try again later

@@ -30,6 +30,7 @@ from delgrad_hil._faults import EXIT_STATUS, FaultPlan, Faults
 from delgrad_hil._protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ERROR_CODES,
+    REPLY_SIZE_FACTOR,
     VERSION,
     Message,
     ProtocolError,
@@ -238,6 +239,11 @@ class DeviceService:
                 result = self.device.execute(job.work)
                 result.metadata.pop("wall_seconds", None)  # timings go into the reply header
                 reply_type, payload = "result", result.to_bytes()
+                limit = REPLY_SIZE_FACTOR * self.max_message_bytes
+                if len(payload) > limit:
+                    return Outcome(_error_fields("too_large", f"the result of {len(payload):,} bytes is above the reply "
+                                                 f"limit of {limit:,} bytes ({REPLY_SIZE_FACTOR} x the message limit): "
+                                                 "run the batch in smaller jobs"), keep=True)
             else:
                 network, seed = job.work
                 calibration = self.device.calibrate(network, seed=seed)
