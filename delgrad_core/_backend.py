@@ -34,7 +34,7 @@ from delgrad_core._errors import (
     InvalidValueError,
     UnsupportedNetworkError,
 )
-from delgrad_core._execution import ExecutionRequest, ExecutionResult
+from delgrad_core._execution import ExecutionRequest, ExecutionResult, _check_seed
 from delgrad_core._ir import DelayKind, Network
 
 __all__ = ["Backend", "ConformanceProfile"]
@@ -188,6 +188,7 @@ class Backend(abc.ABC):
         `progress(done, total)` is called as the work proceeds if the backend reports it.
         """
         self._check_open()
+        seed = _check_seed(seed)
         if network is not None:
             self.check_supported(network)
         with self._failures_named("calibrating"):

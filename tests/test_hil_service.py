@@ -142,6 +142,17 @@ def test_training_refuses_a_token_option_that_the_run_folder_would_keep(tmp_path
     assert "a-token-of-sufficient-length" not in result.output and not (tmp_path / "run").exists()
 
 
+def test_bad_calibration_seeds_are_refused_before_a_service_starts_and_numpy_numbers_are_taken():
+    with HilBackend(device="bss2-emulator", device_options={"chip": np.int64(3)}) as backend:
+        for seed in (-5, 1.5, True, 2**70):
+            with pytest.raises(dg.InvalidValueError, match=r"seed: expected None or an integer in \[0, 2\*\*63 - 1\]"):
+                backend.calibrate(seed=seed)
+        assert backend.local_service is None
+        assert backend.device_options == {"chip": 3} and type(backend.device_options["chip"]) is int
+    with pytest.raises(dg.InvalidValueError, match="device_options: expected JSON values"):
+        HilBackend(device_options={"chip": object()})
+
+
 # ---------------------------------------------------------------------------- hostile messages
 def test_a_wrong_or_missing_token_is_refused_at_once_and_the_service_serves_on(start_service):
     service = start_service()

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import math
+
+import numpy as np
 
 from delgrad_core import (
     Backend,
@@ -40,6 +43,18 @@ def _positive(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise InvalidValueError(f"{name}: expected a number of seconds > 0, got {value!r}")
     return float(value)
+
+
+def _json_table(options: dict, field_name: str) -> dict:
+    """`options` with numpy scalars as Python numbers; refused naming `field_name` if it is not
+    JSON (the local service gets it on its command line)."""
+    plain = {key: value.item() if isinstance(value, np.generic) else value for key, value in options.items()}
+    try:
+        json.dumps(plain, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValueError(f"{field_name}: expected JSON values (numbers, strings, true/false, lists, tables), "
+                                f"{exc}") from None
+    return plain
 
 
 def _optional_text(value, name: str) -> str | None:
@@ -96,7 +111,7 @@ class HilBackend(Backend):
         self.device = _optional_text(device, "device")
         if device_options is not None and not isinstance(device_options, dict):
             raise InvalidValueError(f"device_options: expected a table of options, got {device_options!r}")
-        self.device_options = dict(device_options or {})
+        self.device_options = _json_table(device_options or {}, "device_options")
         self.token = token
         self.token_file = token_file
         self.faults = FaultPlan.from_dict(faults)
