@@ -153,6 +153,31 @@ def test_bad_calibration_seeds_are_refused_before_a_service_starts_and_numpy_num
         HilBackend(device_options={"chip": object()})
 
 
+def test_an_ipc_address_in_use_is_refused_and_its_file_goes_with_the_service(tmp_path):
+    import socket
+
+    from delgrad_hil._service import DeviceService
+
+    path, signer = tmp_path / "s", Signer(b"a-token-of-sufficient-length")
+    service = DeviceService(dg.get_backend("reference"), signer, f"ipc://{path}")
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    try:  # (ZeroMQ let a second service take the path over without a word)
+        with pytest.raises(dg.BackendUnavailable, match="another process serves there"):
+            DeviceService(dg.get_backend("reference"), signer, f"ipc://{path}")
+    finally:
+        service.request_stop()
+        serving.join(timeout=10)
+    assert not serving.is_alive() and not path.exists()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))  # a file left by a service that ended: no one listens
+    stale.close()
+    again = DeviceService(dg.get_backend("reference"), signer, f"ipc://{path}")
+    again.request_stop()
+    again.serve()
+    assert not path.exists()
+
+
 # ---------------------------------------------------------------------------- hostile messages
 def test_a_wrong_or_missing_token_is_refused_at_once_and_the_service_serves_on(start_service):
     service = start_service()

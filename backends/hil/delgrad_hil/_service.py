@@ -12,10 +12,12 @@ running job gets up to `shutdown_grace_s` to finish and be answered, then the se
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -92,6 +94,19 @@ def parse_calibrate(message: Message) -> tuple:
             from None
 
 
+def _ipc_in_use(path: str) -> bool:
+    """Whether a process listens on the Unix socket `path` (ZeroMQ would take it over without a
+    word; a file left by a service that ended is not in use)."""
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 def _error_fields(code: str, message: str, *, retryable: bool | None = None, error_class: str | None = None,
                   capability: str | None = None) -> dict:
     return {"type": "error", "code": code, "message": message,
@@ -142,6 +157,8 @@ class DeviceService:
         self._started = time.monotonic()
         self._delayed: list = []  # (due, sequence, frames) of replies held back by the latency fault
         self._sequence = itertools.count()
+        if address.startswith("ipc://") and _ipc_in_use(address[len("ipc://"):]):
+            raise BackendUnavailable(f"cannot serve on {address}: another process serves there", retryable=False)
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes + BACKSTOP_BYTES)
@@ -221,9 +238,12 @@ class DeviceService:
         worker.join(timeout=1.0)
         if not worker.is_alive():
             self.device.close()
-        for socket in (self._router, self._wake_rx, self._wake_tx):
-            socket.close(linger=500)
+        for endpoint in (self._router, self._wake_rx, self._wake_tx):
+            endpoint.close(linger=500)
         self._context.term()
+        if self.address.startswith("ipc://"):  # (ZeroMQ leaves the socket file behind)
+            with contextlib.suppress(OSError):
+                os.unlink(self.address[len("ipc://"):])
         log.info("stopped")
 
     # -- the device thread -----------------------------------------------------------------------
