@@ -400,8 +400,15 @@ def test_without_the_default_device_a_device_must_be_named():
 def test_bad_options_are_refused_naming_the_option():
     with pytest.raises(dg.InvalidValueError, match="cannot be its own device"):
         HilBackend(device="mock-hil").capabilities
-    with pytest.raises(dg.InvalidValueError, match="only for a service at an address"):
+    with pytest.raises(dg.InvalidValueError, match="^token: only for a service at an address"):
         HilBackend(token="x" * 20)
+    with pytest.raises(dg.InvalidValueError, match="^token_file: only for a service at an address"):
+        HilBackend(token_file="some-file")
+    with pytest.raises(dg.InvalidValueError, match="^device: no backend 'nonexistent' is installed; choose one of"):
+        HilBackend(device="nonexistent").capabilities
+    for wrong in ("a b", "x" * 129):  # refused before a local service starts
+        with pytest.raises(dg.InvalidValueError, match=r"^client_id: expected 1-128 characters"):
+            HilBackend(client_id=wrong)
     with pytest.raises(dg.InvalidValueError, match="faults.exit_after_jobs"):
         HilBackend(faults={"exit_after_jobs": 0})
     for wrong in (0, 17, True, 2.0):

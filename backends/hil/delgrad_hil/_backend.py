@@ -34,7 +34,7 @@ from delgrad_hil._address import check_address
 from delgrad_hil._calibration import BACKEND_NAME, wrap
 from delgrad_hil._device import device_name
 from delgrad_hil._faults import FaultPlan
-from delgrad_hil._protocol import ProtocolError, calibration_job_id
+from delgrad_hil._protocol import CLIENT_ID, ProtocolError, calibration_job_id
 
 __all__ = ["HilBackend"]
 
@@ -116,7 +116,8 @@ class HilBackend(Backend):
         self.token_file = token_file
         self.faults = FaultPlan.from_dict(faults)
         if self.address is None and (token is not None or token_file is not None):
-            raise InvalidValueError("token: only for a service at an address (the local service makes its own)")
+            given = "token" if token is not None else "token_file"
+            raise InvalidValueError(f"{given}: only for a service at an address (the local service makes its own)")
         if self.address is not None and (self.device_options or self.faults.active):
             raise InvalidValueError("device_options, faults: set by the service at an address (delgrad hil serve), "
                                     "not by its clients")
@@ -133,6 +134,9 @@ class HilBackend(Backend):
         self.backoff_s = _positive(backoff_s, "backoff_s")
         self.max_backoff_s = _positive(max_backoff_s, "max_backoff_s")
         self.client_id = _optional_text(client_id, "client_id")
+        if self.client_id is not None and not CLIENT_ID.fullmatch(self.client_id):
+            raise InvalidValueError(f"client_id: expected 1-128 characters of A-Z a-z 0-9 . _ : @ -, "
+                                    f"got {self.client_id!r}")
         self.local_service = None
         self._model: Backend | None = None
         self._client = None

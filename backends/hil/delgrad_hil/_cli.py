@@ -185,6 +185,8 @@ def new_token(path):
     """Write a fresh random token to PATH (a new file readable by its owner only)."""
     from delgrad_hil._auth import write_token_file
 
+    if not path.strip():
+        raise click.BadParameter("expected a file name, got an empty one", param_hint="PATH")
     try:
         written = write_token_file(path)
     except FileExistsError:

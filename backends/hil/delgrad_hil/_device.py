@@ -15,13 +15,16 @@ DEFAULT_DEVICE = "bss2-emulator"
 
 
 def device_name(name: str | None) -> str:
-    """`name`, or the default device if none is given; a clear error when there is none to use
-    (an unknown name is refused later, by the registry, with the installed choices)."""
+    """`name`, or the default device if none is given; a clear error naming the option when
+    there is none to use or `name` is not an installed backend."""
     if name == BACKEND_NAME:
         raise InvalidValueError(f"device: {BACKEND_NAME!r} cannot be its own device")
-    if name is not None:
-        return name
     installed = [info.name for info in available_backends() if info.name != BACKEND_NAME]
+    if name is not None:
+        if name not in installed:
+            raise InvalidValueError(f"device: no backend {name!r} is installed; choose one of "
+                                    f"{', '.join(installed) or '(none installed)'}")
+        return name
     if DEFAULT_DEVICE in installed:
         return DEFAULT_DEVICE
     raise BackendUnavailable(
