@@ -178,6 +178,13 @@ def test_an_ipc_address_in_use_is_refused_and_its_file_goes_with_the_service(tmp
     assert not path.exists()
 
 
+def test_serving_on_a_host_name_of_no_local_interface_says_so():
+    from delgrad_hil._service import DeviceService
+
+    with pytest.raises(dg.BackendUnavailable, match="tcp://nohost.invalid:1: no interface of this machine has that host"):
+        DeviceService(dg.get_backend("reference"), Signer(b"a-token-of-sufficient-length"), "tcp://nohost.invalid:1")
+
+
 # ---------------------------------------------------------------------------- hostile messages
 def test_a_wrong_or_missing_token_is_refused_at_once_and_the_service_serves_on(start_service):
     service = start_service()

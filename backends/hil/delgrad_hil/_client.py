@@ -116,6 +116,7 @@ class ServiceClient:
             socket = self._context.socket(zmq.DEALER)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.MAXMSGSIZE, REPLY_SIZE_FACTOR * self.max_message_bytes + BACKSTOP_BYTES)
+            socket.setsockopt(zmq.IPV6, self.address.startswith("tcp://["))
             try:
                 socket.connect(self.address)
             except zmq.ZMQError as exc:  # (a socket left open would hang close())

@@ -13,6 +13,7 @@ running job gets up to `shutdown_grace_s` to finish and be answered, then the se
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import itertools
 import logging
@@ -163,11 +164,14 @@ class DeviceService:
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes + BACKSTOP_BYTES)
         host, _, port = address.rpartition(":")
+        self._router.setsockopt(zmq.IPV6, address.startswith("tcp://["))
         try:
             self._router.bind(f"{host}:*" if address.startswith("tcp://") and port == "0" else address)
         except zmq.ZMQError as exc:
             self._context.destroy(linger=0)
-            raise BackendUnavailable(f"cannot serve on {address}: {zmq.strerror(exc.errno)}", retryable=False) from None
+            why = ("no interface of this machine has that host name or address" if exc.errno == errno.ENODEV
+                   else zmq.strerror(exc.errno))
+            raise BackendUnavailable(f"cannot serve on {address}: {why}", retryable=False) from None
         self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         wake = f"inproc://delgrad-hil-wake-{self.service_id}"
         self._wake_rx = self._context.socket(zmq.PAIR)
