@@ -484,7 +484,7 @@ CLIENT = """
     backend = HilBackend(device="hil-noisy")
     network = dg.testing.make_network((4, 6, 3), "axonal", 1.0)
     backend.calibrate(network, seed=0)
-    print(backend.local_service.pid, flush=True)
+    print(backend.local_service.pid, backend.local_service._log_path, flush=True)
     {ending}
 """
 
@@ -497,12 +497,15 @@ def test_the_embedded_service_never_outlives_its_client(tmp_path, ending, how):
     script.write_text(textwrap.dedent(CLIENT.format(ending=ending)))
     client = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
-        pid = int(client.stdout.readline())
-        assert process_exists(pid)
+        pid, log = client.stdout.readline().split()
+        pid = int(pid)
+        assert process_exists(pid) and os.path.exists(log)
         if how == "killed":
             client.kill()
         client.wait(timeout=30)
         assert wait_for(lambda: not process_exists(pid), timeout_s=10), f"service {pid} outlived its client"
+        if how == "exit":  # (a client that ends normally removes the log; a killed one cannot)
+            assert not os.path.exists(log)
     finally:
         client.kill()
         client.stdout.close()

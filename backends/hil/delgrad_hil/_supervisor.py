@@ -5,6 +5,7 @@ it (the service watches its parent and exits when the parent is gone, however it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -55,6 +56,13 @@ def _terminate(process: subprocess.Popen, timeout_s: float = 5.0) -> None:
             process.wait()
     if process.stdout is not None:
         process.stdout.close()
+
+
+def _end(process: subprocess.Popen, log_path: str) -> None:
+    """What a LocalService that was never stopped leaves: its process (ended) and log (removed)."""
+    _terminate(process)
+    with contextlib.suppress(OSError):
+        os.unlink(log_path)
 
 
 class LocalService:
@@ -138,7 +146,7 @@ class LocalService:
         with open(self._log_path, "a") as log_file:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
                                        env={**os.environ, TOKEN_ENV: self.token}, text=True, start_new_session=True)
-        self._finalizer = weakref.finalize(self, _terminate, process)
+        self._finalizer = weakref.finalize(self, _end, process, self._log_path)
         self._process = process
         line = self._ready_line(process)
         if not line.startswith(READY_PREFIX):
