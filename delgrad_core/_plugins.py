@@ -308,6 +308,7 @@ class PluginRegistry:
     def create_backend(self, name: str, **options) -> Backend:
         """Build backend `name` with `options` passed to its factory."""
         registration = self.get("backend", name)
+        _check_parameter_names(f"backend {name!r}", registration.obj, options, "option")
         try:
             backend = registration.obj(**options)
         except TypeError as exc:
@@ -365,14 +366,19 @@ def available_backends() -> list[Registration]:
 def build_registered(kind: str, name: str, parameters: dict):
     """Call the factory registered as `name` of `kind` with `parameters`, naming unknown ones."""
     registration = registry().get(kind, name)
-    try:
-        signature = inspect.signature(registration.obj)
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        signature = None
-    if signature is not None and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        allowed = [p.name for p in signature.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        unknown = sorted(set(parameters) - set(allowed))
-        if unknown:
-            raise InvalidValueError(f"{kind} {name!r}: unknown parameter(s) {', '.join(unknown)}; "
-                                    f"allowed: {', '.join(allowed) or '(none)'}")
+    _check_parameter_names(f"{kind} {name!r}", registration.obj, parameters, "parameter")
     return registration.obj(**parameters)
+
+
+def _check_parameter_names(what: str, factory, parameters: dict, noun: str) -> None:
+    """Refuse names `factory` does not take (unless it takes any keyword), listing those it takes."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    allowed = [p.name for p in signature.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(parameters) - set(allowed))
+    if unknown:
+        raise InvalidValueError(f"{what}: unknown {noun}(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or '(none)'}")
