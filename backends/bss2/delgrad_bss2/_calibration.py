@@ -30,6 +30,9 @@ SEARCH_STEPS = math.ceil(math.log2(DAC_MAX + 1))
 # A circuit passes if its final measurement lies this close to the target (absolute in the
 # unit for potentials and the delay offset, relative for time constants and gain).
 TOLERANCE = {"leak": 1.5, "threshold": 1.5, "tau_m": 0.05, "tau_s": 0.05, "gain": 0.05, "delay_offset": 0.05}
+# the noisy measurements (threshold: trial-to-trial noise; delay offset: jitter) repeat until
+# their standard error is at most this fraction of the tolerance
+_ERROR_MARGIN = 5
 _MEASUREMENTS_PER_PARAMETER = 1 + SEARCH_STEPS + 2 + 1  # uncalibrated, search, last two, final
 _PARAMETERS = (*NEURON_PARAMETERS, DELAY_PARAMETER)
 
@@ -127,7 +130,8 @@ def _default_settings(config: ChipConfig) -> dict:
 
 
 def _experiments(chip: Chip) -> Experiments:
-    return Experiments(chip, np.random.default_rng(np.random.SeedSequence([chip.identity, _MEASUREMENT_STREAM])))
+    return Experiments(chip, np.random.default_rng(np.random.SeedSequence([chip.identity, _MEASUREMENT_STREAM])),
+                       {name: TOLERANCE[name] / _ERROR_MARGIN for name in ("threshold", "delay_offset")})
 
 
 def calibrate_chip(chip: Chip, progress: Callable[[int, int], None] | None = None) -> Calibration:

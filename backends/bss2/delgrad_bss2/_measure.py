@@ -8,6 +8,8 @@ experiment returns its estimate per circuit (or delay element); the truth stays 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from delgrad_bss2._chip import Chip
@@ -20,6 +22,7 @@ CADC_MAX = 255
 N_READS = 32  # reads of a resting potential; spikes of a threshold measurement
 N_TRACES = 32  # repetitions averaged into one trace
 N_DELAY_TRIALS = 64
+MAX_TRIALS = 8192  # repetitions a noisy experiment may grow to (see `_averaged`)
 TRACE_STEP_US = 0.5
 TRACE_SAMPLES = 24
 MEMBRANE_KICK_CADC = 60.0  # the membrane starts this far above its leak potential
@@ -61,11 +64,13 @@ class Experiments:
     estimate per circuit (per delay element for `delay_offset`).
     """
 
-    def __init__(self, chip: Chip, rng: np.random.Generator):
+    def __init__(self, chip: Chip, rng: np.random.Generator, standard_errors: dict | None = None):
         self.chip = chip
         self.config = chip.config
         self.rng = rng
         self.n = chip.config.neuron_circuits
+        # experiment name -> the standard error its mean should reach (more trials if needed)
+        self.standard_errors = dict(standard_errors or {})
 
     def _read(self, potential_cadc: np.ndarray) -> np.ndarray:
         """CADC samples of potentials (..., n_circuits): offset, noise, integer, saturating."""
@@ -87,8 +92,12 @@ class Experiments:
         """Threshold potential (CADC): reads triggered by the neuron's own spikes while a
         constant current drives it; each spike sees a fresh trial-to-trial threshold noise."""
         threshold = self._value("threshold", settings)
-        noise = self.rng.normal(0.0, self.config.threshold_noise * self.config.cadc_per_unit, (N_READS, self.n))
-        return self._read(threshold + noise).mean(axis=0)
+        spread = self.config.threshold_noise * self.config.cadc_per_unit
+
+        def reads(count):
+            return self._read(threshold + self.rng.normal(0.0, spread, (count, self.n)))
+
+        return _averaged(reads, N_READS, self.standard_errors.get("threshold"))
 
     def _decay(self, baseline: np.ndarray, amplitude: np.ndarray, tau_us: np.ndarray):
         """Averaged traces of ``baseline + amplitude exp(-t / tau)`` minus the averaged resting
@@ -120,7 +129,24 @@ class Experiments:
         config = self.config
         register_us = config.register_min * config.register_step_us
         offset = self.chip.delay_offset_us(dac)
-        jitter = self.rng.normal(0.0, config.delay_jitter_tau * config.tau_us, (N_DELAY_TRIALS, offset.size))
-        stamps = timestamped_us(register_us + offset + jitter, config)
+
+        def stamps(count):
+            jitter = self.rng.normal(0.0, config.delay_jitter_tau * config.tau_us, (count, offset.size))
+            return timestamped_us(register_us + offset + jitter, config)
+
         half_tick = 0.5 * config.timestamp_us if config.quantise_times else 0.0
-        return stamps.mean(axis=0) + half_tick - register_us
+        return _averaged(stamps, N_DELAY_TRIALS, self.standard_errors.get("delay_offset")) + half_tick - register_us
+
+
+def _averaged(draw, count: int, standard_error: float | None) -> np.ndarray:
+    """Mean over trials of `draw(k)` ((k, n) samples): `count` trials, and more (up to
+    `MAX_TRIALS`) when their spread (the median over circuits of the sample standard deviation,
+    as an experimenter would judge it) says that the mean needs them to reach `standard_error`.
+    With trial-to-trial noise far above the default, a fixed count would fail healthy circuits."""
+    samples = draw(count)
+    if standard_error is not None:
+        spread = float(np.median(np.std(samples, axis=0, ddof=1)))
+        needed = min(MAX_TRIALS, math.ceil((spread / standard_error) ** 2))
+        if needed > count:
+            samples = np.concatenate([samples, draw(needed - count)])
+    return samples.mean(axis=0)

@@ -152,3 +152,15 @@ def test_a_chip_where_every_circuit_fails_gives_a_calibration_that_refuses_netwo
     assert len(calibration.values["failed_circuits"]) == 512
     with pytest.raises(dg.UnsupportedNetworkError, match="512 circuits and 256 delay elements failed calibration"):
         backend.execute(yin_yang_network(), yin_yang_inputs(), calibration=calibration)
+
+
+def test_noisier_measurements_are_repeated_until_only_the_unreachable_circuits_fail():
+    # with 5x the threshold noise and 10x the delay jitter, a fixed number of trials failed
+    # about a hundred healthy circuits and half of the delay elements
+    def failures(**options):
+        values = dg.get_backend("bss2-emulator", cache=False, **options).calibrate().values
+        return values["failed_circuits"], values["failed_delay_elements"]
+
+    quiet = failures(threshold_noise=0.0, delay_jitter_tau=0.0)
+    assert quiet[0] and quiet[1]  # chip 0 has defects
+    assert failures(threshold_noise=0.2, delay_jitter_tau=0.1) == quiet
