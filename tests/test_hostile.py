@@ -268,8 +268,9 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "afile/run"), "afile/run", "Not a directory")
     (tmp_path / "bad.toml").write_text("epochs = [\n")
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--config", "bad.toml"), "bad.toml", "not valid TOML")
-    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red"),
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red", "--out", "never"),
                            "unknown option(s) colour; allowed: n_threads")
+    assert not (tmp_path / "never").exists()  # a run that wrote nothing leaves no folder behind
     (tmp_path / "net.npz").write_bytes(b"PK\x03\x04broken")
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "net.npz"), "net.npz", "not a readable")
     process = _delgrad(tmp_path, "sweep", "--config", "bad.toml", "--out", "sw")

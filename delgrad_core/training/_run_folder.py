@@ -47,6 +47,7 @@ def folder_lock(path):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{path}: exists and is not a folder")
+    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         handle = open(path / _LOCK_NAME, "a+")
@@ -73,6 +74,10 @@ def folder_lock(path):
         yield path
     finally:
         handle.close()  # releases the lock
+        if created and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
+            with contextlib.suppress(OSError):
+                (path / _LOCK_NAME).unlink()
+                path.rmdir()
 
 
 class RunFolder:
