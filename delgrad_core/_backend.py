@@ -70,8 +70,12 @@ class Backend(abc.ABC):
     _closed: bool = False
     #: How the last `calibrate` call was served by a backend that caches calibrations:
     #: ``("hit", path)`` when read from its cache, ``("stored", path)`` when made and stored
-    #: there; None when the backend keeps no cache (or has not calibrated yet).
+    #: there, ``("not_stored", path)`` when the cache could not be written; None when the
+    #: backend keeps no cache (or has not calibrated yet).
     calibration_cache: tuple[str, str] | None = None
+    #: Options that never change a result (threads, caching, timeouts, retries): a run may be
+    #: resumed with other values of these.
+    result_neutral_options: frozenset = frozenset()
     _checked_networks: OrderedDict | None = None  # id -> (weak reference, represented network)
 
     # -- what subclasses provide ---------------------------------------------------------------

@@ -152,6 +152,14 @@ def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
         other.load_checkpoint()
 
 
+def test_resume_takes_other_values_of_options_that_do_not_change_results(tmp_path):
+    Trainer(TrainingConfig(**SHORT), out_dir=tmp_path).fit(progress=False)
+    Trainer(TrainingConfig(**{**SHORT, "backend_options": {"n_threads": 1}}), out_dir=tmp_path).load_checkpoint()
+    other = Trainer(TrainingConfig(**{**SHORT, "backend": "example", "backend_options": {}}), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="backend: \"reference\" in the checkpoint, \"example\" now"):
+        other.load_checkpoint()
+
+
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     trainer = Trainer(TrainingConfig(**SHORT), out_dir=tmp_path)
     trainer.fit(progress=False)

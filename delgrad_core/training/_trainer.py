@@ -278,8 +278,8 @@ class Trainer:
         path = self.folder.checkpoint
         with self.folder.open_checkpoint() as data:
             state = data.json(_STATE_KEY)
-            saved = dict(state.get("config", {}), epochs=self.config.epochs)
-            current = self.config.to_dict()
+            saved = _comparable(dict(state.get("config", {}), epochs=self.config.epochs), self.backend)
+            current = _comparable(self.config.to_dict(), self.backend)
             if saved != current:
                 differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
                 changes = "; ".join(f"{k}: {_shown(saved.get(k))} in the checkpoint, {_shown(current.get(k))} now"
@@ -311,3 +311,13 @@ def _shown(value) -> str:
     """A setting as JSON, shortened for a one-line message."""
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _comparable(config: dict, backend) -> dict:
+    """`config` without the backend options that do not change results (a resumed run may
+    change them, e.g. its thread count)."""
+    options = config.get("backend_options")
+    if not isinstance(options, dict):
+        return config
+    neutral = backend.result_neutral_options
+    return {**config, "backend_options": {k: v for k, v in options.items() if k not in neutral}}

@@ -62,6 +62,7 @@ class Bss2EmulatorBackend(Backend):
     """
 
     name = BACKEND_NAME
+    result_neutral_options = frozenset({"n_threads", "cache"})
 
     def __init__(self, chip: int = 0, *, calibrated: bool = True, cache: bool = True, input_duplication: int = 5,
                  n_threads: int | None = None, **options):

@@ -99,6 +99,9 @@ class HilBackend(Backend):
     """
 
     name = BACKEND_NAME
+    # how the client waits and retries; not where it sends (another service may own another chip)
+    result_neutral_options = frozenset({"timeout_s", "job_timeout_s", "calibration_timeout_s", "attempts",
+                                        "jobs_in_flight", "backoff_s", "max_backoff_s", "client_id", "token_file"})
 
     def __init__(self, address: str | None = None, *, device: str | None = None, device_options: dict | None = None,
                  token: str | None = None, token_file: str | None = None, faults: dict | None = None,

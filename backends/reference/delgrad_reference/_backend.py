@@ -22,6 +22,7 @@ class ReferenceBackend(Backend):
     """
 
     name = "reference"
+    result_neutral_options = frozenset({"n_threads"})  # sums are the same for any thread count
 
     def __init__(self, n_threads: int | None = None):
         self.n_threads = None if n_threads is None else check_num_threads(n_threads)
