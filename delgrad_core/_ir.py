@@ -107,6 +107,12 @@ def _frozen_array(value):
     return array
 
 
+# tau_m / tau_s outside this range is refused: below about 1e-3 the solver's terms cancel and it
+# reported spikes of neurons that never reach threshold (checked against the membrane on a grid)
+MIN_TAU_RATIO = 0.01
+MAX_TAU_RATIO = 1e6
+
+
 @dataclass
 class NeuronParameters(_Freezable):
     """LIF neuron with exponential synaptic current (docs/model.md §1), C_m = 1.
@@ -130,6 +136,15 @@ class NeuronParameters(_Freezable):
             if np.any(array <= 0):
                 raise InvalidValueError(f"{owner}.{name}: must be > 0, got min {array.min()!r}")
             arrays.append(array)
+        if type(self.tau_m) is float and type(self.tau_s) is float:
+            low = high = self.tau_m / self.tau_s
+        else:
+            ratios = arrays[1] / arrays[2]
+            low, high = float(ratios.min(initial=1.0)), float(ratios.max(initial=1.0))
+        if not (MIN_TAU_RATIO <= low and high <= MAX_TAU_RATIO):
+            bad = low if low < MIN_TAU_RATIO else high
+            raise InvalidValueError(f"{owner}.tau_m / {owner}.tau_s: the exact spike-time solver is verified for "
+                                    f"ratios from {MIN_TAU_RATIO:g} to {MAX_TAU_RATIO:g}, got {bad:.6g}")
         return tuple(arrays)
 
 

@@ -180,3 +180,22 @@ def test_arrivals_are_walked_in_time_then_index_order(n):
         finite = np.flatnonzero(np.isfinite(times))
         expected = finite[np.argsort(times[finite], kind="stable")]
         np.testing.assert_array_equal(_layer.arrival_order(times), expected)
+
+
+def test_the_smallest_accepted_tau_ratio_matches_the_ode_and_smaller_ones_are_refused():
+    # below ~1e-3 the solver reported spikes of neurons whose membrane never reaches threshold
+    rng = np.random.default_rng(3)
+    layer = dg.Layer(dg.Population("h", 5, dg.NeuronParameters(1.0, 0.01, 1.0)),
+                     dg.Projection(rng.uniform(10.0, 60.0, (4, 5))))
+    x = rng.uniform(0.15, 2.0, (6, 4))
+    times = dg.layer_forward(layer, x)
+    assert 0.2 < np.isfinite(times).mean() < 1.0, "some neurons spike, some stay silent"
+    for b in range(6):
+        for j in range(5):
+            expected = neuron_first_spike(x[b], layer.projection.weights[:, j], 1.0, 0.01, 1.0)[0]
+            assert np.isfinite(expected) == np.isfinite(times[b, j])
+            if np.isfinite(expected):
+                assert times[b, j] == pytest.approx(expected, abs=1e-7)
+    for tau_m in (1e-3, 2e6):
+        with pytest.raises(dg.InvalidValueError, match=r"h.tau_m / h.tau_s: .* ratios from 0.01 to 1e\+06"):
+            dg.Population("h", 5, dg.NeuronParameters(1.0, tau_m, 1.0))
