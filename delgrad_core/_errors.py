@@ -65,6 +65,9 @@ class UnsupportedNetworkError(InvalidValueError):
         super().__init__(message)
         self.capability = capability
 
+    def __reduce__(self):  # (keyword arguments: pickling, e.g. to a sweep's worker processes)
+        return _rebuild, (type(self), str(self), {"capability": self.capability})
+
 
 class FileFormatError(DelgradError, ValueError):
     """A file (network, checkpoint, request, result, dataset) is malformed or inconsistent."""
@@ -86,6 +89,9 @@ class BackendUnavailable(BackendError):
     def __init__(self, message: str, *, retryable: bool = True):
         super().__init__(message)
         self.retryable = retryable
+
+    def __reduce__(self):
+        return _rebuild, (type(self), str(self), {"retryable": self.retryable})
 
 
 class ExecutionTimeout(BackendError):
@@ -116,3 +122,8 @@ class DuplicateNameError(PluginError):
 
 class UnknownNameError(PluginError, LookupError, ValueError):
     """Nothing is registered under the requested name (also a `ValueError`: an invalid name)."""
+
+
+def _rebuild(cls, message: str, keywords: dict):
+    """An error of `cls` from its message and keyword arguments (what `__reduce__` gives)."""
+    return cls(message, **keywords)

@@ -276,6 +276,24 @@ def test_retryable_errors_say_so():
     assert issubclass(UnsupportedNetworkError, ValueError) and issubclass(InvalidResultError, DelgradError)
 
 
+def test_every_error_survives_pickling_with_its_attributes():
+    # (a sweep's worker process sends its error back pickled: UnsupportedNetworkError could not
+    # be rebuilt and the user saw "BrokenProcessPool" instead of the reason)
+    import pickle
+
+    import delgrad_core as dg
+
+    errors = [UnsupportedNetworkError("no synaptic delays", capability="delay_kinds"),
+              BackendUnavailable("bad token", retryable=False)]
+    classes = [getattr(dg, name) for name in dg.__all__]
+    errors += [cls("message") for cls in classes if isinstance(cls, type) and issubclass(cls, DelgradError)
+               and cls is not UnsupportedNetworkError]
+    for error in errors:
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error) and again.retryable == error.retryable
+    assert pickle.loads(pickle.dumps(errors[0])).capability == "delay_kinds"
+
+
 def test_an_unexpected_exception_of_a_backend_names_the_backend():
     from delgrad_core import BackendError
 
