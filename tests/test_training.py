@@ -238,6 +238,22 @@ def test_cli_rejects_unknown_backend_naming_the_choices(tmp_path):
     assert "nope" in result.output and "reference" in result.output
 
 
+def test_sweep_takes_epochs_from_its_config_and_runs_each_value_once(tmp_path, monkeypatch):
+    from delgrad_core.training import _executors
+
+    pools = []
+    original = _executors.worker_pool
+    monkeypatch.setattr(_executors, "worker_pool", lambda n: pools.append(n) or original(n))
+    (tmp_path / "short.toml").write_text("epochs = 1\n")
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "3,3", "--delays", "none,none", "--seeds", "1",
+                                        "--jobs", "64", "--config", str(tmp_path / "short.toml"),
+                                        "--out", str(tmp_path / "sweep")])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "sweep" / "sweep.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and rows[0].split(",")[3] == "1"  # one run, of the config's 1 epoch (not 300)
+    assert pools == [1]  # one worker for one run, not 64
+
+
 def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     runner = cli_runner()
     args = ["sweep", "--hidden", "4,6", "--delays", "none,axonal", "--seeds", "1", "--epochs", "1",

@@ -189,7 +189,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
 
 def _int_list(ctx, param, value):
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        return list(dict.fromkeys(int(v) for v in value.split(",") if v.strip()))  # (each value once)
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
@@ -199,7 +199,7 @@ def _kind_list(ctx, param, value):
     bad = [k for k in kinds if k not in _DELAY_CHOICES]
     if bad or not kinds:
         raise click.BadParameter(f"unknown delay kind(s) {', '.join(bad) or '(none)'}; choose from {', '.join(_DELAY_CHOICES)}")
-    return kinds
+    return list(dict.fromkeys(kinds))  # (each kind once)
 
 
 @main.command()
@@ -208,9 +208,10 @@ def _kind_list(ctx, param, value):
 @click.option("--delays", default="none,axonal,dendritic,synaptic", show_default=True, callback=_kind_list,
               help="Comma-separated delay kinds.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
-@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Parallel processes (or workers of the embedded Dask cluster).  [default: CPUs]")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.  [default: --config's, else 300]")
+@click.option("--jobs", type=click.IntRange(min=1, max=256), default=None,
+              help="Parallel processes (or workers of the embedded Dask cluster), 1 to 256; never more than "
+                   "the runs to do.  [default: CPUs]")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with further TrainingConfig settings for every run.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
@@ -236,7 +237,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     try:
         if slurm_script is not None:
             command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
-                       "--seeds", str(seeds), "--epochs", str(epochs), "--out", str(out_dir)]
+                       "--seeds", str(seeds), "--out", str(out_dir)]
+            command += ["--epochs", str(epochs)] if epochs is not None else []
             command += ["--config", str(config_file)] if config_file else []
             command += ["--backend", backend] if backend else []
             command += [arg for key, value in backend_options.items()

@@ -50,7 +50,7 @@ class ProcessExecutor:
         from tqdm.auto import tqdm
 
         failed: list[str] = []
-        pool, stop_event = worker_pool(self.jobs)
+        pool, stop_event = worker_pool(min(self.jobs, len(trials)))  # (no idle workers)
         futures = {pool.submit(_train_in_worker, trial.settings, str(trial.folder), self.threads_per_trial): trial
                    for trial in trials}
         remaining, interrupted = set(futures), False
