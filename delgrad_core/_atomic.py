@@ -1,5 +1,5 @@
 """Atomic, durable file writes: write to a temporary file beside the target, fsync it, rename it
-over the target, fsync the directory.
+over the target, fsync the directory (for a link: over the file it points to).
 
 A crash or an exception mid-write leaves the previous file (if any) untouched; after a normal
 return the new file survives a power cut.  Files get the usual permissions (0666 minus the
@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from delgrad_core._errors import InvalidValueError
 
 __all__ = ["atomic_write", "atomic_write_text", "fsync_directory"]
 
@@ -41,8 +43,15 @@ def fsync_directory(path: str | os.PathLike) -> None:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Call `write(handle)` on a temporary file and move it to `path` once complete."""
+    """Call `write(handle)` on a temporary file and move it to `path` once complete.  A link is
+    followed (the file it points to is replaced, the link stays); a device, pipe or socket at
+    `path` is refused (a rename would replace it with a file)."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        raise InvalidValueError(f"{path}: exists and is not a regular file (a folder, device, pipe or socket); "
+                                "write to a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -10,6 +10,7 @@ import json
 import os
 import resource
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -288,6 +289,19 @@ def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):
     assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
     (tmp_path / "run" / "network.npz").unlink()
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "run: the run folder has no network file (network.npz)")
+
+
+def test_writing_follows_links_and_never_replaces_a_pipe(tmp_path):
+    # (the rename of an atomic write replaced links, pipes and, as root, device nodes with files)
+    dg.save_network(dg.Network.feedforward([2, 3, 2], seed=0), tmp_path / "n.npz")
+    (tmp_path / "real.nir").write_text("old")
+    (tmp_path / "link.nir").symlink_to("real.nir")
+    os.mkfifo(tmp_path / "pipe.nir")
+    assert _delgrad(tmp_path, "export", "n.npz", "link.nir", "--time-scale", "1e-3").returncode == 0
+    assert (tmp_path / "link.nir").is_symlink() and (tmp_path / "real.nir").read_bytes()[:4] == b"\x89HDF"
+    _assert_one_line_error(_delgrad(tmp_path, "export", "n.npz", "pipe.nir", "--time-scale", "1e-3"),
+                           "pipe.nir: exists and is not a regular file")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.nir").st_mode)
 
 
 def test_a_folder_holding_a_run_is_never_overwritten(tmp_path):
