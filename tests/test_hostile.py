@@ -269,6 +269,8 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "afile/run"), "afile/run", "Not a directory")
     (tmp_path / "bad.toml").write_text("epochs = [\n")
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--config", "bad.toml"), "bad.toml", "not valid TOML")
+    (tmp_path / "binary.toml").write_bytes(bytes(range(128, 256)))
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--config", "binary.toml"), "binary.toml: not valid TOML (not UTF-8")
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red", "--out", "never"),
                            "unknown option(s) colour; allowed: n_threads")
     assert not (tmp_path / "never").exists()  # a run that wrote nothing leaves no folder behind

@@ -128,3 +128,11 @@ def test_a_worker_killed_mid_trial_costs_nothing_but_time(tmp_path):
         cluster.close()
     assert "error" not in outcome, outcome
     assert _accuracies(tmp_path / "killed") == _accuracies(tmp_path / "straight")
+
+
+def test_a_malformed_scheduler_address_is_one_line(tmp_path):
+    result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", "notaurl", "--seeds", "1",
+                                        "--hidden", "3", "--delays", "none", "--epochs", "1", "--out",
+                                        str(tmp_path / "s")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "--scheduler: expected an address such as tcp://HOST:8786, got 'notaurl'" in result.output

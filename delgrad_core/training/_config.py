@@ -353,6 +353,8 @@ def load_config(path: str | Path) -> dict:
             values = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise FileFormatError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise FileFormatError(f"{path}: not valid TOML (not UTF-8 text)") from None
     if "train" in values:
         if not isinstance(values["train"], dict):
             raise InvalidValueError(f"{path}: [train] must be a table")

@@ -54,6 +54,9 @@ class DaskExecutor:
             return None, distributed.Client(self.scheduler, timeout="20s")
         except (OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"--scheduler {self.scheduler}: cannot connect ({exc})") from None
+        except ValueError as exc:  # (a malformed address, e.g. without a port)
+            raise InvalidValueError(f"--scheduler: expected an address such as tcp://HOST:8786, got "
+                                    f"{self.scheduler!r} ({exc})") from None
 
     def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
         from distributed import as_completed
