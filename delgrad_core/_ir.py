@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core._npz import MAX_ARRAY_ELEMENTS
 
 __all__ = ["DelayKind", "NeuronParameters", "Population", "Projection", "Layer", "Network"]
 
@@ -105,6 +106,26 @@ def _frozen_array(value):
     array = np.array(value, dtype=np.float64)
     array.setflags(write=False)
     return array
+
+
+def _check_feedforward_arguments(sizes, weight_mean, weight_std, seed) -> None:
+    """Refuse what `Network.feedforward` cannot build, naming the argument (before allocating)."""
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise InvalidValueError(f"sizes: need at least input and output sizes, got {sizes!r}")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise InvalidValueError(f"sizes: expected positive integers, got {sizes!r}")
+    for n_pre, n_post in zip(sizes[:-1], sizes[1:]):
+        if int(n_pre) * int(n_post) > MAX_ARRAY_ELEMENTS:
+            raise InvalidValueError(f"sizes: a {n_pre} x {n_post} projection has {int(n_pre) * int(n_post):,} weights, "
+                                    f"more than the {MAX_ARRAY_ELEMENTS:,} a network file may hold")
+    for name, value, low in (("weight_mean", weight_mean, -math.inf), ("weight_std", weight_std, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
+                or value < low:
+            bound = "a finite number" if low == -math.inf else "a finite number >= 0"
+            raise InvalidValueError(f"{name}: expected {bound}, got {value!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise InvalidValueError(f"seed: expected None or an integer >= 0, got {seed!r}")
 
 
 # tau_m / tau_s outside this range is refused: below about 1e-3 the solver's terms cancel and it
@@ -375,8 +396,7 @@ class Network(_Freezable):
         `sizes` lists the population sizes from input to output, e.g. [4, 30, 3]; `delay_kind`
         is one kind for every layer or a list with one per layer.
         """
-        if len(sizes) < 2:
-            raise InvalidValueError(f"sizes: need at least input and output sizes, got {sizes!r}")
+        _check_feedforward_arguments(sizes, weight_mean, weight_std, seed)
         rng = np.random.default_rng(seed)
         neuron = neuron if neuron is not None else NeuronParameters()
         kinds = delay_kind if isinstance(delay_kind, (list, tuple)) else [delay_kind] * (len(sizes) - 1)

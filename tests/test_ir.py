@@ -203,3 +203,17 @@ def test_delay_matrix_and_gradient_reduction():
     np.testing.assert_array_equal(axonal.reduce_synapse_gradient(per_synapse), [1.0, 5.0, 9.0])
     np.testing.assert_array_equal(dendritic.reduce_synapse_gradient(per_synapse), [6.0, 9.0])
     assert projection().reduce_synapse_gradient(per_synapse) is None
+
+
+@pytest.mark.parametrize(("sizes", "options", "message"), [
+    ([4, -1, 3], {}, r"sizes: expected positive integers, got \[4, -1, 3\]"),
+    ([4, 100_000_000, 3], {}, "sizes: a 4 x 100000000 projection has 400,000,000 weights, more than the 134,217,728"),
+    ([4, 3], {"weight_std": -1.0}, "weight_std: expected a finite number >= 0, got -1.0"),
+    ([4, 3], {"weight_mean": float("nan")}, "weight_mean: expected a finite number, got nan"),
+    ([4, 3], {"seed": -1}, "seed: expected None or an integer >= 0, got -1"),
+])
+def test_feedforward_names_the_argument_it_cannot_use(sizes, options, message):
+    # (numpy's own errors named nothing, and a huge size tried to allocate gigabytes first)
+    with pytest.raises(dg.InvalidValueError, match=message):
+        dg.Network.feedforward(sizes, **options)
+

@@ -1,8 +1,9 @@
 """The ``delgrad`` command line: one click group, one module per command family, plus the
 commands plugins register (`delgrad_core.hookspecs`, ``delgrad_register_commands``).
 
-Every `DelgradError` (and every operating-system error such as a full disk) ends as a one-line
-message and exit status 1, Ctrl-C as a one-line message and status 130: never a traceback.
+Every `DelgradError` (and every operating-system error such as a full disk, and running out of
+memory) ends as a one-line message and exit status 1, Ctrl-C as a one-line message and status
+130: never a traceback.
 Warnings are printed as one "Warning: ..." line each (without Python's file and line).
 With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for developers).
 """
@@ -58,6 +59,10 @@ class _Group(click.Group):
             if os.environ.get("DELGRAD_DEBUG"):
                 raise
             raise click.ClickException(_one_line(exc)) from None
+        except MemoryError as exc:
+            if os.environ.get("DELGRAD_DEBUG"):
+                raise
+            raise click.ClickException(f"out of memory ({_one_line(exc)}); use smaller sizes or batches") from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             ctx.exit(130)
