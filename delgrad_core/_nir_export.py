@@ -111,6 +111,18 @@ def _node_prefixes(network: Network) -> list[str]:
     return prefixes
 
 
+def _check_times_in_seconds(key: str, node, time_scale: float) -> None:
+    """Refuse a `time_scale` that turns a time of the network into inf, or a nonzero one into a
+    subnormal number or zero (other tools would read another network)."""
+    for field in ("tau_syn", "tau_mem", "delay", "w_in"):
+        if not hasattr(node, field):
+            continue
+        seconds = np.asarray(getattr(node, field), dtype=np.float64)
+        if not np.all(np.isfinite(seconds)) or np.any((seconds != 0) & (np.abs(seconds) < np.finfo(np.float64).tiny)):
+            raise NIRConversionError(f"time_scale: {time_scale!r} s per model unit makes {key}.{field} "
+                                     "overflow or underflow in seconds; choose a time scale nearer 1")
+
+
 def to_nir(network: Network, *, time_scale: float):
     """Return a `nir.NIRGraph` computing the same first spike times as `network`.
 
@@ -127,7 +139,10 @@ def to_nir(network: Network, *, time_scale: float):
     nodes = {"input": nir.Input(input_type=np.array([network.input.size]))}
     keys = ["input"]
     for layer, prefix in zip(network.layers, _node_prefixes(network)):
-        for key, node in layer_chain(nir, layer, time_scale, prefix):
+        with np.errstate(over="ignore", under="ignore"):  # (checked next, with the field named)
+            chain = layer_chain(nir, layer, time_scale, prefix)
+        for key, node in chain:
+            _check_times_in_seconds(key, node, time_scale)
             nodes[key] = node
             keys.append(key)
     nodes["output"] = nir.Output(output_type=np.array([network.layers[-1].population.size]))

@@ -57,6 +57,15 @@ def _name(value, default: str) -> str:
     return value if isinstance(value, str) and value else default
 
 
+def _real_array(value, what: str) -> np.ndarray:
+    """`value` as float64, refusing complex numbers, booleans, strings and objects (numpy would
+    drop an imaginary part with only a warning)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise NIRConversionError(f"{what}: expected real numbers, got dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
 def _compact(values: np.ndarray) -> float | np.ndarray:
     """A per-neuron array, or one float if all neurons share the value."""
     return float(values[0]) if np.all(values == values[0]) else values.copy()
@@ -69,8 +78,8 @@ def _linear_matrix(nir, node, key: str) -> np.ndarray:
             f"Affine {key!r}: a nonzero bias is a constant input current, which delgrad's neuron does not have"
         )
     if isinstance(node, nir.Scale):
-        return np.diag(np.asarray(node.scale, dtype=np.float64).reshape(-1))
-    return np.asarray(node.weight, dtype=np.float64)
+        return np.diag(_real_array(node.scale, f"Scale {key!r}.scale").reshape(-1))
+    return _real_array(node.weight, f"{type(node).__name__} {key!r}.weight")
 
 
 def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, np.ndarray | None]:
@@ -84,7 +93,7 @@ def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, n
     for key in segment.ops:
         node = graph.nodes[key]
         if isinstance(node, nir.Delay):
-            seconds = np.asarray(node.delay, dtype=np.float64)
+            seconds = _real_array(node.delay, f"Delay {key!r}.delay")
             paths.add_delay(key, seconds)
             steps.append(("delay", seconds))
         else:
@@ -108,7 +117,7 @@ def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, n
 def _cuba_arrays(node, key: str, n_post: int) -> dict[str, np.ndarray]:
     arrays = {}
     for field in _CUBA_FIELDS:
-        value = np.asarray(getattr(node, field), dtype=np.float64)
+        value = _real_array(getattr(node, field), f"CubaLIF {key!r}.{field}")
         if value.shape not in ((), (n_post,), (1,)):
             raise NIRConversionError(f"CubaLIF {key!r}.{field}: expected shape ({n_post},), got {value.shape}")
         value = np.broadcast_to(value, (n_post,)).copy()
@@ -192,7 +201,7 @@ def _exact_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float) ->
         return None
     try:
         kind = DelayKind.parse(linear_meta["delay_kind"])
-        weight = np.asarray(linear.weight, dtype=np.float64)
+        weight = _real_array(linear.weight, "Linear weight")
         if kind is DelayKind.SYNAPTIC:
             n_post = weight.shape[0]
             weights = weight[np.tile(np.arange(n_post), n_pre), np.arange(n_pre * n_post)].reshape(n_pre, n_post)
@@ -223,7 +232,10 @@ def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool =
     input_key, segments, output_key = graph_segments(nir, graph)
     time_scale = _time_scale(graph, time_scale)
     graph_meta = _graph_metadata(graph)
-    declared_single_spike = bool(graph_meta.get("first_spike_only", False))
+    declared_single_spike = graph_meta.get("first_spike_only", False)
+    if not isinstance(declared_single_spike, (bool, np.bool_)):  # ("false" would count as true)
+        raise NIRConversionError(f"metadata delgrad.first_spike_only: expected true or false, "
+                                 f"got {declared_single_spike!r}")
     n_pre = n_in = population_size(nir, graph.nodes[input_key], input_key)
     layers = []
     for index, segment in enumerate(segments):

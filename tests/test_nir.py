@@ -357,6 +357,24 @@ def test_affine_with_bias_is_refused():
         from_nir(graph, time_scale=1e-4, first_spike_only=True)
 
 
+def test_complex_weights_and_a_text_first_spike_flag_are_refused():
+    graph = snntorch_style_graph(np.random.default_rng(16))
+    graph.nodes["fc1"].weight = graph.nodes["fc1"].weight.astype(np.complex128) * (1 + 1j)
+    with pytest.raises(NIRConversionError, match="'fc1'.weight: expected real numbers, got dtype complex128"):
+        from_nir(graph, time_scale=1e-4, first_spike_only=True)  # (numpy dropped the imaginary part)
+    graph = snntorch_style_graph(np.random.default_rng(16))
+    graph.metadata = {"delgrad": {"first_spike_only": "false"}}
+    with pytest.raises(NIRConversionError, match="first_spike_only: expected true or false, got 'false'"):
+        from_nir(graph, time_scale=1e-4)  # ("false" counted as true)
+
+
+@pytest.mark.parametrize("time_scale", [1.7e308, 5e-324])
+def test_export_refuses_a_time_scale_that_overflows_or_underflows_the_seconds(helpers, time_scale):
+    network = helpers.build_network([3, 4, 2], "axonal", 2.0, seed=2)
+    with pytest.raises(NIRConversionError, match=r"time_scale: .* overflow or underflow in seconds"):
+        to_nir(network, time_scale=time_scale)  # (it wrote inf or subnormal time constants)
+
+
 def recurrent_graph(rng, n=3):
     """Input -> Linear -> CubaLIF <-> Linear (recurrent weights), as snnTorch writes RSynaptic."""
     lif = nir.CubaLIF(tau_syn=np.full(n, 1e-3), tau_mem=np.full(n, 2e-3), r=np.full(n, 2.0),
