@@ -186,6 +186,14 @@ def test_config_errors_name_the_setting(settings, field):
         TrainingConfig.from_dict(settings)
 
 
+def test_config_takes_numpy_numbers_as_python_ones():
+    config = TrainingConfig(epochs=np.int64(2), seed=np.uint64(3), weight_lr=np.float32(0.5))
+    assert (config.epochs, config.seed, config.weight_lr) == (2, 3, 0.5) and type(config.seed) is int
+    json.dumps(config.to_dict())  # (the run folder keeps it as JSON)
+    with pytest.raises(ValueError, match="epochs: expected an integer >= 1, got np.True_"):
+        TrainingConfig(epochs=np.bool_(True))
+
+
 def test_cli_train_writes_outputs_and_resumes(tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "config.toml"

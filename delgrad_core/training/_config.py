@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
@@ -62,12 +65,12 @@ def _number(low=None, high=None, *, low_open=False, high_open=False, integer=Fal
         wanted += ", or unset"
 
     def one(name, value):
-        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral if integer else numbers.Real):
             raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
         if not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low)) \
                 or (high is not None and (value >= high if high_open else value > high)):
             raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
-        return value if integer else float(value)
+        return int(value) if integer else float(value)  # (numpy numbers as Python ones: the config is JSON)
 
     def check(name, value):
         if value is None and optional:
