@@ -36,8 +36,10 @@ class Paths:
         seconds = np.asarray(seconds, dtype=np.float64)
         if seconds.shape != (self.n_lines,):
             raise NIRConversionError(f"Delay {key!r}: expected {self.n_lines} delays, got shape {seconds.shape}")
-        if not np.all(np.isfinite(seconds)) or np.any(seconds < 0):
-            raise NIRConversionError(f"Delay {key!r}: delays must be finite and >= 0 s, got min {seconds.min()!r}")
+        bad = ~np.isfinite(seconds) | (seconds < 0)
+        if np.any(bad):
+            raise NIRConversionError(f"Delay {key!r}: delays must be finite and >= 0 s, got {float(seconds[bad][0])!r} "
+                                     f"on line {int(np.argmax(bad))}")
         self.delay = np.where(self.connected, self.delay + seconds[:, None], 0.0)
 
     def apply_linear(self, key: str, matrix: np.ndarray) -> None:

@@ -375,6 +375,18 @@ def test_export_refuses_a_time_scale_that_overflows_or_underflows_the_seconds(he
         to_nir(network, time_scale=time_scale)  # (it wrote inf or subnormal time constants)
 
 
+def test_a_bad_delay_is_named_with_its_value_and_line():
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([3])), "d": nir.Delay(delay=np.array([1e-3, np.inf, 2e-3])),
+               "fc": nir.Linear(weight=np.ones((2, 3))),
+               "lif": nir.CubaLIF(tau_syn=np.full(2, 1e-3), tau_mem=np.full(2, 2e-3), r=np.full(2, 2.0),
+                                  v_leak=np.zeros(2), v_threshold=np.ones(2)),
+               "output": nir.Output(output_type=np.array([2]))},
+        edges=[("input", "d"), ("d", "fc"), ("fc", "lif"), ("lif", "output")], type_check=False)
+    with pytest.raises(NIRConversionError, match=r"Delay 'd': delays must be finite and >= 0 s, got inf on line 1"):
+        from_nir(graph, time_scale=1e-3)  # (it showed the finite minimum)
+
+
 def recurrent_graph(rng, n=3):
     """Input -> Linear -> CubaLIF <-> Linear (recurrent weights), as snnTorch writes RSynaptic."""
     lif = nir.CubaLIF(tau_syn=np.full(n, 1e-3), tau_mem=np.full(n, 2e-3), r=np.full(n, 2.0),

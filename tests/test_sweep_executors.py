@@ -136,3 +136,11 @@ def test_a_malformed_scheduler_address_is_one_line(tmp_path):
                                         str(tmp_path / "s")])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "--scheduler: expected an address such as tcp://HOST:8786, got 'notaurl'" in result.output
+
+
+def test_the_slurm_command_quotes_a_script_path_with_spaces(tmp_path):
+    script = tmp_path / "sp ace" / "job.sh"
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "4", "--delays", "none", "--seeds", "2",
+                                        "--slurm-script", str(script), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert f"submit with: sbatch '{script}'" in result.output and script.exists()

@@ -194,6 +194,11 @@ def test_config_takes_numpy_numbers_as_python_ones():
         TrainingConfig(epochs=np.bool_(True))
 
 
+def test_trainer_refuses_a_plain_dict_naming_the_way_to_build_a_config():
+    with pytest.raises(ValueError, match="config: expected a TrainingConfig .*from_dict.* got dict"):
+        Trainer({"hidden": 3})
+
+
 def test_cli_train_writes_outputs_and_resumes(tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "config.toml"

@@ -33,8 +33,10 @@ def export(fmt, network, out, time_scale):
         path = save_nir(net, out, time_scale=time_scale)
     except (ValueError, KeyError, OSError, NIRNotInstalledError) as exc:
         _fail(exc)
-    click.echo(f"wrote {path} ({fmt}; {'-'.join(map(str, net.sizes))}, "
-               f"{net.layers[0].projection.delay_kind.value} delays, 1 model time unit = {time_scale:g} s)")
+    kinds = [layer.projection.delay_kind.value for layer in net.layers]
+    kinds = kinds[0] if len(set(kinds)) == 1 else ",".join(kinds)  # (one per layer when they differ)
+    click.echo(f"wrote {path} ({fmt}; {'-'.join(map(str, net.sizes))}, {kinds} delays, "
+               f"1 model time unit = {time_scale:g} s)")
 
 
 @main.command("import")

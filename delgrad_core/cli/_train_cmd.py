@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -245,7 +246,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
                         for arg in ("--backend-option", f"{key}={json.dumps(value)}")]
             n_trials = len(hidden) * len(delays) * seeds
             atomic_write_text(slurm_script, sweep_job_script(command, n_trials))
-            click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {slurm_script}")
+            click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {shlex.quote(str(slurm_script))}")
             return
         if trial is not None:
             run_trial(*grid, trial, echo=echo)

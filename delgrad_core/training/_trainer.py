@@ -81,6 +81,9 @@ class Trainer:
     """
 
     def __init__(self, config: TrainingConfig, backend=None, out_dir=None):
+        if not isinstance(config, TrainingConfig):
+            raise InvalidValueError(f"config: expected a TrainingConfig (TrainingConfig.from_dict builds one from "
+                                    f"a dict), got {type(config).__name__}")
         self.config = config.resolved()
         self.folder = None if out_dir is None else out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
         self.loss = component("loss", self.config.loss, self.config, self.config.loss_options)
