@@ -84,7 +84,11 @@ class Registration:
         """A backend's capabilities: as registered, else read from a default-built backend."""
         if self.details.get("capabilities") is not None:
             return self.details["capabilities"]
-        with self.obj() as backend:
+        backend = self.obj()
+        if not isinstance(backend, Backend):
+            raise PluginError(f"backend {self.name!r} from {self.distribution!r}: factory returned "
+                              f"{type(backend).__name__}, not a Backend")
+        with backend:
             return backend.capabilities
 
     def to_dict(self) -> dict:

@@ -487,3 +487,11 @@ def test_dataset_defaults_apply_under_backend_defaults_and_the_users():
     assert config.encoder_options == {"pairs": True} and config.hidden == 100
     assert config_with_defaults({"dataset": "digits", "hidden": 7}).hidden == 7
     assert config_with_defaults({"dataset": "yin_yang"}).hidden == 30
+
+
+def test_a_factory_that_returns_no_backend_is_named_when_its_capabilities_are_read():
+    from delgrad_core._plugins import Registration
+
+    registration = Registration("backend", "hollow", lambda: None, "hollow-dist")
+    with pytest.raises(PluginError, match="backend 'hollow' from 'hollow-dist': factory returned NoneType, not a Backend"):
+        registration.capabilities  # noqa: B018  (it said "'NoneType' object does not support the context manager")
