@@ -367,6 +367,10 @@ class DeviceService:
         for job in self.scheduler.completed():
             if self.faults.job_finished():
                 log.warning("injected fault: exiting after %d jobs, before replying", self.faults.jobs_run)
+                # the replies sent before go out first (ZeroMQ sends from its own thread): otherwise
+                # which of them arrive is a race, and a restarted service reruns a random number of jobs
+                self._router.close(linger=2000)
+                self._context.destroy(linger=0)  # (waits for the router's replies, at most 2 s)
                 os._exit(EXIT_STATUS)
             self._answer(job, job.outcome.header, job.outcome.payload)
 
