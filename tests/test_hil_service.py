@@ -185,6 +185,11 @@ def test_serving_on_a_host_name_of_no_local_interface_says_so():
         DeviceService(dg.get_backend("reference"), Signer(b"a-token-of-sufficient-length"), "tcp://nohost.invalid:1")
 
 
+def test_new_token_refuses_an_empty_path():
+    result = cli_runner().invoke(main, ["hil", "new-token", ""])
+    assert result.exit_code == 2 and "expected a file name, got an empty one" in result.stderr
+
+
 # ---------------------------------------------------------------------------- hostile messages
 def test_a_wrong_or_missing_token_is_refused_at_once_and_the_service_serves_on(start_service):
     service = start_service()

@@ -387,6 +387,13 @@ def test_a_bad_delay_is_named_with_its_value_and_line():
         from_nir(graph, time_scale=1e-3)  # (it showed the finite minimum)
 
 
+def test_export_names_the_delay_kind_of_every_layer_when_they_differ(tmp_path, helpers):
+    dg.save_network(dg.Network.feedforward([2, 3, 2], delay_kind=["axonal", "synaptic"]), tmp_path / "n.npz")
+    result = cli_runner().invoke(main, ["export", str(tmp_path / "n.npz"), str(tmp_path / "n.nir"),
+                                        "--time-scale", "1e-3"])
+    assert result.exit_code == 0 and "2-3-2, axonal,synaptic delays" in result.output, result.output
+
+
 def recurrent_graph(rng, n=3):
     """Input -> Linear -> CubaLIF <-> Linear (recurrent weights), as snnTorch writes RSynaptic."""
     lif = nir.CubaLIF(tau_syn=np.full(n, 1e-3), tau_mem=np.full(n, 2e-3), r=np.full(n, 2.0),

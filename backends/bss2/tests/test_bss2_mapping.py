@@ -143,3 +143,8 @@ def test_placement_skips_circuits_and_delay_elements_that_failed_calibration():
     with pytest.raises(dg.UnsupportedNetworkError, match="3 circuits and 0 delay elements failed calibration"):
         place(_network((20, 200, 3), kind="none"), ChipConfig(neuron_circuits=204), 5,
               np.r_[np.zeros(3, bool), np.ones(201, bool)], np.ones(102, bool))
+
+
+def test_chip_options_take_numpy_numbers():
+    backend = dg.get_backend("bss2-emulator", weight_max=np.int64(40), threshold=np.float32(2.5), cache=False)
+    assert backend.capabilities.weight_limit == pytest.approx(40 / 30)
