@@ -34,7 +34,7 @@ from delgrad_hil._address import check_address
 from delgrad_hil._calibration import BACKEND_NAME, wrap
 from delgrad_hil._device import device_name
 from delgrad_hil._faults import FaultPlan
-from delgrad_hil._protocol import CLIENT_ID, ProtocolError, calibration_job_id
+from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id
 
 __all__ = ["HilBackend"]
 
@@ -138,8 +138,7 @@ class HilBackend(Backend):
         self.max_backoff_s = _positive(max_backoff_s, "max_backoff_s")
         self.client_id = _optional_text(client_id, "client_id")
         if self.client_id is not None and not CLIENT_ID.fullmatch(self.client_id):
-            raise InvalidValueError(f"client_id: expected 1-128 characters of A-Z a-z 0-9 . _ : @ -, "
-                                    f"got {self.client_id!r}")
+            raise InvalidValueError(f"client_id: expected {CLIENT_ID_RULE}, got {self.client_id!r}")
         self.local_service = None
         self._model: Backend | None = None
         self._client = None

@@ -31,8 +31,8 @@ from delgrad_hil._auth import SIGNATURE_BYTES
 
 __all__ = [
     "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "REPLY_SIZE_FACTOR", "ERROR_CODES",
-    "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "CLIENT_ID", "ProtocolError", "Message", "encode", "decode", "new_header",
-    "calibration_job_id", "read_unverified_error",
+    "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "CLIENT_ID", "CLIENT_ID_RULE", "ProtocolError", "Message", "encode",
+    "decode", "new_header", "calibration_job_id", "read_unverified_error",
 ]
 
 VERSION = 1
@@ -62,6 +62,7 @@ ERROR_CODES = {
 
 JOB_STATES = ("queued", "running", "finished", "unknown")
 CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # what a client may call itself
+CLIENT_ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ : @ -"
 _JOB_ID = re.compile(r"[0-9a-f]{64}")
 _MAX_SEED = 2**63 - 1
 
@@ -148,7 +149,7 @@ def _optional(rule):
 
 _NONCE = _bytes_of(_NONCE_BYTES)
 _COMMON = {"type": _of(str, "a string"), "nonce": _NONCE, "ts": _finite}
-_REQUEST_COMMON = {**_COMMON, "client": _pattern(CLIENT_ID, "1-128 characters of A-Z a-z 0-9 . _ : @ -")}
+_REQUEST_COMMON = {**_COMMON, "client": _pattern(CLIENT_ID, CLIENT_ID_RULE)}
 _REPLY_COMMON = {**_COMMON, "reply_to": _optional(_NONCE)}
 _JOB = _pattern(_JOB_ID, "64 lower-case hex digits")
 _TEXT = _of(str, "a string")
