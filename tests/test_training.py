@@ -1,6 +1,7 @@
 """Training: optimiser, parameter maps, trainer determinism, resume, checkpoints and the CLI."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -265,6 +266,17 @@ def test_sweep_takes_epochs_from_its_config_and_runs_each_value_once(tmp_path, m
     rows = (tmp_path / "sweep" / "sweep.csv").read_text().splitlines()[1:]
     assert len(rows) == 1 and rows[0].split(",")[3] == "1"  # one run, of the config's 1 epoch (not 300)
     assert pools == [1]  # one worker for one run, not 64
+
+
+def test_sweep_says_that_its_axes_replace_the_configs_hidden_delays_and_seed(tmp_path):
+    from delgrad_core.training._trials import plan_trials
+
+    with pytest.warns(UserWarning, match=r"replace hidden = 7, seed = 3 of the base settings"):
+        trials = plan_trials({"epochs": 1, "hidden": 7, "seed": 3}, [4], ["none"], 1, tmp_path)
+    assert [(t.settings["hidden"], t.settings["seed"]) for t in trials] == [(4, 0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan_trials({"epochs": 1}, [4], ["none"], 1, tmp_path)  # nothing replaced, nothing said
 
 
 def test_sweep_runs_cells_once_and_writes_csv(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from delgrad_core.training._config import config_with_defaults
 from delgrad_core.training._run_folder import RunFolder
 
 __all__ = ["Trial", "plan_trials", "train_trial", "trial_id"]
+
+_AXES = ("delays", "hidden", "seed")  # what a sweep sets per trial
 
 
 def trial_id(resolved_settings: dict) -> str:
@@ -44,7 +47,12 @@ class Trial:
 
 
 def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> list[Trial]:
-    """Every (delay kind, hidden size, seed) trial, validated before anything runs."""
+    """Every (delay kind, hidden size, seed) trial, validated before anything runs.  Values of
+    the axes in `base_settings` are replaced by the sweep's own (with a warning naming them)."""
+    replaced = [f"{axis} = {base_settings[axis]!r}" for axis in _AXES if axis in base_settings]
+    if replaced:
+        warnings.warn(f"the sweep's own hidden sizes, delay kinds and seeds replace {', '.join(replaced)} of the "
+                      f"base settings (set them with --hidden, --delays and --seeds)", UserWarning, stacklevel=2)
     trials = []
     for kind in delay_kinds:
         for hidden in hidden_sizes:
