@@ -68,11 +68,13 @@ semantics (its reset and further spikes would matter; ``first_spike_only=True`` 
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 
 from delgrad_core._atomic import atomic_write
 from delgrad_core._ir import Network
+from delgrad_core._npz import MAX_ARRAY_ELEMENTS
 from delgrad_core._nir_common import NIRConversionError, NIRNotInstalledError, require_nir
 from delgrad_core._nir_export import to_nir
 from delgrad_core._nir_import import from_nir
@@ -93,7 +95,27 @@ def load_nir(path: str | os.PathLike, *, time_scale: float | None = None, first_
     """Read a NIR file (``nir.read``) and convert it with `from_nir`."""
     nir = require_nir()
     try:
+        _check_declared_sizes(path)
         graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons
     except (OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
         raise NIRConversionError(f"{path}: cannot read a NIR graph ({type(exc).__name__}: {exc})") from None
     return from_nir(graph, time_scale=time_scale, first_spike_only=first_spike_only)
+
+
+def _check_declared_sizes(path) -> None:
+    """Refuse a file whose datasets declare more than `MAX_ARRAY_ELEMENTS` elements in all
+    (``nir.read`` loads every dataset whole: a small compressed file can declare gigabytes)."""
+    import h5py
+
+    declared: dict[str, int] = {}
+
+    def count(name, item):
+        if isinstance(item, h5py.Dataset) and item.shape is not None:
+            declared[name] = math.prod(item.shape)
+
+    with h5py.File(path, "r") as file:
+        file.visititems(count)
+    if sum(declared.values()) > MAX_ARRAY_ELEMENTS:
+        name = max(declared, key=declared.get)
+        raise NIRConversionError(f"{path}: the datasets declare {sum(declared.values())} elements in all (the "
+                                 f"largest, {name!r}, {declared[name]}); at most {MAX_ARRAY_ELEMENTS} are read")

@@ -193,6 +193,21 @@ def test_file_round_trip_with_nir_write_and_read(tmp_path, helpers, kind):
     assert_same_network(load_nir(tmp_path / "again.nir"), network)
 
 
+def test_a_file_declaring_huge_datasets_is_refused_before_anything_is_loaded(tmp_path, helpers):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "huge.nir"
+    save_nir(helpers.build_network([4, 5, 3], "axonal", 2.0, seed=4), path, time_scale=1e-3)
+    with h5py.File(path, "a") as file:
+        matrices = []
+        file.visititems(lambda name, item: matrices.append(name) if getattr(item, "ndim", 0) == 2 else None)
+        del file[matrices[0]]  # a 320 GB matrix of zeros in a small file
+        file.create_dataset(matrices[0], shape=(200_000, 200_000), dtype="f8", chunks=(1000, 1000),
+                            compression="gzip")
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(NIRConversionError, match=rf"40000000\d+ elements in all .*{matrices[0]}.* at most 134217728"):
+        load_nir(path)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_spike_times_of_imported_graph_equal_the_original(tmp_path, helpers, kind):
     network = helpers.build_network([4, 6, 5, 3], kind, np.array([2.0, 1.0, 1.4]), seed=5)
