@@ -6,7 +6,8 @@ of `delgrad_core.hookspecs`.  Loading is isolated per entry point: a plugin that
 (any exception, `SystemExit` included; only `KeyboardInterrupt` passes through), whose hook
 fails, that implements a misspelt hook, that registers nothing or that registers a name taken
 already gives a `PluginLoadWarning` naming it and the others still load; in strict mode
-(``DELGRAD_STRICT_PLUGINS=1``, or ``strict=True``) each of these is an error.  The problems are
+(``DELGRAD_STRICT_PLUGINS=1``, or ``strict=True``) they are an error, raised after every entry
+point was tried.  The problems are
 kept in `PluginRegistry.problems` for ``delgrad backends`` to show.  The core's own losses,
 encoders and datasets are registered first, then the project's own distributions, then the
 others in name order; a taken name stays with the first registration.
@@ -197,6 +198,7 @@ class PluginRegistry:
         self.group = group
         self.strict = _strict_from_env() if strict is None else bool(strict)
         self.problems: list[str] = []
+        self._strict_errors: list[PluginError] | None = None  # collected while `discover` runs
         self._tables: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         self._manager = pluggy.PluginManager(PROJECT_NAME)
         self._manager.add_hookspecs(DelgradHookspecs)
@@ -207,13 +209,32 @@ class PluginRegistry:
 
     # -- loading -------------------------------------------------------------------------------
     def _problem(self, error: PluginError) -> None:
-        if self.strict:
+        if self.strict and self._strict_errors is None:
             raise error
+        if self.strict:
+            self._strict_errors.append(error)
+            return
         self.problems.append(str(error))
         warnings.warn(str(error), PluginLoadWarning, stacklevel=3)
 
     def discover(self) -> "PluginRegistry":
-        """Load every entry point of `group`, one at a time; returns self."""
+        """Load every entry point of `group`, one at a time; returns self.  In strict mode every
+        plugin is tried before the problems are raised: one as itself, several as one
+        `PluginError` listing them all."""
+        self._strict_errors = [] if self.strict else None
+        try:
+            self._load_entry_points()
+        finally:
+            errors, self._strict_errors = self._strict_errors, None
+        if errors and len(errors) == 1:
+            raise errors[0]
+        if errors:
+            kinds = {type(error) for error in errors}
+            kind = kinds.pop() if len(kinds) == 1 else PluginError
+            raise kind(f"{len(errors)} plugin problems:\n" + "\n".join(f"- {error}" for error in errors))
+        return self
+
+    def _load_entry_points(self) -> None:
         def order(entry_point):
             dist = entry_point.dist.metadata["Name"] if entry_point.dist is not None else ""
             own = dist in _OWN_DISTRIBUTIONS
@@ -233,7 +254,6 @@ class PluginRegistry:
                 continue
             self.register_plugin(plugin, distribution=dist_name, version=version, plugin_name=entry_point.name,
                                  where=where)
-        return self
 
     def register_plugin(self, plugin, *, distribution: str, version: str = "", plugin_name: str | None = None,
                         where: str | None = None) -> None:

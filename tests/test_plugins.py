@@ -88,6 +88,29 @@ def test_broken_plugin_is_an_error_in_strict_mode(site, monkeypatch, how):
         registry.discover()
 
 
+def test_strict_mode_tries_every_plugin_and_names_every_problem(site):
+    site("delgrad-fake-broken", "fake_broken", "raise ImportError('missing dependency xyz')\n")
+    site("delgrad-first-twin", "first_twin", _good("twin"))
+    site("delgrad-second-twin", "second_twin", _good("twin"))
+    site("delgrad-fake-good", "fake_good", _good("fake-good"))
+    site("delgrad-quitter", "quitter", "raise SystemExit(3)\n")
+    registry = PluginRegistry(strict=True)
+    with pytest.raises(PluginError, match="^3 plugin problems:") as raised:
+        registry.discover()
+    problems = str(raised.value).splitlines()[1:]
+    assert len(problems) == 3 and all(line.startswith("- ") for line in problems)
+    # in loading order (distribution names)
+    assert "missing dependency xyz" in problems[0] and "SystemExit" in problems[1] and "'twin'" in problems[2]
+    assert "fake-good" in registry.names()  # the healthy ones were loaded before the error
+
+
+def test_strict_mode_raises_problems_of_one_kind_as_that_kind(site):
+    site("delgrad-fake-broken", "fake_broken", "raise ImportError('missing dependency xyz')\n")
+    site("delgrad-quitter", "quitter", "raise SystemExit(3)\n")
+    with pytest.raises(PluginLoadError, match="^2 plugin problems:\n- .*xyz.*\n- .*SystemExit"):
+        PluginRegistry(strict=True).discover()
+
+
 def test_strict_environment_value_is_checked(monkeypatch):
     monkeypatch.setenv("DELGRAD_STRICT_PLUGINS", "maybe")
     with pytest.raises(ValueError, match="DELGRAD_STRICT_PLUGINS"):
