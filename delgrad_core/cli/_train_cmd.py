@@ -85,7 +85,12 @@ def _settings(config_file, options: dict) -> dict:
 @BACKEND_OPTION
 def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
           no_progress, backend_options):
-    """Train a classifier on --dataset; write metrics.json, network.npz and plots into --out."""
+    """Train a classifier on --dataset; write metrics.json, network.npz and plots into --out.
+
+    The defaults shown are those of Yin-Yang on the reference backend; a backend or dataset may
+    register its own (bss2-emulator: axonal delays, tau ratio 1, batch 40, ...).  metrics.json
+    records every setting used.
+    """
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._run import run_training
 
