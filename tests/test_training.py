@@ -279,6 +279,17 @@ def test_sweep_says_that_its_axes_replace_the_configs_hidden_delays_and_seed(tmp
         plan_trials({"epochs": 1}, [4], ["none"], 1, tmp_path)  # nothing replaced, nothing said
 
 
+def test_sweep_results_before_any_run_finished_have_no_figure_and_no_warning(tmp_path):
+    from delgrad_core.training._sweep import _write_results
+    from delgrad_core.training._trials import plan_trials
+
+    trials = plan_trials({"epochs": 1}, [4], ["none"], 1, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warned about an empty legend
+        _write_results(trials, tmp_path)
+    assert (tmp_path / "sweep.csv").read_text().count("\n") == 1 and not (tmp_path / "sweep.png").exists()
+
+
 def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     runner = cli_runner()
     args = ["sweep", "--hidden", "4,6", "--delays", "none,axonal", "--seeds", "1", "--epochs", "1",

@@ -24,6 +24,7 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
 from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError
+from delgrad_core.training._config import config_with_defaults
 from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock
 from delgrad_core.training._trials import Trial, plan_trials, train_trial
@@ -101,10 +102,10 @@ def _table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plot(summary: list[dict], path: Path) -> None:
+def _plot(summary: list[dict], dataset: str, path: Path) -> None:
     from delgrad_core.training._plots import _figure, plots_available, save_figure
 
-    if not plots_available():
+    if not plots_available() or not summary:  # (nothing finished yet: no figure)
         return
     plt = _figure()
     fig, (ax_params, ax_hidden) = plt.subplots(1, 2, figsize=(11, 4))
@@ -125,7 +126,7 @@ def _plot(summary: list[dict], path: Path) -> None:
     for ax in (ax_params, ax_hidden):
         ax.grid(alpha=0.3, which="both")
         ax.legend(title="delays")
-    fig.suptitle("Yin-Yang: median test error over seeds (bars: min..max)")
+    fig.suptitle(f"{dataset}: median test error over seeds (bars: min..max)")
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -171,7 +172,7 @@ def _write_results(trials: list[Trial], out_dir: Path) -> str:
     writer.writerows(rows)
     atomic_write_text(out_dir / "sweep.csv", csv_text.getvalue())
     atomic_write_text(out_dir / "sweep_summary.json", json.dumps(summary, indent=2))
-    _plot(summary, out_dir / "sweep.png")
+    _plot(summary, config_with_defaults(trials[0].settings).dataset, out_dir / "sweep.png")
     return _table(summary)
 
 
