@@ -82,3 +82,13 @@ def test_calibrate_a_backend_without_calibration():
     result = cli_runner().invoke(main, ["calibrate", "--backend", "reference"])
     assert result.exit_code == 0, result.output
     assert "nothing to calibrate" in result.stdout and result.stderr == ""
+
+
+def test_a_calibration_held_inside_another_shows_its_summary_table():
+    """A client backend's calibration holding its device's (as mock-hil's does)."""
+    from delgrad_core.cli._calibrate_cmd import _report
+
+    device = {"backend": "chip-x", "cache_key": "k", "values": {
+        "summary": {"columns": ["parameter", "ratio"], "rows": [["leak", 0.25]]}, "chip": 3}}
+    lines = _report("client-y", Calibration("client-y", {"device": device}), None, 0.5)
+    assert lines[1:] == ["device (chip-x):", "  parameter  ratio", "  leak       0.25", "  chip: 3"]

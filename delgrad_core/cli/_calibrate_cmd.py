@@ -33,18 +33,30 @@ def _is_table(summary) -> bool:
             and all(isinstance(row, list) and len(row) == len(summary["columns"]) for row in summary["rows"]))
 
 
+def _values(values: dict) -> list[str]:
+    """The summary table of a calibration's values, then its other values; a calibration held in
+    a value (e.g. a device's inside a client backend's: {"backend", "values", ...}) indented."""
+    values, lines = dict(values), []
+    if _is_table(values.get("summary")):  # the convention: {"columns": [...], "rows": [[...], ...]}
+        summary = values.pop("summary")
+        lines += _table(summary["columns"], summary["rows"])
+    for key, value in values.items():
+        inner = value.get("values") if isinstance(value, dict) else None
+        if isinstance(inner, dict) and _is_table(inner.get("summary")):
+            lines.append(f"{key} ({value.get('backend', 'calibration')}):")
+            lines += ["  " + line for line in _values(inner)]
+        else:
+            lines.append(f"{key}: {json.dumps(value)}")
+    return lines
+
+
 def _report(backend_name: str, calibration, cache, seconds: float) -> list[str]:
     lines = [f"calibration of {backend_name!r} in {seconds:.2f} s (digest {calibration.digest[:16]})"]
     if cache is not None:
         status, path = cache
         lines.append({"hit": f"cache hit: loaded {path} (nothing was measured)",
                       "stored": f"stored in the cache: {path}"}.get(status, f"not stored in the cache: {path}"))
-    values = dict(calibration.values)
-    if _is_table(values.get("summary")):  # the convention: {"columns": [...], "rows": [[...], ...]}
-        summary = values.pop("summary")
-        lines += _table(summary["columns"], summary["rows"])
-    for key, value in values.items():
-        lines.append(f"{key}: {json.dumps(value)}")
+    lines += _values(calibration.values)
     if not calibration.values and not calibration.arrays:
         lines.append("nothing to calibrate (the backend returns an empty calibration)")
     return lines
