@@ -45,7 +45,7 @@ def start_service():
 
 
 def _client(service, **options):
-    return HilBackend(service.address, token=service.token, **options)
+    return HilBackend(service.address, token=service.token, **{"device": service.device, **options})
 
 
 def _reply(service, frames):
@@ -79,6 +79,17 @@ def _assert_same_results(results, expected):
 
 
 # ---------------------------------------------------------------------------- talking to a service
+def test_a_client_of_a_service_at_an_address_names_a_device_other_than_the_default(start_service):
+    """Without device=, a client assumes the default device (and training takes its settings)."""
+    service = start_service()
+    with HilBackend(service.address, token=service.token) as backend:
+        with pytest.raises(dg.BackendUnavailable, match="owns device 'hil-noisy': name it with device=hil-noisy"):
+            backend.capabilities
+    with HilBackend(service.address, token=service.token, device="bss2-emulator") as backend:
+        with pytest.raises(dg.BackendUnavailable, match="owns device 'hil-noisy', not 'bss2-emulator'"):
+            backend.capabilities
+
+
 def test_a_client_gets_the_devices_results_and_the_service_reports_its_state(start_service):
     service = start_service(device_options={"chip": 2})
     with _client(service, device="hil-noisy") as backend:

@@ -32,7 +32,7 @@ from delgrad_core import (
 
 from delgrad_hil._address import check_address
 from delgrad_hil._calibration import BACKEND_NAME, wrap
-from delgrad_hil._device import device_name
+from delgrad_hil._device import DEFAULT_DEVICE, device_name
 from delgrad_hil._faults import FaultPlan
 from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id
 
@@ -206,6 +206,10 @@ class HilBackend(Backend):
         if self.device is not None and name != self.device:
             raise BackendUnavailable(f"the service at {address} owns device {name!r}, not {self.device!r}",
                                      retryable=False)
+        if self.device is None and self.address is not None and name != DEFAULT_DEVICE:
+            raise BackendUnavailable(f"the service at {address} owns device {name!r}: name it with device={name} "
+                                     f"(without it, mock-hil takes the default device {DEFAULT_DEVICE!r} and its "
+                                     f"training settings)", retryable=False)
         if self._model is None:
             try:
                 self._model = get_backend(name, **options)
