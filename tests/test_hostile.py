@@ -316,6 +316,34 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "fresh", "--resume"), "no checkpoint.npz to resume")
 
 
+def test_a_new_run_refuses_a_folder_of_other_files_and_leaves_them_alone(tmp_path):
+    from delgrad_core.training._run_folder import RunFolder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / ".notes.tmp").write_text("important")
+    (mine / "confusion.png").write_text("my own figure")
+    with pytest.raises(dg.RunFolderError, match=r"mine: holds other files \(.notes.tmp, confusion.png\)"):
+        with RunFolder(mine).claim(resume=False):
+            pass
+    assert (mine / ".notes.tmp").read_text() == "important" and (mine / "confusion.png").read_text() == "my own figure"
+    several = tmp_path / "several"
+    several.mkdir()
+    (several / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')  # not a run killed before its 1st checkpoint
+    for name in "abcd":
+        (several / name).write_text("")
+    with pytest.raises(dg.RunFolderError, match="already holds a run"):
+        with RunFolder(several).claim(resume=False):
+            pass
+    assert (several / "history.jsonl").read_text().count("\n") == 2
+    killed = tmp_path / "killed"  # what a kill before the first checkpoint leaves: taken over
+    killed.mkdir()
+    (killed / "history.jsonl").write_text('{"epoch": 1}\n')
+    (killed / ".checkpoint.npz.x1y2.tmp").write_bytes(b"half")
+    with RunFolder(killed).claim(resume=False):
+        assert sorted(p.name for p in killed.iterdir()) == [".lock"]
+
+
 def test_results_are_readable_by_others(tmp_path):
     process = _delgrad(tmp_path, *TRAIN, "--out", "run")
     assert process.returncode == 0, process.stderr

@@ -117,11 +117,10 @@ def test_resume_equals_uninterrupted(tmp_path):
     straight = Trainer(config)
     straight.fit(progress=False)
 
-    first = Trainer(TrainingConfig(**{**config.to_dict(), "epochs": 2}), out_dir=tmp_path)
-    first.fit(progress=False)
-    resumed = Trainer(config, out_dir=tmp_path)
-    resumed.load_checkpoint()
-    resumed.fit(progress=False)
+    with Trainer(TrainingConfig(**{**config.to_dict(), "epochs": 2}), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+    with Trainer(config, out_dir=tmp_path, resume=True) as resumed:
+        resumed.fit(progress=False)
     for name in straight.model.params:
         assert np.array_equal(straight.model.params[name], resumed.model.params[name]), name
         assert np.array_equal(straight.selection.params[name], resumed.selection.params[name]), name
@@ -146,19 +145,43 @@ def test_keep_best_keeps_the_best_validation_epoch(tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
-    Trainer(TrainingConfig(**SHORT), out_dir=tmp_path).fit(progress=False)
-    other = Trainer(TrainingConfig(**{**SHORT, "hidden": 9}), out_dir=tmp_path)
+    with Trainer(TrainingConfig(**SHORT), out_dir=tmp_path) as first:
+        first.fit(progress=False)
     hidden = SHORT.get("hidden", TrainingConfig.hidden)
     with pytest.raises(ValueError, match=rf"different settings \(hidden: {hidden} in the checkpoint, 9 now\)"):
-        other.load_checkpoint()
+        Trainer(TrainingConfig(**{**SHORT, "hidden": 9}), out_dir=tmp_path, resume=True)
 
 
 def test_resume_takes_other_values_of_options_that_do_not_change_results(tmp_path):
-    Trainer(TrainingConfig(**SHORT), out_dir=tmp_path).fit(progress=False)
-    Trainer(TrainingConfig(**{**SHORT, "backend_options": {"n_threads": 1}}), out_dir=tmp_path).load_checkpoint()
-    other = Trainer(TrainingConfig(**{**SHORT, "backend": "example", "backend_options": {}}), out_dir=tmp_path)
+    with Trainer(TrainingConfig(**SHORT), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+    with Trainer(TrainingConfig(**{**SHORT, "backend_options": {"n_threads": 1}}), out_dir=tmp_path, resume=True):
+        pass
     with pytest.raises(ValueError, match="backend: \"reference\" in the checkpoint, \"example\" now"):
-        other.load_checkpoint()
+        Trainer(TrainingConfig(**{**SHORT, "backend": "example", "backend_options": {}}), out_dir=tmp_path,
+                resume=True)
+
+
+def test_a_trainer_claims_its_folder_like_the_command_line(tmp_path):
+    with Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "run") as first:
+        with pytest.raises(dg.RunFolderError, match="run: in use by process"):
+            Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "run")
+        first.fit(progress=False)
+        first.finish()
+    with pytest.raises(dg.RunFolderError, match="already holds a run .*--resume"):
+        Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "run")  # a finished run is never overwritten
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(dg.RunFolderError, match="a-file: exists and is not a folder"):
+        Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "a-file")
+    with pytest.raises(dg.RunFolderError, match="no checkpoint.npz to resume from"):
+        Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "new", resume=True)
+    with Trainer(TrainingConfig(**SHORT)) as without_folder:
+        with pytest.raises(ValueError, match="save_checkpoint: this trainer has no run folder"):
+            without_folder.save_checkpoint()
+        with pytest.raises(ValueError, match="finish: no epoch has been trained"):
+            without_folder.finish()
+    with pytest.raises(ValueError, match="resume: needs out_dir"):
+        Trainer(TrainingConfig(**SHORT), resume=True)
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -526,10 +549,10 @@ def test_resume_with_parameter_average_equals_uninterrupted(tmp_path):
     config = TrainingConfig(epochs=3, hidden=8, delays="none", seed=2, parameter_average=0.95)
     straight = Trainer(config)
     straight.fit(progress=False)
-    Trainer(TrainingConfig(**{**config.to_dict(), "epochs": 1}), out_dir=tmp_path).fit(progress=False)
-    resumed = Trainer(config, out_dir=tmp_path)
-    resumed.load_checkpoint()
-    resumed.fit(progress=False)
+    with Trainer(TrainingConfig(**{**config.to_dict(), "epochs": 1}), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+    with Trainer(config, out_dir=tmp_path, resume=True) as resumed:
+        resumed.fit(progress=False)
     for name in straight.model.params:
         assert np.array_equal(straight.average.params[name], resumed.average.params[name]), name
     assert [m.validation_loss for m in straight.history] == [m.validation_loss for m in resumed.history]

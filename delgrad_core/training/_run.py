@@ -23,9 +23,7 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
     epoch; if it says yes, `TrainingStopped` is raised there (the run is resumable).
     """
     folder = RunFolder(out_dir)
-    with folder.claim(resume=resume), Trainer(config, backend=backend, out_dir=folder) as trainer:
-        if resume:
-            trainer.load_checkpoint()
+    with folder.claim(resume=resume), Trainer(config, backend=backend, out_dir=folder, resume=resume) as trainer:
         trainer.fit(progress=progress, should_stop=should_stop)
         if trainer.epoch < trainer.config.epochs:
             raise TrainingStopped(f"{folder.path}: stopped after epoch {trainer.epoch} of {trainer.config.epochs}; "

@@ -37,6 +37,7 @@ HISTORY_NAME = "history.jsonl"
 METRICS_NAME = "metrics.json"
 NETWORK_NAME = "network.npz"
 _LOCK_NAME = ".lock"
+_WRITE_TEST = ".write-test"
 _RUN_FILES = (CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME, NETWORK_NAME)
 
 
@@ -67,8 +68,8 @@ def folder_lock(path):
             handle.truncate()
             handle.write(f"process {os.getpid()}")
             handle.flush()
-            atomic_write_text(path / ".write-test", "")
-            os.unlink(path / ".write-test")
+            atomic_write_text(path / _WRITE_TEST, "")
+            os.unlink(path / _WRITE_TEST)
         except OSError as exc:
             raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
         yield path
@@ -123,25 +124,37 @@ class RunFolder:
     @contextlib.contextmanager
     def claim(self, *, resume: bool):
         """Create and lock the folder for one process; refuse a folder that holds a run unless
-        resuming it, and one with nothing to resume when resuming.  Checks early that the folder
-        is writable (a read-only file system or a file in the way fails here, not after an epoch)."""
+        resuming it, one with nothing to resume when resuming, and a new run in a folder that
+        holds other files (they could be overwritten).  Checks early that the folder is writable
+        (a read-only file system or a file in the way fails here, not after an epoch)."""
         with folder_lock(self.path):
             self._remove_stale_temporaries()
             present = self.holds_run()
-            if present == [HISTORY_NAME] and not resume:  # killed before its first checkpoint
-                self.history_file.unlink()
+            if present == [HISTORY_NAME] and not resume and self._history_lines() <= 1:
+                self.history_file.unlink()  # a run killed before its first checkpoint
                 present = []
             if resume and not self.checkpoint.exists():
                 raise RunFolderError(f"{self.path}: no {CHECKPOINT_NAME} to resume from")
             if not resume and present:
                 raise RunFolderError(f"{self.path}: already holds a run ({', '.join(present)}); resume it with "
                                      "--resume or choose another folder")
+            others = sorted(entry.name for entry in self.path.iterdir() if entry.name != _LOCK_NAME)
+            if not resume and others:
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                raise RunFolderError(f"{self.path}: holds other files ({shown}), which a run could overwrite; "
+                                     "choose a new or empty folder")
             yield self
 
+    def _history_lines(self) -> int:
+        with open(self.history_file, "rb") as handle:
+            return sum(1 for _ in handle)
+
     def _remove_stale_temporaries(self) -> None:
-        """Temporary files of atomic writes interrupted by a kill (safe: the folder is locked)."""
-        for stale in self.path.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        """Temporary files of this folder's atomic writes interrupted by a kill (safe: the folder
+        is locked); other hidden files are left alone."""
+        for pattern in (*_RUN_FILES, "*.png", _WRITE_TEST):
+            for stale in self.path.glob(f".{pattern}.*.tmp"):
+                stale.unlink(missing_ok=True)
 
     # -- files ---------------------------------------------------------------------------------
     def write_checkpoint(self, arrays: dict) -> Path:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core._errors import FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
 from delgrad_core._plugins import get_backend
@@ -77,25 +77,40 @@ class Trainer:
         stays open (its owner closes it).
     out_dir : path or RunFolder, optional
         The run folder where checkpoints, the history, ``metrics.json`` and the trained network
-        are written (see `RunFolder`; claiming it, i.e. locking, is the caller's business).
+        are written.  A path is claimed (`RunFolder.claim`) until `close()`: locked against
+        other processes, refused if it holds a run (unless `resume`) or other files; a
+        `RunFolder` object is used as it is (its caller has claimed it).
+    resume : bool
+        Continue the run in `out_dir` from its checkpoint (`load_checkpoint`).
     """
 
-    def __init__(self, config: TrainingConfig, backend=None, out_dir=None):
+    def __init__(self, config: TrainingConfig, backend=None, out_dir=None, *, resume: bool = False):
         if not isinstance(config, TrainingConfig):
             raise InvalidValueError(f"config: expected a TrainingConfig (TrainingConfig.from_dict builds one from "
                                     f"a dict), got {type(config).__name__}")
+        if resume and out_dir is None:
+            raise InvalidValueError("resume: needs out_dir, the folder of the run to continue")
         self.config = config.resolved()
-        self.folder = None if out_dir is None else out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
-        self.loss = component("loss", self.config.loss, self.config, self.config.loss_options)
-        self.encoder = component("encoder", self.config.encoder, self.config, self.config.encoder_options)
-        self.train_set = load_dataset(self.config.dataset, "train")
-        self.validation_set = load_dataset(self.config.dataset, "validation")
-        self.test_set = load_dataset(self.config.dataset, "test")
-        requested = backend if backend is not None else self.config.backend
-        self.owns_backend = isinstance(requested, str)
-        self.backend = get_backend(requested, **({} if not self.owns_backend else self.config.backend_options))
+        self.owns_backend, self._claim = False, None
+        if out_dir is None or isinstance(out_dir, RunFolder):
+            self.folder = out_dir
+        else:
+            self.folder = RunFolder(out_dir)
+            self._claim = self.folder.claim(resume=resume)
+            self._claim.__enter__()
         try:
+            self.loss = component("loss", self.config.loss, self.config, self.config.loss_options)
+            self.encoder = component("encoder", self.config.encoder, self.config, self.config.encoder_options)
+            self.train_set = load_dataset(self.config.dataset, "train")
+            self.validation_set = load_dataset(self.config.dataset, "validation")
+            self.test_set = load_dataset(self.config.dataset, "test")
+            requested = backend if backend is not None else self.config.backend
+            self.backend = get_backend(requested, **({} if not isinstance(requested, str) else
+                                                     self.config.backend_options))
+            self.owns_backend = isinstance(requested, str)
             self._setup()
+            if resume:
+                self.load_checkpoint()
         except BaseException:
             self.close()
             raise
@@ -128,9 +143,14 @@ class Trainer:
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the backend if the trainer built it."""
-        if self.owns_backend:
-            self.backend.close()
+        """Close the backend if the trainer built it; release a folder it claimed."""
+        try:
+            if self.owns_backend:
+                self.backend.close()
+        finally:
+            claim, self._claim = self._claim, None
+            if claim is not None:
+                claim.__exit__(None, None, None)
 
     def __enter__(self) -> "Trainer":
         return self
@@ -230,6 +250,8 @@ class Trainer:
         write it and the final metrics.  Returns (kept network's test result, last epoch's
         test result or None when the last epoch is the one kept).  With `parameter_average` the
         network is the average (the last epoch's, or the kept epoch's)."""
+        if self.epoch == 0:
+            raise InvalidValueError("finish: no epoch has been trained (call fit() first)")
         self.average.write_into(self.model)
         test = self.evaluate(self.test_set)
         final_test = None
@@ -258,6 +280,11 @@ class Trainer:
         return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
 
     # -- checkpoints ----------------------------------------------------------------------------
+    def _run_folder(self, action: str) -> RunFolder:
+        if self.folder is None:
+            raise InvalidValueError(f"{action}: this trainer has no run folder (Trainer(..., out_dir=FOLDER))")
+        return self.folder
+
     def save_checkpoint(self):
         """Parameters, optimiser, heuristics and loop state in one npz, written atomically."""
         state = {
@@ -274,11 +301,13 @@ class Trainer:
         arrays.update(self.average.arrays())
         arrays.update({f"adam.{k}": v for k, v in self.optimiser.state_arrays().items()})
         arrays[_STATE_KEY] = json_array(state)
-        return self.folder.write_checkpoint(arrays)
+        return self._run_folder("save_checkpoint").write_checkpoint(arrays)
 
     def load_checkpoint(self) -> None:
         """Continue exactly where the run folder's checkpoint stopped (same config except `epochs`)."""
-        path = self.folder.checkpoint
+        path = self._run_folder("load_checkpoint").checkpoint
+        if not path.exists():
+            raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
             state = data.json(_STATE_KEY)
             saved = _comparable(dict(state.get("config", {}), epochs=self.config.epochs), self.backend)
