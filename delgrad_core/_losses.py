@@ -112,7 +112,14 @@ class FirstSpikeLoss(ABC):
         gradient = np.zeros((batch, n_outputs))
         spiked = np.isfinite(times[np.arange(batch), labels])
         if np.any(spiked):
-            per_sample[spiked], gradient[spiked] = self._evaluate(times[spiked], labels[spiked])
+            with np.errstate(over="ignore", invalid="ignore"):  # (reported below, naming the loss)
+                per_sample[spiked], gradient[spiked] = self._evaluate(times[spiked], labels[spiked])
+            finite = np.isfinite(per_sample) & np.isfinite(gradient).all(axis=1)
+            if not finite.all():
+                latest = times[spiked][np.isfinite(times[spiked])].max()
+                raise InvalidValueError(f"loss {self!r}: not finite for {np.count_nonzero(~finite)} of {batch} "
+                                        f"samples (spike times up to {latest:.3g} tau_s); a parameter of the loss "
+                                        f"is out of its useful range")
         if batch:
             gradient /= batch
         return LossResult(per_sample, gradient)

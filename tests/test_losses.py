@@ -1,6 +1,7 @@
 """Losses on first-spike times and the first-spike readout (delgrad_core._losses)."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -193,3 +194,14 @@ def test_bad_inputs_name_the_field(times, labels, match):
             loss(times, labels)
     with pytest.raises(ValueError, match=match):
         accuracy(times, labels)
+
+
+def test_a_loss_that_overflows_is_an_error_naming_its_parameters():
+    """exp(t_y / beta) overflows for beta = 0.005 and a label spike after 3.55 tau_s."""
+    times = np.array([[4.0, 1.0, np.inf], [0.5, 1.0, 2.0]])
+    loss = TTFSCrossEntropy(beta=0.005)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning is not shown on top
+        with pytest.raises(ValueError, match=r"beta=0.005\): not finite for 1 of 2 samples .*up to 4 tau_s"):
+            loss(times, [0, 0])
+        assert np.isfinite(loss(times, [1, 0]).per_sample).all()  # no label spike late enough
