@@ -246,6 +246,13 @@ def test_cli_train_writes_outputs_and_resumes(tmp_path):
     resumed = runner.invoke(main, [a if a != "2" else "3" for a in args] + ["--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 3
+    fewer = runner.invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "2"])
+    assert fewer.exit_code != 0 and "has trained 3 epochs already; resume it to at least that many, not 2" \
+        in fewer.output
+    extended = runner.invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "4", "--no-progress"])
+    assert extended.exit_code == 0, extended.output  # the run's own settings, without repeating them
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 4 and metrics["config"]["hidden"] == 6 and metrics["config"]["batch_size"] == 250
 
     for target in (out, out / "network.npz"):  # the run folder or its network file: the run's own settings
         evaluated = runner.invoke(main, ["evaluate", str(target), "--json"])

@@ -93,27 +93,32 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     """
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._run import run_training
+    from delgrad_core.training._run_folder import RunFolder
 
     options = dict(backend=backend, dataset=dataset, hidden=hidden, delays=delays, tau_ratio=tau_ratio,
                    epochs=epochs, batch_size=batch_size, seed=seed, loss=loss)
+    if resume and not out_dir:
+        raise click.UsageError("--resume needs --out, the folder of the run to continue")
+    if out_dir == "":
+        raise click.UsageError("--out: expected a folder name, got ''")
     try:
         settings = _settings(config_file, options)
         if backend_options:
             settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
+        if resume:  # the run's own settings, under what is given here (resume refuses changes)
+            stored = RunFolder(out_dir).checkpoint_settings()
+            settings = {**stored, **settings, "backend_options": {**stored.get("backend_options", {}),
+                                                                  **settings.get("backend_options", {})}}
         config = config_with_defaults(settings)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if resume and out_dir is None:
-        raise click.UsageError("--resume needs --out, the folder of the run to continue")
     out = Path(out_dir) if out_dir else _fresh_out_dir()
     try:
         summary = run_training(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
-        from delgrad_core.training._run_folder import RunFolder
-
         if RunFolder(out).checkpoint.exists():
             click.echo(f"\ninterrupted; the last finished epoch is saved: continue with "
-                       f"delgrad train --out {out} --resume [same options]", err=True)
+                       f"delgrad train --out {shlex.quote(str(out))} --resume", err=True)
         else:
             click.echo("\ninterrupted before the first epoch finished; nothing to resume", err=True)
         sys.exit(130)

@@ -39,6 +39,7 @@ NETWORK_NAME = "network.npz"
 _LOCK_NAME = ".lock"
 _WRITE_TEST = ".write-test"
 _RUN_FILES = (CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME, NETWORK_NAME)
+STATE_KEY = "trainer_state.json"  # the checkpoint's JSON document: loop state and settings
 
 
 @contextlib.contextmanager
@@ -162,6 +163,16 @@ class RunFolder:
 
     def open_checkpoint(self) -> NpzArchive:
         return NpzArchive(self.checkpoint, what="delgrad checkpoint")
+
+    def checkpoint_settings(self) -> dict:
+        """The settings the checkpoint was written with ({} without a checkpoint)."""
+        if not self.checkpoint.exists():
+            return {}
+        with self.open_checkpoint() as checkpoint:
+            settings = checkpoint.json(STATE_KEY).get("config", {})
+        if not isinstance(settings, dict):
+            raise FileFormatError(f"{self.checkpoint}: its settings are not a table")
+        return settings
 
     def append_history(self, record: dict) -> None:
         """Append one epoch's record as a JSON line, durably."""

@@ -138,8 +138,7 @@ def _stored_config(folder: Path) -> dict | None:
         if metrics is not None:
             return dict(metrics.get("config", {}))
         if run.checkpoint.exists():
-            with run.open_checkpoint() as checkpoint:
-                return dict(checkpoint.json("trainer_state.json").get("config", {}))
+            return run.checkpoint_settings()
     except FileFormatError:
         return None
     return None

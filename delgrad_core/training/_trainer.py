@@ -24,12 +24,11 @@ from delgrad_core.training._heuristics import BestValidation, ParameterAverage, 
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
 from delgrad_core.training._progress import EpochProgress
-from delgrad_core.training._run_folder import RunFolder
+from delgrad_core.training._run_folder import STATE_KEY, RunFolder
 from delgrad_core.training._step import TrainingStep
 
 __all__ = ["Trainer", "EpochMetrics", "Evaluation"]
 
-_STATE_KEY = "trainer_state.json"
 
 
 @dataclass
@@ -300,7 +299,7 @@ class Trainer:
         arrays.update(self.selection.arrays())
         arrays.update(self.average.arrays())
         arrays.update({f"adam.{k}": v for k, v in self.optimiser.state_arrays().items()})
-        arrays[_STATE_KEY] = json_array(state)
+        arrays[STATE_KEY] = json_array(state)
         return self._run_folder("save_checkpoint").write_checkpoint(arrays)
 
     def load_checkpoint(self) -> None:
@@ -309,7 +308,7 @@ class Trainer:
         if not path.exists():
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
-            state = data.json(_STATE_KEY)
+            state = data.json(STATE_KEY)
             saved = _comparable(dict(state.get("config", {}), epochs=self.config.epochs), self.backend)
             current = _comparable(self.config.to_dict(), self.backend)
             if saved != current:
@@ -318,6 +317,10 @@ class Trainer:
                                     for k in differing)
                 raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
                                         "resume with the run's own settings")
+            trained = state.get("epoch")
+            if isinstance(trained, int) and trained > self.config.epochs:
+                raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {trained} epochs already; "
+                                        f"resume it to at least that many, not {self.config.epochs}")
             for name, param in self.model.params.items():
                 param[...] = data.array(f"param.{name}", shape=param.shape, kind="f")
             self.optimiser.load_state_arrays({name[5:]: data.array(name, kind="fi")
