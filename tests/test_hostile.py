@@ -274,6 +274,12 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red", "--out", "never"),
                            "unknown option(s) colour; allowed: n_threads")
     assert not (tmp_path / "never").exists()  # a run that wrote nothing leaves no folder behind
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red"), "unknown option(s) colour")
+    assert list((tmp_path / "runs").iterdir()) == []  # nor in a folder of its own choosing
+    (tmp_path / "edited").mkdir()
+    (tmp_path / "edited" / "network.npz").write_bytes(b"")
+    (tmp_path / "edited" / "metrics.json").write_text('{"test_accuracy": 0.5, "config": "x"}')
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "edited"), "metrics.json: its 'config' is not a table")
     (tmp_path / "net.npz").write_bytes(b"PK\x03\x04broken")
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "net.npz"), "net.npz", "not a readable")
     process = _delgrad(tmp_path, "sweep", "--config", "bad.toml", "--out", "sw")

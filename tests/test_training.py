@@ -223,6 +223,14 @@ def test_trainer_refuses_a_plain_dict_naming_the_way_to_build_a_config():
         Trainer({"hidden": 3})
 
 
+def test_default_run_folders_of_runs_started_at_once_differ(tmp_path, monkeypatch):
+    from delgrad_core.cli._train_cmd import _fresh_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    first, second = _fresh_out_dir(), _fresh_out_dir()  # (the same second, almost always)
+    assert first != second and first.is_dir() and second.is_dir()
+
+
 def test_cli_train_writes_outputs_and_resumes(tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "config.toml"

@@ -12,7 +12,7 @@ import click
 
 from delgrad_core._atomic import atomic_write_text
 from delgrad_core.cli import main
-from delgrad_core._errors import InvalidValueError
+from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
 _DELAY_CHOICES = [kind.value for kind in DelayKind]
@@ -45,13 +45,18 @@ BACKEND_OPTION = click.option(
 
 
 def _fresh_out_dir() -> Path:
-    """runs/train-YYYYmmdd-HHMMSS, with a suffix if it exists."""
+    """runs/train-YYYYmmdd-HHMMSS, with a suffix if it exists; created here (exclusively, so
+    that two runs started in the same second get two folders)."""
     base = Path("runs") / datetime.now().strftime("train-%Y%m%d-%H%M%S")
+    base.parent.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
-    while path.exists():
-        path = base.with_name(f"{base.name}-{n}")
-        n += 1
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path = base.with_name(f"{base.name}-{n}")
+            n += 1
 
 
 def _settings(config_file, options: dict) -> dict:
@@ -143,7 +148,10 @@ def _run_settings(path: Path) -> tuple[Path, dict]:
     if not network_file.is_file():
         raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "
                                 "or moved")
-    return network_file, dict(metrics.get("config", {}))
+    settings = metrics.get("config", {})
+    if not isinstance(settings, dict):
+        raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of settings")
+    return network_file, settings
 
 
 @main.command()

@@ -49,7 +49,7 @@ def folder_lock(path):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{path}: exists and is not a folder")
-    created = not path.exists()
+    created = not path.exists() or not any(path.iterdir())  # (an empty folder: made for this run)
     try:
         path.mkdir(parents=True, exist_ok=True)
         handle = open(path / _LOCK_NAME, "a+")
