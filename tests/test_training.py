@@ -577,3 +577,12 @@ def test_resume_with_parameter_average_equals_uninterrupted(tmp_path):
 def test_parameter_average_must_be_a_decay_below_one(value):
     with pytest.raises(ValueError, match="parameter_average"):
         TrainingConfig(parameter_average=value)
+
+
+def test_option_tables_merge_with_defaults_and_do_not_shadow_fields():
+    from delgrad_core.training import config_with_defaults
+
+    digits = config_with_defaults({"dataset": "digits", "encoder_options": {"repeat": 2}}).resolved()
+    assert digits.encoder_options == {"pairs": True, "repeat": 2}  # the dataset's pairs survive
+    with pytest.raises(ValueError, match="loss_options: set loss_delta instead of the option delta"):
+        Trainer(TrainingConfig(loss_options={"delta": 0.5}, epochs=1))

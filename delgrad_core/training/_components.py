@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from delgrad_core._errors import InvalidValueError
 from delgrad_core._plugins import build_registered, registry
 from delgrad_core.training._config import TrainingConfig
 
@@ -18,5 +19,8 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     values = config.to_dict()
     parameters = {p: values[prefix + p] for p in inspect.signature(factory).parameters
                   if prefix + p in values and values[prefix + p] is not None}
-    parameters.update(options)
-    return build_registered(kind, name, parameters)
+    served = sorted(set(parameters) & set(options))
+    if served:  # one place per value: the field (which metrics.json records as used)
+        raise InvalidValueError(f"{kind}_options: set {', '.join(prefix + p for p in served)} instead of the "
+                                f"option {', '.join(served)} ({kind} {name!r} takes it from that setting)")
+    return build_registered(kind, name, {**parameters, **options})

@@ -292,7 +292,19 @@ def config_with_defaults(values: dict) -> TrainingConfig:
             backend_defaults = check_settings(backend_defaults(dict(options)), f"backend {backend!r}: training_defaults")
         _check_layer_count(backend, backend_defaults, values, plugins.get("backend", backend).details)
         defaults.update(backend_defaults)
-    return TrainingConfig.from_dict({**defaults, **values})
+    return TrainingConfig.from_dict({**defaults, **values, **_merged_options(defaults, values)})
+
+
+def _merged_options(defaults: dict, values: dict) -> dict:
+    """Option tables of `values` on top of the defaults' for the same component (a dataset's
+    encoder option survives a further option given for that encoder)."""
+    merged = {}
+    for section in ("encoder", "loss", "backend"):
+        key, default_name = f"{section}_options", defaults.get(section, getattr(TrainingConfig, section))
+        if isinstance(defaults.get(key), dict) and isinstance(values.get(key), dict) \
+                and values.get(section, default_name) == default_name:
+            merged[key] = {**defaults[key], **values[key]}
+    return merged
 
 
 def _check_layer_count(backend: str, backend_defaults: dict, values: dict, details: dict) -> None:
