@@ -586,3 +586,9 @@ def test_option_tables_merge_with_defaults_and_do_not_shadow_fields():
     assert digits.encoder_options == {"pairs": True, "repeat": 2}  # the dataset's pairs survive
     with pytest.raises(ValueError, match="loss_options: set loss_delta instead of the option delta"):
         Trainer(TrainingConfig(loss_options={"delta": 0.5}, epochs=1))
+
+
+def test_hidden_of_one_layer_is_one_setting_however_given():
+    for given in (5, [5], (5,), np.int64(5), [np.int32(5)]):
+        assert TrainingConfig(hidden=given).hidden == 5 and type(TrainingConfig(hidden=given).hidden) is int
+    assert TrainingConfig(hidden=(8, np.int64(6))).hidden == [8, 6]

@@ -129,11 +129,12 @@ def _delay_kinds(name, value):
 
 
 def _hidden_sizes(name, value):
+    """One size (an integer, also for a list of one) or a list of sizes, one per hidden layer."""
     sizes = value if isinstance(value, (list, tuple)) else [value]
-    if not sizes or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
+    if not sizes or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in sizes):
         raise InvalidValueError(f"{name}: expected a positive integer or a list of them (one per hidden layer), "
                                 f"got {value!r}")
-    return value if isinstance(value, int) else list(sizes)
+    return int(sizes[0]) if len(sizes) == 1 else [int(v) for v in sizes]
 
 
 def _rule(default, check, section: str):
