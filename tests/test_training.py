@@ -592,3 +592,28 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     for given in (5, [5], (5,), np.int64(5), [np.int32(5)]):
         assert TrainingConfig(hidden=given).hidden == 5 and type(TrainingConfig(hidden=given).hidden) is int
     assert TrainingConfig(hidden=(8, np.int64(6))).hidden == [8, 6]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epoch": 2.7}, "the state's epoch is 2.7"),
+    ({"best_validation_accuracy": "high"}, "the state's best_validation_accuracy is 'high'"),
+    ({"elapsed_seconds": -1}, "the state's elapsed_seconds is -1"),
+    ({"epochs_recorded": 5}, "records 5 epochs of 1"),
+    ("drop adam.m.layers.0.weights", "the optimiser's state is incomplete \\(missing adam.m.layers.0.weights"),
+])
+def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, message):
+    from delgrad_core._npz import NpzArchive, json_array, write_npz
+
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path) as trainer:
+        trainer.fit(progress=False)
+    with NpzArchive(tmp_path / "checkpoint.npz") as archive:
+        arrays = {name: archive.array(name) for name in archive.names}
+        state = archive.json("trainer_state.json")
+    if isinstance(change, dict):
+        arrays["trainer_state.json"] = json_array({**state, **change})
+    else:
+        del arrays[change.split()[1]]
+    with open(tmp_path / "checkpoint.npz", "wb") as handle:
+        write_npz(handle, arrays)
+    with pytest.raises(dg.FileFormatError, match=message):
+        Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True)

@@ -6,6 +6,7 @@ of their own (`_step`, `_heuristics`, `_run_folder`, `_progress`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -308,7 +309,7 @@ class Trainer:
         if not path.exists():
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
-            state = data.json(STATE_KEY)
+            state = _checked_state(data.json(STATE_KEY), path)
             saved = _comparable(dict(state.get("config", {}), epochs=self.config.epochs), self.backend)
             current = _comparable(self.config.to_dict(), self.backend)
             if saved != current:
@@ -323,8 +324,13 @@ class Trainer:
                                         f"resume it to at least that many, not {self.config.epochs}")
             for name, param in self.model.params.items():
                 param[...] = data.array(f"param.{name}", shape=param.shape, kind="f")
-            self.optimiser.load_state_arrays({name[5:]: data.array(name, kind="fi")
-                                              for name in data.names if name.startswith("adam.")})
+            adam = {name[5:]: data.array(name, kind="fi") for name in data.names if name.startswith("adam.")}
+            missing = [f"adam.{moment}.{name}" for moment in "mv" for name in self.model.params
+                       if f"{moment}.{name}" not in adam]
+            if "steps" not in adam or (adam["steps"] > 0 and missing):
+                raise FileFormatError(f"{path}: the optimiser's state is incomplete (missing "
+                                      f"{', '.join(missing[:2]) if missing else 'adam.steps'}...)")
+            self.optimiser.load_state_arrays(adam)
             best = _parameter_arrays(data, self.model.params, "best.")
             average = _parameter_arrays(data, self.model.params, "average.")
         try:
@@ -340,6 +346,27 @@ class Trainer:
                 raise
             raise FileFormatError(f"{path}: inconsistent checkpoint or history ({type(exc).__name__}: {exc})") from None
         self.model.apply()
+
+
+# the checkpoint's loop state: name -> (types allowed, None allowed)
+_STATE_NUMBERS = {"epoch": (int, False), "epochs_recorded": (int, False), "best_epoch": (int, False),
+                  "elapsed_seconds": ((int, float), False), "best_validation_accuracy": ((int, float), False),
+                  "bump_level": ((int, float), True)}
+
+
+def _checked_state(state: dict, path) -> dict:
+    """The checkpoint's loop state with its numbers checked: a damaged or edited checkpoint is
+    refused when read, not after an epoch of training."""
+    for name, (kinds, optional) in _STATE_NUMBERS.items():
+        value = state.get(name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
+                or (name != "best_validation_accuracy" and value < 0):
+            raise FileFormatError(f"{path}: the state's {name} is {value!r} (a damaged or edited checkpoint)")
+    if state["epochs_recorded"] > state["epoch"]:
+        raise FileFormatError(f"{path}: the state records {state['epochs_recorded']} epochs of {state['epoch']}")
+    return state
 
 
 def _shown(value) -> str:
