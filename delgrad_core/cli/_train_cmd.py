@@ -133,9 +133,9 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     )
 
 
-def _run_settings(path: Path) -> tuple[Path, dict]:
-    """(network file, the run's settings) for a run folder or a network file; settings are {}
-    for a network file outside a finished run folder."""
+def _run_settings(path: Path) -> tuple[Path, dict, dict]:
+    """(network file, the run's settings, its metrics) for a run folder or a network file;
+    settings and metrics are {} for a network file outside a finished run folder."""
     from delgrad_core.training._run_folder import RunFolder
 
     folder = RunFolder(path if path.is_dir() else path.parent)
@@ -144,14 +144,14 @@ def _run_settings(path: Path) -> tuple[Path, dict]:
     if metrics is None or network_file != folder.network:
         if path.is_dir():
             raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy)")
-        return network_file, {}
+        return network_file, {}, {}
     if not network_file.is_file():
         raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "
                                 "or moved")
     settings = metrics.get("config", {})
     if not isinstance(settings, dict):
         raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of settings")
-    return network_file, settings
+    return network_file, settings, metrics
 
 
 @main.command()
@@ -159,8 +159,9 @@ def _run_settings(path: Path) -> tuple[Path, dict]:
 @click.option("--backend", help="Backend name.  [default: the run's, else reference]")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--dataset", help="Dataset name.  [default: the run's, else yin_yang]")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
-              help="Seed of the noise on noisy backends (each job of the evaluation gets its own, drawn from it).")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1),
+              help="Seed of the noise on noisy backends (each job of the evaluation gets its own, drawn from it).  "
+                   "[default: the run's test seed (its recorded test accuracy is repeated exactly), else 0]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @BACKEND_OPTION
 def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
@@ -179,7 +180,9 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     from delgrad_core.training._components import component
     from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 
-    network_file, stored = _run_settings(path)
+    network_file, stored, metrics = _run_settings(path)
+    if seed is None:
+        seed = metrics.get("test_seed") if isinstance(metrics.get("test_seed"), int) else 0
     settings = {key: stored[key] for key in ("dataset", "encoder", "t_early", "t_late", "encoder_options",
                                               "backend", "backend_options", "evaluation_batch_size") if key in stored}
     settings.update({k: v for k, v in {"backend": backend, "dataset": dataset}.items() if v is not None})
@@ -194,7 +197,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     encoder = component("encoder", config.encoder, config, config.encoder_options)
     check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
     with get_backend(config.backend, **config.backend_options) as target:
-        calibration = target.calibrate(network, seed=seed)
+        calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)

@@ -138,6 +138,7 @@ class Trainer:
             next_seed=self._next_seed,
         )
         self.epoch = 0
+        self.test_seed: int | None = None  # drawn by `finish`
         self.history: list[EpochMetrics] = []
         self.elapsed_seconds = 0.0
 
@@ -168,10 +169,17 @@ class Trainer:
         return draw_seed(self.rng)
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, dataset) -> Evaluation:
-        """Loss and first-spike accuracy of `dataset` on the backend, in batches it accepts."""
+    def evaluate(self, dataset, *, seed: int | None = None) -> Evaluation:
+        """Loss and first-spike accuracy of `dataset` on the backend, in batches it accepts.  The
+        jobs' seeds (for noisy backends) come from the run's generator, or from `seed` as in
+        ``delgrad evaluate --seed`` (which then gives the same result)."""
+        if seed is None:
+            next_seed = self._next_seed
+        else:
+            jobs = np.random.default_rng(seed)
+            next_seed = lambda: draw_seed(jobs)  # noqa: E731
         output = output_spike_times(self.backend, self.network, self.encoder(dataset.features), self.calibration,
-                                    self._next_seed, self.config.evaluation_batch_size)
+                                    next_seed, self.config.evaluation_batch_size)
         loss = self.loss(output, dataset.labels)
         return Evaluation(float(loss.per_sample.mean()), accuracy(output, dataset.labels), output,
                           np.asarray(dataset.labels))
@@ -241,6 +249,7 @@ class Trainer:
             summary["selected_epoch"] = self.selection.selected_epoch(self.epoch)
             summary["test_loss"] = test.loss
             summary["test_accuracy"] = test.accuracy
+            summary["test_seed"] = self.test_seed
         if final_test is not None:
             summary["final_epoch_test_accuracy"] = final_test.accuracy
         return summary
@@ -252,13 +261,14 @@ class Trainer:
         network is the average (the last epoch's, or the kept epoch's)."""
         if self.epoch == 0:
             raise InvalidValueError("finish: no epoch has been trained (call fit() first)")
+        self.test_seed = draw_seed(self.rng)  # recorded: `delgrad evaluate` repeats the test exactly
         self.average.write_into(self.model)
-        test = self.evaluate(self.test_set)
+        test = self.evaluate(self.test_set, seed=self.test_seed)
         final_test = None
         if self.selection.restore(self.epoch, self.model.params):
             final_test = test
             self.model.apply()
-            test = self.evaluate(self.test_set)
+            test = self.evaluate(self.test_set, seed=self.test_seed)
         if self.folder is not None:
             self.folder.write_network(self.network)
             self.folder.write_metrics(self.summary(test, final_test))

@@ -52,6 +52,9 @@ def test_train_with_no_settings_but_the_backend(tmp_path, monkeypatch, delays):
     evaluations = [cli_runner().invoke(main, ["evaluate", str(out), "--seed", "5", "--json"]) for _ in range(2)]
     assert evaluations[0].exit_code == 0, evaluations[0].output
     assert json.loads(evaluations[0].stdout) == json.loads(evaluations[1].stdout)
+    # without --seed: the run's own test seed, so the recorded test accuracy exactly
+    again = cli_runner().invoke(main, ["evaluate", str(out), "--json"])
+    assert json.loads(again.stdout)["accuracy"] == metrics["test_accuracy"]
 
 
 def test_the_conformance_suite_passes_as_a_user_runs_it(tmp_path):
