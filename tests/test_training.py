@@ -617,3 +617,14 @@ def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, messa
         write_npz(handle, arrays)
     with pytest.raises(dg.FileFormatError, match=message):
         Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True)
+
+
+def test_a_history_that_is_not_the_runs_own_is_refused_naming_the_line(tmp_path):
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path) as trainer:
+        trainer.fit(progress=False)
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    for damaged, message in (([lines[0], "{not json"], "line 2 is not valid JSON"),
+                             ([lines[1], lines[0]], "line 1 is not the record of epoch 1")):
+        (tmp_path / "history.jsonl").write_text("\n".join(damaged) + "\n")
+        with pytest.raises(dg.FileFormatError, match=message):
+            Trainer(TrainingConfig(**{**SHORT, "epochs": 3}), out_dir=tmp_path, resume=True)

@@ -192,10 +192,15 @@ class RunFolder:
             lines = []
         if len(lines) < n_epochs:
             raise FileFormatError(f"{self.history_file}: has {len(lines)} epochs, the checkpoint {n_epochs}")
-        try:
-            records = [json.loads(line) for line in lines[:n_epochs]]
-        except ValueError as exc:
-            raise FileFormatError(f"{self.history_file}: not valid JSON lines ({exc})") from None
+        records = []
+        for number, line in enumerate(lines[:n_epochs], start=1):
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise FileFormatError(f"{self.history_file}: line {number} is not valid JSON ({exc})") from None
+            if not isinstance(record, dict) or record.get("epoch") != number:
+                raise FileFormatError(f"{self.history_file}: line {number} is not the record of epoch {number}")
+            records.append(record)
         if len(lines) > n_epochs or not n_epochs:
             atomic_write_text(self.history_file, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
         return records
