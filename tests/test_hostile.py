@@ -290,11 +290,15 @@ def test_evaluate_refuses_a_network_that_does_not_fit_the_dataset(tmp_path):
     dg.save_network(dg.Network.feedforward([4, 5, 2], seed=0), tmp_path / "two.npz")
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "two.npz"), "2 output neurons but the dataset has 3 classes")
     dg.save_network(dg.Network.feedforward([5, 5, 3], seed=0), tmp_path / "five.npz")
-    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "five.npz"), "5 inputs but the encoded dataset has 4")
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "five.npz"), "5 inputs but the encoded dataset has 4 "
+                           "(yin_yang, the default; --dataset names the network's task)")
 
 
 def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):
     assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({**metrics, "config": {"backend": "bss2-hw"}}))
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "'bss2-hw' is not allowed", "a setting of the run")
     (tmp_path / "run" / "network.npz").unlink()
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "run: the run folder has no network file (network.npz)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -118,6 +119,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     out = Path(out_dir) if out_dir else _fresh_out_dir()
+    started = time.perf_counter()
     try:
         summary = run_training(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
@@ -129,7 +131,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         sys.exit(130)
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
-        f"{summary['n_parameters']} parameters, {summary['wall_seconds']:.1f} s)  ->  {out}"
+        f"{summary['n_parameters']} parameters; {summary['wall_seconds']:.1f} s of training, "
+        f"{time.perf_counter() - started:.1f} s in all)  ->  {out}"
     )
 
 
@@ -191,11 +194,22 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
         settings.pop("evaluation_batch_size", None)
     if backend_options:  # given on the command line: over the run's own
         settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
-    config = config_with_defaults(settings)
+    try:
+        config = config_with_defaults(settings)
+    except InvalidValueError as exc:
+        if not stored:
+            raise
+        raise InvalidValueError(f"{exc} (a setting of the run in {path}, from its metrics.json; --backend, "
+                                "--backend-option and --dataset choose others)") from None
     network = load_network(network_file)
     data = load_dataset(config.dataset, split)
     encoder = component("encoder", config.encoder, config, config.encoder_options)
-    check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
+    try:
+        check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
+    except InvalidValueError as exc:
+        if stored or dataset is not None:
+            raise
+        raise InvalidValueError(f"{exc} ({config.dataset}, the default; --dataset names the network's task)") from None
     with get_backend(config.backend, **config.backend_options) as target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
