@@ -474,6 +474,7 @@ def test_sectioned_config_files(tmp_path):
         ("[network]\nhidden = [20, 10]\ndelays = ['axonal', 'none']\n", "delays: a list needs one kind per neuron layer"),
         ("epochs = 3\n[optimiser]\nepochs = 4\n", "epochs set twice"),
         ("[loss]\nname = 'hinge'\n", "loss: 'hinge' is not allowed"),
+        ("[backend]\nbackend_options = {n_threads = 2}\nn_threads = 1\n", r"\[backend\] gives n_threads twice"),
     ]:
         path.write_text(text)
         with pytest.raises(ValueError, match=message):

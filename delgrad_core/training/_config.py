@@ -356,7 +356,12 @@ def _flatten_section(section: str, table: dict, where: str) -> dict:
         else:
             raise InvalidValueError(f"{where}: unknown setting {key!r} in [{section}]; allowed: {', '.join(fields)}")
     if options:
-        values[f"{section}_options"] = {**values.get(f"{section}_options", {}), **options}
+        table = values.get(f"{section}_options", {})
+        twice = sorted(set(options) & set(table)) if isinstance(table, dict) else []
+        if twice:
+            raise InvalidValueError(f"{where}: [{section}] gives {', '.join(twice)} twice (alone and in "
+                                    f"{section}_options); give each once")
+        values[f"{section}_options"] = {**table, **options}
     return values
 
 
