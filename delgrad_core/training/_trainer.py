@@ -31,7 +31,6 @@ from delgrad_core.training._step import TrainingStep
 __all__ = ["Trainer", "EpochMetrics", "Evaluation"]
 
 
-
 @dataclass
 class EpochMetrics:
     """Per-epoch record; train metrics are averaged over the epoch's training batches."""
