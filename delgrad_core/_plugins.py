@@ -27,6 +27,7 @@ import pluggy
 from delgrad_core._backend import Backend
 from delgrad_core._capabilities import Capabilities
 from delgrad_core._errors import (
+    DelgradError,
     DuplicateNameError,
     InvalidValueError,
     PluginError,
@@ -334,7 +335,7 @@ class PluginRegistry:
         registration = self.get("backend", name)
         _check_parameter_names(f"backend {name!r}", registration.obj, options, "option")
         try:
-            backend = registration.obj(**options)
+            backend = call_plugin(registration, "backend", lambda: registration.obj(**options))
         except TypeError as exc:
             raise InvalidValueError(f"backend {name!r}: invalid options {sorted(options)} ({exc})") from None
         if not isinstance(backend, Backend):
@@ -344,6 +345,12 @@ class PluginRegistry:
             backend.close()
             raise PluginError(f"backend {name!r} from {registration.distribution!r}: the backend calls itself "
                               f"{backend.name!r}; the registered name and Backend.name must agree")
+        try:
+            call_plugin(registration, "backend", lambda: backend.capabilities, "its capabilities",
+                        arguments_checked=True)
+        except BaseException:
+            backend.close()
+            raise
         return backend
 
 
@@ -391,7 +398,26 @@ def build_registered(kind: str, name: str, parameters: dict):
     """Call the factory registered as `name` of `kind` with `parameters`, naming unknown ones."""
     registration = registry().get(kind, name)
     _check_parameter_names(f"{kind} {name!r}", registration.obj, parameters, "parameter")
-    return registration.obj(**parameters)
+    try:
+        return call_plugin(registration, kind, lambda: registration.obj(**parameters))
+    except TypeError as exc:
+        raise InvalidValueError(f"{kind} {name!r}: cannot be built with {sorted(parameters)} ({exc})") from None
+
+
+def call_plugin(registration: Registration, kind: str, call, what: str = "its factory", *,
+                arguments_checked: bool = False):
+    """`call()`, plugin code of `registration`: delgrad's own errors, `MemoryError` and Ctrl-C
+    pass (and a `TypeError` when `arguments_checked` is False: bad arguments, for the caller to
+    name); anything else becomes a `PluginError` naming the plugin, which the command line shows
+    as one line rather than a traceback."""
+    passing = (DelgradError, MemoryError) if arguments_checked else (DelgradError, MemoryError, TypeError)
+    try:
+        return call()
+    except passing:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{kind} {registration.name!r} from {registration.distribution!r}: {what} failed: "
+                          f"{type(exc).__name__}: {exc}") from exc
 
 
 def _check_parameter_names(what: str, factory, parameters: dict, noun: str) -> None:

@@ -586,7 +586,9 @@ def test_option_tables_merge_with_defaults_and_do_not_shadow_fields():
     digits = config_with_defaults({"dataset": "digits", "encoder_options": {"repeat": 2}}).resolved()
     assert digits.encoder_options == {"pairs": True, "repeat": 2}  # the dataset's pairs survive
     with pytest.raises(ValueError, match="loss_options: set loss_delta instead of the option delta"):
-        Trainer(TrainingConfig(loss_options={"delta": 0.5}, epochs=1))
+        Trainer(TrainingConfig(loss_delta=0.3, loss_options={"delta": 0.5}, epochs=1))
+    with Trainer(TrainingConfig(loss_options={"delta": 0.5}, epochs=1)) as trainer:  # the field left at its default
+        assert trainer.loss.loss == dg.ShiftInvariantSquaredError(delta=0.5)
 
 
 def test_hidden_of_one_layer_is_one_setting_however_given():
@@ -629,3 +631,72 @@ def test_a_history_that_is_not_the_runs_own_is_refused_naming_the_line(tmp_path)
         (tmp_path / "history.jsonl").write_text("\n".join(damaged) + "\n")
         with pytest.raises(dg.FileFormatError, match=message):
             Trainer(TrainingConfig(**{**SHORT, "epochs": 3}), out_dir=tmp_path, resume=True)
+
+
+def _register_plugin_components(monkeypatch, **hooks):
+    """A registry with the core's components plus a plugin implementing `hooks`, as the global one."""
+    from types import SimpleNamespace
+
+    from delgrad_core import PluginRegistry, hookimpl
+    from delgrad_core._plugins import registry as installed
+
+    registry = PluginRegistry()
+    registry.register_plugin(SimpleNamespace(**{name: hookimpl(hook) for name, hook in hooks.items()}),
+                             distribution="delgrad-local")
+    registry._tables["backend"]["reference"] = installed().get("backend", "reference")  # (to train on)
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+
+
+class _PluginLoss:
+    def __init__(self, alpha=0.5, shape="good"):
+        self.alpha, self.shape = alpha, shape
+
+    def __call__(self, output_times, labels):
+        result = dg.ShiftInvariantSquaredError()(output_times, labels)
+        if self.shape == "raise":
+            raise RuntimeError("the loss broke")
+        return result if self.shape == "good" else (result.per_sample, result.gradient)
+
+
+def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkeypatch):
+    from delgrad_core.datasets import Dataset, load_dataset
+
+    def losses(register):
+        register("mine", _PluginLoss)
+
+    def datasets(register):
+        def broken(split):
+            raise RuntimeError("no data here")
+
+        def dots(split, name="dots"):
+            features = np.random.default_rng(len(split)).uniform(0, 1, (30, 2))
+            return Dataset(name, split, features, (features.sum(axis=1) * 1.5).astype(int), ("a", "b", "c"))
+
+        splits = ("train", "validation", "test")
+        register("broken", broken, splits=splits)
+        register("dots", dots, splits=splits, plane=lambda x, y: np.stack([x, y], axis=-1))  # (120, 120, 2)
+        register("odd", lambda split: dots(split, "odd"), splits=splits, plane=lambda x, y: np.stack([x, y]))
+        register("renamed", dots, splits=splits)
+
+    _register_plugin_components(monkeypatch, delgrad_register_losses=losses, delgrad_register_datasets=datasets)
+    config = dict(SHORT, loss="mine")
+    with Trainer(TrainingConfig(**config)) as trainer:
+        assert trainer.loss.loss.alpha == 0.5  # not loss_alpha's default, 0.005
+    with Trainer(TrainingConfig(**config, loss_alpha=0.7)) as trainer:
+        assert trainer.loss.loss.alpha == 0.7
+    for shape, message in (("tuple", "loss 'mine' from 'delgrad-local': returned tuple, not a LossResult"),
+                           ("raise", "loss 'mine' from 'delgrad-local': evaluating it failed: RuntimeError: the loss")):
+        with Trainer(TrainingConfig(**config, loss_options={"shape": shape})) as trainer:
+            with pytest.raises(dg.PluginError, match=message):
+                trainer.fit(progress=False)
+    with pytest.raises(dg.PluginError, match="dataset 'broken' from 'delgrad-local': loading 'train' failed: "
+                                             "RuntimeError: no data here"):
+        load_dataset("broken", "train")
+    with Trainer(TrainingConfig(**{**SHORT, "dataset": "dots", "epochs": 1})) as trainer:
+        assert trainer.decision_plane()[2].shape == (120, 120)
+    with Trainer(TrainingConfig(**{**SHORT, "dataset": "odd", "epochs": 1})) as trainer:
+        with pytest.raises(dg.PluginError, match=r"dataset 'odd' .*: its plane returned shape \(2, 120, 120\)"):
+            trainer.decision_plane()
+    with pytest.raises(dg.PluginError, match="dataset 'renamed' .*: asked for split 'train', its loader returned "
+                                             "split 'train' of dataset 'dots'"):
+        load_dataset("renamed", "train")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from delgrad_core._errors import InvalidValueError
+from delgrad_core._errors import InvalidValueError, PluginError
 from delgrad_core.datasets._dataset import Dataset
 
 __all__ = ["available_datasets", "load_dataset"]
@@ -20,13 +20,17 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
 
     Unknown names or splits raise errors listing the allowed values.
     """
-    from delgrad_core._plugins import registry
+    from delgrad_core._plugins import call_plugin, registry
 
     registration = registry().get("dataset", name)
     splits = registration.details["splits"]
     if split not in splits:
         raise InvalidValueError(f"split: unknown split {split!r} of dataset {name!r}; choose one of {', '.join(splits)}")
-    dataset = registration.obj(split, **options)
+    dataset = call_plugin(registration, "dataset", lambda: registration.obj(split, **options), f"loading {split!r}",
+                          arguments_checked=not options)
     if not isinstance(dataset, Dataset):
         raise InvalidValueError(f"dataset {name!r}: its loader returned {type(dataset).__name__}, not a Dataset")
+    if (dataset.name, dataset.split) != (name, split):
+        raise PluginError(f"dataset {name!r} from {registration.distribution!r}: asked for split {split!r}, its loader "
+                          f"returned split {dataset.split!r} of dataset {dataset.name!r}")
     return dataset

@@ -2,25 +2,56 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+from dataclasses import dataclass
 
-from delgrad_core._errors import InvalidValueError
-from delgrad_core._plugins import build_registered, registry
+import numpy as np
+
+from delgrad_core._errors import InvalidValueError, PluginError
+from delgrad_core._plugins import Registration, build_registered, call_plugin, registry
 from delgrad_core.training._config import TrainingConfig
 
 __all__ = ["component"]
 
+_FIELD_DEFAULTS = {spec.name: spec.default for spec in dataclasses.fields(TrainingConfig)
+                   if spec.default is not dataclasses.MISSING}
+
+
+@dataclass(frozen=True)
+class _CheckedLoss:
+    """A registered loss whose answers are checked: a plugin's failure or a result that is not
+    a `LossResult` of the batch's shapes is a `PluginError` naming the loss."""
+
+    loss: object
+    registration: Registration
+
+    def __call__(self, output_times, labels):
+        result = call_plugin(self.registration, "loss", lambda: self.loss(output_times, labels), "evaluating it",
+                             arguments_checked=True)
+        batch, n_outputs = np.shape(output_times)
+        per_sample, gradient = getattr(result, "per_sample", None), getattr(result, "gradient", None)
+        if not (isinstance(per_sample, np.ndarray) and per_sample.shape == (batch,)
+                and isinstance(gradient, np.ndarray) and gradient.shape == (batch, n_outputs)):
+            raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: returned "
+                              f"{type(result).__name__}, not a LossResult with per_sample of shape ({batch},) and "
+                              f"gradient of shape ({batch}, {n_outputs})")
+        return result
+
 
 def component(kind: str, name: str, config: TrainingConfig, options: dict):
     """The registered `kind` `name`, built from the config fields named after its parameters
-    (``loss_delta`` -> ``delta`` for losses, ``t_early`` for encoders) plus `options`."""
+    (``loss_delta`` -> ``delta`` for losses, ``t_early`` for encoders) plus `options`.  A field
+    left at its declared default is not passed: the component's own default holds (the core's
+    components have the fields' defaults; a plugin's may differ)."""
     factory = registry().get(kind, name).obj
     prefix = "loss_" if kind == "loss" else ""
     values = config.to_dict()
     parameters = {p: values[prefix + p] for p in inspect.signature(factory).parameters
-                  if prefix + p in values and values[prefix + p] is not None}
+                  if values.get(prefix + p) is not None and values[prefix + p] != _FIELD_DEFAULTS.get(prefix + p)}
     served = sorted(set(parameters) & set(options))
     if served:  # one place per value: the field (which metrics.json records as used)
         raise InvalidValueError(f"{kind}_options: set {', '.join(prefix + p for p in served)} instead of the "
                                 f"option {', '.join(served)} ({kind} {name!r} takes it from that setting)")
-    return build_registered(kind, name, {**parameters, **options})
+    built = build_registered(kind, name, {**parameters, **options})
+    return _CheckedLoss(built, registry().get(kind, name)) if kind == "loss" else built

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from delgrad_core._errors import FileFormatError, InvalidValueError, RunFolderError
+from delgrad_core._errors import FileFormatError, InvalidValueError, PluginError, RunFolderError
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
 from delgrad_core._plugins import get_backend
@@ -277,13 +277,21 @@ class Trainer:
         """(x grid, y grid, predicted class per point; -1 = no output spike) over the unit
         square, for datasets that register a `plane`; else None."""
         from delgrad_core._losses import first_spike_prediction
-        from delgrad_core._plugins import registry
+        from delgrad_core._plugins import call_plugin, registry
 
-        plane = registry().get("dataset", self.config.dataset).details.get("plane")
+        registration = registry().get("dataset", self.config.dataset)
+        plane = registration.details.get("plane")
         if plane is None:
             return None
         grid_x, grid_y = np.meshgrid(np.linspace(0.0, 1.0, resolution), np.linspace(0.0, 1.0, resolution))
-        inputs = self.encoder(np.clip(plane(grid_x, grid_y), 0.0, 1.0))
+        features = np.asarray(call_plugin(registration, "dataset", lambda: plane(grid_x, grid_y), "its plane",
+                                          arguments_checked=True), dtype=np.float64)
+        n_features = self.train_set.features.shape[1]
+        if features.shape not in ((grid_x.size, n_features), (*grid_x.shape, n_features)):
+            raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
+                              f"shape {features.shape} for grids of shape {grid_x.shape}; expected ({grid_x.size}, "
+                              f"{n_features}) or {(*grid_x.shape, n_features)}")
+        inputs = self.encoder(np.clip(features.reshape(grid_x.size, n_features), 0.0, 1.0))
         output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._next_seed,
                                     self.config.evaluation_batch_size)
         return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
