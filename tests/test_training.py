@@ -700,3 +700,16 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
     with pytest.raises(dg.PluginError, match="dataset 'renamed' .*: asked for split 'train', its loader returned "
                                              "split 'train' of dataset 'dots'"):
         load_dataset("renamed", "train")
+
+
+def test_training_runs_a_batch_above_the_backends_limit_in_several_jobs():
+    from delgrad_core.testing import MockBackend
+
+    limited = MockBackend(capabilities=dg.Capabilities(exact=True, max_batch_size=16))
+    config = TrainingConfig(**{**SHORT, "epochs": 1, "batch_size": 50})
+    with Trainer(config, backend=limited) as in_jobs, Trainer(config, backend=MockBackend()) as whole:
+        in_jobs.fit(progress=False)
+        whole.fit(progress=False)
+    assert max(request.batch_size for request in limited.requests) == 16
+    for name, value in whole.model.params.items():  # the same steps: the reference model is exact
+        np.testing.assert_allclose(in_jobs.model.params[name], value, rtol=1e-12, atol=1e-12)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad_core._execution import ExecutionRequest
+from delgrad_core._execution import ExecutionRequest, ExecutionResult
 from delgrad_core._losses import accuracy
 from delgrad_core._propagation import backward
 from delgrad_core.training._heuristics import SilentNeuronBump, SilentNeuronRevival
@@ -16,6 +16,16 @@ from delgrad_core.training._optim import Adam
 from delgrad_core.training._parameters import TrainableNetwork
 
 __all__ = ["StepResult", "TrainingStep"]
+
+
+def _joined(results: list[ExecutionResult]) -> ExecutionResult:
+    """One result of the jobs of a batch, their samples in order."""
+    arrivals = None
+    if results[0].arrival_times is not None:
+        arrivals = [None if layer[0] is None else np.concatenate(layer)
+                    for layer in zip(*(result.arrival_times for result in results))]
+    return ExecutionResult([np.concatenate(layer) for layer in zip(*(r.layer_spike_times for r in results))], {},
+                           arrivals)
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,15 @@ class TrainingStep:
     next_seed: Callable[[], int]
 
     def run(self, input_spike_times: np.ndarray):
-        """Execute the shadow network as the backend represents it: (network that ran, result)."""
-        request = ExecutionRequest(self.backend.represent(self.model.network), input_spike_times, self.calibration,
-                                   self.next_seed())
-        return request.network, self.backend.execute(request)
+        """Execute the shadow network as the backend represents it, in jobs of at most the
+        backend's `max_batch_size` samples (each with its own seed): (network that ran, result
+        of the whole batch)."""
+        ran = self.backend.represent(self.model.network).frozen_copy()  # one snapshot that every job shares
+        per_job = self.backend.capabilities.max_batch_size or max(len(input_spike_times), 1)
+        requests = [ExecutionRequest(ran, input_spike_times[start:start + per_job], self.calibration, self.next_seed())
+                    for start in range(0, len(input_spike_times), per_job)]
+        results = self.backend.execute_many(requests)
+        return ran, results[0] if len(results) == 1 else _joined(results)
 
     def __call__(self, features: np.ndarray, labels: np.ndarray, lr_factor: float) -> StepResult:
         inputs = self.encoder(features)
