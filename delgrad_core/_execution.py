@@ -167,9 +167,16 @@ class ExecutionRequest:
                 raise FileFormatError(f"{archive.source}: invalid request: {exc}") from None
 
 
+def _described(value) -> str:
+    """'a tuple of 2', 'a list of 3', or the type's name."""
+    return f"a {type(value).__name__} of {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__
+
+
 def _check_layer_array(array, expected_shape: tuple, field_name: str, allow_2d_arrivals: bool = False):
-    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-        raise InvalidResultError(f"{field_name}: expected a float array, got {type(array).__name__}")
+    if not isinstance(array, np.ndarray):
+        raise InvalidResultError(f"{field_name}: expected a float64 array, got {type(array).__name__}")
+    if array.dtype != np.float64:  # (results travel and compare bit for bit as float64)
+        raise InvalidResultError(f"{field_name}: expected a float64 array, got dtype {array.dtype}")
     shapes = [expected_shape]
     if allow_2d_arrivals:
         shapes.append(expected_shape[:2])
@@ -204,9 +211,15 @@ class ExecutionResult:
         network, batch = request.network, request.batch_size
         try:
             if not isinstance(self.layer_spike_times, list) or len(self.layer_spike_times) != len(network.layers):
-                raise InvalidResultError(f"layer_spike_times: expected a list of {len(network.layers)} arrays")
+                raise InvalidResultError(f"layer_spike_times: expected a list of {len(network.layers)} arrays, got "
+                                         f"{_described(self.layer_spike_times)}")
             if not isinstance(self.metadata, dict) or not all(isinstance(k, str) for k in self.metadata):
                 raise InvalidResultError("metadata: expected a dict with string keys")
+            try:
+                json.dumps(self.metadata, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidResultError(f"metadata: expected JSON values (numbers, strings, lists, tables; e.g. "
+                                         f"float() of a numpy number): {exc}") from None
             with np.errstate(invalid="ignore"):
                 earliest = np.min(request.input_spike_times, axis=1, initial=np.inf)
             n_pre = network.input.size

@@ -233,6 +233,12 @@ def _returning(result_of):
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], arrival_times=[np.ones((1, 3)), None]),
          r"arrival_times\[0\]: expected shape \(1, 4, 10\) or \(1, 4\)"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], metadata={1: "x"}), "metadata"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3), np.float32)]),
+         r"layer_spike_times\[1\]: expected a float64 array, got dtype float32"),
+        (lambda r: ExecutionResult((np.full((1, 10), 5.0), np.ones((1, 3)))),
+         "layer_spike_times: expected a list of 2 arrays, got a tuple of 2"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], metadata={"gain": np.float32(1)}),
+         "metadata: expected JSON values .*float32"),
     ],
 )
 def test_results_that_break_the_contract_are_refused(make, message):
