@@ -20,11 +20,12 @@ WRONG_BACKEND = """
         name = "wrong"
 
         def __init__(self, shift=0.0, exact=False, nan_silence=False, hide_synaptic=False, hardware=False,
-                     ignore_limits=False, many_reversed=False):
+                     ignore_limits=False, many_reversed=False, unseeded_noise=False):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
             self.many_reversed = many_reversed
+            self.unseeded_noise = unseeded_noise  # the bug: declares seeded noise, ignores the seed
 
         @property
         def capabilities(self):
@@ -33,7 +34,7 @@ WRONG_BACKEND = """
                                     weight_resolution=1 / 30, delay_range=(0.5, 3.0), delay_resolution=1 / 48,
                                     max_layers=2, max_layer_size=64, exact=self.exact)
             kinds = set(DelayKind) - ({DelayKind.SYNAPTIC} if self.hide_synaptic else set())
-            return Capabilities(delay_kinds=kinds, exact=self.exact)
+            return Capabilities(delay_kinds=kinds, exact=self.exact, seed_independent=not self.unseeded_noise)
 
         def represent(self, network):
             if self.ignore_limits:  # the bug: declares limits but runs the network as it is
@@ -96,8 +97,9 @@ def test_suite_passes_without_bugs(site):
         (["shift=1e-6", "exact=true"], {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(Capabilities())}),
         (["hide_synaptic=true"], {"test_refuses_unsupported_before_running[delay_kinds-synaptic]"}),
         (["many_reversed=true"], {"test_execute_many_matches_execute"}),
+        (["unseeded_noise=true"], {"test_seed_dependent_when_declared"}),
     ],
-    ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order"],
+    ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "seed-ignored"],
 )
 def test_suite_fails_for_a_wrong_backend(site, options, expected):
     process, failed = _run_suite(site, options)

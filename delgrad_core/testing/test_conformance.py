@@ -280,6 +280,24 @@ def test_seed_independent_when_declared(delgrad_backend, calibration, run_case, 
     _assert_same_times_with_seed(delgrad_backend, calibration, run_case, case, seed=12345)
 
 
+def test_seed_dependent_when_declared(delgrad_backend, calibration):
+    """A backend that declares results depending on the seed draws other noise for another seed
+    (one that ignores the seed would give every training step the same noise)."""
+    if delgrad_backend.capabilities.seed_independent:
+        pytest.skip("backend declares that results do not depend on the seed")
+    caps = delgrad_backend.capabilities
+    kind, ratio = supported_setting(caps)
+    network = make_network((4, 6, 3), kind, ratio, capabilities=caps)
+    inputs = np.random.default_rng(8).uniform(0.2, 2.0, (min(20, caps.max_batch_size or 20), 4))
+    runs = [delgrad_backend.execute(ExecutionRequest(network, inputs, calibration, seed)).layer_spike_times
+            for seed in (1, 2)]
+    if not any(np.isfinite(times).any() for times in runs[0]):
+        pytest.skip("no neuron spiked, so no noise could show")
+    assert any(not np.array_equal(a, b) for a, b in zip(*runs)), (
+        "seeds 1 and 2 gave the same spike times: the backend declares seed_independent=False, but its results "
+        "do not depend on ExecutionRequest.seed (draw the noise from the request's seed)")
+
+
 def test_agreement_with_reference(delgrad_backend, run_case, case):
     _skip_if_declared_unsupported(delgrad_backend, "agreement")
     observed = run_case(case).layer_spike_times
