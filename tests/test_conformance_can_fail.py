@@ -142,3 +142,16 @@ def test_suite_passes_a_hardware_like_backend_and_catches_its_bugs(site):
     assert set(failed) == {f"test_represent_respects_the_declared_limits[{case.id}]" for case in conformance_cases(HARDWARE)}
     process, failed = _run_suite(site, ["hardware=true", "shift=0.05"])
     assert set(failed) == {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(HARDWARE)}
+
+
+def test_a_conftest_swapping_in_another_backend_is_refused(tmp_path):
+    """The cases are made from the named backend's capabilities, before fixtures run."""
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\nfrom delgrad_core import Capabilities\nfrom delgrad_core.testing import MockBackend\n\n"
+        "@pytest.fixture(scope='session')\ndef delgrad_backend():\n"
+        "    yield MockBackend(name='unregistered', capabilities=Capabilities(max_batch_size=16))\n")
+    (tmp_path / "test_mine.py").write_text("from delgrad_core.testing.test_conformance import *  # noqa: F403\n")
+    process = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 4, process.stdout[-2000:]
+    assert "returns backend 'unregistered', but the cases were made for 'reference'" in process.stdout

@@ -58,10 +58,25 @@ def pytest_generate_tests(metafunc):
                 capabilities = backend_info(name).capabilities
         except Exception:  # reported once, by the delgrad_backend fixture
             capabilities = Capabilities()
+        metafunc.config.stash[_CASES_FOR] = (name, capabilities)
         cases = conformance_cases(capabilities)
         if metafunc.function.__name__ == "test_deterministic_when_declared":
             cases = [cases[0], cases[-1]] if len(cases) > 1 else cases
         metafunc.parametrize("case", cases, ids=[case.id for case in cases])
+
+
+_CASES_FOR = pytest.StashKey[tuple]()  # (name, capabilities) the cases were generated for
+
+
+@pytest.fixture(scope="module", autouse=True)
+def backend_matches_the_cases(request, delgrad_backend):
+    """The cases come from the named backend's capabilities (before any fixture runs): a
+    conftest that swaps in another backend would run cases it does not declare."""
+    name, capabilities = request.config.stash.get(_CASES_FOR, (delgrad_backend.name, delgrad_backend.capabilities))
+    if (delgrad_backend.name, delgrad_backend.capabilities) != (name, capabilities):
+        pytest.exit(f"the delgrad_backend fixture returns backend {delgrad_backend.name!r}, but the cases were made "
+                    f"for {name!r}: the suite tests registered backends only (install yours and run with "
+                    f"--delgrad-backend NAME)", returncode=4)
 
 
 @pytest.fixture(scope="module")
