@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import math
 import time
 import weakref
 from collections import OrderedDict
@@ -42,6 +43,10 @@ __all__ = ["Backend", "ConformanceProfile"]
 _CHECKED_NETWORKS = 4  # read-only networks whose checks and representation a backend remembers
 
 
+# checks of the conformance suite a backend may declare it cannot take part in
+SKIPPABLE_CHECKS = ("agreement", "silence", "training")
+
+
 @dataclass(frozen=True)
 class ConformanceProfile:
     """How the conformance suite judges a backend (declared by the backend).
@@ -57,6 +62,19 @@ class ConformanceProfile:
     max_median_error: float = 0.01
     min_silence_agreement: float = 0.95
     unsupported: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("exact_tolerance", "max_median_error", "min_silence_agreement"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise InvalidValueError(f"ConformanceProfile.{name}: expected a finite number >= 0, got {value!r}")
+        if self.min_silence_agreement > 1:
+            raise InvalidValueError(f"ConformanceProfile.min_silence_agreement: expected a fraction <= 1, got "
+                                    f"{self.min_silence_agreement!r}")
+        unknown = sorted(set(self.unsupported) - set(SKIPPABLE_CHECKS)) if isinstance(self.unsupported, dict) else None
+        if unknown is None or unknown:
+            raise InvalidValueError(f"ConformanceProfile.unsupported: expected a table of check name -> reason with "
+                                    f"the checks {', '.join(SKIPPABLE_CHECKS)}, got {self.unsupported!r}")
 
 
 class Backend(abc.ABC):

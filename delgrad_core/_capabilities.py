@@ -94,6 +94,9 @@ class Capabilities:
         if isinstance(kinds, (str, DelayKind)):
             raise InvalidValueError("Capabilities.delay_kinds: expected a collection of delay kinds, got a single value")
         set_(self, "delay_kinds", frozenset(DelayKind.parse(k, "Capabilities.delay_kinds") for k in kinds))
+        if not self.delay_kinds:
+            raise InvalidValueError("Capabilities.delay_kinds: expected at least one delay kind (a backend without "
+                                    "delays declares {'none'})")
         if self.tau_ratios is not None:
             try:
                 ratios = tuple(float(r) for r in self.tau_ratios)

@@ -345,3 +345,15 @@ def test_execute_many_gives_what_execute_gives_and_checks_a_shared_network_once(
         with pytest.raises(DelgradError, match="requests: expected a list of ExecutionRequest objects"):
             backend.execute_many(wrong)
     assert len(backend.execute_many(iter(requests[:2]))) == 2  # any iterable of requests
+
+
+def test_declarations_that_cannot_hold_are_refused():
+    from delgrad_core import ConformanceProfile
+
+    with pytest.raises(ValueError, match="Capabilities.delay_kinds: expected at least one delay kind"):
+        Capabilities(delay_kinds=[])
+    for fields, message in (({"exact_tolerance": -1e-9}, "exact_tolerance: expected a finite number >= 0"),
+                            ({"min_silence_agreement": 1.5}, "min_silence_agreement: expected a fraction <= 1"),
+                            ({"unsupported": {"agreemnt": "typo"}}, "the checks agreement, silence, training")):
+        with pytest.raises(ValueError, match=message):
+            ConformanceProfile(**fields)
