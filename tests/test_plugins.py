@@ -137,10 +137,18 @@ def test_a_plugin_that_exits_does_not_end_the_command(tmp_path):
                              text=True, env=env, cwd=tmp_path, timeout=120)
     assert process.returncode == 0 and "reference" in process.stdout
     assert "quitter" in process.stderr and "SystemExit" in process.stderr
+    assert process.stderr.count("failed to load") == 1  # said once, not as a warning and again in the listing
     env["DELGRAD_STRICT_PLUGINS"] = "1"
     strict = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "backends"], capture_output=True,
                             text=True, env=env, cwd=tmp_path, timeout=120)
     assert strict.returncode == 1 and "quitter" in strict.stderr and "Traceback" not in strict.stderr
+    write_distribution(tmp_path, "delgrad-quitter-too", "1.0", {"quitter_too": "raise SystemExit(2)\n"},
+                       {GROUP: {"quitter-too": "quitter_too"}})
+    both = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "backends"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    lines = both.stderr.strip().splitlines()  # one line per problem
+    assert both.returncode == 1 and lines[0] == "Error: 2 plugin problems:", both.stderr
+    assert [line[:2] for line in lines[1:]] == ["- ", "- "] and "quitter-too" in lines[2]
 
 
 def test_duplicate_name_warns_keeps_the_first_and_is_shown(site):

@@ -2,13 +2,14 @@
 commands plugins register (`delgrad_core.hookspecs`, ``delgrad_register_commands``).
 
 Every `DelgradError` (and every operating-system error such as a full disk, and running out of
-memory) ends as a one-line message and exit status 1, Ctrl-C as a one-line message and status
+memory) ends as a one-line message (one line per item of a list) and exit status 1, Ctrl-C as a one-line message and status
 130: never a traceback.
 Warnings are printed as one "Warning: ..." line each (without Python's file and line).
 With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for developers).
 """
 
 import os
+import re
 import warnings
 
 import click
@@ -16,12 +17,24 @@ import click
 __all__ = ["main"]
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _compact(exc: BaseException) -> str:
+    """The message on one line; a message that lists items ("\n- ...") keeps one line per item."""
+    items = re.split(r"\n(?=- )", str(exc))
+    return "\n".join(" ".join(item.split()) for item in items).strip() or type(exc).__name__
+
+
+_shown_warnings: set[str] = set()  # (texts shown in this process: `delgrad backends` does not repeat them)
+
+
+def show_warning(text: str) -> None:
+    """One "Warning: ..." line on stderr, once per text and process."""
+    if text not in _shown_warnings:
+        _shown_warnings.add(text)
+        click.echo(f"Warning: {text}", err=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    click.echo(f"Warning: {_one_line(message)}", err=True)
+    show_warning(_compact(message))
 
 
 class _Group(click.Group):
@@ -35,7 +48,7 @@ class _Group(click.Group):
         try:  # (for --help, outside `invoke`)
             plugin_commands = registry().names("command")
         except DelgradError as exc:
-            raise click.ClickException(_one_line(exc)) from None
+            raise click.ClickException(_compact(exc)) from None
         return sorted(set(super().list_commands(ctx)) | set(plugin_commands))
 
     def get_command(self, ctx, name):
@@ -58,11 +71,11 @@ class _Group(click.Group):
         except (DelgradError, OSError) as exc:
             if os.environ.get("DELGRAD_DEBUG"):
                 raise
-            raise click.ClickException(_one_line(exc)) from None
+            raise click.ClickException(_compact(exc)) from None
         except MemoryError as exc:
             if os.environ.get("DELGRAD_DEBUG"):
                 raise
-            raise click.ClickException(f"out of memory ({_one_line(exc)}); use smaller sizes or batches") from None
+            raise click.ClickException(f"out of memory ({_compact(exc)}); use smaller sizes or batches") from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
             ctx.exit(130)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from delgrad_core.cli import main
+from delgrad_core.cli import main, show_warning
 
 __all__ = ["backends"]
 
@@ -72,6 +72,6 @@ def backends(as_json: bool):
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     for record in records:
         if "error" in record:
-            click.echo(f"warning: backend {record['name']!r} cannot be built: {record['error']}", err=True)
-    for problem in plugins.problems:
-        click.echo(f"warning: {problem}", err=True)
+            show_warning(f"backend {record['name']!r} cannot be built: {record['error']}")
+    for problem in plugins.problems:  # (the registry warned of them when it loaded, maybe in this process)
+        show_warning(" ".join(problem.split()))
