@@ -126,7 +126,9 @@ class Capabilities:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidValueError(f"Capabilities.{name}: expected a bool, got {getattr(self, name)!r}")
         if self.seed_independent and not self.deterministic:
-            raise InvalidValueError("Capabilities.seed_independent: a seed-independent backend must be deterministic")
+            raise InvalidValueError("Capabilities.seed_independent: a seed-independent backend must be deterministic "
+                                    "(seed_independent defaults to true: with deterministic=False, set "
+                                    "seed_independent=False too)")
 
     def to_dict(self) -> dict:
         """A JSON-able dict (delay kinds sorted by name)."""

@@ -155,3 +155,11 @@ def test_a_conftest_swapping_in_another_backend_is_refused(tmp_path):
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert process.returncode == 4, process.stdout[-2000:]
     assert "returns backend 'unregistered', but the cases were made for 'reference'" in process.stdout
+
+
+def test_an_unknown_backend_is_one_error_naming_the_choices(tmp_path):
+    process = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs",
+                              "delgrad_core.testing", "--delgrad-backend", "nope"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert process.returncode != 0 and "unknown backend 'nope'; choose one of" in process.stdout
+    assert "1 error" in process.stdout.splitlines()[-1]  # not one per check

@@ -20,6 +20,7 @@ from delgrad_core import (
     Calibration,
     Capabilities,
     DelayKind,
+    DelgradError,
     ExecutionRequest,
     ExecutionResult,
     InvalidValueError,
@@ -56,8 +57,8 @@ def pytest_generate_tests(metafunc):
                     capabilities = backend.capabilities
             else:
                 capabilities = backend_info(name).capabilities
-        except Exception:  # reported once, by the delgrad_backend fixture
-            capabilities = Capabilities()
+        except DelgradError as exc:  # (once, not for every test)
+            raise pytest.UsageError(f"--delgrad-backend {name}: {exc}") from None
         metafunc.config.stash[_CASES_FOR] = (name, capabilities)
         cases = conformance_cases(capabilities)
         if metafunc.function.__name__ == "test_deterministic_when_declared":
