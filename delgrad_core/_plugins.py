@@ -290,7 +290,8 @@ class PluginRegistry:
             self._problem(PluginLoadError(f"delgrad {where} failed while registering: {type(exc).__name__}: {exc}"))
             return
         if not pending:
-            self._problem(PluginLoadError(f"delgrad {where} registers nothing"))
+            self._problem(PluginLoadError(f"delgrad {where} registers nothing (its entry point must name the module or "
+                                          f"object holding the hooks, each decorated with @delgrad_core.hookimpl)"))
         for registration in pending:
             table = self._tables[registration.kind]
             previous = table.get(registration.name)

@@ -713,3 +713,16 @@ def test_training_runs_a_batch_above_the_backends_limit_in_several_jobs():
     assert max(request.batch_size for request in limited.requests) == 16
     for name, value in whole.model.params.items():  # the same steps: the reference model is exact
         np.testing.assert_allclose(in_jobs.model.params[name], value, rtol=1e-12, atol=1e-12)
+
+
+def test_a_plugin_dataset_with_features_outside_the_unit_interval_is_named(monkeypatch):
+    from delgrad_core.datasets import Dataset, load_dataset
+
+    def datasets(register):
+        register("raw", lambda split: Dataset("raw", split, np.array([[97.36, 0.5]]), np.array([0]), ("a",)),
+                 splits=("train",))
+
+    _register_plugin_components(monkeypatch, delgrad_register_datasets=datasets)
+    with pytest.raises(dg.PluginError, match=r"dataset 'raw' .*: the features of split 'train' must lie in \[0, 1\] "
+                                             r"\(they span 0.5 to 97.36\)"):
+        load_dataset("raw", "train")

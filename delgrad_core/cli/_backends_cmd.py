@@ -55,7 +55,7 @@ def _summary(capabilities: dict | None) -> list[str]:
 
 
 @main.command("backends")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON list.")
+@click.option("--json", "as_json", is_flag=True, help='Print JSON: {"backends": [...], "problems": [...]}.')
 def backends(as_json: bool):
     """List installed backends (name, distribution, version, capabilities)."""
     from delgrad_core._plugins import registry
