@@ -726,3 +726,23 @@ def test_a_plugin_dataset_with_features_outside_the_unit_interval_is_named(monke
     with pytest.raises(dg.PluginError, match=r"dataset 'raw' .*: the features of split 'train' must lie in \[0, 1\] "
                                              r"\(they span 0.5 to 97.36\)"):
         load_dataset("raw", "train")
+
+
+def test_resume_refuses_a_backend_calibrated_for_another_chip(tmp_path):
+    """As a shared service restarted with another chip: same settings, another calibration."""
+    from delgrad_core.testing import MockBackend
+
+    class Chip(MockBackend):
+        def __init__(self, chip):
+            super().__init__(capabilities=dg.Capabilities(exact=True, needs_calibration=True))
+            self.chip = chip
+
+        def _calibrate(self, network, seed, progress):
+            return dg.Calibration("mock", {"chip": self.chip}, f"mock/chip-{self.chip}")
+
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), backend=Chip(3), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+    with pytest.raises(ValueError, match="calibrated as 'mock/chip-3', the backend now calibrates as 'mock/chip-5'"):
+        Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), backend=Chip(5), out_dir=tmp_path, resume=True)
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), backend=Chip(3), out_dir=tmp_path, resume=True) as again:
+        again.fit(progress=False)

@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -212,6 +213,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
         raise InvalidValueError(f"{exc} ({config.dataset}, the default; --dataset names the network's task)") from None
     with get_backend(config.backend, **config.backend_options) as target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
+        calibrated_for = metrics.get("calibration_key")
+        if calibrated_for is not None and calibrated_for != calibration.cache_key:
+            warnings.warn(f"{path} was trained on a backend calibrated as {calibrated_for!r}; this one calibrates as "
+                          f"{calibration.cache_key!r} (another chip, device or option set): the accuracy is this "
+                          f"one's", UserWarning, stacklevel=1)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)

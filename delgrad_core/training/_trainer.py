@@ -239,6 +239,7 @@ class Trainer:
             "backend": self.backend.name,
             "seed": self.config.seed,
             "config": self.config.to_dict(),
+            "calibration_key": self.calibration.cache_key,
             "n_parameters": self.network.n_parameters,
             "epochs_completed": self.epoch,
             "wall_seconds": self.elapsed_seconds,
@@ -309,6 +310,7 @@ class Trainer:
             "elapsed_seconds": self.elapsed_seconds,
             "rng": self.rng.bit_generator.state,
             "config": self.config.to_dict(),
+            "calibration_key": self.calibration.cache_key,
             "epochs_recorded": len(self.history),
             **self.selection.state(),
             **self.bump.state(),
@@ -335,6 +337,12 @@ class Trainer:
                                     for k in differing)
                 raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
                                         "resume with the run's own settings")
+            calibrated_for = state.get("calibration_key")
+            if calibrated_for is not None and calibrated_for != self.calibration.cache_key:
+                raise InvalidValueError(f"resume: the run was calibrated as {calibrated_for!r}, the backend now "
+                                        f"calibrates as {self.calibration.cache_key!r}: another chip, device or "
+                                        f"option set (e.g. a shared service restarted with another chip); resume "
+                                        f"where the run was trained")
             trained = state.get("epoch")
             if isinstance(trained, int) and trained > self.config.epochs:
                 raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {trained} epochs already; "
