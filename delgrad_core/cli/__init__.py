@@ -2,14 +2,17 @@
 commands plugins register (`delgrad_core.hookspecs`, ``delgrad_register_commands``).
 
 Every `DelgradError` (and every operating-system error such as a full disk, and running out of
-memory) ends as a one-line message (one line per item of a list) and exit status 1, Ctrl-C as a one-line message and status
-130: never a traceback.
+memory) ends as a one-line message (one line per item of a list) and exit status 1, never a
+traceback.  Ctrl-C, SIGTERM and SIGHUP end a command as Ctrl-C does (its resources released, its
+hint printed), with status 128 + the signal's number (130 for Ctrl-C).
 Warnings are printed as one "Warning: ..." line each (without Python's file and line).
 With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for developers).
 """
 
 import os
 import re
+import signal
+import threading
 import warnings
 
 import click
@@ -21,6 +24,31 @@ def _compact(exc: BaseException) -> str:
     """The message on one line; a message that lists items ("\n- ...") keeps one line per item."""
     items = re.split(r"\n(?=- )", str(exc))
     return "\n".join(" ".join(item.split()) for item in items).strip() or type(exc).__name__
+
+
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # handled like Ctrl-C, where the platform has them
+_received = [signal.SIGINT]  # the signal that interrupted the command
+
+
+def interrupted_status() -> int:
+    """The exit status of a command ended by a signal: 128 + its number."""
+    return 128 + int(_received[-1])
+
+
+def _interrupt(signum, frame):
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _stop_like_ctrl_c() -> None:
+    """Let SIGTERM and SIGHUP unwind the command like Ctrl-C (closing backends and local
+    services, printing how to resume) unless a handler is set already."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in _STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+            signal.signal(number, _interrupt)
 
 
 _shown_warnings: set[str] = set()  # (texts shown in this process: `delgrad backends` does not repeat them)
@@ -63,6 +91,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         from delgrad_core._errors import DelgradError
 
+        _stop_like_ctrl_c()
         try:
             with warnings.catch_warnings():
                 if not os.environ.get("DELGRAD_DEBUG"):
@@ -78,7 +107,7 @@ class _Group(click.Group):
             raise click.ClickException(f"out of memory ({_compact(exc)}); use smaller sizes or batches") from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(interrupted_status())
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

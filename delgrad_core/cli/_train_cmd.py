@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core.cli import main
+from delgrad_core.cli import interrupted_status, main
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
@@ -129,7 +129,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
                        f"delgrad train --out {shlex.quote(str(out))} --resume", err=True)
         else:
             click.echo("\ninterrupted before the first epoch finished; nothing to resume", err=True)
-        sys.exit(130)
+        sys.exit(interrupted_status())
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
         f"{summary['n_parameters']} parameters; {summary['wall_seconds']:.1f} s of training, "
@@ -298,7 +298,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     except SweepInterrupted as exc:
         click.echo(exc.table)
         click.echo(str(exc), err=True)
-        sys.exit(130)
+        sys.exit(interrupted_status())
     except SweepError as exc:
         click.echo(exc.table)
         raise click.ClickException(" ".join(str(exc).split())) from None

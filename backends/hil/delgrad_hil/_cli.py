@@ -72,11 +72,13 @@ def hil():
 @click.option("--fault-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the fault decisions.")
 @click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone (local services).")
+@click.option("--log-file", type=click.Path(dir_okay=False), hidden=True,
+              help="The log file the parent made for this service: removed when the parent is gone.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def serve(device, device_options, address, token_file, max_message_mb, max_queue, cache_entries, cache_mb,
           replay_window_s, shutdown_grace_s, latency_s, drop_fraction, corrupt_fraction, busy_fraction,
-          exit_after_jobs, fault_seed, parent_pid, log_level):
+          exit_after_jobs, fault_seed, parent_pid, log_file, log_level):
     """Serve a device to mock-hil clients until SIGTERM or Ctrl-C.
 
     Every message must be signed with the shared token ($DELGRAD_HIL_TOKEN or --token-file).
@@ -94,7 +96,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
                         format="%(asctime)s delgrad-hil[%(process)d] %(levelname)s %(message)s")
     log = logging.getLogger("delgrad_hil.service")
     if parent_pid is not None:
-        watch_parent(parent_pid)
+        watch_parent(parent_pid, leftovers=[log_file] if log_file else [])
     signer = Signer(load_token(token_file=token_file))
     faults = FaultPlan(latency_s, drop_fraction, corrupt_fraction, busy_fraction, exit_after_jobs, fault_seed)
     target = get_backend(device_name(device), **device_options)

@@ -32,14 +32,18 @@ READY_PREFIX = "delgrad-hil ready "
 _BOOT = "import sys; sys.path.pop(0); from delgrad_core.cli import main; main(prog_name='delgrad')"
 
 
-def watch_parent(parent_pid: int, interval_s: float = 0.2) -> None:
+def watch_parent(parent_pid: int, interval_s: float = 0.2, leftovers=()) -> None:
     """Exit this process at once when `parent_pid` stops being its parent (the parent ended in
-    any way, SIGKILL included: the process is then re-parented).  Polling the parent id also
-    works when the parent started this process from a thread that has ended since."""
+    any way, SIGKILL included: the process is then re-parented), removing the files in
+    `leftovers` (what the parent would have removed).  Polling the parent id also works when
+    the parent started this process from a thread that has ended since."""
     def watch():
         while os.getppid() == parent_pid:
             time.sleep(interval_s)
         log.warning("the parent process %d is gone; exiting", parent_pid)
+        for path in leftovers:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         os._exit(0)
 
     threading.Thread(target=watch, name="delgrad-hil-parent-watch", daemon=True).start()
@@ -126,20 +130,22 @@ class LocalService:
         return True
 
     def stop(self) -> None:
-        """Stop the service (graceful, then killed) and remove its log."""
-        self._release()
-        if os.path.exists(self._log_path):
-            os.unlink(self._log_path)
+        """Stop the service (graceful, then killed) and remove its log, even when interrupted."""
+        try:
+            self._release()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self._log_path)
 
     def _release(self) -> None:
         if self._process is not None:
-            self._finalizer.detach()
             _terminate(self._process)
+            self._finalizer.detach()  # (after: an interrupted wait leaves the clean-up at exit in place)
             self._process = None
 
     def _spawn(self, address: str) -> None:
         command = [sys.executable, "-c", _BOOT, "hil", "serve", "--device", self.device, "--address", address,
-                   "--parent-pid", str(os.getpid()), "--shutdown-grace-s", "5"]
+                   "--parent-pid", str(os.getpid()), "--log-file", self._log_path, "--shutdown-grace-s", "5"]
         for key, value in self.device_options.items():
             command += ["--device-option", f"{key}={json.dumps(value)}"]
         command += self.faults.arguments() + self.serve_arguments
