@@ -746,3 +746,13 @@ def test_resume_refuses_a_backend_calibrated_for_another_chip(tmp_path):
         Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), backend=Chip(5), out_dir=tmp_path, resume=True)
     with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), backend=Chip(3), out_dir=tmp_path, resume=True) as again:
         again.fit(progress=False)
+
+
+def test_a_result_neutral_backend_option_does_not_change_a_sweep_trial(tmp_path):
+    from delgrad_core.training._trials import plan_trials
+
+    def trial(settings):
+        return plan_trials(settings, [3], ["none"], 1, tmp_path)[0]
+
+    assert trial({"epochs": 1, "backend_options": {"n_threads": 1}}).folder == trial({"epochs": 1}).folder
+    assert trial({"epochs": 2}).folder != trial({"epochs": 1}).folder

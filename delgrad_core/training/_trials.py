@@ -46,6 +46,18 @@ class Trial:
         return RunFolder(self.folder).finished_metrics() is not None
 
 
+def _result_settings(resolved: dict) -> dict:
+    """The settings a result depends on: without the backend options its backend declares as
+    result-neutral (a thread count, a client's timeouts or token file), so that changing one
+    does not make a finished trial look like another one."""
+    from delgrad_core._plugins import registry
+
+    factory = registry().get("backend", resolved["backend"]).obj
+    neutral = getattr(factory, "result_neutral_options", frozenset()) if isinstance(factory, type) else frozenset()
+    options = {key: value for key, value in resolved["backend_options"].items() if key not in neutral}
+    return {**resolved, "backend_options": options}
+
+
 def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> list[Trial]:
     """Every (delay kind, hidden size, seed) trial, validated before anything runs.  Values of
     the axes in `base_settings` are replaced by the sweep's own (with a warning naming them)."""
@@ -58,7 +70,7 @@ def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, ou
         for hidden in hidden_sizes:
             for seed in range(n_seeds):
                 settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
-                identity = trial_id(config_with_defaults(settings).resolved().to_dict())
+                identity = trial_id(_result_settings(config_with_defaults(settings).resolved().to_dict()))
                 folder = Path(out_dir) / "runs" / f"{kind}-h{hidden}-s{seed}-{identity}"
                 trials.append(Trial(settings, identity, folder))
     return trials
