@@ -585,6 +585,8 @@ def test_option_tables_merge_with_defaults_and_do_not_shadow_fields():
 
     digits = config_with_defaults({"dataset": "digits", "encoder_options": {"repeat": 2}}).resolved()
     assert digits.encoder_options == {"pairs": True, "repeat": 2}  # the dataset's pairs survive
+    on_chip = config_with_defaults({"dataset": "digits", "backend": "bss2-emulator"}).resolved()
+    assert on_chip.encoder_options == {"pairs": True, "repeat": 5}  # under the backend's defaults too
     with pytest.raises(ValueError, match="loss_options: set loss_delta instead of the option delta"):
         Trainer(TrainingConfig(loss_delta=0.3, loss_options={"delta": 0.5}, epochs=1))
     with Trainer(TrainingConfig(loss_options={"delta": 0.5}, epochs=1)) as trainer:  # the field left at its default

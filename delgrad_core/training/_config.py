@@ -292,13 +292,13 @@ def config_with_defaults(values: dict) -> TrainingConfig:
             options = values.get("backend_options") if isinstance(values.get("backend_options"), dict) else {}
             backend_defaults = check_settings(backend_defaults(dict(options)), f"backend {backend!r}: training_defaults")
         _check_layer_count(backend, backend_defaults, values, plugins.get("backend", backend).details)
-        defaults.update(backend_defaults)
+        defaults = {**defaults, **backend_defaults, **_merged_options(defaults, backend_defaults)}
     return TrainingConfig.from_dict({**defaults, **values, **_merged_options(defaults, values)})
 
 
 def _merged_options(defaults: dict, values: dict) -> dict:
     """Option tables of `values` on top of the defaults' for the same component (a dataset's
-    encoder option survives a further option given for that encoder)."""
+    encoder option survives a further option given for that encoder, by the user or a backend)."""
     merged = {}
     for section in ("encoder", "loss", "backend"):
         key, default_name = f"{section}_options", defaults.get(section, getattr(TrainingConfig, section))
