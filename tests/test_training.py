@@ -758,3 +758,21 @@ def test_a_result_neutral_backend_option_does_not_change_a_sweep_trial(tmp_path)
 
     assert trial({"epochs": 1, "backend_options": {"n_threads": 1}}).folder == trial({"epochs": 1}).folder
     assert trial({"epochs": 2}).folder != trial({"epochs": 1}).folder
+
+
+def test_resume_checks_its_settings_before_the_backend_calibrates(tmp_path):
+    from delgrad_core.testing import MockBackend
+
+    class Counting(MockBackend):
+        calibrations = 0
+
+        def _calibrate(self, network, seed, progress):
+            Counting.calibrations += 1
+            return super()._calibrate(network, seed, progress)
+
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), backend=Counting(), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+    before = Counting.calibrations
+    with pytest.raises(ValueError, match="different settings"):  # (a remote service would be asked for nothing)
+        Trainer(TrainingConfig(**{**SHORT, "epochs": 2, "seed": 9}), backend=Counting(), out_dir=tmp_path, resume=True)
+    assert Counting.calibrations == before

@@ -107,6 +107,8 @@ class Trainer:
             self.backend = get_backend(requested, **({} if not isinstance(requested, str) else
                                                      self.config.backend_options))
             self.owns_backend = isinstance(requested, str)
+            if resume:
+                self._resumable_state()
             self._setup()
             if resume:
                 self.load_checkpoint()
@@ -322,31 +324,37 @@ class Trainer:
         arrays[STATE_KEY] = json_array(state)
         return self._run_folder("save_checkpoint").write_checkpoint(arrays)
 
-    def load_checkpoint(self) -> None:
-        """Continue exactly where the run folder's checkpoint stopped (same config except `epochs`)."""
+    def _resumable_state(self) -> dict:
+        """The checkpoint's state, once its settings and epochs are checked against this
+        trainer's (before the backend is calibrated: a wrong resume fails at once)."""
         path = self._run_folder("load_checkpoint").checkpoint
         if not path.exists():
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
             state = _checked_state(data.json(STATE_KEY), path)
-            saved = _comparable(dict(state.get("config", {}), epochs=self.config.epochs), self.backend)
-            current = _comparable(self.config.to_dict(), self.backend)
-            if saved != current:
-                differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-                changes = "; ".join(f"{k}: {_shown(saved.get(k))} in the checkpoint, {_shown(current.get(k))} now"
-                                    for k in differing)
-                raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
-                                        "resume with the run's own settings")
+        saved = _comparable(dict(state.get("config", {}), epochs=self.config.epochs), self.backend)
+        current = _comparable(self.config.to_dict(), self.backend)
+        if saved != current:
+            differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            changes = "; ".join(f"{k}: {_shown(saved.get(k))} in the checkpoint, {_shown(current.get(k))} now"
+                                for k in differing)
+            raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
+                                    "resume with the run's own settings")
+        if state["epoch"] > self.config.epochs:
+            raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {state['epoch']} epochs "
+                                    f"already; resume it to at least that many, not {self.config.epochs}")
+        return state
+
+    def load_checkpoint(self) -> None:
+        """Continue exactly where the run folder's checkpoint stopped (same config except `epochs`)."""
+        state, path = self._resumable_state(), self.folder.checkpoint
+        with self.folder.open_checkpoint() as data:
             calibrated_for = state.get("calibration_key")
             if calibrated_for is not None and calibrated_for != self.calibration.cache_key:
                 raise InvalidValueError(f"resume: the run was calibrated as {calibrated_for!r}, the backend now "
                                         f"calibrates as {self.calibration.cache_key!r}: another chip, device or "
                                         f"option set (e.g. a shared service restarted with another chip); resume "
                                         f"where the run was trained")
-            trained = state.get("epoch")
-            if isinstance(trained, int) and trained > self.config.epochs:
-                raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {trained} epochs already; "
-                                        f"resume it to at least that many, not {self.config.epochs}")
             for name, param in self.model.params.items():
                 param[...] = data.array(f"param.{name}", shape=param.shape, kind="f")
             adam = {name[5:]: data.array(name, kind="fi") for name in data.names if name.startswith("adam.")}
