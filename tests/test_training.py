@@ -776,3 +776,22 @@ def test_resume_checks_its_settings_before_the_backend_calibrates(tmp_path):
     with pytest.raises(ValueError, match="different settings"):  # (a remote service would be asked for nothing)
         Trainer(TrainingConfig(**{**SHORT, "epochs": 2, "seed": 9}), backend=Counting(), out_dir=tmp_path, resume=True)
     assert Counting.calibrations == before
+
+
+def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkeypatch):
+    from delgrad_core.testing import MockBackend
+
+    class Flaky(MockBackend):
+        def _execute(self, request):
+            if len(self.requests) >= 40:  # after the first epoch (34 steps and a validation job)
+                raise dg.BackendUnavailable("the service went away")
+            return super()._execute(request)
+
+    def backends(register):
+        register("flaky", lambda: Flaky(name="flaky"))
+
+    _register_plugin_components(monkeypatch, delgrad_register_backends=backends)
+    result = cli_runner().invoke(main, ["train", "--backend", "flaky", "--hidden", "4", "--batch-size", "150",
+                                        "--epochs", "3", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 1 and "the service went away" in result.output
+    assert f"continue with delgrad train --out {tmp_path / 'run'} --resume" in result.output

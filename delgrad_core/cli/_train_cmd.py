@@ -14,7 +14,7 @@ import click
 
 from delgrad_core._atomic import atomic_write_text
 from delgrad_core.cli import interrupted_status, main
-from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
 _DELAY_CHOICES = [kind.value for kind in DelayKind]
@@ -130,6 +130,11 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         else:
             click.echo("\ninterrupted before the first epoch finished; nothing to resume", err=True)
         sys.exit(interrupted_status())
+    except BackendError as exc:  # (e.g. a service that stays away): the epochs done are kept
+        if not RunFolder(out).checkpoint.exists():
+            raise
+        raise BackendError(f"{exc}; the last finished epoch is saved: continue with delgrad train --out "
+                           f"{shlex.quote(str(out))} --resume") from None
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
         f"{summary['n_parameters']} parameters; {summary['wall_seconds']:.1f} s of training, "
