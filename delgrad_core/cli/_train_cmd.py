@@ -274,7 +274,8 @@ def _kind_list(ctx, param, value):
 def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options, executor, scheduler,
           trial, slurm_script):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
-    from delgrad_core.training._sweep import SweepError, SweepInterrupted, run_sweep, run_trial, sweep_job_script
+    from delgrad_core.training._sweep import (
+        SweepError, SweepInterrupted, plan_sweep, run_sweep, run_trial, sweep_job_script)
 
     base = _settings(config_file, {"epochs": epochs, "backend": backend})
     if backend_options:
@@ -283,6 +284,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     grid = (base, hidden, delays, seeds, Path(out_dir))
     try:
         if slurm_script is not None:
+            plan_sweep(*grid)  # (every trial's settings checked before the script is written)
             command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
                        "--seeds", str(seeds), "--out", str(out_dir)]
             command += ["--epochs", str(epochs)] if epochs is not None else []

@@ -29,7 +29,7 @@ from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock
 from delgrad_core.training._trials import Trial, plan_trials, train_trial
 
-__all__ = ["run_sweep", "run_trial", "sweep_rows", "summarise", "sweep_job_script", "SweepError",
+__all__ = ["plan_sweep", "run_sweep", "run_trial", "sweep_rows", "summarise", "sweep_job_script", "SweepError",
            "SweepInterrupted"]
 
 CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "trial", "n_parameters", "test_accuracy", "test_error",
@@ -175,7 +175,8 @@ def _write_results(trials: list[Trial], out_dir: Path) -> str:
     return _table(summary)
 
 
-def _trials(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
+def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
+    """The sweep's trials, every one's settings checked (nothing runs)."""
     if not isinstance(n_seeds, int) or n_seeds < 1 or not hidden_sizes or not delay_kinds:
         raise InvalidValueError("sweep: needs at least one hidden size, delay kind and seed")
     return plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
@@ -189,7 +190,7 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     `SweepInterrupted` after Ctrl-C (in both cases after writing the finished trials' results).
     """
     out_dir = Path(out_dir)
-    trials = _trials(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
+    trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
     runner = make_executor(executor, jobs=jobs, scheduler=scheduler)
     with folder_lock(out_dir):
         for note in _other_settings(trials):
@@ -211,7 +212,7 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
               echo=print) -> dict | None:
     """Run (or resume) trial number `index` of the sweep in this process (e.g. one SLURM array
     task); returns its metrics (None if it had finished already)."""
-    trials = _trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
+    trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
     if not isinstance(index, int) or not 0 <= index < len(trials):
         raise InvalidValueError(f"--trial: expected an index in [0, {len(trials) - 1}], got {index!r}")
     trial = trials[index]
