@@ -298,7 +298,7 @@ def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):
     assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({**metrics, "config": {"backend": "bss2-hw"}}))
-    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "'bss2-hw' is not allowed", "a setting of the run")
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "'bss2-hw' is not allowed", "settings: the run's, from")
     (tmp_path / "run" / "network.npz").unlink()
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "run: the run folder has no network file (network.npz)")
 

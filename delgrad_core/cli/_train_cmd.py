@@ -137,8 +137,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
                            f"{shlex.quote(str(out))} --resume") from None
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
-        f"{summary['n_parameters']} parameters; {summary['wall_seconds']:.1f} s of training, "
-        f"{time.perf_counter() - started:.1f} s in all)  ->  {out}"
+        f"{summary['n_parameters']} parameters; trained {summary['wall_seconds']:.1f} s, this command took "
+        f"{time.perf_counter() - started:.1f} s)  ->  {out}"
     )
 
 
@@ -205,8 +205,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     except InvalidValueError as exc:
         if not stored:
             raise
-        raise InvalidValueError(f"{exc} (a setting of the run in {path}, from its metrics.json; --backend, "
-                                "--backend-option and --dataset choose others)") from None
+        raise InvalidValueError(f"{exc} (settings: the run's, from {path}/metrics.json, and those given here; "
+                                "--backend, --backend-option and --dataset choose others)") from None
     network = load_network(network_file)
     data = load_dataset(config.dataset, split)
     encoder = component("encoder", config.encoder, config, config.encoder_options)
