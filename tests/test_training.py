@@ -795,3 +795,12 @@ def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkey
                                         "--epochs", "3", "--out", str(tmp_path / "run"), "--no-progress"])
     assert result.exit_code == 1 and "the service went away" in result.output
     assert f"continue with delgrad train --out {tmp_path / 'run'} --resume" in result.output
+
+
+def test_an_epoch_whose_steps_were_all_skipped_says_so():
+    config = TrainingConfig(**{**SHORT, "epochs": 1, "weight_init_mean": -1.0, "weight_init_std": 0.01,
+                               "silent_bump": 1e-9})
+    with Trainer(config) as trainer:  # every neuron silent: every step is skipped for the bump
+        with pytest.warns(UserWarning, match="epoch 1: every step was skipped"):
+            trainer.fit(progress=False)
+    assert trainer.history[0].skipped_steps > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -194,6 +195,11 @@ class Trainer:
             results.append(self.step(features, labels, lr_factor))
             self.average.update(self.model.params)
             sizes.append(len(labels))
+        if all(r.skipped for r in results):
+            warnings.warn(f"epoch {self.epoch + 1}: every step was skipped, as every batch had more silent neurons "
+                          f"than silent_limit_hidden ({self.config.silent_limit_hidden}) or silent_limit_output "
+                          f"({self.config.silent_limit_output}) allow; the weights only grew by the silent-neuron "
+                          f"bump (smaller batches or larger initial weights help)", UserWarning, stacklevel=2)
         with self.average.swapped_in(self.model):
             validation = self.evaluate(self.validation_set)
         elapsed = time.perf_counter() - started
