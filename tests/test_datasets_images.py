@@ -479,3 +479,13 @@ def test_real_fashion_mnist(monkeypatch):
     small = fashion_mnist("test", size=14)
     assert small.features.shape == (10_000, 196)
     np.testing.assert_allclose(small.features.mean(), splits["test"].features.mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("n_train", "n_test", "split", "message"), [
+    (11, 30, "validation", r"train-images-idx3-ubyte.gz: holds 11 images; at least 12 are needed \(a twelfth"),
+    (120, 0, "test", r"t10k-images-idx3-ubyte.gz: holds 0 images; at least 1 are needed"),
+])
+def test_too_few_images_are_a_clear_error(tmp_path, monkeypatch, n_train, n_test, split, message):
+    write_mnist_files(tmp_path, np.random.default_rng(2), n_train=n_train, n_test=n_test)
+    with pytest.raises(DatasetFileError, match=message):
+        fashion_mnist(split, directory=tmp_path)

@@ -100,7 +100,8 @@ def _how_to_get(source: _Source) -> str:
         lines.append(f"  - on Debian: apt-get install {source.debian_package} (installs them in {source.debian_dir}), or")
     lines.append(f"  - download {names} from {source.download_url} into a directory,")
     lines.append(
-        f"then pass that directory as directory=... or set the environment variable {source.environment_variable}."
+        f"then set the environment variable {source.environment_variable} to that directory (or, from Python, "
+        f"pass it as directory=...)."
     )
     return "\n".join(lines)
 
@@ -124,7 +125,11 @@ def _find_files(source: _Source, part: str, directory: str | os.PathLike | None)
     return found[0], found[1]
 
 
-def _read_images_and_labels(images_path: Path, labels_path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+_FEWEST_TRAINING_IMAGES = 12  # (a twelfth of them is the validation split)
+
+
+def _read_images_and_labels(images_path: Path, labels_path: Path, n_classes: int,
+                            fewest: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The uint8 images (n, 28, 28) and labels (n,) of one pair of files, checked against each other."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -141,6 +146,9 @@ def _read_images_and_labels(images_path: Path, labels_path: Path, n_classes: int
         )
     if labels.size and labels.max() >= n_classes:
         raise DatasetFileError(f"{labels_path}: label {labels.max()} out of range 0..{n_classes - 1}")
+    if labels.shape[0] < fewest:
+        raise DatasetFileError(f"{images_path}: holds {labels.shape[0]} images; at least {fewest} are needed"
+                               + (" (a twelfth of the training images is the validation split)" if fewest > 1 else ""))
     return images, labels
 
 
@@ -165,7 +173,8 @@ def _load(source: _Source, split: str, directory: str | os.PathLike | None, size
         raise ValueError(f"split: unknown {source.title} split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
     _check_size(size)
     part = "test" if split == "test" else "train"
-    images, labels = _read_images_and_labels(*_find_files(source, part, directory), len(source.class_names))
+    images, labels = _read_images_and_labels(*_find_files(source, part, directory), len(source.class_names),
+                                             _FEWEST_TRAINING_IMAGES if part == "train" else 1)
     if part == "train":
         n_validation = labels.shape[0] // 12
         validation, train = stratified_partition(
