@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -154,3 +155,17 @@ def test_no_slurm_script_for_a_sweep_with_bad_settings(tmp_path):
         result = cli_runner().invoke(main, ["sweep", *options, "--slurm-script", str(script), "--out", str(tmp_path)])
         assert result.exit_code != 0 and message in result.output, result.output
     assert not script.exists()
+
+
+def test_a_trial_queued_in_a_worker_does_not_start_after_ctrl_c(tmp_path, monkeypatch):
+    from delgrad_core.training import _executors
+    from delgrad_core.training._run import TrainingStopped
+
+    monkeypatch.setattr(_executors, "stop_requested", lambda: True)
+    with pytest.raises(TrainingStopped, match="not started, the sweep was interrupted"):
+        _executors._train_in_worker({"epochs": 1, "hidden": 3}, str(tmp_path / "trial"), 1)
+    assert not (tmp_path / "trial").exists()
+    lines = []
+    _executors.report(SimpleNamespace(name="none-h3-s0"), TrainingStopped("x: not started, the sweep was "
+                                                                          "interrupted"), [], lines.append)
+    assert lines == ["none-h3-s0: not started, the sweep was interrupted"]

@@ -22,8 +22,8 @@ EXECUTORS = ("process", "dask")
 
 def report(trial: Trial, outcome, failed: list[str], echo) -> None:
     """Echo one trial's outcome (metrics, or the exception it raised); record failures."""
-    if isinstance(outcome, TrainingStopped):
-        echo(f"{trial.name}: stopped at an epoch boundary; it resumes from there")
+    if isinstance(outcome, TrainingStopped):  # ("FOLDER: what happened")
+        echo(f"{trial.name}: {str(outcome).split(': ', 1)[-1]}")
     elif isinstance(outcome, BaseException):
         message = str(outcome) if isinstance(outcome, DelgradError) else f"{type(outcome).__name__}: {outcome}"
         failed.append(f"{trial.name}: {message}")
@@ -33,6 +33,8 @@ def report(trial: Trial, outcome, failed: list[str], echo) -> None:
 
 
 def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
+    if stop_requested():  # (a trial the pool had queued in the worker before Ctrl-C)
+        raise TrainingStopped(f"{folder}: not started, the sweep was interrupted")
     return train_trial(settings, folder, should_stop=stop_requested, threads=threads)
 
 
