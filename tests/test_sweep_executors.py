@@ -169,3 +169,12 @@ def test_a_trial_queued_in_a_worker_does_not_start_after_ctrl_c(tmp_path, monkey
     _executors.report(SimpleNamespace(name="none-h3-s0"), TrainingStopped("x: not started, the sweep was "
                                                                           "interrupted"), [], lines.append)
     assert lines == ["none-h3-s0: not started, the sweep was interrupted"]
+
+
+def test_a_sweep_refuses_the_folder_of_a_training_run(tmp_path):
+    from delgrad_core import RunFolderError
+
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(RunFolderError, match="holds a training run \\(metrics.json\\); a sweep needs a folder"):
+        run_sweep({"epochs": 1}, [3], ["none"], 1, tmp_path, echo=lambda line: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError
+from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core.training._config import config_with_defaults
 from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock
@@ -177,6 +177,9 @@ def _write_results(trials: list[Trial], out_dir: Path) -> str:
 
 def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
     """The sweep's trials, every one's settings checked (nothing runs)."""
+    held = RunFolder(out_dir).holds_run()
+    if held:
+        raise RunFolderError(f"{out_dir}: holds a training run ({', '.join(held)}); a sweep needs a folder of its own")
     if not isinstance(n_seeds, int) or n_seeds < 1 or not hidden_sizes or not delay_kinds:
         raise InvalidValueError("sweep: needs at least one hidden size, delay kind and seed")
     return plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
