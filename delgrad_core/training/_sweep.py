@@ -159,6 +159,13 @@ def _other_settings(trials: list[Trial]) -> list[str]:
             wanted = json.loads(json.dumps(trial.settings))
             differing = sorted(key for key in wanted if key in stored and stored[key] != wanted[key])
             notes.append(f"{sibling.name} (other settings: {', '.join(differing) or 'defaults'}) is kept and not used")
+    cells = {trial.name.rsplit("-", 1)[0] for trial in trials}
+    runs = trials[0].folder.parent if trials else None
+    outside = [] if runs is None or not runs.is_dir() else \
+        [d for d in runs.iterdir() if d.is_dir() and d.name.rsplit("-", 1)[0] not in cells]
+    if outside:
+        notes.append(f"{runs} holds {len(outside)} run(s) of other hidden sizes, delay kinds or seeds than this "
+                     "sweep's; they are kept and not in its table")
     return notes
 
 
