@@ -122,8 +122,10 @@ class HilBackend(Backend):
             given = "token" if token is not None else "token_file"
             raise InvalidValueError(f"{given}: only for a service at an address (the local service makes its own)")
         if self.address is not None and (self.device_options or self.faults.active):
-            raise InvalidValueError("device_options, faults: set by the service at an address (delgrad hil serve), "
-                                    "not by its clients")
+            given = ", ".join(name for name, value in (("device_options", self.device_options),
+                                                      ("faults", self.faults.active)) if value)
+            raise InvalidValueError(f"{given}: set by the service at an address (delgrad hil serve), not by its "
+                                    f"clients")
         self.timeout_s = _positive(timeout_s, "timeout_s")
         self.job_timeout_s = _positive(job_timeout_s, "job_timeout_s")
         self.calibration_timeout_s = _positive(calibration_timeout_s, "calibration_timeout_s")
