@@ -413,7 +413,6 @@ def test_no_answer_and_slow_jobs_are_told_apart(start_service):
         assert time.monotonic() - started >= 1.5
 
 
-@pytest.mark.skipif(importlib.util.find_spec("delgrad_bss2") is not None, reason="the default device is installed")
 def test_options_of_a_service_are_refused_for_a_client_at_an_address_naming_only_those_given():
     with pytest.raises(ValueError, match=r"^device_options: set by the service at an address"):
         HilBackend("tcp://127.0.0.1:5555", token="x" * 20, device_options={"chip": 3})
@@ -421,6 +420,7 @@ def test_options_of_a_service_are_refused_for_a_client_at_an_address_naming_only
         HilBackend("tcp://127.0.0.1:5555", token="x" * 20, device_options={"chip": 3}, faults={"drop_fraction": 0.1})
 
 
+@pytest.mark.skipif(importlib.util.find_spec("delgrad_bss2") is not None, reason="the default device is installed")
 def test_without_the_default_device_a_device_must_be_named():
     with HilBackend() as backend:
         with pytest.raises(dg.BackendUnavailable, match="default device 'bss2-emulator' is not installed.*hil-noisy"):
