@@ -489,3 +489,17 @@ def test_too_few_images_are_a_clear_error(tmp_path, monkeypatch, n_train, n_test
     write_mnist_files(tmp_path, np.random.default_rng(2), n_train=n_train, n_test=n_test)
     with pytest.raises(DatasetFileError, match=message):
         fashion_mnist(split, directory=tmp_path)
+
+
+def test_a_flipped_byte_in_gzip_data_is_reported_as_corrupt_gzip(tmp_path):
+    labels = np.random.default_rng(3).integers(0, 10, 10_000).astype(np.uint8)  # (compresses well: damage can add bytes)
+    good = gzip.compress(idx_bytes(labels))
+    messages = set()
+    for position in range(40, len(good) - 8, 37):  # inside the deflate stream
+        damaged = bytearray(good)
+        damaged[position] ^= 0x40
+        (tmp_path / "x.gz").write_bytes(bytes(damaged))
+        with pytest.raises(DatasetFileError) as info:
+            read_idx(tmp_path / "x.gz")
+        messages.add(str(info.value).split(": ", 1)[1][:18])
+    assert messages == {"corrupt gzip data:"}, messages  # (not "trailing data" or "truncated")

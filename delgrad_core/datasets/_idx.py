@@ -174,6 +174,11 @@ def read_idx(path: str | os.PathLike, *, max_data_bytes: int = IDX_MAX_DATA_BYTE
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
                 header = _read_header(stream, path)
                 _check_declared_size(header, path, max_data_bytes, file_bytes, compressed=True)
-                return _read_data(stream, header, path)
+                try:
+                    return _read_data(stream, header, path)
+                except DatasetFileError:  # (damaged data can decompress to more: the CRC at the end says so)
+                    while stream.read(1 << 20):
+                        pass
+                    raise
         except (gzip.BadGzipFile, EOFError, zlib.error) as error:
             raise DatasetFileError(f"{path}: corrupt gzip data: {error}") from error
