@@ -492,7 +492,8 @@ def test_too_few_images_are_a_clear_error(tmp_path, monkeypatch, n_train, n_test
 
 
 def test_a_flipped_byte_in_gzip_data_is_reported_as_corrupt_gzip(tmp_path):
-    labels = np.random.default_rng(3).integers(0, 10, 10_000).astype(np.uint8)  # (compresses well: damage can add bytes)
+    # labels compress well: damage in their stream can decompress to more bytes than the header declares
+    labels = np.random.default_rng(3).integers(0, 10, 10_000).astype(np.uint8)
     good = gzip.compress(idx_bytes(labels))
     messages = set()
     for position in range(40, len(good) - 8, 37):  # inside the deflate stream
