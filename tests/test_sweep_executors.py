@@ -178,3 +178,10 @@ def test_a_sweep_refuses_the_folder_of_a_training_run(tmp_path):
     with pytest.raises(RunFolderError, match="holds a training run \\(metrics.json\\); a sweep needs a folder"):
         run_sweep({"epochs": 1}, [3], ["none"], 1, tmp_path, echo=lambda line: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_failing_array_task_says_its_error_once(tmp_path):
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1",
+                                        "--trial", "0", "--backend-option", "colour=red", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and result.output.count("unknown option(s) colour") == 1, result.output
+    assert "none-h3-s0-" in result.output

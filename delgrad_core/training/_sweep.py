@@ -229,13 +229,11 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     if trial.finished:
         echo(f"{trial.name}: finished already")
         return None
-    failed: list[str] = []
     try:
         metrics = train_trial(trial.settings, str(trial.folder))
-    except DelgradError as exc:
-        report(trial, exc, failed, echo)
-        raise SweepError(failed[0]) from None
-    report(trial, metrics, failed, echo)
+    except DelgradError as exc:  # (said once, by the caller)
+        raise SweepError(f"{trial.name}: {exc}") from None
+    report(trial, metrics, [], echo)
     return metrics
 
 
