@@ -504,3 +504,9 @@ def test_a_flipped_byte_in_gzip_data_is_reported_as_corrupt_gzip(tmp_path):
             read_idx(tmp_path / "x.gz")
         messages.add(str(info.value).split(": ", 1)[1][:18])
     assert messages == {"corrupt gzip data:"}, messages  # (not "trailing data" or "truncated")
+
+
+def test_a_directory_with_a_stray_space_is_shown_with_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("DELGRAD_FASHION_MNIST_DIR", f" {tmp_path}")
+    with pytest.raises(DatasetFilesNotFoundError, match=f"in ' {tmp_path}' \\(from \\$DELGRAD_FASHION_MNIST_DIR; no such"):
+        fashion_mnist("train")

@@ -120,7 +120,8 @@ def _find_files(source: _Source, part: str, directory: str | os.PathLike | None)
         if where is None:
             place = f"({how})"
         else:
-            place = f"in {where} ({how}{'' if where.is_dir() else '; no such directory'})"
+            shown = repr(str(where)) if str(where) != str(where).strip() else str(where)  # (a stray space shows)
+            place = f"in {shown} ({how}{'' if where.is_dir() else '; no such directory'})"
         raise DatasetFilesNotFoundError(f"{source.title}: missing {' and '.join(missing)} {place}.\n{_how_to_get(source)}")
     return found[0], found[1]
 
