@@ -805,3 +805,29 @@ def test_an_epoch_whose_steps_were_all_skipped_says_so():
         with pytest.warns(UserWarning, match="epoch 1: every step was skipped"):
             trainer.fit(progress=False)
     assert trainer.history[0].skipped_steps > 0
+
+
+def test_runs_of_earlier_versions_still_evaluate_and_resume(tmp_path):
+    """Earlier versions stored `hidden = [5]` as given and did not merge option tables: a run's
+    stored settings are final, so its encoding is not changed under it."""
+    from delgrad_core._npz import NpzArchive, json_array, write_npz
+
+    out, config = tmp_path / "run", tmp_path / "c.toml"
+    config.write_text("[encoder]\npairs = false\nrepeat = 2\n")
+    trained = cli_runner().invoke(main, ["train", "--dataset", "digits", "--hidden", "5", "--epochs", "1",
+                                         "--out", str(out), "--no-progress", "--config", str(config)])
+    assert trained.exit_code == 0, trained.output
+    with NpzArchive(out / "checkpoint.npz") as archive:  # as an earlier version wrote them
+        arrays = {name: archive.array(name) for name in archive.names}
+        state = archive.json("trainer_state.json")
+    old = {**state["config"], "hidden": [5], "encoder_options": {"repeat": 2}}
+    arrays["trainer_state.json"] = json_array({**state, "config": old})
+    with open(out / "checkpoint.npz", "wb") as handle:
+        write_npz(handle, arrays)
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "config": old}))
+    evaluated = cli_runner().invoke(main, ["evaluate", str(out), "--json"])
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["accuracy"] == metrics["test_accuracy"], \
+        evaluated.output
+    resumed = cli_runner().invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output

@@ -112,11 +112,11 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         settings = _settings(config_file, options)
         if backend_options:
             settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
-        if resume:  # the run's own settings, under what is given here (resume refuses changes)
-            stored = RunFolder(out_dir).checkpoint_settings()
+        stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
+        if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
             settings = {**stored, **settings, "backend_options": {**stored.get("backend_options", {}),
                                                                   **settings.get("backend_options", {})}}
-        config = config_with_defaults(settings)
+        config = config_with_defaults(settings, merge_options=not stored)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     out = Path(out_dir) if out_dir else _fresh_out_dir()
@@ -201,7 +201,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     if backend_options:  # given on the command line: over the run's own
         settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
     try:
-        config = config_with_defaults(settings)
+        config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
     except InvalidValueError as exc:
         if not stored:
             raise

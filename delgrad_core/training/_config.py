@@ -273,11 +273,12 @@ def check_settings(values: dict, what: str) -> dict:
             for name, value in values.items()}
 
 
-def config_with_defaults(values: dict) -> TrainingConfig:
+def config_with_defaults(values: dict, *, merge_options: bool = True) -> TrainingConfig:
     """The config of `values` on top of the training defaults registered by the dataset they
     name (e.g. an encoding that suits it) and, above those, by the backend they name (e.g. a
     chip's operating point; for a backend that registers a function, what it returns for the
-    backend options of `values`); the user's values win."""
+    backend options of `values`); the user's values win.  Option tables are merged with the
+    defaults' unless `merge_options` is False (for the stored settings of a run: they are final)."""
     from delgrad_core._plugins import registry
 
     plugins = registry()
@@ -293,14 +294,15 @@ def config_with_defaults(values: dict) -> TrainingConfig:
             backend_defaults = check_settings(backend_defaults(dict(options)), f"backend {backend!r}: training_defaults")
         _check_layer_count(backend, backend_defaults, values, plugins.get("backend", backend).details)
         defaults = {**defaults, **backend_defaults, **_merged_options(defaults, backend_defaults)}
-    return TrainingConfig.from_dict({**defaults, **values, **_merged_options(defaults, values)})
+    merged = _merged_options(defaults, values) if merge_options else {}
+    return TrainingConfig.from_dict({**defaults, **values, **merged})
 
 
 def _merged_options(defaults: dict, values: dict) -> dict:
     """Option tables of `values` on top of the defaults' for the same component (a dataset's
     encoder option survives a further option given for that encoder, by the user or a backend)."""
     merged = {}
-    for section in ("encoder", "loss", "backend"):
+    for section in ("encoder", "loss"):
         key, default_name = f"{section}_options", defaults.get(section, getattr(TrainingConfig, section))
         if isinstance(defaults.get(key), dict) and isinstance(values.get(key), dict) \
                 and values.get(section, default_name) == default_name:

@@ -338,7 +338,7 @@ class Trainer:
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
             state = _checked_state(data.json(STATE_KEY), path)
-        saved = _comparable(dict(state.get("config", {}), epochs=self.config.epochs), self.backend)
+        saved = _comparable(_normalised(dict(state.get("config", {}), epochs=self.config.epochs)), self.backend)
         current = _comparable(self.config.to_dict(), self.backend)
         if saved != current:
             differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -406,6 +406,15 @@ def _checked_state(state: dict, path) -> dict:
     if state["epochs_recorded"] > state["epoch"]:
         raise FileFormatError(f"{path}: the state records {state['epochs_recorded']} epochs of {state['epoch']}")
     return state
+
+
+def _normalised(settings: dict) -> dict:
+    """Stored settings as this version writes them (e.g. `hidden = [5]` of an older run as 5),
+    or as they are if they do not make a config."""
+    try:
+        return TrainingConfig.from_dict(settings).to_dict()
+    except (InvalidValueError, TypeError):
+        return settings
 
 
 def _shown(value) -> str:
