@@ -346,12 +346,6 @@ class PluginRegistry:
             backend.close()
             raise PluginError(f"backend {name!r} from {registration.distribution!r}: the backend calls itself "
                               f"{backend.name!r}; the registered name and Backend.name must agree")
-        try:
-            call_plugin(registration, "backend", lambda: backend.capabilities, "its capabilities",
-                        arguments_checked=True)
-        except BaseException:
-            backend.close()
-            raise
         return backend
 
 

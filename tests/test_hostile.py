@@ -5,6 +5,7 @@ Fast cases run in every test run; cases that send signals to real processes or f
 marked `slow` (CI runs them too; `pytest -m "not slow"` skips them while developing).
 """
 
+import contextlib
 import io
 import json
 import os
@@ -501,7 +502,8 @@ def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resume
         time.sleep(0.05)
     sweep.send_signal(signal.SIGINT)
     for worker in _children(sweep.pid):  # a terminal sends Ctrl-C to the whole process group
-        os.kill(worker, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):  # (a worker may end between ps and kill)
+            os.kill(worker, signal.SIGINT)
     sweep.wait(timeout=120)
     error = sweep.stderr.read()
     assert sweep.returncode == 130 and "run the same command again to resume" in error, error
@@ -512,6 +514,25 @@ def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resume
     again = _delgrad(tmp_path, *SWEEP, timeout=900)
     assert again.returncode == 0, again.stderr
     assert len((tmp_path / "sweep" / "sweep.csv").read_text().splitlines()) == 7
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_sweeps_process_group_stops_it_and_fails_no_trial(tmp_path):
+    """As SLURM's scancel or systemd do: every process of the group gets SIGTERM; the workers die
+    at once, the sweep unwinds like Ctrl-C and counts their trials as stopped, not failed."""
+    sweep = _spawn(tmp_path, *SWEEP)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "sweep").glob("runs/*/checkpoint.npz")):
+        assert time.monotonic() < deadline, "no trial wrote a checkpoint"
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGTERM)
+    for worker in _children(sweep.pid):
+        with contextlib.suppress(ProcessLookupError):  # (a worker may end between ps and kill)
+            os.kill(worker, signal.SIGTERM)
+    sweep.wait(timeout=120)
+    output = sweep.stdout.read() + sweep.stderr.read()
+    assert sweep.returncode == 128 + signal.SIGTERM and "FAILED" not in output, output
+    assert "stopped with its worker" in output and "run the same command again to resume" in output
 
 
 @pytest.mark.slow

@@ -185,3 +185,18 @@ def test_a_failing_array_task_says_its_error_once(tmp_path):
                                         "--trial", "0", "--backend-option", "colour=red", "--out", str(tmp_path)])
     assert result.exit_code == 1 and result.output.count("unknown option(s) colour") == 1, result.output
     assert "none-h3-s0-" in result.output
+
+
+def test_the_command_line_leaves_the_process_as_it_found_it(tmp_path):
+    import signal
+
+    (tmp_path / "c.toml").write_text("hidden = 7\nepochs = 1\n")
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        outputs = [cli_runner().invoke(main, ["sweep", "--config", str(tmp_path / "c.toml"), "--seeds", "1",
+                                              "--slurm-script", str(tmp_path / "job.sh"), "--out", str(tmp_path / "s")])
+                   for _ in range(2)]
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # (its handler lives while a command runs)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert all("replace hidden = 7" in output.output for output in outputs)  # each command says its warnings

@@ -9,6 +9,7 @@ Warnings are printed as one "Warning: ..." line each (without Python's file and 
 With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for developers).
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -40,22 +41,31 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _stop_like_ctrl_c() -> None:
-    """Let SIGTERM and SIGHUP unwind the command like Ctrl-C (closing backends and local
-    services, printing how to resume) unless a handler is set already."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for name in _STOP_SIGNALS:
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) is signal.SIG_DFL:
-            signal.signal(number, _interrupt)
+@contextlib.contextmanager
+def _stopping_like_ctrl_c():
+    """While a command runs, SIGTERM and SIGHUP unwind it like Ctrl-C (closing backends and
+    local services, printing how to resume) unless a handler is set already; afterwards the
+    process's handlers and state are as before (the command line also runs inside programs)."""
+    _received[:] = [signal.SIGINT]
+    _shown_warnings.clear()
+    replaced = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in _STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+                replaced[number] = signal.signal(number, _interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in replaced.items():
+            signal.signal(number, handler)
 
 
-_shown_warnings: set[str] = set()  # (texts shown in this process: `delgrad backends` does not repeat them)
+_shown_warnings: set[str] = set()  # (texts shown by this command: `delgrad backends` does not repeat them)
 
 
 def show_warning(text: str) -> None:
-    """One "Warning: ..." line on stderr, once per text and process."""
+    """One "Warning: ..." line on stderr, once per text and command."""
     if text not in _shown_warnings:
         _shown_warnings.add(text)
         click.echo(f"Warning: {text}", err=True)
@@ -91,9 +101,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         from delgrad_core._errors import DelgradError
 
-        _stop_like_ctrl_c()
         try:
-            with warnings.catch_warnings():
+            with _stopping_like_ctrl_c(), warnings.catch_warnings():
                 if not os.environ.get("DELGRAD_DEBUG"):
                     warnings.showwarning = _show_warning
                 return super().invoke(ctx)

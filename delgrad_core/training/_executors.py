@@ -8,6 +8,7 @@ stops the others.
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
 
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import DelgradError, InvalidValueError
@@ -41,8 +42,8 @@ def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
 class ProcessExecutor:
     """Trials in a local pool of `jobs` worker processes that die with the sweep; each trial
     gets the CPUs left per worker as kernel threads (`threads_per_trial`: 2 for ``--jobs 1`` on
-    two CPUs).  Ctrl-C cancels the queued trials and stops running ones at their next epoch
-    boundary."""
+    two CPUs).  Ctrl-C (or SIGTERM) lets no queued trial start and stops running ones at their
+    next epoch boundary."""
 
     def __init__(self, jobs: int | None = None):
         self.jobs = jobs or available_cpus()
@@ -68,14 +69,19 @@ class ProcessExecutor:
                         error = future.exception()
                         if isinstance(error, KeyboardInterrupt):  # a trial was interrupted: so is the sweep
                             raise error
+                        if interrupted and isinstance(error, BrokenProcessPool):  # (e.g. SIGTERM to the group)
+                            echo(f"{futures[future].name}: stopped with its worker; it resumes from its last "
+                                 "finished epoch")
+                            continue
                         report(futures[future], error if error is not None else future.result(), failed, echo)
                 except KeyboardInterrupt:
                     if interrupted:  # a second Ctrl-C: stop waiting for the running trials
                         raise
                     interrupted = True
-                    stop_event.set()
-                    cancelled = sum(future.cancel() for future in remaining)
-                    echo(f"\ninterrupted: {cancelled} queued run(s) cancelled; running ones stop at their next "
+                    stop_event.set()  # (queued trials then end at once, unstarted: no future is cancelled, as
+                    # a pool broken by killed workers cannot finish cancelled futures; CPython 3.11 hangs then)
+                    queued = sum(not future.running() for future in remaining)
+                    echo(f"\ninterrupted: {queued} queued run(s) will not start; running ones stop at their next "
                          "epoch boundary (Ctrl-C again to abandon them)")
         finally:
             bar.close()

@@ -49,12 +49,12 @@ def folder_lock(path):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{path}: exists and is not a folder")
-    created = not path.exists() or not any(path.iterdir())  # (an empty folder: made for this run)
     try:
         path.mkdir(parents=True, exist_ok=True)
         handle = open(path / _LOCK_NAME, "a+")
     except OSError as exc:
         raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
+    locked = False
     try:
         if fcntl is not None:
             try:
@@ -64,6 +64,9 @@ def folder_lock(path):
                 owner = handle.read().strip() or "another process"
                 raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another "
                                      "folder") from None
+        locked = True
+        # (decided under the lock: a folder holding nothing but the lock was made for this run)
+        created = [entry.name for entry in path.iterdir()] == [_LOCK_NAME]
         try:
             handle.seek(0)
             handle.truncate()
@@ -76,7 +79,7 @@ def folder_lock(path):
         yield path
     finally:
         handle.close()  # releases the lock
-        if created and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
+        if locked and created and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
             with contextlib.suppress(OSError):
                 (path / _LOCK_NAME).unlink()
                 path.rmdir()

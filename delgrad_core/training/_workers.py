@@ -40,7 +40,9 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _initialise(stop_event, parent_pid: int) -> None:
     global _stop_event
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (the sweep stops its workers itself; SIGTERM kills them)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (a forked worker would inherit the command's handler)
     _stop_event = stop_event
     _die_with_parent(parent_pid)
