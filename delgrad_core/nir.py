@@ -97,6 +97,8 @@ def load_nir(path: str | os.PathLike, *, time_scale: float | None = None, first_
     try:
         _check_declared_sizes(path)
         graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons
+    except NIRConversionError:
+        raise
     except (OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
         raise NIRConversionError(f"{path}: cannot read a NIR graph ({type(exc).__name__}: {exc})") from None
     return from_nir(graph, time_scale=time_scale, first_spike_only=first_spike_only)

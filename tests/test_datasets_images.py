@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import delgrad_core as dg
 from delgrad_core.datasets import (
     FASHION_MNIST_CLASS_NAMES,
     FASHION_MNIST_DEBIAN_DIR,
@@ -510,3 +511,10 @@ def test_a_directory_with_a_stray_space_is_shown_with_it(monkeypatch, tmp_path):
     monkeypatch.setenv("DELGRAD_FASHION_MNIST_DIR", f" {tmp_path}")
     with pytest.raises(DatasetFilesNotFoundError, match=f"in ' {tmp_path}' \\(from \\$DELGRAD_FASHION_MNIST_DIR; no such"):
         fashion_mnist("train")
+
+
+def test_a_bad_option_of_a_core_loader_stays_a_value_error_naming_it():
+    """(not a PluginError: the core's loaders refuse their own options)"""
+    with pytest.raises(ValueError, match="size: expected None or an integer side") as info:
+        load_dataset("fashion_mnist", "train", size=0)
+    assert not isinstance(info.value, dg.PluginError)

@@ -204,7 +204,8 @@ def test_a_file_declaring_huge_datasets_is_refused_before_anything_is_loaded(tmp
         file.create_dataset(matrices[0], shape=(200_000, 200_000), dtype="f8", chunks=(1000, 1000),
                             compression="gzip")
     assert path.stat().st_size < 1_000_000
-    with pytest.raises(NIRConversionError, match=rf"40000000\d+ elements in all .*{matrices[0]}.* at most 134217728"):
+    with pytest.raises(NIRConversionError, match=rf"^{path}: the datasets declare 40000000\d+ elements in all .*"
+                                                 rf"{matrices[0]}.* at most 134217728"):
         load_nir(path)
 
 

@@ -125,21 +125,23 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         summary = run_training(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
         if RunFolder(out).checkpoint.exists():
-            click.echo(f"\ninterrupted; the last finished epoch is saved: continue with "
-                       f"delgrad train --out {shlex.quote(str(out))} --resume", err=True)
+            click.echo(f"\ninterrupted; {_resume_hint(out)}", err=True)
         else:
             click.echo("\ninterrupted before the first epoch finished; nothing to resume", err=True)
         sys.exit(interrupted_status())
     except BackendError as exc:  # (e.g. a service that stays away): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
             raise
-        raise BackendError(f"{exc}; the last finished epoch is saved: continue with delgrad train --out "
-                           f"{shlex.quote(str(out))} --resume") from None
+        raise BackendError(f"{exc}; {_resume_hint(out)}") from None
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
         f"{summary['n_parameters']} parameters; trained {summary['wall_seconds']:.1f} s, this command took "
         f"{time.perf_counter() - started:.1f} s)  ->  {out}"
     )
+
+
+def _resume_hint(out: Path) -> str:
+    return f"the last finished epoch is saved: continue with delgrad train --out {shlex.quote(str(out))} --resume"
 
 
 def _run_settings(path: Path) -> tuple[Path, dict, dict]:
@@ -218,7 +220,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
         raise InvalidValueError(f"{exc} ({config.dataset}, the default; --dataset names the network's task)") from None
     with get_backend(config.backend, **config.backend_options) as target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
-        calibrated_for = metrics.get("calibration_key")
+        calibrated_for = metrics.get("calibration_key") if config.backend == stored.get("backend") else None
         if calibrated_for is not None and calibrated_for != calibration.cache_key:
             warnings.warn(f"{path} was trained on a backend calibrated as {calibrated_for!r}; this one calibrates as "
                           f"{calibration.cache_key!r} (another chip, device or option set): the accuracy is this "

@@ -8,6 +8,7 @@ the rest). Features are the grey levels 0..16 divided by 16 (float64 in [0, 1]),
 
 from __future__ import annotations
 
+from delgrad_core._errors import InvalidValueError
 from delgrad_core.datasets._dataset import Dataset
 from delgrad_core.datasets._splits import stratified_partition
 
@@ -46,7 +47,7 @@ def digits(split: str = "train") -> Dataset:
         If scikit-learn is not installed.
     """
     if split not in DIGITS_SPLITS:
-        raise ValueError(f"split: unknown digits split {split!r}; choose one of {', '.join(DIGITS_SPLITS)}")
+        raise InvalidValueError(f"split: unknown digits split {split!r}; choose one of {', '.join(DIGITS_SPLITS)}")
     bundle = _load_digits()
     labels = bundle.target
     if labels.shape[0] != sum(DIGITS_SPLITS.values()):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
 from delgrad_core.datasets._dataset import Dataset, hand_over
 from delgrad_core.datasets._errors import DatasetFileError, DatasetFilesNotFoundError
 from delgrad_core.datasets._idx import read_idx
@@ -166,12 +167,12 @@ def _check_size(size: int | None) -> None:
     if size is None:
         return
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= MNIST_IMAGE_PIXELS:
-        raise ValueError(f"size: expected None or an integer side in pixels from 1 to {MNIST_IMAGE_PIXELS}, got {size!r}")
+        raise InvalidValueError(f"size: expected None or an integer side in pixels from 1 to {MNIST_IMAGE_PIXELS}, got {size!r}")
 
 
 def _load(source: _Source, split: str, directory: str | os.PathLike | None, size: int | None) -> Dataset:
     if split not in MNIST_SPLITS:
-        raise ValueError(f"split: unknown {source.title} split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
+        raise InvalidValueError(f"split: unknown {source.title} split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
     _check_size(size)
     part = "test" if split == "test" else "train"
     images, labels = _read_images_and_labels(*_find_files(source, part, directory), len(source.class_names),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
+
 __all__ = ["area_average", "area_weights"]
 
 # Images are resampled in blocks of this many, to bound the float64 scratch memory (about 25 MB).
@@ -22,7 +24,7 @@ def area_weights(in_pixels: int, out_pixels: int) -> np.ndarray:
     ndarray, shape (out_pixels, in_pixels)
     """
     if not 1 <= out_pixels <= in_pixels:
-        raise ValueError(f"out_pixels: expected 1 <= out_pixels <= {in_pixels}, got {out_pixels}")
+        raise InvalidValueError(f"out_pixels: expected 1 <= out_pixels <= {in_pixels}, got {out_pixels}")
     # In units of 1 / out_pixels input pixels every boundary is an integer: input pixel i spans
     # [i, i + 1) * out_pixels, output pixel j spans [j, j + 1) * in_pixels.
     output = np.arange(out_pixels)[:, None] * in_pixels
@@ -49,7 +51,7 @@ def area_average(images: np.ndarray, out_pixels: int) -> np.ndarray:
         In the units of `images`.
     """
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images: expected shape (n_images, side, side), got {images.shape}")
+        raise InvalidValueError(f"images: expected shape (n_images, side, side), got {images.shape}")
     weights = area_weights(images.shape[1], out_pixels)
     result = np.empty((images.shape[0], out_pixels, out_pixels))
     for start in range(0, images.shape[0], _BLOCK_IMAGES):

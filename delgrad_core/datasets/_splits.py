@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
+
 __all__ = ["stratified_partition"]
 
 
@@ -73,9 +75,9 @@ def stratified_partition(labels: np.ndarray, part_sizes: Sequence[int], seed: in
     labels = np.asarray(labels)
     sizes = np.array([int(size) for size in part_sizes], dtype=np.int64)
     if labels.ndim != 1:
-        raise ValueError(f"labels: expected a 1-d array, got shape {labels.shape}")
+        raise InvalidValueError(f"labels: expected a 1-d array, got shape {labels.shape}")
     if sizes.size == 0 or sizes.min() < 0 or sizes.sum() != labels.shape[0]:
-        raise ValueError(
+        raise InvalidValueError(
             f"part_sizes: expected non-negative sizes adding up to {labels.shape[0]}, got {sizes.tolist()}"
         )
     if labels.shape[0] == 0:
