@@ -683,13 +683,14 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
 
     _register_plugin_components(monkeypatch, delgrad_register_losses=losses, delgrad_register_datasets=datasets)
     config = dict(SHORT, loss="mine")
-    with Trainer(TrainingConfig(**config)) as trainer:
-        assert trainer.loss.loss.alpha == 0.5  # not loss_alpha's default, 0.005
+    with pytest.warns(UserWarning, match="loss 'mine': its own default alpha = 0.5 holds, not loss_alpha = 0.005"):
+        with Trainer(TrainingConfig(**config)) as trainer:
+            assert trainer.loss.loss.alpha == 0.5  # not loss_alpha's default, 0.005
     with Trainer(TrainingConfig(**config, loss_alpha=0.7)) as trainer:
         assert trainer.loss.loss.alpha == 0.7
     for shape, message in (("tuple", "loss 'mine' from 'delgrad-local': returned tuple, not a LossResult"),
                            ("raise", "loss 'mine' from 'delgrad-local': evaluating it failed: RuntimeError: the loss")):
-        with Trainer(TrainingConfig(**config, loss_options={"shape": shape})) as trainer:
+        with Trainer(TrainingConfig(**config, loss_options={"shape": shape, "alpha": 0.5})) as trainer:
             with pytest.raises(dg.PluginError, match=message):
                 trainer.fit(progress=False)
     with pytest.raises(dg.PluginError, match="dataset 'broken' from 'delgrad-local': loading 'train' failed: "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,16 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     factory = registry().get(kind, name).obj
     prefix = "loss_" if kind == "loss" else ""
     values = config.to_dict()
-    parameters = {p: values[prefix + p] for p in inspect.signature(factory).parameters
+    signature = inspect.signature(factory).parameters
+    parameters = {p: values[prefix + p] for p in signature
                   if values.get(prefix + p) is not None and values[prefix + p] != _FIELD_DEFAULTS.get(prefix + p)}
+    for p, spec in signature.items():  # a field at its default, a component with another default: say which holds
+        field = prefix + p
+        if field in _FIELD_DEFAULTS and p not in parameters and p not in options \
+                and spec.default is not inspect.Parameter.empty and spec.default != _FIELD_DEFAULTS[field]:
+            warnings.warn(f"{kind} {name!r}: its own default {p} = {spec.default!r} holds, not {field} = "
+                          f"{_FIELD_DEFAULTS[field]!r} (the setting's default); to choose, set {field} or "
+                          f"{kind}_options.{p}", UserWarning, stacklevel=2)
     served = sorted(set(parameters) & set(options))
     if served:  # one place per value: the field (which metrics.json records as used)
         raise InvalidValueError(f"{kind}_options: set {', '.join(prefix + p for p in served)} instead of the "
