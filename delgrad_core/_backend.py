@@ -38,7 +38,7 @@ from delgrad_core._errors import (
 from delgrad_core._execution import ExecutionRequest, ExecutionResult, _check_seed
 from delgrad_core._ir import DelayKind, Network
 
-__all__ = ["Backend", "ConformanceProfile"]
+__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS"]
 
 _CHECKED_NETWORKS = 4  # read-only networks whose checks and representation a backend remembers
 

@@ -48,6 +48,7 @@ __all__ = [
     "backend_info",
     "available_backends",
     "build_registered",
+    "call_plugin",
 ]
 
 ENTRY_POINT_GROUP = "delgrad.backends"

@@ -347,7 +347,7 @@ def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
                                  "--jobs", "1", "--out", str(tmp_path)])
     assert other.exit_code == 0, other.output
     assert "none-h4-s0-" in other.output and "(other settings: epochs) is kept and not used" in other.output
-    assert "holds 3 run(s) of other hidden sizes, delay kinds or seeds than this sweep's" in other.output
+    assert "holds 3 run folder(s) of other hidden sizes, delay kinds or seeds than this sweep's" in other.output
     rows = (tmp_path / "sweep.csv").read_text().splitlines()[1:]
     assert len(rows) == 1 and rows[0].split(",")[3] == "2"
 

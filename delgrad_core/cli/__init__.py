@@ -18,7 +18,7 @@ import warnings
 
 import click
 
-__all__ = ["main"]
+__all__ = ["main", "interrupted_status", "show_warning"]
 
 
 def _compact(exc: BaseException) -> str:

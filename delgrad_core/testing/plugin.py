@@ -6,8 +6,9 @@ fixture ``delgrad_backend`` (closed at the end of the session).  Run the suite w
 
     python -m pytest --pyargs delgrad_core.testing --delgrad-backend NAME
 
-The cases are generated from the named backend's capabilities, so only registered backends can
-be tested (a conftest overriding the fixture with another backend is refused).  This module imports nothing of delgrad until the fixture is used, so installing delgrad costs
+The cases are generated from the named backend's capabilities, so only registered backends
+can be tested (a conftest overriding the fixture with another backend is refused).  This
+module imports nothing of delgrad until the fixture is used, so installing delgrad costs
 unrelated pytest runs nothing.
 """
 

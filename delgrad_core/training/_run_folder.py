@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-__all__ = ["RunFolder", "folder_lock"]
+__all__ = ["RunFolder", "folder_lock", "STATE_KEY"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -140,8 +140,9 @@ class RunFolder:
             if resume and not self.checkpoint.exists():
                 raise RunFolderError(f"{self.path}: no {CHECKPOINT_NAME} to resume from")
             if not resume and present:
-                raise RunFolderError(f"{self.path}: already holds a run ({', '.join(present)}); resume it with "
-                                     "--resume or choose another folder")
+                advice = "resume it with --resume or " if CHECKPOINT_NAME in present else ""
+                raise RunFolderError(f"{self.path}: already holds a run ({', '.join(present)}); {advice}choose "
+                                     "another folder")
             others = sorted(entry.name for entry in self.path.iterdir() if entry.name != _LOCK_NAME)
             if not resume and others:
                 shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")

@@ -164,8 +164,8 @@ def _other_settings(trials: list[Trial]) -> list[str]:
     outside = [] if runs is None or not runs.is_dir() else \
         [d for d in runs.iterdir() if d.is_dir() and d.name.rsplit("-", 1)[0] not in cells]
     if outside:
-        notes.append(f"{runs} holds {len(outside)} run(s) of other hidden sizes, delay kinds or seeds than this "
-                     "sweep's; they are kept and not in its table")
+        notes.append(f"{runs} holds {len(outside)} run folder(s) of other hidden sizes, delay kinds or seeds than "
+                     "this sweep's; they are kept and not in its table")
     return notes
 
 
