@@ -493,18 +493,25 @@ def test_killing_a_sweep_kills_its_workers(tmp_path):
     assert not any(process_exists(pid) for pid in workers)
 
 
-@pytest.mark.slow
-def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resumes(tmp_path):
+def _signal_a_running_sweep(tmp_path, signum):
+    """Start SWEEP, wait for its first checkpoint, then send `signum` to the sweep and its
+    workers, as a terminal (Ctrl-C) or a job scheduler does to a process group; it has ended."""
     sweep = _spawn(tmp_path, *SWEEP)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "sweep").glob("runs/*/checkpoint.npz")):
         assert time.monotonic() < deadline, "no trial wrote a checkpoint"
         time.sleep(0.05)
-    sweep.send_signal(signal.SIGINT)
-    for worker in _children(sweep.pid):  # a terminal sends Ctrl-C to the whole process group
+    sweep.send_signal(signum)
+    for worker in _children(sweep.pid):
         with contextlib.suppress(ProcessLookupError):  # (a worker may end between ps and kill)
-            os.kill(worker, signal.SIGINT)
+            os.kill(worker, signum)
     sweep.wait(timeout=120)
+    return sweep
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resumes(tmp_path):
+    sweep = _signal_a_running_sweep(tmp_path, signal.SIGINT)
     error = sweep.stderr.read()
     assert sweep.returncode == 130 and "run the same command again to resume" in error, error
     assert (tmp_path / "sweep" / "sweep.csv").exists()
@@ -520,16 +527,7 @@ def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resume
 def test_sigterm_to_a_sweeps_process_group_stops_it_and_fails_no_trial(tmp_path):
     """As SLURM's scancel or systemd do: every process of the group gets SIGTERM; the workers die
     at once, the sweep unwinds like Ctrl-C and counts their trials as stopped, not failed."""
-    sweep = _spawn(tmp_path, *SWEEP)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "sweep").glob("runs/*/checkpoint.npz")):
-        assert time.monotonic() < deadline, "no trial wrote a checkpoint"
-        time.sleep(0.05)
-    sweep.send_signal(signal.SIGTERM)
-    for worker in _children(sweep.pid):
-        with contextlib.suppress(ProcessLookupError):  # (a worker may end between ps and kill)
-            os.kill(worker, signal.SIGTERM)
-    sweep.wait(timeout=120)
+    sweep = _signal_a_running_sweep(tmp_path, signal.SIGTERM)
     output = sweep.stdout.read() + sweep.stderr.read()
     assert sweep.returncode == 128 + signal.SIGTERM and "FAILED" not in output, output
     assert "stopped with its worker" in output and "run the same command again to resume" in output
