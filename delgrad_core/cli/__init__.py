@@ -18,7 +18,7 @@ import warnings
 
 import click
 
-__all__ = ["main", "interrupted_status", "show_warning"]
+__all__ = ["main", "interrupted_status", "stop_if_interrupted", "show_warning"]
 
 
 def _compact(exc: BaseException) -> str:
@@ -27,13 +27,23 @@ def _compact(exc: BaseException) -> str:
     return "\n".join(" ".join(item.split()) for item in items).strip() or type(exc).__name__
 
 
-_STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # handled like Ctrl-C, where the platform has them
-_received = [signal.SIGINT]  # the signal that interrupted the command
+# handled like Ctrl-C, where the platform has them: signal -> the handler ours replaces
+_STOP_SIGNALS = {"SIGINT": signal.default_int_handler, "SIGTERM": signal.SIG_DFL, "SIGHUP": signal.SIG_DFL}
+_received: list[int] = []  # the signals that interrupted the command
 
 
 def interrupted_status() -> int:
-    """The exit status of a command ended by a signal: 128 + its number."""
-    return 128 + int(_received[-1])
+    """The exit status of a command ended by a signal: 128 + its number (130 for Ctrl-C)."""
+    return 128 + int(_received[-1] if _received else signal.SIGINT)
+
+
+def stop_if_interrupted() -> bool:
+    """Raise `KeyboardInterrupt` if a stop signal came during this command (also one whose
+    `KeyboardInterrupt` some code swallowed: CPython loses one raised inside certain C calls,
+    e.g. while numpy.random is imported); else False.  A `should_stop` for long work."""
+    if _received:
+        raise KeyboardInterrupt
+    return False
 
 
 def _interrupt(signum, frame):
@@ -43,16 +53,18 @@ def _interrupt(signum, frame):
 
 @contextlib.contextmanager
 def _stopping_like_ctrl_c():
-    """While a command runs, SIGTERM and SIGHUP unwind it like Ctrl-C (closing backends and
-    local services, printing how to resume) unless a handler is set already; afterwards the
-    process's handlers and state are as before (the command line also runs inside programs)."""
-    _received[:] = [signal.SIGINT]
+    """While a command runs, Ctrl-C, SIGTERM and SIGHUP raise `KeyboardInterrupt` and are
+    remembered (`stop_if_interrupted`); SIGTERM and SIGHUP so unwind a command like Ctrl-C
+    (closing backends and local services, printing how to resume).  A handler set by others is
+    kept; afterwards the process's handlers and state are as before (the command line also runs
+    inside programs)."""
+    _received.clear()
     _shown_warnings.clear()
     replaced = {}
     if threading.current_thread() is threading.main_thread():
-        for name in _STOP_SIGNALS:
+        for name, default in _STOP_SIGNALS.items():
             number = getattr(signal, name, None)
-            if number is not None and signal.getsignal(number) is signal.SIG_DFL:
+            if number is not None and signal.getsignal(number) is default:
                 replaced[number] = signal.signal(number, _interrupt)
     try:
         yield

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core.cli import interrupted_status, main
+from delgrad_core.cli import interrupted_status, main, stop_if_interrupted
 from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
@@ -122,7 +122,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     out = Path(out_dir) if out_dir else _fresh_out_dir()
     started = time.perf_counter()
     try:
-        summary = run_training(config, out, resume=resume, progress=not no_progress)
+        summary = run_training(config, out, resume=resume, progress=not no_progress, should_stop=stop_if_interrupted)
     except KeyboardInterrupt:
         if RunFolder(out).checkpoint.exists():
             click.echo(f"\ninterrupted; {_resume_hint(out)}", err=True)

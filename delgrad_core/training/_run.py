@@ -19,7 +19,7 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
                  backend=None, plots: bool = True, should_stop=None) -> dict:
     """Train `config` into the run folder `out_dir` and return the final metrics (as in
     metrics.json).  The folder is locked for the whole run; a folder that holds a run is refused
-    unless `resume`, which continues from its checkpoint.  `should_stop()` is asked after every
+    unless `resume`, which continues from its checkpoint.  `should_stop()` is asked before every
     epoch; if it says yes, `TrainingStopped` is raised there (the run is resumable).
     """
     folder = RunFolder(out_dir)

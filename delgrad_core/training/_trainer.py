@@ -219,12 +219,14 @@ class Trainer:
 
     def fit(self, *, progress: bool = True, should_stop=None) -> list[EpochMetrics]:
         """Train until `config.epochs`, recording and checkpointing every epoch in the run folder
-        (if any).  `should_stop()` is asked after each epoch; if it says yes, training stops there
+        (if any).  `should_stop()` is asked before each epoch; if it says yes, training stops there
         (the run can be resumed)."""
         report = EpochProgress(self.config.epochs, self.epoch,
                                f"{self.config.delays} h={self.config.hidden} seed={self.config.seed}", progress)
         try:
             while self.epoch < self.config.epochs:
+                if should_stop is not None and should_stop():
+                    break
                 metrics = self._epoch()
                 self.history.append(metrics)
                 self.epoch += 1
@@ -234,8 +236,6 @@ class Trainer:
                 if self.folder is not None:
                     self.folder.append_history(asdict(metrics))  # before the checkpoint: see RunFolder
                     self.save_checkpoint()
-                if should_stop is not None and self.epoch < self.config.epochs and should_stop():
-                    break
         finally:
             report.close()
         return self.history
