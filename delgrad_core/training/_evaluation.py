@@ -9,7 +9,7 @@ import numpy as np
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._execution import MAX_SEED, ExecutionRequest
 
-__all__ = ["output_spike_times", "check_fits_dataset", "draw_seed", "EVALUATION_CHUNK"]
+__all__ = ["output_spike_times", "results_in_jobs", "check_fits_dataset", "draw_seed", "EVALUATION_CHUNK"]
 
 # Largest batch sent to a backend that declares no limit, and the most samples handed to one
 # `execute_many` call (their full results, every layer's times, are held until it returns).
@@ -31,6 +31,15 @@ def check_fits_dataset(network, n_inputs: int, n_classes: int, what: str = "netw
         raise InvalidValueError(f"{what}: has {n_outputs} output neurons but the dataset has {n_classes} classes")
 
 
+def results_in_jobs(backend, ran, input_spike_times: np.ndarray, calibration, next_seed: Callable[[], int | None],
+                    per_job: int) -> list:
+    """The results of running the snapshot `ran` on the samples in jobs of `per_job` samples,
+    in order, from one `execute_many` call; `next_seed()` gives each job's seed."""
+    requests = [ExecutionRequest(ran, input_spike_times[start:start + per_job], calibration, next_seed())
+                for start in range(0, len(input_spike_times), per_job)]
+    return backend.execute_many(requests)
+
+
 def output_spike_times(backend, network, input_spike_times: np.ndarray, calibration,
                        next_seed: Callable[[], int | None], batch_size: int | None = None) -> np.ndarray:
     """Output spike times of every sample, running `backend.represent(network)` in jobs of
@@ -40,12 +49,10 @@ def output_spike_times(backend, network, input_spike_times: np.ndarray, calibrat
     ran = backend.represent(network).frozen_copy()  # one snapshot that every job shares
     largest = backend.capabilities.max_batch_size or EVALUATION_CHUNK
     chunk = min(batch_size or largest, largest)
-    starts = range(0, len(input_spike_times), chunk)
-    jobs_per_call, outputs = max(1, EVALUATION_CHUNK // chunk), []
-    for group in range(0, len(starts), jobs_per_call):
-        requests = [ExecutionRequest(ran, input_spike_times[start:start + chunk], calibration, next_seed())
-                    for start in starts[group:group + jobs_per_call]]
-        outputs.extend(result.output_spike_times for result in backend.execute_many(requests))
+    per_call, outputs = max(1, EVALUATION_CHUNK // chunk) * chunk, []
+    for start in range(0, len(input_spike_times), per_call):
+        results = results_in_jobs(backend, ran, input_spike_times[start:start + per_call], calibration, next_seed, chunk)
+        outputs.extend(result.output_spike_times for result in results)
     if not outputs:
         return np.empty((0, network.layers[-1].population.size))
     return np.concatenate(outputs)

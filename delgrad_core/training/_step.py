@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad_core._execution import ExecutionRequest, ExecutionResult
+from delgrad_core._execution import ExecutionResult
 from delgrad_core._losses import accuracy
 from delgrad_core._propagation import backward
+from delgrad_core.training._evaluation import results_in_jobs
 from delgrad_core.training._heuristics import SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam
 from delgrad_core.training._parameters import TrainableNetwork
@@ -61,9 +62,7 @@ class TrainingStep:
         of the whole batch)."""
         ran = self.backend.represent(self.model.network).frozen_copy()  # one snapshot that every job shares
         per_job = self.backend.capabilities.max_batch_size or max(len(input_spike_times), 1)
-        requests = [ExecutionRequest(ran, input_spike_times[start:start + per_job], self.calibration, self.next_seed())
-                    for start in range(0, len(input_spike_times), per_job)]
-        results = self.backend.execute_many(requests)
+        results = results_in_jobs(self.backend, ran, input_spike_times, self.calibration, self.next_seed, per_job)
         return ran, results[0] if len(results) == 1 else _joined(results)
 
     def __call__(self, features: np.ndarray, labels: np.ndarray, lr_factor: float) -> StepResult:
