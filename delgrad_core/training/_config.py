@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings"]
+__all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings", "result_settings"]
 
 # backend options that are secrets: never written into a run folder
 _SECRET_OPTIONS = frozenset({"token", "password", "secret"})
@@ -296,6 +296,16 @@ def config_with_defaults(values: dict, *, merge_options: bool = True) -> Trainin
         defaults = {**defaults, **backend_defaults, **_merged_options(defaults, backend_defaults)}
     merged = _merged_options(defaults, values) if merge_options else {}
     return TrainingConfig.from_dict({**defaults, **values, **merged})
+
+
+def result_settings(settings: dict, neutral_options) -> dict:
+    """`settings` without the backend options in `neutral_options`, those its backend declares
+    as not changing results (`Backend.result_neutral_options`: a thread count, a client's
+    timeouts or token file), for comparing runs by what their results depend on."""
+    options = settings.get("backend_options")
+    if not isinstance(options, dict):
+        return settings
+    return {**settings, "backend_options": {k: v for k, v in options.items() if k not in neutral_options}}
 
 
 def _merged_options(defaults: dict, values: dict) -> dict:

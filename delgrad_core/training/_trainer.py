@@ -19,7 +19,7 @@ from delgrad_core._npz import json_array
 from delgrad_core._plugins import get_backend
 from delgrad_core.datasets import load_dataset
 from delgrad_core.training._components import component
-from delgrad_core.training._config import TrainingConfig
+from delgrad_core.training._config import TrainingConfig, result_settings
 from delgrad_core.training._evaluation import draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
@@ -108,11 +108,10 @@ class Trainer:
             self.backend = get_backend(requested, **({} if not isinstance(requested, str) else
                                                      self.config.backend_options))
             self.owns_backend = isinstance(requested, str)
-            if resume:
-                self._resumable_state()
+            state = self._resumable_state() if resume else None  # (checked before the backend calibrates)
             self._setup()
             if resume:
-                self.load_checkpoint()
+                self._load(state)
         except BaseException:
             self.close()
             raise
@@ -338,8 +337,9 @@ class Trainer:
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
             state = _checked_state(data.json(STATE_KEY), path)
-        saved = _comparable(_normalised(dict(state.get("config", {}), epochs=self.config.epochs)), self.backend)
-        current = _comparable(self.config.to_dict(), self.backend)
+        neutral = self.backend.result_neutral_options
+        saved = result_settings(_normalised(dict(state.get("config", {}), epochs=self.config.epochs)), neutral)
+        current = result_settings(self.config.to_dict(), neutral)
         if saved != current:
             differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             changes = "; ".join(f"{k}: {_shown(saved.get(k))} in the checkpoint, {_shown(current.get(k))} now"
@@ -353,7 +353,11 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         """Continue exactly where the run folder's checkpoint stopped (same config except `epochs`)."""
-        state, path = self._resumable_state(), self.folder.checkpoint
+        self._load(self._resumable_state())
+
+    def _load(self, state: dict) -> None:
+        """Parameters, optimiser and loop state from the checkpoint whose checked `state` this is."""
+        path = self.folder.checkpoint
         with self.folder.open_checkpoint() as data:
             calibrated_for = state.get("calibration_key")
             if calibrated_for is not None and calibrated_for != self.calibration.cache_key:
@@ -422,12 +426,3 @@ def _shown(value) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
 
-
-def _comparable(config: dict, backend) -> dict:
-    """`config` without the backend options that do not change results (a resumed run may
-    change them, e.g. its thread count)."""
-    options = config.get("backend_options")
-    if not isinstance(options, dict):
-        return config
-    neutral = backend.result_neutral_options
-    return {**config, "backend_options": {k: v for k, v in options.items() if k not in neutral}}

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from delgrad_core.training._config import config_with_defaults
+from delgrad_core.training._config import config_with_defaults, result_settings
 from delgrad_core.training._run_folder import RunFolder
 
 __all__ = ["Trial", "plan_trials", "train_trial", "trial_id"]
@@ -47,15 +47,13 @@ class Trial:
 
 
 def _result_settings(resolved: dict) -> dict:
-    """The settings a result depends on: without the backend options its backend declares as
-    result-neutral (a thread count, a client's timeouts or token file), so that changing one
-    does not make a finished trial look like another one."""
+    """The settings a result depends on (`result_settings`), so that changing a result-neutral
+    backend option does not make a finished trial look like another one."""
     from delgrad_core._plugins import registry
 
     factory = registry().get("backend", resolved["backend"]).obj
     neutral = getattr(factory, "result_neutral_options", frozenset()) if isinstance(factory, type) else frozenset()
-    options = {key: value for key, value in resolved["backend_options"].items() if key not in neutral}
-    return {**resolved, "backend_options": options}
+    return result_settings(resolved, neutral)
 
 
 def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> list[Trial]:
