@@ -493,10 +493,11 @@ def test_killing_a_sweep_kills_its_workers(tmp_path):
     assert not any(process_exists(pid) for pid in workers)
 
 
-def _signal_a_running_sweep(tmp_path, signum):
-    """Start SWEEP, wait for its first checkpoint, then send `signum` to the sweep and its
-    workers, as a terminal (Ctrl-C) or a job scheduler does to a process group; it has ended."""
-    sweep = _spawn(tmp_path, *SWEEP)
+def _signal_a_running_sweep(tmp_path, signum, *more):
+    """Start SWEEP (with `more` arguments), wait for its first checkpoint, then send `signum` to
+    the sweep and its workers, as a terminal (Ctrl-C) or a job scheduler does to a process group;
+    it has ended."""
+    sweep = _spawn(tmp_path, *SWEEP, *more)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "sweep").glob("runs/*/checkpoint.npz")):
         assert time.monotonic() < deadline, "no trial wrote a checkpoint"
@@ -527,7 +528,9 @@ def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resume
 def test_sigterm_to_a_sweeps_process_group_stops_it_and_fails_no_trial(tmp_path):
     """As SLURM's scancel or systemd do: every process of the group gets SIGTERM; the workers die
     at once, the sweep unwinds like Ctrl-C and counts their trials as stopped, not failed."""
-    sweep = _signal_a_running_sweep(tmp_path, signal.SIGTERM)
+    # epochs of seconds (batch 1): the workers are killed inside one, not stopped at its end
+    (tmp_path / "slow.toml").write_text("batch_size = 1\n")
+    sweep = _signal_a_running_sweep(tmp_path, signal.SIGTERM, "--config", "slow.toml")
     output = sweep.stdout.read() + sweep.stderr.read()
     assert sweep.returncode == 128 + signal.SIGTERM and "FAILED" not in output, output
     assert "stopped with its worker" in output and "run the same command again to resume" in output
