@@ -3,6 +3,7 @@ a worker killed mid-trial costs nothing but time."""
 
 import csv
 import os
+import pickle
 import signal
 import threading
 import time
@@ -166,9 +167,10 @@ def test_a_trial_queued_in_a_worker_does_not_start_after_ctrl_c(tmp_path, monkey
         _executors._train_in_worker({"epochs": 1, "hidden": 3}, str(tmp_path / "trial"), 1)
     assert not (tmp_path / "trial").exists()
     lines = []
-    _executors.report(SimpleNamespace(name="none-h3-s0"), TrainingStopped("x: not started, the sweep was "
-                                                                          "interrupted"), [], lines.append)
+    stopped = pickle.loads(pickle.dumps(TrainingStopped("runs/a: b", "not started, the sweep was interrupted")))
+    _executors.report(SimpleNamespace(name="none-h3-s0"), stopped, [], lines.append)  # (": " in the folder)
     assert lines == ["none-h3-s0: not started, the sweep was interrupted"]
+    assert str(stopped) == "runs/a: b: not started, the sweep was interrupted"
 
 
 def test_a_sweep_refuses_the_folder_of_a_training_run(tmp_path):

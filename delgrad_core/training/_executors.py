@@ -23,8 +23,8 @@ EXECUTORS = ("process", "dask")
 
 def report(trial: Trial, outcome, failed: list[str], echo) -> None:
     """Echo one trial's outcome (metrics, or the exception it raised); record failures."""
-    if isinstance(outcome, TrainingStopped):  # ("FOLDER: what happened")
-        echo(f"{trial.name}: {str(outcome).split(': ', 1)[-1]}")
+    if isinstance(outcome, TrainingStopped):
+        echo(f"{trial.name}: {outcome.what}")
     elif isinstance(outcome, BaseException):
         message = str(outcome) if isinstance(outcome, DelgradError) else f"{type(outcome).__name__}: {outcome}"
         failed.append(f"{trial.name}: {message}")
@@ -35,7 +35,7 @@ def report(trial: Trial, outcome, failed: list[str], echo) -> None:
 
 def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
     if stop_requested():  # (a trial the pool had queued in the worker before Ctrl-C)
-        raise TrainingStopped(f"{folder}: not started, the sweep was interrupted")
+        raise TrainingStopped(folder, "not started, the sweep was interrupted")
     return train_trial(settings, folder, should_stop=stop_requested, threads=threads)
 
 

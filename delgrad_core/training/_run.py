@@ -12,7 +12,18 @@ __all__ = ["run_training", "TrainingStopped"]
 
 
 class TrainingStopped(DelgradError):
-    """Training stopped early on request (at an epoch boundary, checkpoint written)."""
+    """Training stopped early on request (at an epoch boundary, checkpoint written).
+
+    `folder` is the run folder, `what` says what happened (e.g. "stopped after epoch 3 of 10;
+    the run resumes from there"); the message is "FOLDER: WHAT".
+    """
+
+    def __init__(self, folder, what: str):
+        super().__init__(str(folder), what)  # (both in args: the error crosses process pools)
+        self.folder, self.what = str(folder), what
+
+    def __str__(self) -> str:
+        return f"{self.folder}: {self.what}"
 
 
 def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progress: bool = True,
@@ -26,8 +37,8 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
     with folder.claim(resume=resume), Trainer(config, backend=backend, out_dir=folder, resume=resume) as trainer:
         trainer.fit(progress=progress, should_stop=should_stop)
         if trainer.epoch < trainer.config.epochs:
-            raise TrainingStopped(f"{folder.path}: stopped after epoch {trainer.epoch} of {trainer.config.epochs}; "
-                                  "the run resumes from there")
+            raise TrainingStopped(folder.path, f"stopped after epoch {trainer.epoch} of {trainer.config.epochs}; "
+                                               "the run resumes from there")
         test, final_test = trainer.finish()
         summary = trainer.summary(test, final_test)
         if plots:
