@@ -356,8 +356,11 @@ def test_plugins_add_losses_encoders_and_datasets_used_by_name(site, tmp_path):
         with pytest.raises(ValueError, match=r"loss 'hinge': unknown parameter\(s\) delta; allowed: margin"):
             delgrad_core.make_loss("hinge", delta=0.1)
         config = TrainingConfig(dataset="stripes", loss="hinge", encoder="doubled", hidden=6, epochs=2,
-                                delays="none", loss_options={"margin": 0.3})
-        summary = run_training(config, tmp_path / "run", progress=False, plots=False)
+                                delays="none", loss_options={"margin": 0.3}, silent_limit_hidden=1.0,
+                                silent_limit_output=1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (steps run: none is skipped for silent neurons)
+            summary = run_training(config, tmp_path / "run", progress=False, plots=False)
         assert summary["config"]["loss"] == "hinge" and 0.0 <= summary["test_accuracy"] <= 1.0
         loaded = delgrad_core.load_network(tmp_path / "run" / "network.npz")
         assert loaded.sizes == [4, 6, 2]  # the encoder doubled 2 features into 4 inputs
