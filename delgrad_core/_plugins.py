@@ -335,7 +335,7 @@ class PluginRegistry:
     def create_backend(self, name: str, **options) -> Backend:
         """Build backend `name` with `options` passed to its factory."""
         registration = self.get("backend", name)
-        _check_parameter_names(f"backend {name!r}", registration.obj, options, "option")
+        check_parameter_names(f"backend {name!r}", registration.obj, options, "option")
         try:
             backend = call_plugin(registration, "backend", lambda: registration.obj(**options))
         except TypeError as exc:
@@ -393,7 +393,7 @@ def available_backends() -> list[Registration]:
 def build_registered(kind: str, name: str, parameters: dict):
     """Call the factory registered as `name` of `kind` with `parameters`, naming unknown ones."""
     registration = registry().get(kind, name)
-    _check_parameter_names(f"{kind} {name!r}", registration.obj, parameters, "parameter")
+    check_parameter_names(f"{kind} {name!r}", registration.obj, parameters, "parameter")
     try:
         return call_plugin(registration, kind, lambda: registration.obj(**parameters))
     except TypeError as exc:
@@ -416,15 +416,17 @@ def call_plugin(registration: Registration, kind: str, call, what: str = "its fa
                           f"{type(exc).__name__}: {exc}") from exc
 
 
-def _check_parameter_names(what: str, factory, parameters: dict, noun: str) -> None:
-    """Refuse names `factory` does not take (unless it takes any keyword), listing those it takes."""
+def check_parameter_names(what: str, factory, parameters: dict, noun: str, skip: tuple = ()) -> None:
+    """Refuse names `factory` does not take (unless it takes any keyword), listing those it takes
+    (but those in `skip`, which the caller passes itself)."""
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
         return
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         return
-    allowed = [p.name for p in signature.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    allowed = [p.name for p in signature.parameters.values()
+               if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip]
     unknown = sorted(set(parameters) - set(allowed))
     if unknown:
         raise InvalidValueError(f"{what}: unknown {noun}(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or '(none)'}")

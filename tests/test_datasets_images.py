@@ -518,3 +518,45 @@ def test_a_bad_option_of_a_core_loader_stays_a_value_error_naming_it():
     with pytest.raises(ValueError, match="size: expected None or an integer side") as info:
         load_dataset("fashion_mnist", "train", size=0)
     assert not isinstance(info.value, dg.PluginError)
+
+
+def test_unknown_options_of_a_loader_are_named_with_the_allowed_ones():
+    with pytest.raises(dg.InvalidValueError, match=r"dataset 'yin_yang': unknown option\(s\) foo; allowed: \(none\)"):
+        load_dataset("yin_yang", "train", foo=1)
+    with pytest.raises(dg.InvalidValueError, match=r"unknown option\(s\) split, zoom; allowed: directory, size"):
+        load_dataset("fashion_mnist", "train", zoom=2, split="test")
+
+
+def test_training_and_evaluation_take_dataset_options_from_the_command_line(mnist_dir, tmp_path, monkeypatch):
+    """`--dataset-option size=7` trains on 7 x 7 images (49 inputs), is recorded, and evaluate
+    repeats the recorded test accuracy with the run's own options."""
+    import json
+
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    directory, _ = mnist_dir
+    monkeypatch.setenv("DELGRAD_FASHION_MNIST_DIR", str(directory))
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "fashion_mnist", "--dataset-option", "size=7", "--hidden", "4", "--epochs", "1",
+            "--batch-size", "55", "--delays", "none", "--out", str(out), "--no-progress"]
+    result = cli_runner().invoke(main, args)
+    assert result.exit_code == 0, result.output + str(result.exception)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["dataset_options"] == {"size": 7}
+    assert dg.load_network(out / "network.npz").sizes[0] == 49
+    evaluated = cli_runner().invoke(main, ["evaluate", str(out), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["accuracy"] == metrics["test_accuracy"]
+    resumed = cli_runner().invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output  # (with the run's own dataset options)
+    assert json.loads((out / "metrics.json").read_text())["config"]["dataset_options"] == {"size": 7}
+    changed = cli_runner().invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "3", "--dataset-option",
+                                         "size=8"])
+    assert changed.exit_code != 0 and "dataset_options" in changed.output
+    other = cli_runner().invoke(main, ["evaluate", str(out), "--dataset-option", "size=8"])
+    assert other.exit_code == 1 and "has 49 inputs but the encoded dataset has 64" in other.output
+    bad = cli_runner().invoke(main, args[:3] + ["--dataset-option", "zoom=2", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "dataset_options: dataset 'fashion_mnist': unknown option(s) zoom; allowed: " \
+                                  "directory, size" in bad.output
+    assert not (tmp_path / "bad").exists()

@@ -79,10 +79,17 @@ def test_the_slurm_job_script(tmp_path):
         "--trial \"$SLURM_ARRAY_TASK_ID\"\n"
     )
     result = cli_runner().invoke(main, ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "2",
-                                        "--backend-option", "n_threads=1", "--slurm-script", str(tmp_path / "job.sh")])
+                                        "--backend-option", "n_threads=1", "--dataset-option", "pairs=true",
+                                        "--slurm-script", str(tmp_path / "job.sh")])
+    assert result.exit_code == 2 and "dataset_options: dataset 'yin_yang': unknown option(s) pairs" in result.output
+    assert not (tmp_path / "job.sh").exists()
+    (tmp_path / "images.toml").write_text('dataset = "fashion_mnist"\n')
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "2", "--config",
+                                        str(tmp_path / "images.toml"), "--backend-option", "n_threads=1",
+                                        "--dataset-option", "size=14", "--slurm-script", str(tmp_path / "job.sh")])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "job.sh").read_text()
-    assert "#SBATCH --array=0-1\n" in text and "--backend-option n_threads=1 --trial" in text
+    assert "#SBATCH --array=0-1\n" in text and "--backend-option n_threads=1 --dataset-option size=14 --trial" in text
 
 
 distributed = pytest.importorskip("distributed")

@@ -32,18 +32,34 @@ def _one_or_list(value, kind, name):
     return items[0] if len(items) == 1 else items
 
 
-def _parse_backend_options(ctx, param, values) -> dict:
+def _parse_key_values(ctx, param, values) -> dict:
     from delgrad_core._options import parse_key_values
 
     try:
-        return parse_key_values(values)
+        return parse_key_values(values, param.opts[0])
     except InvalidValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
 BACKEND_OPTION = click.option(
-    "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE", callback=_parse_backend_options,
+    "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE", callback=_parse_key_values,
     help="Option for the backend (repeatable); VALUE is read as JSON when it can be, e.g. chip=3.")
+DATASET_OPTION = click.option(
+    "--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", callback=_parse_key_values,
+    help="Option for the dataset's loader (repeatable; docs/datasets.md), e.g. size=14 for 14 x 14 images.")
+
+
+def _with_tables(settings: dict, **tables) -> dict:
+    """`settings` with option tables given on the command line (e.g. backend_options) laid over
+    its own tables of those names."""
+    merged = dict(settings)
+    for key, given in tables.items():
+        if given:
+            own = settings.get(key, {})
+            if not isinstance(own, dict):
+                raise InvalidValueError(f"{key}: expected a table (dict) of settings, got {own!r}")
+            merged[key] = {**own, **given}
+    return merged
 
 
 def _fresh_out_dir() -> Path:
@@ -90,8 +106,9 @@ def _settings(config_file, options: dict) -> dict:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @BACKEND_OPTION
+@DATASET_OPTION
 def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
-          no_progress, backend_options):
+          no_progress, backend_options, dataset_options):
     """Train a classifier on --dataset; write metrics.json, network.npz and plots into --out.
 
     The defaults shown are those of Yin-Yang on the reference backend; a backend or dataset may
@@ -109,13 +126,12 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     if out_dir == "":
         raise click.UsageError("--out: expected a folder name, got ''")
     try:
-        settings = _settings(config_file, options)
-        if backend_options:
-            settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
+        settings = _with_tables(_settings(config_file, options), backend_options=backend_options,
+                                dataset_options=dataset_options)
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
-            settings = {**stored, **settings, "backend_options": {**stored.get("backend_options", {}),
-                                                                  **settings.get("backend_options", {})}}
+            tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
+            settings = _with_tables({**stored, **settings}, **tables)
         config = config_with_defaults(settings, merge_options=not stored)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -175,7 +191,8 @@ def _run_settings(path: Path) -> tuple[Path, dict, dict]:
                    "[default: the run's test seed (its recorded test accuracy is repeated exactly), else 0]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @BACKEND_OPTION
-def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
+@DATASET_OPTION
+def evaluate(path, backend, split, dataset, seed, as_json, backend_options, dataset_options):
     """First-spike accuracy of a trained network on a dataset split.
 
     PATH is a run folder (its network.npz, evaluated with the run's own dataset, encoder and
@@ -194,23 +211,27 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options):
     network_file, stored, metrics = _run_settings(path)
     if seed is None:
         seed = metrics.get("test_seed") if isinstance(metrics.get("test_seed"), int) else 0
-    settings = {key: stored[key] for key in ("dataset", "encoder", "t_early", "t_late", "encoder_options",
-                                              "backend", "backend_options", "evaluation_batch_size") if key in stored}
+    settings = {key: stored[key] for key in ("dataset", "dataset_options", "encoder", "t_early", "t_late",
+                                              "encoder_options", "backend", "backend_options",
+                                              "evaluation_batch_size") if key in stored}
     settings.update({k: v for k, v in {"backend": backend, "dataset": dataset}.items() if v is not None})
     if backend is not None and backend != stored.get("backend"):
         settings.pop("backend_options", None)
         settings.pop("evaluation_batch_size", None)
-    if backend_options:  # given on the command line: over the run's own
-        settings["backend_options"] = {**settings.get("backend_options", {}), **backend_options}
+    if dataset is not None and dataset != stored.get("dataset"):
+        settings.pop("dataset_options", None)
+    # given on the command line: over the run's own
+    settings = _with_tables(settings, backend_options=backend_options, dataset_options=dataset_options)
     try:
         config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
     except InvalidValueError as exc:
         if not stored:
             raise
         raise InvalidValueError(f"{exc} (settings: the run's, from {path}/metrics.json, and those given here; "
-                                "--backend, --backend-option and --dataset choose others)") from None
+                                "--backend, --backend-option, --dataset and --dataset-option choose others)") \
+            from None
     network = load_network(network_file)
-    data = load_dataset(config.dataset, split)
+    data = load_dataset(config.dataset, split, **config.dataset_options)
     encoder = component("encoder", config.encoder, config, config.encoder_options)
     try:
         check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
@@ -266,6 +287,7 @@ def _kind_list(ctx, param, value):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
 @click.option("--backend", help="Backend name for every run.  [default: reference]")
 @BACKEND_OPTION
+@DATASET_OPTION
 @click.option("--executor", type=click.Choice(["process", "dask"]), default="process", show_default=True,
               help="Where trials run: a local process pool, or Dask (pip install 'delgrad[dask]').")
 @click.option("--scheduler", metavar="ADDRESS",
@@ -273,15 +295,17 @@ def _kind_list(ctx, param, value):
 @click.option("--trial", type=click.IntRange(min=0), help="Run (or resume) only trial number N here (SLURM array tasks).")
 @click.option("--slurm-script", type=click.Path(dir_okay=False, path_type=Path),
               help="Write an sbatch --array script that runs this sweep one trial per task, and exit.")
-def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options, executor, scheduler,
-          trial, slurm_script):
+def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options, dataset_options,
+          executor, scheduler, trial, slurm_script):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
     from delgrad_core.training._sweep import (
         SweepError, SweepInterrupted, plan_sweep, run_sweep, run_trial, sweep_job_script)
 
-    base = _settings(config_file, {"epochs": epochs, "backend": backend})
-    if backend_options:
-        base["backend_options"] = {**base.get("backend_options", {}), **backend_options}
+    try:
+        base = _with_tables(_settings(config_file, {"epochs": epochs, "backend": backend}),
+                            backend_options=backend_options, dataset_options=dataset_options)
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from None
     echo = lambda line: click.echo(line, err=True)  # noqa: E731
     grid = (base, hidden, delays, seeds, Path(out_dir))
     try:
@@ -292,8 +316,9 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
             command += ["--epochs", str(epochs)] if epochs is not None else []
             command += ["--config", str(config_file)] if config_file else []
             command += ["--backend", backend] if backend else []
-            command += [arg for key, value in backend_options.items()
-                        for arg in ("--backend-option", f"{key}={json.dumps(value)}")]
+            command += [arg for flag, options in (("--backend-option", backend_options),
+                                                  ("--dataset-option", dataset_options))
+                        for key, value in options.items() for arg in (flag, f"{key}={json.dumps(value)}")]
             n_trials = len(hidden) * len(delays) * seeds
             atomic_write_text(slurm_script, sweep_job_script(command, n_trials))
             click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {shlex.quote(str(slurm_script))}")

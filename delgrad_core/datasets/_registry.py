@@ -5,7 +5,7 @@ from __future__ import annotations
 from delgrad_core._errors import InvalidValueError, PluginError
 from delgrad_core.datasets._dataset import Dataset
 
-__all__ = ["available_datasets", "load_dataset"]
+__all__ = ["available_datasets", "check_dataset_options", "load_dataset"]
 
 
 def available_datasets() -> dict[str, tuple[str, ...]]:
@@ -15,10 +15,19 @@ def available_datasets() -> dict[str, tuple[str, ...]]:
     return {r.name: r.details["splits"] for r in registry().registrations("dataset")}
 
 
-def load_dataset(name: str, split: str = "train", **options) -> Dataset:
-    """Load split `split` of the registered dataset `name` (`options` go to its loader).
+def check_dataset_options(name: str, options: dict) -> None:
+    """Refuse options that the loader of the registered dataset `name` does not take, naming
+    those it takes."""
+    from delgrad_core._plugins import check_parameter_names, registry
 
-    Unknown names or splits raise errors listing the allowed values.
+    check_parameter_names(f"dataset {name!r}", registry().get("dataset", name).obj, options, "option", skip=("split",))
+
+
+def load_dataset(name: str, split: str = "train", /, **options) -> Dataset:
+    """Load split `split` of the registered dataset `name` (`options` go to its loader; `name`
+    and `split` are positional, so that a loader option can never take their place).
+
+    Unknown names, splits or options raise errors listing the allowed values.
     """
     from delgrad_core._plugins import call_plugin, registry
 
@@ -26,8 +35,12 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     splits = registration.details["splits"]
     if split not in splits:
         raise InvalidValueError(f"split: unknown split {split!r} of dataset {name!r}; choose one of {', '.join(splits)}")
-    dataset = call_plugin(registration, "dataset", lambda: registration.obj(split, **options), f"loading {split!r}",
-                          arguments_checked=not options)
+    check_dataset_options(name, options)
+    try:
+        dataset = call_plugin(registration, "dataset", lambda: registration.obj(split, **options),
+                              f"loading {split!r}", arguments_checked=not options)
+    except TypeError as exc:  # (an option of the wrong type for a loader that does not check it)
+        raise InvalidValueError(f"dataset {name!r}: cannot load {split!r} with options {options} ({exc})") from None
     if not isinstance(dataset, Dataset):
         raise InvalidValueError(f"dataset {name!r}: its loader returned {type(dataset).__name__}, not a Dataset")
     if (dataset.name, dataset.split) != (name, split):

@@ -22,6 +22,7 @@ import numpy as np
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 from delgrad_core._options import check_known_names
+from delgrad_core.datasets._registry import check_dataset_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -154,6 +155,7 @@ class TrainingConfig:
 
     # task and network
     dataset: str = _rule("yin_yang", _registered("dataset"), "data")
+    dataset_options: dict = _rule({}, _table, "data")  # (keyword arguments of the dataset's loader)
     hidden: int | list = _rule(30, _hidden_sizes, "network")
     delays: str | list = _rule("synaptic", _delay_kinds, "network")
     tau_ratio: float = _rule(2.0, _POSITIVE, "network")
@@ -216,6 +218,10 @@ class TrainingConfig:
     def __post_init__(self):
         for spec in dataclasses.fields(self):
             setattr(self, spec.name, spec.metadata["check"](spec.name, getattr(self, spec.name)))
+        try:
+            check_dataset_options(self.dataset, self.dataset_options)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"dataset_options: {exc}") from None
         if not self.t_late > self.t_early:
             raise InvalidValueError(f"t_late: must be greater than t_early ({self.t_early}), got {self.t_late}")
         if isinstance(self.delays, list) and len(self.delays) != len(self.hidden_sizes) + 1:
@@ -312,7 +318,7 @@ def _merged_options(defaults: dict, values: dict) -> dict:
     """Option tables of `values` on top of the defaults' for the same component (a dataset's
     encoder option survives a further option given for that encoder, by the user or a backend)."""
     merged = {}
-    for section in ("encoder", "loss"):
+    for section in ("dataset", "encoder", "loss"):
         key, default_name = f"{section}_options", defaults.get(section, getattr(TrainingConfig, section))
         if isinstance(defaults.get(key), dict) and isinstance(values.get(key), dict) \
                 and values.get(section, default_name) == default_name:

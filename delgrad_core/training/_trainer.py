@@ -101,9 +101,9 @@ class Trainer:
         try:
             self.loss = component("loss", self.config.loss, self.config, self.config.loss_options)
             self.encoder = component("encoder", self.config.encoder, self.config, self.config.encoder_options)
-            self.train_set = load_dataset(self.config.dataset, "train")
-            self.validation_set = load_dataset(self.config.dataset, "validation")
-            self.test_set = load_dataset(self.config.dataset, "test")
+            self.train_set, self.validation_set, self.test_set = (
+                load_dataset(self.config.dataset, split, **self.config.dataset_options)
+                for split in ("train", "validation", "test"))
             requested = backend if backend is not None else self.config.backend
             self.backend = get_backend(requested, **({} if not isinstance(requested, str) else
                                                      self.config.backend_options))
