@@ -219,7 +219,9 @@ class Projection(_Freezable):
     def validate(self) -> None:
         """Re-check what may have been changed in place: the arrays are made C-contiguous
         float64 again, their shapes must fit the delay kind, values finite, delays >= 0."""
-        if self._frozen or self.__dict__.get("_checked") == (self.weights, self.delays, self.delay_kind):
+        checked = self.__dict__.get("_checked")
+        if self._frozen or (checked is not None and all(
+                mine is seen for mine, seen in zip((self.weights, self.delays, self.delay_kind), checked))):
             return
         self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
         self.weights = _float_array(self.weights, f"{self.name}.weights")
@@ -349,7 +351,8 @@ class Network(_Freezable):
 
     def frozen_copy(self) -> "Network":
         """A validated, read-only snapshot with private copies of every array (or `self` if it
-        is one already).  The network is validated once; its copied parts are not checked again."""
+        is one already), its layers a tuple.  The network is validated once; its copied parts
+        are not checked again."""
         if self._frozen:
             return self
         self.validate()
@@ -367,7 +370,7 @@ class Network(_Freezable):
                     name=projection.name),
             ))
         return Network._snapshot(input=Population._snapshot(name=self.input.name, size=self.input.size, neuron=None),
-                                 layers=layers)
+                                 layers=tuple(layers))  # (a list could still gain or swap layers)
 
     @property
     def sizes(self) -> list[int]:

@@ -99,6 +99,30 @@ def test_request_is_a_snapshot():
     assert request.digest == digest and request.input_spike_times[0, 0] == 0.1
     with pytest.raises(ValueError):
         request.network.layers[0].projection.weights[0, 0] = 3.0  # read-only
+    other = dg.Network.feedforward([2, 1000], seed=1).layers[0]
+    with pytest.raises(TypeError):  # (a kernel given a layer that does not fit read out of bounds)
+        request.network.layers[0] = other
+    with pytest.raises(AttributeError):
+        request.network.layers.append(other)
+    assert request.network.sizes == [2, 3] and request.digest == digest
+
+
+def test_a_projection_built_from_read_only_arrays_checks_replaced_arrays():
+    """It skips checking arrays it checked already, recognised by identity (an elementwise
+    comparison of arrays failed, or for 1 x 1 weights let unchecked values through)."""
+    snapshot = dg.Network.feedforward([3, 2], seed=0).frozen_copy()
+    for weights in (snapshot.layers[0].projection.weights, np.ones((1, 1))):
+        weights = np.array(weights)
+        weights.setflags(write=False)
+        projection = dg.Projection(weights)
+        projection.weights = np.ones_like(weights)  # same values or not: checked again
+        projection.validate()
+        projection.weights = [[1]] if weights.shape == (1, 1) else [[1, 2], [3, 4], [5, 6]]
+        projection.validate()
+        assert projection.weights.dtype == np.float64 and projection.weights.flags.c_contiguous
+        projection.weights = np.full(weights.shape, np.nan)
+        with pytest.raises(ValueError, match="weights: contains NaN"):
+            projection.validate()
 
 
 @pytest.mark.parametrize(
