@@ -310,9 +310,9 @@ def test_writing_follows_links_and_never_replaces_a_pipe(tmp_path):
     (tmp_path / "real.nir").write_text("old")
     (tmp_path / "link.nir").symlink_to("real.nir")
     os.mkfifo(tmp_path / "pipe.nir")
-    assert _delgrad(tmp_path, "export", "n.npz", "link.nir", "--time-scale", "1e-3").returncode == 0
+    assert _delgrad(tmp_path, "export", "n.npz", "link.nir", "--time-scale", "1e-3", "--force").returncode == 0
     assert (tmp_path / "link.nir").is_symlink() and (tmp_path / "real.nir").read_bytes()[:4] == b"\x89HDF"
-    _assert_one_line_error(_delgrad(tmp_path, "export", "n.npz", "pipe.nir", "--time-scale", "1e-3"),
+    _assert_one_line_error(_delgrad(tmp_path, "export", "n.npz", "pipe.nir", "--time-scale", "1e-3", "--force"),
                            "pipe.nir: exists and is not a regular file")
     assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.nir").st_mode)
 

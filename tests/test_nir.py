@@ -551,6 +551,31 @@ def test_cli_export_then_import_round_trips(tmp_path, helpers):
     assert_same_network(dg.load_network(tmp_path / "back.npz"), network)
 
 
+def test_cli_export_and_import_replace_an_existing_file_only_when_told(tmp_path, helpers):
+    dg.save_network(helpers.build_network([4, 5, 3], "axonal", 2.0, seed=3), tmp_path / "net.npz")
+    original = (tmp_path / "net.npz").read_bytes()
+    (tmp_path / "metrics.json").write_text("{}")
+    runner = cli_runner()
+    result = runner.invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "metrics.json"),
+                                  "--time-scale", "1e-3"])  # (an export over a run's files destroyed them)
+    assert result.exit_code == 2 and f"OUT: {tmp_path / 'metrics.json'} exists and is not overwritten" in result.output
+    for force in ([], ["--force"]):
+        result = runner.invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "net.npz"), "--time-scale",
+                                      "1e-3", *force])
+        assert result.exit_code == 2 and "is also the command's input" in result.output
+    assert (tmp_path / "net.npz").read_bytes() == original and (tmp_path / "metrics.json").read_text() == "{}"
+    assert runner.invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "net.nir"), "--time-scale",
+                                "1e-3"]).exit_code == 0
+    result = runner.invoke(main, ["import", str(tmp_path / "net.nir"), str(tmp_path / "net.npz")])
+    assert result.exit_code == 2 and "exists and is not overwritten; remove it or choose another name; --force" \
+        in result.output
+    result = runner.invoke(main, ["import", str(tmp_path / "net.nir"), str(tmp_path / "net.nir"), "--force"])
+    assert result.exit_code == 2 and "is also the command's input" in result.output
+    assert runner.invoke(main, ["import", str(tmp_path / "net.nir"), str(tmp_path / "net.npz"),
+                                "--force"]).exit_code == 0
+    assert_same_network(dg.load_network(tmp_path / "net.npz"), helpers.build_network([4, 5, 3], "axonal", 2.0, seed=3))
+
+
 def test_cli_import_of_foreign_graph_uses_time_scale_and_flag(tmp_path):
     nir.write(tmp_path / "snn.nir", snntorch_style_graph(np.random.default_rng(22)))
     runner = cli_runner()

@@ -147,6 +147,19 @@ def test_a_malformed_scheduler_address_is_one_line(tmp_path):
     assert "--scheduler: expected an address such as tcp://HOST:8786, got 'notaurl'" in result.output
 
 
+def test_a_slurm_script_never_replaces_a_file(tmp_path):
+    (tmp_path / "sweep.toml").write_text("epochs = 2\n")
+    (tmp_path / "job.sh").write_text("mine")
+    base = ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "1", "--out", str(tmp_path / "s")]
+    result = cli_runner().invoke(main, base + ["--config", str(tmp_path / "sweep.toml"), "--slurm-script",
+                                               str(tmp_path / "sweep.toml")])
+    assert result.exit_code == 2 and "is also the command's input" in result.output
+    result = cli_runner().invoke(main, base + ["--slurm-script", str(tmp_path / "job.sh")])
+    assert result.exit_code == 2 and "job.sh exists and is not overwritten; remove it or choose another name\n" \
+        in result.output
+    assert (tmp_path / "sweep.toml").read_text() == "epochs = 2\n" and (tmp_path / "job.sh").read_text() == "mine"
+
+
 def test_the_slurm_command_quotes_a_script_path_with_spaces(tmp_path):
     script = tmp_path / "sp ace" / "job.sh"
     result = cli_runner().invoke(main, ["sweep", "--hidden", "4", "--delays", "none", "--seeds", "2",
@@ -203,8 +216,8 @@ def test_the_command_line_leaves_the_process_as_it_found_it(tmp_path):
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         outputs = [cli_runner().invoke(main, ["sweep", "--config", str(tmp_path / "c.toml"), "--seeds", "1",
-                                              "--slurm-script", str(tmp_path / "job.sh"), "--out", str(tmp_path / "s")])
-                   for _ in range(2)]
+                                              "--slurm-script", str(tmp_path / f"job{i}.sh"), "--out", str(tmp_path / "s")])
+                   for i in range(2)]
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # (its handler lives while a command runs)
     finally:
         signal.signal(signal.SIGTERM, previous)

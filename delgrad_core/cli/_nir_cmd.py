@@ -5,10 +5,12 @@ from __future__ import annotations
 import click
 
 from delgrad_core.cli import main
+from delgrad_core.cli._outputs import check_output_file
 
 __all__ = ["export", "import_"]
 
 _SECONDS = click.FloatRange(min=0.0, min_open=True)
+_FORCE = click.option("--force", is_flag=True, help="Replace OUT if it exists (never the input).")
 
 
 def _fail(exc: Exception):
@@ -23,11 +25,13 @@ def _fail(exc: Exception):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--time-scale", type=_SECONDS, required=True,
               help="Seconds per model time unit (NIR times are in seconds), e.g. 6e-6.")
-def export(fmt, network, out, time_scale):
+@_FORCE
+def export(fmt, network, out, time_scale, force):
     """Write the network in NETWORK (.npz) to OUT as a NIR graph."""
     from delgrad_core import load_network
     from delgrad_core.nir import NIRNotInstalledError, save_nir
 
+    check_output_file(out, "OUT", force=force, inputs=[network])
     try:
         net = load_network(network)
         path = save_nir(net, out, time_scale=time_scale)
@@ -46,11 +50,13 @@ def export(fmt, network, out, time_scale):
               help="Seconds per model time unit.  [default: the one stored by delgrad in the graph]")
 @click.option("--first-spike-only", is_flag=True,
               help="Accept hidden CubaLIF layers that could spike again after a reset, keeping first spikes only.")
-def import_(source, out, time_scale, first_spike_only):
+@_FORCE
+def import_(source, out, time_scale, first_spike_only, force):
     """Convert the NIR graph in SOURCE to a delgrad network file OUT (.npz)."""
     from delgrad_core import save_network
     from delgrad_core.nir import NIRNotInstalledError, load_nir
 
+    check_output_file(out, "OUT", force=force, inputs=[source])
     try:
         net = load_nir(source, time_scale=time_scale, first_spike_only=first_spike_only)
         path = save_network(net, out)

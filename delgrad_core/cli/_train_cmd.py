@@ -14,6 +14,7 @@ import click
 
 from delgrad_core._atomic import atomic_write_text
 from delgrad_core.cli import interrupted_status, main, stop_if_interrupted
+from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
@@ -310,6 +311,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     grid = (base, hidden, delays, seeds, Path(out_dir))
     try:
         if slurm_script is not None:
+            check_output_file(slurm_script, "--slurm-script", force=False, inputs=[config_file])
             plan_sweep(*grid)  # (every trial's settings checked before the script is written)
             command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
                        "--seeds", str(seeds), "--out", str(out_dir)]
