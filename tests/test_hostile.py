@@ -272,10 +272,13 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--config", "bad.toml"), "bad.toml", "not valid TOML")
     (tmp_path / "binary.toml").write_bytes(bytes(range(128, 256)))
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--config", "binary.toml"), "binary.toml: not valid TOML (not UTF-8")
-    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red", "--out", "never"),
-                           "unknown option(s) colour; allowed: n_threads")
+    refused = _delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red", "--out", "never")  # (before any folder)
+    assert refused.returncode == 2 and "Error: backend 'reference': unknown option(s) colour; allowed: n_threads" \
+        in refused.stderr
+    failing = ["--backend", "example", "--backend-option", "dt=0"]  # (a value its factory refuses)
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing, "--out", "never"), "dt: expected a positive number")
     assert not (tmp_path / "never").exists()  # a run that wrote nothing leaves no folder behind
-    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red"), "unknown option(s) colour")
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing), "dt: expected a positive number")
     assert list((tmp_path / "runs").iterdir()) == []  # nor in a folder of its own choosing
     (tmp_path / "edited").mkdir()
     (tmp_path / "edited" / "network.npz").write_bytes(b"")

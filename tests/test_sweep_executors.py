@@ -204,9 +204,26 @@ def test_a_sweep_refuses_the_folder_of_a_training_run(tmp_path):
 
 def test_a_failing_array_task_says_its_error_once(tmp_path):
     result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1",
-                                        "--trial", "0", "--backend-option", "colour=red", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and result.output.count("unknown option(s) colour") == 1, result.output
+                                        "--trial", "0", "--backend-option", "dt=0", "--backend", "example",
+                                        "--out", str(tmp_path)])
+    assert result.exit_code == 1 and result.output.count("dt: ") == 1, result.output
     assert "none-h3-s0-" in result.output
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("backend_options = {n_threads = 1, colour = 3}", "backend 'reference': unknown option(s) colour; allowed: n_threads"),
+    ("[encoder]\nrepeat = 0", "repeat"),
+    ("[loss]\nepochs = 2", "loss_options: loss 'squared' has no parameter epochs; epochs is a training setting of its own"),
+])
+def test_settings_that_building_a_run_refuses_are_refused_before_any_trial_starts(tmp_path, config, message):
+    """(every trial failed, one after another, and the sweep advised running it again)"""
+    (tmp_path / "c.toml").write_text(config + "\n")
+    result = cli_runner().invoke(main, ["sweep", "--config", str(tmp_path / "c.toml"), "--hidden", "3,4", "--delays",
+                                        "none", "--seeds", "2", "--epochs", "1", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and message in result.output and "FAILED" not in result.output, result.output
+    assert not (tmp_path / "s").exists()
+    result = cli_runner().invoke(main, ["train", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 2 and message in result.output and not (tmp_path / "t").exists()
 
 
 def test_the_command_line_leaves_the_process_as_it_found_it(tmp_path):

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError, PluginError
-from delgrad_core._plugins import Registration, build_registered, call_plugin, registry
+from delgrad_core._plugins import Registration, build_registered, call_plugin, check_parameter_names, registry
 from delgrad_core.training._config import TrainingConfig
 
-__all__ = ["component"]
+__all__ = ["component", "check_components"]
 
 _FIELD_DEFAULTS = {spec.name: spec.default for spec in dataclasses.fields(TrainingConfig)
                    if spec.default is not dataclasses.MISSING}
@@ -58,9 +58,25 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
             warnings.warn(f"{kind} {name!r}: its own default {p} = {spec.default!r} holds, not {field} = "
                           f"{_FIELD_DEFAULTS[field]!r} (the setting's default); to choose, set {field} or "
                           f"{kind}_options.{p}", UserWarning, stacklevel=2)
+    misplaced = sorted(set(options) & set(_FIELD_DEFAULTS) - set(signature))
+    if misplaced and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+        raise InvalidValueError(f"{kind}_options: {kind} {name!r} has no parameter {misplaced[0]}; {misplaced[0]} is a "
+                                f"training setting of its own (in a config file: in its own section, not [{kind}])")
     served = sorted(set(parameters) & set(options))
     if served:  # one place per value: the field (which metrics.json records as used)
         raise InvalidValueError(f"{kind}_options: set {', '.join(prefix + p for p in served)} instead of the "
                                 f"option {', '.join(served)} ({kind} {name!r} takes it from that setting)")
     built = build_registered(kind, name, {**parameters, **options})
     return _CheckedLoss(built, registry().get(kind, name)) if kind == "loss" else built
+
+
+def check_components(config: TrainingConfig) -> None:
+    """Refuse before anything runs what building the run would refuse first: the loss and the
+    encoder are built, the backend's option names are checked against its factory (the backend
+    itself is not started)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the run itself says them)
+        component("loss", config.loss, config, config.loss_options)
+        component("encoder", config.encoder, config, config.encoder_options)
+    check_parameter_names(f"backend {config.backend!r}", registry().get("backend", config.backend).obj,
+                          config.backend_options, "option")
