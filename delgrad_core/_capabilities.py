@@ -112,6 +112,9 @@ class Capabilities:
             set_(self, name, _optional_positive_int(getattr(self, name), name))
         for name in ("weight_limit", "weight_resolution", "delay_resolution"):
             set_(self, name, _optional_positive_float(getattr(self, name), name))
+        if None not in (self.weight_limit, self.weight_resolution) and self.weight_resolution > self.weight_limit:
+            raise InvalidValueError(f"Capabilities.weight_resolution: {self.weight_resolution!r} is above weight_limit "
+                                    f"{self.weight_limit!r}: every weight would round to 0")
         if self.delay_range is not None:
             try:
                 low, high = (float(v) for v in self.delay_range)

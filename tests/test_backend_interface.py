@@ -57,6 +57,7 @@ def test_capabilities_validate_and_round_trip_through_json():
         ({"max_layers": 2.5}, "Capabilities.max_layers"),
         ({"weight_resolution": 0.0}, "Capabilities.weight_resolution"),
         ({"weight_limit": float("nan")}, "Capabilities.weight_limit"),
+        ({"weight_limit": 0.1, "weight_resolution": 0.2}, "Capabilities.weight_resolution: 0.2 is above weight_limit"),
         ({"delay_range": (2.0, 1.0)}, "Capabilities.delay_range"),
         ({"delay_range": (0.0,)}, "Capabilities.delay_range"),
         ({"exact": 1}, "Capabilities.exact: expected a bool"),

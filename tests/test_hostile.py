@@ -201,7 +201,9 @@ def test_extreme_weights_give_the_right_spike_time_not_silence():
         ({"hidden": "30"}, "hidden: expected a positive integer"),
         ({"epochs": 2.5}, "epochs: expected an integer >= 1"),
         ({"weight_lr": True}, "weight_lr: expected a number"),
-        ({"tau_ratio": float("inf")}, "tau_ratio: expected a number > 0"),
+        ({"tau_ratio": float("inf")}, "tau_ratio: expected a number >= 0.01 and <= 1000000.0"),
+        ({"tau_ratio": 1e-3}, "tau_ratio: expected a number >= 0.01"),  # (the solver's range: the trainer refused it)
+        ({"weight_limit": 0.1, "weight_resolution": 1.0}, "weight_resolution: 1.0 is above weight_limit 0.1"),
         ({"keep_best": "yes"}, "keep_best: expected true or false"),
         ({"backend_options": [1]}, "backend_options: expected a table"),
         ({"t_early": 2.0, "t_late": 1.0}, "t_late: must be greater than t_early"),

@@ -95,7 +95,7 @@ def _settings(config_file, options: dict) -> dict:
 @click.option("--delays", callback=lambda ctx, param, value: _one_or_list(value, str, "delays"),
               help="Delay kind (none, axonal, dendritic, synaptic), or one per layer: axonal,none.  "
                    "[default: synaptic]")
-@click.option("--tau-ratio", type=float, help="tau_m / tau_s.  [default: 2]")
+@click.option("--tau-ratio", type=float, help="tau_m / tau_s, from 0.01 to 1e6.  [default: 2]")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.  [default: 300]")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Mini-batch size.  [default: 150]")
 @click.option("--seed", type=int, help="Random seed.  [default: 0]")

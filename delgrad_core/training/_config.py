@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._errors import FileFormatError, InvalidValueError
-from delgrad_core._ir import DelayKind
+from delgrad_core._ir import MAX_TAU_RATIO, MIN_TAU_RATIO, DelayKind
 from delgrad_core._options import check_known_names
 from delgrad_core.datasets._registry import check_dataset_options
 
@@ -158,7 +158,7 @@ class TrainingConfig:
     dataset_options: dict = _rule({}, _table, "data")  # (keyword arguments of the dataset's loader)
     hidden: int | list = _rule(30, _hidden_sizes, "network")
     delays: str | list = _rule("synaptic", _delay_kinds, "network")
-    tau_ratio: float = _rule(2.0, _POSITIVE, "network")
+    tau_ratio: float = _rule(2.0, _number(MIN_TAU_RATIO, MAX_TAU_RATIO), "network")  # (the solver's verified range)
     threshold: float = _rule(1.0, _POSITIVE, "network")
     encoder: str = _rule("latency", _registered("encoder"), "encoder")
     t_early: float = _rule(0.15, _NON_NEGATIVE, "encoder")
@@ -222,6 +222,9 @@ class TrainingConfig:
             check_dataset_options(self.dataset, self.dataset_options)
         except InvalidValueError as exc:
             raise InvalidValueError(f"dataset_options: {exc}") from None
+        if None not in (self.weight_limit, self.weight_resolution) and self.weight_resolution > self.weight_limit:
+            raise InvalidValueError(f"weight_resolution: {self.weight_resolution!r} is above weight_limit "
+                                    f"{self.weight_limit!r}: every weight would round to 0")
         if not self.t_late > self.t_early:
             raise InvalidValueError(f"t_late: must be greater than t_early ({self.t_early}), got {self.t_late}")
         if isinstance(self.delays, list) and len(self.delays) != len(self.hidden_sizes) + 1:
