@@ -137,7 +137,22 @@ class Calibration:
             return cls.from_archive(archive)
 
 
+def _key_value(value):
+    """A value JSON cannot write, as JSON: numpy arrays and numbers by their values (exactly),
+    paths as text; anything else is refused (its text, e.g. an array's abbreviated print,
+    would let two calibrations share a key)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise InvalidValueError(f"calibration_key: expected JSON values, numpy arrays or paths, got "
+                            f"{type(value).__name__}")
+
+
 def calibration_key(backend_name: str, **depends_on) -> str:
-    """``<backend>-<hash>``: a cache key from everything a calibration depends on (JSON values)."""
-    payload = json.dumps({"backend": backend_name, **depends_on}, sort_keys=True, default=str)
+    """``<backend>-<hash>``: a cache key from everything a calibration depends on (JSON values,
+    numpy arrays and numbers, paths)."""
+    payload = json.dumps({"backend": backend_name, **depends_on}, sort_keys=True, default=_key_value)
     return f"{backend_name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"

@@ -134,6 +134,14 @@ def test_calibration_key_depends_on_what_it_is_given():
     assert key == calibration_key("toy", targets={"threshold": 2.6}, chip=1) and key.startswith("toy-")
     assert key != calibration_key("other", chip=1, targets={"threshold": 2.6})
     assert key != calibration_key("toy", chip=2, targets={"threshold": 2.6})
+    trims = np.zeros(2000)
+    changed = trims.copy()
+    changed[1000] = 5.0  # (hashed as printed text, both were "[0. 0. 0. ... 0. 0. 0.]")
+    assert calibration_key("toy", trims=trims) != calibration_key("toy", trims=changed)
+    assert calibration_key("toy", trims=trims) == calibration_key("toy", trims=trims.tolist())
+    assert calibration_key("toy", chip=np.int64(3)) == calibration_key("toy", chip=3)
+    with pytest.raises(ValueError, match="calibration_key: expected JSON values, numpy arrays or paths, got set"):
+        calibration_key("toy", chips={1, 2})
 
 
 @pytest.mark.parametrize(
