@@ -297,7 +297,7 @@ def test_evaluate_refuses_a_network_that_does_not_fit_the_dataset(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "two.npz"), "2 output neurons but the dataset has 3 classes")
     dg.save_network(dg.Network.feedforward([5, 5, 3], seed=0), tmp_path / "five.npz")
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "five.npz"), "5 inputs but the encoded dataset has 4 "
-                           "(yin_yang, the default; --dataset names the network's task)")
+                           "(yin_yang, the default; --dataset, --backend or --config name the network's task")
 
 
 def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):

@@ -282,6 +282,12 @@ def test_evaluate_uses_the_runs_own_encoder(tmp_path):
     copied.write_bytes((tmp_path / "run" / "network.npz").read_bytes())
     alone = runner.invoke(main, ["evaluate", str(copied), "--json"])  # no run settings: the default encoder
     assert alone.exit_code == 0 and json.loads(alone.stdout)["dataset"] == "yin_yang"
+    assert json.loads(alone.stdout)["accuracy"] != pytest.approx(expected)  # (so the note matters)
+    assert "holds no encoding: evaluated with the default encoder settings (--config gives" in alone.stderr
+    told = runner.invoke(main, ["evaluate", str(copied), "--json", "--config", str(config)])
+    assert json.loads(told.stdout)["accuracy"] == pytest.approx(expected) and "note" not in told.stderr
+    refused = runner.invoke(main, ["evaluate", str(tmp_path / "run"), "--config", str(config)])
+    assert refused.exit_code == 2 and "evaluated with its run's own settings" in refused.output
 
 
 def test_cli_rejects_unknown_backend_naming_the_choices(tmp_path):

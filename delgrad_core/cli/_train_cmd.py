@@ -193,13 +193,17 @@ def _run_settings(path: Path) -> tuple[Path, dict, dict]:
               help="Seed of the noise on noisy backends (each job of the evaluation gets its own, drawn from it).  "
                    "[default: the run's test seed (its recorded test accuracy is repeated exactly), else 0]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file with the dataset, encoder and backend settings of a network file (e.g. the config it "
+                   "was trained with; its other settings are ignored).  [default: the defaults]")
 @BACKEND_OPTION
 @DATASET_OPTION
-def evaluate(path, backend, split, dataset, seed, as_json, backend_options, dataset_options):
+def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_options, dataset_options):
     """First-spike accuracy of a trained network on a dataset split.
 
     PATH is a run folder (its network.npz, evaluated with the run's own dataset, encoder and
-    backend settings) or a network file (Yin-Yang with the default encoder unless told).
+    backend settings) or a network file (a network file holds no encoding: the settings of
+    --config, else Yin-Yang with the default encoder, with a note saying so).
     """
     import numpy as np
 
@@ -212,11 +216,15 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options, data
     from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 
     network_file, stored, metrics = _run_settings(path)
+    if stored and config_file:
+        raise click.UsageError(f"--config: {path} is evaluated with its run's own settings; --config gives those of "
+                               "a network file outside a run folder")
     if seed is None:
         seed = metrics.get("test_seed") if isinstance(metrics.get("test_seed"), int) else 0
-    settings = {key: stored[key] for key in ("dataset", "dataset_options", "encoder", "t_early", "t_late",
-                                              "encoder_options", "backend", "backend_options",
-                                              "evaluation_batch_size") if key in stored}
+    given = stored or _settings(config_file, {})
+    settings = {key: given[key] for key in ("dataset", "dataset_options", "encoder", "t_early", "t_late",
+                                             "encoder_options", "backend", "backend_options",
+                                             "evaluation_batch_size") if key in given}
     settings.update({k: v for k, v in {"backend": backend, "dataset": dataset}.items() if v is not None})
     if backend is not None and backend != stored.get("backend"):
         settings.pop("backend_options", None)
@@ -239,9 +247,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options, data
     try:
         check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
     except InvalidValueError as exc:
-        if stored or dataset is not None:
+        if stored or dataset is not None or config_file:
             raise
-        raise InvalidValueError(f"{exc} ({config.dataset}, the default; --dataset names the network's task)") from None
+        raise InvalidValueError(f"{exc} ({config.dataset}, the default; --dataset, --backend or --config name the "
+                                "network's task and encoding)") from None
     with get_backend(config.backend, **config.backend_options) as target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         calibrated_for = metrics.get("calibration_key") if config.backend == stored.get("backend") else None
@@ -258,6 +267,9 @@ def evaluate(path, backend, split, dataset, seed, as_json, backend_options, data
         click.echo(json.dumps(report, indent=2))
     else:
         click.echo(f"{split} accuracy on {target.name}: {100 * report['accuracy']:.2f} % ({report['n_samples']} samples)")
+    if not stored and not config_file:
+        click.echo(f"note: {network_file} is a network file, which holds no encoding: evaluated with the "
+                   "default encoder settings (--config gives those it was trained with)", err=True)
 
 
 def _int_list(ctx, param, value):
