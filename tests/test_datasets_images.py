@@ -560,3 +560,26 @@ def test_training_and_evaluation_take_dataset_options_from_the_command_line(mnis
     assert bad.exit_code == 2 and "dataset_options: dataset 'fashion_mnist': unknown option(s) zoom; allowed: " \
                                   "directory, size" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_run_records_path_options_as_absolute_paths(tmp_path, monkeypatch):
+    """(a relative path recorded as given broke evaluate and resume from another directory)"""
+    import json
+
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
+    (tmp_path / "data").mkdir()
+    write_mnist_files(tmp_path / "data", np.random.default_rng(5))
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner().invoke(main, ["train", "--dataset", "fashion_mnist", "--dataset-option", "directory=data",
+                                        "--dataset-option", "size=4", "--hidden", "3", "--epochs", "1", "--delays",
+                                        "none", "--out", "run", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert recorded["config"]["dataset_options"] == {"directory": str(tmp_path / "data"), "size": 4}
+    monkeypatch.chdir(tmp_path / "data")
+    evaluated = cli_runner().invoke(main, ["evaluate", str(tmp_path / "run"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["accuracy"] == recorded["test_accuracy"]

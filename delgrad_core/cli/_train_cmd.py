@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -50,16 +51,24 @@ DATASET_OPTION = click.option(
     help="Option for the dataset's loader (repeatable; docs/datasets.md), e.g. size=14 for 14 x 14 images.")
 
 
+def _is_path_option(name: str) -> bool:
+    return name.endswith(("_file", "_dir")) or name == "directory"
+
+
 def _with_tables(settings: dict, **tables) -> dict:
     """`settings` with option tables given on the command line (e.g. backend_options) laid over
-    its own tables of those names."""
+    its own tables of those names; relative paths in options named ``*_file``, ``*_dir`` or
+    ``directory`` made absolute (a run records them, and is resumed or evaluated from anywhere)."""
     merged = dict(settings)
     for key, given in tables.items():
-        if given:
-            own = settings.get(key, {})
-            if not isinstance(own, dict):
-                raise InvalidValueError(f"{key}: expected a table (dict) of settings, got {own!r}")
-            merged[key] = {**own, **given}
+        own = settings.get(key, {})
+        if not isinstance(own, dict):
+            raise InvalidValueError(f"{key}: expected a table (dict) of settings, got {own!r}")
+        options = {**own, **(given or {})}
+        if options:
+            merged[key] = {name: os.path.abspath(os.path.expanduser(value))
+                           if _is_path_option(name) and isinstance(value, str) and value else value
+                           for name, value in options.items()}
     return merged
 
 
