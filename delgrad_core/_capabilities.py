@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
-from delgrad_core._ir import DelayKind, Layer, Network, Population, Projection
+from delgrad_core._ir import DelayKind, Layer, Network, Population, Projection, check_type
 from delgrad_core._options import check_known_names
 
 __all__ = ["Capabilities", "apply_constraints"]
@@ -185,6 +185,7 @@ class Capabilities:
 
 def apply_constraints(network: Network, capabilities: Capabilities) -> Network:
     """The network a substrate with `capabilities` runs; `network` itself if nothing changes."""
+    check_type(network, Network, "network")
     if not capabilities.constrains_parameters:
         return network
     changed = False

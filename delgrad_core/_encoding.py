@@ -45,9 +45,14 @@ class LatencyEncoder:
             raise InvalidValueError(
                 f"LatencyEncoder.t_late: must be greater than t_early={self.t_early}, got {self.t_late}"
             )
+        if not math.isfinite(self.t_late - self.t_early):
+            raise InvalidValueError(f"LatencyEncoder.t_late - t_early: must be a finite span, got {self.t_early!r} to "
+                                    f"{self.t_late!r}")
 
     def n_inputs(self, n_features: int) -> int:
         """Input neurons for `n_features` features: `repeat` each, twice with `pairs`."""
+        if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 0:
+            raise InvalidValueError(f"n_features: expected a non-negative integer, got {n_features!r}")
         return int(n_features) * self.repeat * (2 if self.pairs else 1)
 
     def __call__(self, features) -> np.ndarray:
@@ -56,6 +61,8 @@ class LatencyEncoder:
             values = np.asarray(features, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise InvalidValueError(f"features: expected an array of numbers ({exc})") from None
+        if values.ndim == 0:
+            raise InvalidValueError("features: expected an array (n_samples, n_features), got a single number")
         bad = ~((values >= 0.0) & (values <= 1.0))  # also true for NaN
         if np.any(bad):
             index = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -167,6 +167,17 @@ class ExecutionRequest:
                 raise FileFormatError(f"{archive.source}: invalid request: {exc}") from None
 
 
+def _float_arrays(values, field_name: str, allow_none: bool = False) -> list:
+    """`values` (a list or tuple) as float64 arrays (None kept if `allow_none`);
+    `InvalidResultError` naming the field otherwise."""
+    if not isinstance(values, (list, tuple)):
+        raise InvalidResultError(f"{field_name}: expected a list of arrays, got {type(values).__name__}")
+    try:
+        return [None if value is None and allow_none else np.asarray(value, dtype=np.float64) for value in values]
+    except (TypeError, ValueError) as exc:
+        raise InvalidResultError(f"{field_name}: expected arrays of numbers ({exc})") from None
+
+
 def _described(value) -> str:
     """'a tuple of 2', 'a list of 3', or the type's name."""
     return f"a {type(value).__name__} of {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__
@@ -246,12 +257,13 @@ class ExecutionResult:
 
     def to_bytes(self) -> bytes:
         """The result as an npz archive (deterministic bytes; metadata must be JSON)."""
-        arrays = {f"layer_spike_times.{k}": np.asarray(t, dtype=np.float64)
-                  for k, t in enumerate(self.layer_spike_times)}
+        arrays = {f"layer_spike_times.{k}": times
+                  for k, times in enumerate(_float_arrays(self.layer_spike_times, "layer_spike_times"))}
         layers_with_arrivals = []
-        for k, arrivals in enumerate(self.arrival_times or []):
+        arrival_times = self.arrival_times if self.arrival_times is not None else []
+        for k, arrivals in enumerate(_float_arrays(arrival_times, "arrival_times", allow_none=True)):
             if arrivals is not None:
-                arrays[f"arrival_times.{k}"] = np.asarray(arrivals, dtype=np.float64)
+                arrays[f"arrival_times.{k}"] = arrivals
                 layers_with_arrivals.append(k)
         try:
             arrays["result.json"] = json_array({
@@ -274,6 +286,10 @@ class ExecutionResult:
             if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 1 <= n_layers <= 10_000:
                 raise FileFormatError(f"{archive.source}: n_layers: expected a positive integer, got {n_layers!r}")
             times = [archive.array(f"layer_spike_times.{k}", kind="f") for k in range(n_layers)]
+            for k, array in enumerate(times):
+                if np.isnan(array).any() or (array == -np.inf).any():
+                    raise FileFormatError(f"{archive.source}: layer_spike_times.{k}: contains NaN or -inf (silence "
+                                          "is +inf)")
             arrival_layers = document.get("arrival_layers")
             arrivals = None
             if arrival_layers is not None:

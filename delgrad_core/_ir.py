@@ -65,6 +65,13 @@ def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -
     return array
 
 
+def check_type(value, expected: type, field_name: str):
+    """`value` if it is an `expected`, else `InvalidValueError` naming the field and both types."""
+    if not isinstance(value, expected):
+        raise InvalidValueError(f"{field_name}: expected a delgrad_core.{expected.__name__}, got {type(value).__name__}")
+    return value
+
+
 def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
     """Broadcast a scalar or a per-neuron array to shape (size,)."""
     array = _float_array(value, field_name)
@@ -283,6 +290,8 @@ class Layer(_Freezable):
     projection: Projection
 
     def __post_init__(self):
+        check_type(self.population, Population, "Layer.population")
+        check_type(self.projection, Projection, "Layer.projection")
         self.validate()
 
     def validate(self) -> None:
@@ -320,8 +329,11 @@ class Network(_Freezable):
     layers: list[Layer] = field(default_factory=list)
 
     def __post_init__(self):
+        check_type(self.input, Population, "Network.input")
         if self.input.neuron is not None:
             raise InvalidValueError(f"{self.input.name}.neuron: the input population has no neuron parameters")
+        if not isinstance(self.layers, (list, tuple)):
+            raise InvalidValueError(f"Network.layers: expected a list of Layer objects, got {type(self.layers).__name__}")
         self.layers = list(self.layers)
         if not self.layers:
             raise InvalidValueError("Network.layers: needs at least one layer")
@@ -401,7 +413,7 @@ class Network(_Freezable):
         """
         _check_feedforward_arguments(sizes, weight_mean, weight_std, seed)
         rng = np.random.default_rng(seed)
-        neuron = neuron if neuron is not None else NeuronParameters()
+        neuron = check_type(neuron, NeuronParameters, "neuron") if neuron is not None else NeuronParameters()
         kinds = delay_kind if isinstance(delay_kind, (list, tuple)) else [delay_kind] * (len(sizes) - 1)
         if len(kinds) != len(sizes) - 1:
             raise InvalidValueError(f"delay_kind: expected one kind or {len(sizes) - 1} (one per layer), got {len(kinds)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from delgrad_core._ir import DelayKind, Layer, Network
+from delgrad_core._ir import DelayKind, Layer, Network, check_type
 from delgrad_core._nir_common import (
     FORMAT,
     FORMAT_VERSION,
@@ -130,6 +130,7 @@ def to_nir(network: Network, *, time_scale: float):
     """
     nir = require_nir()
     time_scale = check_time_scale(time_scale)
+    check_type(network, Network, "network")
     try:
         network.validate()
     except ValueError as exc:

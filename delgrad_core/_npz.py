@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from delgrad_core._errors import FileFormatError
+from delgrad_core._errors import FileFormatError, InvalidValueError
 
 __all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArchive"]
 
@@ -198,6 +198,10 @@ class NpzArchive:
     def __init__(self, source, *, what: str = "file"):
         self.what = what
         self.source = _describe(source)
+        if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) \
+                and not callable(getattr(source, "read", None)):
+            raise InvalidValueError(f"source: expected a path, bytes or a readable binary file of a {what}, got "
+                                    f"{type(source).__name__}")
         try:
             if isinstance(source, (str, os.PathLike)):
                 with open(source, "rb") as handle:

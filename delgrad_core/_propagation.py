@@ -20,7 +20,7 @@ import numpy as np
 
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import InvalidValueError
-from delgrad_core._ir import DelayKind, Layer, Network
+from delgrad_core._ir import DelayKind, Layer, Network, check_type
 
 __all__ = [
     "forward",
@@ -203,7 +203,7 @@ def layer_forward(layer: Layer, pre_spike_times, *, arrival_times=None, n_thread
         never arrives.
     n_threads : int, optional
     """
-    layer.validate()
+    check_type(layer, Layer, "layer").validate()
     times = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
     arrivals = _check_arrivals(arrival_times, layer, times.shape[0], "arrival_times", keep_shared=True)
     return _forward_layer(layer, times, arrivals, _threads(n_threads, times.shape[0] * layer.projection.weights.size))
@@ -224,7 +224,7 @@ def forward(network: Network, input_spike_times, *, n_threads: int | None = None
     -------
     list of arrays (batch, layer size), one per layer (input excluded); +inf = no spike.
     """
-    network.validate()
+    check_type(network, Network, "network").validate()
     times = _check_times(input_spike_times, network.input.size, "input_spike_times")
     threads = _threads(n_threads, times.shape[0] * sum(layer.projection.weights.size for layer in network.layers))
     layer_times = []
@@ -358,7 +358,7 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
     arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
         Observed arrival times; every kernel term and the delay gradient are taken there.
     """
-    layer.validate()
+    check_type(layer, Layer, "layer").validate()
     pre = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
     n_batch = pre.shape[0]
     post = _check_times(post_spike_times, layer.population.size, "post_spike_times", n_batch)
@@ -447,7 +447,7 @@ def backward(
     A neuron whose membrane, evaluated at the given spike time, is not rising (u'(t) <= 0, e.g.
     a device spiked where the ideal model has no crossing) passes no gradient for that sample.
     """
-    network.validate()
+    check_type(network, Network, "network").validate()
     times_in = _check_times(input_spike_times, network.input.size, "input_spike_times")
     n_batch = times_in.shape[0]
     if not isinstance(layer_spike_times, (list, tuple)) or len(layer_spike_times) != len(network.layers):

@@ -17,7 +17,7 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write
 from delgrad_core._errors import FileFormatError, InvalidValueError
-from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
+from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection, check_type
 from delgrad_core._npz import NpzArchive, json_array, write_npz
 
 __all__ = ["save_network", "load_network", "network_arrays", "network_from_archive", "FORMAT_VERSION",
@@ -61,7 +61,7 @@ def network_arrays(network: Network, prefix: str = "") -> dict[str, np.ndarray]:
 def save_network(network: Network, target) -> Path | None:
     """Write `network` to `target`: a path (written atomically, parents created; returns the
     path) or a writable binary file object (returns None)."""
-    arrays = network_arrays(network)
+    arrays = network_arrays(check_type(network, Network, "network"))
     if isinstance(target, (str, os.PathLike)):
         return atomic_write(target, lambda handle: write_npz(handle, arrays))
     write_npz(target, arrays)

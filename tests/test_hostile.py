@@ -579,3 +579,44 @@ def test_a_ctrl_c_whose_keyboardinterrupt_was_swallowed_still_stops_the_command(
             pass  # as the C code does
         with pytest.raises(KeyboardInterrupt):
             stop_if_interrupted()  # asked before every epoch by `delgrad train`
+
+
+def _layer():
+    return dg.Network.feedforward([2, 2], seed=0).layers[0]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda: dg.forward(_layer(), np.zeros((1, 2))), InvalidValueError,
+     "network: expected a delgrad_core.Network, got Layer"),
+    (lambda: dg.layer_forward(dg.Network.feedforward([2, 2]), np.zeros((1, 2))), InvalidValueError,
+     "layer: expected a delgrad_core.Layer, got Network"),
+    (lambda: dg.backward(_layer(), np.zeros((1, 2)), [np.zeros((1, 2))], np.zeros((1, 2))), InvalidValueError,
+     "network: expected a delgrad_core.Network"),
+    (lambda: dg.Layer(_layer().population, np.ones((2, 2))), InvalidValueError,
+     "Layer.projection: expected a delgrad_core.Projection, got ndarray"),
+    (lambda: dg.Network(dg.Population("in", 2), _layer()), InvalidValueError,
+     "Network.layers: expected a list of Layer objects, got Layer"),
+    (lambda: dg.Network("in", [_layer()]), InvalidValueError, "Network.input: expected a delgrad_core.Population"),
+    (lambda: dg.Network.feedforward([2, 2], neuron={"threshold": 1.0}), InvalidValueError,
+     "neuron: expected a delgrad_core.NeuronParameters, got dict"),
+    (lambda: dg.save_network(_layer(), io.BytesIO()), InvalidValueError, "network: expected a delgrad_core.Network"),
+    (lambda: dg.load_network(None), InvalidValueError, "source: expected a path, bytes or a readable binary file"),
+    (lambda: ExecutionRequest.from_bytes(None), InvalidValueError, "source: expected a path, bytes"),
+    (lambda: dg.ExecutionResult(None).to_bytes(), dg.InvalidResultError,
+     "layer_spike_times: expected a list of arrays, got NoneType"),
+    (lambda: dg.ExecutionResult([np.array([["x"]])]).to_bytes(), dg.InvalidResultError,
+     "layer_spike_times: expected arrays of numbers"),
+    (lambda: dg.ExecutionResult.from_bytes(dg.ExecutionResult([np.array([[-np.inf]])]).to_bytes()), FileFormatError,
+     "layer_spike_times.0: contains NaN or -inf"),
+    (lambda: dg.LatencyEncoder(pairs=True)(0.5), InvalidValueError,
+     r"features: expected an array \(n_samples, n_features\), got a single number"),
+    (lambda: dg.LatencyEncoder(-1e308, 1e308), InvalidValueError, "must be a finite span"),
+    (lambda: dg.LatencyEncoder(repeat=2).n_inputs(2.7), InvalidValueError, "n_features: expected a non-negative"),
+    (lambda: dg.datasets.yin_yang_samples(3, seed=-1), InvalidValueError, r"seed: expected an integer from 0 to 2\*\*32"),
+    (lambda: dg.get_backend("reference").represent(np.zeros(3)), InvalidValueError,
+     "network: expected a delgrad_core.Network, got ndarray"),
+])
+def test_arguments_of_the_wrong_kind_are_refused_naming_them(call, error, message):
+    """(they ended in AttributeErrors, TypeErrors or numpy's messages from deep inside)"""
+    with pytest.raises(error, match=message):
+        call()
