@@ -50,14 +50,29 @@ class DelayKind(str, enum.Enum):
         }[self]
 
 
-def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Convert to a C-contiguous float64 array, checking finiteness and shape."""
+def real_array(values, field_name: str) -> np.ndarray:
+    """`values` as a contiguous float64 array; integers and floats only (never strings,
+    booleans or complex numbers, which numpy would convert)."""
+    if values is None:
+        raise InvalidValueError(f"{field_name}: expected an array of numbers, got None")
     try:
-        array = np.asarray(value, dtype=np.float64)
+        array = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise InvalidValueError(f"{field_name}: expected an array of numbers ({exc})") from None
-    if array.ndim and not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array)
+    if array.dtype.kind not in "iuf":
+        raise InvalidValueError(f"{field_name}: expected an array of real numbers, got {_dtype_name(array)}")
+    array = np.asarray(array, dtype=np.float64)
+    return np.ascontiguousarray(array) if array.ndim and not array.flags.c_contiguous else array  # (0-d stays 0-d)
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    return {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects",
+            "M": "dates", "m": "time differences"}.get(array.dtype.kind, f"dtype {array.dtype}")
+
+
+def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Convert to a C-contiguous float64 array, checking finiteness and shape."""
+    array = real_array(value, field_name)
     if shape is not None and array.shape != shape:
         raise InvalidValueError(f"{field_name}: expected shape {shape}, got {array.shape}")
     if not np.all(np.isfinite(array)):

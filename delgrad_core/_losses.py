@@ -25,6 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core._ir import real_array
 
 __all__ = [
     "LossResult",
@@ -48,15 +49,14 @@ class LossResult:
     @property
     def mean(self) -> float:
         """The batch-mean loss, whose gradient is `gradient`."""
+        if not self.per_sample.size:
+            raise InvalidValueError("per_sample: the mean loss of an empty batch is undefined")
         return float(self.per_sample.mean())
 
 
 def _output_times(output_times) -> np.ndarray:
     """Validate output spike times: 2-d float64, finite or +inf."""
-    try:
-        times = np.asarray(output_times, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValueError(f"output_times: expected an array of numbers ({exc})") from None
+    times = real_array(output_times, "output_times")
     if times.ndim != 2 or times.shape[1] == 0:
         raise InvalidValueError(f"output_times: expected shape (batch, n_outputs) with n_outputs >= 1, got {times.shape}")
     if np.any(np.isnan(times) | (times == -np.inf)):
@@ -118,8 +118,8 @@ class FirstSpikeLoss(ABC):
             if not finite.all():
                 latest = times[spiked][np.isfinite(times[spiked])].max()
                 raise InvalidValueError(f"loss {self!r}: not finite for {np.count_nonzero(~finite)} of {batch} "
-                                        f"samples (spike times up to {latest:.3g} tau_s); a parameter of the loss "
-                                        f"is out of its useful range")
+                                        f"samples (spike times up to {latest:.3g} tau_s); those times or a "
+                                        f"parameter of the loss are out of its useful range")
         if batch:
             gradient /= batch
         return LossResult(per_sample, gradient)

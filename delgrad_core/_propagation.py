@@ -20,7 +20,7 @@ import numpy as np
 
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import InvalidValueError
-from delgrad_core._ir import DelayKind, Layer, Network, check_type
+from delgrad_core._ir import DelayKind, Layer, Network, check_type, real_array
 
 __all__ = [
     "forward",
@@ -88,27 +88,10 @@ def check_num_threads(value, field_name: str = "n_threads", *, shown=None) -> in
     return int(value)
 
 
-def _as_float_array(values, field_name: str) -> np.ndarray:
-    """`values` as a contiguous float64 array; integers and floats only (never strings,
-    booleans or complex numbers, which numpy would convert)."""
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValueError(f"{field_name}: expected an array of numbers ({exc})") from None
-    if array.dtype.kind not in "iuf":
-        raise InvalidValueError(f"{field_name}: expected an array of real numbers, got {_dtype_name(array)}")
-    return np.ascontiguousarray(array, dtype=np.float64)
-
-
-def _dtype_name(array: np.ndarray) -> str:
-    return {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "O": "Python objects",
-            "M": "dates", "m": "time differences"}.get(array.dtype.kind, f"dtype {array.dtype}")
-
-
 def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = None) -> np.ndarray:
     """Validate (batch, n) spike times: finite or +inf (silent), never NaN or -inf.  A 1-d array
     is one sample."""
-    array = _as_float_array(times, field_name)
+    array = real_array(times, field_name)
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] != n_columns or (n_batch is not None and array.shape[0] != n_batch):
@@ -126,7 +109,7 @@ def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str, 
     3-d form the kernels read, or with `keep_shared` a (batch, n_pre) array as it came."""
     if arrival_times is None:
         return None
-    array = _as_float_array(arrival_times, field_name)
+    array = real_array(arrival_times, field_name)
     n_pre, n_post = layer.projection.n_pre, layer.projection.n_post
     if array.shape not in ((n_batch, n_pre), (n_batch, n_pre, n_post)):
         raise InvalidValueError(f"{field_name}: expected shape {(n_batch, n_pre, n_post)} or {(n_batch, n_pre)}, "
@@ -369,7 +352,7 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
 
 
 def _check_gradient(values, n_batch: int, n_columns: int, field_name: str) -> np.ndarray:
-    array = _as_float_array(values, field_name)
+    array = real_array(values, field_name)
     if array.shape != (n_batch, n_columns):
         raise InvalidValueError(f"{field_name}: expected shape ({n_batch}, {n_columns}), got {np.shape(values)}")
     if not np.isfinite(array).all():

@@ -615,6 +615,17 @@ def _layer():
     (lambda: dg.datasets.yin_yang_samples(3, seed=-1), InvalidValueError, r"seed: expected an integer from 0 to 2\*\*32"),
     (lambda: dg.get_backend("reference").represent(np.zeros(3)), InvalidValueError,
      "network: expected a delgrad_core.Network, got ndarray"),
+    # numbers numpy would convert without a word (complex 1+5j became 1.0 with a warning)
+    (lambda: dg.Projection(np.array([[1 + 5j]])), InvalidValueError, "weights: expected an array of real numbers, "
+                                                                     "got complex numbers"),
+    (lambda: dg.Projection([[True, False]]), InvalidValueError, "got booleans"),
+    (lambda: dg.Population("a", 1, dg.NeuronParameters(threshold="1")), InvalidValueError, "a.threshold: .* strings"),
+    (lambda: dg.Population("a", 1, dg.NeuronParameters(threshold=None)), InvalidValueError,
+     "a.threshold: expected an array of numbers, got None"),
+    (lambda: dg.make_loss("squared")(np.array([[1 + 1j, 2.0]]), np.array([0])), InvalidValueError,
+     "output_times: expected an array of real numbers, got complex numbers"),
+    (lambda: dg.make_loss("squared")(np.zeros((0, 3)), np.zeros(0, dtype=int)).mean, InvalidValueError,
+     "the mean loss of an empty batch is undefined"),
 ])
 def test_arguments_of_the_wrong_kind_are_refused_naming_them(call, error, message):
     """(they ended in AttributeErrors, TypeErrors or numpy's messages from deep inside)"""

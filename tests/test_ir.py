@@ -23,7 +23,7 @@ def test_non_finite_weights_are_rejected(bad):
 
 
 def test_weights_must_be_numbers_in_a_matrix():
-    with pytest.raises(ValueError, match=rf"{NAME}\.weights: expected an array of numbers"):
+    with pytest.raises(ValueError, match=rf"{NAME}\.weights: expected an array of real numbers, got strings"):
         projection([["a", "b"]])
     with pytest.raises(ValueError, match=rf"{NAME}\.weights: expected a non-empty 2-d array"):
         projection(np.ones(3))
