@@ -51,5 +51,5 @@ def check_time_scale(value, field_name: str = "time_scale") -> float:
     except (TypeError, ValueError):
         raise NIRConversionError(f"{field_name}: expected a number of seconds, got {value!r}") from None
     if not math.isfinite(seconds) or seconds <= 0:
-        raise NIRConversionError(f"{field_name}: expected a finite number of seconds > 0, got {value!r}")
+        raise NIRConversionError(f"{field_name}: expected a finite number of seconds > 0, got {seconds!r}")
     return seconds

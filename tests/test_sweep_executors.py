@@ -239,3 +239,14 @@ def test_the_command_line_leaves_the_process_as_it_found_it(tmp_path):
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert all("replace hidden = 7" in output.output for output in outputs)  # each command says its warnings
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--hidden", "5,,10", "expected comma-separated integers, got '5,,10'"),
+    ("--delays", "", "expected comma-separated delay kinds from none, axonal, dendritic, synaptic; got ''"),
+    ("--delays", "none,axnal", "got 'axnal' in 'none,axnal'"),
+])
+def test_sweep_lists_with_empty_or_unknown_entries_are_refused(tmp_path, option, value, message):
+    """(an empty entry was dropped from --hidden; an empty --delays said the kind '(none)' was unknown)"""
+    result = cli_runner().invoke(main, ["sweep", option, value, "--seeds", "1", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and message in result.output, result.output

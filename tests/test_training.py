@@ -475,6 +475,8 @@ def test_sectioned_config_files(tmp_path):
     assert values == {"hidden": [20, 10], "delays": ["axonal", "none", "none"], "epochs": 2, "weight_lr": 0.01,
                       "loss": "crossentropy", "loss_xi": 0.3, "silent_limit_output": 0.05, "backend": "example",
                       "backend_options": {"dt": 0.01}}
+    path.write_bytes(b"\xef\xbb\xbf" + b"[optimiser]\nepochs = 2\n")  # (a BOM, as some editors write)
+    assert load_config(path) == {"epochs": 2}
     for text, message in [
         ("[network]\nepochs = 3\n", r"unknown setting 'epochs' in \[network\]; allowed: hidden"),
         ("[optimiser]\nweight_lr = 'fast'\n", r"weight_lr: expected a number > 0"),

@@ -283,16 +283,17 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
 
 def _int_list(ctx, param, value):
     try:
-        return list(dict.fromkeys(int(v) for v in value.split(",") if v.strip()))  # (each value once)
+        return list(dict.fromkeys(int(v) for v in value.split(",")))  # (each value once)
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
 def _kind_list(ctx, param, value):
-    kinds = [v.strip() for v in value.split(",") if v.strip()]
+    kinds = [v.strip() for v in value.split(",")]
     bad = [k for k in kinds if k not in _DELAY_CHOICES]
-    if bad or not kinds:
-        raise click.BadParameter(f"unknown delay kind(s) {', '.join(bad) or '(none)'}; choose from {', '.join(_DELAY_CHOICES)}")
+    if bad:
+        raise click.BadParameter(f"expected comma-separated delay kinds from {', '.join(_DELAY_CHOICES)}; got "
+                                 f"{', '.join(repr(k) for k in bad)} in {value!r}")
     return list(dict.fromkeys(kinds))  # (each kind once)
 
 

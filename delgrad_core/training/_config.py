@@ -392,7 +392,8 @@ def load_config(path: str | Path) -> dict:
     (docs/training.md).  Every setting is checked; errors name the file and the setting."""
     try:
         with open(path, "rb") as handle:
-            values = tomllib.load(handle)
+            text = handle.read()
+        values = tomllib.loads(text.decode("utf-8-sig"))  # (editors on Windows may start the file with a BOM)
     except tomllib.TOMLDecodeError as exc:
         raise FileFormatError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
