@@ -108,9 +108,9 @@ cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, do
     disc = b * b - 4.0 * a * theta
     if disc < 0.0:
         return -1.0
-    if isfinite(disc):
+    if isfinite(disc) and b > 1e-145:
         x = (b + sqrt(disc)) / (2.0 * a)
-    else:  # b * b overflowed (weights ~1e154 and more): the same root, scaled by b
+    else:  # b * b overflowed (weights ~1e154 and more) or underflowed: the same root, scaled by b
         disc = 1.0 - 4.0 * (a / b) * (theta / b)
         if disc < 0.0:
             return -1.0
@@ -183,7 +183,8 @@ cdef inline double crossing_general(double u0, double i0, double length, double 
         else:
             step = s - 0.5 * (lo + hi)
             s = 0.5 * (lo + hi)
-        if fabs(step) <= 1e-15 * (1.0 + s) or hi - lo <= 1e-15 * (1.0 + s):
+        # (relative to tau_s: times in seconds, tau_s ~ 1e-6, need it; the same test for tau_s = 1)
+        if fabs(step) <= 1e-15 * (tau_s + s) or hi - lo <= 1e-15 * (tau_s + s):
             return s
     return s
 

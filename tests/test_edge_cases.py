@@ -172,6 +172,41 @@ def test_tiny_weights_and_threshold_scale_out(helpers, ratio):
     np.testing.assert_allclose(g_tiny.layers[0].weights, numerical, rtol=1e-5)
 
 
+@pytest.mark.parametrize("ratio", [1.0, 2.0, 1.7])
+@pytest.mark.parametrize("scale", [1e-170, 1e-300])
+def test_weights_and_threshold_near_the_smallest_floats_still_scale_out(ratio, scale):
+    """(tau_m = 2 tau_s: the quadratic's discriminant underflowed below ~1e-155; a silent
+    neuron spiked and a spike moved by 0.7)"""
+    x = np.array([[0.0, 0.5, 1.0]])
+    weights = np.array([[1.0, 2.5], [0.6, 1.0], [0.4, 0.8]])  # neuron 0 stays silent, neuron 1 spikes
+
+    def times(c):
+        network = dg.Network.feedforward([3, 2], neuron=dg.NeuronParameters(c, ratio, 1.0))
+        network.layers[0].projection.weights = weights * c
+        return dg.forward(network, x)[0][0]
+
+    expected = times(1.0)
+    assert expected[0] == np.inf and np.isfinite(expected[1])
+    np.testing.assert_allclose(times(scale), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ratio", [1.5, 2.0, 0.5])
+@pytest.mark.parametrize("tau_s", [1e-6, 1e-12, 1e-18])
+def test_time_constants_in_seconds_keep_machine_precision(ratio, tau_s):
+    """Scaling tau_m, tau_s and the input times by c, and the weights by 1/c (a synaptic current
+    integrates over tau_s), scales the spike times by c.  (The general solver stopped at an
+    absolute step of 1e-15: at tau_s = 1e-15 a spike time was the bisection's midpoint, 17 % off.)"""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.0, 2.0, (20, 5))
+    network = dg.Network.feedforward([5, 4], neuron=dg.NeuronParameters(1.0, ratio * 1.0001, 1.0), seed=2,
+                                     weight_mean=0.8, weight_std=0.6)  # (* 1.0001: the general solver)
+    scaled = dg.Network.feedforward([5, 4], neuron=dg.NeuronParameters(1.0, ratio * 1.0001 * tau_s, tau_s))
+    scaled.layers[0].projection.weights = network.layers[0].projection.weights / tau_s
+    expected = dg.forward(network, x)[0]
+    assert np.isfinite(expected).sum() >= 20
+    np.testing.assert_allclose(dg.forward(scaled, x * tau_s)[0] / tau_s, expected, rtol=1e-13)
+
+
 @pytest.mark.parametrize("ratio, peak", [(1.0, np.exp(-1.0)), (2.0, 0.5)])
 def test_grazing_crossing_is_dropped_and_counted(ratio, peak):
     """A weight just above the minimum that reaches threshold: u'(t*) -> 0 and dt/dw diverges."""
