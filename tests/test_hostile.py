@@ -204,6 +204,10 @@ def test_extreme_weights_give_the_right_spike_time_not_silence():
         ({"tau_ratio": float("inf")}, "tau_ratio: expected a number >= 0.01 and <= 1000000.0"),
         ({"tau_ratio": 1e-3}, "tau_ratio: expected a number >= 0.01"),  # (the solver's range: the trainer refused it)
         ({"weight_limit": 0.1, "weight_resolution": 1.0}, "weight_resolution: 1.0 is above weight_limit 0.1"),
+        # (refused only when a trainer built the run)
+        ({"encoder_options": {"repeat": 0}}, "LatencyEncoder.repeat: expected a positive integer, got 0"),
+        ({"loss_options": {"delta": 0.5}, "loss_delta": 0.3}, "loss_options: set loss_delta instead of the option"),
+        ({"backend_options": {"colour": 1}}, r"backend 'reference': unknown option\(s\) colour"),
         ({"keep_best": "yes"}, "keep_best: expected true or false"),
         ({"backend_options": [1]}, "backend_options: expected a table"),
         ({"t_early": 2.0, "t_late": 1.0}, "t_late: must be greater than t_early"),

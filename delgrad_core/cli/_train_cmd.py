@@ -126,7 +126,6 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     records every setting used.
     """
     from delgrad_core.training import config_with_defaults
-    from delgrad_core.training._components import check_components
     from delgrad_core.training._run import run_training
     from delgrad_core.training._run_folder import RunFolder
 
@@ -144,7 +143,6 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
             settings = _with_tables({**stored, **settings}, **tables)
         config = config_with_defaults(settings, merge_options=not stored)
-        check_components(config)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     out = Path(out_dir) if out_dir else _fresh_out_dir()

@@ -240,6 +240,9 @@ class TrainingConfig:
             if isinstance(value, list) and len(value) != len(self.hidden_sizes) + 1:
                 raise InvalidValueError(f"{name}: a list needs one value per neuron layer "
                                         f"({len(self.hidden_sizes) + 1}), got {len(value)}")
+        from delgrad_core.training._components import check_components  # (that module imports this one)
+
+        check_components(self)  # the loss and encoder build, the backend takes its options' names
 
     @property
     def hidden_sizes(self) -> list[int]:

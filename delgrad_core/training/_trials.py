@@ -15,7 +15,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from delgrad_core.training._components import check_components
 from delgrad_core.training._config import config_with_defaults, result_settings
 from delgrad_core.training._run_folder import RunFolder
 
@@ -69,9 +68,7 @@ def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, ou
         for hidden in hidden_sizes:
             for seed in range(n_seeds):
                 settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
-                config = config_with_defaults(settings)
-                check_components(config)
-                identity = trial_id(_result_settings(config.resolved().to_dict()))
+                identity = trial_id(_result_settings(config_with_defaults(settings).resolved().to_dict()))
                 folder = Path(out_dir) / "runs" / f"{kind}-h{hidden}-s{seed}-{identity}"
                 trials.append(Trial(settings, identity, folder))
     return trials
