@@ -19,9 +19,12 @@ def parse_key_values(items, what: str = "--backend-option") -> dict:
         if not sep or not key.isidentifier():
             raise InvalidValueError(f"{what}: expected KEY=VALUE with KEY an identifier, got {item!r}")
         try:
-            options[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            options[key] = value
+            parsed = value
+        if key in options and options[key] != parsed:
+            raise InvalidValueError(f"{what}: {key} given twice ({options[key]!r} and {parsed!r}); give it once")
+        options[key] = parsed
     return options
 
 

@@ -840,3 +840,15 @@ def test_runs_of_earlier_versions_still_evaluate_and_resume(tmp_path):
         evaluated.output
     resumed = cli_runner().invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"])
     assert resumed.exit_code == 0, resumed.output
+
+
+def test_command_line_values_over_a_config_file_are_noted_and_options_given_twice_refused(tmp_path):
+    (tmp_path / "c.toml").write_text("epochs = 2\nhidden = 7\nseed = 3\n")
+    result = cli_runner().invoke(main, ["train", "--config", str(tmp_path / "c.toml"), "--epochs", "1", "--hidden",
+                                        "4", "--seed", "3", "--delays", "none", "--out", str(tmp_path / "run"),
+                                        "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"note: --epochs 1 replaces epochs = 2 of {tmp_path / 'c.toml'}" in result.stderr
+    assert "--hidden 4 replaces hidden = 7" in result.stderr and "seed" not in result.stderr  # (same value: no note)
+    twice = cli_runner().invoke(main, ["train", "--backend-option", "n_threads=1", "--backend-option", "n_threads=2"])
+    assert twice.exit_code == 2 and "--backend-option: n_threads given twice (1 and 2); give it once" in twice.output

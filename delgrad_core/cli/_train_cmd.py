@@ -92,8 +92,18 @@ def _settings(config_file, options: dict) -> dict:
     from delgrad_core.training import load_config
 
     values = load_config(config_file) if config_file else {}
-    values.update({k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    for key in sorted(set(given) & set(values)):
+        if given[key] != values[key]:
+            click.echo(f"note: --{key.replace('_', '-')} {_shown(given[key])} replaces {key} = {values[key]!r} of "
+                       f"{config_file}", err=True)
+    values.update(given)
     return values
+
+
+def _shown(value) -> str:
+    """A command-line value as it was typed: 8,6 for a list."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 @main.command()
