@@ -109,6 +109,7 @@ class ChipConfig:
     quantise_times: bool = True
 
     def __post_init__(self):
+        positive = ("weight_scale", "tau_us", "threshold", "timestamp_us", "slot_tau", "register_step_us")
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
             if spec.type == "bool":
@@ -119,13 +120,12 @@ class ChipConfig:
                     raise InvalidValueError(f"{spec.name}: expected a positive integer, got {value!r}")
                 object.__setattr__(self, spec.name, int(value))
             else:
+                low_open = spec.name in positive
                 if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-                        or value < 0:
-                    raise InvalidValueError(f"{spec.name}: expected a finite number >= 0, got {value!r}")
+                        or value < 0 or (low_open and value == 0):
+                    raise InvalidValueError(f"{spec.name}: expected a finite number {'>' if low_open else '>='} 0, "
+                                            f"got {value!r}")
                 object.__setattr__(self, spec.name, float(value))
-        for name in ("weight_scale", "tau_us", "threshold", "timestamp_us", "slot_tau", "register_step_us"):
-            if getattr(self, name) <= 0:
-                raise InvalidValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
         if self.weight_max > _WEIGHT_STORAGE_MAX:
             raise InvalidValueError(f"weight_max: a job stores weights in 8 bits, expected at most {_WEIGHT_STORAGE_MAX}, "
                                     f"got {self.weight_max}")

@@ -31,6 +31,9 @@ def test_register_bounds_and_step_are_options():
     np.testing.assert_allclose(delays_from_registers(np.array([10, 20]), config) * 6, [3.5, 6.0])
     with pytest.raises(dg.InvalidValueError, match="delay_offset_us: must be a whole number of register steps"):
         ChipConfig(delay_offset_us=2.1)
+    for value in (0, -1.0):  # (-1 said ">= 0", then 0 said "must be > 0")
+        with pytest.raises(dg.InvalidValueError, match=f"tau_us: expected a finite number > 0, got {value}"):
+            ChipConfig(tau_us=value)
 
 
 def test_a_group_is_triggered_by_its_earliest_copy():
