@@ -138,21 +138,13 @@ class Calibration:
 
 
 def _key_value(value):
-    """A value JSON cannot write, as JSON: numpy arrays and numbers by their values (exactly),
-    paths as text; anything else is refused (its text, e.g. an array's abbreviated print,
-    would let two calibrations share a key)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise InvalidValueError(f"calibration_key: expected JSON values, numpy arrays or paths, got "
-                            f"{type(value).__name__}")
+    """A value JSON cannot write: a numpy array by its values (its printed text is abbreviated
+    in the middle, so two arrays could share a key), anything else by its text."""
+    return value.tolist() if isinstance(value, np.ndarray) else str(value)
 
 
 def calibration_key(backend_name: str, **depends_on) -> str:
-    """``<backend>-<hash>``: a cache key from everything a calibration depends on (JSON values,
-    numpy arrays and numbers, paths)."""
+    """``<backend>-<hash>``: a cache key from everything a calibration depends on (JSON values;
+    numpy arrays by their values, other objects by their text, which must identify them)."""
     payload = json.dumps({"backend": backend_name, **depends_on}, sort_keys=True, default=_key_value)
     return f"{backend_name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"

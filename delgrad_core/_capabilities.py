@@ -18,7 +18,7 @@ from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, Population, Projection, check_type
 from delgrad_core._options import check_known_names
 
-__all__ = ["Capabilities", "apply_constraints"]
+__all__ = ["Capabilities", "apply_constraints", "check_weight_grid"]
 
 _RATIO_RTOL = 1e-9
 
@@ -38,6 +38,13 @@ def _optional_positive_float(value, field_name: str) -> float | None:
             or not math.isfinite(value) or value <= 0:
         raise InvalidValueError(f"Capabilities.{field_name}: expected None or a finite number > 0, got {value!r}")
     return float(value)
+
+
+def check_weight_grid(limit: float | None, resolution: float | None, prefix: str = "") -> None:
+    """Refuse a weight resolution above the weight limit (every weight would round to 0)."""
+    if None not in (limit, resolution) and resolution > limit:
+        raise InvalidValueError(f"{prefix}weight_resolution: {resolution!r} is above {prefix}weight_limit {limit!r}: "
+                                "every weight would round to 0")
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,7 @@ class Capabilities:
             set_(self, name, _optional_positive_int(getattr(self, name), name))
         for name in ("weight_limit", "weight_resolution", "delay_resolution"):
             set_(self, name, _optional_positive_float(getattr(self, name), name))
-        if None not in (self.weight_limit, self.weight_resolution) and self.weight_resolution > self.weight_limit:
-            raise InvalidValueError(f"Capabilities.weight_resolution: {self.weight_resolution!r} is above weight_limit "
-                                    f"{self.weight_limit!r}: every weight would round to 0")
+        check_weight_grid(self.weight_limit, self.weight_resolution, "Capabilities.")
         if self.delay_range is not None:
             try:
                 low, high = (float(v) for v in self.delay_range)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core._ir import real_array
 
 __all__ = ["LatencyEncoder"]
 
@@ -57,10 +58,7 @@ class LatencyEncoder:
 
     def __call__(self, features) -> np.ndarray:
         """Spike times (float64, same shape as `features`) of features in [0, 1]."""
-        try:
-            values = np.asarray(features, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidValueError(f"features: expected an array of numbers ({exc})") from None
+        values = real_array(features, "features")
         if values.ndim == 0:
             raise InvalidValueError("features: expected an array (n_samples, n_features), got a single number")
         bad = ~((values >= 0.0) & (values <= 1.0))  # also true for NaN

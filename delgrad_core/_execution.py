@@ -17,7 +17,7 @@ import numpy as np
 
 from delgrad_core._calibration import Calibration
 from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResultError, InvalidValueError
-from delgrad_core._ir import Network
+from delgrad_core._ir import Network, real_array
 from delgrad_core._npz import NpzArchive, json_array, npz_bytes
 from delgrad_core._propagation import _check_times
 from delgrad_core._serialization import network_arrays, network_from_archive
@@ -173,14 +173,22 @@ def _float_arrays(values, field_name: str, allow_none: bool = False) -> list:
     if not isinstance(values, (list, tuple)):
         raise InvalidResultError(f"{field_name}: expected a list of arrays, got {type(values).__name__}")
     try:
-        return [None if value is None and allow_none else np.asarray(value, dtype=np.float64) for value in values]
-    except (TypeError, ValueError) as exc:
-        raise InvalidResultError(f"{field_name}: expected arrays of numbers ({exc})") from None
+        return [None if value is None and allow_none else real_array(value, f"{field_name}[{k}]")
+                for k, value in enumerate(values)]
+    except InvalidValueError as exc:
+        raise InvalidResultError(str(exc)) from None
 
 
 def _described(value) -> str:
     """'a tuple of 2', 'a list of 3', or the type's name."""
     return f"a {type(value).__name__} of {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__
+
+
+def _unsilent_problem(array: np.ndarray, field_name: str) -> str | None:
+    """What is wrong with spike times that hold NaN or -inf (silence is +inf), or None."""
+    if np.isnan(array).any() or (array == -np.inf).any():
+        return f"{field_name}: contains NaN or -inf (silence must be +inf)"
+    return None
 
 
 def _check_layer_array(array, expected_shape: tuple, field_name: str, allow_2d_arrivals: bool = False):
@@ -193,8 +201,9 @@ def _check_layer_array(array, expected_shape: tuple, field_name: str, allow_2d_a
         shapes.append(expected_shape[:2])
     if array.shape not in shapes:
         raise InvalidResultError(f"{field_name}: expected shape {' or '.join(map(str, shapes))}, got {array.shape}")
-    if np.isnan(array).any() or (array == -np.inf).any():
-        raise InvalidResultError(f"{field_name}: contains NaN or -inf (silence must be +inf)")
+    problem = _unsilent_problem(array, field_name)
+    if problem:
+        raise InvalidResultError(problem)
 
 
 @dataclass
@@ -287,9 +296,9 @@ class ExecutionResult:
                 raise FileFormatError(f"{archive.source}: n_layers: expected a positive integer, got {n_layers!r}")
             times = [archive.array(f"layer_spike_times.{k}", kind="f") for k in range(n_layers)]
             for k, array in enumerate(times):
-                if np.isnan(array).any() or (array == -np.inf).any():
-                    raise FileFormatError(f"{archive.source}: layer_spike_times.{k}: contains NaN or -inf (silence "
-                                          "is +inf)")
+                problem = _unsilent_problem(array, f"layer_spike_times.{k}")
+                if problem:
+                    raise FileFormatError(f"{archive.source}: {problem}")
             arrival_layers = document.get("arrival_layers")
             arrivals = None
             if arrival_layers is not None:

@@ -523,8 +523,13 @@ def test_a_bad_option_of_a_core_loader_stays_a_value_error_naming_it():
 def test_unknown_options_of_a_loader_are_named_with_the_allowed_ones():
     with pytest.raises(dg.InvalidValueError, match=r"dataset 'yin_yang': unknown option\(s\) foo; allowed: \(none\)"):
         load_dataset("yin_yang", "train", foo=1)
-    with pytest.raises(dg.InvalidValueError, match=r"unknown option\(s\) split, zoom; allowed: directory, size"):
-        load_dataset("fashion_mnist", "train", zoom=2, split="test")
+    with pytest.raises(dg.InvalidValueError, match=r"unknown option\(s\) zoom; allowed: directory, size"):
+        load_dataset("fashion_mnist", "train", zoom=2)
+    from delgrad_core.training import TrainingConfig
+
+    with pytest.raises(dg.InvalidValueError, match=r"dataset_options: dataset 'fashion_mnist': unknown option\(s\) "
+                                                   r"split; allowed: directory, size"):
+        TrainingConfig(dataset="fashion_mnist", dataset_options={"split": "test"})  # (load_dataset's own)
 
 
 def test_training_and_evaluation_take_dataset_options_from_the_command_line(mnist_dir, tmp_path, monkeypatch):
@@ -554,6 +559,14 @@ def test_training_and_evaluation_take_dataset_options_from_the_command_line(mnis
     changed = cli_runner().invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "3", "--dataset-option",
                                          "size=8"])
     assert changed.exit_code != 0 and "dataset_options" in changed.output
+    copied = tmp_path / "copy.npz"
+    copied.write_bytes((out / "network.npz").read_bytes())
+    (tmp_path / "images.toml").write_text('dataset = "fashion_mnist"\ndataset_options = {size = 7}\n')
+    for extra in ([], ["--dataset", "fashion_mnist"]):  # (naming the file's own dataset dropped its options)
+        alone = cli_runner().invoke(main, ["evaluate", str(copied), "--config", str(tmp_path / "images.toml"),
+                                           "--json", *extra])
+        assert alone.exit_code == 0, alone.output
+        assert json.loads(alone.stdout)["accuracy"] == json.loads((out / "metrics.json").read_text())["test_accuracy"]
     other = cli_runner().invoke(main, ["evaluate", str(out), "--dataset-option", "size=8"])
     assert other.exit_code == 1 and "has 49 inputs but the encoded dataset has 64" in other.output
     bad = cli_runner().invoke(main, args[:3] + ["--dataset-option", "zoom=2", "--out", str(tmp_path / "bad")])

@@ -576,6 +576,15 @@ def test_cli_export_and_import_replace_an_existing_file_only_when_told(tmp_path,
     assert_same_network(dg.load_network(tmp_path / "net.npz"), helpers.build_network([4, 5, 3], "axonal", 2.0, seed=3))
 
 
+def test_cli_export_writes_through_a_link_to_a_file_yet_to_be_made(tmp_path, helpers):
+    dg.save_network(helpers.build_network([2, 3], "none", 2.0, seed=1), tmp_path / "net.npz")
+    (tmp_path / "link.nir").symlink_to("made.nir")
+    result = cli_runner().invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "link.nir"),
+                                        "--time-scale", "1e-3"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "link.nir").is_symlink() and (tmp_path / "made.nir").is_file()
+
+
 def test_cli_import_of_foreign_graph_uses_time_scale_and_flag(tmp_path):
     nir.write(tmp_path / "snn.nir", snntorch_style_graph(np.random.default_rng(22)))
     runner = cli_runner()

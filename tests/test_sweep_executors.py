@@ -7,6 +7,7 @@ import pickle
 import signal
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -212,7 +213,7 @@ def test_a_failing_array_task_says_its_error_once(tmp_path):
 
 @pytest.mark.parametrize(("config", "message"), [
     ("backend_options = {n_threads = 1, colour = 3}", "backend 'reference': unknown option(s) colour; allowed: n_threads"),
-    ("[encoder]\nrepeat = 0", "repeat"),
+    ("[encoder]\nrepeat = 0", "LatencyEncoder.repeat: expected a positive integer, got 0"),
     ("[loss]\nepochs = 2", "loss_options: loss 'squared' has no parameter epochs; epochs is a training setting of its own"),
 ])
 def test_settings_that_building_a_run_refuses_are_refused_before_any_trial_starts(tmp_path, config, message):
@@ -222,8 +223,31 @@ def test_settings_that_building_a_run_refuses_are_refused_before_any_trial_start
                                         "none", "--seeds", "2", "--epochs", "1", "--out", str(tmp_path / "s")])
     assert result.exit_code == 2 and message in result.output and "FAILED" not in result.output, result.output
     assert not (tmp_path / "s").exists()
-    result = cli_runner().invoke(main, ["train", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "t")])
+    result = cli_runner().invoke(main, ["train", "--config", str(tmp_path / "c.toml"), "--epochs", "1", "--out",
+                                        str(tmp_path / "t")])
     assert result.exit_code == 2 and message in result.output and not (tmp_path / "t").exists()
+
+
+def test_a_config_files_tables_are_checked_with_the_components_given_beside_it(tmp_path):
+    """(a file was checked alone: its backend options against the default backend)"""
+    (tmp_path / "c.toml").write_text("[backend]\nchip = 3\n")
+    args = ["sweep", "--config", str(tmp_path / "c.toml"), "--hidden", "3", "--delays", "axonal", "--seeds", "1",
+            "--epochs", "1", "--slurm-script", str(tmp_path / "job.sh"), "--out", str(tmp_path / "s")]
+    result = cli_runner().invoke(main, args + ["--backend", "bss2-emulator"])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "job.sh").unlink()
+    result = cli_runner().invoke(main, args)
+    assert result.exit_code == 2 and "backend 'reference': unknown option(s) chip" in result.output, result.output
+
+
+def test_trial_ids_of_earlier_versions_are_kept():
+    """(a setting added later, dataset_options, changed every id: a rerun trained finished trials again)"""
+    from delgrad_core.training._trials import plan_trials
+
+    trial = plan_trials({"epochs": 300}, [5], ["none"], 1, Path("s"))[0]
+    assert trial.id == "7fa2045d23f7"  # (computed by the version before dataset_options)
+    other = plan_trials({"epochs": 300, "dataset": "digits", "dataset_options": {}}, [5], ["none"], 1, Path("s"))[0]
+    assert other.id != trial.id
 
 
 def test_the_command_line_leaves_the_process_as_it_found_it(tmp_path):

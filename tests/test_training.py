@@ -1,6 +1,7 @@
 """Training: optimiser, parameter maps, trainer determinism, resume, checkpoints and the CLI."""
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -852,3 +853,23 @@ def test_command_line_values_over_a_config_file_are_noted_and_options_given_twic
     assert "--hidden 4 replaces hidden = 7" in result.stderr and "seed" not in result.stderr  # (same value: no note)
     twice = cli_runner().invoke(main, ["train", "--backend-option", "n_threads=1", "--backend-option", "n_threads=2"])
     assert twice.exit_code == 2 and "--backend-option: n_threads given twice (1 and 2); give it once" in twice.output
+
+
+def test_dataset_option_tables_merge_with_the_defaults_of_the_dataset_they_name():
+    from delgrad_core.training._config import _merged_options
+
+    merged = _merged_options({"dataset_options": {"directory": "x"}},
+                             {"dataset": "fashion_mnist", "dataset_options": {"size": 14}})
+    assert merged == {"dataset_options": {"directory": "x", "size": 14}}  # (only yin_yang's merged)
+
+
+def test_path_options_given_now_become_absolute_and_urls_stay(monkeypatch, tmp_path):
+    from delgrad_core.cli._train_cmd import _absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    settings = {"backend_options": {"token_file": "t", "address": "tcp://h:1", "store_dir": "s3://b/x", "chip": 3},
+                "dataset_options": {"directory": "~/data"}, "epochs": 2}
+    assert _absolute_paths(settings) == {
+        "backend_options": {"token_file": str(tmp_path / "t"), "address": "tcp://h:1", "store_dir": "s3://b/x",
+                            "chip": 3},
+        "dataset_options": {"directory": os.path.expanduser("~/data")}, "epochs": 2}

@@ -13,7 +13,7 @@ __all__ = ["check_output_file"]
 def check_output_file(out, option: str, *, force: bool, inputs=()) -> None:
     """Refuse (as a usage error naming `option`) an `out` that exists, unless `force`; and one
     that is the same file as any of `inputs`, always."""
-    if not os.path.lexists(out):
+    if not os.path.exists(out):  # (a link to a file yet to be made is written through)
         return
     for source in inputs:
         if source is not None and os.path.exists(source) and os.path.samefile(out, source):

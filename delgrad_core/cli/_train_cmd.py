@@ -51,25 +51,31 @@ DATASET_OPTION = click.option(
     help="Option for the dataset's loader (repeatable; docs/datasets.md), e.g. size=14 for 14 x 14 images.")
 
 
-def _is_path_option(name: str) -> bool:
-    return name.endswith(("_file", "_dir")) or name == "directory"
-
-
 def _with_tables(settings: dict, **tables) -> dict:
     """`settings` with option tables given on the command line (e.g. backend_options) laid over
-    its own tables of those names; relative paths in options named ``*_file``, ``*_dir`` or
-    ``directory`` made absolute (a run records them, and is resumed or evaluated from anywhere)."""
+    its own tables of those names."""
     merged = dict(settings)
     for key, given in tables.items():
-        own = settings.get(key, {})
-        if not isinstance(own, dict):
-            raise InvalidValueError(f"{key}: expected a table (dict) of settings, got {own!r}")
-        options = {**own, **(given or {})}
-        if options:
-            merged[key] = {name: os.path.abspath(os.path.expanduser(value))
-                           if _is_path_option(name) and isinstance(value, str) and value else value
-                           for name, value in options.items()}
+        if given:
+            own = settings.get(key, {})
+            if not isinstance(own, dict):
+                raise InvalidValueError(f"{key}: expected a table (dict) of settings, got {own!r}")
+            merged[key] = {**own, **given}
     return merged
+
+
+def _absolute_paths(settings: dict) -> dict:
+    """`settings` (given now: a config file's and the command line's) with the relative paths
+    of options named ``*_file``, ``*_dir`` or ``directory`` made absolute: a run records them
+    and is resumed or evaluated from anywhere.  (URLs are left alone.)"""
+    def absolute(name, value):
+        is_path = (name.endswith(("_file", "_dir")) or name == "directory") and isinstance(value, str) \
+            and value and "://" not in value
+        return os.path.abspath(os.path.expanduser(value)) if is_path else value
+
+    return {key: {name: absolute(name, value) for name, value in table.items()}
+            if key in ("backend_options", "dataset_options") and isinstance(table, dict) else table
+            for key, table in settings.items()}
 
 
 def _fresh_out_dir() -> Path:
@@ -146,8 +152,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     if out_dir == "":
         raise click.UsageError("--out: expected a folder name, got ''")
     try:
-        settings = _with_tables(_settings(config_file, options), backend_options=backend_options,
-                                dataset_options=dataset_options)
+        settings = _absolute_paths(_with_tables(_settings(config_file, options), backend_options=backend_options,
+                                                dataset_options=dataset_options))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
@@ -238,18 +244,19 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                                "a network file outside a run folder")
     if seed is None:
         seed = metrics.get("test_seed") if isinstance(metrics.get("test_seed"), int) else 0
-    given = stored or _settings(config_file, {})
+    given = stored or _absolute_paths(_settings(config_file, {}))
     settings = {key: given[key] for key in ("dataset", "dataset_options", "encoder", "t_early", "t_late",
                                              "encoder_options", "backend", "backend_options",
                                              "evaluation_batch_size") if key in given}
     settings.update({k: v for k, v in {"backend": backend, "dataset": dataset}.items() if v is not None})
-    if backend is not None and backend != stored.get("backend"):
+    if backend is not None and backend != given.get("backend"):
         settings.pop("backend_options", None)
         settings.pop("evaluation_batch_size", None)
-    if dataset is not None and dataset != stored.get("dataset"):
+    if dataset is not None and dataset != given.get("dataset"):
         settings.pop("dataset_options", None)
     # given on the command line: over the run's own
-    settings = _with_tables(settings, backend_options=backend_options, dataset_options=dataset_options)
+    settings = _with_tables(settings, **_absolute_paths({"backend_options": backend_options,
+                                                         "dataset_options": dataset_options}))
     try:
         config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
     except InvalidValueError as exc:
@@ -335,8 +342,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         SweepError, SweepInterrupted, plan_sweep, run_sweep, run_trial, sweep_job_script)
 
     try:
-        base = _with_tables(_settings(config_file, {"epochs": epochs, "backend": backend}),
-                            backend_options=backend_options, dataset_options=dataset_options)
+        base = _absolute_paths(_with_tables(_settings(config_file, {"epochs": epochs, "backend": backend}),
+                                            backend_options=backend_options, dataset_options=dataset_options))
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     echo = lambda line: click.echo(line, err=True)  # noqa: E731

@@ -20,12 +20,12 @@ def check_dataset_options(name: str, options: dict) -> None:
     those it takes."""
     from delgrad_core._plugins import check_parameter_names, registry
 
-    check_parameter_names(f"dataset {name!r}", registry().get("dataset", name).obj, options, "option", skip=("split",))
+    check_parameter_names(f"dataset {name!r}", registry().get("dataset", name).obj, options, "option",
+                          skip=("name", "split"))  # (load_dataset's own)
 
 
-def load_dataset(name: str, split: str = "train", /, **options) -> Dataset:
-    """Load split `split` of the registered dataset `name` (`options` go to its loader; `name`
-    and `split` are positional, so that a loader option can never take their place).
+def load_dataset(name: str, split: str = "train", **options) -> Dataset:
+    """Load split `split` of the registered dataset `name` (`options` go to its loader).
 
     Unknown names, splits or options raise errors listing the allowed values.
     """
@@ -39,8 +39,8 @@ def load_dataset(name: str, split: str = "train", /, **options) -> Dataset:
     try:
         dataset = call_plugin(registration, "dataset", lambda: registration.obj(split, **options),
                               f"loading {split!r}", arguments_checked=not options)
-    except TypeError as exc:  # (an option of the wrong type for a loader that does not check it)
-        raise InvalidValueError(f"dataset {name!r}: cannot load {split!r} with options {options} ({exc})") from None
+    except TypeError as exc:  # (an option of the wrong type, or the loader's own fault)
+        raise InvalidValueError(f"dataset {name!r}: loading {split!r} with options {options} failed: {exc}") from None
     if not isinstance(dataset, Dataset):
         raise InvalidValueError(f"dataset {name!r}: its loader returned {type(dataset).__name__}, not a Dataset")
     if (dataset.name, dataset.split) != (name, split):

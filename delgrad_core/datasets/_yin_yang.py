@@ -72,9 +72,10 @@ def yin_yang_samples(
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
         raise InvalidValueError(f"n_samples: expected a non-negative integer, got {n_samples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise InvalidValueError(f"seed: expected an integer from 0 to 2**32 - 1 (the published generator's "
-                                f"RandomState), got {seed!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or not 0 <= seed < 2**32):
+        raise InvalidValueError(f"seed: expected None (fresh entropy) or an integer from 0 to 2**32 - 1 (the "
+                                f"published generator's RandomState), got {seed!r}")
     r_small, r_big = float(r_small), float(r_big)
     _check_radii(r_small, r_big)
     rng = np.random.RandomState(seed)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core._capabilities import check_weight_grid
 from delgrad_core._ir import MAX_TAU_RATIO, MIN_TAU_RATIO, DelayKind
 from delgrad_core._options import check_known_names
 from delgrad_core.datasets._registry import check_dataset_options
@@ -151,7 +152,13 @@ _NON_NEGATIVE = _number(0)
 @dataclass
 class TrainingConfig:
     """Every setting of a training run.  `None` learning rates/initialisation take the
-    DelGrad default for the chosen delay kind (see `resolved()`)."""
+    DelGrad default for the chosen delay kind (see `resolved()`).
+
+    Each setting is checked by its own rule and against the others, and against the dataset,
+    loss, encoder and backend it names (their options; unless `_check_components` is False, for
+    settings read before the components they will be used with are known, e.g. a config file
+    given beside --backend).
+    """
 
     # task and network
     dataset: str = _rule("yin_yang", _registered("dataset"), "data")
@@ -214,17 +221,12 @@ class TrainingConfig:
     # samples per job when a split is evaluated (validation, test); on a noisy backend every job
     # draws its own noise (None: the backend's max_batch_size, else EVALUATION_CHUNK)
     evaluation_batch_size: int | None = _rule(None, _number(1, integer=True, optional=True), "backend")
+    _check_components: dataclasses.InitVar[bool] = True
 
-    def __post_init__(self):
+    def __post_init__(self, _check_components: bool):
         for spec in dataclasses.fields(self):
             setattr(self, spec.name, spec.metadata["check"](spec.name, getattr(self, spec.name)))
-        try:
-            check_dataset_options(self.dataset, self.dataset_options)
-        except InvalidValueError as exc:
-            raise InvalidValueError(f"dataset_options: {exc}") from None
-        if None not in (self.weight_limit, self.weight_resolution) and self.weight_resolution > self.weight_limit:
-            raise InvalidValueError(f"weight_resolution: {self.weight_resolution!r} is above weight_limit "
-                                    f"{self.weight_limit!r}: every weight would round to 0")
+        check_weight_grid(self.weight_limit, self.weight_resolution)
         if not self.t_late > self.t_early:
             raise InvalidValueError(f"t_late: must be greater than t_early ({self.t_early}), got {self.t_late}")
         if isinstance(self.delays, list) and len(self.delays) != len(self.hidden_sizes) + 1:
@@ -240,9 +242,19 @@ class TrainingConfig:
             if isinstance(value, list) and len(value) != len(self.hidden_sizes) + 1:
                 raise InvalidValueError(f"{name}: a list needs one value per neuron layer "
                                         f"({len(self.hidden_sizes) + 1}), got {len(value)}")
+        if _check_components:
+            self._check_against_components()
+
+    def _check_against_components(self) -> None:
+        """The dataset takes the dataset options, the loss and encoder build, the backend takes
+        its options' names."""
         from delgrad_core.training._components import check_components  # (that module imports this one)
 
-        check_components(self)  # the loss and encoder build, the backend takes its options' names
+        try:
+            check_dataset_options(self.dataset, self.dataset_options)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"dataset_options: {exc}") from None
+        check_components(self)
 
     @property
     def hidden_sizes(self) -> list[int]:
@@ -271,8 +283,9 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainingConfig":
-        return cls(**check_known_names(values, [f.name for f in dataclasses.fields(cls)], "config"))
+    def from_dict(cls, values: dict, *, check_components: bool = True) -> "TrainingConfig":
+        return cls(**check_known_names(values, [f.name for f in dataclasses.fields(cls)], "config"),
+                   _check_components=check_components)
 
 
 def check_settings(values: dict, what: str) -> dict:
@@ -322,12 +335,13 @@ def result_settings(settings: dict, neutral_options) -> dict:
 
 def _merged_options(defaults: dict, values: dict) -> dict:
     """Option tables of `values` on top of the defaults' for the same component (a dataset's
-    encoder option survives a further option given for that encoder, by the user or a backend)."""
+    encoder option survives a further option given for that encoder, by the user or a backend;
+    dataset options always: the defaults are those of the dataset the values name)."""
     merged = {}
     for section in ("dataset", "encoder", "loss"):
         key, default_name = f"{section}_options", defaults.get(section, getattr(TrainingConfig, section))
-        if isinstance(defaults.get(key), dict) and isinstance(values.get(key), dict) \
-                and values.get(section, default_name) == default_name:
+        same_component = section == "dataset" or values.get(section, default_name) == default_name
+        if isinstance(defaults.get(key), dict) and isinstance(values.get(key), dict) and same_component:
             merged[key] = {**defaults[key], **values[key]}
     return merged
 
@@ -420,8 +434,8 @@ def load_config(path: str | Path) -> dict:
         if twice:
             raise InvalidValueError(f"{path}: {', '.join(twice)} set twice")
         flat.update(section_values)
-    try:
-        TrainingConfig.from_dict(flat)  # validate early, naming the bad setting
+    try:  # (the components it names are checked with the settings given beside the file, e.g. --backend)
+        TrainingConfig.from_dict(flat, check_components=False)
     except InvalidValueError as exc:
         raise InvalidValueError(f"{path}: {exc}") from None
     return flat

@@ -46,6 +46,11 @@ class Trial:
         return RunFolder(self.folder).finished_metrics() is not None
 
 
+# settings added after sweeps were recorded: left out of a trial's identity while at their
+# default, so that the trials of earlier sweeps keep their ids (and are not run again)
+_LATER_SETTINGS = {"dataset_options": {}}
+
+
 def _result_settings(resolved: dict) -> dict:
     """The settings a result depends on (`result_settings`), so that changing a result-neutral
     backend option does not make a finished trial look like another one."""
@@ -53,7 +58,8 @@ def _result_settings(resolved: dict) -> dict:
 
     factory = registry().get("backend", resolved["backend"]).obj
     neutral = getattr(factory, "result_neutral_options", frozenset()) if isinstance(factory, type) else frozenset()
-    return result_settings(resolved, neutral)
+    return {key: value for key, value in result_settings(resolved, neutral).items()
+            if key not in _LATER_SETTINGS or value != _LATER_SETTINGS[key]}
 
 
 def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> list[Trial]:
