@@ -3,6 +3,8 @@ imperfections, delay elements and calibration (docs/bss2.md)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from delgrad_core import (
@@ -23,7 +25,7 @@ from delgrad_bss2._calibration import BACKEND_NAME, cache_key, calibrate_chip, d
 from delgrad_bss2._chip import Chip
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._emulator import run_job
-from delgrad_bss2._job import compile_job, result
+from delgrad_bss2._job import compile_job, result, unequal_copies
 from delgrad_bss2._mapping import Placement, chip_capabilities, place, resource_problem, share_duplicated_delays
 
 __all__ = ["Bss2EmulatorBackend"]
@@ -81,6 +83,7 @@ class Bss2EmulatorBackend(Backend):
         self._key = cache_key(self.chip, self.config, self.calibrated)
         self._chip_model: Chip | None = None
         self._placements: dict[tuple, Placement] = {}
+        self._warned_copies = False
 
     @property
     def capabilities(self) -> Capabilities:
@@ -140,6 +143,12 @@ class Bss2EmulatorBackend(Backend):
             raise CalibrationError(
                 f"calibration: made for another chip, option set or emulator version (key {calibration.cache_key!r}, "
                 f"this backend needs {self._key!r}); calibrate this backend")
-        job = compile_job(request, self.config, self.chip, self._placement(request.network, calibration), calibration)
+        placement = self._placement(request.network, calibration)
+        job = compile_job(request, self.config, self.chip, placement, calibration)
+        if not self._warned_copies:
+            problem = unequal_copies(request.input_spike_times, placement.delay_groups[0])
+            if problem:
+                self._warned_copies = True  # (once per backend: a training run would repeat it every step)
+                warnings.warn(problem, UserWarning, stacklevel=2)
         recording = run_job(self._emulated_chip(), job, self.n_threads)
         return result(job, recording, self.config, {"calibrated": bool(calibration.values["calibrated"])})

@@ -97,6 +97,26 @@ def _input_spikes_us(times_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
     return emitted_us(times_us, config)
 
 
+def unequal_copies(times_tau: np.ndarray, groups: np.ndarray | None) -> str | None:
+    """What differs between input lines that the chip takes as copies of one input (one delay
+    element per group of `input_duplication` lines, fired by the earliest copy), or None."""
+    if groups is None:
+        return None
+    first_of_group = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    if first_of_group.size == groups.size:
+        return None
+    differ = times_tau != times_tau[:, first_of_group][:, groups]
+    if not differ.any():
+        return None
+    b, i = np.argwhere(differ)[0]
+    copies = np.flatnonzero(groups == groups[i])
+    return (f"inputs {copies[0]}-{copies[-1]} share one delay element as copies of one input (backend option "
+            f"input_duplication={copies.size}), but in sample {b} input {i} spikes at {float(times_tau[b, i])!r} tau "
+            f"and input {copies[0]} at {float(times_tau[b, copies[0]])!r}: the element fires at the earliest copy. "
+            f"If these inputs are not copies, set input_duplication=1; if they are, give them equal times "
+            f"(encoder option repeat)")
+
+
 def compile_job(request: ExecutionRequest, config: ChipConfig, chip: int, placement: Placement,
                 calibration: Calibration) -> Job:
     """The job running `request` (its network already represented) on chip `chip`."""

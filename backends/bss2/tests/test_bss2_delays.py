@@ -54,8 +54,13 @@ def test_arrivals_are_the_delay_elements_spikes(emulator):
     hidden = result.layer_spike_times[0]
     np.testing.assert_allclose(second, hidden + network.layers[1].projection.delays, rtol=0, atol=1e-12)
     copies = np.copy(inputs)
-    copies[:, 1] += 0.5  # a later copy: the element fires after the earliest one
-    again = backend.execute(network, copies, calibration=calibration, seed=1).arrival_times[0]
+    copies[:, 1] += 0.5  # a later copy: the element fires after the earliest one, as on the chip
+    with pytest.warns(UserWarning, match=r"inputs 0-4 share one delay element as copies of one input \(backend "
+                                         r"option input_duplication=5\), but in sample 0 input 1 spikes at .* "
+                                         r"set input_duplication=1") as warned:
+        again = backend.execute(network, copies, calibration=calibration, seed=1).arrival_times[0]
+        backend.execute(network, copies, calibration=calibration, seed=2)  # (said once per backend)
+    assert len(warned) == 1
     np.testing.assert_array_equal(again[:, :5], first[:, :5])
 
 
