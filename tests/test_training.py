@@ -789,13 +789,17 @@ def test_resume_checks_its_settings_before_the_backend_calibrates(tmp_path):
     assert Counting.calibrations == before
 
 
-def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [dg.BackendUnavailable("the service went away"),
+                                   dg.BackendError("circuit 5 has its threshold below its leak")])
+def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkeypatch, error):
+    """A retryable error (a service away) suggests the resume; one that the run's own settings
+    cause (not retryable) says that a resume would meet it again."""
     from delgrad_core.testing import MockBackend
 
     class Flaky(MockBackend):
         def _execute(self, request):
             if len(self.requests) >= 40:  # after the first epoch (34 steps and a validation job)
-                raise dg.BackendUnavailable("the service went away")
+                raise error
             return super()._execute(request)
 
     def backends(register):
@@ -804,8 +808,12 @@ def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkey
     _register_plugin_components(monkeypatch, delgrad_register_backends=backends)
     result = cli_runner().invoke(main, ["train", "--backend", "flaky", "--hidden", "4", "--batch-size", "150",
                                         "--epochs", "3", "--out", str(tmp_path / "run"), "--no-progress"])
-    assert result.exit_code == 1 and "the service went away" in result.output
-    assert f"continue with delgrad train --out {tmp_path / 'run'} --resume" in result.output
+    assert result.exit_code == 1 and str(error) in result.output
+    hint = f"continue with delgrad train --out {tmp_path / 'run'} --resume"
+    if error.retryable:
+        assert hint in result.output
+    else:
+        assert hint not in result.output and "resuming with the run's settings meets the same error" in result.output
 
 
 def test_an_epoch_whose_steps_were_all_skipped_says_so():

@@ -174,7 +174,11 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     except BackendError as exc:  # (e.g. a service that stays away): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
             raise
-        raise BackendError(f"{exc}; {_resume_hint(out)}") from None
+        if exc.retryable:
+            raise BackendError(f"{exc}; {_resume_hint(out)}") from None
+        raise BackendError(f"{exc}; the last finished epoch is saved in {out}, but resuming with the run's settings "
+                           "meets the same error unless its cause lies outside them (e.g. a plugin fixed since)") \
+            from None
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
         f"{summary['n_parameters']} parameters; trained {summary['wall_seconds']:.1f} s, this command took "

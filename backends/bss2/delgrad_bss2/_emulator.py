@@ -34,13 +34,16 @@ def _neuron_parameters(chip: Chip, job: Job, program: LayerProgram, rng: np.rand
     def value(name):
         return chip.neuron_value(name, job.settings[name][circuits], circuits)
 
-    distance = value("threshold") - value("leak")
+    steady = value("threshold") - value("leak")
+    distance = steady
     if config.threshold_noise > 0:
-        distance = distance + rng.normal(0.0, config.threshold_noise * config.cadc_per_unit, circuits.size)
+        distance = steady + rng.normal(0.0, config.threshold_noise * config.cadc_per_unit, circuits.size)
     if np.any(distance <= 0):
-        circuit = circuits[np.argmax(distance <= 0)]
+        index = np.argmax(distance <= 0)
+        circuit = circuits[index]
         cause = (f"threshold_noise={config.threshold_noise:g} drew it there in this run; lower that option"
-                 if config.threshold_noise > 0 else "check the imperfection options")
+                 if steady[index] > 0 else "it lies there without noise: the fixed-pattern spread of an uncalibrated "
+                 "chip or its options (calibrate, or lower the spread options)")
         raise BackendError(f"chip {job.chip}: neuron circuit {circuit} has its threshold at or below its leak "
                            f"potential (it would fire without input); {cause}")
     threshold = program.threshold * distance / (config.threshold_cadc - config.leak_cadc)

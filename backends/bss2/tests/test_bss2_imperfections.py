@@ -159,3 +159,17 @@ def test_threshold_noise_that_puts_a_threshold_below_the_leak_is_named():
     with pytest.raises(dg.BackendError, match="at or below its leak potential.*threshold_noise=1.2 drew it there"):
         for seed in range(50):
             backend.execute(network, yin_yang_inputs(), calibration=calibration, seed=seed)
+
+
+@pytest.mark.parametrize(("options", "cause"), [
+    ({"threshold_noise": 3.0}, "threshold_noise=3 drew it there in this run; lower that option"),
+    ({"calibrated": False, "leak_spread": 10.0, "threshold_noise": 1e-9}, "it lies there without noise"),
+])
+def test_a_threshold_below_the_leak_names_its_cause(emulator, options, cause):
+    """(the threshold noise was blamed when the spread had put the threshold there)"""
+    backend, calibration = emulator(**options)
+    network = backend.represent(yin_yang_network())
+    with pytest.raises(dg.BackendError, match="has its threshold at or below its leak potential") as raised:
+        for seed in range(20):
+            backend.execute(network, yin_yang_inputs(batch=4), calibration=calibration, seed=seed)
+    assert cause in str(raised.value)
