@@ -21,7 +21,8 @@ from delgrad_core import (
 )
 
 from delgrad_bss2._cache import cache_path, load_cached, store
-from delgrad_bss2._calibration import BACKEND_NAME, cache_key, calibrate_chip, default_calibration, usable
+from delgrad_bss2._calibration import (
+    BACKEND_NAME, cache_key, calibrate_chip, calibration_problem, default_calibration, usable)
 from delgrad_bss2._chip import Chip
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._emulator import run_job
@@ -84,6 +85,7 @@ class Bss2EmulatorBackend(Backend):
         self._chip_model: Chip | None = None
         self._placements: dict[tuple, Placement] = {}
         self._warned_copies = False
+        self._checked_calibrations: set[str] = set()  # digests
 
     @property
     def capabilities(self) -> Capabilities:
@@ -120,7 +122,11 @@ class Bss2EmulatorBackend(Backend):
         self.calibration_cache = None
         if self.cache:
             cached = load_cached(self._key)
-            if cached is not None:
+            problem = None if cached is None else calibration_problem(cached, self.config, self.calibrated)
+            if problem:
+                warnings.warn(f"ignoring the cached calibration {cache_path(self._key)}: {problem}; it is measured "
+                              "again and replaced", stacklevel=3)
+            elif cached is not None:
                 self.calibration_cache = ("hit", str(cache_path(self._key)))
                 return cached
         chip = self._emulated_chip()
@@ -143,6 +149,12 @@ class Bss2EmulatorBackend(Backend):
             raise CalibrationError(
                 f"calibration: made for another chip, option set or emulator version (key {calibration.cache_key!r}, "
                 f"this backend needs {self._key!r}); calibrate this backend")
+        if calibration.digest not in self._checked_calibrations:
+            problem = calibration_problem(calibration, self.config, self.calibrated)
+            if problem:
+                raise CalibrationError(f"calibration: {problem} (its contents do not fit its key); calibrate this "
+                                       "backend")
+            self._checked_calibrations.add(calibration.digest)
         placement = self._placement(request.network, calibration)
         job = compile_job(request, self.config, self.chip, placement, calibration)
         if not self._warned_copies:

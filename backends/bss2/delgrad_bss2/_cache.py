@@ -10,7 +10,7 @@ import os
 import warnings
 from pathlib import Path
 
-from delgrad_core import Calibration, FileFormatError
+from delgrad_core import Calibration, FileFormatError, InvalidValueError
 
 __all__ = ["CACHE_ENV", "cache_directory", "cache_path", "load_cached", "store"]
 
@@ -52,9 +52,11 @@ def store(calibration: Calibration) -> tuple[str, str]:
     path = cache_path(calibration.cache_key)
     try:
         calibration.save(path)
-    except OSError as exc:
-        warnings.warn(f"could not store the calibration in the cache ({path}: {exc.strerror or exc}); going on "
-                      f"without it (set {CACHE_ENV} to a writable folder, or pass the backend option cache=false)",
-                      stacklevel=3)
+    except (OSError, InvalidValueError) as exc:  # (InvalidValueError: the entry is a folder or a pipe)
+        folder = path.parent
+        reason = ("not a folder" if folder.exists() and not folder.is_dir() else
+                  getattr(exc, "strerror", None) or str(exc))
+        warnings.warn(f"could not store the calibration in the cache ({path}: {reason}); going on without it (set "
+                      f"{CACHE_ENV} to a writable folder, or pass the backend option cache=false)", stacklevel=3)
         return "not_stored", str(path)
     return "stored", str(path)

@@ -22,7 +22,8 @@ from delgrad_bss2._chip import DAC_MAX, DELAY_PARAMETER, EMULATOR_VERSION, NEURO
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._measure import Experiments
 
-__all__ = ["BACKEND_NAME", "SUMMARY_COLUMNS", "TOLERANCE", "cache_key", "calibrate_chip", "default_calibration", "usable"]
+__all__ = ["BACKEND_NAME", "SUMMARY_COLUMNS", "TOLERANCE", "cache_key", "calibrate_chip", "calibration_problem",
+           "default_calibration", "usable"]
 
 BACKEND_NAME = "bss2-emulator"
 _MEASUREMENT_STREAM = 0xCA
@@ -174,6 +175,27 @@ def default_calibration(chip: Chip) -> Calibration:
     rows = [_row(p, p.target(chip.config), _measurement(experiments, p.name, settings)(settings[p.name]), None,
                  success[p.name]) for p in _PARAMETERS]
     return _calibration(chip, False, settings, success, rows)
+
+
+def calibration_problem(calibration: Calibration, config: ChipConfig, calibrated: bool) -> str | None:
+    """What makes `calibration` unusable on a chip of `config` (its key matched, but a file or
+    a caller may have changed its contents), or None: whether it was calibrated as the key
+    says, every parameter's settings (integers in 0..DAC_MAX) and success flags (booleans),
+    one per circuit or delay element."""
+    arrays, values = calibration.arrays, calibration.values
+    if values.get("calibrated") is not calibrated:
+        return f"values.calibrated: expected {str(calibrated).lower()}, got {values.get('calibrated')!r}"
+    for parameter in _PARAMETERS:
+        size = config.delay_pairs if parameter is DELAY_PARAMETER else config.neuron_circuits
+        dac, success = arrays.get(f"dac.{parameter.name}"), arrays.get(f"success.{parameter.name}")
+        for name, array, kind in ((f"dac.{parameter.name}", dac, "iu"), (f"success.{parameter.name}", success, "b")):
+            if array is None or array.dtype.kind not in kind or array.shape != (size,):
+                what = "integers" if kind == "iu" else "booleans"
+                return f"{name}: expected {size} {what}, got " + ("nothing" if array is None else
+                                                                  f"{array.dtype} of shape {array.shape}")
+        if dac.size and not (dac.min() >= 0 and dac.max() <= DAC_MAX):
+            return f"dac.{parameter.name}: settings must lie in 0..{DAC_MAX}, got {dac.min()}..{dac.max()}"
+    return None
 
 
 def usable(calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:

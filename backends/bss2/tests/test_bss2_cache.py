@@ -105,3 +105,38 @@ def test_the_calibrate_command_says_so_in_one_warning_line(tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert "Warning: could not store the calibration in the cache" in result.stderr
     assert "UserWarning" not in result.stderr and "not stored in the cache" in result.stdout
+
+
+def test_a_cache_entry_that_is_a_folder_warns_and_the_calibration_is_used(cache):
+    """(the folder ended calibration, and so training, with an error)"""
+    key = dg.get_backend("bss2-emulator")._key
+    (cache / f"{key}.npz").mkdir()
+    with pytest.warns(UserWarning) as warned:
+        backend, calibration = _calibrate()
+    assert backend.calibration_cache[0] == "not_stored" and calibration.values["calibrated"] is True
+    assert any("could not store the calibration" in str(w.message) for w in warned)
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (lambda arrays, values: arrays.update({"dac.leak": arrays["dac.leak"][:10]}), "dac.leak: expected 512 integers"),
+    (lambda arrays, values: arrays.pop("success.leak"), "success.leak: expected 512 booleans, got nothing"),
+    (lambda arrays, values: arrays.update({"dac.gain": arrays["dac.gain"] * 1.0}), "dac.gain: expected 512 integers"),
+    (lambda arrays, values: arrays.update({"dac.threshold": arrays["dac.threshold"] + 5000}),
+     "dac.threshold: settings must lie in 0..1023"),
+    (lambda arrays, values: values.update({"calibrated": False}), "values.calibrated: expected true, got False"),
+])
+def test_a_calibration_whose_contents_do_not_fit_its_key_is_measured_again_or_refused(cache, edit, problem):
+    """(a cached file edited inside its npz container, or a forged calibration, was trusted: an
+    IndexError or KeyError from deep inside, or silently other results)"""
+    backend, good = _calibrate()
+    arrays, values = dict(good.arrays), dict(good.values)
+    edit(arrays, values)
+    forged = dg.Calibration(good.backend, values, good.cache_key, arrays)
+    forged.save(cache / f"{good.cache_key}.npz")
+    with pytest.warns(UserWarning, match=f"ignoring the cached calibration .*: {problem}.*measured again and replaced"):
+        again, measured = _calibrate()
+    assert measured == good and again.calibration_cache[0] == "stored"
+    network = backend.represent(dg.Network.feedforward([20, 4, 3], delay_kind=["axonal", "none"], seed=0,
+                                                       neuron=dg.NeuronParameters(2.6, 1.0, 1.0)))
+    with pytest.raises(dg.CalibrationError, match=f"calibration: {problem}"):
+        backend.execute(network, np.full((1, 20), 0.5), calibration=forged)
