@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from delgrad_core import InvalidValueError
 
-__all__ = ["ChipConfig"]
+__all__ = ["ChipConfig", "CADC_MAX"]
 
 _WEIGHT_STORAGE_MAX = 255  # a job's excitatory and inhibitory weights are uint8 (delgrad_bss2._job)
+CADC_MAX = 255  # the potential readout's 8-bit range
+_CIRCUITS_MAX = 2**16  # (the chip has 512 circuits and 256 rows; more only to explore)
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,17 @@ class ChipConfig:
                                     f"({self.register_step_us} us) so that delays lie on one grid, got {self.delay_offset_us}")
         if self.defect_probability > 1:
             raise InvalidValueError(f"defect_probability: must be <= 1, got {self.defect_probability}")
+        for name in ("leak_cadc", "threshold_cadc"):  # (calibration measures them with the readout)
+            if getattr(self, name) > CADC_MAX:
+                raise InvalidValueError(f"{name}: the potential readout measures 0..{CADC_MAX} CADC, got "
+                                        f"{getattr(self, name)!r}")
+        for name in ("neuron_circuits", "synapse_rows"):
+            if getattr(self, name) > _CIRCUITS_MAX:
+                raise InvalidValueError(f"{name}: expected at most {_CIRCUITS_MAX}, got {getattr(self, name)}")
+        for name, value in (("timestamp_us", self.timestamp_us), ("delay_jitter_tau", self.delay_jitter_tau * self.tau_us)):
+            if value >= self.slot_us:
+                raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "
+                                        f"{self.slot_us:g} us, option slot_tau), got {getattr(self, name)!r}")
 
     @property
     def cadc_per_unit(self) -> float:

@@ -124,7 +124,10 @@ def place(network: Network, config: ChipConfig, duplication: int, usable_circuit
             f"backend {BACKEND_NAME!r} cannot place the network with this calibration: it needs {n_neurons} neuron "
             f"circuits and {n_elements} delay elements; after placing "
             f"{elements.size} delay elements {circuits.size} usable circuits are left ({failed} circuits and "
-            f"{int(np.count_nonzero(~usable_elements))} delay elements failed calibration)", capability="resources")
+            f"{int(np.count_nonzero(~usable_elements))} delay elements failed calibration"
+            + ("; so many failures mean the calibration targets lie outside what the circuits reach: check the "
+               "options leak_cadc, threshold_cadc, tau_us and the spreads)" if failed > usable_circuits.size // 2
+               else ")"), capability="resources")
     neuron_circuits, element_index, start, first_element = [], [], 0, 0
     for layer, group in zip(network.layers, groups):
         neuron_circuits.append(circuits[start:start + layer.population.size])

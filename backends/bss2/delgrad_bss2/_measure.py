@@ -13,12 +13,12 @@ import math
 import numpy as np
 
 from delgrad_bss2._chip import Chip
+from delgrad_bss2._config import CADC_MAX
 from delgrad_bss2._units import timestamped_us
 
 __all__ = ["Experiments", "fit_exponential_decay"]
 
 READ_NOISE_CADC = 1.0
-CADC_MAX = 255
 N_READS = 32  # reads of a resting potential; spikes of a threshold measurement
 N_TRACES = 32  # repetitions averaged into one trace
 N_DELAY_TRIALS = 64

@@ -164,3 +164,18 @@ def test_noisier_measurements_are_repeated_until_only_the_unreachable_circuits_f
     quiet = failures(threshold_noise=0.0, delay_jitter_tau=0.0)
     assert quiet[0] and quiet[1]  # chip 0 has defects
     assert failures(threshold_noise=0.2, delay_jitter_tau=0.1) == quiet
+
+
+def test_targets_out_of_reach_are_refused_or_named(tmp_path, monkeypatch):
+    """(a threshold target above the readout's range, or a tau most circuits cannot reach,
+    calibrated 'successfully' with every circuit failed, and training then said only that no
+    circuit was usable)"""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path))
+    with pytest.raises(dg.InvalidValueError, match="threshold_cadc: the potential readout measures 0..255 CADC"):
+        dg.get_backend("bss2-emulator", threshold_cadc=300)
+    backend = dg.get_backend("bss2-emulator", tau_us=600.0)
+    with pytest.warns(UserWarning, match="of 512 neuron circuits failed calibration: its targets lie outside"):
+        calibration = backend.calibrate()
+    network = dg.Network.feedforward([4, 60, 3], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), seed=0)
+    with pytest.raises(dg.UnsupportedNetworkError, match="so many failures mean the calibration targets lie outside"):
+        backend.execute(network, np.full((1, 4), 0.5), calibration=calibration)

@@ -34,6 +34,11 @@ def test_register_bounds_and_step_are_options():
     for value in (0, -1.0):  # (-1 said ">= 0", then 0 said "must be > 0")
         with pytest.raises(dg.InvalidValueError, match=f"tau_us: expected a finite number > 0, got {value}"):
             ChipConfig(tau_us=value)
+    for options, message in [({"neuron_circuits": 2**64}, "neuron_circuits: expected at most 65536"),
+                             ({"timestamp_us": 1e300}, "timestamp_us: must be shorter than the sample slot"),
+                             ({"delay_jitter_tau": 1e300}, "delay_jitter_tau: must be shorter than the sample slot")]:
+        with pytest.raises(dg.InvalidValueError, match=message):  # (they failed later, deep inside)
+            ChipConfig(**options)
 
 
 def test_a_group_is_triggered_by_its_earliest_copy():
