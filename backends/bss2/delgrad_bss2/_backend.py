@@ -135,7 +135,7 @@ class Bss2EmulatorBackend(Backend):
         if failed > self.config.neuron_circuits // 2:  # (a few per cent fail on a chip at its defaults)
             warnings.warn(f"chip {self.chip}: {failed} of {self.config.neuron_circuits} neuron circuits failed "
                           "calibration: its targets lie outside what most circuits reach (check the options "
-                          "leak_cadc, threshold_cadc, tau_us and the spreads)", UserWarning, stacklevel=3)
+                          "leak_cadc, threshold_cadc, tau_us, the spreads and defect_probability)", UserWarning, stacklevel=3)
         if self.cache:
             self.calibration_cache = store(calibration)
         return calibration

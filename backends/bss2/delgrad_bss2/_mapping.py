@@ -126,7 +126,7 @@ def place(network: Network, config: ChipConfig, duplication: int, usable_circuit
             f"{elements.size} delay elements {circuits.size} usable circuits are left ({failed} circuits and "
             f"{int(np.count_nonzero(~usable_elements))} delay elements failed calibration"
             + ("; so many failures mean the calibration targets lie outside what the circuits reach: check the "
-               "options leak_cadc, threshold_cadc, tau_us and the spreads)" if failed > usable_circuits.size // 2
+               "options leak_cadc, threshold_cadc, tau_us, the spreads and defect_probability)" if failed > usable_circuits.size // 2
                else ")"), capability="resources")
     neuron_circuits, element_index, start, first_element = [], [], 0, 0
     for layer, group in zip(network.layers, groups):
