@@ -429,4 +429,5 @@ def check_parameter_names(what: str, factory, parameters: dict, noun: str, skip:
                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip]
     unknown = sorted(set(parameters) - set(allowed))
     if unknown:
-        raise InvalidValueError(f"{what}: unknown {noun}(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or '(none)'}")
+        shown = ", ".join(name if name.isidentifier() else repr(name) for name in unknown)
+        raise InvalidValueError(f"{what}: unknown {noun}(s) {shown}; allowed: {', '.join(allowed) or '(none)'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import warnings
@@ -73,10 +74,24 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
 def check_components(config: TrainingConfig) -> None:
     """Refuse before anything runs what building the run would refuse first: the loss and the
     encoder are built, the backend's option names are checked against its factory (the backend
-    itself is not started)."""
+    itself is not started).  Errors name the setting (e.g. ``loss_options: ...``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (the run itself says them)
-        component("loss", config.loss, config, config.loss_options)
-        component("encoder", config.encoder, config, config.encoder_options)
-    check_parameter_names(f"backend {config.backend!r}", registry().get("backend", config.backend).obj,
-                          config.backend_options, "option")
+        for kind in ("loss", "encoder"):
+            with _naming_the_setting(kind):
+                component(kind, getattr(config, kind), config, getattr(config, f"{kind}_options"))
+    with _naming_the_setting("backend"):
+        check_parameter_names(f"backend {config.backend!r}", registry().get("backend", config.backend).obj,
+                              config.backend_options, "option")
+
+
+@contextlib.contextmanager
+def _naming_the_setting(kind: str):
+    """An `InvalidValueError` inside, prefixed with the setting it comes from (``<kind>_options``
+    or ``<kind>``) unless it names one already."""
+    try:
+        yield
+    except InvalidValueError as exc:
+        if str(exc).startswith(f"{kind}_options:"):
+            raise
+        raise InvalidValueError(f"{kind}_options: {exc}") from None
