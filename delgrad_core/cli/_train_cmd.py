@@ -126,7 +126,8 @@ def _shown(value) -> str:
 @click.option("--seed", type=int, help="Random seed.  [default: 0]")
 @click.option("--loss", help="Loss name (built in: squared, crossentropy; plugins may add more).  [default: squared]")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="TOML file with any TrainingConfig setting (top level or a [train] table).")
+              help="TOML file with any TrainingConfig setting (top level, a [train] table, or the sections of "
+                   "docs/training.md).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output folder.  [default: a fresh runs/train-<time>]")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
