@@ -222,7 +222,7 @@ def test_oversize_malformed_truncated_and_replayed_requests_get_errors_and_the_s
     big = dg.ExecutionRequest(network, np.full((2000, 4), 0.5), None, 0)
     header = _reply(service, signed(service.token, "execute", big.to_bytes(), job=big.digest))
     assert header["code"] == "too_large" and "above the limit" in header["message"] and not header["retryable"]
-    for frames, code in (([b"garbage"], "malformed"), ([b"delgrad-hil/1", b"x" * 32, b"\xc1"], "bad_signature"),
+    for frames, code in (([b"garbage"], "malformed"), ([b"delgrad-hil/2", b"x" * 32, b"\xc1"], "bad_signature"),
                          ([b"delgrad-hil/7", b"", b""], "unsupported_version")):
         assert _reply(service, frames)["code"] == code
     request = dg.ExecutionRequest(network, inputs, None, 0)
@@ -551,3 +551,22 @@ def test_a_calibration_travels_once_then_by_digest_and_again_after_a_restart(sta
         results += [backend.execute(request) for request in requests[2:]]
     assert sent == [True, False, False, True, False]  # full, digest, digest refused -> full, digest
     _assert_same_results(results, _device_results(requests))
+
+
+def test_a_service_restarted_with_another_device_is_refused(start_service):
+    """(a shared service restarted at the same address with another device was used on: results
+    came from the other device without a word)"""
+    first = start_service(device="reference")
+    network, inputs = network_and_inputs(kind="none", tau_ratio=2.0)
+    with _client(first) as backend:
+        ran = backend.represent(network)
+        backend.execute(ran, inputs, seed=0)
+        first.stop()
+        other = LocalService("example")
+        other.token, other.address = first.token, first.address  # (the same address and token)
+        try:
+            other.start()
+            with pytest.raises(dg.BackendUnavailable, match="owns device 'example', not 'reference'"):
+                backend.execute(ran, inputs, seed=1)
+        finally:
+            other.stop()

@@ -144,6 +144,7 @@ class HilBackend(Backend):
         self.local_service = None
         self._model: Backend | None = None
         self._client = None
+        self._service_id = None  # of the service greeted last
         self._sent_calibrations: set[str] = set()  # digests of calibrations the service has received
 
     # -- the device, as the host maps networks onto it ---------------------------------------------
@@ -196,7 +197,7 @@ class HilBackend(Backend):
                     service.stop()
                 raise
             client.max_message_bytes = int(info["max_message_bytes"])
-            self._client, self.local_service = client, service
+            self._client, self.local_service, self._service_id = client, service, info.get("service_id")
         return self._client
 
     def _check_device(self, info: dict, address: str) -> None:
@@ -243,6 +244,7 @@ class HilBackend(Backend):
         reply = self._session().request("calibrate", {"job": job, "seed": seed}, payload, expect="calibration",
                                         job_timeout_s=self.calibration_timeout_s, what=f"calibration job {job[:12]}")
         try:
+            self._check_same_service(reply)
             return wrap(Calibration.from_bytes(reply.payload))
         except FileFormatError as exc:
             raise InvalidResultError(f"backend {self.name!r}: the service sent an unreadable calibration ({exc})") \
@@ -312,10 +314,21 @@ class HilBackend(Backend):
         job = request.digest
         return "execute", {"job": job}, request.to_bytes(include_calibration=include_calibration), f"job {job[:12]}"
 
+    def _check_same_service(self, reply) -> None:
+        """A job answered by another service than the one greeted (restarted at the address)
+        may have run on another device: greet it and check its device again, refusing the
+        answer of another device."""
+        if reply.header["service"] == self._service_id:
+            return
+        info = self._client.request("hello", expect="welcome", what="the greeting").header["info"]
+        self._check_device(info, self._client.address)
+        self._service_id = info.get("service_id")
+
     def _result(self, reply, job: str) -> ExecutionResult:
         if reply.header["job"] != job:
             raise InvalidResultError(f"backend {self.name!r}: the service answered job {reply.header['job'][:12]} "
                                      f"to job {job[:12]}")
+        self._check_same_service(reply)
         try:
             result = ExecutionResult.from_bytes(reply.payload)
         except FileFormatError as exc:

@@ -35,7 +35,7 @@ __all__ = [
     "decode", "new_header", "calibration_job_id", "read_unverified_error",
 ]
 
-VERSION = 1
+VERSION = 2  # 2: job replies name the service that ran them
 PROTOCOL = b"delgrad-hil/%d" % VERSION
 _OTHER_VERSION = re.compile(rb"delgrad-hil/[0-9]{1,6}")
 MAX_HEADER_BYTES = 64 * 1024
@@ -165,7 +165,8 @@ REQUEST_TYPES = {
     "execute": ({"job": _JOB}, "required"),
     "probe": ({"job": _JOB}, "none"),
 }
-_JOB_REPLY = {"job": _JOB, "cached": _BOOL, "run_s": _finite}
+_SERVICE_ID = _pattern(re.compile(r"[0-9a-f]{16}"), "16 lower-case hex digits")
+_JOB_REPLY = {"job": _JOB, "cached": _BOOL, "run_s": _finite, "service": _SERVICE_ID}
 REPLY_TYPES = {
     "welcome": ({"info": _DICT}, "none"),
     "health": ({"info": _DICT}, "none"),

@@ -280,7 +280,8 @@ class DeviceService:
         except Exception as exc:
             log.exception("job %s failed inside the service", job.job_id[:16])
             return Outcome(_error_fields("internal", f"the service failed: {type(exc).__name__}: {exc}"), keep=False)
-        fields = {"type": reply_type, "job": job.job_id, "cached": False, "run_s": time.perf_counter() - started}
+        fields = {"type": reply_type, "job": job.job_id, "cached": False, "run_s": time.perf_counter() - started,
+                  "service": self.service_id}
         return Outcome(fields, payload)
 
     # -- receiving -------------------------------------------------------------------------------
