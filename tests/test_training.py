@@ -881,3 +881,30 @@ def test_path_options_given_now_become_absolute_and_urls_stay(monkeypatch, tmp_p
         "backend_options": {"token_file": str(tmp_path / "t"), "address": "tcp://h:1", "store_dir": "s3://b/x",
                             "chip": 3},
         "dataset_options": {"directory": os.path.expanduser("~/data")}, "epochs": 2}
+
+
+def test_a_trainer_finishes_once_and_trains_no_further_after_finish_or_close(tmp_path):
+    """(a second finish() recorded the kept network's accuracy as the last epoch's and drew
+    another test seed; fit() after finish() trained on from the kept parameters; a closed
+    trainer given a backend object trained and wrote into a folder it no longer held)"""
+    backend = dg.get_backend("reference")
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), backend=backend, out_dir=tmp_path / "run") as trainer:
+        trainer.fit(progress=False)
+        first = trainer.finish()
+        written = (tmp_path / "run" / "metrics.json").read_text()
+        assert trainer.finish() is first and (tmp_path / "run" / "metrics.json").read_text() == written
+        trainer.config.epochs = 3
+        with pytest.raises(dg.DelgradError, match="Trainer.fit: the run is finished"):
+            trainer.fit(progress=False)
+    for call in (lambda: trainer.fit(progress=False), trainer.finish):
+        with pytest.raises(dg.DelgradError, match="the trainer is closed"):
+            call()
+    assert not backend.closed  # (the trainer did not build it)
+
+
+def test_a_users_empty_folder_is_left_in_place(tmp_path):
+    (tmp_path / "mine").mkdir()
+    Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "mine").close()
+    assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []
+    Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "made").close()
+    assert not (tmp_path / "made").exists()  # (one it made for nothing is removed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -180,6 +181,10 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         raise BackendError(f"{exc}; the last finished epoch is saved in {out}, but resuming with the run's settings "
                            "meets the same error unless its cause lies outside them (e.g. a plugin fixed since)") \
             from None
+    finally:
+        if not out_dir:  # a folder this command chose and made: removed if the run wrote nothing
+            with contextlib.suppress(OSError):
+                out.rmdir()
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
         f"{summary['n_parameters']} parameters; trained {summary['wall_seconds']:.1f} s, this command took "

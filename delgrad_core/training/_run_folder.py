@@ -49,6 +49,9 @@ def folder_lock(path):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{path}: exists and is not a folder")
+    # (a folder is removed at the end if nothing was written in it and it was made for this run:
+    # it did not exist, or held only a lock left by a killed run; a user's empty folder stays)
+    made_here = not path.exists() or os.listdir(path) == [_LOCK_NAME]
     try:
         path.mkdir(parents=True, exist_ok=True)
         handle = open(path / _LOCK_NAME, "a+")
@@ -65,8 +68,6 @@ def folder_lock(path):
                 raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another "
                                      "folder") from None
         locked = True
-        # (decided under the lock: a folder holding nothing but the lock was made for this run)
-        created = [entry.name for entry in path.iterdir()] == [_LOCK_NAME]
         try:
             handle.seek(0)
             handle.truncate()
@@ -79,10 +80,11 @@ def folder_lock(path):
         yield path
     finally:
         handle.close()  # releases the lock
-        if locked and created and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
+        if locked and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
             with contextlib.suppress(OSError):
                 (path / _LOCK_NAME).unlink()
-                path.rmdir()
+                if made_here:
+                    path.rmdir()
 
 
 class RunFolder:

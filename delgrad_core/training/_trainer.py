@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from delgrad_core._errors import FileFormatError, InvalidValueError, PluginError, RunFolderError
+from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, PluginError, RunFolderError
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
 from delgrad_core._plugins import get_backend
@@ -142,10 +142,14 @@ class Trainer:
         self.test_seed: int | None = None  # drawn by `finish`
         self.history: list[EpochMetrics] = []
         self.elapsed_seconds = 0.0
+        self._finished: tuple | None = None  # what `finish` returned
+        self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the backend if the trainer built it; release a folder it claimed."""
+        """Close the backend if the trainer built it; release a folder it claimed.  A closed
+        trainer neither trains nor finishes (another process may own its folder by then)."""
+        self._closed = True
         try:
             if self.owns_backend:
                 self.backend.close()
@@ -220,6 +224,10 @@ class Trainer:
         """Train until `config.epochs`, recording and checkpointing every epoch in the run folder
         (if any).  `should_stop()` is asked before each epoch; if it says yes, training stops there
         (the run can be resumed)."""
+        self._check_open("fit")
+        if self._finished is not None and self.epoch < self.config.epochs:
+            raise DelgradError("Trainer.fit: the run is finished (finish() kept its network and wrote its metrics); "
+                               "to train on, make a Trainer that resumes its folder with more epochs")
         report = EpochProgress(self.config.epochs, self.epoch,
                                f"{self.config.delays} h={self.config.hidden} seed={self.config.seed}", progress)
         try:
@@ -265,7 +273,11 @@ class Trainer:
         """Evaluate the test split, keep the best-validation network (config.keep_best) and
         write it and the final metrics.  Returns (kept network's test result, last epoch's
         test result or None when the last epoch is the one kept).  With `parameter_average` the
-        network is the average (the last epoch's, or the kept epoch's)."""
+        network is the average (the last epoch's, or the kept epoch's).  Called again, it returns
+        the same."""
+        self._check_open("finish")
+        if self._finished is not None:
+            return self._finished
         if self.epoch == 0:
             raise InvalidValueError("finish: no epoch has been trained (call fit() first)")
         self.test_seed = draw_seed(self.rng)  # recorded: `delgrad evaluate` repeats the test exactly
@@ -279,7 +291,13 @@ class Trainer:
         if self.folder is not None:
             self.folder.write_network(self.network)
             self.folder.write_metrics(self.summary(test, final_test))
-        return test, final_test
+        self._finished = (test, final_test)
+        return self._finished
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise DelgradError(f"Trainer.{what}: the trainer is closed; make a new one (resume=True continues its "
+                               "run from its folder)")
 
     def decision_plane(self, resolution: int = 120):
         """(x grid, y grid, predicted class per point; -1 = no output spike) over the unit
