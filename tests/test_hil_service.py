@@ -570,3 +570,30 @@ def test_a_service_restarted_with_another_device_is_refused(start_service):
                 backend.execute(ran, inputs, seed=1)
         finally:
             other.stop()
+
+
+def test_a_forked_child_neither_uses_nor_ends_its_parents_backend(tmp_path):
+    """(a child hung in a poll for over a minute after 'restarting' a second service, and a
+    child that just exited removed its parent's service log)"""
+    import multiprocessing
+
+    network, inputs = network_and_inputs()
+    with HilBackend(device="reference", timeout_s=2, attempts=2) as backend:
+        ran = backend.represent(network)
+        backend.execute(ran, inputs, seed=0)
+        outcome = multiprocessing.get_context("fork").Queue()
+
+        def child():
+            try:
+                backend.execute(ran, inputs, seed=1)
+                outcome.put("ran")
+            except dg.BackendUnavailable as exc:
+                outcome.put(str(exc))
+
+        process = multiprocessing.get_context("fork").Process(target=child)
+        process.start()
+        process.join(30)
+        assert process.exitcode == 0 and "a child process cannot share; make a backend in this process" in \
+            outcome.get(timeout=5)
+        assert backend.local_service.alive and os.path.exists(backend.local_service._log_path)
+        backend.execute(ran, inputs, seed=2)  # (the parent's backend still works)

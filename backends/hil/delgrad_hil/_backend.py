@@ -14,6 +14,7 @@ import functools
 import io
 import json
 import math
+import os
 
 import numpy as np
 
@@ -145,6 +146,7 @@ class HilBackend(Backend):
         self._model: Backend | None = None
         self._client = None
         self._service_id = None  # of the service greeted last
+        self._owner_pid = os.getpid()
         self._sent_calibrations: set[str] = set()  # digests of calibrations the service has received
 
     # -- the device, as the host maps networks onto it ---------------------------------------------
@@ -173,6 +175,10 @@ class HilBackend(Backend):
     def _session(self):
         """The connection to the service, opened on first use (starting the local service)."""
         self._check_open()
+        if os.getpid() != self._owner_pid:
+            raise BackendUnavailable(f"backend {self.name!r}: made in process {self._owner_pid}, whose connection and "
+                                     "local service a child process cannot share; make a backend in this process",
+                                     retryable=False)
         if self._client is None:
             from delgrad_hil._auth import Signer, load_token
             from delgrad_hil._client import ServiceClient, new_client_id

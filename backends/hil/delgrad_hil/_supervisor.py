@@ -62,8 +62,11 @@ def _terminate(process: subprocess.Popen, timeout_s: float = 5.0) -> None:
         process.stdout.close()
 
 
-def _end(process: subprocess.Popen, log_path: str) -> None:
-    """What a LocalService that was never stopped leaves: its process (ended) and log (removed)."""
+def _end(process: subprocess.Popen, log_path: str, owner_pid: int) -> None:
+    """What a LocalService that was never stopped leaves: its process (ended) and log (removed);
+    only in the process that started it (a forked child inherits the clean-up at exit)."""
+    if os.getpid() != owner_pid:
+        return
     _terminate(process)
     with contextlib.suppress(OSError):
         os.unlink(log_path)
@@ -152,7 +155,7 @@ class LocalService:
         with open(self._log_path, "a") as log_file:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
                                        env={**os.environ, TOKEN_ENV: self.token}, text=True, start_new_session=True)
-        self._finalizer = weakref.finalize(self, _end, process, self._log_path)
+        self._finalizer = weakref.finalize(self, _end, process, self._log_path, os.getpid())
         self._process = process
         line = self._ready_line(process)
         if not line.startswith(READY_PREFIX):
