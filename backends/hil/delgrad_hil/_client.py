@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import threading
 import time
 
@@ -42,6 +43,19 @@ __all__ = ["ServiceClient", "new_client_id"]
 _DEVICE_ERRORS = ("BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
                   "InvalidValueError", "UnsupportedNetworkError", "FileFormatError")
 _POLL_SLICE_S = 0.05  # how often a wait checks that a local service is still alive
+
+
+def _unresolved_host(address: str) -> str:
+    """'; the host name H does not resolve' for a tcp address whose host has no address (ZeroMQ
+    then waits without a word), else ''."""
+    if not address.startswith("tcp://"):
+        return ""
+    host = address[len("tcp://"):].rpartition(":")[0].strip("[]")
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError:
+        return f"; the host name {host!r} does not resolve"
+    return ""
 
 
 def new_client_id() -> str:
@@ -277,13 +291,14 @@ class ServiceClient:
         """(reply, None), or (None, (kind, text)) saying why this attempt failed: "silent" (no
         answer within `timeout_s`), "lost" (the job's result went missing) or "refused" (a
         corrupted reply or a "try again" answer)."""
-        probe, state = None, "not answering"
+        probe, state = None, None
         silent_until = time.monotonic() + self.timeout_s
         while True:
             now = time.monotonic()
             if job_deadline is not None and now >= job_deadline:
-                raise ExecutionTimeout(f"{what} did not finish in time at {self.address} (the service says it is "
-                                       f"{state}); raise job_timeout_s or calibration_timeout_s for slow jobs")
+                said = "no answer yet" if state is None else f"the service says it is {state}"
+                raise ExecutionTimeout(f"{what} did not finish in time at {self.address} ({said}); raise job_timeout_s "
+                                       "or calibration_timeout_s for slow jobs or a slow link")
             if now >= silent_until:
                 if job is None or probe is not None:
                     self._close_socket()
@@ -335,5 +350,5 @@ class ServiceClient:
         kind, text = problem
         counted = f"after {self.attempts} attempt{'s' * (self.attempts > 1)} ({elapsed_s:.1f} s)"
         if kind == "silent":
-            return BackendUnavailable(f"no answer from {self.address} {counted}")
+            return BackendUnavailable(f"no answer from {self.address} {counted}{_unresolved_host(self.address)}")
         return BackendUnavailable(f"{what} failed at {self.address} {counted}; last: {text}")
