@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 import warnings
 
 import numpy as np
@@ -921,3 +922,20 @@ def test_a_run_records_the_backend_object_it_ran_on(tmp_path):
     result = cli_runner().invoke(main, ["train", "--out", str(tmp_path / "run"), "--resume", "--epochs", "2",
                                         "--no-progress"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_folder_held_by_a_forked_child_names_the_child(tmp_path):
+    """(the refusal named the asking process itself: the lock passes to children forked while held)"""
+    import multiprocessing
+
+    trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path / "run")
+    trainer.fit(progress=False)
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(3,))
+    child.start()
+    try:
+        trainer.close()
+        with pytest.raises(dg.RunFolderError, match="in use by a child process that this process forked"):
+            Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
+    finally:
+        child.join()
+    Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True).close()

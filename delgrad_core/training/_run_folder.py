@@ -65,6 +65,8 @@ def folder_lock(path):
             except BlockingIOError:
                 handle.seek(0)
                 owner = handle.read().strip() or "another process"
+                if owner == f"process {os.getpid()}":  # (a lock taken here stays held by children forked then)
+                    owner = "a child process that this process forked while it held the folder"
                 raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another "
                                      "folder") from None
         locked = True
