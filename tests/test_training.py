@@ -911,19 +911,6 @@ def test_a_users_empty_folder_is_left_in_place(tmp_path):
     assert not (tmp_path / "made").exists()  # (one it made for nothing is removed)
 
 
-def test_a_run_records_the_backend_object_it_ran_on(tmp_path):
-    """(the config's backend was recorded, another one than ran: the run could not be resumed)"""
-    config = TrainingConfig(**{**SHORT, "epochs": 1, "backend": "mock-hil", "backend_options": {"device": "reference"}})
-    with Trainer(config, backend=dg.get_backend("reference"), out_dir=tmp_path / "run") as trainer:
-        trainer.fit(progress=False)
-        trainer.finish()
-    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert recorded["config"]["backend"] == "reference" and recorded["config"]["backend_options"] == {}
-    result = cli_runner().invoke(main, ["train", "--out", str(tmp_path / "run"), "--resume", "--epochs", "2",
-                                        "--no-progress"])
-    assert result.exit_code == 0, result.output
-
-
 def test_a_folder_held_by_a_forked_child_names_the_child(tmp_path):
     """(the refusal named the asking process itself: the lock passes to children forked while held)"""
     import multiprocessing

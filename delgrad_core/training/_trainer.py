@@ -9,14 +9,14 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, PluginError, RunFolderError
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
-from delgrad_core._plugins import get_backend, registry
+from delgrad_core._plugins import get_backend
 from delgrad_core.datasets import load_dataset
 from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig, result_settings
@@ -108,11 +108,6 @@ class Trainer:
             self.backend = get_backend(requested, **({} if not isinstance(requested, str) else
                                                      self.config.backend_options))
             self.owns_backend = isinstance(requested, str)
-            if not self.owns_backend and self.backend.name != self.config.backend \
-                    and self.backend.name in registry().names("backend"):
-                # a backend object of another registered backend: the run records the one that runs
-                # (its options are the object's own, not the config's for another backend)
-                self.config = replace(self.config, backend=self.backend.name, backend_options={})
             state = self._resumable_state() if resume else None  # (checked before the backend calibrates)
             self._setup()
             if resume:
@@ -308,7 +303,7 @@ class Trainer:
         """(x grid, y grid, predicted class per point; -1 = no output spike) over the unit
         square, for datasets that register a `plane`; else None."""
         from delgrad_core._losses import first_spike_prediction
-        from delgrad_core._plugins import call_plugin
+        from delgrad_core._plugins import call_plugin, registry
 
         registration = registry().get("dataset", self.config.dataset)
         plane = registration.details.get("plane")
