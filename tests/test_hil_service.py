@@ -605,3 +605,47 @@ def test_an_address_whose_host_does_not_resolve_says_so(monkeypatch):
         with pytest.raises(dg.BackendUnavailable, match="after 1 attempt .*; the host name 'no.such.host.invalid' "
                                                         "does not resolve"):
             backend.calibrate()
+
+
+def test_jobs_in_flight_answered_by_a_restarted_service(start_service):
+    """(a greeting from inside the batch waited for the lock the batch held: execute_many hung
+    for ever once a restarted service answered)"""
+    network, inputs = network_and_inputs(kind="none", tau_ratio=2.0)
+    with HilBackend(device="reference", timeout_s=2, attempts=5) as backend:
+        ran = backend.represent(network)
+        backend.execute(ran, inputs, seed=0)
+        os.kill(backend.local_service.pid, signal.SIGKILL)
+        assert wait_for(lambda: not backend.local_service.alive)
+        requests = [dg.ExecutionRequest(ran, inputs, None, seed) for seed in range(1, 6)]
+        results = _run_in_thread(lambda: backend.execute_many(requests), timeout_s=60)
+    with dg.get_backend("reference") as reference:
+        expected = reference.execute_many(requests)
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got.output_spike_times, want.output_spike_times)
+
+
+def _run_in_thread(call, timeout_s: float):
+    """`call()` in a thread; fails the test instead of hanging it."""
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(value=call()), daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"no answer within {timeout_s} s (hung)"
+    return outcome["value"]
+
+
+def test_a_service_restarted_with_other_device_options_is_refused(start_service):
+    first = start_service(device="example", device_options={"dt": 0.001})
+    network, inputs = network_and_inputs(kind="none", tau_ratio=2.0)
+    with _client(first) as backend:
+        ran = backend.represent(network)
+        backend.execute(ran, inputs, seed=0)
+        first.stop()
+        other = LocalService("example", {"dt": 0.05})
+        other.token, other.address = first.token, first.address
+        try:
+            other.start()
+            with pytest.raises(dg.BackendUnavailable, match="was restarted with device options"):
+                backend.execute(ran, inputs, seed=1)
+        finally:
+            other.stop()

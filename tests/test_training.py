@@ -166,7 +166,8 @@ def test_resume_takes_other_values_of_options_that_do_not_change_results(tmp_pat
 
 def test_a_trainer_claims_its_folder_like_the_command_line(tmp_path):
     with Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "run") as first:
-        with pytest.raises(dg.RunFolderError, match="run: in use by process"):
+        with pytest.raises(dg.RunFolderError, match="run: in use by this process \\(a Trainer or claim of it not "
+                                                    "closed yet\\)"):
             Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "run")
         first.fit(progress=False)
         first.finish()
@@ -925,4 +926,7 @@ def test_a_folder_held_by_a_forked_child_names_the_child(tmp_path):
             Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
     finally:
         child.join()
-    Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True).close()
+    again = Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
+    with pytest.raises(dg.RunFolderError, match="in use by this process \\(a Trainer or claim of it not closed yet\\)"):
+        Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
+    again.close()

@@ -42,6 +42,10 @@ _RUN_FILES = (CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME, NETWORK_NAME)
 STATE_KEY = "trainer_state.json"  # the checkpoint's JSON document: loop state and settings
 
 
+_HELD: set = set()  # real paths of the folders this process holds (a lock taken here stays held by children
+# forked meanwhile: told apart in the refusal)
+
+
 @contextlib.contextmanager
 def folder_lock(path):
     """Create folder `path` and hold an exclusive lock on it (one process at a time), after
@@ -51,8 +55,9 @@ def folder_lock(path):
         raise RunFolderError(f"{path}: exists and is not a folder")
     # (a folder is removed at the end if nothing was written in it and it was made for this run:
     # it did not exist, or held only a lock left by a killed run; a user's empty folder stays)
-    made_here = not path.exists() or os.listdir(path) == [_LOCK_NAME]
+    key = os.path.realpath(path)
     try:
+        made_here = not path.exists() or os.listdir(path) == [_LOCK_NAME]
         path.mkdir(parents=True, exist_ok=True)
         handle = open(path / _LOCK_NAME, "a+")
     except OSError as exc:
@@ -65,11 +70,13 @@ def folder_lock(path):
             except BlockingIOError:
                 handle.seek(0)
                 owner = handle.read().strip() or "another process"
-                if owner == f"process {os.getpid()}":  # (a lock taken here stays held by children forked then)
-                    owner = "a child process that this process forked while it held the folder"
+                if owner == f"process {os.getpid()}":
+                    owner = ("this process (a Trainer or claim of it not closed yet)" if key in _HELD else
+                             "a child process that this process forked while it held the folder")
                 raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another "
                                      "folder") from None
         locked = True
+        _HELD.add(key)
         try:
             handle.seek(0)
             handle.truncate()
@@ -81,6 +88,8 @@ def folder_lock(path):
             raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
         yield path
     finally:
+        if locked:
+            _HELD.discard(key)
         handle.close()  # releases the lock
         if locked and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
             with contextlib.suppress(OSError):

@@ -146,6 +146,7 @@ class HilBackend(Backend):
         self._model: Backend | None = None
         self._client = None
         self._service_id = None  # of the service greeted last
+        self._service_device_options = None  # of its device, at the first greeting
         self._owner_pid = os.getpid()
         self._sent_calibrations: set[str] = set()  # digests of calibrations the service has received
 
@@ -204,6 +205,7 @@ class HilBackend(Backend):
                 raise
             client.max_message_bytes = int(info["max_message_bytes"])
             self._client, self.local_service, self._service_id = client, service, info.get("service_id")
+            self._service_device_options = info.get("device_options")
         return self._client
 
     def _check_device(self, info: dict, address: str) -> None:
@@ -250,7 +252,7 @@ class HilBackend(Backend):
         reply = self._session().request("calibrate", {"job": job, "seed": seed}, payload, expect="calibration",
                                         job_timeout_s=self.calibration_timeout_s, what=f"calibration job {job[:12]}")
         try:
-            self._check_same_service(reply)
+            self._check_same_service(reply.header["service"])
             return wrap(Calibration.from_bytes(reply.payload))
         except FileFormatError as exc:
             raise InvalidResultError(f"backend {self.name!r}: the service sent an unreadable calibration ({exc})") \
@@ -268,6 +270,7 @@ class HilBackend(Backend):
             reply = self._send_job(request, include_calibration=True)
         if calibration is not None:
             self._sent_calibrations.add(calibration)
+        self._check_same_service(reply.header["service"])
         return self._result(reply, request.digest)
 
     def _execute_many(self, requests) -> list[ExecutionResult]:
@@ -289,18 +292,26 @@ class HilBackend(Backend):
         """Jobs whose calibration the service holds, `jobs_in_flight` at a time."""
         done: dict[int, ExecutionResult] = {}
 
+        services: set[str] = set()  # that answered: checked after the batch, whose lock a greeting would wait for
+
         def receive(index, reply):
+            services.add(reply.header["service"])
             done[index] = self._result(reply, requests[index].digest)
             return done[index]
 
+        results = None
         try:
-            return self._session().request_many(
+            results = self._session().request_many(
                 [functools.partial(self._job, request, include_calibration=False) for request in requests],
                 expect="result", depth=self.jobs_in_flight, job_timeout_s=self.job_timeout_s, receive=receive)
         except ProtocolError as exc:
             if exc.code != "unknown_calibration":
                 raise
             self._sent_calibrations.clear()  # the service forgot it (e.g. restarted): send it again in full
+        for service in sorted(services):
+            self._check_same_service(service)
+        if results is not None:
+            return results
         rest = iter(self._execute_many([request for index, request in enumerate(requests) if index not in done]))
         return [done[index] if index in done else next(rest) for index in range(len(requests))]
 
@@ -320,21 +331,25 @@ class HilBackend(Backend):
         job = request.digest
         return "execute", {"job": job}, request.to_bytes(include_calibration=include_calibration), f"job {job[:12]}"
 
-    def _check_same_service(self, reply) -> None:
+    def _check_same_service(self, service: str) -> None:
         """A job answered by another service than the one greeted (restarted at the address)
-        may have run on another device: greet it and check its device again, refusing the
-        answer of another device."""
-        if reply.header["service"] == self._service_id:
+        may have run on another device or device options: greet it and check them again,
+        refusing the answer of another one."""
+        if service == self._service_id:
             return
         info = self._client.request("hello", expect="welcome", what="the greeting").header["info"]
         self._check_device(info, self._client.address)
+        if info.get("device_options") != self._service_device_options:
+            raise BackendUnavailable(f"the service at {self._client.address} was restarted with device options "
+                                     f"{info.get('device_options')}, not {self._service_device_options}",
+                                     retryable=False)
         self._service_id = info.get("service_id")
+        self._client.max_message_bytes = int(info["max_message_bytes"])
 
     def _result(self, reply, job: str) -> ExecutionResult:
         if reply.header["job"] != job:
             raise InvalidResultError(f"backend {self.name!r}: the service answered job {reply.header['job'][:12]} "
                                      f"to job {job[:12]}")
-        self._check_same_service(reply)
         try:
             result = ExecutionResult.from_bytes(reply.payload)
         except FileFormatError as exc:
