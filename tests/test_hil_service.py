@@ -596,6 +596,10 @@ def test_a_forked_child_neither_uses_nor_ends_its_parents_backend(tmp_path):
         assert process.exitcode == 0 and "a child process cannot share; make a backend in this process" in \
             outcome.get(timeout=5)
         assert backend.local_service.alive and os.path.exists(backend.local_service._log_path)
+        closing = multiprocessing.get_context("fork").Process(target=backend.close)  # (a child's `with` block)
+        closing.start()
+        closing.join(30)
+        assert backend.local_service.alive and os.path.exists(backend.local_service._log_path)
         backend.execute(ran, inputs, seed=2)  # (the parent's backend still works)
 
 

@@ -176,11 +176,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     except BackendError as exc:  # (e.g. a service that stays away): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
             raise
-        if exc.retryable:
-            raise BackendError(f"{exc}; {_resume_hint(out)}") from None
-        raise BackendError(f"{exc}; the last finished epoch is saved in {out}, but resuming with the run's settings "
-                           "meets the same error unless its cause lies outside them (e.g. a plugin fixed since)") \
-            from None
+        caveat = "" if exc.retryable else " once the cause is removed (the run's own settings would meet it again)"
+        raise BackendError(f"{exc}; {_resume_hint(out)}{caveat}") from None
     finally:
         if not out_dir:  # a folder this command chose and made: removed if the run wrote nothing
             with contextlib.suppress(OSError):

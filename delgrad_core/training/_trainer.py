@@ -372,6 +372,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Continue exactly where the run folder's checkpoint stopped (same config except `epochs`)."""
         self._load(self._resumable_state())
+        self._finished = None  # (the loaded state is not finished)
 
     def _load(self, state: dict) -> None:
         """Parameters, optimiser and loop state from the checkpoint whose checked `state` this is."""

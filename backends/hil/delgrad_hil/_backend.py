@@ -358,9 +358,10 @@ class HilBackend(Backend):
         return result
 
     def _close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-        if self.local_service is not None:
-            self.local_service.stop()
+        if os.getpid() == self._owner_pid:  # (a forked child's copy leaves its parent's service alone)
+            if self._client is not None:
+                self._client.close()
+            if self.local_service is not None:
+                self.local_service.stop()
         if self._model is not None:
             self._model.close()
