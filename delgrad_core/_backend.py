@@ -148,6 +148,12 @@ class Backend(abc.ABC):
         if self._closed:
             raise BackendUnavailable(f"backend {self.name!r} is closed", retryable=False)
 
+    def __reduce_ex__(self, protocol):
+        """Backends do not travel between processes: they may hold processes, connections,
+        devices and caches of this one."""
+        raise InvalidValueError(f"backend {self.name!r}: a backend object cannot be pickled or copied; give another "
+                                f"process its name and options, and build it there (get_backend(name, **options))")
+
     # -- checks --------------------------------------------------------------------------------
     def can_run(self, network: Network) -> str | None:
         """None if the backend can run `network`, else the reason why not."""

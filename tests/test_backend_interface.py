@@ -20,8 +20,10 @@ from delgrad_core import (
     Network,
     NeuronParameters,
     UnsupportedNetworkError,
+    InvalidValueError,
     calibration_key,
     forward,
+    get_backend,
 )
 from delgrad_core.testing import MockBackend
 
@@ -364,3 +366,16 @@ def test_declarations_that_cannot_hold_are_refused():
                             ({"unsupported": {"agreemnt": "typo"}}, "the checks agreement, silence, training")):
         with pytest.raises(ValueError, match=message):
             ConformanceProfile(**fields)
+
+
+def test_a_backend_object_is_not_pickled_or_copied():
+    """(a used backend failed with "cannot pickle '_thread.lock' object"; an unused mock-hil
+    copy started a service of its own)"""
+    import copy
+    import pickle
+
+    backend = get_backend("reference")
+    for travel in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(InvalidValueError, match="backend 'reference': a backend object cannot be pickled or "
+                                                    "copied; give another process its name and options"):
+            travel(backend)
