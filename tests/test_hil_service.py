@@ -553,20 +553,24 @@ def test_a_calibration_travels_once_then_by_digest_and_again_after_a_restart(sta
     _assert_same_results(results, _device_results(requests))
 
 
-def test_a_service_restarted_with_another_device_is_refused(start_service):
+@pytest.mark.parametrize(("first", "then", "message"), [
+    (("reference", None), ("example", None), "owns device 'example', not 'reference'"),
+    (("example", {"dt": 0.001}), ("example", {"dt": 0.05}), "was restarted with device options"),
+])
+def test_a_service_restarted_with_another_device_or_options_is_refused(start_service, first, then, message):
     """(a shared service restarted at the same address with another device was used on: results
     came from the other device without a word)"""
-    first = start_service(device="reference")
+    service = start_service(device=first[0], device_options=first[1])
     network, inputs = network_and_inputs(kind="none", tau_ratio=2.0)
-    with _client(first) as backend:
+    with _client(service) as backend:
         ran = backend.represent(network)
         backend.execute(ran, inputs, seed=0)
-        first.stop()
-        other = LocalService("example")
-        other.token, other.address = first.token, first.address  # (the same address and token)
+        service.stop()
+        other = LocalService(*then)
+        other.token, other.address = service.token, service.address  # (the same address and token)
         try:
             other.start()
-            with pytest.raises(dg.BackendUnavailable, match="owns device 'example', not 'reference'"):
+            with pytest.raises(dg.BackendUnavailable, match=message):
                 backend.execute(ran, inputs, seed=1)
         finally:
             other.stop()
@@ -638,18 +642,3 @@ def _run_in_thread(call, timeout_s: float):
     return outcome["value"]
 
 
-def test_a_service_restarted_with_other_device_options_is_refused(start_service):
-    first = start_service(device="example", device_options={"dt": 0.001})
-    network, inputs = network_and_inputs(kind="none", tau_ratio=2.0)
-    with _client(first) as backend:
-        ran = backend.represent(network)
-        backend.execute(ran, inputs, seed=0)
-        first.stop()
-        other = LocalService("example", {"dt": 0.05})
-        other.token, other.address = first.token, first.address
-        try:
-            other.start()
-            with pytest.raises(dg.BackendUnavailable, match="was restarted with device options"):
-                backend.execute(ran, inputs, seed=1)
-        finally:
-            other.stop()
