@@ -12,6 +12,7 @@ import numpy as np
 
 from delgrad_core._errors import InvalidValueError, PluginError
 from delgrad_core._plugins import Registration, build_registered, call_plugin, check_parameter_names, registry
+from delgrad_core.datasets._registry import check_dataset_options
 from delgrad_core.training._config import TrainingConfig
 
 __all__ = ["component", "check_components"]
@@ -72,9 +73,12 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
 
 
 def check_components(config: TrainingConfig) -> None:
-    """Refuse before anything runs what building the run would refuse first: the loss and the
-    encoder are built, the backend's option names are checked against its factory (the backend
-    itself is not started).  Errors name the setting (e.g. ``loss_options: ...``)."""
+    """Refuse before anything runs what building the run would refuse first: the dataset's
+    loader takes the dataset options, the loss and the encoder are built, the backend's option
+    names are checked against its factory (the backend itself is not started).  Errors name the
+    setting (e.g. ``loss_options: ...``)."""
+    with _naming_the_setting("dataset"):
+        check_dataset_options(config.dataset, config.dataset_options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (the run itself says them)
         for kind in ("loss", "encoder"):

@@ -23,7 +23,6 @@ from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._capabilities import check_weight_grid
 from delgrad_core._ir import MAX_TAU_RATIO, MIN_TAU_RATIO, DelayKind
 from delgrad_core._options import check_known_names
-from delgrad_core.datasets._registry import check_dataset_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -243,18 +242,9 @@ class TrainingConfig:
                 raise InvalidValueError(f"{name}: a list needs one value per neuron layer "
                                         f"({len(self.hidden_sizes) + 1}), got {len(value)}")
         if _check_components:
-            self._check_against_components()
+            from delgrad_core.training._components import check_components  # (that module imports this one)
 
-    def _check_against_components(self) -> None:
-        """The dataset takes the dataset options, the loss and encoder build, the backend takes
-        its options' names."""
-        from delgrad_core.training._components import check_components  # (that module imports this one)
-
-        try:
-            check_dataset_options(self.dataset, self.dataset_options)
-        except InvalidValueError as exc:
-            raise InvalidValueError(f"dataset_options: {exc}") from None
-        check_components(self)
+            check_components(self)
 
     @property
     def hidden_sizes(self) -> list[int]:
@@ -277,7 +267,8 @@ class TrainingConfig:
         if kind == "synaptic" and sum(self.hidden_sizes) <= _SMALL_NETWORK_HIDDEN:
             defaults.update(_SMALL_SYNAPTIC_DEFAULTS)
         updates = {name: value for name, value in defaults.items() if getattr(self, name) is None}
-        return dataclasses.replace(self, **updates)
+        # (learning rates and initialisation reach no component: those were checked with `self`)
+        return dataclasses.replace(self, **updates, _check_components=False)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -434,8 +434,8 @@ def _checked_state(state: dict, path) -> dict:
 def _normalised(settings: dict) -> dict:
     """Stored settings as this version writes them (e.g. `hidden = [5]` of an older run as 5),
     or as they are if they do not make a config."""
-    try:
-        return TrainingConfig.from_dict(settings).to_dict()
+    try:  # (the shape of the values only: the run's components are checked where they are built)
+        return TrainingConfig.from_dict(settings, check_components=False).to_dict()
     except (InvalidValueError, TypeError):
         return settings
 
