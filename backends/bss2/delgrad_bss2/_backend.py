@@ -22,7 +22,8 @@ from delgrad_core import (
 
 from delgrad_bss2._cache import cache_path, load_cached, store
 from delgrad_bss2._calibration import (
-    BACKEND_NAME, cache_key, calibrate_chip, calibration_problem, default_calibration, usable)
+    BACKEND_NAME, TARGET_OPTIONS, cache_key, calibrate_chip, calibration_problem, default_calibration, most_failed,
+    usable)
 from delgrad_bss2._chip import Chip
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._emulator import run_job
@@ -132,10 +133,10 @@ class Bss2EmulatorBackend(Backend):
         chip = self._emulated_chip()
         calibration = calibrate_chip(chip, progress) if self.calibrated else default_calibration(chip)
         failed = len(calibration.values["failed_circuits"])
-        if failed > self.config.neuron_circuits // 2:  # (a few per cent fail on a chip at its defaults)
+        if most_failed(failed, self.config.neuron_circuits):
             warnings.warn(f"chip {self.chip}: {failed} of {self.config.neuron_circuits} neuron circuits failed "
-                          "calibration: its targets lie outside what most circuits reach (check the options "
-                          "leak_cadc, threshold_cadc, tau_us, the spreads and defect_probability)", UserWarning, stacklevel=3)
+                          f"calibration: its targets lie outside what most circuits reach (check the options "
+                          f"{TARGET_OPTIONS})", UserWarning, stacklevel=3)
         if self.cache:
             self.calibration_cache = store(calibration)
         return calibration

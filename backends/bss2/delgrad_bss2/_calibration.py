@@ -22,8 +22,8 @@ from delgrad_bss2._chip import DAC_MAX, DELAY_PARAMETER, EMULATOR_VERSION, NEURO
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._measure import Experiments
 
-__all__ = ["BACKEND_NAME", "SUMMARY_COLUMNS", "TOLERANCE", "cache_key", "calibrate_chip", "calibration_problem",
-           "default_calibration", "usable"]
+__all__ = ["BACKEND_NAME", "SUMMARY_COLUMNS", "TOLERANCE", "TARGET_OPTIONS", "cache_key", "calibrate_chip",
+           "calibration_problem", "default_calibration", "most_failed", "usable"]
 
 BACKEND_NAME = "bss2-emulator"
 _MEASUREMENT_STREAM = 0xCA
@@ -196,6 +196,16 @@ def calibration_problem(calibration: Calibration, config: ChipConfig, calibrated
         if dac.size and not (dac.min() >= 0 and dac.max() <= DAC_MAX):
             return f"dac.{parameter.name}: settings must lie in 0..{DAC_MAX}, got {dac.min()}..{dac.max()}"
     return None
+
+
+# what to check when most circuits fail calibration (a few per cent fail on a chip at its defaults)
+TARGET_OPTIONS = "leak_cadc, threshold_cadc, tau_us, the spreads and defect_probability"
+
+
+def most_failed(n_failed: int, n_circuits: int) -> bool:
+    """Whether so many circuits failed calibration that its targets, not a few defects, are the
+    likely cause."""
+    return n_failed > n_circuits // 2
 
 
 def usable(calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:

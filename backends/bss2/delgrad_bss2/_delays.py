@@ -15,7 +15,7 @@ from delgrad_core import InvalidValueError
 
 from delgrad_bss2._config import ChipConfig
 
-__all__ = ["registers_from_delays", "delays_from_registers", "group_triggers", "element_spikes_us"]
+__all__ = ["registers_from_delays", "delays_from_registers", "group_starts", "group_triggers", "element_spikes_us"]
 
 
 def registers_from_delays(delays_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
@@ -36,10 +36,16 @@ def delays_from_registers(registers: np.ndarray, config: ChipConfig) -> np.ndarr
     return (registers + config.delay_offset_steps) * config.delay_resolution_tau
 
 
+def group_starts(groups: np.ndarray) -> np.ndarray:
+    """Index of the first line of every delay element's group; `groups` numbers the lines'
+    elements 0, 0, ..., 1, 1, ... (consecutive)."""
+    return np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+
+
 def group_triggers(pre_us: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Trigger time of every delay element (batch, n_groups): the earliest spike of its
-    presynaptic lines.  `groups` numbers the lines' elements 0, 0, ..., 1, 1, ... (consecutive)."""
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    presynaptic lines (`groups` as for `group_starts`)."""
+    starts = group_starts(groups)
     if starts.size == groups.size:
         return pre_us
     return np.minimum.reduceat(pre_us, starts, axis=1)

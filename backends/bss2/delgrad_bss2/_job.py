@@ -16,7 +16,7 @@ import numpy as np
 from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, InvalidValueError
 
 from delgrad_bss2._config import ChipConfig
-from delgrad_bss2._delays import registers_from_delays
+from delgrad_bss2._delays import group_starts, registers_from_delays
 from delgrad_bss2._mapping import Placement
 from delgrad_bss2._units import emitted_us, tau_from_us, us_from_tau, weight_integers
 
@@ -102,7 +102,7 @@ def unequal_copies(times_tau: np.ndarray, groups: np.ndarray | None) -> str | No
     element per group of `input_duplication` lines, fired by the earliest copy), or None."""
     if groups is None:
         return None
-    first_of_group = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    first_of_group = group_starts(groups)
     if first_of_group.size == groups.size:
         return None
     differ = times_tau != times_tau[:, first_of_group][:, groups]
@@ -128,8 +128,7 @@ def compile_job(request: ExecutionRequest, config: ChipConfig, chip: int, placem
         groups = placement.delay_groups[k]
         registers = None
         if groups is not None:
-            first_of_group = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-            registers = registers_from_delays(projection.delays[first_of_group], config)
+            registers = registers_from_delays(projection.delays[group_starts(groups)], config)
         layers.append(LayerProgram(
             name=layer.population.name,
             neuron_circuits=placement.neuron_circuits[k],

@@ -17,7 +17,7 @@ from delgrad_core import (
     UnsupportedNetworkError,
 )
 
-from delgrad_bss2._calibration import BACKEND_NAME
+from delgrad_bss2._calibration import BACKEND_NAME, TARGET_OPTIONS, most_failed
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._delays import delays_from_registers
 
@@ -125,9 +125,9 @@ def place(network: Network, config: ChipConfig, duplication: int, usable_circuit
             f"circuits and {n_elements} delay elements; after placing "
             f"{elements.size} delay elements {circuits.size} usable circuits are left ({failed} circuits and "
             f"{int(np.count_nonzero(~usable_elements))} delay elements failed calibration"
-            + ("; so many failures mean the calibration targets lie outside what the circuits reach: check the "
-               "options leak_cadc, threshold_cadc, tau_us, the spreads and defect_probability)" if failed > usable_circuits.size // 2
-               else ")"), capability="resources")
+            + (f"; so many failures mean the calibration targets lie outside what the circuits reach: check the "
+               f"options {TARGET_OPTIONS})" if most_failed(failed, usable_circuits.size) else ")"),
+            capability="resources")
     neuron_circuits, element_index, start, first_element = [], [], 0, 0
     for layer, group in zip(network.layers, groups):
         neuron_circuits.append(circuits[start:start + layer.population.size])
