@@ -196,17 +196,26 @@ class HilBackend(Backend):
                                    timeout_s=self.timeout_s, attempts=self.attempts, backoff_s=self.backoff_s,
                                    max_backoff_s=self.max_backoff_s, service=service)
             try:
-                info = client.request("hello", expect="welcome", what="the greeting").header["info"]
-                self._check_device(info, client.address)
+                self._greet(client)
             except BaseException:
                 client.close()
                 if service is not None:
                     service.stop()
                 raise
-            client.max_message_bytes = int(info["max_message_bytes"])
-            self._client, self.local_service, self._service_id = client, service, info.get("service_id")
-            self._service_device_options = info.get("device_options")
+            self._client, self.local_service = client, service
         return self._client
+
+    def _greet(self, client) -> None:
+        """Greet the service: its device must be the one asked for and, greeted again after a
+        restart, have the options it had at the first greeting; its message limit is taken."""
+        info = client.request("hello", expect="welcome", what="the greeting").header["info"]
+        self._check_device(info, client.address)
+        options = info.get("device_options")
+        if self._service_id is not None and options != self._service_device_options:
+            raise BackendUnavailable(f"the service at {client.address} was restarted with device options {options}, "
+                                     f"not {self._service_device_options}", retryable=False)
+        self._service_id, self._service_device_options = info.get("service_id"), options
+        client.max_message_bytes = int(info["max_message_bytes"])
 
     def _check_device(self, info: dict, address: str) -> None:
         """The service's device must be the one asked for, installed here with the same
@@ -335,16 +344,8 @@ class HilBackend(Backend):
         """A job answered by another service than the one greeted (restarted at the address)
         may have run on another device or device options: greet it and check them again,
         refusing the answer of another one."""
-        if service == self._service_id:
-            return
-        info = self._client.request("hello", expect="welcome", what="the greeting").header["info"]
-        self._check_device(info, self._client.address)
-        if info.get("device_options") != self._service_device_options:
-            raise BackendUnavailable(f"the service at {self._client.address} was restarted with device options "
-                                     f"{info.get('device_options')}, not {self._service_device_options}",
-                                     retryable=False)
-        self._service_id = info.get("service_id")
-        self._client.max_message_bytes = int(info["max_message_bytes"])
+        if service != self._service_id:
+            self._greet(self._client)
 
     def _result(self, reply, job: str) -> ExecutionResult:
         if reply.header["job"] != job:
