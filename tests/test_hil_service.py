@@ -167,15 +167,16 @@ def test_bad_calibration_seeds_are_refused_before_a_service_starts_and_numpy_num
 def test_an_ipc_address_in_use_is_refused_and_its_file_goes_with_the_service(tmp_path):
     import socket
 
+    from delgrad_hil._device_process import DeviceProcess
     from delgrad_hil._service import DeviceService
 
     path, signer = tmp_path / "s", Signer(b"a-token-of-sufficient-length")
-    service = DeviceService(dg.get_backend("reference"), signer, f"ipc://{path}")
+    service = DeviceService(DeviceProcess("reference"), signer, f"ipc://{path}")
     serving = threading.Thread(target=service.serve)
     serving.start()
     try:  # (ZeroMQ let a second service take the path over without a word)
         with pytest.raises(dg.BackendUnavailable, match="another process serves there"):
-            DeviceService(dg.get_backend("reference"), signer, f"ipc://{path}")
+            DeviceService(None, signer, f"ipc://{path}")  # (refused before it would use its device)
     finally:
         service.request_stop()
         serving.join(timeout=10)
@@ -183,7 +184,7 @@ def test_an_ipc_address_in_use_is_refused_and_its_file_goes_with_the_service(tmp
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))  # a file left by a service that ended: no one listens
     stale.close()
-    again = DeviceService(dg.get_backend("reference"), signer, f"ipc://{path}")
+    again = DeviceService(DeviceProcess("reference"), signer, f"ipc://{path}")
     again.request_stop()
     again.serve()
     assert not path.exists()
@@ -193,7 +194,7 @@ def test_serving_on_a_host_name_of_no_local_interface_says_so():
     from delgrad_hil._service import DeviceService
 
     with pytest.raises(dg.BackendUnavailable, match="tcp://nohost.invalid:1: no interface of this machine has that host"):
-        DeviceService(dg.get_backend("reference"), Signer(b"a-token-of-sufficient-length"), "tcp://nohost.invalid:1")
+        DeviceService(None, Signer(b"a-token-of-sufficient-length"), "tcp://nohost.invalid:1")
 
 
 def test_new_token_refuses_an_empty_path():
@@ -459,14 +460,16 @@ def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_serv
 
 
 # ---------------------------------------------------------------------------- lifetime
-def test_sigterm_finishes_the_running_job_and_rejects_the_queued_ones(start_service):
+def test_sigterm_finishes_the_running_jobs_and_rejects_the_queued_ones(start_service):
     service = start_service(device_options={"job_delay_s": 1.5})
     with _client(service) as backend:
-        first, second = _requests(backend, 2)
+        first, second, third = _requests(backend, 3)
     sockets, context = [], zmq.Context()
     status = lambda: _reply(service, signed(service.token, "status"))["info"]  # noqa: E731
-    for request, state in ((first, lambda info: info["running"] is not None),
-                           (second, lambda info: info["queues"] == {"one": 1})):
+    # (the device process holds two jobs: one runs, the next waits in its pipe)
+    for request, state in ((first, lambda info: len(info["running"]) == 1),
+                           (second, lambda info: len(info["running"]) == 2),
+                           (third, lambda info: info["queues"] == {"one": 1})):
         socket = context.socket(zmq.DEALER)
         socket.connect(service.address)
         socket.send_multipart(signed(service.token, "execute", request.to_bytes(), client="one", job=request.digest))
@@ -479,8 +482,8 @@ def test_sigterm_finishes_the_running_job_and_rejects_the_queued_ones(start_serv
         replies.append(decode(socket.recv_multipart(), Signer(service.token.encode()), replies=True).header)
         socket.close(linger=0)
     context.term()
-    assert replies[1]["code"] == "shutting_down" and replies[1]["retryable"]
-    assert replies[0]["type"] == "result"
+    assert replies[2]["code"] == "shutting_down" and replies[2]["retryable"]
+    assert replies[0]["type"] == replies[1]["type"] == "result"
     assert wait_for(lambda: not service.alive, timeout_s=10) and service._process.returncode == 0
 
 

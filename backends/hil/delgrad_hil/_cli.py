@@ -83,10 +83,11 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
 
     Every message must be signed with the shared token ($DELGRAD_HIL_TOKEN or --token-file).
     """
-    from delgrad_core import get_backend
+    from delgrad_core import BackendUnavailable
 
     from delgrad_hil._auth import Signer, load_token
     from delgrad_hil._device import device_name
+    from delgrad_hil._device_process import DeviceProcess
     from delgrad_hil._faults import FaultPlan
     from delgrad_hil._service import DeviceService
     from delgrad_hil._supervisor import READY_PREFIX, watch_parent
@@ -99,7 +100,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
         watch_parent(parent_pid, leftovers=[log_file] if log_file else [])
     signer = Signer(load_token(token_file=token_file))
     faults = FaultPlan(latency_s, drop_fraction, corrupt_fraction, busy_fraction, exit_after_jobs, fault_seed)
-    target = get_backend(device_name(device), **device_options)
+    target = DeviceProcess(device_name(device), device_options)
     try:
         service = DeviceService(target, signer, address, device_options=device_options, faults=faults,
                                 max_message_bytes=int(max_message_mb * 2**20), replay_window_s=replay_window_s,
@@ -124,6 +125,8 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     click.echo(READY_PREFIX + service.address)
     sys.stdout.flush()
     service.serve()
+    if service.device_lost:
+        raise BackendUnavailable(f"{service.device_lost}: the service stopped")
 
 
 def _checked_address(address: str, *, serving: bool = False) -> str:

@@ -32,7 +32,7 @@ from delgrad_hil._auth import SIGNATURE_BYTES
 __all__ = [
     "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "REPLY_SIZE_FACTOR", "ERROR_CODES",
     "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "CLIENT_ID", "CLIENT_ID_RULE", "ProtocolError", "Message", "encode",
-    "decode", "new_header", "calibration_job_id", "read_unverified_error",
+    "decode", "new_header", "error_fields", "calibration_job_id", "read_unverified_error",
 ]
 
 VERSION = 2  # 2: job replies name the service that ran them
@@ -115,6 +115,14 @@ def calibration_job_id(seed: int | None, network_bytes: bytes | None) -> str:
     hasher.update(json.dumps({"seed": seed, "network": network_bytes is not None}, sort_keys=True).encode())
     hasher.update(b"\n" + (network_bytes or b""))
     return hasher.hexdigest()
+
+
+def error_fields(code: str, message: str, *, retryable: bool | None = None, error_class: str | None = None,
+                  capability: str | None = None) -> dict:
+    """The fields of an error reply with `code` (its retryable flag by default that of the code)."""
+    return {"type": "error", "code": code, "message": message,
+            "retryable": ERROR_CODES[code] if retryable is None else retryable,
+            "error_class": error_class, "capability": capability}
 
 
 # -- field rules: value -> problem or None ---------------------------------------------------------

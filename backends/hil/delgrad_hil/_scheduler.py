@@ -75,11 +75,11 @@ class Scheduler:
         self._cache: OrderedDict[tuple[str, str], Job] = OrderedDict()  # finished, least recent first
         self._cached_bytes = 0
         self._finished: list[Job] = []  # finished, replies not yet sent
-        self._running: Job | None = None
+        self._running: list[Job] = []  # taken by the device and not finished, oldest first
         self._closed = False
         self.executions: OrderedDict[str, int] = OrderedDict()
         self.counts = Counter()  # executed, calibrated, cache_hits, joined
-        self.most_queued = 0  # most jobs waiting at once (not counting the running one)
+        self.most_queued = 0  # most jobs waiting at once (not counting the running ones)
 
     # -- I/O thread ----------------------------------------------------------------------------
     def submit(self, client: str, job_id: str, kind: str, work, waiter) -> Outcome | None:
@@ -116,7 +116,7 @@ class Scheduler:
                 return "unknown"
             if job.outcome is not None:
                 return "finished"
-            return "running" if job is self._running else "queued"
+            return "running" if job in self._running else "queued"
 
     def completed(self) -> list[Job]:
         """Jobs finished since the last call (their waiters are owed the outcome)."""
@@ -143,16 +143,16 @@ class Scheduler:
             self._lock.notify_all()
 
     @property
-    def running(self) -> Job | None:
-        return self._running
+    def running(self) -> tuple[Job, ...]:
+        """The jobs the device has taken and not finished, oldest first."""
+        with self._lock:
+            return tuple(self._running)
 
     def status(self, *, executions: bool = False) -> dict:
         with self._lock:
-            running = self._running
             info = {
                 "queues": {client: len(queue) for client, queue in self._queues.items()},
-                "running": None if running is None else {"client": running.client, "job": running.job_id,
-                                                         "kind": running.kind},
+                "running": [{"client": job.client, "job": job.job_id, "kind": job.kind} for job in self._running],
                 "cache": {"entries": len(self._cache), "bytes": self._cached_bytes},
                 **{name: self.counts[name] for name in ("executed", "calibrated", "cache_hits", "joined")},
                 "most_queued": self.most_queued,
@@ -162,26 +162,27 @@ class Scheduler:
             return info
 
     # -- device thread -------------------------------------------------------------------------
-    def take(self) -> Job | None:
-        """The next job in round-robin order over the clients (waits for one); None once closed."""
+    def take(self, *, wait: bool = True) -> Job | None:
+        """The next job in round-robin order over the clients (waiting for one, if `wait`);
+        None once closed, or if none is queued and not `wait`."""
         with self._lock:
-            while not self._closed and not self._queues:
+            while wait and not self._closed and not self._queues:
                 self._lock.wait()
-            if self._closed:
+            if self._closed or not self._queues:
                 return None
             client, queue = next(iter(self._queues.items()))
             job = queue.popleft()
             del self._queues[client]
             if queue:
                 self._queues[client] = queue  # to the end of the rotation
-            self._running = job
+            self._running.append(job)
             return job
 
     def finish(self, job: Job, outcome: Outcome) -> None:
         """Record a job's outcome (it ran on the device once more)."""
         with self._lock:
             job.outcome = outcome
-            self._running = None
+            self._running.remove(job)
             self._finished.append(job)
             self.counts["executed" if job.kind == "execute" else "calibrated"] += 1
             self.executions[job.job_id] = self.executions.pop(job.job_id, 0) + 1

@@ -21,14 +21,16 @@ import os
 import socket
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
+from multiprocessing.connection import wait as wait_readable
 
 import zmq
 
-from delgrad_core import BackendUnavailable, CalibrationError, DelgradError, ExecutionRequest, load_network
+from delgrad_core import BackendUnavailable, CalibrationError, ExecutionRequest, load_network
 
 from delgrad_hil._auth import ReplayGuard
 from delgrad_hil._calibration import unwrap
+from delgrad_hil._device_process import DeviceFailure
 from delgrad_hil._faults import EXIT_STATUS, FaultPlan, Faults
 from delgrad_hil._protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -40,6 +42,7 @@ from delgrad_hil._protocol import (
     calibration_job_id,
     decode,
     encode,
+    error_fields,
     new_header,
 )
 from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
@@ -108,13 +111,6 @@ def _ipc_in_use(path: str) -> bool:
     return True
 
 
-def _error_fields(code: str, message: str, *, retryable: bool | None = None, error_class: str | None = None,
-                  capability: str | None = None) -> dict:
-    return {"type": "error", "code": code, "message": message,
-            "retryable": ERROR_CODES[code] if retryable is None else retryable,
-            "error_class": error_class, "capability": capability}
-
-
 class DeviceService:
     """Serve one device backend to clients of the protocol (docs/hil-protocol.md).
 
@@ -154,6 +150,7 @@ class DeviceService:
         self._calibrations: OrderedDict = OrderedDict()
         self._networks: OrderedDict = OrderedDict()  # digest of a network's bytes -> network
         self.stopping = False
+        self.device_lost: str | None = None  # why the device process ended, if it did
         self._stop_requested = False
         self._started = time.monotonic()
         self._delayed: list = []  # (due, sequence, frames) of replies held back by the latency fault
@@ -178,6 +175,9 @@ class DeviceService:
         self._wake_rx.bind(wake)
         self._wake_tx = self._context.socket(zmq.PAIR)  # used by the device thread only
         self._wake_tx.connect(wake)
+        # the I/O thread tells the device thread of each job it queued, while that waits for the device
+        self._queued_rx, self._queued_tx = os.pipe()
+        os.set_blocking(self._queued_tx, False)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -203,7 +203,7 @@ class DeviceService:
                 deadline = self._begin_shutdown()
             self._answer_finished()
             if deadline is not None and not self._delayed and (
-                    self.scheduler.running is None or time.monotonic() > deadline):
+                    not self.scheduler.running or time.monotonic() > deadline):
                 break
             events = dict(poller.poll(self._poll_timeout_ms()))
             if self._wake_rx in events:
@@ -223,25 +223,26 @@ class DeviceService:
         self.stopping = True
         rejected = self.scheduler.reject_queued()
         for job in rejected:
-            self._answer(job, _error_fields("shutting_down", "the service stopped before running the job; "
+            self._answer(job, error_fields("shutting_down", "the service stopped before running the job; "
                                                              "send it again after the restart"))
+        running = len(self.scheduler.running)
         log.info("stopping: %d queued jobs rejected, %s", len(rejected),
-                 "waiting for the running job" if self.scheduler.running else "no job running")
+                 f"waiting for {running} job{'s' * (running > 1)} at the device" if running else "no job running")
         return time.monotonic() + self.shutdown_grace_s
 
     def _finish(self, worker: threading.Thread) -> None:
         self._answer_finished()  # (a job may have finished since the loop looked)
-        running = self.scheduler.running
-        if running is not None:
-            log.warning("the running job %s did not finish within %g s", running.job_id[:16], self.shutdown_grace_s)
-            self._answer(running, _error_fields("shutting_down", "the service stopped while running the job; "
-                                                                 "send it again after the restart"))
+        for job in self.scheduler.running:
+            log.warning("job %s did not finish within %g s", job.job_id[:16], self.shutdown_grace_s)
+            self._answer(job, error_fields("shutting_down", "the service stopped while running the job; "
+                                                            "send it again after the restart"))
         for *_, frames in sorted(self._delayed, key=lambda entry: entry[:2]):
             self._send(frames)
         self.scheduler.close()
+        self.device.close()  # (a job still running is stopped: its waiters have their answer)
         worker.join(timeout=1.0)
-        if not worker.is_alive():
-            self.device.close()
+        os.close(self._queued_tx)
+        os.close(self._queued_rx)
         for endpoint in (self._router, self._wake_rx, self._wake_tx):
             endpoint.close(linger=500)
         self._context.term()
@@ -252,37 +253,60 @@ class DeviceService:
 
     # -- the device thread -----------------------------------------------------------------------
     def _device_loop(self) -> None:
-        while (job := self.scheduler.take()) is not None:
-            self.scheduler.finish(job, self._run(job))
-            self._wake_tx.send(b"")
-
-    def _run(self, job) -> Outcome:
-        started = time.perf_counter()
+        """Hand jobs to the device as they are queued, up to its depth at once (it starts the
+        next as it finishes one), and record each outcome as it comes back."""
+        handed: deque = deque()  # jobs at the device, oldest first
         try:
-            if job.kind == "execute":
-                result = self.device.execute(job.work)
-                result.metadata.pop("wall_seconds", None)  # timings go into the reply header
-                reply_type, payload = "result", result.to_bytes()
-                limit = REPLY_SIZE_FACTOR * self.max_message_bytes
-                if len(payload) > limit:
-                    return Outcome(_error_fields("too_large", f"the result of {len(payload):,} bytes is above the reply "
-                                                 f"limit of {limit:,} bytes ({REPLY_SIZE_FACTOR} x the message limit): "
-                                                 "run the batch in smaller jobs"), keep=True)
-            else:
-                network, seed = job.work
-                calibration = self.device.calibrate(network, seed=seed)
-                self.calibration_digest = calibration.digest
-                reply_type, payload = "calibration", calibration.to_bytes()
-        except DelgradError as exc:
-            fields = _error_fields("device_error", str(exc), retryable=exc.retryable, error_class=type(exc).__name__,
-                                   capability=getattr(exc, "capability", None))
-            return Outcome(fields, keep=not exc.retryable)
-        except Exception as exc:
-            log.exception("job %s failed inside the service", job.job_id[:16])
-            return Outcome(_error_fields("internal", f"the service failed: {type(exc).__name__}: {exc}"), keep=False)
-        fields = {"type": reply_type, "job": job.job_id, "cached": False, "run_s": time.perf_counter() - started,
-                  "service": self.service_id}
+            while True:
+                job = self.scheduler.take(wait=not handed) if len(handed) < self.device.depth else None
+                if job is not None:
+                    handed.append(job)
+                    self.device.submit(job.kind, job.work)
+                    continue
+                if not handed:
+                    return  # (closed)
+                waiting_for = [self.device.channel] + ([self._queued_rx] if len(handed) < self.device.depth else [])
+                if self.device.channel not in wait_readable(waiting_for):
+                    os.read(self._queued_rx, 4096)  # (a job was queued: the loop takes it)
+                    continue
+                outcome = self._outcome(handed[0])
+                self.scheduler.finish(handed.popleft(), outcome)
+                self._wake_tx.send(b"")
+        except BackendUnavailable as exc:  # the device process ended
+            self._device_lost(exc, handed)
+
+    def _outcome(self, job) -> Outcome:
+        """The outcome of the oldest job handed to the device."""
+        try:
+            value, run_s = self.device.collect()
+        except DeviceFailure as failure:
+            if failure.fields["code"] == "internal":
+                log.error("job %s failed inside the device process: %s", job.job_id[:16], failure)
+            return Outcome(failure.fields, keep=failure.keep)
+        if job.kind == "execute":
+            reply_type, payload = "result", value.to_bytes()
+            limit = REPLY_SIZE_FACTOR * self.max_message_bytes
+            if len(payload) > limit:
+                return Outcome(error_fields("too_large", f"the result of {len(payload):,} bytes is above the reply "
+                                            f"limit of {limit:,} bytes ({REPLY_SIZE_FACTOR} x the message limit): "
+                                            "run the batch in smaller jobs"), keep=True)
+        else:
+            self.calibration_digest = value.digest
+            reply_type, payload = "calibration", value.to_bytes()
+        fields = {"type": reply_type, "job": job.job_id, "cached": False, "run_s": run_s, "service": self.service_id}
         return Outcome(fields, payload)
+
+    def _device_lost(self, exc: BackendUnavailable, handed: list) -> None:
+        """The device process ended: answer its jobs "shutting_down" and stop the service (a
+        supervisor, or the client of a local service, starts it again)."""
+        if not self.stopping:
+            log.error("%s: stopping the service", exc)
+            self.device_lost = str(exc)
+            self._stop_requested = True
+        for job in handed:
+            self.scheduler.finish(job, Outcome(error_fields("shutting_down", f"{exc}; send the job again after "
+                                                                             "the service's restart"), keep=False))
+        self._wake_tx.send(b"")
 
     # -- receiving -------------------------------------------------------------------------------
     def _handle(self, frames: list[bytes]) -> None:
@@ -297,10 +321,10 @@ class DeviceService:
         except ProtocolError as exc:
             self.counts[f"refused.{exc.code}"] += 1
             log.warning("refused a message: %s: %s", exc.code, exc)
-            self._reply(routing_id, exc.reply_to, _error_fields(exc.code, str(exc), retryable=exc.retryable))
+            self._reply(routing_id, exc.reply_to, error_fields(exc.code, str(exc), retryable=exc.retryable))
         except Exception as exc:  # a fault of the service: answer, keep serving
             log.exception("failed to handle a message")
-            self._reply(routing_id, None, _error_fields("internal", f"the service failed: {type(exc).__name__}"))
+            self._reply(routing_id, None, error_fields("internal", f"the service failed: {type(exc).__name__}"))
 
     def _dispatch(self, routing_id: bytes, message: Message) -> None:
         header, nonce = message.header, message.header["nonce"]
@@ -328,6 +352,8 @@ class DeviceService:
             outcome = self.scheduler.submit(header["client"], header["job"], message.type, work, (routing_id, nonce))
         except QueueFull as exc:
             raise ProtocolError("busy", f"the queues are full: {exc}", reply_to=nonce) from None
+        with contextlib.suppress(BlockingIOError):  # (a full pipe has told the device thread already)
+            os.write(self._queued_tx, b"q")
         if outcome is not None:
             self._reply_outcome(routing_id, nonce, outcome, cached=True)
 
