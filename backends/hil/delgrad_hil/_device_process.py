@@ -132,7 +132,7 @@ class DeviceProcess:
                 frames = [] if network is None else [_network_bytes(network)]
                 self._send({"op": "calibrate", "seed": seed, "network": network is not None}, frames)
         except OSError:
-            raise self._ended() from None
+            raise self.ended() from None
         self._handed.append(kind)
 
     def _send_execute(self, request: ExecutionRequest) -> None:
@@ -192,16 +192,17 @@ class DeviceProcess:
             if arrivals is not None:
                 arrivals = [None if shape is None else _floats(self._pipe.recv_bytes(), shape) for shape in arrivals]
         except (OSError, EOFError):
-            raise self._ended() from None
+            raise self.ended() from None
         return ExecutionResult(times, header["metadata"], arrivals), header["run_s"]
 
     def _receive(self) -> dict:
         try:
             return _unpack(self._pipe.recv_bytes())
         except (OSError, EOFError):
-            raise self._ended() from None
+            raise self.ended() from None
 
-    def _ended(self) -> BackendUnavailable:
+    def ended(self) -> BackendUnavailable:
+        """The error saying that the child has ended (its pipe reached its end)."""
         self._process.join(_STOP_TIMEOUT_S)
         status = self._process.exitcode
         return BackendUnavailable(f"the device process of {self.name!r} ended (exit status {status}); see the "

@@ -69,7 +69,7 @@ class Scheduler:
         self.cache_entries = cache_entries
         self.cache_bytes = cache_bytes
         self.max_counted_jobs = max_counted_jobs
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._queues: OrderedDict[str, deque] = OrderedDict()  # rotation order = service order
         self._jobs: dict[tuple[str, str], Job] = {}  # queued, running and cached jobs
         self._cache: OrderedDict[tuple[str, str], Job] = OrderedDict()  # finished, least recent first
@@ -105,7 +105,6 @@ class Scheduler:
             self._jobs[key] = job
             self._queues.setdefault(client, deque()).append(job)
             self.most_queued = max(self.most_queued, queued + 1)
-            self._lock.notify_all()
             return None
 
     def state(self, client: str, job_id: str) -> str:
@@ -137,10 +136,13 @@ class Scheduler:
             return rejected
 
     def close(self) -> None:
-        """Wake the device thread for good: `take` returns None from now on."""
+        """Stop handing out jobs: `take` returns None from now on."""
         with self._lock:
             self._closed = True
-            self._lock.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def running(self) -> tuple[Job, ...]:
@@ -162,12 +164,10 @@ class Scheduler:
             return info
 
     # -- device thread -------------------------------------------------------------------------
-    def take(self, *, wait: bool = True) -> Job | None:
-        """The next job in round-robin order over the clients (waiting for one, if `wait`);
-        None once closed, or if none is queued and not `wait`."""
+    def take(self) -> Job | None:
+        """The next job in round-robin order over the clients; None if none is queued or the
+        scheduler is closed."""
         with self._lock:
-            while wait and not self._closed and not self._queues:
-                self._lock.wait()
             if self._closed or not self._queues:
                 return None
             client, queue = next(iter(self._queues.items()))

@@ -239,6 +239,7 @@ class DeviceService:
         for *_, frames in sorted(self._delayed, key=lambda entry: entry[:2]):
             self._send(frames)
         self.scheduler.close()
+        self._tell_device_thread()
         self.device.close()  # (a job still running is stopped: its waiters have their answer)
         worker.join(timeout=1.0)
         os.close(self._queued_tx)
@@ -257,23 +258,27 @@ class DeviceService:
         next as it finishes one), and record each outcome as it comes back."""
         handed: deque = deque()  # jobs at the device, oldest first
         try:
-            while True:
-                job = self.scheduler.take(wait=not handed) if len(handed) < self.device.depth else None
-                if job is not None:
+            while not (self.scheduler.closed and not handed):
+                if len(handed) < self.device.depth and (job := self.scheduler.take()) is not None:
                     handed.append(job)
                     self.device.submit(job.kind, job.work)
                     continue
-                if not handed:
-                    return  # (closed)
                 waiting_for = [self.device.channel] + ([self._queued_rx] if len(handed) < self.device.depth else [])
                 if self.device.channel not in wait_readable(waiting_for):
-                    os.read(self._queued_rx, 4096)  # (a job was queued: the loop takes it)
-                    continue
-                outcome = self._outcome(handed[0])
-                self.scheduler.finish(handed.popleft(), outcome)
-                self._wake_tx.send(b"")
+                    os.read(self._queued_rx, 4096)  # (a job was queued, or the scheduler closed)
+                elif not handed:  # (the pipe's end: the device process ended while idle)
+                    raise self.device.ended()
+                else:
+                    outcome = self._outcome(handed[0])
+                    self.scheduler.finish(handed.popleft(), outcome)
+                    self._wake_tx.send(b"")
         except BackendUnavailable as exc:  # the device process ended
             self._device_lost(exc, handed)
+
+    def _tell_device_thread(self) -> None:
+        """Wake the device thread (a job was queued, or the scheduler closed)."""
+        with contextlib.suppress(BlockingIOError):  # (a full pipe has woken it already)
+            os.write(self._queued_tx, b"q")
 
     def _outcome(self, job) -> Outcome:
         """The outcome of the oldest job handed to the device."""
@@ -352,8 +357,7 @@ class DeviceService:
             outcome = self.scheduler.submit(header["client"], header["job"], message.type, work, (routing_id, nonce))
         except QueueFull as exc:
             raise ProtocolError("busy", f"the queues are full: {exc}", reply_to=nonce) from None
-        with contextlib.suppress(BlockingIOError):  # (a full pipe has told the device thread already)
-            os.write(self._queued_tx, b"q")
+        self._tell_device_thread()
         if outcome is not None:
             self._reply_outcome(routing_id, nonce, outcome, cached=True)
 

@@ -1,0 +1,128 @@
+"""The service's device in a process of its own: the same results as the device in-process
+(also for networks the child has forgotten), errors as the device raised them, and a service
+whose device process dies stops, and is restarted by its client, which gets the same result."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from _hil import network_and_inputs, test_devices, wait_for  # noqa: F401
+from _hil_noisy_device import NoisyDevice
+from _processes import process_exists
+
+import delgrad_core as dg
+
+from delgrad_hil import HilBackend
+from delgrad_hil._calibration import unwrap
+from delgrad_hil._device_process import DeviceFailure, DeviceProcess
+
+pytestmark = pytest.mark.usefixtures("test_devices")
+
+
+@pytest.fixture
+def device_process():
+    """DeviceProcess(name, options), closed at the end of the test."""
+    made = []
+
+    def make(name="hil-noisy", options=None):
+        made.append(DeviceProcess(name, options))
+        return made[-1]
+
+    yield make
+    for process in made:
+        process.close()
+
+
+def _same_result(result, expected):
+    for times, reference in zip(result.layer_spike_times, expected.layer_spike_times, strict=True):
+        np.testing.assert_array_equal(times, reference)
+    for arrivals, reference in zip(result.arrival_times, expected.arrival_times, strict=True):
+        if reference is None:
+            assert arrivals is None
+        else:
+            np.testing.assert_array_equal(arrivals, reference)
+    facts = set(expected.metadata) - {"wall_seconds"}  # (timings differ; mock-hil adds its own)
+    assert {k: result.metadata[k] for k in facts} == {k: expected.metadata[k] for k in facts}
+
+
+def test_results_equal_the_device_in_process_also_for_networks_the_child_forgot(device_process):
+    local = NoisyDevice(chip=2)
+    networks = [network_and_inputs(seed=seed)[0].frozen_copy() for seed in range(10)]  # (the child keeps 8)
+    _, inputs = network_and_inputs()
+    calibrations = [local.calibrate(networks[0], seed=seed) for seed in (0, 1)]
+    order = [0, 1, 0, *range(2, 10), 0, 1]  # 0 and 1 again after the child forgot them
+    requests = [dg.ExecutionRequest(networks[k], inputs, calibrations[i % 2], seed=i) for i, k in enumerate(order)]
+    process = device_process("hil-noisy", {"chip": 2})
+    assert process.capabilities == local.capabilities
+    for pair in (requests[i:i + 2] for i in range(0, len(requests), 2)):  # two at a time, as the service does
+        for request in pair:
+            process.submit("execute", request)
+        for request in pair:
+            result, run_s = process.collect()
+            _same_result(result, local.execute(request))
+            assert run_s > 0
+    process.submit("calibrate", (networks[3], 7))
+    calibration, _ = process.collect()
+    assert calibration.digest == local.calibrate(networks[3], seed=7).digest
+
+
+def test_errors_come_back_as_the_device_raised_them(device_process):
+    with pytest.raises(dg.InvalidValueError) as in_process:
+        dg.get_backend("hil-noisy", volts=3)
+    with pytest.raises(dg.InvalidValueError) as in_child:
+        DeviceProcess("hil-noisy", {"volts": 3})
+    assert str(in_child.value) == str(in_process.value)
+
+    network, inputs = network_and_inputs()
+    other_chip = NoisyDevice(chip=5).calibrate(network, seed=0)
+    process = device_process()
+    process.submit("execute", dg.ExecutionRequest(network, inputs, other_chip, seed=0))
+    with pytest.raises(DeviceFailure, match="made for another chip") as failure:
+        process.collect()
+    assert failure.value.fields["error_class"] == "CalibrationError" and failure.value.keep
+    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    assert process.collect()[0].layer_spike_times[-1].shape == (inputs.shape[0], 3)  # (still serving)
+
+
+def test_a_killed_device_process_is_reported(device_process):
+    network, inputs = network_and_inputs()
+    process = device_process("hil-noisy", {"job_delay_s": 5.0})
+    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    os.kill(process._process.pid, signal.SIGKILL)
+    with pytest.raises(dg.BackendUnavailable, match=r"the device process of 'hil-noisy' ended \(exit status -9\)"):
+        process.collect()
+
+
+def _device_child(service_pid: int) -> int:
+    """The device process of a service (its child that is not multiprocessing's resource tracker)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    parent, command = int(stat.read().rsplit(")", 1)[1].split()[1]), cmdline.read()
+            except OSError:
+                continue
+            if parent == service_pid and b"resource_tracker" not in command:
+                return int(entry)
+    raise AssertionError(f"no device process under {service_pid}")
+
+
+@pytest.mark.slow
+def test_a_service_whose_device_process_died_stops_and_its_client_gets_the_same_result():
+    network, inputs = network_and_inputs()
+    with HilBackend(device="hil-noisy") as backend:
+        calibration = backend.calibrate(network, seed=0)
+        request = dg.ExecutionRequest(backend.represent(network), inputs, calibration, seed=3)
+        first = backend.execute(request)
+        service = backend.local_service
+        pid, log_path = service.pid, service._log_path
+        os.kill(_device_child(pid), signal.SIGKILL)
+        assert wait_for(lambda: not process_exists(pid), timeout_s=15)
+        with open(log_path) as log:
+            assert "the device process of 'hil-noisy' ended (exit status -9); see the service log: stopping" \
+                in log.read()
+        again = backend.execute(request.replace(seed=4))  # the client starts the service again
+        assert backend.local_service.pid != pid and backend.retries == 0
+    _same_result(first, NoisyDevice().execute(request.replace(calibration=unwrap(calibration))))
+    _same_result(again, NoisyDevice().execute(request.replace(seed=4, calibration=unwrap(calibration))))
