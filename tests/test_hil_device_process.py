@@ -37,7 +37,8 @@ def device_process():
 def _same_result(result, expected):
     for times, reference in zip(result.layer_spike_times, expected.layer_spike_times, strict=True):
         np.testing.assert_array_equal(times, reference)
-    for arrivals, reference in zip(result.arrival_times, expected.arrival_times, strict=True):
+    assert (result.arrival_times is None) == (expected.arrival_times is None)
+    for arrivals, reference in zip(result.arrival_times or (), expected.arrival_times or (), strict=True):
         if reference is None:
             assert arrivals is None
         else:
@@ -59,11 +60,11 @@ def test_results_equal_the_device_in_process_also_for_networks_the_child_forgot(
         for request in pair:
             process.submit("execute", request)
         for request in pair:
-            result, run_s = process.collect()
+            result, run_s = process.collect("execute")
             _same_result(result, local.execute(request))
             assert run_s > 0
     process.submit("calibrate", (networks[3], 7))
-    calibration, _ = process.collect()
+    calibration, _ = process.collect("calibrate")
     assert calibration.digest == local.calibrate(networks[3], seed=7).digest
 
 
@@ -79,10 +80,10 @@ def test_errors_come_back_as_the_device_raised_them(device_process):
     process = device_process()
     process.submit("execute", dg.ExecutionRequest(network, inputs, other_chip, seed=0))
     with pytest.raises(DeviceFailure, match="made for another chip") as failure:
-        process.collect()
+        process.collect("execute")
     assert failure.value.fields["error_class"] == "CalibrationError" and failure.value.keep
     process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
-    assert process.collect()[0].layer_spike_times[-1].shape == (inputs.shape[0], 3)  # (still serving)
+    assert process.collect("execute")[0].layer_spike_times[-1].shape == (inputs.shape[0], 3)  # (still serving)
 
 
 def test_a_killed_device_process_is_reported(device_process):
@@ -91,7 +92,7 @@ def test_a_killed_device_process_is_reported(device_process):
     process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
     os.kill(process._process.pid, signal.SIGKILL)
     with pytest.raises(dg.BackendUnavailable, match=r"the device process of 'hil-noisy' ended \(exit status -9\)"):
-        process.collect()
+        process.collect("execute")
 
 
 def _device_child(service_pid: int) -> int:
@@ -126,3 +127,65 @@ def test_a_service_whose_device_process_died_stops_and_its_client_gets_the_same_
         assert backend.local_service.pid != pid and backend.retries == 0
     _same_result(first, NoisyDevice().execute(request.replace(calibration=unwrap(calibration))))
     _same_result(again, NoisyDevice().execute(request.replace(seed=4, calibration=unwrap(calibration))))
+
+
+def test_jobs_larger_than_the_pipe_buffer_go_through(device_process):
+    import threading
+
+    network = dg.testing.make_network((40, 60, 3), "none", 1.0, seed=0)
+    inputs = np.random.default_rng(0).uniform(0.15, 2.0, (1000, 40))  # 320 kB in, about 500 kB out per job
+    requests = [dg.ExecutionRequest(network, inputs, seed=seed) for seed in (0, 1)]
+    process, results = device_process("reference"), []
+
+    def run():  # (handing the second job over while the first result waits must not deadlock)
+        for request in requests:
+            process.submit("execute", request)
+        results.extend(process.collect("execute")[0] for _ in requests)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and len(results) == 2
+    for result, request in zip(results, requests):
+        _same_result(result, dg.get_backend("reference").execute(request))
+
+
+def test_a_job_the_child_cannot_read_empties_both_sides_and_the_next_one_runs(device_process, monkeypatch):
+    import delgrad_hil._device_process as module
+
+    network, inputs = network_and_inputs()
+    network = network.frozen_copy()
+    calibration = NoisyDevice().calibrate(network, seed=0)
+    process = device_process()
+    readable = module._network_bytes
+    monkeypatch.setattr(module, "_network_bytes", lambda network: b"not an npz archive")
+    process.submit("execute", dg.ExecutionRequest(network, inputs, calibration, seed=0))
+    with pytest.raises(DeviceFailure, match="not an npz|not a zip|npz") as failure:
+        process.collect("execute")
+    assert failure.value.fields["error_class"] == "FileFormatError"
+    monkeypatch.setattr(module, "_network_bytes", readable)
+    request = dg.ExecutionRequest(network, inputs, calibration, seed=1)  # the same network: sent again in full
+    process.submit("execute", request)
+    _same_result(process.collect("execute")[0], NoisyDevice().execute(request))
+
+
+@pytest.mark.slow
+def test_the_device_process_ends_with_its_service_however_that_ends():
+    from delgrad_hil import LocalService
+
+    network, inputs = network_and_inputs()
+    for how in ("group SIGTERM", "SIGKILL"):
+        service = LocalService("hil-noisy")
+        service.start()
+        try:
+            with HilBackend(service.address, token=service.token, device="hil-noisy") as backend:
+                backend.execute(network, inputs, calibration=backend.calibrate(network, seed=0), seed=0)
+            child = _device_child(service.pid)
+            if how == "SIGKILL":
+                os.kill(service.pid, signal.SIGKILL)
+            else:  # (a supervisor stopping the whole group: the service stops its device itself, status 0)
+                os.killpg(service.pid, signal.SIGTERM)
+                assert wait_for(lambda: not service.alive, timeout_s=15) and service._process.returncode == 0
+            assert wait_for(lambda: not process_exists(child), timeout_s=10), how
+        finally:
+            service.stop()

@@ -61,7 +61,7 @@ def hil():
 @click.option("--replay-window-s", type=_FiniteRange(min=0.0, min_open=True), default=60.0, show_default=True,
               help="Messages sent further from the service's clock are refused.")
 @click.option("--shutdown-grace-s", type=_SECONDS, default=30.0, show_default=True,
-              help="On SIGTERM/SIGINT, how long the running job may take to finish.")
+              help="On SIGTERM/SIGINT, how long the jobs at the device may take to finish.")
 @click.option("--latency-s", type=_SECONDS, default=0.0, help="Fault: delay every reply.")
 @click.option("--drop-fraction", type=_FRACTION, default=0.0, help="Fault: drop this fraction of job replies.")
 @click.option("--corrupt-fraction", type=_FRACTION, default=0.0,
@@ -87,20 +87,19 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
 
     from delgrad_hil._auth import Signer, load_token
     from delgrad_hil._device import device_name
-    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._device_process import LOG_FORMAT, DeviceProcess
     from delgrad_hil._faults import FaultPlan
     from delgrad_hil._service import DeviceService
     from delgrad_hil._supervisor import READY_PREFIX, watch_parent
 
     address = _checked_address(address, serving=True)
-    logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
-                        format="%(asctime)s delgrad-hil[%(process)d] %(levelname)s %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format=LOG_FORMAT)
     log = logging.getLogger("delgrad_hil.service")
     if parent_pid is not None:
         watch_parent(parent_pid, leftovers=[log_file] if log_file else [])
     signer = Signer(load_token(token_file=token_file))
     faults = FaultPlan(latency_s, drop_fraction, corrupt_fraction, busy_fraction, exit_after_jobs, fault_seed)
-    target = DeviceProcess(device_name(device), device_options)
+    target = DeviceProcess(device_name(device), device_options, log_level=getattr(logging, log_level.upper()))
     try:
         service = DeviceService(target, signer, address, device_options=device_options, faults=faults,
                                 max_message_bytes=int(max_message_mb * 2**20), replay_window_s=replay_window_s,

@@ -22,7 +22,6 @@ import time
 
 import zmq
 
-import delgrad_core
 from delgrad_core import BackendError, BackendUnavailable, ExecutionTimeout
 
 from delgrad_hil._protocol import (
@@ -31,6 +30,7 @@ from delgrad_hil._protocol import (
     Message,
     ProtocolError,
     decode,
+    device_error,
     encode,
     new_header,
     read_unverified_error,
@@ -39,9 +39,6 @@ from delgrad_hil._service import BACKSTOP_BYTES
 
 __all__ = ["ServiceClient", "new_client_id"]
 
-# device errors the client raises as themselves (the service names the class); others: BackendError
-_DEVICE_ERRORS = ("BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
-                  "InvalidValueError", "UnsupportedNetworkError", "FileFormatError")
 _POLL_SLICE_S = 0.05  # how often a wait checks that a local service is still alive
 
 
@@ -61,15 +58,6 @@ def _unresolved_host(address: str) -> str:
 def new_client_id() -> str:
     """A client identity unique to this process and object: host-pid-random."""
     return f"{os.uname().nodename[:40]}-{os.getpid()}-{os.urandom(4).hex()}".replace("_", "-")
-
-
-def _device_error(header: dict, where: str) -> BackendError:
-    name, message = header.get("error_class"), f"{where}: {header['message']}"
-    if name == "UnsupportedNetworkError":
-        return delgrad_core.UnsupportedNetworkError(message, capability=header.get("capability") or "resources")
-    error = getattr(delgrad_core, name)(message) if name in _DEVICE_ERRORS else BackendError(message)
-    error.retryable = bool(header["retryable"])
-    return error
 
 
 class ServiceClient:
@@ -338,7 +326,7 @@ class ServiceClient:
         if code == "bad_signature":
             raise self._token_refused()
         if code == "device_error":
-            error = _device_error(header, where)
+            error = device_error(header, f"{where}: {header['message']}")
         else:
             error = ProtocolError(code, f"{where} refused the request: {header['message']}",
                                   retryable=header["retryable"])

@@ -7,8 +7,12 @@ process of its own the device runs as it does in-process.
 
 The pipe carries a msgpack header and raw float64 frames, never pickle.  A network or a
 calibration travels once (as npz bytes) and is named by a key afterwards; the parent decides
-what the child keeps and tells it what to forget, so the two never disagree.  The parent hands
-over up to `DEPTH` jobs, so the child starts the next job as soon as it finishes one.
+what the child keeps and tells it what to forget.  A job whose frames the child could not read
+empties both sides' store (the reply says so), so the two never disagree for longer than the
+job already in the pipe.  The parent hands over up to `DEPTH` jobs, so the child starts the next
+job as soon as it finishes one; a writer thread sends them, so that the parent can read a large
+result while a large job is on its way (sending and reading in one thread would deadlock once
+both fill the pipe's buffer).
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from __future__ import annotations
 import io
 import logging
 import multiprocessing
+import os
+import queue
 import signal
+import sys
+import threading
 import time
 from collections import OrderedDict
 
@@ -35,16 +43,18 @@ from delgrad_core import (
     save_network,
 )
 
-from delgrad_hil._protocol import error_fields
+from delgrad_hil._protocol import device_error, failure_fields
 
-__all__ = ["DeviceProcess", "DeviceFailure", "DEPTH"]
+__all__ = ["DeviceProcess", "DeviceFailure", "DEPTH", "LOG_FORMAT"]
 
 log = logging.getLogger("delgrad_hil.device")
 
+LOG_FORMAT = "%(asctime)s delgrad-hil[%(process)d] %(levelname)s %(message)s"
 DEPTH = 2  # jobs handed to the child at once: one runs, the next waits in the pipe
 _KEPT = 8  # networks and calibrations the child keeps
 _START_TIMEOUT_S = 120.0  # for the child to import and build its device
-_STOP_TIMEOUT_S = 2.0  # for the child to end after its pipe closed, before it is killed
+_STOP_TIMEOUT_S = 2.0  # for the child to end after it was asked to, before it is killed
+_PARENT_WATCH_S = 0.2  # how often the child checks that the service is still its parent
 
 
 class DeviceFailure(Exception):
@@ -55,14 +65,6 @@ class DeviceFailure(Exception):
         super().__init__(fields["message"])
         self.fields = fields
         self.keep = fields["code"] == "device_error" and not fields["retryable"]
-
-
-def failure_fields(exc: BaseException) -> dict:
-    """The error reply's fields for a job that raised `exc` on the device."""
-    if isinstance(exc, DelgradError):
-        return error_fields("device_error", str(exc), retryable=exc.retryable, error_class=type(exc).__name__,
-                            capability=getattr(exc, "capability", None))
-    return error_fields("internal", f"the service failed: {type(exc).__name__}: {exc}")
 
 
 def _pack(header: dict) -> bytes:
@@ -88,30 +90,36 @@ class DeviceProcess:
 
     `submit` hands a job over and returns at once; `collect` returns the outcome of the oldest
     job handed over: (the result or calibration, the device's run time in seconds), or raises
-    `DeviceFailure`, or `BackendUnavailable` if the child has ended.
+    `DeviceFailure`, or `BackendUnavailable` if the child has ended.  `stop` ends the child,
+    `close` also releases the pipe.
     """
 
     depth = DEPTH
 
-    def __init__(self, name: str, options: dict | None = None):
+    def __init__(self, name: str, options: dict | None = None, *, log_level: int = logging.INFO):
         self.name = name
         context = multiprocessing.get_context("spawn")  # (no fork: the parent runs threads)
         self._pipe, child_end = context.Pipe()
-        self._process = context.Process(target=_child_main, args=(child_end, name, dict(options or {})),
-                                        name=f"delgrad-hil-device-{name}", daemon=True)
+        self._process = context.Process(target=_child_main, args=(child_end, name, dict(options or {}), log_level),
+                                        name=f"delgrad-hil-device-{name}")
         self._process.start()
         child_end.close()
         self._networks: OrderedDict[int, object] = OrderedDict()  # id -> network the child holds
         self._calibrations: OrderedDict[str, None] = OrderedDict()  # digests of the child's calibrations
-        self._handed: list[str] = []  # kinds of the jobs handed over, oldest first
-        self._forget_all = False  # the child may not hold what the mirrors say (a job failed inside it)
-        if not self._pipe.poll(_START_TIMEOUT_S):
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()  # messages (lists of frames) for the writer
+        self._stopped = False
+        self._writer = threading.Thread(target=self._write, name="delgrad-hil-device-writer", daemon=True)
+        self._writer.start()
+        try:
+            if not self._pipe.poll(_START_TIMEOUT_S):
+                raise BackendUnavailable(f"the device process of {name!r} did not start within "
+                                         f"{_START_TIMEOUT_S:g} s")
+            hello = self._receive()
+            if not hello["ok"]:
+                raise device_error(hello["error"], hello["error"]["message"])
+        except BaseException:
             self.close()
-            raise BackendUnavailable(f"the device process of {name!r} did not start within {_START_TIMEOUT_S:g} s")
-        hello = self._receive()
-        if not hello["ok"]:
-            self.close()
-            raise _rebuilt(hello["error"])
+            raise
         self.capabilities = Capabilities.from_dict(hello["capabilities"])
 
     @property
@@ -124,24 +132,19 @@ class DeviceProcess:
     def submit(self, kind: str, work) -> None:
         """Hand over an execute job (`work`: a request whose calibration is the device's) or a
         calibrate job (`work`: (network or None, seed))."""
-        try:
-            if kind == "execute":
-                self._send_execute(work)
-            else:
-                network, seed = work
-                frames = [] if network is None else [_network_bytes(network)]
-                self._send({"op": "calibrate", "seed": seed, "network": network is not None}, frames)
-        except OSError:
-            raise self.ended() from None
-        self._handed.append(kind)
+        if kind == "execute":
+            header, frames = self._execute_message(work)
+        else:
+            network, seed = work
+            header = {"op": "calibrate", "seed": seed, "network": network is not None}
+            frames = [] if network is None else [_network_bytes(network)]
+        self._outbox.put([_pack(header), *frames])
 
-    def _send_execute(self, request: ExecutionRequest) -> None:
+    def _execute_message(self, request: ExecutionRequest) -> tuple[dict, list]:
         network, calibration = request.network, request.calibration
         header = {"op": "execute", "network": id(network), "seed": request.seed,
                   "shape": list(request.input_spike_times.shape),
                   "calibration": None if calibration is None else calibration.digest}
-        if self._forget_all:
-            header["forget_all"], self._forget_all = True, False
         frames = []
         if id(network) in self._networks:
             self._networks.move_to_end(id(network))
@@ -159,7 +162,7 @@ class DeviceProcess:
                 frames.append(calibration.to_bytes())
                 header["forget_calibrations"] = self._trim(self._calibrations)
         frames.append(request.input_spike_times)
-        self._send(header, frames)
+        return header, frames
 
     @staticmethod
     def _trim(kept: OrderedDict) -> list:
@@ -168,22 +171,23 @@ class DeviceProcess:
             forgotten.append(kept.popitem(last=False)[0])
         return forgotten
 
-    def _send(self, header: dict, frames: list) -> None:
-        self._pipe.send_bytes(_pack(header))
-        for frame in frames:
-            self._pipe.send_bytes(frame)
+    def _write(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            try:
+                for frame in message:
+                    self._pipe.send_bytes(frame)
+            except OSError:  # the child has ended: `collect` reports it
+                return
 
     # -- collecting outcomes -----------------------------------------------------------------------
-    def collect(self) -> tuple[object, float]:
-        """(result or calibration, run seconds) of the oldest job handed over."""
-        kind = self._handed.pop(0)
+    def collect(self, kind: str) -> tuple[object, float]:
+        """(result or calibration, run seconds) of the oldest job handed over, of `kind`."""
+        header = self._receive()
         try:
-            header = self._receive()
             if not header["ok"]:
-                if header["error"]["code"] == "internal":  # (e.g. a network the child could not read)
+                if header.get("emptied"):  # the child could not read a job's frames and emptied its store
                     self._networks.clear()
                     self._calibrations.clear()
-                    self._forget_all = True
                 raise DeviceFailure(header["error"])
             if kind != "execute":
                 return Calibration.from_bytes(self._pipe.recv_bytes()), header["run_s"]
@@ -192,118 +196,151 @@ class DeviceProcess:
             if arrivals is not None:
                 arrivals = [None if shape is None else _floats(self._pipe.recv_bytes(), shape) for shape in arrivals]
         except (OSError, EOFError):
-            raise self.ended() from None
+            raise self.ended_error() from None
         return ExecutionResult(times, header["metadata"], arrivals), header["run_s"]
 
     def _receive(self) -> dict:
         try:
             return _unpack(self._pipe.recv_bytes())
         except (OSError, EOFError):
-            raise self.ended() from None
+            raise self.ended_error() from None
 
-    def ended(self) -> BackendUnavailable:
-        """The error saying that the child has ended (its pipe reached its end)."""
+    def ended_error(self) -> BackendUnavailable:
+        """The error to raise when the child has ended (its pipe reached its end)."""
         self._process.join(_STOP_TIMEOUT_S)
-        status = self._process.exitcode
-        return BackendUnavailable(f"the device process of {self.name!r} ended (exit status {status}); see the "
-                                  f"service log", retryable=True)
+        return BackendUnavailable(f"the device process of {self.name!r} ended (exit status "
+                                  f"{self._process.exitcode}); see the service log", retryable=True)
 
-    def close(self) -> None:
-        """End the child: it finishes the job it runs within a short time, else it is killed."""
-        self._pipe.close()
+    # -- ending --------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the child: it closes its device after the jobs already handed over, or is killed
+        if that takes longer than a moment.  A thread waiting on `channel` then sees its end."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._outbox.put([_pack({"op": "stop"})])
+        self._outbox.put(None)
         self._process.join(_STOP_TIMEOUT_S)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
+        self._writer.join(_STOP_TIMEOUT_S)  # (ends with the child: its pipe breaks)
 
-
-def _rebuilt(fields: dict) -> Exception:
-    """The device's construction error, as the class it was when it is one of delgrad's."""
-    import delgrad_core
-
-    error_class = getattr(delgrad_core, fields.get("error_class") or "", None)
-    if isinstance(error_class, type) and issubclass(error_class, DelgradError):
-        try:
-            return error_class(fields["message"])
-        except TypeError:  # (an error class with required fields of its own)
-            pass
-    return BackendUnavailable(fields["message"], retryable=False)
+    def close(self) -> None:
+        """`stop`, then release the pipe."""
+        self.stop()
+        self._pipe.close()
 
 
 # -- the child ---------------------------------------------------------------------------------
-def _child_main(pipe, name: str, options: dict) -> None:
-    """Build the device, then run the jobs the pipe brings until it closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (Ctrl-C reaches the whole group: the service stops the device)
+def _watch_parent(parent_pid: int) -> None:
+    """Exit as soon as the service is gone, however it ended (SIGKILL, os._exit, a second
+    signal): a device must not run on for a service that will not read its results."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_WATCH_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="delgrad-hil-parent-watch", daemon=True).start()
+
+
+def _child_main(pipe, name: str, options: dict, log_level: int) -> None:
+    """Build the device, then run the jobs the pipe brings until it says stop or closes."""
+    _watch_parent(os.getppid())
+    # signals to the whole process group (Ctrl-C, a supervisor's SIGTERM) are for the service,
+    # which finishes its jobs and then stops this process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(stream=sys.stderr, level=log_level, format=LOG_FORMAT)
+    logging.captureWarnings(True)
     try:
         device = get_backend(name, **options)
     except BaseException as exc:
         pipe.send_bytes(_pack({"ok": False, "error": failure_fields(exc)}))
         return
-    networks, calibrations = {}, {}
+    store = _Store()
     with device:
         try:
             pipe.send_bytes(_pack({"ok": True, "capabilities": device.capabilities.to_dict()}))
-            while True:
-                header = _unpack(pipe.recv_bytes())
+            while (header := _unpack(pipe.recv_bytes()))["op"] != "stop":
                 if header["op"] == "execute":
-                    _run_execute(pipe, device, header, networks, calibrations)
+                    reply = _run_execute(pipe, device, header, store)
                 else:
-                    _run_calibrate(pipe, device, header)
+                    reply = _run_calibrate(pipe, device, header)
+                for frame in reply:
+                    pipe.send_bytes(frame)
         except (EOFError, OSError):  # the service closed the pipe or ended
             return
 
 
-def _run_execute(pipe, device, header: dict, networks: dict, calibrations: dict) -> None:
-    if header.get("forget_all"):
-        networks.clear()
-        calibrations.clear()
-    for key in header.get("forget_networks", ()):
-        networks.pop(key, None)
-    for digest in header.get("forget_calibrations", ()):
-        calibrations.pop(digest, None)
+class _Store:
+    """The networks (by key) and calibrations (by digest) the child holds."""
+
+    def __init__(self):
+        self.networks: dict = {}
+        self.calibrations: dict = {}
+
+    def update(self, header: dict, network_frame, calibration_frame) -> None:
+        for key in header.get("forget_networks", ()):
+            self.networks.pop(key, None)
+        for digest in header.get("forget_calibrations", ()):
+            self.calibrations.pop(digest, None)
+        if network_frame is not None:
+            self.networks[header["network"]] = load_network(io.BytesIO(network_frame)).frozen_copy()
+        if calibration_frame is not None:
+            self.calibrations[header["calibration"]] = Calibration.from_bytes(calibration_frame)
+
+    def request(self, header: dict, inputs: bytes) -> ExecutionRequest:
+        digest = header["calibration"]
+        calibration = None if digest is None else self.calibrations[digest]
+        return ExecutionRequest(self.networks[header["network"]], _floats(inputs, header["shape"]), calibration,
+                                header["seed"])
+
+
+def _failure(exc: Exception, *, emptied: bool = False) -> list:
+    if not isinstance(exc, DelgradError):  # (a fault of the device or of this module: worth a traceback)
+        log.exception("a job failed inside the device process")
+    return [_pack({"ok": False, "error": failure_fields(exc), "emptied": emptied})]
+
+
+def _run_execute(pipe, device, header: dict, store: _Store) -> list:
+    """The reply frames of an execute job (its frames are read from the pipe first, whatever
+    happens, so that the pipe stays in step)."""
     network_frame = pipe.recv_bytes() if header.get("network_bytes") else None
     calibration_frame = pipe.recv_bytes() if header.get("calibration_bytes") else None
-    inputs = _floats(pipe.recv_bytes(), header["shape"])
+    inputs = pipe.recv_bytes()
     try:
-        if network_frame is not None:
-            networks[header["network"]] = load_network(io.BytesIO(network_frame)).frozen_copy()
-        if calibration_frame is not None:
-            calibrations[header["calibration"]] = Calibration.from_bytes(calibration_frame)
-        calibration = None if header["calibration"] is None else calibrations[header["calibration"]]
-        request = ExecutionRequest(networks[header["network"]], inputs, calibration, header["seed"])
+        store.update(header, network_frame, calibration_frame)
+        request = store.request(header, inputs)
+    except Exception as exc:
+        store.networks.clear()
+        store.calibrations.clear()
+        return _failure(exc, emptied=True)
+    try:
         started = time.perf_counter()
         result = device.execute(request)
         run_s = time.perf_counter() - started
+        result.metadata.pop("wall_seconds", None)  # (the service reports run_s)
+        arrivals = result.arrival_times
+        head = _pack({"ok": True, "run_s": run_s, "metadata": result.metadata,
+                      "layers": [list(times.shape) for times in result.layer_spike_times],
+                      "arrivals": None if arrivals is None else
+                      [None if values is None else list(values.shape) for values in arrivals]})
+        arrays = [np.ascontiguousarray(values, dtype=np.float64)
+                  for values in [*result.layer_spike_times, *(arrivals or ())] if values is not None]
     except Exception as exc:
-        _send_failure(pipe, exc)
-        return
-    result.metadata.pop("wall_seconds", None)  # (the service reports run_s)
-    arrivals = result.arrival_times
-    pipe.send_bytes(_pack({"ok": True, "run_s": run_s, "metadata": result.metadata,
-                           "layers": [list(times.shape) for times in result.layer_spike_times],
-                           "arrivals": None if arrivals is None else
-                           [None if values is None else list(values.shape) for values in arrivals]}))
-    for values in [*result.layer_spike_times, *(arrivals or ())]:
-        if values is not None:
-            pipe.send_bytes(np.ascontiguousarray(values, dtype=np.float64))
+        return _failure(exc)
+    return [head, *arrays]
 
 
-def _run_calibrate(pipe, device, header: dict) -> None:
+def _run_calibrate(pipe, device, header: dict) -> list:
+    """The reply frames of a calibrate job."""
     network_frame = pipe.recv_bytes() if header["network"] else None
     try:
         network = None if network_frame is None else load_network(io.BytesIO(network_frame))
         started = time.perf_counter()
         calibration = device.calibrate(network, seed=header["seed"])
         run_s = time.perf_counter() - started
-        payload = calibration.to_bytes()
+        return [_pack({"ok": True, "run_s": run_s}), calibration.to_bytes()]
     except Exception as exc:
-        _send_failure(pipe, exc)
-        return
-    pipe.send_bytes(_pack({"ok": True, "run_s": run_s}))
-    pipe.send_bytes(payload)
-
-
-def _send_failure(pipe, exc: Exception) -> None:
-    if not isinstance(exc, DelgradError):
-        log.exception("a job failed inside the device process")
-    pipe.send_bytes(_pack({"ok": False, "error": failure_fields(exc)}))
+        return _failure(exc)

@@ -25,14 +25,15 @@ from dataclasses import dataclass
 
 import msgpack
 
-from delgrad_core import BackendError
+import delgrad_core
+from delgrad_core import BackendError, DelgradError, UnsupportedNetworkError
 
 from delgrad_hil._auth import SIGNATURE_BYTES
 
 __all__ = [
     "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "REPLY_SIZE_FACTOR", "ERROR_CODES",
     "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "CLIENT_ID", "CLIENT_ID_RULE", "ProtocolError", "Message", "encode",
-    "decode", "new_header", "error_fields", "calibration_job_id", "read_unverified_error",
+    "decode", "new_header", "error_fields", "failure_fields", "device_error", "DEVICE_ERRORS", "calibration_job_id", "read_unverified_error",
 ]
 
 VERSION = 2  # 2: job replies name the service that ran them
@@ -59,6 +60,10 @@ ERROR_CODES = {
     "device_error": False,         # the device refused or failed (its own `retryable` decides)
     "internal": False,             # a fault of the service itself
 }
+
+# delgrad errors a device may raise that come back as themselves (others: BackendError)
+DEVICE_ERRORS = ("BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
+                 "InvalidValueError", "UnsupportedNetworkError", "FileFormatError")
 
 JOB_STATES = ("queued", "running", "finished", "unknown")
 CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # what a client may call itself
@@ -123,6 +128,28 @@ def error_fields(code: str, message: str, *, retryable: bool | None = None, erro
     return {"type": "error", "code": code, "message": message,
             "retryable": ERROR_CODES[code] if retryable is None else retryable,
             "error_class": error_class, "capability": capability}
+
+
+def failure_fields(exc: BaseException) -> dict:
+    """The fields of the error reply to a job that raised `exc` on the device: "device_error"
+    naming a delgrad error's class (and missing capability), else "internal"."""
+    if isinstance(exc, DelgradError):
+        return error_fields("device_error", str(exc), retryable=exc.retryable, error_class=type(exc).__name__,
+                            capability=getattr(exc, "capability", None))
+    return error_fields("internal", f"the service failed: {type(exc).__name__}: {exc}")
+
+
+def device_error(fields: dict, message: str) -> BackendError:
+    """The delgrad error that `fields` (of a "device_error" reply) describe, saying `message`:
+    the device's error class when it is one of `DEVICE_ERRORS`, else `BackendError`, with the
+    device's retryable flag."""
+    name = fields.get("error_class")
+    if name == "UnsupportedNetworkError":
+        error = UnsupportedNetworkError(message, capability=fields.get("capability") or "resources")
+    else:
+        error = getattr(delgrad_core, name)(message) if name in DEVICE_ERRORS else BackendError(message)
+    error.retryable = bool(fields["retryable"])
+    return error
 
 
 # -- field rules: value -> problem or None ---------------------------------------------------------

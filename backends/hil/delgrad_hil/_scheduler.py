@@ -154,7 +154,11 @@ class Scheduler:
         with self._lock:
             info = {
                 "queues": {client: len(queue) for client, queue in self._queues.items()},
-                "running": [{"client": job.client, "job": job.job_id, "kind": job.kind} for job in self._running],
+                # the job the device runs, and the next one it holds
+                **{name: None if len(self._running) <= k else {"client": self._running[k].client,
+                                                               "job": self._running[k].job_id,
+                                                               "kind": self._running[k].kind}
+                   for k, name in enumerate(("running", "next"))},
                 "cache": {"entries": len(self._cache), "bytes": self._cached_bytes},
                 **{name: self.counts[name] for name in ("executed", "calibrated", "cache_hits", "joined")},
                 "most_queued": self.most_queued,

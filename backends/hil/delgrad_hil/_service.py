@@ -2,12 +2,15 @@
 
 The I/O thread receives messages, checks them (`decode`, the replay guard, the payload against
 its job id), answers hello, health, status and probes (the state of a job) at once and hands
-jobs to the `Scheduler`; the device thread runs them one at a time in round-robin order over
-the clients and wakes the I/O thread, which sends each outcome to every message waiting for it.
-Any message that cannot be served gets an error reply; nothing a client sends stops the
-service.  `request_stop` (from a
-signal handler) begins a graceful shutdown: queued jobs are answered "shutting_down", the
-running job gets up to `shutdown_grace_s` to finish and be answered, then the service closes.
+jobs to the `Scheduler`.  The device thread takes them in round-robin order over the clients and
+hands them to the device, which runs them one at a time in a process of its own
+(`DeviceProcess`: two jobs at once, so that it starts the next as it finishes one); it wakes the
+I/O thread with each outcome, which sends it to every message waiting for it.  Any message that
+cannot be served gets an error reply; nothing a client sends stops the service.
+`request_stop` (from a signal handler) begins a graceful shutdown: queued jobs are answered
+"shutting_down", the jobs at the device get up to `shutdown_grace_s` to finish and be
+answered, then the service closes.  If the device process ends by itself, the service answers
+its jobs "shutting_down" and stops (`device_lost` says why).
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from delgrad_hil._device_process import DeviceFailure
 from delgrad_hil._faults import EXIT_STATUS, FaultPlan, Faults
 from delgrad_hil._protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
-    ERROR_CODES,
     REPLY_SIZE_FACTOR,
     VERSION,
     Message,
@@ -43,6 +45,7 @@ from delgrad_hil._protocol import (
     decode,
     encode,
     error_fields,
+    failure_fields,
     new_header,
 )
 from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
@@ -116,7 +119,7 @@ class DeviceService:
 
     Parameters
     ----------
-    device : Backend
+    device : DeviceProcess
         The device; the service owns it and closes it at the end.
     signer : Signer
         Signs and verifies messages with the shared token.
@@ -240,8 +243,9 @@ class DeviceService:
             self._send(frames)
         self.scheduler.close()
         self._tell_device_thread()
-        self.device.close()  # (a job still running is stopped: its waiters have their answer)
-        worker.join(timeout=1.0)
+        self.device.stop()  # (a job still running is stopped: its waiters have their answer)
+        worker.join(timeout=5.0)
+        self.device.close()
         os.close(self._queued_tx)
         os.close(self._queued_rx)
         for endpoint in (self._router, self._wake_rx, self._wake_tx):
@@ -259,21 +263,24 @@ class DeviceService:
         handed: deque = deque()  # jobs at the device, oldest first
         try:
             while not (self.scheduler.closed and not handed):
-                if len(handed) < self.device.depth and (job := self.scheduler.take()) is not None:
+                room = len(handed) < self.device.depth
+                if room and (job := self.scheduler.take()) is not None:
                     handed.append(job)
                     self.device.submit(job.kind, job.work)
                     continue
-                waiting_for = [self.device.channel] + ([self._queued_rx] if len(handed) < self.device.depth else [])
-                if self.device.channel not in wait_readable(waiting_for):
+                if self.device.channel not in wait_readable([self.device.channel, *[self._queued_rx] * room]):
                     os.read(self._queued_rx, 4096)  # (a job was queued, or the scheduler closed)
                 elif not handed:  # (the pipe's end: the device process ended while idle)
-                    raise self.device.ended()
+                    raise self.device.ended_error()
                 else:
                     outcome = self._outcome(handed[0])
                     self.scheduler.finish(handed.popleft(), outcome)
                     self._wake_tx.send(b"")
         except BackendUnavailable as exc:  # the device process ended
             self._device_lost(exc, handed)
+        except Exception as exc:  # a fault of the service: no job can run any more
+            log.exception("the device thread failed")
+            self._device_lost(BackendUnavailable(f"the device thread failed: {type(exc).__name__}: {exc}"), handed)
 
     def _tell_device_thread(self) -> None:
         """Wake the device thread (a job was queued, or the scheduler closed)."""
@@ -283,13 +290,16 @@ class DeviceService:
     def _outcome(self, job) -> Outcome:
         """The outcome of the oldest job handed to the device."""
         try:
-            value, run_s = self.device.collect()
+            value, run_s = self.device.collect(job.kind)
+            payload = value.to_bytes()
         except DeviceFailure as failure:
-            if failure.fields["code"] == "internal":
-                log.error("job %s failed inside the device process: %s", job.job_id[:16], failure)
             return Outcome(failure.fields, keep=failure.keep)
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            log.exception("job %s failed inside the service", job.job_id[:16])
+            return Outcome(failure_fields(exc), keep=False)
         if job.kind == "execute":
-            reply_type, payload = "result", value.to_bytes()
             limit = REPLY_SIZE_FACTOR * self.max_message_bytes
             if len(payload) > limit:
                 return Outcome(error_fields("too_large", f"the result of {len(payload):,} bytes is above the reply "
@@ -297,14 +307,15 @@ class DeviceService:
                                             "run the batch in smaller jobs"), keep=True)
         else:
             self.calibration_digest = value.digest
-            reply_type, payload = "calibration", value.to_bytes()
+        reply_type = "result" if job.kind == "execute" else "calibration"
         fields = {"type": reply_type, "job": job.job_id, "cached": False, "run_s": run_s, "service": self.service_id}
         return Outcome(fields, payload)
 
-    def _device_lost(self, exc: BackendUnavailable, handed: list) -> None:
-        """The device process ended: answer its jobs "shutting_down" and stop the service (a
-        supervisor, or the client of a local service, starts it again)."""
-        if not self.stopping:
+    def _device_lost(self, exc: BackendUnavailable, handed) -> None:
+        """The device process ended (or the device thread failed): answer the `handed` jobs
+        "shutting_down" and stop the service (a supervisor, or the client of a local service,
+        starts it again)."""
+        if not self._stop_requested:
             log.error("%s: stopping the service", exc)
             self.device_lost = str(exc)
             self._stop_requested = True
