@@ -100,30 +100,29 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     signer = Signer(load_token(token_file=token_file))
     faults = FaultPlan(latency_s, drop_fraction, corrupt_fraction, busy_fraction, exit_after_jobs, fault_seed)
     target = DeviceProcess(device_name(device), device_options, log_level=getattr(logging, log_level.upper()))
-    try:
+    try:  # (the device process ends with this command, however it ends)
         service = DeviceService(target, signer, address, device_options=device_options, faults=faults,
                                 max_message_bytes=int(max_message_mb * 2**20), replay_window_s=replay_window_s,
                                 shutdown_grace_s=shutdown_grace_s, max_queued_per_client=max_queue,
                                 cache_entries=cache_entries, cache_bytes=int(cache_mb * 2**20))
-    except BaseException:
-        target.close()
-        raise
 
-    def on_signal(signum, frame):
-        if service.stop_requested:
-            os._exit(128 + signum)
-        log.info("signal %d: stopping gracefully (send it again to stop at once)", signum)
-        service.request_stop()
+        def on_signal(signum, frame):
+            if service.stop_requested:
+                os._exit(128 + signum)
+            log.info("signal %d: stopping gracefully (send it again to stop at once)", signum)
+            service.request_stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if not service.address.startswith(("tcp://127.", "tcp://[::1]", "ipc://")):
-        log.warning("serving beyond this machine on %s: messages are signed, not encrypted", service.address)
-    if faults.active:
-        log.warning("injecting faults: %s", faults.to_dict())
-    click.echo(READY_PREFIX + service.address)
-    sys.stdout.flush()
-    service.serve()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        if not service.address.startswith(("tcp://127.", "tcp://[::1]", "ipc://")):
+            log.warning("serving beyond this machine on %s: messages are signed, not encrypted", service.address)
+        if faults.active:
+            log.warning("injecting faults: %s", faults.to_dict())
+        click.echo(READY_PREFIX + service.address)
+        sys.stdout.flush()
+        service.serve()
+    finally:
+        target.close()  # (closed already after a graceful stop)
     if service.device_lost:
         raise BackendUnavailable(f"{service.device_lost}: the service stopped")
 
