@@ -33,7 +33,8 @@ from delgrad_hil._auth import SIGNATURE_BYTES
 __all__ = [
     "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "REPLY_SIZE_FACTOR", "ERROR_CODES",
     "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "CLIENT_ID", "CLIENT_ID_RULE", "ProtocolError", "Message", "encode",
-    "decode", "new_header", "error_fields", "failure_fields", "device_error", "DEVICE_ERRORS", "calibration_job_id", "read_unverified_error",
+    "decode", "new_header", "error_fields", "failure_fields", "device_error", "DEVICE_ERRORS", "calibration_job_id",
+    "read_unverified_error",
 ]
 
 VERSION = 2  # 2: job replies name the service that ran them

@@ -227,7 +227,7 @@ class DeviceService:
         rejected = self.scheduler.reject_queued()
         for job in rejected:
             self._answer(job, error_fields("shutting_down", "the service stopped before running the job; "
-                                                             "send it again after the restart"))
+                                                            "send it again after the restart"))
         running = len(self.scheduler.running)
         log.info("stopping: %d queued jobs rejected, %s", len(rejected),
                  f"waiting for {running} job{'s' * (running > 1)} at the device" if running else "no job running")
@@ -268,7 +268,8 @@ class DeviceService:
                     handed.append(job)
                     self.device.submit(job.kind, job.work)
                     continue
-                if self.device.channel not in wait_readable([self.device.channel, *[self._queued_rx] * room]):
+                waiting_for = [self.device.channel, self._queued_rx] if room else [self.device.channel]
+                if self.device.channel not in wait_readable(waiting_for):
                     os.read(self._queued_rx, 4096)  # (a job was queued, or the scheduler closed)
                 elif not handed:  # (the pipe's end: the device process ended while idle)
                     raise self.device.ended_error()
