@@ -85,6 +85,12 @@ def _floats(data: bytes, shape) -> np.ndarray:
     return np.frombuffer(data, dtype=np.float64).reshape(shape)
 
 
+def _raw(values) -> np.ndarray:
+    """`values` as float64 bytes for `send_bytes` (a flat uint8 view: the pipe refuses arrays
+    with a zero in their shape, e.g. a batch of no samples)."""
+    return np.ascontiguousarray(values, dtype=np.float64).reshape(-1).view(np.uint8)
+
+
 class DeviceProcess:
     """A device backend (by name and options) running in a child process.
 
@@ -161,7 +167,7 @@ class DeviceProcess:
                 header["calibration_bytes"] = True
                 frames.append(calibration.to_bytes())
                 header["forget_calibrations"] = self._trim(self._calibrations)
-        frames.append(request.input_spike_times)
+        frames.append(_raw(request.input_spike_times))
         return header, frames
 
     @staticmethod
@@ -177,6 +183,10 @@ class DeviceProcess:
                 for frame in message:
                     self._pipe.send_bytes(frame)
             except OSError:  # the child has ended: `collect` reports it
+                return
+            except Exception:  # a fault of this module, the pipe out of step: end the child (`collect` says so)
+                log.exception("could not hand a job to the device process")
+                self._process.kill()
                 return
 
     # -- collecting outcomes -----------------------------------------------------------------------
@@ -208,8 +218,9 @@ class DeviceProcess:
     def ended_error(self) -> BackendUnavailable:
         """The error to raise when the child has ended (its pipe reached its end)."""
         self._process.join(_STOP_TIMEOUT_S)
-        return BackendUnavailable(f"the device process of {self.name!r} ended (exit status "
-                                  f"{self._process.exitcode}); see the service log", retryable=True)
+        status = self._process.exitcode
+        how = f"killed by signal {-status}" if status is not None and status < 0 else f"exit status {status}"
+        return BackendUnavailable(f"the device process of {self.name!r} ended ({how})", retryable=True)
 
     # -- ending --------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -326,8 +337,7 @@ def _run_execute(pipe, device, header: dict, store: _Store) -> list:
                       "layers": [list(times.shape) for times in result.layer_spike_times],
                       "arrivals": None if arrivals is None else
                       [None if values is None else list(values.shape) for values in arrivals]})
-        arrays = [np.ascontiguousarray(values, dtype=np.float64)
-                  for values in [*result.layer_spike_times, *(arrivals or ())] if values is not None]
+        arrays = [_raw(values) for values in [*result.layer_spike_times, *(arrivals or ())] if values is not None]
     except Exception as exc:
         return _failure(exc)
     return [head, *arrays]
