@@ -2,6 +2,7 @@
 (also for networks the child has forgotten), errors as the device raised them, and a service
 whose device process dies stops, and is restarted by its client, which gets the same result."""
 
+import json
 import os
 import signal
 
@@ -178,23 +179,76 @@ def test_a_job_the_child_cannot_read_empties_both_sides_and_the_next_one_runs(de
     _same_result(process.collect("execute")[0], NoisyDevice().execute(request))
 
 
+_ODD_METADATA_DEVICE = """
+from delgrad_core import hookimpl
+from _hil_noisy_device import CAPABILITIES, NoisyDevice
+
+
+class OddMetadata(NoisyDevice):
+    name = "hil-odd-metadata"
+
+    def _execute(self, request):
+        result = super()._execute(request)
+        result.metadata.update({"per_layer": {0: 12}, "big": 2**70})  # (JSON, but not msgpack's plain maps)
+        return result
+
+
+@hookimpl
+def delgrad_register_backends(register):
+    register("hil-odd-metadata", OddMetadata, capabilities=CAPABILITIES)
+"""
+
+
+def test_metadata_that_json_allows_comes_back_as_from_the_device_and_replies_stay_in_step(tmp_path, monkeypatch):
+    from _hil import install_test_devices
+
+    install_test_devices(tmp_path, monkeypatch, [("delgrad-hil-oddmeta", "_hil_odd_metadata", _ODD_METADATA_DEVICE,
+                                                  "hil-odd-metadata")])
+    network, inputs = network_and_inputs()
+    device = dg.get_backend("hil-odd-metadata")
+    calibration = device.calibrate(network, seed=0)
+    process = DeviceProcess("hil-odd-metadata")
+    try:
+        requests = [dg.ExecutionRequest(network, inputs, calibration, seed=seed) for seed in range(4)]
+        for request in requests:  # (two at a time, in step: each result is its own job's)
+            process.submit("execute", request)
+            if request.seed % 2:
+                for earlier in requests[request.seed - 1:request.seed + 1]:
+                    result, expected = process.collect("execute")[0], device.execute(earlier)
+                    expected.metadata = json.loads(json.dumps(expected.metadata))  # (as a result's bytes hold it)
+                    assert result.metadata["per_layer"] == {"0": 12} and result.metadata["big"] == 2**70
+                    _same_result(result, expected)
+    finally:
+        process.close()
+
+
 @pytest.mark.slow
 def test_the_device_process_ends_with_its_service_however_that_ends():
+    import threading
+
     from delgrad_hil import LocalService
 
     network, inputs = network_and_inputs()
     for how in ("group SIGTERM", "SIGKILL"):
-        service = LocalService("hil-noisy")
+        service = LocalService("hil-noisy", {"job_delay_s": 1.0})
         service.start()
         try:
             with HilBackend(service.address, token=service.token, device="hil-noisy") as backend:
-                backend.execute(network, inputs, calibration=backend.calibrate(network, seed=0), seed=0)
-            child = _device_child(service.pid)
-            if how == "SIGKILL":
-                os.kill(service.pid, signal.SIGKILL)
-            else:  # (a supervisor stopping the whole group: the service stops its device itself, status 0)
-                os.killpg(service.pid, signal.SIGTERM)
-                assert wait_for(lambda: not service.alive, timeout_s=15) and service._process.returncode == 0
+                calibration = backend.calibrate(network, seed=0)
+                child = _device_child(service.pid)
+                if how == "SIGKILL":
+                    os.kill(service.pid, signal.SIGKILL)
+                else:  # (a supervisor stopping the whole group while a job runs: it finishes, status 0)
+                    results = []
+                    running = threading.Thread(target=lambda: results.append(
+                        backend.execute(network, inputs, calibration=calibration, seed=0)))
+                    running.start()
+                    with HilBackend(service.address, token=service.token, device="hil-noisy") as watcher:
+                        assert wait_for(lambda: watcher.status()["running"] is not None)
+                    os.killpg(service.pid, signal.SIGTERM)
+                    running.join(timeout=30)
+                    assert len(results) == 1
+                    assert wait_for(lambda: not service.alive, timeout_s=15) and service._process.returncode == 0
             assert wait_for(lambda: not process_exists(child), timeout_s=10), how
         finally:
             service.stop()

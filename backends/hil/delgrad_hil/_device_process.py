@@ -18,6 +18,7 @@ both fill the pipe's buffer).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -106,8 +107,8 @@ class DeviceProcess:
         self.name = name
         context = multiprocessing.get_context("spawn")  # (no fork: the parent runs threads)
         self._pipe, child_end = context.Pipe()
-        self._process = context.Process(target=_child_main, args=(child_end, name, dict(options or {}), log_level),
-                                        name=f"delgrad-hil-device-{name}")
+        self._process = context.Process(target=_child_main, name=f"delgrad-hil-device-{name}",
+                                        args=(child_end, name, dict(options or {}), log_level, os.getpid()))
         self._process.start()
         child_end.close()
         self._networks: OrderedDict[int, object] = OrderedDict()  # id -> network the child holds
@@ -138,6 +139,8 @@ class DeviceProcess:
     def submit(self, kind: str, work) -> None:
         """Hand over an execute job (`work`: a request whose calibration is the device's) or a
         calibrate job (`work`: (network or None, seed))."""
+        if self._stopped:
+            raise self.ended_error()
         if kind == "execute":
             header, frames = self._execute_message(work)
         else:
@@ -191,9 +194,10 @@ class DeviceProcess:
 
     # -- collecting outcomes -----------------------------------------------------------------------
     def collect(self, kind: str) -> tuple[object, float]:
-        """(result or calibration, run seconds) of the oldest job handed over, of `kind`."""
-        header = self._receive()
+        """(result or calibration, run seconds) of the oldest job handed over, of `kind`.  A
+        reply this side cannot read leaves the pipe out of step: the child is ended then."""
         try:
+            header = self._receive()
             if not header["ok"]:
                 if header.get("emptied"):  # the child could not read a job's frames and emptied its store
                     self._networks.clear()
@@ -205,15 +209,22 @@ class DeviceProcess:
             arrivals = header["arrivals"]
             if arrivals is not None:
                 arrivals = [None if shape is None else _floats(self._pipe.recv_bytes(), shape) for shape in arrivals]
+            return ExecutionResult(times, json.loads(header["metadata"]), arrivals), header["run_s"]
+        except DeviceFailure:
+            raise
         except (OSError, EOFError):
             raise self.ended_error() from None
-        return ExecutionResult(times, header["metadata"], arrivals), header["run_s"]
+        except Exception:
+            log.exception("could not read a reply of the device process")
+            self._process.kill()
+            raise self.ended_error() from None
 
     def _receive(self) -> dict:
         try:
-            return _unpack(self._pipe.recv_bytes())
+            data = self._pipe.recv_bytes()
         except (OSError, EOFError):
             raise self.ended_error() from None
+        return _unpack(data)
 
     def ended_error(self) -> BackendUnavailable:
         """The error to raise when the child has ended (its pipe reached its end)."""
@@ -255,9 +266,9 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="delgrad-hil-parent-watch", daemon=True).start()
 
 
-def _child_main(pipe, name: str, options: dict, log_level: int) -> None:
+def _child_main(pipe, name: str, options: dict, log_level: int, parent_pid: int) -> None:
     """Build the device, then run the jobs the pipe brings until it says stop or closes."""
-    _watch_parent(os.getppid())
+    _watch_parent(parent_pid)
     # signals to the whole process group (Ctrl-C, a supervisor's SIGTERM) are for the service,
     # which finishes its jobs and then stops this process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -303,9 +314,13 @@ class _Store:
 
     def request(self, header: dict, inputs: bytes) -> ExecutionRequest:
         digest = header["calibration"]
-        calibration = None if digest is None else self.calibrations[digest]
-        return ExecutionRequest(self.networks[header["network"]], _floats(inputs, header["shape"]), calibration,
-                                header["seed"])
+        try:
+            network = self.networks[header["network"]]
+            calibration = None if digest is None else self.calibrations[digest]
+        except KeyError:  # (emptied after an earlier job's frames could not be read: the parent sends it again)
+            raise BackendUnavailable("the device process no longer holds this job's network or calibration; "
+                                     "send the job again", retryable=True) from None
+        return ExecutionRequest(network, _floats(inputs, header["shape"]), calibration, header["seed"])
 
 
 def _failure(exc: Exception, *, emptied: bool = False) -> list:
@@ -333,7 +348,7 @@ def _run_execute(pipe, device, header: dict, store: _Store) -> list:
         run_s = time.perf_counter() - started
         result.metadata.pop("wall_seconds", None)  # (the service reports run_s)
         arrivals = result.arrival_times
-        head = _pack({"ok": True, "run_s": run_s, "metadata": result.metadata,
+        head = _pack({"ok": True, "run_s": run_s, "metadata": json.dumps(result.metadata, allow_nan=False),
                       "layers": [list(times.shape) for times in result.layer_spike_times],
                       "arrivals": None if arrivals is None else
                       [None if values is None else list(values.shape) for values in arrivals]})

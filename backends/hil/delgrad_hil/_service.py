@@ -154,6 +154,7 @@ class DeviceService:
         self._networks: OrderedDict = OrderedDict()  # digest of a network's bytes -> network
         self.stopping = False
         self.device_lost: str | None = None  # why the device process ended, if it did
+        self._ending_device = False  # the service ends its device process (that end is not a loss)
         self._stop_requested = False
         self._started = time.monotonic()
         self._delayed: list = []  # (due, sequence, frames) of replies held back by the latency fault
@@ -243,6 +244,7 @@ class DeviceService:
             self._send(frames)
         self.scheduler.close()
         self._tell_device_thread()
+        self._ending_device = True
         self.device.stop()  # (a job still running is stopped: its waiters have their answer)
         worker.join(timeout=5.0)
         self.device.close()
@@ -316,7 +318,7 @@ class DeviceService:
         """The device process ended (or the device thread failed): answer the `handed` jobs
         "shutting_down" and stop the service (a supervisor, or the client of a local service,
         starts it again)."""
-        if not self._stop_requested:
+        if not self._ending_device:  # (also during a graceful stop: its jobs were to finish)
             log.error("%s: stopping the service", exc)
             self.device_lost = str(exc)
             self._stop_requested = True
