@@ -5,7 +5,8 @@ for the message thread (reading, checking and signing messages) and ran with its
 between the two cores' caches: a job of 2.8 ms took 3.4 ms of the device thread's CPU.  In a
 process of its own the device runs as it does in-process.
 
-The pipe carries a msgpack header and raw float64 frames, never pickle.  A network or a
+The pipe carries a msgpack header (the device's metadata in it as JSON text, as a result's bytes
+hold it) and raw float64 frames, never pickle.  A network or a
 calibration travels once (as npz bytes) and is named by a key afterwards; the parent decides
 what the child keeps and tells it what to forget.  A job whose frames the child could not read
 empties both sides' store (the reply says so), so the two never disagree for longer than the
@@ -45,6 +46,7 @@ from delgrad_core import (
 )
 
 from delgrad_hil._protocol import device_error, failure_fields
+from delgrad_hil._supervisor import watch_parent
 
 __all__ = ["DeviceProcess", "DeviceFailure", "DEPTH", "LOG_FORMAT"]
 
@@ -255,20 +257,9 @@ class DeviceProcess:
 
 
 # -- the child ---------------------------------------------------------------------------------
-def _watch_parent(parent_pid: int) -> None:
-    """Exit as soon as the service is gone, however it ended (SIGKILL, os._exit, a second
-    signal): a device must not run on for a service that will not read its results."""
-    def watch():
-        while os.getppid() == parent_pid:
-            time.sleep(_PARENT_WATCH_S)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="delgrad-hil-parent-watch", daemon=True).start()
-
-
 def _child_main(pipe, name: str, options: dict, log_level: int, parent_pid: int) -> None:
     """Build the device, then run the jobs the pipe brings until it says stop or closes."""
-    _watch_parent(parent_pid)
+    watch_parent(parent_pid, interval_s=_PARENT_WATCH_S)  # (a device must not run on for a service that is gone)
     # signals to the whole process group (Ctrl-C, a supervisor's SIGTERM) are for the service,
     # which finishes its jobs and then stops this process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
