@@ -167,13 +167,13 @@ def test_a_job_the_child_cannot_read_empties_both_sides_and_the_next_one_runs(de
     network = network.frozen_copy()
     calibration = NoisyDevice().calibrate(network, seed=0)
     process = device_process()
-    readable = module._network_bytes
-    monkeypatch.setattr(module, "_network_bytes", lambda network: b"not an npz archive")
+    readable = module.network_payload
+    monkeypatch.setattr(module, "network_payload", lambda network: b"not an npz archive")
     process.submit("execute", dg.ExecutionRequest(network, inputs, calibration, seed=0))
     with pytest.raises(DeviceFailure, match="not an npz|not a zip|npz") as failure:
         process.collect("execute")
     assert failure.value.fields["error_class"] == "FileFormatError"
-    monkeypatch.setattr(module, "_network_bytes", readable)
+    monkeypatch.setattr(module, "network_payload", readable)
     request = dg.ExecutionRequest(network, inputs, calibration, seed=1)  # the same network: sent again in full
     process.submit("execute", request)
     _same_result(process.collect("execute")[0], NoisyDevice().execute(request))

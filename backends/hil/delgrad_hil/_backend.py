@@ -11,7 +11,6 @@ the service's device declares the same capabilities.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
 import os
@@ -28,14 +27,13 @@ from delgrad_core import (
     InvalidResultError,
     InvalidValueError,
     get_backend,
-    save_network,
 )
 
 from delgrad_hil._address import check_address
 from delgrad_hil._calibration import BACKEND_NAME, wrap
 from delgrad_hil._device import DEFAULT_DEVICE, device_name
 from delgrad_hil._faults import FaultPlan
-from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id
+from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id, network_payload
 
 __all__ = ["HilBackend"]
 
@@ -252,11 +250,7 @@ class HilBackend(Backend):
 
     # -- work -----------------------------------------------------------------------------------
     def _calibrate(self, network, seed, progress) -> Calibration:
-        payload = None
-        if network is not None:
-            buffer = io.BytesIO()
-            save_network(network, buffer)
-            payload = buffer.getvalue()
+        payload = network_payload(network)
         job = calibration_job_id(seed, payload)
         reply = self._session().request("calibrate", {"job": job, "seed": seed}, payload, expect="calibration",
                                         job_timeout_s=self.calibration_timeout_s, what=f"calibration job {job[:12]}")

@@ -18,7 +18,6 @@ both fill the pipe's buffer).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import multiprocessing
@@ -42,10 +41,9 @@ from delgrad_core import (
     ExecutionResult,
     get_backend,
     load_network,
-    save_network,
 )
 
-from delgrad_hil._protocol import device_error, failure_fields
+from delgrad_hil._protocol import device_error, failure_fields, network_payload
 from delgrad_hil._supervisor import watch_parent
 
 __all__ = ["DeviceProcess", "DeviceFailure", "DEPTH", "LOG_FORMAT"]
@@ -76,12 +74,6 @@ def _pack(header: dict) -> bytes:
 
 def _unpack(data: bytes) -> dict:
     return msgpack.unpackb(data, raw=False, use_list=True)
-
-
-def _network_bytes(network) -> bytes:
-    buffer = io.BytesIO()
-    save_network(network, buffer)
-    return buffer.getvalue()
 
 
 def _floats(data: bytes, shape) -> np.ndarray:
@@ -148,7 +140,7 @@ class DeviceProcess:
         else:
             network, seed = work
             header = {"op": "calibrate", "seed": seed, "network": network is not None}
-            frames = [] if network is None else [_network_bytes(network)]
+            frames = [] if network is None else [network_payload(network)]
         self._outbox.put([_pack(header), *frames])
 
     def _execute_message(self, request: ExecutionRequest) -> tuple[dict, list]:
@@ -162,7 +154,7 @@ class DeviceProcess:
         else:
             self._networks[id(network)] = network  # (held here, so its id is not reused)
             header["network_bytes"] = True
-            frames.append(_network_bytes(network))
+            frames.append(network_payload(network))
             header["forget_networks"] = self._trim(self._networks)
         if calibration is not None:
             if calibration.digest in self._calibrations:
@@ -299,7 +291,7 @@ class _Store:
         for digest in header.get("forget_calibrations", ()):
             self.calibrations.pop(digest, None)
         if network_frame is not None:
-            self.networks[header["network"]] = load_network(io.BytesIO(network_frame)).frozen_copy()
+            self.networks[header["network"]] = load_network(network_frame).frozen_copy()
         if calibration_frame is not None:
             self.calibrations[header["calibration"]] = Calibration.from_bytes(calibration_frame)
 
@@ -353,7 +345,7 @@ def _run_calibrate(pipe, device, header: dict) -> list:
     """The reply frames of a calibrate job."""
     network_frame = pipe.recv_bytes() if header["network"] else None
     try:
-        network = None if network_frame is None else load_network(io.BytesIO(network_frame))
+        network = None if network_frame is None else load_network(network_frame)
         started = time.perf_counter()
         calibration = device.calibrate(network, seed=header["seed"])
         run_s = time.perf_counter() - started

@@ -16,6 +16,7 @@ message.  msgpack is read without extension types, so a header holds only plain 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -26,15 +27,15 @@ from dataclasses import dataclass
 import msgpack
 
 import delgrad_core
-from delgrad_core import BackendError, DelgradError, UnsupportedNetworkError
+from delgrad_core import BackendError, DelgradError, UnsupportedNetworkError, save_network
 
 from delgrad_hil._auth import SIGNATURE_BYTES
 
 __all__ = [
     "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "REPLY_SIZE_FACTOR", "ERROR_CODES",
     "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "CLIENT_ID", "CLIENT_ID_RULE", "ProtocolError", "Message", "encode",
-    "decode", "new_header", "error_fields", "failure_fields", "device_error", "DEVICE_ERRORS", "calibration_job_id",
-    "read_unverified_error",
+    "decode", "new_header", "network_payload", "error_fields", "failure_fields", "device_error", "DEVICE_ERRORS",
+    "calibration_job_id", "read_unverified_error",
 ]
 
 VERSION = 2  # 2: job replies name the service that ran them
@@ -113,6 +114,16 @@ def encode(signer, header: dict, payload: bytes | None = None) -> list[bytes]:
     header_bytes = msgpack.packb(header, use_bin_type=True)
     signed = [PROTOCOL, header_bytes] if payload is None else [PROTOCOL, header_bytes, payload]
     return [PROTOCOL, signer.signature(signed), *signed[1:]]
+
+
+def network_payload(network) -> bytes | None:
+    """The bytes a network travels as (a calibrate message's payload, and to the device
+    process): its npz file; None for no network."""
+    if network is None:
+        return None
+    buffer = io.BytesIO()
+    save_network(network, buffer)
+    return buffer.getvalue()
 
 
 def calibration_job_id(seed: int | None, network_bytes: bytes | None) -> str:
