@@ -75,14 +75,19 @@ def _client(address: str, token: str, n: int, batch: int, first_seed: int, start
     with HilBackend(address, token=token) as backend:
         requests = build_requests(backend, n, batch, first_seed)
         start.wait()
-        started = time.perf_counter()
+        finished = [time.perf_counter()]
         for request in requests:
             backend.execute(request)
-        results.put((started, time.perf_counter()))
+            finished.append(time.perf_counter())
+        results.put(finished)
 
 
-def _concurrent_rate(service, n_clients: int, n: int, batch: int, first_seed: int) -> float:
-    """Jobs per second of `n_clients` client processes sharing `service`."""
+def _concurrent_rates(service, n_clients: int, n: int, batch: int, first_seed: int) -> tuple[float, float]:
+    """Jobs per second of `n_clients` client processes sharing `service`: (over the whole span,
+    first start to last end; in steady state, while all clients are sending).  The steady window
+    runs from the moment the last client to start has its first result to the moment the first
+    client to end has its last; the rate counts the results inside it.  (`perf_counter` is the
+    system-wide monotonic clock on Linux, comparable between processes.)"""
     context = multiprocessing.get_context("spawn")
     start, results = context.Event(), context.Queue()
     clients = [context.Process(target=_client, args=(service.address, service.token, n, batch,
@@ -92,10 +97,13 @@ def _concurrent_rate(service, n_clients: int, n: int, batch: int, first_seed: in
         client.start()
     time.sleep(3.0)  # the clients import, connect and calibrate before the start
     start.set()
-    spans = [results.get(timeout=600) for _ in clients]
+    spans = [results.get(timeout=600) for _ in clients]  # each: start time, then each job's end
     for client in clients:
         client.join()
-    return n_clients * n / (max(end for _, end in spans) - min(begin for begin, _ in spans))
+    whole = n_clients * n / (max(span[-1] for span in spans) - min(span[0] for span in spans))
+    steady_from, steady_to = max(span[1] for span in spans), min(span[-1] for span in spans)
+    inside = sum(steady_from < end <= steady_to for span in spans for end in span[1:])
+    return whole, inside / (steady_to - steady_from)
 
 
 def _fixed_costs(request, result) -> dict:
@@ -136,6 +144,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--jobs", type=int, default=40, help="jobs per round and client")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--in-flight", type=int, default=4, help="jobs at the service at once for execute_many")
+    parser.add_argument("--client-jobs", type=int, default=80, help="jobs per round of each of the four clients")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
     options = parse_key_values(args.device_option, "--device-option")
@@ -143,7 +152,7 @@ def main(argv=None) -> dict:
 
     names = ("in_process", "in_process_many", "service_1_client", "service_1_client_in_flight")
     seconds = {name: [] for name in names}
-    four_clients = []
+    four_clients, four_clients_whole = [], []
     with dg.get_backend(args.device, **options) as device, \
             HilBackend(device=args.device, device_options=options, jobs_in_flight=args.in_flight) as hil:
         warm_up = 3  # jobs first run on each side (threads, caches, the connection)
@@ -165,7 +174,9 @@ def main(argv=None) -> dict:
                 for name in order:
                     backend, requests, many = run_one[name]
                     seconds[name].append(_seconds_per_job(backend, requests[chunk], many=many))
-                four_clients.append(_concurrent_rate(shared, 4, args.jobs, args.batch, first_seed=10**7 * (k + 1)))
+                whole, steady = _concurrent_rates(shared, 4, args.client_jobs, args.batch, first_seed=10**7 * (k + 1))
+                four_clients_whole.append(whole)
+                four_clients.append(steady)
         finally:
             shared.stop()
         costs = _fixed_costs(local[0], device.execute(local[0]))
@@ -175,24 +186,30 @@ def main(argv=None) -> dict:
         "device": args.device, "device_options": options, "network": "-".join(map(str, SIZES)) + " axonal",
         "batch": args.batch, "jobs_per_round": args.jobs, "rounds": args.rounds, "in_flight": args.in_flight,
         **{name: _rate_row(median[name], args.batch) for name in names},
+        "client_jobs": args.client_jobs,
         "service_4_clients": {"jobs_per_s": statistics.median(four_clients),
                               "samples_per_s": args.batch * statistics.median(four_clients)},
+        "service_4_clients_whole_span": {"jobs_per_s": statistics.median(four_clients_whole),
+                                         "samples_per_s": args.batch * statistics.median(four_clients_whole)},
         "overhead_1_client": median["service_1_client"] / median["in_process"] - 1,
         "overhead_1_client_in_flight": median["service_1_client_in_flight"] / median["in_process_many"] - 1,
         "overhead_4_clients": 1 / (median["in_process"] * statistics.median(four_clients)) - 1,
+        "overhead_4_clients_whole_span": 1 / (median["in_process"] * statistics.median(four_clients_whole)) - 1,
         "fixed_costs": costs,
         "per_round_ms_per_job": {name: [1e3 * s for s in values] for name, values in seconds.items()},
         "per_round_4_clients_jobs_per_s": four_clients,
+        "per_round_4_clients_whole_span_jobs_per_s": four_clients_whole,
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
     }
     print(f"device {args.device!r}, {report['network']}, batch {args.batch}, {args.rounds} rounds of {args.jobs} jobs "
           f"(load {load_before[0]:.2f} -> {report['load_average']['after'][0]:.2f})")
-    for name in (*names, "service_4_clients"):
+    for name in (*names, "service_4_clients", "service_4_clients_whole_span"):
         row = report[name]
-        print(f"  {name:27s} {row['jobs_per_s']:8.1f} jobs/s {row['samples_per_s']:10.0f} samples/s")
-    for name in ("overhead_1_client", "overhead_1_client_in_flight", "overhead_4_clients"):
-        print(f"  {name:27s} {100 * report[name]:+.1f} %")
+        print(f"  {name:29s} {row['jobs_per_s']:8.1f} jobs/s {row['samples_per_s']:10.0f} samples/s")
+    for name in ("overhead_1_client", "overhead_1_client_in_flight", "overhead_4_clients",
+                 "overhead_4_clients_whole_span"):
+        print(f"  {name:29s} {100 * report[name]:+.1f} %")
     print("  fixed costs per job: " + ", ".join(f"{k} {v:.3g}" for k, v in costs.items()))
     if args.json:
         with open(args.json, "w") as handle:

@@ -55,15 +55,22 @@ _FILE_ATTRIBUTES = 0o100644 << 16
 _HEADER_LENGTH = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}
 _MAX_HEADER_CHARS = 10_000
 _MAGIC_PREFIX, _MAGIC_LENGTH = b"\x93NUMPY", 8  # then the format version's two bytes
+_MAX_HEADER_BYTES = _MAGIC_LENGTH + 4 + _MAX_HEADER_CHARS
 _WRITTEN_HEADER = re.compile(
     r"\{'descr': '([<>|=]?[a-zA-Z][0-9]*)', 'fortran_order': (True|False), 'shape': \(((?:[0-9]+, )*[0-9]+,?)?\), \} *\n")
 
 
 def _npy(array: np.ndarray) -> bytes:
-    """`array` in the .npy format (version 1.0 header, C order)."""
+    """`array` (C-contiguous) in the .npy format (version 1.0 header, C order)."""
+    return _npy_header(np.lib.format.dtype_to_descr(array.dtype), array.shape) + array.tobytes()
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(descr, shape: tuple[int, ...]) -> bytes:
+    """numpy's version 1.0 header of a C-ordered array (made once per dtype and shape)."""
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
-    return header.getvalue() + array.tobytes()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+    return header.getvalue()
 
 
 def write_npz(handle, arrays: Mapping[str, np.ndarray]) -> None:
@@ -125,29 +132,30 @@ def _read_header(member) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     version = (magic[-2], magic[-1])
     if version not in _HEADER_LENGTH:
         raise ValueError(f"unsupported .npy format version {version}")
-    length_format, encoding = _HEADER_LENGTH[version]
+    length_format = _HEADER_LENGTH[version][0]
     length_bytes = _read_exactly(member, struct.calcsize(length_format))
     length = struct.unpack(length_format, length_bytes)[0]
     if length > _MAX_HEADER_CHARS:
         raise ValueError(f"header of {length} bytes (at most {_MAX_HEADER_CHARS} are read)")
     text = _read_exactly(member, length)
-    offset = _MAGIC_LENGTH + len(length_bytes) + length
-    written = _WRITTEN_HEADER.fullmatch(text.decode(encoding))
+    shape, fortran, dtype = _parsed_header(version, length_bytes, text)
+    return shape, fortran, dtype, _MAGIC_LENGTH + len(length_bytes) + length
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_header(version: tuple[int, int], length_bytes: bytes, text: bytes) \
+        -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of an .npy header (each header met is parsed once)."""
+    written = _WRITTEN_HEADER.fullmatch(text.decode(_HEADER_LENGTH[version][1]))
     if written is None:
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(io.BytesIO(length_bytes + text))
-        return shape, fortran, dtype, offset
+        return reader(io.BytesIO(length_bytes + text))
     descr, fortran, shape = written.groups()
-    return tuple(int(n) for n in (shape or "").replace(",", " ").split()), fortran == "True", _dtype(descr), offset
-
-
-@functools.lru_cache(maxsize=64)
-def _dtype(descr: str) -> np.dtype:
-    """The dtype a header's descr names (the few of delgrad's files, looked up once each)."""
     try:
-        return np.dtype(descr)
+        dtype = np.dtype(descr)
     except TypeError as exc:
         raise ValueError(f"unknown dtype {descr!r}") from exc
+    return tuple(int(n) for n in (shape or "").replace(",", " ").split()), fortran == "True", dtype
 
 
 def _stored_members(buffer: memoryview) -> dict[str, memoryview] | None:
@@ -223,10 +231,11 @@ class NpzArchive:
                              if info.filename.endswith(".npy")}
         self._headers: dict[str, tuple] = {}
 
-    def _open(self, name: str):
-        """A binary file object over member `name`."""
+    def _open(self, name: str, *, header_only: bool = False):
+        """A binary file object over member `name` (or only over the part a header can fill)."""
         if self._stored is not None:
-            return io.BytesIO(self._stored[f"{name}.npy"])
+            data = self._stored[f"{name}.npy"]
+            return io.BytesIO(data[:_MAX_HEADER_BYTES] if header_only else data)
         return self._zip.open(f"{name}.npy")
 
     def __enter__(self) -> "NpzArchive":
@@ -256,7 +265,7 @@ class NpzArchive:
         if name not in self._headers:
             stored_size = self._members[name]
             try:
-                with self._open(name) as member:
+                with self._open(name, header_only=True) as member:
                     shape, fortran, dtype, header_length = _read_header(member)
             except _ZIP_ERRORS as exc:
                 raise self._fail(f"entry {name!r} has a corrupt header ({exc})") from None
