@@ -1,7 +1,8 @@
 """Throughput of the mock-hil service against the same device in-process.
 
     python benchmarks/bench_hil.py [--device NAME] [--device-option KEY=VALUE ...] [--batch 150]
-                                   [--jobs 40] [--rounds 7] [--in-flight 4] [--json results/bench_hil.json]
+                                   [--jobs 40] [--rounds 7] [--in-flight 4] [--client-jobs 80]
+                                   [--json results/bench_hil.json]
 
 Network: 20-30-3 with axonal delays (4 inputs duplicated 5x, as on the chip), inputs uniform in
 [0.15, 2] tau_s, weights and delays inside the device's limits, batch 150.  Every job is a
@@ -16,8 +17,12 @@ load on shared cores hits every side alike):
 - ``service_1_client``: `mock-hil` with its own local service, one job after another;
 - ``service_1_client_in_flight``: the same client's `execute_many`, `--in-flight` jobs at the
   service at once;
-- ``service_4_clients``: four client processes sharing one service, each sending jobs one
-  after another; the service runs them one at a time on its device, in round-robin order.
+- ``service_4_clients``: four client processes sharing one service, each sending
+  `--client-jobs` jobs one after another; the service runs them one at a time on its device, in
+  round-robin order.  The rate is taken in steady state, while all four clients send (from the
+  last client's first result to the first client's last one); ``service_4_clients_whole_span``
+  is the rate from the first start to the last end, which includes the clients' first jobs and
+  the tail when fewer than four are left.
 
 The overheads are time per job through the service / time per job in-process - 1: one job
 after another against `in_process`, jobs in flight against `in_process_many`, and four clients

@@ -122,9 +122,30 @@ def test_archive_members_read_exactly_as_numpy_reads_them(version):
             member.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() +
                          np.array([1.5, 2.5]).tobytes())
     arrays["spaced"] = np.array([1.5, 2.5])
-    with NpzArchive(buffer.getvalue()) as archive:
-        for name, expected in arrays.items():
-            array = archive.array(name)
-            assert array.dtype == expected.dtype and array.shape == expected.shape, name
-            np.testing.assert_array_equal(array, expected)
-            assert array.flags.writeable
+    for _ in range(2):  # (the second time, every header has been met before)
+        with NpzArchive(buffer.getvalue()) as archive:
+            for name, expected in arrays.items():
+                array = archive.array(name)
+                assert array.dtype == expected.dtype and array.shape == expected.shape, name
+                np.testing.assert_array_equal(array, expected)
+                assert array.flags.writeable
+
+
+def test_archive_members_are_written_as_numpy_writes_them():
+    """Every member is byte for byte what numpy's own writer makes of the (C-ordered) array,
+    also when an array of the same dtype and shape was written before."""
+    import io
+    import zipfile
+
+    from delgrad_core._npz import npz_bytes
+
+    arrays = {"matrix": np.arange(6.0).reshape(2, 3), "fortran": np.asfortranarray(np.arange(12).reshape(3, 4)),
+              "empty": np.zeros((0, 4)), "scalar": np.array(True), "big_endian": np.arange(5, dtype=">i4"),
+              "text": np.array('{"a": 1}'), "bytes": np.ones(3, dtype=np.uint8), "deep": np.zeros((1,) * 12),
+              "matrix_again": np.arange(6.0, 12.0).reshape(2, 3)}
+    for _ in range(2):
+        with zipfile.ZipFile(io.BytesIO(npz_bytes(arrays))) as archive:
+            for name, array in arrays.items():
+                expected = io.BytesIO()
+                np.lib.format.write_array(expected, np.array(array, order="C"), version=(1, 0))
+                assert archive.read(f"{name}.npy") == expected.getvalue(), name
