@@ -19,10 +19,10 @@ load on shared cores hits every side alike):
   service at once;
 - ``service_4_clients``: four client processes sharing one service, each sending
   `--client-jobs` jobs one after another; the service runs them one at a time on its device, in
-  round-robin order.  The rate is taken in steady state, while all four clients send (from the
-  last client's first result to the first client's last one); ``service_4_clients_whole_span``
-  is the rate from the first start to the last end, which includes the clients' first jobs and
-  the tail when fewer than four are left.
+  round-robin order.  The rate is taken from the first start to the last end, which includes the
+  clients' first jobs and the tail when fewer than four are left;
+  ``service_4_clients_steady`` is the rate while all four send (from the last client's first
+  result to the first client's last one).
 
 The overheads are time per job through the service / time per job in-process - 1: one job
 after another against `in_process`, jobs in flight against `in_process_many`, and four clients
@@ -96,7 +96,7 @@ def _concurrent_rates(service, n_clients: int, n: int, batch: int, first_seed: i
     context = multiprocessing.get_context("spawn")
     start, results = context.Event(), context.Queue()
     clients = [context.Process(target=_client, args=(service.address, service.token, n, batch,
-                                                     first_seed + 1000 * k, start, results))
+                                                     first_seed + n * k, start, results))
                for k in range(n_clients)]
     for client in clients:
         client.start()
@@ -107,6 +107,8 @@ def _concurrent_rates(service, n_clients: int, n: int, batch: int, first_seed: i
         client.join()
     whole = n_clients * n / (max(span[-1] for span in spans) - min(span[0] for span in spans))
     steady_from, steady_to = max(span[1] for span in spans), min(span[-1] for span in spans)
+    if steady_to <= steady_from:  # (a client ended before another had its first result)
+        return whole, float("nan")
     inside = sum(steady_from < end <= steady_to for span in spans for end in span[1:])
     return whole, inside / (steady_to - steady_from)
 
@@ -146,12 +148,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="bss2-emulator")
     parser.add_argument("--device-option", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--batch", type=int, default=150)
-    parser.add_argument("--jobs", type=int, default=40, help="jobs per round and client")
+    parser.add_argument("--jobs", type=int, default=40, help="jobs per round of each one-client and in-process side")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--in-flight", type=int, default=4, help="jobs at the service at once for execute_many")
     parser.add_argument("--client-jobs", type=int, default=80, help="jobs per round of each of the four clients")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
+    if args.client_jobs < 2:
+        parser.error("--client-jobs: at least 2 (the steady rate is taken between the clients' first and last results)")
     options = parse_key_values(args.device_option, "--device-option")
     load_before = os.getloadavg()
 
@@ -192,28 +196,28 @@ def main(argv=None) -> dict:
         "batch": args.batch, "jobs_per_round": args.jobs, "rounds": args.rounds, "in_flight": args.in_flight,
         **{name: _rate_row(median[name], args.batch) for name in names},
         "client_jobs": args.client_jobs,
-        "service_4_clients": {"jobs_per_s": statistics.median(four_clients),
+        "service_4_clients_steady": {"jobs_per_s": statistics.median(four_clients),
                               "samples_per_s": args.batch * statistics.median(four_clients)},
-        "service_4_clients_whole_span": {"jobs_per_s": statistics.median(four_clients_whole),
+        "service_4_clients": {"jobs_per_s": statistics.median(four_clients_whole),
                                          "samples_per_s": args.batch * statistics.median(four_clients_whole)},
         "overhead_1_client": median["service_1_client"] / median["in_process"] - 1,
         "overhead_1_client_in_flight": median["service_1_client_in_flight"] / median["in_process_many"] - 1,
-        "overhead_4_clients": 1 / (median["in_process"] * statistics.median(four_clients)) - 1,
-        "overhead_4_clients_whole_span": 1 / (median["in_process"] * statistics.median(four_clients_whole)) - 1,
+        "overhead_4_clients_steady": 1 / (median["in_process"] * statistics.median(four_clients)) - 1,
+        "overhead_4_clients": 1 / (median["in_process"] * statistics.median(four_clients_whole)) - 1,
         "fixed_costs": costs,
         "per_round_ms_per_job": {name: [1e3 * s for s in values] for name, values in seconds.items()},
-        "per_round_4_clients_jobs_per_s": four_clients,
-        "per_round_4_clients_whole_span_jobs_per_s": four_clients_whole,
+        "per_round_4_clients_steady_jobs_per_s": four_clients,
+        "per_round_4_clients_jobs_per_s": four_clients_whole,
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
     }
     print(f"device {args.device!r}, {report['network']}, batch {args.batch}, {args.rounds} rounds of {args.jobs} jobs "
           f"(load {load_before[0]:.2f} -> {report['load_average']['after'][0]:.2f})")
-    for name in (*names, "service_4_clients", "service_4_clients_whole_span"):
+    for name in (*names, "service_4_clients_steady", "service_4_clients"):
         row = report[name]
         print(f"  {name:29s} {row['jobs_per_s']:8.1f} jobs/s {row['samples_per_s']:10.0f} samples/s")
-    for name in ("overhead_1_client", "overhead_1_client_in_flight", "overhead_4_clients",
-                 "overhead_4_clients_whole_span"):
+    for name in ("overhead_1_client", "overhead_1_client_in_flight", "overhead_4_clients_steady",
+                 "overhead_4_clients"):
         print(f"  {name:29s} {100 * report[name]:+.1f} %")
     print("  fixed costs per job: " + ", ".join(f"{k} {v:.3g}" for k, v in costs.items()))
     if args.json:

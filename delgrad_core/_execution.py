@@ -186,7 +186,7 @@ def _described(value) -> str:
 
 def _unsilent_problem(array: np.ndarray, field_name: str) -> str | None:
     """What is wrong with spike times that hold NaN or -inf (silence is +inf), or None."""
-    if not (array > -np.inf).all():  # (false for NaN and -inf alone)
+    if not (array > -np.inf).all():  # (x > -inf is False exactly for NaN and -inf)
         return f"{field_name}: contains NaN or -inf (silence must be +inf)"
     return None
 

@@ -66,7 +66,7 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _npy_header(descr, shape: tuple[int, ...]) -> bytes:
+def _npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
     """numpy's version 1.0 header of a C-ordered array (made once per dtype and shape)."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
@@ -132,24 +132,27 @@ def _read_header(member) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     version = (magic[-2], magic[-1])
     if version not in _HEADER_LENGTH:
         raise ValueError(f"unsupported .npy format version {version}")
-    length_format = _HEADER_LENGTH[version][0]
+    length_format, encoding = _HEADER_LENGTH[version]
     length_bytes = _read_exactly(member, struct.calcsize(length_format))
     length = struct.unpack(length_format, length_bytes)[0]
     if length > _MAX_HEADER_CHARS:
         raise ValueError(f"header of {length} bytes (at most {_MAX_HEADER_CHARS} are read)")
     text = _read_exactly(member, length)
-    shape, fortran, dtype = _parsed_header(version, length_bytes, text)
+    parsed = _written_header(text, encoding)
+    if parsed is None:  # (another layout, e.g. another writer's or a Fortran-ordered array's)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        parsed = reader(io.BytesIO(length_bytes + text))
+    shape, fortran, dtype = parsed
     return shape, fortran, dtype, _MAGIC_LENGTH + len(length_bytes) + length
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed_header(version: tuple[int, int], length_bytes: bytes, text: bytes) \
-        -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran_order, dtype) of an .npy header (each header met is parsed once)."""
-    written = _WRITTEN_HEADER.fullmatch(text.decode(_HEADER_LENGTH[version][1]))
+def _written_header(text: bytes, encoding: str) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    """(shape, fortran_order, dtype) of a header in the exact layout numpy writes, or None for
+    another layout (parsed once per header met: the headers of a stream of jobs repeat)."""
+    written = _WRITTEN_HEADER.fullmatch(text.decode(encoding))
     if written is None:
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        return reader(io.BytesIO(length_bytes + text))
+        return None
     descr, fortran, shape = written.groups()
     try:
         dtype = np.dtype(descr)
@@ -271,6 +274,8 @@ class NpzArchive:
                 raise self._fail(f"entry {name!r} has a corrupt header ({exc})") from None
             if dtype.kind not in _ALLOWED_KINDS or dtype.hasobject:
                 raise self._fail(f"entry {name!r} has dtype {dtype}, which delgrad never reads")
+            if any(n < 0 for n in shape):
+                raise self._fail(f"entry {name!r} declares shape {shape}, with a negative length")
             n_elements = math.prod(shape)
             if n_elements > MAX_ARRAY_ELEMENTS:
                 raise self._fail(

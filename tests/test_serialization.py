@@ -133,19 +133,40 @@ def test_archive_members_read_exactly_as_numpy_reads_them(version):
 
 def test_archive_members_are_written_as_numpy_writes_them():
     """Every member is byte for byte what numpy's own writer makes of the (C-ordered) array,
-    also when an array of the same dtype and shape was written before."""
+    also when its header comes from the writer's cache; arrays that differ only in byte order,
+    item size or shape get their own headers."""
     import io
     import zipfile
 
-    from delgrad_core._npz import npz_bytes
+    from delgrad_core._npz import _npy_header, npz_bytes
 
     arrays = {"matrix": np.arange(6.0).reshape(2, 3), "fortran": np.asfortranarray(np.arange(12).reshape(3, 4)),
-              "empty": np.zeros((0, 4)), "scalar": np.array(True), "big_endian": np.arange(5, dtype=">i4"),
-              "text": np.array('{"a": 1}'), "bytes": np.ones(3, dtype=np.uint8), "deep": np.zeros((1,) * 12),
-              "matrix_again": np.arange(6.0, 12.0).reshape(2, 3)}
+              "empty": np.zeros((0, 4)), "scalar": np.array(True), "text": np.array('{"a": 1}'),
+              "bytes": np.ones(3, dtype=np.uint8), "deep": np.zeros((1,) * 12),
+              "little": np.arange(5, dtype="<i4"), "big": np.arange(5, dtype=">i4"),
+              "single": np.ones((2, 3), dtype=np.float32), "transposed": np.ones((3, 2)), "flat": np.ones(6)}
+    _npy_header.cache_clear()
     for _ in range(2):
         with zipfile.ZipFile(io.BytesIO(npz_bytes(arrays))) as archive:
             for name, array in arrays.items():
                 expected = io.BytesIO()
                 np.lib.format.write_array(expected, np.array(array, order="C"), version=(1, 0))
                 assert archive.read(f"{name}.npy") == expected.getvalue(), name
+    assert _npy_header.cache_info().hits >= len(arrays)
+
+
+def test_a_negative_length_in_a_header_is_refused():
+    import io
+    import zipfile
+
+    from delgrad_core import FileFormatError
+    from delgrad_core._npz import NpzArchive
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        header = "{'descr': '<f8', 'fortran_order': False, 'shape': (-1, -1), }"
+        header += " " * (64 - (10 + len(header) + 1) % 64) + "\n"
+        archive.writestr("weights.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+                         + np.ones(1).tobytes())
+    with NpzArchive(buffer.getvalue()) as archive, pytest.raises(FileFormatError, match="negative"):
+        archive.array("weights")
