@@ -412,6 +412,14 @@ def test_no_answer_and_slow_jobs_are_told_apart(start_service):
         with pytest.raises(dg.ExecutionTimeout, match="job [0-9a-f]{12} did not finish in time .*it is running"):
             backend.execute(request)  # (two failed attempts would have ended sooner, in BackendUnavailable)
         assert time.monotonic() - started >= 1.5
+    with _client(service, timeout_s=0.2, job_timeout_s=1.0, attempts=20, backoff_s=0.01) as backend:
+        request = _requests(backend, 1, seed0=1)[0]
+        os.kill(service.pid, signal.SIGSTOP)  # (greeted and calibrated: now the service is silent)
+        try:
+            with pytest.raises(dg.ExecutionTimeout, match="did not finish in time .*no answer from the service"):
+                backend.execute(request)
+        finally:
+            os.kill(service.pid, signal.SIGCONT)
 
 
 def test_options_of_a_service_are_refused_for_a_client_at_an_address_naming_only_those_given():

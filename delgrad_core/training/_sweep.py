@@ -116,7 +116,7 @@ def _plot(summary: list[dict], dataset: str, path: Path) -> None:
             median = np.array([100 * c["median_test_error"] for c in cells])
             low = median - [100 * c["min_test_error"] for c in cells]
             high = np.array([100 * c["max_test_error"] for c in cells]) - median
-            ax.errorbar(x, median, yerr=[low, high], marker="o", capsize=3, label=kind)
+            ax.errorbar(x, median, yerr=np.vstack([low, high]), marker="o", capsize=3, label=kind)
     ax_params.set(xlabel="number of parameters", xscale="log", ylabel="test error [%]", yscale="log")
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 

@@ -284,7 +284,8 @@ class ServiceClient:
         while True:
             now = time.monotonic()
             if job_deadline is not None and now >= job_deadline:
-                said = "no answer yet" if state is None else f"the service says it is {state}"
+                said = "no answer from the service: is it running?" if state is None else \
+                    f"the service says it is {state}"
                 raise ExecutionTimeout(f"{what} did not finish in time at {self.address} ({said}); raise job_timeout_s "
                                        "or calibration_timeout_s for slow jobs or a slow link")
             if now >= silent_until:
