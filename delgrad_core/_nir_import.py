@@ -88,7 +88,7 @@ def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, n
     The delay kind follows where the Delay nodes sit: all before the first Linear is axonal, all
     after the last Linear dendritic, anything else synaptic.
     """
-    paths = Paths(n_pre)
+    paths = Paths(n_pre, f"the connections into {segment.lif!r}")
     steps = []  # ("delay", seconds) or ("linear", None), in order
     for key in segment.ops:
         node = graph.nodes[key]

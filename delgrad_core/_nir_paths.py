@@ -17,12 +17,22 @@ from delgrad_core._nir_common import NIRConversionError
 __all__ = ["Paths"]
 
 _BLOCK_ELEMENTS = 1 << 22  # bound on (rows x lines x presynaptic neurons) per block in the general case
+# bound on (lines x presynaptic neurons) of the working arrays: a few of them in float64, about
+# 0.5 GB in all at the bound
+_MAX_PATH_ELEMENTS = 1 << 24
+
+
+def _check_size(n_lines: int, n_pre: int, what: str) -> None:
+    if n_lines * n_pre > _MAX_PATH_ELEMENTS:
+        raise NIRConversionError(f"{what}: {n_lines} lines carrying {n_pre} presynaptic neurons ({n_lines * n_pre} "
+                                 f"pairs) between two populations; at most {_MAX_PATH_ELEMENTS} pairs are converted")
 
 
 class Paths:
     """Per (line, presynaptic neuron): weight, delay in seconds and whether a path exists."""
 
-    def __init__(self, n_pre: int):
+    def __init__(self, n_pre: int, what: str):
+        _check_size(n_pre, n_pre, what)
         self.weight = np.eye(n_pre)
         self.delay = np.zeros((n_pre, n_pre))
         self.connected = np.eye(n_pre, dtype=bool)
@@ -51,6 +61,7 @@ class Paths:
             )
         if not np.all(np.isfinite(matrix)):
             raise NIRConversionError(f"{key!r}: weights contain NaN or inf")
+        _check_size(matrix.shape[0], self.weight.shape[1], repr(key))
         if np.all(self.connected.sum(axis=1) <= 1):
             low, high, connected = self._delay_range_one_source(matrix)
         else:

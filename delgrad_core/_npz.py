@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 import zipfile
 import zlib
@@ -216,6 +217,8 @@ class NpzArchive:
         try:
             if isinstance(source, (str, os.PathLike)):
                 with open(source, "rb") as handle:
+                    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # (a device or a pipe never ends)
+                        raise ValueError("not a regular file")
                     buffer = memoryview(handle.read())
             elif isinstance(source, (bytes, bytearray, memoryview)):
                 buffer = memoryview(source).cast("B")
@@ -340,6 +343,8 @@ class NpzArchive:
             document = json.loads(str(text))
         except json.JSONDecodeError as exc:
             raise self._fail(f"entry {name!r} is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise self._fail(f"entry {name!r} is JSON nested too deeply to read") from None
         if not isinstance(document, dict):
             raise self._fail(f"entry {name!r} is not a JSON object")
         return document

@@ -81,6 +81,8 @@ from delgrad_core._nir_import import from_nir
 
 __all__ = ["to_nir", "from_nir", "save_nir", "load_nir", "NIRConversionError", "NIRNotInstalledError"]
 
+_MAX_GROUP_DEPTH = 32  # (a graph's groups nest node/nodes/<name>/..., deeper only for subgraphs)
+
 
 def save_nir(network: Network, path: str | os.PathLike, *, time_scale: float) -> Path:
     """Write `network` as a NIR file (HDF5, via ``nir.write``) atomically."""
@@ -99,24 +101,37 @@ def load_nir(path: str | os.PathLike, *, time_scale: float | None = None, first_
         graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons
     except NIRConversionError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, AssertionError, AttributeError, RecursionError) as exc:
         raise NIRConversionError(f"{path}: cannot read a NIR graph ({type(exc).__name__}: {exc})") from None
     return from_nir(graph, time_scale=time_scale, first_spike_only=first_spike_only)
 
 
 def _check_declared_sizes(path) -> None:
     """Refuse a file whose datasets declare more than `MAX_ARRAY_ELEMENTS` elements in all
-    (``nir.read`` loads every dataset whole: a small compressed file can declare gigabytes)."""
+    (``nir.read`` loads every dataset whole: a small compressed file can declare gigabytes),
+    counted once per path that reaches them (``nir.read`` reads a dataset again through each
+    hard link to it), and a file with soft or external links or groups nested deeper than a graph
+    needs."""
     import h5py
 
     declared: dict[str, int] = {}
 
-    def count(name, item):
-        if isinstance(item, h5py.Dataset) and item.shape is not None:
-            declared[name] = math.prod(item.shape)
+    def count(group, prefix: str, depth: int) -> None:
+        if depth > _MAX_GROUP_DEPTH:
+            raise NIRConversionError(f"{path}: groups nested deeper than {_MAX_GROUP_DEPTH} at {prefix!r}")
+        for name in group:
+            where = f"{prefix}{name}"
+            link = group.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise NIRConversionError(f"{path}: {where!r} is a {type(link).__name__}; a NIR file holds none")
+            item = group[name]
+            if isinstance(item, h5py.Dataset):
+                declared[where] = 0 if item.shape is None else math.prod(item.shape)
+            elif isinstance(item, h5py.Group):
+                count(item, f"{where}/", depth + 1)
 
     with h5py.File(path, "r") as file:
-        file.visititems(count)
+        count(file, "", 0)
     if sum(declared.values()) > MAX_ARRAY_ELEMENTS:
         name = max(declared, key=declared.get)
         raise NIRConversionError(f"{path}: the datasets declare {sum(declared.values())} elements in all (the "

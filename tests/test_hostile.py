@@ -249,6 +249,20 @@ def test_a_train_table_beside_top_level_settings_is_refused(tmp_path):
     path.write_text("epochs = [\n")
     with pytest.raises(FileFormatError, match="not valid TOML"):
         load_config(path)
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(FileFormatError, match="not valid TOML \\(nested too deeply"):
+        load_config(path)
+
+
+def test_files_that_break_the_readers_are_refused(tmp_path):
+    from delgrad_core._npz import npz_bytes
+
+    nested = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.npz").write_bytes(npz_bytes({"network.json": np.array(nested)}))
+    with pytest.raises(FileFormatError, match="'network.json' is JSON nested too deeply"):
+        dg.load_network(tmp_path / "deep.npz")
+    with pytest.raises(FileFormatError, match="not a regular file"):
+        dg.load_network("/dev/zero")  # (read whole, it would never end)
 
 
 # ---------------------------------------------------------------------------- the command line
@@ -281,6 +295,13 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     refused = _delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red", "--out", "never")  # (before any folder)
     assert refused.returncode == 2 and "Error: backend_options: backend 'reference': unknown option(s) colour" \
         in refused.stderr
+    run = tmp_path / "run"
+    assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "test_seed": -5}))
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "test_seed: expected an integer in [0, 2**63 - 1]")
+    (run / "metrics.json").write_text('{"test_accuracy": 0.5, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "metrics.json: not readable JSON (nested too deeply)")
     failing = ["--backend", "example", "--backend-option", "dt=0"]  # (a value its factory refuses)
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing, "--out", "never"), "dt: expected a positive number")
     assert not (tmp_path / "never").exists()  # a run that wrote nothing leaves no folder behind

@@ -209,6 +209,38 @@ def test_a_file_declaring_huge_datasets_is_refused_before_anything_is_loaded(tmp
         load_nir(path)
 
 
+def test_datasets_reached_through_several_links_are_counted_once_per_link(tmp_path, helpers):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "linked.nir"
+    save_nir(helpers.build_network([4, 5, 3], "axonal", 2.0, seed=4), path, time_scale=1e-3)
+    with h5py.File(path, "a") as file:
+        group = next(item for item in file["node/nodes"].values() if isinstance(item, h5py.Group))
+        junk = group.create_dataset("junk0", shape=(2**24,), dtype="f8", chunks=(2**20,), compression="gzip")
+        for k in range(1, 12):  # (each link is read again by nir.read: 12 x 2**24 elements)
+            group[f"junk{k}"] = junk
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(NIRConversionError, match=r"the datasets declare 20132\d+ elements in all"):
+        load_nir(path)
+    with h5py.File(path, "a") as file:
+        group = next(item for item in file["node/nodes"].values() if isinstance(item, h5py.Group))
+        for k in range(12):
+            del group[f"junk{k}"]
+        group["loop"] = h5py.SoftLink("/node")
+    with pytest.raises(NIRConversionError, match=r"'node/nodes/.*/loop' is a SoftLink"):
+        load_nir(path)
+
+
+def test_chains_too_wide_to_fold_are_refused_before_allocating():
+    from delgrad_core._nir_paths import Paths
+
+    with pytest.raises(NIRConversionError, match=r"^the connections into 'h': 8000 lines carrying 8000 presynaptic "
+                                                 r"neurons \(64000000 pairs\)"):
+        Paths(8000, "the connections into 'h'")
+    paths = Paths(100, "the connections into 'h'")
+    with pytest.raises(NIRConversionError, match=r"'w': 200000 lines carrying 100 presynaptic neurons"):
+        paths.apply_linear("w", np.zeros((200_000, 100)))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_spike_times_of_imported_graph_equal_the_original(tmp_path, helpers, kind):
     network = helpers.build_network([4, 6, 5, 3], kind, np.array([2.0, 1.0, 1.4]), seed=5)

@@ -135,6 +135,8 @@ class RunFolder:
             metrics = json.loads(self.metrics.read_text())
         except (OSError, ValueError) as exc:
             raise FileFormatError(f"{self.metrics}: not readable JSON ({exc})") from None
+        except RecursionError:
+            raise FileFormatError(f"{self.metrics}: not readable JSON (nested too deeply)") from None
         return metrics if isinstance(metrics, dict) and "test_accuracy" in metrics else None
 
     # -- claiming the folder -------------------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 import warnings
 from pathlib import Path
 
-from delgrad_core import Calibration, FileFormatError, InvalidValueError
+from delgrad_core import Calibration, InvalidValueError
 
 __all__ = ["CACHE_ENV", "cache_directory", "cache_path", "load_cached", "store"]
 
@@ -37,8 +37,9 @@ def load_cached(key: str) -> Calibration | None:
         return None
     try:
         calibration = Calibration.load(path)
-    except (FileFormatError, OSError) as exc:
-        warnings.warn(f"ignoring the unreadable cached calibration {path}: {exc}", stacklevel=3)
+    except Exception as exc:  # (a cache entry is never worth a failed run: it is made again)
+        warnings.warn(f"ignoring the unreadable cached calibration {path}: {type(exc).__name__}: {exc}",
+                      stacklevel=3)
         return None
     if calibration.cache_key != key:
         warnings.warn(f"ignoring the cached calibration {path}: it holds key {calibration.cache_key!r}", stacklevel=3)

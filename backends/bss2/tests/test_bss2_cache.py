@@ -68,6 +68,19 @@ def test_an_unreadable_cache_file_is_reported_and_replaced(cache):
     assert _calibrate()[0].calibration_cache[0] == "hit"
 
 
+def test_a_cache_file_that_breaks_the_reader_is_reported_and_replaced(cache):
+    from delgrad_core._npz import npz_bytes
+
+    backend, first = _calibrate()
+    path = backend.calibration_cache[1]
+    nested = "[" * 100_000 + "]" * 100_000  # (JSON the parser cannot follow: RecursionError)
+    with open(path, "wb") as handle:
+        handle.write(npz_bytes({"calibration.json": np.array(nested)}))
+    with pytest.warns(UserWarning, match="ignoring the unreadable cached calibration .*nested too deeply"):
+        backend, again = _calibrate()
+    assert backend.calibration_cache == ("stored", path) and again == first
+
+
 def test_caching_can_be_switched_off(cache):
     backend, _ = _calibrate(cache=False)
     assert backend.calibration_cache is None and list(cache.iterdir()) == []
