@@ -82,6 +82,7 @@ from delgrad_core._nir_import import from_nir
 __all__ = ["to_nir", "from_nir", "save_nir", "load_nir", "NIRConversionError", "NIRNotInstalledError"]
 
 _MAX_GROUP_DEPTH = 32  # (a graph's groups nest node/nodes/<name>/..., deeper only for subgraphs)
+_MAX_LINKS = 100_000  # (hard links between groups can make the paths of a small file countless)
 
 
 def save_nir(network: Network, path: str | os.PathLike, *, time_scale: float) -> Path:
@@ -110,17 +111,21 @@ def _check_declared_sizes(path) -> None:
     """Refuse a file whose datasets declare more than `MAX_ARRAY_ELEMENTS` elements in all
     (``nir.read`` loads every dataset whole: a small compressed file can declare gigabytes),
     counted once per path that reaches them (``nir.read`` reads a dataset again through each
-    hard link to it), and a file with soft or external links or groups nested deeper than a graph
-    needs."""
+    hard link to it), and a file with soft or external links, groups nested deeper than a graph
+    needs or more links than a graph has."""
     import h5py
 
     declared: dict[str, int] = {}
+    links = [0]  # links followed so far
 
     def count(group, prefix: str, depth: int) -> None:
         if depth > _MAX_GROUP_DEPTH:
             raise NIRConversionError(f"{path}: groups nested deeper than {_MAX_GROUP_DEPTH} at {prefix!r}")
         for name in group:
             where = f"{prefix}{name}"
+            links[0] += 1
+            if links[0] > _MAX_LINKS:
+                raise NIRConversionError(f"{path}: more than {_MAX_LINKS} links (at {where!r})")
             link = group.get(name, getlink=True)
             if not isinstance(link, h5py.HardLink):
                 raise NIRConversionError(f"{path}: {where!r} is a {type(link).__name__}; a NIR file holds none")

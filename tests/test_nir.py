@@ -228,6 +228,20 @@ def test_datasets_reached_through_several_links_are_counted_once_per_link(tmp_pa
         group["loop"] = h5py.SoftLink("/node")
     with pytest.raises(NIRConversionError, match=r"'node/nodes/.*/loop' is a SoftLink"):
         load_nir(path)
+    with h5py.File(path, "a") as file:
+        group = next(item for item in file["node/nodes"].values() if isinstance(item, h5py.Group))
+        del group["loop"]
+        group["cycle"] = group  # (a hard link to itself: paths without end)
+    with pytest.raises(NIRConversionError, match=r"groups nested deeper than 32"):
+        load_nir(path)
+    with h5py.File(path, "a") as file:
+        group = next(item for item in file["node/nodes"].values() if isinstance(item, h5py.Group))
+        del group["cycle"]
+        levels = [group.create_group(f"level{k}") for k in range(20)]
+        for upper, lower in zip(levels, levels[1:]):
+            upper["a"], upper["b"] = lower, lower  # (2**19 paths to the deepest group)
+    with pytest.raises(NIRConversionError, match=r"more than 100000 links"):
+        load_nir(path)
 
 
 def test_chains_too_wide_to_fold_are_refused_before_allocating():
