@@ -116,15 +116,16 @@ def _check_declared_sizes(path) -> None:
     import h5py
 
     declared: dict[str, int] = {}
-    links = [0]  # links followed so far
+    links = 0  # followed so far
 
     def count(group, prefix: str, depth: int) -> None:
+        nonlocal links
         if depth > _MAX_GROUP_DEPTH:
             raise NIRConversionError(f"{path}: groups nested deeper than {_MAX_GROUP_DEPTH} at {prefix!r}")
         for name in group:
             where = f"{prefix}{name}"
-            links[0] += 1
-            if links[0] > _MAX_LINKS:
+            links += 1
+            if links > _MAX_LINKS:
                 raise NIRConversionError(f"{path}: more than {_MAX_LINKS} links (at {where!r})")
             link = group.get(name, getlink=True)
             if not isinstance(link, h5py.HardLink):

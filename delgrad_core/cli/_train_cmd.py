@@ -238,6 +238,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     import numpy as np
 
     from delgrad_core._errors import FileFormatError
+    from delgrad_core._execution import MAX_SEED
     from delgrad_core._losses import accuracy
     from delgrad_core._plugins import get_backend
     from delgrad_core._serialization import load_network
@@ -252,7 +253,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                                "a network file outside a run folder")
     if seed is None:
         seed = metrics.get("test_seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise FileFormatError(f"{path}: metrics.json: test_seed: expected an integer in [0, 2**63 - 1], "
                                   f"got {seed!r}")
     given = stored or _absolute_paths(_settings(config_file, {}))
