@@ -154,6 +154,12 @@ def _check_feedforward_arguments(sizes, weight_mean, weight_std, seed) -> None:
 # reported spikes of neurons that never reach threshold (checked against the membrane on a grid)
 MIN_TAU_RATIO = 0.01
 MAX_TAU_RATIO = 1e6
+# The summed |weight| onto a neuron (its largest synaptic current), and that times its larger time
+# constant (up to a factor below 1 the largest membrane potential its inputs can build), are refused
+# above this: the solvers' intermediate terms (sums of weights times up to e^{2 x 100}, the general
+# solver's K = tau_m tau_s / |tau_m - tau_s|) must stay far from double overflow, where a spike
+# would silently turn into silence or come late.
+MAX_SYNAPTIC_SCALE = 1e200
 
 
 @dataclass
@@ -321,7 +327,17 @@ class Layer(_Freezable):
                 f"{self.projection.name}.weights: has {self.projection.n_post} columns but "
                 f"population {self.population.name!r} has size {self.population.size}"
             )
-        self.neuron_arrays()
+        _, tau_m, tau_s = self.neuron_arrays()
+        with np.errstate(over="ignore"):
+            scale = np.abs(self.projection.weights).sum(axis=0) * np.maximum(np.maximum(tau_m, tau_s), 1.0)
+        if not scale.max() <= MAX_SYNAPTIC_SCALE:
+            neuron = int(np.argmax(scale))
+            raise InvalidValueError(
+                f"{self.projection.name}.weights: the summed |weights| onto neuron {neuron} of "
+                f"{self.population.name!r}, times its larger time constant where that is above 1, is "
+                f"{scale[neuron]:.3g}, above {MAX_SYNAPTIC_SCALE:g} (the spike-time solver would overflow); "
+                "scale the weights and the threshold down together"
+            )
 
     def neuron_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-neuron (threshold, tau_m, tau_s) of this layer's population."""

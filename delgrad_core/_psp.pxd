@@ -146,7 +146,7 @@ cdef inline double crossing_general(double u0, double i0, double length, double 
         c_m = u0 + i0 * k_gain
         c_s = i0 * k_gain
         if c_m != 0.0:
-            ratio = (c_s * tau_m) / (c_m * tau_s)
+            ratio = (c_s / c_m) * (tau_m / tau_s)   # (c_s tau_m overflows for huge weights x times)
             if ratio > 0.0:
                 s_ext = log(ratio) * k_gain
     if not (s_ext > 0.0 and s_ext < length):
@@ -325,9 +325,11 @@ cdef inline double crossing_level(double theta) noexcept nogil:
 cdef inline bint may_cross(ClosedRatio tag, double p_sum, double q_sum, double level,
                            IntervalTest test) noexcept nogil:
     """Necessary condition for a threshold crossing of the membrane given by the sums in the
-    interval of `test`, without division or transcendental call: either u(r1) >= level, or the
-    membrane's maximum lies inside the interval and reaches level (= crossing_level(theta)).
-    With level = +inf (a neuron that has fired) it is false."""
+    interval of `test`, without transcendental call: either u(r1) >= level, or the membrane's
+    maximum lies inside the interval and reaches level (= crossing_level(theta)).  With level =
+    +inf (a neuron that has fired) it is false.  (For tau_m = 2 tau_s the maximum's height is
+    compared as P peak (P/Q), bounded because P/Q <= 2 x0 there: P^2 peak against level Q would
+    overflow on one side first for huge weights and thresholds, and miss the crossing.)"""
     cdef bint at_end = test.end_p * p_sum - test.end_q * q_sum >= level
     if ClosedRatio is RatioOne:
         return at_end | ((p_sum > 0.0) & (test.vertex_lo * p_sum <= q_sum)
@@ -335,7 +337,7 @@ cdef inline bint may_cross(ClosedRatio tag, double p_sum, double q_sum, double l
     else:
         return at_end | ((q_sum > 0.0) & (test.vertex_lo * q_sum <= p_sum)
                          & (p_sum <= test.vertex_hi * q_sum)
-                         & (p_sum * p_sum * test.peak >= level * q_sum))
+                         & (p_sum * test.peak * (p_sum / q_sum) >= level))
 
 
 cdef inline double kernel_bound(ClosedRatio tag, double span, double tau_m) noexcept nogil:

@@ -183,11 +183,50 @@ def test_arrays_of_any_shape_and_dtype_give_a_result_or_a_named_error(shape, fil
 
 def test_extreme_weights_give_the_right_spike_time_not_silence():
     for ratio in (1.0, 2.0, 1.5):
-        for weight in (1e100, 1e154, 1e300):
+        for weight in (1e100, 1e154, 1e199):
             network = dg.Network.feedforward([1, 1], neuron=dg.NeuronParameters(1.0, ratio, 1.0))
             network.layers[0].projection.weights[:] = weight
             t = dg.forward(network, [[0.25]])[0][0, 0]
             assert 0.25 <= t < 0.25 + 1e-12, (ratio, weight, t)
+
+
+@pytest.mark.parametrize("weight", [1e201, 1e308, -1.7e308])
+def test_weights_whose_sums_would_overflow_the_solver_are_refused(weight):
+    # (1e308 at tau_m = 2 tau_s used to come back silent: i0 tau_m overflowed)
+    network = dg.Network.feedforward([2, 1], neuron=dg.NeuronParameters(1.0, 2.0, 1.0))
+    network.layers[0].projection.weights[:] = weight
+    with pytest.raises(InvalidValueError, match=r"output.projection.weights: the summed \|weights\| onto neuron 0 "
+                                                r"of 'output'.* above 1e\+200"):
+        dg.forward(network, [[0.25, 0.5]])
+    # times a time constant: 1e150 is fine at tau 1, not at tau 1e60
+    with pytest.raises(InvalidValueError, match="above 1e\\+200"):
+        dg.Network.feedforward([1, 1], neuron=dg.NeuronParameters(1.0, 2e60, 1e60), weight_mean=1e150, weight_std=0.0)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 2.0, 1.5, 3.0])
+@pytest.mark.parametrize(("time_unit", "potential_unit"), [(1.0, 1e150), (1e-100, 1e98), (1e100, 1e90),
+                                                            (1e250, 1e110), (1e-150, 1e-150), (1.0, 1e-300)])
+def test_spike_times_scale_with_the_units_up_to_the_bound(ratio, time_unit, potential_unit):
+    # The model is invariant under a change of units: times and time constants x c, threshold and
+    # weights x v / c (a current) give spike times x c.  Inputs span 99 tau_m (the layer walk's
+    # range), with summed weights near the bound: this found a late spike (tau_m = 2 tau_s, v =
+    # 1e150: the maximum's test overflowed on one side) and a missed one (ratio 3, c v >= 1e350).
+    rng = np.random.default_rng(1)
+    weights = rng.normal(0.3, 0.5, (30, 20))
+    inputs = np.sort(rng.uniform(0.0, 99.0 * ratio, (4, 30)), axis=1)
+
+    def spike_times(c, v):
+        network = dg.Network.feedforward([30, 20], neuron=dg.NeuronParameters(v, ratio * c, c), weight_mean=0.0,
+                                         weight_std=0.0)
+        network.layers[0].projection.weights[:] = weights * (v / c)
+        return dg.forward(network, inputs * c)[0] / c
+
+    expected = spike_times(1.0, 1.0)
+    actual = spike_times(time_unit, potential_unit)
+    finite = np.isfinite(expected)
+    assert finite.sum() >= 5
+    np.testing.assert_array_equal(np.isfinite(actual), finite)
+    np.testing.assert_allclose(actual[finite], expected[finite], rtol=1e-9)
 
 
 # ---------------------------------------------------------------------------- configuration
