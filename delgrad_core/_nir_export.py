@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad_core._ir import DelayKind, Layer, Network, check_type
+from delgrad_core._npz import MAX_ARRAY_ELEMENTS
 from delgrad_core._nir_common import (
     FORMAT,
     FORMAT_VERSION,
@@ -103,6 +104,31 @@ def layer_chain(nir, layer: Layer, time_scale: float, prefix: str) -> list[tuple
     return chain
 
 
+def _chain_elements(layer: Layer) -> int:
+    """An upper bound on the array elements `layer_chain` writes for `layer`: its matrices and
+    delays exactly, 16 per neuron and 64 for the CubaLIF's vectors and the metadata."""
+    n_pre, n_post = layer.projection.weights.shape
+    kind = layer.projection.delay_kind
+    if kind is DelayKind.SYNAPTIC:  # fan-out, delays (node and metadata), collecting matrix
+        matrices = n_pre * n_post * n_pre + 2 * n_pre * n_post + n_post * n_pre * n_post
+    else:
+        matrices = n_pre * n_post + 2 * {DelayKind.NONE: 0, DelayKind.AXONAL: n_pre, DelayKind.DENDRITIC: n_post}[kind]
+    return matrices + 16 * n_post + 64
+
+
+def _check_readable_size(network: Network) -> None:
+    """Refuse, before building anything, a graph with more elements than `load_nir` reads."""
+    elements = [_chain_elements(layer) for layer in network.layers]
+    if sum(elements) > MAX_ARRAY_ELEMENTS:
+        largest = max(range(len(elements)), key=elements.__getitem__)
+        layer = network.layers[largest]
+        raise NIRConversionError(
+            f"network: as a NIR graph it would hold about {sum(elements):,} array elements, more than the "
+            f"{MAX_ARRAY_ELEMENTS:,} that load_nir reads (population {layer.population.name!r}, "
+            f"{layer.projection.delay_kind.value} delays: {elements[largest]:,}; synaptic delays take "
+            "n_pre^2 n_post + n_pre n_post^2 elements, a fan-out and a collecting matrix)")
+
+
 def _node_prefixes(network: Network) -> list[str]:
     """One node-key prefix per layer: the population name ('/' would nest HDF5 groups), else layerN."""
     prefixes = [layer.population.name.replace("/", "_") for layer in network.layers]
@@ -135,6 +161,7 @@ def to_nir(network: Network, *, time_scale: float):
         network.validate()
     except ValueError as exc:
         raise NIRConversionError(f"invalid network: {exc}") from None
+    _check_readable_size(network)
     from delgrad_core import __version__
 
     nodes = {"input": nir.Input(input_type=np.array([network.input.size]))}

@@ -244,6 +244,29 @@ def test_datasets_reached_through_several_links_are_counted_once_per_link(tmp_pa
         load_nir(path)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_export_bounds_the_elements_a_file_declares(tmp_path, helpers, kind):
+    h5py = pytest.importorskip("h5py")
+    from delgrad_core._nir_export import _chain_elements
+
+    network = helpers.build_network([7, 5, 3], kind, 2.0, seed=4, per_neuron=True)
+    save_nir(network, tmp_path / "net.nir", time_scale=1e-3)
+    sizes = []
+    with h5py.File(tmp_path / "net.nir") as file:
+        file.visititems(lambda name, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None)
+    assert sum(_chain_elements(layer) for layer in network.layers) >= sum(sizes)
+
+
+def test_export_refuses_a_graph_that_import_would_refuse_before_building_it(tmp_path):
+    # (a 1000-150 synaptic layer needs a 150,000 x 1,000 fan-out: 1.2 GB to build, and load_nir refuses the file)
+    network = dg.Network.feedforward([1000, 150, 3], delay_kind="synaptic", seed=0)
+    with pytest.raises(NIRConversionError, match=r"^network: as a NIR graph it would hold about 172,872,326 array "
+                                                 r"elements, more than the 134,217,728 that load_nir reads "
+                                                 r"\(population 'hidden', synaptic delays: 172,802,464"):
+        save_nir(network, tmp_path / "big.nir", time_scale=1e-3)
+    assert not (tmp_path / "big.nir").exists()
+
+
 def test_chains_too_wide_to_fold_are_refused_before_allocating():
     from delgrad_core._nir_paths import Paths
 
