@@ -22,6 +22,7 @@ __all__ = ["ChipConfig", "CADC_MAX"]
 _WEIGHT_STORAGE_MAX = 255  # a job's excitatory and inhibitory weights are uint8 (delgrad_bss2._job)
 CADC_MAX = 255  # the potential readout's 8-bit range
 _CIRCUITS_MAX = 2**16  # (the chip has 512 circuits and 256 rows; more only to explore)
+_REGISTER_STEPS_MAX = 2**31 - 1  # (registers and the delay offset in steps are C integers)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,9 @@ class ChipConfig:
         if not self.threshold_cadc > self.leak_cadc:
             raise InvalidValueError(f"threshold_cadc: must lie above leak_cadc ({self.leak_cadc}), got {self.threshold_cadc}")
         offset_steps = self.delay_offset_us / self.register_step_us
+        if offset_steps > _REGISTER_STEPS_MAX:
+            raise InvalidValueError(f"delay_offset_us: {self.delay_offset_us!r} us is {offset_steps:.3g} register steps "
+                                    f"(register_step_us {self.register_step_us!r}); at most {_REGISTER_STEPS_MAX}")
         if abs(offset_steps - round(offset_steps)) > 1e-9:
             raise InvalidValueError(f"delay_offset_us: must be a whole number of register steps "
                                     f"({self.register_step_us} us) so that delays lie on one grid, got {self.delay_offset_us}")
@@ -149,11 +153,13 @@ class ChipConfig:
             if getattr(self, name) > CADC_MAX:
                 raise InvalidValueError(f"{name}: the potential readout measures 0..{CADC_MAX} CADC, got "
                                         f"{getattr(self, name)!r}")
-        for name in ("neuron_circuits", "synapse_rows"):
-            if getattr(self, name) > _CIRCUITS_MAX:
-                raise InvalidValueError(f"{name}: expected at most {_CIRCUITS_MAX}, got {getattr(self, name)}")
-        for name, value in (("timestamp_us", self.timestamp_us), ("delay_jitter_tau", self.delay_jitter_tau * self.tau_us)):
-            if value >= self.slot_us:
+        for name, largest in (("neuron_circuits", _CIRCUITS_MAX), ("synapse_rows", _CIRCUITS_MAX),
+                              ("register_max", _REGISTER_STEPS_MAX)):
+            if getattr(self, name) > largest:
+                raise InvalidValueError(f"{name}: expected at most {largest}, got {getattr(self, name)}")
+        for name, value_us in (("timestamp_us", self.timestamp_us), ("delay_jitter_tau", self.delay_jitter_tau * self.tau_us),
+                               ("delay_offset_spread_us", self.delay_offset_spread_us)):
+            if not value_us < self.slot_us:
                 raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "
                                         f"{self.slot_us:g} us, option slot_tau), got {getattr(self, name)!r}")
 

@@ -146,7 +146,8 @@ def _averaged(draw, count: int, standard_error: float | None) -> np.ndarray:
     samples = draw(count)
     if standard_error is not None:
         spread = float(np.median(np.std(samples, axis=0, ddof=1)))
-        needed = min(MAX_TRIALS, math.ceil((spread / standard_error) ** 2))
+        squared = (spread / standard_error) ** 2 if spread < math.inf else math.inf  # (also NaN: inf samples)
+        needed = math.ceil(squared) if squared < MAX_TRIALS else MAX_TRIALS
         if needed > count:
             samples = np.concatenate([samples, draw(needed - count)])
     return samples.mean(axis=0)

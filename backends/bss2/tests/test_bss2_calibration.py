@@ -180,3 +180,10 @@ def test_targets_out_of_reach_are_refused_or_named(tmp_path, monkeypatch):
     network = dg.Network.feedforward([4, 60, 3], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), seed=0)
     with pytest.raises(dg.UnsupportedNetworkError, match="so many failures mean the calibration targets lie outside"):
         backend.execute(network, np.full((1, 4), 0.5), calibration=calibration)
+
+
+def test_time_constants_no_measurement_can_resolve_fail_calibration_instead_of_crashing():
+    # (tau_us = 1e300: the delay elements' timestamps overflowed to inf and sizing the number of
+    # trials from their spread raised OverflowError)
+    calibration = calibrate_chip(Chip(0, ChipConfig(tau_us=1e300)))
+    assert len(calibration.values["failed_delay_elements"]) == ChipConfig().delay_pairs

@@ -35,8 +35,14 @@ def test_register_bounds_and_step_are_options():
         with pytest.raises(dg.InvalidValueError, match=f"tau_us: expected a finite number > 0, got {value}"):
             ChipConfig(tau_us=value)
     for options, message in [({"neuron_circuits": 2**64}, "neuron_circuits: expected at most 65536"),
+                             ({"register_max": 2**40}, "register_max: expected at most 2147483647"),
                              ({"timestamp_us": 1e300}, "timestamp_us: must be shorter than the sample slot"),
-                             ({"delay_jitter_tau": 1e300}, "delay_jitter_tau: must be shorter than the sample slot")]:
+                             ({"delay_jitter_tau": 1e300}, "delay_jitter_tau: must be shorter than the sample slot"),
+                             ({"delay_offset_spread_us": 1e300},
+                              "delay_offset_spread_us: must be shorter than the sample slot"),
+                             ({"delay_offset_us": 1e300}, "delay_offset_us: 1e\\+300 us is 8e\\+300 register steps"),
+                             ({"register_step_us": 1e-300}, r"delay_offset_us: 2.0 us is 2e\+300 register steps "
+                                                            r"\(register_step_us 1e-300\); at most 2147483647")]:
         with pytest.raises(dg.InvalidValueError, match=message):  # (they failed later, deep inside)
             ChipConfig(**options)
 
