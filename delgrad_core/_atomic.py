@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from delgrad_core._errors import InvalidValueError
 
-__all__ = ["atomic_write", "atomic_write_text", "fsync_directory"]
+__all__ = ["atomic_write", "atomic_write_text", "fsync_directory", "write_to"]
 
 
 def _file_mode() -> int:
@@ -73,3 +73,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     data = text.encode()
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_to(target, write: Callable[[BinaryIO], None], what: str, field: str = "target") -> Path | None:
+    """`write` to `target`: a path (atomically; returns the path) or a writable binary file
+    object (returns None).  Anything else is refused naming the argument `field` and `what`."""
+    if isinstance(target, (str, os.PathLike)):
+        return atomic_write(target, write)
+    if not callable(getattr(target, "write", None)):
+        raise InvalidValueError(f"{field}: expected a file path or a writable binary file object for the {what}, "
+                                f"got {type(target).__name__}")
+    write(target)
+    return None

@@ -197,6 +197,11 @@ class NeuronParameters(_Freezable):
         return tuple(arrays)
 
 
+def _check_population_name(name) -> None:
+    if not isinstance(name, str) or not name or "\0" in name:  # (HDF5 names, as in NIR files, end at a NUL)
+        raise InvalidValueError(f"Population.name: expected a non-empty string without NUL characters, got {name!r}")
+
+
 @dataclass
 class Population(_Freezable):
     """A group of neurons. `neuron` is None for the input population (spike sources)."""
@@ -206,8 +211,7 @@ class Population(_Freezable):
     neuron: NeuronParameters | None = None
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise InvalidValueError(f"Population.name: expected a non-empty string, got {self.name!r}")
+        _check_population_name(self.name)
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise InvalidValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
         self.size = int(self.size)
@@ -376,11 +380,13 @@ class Network(_Freezable):
         if self._frozen:
             return
         n_pre = self.input.size
+        _check_population_name(self.input.name)
         names = {self.input.name}
         for layer in self.layers:
             if not isinstance(layer, Layer):
                 raise InvalidValueError(f"Network.layers: expected Layer objects, got {type(layer).__name__}")
             name = layer.population.name
+            _check_population_name(name)
             if name in names:
                 raise InvalidValueError(f"Network.layers: duplicate population name {name!r}")
             names.add(name)

@@ -163,9 +163,11 @@ def population_size(nir, node, key: str) -> int:
     """Size of a 1-d Input or Output node."""
     types = node.input_type if isinstance(node, nir.Input) else node.output_type
     try:
-        shape = np.asarray(list(types.values())[0] if types else [], dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        shape = np.array([-1])
-    if shape.size != 1 or shape[0] < 1:
-        raise NIRConversionError(f"{type(node).__name__} {key!r}: expected a 1-d shape [n], got {shape.tolist()}")
+        declared = np.asarray(list(types.values())[0] if types else [])
+        shape = declared.astype(np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        declared = shape = np.array([-1])
+    if shape.size != 1 or shape[0] < 1 or shape[0] != declared.reshape(-1)[0]:  # ([4.7] read as 4)
+        raise NIRConversionError(f"{type(node).__name__} {key!r}: expected a 1-d shape [n] of a positive integer, got "
+                                 f"{declared.tolist()}")
     return int(shape[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
 from delgrad_core._nir_common import (
     FORMAT,
@@ -229,6 +230,8 @@ def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool =
     again after their reset, keeping only each neuron's first spike (delgrad's model).
     """
     nir = require_nir()
+    if not isinstance(first_spike_only, (bool, np.bool_)):  # ("false" would count as true)
+        raise InvalidValueError(f"first_spike_only: expected True or False, got {first_spike_only!r}")
     input_key, segments, output_key = graph_segments(nir, graph)
     time_scale = _time_scale(graph, time_scale)
     graph_meta = _graph_metadata(graph)

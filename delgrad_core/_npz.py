@@ -27,7 +27,7 @@ import numpy as np
 
 from delgrad_core._errors import FileFormatError, InvalidValueError
 
-__all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArchive"]
+__all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArchive", "describe_source"]
 
 try:
     from lzma import LZMAError as _LZMAError
@@ -110,7 +110,8 @@ def json_array(document) -> np.ndarray:
     return np.array(json.dumps(document, sort_keys=True, allow_nan=False))
 
 
-def _describe(source) -> str:
+def describe_source(source) -> str:
+    """How messages name a path, bytes or a file object."""
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -209,7 +210,7 @@ class NpzArchive:
 
     def __init__(self, source, *, what: str = "file"):
         self.what = what
-        self.source = _describe(source)
+        self.source = describe_source(source)
         if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) \
                 and not callable(getattr(source, "read", None)):
             raise InvalidValueError(f"source: expected a path, bytes or a readable binary file of a {what}, got "

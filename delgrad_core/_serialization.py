@@ -10,12 +10,11 @@ functions embed a network in execution requests under a key prefix.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from delgrad_core._atomic import atomic_write
+from delgrad_core._atomic import write_to
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection, check_type
 from delgrad_core._npz import NpzArchive, json_array, write_npz
@@ -62,10 +61,7 @@ def save_network(network: Network, target) -> Path | None:
     """Write `network` to `target`: a path (written atomically, parents created; returns the
     path) or a writable binary file object (returns None)."""
     arrays = network_arrays(check_type(network, Network, "network"))
-    if isinstance(target, (str, os.PathLike)):
-        return atomic_write(target, lambda handle: write_npz(handle, arrays))
-    write_npz(target, arrays)
-    return None
+    return write_to(target, lambda handle: write_npz(handle, arrays), "network")
 
 
 def load_network(source) -> Network:

@@ -72,9 +72,10 @@ import math
 import os
 from pathlib import Path
 
-from delgrad_core._atomic import atomic_write
+from delgrad_core._atomic import write_to
+from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import Network
-from delgrad_core._npz import MAX_ARRAY_ELEMENTS
+from delgrad_core._npz import MAX_ARRAY_ELEMENTS, describe_source
 from delgrad_core._nir_common import NIRConversionError, NIRNotInstalledError, require_nir
 from delgrad_core._nir_export import to_nir
 from delgrad_core._nir_import import from_nir
@@ -85,29 +86,37 @@ _MAX_GROUP_DEPTH = 32  # (a graph's groups nest node/nodes/<name>/..., deeper on
 _MAX_LINKS = 100_000  # (hard links between groups can make the paths of a small file countless)
 
 
-def save_nir(network: Network, path: str | os.PathLike, *, time_scale: float) -> Path:
-    """Write `network` as a NIR file (HDF5, via ``nir.write``) atomically."""
+def save_nir(network: Network, path, *, time_scale: float) -> Path | None:
+    """Write `network` as a NIR file (HDF5, via ``nir.write``) to `path`: a file path (written
+    atomically; returns it) or a writable binary file object (returns None)."""
     nir = require_nir()
     graph = to_nir(network, time_scale=time_scale)
     buffer = io.BytesIO()  # HDF5 reads back while writing, which a write-only file cannot do
     nir.write(buffer, graph)
-    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    return write_to(path, lambda handle: handle.write(buffer.getvalue()), "NIR graph", "path")
 
 
-def load_nir(path: str | os.PathLike, *, time_scale: float | None = None, first_spike_only: bool = False) -> Network:
-    """Read a NIR file (``nir.read``) and convert it with `from_nir`."""
+def load_nir(path, *, time_scale: float | None = None, first_spike_only: bool = False) -> Network:
+    """Read a NIR file (``nir.read``) from `path`: a file path, the file's bytes or a readable
+    binary file object, and convert it with `from_nir`."""
     nir = require_nir()
+    name = describe_source(path)
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        path = io.BytesIO(path)
+    elif not isinstance(path, (str, os.PathLike)) and not callable(getattr(path, "read", None)):
+        raise InvalidValueError(f"path: expected a file path, bytes or a readable binary file of a NIR graph, got "
+                                f"{type(path).__name__}")
     try:
-        _check_declared_sizes(path)
+        _check_declared_sizes(path, name)
         graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons
     except NIRConversionError:
         raise
     except (OSError, KeyError, ValueError, TypeError, AssertionError, AttributeError, RecursionError) as exc:
-        raise NIRConversionError(f"{path}: cannot read a NIR graph ({type(exc).__name__}: {exc})") from None
+        raise NIRConversionError(f"{name}: cannot read a NIR graph ({type(exc).__name__}: {exc})") from None
     return from_nir(graph, time_scale=time_scale, first_spike_only=first_spike_only)
 
 
-def _check_declared_sizes(path) -> None:
+def _check_declared_sizes(path, described: str) -> None:
     """Refuse a file whose datasets declare more than `MAX_ARRAY_ELEMENTS` elements in all
     (``nir.read`` loads every dataset whole: a small compressed file can declare gigabytes),
     counted once per path that reaches them (``nir.read`` reads a dataset again through each
@@ -121,15 +130,15 @@ def _check_declared_sizes(path) -> None:
     def count(group, prefix: str, depth: int) -> None:
         nonlocal links
         if depth > _MAX_GROUP_DEPTH:
-            raise NIRConversionError(f"{path}: groups nested deeper than {_MAX_GROUP_DEPTH} at {prefix!r}")
+            raise NIRConversionError(f"{described}: groups nested deeper than {_MAX_GROUP_DEPTH} at {prefix!r}")
         for name in group:
             where = f"{prefix}{name}"
             links += 1
             if links > _MAX_LINKS:
-                raise NIRConversionError(f"{path}: more than {_MAX_LINKS} links (at {where!r})")
+                raise NIRConversionError(f"{described}: more than {_MAX_LINKS} links (at {where!r})")
             link = group.get(name, getlink=True)
             if not isinstance(link, h5py.HardLink):
-                raise NIRConversionError(f"{path}: {where!r} is a {type(link).__name__}; a NIR file holds none")
+                raise NIRConversionError(f"{described}: {where!r} is a {type(link).__name__}; a NIR file holds none")
             item = group[name]
             if isinstance(item, h5py.Dataset):
                 declared[where] = 0 if item.shape is None else math.prod(item.shape)
@@ -140,5 +149,5 @@ def _check_declared_sizes(path) -> None:
         count(file, "", 0)
     if sum(declared.values()) > MAX_ARRAY_ELEMENTS:
         name = max(declared, key=declared.get)
-        raise NIRConversionError(f"{path}: the datasets declare {sum(declared.values())} elements in all (the "
+        raise NIRConversionError(f"{described}: the datasets declare {sum(declared.values())} elements in all (the "
                                  f"largest, {name!r}, {declared[name]}); at most {MAX_ARRAY_ELEMENTS} are read")

@@ -86,9 +86,20 @@ def test_population_size_must_be_a_positive_integer(size):
         dg.Population("pop", size)
 
 
-def test_population_name_must_be_a_non_empty_string():
+def test_population_name_must_be_a_non_empty_string_without_nul():
     with pytest.raises(ValueError, match="Population.name"):
         dg.Population("", 3)
+    # (HDF5 ends names at a NUL: NIR export failed with "name already exists")
+    with pytest.raises(ValueError, match=r"Population.name: expected a non-empty string without NUL characters, "
+                                         r"got 'a\\x00b'"):
+        dg.Population("a\0b", 3)
+    network = dg.Network.feedforward([2, 3, 2])
+    for population in (network.input, network.layers[0].population):
+        name, population.name = population.name, "h\0"
+        with pytest.raises(ValueError, match="without NUL characters"):
+            network.validate()
+        population.name = name
+        network.validate()
 
 
 def test_layer_and_network_shape_checks():

@@ -1,5 +1,6 @@
 """NIR export and import: exact round trips, the CubaLIF mapping against the NIR equations, refusals, CLI."""
 
+import io
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ nir = pytest.importorskip("nir")
 
 import delgrad_core as dg  # noqa: E402
 from delgrad_core.cli import main  # noqa: E402
+from delgrad_core import InvalidValueError  # noqa: E402
 from delgrad_core.nir import (  # noqa: E402
     NIRConversionError,
     NIRNotInstalledError,
@@ -451,6 +453,34 @@ def test_complex_weights_and_a_text_first_spike_flag_are_refused():
     graph.metadata = {"delgrad": {"first_spike_only": "false"}}
     with pytest.raises(NIRConversionError, match="first_spike_only: expected true or false, got 'false'"):
         from_nir(graph, time_scale=1e-4)  # ("false" counted as true)
+    with pytest.raises(InvalidValueError, match="first_spike_only: expected True or False, got 'false'"):
+        from_nir(graph, time_scale=1e-4, first_spike_only="false")  # (the argument, too)
+
+
+@pytest.mark.parametrize("shape", [[4.7], [2**70], ["4"], [3, 2]])
+def test_an_input_shape_that_is_not_one_positive_integer_is_refused(shape):
+    graph = snntorch_style_graph(np.random.default_rng(16))
+    graph.nodes["input"].input_type = {"input": np.array(shape)}
+    with pytest.raises(NIRConversionError, match=r"Input 'input': expected a 1-d shape \[n\] of a positive integer"):
+        from_nir(graph, time_scale=1e-4, first_spike_only=True)  # ([4.7] was read as 4)
+
+
+def test_nir_files_are_written_to_and_read_from_paths_bytes_and_file_objects(tmp_path, helpers):
+    network = helpers.build_network([4, 5, 3], "axonal", 2.0, seed=4)
+    buffer = io.BytesIO()
+    assert save_nir(network, buffer, time_scale=1e-3) is None
+    assert save_nir(network, tmp_path / "net.nir", time_scale=1e-3) == tmp_path / "net.nir"
+    assert (tmp_path / "net.nir").read_bytes() == buffer.getvalue()
+    for source in (buffer.getvalue(), io.BytesIO(buffer.getvalue()), str(tmp_path / "net.nir")):
+        assert_same_network(load_nir(source), network)
+    with pytest.raises(InvalidValueError, match="path: expected a file path or a writable binary file object for "
+                                                "the NIR graph, got int"):
+        save_nir(network, 3, time_scale=1e-3)
+    with pytest.raises(InvalidValueError, match="path: expected a file path, bytes or a readable binary file of a "
+                                                "NIR graph, got int"):
+        load_nir(3)
+    with pytest.raises(NIRConversionError, match=r"^<2 bytes>: cannot read a NIR graph"):
+        load_nir(b"xx")
 
 
 @pytest.mark.parametrize("time_scale", [1.7e308, 5e-324])

@@ -44,6 +44,13 @@ def test_file_contains_no_pickle(tmp_path):
     assert [layer["delay_kind"] for layer in meta["layers"]] == ["axonal", "axonal"]
 
 
+@pytest.mark.parametrize("target", [b"/tmp/net.npz", 5, None])
+def test_save_refuses_what_is_neither_a_path_nor_a_file_object(target):
+    with pytest.raises(dg.InvalidValueError, match=f"target: expected a file path or a writable binary file object "
+                                                   f"for the network, got {type(target).__name__}"):
+        dg.save_network(dg.Network.feedforward([2, 2]), target)
+
+
 def test_save_creates_parent_directories(tmp_path):
     path = dg.save_network(dg.Network.feedforward([2, 2]), tmp_path / "deep" / "er" / "net.npz")
     assert path.exists()
