@@ -495,6 +495,41 @@ def test_sigterm_finishes_the_running_jobs_and_rejects_the_queued_ones(start_ser
     assert wait_for(lambda: not service.alive, timeout_s=10) and service._process.returncode == 0
 
 
+@pytest.mark.slow
+def test_a_second_sigterm_stops_at_once_leaving_no_socket_file_or_device_process(tmp_path):
+    from types import SimpleNamespace
+
+    from delgrad_hil._supervisor import READY_PREFIX
+
+    path, token = tmp_path / "s", "t" * 20
+    service = SimpleNamespace(address=f"ipc://{path}", token=token, device="hil-noisy")
+    command = [sys.executable, "-m", "delgrad_core.cli", "hil", "serve", "--device", "hil-noisy", "--device-option",
+               "job_delay_s=2", "--address", service.address]
+    process = subprocess.Popen(command, env=dict(os.environ, DELGRAD_HIL_TOKEN=token), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout.readline().startswith(READY_PREFIX)
+        with _client(service) as backend:
+            (request,) = _requests(backend, 1)
+        context = zmq.Context()
+        socket = context.socket(zmq.DEALER)
+        socket.connect(service.address)
+        socket.send_multipart(signed(token, "execute", request.to_bytes(), client="one", job=request.digest))
+        assert wait_for(lambda: _reply(service, signed(token, "status"))["info"]["running"] is not None)
+        with open(f"/proc/{process.pid}/task/{process.pid}/children") as handle:
+            children = [int(pid) for pid in handle.read().split()]  # (the device process, and a resource tracker)
+        os.kill(process.pid, signal.SIGTERM)  # (graceful: waits for the running job)
+        time.sleep(0.3)
+        os.kill(process.pid, signal.SIGTERM)  # at once
+        assert process.wait(timeout=5) == 128 + signal.SIGTERM
+        assert not path.exists() and wait_for(lambda: not any(map(process_exists, children)), timeout_s=5)
+        socket.close(linger=0)
+        context.term()
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_the_embedded_service_starts_on_use_and_stops_on_close():
     backend = HilBackend(device="hil-noisy")
     backend.capabilities  # the mapping needs no service

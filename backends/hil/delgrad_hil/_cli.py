@@ -107,7 +107,9 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
                                 cache_entries=cache_entries, cache_bytes=int(cache_mb * 2**20))
 
         def on_signal(signum, frame):
-            if service.stop_requested:
+            if service.stop_requested:  # at once: what a graceful stop would clean up goes now
+                service.remove_socket_file()
+                target.kill()
                 os._exit(128 + signum)
             log.info("signal %d: stopping gracefully (send it again to stop at once)", signum)
             service.request_stop()

@@ -242,6 +242,10 @@ class DeviceProcess:
             self._process.join()
         self._writer.join(_STOP_TIMEOUT_S)  # (ends with the child: its pipe breaks)
 
+    def kill(self) -> None:
+        """End the child at once (for a process that is about to end without cleaning up)."""
+        self._process.kill()
+
     def close(self) -> None:
         """`stop`, then release the pipe."""
         self.stop()

@@ -253,10 +253,15 @@ class DeviceService:
         for endpoint in (self._router, self._wake_rx, self._wake_tx):
             endpoint.close(linger=500)
         self._context.term()
-        if self.address.startswith("ipc://"):  # (ZeroMQ leaves the socket file behind)
+        self.remove_socket_file()
+        log.info("stopped")
+
+    def remove_socket_file(self) -> None:
+        """Remove the socket file of an ipc:// address, which ZeroMQ leaves behind (also from a
+        signal handler, before the process ends at once)."""
+        if self.address.startswith("ipc://"):
             with contextlib.suppress(OSError):
                 os.unlink(self.address[len("ipc://"):])
-        log.info("stopped")
 
     # -- the device thread -----------------------------------------------------------------------
     def _device_loop(self) -> None:
