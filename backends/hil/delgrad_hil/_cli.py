@@ -101,7 +101,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     faults = FaultPlan(latency_s, drop_fraction, corrupt_fraction, busy_fraction, exit_after_jobs, fault_seed)
     target = DeviceProcess(device_name(device), device_options, log_level=getattr(logging, log_level.upper()))
     try:  # (the device process ends with this command, however it ends)
-        service = DeviceService(target, signer, address, device_options=device_options, faults=faults,
+        service = DeviceService(target, signer, address, faults=faults,
                                 max_message_bytes=int(max_message_mb * 2**20), replay_window_s=replay_window_s,
                                 shutdown_grace_s=shutdown_grace_s, max_queued_per_client=max_queue,
                                 cache_entries=cache_entries, cache_bytes=int(cache_mb * 2**20))

@@ -99,10 +99,11 @@ class DeviceProcess:
 
     def __init__(self, name: str, options: dict | None = None, *, log_level: int = logging.INFO):
         self.name = name
+        self.options = dict(options or {})  # (reported to clients)
         context = multiprocessing.get_context("spawn")  # (no fork: the parent runs threads)
         self._pipe, child_end = context.Pipe()
         self._process = context.Process(target=_child_main, name=f"delgrad-hil-device-{name}",
-                                        args=(child_end, name, dict(options or {}), log_level, os.getpid()))
+                                        args=(child_end, name, self.options, log_level, os.getpid()))
         self._process.start()
         child_end.close()
         self._networks: OrderedDict[int, object] = OrderedDict()  # id -> network the child holds

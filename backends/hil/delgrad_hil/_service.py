@@ -125,8 +125,6 @@ class DeviceService:
         Signs and verifies messages with the shared token.
     address : str
         ZeroMQ endpoint to bind, e.g. ``tcp://127.0.0.1:5555`` (port 0: any free port).
-    device_options : dict
-        The options the device was built with (reported to clients).
     faults : FaultPlan, optional
     max_message_bytes : int
         Larger messages are answered "too_large".
@@ -135,12 +133,10 @@ class DeviceService:
         `Scheduler` limits (max_queued_per_client, max_queued, cache_entries, cache_bytes).
     """
 
-    def __init__(self, device, signer, address: str, *, device_options: dict | None = None,
-                 faults: FaultPlan | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    def __init__(self, device, signer, address: str, *, faults: FaultPlan | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  replay_window_s: float = 60.0, shutdown_grace_s: float = 30.0, **limits):
         self.device = device
         self.signer = signer
-        self.device_options = dict(device_options or {})
         self.faults = Faults(faults or FaultPlan())
         self.max_message_bytes = int(max_message_bytes)
         self.shutdown_grace_s = float(shutdown_grace_s)
@@ -404,7 +400,7 @@ class DeviceService:
         if message.type == "health":
             return health
         info = {**health, "protocol": VERSION, "service_id": self.service_id, "pid": os.getpid(),
-                "device_options": self.device_options, "max_message_bytes": self.max_message_bytes,
+                "device_options": self.device.options, "max_message_bytes": self.max_message_bytes,
                 "replay_window_s": self.replay.window_s}
         if message.type == "hello":
             return {**info, "capabilities": self.device.capabilities.to_dict()}
