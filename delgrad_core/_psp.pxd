@@ -97,27 +97,32 @@ cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, do
 
     With x = e^{-s/tau_m} and K = tau_m: u = (u0 + i0 K) x - i0 K x^2, so the crossing is the
     larger root of i0 K x^2 - (u0 + i0 K) x + theta = 0.  `decay_end` = e^{-length/tau_m} (0 for
-    an open interval), so s <= length reads x >= decay_end and the log is taken only for the
-    accepted root.  Assumes u0 < theta and theta > 0.
+    an open interval), so s <= length reads x >= decay_end.  s = -tau_m ln(1 - y) is taken from
+    y = 1 - x = 2 (theta - u0) / (i0 K - u0 + sqrt(disc)), the other form of the same root, so that
+    a crossing soon after the interval's start keeps its relative precision (1 - x cancels).
+    Assumes u0 < theta and theta > 0.
     """
     cdef double a = i0 * tau_m
     cdef double b = u0 + a
-    cdef double disc, x
+    cdef double disc, root, x, below, y
     if a <= 0.0 or b <= 0.0:
         return -1.0
     disc = b * b - 4.0 * a * theta
-    if disc < 0.0:
-        return -1.0
     if isfinite(disc) and b > 1e-145:
-        x = (b + sqrt(disc)) / (2.0 * a)
+        if disc < 0.0:
+            return -1.0
+        root = sqrt(disc)
     else:  # b * b overflowed (weights ~1e154 and more) or underflowed: the same root, scaled by b
         disc = 1.0 - 4.0 * (a / b) * (theta / b)
         if disc < 0.0:
             return -1.0
-        x = (b / (2.0 * a)) * (1.0 + sqrt(disc))
+        root = b * sqrt(disc)
+    x = (b + root) / (2.0 * a)
     if x > 1.0 or x < decay_end or x <= 0.0:
         return -1.0
-    return -tau_m * log(x)
+    below = (a - u0) + root
+    y = 2.0 * (theta - u0) / below if below > 0.0 else 1.0
+    return -tau_m * log1p(-y) if y < 1.0 else -tau_m * log(x)
 
 
 cdef inline double membrane(double s, double u0, double i0, double tau_m, double tau_s) noexcept nogil:
@@ -133,8 +138,8 @@ cdef inline double crossing_general(double u0, double i0, double length, double 
     reaches theta brackets the root, which a Newton iteration safeguarded by bisection finds to
     machine precision.
     """
-    cdef double k_gain, c_m, c_s
-    cdef double ratio, s_ext = -1.0, lo, hi, s, u, du, step
+    cdef double k_gain, c_s, relative_u0
+    cdef double s_ext = -1.0, lo, hi, s, u, du, step
     cdef int it
     cdef bint rising_at_start = (-u0 / tau_m + i0) > 0.0
     if tau_m == tau_s:
@@ -142,13 +147,16 @@ cdef inline double crossing_general(double u0, double i0, double length, double 
         if i0 != 0.0:
             s_ext = tau_m - u0 / i0
     else:
-        k_gain = 1.0 / (1.0 / tau_s - 1.0 / tau_m)   # K = tau_m tau_s / (tau_m - tau_s)
-        c_m = u0 + i0 * k_gain
+        # u' = 0 at s = K ln((c_s tau_m) / (c_m tau_s)), K = tau_m tau_s / (tau_m - tau_s), c_s = i0 K,
+        # c_m = u0 + c_s, written as K (ln(1 + (tau_m - tau_s)/tau_s) - ln(1 + u0/c_s)): with tau_m
+        # within a few ulps of tau_s, K ~ 1e15 and the plain logarithm of the ratio was rounding noise
+        # (a wrong bracket: late or missed spikes).  tau_m - tau_s is exact there.
+        k_gain = tau_s * (tau_m / (tau_m - tau_s))   # (tau_m tau_s overflows for time units ~1e155)
         c_s = i0 * k_gain
-        if c_m != 0.0:
-            ratio = (c_s / c_m) * (tau_m / tau_s)   # (c_s tau_m overflows for huge weights x times)
-            if ratio > 0.0:
-                s_ext = log(ratio) * k_gain
+        if c_s != 0.0:
+            relative_u0 = u0 / c_s
+            if relative_u0 > -1.0:
+                s_ext = k_gain * (log1p((tau_m - tau_s) / tau_s) - log1p(relative_u0))
     if not (s_ext > 0.0 and s_ext < length):
         s_ext = -1.0
     if s_ext > 0.0:
@@ -206,7 +214,7 @@ cdef inline void advance_state(double* u, double* current, double length, double
     The closed-form ratios reuse decay_m (e^{-L/tau_s} = decay_m^2 for tau_m = 2 tau_s)."""
     cdef double decay_s
     if kind == RATIO_ONE:
-        u[0] = (u[0] + current[0] * length) * decay_m
+        u[0] = u[0] * decay_m + current[0] * (length * decay_m)  # (I L overflows for long gaps: inf x 0)
         current[0] = current[0] * decay_m
     elif kind == RATIO_TWO:
         decay_s = decay_m * decay_m

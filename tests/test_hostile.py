@@ -203,9 +203,19 @@ def test_weights_whose_sums_would_overflow_the_solver_are_refused(weight):
         dg.Network.feedforward([1, 1], neuron=dg.NeuronParameters(1.0, 2e60, 1e60), weight_mean=1e150, weight_std=0.0)
 
 
+@pytest.mark.parametrize("ratio", [1.0, 2.0, 1.5])
+@pytest.mark.parametrize("gap", [1e299, 1e307])
+def test_a_long_silent_gap_lets_the_inhibition_decay_and_the_next_input_fire(ratio, gap):
+    # (at tau_m = tau_s the state after the gap was (u + I gap) e^{-gap} = inf x 0 = NaN: silent)
+    network = dg.Network.feedforward([2, 1], neuron=dg.NeuronParameters(1.0, ratio, 1.0))
+    network.layers[0].projection.weights[:] = [[-1e10], [5.0]]
+    t = dg.forward(network, [[0.0, gap]])[0][0, 0]
+    assert t == gap  # (the spike follows within far less than an ulp of gap)
+
+
 @pytest.mark.parametrize("ratio", [1.0, 2.0, 1.5, 3.0])
 @pytest.mark.parametrize(("time_unit", "potential_unit"), [(1.0, 1e150), (1e-100, 1e98), (1e100, 1e90),
-                                                            (1e250, 1e110), (1e-150, 1e-150), (1.0, 1e-300)])
+                                                            (1e250, 1e110), (1e-150, 1e-150), (1.0, 1e-161), (1.0, 1e-300)])
 def test_spike_times_scale_with_the_units_up_to_the_bound(ratio, time_unit, potential_unit):
     # The model is invariant under a change of units: times and time constants x c, threshold and
     # weights x v / c (a current) give spike times x c.  Inputs span 99 tau_m (the layer walk's

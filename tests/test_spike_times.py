@@ -72,6 +72,40 @@ def test_general_solver_near_ratio_one(helpers, ratio):
     assert_same_spikes(dg.forward(network, x), network_spike_times(network, x))
 
 
+@pytest.mark.parametrize(("tau_m", "tau_s"), [(1 + 2**-52, 1.0), (1 - 2**-53, 1.0), (1 + 2**-49, 1.0),
+                                           (1 + 1e-14, 1.0), (1 + 1e-12, 1.0), (0.1 * 3, 0.3), (0.3, 0.1 * 3)])
+def test_time_constants_a_few_ulps_apart_give_the_spikes_of_equal_ones(tau_m, tau_s):
+    # (the general solver took the log of a ratio within an ulp of 1 times K ~ 1e15: a wrong
+    # bracket gave 67 of 4000 spikes late by up to 2.4 tau_s or lost; independent check: the
+    # Lambert-W closed form at exactly tau_m = tau_s, from which these differ by < 1e-11)
+    rng = np.random.default_rng(7)
+    weights = rng.normal(0.5, 1.0, (10, 200))
+    x = rng.uniform(0.0, 3.0 * tau_s, (20, 10))
+
+    def spikes(tau_m):
+        network = dg.Network(dg.Population("in", 10), [dg.Layer(
+            dg.Population("out", 200, dg.NeuronParameters(0.5 * tau_s, tau_m, tau_s)),
+            dg.Projection(weights / tau_s))])
+        return dg.forward(network, x)[0]
+
+    near, equal = spikes(tau_m), spikes(tau_s)
+    assert np.isfinite(equal).sum() > 1000
+    np.testing.assert_array_equal(np.isfinite(near), np.isfinite(equal))
+    np.testing.assert_allclose(near[np.isfinite(near)], equal[np.isfinite(equal)], rtol=0, atol=1e-9 * tau_s)
+
+
+@pytest.mark.parametrize("weight", [1e2, 1e5, 1e8, 1e12, 1e15])
+def test_a_crossing_soon_after_an_input_keeps_its_relative_precision_at_ratio_two(weight):
+    # (1 - x of the larger root cancelled: 1.1e-8 relative error at w = 1e8, 9e-5 at 1e12; checked by
+    # the threshold equation in a form without cancellation: u = w tau x (1 - x), 1 - x = -expm1(-s/tau).
+    # At t = 0, where a time's ulp does not limit the precision of s.)
+    network = dg.Network(dg.Population("in", 1), [dg.Layer(dg.Population("out", 1, dg.NeuronParameters(1.0, 2.0, 1.0)),
+                                                            dg.Projection(np.array([[weight]])))])
+    s = dg.forward(network, [[0.0]])[0][0, 0]
+    u = weight * 2.0 * np.exp(-s / 2.0) * -np.expm1(-s / 2.0)
+    assert 0 < s < 1e-1 and u == pytest.approx(1.0, rel=1e-12)
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_threads_do_not_change_results(n_threads, helpers):
     network = helpers.build_network([4, 8, 3], "synaptic", 1.7, seed=4)

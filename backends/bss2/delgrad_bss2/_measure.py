@@ -145,7 +145,8 @@ def _averaged(draw, count: int, standard_error: float | None) -> np.ndarray:
     With trial-to-trial noise far above the default, a fixed count would fail healthy circuits."""
     samples = draw(count)
     if standard_error is not None:
-        spread = float(np.median(np.std(samples, axis=0, ddof=1)))
+        with np.errstate(over="ignore", invalid="ignore"):  # (inf samples of an unmeasurable circuit)
+            spread = float(np.median(np.std(samples, axis=0, ddof=1)))
         squared = (spread / standard_error) ** 2 if spread < math.inf else math.inf  # (also NaN: inf samples)
         needed = math.ceil(squared) if squared < MAX_TRIALS else MAX_TRIALS
         if needed > count:
