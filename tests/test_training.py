@@ -616,7 +616,19 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     ({"best_validation_accuracy": "high"}, "the state's best_validation_accuracy is 'high'"),
     ({"elapsed_seconds": -1}, "the state's elapsed_seconds is -1"),
     ({"epochs_recorded": 5}, "records 5 epochs of 1"),
-    ("drop adam.m.layers.0.weights", "the optimiser's state is incomplete \\(missing adam.m.layers.0.weights"),
+    ("drop adam.m.layers.0.weights", "adam.m.layers.0.weights is missing"),
+    ("drop adam.steps", "adam.steps is missing"),
+    (("adam.steps", np.array(-5)), "adam.steps is -5"),
+    (("adam.steps", np.array(2.5)), "entry 'adam.steps' has dtype float64, expected kind 'i'"),
+    (("adam.steps", np.zeros((7, 7), dtype=np.int64)), r"entry 'adam.steps' has shape \(7, 7\), expected \(\)"),
+    (("adam.v.layers.0.weights", np.array(-5.0)), r"entry 'adam.v.layers.0.weights' has shape \(\)"),
+    (("adam.v.layers.0.weights", -np.ones((4, 8))), "adam.v holds negative values"),
+    (("adam.m.layers.0.weights", np.full((4, 8), np.nan)), "adam.m.layers.0.weights holds NaN or inf"),
+    # (kept epoch: its output delays were taken from the last epoch)
+    ("drop best.layers.1.delays", "best.layers.1.delays is missing"),
+    (("average.layers.1.delays", np.zeros(3)), "average.layers.0.weights is missing"),  # (one of all or none)
+    # (the stored settings edited from synaptic to no delays: the delays were dropped without a word)
+    (("param.layers.0.lost", np.zeros(3)), "holds param.layers.0.lost, a parameter this network does not have"),
 ])
 def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, message):
     from delgrad_core._npz import NpzArchive, json_array, write_npz
@@ -628,6 +640,8 @@ def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, messa
         state = archive.json("trainer_state.json")
     if isinstance(change, dict):
         arrays["trainer_state.json"] = json_array({**state, **change})
+    elif isinstance(change, tuple):
+        arrays[change[0]] = change[1]
     else:
         del arrays[change.split()[1]]
     with open(tmp_path / "checkpoint.npz", "wb") as handle:

@@ -58,11 +58,27 @@ class Evaluation:
     labels: np.ndarray
 
 
-def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    """The checkpoint's arrays stored as `prefix` + a parameter's name (the kept epoch's, the
-    average), each checked to have that parameter's shape."""
-    return {name: data.array(name, shape=params[name[len(prefix):]].shape, kind="f")
-            for name in data.names if name.startswith(prefix) and name[len(prefix):] in params}
+def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *, required: bool) -> dict:
+    """The checkpoint's arrays stored as `prefix` + a parameter's name (the parameters, the kept
+    epoch's, the average, the optimiser's moments), each checked to have that parameter's shape
+    and finite values: one for every parameter, or (unless `required`) none.  An array of a
+    parameter this network does not have means the checkpoint is of another network (e.g. its
+    stored settings were edited)."""
+    stored = [name[len(prefix):] for name in data.names if name.startswith(prefix)]
+    foreign = [name for name in stored if name not in params]
+    missing = [name for name in params if name not in stored]
+    if foreign:
+        raise FileFormatError(f"{path}: holds {prefix}{foreign[0]}, a parameter this network does not have (a "
+                              "checkpoint of another network, or edited settings)")
+    if missing and (stored or required):
+        raise FileFormatError(f"{path}: {prefix}{missing[0]} is missing (a damaged or edited checkpoint)")
+    arrays = {}
+    for name in stored:
+        array = data.array(prefix + name, shape=params[name].shape, kind="f")
+        if not np.isfinite(array).all():
+            raise FileFormatError(f"{path}: {prefix}{name} holds NaN or inf (a damaged or edited checkpoint)")
+        arrays[prefix + name] = array
+    return arrays
 
 
 class Trainer:
@@ -384,17 +400,23 @@ class Trainer:
                                         f"calibrates as {self.calibration.cache_key!r}: another chip, device or "
                                         f"option set (e.g. a shared service restarted with another chip); resume "
                                         f"where the run was trained")
-            for name, param in self.model.params.items():
-                param[...] = data.array(f"param.{name}", shape=param.shape, kind="f")
-            adam = {name[5:]: data.array(name, kind="fi") for name in data.names if name.startswith("adam.")}
-            missing = [f"adam.{moment}.{name}" for moment in "mv" for name in self.model.params
-                       if f"{moment}.{name}" not in adam]
-            if "steps" not in adam or (adam["steps"] > 0 and missing):
-                raise FileFormatError(f"{path}: the optimiser's state is incomplete (missing "
-                                      f"{', '.join(missing[:2]) if missing else 'adam.steps'}...)")
-            self.optimiser.load_state_arrays(adam)
-            best = _parameter_arrays(data, self.model.params, "best.")
-            average = _parameter_arrays(data, self.model.params, "average.")
+            params = self.model.params
+            for name, value in _parameter_arrays(data, params, "param.", path, required=True).items():
+                params[name[len("param."):]][...] = value
+            steps = data.array("adam.steps", shape=(), kind="i") if "adam.steps" in data.names else None
+            if steps is None or steps < 0:
+                raise FileFormatError(f"{path}: adam.steps is {'missing' if steps is None else int(steps)} (a damaged "
+                                      "or edited checkpoint)")
+            moments = {prefix: _parameter_arrays(data, params, prefix, path, required=steps > 0)
+                       for prefix in ("adam.m.", "adam.v.")}
+            if any((value < 0).any() for value in moments["adam.v."].values()):
+                raise FileFormatError(f"{path}: adam.v holds negative values (a damaged or edited checkpoint)")
+            self.optimiser.load_state_arrays({"steps": steps, **{name[len("adam."):]: value for arrays in
+                                                                  moments.values() for name, value in arrays.items()}})
+            kept = self.selection.enabled and isinstance(state.get("best_epoch"), int) and state["best_epoch"] >= 1
+            best = _parameter_arrays(data, params, "best.", path, required=kept)
+            average = _parameter_arrays(data, params, "average.", path,
+                                        required=self.average.decay is not None and steps > 0)
         try:
             self.epoch = int(state["epoch"])
             self.elapsed_seconds = state["elapsed_seconds"]
