@@ -4,6 +4,7 @@ a worker killed mid-trial costs nothing but time."""
 import csv
 import os
 import pickle
+import re
 import signal
 import threading
 import time
@@ -39,9 +40,10 @@ def test_trials_get_the_cpus_left_per_worker_as_kernel_threads(monkeypatch, tmp_
     from delgrad_core.training._trials import train_trial
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    assert (ProcessExecutor(jobs=1).threads_per_trial, ProcessExecutor(jobs=2).threads_per_trial) == (4, 2)
-    assert ProcessExecutor(jobs=3).threads_per_trial == 1 and ProcessExecutor(jobs=8).threads_per_trial == 1
-    assert (ProcessExecutor().jobs, ProcessExecutor().threads_per_trial) == (4, 1)
+    assert (ProcessExecutor(jobs=1).threads_per_trial(9), ProcessExecutor(jobs=2).threads_per_trial(9)) == (4, 2)
+    assert ProcessExecutor(jobs=3).threads_per_trial(9) == 1 and ProcessExecutor(jobs=8).threads_per_trial(9) == 1
+    assert (ProcessExecutor().jobs, ProcessExecutor().threads_per_trial(9)) == (4, 1)
+    assert ProcessExecutor(jobs=4).threads_per_trial(1) == 4 and ProcessExecutor(jobs=4).threads_per_trial(2) == 2
     monkeypatch.setenv("DELGRAD_NUM_THREADS", "1")
     metrics = train_trial({"epochs": 1, "hidden": 4, "delays": "none", "seed": 0}, str(tmp_path / "t"), threads=3)
     assert os.environ["DELGRAD_NUM_THREADS"] == "3" and metrics["epochs_completed"] == 1
@@ -204,11 +206,54 @@ def test_a_sweep_refuses_the_folder_of_a_training_run(tmp_path):
 
 
 def test_a_failing_array_task_says_its_error_once(tmp_path):
+    from delgrad_core.training._trials import plan_trials
+
+    (trial,) = plan_trials({"epochs": 1}, [3], ["none"], 1, tmp_path)
+    trial.folder.mkdir(parents=True)
+    (trial.folder / "checkpoint.npz").write_bytes(b"not a checkpoint")
     result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1",
-                                        "--trial", "0", "--backend-option", "dt=0", "--backend", "example",
-                                        "--out", str(tmp_path)])
-    assert result.exit_code == 1 and result.output.count("dt: ") == 1, result.output
+                                        "--trial", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and result.output.count("checkpoint.npz") == 1, result.output
     assert "none-h3-s0-" in result.output
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--backend-option", "n_threads=0"], "n_threads: expected an integer from 1 to 256, got 0"),
+    (["--backend", "bss2-emulator", "--delays", "none,synaptic"],
+     "synaptic-h3-s0-[0-9a-f]+: backend 'bss2-emulator' does not support delay kind 'synaptic'"),
+    (["--seeds", "1000000000"], "sweep: 1 hidden sizes x 1 delay kinds x 1000000000 seeds are 1,000,000,000 runs; "
+                                "at most 100,000"),
+])
+@pytest.mark.parametrize("mode", [[], ["--slurm-script", "job.sh"], ["--trial", "0"]])
+def test_what_the_backend_refuses_is_refused_before_any_trial_starts(tmp_path, options, message, mode):
+    """(bad option values and delay kinds the backend lacks failed every trial one by one, advising a
+    rerun; a SLURM script was written whose every task would fail)"""
+    arguments = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", *options,
+                 *[str(tmp_path / value) if value.endswith(".sh") else value for value in mode],
+                 "--out", str(tmp_path / "s")]
+    result = cli_runner().invoke(main, arguments)
+    assert result.exit_code == 2 and re.search(message, result.output) and "FAILED" not in result.output, \
+        result.output
+    assert not (tmp_path / "s").exists() and not (tmp_path / "job.sh").exists()
+
+
+def test_a_finished_trials_damaged_metrics_are_named_and_runs_beside_it_are_read_safely(tmp_path):
+    import json
+
+    arguments = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", "--out", str(tmp_path)]
+    assert cli_runner().invoke(main, arguments).exit_code == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    sibling = folder.parent / (folder.name.rsplit("-", 1)[0] + "-aaaaaaaaaaaa")
+    sibling.mkdir()
+    (sibling / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "config": [1]}))
+    for damaged in ({k: v for k, v in metrics.items() if k != "config"}, dict(metrics, config=[1, 2]),
+                    dict(metrics, test_accuracy="high")):
+        (folder / "metrics.json").write_text(json.dumps(damaged))
+        result = cli_runner().invoke(main, arguments)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert f"{folder / 'metrics.json'}: not the metrics of a finished run" in result.output
+        assert "remove the file to train the run again" in result.output
 
 
 @pytest.mark.parametrize(("config", "message"), [

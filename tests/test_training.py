@@ -331,6 +331,7 @@ def test_sweep_results_before_any_run_finished_have_no_figure_and_no_warning(tmp
     from delgrad_core.training._trials import plan_trials
 
     trials = plan_trials({"epochs": 1}, [4], ["none"], 1, tmp_path)
+    (tmp_path / "sweep.png").write_bytes(b"the figure of another grid")  # (it stayed beside the empty table)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warned about an empty legend
         _write_results(trials, tmp_path)

@@ -44,10 +44,10 @@ class DaskExecutor:
         self.scheduler = scheduler
         self.jobs = jobs or available_cpus()
 
-    def _connect(self):
+    def _connect(self, n_trials: int):
         distributed = require_distributed()
-        if self.scheduler is None:
-            cluster = distributed.LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+        if self.scheduler is None:  # (no idle workers)
+            cluster = distributed.LocalCluster(n_workers=min(self.jobs, n_trials), threads_per_worker=1, processes=True,
                                                host="127.0.0.1", dashboard_address=None)
             return cluster, distributed.Client(cluster)
         try:
@@ -64,7 +64,7 @@ class DaskExecutor:
 
         failed: list[str] = []
         interrupted = False
-        cluster, client = self._connect()
+        cluster, client = self._connect(len(trials))
         try:
             futures = {client.submit(train_trial, trial.settings, str(trial.folder), key=f"delgrad-trial-{trial.id}",
                                      pure=False): trial for trial in trials}

@@ -41,20 +41,25 @@ def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
 
 class ProcessExecutor:
     """Trials in a local pool of `jobs` worker processes that die with the sweep; each trial
-    gets the CPUs left per worker as kernel threads (`threads_per_trial`: 2 for ``--jobs 1`` on
-    two CPUs).  Ctrl-C (or SIGTERM) lets no queued trial start and stops running ones at their
+    gets the CPUs left per worker as kernel threads (`threads_per_trial`: 2 for ``--jobs 1``, or
+    for ``--jobs 2`` with one trial left, on two CPUs).  Ctrl-C (or SIGTERM) lets no queued trial start and stops running ones at their
     next epoch boundary."""
 
     def __init__(self, jobs: int | None = None):
         self.jobs = jobs or available_cpus()
-        self.threads_per_trial = max(1, available_cpus() // self.jobs)
+
+    def threads_per_trial(self, n_trials: int) -> int:
+        """Kernel threads of each trial when `n_trials` are to run: the CPUs per worker of the
+        pool, which has no more workers than trials."""
+        return max(1, available_cpus() // min(self.jobs, n_trials))
 
     def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
         from tqdm.auto import tqdm
 
         failed: list[str] = []
         pool, stop_event = worker_pool(min(self.jobs, len(trials)))  # (no idle workers)
-        futures = {pool.submit(_train_in_worker, trial.settings, str(trial.folder), self.threads_per_trial): trial
+        threads = self.threads_per_trial(len(trials))
+        futures = {pool.submit(_train_in_worker, trial.settings, str(trial.folder), threads): trial
                    for trial in trials}
         remaining, interrupted = set(futures), False
         bar = tqdm(total=len(futures), desc="sweep", unit="run")

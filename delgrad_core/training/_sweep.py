@@ -32,6 +32,7 @@ from delgrad_core.training._trials import Trial, plan_trials, train_trial
 __all__ = ["plan_sweep", "run_sweep", "run_trial", "sweep_rows", "summarise", "sweep_job_script", "SweepError",
            "SweepInterrupted"]
 
+MAX_TRIALS = 100_000  # (planning takes ~0.2 ms a trial; a SLURM array is far smaller)
 CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "trial", "n_parameters", "test_accuracy", "test_error",
               "wall_seconds"]
 
@@ -49,19 +50,26 @@ class SweepInterrupted(SweepError):
 
 
 def _row(trial: Trial, metrics: dict) -> dict:
-    config = metrics["config"]
-    return {
-        "delays": config["delays"],
-        "hidden": config["hidden"],
-        "seed": config["seed"],
-        "epochs": config["epochs"],
-        "backend": config["backend"],
-        "trial": trial.id,
-        "n_parameters": metrics["n_parameters"],
-        "test_accuracy": metrics["test_accuracy"],
-        "test_error": 1.0 - metrics["test_accuracy"],
-        "wall_seconds": metrics["wall_seconds"],
-    }
+    try:
+        config = metrics["config"]
+        accuracy = metrics["test_accuracy"]
+        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+            raise ValueError(f"test_accuracy is {accuracy!r}")
+        return {
+            "delays": config["delays"],
+            "hidden": config["hidden"],
+            "seed": config["seed"],
+            "epochs": config["epochs"],
+            "backend": config["backend"],
+            "trial": trial.id,
+            "n_parameters": metrics["n_parameters"],
+            "test_accuracy": accuracy,
+            "test_error": 1.0 - accuracy,
+            "wall_seconds": metrics["wall_seconds"],
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{RunFolder(trial.folder).metrics}: not the metrics of a finished run "
+                              f"({type(exc).__name__}: {exc}); remove the file to train the run again") from None
 
 
 def sweep_rows(trials: list[Trial]) -> list[dict]:
@@ -105,7 +113,10 @@ def _table(summary: list[dict]) -> str:
 def _plot(summary: list[dict], dataset: str, path: Path) -> None:
     from delgrad_core.training._plots import _figure, plots_available, save_figure
 
-    if not plots_available() or not summary:  # (nothing finished yet: no figure)
+    if not summary:  # (nothing finished: no figure, and none of an earlier grid)
+        path.unlink(missing_ok=True)
+        return
+    if not plots_available():
         return
     plt = _figure()
     fig, (ax_params, ax_hidden) = plt.subplots(1, 2, figsize=(11, 4))
@@ -136,7 +147,8 @@ def _stored_config(folder: Path) -> dict | None:
     try:
         metrics = run.finished_metrics()
         if metrics is not None:
-            return dict(metrics.get("config", {}))
+            stored = metrics.get("config")
+            return stored if isinstance(stored, dict) else None
         if run.checkpoint.exists():
             return run.checkpoint_settings()
     except FileFormatError:
@@ -182,14 +194,47 @@ def _write_results(trials: list[Trial], out_dir: Path) -> str:
     return _table(summary)
 
 
+def _check_runnable(trials: list[Trial]) -> None:
+    """Build the trials' backend with its options and let it check every distinct network of the
+    sweep, before anything runs: a bad option value or a delay kind the backend lacks would fail
+    every trial one by one (and every task of a SLURM array)."""
+    from delgrad_core._plugins import get_backend
+    from delgrad_core.datasets import load_dataset
+    from delgrad_core.training._components import component
+    from delgrad_core.training._parameters import build_network
+
+    configs = [config_with_defaults(trial.settings).resolved() for trial in trials]
+    first = configs[0]  # (the axes are hidden sizes, delay kinds and seeds: one backend, dataset and encoder)
+    data = load_dataset(first.dataset, "train", **first.dataset_options)
+    n_inputs = component("encoder", first.encoder, first, first.encoder_options).n_inputs(data.n_features)
+    with get_backend(first.backend, **first.backend_options) as backend:
+        checked = set()
+        for trial, config in zip(trials, configs):
+            shape = (tuple(config.hidden_sizes), tuple(config.delay_kinds))
+            if shape in checked:
+                continue
+            checked.add(shape)
+            try:
+                backend.check_supported(build_network(config, n_inputs, data.n_classes))
+            except InvalidValueError as exc:
+                raise InvalidValueError(f"{trial.name}: {exc}") from None
+
+
 def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
-    """The sweep's trials, every one's settings checked (nothing runs)."""
+    """The sweep's trials, every one's settings checked and every network checked by the backend
+    (nothing runs)."""
     held = RunFolder(out_dir).holds_run()
     if held:
         raise RunFolderError(f"{out_dir}: holds a training run ({', '.join(held)}); a sweep needs a folder of its own")
     if not isinstance(n_seeds, int) or n_seeds < 1 or not hidden_sizes or not delay_kinds:
         raise InvalidValueError("sweep: needs at least one hidden size, delay kind and seed")
-    return plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
+    n_trials = len(hidden_sizes) * len(delay_kinds) * n_seeds
+    if n_trials > MAX_TRIALS:
+        raise InvalidValueError(f"sweep: {len(hidden_sizes)} hidden sizes x {len(delay_kinds)} delay kinds x {n_seeds} "
+                                f"seeds are {n_trials:,} runs; at most {MAX_TRIALS:,}")
+    trials = plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
+    _check_runnable(trials)
+    return trials
 
 
 def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
