@@ -436,6 +436,9 @@ def test_training_runs_what_the_backend_represents_on_float_shadow_weights(monke
     assert sizes == [125] * 40 + [300, 300, 300, 100]  # 5000 training samples, then validation in chunks
     assert backend.close_calls == 0  # an injected backend belongs to the caller
     assert len(seen_arrivals) > 0 and all(a is None for a in seen_arrivals)
+    # (the records named the config's backend, 'reference', inside `config`)
+    recorded = trainer.summary()["config"]
+    assert recorded["backend"] == backend.name != "reference" and recorded["backend_options"] == {}
 
 
 def test_training_takes_gradients_at_the_backends_observed_arrivals(monkeypatch):
@@ -944,3 +947,16 @@ def test_a_folder_held_by_a_forked_child_names_the_child(tmp_path):
     with pytest.raises(dg.RunFolderError, match="in use by this process \\(a Trainer or claim of it not closed yet\\)"):
         Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
     again.close()
+
+
+def test_what_the_python_api_is_given_wrongly_is_named():
+    from delgrad_core.training import load_config
+
+    with pytest.raises(dg.InvalidValueError, match="out_dir: expected a folder path, got int"):
+        Trainer(TrainingConfig(**SHORT), out_dir=5)
+    config = TrainingConfig(**SHORT)
+    config.delays = "bogus"  # (set after the config was checked: a KeyError deep inside)
+    with pytest.raises(dg.InvalidValueError, match="delays: 'bogus' is not allowed"):
+        Trainer(config)
+    with pytest.raises(dg.InvalidValueError, match=r"^\.: cannot read the settings file \(Is a directory\)"):
+        load_config(".")

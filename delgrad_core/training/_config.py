@@ -408,6 +408,8 @@ def load_config(path: str | Path) -> dict:
         raise FileFormatError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except RecursionError:
         raise FileFormatError(f"{path}: not valid TOML (nested too deeply to read)") from None
+    except OSError as exc:  # (a folder, a missing or unreadable file)
+        raise InvalidValueError(f"{path}: cannot read the settings file ({exc.strerror or exc})") from None
     if "train" in values:
         if not isinstance(values["train"], dict):
             raise InvalidValueError(f"{path}: [train] must be a table")

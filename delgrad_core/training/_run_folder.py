@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from delgrad_core._atomic import atomic_write, atomic_write_text, fsync_directory
-from delgrad_core._errors import FileFormatError, RunFolderError
+from delgrad_core._errors import FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core._npz import NpzArchive, write_npz
 from delgrad_core._serialization import save_network
 
@@ -102,6 +102,8 @@ class RunFolder:
     """The files of one training run in `path` (nothing is touched until a method is called)."""
 
     def __init__(self, path):
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidValueError(f"out_dir: expected a folder path, got {type(path).__name__}")
         self.path = Path(path)
 
     def __repr__(self) -> str:

@@ -9,7 +9,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class Trainer:
                                     f"a dict), got {type(config).__name__}")
         if resume and out_dir is None:
             raise InvalidValueError("resume: needs out_dir, the folder of the run to continue")
-        self.config = config.resolved()
+        self.config = replace(config).resolved()  # (checked again: fields may have been set since)
         self.owns_backend, self._claim = False, None
         if out_dir is None or isinstance(out_dir, RunFolder):
             self.folder = out_dir
@@ -263,13 +263,21 @@ class Trainer:
             report.close()
         return self.history
 
+    def _recorded_config(self) -> dict:
+        """The settings as metrics.json records them: with a backend object given, its name (and
+        no options: the object's own are not known here) instead of the config's backend."""
+        config = self.config.to_dict()
+        if not self.owns_backend:
+            config.update(backend=self.backend.name, backend_options={})
+        return config
+
     def summary(self, test: Evaluation | None = None, final_test: Evaluation | None = None) -> dict:
         """Everything `metrics.json` records.  `test` is the kept network's test result; with
         keep_best, `final_test` is that of the last epoch's network."""
         summary = {
             "backend": self.backend.name,
             "seed": self.config.seed,
-            "config": self.config.to_dict(),
+            "config": self._recorded_config(),
             "calibration_key": self.calibration.cache_key,
             "n_parameters": self.network.n_parameters,
             "epochs_completed": self.epoch,
