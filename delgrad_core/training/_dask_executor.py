@@ -10,6 +10,9 @@ loopback and is closed with the sweep.
 
 from __future__ import annotations
 
+import logging
+import signal
+
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError
 from delgrad_core.training._executors import report
@@ -47,8 +50,14 @@ class DaskExecutor:
     def _connect(self, n_trials: int):
         distributed = require_distributed()
         if self.scheduler is None:  # (no idle workers)
-            cluster = distributed.LocalCluster(n_workers=min(self.jobs, n_trials), threads_per_worker=1, processes=True,
-                                               host="127.0.0.1", dashboard_address=None)
+            # the workers start with Ctrl-C ignored, as those of the process pool: the sweep stops them
+            # itself (a terminal sends SIGINT to the whole group, and each worker printed a traceback)
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                cluster = distributed.LocalCluster(n_workers=min(self.jobs, n_trials), threads_per_worker=1,
+                                                   processes=True, host="127.0.0.1", dashboard_address=None)
+            finally:
+                signal.signal(signal.SIGINT, handler)
             return cluster, distributed.Client(cluster)
         try:
             return None, distributed.Client(self.scheduler, timeout="20s")
@@ -82,6 +91,7 @@ class DaskExecutor:
                         report(trial, outcome, failed, echo)
                 except KeyboardInterrupt:
                     interrupted = True
+                    logging.getLogger("distributed").setLevel(logging.ERROR)  # (its notes on the cancelled tasks)
                     client.cancel(list(futures))
                     echo("\ninterrupted: the Dask tasks are cancelled; finished trials are saved and interrupted "
                          "ones resume from their last checkpoint")
