@@ -338,12 +338,18 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     (tmp_path / "afile").write_text("x")
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "afile/run"), "afile/run", "Not a directory")
     (tmp_path / "bad.toml").write_text("epochs = [\n")
-    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--config", "bad.toml"), "bad.toml", "not valid TOML")
     (tmp_path / "binary.toml").write_bytes(bytes(range(128, 256)))
-    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--config", "binary.toml"), "binary.toml: not valid TOML (not UTF-8")
-    refused = _delgrad(tmp_path, *TRAIN, "--backend-option", "colour=red", "--out", "never")  # (before any folder)
-    assert refused.returncode == 2 and "Error: backend_options: backend 'reference': unknown option(s) colour" \
-        in refused.stderr
+    for arguments, message in (  # usage errors (status 2), all before any folder is made
+            (["--config", "bad.toml"], "Error: bad.toml: not valid TOML"),
+            (["--config", "binary.toml"], "Error: binary.toml: not valid TOML (not UTF-8"),
+            (["--backend-option", "colour=red"], "Error: backend_options: backend 'reference': unknown option(s) colour"),
+            (["--backend-option", "n_threads=0"],
+             "Error: backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
+            (["--backend", "bss2-emulator", "--backend-option", "chip=-1"],
+             "Error: backend_options: backend 'bss2-emulator': chip: expected an integer >= 0, got -1")):
+        refused = _delgrad(tmp_path, *TRAIN, *arguments, "--out", "never")
+        assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(message), refused.stderr
+        assert not (tmp_path / "never").exists()
     run = tmp_path / "run"
     assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
     metrics = json.loads((run / "metrics.json").read_text())
@@ -362,8 +368,8 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "edited"), "metrics.json: its 'config' is not a table")
     (tmp_path / "net.npz").write_bytes(b"PK\x03\x04broken")
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "net.npz"), "net.npz", "not a readable")
-    process = _delgrad(tmp_path, "sweep", "--config", "bad.toml", "--out", "sw")
-    _assert_one_line_error(process, "bad.toml")
+    process = _delgrad(tmp_path, "sweep", "--config", "bad.toml", "--out", "sw")  # (a usage error, as for train)
+    assert process.returncode == 2 and process.stderr.strip().splitlines()[-1].startswith("Error: bad.toml: not valid")
 
 
 def test_evaluate_refuses_a_network_that_does_not_fit_the_dataset(tmp_path):

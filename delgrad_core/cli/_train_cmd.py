@@ -98,7 +98,10 @@ def _settings(config_file, options: dict) -> dict:
     """Config file values, overridden by the options given on the command line."""
     from delgrad_core.training import load_config
 
-    values = load_config(config_file) if config_file else {}
+    try:
+        values = load_config(config_file) if config_file else {}
+    except FileFormatError as exc:  # (a --config file that is not TOML: a usage error, as its bad settings)
+        raise click.UsageError(str(exc)) from None
     given = {k: v for k, v in options.items() if v is not None}
     for key in sorted(set(given) & set(values)):
         if given[key] != values[key]:
@@ -106,6 +109,18 @@ def _settings(config_file, options: dict) -> dict:
                        f"{config_file}", err=True)
     values.update(given)
     return values
+
+
+def _check_backend_options(config) -> None:
+    """Build (and close) the config's backend: an option value it refuses is a usage error, as a
+    bad setting is, before any folder is made."""
+    from delgrad_core._plugins import get_backend
+
+    try:
+        get_backend(config.backend, **config.backend_options).close()
+    except InvalidValueError as exc:
+        message = str(exc) if str(exc).startswith("backend ") else f"backend {config.backend!r}: {exc}"
+        raise InvalidValueError(f"backend_options: {message}") from None
 
 
 def _shown(value) -> str:
@@ -161,6 +176,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
             settings = _with_tables({**stored, **settings}, **tables)
         config = config_with_defaults(settings, merge_options=not stored)
+        _check_backend_options(config)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     out = Path(out_dir) if out_dir else _fresh_out_dir()
