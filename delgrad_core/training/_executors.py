@@ -85,9 +85,10 @@ class ProcessExecutor:
                     interrupted = True
                     stop_event.set()  # (queued trials then end at once, unstarted: no future is cancelled, as
                     # a pool broken by killed workers cannot finish cancelled futures; CPython 3.11 hangs then)
-                    queued = sum(not future.running() for future in remaining)
-                    echo(f"\ninterrupted: {queued} queued run(s) will not start; running ones stop at their next "
-                         "epoch boundary (Ctrl-C again to abandon them)")
+                    # (not split into queued and running: the pool counts a call it has handed to its queue as
+                    # running before a worker takes it)
+                    echo(f"\ninterrupted: of {len(remaining)} unfinished run(s), queued ones will not start and "
+                         "running ones stop at their next epoch boundary (Ctrl-C again to abandon them)")
         finally:
             bar.close()
             pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
