@@ -388,6 +388,11 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
     assert "apt-get" not in message
     with pytest.raises(DatasetFilesNotFoundError, match="given by the directory option; no such directory"):
         mnist("test", directory=tmp_path / "absent")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DatasetFilesNotFoundError, match="given by the directory option; not a directory"):
+        mnist("test", directory=tmp_path / "afile")
+    with pytest.raises(dg.InvalidValueError, match="directory: expected a folder path, got int"):
+        mnist("test", directory=5)
 
 
 def test_files_that_do_not_match(tmp_path):

@@ -85,6 +85,8 @@ _MNIST = _Source("mnist", "MNIST", MNIST_CLASS_NAMES, "DELGRAD_MNIST_DIR", "http
 def _directory(source: _Source, directory: str | os.PathLike | None) -> tuple[Path | None, str]:
     """The directory to read from and how it was chosen (option, environment, Debian's location)."""
     if directory is not None:
+        if not isinstance(directory, (str, os.PathLike)):
+            raise InvalidValueError(f"directory: expected a folder path, got {type(directory).__name__}")
         return Path(directory).expanduser(), "given by the directory option"
     from_environment = os.environ.get(source.environment_variable, "")
     if from_environment:
@@ -122,7 +124,8 @@ def _find_files(source: _Source, part: str, directory: str | os.PathLike | None)
             place = f"({how})"
         else:
             shown = repr(str(where)) if str(where) != str(where).strip() else str(where)  # (a stray space shows)
-            place = f"in {shown} ({how}{'' if where.is_dir() else '; no such directory'})"
+            problem = "" if where.is_dir() else "; not a directory" if where.exists() else "; no such directory"
+            place = f"in {shown} ({how}{problem})"
         raise DatasetFilesNotFoundError(f"{source.title}: missing {' and '.join(missing)} {place}.\n{_how_to_get(source)}")
     return found[0], found[1]
 
