@@ -960,3 +960,25 @@ def test_what_the_python_api_is_given_wrongly_is_named():
         Trainer(config)
     with pytest.raises(dg.InvalidValueError, match=r"^\.: cannot read the settings file \(Is a directory\)"):
         load_config(".")
+
+
+def test_a_finished_run_that_trains_on_is_unfinished_until_its_new_end(tmp_path):
+    from delgrad_core.training._run import TrainingStopped, run_training
+    from delgrad_core.training._run_folder import RunFolder
+
+    config = TrainingConfig(**{**SHORT, "epochs": 1})
+    run_training(config, tmp_path, plots=False, progress=False)
+    assert RunFolder(tmp_path).finished_metrics()["epochs_completed"] == 1
+    epochs_seen = []
+
+    def stop_after_epoch_2():
+        epochs_seen.append(len(epochs_seen))
+        return len(epochs_seen) > 1
+
+    with pytest.raises(TrainingStopped):  # (stopped at epoch 2 of 3: metrics.json said "finished after 1")
+        run_training(TrainingConfig(**{**SHORT, "epochs": 3}), tmp_path, resume=True, plots=False, progress=False,
+                     should_stop=stop_after_epoch_2)
+    assert RunFolder(tmp_path).finished_metrics() is None
+    summary = run_training(TrainingConfig(**{**SHORT, "epochs": 3}), tmp_path, resume=True, plots=False,
+                           progress=False)
+    assert summary["epochs_completed"] == 3 == RunFolder(tmp_path).finished_metrics()["epochs_completed"]

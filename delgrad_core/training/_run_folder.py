@@ -229,5 +229,12 @@ class RunFolder:
     def write_metrics(self, summary: dict) -> Path:
         return atomic_write_text(self.metrics, json.dumps(summary, indent=2))
 
+    def reopen(self) -> None:
+        """Mark a finished run as unfinished (it trains on): its metrics.json, the mark of a finished
+        run, goes (a run stopped before its new end would otherwise look finished at the old one)."""
+        if self.metrics.exists():
+            self.metrics.unlink()
+            fsync_directory(self.path)
+
     def write_network(self, network) -> Path:
         return save_network(network, self.network)
