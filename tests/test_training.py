@@ -929,8 +929,9 @@ def test_a_users_empty_folder_is_left_in_place(tmp_path):
     assert not (tmp_path / "made").exists()  # (one it made for nothing is removed)
 
 
-def test_a_folder_held_by_a_forked_child_names_the_child(tmp_path):
-    """(the refusal named the asking process itself: the lock passes to children forked while held)"""
+def test_a_child_forked_while_a_folder_is_held_does_not_hold_it(tmp_path):
+    """(a flock passes to children forked while it is held: one that outlived its parent kept the
+    run's folder locked)"""
     import multiprocessing
 
     trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path / "run")
@@ -939,8 +940,8 @@ def test_a_folder_held_by_a_forked_child_names_the_child(tmp_path):
     child.start()
     try:
         trainer.close()
-        with pytest.raises(dg.RunFolderError, match="in use by a child process that this process forked"):
-            Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
+        assert child.is_alive()
+        Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True).close()
     finally:
         child.join()
     again = Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)

@@ -42,8 +42,23 @@ _RUN_FILES = (CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME, NETWORK_NAME)
 STATE_KEY = "trainer_state.json"  # the checkpoint's JSON document: loop state and settings
 
 
-_HELD: set = set()  # real paths of the folders this process holds (a lock taken here stays held by children
-# forked meanwhile: told apart in the refusal)
+_HELD: dict = {}  # real path -> lock file of each folder this process holds
+
+
+def _release_in_child() -> None:
+    """In a child forked while folders are held: let go of the locks (a flock belongs to the open
+    file, which the child shares; a child that outlived this process kept its folders locked).
+    The descriptor is pointed at /dev/null, so the file object closes as usual."""
+    for handle in _HELD.values():
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, handle.fileno())
+            os.close(null)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_in_child)
 
 
 @contextlib.contextmanager
@@ -71,12 +86,11 @@ def folder_lock(path):
                 handle.seek(0)
                 owner = handle.read().strip() or "another process"
                 if owner == f"process {os.getpid()}":
-                    owner = ("this process (a Trainer or claim of it not closed yet)" if key in _HELD else
-                             "a child process that this process forked while it held the folder")
+                    owner = "this process (a Trainer or claim of it not closed yet)"
                 raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another "
                                      "folder") from None
         locked = True
-        _HELD.add(key)
+        _HELD[key] = handle
         try:
             handle.seek(0)
             handle.truncate()
@@ -89,7 +103,7 @@ def folder_lock(path):
         yield path
     finally:
         if locked:
-            _HELD.discard(key)
+            _HELD.pop(key, None)
         handle.close()  # releases the lock
         if locked and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
             with contextlib.suppress(OSError):
