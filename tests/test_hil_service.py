@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -188,6 +189,37 @@ def test_an_ipc_address_in_use_is_refused_and_its_file_goes_with_the_service(tmp
     again.request_stop()
     again.serve()
     assert not path.exists()
+
+
+def test_jobs_lost_with_the_device_are_answered_and_not_counted_as_run(tmp_path):
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    token = "a-token-of-sufficient-length"
+    service = DeviceService(DeviceProcess("hil-noisy", {"job_delay_s": 30}), Signer(token.encode()),
+                            f"ipc://{tmp_path / 's'}")
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    try:
+        with _client(SimpleNamespace(address=service.address, token=token, device="hil-noisy")) as backend:
+            (request,) = _requests(backend, 1)
+        context = zmq.Context()
+        socket = context.socket(zmq.DEALER)
+        socket.connect(service.address)
+        socket.send_multipart(signed(token, "execute", request.to_bytes(), client="one", job=request.digest))
+        assert wait_for(lambda: service.scheduler.status()["running"] is not None)
+        service.device._process.kill()  # (the device process dies with the job)
+        assert socket.poll(10_000)
+        reply = decode(socket.recv_multipart(), Signer(token.encode()), replies=True).header
+        socket.close(linger=0)
+        context.term()
+        assert reply["code"] == "shutting_down" and reply["retryable"]
+        serving.join(timeout=10)
+        assert not serving.is_alive() and service.device_lost
+        assert service.scheduler.counts["executed"] == 0 and request.digest not in service.scheduler.executions
+    finally:
+        service.request_stop()
+        serving.join(timeout=10)
 
 
 def test_serving_on_a_host_name_of_no_local_interface_says_so():
@@ -497,8 +529,6 @@ def test_sigterm_finishes_the_running_jobs_and_rejects_the_queued_ones(start_ser
 
 @pytest.mark.slow
 def test_a_second_sigterm_stops_at_once_leaving_no_socket_file_or_device_process(tmp_path):
-    from types import SimpleNamespace
-
     from delgrad_hil._supervisor import READY_PREFIX
 
     path, token = tmp_path / "s", "t" * 20

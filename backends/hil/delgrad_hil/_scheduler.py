@@ -182,16 +182,17 @@ class Scheduler:
             self._running.append(job)
             return job
 
-    def finish(self, job: Job, outcome: Outcome) -> None:
-        """Record a job's outcome (it ran on the device once more)."""
+    def finish(self, job: Job, outcome: Outcome, *, ran: bool = True) -> None:
+        """Record a job's outcome; `ran`: it ran on the device once more (not: lost with it)."""
         with self._lock:
             job.outcome = outcome
             self._running.remove(job)
             self._finished.append(job)
-            self.counts["executed" if job.kind == "execute" else "calibrated"] += 1
-            self.executions[job.job_id] = self.executions.pop(job.job_id, 0) + 1
-            while len(self.executions) > self.max_counted_jobs:
-                self.executions.popitem(last=False)
+            if ran:
+                self.counts["executed" if job.kind == "execute" else "calibrated"] += 1
+                self.executions[job.job_id] = self.executions.pop(job.job_id, 0) + 1
+                while len(self.executions) > self.max_counted_jobs:
+                    self.executions.popitem(last=False)
             if outcome.keep:
                 key = (job.client, job.job_id)
                 self._cache[key] = job

@@ -325,7 +325,8 @@ class DeviceService:
             self._stop_requested = True
         for job in handed:
             self.scheduler.finish(job, Outcome(error_fields("shutting_down", f"{exc}; send the job again after "
-                                                                             "the service's restart"), keep=False))
+                                                                             "the service's restart"), keep=False),
+                                  ran=False)
         self._wake_tx.send(b"")
 
     # -- receiving -------------------------------------------------------------------------------
