@@ -222,6 +222,41 @@ def test_jobs_lost_with_the_device_are_answered_and_not_counted_as_run(tmp_path)
         serving.join(timeout=10)
 
 
+@pytest.mark.parametrize("job_delay_s", [30.0, 0.4])
+def test_every_job_at_the_device_is_answered_when_the_grace_period_ends(tmp_path, job_delay_s):
+    """(the jobs still running were answered, then the device stopped: a job that finished in
+    between went unanswered; 0.4 s ends near the 0.4 s deadline)"""
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    token = "a-token-of-sufficient-length"
+    service = DeviceService(DeviceProcess("hil-noisy", {"job_delay_s": job_delay_s}), Signer(token.encode()),
+                            f"ipc://{tmp_path / 's'}", shutdown_grace_s=0.4)
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    try:
+        with _client(SimpleNamespace(address=service.address, token=token, device="hil-noisy")) as backend:
+            (request,) = _requests(backend, 1)
+        context = zmq.Context()
+        socket = context.socket(zmq.DEALER)
+        socket.connect(service.address)
+        socket.send_multipart(signed(token, "execute", request.to_bytes(), client="one", job=request.digest))
+        assert wait_for(lambda: service.scheduler.status()["running"] is not None)
+        service.request_stop()
+        assert socket.poll(10_000)
+        reply = decode(socket.recv_multipart(), Signer(token.encode()), replies=True).header
+        socket.close(linger=0)
+        context.term()
+        if job_delay_s > 1:
+            assert reply["code"] == "shutting_down" and "stopped while running the job" in reply["message"]
+        else:
+            assert reply["type"] == "result" or reply["code"] == "shutting_down"
+    finally:
+        service.request_stop()
+        serving.join(timeout=10)
+    assert not serving.is_alive()
+
+
 def test_serving_on_a_host_name_of_no_local_interface_says_so():
     from delgrad_hil._service import DeviceService
 

@@ -62,6 +62,8 @@ _CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
 # networks of recent requests: the jobs of an evaluation share one network object, which the
 # device then checks and represents once
 _NETWORKS_KEPT = 8
+_STOPPED_WHILE_RUNNING = error_fields("shutting_down", "the service stopped while running the job; send it again "
+                                                       "after the restart")
 
 
 def parse_execute(message: Message, unwrap_calibration=unwrap, calibrations=None, networks=None) -> ExecutionRequest:
@@ -231,18 +233,20 @@ class DeviceService:
         return time.monotonic() + self.shutdown_grace_s
 
     def _finish(self, worker: threading.Thread) -> None:
-        self._answer_finished()  # (a job may have finished since the loop looked)
         for job in self.scheduler.running:
             log.warning("job %s did not finish within %g s", job.job_id[:16], self.shutdown_grace_s)
-            self._answer(job, error_fields("shutting_down", "the service stopped while running the job; "
-                                                            "send it again after the restart"))
-        for *_, frames in sorted(self._delayed, key=lambda entry: entry[:2]):
-            self._send(frames)
         self.scheduler.close()
         self._tell_device_thread()
         self._ending_device = True
-        self.device.stop()  # (a job still running is stopped: its waiters have their answer)
+        self.device.stop()  # (a job still running is stopped: the device thread gives it its answer)
         worker.join(timeout=5.0)
+        # only now, with the device thread ended, is every job either finished or stopped: a job that
+        # finished while the running ones were answered here before went unanswered
+        self._answer_finished()
+        for job in self.scheduler.running:  # (only if the device thread did not end)
+            self._answer(job, _STOPPED_WHILE_RUNNING)
+        for *_, frames in sorted(self._delayed, key=lambda entry: entry[:2]):
+            self._send(frames)
         self.device.close()
         os.close(self._queued_tx)
         os.close(self._queued_rx)
@@ -319,14 +323,15 @@ class DeviceService:
         """The device process ended (or the device thread failed): answer the `handed` jobs
         "shutting_down" and stop the service (a supervisor, or the client of a local service,
         starts it again)."""
-        if not self._ending_device:  # (also during a graceful stop: its jobs were to finish)
+        if self._ending_device:  # (a graceful stop ends the device after the grace period)
+            fields = _STOPPED_WHILE_RUNNING
+        else:
             log.error("%s: stopping the service", exc)
             self.device_lost = str(exc)
             self._stop_requested = True
+            fields = error_fields("shutting_down", f"{exc}; send the job again after the service's restart")
         for job in handed:
-            self.scheduler.finish(job, Outcome(error_fields("shutting_down", f"{exc}; send the job again after "
-                                                                             "the service's restart"), keep=False),
-                                  ran=False)
+            self.scheduler.finish(job, Outcome(fields, keep=False), ran=False)
         self._wake_tx.send(b"")
 
     # -- receiving -------------------------------------------------------------------------------
