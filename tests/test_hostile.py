@@ -342,13 +342,16 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     for arguments, message in (  # usage errors (status 2), all before any folder is made
             (["--config", "bad.toml"], "Error: bad.toml: not valid TOML"),
             (["--config", "binary.toml"], "Error: binary.toml: not valid TOML (not UTF-8"),
-            (["--backend-option", "colour=red"], "Error: backend_options: backend 'reference': unknown option(s) colour"),
-            (["--backend-option", "n_threads=0"],
-             "Error: backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
-            (["--backend", "bss2-emulator", "--backend-option", "chip=-1"],
-             "Error: backend_options: backend 'bss2-emulator': chip: expected an integer >= 0, got -1")):
+            (["--backend-option", "colour=red"], "Error: backend_options: backend 'reference': unknown option(s) colour")):
         refused = _delgrad(tmp_path, *TRAIN, *arguments, "--out", "never")
         assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(message), refused.stderr
+        assert not (tmp_path / "never").exists()
+    for arguments, message in (  # refused when the backend is built (one line, status 1), before any folder
+            (["--backend-option", "n_threads=0"],
+             "backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
+            (["--backend", "bss2-emulator", "--backend-option", "chip=-1"],
+             "backend_options: backend 'bss2-emulator': chip: expected an integer >= 0, got -1")):
+        _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *arguments, "--out", "never"), message)
         assert not (tmp_path / "never").exists()
     run = tmp_path / "run"
     assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0

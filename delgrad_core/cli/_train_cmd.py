@@ -111,18 +111,6 @@ def _settings(config_file, options: dict) -> dict:
     return values
 
 
-def _check_backend_options(config) -> None:
-    """Build (and close) the config's backend: an option value it refuses is a usage error, as a
-    bad setting is, before any folder is made."""
-    from delgrad_core._plugins import get_backend
-
-    try:
-        get_backend(config.backend, **config.backend_options).close()
-    except InvalidValueError as exc:
-        message = str(exc) if str(exc).startswith("backend ") else f"backend {config.backend!r}: {exc}"
-        raise InvalidValueError(f"backend_options: {message}") from None
-
-
 def _shown(value) -> str:
     """A command-line value as it was typed: 8,6 for a list."""
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -176,7 +164,6 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
             settings = _with_tables({**stored, **settings}, **tables)
         config = config_with_defaults(settings, merge_options=not stored)
-        _check_backend_options(config)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     out = Path(out_dir) if out_dir else _fresh_out_dir()

@@ -81,6 +81,19 @@ def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *,
     return arrays
 
 
+def _built_backend(requested, options: dict):
+    """The backend named `requested` built with `options` (an option value it refuses is named as
+    one of the backend options), or `requested` itself if it is a backend object."""
+    if not isinstance(requested, str):
+        return get_backend(requested)
+    try:
+        return get_backend(requested, **options)
+    except InvalidValueError as exc:
+        message = str(exc) if str(exc).startswith("backend ") else f"backend {requested!r}: {exc}"
+        raise InvalidValueError(message if message.startswith("backend_options: ") else f"backend_options: {message}") \
+            from None
+
+
 class Trainer:
     """Train a classifier on a backend chosen by name or passed as an object.
 
@@ -121,8 +134,7 @@ class Trainer:
                 load_dataset(self.config.dataset, split, **self.config.dataset_options)
                 for split in ("train", "validation", "test"))
             requested = backend if backend is not None else self.config.backend
-            self.backend = get_backend(requested, **({} if not isinstance(requested, str) else
-                                                     self.config.backend_options))
+            self.backend = _built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
             state = self._resumable_state() if resume else None  # (checked before the backend calibrates)
             self._setup()
