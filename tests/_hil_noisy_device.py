@@ -9,6 +9,7 @@ waiting and shutdown).
 """
 
 import time
+import warnings
 
 import numpy as np
 
@@ -29,9 +30,10 @@ TRAINING_DEFAULTS = {"delays": "axonal", "hidden": 12, "silent_limit_hidden": 0.
 class NoisyDevice(Backend):
     name = NAME
 
-    def __init__(self, chip=0, job_delay_s=0.0):
+    def __init__(self, chip=0, job_delay_s=0.0, warning=None):
         self.chip = int(chip)
         self.job_delay_s = float(job_delay_s)
+        self.warning = warning  # (warned at every calibration and job)
         self.offsets = np.random.default_rng(self.chip).normal(0.05, 0.03, (MAX_LAYERS, MAX_NEURONS))
 
     @property
@@ -42,6 +44,8 @@ class NoisyDevice(Backend):
         return ConformanceProfile(max_median_error=0.05, min_silence_agreement=0.95)
 
     def _calibrate(self, network, seed, progress):
+        if self.warning:
+            warnings.warn(self.warning, stacklevel=2)
         measured = self.offsets + np.random.default_rng([self.chip, seed or 0]).normal(0.0, 0.003, self.offsets.shape)
         return Calibration(self.name, {"chip": self.chip}, calibration_key(self.name, chip=self.chip),
                            {"threshold_correction": measured})
@@ -51,6 +55,8 @@ class NoisyDevice(Backend):
         if calibration.cache_key != calibration_key(self.name, chip=self.chip):
             raise CalibrationError(f"calibration: made for another chip than chip {self.chip}")
         time.sleep(self.job_delay_s)
+        if self.warning:
+            warnings.warn(self.warning, RuntimeWarning, stacklevel=2)
         correction = calibration.arrays["threshold_correction"]
         noise = np.random.default_rng(request.seed or 0).normal(0.0, 0.01, (MAX_LAYERS, MAX_NEURONS))
         layers = []

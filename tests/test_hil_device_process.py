@@ -61,11 +61,11 @@ def test_results_equal_the_device_in_process_also_for_networks_the_child_forgot(
         for request in pair:
             process.submit("execute", request)
         for request in pair:
-            result, run_s = process.collect("execute")
+            result, run_s, _ = process.collect("execute")
             _same_result(result, local.execute(request))
             assert run_s > 0
     process.submit("calibrate", (networks[3], 7))
-    calibration, _ = process.collect("calibrate")
+    calibration, _, told = process.collect("calibrate")
     assert calibration.digest == local.calibrate(networks[3], seed=7).digest
 
 

@@ -257,6 +257,18 @@ def test_every_job_at_the_device_is_answered_when_the_grace_period_ends(tmp_path
     assert not serving.is_alive()
 
 
+def test_the_devices_warnings_reach_the_client(start_service):
+    """(they were in the service's log only)"""
+    service = start_service(device_options={"warning": "the chip runs warm"})
+    with _client(service) as backend:
+        network, inputs = network_and_inputs()
+        with pytest.warns(UserWarning, match=r"^backend 'mock-hil' \(device 'hil-noisy'\): UserWarning: the chip "
+                                             r"runs warm$"):
+            calibration = backend.calibrate(network, seed=0)
+        with pytest.warns(UserWarning, match=r"\(device 'hil-noisy'\): RuntimeWarning: the chip runs warm$"):
+            backend.execute(network, inputs, calibration=calibration, seed=1)
+
+
 def test_serving_on_a_host_name_of_no_local_interface_says_so():
     from delgrad_hil._service import DeviceService
 

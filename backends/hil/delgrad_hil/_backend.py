@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -254,6 +255,7 @@ class HilBackend(Backend):
         job = calibration_job_id(seed, payload)
         reply = self._session().request("calibrate", {"job": job, "seed": seed}, payload, expect="calibration",
                                         job_timeout_s=self.calibration_timeout_s, what=f"calibration job {job[:12]}")
+        self._tell_warnings(reply.header)
         try:
             self._check_same_service(reply.header["service"])
             return wrap(Calibration.from_bytes(reply.payload))
@@ -350,7 +352,13 @@ class HilBackend(Backend):
         except FileFormatError as exc:
             raise InvalidResultError(f"backend {self.name!r}: the service sent an unreadable result ({exc})") from None
         result.metadata.update(device_wall_seconds=reply.header["run_s"], from_cache=reply.header["cached"])
+        self._tell_warnings(reply.header)
         return result
+
+    def _tell_warnings(self, header: dict) -> None:
+        """Warn here what the device warned about in the service's process."""
+        for line in header.get("warnings", ()):
+            warnings.warn(f"backend {self.name!r} (device {device_name(self.device)!r}): {line}", UserWarning, stacklevel=4)
 
     def _close(self) -> None:
         if os.getpid() == self._owner_pid:  # (a forked child's copy leaves its parent's service alone)

@@ -18,6 +18,7 @@ both fill the pipe's buffer).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -27,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections import OrderedDict
 
 import msgpack
@@ -188,9 +190,10 @@ class DeviceProcess:
                 return
 
     # -- collecting outcomes -----------------------------------------------------------------------
-    def collect(self, kind: str) -> tuple[object, float]:
-        """(result or calibration, run seconds) of the oldest job handed over, of `kind`.  A
-        reply this side cannot read leaves the pipe out of step: the child is ended then."""
+    def collect(self, kind: str) -> tuple[object, float, list]:
+        """(result or calibration, run seconds, the warnings the device gave) of the oldest job
+        handed over, of `kind`.  A reply this side cannot read leaves the pipe out of step: the
+        child is ended then."""
         try:
             header = self._receive()
             if not header["ok"]:
@@ -198,13 +201,14 @@ class DeviceProcess:
                     self._networks.clear()
                     self._calibrations.clear()
                 raise DeviceFailure(header["error"])
+            told = header["warnings"]
             if kind != "execute":
-                return Calibration.from_bytes(self._pipe.recv_bytes()), header["run_s"]
+                return Calibration.from_bytes(self._pipe.recv_bytes()), header["run_s"], told
             times = [_floats(self._pipe.recv_bytes(), shape) for shape in header["layers"]]
             arrivals = header["arrivals"]
             if arrivals is not None:
                 arrivals = [None if shape is None else _floats(self._pipe.recv_bytes(), shape) for shape in arrivals]
-            return ExecutionResult(times, json.loads(header["metadata"]), arrivals), header["run_s"]
+            return ExecutionResult(times, json.loads(header["metadata"]), arrivals), header["run_s"], told
         except DeviceFailure:
             raise
         except (OSError, EOFError):
@@ -311,6 +315,23 @@ class _Store:
         return ExecutionRequest(network, _floats(inputs, header["shape"]), calibration, header["seed"])
 
 
+@contextlib.contextmanager
+def _recorded_warnings(told: list):
+    """Collect the warnings the device gives inside the block into `told` (a line each, each
+    once) and log them: the service tells them to the job's client, who would not see this
+    process's log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for item in caught:
+                line = f"{item.category.__name__}: {item.message}"
+                if line not in told:
+                    told.append(line)
+                    log.warning("%s", line)
+
+
 def _failure(exc: Exception, *, emptied: bool = False) -> list:
     if not isinstance(exc, DelgradError):  # (a fault of the device or of this module: worth a traceback)
         log.exception("a job failed inside the device process")
@@ -331,12 +352,14 @@ def _run_execute(pipe, device, header: dict, store: _Store) -> list:
         store.calibrations.clear()
         return _failure(exc, emptied=True)
     try:
-        started = time.perf_counter()
-        result = device.execute(request)
+        started, told = time.perf_counter(), []
+        with _recorded_warnings(told):
+            result = device.execute(request)
         run_s = time.perf_counter() - started
         result.metadata.pop("wall_seconds", None)  # (the service reports run_s)
         arrivals = result.arrival_times
-        head = _pack({"ok": True, "run_s": run_s, "metadata": json.dumps(result.metadata, allow_nan=False),
+        head = _pack({"ok": True, "run_s": run_s, "warnings": told,
+                      "metadata": json.dumps(result.metadata, allow_nan=False),
                       "layers": [list(times.shape) for times in result.layer_spike_times],
                       "arrivals": None if arrivals is None else
                       [None if values is None else list(values.shape) for values in arrivals]})
@@ -351,9 +374,10 @@ def _run_calibrate(pipe, device, header: dict) -> list:
     network_frame = pipe.recv_bytes() if header["network"] else None
     try:
         network = None if network_frame is None else load_network(network_frame)
-        started = time.perf_counter()
-        calibration = device.calibrate(network, seed=header["seed"])
+        started, told = time.perf_counter(), []
+        with _recorded_warnings(told):
+            calibration = device.calibrate(network, seed=header["seed"])
         run_s = time.perf_counter() - started
-        return [_pack({"ok": True, "run_s": run_s}), calibration.to_bytes()]
+        return [_pack({"ok": True, "run_s": run_s, "warnings": told}), calibration.to_bytes()]
     except Exception as exc:
         return _failure(exc)

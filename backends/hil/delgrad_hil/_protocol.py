@@ -213,7 +213,9 @@ REQUEST_TYPES = {
     "probe": ({"job": _JOB}, "none"),
 }
 _SERVICE_ID = _pattern(re.compile(r"[0-9a-f]{16}"), "16 lower-case hex digits")
-_JOB_REPLY = {"job": _JOB, "cached": _BOOL, "run_s": _finite, "service": _SERVICE_ID}
+_WARNINGS = _optional(lambda value: None if isinstance(value, list) and len(value) <= 100 and all(
+    isinstance(line, str) for line in value) else "expected a list of at most 100 strings")
+_JOB_REPLY = {"job": _JOB, "cached": _BOOL, "run_s": _finite, "service": _SERVICE_ID, "warnings": _WARNINGS}
 REPLY_TYPES = {
     "welcome": ({"info": _DICT}, "none"),
     "health": ({"info": _DICT}, "none"),

@@ -62,6 +62,7 @@ _CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
 # networks of recent requests: the jobs of an evaluation share one network object, which the
 # device then checks and represents once
 _NETWORKS_KEPT = 8
+_WARNINGS_TOLD = 20  # warnings of a job told in its reply, at most
 _STOPPED_WHILE_RUNNING = error_fields("shutting_down", "the service stopped while running the job; send it again "
                                                        "after the restart")
 
@@ -298,7 +299,7 @@ class DeviceService:
     def _outcome(self, job) -> Outcome:
         """The outcome of the oldest job handed to the device."""
         try:
-            value, run_s = self.device.collect(job.kind)
+            value, run_s, told = self.device.collect(job.kind)
             payload = value.to_bytes()
         except DeviceFailure as failure:
             return Outcome(failure.fields, keep=failure.keep)
@@ -316,7 +317,8 @@ class DeviceService:
         else:
             self.calibration_digest = value.digest
         reply_type = "result" if job.kind == "execute" else "calibration"
-        fields = {"type": reply_type, "job": job.job_id, "cached": False, "run_s": run_s, "service": self.service_id}
+        fields = {"type": reply_type, "job": job.job_id, "cached": False, "run_s": run_s, "service": self.service_id,
+                  **({"warnings": told[:_WARNINGS_TOLD]} if told else {})}
         return Outcome(fields, payload)
 
     def _device_lost(self, exc: BackendUnavailable, handed) -> None:
