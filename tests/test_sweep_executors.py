@@ -219,7 +219,7 @@ def test_a_failing_array_task_says_its_error_once(tmp_path):
 
 @pytest.mark.parametrize(("options", "message"), [
     (["--backend-option", "n_threads=0"], "n_threads: expected an integer from 1 to 256, got 0"),
-    (["--backend", "bss2-emulator", "--delays", "none,synaptic"],
+    (["--backend", "bss2-emulator", "--delays", "synaptic,none"],  # (trial 0 is the synaptic one)
      "synaptic-h3-s0-[0-9a-f]+: backend 'bss2-emulator' does not support delay kind 'synaptic'"),
     (["--seeds", "1000000000"], "sweep: 1 hidden sizes x 1 delay kinds x 1000000000 seeds are 1,000,000,000 runs; "
                                 "at most 100,000"),
@@ -235,6 +235,18 @@ def test_what_the_backend_refuses_is_refused_before_any_trial_starts(tmp_path, o
     assert result.exit_code == 2 and re.search(message, result.output) and "FAILED" not in result.output, \
         result.output
     assert not (tmp_path / "s").exists() and not (tmp_path / "job.sh").exists()
+
+
+def test_a_backend_that_cannot_be_reached_now_leaves_the_check_to_the_trials(tmp_path):
+    """(a SLURM script could not be written on a login node that cannot reach the device service)"""
+    result = cli_runner().invoke(main, [
+        "sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", "--backend", "mock-hil",
+        "--backend-option", 'address="tcp://127.0.0.1:1"', "--backend-option", "timeout_s=0.3",
+        "--backend-option", "attempts=1", "--slurm-script", str(tmp_path / "job.sh"), "--out", str(tmp_path / "s")],
+        env={"DELGRAD_HIL_TOKEN": "a" * 24})
+    assert result.exit_code == 0 and "note: the backend could not check the sweep's networks now" in result.output, \
+        result.output
+    assert (tmp_path / "job.sh").exists()
 
 
 def test_a_finished_trials_damaged_metrics_are_named_and_runs_beside_it_are_read_safely(tmp_path):

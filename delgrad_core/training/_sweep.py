@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, RunFolderError
+from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core.training._config import config_with_defaults
 from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock
 from delgrad_core.training._trials import Trial, plan_trials, train_trial
 
-__all__ = ["plan_sweep", "run_sweep", "run_trial", "sweep_rows", "summarise", "sweep_job_script", "SweepError",
-           "SweepInterrupted"]
+__all__ = ["plan_sweep", "check_runnable", "run_sweep", "run_trial", "sweep_rows", "summarise", "sweep_job_script",
+           "SweepError", "SweepInterrupted"]
 
 MAX_TRIALS = 100_000  # (planning takes ~0.2 ms a trial; a SLURM array is far smaller)
 CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "trial", "n_parameters", "test_accuracy", "test_error",
@@ -194,35 +194,39 @@ def _write_results(trials: list[Trial], out_dir: Path) -> str:
     return _table(summary)
 
 
-def _check_runnable(trials: list[Trial]) -> None:
-    """Build the trials' backend with its options and let it check every distinct network of the
-    sweep, before anything runs: a bad option value or a delay kind the backend lacks would fail
-    every trial one by one (and every task of a SLURM array)."""
+def check_runnable(trials: list[Trial], echo=print) -> None:
+    """Build the trials' backend with its options and let it check every distinct network of
+    `trials`, before any of them runs: a bad option value or a delay kind the backend lacks would
+    fail every trial one by one (and every task of a SLURM array).  A backend that cannot be
+    reached now (a device service that is down) is noted and left to each trial."""
     from delgrad_core._plugins import get_backend
     from delgrad_core.datasets import load_dataset
     from delgrad_core.training._components import component
     from delgrad_core.training._parameters import build_network
 
-    configs = [config_with_defaults(trial.settings).resolved() for trial in trials]
-    first = configs[0]  # (the axes are hidden sizes, delay kinds and seeds: one backend, dataset and encoder)
-    data = load_dataset(first.dataset, "train", **first.dataset_options)
+    if not trials:
+        return
+    first = config_with_defaults(trials[0].settings).resolved()  # (one backend, dataset and encoder: the axes are
+    data = load_dataset(first.dataset, "train", **first.dataset_options)  # hidden sizes, delay kinds and seeds)
     n_inputs = component("encoder", first.encoder, first, first.encoder_options).n_inputs(data.n_features)
-    with get_backend(first.backend, **first.backend_options) as backend:
-        checked = set()
-        for trial, config in zip(trials, configs):
-            shape = (tuple(config.hidden_sizes), tuple(config.delay_kinds))
-            if shape in checked:
-                continue
-            checked.add(shape)
-            try:
-                backend.check_supported(build_network(config, n_inputs, data.n_classes))
-            except InvalidValueError as exc:
-                raise InvalidValueError(f"{trial.name}: {exc}") from None
+    shapes = {}
+    for trial in trials:
+        shapes.setdefault((json.dumps(trial.settings["hidden"]), json.dumps(trial.settings["delays"])), trial)
+    try:
+        with get_backend(first.backend, **first.backend_options) as backend:
+            for trial in shapes.values():
+                config = config_with_defaults(trial.settings).resolved()
+                try:
+                    backend.check_supported(build_network(config, n_inputs, data.n_classes))
+                except InvalidValueError as exc:
+                    raise InvalidValueError(f"{trial.name}: {exc}") from None
+    except BackendUnavailable as exc:
+        echo(f"note: the backend could not check the sweep's networks now ({exc}); each trial checks its own")
 
 
 def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
-    """The sweep's trials, every one's settings checked and every network checked by the backend
-    (nothing runs)."""
+    """The sweep's trials, every one's settings checked (nothing runs; `check_runnable` lets the
+    backend check their networks)."""
     held = RunFolder(out_dir).holds_run()
     if held:
         raise RunFolderError(f"{out_dir}: holds a training run ({', '.join(held)}); a sweep needs a folder of its own")
@@ -232,9 +236,7 @@ def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> li
     if n_trials > MAX_TRIALS:
         raise InvalidValueError(f"sweep: {len(hidden_sizes)} hidden sizes x {len(delay_kinds)} delay kinds x {n_seeds} "
                                 f"seeds are {n_trials:,} runs; at most {MAX_TRIALS:,}")
-    trials = plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
-    _check_runnable(trials)
-    return trials
+    return plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
 
 
 def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
@@ -247,6 +249,7 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     out_dir = Path(out_dir)
     trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
     runner = make_executor(executor, jobs=jobs, scheduler=scheduler)
+    check_runnable([trial for trial in trials if not trial.finished], echo)  # (before the folder is made)
     with folder_lock(out_dir):
         for note in _other_settings(trials):
             echo(f"note: {note}")
@@ -274,6 +277,7 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     if trial.finished:
         echo(f"{trial.name}: finished already")
         return None
+    check_runnable([trial], echo)
     try:
         metrics = train_trial(trial.settings, str(trial.folder))
     except DelgradError as exc:  # (said once, by the caller)
