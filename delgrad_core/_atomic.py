@@ -8,6 +8,7 @@ umask), not the 0600 of temporary files.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Callable
@@ -80,8 +81,9 @@ def write_to(target, write: Callable[[BinaryIO], None], what: str, field: str = 
     object (returns None).  Anything else is refused naming the argument `field` and `what`."""
     if isinstance(target, (str, os.PathLike)):
         return atomic_write(target, write)
-    if not callable(getattr(target, "write", None)):
+    text = isinstance(target, io.TextIOBase)
+    if text or not callable(getattr(target, "write", None)):
         raise InvalidValueError(f"{field}: expected a file path or a writable binary file object for the {what}, "
-                                f"got {type(target).__name__}")
+                                f"got {type(target).__name__}{' (a text file)' if text else ''}")
     write(target)
     return None

@@ -15,7 +15,7 @@ from delgrad_core._nir_common import (
     require_nir,
 )
 
-__all__ = ["to_nir", "layer_chain", "fanout_matrix", "SPIKE_CONVENTION", "TTFS_CONVENTION"]
+__all__ = ["to_nir", "layer_chain", "fanout_matrix", "check_readable_size", "SPIKE_CONVENTION", "TTFS_CONVENTION"]
 
 TTFS_CONVENTION = (
     "time-to-first-spike: each neuron emits at most one spike per sample, its first threshold "
@@ -116,8 +116,9 @@ def _chain_elements(layer: Layer) -> int:
     return matrices + 16 * n_post + 64
 
 
-def _check_readable_size(network: Network) -> None:
-    """Refuse, before building anything, a graph with more elements than `load_nir` reads."""
+def check_readable_size(network: Network) -> None:
+    """Refuse, before building anything, a graph with more elements than `load_nir` reads (for
+    a file: an in-memory graph may be larger)."""
     elements = [_chain_elements(layer) for layer in network.layers]
     if sum(elements) > MAX_ARRAY_ELEMENTS:
         largest = max(range(len(elements)), key=elements.__getitem__)
@@ -161,7 +162,6 @@ def to_nir(network: Network, *, time_scale: float):
         network.validate()
     except ValueError as exc:
         raise NIRConversionError(f"invalid network: {exc}") from None
-    _check_readable_size(network)
     from delgrad_core import __version__
 
     nodes = {"input": nir.Input(input_type=np.array([network.input.size]))}

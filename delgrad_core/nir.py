@@ -74,10 +74,10 @@ from pathlib import Path
 
 from delgrad_core._atomic import write_to
 from delgrad_core._errors import InvalidValueError
-from delgrad_core._ir import Network
+from delgrad_core._ir import Network, check_type
 from delgrad_core._npz import MAX_ARRAY_ELEMENTS, describe_source
 from delgrad_core._nir_common import NIRConversionError, NIRNotInstalledError, require_nir
-from delgrad_core._nir_export import to_nir
+from delgrad_core._nir_export import check_readable_size, to_nir
 from delgrad_core._nir_import import from_nir
 
 __all__ = ["to_nir", "from_nir", "save_nir", "load_nir", "NIRConversionError", "NIRNotInstalledError"]
@@ -90,6 +90,8 @@ def save_nir(network: Network, path, *, time_scale: float) -> Path | None:
     """Write `network` as a NIR file (HDF5, via ``nir.write``) to `path`: a file path (written
     atomically; returns it) or a writable binary file object (returns None)."""
     nir = require_nir()
+    check_type(network, Network, "network")
+    check_readable_size(network)
     graph = to_nir(network, time_scale=time_scale)
     buffer = io.BytesIO()  # HDF5 reads back while writing, which a write-only file cannot do
     nir.write(buffer, graph)

@@ -44,7 +44,7 @@ def test_file_contains_no_pickle(tmp_path):
     assert [layer["delay_kind"] for layer in meta["layers"]] == ["axonal", "axonal"]
 
 
-@pytest.mark.parametrize("target", [b"/tmp/net.npz", 5, None])
+@pytest.mark.parametrize("target", [b"/tmp/net.npz", 5, None, __import__("io").StringIO()])
 def test_save_refuses_what_is_neither_a_path_nor_a_file_object(target):
     with pytest.raises(dg.InvalidValueError, match=f"target: expected a file path or a writable binary file object "
                                                    f"for the network, got {type(target).__name__}"):

@@ -983,3 +983,5 @@ def test_a_finished_run_that_trains_on_is_unfinished_until_its_new_end(tmp_path)
     summary = run_training(TrainingConfig(**{**SHORT, "epochs": 3}), tmp_path, resume=True, plots=False,
                            progress=False)
     assert summary["epochs_completed"] == 3 == RunFolder(tmp_path).finished_metrics()["epochs_completed"]
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 4}), out_dir=tmp_path, resume=True):  # (the Python API too)
+        assert RunFolder(tmp_path).finished_metrics() is None

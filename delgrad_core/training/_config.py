@@ -408,7 +408,7 @@ def load_config(path: str | Path) -> dict:
         raise FileFormatError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except RecursionError:
         raise FileFormatError(f"{path}: not valid TOML (nested too deeply to read)") from None
-    except OSError as exc:  # (a folder, a missing or unreadable file)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:  # (the path given is wrong)
         raise InvalidValueError(f"{path}: cannot read the settings file ({exc.strerror or exc})") from None
     if "train" in values:
         if not isinstance(values["train"], dict):

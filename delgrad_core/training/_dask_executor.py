@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError
@@ -52,12 +53,14 @@ class DaskExecutor:
         if self.scheduler is None:  # (no idle workers)
             # the workers start with Ctrl-C ignored, as those of the process pool: the sweep stops them
             # itself (a terminal sends SIGINT to the whole group, and each worker printed a traceback)
-            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            main_thread = threading.current_thread() is threading.main_thread()  # (signals: main thread only)
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
             try:
                 cluster = distributed.LocalCluster(n_workers=min(self.jobs, n_trials), threads_per_worker=1,
                                                    processes=True, host="127.0.0.1", dashboard_address=None)
             finally:
-                signal.signal(signal.SIGINT, handler)
+                if main_thread:
+                    signal.signal(signal.SIGINT, handler)
             return cluster, distributed.Client(cluster)
         try:
             return None, distributed.Client(self.scheduler, timeout="20s")
@@ -91,12 +94,18 @@ class DaskExecutor:
                         report(trial, outcome, failed, echo)
                 except KeyboardInterrupt:
                     interrupted = True
-                    logging.getLogger("distributed").setLevel(logging.ERROR)  # (its notes on the cancelled tasks)
                     client.cancel(list(futures))
                     echo("\ninterrupted: the Dask tasks are cancelled; finished trials are saved and interrupted "
                          "ones resume from their last checkpoint")
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            distributed_log = logging.getLogger("distributed")
+            level = distributed_log.level
+            if interrupted:
+                distributed_log.setLevel(logging.ERROR)  # (its notes on the cancelled tasks while closing)
+            try:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+            finally:
+                distributed_log.setLevel(level)
         return failed, interrupted

@@ -35,8 +35,6 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
     """
     folder = RunFolder(out_dir)
     with folder.claim(resume=resume), Trainer(config, backend=backend, out_dir=folder, resume=resume) as trainer:
-        if trainer.epoch < trainer.config.epochs:
-            folder.reopen()
         trainer.fit(progress=progress, should_stop=should_stop)
         if trainer.epoch < trainer.config.epochs:
             raise TrainingStopped(folder.path, f"stopped after epoch {trainer.epoch} of {trainer.config.epochs}; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from pathlib import Path
 
 from delgrad_core._atomic import atomic_write, atomic_write_text, fsync_directory
@@ -43,22 +44,43 @@ STATE_KEY = "trainer_state.json"  # the checkpoint's JSON document: loop state a
 
 
 _HELD: dict = {}  # real path -> lock file of each folder this process holds
+_HELD_LOCK = threading.Lock()  # held while a folder's lock is taken or let go, and across a fork
 
 
 def _release_in_child() -> None:
     """In a child forked while folders are held: let go of the locks (a flock belongs to the open
     file, which the child shares; a child that outlived this process kept its folders locked).
     The descriptor is pointed at /dev/null, so the file object closes as usual."""
+    global _HELD_LOCK
     for handle in _HELD.values():
         with contextlib.suppress(OSError):
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, handle.fileno())
-            os.close(null)
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.dup2(null, handle.fileno(), inheritable=False)
+            finally:
+                os.close(null)
     _HELD.clear()
+    _HELD_LOCK = threading.Lock()  # (the parent's was held across the fork)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_release_in_child)
+    os.register_at_fork(before=lambda: _HELD_LOCK.acquire(), after_in_parent=lambda: _HELD_LOCK.release(),
+                        after_in_child=_release_in_child)
+
+
+def _lock(handle, path: Path) -> None:
+    """Take the exclusive lock of the open lock file `handle` of folder `path`, or refuse naming
+    its holder."""
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        if owner == f"process {os.getpid()}":
+            owner = "this process (a Trainer or claim of it not closed yet)"
+        raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another folder") from None
 
 
 @contextlib.contextmanager
@@ -79,18 +101,10 @@ def folder_lock(path):
         raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
     locked = False
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                owner = handle.read().strip() or "another process"
-                if owner == f"process {os.getpid()}":
-                    owner = "this process (a Trainer or claim of it not closed yet)"
-                raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another "
-                                     "folder") from None
+        with _HELD_LOCK:  # (a fork between taking the lock and recording it would pass the lock on)
+            _lock(handle, path)
+            _HELD[key] = handle
         locked = True
-        _HELD[key] = handle
         try:
             handle.seek(0)
             handle.truncate()
@@ -102,9 +116,10 @@ def folder_lock(path):
             raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
         yield path
     finally:
-        if locked:
-            _HELD.pop(key, None)
-        handle.close()  # releases the lock
+        with _HELD_LOCK:  # (a fork between forgetting the lock and letting it go would pass it on)
+            if locked:
+                _HELD.pop(key, None)
+            handle.close()  # releases the lock
         if locked and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
             with contextlib.suppress(OSError):
                 (path / _LOCK_NAME).unlink()

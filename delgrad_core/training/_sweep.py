@@ -113,10 +113,8 @@ def _table(summary: list[dict]) -> str:
 def _plot(summary: list[dict], dataset: str, path: Path) -> None:
     from delgrad_core.training._plots import _figure, plots_available, save_figure
 
-    if not summary:  # (nothing finished: no figure, and none of an earlier grid)
+    if not summary or not plots_available():  # (no figure now, and none of an earlier grid beside the table)
         path.unlink(missing_ok=True)
-        return
-    if not plots_available():
         return
     plt = _figure()
     fig, (ax_params, ax_hidden) = plt.subplots(1, 2, figsize=(11, 4))

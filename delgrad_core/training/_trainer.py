@@ -450,6 +450,8 @@ class Trainer:
                 raise
             raise FileFormatError(f"{path}: inconsistent checkpoint or history ({type(exc).__name__}: {exc})") from None
         self.model.apply()
+        if self.epoch < self.config.epochs:  # (a finished run that trains on is no longer finished at its old end)
+            self.folder.reopen()
 
 
 # the checkpoint's loop state: name -> (types allowed, None allowed)

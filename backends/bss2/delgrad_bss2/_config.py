@@ -157,7 +157,8 @@ class ChipConfig:
                               ("register_max", _REGISTER_STEPS_MAX)):
             if getattr(self, name) > largest:
                 raise InvalidValueError(f"{name}: expected at most {largest}, got {getattr(self, name)}")
-        for name, value_us in (("timestamp_us", self.timestamp_us), ("delay_jitter_tau", self.delay_jitter_tau * self.tau_us),
+        for name, value_us in (("timestamp_us", self.timestamp_us),
+                               ("delay_jitter_tau", self.delay_jitter_tau * self.tau_us),
                                ("delay_offset_spread_us", self.delay_offset_spread_us)):
             if not value_us < self.slot_us:
                 raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "

@@ -147,8 +147,10 @@ def _averaged(draw, count: int, standard_error: float | None) -> np.ndarray:
     if standard_error is not None:
         with np.errstate(over="ignore", invalid="ignore"):  # (inf samples of an unmeasurable circuit)
             spread = float(np.median(np.std(samples, axis=0, ddof=1)))
-        squared = (spread / standard_error) ** 2 if spread < math.inf else math.inf  # (also NaN: inf samples)
-        needed = math.ceil(squared) if squared < MAX_TRIALS else MAX_TRIALS
+        # (a spread of inf or NaN: samples of a circuit that cannot be measured; more would not help)
+        ratio = spread / standard_error
+        needed = count if not math.isfinite(ratio) else MAX_TRIALS if ratio > MAX_TRIALS else \
+            min(MAX_TRIALS, math.ceil(ratio * ratio))
         if needed > count:
             samples = np.concatenate([samples, draw(needed - count)])
     return samples.mean(axis=0)

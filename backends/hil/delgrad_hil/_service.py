@@ -136,7 +136,8 @@ class DeviceService:
         `Scheduler` limits (max_queued_per_client, max_queued, cache_entries, cache_bytes).
     """
 
-    def __init__(self, device, signer, address: str, *, faults: FaultPlan | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    def __init__(self, device, signer, address: str, *, faults: FaultPlan | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  replay_window_s: float = 60.0, shutdown_grace_s: float = 30.0, **limits):
         self.device = device
         self.signer = signer
