@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import time
 import warnings
 
@@ -620,6 +621,8 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     ({"best_validation_accuracy": "high"}, "the state's best_validation_accuracy is 'high'"),
     ({"elapsed_seconds": -1}, "the state's elapsed_seconds is -1"),
     ({"epochs_recorded": 5}, "records 5 epochs of 1"),
+    ({"config": None}, "the state's settings are missing"),
+    ({"config": [1]}, "the state's settings are not a table"),
     ("drop adam.m.layers.0.weights", "adam.m.layers.0.weights is missing"),
     ("drop adam.steps", "adam.steps is missing"),
     (("adam.steps", np.array(-5)), "adam.steps is -5"),
@@ -985,3 +988,23 @@ def test_a_finished_run_that_trains_on_is_unfinished_until_its_new_end(tmp_path)
     assert summary["epochs_completed"] == 3 == RunFolder(tmp_path).finished_metrics()["epochs_completed"]
     with Trainer(TrainingConfig(**{**SHORT, "epochs": 4}), out_dir=tmp_path, resume=True):  # (the Python API too)
         assert RunFolder(tmp_path).finished_metrics() is None
+
+
+def test_a_checkpoint_whose_stored_settings_were_edited_is_named_not_taken_for_a_usage_error(tmp_path):
+    from delgrad_core._npz import NpzArchive, json_array, write_npz
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    arguments = ["train", "--epochs", "1", "--hidden", "4", "--delays", "none", "--no-progress", "--out", str(tmp_path)]
+    assert cli_runner().invoke(main, arguments).exit_code == 0
+    with NpzArchive(tmp_path / "checkpoint.npz") as archive:
+        arrays = {name: archive.array(name) for name in archive.names}
+        state = archive.json("trainer_state.json")
+    for config, message in (({**state["config"], "hidden": "x"}, r"its stored settings are refused \(hidden: "),
+                            (None, "its settings are missing")):
+        arrays["trainer_state.json"] = json_array({**state, "config": config})
+        with open(tmp_path / "checkpoint.npz", "wb") as handle:
+            write_npz(handle, arrays)
+        result = cli_runner().invoke(main, [*arguments[:2], "2", *arguments[3:], "--resume"])
+        assert result.exit_code == 1 and re.search(message, result.output), result.output
+        assert "checkpoint.npz" in result.output

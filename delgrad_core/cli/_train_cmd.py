@@ -111,6 +111,20 @@ def _settings(config_file, options: dict) -> dict:
     return values
 
 
+def _check_stored(stored: dict, checkpoint) -> None:
+    """Refuse a checkpoint whose own settings are not valid (edited or damaged), naming it: not a
+    usage error, as none of them was given here."""
+    from delgrad_core.training import config_with_defaults
+
+    if not stored:
+        return
+    try:
+        config_with_defaults(stored, merge_options=False)
+    except InvalidValueError as exc:
+        raise FileFormatError(f"{checkpoint}: its stored settings are refused ({exc}); a damaged or edited "
+                              "checkpoint") from None
+
+
 def _shown(value) -> str:
     """A command-line value as it was typed: 8,6 for a list."""
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -160,6 +174,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         settings = _absolute_paths(_with_tables(_settings(config_file, options), backend_options=backend_options,
                                                 dataset_options=dataset_options))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
+        _check_stored(stored, RunFolder(out_dir).checkpoint)
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
             settings = _with_tables({**stored, **settings}, **tables)

@@ -219,9 +219,11 @@ class RunFolder:
         if not self.checkpoint.exists():
             return {}
         with self.open_checkpoint() as checkpoint:
-            settings = checkpoint.json(STATE_KEY).get("config", {})
+            state = checkpoint.json(STATE_KEY)
+        settings = state.get("config") if isinstance(state, dict) else None
         if not isinstance(settings, dict):
-            raise FileFormatError(f"{self.checkpoint}: its settings are not a table")
+            shown = "missing" if settings is None else "not a table"
+            raise FileFormatError(f"{self.checkpoint}: its settings are {shown} (a damaged or edited checkpoint)")
         return settings
 
     def append_history(self, record: dict) -> None:

@@ -470,6 +470,10 @@ def _checked_state(state: dict, path) -> dict:
         if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
                 or (name != "best_validation_accuracy" and value < 0):
             raise FileFormatError(f"{path}: the state's {name} is {value!r} (a damaged or edited checkpoint)")
+    settings = state.get("config")
+    if not isinstance(settings, dict):
+        shown = "missing" if settings is None else "not a table"
+        raise FileFormatError(f"{path}: the state's settings are {shown} (a damaged or edited checkpoint)")
     if state["epochs_recorded"] > state["epoch"]:
         raise FileFormatError(f"{path}: the state records {state['epochs_recorded']} epochs of {state['epoch']}")
     return state
