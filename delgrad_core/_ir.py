@@ -160,6 +160,7 @@ MAX_TAU_RATIO = 1e6
 # solver's K = tau_m tau_s / |tau_m - tau_s|) must stay far from double overflow, where a spike
 # would silently turn into silence or come late.
 MAX_SYNAPTIC_SCALE = 1e200
+MIN_THRESHOLD = 1e-300
 
 
 @dataclass
@@ -178,12 +179,16 @@ class NeuronParameters(_Freezable):
         arrays = []
         for name in ("threshold", "tau_m", "tau_s"):
             value = getattr(self, name)
-            if type(value) is float and math.isfinite(value) and value > 0:  # fast path: every kernel call
+            if type(value) is float and math.isfinite(value) and value >= MIN_THRESHOLD:  # fast path: every kernel call
                 arrays.append(np.full(size, value))
                 continue
             array = _per_neuron(value, size, f"{owner}.{name}")
             if np.any(array <= 0):
                 raise InvalidValueError(f"{owner}.{name}: must be > 0, got min {array.min()!r}")
+            if name == "threshold" and np.any(array < MIN_THRESHOLD):
+                raise InvalidValueError(f"{owner}.threshold: must be >= {MIN_THRESHOLD:g} (below, the membrane's slope "
+                                        f"at a crossing can be subnormal and gradients overflow), got min "
+                                        f"{array.min()!r}")
             arrays.append(array)
         if type(self.tau_m) is float and type(self.tau_s) is float:
             low = high = self.tau_m / self.tau_s

@@ -190,6 +190,13 @@ def test_extreme_weights_give_the_right_spike_time_not_silence():
             assert 0.25 <= t < 0.25 + 1e-12, (ratio, weight, t)
 
 
+def test_thresholds_so_small_that_gradients_overflow_are_refused():
+    # (1e-310 with weights of its size: a subnormal slope at the crossing made input-time gradients inf and NaN)
+    with pytest.raises(InvalidValueError, match=r"output.threshold: must be >= 1e-300 .* got min np.float64\(1e-310\)"):
+        dg.Network.feedforward([4, 1], neuron=dg.NeuronParameters(1e-310, 2.0, 1.0))
+    dg.Network.feedforward([4, 1], neuron=dg.NeuronParameters(1e-300, 2.0, 1.0))
+
+
 @pytest.mark.parametrize("weight", [1e201, 1e308, -1.7e308])
 def test_weights_whose_sums_would_overflow_the_solver_are_refused(weight):
     # (1e308 at tau_m = 2 tau_s used to come back silent: i0 tau_m overflowed)

@@ -116,8 +116,6 @@ def _check_stored(stored: dict, checkpoint) -> None:
     usage error, as none of them was given here."""
     from delgrad_core.training import config_with_defaults
 
-    if not stored:
-        return
     try:
         config_with_defaults(stored, merge_options=False)
     except InvalidValueError as exc:
@@ -174,7 +172,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         settings = _absolute_paths(_with_tables(_settings(config_file, options), backend_options=backend_options,
                                                 dataset_options=dataset_options))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
-        _check_stored(stored, RunFolder(out_dir).checkpoint)
+        if stored:
+            _check_stored(stored, RunFolder(out_dir).checkpoint)
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
             settings = _with_tables({**stored, **settings}, **tables)
