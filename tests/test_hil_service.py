@@ -579,8 +579,8 @@ def test_a_second_sigterm_stops_at_once_leaving_no_socket_file_or_device_process
     service = SimpleNamespace(address=f"ipc://{path}", token=token, device="hil-noisy")
     command = [sys.executable, "-m", "delgrad_core.cli", "hil", "serve", "--device", "hil-noisy", "--device-option",
                "job_delay_s=2", "--address", service.address]
-    process = subprocess.Popen(command, env=dict(os.environ, DELGRAD_HIL_TOKEN=token), stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(command, cwd=tmp_path, env=dict(os.environ, DELGRAD_HIL_TOKEN=token),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # (cwd: not the source tree)
     try:
         assert process.stdout.readline().startswith(READY_PREFIX)
         with _client(service) as backend:
