@@ -8,7 +8,7 @@ from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, memset
-from libc.math cimport exp, fabs, isfinite, INFINITY
+from libc.math cimport exp, fabs, isfinite, nextafter, INFINITY
 
 import numpy as np
 
@@ -165,6 +165,15 @@ cdef Py_ssize_t _sorted_arrivals(Py_ssize_t b, const double[:, ::1] pre_times,
     return n_active
 
 
+cdef inline double _after(double t_now, double s) noexcept nogil:
+    """The spike time t_now + s of a crossing s >= 0 after the interval's start t_now, at least one
+    ulp later when s > 0: a crossing that rounded onto the arrival that caused it would make that
+    input look non-causal to the backward (arrival < t), whose gradients would then be those of the
+    other inputs (W a / theta > 1e16)."""
+    cdef double t = t_now + s
+    return nextafter(t_now, INFINITY) if s > 0.0 and t == t_now else t
+
+
 cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
                          const double[:, ::1] weights, double theta, double tau_m, double tau_s,
                          RatioKind kind) noexcept nogil:
@@ -183,12 +192,12 @@ cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j
                 decay_m = exp(-length / tau_m)
                 s = first_crossing(u, current, length, decay_m, theta, tau_m, tau_s, kind)
                 if s >= 0.0:
-                    return t_now + s
+                    return _after(t_now, s)
                 advance_state(&u, &current, length, decay_m, tau_m, tau_s, kind)
         current = current + weights[i, j]
         t_now = arrival
     s = first_crossing(u, current, INFINITY, 0.0, theta, tau_m, tau_s, kind)
-    return t_now + s if s >= 0.0 else INFINITY
+    return _after(t_now, s) if s >= 0.0 else INFINITY
 
 
 cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
@@ -380,7 +389,7 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                                            exp(-(t_next - t_now) / tau_m), threshold[j], tau_m,
                                            tau_s, closed_kind(tag))
                     if s >= 0.0:
-                        post_times[b, j] = (t_now + s) + shift[j]
+                        post_times[b, j] = _after(t_now, s) + shift[j]
                         level[j] = INFINITY
                         break
         k = end

@@ -190,6 +190,21 @@ def test_extreme_weights_give_the_right_spike_time_not_silence():
             assert 0.25 <= t < 0.25 + 1e-12, (ratio, weight, t)
 
 
+@pytest.mark.parametrize("tau_m", [2.0, 1.0, 1.5])
+@pytest.mark.parametrize(("weights", "inputs"), [([0.3, 1e17], [0.5, 1.0]), ([1e15], [100.0])])
+def test_a_crossing_within_half_an_ulp_of_its_input_is_after_it(tau_m, weights, inputs):
+    # (t rounded onto the arrival that caused it, which the backward then took for non-causal: dt/dx
+    # was [1, 0] instead of [0, 1] and dt/dtheta 7.7 instead of ~1e-17, or the neuron counted as not crossing)
+    network = dg.Network(dg.Population("in", len(weights)), [dg.Layer(
+        dg.Population("out", 1, dg.NeuronParameters(1.0, tau_m, 1.0)), dg.Projection(np.array([weights]).T))])
+    x = np.array([inputs])
+    times = dg.forward(network, x)
+    assert times[0][0, 0] == np.nextafter(inputs[-1], np.inf)
+    gradient = dg.backward(network, x, times, np.ones((1, 1)))
+    np.testing.assert_allclose(gradient.input_spike_times[0], [0.0] * (len(inputs) - 1) + [1.0], atol=1e-12)
+    assert abs(gradient.layers[0].threshold[0]) < 1e-14
+
+
 def test_thresholds_so_small_that_gradients_overflow_are_refused():
     # (1e-310 with weights of its size: a subnormal slope at the crossing made input-time gradients inf and NaN)
     with pytest.raises(InvalidValueError, match=r"output.threshold: must be >= 1e-300 .* got min np.float64\(1e-310\)"):
@@ -217,7 +232,7 @@ def test_a_long_silent_gap_lets_the_inhibition_decay_and_the_next_input_fire(rat
     network = dg.Network.feedforward([2, 1], neuron=dg.NeuronParameters(1.0, ratio, 1.0))
     network.layers[0].projection.weights[:] = [[-1e10], [5.0]]
     t = dg.forward(network, [[0.0, gap]])[0][0, 0]
-    assert t == gap  # (the spike follows within far less than an ulp of gap)
+    assert t == np.nextafter(gap, np.inf)  # (the spike follows within far less than an ulp: the next double)
 
 
 @pytest.mark.parametrize("ratio", [1.0, 2.0, 1.5, 3.0])
