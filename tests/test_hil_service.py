@@ -2,6 +2,7 @@
 hostile messages, idempotent jobs, retries after dropped, corrupted and busy replies and after
 restarts, concurrent clients, graceful shutdown, and the lifetime of the embedded service."""
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -191,79 +192,56 @@ def test_an_ipc_address_in_use_is_refused_and_its_file_goes_with_the_service(tmp
     assert not path.exists()
 
 
-def test_jobs_lost_with_the_device_are_answered_and_not_counted_as_run(tmp_path):
+@contextlib.contextmanager
+def _service_running_a_slow_job(tmp_path, **service_options):
+    """A DeviceService in this process (a thread) whose device runs one 30 s job, sent by a raw
+    client: yields (service, request, reply), `reply()` waiting for that job's answer."""
     from delgrad_hil._device_process import DeviceProcess
     from delgrad_hil._service import DeviceService
 
     token = "a-token-of-sufficient-length"
     service = DeviceService(DeviceProcess("hil-noisy", {"job_delay_s": 30}), Signer(token.encode()),
-                            f"ipc://{tmp_path / 's'}")
+                            f"ipc://{tmp_path / 's'}", **service_options)
     serving = threading.Thread(target=service.serve)
     serving.start()
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
     try:
         with _client(SimpleNamespace(address=service.address, token=token, device="hil-noisy")) as backend:
             (request,) = _requests(backend, 1)
-        context = zmq.Context()
-        socket = context.socket(zmq.DEALER)
         socket.connect(service.address)
         socket.send_multipart(signed(token, "execute", request.to_bytes(), client="one", job=request.digest))
         assert wait_for(lambda: service.scheduler.status()["running"] is not None)
-        service.device._process.kill()  # (the device process dies with the job)
-        assert socket.poll(10_000)
-        reply = decode(socket.recv_multipart(), Signer(token.encode()), replies=True).header
+
+        def reply():
+            assert socket.poll(10_000)
+            return decode(socket.recv_multipart(), Signer(token.encode()), replies=True).header
+
+        yield service, request, reply
+    finally:
         socket.close(linger=0)
         context.term()
-        assert reply["code"] == "shutting_down" and reply["retryable"]
-        serving.join(timeout=10)
-        assert not serving.is_alive() and service.device_lost
-        assert service.scheduler.counts["executed"] == 0 and request.digest not in service.scheduler.executions
-    finally:
-        service.request_stop()
-        serving.join(timeout=10)
-
-
-def test_a_job_still_running_when_the_grace_period_ends_is_answered(tmp_path):
-    """(the device thread answers it as the device stops; the service no longer answers the
-    running jobs itself before stopping the device, between which a job could finish unanswered)"""
-    job_delay_s = 30.0
-    from delgrad_hil._device_process import DeviceProcess
-    from delgrad_hil._service import DeviceService
-
-    token = "a-token-of-sufficient-length"
-    service = DeviceService(DeviceProcess("hil-noisy", {"job_delay_s": job_delay_s}), Signer(token.encode()),
-                            f"ipc://{tmp_path / 's'}", shutdown_grace_s=0.4)
-    serving = threading.Thread(target=service.serve)
-    serving.start()
-    try:
-        with _client(SimpleNamespace(address=service.address, token=token, device="hil-noisy")) as backend:
-            (request,) = _requests(backend, 1)
-        context = zmq.Context()
-        socket = context.socket(zmq.DEALER)
-        socket.connect(service.address)
-        socket.send_multipart(signed(token, "execute", request.to_bytes(), client="one", job=request.digest))
-        assert wait_for(lambda: service.scheduler.status()["running"] is not None)
-        service.request_stop()
-        assert socket.poll(10_000)
-        reply = decode(socket.recv_multipart(), Signer(token.encode()), replies=True).header
-        socket.close(linger=0)
-        context.term()
-        assert reply["code"] == "shutting_down" and "stopped while running the job" in reply["message"]
-    finally:
         service.request_stop()
         serving.join(timeout=10)
     assert not serving.is_alive()
 
 
-def test_the_devices_warnings_reach_the_client(start_service):
-    """(they were in the service's log only)"""
-    service = start_service(device_options={"warning": "the chip runs warm"})
-    with _client(service) as backend:
-        network, inputs = network_and_inputs()
-        with pytest.warns(UserWarning, match=r"^backend 'mock-hil' \(device 'hil-noisy'\): UserWarning: the chip "
-                                             r"runs warm$"):
-            calibration = backend.calibrate(network, seed=0)
-        with pytest.warns(UserWarning, match=r"\(device 'hil-noisy'\): RuntimeWarning: the chip runs warm$"):
-            backend.execute(network, inputs, calibration=calibration, seed=1)
+def test_jobs_lost_with_the_device_are_answered_and_not_counted_as_run(tmp_path):
+    with _service_running_a_slow_job(tmp_path) as (service, request, reply):
+        service.device._process.kill()  # (the device process dies with the job)
+        answer = reply()
+        assert answer["code"] == "shutting_down" and answer["retryable"]
+        assert wait_for(lambda: service.device_lost)
+    assert service.scheduler.counts["executed"] == 0 and request.digest not in service.scheduler.executions
+
+
+def test_a_job_still_running_when_the_grace_period_ends_is_answered(tmp_path):
+    """(the device thread answers it as the device stops; the service no longer answers the
+    running jobs itself before stopping the device, between which a job could finish unanswered)"""
+    with _service_running_a_slow_job(tmp_path, shutdown_grace_s=0.4) as (service, _, reply):
+        service.request_stop()
+        answer = reply()
+        assert answer["code"] == "shutting_down" and "stopped while running the job" in answer["message"]
 
 
 def test_serving_on_a_host_name_of_no_local_interface_says_so():
