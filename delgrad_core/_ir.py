@@ -160,6 +160,8 @@ MAX_TAU_RATIO = 1e6
 # solver's K = tau_m tau_s / |tau_m - tau_s|) must stay far from double overflow, where a spike
 # would silently turn into silence or come late.
 MAX_SYNAPTIC_SCALE = 1e200
+# Thresholds below this are refused: the membrane's slope at a crossing, which the gradients divide
+# by, could be subnormal.
 MIN_THRESHOLD = 1e-300
 
 
@@ -179,7 +181,8 @@ class NeuronParameters(_Freezable):
         arrays = []
         for name in ("threshold", "tau_m", "tau_s"):
             value = getattr(self, name)
-            if type(value) is float and math.isfinite(value) and value >= MIN_THRESHOLD:  # fast path: every kernel call
+            # fast path (every kernel call): a float that passes every check below
+            if type(value) is float and math.isfinite(value) and value >= MIN_THRESHOLD:
                 arrays.append(np.full(size, value))
                 continue
             array = _per_neuron(value, size, f"{owner}.{name}")

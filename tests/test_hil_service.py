@@ -244,6 +244,18 @@ def test_a_job_still_running_when_the_grace_period_ends_is_answered(tmp_path):
         assert answer["code"] == "shutting_down" and "stopped while running the job" in answer["message"]
 
 
+def test_the_devices_warnings_reach_the_client(start_service):
+    """(they were in the service's log only)"""
+    service = start_service(device_options={"warning": "the chip runs warm"})
+    with _client(service) as backend:
+        network, inputs = network_and_inputs()
+        with pytest.warns(UserWarning, match=r"^backend 'mock-hil' \(device 'hil-noisy'\): UserWarning: the chip "
+                                             r"runs warm$"):
+            calibration = backend.calibrate(network, seed=0)
+        with pytest.warns(UserWarning, match=r"\(device 'hil-noisy'\): RuntimeWarning: the chip runs warm$"):
+            backend.execute(network, inputs, calibration=calibration, seed=1)
+
+
 def test_serving_on_a_host_name_of_no_local_interface_says_so():
     from delgrad_hil._service import DeviceService
 
@@ -557,8 +569,8 @@ def test_a_second_sigterm_stops_at_once_leaving_no_socket_file_or_device_process
     service = SimpleNamespace(address=f"ipc://{path}", token=token, device="hil-noisy")
     command = [sys.executable, "-m", "delgrad_core.cli", "hil", "serve", "--device", "hil-noisy", "--device-option",
                "job_delay_s=2", "--address", service.address]
-    process = subprocess.Popen(command, cwd=tmp_path, env=dict(os.environ, DELGRAD_HIL_TOKEN=token),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # (cwd: not the source tree)
+    process = subprocess.Popen(command, cwd=tmp_path, env=dict(os.environ, DELGRAD_HIL_TOKEN=token),  # (not the
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # source tree)
     try:
         assert process.stdout.readline().startswith(READY_PREFIX)
         with _client(service) as backend:

@@ -42,8 +42,8 @@ def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
 class ProcessExecutor:
     """Trials in a local pool of `jobs` worker processes that die with the sweep; each trial
     gets the CPUs left per worker as kernel threads (`threads_per_trial`: 2 for ``--jobs 1``, or
-    for ``--jobs 2`` with one trial left, on two CPUs).  Ctrl-C (or SIGTERM) lets no queued trial start and stops running ones at their
-    next epoch boundary."""
+    for ``--jobs 2`` with one trial left, on two CPUs).  Ctrl-C (or SIGTERM) lets no queued trial
+    start and stops running ones at their next epoch boundary."""
 
     def __init__(self, jobs: int | None = None):
         self.jobs = jobs or available_cpus()

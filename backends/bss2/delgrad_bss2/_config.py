@@ -142,8 +142,8 @@ class ChipConfig:
             raise InvalidValueError(f"threshold_cadc: must lie above leak_cadc ({self.leak_cadc}), got {self.threshold_cadc}")
         offset_steps = self.delay_offset_us / self.register_step_us
         if offset_steps > _REGISTER_STEPS_MAX:
-            raise InvalidValueError(f"delay_offset_us: {self.delay_offset_us!r} us is {offset_steps:.3g} register steps "
-                                    f"(register_step_us {self.register_step_us!r}); at most {_REGISTER_STEPS_MAX}")
+            raise InvalidValueError(f"delay_offset_us: {self.delay_offset_us!r} us is {offset_steps:.3g} register "
+                                    f"steps (register_step_us {self.register_step_us!r}); at most {_REGISTER_STEPS_MAX}")
         if abs(offset_steps - round(offset_steps)) > 1e-9:
             raise InvalidValueError(f"delay_offset_us: must be a whole number of register steps "
                                     f"({self.register_step_us} us) so that delays lie on one grid, got {self.delay_offset_us}")

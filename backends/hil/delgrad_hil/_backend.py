@@ -358,7 +358,8 @@ class HilBackend(Backend):
     def _tell_warnings(self, header: dict) -> None:
         """Warn here what the device warned about in the service's process."""
         for line in header.get("warnings", ()):
-            warnings.warn(f"backend {self.name!r} (device {device_name(self.device)!r}): {line}", UserWarning, stacklevel=4)
+            warnings.warn(f"backend {self.name!r} (device {device_name(self.device)!r}): {line}", UserWarning,
+                          stacklevel=4)
 
     def _close(self) -> None:
         if os.getpid() == self._owner_pid:  # (a forked child's copy leaves its parent's service alone)

@@ -321,8 +321,8 @@ def _recorded_warnings(told: list):
     once) and log them: the service tells them to the job's client, who would not see this
     process's log."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
+        warnings.simplefilter("always", UserWarning)  # (what a backend tells its user: every time; others as
+        try:                                           # the filters say, e.g. no DeprecationWarning)
             yield
         finally:
             for item in caught:
