@@ -331,3 +331,16 @@ def test_sweep_lists_with_empty_or_unknown_entries_are_refused(tmp_path, option,
     """(an empty entry was dropped from --hidden; an empty --delays said the kind '(none)' was unknown)"""
     result = cli_runner().invoke(main, ["sweep", option, value, "--seeds", "1", "--out", str(tmp_path / "s")])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
+    """(--jobs 6 started six worker processes for one trial)"""
+    distributed = pytest.importorskip("distributed")
+    from delgrad_core.training._dask_executor import DaskExecutor
+
+    started = []
+    monkeypatch.setattr(distributed, "LocalCluster", lambda n_workers, **options: started.append(n_workers))
+    monkeypatch.setattr(distributed, "Client", lambda cluster: None)
+    DaskExecutor(jobs=6)._connect(1)
+    DaskExecutor(jobs=2)._connect(5)
+    assert started == [1, 2]
