@@ -191,7 +191,7 @@ class NeuronParameters(_Freezable):
             if name == "threshold" and np.any(array < MIN_THRESHOLD):
                 raise InvalidValueError(f"{owner}.threshold: must be >= {MIN_THRESHOLD:g} (below, the membrane's slope "
                                         f"at a crossing can be subnormal and gradients overflow), got min "
-                                        f"{array.min()!r}")
+                                        f"{float(array.min())!r}")
             arrays.append(array)
         if type(self.tau_m) is float and type(self.tau_s) is float:
             low = high = self.tau_m / self.tau_s
