@@ -932,6 +932,11 @@ def test_a_users_empty_folder_is_left_in_place(tmp_path):
     assert not (tmp_path / "made").exists()  # (one it made for nothing is removed)
 
 
+def _signal_then_sleep(event, seconds):
+    event.set()
+    time.sleep(seconds)
+
+
 def test_a_child_forked_while_a_folder_is_held_does_not_hold_it(tmp_path):
     """(a flock passes to children forked while it is held: one that outlived its parent kept the
     run's folder locked)"""
@@ -939,9 +944,12 @@ def test_a_child_forked_while_a_folder_is_held_does_not_hold_it(tmp_path):
 
     trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path / "run")
     trainer.fit(progress=False)
-    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(3,))
+    context = multiprocessing.get_context("fork")
+    running = context.Event()
+    child = context.Process(target=_signal_then_sleep, args=(running, 3))
     child.start()
     try:
+        assert running.wait(10)  # (the child's fork handlers have run: until then it shares the lock)
         trainer.close()
         assert child.is_alive()
         Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True).close()

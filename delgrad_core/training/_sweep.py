@@ -197,10 +197,10 @@ def check_runnable(trials: list[Trial], echo=print) -> None:
     `trials`, before any of them runs: a bad option value or a delay kind the backend lacks would
     fail every trial one by one (and every task of a SLURM array).  A backend that cannot be
     reached now (a device service that is down) is noted and left to each trial."""
-    from delgrad_core._plugins import get_backend
     from delgrad_core.datasets import load_dataset
     from delgrad_core.training._components import component
     from delgrad_core.training._parameters import build_network
+    from delgrad_core.training._trainer import built_backend
 
     if not trials:
         return
@@ -211,7 +211,7 @@ def check_runnable(trials: list[Trial], echo=print) -> None:
     for trial in trials:
         shapes.setdefault((json.dumps(trial.settings["hidden"]), json.dumps(trial.settings["delays"])), trial)
     try:
-        with get_backend(first.backend, **first.backend_options) as backend:
+        with built_backend(first.backend, first.backend_options) as backend:
             for trial in shapes.values():
                 config = config_with_defaults(trial.settings).resolved()
                 try:

@@ -29,7 +29,7 @@ from delgrad_core.training._progress import EpochProgress
 from delgrad_core.training._run_folder import STATE_KEY, RunFolder
 from delgrad_core.training._step import TrainingStep
 
-__all__ = ["Trainer", "EpochMetrics", "Evaluation"]
+__all__ = ["Trainer", "EpochMetrics", "Evaluation", "built_backend"]
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *,
     return arrays
 
 
-def _built_backend(requested, options: dict):
+def built_backend(requested, options: dict):
     """The backend named `requested` built with `options` (an option value it refuses is named as
     one of the backend options), or `requested` itself if it is a backend object."""
     if not isinstance(requested, str):
@@ -134,7 +134,7 @@ class Trainer:
                 load_dataset(self.config.dataset, split, **self.config.dataset_options)
                 for split in ("train", "validation", "test"))
             requested = backend if backend is not None else self.config.backend
-            self.backend = _built_backend(requested, self.config.backend_options)
+            self.backend = built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
             state = self._resumable_state() if resume else None  # (checked before the backend calibrates)
             self._setup()

@@ -209,7 +209,7 @@ class DeviceProcess:
             if arrivals is not None:
                 arrivals = [None if shape is None else _floats(self._pipe.recv_bytes(), shape) for shape in arrivals]
             return ExecutionResult(times, json.loads(header["metadata"]), arrivals), header["run_s"], told
-        except DeviceFailure:
+        except (DeviceFailure, BackendUnavailable):  # (the latter: the child ended; said by the caller)
             raise
         except (OSError, EOFError):
             raise self.ended_error() from None
