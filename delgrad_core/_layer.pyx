@@ -289,7 +289,29 @@ cdef inline bint _flag_hot(ClosedRatio tag, const double* p_sum, const double* q
     return any_hot != 0
 
 
+cdef inline double _arrival_of(Py_ssize_t b, Py_ssize_t j, const Arrival* order, Py_ssize_t k,
+                              const double[:, ::1] pre_times, const double[:, ::1] delays) noexcept nogil:
+    return pre_times[b, order[k].index] + delays[order[k].index, j]
+
+
+cdef inline double _shifted_spike(Py_ssize_t b, Py_ssize_t j, double spike, double s, const Arrival* order,
+                                  Py_ssize_t first, Py_ssize_t last, const double[:, ::1] pre_times,
+                                  const double[:, ::1] delays) noexcept nogil:
+    """`spike`, the crossing s after the inputs order[first:last] (one arrival time) plus the
+    column delay of neuron j, made later than each of their arrivals t_i + d_ij as the backward
+    computes them: the shift added last can round a crossing within an ulp back onto them."""
+    cdef Py_ssize_t k
+    cdef double arrival
+    if s > 0.0 and s <= 1e-15 * (fabs(spike) + fabs(_arrival_of(b, j, order, first, pre_times, delays))):
+        for k in range(first, last):  # (a few ulps from them: rare, so the check costs nothing otherwise)
+            arrival = _arrival_of(b, j, order, k, pre_times, delays)
+            if not spike > arrival:
+                spike = nextafter(arrival, INFINITY)
+    return spike
+
+
 cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
+                      const double[:, ::1] pre_times, const double[:, ::1] delays,
                       const double[:, ::1] weights, const double[::1] excitation,
                       const double[::1] shift, const double[::1] threshold, double tau_m,
                       double tau_s, double[:, ::1] post_times, double* scratch,
@@ -308,6 +330,7 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
     are never replayed one by one.  A neuron that has fired is retired by setting its level to +inf.
     The spike of neuron j is shifted by its column delay c_j (d_ij = d_i0 + c_j)."""
     cdef Py_ssize_t n_post = weights.shape[1], n_pre = weights.shape[0], j, k = 0, end, m, group, last_group
+    cdef Py_ssize_t tied_from
     cdef double* p_now = scratch
     cdef double* q_now = scratch + n_post
     cdef double* p_start = scratch + 2 * n_post     # the sums at the block's start
@@ -366,6 +389,7 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                 m = k
                 while m < end:   # replay the block for neuron j, interval by interval
                     t_now = order[m].time
+                    tied_from = m
                     r0 = t_now - t_ref
                     x0 = decay_at[m]
                     if m == last_group:  # the sums after the block's last group are known
@@ -390,6 +414,9 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                                            tau_s, closed_kind(tag))
                     if s >= 0.0:
                         post_times[b, j] = _after(t_now, s) + shift[j]
+                        if shift[j] != 0.0:
+                            post_times[b, j] = _shifted_spike(b, j, post_times[b, j], s, order, tied_from, m,
+                                                              pre_times, delays)
                         level[j] = INFINITY
                         break
         k = end
@@ -467,10 +494,10 @@ cdef bint _walk_sample(RatioKind kind, Py_ssize_t b, const double[:, ::1] pre_ti
     elif order[n_active - 1].time - order[0].time > _SPAN_LIMIT * tau_m:
         return False
     elif kind == RATIO_ONE:
-        _walk_layer(one, b, order, n_active, weights, excitation, shift, threshold, tau_m, tau_s,
+        _walk_layer(one, b, order, n_active, pre_times, delays, weights, excitation, shift, threshold, tau_m, tau_s,
                     post_times, scratch, flags)
     else:
-        _walk_layer(two, b, order, n_active, weights, excitation, shift, threshold, tau_m, tau_s,
+        _walk_layer(two, b, order, n_active, pre_times, delays, weights, excitation, shift, threshold, tau_m, tau_s,
                     post_times, scratch, flags)
     return True
 

@@ -205,6 +205,20 @@ def test_a_crossing_within_half_an_ulp_of_its_input_is_after_it(tau_m, weights, 
     assert abs(gradient.layers[0].threshold[0]) < 1e-14
 
 
+def test_a_crossing_within_half_an_ulp_of_its_input_is_after_it_with_a_dendritic_delay_too():
+    # (the layer walk adds neuron 1's column delay after the crossing time, which rounded the spike onto the
+    # arrival again: dt/dx [1, 0])
+    network = dg.Network.feedforward([2, 2], delay_kind="dendritic", neuron=dg.NeuronParameters(1.0, 2.0, 1.0),
+                                     weight_mean=0.0, weight_std=0.0)
+    network.layers[0].projection.weights[:] = [[0.3, 0.3], [1e17, 1e17]]
+    network.layers[0].projection.delays[:] = [0.0, 1000.0]
+    x = np.array([[0.0005, 0.001]])
+    times = dg.forward(network, x)
+    assert times[0][0, 1] == np.nextafter(0.001 + 1000.0, np.inf)
+    gradient = dg.backward(network, x, times, np.array([[0.0, 1.0]]))
+    np.testing.assert_allclose(gradient.input_spike_times[0], [0.0, 1.0], atol=1e-12)
+
+
 def test_thresholds_so_small_that_gradients_overflow_are_refused():
     # (1e-310 with weights of its size: a subnormal slope at the crossing made input-time gradients inf and NaN)
     with pytest.raises(InvalidValueError, match=r"output.threshold: must be >= 1e-300 .* got min 1e-310$"):
