@@ -289,11 +289,6 @@ cdef inline bint _flag_hot(ClosedRatio tag, const double* p_sum, const double* q
     return any_hot != 0
 
 
-cdef inline double _arrival_of(Py_ssize_t b, Py_ssize_t j, const Arrival* order, Py_ssize_t k,
-                              const double[:, ::1] pre_times, const double[:, ::1] delays) noexcept nogil:
-    return pre_times[b, order[k].index] + delays[order[k].index, j]
-
-
 cdef inline double _shifted_spike(Py_ssize_t b, Py_ssize_t j, double spike, double s, const Arrival* order,
                                   Py_ssize_t first, Py_ssize_t last, const double[:, ::1] pre_times,
                                   const double[:, ::1] delays) noexcept nogil:
@@ -301,10 +296,10 @@ cdef inline double _shifted_spike(Py_ssize_t b, Py_ssize_t j, double spike, doub
     column delay of neuron j, made later than each of their arrivals t_i + d_ij as the backward
     computes them: the shift added last can round a crossing within an ulp back onto them."""
     cdef Py_ssize_t k
-    cdef double arrival
-    if s > 0.0 and s <= 1e-15 * (fabs(spike) + fabs(_arrival_of(b, j, order, first, pre_times, delays))):
+    cdef double arrival = _arrival(b, order[first].index, j, pre_times, delays, _NO_ARRIVALS, False)
+    if s > 0.0 and s <= 1e-15 * (fabs(spike) + fabs(arrival)):
         for k in range(first, last):  # (a few ulps from them: rare, so the check costs nothing otherwise)
-            arrival = _arrival_of(b, j, order, k, pre_times, delays)
+            arrival = _arrival(b, order[k].index, j, pre_times, delays, _NO_ARRIVALS, False)
             if not spike > arrival:
                 spike = nextafter(arrival, INFINITY)
     return spike
@@ -340,7 +335,7 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
     cdef double* feature_q = feature_p + n_pre
     cdef double* decay_at = feature_q + n_pre
     cdef double t_ref = order[0].time, t_start, t_end, t_now, t_next, r0, x0, x1, p, q
-    cdef double u, current, s, block_excitation
+    cdef double u, current, s, spike, block_excitation
     cdef IntervalTest test
     for j in range(n_post):
         p_now[j] = 0.0
@@ -413,10 +408,10 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                                            exp(-(t_next - t_now) / tau_m), threshold[j], tau_m,
                                            tau_s, closed_kind(tag))
                     if s >= 0.0:
-                        post_times[b, j] = _after(t_now, s) + shift[j]
+                        spike = _after(t_now, s) + shift[j]
                         if shift[j] != 0.0:
-                            post_times[b, j] = _shifted_spike(b, j, post_times[b, j], s, order, tied_from, m,
-                                                              pre_times, delays)
+                            spike = _shifted_spike(b, j, spike, s, order, tied_from, m, pre_times, delays)
+                        post_times[b, j] = spike
                         level[j] = INFINITY
                         break
         k = end

@@ -90,8 +90,7 @@ def built_backend(requested, options: dict):
         return get_backend(requested, **options)
     except InvalidValueError as exc:
         message = str(exc) if str(exc).startswith("backend ") else f"backend {requested!r}: {exc}"
-        raise InvalidValueError(message if message.startswith("backend_options: ") else f"backend_options: {message}") \
-            from None
+        raise InvalidValueError(f"backend_options: {message}") from None
 
 
 class Trainer:
