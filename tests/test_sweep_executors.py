@@ -2,6 +2,7 @@
 a worker killed mid-trial costs nothing but time."""
 
 import csv
+import multiprocessing
 import os
 import pickle
 import re
@@ -62,7 +63,7 @@ def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
     assert bad.exit_code == 2 and "--trial: expected an index in [0, 1]" in bad.output
 
 
-def test_the_slurm_job_script(tmp_path):
+def test_the_slurm_job_script(tmp_path, monkeypatch):
     script = sweep_job_script(["delgrad", "sweep", "--hidden", "5,30", "--delays", "none,synaptic", "--seeds", "3",
                                "--epochs", "300", "--out", "runs/my sweep"], 12, partition="cpu")
     assert script == (
@@ -87,12 +88,70 @@ def test_the_slurm_job_script(tmp_path):
     assert result.exit_code == 2 and "dataset_options: dataset 'yin_yang': unknown option(s) pairs" in result.output
     assert not (tmp_path / "job.sh").exists()
     (tmp_path / "images.toml").write_text('dataset = "fashion_mnist"\n')
-    result = cli_runner().invoke(main, ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "2", "--config",
-                                        str(tmp_path / "images.toml"), "--backend-option", "n_threads=1",
-                                        "--dataset-option", "size=14", "--slurm-script", str(tmp_path / "job.sh")])
+    (tmp_path / "no files").mkdir()
+    args = ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "2", "--config", str(tmp_path / "images.toml"),
+            "--backend-option", "n_threads=1", "--dataset-option", "size=14"]
+    # the dataset's files need not be on the machine that writes the script (but on the one that sweeps)
+    monkeypatch.setenv("DELGRAD_FASHION_MNIST_DIR", str(tmp_path / "no files"))
+    runner = cli_runner()
+    result = runner.invoke(main, [*args, "--slurm-script", str(tmp_path / "job.sh")])
     assert result.exit_code == 0, result.output
+    assert "note: the sweep's networks could not be checked here (Fashion-MNIST: missing train-images" in result.output
+    swept = runner.invoke(main, [*args, "--out", str(tmp_path / "swept")])
+    assert swept.exit_code == 1 and "Fashion-MNIST: missing train-images" in swept.output, swept.output
+    assert not (tmp_path / "swept").exists()
     text = (tmp_path / "job.sh").read_text()
     assert "#SBATCH --array=0-1\n" in text and "--backend-option n_threads=1 --dataset-option size=14 --trial" in text
+
+
+def _kill_a_worker_at_the_first_checkpoint(out_dir, killed):
+    deadline = time.monotonic() + 120
+    while not list(out_dir.glob("runs/*/checkpoint.npz")):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+    workers = [p for p in multiprocessing.active_children() if "ForkProcess" in p.name or "SpawnProcess" in p.name]
+    os.kill(workers[0].pid, signal.SIGKILL)
+    killed.append(workers[0].pid)
+
+
+def test_a_worker_killed_in_the_process_pool_costs_nothing_but_time(tmp_path):
+    """(the broken pool failed every unfinished trial with BrokenProcessPool)"""
+    settings = {"epochs": 8, "batch_size": 250}
+    run_sweep(settings, **GRID, out_dir=tmp_path / "straight", jobs=2, echo=lambda line: None)
+    killed, lines = [], []
+    thread = threading.Thread(target=_kill_a_worker_at_the_first_checkpoint, args=(tmp_path / "killed", killed))
+    thread.start()
+    run_sweep(settings, **GRID, out_dir=tmp_path / "killed", jobs=2, echo=lines.append)
+    thread.join()
+    assert killed, "no trial wrote a checkpoint"
+    assert any(line.startswith("a worker process ended abruptly (killed, e.g. for lack of memory?);") and
+               "start again in new workers and resume from their last finished epoch" in line for line in lines), lines
+    assert _accuracies(tmp_path / "killed") == _accuracies(tmp_path / "straight")
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the patch reaches workers by fork")
+def test_a_trial_that_kills_its_worker_every_time_fails_and_the_others_finish(tmp_path, monkeypatch):
+    from delgrad_core.training import _executors
+    from delgrad_core.training._sweep import SweepError
+
+    original = _executors.train_trial
+
+    def train_or_die(settings, folder, **kwargs):
+        if settings["seed"] == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(settings, folder, **kwargs)
+
+    monkeypatch.setattr(_executors, "train_trial", train_or_die)
+    lines = []
+    with pytest.raises(SweepError) as raised:
+        run_sweep({"epochs": 1}, [3], ["none"], 3, tmp_path, jobs=2, echo=lines.append)
+    failed = [line for line in lines if line.startswith("FAILED")]
+    assert len(failed) == 1 and re.fullmatch(
+        r"FAILED none-h3-s1-[0-9a-f]+: its worker process ended abruptly 3 times while it ran \(killed, e\.g\. for "
+        r"lack of memory\?\); it resumes from its last finished epoch when the sweep runs again", failed[0]), lines
+    assert "1 run(s) failed" in str(raised.value)
+    assert sorted(row[1] for row in _accuracies(tmp_path)) == ["0", "2"]
 
 
 distributed = pytest.importorskip("distributed")

@@ -380,7 +380,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     try:
         if slurm_script is not None:
             check_output_file(slurm_script, "--slurm-script", force=False, inputs=[config_file])
-            check_runnable(plan_sweep(*grid), echo)  # (every trial checked before the script is written)
+            check_runnable(plan_sweep(*grid), echo, elsewhere=True)  # (checked before the script is written)
             command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
                        "--seeds", str(seeds), "--out", str(out_dir)]
             command += ["--epochs", str(epochs)] if epochs is not None else []

@@ -14,7 +14,7 @@ from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import DelgradError, InvalidValueError
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
-from delgrad_core.training._workers import stop_requested, worker_pool
+from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
 
 __all__ = ["ProcessExecutor", "make_executor", "report"]
 
@@ -36,14 +36,26 @@ def report(trial: Trial, outcome, failed: list[str], echo) -> None:
 def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
     if stop_requested():  # (a trial the pool had queued in the worker before Ctrl-C)
         raise TrainingStopped(folder, "not started, the sweep was interrupted")
+    announce_start(folder)
     return train_trial(settings, folder, should_stop=stop_requested, threads=threads)
+
+
+def _threads_per_worker(jobs: int, n_trials: int) -> int:
+    return max(1, available_cpus() // min(jobs, n_trials))
 
 
 class ProcessExecutor:
     """Trials in a local pool of `jobs` worker processes that die with the sweep; each trial
     gets the CPUs left per worker as kernel threads (`threads_per_trial`: 2 for ``--jobs 1``, or
     for ``--jobs 2`` with one trial left, on two CPUs).  Ctrl-C (or SIGTERM) lets no queued trial
-    start and stops running ones at their next epoch boundary."""
+    start and stops running ones at their next epoch boundary.
+
+    A worker that ends abruptly (killed, e.g. for lack of memory) breaks the pool and ends the
+    trials running beside it: the unfinished trials start again in a new pool and resume from
+    their last finished epoch.  A trial that was running each time `MAX_WORKER_LOSSES` pools
+    broke fails (as Dask gives up on a task after three lost workers)."""
+
+    MAX_WORKER_LOSSES = 3
 
     def __init__(self, jobs: int | None = None):
         self.jobs = jobs or available_cpus()
@@ -51,48 +63,87 @@ class ProcessExecutor:
     def threads_per_trial(self, n_trials: int) -> int:
         """Kernel threads of each trial when `n_trials` are to run: the CPUs per worker of the
         pool, which has no more workers than trials."""
-        return max(1, available_cpus() // min(self.jobs, n_trials))
+        return _threads_per_worker(self.jobs, n_trials)
 
     def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
         from tqdm.auto import tqdm
 
         failed: list[str] = []
-        pool, stop_event = worker_pool(min(self.jobs, len(trials)))  # (no idle workers)
-        threads = self.threads_per_trial(len(trials))
-        futures = {pool.submit(_train_in_worker, trial.settings, str(trial.folder), threads): trial
+        losses = dict.fromkeys((trial.id for trial in trials), 0)
+        alone: set[str] = set()  # trials running beside others when a worker ended: they now run one at a time
+        interrupted = False
+        with tqdm(total=len(trials), desc="sweep", unit="run") as bar:
+            while trials and not interrupted:
+                batch = [trial for trial in trials if trial.id in alone] or trials
+                lost, started, interrupted = self._run_pool(batch, 1 if batch is not trials else self.jobs, echo,
+                                                            bar, failed)
+                charged = {trial.id for trial in lost if str(trial.folder) in started} or {trial.id for trial in lost}
+                # (those that were running; all if a worker died before starting any: a pool that cannot
+                # start ends the sweep)
+                if len(charged) > 1:
+                    alone |= charged
+                ended = {trial.id for trial in batch} - {trial.id for trial in lost}
+                trials = [trial for trial in trials if trial.id not in ended]
+                for trial in lost:
+                    losses[trial.id] += trial.id in charged
+                for trial in [trial for trial in lost if losses[trial.id] >= self.MAX_WORKER_LOSSES]:
+                    lost.remove(trial)
+                    trials.remove(trial)
+                    bar.update(1)
+                    report(trial, DelgradError(f"its worker process ended abruptly {losses[trial.id]} times while "
+                                               "it ran (killed, e.g. for lack of memory?); it resumes from its last "
+                                               "finished epoch when the sweep runs again"), failed, echo)
+                if lost and not interrupted:
+                    echo(f"a worker process ended abruptly (killed, e.g. for lack of memory?); {len(lost)} "
+                         "unfinished run(s) start again in new workers and resume from their last finished epoch"
+                         + (f" ({len(charged)} that were running beside each other: one at a time)"
+                            if len(charged) > 1 else ""))
+        return failed, interrupted
+
+    def _run_pool(self, trials: list[Trial], jobs: int, echo, bar, failed: list[str]):
+        """Run `trials` in one pool of at most `jobs` workers: (trials lost when a worker broke
+        the pool, the trials started in it, interrupted)."""
+        workers = worker_pool(min(jobs, len(trials)))  # (no idle workers)
+        threads = _threads_per_worker(jobs, len(trials))
+        futures = {workers.pool.submit(_train_in_worker, trial.settings, str(trial.folder), threads): trial
                    for trial in trials}
-        remaining, interrupted = set(futures), False
-        bar = tqdm(total=len(futures), desc="sweep", unit="run")
+        remaining, lost, started, interrupted = set(futures), set(), set(), False
         try:
             while remaining:
                 try:
                     done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                    started |= workers.started_names()  # (read as they come: a full pipe would block workers)
                     for future in done:
-                        bar.update(1)
                         if future.cancelled():
+                            bar.update(1)
                             continue
                         error = future.exception()
                         if isinstance(error, KeyboardInterrupt):  # a trial was interrupted: so is the sweep
                             raise error
-                        if interrupted and isinstance(error, BrokenProcessPool):  # (e.g. SIGTERM to the group)
-                            echo(f"{futures[future].name}: stopped with its worker; it resumes from its last "
-                                 "finished epoch")
+                        if isinstance(error, BrokenProcessPool):
+                            if interrupted:  # (e.g. SIGTERM to the group)
+                                bar.update(1)
+                                echo(f"{futures[future].name}: stopped with its worker; it resumes from its "
+                                     "last finished epoch")
+                            else:
+                                lost.add(future)
                             continue
+                        bar.update(1)
                         report(futures[future], error if error is not None else future.result(), failed, echo)
                 except KeyboardInterrupt:
                     if interrupted:  # a second Ctrl-C: stop waiting for the running trials
                         raise
                     interrupted = True
-                    stop_event.set()  # (queued trials then end at once, unstarted: no future is cancelled, as
-                    # a pool broken by killed workers cannot finish cancelled futures; CPython 3.11 hangs then)
-                    # (not split into queued and running: the pool counts a call it has handed to its queue as
-                    # running before a worker takes it)
+                    workers.stop_event.set()  # (queued trials then end at once, unstarted: no future is
+                    # cancelled, as a pool broken by killed workers cannot finish cancelled futures; CPython
+                    # 3.11 hangs then) (not split into queued and running: the pool counts a call it has handed
+                    # to its queue as running before a worker takes it)
                     echo(f"\ninterrupted: of {len(remaining)} unfinished run(s), queued ones will not start and "
                          "running ones stop at their next epoch boundary (Ctrl-C again to abandon them)")
         finally:
-            bar.close()
-            pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
-        return failed, interrupted
+            workers.pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
+        started |= workers.started_names()
+        return [trial for future, trial in futures.items() if future in lost], started, interrupted
 
 
 def make_executor(name: str, *, jobs: int | None = None, scheduler: str | None = None):

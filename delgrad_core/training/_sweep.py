@@ -192,12 +192,13 @@ def _write_results(trials: list[Trial], out_dir: Path) -> str:
     return _table(summary)
 
 
-def check_runnable(trials: list[Trial], echo=print) -> None:
+def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
     """Build the trials' backend with its options and let it check every distinct network of
     `trials`, before any of them runs: a bad option value or a delay kind the backend lacks would
     fail every trial one by one (and every task of a SLURM array).  A backend that cannot be
-    reached now (a device service that is down) is noted and left to each trial."""
-    from delgrad_core.datasets import load_dataset
+    reached now (a device service that is down) is noted and left to each trial, and so, when the
+    trials run `elsewhere` (SLURM tasks), is a dataset whose files are not on this machine."""
+    from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
     from delgrad_core.training._components import component
     from delgrad_core.training._parameters import build_network
     from delgrad_core.training._trainer import built_backend
@@ -205,7 +206,14 @@ def check_runnable(trials: list[Trial], echo=print) -> None:
     if not trials:
         return
     first = config_with_defaults(trials[0].settings).resolved()  # (one backend, dataset and encoder: the axes are
-    data = load_dataset(first.dataset, "train", **first.dataset_options)  # hidden sizes, delay kinds and seeds)
+    try:  # hidden sizes, delay kinds and seeds)
+        data = load_dataset(first.dataset, "train", **first.dataset_options)
+    except DatasetFilesNotFoundError as exc:
+        if not elsewhere:
+            raise
+        echo(f"note: the sweep's networks could not be checked here ({str(exc).splitlines()[0]}); each task checks "
+             "its own")
+        return
     n_inputs = component("encoder", first.encoder, first, first.encoder_options).n_inputs(data.n_features)
     shapes = {}
     for trial in trials:
