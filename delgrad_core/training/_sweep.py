@@ -195,9 +195,10 @@ def _write_results(trials: list[Trial], out_dir: Path) -> str:
 def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
     """Build the trials' backend with its options and let it check every distinct network of
     `trials`, before any of them runs: a bad option value or a delay kind the backend lacks would
-    fail every trial one by one (and every task of a SLURM array).  A backend that cannot be
-    reached now (a device service that is down) is noted and left to each trial, and so, when the
-    trials run `elsewhere` (SLURM tasks), is a dataset whose files are not on this machine."""
+    fail every trial one by one (and every task of a SLURM array).  When the trials run
+    `elsewhere` (SLURM tasks, a remote Dask cluster), a backend that cannot be reached from here
+    (a device service that is down) and a dataset whose files are not here are noted and left to
+    each trial; otherwise they are errors (every trial would wait for the backend, then fail)."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
     from delgrad_core.training._components import component
     from delgrad_core.training._parameters import build_network
@@ -227,6 +228,9 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
                 except InvalidValueError as exc:
                     raise InvalidValueError(f"{trial.name}: {exc}") from None
     except BackendUnavailable as exc:
+        if not elsewhere:
+            raise BackendUnavailable(f"the backend cannot be reached now, no trial started: {exc}",
+                                     retryable=exc.retryable) from None
         echo(f"note: the backend could not check the sweep's networks now ({exc}); each trial checks its own")
 
 
@@ -255,7 +259,8 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     out_dir = Path(out_dir)
     trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
     runner = make_executor(executor, jobs=jobs, scheduler=scheduler)
-    check_runnable([trial for trial in trials if not trial.finished], echo)  # (before the folder is made)
+    check_runnable([trial for trial in trials if not trial.finished], echo,  # (before the folder is made)
+                   elsewhere=scheduler is not None)
     with folder_lock(out_dir):
         for note in _other_settings(trials):
             echo(f"note: {note}")
