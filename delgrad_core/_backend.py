@@ -17,6 +17,7 @@ import abc
 import contextlib
 import math
 import time
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -132,7 +133,8 @@ class Backend(abc.ABC):
         """Release what the backend holds; later calls are refused.  Safe to call twice."""
         if not self._closed:
             self._closed = True
-            self._close()
+            with self._failures_named("closing"):
+                self._close()
 
     @property
     def closed(self) -> bool:
@@ -141,8 +143,14 @@ class Backend(abc.ABC):
     def __enter__(self) -> "Backend":
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as close_error:  # (the error that ended the block is the one to report)
+            warnings.warn(str(close_error), RuntimeWarning, stacklevel=2)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -168,7 +176,11 @@ class Backend(abc.ABC):
         if not isinstance(network, Network):
             raise InvalidValueError(f"network: expected a delgrad_core.Network, got {type(network).__name__}")
         network.validate()
-        caps = self.capabilities
+        with self._failures_named("reporting its capabilities"):
+            caps = self.capabilities
+        if not isinstance(caps, Capabilities):
+            raise InvalidResultError(f"backend {self.name!r}: its capabilities are a {type(caps).__name__}, not a "
+                                     "delgrad_core.Capabilities")
         prefix = f"backend {self.name!r} does not support"
         if caps.max_layers is not None and len(network.layers) > caps.max_layers:
             raise UnsupportedNetworkError(
@@ -203,7 +215,11 @@ class Backend(abc.ABC):
                         f"{prefix} tau_m/tau_s ratio {ratio:.12g} in layer {population.name!r} (supports: {allowed})",
                         capability="tau_ratios",
                     )
-        reason = self.check_resources(network)
+        with self._failures_named("checking its resources"):
+            reason = self.check_resources(network)
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidResultError(f"backend {self.name!r}: check_resources returned {type(reason).__name__}, "
+                                     "not a reason (str) or None")
         if reason is not None:
             raise UnsupportedNetworkError(f"backend {self.name!r} cannot place the network: {reason}",
                                           capability="resources")
@@ -225,6 +241,9 @@ class Backend(abc.ABC):
             raise InvalidResultError(
                 f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not a Calibration"
             )
+        if calibration.backend != self.name:
+            raise InvalidResultError(f"backend {self.name!r}: _calibrate returned a calibration of backend "
+                                     f"{calibration.backend!r}")
         return calibration
 
     def execute(self, request, input_spike_times=None, *, calibration: Calibration | None = None,
@@ -310,7 +329,7 @@ class Backend(abc.ABC):
         if known is not None and known[0]() is network:
             return known[1]
         self.check_supported(network)
-        represented = self.represent(network)
+        represented = self.represent_checked(network)
         if represented is not network:
             represented = represented.frozen_copy()  # (what the requests hold: one snapshot for all)
         if network._frozen:  # (a snapshot never changes; requests hold snapshots)
@@ -329,6 +348,23 @@ class Backend(abc.ABC):
             raise
         except Exception as exc:
             raise BackendError(f"backend {self.name!r} failed while {doing}: {type(exc).__name__}: {exc}") from exc
+
+    def represent_checked(self, network: Network) -> Network:
+        """`represent(network)`, checked: a network of the same layer sizes and delay kinds
+        (`InvalidResultError` naming the backend otherwise)."""
+        with self._failures_named("representing the network"):
+            represented = self.represent(network)
+        if not isinstance(represented, Network):
+            raise InvalidResultError(f"backend {self.name!r}: represent returned {type(represented).__name__}, "
+                                     "not a Network")
+        kinds = [layer.projection.delay_kind.value for layer in network.layers]
+        represented_kinds = [layer.projection.delay_kind.value for layer in represented.layers]
+        if represented.sizes != network.sizes or represented_kinds != kinds:
+            raise InvalidResultError(
+                f"backend {self.name!r}: represent changed the network's layer sizes or delay kinds (from "
+                f"{list(network.sizes)} {kinds} to {list(represented.sizes)} {represented_kinds}); it may only "
+                "change weights, delays and neuron parameters")
+        return represented
 
     def _check_calibration(self, calibration: Calibration | None) -> None:
         if calibration is not None:

@@ -80,6 +80,17 @@ def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -
     return array
 
 
+def _unchangeable(array: np.ndarray) -> bool:
+    """Whether `array`'s values cannot change in place: it is read-only and so is all memory it
+    views (a read-only view of a writable array changes with that array)."""
+    current = array
+    while isinstance(current, np.ndarray):
+        if current.flags.writeable:
+            return False
+        current = current.base
+    return current is None or isinstance(current, bytes)
+
+
 def check_type(value, expected: type, field_name: str):
     """`value` if it is an `expected`, else `InvalidValueError` naming the field and both types."""
     if not isinstance(value, expected):
@@ -219,12 +230,21 @@ class Population(_Freezable):
     neuron: NeuronParameters | None = None
 
     def __post_init__(self):
-        _check_population_name(self.name)
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise InvalidValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
+        self.validate()
         self.size = int(self.size)
         if self.neuron is not None:
             self.neuron.as_arrays(self.size, owner=self.name)
+
+    def validate(self) -> None:
+        """Re-check what may have been changed in place: the name, the size and the type of the
+        neuron parameters (their values are checked with the layer)."""
+        if self._frozen:
+            return
+        _check_population_name(self.name)
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+            raise InvalidValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
+        if self.neuron is not None:
+            check_type(self.neuron, NeuronParameters, f"{self.name}.neuron")
 
 
 @dataclass
@@ -279,12 +299,13 @@ class Projection(_Freezable):
             raise InvalidValueError(f"{self.name}.delays: missing; delay kind {self.delay_kind.value!r} needs shape {shape}")
         self.delays = _float_array(self.delays, f"{self.name}.delays", shape)
         if np.any(self.delays < 0):
-            raise InvalidValueError(f"{self.name}.delays: must be >= 0, got min {self.delays.min()!r}")
+            raise InvalidValueError(f"{self.name}.delays: must be >= 0, got min {float(self.delays.min())!r}")
         self._remember_if_read_only()
 
     def _remember_if_read_only(self) -> None:
-        """Read-only arrays cannot change in place: the next validate() of the same arrays is free."""
-        if not self.weights.flags.writeable and (self.delays is None or not self.delays.flags.writeable):
+        """Arrays whose values cannot change need no second check: the next validate() of the
+        same arrays is free."""
+        if _unchangeable(self.weights) and (self.delays is None or _unchangeable(self.delays)):
             object.__setattr__(self, "_checked", (self.weights, self.delays, self.delay_kind))
 
     def delay_matrix(self) -> np.ndarray:
@@ -323,14 +344,15 @@ class Layer(_Freezable):
     projection: Projection
 
     def __post_init__(self):
-        check_type(self.population, Population, "Layer.population")
-        check_type(self.projection, Projection, "Layer.projection")
         self.validate()
 
     def validate(self) -> None:
         """Re-check the projection, its fit to the population, and the neuron parameters."""
         if self._frozen:
             return
+        check_type(self.population, Population, "Layer.population")
+        check_type(self.projection, Projection, "Layer.projection")
+        self.population.validate()
         if self.population.neuron is None:
             raise InvalidValueError(f"{self.population.name}.neuron: a layer needs neuron parameters")
         self.projection.validate()
@@ -372,33 +394,33 @@ class Network(_Freezable):
     layers: list[Layer] = field(default_factory=list)
 
     def __post_init__(self):
-        check_type(self.input, Population, "Network.input")
-        if self.input.neuron is not None:
-            raise InvalidValueError(f"{self.input.name}.neuron: the input population has no neuron parameters")
-        if not isinstance(self.layers, (list, tuple)):
-            raise InvalidValueError(f"Network.layers: expected a list of Layer objects, got {type(self.layers).__name__}")
-        self.layers = list(self.layers)
-        if not self.layers:
-            raise InvalidValueError("Network.layers: needs at least one layer")
+        if isinstance(self.layers, tuple):
+            self.layers = list(self.layers)
         self.validate()
 
     def validate(self) -> None:
-        """Check every layer and the shapes along the chain (run before any kernel sees it).
-        A frozen snapshot was checked when it was made and cannot change."""
+        """Check the input, every layer and the shapes along the chain (run before any kernel
+        sees it).  A frozen snapshot was checked when it was made and cannot change."""
         if self._frozen:
             return
+        check_type(self.input, Population, "Network.input")
+        self.input.validate()
+        if self.input.neuron is not None:
+            raise InvalidValueError(f"{self.input.name}.neuron: the input population has no neuron parameters")
+        if not isinstance(self.layers, list):
+            raise InvalidValueError(f"Network.layers: expected a list of Layer objects, got {type(self.layers).__name__}")
+        if not self.layers:
+            raise InvalidValueError("Network.layers: needs at least one layer")
         n_pre = self.input.size
-        _check_population_name(self.input.name)
         names = {self.input.name}
         for layer in self.layers:
             if not isinstance(layer, Layer):
                 raise InvalidValueError(f"Network.layers: expected Layer objects, got {type(layer).__name__}")
+            layer.validate()
             name = layer.population.name
-            _check_population_name(name)
             if name in names:
                 raise InvalidValueError(f"Network.layers: duplicate population name {name!r}")
             names.add(name)
-            layer.validate()
             if layer.projection.n_pre != n_pre:
                 raise InvalidValueError(
                     f"{layer.projection.name}.weights: has {layer.projection.n_pre} rows but the "

@@ -87,11 +87,7 @@ class Registration:
         """A backend's capabilities: as registered, else read from a default-built backend."""
         if self.details.get("capabilities") is not None:
             return self.details["capabilities"]
-        backend = self.obj()
-        if not isinstance(backend, Backend):
-            raise PluginError(f"backend {self.name!r} from {self.distribution!r}: factory returned "
-                              f"{type(backend).__name__}, not a Backend")
-        with backend:
+        with _built_backend(self, {}) as backend:
             return backend.capabilities
 
     def to_dict(self) -> dict:
@@ -336,18 +332,63 @@ class PluginRegistry:
         """Build backend `name` with `options` passed to its factory."""
         registration = self.get("backend", name)
         check_parameter_names(f"backend {name!r}", registration.obj, options, "option")
-        try:
-            backend = call_plugin(registration, "backend", lambda: registration.obj(**options))
-        except TypeError as exc:
-            raise InvalidValueError(f"backend {name!r}: invalid options {sorted(options)} ({exc})") from None
-        if not isinstance(backend, Backend):
-            raise PluginError(f"backend {name!r} from {registration.distribution!r}: factory returned "
-                              f"{type(backend).__name__}, not a Backend")
-        if backend.name != name:
-            backend.close()
-            raise PluginError(f"backend {name!r} from {registration.distribution!r}: the backend calls itself "
-                              f"{backend.name!r}; the registered name and Backend.name must agree")
-        return backend
+        return _built_backend(registration, options)
+
+
+def _built_backend(registration: Registration, options: dict) -> Backend:
+    """The backend `registration`'s factory builds with `options` (their names checked),
+    checked: a `Backend` that calls itself by the registered name and declares `Capabilities`."""
+    name, factory = registration.name, registration.obj
+    source = f"backend {name!r} from {registration.distribution!r}"
+    if inspect.isclass(factory) and inspect.isabstract(factory):
+        raise PluginError(f"{source}: its class {factory.__name__} does not implement "
+                          f"{', '.join(sorted(factory.__abstractmethods__))}")
+    required = _required_parameters(factory)
+    if required is not None and set(required) - set(options):
+        raise InvalidValueError(f"backend {name!r}: option(s) {', '.join(sorted(set(required) - set(options)))} "
+                                "required")
+    try:  # (a TypeError is the options' fault only where their names could not be checked)
+        backend = call_plugin(registration, "backend", lambda: factory(**options), arguments_checked=required is not None)
+    except TypeError as exc:
+        raise InvalidValueError(f"backend {name!r}: invalid options {sorted(options)} ({exc})") from None
+    if not isinstance(backend, Backend):
+        raise PluginError(f"{source}: factory returned {type(backend).__name__}, not a Backend")
+    try:
+        problem = _backend_problem(backend, name)
+    except BaseException:
+        backend.close()
+        raise
+    if problem is not None:
+        backend.close()
+        raise PluginError(f"{source}: {problem}")
+    return backend
+
+
+def _backend_problem(backend: Backend, name: str) -> str | None:
+    """What is wrong with a freshly built `backend` registered as `name` (None: nothing)."""
+    if backend.name != name:
+        return f"the backend calls itself {backend.name!r}; the registered name and Backend.name must agree"
+    try:
+        capabilities = backend.capabilities
+    except (DelgradError, MemoryError):
+        raise
+    except Exception as exc:
+        return f"reading its capabilities failed: {type(exc).__name__}: {exc}"
+    if not isinstance(capabilities, Capabilities):
+        return f"its capabilities are a {type(capabilities).__name__}, not a delgrad_core.Capabilities"
+    return None
+
+
+def _required_parameters(factory) -> list[str] | None:
+    """The keyword parameters `factory` requires, or None if it takes any keyword (or its
+    signature cannot be read)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 _default_registry: PluginRegistry | None = None

@@ -2,6 +2,7 @@
 the execute contract, result checks and the lifecycle, exercised through `MockBackend`."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -379,3 +380,67 @@ def test_a_backend_object_is_not_pickled_or_copied():
         with pytest.raises(InvalidValueError, match="backend 'reference': a backend object cannot be pickled or "
                                                     "copied; give another process its name and options"):
             travel(backend)
+
+
+class _Wayward(MockBackend):
+    """A mock whose represent, check_resources and _close misbehave as configured."""
+
+    def __init__(self, represent=None, resources=None, close=None, **kwargs):
+        super().__init__(**kwargs)
+        self._represent, self._resources, self._closing = represent, resources, close
+
+    def represent(self, network):
+        return self._represent(network) if self._represent else super().represent(network)
+
+    def check_resources(self, network):
+        return self._resources(network) if self._resources else None
+
+    def _close(self):
+        super()._close()
+        if self._closing:
+            self._closing()
+
+
+def _fail(error):
+    def raising(*args):
+        raise error
+    return raising
+
+
+@pytest.mark.parametrize(("backend", "message"), [
+    (_Wayward(represent=lambda n: None), "backend 'mock': represent returned NoneType, not a Network"),
+    (_Wayward(represent=_fail(IndexError("list index out of range"))),
+     "backend 'mock' failed while representing the network: IndexError: list index out of range"),
+    (_Wayward(represent=lambda n: _net((4, 8, 3))), "backend 'mock': represent changed the network's layer sizes or "
+                                                    "delay kinds (from [4, 10, 3] ['none', 'none'] to [4, 8, 3]"),
+    (_Wayward(resources=_fail(KeyError("circuits"))),
+     "backend 'mock' failed while checking its resources: KeyError: 'circuits'"),
+    (_Wayward(resources=lambda n: 3), "backend 'mock': check_resources returned int, not a reason (str) or None"),
+    (MockBackend(capabilities={"delay_kinds": ["none"]}),
+     "backend 'mock': its capabilities are a dict, not a delgrad_core.Capabilities"),
+])
+def test_a_backends_own_mistakes_are_named_not_tracebacks(backend, message):
+    """(each was an AttributeError, IndexError, KeyError or a numpy broadcasting error from deep
+    inside the training step)"""
+    with pytest.raises(DelgradError, match=re.escape(message)):
+        backend.execute(_net(), np.zeros((1, 4)))
+
+
+def test_closing_errors_are_named_and_do_not_hide_the_error_that_ended_the_block():
+    with pytest.raises(DelgradError, match=r"backend 'mock' failed while closing: OSError: device gone"):
+        with _Wayward(close=_fail(OSError("device gone"))):
+            pass
+    with pytest.warns(RuntimeWarning, match="failed while closing: OSError: device gone"):
+        with pytest.raises(ZeroDivisionError):
+            with _Wayward(close=_fail(OSError("device gone"))):
+                raise ZeroDivisionError
+
+
+def test_a_calibration_of_another_backend_is_refused_where_it_is_made():
+    class Borrowing(MockBackend):
+        def _calibrate(self, network, seed, progress):
+            return Calibration("reference", {}, calibration_key("reference"))
+
+    with pytest.raises(InvalidResultError, match="backend 'mock': _calibrate returned a calibration of backend "
+                                                 "'reference'"):
+        Borrowing().calibrate()

@@ -228,3 +228,57 @@ def test_feedforward_names_the_argument_it_cannot_use(sizes, options, message):
     with pytest.raises(dg.InvalidValueError, match=message):
         dg.Network.feedforward(sizes, **options)
 
+
+
+def _inputs():
+    return np.random.default_rng(0).uniform(0.1, 2.0, (5, 4))
+
+
+def test_a_read_only_view_of_a_writable_array_is_checked_again():
+    """(a read-only array's check was remembered, but a view changes with the array it views:
+    delays set to -100 through it gave spikes at -99, before any input)"""
+    network = dg.Network.feedforward([4, 6, 3], delay_kind="synaptic", seed=0)
+    memory = np.full((4, 6), 0.5)
+    view = memory.view()
+    view.flags.writeable = False
+    weights = network.layers[0].projection.weights.copy()
+    weights.flags.writeable = False
+    network.layers[0].projection.weights, network.layers[0].projection.delays = weights, view
+    dg.forward(network, _inputs())
+    memory[:] = -100.0
+    with pytest.raises(dg.InvalidValueError, match=r"hidden.projection.delays: must be >= 0, got min -100.0"):
+        dg.forward(network, _inputs())
+    owned = np.full((4, 6), 0.5)
+    owned.flags.writeable = False
+    network.layers[0].projection.delays = owned
+    network.validate()
+    assert network.layers[0].projection._checked[1] is owned  # (arrays that cannot change: checked once)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda n: setattr(n, "layers", []), "Network.layers: needs at least one layer"),
+    (lambda n: n.layers.clear(), "Network.layers: needs at least one layer"),
+    (lambda n: setattr(n, "layers", iter(list(n.layers))), "Network.layers: expected a list of Layer objects, got "
+                                                          "list_iterator"),
+    (lambda n: setattr(n, "layers", None), "Network.layers: expected a list of Layer objects, got NoneType"),
+    (lambda n: setattr(n, "input", None), "Network.input: expected a delgrad_core.Population, got NoneType"),
+    (lambda n: setattr(n.layers[0], "projection", None), "Layer.projection: expected a delgrad_core.Projection"),
+    (lambda n: setattr(n.layers[0], "population", None), "Layer.population: expected a delgrad_core.Population"),
+    (lambda n: setattr(n.layers[0].population, "neuron", "abc"),
+     "hidden.neuron: expected a delgrad_core.NeuronParameters, got str"),
+    (lambda n: setattr(n.layers[1].population, "size", 3.0), "output.size: expected a positive integer, got 3.0"),
+])
+def test_structure_changed_in_place_is_refused_by_name(change, message):
+    """(an emptied layer list ran as a network of no layers, silently; the others were
+    AttributeErrors and TypeErrors from deep inside)"""
+    network = dg.Network.feedforward([4, 6, 3], seed=0)
+    change(network)
+    with pytest.raises(dg.InvalidValueError, match=re.escape(message)):
+        dg.forward(network, _inputs())
+    with pytest.raises(dg.InvalidValueError, match=re.escape(message)):
+        dg.get_backend("reference").execute(network, _inputs())
+
+
+def test_population_neuron_parameters_must_be_neuron_parameters():
+    with pytest.raises(dg.InvalidValueError, match="p.neuron: expected a delgrad_core.NeuronParameters, got str"):
+        dg.Population("p", 3, neuron="x")

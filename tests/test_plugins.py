@@ -233,6 +233,49 @@ def test_capabilities_are_listed_without_building_the_backend(site):
     assert listed_only.BUILT == []
 
 
+def test_a_factory_that_cannot_build_a_backend_is_the_plugins_fault_not_the_options():
+    """(each said "backend 'x': invalid options [] (...)", blaming the user)"""
+    from delgrad_core.testing import MockBackend
+
+    class Unfinished(delgrad_core.Backend):  # (wrote `execute` instead of `_execute`)
+        name = "unfinished"
+        capabilities = delgrad_core.Capabilities()
+
+        def execute(self, request):
+            return None
+
+    def buggy():
+        return MockBackend(name="buggy", capabilities=len(3))
+
+    def needs_a_port(*, port):
+        return MockBackend(name="needs-port")
+
+    class Plugin:
+        @delgrad_core.hookimpl
+        def delgrad_register_backends(self, register):
+            register("unfinished", Unfinished, capabilities=delgrad_core.Capabilities())
+            register("buggy", buggy, capabilities=delgrad_core.Capabilities())
+            register("needs-port", needs_a_port, capabilities=delgrad_core.Capabilities())
+            register("hollow-caps", lambda: MockBackend(name="hollow-caps", capabilities={"exact": True}))
+
+    registry = PluginRegistry()
+    registry.register_plugin(Plugin(), distribution="local")
+    with pytest.raises(PluginError, match=r"backend 'unfinished' from 'local': its class Unfinished does not "
+                                          r"implement _execute"):
+        registry.create_backend("unfinished")
+    with pytest.raises(PluginError, match=r"backend 'buggy' from 'local': its factory failed: TypeError: object of "
+                                          r"type 'int' has no len\(\)"):
+        registry.create_backend("buggy")
+    with pytest.raises(delgrad_core.InvalidValueError, match=r"backend 'needs-port': option\(s\) port required"):
+        registry.create_backend("needs-port")
+    assert registry.create_backend("needs-port", port=5).name == "needs-port"
+    with pytest.raises(PluginError, match=r"backend 'hollow-caps' from 'local': its capabilities are a dict, not a "
+                                          r"delgrad_core.Capabilities"):
+        registry.create_backend("hollow-caps")
+    with pytest.raises(PluginError, match="its capabilities are a dict"):  # (read for listing: built with no options)
+        registry.get("backend", "hollow-caps").capabilities  # noqa: B018
+
+
 def test_registered_name_and_backend_name_must_agree():
     class Plugin:
         @delgrad_core.hookimpl
@@ -508,7 +551,9 @@ def test_training_defaults_may_depend_on_the_backend_options(site):
         chip = config_with_defaults({"backend": "proxy", "backend_options": {"target": "chip"}})
         fast = config_with_defaults({"backend": "proxy", "threshold": 3.0})
         assert (chip.batch_size, chip.threshold, fast.batch_size, fast.threshold) == (40, 1.0, 7, 3.0)
-        with pytest.raises(delgrad_core.InvalidValueError, match=r"backend .proxy.: training_defaults.batch_size: expected"):
+        with pytest.raises(PluginError, match=r"backend 'proxy' from 'delgrad-proxy': its training_defaults\(options\) "
+                                              r"returned a setting it may not: backend .proxy.: training_defaults."
+                                              r"batch_size: expected"):  # (the user never gave it: not their error)
             config_with_defaults({"backend": "proxy", "backend_options": {"target": "broken"}})
     finally:
         delgrad_core.refresh_plugins()

@@ -621,8 +621,8 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     ({"best_validation_accuracy": "high"}, "the state's best_validation_accuracy is 'high'"),
     ({"elapsed_seconds": -1}, "the state's elapsed_seconds is -1"),
     ({"epochs_recorded": 5}, "records 5 epochs of 1"),
-    ({"config": None}, "the state's settings are missing"),
-    ({"config": [1]}, "the state's settings are not a table"),
+    ({"config": None}, "its settings are missing"),
+    ({"config": [1]}, "its settings are not a table"),
     ("drop adam.m.layers.0.weights", "adam.m.layers.0.weights is missing"),
     ("drop adam.steps", "adam.steps is missing"),
     (("adam.steps", np.array(-5)), "adam.steps is -5"),
@@ -1016,3 +1016,49 @@ def test_a_checkpoint_whose_stored_settings_were_edited_is_named_not_taken_for_a
         result = cli_runner().invoke(main, [*arguments[:2], "2", *arguments[3:], "--resume"])
         assert result.exit_code == 1 and re.search(message, result.output), result.output
         assert "checkpoint.npz" in result.output
+
+
+def test_an_encoders_and_a_losss_mistakes_are_named():
+    """(an encoder without n_inputs was an AttributeError; a wrong shape was blamed on
+    input_spike_times; a NaN loss gradient on output_gradient)"""
+    from delgrad_core import LossResult, PluginError
+    from delgrad_core._plugins import Registration
+    from delgrad_core.training._components import _CheckedEncoder, _CheckedLoss
+
+    class Single:
+        def n_inputs(self, n_features):
+            return n_features
+
+        def __call__(self, features):
+            return np.zeros(np.shape(features), np.float32)
+
+    features = np.full((5, 4), 0.5)
+    encoder = _CheckedEncoder(Single(), Registration("encoder", "single", None, "single-dist"))
+    with pytest.raises(PluginError, match=r"encoder 'single' from 'single-dist': returned a float32 array of shape "
+                                          r"\(5, 4\) for features of shape \(5, 4\), not a float64 array of shape "
+                                          r"\(5, 4\)"):
+        encoder(features)
+    uncounted = _CheckedEncoder(lambda f: f, Registration("encoder", "bare", None, "bare-dist"))
+    with pytest.raises(PluginError, match=r"encoder 'bare' from 'bare-dist': counting its inputs \(n_inputs\) failed: "
+                                          r"AttributeError"):
+        uncounted.n_inputs(4)
+    nan = _CheckedLoss(lambda t, y: LossResult(np.zeros(len(t)), np.full(np.shape(t), np.nan)),
+                       Registration("loss", "nan", None, "nan-dist"))
+    with pytest.raises(PluginError, match=r"loss 'nan' from 'nan-dist': its gradient contains NaN or inf"):
+        nan(np.ones((2, 3)), np.array([0, 1]))
+
+
+def test_jobs_of_a_batch_that_disagree_on_arrival_times_are_refused():
+    """(a backend with max_batch_size that reported arrival times for some jobs only: TypeError)"""
+    from delgrad_core import ExecutionResult, InvalidResultError
+    from delgrad_core.training._step import _joined
+
+    times = [np.ones((2, 3)), np.ones((2, 2))]
+    with_arrivals = ExecutionResult(times, {}, [np.zeros((2, 4)), None])
+    without = ExecutionResult(times, {}, None)
+    with pytest.raises(InvalidResultError, match="backend 'chip': arrival times of layer 0 came with some jobs of a "
+                                                 "batch and not with others"):
+        _joined([with_arrivals, without], "chip")
+    joined = _joined([with_arrivals, with_arrivals], "chip")
+    assert joined.arrival_times[0].shape == (4, 4) and joined.arrival_times[1] is None
+    assert _joined([without, without], "chip").arrival_times is None

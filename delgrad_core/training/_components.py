@@ -39,7 +39,43 @@ class _CheckedLoss:
             raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: returned "
                               f"{type(result).__name__}, not a LossResult with per_sample of shape ({batch},) and "
                               f"gradient of shape ({batch}, {n_outputs})")
+        for name, values in (("per_sample", per_sample), ("gradient", gradient)):
+            if not np.all(np.isfinite(values)):
+                raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: its "
+                                  f"{name} contains NaN or inf (a silent output neuron must give a finite loss "
+                                  "without gradient)")
         return result
+
+
+@dataclass(frozen=True)
+class _CheckedEncoder:
+    """A registered encoder whose answers are checked: a plugin's failure, an input count that
+    is not a positive integer or spike times that are not a float64 array of shape
+    (samples, inputs) are a `PluginError` naming the encoder."""
+
+    encoder: object
+    registration: Registration
+
+    def _refused(self, what: str) -> PluginError:
+        return PluginError(f"encoder {self.registration.name!r} from {self.registration.distribution!r}: {what}")
+
+    def n_inputs(self, n_features: int) -> int:
+        count = call_plugin(self.registration, "encoder", lambda: self.encoder.n_inputs(n_features),
+                            "counting its inputs (n_inputs)", arguments_checked=True)
+        if isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise self._refused(f"n_inputs({n_features}) returned {count!r}, not a positive integer")
+        return int(count)
+
+    def __call__(self, features):
+        times = call_plugin(self.registration, "encoder", lambda: self.encoder(features), "encoding features",
+                            arguments_checked=True)
+        expected = (len(features), self.n_inputs(np.shape(features)[1]))
+        if not (isinstance(times, np.ndarray) and times.dtype == np.float64 and times.shape == expected):
+            shown = f"{times.dtype} array of shape {times.shape}" if isinstance(times, np.ndarray) else \
+                type(times).__name__
+            raise self._refused(f"returned a {shown} for features of shape {np.shape(features)}, not a float64 "
+                                f"array of shape {expected}")
+        return times
 
 
 def component(kind: str, name: str, config: TrainingConfig, options: dict):
@@ -69,7 +105,8 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
         raise InvalidValueError(f"{kind}_options: set {', '.join(prefix + p for p in served)} instead of the "
                                 f"option {', '.join(served)} ({kind} {name!r} takes it from that setting)")
     built = build_registered(kind, name, {**parameters, **options})
-    return _CheckedLoss(built, registry().get(kind, name)) if kind == "loss" else built
+    checked = {"loss": _CheckedLoss, "encoder": _CheckedEncoder}.get(kind)
+    return checked(built, registry().get(kind, name)) if checked else built
 
 
 def check_components(config: TrainingConfig) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core._errors import FileFormatError, InvalidValueError, PluginError
 from delgrad_core._capabilities import check_weight_grid
 from delgrad_core._ir import MAX_TAU_RATIO, MIN_TAU_RATIO, DelayKind
 from delgrad_core._options import check_known_names
@@ -307,11 +307,28 @@ def config_with_defaults(values: dict, *, merge_options: bool = True) -> Trainin
         backend_defaults = plugins.get("backend", backend).details.get("training_defaults") or {}
         if callable(backend_defaults):  # defaults that depend on the backend options (e.g. the device of mock-hil)
             options = values.get("backend_options") if isinstance(values.get("backend_options"), dict) else {}
-            backend_defaults = check_settings(backend_defaults(dict(options)), f"backend {backend!r}: training_defaults")
+            backend_defaults = _called_defaults(plugins.get("backend", backend), backend_defaults, dict(options))
         _check_layer_count(backend, backend_defaults, values, plugins.get("backend", backend).details)
         defaults = {**defaults, **backend_defaults, **_merged_options(defaults, backend_defaults)}
     merged = _merged_options(defaults, values) if merge_options else {}
     return TrainingConfig.from_dict({**defaults, **values, **merged})
+
+
+def _called_defaults(registration, defaults, options: dict) -> dict:
+    """The training settings a backend's `training_defaults(options)` returns, checked; what it
+    returns that is not a table of valid settings is a `PluginError` naming the backend (the
+    user never gave those settings)."""
+    from delgrad_core._plugins import call_plugin
+
+    what = f"backend {registration.name!r} from {registration.distribution!r}: its training_defaults(options)"
+    settings = call_plugin(registration, "backend", lambda: defaults(options), "its training_defaults(options)",
+                           arguments_checked=True)
+    if not isinstance(settings, dict):
+        raise PluginError(f"{what} returned {type(settings).__name__}, not a table of settings")
+    try:
+        return check_settings(settings, f"backend {registration.name!r}: training_defaults")
+    except InvalidValueError as exc:
+        raise PluginError(f"{what} returned a setting it may not: {exc}") from None
 
 
 def result_settings(settings: dict, neutral_options) -> dict:

@@ -46,7 +46,7 @@ def output_spike_times(backend, network, input_spike_times: np.ndarray, calibrat
     `batch_size` samples (None: the backend's `max_batch_size`, else `EVALUATION_CHUNK`; never
     above either), handed to `execute_many` in groups; `next_seed()` gives each job's seed,
     so that on a noisy backend every job draws its own noise."""
-    ran = backend.represent(network).frozen_copy()  # one snapshot that every job shares
+    ran = backend.represent_checked(network).frozen_copy()  # one snapshot that every job shares
     largest = backend.capabilities.max_batch_size or EVALUATION_CHUNK
     chunk = min(batch_size or largest, largest)
     per_call, outputs = max(1, EVALUATION_CHUNK // chunk) * chunk, []

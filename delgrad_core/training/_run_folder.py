@@ -31,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-__all__ = ["RunFolder", "folder_lock", "STATE_KEY"]
+__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "stored_settings"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -127,6 +127,16 @@ def folder_lock(path):
                     path.rmdir()
 
 
+def stored_settings(state, checkpoint_path) -> dict:
+    """The settings stored in a checkpoint's loop state `state`; missing or malformed ones (a
+    damaged or edited checkpoint) are a `FileFormatError` naming `checkpoint_path`."""
+    settings = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(settings, dict):
+        shown = "missing" if settings is None else "not a table"
+        raise FileFormatError(f"{checkpoint_path}: its settings are {shown} (a damaged or edited checkpoint)")
+    return settings
+
+
 class RunFolder:
     """The files of one training run in `path` (nothing is touched until a method is called)."""
 
@@ -219,12 +229,7 @@ class RunFolder:
         if not self.checkpoint.exists():
             return {}
         with self.open_checkpoint() as checkpoint:
-            state = checkpoint.json(STATE_KEY)
-        settings = state.get("config") if isinstance(state, dict) else None
-        if not isinstance(settings, dict):
-            shown = "missing" if settings is None else "not a table"
-            raise FileFormatError(f"{self.checkpoint}: its settings are {shown} (a damaged or edited checkpoint)")
-        return settings
+            return stored_settings(checkpoint.json(STATE_KEY), self.checkpoint)
 
     def append_history(self, record: dict) -> None:
         """Append one epoch's record as a JSON line, durably."""

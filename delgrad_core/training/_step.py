@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delgrad_core._errors import InvalidResultError
 from delgrad_core._execution import ExecutionResult
 from delgrad_core._losses import accuracy
 from delgrad_core._propagation import backward
@@ -19,14 +20,19 @@ from delgrad_core.training._parameters import TrainableNetwork
 __all__ = ["StepResult", "TrainingStep"]
 
 
-def _joined(results: list[ExecutionResult]) -> ExecutionResult:
+def _joined(results: list[ExecutionResult], backend_name: str) -> ExecutionResult:
     """One result of the jobs of a batch, their samples in order."""
-    arrivals = None
-    if results[0].arrival_times is not None:
-        arrivals = [None if layer[0] is None else np.concatenate(layer)
-                    for layer in zip(*(result.arrival_times for result in results))]
+    n_layers = len(results[0].layer_spike_times)
+    arrivals = [result.arrival_times or [None] * n_layers for result in results]
+    joined_arrivals = []
+    for index, layer in enumerate(zip(*arrivals)):
+        reported = [times is not None for times in layer]
+        if any(reported) and not all(reported):
+            raise InvalidResultError(f"backend {backend_name!r}: arrival times of layer {index} came with some jobs of "
+                                     "a batch and not with others")
+        joined_arrivals.append(np.concatenate(layer) if all(reported) else None)
     return ExecutionResult([np.concatenate(layer) for layer in zip(*(r.layer_spike_times for r in results))], {},
-                           arrivals)
+                           None if all(result.arrival_times is None for result in results) else joined_arrivals)
 
 
 @dataclass(frozen=True)
@@ -60,10 +66,10 @@ class TrainingStep:
         """Execute the shadow network as the backend represents it, in jobs of at most the
         backend's `max_batch_size` samples (each with its own seed): (network that ran, result
         of the whole batch)."""
-        ran = self.backend.represent(self.model.network).frozen_copy()  # one snapshot that every job shares
+        ran = self.backend.represent_checked(self.model.network).frozen_copy()  # one snapshot that every job shares
         per_job = self.backend.capabilities.max_batch_size or max(len(input_spike_times), 1)
         results = results_in_jobs(self.backend, ran, input_spike_times, self.calibration, self.next_seed, per_job)
-        return ran, results[0] if len(results) == 1 else _joined(results)
+        return ran, results[0] if len(results) == 1 else _joined(results, self.backend.name)
 
     def __call__(self, features: np.ndarray, labels: np.ndarray, lr_factor: float) -> StepResult:
         inputs = self.encoder(features)

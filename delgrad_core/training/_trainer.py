@@ -26,7 +26,7 @@ from delgrad_core.training._heuristics import BestValidation, ParameterAverage, 
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
 from delgrad_core.training._progress import EpochProgress
-from delgrad_core.training._run_folder import STATE_KEY, RunFolder
+from delgrad_core.training._run_folder import STATE_KEY, RunFolder, stored_settings
 from delgrad_core.training._step import TrainingStep
 
 __all__ = ["Trainer", "EpochMetrics", "Evaluation", "built_backend"]
@@ -469,10 +469,7 @@ def _checked_state(state: dict, path) -> dict:
         if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
                 or (name != "best_validation_accuracy" and value < 0):
             raise FileFormatError(f"{path}: the state's {name} is {value!r} (a damaged or edited checkpoint)")
-    settings = state.get("config")
-    if not isinstance(settings, dict):
-        shown = "missing" if settings is None else "not a table"
-        raise FileFormatError(f"{path}: the state's settings are {shown} (a damaged or edited checkpoint)")
+    stored_settings(state, path)
     if state["epochs_recorded"] > state["epoch"]:
         raise FileFormatError(f"{path}: the state records {state['epochs_recorded']} epochs of {state['epoch']}")
     return state

@@ -22,8 +22,7 @@ from delgrad_core import (
 
 from delgrad_bss2._cache import cache_path, load_cached, store
 from delgrad_bss2._calibration import (
-    BACKEND_NAME, TARGET_OPTIONS, cache_key, calibrate_chip, calibration_problem, default_calibration, most_failed,
-    usable)
+    BACKEND_NAME, cache_key, calibrate_chip, calibration_problem, default_calibration, target_problem, usable)
 from delgrad_bss2._chip import Chip
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._emulator import run_job
@@ -132,11 +131,9 @@ class Bss2EmulatorBackend(Backend):
                 return cached
         chip = self._emulated_chip()
         calibration = calibrate_chip(chip, progress) if self.calibrated else default_calibration(chip)
-        failed = len(calibration.values["failed_circuits"])
-        if most_failed(failed, self.config.neuron_circuits):
-            warnings.warn(f"chip {self.chip}: {failed} of {self.config.neuron_circuits} neuron circuits failed "
-                          f"calibration: its targets lie outside what most circuits reach (check the options "
-                          f"{TARGET_OPTIONS})", UserWarning, stacklevel=3)
+        problem = target_problem(calibration)
+        if problem:
+            warnings.warn(f"chip {self.chip}: {problem}", UserWarning, stacklevel=3)
         if self.cache:
             self.calibration_cache = store(calibration)
         return calibration
@@ -146,7 +143,8 @@ class Bss2EmulatorBackend(Backend):
                  tuple(layer.projection.delay_kind for layer in network.layers))
         if shape not in self._placements:
             circuits, elements = usable(calibration)
-            self._placements[shape] = place(network, self.config, self.input_duplication, circuits, elements)
+            self._placements[shape] = place(network, self.config, self.input_duplication, circuits, elements,
+                                            target_problem(calibration))
         return self._placements[shape]
 
     def _execute(self, request: ExecutionRequest) -> ExecutionResult:

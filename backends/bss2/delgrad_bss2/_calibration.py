@@ -22,8 +22,8 @@ from delgrad_bss2._chip import DAC_MAX, DELAY_PARAMETER, EMULATOR_VERSION, NEURO
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._measure import Experiments
 
-__all__ = ["BACKEND_NAME", "SUMMARY_COLUMNS", "TOLERANCE", "TARGET_OPTIONS", "cache_key", "calibrate_chip",
-           "calibration_problem", "default_calibration", "most_failed", "usable"]
+__all__ = ["BACKEND_NAME", "SUMMARY_COLUMNS", "TOLERANCE", "cache_key", "calibrate_chip", "calibration_problem",
+           "default_calibration", "target_problem", "usable"]
 
 BACKEND_NAME = "bss2-emulator"
 _MEASUREMENT_STREAM = 0xCA
@@ -198,14 +198,30 @@ def calibration_problem(calibration: Calibration, config: ChipConfig, calibrated
     return None
 
 
-# what to check when most circuits fail calibration (a few per cent fail on a chip at its defaults)
-TARGET_OPTIONS = "leak_cadc, threshold_cadc, tau_us, the spreads and defect_probability"
+# the options that set each parameter's target or make it hard to reach
+_OPTIONS_OF = {
+    "leak": ("leak_cadc", "leak_spread", "readout_offset_cadc"),
+    "threshold": ("threshold_cadc", "threshold_offset", "threshold_spread", "threshold_noise", "readout_offset_cadc"),
+    "tau_m": ("tau_us", "tau_m_spread_rel"),
+    "tau_s": ("tau_us", "tau_s_spread_rel"),
+    "gain": ("gain_spread_rel",),
+}
 
 
-def most_failed(n_failed: int, n_circuits: int) -> bool:
-    """Whether so many circuits failed calibration that its targets, not a few defects, are the
-    likely cause."""
-    return n_failed > n_circuits // 2
+def target_problem(calibration: Calibration) -> str | None:
+    """None unless more than half of the circuits failed calibration (a few per cent fail on a
+    chip at its defaults); then what failed and which options to check: the targets, not a few
+    defects, are the likely cause."""
+    arrays = calibration.arrays
+    failed = {p.name: int(np.count_nonzero(~arrays[f"success.{p.name}"])) for p in NEURON_PARAMETERS}
+    n_circuits = arrays[f"success.{NEURON_PARAMETERS[0].name}"].size
+    if len(calibration.values["failed_circuits"]) <= n_circuits // 2:
+        return None
+    worst = [name for name, count in failed.items() if count > n_circuits // 2] or [max(failed, key=failed.get)]
+    options = dict.fromkeys(option for name in worst for option in _OPTIONS_OF[name])
+    return (f"{len(calibration.values['failed_circuits'])} of {n_circuits} neuron circuits failed calibration ("
+            + ", ".join(f"{name} on {failed[name]}" for name in worst) + "): its targets lie outside what most "
+            f"circuits reach; check the options {', '.join(options)} and defect_probability")
 
 
 def usable(calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:

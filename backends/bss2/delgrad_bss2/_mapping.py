@@ -17,7 +17,7 @@ from delgrad_core import (
     UnsupportedNetworkError,
 )
 
-from delgrad_bss2._calibration import BACKEND_NAME, TARGET_OPTIONS, most_failed
+from delgrad_bss2._calibration import BACKEND_NAME
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._delays import delays_from_registers
 
@@ -107,9 +107,10 @@ class Placement:
 
 
 def place(network: Network, config: ChipConfig, duplication: int, usable_circuits: np.ndarray,
-          usable_elements: np.ndarray) -> Placement:
+          usable_elements: np.ndarray, calibration_problem: str | None = None) -> Placement:
     """Delay elements from the top of the chip down, neurons from circuit 0 up, skipping
-    circuits and elements that failed calibration."""
+    circuits and elements that failed calibration (`calibration_problem`, if given, says why
+    so many did: `target_problem`)."""
     groups = delay_groups(network, duplication)
     n_elements = _delay_elements(groups)
     candidates = np.flatnonzero(usable_elements)[::-1]
@@ -125,8 +126,7 @@ def place(network: Network, config: ChipConfig, duplication: int, usable_circuit
             f"circuits and {n_elements} delay elements; after placing "
             f"{elements.size} delay elements {circuits.size} usable circuits are left ({failed} circuits and "
             f"{int(np.count_nonzero(~usable_elements))} delay elements failed calibration"
-            + (f"; so many failures mean the calibration targets lie outside what the circuits reach: check the "
-               f"options {TARGET_OPTIONS})" if most_failed(failed, usable_circuits.size) else ")"),
+            + (f"; {calibration_problem})" if calibration_problem else ")"),
             capability="resources")
     neuron_circuits, element_index, start, first_element = [], [], 0, 0
     for layer, group in zip(network.layers, groups):

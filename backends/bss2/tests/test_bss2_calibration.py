@@ -175,11 +175,18 @@ def test_targets_out_of_reach_are_refused_or_named(tmp_path, monkeypatch):
     with pytest.raises(dg.InvalidValueError, match="threshold_cadc: the potential readout measures 0..255 CADC"):
         dg.get_backend("bss2-emulator", threshold_cadc=300)
     backend = dg.get_backend("bss2-emulator", tau_us=600.0)
-    with pytest.warns(UserWarning, match="of 512 neuron circuits failed calibration: its targets lie outside"):
+    problem = (r"\d+ of 512 neuron circuits failed calibration \(tau_m on \d+, tau_s on \d+\): its targets lie "
+               r"outside what most circuits reach; check the options tau_us, tau_m_spread_rel, tau_s_spread_rel and "
+               r"defect_probability")
+    with pytest.warns(UserWarning, match="chip 0: " + problem):
         calibration = backend.calibrate()
     network = dg.Network.feedforward([4, 60, 3], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), seed=0)
-    with pytest.raises(dg.UnsupportedNetworkError, match="so many failures mean the calibration targets lie outside"):
+    with pytest.raises(dg.UnsupportedNetworkError, match="delay elements failed calibration; " + problem):
         backend.execute(network, np.full((1, 4), 0.5), calibration=calibration)
+    noisy = dg.get_backend("bss2-emulator", threshold_noise=1e6)  # (the advice named other options)
+    with pytest.warns(UserWarning, match=r"\(threshold on 512\): .* check the options threshold_cadc, "
+                                         r"threshold_offset, threshold_spread, threshold_noise, readout_offset_cadc"):
+        noisy.calibrate()
 
 
 def test_time_constants_no_measurement_can_resolve_fail_calibration_instead_of_crashing():
