@@ -342,7 +342,7 @@ class NpzArchive:
         text = self.array(name, shape=(), kind="U")
         try:
             document = json.loads(str(text))
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # (malformed, or an integer of more digits than Python converts)
             raise self._fail(f"entry {name!r} is not valid JSON ({exc})") from None
         except RecursionError:
             raise self._fail(f"entry {name!r} is JSON nested too deeply to read") from None

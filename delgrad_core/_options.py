@@ -20,7 +20,7 @@ def parse_key_values(items, what: str = "--backend-option") -> dict:
             raise InvalidValueError(f"{what}: expected KEY=VALUE with KEY an identifier, got {item!r}")
         try:
             parsed = json.loads(value)
-        except json.JSONDecodeError:
+        except ValueError:  # (not JSON, or an integer of more digits than Python converts)
             parsed = value
         if key in options and options[key] != parsed:
             raise InvalidValueError(f"{what}: {key} given twice ({options[key]!r} and {parsed!r}); give it once")

@@ -70,6 +70,17 @@ def test_unsupported_format_version_is_named(tmp_path):
         dg.load_network(path)
 
 
+def test_json_with_an_integer_too_long_to_convert_is_a_file_format_error(tmp_path):
+    """(Python refuses integers of more than 4300 digits with a plain ValueError)"""
+    path = tmp_path / "huge.npz"
+    np.savez(path, **{"network.json": np.array('{"format": "delgrad-network", "version": ' + "9" * 5000 + "}")})
+    with pytest.raises(dg.FileFormatError, match=r"entry 'network.json' is not valid JSON \(Exceeds the limit"):
+        dg.load_network(path)
+    from delgrad_core._options import parse_key_values
+
+    assert parse_key_values(["n=" + "9" * 5000]) == {"n": "9" * 5000}  # (kept as a string, as other non-JSON)
+
+
 UNPICKLED = []
 
 

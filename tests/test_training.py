@@ -1062,3 +1062,36 @@ def test_jobs_of_a_batch_that_disagree_on_arrival_times_are_refused():
     joined = _joined([with_arrivals, with_arrivals], "chip")
     assert joined.arrival_times[0].shape == (4, 4) and joined.arrival_times[1] is None
     assert _joined([without, without], "chip").arrival_times is None
+
+
+def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
+    """(a gradient of the wrong shape was broadcast, NaN gradients made NaN parameters, beta1 = 1
+    gave NaN; an unresolved config failed deep in numpy)"""
+    from delgrad_core.training import Adam, TrainableNetwork, TrainingConfig
+
+    for args, message in ((({"w": 0.1}, {"w": "w"}, 1.0), r"beta1: expected a number in \[0, 1\), got 1.0"),
+                          (({"w": "x"}, {"w": "w"}), r"learning_rates\['w'\]: expected a finite number >= 0, got 'x'"),
+                          (({"w": 0.1}, {"w": "w"}, 0.9, 0.999, 0.0), r"eps: expected a finite number > 0, got 0.0")):
+        with pytest.raises(dg.InvalidValueError, match=message):
+            Adam(*args)
+    adam, params = Adam({"w": 0.1}, {"w": "w"}), {"w": np.zeros((3, 4))}
+    for grads, message in (({"w": np.ones(4)}, r"grads\['w'\]: expected shape \(3, 4\), got \(4,\)"),
+                           ({"w": np.full((3, 4), np.nan)}, r"grads\['w'\]: contains NaN or inf"),
+                           ({"q": np.ones((3, 4))}, r"grads\['q'\]: no parameter of that name \(parameters: w\)")):
+        with pytest.raises(dg.InvalidValueError, match=message):
+            adam.step(params, grads)
+    assert adam.steps == 0 and not params["w"].any()
+    model = TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"), TrainingConfig(delays="axonal"))
+    model.initialise(np.random.default_rng(0))
+    assert np.isfinite(model.params["layers.0.delays"]).all()
+    with pytest.raises(dg.InvalidValueError, match="network: expected a delgrad_core.Network, got str"):
+        TrainableNetwork("x", TrainingConfig())
+
+
+def test_evaluate_checks_its_dataset_and_seed():
+    with Trainer(TrainingConfig(epochs=1, hidden=3, delays="none")) as trainer:
+        with pytest.raises(dg.InvalidValueError, match="dataset: expected a delgrad_core.Dataset, got str"):
+            trainer.evaluate("test")
+        with pytest.raises(dg.InvalidValueError, match=r"seed: expected None or an integer in \[0, 2\*\*63 - 1\], got -1"):
+            trainer.evaluate(trainer.test_set, seed=-1)
+        assert 0 <= trainer.evaluate(trainer.test_set, seed=3).accuracy <= 1

@@ -18,6 +18,12 @@ def step_decay_factor(epoch: int, gamma: float, every: int) -> float:
     return gamma ** (epoch // every)
 
 
+def _check_number(field_name: str, value, allowed: str, rule) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or not rule(value):
+        raise InvalidValueError(f"{field_name}: expected {allowed}, got {value!r}")
+
+
 class Adam:
     """Adam over named arrays; `group_of[name]` selects the base learning rate of each array.
 
@@ -34,15 +40,32 @@ class Adam:
         missing = sorted(set(group_of.values()) - set(learning_rates))
         if missing:
             raise InvalidValueError(f"learning_rates: no rate for group(s) {', '.join(missing)}")
-        self.learning_rates = dict(learning_rates)
+        for group, rate in learning_rates.items():
+            _check_number(f"learning_rates[{group!r}]", rate, "a finite number >= 0", lambda x: x >= 0)
+        _check_number("beta1", beta1, "a number in [0, 1)", lambda x: 0 <= x < 1)
+        _check_number("beta2", beta2, "a number in [0, 1)", lambda x: 0 <= x < 1)
+        _check_number("eps", eps, "a finite number > 0", lambda x: x > 0)
+        self.learning_rates = {group: float(rate) for group, rate in learning_rates.items()}
         self.group_of = dict(group_of)
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.steps = 0
         self.first_moment: dict[str, np.ndarray] = {}
         self.second_moment: dict[str, np.ndarray] = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr_factor: float = 1.0) -> None:
-        """Update every array of `params` in place from the gradient of the same name."""
+        """Update every array of `params` in place from the gradient of the same name (a float
+        array of its shape, finite)."""
+        for name, grad in grads.items():
+            if name not in params or name not in self.group_of:
+                raise InvalidValueError(f"grads[{name!r}]: no parameter of that name (parameters: "
+                                        f"{', '.join(sorted(self.group_of))})")
+            if not (isinstance(params[name], np.ndarray) and params[name].dtype.kind == "f"):
+                raise InvalidValueError(f"params[{name!r}]: expected a float array, got "
+                                        f"{getattr(params[name], 'dtype', type(params[name]).__name__)}")
+            if np.shape(grad) != params[name].shape:
+                raise InvalidValueError(f"grads[{name!r}]: expected shape {params[name].shape}, got {np.shape(grad)}")
+            if not np.all(np.isfinite(grad)):
+                raise InvalidValueError(f"grads[{name!r}]: contains NaN or inf")
         self.steps += 1
         correction1 = 1.0 - self.beta1**self.steps
         correction2 = 1.0 - self.beta2**self.steps

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad_core._capabilities import Capabilities
-from delgrad_core._ir import DelayKind, Network, NeuronParameters
+from delgrad_core._ir import DelayKind, Network, NeuronParameters, check_type
 from delgrad_core._propagation import NetworkGradients
 from delgrad_core.training._config import TrainingConfig
 
@@ -38,8 +38,8 @@ class TrainableNetwork:
     """
 
     def __init__(self, network: Network, config: TrainingConfig):
-        self.network = network
-        self.config = config
+        self.network = check_type(network, Network, "network")
+        self.config = check_type(config, TrainingConfig, "config").resolved()  # (the delay kind's defaults)
         # the config's own weight constraints, applied before the backend's (stricter, never needed)
         self._weight_constraints = Capabilities(weight_limit=config.weight_limit,
                                                 weight_resolution=config.weight_resolution)

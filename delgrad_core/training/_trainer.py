@@ -17,7 +17,9 @@ from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueErro
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
 from delgrad_core._plugins import get_backend
-from delgrad_core.datasets import load_dataset
+from delgrad_core._execution import _check_seed
+from delgrad_core._ir import check_type
+from delgrad_core.datasets import Dataset, load_dataset
 from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig, result_settings
 from delgrad_core.training._evaluation import draw_seed, output_spike_times
@@ -205,6 +207,8 @@ class Trainer:
         """Loss and first-spike accuracy of `dataset` on the backend, in batches it accepts.  The
         jobs' seeds (for noisy backends) come from the run's generator, or from `seed` as in
         ``delgrad evaluate --seed`` (which then gives the same result)."""
+        check_type(dataset, Dataset, "dataset")
+        seed = _check_seed(seed)
         if seed is None:
             next_seed = self._next_seed
         else:
