@@ -146,5 +146,7 @@ def _key_value(value):
 def calibration_key(backend_name: str, **depends_on) -> str:
     """``<backend>-<hash>``: a cache key from everything a calibration depends on (JSON values;
     numpy arrays by their values, other objects by their text, which must identify them)."""
+    if not isinstance(backend_name, str):
+        raise InvalidValueError(f"backend_name: expected the backend's name (a str), got {type(backend_name).__name__}")
     payload = json.dumps({"backend": backend_name, **depends_on}, sort_keys=True, default=_key_value)
     return f"{backend_name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"

@@ -137,6 +137,8 @@ def test_calibration_key_depends_on_what_it_is_given():
     assert key == calibration_key("toy", targets={"threshold": 2.6}, chip=1) and key.startswith("toy-")
     assert key != calibration_key("other", chip=1, targets={"threshold": 2.6})
     assert key != calibration_key("toy", chip=2, targets={"threshold": 2.6})
+    with pytest.raises(InvalidValueError, match="backend_name: expected the backend's name"):  # (an object's repr was
+        calibration_key(MockBackend(), chip=1)  # taken as the name)
     trims = np.zeros(2000)
     changed = trims.copy()
     changed[1000] = 5.0  # (hashed as printed text, both were "[0. 0. 0. ... 0. 0. 0.]")

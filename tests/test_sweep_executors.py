@@ -102,6 +102,11 @@ def test_the_slurm_job_script(tmp_path, monkeypatch):
     assert not (tmp_path / "swept").exists()
     text = (tmp_path / "job.sh").read_text()
     assert "#SBATCH --array=0-1\n" in text and "--backend-option n_threads=1 --dataset-option size=14 --trial" in text
+    result = runner.invoke(main, ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "1", "--dataset",
+                                  "fashion_mnist", "--dataset-option", "size=14", "--slurm-script",
+                                  str(tmp_path / "by_name.sh")])  # (the dataset by name, without a config file)
+    assert result.exit_code == 0, result.output
+    assert "--dataset fashion_mnist --dataset-option size=14 --trial" in (tmp_path / "by_name.sh").read_text()
 
 
 def _kill_a_worker_at_the_first_checkpoint(out_dir, killed):

@@ -325,6 +325,7 @@ def test_sweep_says_that_its_axes_replace_the_configs_hidden_delays_and_seed(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plan_trials({"epochs": 1}, [4], ["none"], 1, tmp_path)  # nothing replaced, nothing said
+        plan_trials({"epochs": 1, "hidden": 4, "delays": "none", "seed": 0}, [4], ["none"], 1, tmp_path)  # (the same)
 
 
 def test_sweep_results_before_any_run_finished_have_no_figure_and_no_warning(tmp_path):
@@ -730,11 +731,10 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
         load_dataset("broken", "train")
     with Trainer(TrainingConfig(**{**SHORT, "dataset": "dots", "epochs": 1})) as trainer:
         assert trainer.decision_plane()[2].shape == (120, 120)
-    with Trainer(TrainingConfig(**{**SHORT, "dataset": "odd", "epochs": 1})) as trainer:
-        with pytest.raises(dg.PluginError, match=r"dataset 'odd' .*: its plane returned shape \(2, 120, 120\)"):
-            trainer.decision_plane()
-    with pytest.raises(dg.PluginError, match="dataset 'renamed' .*: asked for split 'train', its loader returned "
-                                             "split 'train' of dataset 'dots'"):
+    with pytest.raises(dg.PluginError, match=r"dataset 'odd' .*: its plane returned shape \(2, 3, 3\)"):
+        Trainer(TrainingConfig(**{**SHORT, "dataset": "odd", "epochs": 1}))  # (before training, not after it)
+    with pytest.raises(dg.PluginError, match="dataset 'renamed' .*: asked for split 'train' of dataset 'renamed', its "
+                                             "loader returned split 'train' of dataset 'dots'"):
         load_dataset("renamed", "train")
 
 

@@ -356,6 +356,7 @@ def _kind_list(ctx, param, value):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
 @click.option("--backend", help="Backend name for every run.  [default: reference]")
 @BACKEND_OPTION
+@click.option("--dataset", help="Dataset name for every run.  [default: --config's, else yin_yang]")
 @DATASET_OPTION
 @click.option("--executor", type=click.Choice(["process", "dask"]), default="process", show_default=True,
               help="Where trials run: a local process pool, or Dask (pip install 'delgrad[dask]').")
@@ -364,14 +365,15 @@ def _kind_list(ctx, param, value):
 @click.option("--trial", type=click.IntRange(min=0), help="Run (or resume) only trial number N here (SLURM array tasks).")
 @click.option("--slurm-script", type=click.Path(dir_okay=False, path_type=Path),
               help="Write an sbatch --array script that runs this sweep one trial per task, and exit.")
-def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options, dataset_options,
-          executor, scheduler, trial, slurm_script):
+def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options, dataset,
+          dataset_options, executor, scheduler, trial, slurm_script):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
     from delgrad_core.training._sweep import (
         SweepError, SweepInterrupted, check_runnable, plan_sweep, run_sweep, run_trial, sweep_job_script)
 
     try:
-        base = _absolute_paths(_with_tables(_settings(config_file, {"epochs": epochs, "backend": backend}),
+        base = _absolute_paths(_with_tables(_settings(config_file, {"epochs": epochs, "backend": backend,
+                                                                   "dataset": dataset}),
                                             backend_options=backend_options, dataset_options=dataset_options))
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -386,6 +388,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
             command += ["--epochs", str(epochs)] if epochs is not None else []
             command += ["--config", str(config_file)] if config_file else []
             command += ["--backend", backend] if backend else []
+            command += ["--dataset", dataset] if dataset else []
             command += [arg for flag, options in (("--backend-option", backend_options),
                                                   ("--dataset-option", dataset_options))
                         for key, value in options.items() for arg in (flag, f"{key}={json.dumps(value)}")]

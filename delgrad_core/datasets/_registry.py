@@ -42,10 +42,12 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     except TypeError as exc:  # (an option of the wrong type, or the loader's own fault)
         raise InvalidValueError(f"dataset {name!r}: loading {split!r} with options {options} failed: {exc}") from None
     if not isinstance(dataset, Dataset):
-        raise InvalidValueError(f"dataset {name!r}: its loader returned {type(dataset).__name__}, not a Dataset")
+        raise PluginError(f"dataset {name!r} from {registration.distribution!r}: its loader returned "
+                          f"{type(dataset).__name__}, not a Dataset")
     if (dataset.name, dataset.split) != (name, split):
-        raise PluginError(f"dataset {name!r} from {registration.distribution!r}: asked for split {split!r}, its loader "
-                          f"returned split {dataset.split!r} of dataset {dataset.name!r}")
+        raise PluginError(f"dataset {name!r} from {registration.distribution!r}: asked for split {split!r} of "
+                          f"dataset {name!r}, its loader returned split {dataset.split!r} of dataset "
+                          f"{dataset.name!r} (a Dataset's name and split must be those it was loaded as)")
     features = dataset.features  # (finite: a Dataset checks that)
     if features.size and not (features.min() >= 0.0 and features.max() <= 1.0):
         raise PluginError(f"dataset {name!r} from {registration.distribution!r}: the features of split {split!r} "

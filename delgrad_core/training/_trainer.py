@@ -134,6 +134,7 @@ class Trainer:
             self.train_set, self.validation_set, self.test_set = (
                 load_dataset(self.config.dataset, split, **self.config.dataset_options)
                 for split in ("train", "validation", "test"))
+            self._plane_features(3)  # (a broken plane is refused now, not after the training)
             requested = backend if backend is not None else self.config.backend
             self.backend = built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
@@ -342,6 +343,19 @@ class Trainer:
         """(x grid, y grid, predicted class per point; -1 = no output spike) over the unit
         square, for datasets that register a `plane`; else None."""
         from delgrad_core._losses import first_spike_prediction
+
+        plane = self._plane_features(resolution)
+        if plane is None:
+            return None
+        grid_x, grid_y, features = plane
+        inputs = self.encoder(np.clip(features, 0.0, 1.0))
+        output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._next_seed,
+                                    self.config.evaluation_batch_size)
+        return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
+
+    def _plane_features(self, resolution: int):
+        """(x grid, y grid, features of every grid point (points, features)) of the dataset's
+        plane, checked, or None for datasets without one."""
         from delgrad_core._plugins import call_plugin, registry
 
         registration = registry().get("dataset", self.config.dataset)
@@ -356,10 +370,7 @@ class Trainer:
             raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
                               f"shape {features.shape} for grids of shape {grid_x.shape}; expected ({grid_x.size}, "
                               f"{n_features}) or {(*grid_x.shape, n_features)}")
-        inputs = self.encoder(np.clip(features.reshape(grid_x.size, n_features), 0.0, 1.0))
-        output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._next_seed,
-                                    self.config.evaluation_batch_size)
-        return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
+        return grid_x, grid_y, features.reshape(grid_x.size, n_features)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _run_folder(self, action: str) -> RunFolder:

@@ -64,8 +64,11 @@ def _result_settings(resolved: dict) -> dict:
 
 def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> list[Trial]:
     """Every (delay kind, hidden size, seed) trial, validated before anything runs.  Values of
-    the axes in `base_settings` are replaced by the sweep's own (with a warning naming them)."""
-    replaced = [f"{axis} = {base_settings[axis]!r}" for axis in _AXES if axis in base_settings]
+    the axes in `base_settings` are replaced by the sweep's own (with a warning naming those that
+    differ from every trial's)."""
+    values = {"delays": list(delay_kinds), "hidden": list(hidden_sizes), "seed": list(range(n_seeds))}
+    replaced = [f"{axis} = {base_settings[axis]!r}" for axis in _AXES
+                if axis in base_settings and values[axis] != [base_settings[axis]]]
     if replaced:
         warnings.warn(f"the sweep's own hidden sizes, delay kinds and seeds replace {', '.join(replaced)} of the "
                       f"base settings (set them with --hidden, --delays and --seeds)", UserWarning, stacklevel=2)
