@@ -214,6 +214,33 @@ def test_a_malformed_scheduler_address_is_one_line(tmp_path):
     assert "--scheduler: expected an address such as tcp://HOST:8786, got 'notaurl'" in result.output
 
 
+def test_an_address_that_answers_in_another_protocol_is_named(tmp_path):
+    """(an HTTP server's reply was read as the length of a message: "out of memory (Unable to
+    allocate 3.07 EiB ...)")"""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # (closed)
+                return
+            connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+
+    threading.Thread(target=answer, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", address, "--seeds", "1",
+                                            "--hidden", "3", "--delays", "none", "--epochs", "1", "--out",
+                                            str(tmp_path / "s")])
+    finally:
+        server.close()
+    assert result.exit_code == 2, result.output
+    assert f"--scheduler {address}: something answers there, but not a Dask scheduler" in result.output
+
+
 def test_a_slurm_script_never_replaces_a_file(tmp_path):
     (tmp_path / "sweep.toml").write_text("epochs = 2\n")
     (tmp_path / "job.sh").write_text("mine")

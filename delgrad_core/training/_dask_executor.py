@@ -69,6 +69,9 @@ class DaskExecutor:
         except ValueError as exc:  # (a malformed address, e.g. without a port)
             raise InvalidValueError(f"--scheduler: expected an address such as tcp://HOST:8786, got "
                                     f"{self.scheduler!r} ({exc})") from None
+        except MemoryError:  # (another protocol's bytes read as the length of a Dask message)
+            raise InvalidValueError(f"--scheduler {self.scheduler}: something answers there, but not a Dask "
+                                    "scheduler (the scheduler's port is usually 8786; 8787 is its dashboard)") from None
 
     def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
         from distributed import as_completed
