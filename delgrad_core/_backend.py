@@ -53,10 +53,11 @@ class ConformanceProfile:
     """How the conformance suite judges a backend (declared by the backend).
 
     Exact backends (`Capabilities.exact`) must match the ideal model on `represent(network)` to
-    `exact_tolerance` (times 1 + |t|).  Others are compared over all (sample, neuron) entries:
-    silent/spiking must agree in more than `min_silence_agreement`, and the median absolute
-    spike-time error must stay below `max_median_error` tau_s.  `unsupported` maps names of
-    checks the backend cannot take part in to the reason (they are skipped with it).
+    `exact_tolerance` (times 1 + |t|).  Others are compared layer by layer over its (sample,
+    neuron) entries: silent/spiking must agree in more than `min_silence_agreement`, and the
+    median absolute spike-time error must stay below `max_median_error` tau_s.  The same
+    tolerances bound how early a spike may come before its inputs arrive.  `unsupported` maps
+    names of checks the backend cannot take part in to the reason (they are skipped with it).
     """
 
     exact_tolerance: float = 1e-9
@@ -233,6 +234,9 @@ class Backend(abc.ABC):
         """
         self._check_open()
         seed = _check_seed(seed)
+        if progress is not None and not callable(progress):
+            raise InvalidValueError(f"progress: expected None or a callable progress(done, total), got "
+                                    f"{type(progress).__name__}")
         if network is not None:
             self.check_supported(network)
         with self._failures_named("calibrating"):

@@ -35,7 +35,9 @@ class DelayKind(str, enum.Enum):
         if isinstance(value, cls):
             return value
         try:
-            return cls(str(value).lower())
+            if not isinstance(value, str):
+                raise ValueError
+            return cls(value.lower())
         except ValueError:
             allowed = ", ".join(k.value for k in cls)
             raise InvalidValueError(f"{field_name}: unknown delay kind {value!r}; choose one of {allowed}") from None
@@ -55,6 +57,9 @@ def real_array(values, field_name: str) -> np.ndarray:
     booleans or complex numbers, which numpy would convert)."""
     if values is None:
         raise InvalidValueError(f"{field_name}: expected an array of numbers, got None")
+    if np.ma.isMaskedArray(values):  # (np.asarray would drop the mask and read masked entries as numbers)
+        raise InvalidValueError(f"{field_name}: a masked array; fill its masked entries first (e.g. "
+                                "values.filled(np.inf) for spikes that do not happen)")
     try:
         array = np.asarray(values)
     except (TypeError, ValueError) as exc:
@@ -141,7 +146,7 @@ def _frozen_array(value):
     return array
 
 
-def _check_feedforward_arguments(sizes, weight_mean, weight_std, seed) -> None:
+def _check_feedforward_arguments(sizes, weight_mean, weight_std, delay_value, seed) -> None:
     """Refuse what `Network.feedforward` cannot build, naming the argument (before allocating)."""
     if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
         raise InvalidValueError(f"sizes: need at least input and output sizes, got {sizes!r}")
@@ -152,7 +157,8 @@ def _check_feedforward_arguments(sizes, weight_mean, weight_std, seed) -> None:
         if int(n_pre) * int(n_post) > MAX_ARRAY_ELEMENTS:
             raise InvalidValueError(f"sizes: a {n_pre} x {n_post} projection has {int(n_pre) * int(n_post):,} weights, "
                                     f"more than the {MAX_ARRAY_ELEMENTS:,} a network file may hold")
-    for name, value, low in (("weight_mean", weight_mean, -math.inf), ("weight_std", weight_std, 0.0)):
+    for name, value, low in (("weight_mean", weight_mean, -math.inf), ("weight_std", weight_std, 0.0),
+                             ("delay_value", delay_value, 0.0)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
                 or value < low:
             bound = "a finite number" if low == -math.inf else "a finite number >= 0"
@@ -478,7 +484,7 @@ class Network(_Freezable):
         `sizes` lists the population sizes from input to output, e.g. [4, 30, 3]; `delay_kind`
         is one kind for every layer or a list with one per layer.
         """
-        _check_feedforward_arguments(sizes, weight_mean, weight_std, seed)
+        _check_feedforward_arguments(sizes, weight_mean, weight_std, delay_value, seed)
         rng = np.random.default_rng(seed)
         neuron = check_type(neuron, NeuronParameters, "neuron") if neuron is not None else NeuronParameters()
         kinds = delay_kind if isinstance(delay_kind, (list, tuple)) else [delay_kind] * (len(sizes) - 1)

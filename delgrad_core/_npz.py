@@ -224,10 +224,14 @@ class NpzArchive:
             elif isinstance(source, (bytes, bytearray, memoryview)):
                 buffer = memoryview(source).cast("B")
             else:
-                buffer = memoryview(source.read())
+                data = source.read()
+                if not isinstance(data, (bytes, bytearray)):
+                    raise InvalidValueError(f"source: expected a binary file of a {what} (opened with 'rb'), got one "
+                                            f"whose read() gives {type(data).__name__}")
+                buffer = memoryview(data)
             self._stored = _stored_members(buffer)
             self._zip = zipfile.ZipFile(io.BytesIO(buffer)) if self._stored is None else None
-        except FileNotFoundError:
+        except (FileNotFoundError, InvalidValueError):
             raise
         except _ZIP_ERRORS as exc:
             raise FileFormatError(f"{self.source}: not a readable {what} (not an npz archive: {exc})") from None

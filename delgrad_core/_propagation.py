@@ -431,6 +431,10 @@ def backward(
     a device spiked where the ideal model has no crossing) passes no gradient for that sample.
     """
     check_type(network, Network, "network").validate()
+    if not isinstance(input_gradient, (bool, np.bool_)):
+        raise InvalidValueError(f"input_gradient: expected True or False, got {input_gradient!r}")
+    if guard is not None and not callable(guard):
+        raise InvalidValueError(f"guard: expected None or a callable, got {type(guard).__name__}")
     times_in = _check_times(input_spike_times, network.input.size, "input_spike_times")
     n_batch = times_in.shape[0]
     if not isinstance(layer_spike_times, (list, tuple)) or len(layer_spike_times) != len(network.layers):
@@ -458,9 +462,10 @@ def backward(
         with_pre = input_gradient or index > 0
         result = _backward_layer(*args, delta, arrivals[index], threads, with_pre)
         if guard is not None:
-            excluded = np.asarray(guard(index, result.largest_weight_term), dtype=bool)
-            if excluded.shape != delta.shape:
-                raise InvalidValueError(f"guard: returned shape {excluded.shape}, expected {delta.shape}")
+            excluded = np.asarray(guard(index, result.largest_weight_term))
+            if excluded.shape != delta.shape or excluded.dtype != np.bool_:
+                raise InvalidValueError(f"guard: returned a {excluded.dtype} array of shape {excluded.shape}, expected "
+                                        f"a bool mask of shape {delta.shape}")
             excluded &= delta != 0
             if excluded.any():
                 delta = np.where(excluded, 0.0, delta)

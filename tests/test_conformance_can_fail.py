@@ -1,5 +1,7 @@
 """The conformance suite catches wrong backends: run it in a subprocess against deliberate bugs."""
 
+import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -20,12 +22,21 @@ WRONG_BACKEND = """
         name = "wrong"
 
         def __init__(self, shift=0.0, exact=False, nan_silence=False, hide_synaptic=False, hardware=False,
-                     ignore_limits=False, many_reversed=False, unseeded_noise=False):
+                     ignore_limits=False, many_reversed=False, unseeded_noise=False, output_stretch=1.0,
+                     silenced_outputs=0, acausal=0.0, random_jitter=0.0, profile_dict=False):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
             self.many_reversed = many_reversed
             self.unseeded_noise = unseeded_noise  # the bug: declares seeded noise, ignores the seed
+            self.output_stretch = output_stretch  # the bug: output times stretched around the first input
+            self.silenced_outputs = silenced_outputs  # the bug: this many spiking output entries come back silent
+            self.acausal = acausal  # the bug: one output spike this many tau_s before its first input arrives
+            self.random_jitter = random_jitter  # the bug: declares determinism, adds unseeded noise (tau_s)
+            self.profile_dict = profile_dict  # the bug: conformance_profile() returns a dict
+
+        def conformance_profile(self):
+            return {"max_median_error": 0.1} if self.profile_dict else super().conformance_profile()
 
         @property
         def capabilities(self):
@@ -52,13 +63,32 @@ WRONG_BACKEND = """
 
         def _execute(self, request):
             times = [t + self.shift for t in forward(request.network, request.input_spike_times)]
+            output = times[-1]
+            if self.output_stretch != 1.0:
+                first_input = request.input_spike_times.min(axis=1, keepdims=True)
+                spiking = np.isfinite(output)
+                output[spiking] = (first_input + self.output_stretch * (output - first_input))[spiking]
+            output.flat[np.flatnonzero(np.isfinite(output))[:self.silenced_outputs]] = np.inf
+            if self.acausal and np.isfinite(output).any():
+                pre = times[-2] if len(times) > 1 else request.input_spike_times
+                delays = request.network.layers[-1].projection.delay_matrix()
+                first_arrival = (pre[:, :, None] + delays[None]).min(axis=1)
+                sample, neuron = np.argwhere(np.isfinite(output))[0]
+                output[sample, neuron] = first_arrival[sample, neuron] - self.acausal
+            if self.random_jitter:
+                times = [t + np.random.uniform(0.0, self.random_jitter, t.shape) for t in times]
             if self.nan_silence:
                 times = [np.where(np.isinf(t), np.nan, t) for t in times]
             return ExecutionResult(times, {})
 
+    def raising_factory(**options):
+        raise RuntimeError("cannot open /dev/mychip0")
+
     @hookimpl
     def delgrad_register_backends(register):
         register("wrong", WrongBackend)
+        register("wrong-raising", raising_factory, capabilities=Capabilities())
+        register("wrong-raising-nocaps", raising_factory)
 """
 
 @pytest.fixture(scope="module")
@@ -69,11 +99,11 @@ def site(tmp_path_factory):
     return root
 
 
-def _run_suite(site, options):
+def _run_suite(site, options, backend="wrong"):
     env = {key: value for key, value in os.environ.items() if key != "DELGRAD_BACKEND"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     env["COLUMNS"] = "1000"  # full failure reasons in the short summary
-    args = [sys.executable, "-m", "pytest", "--pyargs", "delgrad_core.testing", "--delgrad-backend", "wrong",
+    args = [sys.executable, "-m", "pytest", "--pyargs", "delgrad_core.testing", "--delgrad-backend", backend,
             "-q", "-rf", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for option in options:
         args += ["--delgrad-backend-option", option]
@@ -113,6 +143,104 @@ def test_suite_fails_when_silence_is_not_infinity(site):
     assert "test_silence_is_positive_infinity" in failed
     reasons = [line for line in process.stdout.splitlines() if line.startswith("FAILED")]
     assert reasons and all("contains NaN" in line for line in reasons), "\n".join(reasons)
+
+
+EVERY_CASE = conformance_cases(Capabilities())
+
+
+def _for_every_case(test: str) -> set:
+    return {f"{test}[{case.id}]" for case in EVERY_CASE}
+
+
+def _reasons(process, test: str) -> list:
+    """The short-summary lines of the failures of `test`."""
+    return [line for line in process.stdout.splitlines() if line.startswith("FAILED") and f"::{test}" in line]
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        # Output times 1.4 x as far from the first input: ~0.4-0.9 tau_s off, hidden layer exact.
+        (["output_stretch=1.4"], r"layer 1 \('output', 3 neurons\): median \|error\| [\d.]+ tau_s over \d+ spikes, "
+                                 r"allowed < 0.01 \(max_median_error\)$"),
+        # 5 of the 96 output entries silent (0.948 agree), but 5 of the 416 entries of all layers (0.988).
+        (["silenced_outputs=5"], r"layer 1 \('output', 3 neurons\): silent/spiking agreement 0.948, needs > 0.95 "
+                                 r"\(min_silence_agreement\)$"),
+    ],
+    ids=["output-stretched", "outputs-silenced"],
+)
+def test_a_wrong_output_layer_fails_on_its_own(site, options, reason):
+    """Each layer is judged alone: right hidden times do not hide a wrong output layer."""
+    process, failed = _run_suite(site, options)
+    training = {"test_one_epoch_of_exact_gradients_lowers_the_loss"}  # (silenced outputs may stall it too)
+    assert set(failed) - training == _for_every_case("test_agreement_with_reference"), process.stdout[-3000:]
+    for case in EVERY_CASE:
+        [line] = [line for line in _reasons(process, "test_agreement_with_reference") if f"[{case.id}]" in line]
+        assert f"case {case.id}: statistical (ConformanceProfile) agreement with the reference fails in " in line, line
+        assert re.search(reason.replace("layer 1", f"layer {len(case.network.layers) - 1}"), line), line
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        # One output spike 0.1 tau_s before its first input arrives: the statistics do not notice.
+        (["acausal=0.1"], _for_every_case("test_no_spike_before_its_inputs_arrive")),
+        # An exact backend has (almost) no tolerance.
+        (["acausal=1e-6", "exact=true"],
+         _for_every_case("test_no_spike_before_its_inputs_arrive") | _for_every_case("test_agreement_with_reference")),
+        # Within the timing tolerance of a statistical backend (max_median_error 0.01 tau_s): timestamp offsets.
+        (["acausal=0.005"], set()),
+    ],
+    ids=["statistical", "exact", "within-tolerance"],
+)
+def test_a_spike_before_its_inputs_arrive_fails(site, options, expected):
+    process, failed = _run_suite(site, options)
+    assert set(failed) == expected and len(failed) == len(expected), process.stdout[-3000:]
+    for line in _reasons(process, "test_no_spike_before_its_inputs_arrive"):
+        assert re.search(r"case \S+: layer \d \('output', 3 neurons\): 1 spike\(s\) before the first arrival of "
+                         r"the neuron's inputs \(spike times before it \+ delays\), e\.g\. neuron \d of sample \d+ "
+                         r"at [\d.]+ tau_s, its first input arrives at [\d.]+ tau_s; allowed early by at most "
+                         r"(max_median_error 0.01 tau_s|exact_tolerance 1e-09 \(1 \+ \|t\|\))$", line), line
+
+
+@pytest.mark.parametrize("backend", ["wrong-raising", "wrong-raising-nocaps"])
+def test_a_factory_that_raises_is_one_error_naming_the_backend(site, backend):
+    """With or without registered capabilities: one message, no traceback, not one error per test."""
+    process, _ = _run_suite(site, [], backend=backend)
+    lines = process.stdout.splitlines()
+    assert process.returncode != 0 and "1 error" in lines[-1], process.stdout[-3000:]
+    assert any(line.startswith(f"--delgrad-backend {backend}: ") and f"backend {backend!r}" in line
+               and line.endswith("RuntimeError: cannot open /dev/mychip0") for line in lines), process.stdout[-3000:]
+    assert not [line for line in lines if line.startswith("E ")], process.stdout[-3000:]
+
+
+def test_a_false_determinism_declaration_is_named(site):
+    process, failed = _run_suite(site, ["random_jitter=1e-3"])
+    assert process.returncode == 1, process.stdout[-3000:]
+    assert set(failed) >= {f"test_deterministic_when_declared[{case.id}]" for case in (EVERY_CASE[0], EVERY_CASE[-1])}
+    for test, declaration in [("test_deterministic_when_declared", "deterministic=True"),
+                              ("test_seed_independent_when_declared", "seed_independent=True")]:
+        reasons = _reasons(process, test)
+        assert reasons and all(f"the backend declares {declaration} (" in line and "spike times differ" in line
+                               for line in reasons), "\n".join(reasons)
+
+
+def test_a_profile_that_is_not_a_conformance_profile_is_named(site):
+    process, failed = _run_suite(site, ["profile_dict=true"])
+    assert "test_name_and_capabilities" in failed and "test_agreement_with_reference[4-10-3-none-ratio2]" in failed
+    reasons = [line for line in process.stdout.splitlines() if line.startswith("FAILED")]
+    assert all("WrongBackend.conformance_profile() returned a dict; expected a delgrad_core.ConformanceProfile" in line
+               for line in reasons), "\n".join(reasons)
+
+
+def test_every_assert_of_the_suite_says_what_is_wrong():
+    """An editable install loads the suite through its import hook, so pytest does not rewrite its
+    asserts: a bare `assert` would fail with nothing but "AssertionError"."""
+    path = importlib.util.find_spec("delgrad_core.testing.test_conformance").origin
+    with open(path, encoding="utf-8") as file:
+        tree = ast.parse(file.read())
+    bare = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Assert) and node.msg is None]
+    assert bare == [], f"asserts without a message at lines {bare} of {path}"
 
 
 HARDWARE = Capabilities(delay_kinds={"none", "axonal"}, tau_ratios=(1.0,), weight_limit=2.1, weight_resolution=1 / 30,

@@ -750,3 +750,38 @@ def test_arguments_of_the_wrong_kind_are_refused_naming_them(call, error, messag
     """(they ended in AttributeErrors, TypeErrors or numpy's messages from deep inside)"""
     with pytest.raises(error, match=message):
         call()
+
+
+def test_lenient_arguments_of_the_core_api_are_refused_by_name():
+    """(a string delay value was a raw ValueError and NaN was accepted for a network without
+    delays; a delay kind of None read as 'none'; input_gradient='no' counted as true; a guard's
+    float mask was cast to bool; a masked array lost its mask; progress=3 was accepted)"""
+    import delgrad_core as dg
+
+    for kwargs, message in ((dict(delay_kind="axonal", delay_value="x"), "delay_value: expected a finite number >= 0"),
+                            (dict(delay_value=float("nan")), "delay_value: expected a finite number >= 0, got nan"),
+                            (dict(delay_kind=None), "delay_kind: unknown delay kind None")):
+        with pytest.raises(dg.InvalidValueError, match=message):
+            dg.Network.feedforward([4, 3], **kwargs)
+    network = dg.Network.feedforward([4, 5, 3], seed=0)
+    inputs = np.full((2, 4), 0.5)
+    times = dg.forward(network, inputs)
+    for kwargs, message in ((dict(input_gradient="no"), "input_gradient: expected True or False, got 'no'"),
+                            (dict(guard=lambda k, term: np.zeros(term.shape)),
+                             r"guard: returned a float64 array of shape \(2, 3\), expected a bool mask")):
+        with pytest.raises(dg.InvalidValueError, match=message):
+            dg.backward(network, inputs, times, np.ones((2, 3)), **kwargs)
+    masked = np.ma.masked_array(inputs, mask=[[True, False, False, False]] * 2)
+    with pytest.raises(dg.InvalidValueError, match="input_spike_times: a masked array; fill its masked entries"):
+        dg.forward(network, masked)
+    with pytest.raises(dg.InvalidValueError, match="progress: expected None or a callable"):
+        dg.get_backend("reference").calibrate(progress=3)
+
+
+def test_a_text_file_object_is_refused_as_such():
+    """(its read() gave str: TypeError: memoryview: a bytes-like object is required)"""
+    import delgrad_core as dg
+
+    with pytest.raises(dg.InvalidValueError, match=r"source: expected a binary file of a delgrad network file "
+                                                   r"\(opened with 'rb'\), got one whose read\(\) gives str"):
+        dg.load_network(io.StringIO("abc"))

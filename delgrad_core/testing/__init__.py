@@ -12,7 +12,7 @@ authors' own tests.
 from delgrad_core._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "delgrad_core.testing._agreement": ["Agreement", "compare_spike_times"],
+    "delgrad_core.testing._agreement": ["Agreement", "compare_layers", "compare_spike_times"],
     "delgrad_core.testing._cases": ["ConformanceCase", "conformance_cases", "make_network", "supported_setting"],
     "delgrad_core.testing._cli": ["cli_runner"],
     "delgrad_core.testing._distributions": ["write_distribution"],

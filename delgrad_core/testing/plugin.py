@@ -2,7 +2,7 @@
 
 Adds ``--delgrad-backend NAME`` (default: $DELGRAD_BACKEND, else "reference") and repeatable
 ``--delgrad-backend-option KEY=VALUE`` (VALUE parsed as JSON when possible), and the session
-fixture ``delgrad_backend`` (closed at the end of the session).  Run the suite with::
+fixture ``delgrad_backend`` (built once per session, closed at its end).  Run the suite with::
 
     python -m pytest --pyargs delgrad_core.testing --delgrad-backend NAME
 
@@ -18,7 +18,9 @@ import os
 
 import pytest
 
-__all__ = ["pytest_addoption", "delgrad_backend", "parse_backend_options", "selected_backend"]
+__all__ = ["pytest_addoption", "backend_under_test", "delgrad_backend", "parse_backend_options", "selected_backend"]
+
+_BACKEND = pytest.StashKey[object]()  # the backend built by `backend_under_test`
 
 
 def pytest_addoption(parser):
@@ -55,11 +57,32 @@ def selected_backend(config) -> tuple[str, dict]:
     return name, parse_backend_options(config.getoption("delgrad_backend_option"))
 
 
+def _build_failure(exc: Exception) -> str:
+    """delgrad's own errors name the backend and the cause; anything else plugin code raised gets its type."""
+    from delgrad_core._errors import DelgradError
+
+    return str(exc) if isinstance(exc, DelgradError) else f"building the backend failed: {type(exc).__name__}: {exc}"
+
+
+def backend_under_test(config):
+    """The selected backend, built once per session and closed at its end.  A factory that
+    raises is one usage error naming the backend and the exception (the suite builds the backend
+    while collecting, so that this is not one error per test)."""
+    if _BACKEND not in config.stash:
+        from delgrad_core import get_backend
+
+        name, options = selected_backend(config)
+        try:
+            backend = get_backend(name, **options)
+        except Exception as exc:  # plugin code may raise anything
+            raise pytest.UsageError(f"--delgrad-backend {name}: {_build_failure(exc)}") from None
+        config.stash[_BACKEND] = backend
+        config.add_cleanup(backend.close)  # (if no test used the fixture, e.g. --collect-only)
+    return config.stash[_BACKEND]
+
+
 @pytest.fixture(scope="session")
 def delgrad_backend(request):
     """The backend under test, built by name through the plugin registry; closed at the end."""
-    from delgrad_core import get_backend
-
-    name, options = selected_backend(request.config)
-    with get_backend(name, **options) as backend:
+    with backend_under_test(request.config) as backend:
         yield backend

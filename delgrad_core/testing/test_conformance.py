@@ -4,10 +4,13 @@ The cases are generated from what the backend declares (`conformance_cases`): ev
 delay kind x every supported tau ratio, within its size, weight and delay limits.  Checked: the
 interface contract, refusal of unsupported networks before anything runs, `represent` (within
 the limits, idempotent), determinism and seed independence where declared, agreement with the
-ideal model run on `represent(network)` (exact or statistical, with the tolerances of the
-backend's `ConformanceProfile`), observed arrival times, and that one epoch of exact gradients
-at the backend's times lowers the loss.  Checks the backend declares unsupported are skipped
-with its reason.
+ideal model run on `represent(network)`, layer by layer (exact or statistical, with the
+tolerances of the backend's `ConformanceProfile`), causality (no neuron spikes before its inputs
+arrive), observed arrival times, and that one epoch of exact gradients at the backend's times
+lowers the loss.  Checks the backend declares unsupported are skipped with its reason.
+
+Every assert carries its message: pytest does not rewrite the asserts of this module when it is
+loaded by an editable install's import hook.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from delgrad_core import (
     Backend,
     Calibration,
     Capabilities,
+    ConformanceProfile,
     DelayKind,
     DelgradError,
     ExecutionRequest,
@@ -29,12 +33,22 @@ from delgrad_core import (
     forward,
     get_backend,
 )
-from delgrad_core.testing._agreement import compare_spike_times
+from delgrad_core.testing._agreement import compare_layers
 from delgrad_core.testing._cases import conformance_cases, make_network, supported_setting
+from delgrad_core.testing.plugin import backend_under_test, selected_backend
+
+
+def _profile(backend: Backend) -> ConformanceProfile:
+    """`backend.conformance_profile()`, which must be a `ConformanceProfile`."""
+    profile = backend.conformance_profile()
+    if not isinstance(profile, ConformanceProfile):
+        pytest.fail(f"{type(backend).__name__}.conformance_profile() returned a {type(profile).__name__}; expected a "
+                    f"delgrad_core.ConformanceProfile (e.g. ConformanceProfile(max_median_error=0.03))", pytrace=False)
+    return profile
 
 
 def _skip_if_declared_unsupported(backend: Backend, check: str) -> None:
-    reason = backend.conformance_profile().unsupported.get(check)
+    reason = _profile(backend).unsupported.get(check)
     if reason is not None:
         pytest.skip(f"backend declares {check!r} unsupported: {reason}")
 
@@ -47,19 +61,11 @@ def _require_supported(backend: Backend, network) -> None:
 
 def pytest_generate_tests(metafunc):
     """Parametrise `case` with the cases generated from the backend's declared capabilities."""
+    try:
+        capabilities = _cases_for(metafunc.config)[1]
+    except pytest.UsageError as exc:  # one collection error showing the message, without a traceback
+        raise pytest.Collector.CollectError(str(exc)) from None
     if "case" in metafunc.fixturenames:
-        from delgrad_core.testing.plugin import selected_backend
-
-        name, options = selected_backend(metafunc.config)
-        try:
-            if options:  # capabilities may depend on the options: ask a backend built with them
-                with get_backend(name, **options) as backend:
-                    capabilities = backend.capabilities
-            else:
-                capabilities = backend_info(name).capabilities
-        except DelgradError as exc:  # (once, not for every test)
-            raise pytest.UsageError(f"--delgrad-backend {name}: {exc}") from None
-        metafunc.config.stash[_CASES_FOR] = (name, capabilities)
         cases = conformance_cases(capabilities)
         if metafunc.function.__name__ == "test_deterministic_when_declared":
             cases = [cases[0], cases[-1]] if len(cases) > 1 else cases
@@ -67,6 +73,23 @@ def pytest_generate_tests(metafunc):
 
 
 _CASES_FOR = pytest.StashKey[tuple]()  # (name, capabilities) the cases were generated for
+
+
+def _cases_for(config) -> tuple[str, Capabilities]:
+    """(name, capabilities) of the backend under test: those registered, or those of the backend
+    built with the options (they may depend on them).  The backend is built here, while
+    collecting, so that a factory that raises is one usage error rather than one per test."""
+    if _CASES_FOR not in config.stash:
+        name, options = selected_backend(config)
+        backend = backend_under_test(config)
+        registered = backend_info(name).details.get("capabilities")
+        try:
+            capabilities = backend.capabilities if options or registered is None else registered
+        except Exception as exc:  # plugin code may raise anything
+            raise pytest.UsageError(f"--delgrad-backend {name}: reading the backend's capabilities failed: "
+                                    f"{type(exc).__name__}: {exc}") from None
+        config.stash[_CASES_FOR] = (name, capabilities)
+    return config.stash[_CASES_FOR]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -105,13 +128,15 @@ def run_case(delgrad_backend, calibration):
 
 
 def test_name_and_capabilities(delgrad_backend, request):
-    assert isinstance(delgrad_backend, Backend)
-    assert isinstance(delgrad_backend.name, str) and delgrad_backend.name
+    assert isinstance(delgrad_backend, Backend), \
+        f"the backend is a {type(delgrad_backend).__name__}, not a delgrad_core.Backend"
+    assert isinstance(delgrad_backend.name, str) and delgrad_backend.name, \
+        f"Backend.name must be a non-empty string, got {delgrad_backend.name!r}"
     caps = delgrad_backend.capabilities
-    assert isinstance(caps, Capabilities)
-    assert Capabilities.from_dict(caps.to_dict()) == caps
-    from delgrad_core.testing.plugin import selected_backend
-
+    assert isinstance(caps, Capabilities), f"capabilities is a {type(caps).__name__}, not a delgrad_core.Capabilities"
+    assert Capabilities.from_dict(caps.to_dict()) == caps, \
+        f"the capabilities do not survive Capabilities.from_dict(to_dict()): {caps}"
+    _profile(delgrad_backend)
     try:
         registration = backend_info(delgrad_backend.name)
     except LookupError:
@@ -121,32 +146,43 @@ def test_name_and_capabilities(delgrad_backend, request):
 
 
 def test_calibration_round_trip(delgrad_backend, calibration):
-    assert isinstance(calibration, Calibration)
-    assert calibration.backend == delgrad_backend.name
+    assert isinstance(calibration, Calibration), \
+        f"calibrate() returned a {type(calibration).__name__}, not a delgrad_core.Calibration"
+    assert calibration.backend == delgrad_backend.name, \
+        f"Calibration.backend is {calibration.backend!r}, expected the backend's name {delgrad_backend.name!r}"
     restored = Calibration.from_bytes(calibration.to_bytes())
-    assert restored == calibration and restored.digest == calibration.digest
+    assert restored == calibration and restored.digest == calibration.digest, \
+        "Calibration.from_bytes(to_bytes()) differs from the calibration (values, arrays or digest)"
     kind, ratio = supported_setting(delgrad_backend.capabilities)
     network = make_network((4, 5, 3), kind, ratio, capabilities=delgrad_backend.capabilities)
     _require_supported(delgrad_backend, network)
     result = delgrad_backend.execute(network, np.full((4, 4), 0.5), calibration=restored, seed=0)
-    assert isinstance(result, ExecutionResult)
+    assert isinstance(result, ExecutionResult), \
+        f"execute with the restored calibration returned a {type(result).__name__}, not an ExecutionResult"
 
 
 def test_result_contract(run_case, case):
     result = run_case(case)
-    assert isinstance(result, ExecutionResult)
-    assert isinstance(result.metadata, dict) and all(isinstance(key, str) for key in result.metadata)
-    assert isinstance(result.layer_spike_times, list)
-    assert len(result.layer_spike_times) == len(case.network.layers)
+    assert isinstance(result, ExecutionResult), f"execute returned a {type(result).__name__}, not an ExecutionResult"
+    assert isinstance(result.metadata, dict) and all(isinstance(key, str) for key in result.metadata), \
+        f"metadata must be a dict with string keys, got {result.metadata!r}"
+    assert isinstance(result.layer_spike_times, list), \
+        f"layer_spike_times is a {type(result.layer_spike_times).__name__}, expected a list"
+    assert len(result.layer_spike_times) == len(case.network.layers), \
+        f"layer_spike_times has {len(result.layer_spike_times)} arrays, expected one per layer: " \
+        f"{len(case.network.layers)}"
     batch = case.input_spike_times.shape[0]
-    for times, layer in zip(result.layer_spike_times, case.network.layers):
-        assert isinstance(times, np.ndarray) and times.dtype.kind == "f"
-        assert times.shape == (batch, layer.population.size)
-        assert not np.any(np.isnan(times)), "NaN spike times (silence must be +inf)"
-        assert not np.any(times == -np.inf), "-inf spike times (silence must be +inf)"
+    for k, (times, layer) in enumerate(zip(result.layer_spike_times, case.network.layers)):
+        assert isinstance(times, np.ndarray) and times.dtype.kind == "f", \
+            f"layer_spike_times[{k}]: expected a float array, got {type(times).__name__} {getattr(times, 'dtype', '')}"
+        assert times.shape == (batch, layer.population.size), \
+            f"layer_spike_times[{k}]: expected shape {(batch, layer.population.size)}, got {times.shape}"
+        assert not np.any(np.isnan(times)), f"layer_spike_times[{k}]: NaN spike times (silence must be +inf)"
+        assert not np.any(times == -np.inf), f"layer_spike_times[{k}]: -inf spike times (silence must be +inf)"
     restored = ExecutionResult.from_bytes(result.to_bytes())
-    for a, b in zip(restored.layer_spike_times, result.layer_spike_times):
-        assert a.tobytes() == b.tobytes()
+    for k, (a, b) in enumerate(zip(restored.layer_spike_times, result.layer_spike_times)):
+        assert a.tobytes() == b.tobytes(), \
+            f"layer_spike_times[{k}] differs after ExecutionResult.from_bytes(to_bytes())"
 
 
 def test_silence_is_positive_infinity(delgrad_backend, calibration):
@@ -155,12 +191,14 @@ def test_silence_is_positive_infinity(delgrad_backend, calibration):
     network = make_network((4, 5, 3), kind, ratio, capabilities=delgrad_backend.capabilities)
     _require_supported(delgrad_backend, network)
     result = delgrad_backend.execute(network, np.full((3, 4), np.inf), calibration=calibration, seed=0)
-    for times in result.layer_spike_times:
-        assert times.shape[0] == 3 and np.all(times == np.inf)
+    for k, times in enumerate(result.layer_spike_times):
+        assert times.shape[0] == 3 and np.all(times == np.inf), \
+            f"layer {k} spikes without any input (all inputs +inf): expected +inf everywhere, got {times.tolist()}"
     for layer in network.layers:  # purely inhibitory network: nobody may spike
         layer.projection.weights = -np.abs(layer.projection.weights) - 0.1
     result = delgrad_backend.execute(network, np.full((3, 4), 0.5), calibration=calibration, seed=0)
-    assert all(np.all(times == np.inf) for times in result.layer_spike_times)
+    spiking = [k for k, times in enumerate(result.layer_spike_times) if not np.all(times == np.inf)]
+    assert not spiking, f"layers {spiking} spike in a purely inhibitory network (every weight < 0): expected +inf"
 
 
 def test_rejects_inputs_of_wrong_shape(delgrad_backend, calibration):
@@ -207,13 +245,16 @@ def test_refuses_unsupported_before_running(delgrad_backend, monkeypatch, capabi
     monkeypatch.setattr(delgrad_backend, "_execute", lambda *args, **kwargs: calls.append(args))
     with pytest.raises(UnsupportedNetworkError) as info:
         delgrad_backend.check_supported(network)
-    assert info.value.capability == capability
-    assert delgrad_backend.can_run(network) == str(info.value)
+    assert info.value.capability == capability, \
+        f"check_supported names the capability {info.value.capability!r}, expected {capability!r}"
+    assert delgrad_backend.can_run(network) == str(info.value), \
+        f"can_run gives {delgrad_backend.can_run(network)!r}, expected check_supported's reason {str(info.value)!r}"
     with pytest.raises(UnsupportedNetworkError):
         delgrad_backend.calibrate(network, seed=0)
     with pytest.raises(UnsupportedNetworkError) as info:
         delgrad_backend.execute(network, np.zeros((1, network.input.size)))
-    assert info.value.capability == capability and delgrad_backend.name in str(info.value)
+    assert info.value.capability == capability and delgrad_backend.name in str(info.value), \
+        f"execute's refusal must name the capability {capability!r} and the backend: {info.value}"
     assert calls == [], "the backend ran before refusing an unsupported network"
 
 
@@ -227,7 +268,13 @@ def test_refuses_batches_above_the_declared_limit(delgrad_backend, calibration, 
     monkeypatch.setattr(delgrad_backend, "_execute", lambda *args, **kwargs: calls.append(args))
     with pytest.raises(UnsupportedNetworkError, match="max_batch_size"):
         delgrad_backend.execute(network, np.full((limit + 1, 2), 0.5), calibration=calibration)
-    assert calls == []
+    assert calls == [], f"the backend ran a batch of {limit + 1} before refusing it (max_batch_size = {limit})"
+
+
+def _assert_on_grid(values: np.ndarray, resolution: float, what: str) -> None:
+    steps = values / resolution
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-9,
+                               err_msg=f"{what} are not multiples of the declared resolution {resolution:g}")
 
 
 def test_represent_respects_the_declared_limits(delgrad_backend, case):
@@ -241,35 +288,58 @@ def test_represent_respects_the_declared_limits(delgrad_backend, case):
     _require_supported(delgrad_backend, wild)
     ran = delgrad_backend.represent(wild)
     again = delgrad_backend.represent(ran)
-    for layer, twice in zip(ran.layers, again.layers):
+    for k, (layer, twice) in enumerate(zip(ran.layers, again.layers)):
         weights, delays = layer.projection.weights, layer.projection.delays
-        np.testing.assert_array_equal(twice.projection.weights, weights, err_msg="represent is not idempotent")
+        np.testing.assert_array_equal(twice.projection.weights, weights,
+                                      err_msg=f"layer {k}: represent is not idempotent (weights)")
         if caps.weight_limit is not None:
-            assert np.all(np.abs(weights) <= caps.weight_limit * (1 + 1e-12))
+            assert np.all(np.abs(weights) <= caps.weight_limit * (1 + 1e-12)), \
+                f"layer {k}: represented |weights| up to {np.abs(weights).max():g}, above weight_limit " \
+                f"{caps.weight_limit:g}"
         if caps.weight_resolution is not None:
-            steps = weights / caps.weight_resolution
-            np.testing.assert_allclose(steps, np.round(steps), atol=1e-9)
+            _assert_on_grid(weights, caps.weight_resolution, f"layer {k}: represented weights")
         if delays is not None:
-            np.testing.assert_array_equal(twice.projection.delays, delays, err_msg="represent is not idempotent")
+            np.testing.assert_array_equal(twice.projection.delays, delays,
+                                          err_msg=f"layer {k}: represent is not idempotent (delays)")
             if caps.delay_range is not None:
-                assert np.all((delays >= caps.delay_range[0] - 1e-12) & (delays <= caps.delay_range[1] + 1e-12))
+                low, high = caps.delay_range
+                assert np.all((delays >= low - 1e-12) & (delays <= high + 1e-12)), \
+                    f"layer {k}: represented delays in [{delays.min():g}, {delays.max():g}], outside delay_range " \
+                    f"[{low:g}, {high:g}]"
             if caps.delay_resolution is not None:
-                steps = delays / caps.delay_resolution
-                np.testing.assert_allclose(steps, np.round(steps), atol=1e-9)
+                _assert_on_grid(delays, caps.delay_resolution, f"layer {k}: represented delays")
 
 
-def _assert_same_times_with_seed(backend, calibration, run_case, case, seed: int) -> None:
+def _differences(expected: list, observed: list) -> str | None:
+    """Where two lists of spike-time arrays differ, e.g. 'layer 1: 3 of 96 times differ (largest by
+    0.002 tau_s)', or None if they are identical."""
+    if len(expected) != len(observed):
+        return f"{len(observed)} layers instead of {len(expected)}"
+    for k, (a, b) in enumerate(zip(expected, observed)):
+        if a.shape != b.shape:
+            return f"layer {k}: shape {b.shape} instead of {a.shape}"
+        differ = a != b
+        if differ.any():
+            both = differ & np.isfinite(a) & np.isfinite(b)
+            largest = f"largest by {np.abs(a[both] - b[both]).max():.3g} tau_s" if both.any() else "silent vs spiking"
+            return f"layer {k}: {int(differ.sum())} of {a.size} spike times differ ({largest})"
+    return None
+
+
+def _assert_same_times_with_seed(backend, calibration, run_case, case, seed: int, declaration: str) -> None:
     """The case run again with `seed` gives the spike times of its first run (seed 0)."""
     first = run_case(case)
     again = backend.execute(case.network, case.input_spike_times, calibration=calibration, seed=seed)
-    for a, b in zip(first.layer_spike_times, again.layer_spike_times):
-        np.testing.assert_array_equal(a, b)
+    difference = _differences(first.layer_spike_times, again.layer_spike_times)
+    assert difference is None, (f"case {case.id}: the backend declares {declaration}, but running the request again "
+                                f"with seed {seed} gave other spike times than its first run with seed 0: {difference}")
 
 
 def test_deterministic_when_declared(delgrad_backend, calibration, run_case, case):
     if not delgrad_backend.capabilities.deterministic:
         pytest.skip("backend declares that the same seed may give different results")
-    _assert_same_times_with_seed(delgrad_backend, calibration, run_case, case, seed=0)
+    _assert_same_times_with_seed(delgrad_backend, calibration, run_case, case, seed=0, declaration=
+                                 "deterministic=True (the same request and seed always give the same result)")
 
 
 def test_execute_many_matches_execute(delgrad_backend, calibration):
@@ -284,19 +354,21 @@ def test_execute_many_matches_execute(delgrad_backend, calibration):
     requests = [ExecutionRequest(network, rng.uniform(0.2, 2.0, (3 + k, 4)), calibration, seed)
                 for k, seed in enumerate((0, 1, 0, 2, 1))]
     many = delgrad_backend.execute_many(requests)
-    assert isinstance(many, list) and len(many) == len(requests)
-    for request, result in zip(requests, many):
-        alone = delgrad_backend.execute(request)
-        assert len(result.layer_spike_times) == len(alone.layer_spike_times)
-        for a, b in zip(result.layer_spike_times, alone.layer_spike_times):
-            np.testing.assert_array_equal(a, b)
-    assert delgrad_backend.execute_many([]) == []
+    assert isinstance(many, list) and len(many) == len(requests), \
+        f"execute_many of {len(requests)} requests returned {type(many).__name__} of length {len(many)}"
+    for i, (request, result) in enumerate(zip(requests, many)):
+        difference = _differences(delgrad_backend.execute(request).layer_spike_times, result.layer_spike_times)
+        assert difference is None, \
+            f"execute_many's result {i} (batch {request.batch_size}, seed {request.seed}) differs from execute's: " \
+            f"{difference}"
+    assert delgrad_backend.execute_many([]) == [], "execute_many([]) must return []"
 
 
 def test_seed_independent_when_declared(delgrad_backend, calibration, run_case, case):
     if not delgrad_backend.capabilities.seed_independent:
         pytest.skip("backend declares that results depend on the seed")
-    _assert_same_times_with_seed(delgrad_backend, calibration, run_case, case, seed=12345)
+    _assert_same_times_with_seed(delgrad_backend, calibration, run_case, case, seed=12345, declaration=
+                                 "seed_independent=True (the result does not depend on the seed)")
 
 
 def test_seed_dependent_when_declared(delgrad_backend, calibration):
@@ -317,21 +389,77 @@ def test_seed_dependent_when_declared(delgrad_backend, calibration):
         "do not depend on ExecutionRequest.seed (draw the noise from the request's seed)")
 
 
+def _layer_label(network, k: int) -> str:
+    population = network.layers[k].population
+    return f"layer {k} ({population.name!r}, {population.size} neurons)"
+
+
 def test_agreement_with_reference(delgrad_backend, run_case, case):
+    """Every layer agrees with the ideal model on its own (its median error and its silent/spiking
+    agreement), so that a wrong output layer cannot hide behind correct hidden layers."""
     _skip_if_declared_unsupported(delgrad_backend, "agreement")
+    profile = _profile(delgrad_backend)
     observed = run_case(case).layer_spike_times
-    expected = forward(delgrad_backend.represent(case.network), case.input_spike_times)
-    agreement = compare_spike_times(expected, observed)
-    profile = delgrad_backend.conformance_profile()
-    if delgrad_backend.capabilities.exact:
-        assert agreement.exact(profile.exact_tolerance), (
-            f"exact backend differs from the reference beyond {profile.exact_tolerance:g}: {agreement}"
-        )
+    ran = delgrad_backend.represent(case.network)
+    exact = delgrad_backend.capabilities.exact
+    problems = []
+    for k, agreement in enumerate(compare_layers(forward(ran, case.input_spike_times), observed)):
+        problem = (agreement.exact_problem(profile.exact_tolerance) if exact else
+                   agreement.statistical_problem(profile.max_median_error, profile.min_silence_agreement))
+        if problem is not None:
+            problems.append(f"{_layer_label(ran, k)}: {problem}")
+    mode = "exact (Capabilities.exact)" if exact else "statistical (ConformanceProfile)"
+    assert not problems, f"case {case.id}: {mode} agreement with the reference fails in " + "; ".join(problems)
+
+
+def _arrivals(result: ExecutionResult, k: int, pre_times: np.ndarray, layer) -> tuple[np.ndarray, str]:
+    """Arrival times (batch, n_pre, n_post) of the spikes reaching layer `k`, and where they come
+    from: the observed ones where the backend reports them, else `pre_times` + the delays."""
+    observed = None if result.arrival_times is None else result.arrival_times[k]
+    if observed is None:
+        return pre_times[:, :, None] + layer.projection.delay_matrix()[None], "spike times before it + delays"
+    if observed.ndim == 2:  # one arrival per input line, the same at every neuron
+        observed = np.broadcast_to(observed[:, :, None], (*observed.shape, layer.population.size))
+    return observed, f"observed arrival_times[{k}]"
+
+
+def _earliest_allowed_spikes(profile: ConformanceProfile, exact: bool, first_arrival: np.ndarray) -> tuple:
+    """The earliest time (tau_s) each neuron may spike: the first arrival of its inputs less the
+    timing tolerance the backend declares (exact: exact_tolerance (1 + |t|); else max_median_error,
+    which allows for timestamp offsets); +inf where no input arrives.  Also the tolerance's name."""
+    arrives = np.isfinite(first_arrival)
+    if exact:
+        tolerance = profile.exact_tolerance * (1.0 + np.abs(first_arrival[arrives]))
+        declared = f"exact_tolerance {profile.exact_tolerance:g} (1 + |t|)"
     else:
-        assert agreement.statistical(profile.max_median_error, profile.min_silence_agreement), (
-            f"needs silent/spiking agreement > {profile.min_silence_agreement:g} and median |error| < "
-            f"{profile.max_median_error:g} tau_s: {agreement}"
-        )
+        tolerance = profile.max_median_error
+        declared = f"max_median_error {profile.max_median_error:g} tau_s"
+    allowed = np.full(first_arrival.shape, np.inf)
+    allowed[arrives] = first_arrival[arrives] - tolerance
+    return allowed, declared
+
+
+def test_no_spike_before_its_inputs_arrive(delgrad_backend, run_case, case):
+    """Causality: no neuron of layer k spikes before the earliest arrival of its inputs (the
+    spikes of layer k - 1, or the inputs, plus the delays of `represent(network)`; the observed
+    arrival times where the backend reports them), within the backend's timing tolerance."""
+    result = run_case(case)
+    profile = _profile(delgrad_backend)
+    ran = delgrad_backend.represent(case.network)
+    pre_times = case.input_spike_times
+    for k, (times, layer) in enumerate(zip(result.layer_spike_times, ran.layers)):
+        arrivals, source = _arrivals(result, k, pre_times, layer)
+        first_arrival = arrivals.min(axis=1)  # (batch, n_post)
+        allowed, declared = _earliest_allowed_spikes(profile, delgrad_backend.capabilities.exact, first_arrival)
+        early = times < allowed
+        if early.any():
+            sample, neuron = np.argwhere(early)[0]
+            pytest.fail(f"case {case.id}: {_layer_label(ran, k)}: {int(early.sum())} spike(s) before the first "
+                        f"arrival of the neuron's inputs ({source}), e.g. neuron {neuron} of sample {sample} at "
+                        f"{times[sample, neuron]:.4g} tau_s, its first input arrives at "
+                        f"{first_arrival[sample, neuron]:.4g} tau_s; allowed early by at most {declared}",
+                        pytrace=False)
+        pre_times = times
 
 
 def test_arrival_times_are_consistent(delgrad_backend, run_case, case):
@@ -340,7 +468,7 @@ def test_arrival_times_are_consistent(delgrad_backend, run_case, case):
         pytest.skip("backend reports no observed arrival times")
     ran = delgrad_backend.represent(case.network)
     pre = case.input_spike_times
-    profile = delgrad_backend.conformance_profile()
+    profile = _profile(delgrad_backend)
     for k, (arrivals, layer) in enumerate(zip(result.arrival_times, ran.layers)):
         if arrivals is not None:
             nominal = pre[:, :, None] + layer.projection.delay_matrix()[None]
@@ -351,7 +479,8 @@ def test_arrival_times_are_consistent(delgrad_backend, run_case, case):
                 f"arrival_times[{k}]: arrivals of silent inputs, or missing arrivals of spiking ones"
             error = np.abs(arrivals[both] - nominal[both])
             assert error.size == 0 or np.median(error) < profile.max_median_error, \
-                f"arrival_times[{k}]: median distance {np.median(error):g} from t + d"
+                f"arrival_times[{k}]: median distance {np.median(error):g} from t + d, allowed < " \
+                f"{profile.max_median_error:g} tau_s (max_median_error)"
         pre = result.layer_spike_times[k]
 
 
@@ -385,7 +514,7 @@ def test_request_bytes_run_the_same(delgrad_backend, calibration, run_case, case
     first = run_case(case)
     request = ExecutionRequest(case.network, case.input_spike_times, calibration, 0)
     received = ExecutionRequest.from_bytes(request.to_bytes())
-    assert received.digest == request.digest
-    again = delgrad_backend.execute(received)
-    for a, b in zip(first.layer_spike_times, again.layer_spike_times):
-        np.testing.assert_array_equal(a, b)
+    assert received.digest == request.digest, "ExecutionRequest.from_bytes(to_bytes()) changed the request's digest"
+    difference = _differences(first.layer_spike_times, delgrad_backend.execute(received).layer_spike_times)
+    assert difference is None, \
+        f"case {case.id}: the request sent as bytes ran differently from the original: {difference}"

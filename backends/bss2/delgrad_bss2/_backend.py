@@ -100,8 +100,8 @@ class Bss2EmulatorBackend(Backend):
         return super().represent(share_duplicated_delays(network, self.input_duplication))
 
     def conformance_profile(self) -> ConformanceProfile:
-        """Calibrated, on the suite's cases (chips 0-4, seeds 0-2), the median spike-time error
-        stays below 0.015 tau and silent/spiking agrees in more than 97 %: declared with margin.
+        """Calibrated, on the suite's cases (chips 0-4), the median spike-time error of every
+        layer stays below 0.016 tau and silent/spiking agrees in more than 97 %: declared with margin.
         Uncalibrated, spike times carry the raw fixed-pattern spread (median error up to 0.17
         tau): no agreement is claimed; the arrivals carry the uncalibrated delay offsets (median
         distance from t + d up to 0.043 tau), declared as 0.08."""
