@@ -7,6 +7,8 @@ import os
 import pickle
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -231,14 +233,15 @@ def test_an_address_that_answers_in_another_protocol_is_named(tmp_path):
 
     threading.Thread(target=answer, daemon=True).start()
     address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
-    try:
-        result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", address, "--seeds", "1",
-                                            "--hidden", "3", "--delays", "none", "--epochs", "1", "--out",
-                                            str(tmp_path / "s")])
+    try:  # (in a process of its own: the half-made Client, collected later, can hang another Client's start)
+        result = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "sweep", "--executor", "dask",
+                                 "--scheduler", address, "--seeds", "1", "--hidden", "3", "--delays", "none",
+                                 "--epochs", "1", "--out", str(tmp_path / "s")],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
     finally:
         server.close()
-    assert result.exit_code == 2, result.output
-    assert f"--scheduler {address}: something answers there, but not a Dask scheduler" in result.output
+    assert result.returncode == 2, result.stderr
+    assert f"--scheduler {address}: something answers there, but not a Dask scheduler" in result.stderr
 
 
 def test_a_slurm_script_never_replaces_a_file(tmp_path):
