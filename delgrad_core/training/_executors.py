@@ -143,6 +143,7 @@ class ProcessExecutor:
         finally:
             workers.pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
         started |= workers.started_names()
+        workers.started.close()
         return [trial for future, trial in futures.items() if future in lost], started, interrupted
 
 
