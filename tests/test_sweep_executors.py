@@ -117,9 +117,10 @@ def _kill_a_worker_at_the_first_checkpoint(out_dir, killed):
         if time.monotonic() > deadline:
             return
         time.sleep(0.02)
-    workers = [p for p in multiprocessing.active_children() if "ForkProcess" in p.name or "SpawnProcess" in p.name]
-    os.kill(workers[0].pid, signal.SIGKILL)
-    killed.append(workers[0].pid)
+    workers = multiprocessing.active_children()  # (the pool's workers: the sweep runs in this process)
+    if workers:
+        os.kill(workers[0].pid, signal.SIGKILL)
+        killed.append(workers[0].pid)
 
 
 def test_a_worker_killed_in_the_process_pool_costs_nothing_but_time(tmp_path):
@@ -131,7 +132,7 @@ def test_a_worker_killed_in_the_process_pool_costs_nothing_but_time(tmp_path):
     thread.start()
     run_sweep(settings, **GRID, out_dir=tmp_path / "killed", jobs=2, echo=lines.append)
     thread.join()
-    assert killed, "no trial wrote a checkpoint"
+    assert killed, "no worker was found running after the first checkpoint"
     assert any(line.startswith("a worker process ended abruptly (killed, e.g. for lack of memory?);") and
                "start again in new workers and resume from their last finished epoch" in line for line in lines), lines
     assert _accuracies(tmp_path / "killed") == _accuracies(tmp_path / "straight")
