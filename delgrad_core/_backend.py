@@ -345,9 +345,14 @@ class Backend(abc.ABC):
     @contextlib.contextmanager
     def _failures_named(self, doing: str):
         """Turn an unexpected exception of the substrate code into a `BackendError` naming the
-        backend (the original stays attached as the cause)."""
+        backend, and prefix a plain `InvalidValueError` of it with the backend's name (the
+        original stays attached as the cause)."""
         try:
             yield
+        except InvalidValueError as exc:  # (the request was checked: a value the backend's own code refuses)
+            if type(exc) is not InvalidValueError or str(exc).startswith(f"backend {self.name!r}"):
+                raise
+            raise InvalidValueError(f"backend {self.name!r} while {doing}: {exc}") from exc
         except (DelgradError, KeyboardInterrupt):
             raise
         except Exception as exc:

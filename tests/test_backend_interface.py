@@ -446,3 +446,17 @@ def test_a_calibration_of_another_backend_is_refused_where_it_is_made():
     with pytest.raises(InvalidResultError, match="backend 'mock': _calibrate returned a calibration of backend "
                                                  "'reference'"):
         Borrowing().calibrate()
+
+
+def test_a_value_the_backends_own_code_refuses_names_the_backend():
+    """(writing to the request's read-only network said only 'Projection.weights: part of a
+    read-only network snapshot')"""
+    def writes_to_the_request(request):
+        request.network.layers[0].projection.weights = np.zeros((4, 10))
+
+    with pytest.raises(InvalidValueError, match=r"^backend 'mock' while executing: Projection.weights: part "
+                                                r"of a read-only network snapshot") as raised:
+        MockBackend(writes_to_the_request).execute(_net(), np.zeros((1, 4)))
+    assert isinstance(raised.value.__cause__, InvalidValueError)
+    with pytest.raises(UnsupportedNetworkError, match="^no room"):  # (its own refusals pass as they are)
+        MockBackend(_fail(UnsupportedNetworkError("no room", capability="resources"))).execute(_net(), np.zeros((1, 4)))
