@@ -1095,3 +1095,19 @@ def test_evaluate_checks_its_dataset_and_seed():
         with pytest.raises(dg.InvalidValueError, match=r"seed: expected None or an integer in \[0, 2\*\*63 - 1\], got -1"):
             trainer.evaluate(trainer.test_set, seed=-1)
         assert 0 <= trainer.evaluate(trainer.test_set, seed=3).accuracy <= 1
+
+
+def test_a_loaders_own_value_errors_name_the_dataset(monkeypatch):
+    """(bad labels said only 'Dataset.labels: values must be in [0, 1]')"""
+    from delgrad_core.datasets import Dataset, load_dataset
+
+    def mislabelled(split):
+        return Dataset("mislabelled", split, [[0.0], [1.0]], [0, 2], ("a", "b"))
+
+    def datasets(register):
+        register("mislabelled", mislabelled, splits=("train", "validation", "test"))
+
+    _register_plugin_components(monkeypatch, delgrad_register_datasets=datasets)
+    with pytest.raises(dg.InvalidValueError, match=r"^dataset 'mislabelled' \(loading 'train'\): Dataset.labels: "
+                                                   r"values must be in \[0, 1\]"):
+        load_dataset("mislabelled", "train")

@@ -41,6 +41,10 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
                               f"loading {split!r}", arguments_checked=not options)
     except TypeError as exc:  # (an option of the wrong type, or the loader's own fault)
         raise InvalidValueError(f"dataset {name!r}: loading {split!r} with options {options} failed: {exc}") from None
+    except InvalidValueError as exc:  # (e.g. labels out of range: say which dataset)
+        if type(exc) is not InvalidValueError or str(exc).startswith(f"dataset {name!r}"):
+            raise
+        raise InvalidValueError(f"dataset {name!r} (loading {split!r}): {exc}") from exc
     if not isinstance(dataset, Dataset):
         raise PluginError(f"dataset {name!r} from {registration.distribution!r}: its loader returned "
                           f"{type(dataset).__name__}, not a Dataset")
