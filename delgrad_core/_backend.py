@@ -35,6 +35,7 @@ from delgrad_core._errors import (
     InvalidResultError,
     InvalidValueError,
     UnsupportedNetworkError,
+    named_for,
 )
 from delgrad_core._execution import ExecutionRequest, ExecutionResult, _check_seed
 from delgrad_core._ir import DelayKind, Network
@@ -350,9 +351,7 @@ class Backend(abc.ABC):
         try:
             yield
         except InvalidValueError as exc:  # (the request was checked: a value the backend's own code refuses)
-            if type(exc) is not InvalidValueError or str(exc).startswith(f"backend {self.name!r}"):
-                raise
-            raise InvalidValueError(f"backend {self.name!r} while {doing}: {exc}") from exc
+            raise named_for(exc, f"backend {self.name!r}", f" while {doing}")
         except (DelgradError, KeyboardInterrupt):
             raise
         except Exception as exc:

@@ -124,6 +124,17 @@ class UnknownNameError(PluginError, LookupError, ValueError):
     """Nothing is registered under the requested name (also a `ValueError`: an invalid name)."""
 
 
+def named_for(error: InvalidValueError, owner: str, context: str) -> InvalidValueError:
+    """The error to raise for `error`, raised by `owner`'s own code (e.g. "backend 'x'"): a plain
+    `InvalidValueError` gets "<owner><context>: " in front (its cause kept) unless its message
+    names the owner already; subclasses (e.g. `UnsupportedNetworkError`) stay as they are."""
+    if type(error) is not InvalidValueError or str(error).startswith(owner):
+        return error
+    named = InvalidValueError(f"{owner}{context}: {error}")
+    named.__cause__ = error
+    return named
+
+
 def _rebuild(cls, message: str, keywords: dict):
     """An error of `cls` from its message and keyword arguments (what `__reduce__` gives)."""
     return cls(message, **keywords)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from delgrad_core._errors import InvalidValueError, PluginError
+from delgrad_core._errors import InvalidValueError, PluginError, named_for
 from delgrad_core.datasets._dataset import Dataset
 
 __all__ = ["available_datasets", "check_dataset_options", "load_dataset"]
@@ -42,9 +42,7 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     except TypeError as exc:  # (an option of the wrong type, or the loader's own fault)
         raise InvalidValueError(f"dataset {name!r}: loading {split!r} with options {options} failed: {exc}") from None
     except InvalidValueError as exc:  # (e.g. labels out of range: say which dataset)
-        if type(exc) is not InvalidValueError or str(exc).startswith(f"dataset {name!r}"):
-            raise
-        raise InvalidValueError(f"dataset {name!r} (loading {split!r}): {exc}") from exc
+        raise named_for(exc, f"dataset {name!r}", f" (loading {split!r})")
     if not isinstance(dataset, Dataset):
         raise PluginError(f"dataset {name!r} from {registration.distribution!r}: its loader returned "
                           f"{type(dataset).__name__}, not a Dataset")
