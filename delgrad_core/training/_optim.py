@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core.training._config import _number
 
 __all__ = ["Adam", "step_decay_factor"]
 
@@ -18,10 +19,7 @@ def step_decay_factor(epoch: int, gamma: float, every: int) -> float:
     return gamma ** (epoch // every)
 
 
-def _check_number(field_name: str, value, allowed: str, rule) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or not rule(value):
-        raise InvalidValueError(f"{field_name}: expected {allowed}, got {value!r}")
+_RATE, _BETA, _EPS = _number(0), _number(0, 1, high_open=True), _number(0, low_open=True)
 
 
 class Adam:
@@ -40,14 +38,10 @@ class Adam:
         missing = sorted(set(group_of.values()) - set(learning_rates))
         if missing:
             raise InvalidValueError(f"learning_rates: no rate for group(s) {', '.join(missing)}")
-        for group, rate in learning_rates.items():
-            _check_number(f"learning_rates[{group!r}]", rate, "a finite number >= 0", lambda x: x >= 0)
-        _check_number("beta1", beta1, "a number in [0, 1)", lambda x: 0 <= x < 1)
-        _check_number("beta2", beta2, "a number in [0, 1)", lambda x: 0 <= x < 1)
-        _check_number("eps", eps, "a finite number > 0", lambda x: x > 0)
-        self.learning_rates = {group: float(rate) for group, rate in learning_rates.items()}
+        self.learning_rates = {group: _RATE(f"learning_rates[{group!r}]", rate)
+                               for group, rate in learning_rates.items()}
         self.group_of = dict(group_of)
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1, self.beta2, self.eps = _BETA("beta1", beta1), _BETA("beta2", beta2), _EPS("eps", eps)
         self.steps = 0
         self.first_moment: dict[str, np.ndarray] = {}
         self.second_moment: dict[str, np.ndarray] = {}
