@@ -172,9 +172,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         settings = _absolute_paths(_with_tables(_settings(config_file, options), backend_options=backend_options,
                                                 dataset_options=dataset_options))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
-        if stored:
-            _check_stored(stored, RunFolder(out_dir).checkpoint)
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
+            _check_stored(stored, RunFolder(out_dir).checkpoint)
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
             settings = _with_tables({**stored, **settings}, **tables)
         config = config_with_defaults(settings, merge_options=not stored)

@@ -213,10 +213,10 @@ def target_problem(calibration: Calibration) -> str | None:
     chip at its defaults); then what failed and which options to check: the targets, not a few
     defects, are the likely cause."""
     arrays = calibration.arrays
-    failed = {p.name: int(np.count_nonzero(~arrays[f"success.{p.name}"])) for p in NEURON_PARAMETERS}
     n_circuits = arrays[f"success.{NEURON_PARAMETERS[0].name}"].size
     if len(calibration.values["failed_circuits"]) <= n_circuits // 2:
         return None
+    failed = {p.name: int(np.count_nonzero(~arrays[f"success.{p.name}"])) for p in NEURON_PARAMETERS}
     worst = [name for name, count in failed.items() if count > n_circuits // 2] or [max(failed, key=failed.get)]
     options = dict.fromkeys(option for name in worst for option in _OPTIONS_OF[name])
     return (f"{len(calibration.values['failed_circuits'])} of {n_circuits} neuron circuits failed calibration ("
