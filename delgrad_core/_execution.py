@@ -44,9 +44,12 @@ def _check_seed(seed) -> int | None:
 
 
 def _hash_arrays(hasher, arrays: dict[str, np.ndarray]) -> None:
-    """Feed arrays in name order, little-endian and C-ordered, with dtype and shape."""
+    """Feed arrays in name order, little-endian and C-ordered, with dtype and shape; -0.0 is fed
+    as 0.0 (the same work, so the same job id)."""
     for name in sorted(arrays):
         array = np.asarray(arrays[name])
+        if array.dtype.kind == "f":
+            array = array + 0.0  # -0.0 + 0.0 == +0.0; every other value is unchanged
         canonical = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         hasher.update(f"\n{name}|{canonical.dtype.str}|{canonical.shape}\n".encode())
         hasher.update(canonical.tobytes())

@@ -89,6 +89,24 @@ def test_digest_depends_on_every_part():
     assert base.replace().digest == base.digest
 
 
+def test_digest_is_the_same_for_negative_and_positive_zero():
+    """-0.0 and 0.0 are the same work, so they get one job id (a weight and an input time)."""
+    base = _request()
+    inputs = base.input_spike_times.copy()
+    inputs[1, 0] = 0.0
+    positive = base.replace(input_spike_times=inputs)
+    inputs[1, 0] = -0.0
+    negative = base.replace(input_spike_times=inputs)
+    assert positive.digest == negative.digest
+    weights = base.network.layers[0].projection.weights.copy()
+    assert np.signbit(weights[0, 0])  # _request sets it to -0.0
+    weights[0, 0] = 0.0
+    first = base.network.layers[0]
+    network = dg.Network(base.network.input, [dg.Layer(first.population, dg.Projection(
+        weights, "synaptic", first.projection.delays, first.projection.name)), base.network.layers[1]])
+    assert base.replace(network=network).digest == base.digest
+
+
 def test_request_is_a_snapshot():
     network = dg.Network.feedforward([2, 3], seed=0)
     inputs = np.array([[0.1, 0.2]])
