@@ -145,6 +145,18 @@ def _kernel_delays(projection) -> np.ndarray:
     return projection.delay_matrix()
 
 
+def _check_arrivals_stay_finite(projection, pre_times: np.ndarray) -> None:
+    """A finite spike time plus its delay must not overflow double to +inf, which reads as an
+    input that never arrives."""
+    if projection.delay_kind is DelayKind.NONE:
+        return
+    latest = float(np.max(pre_times, where=pre_times < np.inf, initial=-np.inf))
+    longest = float(projection.delays.max())
+    if latest + longest == np.inf > latest:
+        raise InvalidValueError(f"{projection.name}: a spike at {latest!r} tau_s plus a delay of up to {longest!r} "
+                                "overflows float64 (arrival times must stay below 1.8e308 tau_s)")
+
+
 def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: np.ndarray | None, threads: int) -> np.ndarray:
     """First spike times; `arrivals` (batch, n_pre) are times at which every neuron sees its
     inputs (they take the place of the input times, with no delays added, and one sort per
@@ -155,6 +167,8 @@ def _forward_layer(layer: Layer, pre_times: np.ndarray, arrivals: np.ndarray | N
     shared_order = projection.delay_kind is not DelayKind.SYNAPTIC
     if arrivals is not None and arrivals.ndim == 2:
         pre_times, arrivals, delays, shared_order = arrivals, None, _zero_delays(projection.weights.shape), True
+    elif arrivals is None:
+        _check_arrivals_stay_finite(projection, pre_times)
     out = np.empty((pre_times.shape[0], projection.n_post))
     _layer.forward_layer(
         pre_times,
@@ -283,6 +297,8 @@ def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals
     """One layer's backward pass; `with_pre` False allows a kernel to skip dL/dt_pre where no
     parameter of the layer needs it (`backward`'s input_gradient)."""
     projection = layer.projection
+    if arrivals is None:
+        _check_arrivals_stay_finite(projection, pre_times)
     if arrivals is None and projection.delay_kind is not DelayKind.SYNAPTIC:
         result = _backward_layer_shared(layer, pre_times, post_times, post_gradient, threads, with_pre)
         if result is not None:
@@ -326,6 +342,21 @@ def _backward_layer(layer: Layer, pre_times, post_times, post_gradient, arrivals
     )
 
 
+def _finite_backward_layer(field_name: str, where: str, layer: Layer, pre_times, post_times, post_gradient,
+                           arrivals, threads, with_pre: bool = True) -> LayerBackward:
+    """`_backward_layer`, refused when a gradient overflowed double (a huge `field_name`, perhaps
+    times the large dt/dw of a near-grazing crossing) instead of returning inf or NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = _backward_layer(layer, pre_times, post_times, post_gradient, arrivals, threads, with_pre)
+    parts = {"weights": result.weights, "delays": result.delays, "threshold": result.threshold,
+             "presynaptic spike times": result.pre_gradient}
+    overflowed = [name for name, values in parts.items() if values is not None and not np.isfinite(values).all()]
+    if overflowed:
+        raise InvalidValueError(f"{field_name}: the gradients of {where} overflow float64 ({', '.join(overflowed)}; "
+                                f"largest |{field_name}| {float(np.abs(post_gradient).max())!r}); scale the loss down")
+    return result
+
+
 def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradient, *, arrival_times=None,
                    n_threads: int | None = None) -> LayerBackward:
     """Exact gradients of one layer at the given times (implicit function theorem, docs/model.md §4).
@@ -348,7 +379,7 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
     gradient = _check_gradient(post_gradient, n_batch, layer.population.size, "post_gradient")
     arrivals = _check_arrivals(arrival_times, layer, n_batch, "arrival_times")
     threads = _threads(n_threads, n_batch * layer.projection.weights.size)
-    return _backward_layer(layer, pre, post, gradient, arrivals, threads)
+    return _finite_backward_layer("post_gradient", "the layer", layer, pre, post, gradient, arrivals, threads)
 
 
 def _check_gradient(values, n_batch: int, n_columns: int, field_name: str) -> np.ndarray:
@@ -460,7 +491,8 @@ def backward(
         layer = network.layers[index]
         args = (layer, pre_times[index], pre_times[index + 1])
         with_pre = input_gradient or index > 0
-        result = _backward_layer(*args, delta, arrivals[index], threads, with_pre)
+        where = f"layer {index}"
+        result = _finite_backward_layer("output_gradient", where, *args, delta, arrivals[index], threads, with_pre)
         if guard is not None:
             excluded = np.asarray(guard(index, result.largest_weight_term))
             if excluded.shape != delta.shape or excluded.dtype != np.bool_:
@@ -470,7 +502,8 @@ def backward(
             if excluded.any():
                 delta = np.where(excluded, 0.0, delta)
                 guarded = excluded
-                result = _backward_layer(*args, delta, arrivals[index], threads, with_pre)
+                result = _finite_backward_layer("output_gradient", where, *args, delta, arrivals[index], threads,
+                                                with_pre)
                 result.guarded = guarded
         gradients.append(
             LayerGradients(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import warnings
 import zipfile
 
 import numpy as np
@@ -750,6 +751,34 @@ def test_arguments_of_the_wrong_kind_are_refused_naming_them(call, error, messag
     """(they ended in AttributeErrors, TypeErrors or numpy's messages from deep inside)"""
     with pytest.raises(error, match=message):
         call()
+
+
+def test_numbers_that_would_overflow_float64_are_refused_not_turned_into_silence_or_inf():
+    """(an input at 1.79e308 plus a delay overflowed to +inf and read as an input that never came;
+    output_gradient=1e308 gave inf gradients with only a numpy warning)"""
+    network = dg.Network.feedforward([2, 3, 2], delay_kind="axonal", delay_value=1e305, seed=0)
+    inputs = np.array([[1.797e308, 0.5]])
+    overflow = r"hidden.projection: a spike at 1.797e\+308 tau_s plus a delay of up to 1e\+305 overflows float64"
+    with pytest.raises(InvalidValueError, match=overflow):
+        dg.forward(network, inputs)
+    with pytest.raises(InvalidValueError, match=overflow):
+        dg.backward(network, inputs, [np.ones((1, 3)), np.ones((1, 2))], np.ones((1, 2)))
+    network.layers[0].projection.weights[:] = 5.0
+    hidden = dg.forward(network, np.array([[1e308, 1e308]]))[0]
+    np.testing.assert_array_equal(hidden, np.nextafter(1e308 + 1e305, np.inf))  # the next double after the arrival
+    network = dg.Network.feedforward([2, 3, 2], seed=0)
+    inputs = np.array([[0.2, 0.5], [0.4, 0.1]])
+    times = dg.forward(network, inputs)
+    assert np.isfinite(times[1]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warning before the error
+        with pytest.raises(InvalidValueError, match=r"output_gradient: the gradients of layer 1 overflow float64 "
+                                                    r"\(.*threshold.*; largest \|output_gradient\| 1e\+308\); scale the loss down"):
+            dg.backward(network, inputs, times, np.full((2, 2), 1e308))
+        with pytest.raises(InvalidValueError, match="post_gradient: the gradients of the layer overflow float64"):
+            dg.layer_backward(network.layers[1], times[0], times[1], np.full((2, 2), -1e308))
+    gradients = dg.backward(network, inputs, times, np.full((2, 2), 1e200))  # large but representable
+    assert all(np.isfinite(layer.weights).all() for layer in gradients.layers)
 
 
 def test_lenient_arguments_of_the_core_api_are_refused_by_name():
