@@ -147,6 +147,7 @@ class ChipConfig:
         if abs(offset_steps - round(offset_steps)) > 1e-9:
             raise InvalidValueError(f"delay_offset_us: must be a whole number of register steps "
                                     f"({self.register_step_us} us) so that delays lie on one grid, got {self.delay_offset_us}")
+        self._check_weight_scale()
         if self.defect_probability > 1:
             raise InvalidValueError(f"defect_probability: must be <= 1, got {self.defect_probability}")
         for name in ("leak_cadc", "threshold_cadc"):  # (calibration measures them with the readout)
@@ -163,6 +164,20 @@ class ChipConfig:
             if not value_us < self.slot_us:
                 raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "
                                         f"{self.slot_us:g} us, option slot_tau), got {getattr(self, name)!r}")
+
+    def _check_weight_scale(self) -> None:
+        """One weight step must resolve the threshold, and the strongest input a neuron can have
+        (every row at the largest weight; the PSP s e^{-s} peaks at 1/e) must be able to reach it."""
+        if 1.0 / self.weight_scale > self.threshold:
+            raise InvalidValueError(f"weight_scale: one weight step (1/weight_scale = {1.0 / self.weight_scale:.3g}) is "
+                                    f"larger than the threshold {self.threshold:g}; expected at least "
+                                    f"{1.0 / self.threshold:.6g}")
+        largest_scale = (self.synapse_rows // 2) * self.weight_max / (math.e * self.threshold)
+        if self.weight_scale > largest_scale:
+            raise InvalidValueError(f"weight_scale: at {self.weight_scale:g} no neuron could fire (all "
+                                    f"{self.synapse_rows // 2} inputs at the largest weight {self.weight_max} / "
+                                    f"weight_scale peak below the threshold {self.threshold:g}); expected at most "
+                                    f"{largest_scale:.6g}")
 
     @property
     def cadc_per_unit(self) -> float:
