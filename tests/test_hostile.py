@@ -379,25 +379,27 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     for arguments, message in (  # usage errors (status 2), all before any folder is made
             (["--config", "bad.toml"], "Error: bad.toml: not valid TOML"),
             (["--config", "binary.toml"], "Error: binary.toml: not valid TOML (not UTF-8"),
-            (["--backend-option", "colour=red"], "Error: backend_options: backend 'reference': unknown option(s) colour")):
+            (["--backend-option", "colour=red"], "Error: backend_options: backend 'reference': unknown option(s) colour"),
+            # (refused when the backend is built; they were status 1, as if the run had failed)
+            (["--backend-option", "n_threads=0"],
+             "Error: backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
+            (["--backend", "bss2-emulator", "--backend-option", "chip=-1"],
+             "Error: backend_options: backend 'bss2-emulator': chip: expected an integer >= 0, got -1")):
         refused = _delgrad(tmp_path, *TRAIN, *arguments, "--out", "never")
         assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(message), refused.stderr
         assert not (tmp_path / "never").exists()
-    for arguments, message in (  # refused when the backend is built (one line, status 1), before any folder
-            (["--backend-option", "n_threads=0"],
-             "backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
-            (["--backend", "bss2-emulator", "--backend-option", "chip=-1"],
-             "backend_options: backend 'bss2-emulator': chip: expected an integer >= 0, got -1")):
-        _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *arguments, "--out", "never"), message)
-        assert not (tmp_path / "never").exists()
     run = tmp_path / "run"
     assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
+    for arguments in (["--backend-option", "n_threads=0"], ["--backend", "reference", "--backend-option", "colour=red"]):
+        refused = _delgrad(tmp_path, "evaluate", "run", *arguments)  # (option errors were status 1 here)
+        assert refused.returncode == 2 and "Error: backend_options: backend 'reference': " in refused.stderr, \
+            refused.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({**metrics, "test_seed": -5}))
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "test_seed: expected an integer in [0, 2**63 - 1]")
     (run / "metrics.json").write_text('{"test_accuracy": 0.5, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "metrics.json: not readable JSON (nested too deeply)")
-    failing = ["--backend", "example", "--backend-option", "dt=0"]  # (a value its factory refuses)
+    failing = ["--backend", "example", "--backend-option", "dt=0"]  # (a value it refuses when it executes)
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing, "--out", "never"), "dt: expected a positive number")
     assert not (tmp_path / "never").exists()  # a run that wrote nothing leaves no folder behind
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing), "dt: expected a positive number")

@@ -161,6 +161,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._run import run_training
     from delgrad_core.training._run_folder import RunFolder
+    from delgrad_core.training._trainer import BackendOptionsError
 
     options = dict(backend=backend, dataset=dataset, hidden=hidden, delays=delays, tau_ratio=tau_ratio,
                    epochs=epochs, batch_size=batch_size, seed=seed, loss=loss)
@@ -183,6 +184,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     started = time.perf_counter()
     try:
         summary = run_training(config, out, resume=resume, progress=not no_progress, should_stop=stop_if_interrupted)
+    except BackendOptionsError as exc:
+        raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
         if RunFolder(out).checkpoint.exists():
             click.echo(f"\ninterrupted; {_resume_hint(out)}", err=True)
@@ -256,12 +259,12 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     from delgrad_core._errors import FileFormatError
     from delgrad_core._execution import MAX_SEED
     from delgrad_core._losses import accuracy
-    from delgrad_core._plugins import get_backend
     from delgrad_core._serialization import load_network
     from delgrad_core.datasets import load_dataset
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._components import component
     from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
+    from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
     network_file, stored, metrics = _run_settings(path)
     if stored and config_file:
@@ -289,10 +292,9 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
     except InvalidValueError as exc:
         if not stored:
-            raise
-        raise InvalidValueError(f"{exc} (settings: the run's, from {path}/metrics.json, and those given here; "
-                                "--backend, --backend-option, --dataset and --dataset-option choose others)") \
-            from None
+            raise click.UsageError(str(exc)) from None
+        raise click.UsageError(f"{exc} (settings: the run's, from {path}/metrics.json, and those given here; "
+                               "--backend, --backend-option, --dataset and --dataset-option choose others)") from None
     network = load_network(network_file)
     data = load_dataset(config.dataset, split, **config.dataset_options)
     encoder = component("encoder", config.encoder, config, config.encoder_options)
@@ -303,7 +305,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
             raise
         raise InvalidValueError(f"{exc} ({config.dataset}, the default; --dataset, --backend or --config name the "
                                 "network's task and encoding)") from None
-    with get_backend(config.backend, **config.backend_options) as target:
+    try:
+        target = built_backend(config.backend, config.backend_options)
+    except BackendOptionsError as exc:
+        raise click.UsageError(str(exc)) from None
+    with target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         calibrated_for = metrics.get("calibration_key") if config.backend == stored.get("backend") else None
         if calibrated_for is not None and calibrated_for != calibration.cache_key:

@@ -31,7 +31,7 @@ from delgrad_core.training._progress import EpochProgress
 from delgrad_core.training._run_folder import STATE_KEY, RunFolder, stored_settings
 from delgrad_core.training._step import TrainingStep
 
-__all__ = ["Trainer", "EpochMetrics", "Evaluation", "built_backend"]
+__all__ = ["Trainer", "EpochMetrics", "Evaluation", "BackendOptionsError", "built_backend"]
 
 
 @dataclass
@@ -83,16 +83,21 @@ def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *,
     return arrays
 
 
+class BackendOptionsError(InvalidValueError):
+    """A backend refused the options it was to be built with (a usage error on the command line)."""
+
+
 def built_backend(requested, options: dict):
-    """The backend named `requested` built with `options` (an option value it refuses is named as
-    one of the backend options), or `requested` itself if it is a backend object."""
+    """The backend named `requested` built with `options` (an option value it refuses is a
+    `BackendOptionsError` naming it as one of the backend options), or `requested` itself if it
+    is a backend object."""
     if not isinstance(requested, str):
         return get_backend(requested)
     try:
         return get_backend(requested, **options)
     except InvalidValueError as exc:
         message = str(exc) if str(exc).startswith("backend ") else f"backend {requested!r}: {exc}"
-        raise InvalidValueError(f"backend_options: {message}") from None
+        raise BackendOptionsError(f"backend_options: {message}") from None
 
 
 class Trainer:
