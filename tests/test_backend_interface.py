@@ -366,6 +366,7 @@ def test_declarations_that_cannot_hold_are_refused():
         Capabilities(delay_kinds=[])
     for fields, message in (({"exact_tolerance": -1e-9}, "exact_tolerance: expected a finite number >= 0"),
                             ({"min_silence_agreement": 1.5}, "min_silence_agreement: expected a fraction <= 1"),
+                            ({"causality_tolerance": float("nan")}, "causality_tolerance: expected a finite number"),
                             ({"unsupported": {"agreemnt": "typo"}}, "the checks agreement, silence, training")):
         with pytest.raises(ValueError, match=message):
             ConformanceProfile(**fields)

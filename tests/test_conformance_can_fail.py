@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import pytest
 
@@ -14,7 +15,8 @@ from delgrad_core.testing import conformance_cases, write_distribution
 
 WRONG_BACKEND = """
     import numpy as np
-    from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, forward, hookimpl
+    from delgrad_core import (Backend, Capabilities, ConformanceProfile, DelayKind, ExecutionResult,
+                              UnsupportedNetworkError, forward, hookimpl)
 
     class WrongBackend(Backend):
         '''The ideal model with optional bugs switched on by options.'''
@@ -23,7 +25,9 @@ WRONG_BACKEND = """
 
         def __init__(self, shift=0.0, exact=False, nan_silence=False, hide_synaptic=False, hardware=False,
                      ignore_limits=False, many_reversed=False, unseeded_noise=False, output_stretch=1.0,
-                     silenced_outputs=0, acausal=0.0, random_jitter=0.0, profile_dict=False):
+                     silenced_outputs=0, acausal=0.0, random_jitter=0.0, profile_dict=False, calibration_error="",
+                     neuron_budget=0, refuse_at_run_time=False, max_batch_size=None, max_median_error=0.01,
+                     causality_tolerance=0.02):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -34,9 +38,31 @@ WRONG_BACKEND = """
             self.acausal = acausal  # the bug: one output spike this many tau_s before its first input arrives
             self.random_jitter = random_jitter  # the bug: declares determinism, adds unseeded noise (tau_s)
             self.profile_dict = profile_dict  # the bug: conformance_profile() returns a dict
+            self.calibration_error = calibration_error  # the bug: calibrate raises RuntimeError(this)
+            self.neuron_budget = neuron_budget  # no bug: networks of more neurons are refused for lack of resources
+            self.refuse_at_run_time = refuse_at_run_time  # (by _execute instead of check_resources)
+            self.max_batch_size, self.max_median_error = max_batch_size, max_median_error
+            self.causality_tolerance = causality_tolerance
 
         def conformance_profile(self):
-            return {"max_median_error": 0.1} if self.profile_dict else super().conformance_profile()
+            if self.profile_dict:
+                return {"max_median_error": 0.1}
+            return ConformanceProfile(max_median_error=self.max_median_error,
+                                      causality_tolerance=self.causality_tolerance)
+
+        def _calibrate(self, network, seed, progress):
+            if self.calibration_error:
+                raise RuntimeError(self.calibration_error)
+            return super()._calibrate(network, seed, progress)
+
+        def _beyond_budget(self, network):
+            n_neurons = sum(network.sizes[1:])
+            if self.neuron_budget and n_neurons > self.neuron_budget:
+                return f"{n_neurons} neurons, the substrate has {self.neuron_budget}"
+            return None
+
+        def check_resources(self, network):
+            return None if self.refuse_at_run_time else self._beyond_budget(network)
 
         @property
         def capabilities(self):
@@ -45,7 +71,8 @@ WRONG_BACKEND = """
                                     weight_resolution=1 / 30, delay_range=(0.5, 3.0), delay_resolution=1 / 48,
                                     max_layers=2, max_layer_size=64, exact=self.exact)
             kinds = set(DelayKind) - ({DelayKind.SYNAPTIC} if self.hide_synaptic else set())
-            return Capabilities(delay_kinds=kinds, exact=self.exact, seed_independent=not self.unseeded_noise)
+            return Capabilities(delay_kinds=kinds, exact=self.exact, seed_independent=not self.unseeded_noise,
+                                max_batch_size=self.max_batch_size)
 
         def represent(self, network):
             if self.ignore_limits:  # the bug: declares limits but runs the network as it is
@@ -62,6 +89,10 @@ WRONG_BACKEND = """
             return super()._execute_many(requests)
 
         def _execute(self, request):
+            problem = self._beyond_budget(request.network) if self.refuse_at_run_time else None
+            if problem:
+                raise UnsupportedNetworkError(f"backend 'wrong' cannot place the network: {problem}",
+                                              capability="resources")
             times = [t + self.shift for t in forward(request.network, request.input_spike_times)]
             output = times[-1]
             if self.output_stretch != 1.0:
@@ -99,12 +130,12 @@ def site(tmp_path_factory):
     return root
 
 
-def _run_suite(site, options, backend="wrong"):
+def _run_suite(site, options, backend="wrong", pytest_args=()):
     env = {key: value for key, value in os.environ.items() if key != "DELGRAD_BACKEND"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     env["COLUMNS"] = "1000"  # full failure reasons in the short summary
     args = [sys.executable, "-m", "pytest", "--pyargs", "delgrad_core.testing", "--delgrad-backend", backend,
-            "-q", "-rf", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+            "-q", "-rf", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", *pytest_args]
     for option in options:
         args += ["--delgrad-backend-option", option]
     process = subprocess.run(args, cwd=site, env=env, capture_output=True, text=True, timeout=300)
@@ -185,13 +216,18 @@ def test_a_wrong_output_layer_fails_on_its_own(site, options, reason):
     [
         # One output spike 0.1 tau_s before its first input arrives: the statistics do not notice.
         (["acausal=0.1"], _for_every_case("test_no_spike_before_its_inputs_arrive")),
+        # A lax agreement bound (0.1 tau_s) does not make the causality check lax.
+        (["acausal=0.05", "max_median_error=0.1"], _for_every_case("test_no_spike_before_its_inputs_arrive")),
         # An exact backend has (almost) no tolerance.
         (["acausal=1e-6", "exact=true"],
          _for_every_case("test_no_spike_before_its_inputs_arrive") | _for_every_case("test_agreement_with_reference")),
-        # Within the timing tolerance of a statistical backend (max_median_error 0.01 tau_s): timestamp offsets.
-        (["acausal=0.005"], set()),
+        # A timestamp offset like BrainScaleS-2's (0.015 tau_s), above the default agreement bound of 0.01 tau_s,
+        # is within the default causality tolerance (0.02 tau_s).
+        (["acausal=0.015"], set()),
+        # A backend may declare a larger one.
+        (["acausal=0.05", "causality_tolerance=0.06"], set()),
     ],
-    ids=["statistical", "exact", "within-tolerance"],
+    ids=["statistical", "lax-agreement", "exact", "within-tolerance", "declared-tolerance"],
 )
 def test_a_spike_before_its_inputs_arrive_fails(site, options, expected):
     process, failed = _run_suite(site, options)
@@ -200,7 +236,8 @@ def test_a_spike_before_its_inputs_arrive_fails(site, options, expected):
         assert re.search(r"case \S+: layer \d \('output', 3 neurons\): 1 spike\(s\) before the first arrival of "
                          r"the neuron's inputs \(spike times before it \+ delays\), e\.g\. neuron \d of sample \d+ "
                          r"at [\d.]+ tau_s, its first input arrives at [\d.]+ tau_s; allowed early by at most "
-                         r"(max_median_error 0.01 tau_s|exact_tolerance 1e-09 \(1 \+ \|t\|\))$", line), line
+                         r"(causality_tolerance 0.02 tau_s|"
+                         r"exact_tolerance 1e-09 \(1 \+ \|t\|\))$", line), line
 
 
 @pytest.mark.parametrize("backend", ["wrong-raising", "wrong-raising-nocaps"])
@@ -212,6 +249,65 @@ def test_a_factory_that_raises_is_one_error_naming_the_backend(site, backend):
     assert any(line.startswith(f"--delgrad-backend {backend}: ") and f"backend {backend!r}" in line
                and line.endswith("RuntimeError: cannot open /dev/mychip0") for line in lines), process.stdout[-3000:]
     assert not [line for line in lines if line.startswith("E ")], process.stdout[-3000:]
+
+
+def _outcomes(report) -> dict:
+    """{test id: (outcome, message)} from a junit XML report; outcome "passed", "skipped", "failure" or "error"."""
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        ends = [(child.tag, child.get("message", "")) for child in case if child.tag in ("skipped", "failure", "error")]
+        outcomes[case.get("name")] = ends[0] if ends else ("passed", "")
+    return outcomes
+
+
+CALIBRATION_FAILED = ("--delgrad-backend wrong: calibrate(seed=0) raised BackendError: backend 'wrong' failed while "
+                      "calibrating: RuntimeError: no reference clock; the checks that need a calibration are skipped")
+
+
+@pytest.mark.parametrize(("selection", "reported_by"), [
+    ([], "test_calibration_round_trip"),
+    (["-k", "agreement"], f"test_agreement_with_reference[{EVERY_CASE[0].id}]"),  # (wherever the first one is)
+], ids=["all", "selected"])
+def test_a_calibration_that_raises_is_one_error_naming_the_backend(site, tmp_path, selection, reported_by):
+    """Calibrated once: the first test that needs it shows the error and the plugin's traceback, and
+    the others are skipped pointing there (not one error per check); the run still fails."""
+    report = tmp_path / "report.xml"
+    process, _ = _run_suite(site, ["calibration_error=no reference clock"],
+                            pytest_args=[*selection, f"--junitxml={report}"])
+    assert process.returncode == 1 and "1 error" in process.stdout.splitlines()[-1], process.stdout[-3000:]
+    assert CALIBRATION_FAILED in process.stdout.splitlines(), process.stdout[-3000:]
+    assert "wrong_backend.py" in process.stdout and "raise RuntimeError(self.calibration_error)" in process.stdout
+    outcomes = _outcomes(report)
+    assert {name for name, (outcome, _) in outcomes.items() if outcome in ("failure", "error")} == {reported_by}
+    skipped = {name for name, (outcome, message) in outcomes.items() if outcome == "skipped" and message ==
+               f"backend 'wrong': calibrate(seed=0) failed (its error is reported by {reported_by})"}
+    assert skipped >= _for_every_case("test_agreement_with_reference") - {reported_by}, outcomes
+    if not selection:
+        assert skipped >= {"test_execute_many_matches_execute", "test_one_epoch_of_exact_gradients_lowers_the_loss"}
+
+
+SMALL_NETWORKS = {"test_calibration_round_trip", "test_silence_is_positive_infinity",
+                  "test_seed_dependent_when_declared", "test_execute_many_matches_execute",
+                  "test_one_epoch_of_exact_gradients_lowers_the_loss"}
+
+
+@pytest.mark.parametrize(("where", "refused"), [
+    ([], SMALL_NETWORKS | {"test_rejects_inputs_of_wrong_shape", "test_refuses_batches_above_the_declared_limit"}),
+    (["refuse_at_run_time=true"], SMALL_NETWORKS),  # (the other two pass: their requests are refused before running)
+], ids=["check_resources", "at-run-time"])
+def test_a_network_refused_for_resources_is_skipped(site, tmp_path, where, refused):
+    """A substrate of 4 neurons refuses every network the suite runs, for lack of resources: each
+    check that needs one is skipped, saying so, and the run passes."""
+    report = tmp_path / "report.xml"
+    process, _ = _run_suite(site, ["neuron_budget=4", "unseeded_noise=true", "max_batch_size=64", *where],
+                            pytest_args=[f"--junitxml={report}"])
+    assert process.returncode == 0, process.stdout[-3000:]
+    resources = re.compile(r"backend refuses the network for lack of resources: backend 'wrong' cannot place the "
+                           r"network: \d+ neurons, the substrate has 4$")
+    outcomes = _outcomes(report)
+    skipped = {name for name, (outcome, message) in outcomes.items()
+               if outcome == "skipped" and resources.match(message)}
+    assert skipped >= refused | _for_every_case("test_agreement_with_reference"), outcomes
 
 
 def test_a_false_determinism_declaration_is_named(site):
