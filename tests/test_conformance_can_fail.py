@@ -27,7 +27,7 @@ WRONG_BACKEND = """
                      ignore_limits=False, many_reversed=False, unseeded_noise=False, output_stretch=1.0,
                      silenced_outputs=0, acausal=0.0, random_jitter=0.0, profile_dict=False, calibration_error="",
                      neuron_budget=0, refuse_at_run_time=False, max_batch_size=None, max_median_error=0.01,
-                     causality_tolerance=0.02):
+                     causality_tolerance=0.02, max_inputs=None):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -43,6 +43,7 @@ WRONG_BACKEND = """
             self.refuse_at_run_time = refuse_at_run_time  # (by _execute instead of check_resources)
             self.max_batch_size, self.max_median_error = max_batch_size, max_median_error
             self.causality_tolerance = causality_tolerance
+            self.max_inputs = max_inputs  # no bug: a declared fan-in limit
 
         def conformance_profile(self):
             if self.profile_dict:
@@ -72,7 +73,7 @@ WRONG_BACKEND = """
                                     max_layers=2, max_layer_size=64, exact=self.exact)
             kinds = set(DelayKind) - ({DelayKind.SYNAPTIC} if self.hide_synaptic else set())
             return Capabilities(delay_kinds=kinds, exact=self.exact, seed_independent=not self.unseeded_noise,
-                                max_batch_size=self.max_batch_size)
+                                max_batch_size=self.max_batch_size, max_inputs=self.max_inputs)
 
         def represent(self, network):
             if self.ignore_limits:  # the bug: declares limits but runs the network as it is
@@ -308,6 +309,20 @@ def test_a_network_refused_for_resources_is_skipped(site, tmp_path, where, refus
     skipped = {name for name, (outcome, message) in outcomes.items()
                if outcome == "skipped" and resources.match(message)}
     assert skipped >= refused | _for_every_case("test_agreement_with_reference"), outcomes
+
+
+@pytest.mark.parametrize(("max_inputs", "expected"), [
+    (3, ("skipped", r"backend declares it cannot run this case: .* \(max_inputs: 3\)")),  # (Yin-Yang: 4 inputs)
+    (6, ("passed", "")),  # (trains 4-6-3 instead of 4-10-3)
+])
+def test_the_training_check_fits_a_fan_in_limit_or_is_skipped(site, tmp_path, max_inputs, expected):
+    """(a backend declaring max_inputs below 10 failed the training check on its own refusal)"""
+    report = tmp_path / "report.xml"
+    process, _ = _run_suite(site, [f"max_inputs={max_inputs}"],
+                            pytest_args=["-k", "lowers_the_loss", f"--junitxml={report}"])
+    assert process.returncode == 0, process.stdout[-3000:]
+    outcome, message = _outcomes(report)["test_one_epoch_of_exact_gradients_lowers_the_loss"]
+    assert outcome == expected[0] and re.match(expected[1], message), (outcome, message)
 
 
 def test_a_false_determinism_declaration_is_named(site):

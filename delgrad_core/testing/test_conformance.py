@@ -563,7 +563,8 @@ def test_one_epoch_of_exact_gradients_lowers_the_loss(delgrad_backend):
 
     caps = delgrad_backend.capabilities
     kind, ratio = supported_setting(caps)
-    hidden = min(10, caps.max_layer_size or 10)
+    hidden = min(10, caps.max_layer_size or 10, caps.max_inputs or 10)
+    _require_supported(delgrad_backend, make_network((4, hidden, 3), kind, ratio, capabilities=caps))
     config = TrainingConfig(hidden=hidden, delays=kind.value, tau_ratio=ratio, epochs=1, batch_size=50,
                             seed=0, keep_best=False, weight_lr=0.01, delay_lr=0.005, weight_init_mean=1.5,
                             weight_init_std=0.5)
