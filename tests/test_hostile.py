@@ -427,6 +427,11 @@ def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({**metrics, "config": {"backend": "bss2-hw"}}))
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "'bss2-hw' is not allowed", "settings: the run's, from")
+    # the run's own option value, refused when the backend is built: the run is at fault (status 1), not the command
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({**metrics, "config": {
+        **metrics["config"], "backend": "reference", "backend_options": {"n_threads": 0}}}))
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "n_threads: expected an integer from 1 to 256, got 0",
+                           "settings: the run's, from")
     (tmp_path / "run" / "network.npz").unlink()
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "run: the run folder has no network file (network.npz)")
 

@@ -288,13 +288,19 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     # given on the command line: over the run's own
     settings = _with_tables(settings, **_absolute_paths({"backend_options": backend_options,
                                                          "dataset_options": dataset_options}))
+    def refused(exc: InvalidValueError) -> Exception:
+        """A usage error if settings were given here; else the run's own settings are at fault."""
+        if not stored:
+            return click.UsageError(str(exc))
+        hint = (f" (settings: the run's, from {path}/metrics.json, and those given here; --backend, --backend-option, "
+                "--dataset and --dataset-option choose others)")
+        given_here = backend or dataset or backend_options or dataset_options
+        return click.UsageError(f"{exc}{hint}") if given_here else InvalidValueError(f"{exc}{hint}")
+
     try:
         config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
     except InvalidValueError as exc:
-        if not stored:
-            raise click.UsageError(str(exc)) from None
-        raise click.UsageError(f"{exc} (settings: the run's, from {path}/metrics.json, and those given here; "
-                               "--backend, --backend-option, --dataset and --dataset-option choose others)") from None
+        raise refused(exc) from None
     network = load_network(network_file)
     data = load_dataset(config.dataset, split, **config.dataset_options)
     encoder = component("encoder", config.encoder, config, config.encoder_options)
@@ -308,7 +314,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     try:
         target = built_backend(config.backend, config.backend_options)
     except BackendOptionsError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise refused(exc) from None
     with target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         calibrated_for = metrics.get("calibration_key") if config.backend == stored.get("backend") else None
