@@ -5,7 +5,7 @@ measures the offsets (with measurement noise drawn from its seed) and stores cor
 run adds trial-to-trial threshold noise drawn from the request's seed.  So results are
 deterministic per seed, depend on the seed, and need the calibration of the same chip.  Axonal
 delays come back as observed arrival times.  `job_delay_s` makes every job slow (for tests of
-waiting and shutdown).
+waiting and shutdown); `print_bytes` prints that much to stdout at every job (a chatty plugin).
 """
 
 import time
@@ -30,10 +30,11 @@ TRAINING_DEFAULTS = {"delays": "axonal", "hidden": 12, "silent_limit_hidden": 0.
 class NoisyDevice(Backend):
     name = NAME
 
-    def __init__(self, chip=0, job_delay_s=0.0, warning=None):
+    def __init__(self, chip=0, job_delay_s=0.0, warning=None, warning_repeat=1, print_bytes=0):
         self.chip = int(chip)
         self.job_delay_s = float(job_delay_s)
-        self.warning = warning  # (warned at every calibration and job)
+        self.print_bytes = int(print_bytes)
+        self.warning = None if warning is None else warning * int(warning_repeat)  # (at every calibration and job)
         self.offsets = np.random.default_rng(self.chip).normal(0.05, 0.03, (MAX_LAYERS, MAX_NEURONS))
 
     @property
@@ -55,6 +56,8 @@ class NoisyDevice(Backend):
         if calibration.cache_key != calibration_key(self.name, chip=self.chip):
             raise CalibrationError(f"calibration: made for another chip than chip {self.chip}")
         time.sleep(self.job_delay_s)
+        if self.print_bytes:
+            print("x" * (self.print_bytes - 1), flush=True)
         if self.warning:
             warnings.warn(self.warning, RuntimeWarning, stacklevel=2)
         correction = calibration.arrays["threshold_correction"]

@@ -18,8 +18,8 @@ from delgrad_hil import FaultPlan, ProtocolError, load_token
 from delgrad_hil._auth import TOKEN_ENV, ReplayGuard, Signer, write_token_file
 from delgrad_hil._calibration import unwrap, wrap
 from delgrad_hil._faults import Faults
-from delgrad_hil._protocol import PROTOCOL, calibration_job_id, decode, encode, new_header
-from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
+from delgrad_hil._protocol import MAX_HEADER_BYTES, PROTOCOL, calibration_job_id, decode, encode, new_header
+from delgrad_hil._scheduler import EXECUTIONS_LISTED, Outcome, QueueFull, Scheduler
 from delgrad_hil._service import parse_calibrate, parse_execute
 
 TOKEN = "a-test-token-of-enough-length"
@@ -279,6 +279,22 @@ def test_queue_limits_cache_bounds_and_outcomes_not_kept():
     assert [job.job_id for job in rejected] == ["4"] and scheduler.status()["queues"] == {}
     scheduler.close()
     assert scheduler.take() is None
+
+
+def test_a_cached_outcome_holds_no_request_and_a_status_lists_the_latest_executions():
+    """(the cache kept each job's request, network and inputs, beside the result it counted: a
+    service with --cache-mb 1 grew by 300 MB; a status of more than about 980 job ids was above
+    the header limit and failed as 'corrupted')"""
+    scheduler = Scheduler(max_queued_per_client=10_000, max_queued=10_000)
+    n_jobs = EXECUTIONS_LISTED + 100
+    for k in range(n_jobs):
+        scheduler.submit("a", f"{k:064x}", "execute", np.zeros(1000), ("a", k))
+    _run_all(scheduler)
+    assert all(job.work is None for job in scheduler._cache.values())
+    status = scheduler.status(executions=True)
+    assert status["executions_counted"] == n_jobs
+    assert list(status["executions"]) == [f"{k:064x}" for k in range(n_jobs - 1, n_jobs - 1 - EXECUTIONS_LISTED, -1)]
+    assert len(msgpack.packb(new_header("status", info=status))) < MAX_HEADER_BYTES / 2
 
 
 # ---------------------------------------------------------------------------- calibration, faults

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -254,6 +255,32 @@ def test_the_devices_warnings_reach_the_client(start_service):
             calibration = backend.calibrate(network, seed=0)
         with pytest.warns(UserWarning, match=r"\(device 'hil-noisy'\): RuntimeWarning: the chip runs warm$"):
             backend.execute(network, inputs, calibration=calibration, seed=1)
+
+
+def test_a_device_that_prints_much_and_warns_at_length_is_served_on(start_service):
+    """(a local service's stdout was a pipe read for the ready line only: after about 64 KiB of
+    a device's prints every job hung; a warning of 70,000 characters made its reply's header too
+    large, and the result could never be received)"""
+    service = start_service(device_options={"print_bytes": 16384, "warning": "w", "warning_repeat": 70_000})
+    with _client(service, timeout_s=5.0, job_timeout_s=20.0) as backend, warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        network, inputs = network_and_inputs()
+        calibration = backend.calibrate(network, seed=0)
+        results = [backend.execute(network, inputs, calibration=calibration, seed=seed) for seed in range(12)]
+    assert len(results) == 12  # 192 KiB printed
+    shortened = [str(w.message) for w in told if "RuntimeWarning: www" in str(w.message)]
+    assert shortened and all(text.endswith("... (70,016 characters)") and len(text) < 1100 for text in shortened), \
+        shortened[:1]
+
+
+def test_a_reply_header_above_the_protocol_limit_is_an_error_reply_not_corruption(start_service):
+    """(device options of 70,000 characters, echoed in the greeting, made every greeting fail its
+    check as 'corrupted')"""
+    service = start_service(device_options={"warning": "w" * 70_000})
+    with pytest.raises(dg.BackendError, match=r"refused the request: the service's welcome reply has a header of [\d,]+ bytes, above the "
+                                              r"protocol's 65,536 \(e.g. device options of that size\)"):
+        with _client(service) as backend:
+            backend.calibrate(*network_and_inputs()[:1], seed=0)
 
 
 def test_serving_on_a_host_name_of_no_local_interface_says_so():

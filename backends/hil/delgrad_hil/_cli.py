@@ -122,6 +122,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
             log.warning("injecting faults: %s", faults.to_dict())
         click.echo(READY_PREFIX + service.address)
         sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # (a supervisor reads the ready line only)
         service.serve()
     finally:
         target.close()  # (closed already after a graceful stop)

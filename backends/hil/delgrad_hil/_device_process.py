@@ -265,6 +265,9 @@ def _child_main(pipe, name: str, options: dict, log_level: int, parent_pid: int)
     # which finishes its jobs and then stops this process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # what the device prints goes to the log: the service's stdout, which this process inherits,
+    # may be a pipe read for the ready line only, and a full pipe would stop the device
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     logging.basicConfig(stream=sys.stderr, level=log_level, format=LOG_FORMAT)
     logging.captureWarnings(True)
     try:
@@ -315,6 +318,13 @@ class _Store:
         return ExecutionRequest(network, _floats(inputs, header["shape"]), calibration, header["seed"])
 
 
+_WARNING_CHARACTERS = 1000  # of one warning told to a client, at most (a reply's header is limited)
+
+
+def _shortened(line: str) -> str:
+    return line if len(line) <= _WARNING_CHARACTERS else f"{line[:_WARNING_CHARACTERS - 30]} ... ({len(line):,} characters)"
+
+
 @contextlib.contextmanager
 def _recorded_warnings(told: list):
     """Collect the warnings the device gives inside the block into `told` (a line each, each
@@ -326,7 +336,7 @@ def _recorded_warnings(told: list):
             yield
         finally:
             for item in caught:
-                line = f"{item.category.__name__}: {item.message}"
+                line = _shortened(f"{item.category.__name__}: {item.message}")
                 if line not in told:
                     told.append(line)
                     log.warning("%s", line)

@@ -11,12 +11,15 @@ The scheduler is shared by the service's I/O thread (submit, completed) and its 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
-__all__ = ["Job", "Outcome", "Scheduler", "QueueFull"]
+__all__ = ["Job", "Outcome", "Scheduler", "QueueFull", "EXECUTIONS_LISTED"]
+
+EXECUTIONS_LISTED = 400  # job ids a status reply lists with their execution counts, at most (the latest)
 
 
 class QueueFull(Exception):
@@ -163,8 +166,9 @@ class Scheduler:
                 **{name: self.counts[name] for name in ("executed", "calibrated", "cache_hits", "joined")},
                 "most_queued": self.most_queued,
             }
-            if executions:
-                info["executions"] = dict(self.executions)
+            if executions:  # the most recent job ids (a reply's header is limited), and how many are counted
+                info["executions"] = dict(itertools.islice(reversed(self.executions.items()), EXECUTIONS_LISTED))
+                info["executions_counted"] = len(self.executions)
             return info
 
     # -- device thread -------------------------------------------------------------------------
@@ -186,6 +190,7 @@ class Scheduler:
         """Record a job's outcome; `ran`: it ran on the device once more (not: lost with it)."""
         with self._lock:
             job.outcome = outcome
+            job.work = None  # (a cached outcome must not hold the request's network and inputs)
             self._running.remove(job)
             self._finished.append(job)
             if ran:

@@ -37,6 +37,7 @@ from delgrad_hil._device_process import DeviceFailure
 from delgrad_hil._faults import EXIT_STATUS, FaultPlan, Faults
 from delgrad_hil._protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_HEADER_BYTES,
     REPLY_SIZE_FACTOR,
     VERSION,
     Message,
@@ -439,8 +440,12 @@ class DeviceService:
 
     def _reply(self, routing_id: bytes, reply_to: bytes | None, fields: dict, payload: bytes | None = None, *,
                job_reply: bool = False) -> None:
-        frames = encode(self.signer, new_header(fields["type"], reply_to=reply_to,
-                                                **{k: v for k, v in fields.items() if k != "type"}), payload)
+        frames = self._signed(reply_to, fields, payload)
+        if len(frames[2]) > MAX_HEADER_BYTES:  # (the client would refuse it as corrupted, at every retry)
+            message = (f"the service's {fields['type']} reply has a header of {len(frames[2]):,} bytes, above the "
+                       f"protocol's {MAX_HEADER_BYTES:,} (e.g. device options of that size)")
+            log.error("%s", message)
+            frames = self._signed(reply_to, error_fields("too_large", message))
         if job_reply:
             fate = self.faults.reply_fate()
             if fate == "drop":
@@ -456,6 +461,11 @@ class DeviceService:
             heapq.heappush(self._delayed, (due, next(self._sequence), [routing_id, *frames]))
         else:
             self._send([routing_id, *frames])
+
+    def _signed(self, reply_to: bytes | None, fields: dict, payload: bytes | None = None) -> list[bytes]:
+        """The frames of a reply with `fields` (its type among them)."""
+        header = new_header(fields["type"], reply_to=reply_to, **{k: v for k, v in fields.items() if k != "type"})
+        return encode(self.signer, header, payload)
 
     def _send(self, frames: list[bytes]) -> None:
         # (copied into zmq's buffers: a zero-copy send of a large frame hands its release to
