@@ -764,6 +764,44 @@ def test_a_plugin_dataset_with_features_outside_the_unit_interval_is_named(monke
         load_dataset("raw", "train")
 
 
+def test_splits_that_disagree_or_hold_nothing_and_a_plane_of_nan_are_refused_before_training(monkeypatch, tmp_path):
+    """(an empty test split failed after the whole training, and every resume failed again; other
+    class counts per split crashed in the plots after the run was written; class names in another
+    order were taken as they came, reporting accuracies against the wrong names; a plane of NaN
+    failed after the training)"""
+    from delgrad_core.datasets import Dataset
+
+    def split_of(name, split, n_features=2, class_names=("a", "b", "c"), n_samples=30):
+        features = np.random.default_rng(len(split)).uniform(0, 1, (n_samples, n_features))
+        return Dataset(name, split, features, np.arange(n_samples) % len(class_names), class_names)
+
+    cases = {
+        "empty_test": ({"test": {"n_samples": 0}}, r"dataset 'empty_test', split 'test': holds no samples"),
+        "two_classes": ({"validation": {"class_names": ("a", "b")}},
+                        r"split 'validation': class names \['a', 'b'\], the train split has \['a', 'b', 'c'\]"),
+        "reordered": ({"test": {"class_names": ("c", "b", "a")}}, r"split 'test': class names \['c', 'b', 'a'\], the "
+                                                                  r"train split has .* a label means one class"),
+        "wider": ({"validation": {"n_features": 3}}, r"split 'validation': 3 features per sample, the train split has 2"),
+    }
+
+    def datasets(register):
+        splits = ("train", "validation", "test")
+        for name, (changes, _) in cases.items():
+            register(name, lambda split, name=name, changes=changes: split_of(name, split, **changes.get(split, {})),
+                     splits=splits)
+        register("nan_plane", lambda split: split_of("nan_plane", split), splits=splits,
+                 plane=lambda x, y: np.full((x.size, 2), np.nan))
+
+    _register_plugin_components(monkeypatch, delgrad_register_datasets=datasets)
+    for name, (_, message) in cases.items():
+        with pytest.raises(dg.InvalidValueError, match=message):
+            Trainer(TrainingConfig(**{**SHORT, "dataset": name, "epochs": 1}), out_dir=tmp_path / name)
+        assert not (tmp_path / name / "checkpoint.npz").exists()
+    with pytest.raises(dg.PluginError, match=r"dataset 'nan_plane' .*: its plane returned features the encoder "
+                                             r"refuses: features: values must lie in \[0, 1\]"):
+        Trainer(TrainingConfig(**{**SHORT, "dataset": "nan_plane", "epochs": 1}))
+
+
 def test_resume_refuses_a_backend_calibrated_for_another_chip(tmp_path):
     """As a shared service restarted with another chip: same settings, another calibration."""
     from delgrad_core.testing import MockBackend

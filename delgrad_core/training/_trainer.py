@@ -16,7 +16,7 @@ import numpy as np
 from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, PluginError, RunFolderError
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
-from delgrad_core._plugins import get_backend
+from delgrad_core._plugins import call_plugin, get_backend, registry
 from delgrad_core._execution import _check_seed
 from delgrad_core._ir import check_type
 from delgrad_core.datasets import Dataset, load_dataset
@@ -83,6 +83,22 @@ def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *,
     return arrays
 
 
+def _check_splits_agree(train: Dataset, *others: Dataset) -> None:
+    """Every split holds samples, with the training split's number of features and class names
+    (in the same order: a label means the same class everywhere)."""
+    for data in (train, *others):
+        where = f"dataset {data.name!r}, split {data.split!r}"
+        if len(data) == 0:
+            raise InvalidValueError(f"{where}: holds no samples")
+        if data.n_features != train.n_features:
+            raise InvalidValueError(f"{where}: {data.n_features} features per sample, the train split has "
+                                    f"{train.n_features}")
+        if data.class_names != train.class_names:
+            raise InvalidValueError(f"{where}: class names {list(data.class_names)}, the train split has "
+                                    f"{list(train.class_names)} (the same names in the same order: a label means "
+                                    "one class in every split)")
+
+
 class BackendOptionsError(InvalidValueError):
     """A backend refused the options it was to be built with (a usage error on the command line)."""
 
@@ -139,7 +155,8 @@ class Trainer:
             self.train_set, self.validation_set, self.test_set = (
                 load_dataset(self.config.dataset, split, **self.config.dataset_options)
                 for split in ("train", "validation", "test"))
-            self._plane_features(3)  # (a broken plane is refused now, not after the training)
+            _check_splits_agree(self.train_set, self.validation_set, self.test_set)
+            self._check_plane()  # (a broken plane is refused now, not after the training)
             requested = backend if backend is not None else self.config.backend
             self.backend = built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
@@ -358,11 +375,22 @@ class Trainer:
                                     self.config.evaluation_batch_size)
         return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
 
+    def _check_plane(self) -> None:
+        """The dataset's plane (if it has one) gives features of the right shape that the
+        encoder takes (values in its range, no NaN)."""
+        plane = self._plane_features(3)
+        if plane is None:
+            return
+        try:
+            self.encoder(plane[2])
+        except InvalidValueError as exc:
+            registration = registry().get("dataset", self.config.dataset)
+            raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
+                              f"features the encoder refuses: {exc}") from None
+
     def _plane_features(self, resolution: int):
         """(x grid, y grid, features of every grid point (points, features)) of the dataset's
         plane, checked, or None for datasets without one."""
-        from delgrad_core._plugins import call_plugin, registry
-
         registration = registry().get("dataset", self.config.dataset)
         plane = registration.details.get("plane")
         if plane is None:
