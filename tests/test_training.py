@@ -738,6 +738,24 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
         load_dataset("renamed", "train")
 
 
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+@pytest.mark.parametrize(("n_classes", "width_px"), [(3, 3 * 4 * 120), (12, 6 * 120)])
+def test_spike_time_plots_of_many_classes_are_one_panel(tmp_path, n_classes, width_px):
+    """(a panel per class with a histogram per output neuron: 50 classes drew 2,500 histograms
+    into a figure 200 inches wide, about 100 s)"""
+    import struct
+
+    from delgrad_core.training._plots import plot_run
+
+    rng = np.random.default_rng(0)
+    times = rng.uniform(0.0, 3.0, (200, n_classes))
+    times[0, 0] = np.inf  # (a silent output)
+    written = plot_run(tmp_path, [], dg.Network.feedforward([4, 5, n_classes], seed=0), times,
+                       np.arange(200) % n_classes, [f"c{k}" for k in range(n_classes)])
+    assert tmp_path / "spike_times.png" in written
+    assert struct.unpack(">I", (tmp_path / "spike_times.png").read_bytes()[16:20])[0] == width_px
+
+
 def test_training_runs_a_batch_above_the_backends_limit_in_several_jobs():
     from delgrad_core.testing import MockBackend
 

@@ -59,8 +59,14 @@ def _learning_curves(plt, history: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+_MAX_CLASS_PANELS = 10  # beyond, one panel for all classes (a panel per class and neuron grows as n^2)
+
+
 def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray, class_names, path: Path) -> None:
     n_classes = output_times.shape[1]
+    if n_classes > _MAX_CLASS_PANELS:
+        _label_against_others(plt, output_times, labels, path)
+        return
     fig, axes = plt.subplots(1, n_classes, figsize=(4 * n_classes, 3.5), sharey=True, squeeze=False)
     finite = output_times[np.isfinite(output_times)]
     bins = np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
@@ -72,6 +78,24 @@ def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray,
         ax.set(title=f"samples of class {class_names[label]}", xlabel="spike time [tau_s]")
     axes[0][0].set_ylabel("count")
     axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _label_against_others(plt, output_times: np.ndarray, labels: np.ndarray, path: Path) -> None:
+    """Every sample's spike time of its label's output neuron, and the earliest of the others."""
+    rows = np.arange(len(labels))
+    own = output_times[rows, labels]
+    others = output_times.copy()
+    others[rows, labels] = np.inf
+    earliest_other = others.min(axis=1)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    finite = np.concatenate([own[np.isfinite(own)], earliest_other[np.isfinite(earliest_other)]])
+    bins = np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
+    for times, name in ((own, "the label's output"), (earliest_other, "the earliest other output")):
+        ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6, label=name)
+    ax.set(title=f"all {output_times.shape[1]} classes", xlabel="spike time [tau_s]", ylabel="count")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 
