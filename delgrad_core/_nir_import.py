@@ -205,6 +205,8 @@ def _exact_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float) ->
         weight = _real_array(linear.weight, "Linear weight")
         if kind is DelayKind.SYNAPTIC:
             n_post = weight.shape[0]
+            if np.shape(getattr(nodes[0], "weight", None)) != (n_pre * n_post, n_pre):
+                return None  # (no fan-out node as delgrad writes it: none is built to compare, it may be huge)
             weights = weight[np.tile(np.arange(n_post), n_pre), np.arange(n_pre * n_post)].reshape(n_pre, n_post)
         else:
             weights = weight.T.copy()

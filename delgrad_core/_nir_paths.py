@@ -20,6 +20,8 @@ _BLOCK_ELEMENTS = 1 << 22  # bound on (rows x lines x presynaptic neurons) per b
 # bound on (lines x presynaptic neurons) of the working arrays: a few of them in float64, about
 # 0.5 GB in all at the bound
 _MAX_PATH_ELEMENTS = 1 << 24
+# bound on (rows x lines x presynaptic neurons) in all, the work of the general case (about 10 s)
+_MAX_GENERAL_WORK = 1 << 31
 
 
 def _check_size(n_lines: int, n_pre: int, what: str) -> None:
@@ -65,7 +67,7 @@ class Paths:
         if np.all(self.connected.sum(axis=1) <= 1):
             low, high, connected = self._delay_range_one_source(matrix)
         else:
-            low, high, connected = self._delay_range_general(matrix)
+            low, high, connected = self._delay_range_general(matrix, repr(key))
         clash = connected & (low != high)
         if np.any(clash):
             row, pre = np.argwhere(clash)[0]
@@ -95,9 +97,14 @@ class Paths:
         connected[index] = True
         return low, high, connected
 
-    def _delay_range_general(self, matrix):
+    def _delay_range_general(self, matrix, what: str):
         """Lines carry several presynaptic neurons: check in blocks of rows to bound memory."""
         n_rows, n_pre = matrix.shape[0], self.weight.shape[1]
+        if n_rows * self.n_lines * n_pre > _MAX_GENERAL_WORK:
+            raise NIRConversionError(
+                f"{what}: {n_rows} rows over {self.n_lines} lines that carry several of {n_pre} presynaptic neurons "
+                f"each: checking their delays takes {n_rows * self.n_lines * n_pre:,} steps, at most "
+                f"{_MAX_GENERAL_WORK:,} are taken")
         low = np.full((n_rows, n_pre), np.inf)
         high = np.full((n_rows, n_pre), -np.inf)
         block = max(1, _BLOCK_ELEMENTS // max(1, self.n_lines * n_pre))

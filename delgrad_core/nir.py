@@ -119,7 +119,7 @@ def load_nir(path, *, time_scale: float | None = None, first_spike_only: bool = 
 
 
 def _check_declared_sizes(path, described: str) -> None:
-    """Refuse a file whose datasets declare more than `MAX_ARRAY_ELEMENTS` elements in all
+    """Refuse a file whose datasets declare more than `MAX_ARRAY_ELEMENTS` 8-byte elements in all
     (``nir.read`` loads every dataset whole: a small compressed file can declare gigabytes),
     counted once per path that reaches them (``nir.read`` reads a dataset again through each
     hard link to it), and a file with soft or external links, groups nested deeper than a graph
@@ -142,8 +142,8 @@ def _check_declared_sizes(path, described: str) -> None:
             if not isinstance(link, h5py.HardLink):
                 raise NIRConversionError(f"{described}: {where!r} is a {type(link).__name__}; a NIR file holds none")
             item = group[name]
-            if isinstance(item, h5py.Dataset):
-                declared[where] = 0 if item.shape is None else math.prod(item.shape)
+            if isinstance(item, h5py.Dataset):  # (in 8-byte elements: a wide string or subarray dtype counts as many)
+                declared[where] = 0 if item.shape is None else -(-math.prod(item.shape) * item.dtype.itemsize // 8)
             elif isinstance(item, h5py.Group):
                 count(item, f"{where}/", depth + 1)
 
@@ -151,5 +151,5 @@ def _check_declared_sizes(path, described: str) -> None:
         count(file, "", 0)
     if sum(declared.values()) > MAX_ARRAY_ELEMENTS:
         name = max(declared, key=declared.get)
-        raise NIRConversionError(f"{described}: the datasets declare {sum(declared.values())} elements in all (the "
-                                 f"largest, {name!r}, {declared[name]}); at most {MAX_ARRAY_ELEMENTS} are read")
+        raise NIRConversionError(f"{described}: the datasets declare {sum(declared.values())} 8-byte elements in all "
+                                 f"(the largest, {name!r}, {declared[name]}); at most {MAX_ARRAY_ELEMENTS} are read")

@@ -206,8 +206,15 @@ def test_a_file_declaring_huge_datasets_is_refused_before_anything_is_loaded(tmp
         file.create_dataset(matrices[0], shape=(200_000, 200_000), dtype="f8", chunks=(1000, 1000),
                             compression="gzip")
     assert path.stat().st_size < 1_000_000
-    with pytest.raises(NIRConversionError, match=rf"^{path}: the datasets declare 40000000\d+ elements in all .*"
-                                                 rf"{matrices[0]}.* at most 134217728"):
+    with pytest.raises(NIRConversionError, match=rf"^{path}: the datasets declare 40000000\d+ 8-byte elements in all "
+                                                 rf".*{matrices[0]}.* at most 134217728"):
+        load_nir(path)
+    with h5py.File(path, "a") as file:  # (16 strings of 100 MB: counted as 16 elements, 1.6 GB were read)
+        del file[matrices[0]]
+        file.create_dataset("node/nodes/junk", shape=(16,), dtype="S100000000", chunks=(1,), compression="gzip")
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(NIRConversionError, match=r"the datasets declare 20000\d+ 8-byte elements in all \(the largest, "
+                                                 r"'node/nodes/junk', 200000000\)"):
         load_nir(path)
 
 
@@ -221,7 +228,7 @@ def test_datasets_reached_through_several_links_are_counted_once_per_link(tmp_pa
         for k in range(1, 12):  # (each link is read again by nir.read: 12 x 2**24 elements)
             group[f"junk{k}"] = junk
     assert path.stat().st_size < 1_000_000
-    with pytest.raises(NIRConversionError, match=r"the datasets declare 20132\d+ elements in all"):
+    with pytest.raises(NIRConversionError, match=r"the datasets declare 20132\d+ 8-byte elements in all"):
         load_nir(path)
     with h5py.File(path, "a") as file:
         group = next(item for item in file["node/nodes"].values() if isinstance(item, h5py.Group))
@@ -278,6 +285,38 @@ def test_chains_too_wide_to_fold_are_refused_before_allocating():
     paths = Paths(100, "the connections into 'h'")
     with pytest.raises(NIRConversionError, match=r"'w': 200000 lines carrying 100 presynaptic neurons"):
         paths.apply_linear("w", np.zeros((200_000, 100)))
+    # dense -> Delay -> dense: every line carries every neuron, and checking the delays takes
+    # rows x lines x neurons steps (4096 inputs, a 765 KB file, ran for minutes)
+    paths = Paths(1500, "the connections into 'h'")
+    paths.apply_linear("dense", np.ones((1500, 1500)))
+    paths.add_delay("delay", np.zeros(1500))
+    with pytest.raises(NIRConversionError, match=r"^'again': 1500 rows over 1500 lines that carry several of 1500 "
+                                                 r"presynaptic neurons each: .* 3,375,000,000 steps, at most "
+                                                 r"2,147,483,648"):
+        paths.apply_linear("again", np.ones((1500, 1500)))
+
+
+def test_metadata_of_a_wide_synaptic_layer_is_not_expanded_before_the_size_check():
+    """(a 48 KB file, Input(20000) -> Linear(1 x 20000) labelled synaptic, built a 20000 x 20000
+    fan-out, 3.2 GB, before the size check refused it)"""
+    import tracemalloc
+
+    one = {name: np.array([value]) for name, value in (("tau_syn", 1e-3), ("tau_mem", 2e-3), ("r", 2.0), ("v_leak", 0.0),
+                                                        ("v_threshold", 1.0), ("v_reset", 0.0), ("w_in", 1e-3))}
+    lif = nir.CubaLIF(**one, metadata={"delgrad": {"population": "p", "threshold": 1.0, "tau_m": 2.0, "tau_s": 1.0}})
+    nodes = {"in": nir.Input(input_type={"input": np.array([5000])}),
+             "lin": nir.Linear(weight=np.zeros((1, 5000)), metadata={"delgrad": {"delay_kind": "synaptic"}}),
+             "lif": lif, "out": nir.Output(output_type={"output": np.array([1])})}
+    graph = nir.NIRGraph(nodes=nodes, edges=[("in", "lin"), ("lin", "lif"), ("lif", "out")],
+                         metadata={"delgrad": {"time_scale_s": 1e-3, "first_spike_only": True}}, type_check=False)
+    tracemalloc.start()
+    try:
+        with pytest.raises(NIRConversionError, match=r"5000 lines carrying 5000 presynaptic neurons"):
+            from_nir(graph)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6, f"{peak / 1e6:.0f} MB"  # (the fan-out alone is 200 MB)
 
 
 @pytest.mark.parametrize("kind", KINDS)
