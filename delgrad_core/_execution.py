@@ -138,7 +138,7 @@ class ExecutionRequest:
         (digest -> Calibration); `CalibrationError` if it is not there.  `networks` (digest of
         a network's stored bytes -> read-only network) lets requests with the same network
         share one network object: a receiver's cache, looked up and filled here."""
-        with NpzArchive(data, what="delgrad execution request") as archive:
+        with NpzArchive(data, what="delgrad execution request", stored_only=True) as archive:
             document = archive.json("request.json")
             if document.get("format") != _REQUEST_FORMAT or document.get("version") != _VERSION:
                 raise FileFormatError(f"{archive.source}: not a delgrad request version {_VERSION}")
@@ -290,7 +290,7 @@ class ExecutionResult:
     @classmethod
     def from_bytes(cls, data) -> "ExecutionResult":
         """Inverse of `to_bytes`; anything malformed is a `FileFormatError`."""
-        with NpzArchive(data, what="delgrad execution result") as archive:
+        with NpzArchive(data, what="delgrad execution result", stored_only=True) as archive:
             document = archive.json("result.json")
             if document.get("format") != _RESULT_FORMAT or document.get("version") != _VERSION:
                 raise FileFormatError(f"{archive.source}: not a delgrad result version {_VERSION}")

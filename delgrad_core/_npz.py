@@ -208,7 +208,9 @@ class NpzArchive:
     archives (what delgrad writes) are read straight from memory; others through zipfile.
     """
 
-    def __init__(self, source, *, what: str = "file"):
+    def __init__(self, source, *, what: str = "file", stored_only: bool = False):
+        """`stored_only`: refuse anything but an uncompressed archive (what delgrad writes), e.g.
+        for what a peer sends: a compressed member can expand a small message a thousandfold."""
         self.what = what
         self.source = describe_source(source)
         if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) \
@@ -231,7 +233,11 @@ class NpzArchive:
                 buffer = memoryview(data)
             self._stored = _stored_members(buffer)
             self._zip = zipfile.ZipFile(io.BytesIO(buffer)) if self._stored is None else None
-        except (FileNotFoundError, InvalidValueError):
+            if stored_only and self._zip is not None:
+                self._zip.close()
+                raise FileFormatError(f"{self.source}: not a {what} as delgrad writes it (an uncompressed zip "
+                                      "archive): its members are compressed (or it uses zip64 or encryption)")
+        except (FileNotFoundError, InvalidValueError, FileFormatError):
             raise
         except _ZIP_ERRORS as exc:
             raise FileFormatError(f"{self.source}: not a readable {what} (not an npz archive: {exc})") from None
@@ -336,7 +342,8 @@ class NpzArchive:
                 else:
                     try:
                         with self._open(name) as member:
-                            hasher.update(member.read())
+                            while chunk := member.read(1 << 20):  # (a compressed member may be huge)
+                                hasher.update(chunk)
                     except _ZIP_ERRORS as exc:
                         raise self._fail(f"entry {name!r} cannot be read ({exc})") from None
         return hasher.hexdigest()

@@ -126,6 +126,39 @@ def test_payloads_must_match_their_job_ids():
         parse_calibrate(decode(encode(SIGNER, wrong_seed, network_bytes), SIGNER))
 
 
+def _deflated(archive: bytes, extra_zeros: int = 0) -> bytes:
+    """The same members, compressed, plus (if asked) a member of that many zero bytes."""
+    import zipfile
+
+    source, buffer = zipfile.ZipFile(io.BytesIO(archive)), io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+        if extra_zeros:
+            target.writestr("network.zzz.npy", b"\0" * extra_zeros)
+    return buffer.getvalue()
+
+
+def test_compressed_payloads_are_refused_before_they_are_expanded():
+    """(an execute of 1 MB whose archive held a compressed member of 1 GiB of zeros under
+    'network.' was expanded whole by the job-id check: 2.1 GB for the service, 4.6 s)"""
+    request, payload = _request_bytes()
+    bomb = _deflated(payload, extra_zeros=2**26)
+    assert len(bomb) < 2**26 // 500
+    message = decode(encode(SIGNER, new_header("execute", client="c", job=request.digest), bomb), SIGNER)
+    with pytest.raises(ProtocolError, match="not a delgrad execution request as delgrad writes it \\(an uncompressed "
+                                            "zip archive\\)") as info:
+        parse_execute(message)
+    assert info.value.code == "bad_request"
+    buffer = io.BytesIO()
+    dg.save_network(request.network, buffer)
+    network_bytes = _deflated(buffer.getvalue())
+    header = new_header("calibrate", client="c", job=calibration_job_id(3, network_bytes), seed=3)
+    with pytest.raises(ProtocolError, match="not a delgrad network file as delgrad writes it"):
+        parse_calibrate(decode(encode(SIGNER, header, network_bytes), SIGNER))
+    assert dg.load_network(network_bytes).sizes == request.network.sizes  # (a compressed file is read elsewhere)
+
+
 # ---------------------------------------------------------------------------- fuzzing
 def _only_protocol_errors(frames, signer=SIGNER):
     """decode (and the payload parsers) either succeed or raise ProtocolError; quickly."""

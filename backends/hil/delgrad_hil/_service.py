@@ -29,7 +29,9 @@ from multiprocessing.connection import wait as wait_readable
 
 import zmq
 
-from delgrad_core import BackendUnavailable, CalibrationError, ExecutionRequest, load_network
+from delgrad_core import BackendUnavailable, CalibrationError, ExecutionRequest
+from delgrad_core._npz import NpzArchive
+from delgrad_core._serialization import network_from_archive
 
 from delgrad_hil._auth import ReplayGuard
 from delgrad_hil._calibration import unwrap
@@ -99,7 +101,8 @@ def parse_calibrate(message: Message) -> tuple:
     if message.payload is None:
         return None, header["seed"]
     try:
-        return load_network(message.payload), header["seed"]
+        with NpzArchive(message.payload, what="delgrad network file", stored_only=True) as archive:
+            return network_from_archive(archive), header["seed"]
     except Exception as exc:
         raise ProtocolError("bad_request", f"the payload is not a network ({exc})", reply_to=header["nonce"]) \
             from None
