@@ -283,6 +283,32 @@ def test_a_reply_header_above_the_protocol_limit_is_an_error_reply_not_corruptio
             backend.calibrate(*network_and_inputs()[:1], seed=0)
 
 
+@pytest.mark.slow
+def test_a_peer_that_completes_the_handshake_and_falls_silent_is_dropped(start_service):
+    """(such connections were kept for ever: enough of them exhausted the service's file
+    descriptors, and it answered nobody)"""
+    import socket
+
+    from delgrad_hil._service import HEARTBEAT_MS
+
+    service = start_service()
+    host, port = service.address[len("tcp://"):].rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as peer:
+        peer.sendall(b"\xff" + b"\0" * 8 + b"\x7f\x03\x01NULL" + b"\0" * 48)  # ZMTP 3.1 greeting, NULL security
+        ready = b"\x05READY\x0bSocket-Type" + (6).to_bytes(4, "big") + b"DEALER"
+        peer.sendall(b"\x04" + bytes([len(ready)]) + ready)  # then silence: no answer to the service's pings
+        peer.settimeout(0.5)
+        deadline = time.monotonic() + 5 * HEARTBEAT_MS / 1000
+        while time.monotonic() < deadline:
+            try:
+                if peer.recv(65536) == b"":
+                    break  # dropped
+            except socket.timeout:
+                pass
+        else:
+            pytest.fail("the silent peer is still connected")
+
+
 def test_serving_on_a_host_name_of_no_local_interface_says_so():
     from delgrad_hil._service import DeviceService
 

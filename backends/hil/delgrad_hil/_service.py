@@ -53,13 +53,14 @@ from delgrad_hil._protocol import (
 )
 from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
 
-__all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES"]
+__all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES", "HEARTBEAT_MS"]
 
 log = logging.getLogger("delgrad_hil.service")
 
 # ZMQ_MAXMSGSIZE is set this far above the service's own limit: the transport drops larger
 # frames silently (it disconnects the peer), so the service's "too_large" answer must come first.
 BACKSTOP_BYTES = 2**20
+HEARTBEAT_MS = 5000  # the service pings every connection this often; no answer in 3 pings: dropped
 _RECEIVE_BATCH = 64  # messages read per wake-up before finished jobs are answered
 _CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
 # networks of recent requests: the jobs of an evaluation share one network object, which the
@@ -168,6 +169,10 @@ class DeviceService:
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes + BACKSTOP_BYTES)
+        # a peer that answers no heartbeat is dropped (ZeroMQ clients answer by themselves; a
+        # connection held open and silent would keep its file descriptor for ever)
+        self._router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+        self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
         host, _, port = address.rpartition(":")
         self._router.setsockopt(zmq.IPV6, address.startswith("tcp://["))
         try:
