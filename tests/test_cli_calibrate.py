@@ -72,10 +72,12 @@ def test_calibrate_passes_backend_options_and_prints_json(registered):
     (["--chip", "1", "--backend-option", "chip=2"], "--chip 1 contradicts --backend-option chip=2"),
     (["--backend-option", "gain"], "--backend-option: expected KEY=VALUE with KEY an identifier, got 'gain'"),
     (["--backend-option", "colour=1"], "unknown option(s) colour; allowed: chip, gain"),
+    (["--backend", "nonexistent"], "unknown backend 'nonexistent'; choose one of"),
 ])
 def test_calibrate_refuses_bad_options_in_one_line(registered, args, message):
+    """Usage errors, status 2, as in `delgrad train` (an unknown backend or option was status 1)."""
     result = cli_runner().invoke(main, ["calibrate", "--backend", "caching", *args])
-    assert result.exit_code != 0 and message in result.output
+    assert result.exit_code == 2 and message in result.output, result.output
 
 
 def test_calibrate_a_backend_without_calibration():

@@ -79,15 +79,23 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     """
     from tqdm.auto import tqdm
 
+    from delgrad_core._errors import InvalidValueError, UnknownNameError
     from delgrad_core._options import parse_key_values
-    from delgrad_core._plugins import get_backend
+    from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
-    options = parse_key_values(backend_options, "--backend-option")
+    try:
+        options = parse_key_values(backend_options, "--backend-option")
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if chip is not None:
         if options.get("chip", chip) != chip:
             raise click.UsageError(f"--chip {chip} contradicts --backend-option chip={options['chip']}")
         options["chip"] = chip
-    with get_backend(backend, **options) as target:
+    try:
+        target = built_backend(backend, options)
+    except (BackendOptionsError, UnknownNameError) as exc:
+        raise click.UsageError(str(exc)) from None
+    with target:
         bars = []
 
         def progress(done: int, total: int) -> None:
