@@ -134,8 +134,11 @@ class ReplayGuard:
             _, old = heapq.heappop(self._queue)
             self._expiry.pop(old, None)
         if not math.isfinite(sent_at) or abs(now - sent_at) > self.window_s:
-            return "replayed", (f"sent {now - sent_at:+.1f} s from the service's clock, outside the "
-                                f"{self.window_s:g} s window (a replay, or clocks that disagree)")
+            ahead = sent_at - now
+            when = "with no valid time" if not math.isfinite(sent_at) else \
+                f"{abs(ahead):.1f} s {'ahead of' if ahead > 0 else 'behind'} the service's clock"
+            return "replayed", (f"sent {when}, outside the {self.window_s:g} s window (a replay, or clocks that "
+                                "disagree)")
         if nonce in self._expiry:
             return "replayed", "this message was received before (a replay)"
         if len(self._expiry) >= self.max_nonces:
