@@ -7,6 +7,9 @@ importing `delgrad_core` never needs it.
 from __future__ import annotations
 
 import math
+import sys
+
+import numpy as np
 
 from delgrad_core._errors import DelgradError, FileFormatError
 
@@ -45,11 +48,15 @@ def require_nir():
 
 
 def check_time_scale(value, field_name: str = "time_scale") -> float:
-    """Seconds per model time unit as a float; must be finite and > 0."""
+    """Seconds per model time unit as a float; must be a finite, normal number > 0 (a
+    subnormal one overflows the times divided by it)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):  # (float() would take True as 1 s and "6e-6" as a number)
+        raise NIRConversionError(f"{field_name}: expected a number of seconds, got {value!r}")
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         raise NIRConversionError(f"{field_name}: expected a number of seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise NIRConversionError(f"{field_name}: expected a finite number of seconds > 0, got {seconds!r}")
+    if not math.isfinite(seconds) or seconds < sys.float_info.min:
+        raise NIRConversionError(f"{field_name}: expected a finite number of seconds >= {sys.float_info.min!r}, "
+                                 f"got {seconds!r}")
     return seconds

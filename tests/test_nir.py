@@ -522,7 +522,7 @@ def test_nir_files_are_written_to_and_read_from_paths_bytes_and_file_objects(tmp
         load_nir(b"xx")
 
 
-@pytest.mark.parametrize("time_scale", [1.7e308, 5e-324])
+@pytest.mark.parametrize("time_scale", [1.7e308, 3e-308])
 def test_export_refuses_a_time_scale_that_overflows_or_underflows_the_seconds(helpers, time_scale):
     network = helpers.build_network([3, 4, 2], "axonal", 2.0, seed=2)
     with pytest.raises(NIRConversionError, match=r"time_scale: .* overflow or underflow in seconds"):
@@ -649,11 +649,16 @@ def test_unknown_format_version_is_refused(helpers):
         from_nir(graph)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), "fast"])
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), "fast", "6e-6", True, 1e-320])
 def test_invalid_time_scale_is_refused(helpers, bad):
+    """(True was read as 1 s, the text "6e-6" as a number, and a subnormal 1e-320 overflowed the
+    times divided by it into NaN, blamed on the delays)"""
     network = helpers.build_network([2, 2], "none", 2.0, seed=0)
     with pytest.raises(NIRConversionError, match="time_scale"):
         to_nir(network, time_scale=bad)
+    graph = to_nir(network, time_scale=1e-3)
+    with pytest.raises(NIRConversionError, match="time_scale"):
+        from_nir(graph, time_scale=bad)
     assert issubclass(NIRConversionError, ValueError)
 
 
