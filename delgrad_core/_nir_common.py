@@ -18,6 +18,7 @@ __all__ = [
     "NIRNotInstalledError",
     "require_nir",
     "check_time_scale",
+    "shown",
     "META_KEY",
     "FORMAT",
     "FORMAT_VERSION",
@@ -45,6 +46,11 @@ def require_nir():
             f"NIR support needs the optional 'nir' package ({exc}); install it with: pip install 'delgrad[nir]'"
         ) from None
     return nir
+
+
+def shown(value) -> str:
+    """repr of a value read from a graph, a numpy scalar as the plain number it holds."""
+    return repr(value.item() if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 else value)
 
 
 def check_time_scale(value, field_name: str = "time_scale") -> float:

@@ -13,6 +13,7 @@ from delgrad_core._nir_common import (
     NIRConversionError,
     check_time_scale,
     require_nir,
+    shown,
 )
 from delgrad_core._nir_export import layer_chain
 from delgrad_core._nir_graph import Segment, graph_segments, population_size
@@ -36,7 +37,7 @@ def _graph_metadata(graph) -> dict:
     version = meta.get("version", FORMAT_VERSION)
     if meta.get("format") == FORMAT and version != FORMAT_VERSION:
         raise NIRConversionError(
-            f"the graph was written in delgrad's NIR format version {version!r}; this delgrad reads version "
+            f"the graph was written in delgrad's NIR format version {shown(version)}; this delgrad reads version "
             f"{FORMAT_VERSION}"
         )
     return meta
@@ -240,7 +241,7 @@ def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool =
     declared_single_spike = graph_meta.get("first_spike_only", False)
     if not isinstance(declared_single_spike, (bool, np.bool_)):  # ("false" would count as true)
         raise NIRConversionError(f"metadata delgrad.first_spike_only: expected true or false, "
-                                 f"got {declared_single_spike!r}")
+                                 f"got {shown(declared_single_spike)}")
     n_pre = n_in = population_size(nir, graph.nodes[input_key], input_key)
     layers = []
     for index, segment in enumerate(segments):

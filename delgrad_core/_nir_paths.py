@@ -73,7 +73,7 @@ class Paths:
             row, pre = np.argwhere(clash)[0]
             raise NIRConversionError(
                 f"{key!r}: line {row} receives presynaptic neuron {pre} over paths with different delays "
-                f"({low[row, pre]!r} s and {high[row, pre]!r} s); delgrad has one delay per synapse"
+                f"({float(low[row, pre])!r} s and {float(high[row, pre])!r} s); delgrad has one delay per synapse"
             )
         self.weight = matrix @ self.weight
         self.delay = np.where(connected, high, 0.0)

@@ -642,10 +642,11 @@ def test_one_synapse_with_two_delays_is_refused():
         from_nir(graph, time_scale=1e-3)
 
 
-def test_unknown_format_version_is_refused(helpers):
+@pytest.mark.parametrize("version", [2, np.int64(2)])  # (as a file read back holds it: shown as 2, not np.int64(2))
+def test_unknown_format_version_is_refused(helpers, version):
     graph = to_nir(helpers.build_network([2, 2], "none", 2.0, seed=0), time_scale=1e-3)
-    graph.metadata["delgrad"]["version"] = 2
-    with pytest.raises(NIRConversionError, match="format version 2"):
+    graph.metadata["delgrad"]["version"] = version
+    with pytest.raises(NIRConversionError, match="format version 2; this delgrad reads version 1"):
         from_nir(graph)
 
 
