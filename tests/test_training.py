@@ -820,6 +820,36 @@ def test_splits_that_disagree_or_hold_nothing_and_a_plane_of_nan_are_refused_bef
         Trainer(TrainingConfig(**{**SHORT, "dataset": "nan_plane", "epochs": 1}))
 
 
+def test_data_that_changed_under_a_run_is_refused_on_resume_and_noted_by_evaluate(monkeypatch, tmp_path):
+    """(a dataset's files replaced between the start and the resume of a run, or before its
+    evaluation, went unnoticed: the run trained on, and evaluate reported on, other data)"""
+    from delgrad_core.datasets import Dataset
+
+    version = {"shift": 0.0}
+
+    def drifting(split):
+        features = np.random.default_rng(len(split)).uniform(0.0, 0.5, (60, 4)) + version["shift"]
+        return Dataset("drifting", split, features, np.arange(60) % 3, ("a", "b", "c"))
+
+    _register_plugin_components(monkeypatch, delgrad_register_datasets=lambda register: register(
+        "drifting", drifting, splits=("train", "validation", "test")))
+    runner, run = cli_runner(), str(tmp_path / "run")
+    train = ["train", "--dataset", "drifting", "--hidden", "4", "--delays", "none", "--out", run, "--no-progress"]
+    assert runner.invoke(main, [*train, "--epochs", "1"]).exit_code == 0
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["dataset_digests"]
+    assert recorded["test"] == drifting("test").digest() != drifting("train").digest()
+    unchanged = runner.invoke(main, ["evaluate", run])
+    assert unchanged.exit_code == 0 and "differs" not in unchanged.output
+    version["shift"] = 0.25  # (the files replaced)
+    resumed = runner.invoke(main, [*train, "--epochs", "2", "--resume"])
+    assert resumed.exit_code != 0
+    assert "resume: the train, validation, test split(s) of dataset 'drifting' differ from those the run began " \
+           "with" in resumed.output, resumed.output
+    evaluated = runner.invoke(main, ["evaluate", run])
+    assert evaluated.exit_code == 0
+    assert f"the test split of 'drifting' differs from the one {run} recorded (its files changed)" in evaluated.output
+
+
 def test_resume_refuses_a_backend_calibrated_for_another_chip(tmp_path):
     """As a shared service restarted with another chip: same settings, another calibration."""
     from delgrad_core.testing import MockBackend

@@ -303,6 +303,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         raise refused(exc) from None
     network = load_network(network_file)
     data = load_dataset(config.dataset, split, **config.dataset_options)
+    recorded = metrics.get("dataset_digests")
+    if isinstance(recorded, dict) and split in recorded and recorded[split] != data.digest() and \
+            (config.dataset, config.dataset_options) == (stored.get("dataset"), stored.get("dataset_options")):
+        warnings.warn(f"the {split} split of {config.dataset!r} differs from the one {path} recorded (its files "
+                      "changed): the accuracy is this data's", UserWarning, stacklevel=1)
     encoder = component("encoder", config.encoder, config, config.encoder_options)
     try:
         check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -94,6 +96,15 @@ class Dataset:
     def n_classes(self) -> int:
         """Number of classes (length of `class_names`)."""
         return len(self.class_names)
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the class names, features and labels: equal for equal data (a run
+        records it to notice data that changed under it)."""
+        hasher = hashlib.sha256(json.dumps(list(self.class_names)).encode())
+        for array in (self.features, self.labels):
+            hasher.update(f"|{array.dtype.str}|{array.shape}|".encode())
+            hasher.update(np.ascontiguousarray(array).data)
+        return hasher.hexdigest()
 
     def class_counts(self) -> np.ndarray:
         """Number of samples of each class, shape (n_classes,)."""

@@ -156,6 +156,8 @@ class Trainer:
                 load_dataset(self.config.dataset, split, **self.config.dataset_options)
                 for split in ("train", "validation", "test"))
             _check_splits_agree(self.train_set, self.validation_set, self.test_set)
+            self.dataset_digests = {data.split: data.digest()
+                                    for data in (self.train_set, self.validation_set, self.test_set)}
             self._check_plane()  # (a broken plane is refused now, not after the training)
             requested = backend if backend is not None else self.config.backend
             self.backend = built_backend(requested, self.config.backend_options)
@@ -317,6 +319,7 @@ class Trainer:
             "seed": self.config.seed,
             "config": self._recorded_config(),
             "calibration_key": self.calibration.cache_key,
+            "dataset_digests": self.dataset_digests,
             "n_parameters": self.network.n_parameters,
             "epochs_completed": self.epoch,
             "wall_seconds": self.elapsed_seconds,
@@ -419,6 +422,7 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "config": self.config.to_dict(),
             "calibration_key": self.calibration.cache_key,
+            "dataset_digests": self.dataset_digests,
             "epochs_recorded": len(self.history),
             **self.selection.state(),
             **self.bump.state(),
@@ -447,6 +451,12 @@ class Trainer:
                                 for k in differing)
             raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
                                     "resume with the run's own settings")
+        trained_on = state.get("dataset_digests")  # (none in checkpoints written before runs recorded them)
+        if isinstance(trained_on, dict) and trained_on != self.dataset_digests:
+            changed = [split for split, digest in self.dataset_digests.items() if trained_on.get(split) != digest]
+            raise InvalidValueError(f"resume: the {', '.join(changed)} split(s) of dataset {self.config.dataset!r} "
+                                    "differ from those the run began with (its files changed, or other dataset "
+                                    "options); resume with the data it was trained on")
         if state["epoch"] > self.config.epochs:
             raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {state['epoch']} epochs "
                                     f"already; resume it to at least that many, not {self.config.epochs}")
