@@ -455,8 +455,9 @@ class Trainer:
         if isinstance(trained_on, dict) and trained_on != self.dataset_digests:
             changed = [split for split, digest in self.dataset_digests.items() if trained_on.get(split) != digest]
             raise InvalidValueError(f"resume: the {', '.join(changed)} split(s) of dataset {self.config.dataset!r} "
-                                    "differ from those the run began with (its files changed, or other dataset "
-                                    "options); resume with the data it was trained on")
+                                    "differ from those the run began with (its files changed, other dataset "
+                                    "options, or a loader that does not give the same data twice); resume with the "
+                                    "data it was trained on")
         if state["epoch"] > self.config.epochs:
             raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {state['epoch']} epochs "
                                     f"already; resume it to at least that many, not {self.config.epochs}")
