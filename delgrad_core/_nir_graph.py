@@ -162,6 +162,9 @@ def graph_segments(nir, graph) -> tuple[str, list[Segment], str]:
 def population_size(nir, node, key: str) -> int:
     """Size of a 1-d Input or Output node."""
     types = node.input_type if isinstance(node, nir.Input) else node.output_type
+    if types is not None and len(types) > 1:  # (the first was taken, the others ignored)
+        raise NIRConversionError(f"{type(node).__name__} {key!r}: expected one port, got {len(types)} "
+                                 f"({', '.join(map(str, types))}); delgrad layers have one input and one output")
     try:
         declared = np.asarray(list(types.values())[0] if types else [])
         shape = declared.astype(np.int64).reshape(-1)

@@ -504,6 +504,14 @@ def test_an_input_shape_that_is_not_one_positive_integer_is_refused(shape):
         from_nir(graph, time_scale=1e-4, first_spike_only=True)  # ([4.7] was read as 4)
 
 
+def test_an_input_of_two_ports_is_refused():
+    graph = snntorch_style_graph(np.random.default_rng(16))
+    n_inputs = graph.nodes["input"].input_type["input"]
+    graph.nodes["input"].input_type = {"input": n_inputs, "extra": n_inputs}
+    with pytest.raises(NIRConversionError, match=r"Input 'input': expected one port, got 2 \(input, extra\)"):
+        from_nir(graph, time_scale=1e-4, first_spike_only=True)  # (the first was taken, the other ignored)
+
+
 def test_nir_files_are_written_to_and_read_from_paths_bytes_and_file_objects(tmp_path, helpers):
     network = helpers.build_network([4, 5, 3], "axonal", 2.0, seed=4)
     buffer = io.BytesIO()
