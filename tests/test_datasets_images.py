@@ -393,6 +393,13 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
         mnist("test", directory=tmp_path / "afile")
     with pytest.raises(dg.InvalidValueError, match="directory: expected a folder path, got int"):
         mnist("test", directory=5)
+    # (a folder, or a link to nothing, at a file's name was reported as plainly missing)
+    (tmp_path / "train-images-idx3-ubyte").mkdir()
+    (tmp_path / "train-labels-idx1-ubyte.gz").symlink_to(tmp_path / "gone")
+    with pytest.raises(DatasetFilesNotFoundError, match=r"missing train-images-idx3-ubyte\[.gz\] \(train-images-idx3-"
+                                                        r"ubyte is not a regular file\) and train-labels-idx1-ubyte"
+                                                        r"\[.gz\] \(train-labels-idx1-ubyte.gz is a link to nothing\)"):
+        fashion_mnist("train", directory=tmp_path)
 
 
 def test_files_that_do_not_match(tmp_path):

@@ -109,6 +109,13 @@ def _how_to_get(source: _Source) -> str:
     return "\n".join(lines)
 
 
+def _why_not_a_file(path: Path) -> str:
+    """Why a name that is there is no file to read ('' if nothing is there)."""
+    if path.is_symlink() and not path.exists():
+        return f" ({path.name} is a link to nothing)"
+    return f" ({path.name} is not a regular file)" if path.exists() else ""
+
+
 def _find_files(source: _Source, part: str, directory: str | os.PathLike | None) -> tuple[Path, Path]:
     """Paths of the images and labels files of `part` ("train" or "test"); plain files win over .gz."""
     where, how = _directory(source, directory)
@@ -118,7 +125,7 @@ def _find_files(source: _Source, part: str, directory: str | os.PathLike | None)
         path = next((candidate for candidate in candidates if candidate.is_file()), None)
         found.append(path)
         if path is None:
-            missing.append(f"{stem}[.gz]")
+            missing.append(f"{stem}[.gz]" + "".join(_why_not_a_file(candidate) for candidate in candidates))
     if missing:
         if where is None:
             place = f"({how})"
