@@ -756,6 +756,21 @@ def test_spike_time_plots_of_many_classes_are_one_panel(tmp_path, n_classes, wid
     assert struct.unpack(">I", (tmp_path / "spike_times.png").read_bytes()[16:20])[0] == width_px
 
 
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+def test_plots_of_zero_losses_and_silent_outputs_give_no_matplotlib_warnings(tmp_path):
+    """(matplotlib's 'Data has no positive values, and therefore cannot be log-scaled' and layout
+    notes reached the user as warnings about the run)"""
+    from delgrad_core.training._plots import plot_run
+
+    history = [{"epoch": 1, "train_loss": 0.0, "validation_loss": 0.0, "train_accuracy": 1.0,
+                "validation_accuracy": 1.0}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        written = plot_run(tmp_path, history, dg.Network.feedforward([4, 5, 3], seed=0), np.full((12, 3), np.inf),
+                           np.arange(12) % 3, ["a", "b", "c"])
+    assert [path.name for path in written] == ["learning_curves.png", "spike_times.png", "confusion.png"]
+
+
 def test_training_runs_a_batch_above_the_backends_limit_in_several_jobs():
     from delgrad_core.testing import MockBackend
 
