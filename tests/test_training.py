@@ -758,8 +758,8 @@ def test_spike_time_plots_of_many_classes_are_one_panel(tmp_path, n_classes, wid
 
 @pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
 def test_plots_of_zero_losses_and_silent_outputs_give_no_matplotlib_warnings(tmp_path):
-    """(matplotlib's 'Data has no positive values, and therefore cannot be log-scaled' and layout
-    notes reached the user as warnings about the run)"""
+    """(matplotlib's 'Data has no positive values, and therefore cannot be log-scaled' reached the
+    user as a warning about the run)"""
     from delgrad_core.training._plots import plot_run
 
     history = [{"epoch": 1, "train_loss": 0.0, "validation_loss": 0.0, "train_accuracy": 1.0,

@@ -165,15 +165,13 @@ def plot_run(out_dir, history: list[dict], network, test_output_times, test_labe
     output_times, labels = np.asarray(test_output_times), np.asarray(test_labels)
     predictions = first_spike_prediction(output_times)
     written = [out_dir / "learning_curves.png", out_dir / "spike_times.png", out_dir / "confusion.png"]
-    with warnings.catch_warnings():  # (matplotlib's notes on layout concern the drawing, not the run)
-        warnings.simplefilter("ignore", UserWarning)
-        _learning_curves(plt, history, written[0])
-        _spike_time_distributions(plt, output_times, labels, class_names, written[1])
-        _confusion(plt, predictions, labels, class_names, written[2])
-        if plane is not None and test_features is not None:
-            written.append(out_dir / "decision_map.png")
-            _decision_map(plt, plane, np.asarray(test_features), predictions, labels, class_names, written[-1])
-        if any(layer.projection.delays is not None for layer in network.layers):
-            written.append(out_dir / "delays.png")
-            _delays(plt, network, written[-1])
+    _learning_curves(plt, history, written[0])
+    _spike_time_distributions(plt, output_times, labels, class_names, written[1])
+    _confusion(plt, predictions, labels, class_names, written[2])
+    if plane is not None and test_features is not None:
+        written.append(out_dir / "decision_map.png")
+        _decision_map(plt, plane, np.asarray(test_features), predictions, labels, class_names, written[-1])
+    if any(layer.projection.delays is not None for layer in network.layers):
+        written.append(out_dir / "delays.png")
+        _delays(plt, network, written[-1])
     return written
