@@ -219,7 +219,8 @@ class NpzArchive:
                                     f"{type(source).__name__}")
         try:
             if isinstance(source, (str, os.PathLike)):
-                with open(source, "rb") as handle:
+                # (opened without blocking: opening a named pipe for reading waits for a writer)
+                with open(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
                     if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # (a device or a pipe never ends)
                         raise ValueError("not a regular file")
                     buffer = memoryview(handle.read())

@@ -436,6 +436,16 @@ def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "run: the run folder has no network file (network.npz)")
 
 
+def test_reading_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    """(opening a FIFO for reading blocked until a writer came: a FIFO at a calibration cache
+    entry's name hung `delgrad calibrate` for ever)"""
+    os.mkfifo(tmp_path / "pipe.npz")
+    reader = subprocess.run([sys.executable, "-c", "import sys, delgrad_core as dg; dg.load_network(sys.argv[1])",
+                             str(tmp_path / "pipe.npz")], capture_output=True, text=True, timeout=60)
+    assert reader.returncode == 1 and "pipe.npz: not a readable delgrad network file (not an npz archive: not a " \
+                                       "regular file)" in reader.stderr, reader.stderr
+
+
 def test_writing_follows_links_and_never_replaces_a_pipe(tmp_path):
     # (the rename of an atomic write replaced links, pipes and, as root, device nodes with files)
     dg.save_network(dg.Network.feedforward([2, 3, 2], seed=0), tmp_path / "n.npz")

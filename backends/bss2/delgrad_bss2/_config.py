@@ -128,7 +128,7 @@ class ChipConfig:
                         or value < 0 or (low_open and value == 0):
                     raise InvalidValueError(f"{spec.name}: expected a finite number {'>' if low_open else '>='} 0, "
                                             f"got {value!r}")
-                object.__setattr__(self, spec.name, float(value))
+                object.__setattr__(self, spec.name, float(value) + 0.0)  # (-0.0 is 0.0: numpy refuses a scale of -0.0)
         if self.weight_max > _WEIGHT_STORAGE_MAX:
             raise InvalidValueError(f"weight_max: a job stores weights in 8 bits, expected at most {_WEIGHT_STORAGE_MAX}, "
                                     f"got {self.weight_max}")
@@ -138,6 +138,10 @@ class ChipConfig:
             raise InvalidValueError(f"neuron_circuits: must be even (delay elements take pairs), got {self.neuron_circuits}")
         if self.register_min > self.register_max:
             raise InvalidValueError(f"register_min: must be <= register_max ({self.register_max}), got {self.register_min}")
+        for name in ("leak_cadc", "threshold_cadc"):  # (calibration measures them with the readout)
+            if getattr(self, name) > CADC_MAX:
+                raise InvalidValueError(f"{name}: the potential readout measures 0..{CADC_MAX} CADC, got "
+                                        f"{getattr(self, name)!r}")
         if not self.threshold_cadc > self.leak_cadc:
             raise InvalidValueError(f"threshold_cadc: must lie above leak_cadc ({self.leak_cadc}), got {self.threshold_cadc}")
         offset_steps = self.delay_offset_us / self.register_step_us
@@ -150,10 +154,6 @@ class ChipConfig:
         self._check_weight_scale()
         if self.defect_probability > 1:
             raise InvalidValueError(f"defect_probability: must be <= 1, got {self.defect_probability}")
-        for name in ("leak_cadc", "threshold_cadc"):  # (calibration measures them with the readout)
-            if getattr(self, name) > CADC_MAX:
-                raise InvalidValueError(f"{name}: the potential readout measures 0..{CADC_MAX} CADC, got "
-                                        f"{getattr(self, name)!r}")
         for name, largest in (("neuron_circuits", _CIRCUITS_MAX), ("synapse_rows", _CIRCUITS_MAX),
                               ("register_max", _REGISTER_STEPS_MAX)):
             if getattr(self, name) > largest:
@@ -164,6 +164,26 @@ class ChipConfig:
             if not value_us < self.slot_us:
                 raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "
                                         f"{self.slot_us:g} us, option slot_tau), got {getattr(self, name)!r}")
+        self._check_noise_and_delays()
+
+    def _check_noise_and_delays(self) -> None:
+        """The shortest delay must end inside the sample slot (else every delayed spike is lost);
+        delay jitter and threshold noise must stay far (6 standard deviations) from making a delay
+        element fire before its trigger, or a threshold fall to the leak."""
+        shortest_us = self.register_min * self.register_step_us + self.delay_offset_us
+        if not shortest_us < self.slot_us:
+            raise InvalidValueError(f"register_min: the shortest delay, {shortest_us:g} us (register_min x "
+                                    f"register_step_us + delay_offset_us), must end inside the sample slot of "
+                                    f"{self.slot_us:g} us (option slot_tau {self.slot_tau:g}); every delayed spike "
+                                    "would be lost")
+        if 6 * self.delay_jitter_tau * self.tau_us > shortest_us:
+            raise InvalidValueError(f"delay_jitter_tau: at most {shortest_us / (6 * self.tau_us):.4g} (a sixth of the "
+                                    f"shortest delay, {shortest_us:g} us): larger jitter makes delay elements fire "
+                                    f"before their trigger, got {self.delay_jitter_tau!r}")
+        if 6 * self.threshold_noise > self.threshold:
+            raise InvalidValueError(f"threshold_noise: at most {self.threshold / 6:.4g} (a sixth of the threshold "
+                                    f"{self.threshold:g} above the leak): larger noise draws thresholds at or below the "
+                                    f"leak, got {self.threshold_noise!r}")
 
     def _check_weight_scale(self) -> None:
         """One weight step must resolve the threshold, and the strongest input a neuron can have

@@ -174,7 +174,7 @@ def test_targets_out_of_reach_are_refused_or_named(tmp_path, monkeypatch):
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path))
     with pytest.raises(dg.InvalidValueError, match="threshold_cadc: the potential readout measures 0..255 CADC"):
         dg.get_backend("bss2-emulator", threshold_cadc=300)
-    backend = dg.get_backend("bss2-emulator", tau_us=600.0)
+    backend = dg.get_backend("bss2-emulator", tau_us=600.0, delay_jitter_tau=0.002)  # (0.01 tau: 6 us of jitter)
     problem = (r"\d+ of 512 neuron circuits failed calibration \(tau_m on \d+, tau_s on \d+\): its targets lie "
                r"outside what most circuits reach; check the options tau_us, tau_m_spread_rel, tau_s_spread_rel and "
                r"defect_probability")
@@ -183,14 +183,17 @@ def test_targets_out_of_reach_are_refused_or_named(tmp_path, monkeypatch):
     network = dg.Network.feedforward([4, 60, 3], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), seed=0)
     with pytest.raises(dg.UnsupportedNetworkError, match="delay elements failed calibration; " + problem):
         backend.execute(network, np.full((1, 4), 0.5), calibration=calibration)
-    noisy = dg.get_backend("bss2-emulator", threshold_noise=1e6)  # (the advice named other options)
+    offset = dg.get_backend("bss2-emulator", threshold_offset=100.0)  # (the advice named other options)
     with pytest.warns(UserWarning, match=r"\(threshold on 512\): .* check the options threshold_cadc, "
                                          r"threshold_offset, threshold_spread, threshold_noise, readout_offset_cadc"):
-        noisy.calibrate()
+        offset.calibrate()
 
 
 def test_time_constants_no_measurement_can_resolve_fail_calibration_instead_of_crashing():
-    # (tau_us = 1e300: the delay elements' timestamps overflowed to inf and sizing the number of
-    # trials from their spread raised OverflowError)
-    calibration = calibrate_chip(Chip(0, ChipConfig(tau_us=1e300)))
-    assert len(calibration.values["failed_delay_elements"]) == ChipConfig().delay_pairs
+    # (tau_us = 1e300: the delay elements' jitter of 0.01 tau overflowed their timestamps to inf,
+    # and sizing the number of trials from their spread raised OverflowError; such jitter is now
+    # refused, and without it the chip calibrates)
+    with pytest.raises(dg.InvalidValueError, match="delay_jitter_tau: at most 1.375e-300"):
+        ChipConfig(tau_us=1e300)
+    calibration = calibrate_chip(Chip(0, ChipConfig(tau_us=1e300, delay_jitter_tau=0.0)))
+    assert len(calibration.values["failed_circuits"]) > 500  # (no time constant of 1e300 us is reached)

@@ -152,17 +152,33 @@ def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emula
             assert times[b, j] == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
-def test_threshold_noise_that_puts_a_threshold_below_the_leak_is_named():
-    backend = dg.get_backend("bss2-emulator", threshold_noise=1.2, cache=False)
+@pytest.mark.parametrize(("options", "message"), [
+    ({"threshold_noise": 0.75}, r"threshold_noise: at most 0.4333 \(a sixth of the threshold 2.6 above the leak\)"),
+    ({"delay_jitter_tau": 1.0}, r"delay_jitter_tau: at most 0.2292 \(a sixth of the shortest delay, 8.25 us\)"),
+    ({"register_min": 2000, "register_max": 3000}, r"register_min: the shortest delay, 252 us .* must end inside the "
+                                                   r"sample slot of 180 us"),
+])
+def test_noise_jitter_and_delays_the_chip_cannot_run_are_refused(options, message):
+    """(threshold noise of 0.75 drew a threshold below the leak in the second epoch, and a resume
+    met the same draw; jitter of 1 tau gave arrivals before their own inputs; delays longer
+    than the sample slot lost every delayed spike: 0 %)"""
+    with pytest.raises(dg.InvalidValueError, match=message):
+        dg.get_backend("bss2-emulator", **options)
+
+
+def test_options_of_negative_zero_are_zero():
+    """(-0.0 passed the >= 0 checks, and numpy refused it as a scale: 'ValueError: scale < 0')"""
+    backend = dg.get_backend("bss2-emulator", threshold_noise=-0.0, delay_jitter_tau=-0.0, leak_spread=-0.0,
+                             cache=False)
+    assert str(backend.config.threshold_noise) == "0.0"
     calibration = backend.calibrate()
-    network = backend.represent(yin_yang_network())
-    with pytest.raises(dg.BackendError, match="at or below its leak potential.*threshold_noise=1.2 drew it there"):
-        for seed in range(50):
-            backend.execute(network, yin_yang_inputs(), calibration=calibration, seed=seed)
+    backend.execute(backend.represent(yin_yang_network()), yin_yang_inputs(batch=4), calibration=calibration, seed=0)
 
 
 @pytest.mark.parametrize(("options", "cause"), [
-    ({"threshold_noise": 3.0}, "threshold_noise=3 drew it there in this run; lower that option"),
+    # (uncalibrated, the spread leaves a circuit just above its leak, and the noise pushes it below)
+    ({"calibrated": False, "leak_spread": 1.3, "threshold_noise": 0.43},
+     "threshold_noise=0.43 drew it there in this run; lower that option"),
     ({"calibrated": False, "leak_spread": 10.0, "threshold_noise": 1e-9}, "it lies there without noise"),
 ])
 def test_a_threshold_below_the_leak_names_its_cause(emulator, options, cause):
