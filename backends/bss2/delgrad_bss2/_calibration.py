@@ -183,6 +183,8 @@ def calibration_problem(calibration: Calibration, config: ChipConfig, calibrated
     says, every parameter's settings (integers in 0..DAC_MAX) and success flags (booleans),
     one per circuit or delay element."""
     arrays, values = calibration.arrays, calibration.values
+    if calibration.backend != BACKEND_NAME:
+        return f"backend: expected {BACKEND_NAME!r}, got {calibration.backend!r}"
     if values.get("calibrated") is not calibrated:
         return f"values.calibrated: expected {str(calibrated).lower()}, got {values.get('calibrated')!r}"
     for parameter in _PARAMETERS:
@@ -195,6 +197,10 @@ def calibration_problem(calibration: Calibration, config: ChipConfig, calibrated
                                                                   f"{array.dtype} of shape {array.shape}")
         if dac.size and not (dac.min() >= 0 and dac.max() <= DAC_MAX):
             return f"dac.{parameter.name}: settings must lie in 0..{DAC_MAX}, got {dac.min()}..{dac.max()}"
+    circuits_ok, elements_ok = usable(calibration)
+    for name, ok in (("failed_circuits", circuits_ok), ("failed_delay_elements", elements_ok)):
+        if values.get(name) != np.flatnonzero(~ok).tolist():
+            return f"values.{name}: expected the {np.count_nonzero(~ok)} that the success flags mark failed"
     return None
 
 

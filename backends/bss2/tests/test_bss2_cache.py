@@ -137,6 +137,10 @@ def test_a_cache_entry_that_is_a_folder_warns_and_the_calibration_is_used(cache)
     (lambda arrays, values: arrays.update({"dac.threshold": arrays["dac.threshold"] + 5000}),
      "dac.threshold: settings must lie in 0..1023"),
     (lambda arrays, values: values.update({"calibrated": False}), "values.calibrated: expected true, got False"),
+    # (these were trusted: a KeyError at every execute, or placements on circuits that had failed)
+    (lambda arrays, values: values.pop("failed_circuits"), "values.failed_circuits: expected the \\d+ that the "
+                                                           "success flags mark failed"),
+    (lambda arrays, values: values.update({"failed_delay_elements": []}), "values.failed_delay_elements: expected"),
 ])
 def test_a_calibration_whose_contents_do_not_fit_its_key_is_measured_again_or_refused(cache, edit, problem):
     """(a cached file edited inside its npz container, or a forged calibration, was trusted: an
@@ -153,3 +157,13 @@ def test_a_calibration_whose_contents_do_not_fit_its_key_is_measured_again_or_re
                                                        neuron=dg.NeuronParameters(2.6, 1.0, 1.0)))
     with pytest.raises(dg.CalibrationError, match=f"calibration: {problem}"):
         backend.execute(network, np.full((1, 20), 0.5), calibration=forged)
+
+
+def test_a_cached_calibration_of_another_backend_is_measured_again(cache):
+    """(an entry whose backend field was edited made every calibrate raise, and was never replaced)"""
+    _, good = _calibrate()
+    dg.Calibration("reference", good.values, good.cache_key, good.arrays).save(cache / f"{good.cache_key}.npz")
+    with pytest.warns(UserWarning, match="ignoring the cached calibration .*: backend: expected 'bss2-emulator', got "
+                                         "'reference'; it is measured again and replaced"):
+        again, measured = _calibrate()
+    assert measured == good and again.calibration_cache[0] == "stored"
