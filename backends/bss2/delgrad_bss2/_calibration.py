@@ -211,13 +211,18 @@ _OPTIONS_OF = {
     "tau_m": ("tau_us", "tau_m_spread_rel"),
     "tau_s": ("tau_us", "tau_s_spread_rel"),
     "gain": ("gain_spread_rel",),
+    "delay_offset": ("delay_offset_spread_us", "delay_jitter_tau", "timestamp_us", "register_step_us"),
 }
 
 
 def target_problem(calibration: Calibration) -> str | None:
-    """None unless more than half of the circuits failed calibration (a few per cent fail on a
-    chip at its defaults); then what failed and which options to check: the targets, not a few
-    defects, are the likely cause."""
+    """None unless more than half of the neuron circuits or of the delay elements failed
+    calibration (a few per cent fail on a chip at its defaults); then what failed and which
+    options to check: the targets, not a few defects, are the likely cause."""
+    return "; ".join(filter(None, (_circuits_problem(calibration), _delay_elements_problem(calibration)))) or None
+
+
+def _circuits_problem(calibration: Calibration) -> str | None:
     arrays = calibration.arrays
     n_circuits = arrays[f"success.{NEURON_PARAMETERS[0].name}"].size
     if len(calibration.values["failed_circuits"]) <= n_circuits // 2:
@@ -228,6 +233,16 @@ def target_problem(calibration: Calibration) -> str | None:
     return (f"{len(calibration.values['failed_circuits'])} of {n_circuits} neuron circuits failed calibration ("
             + ", ".join(f"{name} on {failed[name]}" for name in worst) + "): its targets lie outside what most "
             f"circuits reach; check the options {', '.join(options)} and defect_probability")
+
+
+def _delay_elements_problem(calibration: Calibration) -> str | None:
+    n_elements = calibration.arrays[f"success.{DELAY_PARAMETER.name}"].size
+    failed = len(calibration.values["failed_delay_elements"])
+    if failed <= n_elements // 2:
+        return None
+    return (f"{failed} of {n_elements} delay elements failed calibration: their timing lies outside what the "
+            f"register can correct, or cannot be measured; check the options {', '.join(_OPTIONS_OF['delay_offset'])} "
+            "and defect_probability")
 
 
 def usable(calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:

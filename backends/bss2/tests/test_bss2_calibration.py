@@ -183,6 +183,10 @@ def test_targets_out_of_reach_are_refused_or_named(tmp_path, monkeypatch):
     network = dg.Network.feedforward([4, 60, 3], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), seed=0)
     with pytest.raises(dg.UnsupportedNetworkError, match="delay elements failed calibration; " + problem):
         backend.execute(network, np.full((1, 4), 0.5), calibration=calibration)
+    spread = dg.get_backend("bss2-emulator", delay_offset_spread_us=179.0)  # (no warning; the refusal named no option)
+    with pytest.warns(UserWarning, match=r"chip 0: 25\d of 256 delay elements failed calibration: .* check the options "
+                                         r"delay_offset_spread_us, delay_jitter_tau, timestamp_us, register_step_us"):
+        spread.calibrate()
     offset = dg.get_backend("bss2-emulator", threshold_offset=100.0)  # (the advice named other options)
     with pytest.warns(UserWarning, match=r"\(threshold on 512\): .* check the options threshold_cadc, "
                                          r"threshold_offset, threshold_spread, threshold_noise, readout_offset_cadc"):
