@@ -23,6 +23,7 @@ _WEIGHT_STORAGE_MAX = 255  # a job's excitatory and inhibitory weights are uint8
 CADC_MAX = 255  # the potential readout's 8-bit range
 _CIRCUITS_MAX = 2**16  # (the chip has 512 circuits and 256 rows; more only to explore)
 _REGISTER_STEPS_MAX = 2**31 - 1  # (registers and the delay offset in steps are C integers)
+_MIN_THRESHOLD_GAP_CADC = 9.0  # six times the calibration's tolerance on the threshold and the leak
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,10 @@ class ChipConfig:
             if getattr(self, name) > CADC_MAX:
                 raise InvalidValueError(f"{name}: the potential readout measures 0..{CADC_MAX} CADC, got "
                                         f"{getattr(self, name)!r}")
-        if not self.threshold_cadc > self.leak_cadc:
-            raise InvalidValueError(f"threshold_cadc: must lie above leak_cadc ({self.leak_cadc}), got {self.threshold_cadc}")
+        if not self.threshold_cadc >= self.leak_cadc + _MIN_THRESHOLD_GAP_CADC:
+            raise InvalidValueError(f"threshold_cadc: must lie at least {_MIN_THRESHOLD_GAP_CADC:g} CADC above leak_cadc "
+                                    f"({self.leak_cadc:g}; calibration leaves each within 1.5 CADC of its target), got "
+                                    f"{self.threshold_cadc:g}")
         offset_steps = self.delay_offset_us / self.register_step_us
         if offset_steps > _REGISTER_STEPS_MAX:
             raise InvalidValueError(f"delay_offset_us: {self.delay_offset_us!r} us is {offset_steps:.3g} register "

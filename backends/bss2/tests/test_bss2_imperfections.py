@@ -157,6 +157,10 @@ def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emula
     ({"delay_jitter_tau": 1.0}, r"delay_jitter_tau: at most 0.2292 \(a sixth of the shortest delay, 8.25 us\)"),
     ({"register_min": 2000, "register_max": 3000}, r"register_min: the shortest delay, 252 us .* must end inside the "
                                                    r"sample slot of 180 us"),
+    # (calibration leaves threshold and leak within 1.5 CADC each: thresholds fell below the leak,
+    # and the error blamed an uncalibrated chip)
+    ({"leak_cadc": 149.9}, r"threshold_cadc: must lie at least 9 CADC above leak_cadc \(149.9; .*got 150"),
+    ({"leak_cadc": 256}, r"leak_cadc: the potential readout measures 0..255 CADC, got 256"),  # (named threshold_cadc)
 ])
 def test_noise_jitter_and_delays_the_chip_cannot_run_are_refused(options, message):
     """(threshold noise of 0.75 drew a threshold below the leak in the second epoch, and a resume
