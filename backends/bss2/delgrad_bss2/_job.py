@@ -86,15 +86,13 @@ class Recording:
 
 
 def _input_spikes_us(times_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
-    times_us = us_from_tau(times_tau, config)
-    finite = np.isfinite(times_us)
-    outside = finite & ((times_us < 0) | (times_us > config.slot_us))
-    if outside.any():
+    outside = np.isfinite(times_tau) & ((times_tau < 0) | (times_tau > config.slot_tau))  # (checked in tau: 1e308
+    if outside.any():                                                                     # tau overflows in us)
         b, i = np.argwhere(outside)[0]
         raise InvalidValueError(
-            f"input_spike_times: input {i} of sample {b} spikes at {times_tau[b, i]!r} tau, outside the sample "
+            f"input_spike_times: input {i} of sample {b} spikes at {float(times_tau[b, i])!r} tau, outside the sample "
             f"slot [0, {config.slot_tau:g}] tau (backend option slot_tau)")
-    return emitted_us(times_us, config)
+    return emitted_us(us_from_tau(times_tau, config), config)
 
 
 def unequal_copies(times_tau: np.ndarray, groups: np.ndarray | None) -> str | None:
