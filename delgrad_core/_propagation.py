@@ -145,13 +145,20 @@ def _kernel_delays(projection) -> np.ndarray:
     return projection.delay_matrix()
 
 
+# a delay below half the spacing of doubles near their maximum (2**970) cannot carry a finite time
+# past it: the sum rounds back to the time
+_NO_OVERFLOW_DELAY = 2.0**969
+
+
 def _check_arrivals_stay_finite(projection, pre_times: np.ndarray) -> None:
     """A finite spike time plus its delay must not overflow double to +inf, which reads as an
     input that never arrives."""
     if projection.delay_kind is DelayKind.NONE:
         return
-    latest = float(np.max(pre_times, where=pre_times < np.inf, initial=-np.inf))
     longest = float(projection.delays.max())
+    if longest < _NO_OVERFLOW_DELAY:
+        return
+    latest = float(np.max(pre_times, where=pre_times < np.inf, initial=-np.inf))
     if latest + longest == np.inf > latest:
         raise InvalidValueError(f"{projection.name}: a spike at {latest!r} tau_s plus a delay of up to {longest!r} "
                                 "overflows float64 (arrival times must stay below 1.8e308 tau_s)")
