@@ -24,6 +24,9 @@ CADC_MAX = 255  # the potential readout's 8-bit range
 _CIRCUITS_MAX = 2**16  # (the chip has 512 circuits and 256 rows; more only to explore)
 _REGISTER_STEPS_MAX = 2**31 - 1  # (registers and the delay offset in steps are C integers)
 _MIN_THRESHOLD_GAP_CADC = 9.0  # six times the calibration's tolerance on the threshold and the leak
+# largest log-normal spread of tau_m, tau_s and gain: at 6 standard deviations of the difference of
+# two, tau_m / tau_s stays within e^(+-4.2), inside the solver's 0.01 to 1e6
+_MAX_LOG_SPREAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,11 @@ class ChipConfig:
             raise InvalidValueError(f"delay_jitter_tau: at most {shortest_us / (6 * self.tau_us):.4g} (a sixth of the "
                                     f"shortest delay, {shortest_us:g} us): larger jitter makes delay elements fire "
                                     f"before their trigger, got {self.delay_jitter_tau!r}")
+        for name in ("tau_m_spread_rel", "tau_s_spread_rel", "gain_spread_rel"):
+            if getattr(self, name) > _MAX_LOG_SPREAD:
+                raise InvalidValueError(f"{name}: at most {_MAX_LOG_SPREAD:g} (a log-normal spread; beyond, uncalibrated "
+                                        "circuits reach time-constant ratios outside the 0.01 to 1e6 that the spike-time "
+                                        f"solver serves, or gains of overflowing size), got {getattr(self, name)!r}")
         if 6 * self.threshold_noise > self.threshold:
             raise InvalidValueError(f"threshold_noise: at most {self.threshold / 6:.4g} (a sixth of the threshold "
                                     f"{self.threshold:g} above the leak): larger noise draws thresholds at or below the "

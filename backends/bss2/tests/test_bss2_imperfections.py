@@ -161,6 +161,9 @@ def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emula
     # and the error blamed an uncalibrated chip)
     ({"leak_cadc": 149.9}, r"threshold_cadc: must lie at least 9 CADC above leak_cadc \(149.9; .*got 150"),
     ({"leak_cadc": 256}, r"leak_cadc: the potential readout measures 0..255 CADC, got 256"),  # (named threshold_cadc)
+    # (uncalibrated, a spread of 4 ended in the core's refusal of a tau ratio of 4.9e-05, naming no option)
+    ({"calibrated": False, "tau_m_spread_rel": 4.0}, r"tau_m_spread_rel: at most 0.5 \(a log-normal spread"),
+    ({"gain_spread_rel": 1e300}, r"gain_spread_rel: at most 0.5"),
 ])
 def test_noise_jitter_and_delays_the_chip_cannot_run_are_refused(options, message):
     """(threshold noise of 0.75 drew a threshold below the leak in the second epoch, and a resume
