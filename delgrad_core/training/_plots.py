@@ -60,6 +60,12 @@ def _learning_curves(plt, history: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+def _time_bins(times: np.ndarray):
+    """40 histogram bins over the spike times that happened (10 default bins if none did)."""
+    finite = times[np.isfinite(times)]
+    return np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
+
+
 _MAX_CLASS_PANELS = 10  # beyond, one panel for all classes (a panel per class and neuron grows as n^2)
 
 
@@ -69,8 +75,7 @@ def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray,
         _label_against_others(plt, output_times, labels, path)
         return
     fig, axes = plt.subplots(1, n_classes, figsize=(4 * n_classes, 3.5), sharey=True, squeeze=False)
-    finite = output_times[np.isfinite(output_times)]
-    bins = np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
+    bins = _time_bins(output_times)
     for label, ax in enumerate(axes[0]):
         rows = output_times[labels == label]
         for neuron in range(n_classes):
@@ -91,8 +96,7 @@ def _label_against_others(plt, output_times: np.ndarray, labels: np.ndarray, pat
     others[rows, labels] = np.inf
     earliest_other = others.min(axis=1)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    finite = np.concatenate([own[np.isfinite(own)], earliest_other[np.isfinite(earliest_other)]])
-    bins = np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
+    bins = _time_bins(np.concatenate([own, earliest_other]))
     for times, name in ((own, "the label's output"), (earliest_other, "the earliest other output")):
         ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6, label=name)
     ax.set(title=f"all {output_times.shape[1]} classes", xlabel="spike time [tau_s]", ylabel="count")

@@ -170,6 +170,11 @@ class ChipConfig:
             if not value_us < self.slot_us:
                 raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "
                                         f"{self.slot_us:g} us, option slot_tau), got {getattr(self, name)!r}")
+        for name in ("tau_m_spread_rel", "tau_s_spread_rel", "gain_spread_rel"):
+            if getattr(self, name) > _MAX_LOG_SPREAD:
+                raise InvalidValueError(f"{name}: at most {_MAX_LOG_SPREAD:g} (a log-normal spread; beyond, uncalibrated "
+                                        "circuits reach time-constant ratios outside the 0.01 to 1e6 that the spike-time "
+                                        f"solver serves, or gains of overflowing size), got {getattr(self, name)!r}")
         self._check_noise_and_delays()
 
     def _check_noise_and_delays(self) -> None:
@@ -186,11 +191,6 @@ class ChipConfig:
             raise InvalidValueError(f"delay_jitter_tau: at most {shortest_us / (6 * self.tau_us):.4g} (a sixth of the "
                                     f"shortest delay, {shortest_us:g} us): larger jitter makes delay elements fire "
                                     f"before their trigger, got {self.delay_jitter_tau!r}")
-        for name in ("tau_m_spread_rel", "tau_s_spread_rel", "gain_spread_rel"):
-            if getattr(self, name) > _MAX_LOG_SPREAD:
-                raise InvalidValueError(f"{name}: at most {_MAX_LOG_SPREAD:g} (a log-normal spread; beyond, uncalibrated "
-                                        "circuits reach time-constant ratios outside the 0.01 to 1e6 that the spike-time "
-                                        f"solver serves, or gains of overflowing size), got {getattr(self, name)!r}")
         if 6 * self.threshold_noise > self.threshold:
             raise InvalidValueError(f"threshold_noise: at most {self.threshold / 6:.4g} (a sixth of the threshold "
                                     f"{self.threshold:g} above the leak): larger noise draws thresholds at or below the "
@@ -203,10 +203,10 @@ class ChipConfig:
             raise InvalidValueError(f"weight_scale: one weight step (1/weight_scale = {1.0 / self.weight_scale:.3g}) is "
                                     f"larger than the threshold {self.threshold:g}; expected at least "
                                     f"{1.0 / self.threshold:.6g}")
-        largest_scale = (self.synapse_rows // 2) * self.weight_max / (math.e * self.threshold)
+        largest_scale = self.max_signed_inputs * self.weight_max / (math.e * self.threshold)
         if self.weight_scale > largest_scale:
             raise InvalidValueError(f"weight_scale: at {self.weight_scale:g} no neuron could fire (all "
-                                    f"{self.synapse_rows // 2} inputs at the largest weight {self.weight_max} / "
+                                    f"{self.max_signed_inputs} inputs at the largest weight {self.weight_max} / "
                                     f"weight_scale peak below the threshold {self.threshold:g}); expected at most "
                                     f"{largest_scale:.6g}")
 

@@ -86,8 +86,9 @@ class Recording:
 
 
 def _input_spikes_us(times_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
-    outside = np.isfinite(times_tau) & ((times_tau < 0) | (times_tau > config.slot_tau))  # (checked in tau: 1e308
-    if outside.any():                                                                     # tau overflows in us)
+    # (checked in tau, before the conversion: 1e308 tau overflows to inf us, which reads as no spike)
+    outside = np.isfinite(times_tau) & ((times_tau < 0) | (times_tau > config.slot_tau))
+    if outside.any():
         b, i = np.argwhere(outside)[0]
         raise InvalidValueError(
             f"input_spike_times: input {i} of sample {b} spikes at {float(times_tau[b, i])!r} tau, outside the sample "
