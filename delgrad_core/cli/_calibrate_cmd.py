@@ -8,6 +8,7 @@ import time
 import click
 
 from delgrad_core.cli import main
+from delgrad_core.cli._train_cmd import BACKEND_OPTION
 
 __all__ = ["calibrate"]
 
@@ -64,8 +65,7 @@ def _report(backend_name: str, calibration, cache, seconds: float) -> list[str]:
 
 @main.command()
 @click.option("--backend", default="reference", show_default=True, help="Backend name (see `delgrad backends`).")
-@click.option("--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
-              help="Option for the backend (repeatable); VALUE is parsed as JSON if it can be.")
+@BACKEND_OPTION
 @click.option("--chip", type=click.IntRange(min=0), help="Chip identity (the backend option `chip`).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed passed to the calibration.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (values, digest, cache status, seconds).")
@@ -79,14 +79,10 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     """
     from tqdm.auto import tqdm
 
-    from delgrad_core._errors import InvalidValueError, UnknownNameError
-    from delgrad_core._options import parse_key_values
+    from delgrad_core._errors import UnknownNameError
     from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
-    try:
-        options = parse_key_values(backend_options, "--backend-option")
-    except InvalidValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    options = backend_options  # (parsed by the option's callback: a new dict)
     if chip is not None:
         if options.get("chip", chip) != chip:
             raise click.UsageError(f"--chip {chip} contradicts --backend-option chip={options['chip']}")
