@@ -585,6 +585,20 @@ def test_training_and_evaluation_take_dataset_options_from_the_command_line(mnis
     assert bad.exit_code == 2 and "dataset_options: dataset 'fashion_mnist': unknown option(s) zoom; allowed: " \
                                   "directory, size" in bad.output
     assert not (tmp_path / "bad").exists()
+    # an option value the loader refuses is a usage error too (it was status 1, like a data error) ...
+    for value, message in (("0", "size: expected None or an integer side in pixels from 1 to 28, got 0"),
+                           ('"7"', "size: expected None or an integer side in pixels from 1 to 28, got '7'")):
+        refused = cli_runner().invoke(main, args[:3] + ["--dataset-option", f"size={value}", "--out",
+                                                        str(tmp_path / "bad")])
+        assert refused.exit_code == 2 and "dataset 'fashion_mnist' (loading 'train'): " + message in refused.output, \
+            refused.output
+        assert not (tmp_path / "bad").exists()
+        refused = cli_runner().invoke(main, ["evaluate", str(out), "--dataset-option", f"size={value}"])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+    # ... and a malformed file stays a data error (status 1), options or not
+    (directory / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05")
+    broken = cli_runner().invoke(main, ["evaluate", str(out)])
+    assert broken.exit_code == 1 and "t10k-labels-idx1-ubyte: truncated IDX file" in broken.output, broken.output
 
 
 def test_a_run_records_path_options_as_absolute_paths(tmp_path, monkeypatch):

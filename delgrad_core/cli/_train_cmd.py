@@ -160,6 +160,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     """
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._run import run_training
+    from delgrad_core.datasets import DatasetOptionsError
     from delgrad_core.training._run_folder import RunFolder
     from delgrad_core.training._trainer import BackendOptionsError
 
@@ -184,7 +185,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     started = time.perf_counter()
     try:
         summary = run_training(config, out, resume=resume, progress=not no_progress, should_stop=stop_if_interrupted)
-    except BackendOptionsError as exc:
+    except (BackendOptionsError, DatasetOptionsError) as exc:
         raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
         if RunFolder(out).checkpoint.exists():
@@ -260,7 +261,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     from delgrad_core._execution import MAX_SEED
     from delgrad_core._losses import accuracy
     from delgrad_core._serialization import load_network
-    from delgrad_core.datasets import load_dataset
+    from delgrad_core.datasets import DatasetOptionsError, load_dataset
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._components import component
     from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
@@ -302,7 +303,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     except InvalidValueError as exc:
         raise refused(exc) from None
     network = load_network(network_file)
-    data = load_dataset(config.dataset, split, **config.dataset_options)
+    try:
+        data = load_dataset(config.dataset, split, **config.dataset_options)
+    except DatasetOptionsError as exc:
+        raise refused(exc) from None
     recorded = metrics.get("dataset_digests")
     if isinstance(recorded, dict) and split in recorded and recorded[split] != data.digest() and \
             (config.dataset, config.dataset_options) == (stored.get("dataset"), stored.get("dataset_options")):

@@ -2,7 +2,7 @@
 
 from delgrad_core.datasets._dataset import Dataset
 from delgrad_core.datasets._digits import DIGITS_CLASS_NAMES, DIGITS_SPLIT_SEED, DIGITS_SPLITS, digits
-from delgrad_core.datasets._errors import DatasetFileError, DatasetFilesNotFoundError
+from delgrad_core.datasets._errors import DatasetFileError, DatasetFilesNotFoundError, DatasetOptionsError
 from delgrad_core.datasets._idx import read_idx
 from delgrad_core.datasets._mnist import (
     FASHION_MNIST_CLASS_NAMES,
@@ -28,6 +28,7 @@ __all__ = [
     "Dataset",
     "DatasetFileError",
     "DatasetFilesNotFoundError",
+    "DatasetOptionsError",
     "available_datasets",
     "load_dataset",
     "read_idx",

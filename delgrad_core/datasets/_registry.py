@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from delgrad_core._errors import InvalidValueError, PluginError, named_for
 from delgrad_core.datasets._dataset import Dataset
+from delgrad_core.datasets._errors import DatasetOptionsError
 
 __all__ = ["available_datasets", "check_dataset_options", "load_dataset"]
 
@@ -24,10 +25,16 @@ def check_dataset_options(name: str, options: dict) -> None:
                           skip=("name", "split"))  # (load_dataset's own)
 
 
+def _field_of(error: InvalidValueError) -> str:
+    """The field an error names: the text before its first colon (the message convention)."""
+    return str(error).partition(":")[0].strip()
+
+
 def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     """Load split `split` of the registered dataset `name` (`options` go to its loader).
 
-    Unknown names, splits or options raise errors listing the allowed values.
+    Unknown names, splits or options raise errors listing the allowed values; an option value the
+    loader refuses (its error names the option) raises `DatasetOptionsError`.
     """
     from delgrad_core._plugins import call_plugin, registry
 
@@ -39,10 +46,14 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     try:
         dataset = call_plugin(registration, "dataset", lambda: registration.obj(split, **options),
                               f"loading {split!r}", arguments_checked=not options)
-    except TypeError as exc:  # (an option of the wrong type, or the loader's own fault)
-        raise InvalidValueError(f"dataset {name!r}: loading {split!r} with options {options} failed: {exc}") from None
+    except TypeError as exc:  # (with options only: an option of the wrong type, or the loader's own fault)
+        raise DatasetOptionsError(f"dataset {name!r}: loading {split!r} with options {options} failed: {exc}") \
+            from None
     except InvalidValueError as exc:  # (e.g. labels out of range: say which dataset)
-        raise named_for(exc, f"dataset {name!r}", f" (loading {split!r})")
+        named = named_for(exc, f"dataset {name!r}", f" (loading {split!r})")
+        if type(exc) is InvalidValueError and _field_of(exc) in options:
+            raise DatasetOptionsError(str(named)) from exc
+        raise named
     if not isinstance(dataset, Dataset):
         raise PluginError(f"dataset {name!r} from {registration.distribution!r}: its loader returned "
                           f"{type(dataset).__name__}, not a Dataset")
