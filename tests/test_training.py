@@ -165,6 +165,27 @@ def test_resume_takes_other_values_of_options_that_do_not_change_results(tmp_pat
                 resume=True)
 
 
+def test_a_run_on_a_backend_object_resumes_with_an_object_only(tmp_path):
+    """(its checkpoint held the config's backend, "reference": a resume by name built that one
+    and failed at the calibration check, blaming another chip or option set)"""
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    short = {**SHORT, "epochs": 1}
+    with Trainer(TrainingConfig(**short), backend=dg.get_backend("example"), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+    message = (f"resume: the run in {tmp_path} was trained on a backend object given from Python (\"example\", "
+               "whose options the run does not record); resume it from Python with that object")
+    with pytest.raises(dg.InvalidValueError, match=re.escape(message)):
+        Trainer(TrainingConfig(**{**short, "epochs": 2}), out_dir=tmp_path, resume=True)
+    refused = cli_runner().invoke(main, ["train", "--out", str(tmp_path), "--resume", "--epochs", "2",
+                                         "--no-progress"])
+    assert refused.exit_code == 1 and message in refused.output, refused.output
+    with Trainer(TrainingConfig(**{**short, "epochs": 2}), backend=dg.get_backend("example"), out_dir=tmp_path,
+                 resume=True) as resumed:
+        assert resumed.fit(progress=False)[-1].epoch == 2
+
+
 def test_a_trainer_claims_its_folder_like_the_command_line(tmp_path):
     with Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "run") as first:
         with pytest.raises(dg.RunFolderError, match="run: in use by this process \\(a Trainer or claim of it not "

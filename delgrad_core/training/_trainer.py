@@ -421,6 +421,7 @@ class Trainer:
             "elapsed_seconds": self.elapsed_seconds,
             "rng": self.rng.bit_generator.state,
             "config": self.config.to_dict(),
+            "backend_object": None if self.owns_backend else self.backend.name,  # (its options are not known)
             "calibration_key": self.calibration.cache_key,
             "dataset_digests": self.dataset_digests,
             "epochs_recorded": len(self.history),
@@ -442,6 +443,12 @@ class Trainer:
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
             state = _checked_state(data.json(STATE_KEY), path)
+        trained_on_object = state.get("backend_object")
+        if trained_on_object is not None and self.owns_backend:
+            raise InvalidValueError(f"resume: the run in {self.folder.path} was trained on a backend object given "
+                                    f"from Python ({_shown(trained_on_object)}, whose options the run does not "
+                                    "record); resume it from Python with that object: Trainer(config, "
+                                    "backend=<the object>, out_dir=..., resume=True)")
         neutral = self.backend.result_neutral_options
         saved = result_settings(_normalised(dict(state.get("config", {}), epochs=self.config.epochs)), neutral)
         current = result_settings(self.config.to_dict(), neutral)
