@@ -245,6 +245,23 @@ def test_an_address_that_answers_in_another_protocol_is_named(tmp_path):
     assert f"--scheduler {address}: something answers there, but not a Dask scheduler" in result.stderr
 
 
+def test_an_address_that_accepts_and_stays_silent_is_given_up(monkeypatch):
+    """(Dask's connect waits for the scheduler's handshake without a bound: the sweep hung)"""
+    import socket
+
+    from delgrad_core import BackendUnavailable
+    from delgrad_core.training import _dask_executor
+
+    monkeypatch.setattr(_dask_executor, "GREETING_WAIT_S", 0.3)
+    with socket.create_server(("127.0.0.1", 0)) as server:  # (the kernel accepts; nobody ever answers)
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        started = time.perf_counter()
+        with pytest.raises(BackendUnavailable, match=re.escape(f"--scheduler {address}: something accepts "
+                                                                  "connections there but sent nothing in 0.3 s")):
+            _dask_executor.DaskExecutor(address)._connect(1)
+    assert time.perf_counter() - started < 5
+
+
 def test_a_slurm_script_never_replaces_a_file(tmp_path):
     (tmp_path / "sweep.toml").write_text("epochs = 2\n")
     (tmp_path / "job.sh").write_text("mine")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 
 from delgrad_core._cpus import available_cpus
@@ -21,6 +22,10 @@ from delgrad_core.training._trials import Trial, train_trial
 
 __all__ = ["DaskExecutor", "require_distributed"]
 
+#: How long a scheduler's address may stay silent on a new connection, in seconds: a Dask
+#: scheduler sends its handshake at once, and Dask's own connect waits for it without a bound.
+GREETING_WAIT_S = 20.0
+
 
 def require_distributed():
     """The `distributed` module, or an error saying how to install it."""
@@ -29,6 +34,31 @@ def require_distributed():
     except ImportError:
         raise InvalidValueError("--executor dask needs dask.distributed: pip install 'delgrad[dask]'") from None
     return distributed
+
+
+def _check_greets(address: str, wait_s: float) -> None:
+    """Refuse a tcp:// `address` where something accepts connections but sends nothing within
+    `wait_s` (a port another program holds, or a hung scheduler); other failures to connect are
+    left to Dask's connect, which names them."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location)
+    except ValueError:  # (malformed: Dask's connect says so)
+        return
+    if scheme != "tcp":
+        return
+    try:
+        with socket.create_connection((host, port), timeout=wait_s) as probe:
+            probe.settimeout(wait_s)
+            probe.recv(1)
+    except socket.timeout:
+        raise BackendUnavailable(f"--scheduler {address}: something accepts connections there but sent nothing in "
+                                 f"{wait_s:g} s; a Dask scheduler greets at once (a hung scheduler, or not its "
+                                 "address: the scheduler's port is usually 8786)") from None
+    except OSError:
+        return
 
 
 class DaskExecutor:
@@ -62,6 +92,7 @@ class DaskExecutor:
                 if main_thread:
                     signal.signal(signal.SIGINT, handler)
             return cluster, distributed.Client(cluster)
+        _check_greets(self.scheduler, GREETING_WAIT_S)
         try:
             return None, distributed.Client(self.scheduler, timeout="20s")
         except (OSError, TimeoutError) as exc:
