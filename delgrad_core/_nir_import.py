@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
@@ -15,7 +17,7 @@ from delgrad_core._nir_common import (
     require_nir,
     shown,
 )
-from delgrad_core._nir_export import layer_chain
+from delgrad_core._nir_export import fanout_matrix, layer_chain
 from delgrad_core._nir_graph import Segment, graph_segments, population_size
 from delgrad_core._nir_paths import Paths
 
@@ -44,15 +46,32 @@ def _graph_metadata(graph) -> dict:
 
 
 def _time_scale(graph, time_scale) -> float:
-    if time_scale is not None:
-        return check_time_scale(time_scale)
     meta = _graph_metadata(graph)
+    if time_scale is not None:
+        seconds = check_time_scale(time_scale)
+        _warn_if_rescaled(seconds, meta.get("time_scale_s"))
+        return seconds
     if "time_scale_s" in meta:
         return check_time_scale(meta["time_scale_s"], "graph metadata delgrad.time_scale_s")
     raise NIRConversionError(
         "the graph does not state its time unit (no metadata delgrad.time_scale_s); pass time_scale="
         "seconds per model time unit (CLI: --time-scale SECONDS)"
     )
+
+
+def _warn_if_rescaled(time_scale: float, stored) -> None:
+    """Warn when `time_scale` (s) differs from the graph's stored unit (metadata, if a valid one):
+    the import then describes the same dynamics in other model units."""
+    try:
+        stored_s = check_time_scale(stored, "graph metadata delgrad.time_scale_s")
+    except NIRConversionError:
+        return  # (none, or one that could not be used anyway)
+    if time_scale != stored_s:
+        factor = time_scale / stored_s
+        warnings.warn(f"time scale {time_scale!r} s per model unit (CLI: --time-scale) differs from the graph's own "
+                      f"{stored_s!r} s (metadata delgrad.time_scale_s): the import rescales by {factor:.6g}, dividing "
+                      "time constants and delays in model units by it and multiplying weights by it; omit the time "
+                      "scale to import in the graph's own unit", UserWarning, stacklevel=2)
 
 
 def _name(value, default: str) -> str:
@@ -74,14 +93,43 @@ def _compact(values: np.ndarray) -> float | np.ndarray:
 
 
 def _linear_matrix(nir, node, key: str) -> np.ndarray:
-    """The matrix of a Linear, a zero-bias Affine or a Scale node."""
+    """The matrix of a Linear or a zero-bias Affine node."""
     if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
         raise NIRConversionError(
             f"Affine {key!r}: a nonzero bias is a constant input current, which delgrad's neuron does not have"
         )
-    if isinstance(node, nir.Scale):
-        return np.diag(_real_array(node.scale, f"Scale {key!r}.scale").reshape(-1))
     return _real_array(node.weight, f"{type(node).__name__} {key!r}.weight")
+
+
+def _fanout_delays(steps: list, n_pre: int) -> np.ndarray | None:
+    """Delays (s, n_pre x n_post) of delgrad's synaptic layout, fan-out Linear -> Delay -> Linear,
+    line by line (line k = i * n_post + j is synapse ij, whatever its weight), or None if `steps`
+    is not that layout."""
+    if [place for place, _ in steps] != ["linear", "delay", "linear"]:
+        return None
+    (_, fanout), (_, seconds), (_, collect) = steps
+    if fanout is None or collect is None:  # (a Scale)
+        return None
+    n_post = collect.shape[0]
+    if fanout.shape != (n_pre * n_post, n_pre) or not np.array_equal(fanout, fanout_matrix(n_pre, n_post)):
+        return None
+    return seconds.reshape(n_pre, n_post)
+
+
+def _synaptic_delays(paths: Paths, steps: list, n_pre: int, lif: str) -> np.ndarray:
+    """Delays (s, n_pre x n_post) of a synaptic layer, keeping those of synapses of weight 0 where
+    the graph determines them, and warning about those it does not (imported as 0)."""
+    delays, undetermined = paths.synapse_delays()
+    fanout = _fanout_delays(steps, n_pre)
+    if fanout is not None:
+        return np.where(paths.connected.T, delays.T, fanout)
+    if np.any(undetermined):
+        post, pre = np.argwhere(undetermined)[0]
+        warnings.warn(f"CubaLIF {lif!r}: {int(undetermined.sum())} synapses of weight 0 (e.g. from presynaptic "
+                      f"neuron {pre} to neuron {post}) reach it over paths of different delays; they are imported "
+                      "with delay 0 (set their delays after import if training should use others)",
+                      UserWarning, stacklevel=2)
+    return delays.T
 
 
 def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, np.ndarray | None]:
@@ -91,16 +139,20 @@ def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, n
     after the last Linear dendritic, anything else synaptic.
     """
     paths = Paths(n_pre, f"the connections into {segment.lif!r}")
-    steps = []  # ("delay", seconds) or ("linear", None), in order
+    steps = []  # ("delay", seconds) or ("linear", matrix or None for a Scale), in order
     for key in segment.ops:
         node = graph.nodes[key]
         if isinstance(node, nir.Delay):
             seconds = _real_array(node.delay, f"Delay {key!r}.delay")
             paths.add_delay(key, seconds)
             steps.append(("delay", seconds))
-        else:
-            paths.apply_linear(f"{type(node).__name__} {key}", _linear_matrix(nir, node, key))
+        elif isinstance(node, nir.Scale):
+            paths.apply_scale(f"Scale {key}", _real_array(node.scale, f"Scale {key!r}.scale"))
             steps.append(("linear", None))
+        else:
+            matrix = _linear_matrix(nir, node, key)
+            paths.apply_linear(f"{type(node).__name__} {key}", matrix)
+            steps.append(("linear", matrix))
     places = [place for place, _ in steps]
     if "linear" not in places:
         raise NIRConversionError(
@@ -113,7 +165,7 @@ def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, n
         return paths, DelayKind.AXONAL, sum(seconds for place, seconds in steps[:first] if place == "delay")
     if "delay" not in places[:last]:
         return paths, DelayKind.DENDRITIC, sum(seconds for place, seconds in steps[last:] if place == "delay")
-    return paths, DelayKind.SYNAPTIC, np.where(paths.connected, paths.delay, 0.0).T
+    return paths, DelayKind.SYNAPTIC, _synaptic_delays(paths, steps, n_pre, segment.lif)
 
 
 def _cuba_arrays(node, key: str, n_post: int) -> dict[str, np.ndarray]:

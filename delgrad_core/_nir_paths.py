@@ -6,6 +6,10 @@ Linear node mixes lines.  delgrad has one delay per synapse, so a line may recei
 presynaptic neuron over several paths only if all of them have the same delay; then their
 weights add.  This covers axonal delays (Delay -> Linear), dendritic delays (Linear -> Delay),
 delgrad's synaptic fan-out (Linear 0/1 -> Delay -> Linear) and any other exact arrangement.
+
+A synapse of weight 0 has no such path, yet training may make its weight nonzero, so its delay
+matters too: it is the delay of all paths through the nodes' entries, zero ones included
+("reach"), when they agree (e.g. Delay -> Linear -> Delay gives d_i + d_j).
 """
 
 from __future__ import annotations
@@ -31,13 +35,18 @@ def _check_size(n_lines: int, n_pre: int, what: str) -> None:
 
 
 class Paths:
-    """Per (line, presynaptic neuron): weight, delay in seconds and whether a path exists."""
+    """Per (line, presynaptic neuron): weight, delay in seconds and whether a path of nonzero
+    weight exists; and the range (low, high) of delays over all paths, zero weights included, as
+    a sum of a per-line and a per-neuron part (every Linear entry is a path, so after a Linear
+    every line reaches every neuron over the same delays)."""
 
     def __init__(self, n_pre: int, what: str):
         _check_size(n_pre, n_pre, what)
         self.weight = np.eye(n_pre)
         self.delay = np.zeros((n_pre, n_pre))
         self.connected = np.eye(n_pre, dtype=bool)
+        self.reach_line_s = np.zeros((2, n_pre))  # (low, high) per line
+        self.reach_pre_s = None  # (low, high) per presynaptic neuron, once a Linear mixed the lines
 
     @property
     def n_lines(self) -> int:
@@ -53,6 +62,18 @@ class Paths:
             raise NIRConversionError(f"Delay {key!r}: delays must be finite and >= 0 s, got {float(seconds[bad][0])!r} "
                                      f"on line {int(np.argmax(bad))}")
         self.delay = np.where(self.connected, self.delay + seconds[:, None], 0.0)
+        self.reach_line_s = self.reach_line_s + seconds
+
+    def apply_scale(self, key: str, scale: np.ndarray) -> None:
+        """Scale node y = s * x, line by line (no mixing, unlike a diagonal Linear's zeros)."""
+        scale = np.asarray(scale, dtype=np.float64).reshape(-1)
+        if scale.shape != (self.n_lines,):
+            raise NIRConversionError(f"{key!r}: expected {self.n_lines} factors, got shape {scale.shape}")
+        if not np.all(np.isfinite(scale)):
+            raise NIRConversionError(f"{key!r}: factors contain NaN or inf")
+        self.weight = scale[:, None] * self.weight
+        self.connected = self.connected & (scale != 0)[:, None]
+        self.delay = np.where(self.connected, self.delay, 0.0)
 
     def apply_linear(self, key: str, matrix: np.ndarray) -> None:
         """Linear node y = W x: line r gets sum_m W[r, m] x_m."""
@@ -78,6 +99,20 @@ class Paths:
         self.weight = matrix @ self.weight
         self.delay = np.where(connected, high, 0.0)
         self.connected = connected
+        if self.reach_pre_s is None:  # (so far line p carried neuron p alone)
+            self.reach_pre_s = self.reach_line_s
+        else:
+            self.reach_pre_s = self.reach_pre_s + [[self.reach_line_s[0].min()], [self.reach_line_s[1].max()]]
+        self.reach_line_s = np.zeros((2, matrix.shape[0]))
+
+    def synapse_delays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(delays in s, undetermined) per (line, presynaptic neuron), after a Linear: the delay of
+        the paths of nonzero weight, else the one delay all paths share; `undetermined` marks
+        pairs with neither (their delay is 0)."""
+        low, high = (line[:, None] + pre[None, :] for line, pre in zip(self.reach_line_s, self.reach_pre_s))
+        shared = low == high
+        delays = np.where(self.connected, self.delay, np.where(shared, high, 0.0))
+        return delays, ~self.connected & ~shared
 
     def _delay_range_one_source(self, matrix):
         """Each line carries at most one presynaptic neuron: O(nonzeros) bookkeeping."""

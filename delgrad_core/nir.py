@@ -49,7 +49,8 @@ Delays (NIR ``Delay``: y(t) = x(t - tau))
 
 Import folds any chain of Delay and Linear/Affine(zero bias)/Scale nodes between two CubaLIF
 populations into weights and delays (``_nir_paths``); it is refused when a synapse would need two
-different delays.
+different delays.  A synapse of weight 0 keeps its delay (its line in delgrad's synaptic layout,
+else the delay all paths through zero entries share; if they disagree, 0 with a warning).
 
 Conventions NIR lacks, kept in metadata
 ---------------------------------------
@@ -84,6 +85,8 @@ __all__ = ["to_nir", "from_nir", "save_nir", "load_nir", "NIRConversionError", "
 
 _MAX_GROUP_DEPTH = 32  # (a graph's groups nest node/nodes/<name>/..., deeper only for subgraphs)
 _MAX_LINKS = 100_000  # (hard links between groups can make the paths of a small file countless)
+# what ``nir.read`` raises for a file that is not a NIR graph (h5py's errors are OSError, KeyError, ...)
+_READ_ERRORS = (OSError, LookupError, ValueError, TypeError, AssertionError, AttributeError, RecursionError)
 
 
 def save_nir(network: Network, path, *, time_scale: float) -> Path | None:
@@ -113,9 +116,39 @@ def load_nir(path, *, time_scale: float | None = None, first_spike_only: bool = 
         graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons
     except NIRConversionError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, AssertionError, AttributeError, RecursionError) as exc:
-        raise NIRConversionError(f"{name}: cannot read a NIR graph ({type(exc).__name__}: {exc})") from None
+    except _READ_ERRORS as exc:
+        node = _unreadable_node(nir, path)
+        what = "a NIR graph" if node is None else f"{node} of a NIR graph"
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise NIRConversionError(f"{name}: cannot read {what} ({reason}); is it a NIR file as nir.write "
+                                 "writes them?") from exc
     return from_nir(graph, time_scale=time_scale, first_spike_only=first_spike_only)
+
+
+def _unreadable_node(nir, path) -> str | None:
+    """The first node of the file's graph that ``nir`` cannot build on its own (as ``nir.read``
+    builds it) as "node KEY (type T)", or None if none is found or the file cannot be opened."""
+    import h5py
+    from nir.serialization import hdf2dict
+
+    try:
+        with h5py.File(path, "r") as file:
+            for key, group in file["node/nodes"].items():
+                try:
+                    nir.dict2NIRNode(hdf2dict(group))
+                except _READ_ERRORS:
+                    return f"node {key!r}{_declared_type(group)}"
+    except _READ_ERRORS:
+        pass
+    return None
+
+
+def _declared_type(group) -> str:
+    """The node type a node group declares, as " (type T)", or "" if it declares none as text."""
+    try:
+        return f" (type {group['type'][()].decode()!r})"
+    except _READ_ERRORS:
+        return ""
 
 
 def _check_declared_sizes(path, described: str) -> None:

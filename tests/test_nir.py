@@ -382,7 +382,8 @@ def test_import_without_metadata_reads_the_node_values(helpers, kind):
 def test_another_time_scale_describes_the_same_dynamics_in_seconds(helpers):
     network = helpers.build_network([4, 6, 3], "axonal", 2.0, seed=9)
     graph = to_nir(network, time_scale=TIME_SCALE_S)
-    rescaled = from_nir(graph, time_scale=3 * TIME_SCALE_S)  # overrides the stored time unit
+    with pytest.warns(UserWarning, match="rescales by 3"):
+        rescaled = from_nir(graph, time_scale=3 * TIME_SCALE_S)  # overrides the stored time unit
     np.testing.assert_allclose(rescaled.layers[0].neuron_arrays()[1], network.layers[0].neuron_arrays()[1] / 3,
                                rtol=1e-14)
     inputs = np.random.default_rng(9).uniform(0.15, 2.0, size=(32, 4))

@@ -1,0 +1,183 @@
+"""NIR import details: delays of synapses of weight 0, errors of the NIR reader, a time scale
+other than the stored one."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+nir = pytest.importorskip("nir")
+
+from delgrad_core.cli import main  # noqa: E402
+from delgrad_core.nir import NIRConversionError, from_nir, load_nir, save_nir, to_nir  # noqa: E402
+from delgrad_core.testing import cli_runner  # noqa: E402
+
+TIME_SCALE_S = 6e-6
+
+
+# ---------------------------------------------------------------- synapses of weight 0 keep their delays
+
+
+def zero_weight_network(helpers):
+    """A synaptic-delay network where some weights are exactly 0 (one synapse, and all synapses of
+    one presynaptic neuron) and every delay differs."""
+    network = helpers.build_network([4, 5, 3], "synaptic", 2.0, seed=31)
+    for layer in network.layers:
+        layer.projection.weights[0, 1] = 0.0
+        layer.projection.weights[2, :] = 0.0
+    network.validate()
+    return network
+
+
+def _edited(graph):
+    graph.nodes["hidden.lif"].tau_mem = graph.nodes["hidden.lif"].tau_mem * 2  # (no longer what delgrad wrote)
+    return graph
+
+
+def _without_metadata(graph):
+    for node in graph.nodes.values():
+        node.metadata = {}
+    return graph
+
+
+@pytest.mark.parametrize("edit, time_scale", [
+    (None, None), (None, 3 * TIME_SCALE_S), (_edited, None), (_without_metadata, TIME_SCALE_S),
+], ids=["round-trip", "other-time-scale", "edited", "no-metadata"])
+def test_synapses_of_weight_zero_keep_their_delays_on_every_import_path(helpers, edit, time_scale):
+    network = zero_weight_network(helpers)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    if edit is not None:
+        edit(graph)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="time scale")  # (tested below)
+        imported = from_nir(graph, time_scale=time_scale)
+    factor = 1.0 if time_scale is None else time_scale / TIME_SCALE_S
+    for new, old in zip(imported.layers, network.layers):
+        assert np.array_equal(new.projection.weights == 0, old.projection.weights == 0)
+        np.testing.assert_allclose(new.projection.delays * factor, old.projection.delays, rtol=1e-13)
+
+
+def axon_linear_dendrite_graph(weight, axonal_s, dendritic_s, *, scale=None):
+    """Input -> Delay (axonal) -> Linear -> Delay (dendritic) [-> Scale] -> CubaLIF -> Output."""
+    n_out, n_in = weight.shape
+    ops = {"axon": nir.Delay(delay=axonal_s), "w": nir.Linear(weight=weight), "dendrite": nir.Delay(delay=dendritic_s)}
+    if scale is not None:
+        ops["scale"] = nir.Scale(scale=scale)
+    nodes = {"input": nir.Input(input_type=np.array([n_in])), **ops,
+             "lif": nir.CubaLIF(tau_syn=np.full(n_out, 1e-3), tau_mem=np.full(n_out, 2e-3), r=np.full(n_out, 2.0),
+                                v_leak=np.zeros(n_out), v_threshold=np.full(n_out, 0.5)),
+             "output": nir.Output(output_type=np.array([n_out]))}
+    keys = list(nodes)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(keys[:-1], keys[1:])), type_check=False)
+
+
+@pytest.mark.parametrize("scale", [None, np.array([1.0, 2.0, 0.5])], ids=["plain", "then-a-scale"])
+def test_a_synapse_of_weight_zero_between_two_delays_gets_their_sum(scale):
+    rng = np.random.default_rng(32)
+    weight = rng.uniform(0.5, 1.5, size=(3, 4)) * 1e-3
+    weight[1, 0] = weight[2, 3] = 0.0
+    axonal, dendritic = rng.uniform(1e-4, 5e-4, 4), rng.uniform(1e-4, 5e-4, 3)
+    network = from_nir(axon_linear_dendrite_graph(weight, axonal, dendritic, scale=scale), time_scale=1e-3)
+    projection = network.layers[0].projection
+    assert projection.weights[0, 1] == projection.weights[3, 2] == 0.0
+    np.testing.assert_allclose(projection.delays * 1e-3, axonal[:, None] + dendritic[None, :], rtol=1e-14)
+
+
+def test_a_synapse_of_weight_zero_before_a_delay_and_a_scale_gets_the_delay():
+    weight = np.ones((3, 4))
+    weight[1, 0] = 0.0
+    dendritic = np.array([1e-4, 2e-4, 3e-4])
+    graph = axon_linear_dendrite_graph(weight, np.zeros(4), dendritic, scale=np.array([1.0, 2.0, 0.5]))
+    del graph.nodes["axon"]
+    graph.edges = [("input", "w")] + graph.edges[2:]  # Linear -> Delay -> Scale (it crashed: a Scale has no matrix)
+    network = from_nir(graph, time_scale=1e-3)
+    np.testing.assert_allclose(network.layers[0].projection.delays * 1e-3, np.tile(dendritic, (4, 1)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("scale, reason", [
+    (np.array([1.0, 2.0]), r"'Scale scale': expected 3 factors, got shape \(2,\)"),
+    (np.array([1.0, np.nan, 2.0]), r"'Scale scale': factors contain NaN or inf"),
+], ids=["wrong-length", "nan"])
+def test_a_bad_scale_is_refused_naming_it(scale, reason):
+    graph = axon_linear_dendrite_graph(np.ones((3, 4)), np.zeros(4), np.zeros(3), scale=scale)
+    with pytest.raises(NIRConversionError, match=reason):
+        from_nir(graph, time_scale=1e-3)
+
+
+def test_synapses_of_weight_zero_whose_paths_disagree_get_delay_zero_with_a_warning(helpers):
+    network = zero_weight_network(helpers)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    graph.nodes["hidden.fanout"].weight = graph.nodes["hidden.fanout"].weight * 2  # (not delgrad's layout any more)
+    with pytest.warns(UserWarning, match=r"CubaLIF 'hidden.lif': 6 synapses of weight 0 \(e.g. from presynaptic "
+                                         r"neuron 2 to neuron 0\) reach it over paths of different delays; they are "
+                                         r"imported with delay 0"):
+        imported = from_nir(graph)
+    new, old = imported.layers[0].projection, network.layers[0].projection
+    zero = old.weights == 0
+    assert np.all(new.delays[zero] == 0)
+    np.testing.assert_allclose(new.delays[~zero], old.delays[~zero], rtol=1e-13)
+
+
+# ---------------------------------------------------------------- errors of the NIR reader
+
+
+def _drop(group, name):
+    del group[name]
+
+
+def _replace(group, name, data):
+    del group[name]
+    group.create_dataset(name, data=data)
+
+
+@pytest.mark.parametrize("edit, where, raised", [
+    (lambda f: _drop(f["node/nodes/hidden.lif"], "tau_mem"), r"node 'hidden.lif' \(type 'CubaLIF'\) of a NIR graph "
+     r"\(TypeError: CubaLIF.__init__\(\) missing .* 'tau_mem'\)", TypeError),
+    (lambda f: _replace(f["node/nodes/hidden.lif"], "type", b"Bogus"),
+     r"node 'hidden.lif' \(type 'Bogus'\) of a NIR graph \(AssertionError\)", AssertionError),
+    (lambda f: _replace(f["node/nodes"], "hidden.linear", 1.0),  # (an IndexError escaped unwrapped)
+     r"node 'hidden.linear' of a NIR graph \(IndexError: ", IndexError),
+    (lambda f: _drop(f["node"], "edges"), r"a NIR graph \(AssertionError: .*'edges'", AssertionError),
+], ids=["missing-field", "unknown-type", "node-not-a-group", "no-edges"])
+def test_errors_of_the_nir_reader_name_the_file_and_the_node(tmp_path, helpers, edit, where, raised):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "bad.nir"
+    save_nir(helpers.build_network([3, 4, 2], "axonal", 2.0, seed=34), path, time_scale=1e-3)
+    with h5py.File(path, "a") as file:
+        edit(file)
+    with pytest.raises(NIRConversionError, match=rf"^{path}: cannot read {where}.*; is it a NIR file as nir.write "
+                                                 r"writes them\?$") as info:
+        load_nir(path)
+    assert type(info.value.__cause__) is raised  # (nir's own error, chained)
+    result = cli_runner().invoke(main, ["import", str(path), str(tmp_path / "bad.npz")])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {path}: cannot read ")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- a time scale other than the stored one
+
+
+def test_a_time_scale_other_than_the_stored_one_warns_naming_both_and_the_factor(helpers):
+    graph = to_nir(helpers.build_network([3, 2], "axonal", 2.0, seed=33), time_scale=TIME_SCALE_S)
+    with pytest.warns(UserWarning, match=r"time scale 1.8e-05 s per model unit \(CLI: --time-scale\) differs from "
+                                         r"the graph's own 6e-06 s \(metadata delgrad.time_scale_s\): the import "
+                                         r"rescales by 3, dividing time constants"):
+        from_nir(graph, time_scale=3 * TIME_SCALE_S)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (the stored scale, given or not, and a graph without one: silent)
+        from_nir(graph)
+        from_nir(graph, time_scale=TIME_SCALE_S)
+        graph.metadata = {}
+        from_nir(graph, time_scale=3 * TIME_SCALE_S)
+
+
+def test_cli_import_with_another_time_scale_warns(tmp_path, helpers):
+    save_nir(helpers.build_network([3, 2], "axonal", 2.0, seed=33), tmp_path / "net.nir", time_scale=TIME_SCALE_S)
+    runner = cli_runner()
+    args = ["import", str(tmp_path / "net.nir"), str(tmp_path / "net.npz")]
+    result = runner.invoke(main, [*args, "--time-scale", "1.2e-5"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("Warning: time scale 1.2e-05 s per model unit (CLI: --time-scale) differs from "
+                                    "the graph's own 6e-06 s") and "rescales by 2," in result.stderr
+    result = runner.invoke(main, [*args, "--time-scale", "6e-6", "--force"])
+    assert result.exit_code == 0 and result.stderr == "", result.output
