@@ -209,6 +209,41 @@ def test_a_worker_killed_mid_trial_costs_nothing_but_time(tmp_path):
     assert _accuracies(tmp_path / "killed") == _accuracies(tmp_path / "straight")
 
 
+def _ignores_interrupt(pid: int) -> bool:
+    """Whether process `pid` ignores SIGINT (its SigIgn mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal masks from /proc")
+def test_a_restarted_worker_of_the_embedded_cluster_ignores_ctrl_c():
+    """(the workers started with Ctrl-C ignored, but one the nanny restarted after a crash took the
+    nanny's handler and printed a traceback when the terminal's Ctrl-C reached the sweep)"""
+    from delgrad_core.training._dask_executor import DaskExecutor
+
+    cluster, client = DaskExecutor(jobs=1)._connect(1)
+    try:
+        (first,) = client.run(os.getpid).values()
+        assert _ignores_interrupt(first)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "the nanny did not restart the worker"
+            try:
+                pids = list(client.run(os.getpid).values())
+            except OSError:
+                pids = []
+            if pids and pids[0] != first:
+                break
+            time.sleep(0.2)
+        assert _ignores_interrupt(pids[0])
+    finally:
+        client.close()
+        cluster.close()
+
+
 def test_a_malformed_scheduler_address_is_one_line(tmp_path):
     result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", "notaurl", "--seeds", "1",
                                         "--hidden", "3", "--delays", "none", "--epochs", "1", "--out",
@@ -462,9 +497,9 @@ def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
     distributed = pytest.importorskip("distributed")
     from delgrad_core.training._dask_executor import DaskExecutor
 
-    started = []
+    started, plugins = [], []
     monkeypatch.setattr(distributed, "LocalCluster", lambda n_workers, **options: started.append(n_workers))
-    monkeypatch.setattr(distributed, "Client", lambda cluster: None)
+    monkeypatch.setattr(distributed, "Client", lambda cluster: SimpleNamespace(register_plugin=plugins.append))
     DaskExecutor(jobs=6)._connect(1)
     DaskExecutor(jobs=2)._connect(5)
-    assert started == [1, 2]
+    assert started == [1, 2] and len(plugins) == 2

@@ -15,6 +15,11 @@ import signal
 import socket
 import threading
 
+try:
+    from distributed import WorkerPlugin as _WorkerPlugin
+except ImportError:  # (the extra is not installed: `require_distributed` says how to get it)
+    _WorkerPlugin = object
+
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError
 from delgrad_core.training._executors import report
@@ -61,6 +66,18 @@ def _check_greets(address: str, wait_s: float) -> None:
         return
 
 
+class _IgnoreInterrupt(_WorkerPlugin):
+    """Worker plugin: the worker ignores Ctrl-C (SIGINT), as the embedded cluster's first workers
+    do from birth, also when its nanny restarts it after a crash (a restarted worker took the
+    nanny's handler and printed a traceback when the terminal's Ctrl-C reached it)."""
+
+    name = "delgrad-ignore-interrupt"
+
+    def setup(self, worker) -> None:
+        if threading.current_thread() is threading.main_thread():  # (signals: main thread only)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class DaskExecutor:
     """Trials as Dask tasks.
 
@@ -91,7 +108,9 @@ class DaskExecutor:
             finally:
                 if main_thread:
                     signal.signal(signal.SIGINT, handler)
-            return cluster, distributed.Client(cluster)
+            client = distributed.Client(cluster)
+            client.register_plugin(_IgnoreInterrupt())
+            return cluster, client
         _check_greets(self.scheduler, GREETING_WAIT_S)
         try:
             return None, distributed.Client(self.scheduler, timeout="20s")
