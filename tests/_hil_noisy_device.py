@@ -5,9 +5,11 @@ measures the offsets (with measurement noise drawn from its seed) and stores cor
 run adds trial-to-trial threshold noise drawn from the request's seed.  So results are
 deterministic per seed, depend on the seed, and need the calibration of the same chip.  Axonal
 delays come back as observed arrival times.  `job_delay_s` makes every job slow (for tests of
-waiting and shutdown); `print_bytes` prints that much to stdout at every job (a chatty plugin).
+waiting and shutdown); `print_bytes` prints that much to stdout at every job (a chatty plugin);
+`crash_seed` makes the process running the device die at every job with that seed (a poison job).
 """
 
+import os
 import time
 import warnings
 
@@ -30,8 +32,9 @@ TRAINING_DEFAULTS = {"delays": "axonal", "hidden": 12, "silent_limit_hidden": 0.
 class NoisyDevice(Backend):
     name = NAME
 
-    def __init__(self, chip=0, job_delay_s=0.0, warning=None, warning_repeat=1, print_bytes=0):
+    def __init__(self, chip=0, job_delay_s=0.0, warning=None, warning_repeat=1, print_bytes=0, crash_seed=None):
         self.chip = int(chip)
+        self.crash_seed = crash_seed
         self.job_delay_s = float(job_delay_s)
         self.print_bytes = int(print_bytes)
         self.warning = None if warning is None else warning * int(warning_repeat)  # (at every calibration and job)
@@ -55,6 +58,8 @@ class NoisyDevice(Backend):
         calibration = request.calibration
         if calibration.cache_key != calibration_key(self.name, chip=self.chip):
             raise CalibrationError(f"calibration: made for another chip than chip {self.chip}")
+        if request.seed == self.crash_seed:
+            os._exit(70)
         time.sleep(self.job_delay_s)
         if self.print_bytes:
             print("x" * (self.print_bytes - 1), flush=True)

@@ -231,9 +231,10 @@ def test_jobs_lost_with_the_device_are_answered_and_not_counted_as_run(tmp_path)
     with _service_running_a_slow_job(tmp_path) as (service, request, reply):
         service.device._process.kill()  # (the device process dies with the job)
         answer = reply()
-        assert answer["code"] == "shutting_down" and answer["retryable"]
-        assert wait_for(lambda: service.device_lost)
+        assert answer["code"] == "device_error" and answer["retryable"] and "send the job again" in answer["message"]
+        assert wait_for(lambda: service.device_restarts == 1) and service.device_lost is None
     assert service.scheduler.counts["executed"] == 0 and request.digest not in service.scheduler.executions
+    assert service.scheduler.crashes == {request.digest: 1}
 
 
 def test_a_job_still_running_when_the_grace_period_ends_is_answered(tmp_path):
@@ -805,3 +806,91 @@ def _run_in_thread(call, timeout_s: float):
     return outcome["value"]
 
 
+
+
+# ---------------------------------------------------------------------------- crashes, give-ups, stops
+def test_a_job_that_crashes_the_device_is_refused_after_its_second_crash_and_the_service_serves_on(start_service):
+    """(each attempt used to stop the service: a supervisor restarted it for every client, and the
+    client retried until its attempts were used up)"""
+    service = start_service(device_options={"crash_seed": 7})
+    with _client(service, attempts=5, backoff_s=0.01) as backend, _client(service) as other:
+        (poison,) = _requests(backend, 1, seed0=7)
+        with pytest.raises(dg.BackendError, match=r"execute job [0-9a-f]{16}\.\.\. crashed the device process 2 "
+                                                  r"times .*does not run it again") as refused:
+            backend.execute(poison)
+        assert type(refused.value) is dg.BackendError and backend.retries == 1  # (once, after the first crash)
+        (fine,) = _requests(other, 1, seed0=1)
+        result = other.execute(fine)
+        with pytest.raises(dg.BackendError, match="crashed the device process 2 times"):
+            other.execute(poison)  # (refused at once, for every client: the device is not crashed again)
+        status = other.status(executions=True)
+    assert service.alive and service.restarts == 0 and status["uptime_s"] > 0
+    assert status["device_restarts"] == 2 and status["crashed_jobs"] == {poison.digest: 2} \
+        and status["crashed_jobs_counted"] == 1
+    assert poison.digest not in status["executions"] and status["executed"] == 1
+    _assert_same_results([result], _device_results([fine]))
+
+
+def _raw_job(context, service, request, client: str):
+    """A DEALER socket that has sent `request` as `client` (without a deadline)."""
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(service.address)
+    socket.send_multipart(signed(service.token, "execute", request.to_bytes(), client=client, job=request.digest))
+    return socket
+
+
+def test_a_queued_job_whose_client_timed_out_never_starts_and_the_same_job_of_another_client_does(start_service):
+    """(the service used to run a job nobody waited for any more)"""
+    service = start_service(device_options={"job_delay_s": 0.7})
+    status = lambda: _reply(service, signed(service.token, "status", executions=True))["info"]  # noqa: E731
+    with _client(service, timeout_s=0.2, job_timeout_s=0.3, attempts=1) as impatient, zmq.Context() as context:
+        running, next_, job = _requests(impatient, 3)
+        sockets = [_raw_job(context, service, running, "busy")]
+        assert wait_for(lambda: status()["running"] is not None)
+        sockets.append(_raw_job(context, service, next_, "busy"))  # (held by the device to run next)
+        assert wait_for(lambda: status()["next"] is not None)
+        with pytest.raises(dg.ExecutionTimeout, match="the service says it is queued"):
+            impatient.execute(job)
+        sockets.append(_raw_job(context, service, job, "patient"))  # the same job, waited for
+        assert sockets[-1].poll(10_000)
+        answer = decode(sockets[-1].recv_multipart(), Signer(service.token.encode()), replies=True)
+        assert answer.type == "result"
+        for socket in sockets:
+            socket.close()
+    info = status()
+    assert info["executions"][job.digest] == 1 and info["expired"] == 1 and info["queues"] == {}
+
+
+def test_a_graceful_stop_ends_a_job_that_outlasts_the_grace_period_at_once(start_service):
+    """(the device process got 2 s more to end by itself, which a running job never does)"""
+    service = start_service(device_options={"job_delay_s": 30}, serve_arguments=["--shutdown-grace-s", "0.5"])
+    with _client(service) as backend:
+        (request,) = _requests(backend, 1)
+    with zmq.Context() as context:
+        socket = _raw_job(context, service, request, "one")
+        assert wait_for(lambda: _reply(service, signed(service.token, "status"))["info"]["running"] is not None)
+        started = time.monotonic()
+        os.kill(service.pid, signal.SIGTERM)
+        assert socket.poll(10_000)
+        answer = decode(socket.recv_multipart(), Signer(service.token.encode()), replies=True).header
+        assert service._process.wait(timeout=10) == 0
+        stopped_s = time.monotonic() - started
+        socket.close()
+    assert answer["code"] == "shutting_down" and "stopped while running the job" in answer["message"]
+    assert 0.5 <= stopped_s < 1.3, stopped_s
+
+
+def test_a_client_gives_up_on_a_dead_service_after_its_attempts_times_timeout_s(start_service):
+    """(a job's attempt waited `timeout_s` for an answer, then as long again for the answer to a
+    probe: with the defaults a dead service was given up after 50 s instead of 25)"""
+    service = start_service()
+    with _client(service, timeout_s=0.5, attempts=3, backoff_s=0.01, max_backoff_s=0.01) as backend:
+        (request,) = _requests(backend, 1)
+        os.kill(service.pid, signal.SIGKILL)
+        assert wait_for(lambda: not service.alive)
+        started = time.monotonic()
+        with pytest.raises(dg.BackendUnavailable, match=rf"no answer from {service.address} after 3 attempts"):
+            backend.execute(request)
+        given_up_s = time.monotonic() - started
+    assert 1.5 <= given_up_s < 1.5 + 0.4, given_up_s

@@ -14,6 +14,7 @@ refused token is never retried.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import socket
@@ -71,8 +72,8 @@ class ServiceClient:
     client_id : str
         This client's identity: the service keeps one queue and one result cache per identity.
     timeout_s : float
-        How long the client waits for any answer before it probes a running job or gives up
-        the attempt.
+        How long the client waits for any answer before it gives up the attempt (a job is
+        probed after half of it; a reply counts only once it has arrived whole).
     attempts : int
         Attempts per request (1 = no retries).
     backoff_s, max_backoff_s : float
@@ -260,8 +261,10 @@ class ServiceClient:
                 time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
             if self.service is not None:
                 self.service.ensure_running()
-            nonce = self._send(message_type, fields, payload)
             job = None if job_deadline is None else fields["job"]
+            # (the service drops the job unrun if it is still queued when this client has given up)
+            expiry = {} if job is None else {"expires_s": max(0.0, job_deadline - time.monotonic())}
+            nonce = self._send(message_type, {**(fields or {}), **expiry}, payload)
             reply, problem = self._await(nonce, expect, job, job_deadline, what)
             if reply is not None:
                 return reply
@@ -278,9 +281,10 @@ class ServiceClient:
                what: str) -> tuple[Message | None, tuple | None]:
         """(reply, None), or (None, (kind, text)) saying why this attempt failed: "silent" (no
         answer within `timeout_s`), "lost" (the job's result went missing) or "refused" (a
-        corrupted reply or a "try again" answer)."""
+        corrupted reply or a "try again" answer).  A job is probed after `timeout_s` / 2 of
+        silence, so that a silent service costs an attempt `timeout_s`, not more."""
         probe, state = None, None
-        silent_until = time.monotonic() + self.timeout_s
+        heard = time.monotonic()  # when the service last said something about this request
         while True:
             now = time.monotonic()
             if job_deadline is not None and now >= job_deadline:
@@ -288,13 +292,15 @@ class ServiceClient:
                     f"the service says it is {state}"
                 raise ExecutionTimeout(f"{what} did not finish in time at {self.address} ({said}); raise job_timeout_s "
                                        "or calibration_timeout_s for slow jobs or a slow link")
+            silent_until = heard + self.timeout_s
             if now >= silent_until:
-                if job is None or probe is not None:
-                    self._close_socket()
-                    return None, ("silent", f"no answer within {self.timeout_s:g} s")
-                probe, silent_until = self._send("probe", {"job": job}), now + self.timeout_s
+                self._close_socket()
+                return None, ("silent", f"no answer within {self.timeout_s:g} s")
+            probe_at = math.inf if job is None or probe is not None else heard + self.timeout_s / 2
+            if now >= probe_at:
+                probe = self._send("probe", {"job": job})
                 continue
-            reply, trouble = self._wait_reply(min(silent_until, job_deadline or silent_until))
+            reply, trouble = self._wait_reply(min(silent_until, probe_at, job_deadline or silent_until))
             if trouble == "timeout":
                 continue
             if trouble is not None:
@@ -305,7 +311,7 @@ class ServiceClient:
             if probe is not None and reply_to == probe and reply.type == "job_state":
                 probe, state = None, reply.header["state"]
                 if state in ("queued", "running"):
-                    silent_until = time.monotonic() + self.timeout_s
+                    heard = time.monotonic()
                     continue
                 return None, ("lost", f"the result went missing (the job is {state} at the service)")
             if reply_to not in (nonce, None):

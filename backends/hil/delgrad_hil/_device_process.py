@@ -13,7 +13,7 @@ empties both sides' store (the reply says so), so the two never disagree for lon
 job already in the pipe.  The parent hands over up to `DEPTH` jobs, so the child starts the next
 job as soon as it finishes one; a writer thread sends them, so that the parent can read a large
 result while a large job is on its way (sending and reading in one thread would deadlock once
-both fill the pipe's buffer).
+both fill the pipe's buffer).  A child that has died is replaced in place by `restart`.
 """
 
 from __future__ import annotations
@@ -102,10 +102,15 @@ class DeviceProcess:
     def __init__(self, name: str, options: dict | None = None, *, log_level: int = logging.INFO):
         self.name = name
         self.options = dict(options or {})  # (reported to clients)
+        self._log_level = log_level
+        self._start()
+
+    def _start(self) -> None:
+        """Start the child and wait until it has built its device (both sides' stores empty)."""
         context = multiprocessing.get_context("spawn")  # (no fork: the parent runs threads)
         self._pipe, child_end = context.Pipe()
-        self._process = context.Process(target=_child_main, name=f"delgrad-hil-device-{name}",
-                                        args=(child_end, name, self.options, log_level, os.getpid()))
+        self._process = context.Process(target=_child_main, name=f"delgrad-hil-device-{self.name}",
+                                        args=(child_end, self.name, self.options, self._log_level, os.getpid()))
         self._process.start()
         child_end.close()
         self._networks: OrderedDict[int, object] = OrderedDict()  # id -> network the child holds
@@ -116,7 +121,7 @@ class DeviceProcess:
         self._writer.start()
         try:
             if not self._pipe.poll(_START_TIMEOUT_S):
-                raise BackendUnavailable(f"the device process of {name!r} did not start within "
+                raise BackendUnavailable(f"the device process of {self.name!r} did not start within "
                                          f"{_START_TIMEOUT_S:g} s")
             hello = self._receive()
             if not hello["ok"]:
@@ -125,6 +130,12 @@ class DeviceProcess:
             self.close()
             raise
         self.capabilities = Capabilities.from_dict(hello["capabilities"])
+
+    def restart(self) -> None:
+        """Start a new child in place of one that has ended (the jobs handed to the old one are
+        lost; the new one starts with nothing stored)."""
+        self.close()
+        self._start()
 
     @property
     def channel(self):
@@ -233,15 +244,16 @@ class DeviceProcess:
         return BackendUnavailable(f"the device process of {self.name!r} ended ({how})", retryable=True)
 
     # -- ending --------------------------------------------------------------------------------------
-    def stop(self) -> None:
+    def stop(self, *, at_once: bool = False) -> None:
         """End the child: it closes its device after the jobs already handed over, or is killed
-        if that takes longer than a moment.  A thread waiting on `channel` then sees its end."""
+        if that takes longer than a moment (`at_once`: killed without waiting, for jobs whose
+        time is up).  A thread waiting on `channel` then sees its end."""
         if self._stopped:
             return
         self._stopped = True
         self._outbox.put([_pack({"op": "stop"})])
         self._outbox.put(None)
-        self._process.join(_STOP_TIMEOUT_S)
+        self._process.join(0.0 if at_once else _STOP_TIMEOUT_S)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()

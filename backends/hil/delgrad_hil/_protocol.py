@@ -194,6 +194,11 @@ def _optional(rule):
     return lambda v: None if v is None else rule(v)
 
 
+def _seconds(v):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    return None if ok else "expected a number of seconds >= 0"
+
+
 _NONCE = _bytes_of(_NONCE_BYTES)
 _COMMON = {"type": _of(str, "a string"), "nonce": _NONCE, "ts": _finite}
 _REQUEST_COMMON = {**_COMMON, "client": _pattern(CLIENT_ID, CLIENT_ID_RULE)}
@@ -208,8 +213,8 @@ REQUEST_TYPES = {
     "hello": ({}, "none"),
     "health": ({}, "none"),
     "status": ({"executions": _optional(_BOOL)}, "none"),
-    "calibrate": ({"job": _JOB, "seed": _seed}, "optional"),
-    "execute": ({"job": _JOB}, "required"),
+    "calibrate": ({"job": _JOB, "seed": _seed, "expires_s": _optional(_seconds)}, "optional"),
+    "execute": ({"job": _JOB, "expires_s": _optional(_seconds)}, "required"),
     "probe": ({"job": _JOB}, "none"),
 }
 _SERVICE_ID = _pattern(re.compile(r"[0-9a-f]{16}"), "16 lower-case hex digits")

@@ -5,6 +5,8 @@ A job is known by (client, job id).  Submitting a job that is queued or running 
 to it instead of queueing it again; submitting a finished one answers from the cache.  The
 cache is bounded by entries and bytes (least recently used outcomes go first); an outcome
 that says "try again" (a retryable device error) is not kept, so a retry runs the job again.
+A queued job whose waiters have all given up (their `expires` passed) is dropped, never run.
+The job ids that were running when the device process died are counted (`record_crash`).
 The scheduler is shared by the service's I/O thread (submit, completed) and its device thread
 (take, finish) and locks its state.
 """
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 __all__ = ["Job", "Outcome", "Scheduler", "QueueFull", "EXECUTIONS_LISTED"]
 
 EXECUTIONS_LISTED = 400  # job ids a status reply lists with their execution counts, at most (the latest)
+CRASHES_LISTED = 20  # job ids a status reply lists as crashing the device, at most (the latest; with the
+# executions above, a reply's header stays within the protocol's limit)
 
 
 class QueueFull(Exception):
@@ -50,6 +54,14 @@ class Job:
     waiters: list = field(default_factory=list)  # (routing id, nonce of the message to answer)
     submitted: float = field(default_factory=time.monotonic)
     outcome: Outcome | None = None
+    expires: float | None = None  # monotonic time after which no waiter waits any more (None: never)
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and self.expires < now
+
+    def wait_until(self, expires: float | None) -> None:
+        """Another waiter waits until `expires` (None: for ever)."""
+        self.expires = None if self.expires is None or expires is None else max(self.expires, expires)
 
 
 class Scheduler:
@@ -81,13 +93,16 @@ class Scheduler:
         self._running: list[Job] = []  # taken by the device and not finished, oldest first
         self._closed = False
         self.executions: OrderedDict[str, int] = OrderedDict()
-        self.counts = Counter()  # executed, calibrated, cache_hits, joined
+        self.crashes: OrderedDict[str, int] = OrderedDict()  # job id -> times the device died running it
+        self.counts = Counter()  # executed, calibrated, cache_hits, joined, expired
         self.most_queued = 0  # most jobs waiting at once (not counting the running ones)
 
     # -- I/O thread ----------------------------------------------------------------------------
-    def submit(self, client: str, job_id: str, kind: str, work, waiter) -> Outcome | None:
+    def submit(self, client: str, job_id: str, kind: str, work, waiter, expires: float | None = None) \
+            -> Outcome | None:
         """Queue a job or join it; returns the cached outcome if it finished already (then
-        nothing is owed), else None (the reply goes to `waiter` when it finishes)."""
+        nothing is owed), else None (the reply goes to `waiter` when it finishes).  `waiter`
+        waits until `expires` (monotonic seconds; None: for ever)."""
         key = (client, job_id)
         with self._lock:
             job = self._jobs.get(key)
@@ -97,6 +112,7 @@ class Scheduler:
                     self.counts["cache_hits"] += 1
                     return job.outcome
                 job.waiters.append(waiter)
+                job.wait_until(expires)
                 self.counts["joined"] += 1
                 return None
             queue = self._queues.get(client)
@@ -104,7 +120,7 @@ class Scheduler:
             if queued >= self.max_queued or (queue is not None and len(queue) >= self.max_queued_per_client):
                 raise QueueFull(f"{len(queue or ())} jobs of this client and {queued} in all are queued "
                                 f"(limits {self.max_queued_per_client} and {self.max_queued})")
-            job = Job(client, job_id, kind, work, [waiter])
+            job = Job(client, job_id, kind, work, [waiter], expires=expires)
             self._jobs[key] = job
             self._queues.setdefault(client, deque()).append(job)
             self.most_queued = max(self.most_queued, queued + 1)
@@ -163,8 +179,10 @@ class Scheduler:
                                                                "kind": self._running[k].kind}
                    for k, name in enumerate(("running", "next"))},
                 "cache": {"entries": len(self._cache), "bytes": self._cached_bytes},
-                **{name: self.counts[name] for name in ("executed", "calibrated", "cache_hits", "joined")},
+                **{name: self.counts[name] for name in ("executed", "calibrated", "cache_hits", "joined", "expired")},
                 "most_queued": self.most_queued,
+                "crashed_jobs": dict(itertools.islice(reversed(self.crashes.items()), CRASHES_LISTED)),
+                "crashed_jobs_counted": len(self.crashes),
             }
             if executions:  # the most recent job ids (a reply's header is limited), and how many are counted
                 info["executions"] = dict(itertools.islice(reversed(self.executions.items()), EXECUTIONS_LISTED))
@@ -174,17 +192,35 @@ class Scheduler:
     # -- device thread -------------------------------------------------------------------------
     def take(self) -> Job | None:
         """The next job in round-robin order over the clients; None if none is queued or the
-        scheduler is closed."""
+        scheduler is closed.  Expired jobs on the way are dropped (nobody waits for them)."""
         with self._lock:
-            if self._closed or not self._queues:
-                return None
-            client, queue = next(iter(self._queues.items()))
-            job = queue.popleft()
-            del self._queues[client]
-            if queue:
-                self._queues[client] = queue  # to the end of the rotation
-            self._running.append(job)
-            return job
+            now = time.monotonic()
+            while not self._closed and self._queues:
+                client, queue = next(iter(self._queues.items()))
+                job = queue.popleft()
+                del self._queues[client]
+                if queue:
+                    self._queues[client] = queue  # to the end of the rotation
+                if job.expired(now):
+                    del self._jobs[(job.client, job.job_id)]
+                    self.counts["expired"] += 1
+                    continue
+                self._running.append(job)
+                return job
+            return None
+
+    def record_crash(self, job_id: str) -> int:
+        """Count that the device process died running `job_id`; how often it has so far."""
+        with self._lock:
+            self.crashes[job_id] = self.crashes.pop(job_id, 0) + 1
+            while len(self.crashes) > self.max_counted_jobs:
+                self.crashes.popitem(last=False)
+            return self.crashes[job_id]
+
+    def crash_count(self, job_id: str) -> int:
+        """How often the device process died running `job_id`."""
+        with self._lock:
+            return self.crashes.get(job_id, 0)
 
     def finish(self, job: Job, outcome: Outcome, *, ran: bool = True) -> None:
         """Record a job's outcome; `ran`: it ran on the device once more (not: lost with it)."""

@@ -9,8 +9,12 @@ I/O thread with each outcome, which sends it to every message waiting for it.  A
 cannot be served gets an error reply; nothing a client sends stops the service.
 `request_stop` (from a signal handler) begins a graceful shutdown: queued jobs are answered
 "shutting_down", the jobs at the device get up to `shutdown_grace_s` to finish and be
-answered, then the service closes.  If the device process ends by itself, the service answers
-its jobs "shutting_down" and stops (`device_lost` says why).
+answered, then the service closes.  If the device process dies while it runs a job, the
+service starts a new one and answers the jobs it held "try again"; a job that was running at
+`CRASHES_ALLOWED` deaths is answered an error from then on instead of being run again (a job
+that kills the device every time must not take it down for every client at every retry).  If
+the device process ends while idle, or cannot be started again, the service answers its jobs
+"shutting_down" and stops (`device_lost` says why).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from delgrad_hil._protocol import (
 )
 from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
 
-__all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES", "HEARTBEAT_MS"]
+__all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES", "HEARTBEAT_MS", "CRASHES_ALLOWED"]
 
 log = logging.getLogger("delgrad_hil.service")
 
@@ -67,6 +71,7 @@ _CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
 # device then checks and represents once
 _NETWORKS_KEPT = 8
 _WARNINGS_TOLD = 20  # warnings of a job told in its reply, at most
+CRASHES_ALLOWED = 2  # a job the device process died running this often is not run again
 _STOPPED_WHILE_RUNNING = error_fields("shutting_down", "the service stopped while running the job; send it again "
                                                        "after the restart")
 
@@ -107,6 +112,11 @@ def parse_calibrate(message: Message) -> tuple:
     except Exception as exc:
         raise ProtocolError("bad_request", f"the payload is not a network ({exc})", reply_to=header["nonce"]) \
             from None
+
+
+def _expiry(expires_s: float | None) -> float | None:
+    """The monotonic time at which a job message's sender stops waiting (None: it waits on)."""
+    return None if expires_s is None else time.monotonic() + expires_s
 
 
 def _ipc_in_use(path: str) -> bool:
@@ -160,6 +170,8 @@ class DeviceService:
         self.stopping = False
         self.device_lost: str | None = None  # why the device process ended, if it did
         self._ending_device = False  # the service ends its device process (that end is not a loss)
+        self._device_lock = threading.Lock()  # between restarting the device process and ending it
+        self.device_restarts = 0
         self._stop_requested = False
         self._started = time.monotonic()
         self._delayed: list = []  # (due, sequence, frames) of replies held back by the latency fault
@@ -244,12 +256,16 @@ class DeviceService:
         return time.monotonic() + self.shutdown_grace_s
 
     def _finish(self, worker: threading.Thread) -> None:
-        for job in self.scheduler.running:
+        overdue = self.scheduler.running
+        for job in overdue:
             log.warning("job %s did not finish within %g s", job.job_id[:16], self.shutdown_grace_s)
         self.scheduler.close()
         self._tell_device_thread()
-        self._ending_device = True
-        self.device.stop()  # (a job still running is stopped: the device thread gives it its answer)
+        with self._device_lock:
+            self._ending_device = True
+            # (jobs still running are stopped at once, the grace period is over: the device thread
+            # gives them their answer; an idle device closes itself)
+            self.device.stop(at_once=bool(overdue))
         worker.join(timeout=5.0)
         # only now, with the device thread ended, is every job either finished or stopped: a job that
         # finished while the running ones were answered here before went unanswered
@@ -281,25 +297,80 @@ class DeviceService:
         handed: deque = deque()  # jobs at the device, oldest first
         try:
             while not (self.scheduler.closed and not handed):
-                room = len(handed) < self.device.depth
-                if room and (job := self.scheduler.take()) is not None:
-                    handed.append(job)
-                    self.device.submit(job.kind, job.work)
-                    continue
-                waiting_for = [self.device.channel, self._queued_rx] if room else [self.device.channel]
-                if self.device.channel not in wait_readable(waiting_for):
-                    os.read(self._queued_rx, 4096)  # (a job was queued, or the scheduler closed)
-                elif not handed:  # (the pipe's end: the device process ended while idle)
-                    raise self.device.ended_error()
-                else:
-                    outcome = self._outcome(handed[0])
-                    self.scheduler.finish(handed.popleft(), outcome)
-                    self._wake_tx.send(b"")
-        except BackendUnavailable as exc:  # the device process ended
-            self._device_lost(exc, handed)
+                try:
+                    self._device_step(handed)
+                except BackendUnavailable as exc:  # the device process ended
+                    if not self._restart_device(exc, handed):
+                        return
         except Exception as exc:  # a fault of the service: no job can run any more
             log.exception("the device thread failed")
             self._device_lost(BackendUnavailable(f"the device thread failed: {type(exc).__name__}: {exc}"), handed)
+
+    def _device_step(self, handed: deque) -> None:
+        """Hand the next queued job to the device if it has room, else wait for an outcome (and
+        record it) or for a job to be queued."""
+        room = len(handed) < self.device.depth
+        if room and (job := self.scheduler.take()) is not None:
+            crashes = self.scheduler.crash_count(job.job_id)
+            if crashes >= CRASHES_ALLOWED:
+                self._record(job, self._crash_refusal(job, crashes), ran=False)
+                return
+            handed.append(job)
+            self.device.submit(job.kind, job.work)
+            return
+        waiting_for = [self.device.channel, self._queued_rx] if room else [self.device.channel]
+        if self.device.channel not in wait_readable(waiting_for):
+            os.read(self._queued_rx, 4096)  # (a job was queued, or the scheduler closed)
+        elif not handed:  # (the pipe's end: the device process ended while idle)
+            raise self.device.ended_error()
+        else:
+            self._record(handed[0], self._outcome(handed[0]))
+            handed.popleft()
+
+    def _record(self, job, outcome: Outcome, *, ran: bool = True) -> None:
+        """Record a job's outcome and wake the I/O thread to answer it."""
+        self.scheduler.finish(job, outcome, ran=ran)
+        self._wake_tx.send(b"")
+
+    def _restart_device(self, exc: BackendUnavailable, handed: deque) -> bool:
+        """The device process ended with jobs `handed` to it: count the crash against the job it
+        was running, answer them and start a new device process.  False (the service stops,
+        `_device_lost`) if the service ends the device, it ended while idle, or it does not
+        start again."""
+        if self._ending_device or not handed:
+            self._device_lost(exc, handed)
+            return False
+        crashed = handed.popleft()
+        crashes = self.scheduler.record_crash(crashed.job_id)
+        log.error("%s while running %s job %s (%d time%s); restarting it", exc, crashed.kind, crashed.job_id[:16],
+                  crashes, "s" * (crashes > 1))
+        self._record(crashed, self._crash_refusal(crashed, crashes) if crashes >= CRASHES_ALLOWED else Outcome(
+            error_fields("device_error", f"{exc} while running the job; the service started it again: send the job "
+                                         "again", retryable=True, error_class="BackendUnavailable"), keep=False),
+                     ran=False)
+        while handed:
+            self._record(handed.popleft(), Outcome(error_fields(
+                "device_error", f"{exc} before running the job; the service started it again: send the job again",
+                retryable=True, error_class="BackendUnavailable"), keep=False), ran=False)
+        with self._device_lock:
+            if self._ending_device:
+                return False
+            try:
+                self.device.restart()
+            except Exception as error:
+                self._device_lost(BackendUnavailable(f"{exc}, and a new one did not start: {error}"), handed)
+                return False
+        self.device_restarts += 1
+        return True
+
+    @staticmethod
+    def _crash_refusal(job, crashes: int) -> Outcome:
+        """The answer to a job that the device process died running `crashes` times."""
+        return Outcome(error_fields(
+            "device_error", f"{job.kind} job {job.job_id[:16]}... crashed the device process {crashes} times (it "
+                            f"died while running the job); the service does not run it again: run it with the device "
+                            f"in-process to see why, or restart the service to try it again",
+            retryable=False, error_class="BackendError"))
 
     def _tell_device_thread(self) -> None:
         """Wake the device thread (a job was queued, or the scheduler closed)."""
@@ -387,7 +458,8 @@ class DeviceService:
             self.counts["busy"] += 1
             raise ProtocolError("busy", "the device is busy (injected fault)", reply_to=nonce)
         try:
-            outcome = self.scheduler.submit(header["client"], header["job"], message.type, work, (routing_id, nonce))
+            outcome = self.scheduler.submit(header["client"], header["job"], message.type, work, (routing_id, nonce),
+                                            _expiry(header.get("expires_s")))
         except QueueFull as exc:
             raise ProtocolError("busy", f"the queues are full: {exc}", reply_to=nonce) from None
         self._tell_device_thread()
@@ -424,7 +496,8 @@ class DeviceService:
             return {**info, "capabilities": self.device.capabilities.to_dict()}
         return {**info, **self.scheduler.status(executions=bool(message.header.get("executions"))),
                 "calibration_digest": self.calibration_digest, "faults": self.faults.plan.to_dict(),
-                "jobs_run": self.faults.jobs_run, **{name: count for name, count in self.counts.items()}}
+                "jobs_run": self.faults.jobs_run, "device_restarts": self.device_restarts,
+                **{name: count for name, count in self.counts.items()}}
 
     # -- replying --------------------------------------------------------------------------------
     def _answer_finished(self) -> None:
