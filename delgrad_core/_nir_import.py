@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -59,6 +60,10 @@ def _time_scale(graph, time_scale) -> float:
     )
 
 
+# (a unit stored as float32 by another tool differs from the same unit given as float64 by ~1e-8)
+_SAME_TIME_SCALE_RTOL = 1e-6
+
+
 def _warn_if_rescaled(time_scale: float, stored) -> None:
     """Warn when `time_scale` (s) differs from the graph's stored unit (metadata, if a valid one):
     the import then describes the same dynamics in other model units."""
@@ -66,7 +71,7 @@ def _warn_if_rescaled(time_scale: float, stored) -> None:
         stored_s = check_time_scale(stored, "graph metadata delgrad.time_scale_s")
     except NIRConversionError:
         return  # (none, or one that could not be used anyway)
-    if time_scale != stored_s:
+    if not math.isclose(time_scale, stored_s, rel_tol=_SAME_TIME_SCALE_RTOL):
         factor = time_scale / stored_s
         warnings.warn(f"time scale {time_scale!r} s per model unit (CLI: --time-scale) differs from the graph's own "
                       f"{stored_s!r} s (metadata delgrad.time_scale_s): the import rescales by {factor:.6g}, dividing "

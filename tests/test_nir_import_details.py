@@ -167,6 +167,7 @@ def test_a_time_scale_other_than_the_stored_one_warns_naming_both_and_the_factor
         warnings.simplefilter("error")  # (the stored scale, given or not, and a graph without one: silent)
         from_nir(graph)
         from_nir(graph, time_scale=TIME_SCALE_S)
+        from_nir(graph, time_scale=float(np.float32(TIME_SCALE_S)))  # (the same unit as float32 stores it)
         graph.metadata = {}
         from_nir(graph, time_scale=3 * TIME_SCALE_S)
 
