@@ -47,11 +47,21 @@ def load_cached(key: str) -> Calibration | None:
     return calibration
 
 
+def _remove_dangling_link(path: Path) -> None:
+    """Remove a link at an entry's name that points nowhere, with a warning: the atomic write
+    follows links, and would create the missing folders of its target outside the cache."""
+    if path.is_symlink() and not path.exists():
+        warnings.warn(f"replacing the dangling link {path} -> {os.readlink(path)} in the calibration cache with the "
+                      "calibration", stacklevel=4)
+        path.unlink()
+
+
 def store(calibration: Calibration) -> tuple[str, str]:
     """Write `calibration` to its place in the cache (atomically): ("stored", path); if the
     cache cannot be written, a warning and ("not_stored", path) (the calibration is still good)."""
     path = cache_path(calibration.cache_key)
     try:
+        _remove_dangling_link(path)
         calibration.save(path)
     except (OSError, InvalidValueError) as exc:  # (InvalidValueError: the entry is a folder or a pipe)
         folder = path.parent

@@ -22,8 +22,8 @@ from delgrad_bss2._chip import DAC_MAX, DELAY_PARAMETER, EMULATOR_VERSION, NEURO
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._measure import Experiments
 
-__all__ = ["BACKEND_NAME", "SUMMARY_COLUMNS", "TOLERANCE", "cache_key", "calibrate_chip", "calibration_problem",
-           "default_calibration", "target_problem", "usable"]
+__all__ = ["BACKEND_NAME", "CALIBRATION_NEUTRAL_OPTIONS", "SUMMARY_COLUMNS", "TOLERANCE", "cache_key", "calibrate_chip",
+           "calibration_problem", "default_calibration", "target_problem", "usable"]
 
 BACKEND_NAME = "bss2-emulator"
 _MEASUREMENT_STREAM = 0xCA
@@ -36,13 +36,20 @@ TOLERANCE = {"leak": 1.5, "threshold": 1.5, "tau_m": 0.05, "tau_s": 0.05, "gain"
 _ERROR_MARGIN = 5
 _MEASUREMENTS_PER_PARAMETER = 1 + SEARCH_STEPS + 2 + 1  # uncalibrated, search, last two, final
 _PARAMETERS = (*NEURON_PARAMETERS, DELAY_PARAMETER)
+# options that neither the chip's fixed pattern nor any measurement reads (synapses, weights, the
+# sample slot, the longest register, the modelled host time): left out of the cache key, so that
+# changing them reuses the calibration; any other option (and any new one) is part of the key
+CALIBRATION_NEUTRAL_OPTIONS = frozenset({"synapse_rows", "weight_max", "weight_scale", "slot_tau", "register_max",
+                                         "host_overhead_job_s", "host_overhead_sample_us"})
 
 
 def cache_key(chip: int, config: ChipConfig, calibrated: bool) -> str:
-    """What a calibration depends on: chip identity, emulator version, targets, every option."""
+    """What a calibration depends on: chip identity, emulator version, targets and every option
+    but the `CALIBRATION_NEUTRAL_OPTIONS`."""
     targets = {p.name: p.target(config) for p in _PARAMETERS}
+    options = {name: value for name, value in config.to_dict().items() if name not in CALIBRATION_NEUTRAL_OPTIONS}
     return calibration_key(BACKEND_NAME, chip=chip, emulator_version=EMULATOR_VERSION, calibrated=calibrated,
-                           targets=targets, options=config.to_dict())
+                           targets=targets, options=options)
 
 
 def _error(parameter: AnalogParameter, measured: np.ndarray, target: float) -> np.ndarray:

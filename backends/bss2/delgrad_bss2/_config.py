@@ -17,16 +17,22 @@ from dataclasses import dataclass
 
 from delgrad_core import InvalidValueError
 
-__all__ = ["ChipConfig", "CADC_MAX"]
+__all__ = ["ChipConfig", "CADC_MAX", "MEMBRANE_KICK_CADC"]
 
 _WEIGHT_STORAGE_MAX = 255  # a job's excitatory and inhibitory weights are uint8 (delgrad_bss2._job)
 CADC_MAX = 255  # the potential readout's 8-bit range
+MEMBRANE_KICK_CADC = 60.0  # the tau_m experiment starts the membrane this far above its leak (delgrad_bss2._measure)
 _CIRCUITS_MAX = 2**16  # (the chip has 512 circuits and 256 rows; more only to explore)
 _REGISTER_STEPS_MAX = 2**31 - 1  # (registers and the delay offset in steps are C integers)
-_MIN_THRESHOLD_GAP_CADC = 9.0  # six times the calibration's tolerance on the threshold and the leak
+# six times the calibration's tolerance on the potentials: the least distance of the threshold from the
+# leak, and of the leak from the readout's floor
+_POTENTIAL_MARGIN_CADC = 9.0
 # largest log-normal spread of tau_m, tau_s and gain: at 6 standard deviations of the difference of
 # two, tau_m / tau_s stays within e^(+-4.2), inside the solver's 0.01 to 1e6
 _MAX_LOG_SPREAD = 0.5
+# the additive spreads of the leak and threshold potentials: 6 standard deviations at most as wide as
+# the readout's range (CADC_MAX CADC)
+_POTENTIAL_SPREAD_WIDTH = 6.0
 
 
 @dataclass(frozen=True)
@@ -142,14 +148,7 @@ class ChipConfig:
             raise InvalidValueError(f"neuron_circuits: must be even (delay elements take pairs), got {self.neuron_circuits}")
         if self.register_min > self.register_max:
             raise InvalidValueError(f"register_min: must be <= register_max ({self.register_max}), got {self.register_min}")
-        for name in ("leak_cadc", "threshold_cadc"):  # (calibration measures them with the readout)
-            if getattr(self, name) > CADC_MAX:
-                raise InvalidValueError(f"{name}: the potential readout measures 0..{CADC_MAX} CADC, got "
-                                        f"{getattr(self, name)!r}")
-        if not self.threshold_cadc >= self.leak_cadc + _MIN_THRESHOLD_GAP_CADC:
-            raise InvalidValueError(f"threshold_cadc: must lie at least {_MIN_THRESHOLD_GAP_CADC:g} CADC above leak_cadc "
-                                    f"({self.leak_cadc:g}; calibration leaves each within 1.5 CADC of its target), got "
-                                    f"{self.threshold_cadc:g}")
+        self._check_potentials()
         offset_steps = self.delay_offset_us / self.register_step_us
         if offset_steps > _REGISTER_STEPS_MAX:
             raise InvalidValueError(f"delay_offset_us: {self.delay_offset_us!r} us is {offset_steps:.3g} register "
@@ -170,12 +169,46 @@ class ChipConfig:
             if not value_us < self.slot_us:
                 raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "
                                         f"{self.slot_us:g} us, option slot_tau), got {getattr(self, name)!r}")
+        self._check_potential_spreads()
         for name in ("tau_m_spread_rel", "tau_s_spread_rel", "gain_spread_rel"):
             if getattr(self, name) > _MAX_LOG_SPREAD:
                 raise InvalidValueError(f"{name}: at most {_MAX_LOG_SPREAD:g} (a log-normal spread; beyond, uncalibrated "
                                         "circuits reach time-constant ratios outside the 0.01 to 1e6 that the spike-time "
                                         f"solver serves, or gains of overflowing size), got {getattr(self, name)!r}")
         self._check_noise_and_delays()
+
+    def _check_potentials(self) -> None:
+        """The calibration measures the potentials with the readout (0..CADC_MAX): the leak must
+        lie far enough above its floor that a leak below the target reads below it (at the floor
+        every lower leak reads 0, so the search drives the leak out of the readout's sight and the
+        tau_m experiment sees no decay), and low enough that tau_m's decay from MEMBRANE_KICK_CADC
+        above it does not saturate (tau_m would be calibrated wrong); the threshold far enough
+        above the leak."""
+        for name in ("leak_cadc", "threshold_cadc"):
+            if getattr(self, name) > CADC_MAX:
+                raise InvalidValueError(f"{name}: the potential readout measures 0..{CADC_MAX} CADC, got "
+                                        f"{getattr(self, name)!r}")
+        lowest, highest = _POTENTIAL_MARGIN_CADC, CADC_MAX - MEMBRANE_KICK_CADC
+        if not lowest <= self.leak_cadc <= highest:
+            raise InvalidValueError(f"leak_cadc: expected {lowest:g}..{highest:g} CADC, got {self.leak_cadc:g}: the "
+                                    f"calibration reads the leak with the potential readout (0..{CADC_MAX} CADC) and "
+                                    f"times the membrane's decay from {MEMBRANE_KICK_CADC:g} CADC above it; lower, a leak "
+                                    "below its target reads 0 wherever it lies; higher, the decay saturates")
+        if not self.threshold_cadc >= self.leak_cadc + _POTENTIAL_MARGIN_CADC:
+            raise InvalidValueError(f"threshold_cadc: must lie at least {_POTENTIAL_MARGIN_CADC:g} CADC above leak_cadc "
+                                    f"({self.leak_cadc:g}; calibration leaves each within 1.5 CADC of its target), got "
+                                    f"{self.threshold_cadc:g}")
+
+    def _check_potential_spreads(self) -> None:
+        """The spreads of the uncalibrated leak and threshold (model units) at most a sixth of the
+        readout's range: beyond, uncalibrated potentials commonly lie outside what the readout
+        (and so the calibration) can measure, and huge spreads overflow the chip's arithmetic."""
+        largest = CADC_MAX / (_POTENTIAL_SPREAD_WIDTH * self.cadc_per_unit)
+        for name in ("leak_spread", "threshold_spread"):
+            if getattr(self, name) > largest:
+                raise InvalidValueError(f"{name}: at most {largest:.4g} (a sixth of the readout's {CADC_MAX} CADC, at "
+                                        f"{self.cadc_per_unit:.4g} CADC per model unit: beyond, uncalibrated potentials "
+                                        f"commonly lie outside what the readout measures), got {getattr(self, name)!r}")
 
     def _check_noise_and_delays(self) -> None:
         """The shortest delay must end inside the sample slot (else every delayed spike is lost);

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, InvalidValueError
 
 from delgrad_bss2._config import ChipConfig
-from delgrad_bss2._delays import group_starts, registers_from_delays
+from delgrad_bss2._delays import group_starts, group_triggers, registers_from_delays
 from delgrad_bss2._mapping import Placement
 from delgrad_bss2._units import emitted_us, tau_from_us, us_from_tau, weight_integers
 
-__all__ = ["LayerProgram", "Job", "Recording", "compile_job", "result"]
+__all__ = ["LayerProgram", "Job", "Recording", "compile_job", "lost_arrivals", "result", "unequal_copies"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,40 @@ def unequal_copies(times_tau: np.ndarray, groups: np.ndarray | None) -> str | No
             f"and input {copies[0]} at {float(times_tau[b, copies[0]])!r}: the element fires at the earliest copy. "
             f"If these inputs are not copies, set input_duplication=1; if they are, give them equal times "
             f"(encoder option repeat)")
+
+
+def _lost_in_layer(k: int, program: LayerProgram, pre_us: np.ndarray, elements_us: np.ndarray,
+                   config: ChipConfig) -> tuple[int, float, str]:
+    """The delayed spikes of layer `k` whose element was triggered inside the slot but did not
+    fire inside it: (count, latest nominal arrival in tau, the first one described)."""
+    triggers_us = group_triggers(pre_us, program.delay_groups)
+    lost = np.isfinite(triggers_us) & ~np.isfinite(elements_us)
+    if not lost.any():
+        return 0, -math.inf, ""
+    due_tau = tau_from_us(triggers_us + program.registers * config.register_step_us + config.delay_offset_us, config)
+    sample, element = np.argwhere(lost)[0]
+    lines = np.flatnonzero(program.delay_groups == element)
+    first = (f"in layer {k} ({program.name}), sample {sample}, the spike of input line "
+             f"{lines[0]}{'' if lines.size == 1 else f'-{lines[-1]}'} due at {due_tau[sample, element]:.4g} tau")
+    return int(lost.sum()), float(due_tau[lost].max()), first
+
+
+def lost_arrivals(job: Job, recording: Recording, config: ChipConfig) -> str | None:
+    """What the recording lost of the delayed spikes, or None: a delay element triggered inside
+    a sample's slot that did not fire inside it (no event crosses slots), and the slot length
+    that would hold the latest arrival (nominal, plus 6 standard deviations of the jitter)."""
+    pre_us, count, latest, first = job.input_spikes_us, 0, -math.inf, ""
+    for k, (program, elements_us) in enumerate(zip(job.layers, recording.delay_spikes_us)):
+        if elements_us is not None:
+            lost, due, description = _lost_in_layer(k, program, pre_us, elements_us, config)
+            count, latest, first = count + lost, max(latest, due), first or description
+        pre_us = recording.neuron_spikes_us[k]
+    if not count:
+        return None
+    needed = math.ceil((latest + 6 * config.delay_jitter_tau) * 100) / 100
+    return (f"{count} delayed spike(s) of this job arrive after the sample slot of {config.slot_tau:g} tau and would "
+            f"be lost ({first}); set the backend option slot_tau to at least {needed:g}, or make the spikes earlier "
+            "or the delays shorter")
 
 
 def compile_job(request: ExecutionRequest, config: ChipConfig, chip: int, placement: Placement,

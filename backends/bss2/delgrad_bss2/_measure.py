@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from delgrad_bss2._chip import Chip
-from delgrad_bss2._config import CADC_MAX
+from delgrad_bss2._config import CADC_MAX, MEMBRANE_KICK_CADC
 from delgrad_bss2._units import timestamped_us
 
 __all__ = ["Experiments", "fit_exponential_decay"]
@@ -25,10 +25,10 @@ N_DELAY_TRIALS = 64
 MAX_TRIALS = 8192  # repetitions a noisy experiment may grow to (see `_averaged`)
 TRACE_STEP_US = 0.5
 TRACE_SAMPLES = 24
-MEMBRANE_KICK_CADC = 60.0  # the membrane starts this far above its leak potential
 SYNAPSE_BASELINE_CADC = 100.0  # synaptic-input readout at zero current
 SYNAPSE_AMPLITUDE_CADC = 60.0  # response to a weight-63 test spike at gain 1
 FIT_FLOOR_CADC = 4.0  # trace samples closer than this to the baseline are not fitted
+CHUNK_SAMPLES = 2**22  # reads drawn at once by a repeated read (bounds its memory: 2^22 x 12 bytes)
 
 
 def fit_exponential_decay(times_us: np.ndarray, traces: np.ndarray, floor: float = FIT_FLOOR_CADC):
@@ -80,13 +80,28 @@ class Experiments:
         np.rint(reads, out=reads)
         return np.clip(reads, 0, CADC_MAX, out=reads)
 
+    def _mean_read(self, potential_cadc: np.ndarray, count: int) -> np.ndarray:
+        """The mean of `count` reads of `potential_cadc` (..., n_circuits), drawn in chunks of
+        repetitions (bounded memory) from the one random stream and summed in order: the numbers
+        of `self._read` of all repetitions at once, averaged by numpy."""
+        per_chunk = max(1, CHUNK_SAMPLES // potential_cadc.size)
+        total = None
+        for start in range(0, count, per_chunk):
+            shape = (min(per_chunk, count - start), *potential_cadc.shape)
+            for reads in self._read(np.broadcast_to(potential_cadc, shape)):
+                if total is None:
+                    total = reads.copy()
+                else:
+                    total += reads
+        return total / count
+
     def _value(self, name: str, settings: dict) -> np.ndarray:
         return self.chip.neuron_value(name, settings[name])
 
     def leak(self, settings: dict) -> np.ndarray:
         """Resting potential (CADC): the mean of repeated reads."""
         leak = self._value("leak", settings)
-        return self._read(np.broadcast_to(leak, (N_READS, self.n))).mean(axis=0)
+        return self._mean_read(leak, N_READS)
 
     def threshold(self, settings: dict) -> np.ndarray:
         """Threshold potential (CADC): reads triggered by the neuron's own spikes while a
@@ -104,8 +119,8 @@ class Experiments:
         reads, fitted: (amplitude, tau_us) per circuit."""
         times = TRACE_STEP_US * np.arange(TRACE_SAMPLES)
         exact = baseline[:, None] + amplitude[:, None] * np.exp(-times[None, :] / tau_us[:, None])
-        traces = self._read(np.broadcast_to(exact.T, (N_TRACES, TRACE_SAMPLES, self.n))).mean(axis=0).T
-        rest = self._read(np.broadcast_to(baseline, (N_READS, self.n))).mean(axis=0)
+        traces = self._mean_read(exact.T, N_TRACES).T
+        rest = self._mean_read(baseline, N_READS)
         return fit_exponential_decay(times, traces - rest[:, None])
 
     def membrane_tau(self, settings: dict) -> np.ndarray:

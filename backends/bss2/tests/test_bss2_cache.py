@@ -40,14 +40,34 @@ def test_the_second_calibration_is_a_cache_hit(cache):
     assert document["values"]["chip"] == 0
 
 
+# (the calibration reads these through the fixed pattern's scale, the delay measurement and its clock)
 @pytest.mark.parametrize("change", [{"chip": 1}, {"threshold_cadc": 151.0}, {"tau_us": 6.5}, {"calibrated": False},
-                                    {"threshold_noise": 0.05}])
+                                    {"threshold_noise": 0.05}, {"threshold": 2.0}, {"register_min": 60},
+                                    {"timestamp_us": 0.004}])
 def test_a_changed_chip_target_or_option_is_a_miss(cache, change):
     _, first = _calibrate()
     backend, other = _calibrate(**change)
     assert backend.calibration_cache[0] == "stored" and other.cache_key != first.cache_key
     assert len(list(cache.iterdir())) == 2
     assert _calibrate(**change)[0].calibration_cache[0] == "hit"
+
+
+# a changed value of every option the calibration does not read
+NEUTRAL_CHANGES = {"synapse_rows": 128, "weight_max": 31, "weight_scale": 20.0, "slot_tau": 12.0, "register_max": 200,
+                   "host_overhead_job_s": 0.5, "host_overhead_sample_us": 10.0}
+
+
+@pytest.mark.parametrize("option", sorted(NEUTRAL_CHANGES))
+def test_a_changed_option_the_calibration_does_not_read_is_a_hit(cache, option):
+    """(changing e.g. slot_tau or weight_scale calibrated the chip again, to the same result)"""
+    from delgrad_bss2._calibration import CALIBRATION_NEUTRAL_OPTIONS
+
+    assert set(NEUTRAL_CHANGES) == CALIBRATION_NEUTRAL_OPTIONS
+    _, first = _calibrate()
+    change = {option: NEUTRAL_CHANGES[option]}
+    backend, cached = _calibrate(lambda *args: pytest.fail("a cache hit measures nothing"), **change)
+    assert backend.calibration_cache[0] == "hit" and cached == first
+    assert cached == _calibrate(cache=False, **change)[1]  # (measured again: the same calibration)
 
 
 def test_the_key_includes_the_emulator_version(cache, monkeypatch):
@@ -128,6 +148,18 @@ def test_a_cache_entry_that_is_a_folder_warns_and_the_calibration_is_used(cache)
         backend, calibration = _calibrate()
     assert backend.calibration_cache[0] == "not_stored" and calibration.values["calibrated"] is True
     assert any("could not store the calibration" in str(w.message) for w in warned)
+
+
+def test_a_dangling_link_at_an_entry_is_replaced_without_following_it(cache, tmp_path_factory):
+    """(the atomic write followed the link and created its target's folders outside the cache)"""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    entry = cache / f"{dg.get_backend('bss2-emulator')._key}.npz"
+    entry.symlink_to(elsewhere / "missing" / "folders" / "entry.npz")
+    with pytest.warns(UserWarning, match=f"replacing the dangling link {entry} -> {elsewhere}/missing"):
+        backend, calibration = _calibrate()
+    assert backend.calibration_cache == ("stored", str(entry))
+    assert list(elsewhere.iterdir()) == [] and entry.is_file() and not entry.is_symlink()
+    assert _calibrate()[0].calibration_cache == ("hit", str(entry))
 
 
 @pytest.mark.parametrize(("edit", "problem"), [

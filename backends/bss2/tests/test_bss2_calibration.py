@@ -201,3 +201,40 @@ def test_time_constants_no_measurement_can_resolve_fail_calibration_instead_of_c
         ChipConfig(tau_us=1e300)
     calibration = calibrate_chip(Chip(0, ChipConfig(tau_us=1e300, delay_jitter_tau=0.0)))
     assert len(calibration.values["failed_circuits"]) > 500  # (no time constant of 1e300 us is reached)
+
+
+@pytest.mark.parametrize(("leak", "threshold"), [(9.0, 150.0), (195.0, 240.0)])
+def test_the_extreme_leak_targets_still_calibrate_tau_m(leak, threshold):
+    """At the ends of the leak_cadc range the tau_m experiment still reads its decay (at 0 or
+    above 200 it did not: tau_m failed everywhere, or was set up to 40 % short unnoticed)."""
+    chip = Chip(0, ChipConfig(leak_cadc=leak, threshold_cadc=threshold))
+    calibration = calibrate_chip(chip)
+    circuits_ok = np.ones(512, bool)
+    circuits_ok[calibration.values["failed_circuits"]] = False
+    tau_m = chip.neuron_value("tau_m", calibration.arrays["dac.tau_m"])[circuits_ok]
+    assert abs(tau_m.mean() / 6.0 - 1) < 0.005 and tau_m.std() < 0.05
+    np.testing.assert_array_equal(calibration.arrays["success.leak"], chip.reachable("leak"))
+
+
+def test_repeated_reads_are_drawn_in_chunks_with_the_same_numbers(monkeypatch):
+    """(65536 circuits took 0.7 GB: the 32 x 24 trace samples of every circuit were drawn at once)"""
+    import tracemalloc
+
+    from delgrad_bss2._calibration import _default_settings, _experiments
+
+    chip = Chip(0, ChipConfig(neuron_circuits=4096))
+
+    def measured(chunk_samples):
+        monkeypatch.setattr("delgrad_bss2._measure.CHUNK_SAMPLES", chunk_samples)
+        experiments, settings = _experiments(chip), _default_settings(chip.config)
+        tracemalloc.start()
+        values = (experiments.leak(settings), experiments.membrane_tau(settings), experiments.threshold(settings))
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return values, peak_bytes
+
+    at_once, at_once_bytes = measured(2**40)
+    chunked, chunked_bytes = measured(2**16)
+    for whole, parts in zip(at_once, chunked):
+        np.testing.assert_array_equal(parts, whole)
+    assert at_once_bytes > 30e6 and chunked_bytes < 6e6  # (32 x 24 x 4096 reads of 4 + 8 bytes at once)

@@ -1,6 +1,8 @@
 """Delay elements: the register mapping and its bounds, measured arrival times (jitter only where
 a delay element exists, copies of an input sharing one element), calibrated offsets."""
 
+import re
+
 import numpy as np
 import pytest
 from _bss2_helpers import ALL_OFF, yin_yang_inputs, yin_yang_network
@@ -106,10 +108,28 @@ def test_calibration_removes_the_delay_offsets_of_the_elements(emulator):
     assert np.abs(spread[True]).max() < 0.05 / 6
 
 
-def test_delayed_spikes_after_the_slot_are_lost(emulator):
+def test_a_job_whose_delayed_spikes_would_end_after_the_slot_is_refused_naming_the_slot_it_needs(emulator):
+    """(they were lost silently: arrival_times of +inf for spikes that happened, which the
+    conformance suite's arrival check failed with slot_tau=6)"""
     backend, calibration = emulator(**dict(ALL_OFF, slot_tau=4.0))
     network = backend.represent(yin_yang_network())
     inputs = yin_yang_inputs()
-    arrivals = backend.execute(network, inputs, calibration=calibration, seed=0).arrival_times[0]
-    nominal = inputs + network.layers[0].projection.delays
-    np.testing.assert_array_equal(np.isfinite(arrivals), nominal <= 4.0)
+    with pytest.raises(dg.UnsupportedNetworkError, match=r"cannot fit the network's delayed spikes into the sample "
+                                                         r"slot: \d+ delayed spike\(s\) of this job arrive after the "
+                                                         r"sample slot of 4 tau .*in layer 0 \(hidden\), sample 0, the "
+                                                         r"spike of input line 5-9 due at 4.545 tau") as refused:
+        backend.execute(network, inputs, calibration=calibration, seed=0)
+    assert refused.value.capability == "resources"
+    refused, slots = refused.value, [4.0]
+    while len(slots) < 5:  # (a longer slot lets later hidden spikes in, whose arrivals may need more)
+        slots.append(float(re.search(r"slot_tau to at least ([\d.]+)", str(refused)).group(1)))
+        longer, calibration = emulator(**dict(ALL_OFF, slot_tau=slots[-1]))
+        try:
+            result = longer.execute(network, inputs, calibration=calibration, seed=0)
+            break
+        except dg.UnsupportedNetworkError as error:
+            refused = error
+    assert slots == sorted(slots) and len(slots) < 5
+    np.testing.assert_allclose(result.arrival_times[0], inputs + network.layers[0].projection.delays, atol=1e-12)
+    hidden = result.layer_spike_times[0]
+    np.testing.assert_array_equal(np.isfinite(result.arrival_times[1]), np.isfinite(hidden))

@@ -164,6 +164,15 @@ def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emula
     # (uncalibrated, a spread of 4 ended in the core's refusal of a tau ratio of 4.9e-05, naming no option)
     ({"calibrated": False, "tau_m_spread_rel": 4.0}, r"tau_m_spread_rel: at most 0.5 \(a log-normal spread"),
     ({"gain_spread_rel": 1e300}, r"gain_spread_rel: at most 0.5"),
+    # (a leak at the readout's floor calibrated far below it, unseen, and tau_m failed on 511 circuits
+    # with a warning naming the tau options; above 195 the tau_m decay saturated: tau_m 14 % short at 210)
+    ({"leak_cadc": 0}, r"leak_cadc: expected 9..195 CADC, got 0: .* lower, a leak below its target reads 0"),
+    ({"leak_cadc": 196, "threshold_cadc": 240}, r"leak_cadc: expected 9..195 CADC, got 196: .* higher, the decay "
+                                                r"saturates"),
+    # (1e300 flooded numpy overflow warnings)
+    ({"leak_spread": 1e300}, r"leak_spread: at most 1.579 \(a sixth of the readout's 255 CADC, at 26.92 CADC per "
+                             r"model unit: .*\), got 1e\+300"),
+    ({"threshold_spread": 0.5, "threshold_cadc": 255, "threshold": 1.0}, r"threshold_spread: at most 0.2429 .*got 0.5"),
 ])
 def test_noise_jitter_and_delays_the_chip_cannot_run_are_refused(options, message):
     """(threshold noise of 0.75 drew a threshold below the leak in the second epoch, and a resume
@@ -186,7 +195,7 @@ def test_options_of_negative_zero_are_zero():
     # (uncalibrated, the spread leaves a circuit just above its leak, and the noise pushes it below)
     ({"calibrated": False, "leak_spread": 1.3, "threshold_noise": 0.43},
      "threshold_noise=0.43 drew it there in this run; lower that option"),
-    ({"calibrated": False, "leak_spread": 10.0, "threshold_noise": 1e-9}, "it lies there without noise"),
+    ({"calibrated": False, "leak_spread": 1.5, "threshold_noise": 1e-9}, "it lies there without noise"),
 ])
 def test_a_threshold_below_the_leak_names_its_cause(emulator, options, cause):
     """(the threshold noise was blamed when the spread had put the threshold there)"""
