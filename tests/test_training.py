@@ -514,6 +514,13 @@ def test_sectioned_config_files(tmp_path):
         ("epochs = 3\n[optimiser]\nepochs = 4\n", "epochs set twice"),
         ("[loss]\nname = 'hinge'\n", "loss: 'hinge' is not allowed"),
         ("[backend]\nbackend_options = {n_threads = 2}\nn_threads = 1\n", r"\[backend\] gives n_threads twice"),
+        # within one section, under two spellings (the last one won without a word)
+        ("[backend]\nname = 'reference'\nbackend = 'example'\n", r"\[backend\] sets backend twice \('name' and "
+                                                                 r"'backend'\); give it once"),
+        ("[optimiser]\nbatch-size = 10\nbatch_size = 150\n", r"\[optimiser\] sets batch_size twice"),
+        ("[loss]\ndelta = 0.3\nloss_delta = 0.5\n", r"\[loss\] sets loss_delta twice \('delta' and 'loss_delta'\)"),
+        ("[encoder]\nt-early = 0.1\nt_early = 0.3\n", r"\[encoder\] sets t_early twice"),
+        ("[backend]\nn-threads = 1\nn_threads = 2\n", r"\[backend\] sets n_threads twice"),
     ]:
         path.write_text(text)
         with pytest.raises(ValueError, match=message):

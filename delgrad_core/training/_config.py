@@ -388,19 +388,24 @@ def _flatten_section(section: str, table: dict, where: str) -> dict:
     if not isinstance(table, dict):
         raise InvalidValueError(f"{where}: [{section}] must be a table")
     fields = _sections()[section]
-    values, options = {}, {}
-    for key, value in table.items():
-        key = key.replace("-", "_")
+    values, options, given_as = {}, {}, {}
+    for given, value in table.items():
+        key = given.replace("-", "_")
         if key == "name" and section in ("loss", "encoder", "backend"):
-            values[section] = value
+            field, target = section, values
         elif key in fields:
-            values[key] = value
+            field, target = key, values
         elif f"{section}_{key}" in fields and not key.endswith("options"):
-            values[f"{section}_{key}"] = value
+            field, target = f"{section}_{key}", values
         elif section in ("loss", "encoder", "backend"):
-            options[key] = value
+            field, target = key, options
         else:
             raise InvalidValueError(f"{where}: unknown setting {key!r} in [{section}]; allowed: {', '.join(fields)}")
+        if (target is values, field) in given_as:  # (e.g. name and backend, delta and loss_delta, t-early and t_early)
+            raise InvalidValueError(f"{where}: [{section}] sets {field} twice ({given_as[target is values, field]!r} "
+                                    f"and {given!r}); give it once")
+        given_as[target is values, field] = given
+        target[field] = value
     if options:
         table = values.get(f"{section}_options", {})
         twice = sorted(set(options) & set(table)) if isinstance(table, dict) else []
