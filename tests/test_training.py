@@ -722,6 +722,28 @@ class _PluginLoss:
         return result if self.shape == "good" else (result.per_sample, result.gradient)
 
 
+def test_loss_settings_the_loss_does_not_take_are_named_not_recorded_silently():
+    """(loss_xi with the squared loss, loss_delta with cross-entropy: recorded in metrics.json as
+    used, and not used; a chip's default loss_delta reached a cross-entropy run the same way)"""
+    import warnings
+
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    for loss, field, value, takes in (("squared", "loss_xi", 0.01, "loss_delta"),
+                                      ("crossentropy", "loss_delta", 100.0, "loss_xi, loss_alpha, loss_beta")):
+        config = TrainingConfig(**SHORT, loss=loss, **{field: value})
+        with pytest.warns(UserWarning, match=re.escape(f"loss {loss!r} has no parameter {field[5:]}: {field} = "
+                                                       f"{value!r} is not used (of these settings it takes {takes})")):
+            component("loss", loss, config, {})
+    chip = config_with_defaults({"backend": "bss2-emulator", "loss": "crossentropy"})
+    assert chip.loss_delta == TrainingConfig.loss_delta  # (the chip's 0.3 is for the squared loss)
+    assert config_with_defaults({"backend": "bss2-emulator"}).loss_delta == 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        component("loss", "crossentropy", chip, {})
+
+
 def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkeypatch):
     from delgrad_core.datasets import Dataset, load_dataset
 

@@ -13,7 +13,7 @@ import numpy as np
 from delgrad_core._errors import InvalidValueError, PluginError
 from delgrad_core._plugins import Registration, build_registered, call_plugin, check_parameter_names, registry
 from delgrad_core.datasets._registry import check_dataset_options
-from delgrad_core.training._config import TrainingConfig
+from delgrad_core.training._config import TrainingConfig, _sections
 
 __all__ = ["component", "check_components"]
 
@@ -96,6 +96,7 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
             warnings.warn(f"{kind} {name!r}: its own default {p} = {spec.default!r} holds, not {field} = "
                           f"{_FIELD_DEFAULTS[field]!r} (the setting's default); to choose, set {field} or "
                           f"{kind}_options.{p}", UserWarning, stacklevel=2)
+    _warn_unused_fields(kind, name, prefix, values, signature)
     misplaced = sorted(set(options) & set(_FIELD_DEFAULTS) - set(signature))
     if misplaced and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
         raise InvalidValueError(f"{kind}_options: {kind} {name!r} has no parameter {misplaced[0]}; {misplaced[0]} is a "
@@ -107,6 +108,19 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     built = build_registered(kind, name, {**parameters, **options})
     checked = {"loss": _CheckedLoss, "encoder": _CheckedEncoder}.get(kind)
     return checked(built, registry().get(kind, name)) if checked else built
+
+
+def _warn_unused_fields(kind: str, name: str, prefix: str, values: dict, signature) -> None:
+    """Warn about the `kind`'s settings (e.g. ``loss_xi``) set away from their default that the
+    component `name` has no parameter for: they would be recorded in metrics.json, not used."""
+    if any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+        return
+    own = (field for field in _sections()[kind] if field not in (kind, f"{kind}_options"))
+    for field in own:
+        if values.get(field) != _FIELD_DEFAULTS.get(field) and field[len(prefix):] not in signature:
+            takes = ", ".join(prefix + p for p in signature if prefix + p in _FIELD_DEFAULTS) or "none of them"
+            warnings.warn(f"{kind} {name!r} has no parameter {field[len(prefix):]}: {field} = {values[field]!r} is not "
+                          f"used (of these settings it takes {takes})", UserWarning, stacklevel=3)
 
 
 def check_components(config: TrainingConfig) -> None:

@@ -11,6 +11,7 @@ the allowed values on failure, wrong types and NaN included.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
 import sys
@@ -310,8 +311,27 @@ def config_with_defaults(values: dict, *, merge_options: bool = True) -> Trainin
             backend_defaults = _called_defaults(plugins.get("backend", backend), backend_defaults, dict(options))
         _check_layer_count(backend, backend_defaults, values, plugins.get("backend", backend).details)
         defaults = {**defaults, **backend_defaults, **_merged_options(defaults, backend_defaults)}
+    defaults = _without_unused_component_defaults(defaults, values, plugins)
     merged = _merged_options(defaults, values) if merge_options else {}
     return TrainingConfig.from_dict({**defaults, **values, **merged})
+
+
+def _without_unused_component_defaults(defaults: dict, values: dict, plugins) -> dict:
+    """`defaults` without the loss and encoder settings the chosen loss or encoder has no
+    parameter for (a chip's ``loss_delta`` when the user chooses the cross-entropy loss): they
+    would be recorded as used, and are not."""
+    kept = dict(defaults)
+    for kind, prefix in (("loss", "loss_"), ("encoder", "")):
+        chosen = values.get(kind, defaults.get(kind, getattr(TrainingConfig, kind)))
+        if not (isinstance(chosen, str) and chosen in plugins.names(kind)):
+            continue  # (refused where the config is checked)
+        parameters = inspect.signature(plugins.get(kind, chosen).obj).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            continue
+        for name in _sections()[kind]:
+            if name in kept and name not in (kind, f"{kind}_options") and name[len(prefix):] not in parameters:
+                del kept[name]
+    return kept
 
 
 def _called_defaults(registration, defaults, options: dict) -> dict:
