@@ -971,8 +971,10 @@ def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkey
     from delgrad_core.testing import MockBackend
 
     class Flaky(MockBackend):
+        fail_after = 40  # requests: after the first epoch (34 steps and a validation job)
+
         def _execute(self, request):
-            if len(self.requests) >= 40:  # after the first epoch (34 steps and a validation job)
+            if len(self.requests) >= self.fail_after:
                 raise error
             return super()._execute(request)
 
@@ -984,9 +986,13 @@ def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkey
                                         "--epochs", "3", "--out", str(tmp_path / "run"), "--no-progress"])
     assert result.exit_code == 1 and str(error) in result.output
     hint = f"continue with delgrad train --out {tmp_path / 'run'} --resume"
-    assert hint in result.output
+    assert hint + "\n" in result.output or hint + " once" in result.output
     assert ("once the cause is removed (the run's own settings would meet it again)" in result.output) \
         is not error.retryable
+    Flaky.fail_after = 0  # a resume to more epochs that fails before its first new epoch: the hint names the target
+    extended = cli_runner().invoke(main, ["train", "--out", str(tmp_path / "run"), "--resume", "--epochs", "5",
+                                          "--no-progress"])
+    assert extended.exit_code == 1 and hint + " --epochs 5" in extended.output, extended.output
 
 
 def test_an_epoch_whose_steps_were_all_skipped_says_so():

@@ -189,7 +189,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
         if RunFolder(out).checkpoint.exists():
-            click.echo(f"\ninterrupted; {_resume_hint(out)}", err=True)
+            click.echo(f"\ninterrupted; {_resume_hint(out, config.epochs)}", err=True)
         else:
             click.echo("\ninterrupted before the first epoch finished; nothing to resume", err=True)
         sys.exit(interrupted_status())
@@ -197,7 +197,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         if not RunFolder(out).checkpoint.exists():
             raise
         caveat = "" if exc.retryable else " once the cause is removed (the run's own settings would meet it again)"
-        raise BackendError(f"{exc}; {_resume_hint(out)}{caveat}") from None
+        raise BackendError(f"{exc}; {_resume_hint(out, config.epochs)}{caveat}") from None
     finally:
         if not out_dir:  # a folder this command chose and made: removed if the run wrote nothing
             with contextlib.suppress(OSError):
@@ -209,8 +209,14 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     )
 
 
-def _resume_hint(out: Path) -> str:
-    return f"the last finished epoch is saved: continue with delgrad train --out {shlex.quote(str(out))} --resume"
+def _resume_hint(out: Path, epochs: int) -> str:
+    """How to continue the run in `out` to `epochs` (named when the checkpoint still holds
+    another target: a resume to more epochs stopped before its first new one)."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    target = "" if RunFolder(out).checkpoint_settings().get("epochs") == epochs else f" --epochs {epochs}"
+    return (f"the last finished epoch is saved: continue with delgrad train --out {shlex.quote(str(out))} "
+            f"--resume{target}")
 
 
 def _run_settings(path: Path) -> tuple[Path, dict, dict]:
