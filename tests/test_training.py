@@ -1081,6 +1081,25 @@ def test_a_trainer_finishes_once_and_trains_no_further_after_finish_or_close(tmp
     assert not backend.closed  # (the trainer did not build it)
 
 
+def test_settings_changed_after_a_trainer_is_built_are_refused_not_recorded(tmp_path):
+    """(hidden and seed set on trainer.config after it was built: metrics.json recorded them, the
+    network was the one built before, and a resume with the recorded settings failed)"""
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path / "run") as trainer:
+        trainer.config.hidden, trainer.config.seed = 10, 5
+        for call in (lambda: trainer.fit(progress=False), trainer.save_checkpoint):
+            with pytest.raises(dg.InvalidValueError, match=re.escape(
+                    "config changed after the trainer was built (hidden: 8 -> 10; seed: 0 -> 5)")):
+                call()
+        trainer.config.hidden, trainer.config.seed = 8, 0
+        trainer.config.epochs = 2  # (training on is allowed)
+        assert len(trainer.fit(progress=False)) == 2
+        trainer.config.batch_size = 7
+        with pytest.raises(dg.InvalidValueError, match=re.escape("Trainer.finish: config changed after the trainer "
+                                                                 "was built (batch_size: ")):
+            trainer.finish()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_a_users_empty_folder_is_left_in_place(tmp_path):
     (tmp_path / "mine").mkdir()
     Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "mine").close()

@@ -164,6 +164,7 @@ class Trainer:
             self.owns_backend = isinstance(requested, str)
             state = self._resumable_state() if resume else None  # (checked before the backend calibrates)
             self._setup()
+            self._built_settings = self.config.to_dict()  # (what the trainer uses; only epochs may change)
             if resume:
                 self._load(state)
         except BaseException:
@@ -281,6 +282,7 @@ class Trainer:
         (if any).  `should_stop()` is asked before each epoch; if it says yes, training stops there
         (the run can be resumed)."""
         self._check_open("fit")
+        self._check_settings("fit")
         if self._finished is not None and self.epoch < self.config.epochs:
             raise DelgradError("Trainer.fit: the run is finished (finish() kept its network and wrote its metrics); "
                                "to train on, make a Trainer that resumes its folder with more epochs")
@@ -343,6 +345,7 @@ class Trainer:
         self._check_open("finish")
         if self._finished is not None:
             return self._finished
+        self._check_settings("finish")
         if self.epoch == 0:
             raise InvalidValueError("finish: no epoch has been trained (call fit() first)")
         self.test_seed = draw_seed(self.rng)  # recorded: `delgrad evaluate` repeats the test exactly
@@ -358,6 +361,19 @@ class Trainer:
             self.folder.write_metrics(self.summary(test, final_test))
         self._finished = (test, final_test)
         return self._finished
+
+    def _check_settings(self, what: str) -> None:
+        """Refuse settings changed in `config` since the trainer was built (but `epochs`, which
+        may be raised to train on): it uses those it was built with and would record the new."""
+        now = self.config.to_dict()
+        changed = [name for name, value in now.items() if name != "epochs" and value != self._built_settings.get(name)]
+        if changed:
+            shown = "; ".join(f"{name}: {_shown(self._built_settings.get(name))} -> {_shown(now[name])}"
+                              for name in changed)
+            raise InvalidValueError(f"Trainer.{what}: config changed after the trainer was built ({shown}); it trains "
+                                    "with the settings it was built with and would record the new ones: build a new "
+                                    "Trainer with them (resume=True continues a run from its folder); only epochs "
+                                    "may be raised to train on")
 
     def _check_open(self, what: str) -> None:
         if self._closed:
@@ -416,6 +432,7 @@ class Trainer:
 
     def save_checkpoint(self):
         """Parameters, optimiser, heuristics and loop state in one npz, written atomically."""
+        self._check_settings("save_checkpoint")
         state = {
             "epoch": self.epoch,
             "elapsed_seconds": self.elapsed_seconds,
