@@ -91,6 +91,17 @@ def test_signed_headers_with_bad_fields_are_malformed_naming_the_field(fields, m
     assert info.value.code == "malformed"
 
 
+def test_a_job_state_reply_may_carry_the_size_of_the_result_as_an_integer():
+    def job_state(**fields):
+        return encode(SIGNER, new_header("job_state", reply_to=None, job="0" * 64, state="finished", **fields))
+
+    assert decode(job_state(result_bytes=16_241_536), SIGNER, replies=True).header["result_bytes"] == 16_241_536
+    assert "result_bytes" not in decode(job_state(), SIGNER, replies=True).header  # (optional within version 2)
+    with pytest.raises(ProtocolError, match="'result_bytes': expected an integer") as info:
+        decode(job_state(result_bytes="16 MB"), SIGNER, replies=True)
+    assert info.value.code == "malformed"
+
+
 def test_payload_rules_and_non_msgpack_headers():
     header = new_header("health", client="c1")
     with pytest.raises(ProtocolError, match="has no payload"):

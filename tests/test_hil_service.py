@@ -380,6 +380,20 @@ def test_a_result_above_the_reply_limit_is_refused_instead_of_lost(start_service
         assert backend.execute(network, np.full((20, 4), 0.5), seed=0).layer_spike_times[0].shape == (20, 200)
 
 
+def test_a_result_that_cannot_arrive_within_timeout_s_is_named_with_its_size(start_service):
+    # (a reply counts once it has arrived whole: the client said only "no answer ... after 2 attempts")
+    service = start_service(device="reference")
+    network = dg.Network.feedforward([4, 200, 3], neuron=dg.NeuronParameters(1.0, 1.0, 1.0), seed=0)
+    inputs = np.full((20_000, 4), 0.5)  # a result of 32.5 MB: signing it alone takes the service about 0.03 s
+    with _client(service, client_id="large", timeout_s=5.0) as backend:
+        backend.execute(network, inputs, seed=0)  # (run once: cached at the service for this client)
+    with _client(service, client_id="large", timeout_s=0.02, attempts=2, backoff_s=0.5, max_backoff_s=0.5) as backend:
+        with pytest.raises(dg.BackendUnavailable, match=r"job [0-9a-f]{12} failed at .* after 2 attempts .*; last: the "
+                                                         r"job finished at the service \(a result of 32\.5 MB\), but its "
+                                                         r"reply did not arrive within timeout_s=0.02 s .*raise timeout_s"):
+            backend.execute(network, inputs, seed=0)
+
+
 # ---------------------------------------------------------------------------- idempotent jobs
 def test_a_duplicate_of_a_running_job_waits_for_it(start_service):
     service = start_service(device_options={"job_delay_s": 1.0})

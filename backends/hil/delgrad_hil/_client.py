@@ -7,9 +7,11 @@ it), a reply that fails its signature check (corrupted) or a "try again" answer 
 shutting down) ends the attempt: the socket is closed and reopened where it may hold a stale
 reply, the client waits with exponential backoff and jitter, restarts a local service that has
 ended, and sends the same job again; the service's job ids and result cache make that safe (a
-job runs once).  A job that is still queued or running when its own time is up raises
-`ExecutionTimeout`; attempts used up raise `BackendUnavailable` saying what happened last.  A
-refused token is never retried.
+job runs once).  A job sent again is probed just before, so that the attempt learns whether the
+service holds its result already (and its size: a reply counts only once it has arrived whole).
+A job that is still queued or running when its own time is up raises `ExecutionTimeout`;
+attempts used up raise `BackendUnavailable` saying what happened last.  A refused token is never
+retried.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def _unresolved_host(address: str) -> str:
     except OSError:
         return f"; the host name {host!r} does not resolve"
     return ""
+
+
+def _size_text(n_bytes: int) -> str:
+    """'16.2 MB', or '812 bytes' below 0.1 MB."""
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 100_000 else f"{n_bytes:,} bytes"
 
 
 def new_client_id() -> str:
@@ -262,10 +269,13 @@ class ServiceClient:
             if self.service is not None:
                 self.service.ensure_running()
             job = None if job_deadline is None else fields["job"]
+            # (a job sent again is asked about first: that answer comes before the job's reply, which
+            # may be too large to arrive within timeout_s, and says why the job's reply did not)
+            asked = self._send("probe", {"job": job}) if job is not None and attempt > 1 else None
             # (the service drops the job unrun if it is still queued when this client has given up)
             expiry = {} if job is None else {"expires_s": max(0.0, job_deadline - time.monotonic())}
             nonce = self._send(message_type, {**(fields or {}), **expiry}, payload)
-            reply, problem = self._await(nonce, expect, job, job_deadline, what)
+            reply, problem = self._await(nonce, expect, job, job_deadline, what, asked)
             if reply is not None:
                 return reply
             problems.append(problem)
@@ -278,12 +288,14 @@ class ServiceClient:
         return header["nonce"]
 
     def _await(self, nonce: bytes, expect: str, job: str | None, job_deadline: float | None,
-               what: str) -> tuple[Message | None, tuple | None]:
+               what: str, asked: bytes | None = None) -> tuple[Message | None, tuple | None]:
         """(reply, None), or (None, (kind, text)) saying why this attempt failed: "silent" (no
-        answer within `timeout_s`), "lost" (the job's result went missing) or "refused" (a
-        corrupted reply or a "try again" answer).  A job is probed after `timeout_s` / 2 of
-        silence, so that a silent service costs an attempt `timeout_s`, not more."""
+        answer within `timeout_s`), "slow" (the same, after the service said the job had finished),
+        "lost" (the job's result went missing) or "refused" (a corrupted reply or a "try again"
+        answer).  A job is probed after `timeout_s` / 2 of silence, so that a silent service costs
+        an attempt `timeout_s`, not more; `asked` is the nonce of a probe sent before the job."""
         probe, state = None, None
+        finished = None  # the answer to `asked` if it said the job had finished
         heard = time.monotonic()  # when the service last said something about this request
         while True:
             now = time.monotonic()
@@ -295,6 +307,8 @@ class ServiceClient:
             silent_until = heard + self.timeout_s
             if now >= silent_until:
                 self._close_socket()
+                if finished is not None:
+                    return None, ("slow", self._reply_too_slow(finished.get("result_bytes")))
                 return None, ("silent", f"no answer within {self.timeout_s:g} s")
             probe_at = math.inf if job is None or probe is not None else heard + self.timeout_s / 2
             if now >= probe_at:
@@ -308,12 +322,15 @@ class ServiceClient:
                 return None, (("silent", "the local service ended") if trouble == "ended" else
                               ("refused", "a reply failed its signature check (corrupted)"))
             reply_to = reply.header["reply_to"]
-            if probe is not None and reply_to == probe and reply.type == "job_state":
-                probe, state = None, reply.header["state"]
-                if state in ("queued", "running"):
-                    heard = time.monotonic()
-                    continue
-                return None, ("lost", f"the result went missing (the job is {state} at the service)")
+            if reply_to is not None and reply_to in (probe, asked) and reply.type == "job_state":
+                state, heard = reply.header["state"], time.monotonic()
+                if reply_to == probe:
+                    probe = None
+                    if state not in ("queued", "running"):
+                        return None, ("lost", f"the result went missing (the job is {state} at the service)")
+                elif state == "finished":  # (asked before the job was sent again: its reply comes after this)
+                    finished = reply.header
+                continue
             if reply_to not in (nonce, None):
                 continue  # the answer to an earlier message
             if reply.type == "error":
@@ -322,6 +339,14 @@ class ServiceClient:
                 raise ProtocolError("malformed", f"the service at {self.address} answered {reply.type!r} "
                                                  f"to a request for {expect!r}")
             return reply, None
+
+    def _reply_too_slow(self, result_bytes: int | None) -> str:
+        """Why a job's reply did not arrive although the service had finished the job (its result
+        of `result_bytes`, if the service said)."""
+        size = "" if result_bytes is None else f" (a result of {_size_text(result_bytes)})"
+        return (f"the job finished at the service{size}, but its reply did not arrive within "
+                f"timeout_s={self.timeout_s:g} s (a reply counts once it has arrived whole); raise timeout_s to cover "
+                f"the transfer of the result")
 
     def _token_refused(self) -> BackendUnavailable:
         return BackendUnavailable(f"the service at {self.address} refused the token (check $DELGRAD_HIL_TOKEN or "

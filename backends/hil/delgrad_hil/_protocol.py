@@ -1,8 +1,8 @@
-"""The wire format of the HIL service, version 1 (docs/hil-protocol.md).
+"""The wire format of the HIL service, version 2 (docs/hil-protocol.md).
 
 A message is 3 or 4 ZeroMQ frames::
 
-    0  protocol   b"delgrad-hil/1"
+    0  protocol   b"delgrad-hil/2"
     1  signature  HMAC-SHA256 (32 bytes) over frames 0, 2 and 3, each prefixed by its length
     2  header     a msgpack map: type, nonce, ts and the fields of the type
     3  payload    optional: request, result, calibration or network bytes (npz, never pickle)
@@ -227,8 +227,8 @@ REPLY_TYPES = {
     "status": ({"info": _DICT}, "none"),
     "calibration": (_JOB_REPLY, "required"),
     "result": (_JOB_REPLY, "required"),
-    "job_state": ({"job": _JOB, "state": lambda v: None if v in JOB_STATES else f"expected one of {JOB_STATES}"},
-                  "none"),
+    "job_state": ({"job": _JOB, "state": lambda v: None if v in JOB_STATES else f"expected one of {JOB_STATES}",
+                   "result_bytes": _optional(_of(int, "an integer"))}, "none"),
     "error": ({"code": _pattern(re.compile(r"[a-z_]{1,32}"), "an error code"), "message": _TEXT,
                "retryable": _BOOL, "error_class": _optional(_TEXT), "capability": _optional(_TEXT)}, "none"),
 }

@@ -126,15 +126,16 @@ class Scheduler:
             self.most_queued = max(self.most_queued, queued + 1)
             return None
 
-    def state(self, client: str, job_id: str) -> str:
-        """"queued", "running", "finished" (its outcome is cached) or "unknown"."""
+    def state(self, client: str, job_id: str) -> tuple[str, int | None]:
+        """("queued" | "running" | "finished" (its outcome is cached) | "unknown", the size in
+        bytes of a finished job's payload, None without one)."""
         with self._lock:
             job = self._jobs.get((client, job_id))
             if job is None:
-                return "unknown"
+                return "unknown", None
             if job.outcome is not None:
-                return "finished"
-            return "running" if job in self._running else "queued"
+                return "finished", None if job.outcome.payload is None else job.outcome.size
+            return "running" if job in self._running else "queued", None
 
     def completed(self) -> list[Job]:
         """Jobs finished since the last call (their waiters are owed the outcome)."""

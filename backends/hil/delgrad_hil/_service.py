@@ -442,8 +442,9 @@ class DeviceService:
             self._reply(routing_id, nonce, {"type": reply_type, "info": self._info(message)})
             return
         if message.type == "probe":
-            state = self.scheduler.state(header["client"], header["job"])
-            self._reply(routing_id, nonce, {"type": "job_state", "job": header["job"], "state": state})
+            state, result_bytes = self.scheduler.state(header["client"], header["job"])
+            self._reply(routing_id, nonce, {"type": "job_state", "job": header["job"], "state": state,
+                                            **({} if result_bytes is None else {"result_bytes": result_bytes})})
             return
         if self.stopping:
             raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",
