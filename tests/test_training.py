@@ -165,6 +165,17 @@ def test_resume_takes_other_values_of_options_that_do_not_change_results(tmp_pat
                 resume=True)
 
 
+def test_a_resume_naming_another_backend_is_the_resume_conflict_not_its_options_usage_error(tmp_path):
+    """(the run's own backend options were handed to the backend named on the command line:
+    "backend 'example': unknown option(s) n_threads", a usage error for an option not given)"""
+    base = ["train", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert cli_runner().invoke(main, base + ["--epochs", "1", "--hidden", "4", "--delays", "none",
+                                             "--backend-option", "n_threads=1"]).exit_code == 0
+    refused = cli_runner().invoke(main, base + ["--resume", "--epochs", "2", "--backend", "example"])
+    assert refused.exit_code == 1 and 'different settings (backend: "reference" in the checkpoint, "example" now' \
+        in refused.output, refused.output
+
+
 def test_a_run_on_a_backend_object_resumes_with_an_object_only(tmp_path):
     """(its checkpoint held the config's backend, "reference": a resume by name built that one
     and failed at the calibration check, blaming another chip or option set)"""

@@ -176,6 +176,9 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
             _check_stored(stored, RunFolder(out_dir).checkpoint)
+            for name in ("backend", "dataset"):  # (another one named here: its options are not the run's)
+                if settings.get(name) not in (None, stored.get(name)):
+                    stored = {key: value for key, value in stored.items() if key != f"{name}_options"}
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
             settings = _with_tables({**stored, **settings}, **tables)
         config = config_with_defaults(settings, merge_options=not stored)
