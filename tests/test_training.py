@@ -1111,6 +1111,19 @@ def test_settings_changed_after_a_trainer_is_built_are_refused_not_recorded(tmp_
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_evaluate_refuses_a_dataset_the_network_does_not_fit():
+    """(a 2-class dataset on a 3-output network gave an accuracy, 0.28)"""
+    from delgrad_core.datasets import Dataset
+
+    features = np.random.default_rng(0).uniform(0, 1, (50, 2))
+    two = Dataset("two", "test", features, (features[:, 0] > 0.5).astype(int), ("a", "b"))
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1})) as trainer:
+        with pytest.raises(dg.InvalidValueError, match=re.escape("evaluate: the trainer's network (for dataset 'two', "
+                                                                 "split 'test'): has 3 output neurons but the dataset "
+                                                                 "has 2 classes")):
+            trainer.evaluate(two)
+
+
 def test_a_users_empty_folder_is_left_in_place(tmp_path):
     (tmp_path / "mine").mkdir()
     Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "mine").close()

@@ -22,7 +22,7 @@ from delgrad_core._ir import check_type
 from delgrad_core.datasets import Dataset, load_dataset
 from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig, result_settings
-from delgrad_core.training._evaluation import draw_seed, output_spike_times
+from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam, step_decay_factor
@@ -235,6 +235,8 @@ class Trainer:
         ``delgrad evaluate --seed`` (which then gives the same result)."""
         check_type(dataset, Dataset, "dataset")
         seed = _check_seed(seed)
+        check_fits_dataset(self.network, self.encoder.n_inputs(dataset.n_features), dataset.n_classes,
+                           what=f"evaluate: the trainer's network (for dataset {dataset.name!r}, split {dataset.split!r})")
         if seed is None:
             next_seed = self._next_seed
         else:
