@@ -1115,7 +1115,7 @@ def test_evaluate_refuses_a_dataset_the_network_does_not_fit():
     """(a 2-class dataset on a 3-output network gave an accuracy, 0.28)"""
     from delgrad_core.datasets import Dataset
 
-    features = np.random.default_rng(0).uniform(0, 1, (50, 2))
+    features = np.random.default_rng(0).uniform(0, 1, (50, 4))  # (Yin-Yang's 4 features, 2 classes)
     two = Dataset("two", "test", features, (features[:, 0] > 0.5).astype(int), ("a", "b"))
     with Trainer(TrainingConfig(**{**SHORT, "epochs": 1})) as trainer:
         with pytest.raises(dg.InvalidValueError, match=re.escape("evaluate: the trainer's network (for dataset 'two', "
