@@ -856,3 +856,14 @@ def first_crossing_time(double u0, double current, double length, double theta,
 def lambert_w0_real(double x):
     """Principal branch of the Lambert W function for real x >= -1/e (exposed for testing)."""
     return lambert_w0(x)
+
+
+def lambert_w0_values(const double[::1] x):
+    """W0 of every element of `x` (NaN below -1/e), as a new array."""
+    cdef Py_ssize_t k, n = x.shape[0]
+    w_array = np.empty(n)
+    cdef double[::1] w = w_array
+    with nogil:
+        for k in range(n):
+            w[k] = lambert_w0(x[k])
+    return w_array

@@ -21,6 +21,7 @@ import numpy as np
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, check_type, real_array
+from delgrad_core._nominal_slope import nominal_slope_factors
 
 __all__ = [
     "forward",
@@ -33,7 +34,12 @@ __all__ = [
     "default_num_threads",
     "check_num_threads",
     "MAX_NUM_THREADS",
+    "GRADIENT_SLOPES",
 ]
+
+#: Where `backward` takes each neuron's membrane slope: at the given spike time (exact), or at the
+#: nominal neuron's own crossing (DelGrad's reference code for measured times).
+GRADIENT_SLOPES = ("observed", "nominal")
 
 # More kernel threads than this are refused: thread creation fails (or crashes) long before a
 # machine could use them.
@@ -136,6 +142,13 @@ def _zero_delays(shape: tuple[int, int]) -> np.ndarray:
     zeros = np.zeros(shape)
     zeros.setflags(write=False)
     return zeros
+
+
+def _arrival_times(projection, pre_times: np.ndarray, arrivals: np.ndarray | None) -> np.ndarray:
+    """(batch, n_pre, n_post) arrival times: the observed ones, else spike times plus delays."""
+    if arrivals is not None:
+        return arrivals
+    return pre_times[:, :, None] + _kernel_delays(projection)[None]
 
 
 def _kernel_delays(projection) -> np.ndarray:
@@ -436,6 +449,7 @@ def backward(
     guard: Guard | None = None,
     n_threads: int | None = None,
     input_gradient: bool = True,
+    gradient_slope: str = "observed",
 ) -> NetworkGradients:
     """Exact gradients (implicit function theorem, docs/model.md §4) at the given spike times.
 
@@ -462,6 +476,12 @@ def backward(
         layer's kernel the work of those terms; training needs them only for the first layer's
         axonal delays, which get their gradient either way.  The parameter gradients are the
         same bit for bit.
+    gradient_slope : str
+        "observed" (exact): each neuron's gradient divides by its membrane's slope at the given
+        spike time.  "nominal": by the slope of the nominal neuron at its own threshold crossing,
+        as DelGrad's reference code does for measured times (tau_m = tau_s only;
+        `delgrad_core._nominal_slope`): a training choice for substrates whose thresholds differ
+        from the model's.
 
     Notes
     -----
@@ -492,6 +512,8 @@ def backward(
         for k, (a, layer) in enumerate(zip(arrival_times, network.layers))
     ]
     delta = _check_gradient(output_gradient, n_batch, network.layers[-1].population.size, "output_gradient")
+    if gradient_slope not in GRADIENT_SLOPES:
+        raise InvalidValueError(f"gradient_slope: expected one of {', '.join(GRADIENT_SLOPES)}, got {gradient_slope!r}")
     threads = _threads(n_threads, n_batch * sum(layer.projection.weights.size for layer in network.layers))
     gradients = []
     for index in range(len(network.layers) - 1, -1, -1):
@@ -499,6 +521,9 @@ def backward(
         args = (layer, pre_times[index], pre_times[index + 1])
         with_pre = input_gradient or index > 0
         where = f"layer {index}"
+        if gradient_slope == "nominal":
+            delta = delta * nominal_slope_factors(layer, where, pre_times[index + 1], _arrival_times(
+                layer.projection, pre_times[index], arrivals[index]))
         result = _finite_backward_layer("output_gradient", where, *args, delta, arrivals[index], threads, with_pre)
         if guard is not None:
             excluded = np.asarray(guard(index, result.largest_weight_term))

@@ -197,6 +197,10 @@ class TrainingConfig:
     loss_beta: float = _rule(1.0, _POSITIVE, "loss")
     loss_options: dict = _rule({}, _table, "loss")
     max_weight_term: float | None = _rule(0.2, _number(0, low_open=True, optional=True), "heuristics")
+    # where each neuron's membrane slope is taken in the backward pass: at the spike time the
+    # backend gave ("observed": exact), or at the nominal neuron's own crossing ("nominal": DelGrad's
+    # reference code for measured times, tau_m = tau_s only; docs/model.md §4)
+    gradient_slope: str = _rule("observed", _choice(("observed", "nominal")), "heuristics")
     # delay parametrisation: delay = shift + scale * sigmoid(raw), or clip(raw, 0, delay_max)
     delay_parametrisation: str = _rule("sigmoid", _choice(("sigmoid", "clip")), "network")
     delay_shift: float = _rule(0.0, _NON_NEGATIVE, "network")
@@ -242,7 +246,10 @@ class TrainingConfig:
             if isinstance(value, list) and len(value) != len(self.hidden_sizes) + 1:
                 raise InvalidValueError(f"{name}: a list needs one value per neuron layer "
                                         f"({len(self.hidden_sizes) + 1}), got {len(value)}")
-        if _check_components:
+        if _check_components:  # (the whole config: a backend's defaults may set tau_ratio = 1, not the file)
+            if self.gradient_slope == "nominal" and self.tau_ratio != 1.0:
+                raise InvalidValueError(f"gradient_slope: 'nominal' needs tau_ratio = 1 (the closed form of DelGrad's "
+                                        f"reference code), got tau_ratio {self.tau_ratio:g}")
             from delgrad_core.training._components import check_components  # (that module imports this one)
 
             check_components(self)

@@ -61,6 +61,7 @@ class TrainingStep:
     bump: SilentNeuronBump
     revival: SilentNeuronRevival
     next_seed: Callable[[], int]
+    gradient_slope: str = "observed"  # (backward's: "observed" exact, or "nominal")
 
     def run(self, input_spike_times: np.ndarray):
         """Execute the shadow network as the backend represents it, in jobs of at most the
@@ -84,7 +85,7 @@ class TrainingStep:
         # the grazing guard compares |dL/dt_j dt_j/dw_ij| of the batch-mean loss, as autograd's
         # incoming gradient in the DelGrad reference code does (docs/model.md §4)
         gradients = backward(ran, inputs, times, loss.gradient, arrival_times=result.arrival_times, guard=self.guard,
-                             input_gradient=False)
+                             input_gradient=False, gradient_slope=self.gradient_slope)
         self.optimiser.step(self.model.params, self.model.parameter_gradients(gradients), lr_factor)
         self.model.constrain()
         self.model.apply()

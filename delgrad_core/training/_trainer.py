@@ -191,7 +191,7 @@ class Trainer:
             loss=self.loss, optimiser=self.optimiser,
             guard=None if config.max_weight_term is None else GrazingGuard(config.max_weight_term),
             bump=self.bump, revival=SilentNeuronRevival(config.silent_neuron_limit, config.silent_bump),
-            next_seed=self._next_seed,
+            next_seed=self._next_seed, gradient_slope=config.gradient_slope,
         )
         self.epoch = 0
         self.test_seed: int | None = None  # drawn by `finish`

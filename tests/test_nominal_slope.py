@@ -1,0 +1,86 @@
+"""`backward(..., gradient_slope="nominal")` against the gradient formula of DelGrad's reference
+code for tau_m = tau_s, written out independently here with scipy's Lambert W."""
+
+import copy
+
+import numpy as np
+import pytest
+from scipy.special import lambertw
+
+import delgrad_core as dg
+from delgrad_core.training import TrainingConfig
+
+
+def _with_threshold(network, offset):
+    """A copy whose neurons' thresholds are `offset` higher (a chip whose thresholds differ)."""
+    shifted = copy.deepcopy(network)
+    for layer in shifted.layers:
+        threshold, tau_m, tau_s = layer.neuron_arrays()
+        layer.population.neuron = dg.NeuronParameters(threshold=threshold + offset, tau_m=tau_m, tau_s=tau_s)
+    return shifted
+
+
+def _reference_code_weight_gradient(layer, arrivals, post, delta):
+    """dL/dw of one tau_m = tau_s = 1 layer as the reference code computes it at measured times:
+    dt_j/dw_ij = -(t_j - a_i) e^{a_i} / (A_j (1 + W)), A_j = sum_i w_ij e^{a_i} over the inputs
+    that arrived before t_j, W = W0(-theta_j / A_j e^{B_j / A_j}), B_j = sum_i w_ij a_i e^{a_i}."""
+    weights = layer.projection.weights
+    threshold = layer.neuron_arrays()[0]
+    gradient = np.zeros_like(weights)
+    for b in range(post.shape[0]):
+        for j in range(post.shape[1]):
+            if not np.isfinite(post[b, j]) or delta[b, j] == 0:
+                continue
+            causal = arrivals[b, :, j] <= post[b, j]
+            a_i = arrivals[b, causal, j]
+            big_a = np.sum(weights[causal, j] * np.exp(a_i))
+            big_b = np.sum(weights[causal, j] * a_i * np.exp(a_i))
+            w = lambertw(-threshold[j] / big_a * np.exp(big_b / big_a)).real
+            gradient[causal, j] += delta[b, j] * -(post[b, j] - a_i) * np.exp(a_i) / (big_a * (1 + w))
+    return gradient
+
+
+@pytest.mark.filterwarnings("error")  # (silent inputs and neurons: no numpy warning reaches the user)
+@pytest.mark.parametrize("kind", ["none", "axonal"])
+def test_the_nominal_slope_is_the_reference_codes_gradient_at_measured_times(helpers, kind):
+    network = helpers.build_network([6, 5], kind, 1.0, seed=3, per_neuron=False, weight_mean=1.2, weight_std=0.6)
+    x = np.random.default_rng(3).uniform(0.15, 2.0, size=(40, 6))
+    x[:3, :2] = x[3] = np.inf  # (inputs that never arrive; a sample without any)
+    measured = dg.forward(_with_threshold(network, 0.13), x)  # spikes of neurons whose thresholds are higher
+    assert np.isfinite(measured[-1]).mean() > 0.5
+    delta = np.where(np.isfinite(measured[-1]), np.random.default_rng(4).normal(size=measured[-1].shape), 0.0)
+    nominal = dg.backward(network, x, measured, delta, gradient_slope="nominal", input_gradient=False)
+    exact = dg.backward(network, x, measured, delta, input_gradient=False)
+    layer = network.layers[0]
+    delays = layer.projection.delay_matrix() if kind != "none" else np.zeros(layer.projection.weights.shape)
+    expected = _reference_code_weight_gradient(layer, x[:, :, None] + delays[None], measured[-1], delta)
+    np.testing.assert_allclose(nominal.layers[0].weights, expected, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(exact.layers[0].weights, expected, rtol=1e-3)  # (the choice matters here)
+
+
+def test_the_nominal_slope_is_the_exact_one_at_the_nominal_spike_times(helpers):
+    """Where the measured spikes are the nominal neurons' own, both slopes agree (per-neuron
+    thresholds and tau_s != 1 included)."""
+    network = helpers.build_network([4, 7, 3], "axonal", 1.0, seed=5)
+    x = np.random.default_rng(5).uniform(0.15, 2.0, size=(30, 4))
+    times = dg.forward(network, x)
+    delta = np.where(np.isfinite(times[-1]), 1.0, 0.0)
+    nominal = dg.backward(network, x, times, delta, gradient_slope="nominal")
+    exact = dg.backward(network, x, times, delta)
+    for ours, reference in zip(nominal.layers, exact.layers):
+        np.testing.assert_allclose(ours.weights, reference.weights, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours.delays, reference.delays, rtol=1e-9, atol=1e-12)
+
+
+def test_the_nominal_slope_needs_tau_m_equal_to_tau_s(helpers):
+    network = helpers.build_network([3, 2], "none", 2.0, seed=1, per_neuron=False)
+    x = np.full((2, 3), 0.5)
+    times = dg.forward(network, x)
+    with pytest.raises(dg.InvalidValueError, match=r"gradient_slope: 'nominal' needs tau_m = tau_s .*; layer 0 has "
+                                                   r"tau_m / tau_s = 2"):
+        dg.backward(network, x, times, np.zeros((2, 2)), gradient_slope="nominal")
+    with pytest.raises(dg.InvalidValueError, match="gradient_slope: expected one of observed, nominal, got 'exact'"):
+        dg.backward(network, x, times, np.zeros((2, 2)), gradient_slope="exact")
+    with pytest.raises(dg.InvalidValueError, match="gradient_slope: 'nominal' needs tau_ratio = 1"):
+        TrainingConfig(gradient_slope="nominal")
+    assert TrainingConfig(gradient_slope="nominal", tau_ratio=1.0).gradient_slope == "nominal"
