@@ -398,7 +398,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
           dataset_options, executor, scheduler, trial, slurm_script):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
     from delgrad_core.training._sweep import (
-        SweepError, SweepInterrupted, check_runnable, plan_sweep, run_sweep, run_trial, sweep_job_script)
+        SweepError, SweepInterrupted, check_runnable, plan_sweep, refuse_runs_of_other_settings, run_sweep, run_trial,
+        sweep_job_script)
 
     try:
         base = _absolute_paths(_with_tables(_settings(config_file, {"epochs": epochs, "backend": backend,
@@ -411,7 +412,9 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     try:
         if slurm_script is not None:
             check_output_file(slurm_script, "--slurm-script", force=False, inputs=[config_file])
-            check_runnable(plan_sweep(*grid), echo, elsewhere=True)  # (checked before the script is written)
+            trials = plan_sweep(*grid)  # (checked before the script is written)
+            refuse_runs_of_other_settings(trials)
+            check_runnable(trials, echo, elsewhere=True)
             command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
                        "--seeds", str(seeds), "--out", str(out_dir)]
             command += ["--epochs", str(epochs)] if epochs is not None else []

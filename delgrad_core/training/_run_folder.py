@@ -8,9 +8,10 @@
     .lock            held (flock) by the process running in the folder
 
 Rules: a folder that holds a run is never overwritten (resume it or choose another); only one
-process works in a folder at a time; every file is written atomically and durably; an epoch is
-appended to the history before its checkpoint, so on resume the history is cut back to the
-checkpoint's epoch.
+process works in a folder at a time; a run's files are its own (a symbolic link at one of their
+names, as `cp -rs` makes, is refused: writing through it would change another run); every file
+is written atomically and durably; an epoch is appended to the history before its checkpoint, so
+on resume the history is cut back to the checkpoint's epoch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import json
 import os
 import threading
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from delgrad_core._atomic import atomic_write, atomic_write_text, fsync_directory
@@ -40,6 +42,7 @@ NETWORK_NAME = "network.npz"
 _LOCK_NAME = ".lock"
 _WRITE_TEST = ".write-test"
 _RUN_FILES = (CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME, NETWORK_NAME)
+_WRITTEN_BY_RUN = (*_RUN_FILES, "*.png")  # name patterns of every file a run writes (the plots: *.png)
 STATE_KEY = "trainer_state.json"  # the checkpoint's JSON document: loop state and settings
 
 
@@ -83,17 +86,57 @@ def _lock(handle, path: Path) -> None:
         raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another folder") from None
 
 
+def _refuse_dangling_link(path: Path) -> None:
+    """Refuse a folder path that is, or lies in, a symbolic link to nothing (it cannot be made),
+    naming the link and its target."""
+    if path.exists():
+        return
+    for link in (path, *path.parents):
+        if link.is_symlink() and not link.exists():
+            which = "" if link == path else f"{link} is "
+            raise RunFolderError(f"{path}: {which}a symbolic link to {os.readlink(link)}, which does not exist (or "
+                                 "is a loop of links); make the folder it points to, remove the link, or choose "
+                                 "another folder")
+
+
+def _refuse_linked_files(path: Path, patterns) -> None:
+    """Refuse folder `path` if a file in it whose name matches one of `patterns` (files to be
+    written there) is a symbolic link: writing it would change the file the link points to (the
+    original of a folder copied with `cp -rs`)."""
+    if not path.is_dir():
+        return
+    links = sorted((entry for entry in path.iterdir()
+                    if entry.is_symlink() and any(fnmatchcase(entry.name, pattern) for pattern in patterns)),
+                   key=lambda link: (link.name.startswith("."), link.name))  # (the run's files first)
+    if links:
+        others = [link.name for link in links[1:6]] + ([f"{len(links) - 6} more"] if len(links) > 6 else [])
+        also = f", and so {'is' if len(others) == 1 else 'are'} {_listed(others)}" if others else ""
+        targets = "the files they point to" if others else "the file it points to"
+        raise RunFolderError(f"{path}: {links[0].name} is a symbolic link to {os.readlink(links[0])}{also}; writing "
+                             f"there would change {targets}, but a folder's files must be its own: copy a folder "
+                             "with cp -r, not as links (cp -rs), or replace the links with copies of their files")
+
+
+def _listed(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 @contextlib.contextmanager
-def folder_lock(path):
+def folder_lock(path, files=()):
     """Create folder `path` and hold an exclusive lock on it (one process at a time), after
-    checking that it can be written; `RunFolderError` naming the folder otherwise."""
+    checking that it can be written and that none of the files to be written there (name
+    patterns `files`, and the lock) is a symbolic link; `RunFolderError` naming the folder
+    otherwise."""
     path = Path(path)
+    _refuse_dangling_link(path)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{path}: exists and is not a folder")
     # (a folder is removed at the end if nothing was written in it and it was made for this run:
     # it did not exist, or held only a lock left by a killed run; a user's empty folder stays)
     key = os.path.realpath(path)
     try:
+        _refuse_linked_files(path, (_LOCK_NAME, _WRITE_TEST, *files))
         made_here = not path.exists() or os.listdir(path) == [_LOCK_NAME]
         path.mkdir(parents=True, exist_ok=True)
         handle = open(path / _LOCK_NAME, "a+")
@@ -185,9 +228,10 @@ class RunFolder:
     def claim(self, *, resume: bool):
         """Create and lock the folder for one process; refuse a folder that holds a run unless
         resuming it, one with nothing to resume when resuming, and a new run in a folder that
-        holds other files (they could be overwritten).  Checks early that the folder is writable
-        (a read-only file system or a file in the way fails here, not after an epoch)."""
-        with folder_lock(self.path):
+        holds other files (they could be overwritten), or whose run files are symbolic links.
+        Checks early that the folder is writable (a read-only file system or a file in the way
+        fails here, not after an epoch)."""
+        with folder_lock(self.path, _WRITTEN_BY_RUN):
             self._remove_stale_temporaries()
             present = self.holds_run()
             if present == [HISTORY_NAME] and not resume and self._history_lines() <= 1:
@@ -213,7 +257,7 @@ class RunFolder:
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of this folder's atomic writes interrupted by a kill (safe: the folder
         is locked); other hidden files are left alone."""
-        for pattern in (*_RUN_FILES, "*.png", _WRITE_TEST):
+        for pattern in (*_WRITTEN_BY_RUN, _WRITE_TEST):
             for stale in self.path.glob(f".{pattern}.*.tmp"):
                 stale.unlink(missing_ok=True)
 

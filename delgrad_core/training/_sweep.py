@@ -4,10 +4,12 @@ against number of parameters and against hidden size, per delay kind, over seeds
 Every (delay kind, hidden size, seed) is a trial (`_trials`): a run folder named after its
 settings' hash, so a finished trial is never redone, an interrupted one resumes from its
 checkpoint and a trial with other settings gets its own folder (runs with other settings found
-beside it are named, kept and not used).  Trials run on an executor (`_executors`): a local
-process pool by default, or Dask (embedded local cluster, or an existing one, e.g. on SLURM).  A
-failed trial does not stop the others and is retried by the next run.  Ctrl-C stops the sweep,
-writes ``sweep.csv`` from the finished trials and says how to resume.  Results go to
+beside it are named, kept and not used; a run with other settings in a trial's own folder, e.g.
+one resumed to more epochs, is refused before any trial starts, with the folder it belongs in).
+Trials run on an executor (`_executors`): a local process pool by default, or Dask (embedded
+local cluster, or an existing one, e.g. on SLURM).  A failed trial does not stop the others and
+is retried by the next run.  Ctrl-C stops the sweep, writes ``sweep.csv`` from the finished
+trials and says how to resume.  Results go to
 ``out/sweep.csv``, ``sweep_summary.json`` and ``sweep.png``.  ``sweep_job_script`` writes an
 ``sbatch --array`` script that runs one trial per array task with the same command.
 """
@@ -27,12 +29,15 @@ from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatErr
 from delgrad_core.training._config import config_with_defaults
 from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock
-from delgrad_core.training._trials import Trial, plan_trials, train_trial
+from delgrad_core.training._trainer import _shown
+from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
-__all__ = ["plan_sweep", "check_runnable", "run_sweep", "run_trial", "sweep_rows", "summarise", "sweep_job_script",
+__all__ = ["plan_sweep", "check_runnable", "refuse_runs_of_other_settings", "run_sweep", "run_trial", "sweep_rows",
+           "summarise", "sweep_job_script",
            "SweepError", "SweepInterrupted"]
 
 MAX_TRIALS = 100_000  # (planning takes ~0.2 ms a trial; a SLURM array is far smaller)
+RESULT_FILES = ("sweep.csv", "sweep_summary.json", "sweep.png")
 CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "trial", "n_parameters", "test_accuracy", "test_error",
               "wall_seconds"]
 
@@ -73,10 +78,11 @@ def _row(trial: Trial, metrics: dict) -> dict:
 
 
 def sweep_rows(trials: list[Trial]) -> list[dict]:
-    """One row per finished trial of `trials`."""
+    """One row per finished trial of `trials` (a finished run with other settings in a trial's
+    folder is not that trial's)."""
     rows = []
     for trial in trials:
-        metrics = RunFolder(trial.folder).finished_metrics()
+        metrics = trial.result()
         if metrics is not None:
             rows.append(_row(trial, metrics))
     return sorted(rows, key=lambda r: (r["delays"], r["hidden"], r["seed"]))
@@ -140,20 +146,6 @@ def _plot(summary: list[dict], dataset: str, path: Path) -> None:
     save_figure(fig, path)
 
 
-def _stored_config(folder: Path) -> dict | None:
-    run = RunFolder(folder)
-    try:
-        metrics = run.finished_metrics()
-        if metrics is not None:
-            stored = metrics.get("config")
-            return stored if isinstance(stored, dict) else None
-        if run.checkpoint.exists():
-            return run.checkpoint_settings()
-    except FileFormatError:
-        return None
-    return None
-
-
 def _other_settings(trials: list[Trial]) -> list[str]:
     """Runs beside the trials with the same kind, size and seed but other settings, with the
     settings that differ (they are kept and not used)."""
@@ -163,7 +155,7 @@ def _other_settings(trials: list[Trial]) -> list[str]:
         for sibling in sorted(trial.folder.parent.glob(f"{prefix}-*")):
             if sibling == trial.folder or not sibling.is_dir():
                 continue
-            stored = _stored_config(sibling)
+            stored = recorded_settings(sibling)
             if stored is None:
                 continue
             wanted = json.loads(json.dumps(trial.settings))
@@ -177,6 +169,32 @@ def _other_settings(trials: list[Trial]) -> list[str]:
         notes.append(f"{runs} holds {len(outside)} run folder(s) of other hidden sizes, delay kinds or seeds than "
                      "this sweep's; they are kept and not in its table")
     return notes
+
+
+def refuse_runs_of_other_settings(trials: list[Trial]) -> None:
+    """Refuse (`RunFolderError`) trials whose folders hold a run, finished or not, with settings
+    other than the trial's where results depend on them (e.g. resumed to more epochs): it is not
+    the trial's result, and the trial cannot run there without taking it over.  The message names
+    each folder, the settings that differ and the folder the run belongs in."""
+    clashes = []
+    for trial in trials:
+        identity = trial.recorded_identity()
+        if identity is not None and identity != trial.identity:
+            clashes.append(_clash(trial, identity))
+    if clashes:
+        shown = "; ".join(clashes[:3]) + (f"; and {len(clashes) - 3} more" if len(clashes) > 3 else "")
+        raise RunFolderError(f"{len(clashes)} run folder(s) of this sweep hold a run with other settings than their "
+                             f"trial's: {shown}; move each to the folder named (the sweep keeps it apart there) and "
+                             "run the sweep again: the trial then runs anew")
+
+
+def _clash(trial: Trial, identity: dict) -> str:
+    """A trial's folder that holds a run of other `identity`: what differs, and where it belongs."""
+    changes = ", ".join(f"{key} {_shown(theirs)} (the trial's: {_shown(wanted)})"
+                        for key, (theirs, wanted) in trial.differences(identity).items())
+    belongs = trial.folder.with_name(f"{trial.name.rsplit('-', 1)[0]}-{trial_id(identity)}")
+    taken = " (which exists already: keep one of the two)" if belongs.exists() else ""
+    return f"{trial.folder} has {changes}, and belongs in {belongs}{taken}"
 
 
 def _write_results(trials: list[Trial], out_dir: Path) -> str:
@@ -252,16 +270,18 @@ def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> li
 def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
               jobs: int | None = None, executor: str = "process", scheduler: str | None = None, echo=print) -> str:
     """Run every unfinished trial, then write sweep.csv, sweep_summary.json and sweep.png.
+    Trial folders that hold runs with other settings are refused before any trial starts.
 
     Returns the summary table as text; raises `SweepError` if trials failed and
     `SweepInterrupted` after Ctrl-C (in both cases after writing the finished trials' results).
     """
     out_dir = Path(out_dir)
     trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
+    refuse_runs_of_other_settings(trials)
     runner = make_executor(executor, jobs=jobs, scheduler=scheduler)
     check_runnable([trial for trial in trials if not trial.finished], echo,  # (before the folder is made)
                    elsewhere=scheduler is not None)
-    with folder_lock(out_dir):
+    with folder_lock(out_dir, RESULT_FILES):
         for note in _other_settings(trials):
             echo(f"note: {note}")
         pending = [trial for trial in trials if not trial.finished]
@@ -285,6 +305,7 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     if not isinstance(index, int) or not 0 <= index < len(trials):
         raise InvalidValueError(f"--trial: expected an index in [0, {len(trials) - 1}], got {index!r}")
     trial = trials[index]
+    refuse_runs_of_other_settings([trial])
     if trial.finished:
         echo(f"{trial.name}: finished already")
         return None

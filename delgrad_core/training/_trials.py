@@ -3,7 +3,10 @@
 A trial's folder is ``runs/<kind>-h<hidden>-s<seed>-<id>``, where ``id`` is the first 12 hex digits
 of the SHA-256 of the trial's resolved settings: the same settings always land in the same
 folder (a finished trial is never redone, an interrupted one resumes from its checkpoint,
-whatever executor ran it), other settings in another one (never mixed up).
+whatever executor ran it), other settings in another one (never mixed up).  A run in a trial's
+folder whose recorded settings are not the trial's (it was resumed to other epochs, say) is not
+the trial's result: `Trial.finished` says no, and `Trial.recorded_identity` and
+`Trial.differences` say what differs.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from delgrad_core.training._config import config_with_defaults, result_settings
+from delgrad_core._errors import FileFormatError
+from delgrad_core.training._config import TrainingConfig, config_with_defaults, result_settings
 from delgrad_core.training._run_folder import RunFolder
 
-__all__ = ["Trial", "plan_trials", "train_trial", "trial_id"]
+__all__ = ["Trial", "plan_trials", "recorded_settings", "train_trial", "trial_id"]
 
 _AXES = ("delays", "hidden", "seed")  # what a sweep sets per trial
 
@@ -29,13 +33,31 @@ def trial_id(resolved_settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def recorded_settings(folder: Path) -> dict | None:
+    """The settings recorded by the run in `folder`: those of its metrics.json when finished, else
+    its checkpoint's; None without a run or with unreadable ones."""
+    run = RunFolder(folder)
+    try:
+        metrics = run.finished_metrics()
+        if metrics is not None:
+            stored = metrics.get("config")
+            return stored if isinstance(stored, dict) else None
+        if run.checkpoint.exists():
+            return run.checkpoint_settings()
+    except FileFormatError:
+        return None
+    return None
+
+
 @dataclass(frozen=True)
 class Trial:
-    """One run of a sweep: its settings, id, and folder."""
+    """One run of a sweep: its settings, id, folder, and the settings its result depends on
+    (`identity`, those its id is the hash of, as JSON values)."""
 
     settings: dict
     id: str
     folder: Path
+    identity: dict
 
     @property
     def name(self) -> str:
@@ -43,23 +65,63 @@ class Trial:
 
     @property
     def finished(self) -> bool:
-        return RunFolder(self.folder).finished_metrics() is not None
+        """Whether the trial's folder holds the trial's finished run."""
+        return self.result() is not None
+
+    def result(self) -> dict | None:
+        """The final metrics of the trial's finished run; None if unfinished or if the run in its
+        folder has other settings (it is not this trial's result)."""
+        metrics = RunFolder(self.folder).finished_metrics()
+        if metrics is None:
+            return None
+        identity = self._identity_of(metrics.get("config"))  # (None: damaged, named where the row is made)
+        return metrics if identity is None or identity == self.identity else None
+
+    def recorded_identity(self) -> dict | None:
+        """The settings the result of the run in the trial's folder (finished or not) depends
+        on, as in `identity`; None without a run or with recorded settings that cannot be read
+        (a damaged file is named where it is read)."""
+        return self._identity_of(recorded_settings(self.folder))
+
+    def differences(self, identity: dict) -> dict:
+        """The settings in which `identity` differs from the trial's: {name: (its, the trial's)}."""
+        return {key: (identity.get(key), self.identity.get(key)) for key in sorted(set(identity) | set(self.identity))
+                if identity.get(key) != self.identity.get(key)}
+
+    def _identity_of(self, recorded) -> dict | None:
+        """A run's `recorded` settings (its metrics.json's or checkpoint's config) reckoned as a
+        trial's identity, resolved and without the result-neutral options of the trial's backend
+        (recorded settings that make no config, edited or damaged ones, as they are); None if
+        they are not a table."""
+        if not isinstance(recorded, dict):
+            return None
+        try:
+            recorded = TrainingConfig.from_dict(recorded, check_components=False).resolved().to_dict()
+        except (ValueError, TypeError):
+            pass
+        return _result_settings(recorded, _neutral_options(self.identity["backend"]))
 
 
 # settings added after sweeps were recorded: left out of a trial's identity while at their
 # default, so that the trials of earlier sweeps keep their ids (and are not run again)
-_LATER_SETTINGS = {"dataset_options": {}}
+_LATER_SETTINGS = {"dataset_options": {}, "gradient_slope": "observed"}
 
 
-def _result_settings(resolved: dict) -> dict:
-    """The settings a result depends on (`result_settings`), so that changing a result-neutral
-    backend option does not make a finished trial look like another one."""
+def _neutral_options(backend: str) -> frozenset:
+    """The options of backend `backend` that it declares as not changing results."""
     from delgrad_core._plugins import registry
 
-    factory = registry().get("backend", resolved["backend"]).obj
-    neutral = getattr(factory, "result_neutral_options", frozenset()) if isinstance(factory, type) else frozenset()
-    return {key: value for key, value in result_settings(resolved, neutral).items()
-            if key not in _LATER_SETTINGS or value != _LATER_SETTINGS[key]}
+    factory = registry().get("backend", backend).obj
+    return getattr(factory, "result_neutral_options", frozenset()) if isinstance(factory, type) else frozenset()
+
+
+def _result_settings(resolved: dict, neutral) -> dict:
+    """The settings a result depends on (`result_settings` without the `neutral` backend
+    options), as JSON values, so that changing a result-neutral backend option does not make a
+    finished trial look like another one."""
+    settings = {key: value for key, value in result_settings(resolved, neutral).items()
+                if key not in _LATER_SETTINGS or value != _LATER_SETTINGS[key]}
+    return json.loads(json.dumps(settings))
 
 
 def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path) -> list[Trial]:
@@ -77,9 +139,10 @@ def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, ou
         for hidden in hidden_sizes:
             for seed in range(n_seeds):
                 settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
-                identity = trial_id(_result_settings(config_with_defaults(settings).resolved().to_dict()))
-                folder = Path(out_dir) / "runs" / f"{kind}-h{hidden}-s{seed}-{identity}"
-                trials.append(Trial(settings, identity, folder))
+                resolved = config_with_defaults(settings).resolved().to_dict()
+                identity = _result_settings(resolved, _neutral_options(resolved["backend"]))
+                folder = Path(out_dir) / "runs" / f"{kind}-h{hidden}-s{seed}-{trial_id(identity)}"
+                trials.append(Trial(settings, trial_id(identity), folder, identity))
     return trials
 
 

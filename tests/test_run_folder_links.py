@@ -1,0 +1,112 @@
+"""Run and sweep folders whose files are symbolic links (a copy made with `cp -rs`), and a folder
+path that is a link to nothing: refused, and the files the links point to never written."""
+
+import hashlib
+
+import pytest
+from delgrad_core.testing import cli_runner
+
+from delgrad_core import RunFolderError
+from delgrad_core.cli import main
+from delgrad_core.training._run_folder import RunFolder
+
+TRAIN = ["train", "--hidden", "4", "--delays", "none", "--no-progress"]
+
+
+def _digests(folder) -> dict:
+    return {entry.name: hashlib.sha256(entry.read_bytes()).hexdigest() for entry in sorted(folder.iterdir())}
+
+
+def _linked_copy(original, copy) -> None:
+    """What `cp -rs ORIGINAL COPY` makes: the folder, with a link to each of its files."""
+    copy.mkdir()
+    for entry in original.iterdir():
+        (copy / entry.name).symlink_to(entry)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 2-epoch run (trained once for the module; copied, never changed, by the tests)."""
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "2", "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_resuming_a_copy_made_of_links_refuses_and_leaves_the_original_alone(finished_run, tmp_path):
+    before = _digests(finished_run)
+    copy = tmp_path / "copy"
+    _linked_copy(finished_run, copy)
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(copy), "--resume"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert f"{copy}: checkpoint.npz is a symbolic link to {finished_run / 'checkpoint.npz'}, and so are " \
+           in result.output, result.output
+    assert "history.jsonl" in result.output and "copy a folder with cp -r, not as links (cp -rs)" in result.output
+    assert _digests(finished_run) == before
+    assert all((copy / name).is_symlink() for name in before)
+
+
+def test_one_linked_run_file_is_refused_by_name_for_a_resume_from_python(finished_run, tmp_path):
+    """(the history was appended through the link: opened with "a", which follows it)"""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for entry in finished_run.iterdir():
+        if entry.name != "history.jsonl":
+            (copy / entry.name).write_bytes(entry.read_bytes())
+    (copy / "history.jsonl").symlink_to(finished_run / "history.jsonl")
+    before = (finished_run / "history.jsonl").read_bytes()
+    with pytest.raises(RunFolderError,
+                       match=f"history.jsonl is a symbolic link to {finished_run / 'history.jsonl'}; writing there "
+                             "would change the file it points to"):
+        with RunFolder(copy).claim(resume=True):
+            pass
+    assert (finished_run / "history.jsonl").read_bytes() == before
+
+
+def test_a_copy_made_of_real_files_resumes(finished_run, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for entry in finished_run.iterdir():
+        (copy / entry.name).write_bytes(entry.read_bytes())
+    with RunFolder(copy).claim(resume=True) as claimed:
+        assert claimed.finished_metrics() is not None
+
+
+def test_a_folder_given_as_a_link_to_a_folder_is_used(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with RunFolder(tmp_path / "link").claim(resume=False) as claimed:
+        claimed.append_history({"epoch": 1})
+    assert (tmp_path / "real" / "history.jsonl").is_file()
+
+
+@pytest.mark.parametrize("target", ["/nonexistent/dir", "loop"])
+def test_a_dangling_link_given_as_the_folder_is_named_as_such(tmp_path, target):
+    (tmp_path / "dangling").symlink_to(target if target.startswith("/") else tmp_path / target)
+    if target == "loop":
+        (tmp_path / "loop").symlink_to(tmp_path / "dangling")
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "1", "--out", str(tmp_path / "dangling")])
+    assert result.exit_code == 1 and "File exists" not in result.output, result.output
+    shown = target if target.startswith("/") else tmp_path / target
+    assert f"{tmp_path / 'dangling'}: a symbolic link to {shown}, which does not exist (or is a loop of links); " \
+           "make the folder it points to, remove the link, or choose another folder" in result.output, result.output
+
+
+def test_a_folder_inside_a_dangling_link_names_the_link(tmp_path):
+    (tmp_path / "dangling").symlink_to("/nonexistent/dir")
+    with pytest.raises(RunFolderError, match=f"{tmp_path / 'dangling' / 'run'}: {tmp_path / 'dangling'} is a "
+                                             "symbolic link to /nonexistent/dir, which does not exist"):
+        with RunFolder(tmp_path / "dangling" / "run").claim(resume=False):
+            pass
+
+
+def test_a_sweep_folder_whose_results_are_links_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("another sweep's table\n")
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.csv").symlink_to(elsewhere)
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "4", "--delays", "none", "--seeds", "1", "--epochs",
+                                        "1", "--jobs", "1", "--out", str(tmp_path / "sweep")])
+    assert result.exit_code == 1, result.output
+    assert f"sweep.csv is a symbolic link to {elsewhere}" in result.output, result.output
+    assert elsewhere.read_text() == "another sweep's table\n"

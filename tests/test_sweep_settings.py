@@ -1,0 +1,79 @@
+"""A sweep's trial folder that holds a run with other settings than the trial's (resumed to more
+epochs, finished or not) is not the trial's result: refused, named, and never mixed in."""
+
+import json
+import shutil
+
+import pytest
+from delgrad_core.testing import cli_runner
+
+from delgrad_core import RunFolderError
+from delgrad_core.cli import main
+from delgrad_core.training import Trainer, config_with_defaults
+from delgrad_core.training._sweep import run_trial, sweep_rows
+from delgrad_core.training._trials import plan_trials
+
+GRID = ([4], ["none"], 1)  # hidden sizes, delay kinds, seeds: one trial
+SWEEP = ["sweep", "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1"]
+
+
+def _train_in(folder, settings: dict, *, finish: bool) -> None:
+    """Train `settings` into `folder` (as `delgrad train --out FOLDER` would), finished or not."""
+    with Trainer(config_with_defaults(settings), out_dir=folder) as trainer:
+        trainer.fit(progress=False)
+        if finish:
+            trainer.finish()
+
+
+@pytest.fixture
+def trial(tmp_path):
+    """The one trial of a 1-epoch sweep into `tmp_path`."""
+    (trial,) = plan_trials({"epochs": 1}, *GRID, tmp_path)
+    return trial
+
+
+def test_a_finished_run_of_other_epochs_in_a_trials_folder_is_not_its_result(trial):
+    _train_in(trial.folder, dict(trial.settings, epochs=2), finish=True)
+    assert not trial.finished and sweep_rows([trial]) == []
+    assert trial.differences(trial.recorded_identity()) == {"epochs": (2, 1)}
+
+
+def test_the_sweep_refuses_a_trial_folder_resumed_to_other_epochs_before_any_trial_starts(trial, tmp_path):
+    _train_in(trial.folder, dict(trial.settings, epochs=2), finish=True)
+    (second,) = plan_trials({"epochs": 1}, [5], ["none"], 1, tmp_path)
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "4,5", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    (belongs,) = plan_trials({"epochs": 2}, *GRID, tmp_path)
+    assert f"1 run folder(s) of this sweep hold a run with other settings than their trial's: {trial.folder} has " \
+           f"epochs 2 (the trial's: 1), and belongs in {belongs.folder}; move each to the folder named" \
+           in result.output, result.output
+    assert not second.folder.exists() and not (tmp_path / "sweep.csv").exists()  # (no trial started)
+    script = cli_runner().invoke(main, [*SWEEP, "--hidden", "4,5", "--out", str(tmp_path), "--slurm-script",
+                                        str(tmp_path / "job.sh")])
+    assert script.exit_code == 1 and "hold a run with other settings" in script.output  # (not one failed task)
+    assert not (tmp_path / "job.sh").exists()
+    shutil.move(trial.folder, belongs.folder)  # as the message says: the run is kept apart, the trial runs anew
+    again = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--out", str(tmp_path)])
+    assert again.exit_code == 0 and f"{belongs.name} (other settings: epochs) is kept and not used" in again.output
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and rows[0].split(",")[3] == "1" and trial.finished and belongs.finished
+
+
+def test_an_unfinished_resume_to_more_epochs_is_refused_not_failed_again_and_again(trial, tmp_path):
+    """(the trial failed on every run of the sweep: "has trained 2 epochs already; resume it to at
+    least that many, not 1", while the sweep said to run it again to retry)"""
+    _train_in(trial.folder, dict(trial.settings, epochs=2), finish=False)
+    with pytest.raises(RunFolderError, match=r"has epochs 2 \(the trial's: 1\)"):
+        run_trial({"epochs": 1}, *GRID, tmp_path, 0, echo=lambda line: None)
+    assert not (trial.folder / "metrics.json").exists()
+
+
+def test_result_neutral_options_and_settings_of_older_runs_do_not_make_another_trial(trial):
+    _train_in(trial.folder, trial.settings, finish=True)
+    metrics_file = trial.folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    later = ("dataset_options", "gradient_slope")  # (settings added after older runs were recorded)
+    config = {key: value for key, value in metrics["config"].items() if key not in later}
+    metrics_file.write_text(json.dumps(dict(metrics, config=dict(config, backend_options={"n_threads": 2}))))
+    assert trial.finished and trial.recorded_identity() == trial.identity
+    assert [row["trial"] for row in sweep_rows([trial])] == [trial.id]
