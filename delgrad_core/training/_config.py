@@ -24,6 +24,7 @@ from delgrad_core._errors import FileFormatError, InvalidValueError, PluginError
 from delgrad_core._capabilities import check_weight_grid
 from delgrad_core._ir import MAX_TAU_RATIO, MIN_TAU_RATIO, DelayKind
 from delgrad_core._options import check_known_names
+from delgrad_core._propagation import GRADIENT_SLOPES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -200,7 +201,7 @@ class TrainingConfig:
     # where each neuron's membrane slope is taken in the backward pass: at the spike time the
     # backend gave ("observed": exact), or at the nominal neuron's own crossing ("nominal": DelGrad's
     # reference code for measured times, tau_m = tau_s only; docs/model.md §4)
-    gradient_slope: str = _rule("observed", _choice(("observed", "nominal")), "heuristics")
+    gradient_slope: str = _rule("observed", _choice(GRADIENT_SLOPES), "heuristics")
     # delay parametrisation: delay = shift + scale * sigmoid(raw), or clip(raw, 0, delay_max)
     delay_parametrisation: str = _rule("sigmoid", _choice(("sigmoid", "clip")), "network")
     delay_shift: float = _rule(0.0, _NON_NEGATIVE, "network")
