@@ -832,6 +832,21 @@ def test_plots_of_zero_losses_and_silent_outputs_give_no_matplotlib_warnings(tmp
     assert [path.name for path in written] == ["learning_curves.png", "spike_times.png", "confusion.png"]
 
 
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+@pytest.mark.parametrize("n_classes", [3, 12])
+def test_spike_time_plots_say_how_many_samples_are_silent(monkeypatch, tmp_path, n_classes):
+    """(with every output silent the histograms were empty, with no word why)"""
+    from delgrad_core.training import _plots
+
+    legends = {}
+    monkeypatch.setattr(_plots, "save_figure", lambda fig, path: legends.setdefault(
+        path.name, [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]))
+    _plots.plot_run(tmp_path, [], dg.Network.feedforward([4, 5, n_classes], seed=0),
+                    np.full((24, n_classes), np.inf), np.arange(24) % n_classes, [f"c{k}" for k in range(n_classes)])
+    expected = ("output c0 (8 of 8 silent)" if n_classes == 3 else "the label's output (24 of 24 silent)")
+    assert expected in legends["spike_times.png"], legends
+
+
 def test_training_runs_a_batch_above_the_backends_limit_in_several_jobs():
     from delgrad_core.testing import MockBackend
 

@@ -66,6 +66,13 @@ def _time_bins(times: np.ndarray):
     return np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
 
 
+def _silent_note(times: np.ndarray) -> str:
+    """" (N of M silent)" for a histogram's legend ("" if every sample spiked): silent samples
+    have no bar, and a histogram of only silent ones is empty."""
+    silent = int(np.sum(~np.isfinite(times)))
+    return f" ({silent} of {times.size} silent)" if silent else ""
+
+
 _MAX_CLASS_PANELS = 10  # beyond, one panel for all classes (a panel per class and neuron grows as n^2)
 
 
@@ -80,7 +87,8 @@ def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray,
         rows = output_times[labels == label]
         for neuron in range(n_classes):
             times = rows[:, neuron]
-            ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6, label=f"output {class_names[neuron]}")
+            ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6,
+                    label=f"output {class_names[neuron]}{_silent_note(times)}")
         ax.set(title=f"samples of class {class_names[label]}", xlabel="spike time [tau_s]")
     axes[0][0].set_ylabel("count")
     axes[0][-1].legend(fontsize=8)
@@ -98,7 +106,7 @@ def _label_against_others(plt, output_times: np.ndarray, labels: np.ndarray, pat
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = _time_bins(np.concatenate([own, earliest_other]))
     for times, name in ((own, "the label's output"), (earliest_other, "the earliest other output")):
-        ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6, label=name)
+        ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6, label=f"{name}{_silent_note(times)}")
     ax.set(title=f"all {output_times.shape[1]} classes", xlabel="spike time [tau_s]", ylabel="count")
     ax.legend(fontsize=8)
     fig.tight_layout()
