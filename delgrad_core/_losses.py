@@ -108,18 +108,19 @@ class FirstSpikeLoss(ABC):
         times = _output_times(output_times)
         batch, n_outputs = times.shape
         labels = _labels(labels, batch, n_outputs)
-        per_sample = np.full(batch, self.missing_label_loss(n_outputs))
         gradient = np.zeros((batch, n_outputs))
         spiked = np.isfinite(times[np.arange(batch), labels])
-        if np.any(spiked):
-            with np.errstate(over="ignore", invalid="ignore"):  # (reported below, naming the loss)
+        with np.errstate(over="ignore", invalid="ignore"):  # (reported below, naming the loss)
+            per_sample = np.full(batch, self.missing_label_loss(n_outputs))
+            if np.any(spiked):
                 per_sample[spiked], gradient[spiked] = self._evaluate(times[spiked], labels[spiked])
-            finite = np.isfinite(per_sample) & np.isfinite(gradient).all(axis=1)
-            if not finite.all():
-                latest = times[spiked][np.isfinite(times[spiked])].max()
-                raise InvalidValueError(f"loss {self!r}: not finite for {np.count_nonzero(~finite)} of {batch} "
-                                        f"samples (spike times up to {latest:.3g} tau_s); those times or a "
-                                        f"parameter of the loss are out of its useful range")
+        finite = np.isfinite(per_sample) & np.isfinite(gradient).all(axis=1)
+        if not finite.all():
+            spikes = times[np.isfinite(times)]
+            latest = f" (spike times up to {spikes.max():.3g} tau_s)" if spikes.size else ""
+            raise InvalidValueError(f"loss {self!r}: not finite for {np.count_nonzero(~finite)} of {batch} "
+                                    f"samples{latest}; those times or a parameter of the loss are out of its useful "
+                                    "range")
         if batch:
             gradient /= batch
         return LossResult(per_sample, gradient)
@@ -143,7 +144,7 @@ class ShiftInvariantSquaredError(FirstSpikeLoss):
         object.__setattr__(self, "delta", _check_parameter(type(self).__name__, "delta", self.delta, positive=False))
 
     def missing_label_loss(self, n_outputs: int) -> float:
-        return 0.5 * (n_outputs - 1) * self.delta**2
+        return 0.5 * (n_outputs - 1) * np.float64(self.delta) ** 2  # (inf, not OverflowError, for a huge delta)
 
     def _evaluate(self, times, labels):
         rows = np.arange(times.shape[0])

@@ -205,3 +205,7 @@ def test_a_loss_that_overflows_is_an_error_naming_its_parameters():
         with pytest.raises(ValueError, match=r"beta=0.005\): not finite for 1 of 2 samples .*up to 4 tau_s"):
             loss(times, [0, 0])
         assert np.isfinite(loss(times, [1, 0]).per_sample).all()  # no label spike late enough
+        # (delta**2 of a silent label's constant loss raised Python's OverflowError, naming nothing)
+        for labels in ([1, 0], [2, 2]):
+            with pytest.raises(ValueError, match=r"ShiftInvariantSquaredError\(delta=1e\+200\): not finite for "):
+                ShiftInvariantSquaredError(delta=1e200)(times, labels)
