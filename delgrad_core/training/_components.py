@@ -13,7 +13,7 @@ import numpy as np
 from delgrad_core._errors import InvalidValueError, PluginError
 from delgrad_core._plugins import Registration, build_registered, call_plugin, check_parameter_names, registry
 from delgrad_core.datasets._registry import check_dataset_options
-from delgrad_core.training._config import TrainingConfig, _sections
+from delgrad_core.training._config import COMPONENT_FIELD_PREFIX, TrainingConfig, unused_component_fields
 
 __all__ = ["component", "check_components"]
 
@@ -84,7 +84,7 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     left at its declared default is not passed: the component's own default holds (the core's
     components have the fields' defaults; a plugin's may differ)."""
     factory = registry().get(kind, name).obj
-    prefix = "loss_" if kind == "loss" else ""
+    prefix = COMPONENT_FIELD_PREFIX[kind]
     values = config.to_dict()
     signature = inspect.signature(factory).parameters
     parameters = {p: values[prefix + p] for p in signature
@@ -96,7 +96,7 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
             warnings.warn(f"{kind} {name!r}: its own default {p} = {spec.default!r} holds, not {field} = "
                           f"{_FIELD_DEFAULTS[field]!r} (the setting's default); to choose, set {field} or "
                           f"{kind}_options.{p}", UserWarning, stacklevel=2)
-    _warn_unused_fields(kind, name, prefix, values, signature)
+    _warn_unused_fields(kind, name, values, factory)
     misplaced = sorted(set(options) & set(_FIELD_DEFAULTS) - set(signature))
     if misplaced and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
         raise InvalidValueError(f"{kind}_options: {kind} {name!r} has no parameter {misplaced[0]}; {misplaced[0]} is a "
@@ -110,15 +110,14 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     return checked(built, registry().get(kind, name)) if checked else built
 
 
-def _warn_unused_fields(kind: str, name: str, prefix: str, values: dict, signature) -> None:
+def _warn_unused_fields(kind: str, name: str, values: dict, factory) -> None:
     """Warn about the `kind`'s settings (e.g. ``loss_xi``) set away from their default that the
     component `name` has no parameter for: they would be recorded in metrics.json, not used."""
-    if any(p.kind is p.VAR_KEYWORD for p in signature.values()):
-        return
-    own = (field for field in _sections()[kind] if field not in (kind, f"{kind}_options"))
-    for field in own:
-        if values.get(field) != _FIELD_DEFAULTS.get(field) and field[len(prefix):] not in signature:
-            takes = ", ".join(prefix + p for p in signature if prefix + p in _FIELD_DEFAULTS) or "none of them"
+    prefix = COMPONENT_FIELD_PREFIX[kind]
+    for field in unused_component_fields(kind, factory):
+        if values.get(field) != _FIELD_DEFAULTS.get(field):
+            takes = ", ".join(prefix + p for p in inspect.signature(factory).parameters
+                              if prefix + p in _FIELD_DEFAULTS) or "none of them"
             warnings.warn(f"{kind} {name!r} has no parameter {field[len(prefix):]}: {field} = {values[field]!r} is not "
                           f"used (of these settings it takes {takes})", UserWarning, stacklevel=3)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 import numbers
 import sys
@@ -31,7 +32,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings", "result_settings"]
+__all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings", "result_settings",
+           "setting_differences", "shown_setting", "unused_component_fields", "COMPONENT_FIELD_PREFIX"]
 
 # backend options that are secrets: never written into a run folder
 _SECRET_OPTIONS = frozenset({"token", "password", "secret"})
@@ -324,21 +326,32 @@ def config_with_defaults(values: dict, *, merge_options: bool = True) -> Trainin
     return TrainingConfig.from_dict({**defaults, **values, **merged})
 
 
+#: The prefix of the settings a component's parameters are taken from (``loss_delta`` -> ``delta``).
+COMPONENT_FIELD_PREFIX = {"loss": "loss_", "encoder": ""}
+
+
+def unused_component_fields(kind: str, factory) -> list[str]:
+    """The settings of the `kind` ("loss" or "encoder") section, e.g. ``loss_xi``, that the
+    component `factory` has no parameter for ([] if it takes any keyword)."""
+    parameters = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return []
+    prefix = COMPONENT_FIELD_PREFIX[kind]
+    return [name for name in _sections()[kind]
+            if name not in (kind, f"{kind}_options") and name[len(prefix):] not in parameters]
+
+
 def _without_unused_component_defaults(defaults: dict, values: dict, plugins) -> dict:
     """`defaults` without the loss and encoder settings the chosen loss or encoder has no
     parameter for (a chip's ``loss_delta`` when the user chooses the cross-entropy loss): they
     would be recorded as used, and are not."""
     kept = dict(defaults)
-    for kind, prefix in (("loss", "loss_"), ("encoder", "")):
+    for kind in COMPONENT_FIELD_PREFIX:
         chosen = values.get(kind, defaults.get(kind, getattr(TrainingConfig, kind)))
         if not (isinstance(chosen, str) and chosen in plugins.names(kind)):
             continue  # (refused where the config is checked)
-        parameters = inspect.signature(plugins.get(kind, chosen).obj).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            continue
-        for name in _sections()[kind]:
-            if name in kept and name not in (kind, f"{kind}_options") and name[len(prefix):] not in parameters:
-                del kept[name]
+        for name in unused_component_fields(kind, plugins.get(kind, chosen).obj):
+            kept.pop(name, None)
     return kept
 
 
@@ -367,6 +380,19 @@ def result_settings(settings: dict, neutral_options) -> dict:
     if not isinstance(options, dict):
         return settings
     return {**settings, "backend_options": {k: v for k, v in options.items() if k not in neutral_options}}
+
+
+def setting_differences(old: dict, new: dict, *, ignore=()) -> dict:
+    """{name: (value in `old`, value in `new`)} of the settings that differ, by name (a setting
+    one side lacks counts as None there); the names in `ignore` are left out."""
+    return {name: (old.get(name), new.get(name)) for name in sorted(set(old) | set(new))
+            if name not in ignore and old.get(name) != new.get(name)}
+
+
+def shown_setting(value) -> str:
+    """A setting as JSON, shortened for a one-line message."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _merged_options(defaults: dict, values: dict) -> dict:
