@@ -26,10 +26,9 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
 from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
-from delgrad_core.training._config import config_with_defaults
+from delgrad_core.training._config import config_with_defaults, shown_setting
 from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock
-from delgrad_core.training._trainer import _shown
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
 __all__ = ["plan_sweep", "check_runnable", "refuse_runs_of_other_settings", "run_sweep", "run_trial", "sweep_rows",
@@ -190,7 +189,7 @@ def refuse_runs_of_other_settings(trials: list[Trial]) -> None:
 
 def _clash(trial: Trial, identity: dict) -> str:
     """A trial's folder that holds a run of other `identity`: what differs, and where it belongs."""
-    changes = ", ".join(f"{key} {_shown(theirs)} (the trial's: {_shown(wanted)})"
+    changes = ", ".join(f"{key} {shown_setting(theirs)} (the trial's: {shown_setting(wanted)})"
                         for key, (theirs, wanted) in trial.differences(identity).items())
     belongs = trial.folder.with_name(f"{trial.name.rsplit('-', 1)[0]}-{trial_id(identity)}")
     taken = " (which exists already: keep one of the two)" if belongs.exists() else ""

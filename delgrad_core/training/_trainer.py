@@ -5,7 +5,6 @@ of their own (`_step`, `_heuristics`, `_run_folder`, `_progress`).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -21,7 +20,7 @@ from delgrad_core._execution import _check_seed
 from delgrad_core._ir import check_type
 from delgrad_core.datasets import Dataset, load_dataset
 from delgrad_core.training._components import component
-from delgrad_core.training._config import TrainingConfig, result_settings
+from delgrad_core.training._config import TrainingConfig, result_settings, setting_differences, shown_setting
 from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
@@ -367,11 +366,10 @@ class Trainer:
     def _check_settings(self, what: str) -> None:
         """Refuse settings changed in `config` since the trainer was built (but `epochs`, which
         may be raised to train on): it uses those it was built with and would record the new."""
-        now = self.config.to_dict()
-        changed = [name for name, value in now.items() if name != "epochs" and value != self._built_settings.get(name)]
+        changed = setting_differences(self._built_settings, self.config.to_dict(), ignore=("epochs",))
         if changed:
-            shown = "; ".join(f"{name}: {_shown(self._built_settings.get(name))} -> {_shown(now[name])}"
-                              for name in changed)
+            shown = "; ".join(f"{name}: {shown_setting(built)} -> {shown_setting(now)}"
+                              for name, (built, now) in changed.items())
             raise InvalidValueError(f"Trainer.{what}: config changed after the trainer was built ({shown}); it trains "
                                     "with the settings it was built with and would record the new ones: build a new "
                                     "Trainer with them (resume=True continues a run from its folder); only epochs "
@@ -465,16 +463,15 @@ class Trainer:
         trained_on_object = state.get("backend_object")
         if trained_on_object is not None and self.owns_backend:
             raise InvalidValueError(f"resume: the run in {self.folder.path} was trained on a backend object given "
-                                    f"from Python ({_shown(trained_on_object)}, whose options the run does not "
+                                    f"from Python ({shown_setting(trained_on_object)}, whose options the run does not "
                                     "record); resume it from Python with that object: Trainer(config, "
                                     "backend=<the object>, out_dir=..., resume=True)")
         neutral = self.backend.result_neutral_options
         saved = result_settings(_normalised(dict(state.get("config", {}), epochs=self.config.epochs)), neutral)
         current = result_settings(self.config.to_dict(), neutral)
         if saved != current:
-            differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            changes = "; ".join(f"{k}: {_shown(saved.get(k))} in the checkpoint, {_shown(current.get(k))} now"
-                                for k in differing)
+            changes = "; ".join(f"{k}: {shown_setting(then)} in the checkpoint, {shown_setting(now)} now"
+                                for k, (then, now) in setting_differences(saved, current).items())
             raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
                                     "resume with the run's own settings")
         trained_on = state.get("dataset_digests")  # (none in checkpoints written before runs recorded them)
@@ -569,8 +566,4 @@ def _normalised(settings: dict) -> dict:
         return settings
 
 
-def _shown(value) -> str:
-    """A setting as JSON, shortened for a one-line message."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delgrad_core._errors import FileFormatError
-from delgrad_core.training._config import TrainingConfig, config_with_defaults, result_settings
+from delgrad_core.training._config import TrainingConfig, config_with_defaults, result_settings, setting_differences
 from delgrad_core.training._run_folder import RunFolder
 
 __all__ = ["Trial", "plan_trials", "recorded_settings", "train_trial", "trial_id"]
@@ -85,8 +85,7 @@ class Trial:
 
     def differences(self, identity: dict) -> dict:
         """The settings in which `identity` differs from the trial's: {name: (its, the trial's)}."""
-        return {key: (identity.get(key), self.identity.get(key)) for key in sorted(set(identity) | set(self.identity))
-                if identity.get(key) != self.identity.get(key)}
+        return setting_differences(identity, self.identity)
 
     def _identity_of(self, recorded) -> dict | None:
         """A run's `recorded` settings (its metrics.json's or checkpoint's config) reckoned as a
