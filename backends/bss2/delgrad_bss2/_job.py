@@ -18,7 +18,7 @@ import numpy as np
 from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, InvalidValueError
 
 from delgrad_bss2._config import ChipConfig
-from delgrad_bss2._delays import group_starts, group_triggers, registers_from_delays
+from delgrad_bss2._delays import delays_from_registers, group_starts, group_triggers, registers_from_delays
 from delgrad_bss2._mapping import Placement
 from delgrad_bss2._units import emitted_us, tau_from_us, us_from_tau, weight_integers
 
@@ -126,7 +126,7 @@ def _lost_in_layer(k: int, program: LayerProgram, pre_us: np.ndarray, elements_u
     lost = np.isfinite(triggers_us) & ~np.isfinite(elements_us)
     if not lost.any():
         return 0, -math.inf, ""
-    due_tau = tau_from_us(triggers_us + program.registers * config.register_step_us + config.delay_offset_us, config)
+    due_tau = tau_from_us(triggers_us, config) + delays_from_registers(program.registers, config)
     sample, element = np.argwhere(lost)[0]
     lines = np.flatnonzero(program.delay_groups == element)
     first = (f"in layer {k} ({program.name}), sample {sample}, the spike of input line "

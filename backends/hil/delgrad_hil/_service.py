@@ -119,6 +119,12 @@ def _expiry(expires_s: float | None) -> float | None:
     return None if expires_s is None else time.monotonic() + expires_s
 
 
+def _try_again(what_happened: str) -> Outcome:
+    """The answer to a job lost with a device process that the service started again: retryable."""
+    return Outcome(error_fields("device_error", f"{what_happened}; the service started it again: send the job again",
+                                retryable=True, error_class="BackendUnavailable"), keep=False)
+
+
 def _ipc_in_use(path: str) -> bool:
     """Whether a process listens on the Unix socket `path` (ZeroMQ would take it over without a
     word; a file left by a service that ended is not in use)."""
@@ -344,14 +350,10 @@ class DeviceService:
         crashes = self.scheduler.record_crash(crashed.job_id)
         log.error("%s while running %s job %s (%d time%s); restarting it", exc, crashed.kind, crashed.job_id[:16],
                   crashes, "s" * (crashes > 1))
-        self._record(crashed, self._crash_refusal(crashed, crashes) if crashes >= CRASHES_ALLOWED else Outcome(
-            error_fields("device_error", f"{exc} while running the job; the service started it again: send the job "
-                                         "again", retryable=True, error_class="BackendUnavailable"), keep=False),
-                     ran=False)
+        self._record(crashed, self._crash_refusal(crashed, crashes) if crashes >= CRASHES_ALLOWED
+                     else _try_again(f"{exc} while running the job"), ran=False)
         while handed:
-            self._record(handed.popleft(), Outcome(error_fields(
-                "device_error", f"{exc} before running the job; the service started it again: send the job again",
-                retryable=True, error_class="BackendUnavailable"), keep=False), ran=False)
+            self._record(handed.popleft(), _try_again(f"{exc} before running the job"), ran=False)
         with self._device_lock:
             if self._ending_device:
                 return False
