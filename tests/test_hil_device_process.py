@@ -2,9 +2,11 @@
 (also for networks the child has forgotten), errors as the device raised them, and a service
 whose device process dies stops, and is restarted by its client, which gets the same result."""
 
+import contextlib
 import json
 import os
 import signal
+import socket
 
 import numpy as np
 import pytest
@@ -121,20 +123,27 @@ def _device_child(service_pid: int) -> int:
 
 
 @pytest.mark.slow
-def test_a_service_whose_device_process_died_stops_and_its_client_gets_the_same_result():
+@pytest.mark.parametrize("port_taken", [False, True], ids=["same-port", "port-taken"])
+def test_a_service_whose_device_process_died_stops_and_its_client_gets_the_same_result(port_taken):
     network, inputs = network_and_inputs()
-    with HilBackend(device="hil-noisy") as backend:
+    with HilBackend(device="hil-noisy") as backend, contextlib.ExitStack() as cleanup:
         calibration = backend.calibrate(network, seed=0)
         request = dg.ExecutionRequest(backend.represent(network), inputs, calibration, seed=3)
         first = backend.execute(request)
         service = backend.local_service
-        pid, log_path = service.pid, service._log_path
+        pid, log_path, address = service.pid, service._log_path, service.address
         os.kill(_device_child(pid), signal.SIGKILL)
         assert wait_for(lambda: not process_exists(pid), timeout_s=15)
         with open(log_path) as log:
             assert "the device process of 'hil-noisy' ended (killed by signal 9): stopping the service" in log.read()
+        if port_taken:  # (the new service listens elsewhere: the client must not send to the old port)
+            blocker = cleanup.enter_context(socket.socket())
+            blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            blocker.bind(("127.0.0.1", int(address.rpartition(":")[2])))
+            blocker.listen()
         again = backend.execute(request.replace(seed=4))  # the client starts the service again
         assert backend.local_service.pid != pid and backend.retries == 0
+        assert (backend.local_service.address != address) == port_taken
     _same_result(first, NoisyDevice().execute(request.replace(calibration=unwrap(calibration))))
     _same_result(again, NoisyDevice().execute(request.replace(seed=4, calibration=unwrap(calibration))))
 

@@ -187,8 +187,7 @@ class ServiceClient:
                  receive) -> tuple[int, list[int]]:
         """Send jobs start.. keeping up to `depth` in flight, filling `replies` as they come;
         (index of the first job not sent, indices in flight when trouble ended it)."""
-        if self.service is not None:
-            self.service.ensure_running()
+        self._ensure_service()
         in_flight: dict[bytes, int] = {}  # nonce -> index
         position = start
         while position < count or in_flight:
@@ -266,8 +265,7 @@ class ServiceClient:
                 self.retries += 1
                 ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2))
                 time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
-            if self.service is not None:
-                self.service.ensure_running()
+            self._ensure_service()
             job = None if job_deadline is None else fields["job"]
             # (a job sent again is asked about first: that answer comes before the job's reply, which
             # may be too large to arrive within timeout_s, and says why the job's reply did not)
@@ -280,6 +278,12 @@ class ServiceClient:
                 return reply
             problems.append(problem)
         raise self._exhausted(what, problems[-1], time.monotonic() - started)
+
+    def _ensure_service(self) -> None:
+        """Restart the local service if it has ended; the socket is opened anew then (the new
+        service may listen on another port, and messages queued for the old one are void)."""
+        if self.service is not None and self.service.ensure_running():
+            self._close_socket()
 
     def _send(self, message_type: str, fields: dict | None = None, payload: bytes | None = None) -> bytes:
         """Send a new message (opening the socket if needed); returns its nonce."""
