@@ -1,13 +1,11 @@
-"""Shared pieces of the NIR export and import: errors, the lazy `nir` import, metadata keys.
+"""Shared pieces of the NIR export and import: errors, the lazy `nir` import, metadata keys and
+the allowed time scales and model-unit times.
 
 The `nir` package is an optional extra; it is imported only when a conversion runs, so that
 importing `delgrad_core` never needs it.
 """
 
 from __future__ import annotations
-
-import math
-import sys
 
 import numpy as np
 
@@ -18,7 +16,10 @@ __all__ = [
     "NIRNotInstalledError",
     "require_nir",
     "check_time_scale",
+    "first_outside_model_range",
+    "model_range_text",
     "shown",
+    "TIME_SCALE_RANGE_S",
     "META_KEY",
     "FORMAT",
     "FORMAT_VERSION",
@@ -27,6 +28,11 @@ __all__ = [
 META_KEY = "delgrad"  # key of delgrad's entries in graph and node metadata
 FORMAT = "delgrad-nir"
 FORMAT_VERSION = 1
+# seconds per model time unit: a picosecond to about 17 minutes
+TIME_SCALE_RANGE_S = (1e-12, 1e3)
+# time constants in model units (delays: from 0 to the same top); a model unit is meant to be
+# about tau_s, so times far outside mean a wrong time scale (and may overflow in seconds)
+MODEL_TIME_RANGE = (1e-9, 1e9)
 
 
 class NIRConversionError(FileFormatError):
@@ -53,16 +59,30 @@ def shown(value) -> str:
     return repr(value.item() if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 else value)
 
 
-def check_time_scale(value, field_name: str = "time_scale") -> float:
-    """Seconds per model time unit as a float; must be a finite, normal number > 0 (a
-    subnormal one overflows the times divided by it)."""
+def check_time_scale(value, field_name: str = "time_scale (CLI: --time-scale)") -> float:
+    """Seconds per model time unit as a float, within `TIME_SCALE_RANGE_S`."""
+    low, high = TIME_SCALE_RANGE_S
+    expected = f"{field_name}: expected a number of seconds from {low:.0e} to {high:.0e}"
     if isinstance(value, (bool, np.bool_, str, bytes)):  # (float() would take True as 1 s and "6e-6" as a number)
-        raise NIRConversionError(f"{field_name}: expected a number of seconds, got {value!r}")
+        raise NIRConversionError(f"{expected}, got {value!r}")
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise NIRConversionError(f"{field_name}: expected a number of seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds < sys.float_info.min:
-        raise NIRConversionError(f"{field_name}: expected a finite number of seconds >= {sys.float_info.min!r}, "
-                                 f"got {seconds!r}")
+        raise NIRConversionError(f"{expected}, got {value!r}") from None
+    if not low <= seconds <= high:  # (NaN too)
+        raise NIRConversionError(f"{expected}, got {seconds!r}")
     return seconds
+
+
+def first_outside_model_range(times, *, delays: bool = False) -> int | None:
+    """Flat index of the first of `times` (model units) outside `model_range_text`, or None."""
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    low = 0.0 if delays else MODEL_TIME_RANGE[0]
+    outside = ~((times >= low) & (times <= MODEL_TIME_RANGE[1]))  # (NaN too)
+    return int(np.argmax(outside)) if np.any(outside) else None
+
+
+def model_range_text(*, delays: bool = False) -> str:
+    """The allowed model-unit times: `MODEL_TIME_RANGE` for time constants, 0 up to its top for delays."""
+    low = "0" if delays else f"{MODEL_TIME_RANGE[0]:.0e}"
+    return f"{low} to {MODEL_TIME_RANGE[1]:.0e} model units"

@@ -12,6 +12,8 @@ from delgrad_core._nir_common import (
     META_KEY,
     NIRConversionError,
     check_time_scale,
+    first_outside_model_range,
+    model_range_text,
     require_nir,
 )
 
@@ -73,12 +75,26 @@ def _cuba_lif(nir, layer: Layer, time_scale: float):
     )
 
 
+def _check_model_times(layer: Layer) -> None:
+    """Refuse time constants and delays (model units) outside the range an import accepts."""
+    _, tau_m, tau_s = layer.neuron_arrays()
+    name, projection = layer.population.name, layer.projection
+    for field, times, delays in ((f"{name}.tau_m", tau_m, False), (f"{name}.tau_s", tau_s, False),
+                                 (f"{projection.name}.delays", projection.delays, True)):
+        bad = None if times is None else first_outside_model_range(times, delays=delays)
+        if bad is not None:
+            raise NIRConversionError(f"{field}: {float(times.flat[bad])!r} is outside the "
+                                     f"{model_range_text(delays=delays)} that a NIR import accepts")
+
+
 def layer_chain(nir, layer: Layer, time_scale: float, prefix: str) -> list[tuple[str, object]]:
-    """NIR nodes (key, node) from the previous population to this layer's CubaLIF, in order.
+    """NIR nodes (key, node) from the previous population to this layer's CubaLIF, in order,
+    refusing times outside the range an import accepts (`_check_model_times`).
 
     none: Linear; axonal: Delay (n_pre) -> Linear; dendritic: Linear -> Delay (n_post);
     synaptic: Linear (0/1 fan-out to n_pre * n_post lines) -> Delay (one per synapse) -> Linear.
     """
+    _check_model_times(layer)
     projection = layer.projection
     kind = projection.delay_kind
     linear_meta = {META_KEY: {"projection": projection.name, "delay_kind": kind.value}}
@@ -138,22 +154,11 @@ def _node_prefixes(network: Network) -> list[str]:
     return prefixes
 
 
-def _check_times_in_seconds(key: str, node, time_scale: float) -> None:
-    """Refuse a `time_scale` that turns a time of the network into inf, or a nonzero one into a
-    subnormal number or zero (other tools would read another network)."""
-    for field in ("tau_syn", "tau_mem", "delay", "w_in"):
-        if not hasattr(node, field):
-            continue
-        seconds = np.asarray(getattr(node, field), dtype=np.float64)
-        if not np.all(np.isfinite(seconds)) or np.any((seconds != 0) & (np.abs(seconds) < np.finfo(np.float64).tiny)):
-            raise NIRConversionError(f"time_scale: {time_scale!r} s per model unit makes {key}.{field} "
-                                     "overflow or underflow in seconds; choose a time scale nearer 1")
-
-
 def to_nir(network: Network, *, time_scale: float):
     """Return a `nir.NIRGraph` computing the same first spike times as `network`.
 
-    `time_scale` is the number of seconds in one model time unit (NIR times are in seconds).
+    `time_scale` is the number of seconds in one model time unit (NIR times are in seconds),
+    within `TIME_SCALE_RANGE_S`; the network's times must lie within `model_range_text`.
     """
     nir = require_nir()
     time_scale = check_time_scale(time_scale)
@@ -167,10 +172,7 @@ def to_nir(network: Network, *, time_scale: float):
     nodes = {"input": nir.Input(input_type=np.array([network.input.size]))}
     keys = ["input"]
     for layer, prefix in zip(network.layers, _node_prefixes(network)):
-        with np.errstate(over="ignore", under="ignore"):  # (checked next, with the field named)
-            chain = layer_chain(nir, layer, time_scale, prefix)
-        for key, node in chain:
-            _check_times_in_seconds(key, node, time_scale)
+        for key, node in layer_chain(nir, layer, time_scale, prefix):
             nodes[key] = node
             keys.append(key)
     nodes["output"] = nir.Output(output_type=np.array([network.layers[-1].population.size]))

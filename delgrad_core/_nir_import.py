@@ -15,6 +15,8 @@ from delgrad_core._nir_common import (
     META_KEY,
     NIRConversionError,
     check_time_scale,
+    first_outside_model_range,
+    model_range_text,
     require_nir,
     shown,
 )
@@ -113,8 +115,6 @@ def _fanout_delays(steps: list, n_pre: int) -> np.ndarray | None:
     if [place for place, _ in steps] != ["linear", "delay", "linear"]:
         return None
     (_, fanout), (_, seconds), (_, collect) = steps
-    if fanout is None or collect is None:  # (a Scale)
-        return None
     n_post = collect.shape[0]
     if fanout.shape != (n_pre * n_post, n_pre) or not np.array_equal(fanout, fanout_matrix(n_pre, n_post)):
         return None
@@ -138,13 +138,9 @@ def _synaptic_delays(paths: Paths, steps: list, n_pre: int, lif: str) -> np.ndar
 
 
 def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, np.ndarray | None]:
-    """Weights and delays (seconds) between two populations.
-
-    The delay kind follows where the Delay nodes sit: all before the first Linear is axonal, all
-    after the last Linear dendritic, anything else synaptic.
-    """
+    """Weights and delays (seconds) between two populations, and the delay kind (`_delay_kind`)."""
     paths = Paths(n_pre, f"the connections into {segment.lif!r}")
-    steps = []  # ("delay", seconds) or ("linear", matrix or None for a Scale), in order
+    steps = []  # ("delay", seconds), ("linear", matrix) or ("scale", None), in order
     for key in segment.ops:
         node = graph.nodes[key]
         if isinstance(node, nir.Delay):
@@ -153,24 +149,42 @@ def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, n
             steps.append(("delay", seconds))
         elif isinstance(node, nir.Scale):
             paths.apply_scale(f"Scale {key}", _real_array(node.scale, f"Scale {key!r}.scale"))
-            steps.append(("linear", None))
+            steps.append(("scale", None))
         else:
             matrix = _linear_matrix(nir, node, key)
             paths.apply_linear(f"{type(node).__name__} {key}", matrix)
             steps.append(("linear", matrix))
     places = [place for place, _ in steps]
-    if "linear" not in places:
+    if "linear" not in places and "scale" not in places:
         raise NIRConversionError(
             f"CubaLIF {segment.lif!r}: no Linear or Affine node feeds it; delgrad layers are all-to-all projections"
         )
-    if "delay" not in places:
-        return paths, DelayKind.NONE, None
-    first, last = places.index("linear"), len(places) - 1 - places[::-1].index("linear")
-    if "delay" not in places[first:]:
-        return paths, DelayKind.AXONAL, sum(seconds for place, seconds in steps[:first] if place == "delay")
-    if "delay" not in places[:last]:
-        return paths, DelayKind.DENDRITIC, sum(seconds for place, seconds in steps[last:] if place == "delay")
-    return paths, DelayKind.SYNAPTIC, _synaptic_delays(paths, steps, n_pre, segment.lif)
+    kind = _delay_kind(places)
+    if kind is DelayKind.NONE:
+        return paths, kind, None
+    if kind is DelayKind.SYNAPTIC:
+        return paths, kind, _synaptic_delays(paths, steps, n_pre, segment.lif)
+    return paths, kind, sum(seconds for place, seconds in steps if place == "delay")
+
+
+def _delay_kind(places: list[str]) -> DelayKind:
+    """The delay kind of a chain of "delay", "linear" (Linear, Affine) and "scale" steps.
+
+    Only a Linear mixes lines; a Scale keeps them.  Delays before every Linear sit on one line per
+    presynaptic neuron (axonal), delays after every Linear on one per postsynaptic neuron
+    (dendritic), others are synaptic.  Without a Linear each line is one neuron on both sides and
+    the Scales are the weights: delays after all of them are dendritic, others axonal.
+    """
+    delays = [index for index, place in enumerate(places) if place == "delay"]
+    if not delays:
+        return DelayKind.NONE
+    mixing = [index for index, place in enumerate(places) if place == "linear"]
+    weights = mixing or [index for index, place in enumerate(places) if place == "scale"]
+    if min(delays) > max(weights):
+        return DelayKind.DENDRITIC
+    if max(delays) < min(weights) or not mixing:
+        return DelayKind.AXONAL
+    return DelayKind.SYNAPTIC
 
 
 def _cuba_arrays(node, key: str, n_post: int) -> dict[str, np.ndarray]:
@@ -184,6 +198,20 @@ def _cuba_arrays(node, key: str, n_post: int) -> dict[str, np.ndarray]:
             raise NIRConversionError(f"CubaLIF {key!r}.{field}: contains NaN or inf")
         arrays[field] = value
     return arrays
+
+
+def _model_times(field: str, seconds: np.ndarray, time_scale: float, *, delays: bool = False) -> np.ndarray:
+    """`seconds` in model units, refusing values outside `model_range_text`."""
+    with np.errstate(over="ignore"):  # (an overflow to inf is refused next)
+        times = seconds / time_scale
+    bad = first_outside_model_range(times, delays=delays)
+    if bad is not None:
+        raise NIRConversionError(
+            f"{field}: {float(seconds.flat[bad])!r} s is {float(times.flat[bad])!r} model units of {time_scale!r} s, "
+            f"outside the allowed {model_range_text(delays=delays)}; choose a time scale (CLI: --time-scale) nearer "
+            "the graph's times"
+        )
+    return times
 
 
 def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, allow_reset: bool) -> Layer:
@@ -209,8 +237,9 @@ def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, 
             "does not declare that (metadata delgrad.first_spike_only). Pass first_spike_only=True "
             "(CLI: --first-spike-only) to import it keeping first spikes only"
         )
-    tau_m = p["tau_mem"] / time_scale
-    tau_s = p["tau_syn"] / time_scale
+    tau_m = _model_times(f"{where}.tau_mem", p["tau_mem"], time_scale)
+    tau_s = _model_times(f"{where}.tau_syn", p["tau_syn"], time_scale)
+    delays = None if delays_s is None else _model_times(f"the delays into {where}", delays_s, time_scale, delays=True)
     # I_delgrad = r I_nir / tau_m and each spike adds w_in W / tau_syn to I_nir (module docstring)
     scale = p["r"] * p["w_in"] / (tau_m * p["tau_syn"])
     weights = paths.weight.T * scale[None, :]
@@ -219,7 +248,7 @@ def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, 
     projection = Projection(
         weights=weights,
         delay_kind=kind,
-        delays=None if delays_s is None else delays_s / time_scale,
+        delays=delays,
         name=f"{population}.projection",
     )
     neuron = NeuronParameters(_compact(p["v_threshold"]), _compact(tau_m), _compact(tau_s))

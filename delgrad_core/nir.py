@@ -49,8 +49,10 @@ Delays (NIR ``Delay``: y(t) = x(t - tau))
 
 Import folds any chain of Delay and Linear/Affine(zero bias)/Scale nodes between two CubaLIF
 populations into weights and delays (``_nir_paths``); it is refused when a synapse would need two
-different delays.  A synapse of weight 0 keeps its delay (its line in delgrad's synaptic layout,
-else the delay all paths through zero entries share; if they disagree, 0 with a warning).
+different delays.  Only a Linear/Affine mixes lines (a Scale keeps them), so delays before every
+Linear are axonal, after every Linear dendritic (Linear -> Delay -> Scale too), others synaptic.
+A synapse of weight 0 keeps its delay (its line in delgrad's synaptic layout, else the delay all
+paths through zero entries share; if they disagree, 0 with a warning).
 
 Conventions NIR lacks, kept in metadata
 ---------------------------------------
@@ -60,10 +62,14 @@ the spike reading above.  Node metadata holds the model-unit values (time consta
 which seconds cannot give back bit for bit; import uses them only when exporting them again
 reproduces the node exactly, so the graph itself stays the authority.
 
+Time scales must lie from 1e-12 to 1e3 s per model unit, time constants from 1e-9 to 1e9 model
+units and delays from 0 to 1e9 (export and import alike: every graph written reads back).
+
 Refused on import, with the reason: recurrent edges or subgraphs, branches, node types without a
 delgrad counterpart, Affine biases, nonzero v_leak, a missing time unit (no metadata and no
-``time_scale``), and a hidden CubaLIF layer of a graph that does not declare first-spike-only
-semantics (its reset and further spikes would matter; ``first_spike_only=True`` accepts it).
+``time_scale``), times outside the ranges above, and a hidden CubaLIF layer of a graph that does
+not declare first-spike-only semantics (its reset and further spikes would matter;
+``first_spike_only=True`` accepts it).
 """
 
 from __future__ import annotations

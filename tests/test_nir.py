@@ -1,6 +1,7 @@
 """NIR export and import: exact round trips, the CubaLIF mapping against the NIR equations, refusals, CLI."""
 
 import io
+import re
 import subprocess
 import sys
 
@@ -531,11 +532,99 @@ def test_nir_files_are_written_to_and_read_from_paths_bytes_and_file_objects(tmp
         load_nir(b"xx")
 
 
-@pytest.mark.parametrize("time_scale", [1.7e308, 3e-308])
-def test_export_refuses_a_time_scale_that_overflows_or_underflows_the_seconds(helpers, time_scale):
+# ---------------------------------------------------------------- ranges of time scales and times
+
+TIME_SCALE_RANGE = r"expected a number of seconds from 1e-12 to 1e\+03, got "
+
+
+@pytest.mark.parametrize("bad", [1e-300, 9e-13, 1.1e3, 1.7e308, np.inf, -np.inf, np.nan, 0.0, -1e-3])
+def test_a_time_scale_outside_its_range_is_refused_naming_the_range(helpers, bad):
+    """(an import took 1e-300 s, making time constants near 1e297 model units; an export refused
+    1.7e308 only as an overflow in seconds, and took 1.1e3)"""
     network = helpers.build_network([3, 4, 2], "axonal", 2.0, seed=2)
-    with pytest.raises(NIRConversionError, match=r"time_scale: .* overflow or underflow in seconds"):
-        to_nir(network, time_scale=time_scale)  # (it wrote inf or subnormal time constants)
+    message = rf"^time_scale \(CLI: --time-scale\): {TIME_SCALE_RANGE}{re.escape(repr(bad))}$"
+    graph = to_nir(network, time_scale=1e-3)
+    with pytest.raises(NIRConversionError, match=message):
+        from_nir(graph, time_scale=bad)
+    with pytest.raises(NIRConversionError, match=message):
+        to_nir(network, time_scale=bad)
+    graph.metadata["delgrad"]["time_scale_s"] = bad
+    with pytest.raises(NIRConversionError, match=rf"^graph metadata delgrad.time_scale_s: {TIME_SCALE_RANGE}"):
+        from_nir(graph)
+
+
+@pytest.mark.parametrize("time_scale", [1e-12, 1e3])
+def test_time_scales_at_the_ends_of_the_range_round_trip(helpers, time_scale):
+    network = helpers.build_network([3, 4, 2], "synaptic", 2.0, seed=2)
+    graph = to_nir(network, time_scale=time_scale)
+    assert_same_network(from_nir(graph), network)
+    for node in graph.nodes.values():
+        node.metadata = {}
+    imported = from_nir(graph, time_scale=time_scale)
+    for new, old in zip(imported.layers, network.layers):
+        np.testing.assert_allclose(new.projection.delays, old.projection.delays, rtol=1e-14)
+        for a, b in zip(new.neuron_arrays(), old.neuron_arrays()):
+            np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+def delay_linear_graph(tau_syn, tau_mem, delay):
+    """Input (2) -> Delay -> Linear -> CubaLIF (2) -> Output, times in seconds."""
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([2])), "d": nir.Delay(delay=np.array([0.0, delay])),
+               "fc": nir.Linear(weight=np.ones((2, 2))),
+               "lif": nir.CubaLIF(tau_syn=np.full(2, tau_syn), tau_mem=np.full(2, tau_mem), r=np.full(2, 2.0),
+                                  v_leak=np.zeros(2), v_threshold=np.ones(2)),
+               "output": nir.Output(output_type=np.array([2]))},
+        edges=[("input", "d"), ("d", "fc"), ("fc", "lif"), ("lif", "output")], type_check=False)
+
+
+@pytest.mark.parametrize("times, time_scale, reason", [
+    ((1e-3, 2e-3, 0.0), 1e-12, r"CubaLIF 'lif'.tau_mem: 0.002 s is 2000000000.\d* model units of 1e-12 s, outside the "
+                               r"allowed 1e-09 to 1e\+09 model units"),
+    ((1e-13, 2e-3, 0.0), 1e-3, r"CubaLIF 'lif'.tau_syn: 1e-13 s is 1e-10 model units of 0.001 s, outside the "
+                               r"allowed 1e-09 to 1e\+09 model units"),
+    ((1e-3, 1e300, 0.0), 1e-12, r"CubaLIF 'lif'.tau_mem: 1e\+300 s is inf model units of 1e-12 s"),
+    ((1e-3, 2e-3, 2e3), 1e-6, r"the delays into CubaLIF 'lif': 2000.0 s is 2000000000.\d* model units of 1e-06 s, "
+                              r"outside the allowed 0 to 1e\+09 model units"),
+], ids=["tau_mem-large", "tau_syn-small", "tau_mem-overflow", "delay-large"])
+def test_imported_times_outside_their_range_are_refused_naming_the_field(times, time_scale, reason):
+    with pytest.raises(NIRConversionError, match=rf"^{reason}.*choose a time scale \(CLI: --time-scale\)"):
+        from_nir(delay_linear_graph(*times), time_scale=time_scale)  # (they were imported)
+    from_nir(delay_linear_graph(1e-3, 2e-3, 2e-3), time_scale=1e-3)  # (sensible times and time scale)
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda layer: setattr(layer.population, "neuron", dg.NeuronParameters(1.0, tau_m=2e9, tau_s=1e4)),
+     r"hidden.tau_m: 2000000000.0 is outside the 1e-09 to 1e\+09 model units"),
+    (lambda layer: setattr(layer.population, "neuron", dg.NeuronParameters(1.0, tau_m=2e-9, tau_s=1e-10)),
+     r"hidden.tau_s: 1e-10 is outside the 1e-09 to 1e\+09 model units"),
+    (lambda layer: layer.projection.delays.__setitem__(1, 2e9),
+     r"hidden.projection.delays: 2000000000.0 is outside the 0 to 1e\+09 model units"),
+], ids=["tau_m", "tau_s", "delay"])
+def test_export_refuses_times_that_an_import_would_refuse(helpers, edit, reason):
+    network = helpers.build_network([3, 4, 2], "axonal", 2.0, seed=2)
+    edit(network.layers[0])
+    network.validate()
+    with pytest.raises(NIRConversionError, match=rf"^{reason} that a NIR import accepts$"):
+        to_nir(network, time_scale=1e-3)  # (it was written, in seconds that import read back out of range)
+
+
+def test_cli_refuses_a_time_scale_outside_its_range_naming_the_option(tmp_path, helpers):
+    network = helpers.build_network([3, 2], "axonal", 2.0, seed=2)
+    dg.save_network(network, tmp_path / "net.npz")
+    save_nir(network, tmp_path / "net.nir", time_scale=1e-3)
+    runner = cli_runner()
+    for args in (["export", str(tmp_path / "net.npz"), str(tmp_path / "out.nir")],
+                 ["import", str(tmp_path / "net.nir"), str(tmp_path / "out.npz")]):
+        for value in ("1e-300", "0", "-1e-3", "inf", "2e3"):
+            result = runner.invoke(main, [*args, "--time-scale", value])
+            assert result.exit_code == 2, result.output
+            assert f"Invalid value for '--time-scale': {float(value)} is not in the range 1e-12<=x<=1000.0" \
+                   in result.output
+        result = runner.invoke(main, [*args, "--time-scale", "nan"])
+        assert result.exit_code == 1 and result.output == ("Error: time_scale (CLI: --time-scale): expected a "
+                                                           "number of seconds from 1e-12 to 1e+03, got nan\n")
+    assert not (tmp_path / "out.nir").exists() and not (tmp_path / "out.npz").exists()
 
 
 def test_a_bad_delay_is_named_with_its_value_and_line():
@@ -659,7 +748,7 @@ def test_unknown_format_version_is_refused(helpers, version):
         from_nir(graph)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), "fast", "6e-6", True, 1e-320])
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), float("inf"), "fast", "6e-6", True, 1e-320])
 def test_invalid_time_scale_is_refused(helpers, bad):
     """(True was read as 1 s, the text "6e-6" as a number, and a subnormal 1e-320 overflowed the
     times divided by it into NaN, blamed on the delays)"""

@@ -1,5 +1,5 @@
-"""NIR import details: delays of synapses of weight 0, errors of the NIR reader, a time scale
-other than the stored one."""
+"""NIR import details: delays of synapses of weight 0, the delay kind of chains with Scale nodes,
+errors of the NIR reader, a time scale other than the stored one."""
 
 import warnings
 
@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 nir = pytest.importorskip("nir")
+
+import delgrad_core as dg  # noqa: E402
 
 from delgrad_core.cli import main  # noqa: E402
 from delgrad_core.nir import NIRConversionError, from_nir, load_nir, save_nir, to_nir  # noqa: E402
@@ -57,18 +59,22 @@ def test_synapses_of_weight_zero_keep_their_delays_on_every_import_path(helpers,
         np.testing.assert_allclose(new.projection.delays * factor, old.projection.delays, rtol=1e-13)
 
 
-def axon_linear_dendrite_graph(weight, axonal_s, dendritic_s, *, scale=None):
-    """Input -> Delay (axonal) -> Linear -> Delay (dendritic) [-> Scale] -> CubaLIF -> Output."""
-    n_out, n_in = weight.shape
-    ops = {"axon": nir.Delay(delay=axonal_s), "w": nir.Linear(weight=weight), "dendrite": nir.Delay(delay=dendritic_s)}
-    if scale is not None:
-        ops["scale"] = nir.Scale(scale=scale)
+def chain_graph(ops: dict, n_in: int, n_out: int):
+    """Input (n_in) -> the nodes `ops`, in order -> CubaLIF (n_out) -> Output."""
     nodes = {"input": nir.Input(input_type=np.array([n_in])), **ops,
              "lif": nir.CubaLIF(tau_syn=np.full(n_out, 1e-3), tau_mem=np.full(n_out, 2e-3), r=np.full(n_out, 2.0),
                                 v_leak=np.zeros(n_out), v_threshold=np.full(n_out, 0.5)),
              "output": nir.Output(output_type=np.array([n_out]))}
     keys = list(nodes)
     return nir.NIRGraph(nodes=nodes, edges=list(zip(keys[:-1], keys[1:])), type_check=False)
+
+
+def axon_linear_dendrite_graph(weight, axonal_s, dendritic_s, *, scale=None):
+    """Input -> Delay (axonal) -> Linear -> Delay (dendritic) [-> Scale] -> CubaLIF -> Output."""
+    ops = {"axon": nir.Delay(delay=axonal_s), "w": nir.Linear(weight=weight), "dendrite": nir.Delay(delay=dendritic_s)}
+    if scale is not None:
+        ops["scale"] = nir.Scale(scale=scale)
+    return chain_graph(ops, weight.shape[1], weight.shape[0])
 
 
 @pytest.mark.parametrize("scale", [None, np.array([1.0, 2.0, 0.5])], ids=["plain", "then-a-scale"])
@@ -90,8 +96,62 @@ def test_a_synapse_of_weight_zero_before_a_delay_and_a_scale_gets_the_delay():
     graph = axon_linear_dendrite_graph(weight, np.zeros(4), dendritic, scale=np.array([1.0, 2.0, 0.5]))
     del graph.nodes["axon"]
     graph.edges = [("input", "w")] + graph.edges[2:]  # Linear -> Delay -> Scale (it crashed: a Scale has no matrix)
-    network = from_nir(graph, time_scale=1e-3)
-    np.testing.assert_allclose(network.layers[0].projection.delays * 1e-3, np.tile(dendritic, (4, 1)), rtol=1e-14)
+    projection = from_nir(graph, time_scale=1e-3).layers[0].projection
+    assert projection.delay_kind is dg.DelayKind.DENDRITIC and projection.weights[0, 1] == 0.0
+    np.testing.assert_allclose(projection.delays * 1e-3, dendritic, rtol=1e-14)
+
+
+# ---------------------------------------------------------------- the delay kind of chains with Scale nodes
+
+W = np.arange(1.0, 13.0).reshape(4, 3) * 1e-3  # (n_post, n_pre)
+S_PRE, S_POST = np.array([1.0, 0.0, 2.0]), np.array([0.5, 2.0, 0.0, 1.5])  # (a factor 0 cuts a line's weights)
+D_PRE, D_POST = np.array([1e-4, 2e-4, 3e-4]), np.array([4e-4, 3e-4, 2e-4, 1e-4])
+D_PRE2, D_POST2 = np.array([5e-4, 0.0, 1e-4]), np.array([1e-4, 5e-4, 0.0, 2e-4])
+
+
+@pytest.mark.parametrize("ops, folded, kind", [
+    ({"w": nir.Linear(weight=W), "d": nir.Delay(delay=D_POST), "s": nir.Scale(scale=S_POST)},
+     {"w": nir.Linear(weight=S_POST[:, None] * W), "d": nir.Delay(delay=D_POST)}, "dendritic"),
+    ({"w": nir.Linear(weight=W), "d": nir.Delay(delay=D_POST), "s": nir.Scale(scale=S_POST),
+      "d2": nir.Delay(delay=D_POST2)},
+     {"w": nir.Linear(weight=S_POST[:, None] * W), "d": nir.Delay(delay=D_POST + D_POST2)}, "dendritic"),
+    ({"s": nir.Scale(scale=S_PRE), "d": nir.Delay(delay=D_PRE), "w": nir.Linear(weight=W)},
+     {"d": nir.Delay(delay=D_PRE), "w": nir.Linear(weight=W * S_PRE[None, :])}, "axonal"),
+    ({"d": nir.Delay(delay=D_PRE), "s": nir.Scale(scale=S_PRE), "d2": nir.Delay(delay=D_PRE2),
+      "w": nir.Linear(weight=W)},
+     {"d": nir.Delay(delay=D_PRE + D_PRE2), "w": nir.Linear(weight=W * S_PRE[None, :])}, "axonal"),
+    ({"d": nir.Delay(delay=D_PRE), "w": nir.Linear(weight=W), "d2": nir.Delay(delay=D_POST),
+      "s": nir.Scale(scale=S_POST)},
+     {"d": nir.Delay(delay=D_PRE), "w": nir.Linear(weight=S_POST[:, None] * W), "d2": nir.Delay(delay=D_POST)},
+     "synaptic"),
+], ids=["linear-delay-scale", "linear-delay-scale-delay", "scale-delay-linear", "delay-scale-delay-linear",
+        "delay-linear-delay-scale"])
+def test_a_scale_changes_weights_but_not_the_delay_kind(ops, folded, kind):
+    """A Scale multiplies each line and mixes none: the chain imports as the same chain with the
+    Scale folded into its Linear (Linear -> Delay -> Scale imported as synaptic delays, n_pre
+    copies of the n_post the graph has)."""
+    expected = from_nir(chain_graph(folded, 3, 4), time_scale=1e-3).layers[0].projection
+    projection = from_nir(chain_graph(ops, 3, 4), time_scale=1e-3).layers[0].projection
+    assert projection.delay_kind.value == expected.delay_kind.value == kind
+    np.testing.assert_allclose(projection.weights, expected.weights, rtol=1e-14)
+    np.testing.assert_allclose(projection.delays, expected.delays, rtol=1e-14)
+
+
+@pytest.mark.parametrize("ops, delays_s, kind", [
+    ({"d": nir.Delay(delay=D_PRE), "s": nir.Scale(scale=S_PRE)}, D_PRE, "axonal"),
+    ({"s": nir.Scale(scale=S_PRE), "d": nir.Delay(delay=D_PRE)}, D_PRE, "dendritic"),
+    ({"d": nir.Delay(delay=D_PRE), "s": nir.Scale(scale=S_PRE), "d2": nir.Delay(delay=D_PRE2)}, D_PRE + D_PRE2,
+     "axonal"),
+    ({"s": nir.Scale(scale=S_PRE), "d": nir.Delay(delay=D_PRE), "s2": nir.Scale(scale=S_PRE)}, D_PRE, "axonal"),
+], ids=["delay-scale", "scale-delay", "delay-scale-delay", "scale-delay-scale"])
+def test_a_chain_without_a_linear_has_one_delay_per_neuron(ops, delays_s, kind):
+    """Each line is then one neuron on both sides: delays after the Scales (the weights) are
+    dendritic, others axonal (the last two raised TypeError)."""
+    projection = from_nir(chain_graph(ops, 3, 3), time_scale=1e-3).layers[0].projection
+    assert projection.delay_kind.value == kind
+    np.testing.assert_allclose(projection.delays * 1e-3, delays_s, rtol=1e-14)
+    scales = np.prod([node.scale for node in ops.values() if isinstance(node, nir.Scale)], axis=0)
+    np.testing.assert_allclose(projection.weights, np.diag(scales) * 1e3, rtol=1e-14)  # (r w_in / (tau_m tau_syn))
 
 
 @pytest.mark.parametrize("scale, reason", [

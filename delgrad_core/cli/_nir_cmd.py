@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
+from delgrad_core._nir_common import TIME_SCALE_RANGE_S
 from delgrad_core.cli import main
 from delgrad_core.cli._outputs import check_output_file
 
 __all__ = ["export", "import_"]
 
-_SECONDS = click.FloatRange(min=0.0, min_open=True)
+_SECONDS = click.FloatRange(*TIME_SCALE_RANGE_S)  # (NaN passes click; the conversion refuses it)
 _FORCE = click.option("--force", is_flag=True, help="Replace OUT if it exists (never the input).")
 
 
