@@ -148,6 +148,7 @@ def test_suite_passes_without_bugs(site):
     process, failed = _run_suite(site, [])
     assert process.returncode == 0, process.stdout[-3000:]
     assert failed == []
+    assert "delgrad conformance suite: tested backend 'wrong'" in process.stdout  # (the test ids do not say)
 
 
 @pytest.mark.parametrize(
@@ -403,3 +404,18 @@ def test_an_unknown_backend_is_one_error_naming_the_choices(tmp_path):
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert process.returncode != 0 and "unknown backend 'nope'; choose one of" in process.stdout
     assert "1 error" in process.stdout.splitlines()[-1]  # not one per check
+
+
+@pytest.mark.parametrize("given_as", ["option", "environment"])
+def test_an_empty_backend_name_is_refused_not_taken_as_the_default(tmp_path, given_as):
+    """`--delgrad-backend "$BACKEND"` with the variable unset must not test 'reference' and pass."""
+    env = {key: value for key, value in os.environ.items() if key != "DELGRAD_BACKEND"}
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "delgrad_core.testing"]
+    if given_as == "option":
+        args += ["--delgrad-backend", ""]
+    else:
+        env["DELGRAD_BACKEND"] = " "
+    process = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode != 0 and " passed" not in process.stdout.splitlines()[-1], process.stdout[-2000:]
+    name = "--delgrad-backend" if given_as == "option" else "$DELGRAD_BACKEND"
+    assert f"{name} is empty: name the backend to test" in process.stdout

@@ -18,7 +18,7 @@ import os
 
 import pytest
 
-__all__ = ["pytest_addoption", "backend_under_test", "delgrad_backend", "parse_backend_options", "selected_backend"]
+__all__ = ["pytest_addoption", "pytest_terminal_summary", "backend_under_test", "delgrad_backend", "parse_backend_options", "selected_backend"]
 
 _BACKEND = pytest.StashKey[object]()  # the backend built by `backend_under_test`
 
@@ -52,8 +52,18 @@ def parse_backend_options(items) -> dict:
 
 
 def selected_backend(config) -> tuple[str, dict]:
-    """(name, options) of the backend under test, from the command line or the environment."""
-    name = config.getoption("delgrad_backend") or os.environ.get("DELGRAD_BACKEND") or "reference"
+    """(name, options) of the backend under test, from the command line or the environment.
+
+    An empty name (``--delgrad-backend ""``, or ``DELGRAD_BACKEND`` set but empty, as a CI script
+    with an unset variable gives) is refused: taking the default would test another backend."""
+    name, given_as = config.getoption("delgrad_backend"), "--delgrad-backend"
+    if name is None:
+        name, given_as = os.environ.get("DELGRAD_BACKEND"), "$DELGRAD_BACKEND"
+    if name is None:
+        name = "reference"
+    elif not name.strip():
+        raise pytest.UsageError(f"{given_as} is empty: name the backend to test (e.g. reference), or leave "
+                                f"{given_as} out to test the default 'reference'")
     return name, parse_backend_options(config.getoption("delgrad_backend_option"))
 
 
@@ -79,6 +89,14 @@ def backend_under_test(config):
         config.stash[_BACKEND] = backend
         config.add_cleanup(backend.close)  # (if no test used the fixture, e.g. --collect-only)
     return config.stash[_BACKEND]
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Name the backend the suite tested (the test ids do not)."""
+    if _BACKEND in config.stash:
+        name, options = selected_backend(config)
+        shown = f" with options {options}" if options else ""
+        terminalreporter.write_line(f"delgrad conformance suite: tested backend {name!r}{shown}")
 
 
 @pytest.fixture(scope="session")
