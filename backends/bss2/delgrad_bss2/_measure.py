@@ -8,6 +8,8 @@ experiment returns its estimate per circuit (or delay element); the truth stays 
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 
 import numpy as np
@@ -28,7 +30,9 @@ TRACE_SAMPLES = 24
 SYNAPSE_BASELINE_CADC = 100.0  # synaptic-input readout at zero current
 SYNAPSE_AMPLITUDE_CADC = 60.0  # response to a weight-63 test spike at gain 1
 FIT_FLOOR_CADC = 4.0  # trace samples closer than this to the baseline are not fitted
-CHUNK_SAMPLES = 2**22  # reads drawn at once by a repeated read (bounds its memory: 2^22 x 12 bytes)
+# samples drawn at once by a repeated read or a noisy experiment's trials (bounds their memory:
+# 2^20 x 12 bytes for reads, x 28 bytes for threshold trials)
+CHUNK_SAMPLES = 2**20
 
 
 def fit_exponential_decay(times_us: np.ndarray, traces: np.ndarray, floor: float = FIT_FLOOR_CADC):
@@ -84,16 +88,21 @@ class Experiments:
         """The mean of `count` reads of `potential_cadc` (..., n_circuits), drawn in chunks of
         repetitions (bounded memory) from the one random stream and summed in order: the numbers
         of `self._read` of all repetitions at once, averaged by numpy."""
-        per_chunk = max(1, CHUNK_SAMPLES // potential_cadc.size)
-        total = None
-        for start in range(0, count, per_chunk):
-            shape = (min(per_chunk, count - start), *potential_cadc.shape)
-            for reads in self._read(np.broadcast_to(potential_cadc, shape)):
-                if total is None:
-                    total = reads.copy()
-                else:
-                    total += reads
-        return total / count
+        chunks = (self._read(np.broadcast_to(potential_cadc, (size, *potential_cadc.shape)))
+                  for size in _chunk_sizes(count, potential_cadc.size))
+        return _sum_rows(chunks) / count
+
+    def _noisy_reads(self, potential_cadc: np.ndarray, spread: float, count: int):
+        """`count` reads (chunks of (k, n_circuits)) of `potential_cadc` (n_circuits,), each with
+        fresh Gaussian noise of `spread`: the numbers of drawing the noise of all reads, then the
+        reads, at once from the one stream.  The noise is drawn twice: first only to move the
+        stream past it to the reads, then again chunk by chunk from a copy of the stream."""
+        sizes = _chunk_sizes(count, potential_cadc.size)
+        noise = copy.deepcopy(self.rng)
+        for size in sizes:
+            self.rng.normal(0.0, spread, (size, potential_cadc.size))
+        for size in sizes:
+            yield self._read(potential_cadc + noise.normal(0.0, spread, (size, potential_cadc.size)))
 
     def _value(self, name: str, settings: dict) -> np.ndarray:
         return self.chip.neuron_value(name, settings[name])
@@ -108,11 +117,8 @@ class Experiments:
         constant current drives it; each spike sees a fresh trial-to-trial threshold noise."""
         threshold = self._value("threshold", settings)
         spread = self.config.threshold_noise * self.config.cadc_per_unit
-
-        def reads(count):
-            return self._read(threshold + self.rng.normal(0.0, spread, (count, self.n)))
-
-        return _averaged(reads, N_READS, self.standard_errors.get("threshold"))
+        return _averaged(lambda count: self._noisy_reads(threshold, spread, count), N_READS,
+                         self.standard_errors.get("threshold"))
 
     def _decay(self, baseline: np.ndarray, amplitude: np.ndarray, tau_us: np.ndarray):
         """Averaged traces of ``baseline + amplitude exp(-t / tau)`` minus the averaged resting
@@ -146,26 +152,54 @@ class Experiments:
         offset = self.chip.delay_offset_us(dac)
 
         def stamps(count):
-            jitter = self.rng.normal(0.0, config.delay_jitter_tau * config.tau_us, (count, offset.size))
-            return timestamped_us(register_us + offset + jitter, config)
+            for size in _chunk_sizes(count, offset.size):
+                jitter = self.rng.normal(0.0, config.delay_jitter_tau * config.tau_us, (size, offset.size))
+                yield timestamped_us(register_us + offset + jitter, config)
 
         half_tick = 0.5 * config.timestamp_us if config.quantise_times else 0.0
         return _averaged(stamps, N_DELAY_TRIALS, self.standard_errors.get("delay_offset")) + half_tick - register_us
 
 
-def _averaged(draw, count: int, standard_error: float | None) -> np.ndarray:
-    """Mean over trials of `draw(k)` ((k, n) samples): `count` trials, and more (up to
-    `MAX_TRIALS`) when their spread (the median over circuits of the sample standard deviation,
-    as an experimenter would judge it) says that the mean needs them to reach `standard_error`.
-    With trial-to-trial noise far above the default, a fixed count would fail healthy circuits."""
-    samples = draw(count)
-    if standard_error is not None:
-        with np.errstate(over="ignore", invalid="ignore"):  # (inf samples of an unmeasurable circuit)
-            spread = float(np.median(np.std(samples, axis=0, ddof=1)))
-        # (a spread of inf or NaN: samples of a circuit that cannot be measured; more would not help)
-        ratio = spread / standard_error
-        needed = count if not math.isfinite(ratio) else MAX_TRIALS if ratio > MAX_TRIALS else \
-            min(MAX_TRIALS, math.ceil(ratio * ratio))
-        if needed > count:
-            samples = np.concatenate([samples, draw(needed - count)])
-    return samples.mean(axis=0)
+def _chunk_sizes(count: int, samples_per_trial: int) -> list[int]:
+    """`count` trials split into chunks of at most `CHUNK_SAMPLES` samples (one trial at least)."""
+    per_chunk = max(1, CHUNK_SAMPLES // samples_per_trial)
+    return [min(per_chunk, count - start) for start in range(0, count, per_chunk)]
+
+
+def _sum_rows(chunks) -> np.ndarray:
+    """The sum over the rows (axis 0) of all `chunks`, added one by one in order: numpy's order
+    for a sum over axis 0 of all chunks at once, unless a row is one number (then pairwise)."""
+    total = None
+    for row in itertools.chain.from_iterable(chunks):
+        if total is None:
+            total = row.copy()
+        else:
+            total += row
+    return total
+
+
+def _trials_needed(samples: np.ndarray, standard_error: float) -> int:
+    """Trials (at least those of `samples`, at most `MAX_TRIALS`) for a mean to reach
+    `standard_error`, judged from the spread of `samples` (k, n): the median over circuits of the
+    sample standard deviation, as an experimenter would judge it."""
+    count = len(samples)
+    with np.errstate(over="ignore", invalid="ignore"):  # (inf samples of an unmeasurable circuit)
+        spread = float(np.median(np.std(samples, axis=0, ddof=1)))
+    # (a spread of inf or NaN: samples of a circuit that cannot be measured; more would not help)
+    ratio = spread / standard_error
+    if not math.isfinite(ratio):
+        return count
+    return MAX_TRIALS if ratio > MAX_TRIALS else max(count, min(MAX_TRIALS, math.ceil(ratio * ratio)))
+
+
+def _averaged(trials, count: int, standard_error: float | None) -> np.ndarray:
+    """Mean over trials of the samples `trials(k)` yields ((k_i, n) chunks of k trials): `count`
+    trials, and more (`_trials_needed`) when `standard_error` is given.  With trial-to-trial noise
+    far above the default, a fixed count would fail healthy circuits.  The extra trials are summed
+    chunk by chunk as drawn (bounded memory): the numbers of numpy's mean of all trials at once."""
+    samples = np.concatenate(list(trials(count)))
+    needed = count if standard_error is None else _trials_needed(samples, standard_error)
+    extra = trials(needed - count)
+    if samples.shape[1] == 1:  # (numpy sums single numbers pairwise; at most MAX_TRIALS of them)
+        return np.concatenate([samples, *extra]).mean(axis=0)
+    return _sum_rows(itertools.chain([samples], extra)) / needed

@@ -238,3 +238,30 @@ def test_repeated_reads_are_drawn_in_chunks_with_the_same_numbers(monkeypatch):
     for whole, parts in zip(at_once, chunked):
         np.testing.assert_array_equal(parts, whole)
     assert at_once_bytes > 30e6 and chunked_bytes < 6e6  # (32 x 24 x 4096 reads of 4 + 8 bytes at once)
+
+
+def test_extra_trials_of_noisy_experiments_are_drawn_in_chunks_with_the_same_numbers(monkeypatch):
+    """(with far more noise than the default, the extra trials were drawn at once: 8192 of every
+    circuit, 0.85 GB for the threshold of 8192 circuits)"""
+    import tracemalloc
+
+    from delgrad_bss2._calibration import _default_settings, _experiments
+
+    # noise and jitter near their largest, on a wide potential range: 8192 trials of each experiment
+    chip = Chip(1, ChipConfig(threshold_noise=0.43, delay_jitter_tau=0.2, leak_cadc=20.0, threshold_cadc=240.0))
+
+    def measured(chunk_samples):
+        monkeypatch.setattr("delgrad_bss2._measure.CHUNK_SAMPLES", chunk_samples)
+        experiments, settings = _experiments(chip), _default_settings(chip.config)
+        tracemalloc.start()
+        values = (experiments.threshold(settings), experiments.delay_offset(settings["delay_offset"]),
+                  experiments.leak(settings))  # (the leak: the stream left where drawing at once left it)
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return values, peak_bytes
+
+    at_once, at_once_bytes = measured(2**40)
+    chunked, chunked_bytes = measured(2**14)
+    for whole, parts in zip(at_once, chunked):
+        np.testing.assert_array_equal(parts, whole)
+    assert at_once_bytes > 40e6 and chunked_bytes < 4e6  # (at once: 8192 trials of 512 circuits, 0.06 GB)
