@@ -1,6 +1,7 @@
 """The service's device in a process of its own: the same results as the device in-process
-(also for networks the child has forgotten), errors as the device raised them, and a service
-whose device process dies stops, and is restarted by its client, which gets the same result."""
+(also for networks the child has forgotten), errors as the device raised them, a device process
+that dies while idle replaced by the same service (unless it keeps dying: the service stops),
+and a local service that dies restarted by its client, which gets the same result."""
 
 import contextlib
 import json
@@ -19,6 +20,7 @@ import delgrad_core as dg
 from delgrad_hil import HilBackend
 from delgrad_hil._calibration import unwrap
 from delgrad_hil._device_process import DeviceFailure, DeviceProcess
+from delgrad_hil._service import IDLE_DEATHS_ALLOWED, QUICK_DEATH_S
 
 pytestmark = pytest.mark.usefixtures("test_devices")
 
@@ -108,41 +110,95 @@ def test_a_killed_device_process_is_reported(device_process):
         process.collect("execute")
 
 
-def _device_child(service_pid: int) -> int:
-    """The device process of a service (its child that is not multiprocessing's resource tracker)."""
+def _device_children(service_pid: int) -> set:
+    """The running device processes of a service (its children that are not multiprocessing's
+    resource tracker; a killed one not yet reaped is not counted)."""
+    children = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    parent, command = int(stat.read().rsplit(")", 1)[1].split()[1]), cmdline.read()
+                    state, parent = stat.read().rsplit(")", 1)[1].split()[:2]
+                    command = cmdline.read()
             except OSError:
                 continue
-            if parent == service_pid and b"resource_tracker" not in command:
-                return int(entry)
-    raise AssertionError(f"no device process under {service_pid}")
+            if int(parent) == service_pid and state != "Z" and b"resource_tracker" not in command:
+                children.add(int(entry))
+    return children
+
+
+def _device_child(service_pid: int) -> int:
+    """The device process of a service."""
+    children = _device_children(service_pid)
+    assert len(children) == 1, f"device processes under {service_pid}: {children}"
+    return children.pop()
+
+
+def _log_of(service) -> str:
+    with open(service._log_path) as log:
+        return log.read()
+
+
+@pytest.mark.slow
+def test_a_device_process_that_died_while_idle_is_replaced_and_the_same_service_serves_on():
+    """(the service used to stop: a local service's client restarted it, and a service started
+    with `delgrad hil serve` ended for every client)"""
+    network, inputs = network_and_inputs()
+    with HilBackend(device="hil-noisy") as backend:
+        calibration = backend.calibrate(network, seed=0)
+        request = dg.ExecutionRequest(backend.represent(network), inputs, calibration, seed=3)
+        first = backend.execute(request)
+        service = backend.local_service
+        pid, child = service.pid, _device_child(service.pid)
+        os.kill(child, signal.SIGKILL)
+        assert wait_for(lambda: backend.status()["device_restarts"] == 1, timeout_s=30)
+        again = backend.execute(request.replace(seed=4))
+        assert service.pid == pid and service.alive and service.restarts == 0 and backend.retries == 0
+        assert _device_child(pid) != child
+        assert "device process of 'hil-noisy' ended (killed by signal 9) while idle; restarted it" in _log_of(service)
+    _same_result(first, NoisyDevice().execute(request.replace(calibration=unwrap(calibration))))
+    _same_result(again, NoisyDevice().execute(request.replace(seed=4, calibration=unwrap(calibration))))
+
+
+@pytest.mark.slow
+def test_a_device_process_that_keeps_dying_while_idle_stops_the_service_saying_why():
+    """(a device that dies at once after every start, e.g. a broken installation, must not be
+    restarted for ever)"""
+    with HilBackend(device="hil-noisy") as backend:
+        backend.status()  # (starts the local service)
+        service = backend.local_service
+        pid = service.pid
+        for deaths in range(1, IDLE_DEATHS_ALLOWED + 2):
+            os.kill(_device_child(pid), signal.SIGKILL)
+            if deaths <= IDLE_DEATHS_ALLOWED:  # (replaced: the next kill finds the new one started)
+                assert wait_for(lambda: backend.status()["device_restarts"] == deaths, timeout_s=30)  # noqa: B023
+        assert service._process.wait(timeout=30) == 1
+        assert (f"ended (killed by signal 9) while idle: {IDLE_DEATHS_ALLOWED + 1} device processes in a row "
+                f"ended idle within {QUICK_DEATH_S:g} s of their start, the service does not restart a device that "
+                f"keeps ending: stopping the service") in _log_of(service)
+        assert backend.status()["device_restarts"] == 0 and service.restarts == 1  # (its client starts it again)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("port_taken", [False, True], ids=["same-port", "port-taken"])
-def test_a_service_whose_device_process_died_stops_and_its_client_gets_the_same_result(port_taken):
+def test_a_local_service_that_died_is_restarted_by_its_client_which_gets_the_same_result(port_taken):
     network, inputs = network_and_inputs()
     with HilBackend(device="hil-noisy") as backend, contextlib.ExitStack() as cleanup:
         calibration = backend.calibrate(network, seed=0)
         request = dg.ExecutionRequest(backend.represent(network), inputs, calibration, seed=3)
         first = backend.execute(request)
-        service = backend.local_service
-        pid, log_path, address = service.pid, service._log_path, service.address
-        os.kill(_device_child(pid), signal.SIGKILL)
-        assert wait_for(lambda: not process_exists(pid), timeout_s=15)
-        with open(log_path) as log:
-            assert "the device process of 'hil-noisy' ended (killed by signal 9): stopping the service" in log.read()
+        pid, address = backend.local_service.pid, backend.local_service.address
+        os.kill(pid, signal.SIGKILL)
+        # (reaped: its threads have ended and released the port; a process whose main thread
+        # ended may still hold it)
+        assert backend.local_service._process.wait(timeout=15) == -signal.SIGKILL
         if port_taken:  # (the new service listens elsewhere: the client must not send to the old port)
             blocker = cleanup.enter_context(socket.socket())
             blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             blocker.bind(("127.0.0.1", int(address.rpartition(":")[2])))
             blocker.listen()
         again = backend.execute(request.replace(seed=4))  # the client starts the service again
-        assert backend.local_service.pid != pid and backend.retries == 0
+        assert backend.local_service.pid != pid and backend.local_service.restarts == 1 and backend.retries == 0
         assert (backend.local_service.address != address) == port_taken
     _same_result(first, NoisyDevice().execute(request.replace(calibration=unwrap(calibration))))
     _same_result(again, NoisyDevice().execute(request.replace(seed=4, calibration=unwrap(calibration))))

@@ -237,6 +237,29 @@ def test_jobs_lost_with_the_device_are_answered_and_not_counted_as_run(tmp_path)
     assert service.scheduler.crashes == {request.digest: 1}
 
 
+@pytest.mark.slow
+def test_a_device_process_that_lived_a_while_before_it_died_idle_starts_the_count_of_quick_deaths_again(tmp_path):
+    """(only device processes that end idle soon after their start, in a row, stop the service)"""
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import IDLE_DEATHS_ALLOWED, QUICK_DEATH_S, DeviceService
+
+    service = DeviceService(DeviceProcess("hil-noisy"), Signer(b"a-token-of-sufficient-length"),
+                            f"ipc://{tmp_path / 's'}")
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    try:
+        for deaths in range(1, IDLE_DEATHS_ALLOWED + 3):
+            if deaths == IDLE_DEATHS_ALLOWED + 1:
+                service._device_started -= QUICK_DEATH_S  # (as if this one had lived a minute)
+            service.device._process.kill()
+            assert wait_for(lambda: service.device_restarts == deaths, timeout_s=30), deaths  # noqa: B023
+        assert service.device_lost is None and not service.stop_requested
+    finally:
+        service.request_stop()
+        serving.join(timeout=10)
+    assert not serving.is_alive()
+
+
 def test_a_job_still_running_when_the_grace_period_ends_is_answered(tmp_path):
     """(the device thread answers it as the device stops; the service no longer answers the
     running jobs itself before stopping the device, between which a job could finish unanswered)"""

@@ -13,8 +13,12 @@ answered, then the service closes.  If the device process dies while it runs a j
 service starts a new one and answers the jobs it held "try again"; a job that was running at
 `CRASHES_ALLOWED` deaths is answered an error from then on instead of being run again (a job
 that kills the device every time must not take it down for every client at every retry).  If
-the device process ends while idle, or cannot be started again, the service answers its jobs
-"shutting_down" and stops (`device_lost` says why).
+the device process ends while idle, the service starts a new one too (no job to blame), but
+only `IDLE_DEATHS_ALLOWED` times in a row for device processes that end idle within
+`QUICK_DEATH_S` of their start (a device that dies at once, e.g. a broken installation or a
+process killed in a loop, is not restarted for ever).  At the next such end, or if a new device
+process does not start, the service answers its jobs "shutting_down" and stops (`device_lost`
+says why).
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ from delgrad_hil._protocol import (
 )
 from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
 
-__all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES", "HEARTBEAT_MS", "CRASHES_ALLOWED"]
+__all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES", "HEARTBEAT_MS", "CRASHES_ALLOWED",
+           "IDLE_DEATHS_ALLOWED", "QUICK_DEATH_S"]
 
 log = logging.getLogger("delgrad_hil.service")
 
@@ -72,6 +77,10 @@ _CALIBRATIONS_KEPT = 8  # unwrapped calibrations the service keeps
 _NETWORKS_KEPT = 8
 _WARNINGS_TOLD = 20  # warnings of a job told in its reply, at most
 CRASHES_ALLOWED = 2  # a job the device process died running this often is not run again
+# device processes in a row that end while idle within QUICK_DEATH_S of their start are replaced
+# this often; the next such end stops the service (one that lived longer starts the count again)
+IDLE_DEATHS_ALLOWED = 3
+QUICK_DEATH_S = 60.0
 _STOPPED_WHILE_RUNNING = error_fields("shutting_down", "the service stopped while running the job; send it again "
                                                        "after the restart")
 
@@ -178,6 +187,8 @@ class DeviceService:
         self._ending_device = False  # the service ends its device process (that end is not a loss)
         self._device_lock = threading.Lock()  # between restarting the device process and ending it
         self.device_restarts = 0
+        self._device_started = time.monotonic()  # when the device process (the latest one) started
+        self._quick_idle_deaths = 0  # in a row, see IDLE_DEATHS_ALLOWED
         self._stop_requested = False
         self._started = time.monotonic()
         self._delayed: list = []  # (due, sequence, frames) of replies held back by the latency fault
@@ -339,21 +350,23 @@ class DeviceService:
         self._wake_tx.send(b"")
 
     def _restart_device(self, exc: BackendUnavailable, handed: deque) -> bool:
-        """The device process ended with jobs `handed` to it: count the crash against the job it
-        was running, answer them and start a new device process.  False (the service stops,
-        `_device_lost`) if the service ends the device, it ended while idle, or it does not
-        start again."""
-        if self._ending_device or not handed:
+        """The device process ended: answer the jobs `handed` to it (the one it was running counts
+        a crash) and start a new device process.  False (the service stops, `_device_lost`) if the
+        service ends the device, too many device processes in a row ended idle soon after their
+        start, or a new one does not start."""
+        if self._ending_device:
             self._device_lost(exc, handed)
             return False
-        crashed = handed.popleft()
-        crashes = self.scheduler.record_crash(crashed.job_id)
-        log.error("%s while running %s job %s (%d time%s); restarting it", exc, crashed.kind, crashed.job_id[:16],
-                  crashes, "s" * (crashes > 1))
-        self._record(crashed, self._crash_refusal(crashed, crashes) if crashes >= CRASHES_ALLOWED
-                     else _try_again(f"{exc} while running the job"), ran=False)
-        while handed:
-            self._record(handed.popleft(), _try_again(f"{exc} before running the job"), ran=False)
+        idle = not handed
+        if idle:
+            exc = BackendUnavailable(f"{exc} while idle")
+        if self._count_quick_idle_deaths(idle) > IDLE_DEATHS_ALLOWED:
+            self._device_lost(BackendUnavailable(
+                f"{exc}: {self._quick_idle_deaths} device processes in a row ended idle within {QUICK_DEATH_S:g} s "
+                f"of their start, the service does not restart a device that keeps ending"), handed)
+            return False
+        if handed:
+            self._answer_crashed(exc, handed)
         with self._device_lock:
             if self._ending_device:
                 return False
@@ -362,8 +375,33 @@ class DeviceService:
             except Exception as error:
                 self._device_lost(BackendUnavailable(f"{exc}, and a new one did not start: {error}"), handed)
                 return False
+        self._device_started = time.monotonic()
         self.device_restarts += 1
+        if idle:
+            log.error("%s; restarted it", exc)
         return True
+
+    def _count_quick_idle_deaths(self, idle: bool) -> int:
+        """Count the end of the device process: the device processes in a row that ended idle
+        within `QUICK_DEATH_S` of their start (one that lived longer, however it ended, starts the
+        count again)."""
+        if time.monotonic() - self._device_started >= QUICK_DEATH_S:
+            self._quick_idle_deaths = 0
+        elif idle:
+            self._quick_idle_deaths += 1
+        return self._quick_idle_deaths
+
+    def _answer_crashed(self, exc: BackendUnavailable, handed: deque) -> None:
+        """Count the crash against the job the device process was running and answer the jobs
+        `handed` to it "try again" (or, at `CRASHES_ALLOWED`, refuse the crashed one)."""
+        crashed = handed.popleft()
+        crashes = self.scheduler.record_crash(crashed.job_id)
+        log.error("%s while running %s job %s (%d time%s); restarting it", exc, crashed.kind, crashed.job_id[:16],
+                  crashes, "s" * (crashes > 1))
+        self._record(crashed, self._crash_refusal(crashed, crashes) if crashes >= CRASHES_ALLOWED
+                     else _try_again(f"{exc} while running the job"), ran=False)
+        while handed:
+            self._record(handed.popleft(), _try_again(f"{exc} before running the job"), ran=False)
 
     @staticmethod
     def _crash_refusal(job, crashes: int) -> Outcome:
