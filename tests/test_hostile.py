@@ -287,6 +287,10 @@ def test_spike_times_scale_with_the_units_up_to_the_bound(ratio, time_unit, pote
         ({"hidden": "30"}, "hidden: expected a positive integer"),
         ({"epochs": 2.5}, "epochs: expected an integer >= 1"),
         ({"weight_lr": True}, "weight_lr: expected a number"),
+        # (absurd step sizes trained until the weights overflowed, naming none of them)
+        ({"weight_lr": 1e300}, r"weight_lr: expected a number > 0 and <= 10, or unset, got 1e\+300"),
+        ({"delay_lr": 1e300}, r"delay_lr: expected a number >= 0 and <= 10, or unset, got 1e\+300"),
+        ({"silent_bump": 1e300}, r"silent_bump: expected a number > 0 and <= 10, or unset, got 1e\+300"),
         ({"tau_ratio": float("inf")}, "tau_ratio: expected a number >= 0.01 and <= 1000000.0"),
         ({"tau_ratio": 1e-3}, "tau_ratio: expected a number >= 0.01"),  # (the solver's range: the trainer refused it)
         ({"weight_limit": 0.1, "weight_resolution": 1.0}, "weight_resolution: 1.0 is above weight_limit 0.1"),
@@ -376,6 +380,7 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "afile/run"), "afile/run", "Not a directory")
     (tmp_path / "bad.toml").write_text("epochs = [\n")
     (tmp_path / "binary.toml").write_bytes(bytes(range(128, 256)))
+    (tmp_path / "fast.toml").write_text("[heuristics]\nsilent_bump = 1e300\n")  # (it trained, overflowing weights of silent neurons)
     for arguments, message in (  # usage errors (status 2), all before any folder is made
             (["--config", "bad.toml"], "Error: bad.toml: not valid TOML"),
             (["--config", "binary.toml"], "Error: binary.toml: not valid TOML (not UTF-8"),
@@ -384,7 +389,12 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
             (["--backend-option", "n_threads=0"],
              "Error: backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
             (["--backend", "bss2-emulator", "--backend-option", "chip=-1"],
-             "Error: backend_options: backend 'bss2-emulator': chip: expected an integer >= 0, got -1")):
+             "Error: backend_options: backend 'bss2-emulator': chip: expected an integer >= 0, got -1"),
+            (["--config", "fast.toml"], "Error: fast.toml: silent_bump: expected a number > 0 and <= 10, or unset, "
+                                        "got 1e+300"),
+            # (it ran without end; refused only when it ran, for a value <= 0)
+            (["--backend", "example", "--backend-option", "dt=1e-300"],
+             "Error: backend_options: backend 'example': dt: expected a number of tau_s from 1e-05 to 0.1, got 1e-300")):
         refused = _delgrad(tmp_path, *TRAIN, *arguments, "--out", "never")
         assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(message), refused.stderr
         assert not (tmp_path / "never").exists()
@@ -399,10 +409,11 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "test_seed: expected an integer in [0, 2**63 - 1]")
     (run / "metrics.json").write_text('{"test_accuracy": 0.5, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "metrics.json: not readable JSON (nested too deeply)")
-    failing = ["--backend", "example", "--backend-option", "dt=0"]  # (a value it refuses when it executes)
-    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing, "--out", "never"), "dt: expected a positive number")
+    (tmp_path / "beta.toml").write_text("[loss]\nname = 'crossentropy'\nbeta = 0.001\n")
+    failing = ["--config", "beta.toml"]  # (a value refused when the run meets it: exp(t / beta) overflows)
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing, "--out", "never"), "beta=0.001): not finite")
     assert not (tmp_path / "never").exists()  # a run that wrote nothing leaves no folder behind
-    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing), "dt: expected a positive number")
+    _assert_one_line_error(_delgrad(tmp_path, *TRAIN, *failing), "beta=0.001): not finite")
     assert list((tmp_path / "runs").iterdir()) == []  # nor in a folder of its own choosing
     (tmp_path / "edited").mkdir()
     (tmp_path / "edited" / "network.npz").write_bytes(b"")

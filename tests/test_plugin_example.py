@@ -1,10 +1,15 @@
 """The example time-stepped backend converges to the exact model at second order in dt."""
 
+import re
+
 import numpy as np
 import pytest
+from delgrad_example_backend._backend import MAX_DT, MIN_DT
 
-from delgrad_core import forward, get_backend
+from delgrad_core import InvalidValueError, forward, get_backend
 from delgrad_core.testing import compare_spike_times, make_network
+from delgrad_core.training import Trainer, TrainingConfig
+from delgrad_core.training._trainer import BackendOptionsError
 
 
 @pytest.mark.parametrize("ratio", [2.0, 1.0, 1.5])
@@ -22,7 +27,19 @@ def test_example_backend_converges_to_the_exact_spike_times(ratio):
     assert medians[1] < 1e-4
 
 
-def test_example_backend_rejects_a_bad_time_step():
+@pytest.mark.parametrize("dt", [1e-300, 9.9e-6, 0.11, 1.0, float("nan"), float("inf"), -0.1, 0, True, "0.01", None])
+def test_example_backend_refuses_a_time_step_out_of_range_when_it_is_built(dt):
+    """(dt = 1e-300 was checked only when running, and ran without end)"""
+    with pytest.raises(InvalidValueError, match=rf"^dt: expected a number of tau_s from 1e-05 to 0.1, "
+                                                rf"got {re.escape(repr(dt))}$"):
+        get_backend("example", dt=dt)
+
+
+def test_example_backend_runs_at_its_bounds_and_the_trainer_refuses_others_as_options():
     network = make_network((2, 2), "none")
-    with pytest.raises(ValueError, match="dt: expected a positive number"):
-        get_backend("example", dt=-0.1).execute(network, np.zeros((1, 2)))
+    for dt in (MIN_DT, MAX_DT, np.float32(0.01)):
+        backend = get_backend("example", dt=dt)
+        assert type(backend.dt) is float and backend.execute(network, np.zeros((1, 2))).layer_spike_times[0].shape == (1, 2)
+    with pytest.raises(BackendOptionsError, match=r"^backend_options: backend 'example': dt: expected a number of "
+                                                  r"tau_s from 1e-05 to 0.1, got 1e-300$"):
+        Trainer(TrainingConfig(backend="example", backend_options={"dt": 1e-300}))

@@ -254,6 +254,46 @@ def test_config_takes_numpy_numbers_as_python_ones():
         TrainingConfig(epochs=np.bool_(True))
 
 
+@pytest.mark.parametrize("name", ["weight_lr", "delay_lr", "silent_bump"])
+def test_learning_rates_and_the_bump_are_refused_beyond_ten_naming_the_setting(name, tmp_path):
+    """(1e300 trained until the summed weights overflowed, without naming the setting)"""
+    from delgrad_core.training import load_config
+    from delgrad_core.training._config import check_settings
+
+    low = ">= 0" if name == "delay_lr" else "> 0"  # (delay_lr 0: fixed delays)
+    for value in (1e300, 10.5, float("inf"), float("nan"), -0.5):
+        with pytest.raises(dg.InvalidValueError, match=rf"^{name}: expected a number {low} and <= 10, or unset, "
+                                                       rf"got {re.escape(repr(value))}$"):
+            TrainingConfig(**{name: value})
+    assert getattr(TrainingConfig(**{name: 10}), name) == 10.0
+    (tmp_path / "fast.toml").write_text(f"{name} = 1e300\n")
+    with pytest.raises(dg.InvalidValueError, match=rf"fast.toml: {name}: expected .* <= 10, or unset, got 1e\+300"):
+        load_config(tmp_path / "fast.toml")
+    with pytest.raises(dg.InvalidValueError, match=rf"defaults.{name}: expected .* <= 10"):  # (a backend's defaults)
+        check_settings({name: 1e300}, "backend 'chip': training_defaults")
+
+
+def test_a_run_that_training_moves_out_of_range_names_the_large_step_sizes():
+    """(the loss or network error of a run whose steps were too large named none of them)"""
+    blowing_up = dict(hidden=5, epochs=1, delays="axonal", delay_lr=10, delay_parametrisation="clip",
+                      loss="crossentropy", loss_beta=0.01)  # (beta 0.01: exp(t / beta) overflows past 7 tau_s)
+    with Trainer(TrainingConfig(**blowing_up)) as trainer, \
+            pytest.raises(dg.InvalidValueError, match=r"^epoch 1: loss TTFSCrossEntropy.*not finite.*; training moved "
+                                                      r"the parameters there, likely in too large steps: delay_lr = 10 "
+                                                      r"\(DelGrad's: up to 0.01\); delay_max bounds the clipped "
+                                                      r"delays$"):
+        trainer.fit(progress=False)
+    with Trainer(TrainingConfig(**dict(blowing_up, delay_lr=0.005))) as trainer:
+        trainer.fit(progress=False)  # (the same run with DelGrad's rate)
+    # no step has moved the parameters yet (an error of the initial network), or DelGrad's steps
+    # moved them (here the bump, over skipped steps): the error as it is
+    for settings in (dict(hidden=5, weight_lr=10, loss_beta=0.001), dict(hidden=4, delays="none", loss_beta=0.001)):
+        with Trainer(TrainingConfig(epochs=1, loss="crossentropy", **settings)) as trainer, \
+                pytest.raises(dg.InvalidValueError, match=r"^loss TTFSCrossEntropy.*out of its useful range$"):
+            trainer.fit(progress=False)
+    assert trainer.optimiser.steps == 0 and trainer.bump.level > trainer.bump.bump  # (the bump moved them)
+
+
 def test_trainer_refuses_a_plain_dict_naming_the_way_to_build_a_config():
     with pytest.raises(ValueError, match="config: expected a TrainingConfig .*from_dict.* got dict"):
         Trainer({"hidden": 3})
@@ -1285,7 +1325,8 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
     from delgrad_core.training import Adam, TrainableNetwork, TrainingConfig
 
     for args, message in ((({"w": 0.1}, {"w": "w"}, 1.0), r"beta1: expected a number >= 0 and < 1, got 1.0"),
-                          (({"w": "x"}, {"w": "w"}), r"learning_rates\['w'\]: expected a number >= 0, got 'x'"),
+                          (({"w": "x"}, {"w": "w"}), r"learning_rates\['w'\]: expected a number >= 0 and <= 10, got 'x'"),
+                          (({"w": 1e300}, {"w": "w"}), r"learning_rates\['w'\]: expected .* <= 10, got 1e\+300"),
                           (({"w": 0.1}, {"w": "w"}, 0.9, 0.999, 0.0), r"eps: expected a number > 0, got 0.0")):
         with pytest.raises(dg.InvalidValueError, match=message):
             Adam(*args)

@@ -33,7 +33,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings", "result_settings",
-           "setting_differences", "shown_setting", "unused_component_fields", "COMPONENT_FIELD_PREFIX"]
+           "setting_differences", "shown_setting", "unused_component_fields", "COMPONENT_FIELD_PREFIX",
+           "MAX_STEP_SIZE"]
 
 # backend options that are secrets: never written into a run folder
 _SECRET_OPTIONS = frozenset({"token", "password", "secret"})
@@ -151,6 +152,14 @@ _FRACTION = _number(0, 1)
 _POSITIVE = _number(0, low_open=True)
 _NON_NEGATIVE = _number(0)
 
+#: The largest learning rate and silent-neuron bump.  Adam moves a parameter by about its learning
+#: rate per step, the bump adds itself to weights: in units of the threshold (1 by default) for
+#: weights, of tau_s for delays.  Ten of them per step is 500 times DelGrad's largest rate and
+#: leaves a small Yin-Yang network at chance level (docs/training.md); far larger values
+#: overflowed the network.
+MAX_STEP_SIZE = 10
+_STEP_SIZE = _number(0, MAX_STEP_SIZE, low_open=True, optional=True)
+
 
 @dataclass
 class TrainingConfig:
@@ -178,8 +187,8 @@ class TrainingConfig:
     epochs: int = _rule(300, _number(1, integer=True), "optimiser")
     batch_size: int = _rule(150, _number(1, integer=True), "optimiser")
     seed: int = _rule(0, _number(0, 2**63 - 1, integer=True), "optimiser")
-    weight_lr: float | None = _rule(None, _number(0, low_open=True, optional=True), "optimiser")
-    delay_lr: float | None = _rule(None, _number(0, optional=True), "optimiser")
+    weight_lr: float | None = _rule(None, _STEP_SIZE, "optimiser")
+    delay_lr: float | None = _rule(None, _number(0, MAX_STEP_SIZE, optional=True), "optimiser")  # (0: fixed delays)
     lr_decay: float = _rule(0.95, _number(0, 1, low_open=True), "optimiser")
     lr_decay_every: int = _rule(20, _number(1, integer=True), "optimiser")
     adam_beta1: float = _rule(0.9, _number(0, 1, high_open=True), "optimiser")
@@ -216,7 +225,7 @@ class TrainingConfig:
     # silent fraction of a layer exceeds its limit (hidden layers, output layer)
     silent_limit_hidden: float = _rule(0.3, _FRACTION, "heuristics")
     silent_limit_output: float = _rule(0.0, _FRACTION, "heuristics")
-    silent_bump: float | None = _rule(0.0005, _number(0, low_open=True, optional=True), "heuristics")
+    silent_bump: float | None = _rule(0.0005, _STEP_SIZE, "heuristics")
     # per-neuron revival: a hidden neuron silent in more than this fraction of a batch's samples
     # gets silent_bump added to its input weights, without skipping the step (None: off)
     silent_neuron_limit: float | None = _rule(None, _number(0, 1, optional=True), "heuristics")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
-from delgrad_core.training._config import _number
+from delgrad_core.training._config import MAX_STEP_SIZE, _number
 
 __all__ = ["Adam", "step_decay_factor"]
 
@@ -19,7 +19,7 @@ def step_decay_factor(epoch: int, gamma: float, every: int) -> float:
     return gamma ** (epoch // every)
 
 
-_RATE, _BETA, _EPS = _number(0), _number(0, 1, high_open=True), _number(0, low_open=True)
+_RATE, _BETA, _EPS = _number(0, MAX_STEP_SIZE), _number(0, 1, high_open=True), _number(0, low_open=True)
 
 
 class Adam:
@@ -28,7 +28,8 @@ class Adam:
     Parameters
     ----------
     learning_rates : dict
-        Base learning rate per group name, e.g. {"weights": 0.01, "delays": 0.003}.
+        Base learning rate per group name, e.g. {"weights": 0.01, "delays": 0.003}: from 0 to
+        `MAX_STEP_SIZE` (10), about the largest change of a parameter per step.
     group_of : dict
         Group name per parameter name.
     """

@@ -98,6 +98,10 @@ def _check_splits_agree(train: Dataset, *others: Dataset) -> None:
                                     "one class in every split)")
 
 
+# DelGrad's largest learning rate and its silent-neuron bump (docs/model.md §5.4, §5.5)
+_DELGRAD_STEP_SIZES = {"weight_lr": 0.02, "delay_lr": 0.01, "silent_bump": 0.0005}
+
+
 class BackendOptionsError(InvalidValueError):
     """A backend refused the options it was to be built with (a usage error on the command line)."""
 
@@ -252,17 +256,25 @@ class Trainer:
         started = time.perf_counter()
         lr_factor = step_decay_factor(self.epoch, self.config.lr_decay, self.config.lr_decay_every)
         results, sizes = [], []
-        for features, labels in self.train_set.batches(self.config.batch_size, self.rng):
-            results.append(self.step(features, labels, lr_factor))
-            self.average.update(self.model.params)
-            sizes.append(len(labels))
-        if all(r.skipped for r in results):
-            warnings.warn(f"epoch {self.epoch + 1}: every step was skipped, as every batch had more silent neurons "
-                          f"than silent_limit_hidden ({self.config.silent_limit_hidden}) or silent_limit_output "
-                          f"({self.config.silent_limit_output}) allow; the weights only grew by the silent-neuron "
-                          f"bump (smaller batches or larger initial weights help)", UserWarning, stacklevel=2)
-        with self.average.swapped_in(self.model):
-            validation = self.evaluate(self.validation_set)
+        try:
+            for features, labels in self.train_set.batches(self.config.batch_size, self.rng):
+                results.append(self.step(features, labels, lr_factor))
+                self.average.update(self.model.params)
+                sizes.append(len(labels))
+            if all(r.skipped for r in results):
+                warnings.warn(f"epoch {self.epoch + 1}: every step was skipped, as every batch had more silent "
+                              f"neurons than silent_limit_hidden ({self.config.silent_limit_hidden}) or "
+                              f"silent_limit_output ({self.config.silent_limit_output}) allow; the weights only grew "
+                              f"by the silent-neuron bump (smaller batches or larger initial weights help)",
+                              UserWarning, stacklevel=2)
+            with self.average.swapped_in(self.model):
+                validation = self.evaluate(self.validation_set)
+        except InvalidValueError as exc:
+            large = self._large_step_sizes()
+            if type(exc) is not InvalidValueError or not (self.epoch or results) or not large:
+                raise  # (another kind of fault; the initial network, which no step has moved; DelGrad's steps)
+            raise InvalidValueError(f"epoch {self.epoch + 1}: {exc}; training moved the parameters there, likely in "
+                                    f"too large steps: {large}") from exc
         elapsed = time.perf_counter() - started
         self.elapsed_seconds += elapsed
         return EpochMetrics(
@@ -277,6 +289,19 @@ class Trainer:
             guarded=sum(r.guarded for r in results),
             wall_seconds=elapsed,
         )
+
+    def _large_step_sizes(self) -> str:
+        """The step sizes more than ten times DelGrad's, with their values ('' if none): the likely
+        culprits of a network or loss refused once training has moved the parameters."""
+        config, moving_delays = self.config, "delays" in self.model.group_of.values()
+        sizes = {"weight_lr": config.weight_lr, "delay_lr": config.delay_lr if moving_delays else None,
+                 "silent_bump": config.silent_bump}
+        large = {name: value for name, value in sizes.items() if value and value > 10 * _DELGRAD_STEP_SIZES[name]}
+        named = ", ".join(f"{name} = {value:g} (DelGrad's: up to {_DELGRAD_STEP_SIZES[name]:g})"
+                          for name, value in large.items())
+        if "delay_lr" in large and config.delay_parametrisation == "clip" and config.delay_max is None:
+            named += "; delay_max bounds the clipped delays"
+        return named
 
     def fit(self, *, progress: bool = True, should_stop=None) -> list[EpochMetrics]:
         """Train until `config.epochs`, recording and checkpointing every epoch in the run folder

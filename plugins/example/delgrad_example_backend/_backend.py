@@ -11,24 +11,32 @@ w k(t_end - a) to u at the end t_end of that step (also exact).  The first sampl
 is the spike; its time is interpolated linearly inside the step.  Errors are O(dt^2) except for a
 grazing crossing that peaks above threshold between two samples, which is missed.
 
-To write your own backend, copy this file: keep the `Backend` subclass shape (constructor stores
-options, `capabilities` says what you can run, `_execute(request)` returns an `ExecutionResult`).
+To write your own backend, copy this file: keep the `Backend` subclass shape (constructor checks
+and stores options, `capabilities` says what you can run, `_execute(request)` returns an
+`ExecutionResult`).
 """
 
 from __future__ import annotations
 
-import math
+import numbers
 
 import numpy as np
 
 from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, InvalidValueError
 
-__all__ = ["TimeSteppedBackend", "EXAMPLE_CAPABILITIES"]
+__all__ = ["TimeSteppedBackend", "EXAMPLE_CAPABILITIES", "MIN_DT", "MAX_DT"]
 
 # Everything the model has; not exact (time steps), so the conformance suite compares it
 # statistically with the reference.  No noise: deterministic and independent of the seed.
 EXAMPLE_CAPABILITIES = Capabilities(delay_kinds=frozenset(DelayKind), deterministic=True, seed_independent=True,
                                     needs_calibration=False, exact=False)
+
+# The time steps allowed, in tau_s.  The work grows as 1/dt (1 / MIN_DT = 100,000 steps per tau_s;
+# smaller steps, e.g. 1e-300, would never end), while the error falls as dt^2 and is about 2e-11
+# tau_s at MIN_DT, far below what counts as exact (1e-9).  Above MAX_DT the backend fails the
+# conformance suite's agreement (median errors above 0.01 tau_s at dt = 0.3); at a few tau_s,
+# whole PSPs fall between two samples and interpolated spikes come before their inputs.
+MIN_DT, MAX_DT = 1e-5, 0.1
 
 
 def _psp(s, tau_m, tau_s):
@@ -93,32 +101,33 @@ def _simulate_layer(pre_times, weights, delays, threshold, tau_m, tau_s, dt):
                 return spike_times.reshape(batch, n_post)
 
 
+def _checked_dt(dt) -> float:
+    """`dt` as a float if it is a number of tau_s from MIN_DT to MAX_DT; else an error naming it."""
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not MIN_DT <= dt <= MAX_DT:
+        raise InvalidValueError(f"dt: expected a number of tau_s from {MIN_DT:g} to {MAX_DT:g}, got {dt!r}")
+    return float(dt)
+
+
 class TimeSteppedBackend(Backend):
     """Fixed-step simulation of the delgrad neuron, vectorised over batch and neurons.
 
     Parameters
     ----------
     dt : float
-        Time step in units of tau_s (default 0.001).
+        Time step in units of tau_s, from MIN_DT to MAX_DT (default 0.001).
     """
 
     name = "example"
 
     def __init__(self, dt: float = 0.001):
-        self.dt = dt  # scikit-learn style: store options only, validate when running
+        self.dt = _checked_dt(dt)  # (checked here: get_backend refuses a bad option at once)
 
     @property
     def capabilities(self) -> Capabilities:
         return EXAMPLE_CAPABILITIES
 
     def _execute(self, request) -> ExecutionResult:
-        try:
-            dt = float(self.dt)
-        except (TypeError, ValueError):
-            dt = math.nan
-        if not (math.isfinite(dt) and dt > 0):
-            raise InvalidValueError(f"dt: expected a positive number of tau_s, got {self.dt!r}")
-        times, layer_spike_times = request.input_spike_times, []
+        times, layer_spike_times, dt = request.input_spike_times, [], self.dt
         for layer in request.network.layers:  # feed-forward, one spike per neuron: layer by layer
             threshold, tau_m, tau_s = layer.neuron_arrays()
             projection = layer.projection
