@@ -3,11 +3,13 @@ over the target, fsync the directory (for a link: over the file it points to).
 
 A crash or an exception mid-write leaves the previous file (if any) untouched; after a normal
 return the new file survives a power cut.  Files get the usual permissions (0666 minus the
-umask), not the 0600 of temporary files.
+umask), not the 0600 of temporary files.  The temporary file is named ".NAME.XXXXXXXX.tmp",
+NAME cut short where the file system's limit on names needs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -17,7 +19,8 @@ from typing import BinaryIO
 
 from delgrad_core._errors import InvalidValueError
 
-__all__ = ["atomic_write", "atomic_write_text", "fsync_directory", "write_to"]
+__all__ = ["atomic_write", "atomic_write_text", "check_file_name", "checked_before_commit", "fsync_directory",
+           "write_to"]
 
 
 def _file_mode() -> int:
@@ -27,6 +30,52 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()
+_NAME_MAX = 255  # bytes in a file name, where the file system does not say
+_TEMPORARY_EXTRA = len("..") + 8 + len(".tmp")  # what a temporary name adds (8: mkstemp's random characters)
+_commit_checks: list[Callable[[], object]] = []  # called before each atomic write moves its file into place
+
+
+@contextlib.contextmanager
+def checked_before_commit(check: Callable[[], object]):
+    """Within: `check()` is called before any atomic write moves its complete file into place;
+    an exception it raises leaves the target as it was (e.g. the command line's
+    `stop_if_interrupted`, for a stop signal whose `KeyboardInterrupt` some code swallowed)."""
+    _commit_checks.append(check)
+    try:
+        yield
+    finally:
+        _commit_checks.remove(check)
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (in bytes) the file system of the existing `folder` accepts."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - no pathconf (Windows) or no answer
+        return _NAME_MAX
+    return limit if limit > 0 else _NAME_MAX  # (-1: no limit given)
+
+
+def check_file_name(path: str | os.PathLike) -> None:
+    """Refuse a file name longer than the file system of its folder allows (where the folder
+    does not exist yet: 255 bytes), naming `path`."""
+    path = Path(path)
+    size, limit = len(os.fsencode(path.name)), _name_max(path.parent)
+    if size > limit:
+        raise InvalidValueError(f"{path}: the file name is {size} bytes long, more than the {limit} the file system "
+                                "allows; choose a shorter name")
+
+
+def _temporary_file(path: Path) -> tuple[int, str]:
+    """A new temporary file beside `path`, open for writing: (descriptor, name)."""
+    room = _name_max(path.parent) - _TEMPORARY_EXTRA
+    name = path.name[:room]
+    while len(os.fsencode(name)) > room:  # (characters of several bytes)
+        name = name[:-1]
+    try:
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
+    except OSError as exc:  # (named after the file to write, not the temporary one)
+        raise OSError(exc.errno, f"{exc.strerror} (making a temporary file beside it)", str(path)) from None
 
 
 def fsync_directory(path: str | os.PathLike) -> None:
@@ -43,24 +92,45 @@ def fsync_directory(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _followed(path: Path) -> Path:
+    """`path`, or the file the link at `path` points to; refused: a name too long, a loop of
+    links, a link into a missing folder (no folders are made through a link)."""
+    check_file_name(path)
+    if not path.is_symlink():
+        return path
+    try:
+        target = path.resolve()
+    except RuntimeError:  # (a loop, before Python 3.13; later ones return a link)
+        target = path
+    if target.is_symlink():
+        raise InvalidValueError(f"{path}: is a loop of symbolic links; remove it or write to another path")
+    if not target.parent.is_dir():
+        raise InvalidValueError(f"{path}: is a symbolic link to {os.readlink(path)}, but the folder {target.parent} "
+                                "does not exist; make the folder first, remove the link or write to another path")
+    check_file_name(target)
+    return target
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Call `write(handle)` on a temporary file and move it to `path` once complete.  A link is
-    followed (the file it points to is replaced, the link stays); a device, pipe or socket at
-    `path` is refused (a rename would replace it with a file)."""
-    path = Path(path)
-    if path.is_symlink():
-        path = path.resolve()
+    """Call `write(handle)` on a temporary file and move it to `path` once complete; missing
+    folders are made.  A link is followed (the file it points to is replaced, the link stays),
+    into a folder that exists; a device, pipe or socket at `path` is refused (a rename would
+    replace it with a file), and so is a name longer than the file system allows.  The checks
+    of `checked_before_commit` come before the file is moved."""
+    path = _followed(Path(path))
     if path.exists() and not path.is_file():
         raise InvalidValueError(f"{path}: exists and is not a regular file (a folder, device, pipe or socket); "
                                 "write to a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = _temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fchmod(handle.fileno(), _FILE_MODE)
             os.fsync(handle.fileno())
+        for check in _commit_checks:
+            check()
         os.replace(tmp_name, path)
         fsync_directory(path.parent)
     except BaseException:

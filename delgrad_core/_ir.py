@@ -204,7 +204,7 @@ class NeuronParameters(_Freezable):
                 continue
             array = _per_neuron(value, size, f"{owner}.{name}")
             if np.any(array <= 0):
-                raise InvalidValueError(f"{owner}.{name}: must be > 0, got min {array.min()!r}")
+                raise InvalidValueError(f"{owner}.{name}: must be > 0, got min {float(array.min())!r}")
             if name == "threshold" and np.any(array < MIN_THRESHOLD):
                 raise InvalidValueError(f"{owner}.threshold: must be >= {MIN_THRESHOLD:g} (below, the membrane's slope "
                                         f"at a crossing can be subnormal and gradients overflow), got min "

@@ -1,6 +1,7 @@
 """`delgrad calibrate`: progress bar from the backend's reports, cache status, summary table."""
 
 import json
+import signal
 
 import pytest
 
@@ -94,3 +95,58 @@ def test_a_calibration_held_inside_another_shows_its_summary_table():
         "summary": {"columns": ["parameter", "ratio"], "rows": [["leak", 0.25]]}, "chip": 3}}
     lines = _report("client-y", Calibration("client-y", {"device": device}), None, 0.5)
     assert lines[1:] == ["device (chip-x):", "  parameter  ratio", "  leak       0.25", "  chip: 3"]
+
+
+class UnorderedBackend(MockBackend):
+    """Reports values out of key order; a cache hit returns them as a cache stores them (sorted)."""
+
+    store: dict = {}
+
+    def __init__(self):
+        super().__init__(name="unordered")
+
+    def _calibrate(self, network, seed, progress):
+        if "entry" in self.store:
+            self.calibration_cache = ("hit", "/cache/entry")
+            return Calibration.from_bytes(self.store["entry"])
+        calibration = Calibration(self.name, {"zeta": 1, "alpha": {"y": 2, "b": 3}, "mid": [3, 1]}, "entry")
+        self.store["entry"] = calibration.to_bytes()
+        self.calibration_cache = ("stored", "/cache/entry")
+        return calibration
+
+
+@pytest.fixture
+def unordered(monkeypatch):
+    class Plugin:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("unordered", UnorderedBackend)
+
+    registry = PluginRegistry()
+    registry.register_plugin(Plugin(), distribution="delgrad-local")
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    monkeypatch.setattr(UnorderedBackend, "store", {})
+
+
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_calibrate_shows_the_values_in_one_order_fresh_or_from_the_cache(unordered, as_json):
+    """(a cache hit listed them in another order than the fresh calibration)"""
+    fresh, hit = (cli_runner().invoke(main, ["calibrate", "--backend", "unordered", "--no-progress", *as_json])
+                  for _ in range(2))
+    assert fresh.exit_code == hit.exit_code == 0, fresh.output + hit.output
+    if as_json:
+        assert list(json.loads(fresh.stdout)["values"]) == list(json.loads(hit.stdout)["values"]) == \
+            ["alpha", "mid", "zeta"]
+    else:
+        assert fresh.stdout.splitlines()[2:] == hit.stdout.splitlines()[2:] == \
+            ['alpha: {"b": 3, "y": 2}', "mid: [3, 1]", "zeta: 1"]
+
+
+def test_a_lost_stop_signal_during_calibrate_reports_nothing(registered, monkeypatch):
+    """(a stop signal whose KeyboardInterrupt some code swallowed: status 143, no values shown)"""
+    from test_cli_hostile_outputs import losing_a_stop_signal
+
+    monkeypatch.setattr(CachingBackend, "_calibrate", losing_a_stop_signal(CachingBackend._calibrate, signal.SIGTERM))
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "caching", "--no-progress"])
+    assert result.exit_code == 143 and "interrupted" in result.stderr, result.output
+    assert result.stdout == ""

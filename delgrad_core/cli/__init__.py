@@ -13,12 +13,13 @@ import contextlib
 import os
 import re
 import signal
+import sys
 import threading
 import warnings
 
 import click
 
-__all__ = ["main", "interrupted_status", "stop_if_interrupted", "show_warning"]
+__all__ = ["main", "interrupted_status", "stop_if_interrupted", "no_writes_once_stopped", "show_warning"]
 
 
 def _compact(exc: BaseException) -> str:
@@ -46,29 +47,50 @@ def stop_if_interrupted() -> bool:
     return False
 
 
+def no_writes_once_stopped():
+    """A context in which no atomic write moves its file into place once a stop signal came
+    (also one whose `KeyboardInterrupt` some code swallowed: `stop_if_interrupted` raises it
+    there), for a command whose output is complete or not at all."""
+    from delgrad_core._atomic import checked_before_commit
+
+    return checked_before_commit(stop_if_interrupted)
+
+
 def _interrupt(signum, frame):
     _received.append(signum)
     raise KeyboardInterrupt
+
+
+def _quiet_lost_interrupts(previous):
+    """A `sys.unraisablehook` that leaves out the `KeyboardInterrupt` of a stop signal lost in a
+    callback (e.g. a weakref's: CPython prints it as "Exception ignored" with a traceback, and
+    goes on; `stop_if_interrupted` acts on it) and passes anything else to `previous`."""
+    def hook(unraisable):
+        if not (issubclass(unraisable.exc_type, KeyboardInterrupt) and _received):
+            previous(unraisable)
+    return hook
 
 
 @contextlib.contextmanager
 def _stopping_like_ctrl_c():
     """While a command runs, Ctrl-C, SIGTERM and SIGHUP raise `KeyboardInterrupt` and are
     remembered (`stop_if_interrupted`); SIGTERM and SIGHUP so unwind a command like Ctrl-C
-    (closing backends and local services, printing how to resume).  A handler set by others is
-    kept; afterwards the process's handlers and state are as before (the command line also runs
-    inside programs)."""
+    (closing backends and local services, printing how to resume); a `KeyboardInterrupt` lost
+    in a callback is not printed.  A handler set by others is kept; afterwards the process's
+    handlers and state are as before (the command line also runs inside programs)."""
     _received.clear()
     _shown_warnings.clear()
-    replaced = {}
+    replaced, unraisable_hook = {}, sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
         for name, default in _STOP_SIGNALS.items():
             number = getattr(signal, name, None)
             if number is not None and signal.getsignal(number) is default:
                 replaced[number] = signal.signal(number, _interrupt)
+    sys.unraisablehook = _quiet_lost_interrupts(unraisable_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = unraisable_hook
         for number, handler in replaced.items():
             signal.signal(number, handler)
 

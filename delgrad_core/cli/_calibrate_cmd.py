@@ -7,8 +7,8 @@ import time
 
 import click
 
-from delgrad_core.cli import main
-from delgrad_core.cli._train_cmd import BACKEND_OPTION
+from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
+from delgrad_core.cli._train_cmd import BACKEND_OPTION, SEEDS
 
 __all__ = ["calibrate"]
 
@@ -51,13 +51,19 @@ def _values(values: dict) -> list[str]:
     return lines
 
 
+def _in_key_order(values: dict) -> dict:
+    """`values` with every table's keys sorted: the order of a calibration read from a cache, so
+    that a fresh one is shown the same."""
+    return json.loads(json.dumps(values, sort_keys=True))
+
+
 def _report(backend_name: str, calibration, cache, seconds: float) -> list[str]:
     lines = [f"calibration of {backend_name!r} in {seconds:.2f} s (digest {calibration.digest[:16]})"]
     if cache is not None:
         status, path = cache
         lines.append({"hit": f"cache hit: loaded {path} (nothing was measured)",
                       "stored": f"stored in the cache: {path}"}.get(status, f"not stored in the cache: {path}"))
-    lines += _values(calibration.values)
+    lines += _values(_in_key_order(calibration.values))
     if not calibration.values and not calibration.arrays:
         lines.append("nothing to calibrate (the backend returns an empty calibration)")
     return lines
@@ -67,7 +73,7 @@ def _report(backend_name: str, calibration, cache, seconds: float) -> list[str]:
 @click.option("--backend", default="reference", show_default=True, help="Backend name (see `delgrad backends`).")
 @BACKEND_OPTION
 @click.option("--chip", type=click.IntRange(min=0), help="Chip identity (the backend option `chip`).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed passed to the calibration.")
+@click.option("--seed", type=SEEDS, default=0, show_default=True, help="Seed passed to the calibration.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (values, digest, cache status, seconds).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
@@ -75,7 +81,7 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
 
     A progress bar follows the backend's progress reports; then come the cache status (for
     backends that cache calibrations), the table in the calibration's values["summary"]
-    ({"columns": [...], "rows": [[...], ...]}) and its other values.
+    ({"columns": [...], "rows": [[...], ...]}) and its other values, in the order of their keys.
     """
     from tqdm.auto import tqdm
 
@@ -91,7 +97,7 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
         target = built_backend(backend, options)
     except (BackendOptionsError, UnknownNameError) as exc:
         raise click.UsageError(str(exc)) from None
-    with target:
+    with no_writes_once_stopped(), target:
         bars = []
 
         def progress(done: int, total: int) -> None:
@@ -109,9 +115,10 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
                 bar.close()
         seconds = time.perf_counter() - started
         cache = target.calibration_cache
+    stop_if_interrupted()  # (a stop signal some code swallowed: no result is reported)
     if as_json:
         click.echo(json.dumps({"backend": backend, "digest": calibration.digest, "cache_key": calibration.cache_key,
                                "cache": None if cache is None else {"status": cache[0], "path": cache[1]},
-                               "wall_seconds": seconds, "values": calibration.values}, indent=2))
+                               "wall_seconds": seconds, "values": _in_key_order(calibration.values)}, indent=2))
     else:
         click.echo("\n".join(_report(backend, calibration, cache, seconds)))

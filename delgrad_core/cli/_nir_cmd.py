@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from delgrad_core._nir_common import TIME_SCALE_RANGE_S
-from delgrad_core.cli import main
+from delgrad_core.cli import main, no_writes_once_stopped
 from delgrad_core.cli._outputs import check_output_file
 
 __all__ = ["export", "import_"]
@@ -19,23 +21,38 @@ def _fail(exc: Exception):
     raise click.ClickException(str(exc)) from None
 
 
+def _network_file(network: str) -> str:
+    """NETWORK as a network file: a run folder's network.npz, else as given."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    if not os.path.isdir(network):
+        return network
+    path = RunFolder(network).network
+    if not path.is_file():
+        raise click.BadParameter(f"{network} is a folder without {path.name}: give a network file (.npz) or the "
+                                 "folder of a finished run", param_hint="NETWORK")
+    return str(path)
+
+
 @main.command("export")
 @click.option("--format", "fmt", type=click.Choice(["nir"]), default="nir", show_default=True,
               help="Output format.")
-@click.argument("network", type=click.Path(exists=True, dir_okay=False))
+@click.argument("network", type=click.Path(exists=True))
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--time-scale", type=_SECONDS, required=True,
               help="Seconds per model time unit (NIR times are in seconds), e.g. 6e-6.")
 @_FORCE
 def export(fmt, network, out, time_scale, force):
-    """Write the network in NETWORK (.npz) to OUT as a NIR graph."""
+    """Write the network in NETWORK (a .npz file, or a run folder: its network.npz) to OUT as a NIR graph."""
     from delgrad_core import load_network
     from delgrad_core.nir import NIRNotInstalledError, save_nir
 
+    network = _network_file(network)
     check_output_file(out, "OUT", force=force, inputs=[network])
     try:
         net = load_network(network)
-        path = save_nir(net, out, time_scale=time_scale)
+        with no_writes_once_stopped():
+            path = save_nir(net, out, time_scale=time_scale)
     except (ValueError, KeyError, OSError, NIRNotInstalledError) as exc:
         _fail(exc)
     kinds = [layer.projection.delay_kind.value for layer in net.layers]
@@ -60,7 +77,8 @@ def import_(source, out, time_scale, first_spike_only, force):
     check_output_file(out, "OUT", force=force, inputs=[source])
     try:
         net = load_nir(source, time_scale=time_scale, first_spike_only=first_spike_only)
-        path = save_network(net, out)
+        with no_writes_once_stopped():
+            path = save_network(net, out)
     except (ValueError, TypeError, OSError, NIRNotInstalledError) as exc:  # TypeError: malformed node values
         _fail(exc)
     kinds = ",".join(sorted({layer.projection.delay_kind.value for layer in net.layers}))

@@ -1,5 +1,7 @@
 """Output files of commands: an existing file is replaced only when the user says so, and never
-when it is one of the command's own inputs."""
+when it is one of the command's own inputs; a missing folder is made (as for `train --out`), but
+never through a link (one pointing into a missing folder is refused); names must fit the file
+system."""
 
 from __future__ import annotations
 
@@ -11,13 +13,38 @@ __all__ = ["check_output_file"]
 
 
 def check_output_file(out, option: str, *, force: bool, inputs=()) -> None:
-    """Refuse (as a usage error naming `option`) an `out` that exists, unless `force`; and one
-    that is the same file as any of `inputs`, always."""
-    if not os.path.exists(out):  # (a link to a file yet to be made is written through)
-        return
+    """Refuse (as a usage error naming `option`) an `out` that exists, unless `force`; one that
+    is the same file as any of `inputs`, always; a link into a missing folder; and a name too
+    long.  (A link to a file yet to be made is written through, into a folder that exists.)"""
+    if os.path.exists(out):
+        _check_existing(out, option, force=force, inputs=inputs)
+    _check_link_and_name(out, option)
+
+
+def _check_existing(out, option: str, *, force: bool, inputs) -> None:
+    """Refuse an existing `out` that is also an input (always), or unless `force`."""
     for source in inputs:
         if source is not None and os.path.exists(source) and os.path.samefile(out, source):
             raise click.UsageError(f"{option}: {out} is also the command's input {source}; choose another name")
     if not force:
         hint = "; --force replaces it" if option == "OUT" else ""
         raise click.UsageError(f"{option}: {out} exists and is not overwritten; remove it or choose another name{hint}")
+
+
+def _check_link_and_name(out, option: str) -> None:
+    """Refuse an `out` that is a link into a missing folder (no folders are made elsewhere), or
+    whose name (for a link: that of the file it points to) is longer than the file system allows."""
+    from delgrad_core._atomic import check_file_name
+    from delgrad_core._errors import InvalidValueError
+
+    linked = os.path.islink(out)
+    path = os.path.realpath(out) if linked else out
+    folder = os.path.dirname(path)
+    if linked and not os.path.isdir(folder):
+        what = f"{folder} is not a folder" if os.path.exists(folder) else f"the folder {folder} does not exist"
+        raise click.UsageError(f"{option}: {out} is a symbolic link to {os.readlink(out)}, but {what}; make the "
+                               "folder first, remove the link or choose another name")
+    try:
+        check_file_name(path)
+    except InvalidValueError as exc:
+        raise click.UsageError(f"{option}: {exc}") from None

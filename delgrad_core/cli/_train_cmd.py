@@ -15,12 +15,13 @@ from pathlib import Path
 import click
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core.cli import interrupted_status, main, stop_if_interrupted
+from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
 _DELAY_CHOICES = [kind.value for kind in DelayKind]
+SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
 
 
 def _one_or_list(value, kind, name):
@@ -95,12 +96,13 @@ def _fresh_out_dir() -> Path:
 
 
 def _settings(config_file, options: dict) -> dict:
-    """Config file values, overridden by the options given on the command line."""
+    """Config file values, overridden by the options given on the command line (a file that is not
+    TOML, or holds a bad setting, is a usage error)."""
     from delgrad_core.training import load_config
 
     try:
         values = load_config(config_file) if config_file else {}
-    except FileFormatError as exc:  # (a --config file that is not TOML: a usage error, as its bad settings)
+    except (FileFormatError, InvalidValueError) as exc:  # (a --config file that is not TOML, or a bad setting)
         raise click.UsageError(str(exc)) from None
     given = {k: v for k, v in options.items() if v is not None}
     for key in sorted(set(given) & set(values)):
@@ -187,7 +189,9 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     out = Path(out_dir) if out_dir else _fresh_out_dir()
     started = time.perf_counter()
     try:
-        summary = run_training(config, out, resume=resume, progress=not no_progress, should_stop=stop_if_interrupted)
+        with no_writes_once_stopped():
+            summary = run_training(config, out, resume=resume, progress=not no_progress,
+                                   should_stop=stop_if_interrupted)
     except (BackendOptionsError, DatasetOptionsError) as exc:
         raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
@@ -240,7 +244,16 @@ def _run_settings(path: Path) -> tuple[Path, dict, dict]:
     settings = metrics.get("config", {})
     if not isinstance(settings, dict):
         raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of settings")
+    _check_accuracy(metrics["test_accuracy"], folder.metrics)
     return network_file, settings, metrics
+
+
+def _check_accuracy(accuracy, metrics_file: Path) -> None:
+    """Refuse a finished run's test accuracy that is not a number in [0, 1] (a damaged or edited
+    metrics.json, as `delgrad sweep` refuses it)."""
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+        raise FileFormatError(f"{metrics_file}: not the metrics of a finished run (test_accuracy: expected a number "
+                              f"in [0, 1], got {json.dumps(accuracy)}); a damaged or edited file")
 
 
 @main.command()
@@ -248,13 +261,14 @@ def _run_settings(path: Path) -> tuple[Path, dict, dict]:
 @click.option("--backend", help="Backend name.  [default: the run's, else reference]")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option("--dataset", help="Dataset name.  [default: the run's, else yin_yang]")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1),
+@click.option("--seed", type=SEEDS,
               help="Seed of the noise on noisy backends (each job of the evaluation gets its own, drawn from it).  "
                    "[default: the run's test seed (its recorded test accuracy is repeated exactly), else 0]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with the dataset, encoder and backend settings of a network file (e.g. the config it "
-                   "was trained with; its other settings are ignored).  [default: the defaults]")
+                   "was trained with: all its settings are checked as by train --config, only those are used).  "
+                   "[default: the defaults]")
 @BACKEND_OPTION
 @DATASET_OPTION
 def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_options, dataset_options):
@@ -333,7 +347,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         target = built_backend(config.backend, config.backend_options)
     except BackendOptionsError as exc:
         raise refused(exc) from None
-    with target:
+    with no_writes_once_stopped(), target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         calibrated_for = metrics.get("calibration_key") if config.backend == stored.get("backend") else None
         if calibrated_for is not None and calibrated_for != calibration.cache_key:
@@ -343,6 +357,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)
+    stop_if_interrupted()  # (a stop signal some code swallowed: no result is reported)
     report = {"network": str(network_file), "backend": target.name, "dataset": config.dataset, "split": split,
               "n_samples": len(data.labels), "accuracy": accuracy(output, data.labels)}
     if as_json:
@@ -425,7 +440,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
                                                   ("--dataset-option", dataset_options))
                         for key, value in options.items() for arg in (flag, f"{key}={json.dumps(value)}")]
             n_trials = len(hidden) * len(delays) * seeds
-            atomic_write_text(slurm_script, sweep_job_script(command, n_trials))
+            with no_writes_once_stopped():
+                atomic_write_text(slurm_script, sweep_job_script(command, n_trials))
             click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {shlex.quote(str(slurm_script))}")
             return
         if trial is not None:
