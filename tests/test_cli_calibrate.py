@@ -33,17 +33,22 @@ class CachingBackend(MockBackend):
         return calibration
 
 
-@pytest.fixture
-def registered(monkeypatch):
+def _register(monkeypatch, name: str, backend_class) -> None:
+    """`backend_class` as the only registered backend, `name`, with an empty store."""
     class Plugin:
         @hookimpl
         def delgrad_register_backends(self, register):
-            register("caching", CachingBackend)
+            register(name, backend_class)
 
     registry = PluginRegistry()
     registry.register_plugin(Plugin(), distribution="delgrad-local")
     monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
-    monkeypatch.setattr(CachingBackend, "store", {})
+    monkeypatch.setattr(backend_class, "store", {})
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    _register(monkeypatch, "caching", CachingBackend)
 
 
 def test_calibrate_reports_progress_summary_and_then_a_cache_hit(registered):
@@ -117,15 +122,7 @@ class UnorderedBackend(MockBackend):
 
 @pytest.fixture
 def unordered(monkeypatch):
-    class Plugin:
-        @hookimpl
-        def delgrad_register_backends(self, register):
-            register("unordered", UnorderedBackend)
-
-    registry = PluginRegistry()
-    registry.register_plugin(Plugin(), distribution="delgrad-local")
-    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
-    monkeypatch.setattr(UnorderedBackend, "store", {})
+    _register(monkeypatch, "unordered", UnorderedBackend)
 
 
 @pytest.mark.parametrize("as_json", [[], ["--json"]])

@@ -216,25 +216,32 @@ def test_the_extreme_leak_targets_still_calibrate_tau_m(leak, threshold):
     np.testing.assert_array_equal(calibration.arrays["success.leak"], chip.reachable("leak"))
 
 
-def test_repeated_reads_are_drawn_in_chunks_with_the_same_numbers(monkeypatch):
-    """(65536 circuits took 0.7 GB: the 32 x 24 trace samples of every circuit were drawn at once)"""
+def _measured_in_chunks(monkeypatch, chip, run, chunk_samples: int):
+    """(`run(experiments, settings)`'s values, the peak of traced memory in bytes) with
+    `CHUNK_SAMPLES` set to `chunk_samples`, on fresh experiments of `chip`."""
     import tracemalloc
 
     from delgrad_bss2._calibration import _default_settings, _experiments
 
+    monkeypatch.setattr("delgrad_bss2._measure.CHUNK_SAMPLES", chunk_samples)
+    experiments, settings = _experiments(chip), _default_settings(chip.config)
+    tracemalloc.start()
+    try:
+        values = run(experiments, settings)
+        return values, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_repeated_reads_are_drawn_in_chunks_with_the_same_numbers(monkeypatch):
+    """(65536 circuits took 0.7 GB: the 32 x 24 trace samples of every circuit were drawn at once)"""
     chip = Chip(0, ChipConfig(neuron_circuits=4096))
 
-    def measured(chunk_samples):
-        monkeypatch.setattr("delgrad_bss2._measure.CHUNK_SAMPLES", chunk_samples)
-        experiments, settings = _experiments(chip), _default_settings(chip.config)
-        tracemalloc.start()
-        values = (experiments.leak(settings), experiments.membrane_tau(settings), experiments.threshold(settings))
-        peak_bytes = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        return values, peak_bytes
+    def run(experiments, settings):
+        return experiments.leak(settings), experiments.membrane_tau(settings), experiments.threshold(settings)
 
-    at_once, at_once_bytes = measured(2**40)
-    chunked, chunked_bytes = measured(2**16)
+    at_once, at_once_bytes = _measured_in_chunks(monkeypatch, chip, run, 2**40)
+    chunked, chunked_bytes = _measured_in_chunks(monkeypatch, chip, run, 2**16)
     for whole, parts in zip(at_once, chunked):
         np.testing.assert_array_equal(parts, whole)
     assert at_once_bytes > 30e6 and chunked_bytes < 6e6  # (32 x 24 x 4096 reads of 4 + 8 bytes at once)
@@ -243,25 +250,16 @@ def test_repeated_reads_are_drawn_in_chunks_with_the_same_numbers(monkeypatch):
 def test_extra_trials_of_noisy_experiments_are_drawn_in_chunks_with_the_same_numbers(monkeypatch):
     """(with far more noise than the default, the extra trials were drawn at once: 8192 of every
     circuit, 0.85 GB for the threshold of 8192 circuits)"""
-    import tracemalloc
-
-    from delgrad_bss2._calibration import _default_settings, _experiments
 
     # noise and jitter near their largest, on a wide potential range: 8192 trials of each experiment
     chip = Chip(1, ChipConfig(threshold_noise=0.43, delay_jitter_tau=0.2, leak_cadc=20.0, threshold_cadc=240.0))
 
-    def measured(chunk_samples):
-        monkeypatch.setattr("delgrad_bss2._measure.CHUNK_SAMPLES", chunk_samples)
-        experiments, settings = _experiments(chip), _default_settings(chip.config)
-        tracemalloc.start()
-        values = (experiments.threshold(settings), experiments.delay_offset(settings["delay_offset"]),
-                  experiments.leak(settings))  # (the leak: the stream left where drawing at once left it)
-        peak_bytes = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        return values, peak_bytes
+    def run(experiments, settings):  # (the leak: the stream left where drawing at once left it)
+        return (experiments.threshold(settings), experiments.delay_offset(settings["delay_offset"]),
+                experiments.leak(settings))
 
-    at_once, at_once_bytes = measured(2**40)
-    chunked, chunked_bytes = measured(2**14)
+    at_once, at_once_bytes = _measured_in_chunks(monkeypatch, chip, run, 2**40)
+    chunked, chunked_bytes = _measured_in_chunks(monkeypatch, chip, run, 2**14)
     for whole, parts in zip(at_once, chunked):
         np.testing.assert_array_equal(parts, whole)
     assert at_once_bytes > 40e6 and chunked_bytes < 4e6  # (at once: 8192 trials of 512 circuits, 0.06 GB)
