@@ -17,7 +17,7 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write
 from delgrad_core._errors import FileFormatError, InvalidValueError
-from delgrad_core._npz import NpzArchive, json_array, npz_bytes, write_npz
+from delgrad_core._npz import NpzArchive, archive_of_bytes, json_array, npz_bytes, write_npz
 
 __all__ = ["Calibration", "calibration_key"]
 
@@ -123,7 +123,7 @@ class Calibration:
 
     @classmethod
     def from_bytes(cls, data) -> "Calibration":
-        with NpzArchive(data, what="delgrad calibration") as archive:
+        with archive_of_bytes(data, "delgrad calibration") as archive:
             return cls.from_archive(archive)
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ import numpy as np
 from delgrad_core._calibration import Calibration
 from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResultError, InvalidValueError
 from delgrad_core._ir import Network, real_array
-from delgrad_core._npz import NpzArchive, json_array, npz_bytes
+from delgrad_core._npz import archive_of_bytes, json_array, npz_bytes
 from delgrad_core._propagation import _check_times
 from delgrad_core._serialization import network_arrays, network_from_archive
 
@@ -42,15 +41,6 @@ def _check_seed(seed) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise InvalidValueError(f"seed: expected None or an integer in [0, 2**63 - 1], got {seed!r}")
     return int(seed)
-
-
-def _archive(data, what: str) -> NpzArchive:
-    """The archive in `data` (bytes or a readable binary file) for `from_bytes`; a path is refused:
-    a str would be read as a file name."""
-    if isinstance(data, (str, os.PathLike)):
-        raise InvalidValueError(f"data: expected the bytes of a {what} (or a readable binary file), got "
-                                f"{type(data).__name__}; from_bytes reads no files: pass open(path, 'rb').read()")
-    return NpzArchive(data, what=what, stored_only=True)
 
 
 def _hash_arrays(hasher, arrays: dict[str, np.ndarray]) -> None:
@@ -148,7 +138,7 @@ class ExecutionRequest:
         (digest -> Calibration); `CalibrationError` if it is not there.  `networks` (digest of
         a network's stored bytes -> read-only network) lets requests with the same network
         share one network object: a receiver's cache, looked up and filled here."""
-        with _archive(data, "delgrad execution request") as archive:
+        with archive_of_bytes(data, "delgrad execution request", stored_only=True) as archive:
             document = archive.json("request.json")
             if document.get("format") != _REQUEST_FORMAT or document.get("version") != _VERSION:
                 raise FileFormatError(f"{archive.source}: not a delgrad request version {_VERSION}")
@@ -300,7 +290,7 @@ class ExecutionResult:
     @classmethod
     def from_bytes(cls, data) -> "ExecutionResult":
         """Inverse of `to_bytes`; anything malformed is a `FileFormatError`."""
-        with _archive(data, "delgrad execution result") as archive:
+        with archive_of_bytes(data, "delgrad execution result", stored_only=True) as archive:
             document = archive.json("result.json")
             if document.get("format") != _RESULT_FORMAT or document.get("version") != _VERSION:
                 raise FileFormatError(f"{archive.source}: not a delgrad result version {_VERSION}")

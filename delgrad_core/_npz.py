@@ -27,7 +27,8 @@ import numpy as np
 
 from delgrad_core._errors import FileFormatError, InvalidValueError
 
-__all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArchive", "describe_source"]
+__all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArchive", "archive_of_bytes",
+           "describe_source"]
 
 try:
     from lzma import LZMAError as _LZMAError
@@ -361,3 +362,12 @@ class NpzArchive:
         if not isinstance(document, dict):
             raise self._fail(f"entry {name!r} is not a JSON object")
         return document
+
+
+def archive_of_bytes(data, what: str, *, stored_only: bool = False) -> NpzArchive:
+    """The archive in `data` (bytes or a readable binary file) for a `from_bytes`; a str or path
+    is refused (`NpzArchive` would read it as a file name)."""
+    if isinstance(data, (str, os.PathLike)):
+        raise InvalidValueError(f"data: expected the bytes of a {what} (or a readable binary file), got "
+                                f"{type(data).__name__}; from_bytes reads no files: pass open(path, 'rb').read()")
+    return NpzArchive(data, what=what, stored_only=stored_only)

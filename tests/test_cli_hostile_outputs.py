@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import delgrad_core as dg
-from delgrad_core import ExecutionRequest, ExecutionResult, InvalidValueError
+from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, InvalidValueError
 from delgrad_core._atomic import atomic_write, checked_before_commit
 from delgrad_core._npz import write_npz
 from delgrad_core._serialization import network_arrays
@@ -293,10 +293,10 @@ def test_export_takes_a_run_folder_as_its_network(tmp_path, network_file):
     assert result.exit_code == 0 and (tmp_path / "out.nir").is_file(), result.output
 
 
-@pytest.mark.parametrize("kind", [ExecutionRequest, ExecutionResult])
+@pytest.mark.parametrize("kind", [ExecutionRequest, ExecutionResult, Calibration])
 def test_from_bytes_refuses_a_file_name(kind):
     """(a str was read as a path: a bare FileNotFoundError)"""
-    with pytest.raises(InvalidValueError, match=r"data: expected the bytes of a delgrad execution \w+ \(or a readable "
+    with pytest.raises(InvalidValueError, match=r"data: expected the bytes of a delgrad [\w ]+ \(or a readable "
                                                 "binary file\\), got str"):
         kind.from_bytes("abc")
 
