@@ -294,6 +294,14 @@ def test_a_run_that_training_moves_out_of_range_names_the_large_step_sizes():
     assert trainer.optimiser.steps == 0 and trainer.bump.level > trainer.bump.bump  # (the bump moved them)
 
 
+@pytest.mark.parametrize("setting", [{"weight_init_mean": 1e300}, {"weight_init_std": 1e300}])
+def test_an_initial_network_out_of_range_names_the_settings_it_was_drawn_from(setting):
+    """(it was refused naming only hidden.projection.weights)"""
+    with pytest.raises(dg.InvalidValueError, match=r"^the initial network drawn from weight_init_mean = .*, "
+                                                   r"weight_init_std = .* is refused: hidden.projection.weights: "):
+        Trainer(TrainingConfig(hidden=5, epochs=1, **setting))
+
+
 def test_trainer_refuses_a_plain_dict_naming_the_way_to_build_a_config():
     with pytest.raises(ValueError, match="config: expected a TrainingConfig .*from_dict.* got dict"):
         Trainer({"hidden": 3})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad_core._capabilities import Capabilities
+from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Network, NeuronParameters, check_type
 from delgrad_core._propagation import NetworkGradients
 from delgrad_core.training._config import TrainingConfig
@@ -74,6 +75,17 @@ class TrainableNetwork:
                     param[...] = config.delay_shift + config.delay_scale * _sigmoid(raw)
         self.constrain()
         self.apply()
+        try:
+            self.network.validate()
+        except InvalidValueError as exc:  # (named after the settings the values were drawn from)
+            raise InvalidValueError(f"the initial network drawn from {self._init_settings(str(exc))} is refused: "
+                                    f"{exc}") from None
+
+    def _init_settings(self, refusal: str) -> str:
+        """The settings of the initial values that `refusal` (of the network) is about."""
+        names = ("weight_init_mean", "weight_init_std") if ".weights" in refusal else \
+            ("delay_init_mean", "delay_init_std", "delay_parametrisation")
+        return ", ".join(f"{name} = {getattr(self.config, name)!r}" for name in names)
 
     def constrain(self) -> None:
         """Project raw delays back into bounds (clip parametrisation only)."""
