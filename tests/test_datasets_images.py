@@ -174,7 +174,8 @@ def test_idx_rejects_wrong_magic_and_type_code(tmp_path, compress):
     error = idx_error(write(tmp_path / "code", good[:2] + b"\x0a" + good[3:], compress), "unsupported IDX data type code 0x0a")
     assert "0x08 (uint8)" in str(error)
     idx_error(write(tmp_path / "nodims", b"\x00\x00\x08\x00", compress), "0 dimensions")
-    idx_error(write(tmp_path / "negative", idx_header(0x08, (-1, 4)), compress), "negative size")
+    idx_error(write(tmp_path / "huge", idx_header(0x08, (-1, 4)), compress),  # (0xFFFFFFFF: read as -1 before)
+              r"declares shape \(4294967295, 4\) of uint8 \(17179869180 bytes of data\), more than the limit")
 
 
 def test_idx_rejects_corrupt_gzip(tmp_path):
@@ -370,7 +371,7 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
     for text in ("train-images-idx3-ubyte[.gz]", "train-labels-idx1-ubyte[.gz]", str(tmp_path),
                  "apt-get install dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
                  "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "t10k-images-idx3-ubyte.gz",
-                 "DELGRAD_FASHION_MNIST_DIR", "directory="):
+                 "DELGRAD_FASHION_MNIST_DIR", "--dataset-option directory=PATH", "directory=..."):
         assert text in message
     # only the test files present: the test split loads, the train split names what is missing
     rng = np.random.default_rng(0)

@@ -92,9 +92,7 @@ def _read_header(stream: BinaryIO, path: Path) -> _IdxHeader:
         raise DatasetFileError(
             f"{path}: truncated IDX file: it ends inside the sizes of its {n_dims} dimensions"
         )
-    shape = struct.unpack(f">{n_dims}i", sizes)
-    if min(shape) < 0:
-        raise DatasetFileError(f"{path}: IDX header declares a negative size: shape {shape}")
+    shape = struct.unpack(f">{n_dims}I", sizes)  # (unsigned: 0xFFFFFFFF is 4294967295 images, not -1)
     return _IdxHeader(IDX_DATA_TYPES[code], shape)
 
 

@@ -103,8 +103,8 @@ def _how_to_get(source: _Source) -> str:
         lines.append(f"  - on Debian: apt-get install {source.debian_package} (installs them in {source.debian_dir}), or")
     lines.append(f"  - download {names} from {source.download_url} into a directory,")
     lines.append(
-        f"then set the environment variable {source.environment_variable} to that directory (or, from Python, "
-        f"pass it as directory=...)."
+        f"then set the environment variable {source.environment_variable} to that directory (or give it as "
+        f"--dataset-option directory=PATH, from Python as directory=...)."
     )
     return "\n".join(lines)
 
