@@ -4,6 +4,7 @@ one process: every malformed, truncated, oversize, unsigned or replayed message 
 
 import io
 import time
+import warnings
 
 import msgpack
 import numpy as np
@@ -254,6 +255,21 @@ def test_tokens_come_from_the_argument_a_file_or_the_environment(tmp_path, monke
     (tmp_path / "huge").write_text("x" * 5000)
     with pytest.raises(dg.InvalidValueError, match="huge: larger than 4096 bytes"):
         load_token(token_file=tmp_path / "huge")
+    shared = tmp_path / "shared"  # (readable by all: warned of, naming the file, its mode and the remedy)
+    shared.write_text("a-token-of-sufficient-length\n")
+    shared.chmod(0o644)
+    with pytest.warns(UserWarning, match=r"token_file .*shared: other users may read it \(mode 644\).*chmod 600"):
+        assert load_token(token_file=shared) == b"a-token-of-sufficient-length"
+    shared.chmod(0o600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_token(token_file=shared)
+    # (a missing folder gave a raw "[Errno 2]"; /dev/null was "kept" as if it held a token)
+    with pytest.raises(dg.InvalidValueError, match=r"the folder .*nodir does not exist"):
+        write_token_file(tmp_path / "nodir" / "token")
+    for odd in ("/dev/null", tmp_path):
+        with pytest.raises(dg.InvalidValueError, match=f"^{odd} exists and is not a regular file; choose another"):
+            write_token_file(odd)
     assert "hidden" in repr(Signer(b"secret-secret-secret")) and "secret" not in repr(Signer(b"secret-secret-secret"))
 
 

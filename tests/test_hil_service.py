@@ -5,6 +5,7 @@ restarts, concurrent clients, graceful shutdown, and the lifetime of the embedde
 import contextlib
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,7 +142,9 @@ def test_a_malformed_address_is_refused_at_once(address, monkeypatch):
 @pytest.mark.parametrize("arguments", [["serve", "--address", "tcp://127.0.0.1:70000"], ["serve", "--cache-mb", "nan"],
                                        ["serve", "--max-message-mb", "inf"], ["serve", "--max-message-mb", "1e-9"],
                                        ["serve", "--replay-window-s", "nan"], ["serve", "--shutdown-grace-s", "inf"],
-                                       ["health", "--timeout-s", "nan"], ["status", "--timeout-s", "inf"]])
+                                       ["health", "--timeout-s", "nan"], ["status", "--timeout-s", "inf"],
+                                       ["health", "--timeout-s", "1e9"], ["status", "--timeout-s", "3e6"],
+                                       ["serve", "--latency-s", "1e300"], ["serve", "--shutdown-grace-s", "1e300"]])
 def test_the_commands_refuse_values_they_cannot_use(arguments):
     # (nan as a timeout spun forever; inf and huge sizes ended in tracebacks)
     result = cli_runner().invoke(main, ["hil", *arguments])
@@ -191,6 +194,54 @@ def test_an_ipc_address_in_use_is_refused_and_its_file_goes_with_the_service(tmp
     again.request_stop()
     again.serve()
     assert not path.exists()
+
+
+def test_an_ipc_path_that_is_not_a_socket_is_refused_and_kept(tmp_path):
+    from delgrad_hil._service import DeviceService
+
+    signer = Signer(b"a-token-of-sufficient-length")
+    important, folder = tmp_path / "important.txt", tmp_path / "folder"
+    important.write_text("important\n")
+    folder.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(important)
+    for path in (important, folder, link):  # (ZeroMQ deleted the file and put its socket there)
+        with pytest.raises(dg.BackendUnavailable, match=f"{path} exists and is not a socket; choose another path"):
+            DeviceService(None, signer, f"ipc://{path}")  # (refused before it would use its device)
+    assert important.read_text() == "important\n" and folder.is_dir() and link.is_symlink()
+    result = cli_runner().invoke(main, ["hil", "serve", "--device", "reference", "--address", f"ipc://{important}"],
+                                 env={"DELGRAD_HIL_TOKEN": "a-token-of-sufficient-length"})
+    assert result.exit_code == 1 and "exists and is not a socket" in result.output
+    assert important.read_text() == "important\n"
+
+
+def test_a_graceful_stop_sends_replies_held_back_by_the_latency_fault_after_the_grace_period(tmp_path):
+    # (the service waited for every delayed reply: with a latency of 1e300 s a SIGTERM never ended it)
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    token = "a-token-of-sufficient-length"
+    service = DeviceService(DeviceProcess("reference"), Signer(token.encode()), f"ipc://{tmp_path / 's'}",
+                            faults=FaultPlan(latency_s=3600), shutdown_grace_s=0.5)
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    try:
+        socket.connect(service.address)
+        socket.send_multipart(signed(token, "health"))
+        assert wait_for(lambda: service._delayed)
+        started = time.monotonic()
+        service.request_stop()
+        serving.join(timeout=20)
+        assert not serving.is_alive() and time.monotonic() - started < 10
+        assert socket.poll(5_000)  # (sent at the stop, not dropped)
+        assert decode(socket.recv_multipart(), Signer(token.encode()), replies=True).type == "health"
+    finally:
+        service.request_stop()
+        serving.join(timeout=20)
+        socket.close(linger=0)
+        context.term()
 
 
 @contextlib.contextmanager
@@ -338,6 +389,14 @@ def test_serving_on_a_host_name_of_no_local_interface_says_so():
 
     with pytest.raises(dg.BackendUnavailable, match="tcp://nohost.invalid:1: no interface of this machine has that host"):
         DeviceService(None, Signer(b"a-token-of-sufficient-length"), "tcp://nohost.invalid:1")
+
+
+def test_new_token_refuses_a_missing_folder_or_a_path_that_is_not_a_file(tmp_path):
+    for path, message in ((tmp_path / "nodir" / "tok", f"Error: cannot write {tmp_path / 'nodir' / 'tok'}: the folder "
+                                                       f"{tmp_path / 'nodir'} does not exist"),
+                          ("/dev/null", "Error: /dev/null exists and is not a regular file; choose another path")):
+        result = cli_runner().invoke(main, ["hil", "new-token", str(path)])
+        assert result.exit_code == 1 and result.stderr.startswith(message), result.output
 
 
 def test_new_token_refuses_an_empty_path():
@@ -555,6 +614,24 @@ def test_jobs_in_flight_are_run_once_each_and_come_back_in_order(start_service):
     assert status["most_queued"] >= 2  # jobs waited at the service while another ran
 
 
+def test_a_time_too_short_for_any_answer_is_not_blamed_on_the_service(start_service, monkeypatch):
+    # (job_timeout_s=1e-6 said "no answer from the service: is it running?" of a healthy service)
+    service = start_service(device="reference")
+    with _client(service, job_timeout_s=1e-6) as backend:
+        request = _requests(backend, 1)[0]
+        with pytest.raises(dg.ExecutionTimeout, match="did not finish in time .*the service said nothing about it "
+                                                      r"yet: the client asks after timeout_s / 2 = 2.5 s") as info:
+            backend.execute(request)
+        assert "is it running" not in str(info.value)
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", "x" * 20)
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:  # accepts, never answers
+        address = f"tcp://127.0.0.1:{silent.bind_to_random_port('tcp://127.0.0.1')}"
+        result = cli_runner().invoke(main, ["hil", "health", "--address", address, "--timeout-s", "1e-9"])
+        assert result.exit_code == 1 and "timeout_s=1e-09 s may be too small for any answer" in result.stderr
+        result = cli_runner().invoke(main, ["hil", "health", "--address", address, "--timeout-s", "0.05"])
+        assert result.exit_code == 1 and "too small" not in result.stderr
+
+
 def test_no_answer_and_slow_jobs_are_told_apart(start_service):
     with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:  # accepts, never answers
         port = silent.bind_to_random_port("tcp://127.0.0.1")
@@ -610,6 +687,17 @@ def test_bad_options_are_refused_naming_the_option():
     for wrong in (0, 17, True, 2.0):
         with pytest.raises(dg.InvalidValueError, match=r"jobs_in_flight: expected an integer from 1 to 16"):
             HilBackend(jobs_in_flight=wrong)
+    # (huge times overflowed in ZeroMQ or time.sleep, blamed on the plugin's capabilities)
+    for name, most in (("timeout_s", "86400 s (one day)"), ("job_timeout_s", "604800 s (one week)"),
+                       ("calibration_timeout_s", "604800 s (one week)"), ("backoff_s", "3600 s (one hour)"),
+                       ("max_backoff_s", "3600 s (one hour)")):
+        for wrong in (1e9, 1e308):
+            with pytest.raises(dg.InvalidValueError,
+                               match=rf"^{name}: expected a number of seconds > 0 and at most {re.escape(most)}, got"):
+                HilBackend(**{name: wrong})
+    with pytest.raises(dg.InvalidValueError, match=r"faults.latency_s: .* at most 3600 s \(one hour\), got 1e\+300"):
+        HilBackend(faults={"latency_s": 1e300})
+    assert HilBackend(timeout_s=86400, job_timeout_s=604800, backoff_s=3600).timeout_s == 86400
 
 
 def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_service, tmp_path):

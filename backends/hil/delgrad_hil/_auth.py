@@ -14,7 +14,9 @@ import hmac
 import math
 import os
 import secrets
+import stat
 import time
+import warnings
 from pathlib import Path
 
 from delgrad_core import InvalidValueError
@@ -57,6 +59,7 @@ def load_token(token: str | None = None, token_file: str | os.PathLike | None = 
         try:
             with path.open("rb") as handle:
                 data = handle.read(_MAX_TOKEN_FILE_BYTES + 1)
+                mode = os.fstat(handle.fileno()).st_mode
         except OSError as exc:
             raise InvalidValueError(f"token_file: cannot read {path} ({exc.strerror or exc})") from None
         if len(data) > _MAX_TOKEN_FILE_BYTES:
@@ -65,7 +68,11 @@ def load_token(token: str | None = None, token_file: str | os.PathLike | None = 
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidValueError(f"token_file {path}: not UTF-8 text; is it a token file?") from None
-        return _checked(text, f"token_file {path}")
+        token = _checked(text, f"token_file {path}")
+        if stat.S_ISREG(mode) and mode & 0o077:  # (`new-token` writes 0600)
+            warnings.warn(f"token_file {path}: other users may read it (mode {stat.S_IMODE(mode):03o}); anyone who "
+                          f"can read the token can use the device: run `chmod 600 {path}`", stacklevel=2)
+        return token
     text = os.environ.get(TOKEN_ENV)
     if text is None:
         raise InvalidValueError(f"no token: set ${TOKEN_ENV} or give a token file "
@@ -75,9 +82,20 @@ def load_token(token: str | None = None, token_file: str | os.PathLike | None = 
 
 def write_token_file(path: str | os.PathLike) -> Path:
     """Write a fresh token to a new file readable by its owner only; an existing file is kept
-    (`FileExistsError`)."""
+    (`FileExistsError`).  A path that exists and is not a regular file, or whose folder is
+    missing or not writable, raises `InvalidValueError`."""
     path = Path(path).expanduser()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if not path.is_file():  # (e.g. /dev/null or a folder: no token is kept there)
+            raise InvalidValueError(f"{path} exists and is not a regular file; choose another path") from None
+        raise
+    except FileNotFoundError:
+        raise InvalidValueError(f"cannot write {path}: the folder {path.parent} does not exist (make it first, or "
+                                f"choose another path)") from None
+    except OSError as exc:
+        raise InvalidValueError(f"cannot write {path} ({exc.strerror or exc})") from None
     with os.fdopen(descriptor, "w") as handle:
         handle.write(new_token() + "\n")
     return path

@@ -34,14 +34,17 @@ from delgrad_hil._address import check_address
 from delgrad_hil._calibration import BACKEND_NAME, wrap
 from delgrad_hil._device import DEFAULT_DEVICE, device_name
 from delgrad_hil._faults import FaultPlan
+from delgrad_hil._limits import MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, seconds_text
 from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id, network_payload
 
 __all__ = ["HilBackend"]
 
 
-def _positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InvalidValueError(f"{name}: expected a number of seconds > 0, got {value!r}")
+def _positive(value, name: str, maximum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 \
+            or value > maximum:
+        raise InvalidValueError(f"{name}: expected a number of seconds > 0 and at most {seconds_text(maximum)}, "
+                                f"got {value!r}")
     return float(value)
 
 
@@ -126,9 +129,9 @@ class HilBackend(Backend):
                                                       ("faults", self.faults.active)) if value)
             raise InvalidValueError(f"{given}: set by the service at an address (delgrad hil serve), not by its "
                                     f"clients")
-        self.timeout_s = _positive(timeout_s, "timeout_s")
-        self.job_timeout_s = _positive(job_timeout_s, "job_timeout_s")
-        self.calibration_timeout_s = _positive(calibration_timeout_s, "calibration_timeout_s")
+        self.timeout_s = _positive(timeout_s, "timeout_s", MAX_TIMEOUT_S)
+        self.job_timeout_s = _positive(job_timeout_s, "job_timeout_s", MAX_JOB_TIMEOUT_S)
+        self.calibration_timeout_s = _positive(calibration_timeout_s, "calibration_timeout_s", MAX_JOB_TIMEOUT_S)
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise InvalidValueError(f"attempts: expected an integer >= 1, got {attempts!r}")
         self.attempts = attempts
@@ -136,8 +139,8 @@ class HilBackend(Backend):
             raise InvalidValueError(f"jobs_in_flight: expected an integer from 1 to 16 (a service queues 16 jobs "
                                     f"per client by default), got {jobs_in_flight!r}")
         self.jobs_in_flight = jobs_in_flight
-        self.backoff_s = _positive(backoff_s, "backoff_s")
-        self.max_backoff_s = _positive(max_backoff_s, "max_backoff_s")
+        self.backoff_s = _positive(backoff_s, "backoff_s", MAX_BACKOFF_S)
+        self.max_backoff_s = _positive(max_backoff_s, "max_backoff_s", MAX_BACKOFF_S)
         self.client_id = _optional_text(client_id, "client_id")
         if self.client_id is not None and not CLIENT_ID.fullmatch(self.client_id):
             raise InvalidValueError(f"client_id: expected {CLIENT_ID_RULE}, got {self.client_id!r}")

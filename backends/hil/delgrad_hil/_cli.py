@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from delgrad_hil._limits import MAX_LATENCY_S, MAX_SHUTDOWN_GRACE_S, MAX_TIMEOUT_S
+
 __all__ = ["hil"]
 
 class _FiniteRange(click.FloatRange):
@@ -23,7 +25,6 @@ class _FiniteRange(click.FloatRange):
         return number
 
 
-_SECONDS = _FiniteRange(min=0.0)
 _FRACTION = _FiniteRange(min=0.0, max=1.0)
 
 
@@ -60,9 +61,11 @@ def hil():
               help="Bound of the result cache.")
 @click.option("--replay-window-s", type=_FiniteRange(min=0.0, min_open=True), default=60.0, show_default=True,
               help="Messages sent further from the service's clock are refused.")
-@click.option("--shutdown-grace-s", type=_SECONDS, default=30.0, show_default=True,
-              help="On SIGTERM/SIGINT, how long the jobs at the device may take to finish.")
-@click.option("--latency-s", type=_SECONDS, default=0.0, help="Fault: delay every reply.")
+@click.option("--shutdown-grace-s", type=_FiniteRange(min=0.0, max=MAX_SHUTDOWN_GRACE_S), default=30.0,
+              show_default=True,
+              help="On SIGTERM/SIGINT, how long the jobs at the device may take to finish (at most one week).")
+@click.option("--latency-s", type=_FiniteRange(min=0.0, max=MAX_LATENCY_S), default=0.0,
+              help="Fault: delay every reply (at most one hour).")
 @click.option("--drop-fraction", type=_FRACTION, default=0.0, help="Fault: drop this fraction of job replies.")
 @click.option("--corrupt-fraction", type=_FRACTION, default=0.0,
               help="Fault: flip a byte in this fraction of job replies, after signing.")
@@ -152,7 +155,8 @@ def _client(address: str, token_file, timeout_s: float):
 _ADDRESS = click.option("--address", default="tcp://127.0.0.1:5555", show_default=True, help="The service.")
 _TOKEN_FILE = click.option("--token-file", type=click.Path(dir_okay=False),
                            help="File holding the shared token.  [default: $DELGRAD_HIL_TOKEN]")
-_TIMEOUT = click.option("--timeout-s", type=_FiniteRange(min=0.0, min_open=True), default=5.0, show_default=True)
+_TIMEOUT = click.option("--timeout-s", type=_FiniteRange(min=0.0, min_open=True, max=MAX_TIMEOUT_S), default=5.0,
+                        show_default=True, help="How long to wait for the answer (at most one day).")
 
 
 @hil.command()

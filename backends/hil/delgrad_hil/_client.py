@@ -43,6 +43,7 @@ from delgrad_hil._service import BACKSTOP_BYTES
 __all__ = ["ServiceClient", "new_client_id"]
 
 _POLL_SLICE_S = 0.05  # how often a wait checks that a local service is still alive
+_SMALL_TIMEOUT_S = 0.01  # below this, "no answer" more likely means a timeout too small for any answer
 
 
 def _unresolved_host(address: str) -> str:
@@ -304,8 +305,13 @@ class ServiceClient:
         while True:
             now = time.monotonic()
             if job_deadline is not None and now >= job_deadline:
-                said = "no answer from the service: is it running?" if state is None else \
-                    f"the service says it is {state}"
+                if state is not None:
+                    said = f"the service says it is {state}"
+                elif probe is None and asked is None:  # (the time was up before the client asked about the job)
+                    said = (f"the service said nothing about it yet: the client asks after timeout_s / 2 = "
+                            f"{self.timeout_s / 2:g} s, and the job's time was shorter")
+                else:
+                    said = "no answer from the service: is it running?"
                 raise ExecutionTimeout(f"{what} did not finish in time at {self.address} ({said}); raise job_timeout_s "
                                        "or calibration_timeout_s for slow jobs or a slow link")
             silent_until = heard + self.timeout_s
@@ -374,5 +380,8 @@ class ServiceClient:
         kind, text = problem
         counted = f"after {self.attempts} attempt{'s' * (self.attempts > 1)} ({elapsed_s:.1f} s)"
         if kind == "silent":
-            return BackendUnavailable(f"no answer from {self.address} {counted}{_unresolved_host(self.address)}")
+            small = (f"; timeout_s={self.timeout_s:g} s may be too small for any answer to arrive"
+                     if self.timeout_s < _SMALL_TIMEOUT_S else "")
+            return BackendUnavailable(f"no answer from {self.address} {counted}{_unresolved_host(self.address)}"
+                                      f"{small}")
         return BackendUnavailable(f"{what} failed at {self.address} {counted}; last: {text}")

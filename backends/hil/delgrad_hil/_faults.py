@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from delgrad_core import InvalidValueError
 from delgrad_core._options import check_known_names
 
+from delgrad_hil._limits import MAX_LATENCY_S, seconds_text
+
 __all__ = ["FaultPlan", "Faults", "EXIT_STATUS"]
 
 EXIT_STATUS = 75  # EX_TEMPFAIL: "try again", what a supervisor restarts
@@ -55,8 +57,9 @@ class FaultPlan:
     def __post_init__(self):
         latency = self.latency_s
         if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(latency) \
-                or latency < 0:
-            raise InvalidValueError(f"faults.latency_s: expected a number of seconds >= 0, got {latency!r}")
+                or not 0 <= latency <= MAX_LATENCY_S:
+            raise InvalidValueError(f"faults.latency_s: expected a number of seconds >= 0 and at most "
+                                    f"{seconds_text(MAX_LATENCY_S)}, got {latency!r}")
         object.__setattr__(self, "latency_s", float(latency))
         for name in ("drop_fraction", "corrupt_fraction", "busy_fraction"):
             object.__setattr__(self, name, _fraction(name, getattr(self, name)))

@@ -30,6 +30,7 @@ import itertools
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -147,6 +148,16 @@ def _ipc_in_use(path: str) -> bool:
     return True
 
 
+def _exists_not_socket(path: str) -> bool:
+    """Whether `path` is something other than a Unix socket (a file, a folder, a link...): an
+    ipc:// service must not bind there, ZeroMQ would delete it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # (missing: ZeroMQ makes the socket; a missing folder is ZeroMQ's error)
+        return False
+    return not stat.S_ISSOCK(mode)
+
+
 class DeviceService:
     """Serve one device backend to clients of the protocol (docs/hil-protocol.md).
 
@@ -193,8 +204,13 @@ class DeviceService:
         self._started = time.monotonic()
         self._delayed: list = []  # (due, sequence, frames) of replies held back by the latency fault
         self._sequence = itertools.count()
-        if address.startswith("ipc://") and _ipc_in_use(address[len("ipc://"):]):
-            raise BackendUnavailable(f"cannot serve on {address}: another process serves there", retryable=False)
+        if address.startswith("ipc://"):
+            if _exists_not_socket(address[len("ipc://"):]):  # (ZeroMQ would replace it by its socket)
+                raise BackendUnavailable(f"cannot serve on {address}: {address[len('ipc://'):]} exists and is not a "
+                                         f"socket; choose another path", retryable=False)
+            if _ipc_in_use(address[len("ipc://"):]):
+                raise BackendUnavailable(f"cannot serve on {address}: another process serves there",
+                                         retryable=False)
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes + BACKSTOP_BYTES)
@@ -244,8 +260,10 @@ class DeviceService:
             if self._stop_requested and deadline is None:
                 deadline = self._begin_shutdown()
             self._answer_finished()
-            if deadline is not None and not self._delayed and (
-                    not self.scheduler.running or time.monotonic() > deadline):
+            # (replies held back by the latency fault wait for their time within the grace period
+            # only: after it, they go out at once in _finish)
+            if deadline is not None and (
+                    (not self.scheduler.running and not self._delayed) or time.monotonic() > deadline):
                 break
             events = dict(poller.poll(self._poll_timeout_ms()))
             if self._wake_rx in events:
@@ -304,8 +322,10 @@ class DeviceService:
         """Remove the socket file of an ipc:// address, which ZeroMQ leaves behind (also from a
         signal handler, before the process ends at once)."""
         if self.address.startswith("ipc://"):
+            path = self.address[len("ipc://"):]
             with contextlib.suppress(OSError):
-                os.unlink(self.address[len("ipc://"):])
+                if not _exists_not_socket(path):  # (only a socket: never a file put there since)
+                    os.unlink(path)
 
     # -- the device thread -----------------------------------------------------------------------
     def _device_loop(self) -> None:

@@ -1,0 +1,23 @@
+"""Upper bounds of the time options (docs/hil.md, "Limits of the time options").
+
+Larger values are refused, naming the option: beyond them a wait is surely a mistake, and far
+beyond them the waits overflow (ZeroMQ takes its timeouts in milliseconds as a C int).
+"""
+
+from __future__ import annotations
+
+__all__ = ["MAX_TIMEOUT_S", "MAX_JOB_TIMEOUT_S", "MAX_BACKOFF_S", "MAX_LATENCY_S", "MAX_SHUTDOWN_GRACE_S",
+           "seconds_text"]
+
+DAY_S = 86_400.0
+MAX_TIMEOUT_S = DAY_S  # one day of silence: how long a client waits for any answer (timeout_s, --timeout-s)
+MAX_JOB_TIMEOUT_S = 7 * DAY_S  # one week for a job or a calibration, queued and running
+MAX_BACKOFF_S = 3_600.0  # one hour between attempts
+MAX_LATENCY_S = 3_600.0  # one hour of added delay per reply (a fault for tests)
+MAX_SHUTDOWN_GRACE_S = 7 * DAY_S  # as long as a job may take
+
+
+def seconds_text(seconds: float) -> str:
+    """``86400 s (one day)`` and the like."""
+    names = {DAY_S: "one day", 7 * DAY_S: "one week", 3_600.0: "one hour"}
+    return f"{seconds:g} s ({names[seconds]})" if seconds in names else f"{seconds:g} s"
