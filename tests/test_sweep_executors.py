@@ -375,7 +375,8 @@ def test_a_failing_array_task_says_its_error_once(tmp_path):
 def test_what_the_backend_refuses_is_refused_before_any_trial_starts(tmp_path, options, message, mode):
     """(bad option values and delay kinds the backend lacks failed every trial one by one, advising a
     rerun; a SLURM script was written whose every task would fail)"""
-    arguments = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", *options,
+    delays = [] if "--delays" in options else ["--delays", "none"]  # (given once: a repeat is a usage error)
+    arguments = ["sweep", "--hidden", "3", *delays, "--seeds", "1", "--epochs", "1", *options,
                  *[str(tmp_path / value) if value.endswith(".sh") else value for value in mode],
                  "--out", str(tmp_path / "s")]
     result = cli_runner().invoke(main, arguments)

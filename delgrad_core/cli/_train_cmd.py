@@ -36,6 +36,18 @@ def _one_or_list(value, kind, name):
     return items[0] if len(items) == 1 else items
 
 
+def _given_once(parse):
+    """A callback of a list option declared `multiple` only to notice repeats: a repeated
+    --hidden or --delays is refused (click keeps the last silently), then `parse` reads the one."""
+    def callback(ctx, param, values):
+        if len(values) > 1:
+            name = param.opts[0]
+            raise click.BadParameter(f"given {len(values)} times ({', '.join(map(repr, values))}); give one {name} "
+                                     f"with a comma-separated list, e.g. {name} {','.join(values)}")
+        return parse(ctx, param, values[0] if values else None)
+    return callback
+
+
 def _parse_key_values(ctx, param, values) -> dict:
     from delgrad_core._options import parse_key_values
 
@@ -133,9 +145,11 @@ def _shown(value) -> str:
 @main.command()
 @click.option("--backend", help="Backend name (see `delgrad backends`).  [default: reference]")
 @click.option("--dataset", help="Dataset name (see docs/datasets.md).  [default: yin_yang]")
-@click.option("--hidden", callback=lambda ctx, param, value: _one_or_list(value, int, "hidden"),
+@click.option("--hidden", multiple=True,
+              callback=_given_once(lambda ctx, param, value: _one_or_list(value, int, "hidden")),
               help="Hidden neurons: 30, or one size per hidden layer: 128,64.  [default: 30]")
-@click.option("--delays", callback=lambda ctx, param, value: _one_or_list(value, str, "delays"),
+@click.option("--delays", multiple=True,
+              callback=_given_once(lambda ctx, param, value: _one_or_list(value, str, "delays")),
               help="Delay kind (none, axonal, dendritic, synaptic), or one per layer: axonal,none.  "
                    "[default: synaptic]")
 @click.option("--tau-ratio", type=float, help="tau_m / tau_s, from 0.01 to 1e6.  [default: 2]")
@@ -386,10 +400,10 @@ def _kind_list(ctx, param, value):
 
 
 @main.command()
-@click.option("--hidden", default="5,10,15,20,25,30", show_default=True, callback=_int_list,
-              help="Comma-separated hidden sizes.")
-@click.option("--delays", default="none,axonal,dendritic,synaptic", show_default=True, callback=_kind_list,
-              help="Comma-separated delay kinds.")
+@click.option("--hidden", multiple=True, default=["5,10,15,20,25,30"], show_default=True,
+              callback=_given_once(_int_list), help="Comma-separated hidden sizes (give the option once).")
+@click.option("--delays", multiple=True, default=["none,axonal,dendritic,synaptic"], show_default=True,
+              callback=_given_once(_kind_list), help="Comma-separated delay kinds (give the option once).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.  [default: --config's, else 300]")
 @click.option("--jobs", type=click.IntRange(min=1, max=256), default=None,
@@ -413,7 +427,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
           dataset_options, executor, scheduler, trial, slurm_script):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
     from delgrad_core.training._sweep import (
-        SweepError, SweepInterrupted, check_runnable, plan_sweep, refuse_runs_of_other_settings, run_sweep, run_trial,
+        SweepError, SweepInterrupted, check_runnable, plan_sweep, refuse_unusable_runs, run_sweep, run_trial,
         sweep_job_script)
 
     try:
@@ -428,7 +442,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         if slurm_script is not None:
             check_output_file(slurm_script, "--slurm-script", force=False, inputs=[config_file])
             trials = plan_sweep(*grid)  # (checked before the script is written)
-            refuse_runs_of_other_settings(trials)
+            refuse_unusable_runs(trials, echo, elsewhere=True)
             check_runnable(trials, echo, elsewhere=True)
             command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
                        "--seeds", str(seeds), "--out", str(out_dir)]

@@ -5,7 +5,9 @@ Every (delay kind, hidden size, seed) is a trial (`_trials`): a run folder named
 settings' hash, so a finished trial is never redone, an interrupted one resumes from its
 checkpoint and a trial with other settings gets its own folder (runs with other settings found
 beside it are named, kept and not used; a run with other settings in a trial's own folder, e.g.
-one resumed to more epochs, is refused before any trial starts, with the folder it belongs in).
+one resumed to more epochs, is refused before any trial starts, with the folder it belongs in;
+so are finished trials trained on other data than the dataset gives now, and damaged finished
+runs).
 Trials run on an executor (`_executors`): a local process pool by default, or Dask (embedded
 local cluster, or an existing one, e.g. on SLURM).  A failed trial does not stop the others and
 is retried by the next run.  Ctrl-C stops the sweep, writes ``sweep.csv`` from the finished
@@ -31,7 +33,7 @@ from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
-__all__ = ["plan_sweep", "check_runnable", "refuse_runs_of_other_settings", "run_sweep", "run_trial", "sweep_rows",
+__all__ = ["plan_sweep", "check_runnable", "refuse_unusable_runs", "run_sweep", "run_trial", "sweep_rows",
            "summarise", "sweep_job_script",
            "SweepError", "SweepInterrupted"]
 
@@ -170,7 +172,7 @@ def _other_settings(trials: list[Trial]) -> list[str]:
     return notes
 
 
-def refuse_runs_of_other_settings(trials: list[Trial]) -> None:
+def _refuse_runs_of_other_settings(trials: list[Trial]) -> None:
     """Refuse (`RunFolderError`) trials whose folders hold a run, finished or not, with settings
     other than the trial's where results depend on them (e.g. resumed to more epochs): it is not
     the trial's result, and the trial cannot run there without taking it over.  The message names
@@ -185,6 +187,85 @@ def refuse_runs_of_other_settings(trials: list[Trial]) -> None:
         raise RunFolderError(f"{len(clashes)} run folder(s) of this sweep hold a run with other settings than their "
                              f"trial's: {shown}; move each to the folder named (the sweep keeps it apart there) and "
                              "run the sweep again: the trial then runs anew")
+
+
+def _shown_few(problems: list[str]) -> str:
+    """The first three of `problems`, and how many more there are."""
+    return "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+
+
+def _refuse_damaged_runs(trials: list[Trial]) -> None:
+    """Refuse (`RunFolderError`) trials whose folders hold a finished run that cannot be used:
+    a metrics.json that is not readable JSON or not the metrics of a finished run, or a finished
+    run whose network.npz is missing.  The sweep would otherwise stop at the first one after the
+    other trials ran, or count a run without its network as done; the message names each folder
+    and what to remove to train it again."""
+    problems = []
+    for trial in trials:
+        run = RunFolder(trial.folder)
+        try:
+            metrics = trial.result()
+            if metrics is None:
+                continue
+            _row(trial, metrics)
+        except FileFormatError as exc:  # (its message names the file)
+            problems.append(str(exc).split("; remove the file")[0] + "; remove the file to train the run again")
+            continue
+        if not run.network.exists():
+            redo = (f"remove its {run.metrics.name} to finish the run again from its checkpoint"
+                    if run.checkpoint.exists() else "remove the folder to train the run again")
+            problems.append(f"{trial.folder}: a finished run without its {run.network.name}; {redo}")
+    if problems:
+        raise RunFolderError(f"{len(problems)} finished run(s) of this sweep are damaged, no trial started: "
+                             f"{_shown_few(problems)} (then run the sweep again)")
+
+
+def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
+    """Refuse (`RunFolderError`) finished trials trained on other data than the dataset gives now
+    (its files changed, e.g. another DELGRAD_MNIST_DIR): each run records the digests of its
+    splits, as `train --resume` checks them.  The data is loaded once, only if a finished trial
+    recorded digests (runs recorded before digests were are kept as they are).  When the trials
+    run `elsewhere` and the dataset's files are not here, this is noted and not checked."""
+    from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
+
+    recorded = {}
+    for trial in trials:
+        metrics = trial.result()
+        digests = None if metrics is None else metrics.get("dataset_digests")
+        if isinstance(digests, dict):
+            recorded[trial.folder] = digests
+    if not recorded:
+        return
+    config = config_with_defaults(trials[0].settings).resolved()  # (one dataset for every trial)
+    try:
+        current = {data.split: data.digest()
+                   for data in (load_dataset(config.dataset, split, **config.dataset_options)
+                                for split in ("train", "validation", "test"))}
+    except DatasetFilesNotFoundError as exc:
+        if not elsewhere:
+            raise
+        echo(f"note: the data of the finished runs could not be checked here ({str(exc).splitlines()[0]})")
+        return
+    stale = []
+    for folder, digests in recorded.items():
+        changed = [split for split, digest in current.items() if split in digests and digests[split] != digest]
+        if changed:
+            stale.append(f"{folder} (the {', '.join(changed)} split(s))")
+    if stale:
+        raise RunFolderError(f"{len(stale)} finished run(s) of this sweep were trained on other data than dataset "
+                             f"{config.dataset!r} gives now (its files changed, or a loader that does not give the "
+                             f"same data twice): {_shown_few(stale)}; no trial started.  Sweep the current data into "
+                             "a new --out, or remove those run folders to train them again; or sweep with the data "
+                             "they were trained on")
+
+
+def refuse_unusable_runs(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
+    """Refuse, before any trial starts, trial folders holding runs of other settings, damaged
+    finished runs and finished runs trained on other data (`elsewhere`: the data may be missing
+    here, see `_refuse_runs_on_other_data`)."""
+    _refuse_runs_of_other_settings(trials)
+    _refuse_damaged_runs(trials)
+    _refuse_runs_on_other_data(trials, echo, elsewhere=elsewhere)
 
 
 def _clash(trial: Trial, identity: dict) -> str:
@@ -269,14 +350,15 @@ def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> li
 def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
               jobs: int | None = None, executor: str = "process", scheduler: str | None = None, echo=print) -> str:
     """Run every unfinished trial, then write sweep.csv, sweep_summary.json and sweep.png.
-    Trial folders that hold runs with other settings are refused before any trial starts.
+    Trial folders that hold runs with other settings, finished runs trained on other data and
+    damaged finished runs are refused before any trial starts.
 
     Returns the summary table as text; raises `SweepError` if trials failed and
     `SweepInterrupted` after Ctrl-C (in both cases after writing the finished trials' results).
     """
     out_dir = Path(out_dir)
     trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
-    refuse_runs_of_other_settings(trials)
+    refuse_unusable_runs(trials, echo, elsewhere=scheduler is not None)
     runner = make_executor(executor, jobs=jobs, scheduler=scheduler)
     check_runnable([trial for trial in trials if not trial.finished], echo,  # (before the folder is made)
                    elsewhere=scheduler is not None)
@@ -304,7 +386,7 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     if not isinstance(index, int) or not 0 <= index < len(trials):
         raise InvalidValueError(f"--trial: expected an index in [0, {len(trials) - 1}], got {index!r}")
     trial = trials[index]
-    refuse_runs_of_other_settings([trial])
+    refuse_unusable_runs([trial], echo)
     if trial.finished:
         echo(f"{trial.name}: finished already")
         return None

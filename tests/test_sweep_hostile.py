@@ -1,0 +1,89 @@
+"""Findings of a hostile test of `delgrad sweep`: finished trials trained on other data, damaged
+finished runs, and repeated --hidden/--delays options."""
+
+import json
+
+import numpy as np
+import pytest
+from delgrad_core.testing import cli_runner
+
+from delgrad_core.cli import main
+
+SWEEP = ["sweep", "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1"]  # (and --hidden)
+
+
+def _finished(tmp_path, arguments=SWEEP, env=None):
+    result = cli_runner().invoke(main, [*arguments, "--hidden", "3", "--out", str(tmp_path / "s")], env=env)
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "s" / "runs").iterdir()
+    return folder
+
+
+def test_a_finished_trial_trained_on_other_files_is_refused_before_any_trial_starts(tmp_path):
+    from test_datasets_images import write_mnist_files
+
+    first, second = tmp_path / "mn", tmp_path / "mn2"
+    first.mkdir(), second.mkdir()
+    write_mnist_files(first, np.random.default_rng(1))
+    write_mnist_files(second, np.random.default_rng(2))
+    arguments = [*SWEEP, "--dataset", "mnist", "--dataset-option", "size=7"]
+    folder = _finished(tmp_path, arguments, env={"DELGRAD_MNIST_DIR": str(first)})
+    before = (tmp_path / "s" / "sweep.csv").read_text()
+    result = cli_runner().invoke(main, [*arguments, "--hidden", "3,4", "--out", str(tmp_path / "s")],
+                                 env={"DELGRAD_MNIST_DIR": str(second)})
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "1 finished run(s) of this sweep were trained on other data than dataset 'mnist' gives now" \
+           in result.output and f"{folder} (the train, validation, test split(s))" in result.output, result.output
+    assert "a new --out, or remove those run folders" in result.output
+    assert len(list((tmp_path / "s" / "runs").iterdir())) == 1  # no trial started (not the h4 one)
+    assert (tmp_path / "s" / "sweep.csv").read_text() == before
+    again = cli_runner().invoke(main, [*arguments, "--hidden", "3", "--out", str(tmp_path / "s")],
+                                env={"DELGRAD_MNIST_DIR": str(first)})
+    assert again.exit_code == 0 and "1 of 1 runs already finished" in again.output, again.output
+
+
+def test_runs_recorded_without_digests_are_still_finished(tmp_path):
+    folder = _finished(tmp_path)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["dataset_digests"]) == {"train", "validation", "test"}
+    changed = dict(metrics, dataset_digests=dict(metrics["dataset_digests"], validation="0" * 64))
+    (folder / "metrics.json").write_text(json.dumps(changed))
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 1 and f"{folder} (the validation split(s))" in result.output, result.output
+    del metrics["dataset_digests"]  # (an older run)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0 and "1 of 1 runs already finished, 0 to do" in result.output, result.output
+
+
+@pytest.mark.parametrize("damage", ["network", "truncated metrics"])
+def test_a_damaged_finished_run_is_named_before_any_trial_starts(tmp_path, damage):
+    folder = _finished(tmp_path)
+    if damage == "network":
+        (folder / "network.npz").unlink()
+        expected = f"{folder}: a finished run without its network.npz; remove its metrics.json to finish the run " \
+                   "again from its checkpoint"
+    else:
+        (folder / "metrics.json").write_text((folder / "metrics.json").read_text()[:50])
+        expected = f"{folder / 'metrics.json'}: not readable JSON"
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "3,4", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "1 finished run(s) of this sweep are damaged, no trial started: " in result.output
+    assert expected in result.output, result.output
+    assert len(list((tmp_path / "s" / "runs").iterdir())) == 1  # (the h4 trial did not start)
+    (folder / "metrics.json").unlink()  # as the message says
+    again = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", str(tmp_path / "s")])
+    assert again.exit_code == 0 and (folder / "network.npz").exists(), again.output
+
+
+@pytest.mark.parametrize(("command", "option", "values"), [
+    ("sweep", "--hidden", ("3", "4")), ("sweep", "--delays", ("none", "axonal")),
+    ("train", "--hidden", ("3", "4")), ("train", "--delays", ("none", "axonal"))])
+def test_a_repeated_list_option_is_a_usage_error_naming_it(tmp_path, command, option, values):
+    """(the last one was kept silently, while a repeated --backend-option KEY is refused)"""
+    arguments = [command, option, values[0], option, values[1], "--epochs", "1", "--out", str(tmp_path / "o")]
+    result = cli_runner().invoke(main, arguments)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': given 2 times ('{values[0]}', '{values[1]}'); give one {option} with a " \
+           f"comma-separated list, e.g. {option} {values[0]},{values[1]}" in result.output, result.output
+    assert not (tmp_path / "o").exists()
