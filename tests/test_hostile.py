@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import resource
 import signal
 import stat
@@ -672,6 +673,9 @@ def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resume
     stopped = [d for d in (tmp_path / "sweep" / "runs").iterdir() if (d / "checkpoint.npz").exists()
                and not (d / "metrics.json").exists()]
     assert stopped, "some runs should have stopped at an epoch boundary"
+    finished = len(list((tmp_path / "sweep" / "runs").glob("*/metrics.json")))
+    shown = re.findall(r"sweep:.*?\| (\d+)/6 \[", error)[-1]  # (the bar's last count: trials that ended)
+    assert int(shown) == finished < 6, error
     again = _delgrad(tmp_path, *SWEEP, timeout=900)
     assert again.returncode == 0, again.stderr
     assert len((tmp_path / "sweep" / "sweep.csv").read_text().splitlines()) == 7

@@ -115,21 +115,21 @@ class ProcessExecutor:
                     started |= workers.started_names()  # (read as they come: a full pipe would block workers)
                     for future in done:
                         if future.cancelled():
-                            bar.update(1)
                             continue
                         error = future.exception()
                         if isinstance(error, KeyboardInterrupt):  # a trial was interrupted: so is the sweep
                             raise error
                         if isinstance(error, BrokenProcessPool):
                             if interrupted:  # (e.g. SIGTERM to the group)
-                                bar.update(1)
                                 echo(f"{futures[future].name}: stopped with its worker; it resumes from its "
                                      "last finished epoch")
                             else:
                                 lost.add(future)
                             continue
-                        bar.update(1)
-                        report(futures[future], error if error is not None else future.result(), failed, echo)
+                        outcome = error if error is not None else future.result()
+                        if not isinstance(outcome, TrainingStopped):  # (the bar counts the trials that ended)
+                            bar.update(1)
+                        report(futures[future], outcome, failed, echo)
                 except KeyboardInterrupt:
                     if interrupted:  # a second Ctrl-C: stop waiting for the running trials
                         raise
