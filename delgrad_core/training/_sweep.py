@@ -55,6 +55,9 @@ class SweepInterrupted(SweepError):
     """The sweep was interrupted; finished trials are saved and the rest resumes on a rerun."""
 
 
+_REDO = "; remove the file to train the run again"  # (what to do with a damaged metrics.json)
+
+
 def _row(trial: Trial, metrics: dict) -> dict:
     try:
         config = metrics["config"]
@@ -75,7 +78,7 @@ def _row(trial: Trial, metrics: dict) -> dict:
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{RunFolder(trial.folder).metrics}: not the metrics of a finished run "
-                              f"({type(exc).__name__}: {exc}); remove the file to train the run again") from None
+                              f"({type(exc).__name__}: {exc}){_REDO}") from None
 
 
 def sweep_rows(trials: list[Trial]) -> list[dict]:
@@ -205,11 +208,15 @@ def _refuse_damaged_runs(trials: list[Trial]) -> None:
         run = RunFolder(trial.folder)
         try:
             metrics = trial.result()
-            if metrics is None:
-                continue
+        except FileFormatError as exc:  # (not readable JSON; the message names the file)
+            problems.append(f"{exc}{_REDO}")
+            continue
+        if metrics is None:
+            continue
+        try:
             _row(trial, metrics)
-        except FileFormatError as exc:  # (its message names the file)
-            problems.append(str(exc).split("; remove the file")[0] + "; remove the file to train the run again")
+        except FileFormatError as exc:  # (names the file and what to do)
+            problems.append(str(exc))
             continue
         if not run.network.exists():
             redo = (f"remove its {run.metrics.name} to finish the run again from its checkpoint"
