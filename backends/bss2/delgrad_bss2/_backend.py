@@ -101,16 +101,17 @@ class Bss2EmulatorBackend(Backend):
         return super().represent(share_duplicated_delays(network, self.input_duplication))
 
     def conformance_profile(self) -> ConformanceProfile:
-        """Calibrated, on the suite's cases (chips 0-4), the median spike-time error of every
-        layer stays below 0.016 tau and silent/spiking agrees in more than 97 %: declared with margin.
-        Uncalibrated, spike times carry the raw fixed-pattern spread (median error up to 0.17
-        tau): no agreement is claimed; the arrivals carry the uncalibrated delay offsets (median
+        """Calibrated, on the suite's cases (chips 0-4 at seeds 0-2, chips 5-11 at seed 0), the
+        median spike-time error of every layer stays below 0.12 tau and silent/spiking agrees in
+        at least 88 %: declared with margin.  (The comparator's offset, which calibration leaves, dominates: without it, 0.016
+        tau and 97 %.)  Uncalibrated, spike times carry the raw fixed-pattern spread (median error
+        up to 0.33 tau on chips 0-4): no agreement is claimed; the arrivals carry the uncalibrated delay offsets (median
         distance from t + d up to 0.043 tau), declared as 0.08."""
         if not self.calibrated:
             return ConformanceProfile(max_median_error=0.08, unsupported={
                 "agreement": "uncalibrated chip: spike times carry the raw fixed-pattern spread "
-                             "(median error up to ~0.17 tau, silent/spiking agreement down to ~75 %)"})
-        return ConformanceProfile(max_median_error=0.03, min_silence_agreement=0.95)
+                             "(median error up to ~0.33 tau, silent/spiking agreement down to ~68 %)"})
+        return ConformanceProfile(max_median_error=0.15, min_silence_agreement=0.85)
 
     def _emulated_chip(self) -> Chip:
         if self._chip_model is None:

@@ -40,7 +40,8 @@ _PARAMETERS = (*NEURON_PARAMETERS, DELAY_PARAMETER)
 # sample slot, the longest register, the modelled host time): left out of the cache key, so that
 # changing them reuses the calibration; any other option (and any new one) is part of the key
 CALIBRATION_NEUTRAL_OPTIONS = frozenset({"synapse_rows", "weight_max", "weight_scale", "slot_tau", "register_max",
-                                         "host_overhead_job_s", "host_overhead_sample_us"})
+                                         "host_overhead_job_s", "host_overhead_sample_us", "comparator_offset",
+                                         "comparator_spread"})
 
 
 def cache_key(chip: int, config: ChipConfig, calibrated: bool) -> str:

@@ -27,7 +27,8 @@ from delgrad_bss2._config import ChipConfig
 __all__ = ["EMULATOR_VERSION", "DAC_MAX", "AnalogParameter", "NEURON_PARAMETERS", "DELAY_PARAMETER", "Chip"]
 
 # Part of every calibration cache key: change it whenever the emulated chip changes.
-EMULATOR_VERSION = 2  # 2: inputs on the next clock tick; noisy calibration measurements repeat as needed
+EMULATOR_VERSION = 3  # 2: inputs on the next clock tick; noisy calibration measurements repeat as needed;
+# 3: the spike comparator's offset
 DAC_MAX = 1023
 _FIXED_PATTERN_STREAM = 0xF1
 # Defective circuits saturate this many (uncalibrated) spreads short of the target.
@@ -144,6 +145,8 @@ class Chip:
         self._delay = _draw_transfer(DELAY_PARAMETER, config.delay_pairs, config, rng)
         spread = config.readout_offset_cadc if config.fixed_pattern else 0.0
         self.readout_offset_cadc = rng.normal(0.0, spread, n)
+        mean, spread = (config.comparator_offset, config.comparator_spread) if config.fixed_pattern else (0.0, 0.0)
+        self.comparator_offset_cadc = rng.normal(mean, spread, n) * config.cadc_per_unit
 
     def neuron_value(self, name: str, dac, circuits=slice(None)) -> np.ndarray:
         """Physical value of parameter `name` of `circuits` at DAC settings `dac`."""

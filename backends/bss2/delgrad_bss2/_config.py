@@ -80,6 +80,11 @@ class ChipConfig:
     readout_offset_cadc : float
         Spread of the per-circuit offset of the potential readout (CADC), which calibration
         cannot see: it leaves a residual error on the calibrated potentials.
+    comparator_offset, comparator_spread : float
+        Mean and standard deviation of the per-circuit offset (model units) of the spike
+        comparator above the threshold potential while a neuron is driven by synaptic input:
+        the part of the threshold error that the calibration, which measures the threshold on
+        slow rises, cannot see.
     defect_probability : float
         Probability per circuit and parameter that the calibration target lies outside the
         parameter's reachable range (such circuits fail calibration).
@@ -116,6 +121,8 @@ class ChipConfig:
     gain_spread_rel: float = 0.10
     delay_offset_spread_us: float = 0.2
     readout_offset_cadc: float = 0.4
+    comparator_offset: float = 0.13
+    comparator_spread: float = 0.08
     defect_probability: float = 0.002
     threshold_noise: float = 0.04
     delay_jitter_tau: float = 0.01
@@ -224,10 +231,14 @@ class ChipConfig:
             raise InvalidValueError(f"delay_jitter_tau: at most {shortest_us / (6 * self.tau_us):.4g} (a sixth of the "
                                     f"shortest delay, {shortest_us:g} us): larger jitter makes delay elements fire "
                                     f"before their trigger, got {self.delay_jitter_tau!r}")
-        if 6 * self.threshold_noise > self.threshold:
-            raise InvalidValueError(f"threshold_noise: at most {self.threshold / 6:.4g} (a sixth of the threshold "
-                                    f"{self.threshold:g} above the leak): larger noise draws thresholds at or below the "
-                                    f"leak, got {self.threshold_noise!r}")
+        for name in ("threshold_noise", "comparator_spread"):
+            if 6 * getattr(self, name) > self.threshold:
+                raise InvalidValueError(f"{name}: at most {self.threshold / 6:.4g} (a sixth of the threshold "
+                                        f"{self.threshold:g} above the leak): larger spreads draw thresholds at or "
+                                        f"below the leak, got {getattr(self, name)!r}")
+        if self.comparator_offset > self.threshold:
+            raise InvalidValueError(f"comparator_offset: at most the threshold {self.threshold:g}, got "
+                                    f"{self.comparator_offset!r}")
 
     def _check_weight_scale(self) -> None:
         """One weight step must resolve the threshold, and the strongest input a neuron can have

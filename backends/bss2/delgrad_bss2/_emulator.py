@@ -34,7 +34,7 @@ def _neuron_parameters(chip: Chip, job: Job, program: LayerProgram, rng: np.rand
     def value(name):
         return chip.neuron_value(name, job.settings[name][circuits], circuits)
 
-    steady = value("threshold") - value("leak")
+    steady = value("threshold") + chip.comparator_offset_cadc[circuits] - value("leak")
     distance = steady
     if config.threshold_noise > 0:
         distance = steady + rng.normal(0.0, config.threshold_noise * config.cadc_per_unit, circuits.size)

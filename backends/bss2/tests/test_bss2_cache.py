@@ -54,7 +54,8 @@ def test_a_changed_chip_target_or_option_is_a_miss(cache, change):
 
 # a changed value of every option the calibration does not read
 NEUTRAL_CHANGES = {"synapse_rows": 128, "weight_max": 31, "weight_scale": 20.0, "slot_tau": 12.0, "register_max": 200,
-                   "host_overhead_job_s": 0.5, "host_overhead_sample_us": 10.0}
+                   "host_overhead_job_s": 0.5, "host_overhead_sample_us": 10.0, "comparator_offset": 0.3,
+                   "comparator_spread": 0.0}
 
 
 @pytest.mark.parametrize("option", sorted(NEUTRAL_CHANGES))

@@ -95,19 +95,40 @@ def test_threshold_noise_has_the_configured_spread_per_neuron_and_execution(emul
     assert abs(error.mean()) < 0.004 and 0.037 < error.std() < 0.043
 
 
-@pytest.mark.parametrize("calibrated", [False, True])
-def test_uncalibrated_threshold_offset_and_its_calibration(emulator, calibrated):
-    """Only the threshold's fixed pattern on: mean +0.13 and std 0.08 uncalibrated."""
-    only_threshold = dict(ALL_OFF, fixed_pattern=True, leak_spread=0.0, tau_m_spread_rel=0.0, tau_s_spread_rel=0.0,
-                          gain_spread_rel=0.0, readout_offset_cadc=0.0, defect_probability=0.0)
-    backend, calibration = emulator(**only_threshold, calibrated=calibrated)
+_ONLY_THRESHOLD = dict(ALL_OFF, fixed_pattern=True, leak_spread=0.0, tau_m_spread_rel=0.0, tau_s_spread_rel=0.0,
+                       gain_spread_rel=0.0, readout_offset_cadc=0.0, defect_probability=0.0)
+
+
+def _threshold_errors(emulator, **options) -> np.ndarray:
+    """Effective threshold minus 2.6 of 400 neurons on chip 0 with `options`."""
+    backend, calibration = emulator(**options)
     times = backend.execute(_one_input_layer(400), np.full((1, 5), 1.0), calibration=calibration,
                             seed=0).layer_spike_times[0]
-    error = _effective_thresholds(times[0], 1.0, 10.5) - 2.6
+    return _effective_thresholds(times[0], 1.0, 10.5) - 2.6
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_uncalibrated_threshold_offset_and_its_calibration(emulator, calibrated):
+    """Only the threshold potential's fixed pattern on: mean +0.13 and std 0.08 uncalibrated."""
+    error = _threshold_errors(emulator, **_ONLY_THRESHOLD, comparator_offset=0.0, comparator_spread=0.0,
+                              calibrated=calibrated)
     if calibrated:
         assert abs(error.mean()) < 0.01 and error.std() < 0.35 * 0.08
     else:
         assert abs(error.mean() - 0.13) < 0.015 and abs(error.std() - 0.08) < 0.012
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_the_comparator_offset_remains_after_calibration(emulator, calibrated):
+    """The comparator's offset (+0.13 +- 0.08 by default) is not seen by the calibration (see
+    test_bss2_cache for the calibration itself): it stays on the calibrated chip and adds to the threshold potential's error uncalibrated."""
+    error = _threshold_errors(emulator, **_ONLY_THRESHOLD, calibrated=calibrated)
+    mean, spread = (0.13, 0.08) if calibrated else (0.26, 0.08 * 2 ** 0.5)
+    # (within 4 standard errors over 400 neurons)
+    assert abs(error.mean() - mean) < 0.2 * spread and abs(error.std() - spread) < 0.15 * spread
+    without = _threshold_errors(emulator, **_ONLY_THRESHOLD, comparator_offset=0.0, comparator_spread=0.0,
+                                calibrated=calibrated)
+    assert np.corrcoef(error - without, without)[0, 1] ** 2 < 0.05  # drawn apart from the potential's error
 
 
 def _independent_first_spike(arrivals, weights, theta, tau_m, tau_s):
@@ -142,7 +163,7 @@ def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emula
     dac = {name[4:]: array for name, array in calibration.arrays.items() if name.startswith("dac.")}
     value = {name: chip.neuron_value(name, dac[name][circuits], circuits)
              for name in ("leak", "threshold", "tau_m", "tau_s", "gain")}
-    theta = 2.6 * (value["threshold"] - value["leak"]) / 70.0
+    theta = 2.6 * (value["threshold"] + chip.comparator_offset_cadc[circuits] - value["leak"]) / 70.0
     assert np.ptp(value["tau_m"] / value["tau_s"]) > 0.1  # the ratio really varies
     weights = network.layers[0].projection.weights
     for b in range(3):
@@ -154,6 +175,8 @@ def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emula
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"threshold_noise": 0.75}, r"threshold_noise: at most 0.4333 \(a sixth of the threshold 2.6 above the leak\)"),
+    ({"comparator_spread": 0.5}, r"comparator_spread: at most 0.4333 \(a sixth of the threshold 2.6 above the leak\)"),
+    ({"comparator_offset": 3.0}, r"comparator_offset: at most the threshold 2.6, got 3.0"),
     ({"delay_jitter_tau": 1.0}, r"delay_jitter_tau: at most 0.2292 \(a sixth of the shortest delay, 8.25 us\)"),
     ({"register_min": 2000, "register_max": 3000}, r"register_min: the shortest delay, 252 us .* must end inside the "
                                                    r"sample slot of 180 us"),
