@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 from delgrad_core._errors import InvalidValueError
 
-__all__ = ["atomic_write", "atomic_write_text", "check_file_name", "checked_before_commit", "fsync_directory",
-           "write_to"]
+__all__ = ["atomic_write", "atomic_write_text", "check_file_name", "checked_before_commit", "followed_path",
+           "fsync_directory", "write_to"]
 
 
 def _file_mode() -> int:
@@ -92,7 +92,7 @@ def fsync_directory(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _followed(path: Path) -> Path:
+def followed_path(path: Path) -> Path:
     """`path`, or the file the link at `path` points to; refused: a name too long, a loop of
     links, a link into a missing folder (no folders are made through a link)."""
     check_file_name(path)
@@ -105,8 +105,9 @@ def _followed(path: Path) -> Path:
     if target.is_symlink():
         raise InvalidValueError(f"{path}: is a loop of symbolic links; remove it or write to another path")
     if not target.parent.is_dir():
+        what = "is not a folder" if target.parent.exists() else "does not exist"
         raise InvalidValueError(f"{path}: is a symbolic link to {os.readlink(path)}, but the folder {target.parent} "
-                                "does not exist; make the folder first, remove the link or write to another path")
+                                f"{what}; make the folder first, remove the link or write to another path")
     check_file_name(target)
     return target
 
@@ -117,7 +118,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     into a folder that exists; a device, pipe or socket at `path` is refused (a rename would
     replace it with a file), and so is a name longer than the file system allows.  The checks
     of `checked_before_commit` come before the file is moved."""
-    path = _followed(Path(path))
+    path = followed_path(Path(path))
     if path.exists() and not path.is_file():
         raise InvalidValueError(f"{path}: exists and is not a regular file (a folder, device, pipe or socket); "
                                 "write to a file path")

@@ -204,8 +204,8 @@ def test_a_link_into_a_missing_folder_is_refused_naming_the_link_and_its_target(
     link.symlink_to(target)
     result = cli_runner().invoke(main, [*command, str(source), str(link), *force])
     assert result.exit_code == 2, result.output
-    assert f"OUT: {link} is a symbolic link to {target}, but the folder {target.parent} does not exist; make the " \
-           "folder first, remove the link or choose another name" in " ".join(result.stderr.split())
+    assert f"OUT: {link}: is a symbolic link to {target}, but the folder {target.parent} does not exist; make the " \
+           "folder first, remove the link or write to another path" in " ".join(result.stderr.split())
     assert not target.parent.exists()
     target.parent.mkdir()
     written = cli_runner().invoke(main, [*command, str(source), str(link), *force])
@@ -221,6 +221,10 @@ def test_no_folders_are_made_through_a_link(tmp_path, network_file):
     assert not target.parent.exists()
     dg.save_network(dg.load_network(network_file), tmp_path / "made" / "here.npz")  # (a path's own folders are made)
     assert (tmp_path / "made" / "here.npz").is_file()
+    (tmp_path / "a-file").touch()
+    (tmp_path / "into-a-file.npz").symlink_to(tmp_path / "a-file" / "target.npz")
+    with pytest.raises(InvalidValueError, match=f"the folder {tmp_path / 'a-file'} is not a folder"):
+        dg.save_network(dg.load_network(network_file), tmp_path / "into-a-file.npz")
 
 
 def test_a_loop_of_links_is_refused_naming_it(tmp_path, network_file):

@@ -32,19 +32,15 @@ def _check_existing(out, option: str, *, force: bool, inputs) -> None:
 
 
 def _check_link_and_name(out, option: str) -> None:
-    """Refuse an `out` that is a link into a missing folder (no folders are made elsewhere), or
-    whose name (for a link: that of the file it points to) is longer than the file system allows."""
-    from delgrad_core._atomic import check_file_name
+    """Refuse what `atomic_write` would: a link into a missing folder or a loop of links (no
+    folders are made elsewhere), a name (for a link: that of the file it points to) longer than
+    the file system allows."""
+    from pathlib import Path
+
+    from delgrad_core._atomic import followed_path
     from delgrad_core._errors import InvalidValueError
 
-    linked = os.path.islink(out)
-    path = os.path.realpath(out) if linked else out
-    folder = os.path.dirname(path)
-    if linked and not os.path.isdir(folder):
-        what = f"{folder} is not a folder" if os.path.exists(folder) else f"the folder {folder} does not exist"
-        raise click.UsageError(f"{option}: {out} is a symbolic link to {os.readlink(out)}, but {what}; make the "
-                               "folder first, remove the link or choose another name")
     try:
-        check_file_name(path)
+        followed_path(Path(out))
     except InvalidValueError as exc:
         raise click.UsageError(f"{option}: {exc}") from None
