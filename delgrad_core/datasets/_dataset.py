@@ -124,3 +124,9 @@ class Dataset:
         for start in range(0, len(self), int(batch_size)):
             index = order[start : start + int(batch_size)]
             yield self.features[index], self.labels[index]
+
+
+def changed_splits(recorded: dict, current: dict) -> list[str]:
+    """The splits of `current` ({split: digest}) whose digest differs from, or is missing in,
+    the one a run `recorded`."""
+    return [split for split, digest in current.items() if recorded.get(split) != digest]

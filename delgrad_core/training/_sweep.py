@@ -234,6 +234,7 @@ def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bo
     recorded digests (runs recorded before digests were are kept as they are).  When the trials
     run `elsewhere` and the dataset's files are not here, this is noted and not checked."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
+    from delgrad_core.datasets._dataset import changed_splits
 
     recorded = {}
     for trial in trials:
@@ -255,7 +256,7 @@ def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bo
         return
     stale = []
     for folder, digests in recorded.items():
-        changed = [split for split, digest in current.items() if split in digests and digests[split] != digest]
+        changed = changed_splits(digests, current)
         if changed:
             stale.append(f"{folder} (the {', '.join(changed)} split(s))")
     if stale:
@@ -305,6 +306,7 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
     (a device service that is down) and a dataset whose files are not here are noted and left to
     each trial; otherwise they are errors (every trial would wait for the backend, then fail)."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
+    from delgrad_core.datasets._dataset import changed_splits
     from delgrad_core.training._components import component
     from delgrad_core.training._parameters import build_network
     from delgrad_core.training._trainer import built_backend

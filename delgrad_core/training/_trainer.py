@@ -19,6 +19,7 @@ from delgrad_core._plugins import call_plugin, get_backend, registry
 from delgrad_core._execution import _check_seed
 from delgrad_core._ir import check_type
 from delgrad_core.datasets import Dataset, load_dataset
+from delgrad_core.datasets._dataset import changed_splits
 from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig, result_settings, setting_differences, shown_setting
 from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
@@ -500,8 +501,8 @@ class Trainer:
             raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
                                     "resume with the run's own settings")
         trained_on = state.get("dataset_digests")  # (none in checkpoints written before runs recorded them)
-        if isinstance(trained_on, dict) and trained_on != self.dataset_digests:
-            changed = [split for split, digest in self.dataset_digests.items() if trained_on.get(split) != digest]
+        changed = changed_splits(trained_on, self.dataset_digests) if isinstance(trained_on, dict) else []
+        if changed:
             raise InvalidValueError(f"resume: the {', '.join(changed)} split(s) of dataset {self.config.dataset!r} "
                                     "differ from those the run began with (its files changed, other dataset "
                                     "options, or a loader that does not give the same data twice); resume with the "
