@@ -192,6 +192,16 @@ def test_tracemalloc_sees_numpy_buffers(tmp_path):
 
 
 @pytest.mark.parametrize("compress", [False, True])
+def test_idx_holds_the_data_once_plain_or_gzipped(tmp_path, compress):
+    # t10k-sized images; a whole-file read from gzip once held a second, temporary copy
+    images = sample_images(10_000, np.random.default_rng(0))
+    content = idx_bytes(images)
+    path = tmp_path / "images"
+    path.write_bytes(gzip.compress(content, compresslevel=1) if compress else content)  # (level 9: 10 s)
+    assert peak_allocated_bytes(lambda: read_idx(path)) < images.nbytes + 2 * 2**20
+
+
+@pytest.mark.parametrize("compress", [False, True])
 def test_idx_rejects_absurd_sizes_without_allocating_them(tmp_path, compress):
     huge = write(tmp_path / "huge", idx_header(0x0E, (2**31 - 1, 2**31 - 1, 2**31 - 1)) + bytes(64), compress)
     idx_error(huge, "more than the limit of 1073741824 bytes")

@@ -45,6 +45,9 @@ IDX_MAX_DATA_BYTES = 1 << 30
 _GZIP_MAGIC = b"\x1f\x8b"
 # Deflate cannot expand data by more than 1032:1, which bounds what a gzip file can hold.
 _DEFLATE_MAX_EXPANSION = 1032
+# Largest read asked of a stream at once: GzipFile.readinto decompresses into a temporary bytes
+# object of the size asked for, so one whole-file read would hold the data twice.
+_READ_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,11 @@ class _IdxHeader:
 
 
 def _read_up_to(stream: BinaryIO, buffer) -> int:
-    """Fill `buffer` from `stream` until it is full or the stream ends; the number of bytes read."""
+    """Fill `buffer` from `stream`, in chunks, until it is full or the stream ends; the bytes read."""
     view = memoryview(buffer).cast("B")
     filled = 0
     while filled < len(view):
-        count = stream.readinto(view[filled:])
+        count = stream.readinto(view[filled:filled + _READ_CHUNK_BYTES])
         if not count:
             break
         filled += count
