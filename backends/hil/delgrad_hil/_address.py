@@ -1,11 +1,17 @@
 """Endpoints of the service: ``tcp://HOST:PORT`` or ``ipc://PATH``, checked before ZeroMQ
-sees them (it hangs or answers "No such device" for many malformed ones)."""
+sees them (it hangs or answers "No such device" for many malformed ones), and, for a client of
+a service at an address, whether the address can work at all (ZeroMQ waits without a word for
+an ipc socket in a folder that does not exist and for a host name that does not resolve)."""
 
 from __future__ import annotations
 
-from delgrad_core import InvalidValueError
+import os
+import socket
+import stat
 
-__all__ = ["check_address"]
+from delgrad_core import BackendUnavailable, InvalidValueError
+
+__all__ = ["check_address", "check_reachable"]
 
 
 def check_address(address: str, field_name: str = "address", *, serving: bool = False) -> str:
@@ -32,3 +38,49 @@ def _host_ok(host: str, serving: bool) -> bool:
     if host.startswith("["):
         return host.endswith("]") and len(host) > 2
     return ":" not in host and "/" not in host and " " not in host
+
+
+def check_reachable(address: str, field_name: str = "address") -> None:
+    """Raise a `BackendUnavailable` (not retryable) naming `field_name` if no service can ever
+    answer at `address` (well formed, see `check_address`) as a client connects to it: an
+    ``ipc://PATH`` whose folder does not exist or is not a folder, or a ``tcp://HOST:PORT``
+    whose host name does not resolve (`socket.getaddrinfo` fails with `socket.gaierror`).
+
+    Only definite answers count: a folder that cannot be looked at (permissions), a temporary
+    failure of the name service (``EAI_AGAIN``) or any other error leaves the address to the
+    client's waits and retries, which say at the end what they saw."""
+    if address.startswith("ipc://"):
+        path = address[len("ipc://"):]
+        if path.startswith("@"):  # (Linux's abstract namespace: no file, no folder)
+            return
+        folder = os.path.dirname(path) or "."
+        try:
+            is_folder = stat.S_ISDIR(os.stat(folder).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            problem = f"the folder {folder} of {address} does not exist"
+            remedy = ", or create the folder and start the service there"
+        except (OSError, ValueError):
+            return
+        else:
+            if is_folder:
+                return
+            problem, remedy = f"{folder}, the folder of {address}, is not a folder", ""
+        raise BackendUnavailable(f"{field_name}: {problem}, so no service can be listening there; check the path "
+                                 f"(the service's --address){remedy}", retryable=False)
+    if address.startswith("tcp://"):
+        host = address[len("tcp://"):].rpartition(":")[0]
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not host or host == "*":
+            return
+        try:
+            socket.getaddrinfo(host, None)
+        except socket.gaierror as exc:
+            if exc.errno == socket.EAI_AGAIN:  # (the name service did not answer: it may next time)
+                return
+            why = f" ({exc.strerror})" if exc.strerror else ""
+            raise BackendUnavailable(f"{field_name}: the host name {host!r} of {address} does not resolve{why}, so no "
+                                     f"service can be reached there; check the name, or give the service's IP "
+                                     f"address (e.g. tcp://127.0.0.1:PORT on this machine)", retryable=False) from None
+        except (OSError, UnicodeError, ValueError):
+            return

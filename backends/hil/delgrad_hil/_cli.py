@@ -149,7 +149,7 @@ def _client(address: str, token_file, timeout_s: float):
     from delgrad_hil._client import ServiceClient, new_client_id
 
     return ServiceClient(_checked_address(address), Signer(load_token(token_file=token_file)), new_client_id(),
-                         timeout_s=timeout_s, attempts=1)
+                         timeout_s=timeout_s, attempts=1, field_name="--address")
 
 
 _ADDRESS = click.option("--address", default="tcp://127.0.0.1:5555", show_default=True, help="The service.")

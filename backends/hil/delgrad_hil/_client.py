@@ -27,6 +27,7 @@ import zmq
 
 from delgrad_core import BackendError, BackendUnavailable, ExecutionTimeout
 
+from delgrad_hil._address import check_reachable
 from delgrad_hil._protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     REPLY_SIZE_FACTOR,
@@ -90,10 +91,19 @@ class ServiceClient:
     service : LocalService, optional
         A service this client owns: a wait stops as soon as its process has ended, and it is
         restarted before the next attempt.
+    field_name : str
+        How the user gave `address` (e.g. "--address"), named when it cannot work.
+
+    Without `service`, an `address` that no service can ever answer at (an ipc socket in a
+    folder that does not exist, a host name that does not resolve) raises a `BackendUnavailable`
+    at once, instead of after `attempts` x `timeout_s` of silence.  A local service's address is
+    the one it serves on, and is not checked.
     """
 
     def __init__(self, address: str | None, signer, client_id: str, *, timeout_s: float = 5.0, attempts: int = 5,
-                 backoff_s: float = 0.05, max_backoff_s: float = 2.0, service=None):
+                 backoff_s: float = 0.05, max_backoff_s: float = 2.0, service=None, field_name: str = "address"):
+        if service is None:
+            check_reachable(address, field_name)
         self._address = address
         self.signer = signer
         self.client_id = client_id
