@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,6 +254,59 @@ def test_config_takes_numpy_numbers_as_python_ones():
     json.dumps(config.to_dict())  # (the run folder keeps it as JSON)
     with pytest.raises(ValueError, match=r"epochs: expected an integer >= 1, got (np\.True_|True)"):  # (numpy 2, 1)
         TrainingConfig(epochs=np.bool_(True))
+
+
+def test_numpy_numbers_in_option_tables_are_kept_as_python_ones_and_checkpoint(tmp_path):
+    """(they passed the config and crashed the first checkpoint: int64 is not JSON serializable)"""
+    from delgrad_core.training._trials import plan_trials
+
+    numpy_options = dict(backend_options={"n_threads": np.int64(1)}, encoder_options={"repeat": np.int64(2)},
+                         loss_options={"delta": np.float32(0.25)})
+    with Trainer(TrainingConfig(hidden=5, epochs=1, **numpy_options), out_dir=tmp_path / "run") as trainer:
+        trainer.fit(progress=False)
+    plain = dict(backend_options={"n_threads": 1}, encoder_options={"repeat": 2}, loss_options={"delta": 0.25})
+    with Trainer(TrainingConfig(hidden=5, epochs=2, **plain), out_dir=tmp_path / "run", resume=True) as trainer:
+        trainer.fit(progress=False)  # (the stored settings are those given as Python numbers)
+    nested = TrainingConfig(dataset_options={"a": [np.bool_(True), (np.int32(3), {"b": np.float64(0.5)})],
+                                             "directory": Path("/data")},
+                            _check_components=False).dataset_options
+    assert nested == {"a": [True, [3, {"b": 0.5}]], "directory": "/data"} and type(nested["a"][0]) is bool and type(nested["a"][1][0]) is int
+    trial_ids = {plan_trials({"epochs": 1, **options}, [4], ["none"], 1, tmp_path / "sweep")[0].id
+                 for options in (numpy_options, plain)}
+    assert len(trial_ids) == 1
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), __import__("datetime").date(2024, 1, 2), {1: 2},
+                                   object()])
+def test_option_values_that_json_cannot_hold_are_refused_when_the_config_is_built(value):
+    with pytest.raises(dg.InvalidValueError, match=r"^backend_options.x.y\[1\]: expected a string, a finite number, "
+                                                   r"true/false, None, or a list or table of them \(the config is "
+                                                   r"JSON\), got "):
+        TrainingConfig(backend_options={"x": {"y": [1, value]}})
+
+
+def test_a_threshold_the_network_refuses_is_refused_naming_the_setting(tmp_path):
+    """(a denormal threshold passed "> 0" and was refused by the network build as hidden.threshold)"""
+    from delgrad_core._ir import MIN_THRESHOLD
+
+    with pytest.raises(dg.InvalidValueError, match=r"^threshold: expected a number >= 1e-300, got 5e-324$"):
+        TrainingConfig(threshold=5e-324)
+    Trainer(TrainingConfig(hidden=5, epochs=1, threshold=MIN_THRESHOLD)).close()  # (the smallest the network takes)
+    (tmp_path / "c.toml").write_text("threshold = 5e-324\n")
+    result = cli_runner().invoke(main, ["train", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "c.toml: threshold: expected a number >= 1e-300, got 5e-324" in result.output
+
+
+def test_negative_zero_settings_are_stored_as_zero(tmp_path):
+    """(-0.0 was kept, so a sweep's trial of delay_lr = -0.0 was another one than of 0.0)"""
+    from delgrad_core.training._trials import plan_trials
+
+    config = TrainingConfig(delay_lr=-0.0, t_early=-0.0, weight_init_mean=[-0.0, 1.0], loss_options={"x": -0.0},
+                            _check_components=False)
+    assert json.dumps([config.delay_lr, config.t_early, config.weight_init_mean, config.loss_options]) == \
+        '[0.0, 0.0, [0.0, 1.0], {"x": 0.0}]'
+    ids = {plan_trials({"epochs": 1, "delay_lr": zero}, [4], ["axonal"], 1, tmp_path)[0].id for zero in (-0.0, 0.0)}
+    assert len(ids) == 1
 
 
 @pytest.mark.parametrize("name", ["weight_lr", "delay_lr", "silent_bump"])
@@ -1114,6 +1169,36 @@ def test_command_line_values_over_a_config_file_are_noted_and_options_given_twic
     assert "--hidden 4 replaces hidden = 7" in result.stderr and "seed" not in result.stderr  # (same value: no note)
     twice = cli_runner().invoke(main, ["train", "--backend-option", "n_threads=1", "--backend-option", "n_threads=2"])
     assert twice.exit_code == 2 and "--backend-option: n_threads given twice (1 and 2); give it once" in twice.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("command", [["train"], ["evaluate", "net.npz"], ["sweep"]])
+def test_a_config_that_is_not_a_regular_file_is_a_usage_error(command, tmp_path, monkeypatch):
+    """(a FIFO passed click's exists check and was read forever)"""
+    monkeypatch.chdir(tmp_path)
+    dg.save_network(build_network(TrainingConfig(hidden=2), 4, 3), "net.npz")  # (evaluate reads --config for it)
+    fifo, done = tmp_path / "x.toml", threading.Event()
+    os.mkfifo(fifo)
+
+    def feed_a_reader():  # (one that opens the FIFO gets no TOML, so that the test ends rather than hangs)
+        while not done.wait(0.05):
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # (ENXIO: no reader yet)
+                continue
+            os.write(writer, b"[")
+            os.close(writer)
+            return
+
+    feeder = threading.Thread(target=feed_a_reader)
+    feeder.start()
+    try:
+        result = cli_runner().invoke(main, [*command, "--config", str(fifo)])
+    finally:
+        done.set()
+        feeder.join()
+    assert result.exit_code == 2 and f"Invalid value for '--config': {str(fifo)!r} is not a regular file (a FIFO, " \
+        "device or socket); give a TOML file" in result.output, result.output
 
 
 def test_dataset_option_tables_merge_with_the_defaults_of_the_dataset_they_name():

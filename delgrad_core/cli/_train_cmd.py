@@ -57,6 +57,20 @@ def _parse_key_values(ctx, param, values) -> dict:
         raise click.BadParameter(str(exc)) from None
 
 
+class _RegularFile(click.Path):
+    """An existing regular file (a FIFO or device passes click's `exists` and is read forever)."""
+
+    def __init__(self):
+        super().__init__(exists=True, dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        if not os.path.isfile(path):
+            self.fail(f"{click.format_filename(path)!r} is not a regular file (a FIFO, device or socket); give a "
+                      "TOML file", param, ctx)
+        return path
+
+
 BACKEND_OPTION = click.option(
     "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE", callback=_parse_key_values,
     help="Option for the backend (repeatable); VALUE is read as JSON when it can be, e.g. chip=3.")
@@ -157,7 +171,7 @@ def _shown(value) -> str:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Mini-batch size.  [default: 150]")
 @click.option("--seed", type=int, help="Random seed.  [default: 0]")
 @click.option("--loss", help="Loss name (built in: squared, crossentropy; plugins may add more).  [default: squared]")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+@click.option("--config", "config_file", type=_RegularFile(),
               help="TOML file with any TrainingConfig setting (top level, a [train] table, or the sections of "
                    "docs/training.md).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
@@ -279,7 +293,7 @@ def _check_accuracy(accuracy, metrics_file: Path) -> None:
               help="Seed of the noise on noisy backends (each job of the evaluation gets its own, drawn from it).  "
                    "[default: the run's test seed (its recorded test accuracy is repeated exactly), else 0]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+@click.option("--config", "config_file", type=_RegularFile(),
               help="TOML file with the dataset, encoder and backend settings of a network file (e.g. the config it "
                    "was trained with: all its settings are checked as by train --config, only those are used).  "
                    "[default: the defaults]")
@@ -409,7 +423,7 @@ def _kind_list(ctx, param, value):
 @click.option("--jobs", type=click.IntRange(min=1, max=256), default=None,
               help="Parallel processes (or workers of the embedded Dask cluster), 1 to 256; never more than "
                    "the runs to do.  [default: CPUs]")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+@click.option("--config", "config_file", type=_RegularFile(),
               help="TOML file with further TrainingConfig settings for every run.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
 @click.option("--backend", help="Backend name for every run.  [default: reference]")

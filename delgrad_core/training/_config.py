@@ -17,13 +17,13 @@ import math
 import numbers
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
 from delgrad_core._errors import FileFormatError, InvalidValueError, PluginError
 from delgrad_core._capabilities import check_weight_grid
-from delgrad_core._ir import MAX_TAU_RATIO, MIN_TAU_RATIO, DelayKind
+from delgrad_core._ir import MAX_TAU_RATIO, MIN_THRESHOLD, MIN_TAU_RATIO, DelayKind
 from delgrad_core._options import check_known_names
 from delgrad_core._propagation import GRADIENT_SLOPES
 
@@ -76,7 +76,7 @@ def _number(low=None, high=None, *, low_open=False, high_open=False, integer=Fal
         if not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low)) \
                 or (high is not None and (value >= high if high_open else value > high)):
             raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
-        return int(value) if integer else float(value)  # (numpy numbers as Python ones: the config is JSON)
+        return int(value) if integer else _plain_float(value)  # (numpy numbers as Python ones: the config is JSON)
 
     def check(name, value):
         if value is None and optional:
@@ -113,10 +113,39 @@ def _registered(kind):
     return check
 
 
+def _plain_float(value) -> float:
+    """`value` as a Python float, -0.0 as 0.0 (so that settings compare and hash as given)."""
+    return float(value) + 0.0
+
+
+_JSON_VALUE = "a string, a finite number, true/false, None, or a list or table of them (the config is JSON)"
+
+
+def _json_value(name, value):
+    """`value` as a plain JSON value (numpy numbers and bools as Python ones, tuples as lists,
+    paths as strings); anything JSON cannot hold is refused naming `name`, so that no
+    checkpoint fails on it."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, PurePath):  # (e.g. a dataset's directory given from Python)
+        return str(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):  # (numpy's integers and floats are registered as numbers)
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return _plain_float(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(f"{name}[{i}]", item) for i, item in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _json_value(f"{name}.{key}", item) for key, item in value.items()}
+    raise InvalidValueError(f"{name}: expected {_JSON_VALUE}, got {value!r}")
+
+
 def _table(name, value):
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
         raise InvalidValueError(f"{name}: expected a table (dict) of settings, got {value!r}")
-    return dict(value)
+    return _json_value(name, value)
 
 
 def _flag(name, value):
@@ -178,7 +207,7 @@ class TrainingConfig:
     hidden: int | list = _rule(30, _hidden_sizes, "network")
     delays: str | list = _rule("synaptic", _delay_kinds, "network")
     tau_ratio: float = _rule(2.0, _number(MIN_TAU_RATIO, MAX_TAU_RATIO), "network")  # (the solver's verified range)
-    threshold: float = _rule(1.0, _POSITIVE, "network")
+    threshold: float = _rule(1.0, _number(MIN_THRESHOLD), "network")  # (the network's range)
     encoder: str = _rule("latency", _registered("encoder"), "encoder")
     t_early: float = _rule(0.15, _NON_NEGATIVE, "encoder")
     t_late: float = _rule(2.0, _POSITIVE, "encoder")
