@@ -1,5 +1,6 @@
 """Shared helpers for the core tests: random networks, central differences, conditioning checks."""
 
+import signal
 import types
 
 import numpy as np
@@ -7,6 +8,18 @@ import pytest
 from _ode_reference import delay_matrix
 
 import delgrad_core as dg
+
+_STOP_SIGNAL_DEFAULTS = {"SIGINT": signal.default_int_handler, "SIGTERM": signal.SIG_DFL, "SIGHUP": signal.SIG_DFL}
+
+
+def pytest_configure(config):
+    """Tests stop commands with signals, as a terminal does: stop signals that the launcher left
+    ignored (nohup, a background job of a script), which the commands rightly keep ignoring, are
+    given their defaults for this session and its subprocesses."""
+    for name, default in _STOP_SIGNAL_DEFAULTS.items():
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is signal.SIG_IGN:
+            signal.signal(number, default)
 
 def build_network(sizes, kind, ratio, seed, *, per_neuron=True, weight_mean=1.5, weight_std=1.0):
     """Feed-forward network with random delays in [0, 0.6] and, if `per_neuron`, one threshold and
