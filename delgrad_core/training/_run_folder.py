@@ -11,7 +11,7 @@ Rules: a folder that holds a run is never overwritten (resume it or choose anoth
 process works in a folder at a time; a run's files are its own (a symbolic link at one of their
 names, as `cp -rs` makes, is refused: writing through it would change another run); every file
 is written atomically and durably; an epoch is appended to the history before its checkpoint, so
-on resume the history is cut back to the checkpoint's epoch.
+on resume the history is cut back to the checkpoint's epoch (whatever the lines after it hold).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "stored_settings"]
+__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "stored_settings", "history_line"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -44,6 +44,8 @@ _WRITE_TEST = ".write-test"
 _RUN_FILES = (CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME, NETWORK_NAME)
 _WRITTEN_BY_RUN = (*_RUN_FILES, "*.png")  # name patterns of every file a run writes (the plots: *.png)
 STATE_KEY = "trainer_state.json"  # the checkpoint's JSON document: loop state and settings
+_HISTORY_ADVICE = ("a run resumes only with the history of its checkpoint's epochs: put back the run's own "
+                   f"{HISTORY_NAME}, or train the run anew in another folder")
 
 
 _HELD: dict = {}  # real path -> lock file of each folder this process holds
@@ -170,6 +172,11 @@ def folder_lock(path, files=()):
                     path.rmdir()
 
 
+def history_line(record: dict) -> str:
+    """An epoch's record as its line of history.jsonl."""
+    return json.dumps(record, allow_nan=False) + "\n"
+
+
 def stored_settings(state, checkpoint_path) -> dict:
     """The settings stored in a checkpoint's loop state `state`; missing or malformed ones (a
     damaged or edited checkpoint) are a `FileFormatError` naming `checkpoint_path`."""
@@ -234,7 +241,7 @@ class RunFolder:
         with folder_lock(self.path, _WRITTEN_BY_RUN):
             self._remove_stale_temporaries()
             present = self.holds_run()
-            if present == [HISTORY_NAME] and not resume and self._history_lines() <= 1:
+            if present == [HISTORY_NAME] and not resume and len(self._history_lines()) <= 1:
                 self.history_file.unlink()  # a run killed before its first checkpoint
                 present = []
             if resume and not self.checkpoint.exists():
@@ -250,9 +257,12 @@ class RunFolder:
                                      "choose a new or empty folder")
             yield self
 
-    def _history_lines(self) -> int:
-        with open(self.history_file, "rb") as handle:
-            return sum(1 for _ in handle)
+    def _history_lines(self) -> list[bytes]:
+        """The lines of history.jsonl as they are ([] without the file)."""
+        try:
+            return self.history_file.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of this folder's atomic writes interrupted by a kill (safe: the folder
@@ -277,34 +287,47 @@ class RunFolder:
 
     def append_history(self, record: dict) -> None:
         """Append one epoch's record as a JSON line, durably."""
-        line = json.dumps(record, allow_nan=False) + "\n"
         with open(self.history_file, "a", encoding="utf-8") as handle:
-            handle.write(line)
+            handle.write(history_line(record))
             handle.flush()
             os.fsync(handle.fileno())
         fsync_directory(self.path)
 
     def read_history(self, n_epochs: int) -> list[dict]:
-        """The first `n_epochs` records; lines after them (an epoch whose checkpoint was never
-        written) are cut off the file."""
-        try:
-            lines = self.history_file.read_text(encoding="utf-8").splitlines() if n_epochs else []
-        except FileNotFoundError:
-            lines = []
+        """The records of the first `n_epochs` lines (the checkpoint's epochs), each a JSON object
+        of its epoch; the lines after them are not read (`cut_history` removes them).  Nothing is
+        written."""
+        lines = self._history_lines()[:n_epochs]
         if len(lines) < n_epochs:
-            raise FileFormatError(f"{self.history_file}: has {len(lines)} epochs, the checkpoint {n_epochs}")
-        records = []
-        for number, line in enumerate(lines[:n_epochs], start=1):
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise FileFormatError(f"{self.history_file}: line {number} is not valid JSON ({exc})") from None
-            if not isinstance(record, dict) or record.get("epoch") != number:
-                raise FileFormatError(f"{self.history_file}: line {number} is not the record of epoch {number}")
-            records.append(record)
+            raise FileFormatError(f"{self.history_file}: has {len(lines)} lines, the checkpoint {self.checkpoint.name} "
+                                  f"is of epoch {n_epochs}; {_HISTORY_ADVICE}")
+        return [self._history_record(line, number) for number, line in enumerate(lines, start=1)]
+
+    def _history_record(self, line: bytes, number: int) -> dict:
+        """Line `number` of the history: the JSON object of epoch `number`."""
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except ValueError as exc:  # (not UTF-8, or not JSON)
+            raise self.history_fault(number, f"is not valid JSON ({type(exc).__name__}: {exc})") from None
+        except RecursionError:
+            raise self.history_fault(number, "is not valid JSON (nested too deeply)") from None
+        if not isinstance(record, dict) or record.get("epoch") != number:
+            raise self.history_fault(number, f"is not the record of epoch {number}")
+        return record
+
+    def history_fault(self, number: int, fault: str) -> FileFormatError:
+        """The error naming the history's line `number` (one of the checkpoint's epochs), its `fault`
+        and what to do."""
+        return FileFormatError(f"{self.history_file}: line {number} {fault}; {_HISTORY_ADVICE}")
+
+    def cut_history(self, n_epochs: int) -> None:
+        """Cut the history back to its first `n_epochs` lines (the checkpoint's epochs): the lines
+        after them (epochs whose checkpoint was never written, or anything appended since) go,
+        whatever they hold."""
+        lines = self._history_lines()
         if len(lines) > n_epochs or not n_epochs:
-            atomic_write_text(self.history_file, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
-        return records
+            kept = b"".join(line + b"\n" for line in lines[:n_epochs])
+            atomic_write(self.history_file, lambda handle: handle.write(kept))
 
     def write_metrics(self, summary: dict) -> Path:
         return atomic_write_text(self.metrics, json.dumps(summary, indent=2))

@@ -5,8 +5,12 @@ of their own (`_step`, `_heuristics`, `_run_folder`, `_progress`).
 
 from __future__ import annotations
 
+import hashlib
 import math
+import shlex
+import sys
 import time
+import typing
 import warnings
 from dataclasses import asdict, dataclass, replace
 
@@ -28,7 +32,7 @@ from delgrad_core.training._heuristics import BestValidation, ParameterAverage, 
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
 from delgrad_core.training._progress import EpochProgress
-from delgrad_core.training._run_folder import STATE_KEY, RunFolder, stored_settings
+from delgrad_core.training._run_folder import STATE_KEY, RunFolder, history_line, stored_settings
 from delgrad_core.training._step import TrainingStep
 
 __all__ = ["Trainer", "EpochMetrics", "Evaluation", "BackendOptionsError", "built_backend"]
@@ -166,11 +170,11 @@ class Trainer:
             requested = backend if backend is not None else self.config.backend
             self.backend = built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
-            state = self._resumable_state() if resume else None  # (checked before the backend calibrates)
+            resumable = self._resumable_state() if resume else None  # (checked before the backend calibrates)
             self._setup()
             self._built_settings = self.config.to_dict()  # (what the trainer uses; only epochs may change)
             if resume:
-                self._load(state)
+                self._load(*resumable)
         except BaseException:
             self.close()
             raise
@@ -200,6 +204,7 @@ class Trainer:
         self.epoch = 0
         self.test_seed: int | None = None  # drawn by `finish`
         self.history: list[EpochMetrics] = []
+        self._history_hash = _history_hash(self.history)  # (the checkpoint records its digest)
         self.elapsed_seconds = 0.0
         self._finished: tuple | None = None  # what `finish` returned
         self._closed = False
@@ -320,13 +325,15 @@ class Trainer:
                 if should_stop is not None and should_stop():
                     break
                 metrics = self._epoch()
+                record = asdict(metrics)
                 self.history.append(metrics)
+                self._history_hash.update(history_line(record).encode())
                 self.epoch += 1
                 self.selection.after_epoch(self.epoch, metrics.validation_accuracy,
                                            self.average.current(self.model.params))
                 report.update(metrics)
                 if self.folder is not None:
-                    self.folder.append_history(asdict(metrics))  # before the checkpoint: see RunFolder
+                    self.folder.append_history(record)  # before the checkpoint: see RunFolder
                     self.save_checkpoint()
         finally:
             report.close()
@@ -375,6 +382,8 @@ class Trainer:
         self._check_settings("finish")
         if self.epoch == 0:
             raise InvalidValueError("finish: no epoch has been trained (call fit() first)")
+        if self.epoch < self.config.epochs:
+            raise InvalidValueError(self._unfinished())
         self.test_seed = draw_seed(self.rng)  # recorded: `delgrad evaluate` repeats the test exactly
         self.average.write_into(self.model)
         test = self.evaluate(self.test_set, seed=self.test_seed)
@@ -389,9 +398,23 @@ class Trainer:
         self._finished = (test, final_test)
         return self._finished
 
+    def _unfinished(self) -> str:
+        """Why `finish` refuses a run stopped before `config.epochs` (e.g. by should_stop), and what to do."""
+        end = (f", or, to end the run at epoch {self.epoch}, close this trainer and finish one that resumes its "
+               f"folder with epochs = {self.epoch} (delgrad train --out {shlex.quote(str(self.folder.path))} --resume "
+               f"--epochs {self.epoch})") if self.folder is not None else ""
+        return (f"Trainer.finish: trained {self.epoch} of config.epochs = {self.config.epochs} epochs; call fit() to "
+                f"train the rest{end}")
+
     def _check_settings(self, what: str) -> None:
         """Refuse settings changed in `config` since the trainer was built (but `epochs`, which
         may be raised to train on): it uses those it was built with and would record the new."""
+        least = max(self._built_settings["epochs"], self.epoch)
+        if self.config.epochs < least:
+            why = f"trained {self.epoch}" if self.epoch == least else f"was built for {least}"
+            raise InvalidValueError(f"Trainer.{what}: config.epochs was lowered to {self.config.epochs}, but the "
+                                    f"trainer {why} epochs; epochs may only be raised (to train on): set it to at "
+                                    f"least {least}")
         changed = setting_differences(self._built_settings, self.config.to_dict(), ignore=("epochs",))
         if changed:
             shown = "; ".join(f"{name}: {shown_setting(built)} -> {shown_setting(now)}"
@@ -468,6 +491,7 @@ class Trainer:
             "calibration_key": self.calibration.cache_key,
             "dataset_digests": self.dataset_digests,
             "epochs_recorded": len(self.history),
+            "history_digest": self._history_hash.hexdigest(),  # (of the history's lines: they go together)
             **self.selection.state(),
             **self.bump.state(),
         }
@@ -478,9 +502,10 @@ class Trainer:
         arrays[STATE_KEY] = json_array(state)
         return self._run_folder("save_checkpoint").write_checkpoint(arrays)
 
-    def _resumable_state(self) -> dict:
-        """The checkpoint's state, once its settings and epochs are checked against this
-        trainer's (before the backend is calibrated: a wrong resume fails at once)."""
+    def _resumable_state(self) -> tuple[dict, list[EpochMetrics]]:
+        """The checkpoint's state and history, once its settings, epochs and history are checked
+        against this trainer's and the folder's (before the backend is calibrated: a wrong resume
+        fails at once)."""
         path = self._run_folder("load_checkpoint").checkpoint
         if not path.exists():
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
@@ -510,15 +535,31 @@ class Trainer:
         if state["epoch"] > self.config.epochs:
             raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {state['epoch']} epochs "
                                     f"already; resume it to at least that many, not {self.config.epochs}")
-        return state
+        return state, self._checkpoint_history(state)
+
+    def _checkpoint_history(self, state: dict) -> list[EpochMetrics]:
+        """The history of the checkpoint's epochs, each record checked, and the history the
+        checkpoint was written after (the digest it records; none in older checkpoints)."""
+        folder = self.folder
+        history = [_epoch_metrics(record, number, folder)
+                   for number, record in enumerate(folder.read_history(state["epochs_recorded"]), start=1)]
+        recorded = state.get("history_digest")
+        if recorded is not None and recorded != _history_hash(history).hexdigest():
+            raise FileFormatError(f"{folder.history_file}: its first {len(history)} lines are not the history "
+                                  f"{folder.checkpoint} was written after (a checkpoint copied from another run, "
+                                  "or an edited history); a run resumes from its own checkpoint and history: put "
+                                  f"back this run's {folder.checkpoint.name}, or resume the other run in its own "
+                                  "folder (copy a run folder whole, with cp -r)")
+        return history
 
     def load_checkpoint(self) -> None:
         """Continue exactly where the run folder's checkpoint stopped (same config except `epochs`)."""
-        self._load(self._resumable_state())
+        self._load(*self._resumable_state())
         self._finished = None  # (the loaded state is not finished)
 
-    def _load(self, state: dict) -> None:
-        """Parameters, optimiser and loop state from the checkpoint whose checked `state` this is."""
+    def _load(self, state: dict, history: list[EpochMetrics]) -> None:
+        """Parameters, optimiser and loop state from the checkpoint whose checked `state` and
+        `history` these are; the history is cut back to its epochs."""
         path = self.folder.checkpoint
         with self.folder.open_checkpoint() as data:
             calibrated_for = state.get("calibration_key")
@@ -551,14 +592,45 @@ class Trainer:
             self.selection.load(state, best)
             self.average.load(average)
             self.bump.load(state)
-            self.history = [EpochMetrics(**m) for m in self.folder.read_history(state["epochs_recorded"])]
         except (TypeError, KeyError, ValueError) as exc:
             if isinstance(exc, FileFormatError):
                 raise
-            raise FileFormatError(f"{path}: inconsistent checkpoint or history ({type(exc).__name__}: {exc})") from None
+            raise FileFormatError(f"{path}: inconsistent checkpoint ({type(exc).__name__}: {exc})") from None
+        self.history, self._history_hash = history, _history_hash(history)
+        self.folder.cut_history(len(history))
         self.model.apply()
         if self.epoch < self.config.epochs:  # (a finished run that trains on is no longer finished at its old end)
             self.folder.reopen()
+
+
+_HISTORY_FIELDS = typing.get_type_hints(EpochMetrics)  # name -> int (a count) or float
+
+
+def _epoch_metrics(record: dict, number: int, folder: RunFolder) -> EpochMetrics:
+    """Line `number` of the history, `record`, as the trainer writes it: every field, counts as
+    whole numbers >= 0, the others as finite numbers; else an error naming the file and line."""
+    missing = [name for name in _HISTORY_FIELDS if name not in record]
+    unknown = [name for name in record if name not in _HISTORY_FIELDS]
+    if missing or unknown:
+        raise folder.history_fault(number, f"lacks {missing[0]}" if missing else f"has an unknown field {unknown[0]}")
+    for name, kind in _HISTORY_FIELDS.items():
+        value = record[name]
+        if kind is int:
+            fits = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        else:  # (abs: no NaN, no infinity, no integer beyond the floats)
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+        if not fits:
+            expected = "a whole number >= 0" if kind is int else "a finite number"
+            raise folder.history_fault(number, f"has {name} = {value!r}, expected {expected}")
+    return EpochMetrics(**record)
+
+
+def _history_hash(history: list[EpochMetrics]):
+    """A running SHA-256 of `history` as its lines in history.jsonl."""
+    digest = hashlib.sha256()
+    for metrics in history:
+        digest.update(history_line(asdict(metrics)).encode())
+    return digest
 
 
 # the checkpoint's loop state: name -> (types allowed, None allowed)

@@ -1,0 +1,165 @@
+"""A run folder's history on resume (a checkpoint from another run, values of the wrong type,
+garbage past the checkpoint), and a Trainer finished before its epochs or with fewer epochs set."""
+
+import hashlib
+import json
+import re
+import shutil
+
+import pytest
+from delgrad_core.testing import cli_runner
+
+import delgrad_core as dg
+from delgrad_core._npz import NpzArchive, json_array, write_npz
+from delgrad_core.cli import main
+from delgrad_core.training import Trainer, TrainingConfig
+
+TRAIN = ["train", "--hidden", "4", "--delays", "none", "--batch-size", "250", "--no-progress"]
+SHORT = dict(hidden=4, delays="none", batch_size=250)
+
+
+def _digests(folder) -> dict:
+    return {entry.name: hashlib.sha256(entry.read_bytes()).hexdigest() for entry in sorted(folder.iterdir())}
+
+
+def _without_history_digest(folder) -> None:
+    """Make the folder's checkpoint one of a version that recorded no digest of the history."""
+    with NpzArchive(folder / "checkpoint.npz") as archive:
+        arrays = {name: archive.array(name) for name in archive.names}
+        state = archive.json("trainer_state.json")
+    state.pop("history_digest", None)
+    arrays["trainer_state.json"] = json_array(state)
+    with open(folder / "checkpoint.npz", "wb") as handle:
+        write_npz(handle, arrays)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 2-epoch run (trained once for the module; copied, never changed, by the tests)."""
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "2", "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def _copy(run, tmp_path):
+    return shutil.copytree(run, tmp_path / "run")
+
+
+def test_a_checkpoint_copied_from_another_run_is_refused_naming_both_files(finished_run, tmp_path):
+    """(run A's checkpoint resumed on top of run B's history: rc 0, B's metrics.json said A's
+    hidden size and seed, its epochs 1-2 were B's and epoch 3 continued A)"""
+    other = tmp_path / "other"
+    trained = cli_runner().invoke(main, ["train", "--hidden", "7", "--seed", "1", "--epochs", "2", "--no-progress",
+                                         "--out", str(other)])
+    assert trained.exit_code == 0, trained.output
+    shutil.copy(finished_run / "checkpoint.npz", other / "checkpoint.npz")
+    before = _digests(other)
+    result = cli_runner().invoke(main, ["train", "--out", str(other), "--resume", "--epochs", "3", "--no-progress"])
+    message = (f"{other / 'history.jsonl'}: its first 2 lines are not the history {other / 'checkpoint.npz'} was "
+               "written after (a checkpoint copied from another run, or an edited history); a run resumes from its "
+               "own checkpoint and history: put back this run's checkpoint.npz")
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert _digests(other) == before  # (nothing trained, cut or removed)
+
+
+def test_a_checkpoint_without_a_history_digest_still_resumes(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    _without_history_digest(run)
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert [m["epoch"] for m in json.loads((run / "metrics.json").read_text())["epochs"]] == [1, 2, 3]
+    with NpzArchive(run / "checkpoint.npz") as archive:  # (and records one from now on)
+        assert isinstance(archive.json("trainer_state.json")["history_digest"], str)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("train_loss", '"abc"', "line 1 has train_loss = 'abc', expected a finite number"),
+    ("validation_loss", "NaN", "line 1 has validation_loss = nan, expected a finite number"),
+    ("wall_seconds", "-Infinity", "line 1 has wall_seconds = -inf, expected a finite number"),
+    ("validation_accuracy", "1" + "0" * 400, "line 1 has validation_accuracy = 1000"),
+    ("skipped_steps", "1.5", "line 1 has skipped_steps = 1.5, expected a whole number >= 0"),
+    ("guarded", "true", "line 1 has guarded = True, expected a whole number >= 0"),
+    ("no_crossing", None, "line 1 lacks no_crossing"),
+], ids=["string", "nan", "infinity", "integer-beyond-floats", "fraction-count", "boolean-count", "missing"])
+def test_history_values_of_the_wrong_type_are_refused_before_anything_is_written(finished_run, tmp_path, field,
+                                                                                 value, message):
+    """(a string value: a traceback in plotting after metrics.json and network.npz were written,
+    stale plots left; NaN: copied into metrics.json as a bare NaN, invalid strict JSON).  An older
+    checkpoint, without a digest of its history: only the values' checks can tell."""
+    run = _copy(finished_run, tmp_path)
+    _without_history_digest(run)
+    lines = (run / "history.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    record[field] = "@"
+    shown = json.dumps({name: v for name, v in record.items() if value is not None or name != field})
+    lines[0] = shown.replace('"@"', value or "")
+    (run / "history.jsonl").write_text("\n".join(lines) + "\n")
+    before = _digests(run)
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"])
+    assert result.exit_code == 1 and f"{run / 'history.jsonl'}: {message}" in result.output, result.output
+    assert "put back the run's own history.jsonl" in result.output
+    assert _digests(run) == before
+
+
+def test_garbage_past_the_checkpoint_is_cut_and_within_it_names_the_history(finished_run, tmp_path):
+    """(bytes that are not UTF-8 appended after the checkpoint's epochs blocked the resume with
+    "checkpoint.npz: inconsistent checkpoint or history (UnicodeDecodeError ...)")"""
+    run = _copy(finished_run, tmp_path)
+    history = run / "history.jsonl"
+    kept = history.read_bytes()
+    history.write_bytes(kept + b"\xff\xfe\n{\"epoch\": 3}\n\x00garbage")
+    with Trainer(TrainingConfig(**SHORT, epochs=2), out_dir=run, resume=True) as trainer:
+        assert [m.epoch for m in trainer.history] == [1, 2]
+    assert history.read_bytes() == kept
+    lines = kept.splitlines()
+    history.write_bytes(lines[0] + b"\n\xff\xfe\n")
+    with pytest.raises(dg.FileFormatError) as refused:
+        Trainer(TrainingConfig(**SHORT, epochs=3), out_dir=run, resume=True)
+    assert str(refused.value).startswith(f"{history}: line 2 is not valid JSON (UnicodeDecodeError: ")
+    assert "checkpoint.npz" not in str(refused.value) and "put back the run's own history.jsonl" in str(refused.value)
+
+
+def test_finish_refuses_a_run_stopped_before_its_epochs_and_says_how_to_end_it_there(tmp_path):
+    """(finish() after fit() stopped at epoch 1 of 3 wrote a metrics.json of epochs 3 with
+    epochs_completed 1, which `delgrad evaluate` and a sweep took for a finished run)"""
+    out = tmp_path / "run"
+    with Trainer(TrainingConfig(**SHORT, epochs=3), out_dir=out) as trainer:
+        trainer.fit(progress=False, should_stop=lambda: trainer.epoch >= 1)
+        message = (f"Trainer.finish: trained 1 of config.epochs = 3 epochs; call fit() to train the rest, or, to end "
+                   f"the run at epoch 1, close this trainer and finish one that resumes its folder with epochs = 1 "
+                   f"(delgrad train --out {out} --resume --epochs 1)")
+        with pytest.raises(dg.InvalidValueError, match=re.escape(message)):
+            trainer.finish()
+    assert not (out / "metrics.json").exists()
+    with Trainer(TrainingConfig(**SHORT, epochs=1), out_dir=out, resume=True) as trainer:
+        trainer.finish()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["epochs"] == metrics["epochs_completed"] == len(metrics["epochs"]) == 1
+    with Trainer(TrainingConfig(**SHORT, epochs=2)) as without_folder:
+        without_folder.fit(progress=False, should_stop=lambda: without_folder.epoch >= 1)
+        with pytest.raises(dg.InvalidValueError, match=r"trained 1 of config.epochs = 2 epochs; call fit\(\) to train "
+                                                       r"the rest$"):
+            without_folder.finish()
+
+
+def test_epochs_lowered_after_the_trainer_was_built_are_refused(tmp_path):
+    """(config.epochs lowered after fit was accepted: metrics.json recorded epochs 1 with two
+    epoch records)"""
+    with Trainer(TrainingConfig(**SHORT, epochs=2), out_dir=tmp_path / "run") as trainer:
+        trainer.fit(progress=False)
+        trainer.config.epochs = 1
+        for call in (trainer.finish, trainer.save_checkpoint, lambda: trainer.fit(progress=False)):
+            with pytest.raises(dg.InvalidValueError, match=re.escape(
+                    "config.epochs was lowered to 1, but the trainer trained 2 epochs; epochs may only be raised (to "
+                    "train on): set it to at least 2")):
+                call()
+        trainer.config.epochs = 3
+        trainer.fit(progress=False, should_stop=lambda: True)  # (raised: allowed)
+        trainer.config.epochs = 2  # (lowered again, to no fewer than trained: the run ends there)
+        trainer.finish()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]["epochs"] == 2
+    with Trainer(TrainingConfig(**SHORT, epochs=3)) as trainer:
+        trainer.config.epochs = 2
+        with pytest.raises(dg.InvalidValueError, match="lowered to 2, but the trainer was built for 3 epochs"):
+            trainer.fit(progress=False)
