@@ -124,7 +124,9 @@ def test_a_lost_stop_signal_while_a_run_finishes_leaves_it_resumable(tmp_path, m
         patch.setattr(Trainer, "evaluate", _losing_in_finish(Trainer.evaluate, signal.SIGHUP))
         result = cli_runner().invoke(main, arguments)
     _assert_interrupted(result, signal.SIGHUP)
-    assert "--resume" in result.stderr
+    assert ("every epoch is trained and saved, but not all the run's results are written: finish them with "
+            f"delgrad train --out {tmp_path / 'run'} --resume") in " ".join(result.stderr.split())  # (it said "the
+    # last finished epoch is saved: continue with ...", as if epochs were left)
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [".lock", "checkpoint.npz", "history.jsonl"]
     resumed = cli_runner().invoke(main, [*arguments, "--resume"])
     assert resumed.exit_code == 0, resumed.output

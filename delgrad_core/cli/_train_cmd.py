@@ -249,9 +249,12 @@ def _resume_hint(out: Path, epochs: int) -> str:
     another target: a resume to more epochs stopped before its first new one)."""
     from delgrad_core.training._run_folder import RunFolder
 
-    target = "" if RunFolder(out).checkpoint_settings().get("epochs") == epochs else f" --epochs {epochs}"
-    return (f"the last finished epoch is saved: continue with delgrad train --out {shlex.quote(str(out))} "
-            f"--resume{target}")
+    folder = RunFolder(out)
+    target = "" if folder.checkpoint_settings().get("epochs") == epochs else f" --epochs {epochs}"
+    command = f"delgrad train --out {shlex.quote(str(out))} --resume{target}"
+    if folder.checkpoint_epoch() >= epochs:
+        return f"every epoch is trained and saved, but not all the run's results are written: finish them with {command}"
+    return f"the last finished epoch is saved: continue with {command}"
 
 
 def _run_settings(path: Path) -> tuple[Path, dict, dict]:

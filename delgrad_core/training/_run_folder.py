@@ -285,6 +285,17 @@ class RunFolder:
         with self.open_checkpoint() as checkpoint:
             return stored_settings(checkpoint.json(STATE_KEY), self.checkpoint)
 
+    def checkpoint_epoch(self) -> int:
+        """The epochs the checkpoint holds (0 without a checkpoint; a damaged one is a
+        `FileFormatError` naming it)."""
+        if not self.checkpoint.exists():
+            return 0
+        with self.open_checkpoint() as checkpoint:
+            epoch = checkpoint.json(STATE_KEY).get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise FileFormatError(f"{self.checkpoint}: its epoch is {epoch!r}, expected a whole number >= 0")
+        return epoch
+
     def append_history(self, record: dict) -> None:
         """Append one epoch's record as a JSON line, durably."""
         with open(self.history_file, "a", encoding="utf-8") as handle:
