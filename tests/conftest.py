@@ -6,8 +6,11 @@ import types
 import numpy as np
 import pytest
 from _ode_reference import delay_matrix
+from _run_folders import TRAIN
 
 import delgrad_core as dg
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
 
 _STOP_SIGNAL_DEFAULTS = {"SIGINT": signal.default_int_handler, "SIGTERM": signal.SIG_DFL, "SIGHUP": signal.SIG_DFL}
 
@@ -94,3 +97,12 @@ def helpers():
         central_difference=central_difference,
         is_well_conditioned=is_well_conditioned,
     )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 2-epoch run (trained once for the module; copied, never changed, by the tests)."""
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "2", "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder

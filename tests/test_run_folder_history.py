@@ -1,12 +1,12 @@
 """A run folder's history on resume (a checkpoint from another run, values of the wrong type,
 garbage past the checkpoint), and a Trainer finished before its epochs or with fewer epochs set."""
 
-import hashlib
 import json
 import re
 import shutil
 
 import pytest
+from _run_folders import TRAIN, file_digests
 from delgrad_core.testing import cli_runner
 
 import delgrad_core as dg
@@ -14,12 +14,7 @@ from delgrad_core._npz import NpzArchive, json_array, write_npz
 from delgrad_core.cli import main
 from delgrad_core.training import Trainer, TrainingConfig
 
-TRAIN = ["train", "--hidden", "4", "--delays", "none", "--batch-size", "250", "--no-progress"]
 SHORT = dict(hidden=4, delays="none", batch_size=250)
-
-
-def _digests(folder) -> dict:
-    return {entry.name: hashlib.sha256(entry.read_bytes()).hexdigest() for entry in sorted(folder.iterdir())}
 
 
 def _without_history_digest(folder) -> None:
@@ -31,15 +26,6 @@ def _without_history_digest(folder) -> None:
     arrays["trainer_state.json"] = json_array(state)
     with open(folder / "checkpoint.npz", "wb") as handle:
         write_npz(handle, arrays)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A finished 2-epoch run (trained once for the module; copied, never changed, by the tests)."""
-    folder = tmp_path_factory.mktemp("finished") / "run"
-    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "2", "--out", str(folder)])
-    assert result.exit_code == 0, result.output
-    return folder
 
 
 def _copy(run, tmp_path):
@@ -54,13 +40,13 @@ def test_a_checkpoint_copied_from_another_run_is_refused_naming_both_files(finis
                                          "--out", str(other)])
     assert trained.exit_code == 0, trained.output
     shutil.copy(finished_run / "checkpoint.npz", other / "checkpoint.npz")
-    before = _digests(other)
+    before = file_digests(other)
     result = cli_runner().invoke(main, ["train", "--out", str(other), "--resume", "--epochs", "3", "--no-progress"])
     message = (f"{other / 'history.jsonl'}: its first 2 lines are not the history {other / 'checkpoint.npz'} was "
                "written after (a checkpoint copied from another run, or an edited history); a run resumes from its "
                "own checkpoint and history: put back this run's checkpoint.npz")
     assert result.exit_code == 1 and message in result.output, result.output
-    assert _digests(other) == before  # (nothing trained, cut or removed)
+    assert file_digests(other) == before  # (nothing trained, cut or removed)
 
 
 def test_a_checkpoint_without_a_history_digest_still_resumes(finished_run, tmp_path):
@@ -95,11 +81,11 @@ def test_history_values_of_the_wrong_type_are_refused_before_anything_is_written
     shown = json.dumps({name: v for name, v in record.items() if value is not None or name != field})
     lines[0] = shown.replace('"@"', value or "")
     (run / "history.jsonl").write_text("\n".join(lines) + "\n")
-    before = _digests(run)
+    before = file_digests(run)
     result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"])
     assert result.exit_code == 1 and f"{run / 'history.jsonl'}: {message}" in result.output, result.output
     assert "put back the run's own history.jsonl" in result.output
-    assert _digests(run) == before
+    assert file_digests(run) == before
 
 
 def test_garbage_past_the_checkpoint_is_cut_and_within_it_names_the_history(finished_run, tmp_path):

@@ -1,20 +1,13 @@
 """Run and sweep folders whose files are symbolic links (a copy made with `cp -rs`), and a folder
 path that is a link to nothing: refused, and the files the links point to never written."""
 
-import hashlib
-
 import pytest
+from _run_folders import TRAIN, file_digests
 from delgrad_core.testing import cli_runner
 
 from delgrad_core import RunFolderError
 from delgrad_core.cli import main
 from delgrad_core.training._run_folder import RunFolder
-
-TRAIN = ["train", "--hidden", "4", "--delays", "none", "--no-progress"]
-
-
-def _digests(folder) -> dict:
-    return {entry.name: hashlib.sha256(entry.read_bytes()).hexdigest() for entry in sorted(folder.iterdir())}
 
 
 def _linked_copy(original, copy) -> None:
@@ -24,17 +17,8 @@ def _linked_copy(original, copy) -> None:
         (copy / entry.name).symlink_to(entry)
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A finished 2-epoch run (trained once for the module; copied, never changed, by the tests)."""
-    folder = tmp_path_factory.mktemp("finished") / "run"
-    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "2", "--out", str(folder)])
-    assert result.exit_code == 0, result.output
-    return folder
-
-
 def test_resuming_a_copy_made_of_links_refuses_and_leaves_the_original_alone(finished_run, tmp_path):
-    before = _digests(finished_run)
+    before = file_digests(finished_run)
     copy = tmp_path / "copy"
     _linked_copy(finished_run, copy)
     result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(copy), "--resume"])
@@ -42,7 +26,7 @@ def test_resuming_a_copy_made_of_links_refuses_and_leaves_the_original_alone(fin
     assert f"{copy}: checkpoint.npz is a symbolic link to {finished_run / 'checkpoint.npz'}, and so are " \
            in result.output, result.output
     assert "history.jsonl" in result.output and "copy a folder with cp -r, not as links (cp -rs)" in result.output
-    assert _digests(finished_run) == before
+    assert file_digests(finished_run) == before
     assert all((copy / name).is_symlink() for name in before)
 
 
