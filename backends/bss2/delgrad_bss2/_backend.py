@@ -103,10 +103,11 @@ class Bss2EmulatorBackend(Backend):
     def conformance_profile(self) -> ConformanceProfile:
         """Calibrated, on the suite's cases (chips 0-4 at seeds 0-2, chips 5-11 at seed 0), the
         median spike-time error of every layer stays below 0.12 tau and silent/spiking agrees in
-        at least 88 %: declared with margin.  (The comparator's offset, which calibration leaves, dominates: without it, 0.016
-        tau and 97 %.)  Uncalibrated, spike times carry the raw fixed-pattern spread (median error
-        up to 0.33 tau on chips 0-4): no agreement is claimed; the arrivals carry the uncalibrated delay offsets (median
-        distance from t + d up to 0.043 tau), declared as 0.08."""
+        at least 88 %: declared with margin.  (The comparator's offset, which calibration leaves,
+        dominates: without it, 0.016 tau and 97 %.)  Uncalibrated, spike times carry the raw
+        fixed-pattern spread (median error up to 0.33 tau on chips 0-4): no agreement is claimed;
+        the arrivals carry the uncalibrated delay offsets (median distance from t + d up to
+        0.043 tau), declared as 0.08."""
         if not self.calibrated:
             return ConformanceProfile(max_median_error=0.08, unsupported={
                 "agreement": "uncalibrated chip: spike times carry the raw fixed-pattern spread "

@@ -1,10 +1,10 @@
 """Run a compiled job on an emulated chip.
 
 Each neuron circuit realises the network's neuron with the analog values its settings give on
-this chip: the threshold distance (threshold minus leak potential, plus trial-to-trial noise
-drawn per job and neuron), tau_m and tau_s (different per circuit: the any-ratio solver of
-`delgrad_core.layer_forward` computes its first spike) and the synaptic gain scaling its
-integer weights.  Errors are relative to the calibration targets, so a network with other
+this chip: the threshold distance (threshold minus leak potential, plus the spike comparator's
+offset and trial-to-trial noise drawn per job and neuron), tau_m and tau_s (different per
+circuit: the any-ratio solver of `delgrad_core.layer_forward` computes its first spike) and the
+synaptic gain scaling its integer weights.  Errors are relative to the calibration targets, so a network with other
 neuron parameters than the operating point keeps the chip's relative errors.  Delay elements
 fire after their register's delay, their analog offset and jitter.  Spikes after the end of a
 sample's slot are lost; recorded spikes carry 8 ns timestamps.
