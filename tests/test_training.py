@@ -270,7 +270,8 @@ def test_numpy_numbers_in_option_tables_are_kept_as_python_ones_and_checkpoint(t
     nested = TrainingConfig(dataset_options={"a": [np.bool_(True), (np.int32(3), {"b": np.float64(0.5)})],
                                              "directory": Path("/data")},
                             _check_components=False).dataset_options
-    assert nested == {"a": [True, [3, {"b": 0.5}]], "directory": "/data"} and type(nested["a"][0]) is bool and type(nested["a"][1][0]) is int
+    assert nested == {"a": [True, [3, {"b": 0.5}]], "directory": "/data"}
+    assert type(nested["a"][0]) is bool and type(nested["a"][1][0]) is int
     trial_ids = {plan_trials({"epochs": 1, **options}, [4], ["none"], 1, tmp_path / "sweep")[0].id
                  for options in (numpy_options, plain)}
     assert len(trial_ids) == 1

@@ -253,7 +253,8 @@ def _resume_hint(out: Path, epochs: int) -> str:
     target = "" if folder.checkpoint_settings().get("epochs") == epochs else f" --epochs {epochs}"
     command = f"delgrad train --out {shlex.quote(str(out))} --resume{target}"
     if folder.checkpoint_epoch() >= epochs:
-        return f"every epoch is trained and saved, but not all the run's results are written: finish them with {command}"
+        return f"every epoch is trained and saved, but not all the run's results are written: finish them with " \
+               f"{command}"
     return f"the last finished epoch is saved: continue with {command}"
 
 

@@ -121,7 +121,8 @@ def test_uncalibrated_threshold_offset_and_its_calibration(emulator, calibrated)
 @pytest.mark.parametrize("calibrated", [False, True])
 def test_the_comparator_offset_remains_after_calibration(emulator, calibrated):
     """The comparator's offset (+0.13 +- 0.08 by default) is not seen by the calibration (see
-    test_bss2_cache for the calibration itself): it stays on the calibrated chip and adds to the threshold potential's error uncalibrated."""
+    test_bss2_cache for the calibration itself): it stays on the calibrated chip and adds to the
+    threshold potential's error uncalibrated."""
     error = _threshold_errors(emulator, **_ONLY_THRESHOLD, calibrated=calibrated)
     mean, spread = (0.13, 0.08) if calibrated else (0.26, 0.08 * 2 ** 0.5)
     # (within 4 standard errors over 400 neurons)
