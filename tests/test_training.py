@@ -15,7 +15,8 @@ from delgrad_core.testing import cli_runner
 import delgrad_core as dg
 from delgrad_core.cli import main
 from delgrad_core.training._plots import plots_available
-from delgrad_core.training import Adam, TrainableNetwork, Trainer, TrainingConfig, build_network, step_decay_factor
+from delgrad_core.training import (Adam, TrainableNetwork, Trainer, TrainingConfig, build_network, load_config,
+                                   step_decay_factor)
 
 SHORT = dict(epochs=2, hidden=8, batch_size=250)
 
@@ -296,6 +297,21 @@ def test_a_threshold_the_network_refuses_is_refused_naming_the_setting(tmp_path)
     (tmp_path / "c.toml").write_text("threshold = 5e-324\n")
     result = cli_runner().invoke(main, ["train", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "c.toml: threshold: expected a number >= 1e-300, got 5e-324" in result.output
+
+
+def test_a_denormal_weight_resolution_is_refused_naming_the_setting():
+    """(5e-324 passed "> 0" and the trainer's build failed on NaN weights, naming weight_init_mean)"""
+    with pytest.raises(dg.InvalidValueError, match=r"^weight_resolution: expected a number >= 1e-12, or unset, got 5e-324$"):
+        TrainingConfig(weight_resolution=5e-324)
+    Trainer(TrainingConfig(hidden=5, epochs=1, weight_resolution=1e-12)).close()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_load_config_refuses_a_fifo_without_reading_it(tmp_path):
+    """(the command line refused one, but load_config from Python waited for a writer for ever)"""
+    os.mkfifo(tmp_path / "c.toml")
+    with pytest.raises(dg.InvalidValueError, match="c.toml: cannot read the settings file .not a regular file"):
+        load_config(tmp_path / "c.toml")
 
 
 def test_negative_zero_settings_are_stored_as_zero(tmp_path):

@@ -15,6 +15,7 @@ import inspect
 import json
 import math
 import numbers
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -118,6 +119,7 @@ def _plain_float(value) -> float:
     return float(value) + 0.0
 
 
+MIN_WEIGHT_RESOLUTION = 1e-12
 _JSON_VALUE = "a string, a finite number, true/false, None, or a list or table of them (the config is JSON)"
 
 
@@ -249,7 +251,8 @@ class TrainingConfig:
     delay_max: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
     # the config's own weight constraints (None: only the backend's); float shadow weights
     weight_limit: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
-    weight_resolution: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
+    # (finer steps than 1e-12 serve no substrate, and weights divided by a denormal step overflow)
+    weight_resolution: float | None = _rule(None, _number(MIN_WEIGHT_RESOLUTION, optional=True), "network")
     # silent-neuron handling: skip the step and bump input weights of silent neurons when the
     # silent fraction of a layer exceeds its limit (hidden layers, output layer)
     silent_limit_hidden: float = _rule(0.3, _FRACTION, "heuristics")
@@ -512,6 +515,8 @@ def load_config(path: str | Path) -> dict:
     """Read a TOML file of settings: flat keys (top level, or all in one [train] table), or
     sectioned tables [data], [network], [encoder], [optimiser], [loss], [heuristics], [backend]
     (docs/training.md).  Every setting is checked; errors name the file and the setting."""
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):  # (a FIFO is read for ever)
+        raise InvalidValueError(f"{path}: cannot read the settings file (not a regular file: a FIFO, device or socket)")
     try:
         with open(path, "rb") as handle:
             text = handle.read()
