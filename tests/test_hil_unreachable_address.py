@@ -77,6 +77,17 @@ def test_an_ipc_address_whose_folder_is_a_file_fails_at_once(tmp_path, token):
     assert (tmp_path / "a-file").read_text() == "not a folder\n"
 
 
+def test_an_ipc_address_that_is_a_file_fails_at_once(tmp_path, token):
+    """(a service refuses to serve on a file, but a client waited attempts x timeout_s there)"""
+    (tmp_path / "s").write_text("a file\n")
+    address = f"ipc://{tmp_path / 's'}"
+    error, elapsed = _timed(_calibrate(address))
+    assert elapsed < TIMEOUT_S / 2, elapsed
+    assert str(error).startswith(f"address: {tmp_path / 's'} of {address} is not a socket (a file or folder, where "
+                                 "no service serves), so no service can be listening there; check the path")
+    assert (tmp_path / "s").read_text() == "a file\n"
+
+
 def test_a_host_name_that_does_not_resolve_fails_at_once(token):
     error, elapsed = _timed(_calibrate(UNRESOLVED))
     assert elapsed < TIMEOUT_S / 2, elapsed

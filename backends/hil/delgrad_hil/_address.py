@@ -43,30 +43,19 @@ def _host_ok(host: str, serving: bool) -> bool:
 def check_reachable(address: str, field_name: str = "address") -> None:
     """Raise a `BackendUnavailable` (not retryable) naming `field_name` if no service can ever
     answer at `address` (well formed, see `check_address`) as a client connects to it: an
-    ``ipc://PATH`` whose folder does not exist or is not a folder, or a ``tcp://HOST:PORT``
-    whose host name does not resolve (`socket.getaddrinfo` fails with `socket.gaierror`).
+    ``ipc://PATH`` whose folder does not exist or is not a folder, or that is not a socket,
+    or a ``tcp://HOST:PORT`` whose host name does not resolve (`socket.getaddrinfo` fails with
+    `socket.gaierror`).
 
     Only definite answers count: a folder that cannot be looked at (permissions), a temporary
     failure of the name service (``EAI_AGAIN``) or any other error leaves the address to the
     client's waits and retries, which say at the end what they saw."""
     if address.startswith("ipc://"):
         path = address[len("ipc://"):]
-        if path.startswith("@"):  # (Linux's abstract namespace: no file, no folder)
-            return
-        folder = os.path.dirname(path) or "."
-        try:
-            is_folder = stat.S_ISDIR(os.stat(folder).st_mode)
-        except (FileNotFoundError, NotADirectoryError):
-            problem = f"the folder {folder} of {address} does not exist"
-            remedy = ", or create the folder and start the service there"
-        except (OSError, ValueError):
-            return
-        else:
-            if is_folder:
-                return
-            problem, remedy = f"{folder}, the folder of {address}, is not a folder", ""
-        raise BackendUnavailable(f"{field_name}: {problem}, so no service can be listening there; check the path "
-                                 f"(the service's --address){remedy}", retryable=False)
+        problem = None if path.startswith("@") else _ipc_problem(path, address)  # (@: Linux's abstract sockets)
+        if problem is not None:
+            raise BackendUnavailable(f"{field_name}: {problem[0]}, so no service can be listening there; check the "
+                                     f"path (the service's --address){problem[1]}", retryable=False)
     if address.startswith("tcp://"):
         host = address[len("tcp://"):].rpartition(":")[0]
         if host.startswith("[") and host.endswith("]"):
@@ -84,3 +73,25 @@ def check_reachable(address: str, field_name: str = "address") -> None:
                                      f"address (e.g. tcp://127.0.0.1:PORT on this machine)", retryable=False) from None
         except (OSError, UnicodeError, ValueError):
             return
+
+
+def _ipc_problem(path: str, address: str) -> tuple[str, str] | None:
+    """(what is wrong, a further remedy) if no service can ever listen at ipc `path`: its folder
+    is missing or not a folder, or the path is something else than a socket (a service refuses
+    to serve there); None if one may (no socket yet: a service may come)."""
+    folder = os.path.dirname(path) or "."
+    try:
+        folder_mode = os.stat(folder).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"the folder {folder} of {address} does not exist", ", or create the folder and start the service there"
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISDIR(folder_mode):
+        return f"{folder}, the folder of {address}, is not a folder", ""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISSOCK(mode):
+        return f"{path} of {address} is not a socket (a file or folder, where no service serves)", ""
+    return None
