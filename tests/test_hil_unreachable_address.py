@@ -67,25 +67,19 @@ def test_an_ipc_address_in_a_folder_that_does_not_exist_fails_at_once(tmp_path, 
     assert not (tmp_path / "no-such-folder").exists()  # (the client creates nothing)
 
 
-def test_an_ipc_address_whose_folder_is_a_file_fails_at_once(tmp_path, token):
-    (tmp_path / "a-file").write_text("not a folder\n")
-    address = f"ipc://{tmp_path / 'a-file' / 's'}"
+@pytest.mark.parametrize(("socket_path", "problem"), [
+    ("a-file/s", "{file}, the folder of {address}, is not a folder"),
+    # (a service refuses to serve on a file, but a client waited attempts x timeout_s there)
+    ("a-file", "{file} of {address} is not a socket (a file or folder, where no service serves)"),
+])
+def test_an_ipc_address_on_a_file_fails_at_once(tmp_path, token, socket_path, problem):
+    (tmp_path / "a-file").write_text("not a socket\n")
+    address = f"ipc://{tmp_path / socket_path}"
     error, elapsed = _timed(_calibrate(address))
     assert elapsed < TIMEOUT_S / 2, elapsed
-    assert str(error).startswith(f"address: {tmp_path / 'a-file'}, the folder of {address}, is not a folder, so no "
-                                 f"service can be listening there; check the path")
-    assert (tmp_path / "a-file").read_text() == "not a folder\n"
-
-
-def test_an_ipc_address_that_is_a_file_fails_at_once(tmp_path, token):
-    """(a service refuses to serve on a file, but a client waited attempts x timeout_s there)"""
-    (tmp_path / "s").write_text("a file\n")
-    address = f"ipc://{tmp_path / 's'}"
-    error, elapsed = _timed(_calibrate(address))
-    assert elapsed < TIMEOUT_S / 2, elapsed
-    assert str(error).startswith(f"address: {tmp_path / 's'} of {address} is not a socket (a file or folder, where "
-                                 "no service serves), so no service can be listening there; check the path")
-    assert (tmp_path / "s").read_text() == "a file\n"
+    assert str(error).startswith(f"address: {problem.format(file=tmp_path / 'a-file', address=address)}, so no "
+                                 "service can be listening there; check the path")
+    assert (tmp_path / "a-file").read_text() == "not a socket\n"
 
 
 def test_a_host_name_that_does_not_resolve_fails_at_once(token):
