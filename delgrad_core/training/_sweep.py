@@ -306,7 +306,6 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
     (a device service that is down) and a dataset whose files are not here are noted and left to
     each trial; otherwise they are errors (every trial would wait for the backend, then fail)."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
-    from delgrad_core.datasets._dataset import changed_splits
     from delgrad_core.training._components import component
     from delgrad_core.training._parameters import build_network
     from delgrad_core.training._trainer import built_backend
