@@ -119,7 +119,6 @@ def _plain_float(value) -> float:
     return float(value) + 0.0
 
 
-MIN_WEIGHT_RESOLUTION = 1e-12
 _JSON_VALUE = "a string, a finite number, true/false, None, or a list or table of them (the config is JSON)"
 
 
@@ -252,7 +251,7 @@ class TrainingConfig:
     # the config's own weight constraints (None: only the backend's); float shadow weights
     weight_limit: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
     # (finer steps than 1e-12 serve no substrate, and weights divided by a denormal step overflow)
-    weight_resolution: float | None = _rule(None, _number(MIN_WEIGHT_RESOLUTION, optional=True), "network")
+    weight_resolution: float | None = _rule(None, _number(1e-12, optional=True), "network")
     # silent-neuron handling: skip the step and bump input weights of silent neurons when the
     # silent fraction of a layer exceeds its limit (hidden layers, output layer)
     silent_limit_hidden: float = _rule(0.3, _FRACTION, "heuristics")

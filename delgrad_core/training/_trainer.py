@@ -204,7 +204,6 @@ class Trainer:
         self.epoch = 0
         self.test_seed: int | None = None  # drawn by `finish`
         self.history: list[EpochMetrics] = []
-        self._history_hash = _history_hash(self.history)  # (the checkpoint records its digest)
         self.elapsed_seconds = 0.0
         self._finished: tuple | None = None  # what `finish` returned
         self._closed = False
@@ -325,15 +324,13 @@ class Trainer:
                 if should_stop is not None and should_stop():
                     break
                 metrics = self._epoch()
-                record = asdict(metrics)
                 self.history.append(metrics)
-                self._history_hash.update(history_line(record).encode())
                 self.epoch += 1
                 self.selection.after_epoch(self.epoch, metrics.validation_accuracy,
                                            self.average.current(self.model.params))
                 report.update(metrics)
                 if self.folder is not None:
-                    self.folder.append_history(record)  # before the checkpoint: see RunFolder
+                    self.folder.append_history(asdict(metrics))  # before the checkpoint: see RunFolder
                     self.save_checkpoint()
         finally:
             report.close()
@@ -491,7 +488,7 @@ class Trainer:
             "calibration_key": self.calibration.cache_key,
             "dataset_digests": self.dataset_digests,
             "epochs_recorded": len(self.history),
-            "history_digest": self._history_hash.hexdigest(),  # (of the history's lines: they go together)
+            "history_digest": _history_digest(self.history),  # (of the history's lines: they go together)
             **self.selection.state(),
             **self.bump.state(),
         }
@@ -544,7 +541,7 @@ class Trainer:
         history = [_epoch_metrics(record, number, folder)
                    for number, record in enumerate(folder.read_history(state["epochs_recorded"]), start=1)]
         recorded = state.get("history_digest")
-        if recorded is not None and recorded != _history_hash(history).hexdigest():
+        if recorded is not None and recorded != _history_digest(history):
             raise FileFormatError(f"{folder.history_file}: its first {len(history)} lines are not the history "
                                   f"{folder.checkpoint} was written after (a checkpoint copied from another run, "
                                   "or an edited history); a run resumes from its own checkpoint and history: put "
@@ -596,7 +593,7 @@ class Trainer:
             if isinstance(exc, FileFormatError):
                 raise
             raise FileFormatError(f"{path}: inconsistent checkpoint ({type(exc).__name__}: {exc})") from None
-        self.history, self._history_hash = history, _history_hash(history)
+        self.history = history
         self.folder.cut_history(len(history))
         self.model.apply()
         if self.epoch < self.config.epochs:  # (a finished run that trains on is no longer finished at its old end)
@@ -625,12 +622,12 @@ def _epoch_metrics(record: dict, number: int, folder: RunFolder) -> EpochMetrics
     return EpochMetrics(**record)
 
 
-def _history_hash(history: list[EpochMetrics]):
-    """A running SHA-256 of `history` as its lines in history.jsonl."""
+def _history_digest(history: list[EpochMetrics]) -> str:
+    """SHA-256 (hex) of `history` as its lines in history.jsonl."""
     digest = hashlib.sha256()
     for metrics in history:
         digest.update(history_line(asdict(metrics)).encode())
-    return digest
+    return digest.hexdigest()
 
 
 # the checkpoint's loop state: name -> (types allowed, None allowed)
