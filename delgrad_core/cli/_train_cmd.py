@@ -57,6 +57,51 @@ def _parse_key_values(ctx, param, values) -> dict:
         raise click.BadParameter(str(exc)) from None
 
 
+def _parse_settings(ctx, param, values) -> dict:
+    """The TrainingConfig settings of --set KEY=VALUE (VALUE read as JSON when it can be); a
+    name that is not a setting is refused, naming the settings."""
+    import dataclasses
+    import difflib
+
+    from delgrad_core._options import parse_key_values
+    from delgrad_core.training import TrainingConfig
+
+    try:
+        settings = parse_key_values(values, "--set")
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    known = sorted(spec.name for spec in dataclasses.fields(TrainingConfig))
+    for key in settings:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise click.UsageError(f"--set: {key} is not a setting{hint}; the settings (docs/training.md): "
+                                   f"{', '.join(known)}")
+    return settings
+
+
+_OPTION_OF = {"backend_options": "--backend-option", "dataset_options": "--dataset-option"}  # (else --<name>)
+
+
+def _refuse_set_twice(settings: dict, options: dict) -> None:
+    """Refuse a --set setting also given by its own option (`options`: setting -> the value of
+    its option, None or {} if not given)."""
+    for key in sorted(settings):
+        if options.get(key) not in (None, {}):
+            option = _OPTION_OF.get(key, f"--{key.replace('_', '-')}")
+            raise click.UsageError(f"--set {key}={_typed(settings[key])}: {key} is given by {option} too; give it once")
+
+
+def _typed(value) -> str:
+    """A --set VALUE as typed: a string as itself (unless it reads as JSON), else JSON."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
+
+
 class _RegularFile(click.Path):
     """An existing regular file (a FIFO or device passes click's `exists` and is read forever)."""
 
@@ -74,6 +119,10 @@ class _RegularFile(click.Path):
 BACKEND_OPTION = click.option(
     "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE", callback=_parse_key_values,
     help="Option for the backend (repeatable); VALUE is read as JSON when it can be, e.g. chip=3.")
+SET_OPTION = click.option(
+    "--set", "set_settings", multiple=True, metavar="KEY=VALUE", callback=_parse_settings,
+    help="A TrainingConfig setting without an option of its own (repeatable; docs/training.md), over --config's; "
+         "VALUE is read as JSON when it can be, e.g. weight_lr=0.01 or keep_best=false.")
 DATASET_OPTION = click.option(
     "--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", callback=_parse_key_values,
     help="Option for the dataset's loader (repeatable; docs/datasets.md), e.g. size=14 for 14 x 14 images.")
@@ -121,21 +170,22 @@ def _fresh_out_dir() -> Path:
             n += 1
 
 
-def _settings(config_file, options: dict) -> dict:
-    """Config file values, overridden by the options given on the command line (a file that is not
-    TOML, or holds a bad setting, is a usage error)."""
+def _settings(config_file, options: dict, set_settings: dict | None = None) -> dict:
+    """Config file values, overridden by the options given on the command line and the settings
+    of --set (a file that is not TOML, or holds a bad setting, is a usage error)."""
     from delgrad_core.training import load_config
 
     try:
         values = load_config(config_file) if config_file else {}
     except (FileFormatError, InvalidValueError) as exc:  # (a --config file that is not TOML, or a bad setting)
         raise click.UsageError(str(exc)) from None
-    given = {k: v for k, v in options.items() if v is not None}
+    given = {k: (f"--{k.replace('_', '-')} {_shown(v)}", v) for k, v in options.items() if v is not None}
+    given.update({k: (f"--set {k}={_typed(v)}", v) for k, v in (set_settings or {}).items()})
     for key in sorted(set(given) & set(values)):
-        if given[key] != values[key]:
-            click.echo(f"note: --{key.replace('_', '-')} {_shown(given[key])} replaces {key} = {values[key]!r} of "
-                       f"{config_file}", err=True)
-    values.update(given)
+        typed, value = given[key]
+        if value != values[key]:
+            click.echo(f"note: {typed} replaces {key} = {values[key]!r} of {config_file}", err=True)
+    values.update({key: value for key, (_, value) in given.items()})
     return values
 
 
@@ -180,8 +230,9 @@ def _shown(value) -> str:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @BACKEND_OPTION
 @DATASET_OPTION
+@SET_OPTION
 def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed, loss, config_file, out_dir, resume,
-          no_progress, backend_options, dataset_options):
+          no_progress, backend_options, dataset_options, set_settings):
     """Train a classifier on --dataset; write metrics.json, network.npz and plots into --out.
 
     The defaults shown are those of Yin-Yang on the reference backend; a backend or dataset may
@@ -189,6 +240,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     records every setting used.
     """
     from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._config import LATER_SETTINGS
     from delgrad_core.training._run import run_training
     from delgrad_core.datasets import DatasetOptionsError
     from delgrad_core.training._run_folder import RunFolder
@@ -196,15 +248,17 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
 
     options = dict(backend=backend, dataset=dataset, hidden=hidden, delays=delays, tau_ratio=tau_ratio,
                    epochs=epochs, batch_size=batch_size, seed=seed, loss=loss)
+    _refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
     if resume and not out_dir:
         raise click.UsageError("--resume needs --out, the folder of the run to continue")
     if out_dir == "":
         raise click.UsageError("--out: expected a folder name, got ''")
     try:
-        settings = _absolute_paths(_with_tables(_settings(config_file, options), backend_options=backend_options,
-                                                dataset_options=dataset_options))
+        settings = _absolute_paths(_with_tables(_settings(config_file, options, set_settings),
+                                                backend_options=backend_options, dataset_options=dataset_options))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
+            stored = {**LATER_SETTINGS, **stored}  # (what a run recorded before a setting existed trained with)
             _check_stored(stored, RunFolder(out_dir).checkpoint)
             for name in ("backend", "dataset"):  # (another one named here: its options are not the run's)
                 if settings.get(name) not in (None, stored.get(name)):
@@ -261,6 +315,7 @@ def _resume_hint(out: Path, epochs: int) -> str:
 def _run_settings(path: Path) -> tuple[Path, dict, dict]:
     """(network file, the run's settings, its metrics) for a run folder or a network file;
     settings and metrics are {} for a network file outside a finished run folder."""
+    from delgrad_core.training._config import shown_setting
     from delgrad_core.training._run_folder import RunFolder
 
     folder = RunFolder(path if path.is_dir() else path.parent)
@@ -273,10 +328,14 @@ def _run_settings(path: Path) -> tuple[Path, dict, dict]:
     if not network_file.is_file():
         raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "
                                 "or moved")
-    settings = metrics.get("config", {})
-    if not isinstance(settings, dict):
-        raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of settings")
     _check_accuracy(metrics["test_accuracy"], folder.metrics)
+    if "config" not in metrics:
+        raise FileFormatError(f"{folder.metrics}: not the metrics of a finished run (no 'config', the table of the "
+                              "run's settings); a damaged or edited file")
+    settings = metrics["config"]
+    if not isinstance(settings, dict) or not settings:
+        raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of the run's settings (got "
+                              f"{shown_setting(settings)}); a damaged or edited file")
     return network_file, settings, metrics
 
 
@@ -417,6 +476,13 @@ def _kind_list(ctx, param, value):
     return list(dict.fromkeys(kinds))  # (each kind once)
 
 
+def _refuse_sweep_axes(settings: dict) -> None:
+    """Refuse --set for the settings a sweep sets per trial."""
+    for key, option in (("hidden", "--hidden"), ("delays", "--delays"), ("seed", "--seeds")):
+        if key in settings:
+            raise click.UsageError(f"--set {key}=...: the sweep sets {key} per trial; give it with {option}")
+
+
 @main.command()
 @click.option("--hidden", multiple=True, default=["5,10,15,20,25,30"], show_default=True,
               callback=_given_once(_int_list), help="Comma-separated hidden sizes (give the option once).")
@@ -441,16 +507,19 @@ def _kind_list(ctx, param, value):
 @click.option("--trial", type=click.IntRange(min=0), help="Run (or resume) only trial number N here (SLURM array tasks).")
 @click.option("--slurm-script", type=click.Path(dir_okay=False, path_type=Path),
               help="Write an sbatch --array script that runs this sweep one trial per task, and exit.")
+@SET_OPTION
 def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options, dataset,
-          dataset_options, executor, scheduler, trial, slurm_script):
+          dataset_options, executor, scheduler, trial, slurm_script, set_settings):
     """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
     from delgrad_core.training._sweep import (
         SweepError, SweepInterrupted, check_runnable, plan_sweep, refuse_unusable_runs, run_sweep, run_trial,
         sweep_job_script)
 
+    _refuse_sweep_axes(set_settings)
+    options = {"epochs": epochs, "backend": backend, "dataset": dataset}
+    _refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
     try:
-        base = _absolute_paths(_with_tables(_settings(config_file, {"epochs": epochs, "backend": backend,
-                                                                   "dataset": dataset}),
+        base = _absolute_paths(_with_tables(_settings(config_file, options, set_settings),
                                             backend_options=backend_options, dataset_options=dataset_options))
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -468,9 +537,9 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
             command += ["--config", str(config_file)] if config_file else []
             command += ["--backend", backend] if backend else []
             command += ["--dataset", dataset] if dataset else []
-            command += [arg for flag, options in (("--backend-option", backend_options),
-                                                  ("--dataset-option", dataset_options))
-                        for key, value in options.items() for arg in (flag, f"{key}={json.dumps(value)}")]
+            command += [arg for flag, values in (("--backend-option", backend_options),
+                                                 ("--dataset-option", dataset_options), ("--set", set_settings))
+                        for key, value in values.items() for arg in (flag, f"{key}={json.dumps(value)}")]
             n_trials = len(hidden) * len(delays) * seeds
             with no_writes_once_stopped():
                 atomic_write_text(slurm_script, sweep_job_script(command, n_trials))

@@ -248,6 +248,10 @@ class TrainingConfig:
     delay_shift: float = _rule(0.0, _NON_NEGATIVE, "network")
     delay_scale: float = _rule(1.0, _POSITIVE, "network")
     delay_max: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
+    # consecutive input lines that share one axonal delay of the first layer: the copies of an
+    # input the encoder repeats, as on BrainScaleS-2, whose delay elements serve all copies of an
+    # input (1: each line its own delay)
+    shared_input_delays: int = _rule(1, _number(1, integer=True), "network")
     # the config's own weight constraints (None: only the backend's); float shadow weights
     weight_limit: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
     # (finer steps than 1e-12 serve no substrate, and weights divided by a denormal step overflow)
@@ -284,6 +288,9 @@ class TrainingConfig:
             raise InvalidValueError(f"backend_options.{secrets[0]}: a run keeps its settings in plain text "
                                     f"(metrics.json); give the backend a file holding it instead (e.g. "
                                     f"{secrets[0]}_file=PATH) or its environment variable")
+        if self.shared_input_delays > 1 and self.delay_kinds[0] not in ("axonal", "none"):
+            raise InvalidValueError(f"shared_input_delays: {self.shared_input_delays} needs axonal delays in the first "
+                                    f"layer (the input lines' own), got {self.delay_kinds[0]!r}; set it to 1")
         for name in ("weight_init_mean", "weight_init_std"):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != len(self.hidden_sizes) + 1:
@@ -328,6 +335,12 @@ class TrainingConfig:
     def from_dict(cls, values: dict, *, check_components: bool = True) -> "TrainingConfig":
         return cls(**check_known_names(values, [f.name for f in dataclasses.fields(cls)], "config"),
                    _check_components=check_components)
+
+
+#: Settings added after runs were recorded, with the value every earlier run trained with: a
+#: run's stored settings without one mean that value (not a default a backend registers now),
+#: and a sweep leaves one at that value out of a trial's identity (its earlier trials keep their ids).
+LATER_SETTINGS = {"dataset_options": {}, "gradient_slope": "observed", "shared_input_delays": 1}
 
 
 def check_settings(values: dict, what: str) -> dict:

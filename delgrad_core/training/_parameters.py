@@ -17,7 +17,7 @@ from delgrad_core._ir import DelayKind, Network, NeuronParameters, check_type
 from delgrad_core._propagation import NetworkGradients
 from delgrad_core.training._config import TrainingConfig
 
-__all__ = ["TrainableNetwork", "build_network"]
+__all__ = ["TrainableNetwork", "build_network", "check_shared_input_delays"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -31,11 +31,23 @@ def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Netw
                                neuron=neuron, seed=None)
 
 
+def check_shared_input_delays(config: TrainingConfig, n_inputs: int) -> None:
+    """Refuse a `shared_input_delays` that does not split the `n_inputs` input lines into
+    groups of copies (it applies to a first layer with axonal delays)."""
+    shared = config.shared_input_delays
+    if shared > 1 and config.delay_kinds[0] == DelayKind.AXONAL.value and n_inputs % shared:
+        raise InvalidValueError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into groups "
+                                "of copies; set it to the number of copies the encoder makes of each input (its "
+                                "repeat), or 1")
+
+
 class TrainableNetwork:
     """Holds the optimiser's parameters (``params``) and writes them into ``network``.
 
     Parameter names: ``layers.K.weights`` (shadow weights) and ``layers.K.delays`` (raw delay
-    parameters); ``group_of`` maps each to "weights" or "delays".
+    parameters); ``group_of`` maps each to "weights" or "delays".  With `shared_input_delays`
+    k > 1, the first layer's axonal delays have one raw parameter per group of k consecutive
+    input lines (the copies of an input), and each group's gradient is the sum of its lines'.
     """
 
     def __init__(self, network: Network, config: TrainingConfig):
@@ -44,13 +56,20 @@ class TrainableNetwork:
         # the config's own weight constraints, applied before the backend's (stricter, never needed)
         self._weight_constraints = Capabilities(weight_limit=config.weight_limit,
                                                 weight_resolution=config.weight_resolution)
+        first = network.layers[0].projection
+        check_shared_input_delays(self.config, first.n_pre)
+        # lines per delay parameter, per layer: the first layer's axonal delays may be shared
+        self._lines_per_delay = [self.config.shared_input_delays if k == 0 and first.delay_kind is DelayKind.AXONAL
+                                 else 1 for k in range(len(network.layers))]
         self.params: dict[str, np.ndarray] = {}
         self.group_of: dict[str, str] = {}
         for k, layer in enumerate(network.layers):
             self.params[f"layers.{k}.weights"] = layer.projection.weights.copy()
             self.group_of[f"layers.{k}.weights"] = "weights"
             if layer.projection.delay_kind is not DelayKind.NONE:
-                self.params[f"layers.{k}.delays"] = np.zeros_like(layer.projection.delays)
+                delays = layer.projection.delays
+                shared = self._lines_per_delay[k]
+                self.params[f"layers.{k}.delays"] = np.zeros(delays.size // shared) if shared > 1 else np.zeros_like(delays)
                 self.group_of[f"layers.{k}.delays"] = "delays"
 
     def initialise(self, rng: np.random.Generator) -> None:
@@ -112,7 +131,17 @@ class TrainableNetwork:
             layer.projection.weights[...] = self.effective_weights(self.params[f"layers.{k}.weights"])
             raw = self.params.get(f"layers.{k}.delays")
             if raw is not None:
-                layer.projection.delays[...] = self.delays_from_raw(raw)
+                layer.projection.delays[...] = self._lines_of(self.delays_from_raw(raw), k)
+
+    def _lines_of(self, delays: np.ndarray, k: int) -> np.ndarray:
+        """Layer k's delays per line from its delays per parameter."""
+        shared = self._lines_per_delay[k]
+        return np.repeat(delays, shared) if shared > 1 else delays
+
+    def _groups_of(self, line_gradients: np.ndarray, k: int) -> np.ndarray:
+        """Layer k's gradients per delay parameter (summed over the lines sharing it)."""
+        shared = self._lines_per_delay[k]
+        return line_gradients.reshape(-1, shared).sum(axis=1) if shared > 1 else line_gradients
 
     def parameter_gradients(self, gradients: NetworkGradients) -> dict[str, np.ndarray]:
         """dL/d(params) from the network gradients (chain rule through the delay map)."""
@@ -121,9 +150,10 @@ class TrainableNetwork:
             grads[f"layers.{k}.weights"] = layer_grad.weights
             raw = self.params.get(f"layers.{k}.delays")
             if raw is not None:
+                delays = self._groups_of(layer_grad.delays, k)
                 if self.config.delay_parametrisation == "sigmoid":
                     s = _sigmoid(raw)
-                    grads[f"layers.{k}.delays"] = layer_grad.delays * self.config.delay_scale * s * (1.0 - s)
+                    grads[f"layers.{k}.delays"] = delays * self.config.delay_scale * s * (1.0 - s)
                 else:
-                    grads[f"layers.{k}.delays"] = layer_grad.delays
+                    grads[f"layers.{k}.delays"] = delays
         return grads

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delgrad_core._errors import FileFormatError
-from delgrad_core.training._config import TrainingConfig, config_with_defaults, result_settings, setting_differences
+from delgrad_core.training._config import (
+    LATER_SETTINGS, TrainingConfig, config_with_defaults, result_settings, setting_differences)
 from delgrad_core.training._run_folder import RunFolder
 
 __all__ = ["Trial", "plan_trials", "recorded_settings", "train_trial", "trial_id"]
@@ -101,11 +102,6 @@ class Trial:
         return _result_settings(recorded, _neutral_options(self.identity["backend"]))
 
 
-# settings added after sweeps were recorded: left out of a trial's identity while at their
-# default, so that the trials of earlier sweeps keep their ids (and are not run again)
-_LATER_SETTINGS = {"dataset_options": {}, "gradient_slope": "observed"}
-
-
 def _neutral_options(backend: str) -> frozenset:
     """The options of backend `backend` that it declares as not changing results."""
     from delgrad_core._plugins import registry
@@ -119,7 +115,7 @@ def _result_settings(resolved: dict, neutral) -> dict:
     options), as JSON values, so that changing a result-neutral backend option does not make a
     finished trial look like another one."""
     settings = {key: value for key, value in result_settings(resolved, neutral).items()
-                if key not in _LATER_SETTINGS or value != _LATER_SETTINGS[key]}
+                if key not in LATER_SETTINGS or value != LATER_SETTINGS[key]}
     return json.loads(json.dumps(settings))
 
 

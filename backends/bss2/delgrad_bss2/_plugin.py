@@ -29,6 +29,7 @@ TRAINING_DEFAULTS = {
     "delay_shift": 2.0,
     "delay_scale": 1.5,
     "delay_init_std": 0.5,
+    "shared_input_delays": 5,  # the 5 copies of an input share its delay element: one delay to train
     # validation and test in jobs of the training batch: the trial-to-trial noise is drawn per
     # job, so one job of 1000 samples would be one draw shared by every sample
     "evaluation_batch_size": 40,

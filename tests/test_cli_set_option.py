@@ -1,0 +1,143 @@
+"""`--set KEY=VALUE` of `delgrad train` and `delgrad sweep`, and run folders whose metrics.json
+holds no settings."""
+
+import json
+import shutil
+
+import pytest
+from _run_folders import TRAIN
+
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
+
+SWEEP = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1"]
+
+
+def _metrics(folder) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_set_gives_any_setting_over_the_config_files(tmp_path):
+    (tmp_path / "c.toml").write_text('weight_lr = 0.005\ngradient_slope = "observed"\nkeep_best = false\n')
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "1", "--config", str(tmp_path / "c.toml"),
+                                        "--set", "weight_lr=0.01", "--set", "weight_init_mean=[1.0,0.075]",
+                                        "--set", "keep_best=false", "--set", "tau_ratio=1",
+                                        "--set", "gradient_slope=nominal", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    config = _metrics(tmp_path / "run")["config"]
+    assert (config["weight_lr"], config["weight_init_mean"], config["keep_best"], config["tau_ratio"],
+            config["gradient_slope"]) == (0.01, [1.0, 0.075], False, 1.0, "nominal")
+    assert f"note: --set weight_lr=0.01 replaces weight_lr = 0.005 of {tmp_path / 'c.toml'}\n" in result.stderr
+    assert "note: --set gradient_slope=nominal replaces gradient_slope = 'observed' of" in result.stderr
+    assert "keep_best" not in result.stderr  # (the file's own value)
+
+
+_REFUSED = [  # (both commands)
+    (["--set", "wieght_lr=0.1"], "Error: --set: wieght_lr is not a setting (did you mean weight_lr?); the settings "
+                                 "(docs/training.md): adam_beta1, adam_beta2, "),
+    (["--set", "colour=1"], "Error: --set: colour is not a setting; the settings (docs/training.md): adam_beta1, "),
+    (["--set", "weight_lr"], "Error: --set: expected KEY=VALUE with KEY an identifier, got 'weight_lr'"),
+    (["--set", "weight_lr=0.1", "--set", "weight_lr=0.2"],
+     "Error: --set: weight_lr given twice (0.1 and 0.2); give it once"),
+    (["--set", "weight_lr=abc"], "Error: weight_lr: expected a number > 0 and <= 10, or unset, got 'abc'"),
+    (["--set", "keep_best=yes"], "Error: keep_best: expected true or false, got 'yes'"),
+    (["--epochs", "1", "--set", "epochs=6"], "Error: --set epochs=6: epochs is given by --epochs too; give it once"),
+    (["--backend", "reference", "--set", "backend=reference"],
+     "Error: --set backend=reference: backend is given by --backend too; give it once"),
+    (["--backend-option", "n_threads=1", "--set", 'backend_options={"n_threads": 1}'],
+     'Error: --set backend_options={"n_threads": 1}: backend_options is given by --backend-option too; give it once'),
+    (["--dataset-option", "size=7", "--set", "dataset_options={}"],
+     "Error: --set dataset_options={}: dataset_options is given by --dataset-option too; give it once"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    *_REFUSED,
+    (["--set", "hidden=[4,3]"], "Error: --set hidden=[4, 3]: hidden is given by --hidden too; "),  # (TRAIN's)
+    (["--set", "delays=none"], "Error: --set delays=none: delays is given by --delays too; "),
+    (["--tau-ratio", "1", "--set", "tau_ratio=1"], "Error: --set tau_ratio=1: tau_ratio is given by --tau-ratio too"),
+])
+def test_train_refuses_unknown_names_bad_values_and_settings_with_options_of_their_own(tmp_path, arguments, message):
+    epochs = [] if "--epochs" in arguments else ["--epochs", "1"]
+    result = cli_runner().invoke(main, [*TRAIN, *epochs, *arguments, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    *_REFUSED,
+    (["--set", "hidden=4"], "Error: --set hidden=...: the sweep sets hidden per trial; give it with --hidden"),
+    (["--set", "delays=axonal"], "Error: --set delays=...: the sweep sets delays per trial; give it with --delays"),
+    (["--set", "seed=2"], "Error: --set seed=...: the sweep sets seed per trial; give it with --seeds"),
+])
+def test_sweep_refuses_unknown_names_bad_values_its_axes_and_settings_with_options_of_their_own(
+        tmp_path, arguments, message):
+    script = tmp_path / "job.sh"
+    result = cli_runner().invoke(main, [*SWEEP, *arguments, "--slurm-script", str(script), "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert not script.exists()
+
+
+def test_the_slurm_script_carries_the_set_settings(tmp_path):
+    script = tmp_path / "job.sh"
+    result = cli_runner().invoke(main, [*SWEEP, "--set", "weight_lr=0.05", "--set", "gradient_slope=observed",
+                                        "--set", "weight_init_mean=[1.0,0.5]", "--slurm-script", str(script),
+                                        "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert ' --set weight_lr=0.05 --set \'gradient_slope="observed"\' --set \'weight_init_mean=[1.0, 0.5]\' ' \
+           '--trial "$SLURM_ARRAY_TASK_ID"' in script.read_text()
+
+
+def test_a_sweep_trains_every_trial_with_the_set_settings(tmp_path):
+    result = cli_runner().invoke(main, [*SWEEP, "--epochs", "1", "--set", "weight_lr=0.05", "--set", "loss_delta=0.3",
+                                        "--jobs", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (trial,) = (tmp_path / "runs").iterdir()
+    config = _metrics(trial)["config"]
+    assert (config["weight_lr"], config["loss_delta"]) == (0.05, 0.3)
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_paths_given_with_set_are_recorded_as_absolute_paths(tmp_path, monkeypatch, command):
+    from delgrad_core.training import _run, _sweep
+
+    given = []
+    monkeypatch.setattr(_run, "run_training", lambda config, *args, **kwargs: given.append(config.dataset_options))
+    monkeypatch.setattr(_sweep, "run_sweep", lambda base, *args, **kwargs: given.append(base["dataset_options"]))
+    monkeypatch.chdir(tmp_path)
+    base = [*TRAIN, "--out", "run"] if command == "train" else [*SWEEP, "--out", "sweep"]
+    cli_runner().invoke(main, [*base, "--epochs", "1", "--set", "dataset=fashion_mnist",
+                               "--set", 'dataset_options={"directory": "data", "size": 4}'])
+    assert given == [{"directory": str(tmp_path / "data"), "size": 4}]
+
+
+def test_set_on_resume_counts_as_the_options_do(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    changed = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--set", "weight_lr=0.5"])
+    assert changed.exit_code == 1 and "resume: the checkpoint" in changed.output and \
+        "(weight_lr: 0.02 in the checkpoint, 0.5 now); resume with the run's own settings" in changed.output, \
+        changed.output
+    extended = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--set", "epochs=3",
+                                          "--no-progress"])
+    assert extended.exit_code == 0, extended.output
+    assert _metrics(run)["config"]["epochs"] == 3 and _metrics(finished_run)["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize(("metrics", "message"), [
+    ({"test_accuracy": 1}, "not the metrics of a finished run (no 'config', the table of the run's settings); a "
+                           "damaged or edited file"),
+    ({"test_accuracy": 1, "config": {}}, "its 'config' is not a table of the run's settings (got {}); a damaged or "
+                                         "edited file"),
+])
+def test_a_run_folder_whose_metrics_hold_no_settings_is_refused_as_damaged(finished_run, tmp_path, metrics, message):
+    """(it was evaluated as a network file, with the default settings)"""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    for path in (run, run / "network.npz"):
+        result = cli_runner().invoke(main, ["evaluate", str(path)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip() == f"Error: {run / 'metrics.json'}: {message}", result.stderr

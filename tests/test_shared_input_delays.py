@@ -1,0 +1,106 @@
+"""`shared_input_delays`: the copies of a repeated input share one trainable axonal delay (as on
+BrainScaleS-2, whose delay elements serve every copy of an input)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import delgrad_core as dg
+from delgrad_core._npz import json_array, write_npz
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
+from delgrad_core.training import TrainableNetwork, Trainer, TrainingConfig, build_network, config_with_defaults
+from delgrad_core.training._run_folder import STATE_KEY
+
+REPEAT = 2
+
+
+def _model(parametrisation="sigmoid", shared=REPEAT, kind="axonal"):
+    config = TrainingConfig(hidden=6, delays=kind, delay_parametrisation=parametrisation, delay_scale=0.8,
+                            delay_shift=0.1, encoder_options={"repeat": REPEAT}, shared_input_delays=shared).resolved()
+    model = TrainableNetwork(build_network(config, 4 * REPEAT, 3), config)
+    model.initialise(np.random.default_rng(3))
+    return model
+
+
+@pytest.mark.parametrize("parametrisation", ["sigmoid", "clip"])
+def test_shared_delay_gradients_match_finite_differences(parametrisation):
+    """dL/d(shared raw delay) agrees with central differences of the loss, the copies moving together."""
+    model = _model(parametrisation)
+    data = dg.datasets.yin_yang("validation")
+    inputs = dg.LatencyEncoder(repeat=REPEAT)(data.features[:40])
+    labels = data.labels[:40]
+    loss = dg.make_loss("squared")
+
+    def total_loss():
+        model.apply()
+        return loss(dg.forward(model.network, inputs)[-1], labels).per_sample.mean()
+
+    times = dg.forward(model.network, inputs)
+    grads = model.parameter_gradients(dg.backward(model.network, inputs, times, loss(times[-1], labels).gradient))
+    shared = model.params["layers.0.delays"]
+    assert shared.shape == (4,)
+    h = 1e-6
+    for index in range(shared.size):
+        old = shared[index]
+        shared[index] = old + h
+        up = total_loss()
+        shared[index] = old - h
+        down = total_loss()
+        shared[index] = old
+        assert grads["layers.0.delays"][index] == pytest.approx((up - down) / (2 * h), rel=1e-4, abs=1e-8), index
+
+
+def test_the_copies_of_an_input_get_its_one_delay():
+    model = _model()
+    delays = model.network.layers[0].projection.delays.reshape(4, REPEAT)
+    assert np.all(delays == delays[:, :1]) and np.unique(delays).size == 4
+    assert model.params["layers.1.delays"].shape == (6,)  # (hidden lines: one delay each)
+
+
+@pytest.mark.parametrize("shared, kind, message", [
+    (3, "axonal", r"shared_input_delays: 3 does not divide the 8 input lines"),
+    (2, "synaptic", r"shared_input_delays: 2 needs axonal delays in the first layer .*got 'synaptic'"),
+])
+def test_a_sharing_the_network_cannot_have_is_refused_naming_the_setting(shared, kind, message):
+    with pytest.raises(dg.InvalidValueError, match=message):
+        _model(shared=shared, kind=kind)
+
+
+def test_without_input_delays_the_setting_has_nothing_to_share():
+    model = _model(kind="none")
+    assert not any(name.endswith("delays") for name in model.params)
+
+
+def test_the_emulated_chip_trains_one_delay_per_input():
+    trainer = Trainer(config_with_defaults({"backend": "bss2-emulator", "delays": "axonal", "hidden": 5,
+                                            "epochs": 1}))
+    assert trainer.config.shared_input_delays == 5
+    assert trainer.model.params["layers.0.delays"].shape == (4,)
+
+
+def _without_setting(checkpoint, name):
+    """The checkpoint as an older version wrote it: its settings without `name`."""
+    with np.load(checkpoint) as data:
+        arrays = {key: data[key] for key in data.files}
+    state = json.loads(str(arrays[STATE_KEY]))
+    del state["config"][name]
+    arrays[STATE_KEY] = json_array(state)
+    with open(checkpoint, "wb") as handle:
+        write_npz(handle, arrays)
+
+
+@pytest.mark.slow
+def test_a_run_recorded_before_the_setting_resumes_with_one_delay_per_line(tmp_path):
+    """A bss2 run whose checkpoint has no shared_input_delays trained every line's delay: it resumes
+    so, not with the backend's later default of 5."""
+    out = tmp_path / "run"
+    common = ["train", "--backend", "bss2-emulator", "--hidden", "5", "--out", str(out), "--no-progress"]
+    first = cli_runner().invoke(main, [*common, "--epochs", "1", "--set", "shared_input_delays=1"])
+    assert first.exit_code == 0, first.output
+    (out / "metrics.json").unlink()  # (an unfinished run, as if stopped after its first epoch)
+    _without_setting(out / "checkpoint.npz", "shared_input_delays")
+    resumed = cli_runner().invoke(main, [*common, "--epochs", "2", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "metrics.json").read_text())["config"]["shared_input_delays"] == 1
