@@ -57,6 +57,7 @@ def test_the_copies_of_an_input_get_its_one_delay():
     delays = model.network.layers[0].projection.delays.reshape(4, REPEAT)
     assert np.all(delays == delays[:, :1]) and np.unique(delays).size == 4
     assert model.params["layers.1.delays"].shape == (6,)  # (hidden lines: one delay each)
+    assert model.n_parameters == model.network.n_parameters - 4 * (REPEAT - 1)  # (each shared delay once)
 
 
 @pytest.mark.parametrize("shared, kind, message", [
@@ -104,3 +105,12 @@ def test_a_run_recorded_before_the_setting_resumes_with_one_delay_per_line(tmp_p
     resumed = cli_runner().invoke(main, [*common, "--epochs", "2", "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "metrics.json").read_text())["config"]["shared_input_delays"] == 1
+
+
+def test_a_sweep_refuses_a_sharing_its_networks_cannot_have_before_any_trial_starts(tmp_path):
+    out = tmp_path / "sweep"
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "5", "--delays", "axonal", "--seeds", "1", "--epochs", "1",
+                                        "--set", "shared_input_delays=3", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "shared_input_delays: 3 does not divide the 4 input lines" in result.output
+    assert not (out / "runs").exists()

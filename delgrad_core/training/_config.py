@@ -288,9 +288,6 @@ class TrainingConfig:
             raise InvalidValueError(f"backend_options.{secrets[0]}: a run keeps its settings in plain text "
                                     f"(metrics.json); give the backend a file holding it instead (e.g. "
                                     f"{secrets[0]}_file=PATH) or its environment variable")
-        if self.shared_input_delays > 1 and self.delay_kinds[0] not in ("axonal", "none"):
-            raise InvalidValueError(f"shared_input_delays: {self.shared_input_delays} needs axonal delays in the first "
-                                    f"layer (the input lines' own), got {self.delay_kinds[0]!r}; set it to 1")
         for name in ("weight_init_mean", "weight_init_std"):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != len(self.hidden_sizes) + 1:

@@ -33,9 +33,14 @@ def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Netw
 
 def check_shared_input_delays(config: TrainingConfig, n_inputs: int) -> None:
     """Refuse a `shared_input_delays` that does not split the `n_inputs` input lines into
-    groups of copies (it applies to a first layer with axonal delays)."""
-    shared = config.shared_input_delays
-    if shared > 1 and config.delay_kinds[0] == DelayKind.AXONAL.value and n_inputs % shared:
+    groups of copies, or whose first layer has delays of another kind than axonal (without
+    delays there it has nothing to share).  (Checked with the network, after the backend has
+    judged the delay kinds: a backend's default of it must not hide the backend's refusal.)"""
+    shared, kind = config.shared_input_delays, config.delay_kinds[0]
+    if shared > 1 and kind not in (DelayKind.AXONAL.value, DelayKind.NONE.value):
+        raise InvalidValueError(f"shared_input_delays: {shared} needs axonal delays in the first layer (the input "
+                                f"lines' own), got {kind!r}; set it to 1")
+    if shared > 1 and kind == DelayKind.AXONAL.value and n_inputs % shared:
         raise InvalidValueError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into groups "
                                 "of copies; set it to the number of copies the encoder makes of each input (its "
                                 "repeat), or 1")
@@ -71,6 +76,11 @@ class TrainableNetwork:
                 shared = self._lines_per_delay[k]
                 self.params[f"layers.{k}.delays"] = np.zeros(delays.size // shared) if shared > 1 else np.zeros_like(delays)
                 self.group_of[f"layers.{k}.delays"] = "delays"
+
+    @property
+    def n_parameters(self) -> int:
+        """Trained parameters: weights and delays, a delay shared by input copies once."""
+        return sum(param.size for param in self.params.values())
 
     def initialise(self, rng: np.random.Generator) -> None:
         """Draw weights N(weight_init_mean, weight_init_std) (one value for every layer, or a list

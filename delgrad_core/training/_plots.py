@@ -13,7 +13,7 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write
 
-__all__ = ["plot_run", "plots_available", "save_figure"]
+__all__ = ["plot_run", "plots_available", "save_figure", "warn_no_matplotlib"]
 
 
 def plots_available() -> bool:
@@ -22,6 +22,13 @@ def plots_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def warn_no_matplotlib(stacklevel: int = 1) -> None:
+    """The warning that no plots are written because matplotlib is missing (`delgrad train` and
+    `delgrad sweep` say it the same way)."""
+    warnings.warn("matplotlib is not installed: no plots written (pip install 'delgrad[plot]')",
+                  stacklevel=stacklevel + 1)
 
 
 def _figure():
@@ -170,7 +177,7 @@ def plot_run(out_dir, history: list[dict], network, test_output_times, test_labe
     from delgrad_core._losses import first_spike_prediction
 
     if not plots_available():
-        warnings.warn("matplotlib is not installed: no plots written (pip install 'delgrad[plot]')")
+        warn_no_matplotlib()
         return []
     plt = _figure()
     out_dir = Path(out_dir)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -33,7 +34,8 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "stored_settings", "history_line"]
+__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "stored_settings", "history_line", "is_temporary_of", "temporaries",
+           "remove_stale_temporaries"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -172,6 +174,39 @@ def folder_lock(path, files=()):
                     path.rmdir()
 
 
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp", re.DOTALL)  # (mkstemp's random characters)
+
+
+def is_temporary_of(name: str, patterns) -> bool:
+    """Whether file `name` is the temporary file of an atomic write (".NAME.XXXXXXXX.tmp", see
+    `delgrad_core._atomic`) of a file whose NAME matches one of the name `patterns`."""
+    match = _TEMPORARY.fullmatch(name)
+    return match is not None and any(fnmatchcase(match["name"], pattern) for pattern in patterns)
+
+
+def temporaries(folder, patterns) -> list[Path]:
+    """The temporary files of atomic writes of files named like `patterns` in `folder` (none if
+    it cannot be read)."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    return sorted(entry for entry in entries if is_temporary_of(entry.name, patterns) and not entry.is_dir())
+
+
+def remove_stale_temporaries(folder, patterns) -> list[Path]:
+    """Remove the temporary files of atomic writes of files named like `patterns` (and of the
+    write test of `folder_lock`) from `folder`, which the caller holds locked (`folder_lock`):
+    they are left by a process killed mid-write, as no other process writes there.  Other hidden
+    files are left alone.  Returns those removed."""
+    removed = []
+    for stale in temporaries(folder, (*patterns, _WRITE_TEST)):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
+
+
 def history_line(record: dict) -> str:
     """An epoch's record as its line of history.jsonl."""
     return json.dumps(record, allow_nan=False) + "\n"
@@ -267,9 +302,20 @@ class RunFolder:
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of this folder's atomic writes interrupted by a kill (safe: the folder
         is locked); other hidden files are left alone."""
-        for pattern in (*_WRITTEN_BY_RUN, _WRITE_TEST):
-            for stale in self.path.glob(f".{pattern}.*.tmp"):
-                stale.unlink(missing_ok=True)
+        remove_stale_temporaries(self.path, _WRITTEN_BY_RUN)
+
+    def remove_stale_temporaries_if_free(self) -> list[Path]:
+        """Remove the temporary files of atomic writes killed mid-write from a folder this process
+        does not work in (a finished run's), under the folder's lock, taken only if there are
+        any; a folder another process works in, or that cannot be locked or written, is left as
+        it is (its next claim removes them).  Returns those removed."""
+        if fcntl is None or not temporaries(self.path, (*_WRITTEN_BY_RUN, _WRITE_TEST)):
+            return []  # (without locks, a temporary could be another process's file being written)
+        try:
+            with folder_lock(self.path, _WRITTEN_BY_RUN):
+                return remove_stale_temporaries(self.path, _WRITTEN_BY_RUN)
+        except RunFolderError:
+            return []
 
     # -- files ---------------------------------------------------------------------------------
     def write_checkpoint(self, arrays: dict) -> Path:

@@ -30,7 +30,7 @@ from delgrad_core._atomic import atomic_write_text
 from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core.training._config import config_with_defaults, shown_setting
 from delgrad_core.training._executors import make_executor, report
-from delgrad_core.training._run_folder import RunFolder, folder_lock
+from delgrad_core.training._run_folder import RunFolder, folder_lock, remove_stale_temporaries
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
 __all__ = ["plan_sweep", "check_runnable", "refuse_unusable_runs", "run_sweep", "run_trial", "sweep_rows",
@@ -120,10 +120,18 @@ def _table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plot(summary: list[dict], dataset: str, path: Path) -> None:
-    from delgrad_core.training._plots import _figure, plots_available, save_figure
+def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
+    """Draw `summary` as `path` (sweep.png).  An earlier figure that cannot be drawn anew (no
+    results, or no matplotlib: a warning) is removed, with a note if results exist: it may show
+    what the table no longer has."""
+    from delgrad_core.training._plots import _figure, plots_available, save_figure, warn_no_matplotlib
 
-    if not summary or not plots_available():  # (no figure now, and none of an earlier grid beside the table)
+    if not summary or not plots_available():
+        if summary:
+            warn_no_matplotlib(stacklevel=2)
+            if path.exists():
+                echo(f"note: removed {path}, drawn from an earlier collection of results: it cannot be drawn anew "
+                     "without matplotlib")
         path.unlink(missing_ok=True)
         return
     plt = _figure()
@@ -285,7 +293,7 @@ def _clash(trial: Trial, identity: dict) -> str:
     return f"{trial.folder} has {changes}, and belongs in {belongs}{taken}"
 
 
-def _write_results(trials: list[Trial], out_dir: Path) -> str:
+def _write_results(trials: list[Trial], out_dir: Path, echo=print) -> str:
     rows = sweep_rows(trials)
     summary = summarise(rows)
     csv_text = io.StringIO()
@@ -294,7 +302,7 @@ def _write_results(trials: list[Trial], out_dir: Path) -> str:
     writer.writerows(rows)
     atomic_write_text(out_dir / "sweep.csv", csv_text.getvalue())
     atomic_write_text(out_dir / "sweep_summary.json", json.dumps(summary, indent=2))
-    _plot(summary, config_with_defaults(trials[0].settings).dataset, out_dir / "sweep.png")
+    _plot(summary, config_with_defaults(trials[0].settings).dataset, out_dir / "sweep.png", echo)
     return _table(summary)
 
 
@@ -307,7 +315,7 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
     each trial; otherwise they are errors (every trial would wait for the backend, then fail)."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
     from delgrad_core.training._components import component
-    from delgrad_core.training._parameters import build_network
+    from delgrad_core.training._parameters import build_network, check_shared_input_delays
     from delgrad_core.training._trainer import built_backend
 
     if not trials:
@@ -331,6 +339,7 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
                 config = config_with_defaults(trial.settings).resolved()
                 try:
                     backend.check_supported(build_network(config, n_inputs, data.n_classes))
+                    check_shared_input_delays(config, n_inputs)
                 except InvalidValueError as exc:
                     raise InvalidValueError(f"{trial.name}: {exc}") from None
     except BackendUnavailable as exc:
@@ -338,6 +347,15 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
             raise BackendUnavailable(f"the backend cannot be reached now, no trial started: {exc}",
                                      retryable=exc.retryable) from None
         echo(f"note: the backend could not check the sweep's networks now ({exc}); each trial checks its own")
+
+
+def _remove_stale_temporaries(out_dir: Path, finished: list[Trial]) -> None:
+    """Remove the temporary files that atomic writes killed mid-write left in the sweep's folder
+    `out_dir` (which the caller holds locked: only a process holding it writes the results) and in
+    the folders of the `finished` trials (each under its own lock; one in use is left alone)."""
+    remove_stale_temporaries(out_dir, RESULT_FILES)
+    for trial in finished:
+        RunFolder(trial.folder).remove_stale_temporaries_if_free()
 
 
 def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
@@ -373,10 +391,12 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     with folder_lock(out_dir, RESULT_FILES):
         for note in _other_settings(trials):
             echo(f"note: {note}")
-        pending = [trial for trial in trials if not trial.finished]
+        finished = [trial.finished for trial in trials]
+        pending = [trial for trial, done in zip(trials, finished) if not done]
+        _remove_stale_temporaries(out_dir, [trial for trial, done in zip(trials, finished) if done])
         echo(f"sweep: {len(trials) - len(pending)} of {len(trials)} runs already finished, {len(pending)} to do")
         failed, interrupted = runner.run(pending, echo) if pending else ([], False)
-        table = _write_results(trials, out_dir)
+        table = _write_results(trials, out_dir, echo)
     if interrupted:
         raise SweepInterrupted(f"sweep interrupted; {out_dir}/sweep.csv holds the finished runs; run the same "
                                "command again to resume the others", table=table)

@@ -353,7 +353,7 @@ class Trainer:
             "config": self._recorded_config(),
             "calibration_key": self.calibration.cache_key,
             "dataset_digests": self.dataset_digests,
-            "n_parameters": self.network.n_parameters,
+            "n_parameters": self.model.n_parameters,  # (trained: a delay shared by input copies counts once)
             "epochs_completed": self.epoch,
             "wall_seconds": self.elapsed_seconds,
             "epochs": [asdict(m) for m in self.history],

@@ -1,12 +1,16 @@
 """On-disk cache of calibrations: one npz file (arrays + JSON document, no pickle) per key,
 written atomically by `Calibration.save`.
 
-Directory: $DELGRAD_BSS2_CACHE, else $XDG_CACHE_HOME/delgrad/bss2, else ~/.cache/delgrad/bss2.
+Directory: $DELGRAD_BSS2_CACHE (a relative path: from the working directory when it is read),
+else $XDG_CACHE_HOME/delgrad/bss2 (an absolute path; a relative one is ignored, as the XDG Base
+Directory specification asks), else ~/.cache/delgrad/bss2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -15,14 +19,17 @@ from delgrad_core import Calibration, InvalidValueError
 __all__ = ["CACHE_ENV", "cache_directory", "cache_path", "load_cached", "store"]
 
 CACHE_ENV = "DELGRAD_BSS2_CACHE"
+STALE_TEMPORARY_SECONDS = 3600  # a temporary file of an entry's atomic write this old is left by a killed process
 
 
 def cache_directory() -> Path:
+    """The cache's folder, always an absolute path (see the module's documentation)."""
     explicit = os.environ.get(CACHE_ENV)
     if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "delgrad" / "bss2"
+        return Path(explicit).absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "delgrad" / "bss2"
 
 
 def cache_path(key: str) -> Path:
@@ -56,6 +63,20 @@ def _remove_dangling_link(path: Path) -> None:
         path.unlink()
 
 
+def _remove_dead_temporaries(folder: Path) -> None:
+    """Remove the temporary files of entries' atomic writes in `folder` not written to for
+    `STALE_TEMPORARY_SECONDS`: left by a process killed mid-write (an entry is written in well
+    under a second; processes share the folder without a lock, so a younger one may be another
+    process's entry being written).  Other files are left alone; errors are ignored."""
+    from delgrad_core.training._run_folder import temporaries
+
+    now = time.time()
+    for temporary in temporaries(folder, ("*.npz",)):
+        with contextlib.suppress(OSError):
+            if now - temporary.lstat().st_mtime > STALE_TEMPORARY_SECONDS:
+                temporary.unlink()
+
+
 def store(calibration: Calibration) -> tuple[str, str]:
     """Write `calibration` to its place in the cache (atomically): ("stored", path); if the
     cache cannot be written, a warning and ("not_stored", path) (the calibration is still good)."""
@@ -63,6 +84,7 @@ def store(calibration: Calibration) -> tuple[str, str]:
     try:
         _remove_dangling_link(path)
         calibration.save(path)
+        _remove_dead_temporaries(path.parent)
     except (OSError, InvalidValueError) as exc:  # (InvalidValueError: the entry is a folder or a pipe)
         folder = path.parent
         reason = ("not a folder" if folder.exists() and not folder.is_dir() else

@@ -1,0 +1,103 @@
+"""What a sweep leaves in its folder: sweep.png when matplotlib is missing (a warning, as `delgrad
+train` gives, and an earlier figure removed with a note), and
+the temporary files of atomic writes killed mid-write (removed from the sweep's folder and from
+finished trial folders nobody works in)."""
+
+import json
+import sys
+import warnings
+
+import pytest
+
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
+from delgrad_core.training._plots import plots_available
+from delgrad_core.training._run_folder import folder_lock
+
+needs_matplotlib = pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+
+
+def _sweep(out, hidden="4", **extra):
+    args = ["sweep", "--hidden", hidden, "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1",
+            "--out", str(out)]
+    result = cli_runner().invoke(main, args)
+    assert result.exit_code == 0, result.output + result.stderr
+    return result
+
+
+def _without_matplotlib(monkeypatch):
+    """As if matplotlib were not installed: importing it fails (`plots_available()` is False)."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert not plots_available()
+
+
+def _no_plots_warning(monkeypatch, tmp_path) -> str:
+    """The warning `delgrad train` gives when matplotlib is missing (from `plot_run`)."""
+    from delgrad_core.training._plots import plot_run
+
+    with monkeypatch.context() as patch:
+        _without_matplotlib(patch)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert plot_run(tmp_path, [], None, [], [], []) == []
+    assert len(caught) == 1
+    return str(caught[0].message)
+
+
+@needs_matplotlib
+def test_a_sweep_without_matplotlib_warns_once_and_says_it_removes_the_earlier_figure(tmp_path, monkeypatch):
+    text = _no_plots_warning(monkeypatch, tmp_path)
+    out = tmp_path / "sweep"
+    _sweep(out)
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+    _without_matplotlib(monkeypatch)
+    again = _sweep(out, hidden="4,6")  # (the figure shows one of the two results: it cannot be drawn anew)
+    assert again.stderr.count("Warning:") == 1 and f"Warning: {text}" in again.stderr, again.stderr
+    assert (f"note: removed {out / 'sweep.png'}, drawn from an earlier collection of results: it cannot be drawn "
+            "anew without matplotlib") in again.output
+    assert not (out / "sweep.png").exists()
+    assert len(json.loads((out / "sweep_summary.json").read_text())) == 2
+
+
+def test_a_sweep_without_results_removes_an_earlier_figure_without_a_warning(tmp_path, monkeypatch):
+    from delgrad_core.training._sweep import _write_results
+    from delgrad_core.training._trials import plan_trials
+
+    trials = plan_trials({"epochs": 1}, [4], ["none"], 1, tmp_path)
+    (tmp_path / "sweep.png").write_bytes(b"the figure of another grid")
+    _without_matplotlib(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _write_results(trials, tmp_path)
+    assert not (tmp_path / "sweep.png").exists()
+
+
+STALE = (".sweep.csv.abcd1234.tmp", ".sweep_summary.json.x_y2z3w4.tmp", ".sweep.png.0a1b2c3d.tmp",
+         "..write-test.k9l8m7n6.tmp")  # (folder_lock's write test: ".write-test")
+NOT_TEMPORARIES = (".sweep.csv.tmp", ".notes.abcd1234.tmp", "sweep.csv.abcd1234.tmp", ".sweep.csv.ab.cd.tmp",
+                   ".sweep.csv.ABCD1234.tmp", ".sweep.csv.abcd1234.tmp~", ".write-test.k9l8m7n6.tmp")
+
+
+def test_a_sweep_removes_stale_temporaries_of_its_folder_and_of_finished_trials(tmp_path):
+    out = tmp_path / "sweep"
+    _sweep(out, hidden="4,6")
+    trials = sorted((out / "runs").iterdir())
+    assert len(trials) == 2
+    for name in (*STALE, *NOT_TEMPORARIES):
+        (out / name).write_text("left")
+    (out / "runs" / "user-notes").mkdir()
+    for trial in trials:
+        (trial / ".metrics.json.abcd1234.tmp").write_text("half")
+        (trial / ".learning_curves.png.abcd1234.tmp").write_text("half")
+        (trial / ".notes.abcd1234.tmp").write_text("the user's")
+    busy = trials[1]
+    with folder_lock(busy):  # (another process works in it, e.g. `train --resume`: its files are left alone)
+        _sweep(out, hidden="4,6")
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") or "tmp" in p.name) == \
+        sorted([".lock", *NOT_TEMPORARIES])
+    assert sorted(p.name for p in trials[0].iterdir() if p.name.startswith(".")) == [".lock", ".notes.abcd1234.tmp"]
+    assert sorted(p.name for p in busy.iterdir() if p.name.startswith(".")) == \
+        [".learning_curves.png.abcd1234.tmp", ".lock", ".metrics.json.abcd1234.tmp", ".notes.abcd1234.tmp"]
+    _sweep(out, hidden="4,6")  # (free now)
+    assert sorted(p.name for p in busy.iterdir() if p.name.startswith(".")) == [".lock", ".notes.abcd1234.tmp"]
