@@ -12,15 +12,17 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import tempfile
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO
 
 from delgrad_core._errors import InvalidValueError
 
 __all__ = ["atomic_write", "atomic_write_text", "check_file_name", "checked_before_commit", "followed_path",
-           "fsync_directory", "write_to"]
+           "fsync_directory", "is_temporary_of", "temporaries", "write_to"]
 
 
 def _file_mode() -> int:
@@ -112,6 +114,26 @@ def followed_path(path: Path) -> Path:
     return target
 
 
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp", re.DOTALL)  # (mkstemp's random characters)
+
+
+def is_temporary_of(name: str, patterns) -> bool:
+    """Whether file `name` is the temporary file of an atomic write (".NAME.XXXXXXXX.tmp", see
+    `_temporary_file`) of a file whose NAME matches one of the name `patterns`."""
+    match = _TEMPORARY.fullmatch(name)
+    return match is not None and any(fnmatchcase(match["name"], pattern) for pattern in patterns)
+
+
+def temporaries(folder, patterns) -> list[Path]:
+    """The temporary files of atomic writes of files named like `patterns` in `folder` (none if
+    it cannot be read)."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    return sorted(entry for entry in entries if is_temporary_of(entry.name, patterns) and not entry.is_dir())
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Call `write(handle)` on a temporary file and move it to `path` once complete; missing
     folders are made.  A link is followed (the file it points to is replaced, the link stays),
@@ -141,9 +163,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` (UTF-8) to `path` atomically."""
-    data = text.encode()
+def atomic_write_text(path: str | os.PathLike, text: str, *, os_strings: bool = False) -> Path:
+    """Write `text` (UTF-8) to `path` atomically.
+
+    A path or command-line argument that is not valid in the file-system encoding reaches Python
+    as surrogate escapes (one per byte); those are written as their original bytes.  With
+    `os_strings` (a text made of such strings, e.g. a shell script repeating a command line) the
+    whole text is encoded as `os.fsencode` does (the file-system encoding, which under a C locale
+    is ASCII), so that every path in it names the same file; text the file-system encoding
+    cannot hold is still written as UTF-8."""
+    data = None
+    if os_strings:
+        with contextlib.suppress(UnicodeEncodeError):
+            data = os.fsencode(text)
+    if data is None:
+        data = text.encode("utf-8", "surrogateescape")
     return atomic_write(path, lambda handle: handle.write(data))
 
 

@@ -49,6 +49,9 @@ __all__ = [
     "available_backends",
     "build_registered",
     "call_plugin",
+    "not_installed",
+    "provider_hint",
+    "own_kind_hint",
 ]
 
 ENTRY_POINT_GROUP = "delgrad.backends"
@@ -60,6 +63,12 @@ _HOOKS = {"backend": "delgrad_register_backends", "dataset": "delgrad_register_d
 # The project's own distributions load before any third-party one.
 _OWN_DISTRIBUTIONS = ("delgrad", "delgrad-reference", "delgrad-bss2", "delgrad-hil")
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# What the project's own distributions register, for a message about one that is not installed:
+# (kind, name) -> distribution; distribution -> its folder in a source checkout.
+OWN_REGISTRATIONS = {("backend", "reference"): "delgrad-reference", ("backend", "bss2-emulator"): "delgrad-bss2",
+                     ("backend", "mock-hil"): "delgrad-hil", ("command", "hil"): "delgrad-hil"}
+_SOURCE_FOLDERS = {"delgrad-reference": "./backends/reference", "delgrad-bss2": "./backends/bss2",
+                   "delgrad-hil": "./backends/hil"}
 
 
 class PluginLoadWarning(UserWarning):
@@ -406,6 +415,44 @@ def refresh_plugins() -> None:
     """Forget discovered plugins; the next call discovers again (e.g. after installing one)."""
     global _default_registry
     _default_registry = None
+
+
+def provider_hint(kind: str, name) -> str:
+    """Where `name` of `kind` comes from if one of the project's own distributions registers it
+    ("'reference' comes with the distribution delgrad-reference (pip install ...)"), else ""."""
+    distribution = OWN_REGISTRATIONS.get((kind, name)) if isinstance(name, str) else None
+    if distribution is None:
+        return ""
+    return (f"{name!r} comes with the distribution {distribution} (pip install {_SOURCE_FOLDERS[distribution]} from "
+            "a source checkout)")
+
+
+def own_kind_hint(kind: str) -> str:
+    """Which of the project's own distributions bring a `kind` (e.g. "delgrad's own backends
+    come with the distributions delgrad-reference (reference), ...: pip install ..."), or ""."""
+    own = [(distribution, name) for (own_kind, name), distribution in OWN_REGISTRATIONS.items() if own_kind == kind]
+    if not own:
+        return ""
+    listed = ", ".join(f"{distribution} ({name})" for distribution, name in own)
+    folders = ", ".join(f"pip install {_SOURCE_FOLDERS[distribution]}" for distribution, _ in own)
+    return f"delgrad's own {kind}s come with the distributions {listed}: from a source checkout, {folders}"
+
+
+def not_installed(kind: str, name, installed: list[str] | None = None, *, field: str | None = None) -> str:
+    """The message for `name` of `kind` that nothing registers (a plugin not installed, or not
+    any more): "backend: 'bss2-emulator' is not installed; installed: reference", with where the
+    project's own distributions have it.  `installed`: the names registered (default: the
+    process-wide registry's); `field`: the name of the setting (default: `kind`)."""
+    installed = registry().names(kind) if installed is None else list(installed)
+    field = field or kind
+    if not isinstance(name, str):
+        message = f"{field}: expected a {kind} name, got {name!r}; installed: {', '.join(installed) or '(none)'}"
+    elif installed:
+        message = f"{field}: {name!r} is not installed; installed: {', '.join(installed)}"
+    else:
+        message = f"{field}: {name!r} is not installed, nor any other {kind}"
+    hint = provider_hint(kind, name) or ("" if installed else own_kind_hint(kind))
+    return f"{message}; {hint}" if hint else message
 
 
 def get_backend(name_or_backend: str | Backend = DEFAULT_BACKEND, **options) -> Backend:

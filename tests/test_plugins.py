@@ -407,7 +407,7 @@ def test_plugins_add_losses_encoders_and_datasets_used_by_name(site, tmp_path):
         assert summary["config"]["loss"] == "hinge" and 0.0 <= summary["test_accuracy"] <= 1.0
         loaded = delgrad_core.load_network(tmp_path / "run" / "network.npz")
         assert loaded.sizes == [4, 6, 2]  # the encoder doubled 2 features into 4 inputs
-        with pytest.raises(ValueError, match="loss: 'hinged' is not allowed; choose one of crossentropy, hinge, squared"):
+        with pytest.raises(ValueError, match="loss: 'hinged' is not installed; installed: crossentropy, hinge, squared"):
             TrainingConfig(loss="hinged")
     finally:
         delgrad_core.refresh_plugins()

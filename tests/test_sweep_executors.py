@@ -321,7 +321,7 @@ def test_the_slurm_command_quotes_a_script_path_with_spaces(tmp_path):
 def test_no_slurm_script_for_a_sweep_with_bad_settings(tmp_path):
     script = tmp_path / "job.sh"
     for options, message in ((["--hidden", "0,5"], "hidden: expected a positive integer"),
-                             (["--backend", "nosuch"], "backend: 'nosuch' is not allowed"),
+                             (["--backend", "nosuch"], "backend: 'nosuch' is not installed"),
                              (["--backend-option", "token=a-secret-of-some-length"], "backend_options.token")):
         result = cli_runner().invoke(main, ["sweep", *options, "--slurm-script", str(script), "--out", str(tmp_path)])
         assert result.exit_code != 0 and message in result.output, result.output

@@ -643,7 +643,7 @@ def test_sectioned_config_files(tmp_path):
         ("[optimiser]\nweight_lr = 'fast'\n", r"weight_lr: expected a number > 0"),
         ("[network]\nhidden = [20, 10]\ndelays = ['axonal', 'none']\n", "delays: a list needs one kind per neuron layer"),
         ("epochs = 3\n[optimiser]\nepochs = 4\n", "epochs set twice"),
-        ("[loss]\nname = 'hinge'\n", "loss: 'hinge' is not allowed"),
+        ("[loss]\nname = 'hinge'\n", "loss: 'hinge' is not installed"),
         ("[backend]\nbackend_options = {n_threads = 2}\nn_threads = 1\n", r"\[backend\] gives n_threads twice"),
         # within one section, under two spellings (the last one won without a word)
         ("[backend]\nname = 'reference'\nbackend = 'example'\n", r"\[backend\] sets backend twice \('name' and "

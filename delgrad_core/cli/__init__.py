@@ -10,6 +10,7 @@ With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for develop
 """
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -109,6 +110,38 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     show_warning(_compact(message))
 
 
+@contextlib.contextmanager
+def _compact_warnings():
+    """Within: warnings are shown as "Warning: ..." lines (unless DELGRAD_DEBUG is set)."""
+    with warnings.catch_warnings():
+        if not os.environ.get("DELGRAD_DEBUG"):
+            warnings.showwarning = _show_warning
+        yield
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe or socket whose reader has gone (`delgrad ... | head`);
+    False where that cannot be told."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # (no poll, no descriptor)
+        return False
+
+
+def _end_quietly_on_closed_stdout():
+    """End the command as a closed pipe ends other tools (status 141, 128 + SIGPIPE), with no
+    message: the rest of the output, and Python's flush at exit, go nowhere."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(128 + getattr(signal, "SIGPIPE", 13))
+
+
 class _Group(click.Group):
     """Turns delgrad's and the operating system's errors into one-line messages; finds the
     commands of plugins (looked up only for names that are not built in)."""
@@ -117,8 +150,9 @@ class _Group(click.Group):
         from delgrad_core._errors import DelgradError
         from delgrad_core._plugins import registry
 
-        try:  # (for --help, outside `invoke`)
-            plugin_commands = registry().names("command")
+        try:  # (for --help, outside `invoke`: its warnings shown as there)
+            with _compact_warnings():
+                plugin_commands = registry().names("command")
         except DelgradError as exc:
             raise click.ClickException(_compact(exc)) from None
         return sorted(set(super().list_commands(ctx)) | set(plugin_commands))
@@ -128,18 +162,36 @@ class _Group(click.Group):
         if command is None:
             from delgrad_core._plugins import registry
 
-            if name in registry().names("command"):
-                command = registry().get("command", name).obj
+            with _compact_warnings():
+                plugins = registry()
+            if name in plugins.names("command"):
+                command = plugins.get("command", name).obj
         return command
+
+    def resolve_command(self, ctx, args):
+        """As click's; a command of one of the project's own distributions that is not
+        installed is named as such (not "No such command")."""
+        from delgrad_core._plugins import provider_hint
+
+        name = click.utils.make_str(args[0]) if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            hint = provider_hint("command", name)
+            if hint and not ctx.resilient_parsing:
+                ctx.fail(f"No such command {name!r}: it is not installed; {hint}")
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx):
         from delgrad_core._errors import DelgradError
 
         try:
-            with _stopping_like_ctrl_c(), warnings.catch_warnings():
-                if not os.environ.get("DELGRAD_DEBUG"):
-                    warnings.showwarning = _show_warning
+            with _stopping_like_ctrl_c(), _compact_warnings():
                 return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            if _stdout_closed():
+                _end_quietly_on_closed_stdout()
+            if os.environ.get("DELGRAD_DEBUG"):
+                raise
+            raise click.ClickException(_compact(exc)) from None
         except (DelgradError, OSError) as exc:
             if os.environ.get("DELGRAD_DEBUG"):
                 raise

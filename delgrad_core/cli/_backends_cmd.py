@@ -58,10 +58,12 @@ def _summary(capabilities: dict | None) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help='Print JSON: {"backends": [...], "problems": [...]}.')
 def backends(as_json: bool):
     """List installed backends (name, distribution, version, capabilities)."""
-    from delgrad_core._plugins import registry
+    from delgrad_core._plugins import own_kind_hint, registry
 
     plugins = registry()
     records = [_record(info) for info in plugins.registrations("backend")]
+    if not records:
+        click.echo(f"note: no backend is installed; {own_kind_hint('backend')}", err=True)
     if as_json:
         click.echo(json.dumps({"backends": records, "problems": plugins.problems}, indent=2))
         return

@@ -159,15 +159,47 @@ def _fresh_out_dir() -> Path:
     """runs/train-YYYYmmdd-HHMMSS, with a suffix if it exists; created here (exclusively, so
     that two runs started in the same second get two folders)."""
     base = Path("runs") / datetime.now().strftime("train-%Y%m%d-%H%M%S")
-    base.parent.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
-    while True:
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            path = base.with_name(f"{base.name}-{n}")
-            n += 1
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                path = base.with_name(f"{base.name}-{n}")
+                n += 1
+    except OSError as exc:  # (a read-only or full file system, no permission, "runs" a file, ...)
+        raise click.UsageError(f"the default output folder {path} cannot be made in the current folder "
+                               f"({os.getcwd()!r}: {exc.strerror or exc}); give --out with a folder to write "
+                               "the run to") from None
+
+
+def _shortened(text: str, limit: int = 100) -> str:
+    """`text`, its middle left out if it is longer than `limit` characters."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...({len(text) - limit + 20} characters)...{text[-(limit // 2 - 20):]}"
+
+
+def _check_out_names(out_dir: str) -> None:
+    """Refuse an --out whose folder names (or whole path) are longer than the file system
+    allows, as a usage error naming --out (not the operating system's error echoing it)."""
+    from delgrad_core._atomic import check_file_name
+
+    path = Path(out_dir)
+    for part in [path, *path.parents]:
+        if part.name:
+            try:
+                check_file_name(part)
+            except InvalidValueError:
+                size = len(os.fsencode(part.name))
+                raise click.UsageError(f"--out: the folder name {_shortened(part.name)!r} is {size} bytes long, "
+                                       "more than the file system allows; choose a shorter name") from None
+    size = len(os.fsencode(os.path.abspath(out_dir)))
+    if size >= 4096:  # (PATH_MAX on Linux; the run's files are longer still)
+        raise click.UsageError(f"--out: the path {_shortened(out_dir)!r} is {size} bytes long, more than the file "
+                               "system allows; choose a shorter one")
 
 
 def _settings(config_file, options: dict, set_settings: dict | None = None) -> dict:
@@ -189,13 +221,56 @@ def _settings(config_file, options: dict, set_settings: dict | None = None) -> d
     return values
 
 
-def _check_stored(stored: dict, checkpoint) -> None:
+_PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)
+
+
+def _refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=_PLUGIN_SETTINGS) -> None:
+    """Refuse a run whose own settings (`stored`) name a backend, dataset, loss or encoder (of
+    `kinds`) that is not installed (not any more), unless another one is `given` here instead:
+    the run is fine, the plugin is missing (not a usage error, not a damaged file).  `what`: the
+    end of the message ({option}: --backend, ... for the kind)."""
+    from delgrad_core._errors import UnknownNameError
+    from delgrad_core._plugins import own_kind_hint, provider_hint, registry
+
+    for kind in kinds:
+        name = stored.get(kind)
+        if given.get(kind) is not None or not isinstance(name, str):
+            continue
+        installed = registry().names(kind)
+        if name in installed:
+            continue
+        facts = [f"installed: {', '.join(installed)}" if installed else f"no {kind} is installed"]
+        facts += [hint for hint in [provider_hint(kind, name) or ("" if installed else own_kind_hint(kind))] if hint]
+        raise UnknownNameError(f"{where}: the run was trained with {kind} {name!r}, which is not installed "
+                               f"({'; '.join(facts)}); {what.replace('{option}', f'--{kind}')}")
+
+
+def _refuse_no_backend(name: str | None) -> None:
+    """Refuse to train with no backend installed at all (only the core): not a usage error."""
+    from delgrad_core._errors import UnknownNameError
+    from delgrad_core._plugins import DEFAULT_BACKEND, not_installed, registry
+
+    if not registry().names("backend"):
+        raise UnknownNameError(not_installed("backend", name or DEFAULT_BACKEND, []))
+
+
+def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
     """Refuse a checkpoint whose own settings are not valid (edited or damaged), naming it: not a
-    usage error, as none of them was given here."""
+    usage error, as none of them was given here.  One naming a plugin that is not installed is
+    refused as such (the checkpoint is fine); one replaced in `given` (the settings given here)
+    is checked as given."""
+    from delgrad_core._plugins import registry
     from delgrad_core.training import config_with_defaults
 
+    given = given or {}
+    _refuse_not_installed(stored, given, checkpoint, "the checkpoint is fine: install it, then resume again")
+    replaced = {kind: given[kind] for kind in _PLUGIN_SETTINGS if given.get(kind) is not None}
+    if not all(isinstance(name, str) and name in registry().names(kind) for kind, name in replaced.items()):
+        return  # (refused as given here, a usage error, when the settings are checked)
+    stored = {key: value for key, value in stored.items()
+              if not any(key == f"{kind}_options" and replaced[kind] != stored.get(kind) for kind in replaced)}
     try:
-        config_with_defaults(stored, merge_options=False)
+        config_with_defaults({**stored, **replaced}, merge_options=False)
     except InvalidValueError as exc:
         raise FileFormatError(f"{checkpoint}: its stored settings are refused ({exc}); a damaged or edited "
                               "checkpoint") from None
@@ -253,13 +328,17 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         raise click.UsageError("--resume needs --out, the folder of the run to continue")
     if out_dir == "":
         raise click.UsageError("--out: expected a folder name, got ''")
+    if out_dir:
+        _check_out_names(out_dir)
     try:
         settings = _absolute_paths(_with_tables(_settings(config_file, options, set_settings),
                                                 backend_options=backend_options, dataset_options=dataset_options))
+        if not resume:  # (a resumed run's own backend is named below)
+            _refuse_no_backend(settings.get("backend"))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
             stored = {**LATER_SETTINGS, **stored}  # (what a run recorded before a setting existed trained with)
-            _check_stored(stored, RunFolder(out_dir).checkpoint)
+            _check_stored(stored, RunFolder(out_dir).checkpoint, settings)
             for name in ("backend", "dataset"):  # (another one named here: its options are not the run's)
                 if settings.get(name) not in (None, stored.get(name)):
                     stored = {key: value for key, value in stored.items() if key != f"{name}_options"}
@@ -412,6 +491,13 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         given_here = backend or dataset or backend_options or dataset_options
         return click.UsageError(f"{exc}{hint}") if given_here else InvalidValueError(f"{exc}{hint}")
 
+    if stored:
+        source = f" (settings: the run's, from {path}/metrics.json)"
+        _refuse_not_installed(stored, {"backend": backend, "dataset": dataset}, path,
+                              "the run folder is fine: install it to evaluate the run as trained, or name another "
+                              "with {option}" + source, kinds=("backend", "dataset"))
+        _refuse_not_installed(stored, {}, path, "the run folder is fine: install it to evaluate the run" + source,
+                              kinds=("encoder",))
     try:
         config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
     except InvalidValueError as exc:
@@ -542,7 +628,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
                         for key, value in values.items() for arg in (flag, f"{key}={json.dumps(value)}")]
             n_trials = len(hidden) * len(delays) * seeds
             with no_writes_once_stopped():
-                atomic_write_text(slurm_script, sweep_job_script(command, n_trials))
+                atomic_write_text(slurm_script, sweep_job_script(command, n_trials), os_strings=True)
             click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {shlex.quote(str(slurm_script))}")
             return
         if trial is not None:

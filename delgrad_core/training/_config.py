@@ -104,12 +104,16 @@ def _choice(allowed):
 
 
 def _registered(kind):
-    def names():
-        from delgrad_core._plugins import registry
+    """A name registered for `kind` by an installed plugin; another is "not installed" (naming
+    those that are, and where the project's own distributions have it)."""
+    def check(name, value):
+        from delgrad_core._plugins import not_installed, registry
 
-        return registry().names(kind)
+        installed = registry().names(kind)
+        if not isinstance(value, str) or value not in installed:
+            raise InvalidValueError(not_installed(kind, value, installed, field=name))
+        return value
 
-    check = _choice(names)
     check.looks_up_plugins = True
     return check
 

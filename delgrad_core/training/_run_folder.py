@@ -19,12 +19,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import threading
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from delgrad_core._atomic import atomic_write, atomic_write_text, fsync_directory
+from delgrad_core._atomic import atomic_write, atomic_write_text, fsync_directory, temporaries
 from delgrad_core._errors import FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core._npz import NpzArchive, write_npz
 from delgrad_core._serialization import save_network
@@ -34,8 +33,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "stored_settings", "history_line", "is_temporary_of", "temporaries",
-           "remove_stale_temporaries"]
+__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "stored_settings", "history_line", "remove_stale_temporaries"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -172,26 +170,6 @@ def folder_lock(path, files=()):
                 (path / _LOCK_NAME).unlink()
                 if made_here:
                     path.rmdir()
-
-
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.tmp", re.DOTALL)  # (mkstemp's random characters)
-
-
-def is_temporary_of(name: str, patterns) -> bool:
-    """Whether file `name` is the temporary file of an atomic write (".NAME.XXXXXXXX.tmp", see
-    `delgrad_core._atomic`) of a file whose NAME matches one of the name `patterns`."""
-    match = _TEMPORARY.fullmatch(name)
-    return match is not None and any(fnmatchcase(match["name"], pattern) for pattern in patterns)
-
-
-def temporaries(folder, patterns) -> list[Path]:
-    """The temporary files of atomic writes of files named like `patterns` in `folder` (none if
-    it cannot be read)."""
-    try:
-        entries = list(Path(folder).iterdir())
-    except OSError:
-        return []
-    return sorted(entry for entry in entries if is_temporary_of(entry.name, patterns) and not entry.is_dir())
 
 
 def remove_stale_temporaries(folder, patterns) -> list[Path]:

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from delgrad_core import Calibration, InvalidValueError
+from delgrad_core._atomic import temporaries
 
 __all__ = ["CACHE_ENV", "cache_directory", "cache_path", "load_cached", "store"]
 
@@ -68,8 +69,6 @@ def _remove_dead_temporaries(folder: Path) -> None:
     `STALE_TEMPORARY_SECONDS`: left by a process killed mid-write (an entry is written in well
     under a second; processes share the folder without a lock, so a younger one may be another
     process's entry being written).  Other files are left alone; errors are ignored."""
-    from delgrad_core.training._run_folder import temporaries
-
     now = time.time()
     for temporary in temporaries(folder, ("*.npz",)):
         with contextlib.suppress(OSError):

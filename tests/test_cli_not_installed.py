@@ -1,0 +1,132 @@
+"""A plugin that is not installed (or not any more) is named as such: never as if the user's run
+or settings were wrong.  "Not installed" is simulated with a registry that lacks it (as the one
+of a Python whose distribution was uninstalled)."""
+
+import json
+import shutil
+
+import pytest
+
+from delgrad_core import PluginRegistry
+from delgrad_core._plugins import registry as installed
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
+from delgrad_core.training import TrainingConfig
+
+from _run_folders import TRAIN
+
+
+def _only(monkeypatch, *backends: str) -> PluginRegistry:
+    """The core's registry with just `backends` of those installed, as the process-wide one."""
+    plugins = PluginRegistry()
+    for name in backends:
+        plugins._tables["backend"][name] = installed().get("backend", name)
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", plugins)
+    return plugins
+
+
+@pytest.fixture
+def reference_run(finished_run, tmp_path):
+    """A copy of a finished run trained on the reference backend."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    return run
+
+
+def test_resume_of_a_run_whose_backend_is_gone_says_so_not_damaged(reference_run, monkeypatch):
+    _only(monkeypatch, "bss2-emulator")  # (the reference backend's distribution uninstalled)
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "damaged" not in message and "is not allowed" not in message
+    assert (f"Error: {reference_run}/checkpoint.npz: the run was trained with backend 'reference', which is not "
+            "installed (installed: bss2-emulator; 'reference' comes with the distribution delgrad-reference (pip "
+            "install ./backends/reference from a source checkout)); the checkpoint is fine: install it, then resume "
+            "again") in message
+    assert (reference_run / "checkpoint.npz").exists()
+
+
+def test_resume_with_no_backend_installed_names_the_runs_backend(reference_run, monkeypatch):
+    _only(monkeypatch)
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "backend 'reference', which is not installed (no backend is installed; 'reference' comes with the " \
+           "distribution delgrad-reference" in message and "the checkpoint is fine" in message
+
+
+def test_resume_of_a_run_whose_dataset_is_gone_says_so(reference_run, monkeypatch):
+    plugins = _only(monkeypatch, "reference")
+    del plugins._tables["dataset"]["yin_yang"]  # (as a dataset plugin's, uninstalled)
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "the run was trained with dataset 'yin_yang', which is not installed (installed: " in message
+    assert "the checkpoint is fine" in message and "damaged" not in message
+
+
+def test_evaluate_of_a_run_whose_backend_is_gone_says_so(reference_run, monkeypatch):
+    _only(monkeypatch, "bss2-emulator")
+    result = cli_runner().invoke(main, ["evaluate", str(reference_run)])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "is not allowed" not in message
+    assert (f"Error: {reference_run}: the run was trained with backend 'reference', which is not installed "
+            "(installed: bss2-emulator; 'reference' comes with the distribution delgrad-reference") in message
+    assert "the run folder is fine: install it to evaluate the run as trained, or name another with --backend" \
+        in message
+
+
+def test_evaluate_of_a_run_naming_a_backend_never_registered(reference_run):
+    metrics = json.loads((reference_run / "metrics.json").read_text())
+    metrics["config"]["backend"] = "no-such-backend"
+    (reference_run / "metrics.json").write_text(json.dumps(metrics))
+    result = cli_runner().invoke(main, ["evaluate", str(reference_run)])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "the run was trained with backend 'no-such-backend', which is not installed (installed: " in message
+    assert "reference" in message and "is not allowed" not in message
+
+
+def test_train_with_no_backend_installed_says_where_the_reference_one_comes_from(monkeypatch, tmp_path):
+    _only(monkeypatch)
+    result = cli_runner().invoke(main, ["train", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert " ".join(result.stderr.split()) == (
+        "Error: backend: 'reference' is not installed, nor any other backend; 'reference' comes with the "
+        "distribution delgrad-reference (pip install ./backends/reference from a source checkout)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_backend_name_that_is_not_registered_is_not_installed(monkeypatch):
+    _only(monkeypatch, "reference")
+    with pytest.raises(ValueError, match=r"^backend: 'bss2-emulator' is not installed; installed: reference; "
+                                         r"'bss2-emulator' comes with the distribution delgrad-bss2 "):
+        TrainingConfig(backend="bss2-emulator")
+    with pytest.raises(ValueError, match=r"^backend: 'chip9000' is not installed; installed: reference$"):
+        TrainingConfig(backend="chip9000")
+    with pytest.raises(ValueError, match=r"^loss: 'hinged' is not installed; installed: crossentropy, squared$"):
+        TrainingConfig(loss="hinged")
+    with pytest.raises(ValueError, match=r"^delay_parametrisation: 'x' is not allowed; choose one of sigmoid, clip$"):
+        TrainingConfig(delay_parametrisation="x")  # (a fixed choice, not a plugin's name)
+
+
+def test_backends_with_none_installed_says_how_to_get_them(monkeypatch):
+    _only(monkeypatch)
+    result = cli_runner().invoke(main, ["backends"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["NAME", "DISTRIBUTION", "VERSION", "DELAYS", "TAU", "RATIOS", "TIMES",
+                                     "CALIBRATION", "LIMITS"]
+    assert result.stderr.startswith("note: no backend is installed; delgrad's own backends come with the "
+                                    "distributions delgrad-reference (reference), delgrad-bss2 (bss2-emulator), "
+                                    "delgrad-hil (mock-hil): from a source checkout, pip install ./backends/reference")
+
+
+def test_a_command_of_our_own_distribution_not_installed_is_named(monkeypatch):
+    _only(monkeypatch, "reference")
+    result = cli_runner().invoke(main, ["hil", "--help"])
+    assert result.exit_code == 2
+    assert ("Error: No such command 'hil': it is not installed; 'hil' comes with the distribution delgrad-hil (pip "
+            "install ./backends/hil from a source checkout)") in " ".join(result.stderr.split())
+    other = cli_runner().invoke(main, ["nosuch"])
+    assert other.exit_code == 2 and "No such command 'nosuch'." in other.stderr

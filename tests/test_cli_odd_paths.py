@@ -1,0 +1,101 @@
+"""The command line with odd paths and surroundings: paths that are not UTF-8, a current folder
+that cannot be written, folder names longer than the file system allows, a standard output
+closed early (`delgrad ... | head`), a broken plugin while --help lists the commands."""
+
+import errno
+import os
+import pathlib
+import subprocess
+import sys
+
+from delgrad_core._atomic import atomic_write_text
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
+
+SWEEP = ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "1", "--epochs", "1"]
+
+
+def _delgrad(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
+    kwargs = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
+    return subprocess.run([sys.executable, "-m", "delgrad_core.cli", *args], env={**os.environ, **(env or {})},
+                          timeout=120, **kwargs)
+
+
+def test_slurm_script_of_a_path_that_is_not_utf8_holds_its_bytes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = os.fsdecode(b"swl\xe9")  # (as Python gets the argument: a surrogate escape for the byte)
+    result = cli_runner().invoke(main, [*SWEEP, "--out", out, "--slurm-script", "s.sh"])
+    assert result.exit_code == 0, result.output
+    script = (tmp_path / "s.sh").read_bytes()
+    assert b" --out 'swl\xe9' " in script
+
+
+def test_slurm_script_of_a_non_ascii_path_under_the_c_locale(tmp_path):
+    """(LC_ALL=C without UTF-8 mode: the file-system encoding is ASCII, é arrives as two escapes)"""
+    result = _delgrad(*SWEEP, "--out", "sw\u00e9".encode(), "--slurm-script", "s.sh", cwd=tmp_path,
+                      env={"LC_ALL": "C", "PYTHONUTF8": "0"})
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b"Traceback" not in result.stderr
+    assert b" --out 'sw\xc3\xa9' " in (tmp_path / "s.sh").read_bytes()
+
+
+def test_other_text_files_stay_utf8(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "caf\u00e9 \u2014 \u00b5s")
+    assert (tmp_path / "a.txt").read_bytes() == "caf\u00e9 \u2014 \u00b5s".encode("utf-8")
+    atomic_write_text(tmp_path / "b.txt", "caf\u00e9", os_strings=True)
+    assert (tmp_path / "b.txt").read_bytes() == os.fsencode("caf\u00e9")
+
+
+def test_train_in_a_folder_that_cannot_be_written_asks_for_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mkdir = pathlib.Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if not self.is_absolute():
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+    result = cli_runner().invoke(main, ["train", "--epochs", "1", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert "Errno" not in message
+    assert "Error: the default output folder runs/train-" in message
+    assert f"cannot be made in the current folder ({str(tmp_path)!r}: Read-only file system); give --out with a " \
+           "folder to write the run to" in message
+
+
+def test_train_out_with_a_folder_name_too_long_is_a_usage_error(tmp_path):
+    for out in (tmp_path / ("x" * 300), tmp_path / ("x" * 300) / "run"):
+        result = cli_runner().invoke(main, ["train", "--epochs", "1", "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.stderr.split())
+        assert "Errno" not in message and "x" * 120 not in message
+        assert "Error: --out: the folder name 'xxxxx" in message
+        assert "is 300 bytes long, more than the file system allows; choose a shorter name" in message
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    reader, writer = os.pipe()
+    os.close(reader)  # (as `| head -1` once head has its line)
+    try:
+        result = _delgrad("backends", stdout=writer)
+    finally:
+        os.close(writer)
+    assert result.returncode in (0, 141)
+    assert result.stderr == b""
+
+
+def test_help_shows_a_broken_plugins_warning_as_a_warning_line(tmp_path):
+    info = tmp_path / "broken_delgrad_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-delgrad-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[delgrad.backends]\nbroken = broken_delgrad_plugin_module\n")
+    (tmp_path / "broken_delgrad_plugin_module.py").write_text("raise RuntimeError('boom')\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    result = _delgrad("--help", env={"PYTHONPATH": path, "DELGRAD_STRICT_PLUGINS": "0"})
+    assert result.returncode == 0, result.stderr
+    stderr = result.stderr.decode()
+    assert stderr == ("Warning: delgrad plugin 'broken' (broken_delgrad_plugin_module) from distribution "
+                      "'broken-delgrad-plugin' 0.1 failed to load: RuntimeError: boom\n")
+    assert b"Usage: " in result.stdout
