@@ -12,6 +12,10 @@ from delgrad_core._ir import real_array
 
 __all__ = ["LatencyEncoder"]
 
+# Copies of an input at most: BrainScaleS-2 uses 5; a thousand copies of Yin-Yang's 4 inputs
+# already make 4,000 input lines, and 10^5 made one kernel call run for minutes.
+MAX_REPEAT = 1000
+
 
 @dataclass(frozen=True)
 class LatencyEncoder:
@@ -38,8 +42,10 @@ class LatencyEncoder:
             if not math.isfinite(value):
                 raise InvalidValueError(f"LatencyEncoder.{field_name}: expected a finite number, got {value!r}")
             object.__setattr__(self, field_name, float(value))
-        if isinstance(self.repeat, bool) or not isinstance(self.repeat, (int, np.integer)) or self.repeat < 1:
-            raise InvalidValueError(f"LatencyEncoder.repeat: expected a positive integer, got {self.repeat!r}")
+        if isinstance(self.repeat, bool) or not isinstance(self.repeat, (int, np.integer)) \
+                or not 1 <= self.repeat <= MAX_REPEAT:
+            raise InvalidValueError(f"LatencyEncoder.repeat: expected an integer from 1 to {MAX_REPEAT}, got "
+                                    f"{self.repeat!r}")
         if not isinstance(self.pairs, bool):
             raise InvalidValueError(f"LatencyEncoder.pairs: expected true or false, got {self.pairs!r}")
         if not self.t_late > self.t_early:

@@ -10,6 +10,17 @@ from delgrad_core._errors import InvalidValueError
 __all__ = ["parse_key_values", "check_known_names"]
 
 
+def _table_of(what: str, key: str):
+    """A JSON object hook that refuses a name given twice in one table (JSON keeps the last)."""
+    def table(pairs):
+        names = [name for name, _ in pairs]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise InvalidValueError(f"{what}: {key}: {twice[0]!r} given twice in one table; give it once")
+        return dict(pairs)
+    return table
+
+
 def parse_key_values(items, what: str = "--backend-option") -> dict:
     """{'dt': 0.01, 'host': 'x'} from ['dt=0.01', 'host=x']: VALUE is parsed as JSON when it can
     be, else kept as a string; KEY must be an identifier."""
@@ -19,7 +30,9 @@ def parse_key_values(items, what: str = "--backend-option") -> dict:
         if not sep or not key.isidentifier():
             raise InvalidValueError(f"{what}: expected KEY=VALUE with KEY an identifier, got {item!r}")
         try:
-            parsed = json.loads(value)
+            parsed = json.loads(value, object_pairs_hook=_table_of(what, key))
+        except InvalidValueError:
+            raise
         except ValueError:  # (not JSON, or an integer of more digits than Python converts)
             parsed = value
         if key in options and options[key] != parsed:

@@ -40,6 +40,8 @@ _REFUSED = [  # (both commands)
     (["--set", "weight_lr=0.1", "--set", "weight_lr=0.2"],
      "Error: --set: weight_lr given twice (0.1 and 0.2); give it once"),
     (["--set", "weight_lr=abc"], "Error: weight_lr: expected a number > 0 and <= 10, or unset, got 'abc'"),
+    (["--set", 'encoder_options={"repeat": 5, "repeat": 2}'],
+     "Error: --set: encoder_options: 'repeat' given twice in one table; give it once"),
     (["--set", "keep_best=yes"], "Error: keep_best: expected true or false, got 'yes'"),
     (["--epochs", "1", "--set", "epochs=6"], "Error: --set epochs=6: epochs is given by --epochs too; give it once"),
     (["--backend", "reference", "--set", "backend=reference"],

@@ -296,7 +296,8 @@ def test_spike_times_scale_with_the_units_up_to_the_bound(ratio, time_unit, pote
         ({"tau_ratio": 1e-3}, "tau_ratio: expected a number >= 0.01"),  # (the solver's range: the trainer refused it)
         ({"weight_limit": 0.1, "weight_resolution": 1.0}, "weight_resolution: 1.0 is above weight_limit 0.1"),
         # (refused only when a trainer built the run)
-        ({"encoder_options": {"repeat": 0}}, "LatencyEncoder.repeat: expected a positive integer, got 0"),
+        ({"encoder_options": {"repeat": 0}}, "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 0"),
+        ({"encoder_options": {"repeat": 100000}}, "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 100000"),
         ({"loss_options": {"delta": 0.5}, "loss_delta": 0.3}, "loss_options: set loss_delta instead of the option"),
         ({"backend_options": {"colour": 1}}, r"backend 'reference': unknown option\(s\) colour"),
         ({"keep_best": "yes"}, "keep_best: expected true or false"),

@@ -2,6 +2,7 @@
 BrainScaleS-2, whose delay elements serve every copy of an input)."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -69,6 +70,27 @@ def test_a_sharing_the_network_cannot_have_is_refused_naming_the_setting(shared,
         _model(shared=shared, kind=kind)
 
 
+@pytest.mark.parametrize("shared", [4, 10])
+def test_a_sharing_that_ties_copies_of_different_inputs_is_refused(shared):
+    """(5 copies of 4 inputs: groups of 4 or 10 lines would tie x to y)"""
+    config = TrainingConfig(hidden=3, delays="axonal", encoder_options={"repeat": 5}, shared_input_delays=shared)
+    with pytest.raises(dg.InvalidValueError, match=rf"shared_input_delays: {shared} would share one delay between "
+                                                   r"copies of different inputs: the encoder makes 5 of each"):
+        Trainer(config)
+
+
+def test_the_emulator_says_once_that_it_averages_the_copies_different_delays():
+    network = dg.Network.feedforward([20, 3, 3], delay_kind="axonal", seed=0)
+    network.layers[0].projection.delays[...] = np.linspace(2.0, 3.0, 20)
+    backend = dg.get_backend("bss2-emulator", cache=False)
+    with pytest.warns(UserWarning, match=r"the 5 copies of an input have different delays; .* runs their mean"):
+        ran = backend.represent(network)
+    assert np.ptp(ran.layers[0].projection.delays.reshape(4, 5), axis=1).max() == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backend.represent(network)  # (once per backend)
+
+
 def test_without_input_delays_the_setting_has_nothing_to_share():
     model = _model(kind="none")
     assert not any(name.endswith("delays") for name in model.params)
@@ -112,5 +134,6 @@ def test_a_sweep_refuses_a_sharing_its_networks_cannot_have_before_any_trial_sta
     result = cli_runner().invoke(main, ["sweep", "--hidden", "5", "--delays", "axonal", "--seeds", "1", "--epochs", "1",
                                         "--set", "shared_input_delays=3", "--out", str(out)])
     assert result.exit_code == 2, result.output
-    assert "shared_input_delays: 3 does not divide the 4 input lines" in result.output
+    assert ("shared_input_delays: 3 would share one delay between copies of different inputs: the encoder makes one "
+            "of each (its repeat is 1); set it to 1") in result.output
     assert not (out / "runs").exists()

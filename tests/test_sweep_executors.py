@@ -430,7 +430,7 @@ def test_a_finished_trials_damaged_metrics_are_named_and_runs_beside_it_are_read
 
 @pytest.mark.parametrize(("config", "message"), [
     ("backend_options = {n_threads = 1, colour = 3}", "backend 'reference': unknown option(s) colour; allowed: n_threads"),
-    ("[encoder]\nrepeat = 0", "LatencyEncoder.repeat: expected a positive integer, got 0"),
+    ("[encoder]\nrepeat = 0", "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 0"),
     ("[loss]\nepochs = 2", "loss_options: loss 'squared' has no parameter epochs; epochs is a training setting of its own"),
 ])
 def test_settings_that_building_a_run_refuses_are_refused_before_any_trial_starts(tmp_path, config, message):

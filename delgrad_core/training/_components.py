@@ -59,6 +59,13 @@ class _CheckedEncoder:
     def _refused(self, what: str) -> PluginError:
         return PluginError(f"encoder {self.registration.name!r} from {self.registration.distribution!r}: {what}")
 
+    @property
+    def copies(self) -> int | None:
+        """Consecutive copies the encoder makes of each input (its `repeat`), None if it has no
+        such setting."""
+        copies = getattr(self.encoder, "repeat", None)
+        return int(copies) if isinstance(copies, (int, np.integer)) and not isinstance(copies, bool) else None
+
     def n_inputs(self, n_features: int) -> int:
         count = call_plugin(self.registration, "encoder", lambda: self.encoder.n_inputs(n_features),
                             "counting its inputs (n_inputs)", arguments_checked=True)

@@ -31,19 +31,27 @@ def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Netw
                                neuron=neuron, seed=None)
 
 
-def check_shared_input_delays(config: TrainingConfig, n_inputs: int) -> None:
-    """Refuse a `shared_input_delays` that does not split the `n_inputs` input lines into
-    groups of copies, or whose first layer has delays of another kind than axonal (without
-    delays there it has nothing to share).  (Checked with the network, after the backend has
-    judged the delay kinds: a backend's default of it must not hide the backend's refusal.)"""
+def check_shared_input_delays(config: TrainingConfig, n_inputs: int, input_copies: int | None = None) -> None:
+    """Refuse a `shared_input_delays` k that would tie lines of different inputs: k must divide
+    the `input_copies` the encoder makes of each input (its repeat, if it has one) and the
+    `n_inputs` input lines; and the first layer's delays must be axonal (without delays there
+    it has nothing to share).  (Checked with the network, after the backend has judged the
+    delay kinds: a backend's default of k must not hide the backend's refusal.)"""
     shared, kind = config.shared_input_delays, config.delay_kinds[0]
-    if shared > 1 and kind not in (DelayKind.AXONAL.value, DelayKind.NONE.value):
+    if shared == 1 or kind == DelayKind.NONE.value:
+        return
+    fix = "(--set shared_input_delays=N, or in the config; a backend may set it by default)"
+    if kind != DelayKind.AXONAL.value:
         raise InvalidValueError(f"shared_input_delays: {shared} needs axonal delays in the first layer (the input "
-                                f"lines' own), got {kind!r}; set it to 1")
-    if shared > 1 and kind == DelayKind.AXONAL.value and n_inputs % shared:
+                                f"lines' own), got {kind!r}; set it to 1 {fix}")
+    if input_copies is not None and input_copies % shared:
+        copies = f"the encoder makes {input_copies} of each (its repeat); set it to a divisor of {input_copies}" \
+            if input_copies > 1 else "the encoder makes one of each (its repeat is 1); set it to 1"
+        raise InvalidValueError(f"shared_input_delays: {shared} would share one delay between copies of different "
+                                f"inputs: {copies} {fix}")
+    if n_inputs % shared:
         raise InvalidValueError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into groups "
-                                "of copies; set it to the number of copies the encoder makes of each input (its "
-                                "repeat), or 1")
+                                f"of copies; set it to the number of copies the encoder makes of each input, or 1 {fix}")
 
 
 class TrainableNetwork:
@@ -52,17 +60,18 @@ class TrainableNetwork:
     Parameter names: ``layers.K.weights`` (shadow weights) and ``layers.K.delays`` (raw delay
     parameters); ``group_of`` maps each to "weights" or "delays".  With `shared_input_delays`
     k > 1, the first layer's axonal delays have one raw parameter per group of k consecutive
-    input lines (the copies of an input), and each group's gradient is the sum of its lines'.
+    input lines (the copies of an input; `input_copies`: how many the encoder makes, if known),
+    and each group's gradient is the sum of its lines'.
     """
 
-    def __init__(self, network: Network, config: TrainingConfig):
+    def __init__(self, network: Network, config: TrainingConfig, *, input_copies: int | None = None):
         self.network = check_type(network, Network, "network")
         self.config = check_type(config, TrainingConfig, "config").resolved()  # (the delay kind's defaults)
         # the config's own weight constraints, applied before the backend's (stricter, never needed)
         self._weight_constraints = Capabilities(weight_limit=config.weight_limit,
                                                 weight_resolution=config.weight_resolution)
         first = network.layers[0].projection
-        check_shared_input_delays(self.config, first.n_pre)
+        check_shared_input_delays(self.config, first.n_pre, input_copies)
         # lines per delay parameter, per layer: the first layer's axonal delays may be shared
         self._lines_per_delay = [self.config.shared_input_delays if k == 0 and first.delay_kind is DelayKind.AXONAL
                                  else 1 for k in range(len(network.layers))]

@@ -329,7 +329,8 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
         echo(f"note: the sweep's networks could not be checked here ({str(exc).splitlines()[0]}); each task checks "
              "its own")
         return
-    n_inputs = component("encoder", first.encoder, first, first.encoder_options).n_inputs(data.n_features)
+    encoder = component("encoder", first.encoder, first, first.encoder_options)
+    n_inputs = encoder.n_inputs(data.n_features)
     shapes = {}
     for trial in trials:
         shapes.setdefault((json.dumps(trial.settings["hidden"]), json.dumps(trial.settings["delays"])), trial)
@@ -339,7 +340,7 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
                 config = config_with_defaults(trial.settings).resolved()
                 try:
                     backend.check_supported(build_network(config, n_inputs, data.n_classes))
-                    check_shared_input_delays(config, n_inputs)
+                    check_shared_input_delays(config, n_inputs, encoder.copies)
                 except InvalidValueError as exc:
                     raise InvalidValueError(f"{trial.name}: {exc}") from None
     except BackendUnavailable as exc:

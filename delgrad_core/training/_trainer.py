@@ -183,7 +183,7 @@ class Trainer:
         config = self.config
         network = build_network(config, self.encoder.n_inputs(self.train_set.n_features), self.train_set.n_classes)
         self.backend.check_supported(network)
-        self.model = TrainableNetwork(network, config)
+        self.model = TrainableNetwork(network, config, input_copies=self.encoder.copies)
         self.optimiser = Adam({"weights": config.weight_lr, "delays": config.delay_lr}, self.model.group_of,
                               config.adam_beta1, config.adam_beta2, config.adam_eps)
         self.rng = np.random.default_rng(config.seed)

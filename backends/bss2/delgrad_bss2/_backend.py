@@ -86,6 +86,7 @@ class Bss2EmulatorBackend(Backend):
         self._chip_model: Chip | None = None
         self._placements: dict[tuple, Placement] = {}
         self._warned_copies = False
+        self._warned_averaged = False
         self._checked_calibrations: set[str] = set()  # digests
 
     @property
@@ -97,8 +98,16 @@ class Bss2EmulatorBackend(Backend):
 
     def represent(self, network: Network) -> Network:
         """Weights clipped to +-weight_max / weight_scale and quantised to 1 / weight_scale;
-        delays of duplicated inputs shared (their mean), on the register grid and bounded."""
-        return super().represent(share_duplicated_delays(network, self.input_duplication))
+        delays of duplicated inputs shared (their mean, with a warning once per backend when
+        they differed), on the register grid and bounded."""
+        shared = share_duplicated_delays(network, self.input_duplication)
+        if shared is not network and not self._warned_averaged:
+            self._warned_averaged = True  # (once per backend: a training run represents every step)
+            warnings.warn(f"backend {BACKEND_NAME!r}: the {self.input_duplication} copies of an input have different "
+                          "delays; one delay element serves them all, so the chip runs their mean (train with "
+                          f"shared_input_delays = {self.input_duplication} to learn one delay per input)", UserWarning,
+                          stacklevel=2)
+        return super().represent(shared)
 
     def conformance_profile(self) -> ConformanceProfile:
         """Calibrated, on the suite's cases (chips 0-4 at seeds 0-2, chips 5-11 at seed 0), the

@@ -122,7 +122,8 @@ def test_copies_of_a_duplicated_input_share_the_mean_delay():
     network = yin_yang_network()
     delays = np.random.default_rng(0).uniform(2.0, 3.5, 20)
     network.layers[0].projection.delays[...] = delays
-    ran = backend.represent(network).layers[0].projection.delays.reshape(4, 5)
+    with pytest.warns(UserWarning, match="the 5 copies of an input have different delays"):
+        ran = backend.represent(network).layers[0].projection.delays.reshape(4, 5)
     assert np.all(ran == ran[:, :1])
     expected = np.round((delays.reshape(4, 5).mean(axis=1) * 6 - 2) * 8) / 8 + 2  # mean first, then the grid
     np.testing.assert_allclose(ran[:, 0] * 6, expected, rtol=0, atol=1e-12)
