@@ -1,5 +1,6 @@
 """`shared_input_delays`: the copies of a repeated input share one trainable axonal delay (as on
-BrainScaleS-2, whose delay elements serve every copy of an input)."""
+BrainScaleS-2, whose delay elements serve every copy of an input; its gradient is checked against
+finite differences in test_training.py)."""
 
 import json
 import warnings
@@ -23,34 +24,6 @@ def _model(parametrisation="sigmoid", shared=REPEAT, kind="axonal"):
     model = TrainableNetwork(build_network(config, 4 * REPEAT, 3), config)
     model.initialise(np.random.default_rng(3))
     return model
-
-
-@pytest.mark.parametrize("parametrisation", ["sigmoid", "clip"])
-def test_shared_delay_gradients_match_finite_differences(parametrisation):
-    """dL/d(shared raw delay) agrees with central differences of the loss, the copies moving together."""
-    model = _model(parametrisation)
-    data = dg.datasets.yin_yang("validation")
-    inputs = dg.LatencyEncoder(repeat=REPEAT)(data.features[:40])
-    labels = data.labels[:40]
-    loss = dg.make_loss("squared")
-
-    def total_loss():
-        model.apply()
-        return loss(dg.forward(model.network, inputs)[-1], labels).per_sample.mean()
-
-    times = dg.forward(model.network, inputs)
-    grads = model.parameter_gradients(dg.backward(model.network, inputs, times, loss(times[-1], labels).gradient))
-    shared = model.params["layers.0.delays"]
-    assert shared.shape == (4,)
-    h = 1e-6
-    for index in range(shared.size):
-        old = shared[index]
-        shared[index] = old + h
-        up = total_loss()
-        shared[index] = old - h
-        down = total_loss()
-        shared[index] = old
-        assert grads["layers.0.delays"][index] == pytest.approx((up - down) / (2 * h), rel=1e-4, abs=1e-8), index
 
 
 def test_the_copies_of_an_input_get_its_one_delay():

@@ -61,15 +61,17 @@ def test_step_decay():
 
 
 @pytest.mark.parametrize("parametrisation", ["sigmoid", "clip"])
-@pytest.mark.parametrize("kind", ["axonal", "dendritic", "synaptic"])
-def test_parameter_gradients_match_finite_differences(kind, parametrisation):
-    """dL/d(raw parameters) through the delay map agrees with central differences of the loss."""
-    config = TrainingConfig(hidden=6, delays=kind, delay_parametrisation=parametrisation,
-                            delay_scale=0.8, delay_shift=0.1).resolved()
-    model = TrainableNetwork(build_network(config, 4, 3), config)
+@pytest.mark.parametrize("kind, copies", [("axonal", 1), ("dendritic", 1), ("synaptic", 1), ("axonal", 2)])
+def test_parameter_gradients_match_finite_differences(kind, copies, parametrisation):
+    """dL/d(raw parameters) through the delay map agrees with central differences of the loss
+    (also for one axonal delay shared by the `copies` of each input: they move together)."""
+    config = TrainingConfig(hidden=6, delays=kind, delay_parametrisation=parametrisation, delay_scale=0.8,
+                            delay_shift=0.1, encoder_options={"repeat": copies}, shared_input_delays=copies).resolved()
+    model = TrainableNetwork(build_network(config, 4 * copies, 3), config, input_copies=copies)
     model.initialise(np.random.default_rng(3))
+    assert model.params["layers.0.delays"].size == (4 if kind == "axonal" else 6 if kind == "dendritic" else 24)
     data = dg.datasets.yin_yang("validation")
-    inputs = dg.LatencyEncoder()(data.features[:40])
+    inputs = dg.LatencyEncoder(repeat=copies)(data.features[:40])
     labels = data.labels[:40]
     loss = dg.make_loss("squared")
 
