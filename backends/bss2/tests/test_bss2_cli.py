@@ -46,7 +46,8 @@ def test_train_with_no_settings_but_the_backend(tmp_path, monkeypatch, delays):
     config = metrics["config"]
     assert (config["threshold"], config["tau_ratio"], config["batch_size"], config["hidden"]) == (2.6, 1.0, 40, 30)
     assert config["encoder_options"] == {"repeat": 5}
-    assert metrics["n_parameters"] == 20 * 30 + 30 * 3 + (20 + 30 if delays == "axonal" else 0)
+    assert config["shared_input_delays"] == 5
+    assert metrics["n_parameters"] == 20 * 30 + 30 * 3 + (4 + 30 if delays == "axonal" else 0)  # (a delay per input)
     assert metrics["test_accuracy"] > 0.6
     # evaluated in jobs of 40 samples, each job with its own seed drawn from --seed: reproducible
     evaluations = [cli_runner().invoke(main, ["evaluate", str(out), "--seed", "5", "--json"]) for _ in range(2)]
