@@ -1229,7 +1229,7 @@ def test_dataset_option_tables_merge_with_the_defaults_of_the_dataset_they_name(
 
 
 def test_path_options_given_now_become_absolute_and_urls_stay(monkeypatch, tmp_path):
-    from delgrad_core.cli._train_cmd import _absolute_paths
+    from delgrad_core.cli._settings import absolute_paths as _absolute_paths
 
     monkeypatch.chdir(tmp_path)
     settings = {"backend_options": {"token_file": "t", "address": "tcp://h:1", "store_dir": "s3://b/x", "chip": 3},

@@ -213,7 +213,8 @@ def main():
 
 def _register_commands():
     """Import the command modules; each adds its commands to `main`."""
-    from delgrad_core.cli import _backends_cmd, _calibrate_cmd, _nir_cmd, _train_cmd  # noqa: F401
+    from delgrad_core.cli import (  # noqa: F401
+        _backends_cmd, _calibrate_cmd, _evaluate_cmd, _nir_cmd, _sweep_cmd, _train_cmd)
 
 
 _register_commands()

@@ -8,7 +8,7 @@ import time
 import click
 
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
-from delgrad_core.cli._train_cmd import BACKEND_OPTION, SEEDS
+from delgrad_core.cli._settings import BACKEND_OPTION, SEEDS
 
 __all__ = ["calibrate"]
 

@@ -1,0 +1,170 @@
+"""`delgrad evaluate`: the accuracy of a run folder's network, or of a network file, on a split."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import click
+
+from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
+from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core.cli._settings import (
+    BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, given_settings, refuse_not_installed,
+    with_tables)
+
+
+def _run_settings(path: Path) -> tuple[Path, dict, dict]:
+    """(network file, the run's settings, its metrics) for a run folder or a network file;
+    settings and metrics are {} for a network file outside a finished run folder."""
+    from delgrad_core.training._config import shown_setting
+    from delgrad_core.training._run_folder import RunFolder
+
+    folder = RunFolder(path if path.is_dir() else path.parent)
+    network_file = folder.network if path.is_dir() else path
+    metrics = folder.finished_metrics()
+    if metrics is None or network_file != folder.network:
+        if path.is_dir():
+            raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy)")
+        return network_file, {}, {}
+    if not network_file.is_file():
+        raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "
+                                "or moved")
+    _check_accuracy(metrics["test_accuracy"], folder.metrics)
+    if "config" not in metrics:
+        raise FileFormatError(f"{folder.metrics}: not the metrics of a finished run (no 'config', the table of the "
+                              "run's settings); a damaged or edited file")
+    settings = metrics["config"]
+    if not isinstance(settings, dict) or not settings:
+        raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of the run's settings (got "
+                              f"{shown_setting(settings)}); a damaged or edited file")
+    return network_file, settings, metrics
+
+
+def _check_accuracy(accuracy, metrics_file: Path) -> None:
+    """Refuse a finished run's test accuracy that is not a number in [0, 1] (a damaged or edited
+    metrics.json, as `delgrad sweep` refuses it)."""
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+        raise FileFormatError(f"{metrics_file}: not the metrics of a finished run (test_accuracy: expected a number "
+                              f"in [0, 1], got {json.dumps(accuracy)}); a damaged or edited file")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--backend", help="Backend name.  [default: the run's, else reference]")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--dataset", help="Dataset name.  [default: the run's, else yin_yang]")
+@click.option("--seed", type=SEEDS,
+              help="Seed of the noise on noisy backends (each job of the evaluation gets its own, drawn from it).  "
+                   "[default: the run's test seed (its recorded test accuracy is repeated exactly), else 0]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--config", "config_file", type=RegularFile(),
+              help="TOML file with the dataset, encoder and backend settings of a network file (e.g. the config it "
+                   "was trained with: all its settings are checked as by train --config, only those are used).  "
+                   "[default: the defaults]")
+@BACKEND_OPTION
+@DATASET_OPTION
+def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_options, dataset_options):
+    """First-spike accuracy of a trained network on a dataset split.
+
+    PATH is a run folder (its network.npz, evaluated with the run's own dataset, encoder and
+    backend settings) or a network file (a network file holds no encoding: the settings of
+    --config, else Yin-Yang with the default encoder, with a note saying so).
+    """
+    import numpy as np
+
+    from delgrad_core._errors import FileFormatError
+    from delgrad_core._execution import MAX_SEED
+    from delgrad_core._losses import accuracy
+    from delgrad_core._serialization import load_network
+    from delgrad_core.datasets import DatasetOptionsError, load_dataset
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+    from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
+    from delgrad_core.training._trainer import BackendOptionsError, built_backend
+
+    network_file, stored, metrics = _run_settings(path)
+    if stored and config_file:
+        raise click.UsageError(f"--config: {path} is evaluated with its run's own settings; --config gives those of "
+                               "a network file outside a run folder")
+    if seed is None:
+        seed = metrics.get("test_seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise FileFormatError(f"{path}: metrics.json: test_seed: expected an integer in [0, 2**63 - 1], "
+                                  f"got {seed!r}")
+    given = stored or absolute_paths(given_settings(config_file, {}))
+    settings = {key: given[key] for key in ("dataset", "dataset_options", "encoder", "t_early", "t_late",
+                                             "encoder_options", "backend", "backend_options",
+                                             "evaluation_batch_size") if key in given}
+    settings.update({k: v for k, v in {"backend": backend, "dataset": dataset}.items() if v is not None})
+    if backend is not None and backend != given.get("backend"):
+        settings.pop("backend_options", None)
+        settings.pop("evaluation_batch_size", None)
+    if dataset is not None and dataset != given.get("dataset"):
+        settings.pop("dataset_options", None)
+    # given on the command line: over the run's own
+    settings = with_tables(settings, **absolute_paths({"backend_options": backend_options,
+                                                         "dataset_options": dataset_options}))
+    def refused(exc: InvalidValueError) -> Exception:
+        """A usage error if settings were given here; else the run's own settings are at fault."""
+        if not stored:
+            return click.UsageError(str(exc))
+        hint = (f" (settings: the run's, from {path}/metrics.json, and those given here; --backend, --backend-option, "
+                "--dataset and --dataset-option choose others)")
+        given_here = backend or dataset or backend_options or dataset_options
+        return click.UsageError(f"{exc}{hint}") if given_here else InvalidValueError(f"{exc}{hint}")
+
+    if stored:
+        source = f" (settings: the run's, from {path}/metrics.json)"
+        refuse_not_installed(stored, {"backend": backend, "dataset": dataset}, path,
+                              "the run folder is fine: install it to evaluate the run as trained, or name another "
+                              "with {option}" + source, kinds=("backend", "dataset"))
+        refuse_not_installed(stored, {}, path, "the run folder is fine: install it to evaluate the run" + source,
+                              kinds=("encoder",))
+    try:
+        config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
+    except InvalidValueError as exc:
+        raise refused(exc) from None
+    network = load_network(network_file)
+    try:
+        data = load_dataset(config.dataset, split, **config.dataset_options)
+    except DatasetOptionsError as exc:
+        raise refused(exc) from None
+    recorded = metrics.get("dataset_digests")
+    if isinstance(recorded, dict) and split in recorded and recorded[split] != data.digest() and \
+            (config.dataset, config.dataset_options) == (stored.get("dataset"), stored.get("dataset_options")):
+        warnings.warn(f"the {split} split of {config.dataset!r} differs from the one {path} recorded (its files "
+                      "changed): the accuracy is this data's", UserWarning, stacklevel=1)
+    encoder = component("encoder", config.encoder, config, config.encoder_options)
+    try:
+        check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
+    except InvalidValueError as exc:
+        if stored or dataset is not None or config_file:
+            raise
+        raise InvalidValueError(f"{exc} ({config.dataset}, the default; --dataset, --backend or --config name the "
+                                "network's task and encoding)") from None
+    try:
+        target = built_backend(config.backend, config.backend_options)
+    except BackendOptionsError as exc:
+        raise refused(exc) from None
+    with no_writes_once_stopped(), target:
+        calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
+        calibrated_for = metrics.get("calibration_key") if config.backend == stored.get("backend") else None
+        if calibrated_for is not None and calibrated_for != calibration.cache_key:
+            warnings.warn(f"{path} was trained on a backend calibrated as {calibrated_for!r}; this one calibrates as "
+                          f"{calibration.cache_key!r} (another chip, device or option set): the accuracy is this "
+                          f"one's", UserWarning, stacklevel=1)
+        job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
+        output = output_spike_times(target, network, encoder(data.features), calibration,
+                                    lambda: draw_seed(job_seeds), config.evaluation_batch_size)
+    stop_if_interrupted()  # (a stop signal some code swallowed: no result is reported)
+    report = {"network": str(network_file), "backend": target.name, "dataset": config.dataset, "split": split,
+              "n_samples": len(data.labels), "accuracy": accuracy(output, data.labels)}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"{split} accuracy on {target.name}: {100 * report['accuracy']:.2f} % ({report['n_samples']} samples)")
+    if not stored and not config_file:
+        click.echo(f"note: {network_file} is a network file, which holds no encoding: evaluated with the "
+                   "default encoder settings (--config gives those it was trained with)", err=True)

@@ -1,0 +1,199 @@
+"""Command-line settings shared by `delgrad train`, `delgrad evaluate` and `delgrad sweep`: the
+options every one takes (--config, --backend-option, --dataset-option, --set), how they are laid
+over a config file, and the refusal of a run whose plugins are not installed."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core._ir import DelayKind
+
+__all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
+           "absolute_paths", "given_once", "given_settings", "one_or_list", "refuse_not_installed",
+           "refuse_set_twice", "with_tables"]
+
+DELAY_CHOICES = [kind.value for kind in DelayKind]
+SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
+
+
+def one_or_list(value, kind, name):
+    """'30' -> 30, '128,64' -> [128, 64] (the config checks the values)."""
+    if value is None:
+        return None
+    try:
+        items = [kind(item.strip()) for item in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected one value or a comma-separated list, got {value!r}",
+                                 param_hint=f"--{name}") from None
+    return items[0] if len(items) == 1 else items
+
+
+def given_once(parse):
+    """A callback of a list option declared `multiple` only to notice repeats: a repeated
+    --hidden or --delays is refused (click keeps the last silently), then `parse` reads the one."""
+    def callback(ctx, param, values):
+        if len(values) > 1:
+            name = param.opts[0]
+            raise click.BadParameter(f"given {len(values)} times ({', '.join(map(repr, values))}); give one {name} "
+                                     f"with a comma-separated list, e.g. {name} {','.join(values)}")
+        return parse(ctx, param, values[0] if values else None)
+    return callback
+
+
+def _key_values(ctx, param, values) -> dict:
+    from delgrad_core._options import parse_key_values
+
+    try:
+        return parse_key_values(values, param.opts[0])
+    except InvalidValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _set_settings(ctx, param, values) -> dict:
+    """The TrainingConfig settings of --set KEY=VALUE (VALUE read as JSON when it can be); a
+    name that is not a setting is refused, naming the settings."""
+    import dataclasses
+    import difflib
+
+    from delgrad_core._options import parse_key_values
+    from delgrad_core.training import TrainingConfig
+
+    try:
+        settings = parse_key_values(values, "--set")
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    known = sorted(spec.name for spec in dataclasses.fields(TrainingConfig))
+    for key in settings:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise click.UsageError(f"--set: {key} is not a setting{hint}; the settings (docs/training.md): "
+                                   f"{', '.join(known)}")
+    return settings
+
+
+_OPTION_OF = {"backend_options": "--backend-option", "dataset_options": "--dataset-option"}  # (else --<name>)
+
+
+def refuse_set_twice(settings: dict, options: dict) -> None:
+    """Refuse a --set setting also given by its own option (`options`: setting -> the value of
+    its option, None or {} if not given)."""
+    for key in sorted(settings):
+        if options.get(key) not in (None, {}):
+            option = _OPTION_OF.get(key, f"--{key.replace('_', '-')}")
+            raise click.UsageError(f"--set {key}={_typed(settings[key])}: {key} is given by {option} too; give it once")
+
+
+def _typed(value) -> str:
+    """A --set VALUE as typed: a string as itself (unless it reads as JSON), else JSON."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
+
+
+class RegularFile(click.Path):
+    """An existing regular file (a FIFO or device passes click's `exists` and is read forever)."""
+
+    def __init__(self):
+        super().__init__(exists=True, dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        if not os.path.isfile(path):
+            self.fail(f"{click.format_filename(path)!r} is not a regular file (a FIFO, device or socket); give a "
+                      "TOML file", param, ctx)
+        return path
+
+
+BACKEND_OPTION = click.option(
+    "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE", callback=_key_values,
+    help="Option for the backend (repeatable); VALUE is read as JSON when it can be, e.g. chip=3.")
+SET_OPTION = click.option(
+    "--set", "set_settings", multiple=True, metavar="KEY=VALUE", callback=_set_settings,
+    help="A TrainingConfig setting without an option of its own (repeatable; docs/training.md), over --config's; "
+         "VALUE is read as JSON when it can be, e.g. weight_lr=0.01 or keep_best=false.")
+DATASET_OPTION = click.option(
+    "--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", callback=_key_values,
+    help="Option for the dataset's loader (repeatable; docs/datasets.md), e.g. size=14 for 14 x 14 images.")
+
+
+def with_tables(settings: dict, **tables) -> dict:
+    """`settings` with option tables given on the command line (e.g. backend_options) laid over
+    its own tables of those names."""
+    merged = dict(settings)
+    for key, given in tables.items():
+        if given:
+            own = settings.get(key, {})
+            if not isinstance(own, dict):
+                raise InvalidValueError(f"{key}: expected a table (dict) of settings, got {own!r}")
+            merged[key] = {**own, **given}
+    return merged
+
+
+def absolute_paths(settings: dict) -> dict:
+    """`settings` (given now: a config file's and the command line's) with the relative paths
+    of options named ``*_file``, ``*_dir`` or ``directory`` made absolute: a run records them
+    and is resumed or evaluated from anywhere.  (URLs are left alone.)"""
+    def absolute(name, value):
+        is_path = (name.endswith(("_file", "_dir")) or name == "directory") and isinstance(value, str) \
+            and value and "://" not in value
+        return os.path.abspath(os.path.expanduser(value)) if is_path else value
+
+    return {key: {name: absolute(name, value) for name, value in table.items()}
+            if key in ("backend_options", "dataset_options") and isinstance(table, dict) else table
+            for key, table in settings.items()}
+
+
+def given_settings(config_file, options: dict, set_settings: dict | None = None) -> dict:
+    """Config file values, overridden by the options given on the command line and the settings
+    of --set (a file that is not TOML, or holds a bad setting, is a usage error)."""
+    from delgrad_core.training import load_config
+
+    try:
+        values = load_config(config_file) if config_file else {}
+    except (FileFormatError, InvalidValueError) as exc:  # (a --config file that is not TOML, or a bad setting)
+        raise click.UsageError(str(exc)) from None
+    given = {k: (f"--{k.replace('_', '-')} {_shown(v)}", v) for k, v in options.items() if v is not None}
+    given.update({k: (f"--set {k}={_typed(v)}", v) for k, v in (set_settings or {}).items()})
+    for key in sorted(set(given) & set(values)):
+        typed, value = given[key]
+        if value != values[key]:
+            click.echo(f"note: {typed} replaces {key} = {values[key]!r} of {config_file}", err=True)
+    values.update({key: value for key, (_, value) in given.items()})
+    return values
+
+
+PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)
+
+
+def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUGIN_SETTINGS) -> None:
+    """Refuse a run whose own settings (`stored`) name a backend, dataset, loss or encoder (of
+    `kinds`) that is not installed (not any more), unless another one is `given` here instead:
+    the run is fine, the plugin is missing (not a usage error, not a damaged file).  `what`: the
+    end of the message ({option}: --backend, ... for the kind)."""
+    from delgrad_core._errors import UnknownNameError
+    from delgrad_core._plugins import own_kind_hint, provider_hint, registry
+
+    for kind in kinds:
+        name = stored.get(kind)
+        if given.get(kind) is not None or not isinstance(name, str):
+            continue
+        installed = registry().names(kind)
+        if name in installed:
+            continue
+        facts = [f"installed: {', '.join(installed)}" if installed else f"no {kind} is installed"]
+        facts += [hint for hint in [provider_hint(kind, name) or ("" if installed else own_kind_hint(kind))] if hint]
+        raise UnknownNameError(f"{where}: the run was trained with {kind} {name!r}, which is not installed "
+                               f"({'; '.join(facts)}); {what.replace('{option}', f'--{kind}')}")
+
+
+def _shown(value) -> str:
+    """A command-line value as it was typed: 8,6 for a list."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)

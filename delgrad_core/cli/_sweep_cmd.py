@@ -1,0 +1,120 @@
+"""`delgrad sweep`: the parameter-efficiency study (hidden sizes x delay kinds x seeds)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from delgrad_core._atomic import atomic_write_text
+from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped
+from delgrad_core.cli._outputs import check_output_file
+from delgrad_core._errors import InvalidValueError
+from delgrad_core.cli._settings import (
+    BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, absolute_paths, given_once,
+    given_settings, refuse_set_twice, with_tables)
+
+
+def _int_list(ctx, param, value):
+    try:
+        return list(dict.fromkeys(int(v) for v in value.split(",")))  # (each value once)
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _kind_list(ctx, param, value):
+    kinds = [v.strip() for v in value.split(",")]
+    bad = [k for k in kinds if k not in DELAY_CHOICES]
+    if bad:
+        raise click.BadParameter(f"expected comma-separated delay kinds from {', '.join(DELAY_CHOICES)}; got "
+                                 f"{', '.join(repr(k) for k in bad)} in {value!r}")
+    return list(dict.fromkeys(kinds))  # (each kind once)
+
+
+def _refuse_sweep_axes(settings: dict) -> None:
+    """Refuse --set for the settings a sweep sets per trial."""
+    for key, option in (("hidden", "--hidden"), ("delays", "--delays"), ("seed", "--seeds")):
+        if key in settings:
+            raise click.UsageError(f"--set {key}=...: the sweep sets {key} per trial; give it with {option}")
+
+
+@main.command()
+@click.option("--hidden", multiple=True, default=["5,10,15,20,25,30"], show_default=True,
+              callback=given_once(_int_list), help="Comma-separated hidden sizes (give the option once).")
+@click.option("--delays", multiple=True, default=["none,axonal,dendritic,synaptic"], show_default=True,
+              callback=given_once(_kind_list), help="Comma-separated delay kinds (give the option once).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.  [default: --config's, else 300]")
+@click.option("--jobs", type=click.IntRange(min=1, max=256), default=None,
+              help="Parallel processes (or workers of the embedded Dask cluster), 1 to 256; never more than "
+                   "the runs to do.  [default: CPUs]")
+@click.option("--config", "config_file", type=RegularFile(),
+              help="TOML file with further TrainingConfig settings for every run.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
+@click.option("--backend", help="Backend name for every run.  [default: reference]")
+@BACKEND_OPTION
+@click.option("--dataset", help="Dataset name for every run.  [default: --config's, else yin_yang]")
+@DATASET_OPTION
+@click.option("--executor", type=click.Choice(["process", "dask"]), default="process", show_default=True,
+              help="Where trials run: a local process pool, or Dask (pip install 'delgrad[dask]').")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="With --executor dask: join this scheduler instead of starting a local cluster.")
+@click.option("--trial", type=click.IntRange(min=0), help="Run (or resume) only trial number N here (SLURM array tasks).")
+@click.option("--slurm-script", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write an sbatch --array script that runs this sweep one trial per task, and exit.")
+@SET_OPTION
+def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, backend_options, dataset,
+          dataset_options, executor, scheduler, trial, slurm_script, set_settings):
+    """Parameter-efficiency study: hidden sizes x delay kinds x seeds (resumable)."""
+    from delgrad_core.training._sweep import (
+        SweepError, SweepInterrupted, check_runnable, plan_sweep, refuse_unusable_runs, run_sweep, run_trial,
+        sweep_job_script)
+
+    _refuse_sweep_axes(set_settings)
+    options = {"epochs": epochs, "backend": backend, "dataset": dataset}
+    refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
+    try:
+        base = absolute_paths(with_tables(given_settings(config_file, options, set_settings),
+                                            backend_options=backend_options, dataset_options=dataset_options))
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    echo = lambda line: click.echo(line, err=True)  # noqa: E731
+    grid = (base, hidden, delays, seeds, Path(out_dir))
+    try:
+        if slurm_script is not None:
+            check_output_file(slurm_script, "--slurm-script", force=False, inputs=[config_file])
+            trials = plan_sweep(*grid)  # (checked before the script is written)
+            refuse_unusable_runs(trials, echo, elsewhere=True)
+            check_runnable(trials, echo, elsewhere=True)
+            command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
+                       "--seeds", str(seeds), "--out", str(out_dir)]
+            command += ["--epochs", str(epochs)] if epochs is not None else []
+            command += ["--config", str(config_file)] if config_file else []
+            command += ["--backend", backend] if backend else []
+            command += ["--dataset", dataset] if dataset else []
+            command += [arg for flag, values in (("--backend-option", backend_options),
+                                                 ("--dataset-option", dataset_options), ("--set", set_settings))
+                        for key, value in values.items() for arg in (flag, f"{key}={json.dumps(value)}")]
+            n_trials = len(hidden) * len(delays) * seeds
+            with no_writes_once_stopped():
+                atomic_write_text(slurm_script, sweep_job_script(command, n_trials), os_strings=True)
+            click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {shlex.quote(str(slurm_script))}")
+            return
+        if trial is not None:
+            run_trial(*grid, trial, echo=echo)
+            return
+        table = run_sweep(*grid, jobs=jobs, executor=executor, scheduler=scheduler, echo=echo)
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except SweepInterrupted as exc:
+        click.echo(exc.table)
+        click.echo(str(exc), err=True)
+        sys.exit(interrupted_status())
+    except SweepError as exc:
+        click.echo(exc.table)
+        raise click.ClickException(" ".join(str(exc).split())) from None
+    click.echo(table)
+    sys.stdout.flush()
