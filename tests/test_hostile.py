@@ -297,7 +297,8 @@ def test_spike_times_scale_with_the_units_up_to_the_bound(ratio, time_unit, pote
         ({"weight_limit": 0.1, "weight_resolution": 1.0}, "weight_resolution: 1.0 is above weight_limit 0.1"),
         # (refused only when a trainer built the run)
         ({"encoder_options": {"repeat": 0}}, "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 0"),
-        ({"encoder_options": {"repeat": 100000}}, "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 100000"),
+        ({"encoder_options": {"repeat": 100000}},
+         "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 100000"),
         ({"loss_options": {"delta": 0.5}, "loss_delta": 0.3}, "loss_options: set loss_delta instead of the option"),
         ({"backend_options": {"colour": 1}}, r"backend 'reference': unknown option\(s\) colour"),
         ({"keep_best": "yes"}, "keep_best: expected true or false"),
@@ -439,7 +440,8 @@ def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):
     assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({**metrics, "config": {"backend": "bss2-hw"}}))
-    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "backend 'bss2-hw', which is not installed", "settings: the run's, from")
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "backend 'bss2-hw', which is not installed",
+                           "settings: the run's, from")
     # the run's own option value, refused when the backend is built: the run is at fault (status 1), not the command
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({**metrics, "config": {
         **metrics["config"], "backend": "reference", "backend_options": {"n_threads": 0}}}))

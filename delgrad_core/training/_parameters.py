@@ -50,8 +50,9 @@ def check_shared_input_delays(config: TrainingConfig, n_inputs: int, input_copie
         raise InvalidValueError(f"shared_input_delays: {shared} would share one delay between copies of different "
                                 f"inputs: {copies} {fix}")
     if n_inputs % shared:
-        raise InvalidValueError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into groups "
-                                f"of copies; set it to the number of copies the encoder makes of each input, or 1 {fix}")
+        raise InvalidValueError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into "
+                                "groups of copies; set it to the number of copies the encoder makes of each input, "
+                                f"or 1 {fix}")
 
 
 class TrainableNetwork:
@@ -83,7 +84,8 @@ class TrainableNetwork:
             if layer.projection.delay_kind is not DelayKind.NONE:
                 delays = layer.projection.delays
                 shared = self._lines_per_delay[k]
-                self.params[f"layers.{k}.delays"] = np.zeros(delays.size // shared) if shared > 1 else np.zeros_like(delays)
+                self.params[f"layers.{k}.delays"] = np.zeros(delays.size // shared) if shared > 1 else \
+                    np.zeros_like(delays)
                 self.group_of[f"layers.{k}.delays"] = "delays"
 
     @property
