@@ -15,8 +15,10 @@ from delgrad_core.testing import cli_runner
 SWEEP = ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "1", "--epochs", "1"]
 
 
-def _delgrad(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
-    kwargs = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
+def _delgrad(*args, cwd, env=None, **kwargs) -> subprocess.CompletedProcess:
+    """`delgrad ARGS` in a new process, run in `cwd` (not the checkout, whose uncompiled
+    delgrad_core `python -m` would import instead of the installed one)."""
+    kwargs = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "cwd": cwd, **kwargs}
     return subprocess.run([sys.executable, "-m", "delgrad_core.cli", *args], env={**os.environ, **(env or {})},
                           timeout=120, **kwargs)
 
@@ -75,11 +77,11 @@ def test_train_out_with_a_folder_name_too_long_is_a_usage_error(tmp_path):
         assert "is 300 bytes long, more than the file system allows; choose a shorter name" in message
 
 
-def test_output_into_a_closed_pipe_ends_quietly():
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     reader, writer = os.pipe()
     os.close(reader)  # (as `| head -1` once head has its line)
     try:
-        result = _delgrad("backends", stdout=writer)
+        result = _delgrad("backends", cwd=tmp_path, stdout=writer)
     finally:
         os.close(writer)
     assert result.returncode in (0, 141)
@@ -93,7 +95,7 @@ def test_help_shows_a_broken_plugins_warning_as_a_warning_line(tmp_path):
     (info / "entry_points.txt").write_text("[delgrad.backends]\nbroken = broken_delgrad_plugin_module\n")
     (tmp_path / "broken_delgrad_plugin_module.py").write_text("raise RuntimeError('boom')\n")
     path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    result = _delgrad("--help", env={"PYTHONPATH": path, "DELGRAD_STRICT_PLUGINS": "0"})
+    result = _delgrad("--help", cwd=tmp_path, env={"PYTHONPATH": path, "DELGRAD_STRICT_PLUGINS": "0"})
     assert result.returncode == 0, result.stderr
     stderr = result.stderr.decode()
     assert stderr == ("Warning: delgrad plugin 'broken' (broken_delgrad_plugin_module) from distribution "
