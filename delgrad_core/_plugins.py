@@ -327,12 +327,14 @@ class PluginRegistry:
         return sorted(self._tables[kind])
 
     def get(self, kind: str, name: str) -> Registration:
-        """The registration of `name`, or `UnknownNameError` listing the choices."""
+        """The registration of `name`, or `UnknownNameError` listing the choices (and where one
+        of the project's own distributions has it)."""
         table = self._tables[kind]
         if isinstance(name, str) and name in table:
             return table[name]
         choices = ", ".join(sorted(table)) or f"(no {kind} installed)"
-        raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {choices}")
+        hint = provider_hint(kind, name)  # (one of the project's own, not installed)
+        raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {choices}" + (f"; {hint}" if hint else ""))
 
     def registrations(self, kind: str = "backend") -> list[Registration]:
         return [self._tables[kind][name] for name in self.names(kind)]

@@ -130,3 +130,11 @@ def test_a_command_of_our_own_distribution_not_installed_is_named(monkeypatch):
             "install ./backends/hil from a source checkout)") in " ".join(result.stderr.split())
     other = cli_runner().invoke(main, ["nosuch"])
     assert other.exit_code == 2 and "No such command 'nosuch'." in other.stderr
+
+
+def test_calibrate_with_a_backend_of_ours_not_installed_says_where_it_comes_from(monkeypatch):
+    _only(monkeypatch, "reference")
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "bss2-emulator"])
+    assert result.exit_code != 0
+    assert ("unknown backend 'bss2-emulator'; choose one of reference; 'bss2-emulator' comes with the distribution "
+            "delgrad-bss2 (pip install ./backends/bss2 from a source checkout)") in " ".join(result.output.split())

@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from delgrad_core._atomic import atomic_write_text
 from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner
@@ -67,9 +69,10 @@ def test_train_in_a_folder_that_cannot_be_written_asks_for_out(tmp_path, monkeyp
            "folder to write the run to" in message
 
 
-def test_train_out_with_a_folder_name_too_long_is_a_usage_error(tmp_path):
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], SWEEP])
+def test_out_with_a_folder_name_too_long_is_a_usage_error(tmp_path, command):
     for out in (tmp_path / ("x" * 300), tmp_path / ("x" * 300) / "run"):
-        result = cli_runner().invoke(main, ["train", "--epochs", "1", "--out", str(out)])
+        result = cli_runner().invoke(main, [*command, "--out", str(out)])
         assert result.exit_code == 2, result.output
         message = " ".join(result.stderr.split())
         assert "Errno" not in message and "x" * 120 not in message

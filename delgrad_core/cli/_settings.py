@@ -1,11 +1,13 @@
 """Command-line settings shared by `delgrad train`, `delgrad evaluate` and `delgrad sweep`: the
 options every one takes (--config, --backend-option, --dataset-option, --set), how they are laid
-over a config file, and the refusal of a run whose plugins are not installed."""
+over a config file, the refusal of a run whose plugins are not installed, and of an --out
+longer than the file system allows."""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import click
 
@@ -13,7 +15,7 @@ from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
-           "absolute_paths", "given_once", "given_settings", "one_or_list", "refuse_not_installed",
+           "absolute_paths", "check_out_names", "given_once", "given_settings", "one_or_list", "refuse_not_installed",
            "refuse_set_twice", "with_tables"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
@@ -197,3 +199,30 @@ def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUG
 def _shown(value) -> str:
     """A command-line value as it was typed: 8,6 for a list."""
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _shortened(text: str, limit: int = 100) -> str:
+    """`text`, its middle left out if it is longer than `limit` characters."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...({len(text) - limit + 20} characters)...{text[-(limit // 2 - 20):]}"
+
+
+def check_out_names(out_dir: str) -> None:
+    """Refuse an --out whose folder names (or whole path) are longer than the file system
+    allows, as a usage error naming --out (not the operating system's error echoing it)."""
+    from delgrad_core._atomic import check_file_name
+
+    path = Path(out_dir)
+    for part in [path, *path.parents]:
+        if part.name:
+            try:
+                check_file_name(part)
+            except InvalidValueError:
+                size = len(os.fsencode(part.name))
+                raise click.UsageError(f"--out: the folder name {_shortened(part.name)!r} is {size} bytes long, "
+                                       "more than the file system allows; choose a shorter name") from None
+    size = len(os.fsencode(os.path.abspath(out_dir)))
+    if size >= 4096:  # (PATH_MAX on Linux; the run's files are longer still)
+        raise click.UsageError(f"--out: the path {_shortened(out_dir)!r} is {size} bytes long, more than the file "
+                               "system allows; choose a shorter one")

@@ -14,8 +14,8 @@ from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped
 from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, absolute_paths, given_once,
-    given_settings, refuse_set_twice, with_tables)
+    BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, absolute_paths, check_out_names,
+    given_once, given_settings, refuse_set_twice, with_tables)
 
 
 def _int_list(ctx, param, value):
@@ -74,6 +74,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         sweep_job_script)
 
     _refuse_sweep_axes(set_settings)
+    check_out_names(out_dir)
     options = {"epochs": epochs, "backend": backend, "dataset": dataset}
     refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
     try:

@@ -15,8 +15,8 @@ import click
 from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, absolute_paths, given_once,
-    given_settings, one_or_list, refuse_not_installed, refuse_set_twice, with_tables)
+    BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, absolute_paths, check_out_names,
+    given_once, given_settings, one_or_list, refuse_not_installed, refuse_set_twice, with_tables)
 
 
 def _fresh_out_dir() -> Path:
@@ -37,33 +37,6 @@ def _fresh_out_dir() -> Path:
         raise click.UsageError(f"the default output folder {path} cannot be made in the current folder "
                                f"({os.getcwd()!r}: {exc.strerror or exc}); give --out with a folder to write "
                                "the run to") from None
-
-
-def _shortened(text: str, limit: int = 100) -> str:
-    """`text`, its middle left out if it is longer than `limit` characters."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit // 2]}...({len(text) - limit + 20} characters)...{text[-(limit // 2 - 20):]}"
-
-
-def _check_out_names(out_dir: str) -> None:
-    """Refuse an --out whose folder names (or whole path) are longer than the file system
-    allows, as a usage error naming --out (not the operating system's error echoing it)."""
-    from delgrad_core._atomic import check_file_name
-
-    path = Path(out_dir)
-    for part in [path, *path.parents]:
-        if part.name:
-            try:
-                check_file_name(part)
-            except InvalidValueError:
-                size = len(os.fsencode(part.name))
-                raise click.UsageError(f"--out: the folder name {_shortened(part.name)!r} is {size} bytes long, "
-                                       "more than the file system allows; choose a shorter name") from None
-    size = len(os.fsencode(os.path.abspath(out_dir)))
-    if size >= 4096:  # (PATH_MAX on Linux; the run's files are longer still)
-        raise click.UsageError(f"--out: the path {_shortened(out_dir)!r} is {size} bytes long, more than the file "
-                               "system allows; choose a shorter one")
 
 
 def _refuse_no_backend(name: str | None) -> None:
@@ -145,7 +118,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     if out_dir == "":
         raise click.UsageError("--out: expected a folder name, got ''")
     if out_dir:
-        _check_out_names(out_dir)
+        check_out_names(out_dir)
     try:
         settings = absolute_paths(with_tables(given_settings(config_file, options, set_settings),
                                                 backend_options=backend_options, dataset_options=dataset_options))
