@@ -49,6 +49,7 @@ __all__ = [
     "available_backends",
     "build_registered",
     "call_plugin",
+    "installation_hint",
     "not_installed",
     "provider_hint",
     "own_kind_hint",
@@ -440,6 +441,12 @@ def own_kind_hint(kind: str) -> str:
     return f"delgrad's own {kind}s come with the distributions {listed}: from a source checkout, {folders}"
 
 
+def installation_hint(kind: str, name, installed: list[str]) -> str:
+    """Where `name` of `kind` comes from if one of the project's own distributions registers it,
+    else, with nothing of `kind` `installed`, where the project's own come from; "" otherwise."""
+    return provider_hint(kind, name) or ("" if installed else own_kind_hint(kind))
+
+
 def not_installed(kind: str, name, installed: list[str] | None = None, *, field: str | None = None) -> str:
     """The message for `name` of `kind` that nothing registers (a plugin not installed, or not
     any more): "backend: 'bss2-emulator' is not installed; installed: reference", with where the
@@ -453,7 +460,7 @@ def not_installed(kind: str, name, installed: list[str] | None = None, *, field:
         message = f"{field}: {name!r} is not installed; installed: {', '.join(installed)}"
     else:
         message = f"{field}: {name!r} is not installed, nor any other {kind}"
-    hint = provider_hint(kind, name) or ("" if installed else own_kind_hint(kind))
+    hint = installation_hint(kind, name, installed)
     return f"{message}; {hint}" if hint else message
 
 

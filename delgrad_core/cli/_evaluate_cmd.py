@@ -12,7 +12,7 @@ from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, given_settings, refuse_not_installed,
-    with_tables)
+    with_tables, without_replaced_options)
 
 
 def _run_settings(path: Path) -> tuple[Path, dict, dict]:
@@ -74,7 +74,6 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     """
     import numpy as np
 
-    from delgrad_core._errors import FileFormatError
     from delgrad_core._execution import MAX_SEED
     from delgrad_core._losses import accuracy
     from delgrad_core._serialization import load_network
@@ -97,12 +96,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     settings = {key: given[key] for key in ("dataset", "dataset_options", "encoder", "t_early", "t_late",
                                              "encoder_options", "backend", "backend_options",
                                              "evaluation_batch_size") if key in given}
-    settings.update({k: v for k, v in {"backend": backend, "dataset": dataset}.items() if v is not None})
+    named = {"backend": backend, "dataset": dataset}
+    settings = without_replaced_options(settings, named, ("backend", "dataset"))
     if backend is not None and backend != given.get("backend"):
-        settings.pop("backend_options", None)
-        settings.pop("evaluation_batch_size", None)
-    if dataset is not None and dataset != given.get("dataset"):
-        settings.pop("dataset_options", None)
+        settings.pop("evaluation_batch_size", None)  # (the run's backend's jobs)
+    settings.update({k: v for k, v in named.items() if v is not None})
     # given on the command line: over the run's own
     settings = with_tables(settings, **absolute_paths({"backend_options": backend_options,
                                                          "dataset_options": dataset_options}))

@@ -16,7 +16,7 @@ from delgrad_core._ir import DelayKind
 
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
            "absolute_paths", "check_out_names", "given_once", "given_settings", "one_or_list", "refuse_not_installed",
-           "refuse_set_twice", "with_tables"]
+           "refuse_set_twice", "with_tables", "without_replaced_options"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -175,13 +175,20 @@ def given_settings(config_file, options: dict, set_settings: dict | None = None)
 PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)
 
 
+def without_replaced_options(settings: dict, named: dict, kinds) -> dict:
+    """`settings` without the option tables of those of `kinds` (backend, dataset, ...) that
+    `named` names otherwise: the options of one plugin are not another's."""
+    replaced = {kind for kind in kinds if named.get(kind) not in (None, settings.get(kind))}
+    return {key: value for key, value in settings.items() if key not in {f"{kind}_options" for kind in replaced}}
+
+
 def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUGIN_SETTINGS) -> None:
     """Refuse a run whose own settings (`stored`) name a backend, dataset, loss or encoder (of
     `kinds`) that is not installed (not any more), unless another one is `given` here instead:
     the run is fine, the plugin is missing (not a usage error, not a damaged file).  `what`: the
     end of the message ({option}: --backend, ... for the kind)."""
     from delgrad_core._errors import UnknownNameError
-    from delgrad_core._plugins import own_kind_hint, provider_hint, registry
+    from delgrad_core._plugins import installation_hint, registry
 
     for kind in kinds:
         name = stored.get(kind)
@@ -190,8 +197,9 @@ def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUG
         installed = registry().names(kind)
         if name in installed:
             continue
-        facts = [f"installed: {', '.join(installed)}" if installed else f"no {kind} is installed"]
-        facts += [hint for hint in [provider_hint(kind, name) or ("" if installed else own_kind_hint(kind))] if hint]
+        hint = installation_hint(kind, name, installed)
+        facts = [f"installed: {', '.join(installed)}" if installed else f"no {kind} is installed"] + \
+            ([hint] if hint else [])
         raise UnknownNameError(f"{where}: the run was trained with {kind} {name!r}, which is not installed "
                                f"({'; '.join(facts)}); {what.replace('{option}', f'--{kind}')}")
 

@@ -16,7 +16,8 @@ from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, s
 from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, absolute_paths, check_out_names,
-    given_once, given_settings, one_or_list, refuse_not_installed, refuse_set_twice, with_tables)
+    given_once, given_settings, one_or_list, refuse_not_installed, refuse_set_twice, with_tables,
+    without_replaced_options)
 
 
 def _fresh_out_dir() -> Path:
@@ -61,8 +62,7 @@ def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
     replaced = {kind: given[kind] for kind in PLUGIN_SETTINGS if given.get(kind) is not None}
     if not all(isinstance(name, str) and name in registry().names(kind) for kind, name in replaced.items()):
         return  # (refused as given here, a usage error, when the settings are checked)
-    stored = {key: value for key, value in stored.items()
-              if not any(key == f"{kind}_options" and replaced[kind] != stored.get(kind) for kind in replaced)}
+    stored = without_replaced_options(stored, replaced, PLUGIN_SETTINGS)
     try:
         config_with_defaults({**stored, **replaced}, merge_options=False)
     except InvalidValueError as exc:
@@ -128,9 +128,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
             stored = {**LATER_SETTINGS, **stored}  # (what a run recorded before a setting existed trained with)
             _check_stored(stored, RunFolder(out_dir).checkpoint, settings)
-            for name in ("backend", "dataset"):  # (another one named here: its options are not the run's)
-                if settings.get(name) not in (None, stored.get(name)):
-                    stored = {key: value for key, value in stored.items() if key != f"{name}_options"}
+            stored = without_replaced_options(stored, settings, ("backend", "dataset"))  # (another one named here)
             tables = {key: settings.pop(key, None) for key in ("backend_options", "dataset_options")}
             settings = with_tables({**stored, **settings}, **tables)
         config = config_with_defaults(settings, merge_options=not stored)
