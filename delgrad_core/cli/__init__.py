@@ -186,13 +186,9 @@ class _Group(click.Group):
         try:
             with _stopping_like_ctrl_c(), _compact_warnings():
                 return super().invoke(ctx)
-        except BrokenPipeError as exc:
-            if _stdout_closed():
-                _end_quietly_on_closed_stdout()
-            if os.environ.get("DELGRAD_DEBUG"):
-                raise
-            raise click.ClickException(_compact(exc)) from None
         except (DelgradError, OSError) as exc:
+            if isinstance(exc, BrokenPipeError) and _stdout_closed():  # (`delgrad ... | head`)
+                _end_quietly_on_closed_stdout()
             if os.environ.get("DELGRAD_DEBUG"):
                 raise
             raise click.ClickException(_compact(exc)) from None
