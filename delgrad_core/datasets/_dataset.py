@@ -126,6 +126,11 @@ class Dataset:
             yield self.features[index], self.labels[index]
 
 
+def split_digests(datasets) -> dict:
+    """{split: digest} of `datasets` (a run records it to find changed data: `changed_splits`)."""
+    return {data.split: data.digest() for data in datasets}
+
+
 def changed_splits(recorded: dict, current: dict) -> list[str]:
     """The splits of `current` ({split: digest}) whose digest differs from, or is missing in,
     the one a run `recorded`."""

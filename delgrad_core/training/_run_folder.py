@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 from fnmatch import fnmatchcase
@@ -33,7 +34,8 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "stored_settings", "history_line", "remove_stale_temporaries"]
+__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "checked_state", "stored_settings", "history_line",
+           "remove_stale_temporaries"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -200,6 +202,28 @@ def stored_settings(state, checkpoint_path) -> dict:
     return settings
 
 
+# the checkpoint's loop state: name -> (types allowed, None allowed)
+_STATE_NUMBERS = {"epoch": (int, False), "epochs_recorded": (int, False), "best_epoch": (int, False),
+                  "elapsed_seconds": ((int, float), False), "best_validation_accuracy": ((int, float), False),
+                  "bump_level": ((int, float), True)}
+
+
+def checked_state(state: dict, path) -> dict:
+    """The checkpoint's loop state with its numbers checked: a damaged or edited checkpoint is
+    refused when read, not after an epoch of training."""
+    for name, (kinds, optional) in _STATE_NUMBERS.items():
+        value = state.get(name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
+                or (name != "best_validation_accuracy" and value < 0):
+            raise FileFormatError(f"{path}: the state's {name} is {value!r} (a damaged or edited checkpoint)")
+    stored_settings(state, path)
+    if state["epochs_recorded"] > state["epoch"]:
+        raise FileFormatError(f"{path}: the state records {state['epochs_recorded']} epochs of {state['epoch']}")
+    return state
+
+
 class RunFolder:
     """The files of one training run in `path` (nothing is touched until a method is called)."""
 
@@ -315,10 +339,7 @@ class RunFolder:
         if not self.checkpoint.exists():
             return 0
         with self.open_checkpoint() as checkpoint:
-            epoch = checkpoint.json(STATE_KEY).get("epoch")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise FileFormatError(f"{self.checkpoint}: its epoch is {epoch!r}, expected a whole number >= 0")
-        return epoch
+            return checked_state(checkpoint.json(STATE_KEY), self.checkpoint)["epoch"]
 
     def append_history(self, record: dict) -> None:
         """Append one epoch's record as a JSON line, durably."""

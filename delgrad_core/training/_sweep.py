@@ -242,7 +242,7 @@ def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bo
     recorded digests (runs recorded before digests were are kept as they are).  When the trials
     run `elsewhere` and the dataset's files are not here, this is noted and not checked."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
-    from delgrad_core.datasets._dataset import changed_splits
+    from delgrad_core.datasets._dataset import changed_splits, split_digests
 
     recorded = {}
     for trial in trials:
@@ -254,9 +254,8 @@ def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bo
         return
     config = config_with_defaults(trials[0].settings).resolved()  # (one dataset for every trial)
     try:
-        current = {data.split: data.digest()
-                   for data in (load_dataset(config.dataset, split, **config.dataset_options)
-                                for split in ("train", "validation", "test"))}
+        current = split_digests(load_dataset(config.dataset, split, **config.dataset_options)
+                                for split in ("train", "validation", "test"))
     except DatasetFilesNotFoundError as exc:
         if not elsewhere:
             raise

@@ -6,7 +6,6 @@ of their own (`_step`, `_heuristics`, `_run_folder`, `_progress`).
 from __future__ import annotations
 
 import hashlib
-import math
 import shlex
 import sys
 import time
@@ -23,7 +22,7 @@ from delgrad_core._plugins import call_plugin, get_backend, registry
 from delgrad_core._execution import _check_seed
 from delgrad_core._ir import check_type
 from delgrad_core.datasets import Dataset, load_dataset
-from delgrad_core.datasets._dataset import changed_splits
+from delgrad_core.datasets._dataset import changed_splits, split_digests
 from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig, result_settings, setting_differences, shown_setting
 from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
@@ -32,7 +31,7 @@ from delgrad_core.training._heuristics import BestValidation, ParameterAverage, 
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
 from delgrad_core.training._progress import EpochProgress
-from delgrad_core.training._run_folder import STATE_KEY, RunFolder, history_line, stored_settings
+from delgrad_core.training._run_folder import STATE_KEY, RunFolder, checked_state, history_line
 from delgrad_core.training._step import TrainingStep
 
 __all__ = ["Trainer", "EpochMetrics", "Evaluation", "BackendOptionsError", "built_backend"]
@@ -164,8 +163,7 @@ class Trainer:
                 load_dataset(self.config.dataset, split, **self.config.dataset_options)
                 for split in ("train", "validation", "test"))
             _check_splits_agree(self.train_set, self.validation_set, self.test_set)
-            self.dataset_digests = {data.split: data.digest()
-                                    for data in (self.train_set, self.validation_set, self.test_set)}
+            self.dataset_digests = split_digests((self.train_set, self.validation_set, self.test_set))
             self._check_plane()  # (a broken plane is refused now, not after the training)
             requested = backend if backend is not None else self.config.backend
             self.backend = built_backend(requested, self.config.backend_options)
@@ -507,7 +505,7 @@ class Trainer:
         if not path.exists():
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
-            state = _checked_state(data.json(STATE_KEY), path)
+            state = checked_state(data.json(STATE_KEY), path)
         trained_on_object = state.get("backend_object")
         if trained_on_object is not None and self.owns_backend:
             raise InvalidValueError(f"resume: the run in {self.folder.path} was trained on a backend object given "
@@ -628,28 +626,6 @@ def _history_digest(history: list[EpochMetrics]) -> str:
     for metrics in history:
         digest.update(history_line(asdict(metrics)).encode())
     return digest.hexdigest()
-
-
-# the checkpoint's loop state: name -> (types allowed, None allowed)
-_STATE_NUMBERS = {"epoch": (int, False), "epochs_recorded": (int, False), "best_epoch": (int, False),
-                  "elapsed_seconds": ((int, float), False), "best_validation_accuracy": ((int, float), False),
-                  "bump_level": ((int, float), True)}
-
-
-def _checked_state(state: dict, path) -> dict:
-    """The checkpoint's loop state with its numbers checked: a damaged or edited checkpoint is
-    refused when read, not after an epoch of training."""
-    for name, (kinds, optional) in _STATE_NUMBERS.items():
-        value = state.get(name)
-        if value is None and optional:
-            continue
-        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
-                or (name != "best_validation_accuracy" and value < 0):
-            raise FileFormatError(f"{path}: the state's {name} is {value!r} (a damaged or edited checkpoint)")
-    stored_settings(state, path)
-    if state["epochs_recorded"] > state["epoch"]:
-        raise FileFormatError(f"{path}: the state records {state['epochs_recorded']} epochs of {state['epoch']}")
-    return state
 
 
 def _normalised(settings: dict) -> dict:
