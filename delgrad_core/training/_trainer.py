@@ -103,6 +103,8 @@ def _check_splits_agree(train: Dataset, *others: Dataset) -> None:
 
 
 # DelGrad's largest learning rate and its silent-neuron bump (docs/model.md §5.4, §5.5)
+_INSPECTION_STREAM = 0x1E5  # (the job seeds of evaluate and decision_plane called from outside the loop)
+_MAX_PLANE_RESOLUTION = 1000  # (a million points: about a minute on the emulated chip)
 _DELGRAD_STEP_SIZES = {"weight_lr": 0.02, "delay_lr": 0.01, "silent_bump": 0.0005}
 
 
@@ -130,9 +132,10 @@ class Trainer:
     ----------
     config : TrainingConfig
     backend : str or Backend, optional
-        Overrides ``config.backend``.  A backend built from a name is owned by the trainer and
-        closed by `close()` (the trainer is a context manager); an object is used as it is and
-        stays open (its owner closes it).
+        Overrides ``config.backend``: a name replaces it in the trainer's config (and so in what
+        the run records).  A backend built from a name is owned by the trainer and closed by
+        `close()` (the trainer is a context manager); an object is used as it is and stays open
+        (its owner closes it).
     out_dir : path or RunFolder, optional
         The run folder where checkpoints, the history, ``metrics.json`` and the trained network
         are written.  A path is claimed (`RunFolder.claim`) until `close()`: locked against
@@ -148,6 +151,8 @@ class Trainer:
                                     f"a dict), got {type(config).__name__}")
         if resume and out_dir is None:
             raise InvalidValueError("resume: needs out_dir, the folder of the run to continue")
+        if isinstance(backend, str):
+            config = replace(config, backend=backend)
         self.config = replace(config).resolved()  # (checked again: fields may have been set since)
         self.owns_backend, self._claim = False, None
         if out_dir is None or isinstance(out_dir, RunFolder):
@@ -165,7 +170,7 @@ class Trainer:
             _check_splits_agree(self.train_set, self.validation_set, self.test_set)
             self.dataset_digests = split_digests((self.train_set, self.validation_set, self.test_set))
             self._check_plane()  # (a broken plane is refused now, not after the training)
-            requested = backend if backend is not None else self.config.backend
+            requested = self.config.backend if backend is None or isinstance(backend, str) else backend
             self.backend = built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
             resumable = self._resumable_state() if resume else None  # (checked before the backend calibrates)
@@ -185,6 +190,7 @@ class Trainer:
         self.optimiser = Adam({"weights": config.weight_lr, "delays": config.delay_lr}, self.model.group_of,
                               config.adam_beta1, config.adam_beta2, config.adam_eps)
         self.rng = np.random.default_rng(config.seed)
+        self._inspection_rng = np.random.default_rng([config.seed, _INSPECTION_STREAM])
         self.model.initialise(self.rng)
         self.calibration = self.backend.calibrate(network, seed=config.seed)
         n_layers = len(network.layers)
@@ -234,20 +240,28 @@ class Trainer:
         """Seeds for noisy backends, drawn from the run's generator."""
         return draw_seed(self.rng)
 
+    def _inspection_seed(self) -> int:
+        """Seeds for `evaluate` and `decision_plane` called from outside the loop: from a generator
+        of their own, so that looking at a run does not change how it trains."""
+        return draw_seed(self._inspection_rng)
+
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, dataset, *, seed: int | None = None) -> Evaluation:
         """Loss and first-spike accuracy of `dataset` on the backend, in batches it accepts.  The
-        jobs' seeds (for noisy backends) come from the run's generator, or from `seed` as in
-        ``delgrad evaluate --seed`` (which then gives the same result)."""
+        jobs' seeds (for noisy backends) come from `seed` as in ``delgrad evaluate --seed`` (which
+        then gives the same result), else from a generator of their own: evaluating a run does not
+        change how it goes on training."""
         check_type(dataset, Dataset, "dataset")
         seed = _check_seed(seed)
         check_fits_dataset(self.network, self.encoder.n_inputs(dataset.n_features), dataset.n_classes,
                            what=f"evaluate: the trainer's network (for dataset {dataset.name!r}, split {dataset.split!r})")
         if seed is None:
-            next_seed = self._next_seed
-        else:
-            jobs = np.random.default_rng(seed)
-            next_seed = lambda: draw_seed(jobs)  # noqa: E731
+            return self._evaluation(dataset, self._inspection_seed)
+        jobs = np.random.default_rng(seed)
+        return self._evaluation(dataset, lambda: draw_seed(jobs))
+
+    def _evaluation(self, dataset, next_seed) -> Evaluation:
+        """`evaluate` with the jobs' seeds from `next_seed()`."""
         output = output_spike_times(self.backend, self.network, self.encoder(dataset.features), self.calibration,
                                     next_seed, self.config.evaluation_batch_size)
         loss = self.loss(output, dataset.labels)
@@ -271,7 +285,7 @@ class Trainer:
                               f"by the silent-neuron bump (smaller batches or larger initial weights help)",
                               UserWarning, stacklevel=2)
             with self.average.swapped_in(self.model):
-                validation = self.evaluate(self.validation_set)
+                validation = self._evaluation(self.validation_set, self._next_seed)
         except InvalidValueError as exc:
             large = self._large_step_sizes()
             if type(exc) is not InvalidValueError or not (self.epoch or results) or not large:
@@ -311,6 +325,11 @@ class Trainer:
         (if any).  `should_stop()` is asked before each epoch; if it says yes, training stops there
         (the run can be resumed)."""
         self._check_open("fit")
+        if not isinstance(progress, (bool, np.bool_)):
+            raise InvalidValueError(f"fit: progress: expected true or false, got {progress!r}")
+        if should_stop is not None and not callable(should_stop):
+            raise InvalidValueError(f"fit: should_stop: expected None or a function of no arguments that says whether "
+                                    f"to stop, got {should_stop!r}")
         self._check_settings("fit")
         if self._finished is not None and self.epoch < self.config.epochs:
             raise DelgradError("Trainer.fit: the run is finished (finish() kept its network and wrote its metrics); "
@@ -426,15 +445,20 @@ class Trainer:
 
     def decision_plane(self, resolution: int = 120):
         """(x grid, y grid, predicted class per point; -1 = no output spike) over the unit
-        square, for datasets that register a `plane`; else None."""
+        square (`resolution` points a side, 2 to 1000), for datasets that register a `plane`; else None."""
         from delgrad_core._losses import first_spike_prediction
+
+        if isinstance(resolution, (bool, np.bool_)) or not isinstance(resolution, (int, np.integer)) \
+                or not 2 <= resolution <= _MAX_PLANE_RESOLUTION:
+            raise InvalidValueError(f"decision_plane: resolution: expected an integer from 2 to "
+                                    f"{_MAX_PLANE_RESOLUTION} (points a side), got {resolution!r}")
 
         plane = self._plane_features(resolution)
         if plane is None:
             return None
         grid_x, grid_y, features = plane
         inputs = self.encoder(np.clip(features, 0.0, 1.0))
-        output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._next_seed,
+        output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._inspection_seed,
                                     self.config.evaluation_batch_size)
         return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
 
@@ -476,6 +500,7 @@ class Trainer:
 
     def save_checkpoint(self):
         """Parameters, optimiser, heuristics and loop state in one npz, written atomically."""
+        self._check_open("save_checkpoint")
         self._check_settings("save_checkpoint")
         state = {
             "epoch": self.epoch,

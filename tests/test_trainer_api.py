@@ -1,0 +1,84 @@
+"""The Trainer used from Python as a notebook would: looking at a run does not change it, a name
+given for the backend is what the run records, and a closed trainer writes nothing."""
+
+import json
+
+import numpy as np
+import pytest
+
+import delgrad_core as dg
+from delgrad_core.training import Trainer, TrainingConfig, config_with_defaults
+
+SHORT = dict(epochs=3, hidden=5, batch_size=250, seed=4)
+
+
+def _noisy_config(**settings):
+    """A training on the noisy, seeded bss2 emulator, where job seeds change results."""
+    pytest.importorskip("delgrad_bss2")
+    return config_with_defaults({"backend": "bss2-emulator", "hidden": 5, "epochs": 2, **settings})
+
+
+@pytest.mark.parametrize("noisy", [False, True], ids=["reference", "bss2-emulator"])
+def test_evaluating_and_plotting_between_epochs_does_not_change_the_training(noisy):
+    config = _noisy_config() if noisy else TrainingConfig(**SHORT)
+    straight = Trainer(config)
+    straight.fit(progress=False)
+    looked_at = Trainer(config)
+    looked_at.fit(progress=False, should_stop=lambda: looked_at.epoch == 1)
+    looked_at.evaluate(looked_at.validation_set)
+    looked_at.decision_plane(resolution=4)
+    looked_at.fit(progress=False)
+    for name in straight.model.params:
+        np.testing.assert_array_equal(straight.model.params[name], looked_at.model.params[name], err_msg=name)
+    assert [m.validation_accuracy for m in straight.history] == [m.validation_accuracy for m in looked_at.history]
+
+
+def test_evaluate_without_a_seed_draws_new_noise_each_call_and_with_one_repeats():
+    trainer = Trainer(_noisy_config(epochs=1))
+    trainer.fit(progress=False)
+    subset = trainer.validation_set
+    first, second = (trainer.evaluate(subset).output_spike_times for _ in range(2))
+    assert np.isfinite(first).mean() > 0.9 and not np.array_equal(first, second)
+    seeded = [trainer.evaluate(subset, seed=9).output_spike_times for _ in range(2)]
+    np.testing.assert_array_equal(*seeded)
+
+
+def test_a_backend_named_for_the_trainer_is_the_one_its_run_records(tmp_path):
+    config = TrainingConfig(**{**SHORT, "epochs": 1}, backend="example")
+    with Trainer(config, backend="reference", out_dir=tmp_path) as trainer:
+        assert trainer.config.backend == "reference" and trainer.backend.name == "reference"
+        trainer.fit(progress=False)
+        trainer.finish()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["backend"] == metrics["config"]["backend"] == "reference"
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True) as resumed:
+        assert resumed.fit(progress=False)[-1].epoch == 2
+
+
+def test_a_closed_trainer_does_not_write_a_checkpoint_over_the_run(tmp_path):
+    first = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path)
+    first.fit(progress=False)
+    first.close()
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True) as second:
+        second.fit(progress=False)
+    with pytest.raises(dg.DelgradError, match=r"Trainer.save_checkpoint: the trainer is closed"):
+        first.save_checkpoint()
+    assert Trainer(TrainingConfig(**{**SHORT, "epochs": 3}), out_dir=tmp_path, resume=True).epoch == 2
+
+
+@pytest.mark.parametrize("resolution", [-1, 0, 1, 1.5, "3", True, 10**5])
+def test_a_decision_plane_resolution_out_of_range_is_refused_naming_it(resolution):
+    trainer = Trainer(TrainingConfig(**SHORT))
+    with pytest.raises(dg.InvalidValueError, match=r"decision_plane: resolution: expected an integer from 2 to 1000"):
+        trainer.decision_plane(resolution)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(should_stop=True), r"fit: should_stop: expected None or a function"),
+    (dict(progress="no"), r"fit: progress: expected true or false, got 'no'"),
+])
+def test_fit_refuses_arguments_of_the_wrong_kind(arguments, message):
+    trainer = Trainer(TrainingConfig(**SHORT))
+    with pytest.raises(dg.InvalidValueError, match=message):
+        trainer.fit(**arguments)
+    assert trainer.epoch == 0
