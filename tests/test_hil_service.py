@@ -741,6 +741,42 @@ def test_sigterm_finishes_the_running_jobs_and_rejects_the_queued_ones(start_ser
 
 
 @pytest.mark.slow
+def test_a_client_whose_service_stopped_says_that_it_was_shutting_down(start_service):
+    """(it said only "no answer" after its last attempts, which the stopped service left silent)"""
+    service = start_service(device_options={"job_delay_s": 0.5})
+    with _client(service) as setup:
+        *held, waiting = _requests(setup, 3)
+    status = lambda: _reply(service, signed(service.token, "status"))["info"]  # noqa: E731
+    context, sockets = zmq.Context(), []
+    # (the device process holds two jobs: one runs, the next waits in its pipe; the client's waits in the queue)
+    for request, state in zip(held, (lambda info: info["running"] is not None, lambda info: info["next"] is not None)):
+        sockets.append(context.socket(zmq.DEALER))
+        sockets[-1].connect(service.address)
+        sockets[-1].send_multipart(signed(service.token, "execute", request.to_bytes(), client="one", job=request.digest))
+        assert wait_for(lambda: state(status()))
+    outcome = {}
+
+    def execute():
+        # (the attempts after the first wait 1-2 s and 2-4 s: the service has stopped by then)
+        with _client(service, timeout_s=1.0, attempts=3, backoff_s=2.0, max_backoff_s=4.0) as backend:
+            with pytest.raises(dg.BackendUnavailable) as caught:
+                backend.execute(waiting)
+            outcome["error"] = str(caught.value)
+
+    client = threading.Thread(target=execute)
+    client.start()
+    assert wait_for(lambda: sum(status()["queues"].values()) == 1)
+    os.kill(service.pid, signal.SIGTERM)
+    client.join(timeout=60)
+    for socket in sockets:
+        socket.close(linger=0)
+    context.term()
+    assert wait_for(lambda: not service.alive)
+    error = outcome.get("error", "")
+    assert error.startswith("no answer") and "at attempt 1 it answered that it was shutting down" in error, error
+
+
+@pytest.mark.slow
 def test_a_second_sigterm_stops_at_once_leaving_no_socket_file_or_device_process(tmp_path):
     from delgrad_hil._supervisor import READY_PREFIX
 

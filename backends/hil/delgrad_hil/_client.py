@@ -288,7 +288,7 @@ class ServiceClient:
             if reply is not None:
                 return reply
             problems.append(problem)
-        raise self._exhausted(what, problems[-1], time.monotonic() - started)
+        raise self._exhausted(what, problems, time.monotonic() - started)
 
     def _ensure_service(self) -> None:
         """Restart the local service if it has ended; the socket is opened anew then (the new
@@ -386,12 +386,16 @@ class ServiceClient:
             raise error
         return f"{code}: {header['message']}"
 
-    def _exhausted(self, what: str, problem: tuple, elapsed_s: float) -> BackendUnavailable:
-        kind, text = problem
+    def _exhausted(self, what: str, problems: list, elapsed_s: float) -> BackendUnavailable:
+        """The error of a request whose attempts all failed, for `problems` (kind, text) of each."""
+        kind, text = problems[-1]
         counted = f"after {self.attempts} attempt{'s' * (self.attempts > 1)} ({elapsed_s:.1f} s)"
         if kind == "silent":
             small = (f"; timeout_s={self.timeout_s:g} s may be too small for any answer to arrive"
                      if self.timeout_s < _SMALL_TIMEOUT_S else "")
+            stopping = next((n for n, (_, said) in enumerate(problems, 1) if said.startswith("shutting_down")), None)
+            stopped = ("" if stopping is None else f"; at attempt {stopping} it answered that it was shutting down, "
+                       "and it has not come back: start it again (delgrad hil serve) and resume the run")
             return BackendUnavailable(f"no answer from {self.address} {counted}{_unresolved_host(self.address)}"
-                                      f"{small}")
+                                      f"{small}{stopped}")
         return BackendUnavailable(f"{what} failed at {self.address} {counted}; last: {text}")
