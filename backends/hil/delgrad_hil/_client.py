@@ -395,7 +395,7 @@ class ServiceClient:
                      if self.timeout_s < _SMALL_TIMEOUT_S else "")
             stopping = next((n for n, (_, said) in enumerate(problems, 1) if said.startswith("shutting_down")), None)
             stopped = ("" if stopping is None else f"; at attempt {stopping} it answered that it was shutting down, "
-                       "and it has not come back: start it again (delgrad hil serve) and resume the run")
+                       "and it has not come back: start it again (delgrad hil serve)")
             return BackendUnavailable(f"no answer from {self.address} {counted}{_unresolved_host(self.address)}"
                                       f"{small}{stopped}")
         return BackendUnavailable(f"{what} failed at {self.address} {counted}; last: {text}")
