@@ -24,6 +24,47 @@ __all__ = ["Calibration", "calibration_key"]
 _FORMAT = "delgrad-calibration"
 _VERSION = 1
 _META_KEY = "calibration.json"
+_READ_ONLY = ("a Calibration is read-only (its digest names its content); make a changed one with "
+              "dataclasses.replace(calibration, values=..., arrays=...)")
+
+
+def _refuse(self, *args, **kwargs):
+    raise InvalidValueError(f"Calibration.{getattr(self, '_field', 'values')}: {_READ_ONLY}")
+
+
+class _ReadOnlyDict(dict):
+    """A dict that refuses changes (still a dict, so JSON and equality with dicts work)."""
+
+    __slots__ = ("_field",)
+    __init__ = __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):  # (copy and pickle would fill the copy item by item)
+        return _read_only, (dict(self), self._field)
+
+
+class _ReadOnlyList(list):
+    """A list that refuses changes."""
+
+    __slots__ = ("_field",)
+    __init__ = __setitem__ = __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = \
+        sort = reverse = _refuse
+
+    def __reduce__(self):
+        return _read_only, (list(self), self._field)
+
+
+def _read_only(value, field_name: str):
+    """`value` (JSON types or arrays) with every dict and list in it made read-only."""
+    if isinstance(value, dict):
+        frozen = _ReadOnlyDict.__new__(_ReadOnlyDict)
+        dict.__init__(frozen, {key: _read_only(item, field_name) for key, item in value.items()})
+    elif isinstance(value, list):
+        frozen = _ReadOnlyList.__new__(_ReadOnlyList)
+        list.__init__(frozen, [_read_only(item, field_name) for item in value])
+    else:
+        return value
+    frozen._field = field_name
+    return frozen
 
 
 def _frozen_array(name: str, value) -> np.ndarray:
@@ -40,12 +81,15 @@ def _frozen_array(name: str, value) -> np.ndarray:
 class Calibration:
     """Calibration of one backend.
 
+    A calibration cannot change (its digest names its content): its values and arrays refuse
+    changes; `dataclasses.replace` makes a changed copy.
+
     Parameters
     ----------
     backend : str
         Name of the backend that made it (and the only one that accepts it).
     values : dict
-        JSON values (numbers, strings, bools, None, lists, dicts).
+        JSON values (numbers, strings, bools, None, lists, dicts); stored read-only.
     cache_key : str
         What the calibration depends on, hashed (equal keys: the same calibration applies).
     arrays : dict of str -> array
@@ -68,10 +112,12 @@ class Calibration:
             raise InvalidValueError("Calibration.arrays: expected a dict of name -> array")
         try:
             # normalise (tuples -> lists) so that equality survives a round trip
-            object.__setattr__(self, "values", json.loads(json.dumps(self.values, allow_nan=False)))
+            values = json.loads(json.dumps(self.values, allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise InvalidValueError(f"Calibration.values: not JSON-serialisable ({exc})") from None
-        object.__setattr__(self, "arrays", {k: _frozen_array(k, v) for k, v in sorted(self.arrays.items())})
+        object.__setattr__(self, "values", _read_only(values, "values"))
+        object.__setattr__(self, "arrays", _read_only({k: _frozen_array(k, v) for k, v in sorted(self.arrays.items())},
+                                                      "arrays"))
 
     def _document(self) -> dict:
         return {"format": _FORMAT, "version": _VERSION, "backend": self.backend, "cache_key": self.cache_key,

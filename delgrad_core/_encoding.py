@@ -46,8 +46,9 @@ class LatencyEncoder:
                 or not 1 <= self.repeat <= MAX_REPEAT:
             raise InvalidValueError(f"LatencyEncoder.repeat: expected an integer from 1 to {MAX_REPEAT}, got "
                                     f"{self.repeat!r}")
-        if not isinstance(self.pairs, bool):
+        if not isinstance(self.pairs, (bool, np.bool_)):
             raise InvalidValueError(f"LatencyEncoder.pairs: expected true or false, got {self.pairs!r}")
+        object.__setattr__(self, "pairs", bool(self.pairs))
         if not self.t_late > self.t_early:
             raise InvalidValueError(
                 f"LatencyEncoder.t_late: must be greater than t_early={self.t_early}, got {self.t_late}"

@@ -222,9 +222,9 @@ class NeuronParameters(_Freezable):
         return tuple(arrays)
 
 
-def _check_population_name(name) -> None:
+def _check_name(name, owner: str) -> None:
     if not isinstance(name, str) or not name or "\0" in name:  # (HDF5 names, as in NIR files, end at a NUL)
-        raise InvalidValueError(f"Population.name: expected a non-empty string without NUL characters, got {name!r}")
+        raise InvalidValueError(f"{owner}.name: expected a non-empty string without NUL characters, got {name!r}")
 
 
 @dataclass
@@ -246,7 +246,7 @@ class Population(_Freezable):
         neuron parameters (their values are checked with the layer)."""
         if self._frozen:
             return
-        _check_population_name(self.name)
+        _check_name(self.name, "Population")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise InvalidValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
         if self.neuron is not None:
@@ -267,6 +267,7 @@ class Projection(_Freezable):
     name: str = "projection"
 
     def __post_init__(self):
+        _check_name(self.name, "Projection")
         self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
         if self.delays is None and self.delay_kind is not DelayKind.NONE:
             weights = _float_array(self.weights, f"{self.name}.weights")
@@ -283,12 +284,13 @@ class Projection(_Freezable):
         return self.weights.shape[1]
 
     def validate(self) -> None:
-        """Re-check what may have been changed in place: the arrays are made C-contiguous
-        float64 again, their shapes must fit the delay kind, values finite, delays >= 0."""
+        """Re-check what may have been changed in place: the name; the arrays are made
+        C-contiguous float64 again, their shapes must fit the delay kind, values finite, delays >= 0."""
         checked = self.__dict__.get("_checked")
         if self._frozen or (checked is not None and all(
                 mine is seen for mine, seen in zip((self.weights, self.delays, self.delay_kind), checked))):
             return
+        _check_name(self.name, "Projection")
         self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
         self.weights = _float_array(self.weights, f"{self.name}.weights")
         if self.weights.ndim != 2 or 0 in self.weights.shape:

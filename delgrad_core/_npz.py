@@ -241,8 +241,12 @@ class NpzArchive:
                                       "archive): its members are compressed (or it uses zip64 or encryption)")
         except (FileNotFoundError, InvalidValueError, FileFormatError):
             raise
+        except IsADirectoryError:
+            raise FileFormatError(f"{self.source}: a folder, not a {what}") from None
         except _ZIP_ERRORS as exc:
-            raise FileFormatError(f"{self.source}: not a readable {what} (not an npz archive: {exc})") from None
+            # (an OSError's text may end in the number of the file descriptor it was raised for)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise FileFormatError(f"{self.source}: not a readable {what} (not an npz archive: {reason})") from None
         if self._stored is not None:
             self._members = {name[:-4]: len(data) for name, data in self._stored.items() if name.endswith(".npy")}
         else:

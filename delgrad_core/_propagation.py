@@ -526,11 +526,13 @@ def backward(
                 layer.projection, pre_times[index], arrivals[index]))
         result = _finite_backward_layer("output_gradient", where, *args, delta, arrivals[index], threads, with_pre)
         if guard is not None:
-            excluded = np.asarray(guard(index, result.largest_weight_term))
+            returned = guard(index, result.largest_weight_term)
+            excluded = np.asarray(returned)
             if excluded.shape != delta.shape or excluded.dtype != np.bool_:
-                raise InvalidValueError(f"guard: returned a {excluded.dtype} array of shape {excluded.shape}, expected "
-                                        f"a bool mask of shape {delta.shape}")
-            excluded &= delta != 0
+                article = "an" if str(excluded.dtype)[0] in "aeio" else "a"  # (a uint8)
+                what = "None" if returned is None else f"{article} {excluded.dtype} array of shape {excluded.shape}"
+                raise InvalidValueError(f"guard: returned {what}, expected a bool mask of shape {delta.shape}")
+            excluded = excluded & (delta != 0)  # (a new array: the guard's own may be read-only)
             if excluded.any():
                 delta = np.where(excluded, 0.0, delta)
                 guarded = excluded

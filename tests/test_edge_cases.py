@@ -224,6 +224,19 @@ def test_grazing_crossing_is_dropped_and_counted(ratio, peak):
     assert not np.any(guarded.input_spike_times)
 
 
+def test_a_guard_returning_none_or_another_dtype_is_named_plainly():
+    """(None was "guard: returned a object array of shape ()")"""
+    network = dg.Network.feedforward([2, 3], seed=0)
+    x = np.full((2, 2), 0.5)
+    times = dg.forward(network, x)
+    for returned, message in ((None, r"guard: returned None, expected a bool mask of shape \(2, 3\)"),
+                              (np.zeros((2, 3), dtype=object), r"guard: returned an object array of shape \(2, 3\)"),
+                              (np.zeros((2, 3), dtype=np.int64), r"guard: returned an int64 array"),
+                              (np.zeros((2, 3), dtype=np.uint8), r"guard: returned a uint8 array")):
+        with pytest.raises(dg.InvalidValueError, match=message):
+            dg.backward(network, x, times, np.ones((2, 3)), guard=lambda index, term: returned)
+
+
 def test_weight_guard_keeps_well_conditioned_gradients(helpers):
     network = helpers.build_network([4, 6, 3], "synaptic", 2.0, seed=0)
     x = np.random.default_rng(0).uniform(0.15, 2.0, size=(8, 4))
@@ -252,3 +265,18 @@ def test_observed_time_without_upward_crossing_gets_no_gradient():
     np.testing.assert_array_equal(grads.layers[0].weights, alone.layers[0].weights)
     np.testing.assert_array_equal(grads.input_spike_times[:2], 0.0)
     np.testing.assert_array_equal(grads.input_spike_times[2], alone.input_spike_times[0])
+
+
+def test_a_guards_own_mask_is_not_changed_and_may_be_read_only():
+    """(backward cleared the guard's mask in place where the gradient was zero, and failed on a
+    read-only one)"""
+    network = dg.Network.feedforward([2, 3], seed=0)
+    x = np.full((2, 2), 0.5)
+    times = dg.forward(network, x)
+    mask = np.ones((2, 3), dtype=bool)
+    mask.flags.writeable = False
+    output_gradient = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    guarded = dg.backward(network, x, times, output_gradient, guard=lambda index, term: mask)
+    assert mask.all()
+    assert guarded.layers[0].guarded == 4  # (the entries with a gradient to exclude)
+    np.testing.assert_array_equal(guarded.layers[0].weights, 0.0)

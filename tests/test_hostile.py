@@ -277,6 +277,35 @@ def test_spike_times_scale_with_the_units_up_to_the_bound(ratio, time_unit, pote
     np.testing.assert_allclose(actual[finite], expected[finite], rtol=1e-9)
 
 
+def test_a_calibration_cannot_be_changed_under_its_digest():
+    """(its arrays were read-only but its dicts were not: a changed dac.threshold kept the old
+    digest and the emulator ran it, giving other spike times)"""
+    import dataclasses
+
+    calibration = dg.Calibration("toy", {"failed": [1, 2], "nested": {"a": [{"b": 1}]}}, "toy-1",
+                                 {"dac.threshold": np.arange(4)})
+    digest = calibration.digest
+    for change, field in ((lambda c: c.arrays.__setitem__("dac.threshold", c.arrays["dac.threshold"] + 20), "arrays"),
+                          (lambda c: c.arrays.pop("dac.threshold"), "arrays"),
+                          (lambda c: c.arrays.update(extra=np.ones(2)), "arrays"),
+                          (lambda c: c.values.__setitem__("calibrated", False), "values"),
+                          (lambda c: c.values.clear(), "values"),
+                          (lambda c: c.values["failed"].append(3), "values"),
+                          (lambda c: c.values["failed"].__setitem__(0, 7), "values"),
+                          (lambda c: c.values["nested"]["a"][0].update(b=2), "values"),
+                          (lambda c: c.values["nested"].__init__(a=0), "values")):
+        with pytest.raises(InvalidValueError, match=rf"^Calibration.{field}: a Calibration is read-only .*make a "
+                                                    r"changed one with dataclasses.replace\(calibration"):
+            change(calibration)
+    assert calibration.digest == digest == dg.Calibration.from_bytes(calibration.to_bytes()).digest
+    assert calibration.values == {"failed": [1, 2], "nested": {"a": [{"b": 1}]}}
+    assert json.loads(json.dumps(calibration.values)) == calibration.values  # (still plain JSON for the caller)
+    changed = dataclasses.replace(calibration, arrays={**calibration.arrays,
+                                                       "dac.threshold": calibration.arrays["dac.threshold"] + 20})
+    assert changed.digest != digest and changed.arrays["dac.threshold"][0] == 20
+    assert __import__("copy").deepcopy(calibration) == calibration
+
+
 # ---------------------------------------------------------------------------- configuration
 
 
@@ -332,6 +361,23 @@ def test_any_config_is_valid_or_refused_naming_a_field(values):
     for name, value in config.to_dict().items():  # whatever was accepted is sane
         if isinstance(value, float):
             assert np.isfinite(value), name
+
+
+def test_numpy_bools_are_taken_as_python_bools_and_ints_are_not():
+    """(np.False_ was refused: "keep_best: expected true or false, got np.False_", while numpy
+    integers are taken everywhere)"""
+    from delgrad_core.training import config_with_defaults
+
+    for config in (TrainingConfig(keep_best=np.False_, _check_components=False),
+                   config_with_defaults({"keep_best": np.bool_(False)})):
+        assert config.keep_best is False
+        json.dumps(config.to_dict())
+    assert dg.LatencyEncoder(pairs=np.True_).pairs is True
+    for value in (0, 1, np.int64(1)):
+        with pytest.raises(InvalidValueError, match="keep_best: expected true or false"):
+            TrainingConfig(keep_best=value, _check_components=False)
+        with pytest.raises(InvalidValueError, match="LatencyEncoder.pairs: expected true or false"):
+            dg.LatencyEncoder(pairs=value)
 
 
 def test_a_train_table_beside_top_level_settings_is_refused(tmp_path):

@@ -102,6 +102,19 @@ def test_population_name_must_be_a_non_empty_string_without_nul():
         network.validate()
 
 
+@pytest.mark.parametrize("name", ["", None, 3, "a\0b"])
+def test_projection_name_must_be_a_non_empty_string_without_nul(name):
+    """(an empty or missing name was taken, as the population refuses it)"""
+    with pytest.raises(dg.InvalidValueError, match=r"^Projection.name: expected a non-empty string without NUL "
+                                                   r"characters, got "):
+        dg.Projection(np.ones((2, 3)), name=name)
+    projection = dg.Projection(np.ones((2, 3)), "axonal")
+    assert projection.name == "projection"  # (the default)
+    projection.name = name
+    with pytest.raises(dg.InvalidValueError, match=r"^Projection.name: "):
+        projection.validate()
+
+
 def test_layer_and_network_shape_checks():
     neuron = dg.NeuronParameters()
     with pytest.raises(ValueError, match=rf"{NAME}\.weights: has 2 columns but population 'out' has size 4"):

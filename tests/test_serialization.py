@@ -63,6 +63,14 @@ def test_non_delgrad_npz_gives_a_clear_error(tmp_path):
         dg.load_network(path)
 
 
+def test_a_folder_is_named_as_a_folder(tmp_path):
+    """(it was "not an npz archive: [Errno 21] Is a directory: 3", the 3 a file descriptor)"""
+    with pytest.raises(dg.FileFormatError, match=rf"^{tmp_path}: a folder, not a delgrad network file$"):
+        dg.load_network(tmp_path)
+    with pytest.raises(dg.FileFormatError, match=rf"^{tmp_path}: a folder, not a delgrad calibration$"):
+        dg.Calibration.load(tmp_path)
+
+
 def test_unsupported_format_version_is_named(tmp_path):
     path = tmp_path / "future.npz"
     np.savez(path, **{"network.json": np.array(json.dumps({"format": "delgrad-network", "version": 99}))})

@@ -259,6 +259,21 @@ def test_config_takes_numpy_numbers_as_python_ones():
         TrainingConfig(epochs=np.bool_(True))
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("hidden", "abc", r"^hidden: expected a positive integer or a list of them \(one per hidden layer\), got 'abc'"),
+    ("delays", "bogus", r"^delays: 'bogus' is not allowed; choose one of none, axonal, dendritic, synaptic"),
+    ("delays", ["none"], r"^delays: a list needs one kind per neuron layer \(2\), got 1"),
+])
+def test_resolved_refuses_fields_changed_after_construction_as_construction_does(field, value, message):
+    """(resolved() used them first: TypeError "unsupported operand", KeyError 'bogus')"""
+    with pytest.raises(dg.InvalidValueError, match=message):
+        TrainingConfig(**{field: value}, _check_components=False)
+    config = TrainingConfig(_check_components=False)
+    setattr(config, field, value)
+    with pytest.raises(dg.InvalidValueError, match=message):
+        config.resolved()
+
+
 def test_numpy_numbers_in_option_tables_are_kept_as_python_ones_and_checkpoint(tmp_path):
     """(they passed the config and crashed the first checkpoint: int64 is not JSON serializable)"""
     from delgrad_core.training._trials import plan_trials

@@ -154,9 +154,9 @@ def _table(name, value):
 
 
 def _flag(name, value):
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, np.bool_)):
         raise InvalidValueError(f"{name}: expected true or false, got {value!r}")
-    return value
+    return bool(value)  # (a numpy bool as a Python one: the config is JSON)
 
 
 def _delay_kinds(name, value):
@@ -321,13 +321,15 @@ class TrainingConfig:
         """A copy with the per-delay-kind defaults filled in (for mixed kinds: those of the
         first layer with delays; synaptic networks of at most 5 hidden neurons take the rates of
         the published 5-hidden network)."""
-        kind = next((kind for kind in self.delay_kinds if kind != "none"), "none")
+        # (a copy first: it checks fields changed after construction before they are used here)
+        config = dataclasses.replace(self, _check_components=False)
+        kind = next((kind for kind in config.delay_kinds if kind != "none"), "none")
         defaults = dict(_KIND_DEFAULTS[kind])
-        if kind == "synaptic" and sum(self.hidden_sizes) <= _SMALL_NETWORK_HIDDEN:
+        if kind == "synaptic" and sum(config.hidden_sizes) <= _SMALL_NETWORK_HIDDEN:
             defaults.update(_SMALL_SYNAPTIC_DEFAULTS)
-        updates = {name: value for name, value in defaults.items() if getattr(self, name) is None}
+        updates = {name: value for name, value in defaults.items() if getattr(config, name) is None}
         # (learning rates and initialisation reach no component: those were checked with `self`)
-        return dataclasses.replace(self, **updates, _check_components=False)
+        return dataclasses.replace(config, **updates, _check_components=False)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -40,9 +40,9 @@ def _check_int(value, name: str, low: int) -> int:
 
 
 def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, np.bool_)):
         raise InvalidValueError(f"{name}: expected true or false, got {value!r}")
-    return value
+    return bool(value)
 
 
 class Bss2EmulatorBackend(Backend):

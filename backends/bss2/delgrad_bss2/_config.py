@@ -15,6 +15,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 from delgrad_core import InvalidValueError
 
 __all__ = ["ChipConfig", "CADC_MAX", "MEMBRANE_KICK_CADC"]
@@ -133,8 +135,9 @@ class ChipConfig:
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
             if spec.type == "bool":
-                if not isinstance(value, bool):
+                if not isinstance(value, (bool, np.bool_)):
                     raise InvalidValueError(f"{spec.name}: expected true or false, got {value!r}")
+                object.__setattr__(self, spec.name, bool(value))
             elif spec.type == "int":
                 if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                     raise InvalidValueError(f"{spec.name}: expected a positive integer, got {value!r}")

@@ -132,6 +132,41 @@ def test_a_calibration_for_another_chip_or_option_set_is_refused(emulator):
         backend.execute(network, yin_yang_inputs())
 
 
+def test_a_calibration_cannot_be_changed_in_place_and_a_replaced_one_is_checked(emulator):
+    """(calibration.arrays was a plain dict: a changed dac.threshold kept the old digest and ran
+    other spike times)"""
+    import dataclasses
+
+    backend, calibration = emulator(calibrated=False)
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs(batch=5)
+    before = backend.execute(network, inputs, calibration=calibration, seed=0).layer_spike_times
+    with pytest.raises(dg.InvalidValueError, match="Calibration.arrays: a Calibration is read-only"):
+        calibration.arrays["dac.threshold"] = calibration.arrays["dac.threshold"] + 20
+    with pytest.raises(dg.InvalidValueError, match="Calibration.values: a Calibration is read-only"):
+        calibration.values["failed_circuits"].append(0)
+    after = backend.execute(network, inputs, calibration=calibration, seed=0).layer_spike_times
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    forged = dataclasses.replace(calibration, arrays={**calibration.arrays,
+                                                      "dac.threshold": calibration.arrays["dac.threshold"] + 5000})
+    assert forged.digest != calibration.digest
+    with pytest.raises(dg.CalibrationError, match="dac.threshold: settings must lie in 0..1023"):
+        backend.execute(network, inputs, calibration=forged)
+
+
+def test_numpy_bools_are_taken_as_bools_and_ints_are_not():
+    """(np.False_ was refused: "calibrated: expected true or false, got np.False_")"""
+    backend = dg.get_backend("bss2-emulator", calibrated=np.False_, cache=np.True_)
+    assert backend.calibrated is False and backend.cache is True
+    assert ChipConfig(quantise_times=np.False_).quantise_times is False
+    for value in (0, 1):
+        with pytest.raises(dg.InvalidValueError, match="calibrated: expected true or false"):
+            dg.get_backend("bss2-emulator", calibrated=value)
+        with pytest.raises(dg.InvalidValueError, match="quantise_times: expected true or false"):
+            ChipConfig(quantise_times=value)
+
+
 def test_networks_avoid_the_circuits_that_failed(emulator):
     backend, calibration = emulator(chip=1)
     failed = calibration.values["failed_circuits"]
