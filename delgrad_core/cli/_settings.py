@@ -119,8 +119,8 @@ BACKEND_OPTION = click.option(
     help="Option for the backend (repeatable); VALUE is read as JSON when it can be, e.g. chip=3.")
 SET_OPTION = click.option(
     "--set", "set_settings", multiple=True, metavar="KEY=VALUE", callback=_set_settings,
-    help="A TrainingConfig setting without an option of its own (repeatable; docs/training.md), over --config's; "
-         "VALUE is read as JSON when it can be, e.g. weight_lr=0.01 or keep_best=false.")
+    help="Any TrainingConfig setting (repeatable; docs/training.md; not together with its own option), over "
+         "--config's; VALUE is read as JSON when it can be, e.g. weight_lr=0.01 or keep_best=false.")
 DATASET_OPTION = click.option(
     "--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", callback=_key_values,
     help="Option for the dataset's loader (repeatable; docs/datasets.md), e.g. size=14 for 14 x 14 images.")
