@@ -102,9 +102,9 @@ def _check_splits_agree(train: Dataset, *others: Dataset) -> None:
                                     "one class in every split)")
 
 
-# DelGrad's largest learning rate and its silent-neuron bump (docs/model.md §5.4, §5.5)
 _INSPECTION_STREAM = 0x1E5  # (the job seeds of evaluate and decision_plane called from outside the loop)
 _MAX_PLANE_RESOLUTION = 1000  # (a million points: about a minute on the emulated chip)
+# DelGrad's largest learning rate and its silent-neuron bump (docs/model.md §5.4, §5.5)
 _DELGRAD_STEP_SIZES = {"weight_lr": 0.02, "delay_lr": 0.01, "silent_bump": 0.0005}
 
 
@@ -452,7 +452,6 @@ class Trainer:
                 or not 2 <= resolution <= _MAX_PLANE_RESOLUTION:
             raise InvalidValueError(f"decision_plane: resolution: expected an integer from 2 to "
                                     f"{_MAX_PLANE_RESOLUTION} (points a side), got {resolution!r}")
-
         plane = self._plane_features(resolution)
         if plane is None:
             return None
