@@ -1,8 +1,9 @@
 """The membrane slope DelGrad's reference code divides by when it takes gradients at measured
 spike times (tau_m = tau_s; docs/model.md §4, "Slope at the nominal crossing").
 
-For a neuron with tau_m = tau_s = tau that spiked at t, its causal inputs i (arrived at a_i <= t,
-s_i = t - a_i) give A = sum_i w_i e^{-s_i/tau} and the membrane u(t) = sum_i w_i s_i e^{-s_i/tau}.
+For a neuron with tau_m = tau_s = tau that spiked at t, its causal inputs i (arrived at a_i < t,
+s_i = t - a_i; one arriving at t contributes nothing, as in the exact gradient) give
+A = sum_i w_i e^{-s_i/tau} and the membrane u(t) = sum_i w_i s_i e^{-s_i/tau}.
 The exact gradient at t divides by the membrane's slope u'(t) = A (1 + W_t), W_t = -u(t) / (tau A).
 The reference code divides by A (1 + W_theta) instead, with W_theta = W0(-theta / (tau A) e^{W_t})
 the Lambert-W solution at the nominal threshold theta (Göltz, Weber, Kriener et al. 2025, the
@@ -45,7 +46,7 @@ def nominal_slope_factors(layer: Layer, where: str, post_times: np.ndarray, arri
 def _factors(weights, threshold, tau, post_times, arrivals) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # (silent neurons, inputs never arrived)
         elapsed = post_times[:, None, :] - arrivals  # s_i = t - a_i
-        causal = np.isfinite(post_times)[:, None, :] & (elapsed >= 0.0)
+        causal = np.isfinite(post_times)[:, None, :] & (elapsed > 0.0)
         s = np.where(causal, elapsed, 0.0) / tau
         decay = np.where(causal, np.exp(-s), 0.0) * weights  # w_i e^{-s_i/tau}
         a = decay.sum(axis=1)
