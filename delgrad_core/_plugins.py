@@ -126,7 +126,8 @@ def _check_name(kind: str, name) -> str:
     return name
 
 
-def _backend_details(name: str, factory, description: str = "", capabilities=None, training_defaults=None) -> dict:
+def _backend_details(name: str, factory, description: str = "", capabilities=None, training_defaults=None,
+                     result_neutral_options=None) -> dict:
     if not callable(factory):
         raise InvalidValueError(f"backend {name!r}: factory must be callable, got {type(factory).__name__}")
     declared = getattr(factory, "name", None)
@@ -136,16 +137,23 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
         capabilities = Capabilities.from_dict(capabilities)
     if capabilities is not None and not isinstance(capabilities, Capabilities):
         raise InvalidValueError(f"backend {name!r}: capabilities must be a Capabilities, got {type(capabilities).__name__}")
+    if result_neutral_options is None and isinstance(factory, type):
+        result_neutral_options = getattr(factory, "result_neutral_options", ())
+    if isinstance(result_neutral_options, str) or not all(
+            isinstance(option, str) for option in result_neutral_options or ()):
+        raise InvalidValueError(f"backend {name!r}: result_neutral_options must be a collection of option names, got "
+                                f"{result_neutral_options!r}")
+    details = {"description": str(description), "capabilities": capabilities,
+               "result_neutral_options": frozenset(result_neutral_options or ())}
     if callable(training_defaults):  # defaults that depend on the backend options: checked when used
-        return {"description": str(description), "capabilities": capabilities, "training_defaults": training_defaults}
+        return {**details, "training_defaults": training_defaults}
     if training_defaults is not None:
         from delgrad_core.training._config import check_settings
 
         # each setting valid on its own; the registry is still being filled, so registered
         # names are checked when a config is built
         training_defaults = check_settings(training_defaults, f"backend {name!r}: training_defaults")
-    return {"description": str(description), "capabilities": capabilities,
-            "training_defaults": dict(training_defaults or {})}
+    return {**details, "training_defaults": dict(training_defaults or {})}
 
 
 def _dataset_details(name: str, loader, splits, description: str = "", plane=None, training_defaults=None) -> dict:

@@ -7,6 +7,7 @@ import shutil
 import pytest
 from delgrad_core.testing import cli_runner
 
+import delgrad_core as dg
 from delgrad_core import RunFolderError
 from delgrad_core.cli import main
 from delgrad_core.training import Trainer, config_with_defaults
@@ -77,3 +78,32 @@ def test_result_neutral_options_and_settings_of_older_runs_do_not_make_another_t
     metrics_file.write_text(json.dumps(dict(metrics, config=dict(config, backend_options={"n_threads": 2}))))
     assert trial.finished and trial.recorded_identity() == trial.identity
     assert [row["trial"] for row in sweep_rows([trial])] == [trial.id]
+
+
+def test_a_backend_built_by_a_function_declares_its_result_neutral_options_when_registered(monkeypatch, tmp_path):
+    """(only a class factory's `result_neutral_options` were read: with a function, the way
+    docs/plugins.md suggests for lazy imports, changing a cache folder made every trial anew)"""
+    from types import SimpleNamespace
+
+    from delgrad_core import PluginRegistry, hookimpl
+    from delgrad_core._plugins import registry as installed
+
+    reference = installed().get("backend", "reference").obj
+
+    def build(n_threads=None, cache_dir=None):
+        return reference(n_threads=n_threads)
+
+    @hookimpl
+    def delgrad_register_backends(register):
+        register("lazy", build, result_neutral_options={"cache_dir"})
+
+    registry = PluginRegistry()
+    registry.register_plugin(SimpleNamespace(delgrad_register_backends=delgrad_register_backends),
+                             distribution="delgrad-lazy")
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    trials = [plan_trials({"epochs": 1, "backend": "lazy", "backend_options": {"cache_dir": folder}}, *GRID, tmp_path)[0]
+              for folder in ("/tmp/a", "/tmp/b")]
+    assert trials[0].id == trials[1].id
+    with pytest.warns(dg.PluginLoadWarning, match="result_neutral_options must be a collection of option names"):
+        registry.register_plugin(SimpleNamespace(delgrad_register_backends=hookimpl(
+            lambda register: register("lazier", build, result_neutral_options="cache_dir"))), distribution="x")

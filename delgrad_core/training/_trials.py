@@ -103,11 +103,11 @@ class Trial:
 
 
 def _neutral_options(backend: str) -> frozenset:
-    """The options of backend `backend` that it declares as not changing results."""
+    """The options of backend `backend` that it declares as not changing results (registered, or
+    its class's `result_neutral_options`)."""
     from delgrad_core._plugins import registry
 
-    factory = registry().get("backend", backend).obj
-    return getattr(factory, "result_neutral_options", frozenset()) if isinstance(factory, type) else frozenset()
+    return registry().get("backend", backend).details.get("result_neutral_options", frozenset())
 
 
 def _result_settings(resolved: dict, neutral) -> dict:
