@@ -209,6 +209,20 @@ def _check_layer_array(array, expected_shape: tuple, field_name: str, allow_2d_a
         raise InvalidResultError(problem)
 
 
+def _check_causal_arrivals(arrivals: np.ndarray, sent: np.ndarray, field_name: str) -> None:
+    """No spike arrives before it was sent (delays are >= 0), and none from a line that sent none."""
+    sent = np.broadcast_to(sent if arrivals.ndim == 2 else sent[:, :, None], arrivals.shape)
+    acausal = (arrivals < sent) | (np.isinf(sent) & np.isfinite(arrivals))
+    if acausal.any():
+        index = tuple(np.argwhere(acausal)[0])
+        line = f"presynaptic line {index[1]} of sample {index[0]}"
+        at = f"at {float(arrivals[index])!r}" + ("" if arrivals.ndim == 2 else f" (at neuron {index[2]})")
+        sent_at = float(sent[index])
+        raise InvalidResultError(f"{field_name}: {line} sent no spike, yet one arrives {at}" if np.isinf(sent_at) else
+                                 f"{field_name}: the spike of {line}, sent at {sent_at!r}, arrives {at}, before it "
+                                 "was sent")
+
+
 @dataclass
 class ExecutionResult:
     """Spike times of every layer, (batch, size) each, in units of tau_s; +inf = silent.
@@ -262,6 +276,8 @@ class ExecutionResult:
                     if arrivals is not None:
                         _check_layer_array(arrivals, (batch, n_pre, layer.population.size), f"arrival_times[{k}]",
                                            allow_2d_arrivals=True)
+                        sent = request.input_spike_times if k == 0 else self.layer_spike_times[k - 1]
+                        _check_causal_arrivals(arrivals, np.asarray(sent, dtype=float), f"arrival_times[{k}]")
                     n_pre = layer.population.size
         except InvalidResultError as exc:
             raise InvalidResultError(prefix + str(exc)) from None

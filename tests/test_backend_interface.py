@@ -244,6 +244,17 @@ def _returning(result_of):
          r"layer_spike_times\[1\]: neuron 0 of sample 0 spikes at -1.0, before the sample's first input \(0.5\)"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], arrival_times=[np.ones((1, 3)), None]),
          r"arrival_times\[0\]: expected shape \(1, 4, 10\) or \(1, 4\)"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.full((1, 3), 6.0)],
+                                   arrival_times=[np.full((1, 4), 0.4), None]),
+         r"arrival_times\[0\]: the spike of presynaptic line 0 of sample 0, sent at 0.5, arrives at 0.4, before it was "
+         r"sent"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.full((1, 3), 6.0)],
+                                   arrival_times=[None, np.where(np.arange(3) == 2, 4.0, 5.5) * np.ones((1, 10, 3))]),
+         r"arrival_times\[1\]: the spike of presynaptic line 0 of sample 0, sent at 5.0, arrives at 4.0 \(at neuron "
+         r"2\), before it was sent"),
+        (lambda r: ExecutionResult([np.where(np.arange(10) == 3, np.inf, 5.0)[None], np.full((1, 3), 6.0)],
+                                   arrival_times=[None, np.full((1, 10), 5.5)]),
+         r"arrival_times\[1\]: presynaptic line 3 of sample 0 sent no spike, yet one arrives at 5.5"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], metadata={1: "x"}), "metadata"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3), np.float32)]),
          r"layer_spike_times\[1\]: expected a float64 array, got dtype float32"),

@@ -18,6 +18,10 @@ loaded by an editable install's import hook.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import traceback
 
 import numpy as np
@@ -129,8 +133,11 @@ def backend_matches_the_cases(request, delgrad_backend):
                     f"for {name!r}: the suite tests registered backends only (install yours and run with "
                     f"--delgrad-backend NAME)", returncode=4)
     if delgrad_backend.capabilities != capabilities:
-        pytest.exit(f"backend {name!r} registers other capabilities than its backend object reports; the cases are "
-                    f"made from the registered ones: register the backend's own capabilities", returncode=4)
+        registered, reported = capabilities.to_dict(), delgrad_backend.capabilities.to_dict()
+        differ = "; ".join(f"{key}: registered {registered.get(key)!r}, reported {reported.get(key)!r}"
+                           for key in sorted(set(registered) | set(reported)) if registered.get(key) != reported.get(key))
+        pytest.exit(f"backend {name!r} registers other capabilities than its backend object reports ({differ}); the "
+                    f"cases are made from the registered ones: register the backend's own capabilities", returncode=4)
 
 
 _CALIBRATION = pytest.StashKey[tuple]()  # (calibration, None) or (None, the test that reported calibrate's error)
@@ -477,7 +484,11 @@ def test_agreement_with_reference(delgrad_backend, run_case, case):
         if problem is not None:
             problems.append(f"{_layer_label(ran, k)}: {problem}")
     mode = "exact (Capabilities.exact)" if exact else "statistical (ConformanceProfile)"
-    assert not problems, f"case {case.id}: {mode} agreement with the reference fails in " + "; ".join(problems)
+    assert not problems, (f"case {case.id}: {mode} agreement with the reference fails in " + "; ".join(problems)
+                          + ". The reference runs represent(network): common causes are a represent that does not "
+                          "return what execute runs (another weight grid or clipping, other delays), a calibration "
+                          "that execute does not apply, or a batch limit the backend has but does not declare "
+                          "(max_batch_size)")
 
 
 def _arrivals(result: ExecutionResult, k: int, pre_times: np.ndarray, layer) -> tuple[np.ndarray, str]:
@@ -589,3 +600,39 @@ def test_request_bytes_run_the_same(delgrad_backend, calibration, run_case, case
     difference = _differences(first.layer_spike_times, delgrad_backend.execute(received).layer_spike_times)
     assert difference is None, \
         f"case {case.id}: the request sent as bytes ran differently from the original: {difference}"
+
+
+_RUN_IN_ANOTHER_PROCESS = """
+import json, sys
+from delgrad_core import ExecutionRequest, get_backend
+name, options, path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+with open(path, "rb") as file:
+    request = ExecutionRequest.from_bytes(file.read())
+with get_backend(name, **options) as backend:
+    result = backend.execute(request)
+with open(path + ".result", "wb") as file:
+    file.write(result.to_bytes())
+"""
+
+
+def test_another_process_runs_a_request_the_same(delgrad_backend, calibration, run_case, request, tmp_path):
+    """The same backend in a fresh process (as after a resume, or on a remote worker; with another
+    string hash seed) runs a request as this one does: results depend on the request and its
+    seed only, not on the process."""
+    if not delgrad_backend.capabilities.deterministic:
+        pytest.skip("backend declares that the same seed may give different results")
+    name, options = selected_backend(request.config)
+    case = conformance_cases(_cases_for(request.config)[1])[0]
+    first = run_case(case)
+    path = tmp_path / "request.npz"
+    path.write_bytes(ExecutionRequest(case.network, case.input_spike_times, calibration, 0).to_bytes())
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
+    process = subprocess.run([sys.executable, "-c", _RUN_IN_ANOTHER_PROCESS, name, json.dumps(options), str(path)],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, (f"case {case.id}: running the request in another process failed (status "
+                                     f"{process.returncode}):\n{process.stderr[-3000:]}")
+    again = ExecutionResult.from_bytes(path.with_name("request.npz.result").read_bytes())
+    difference = _differences(first.layer_spike_times, again.layer_spike_times)
+    assert difference is None, (f"case {case.id}: the backend declares deterministic=True, but the same request "
+                                f"(seed 0) run in another process gave other spike times: {difference}; seed its "
+                                f"randomness from the request's seed only (not from hash(), the time or the process)")
