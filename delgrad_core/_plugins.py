@@ -19,6 +19,7 @@ import importlib.metadata
 import inspect
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -469,7 +470,9 @@ def not_installed(kind: str, name, installed: list[str] | None = None, *, field:
     else:
         message = f"{field}: {name!r} is not installed, nor any other {kind}"
     hint = installation_hint(kind, name, installed)
-    return f"{message}; {hint}" if hint else message
+    if not hint and isinstance(name, str):  # (a third party's: installed into another Python, perhaps)
+        hint = f"the plugins seen are those installed for {sys.executable}"
+    return f"{message}; {hint}"
 
 
 def get_backend(name_or_backend: str | Backend = DEFAULT_BACKEND, **options) -> Backend:

@@ -367,7 +367,8 @@ def test_a_failing_array_task_says_its_error_once(tmp_path):
 @pytest.mark.parametrize(("options", "message"), [
     (["--backend-option", "n_threads=0"], "n_threads: expected an integer from 1 to 256, got 0"),
     (["--backend", "bss2-emulator", "--delays", "synaptic,none"],  # (trial 0 is the synaptic one)
-     "synaptic-h3-s0-[0-9a-f]+: backend 'bss2-emulator' does not support delay kind 'synaptic'"),
+     "synaptic-h3-s0-[0-9a-f]+: backend 'bss2-emulator' does not support delay kind 'synaptic' .*; sweep the kinds "
+     "it has with --delays none,axonal"),
     (["--seeds", "1000000000"], "sweep: 1 hidden sizes x 1 delay kinds x 1000000000 seeds are 1,000,000,000 runs; "
                                 "at most 100,000"),
 ])

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
+from delgrad_core._ir import DelayKind
 from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core.training._config import config_with_defaults, shown_setting
 from delgrad_core.training._executors import make_executor, report
@@ -341,12 +342,20 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
                     backend.check_supported(build_network(config, n_inputs, data.n_classes))
                     check_shared_input_delays(config, n_inputs, encoder.copies)
                 except InvalidValueError as exc:
-                    raise InvalidValueError(f"{trial.name}: {exc}") from None
+                    raise InvalidValueError(f"{trial.name}: {exc}{_other_kinds_hint(exc, backend)}") from None
     except BackendUnavailable as exc:
         if not elsewhere:
             raise BackendUnavailable(f"the backend cannot be reached now, no trial started: {exc}",
                                      retryable=exc.retryable) from None
         echo(f"note: the backend could not check the sweep's networks now ({exc}); each trial checks its own")
+
+
+def _other_kinds_hint(error: InvalidValueError, backend) -> str:
+    """For a delay kind the backend lacks: how to sweep the kinds it has."""
+    if getattr(error, "capability", None) != "delay_kinds":
+        return ""
+    kinds = ",".join(kind.value for kind in DelayKind if kind in backend.capabilities.delay_kinds)
+    return f"; sweep the kinds it has with --delays {kinds}"
 
 
 def _remove_stale_temporaries(out_dir: Path, finished: list[Trial]) -> None:
