@@ -51,6 +51,8 @@ def test_a_backend_named_for_the_trainer_is_the_one_its_run_records(tmp_path):
         trainer.finish()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["backend"] == metrics["config"]["backend"] == "reference"
+    reference = dg.backend_info("reference")
+    assert metrics["versions"] == {"delgrad": dg.__version__, reference.distribution: reference.version}
     with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True) as resumed:
         assert resumed.fit(progress=False)[-1].epoch == 2
 

@@ -366,6 +366,7 @@ class Trainer:
         keep_best, `final_test` is that of the last epoch's network."""
         summary = {
             "backend": self.backend.name,
+            "versions": self._versions(),
             "seed": self.config.seed,
             "config": self._recorded_config(),
             "calibration_key": self.calibration.cache_key,
@@ -383,6 +384,16 @@ class Trainer:
         if final_test is not None:
             summary["final_epoch_test_accuracy"] = final_test.accuracy
         return summary
+
+    def _versions(self) -> dict:
+        """{distribution: version} of delgrad and of the distribution that registers the backend."""
+        from delgrad_core import __version__
+
+        versions = {"delgrad": __version__}
+        if self.backend.name in registry().names("backend"):
+            registration = registry().get("backend", self.backend.name)
+            versions[registration.distribution] = registration.version
+        return versions
 
     def finish(self) -> tuple[Evaluation, Evaluation | None]:
         """Evaluate the test split, keep the best-validation network (config.keep_best) and
