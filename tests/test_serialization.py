@@ -5,7 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
-from _network_checks import assert_bit_identical, assert_same_network
+from _network_checks import assert_same_network
 
 import delgrad_core as dg
 
