@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core._ir import DelayKind
 from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
+from delgrad_core._ir import DelayKind
 from delgrad_core.training._config import config_with_defaults, shown_setting
 from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock, remove_stale_temporaries
