@@ -32,11 +32,22 @@ def _refuse(self, *args, **kwargs):
     raise InvalidValueError(f"Calibration.{getattr(self, '_field', 'values')}: {_READ_ONLY}")
 
 
+def _filled_once(base):
+    """`base.__init__` for a new, empty container only (as `dataclasses.asdict` makes copies);
+    called again on a filled one, it would change it."""
+    def init(self, *args, **kwargs):
+        if self:
+            _refuse(self)
+        base.__init__(self, *args, **kwargs)
+    return init
+
+
 class _ReadOnlyDict(dict):
     """A dict that refuses changes (still a dict, so JSON and equality with dicts work)."""
 
     __slots__ = ("_field",)
-    __init__ = __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+    __init__ = _filled_once(dict)
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
 
     def __reduce__(self):  # (copy and pickle would fill the copy item by item)
         return _read_only, (dict(self), self._field)
@@ -46,8 +57,9 @@ class _ReadOnlyList(list):
     """A list that refuses changes."""
 
     __slots__ = ("_field",)
-    __init__ = __setitem__ = __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = \
-        sort = reverse = _refuse
+    __init__ = _filled_once(list)
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = sort = \
+        reverse = _refuse
 
     def __reduce__(self):
         return _read_only, (list(self), self._field)
@@ -118,6 +130,9 @@ class Calibration:
         object.__setattr__(self, "values", _read_only(values, "values"))
         object.__setattr__(self, "arrays", _read_only({k: _frozen_array(k, v) for k, v in sorted(self.arrays.items())},
                                                       "arrays"))
+
+    def __reduce__(self):  # (pickle and deepcopy build it anew: read-only again, its digest computed again)
+        return Calibration, (self.backend, dict(self.values), self.cache_key, dict(self.arrays))
 
     def _document(self) -> dict:
         return {"format": _FORMAT, "version": _VERSION, "backend": self.backend, "cache_key": self.cache_key,

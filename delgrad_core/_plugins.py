@@ -140,12 +140,13 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
         raise InvalidValueError(f"backend {name!r}: capabilities must be a Capabilities, got {type(capabilities).__name__}")
     if result_neutral_options is None and isinstance(factory, type):
         result_neutral_options = getattr(factory, "result_neutral_options", ())
-    if isinstance(result_neutral_options, str) or not all(
-            isinstance(option, str) for option in result_neutral_options or ()):
+    neutral = () if result_neutral_options is None or isinstance(result_neutral_options, str) else \
+        tuple(result_neutral_options)  # (an iterator is read once)
+    if isinstance(result_neutral_options, str) or not all(isinstance(option, str) for option in neutral):
         raise InvalidValueError(f"backend {name!r}: result_neutral_options must be a collection of option names, got "
                                 f"{result_neutral_options!r}")
     details = {"description": str(description), "capabilities": capabilities,
-               "result_neutral_options": frozenset(result_neutral_options or ())}
+               "result_neutral_options": frozenset(neutral)}
     if callable(training_defaults):  # defaults that depend on the backend options: checked when used
         return {**details, "training_defaults": training_defaults}
     if training_defaults is not None:

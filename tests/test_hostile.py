@@ -303,7 +303,25 @@ def test_a_calibration_cannot_be_changed_under_its_digest():
     changed = dataclasses.replace(calibration, arrays={**calibration.arrays,
                                                        "dac.threshold": calibration.arrays["dac.threshold"] + 20})
     assert changed.digest != digest and changed.arrays["dac.threshold"][0] == 20
-    assert __import__("copy").deepcopy(calibration) == calibration
+    assert dataclasses.asdict(calibration)["values"] == calibration.values  # (asdict fills new containers)
+
+
+@pytest.mark.parametrize("copied", [
+    lambda c: __import__("copy").deepcopy(c),
+    lambda c: __import__("pickle").loads(__import__("pickle").dumps(c)),
+    lambda c: __import__("pickle").loads(__import__("pickle").dumps(c, protocol=2)),
+], ids=["deepcopy", "pickle", "pickle-2"])
+def test_a_copied_calibration_is_read_only_and_has_its_own_digest(copied):
+    """(a pickled or deep-copied one came back with writable arrays and the original's cached
+    digest: changed in place, it still counted as the original)"""
+    calibration = dg.Calibration("toy", {"failed": [1]}, "toy-1", {"dac.threshold": np.arange(4)})
+    digest = calibration.digest
+    copy = copied(calibration)
+    assert copy == calibration and copy.digest == digest
+    with pytest.raises(ValueError, match="read-only"):
+        copy.arrays["dac.threshold"][:] += 20
+    with pytest.raises(InvalidValueError, match="read-only"):
+        copy.values["failed"].append(2)
 
 
 # ---------------------------------------------------------------------------- configuration

@@ -104,6 +104,10 @@ def test_a_backend_built_by_a_function_declares_its_result_neutral_options_when_
     trials = [plan_trials({"epochs": 1, "backend": "lazy", "backend_options": {"cache_dir": folder}}, *GRID, tmp_path)[0]
               for folder in ("/tmp/a", "/tmp/b")]
     assert trials[0].id == trials[1].id
+    registry.register_plugin(SimpleNamespace(delgrad_register_backends=hookimpl(  # (an iterator is read once)
+        lambda register: register("lazy-iterated", build, result_neutral_options=iter(["cache_dir"])))),
+        distribution="delgrad-lazy-iterated")
+    assert registry.get("backend", "lazy-iterated").details["result_neutral_options"] == {"cache_dir"}
     with pytest.warns(dg.PluginLoadWarning, match="result_neutral_options must be a collection of option names"):
         registry.register_plugin(SimpleNamespace(delgrad_register_backends=hookimpl(
             lambda register: register("lazier", build, result_neutral_options="cache_dir"))), distribution="x")

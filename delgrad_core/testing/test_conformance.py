@@ -628,7 +628,7 @@ def test_another_process_runs_a_request_the_same(delgrad_backend, calibration, r
     path.write_bytes(ExecutionRequest(case.network, case.input_spike_times, calibration, 0).to_bytes())
     env = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
     process = subprocess.run([sys.executable, "-c", _RUN_IN_ANOTHER_PROCESS, name, json.dumps(options), str(path)],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                             env=env, capture_output=True, text=True, timeout=600)  # (relative paths in options)
     assert process.returncode == 0, (f"case {case.id}: running the request in another process failed (status "
                                      f"{process.returncode}):\n{process.stderr[-3000:]}")
     again = ExecutionResult.from_bytes(path.with_name("request.npz.result").read_bytes())

@@ -45,7 +45,7 @@ def default_device_capabilities():
             continue
         found = {}
 
-        def register(name, factory, description="", capabilities=None, training_defaults=None):
+        def register(name, factory, description="", capabilities=None, **details):  # (what the hook may pass)
             if name == DEFAULT_DEVICE:
                 found["capabilities"] = capabilities
 
