@@ -68,11 +68,9 @@ class _ReadOnlyList(list):
 def _read_only(value, field_name: str):
     """`value` (JSON types or arrays) with every dict and list in it made read-only."""
     if isinstance(value, dict):
-        frozen = _ReadOnlyDict.__new__(_ReadOnlyDict)
-        dict.__init__(frozen, {key: _read_only(item, field_name) for key, item in value.items()})
+        frozen = _ReadOnlyDict({key: _read_only(item, field_name) for key, item in value.items()})
     elif isinstance(value, list):
-        frozen = _ReadOnlyList.__new__(_ReadOnlyList)
-        list.__init__(frozen, [_read_only(item, field_name) for item in value])
+        frozen = _ReadOnlyList([_read_only(item, field_name) for item in value])
     else:
         return value
     frozen._field = field_name
