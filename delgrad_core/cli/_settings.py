@@ -15,8 +15,8 @@ from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
-           "absolute_paths", "check_out_names", "given_once", "given_settings", "one_or_list", "refuse_not_installed",
-           "refuse_set_twice", "with_tables", "without_replaced_options"]
+           "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
+           "refuse_not_installed", "refuse_set_twice", "with_tables", "without_replaced_options"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -170,6 +170,14 @@ def given_settings(config_file, options: dict, set_settings: dict | None = None)
             click.echo(f"note: {typed} replaces {key} = {values[key]!r} of {config_file}", err=True)
     values.update({key: value for key, (_, value) in given.items()})
     return values
+
+
+def command_line_settings(config_file, options: dict, set_settings: dict, backend_options: dict,
+                          dataset_options: dict) -> dict:
+    """The settings of `delgrad train` and `delgrad sweep`: the config file's, under the options,
+    --set and the option tables given on the command line, with relative paths made absolute."""
+    return absolute_paths(with_tables(given_settings(config_file, options, set_settings),
+                                      backend_options=backend_options, dataset_options=dataset_options))
 
 
 PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)

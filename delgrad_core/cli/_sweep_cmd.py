@@ -14,8 +14,8 @@ from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped
 from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, absolute_paths, check_out_names,
-    given_once, given_settings, refuse_set_twice, with_tables)
+    BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, check_out_names, command_line_settings,
+    given_once, refuse_set_twice)
 
 
 def _int_list(ctx, param, value):
@@ -78,8 +78,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     options = {"epochs": epochs, "backend": backend, "dataset": dataset}
     refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
     try:
-        base = absolute_paths(with_tables(given_settings(config_file, options, set_settings),
-                                            backend_options=backend_options, dataset_options=dataset_options))
+        base = command_line_settings(config_file, options, set_settings, backend_options, dataset_options)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     echo = lambda line: click.echo(line, err=True)  # noqa: E731

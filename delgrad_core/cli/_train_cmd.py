@@ -15,9 +15,8 @@ import click
 from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, absolute_paths, check_out_names,
-    given_once, given_settings, one_or_list, refuse_not_installed, refuse_set_twice, with_tables,
-    without_replaced_options)
+    BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, check_out_names, command_line_settings,
+    given_once, one_or_list, refuse_not_installed, refuse_set_twice, with_tables, without_replaced_options)
 
 
 def _fresh_out_dir() -> Path:
@@ -120,8 +119,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     if out_dir:
         check_out_names(out_dir)
     try:
-        settings = absolute_paths(with_tables(given_settings(config_file, options, set_settings),
-                                                backend_options=backend_options, dataset_options=dataset_options))
+        settings = command_line_settings(config_file, options, set_settings, backend_options, dataset_options)
         if not resume:  # (a resumed run's own backend is named below)
             _refuse_no_backend(settings.get("backend"))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
