@@ -17,6 +17,7 @@ WRONG_BACKEND = """
     import numpy as np
     from delgrad_core import (Backend, Capabilities, ConformanceProfile, DelayKind, ExecutionResult,
                               UnsupportedNetworkError, forward, hookimpl)
+    from delgrad_core._capabilities import apply_constraints
 
     class WrongBackend(Backend):
         '''The ideal model with optional bugs switched on by options.'''
@@ -27,7 +28,8 @@ WRONG_BACKEND = """
                      ignore_limits=False, many_reversed=False, unseeded_noise=False, output_stretch=1.0,
                      silenced_outputs=0, acausal=0.0, random_jitter=0.0, profile_dict=False, calibration_error="",
                      neuron_budget=0, refuse_at_run_time=False, max_batch_size=None, max_median_error=0.01,
-                     causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None):
+                     causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None,
+                     delay_cap=None, delay_cap_in_represent=False):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -35,7 +37,9 @@ WRONG_BACKEND = """
             self.unseeded_noise = unseeded_noise  # the bug: declares seeded noise, ignores the seed
             self.output_stretch = output_stretch  # the bug: output times stretched around the first input
             self.silenced_outputs = silenced_outputs  # the bug: this many spiking output entries come back silent
-            self.acausal = acausal  # the bug: one output spike this many tau_s before its first input arrives
+            # the bug: one output spike this many tau_s before its first input arrives (behind a hidden layer;
+            # without one it would come before the sample's first input, which execute itself refuses)
+            self.acausal = acausal
             self.random_jitter = random_jitter  # the bug: declares determinism, adds unseeded noise (tau_s)
             self.profile_dict = profile_dict  # the bug: conformance_profile() returns a dict
             self.calibration_error = calibration_error  # the bug: calibrate raises RuntimeError(this)
@@ -45,6 +49,8 @@ WRONG_BACKEND = """
             self.causality_tolerance = causality_tolerance
             self.max_inputs = max_inputs  # no bug: a declared fan-in limit
             self.hash_seeded = hash_seeded  # the bug: its noise is seeded by hash(), another in every process
+            self.delay_cap = delay_cap  # the bug: longer delays run as this one (tau_s), declared range or not
+            self.delay_cap_in_represent = delay_cap_in_represent  # (there, instead of silently when running)
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
 
@@ -81,7 +87,13 @@ WRONG_BACKEND = """
         def represent(self, network):
             if self.ignore_limits:  # the bug: declares limits but runs the network as it is
                 return network
-            return super().represent(network)
+            network = super().represent(network)
+            return self._capped(network) if self.delay_cap_in_represent else network
+
+        def _capped(self, network):
+            if self.delay_cap is None:
+                return network
+            return apply_constraints(network, Capabilities(delay_range=(0.0, self.delay_cap)))
 
         def check_supported(self, network):
             if not self.hide_synaptic:  # the bug: declares no synaptic delays but never refuses
@@ -97,15 +109,16 @@ WRONG_BACKEND = """
             if problem:
                 raise UnsupportedNetworkError(f"backend 'wrong' cannot place the network: {problem}",
                                               capability="resources")
-            times = [t + self.shift for t in forward(request.network, request.input_spike_times)]
+            network = request.network if self.delay_cap_in_represent else self._capped(request.network)
+            times = [t + self.shift for t in forward(network, request.input_spike_times)]
             output = times[-1]
             if self.output_stretch != 1.0:
                 first_input = request.input_spike_times.min(axis=1, keepdims=True)
                 spiking = np.isfinite(output)
                 output[spiking] = (first_input + self.output_stretch * (output - first_input))[spiking]
             output.flat[np.flatnonzero(np.isfinite(output))[:self.silenced_outputs]] = np.inf
-            if self.acausal and np.isfinite(output).any():
-                pre = times[-2] if len(times) > 1 else request.input_spike_times
+            if self.acausal and len(times) > 1 and np.isfinite(output).any():
+                pre = times[-2]
                 delays = request.network.layers[-1].projection.delay_matrix()
                 first_arrival = (pre[:, :, None] + delays[None]).min(axis=1)
                 sample, neuron = np.argwhere(np.isfinite(output))[0]
@@ -213,7 +226,10 @@ def test_a_wrong_output_layer_fails_on_its_own(site, options, reason):
     """Each layer is judged alone: right hidden times do not hide a wrong output layer."""
     process, failed = _run_suite(site, options)
     training = {"test_one_epoch_of_exact_gradients_lowers_the_loss"}  # (silenced outputs may stall it too)
-    assert set(failed) - training == _for_every_case("test_agreement_with_reference"), process.stdout[-3000:]
+    # stretched outputs also stretch the shifts of the delay lines, whose neurons are outputs
+    delay_lines = {f"test_delays_over_the_declared_range[{kind}]" for kind in ("axonal", "dendritic", "synaptic")}
+    assert set(failed) - training - delay_lines == _for_every_case("test_agreement_with_reference"), \
+        process.stdout[-3000:]
     for case in EVERY_CASE:
         [line] = [line for line in _reasons(process, "test_agreement_with_reference") if f"[{case.id}]" in line]
         assert f"case {case.id}: statistical (ConformanceProfile) agreement with the reference fails in " in line, line
@@ -389,6 +405,19 @@ def test_suite_passes_a_hardware_like_backend_and_catches_its_bugs(site):
     assert set(failed) == {f"test_represent_respects_the_declared_limits[{case.id}]" for case in conformance_cases(HARDWARE)}
     process, failed = _run_suite(site, ["hardware=true", "shift=0.05"])
     assert set(failed) == {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(HARDWARE)}
+
+
+@pytest.mark.parametrize("where", ["execute", "represent"])
+def test_delays_beyond_a_cap_below_the_declared_range_fail(site, where):
+    """A chip declaring delays up to 3 tau_s that runs (or represents) them capped at 2: the cases
+    draw their delays from the range's first tau_s and do not see it; the delay lines do."""
+    options = ["hardware=true", "delay_cap=2.0", f"delay_cap_in_represent={str(where == 'represent').lower()}"]
+    process, failed = _run_suite(site, options)
+    assert process.returncode == 1, process.stdout[-3000:]
+    assert failed == ["test_delays_over_the_declared_range[axonal]"]
+    reason = " ".join(_reasons(process, "test_delays_over_the_declared_range"))
+    expected = "are represented as [2.0, 2.0" if where == "represent" else "the line with delay 3 tau_s spikes a median"
+    assert expected in reason, reason
 
 
 def test_a_conftest_swapping_in_another_backend_is_refused(tmp_path):

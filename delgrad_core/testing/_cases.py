@@ -10,7 +10,7 @@ import numpy as np
 from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind, Network, NeuronParameters
 
-__all__ = ["ConformanceCase", "conformance_cases", "make_network", "supported_setting"]
+__all__ = ["ConformanceCase", "DelayLines", "conformance_cases", "delay_lines", "make_network", "supported_setting"]
 
 BATCH_SIZE = 32
 _DEFAULT_RATIOS = (2.0, 1.0, 1.5)
@@ -97,3 +97,56 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
         case_id = "-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}"
         cases.append(ConformanceCase(case_id, make_network(sizes, kind, ratio, seed, caps), inputs))
     return cases
+
+
+@dataclass(frozen=True)
+class DelayLines:
+    """Neurons each driven by one group of input lines through one delay, the delays spread
+    over the declared range; `shortest` is the same network with every delay at the range's
+    start.  Inputs (batch, n_inputs) in tau_s, one time per group."""
+
+    delays: np.ndarray
+    spread: Network
+    shortest: Network
+    input_spike_times: np.ndarray
+
+
+_DRIVE = 6.0  # summed weight of a group: its coincident inputs make the neuron spike at any ratio
+
+
+def delay_lines(capabilities: Capabilities, delay_kind: DelayKind | str, n_lines: int = 8) -> DelayLines | None:
+    """Delays from the start to the end of the declared range ([0, 4] tau_s without one) on
+    `n_lines` neurons, within the declared size and weight limits; None where fewer than two
+    neurons fit.  Each neuron's group of inputs carries weights adding up to at least 6 (a
+    neuron at threshold 1 spikes from them), and no other input reaches it."""
+    caps = capabilities
+    kind = DelayKind.parse(delay_kind)
+    weight = min(1.5, caps.weight_limit) if caps.weight_limit is not None else 1.5
+    if caps.weight_resolution is not None:
+        weight = max(np.floor(weight / caps.weight_resolution), 1.0) * caps.weight_resolution
+    group = int(np.ceil(_DRIVE / weight))
+    if caps.max_layer_size is not None:
+        n_lines = min(n_lines, caps.max_layer_size)
+    if caps.max_inputs is not None:
+        n_lines = min(n_lines, caps.max_inputs // group)
+    if n_lines < 2:
+        return None
+    low, high = caps.delay_range if caps.delay_range is not None else (0.0, 4.0)
+    delays = np.linspace(low, high, n_lines)
+    ratio = supported_setting(caps)[1]
+    neuron = NeuronParameters(threshold=1.0, tau_m=float(ratio), tau_s=1.0)
+    owner = np.repeat(np.arange(n_lines), group)  # the neuron each input line drives
+    weights = np.where(owner[:, None] == np.arange(n_lines)[None, :], weight, 0.0)
+
+    def network(line_delays: np.ndarray) -> Network:
+        per_synapse = np.where(weights != 0, line_delays[None, :], 0.0)
+        built = Network.feedforward([group * n_lines, n_lines], delay_kind=kind, neuron=neuron)
+        projection = built.layers[0].projection
+        projection.weights = weights
+        projection.delays = {DelayKind.AXONAL: line_delays[owner], DelayKind.DENDRITIC: line_delays,
+                             DelayKind.SYNAPTIC: per_synapse}[kind]
+        return built
+
+    batch = min(BATCH_SIZE, caps.max_batch_size or BATCH_SIZE)
+    times = np.random.default_rng(0).uniform(0.15, 2.0, (batch, n_lines))
+    return DelayLines(delays, network(delays), network(np.full(n_lines, low)), times[:, owner])

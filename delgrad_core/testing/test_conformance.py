@@ -6,7 +6,7 @@ interface contract, refusal of unsupported networks before anything runs, `repre
 the limits, idempotent), determinism and seed independence where declared, agreement with the
 ideal model run on `represent(network)`, layer by layer (exact or statistical, with the
 tolerances of the backend's `ConformanceProfile`), causality (no neuron spikes before its inputs
-arrive), observed arrival times, and that one epoch of exact gradients at the backend's times
+arrive), observed arrival times, every delay of the declared range (`delay_lines`), and that one epoch of exact gradients at the backend's times
 lowers the loss.  Checks the backend declares unsupported are skipped with its reason, and so are
 checks whose network it refuses (a capability it lacks, or its resources).  A `calibrate` that
 raises is one error; the other checks that need a calibration are skipped.
@@ -43,7 +43,7 @@ from delgrad_core import (
     get_backend,
 )
 from delgrad_core.testing._agreement import compare_layers
-from delgrad_core.testing._cases import conformance_cases, make_network, supported_setting
+from delgrad_core.testing._cases import conformance_cases, delay_lines, make_network, supported_setting
 from delgrad_core.testing.plugin import backend_under_test, selected_backend
 
 
@@ -562,6 +562,75 @@ def test_arrival_times_are_consistent(delgrad_backend, run_case, case):
                 f"arrival_times[{k}]: median distance {np.median(error):g} from t + d, allowed < " \
                 f"{profile.max_median_error:g} tau_s (max_median_error)"
         pre = result.layer_spike_times[k]
+
+
+def _line_delays(network) -> np.ndarray:
+    """The delay through which each neuron of a `delay_lines` network is driven (n_lines,)."""
+    projection = network.layers[0].projection
+    return np.where(projection.weights != 0, projection.delay_matrix(), -np.inf).max(axis=0)
+
+
+def _shift_problem(shift: np.ndarray, expected: np.ndarray, profile: ConformanceProfile, exact: bool,
+                   spike_times: np.ndarray) -> str | None:
+    """Why the spike-time shifts (batch,) of one delay line differ from `expected`, or None:
+    exact backends to 2 exact_tolerance (1 + |t|) in every sample, the others by a median below
+    max_median_error over the samples where both runs spike (at least min_silence_agreement)."""
+    both = np.isfinite(shift)
+    if exact:
+        if not both.all():
+            return f"silent in {int((~both).sum())} of {both.size} samples"
+        error = np.abs(shift - expected)
+        worst = int(np.argmax(error - 2 * profile.exact_tolerance * (1 + np.abs(spike_times))))
+        if error[worst] > 2 * profile.exact_tolerance * (1 + abs(spike_times[worst])):
+            return f"spikes {shift[worst]:.6g} tau_s later than through the shortest delay in sample {worst}, " \
+                   f"expected {expected:.6g} (exact_tolerance {profile.exact_tolerance:g})"
+        return None
+    if both.mean() < profile.min_silence_agreement:
+        return f"spikes in both runs in {both.mean():.0%} of the samples, below min_silence_agreement " \
+               f"{profile.min_silence_agreement:g}"
+    median = float(np.median(np.abs(shift[both] - expected)))
+    if median >= profile.max_median_error:
+        return f"spikes a median {float(np.median(shift[both])):.4g} tau_s later than through the shortest " \
+               f"delay, expected {expected:.4g}: median error {median:.4g}, allowed < {profile.max_median_error:g} " \
+               f"tau_s (max_median_error)"
+    return None
+
+
+@pytest.mark.parametrize("kind_name", [kind.value for kind in DelayKind if kind is not DelayKind.NONE])
+def test_delays_over_the_declared_range(delgrad_backend, calibration, kind_name):
+    """Every delay of the declared range runs as represented, the longest included (the cases
+    above draw theirs from its first tau_s only): on `delay_lines`, `represent` keeps each delay
+    within half the declared resolution, and a neuron driven through delay d spikes d - d_min
+    later than through the shortest delay (the same inputs, circuits and seed)."""
+    caps = delgrad_backend.capabilities
+    if DelayKind(kind_name) not in caps.delay_kinds:
+        pytest.skip(f"backend declares no {kind_name} delays")
+    lines = delay_lines(caps, kind_name)
+    if lines is None:
+        pytest.skip("fewer than two delay lines fit the declared size limits")
+    _require_supported(delgrad_backend, lines.spread)
+    spread, shortest = delgrad_backend.represent(lines.spread), delgrad_backend.represent(lines.shortest)
+    ran = _line_delays(spread)
+    allowed = (caps.delay_resolution / 2 if caps.delay_resolution is not None else 0.0) + 1e-9 * (1 + lines.delays)
+    moved = np.abs(ran - lines.delays) > allowed
+    assert not moved.any(), (f"{kind_name} delays {np.round(lines.delays[moved], 4).tolist()} tau_s, inside the "
+                             f"declared delay_range, are represented as {np.round(ran[moved], 4).tolist()}: more than "
+                             f"half the declared delay_resolution ({caps.delay_resolution}) away")
+    ideal = forward(spread, lines.input_spike_times)[0]
+    assert np.isfinite(ideal).all(), "suite error: a delay line is silent in the ideal model"
+    with _resources_permitting():
+        through_spread, through_shortest = (
+            delgrad_backend.execute(network, lines.input_spike_times, calibration=calibration, seed=0).layer_spike_times[0]
+            for network in (lines.spread, lines.shortest))
+    shifts = through_spread - through_shortest
+    shifts[~(np.isfinite(through_spread) & np.isfinite(through_shortest))] = np.inf
+    expected = ran - _line_delays(shortest)
+    profile = _profile(delgrad_backend)
+    problems = [f"the line with delay {ran[j]:.4g} tau_s {problem}" for j in range(ran.size)
+                if (problem := _shift_problem(shifts[:, j], expected[j], profile, caps.exact,
+                                              through_spread[:, j])) is not None]
+    declared = f"the declared delay_range {caps.delay_range}" if caps.delay_range is not None else "[0, 4] tau_s"
+    assert not problems, f"{kind_name} delays over {declared}: " + "; ".join(problems)
 
 
 @pytest.mark.usefixtures("calibration")  # (skipped when the backend cannot calibrate)
