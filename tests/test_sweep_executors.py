@@ -2,6 +2,7 @@
 a worker killed mid-trial costs nothing but time."""
 
 import csv
+import json
 import multiprocessing
 import os
 import pickle
@@ -63,6 +64,17 @@ def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
     assert collected.exit_code == 0 and "2 of 2 runs already finished" in collected.output
     bad = runner.invoke(main, [*args, "--trial", "2"])
     assert bad.exit_code == 2 and "--trial: expected an index in [0, 1]" in bad.output
+
+
+def test_sweep_csv_names_the_backend_and_dataset_options_of_each_run(tmp_path):
+    args = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1",
+            "--backend-option", "n_threads=1", "--out", str(tmp_path)]
+    result = cli_runner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "sweep.csv") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert (row["backend"], row["dataset"]) == ("reference", "yin_yang")
+    assert json.loads(row["backend_options"]) == {"n_threads": 1} and json.loads(row["dataset_options"]) == {}
 
 
 def test_the_slurm_job_script(tmp_path, monkeypatch):
@@ -411,8 +423,6 @@ def test_a_local_sweep_whose_backend_cannot_be_reached_starts_no_trial(tmp_path)
 
 
 def test_a_finished_trials_damaged_metrics_are_named_and_runs_beside_it_are_read_safely(tmp_path):
-    import json
-
     arguments = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", "--out", str(tmp_path)]
     assert cli_runner().invoke(main, arguments).exit_code == 0
     (folder,) = (tmp_path / "runs").iterdir()

@@ -29,7 +29,7 @@ import numpy as np
 from delgrad_core._atomic import atomic_write_text
 from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core._ir import DelayKind
-from delgrad_core.training._config import config_with_defaults, shown_setting
+from delgrad_core.training._config import TrainingConfig, config_with_defaults, shown_setting
 from delgrad_core.training._executors import make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock, remove_stale_temporaries
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
@@ -40,8 +40,8 @@ __all__ = ["plan_sweep", "check_runnable", "refuse_unusable_runs", "run_sweep", 
 
 MAX_TRIALS = 100_000  # (planning takes ~0.2 ms a trial; a SLURM array is far smaller)
 RESULT_FILES = ("sweep.csv", "sweep_summary.json", "sweep.png")
-CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "trial", "n_parameters", "test_accuracy", "test_error",
-              "wall_seconds"]
+CSV_FIELDS = ["delays", "hidden", "seed", "epochs", "backend", "backend_options", "dataset", "dataset_options",
+              "trial", "n_parameters", "test_accuracy", "test_error", "wall_seconds"]
 
 
 class SweepError(DelgradError):
@@ -71,6 +71,10 @@ def _row(trial: Trial, metrics: dict) -> dict:
             "seed": config["seed"],
             "epochs": config["epochs"],
             "backend": config["backend"],
+            # options as JSON, as the run recorded them (the trials of a sweep share them and its dataset)
+            "backend_options": json.dumps(config.get("backend_options", {}), sort_keys=True),
+            "dataset": config.get("dataset", TrainingConfig.dataset),
+            "dataset_options": json.dumps(config.get("dataset_options", {}), sort_keys=True),
             "trial": trial.id,
             "n_parameters": metrics["n_parameters"],
             "test_accuracy": accuracy,
