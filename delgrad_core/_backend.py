@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import math
 import time
 import warnings
@@ -121,6 +122,14 @@ class Backend(abc.ABC):
     def check_resources(self, network: Network) -> str | None:
         """Why `network` does not fit the substrate's resources (None: it fits)."""
         return None
+
+    def _device_identity(self, calibration: Calibration) -> dict:
+        """See `device_identity`: the backend's name and `calibration`'s key and digest; a
+        backend adds the options that change its results (with their defaults filled in) under
+        "options", and one that forwards jobs to another backend's device returns that
+        device's identity."""
+        return {"backend": self.name, "calibration_key": calibration.cache_key,
+                "calibration_digest": calibration.digest}
 
     def represent(self, network: Network) -> Network:
         """The network the substrate actually runs (weights clipped and quantised, delays
@@ -360,6 +369,26 @@ class Backend(abc.ABC):
             raise
         except Exception as exc:
             raise BackendError(f"backend {self.name!r} failed while {doing}: {type(exc).__name__}: {exc}") from exc
+
+    def device_identity(self, calibration: Calibration) -> dict:
+        """What decides this backend's results besides a request's network, inputs and seed,
+        as a JSON table that runs record and compare (a run resumed or evaluated on another
+        identity is told so): {"backend", "calibration_key", "calibration_digest"[, "options"]}.
+        A backend forwarding jobs to another one's device gives that device's identity, so that
+        a run compares equal with the device run in-process."""
+        with self._failures_named("describing its device"):
+            identity = self._device_identity(calibration)
+        if not (isinstance(identity, dict) and isinstance(identity.get("backend"), str)
+                and isinstance(identity.get("calibration_key"), str)
+                and isinstance(identity.get("calibration_digest"), str)
+                and isinstance(identity.get("options", {}), dict)):
+            raise InvalidResultError(f"backend {self.name!r}: _device_identity returned {identity!r}, not a table "
+                                     "of backend, calibration_key, calibration_digest (strings) and options")
+        try:
+            return json.loads(json.dumps(identity))
+        except (TypeError, ValueError) as exc:
+            raise InvalidResultError(f"backend {self.name!r}: _device_identity returned values JSON cannot hold "
+                                     f"({exc})") from None
 
     def represent_checked(self, network: Network) -> Network:
         """`represent(network)`, checked: a network of the same layer sizes and delay kinds

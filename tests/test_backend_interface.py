@@ -472,3 +472,27 @@ def test_a_value_the_backends_own_code_refuses_names_the_backend():
     assert isinstance(raised.value.__cause__, InvalidValueError)
     with pytest.raises(UnsupportedNetworkError, match="^no room"):  # (its own refusals pass as they are)
         MockBackend(_fail(UnsupportedNetworkError("no room", capability="resources"))).execute(_net(), np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize(("identity", "message"), [
+    (None, "_device_identity returned None, not a table of backend, calibration_key, calibration_digest"),
+    ({"backend": "mock", "calibration_key": "k"}, "not a table of backend, calibration_key, calibration_digest"),
+    ({"backend": "mock", "calibration_key": "k", "calibration_digest": "d", "options": [1]}, "and options"),
+    ({"backend": "mock", "calibration_key": "k", "calibration_digest": "d", "options": {"x": object()}},
+     "_device_identity returned values JSON cannot hold"),
+])
+def test_a_device_identity_that_runs_cannot_record_is_refused(identity, message):
+    class Odd(MockBackend):
+        def _device_identity(self, calibration):
+            return identity
+
+    with pytest.raises(InvalidResultError, match=re.escape(f"backend 'mock': {message}") if identity is None
+                       else re.escape(message)):
+        Odd().device_identity(Odd().calibrate())
+
+
+def test_the_default_device_identity_is_the_backends_name_and_calibration():
+    backend = MockBackend()
+    calibration = backend.calibrate()
+    assert backend.device_identity(calibration) == {"backend": "mock", "calibration_key": calibration.cache_key,
+                                                    "calibration_digest": calibration.digest}

@@ -33,14 +33,16 @@ def test_an_epoch_through_the_service_equals_the_epoch_on_the_device():
     full = load_dataset("yin_yang", "train")
     subset = Dataset("yin_yang", "train", full.features[:300], full.labels[:300], full.class_names)
     config = TrainingConfig(epochs=1, batch_size=50, **SETTINGS)
-    histories, networks = [], []
+    histories, networks, identities = [], [], []
     for backend in (dg.get_backend("hil-noisy", chip=1),
                     HilBackend(device="hil-noisy", device_options={"chip": 1})):
         with backend, Trainer(config, backend=backend) as trainer:
             trainer.train_set = subset
             histories.append([(m.train_loss, m.validation_accuracy) for m in trainer.fit(progress=False)])
             networks.append(_parameters(trainer.network))
+            identities.append(trainer.device_identity)  # (the device's: a run compares equal either way)
     assert histories[0] == histories[1] and networks[0] == networks[1]
+    assert identities[0] == identities[1] and identities[0]["backend"] == "hil-noisy"
 
 
 def _train(tmp_path, name, *backend_args, epochs=2, extra=()):

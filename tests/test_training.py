@@ -516,7 +516,7 @@ def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert lines[0].startswith("delays,hidden,seed,epochs,backend,trial,n_parameters") and len(lines) == 5
+    assert lines[0].startswith("delays,hidden,seed,epochs,backend,backend_options,dataset,dataset_options,trial,n_parameters") and len(lines) == 5
     params = {(row.split(",")[0], int(row.split(",")[1])): int(row.split(",")[6]) for row in lines[1:]}
     assert params == {("none", 4): 28, ("none", 6): 42, ("axonal", 4): 36, ("axonal", 6): 52}
     assert all(row.split(",")[3:5] == ["1", "reference"] for row in lines[1:])
@@ -1078,23 +1078,38 @@ def test_data_that_changed_under_a_run_is_refused_on_resume_and_noted_by_evaluat
     assert f"the test split of 'drifting' differs from the one {run} recorded (its files changed)" in evaluated.output
 
 
-def test_resume_refuses_a_backend_calibrated_for_another_chip(tmp_path):
-    """As a shared service restarted with another chip: same settings, another calibration."""
+def test_resume_refuses_a_device_of_another_identity_and_warns_of_a_recalibration(tmp_path):
+    """As a shared service restarted with another chip or device options: same settings, another
+    device identity (refused); or calibrated again with other contents under the same key (warned)."""
     from delgrad_core.testing import MockBackend
 
     class Chip(MockBackend):
-        def __init__(self, chip):
+        def __init__(self, chip, gain=1.0, drift=0):
             super().__init__(capabilities=dg.Capabilities(exact=True, needs_calibration=True))
-            self.chip = chip
+            self.chip, self.gain, self.drift = chip, gain, drift
 
         def _calibrate(self, network, seed, progress):
-            return dg.Calibration("mock", {"chip": self.chip}, f"mock/chip-{self.chip}")
+            return dg.Calibration("mock", {"chip": self.chip, "drift": self.drift}, f"mock/chip-{self.chip}")
 
-    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), backend=Chip(3), out_dir=tmp_path) as first:
+        def _device_identity(self, calibration):
+            return {**super()._device_identity(calibration), "options": {"gain": self.gain}}
+
+    short = {**SHORT, "epochs": 1}
+    with Trainer(TrainingConfig(**short), backend=Chip(3), out_dir=tmp_path) as first:
         first.fit(progress=False)
-    with pytest.raises(ValueError, match="calibrated as 'mock/chip-3', the backend now calibrates as 'mock/chip-5'"):
-        Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), backend=Chip(5), out_dir=tmp_path, resume=True)
-    with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), backend=Chip(3), out_dir=tmp_path, resume=True) as again:
+        recorded = first.summary()["device_identity"]
+    assert recorded == {"backend": "mock", "calibration_key": "mock/chip-3", "options": {"gain": 1.0},
+                        "calibration_digest": dg.Calibration("mock", {"chip": 3, "drift": 0}, "mock/chip-3").digest}
+    more = TrainingConfig(**{**SHORT, "epochs": 2})
+    with pytest.raises(ValueError, match="resume: device 'mock' is not the one the run was trained on: calibrated as "
+                                         "'mock/chip-3', now as 'mock/chip-5'"):
+        Trainer(more, backend=Chip(5), out_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"device options gain 1\.0 \(now 2\.0\); resume where the run was trained"):
+        Trainer(more, backend=Chip(3, gain=2.0), out_dir=tmp_path, resume=True)
+    with pytest.warns(UserWarning, match="resume: device 'mock' has the same calibration key with other calibration "
+                                         "contents"):
+        Trainer(more, backend=Chip(3, drift=1), out_dir=tmp_path, resume=True).close()
+    with Trainer(more, backend=Chip(3), out_dir=tmp_path, resume=True) as again:
         again.fit(progress=False)
 
 

@@ -50,6 +50,24 @@ def _check_accuracy(accuracy, metrics_file: Path) -> None:
                               f"in [0, 1], got {json.dumps(accuracy)}); a damaged or edited file")
 
 
+def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> None:
+    """Warn when the run was trained on the same device as `backend` runs on (the same backend,
+    or the same device behind another: mock-hil's service in-process and back) with another
+    identity: another chip, calibration setting, calibration contents or device option.  Runs
+    from before identities were recorded are compared by calibration key, on the same backend."""
+    from delgrad_core.training._identity import identity_changes
+
+    recorded, current = metrics.get("device_identity"), backend.device_identity(calibration)
+    if recorded is None:
+        calibrated_for = metrics.get("calibration_key") if same_backend else None
+        changes = [] if calibrated_for in (None, calibration.cache_key) else [
+            f"calibrated as {calibrated_for!r}, now as {calibration.cache_key!r}"]
+    else:
+        changes = list(identity_changes(recorded, current).values())
+    if changes:
+        warnings.warn(f"{path} was trained on device {current['backend']!r} set up otherwise: {'; '.join(changes)}: "
+                      "the accuracy is this one's", UserWarning, stacklevel=1)
+
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--backend", help="Backend name.  [default: the run's, else reference]")
@@ -148,11 +166,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         raise refused(exc) from None
     with no_writes_once_stopped(), target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
-        calibrated_for = metrics.get("calibration_key") if config.backend == stored.get("backend") else None
-        if calibrated_for is not None and calibrated_for != calibration.cache_key:
-            warnings.warn(f"{path} was trained on a backend calibrated as {calibrated_for!r}; this one calibrates as "
-                          f"{calibration.cache_key!r} (another chip, device or option set): the accuracy is this "
-                          f"one's", UserWarning, stacklevel=1)
+        _warn_if_another_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)

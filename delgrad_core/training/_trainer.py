@@ -27,6 +27,7 @@ from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig, result_settings, setting_differences, shown_setting
 from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
+from delgrad_core.training._identity import identity_changes
 from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
@@ -193,6 +194,7 @@ class Trainer:
         self._inspection_rng = np.random.default_rng([config.seed, _INSPECTION_STREAM])
         self.model.initialise(self.rng)
         self.calibration = self.backend.calibrate(network, seed=config.seed)
+        self.device_identity = self.backend.device_identity(self.calibration)
         n_layers = len(network.layers)
         self.bump = SilentNeuronBump([config.silent_limit_hidden] * (n_layers - 1) + [config.silent_limit_output],
                                      config.silent_bump)
@@ -370,6 +372,7 @@ class Trainer:
             "seed": self.config.seed,
             "config": self._recorded_config(),
             "calibration_key": self.calibration.cache_key,
+            "device_identity": self.device_identity,
             "dataset_digests": self.dataset_digests,
             "n_parameters": self.model.n_parameters,  # (trained: a delay shared by input copies counts once)
             "epochs_completed": self.epoch,
@@ -519,6 +522,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "backend_object": None if self.owns_backend else self.backend.name,  # (its options are not known)
             "calibration_key": self.calibration.cache_key,
+            "device_identity": self.device_identity,
             "dataset_digests": self.dataset_digests,
             "epochs_recorded": len(self.history),
             "history_digest": _history_digest(self.history),  # (of the history's lines: they go together)
@@ -587,17 +591,36 @@ class Trainer:
         self._load(*self._resumable_state())
         self._finished = None  # (the loaded state is not finished)
 
+    def _check_same_device(self, state: dict) -> None:
+        """Refuse to resume on another device identity than the checkpoint's (another chip,
+        calibration setting or device option, e.g. a shared service restarted with others); warn
+        if only the calibration's contents differ (calibrated again).  Checkpoints from before
+        identities were recorded are checked by their calibration key."""
+        recorded, device = state.get("device_identity"), self.device_identity["backend"]
+        if isinstance(recorded, dict) and recorded.get("backend") != device:
+            changes = {"backend": f"trained on device {recorded.get('backend')!r}"}
+        elif recorded is not None:
+            changes = identity_changes(recorded, self.device_identity)
+        else:  # (a checkpoint from before identities were recorded: its backend's calibration key)
+            calibrated_for = state.get("calibration_key", self.calibration.cache_key)
+            changes = {} if calibrated_for == self.calibration.cache_key else {"calibration_key": (
+                f"calibrated as {calibrated_for!r}, now as {self.calibration.cache_key!r} (another chip, device or "
+                "calibration setting)")}
+        refused = [text for field, text in changes.items() if field != "calibration_digest"]
+        if refused:
+            raise InvalidValueError(f"resume: device {device!r} is not the one the run was trained on: "
+                                    f"{'; '.join(refused)}; resume where the run was trained")
+        if changes:
+            warnings.warn(f"resume: device {device!r} has "
+                          f"{changes['calibration_digest']}: training continues on this calibration", UserWarning,
+                          stacklevel=3)
+
     def _load(self, state: dict, history: list[EpochMetrics]) -> None:
         """Parameters, optimiser and loop state from the checkpoint whose checked `state` and
         `history` these are; the history is cut back to its epochs."""
         path = self.folder.checkpoint
         with self.folder.open_checkpoint() as data:
-            calibrated_for = state.get("calibration_key")
-            if calibrated_for is not None and calibrated_for != self.calibration.cache_key:
-                raise InvalidValueError(f"resume: the run was calibrated as {calibrated_for!r}, the backend now "
-                                        f"calibrates as {self.calibration.cache_key!r}: another chip, device or "
-                                        f"option set (e.g. a shared service restarted with another chip); resume "
-                                        f"where the run was trained")
+            self._check_same_device(state)
             params = self.model.params
             for name, value in _parameter_arrays(data, params, "param.", path, required=True).items():
                 params[name[len("param."):]][...] = value

@@ -109,6 +109,12 @@ class Bss2EmulatorBackend(Backend):
                           stacklevel=2)
         return super().represent(shared)
 
+    def _device_identity(self, calibration: Calibration) -> dict:
+        """The calibration's key and digest, and every option that changes results (the chip's
+        numbers with their defaults, input duplication; the chip and `calibrated` are in the key)."""
+        return {**super()._device_identity(calibration),
+                "options": {**self.config.to_dict(), "input_duplication": self.input_duplication}}
+
     def conformance_profile(self) -> ConformanceProfile:
         """Calibrated, on the suite's cases (chips 0-4 at seeds 0-2, chips 5-11 at seed 0), the
         median spike-time error of every layer stays below 0.12 tau and silent/spiking agrees in

@@ -1,6 +1,7 @@
 """`delgrad calibrate` and `delgrad train` with the emulator, and the conformance suite run as
 a user runs it."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 
+import delgrad_core as dg
 from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner
 
@@ -88,6 +90,35 @@ def test_evaluate_adds_command_line_backend_options_to_the_runs_own(tmp_path, mo
                                             "--backend-option", "calibrated=true"])
     assert json.loads(other_chip.stdout)["accuracy"] != json.loads(plain.stdout)["accuracy"]
 
+
+
+def test_evaluate_says_when_the_device_differs_from_the_runs_even_behind_mock_hil(tmp_path, monkeypatch):
+    """(a run of chip 3 evaluated through mock-hil's default chip 0, an option of the chip's
+    changed with the same calibration key, or a changed cache entry: no word was said)"""
+    pytest.importorskip("delgrad_hil")
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    out = str(tmp_path / "run")
+    trained = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--delays", "none", "--epochs", "1",
+                                        "--hidden", "5", "--backend-option", "chip=3", "--out", out, "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    identity = json.loads((tmp_path / "run" / "metrics.json").read_text())["device_identity"]
+    assert identity["backend"] == "bss2-emulator" and identity["options"]["comparator_offset"] == 0.13
+
+    def evaluated(*extra):
+        result = cli_runner().invoke(main, ["evaluate", out, *extra])
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    assert "trained on device" not in evaluated() + evaluated("--backend", "mock-hil", "--backend-option",
+                                                              'device_options={"chip": 3}')
+    assert "calibrated as 'bss2-emulator-" in evaluated("--backend", "mock-hil")
+    assert "device options weight_max 63 (now 20)" in evaluated("--backend-option", "weight_max=20")
+    [entry] = (tmp_path / "cache").glob(identity["calibration_key"] + ".npz")
+    calibration = dg.Calibration.load(entry)
+    arrays = dict(calibration.arrays, **{"dac.threshold": calibration.arrays["dac.threshold"] + 1})
+    entry.unlink()
+    dataclasses.replace(calibration, arrays=arrays).save(entry)
+    assert "the same calibration key with other calibration contents" in evaluated()
 
 def test_train_with_more_layers_than_the_chip_runs_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))

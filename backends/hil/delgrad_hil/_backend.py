@@ -31,7 +31,7 @@ from delgrad_core import (
 )
 
 from delgrad_hil._address import check_address
-from delgrad_hil._calibration import BACKEND_NAME, wrap
+from delgrad_hil._calibration import BACKEND_NAME, unwrap, wrap
 from delgrad_hil._device import DEFAULT_DEVICE, device_name
 from delgrad_hil._faults import FaultPlan
 from delgrad_hil._limits import MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, seconds_text
@@ -173,6 +173,11 @@ class HilBackend(Backend):
 
     def conformance_profile(self):
         return self._device_model().conformance_profile()
+
+    def _device_identity(self, calibration):
+        """The identity of the service's device (built here with its options) with the device's
+        calibration: a run compares equal with the same device run in-process."""
+        return self._device_model().device_identity(unwrap(calibration))
 
     # -- the service ----------------------------------------------------------------------------
     def _session(self):

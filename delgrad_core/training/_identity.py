@@ -1,0 +1,30 @@
+"""Comparing the device identity a run recorded (`Backend.device_identity`) with the one a
+backend has now, for resume (refused, or warned of a recalibration) and evaluate (warned)."""
+
+from __future__ import annotations
+
+from delgrad_core.training._config import shown_setting
+
+__all__ = ["identity_changes"]
+
+
+def identity_changes(recorded, current: dict) -> dict[str, str]:
+    """What differs between the `recorded` identity and the `current` one, by field, in words:
+    "calibration_key", "calibration_digest" (only where the key is the same) and "options".
+    Empty where nothing differs or where they are not comparable (nothing recorded, or the
+    device of another backend: a network trained on one backend and evaluated on another)."""
+    if not isinstance(recorded, dict) or recorded.get("backend") != current["backend"]:
+        return {}
+    changes = {}
+    if recorded.get("calibration_key") != current["calibration_key"]:
+        changes["calibration_key"] = (f"calibrated as {recorded.get('calibration_key')!r}, now as "
+                                      f"{current['calibration_key']!r} (another chip, device or calibration setting)")
+    elif recorded.get("calibration_digest") != current["calibration_digest"]:
+        changes["calibration_digest"] = ("the same calibration key with other calibration contents (calibrated "
+                                         "again, or a changed cache entry)")
+    then, now = recorded.get("options") or {}, current.get("options") or {}
+    differing = sorted(name for name in set(then) | set(now) if then.get(name) != now.get(name))
+    if differing:
+        changes["options"] = "device options " + ", ".join(
+            f"{name} {shown_setting(then.get(name))} (now {shown_setting(now.get(name))})" for name in differing)
+    return changes
