@@ -1,5 +1,6 @@
 """Training: optimiser, parameter maps, trainer determinism, resume, checkpoints and the CLI."""
 
+import csv
 import json
 import os
 import re
@@ -515,11 +516,11 @@ def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
             "--jobs", "2", "--out", str(tmp_path)]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
-    lines = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert lines[0].startswith("delays,hidden,seed,epochs,backend,backend_options,dataset,dataset_options,trial,n_parameters") and len(lines) == 5
-    params = {(row.split(",")[0], int(row.split(",")[1])): int(row.split(",")[6]) for row in lines[1:]}
+    with open(tmp_path / "sweep.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    params = {(row["delays"], int(row["hidden"])): int(row["n_parameters"]) for row in rows}
     assert params == {("none", 4): 28, ("none", 6): 42, ("axonal", 4): 36, ("axonal", 6): 52}
-    assert all(row.split(",")[3:5] == ["1", "reference"] for row in lines[1:])
+    assert all((row["epochs"], row["backend"]) == ("1", "reference") for row in rows)
     assert (tmp_path / "sweep.png").exists() == plots_available()
     again = runner.invoke(main, args)
     assert "4 of 4 runs already finished" in again.output
