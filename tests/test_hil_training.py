@@ -41,8 +41,11 @@ def test_an_epoch_through_the_service_equals_the_epoch_on_the_device():
             histories.append([(m.train_loss, m.validation_accuracy) for m in trainer.fit(progress=False)])
             networks.append(_parameters(trainer.network))
             identities.append(trainer.device_identity)  # (the device's: a run compares equal either way)
+            versions = trainer.summary()["versions"]
+            assert dg.backend_info("hil-noisy").distribution in versions  # (the device's distribution)
     assert histories[0] == histories[1] and networks[0] == networks[1]
     assert identities[0] == identities[1] and identities[0]["backend"] == "hil-noisy"
+    assert dg.backend_info("mock-hil").distribution in versions and len(versions) == 3
 
 
 def _train(tmp_path, name, *backend_args, epochs=2, extra=()):

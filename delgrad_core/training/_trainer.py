@@ -389,13 +389,15 @@ class Trainer:
         return summary
 
     def _versions(self) -> dict:
-        """{distribution: version} of delgrad and of the distribution that registers the backend."""
+        """{distribution: version} of delgrad and of the distributions that register the backend
+        and its device (mock-hil's service's device)."""
         from delgrad_core import __version__
 
         versions = {"delgrad": __version__}
-        if self.backend.name in registry().names("backend"):
-            registration = registry().get("backend", self.backend.name)
-            versions[registration.distribution] = registration.version
+        for name in (self.backend.name, self.device_identity["backend"]):
+            if name in registry().names("backend"):
+                registration = registry().get("backend", name)
+                versions[registration.distribution] = registration.version
         return versions
 
     def finish(self) -> tuple[Evaluation, Evaluation | None]:
