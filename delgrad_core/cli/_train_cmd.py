@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
-from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError
+from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError, UnsupportedNetworkError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, check_out_names, command_line_settings,
     given_once, one_or_list, refuse_not_installed, refuse_set_twice, with_tables, without_replaced_options)
@@ -139,6 +139,10 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
             summary = run_training(config, out, resume=resume, progress=not no_progress,
                                    should_stop=stop_if_interrupted)
     except (BackendOptionsError, DatasetOptionsError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except UnsupportedNetworkError as exc:  # a capability the settings' network needs (not the device's resources)
+        if exc.capability == "resources":
+            raise
         raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
         if RunFolder(out).checkpoint.exists():

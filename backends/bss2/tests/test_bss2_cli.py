@@ -124,5 +124,17 @@ def test_train_with_more_layers_than_the_chip_runs_says_so(tmp_path, monkeypatch
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
     result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--hidden", "20,10", "--delays", "none",
                                         "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
-    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     assert "hidden: backend 'bss2-emulator' runs at most 2 neuron layers (1 hidden), got 3 (2 hidden)" in result.output
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["--delays", "synaptic"], "does not support delay kind 'synaptic' (supports: none, axonal)"),
+    (["--hidden", "129"], "does not support 129 inputs per neuron in 'output.projection' (max_inputs: 128)")])
+def test_train_a_network_the_chip_cannot_run_is_a_usage_error(tmp_path, monkeypatch, settings, message):
+    """(as in delgrad sweep; they exited with status 1 and no usage line, while too many layers was a
+    usage error)"""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", *settings, "--epochs", "1",
+                                        "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 2 and "Usage: " in result.output and message in result.output, result.output
