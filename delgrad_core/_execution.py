@@ -83,6 +83,9 @@ class ExecutionRequest:
         set_ = object.__setattr__
         set_(self, "network", self.network.frozen_copy())
         times = _check_times(self.input_spike_times, self.network.input.size, "input_spike_times")
+        if np.ndim(self.input_spike_times) != 2:  # (_check_times takes a 1-d array as one sample)
+            raise InvalidValueError(f"input_spike_times: expected shape (batch, {self.network.input.size}), got "
+                                    f"{np.shape(self.input_spike_times)}")
         set_(self, "input_spike_times", _read_only(times.copy()))
         if self.calibration is not None and not isinstance(self.calibration, Calibration):
             raise InvalidValueError(f"calibration: expected a Calibration or None, got {type(self.calibration).__name__}")

@@ -331,9 +331,11 @@ def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool =
     n_pre = n_in = population_size(nir, graph.nodes[input_key], input_key)
     layers = []
     for index, segment in enumerate(segments):
-        layer = _exact_layer(nir, graph, segment, n_pre, time_scale)
+        allow_reset = first_spike_only or declared_single_spike or index == len(segments) - 1
+        # (node metadata vouches for a layer delgrad wrote, unless the graph states first_spike_only: false)
+        exact = allow_reset or "first_spike_only" not in graph_meta
+        layer = _exact_layer(nir, graph, segment, n_pre, time_scale) if exact else None
         if layer is None:
-            allow_reset = first_spike_only or declared_single_spike or index == len(segments) - 1
             try:
                 layer = _general_layer(nir, graph, segment, n_pre, time_scale, allow_reset)
             except ValueError as exc:

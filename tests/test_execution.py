@@ -151,6 +151,7 @@ def test_a_projection_built_from_read_only_arrays_checks_replaced_arrays():
         ({"seed": 1.5}, "seed: expected None or an integer"),
         ({"calibration": {"x": 1}}, "calibration: expected a Calibration"),
         ({"input_spike_times": np.zeros((2, 3))}, r"input_spike_times: expected shape \(batch, 2\)"),
+        ({"input_spike_times": np.zeros(2)}, r"input_spike_times: expected shape \(batch, 2\), got \(2,\)"),
         ({"input_spike_times": np.array([[np.nan, 0.0]])}, "input_spike_times: contains NaN"),
         ({"network": "net"}, "network: expected a delgrad_core.Network"),
     ],

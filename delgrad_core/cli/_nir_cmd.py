@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import click
@@ -12,7 +13,18 @@ from delgrad_core.cli._outputs import check_output_file
 
 __all__ = ["export", "import_"]
 
-_SECONDS = click.FloatRange(*TIME_SCALE_RANGE_S)  # (NaN passes click; the conversion refuses it)
+
+class _Seconds(click.FloatRange):
+    """A FloatRange that refuses NaN too (click lets it through)."""
+
+    def convert(self, value, param, ctx):
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{seconds} is not in the range {self._describe_range()}.", param, ctx)
+        return seconds
+
+
+_SECONDS = _Seconds(*TIME_SCALE_RANGE_S)
 _FORCE = click.option("--force", is_flag=True, help="Replace OUT if it exists (never the input).")
 
 
