@@ -66,6 +66,16 @@ def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
     assert bad.exit_code == 2 and "--trial: expected an index in [0, 1]" in bad.output
 
 
+@pytest.mark.parametrize("elsewhere", [["--executor", "dask"], ["--scheduler", "tcp://127.0.0.1:1"]])
+def test_a_trial_is_not_sent_to_dask(tmp_path, elsewhere):
+    """(--trial ran it in this process and ignored --executor dask and --scheduler)"""
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1",
+                                        *elsewhere, "--trial", "0", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--trial runs its trial in this process: not with --executor dask or " \
+                                      "--scheduler" in result.output, result.output
+    assert not (tmp_path / "s").exists()
+
+
 def test_sweep_csv_names_the_backend_and_dataset_options_of_each_run(tmp_path):
     args = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1",
             "--backend-option", "n_threads=1", "--out", str(tmp_path)]
@@ -79,7 +89,7 @@ def test_sweep_csv_names_the_backend_and_dataset_options_of_each_run(tmp_path):
 
 def test_the_slurm_job_script(tmp_path, monkeypatch):
     script = sweep_job_script(["delgrad", "sweep", "--hidden", "5,30", "--delays", "none,synaptic", "--seeds", "3",
-                               "--epochs", "300", "--out", "runs/my sweep"], 12, partition="cpu")
+                               "--epochs", "300", "--out", "runs/my sweep"], 12, "/home/me/it's here", partition="cpu")
     assert script == (
         "#!/bin/bash\n"
         "#SBATCH --job-name=delgrad-sweep\n"
@@ -92,6 +102,7 @@ def test_the_slurm_job_script(tmp_path, monkeypatch):
         "# One trial per array task; a task that is re-queued resumes from its checkpoint.\n"
         "# After all tasks: run the same command without --trial to collect sweep.csv (nothing is recomputed).\n"
         "set -euo pipefail\n"
+        "cd '/home/me/it'\"'\"'s here'\n"
         "export DELGRAD_NUM_THREADS=1\n"
         "delgrad sweep --hidden 5,30 --delays none,synaptic --seeds 3 --epochs 300 --out 'runs/my sweep' "
         "--trial \"$SLURM_ARRAY_TASK_ID\"\n"
@@ -121,6 +132,62 @@ def test_the_slurm_job_script(tmp_path, monkeypatch):
                                   str(tmp_path / "by_name.sh")])  # (the dataset by name, without a config file)
     assert result.exit_code == 0, result.output
     assert "--dataset fashion_mnist --dataset-option size=14 --trial" in (tmp_path / "by_name.sh").read_text()
+
+
+def test_the_slurm_job_script_runs_where_it_was_written(tmp_path, monkeypatch):
+    """(its relative --out and --config led elsewhere when submitted from another folder)"""
+    here = tmp_path / "it's $here"
+    here.mkdir()
+    (here / "settings.toml").write_text("epochs = 1\n")
+    monkeypatch.chdir(here)
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--config",
+                                        "settings.toml", "--out", "s", "--slurm-script", "job.sh"])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "delgrad"  # (says where it runs instead of sweeping)
+    fake.write_text('#!/bin/bash\npwd\necho "$@"\n')
+    fake.chmod(0o755)
+    task = subprocess.run(["bash", str(here / "job.sh")], cwd=tmp_path, capture_output=True, text=True, check=True,
+                          env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+                               "SLURM_ARRAY_TASK_ID": "0"})
+    assert task.stdout.splitlines()[0] == str(here)
+    assert task.stdout.splitlines()[1].endswith("--out s --config settings.toml --trial 0")
+
+
+@pytest.mark.parametrize("finishes", [True, False], ids=["finished-meanwhile", "still-running"])
+def test_a_trial_another_process_trains_is_not_called_failed(tmp_path, finishes):
+    """(a trial a SLURM task was training was reported failed, although the table included it)"""
+    import shutil
+
+    from delgrad_core.training._run_folder import folder_lock
+    from delgrad_core.training._sweep import SweepError, run_trial
+
+    grid = ({"epochs": 1}, [3], ["none"], 2, tmp_path / "s")
+    run_trial(*grid, 0, echo=lambda line: None)
+    busy = plan_trials(*grid)[0].folder
+    shutil.move(busy, tmp_path / "done")  # (what the other process will have written)
+    lines = []
+
+    def echo(line):  # (the other process finishes while this sweep tries the trial)
+        lines.append(line)
+        if finishes and line.startswith(f"FAILED {busy.name}: "):
+            for path in (tmp_path / "done").iterdir():
+                shutil.copy(path, busy)
+
+    with folder_lock(busy):  # (the other process, e.g. a SLURM task)
+        if finishes:
+            table = run_sweep(*grid, jobs=1, echo=echo)
+        else:
+            with pytest.raises(SweepError) as raised:
+                run_sweep(*grid, jobs=1, echo=echo)
+            table = raised.value.table
+            assert str(raised.value).startswith(
+                f"1 run(s) in use by another process (e.g. a SLURM task); run the sweep again when it has finished to "
+                f"include them:\n{busy.name}: {busy}: in use by process {os.getpid()}") and "failed" not in \
+                str(raised.value)
+    assert (f"note: {busy.name} was in use by another process, which has finished it since; its result is included"
+            in lines) is finishes
+    assert table.splitlines()[1].split()[3] == ("2" if finishes else "1")  # (seeds in the table)
 
 
 def _kill_a_worker_at_the_first_checkpoint(out_dir, killed):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -74,6 +75,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         sweep_job_script)
 
     _refuse_sweep_axes(set_settings)
+    if trial is not None and (executor == "dask" or scheduler is not None):
+        raise click.UsageError("--trial runs its trial in this process: not with --executor dask or --scheduler")
     check_out_names(out_dir)
     options = {"epochs": epochs, "backend": backend, "dataset": dataset}
     refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
@@ -100,7 +103,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
                         for key, value in values.items() for arg in (flag, f"{key}={json.dumps(value)}")]
             n_trials = len(hidden) * len(delays) * seeds
             with no_writes_once_stopped():
-                atomic_write_text(slurm_script, sweep_job_script(command, n_trials), os_strings=True)
+                atomic_write_text(slurm_script, sweep_job_script(command, n_trials, os.getcwd()), os_strings=True)
             click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {shlex.quote(str(slurm_script))}")
             return
         if trial is not None:

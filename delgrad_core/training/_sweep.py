@@ -57,6 +57,7 @@ class SweepInterrupted(SweepError):
 
 
 _REDO = "; remove the file to train the run again"  # (what to do with a damaged metrics.json)
+_IN_USE = ": in use by "  # (in the failure of a trial whose folder another process holds: `_run_folder._lock`)
 
 
 def _row(trial: Trial, metrics: dict) -> dict:
@@ -409,14 +410,35 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         _remove_stale_temporaries(out_dir, [trial for trial, done in zip(trials, finished) if done])
         echo(f"sweep: {len(trials) - len(pending)} of {len(trials)} runs already finished, {len(pending)} to do")
         failed, interrupted = runner.run(pending, echo) if pending else ([], False)
+        finished = {trial.name for trial in trials if trial.finished}  # (before the results: those are in them)
         table = _write_results(trials, out_dir, echo)
     if interrupted:
         raise SweepInterrupted(f"sweep interrupted; {out_dir}/sweep.csv holds the finished runs; run the same "
                                "command again to resume the others", table=table)
-    if failed:
-        raise SweepError(f"{len(failed)} run(s) failed (the others are saved; run the sweep again to "
-                         "retry them):\n" + "\n".join(failed), table=table)
+    failed, in_use = _in_use_elsewhere(failed, finished, echo)
+    problems = [f"{len(lines)} run(s) {what}:\n" + "\n".join(lines) for lines, what in (
+        (failed, "failed (the others are saved; run the sweep again to retry them)"),
+        (in_use, "in use by another process (e.g. a SLURM task); run the sweep again when it has finished to "
+                 "include them"),
+    ) if lines]
+    if problems:
+        raise SweepError("\n".join(problems), table=table)
     return table
+
+
+def _in_use_elsewhere(failed: list[str], finished: set[str], echo) -> tuple[list[str], list[str]]:
+    """Split the lines of `failed` ("trial: message") into failures and trials another process
+    held (e.g. a SLURM task) and has not finished; those it has finished (`finished`) are noted."""
+    failures, in_use = [], []
+    for line in failed:
+        name = line.split(": ", 1)[0]
+        if _IN_USE not in line:
+            failures.append(line)
+        elif name in finished:
+            echo(f"note: {name} was in use by another process, which has finished it since; its result is included")
+        else:
+            in_use.append(line)
+    return failures, in_use
 
 
 def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, index: int, *,
@@ -440,10 +462,11 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     return metrics
 
 
-def sweep_job_script(command: list[str], n_trials: int, *, job_name: str = "delgrad-sweep",
+def sweep_job_script(command: list[str], n_trials: int, folder: str, *, job_name: str = "delgrad-sweep",
                      time_limit: str = "02:00:00", memory: str = "2G", partition: str | None = None) -> str:
     """An ``sbatch`` script running trial ``$SLURM_ARRAY_TASK_ID`` of the sweep `command`
-    (the ``delgrad sweep ...`` arguments) in each of `n_trials` array tasks, one CPU each."""
+    (the ``delgrad sweep ...`` arguments) in `folder` (absolute: where its relative paths
+    lead) in each of `n_trials` array tasks, one CPU each."""
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={job_name}",
@@ -459,6 +482,7 @@ def sweep_job_script(command: list[str], n_trials: int, *, job_name: str = "delg
         "# One trial per array task; a task that is re-queued resumes from its checkpoint.",
         "# After all tasks: run the same command without --trial to collect sweep.csv (nothing is recomputed).",
         "set -euo pipefail",
+        f"cd {shlex.quote(folder)}",
         "export DELGRAD_NUM_THREADS=1",
         " ".join(shlex.quote(part) for part in command) + ' --trial "$SLURM_ARRAY_TASK_ID"',
         "",
