@@ -168,6 +168,8 @@ def test_bad_calibration_seeds_are_refused_before_a_service_starts_and_numpy_num
         assert backend.device_options == {"chip": 3} and type(backend.device_options["chip"]) is int
     with pytest.raises(dg.InvalidValueError, match="device_options: expected JSON values"):
         HilBackend(device_options={"chip": object()})
+    with pytest.raises(dg.InvalidValueError, match=r"^device_options: chip: expected an integer >= 0, got -1"):
+        HilBackend(device="bss2-emulator", device_options={"chip": -1}).capabilities  # (it said chip: only)
 
 
 def test_an_ipc_address_in_use_is_refused_and_its_file_goes_with_the_service(tmp_path):

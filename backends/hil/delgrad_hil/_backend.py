@@ -156,7 +156,12 @@ class HilBackend(Backend):
     def _device_model(self) -> Backend:
         if self._model is None:
             if self.address is None:
-                self._model = get_backend(device_name(self.device), **self.device_options)
+                try:
+                    self._model = get_backend(device_name(self.device), **self.device_options)
+                except InvalidValueError as exc:
+                    if type(exc) is not InvalidValueError:  # (e.g. a device that is not installed)
+                        raise
+                    raise InvalidValueError(f"device_options: {exc}") from exc
             else:
                 self._session()  # the service says which device it owns
         return self._model
