@@ -557,10 +557,13 @@ class Trainer:
         saved = result_settings(_normalised(dict(state.get("config", {}), epochs=self.config.epochs)), neutral)
         current = result_settings(self.config.to_dict(), neutral)
         if saved != current:
+            differences = setting_differences(saved, current)
             changes = "; ".join(f"{k}: {shown_setting(then)} in the checkpoint, {shown_setting(now)} now"
-                                for k, (then, now) in setting_differences(saved, current).items())
+                                for k, (then, now) in differences.items())
+            as_given = (" (option tables are compared as given: an option at its default value that the run did not "
+                        "give is a change too)") if any(key.endswith("_options") for key in differences) else ""
             raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
-                                    "resume with the run's own settings")
+                                    f"resume with the run's own settings{as_given}")
         trained_on = state.get("dataset_digests")  # (none in checkpoints written before runs recorded them)
         changed = changed_splits(trained_on, self.dataset_digests) if isinstance(trained_on, dict) else []
         if changed:

@@ -120,6 +120,19 @@ def test_evaluate_says_when_the_device_differs_from_the_runs_even_behind_mock_hi
     dataclasses.replace(calibration, arrays=arrays).save(entry)
     assert "the same calibration key with other calibration contents" in evaluated()
 
+
+def test_a_resume_naming_a_default_option_says_options_are_compared_as_given(tmp_path, monkeypatch):
+    """(it was refused as 'backend_options: {} in the checkpoint, {"chip": 0} now', the same chip)"""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    train = ["train", "--backend", "bss2-emulator", "--delays", "none", "--hidden", "5", "--out", str(tmp_path / "run"),
+             "--no-progress"]
+    assert cli_runner().invoke(main, [*train, "--epochs", "1"]).exit_code == 0
+    resumed = cli_runner().invoke(main, [*train, "--epochs", "2", "--resume", "--backend-option", "chip=0"])
+    assert resumed.exit_code == 1
+    assert 'backend_options: {} in the checkpoint, {"chip": 0} now); resume with the run\'s own settings (option ' \
+           "tables are compared as given: an option at its default value that the run did not give is a change " \
+           "too)" in resumed.output, resumed.output
+
 def test_train_with_more_layers_than_the_chip_runs_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
     result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--hidden", "20,10", "--delays", "none",
