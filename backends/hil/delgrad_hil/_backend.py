@@ -156,8 +156,9 @@ class HilBackend(Backend):
     def _device_model(self) -> Backend:
         if self._model is None:
             if self.address is None:
+                name = device_name(self.device)
                 try:
-                    self._model = get_backend(device_name(self.device), **self.device_options)
+                    self._model = get_backend(name, **self.device_options)
                 except InvalidValueError as exc:
                     if type(exc) is not InvalidValueError:  # (e.g. a device that is not installed)
                         raise
