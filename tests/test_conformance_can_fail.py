@@ -29,7 +29,7 @@ WRONG_BACKEND = """
                      silenced_outputs=0, acausal=0.0, random_jitter=0.0, profile_dict=False, calibration_error="",
                      neuron_budget=0, refuse_at_run_time=False, max_batch_size=None, max_median_error=0.01,
                      causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None,
-                     delay_cap=None, delay_cap_in_represent=False):
+                     delay_cap=None, delay_cap_in_represent=False, tau_ratio=None):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -51,6 +51,7 @@ WRONG_BACKEND = """
             self.hash_seeded = hash_seeded  # the bug: its noise is seeded by hash(), another in every process
             self.delay_cap = delay_cap  # the bug: longer delays run as this one (tau_s), declared range or not
             self.delay_cap_in_represent = delay_cap_in_represent  # (there, instead of silently when running)
+            self.tau_ratio = tau_ratio  # no bug: the one tau ratio it runs
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
 
@@ -82,7 +83,8 @@ WRONG_BACKEND = """
                                     max_layers=2, max_layer_size=64, exact=self.exact)
             kinds = set(DelayKind) - ({DelayKind.SYNAPTIC} if self.hide_synaptic else set())
             return Capabilities(delay_kinds=kinds, exact=self.exact, seed_independent=not self.unseeded_noise,
-                                max_batch_size=self.max_batch_size, max_inputs=self.max_inputs)
+                                max_batch_size=self.max_batch_size, max_inputs=self.max_inputs,
+                                tau_ratios=None if self.tau_ratio is None else (self.tau_ratio,))
 
         def represent(self, network):
             if self.ignore_limits:  # the bug: declares limits but runs the network as it is
@@ -418,6 +420,16 @@ def test_delays_beyond_a_cap_below_the_declared_range_fail(site, where):
     reason = " ".join(_reasons(process, "test_delays_over_the_declared_range"))
     expected = "are represented as [2.0, 2.0" if where == "represent" else "the line with delay 3 tau_s spikes a median"
     assert expected in reason, reason
+
+
+def test_the_delay_lines_fit_a_small_fan_in_and_a_low_tau_ratio(site):
+    """(with at most 7 inputs per neuron the delay lines were skipped, so a capped delay passed;
+    at tau ratio 0.1 their neurons were silent in the ideal model: a 'suite error')"""
+    delay_lines = {f"test_delays_over_the_declared_range[{kind}]" for kind in ("axonal", "dendritic", "synaptic")}
+    process, failed = _run_suite(site, ["max_inputs=7", "delay_cap=2.0"])
+    assert set(failed) == delay_lines, process.stdout[-3000:]
+    process, failed = _run_suite(site, ["tau_ratio=0.1", "exact=true"])
+    assert process.returncode == 0, process.stdout[-3000:]
 
 
 def test_a_conftest_swapping_in_another_backend_is_refused(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 
 from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind, Network, NeuronParameters
+from delgrad_core._propagation import forward
 
 __all__ = ["ConformanceCase", "DelayLines", "conformance_cases", "delay_lines", "make_network", "supported_setting"]
 
@@ -101,52 +102,67 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
 
 @dataclass(frozen=True)
 class DelayLines:
-    """Neurons each driven by one group of input lines through one delay, the delays spread
-    over the declared range; `shortest` is the same network with every delay at the range's
-    start.  Inputs (batch, n_inputs) in tau_s, one time per group."""
+    """Neurons each driven by its own group of `group` input lines of weight `weight` through one
+    delay, and by nothing else; `delays` (one per neuron) spread evenly over the declared range.
+    Inputs (batch, n_inputs) in tau_s, one time per sample on every line (a backend may take
+    neighbouring lines as copies of one input)."""
 
     delays: np.ndarray
-    spread: Network
-    shortest: Network
     input_spike_times: np.ndarray
+    delay_kind: DelayKind
+    neuron: NeuronParameters
+    weight: float
+    group: int
+
+    def network(self, line_delays: np.ndarray | None = None) -> Network:
+        """The network with `line_delays` (one per neuron; default: `delays`)."""
+        line_delays = self.delays if line_delays is None else np.asarray(line_delays, dtype=float)
+        n_lines = self.delays.size
+        owner = np.repeat(np.arange(n_lines), self.group)  # the neuron each input line drives
+        network = Network.feedforward([self.group * n_lines, n_lines], delay_kind=self.delay_kind, neuron=self.neuron)
+        projection = network.layers[0].projection
+        projection.weights = np.where(owner[:, None] == np.arange(n_lines)[None, :], self.weight, 0.0)
+        projection.delays = {DelayKind.AXONAL: line_delays[owner], DelayKind.DENDRITIC: line_delays,
+                             DelayKind.SYNAPTIC: np.where(projection.weights != 0, line_delays[None, :], 0.0)
+                             }[self.delay_kind]
+        return network
 
 
-_DRIVE = 6.0  # summed weight of a group: its coincident inputs make the neuron spike at any ratio
+_DRIVE = 6.0  # summed weight of a group to try first (a neuron at threshold 1 and ratio >= 0.3 spikes)
+_MAX_GROUP = 64
+
+
+def _group_that_spikes(neuron: NeuronParameters, weight: float, most: int) -> int | None:
+    """The fewest coincident inputs of `weight` (from ceil(6 / weight), doubling, at most `most`)
+    that make `neuron` spike in the ideal model; None if none do."""
+    group = int(np.ceil(_DRIVE / weight))
+    while group <= most:
+        single = Network.feedforward([group, 1], neuron=neuron, weight_mean=weight, weight_std=0.0)
+        if np.isfinite(forward(single, np.zeros((1, group)))[0]).all():
+            return group
+        group *= 2
+    return None
 
 
 def delay_lines(capabilities: Capabilities, delay_kind: DelayKind | str, n_lines: int = 8) -> DelayLines | None:
-    """Delays from the start to the end of the declared range ([0, 4] tau_s without one) on
-    `n_lines` neurons, within the declared size and weight limits; None where fewer than two
-    neurons fit.  Each neuron's group of inputs carries weights adding up to at least 6 (a
-    neuron at threshold 1 spikes from them), and no other input reaches it."""
+    """Delays from the start to the end of the declared range ([0, 4] tau_s without one) on up
+    to `n_lines` neurons, within the declared size and weight limits: each neuron driven by a
+    group of coincident inputs at the largest weight allowed (at most 6), the group as small as
+    makes it spike in the ideal model.  None where fewer than two neurons fit."""
     caps = capabilities
-    kind = DelayKind.parse(delay_kind)
-    weight = min(1.5, caps.weight_limit) if caps.weight_limit is not None else 1.5
+    weight = min(_DRIVE, caps.weight_limit) if caps.weight_limit is not None else _DRIVE
     if caps.weight_resolution is not None:
         weight = max(np.floor(weight / caps.weight_resolution), 1.0) * caps.weight_resolution
-    group = int(np.ceil(_DRIVE / weight))
-    if caps.max_layer_size is not None:
-        n_lines = min(n_lines, caps.max_layer_size)
-    if caps.max_inputs is not None:
-        n_lines = min(n_lines, caps.max_inputs // group)
+    neuron = NeuronParameters(threshold=1.0, tau_m=float(supported_setting(caps)[1]), tau_s=1.0)
+    fan_in = min(_MAX_GROUP, caps.max_inputs // 2) if caps.max_inputs is not None else _MAX_GROUP
+    group = _group_that_spikes(neuron, weight, fan_in)
+    if group is None:
+        return None
+    n_lines = min(n_lines, caps.max_layer_size or n_lines, caps.max_inputs // group if caps.max_inputs else n_lines)
     if n_lines < 2:
         return None
     low, high = caps.delay_range if caps.delay_range is not None else (0.0, 4.0)
-    delays = np.linspace(low, high, n_lines)
-    ratio = supported_setting(caps)[1]
-    neuron = NeuronParameters(threshold=1.0, tau_m=float(ratio), tau_s=1.0)
-    owner = np.repeat(np.arange(n_lines), group)  # the neuron each input line drives
-    weights = np.where(owner[:, None] == np.arange(n_lines)[None, :], weight, 0.0)
-
-    def network(line_delays: np.ndarray) -> Network:
-        per_synapse = np.where(weights != 0, line_delays[None, :], 0.0)
-        built = Network.feedforward([group * n_lines, n_lines], delay_kind=kind, neuron=neuron)
-        projection = built.layers[0].projection
-        projection.weights = weights
-        projection.delays = {DelayKind.AXONAL: line_delays[owner], DelayKind.DENDRITIC: line_delays,
-                             DelayKind.SYNAPTIC: per_synapse}[kind]
-        return built
-
     batch = min(BATCH_SIZE, caps.max_batch_size or BATCH_SIZE)
-    times = np.random.default_rng(0).uniform(0.15, 2.0, (batch, n_lines))
-    return DelayLines(delays, network(delays), network(np.full(n_lines, low)), times[:, owner])
+    times = np.random.default_rng(0).uniform(0.15, 2.0, (batch, 1))  # (every line at once: any lines may be copies)
+    return DelayLines(np.linspace(low, high, n_lines), np.repeat(times, group * n_lines, axis=1),
+                      DelayKind.parse(delay_kind), neuron, float(weight), group)
