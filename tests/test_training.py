@@ -1110,8 +1110,32 @@ def test_resume_refuses_a_device_of_another_identity_and_warns_of_a_recalibratio
     with pytest.warns(UserWarning, match="resume: device 'mock' has the same calibration key with other calibration "
                                          "contents"):
         Trainer(more, backend=Chip(3, drift=1), out_dir=tmp_path, resume=True).close()
+    checkpoint = tmp_path / "checkpoint.npz"
+    original = checkpoint.read_bytes()
+    _edit_checkpoint_state(checkpoint, device_identity=["x"])
+    with pytest.raises(dg.FileFormatError, match=r"checkpoint.npz: device_identity is \["):
+        Trainer(more, backend=Chip(3), out_dir=tmp_path, resume=True)
+    _edit_checkpoint_state(checkpoint, device_identity=None)  # (as before runs recorded one: the key is checked)
+    with pytest.raises(ValueError, match="calibrated as 'mock/chip-3', now as 'mock/chip-5'"):
+        Trainer(more, backend=Chip(5), out_dir=tmp_path, resume=True)
+    checkpoint.write_bytes(original)
     with Trainer(more, backend=Chip(3), out_dir=tmp_path, resume=True) as again:
         again.fit(progress=False)
+
+
+def _edit_checkpoint_state(checkpoint, **changes):
+    """Rewrite the checkpoint's state with `changes` (None: the entry removed)."""
+    from delgrad_core._npz import json_array, write_npz
+    from delgrad_core.training._run_folder import STATE_KEY
+
+    with np.load(checkpoint) as data:
+        arrays = {key: data[key] for key in data.files}
+    state = json.loads(str(arrays[STATE_KEY]))
+    state.update(changes)
+    state = {key: value for key, value in state.items() if not (key in changes and value is None)}
+    arrays[STATE_KEY] = json_array(state)
+    with open(checkpoint, "wb") as handle:
+        write_npz(handle, arrays)
 
 
 def test_a_result_neutral_backend_option_does_not_change_a_sweep_trial(tmp_path):

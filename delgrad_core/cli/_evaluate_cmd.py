@@ -55,9 +55,12 @@ def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backe
     or the same device behind another: mock-hil's service in-process and back) with another
     identity: another chip, calibration setting, calibration contents or device option.  Runs
     from before identities were recorded are compared by calibration key, on the same backend."""
-    from delgrad_core.training._identity import identity_changes
+    from delgrad_core.training._identity import identity_changes, recorded_identity
+    from delgrad_core.training._run_folder import RunFolder
 
-    recorded, current = metrics.get("device_identity"), backend.device_identity(calibration)
+    metrics_file = RunFolder(path if path.is_dir() else path.parent).metrics
+    recorded = recorded_identity(metrics.get("device_identity"), metrics_file)
+    current = backend.device_identity(calibration)
     if recorded is None:
         calibrated_for = metrics.get("calibration_key") if same_backend else None
         changes = [] if calibrated_for in (None, calibration.cache_key) else [
@@ -67,6 +70,7 @@ def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backe
     if changes:
         warnings.warn(f"{path} was trained on device {current['backend']!r} set up otherwise: {'; '.join(changes)}: "
                       "the accuracy is this one's", UserWarning, stacklevel=1)
+
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))

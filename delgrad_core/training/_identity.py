@@ -3,23 +3,39 @@ backend has now, for resume (refused, or warned of a recalibration) and evaluate
 
 from __future__ import annotations
 
+from delgrad_core._errors import FileFormatError
 from delgrad_core.training._config import shown_setting
 
-__all__ = ["identity_changes"]
+__all__ = ["identity_changes", "recorded_identity"]
+
+_NAMES = ("backend", "calibration_key", "calibration_digest")
 
 
-def identity_changes(recorded, current: dict) -> dict[str, str]:
+def recorded_identity(value, where) -> dict | None:
+    """The device identity a run recorded in `where` (None: recorded before runs recorded
+    one), checked: a table of backend, calibration_key, calibration_digest (strings) and
+    options (a table); anything else is a damaged or edited file (`FileFormatError`)."""
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and all(isinstance(value.get(name), str) for name in _NAMES)
+            and isinstance(value.get("options", {}), dict)):
+        raise FileFormatError(f"{where}: device_identity is {shown_setting(value)}, not a table of "
+                              f"{', '.join(_NAMES)} (strings) and options (a table); a damaged or edited file")
+    return value
+
+
+def identity_changes(recorded: dict, current: dict) -> dict[str, str]:
     """What differs between the `recorded` identity and the `current` one, by field, in words:
     "calibration_key", "calibration_digest" (only where the key is the same) and "options".
-    Empty where nothing differs or where they are not comparable (nothing recorded, or the
-    device of another backend: a network trained on one backend and evaluated on another)."""
-    if not isinstance(recorded, dict) or recorded.get("backend") != current["backend"]:
+    Empty where nothing differs or where they are not comparable (the device of another
+    backend: a network trained on one backend and evaluated on another)."""
+    if recorded["backend"] != current["backend"]:
         return {}
     changes = {}
-    if recorded.get("calibration_key") != current["calibration_key"]:
-        changes["calibration_key"] = (f"calibrated as {recorded.get('calibration_key')!r}, now as "
+    if recorded["calibration_key"] != current["calibration_key"]:
+        changes["calibration_key"] = (f"calibrated as {recorded['calibration_key']!r}, now as "
                                       f"{current['calibration_key']!r} (another chip, device or calibration setting)")
-    elif recorded.get("calibration_digest") != current["calibration_digest"]:
+    elif recorded["calibration_digest"] != current["calibration_digest"]:
         changes["calibration_digest"] = ("the same calibration key with other calibration contents (calibrated "
                                          "again, or a changed cache entry)")
     then, now = recorded.get("options") or {}, current.get("options") or {}

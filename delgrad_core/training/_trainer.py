@@ -27,7 +27,7 @@ from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig, result_settings, setting_differences, shown_setting
 from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
-from delgrad_core.training._identity import identity_changes
+from delgrad_core.training._identity import identity_changes, recorded_identity
 from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
@@ -601,9 +601,10 @@ class Trainer:
         calibration setting or device option, e.g. a shared service restarted with others); warn
         if only the calibration's contents differ (calibrated again).  Checkpoints from before
         identities were recorded are checked by their calibration key."""
-        recorded, device = state.get("device_identity"), self.device_identity["backend"]
-        if isinstance(recorded, dict) and recorded.get("backend") != device:
-            changes = {"backend": f"trained on device {recorded.get('backend')!r}"}
+        recorded = recorded_identity(state.get("device_identity"), self.folder.checkpoint)
+        device = self.device_identity["backend"]
+        if recorded is not None and recorded["backend"] != device:
+            changes = {"backend": f"trained on device {recorded['backend']!r}"}
         elif recorded is not None:
             changes = identity_changes(recorded, self.device_identity)
         else:  # (a checkpoint from before identities were recorded: its backend's calibration key)

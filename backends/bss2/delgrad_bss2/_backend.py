@@ -32,6 +32,8 @@ from delgrad_bss2._mapping import Placement, chip_capabilities, place, resource_
 
 __all__ = ["Bss2EmulatorBackend"]
 
+_MODELLED_TIME_ONLY = frozenset({"host_overhead_job_s", "host_overhead_sample_us"})  # (metadata, not spikes)
+
 
 def _check_int(value, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -110,10 +112,12 @@ class Bss2EmulatorBackend(Backend):
         return super().represent(shared)
 
     def _device_identity(self, calibration: Calibration) -> dict:
-        """The calibration's key and digest, and every option that changes results (the chip's
-        numbers with their defaults, input duplication; the chip and `calibrated` are in the key)."""
+        """The calibration's key and digest, and every option that changes spike times (the
+        chip's numbers with their defaults but the host overheads, which change only the modelled
+        time; input duplication; the chip and `calibrated` are in the key)."""
+        options = {name: value for name, value in self.config.to_dict().items() if name not in _MODELLED_TIME_ONLY}
         return {**super()._device_identity(calibration),
-                "options": {**self.config.to_dict(), "input_duplication": self.input_duplication}}
+                "options": {**options, "input_duplication": self.input_duplication}}
 
     def conformance_profile(self) -> ConformanceProfile:
         """Calibrated, on the suite's cases (chips 0-4 at seeds 0-2, chips 5-11 at seed 0), the

@@ -115,12 +115,19 @@ def test_evaluate_says_when_the_device_differs_from_the_runs_even_behind_mock_hi
                                                               'device_options={"chip": 3}')
     assert "calibrated as 'bss2-emulator-" in evaluated("--backend", "mock-hil")
     assert "device options weight_max 63 (now 20)" in evaluated("--backend-option", "weight_max=20")
+    assert "trained on device" not in evaluated("--backend-option", "host_overhead_job_s=0.5")  # (modelled time only)
     [entry] = (tmp_path / "cache").glob(identity["calibration_key"] + ".npz")
     calibration = dg.Calibration.load(entry)
     arrays = dict(calibration.arrays, **{"dac.threshold": calibration.arrays["dac.threshold"] + 1})
     entry.unlink()
     dataclasses.replace(calibration, arrays=arrays).save(entry)
     assert "the same calibration key with other calibration contents" in evaluated()
+    metrics_file = tmp_path / "run" / "metrics.json"
+    metrics_file.write_text(json.dumps(dict(json.loads(metrics_file.read_text()), device_identity={"options": [1]})))
+    damaged = cli_runner().invoke(main, ["evaluate", out])
+    assert damaged.exit_code == 1 and f"{metrics_file}: device_identity is {{\"options\": [1]}}, not a table of " \
+        "backend, calibration_key, calibration_digest (strings) and options (a table); a damaged or edited file" \
+        in damaged.output, damaged.output
 
 
 def test_a_resume_naming_a_default_option_says_options_are_compared_as_given(tmp_path, monkeypatch):
