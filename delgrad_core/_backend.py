@@ -85,6 +85,13 @@ class ConformanceProfile:
                                     f"the checks {', '.join(SKIPPABLE_CHECKS)}, got {self.unsupported!r}")
 
 
+def is_device_identity(value) -> bool:
+    """Whether `value` has the form of `Backend.device_identity`: a table of backend,
+    calibration_key, calibration_digest (strings) and, optionally, options (a table)."""
+    return (isinstance(value, dict)
+            and all(isinstance(value.get(name), str) for name in ("backend", "calibration_key", "calibration_digest"))
+            and isinstance(value.get("options", {}), dict))
+
 class Backend(abc.ABC):
     """An execution target for networks.
 
@@ -378,10 +385,7 @@ class Backend(abc.ABC):
         a run compares equal with the device run in-process."""
         with self._failures_named("describing its device"):
             identity = self._device_identity(calibration)
-        if not (isinstance(identity, dict) and isinstance(identity.get("backend"), str)
-                and isinstance(identity.get("calibration_key"), str)
-                and isinstance(identity.get("calibration_digest"), str)
-                and isinstance(identity.get("options", {}), dict)):
+        if not is_device_identity(identity):
             raise InvalidResultError(f"backend {self.name!r}: _device_identity returned {identity!r}, not a table "
                                      "of backend, calibration_key, calibration_digest (strings) and options")
         try:

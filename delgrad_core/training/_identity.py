@@ -3,12 +3,11 @@ backend has now, for resume (refused, or warned of a recalibration) and evaluate
 
 from __future__ import annotations
 
+from delgrad_core._backend import is_device_identity
 from delgrad_core._errors import FileFormatError
 from delgrad_core.training._config import shown_setting
 
 __all__ = ["identity_changes", "recorded_identity"]
-
-_NAMES = ("backend", "calibration_key", "calibration_digest")
 
 
 def recorded_identity(value, where) -> dict | None:
@@ -17,10 +16,10 @@ def recorded_identity(value, where) -> dict | None:
     options (a table); anything else is a damaged or edited file (`FileFormatError`)."""
     if value is None:
         return None
-    if not (isinstance(value, dict) and all(isinstance(value.get(name), str) for name in _NAMES)
-            and isinstance(value.get("options", {}), dict)):
-        raise FileFormatError(f"{where}: device_identity is {shown_setting(value)}, not a table of "
-                              f"{', '.join(_NAMES)} (strings) and options (a table); a damaged or edited file")
+    if not is_device_identity(value):
+        raise FileFormatError(f"{where}: device_identity is {shown_setting(value)}, not a table of backend, "
+                              "calibration_key, calibration_digest (strings) and options (a table); a damaged or "
+                              "edited file")
     return value
 
 
