@@ -6,8 +6,8 @@ interface contract, refusal of unsupported networks before anything runs, `repre
 the limits, idempotent), determinism and seed independence where declared, agreement with the
 ideal model run on `represent(network)`, layer by layer (exact or statistical, with the
 tolerances of the backend's `ConformanceProfile`), causality (no neuron spikes before its inputs
-arrive), observed arrival times, every delay of the declared range (`delay_lines`), and that one epoch of exact gradients at the backend's times
-lowers the loss.  Checks the backend declares unsupported are skipped with its reason, and so are
+arrive), observed arrival times, every delay of the declared range (`delay_lines`), and that one
+epoch of exact gradients at the backend's times lowers the loss.  Checks the backend declares unsupported are skipped with its reason, and so are
 checks whose network it refuses (a capability it lacks, or its resources).  A `calibrate` that
 raises is one error; the other checks that need a calibration are skipped.
 
@@ -622,15 +622,15 @@ def test_delays_over_the_declared_range(delgrad_backend, calibration, kind_name)
                              f"more than half the declared delay_resolution ({caps.delay_resolution}) away")
     shortest = np.full(lines.delays.size, lines.delays[0])
     spread, start = delgrad_backend.represent(lines.network()), delgrad_backend.represent(lines.network(shortest))
-    assert np.isfinite(forward(spread, lines.input_spike_times)[0]).all(), \
-        "suite error: a delay line is silent in the ideal model"
+    ideal = forward(spread, lines.input_spike_times)[0]
+    assert np.isfinite(ideal).all(), "suite error: a delay line is silent in the ideal model"
     with _resources_permitting():
         through_spread, through_shortest = (
             delgrad_backend.execute(network, lines.input_spike_times, calibration=calibration, seed=0).layer_spike_times[0]
             for network in (lines.network(), lines.network(shortest)))
     shifts = through_spread - through_shortest
     shifts[~(np.isfinite(through_spread) & np.isfinite(through_shortest))] = np.inf
-    expected = forward(spread, lines.input_spike_times)[0] - forward(start, lines.input_spike_times)[0]
+    expected = ideal - forward(start, lines.input_spike_times)[0]
     ran, profile = _line_delays(spread), _profile(delgrad_backend)
     problems = [f"the line with delay {ran[j]:.4g} tau_s {problem}" for j in range(ran.size)
                 if (problem := _shift_problem(shifts[:, j], expected[:, j], profile, caps.exact,
