@@ -33,14 +33,12 @@ from delgrad_core import (
     Capabilities,
     ConformanceProfile,
     DelayKind,
-    DelgradError,
     ExecutionRequest,
     ExecutionResult,
     InvalidValueError,
     UnsupportedNetworkError,
     backend_info,
     forward,
-    get_backend,
 )
 from delgrad_core.testing._agreement import compare_layers
 from delgrad_core.testing._cases import conformance_cases, delay_lines, make_network, supported_setting
