@@ -1,7 +1,8 @@
 """Entry point of the "delgrad.backends" group: registers `bss2-emulator` with its static
 capabilities and the training settings of DelGrad's BrainScaleS-2 experiments (Göltz, Weber,
-Kriener et al. 2025): the chip's operating point, inputs duplicated 5x, 30 hidden neurons,
-batch 40, Adam 0.002, loss Delta 0.3, delays 2.0 + 1.5 sigmoid(raw) tau."""
+Kriener et al. 2025): the chip's operating point, inputs duplicated 5x (as often as the backend
+option `input_duplication` says), 30 hidden neurons, batch 40, Adam 0.002, loss Delta 0.3, delays
+2.0 + 1.5 sigmoid(raw) tau."""
 
 from delgrad_core import hookimpl
 
@@ -9,7 +10,7 @@ from delgrad_bss2._backend import Bss2EmulatorBackend
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._mapping import chip_capabilities
 
-__all__ = ["TRAINING_DEFAULTS", "delgrad_register_backends"]
+__all__ = ["TRAINING_DEFAULTS", "delgrad_register_backends", "training_defaults"]
 
 TRAINING_DEFAULTS = {
     "delays": "axonal",  # the chip has delay elements on its input lines (DelGrad's hardware setup)
@@ -36,9 +37,20 @@ TRAINING_DEFAULTS = {
 }
 
 
+def training_defaults(options: dict) -> dict:
+    """`TRAINING_DEFAULTS` with the inputs repeated, and their delays shared, as often as the chip
+    takes lines as copies of one input (the backend option `input_duplication`): a chip set to
+    duplicate inputs 2x trains on inputs repeated 2x, not 5x (whose copies would straddle its
+    delay elements).  An invalid option keeps the defaults (the backend refuses it when built)."""
+    duplication = options.get("input_duplication", 5)
+    if isinstance(duplication, bool) or not isinstance(duplication, int) or duplication < 1:
+        return dict(TRAINING_DEFAULTS)
+    return {**TRAINING_DEFAULTS, "encoder_options": {"repeat": duplication}, "shared_input_delays": duplication}
+
+
 @hookimpl
 def delgrad_register_backends(register):
     register("bss2-emulator", Bss2EmulatorBackend,
              description="emulated BrainScaleS-2 chip: 6-bit weights, delay elements, fixed-pattern spread, "
                          "noise, calibration",
-             capabilities=chip_capabilities(ChipConfig()), training_defaults=TRAINING_DEFAULTS)
+             capabilities=chip_capabilities(ChipConfig()), training_defaults=training_defaults)

@@ -18,6 +18,19 @@ def test_the_backend_supplies_the_chips_training_settings_under_the_users():
     assert config.batch_size == 20  # the user's setting wins
 
 
+def test_the_inputs_are_repeated_as_often_as_the_chip_duplicates_them():
+    """(with input_duplication=2 the inputs were still repeated 5x: copies of two inputs shared a
+    delay element, with a warning on every run and, at times, arrivals before their spikes)"""
+    def defaults(**options):
+        config = config_with_defaults({"backend": "bss2-emulator", "backend_options": options}).resolved()
+        return config.encoder_options, config.shared_input_delays
+
+    assert defaults() == ({"repeat": 5}, 5) and defaults(input_duplication=2) == ({"repeat": 2}, 2)
+    assert defaults(input_duplication=0) == ({"repeat": 5}, 5)  # (refused when the backend is built)
+    hil = config_with_defaults({"backend": "mock-hil", "backend_options": {"device_options": {"input_duplication": 3}}})
+    assert (hil.encoder_options, hil.shared_input_delays) == ({"repeat": 3}, 3)
+
+
 def test_an_epoch_on_the_emulator_lowers_the_loss_with_gradients_at_the_measured_arrivals():
     config = config_with_defaults({"backend": "bss2-emulator", "delays": "axonal", "epochs": 1, "seed": 1,
                                  "keep_best": False, "weight_lr": 0.01, "delay_lr": 0.01})
