@@ -143,3 +143,21 @@ def test_a_run_folder_whose_metrics_hold_no_settings_is_refused_as_damaged(finis
         result = cli_runner().invoke(main, ["evaluate", str(path)])
         assert result.exit_code == 1, result.output
         assert result.stderr.strip() == f"Error: {run / 'metrics.json'}: {message}", result.stderr
+
+
+def test_delay_settings_given_for_a_network_without_delays_are_named_as_unused(tmp_path):
+    """(they were recorded in metrics.json as if used; a backend's own defaults, such as the
+    emulator's delay_lr, are not the user's and give no warning)"""
+    (tmp_path / "c.toml").write_text('[optimiser]\ndelay_lr = 0.01\n')
+    runner = cli_runner()
+    common = ["train", "--epochs", "1", "--hidden", "3", "--no-progress"]
+    for index, (extra, delays, warned) in enumerate((
+            (["--set", "delay_shift=1"], "none", "delay_shift: not used"),
+            (["--config", str(tmp_path / "c.toml")], "none", "delay_lr: not used"),
+            (["--set", "delay_shift=1"], "axonal", None), ([], "none", None))):
+        result = runner.invoke(main, [*common, *extra, "--delays", delays, "--out", str(tmp_path / f"run{index}")])
+        assert result.exit_code == 0, result.output
+        if warned:
+            assert f'{warned}, the network has no delays (delays = "none")' in result.stderr, result.stderr
+        else:
+            assert "not used" not in result.stderr, result.stderr

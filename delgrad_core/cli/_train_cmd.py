@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -47,6 +48,18 @@ def _refuse_no_backend(name: str | None) -> None:
     if not registry().names("backend"):
         raise UnknownNameError(not_installed("backend", name or DEFAULT_BACKEND, []))
 
+
+_DELAY_SETTINGS = ("delay_lr", "delay_init_mean", "delay_init_std", "delay_parametrisation", "delay_shift",
+                   "delay_scale", "delay_max", "shared_input_delays")
+
+
+def _warn_unused_delay_settings(given: set, delays) -> None:
+    """Warn about delay settings given (on the command line or in the config file) for a network
+    without delays: metrics.json would record them, and nothing uses them."""
+    unused = [name for name in _DELAY_SETTINGS if name in given]
+    if unused and all(kind == "none" for kind in (delays if isinstance(delays, list) else [delays])):
+        warnings.warn(f"{', '.join(unused)}: not used, the network has no delays (delays = \"none\")", UserWarning,
+                      stacklevel=2)
 
 def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
     """Refuse a checkpoint whose own settings are not valid (edited or damaged), naming it: not a
@@ -120,6 +133,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         check_out_names(out_dir)
     try:
         settings = command_line_settings(config_file, options, set_settings, backend_options, dataset_options)
+        given = set(settings)
         if not resume:  # (a resumed run's own backend is named below)
             _refuse_no_backend(settings.get("backend"))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
@@ -132,6 +146,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         config = config_with_defaults(settings, merge_options=not stored)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
+    _warn_unused_delay_settings(given, config.delays)
     out = Path(out_dir) if out_dir else _fresh_out_dir()
     started = time.perf_counter()
     try:

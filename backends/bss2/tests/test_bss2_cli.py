@@ -160,3 +160,11 @@ def test_train_a_network_the_chip_cannot_run_is_a_usage_error(tmp_path, monkeypa
     result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", *settings, "--epochs", "1",
                                         "--out", str(tmp_path / "run"), "--no-progress"])
     assert result.exit_code == 2 and "Usage: " in result.output and message in result.output, result.output
+
+
+def test_the_chips_own_delay_defaults_give_no_unused_warning_without_delays(tmp_path, monkeypatch):
+    """(its defaults set delay_lr and the delay range for every run; only the user's are named)"""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--delays", "none", "--hidden", "4",
+                                        "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 0 and "not used" not in result.stderr, result.output
