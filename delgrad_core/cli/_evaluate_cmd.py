@@ -55,18 +55,18 @@ def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backe
     or the same device behind another: mock-hil's service in-process and back) with another
     identity: another chip, calibration setting, calibration contents or device option.  Runs
     from before identities were recorded are compared by calibration key, on the same backend."""
-    from delgrad_core.training._identity import identity_changes, recorded_identity
+    from delgrad_core.training._identity import identity_changes, key_changes, recorded_identity
     from delgrad_core.training._run_folder import RunFolder
 
     metrics_file = RunFolder(path if path.is_dir() else path.parent).metrics
     recorded = recorded_identity(metrics.get("device_identity"), metrics_file)
     current = backend.device_identity(calibration)
-    if recorded is None:
-        calibrated_for = metrics.get("calibration_key") if same_backend else None
-        changes = [] if calibrated_for in (None, calibration.cache_key) else [
-            f"calibrated as {calibrated_for!r}, now as {calibration.cache_key!r}"]
-    else:
+    if recorded is not None:
         changes = list(identity_changes(recorded, current).values())
+    elif same_backend and metrics.get("calibration_key") is not None:
+        changes = list(key_changes(metrics["calibration_key"], calibration.cache_key).values())
+    else:
+        changes = []
     if changes:
         warnings.warn(f"{path} was trained on device {current['backend']!r} set up otherwise: {'; '.join(changes)}: "
                       "the accuracy is this one's", UserWarning, stacklevel=1)

@@ -61,6 +61,7 @@ def _warn_unused_delay_settings(given: set, delays) -> None:
         warnings.warn(f"{', '.join(unused)}: not used, the network has no delays (delays = \"none\")", UserWarning,
                       stacklevel=2)
 
+
 def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
     """Refuse a checkpoint whose own settings are not valid (edited or damaged), naming it: not a
     usage error, as none of them was given here.  One naming a plugin that is not installed is

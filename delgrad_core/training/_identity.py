@@ -7,7 +7,7 @@ from delgrad_core._backend import is_device_identity
 from delgrad_core._errors import FileFormatError
 from delgrad_core.training._config import shown_setting
 
-__all__ = ["identity_changes", "recorded_identity"]
+__all__ = ["identity_changes", "key_changes", "recorded_identity"]
 
 
 def recorded_identity(value, where) -> dict | None:
@@ -23,6 +23,15 @@ def recorded_identity(value, where) -> dict | None:
     return value
 
 
+def key_changes(recorded_key: str, current_key: str) -> dict[str, str]:
+    """{"calibration_key": in words} where the calibration keys differ, else {} (also what runs
+    from before identities were recorded are compared by)."""
+    if recorded_key == current_key:
+        return {}
+    return {"calibration_key": f"calibrated as {recorded_key!r}, now as {current_key!r} (another chip, device or "
+                               "calibration setting)"}
+
+
 def identity_changes(recorded: dict, current: dict) -> dict[str, str]:
     """What differs between the `recorded` identity and the `current` one, by field, in words:
     "calibration_key", "calibration_digest" (only where the key is the same) and "options".
@@ -30,11 +39,8 @@ def identity_changes(recorded: dict, current: dict) -> dict[str, str]:
     backend: a network trained on one backend and evaluated on another)."""
     if recorded["backend"] != current["backend"]:
         return {}
-    changes = {}
-    if recorded["calibration_key"] != current["calibration_key"]:
-        changes["calibration_key"] = (f"calibrated as {recorded['calibration_key']!r}, now as "
-                                      f"{current['calibration_key']!r} (another chip, device or calibration setting)")
-    elif recorded["calibration_digest"] != current["calibration_digest"]:
+    changes = key_changes(recorded["calibration_key"], current["calibration_key"])
+    if not changes and recorded["calibration_digest"] != current["calibration_digest"]:
         changes["calibration_digest"] = ("the same calibration key with other calibration contents (calibrated "
                                          "again, or a changed cache entry)")
     then, now = recorded.get("options") or {}, current.get("options") or {}

@@ -27,7 +27,7 @@ from delgrad_core.training._components import component
 from delgrad_core.training._config import TrainingConfig, result_settings, setting_differences, shown_setting
 from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
-from delgrad_core.training._identity import identity_changes, recorded_identity
+from delgrad_core.training._identity import identity_changes, key_changes, recorded_identity
 from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network
@@ -608,10 +608,7 @@ class Trainer:
         elif recorded is not None:
             changes = identity_changes(recorded, self.device_identity)
         else:  # (a checkpoint from before identities were recorded: its backend's calibration key)
-            calibrated_for = state.get("calibration_key", self.calibration.cache_key)
-            changes = {} if calibrated_for == self.calibration.cache_key else {"calibration_key": (
-                f"calibrated as {calibrated_for!r}, now as {self.calibration.cache_key!r} (another chip, device or "
-                "calibration setting)")}
+            changes = key_changes(state.get("calibration_key", self.calibration.cache_key), self.calibration.cache_key)
         refused = [text for field, text in changes.items() if field != "calibration_digest"]
         if refused:
             raise InvalidValueError(f"resume: device {device!r} is not the one the run was trained on: "
