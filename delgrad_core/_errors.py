@@ -10,7 +10,8 @@ exits non-zero.  Errors about invalid values also derive from `ValueError` (and 
     ├── InvalidValueError (ValueError)         bad argument, setting or array; names the field
     │   └── UnsupportedNetworkError            the backend lacks a capability; names it
     ├── FileFormatError (ValueError)           a file that is not what it claims to be
-    ├── RunFolderError                         a run folder that is in use or holds another run
+    ├── RunFolderError                         a run folder that cannot be used: holds another run, ...
+    │   └── FolderInUseError                   ... or is in use by another process (retryable)
     ├── BackendError                           a backend failed while working
     │   ├── BackendUnavailable                 cannot reach / start the substrate (retryable)
     │   ├── ExecutionTimeout                   no answer in time (retryable)
@@ -30,6 +31,7 @@ __all__ = [
     "UnsupportedNetworkError",
     "FileFormatError",
     "RunFolderError",
+    "FolderInUseError",
     "BackendError",
     "BackendUnavailable",
     "ExecutionTimeout",
@@ -74,7 +76,14 @@ class FileFormatError(DelgradError, ValueError):
 
 
 class RunFolderError(DelgradError):
-    """A run folder holds another run or is in use by another process."""
+    """A run folder cannot be used: it holds another run, is not a folder, or is in use."""
+
+
+class FolderInUseError(RunFolderError):
+    """A run (or sweep) folder is locked by another process, or by a Trainer of this one not
+    closed yet; trying again once that has finished can help."""
+
+    retryable = True
 
 
 class BackendError(DelgradError):

@@ -170,7 +170,7 @@ def test_a_trial_another_process_trains_is_not_called_failed(tmp_path, finishes)
 
     def echo(line):  # (the other process finishes while this sweep tries the trial)
         lines.append(line)
-        if finishes and line.startswith(f"FAILED {busy.name}: "):
+        if finishes and line.startswith(f"IN USE {busy.name}: "):
             for path in (tmp_path / "done").iterdir():
                 shutil.copy(path, busy)
 
@@ -185,6 +185,8 @@ def test_a_trial_another_process_trains_is_not_called_failed(tmp_path, finishes)
                 f"1 run(s) in use by another process (e.g. a SLURM task); run the sweep again when it has finished to "
                 f"include them:\n{busy.name}: {busy}: in use by process {os.getpid()}") and "failed" not in \
                 str(raised.value)
+    assert f"IN USE {busy.name}: {busy}: in use by process {os.getpid()}; wait for it to finish or choose another " \
+           "folder" in lines and not any(line.startswith("FAILED") for line in lines)
     assert (f"note: {busy.name} was in use by another process, which has finished it since; its result is included"
             in lines) is finishes
     assert table.splitlines()[1].split()[3] == ("2" if finishes else "1")  # (seeds in the table)
@@ -417,7 +419,7 @@ def test_a_trial_queued_in_a_worker_does_not_start_after_ctrl_c(tmp_path, monkey
     assert not (tmp_path / "trial").exists()
     lines = []
     stopped = pickle.loads(pickle.dumps(TrainingStopped("runs/a: b", "not started, the sweep was interrupted")))
-    _executors.report(SimpleNamespace(name="none-h3-s0"), stopped, [], lines.append)  # (": " in the folder)
+    _executors.report(SimpleNamespace(name="none-h3-s0"), stopped, _executors.Unfinished(), lines.append)  # (": " in the folder)
     assert lines == ["none-h3-s0: not started, the sweep was interrupted"]
     assert str(stopped) == "runs/a: b: not started, the sweep was interrupted"
 

@@ -1378,8 +1378,10 @@ def test_a_child_forked_while_a_folder_is_held_does_not_hold_it(tmp_path):
     finally:
         child.join()
     again = Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
-    with pytest.raises(dg.RunFolderError, match="in use by this process \\(a Trainer or claim of it not closed yet\\)"):
+    with pytest.raises(dg.FolderInUseError, match="in use by this process \\(a Trainer or claim of it not closed yet\\)") \
+            as raised:
         Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
+    assert isinstance(raised.value, dg.RunFolderError) and raised.value.retryable
     again.close()
 
 

@@ -22,7 +22,7 @@ except ImportError:  # (the extra is not installed: `require_distributed` says h
 
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError
-from delgrad_core.training._executors import report
+from delgrad_core.training._executors import Unfinished, report
 from delgrad_core.training._trials import Trial, train_trial
 
 __all__ = ["DaskExecutor", "require_distributed"]
@@ -123,11 +123,11 @@ class DaskExecutor:
             raise InvalidValueError(f"--scheduler {self.scheduler}: something answers there, but not a Dask "
                                     "scheduler (the scheduler's port is usually 8786; 8787 is its dashboard)") from None
 
-    def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
+    def run(self, trials: list[Trial], echo) -> tuple[Unfinished, bool]:
         from distributed import as_completed
         from tqdm.auto import tqdm
 
-        failed: list[str] = []
+        unfinished = Unfinished()
         interrupted = False
         cluster, client = self._connect(len(trials))
         try:
@@ -144,7 +144,7 @@ class DaskExecutor:
                             outcome = exc
                         except Exception as exc:  # one failed trial must not cost the others
                             outcome = exc
-                        report(trial, outcome, failed, echo)
+                        report(trial, outcome, unfinished, echo)
                 except KeyboardInterrupt:
                     interrupted = True
                     client.cancel(list(futures))
@@ -161,4 +161,4 @@ class DaskExecutor:
                     cluster.close()
             finally:
                 distributed_log.setLevel(level)
-        return failed, interrupted
+        return unfinished, interrupted

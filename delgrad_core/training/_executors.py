@@ -1,7 +1,7 @@
 """Executors that run a sweep's trials: a local process pool (default) or Dask (optional extra).
 
-Both take the same trials and report the same way: a line per finished, failed or stopped
-trial through `echo`, and (failure messages, interrupted) at the end.  A failed trial never
+Both take the same trials and report the same way: a line per finished, failed, stopped or
+busy trial through `echo`, and (`Unfinished`, interrupted) at the end.  A failed trial never
 stops the others.
 """
 
@@ -9,26 +9,40 @@ from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 from delgrad_core._cpus import available_cpus
-from delgrad_core._errors import DelgradError, InvalidValueError
+from delgrad_core._errors import DelgradError, FolderInUseError, InvalidValueError
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
 from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
 
-__all__ = ["ProcessExecutor", "make_executor", "report"]
+__all__ = ["ProcessExecutor", "Unfinished", "make_executor", "report"]
 
 EXECUTORS = ("process", "dask")
 
 
-def report(trial: Trial, outcome, failed: list[str], echo) -> None:
-    """Echo one trial's outcome (metrics, or the exception it raised); record failures."""
+@dataclass
+class Unfinished:
+    """The trials that ended without a result, as "name: message" lines: those that failed, and
+    those whose folders another process held (e.g. a SLURM task still running them)."""
+
+    failed: list[str] = field(default_factory=list)
+    in_use: dict[str, str] = field(default_factory=dict)  # (trial name -> its line)
+
+
+def report(trial: Trial, outcome, unfinished: Unfinished, echo) -> None:
+    """Echo one trial's outcome (metrics, or the exception it raised); record failures and
+    trials in use elsewhere in `unfinished`."""
     if isinstance(outcome, TrainingStopped):
         echo(f"{trial.name}: {outcome.what}")
+    elif isinstance(outcome, FolderInUseError):
+        unfinished.in_use[trial.name] = f"{trial.name}: {outcome}"
+        echo(f"IN USE {unfinished.in_use[trial.name]}")
     elif isinstance(outcome, BaseException):
         message = str(outcome) if isinstance(outcome, DelgradError) else f"{type(outcome).__name__}: {outcome}"
-        failed.append(f"{trial.name}: {message}")
-        echo(f"FAILED {failed[-1]}")
+        unfinished.failed.append(f"{trial.name}: {message}")
+        echo(f"FAILED {unfinished.failed[-1]}")
     else:
         echo(f"{trial.name}: test accuracy {100 * outcome['test_accuracy']:.2f} %")
 
@@ -65,10 +79,10 @@ class ProcessExecutor:
         pool, which has no more workers than trials."""
         return _threads_per_worker(self.jobs, n_trials)
 
-    def run(self, trials: list[Trial], echo) -> tuple[list[str], bool]:
+    def run(self, trials: list[Trial], echo) -> tuple[Unfinished, bool]:
         from tqdm.auto import tqdm
 
-        failed: list[str] = []
+        unfinished = Unfinished()
         losses = dict.fromkeys((trial.id for trial in trials), 0)
         alone: set[str] = set()  # trials running beside others when a worker ended: they now run one at a time
         interrupted = False
@@ -76,7 +90,7 @@ class ProcessExecutor:
             while trials and not interrupted:
                 batch = [trial for trial in trials if trial.id in alone] or trials
                 lost, started, interrupted = self._run_pool(batch, 1 if batch is not trials else self.jobs, echo,
-                                                            bar, failed)
+                                                            bar, unfinished)
                 charged = {trial.id for trial in lost if str(trial.folder) in started} or {trial.id for trial in lost}
                 # (those that were running; all if a worker died before starting any: a pool that cannot
                 # start ends the sweep)
@@ -92,15 +106,15 @@ class ProcessExecutor:
                     bar.update(1)
                     report(trial, DelgradError(f"its worker process ended abruptly {losses[trial.id]} times while "
                                                "it ran (killed, e.g. for lack of memory?); it resumes from its last "
-                                               "finished epoch when the sweep runs again"), failed, echo)
+                                               "finished epoch when the sweep runs again"), unfinished, echo)
                 if lost and not interrupted:
                     echo(f"a worker process ended abruptly (killed, e.g. for lack of memory?); {len(lost)} "
                          "unfinished run(s) start again in new workers and resume from their last finished epoch"
                          + (f" ({len(charged)} that were running beside each other: one at a time)"
                             if len(charged) > 1 else ""))
-        return failed, interrupted
+        return unfinished, interrupted
 
-    def _run_pool(self, trials: list[Trial], jobs: int, echo, bar, failed: list[str]):
+    def _run_pool(self, trials: list[Trial], jobs: int, echo, bar, unfinished: Unfinished):
         """Run `trials` in one pool of at most `jobs` workers: (trials lost when a worker broke
         the pool, the trials started in it, interrupted)."""
         workers = worker_pool(min(jobs, len(trials)))  # (no idle workers)
@@ -129,7 +143,7 @@ class ProcessExecutor:
                         outcome = error if error is not None else future.result()
                         if not isinstance(outcome, TrainingStopped):  # (the bar counts the trials that ended)
                             bar.update(1)
-                        report(futures[future], outcome, failed, echo)
+                        report(futures[future], outcome, unfinished, echo)
                 except KeyboardInterrupt:
                     if interrupted:  # a second Ctrl-C: stop waiting for the running trials
                         raise

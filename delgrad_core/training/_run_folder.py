@@ -25,7 +25,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from delgrad_core._atomic import atomic_write, atomic_write_text, fsync_directory, temporaries
-from delgrad_core._errors import FileFormatError, InvalidValueError, RunFolderError
+from delgrad_core._errors import FileFormatError, FolderInUseError, InvalidValueError, RunFolderError
 from delgrad_core._npz import NpzArchive, write_npz
 from delgrad_core._serialization import save_network
 
@@ -87,7 +87,7 @@ def _lock(handle, path: Path) -> None:
         owner = handle.read().strip() or "another process"
         if owner == f"process {os.getpid()}":
             owner = "this process (a Trainer or claim of it not closed yet)"
-        raise RunFolderError(f"{path}: in use by {owner}; wait for it to finish or choose another folder") from None
+        raise FolderInUseError(f"{path}: in use by {owner}; wait for it to finish or choose another folder") from None
 
 
 def _refuse_dangling_link(path: Path) -> None:

@@ -30,7 +30,7 @@ from delgrad_core._atomic import atomic_write_text
 from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core._ir import DelayKind
 from delgrad_core.training._config import TrainingConfig, config_with_defaults, shown_setting
-from delgrad_core.training._executors import make_executor, report
+from delgrad_core.training._executors import Unfinished, make_executor, report
 from delgrad_core.training._run_folder import RunFolder, folder_lock, remove_stale_temporaries
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
@@ -57,7 +57,6 @@ class SweepInterrupted(SweepError):
 
 
 _REDO = "; remove the file to train the run again"  # (what to do with a damaged metrics.json)
-_IN_USE = ": in use by "  # (in the failure of a trial whose folder another process holds: `_run_folder._lock`)
 
 
 def _row(trial: Trial, metrics: dict) -> dict:
@@ -409,15 +408,15 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         pending = [trial for trial, done in zip(trials, finished) if not done]
         _remove_stale_temporaries(out_dir, [trial for trial, done in zip(trials, finished) if done])
         echo(f"sweep: {len(trials) - len(pending)} of {len(trials)} runs already finished, {len(pending)} to do")
-        failed, interrupted = runner.run(pending, echo) if pending else ([], False)
+        unfinished, interrupted = runner.run(pending, echo) if pending else (Unfinished(), False)
         finished = {trial.name for trial in trials if trial.finished}  # (before the results: those are in them)
         table = _write_results(trials, out_dir, echo)
     if interrupted:
         raise SweepInterrupted(f"sweep interrupted; {out_dir}/sweep.csv holds the finished runs; run the same "
                                "command again to resume the others", table=table)
-    failed, in_use = _in_use_elsewhere(failed, finished, echo)
+    in_use = _still_in_use(unfinished.in_use, finished, echo)
     problems = [f"{len(lines)} run(s) {what}:\n" + "\n".join(lines) for lines, what in (
-        (failed, "failed (the others are saved; run the sweep again to retry them)"),
+        (unfinished.failed, "failed (the others are saved; run the sweep again to retry them)"),
         (in_use, "in use by another process (e.g. a SLURM task); run the sweep again when it has finished to "
                  "include them"),
     ) if lines]
@@ -426,19 +425,12 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     return table
 
 
-def _in_use_elsewhere(failed: list[str], finished: set[str], echo) -> tuple[list[str], list[str]]:
-    """Split the lines of `failed` ("trial: message") into failures and trials another process
-    held (e.g. a SLURM task) and has not finished; those it has finished (`finished`) are noted."""
-    failures, in_use = [], []
-    for line in failed:
-        name = line.split(": ", 1)[0]
-        if _IN_USE not in line:
-            failures.append(line)
-        elif name in finished:
-            echo(f"note: {name} was in use by another process, which has finished it since; its result is included")
-        else:
-            in_use.append(line)
-    return failures, in_use
+def _still_in_use(in_use: dict[str, str], finished: set[str], echo) -> list[str]:
+    """The lines of the trials another process held (e.g. a SLURM task) and has not finished;
+    those it has finished (`finished`) are noted."""
+    for name in sorted(in_use.keys() & finished):
+        echo(f"note: {name} was in use by another process, which has finished it since; its result is included")
+    return [line for name, line in in_use.items() if name not in finished]
 
 
 def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, index: int, *,
@@ -458,7 +450,7 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         metrics = train_trial(trial.settings, str(trial.folder))
     except DelgradError as exc:  # (said once, by the caller)
         raise SweepError(f"{trial.name}: {exc}") from None
-    report(trial, metrics, [], echo)
+    report(trial, metrics, Unfinished(), echo)
     return metrics
 
 
