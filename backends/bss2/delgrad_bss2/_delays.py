@@ -4,7 +4,8 @@ experiments, Göltz, Weber, Kriener et al. 2025).
 The first circuit of the pair is triggered by the presynaptic spike and held in its refractory
 period for ``register * register_step_us`` (the refractory counter); when released, the second
 circuit fires after the pair's analog offset (``delay_offset_us``, calibrated per element).
-The copies of a duplicated input share one element, triggered by the earliest copy.
+The copies of a duplicated input share one element, triggered by the earliest copy; its spike
+reaches every copy that spiked.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from delgrad_core import InvalidValueError
 
 from delgrad_bss2._config import ChipConfig
 
-__all__ = ["registers_from_delays", "delays_from_registers", "group_starts", "group_triggers", "element_spikes_us"]
+__all__ = ["registers_from_delays", "delays_from_registers", "group_starts", "group_triggers", "element_spikes_us",
+           "line_arrivals_us"]
 
 
 def registers_from_delays(delays_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
@@ -60,3 +62,10 @@ def element_spikes_us(trigger_us: np.ndarray, registers: np.ndarray, offsets_us:
     if config.delay_jitter_tau == 0:
         return fire
     return fire + rng.normal(0.0, config.delay_jitter_tau * config.tau_us, fire.shape)
+
+
+def line_arrivals_us(elements_us: np.ndarray, groups: np.ndarray, pre_us: np.ndarray) -> np.ndarray:
+    """Arrival time of every presynaptic line (batch, n_pre): its element's spike
+    (`elements_us`, grouped as for `group_starts`), for the lines that spiked (`pre_us` finite);
+    a silent copy of a duplicated input receives nothing."""
+    return np.where(np.isfinite(pre_us), elements_us[:, groups], np.inf)

@@ -17,7 +17,7 @@ import numpy as np
 from delgrad_core import BackendError, Layer, NeuronParameters, Population, Projection, layer_forward
 
 from delgrad_bss2._chip import Chip
-from delgrad_bss2._delays import element_spikes_us, group_triggers
+from delgrad_bss2._delays import element_spikes_us, group_triggers, line_arrivals_us
 from delgrad_bss2._job import Job, LayerProgram, Recording
 from delgrad_bss2._units import timestamped_us, weights_from_integers
 
@@ -68,7 +68,7 @@ def run_job(chip: Chip, job: Job, n_threads: int | None = None) -> Recording:
             elements = element_spikes_us(group_triggers(pre_us, program.delay_groups), program.registers, offsets,
                                          config, rng)
             elements[elements > job.slot_us] = np.inf
-            arrivals = elements[:, program.delay_groups] / config.tau_us
+            arrivals = line_arrivals_us(elements, program.delay_groups, pre_us) / config.tau_us
         layer = Layer(Population(program.name, program.neuron_circuits.size, NeuronParameters(threshold, tau_m, tau_s)),
                       Projection(weights))
         post_us = layer_forward(layer, pre_us / config.tau_us, arrival_times=arrivals, n_threads=n_threads) \

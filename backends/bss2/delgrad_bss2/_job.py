@@ -18,7 +18,8 @@ import numpy as np
 from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, InvalidValueError
 
 from delgrad_bss2._config import ChipConfig
-from delgrad_bss2._delays import delays_from_registers, group_starts, group_triggers, registers_from_delays
+from delgrad_bss2._delays import (delays_from_registers, group_starts, group_triggers, line_arrivals_us,
+                                  registers_from_delays)
 from delgrad_bss2._mapping import Placement
 from delgrad_bss2._units import emitted_us, tau_from_us, us_from_tau, weight_integers
 
@@ -185,8 +186,9 @@ def result(job: Job, recording: Recording, config: ChipConfig, metadata: dict) -
     """The recording in model units: spike times per layer and, where delay elements exist, the
     measured arrival times in the compact (batch, n_pre) form."""
     times = [tau_from_us(spikes, config) for spikes in recording.neuron_spikes_us]
-    arrivals = [None if spikes is None else tau_from_us(spikes[:, program.delay_groups], config)
-                for program, spikes in zip(job.layers, recording.delay_spikes_us)]
+    pre_us = [job.input_spikes_us, *recording.neuron_spikes_us[:-1]]
+    arrivals = [None if spikes is None else tau_from_us(line_arrivals_us(spikes, program.delay_groups, pre), config)
+                for program, spikes, pre in zip(job.layers, recording.delay_spikes_us, pre_us)]
     chip_seconds = job.runtime_us * 1e-6
     metadata = {
         **metadata,

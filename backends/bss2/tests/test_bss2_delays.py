@@ -2,6 +2,7 @@
 a delay element exists, copies of an input sharing one element), calibrated offsets."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -75,6 +76,23 @@ def test_arrivals_are_the_delay_elements_spikes(emulator):
         backend.execute(network, copies, calibration=calibration, seed=2)  # (said once per backend)
     assert len(warned) == 1
     np.testing.assert_array_equal(again[:, :5], first[:, :5])
+
+
+def test_a_silent_copy_receives_nothing_from_its_delay_element(emulator):
+    """(the element's spike was reported arriving on a copy that sent none, and the result was
+    refused as invalid)"""
+    backend, calibration = emulator(**ALL_OFF)
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs()
+    inputs[0, 1] = inputs[3, 5:10] = np.inf  # (one silent copy; all copies of an input silent)
+    with warnings.catch_warnings():  # (that these copies differ: said once per backend, maybe before)
+        warnings.simplefilter("ignore")
+        result = backend.execute(network, inputs, calibration=calibration, seed=1)
+    np.testing.assert_allclose(result.arrival_times[0], inputs + network.layers[0].projection.delays, rtol=0,
+                               atol=1e-12)
+    assert np.isinf(result.arrival_times[0][0, 1]) and np.isfinite(result.arrival_times[0][0, [0, 2, 3, 4]]).all()
+    for chip, reference in zip(result.layer_spike_times, dg.forward(network, inputs)):
+        np.testing.assert_allclose(chip, reference, rtol=0, atol=1e-9)
 
 
 def test_delay_jitter_has_the_configured_spread_and_only_on_delayed_spikes(emulator):
