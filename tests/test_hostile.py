@@ -347,10 +347,16 @@ def test_a_copied_calibration_is_read_only_and_has_its_own_digest(copied):
         ({"encoder_options": {"repeat": 100000}},
          "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 100000"),
         ({"loss_options": {"delta": 0.5}, "loss_delta": 0.3}, "loss_options: set loss_delta instead of the option"),
+        # (the option was used and the field, at its default, recorded as if it were)
+        ({"loss_options": {"delta": 0.5}}, "loss_options: set loss_delta instead of the option delta"),
+        ({"encoder_options": {"t_early": 0.5}}, "encoder_options: set t_early instead of the option t_early"),
         ({"backend_options": {"colour": 1}}, r"backend 'reference': unknown option\(s\) colour"),
         ({"keep_best": "yes"}, "keep_best: expected true or false"),
         ({"backend_options": [1]}, "backend_options: expected a table"),
         ({"t_early": 2.0, "t_late": 1.0}, "t_late: must be greater than t_early"),
+        # (taken and ignored: only the clipped parametrisation has an upper bound)
+        ({"delay_max": 0.3}, r"delay_max: bounds delays only with delay_parametrisation = 'clip'; with 'sigmoid' they "
+                             r"lie between delay_shift and delay_shift \+ delay_scale \(0 and 1\)"),
         ({"weight_init_mean": [1.0]}, "weight_init_mean: a list needs one value per neuron layer"),
         ({"max_weight_term": -1}, "max_weight_term: expected a number > 0"),
         ({"loss": "hinge"}, "loss: 'hinge' is not installed; installed: "),

@@ -279,14 +279,13 @@ def test_numpy_numbers_in_option_tables_are_kept_as_python_ones_and_checkpoint(t
     """(they passed the config and crashed the first checkpoint: int64 is not JSON serializable)"""
     from delgrad_core.training._trials import plan_trials
 
-    numpy_options = dict(backend_options={"n_threads": np.int64(1)}, encoder_options={"repeat": np.int64(2)},
-                         loss_options={"delta": np.float32(0.25)})
+    numpy_options = dict(backend_options={"n_threads": np.int64(1)}, encoder_options={"repeat": np.int64(2)})
     with Trainer(TrainingConfig(hidden=5, epochs=1, **numpy_options), out_dir=tmp_path / "run") as trainer:
         trainer.fit(progress=False)
-    plain = dict(backend_options={"n_threads": 1}, encoder_options={"repeat": 2}, loss_options={"delta": 0.25})
+    plain = dict(backend_options={"n_threads": 1}, encoder_options={"repeat": 2})
     with Trainer(TrainingConfig(hidden=5, epochs=2, **plain), out_dir=tmp_path / "run", resume=True) as trainer:
         trainer.fit(progress=False)  # (the stored settings are those given as Python numbers)
-    nested = TrainingConfig(dataset_options={"a": [np.bool_(True), (np.int32(3), {"b": np.float64(0.5)})],
+    nested = TrainingConfig(dataset_options={"a": [np.bool_(True), (np.int32(3), {"b": np.float32(0.5)})],
                                              "directory": Path("/data")},
                             _check_components=False).dataset_options
     assert nested == {"a": [True, [3, {"b": 0.5}]], "directory": "/data"}
@@ -784,8 +783,8 @@ def test_option_tables_merge_with_defaults_and_do_not_shadow_fields():
     assert on_chip.encoder_options == {"pairs": True, "repeat": 5}  # under the backend's defaults too
     with pytest.raises(ValueError, match="loss_options: set loss_delta instead of the option delta"):
         Trainer(TrainingConfig(loss_delta=0.3, loss_options={"delta": 0.5}, epochs=1))
-    with Trainer(TrainingConfig(loss_options={"delta": 0.5}, epochs=1)) as trainer:  # the field left at its default
-        assert trainer.loss.loss == dg.ShiftInvariantSquaredError(delta=0.5)
+    with pytest.raises(ValueError, match="loss_options: set loss_delta instead of the option delta"):  # (used, while
+        Trainer(TrainingConfig(loss_options={"delta": 0.5}, epochs=1))  # loss_delta = 0.2 was recorded as used)
 
 
 def test_hidden_of_one_layer_is_one_setting_however_given():
@@ -920,9 +919,13 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
             assert trainer.loss.loss.alpha == 0.5  # not loss_alpha's default, 0.005
     with Trainer(TrainingConfig(**config, loss_alpha=0.7)) as trainer:
         assert trainer.loss.loss.alpha == 0.7
+    with Trainer(TrainingConfig(**config, loss_options={"alpha": 0.005})) as trainer:  # (the setting's default)
+        assert trainer.loss.loss.alpha == 0.005
+    with pytest.raises(ValueError, match="loss_options: set loss_alpha instead of the option alpha"):
+        Trainer(TrainingConfig(**config, loss_options={"alpha": 0.6}))
     for shape, message in (("tuple", "loss 'mine' from 'delgrad-local': returned tuple, not a LossResult"),
                            ("raise", "loss 'mine' from 'delgrad-local': evaluating it failed: RuntimeError: the loss")):
-        with Trainer(TrainingConfig(**config, loss_options={"shape": shape, "alpha": 0.5})) as trainer:
+        with Trainer(TrainingConfig(**config, loss_alpha=0.5, loss_options={"shape": shape})) as trainer:
             with pytest.raises(dg.PluginError, match=message):
                 trainer.fit(progress=False)
     with pytest.raises(dg.PluginError, match="dataset 'broken' from 'delgrad-local': loading 'train' failed: "

@@ -108,13 +108,21 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     if misplaced and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
         raise InvalidValueError(f"{kind}_options: {kind} {name!r} has no parameter {misplaced[0]}; {misplaced[0]} is a "
                                 f"training setting of its own (in a config file: in its own section, not [{kind}])")
-    served = sorted(set(parameters) & set(options))
+    served = sorted(p for p in set(options) & set(signature) if prefix + p in _FIELD_DEFAULTS
+                    and not _chooses_field_default(p, options[p], parameters, signature[p].default, prefix))
     if served:  # one place per value: the field (which metrics.json records as used)
         raise InvalidValueError(f"{kind}_options: set {', '.join(prefix + p for p in served)} instead of the "
                                 f"option {', '.join(served)} ({kind} {name!r} takes it from that setting)")
     built = build_registered(kind, name, {**parameters, **options})
     checked = {"loss": _CheckedLoss, "encoder": _CheckedEncoder}.get(kind)
     return checked(built, registry().get(kind, name)) if checked else built
+
+
+def _chooses_field_default(parameter: str, value, parameters: dict, own_default, prefix: str) -> bool:
+    """Whether an option gives `parameter` its field's default, which a field left at its default
+    does not pass, over the component's other `own_default` (the one use of such an option)."""
+    field_default = _FIELD_DEFAULTS[prefix + parameter]
+    return parameter not in parameters and value == field_default and own_default != field_default
 
 
 def _warn_unused_fields(kind: str, name: str, values: dict, factory) -> None:

@@ -284,6 +284,10 @@ class TrainingConfig:
         check_weight_grid(self.weight_limit, self.weight_resolution)
         if not self.t_late > self.t_early:
             raise InvalidValueError(f"t_late: must be greater than t_early ({self.t_early}), got {self.t_late}")
+        if self.delay_max is not None and self.delay_parametrisation != "clip":  # (it was taken and ignored)
+            raise InvalidValueError(f"delay_max: bounds delays only with delay_parametrisation = 'clip'; with "
+                                    f"{self.delay_parametrisation!r} they lie between delay_shift and delay_shift + "
+                                    f"delay_scale ({self.delay_shift:g} and {self.delay_shift + self.delay_scale:g})")
         if isinstance(self.delays, list) and len(self.delays) != len(self.hidden_sizes) + 1:
             raise InvalidValueError(f"delays: a list needs one kind per neuron layer ({len(self.hidden_sizes) + 1}), "
                                     f"got {len(self.delays)}")
