@@ -201,7 +201,8 @@ def apply_constraints(network: Network, capabilities: Capabilities) -> Network:
         delays = None if projection.delays is None else capabilities.constrain_delays(projection.delays)
         changed |= not np.array_equal(weights, projection.weights)
         changed |= delays is not None and not np.array_equal(delays, projection.delays)
-        layers.append(Layer(layer.population, Projection(weights, projection.delay_kind, delays, projection.name)))
+        population = Population(layer.population.name, layer.population.size, layer.population.neuron.copy())
+        layers.append(Layer(population, Projection(weights, projection.delay_kind, delays, projection.name)))
     if not changed:
         return network
     return Network(Population(network.input.name, network.input.size), layers)

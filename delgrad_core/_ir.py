@@ -193,6 +193,11 @@ class NeuronParameters(_Freezable):
     tau_m: float | np.ndarray = 2.0
     tau_s: float | np.ndarray = 1.0
 
+    def copy(self) -> NeuronParameters:
+        """The same parameters with arrays of their own (writable), shared with nothing."""
+        return NeuronParameters(*(np.array(value) if isinstance(value, np.ndarray) else value
+                                  for value in (self.threshold, self.tau_m, self.tau_s)))
+
     def as_arrays(self, size: int, owner: str = "neuron") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-neuron (threshold, tau_m, tau_s), validated (all strictly positive)."""
         arrays = []
@@ -505,6 +510,6 @@ class Network(_Freezable):
                 delays=None if shape is None else np.full(shape, float(delay_value)),
                 name=f"{name}.projection",
             )
-            population = Population(name, n_post, NeuronParameters(neuron.threshold, neuron.tau_m, neuron.tau_s))
+            population = Population(name, n_post, neuron.copy())  # (each layer its own arrays: not the caller's)
             layers.append(Layer(population, projection))
         return cls(Population("input", sizes[0]), layers)

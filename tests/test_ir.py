@@ -295,3 +295,19 @@ def test_structure_changed_in_place_is_refused_by_name(change, message):
 def test_population_neuron_parameters_must_be_neuron_parameters():
     with pytest.raises(dg.InvalidValueError, match="p.neuron: expected a delgrad_core.NeuronParameters, got str"):
         dg.Population("p", 3, neuron="x")
+
+
+def test_layers_own_their_neuron_parameters():
+    """(feedforward gave every layer, and the caller, the same threshold array, and represent's
+    network shared its neurons with the network it was given: an edit to one changed all)"""
+    from delgrad_core._capabilities import apply_constraints
+
+    threshold = np.array([1.0, 1.0, 1.0])
+    network = dg.Network.feedforward([3, 3, 3], neuron=dg.NeuronParameters(threshold, 2.0, 1.0))
+    network.layers[0].population.neuron.threshold[0] = 5.0
+    assert network.layers[1].population.neuron.threshold.tolist() == [1.0, 1.0, 1.0]
+    assert threshold.tolist() == [1.0, 1.0, 1.0]
+    represented = apply_constraints(network, dg.Capabilities(weight_limit=0.1))
+    assert represented is not network
+    represented.layers[1].population.neuron.threshold[1] = 7.0
+    assert network.layers[1].population.neuron.threshold.tolist() == [1.0, 1.0, 1.0]
