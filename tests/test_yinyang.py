@@ -109,6 +109,9 @@ def test_registry_and_errors():
         yin_yang_samples(10, seed=0, r_small=0.3, r_big=0.5)
     with pytest.raises(ValueError, match="r_big"):
         yin_yang_samples(10, seed=0, r_big=0.0)
+    for value in (None, "0.05", True):  # (None and "abc" ended in float()'s own errors; "0.05" was taken)
+        with pytest.raises(ValueError, match=f"r_small: expected a number, got {value!r}"):
+            yin_yang_samples(10, seed=0, r_small=value)
 
 
 def test_dataset_validation_and_read_only_arrays():
@@ -126,6 +129,14 @@ def test_dataset_validation_and_read_only_arrays():
         Dataset("toy", "train", [[np.nan], [1.0]], [0, 1], ("a", "b"))
     with pytest.raises(ValueError, match="Dataset.name"):
         Dataset("", "train", [[0.0]], [0], ("a",))
+    # (numpy read strings as numbers and dropped imaginary parts with a warning; a string of class
+    # names was split into its letters)
+    for features, kind in (([["0.5", "1e3"]], "strings"), ([[1 + 2j, 0.5]], "complex numbers"),
+                           ([[True, False]], "booleans")):
+        with pytest.raises(ValueError, match=f"Dataset.features: expected an array of real numbers, got {kind}"):
+            Dataset("toy", "train", features, [0], ("a", "b"))
+    with pytest.raises(ValueError, match="Dataset.class_names: expected a non-empty tuple of strings, got 'abc'"):
+        Dataset("toy", "train", np.zeros((2, 2)), [0, 2], "abc")
 
 
 def test_batches_cover_every_sample_once():
@@ -141,5 +152,8 @@ def test_batches_cover_every_sample_once():
     reference = np.lexsort(dataset.features.T[::-1])
     np.testing.assert_array_equal(features[order], dataset.features[reference])
     np.testing.assert_array_equal(labels[order], dataset.labels[reference])
+    with pytest.raises(ValueError, match=r"rng: expected a numpy Generator or RandomState \(e.g. "
+                                         r"np.random.default_rng\(seed\)\) or None, got 0"):
+        next(dataset.batches(1, 0))  # (AttributeError: 'int' object has no attribute 'permutation')
     with pytest.raises(ValueError, match="batch_size"):
         next(dataset.batches(0))

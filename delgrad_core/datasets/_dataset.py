@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core._ir import real_array
 
 __all__ = ["Dataset"]
 
@@ -59,13 +60,13 @@ class Dataset:
             value = getattr(self, field_name)
             if not isinstance(value, str) or not value:
                 raise InvalidValueError(f"Dataset.{field_name}: expected a non-empty string, got {value!r}")
-        class_names = tuple(self.class_names)
+        class_names = () if isinstance(self.class_names, str) else tuple(self.class_names)  # (not its letters)
         if not class_names or not all(isinstance(c, str) for c in class_names):
             raise InvalidValueError(f"Dataset.class_names: expected a non-empty tuple of strings, got {self.class_names!r}")
         if isinstance(self.features, _HandedOver):
             features = np.asarray(self.features.array, dtype=np.float64)
-        else:
-            features = np.array(self.features, dtype=np.float64)
+        else:  # (real numbers only: numpy would read strings as numbers and drop imaginary parts)
+            features = np.array(real_array(self.features, "Dataset.features"))
         if features.ndim != 2:
             raise InvalidValueError(f"Dataset.features: expected a 2-d array (n_samples, n_features), got {features.ndim}-d")
         if not np.all(np.isfinite(features)):
@@ -120,6 +121,9 @@ class Dataset:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InvalidValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        if rng is not None and not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            raise InvalidValueError(f"rng: expected a numpy Generator or RandomState (e.g. "
+                                    f"np.random.default_rng(seed)) or None, got {rng!r}")
         order = np.arange(len(self)) if rng is None else rng.permutation(len(self))
         for start in range(0, len(self), int(batch_size)):
             index = order[start : start + int(batch_size)]

@@ -10,6 +10,7 @@ to the published ones.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -48,11 +49,17 @@ def yin_yang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5)
     return 0
 
 
-def _check_radii(r_small: float, r_big: float) -> None:
+def _radii(r_small, r_big) -> tuple[float, float]:
+    """The radii as floats, checked (real numbers: not strings, booleans or None)."""
+    for name, value in (("r_small", r_small), ("r_big", r_big)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise InvalidValueError(f"{name}: expected a number, got {value!r}")
+    r_small, r_big = float(r_small), float(r_big)
     if not (math.isfinite(r_big) and r_big > 0):
         raise InvalidValueError(f"r_big: expected a finite value > 0, got {r_big!r}")
     if not (math.isfinite(r_small) and 0 < r_small < 0.5 * r_big):
         raise InvalidValueError(f"r_small: expected a value in (0, r_big / 2) = (0, {0.5 * r_big}), got {r_small!r}")
+    return r_small, r_big
 
 
 def yin_yang_samples(
@@ -67,7 +74,7 @@ def yin_yang_samples(
     Returns
     -------
     features : ndarray, shape (n_samples, 4)
-        ``(x, y, 1 - x, 1 - y)``.
+        ``(x, y, 1 - x, 1 - y)``, as published (in [0, 1] for r_big <= 0.5 only).
     labels : ndarray of int64, shape (n_samples,)
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
@@ -76,8 +83,7 @@ def yin_yang_samples(
                              or not 0 <= seed < 2**32):
         raise InvalidValueError(f"seed: expected None (fresh entropy) or an integer from 0 to 2**32 - 1 (the "
                                 f"published generator's RandomState), got {seed!r}")
-    r_small, r_big = float(r_small), float(r_big)
-    _check_radii(r_small, r_big)
+    r_small, r_big = _radii(r_small, r_big)
     rng = np.random.RandomState(seed)
     points = np.empty((int(n_samples), 2))
     labels = np.empty(int(n_samples), dtype=np.int64)
