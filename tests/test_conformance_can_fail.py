@@ -29,7 +29,7 @@ WRONG_BACKEND = """
                      silenced_outputs=0, acausal=0.0, random_jitter=0.0, profile_dict=False, calibration_error="",
                      neuron_budget=0, refuse_at_run_time=False, max_batch_size=None, max_median_error=0.01,
                      causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None,
-                     delay_cap=None, delay_cap_in_represent=False, tau_ratio=None):
+                     delay_cap=None, delay_cap_in_represent=False, tau_ratio=None, batch_cut=None):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -52,6 +52,7 @@ WRONG_BACKEND = """
             self.delay_cap = delay_cap  # the bug: longer delays run as this one (tau_s), declared range or not
             self.delay_cap_in_represent = delay_cap_in_represent  # (there, instead of silently when running)
             self.tau_ratio = tau_ratio  # no bug: the one tau ratio it runs
+            self.batch_cut = batch_cut  # the bug: samples beyond this many in a job come back silent (undeclared)
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
 
@@ -132,6 +133,9 @@ WRONG_BACKEND = """
                 times = [t + noise.uniform(0.0, 1e-3, t.shape) for t in times]
             if self.nan_silence:
                 times = [np.where(np.isinf(t), np.nan, t) for t in times]
+            if self.batch_cut is not None:
+                for t in times:
+                    t[self.batch_cut:] = np.inf
             return ExecutionResult(times, {})
 
     def raising_factory(**options):
@@ -170,26 +174,47 @@ def test_suite_passes_without_bugs(site):
     assert process.returncode == 0, process.stdout[-3000:]
     assert failed == []
     assert "delgrad conformance suite: tested backend 'wrong'" in process.stdout  # (the test ids do not say)
+    assert "judged" not in process.stdout  # (the default tolerances)
+
+
+def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
+    """(a passing run's summary did not show that the backend had loosened its own bounds)"""
+    process, _ = _run_suite(site, ["max_median_error=0.1", "causality_tolerance=0.05"])
+    assert process.returncode == 0, process.stdout[-3000:]
+    assert "delgrad conformance suite: tested backend 'wrong' with options {'max_median_error': 0.1, " \
+           "'causality_tolerance': 0.05}\n  judged statistically, with its own max_median_error 0.1 (default 0.01), " \
+           "causality_tolerance 0.05 (default 0.02)\n" in process.stdout
 
 
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
         # Statistical mode: a 0.05 tau_s shift breaks the median limit of 0.01 tau_s.
-        (["shift=0.05"], {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(Capabilities())}),
+        (["shift=0.05"], {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(Capabilities())}
+         | {"test_a_large_batch_agrees_in_every_part"}),
         # Exact mode: even 1e-6 is far beyond the exact tolerance.
-        (["shift=1e-6", "exact=true"], {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(Capabilities())}),
+        (["shift=1e-6", "exact=true"], {f"test_agreement_with_reference[{case.id}]" for case in
+                                        conformance_cases(Capabilities())} | {"test_a_large_batch_agrees_in_every_part"}),
         (["hide_synaptic=true"], {"test_refuses_unsupported_before_running[delay_kinds-synaptic]"}),
         (["many_reversed=true"], {"test_execute_many_matches_execute"}),
         (["unseeded_noise=true"], {"test_seed_dependent_when_declared"}),
         (["hash_seeded=true"], {"test_another_process_runs_a_request_the_same"}),
+        # (passed the whole suite, whose other jobs are small, and trained skipping most steps)
+        (["batch_cut=64"], {"test_a_large_batch_agrees_in_every_part"}),
     ],
-    ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "seed-ignored", "seed-per-process"],
+    ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "seed-ignored", "seed-per-process",
+         "undeclared-batch-limit"],
 )
 def test_suite_fails_for_a_wrong_backend(site, options, expected):
     process, failed = _run_suite(site, options)
     assert process.returncode == 1, process.stdout[-3000:]
     assert set(failed) == expected and len(failed) == len(expected)
+
+
+def test_suite_passes_a_backend_that_runs_one_sample_per_job(site):
+    """(the suite sent jobs of up to 7 samples whatever max_batch_size declared, and failed it)"""
+    process, failed = _run_suite(site, ["max_batch_size=1"])
+    assert process.returncode == 0 and failed == [], process.stdout[-3000:]
 
 
 def test_suite_fails_when_silence_is_not_infinity(site):
@@ -230,7 +255,8 @@ def test_a_wrong_output_layer_fails_on_its_own(site, options, reason):
     training = {"test_one_epoch_of_exact_gradients_lowers_the_loss"}  # (silenced outputs may stall it too)
     # stretched outputs also stretch the shifts of the delay lines, whose neurons are outputs
     delay_lines = {f"test_delays_over_the_declared_range[{kind}]" for kind in ("axonal", "dendritic", "synaptic")}
-    assert set(failed) - training - delay_lines == _for_every_case("test_agreement_with_reference"), \
+    large_batch = {"test_a_large_batch_agrees_in_every_part"}  # (5 silenced outputs fall in one job's first quarter)
+    assert set(failed) - training - delay_lines - large_batch == _for_every_case("test_agreement_with_reference"), \
         process.stdout[-3000:]
     for case in EVERY_CASE:
         [line] = [line for line in _reasons(process, "test_agreement_with_reference") if f"[{case.id}]" in line]
@@ -247,7 +273,8 @@ def test_a_wrong_output_layer_fails_on_its_own(site, options, reason):
         (["acausal=0.05", "max_median_error=0.1"], _for_every_case("test_no_spike_before_its_inputs_arrive")),
         # An exact backend has (almost) no tolerance.
         (["acausal=1e-6", "exact=true"],
-         _for_every_case("test_no_spike_before_its_inputs_arrive") | _for_every_case("test_agreement_with_reference")),
+         _for_every_case("test_no_spike_before_its_inputs_arrive") | _for_every_case("test_agreement_with_reference")
+         | {"test_a_large_batch_agrees_in_every_part"}),
         # A timestamp offset like BrainScaleS-2's (0.015 tau_s), above the default agreement bound of 0.01 tau_s,
         # is within the default causality tolerance (0.02 tau_s).
         (["acausal=0.015"], set()),
@@ -406,7 +433,8 @@ def test_suite_passes_a_hardware_like_backend_and_catches_its_bugs(site):
     assert process.returncode == 1
     assert set(failed) == {f"test_represent_respects_the_declared_limits[{case.id}]" for case in conformance_cases(HARDWARE)}
     process, failed = _run_suite(site, ["hardware=true", "shift=0.05"])
-    assert set(failed) == {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(HARDWARE)}
+    assert set(failed) == {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(HARDWARE)} \
+        | {"test_a_large_batch_agrees_in_every_part"}
 
 
 @pytest.mark.parametrize("where", ["execute", "represent"])

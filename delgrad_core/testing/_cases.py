@@ -11,7 +11,8 @@ from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind, Network, NeuronParameters
 from delgrad_core._propagation import forward
 
-__all__ = ["ConformanceCase", "DelayLines", "conformance_cases", "delay_lines", "make_network", "supported_setting"]
+__all__ = ["ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines", "make_network",
+           "supported_setting"]
 
 BATCH_SIZE = 32
 _DEFAULT_RATIOS = (2.0, 1.0, 1.5)
@@ -72,6 +73,11 @@ def supported_setting(caps: Capabilities) -> tuple[DelayKind, float]:
     return kind, ratio if ratio is not None else caps.tau_ratios[0]
 
 
+def batch_within(caps: Capabilities, wanted: int) -> int:
+    """`wanted` samples, or as many as the backend's declared `max_batch_size` allows."""
+    return min(wanted, caps.max_batch_size or wanted)
+
+
 def conformance_cases(capabilities: Capabilities | None = None) -> list[ConformanceCase]:
     """Every supported delay kind x every supported ratio (2, 1 and 1.5 when any ratio is
     allowed) on a one-hidden-layer chain, plus a two-hidden-layer chain if allowed, all within
@@ -89,7 +95,7 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
         specs += [(shallow, kind, ratio) for ratio in ratios for kind in kinds]
     if deep is not None:
         specs.append((deep, kinds[-1], ratios[0]))
-    batch = min(BATCH_SIZE, caps.max_batch_size or BATCH_SIZE)
+    batch = batch_within(caps, BATCH_SIZE)
     cases = []
     for seed, (sizes, kind, ratio) in enumerate(specs):
         rng = np.random.default_rng(seed)
@@ -162,7 +168,7 @@ def delay_lines(capabilities: Capabilities, delay_kind: DelayKind | str, n_lines
     if n_lines < 2:
         return None
     low, high = caps.delay_range if caps.delay_range is not None else (0.0, 4.0)
-    batch = min(BATCH_SIZE, caps.max_batch_size or BATCH_SIZE)
+    batch = batch_within(caps, BATCH_SIZE)
     times = np.random.default_rng(0).uniform(0.15, 2.0, (batch, 1))  # (every line at once: any lines may be copies)
     return DelayLines(np.linspace(low, high, n_lines), np.repeat(times, group * n_lines, axis=1),
                       DelayKind.parse(delay_kind), neuron, float(weight), group)

@@ -92,11 +92,32 @@ def backend_under_test(config):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """Name the backend the suite tested (the test ids do not)."""
+    """Name the backend the suite tested (the test ids do not) and how it asked to be judged."""
     if _BACKEND in config.stash:
         name, options = selected_backend(config)
         shown = f" with options {options}" if options else ""
         terminalreporter.write_line(f"delgrad conformance suite: tested backend {name!r}{shown}")
+        for line in _judged_by(config.stash[_BACKEND]):
+            terminalreporter.write_line(f"  {line}")
+
+
+def _judged_by(backend) -> list[str]:
+    """The tolerances the backend's profile declares beyond the defaults, and the checks it
+    declares unsupported (a reviewer of a passing run should see what it waived)."""
+    from delgrad_core import ConformanceProfile
+
+    try:
+        profile, exact = backend.conformance_profile(), backend.capabilities.exact
+    except Exception:  # (plugin code may raise anything: the tests report it)
+        return []
+    if not isinstance(profile, ConformanceProfile):
+        return []
+    default = ConformanceProfile()
+    names = ("exact_tolerance",) if exact else ("max_median_error", "min_silence_agreement", "causality_tolerance")
+    loosened = [f"{name} {getattr(profile, name):g} (default {getattr(default, name):g})" for name in names
+                if getattr(profile, name) != getattr(default, name)]
+    lines = [f"judged {'exactly' if exact else 'statistically'}, with its own " + ", ".join(loosened)] if loosened else []
+    return lines + [f"declares {check!r} unsupported, skipped: {reason}" for check, reason in profile.unsupported.items()]
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ from delgrad_core import (
     forward,
 )
 from delgrad_core.testing._agreement import compare_layers
-from delgrad_core.testing._cases import conformance_cases, delay_lines, make_network, supported_setting
+from delgrad_core.testing._cases import batch_within, conformance_cases, delay_lines, make_network, supported_setting
 from delgrad_core.testing.plugin import backend_under_test, selected_backend
 
 
@@ -221,7 +221,8 @@ def test_calibration_round_trip(delgrad_backend, calibration):
     network = make_network((4, 5, 3), kind, ratio, capabilities=delgrad_backend.capabilities)
     _require_supported(delgrad_backend, network)
     with _resources_permitting():
-        result = delgrad_backend.execute(network, np.full((4, 4), 0.5), calibration=restored, seed=0)
+        result = delgrad_backend.execute(network, np.full((batch_within(delgrad_backend.capabilities, 4), 4), 0.5),
+                                         calibration=restored, seed=0)
     assert isinstance(result, ExecutionResult), \
         f"execute with the restored calibration returned a {type(result).__name__}, not an ExecutionResult"
 
@@ -252,18 +253,19 @@ def test_result_contract(run_case, case):
 
 def test_silence_is_positive_infinity(delgrad_backend, calibration):
     _skip_if_declared_unsupported(delgrad_backend, "silence")
+    batch = batch_within(delgrad_backend.capabilities, 3)
     kind, ratio = supported_setting(delgrad_backend.capabilities)
     network = make_network((4, 5, 3), kind, ratio, capabilities=delgrad_backend.capabilities)
     _require_supported(delgrad_backend, network)
     with _resources_permitting():
-        result = delgrad_backend.execute(network, np.full((3, 4), np.inf), calibration=calibration, seed=0)
+        result = delgrad_backend.execute(network, np.full((batch, 4), np.inf), calibration=calibration, seed=0)
     for k, times in enumerate(result.layer_spike_times):
-        assert times.shape[0] == 3 and np.all(times == np.inf), \
+        assert times.shape[0] == batch and np.all(times == np.inf), \
             f"layer {k} spikes without any input (all inputs +inf): expected +inf everywhere, got {times.tolist()}"
     for layer in network.layers:  # purely inhibitory network: nobody may spike
         layer.projection.weights = -np.abs(layer.projection.weights) - 0.1
     with _resources_permitting():
-        result = delgrad_backend.execute(network, np.full((3, 4), 0.5), calibration=calibration, seed=0)
+        result = delgrad_backend.execute(network, np.full((batch, 4), 0.5), calibration=calibration, seed=0)
     spiking = [k for k, times in enumerate(result.layer_spike_times) if not np.all(times == np.inf)]
     assert not spiking, f"layers {spiking} spike in a purely inhibitory network (every weight < 0): expected +inf"
 
@@ -273,7 +275,8 @@ def test_rejects_inputs_of_wrong_shape(delgrad_backend, calibration):
     network = make_network((4, 5, 3), kind, ratio, capabilities=delgrad_backend.capabilities)
     _require_supported(delgrad_backend, network)
     with pytest.raises(InvalidValueError, match="input_spike_times"):
-        delgrad_backend.execute(network, np.zeros((2, network.input.size + 1)), calibration=calibration)
+        delgrad_backend.execute(network, np.zeros((batch_within(delgrad_backend.capabilities, 2),
+                                                   network.input.size + 1)), calibration=calibration)
 
 
 def _violating_network(capability: str, caps: Capabilities, kind_name: str | None):
@@ -421,7 +424,7 @@ def test_execute_many_matches_execute(delgrad_backend, calibration):
     network = make_network((4, 6, 3), kind, ratio, capabilities=caps)
     _require_supported(delgrad_backend, network)
     rng = np.random.default_rng(7)
-    requests = [ExecutionRequest(network, rng.uniform(0.2, 2.0, (3 + k, 4)), calibration, seed)
+    requests = [ExecutionRequest(network, rng.uniform(0.2, 2.0, (batch_within(caps, 3 + k), 4)), calibration, seed)
                 for k, seed in enumerate((0, 1, 0, 2, 1))]
     with _resources_permitting():
         many = delgrad_backend.execute_many(requests)
@@ -451,7 +454,7 @@ def test_seed_dependent_when_declared(delgrad_backend, calibration):
     kind, ratio = supported_setting(caps)
     network = make_network((4, 6, 3), kind, ratio, capabilities=caps)
     _require_supported(delgrad_backend, network)
-    inputs = np.random.default_rng(8).uniform(0.2, 2.0, (min(20, caps.max_batch_size or 20), 4))
+    inputs = np.random.default_rng(8).uniform(0.2, 2.0, (batch_within(caps, 20), 4))
     with _resources_permitting():
         runs = [delgrad_backend.execute(ExecutionRequest(network, inputs, calibration, seed)).layer_spike_times
                 for seed in (1, 2)]
@@ -467,26 +470,60 @@ def _layer_label(network, k: int) -> str:
     return f"layer {k} ({population.name!r}, {population.size} neurons)"
 
 
-def test_agreement_with_reference(delgrad_backend, run_case, case):
-    """Every layer agrees with the ideal model on its own (its median error and its silent/spiking
-    agreement), so that a wrong output layer cannot hide behind correct hidden layers."""
-    _skip_if_declared_unsupported(delgrad_backend, "agreement")
-    profile = _profile(delgrad_backend)
-    observed = run_case(case).layer_spike_times
-    ran = delgrad_backend.represent(case.network)
-    exact = delgrad_backend.capabilities.exact
+def _disagreements(backend: Backend, ran, expected: list, observed: list) -> list[str]:
+    """Per layer of the network `ran`, where the `observed` spike times disagree with the
+    reference's `expected` beyond the backend's profile (exact, or statistical)."""
+    profile, exact = _profile(backend), backend.capabilities.exact
     problems = []
-    for k, agreement in enumerate(compare_layers(forward(ran, case.input_spike_times), observed)):
+    for k, agreement in enumerate(compare_layers(expected, observed)):
         problem = (agreement.exact_problem(profile.exact_tolerance) if exact else
                    agreement.statistical_problem(profile.max_median_error, profile.min_silence_agreement))
         if problem is not None:
             problems.append(f"{_layer_label(ran, k)}: {problem}")
-    mode = "exact (Capabilities.exact)" if exact else "statistical (ConformanceProfile)"
+    return problems
+
+
+def test_agreement_with_reference(delgrad_backend, run_case, case):
+    """Every layer agrees with the ideal model on its own (its median error and its silent/spiking
+    agreement), so that a wrong output layer cannot hide behind correct hidden layers."""
+    _skip_if_declared_unsupported(delgrad_backend, "agreement")
+    observed = run_case(case).layer_spike_times
+    ran = delgrad_backend.represent(case.network)
+    problems = _disagreements(delgrad_backend, ran, forward(ran, case.input_spike_times), observed)
+    mode = "exact (Capabilities.exact)" if delgrad_backend.capabilities.exact else "statistical (ConformanceProfile)"
     assert not problems, (f"case {case.id}: {mode} agreement with the reference fails in " + "; ".join(problems)
                           + ". The reference runs represent(network): common causes are a represent that does not "
                           "return what execute runs (another weight grid or clipping, other delays), a calibration "
                           "that execute does not apply, or a batch limit the backend has but does not declare "
                           "(max_batch_size)")
+
+
+LARGE_BATCH = 1024  # samples in one job of the large-batch check (or the declared max_batch_size)
+
+
+def test_a_large_batch_agrees_in_every_part(delgrad_backend, calibration):
+    """The first case's samples, repeated to a batch as large as the backend takes (at most
+    `LARGE_BATCH`), agree with the reference in each quarter of the batch as the case does: a
+    backend that drops or garbles samples beyond a batch limit it does not declare fails here
+    (training on it skips most steps)."""
+    _skip_if_declared_unsupported(delgrad_backend, "agreement")
+    caps = delgrad_backend.capabilities
+    cases, batch = conformance_cases(caps), batch_within(caps, LARGE_BATCH)
+    if not cases or batch <= 2 * len(cases[0].input_spike_times):
+        pytest.skip(f"the backend takes at most {batch} samples per job (max_batch_size): no larger batch to check")
+    case = cases[0]
+    inputs = np.resize(case.input_spike_times, (batch, case.network.input.size))
+    _require_supported(delgrad_backend, case.network)
+    with _resources_permitting():
+        observed = delgrad_backend.execute(case.network, inputs, calibration=calibration, seed=0).layer_spike_times
+    ran = delgrad_backend.represent(case.network)
+    expected = forward(ran, inputs)
+    problems = [f"samples {part[0]}-{part[-1]}, {problem}" for part in np.array_split(np.arange(batch), 4)
+                for problem in _disagreements(delgrad_backend, ran, [t[part] for t in expected],
+                                              [t[part] for t in observed])]
+    assert not problems, (f"case {case.id} repeated to a batch of {batch}: " + "; ".join(problems[:4])
+                          + ". Samples late in a large batch disagree: a batch limit the backend has but does not "
+                          "declare (max_batch_size)?")
 
 
 def _arrivals(result: ExecutionResult, k: int, pre_times: np.ndarray, layer) -> tuple[np.ndarray, str]:
