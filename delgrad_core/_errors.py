@@ -25,6 +25,8 @@ exits non-zero.  Errors about invalid values also derive from `ValueError` (and 
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
     "DelgradError",
     "InvalidValueError",
@@ -130,7 +132,27 @@ class DuplicateNameError(PluginError):
 
 
 class UnknownNameError(PluginError, LookupError, ValueError):
-    """Nothing is registered under the requested name (also a `ValueError`: an invalid name)."""
+    """Nothing is registered under the requested name (also a `ValueError`: an invalid name).
+
+    The message names the Python whose plugins were seen, and the plugins that failed to load
+    (`failures`: one line each), the likely cause (see `naming_the_plugins_seen`).
+    """
+
+    def __init__(self, message: str, *, failures=()):
+        super().__init__(naming_the_plugins_seen(message, failures))
+
+
+def naming_the_plugins_seen(message: str, failures=()) -> str:
+    """`message` (a name nothing registers) with the Python whose plugins were seen and the
+    `failures` (one line per plugin that failed to load) after it; unchanged if it names that
+    Python already (so that it is said once)."""
+    if sys.executable in message:
+        return message
+    text = f"{message}; the plugins seen are those installed for {sys.executable}"
+    if not failures:
+        return text
+    count = f"{len(failures)} plugin{'s' if len(failures) > 1 else ''}"
+    return f"{text}; {count} failed to load (the likely cause):" + "".join(f"\n- {line}" for line in failures)
 
 
 def named_for(error: InvalidValueError, owner: str, context: str) -> InvalidValueError:

@@ -4,22 +4,26 @@ registered by plugins.
 Every entry point of the group ``delgrad.backends`` names a module or object implementing hooks
 of `delgrad_core.hookspecs`.  Loading is isolated per entry point: a plugin that fails to import
 (any exception, `SystemExit` included; only `KeyboardInterrupt` passes through), whose hook
-fails, that implements a misspelt hook, that registers nothing or that registers a name taken
-already gives a `PluginLoadWarning` naming it and the others still load; in strict mode
+fails, that implements a misspelt hook, that registers nothing, that prints to standard output
+or that registers a name taken already gives a `PluginLoadWarning` naming it and the others
+still load; a registration its checks refuse is left out alone.  In strict mode
 (``DELGRAD_STRICT_PLUGINS=1``, or ``strict=True``) they are an error, raised after every entry
-point was tried.  The problems are
-kept in `PluginRegistry.problems` for ``delgrad backends`` to show.  The core's own losses,
+point was tried.  The problems are kept in `PluginRegistry.problems` for ``delgrad backends`` to
+show, and the plugins that failed to load in `PluginRegistry.failures` for the error about a
+name nothing registers.  The core's own losses,
 encoders and datasets are registered first, then the project's own distributions, then the
 others in name order; a taken name stays with the first registration.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib.metadata
 import inspect
+import io
 import os
 import re
-import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -34,6 +38,7 @@ from delgrad_core._errors import (
     PluginError,
     PluginLoadError,
     UnknownNameError,
+    naming_the_plugins_seen,
 )
 from delgrad_core.hookspecs import PROJECT_NAME, DelgradHookspecs
 
@@ -134,10 +139,9 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
     declared = getattr(factory, "name", None)
     if isinstance(factory, type) and isinstance(declared, str) and declared and declared != name:
         raise InvalidValueError(f"backend {name!r}: registered under another name than its Backend.name {declared!r}")
-    if isinstance(capabilities, dict):
-        capabilities = Capabilities.from_dict(capabilities)
     if capabilities is not None and not isinstance(capabilities, Capabilities):
-        raise InvalidValueError(f"backend {name!r}: capabilities must be a Capabilities, got {type(capabilities).__name__}")
+        raise InvalidValueError(f"backend {name!r}: capabilities: expected a delgrad_core.Capabilities or None "
+                                f"(Capabilities.from_dict builds one from a dict), got {type(capabilities).__name__}")
     if result_neutral_options is None and isinstance(factory, type):
         result_neutral_options = getattr(factory, "result_neutral_options", ())
     neutral = () if result_neutral_options is None or isinstance(result_neutral_options, str) else \
@@ -199,6 +203,23 @@ _DETAILS = {"backend": _backend_details, "dataset": _dataset_details, "loss": _f
             "encoder": _factory_details("encoder"), "command": _command_details}
 
 
+def _reason(exc: Exception) -> str:
+    """Why a registration is refused: delgrad's own message, else the exception's type and message."""
+    return str(exc) if isinstance(exc, DelgradError) else f"{type(exc).__name__}: {exc}"
+
+
+def _unknown_hooks(manager: pluggy.PluginManager, plugin) -> list[str]:
+    """The hooks `plugin` implements that no hook specification declares (optional ones aside)."""
+    return sorted(caller.name for caller in manager.get_hookcallers(plugin) or () if not caller.has_spec() and
+                  any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()))
+
+
+def _suggested_hook(name: str) -> str:
+    """`name` with the hook it was probably meant to be, or the hooks there are."""
+    close = difflib.get_close_matches(name, _HOOKS.values(), n=1)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else f"{name!r} (the hooks: {', '.join(_HOOKS.values())})"
+
+
 class PluginRegistry:
     """Named backends, datasets, losses, encoders and commands collected from plugins.
 
@@ -216,7 +237,8 @@ class PluginRegistry:
         self.group = group
         self.strict = _strict_from_env() if strict is None else bool(strict)
         self.problems: list[str] = []
-        self._strict_errors: list[PluginError] | None = None  # collected while `discover` runs
+        self._failures: dict[str, list[str]] = {}  # plugin -> why it failed to load, in whole or part
+        self._strict_errors: list[PluginError] | None = None  # collected while `_collecting`
         self._tables: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         self._manager = pluggy.PluginManager(PROJECT_NAME)
         self._manager.add_hookspecs(DelgradHookspecs)
@@ -225,31 +247,62 @@ class PluginRegistry:
 
             self.register_plugin(_builtin_plugin, distribution="delgrad", plugin_name="delgrad-core")
 
+    @property
+    def failures(self) -> list[str]:
+        """One line per plugin that failed to load (in whole or part): the plugin and why."""
+        return [" ".join(f"{where}: {'; '.join(reasons)}".split()) for where, reasons in self._failures.items()]
+
     # -- loading -------------------------------------------------------------------------------
     def _problem(self, error: PluginError) -> None:
-        if self.strict and self._strict_errors is None:
-            raise error
-        if self.strict:
+        """Report `error`: collected in strict mode, else kept in `problems` and warned of."""
+        if self._strict_errors is not None:
             self._strict_errors.append(error)
             return
         self.problems.append(str(error))
         warnings.warn(str(error), PluginLoadWarning, stacklevel=3)
 
-    def discover(self) -> "PluginRegistry":
-        """Load every entry point of `group`, one at a time; returns self.  In strict mode every
-        plugin is tried before the problems are raised: one as itself, several as one
-        `PluginError` listing them all."""
-        self._strict_errors = [] if self.strict else None
+    def _failed(self, where: str, reason: str) -> None:
+        """Report that the plugin `where` failed to load (`reason`), in whole or part."""
+        self._failures.setdefault(where, []).append(reason)
+        self._problem(PluginLoadError(f"delgrad {where} {reason}"))
+
+    @contextlib.contextmanager
+    def _collecting(self):
+        """Within, in strict mode, problems are collected; at the end they are raised: one as
+        itself, several as one `PluginError` listing them all."""
+        if not self.strict or self._strict_errors is not None:  # (lenient, or collecting already)
+            yield
+            return
+        self._strict_errors = []
         try:
-            self._load_entry_points()
+            yield
         finally:
             errors, self._strict_errors = self._strict_errors, None
-        if errors and len(errors) == 1:
+        if len(errors) == 1:
             raise errors[0]
         if errors:
             kinds = {type(error) for error in errors}
             kind = kinds.pop() if len(kinds) == 1 else PluginError
             raise kind(f"{len(errors)} plugin problems:\n" + "\n".join(f"- {error}" for error in errors))
+
+    @contextlib.contextmanager
+    def _silenced(self, where: str):
+        """Within, what plugin code prints to standard output is kept from it (it would corrupt
+        e.g. ``delgrad backends --json``) and reported as a problem naming the plugin."""
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            yield
+        text = " ".join(printed.getvalue().split())
+        if text:
+            shown = text if len(text) <= 200 else text[:200] + "..."
+            self._problem(PluginError(f"delgrad {where} printed to standard output (a plugin must be silent): "
+                                      f"{shown!r}"))
+
+    def discover(self) -> "PluginRegistry":
+        """Load every entry point of `group`, one at a time; returns self.  In strict mode every
+        plugin is tried before the problems are raised: one as itself, several as one
+        `PluginError` listing them all."""
+        with self._collecting():
+            self._load_entry_points()
         return self
 
     def _load_entry_points(self) -> None:
@@ -264,11 +317,12 @@ class PluginRegistry:
             version = dist.version if dist is not None else ""
             where = f"plugin {entry_point.name!r} ({entry_point.value}) from distribution {dist_name!r} {version}"
             try:
-                plugin = entry_point.load()
+                with self._silenced(where):
+                    plugin = entry_point.load()
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # SystemExit too: a plugin must not end the host
-                self._problem(PluginLoadError(f"delgrad {where} failed to load: {type(exc).__name__}: {exc}"))
+                self._failed(where, f"failed to load: {type(exc).__name__}: {exc}")
                 continue
             self.register_plugin(plugin, distribution=dist_name, version=version, plugin_name=entry_point.name,
                                  where=where)
@@ -277,39 +331,57 @@ class PluginRegistry:
                         where: str | None = None) -> None:
         """Register an object or module implementing delgrad hooks (also for in-process use).
 
-        All of the plugin's registrations are added, or none if one of its hooks fails.
+        A registration its checks refuse is left out (a problem each), the plugin's others are
+        added; none are if one of its hooks fails.  In strict mode the problems are raised at
+        the end (when discovering: once every plugin was tried).
         """
         where = where or f"plugin {plugin_name or plugin!r} from distribution {distribution!r}"
+        with self._collecting():
+            if self._added_to_manager(plugin, plugin_name, where):
+                self._add(self._registrations_of(plugin, distribution, version, where))
+
+    def _added_to_manager(self, plugin, plugin_name: str | None, where: str) -> bool:
+        """Whether `plugin` is now registered with pluggy; not if it cannot be or implements an
+        unknown hook (a failure each), nor if it was already."""
         try:
             registered = self._manager.register(plugin, name=plugin_name)
         except (pluggy.PluginValidationError, ValueError) as exc:
-            self._problem(PluginLoadError(f"delgrad {where} cannot be registered: {exc}"))
-            return
-        if registered is None:  # pluggy: already registered
-            return
-        try:
-            self._manager.check_pending()
-        except pluggy.PluginValidationError as exc:
+            self._failed(where, f"cannot be registered: {exc}")
+            return False
+        unknown = _unknown_hooks(self._manager, plugin)
+        if unknown:
             self._manager.unregister(plugin)
-            self._problem(PluginLoadError(f"delgrad {where} implements an unknown hook: {exc}"))
-            return
+            self._failed(where, f"implements an unknown hook: {', '.join(map(_suggested_hook, unknown))}")
+            return False
+        return registered is not None  # (None: pluggy had it already)
+
+    def _registrations_of(self, plugin, distribution: str, version: str, where: str) -> list[Registration]:
+        """What `plugin`'s hooks register, but what they refuse (each a failure); nothing if a
+        hook raises (a failure too: the plugin is unregistered)."""
         pending: list[Registration] = []
+        refused: list[str] = []
         try:
-            for kind, hook_name in _HOOKS.items():
-                for impl in getattr(self._manager.hook, hook_name).get_hookimpls():
-                    if impl.plugin is plugin:
-                        impl.function(register=self._collector(kind, pending, distribution, version))
+            with self._silenced(where):
+                for kind, hook_name in _HOOKS.items():
+                    for impl in getattr(self._manager.hook, hook_name).get_hookimpls():
+                        if impl.plugin is plugin:
+                            impl.function(register=self._collector(kind, pending, refused, distribution, version))
         except KeyboardInterrupt:
             self._manager.unregister(plugin)
             raise
         except BaseException as exc:
             self._manager.unregister(plugin)
-            self._problem(PluginLoadError(f"delgrad {where} failed while registering: {type(exc).__name__}: {exc}"))
-            return
-        if not pending:
-            self._problem(PluginLoadError(f"delgrad {where} registers nothing (its entry point must name the module or "
-                                          f"object holding the hooks, each decorated with @delgrad_core.hookimpl)"))
-        for registration in pending:
+            pending, refused = [], refused + [f"failed while registering: {type(exc).__name__}: {exc}"]
+        for reason in refused:
+            self._failed(where, reason)
+        if not pending and not refused:
+            self._failed(where, "registers nothing (its entry point must name the module or object holding the "
+                                "hooks, each decorated with @delgrad_core.hookimpl)")
+        return pending
+
+    def _add(self, registrations: list[Registration]) -> None:
+        """Add `registrations` to the tables; a name taken already stays with the first."""
+        for registration in registrations:
             table = self._tables[registration.kind]
             previous = table.get(registration.name)
             if previous is not None:
@@ -320,14 +392,20 @@ class PluginRegistry:
                 continue
             table[registration.name] = registration
 
-    def _collector(self, kind: str, pending: list, distribution: str, version: str):
+    def _collector(self, kind: str, pending: list, refused: list, distribution: str, version: str):
+        """The `register` a hook of `kind` receives: a registration its checks accept goes to
+        `pending`, the reason why one is refused to `refused` (the hook goes on)."""
         details_of = _DETAILS[kind]
 
         def register(name, obj, *args, **kwargs):
-            name = _check_name(kind, name)
-            if any(r.name == name for r in pending if r.kind == kind):
-                raise DuplicateNameError(f"{kind} name {name!r} is registered twice by {distribution!r}")
-            details = details_of(name, obj, *args, **kwargs)
+            try:
+                name = _check_name(kind, name)
+                if any(r.name == name for r in pending if r.kind == kind):
+                    raise DuplicateNameError(f"{kind} name {name!r} is registered twice by {distribution!r}")
+                details = details_of(name, obj, *args, **kwargs)
+            except Exception as exc:  # (a bad argument: this registration only)
+                refused.append(f"registration refused: {_reason(exc)}")
+                return
             description = details.pop("description")
             pending.append(Registration(kind, name, obj, distribution, version, description, details))
 
@@ -345,7 +423,8 @@ class PluginRegistry:
             return table[name]
         choices = ", ".join(sorted(table)) or f"(no {kind} installed)"
         hint = provider_hint(kind, name)  # (one of the project's own, not installed)
-        raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {choices}" + (f"; {hint}" if hint else ""))
+        raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {choices}" + (f"; {hint}" if hint else ""),
+                               failures=self.failures)
 
     def registrations(self, kind: str = "backend") -> list[Registration]:
         return [self._tables[kind][name] for name in self.names(kind)]
@@ -460,8 +539,9 @@ def installation_hint(kind: str, name, installed: list[str]) -> str:
 def not_installed(kind: str, name, installed: list[str] | None = None, *, field: str | None = None) -> str:
     """The message for `name` of `kind` that nothing registers (a plugin not installed, or not
     any more): "backend: 'bss2-emulator' is not installed; installed: reference", with where the
-    project's own distributions have it.  `installed`: the names registered (default: the
-    process-wide registry's); `field`: the name of the setting (default: `kind`)."""
+    project's own distributions have it, the Python whose plugins were seen and those that failed
+    to load.  `installed`: the names registered (default: the process-wide registry's); `field`:
+    the name of the setting (default: `kind`)."""
     installed = registry().names(kind) if installed is None else list(installed)
     field = field or kind
     if not isinstance(name, str):
@@ -471,9 +551,11 @@ def not_installed(kind: str, name, installed: list[str] | None = None, *, field:
     else:
         message = f"{field}: {name!r} is not installed, nor any other {kind}"
     hint = installation_hint(kind, name, installed)
-    if not hint and isinstance(name, str):  # (a third party's: installed into another Python, perhaps)
-        hint = f"the plugins seen are those installed for {sys.executable}"
-    return f"{message}; {hint}"
+    message = f"{message}; {hint}" if hint else message
+    if not isinstance(name, str):
+        return message
+    # (a third party's: installed into another Python, or failed to load, perhaps)
+    return naming_the_plugins_seen(message, registry().failures)
 
 
 def get_backend(name_or_backend: str | Backend = DEFAULT_BACKEND, **options) -> Backend:

@@ -19,7 +19,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 class DelgradHookspecs:
-    """Registration hooks; every ``register`` raises if a name is invalid."""
+    """Registration hooks; every ``register`` refuses a registration with an invalid name or
+    detail (a plugin problem naming it: the hook goes on, the plugin's other registrations stay)."""
 
     @hookspec
     def delgrad_register_backends(self, register):

@@ -96,7 +96,8 @@ def test_train_with_no_backend_installed_says_where_the_reference_one_comes_from
     assert result.exit_code == 1, result.output
     assert " ".join(result.stderr.split()) == (
         "Error: backend: 'reference' is not installed, nor any other backend; 'reference' comes with the "
-        "distribution delgrad-reference (pip install ./backends/reference from a source checkout)")
+        "distribution delgrad-reference (pip install ./backends/reference from a source checkout); the plugins "
+        f"seen are those installed for {sys.executable}")
     assert not (tmp_path / "run").exists()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 
 import click
 
@@ -61,7 +63,8 @@ def backends(as_json: bool):
     from delgrad_core._plugins import own_kind_hint, registry
 
     plugins = registry()
-    records = [_record(info) for info in plugins.registrations("backend")]
+    with contextlib.redirect_stdout(sys.stderr):  # (what a factory prints must not mix with the listing)
+        records = [_record(info) for info in plugins.registrations("backend")]
     if not records:
         click.echo(f"note: no backend is installed; {own_kind_hint('backend')}", err=True)
     if as_json:
