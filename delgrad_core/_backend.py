@@ -41,7 +41,7 @@ from delgrad_core._errors import (
 from delgrad_core._execution import ExecutionRequest, ExecutionResult, _check_seed
 from delgrad_core._ir import DelayKind, Network
 
-__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS"]
+__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "close_after_work"]
 
 _CHECKED_NETWORKS = 4  # read-only networks whose checks and representation a backend remembers
 
@@ -83,6 +83,16 @@ class ConformanceProfile:
         if unknown is None or unknown:
             raise InvalidValueError(f"ConformanceProfile.unsupported: expected a table of check name -> reason with "
                                     f"the checks {', '.join(SKIPPABLE_CHECKS)}, got {self.unsupported!r}")
+
+
+def close_after_work(closeable, outcome: str) -> None:
+    """Close `closeable` (a backend, or a trainer that closes one) once its work is done: a
+    `BackendError` while closing is then a warning ending with `outcome` (e.g. "the run is
+    complete"), not an error that would hide the work's results."""
+    try:
+        closeable.close()
+    except BackendError as exc:
+        warnings.warn(f"{exc}; {outcome}", RuntimeWarning, stacklevel=3)
 
 
 def is_device_identity(value) -> bool:

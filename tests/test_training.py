@@ -1539,3 +1539,32 @@ def test_a_loaders_own_value_errors_name_the_dataset(monkeypatch):
     with pytest.raises(dg.InvalidValueError, match=r"^dataset 'mislabelled' \(loading 'train'\): Dataset.labels: "
                                                    r"values must be in \[0, 1\]"):
         load_dataset("mislabelled", "train")
+
+
+def test_a_backend_failing_to_close_after_a_complete_run_is_a_warning(tmp_path, monkeypatch):
+    """(train said "not all the run's results are written: finish them with --resume", and every
+    resume failed the same way; evaluate computed the accuracy and never printed it)"""
+    from delgrad_core.testing import MockBackend
+    from delgrad_core.training._run import run_training
+
+    class ClosesBadly(MockBackend):
+        def __init__(self):
+            super().__init__(name="closes-badly")
+
+        def _close(self):
+            raise OSError("device gone")
+
+    _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
+        "closes-badly", ClosesBadly))
+    config = TrainingConfig(**{**SHORT, "epochs": 1, "backend": "closes-badly"})
+    with pytest.warns(RuntimeWarning, match="backend 'closes-badly' failed while closing: OSError: device gone; the "
+                                            "run is complete, its results are written"):
+        summary = run_training(config, tmp_path / "run", progress=False, plots=False)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] == summary["test_accuracy"]
+    result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert f"test accuracy on closes-badly: {100 * summary['test_accuracy']:.2f} %" in result.stdout
+    assert "failed while closing: OSError: device gone; the evaluation is complete" in result.stderr
+    with pytest.raises(ZeroDivisionError), pytest.warns(RuntimeWarning, match="device gone"):
+        with Trainer(config):  # (an error that ends a trainer's block is not hidden by the one while closing)
+            raise ZeroDivisionError

@@ -96,6 +96,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     """
     import numpy as np
 
+    from delgrad_core._backend import close_after_work
     from delgrad_core._execution import MAX_SEED
     from delgrad_core._losses import accuracy
     from delgrad_core._serialization import load_network
@@ -174,6 +175,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)
+        close_after_work(target, "the evaluation is complete")  # (its result is reported)
     stop_if_interrupted()  # (a stop signal some code swallowed: no result is reported)
     report = {"network": str(network_file), "backend": target.name, "dataset": config.dataset, "split": split,
               "n_samples": len(data.labels), "accuracy": accuracy(output, data.labels)}

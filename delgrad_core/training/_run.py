@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from delgrad_core._backend import close_after_work
 from delgrad_core._errors import DelgradError
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._plots import plot_run
@@ -44,4 +45,6 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
         if plots:
             plot_run(folder.path, summary["epochs"], trainer.network, test.output_spike_times, test.labels,
                      trainer.test_set.class_names, trainer.test_set.features, trainer.decision_plane())
+        # (a failure to close is no reason to resume: a resume would meet it again)
+        close_after_work(trainer, "the run is complete, its results are written")
     return summary

@@ -230,8 +230,14 @@ class Trainer:
     def __enter__(self) -> "Trainer":
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as close_error:  # (the error that ended the block is the one to report)
+            warnings.warn(str(close_error), RuntimeWarning, stacklevel=2)
 
     @property
     def network(self):
