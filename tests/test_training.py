@@ -1565,6 +1565,9 @@ def test_a_backend_failing_to_close_after_a_complete_run_is_a_warning(tmp_path, 
     assert result.exit_code == 0, result.output
     assert f"test accuracy on closes-badly: {100 * summary['test_accuracy']:.2f} %" in result.stdout
     assert "failed while closing: OSError: device gone; the evaluation is complete" in result.stderr
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "closes-badly"])
+    assert result.exit_code == 0 and "failed while closing: OSError: device gone; the calibration is complete" \
+        in result.stderr, result.output
     with pytest.raises(ZeroDivisionError), pytest.warns(RuntimeWarning, match="device gone"):
         with Trainer(config):  # (an error that ends a trainer's block is not hidden by the one while closing)
             raise ZeroDivisionError

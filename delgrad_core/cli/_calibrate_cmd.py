@@ -85,6 +85,7 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     """
     from tqdm.auto import tqdm
 
+    from delgrad_core._backend import close_after_work
     from delgrad_core._errors import UnknownNameError
     from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
@@ -115,6 +116,7 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
                 bar.close()
         seconds = time.perf_counter() - started
         cache = target.calibration_cache
+        close_after_work(target, "the calibration is complete")  # (its result is reported)
     stop_if_interrupted()  # (a stop signal some code swallowed: no result is reported)
     if as_json:
         click.echo(json.dumps({"backend": backend, "digest": calibration.digest, "cache_key": calibration.cache_key,
