@@ -867,6 +867,8 @@ class _PluginLoss:
         result = dg.ShiftInvariantSquaredError()(output_times, labels)
         if self.shape == "raise":
             raise RuntimeError("the loss broke")
+        if self.shape == "narrow":
+            return dg.LossResult(result.per_sample, result.gradient[:, :1])
         return result if self.shape == "good" else (result.per_sample, result.gradient)
 
 
@@ -923,7 +925,12 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
         assert trainer.loss.loss.alpha == 0.005
     with pytest.raises(ValueError, match="loss_options: set loss_alpha instead of the option alpha"):
         Trainer(TrainingConfig(**config, loss_options={"alpha": 0.6}))
-    for shape, message in (("tuple", "loss 'mine' from 'delgrad-local': returned tuple, not a LossResult"),
+    for shape, message in (("tuple", "loss 'mine' from 'delgrad-local': returned tuple whose per_sample is NoneType, "
+                                     r"expected an array of shape \(250,\) \(a LossResult for 250 samples of 3 "
+                                     r"outputs\)"),
+                           ("narrow", "loss 'mine' from 'delgrad-local': returned LossResult whose gradient is shape "
+                                      r"\(250, 1\), expected an array of shape \(250, 3\)"),  # (it said "returned
+                           # LossResult, not a LossResult with ...")
                            ("raise", "loss 'mine' from 'delgrad-local': evaluating it failed: RuntimeError: the loss")):
         with Trainer(TrainingConfig(**config, loss_alpha=0.5, loss_options={"shape": shape})) as trainer:
             with pytest.raises(dg.PluginError, match=message):

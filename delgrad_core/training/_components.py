@@ -33,12 +33,14 @@ class _CheckedLoss:
         result = call_plugin(self.registration, "loss", lambda: self.loss(output_times, labels), "evaluating it",
                              arguments_checked=True)
         batch, n_outputs = np.shape(output_times)
-        per_sample, gradient = getattr(result, "per_sample", None), getattr(result, "gradient", None)
-        if not (isinstance(per_sample, np.ndarray) and per_sample.shape == (batch,)
-                and isinstance(gradient, np.ndarray) and gradient.shape == (batch, n_outputs)):
-            raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: returned "
-                              f"{type(result).__name__}, not a LossResult with per_sample of shape ({batch},) and "
-                              f"gradient of shape ({batch}, {n_outputs})")
+        for name, shape in (("per_sample", (batch,)), ("gradient", (batch, n_outputs))):
+            values = getattr(result, name, None)
+            if not (isinstance(values, np.ndarray) and values.shape == shape):
+                got = f"shape {values.shape}" if isinstance(values, np.ndarray) else type(values).__name__
+                raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: returned "
+                                  f"{type(result).__name__} whose {name} is {got}, expected an array of shape "
+                                  f"{shape} (a LossResult for {batch} samples of {n_outputs} outputs)")
+        per_sample, gradient = result.per_sample, result.gradient
         for name, values in (("per_sample", per_sample), ("gradient", gradient)):
             if not np.all(np.isfinite(values)):
                 raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: its "
