@@ -31,6 +31,7 @@ import pluggy
 
 from delgrad_core._backend import Backend
 from delgrad_core._capabilities import Capabilities
+from delgrad_core._ir import DelayKind
 from delgrad_core._errors import (
     DelgradError,
     DuplicateNameError,
@@ -159,7 +160,26 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
         # each setting valid on its own; the registry is still being filled, so registered
         # names are checked when a config is built
         training_defaults = check_settings(training_defaults, f"backend {name!r}: training_defaults")
+        refused = _refused_default(capabilities, training_defaults)
+        if refused:  # (a user who asked for none of it would be told the backend cannot run it)
+            raise InvalidValueError(f"backend {name!r}: training_defaults.{refused}")
     return {**details, "training_defaults": dict(training_defaults or {})}
+
+
+def _refused_default(capabilities: Capabilities | None, defaults: dict) -> str | None:
+    """The first of a backend's training defaults that its own declared `capabilities` refuse
+    (a delay kind, a tau ratio), described, or None."""
+    if capabilities is None:
+        return None
+    kinds = defaults.get("delays")
+    for kind in [kinds] if isinstance(kinds, str) else kinds or []:
+        if DelayKind.parse(kind, "delays") not in capabilities.delay_kinds:
+            declared = ", ".join(sorted(k.value for k in capabilities.delay_kinds))
+            return f"delays: {kind!r} is not among the delay kinds its capabilities declare ({declared})"
+    ratio = defaults.get("tau_ratio")
+    if ratio is not None and not capabilities.supports_ratio(ratio):
+        return f"tau_ratio: {ratio:g} is not among the tau ratios its capabilities declare {capabilities.tau_ratios}"
+    return None
 
 
 def _dataset_details(name: str, loader, splits, description: str = "", plane=None, training_defaults=None) -> dict:

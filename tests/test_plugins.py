@@ -214,6 +214,33 @@ def test_a_refused_registration_keeps_the_plugins_others(site):
     assert "half-ok" in registry.names()  # (only the refused registration is left out)
 
 
+def test_training_defaults_the_backends_own_capabilities_refuse_are_refused(site):
+    """(registered, then `delgrad train --backend x` said the backend does not support delay kind
+    'dendritic', which the user had never asked for)"""
+    source = """
+        from delgrad_core import Capabilities, hookimpl, get_backend
+
+        @hookimpl
+        def delgrad_register_backends(register):
+            axonal = Capabilities(delay_kinds={"none", "axonal"}, tau_ratios=(1.0,))
+            register("kind-clash", lambda: get_backend("reference"), capabilities=axonal,
+                     training_defaults={"delays": "dendritic"})
+            register("ratio-clash", lambda: get_backend("reference"), capabilities=axonal,
+                     training_defaults={"tau_ratio": 2.0})
+            register("fits", lambda: get_backend("reference"), capabilities=axonal,
+                     training_defaults={"delays": ["axonal", "none"], "tau_ratio": 1.0})
+    """
+    site("delgrad-clash", "clash", source)
+    with pytest.warns(PluginLoadWarning) as warned:
+        registry = PluginRegistry().discover()
+    messages = " ".join(str(w.message) for w in warned)
+    assert "backend 'kind-clash': training_defaults.delays: 'dendritic' is not among the delay kinds its " \
+           "capabilities declare (axonal, none)" in messages
+    assert "backend 'ratio-clash': training_defaults.tau_ratio: 2 is not among the tau ratios its capabilities " \
+           "declare (1.0,)" in messages
+    assert "fits" in registry.names() and "kind-clash" not in registry.names()
+
+
 def test_unknown_name_lists_the_choices(site):
     site("delgrad-fake-good", "fake_good", _good("fake-good"))
     registry = PluginRegistry().discover()
