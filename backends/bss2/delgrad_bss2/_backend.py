@@ -27,7 +27,7 @@ from delgrad_bss2._calibration import (
 from delgrad_bss2._chip import Chip
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._emulator import run_job
-from delgrad_bss2._job import compile_job, lost_arrivals, result, unequal_copies
+from delgrad_bss2._job import compile_job, copies_before_their_spikes, lost_arrivals, result, unequal_copies
 from delgrad_bss2._mapping import Placement, chip_capabilities, place, resource_problem, share_duplicated_delays
 
 __all__ = ["Bss2EmulatorBackend"]
@@ -189,6 +189,9 @@ class Bss2EmulatorBackend(Backend):
                 self._warned_copies = True  # (once per backend: a training run would repeat it every step)
                 warnings.warn(problem, UserWarning, stacklevel=2)
         recording = run_job(self._emulated_chip(), job, self.n_threads)
+        problem = copies_before_their_spikes(job, recording, self.config)
+        if problem:
+            raise InvalidValueError(problem)
         problem = lost_arrivals(job, recording, self.config)
         if problem:
             raise UnsupportedNetworkError(f"backend {BACKEND_NAME!r} cannot fit the network's delayed spikes into the "

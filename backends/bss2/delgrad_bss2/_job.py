@@ -23,7 +23,8 @@ from delgrad_bss2._delays import (delays_from_registers, group_starts, group_tri
 from delgrad_bss2._mapping import Placement
 from delgrad_bss2._units import emitted_us, tau_from_us, us_from_tau, weight_integers
 
-__all__ = ["LayerProgram", "Job", "Recording", "compile_job", "lost_arrivals", "result", "unequal_copies"]
+__all__ = ["LayerProgram", "Job", "Recording", "compile_job", "copies_before_their_spikes", "lost_arrivals", "result",
+           "unequal_copies"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,26 @@ def unequal_copies(times_tau: np.ndarray, groups: np.ndarray | None) -> str | No
             f"and input {copies[0]} at {float(times_tau[b, copies[0]])!r}: the element fires at the earliest copy. "
             f"If these inputs are not copies, set input_duplication=1; if they are, give them equal times "
             f"(encoder option repeat)")
+
+
+def copies_before_their_spikes(job: Job, recording: Recording, config: ChipConfig) -> str | None:
+    """What the chip could not deliver, or None: a delay element fired by an earlier copy of a
+    duplicated input before a later copy of its group spiked (that copy's spike would arrive
+    before it was sent)."""
+    groups, elements_us = job.layers[0].delay_groups, recording.delay_spikes_us[0]
+    if groups is None or elements_us is None:
+        return None
+    pre_us = job.input_spikes_us
+    early = line_arrivals_us(elements_us, groups, pre_us) < pre_us
+    if not early.any():
+        return None
+    b, i = np.argwhere(early)[0]
+    copies = np.flatnonzero(groups == groups[i])
+    return (f"input_spike_times: inputs {copies[0]}-{copies[-1]} share one delay element as copies of one input "
+            f"(backend option input_duplication={copies.size}); in sample {b} it fired at "
+            f"{float(tau_from_us(elements_us[b, groups[i]], config))!r} tau, before input {i} spiked at "
+            f"{float(tau_from_us(pre_us[b, i], config))!r} tau, which the chip cannot deliver. Give copies equal times "
+            f"(encoder option repeat = input_duplication), or set input_duplication=1 for inputs that are not copies")
 
 
 def _lost_in_layer(k: int, program: LayerProgram, pre_us: np.ndarray, elements_us: np.ndarray,
