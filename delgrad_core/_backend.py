@@ -408,7 +408,7 @@ class Backend(abc.ABC):
         """`represent(network)`, checked: a network of the same layer sizes and delay kinds
         (`InvalidResultError` naming the backend otherwise)."""
         with self._failures_named("representing the network"):
-            represented = self.represent(network)
+            represented = self.represent(network.frozen_copy())  # (a read-only snapshot: never the caller's arrays)
         if not isinstance(represented, Network):
             raise InvalidResultError(f"backend {self.name!r}: represent returned {type(represented).__name__}, "
                                      "not a Network")

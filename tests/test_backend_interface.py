@@ -496,3 +496,25 @@ def test_the_default_device_identity_is_the_backends_name_and_calibration():
     calibration = backend.calibrate()
     assert backend.device_identity(calibration) == {"backend": "mock", "calibration_key": calibration.cache_key,
                                                     "calibration_digest": calibration.digest}
+
+
+def test_represent_receives_a_read_only_snapshot_in_training():
+    """(training handed represent the trainer's own network, whose arrays a represent that
+    clips in place would have changed under the optimiser)"""
+    import delgrad_core as dg
+    from delgrad_core.testing import MockBackend
+    from delgrad_core.training import Trainer, TrainingConfig
+
+    seen = []
+
+    class Clipping(MockBackend):
+        def represent(self, network):
+            seen.append(network.layers[0].projection.weights.flags.writeable)
+            return super().represent(network)
+
+    backend = Clipping()
+    with Trainer(TrainingConfig(hidden=4, epochs=1, batch_size=500), backend=backend) as trainer:
+        trainer.fit(progress=False)
+        backend.represent_checked(trainer.network)
+    assert seen and not any(seen)
+    assert isinstance(backend.represent_checked(dg.Network.feedforward([2, 2])), dg.Network)
