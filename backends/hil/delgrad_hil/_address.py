@@ -11,7 +11,7 @@ import stat
 
 from delgrad_core import BackendUnavailable, InvalidValueError
 
-__all__ = ["check_address", "check_reachable"]
+__all__ = ["check_address", "check_reachable", "refuse_relative_ipc"]
 
 
 def check_address(address: str, field_name: str = "address", *, serving: bool = False) -> str:
@@ -23,12 +23,32 @@ def check_address(address: str, field_name: str = "address", *, serving: bool = 
         return address
     if address.startswith("tcp://"):
         host, colon, port = address[len("tcp://"):].rpartition(":")
-        low = 0 if serving else 1
-        if colon and host and port.isdigit() and low <= int(port) <= 65535 and _host_ok(host, serving):
+        low, number = (0 if serving else 1), _port_number(port)
+        if colon and host and number is not None and low <= number <= 65535 and _host_ok(host, serving):
             return address
-        if colon and port.isdigit() and not low <= int(port) <= 65535:
+        if colon and number is not None and not low <= number <= 65535:
             raise InvalidValueError(f"{field_name}: the port must lie in {low}..65535, got {port} in {address!r}")
     raise InvalidValueError(f"{field_name}: expected {expected}, got {address!r}")
+
+
+def _port_number(port: str) -> int | None:
+    """The number `port` writes in ASCII digits (not '²', a digit to `str.isdigit`), at most
+    65536 (a port of thousands of digits is not converted); None if it is not one."""
+    if not (port.isascii() and port.isdigit()):
+        return None
+    digits = port.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 5 else 65536
+
+
+def refuse_relative_ipc(address: str, field_name: str = "address") -> None:
+    """Refuse an ``ipc://PATH`` whose PATH is relative, naming `field_name` and the absolute
+    form: a run records its backend options as given, so evaluated or resumed from another
+    folder it would reach another socket (Linux's abstract ``ipc://@NAME`` is no path)."""
+    path = address[len("ipc://"):] if address.startswith("ipc://") else None
+    if path is not None and not path.startswith(("/", "@")):
+        raise InvalidValueError(f"{field_name}: {address} is relative to the current folder, and a run that records "
+                                f"it would reach another socket from another folder; give the absolute path: "
+                                f"ipc://{os.path.abspath(path)}")
 
 
 def _host_ok(host: str, serving: bool) -> bool:

@@ -30,11 +30,11 @@ from delgrad_core import (
     get_backend,
 )
 
-from delgrad_hil._address import check_address
+from delgrad_hil._address import check_address, refuse_relative_ipc
 from delgrad_hil._calibration import BACKEND_NAME, unwrap, wrap
 from delgrad_hil._device import DEFAULT_DEVICE, device_name
 from delgrad_hil._faults import FaultPlan
-from delgrad_hil._limits import MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, seconds_text
+from delgrad_hil._limits import MAX_ATTEMPTS, MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, seconds_text
 from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id, network_payload
 
 __all__ = ["HilBackend"]
@@ -114,6 +114,7 @@ class HilBackend(Backend):
         self.address = _optional_text(address, "address")
         if self.address is not None:
             check_address(self.address)
+            refuse_relative_ipc(self.address)
         self.device = _optional_text(device, "device")
         if device_options is not None and not isinstance(device_options, dict):
             raise InvalidValueError(f"device_options: expected a table of options, got {device_options!r}")
@@ -132,8 +133,8 @@ class HilBackend(Backend):
         self.timeout_s = _positive(timeout_s, "timeout_s", MAX_TIMEOUT_S)
         self.job_timeout_s = _positive(job_timeout_s, "job_timeout_s", MAX_JOB_TIMEOUT_S)
         self.calibration_timeout_s = _positive(calibration_timeout_s, "calibration_timeout_s", MAX_JOB_TIMEOUT_S)
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise InvalidValueError(f"attempts: expected an integer >= 1, got {attempts!r}")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
+            raise InvalidValueError(f"attempts: expected an integer from 1 to {MAX_ATTEMPTS}, got {attempts!r}")
         self.attempts = attempts
         if isinstance(jobs_in_flight, bool) or not isinstance(jobs_in_flight, int) or not 1 <= jobs_in_flight <= 16:
             raise InvalidValueError(f"jobs_in_flight: expected an integer from 1 to 16 (a service queues 16 jobs "
@@ -148,7 +149,8 @@ class HilBackend(Backend):
         self._model: Backend | None = None
         self._client = None
         self._service_id = None  # of the service greeted last
-        self._service_device_options = None  # of its device, at the first greeting
+        self._service_device = None  # its device's name and options, at the first greeting
+        self._service_device_options = None
         self._owner_pid = os.getpid()
         self._sent_calibrations: set[str] = set()  # digests of calibrations the service has received
 
@@ -227,7 +229,8 @@ class HilBackend(Backend):
         if self._service_id is not None and options != self._service_device_options:
             raise BackendUnavailable(f"the service at {client.address} was restarted with device options {options}, "
                                      f"not {self._service_device_options}", retryable=False)
-        self._service_id, self._service_device_options = info.get("service_id"), options
+        self._service_id = info.get("service_id")
+        self._service_device, self._service_device_options = info["device"], options
         client.max_message_bytes = int(info["max_message_bytes"])
 
     def _check_device(self, info: dict, address: str) -> None:
@@ -252,6 +255,16 @@ class HilBackend(Backend):
         if Capabilities.from_dict(info["capabilities"]) != self._model.capabilities:
             raise BackendUnavailable(f"the service at {address} reports other capabilities for device {name!r} "
                                      f"than the same device here (another version or other options)", retryable=False)
+
+    def service_device(self) -> tuple[str, dict]:
+        """(name, options) of the device of the service at `address`, as it says when greeted
+        (the training defaults follow them); an error naming the address if it cannot be asked."""
+        try:
+            self._session()
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"address: the training defaults follow the device of the service at "
+                                     f"{self.address}: {exc}", retryable=exc.retryable) from None
+        return self._service_device, dict(self._service_device_options)
 
     def status(self, *, executions: bool = False) -> dict:
         """The service's status: queues, jobs run, cache, faults, uptime, calibration digest; with

@@ -63,7 +63,7 @@ def hil():
               help="Messages sent further from the service's clock are refused.")
 @click.option("--shutdown-grace-s", type=_FiniteRange(min=0.0, max=MAX_SHUTDOWN_GRACE_S), default=30.0,
               show_default=True,
-              help="On SIGTERM/SIGINT, how long the jobs at the device may take to finish (at most one week).")
+              help="On SIGTERM/SIGHUP/SIGINT, how long the jobs at the device may take to finish (at most one week).")
 @click.option("--latency-s", type=_FiniteRange(min=0.0, max=MAX_LATENCY_S), default=0.0,
               help="Fault: delay every reply (at most one hour).")
 @click.option("--drop-fraction", type=_FRACTION, default=0.0, help="Fault: drop this fraction of job replies.")
@@ -82,7 +82,7 @@ def hil():
 def serve(device, device_options, address, token_file, max_message_mb, max_queue, cache_entries, cache_mb,
           replay_window_s, shutdown_grace_s, latency_s, drop_fraction, corrupt_fraction, busy_fraction,
           exit_after_jobs, fault_seed, parent_pid, log_file, log_level):
-    """Serve a device to mock-hil clients until SIGTERM or Ctrl-C.
+    """Serve a device to mock-hil clients until SIGTERM, SIGHUP or Ctrl-C.
 
     Every message must be signed with the shared token ($DELGRAD_HIL_TOKEN or --token-file).
     """
@@ -117,8 +117,8 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
             log.info("signal %d: stopping gracefully (send it again to stop at once)", signum)
             service.request_stop()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # (SIGHUP: its terminal or session ended)
+            signal.signal(signum, on_signal)
         if not service.address.startswith(("tcp://127.", "tcp://[::1]", "ipc://")):
             log.warning("serving beyond this machine on %s: messages are signed, not encrypted", service.address)
         if faults.active:

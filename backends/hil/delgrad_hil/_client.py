@@ -38,12 +38,14 @@ from delgrad_hil._protocol import (
     encode,
     new_header,
     read_unverified_error,
+    reply_limit,
 )
 from delgrad_hil._service import BACKSTOP_BYTES
 
 __all__ = ["ServiceClient", "new_client_id"]
 
 _POLL_SLICE_S = 0.05  # how often a wait checks that a local service is still alive
+_MAX_DOUBLINGS = 1023  # of backoff_s, at most (2.0 ** 1023 is the largest power of two a float holds)
 _SMALL_TIMEOUT_S = 0.01  # below this, "no answer" more likely means a timeout too small for any answer
 
 
@@ -136,7 +138,7 @@ class ServiceClient:
         if self._socket is None:
             socket = self._context.socket(zmq.DEALER)
             socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.MAXMSGSIZE, REPLY_SIZE_FACTOR * self.max_message_bytes + BACKSTOP_BYTES)
+            socket.setsockopt(zmq.MAXMSGSIZE, reply_limit(self.max_message_bytes) + BACKSTOP_BYTES)
             socket.setsockopt(zmq.IPV6, self.address.startswith("tcp://["))
             try:
                 socket.connect(self.address)
@@ -157,8 +159,9 @@ class ServiceClient:
         keeps waiting while it is queued or running, and sends the job again when its result
         was lost (dropped) or the service does not know it (restarted).
         """
+        job_deadline = None if job_timeout_s is None else time.monotonic() + job_timeout_s
         with self._lock:
-            return self._request(message_type, fields, payload, expect, job_timeout_s,
+            return self._request(message_type, fields, payload, expect, job_deadline,
                                  what or f"the {message_type} request")
 
     def request_many(self, jobs, *, expect: str, depth: int, job_timeout_s: float, receive=None) -> list:
@@ -171,7 +174,9 @@ class ServiceClient:
         trouble (a silence of `timeout_s`, a corrupted reply, a "try again" answer) ends the
         overlap for the jobs then in flight: the socket is reopened and each of them goes
         through `request`'s retries on its own (the same job ids, so none runs twice); the
-        rest are overlapped again.  An error answer that retrying cannot change is raised.
+        rest are overlapped again.  An error answer that retrying cannot change is raised.  Each
+        job may take `job_timeout_s` from when it is first sent, retries included, as with
+        `request` (the service drops it unrun if it is still queued then).
         """
         messages: dict[int, tuple] = {}
 
@@ -183,60 +188,71 @@ class ServiceClient:
 
         receive = receive or (lambda index, reply: reply)
         replies: list = [None] * len(jobs)
+        deadlines: dict[int, float] = {}  # index -> when the job's time is up (from its first sending)
         with self._lock:
             start = 0
             while start < len(jobs):
-                start, unanswered = self._overlap(message, len(jobs), replies, start, depth, expect, receive)
+                start, unanswered = self._overlap(message, len(jobs), replies, start, depth, expect, receive,
+                                                  job_timeout_s, deadlines)
                 for index in unanswered:
                     message_type, fields, payload, what = message(index)
                     self.retries += 1
                     replies[index] = receive(index, self._request(message_type, fields, payload, expect,
-                                                                  job_timeout_s, what))
+                                                                  deadlines[index], what))
         return replies
 
-    def _overlap(self, message, count: int, replies: list, start: int, depth: int, expect: str,
-                 receive) -> tuple[int, list[int]]:
-        """Send jobs start.. keeping up to `depth` in flight, filling `replies` as they come;
-        (index of the first job not sent, indices in flight when trouble ended it)."""
+    def _overlap(self, message, count: int, replies: list, start: int, depth: int, expect: str, receive,
+                 job_timeout_s: float, deadlines: dict) -> tuple[int, list[int]]:
+        """Send jobs start.. keeping up to `depth` in flight, filling `replies` as they come and
+        `deadlines` as they are sent (each job with `job_timeout_s`, also as its ``expires_s``);
+        (index of the first job not sent, indices in flight when trouble ended it).  Replies to
+        earlier messages (e.g. a probe a finished request left unanswered) are dropped; a job
+        still unanswered when its time is up raises `ExecutionTimeout`."""
         self._ensure_service()
         in_flight: dict[bytes, int] = {}  # nonce -> index
-        position = start
+        position, heard = start, time.monotonic()  # (when the service last answered one of them)
         while position < count or in_flight:
             while position < count and len(in_flight) < depth:
                 message_type, fields, payload, _ = message(position)
-                in_flight[self._send(message_type, fields, payload)] = position
+                deadlines[position] = time.monotonic() + job_timeout_s
+                in_flight[self._send(message_type, {**fields, "expires_s": job_timeout_s}, payload)] = position
                 position += 1
-            reply = self._next_reply(expect)
+            due = min(deadlines[index] for index in in_flight.values())
+            reply, trouble = self._wait_reply(min(heard + self.timeout_s, due))
+            if trouble == "timeout" and time.monotonic() >= due:
+                self._close_socket()  # (the replies of the jobs still in flight are not awaited)
+                overdue, n = min(in_flight.values(), key=deadlines.__getitem__), len(in_flight)
+                raise self._job_timeout(message(overdue)[3], f"no reply within job_timeout_s={job_timeout_s:g} s, "
+                                                             f"with {n} job{'s' * (n > 1)} of the batch at the service")
             if reply is None:
                 break
             reply_to = reply.header["reply_to"]
             index = in_flight.pop(reply_to, None)
             if index is None and not (reply_to is None and reply.type == "error"):
                 continue  # the answer to an earlier message
+            heard = time.monotonic()
             if reply.type == "error":
                 self._retryable_error(reply.header)  # raises the errors that retrying cannot change
                 if index is not None:
                     in_flight[reply_to] = index
                 break
+            self._check_type(reply, expect)
             replies[index] = receive(index, reply)
         else:
             return position, []
         self._close_socket()
         return position, sorted(in_flight.values())
 
-    def _next_reply(self, expect: str) -> Message | None:
-        """The next verified reply within `timeout_s`, or None (silence, the local service
-        ended, a reply that fails its check)."""
-        reply, _ = self._wait_reply(time.monotonic() + self.timeout_s)
-        if reply is not None and reply.type not in (expect, "error"):
+    def _check_type(self, reply: Message, expect: str) -> None:
+        """Raise if `reply` (to the request awaited, not an error) is not of type `expect`."""
+        if reply.type != expect:
             raise ProtocolError("malformed", f"the service at {self.address} answered {reply.type!r} "
                                              f"to a request for {expect!r}")
-        return reply
 
     def _wait_reply(self, until: float) -> tuple[Message | None, str | None]:
         """(the next reply, None) if one arrives before `until` (monotonic seconds), decoded and
         verified; else (None, why): "timeout", "ended" (the local service ended) or "corrupted"
-        (it failed its check).  A refused token raises."""
+        (it failed its check).  A refused token and a reply too large to take raise."""
         socket = self._socket
         while (now := time.monotonic()) < until:
             wait_s = until - now if self.service is None else min(until - now, _POLL_SLICE_S)
@@ -246,9 +262,11 @@ class ServiceClient:
                 continue
             frames = socket.recv_multipart()
             try:
-                return decode(frames, self.signer, max_message_bytes=REPLY_SIZE_FACTOR * self.max_message_bytes,
+                return decode(frames, self.signer, max_message_bytes=reply_limit(self.max_message_bytes),
                               replies=True), None
-            except ProtocolError:
+            except ProtocolError as exc:
+                if exc.code == "too_large":
+                    raise self._too_large(frames) from None
                 self._check_refused(frames)
                 return None, "corrupted"
         return None, "timeout"
@@ -259,6 +277,15 @@ class ServiceClient:
             raise BackendError(f"the {message_type} message ({size:,} bytes) is above the service's limit of "
                                f"{self.max_message_bytes:,} bytes (delgrad hil serve --max-message-mb)")
 
+    def _too_large(self, frames) -> ProtocolError:
+        """The error of a reply (`frames`) above the size a client takes."""
+        size = sum(len(frame) for frame in frames)
+        return ProtocolError("too_large", f"the service at {self.address} sent a reply of {size:,} bytes, too large: "
+                                          f"a client takes up to {reply_limit(self.max_message_bytes):,} bytes (a "
+                                          f"result of up to {REPLY_SIZE_FACTOR} x the service's message limit of "
+                                          f"{self.max_message_bytes:,} bytes, and its header); run the batch in "
+                                          f"smaller jobs")
+
     def _check_refused(self, frames) -> None:
         """Raise if `frames` (a reply that failed its check) is the service refusing the token."""
         refusal = read_unverified_error(frames)
@@ -266,15 +293,14 @@ class ServiceClient:
             raise self._token_refused() from None
 
     def _request(self, message_type: str, fields: dict | None, payload: bytes | None, expect: str,
-                 job_timeout_s: float | None, what: str) -> Message:
-        """`request` with the lock held."""
+                 job_deadline: float | None, what: str) -> Message:
+        """`request` with the lock held; a job's time is up at `job_deadline` (monotonic seconds)."""
         self._check_size(payload, message_type)
         started, problems = time.monotonic(), []
-        job_deadline = None if job_timeout_s is None else started + job_timeout_s
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
                 self.retries += 1
-                ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 2))
+                ceiling = self._backoff_ceiling(attempt)
                 time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
             self._ensure_service()
             job = None if job_deadline is None else fields["job"]
@@ -289,6 +315,11 @@ class ServiceClient:
                 return reply
             problems.append(problem)
         raise self._exhausted(what, problems, time.monotonic() - started)
+
+    def _backoff_ceiling(self, attempt: int) -> float:
+        """The longest wait before `attempt` (2, 3, ...): `backoff_s` doubled per attempt up to
+        `max_backoff_s` (the exponent bounded first: 2.0 ** 1024 overflows)."""
+        return min(self.max_backoff_s, self.backoff_s * 2.0 ** min(attempt - 2, _MAX_DOUBLINGS))
 
     def _ensure_service(self) -> None:
         """Restart the local service if it has ended; the socket is opened anew then (the new
@@ -322,8 +353,7 @@ class ServiceClient:
                             f"{self.timeout_s / 2:g} s, and the job's time was shorter")
                 else:
                     said = "no answer from the service: is it running?"
-                raise ExecutionTimeout(f"{what} did not finish in time at {self.address} ({said}); raise job_timeout_s "
-                                       "or calibration_timeout_s for slow jobs or a slow link")
+                raise self._job_timeout(what, said)
             silent_until = heard + self.timeout_s
             if now >= silent_until:
                 self._close_socket()
@@ -355,10 +385,13 @@ class ServiceClient:
                 continue  # the answer to an earlier message
             if reply.type == "error":
                 return None, ("refused", self._retryable_error(reply.header))
-            if reply.type != expect:
-                raise ProtocolError("malformed", f"the service at {self.address} answered {reply.type!r} "
-                                                 f"to a request for {expect!r}")
+            self._check_type(reply, expect)
             return reply, None
+
+    def _job_timeout(self, what: str, said: str) -> ExecutionTimeout:
+        """The error of a job whose time is up, with what the service `said` of it."""
+        return ExecutionTimeout(f"{what} did not finish in time at {self.address} ({said}); raise job_timeout_s "
+                                "or calibration_timeout_s for slow jobs or a slow link")
 
     def _reply_too_slow(self, result_bytes: int | None) -> str:
         """Why a job's reply did not arrive although the service had finished the job (its result

@@ -59,9 +59,28 @@ def default_device_capabilities():
 
 def device_training_defaults(options: dict) -> dict:
     """The training defaults registered by the device that `mock-hil` options name (the
-    default device without a ``device`` option); {} for a device that is not installed."""
-    name = options.get("device") or DEFAULT_DEVICE
+    default device without a ``device`` option) with its options; with an ``address``, those of
+    the device the service there owns, with its options (asked of the service: a client's
+    ``device_options`` are always empty).  {} for a device that is not installed, and for options
+    the backend refuses when it is built or a run refuses (``token``: no service is asked then)."""
+    if options.get("address") is None:
+        return _registered_defaults(options.get("device") or DEFAULT_DEVICE, options.get("device_options") or {})
+    if "token" in options:  # (a run keeps its settings in plain text: its config refuses a token)
+        return {}
+    from delgrad_hil._backend import HilBackend  # (it imports this module)
+
+    try:
+        backend = HilBackend(**options)
+    except (InvalidValueError, TypeError):
+        return {}  # (refused, naming the option, when the run builds its backend)
+    with backend:
+        name, device_options = backend.service_device()
+    return _registered_defaults(name, device_options)
+
+
+def _registered_defaults(name: str, device_options: dict) -> dict:
+    """The training defaults the backend `name` registers, for its options `device_options`."""
     if name not in [info.name for info in available_backends()] or name == BACKEND_NAME:
         return {}
     defaults = backend_info(name).details.get("training_defaults") or {}
-    return defaults(dict(options.get("device_options") or {})) if callable(defaults) else dict(defaults)
+    return defaults(dict(device_options)) if callable(defaults) else dict(defaults)

@@ -273,10 +273,10 @@ class DeviceProcess:
 def _child_main(pipe, name: str, options: dict, log_level: int, parent_pid: int) -> None:
     """Build the device, then run the jobs the pipe brings until it says stop or closes."""
     watch_parent(parent_pid, interval_s=_PARENT_WATCH_S)  # (a device must not run on for a service that is gone)
-    # signals to the whole process group (Ctrl-C, a supervisor's SIGTERM) are for the service,
-    # which finishes its jobs and then stops this process
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # signals to the whole process group (Ctrl-C, a supervisor's SIGTERM, the SIGHUP of a closed
+    # terminal) are for the service, which finishes its jobs and then stops this process
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     # what the device prints goes to the log: the service's stdout, which this process inherits,
     # may be a pipe read for the ready line only, and a full pipe would stop the device
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

@@ -35,7 +35,7 @@ __all__ = [
     "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "REPLY_SIZE_FACTOR", "ERROR_CODES",
     "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "CLIENT_ID", "CLIENT_ID_RULE", "ProtocolError", "Message", "encode",
     "decode", "new_header", "network_payload", "error_fields", "failure_fields", "device_error", "DEVICE_ERRORS",
-    "calibration_job_id", "read_unverified_error",
+    "calibration_job_id", "read_unverified_error", "reply_limit",
 ]
 
 VERSION = 2  # 2: job replies name the service that ran them
@@ -47,6 +47,13 @@ DEFAULT_MAX_MESSAGE_BYTES = 128 * 2**20
 # result is answered "too_large" (a client drops larger replies)
 REPLY_SIZE_FACTOR = 4
 _NONCE_BYTES = 16
+
+
+def reply_limit(max_message_bytes: int) -> int:
+    """The size of the largest reply (all frames) a client takes from a service whose message
+    limit is `max_message_bytes`: a payload of up to `REPLY_SIZE_FACTOR` times that limit (the
+    service refuses larger results) with its header, signature and protocol frame."""
+    return REPLY_SIZE_FACTOR * max_message_bytes + MAX_HEADER_BYTES + SIGNATURE_BYTES + len(PROTOCOL)
 
 # error code -> whether sending the same job again (as a new message) can succeed
 ERROR_CODES = {

@@ -506,15 +506,16 @@ class DeviceService:
             self._reply(routing_id, nonce, {"type": "job_state", "job": header["job"], "state": state,
                                             **({} if result_bytes is None else {"result_bytes": result_bytes})})
             return
-        if self.stopping:
-            raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",
-                                reply_to=nonce)
         if message.type == "execute":
             work = parse_execute(message, self._unwrap, self._received_calibrations, self._networks)
             while len(self._networks) > _NETWORKS_KEPT:
                 self._networks.popitem(last=False)
+            self._check_result_fits(work, nonce)
         else:
             work = parse_calibrate(message)
+        if self.stopping:  # (after the payload's checks: a bad request is refused as such, docs/hil-protocol.md)
+            raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",
+                                reply_to=nonce)
         if self.faults.busy():
             self.counts["busy"] += 1
             raise ProtocolError("busy", "the device is busy (injected fault)", reply_to=nonce)
@@ -526,6 +527,17 @@ class DeviceService:
         self._tell_device_thread()
         if outcome is not None:
             self._reply_outcome(routing_id, nonce, outcome, cached=True)
+
+    def _check_result_fits(self, request: ExecutionRequest, nonce: bytes) -> None:
+        """Refuse ("too_large") a request whose result could not be sent, before it runs: its
+        spike times alone (batch x neurons x 8 bytes) above the reply limit."""
+        neurons = sum(layer.population.size for layer in request.network.layers)
+        at_least, limit = len(request.input_spike_times) * neurons * 8, REPLY_SIZE_FACTOR * self.max_message_bytes
+        if at_least > limit:
+            raise ProtocolError("too_large", f"the result of this request takes at least {at_least:,} bytes (batch "
+                                             f"{len(request.input_spike_times)} x {neurons} neurons x 8 bytes), above "
+                                             f"the reply limit of {limit:,} bytes ({REPLY_SIZE_FACTOR} x the message "
+                                             f"limit): run the batch in smaller jobs", reply_to=nonce)
 
     def _unwrap(self, calibration):
         """`unwrap`, the same object for the same calibration (its digest is computed once, and

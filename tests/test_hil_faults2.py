@@ -1,0 +1,309 @@
+"""Faults a hostile-user pass found in mock-hil and its service: training defaults of a shared
+service's device, stale and late replies, job deadlines of overlapped jobs, many attempts,
+odd addresses, replies at the size limit, the order of a stopping service's checks, SIGHUP."""
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from _hil import install_test_devices, network_and_inputs, signed, wait_for, zmq
+
+import delgrad_core as dg
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
+from delgrad_core.training import config_with_defaults
+
+from delgrad_hil import FaultPlan, HilBackend, LocalService
+from delgrad_hil._address import check_address
+from delgrad_hil._auth import Signer
+from delgrad_hil._client import ServiceClient
+from delgrad_hil._protocol import decode, encode, new_header
+
+TOKEN = "a-token-of-sufficient-length"
+
+# a device whose training defaults depend on its options, as the emulator's do (input_duplication)
+WIDE_DEVICE = """
+from _hil_noisy_device import CAPABILITIES, NoisyDevice
+from delgrad_core import hookimpl
+
+
+class WideDevice(NoisyDevice):
+    name = "hil-wide"
+
+    def __init__(self, hidden_default=12, **options):
+        super().__init__(**options)
+        self.hidden_default = hidden_default
+
+
+def training_defaults(options):
+    return {"hidden": options.get("hidden_default", 12)}
+
+
+@hookimpl
+def delgrad_register_backends(register):
+    register("hil-wide", WideDevice, capabilities=CAPABILITIES, training_defaults=training_defaults)
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def devices(tmp_path_factory):
+    """`hil-noisy` and `hil-wide`, here and in the services' processes."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        install_test_devices(tmp_path_factory.mktemp("devices"), monkeypatch,
+                             [("delgrad-hil-wide", "hil_wide_device", WIDE_DEVICE, "hil-wide")])
+        yield
+    dg.refresh_plugins()
+
+
+@pytest.fixture
+def start_service():
+    """Start LocalServices (stopped at the end of the test)."""
+    services = []
+
+    def start(device="hil-noisy", device_options=None, faults=None, serve_arguments=()):
+        service = LocalService(device, device_options, FaultPlan.from_dict(faults), serve_arguments=serve_arguments)
+        services.append(service)
+        service.start()
+        return service
+
+    yield start
+    for service in services:
+        service.stop()
+
+
+def _silent_address() -> str:
+    """A loopback tcp address above port 47000 where nothing listens."""
+    while True:
+        port = random.randint(47001, 60999)
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return f"tcp://127.0.0.1:{port}"
+
+
+def _requests(backend, n, batch=8):
+    network, inputs = network_and_inputs(batch=batch)
+    calibration = backend.calibrate(network, seed=0)
+    ran = backend.represent(network)
+    return [dg.ExecutionRequest(ran, inputs, calibration, seed) for seed in range(n)]
+
+
+# ---------------------------------------------------------------------------- training defaults
+def test_training_defaults_and_identity_follow_the_device_options_of_a_service_at_an_address(start_service,
+                                                                                             monkeypatch):
+    """(the defaults were those of the client's `device_options`, always {} with an address:
+    a service of an emulator with input_duplication=2 trained with inputs repeated 5x)"""
+    service = start_service("hil-wide", {"hidden_default": 7, "chip": 2})
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", service.token)
+    options = {"address": service.address, "device": "hil-wide"}
+    assert config_with_defaults({"backend": "mock-hil", "backend_options": options}).hidden == 7
+    assert config_with_defaults({"backend": "hil-wide", "backend_options": {"hidden_default": 7}}).hidden == 7
+    assert config_with_defaults({"backend": "mock-hil", "backend_options": {"device": "hil-wide"}}).hidden == 12
+    with HilBackend(**options) as backend, dg.get_backend("hil-wide", hidden_default=7, chip=2) as same, \
+            dg.get_backend("hil-wide") as other:
+        identity = backend.device_identity(backend.calibrate(seed=0))
+        assert identity == same.device_identity(same.calibrate(seed=0))
+        assert identity != other.device_identity(other.calibrate(seed=0))
+
+
+def test_training_defaults_of_a_service_that_does_not_answer_name_its_address(monkeypatch):
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", TOKEN)
+    address = _silent_address()
+    options = {"address": address, "device": "hil-wide", "timeout_s": 0.2, "attempts": 1}
+    with pytest.raises(dg.BackendUnavailable, match=f"^address: the training defaults follow the device of the "
+                                                    f"service at {address}: no answer from {address} after 1 attempt"):
+        config_with_defaults({"backend": "mock-hil", "backend_options": options})
+
+
+# ---------------------------------------------------------------------------- overlapped jobs
+def test_a_late_probe_reply_is_dropped_by_the_next_execute_many():
+    """(the probe of a job answered after timeout_s / 2 came back during the next execute_many,
+    which raised "answered 'job_state' to a request for 'result'")"""
+    network = dg.Network.feedforward([4, 10, 3], delay_kind="synaptic", seed=0)
+    requests = [dg.ExecutionRequest(network, network_and_inputs(seed=seed)[1][:, :4], None, seed)
+                for seed in range(6)]
+    with HilBackend(device="reference", faults={"latency_s": 0.3}, timeout_s=0.4) as backend, \
+            dg.get_backend("reference") as reference:
+        backend.execute(requests[0])  # (probed after 0.2 s, answered after 0.3 s: the probe's answer comes later)
+        results = backend.execute_many(requests[1:])
+        expected = reference.execute_many(requests[1:])
+    for result, same in zip(results, expected, strict=True):
+        assert result.output_spike_times.tobytes() == same.output_spike_times.tobytes()
+
+
+def test_execute_many_keeps_job_timeout_s_and_the_service_drops_the_jobs_left_queued(start_service):
+    """(execute_many waited for its jobs for ever and sent no expires_s: the jobs of a client
+    that had given up, or died, still ran)"""
+    service = start_service(device_options={"job_delay_s": 1.0})
+    with HilBackend(service.address, token=service.token, device="hil-noisy", timeout_s=5, job_timeout_s=1.5,
+                    jobs_in_flight=4) as backend:
+        requests = _requests(backend, 5)
+        started = time.monotonic()
+        # (the first goes alone, with its calibration; of the next four one runs, one is held
+        # next, two are queued; the second's time is up while it runs)
+        with pytest.raises(dg.ExecutionTimeout, match=r"^job [0-9a-f]{12} did not finish in time at .* \(no reply "
+                                                      r"within job_timeout_s=1.5 s, with 3 jobs of the batch"):
+            backend.execute_many(requests)
+        assert time.monotonic() - started < 1.0 + 1.5 + 0.8
+        assert wait_for(lambda: backend.status()["expired"] == 1, timeout_s=10)
+        status = backend.status(executions=True)
+    assert requests[-1].digest not in status["executions"] and status["queues"] == {}
+
+
+# ---------------------------------------------------------------------------- option bounds
+def test_many_attempts_back_off_up_to_their_cap_without_overflow():
+    """(2 ** (attempt - 2) overflowed a float at attempt 1026)"""
+    client = ServiceClient(_silent_address(), Signer(TOKEN.encode()), "many-attempts", timeout_s=0.001,
+                           attempts=1030, backoff_s=1e-6, max_backoff_s=1e-6)
+    try:
+        with pytest.raises(dg.BackendUnavailable, match="after 1030 attempts"):
+            client.request("health", expect="health")
+    finally:
+        client.close()
+    with pytest.raises(dg.InvalidValueError, match=r"^attempts: expected an integer from 1 to 1000, got 1001"):
+        HilBackend(attempts=1001)
+    assert HilBackend(attempts=1000).attempts == 1000
+
+
+@pytest.mark.parametrize("port", ["²", "١٢", "9" * 5000], ids=["superscript", "arabic-indic", "5000-digits"])
+def test_a_port_of_other_than_ascii_digits_is_refused_naming_the_option(port, tmp_path):
+    """(str.isdigit takes '²', which int() does not: a traceback, or "its factory failed: ValueError")"""
+    address = f"tcp://127.0.0.1:{port}"
+    with pytest.raises(dg.InvalidValueError, match=r"^address: (expected tcp://HOST:PORT|the port must lie in)"):
+        check_address(address)
+    with pytest.raises(dg.InvalidValueError, match="^address: "):
+        HilBackend(address, token=TOKEN)
+    served = cli_runner().invoke(main, ["hil", "serve", "--address", address], env={"DELGRAD_HIL_TOKEN": TOKEN})
+    assert served.exit_code == 2 and "--address: " in served.stderr and "Traceback" not in served.output
+    trained = cli_runner().invoke(main, ["train", "--backend", "mock-hil", "--backend-option", f"address={address}",
+                                         "--epochs", "1", "--out", str(tmp_path / "run")],
+                                  env={"DELGRAD_HIL_TOKEN": TOKEN})
+    assert trained.exit_code == 2 and "address: " in trained.stderr and "failed" not in trained.output
+
+
+def test_a_relative_ipc_address_is_refused_naming_its_absolute_path(tmp_path, monkeypatch):
+    """(a run recorded it as given: evaluated or resumed from another folder, it reached another
+    socket; the run's token_file is recorded absolute)"""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(dg.InvalidValueError, match=f"^address: ipc://s.sock is relative to the current folder.*"
+                                                   f"give the absolute path: ipc://{tmp_path}/s.sock$"):
+        HilBackend("ipc://s.sock", token=TOKEN)
+    for address in (f"ipc://{tmp_path}/s.sock", "ipc://@delgrad-hil-abstract"):
+        assert HilBackend(address, token=TOKEN).address == address
+
+
+# ---------------------------------------------------------------------------- replies at the size limit
+def _fake_service(address: str, payload_sizes: list, ready: threading.Event):
+    """Answer one request per size in `payload_sizes` with a signed result of that many bytes."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.bind(address)
+    ready.set()
+    signer = Signer(TOKEN.encode())
+    try:
+        for size in payload_sizes:
+            if not router.poll(20_000):
+                return
+            routing_id, *frames = router.recv_multipart()
+            request = decode(frames, signer).header
+            header = new_header("result", reply_to=request["nonce"], job=request["job"], cached=False, run_s=0.0,
+                                service="0" * 16)
+            router.send_multipart([routing_id, *encode(signer, header, b"r" * size)])
+    finally:
+        router.close(linger=2000)
+        context.term()
+
+
+def test_a_result_at_the_reply_limit_arrives_and_a_larger_reply_is_said_to_be_too_large(tmp_path):
+    """(the service refused results above 4 x its limit, the client replies above it, header
+    included: a result just under the limit was sent, then dropped as "corrupted")"""
+    address, limit = f"ipc://{tmp_path / 's'}", 10_000
+    ready = threading.Event()
+    server = threading.Thread(target=_fake_service, args=(address, [4 * limit, 4 * limit + 2**16 + 1], ready))
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "at-the-limit", timeout_s=10, attempts=1)
+    client.max_message_bytes = limit  # (as a service's welcome says)
+    try:
+        reply = client.request("execute", {"job": "a" * 64}, b"request", expect="result")
+        assert len(reply.payload) == 4 * limit
+        with pytest.raises(dg.BackendError, match=r"sent a reply of [\d,]+ bytes, too large: a client takes up to "
+                                                  r"[\d,]+ bytes .* run the batch in smaller jobs"):
+            client.request("execute", {"job": "b" * 64}, b"request", expect="result")
+    finally:
+        client.close()
+        server.join(30)
+
+
+def test_a_result_that_could_not_be_sent_is_refused_before_it_runs(start_service):
+    """(it was computed in full, here for 30 s, and then refused)"""
+    # (a result limit of 4 x 52,428 bytes)
+    service = start_service(device_options={"job_delay_s": 30}, serve_arguments=["--max-message-mb", "0.05"])
+    with HilBackend(service.address, token=service.token, device="hil-noisy", job_timeout_s=10) as backend:
+        network = dg.testing.make_network((1, 64, 3), "none", 1.0, seed=0)
+        calibration = backend.calibrate(network, seed=0)
+        inputs = network_and_inputs((1, 64, 3), batch=500)[1]  # (a result of at least 500 x 67 x 8 bytes)
+        started = time.monotonic()
+        with pytest.raises(dg.BackendError, match=r"the result of this request takes at least 268,000 bytes "
+                                                  r"\(batch 500 x 67 neurons x 8 bytes\), above the reply limit "
+                                                  r"of 209,712 bytes .* run the batch in smaller jobs"):
+            backend.execute(backend.represent(network), inputs, calibration=calibration, seed=0)
+        assert time.monotonic() - started < 5
+
+
+# ---------------------------------------------------------------------------- stopping
+def test_a_bad_request_during_a_graceful_stop_is_answered_bad_request(tmp_path):
+    """(the service said shutting_down, which a client retries, before it read the payload;
+    the documented order checks the payload first)"""
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    # (a reply held back by the latency fault keeps a stopping service alive for its grace period)
+    service = DeviceService(DeviceProcess("reference"), Signer(TOKEN.encode()), f"ipc://{tmp_path / 's'}",
+                            faults=FaultPlan(latency_s=3600), shutdown_grace_s=1.0)
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    try:
+        dealer.connect(service.address)
+        dealer.send_multipart(signed(TOKEN, "health"))
+        assert wait_for(lambda: service._delayed)
+        service.request_stop()
+        assert wait_for(lambda: service.stopping)
+        dealer.send_multipart(signed(TOKEN, "execute", b"not a request", job="0" * 64))
+        replies = []
+        while len(replies) < 2 and dealer.poll(10_000):
+            replies.append(decode(dealer.recv_multipart(), Signer(TOKEN.encode()), replies=True).header)
+    finally:
+        service.request_stop()
+        serving.join(timeout=20)
+        dealer.close(linger=0)
+        context.term()
+    assert [reply["type"] for reply in replies] == ["health", "error"] and replies[1]["code"] == "bad_request"
+
+
+def test_sighup_stops_the_service_gracefully(tmp_path):
+    """(SIGHUP, e.g. from a closed terminal, ended it at once: status 129, its socket file left)"""
+    from delgrad_hil._supervisor import READY_PREFIX
+
+    path = tmp_path / "s"
+    command = [sys.executable, "-m", "delgrad_core.cli", "hil", "serve", "--device", "reference", "--address",
+               f"ipc://{path}"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=dict(os.environ, DELGRAD_HIL_TOKEN=TOKEN),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith(READY_PREFIX) and path.exists()
+        os.kill(process.pid, signal.SIGHUP)
+        assert process.wait(timeout=20) == 0
+        assert "stopping gracefully" in process.stderr.read() and not path.exists()
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
