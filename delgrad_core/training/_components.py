@@ -40,8 +40,6 @@ class _CheckedLoss:
                 raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: returned "
                                   f"{type(result).__name__} whose {name} is {got}, expected an array of shape "
                                   f"{shape} (a LossResult for {batch} samples of {n_outputs} outputs)")
-        per_sample, gradient = result.per_sample, result.gradient
-        for name, values in (("per_sample", per_sample), ("gradient", gradient)):
             if not np.all(np.isfinite(values)):
                 raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: its "
                                   f"{name} contains NaN or inf (a silent output neuron must give a finite loss "
