@@ -714,6 +714,7 @@ def test_request_bytes_run_the_same(delgrad_backend, calibration, run_case, case
 
 _RUN_IN_ANOTHER_PROCESS = """
 import json, sys
+sys.path.pop(0)  # ('' under -c: the working folder, where a source checkout would shadow the installed package)
 from delgrad_core import ExecutionRequest, get_backend
 name, options, path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 with open(path, "rb") as file:
