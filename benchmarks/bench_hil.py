@@ -56,7 +56,10 @@ def build_requests(backend, n: int, batch: int, first_seed: int = 0) -> list[dg.
     caps = backend.capabilities
     ratio = 1.0 if caps.supports_ratio(1.0) else caps.tau_ratios[0]
     network = make_network(SIZES, "axonal", ratio, seed=0, capabilities=caps)
-    copies = 5  # (each of 4 inputs duplicated 5x: copies spike together, as the encoder makes them)
+    copies = 5  # (each of 4 inputs duplicated 5x: copies spike together, as the encoder makes them,
+    # and share one delay, as training with shared_input_delays gives them)
+    first = network.layers[0].projection
+    first.delays = np.repeat(first.delays[::copies], copies)
     inputs = np.repeat(np.random.default_rng(0).uniform(0.15, 2.0, (batch, SIZES[0] // copies)), copies, axis=1)
     calibration = backend.calibrate(network, seed=0)
     ran = backend.represent(network).frozen_copy()  # one snapshot that every request shares

@@ -409,7 +409,7 @@ def _environment() -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="fewer and shorter repeats (smoke run)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--plot", type=Path, help="draw the scaling series into this PNG file")
