@@ -111,13 +111,14 @@ def test_training_defaults_and_identity_follow_the_device_options_of_a_service_a
         assert identity != other.device_identity(other.calibrate(seed=0))
 
 
-def test_training_defaults_of_a_service_that_does_not_answer_name_its_address(monkeypatch):
+def test_training_defaults_of_a_service_that_does_not_answer_are_those_of_the_device_named(monkeypatch):
+    """(a SLURM login node that cannot reach the service plans the sweep its compute nodes run:
+    the config is built without it, asked once; the run itself needs the service)"""
     monkeypatch.setenv("DELGRAD_HIL_TOKEN", TOKEN)
-    address = _silent_address()
-    options = {"address": address, "device": "hil-wide", "timeout_s": 0.2, "attempts": 1}
-    with pytest.raises(dg.BackendUnavailable, match=f"^address: the training defaults follow the device of the "
-                                                    f"service at {address}: no answer from {address} after 1 attempt"):
-        config_with_defaults({"backend": "mock-hil", "backend_options": options})
+    options = {"address": _silent_address(), "device": "hil-wide", "timeout_s": 0.2, "attempts": 5}
+    started = time.monotonic()
+    assert config_with_defaults({"backend": "mock-hil", "backend_options": options}).hidden == 12
+    assert time.monotonic() - started < 0.2 * 5
 
 
 # ---------------------------------------------------------------------------- overlapped jobs

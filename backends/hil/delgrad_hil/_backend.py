@@ -258,12 +258,8 @@ class HilBackend(Backend):
 
     def service_device(self) -> tuple[str, dict]:
         """(name, options) of the device of the service at `address`, as it says when greeted
-        (the training defaults follow them); an error naming the address if it cannot be asked."""
-        try:
-            self._session()
-        except BackendUnavailable as exc:
-            raise BackendUnavailable(f"address: the training defaults follow the device of the service at "
-                                     f"{self.address}: {exc}", retryable=exc.retryable) from None
+        (the training defaults follow them)."""
+        self._session()
         return self._service_device, dict(self._service_device_options)
 
     def status(self, *, executions: bool = False) -> dict:

@@ -62,7 +62,10 @@ def device_training_defaults(options: dict) -> dict:
     default device without a ``device`` option) with its options; with an ``address``, those of
     the device the service there owns, with its options (asked of the service: a client's
     ``device_options`` are always empty).  {} for a device that is not installed, and for options
-    the backend refuses when it is built or a run refuses (``token``: no service is asked then)."""
+    the backend refuses when it is built or a run refuses (``token``: no service is asked then).
+    A service that does not answer at once (e.g. from a SLURM login node, which plans a sweep
+    that compute nodes run) leaves the defaults of the device named, with its default options:
+    the run itself greets the service, or fails to."""
     if options.get("address") is None:
         return _registered_defaults(options.get("device") or DEFAULT_DEVICE, options.get("device_options") or {})
     if "token" in options:  # (a run keeps its settings in plain text: its config refuses a token)
@@ -70,11 +73,14 @@ def device_training_defaults(options: dict) -> dict:
     from delgrad_hil._backend import HilBackend  # (it imports this module)
 
     try:
-        backend = HilBackend(**options)
+        backend = HilBackend(**{**options, "attempts": 1})  # (asked once: not the run's patience)
     except (InvalidValueError, TypeError):
         return {}  # (refused, naming the option, when the run builds its backend)
-    with backend:
-        name, device_options = backend.service_device()
+    try:
+        with backend:
+            name, device_options = backend.service_device()
+    except BackendUnavailable:
+        return _registered_defaults(options.get("device") or DEFAULT_DEVICE, {})
     return _registered_defaults(name, device_options)
 
 
