@@ -41,7 +41,7 @@ from delgrad_core._errors import (
 from delgrad_core._execution import ExecutionRequest, ExecutionResult, _check_seed
 from delgrad_core._ir import DelayKind, Network
 
-__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "close_after_work"]
+__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "close_after_work", "exit_closing"]
 
 _CHECKED_NETWORKS = 4  # read-only networks whose checks and representation a backend remembers
 
@@ -83,6 +83,18 @@ class ConformanceProfile:
         if unknown is None or unknown:
             raise InvalidValueError(f"ConformanceProfile.unsupported: expected a table of check name -> reason with "
                                     f"the checks {', '.join(SKIPPABLE_CHECKS)}, got {self.unsupported!r}")
+
+
+def exit_closing(closeable, failed: bool) -> None:
+    """Close `closeable` where its ``with`` block ends: a failure to close is raised, unless the
+    block `failed` (then it is warned of: the error that ended the block is the one to report)."""
+    if not failed:
+        closeable.close()
+        return
+    try:
+        closeable.close()
+    except Exception as close_error:
+        warnings.warn(str(close_error), RuntimeWarning, stacklevel=3)
 
 
 def close_after_work(closeable, outcome: str) -> None:
@@ -176,13 +188,7 @@ class Backend(abc.ABC):
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except Exception as close_error:  # (the error that ended the block is the one to report)
-            warnings.warn(str(close_error), RuntimeWarning, stacklevel=2)
+        exit_closing(self, exc_type is not None)
 
     def _check_open(self) -> None:
         if self._closed:

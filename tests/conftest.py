@@ -106,3 +106,22 @@ def finished_run(tmp_path_factory):
     result = cli_runner().invoke(main, [*TRAIN, "--epochs", "2", "--out", str(folder)])
     assert result.exit_code == 0, result.output
     return folder
+
+
+@pytest.fixture
+def start_service():
+    """Start local HIL device services, `start(device, device_options, faults, serve_arguments)`
+    (stopped at the end of the test)."""
+    from delgrad_hil import FaultPlan, LocalService  # (only the HIL tests need it installed)
+
+    services = []
+
+    def start(device="hil-noisy", device_options=None, faults=None, serve_arguments=()):
+        service = LocalService(device, device_options, FaultPlan.from_dict(faults), serve_arguments=serve_arguments)
+        services.append(service)
+        service.start()
+        return service
+
+    yield start
+    for service in services:
+        service.stop()

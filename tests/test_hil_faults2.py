@@ -19,7 +19,7 @@ from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner
 from delgrad_core.training import config_with_defaults
 
-from delgrad_hil import FaultPlan, HilBackend, LocalService
+from delgrad_hil import FaultPlan, HilBackend
 from delgrad_hil._address import check_address
 from delgrad_hil._auth import Signer
 from delgrad_hil._client import ServiceClient
@@ -59,22 +59,6 @@ def devices(tmp_path_factory):
                              [("delgrad-hil-wide", "hil_wide_device", WIDE_DEVICE, "hil-wide")])
         yield
     dg.refresh_plugins()
-
-
-@pytest.fixture
-def start_service():
-    """Start LocalServices (stopped at the end of the test)."""
-    services = []
-
-    def start(device="hil-noisy", device_options=None, faults=None, serve_arguments=()):
-        service = LocalService(device, device_options, FaultPlan.from_dict(faults), serve_arguments=serve_arguments)
-        services.append(service)
-        service.start()
-        return service
-
-    yield start
-    for service in services:
-        service.stop()
 
 
 def _silent_address() -> str:

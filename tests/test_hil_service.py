@@ -32,22 +32,6 @@ from delgrad_hil._protocol import decode
 pytestmark = pytest.mark.usefixtures("test_devices")
 
 
-@pytest.fixture
-def start_service():
-    """Start LocalServices (closed at the end of the test)."""
-    services = []
-
-    def start(device="hil-noisy", device_options=None, faults=None, serve_arguments=()):
-        service = LocalService(device, device_options, FaultPlan.from_dict(faults), serve_arguments=serve_arguments)
-        services.append(service)
-        service.start()
-        return service
-
-    yield start
-    for service in services:
-        service.stop()
-
-
 def _client(service, **options):
     return HilBackend(service.address, token=service.token, **{"device": service.device, **options})
 

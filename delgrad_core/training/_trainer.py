@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from delgrad_core._backend import exit_closing
 from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, PluginError, RunFolderError
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
@@ -231,13 +232,7 @@ class Trainer:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except Exception as close_error:  # (the error that ended the block is the one to report)
-            warnings.warn(str(close_error), RuntimeWarning, stacklevel=2)
+        exit_closing(self, exc_type is not None)
 
     @property
     def network(self):

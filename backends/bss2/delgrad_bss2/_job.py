@@ -100,6 +100,13 @@ def _input_spikes_us(times_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
     return emitted_us(us_from_tau(times_tau, config), config)
 
 
+def _shared_element(groups: np.ndarray, line: int) -> str:
+    """The input lines that share `line`'s delay element as copies of one input, described."""
+    copies = np.flatnonzero(groups == groups[line])
+    return (f"inputs {copies[0]}-{copies[-1]} share one delay element as copies of one input (backend option "
+            f"input_duplication={copies.size})")
+
+
 def unequal_copies(times_tau: np.ndarray, groups: np.ndarray | None) -> str | None:
     """What differs between input lines that the chip takes as copies of one input (one delay
     element per group of `input_duplication` lines, fired by the earliest copy), or None."""
@@ -112,10 +119,9 @@ def unequal_copies(times_tau: np.ndarray, groups: np.ndarray | None) -> str | No
     if not differ.any():
         return None
     b, i = np.argwhere(differ)[0]
-    copies = np.flatnonzero(groups == groups[i])
-    return (f"inputs {copies[0]}-{copies[-1]} share one delay element as copies of one input (backend option "
-            f"input_duplication={copies.size}), but in sample {b} input {i} spikes at {float(times_tau[b, i])!r} tau "
-            f"and input {copies[0]} at {float(times_tau[b, copies[0]])!r}: the element fires at the earliest copy. "
+    first = np.flatnonzero(groups == groups[i])[0]
+    return (f"{_shared_element(groups, i)}, but in sample {b} input {i} spikes at {float(times_tau[b, i])!r} tau "
+            f"and input {first} at {float(times_tau[b, first])!r}: the element fires at the earliest copy. "
             f"If these inputs are not copies, set input_duplication=1; if they are, give them equal times "
             f"(encoder option repeat)")
 
@@ -132,9 +138,7 @@ def copies_before_their_spikes(job: Job, recording: Recording, config: ChipConfi
     if not early.any():
         return None
     b, i = np.argwhere(early)[0]
-    copies = np.flatnonzero(groups == groups[i])
-    return (f"input_spike_times: inputs {copies[0]}-{copies[-1]} share one delay element as copies of one input "
-            f"(backend option input_duplication={copies.size}); in sample {b} it fired at "
+    return (f"input_spike_times: {_shared_element(groups, i)}; in sample {b} it fired at "
             f"{float(tau_from_us(elements_us[b, groups[i]], config))!r} tau, before input {i} spiked at "
             f"{float(tau_from_us(pre_us[b, i], config))!r} tau, which the chip cannot deliver. Give copies equal times "
             f"(encoder option repeat = input_duplication), or set input_duplication=1 for inputs that are not copies")
