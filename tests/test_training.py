@@ -461,6 +461,12 @@ def test_evaluate_uses_the_runs_own_encoder(tmp_path):
     assert json.loads(told.stdout)["accuracy"] == pytest.approx(expected) and "note" not in told.stderr
     refused = runner.invoke(main, ["evaluate", str(tmp_path / "run"), "--config", str(config)])
     assert refused.exit_code == 2 and "evaluated with its run's own settings" in refused.output
+    other = tmp_path / "other.toml"  # (another network's settings were ignored without a word)
+    other.write_text("t_early = 0.5\nt_late = 3.0\nhidden = [20, 10]\ndelays = 'axonal'\n")
+    noted = runner.invoke(main, ["evaluate", str(copied), "--json", "--config", str(other)])
+    assert json.loads(noted.stdout)["accuracy"] == pytest.approx(expected)
+    assert f"note: {other} describes another network than {copied} (hidden [20, 10] against [6]; delays " \
+           "['axonal', 'axonal', 'axonal'] against ['none', 'none']): the file's network is evaluated" in noted.stderr
 
 
 def test_cli_rejects_unknown_backend_naming_the_choices(tmp_path):

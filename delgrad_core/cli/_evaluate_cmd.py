@@ -186,3 +186,23 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if not stored and not config_file:
         click.echo(f"note: {network_file} is a network file, which holds no encoding: evaluated with the "
                    "default encoder settings (--config gives those it was trained with)", err=True)
+    mismatches = _other_network(given, network) if config_file else []
+    if mismatches:
+        click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "
+                   "the file's network is evaluated, with the settings file's dataset, encoder and backend "
+                   "settings", err=True)
+
+
+def _other_network(given: dict, network) -> list[str]:
+    """Where the network that the settings `given` (a --config file's) would train differs from
+    `network` in its hidden sizes or delay kinds, described; [] if it does not."""
+    from delgrad_core.training import TrainingConfig
+
+    probe = TrainingConfig(**{name: given[name] for name in ("hidden", "delays") if name in given},
+                           _check_components=False)
+    kinds = probe.delays if isinstance(probe.delays, list) else [probe.delays] * (len(probe.hidden_sizes) + 1)
+    found = {"hidden": list(network.sizes[1:-1]), "delays": [layer.projection.delay_kind.value
+                                                             for layer in network.layers]}
+    wanted = {"hidden": probe.hidden_sizes, "delays": kinds}
+    return [f"{name} {wanted[name]} against {found[name]}" for name in ("hidden", "delays")
+            if name in given and wanted[name] != found[name]]
