@@ -738,12 +738,14 @@ def test_another_process_runs_a_request_the_same(delgrad_backend, calibration, r
     path = tmp_path / "request.npz"
     path.write_bytes(ExecutionRequest(case.network, case.input_spike_times, calibration, 0).to_bytes())
     env = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
-    process = subprocess.run([sys.executable, "-c", _RUN_IN_ANOTHER_PROCESS, name, json.dumps(options), str(path)],
-                             env=env, capture_output=True, text=True, timeout=600)  # (relative paths in options)
-    assert process.returncode == 0, (f"case {case.id}: running the request in another process failed (status "
-                                     f"{process.returncode}):\n{process.stderr[-3000:]}")
-    again = ExecutionResult.from_bytes(path.with_name("request.npz.result").read_bytes())
-    difference = _differences(first.layer_spike_times, again.layer_spike_times)
-    assert difference is None, (f"case {case.id}: the backend declares deterministic=True, but the same request "
-                                f"(seed 0) run in another process gave other spike times: {difference}; seed its "
-                                f"randomness from the request's seed only (not from hash(), the time or the process)")
+    for attempt in (1, 2):  # (two processes: randomness from a process id may agree with this one's by chance)
+        process = subprocess.run([sys.executable, "-c", _RUN_IN_ANOTHER_PROCESS, name, json.dumps(options), str(path)],
+                                 env=env, capture_output=True, text=True, timeout=600)  # (relative paths in options)
+        assert process.returncode == 0, (f"case {case.id}: running the request in another process failed (status "
+                                         f"{process.returncode}):\n{process.stderr[-3000:]}")
+        again = ExecutionResult.from_bytes(path.with_name("request.npz.result").read_bytes())
+        difference = _differences(first.layer_spike_times, again.layer_spike_times)
+        assert difference is None, (f"case {case.id}: the backend declares deterministic=True, but the same request "
+                                    f"(seed 0) run in another process (the {'first' if attempt == 1 else 'second'} "
+                                    f"of two) gave other spike times: {difference}; seed its randomness from the "
+                                    "request's seed only (not from hash(), the time or the process)")
