@@ -413,8 +413,15 @@ class Backend(abc.ABC):
     def represent_checked(self, network: Network) -> Network:
         """`represent(network)`, checked: a network of the same layer sizes and delay kinds
         (`InvalidResultError` naming the backend otherwise)."""
-        with self._failures_named("representing the network"):
-            represented = self.represent(network.frozen_copy())  # (a read-only snapshot: never the caller's arrays)
+        snapshot = network.frozen_copy()  # (a read-only snapshot: never the caller's arrays)
+        try:
+            with self._failures_named("representing the network"):
+                represented = self.represent(snapshot)
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, ValueError) or "read-only" not in str(exc.__cause__):
+                raise
+            raise BackendError(f"{exc} (represent receives a read-only snapshot: build and return a new Network "
+                               "instead of changing it)") from exc.__cause__
         if not isinstance(represented, Network):
             raise InvalidResultError(f"backend {self.name!r}: represent returned {type(represented).__name__}, "
                                      "not a Network")

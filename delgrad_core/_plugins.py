@@ -140,9 +140,11 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
     declared = getattr(factory, "name", None)
     if isinstance(factory, type) and isinstance(declared, str) and declared and declared != name:
         raise InvalidValueError(f"backend {name!r}: registered under another name than its Backend.name {declared!r}")
+    if isinstance(capabilities, dict):  # (as Capabilities.to_dict gives it)
+        capabilities = Capabilities.from_dict(capabilities)
     if capabilities is not None and not isinstance(capabilities, Capabilities):
-        raise InvalidValueError(f"backend {name!r}: capabilities: expected a delgrad_core.Capabilities or None "
-                                f"(Capabilities.from_dict builds one from a dict), got {type(capabilities).__name__}")
+        raise InvalidValueError(f"backend {name!r}: capabilities: expected a delgrad_core.Capabilities, a table "
+                                f"Capabilities.from_dict takes, or None, got {type(capabilities).__name__}")
     if result_neutral_options is None and isinstance(factory, type):
         result_neutral_options = getattr(factory, "result_neutral_options", ())
     neutral = () if result_neutral_options is None or isinstance(result_neutral_options, str) else \

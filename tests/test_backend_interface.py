@@ -518,3 +518,19 @@ def test_represent_receives_a_read_only_snapshot_in_training():
         backend.represent_checked(trainer.network)
     assert seen and not any(seen)
     assert isinstance(backend.represent_checked(dg.Network.feedforward([2, 2])), dg.Network)
+
+
+def test_a_represent_that_changes_the_network_in_place_is_told_what_to_do():
+    """(it failed with numpy's "output array is read-only" and nothing more)"""
+    from delgrad_core import BackendError
+    from delgrad_core.testing import MockBackend
+
+    class InPlace(MockBackend):
+        def represent(self, network):
+            np.clip(network.layers[0].projection.weights, -1, 1, out=network.layers[0].projection.weights)
+            return network
+
+    with pytest.raises(BackendError, match=r"failed while representing the network: ValueError: .*read-only.* "
+                                           r"\(represent receives a read-only snapshot: build and return a new "
+                                           r"Network instead of changing it\)"):
+        InPlace().represent_checked(Network.feedforward([2, 3], seed=0))

@@ -207,20 +207,24 @@ def test_a_factory_that_prints_keeps_backends_json_parseable(monkeypatch):
 
 
 # -- 5. capabilities must be a Capabilities -----------------------------------------------------
-def test_capabilities_given_as_a_dict_are_refused_naming_plugin_and_field():
+def test_capabilities_are_a_capabilities_or_a_table_of_them_else_refused_naming_plugin_and_field():
+    """(a list was refused without naming the field; a table, which plugins give, stays accepted)"""
+    from delgrad_core import Capabilities
     from delgrad_core.testing import MockBackend
 
     class Plugin:
         @hookimpl
         def delgrad_register_backends(self, register):
-            register("dicty", lambda: MockBackend(name="dicty"), capabilities={"exact": True})
+            register("tabled", lambda: MockBackend(name="tabled"), capabilities={"exact": True})
+            register("listed", lambda: MockBackend(name="listed"), capabilities=["exact"])
 
     registry = PluginRegistry(strict=False)
-    with pytest.warns(PluginLoadWarning, match=r"plugin 'dict-plugin' from distribution 'local' registration refused: "
-                                               r"backend 'dicty': capabilities: expected a delgrad_core.Capabilities "
-                                               r"or None \(Capabilities.from_dict builds one from a dict\), got dict"):
-        registry.register_plugin(Plugin(), distribution="local", plugin_name="dict-plugin")
-    assert "dicty" not in registry.names()
+    with pytest.warns(PluginLoadWarning, match=r"plugin 'caps-plugin' from distribution 'local' registration refused: "
+                                               r"backend 'listed': capabilities: expected a delgrad_core.Capabilities, "
+                                               r"a table Capabilities.from_dict takes, or None, got list"):
+        registry.register_plugin(Plugin(), distribution="local", plugin_name="caps-plugin")
+    assert "listed" not in registry.names()
+    assert registry.get("backend", "tabled").capabilities == Capabilities(exact=True)
 
 
 # -- 6. a misspelt hook gets a suggestion -------------------------------------------------------

@@ -713,8 +713,9 @@ def test_request_bytes_run_the_same(delgrad_backend, calibration, run_case, case
 
 
 _RUN_IN_ANOTHER_PROCESS = """
-import json, sys
-sys.path.pop(0)  # ('' under -c: the working folder, where a source checkout would shadow the installed package)
+import json, os, sys
+if sys.path and sys.path[0] in ("", os.getcwd()):  # (-c: the working folder, where a source checkout would
+    sys.path.pop(0)  # shadow the installed package; not there with PYTHONSAFEPATH)
 from delgrad_core import ExecutionRequest, get_backend
 name, options, path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 with open(path, "rb") as file:

@@ -118,7 +118,8 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
             service.request_stop()
 
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # (SIGHUP: its terminal or session ended)
-            signal.signal(signum, on_signal)
+            if signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN:  # (nohup: keep serving)
+                signal.signal(signum, on_signal)
         if not service.address.startswith(("tcp://127.", "tcp://[::1]", "ipc://")):
             log.warning("serving beyond this machine on %s: messages are signed, not encrypted", service.address)
         if faults.active:

@@ -4,6 +4,8 @@ default when it is installed), and what `mock-hil` takes from the device's regis
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import time
 
 from delgrad_core import BackendUnavailable, InvalidValueError, available_backends, backend_info
 
@@ -63,25 +65,43 @@ def device_training_defaults(options: dict) -> dict:
     the device the service there owns, with its options (asked of the service: a client's
     ``device_options`` are always empty).  {} for a device that is not installed, and for options
     the backend refuses when it is built or a run refuses (``token``: no service is asked then).
-    A service that does not answer at once (e.g. from a SLURM login node, which plans a sweep
-    that compute nodes run) leaves the defaults of the device named, with its default options:
-    the run itself greets the service, or fails to."""
+    A service that cannot be asked from here (no answer at once, no token: e.g. a SLURM login
+    node, which plans a sweep that compute nodes run) leaves the defaults of the device named,
+    with its default options: the run itself greets the service, or fails to.  What a service
+    said, or that it did not answer, holds for a minute (a sweep builds the config of every run)."""
     if options.get("address") is None:
         return _registered_defaults(options.get("device") or DEFAULT_DEVICE, options.get("device_options") or {})
     if "token" in options:  # (a run keeps its settings in plain text: its config refuses a token)
         return {}
+    key = json.dumps(options, sort_keys=True, default=str)
+    asked = _SERVICE_DEVICES.get(key)
+    if asked is None or time.monotonic() - asked[0] > _ASKED_FOR_S:
+        asked = _SERVICE_DEVICES[key] = (time.monotonic(), _service_device(options))
+    device = asked[1]
+    if device is None:  # (not answered: the run itself greets the service, or fails naming it)
+        return _registered_defaults(options.get("device") or DEFAULT_DEVICE, {})
+    return {} if device == () else _registered_defaults(*device)
+
+
+_SERVICE_DEVICES: dict[str, tuple] = {}  # options -> (when asked, what `_service_device` gave)
+_ASKED_FOR_S = 60.0  # how long an answer, or none, holds (a sweep builds the config of every run)
+
+
+def _service_device(options: dict) -> tuple | None:
+    """(name, options) of the device of the service the mock-hil `options` address, asked once;
+    () for options the backend refuses (it names them when the run builds it); None if the
+    service cannot be asked from here (no answer, no token)."""
     from delgrad_hil._backend import HilBackend  # (it imports this module)
 
     try:
         backend = HilBackend(**{**options, "attempts": 1})  # (asked once: not the run's patience)
     except (InvalidValueError, TypeError):
-        return {}  # (refused, naming the option, when the run builds its backend)
+        return ()
     try:
         with backend:
-            name, device_options = backend.service_device()
-    except BackendUnavailable:
-        return _registered_defaults(options.get("device") or DEFAULT_DEVICE, {})
-    return _registered_defaults(name, device_options)
+            return backend.service_device()
+    except (BackendUnavailable, InvalidValueError):
+        return None
 
 
 def _registered_defaults(name: str, device_options: dict) -> dict:
