@@ -1,7 +1,9 @@
 """Helpers of the mock-hil tests: the noisy test device installed for this process and its
 children, local services, raw messages to a service, and a small network with its inputs."""
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -79,3 +81,31 @@ def wait_for(condition, timeout_s: float = 10.0, interval_s: float = 0.05) -> bo
             return True
         time.sleep(interval_s)
     return condition()
+
+
+@contextlib.contextmanager
+def service_holding_a_reply(tmp_path, token: str, shutdown_grace_s: float):
+    """A reference-device service serving in a thread on ``ipc://tmp_path/s``, and a DEALER
+    socket whose health request it holds back (the latency fault: it keeps a stopping service
+    alive for its grace period): (service, its thread, the socket); stopped, joined and closed
+    at the end."""
+    from delgrad_hil import FaultPlan
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    service = DeviceService(DeviceProcess("reference"), Signer(token.encode()), f"ipc://{tmp_path / 's'}",
+                            faults=FaultPlan(latency_s=3600), shutdown_grace_s=shutdown_grace_s)
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    try:
+        socket.connect(service.address)
+        socket.send_multipart(signed(token, "health"))
+        assert wait_for(lambda: service._delayed)
+        yield service, serving, socket
+    finally:
+        service.request_stop()
+        serving.join(timeout=20)
+        socket.close(linger=0)
+        context.term()

@@ -12,14 +12,14 @@ import threading
 import time
 
 import pytest
-from _hil import install_test_devices, network_and_inputs, signed, wait_for, zmq
+from _hil import install_test_devices, network_and_inputs, service_holding_a_reply, signed, wait_for, zmq
 
 import delgrad_core as dg
 from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner
 from delgrad_core.training import config_with_defaults
 
-from delgrad_hil import FaultPlan, HilBackend
+from delgrad_hil import HilBackend
 from delgrad_hil._address import check_address
 from delgrad_hil._auth import Signer
 from delgrad_hil._client import ServiceClient
@@ -248,31 +248,13 @@ def test_a_result_that_could_not_be_sent_is_refused_before_it_runs(start_service
 def test_a_bad_request_during_a_graceful_stop_is_answered_bad_request(tmp_path):
     """(the service said shutting_down, which a client retries, before it read the payload;
     the documented order checks the payload first)"""
-    from delgrad_hil._device_process import DeviceProcess
-    from delgrad_hil._service import DeviceService
-
-    # (a reply held back by the latency fault keeps a stopping service alive for its grace period)
-    service = DeviceService(DeviceProcess("reference"), Signer(TOKEN.encode()), f"ipc://{tmp_path / 's'}",
-                            faults=FaultPlan(latency_s=3600), shutdown_grace_s=1.0)
-    serving = threading.Thread(target=service.serve)
-    serving.start()
-    context = zmq.Context()
-    dealer = context.socket(zmq.DEALER)
-    try:
-        dealer.connect(service.address)
-        dealer.send_multipart(signed(TOKEN, "health"))
-        assert wait_for(lambda: service._delayed)
+    with service_holding_a_reply(tmp_path, TOKEN, shutdown_grace_s=1.0) as (service, _, dealer):
         service.request_stop()
         assert wait_for(lambda: service.stopping)
         dealer.send_multipart(signed(TOKEN, "execute", b"not a request", job="0" * 64))
         replies = []
         while len(replies) < 2 and dealer.poll(10_000):
             replies.append(decode(dealer.recv_multipart(), Signer(TOKEN.encode()), replies=True).header)
-    finally:
-        service.request_stop()
-        serving.join(timeout=20)
-        dealer.close(linger=0)
-        context.term()
     assert [reply["type"] for reply in replies] == ["health", "error"] and replies[1]["code"] == "bad_request"
 
 

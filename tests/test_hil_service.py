@@ -18,13 +18,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from delgrad_core.testing import cli_runner
-from _hil import network_and_inputs, raw_exchange, signed, test_devices, wait_for, zmq  # noqa: F401
+from _hil import (network_and_inputs, raw_exchange, service_holding_a_reply, signed, test_devices,  # noqa: F401
+                  wait_for, zmq)
 from _processes import process_exists
 
 import delgrad_core as dg
 from delgrad_core.cli import main
 
-from delgrad_hil import FaultPlan, HilBackend, LocalService
+from delgrad_hil import HilBackend, LocalService
 from delgrad_hil._auth import Signer
 from delgrad_hil._calibration import unwrap, wrap
 from delgrad_hil._protocol import decode
@@ -203,31 +204,14 @@ def test_an_ipc_path_that_is_not_a_socket_is_refused_and_kept(tmp_path):
 
 def test_a_graceful_stop_sends_replies_held_back_by_the_latency_fault_after_the_grace_period(tmp_path):
     # (the service waited for every delayed reply: with a latency of 1e300 s a SIGTERM never ended it)
-    from delgrad_hil._device_process import DeviceProcess
-    from delgrad_hil._service import DeviceService
-
     token = "a-token-of-sufficient-length"
-    service = DeviceService(DeviceProcess("reference"), Signer(token.encode()), f"ipc://{tmp_path / 's'}",
-                            faults=FaultPlan(latency_s=3600), shutdown_grace_s=0.5)
-    serving = threading.Thread(target=service.serve)
-    serving.start()
-    context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    try:
-        socket.connect(service.address)
-        socket.send_multipart(signed(token, "health"))
-        assert wait_for(lambda: service._delayed)
+    with service_holding_a_reply(tmp_path, token, shutdown_grace_s=0.5) as (service, serving, socket):
         started = time.monotonic()
         service.request_stop()
         serving.join(timeout=20)
         assert not serving.is_alive() and time.monotonic() - started < 10
         assert socket.poll(5_000)  # (sent at the stop, not dropped)
         assert decode(socket.recv_multipart(), Signer(token.encode()), replies=True).type == "health"
-    finally:
-        service.request_stop()
-        serving.join(timeout=20)
-        socket.close(linger=0)
-        context.term()
 
 
 @contextlib.contextmanager
