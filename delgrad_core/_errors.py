@@ -155,6 +155,12 @@ def naming_the_plugins_seen(message: str, failures=()) -> str:
     return f"{text}; {count} failed to load (the likely cause):" + "".join(f"\n- {line}" for line in failures)
 
 
+def described(error: BaseException) -> str:
+    """`error` in one line: delgrad's own message, which says what happened, or for any other
+    exception its type and message."""
+    return str(error) if isinstance(error, DelgradError) else f"{type(error).__name__}: {error}"
+
+
 def named_for(error: InvalidValueError, owner: str, context: str) -> InvalidValueError:
     """The error to raise for `error`, raised by `owner`'s own code (e.g. "backend 'x'"): a plain
     `InvalidValueError` gets "<owner><context>: " in front (its cause kept) unless its message

@@ -39,6 +39,7 @@ from delgrad_core._errors import (
     PluginError,
     PluginLoadError,
     UnknownNameError,
+    described,
     naming_the_plugins_seen,
 )
 from delgrad_core.hookspecs import PROJECT_NAME, DelgradHookspecs
@@ -223,11 +224,6 @@ def _command_details(name: str, command, description: str = "") -> dict:
 
 _DETAILS = {"backend": _backend_details, "dataset": _dataset_details, "loss": _factory_details("loss"),
             "encoder": _factory_details("encoder"), "command": _command_details}
-
-
-def _reason(exc: Exception) -> str:
-    """Why a registration is refused: delgrad's own message, else the exception's type and message."""
-    return str(exc) if isinstance(exc, DelgradError) else f"{type(exc).__name__}: {exc}"
 
 
 def _unknown_hooks(manager: pluggy.PluginManager, plugin) -> list[str]:
@@ -426,7 +422,7 @@ class PluginRegistry:
                     raise DuplicateNameError(f"{kind} name {name!r} is registered twice by {distribution!r}")
                 details = details_of(name, obj, *args, **kwargs)
             except Exception as exc:  # (a bad argument: this registration only)
-                refused.append(f"registration refused: {_reason(exc)}")
+                refused.append(f"registration refused: {described(exc)}")
                 return
             description = details.pop("description")
             pending.append(Registration(kind, name, obj, distribution, version, description, details))

@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from delgrad_core._cpus import available_cpus
-from delgrad_core._errors import DelgradError, FolderInUseError, InvalidValueError
+from delgrad_core._errors import DelgradError, FolderInUseError, InvalidValueError, described
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
 from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
@@ -40,8 +40,7 @@ def report(trial: Trial, outcome, unfinished: Unfinished, echo) -> None:
         unfinished.in_use[trial.name] = f"{trial.name}: {outcome}"
         echo(f"IN USE {unfinished.in_use[trial.name]}")
     elif isinstance(outcome, BaseException):
-        message = str(outcome) if isinstance(outcome, DelgradError) else f"{type(outcome).__name__}: {outcome}"
-        unfinished.failed.append(f"{trial.name}: {message}")
+        unfinished.failed.append(f"{trial.name}: {described(outcome)}")
         echo(f"FAILED {unfinished.failed[-1]}")
     else:
         echo(f"{trial.name}: test accuracy {100 * outcome['test_accuracy']:.2f} %")
