@@ -69,6 +69,11 @@ class Capabilities:
         Smallest and largest delay in units of tau_s (delays beyond are clipped).
     delay_resolution : float or None
         Delay step in units of tau_s: delays run as integer multiples of it.
+    input_copies : int or None
+        The substrate takes the inputs of a network whose input count is a multiple of it as
+        groups of this many consecutive copies of one input (a chip duplicating its inputs):
+        copies must spike together, and with axonal delays they share one delay.  None: every
+        input line is independent.
     deterministic : bool
         The same request (network, inputs, calibration, seed) always gives the same result.
     seed_independent : bool
@@ -90,6 +95,7 @@ class Capabilities:
     weight_resolution: float | None = None
     delay_range: tuple | None = None
     delay_resolution: float | None = None
+    input_copies: int | None = None
     deterministic: bool = True
     seed_independent: bool = True
     needs_calibration: bool = False
@@ -115,7 +121,7 @@ class Capabilities:
                     f"got {self.tau_ratios!r}"
                 )
             set_(self, "tau_ratios", ratios)
-        for name in ("max_inputs", "max_layer_size", "max_layers", "max_batch_size"):
+        for name in ("max_inputs", "max_layer_size", "max_layers", "max_batch_size", "input_copies"):
             set_(self, name, _optional_positive_int(getattr(self, name), name))
         for name in ("weight_limit", "weight_resolution", "delay_resolution"):
             set_(self, name, _optional_positive_float(getattr(self, name), name))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 
 from delgrad_core import Capabilities
@@ -15,8 +16,8 @@ from delgrad_core.testing import conformance_cases, write_distribution
 
 WRONG_BACKEND = """
     import numpy as np
-    from delgrad_core import (Backend, Capabilities, ConformanceProfile, DelayKind, ExecutionResult,
-                              UnsupportedNetworkError, forward, hookimpl)
+    from delgrad_core import (Backend, Capabilities, ConformanceProfile, DelayKind, ExecutionResult, Layer, Network,
+                              Projection, UnsupportedNetworkError, forward, hookimpl)
     from delgrad_core._capabilities import apply_constraints
 
     class WrongBackend(Backend):
@@ -29,7 +30,8 @@ WRONG_BACKEND = """
                      silenced_outputs=0, acausal=0.0, random_jitter=0.0, profile_dict=False, calibration_error="",
                      neuron_budget=0, refuse_at_run_time=False, max_batch_size=None, max_median_error=0.01,
                      causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None,
-                     delay_cap=None, delay_cap_in_represent=False, tau_ratio=None, batch_cut=None):
+                     delay_cap=None, delay_cap_in_represent=False, tau_ratio=None, batch_cut=None,
+                     input_copies=None, first_copy_only=False):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -53,6 +55,8 @@ WRONG_BACKEND = """
             self.delay_cap_in_represent = delay_cap_in_represent  # (there, instead of silently when running)
             self.tau_ratio = tau_ratio  # no bug: the one tau ratio it runs
             self.batch_cut = batch_cut  # the bug: samples beyond this many in a job come back silent (undeclared)
+            self.input_copies = input_copies  # no bug: declares that inputs come in copies (which run as any input)
+            self.first_copy_only = first_copy_only  # the bug: only the first copy of an input drives its neurons
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
 
@@ -85,7 +89,8 @@ WRONG_BACKEND = """
             kinds = set(DelayKind) - ({DelayKind.SYNAPTIC} if self.hide_synaptic else set())
             return Capabilities(delay_kinds=kinds, exact=self.exact, seed_independent=not self.unseeded_noise,
                                 max_batch_size=self.max_batch_size, max_inputs=self.max_inputs,
-                                tau_ratios=None if self.tau_ratio is None else (self.tau_ratio,))
+                                tau_ratios=None if self.tau_ratio is None else (self.tau_ratio,),
+                                input_copies=self.input_copies)
 
         def represent(self, network):
             if self.ignore_limits:  # the bug: declares limits but runs the network as it is
@@ -113,6 +118,12 @@ WRONG_BACKEND = """
                 raise UnsupportedNetworkError(f"backend 'wrong' cannot place the network: {problem}",
                                               capability="resources")
             network = request.network if self.delay_cap_in_represent else self._capped(request.network)
+            if self.first_copy_only and network.input.size % self.input_copies == 0:
+                first = network.layers[0]
+                weights = np.where((np.arange(network.input.size) % self.input_copies == 0)[:, None],
+                                   first.projection.weights, 0.0)
+                projection = Projection(weights, first.projection.delay_kind, first.projection.delays)
+                network = Network(network.input, [Layer(first.population, projection), *network.layers[1:]])
             times = [t + self.shift for t in forward(network, request.input_spike_times)]
             output = times[-1]
             if self.output_stretch != 1.0:
@@ -424,6 +435,33 @@ def test_cases_follow_the_declared_capabilities():
                 assert layer.projection.delays.min() >= 0.5 and layer.projection.delays.max() <= 3.0
     deep = conformance_cases(Capabilities(delay_kinds={"synaptic"}, tau_ratios=(2.0,), max_inputs=6))
     assert [case.id for case in deep] == ["4-6-3-synaptic-ratio2", "4-6-6-3-synaptic-ratio2"]
+
+
+def test_cases_come_in_copies_where_the_backend_takes_copies():
+    """Each of 4 inputs 5 times (a chip duplicating its inputs): the copies spike together and
+    share their input's delay, and split its weights, so a group drives like the one input."""
+    copies = Capabilities(input_copies=5, delay_kinds={"axonal"}, tau_ratios=(1.0,))
+    plain = Capabilities(delay_kinds={"axonal"}, tau_ratios=(1.0,))
+    for case, single in zip(conformance_cases(copies), conformance_cases(plain), strict=True):
+        assert case.id == "20" + single.id[1:]  # (20-10-3-axonal-ratio1 for 4-10-3-axonal-ratio1, ...)
+        times = case.input_spike_times.reshape(len(case.input_spike_times), 4, 5)
+        assert (times == times[:, :, :1]).all() and np.isinf(times).any()
+        first = case.network.layers[0].projection
+        np.testing.assert_allclose(first.weights.reshape(4, 5, -1).sum(axis=1), single.network.layers[0].projection.weights)
+        np.testing.assert_array_equal(first.delays[::5], single.network.layers[0].projection.delays)
+        assert (first.delays.reshape(4, 5) == first.delays[::5, None]).all()
+    odd = Capabilities(input_copies=3, max_inputs=10)  # (10 inputs: no copies of 3)
+    assert [case.network.input.size for case in conformance_cases(odd)] == [10] * len(conformance_cases(odd))
+
+
+def test_a_backend_that_takes_inputs_in_copies_is_checked_with_copies(site):
+    """(the cases had 4 inputs, so a backend taking 5 copies per input never ran its copies: one
+    that drives its neurons with only the first copy of each input passed)"""
+    process, failed = _run_suite(site, ["input_copies=5"])
+    assert process.returncode == 0, process.stdout[-3000:]
+    process, failed = _run_suite(site, ["input_copies=5", "first_copy_only=true"])
+    expected = {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(Capabilities(input_copies=5))}
+    assert set(failed) == expected | {"test_a_large_batch_agrees_in_every_part"}, process.stdout[-3000:]
 
 
 def test_suite_passes_a_hardware_like_backend_and_catches_its_bugs(site):

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._capabilities import Capabilities
-from delgrad_core._ir import DelayKind, Network, NeuronParameters
+from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
 from delgrad_core._propagation import forward
 
-__all__ = ["ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines", "make_network",
-           "supported_setting"]
+__all__ = ["ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines", "input_copies",
+           "input_times", "make_network", "supported_setting"]
 
 BATCH_SIZE = 32
 _DEFAULT_RATIOS = (2.0, 1.0, 1.5)
@@ -28,11 +28,14 @@ class ConformanceCase:
 
 
 def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio: float = 2.0, seed: int = 0,
-                 capabilities: Capabilities | None = None) -> Network:
+                 capabilities: Capabilities | None = None, copies: int = 1) -> Network:
     """Chain with weights N(1, 1), theta = 1, tau_s = 1 and delays uniform in [0, 1) tau_s (or
-    in the first tau_s of the declared delay range); weights and delays inside the declared limits."""
+    in the first tau_s of the declared delay range); weights and delays inside the declared limits.
+    With `copies` > 1 the inputs come in groups of that many copies of one input: the network
+    drawn for `sizes[0] / copies` inputs, each input's weights split evenly over its copies (a
+    group drives like the one input) and its delays repeated."""
     network = Network.feedforward(
-        list(sizes),
+        [sizes[0] // copies, *sizes[1:]],
         delay_kind=delay_kind,
         neuron=NeuronParameters(threshold=1.0, tau_m=float(tau_ratio), tau_s=1.0),
         weight_mean=1.0,
@@ -48,7 +51,38 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
             projection.weights = np.clip(projection.weights, -caps.weight_limit, caps.weight_limit)
         if projection.delays is not None:
             projection.delays = rng.uniform(low, min(high, low + 1.0), projection.delays.shape)
-    return network
+    return network if copies == 1 else _in_copies(network, copies)
+
+
+def _in_copies(network: Network, copies: int) -> Network:
+    """`network` with each input replaced by `copies` copies of it, which share its weights
+    (split evenly) and delays."""
+    first = network.layers[0].projection
+    delays = first.delays
+    if delays is not None and first.delay_kind is not DelayKind.DENDRITIC:  # (axonal and synaptic: per input line)
+        delays = np.repeat(delays, copies, axis=0)
+    projection = Projection(np.repeat(first.weights / copies, copies, axis=0), first.delay_kind, delays, first.name)
+    return Network(Population(network.input.name, network.input.size * copies),
+                   [Layer(network.layers[0].population, projection), *network.layers[1:]])
+
+
+def input_copies(caps: Capabilities, n_inputs: int) -> int:
+    """How many consecutive input lines of a network with `n_inputs` inputs the backend takes as
+    copies of one input (`Capabilities.input_copies` where it divides `n_inputs`, else 1)."""
+    copies = caps.input_copies or 1
+    return copies if n_inputs % copies == 0 else 1
+
+
+def input_times(rng: np.random.Generator, batch: int, n_inputs: int, caps: Capabilities, low: float = 0.15,
+                high: float = 2.0, silent_line: int | None = None) -> np.ndarray:
+    """Input spike times (batch, n_inputs) uniform in [low, high) tau_s, equal within each group of
+    lines the backend takes as copies of one input; with `silent_line`, that input (modulo the
+    number of distinct inputs; all its copies) is silent (+inf) in the first quarter of the samples."""
+    copies = input_copies(caps, n_inputs)
+    times = rng.uniform(low, high, (batch, n_inputs // copies))
+    if silent_line is not None:
+        times[: batch // 4, silent_line % times.shape[1]] = np.inf
+    return np.repeat(times, copies, axis=1)
 
 
 def _fits(sizes, caps: Capabilities) -> bool:
@@ -58,8 +92,9 @@ def _fits(sizes, caps: Capabilities) -> bool:
 
 
 def _shape_for(caps: Capabilities, depth: int) -> tuple[int, ...] | None:
-    """A chain of `depth` neuron layers like 4-10-3 (or 4-8-6-3), shrunk to the size limits."""
-    sizes = (4, 10, 3) if depth == 2 else (4, 8, 6, 3)
+    """A chain of `depth` neuron layers like 4-10-3 (or 4-8-6-3), its 4 inputs as many times as
+    the backend takes copies of one input, shrunk to the size limits."""
+    sizes = (4 * (caps.input_copies or 1), *((10, 3) if depth == 2 else (8, 6, 3)))
     if caps.max_inputs is not None or caps.max_layer_size is not None:
         cap = min(v for v in (caps.max_inputs, caps.max_layer_size) if v is not None)
         sizes = tuple(min(s, cap) for s in sizes)
@@ -83,8 +118,9 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
     allowed) on a one-hidden-layer chain, plus a two-hidden-layer chain if allowed, all within
     the declared size, weight and delay limits.
 
-    Inputs follow the Yin-Yang encoding range [0.15, 2.0] tau_s (docs/model.md §5); one input
-    per sample is silent (+inf) in a quarter of the samples.
+    Inputs follow the Yin-Yang encoding range [0.15, 2.0] tau_s (docs/model.md §5), in copies
+    where the backend takes copies (`input_times`); one input is silent (+inf) in a quarter of
+    the samples.
     """
     caps = capabilities or Capabilities()
     kinds = [k for k in DelayKind if k in caps.delay_kinds]
@@ -98,11 +134,10 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
     batch = batch_within(caps, BATCH_SIZE)
     cases = []
     for seed, (sizes, kind, ratio) in enumerate(specs):
-        rng = np.random.default_rng(seed)
-        inputs = rng.uniform(0.15, 2.0, (batch, sizes[0]))
-        inputs[: batch // 4, seed % sizes[0]] = np.inf
+        inputs = input_times(np.random.default_rng(seed), batch, sizes[0], caps, silent_line=seed)
         case_id = "-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}"
-        cases.append(ConformanceCase(case_id, make_network(sizes, kind, ratio, seed, caps), inputs))
+        network = make_network(sizes, kind, ratio, seed, caps, copies=input_copies(caps, sizes[0]))
+        cases.append(ConformanceCase(case_id, network, inputs))
     return cases
 
 
@@ -154,7 +189,8 @@ def delay_lines(capabilities: Capabilities, delay_kind: DelayKind | str, n_lines
     """Delays from the start to the end of the declared range ([0, 4] tau_s without one) on up
     to `n_lines` neurons, within the declared size and weight limits: each neuron driven by a
     group of coincident inputs at the largest weight allowed (at most 6), the group as small as
-    makes it spike in the ideal model.  None where fewer than two neurons fit."""
+    makes it spike in the ideal model (rounded up to whole groups of the backend's input copies
+    where that fits).  None where fewer than two neurons fit."""
     caps = capabilities
     weight = min(_DRIVE, caps.weight_limit) if caps.weight_limit is not None else _DRIVE
     if caps.weight_resolution is not None:
@@ -164,6 +200,9 @@ def delay_lines(capabilities: Capabilities, delay_kind: DelayKind | str, n_lines
     group = _group_that_spikes(neuron, weight, fan_in)
     if group is None:
         return None
+    whole = -(-group // (caps.input_copies or 1)) * (caps.input_copies or 1)
+    if whole <= fan_in:  # (whole groups of the backend's input copies: no copies straddle two delays)
+        group = whole
     n_lines = min(n_lines, caps.max_layer_size or n_lines, caps.max_inputs // group if caps.max_inputs else n_lines)
     if n_lines < 2:
         return None

@@ -41,7 +41,15 @@ from delgrad_core import (
     forward,
 )
 from delgrad_core.testing._agreement import compare_layers
-from delgrad_core.testing._cases import batch_within, conformance_cases, delay_lines, make_network, supported_setting
+from delgrad_core.testing._cases import (
+    batch_within,
+    conformance_cases,
+    delay_lines,
+    input_copies,
+    input_times,
+    make_network,
+    supported_setting,
+)
 from delgrad_core.testing.plugin import backend_under_test, selected_backend
 
 
@@ -352,7 +360,8 @@ def _assert_on_grid(values: np.ndarray, resolution: float, what: str) -> None:
 def test_represent_respects_the_declared_limits(delgrad_backend, case):
     caps = delgrad_backend.capabilities
     wild = make_network(case.network.sizes, case.network.layers[0].projection.delay_kind,
-                        float(case.network.layers[0].population.neuron.tau_m), seed=7)
+                        float(case.network.layers[0].population.neuron.tau_m), seed=7,
+                        copies=input_copies(caps, case.network.input.size))
     for layer in wild.layers:
         layer.projection.weights = layer.projection.weights * 5.0
         if layer.projection.delays is not None:
@@ -424,7 +433,7 @@ def test_execute_many_matches_execute(delgrad_backend, calibration):
     network = make_network((4, 6, 3), kind, ratio, capabilities=caps)
     _require_supported(delgrad_backend, network)
     rng = np.random.default_rng(7)
-    requests = [ExecutionRequest(network, rng.uniform(0.2, 2.0, (batch_within(caps, 3 + k), 4)), calibration, seed)
+    requests = [ExecutionRequest(network, input_times(rng, batch_within(caps, 3 + k), 4, caps, 0.2), calibration, seed)
                 for k, seed in enumerate((0, 1, 0, 2, 1))]
     with _resources_permitting():
         many = delgrad_backend.execute_many(requests)
@@ -454,7 +463,7 @@ def test_seed_dependent_when_declared(delgrad_backend, calibration):
     kind, ratio = supported_setting(caps)
     network = make_network((4, 6, 3), kind, ratio, capabilities=caps)
     _require_supported(delgrad_backend, network)
-    inputs = np.random.default_rng(8).uniform(0.2, 2.0, (batch_within(caps, 20), 4))
+    inputs = input_times(np.random.default_rng(8), batch_within(caps, 20), 4, caps, 0.2)
     with _resources_permitting():
         runs = [delgrad_backend.execute(ExecutionRequest(network, inputs, calibration, seed)).layer_spike_times
                 for seed in (1, 2)]

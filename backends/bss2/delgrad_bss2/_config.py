@@ -19,9 +19,10 @@ import numpy as np
 
 from delgrad_core import InvalidValueError
 
-__all__ = ["ChipConfig", "CADC_MAX", "MEMBRANE_KICK_CADC"]
+__all__ = ["ChipConfig", "CADC_MAX", "INPUT_DUPLICATION", "MEMBRANE_KICK_CADC"]
 
 _WEIGHT_STORAGE_MAX = 255  # a job's excitatory and inhibitory weights are uint8 (delgrad_bss2._job)
+INPUT_DUPLICATION = 5  # copies of each input by default, as in DelGrad's chip experiments (backend option)
 CADC_MAX = 255  # the potential readout's 8-bit range
 MEMBRANE_KICK_CADC = 60.0  # the tau_m experiment starts the membrane this far above its leak (delgrad_bss2._measure)
 _CIRCUITS_MAX = 2**16  # (the chip has 512 circuits and 256 rows; more only to explore)

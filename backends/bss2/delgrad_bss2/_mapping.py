@@ -24,9 +24,9 @@ from delgrad_bss2._delays import delays_from_registers
 __all__ = ["chip_capabilities", "share_duplicated_delays", "delay_groups", "resource_problem", "Placement", "place"]
 
 
-def chip_capabilities(config: ChipConfig) -> Capabilities:
+def chip_capabilities(config: ChipConfig, duplication: int) -> Capabilities:
     """Axonal or no delays, tau_m = tau_s, one hidden layer, signed 6-bit weights, delays on
-    the register grid, calibration required, seeded noise."""
+    the register grid, inputs in `duplication` copies, calibration required, seeded noise."""
     return Capabilities(
         delay_kinds=frozenset({DelayKind.NONE, DelayKind.AXONAL}),
         tau_ratios=(1.0,),
@@ -37,6 +37,7 @@ def chip_capabilities(config: ChipConfig) -> Capabilities:
         delay_range=tuple(float(d) for d in delays_from_registers(np.array([config.register_min, config.register_max]),
                                                                   config)),
         delay_resolution=config.delay_resolution_tau,
+        input_copies=duplication,
         deterministic=True,
         seed_independent=False,
         needs_calibration=True,

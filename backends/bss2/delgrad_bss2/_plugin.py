@@ -7,7 +7,7 @@ option `input_duplication` says), 30 hidden neurons, batch 40, Adam 0.002, loss 
 from delgrad_core import hookimpl
 
 from delgrad_bss2._backend import Bss2EmulatorBackend
-from delgrad_bss2._config import ChipConfig
+from delgrad_bss2._config import INPUT_DUPLICATION, ChipConfig
 from delgrad_bss2._mapping import chip_capabilities
 
 __all__ = ["TRAINING_DEFAULTS", "delgrad_register_backends", "training_defaults"]
@@ -16,7 +16,7 @@ TRAINING_DEFAULTS = {
     "delays": "axonal",  # the chip has delay elements on its input lines (DelGrad's hardware setup)
     "tau_ratio": 1.0,
     "threshold": ChipConfig().threshold,
-    "encoder_options": {"repeat": 5},
+    "encoder_options": {"repeat": INPUT_DUPLICATION},
     "hidden": 30,
     "batch_size": 40,
     "weight_lr": 0.002,
@@ -30,7 +30,7 @@ TRAINING_DEFAULTS = {
     "delay_shift": 2.0,
     "delay_scale": 1.5,
     "delay_init_std": 0.5,
-    "shared_input_delays": 5,  # the 5 copies of an input share its delay element: one delay to train
+    "shared_input_delays": INPUT_DUPLICATION,  # the copies of an input share its delay element: one delay to train
     # validation and test in jobs of the training batch: the trial-to-trial noise is drawn per
     # job, so one job of 1000 samples would be one draw shared by every sample
     "evaluation_batch_size": 40,
@@ -42,7 +42,7 @@ def training_defaults(options: dict) -> dict:
     takes lines as copies of one input (the backend option `input_duplication`): a chip set to
     duplicate inputs 2x trains on inputs repeated 2x, not 5x (whose copies would straddle its
     delay elements).  An invalid option keeps the defaults (the backend refuses it when built)."""
-    duplication = options.get("input_duplication", 5)
+    duplication = options.get("input_duplication", INPUT_DUPLICATION)
     if isinstance(duplication, bool) or not isinstance(duplication, int) or duplication < 1:
         return dict(TRAINING_DEFAULTS)
     return {**TRAINING_DEFAULTS, "encoder_options": {"repeat": duplication}, "shared_input_delays": duplication}
@@ -53,4 +53,4 @@ def delgrad_register_backends(register):
     register("bss2-emulator", Bss2EmulatorBackend,
              description="emulated BrainScaleS-2 chip: 6-bit weights, delay elements, fixed-pattern spread, "
                          "noise, calibration",
-             capabilities=chip_capabilities(ChipConfig()), training_defaults=training_defaults)
+             capabilities=chip_capabilities(ChipConfig(), INPUT_DUPLICATION), training_defaults=training_defaults)
