@@ -27,8 +27,8 @@ from delgrad_bss2._config import ChipConfig
 __all__ = ["EMULATOR_VERSION", "DAC_MAX", "AnalogParameter", "NEURON_PARAMETERS", "DELAY_PARAMETER", "Chip"]
 
 # Part of every calibration cache key: change it whenever the emulated chip changes.
-EMULATOR_VERSION = 3  # 2: inputs on the next clock tick; noisy calibration measurements repeat as needed;
-# 3: the spike comparator's offset
+EMULATOR_VERSION = 4  # 2: inputs on the next clock tick; noisy calibration measurements repeat as needed;
+# 3: the spike comparator's offset; 4: times on a tick up to rounding error are on it (emitted and stamped there)
 DAC_MAX = 1023
 _FIXED_PATTERN_STREAM = 0xF1
 # Defective circuits saturate this many (uncalibrated) spreads short of the target.

@@ -57,7 +57,7 @@ def run_job(chip: Chip, job: Job, n_threads: int | None = None) -> Recording:
     config = chip.config
     rng = np.random.default_rng(np.random.SeedSequence([job.chip, job.seed, _TRIAL_STREAM]))
     pre_us = job.input_spikes_us
-    neuron_spikes, delay_spikes = [], []
+    neuron_spikes, delay_spikes, latest_lost_us = [], [], -np.inf
     for program in job.layers:
         threshold, tau_m, tau_s, gain = _neuron_parameters(chip, job, program, rng)
         integers = program.excitatory.astype(np.int16) - program.inhibitory
@@ -67,7 +67,9 @@ def run_job(chip: Chip, job: Job, n_threads: int | None = None) -> Recording:
             offsets = chip.delay_offset_us(job.settings["delay_offset"][program.delay_elements], program.delay_elements)
             elements = element_spikes_us(group_triggers(pre_us, program.delay_groups), program.registers, offsets,
                                          config, rng)
-            elements[elements > job.slot_us] = np.inf
+            late = np.isfinite(elements) & (elements > job.slot_us)
+            latest_lost_us = max(latest_lost_us, float(elements[late].max(initial=-np.inf)))
+            elements[late] = np.inf
             arrivals = line_arrivals_us(elements, program.delay_groups, pre_us) / config.tau_us
         layer = Layer(Population(program.name, program.neuron_circuits.size, NeuronParameters(threshold, tau_m, tau_s)),
                       Projection(weights))
@@ -77,4 +79,4 @@ def run_job(chip: Chip, job: Job, n_threads: int | None = None) -> Recording:
         neuron_spikes.append(timestamped_us(post_us, config))
         delay_spikes.append(None if elements is None else timestamped_us(elements, config))
         pre_us = post_us
-    return Recording(neuron_spikes, delay_spikes)
+    return Recording(neuron_spikes, delay_spikes, latest_lost_us)

@@ -83,10 +83,13 @@ class Job:
 class Recording:
     """What the chip records in a job, per layer, in us from each slot's start (+inf: none):
     timestamps of the neurons' first spikes (n_slots, n_post) and of the delay elements'
-    spikes (n_slots, n_groups), None for a layer without delay elements."""
+    spikes (n_slots, n_groups), None for a layer without delay elements.  Also, known to the
+    emulator only (for the advice of `lost_arrivals`), the latest time a delay element fired
+    after its slot had ended (-inf: none did)."""
 
     neuron_spikes_us: list
     delay_spikes_us: list
+    latest_lost_delay_spike_us: float = -math.inf
 
 
 def _input_spikes_us(times_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
@@ -145,33 +148,35 @@ def copies_before_their_spikes(job: Job, recording: Recording, config: ChipConfi
 
 
 def _lost_in_layer(k: int, program: LayerProgram, pre_us: np.ndarray, elements_us: np.ndarray,
-                   config: ChipConfig) -> tuple[int, float, str]:
+                   config: ChipConfig) -> tuple[int, str]:
     """The delayed spikes of layer `k` whose element was triggered inside the slot but did not
-    fire inside it: (count, latest nominal arrival in tau, the first one described)."""
+    fire inside it: (count, the first one described)."""
     triggers_us = group_triggers(pre_us, program.delay_groups)
     lost = np.isfinite(triggers_us) & ~np.isfinite(elements_us)
     if not lost.any():
-        return 0, -math.inf, ""
+        return 0, ""
     due_tau = tau_from_us(triggers_us, config) + delays_from_registers(program.registers, config)
     sample, element = np.argwhere(lost)[0]
     lines = np.flatnonzero(program.delay_groups == element)
     first = (f"in layer {k} ({program.name}), sample {sample}, the spike of input line "
              f"{lines[0]}{'' if lines.size == 1 else f'-{lines[-1]}'} due at {due_tau[sample, element]:.4g} tau")
-    return int(lost.sum()), float(due_tau[lost].max()), first
+    return int(lost.sum()), first
 
 
 def lost_arrivals(job: Job, recording: Recording, config: ChipConfig) -> str | None:
     """What the recording lost of the delayed spikes, or None: a delay element triggered inside
     a sample's slot that did not fire inside it (no event crosses slots), and the slot length
-    that would hold the latest arrival (nominal, plus 6 standard deviations of the jitter)."""
-    pre_us, count, latest, first = job.input_spikes_us, 0, -math.inf, ""
+    that would hold the latest of them (when it fired, with the element's analog offset and this
+    run's jitter, plus 6 standard deviations of the jitter for another run's)."""
+    pre_us, count, first = job.input_spikes_us, 0, ""
     for k, (program, elements_us) in enumerate(zip(job.layers, recording.delay_spikes_us)):
         if elements_us is not None:
-            lost, due, description = _lost_in_layer(k, program, pre_us, elements_us, config)
-            count, latest, first = count + lost, max(latest, due), first or description
+            lost, description = _lost_in_layer(k, program, pre_us, elements_us, config)
+            count, first = count + lost, first or description
         pre_us = recording.neuron_spikes_us[k]
     if not count:
         return None
+    latest = float(tau_from_us(recording.latest_lost_delay_spike_us, config))
     needed = math.ceil((latest + 6 * config.delay_jitter_tau) * 100) / 100
     return (f"{count} delayed spike(s) of this job arrive after the sample slot of {config.slot_tau:g} tau and would "
             f"be lost ({first}); set the backend option slot_tau to at least {needed:g}, or make the spikes earlier "

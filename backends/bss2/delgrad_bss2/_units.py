@@ -22,20 +22,33 @@ def tau_from_us(times_us, config: ChipConfig) -> np.ndarray:
     return np.asarray(times_us, dtype=float) / config.tau_us
 
 
+_ON_TICK_RTOL = 1e-9  # a time this close to a tick (relative) is on it: 0.1 tau = 0.6000000000000001 us is tick 75
+
+
+def _ticks(times_us: np.ndarray, config: ChipConfig) -> np.ndarray:
+    """`times_us` in clock ticks, those within rounding error of a whole tick on it (a time
+    converted from tau to us lands a rounding error beside the tick it names)."""
+    ticks = np.asarray(times_us, dtype=float) / config.timestamp_us
+    whole = np.round(ticks)
+    with np.errstate(invalid="ignore"):  # (inf - inf: silence stays inf)
+        on_tick = np.abs(ticks - whole) <= _ON_TICK_RTOL * np.maximum(1.0, np.abs(whole))
+    return np.where(on_tick, whole, ticks)
+
+
 def emitted_us(times_us: np.ndarray, config: ChipConfig) -> np.ndarray:
     """When the FPGA emits spikes scheduled at `times_us`: on the first clock tick at or after
     that time (never early: a neuron's spike, stamped at the start of its tick, then never
     precedes the input that caused it)."""
     if not config.quantise_times:
         return times_us
-    return np.ceil(times_us / config.timestamp_us) * config.timestamp_us
+    return np.ceil(_ticks(times_us, config)) * config.timestamp_us
 
 
 def timestamped_us(times_us: np.ndarray, config: ChipConfig) -> np.ndarray:
     """The timestamps of events at `times_us`: the start of the clock period they fall in."""
     if not config.quantise_times:
         return times_us
-    return np.floor(times_us / config.timestamp_us) * config.timestamp_us
+    return np.floor(_ticks(times_us, config)) * config.timestamp_us
 
 
 def weight_integers(weights: np.ndarray, config: ChipConfig) -> np.ndarray:

@@ -8,6 +8,7 @@ from scipy.optimize import brentq
 
 import delgrad_core as dg
 from delgrad_bss2 import Chip, ChipConfig
+from delgrad_bss2._units import emitted_us, timestamped_us, us_from_tau
 from delgrad_core.testing import make_network
 
 
@@ -61,6 +62,28 @@ def test_spike_times_lie_on_the_timestamp_clock(emulator):
         ticks = observed[np.isfinite(observed)] * 6.0 / 0.008
         np.testing.assert_allclose(ticks, np.round(ticks), rtol=0, atol=1e-6)
         assert _max_difference([observed], [reference]) < 3 * 0.008 / 6  # input and readout clock only
+
+
+def test_times_on_a_tick_are_emitted_and_stamped_on_it(emulator):
+    """(0.1 tau is 0.6000000000000001 us: such inputs went out a tick late, and spikes on a tick
+    were stamped a tick early, 1511 of 22500 on-tick inputs and 511 of 5000 delay spikes)"""
+    config = ChipConfig()
+    ticks = np.arange(22500.0)
+    times_tau = ticks * config.timestamp_us / config.tau_us
+    emitted = emitted_us(us_from_tau(times_tau, config), config) / config.timestamp_us
+    np.testing.assert_allclose(emitted, ticks, rtol=0, atol=1e-6)
+    for beside in (-1e-12, 0.0, 1e-12):  # (a rounding error either side of the tick)
+        stamped = timestamped_us(ticks * config.timestamp_us * (1 + beside), config) / config.timestamp_us
+        np.testing.assert_allclose(stamped, ticks, rtol=0, atol=1e-6)
+    assert timestamped_us(np.array([0.6 - 1e-6, np.inf]), config).tolist() == [0.592, np.inf]  # (a real tick earlier)
+    backend, calibration = emulator(**dict(ALL_OFF, quantise_times=True, input_duplication=1))
+    network = make_network((100, 2), "axonal", 1.0, capabilities=backend.capabilities)
+    registers = 56 + 8 * (np.arange(100) % 25)  # (multiples of 8: delays of whole us, whole numbers of ticks)
+    network.layers[0].projection.delays[...] = (registers / 8 + 2) / config.tau_us
+    network = backend.represent(network)
+    inputs = np.resize(times_tau[75:22500:7], (4, 100))
+    arrivals = backend.execute(network, inputs, calibration=calibration, seed=0).arrival_times[0]
+    np.testing.assert_allclose(arrivals, inputs + network.layers[0].projection.delays, rtol=0, atol=1e-12)
 
 
 def test_the_fixed_pattern_belongs_to_the_chip_identity(emulator):
