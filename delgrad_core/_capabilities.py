@@ -172,7 +172,8 @@ class Capabilities:
 
     def constrain_weights(self, weights: np.ndarray) -> np.ndarray:
         """Weights as the substrate runs them: clipped to +-weight_limit, then rounded to a
-        multiple of weight_resolution that stays within the limit."""
+        multiple of weight_resolution that stays within the limit (a multiple on the limit is the
+        limit itself: 6 x 0.1 is 0.6000000000000001, above 0.6)."""
         limit, step = self.weight_limit, self.weight_resolution
         if limit is not None:
             weights = np.clip(weights, -limit, limit)
@@ -182,6 +183,8 @@ class Capabilities:
                 largest = math.floor(limit / step * (1 + 1e-12))
                 steps = np.clip(steps, -largest, largest)
             weights = steps * step
+            if limit is not None:
+                weights = np.clip(weights, -limit, limit)
         return weights
 
     def constrain_delays(self, delays: np.ndarray) -> np.ndarray:

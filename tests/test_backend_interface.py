@@ -97,6 +97,13 @@ def test_weight_limit_off_the_grid_stays_within_the_limit():
     np.testing.assert_allclose(caps.constrain_weights(np.array([0.99, -2.0, 0.44])), [0.9, -0.9, 0.3])
 
 
+def test_a_weight_on_the_limit_is_not_above_it():
+    """(6 steps of 0.1 are 0.6000000000000001: a stored network exceeded its weight_limit 0.6)"""
+    caps = Capabilities(weight_limit=0.6, weight_resolution=0.1)
+    weights = caps.constrain_weights(np.array([0.7, -0.62, 0.58]))
+    assert weights.tolist() == [0.6, -0.6, 0.6]
+
+
 def test_execute_runs_what_represent_returns():
     caps = Capabilities(weight_limit=1.0, weight_resolution=0.25, exact=True)
     backend = MockBackend(capabilities=caps)

@@ -281,6 +281,17 @@ def test_area_average_matches_upsample_and_block_mean(out_pixels):
     np.testing.assert_allclose(area_weights(28, out_pixels).sum(axis=1), 1.0, rtol=0, atol=1e-14)
 
 
+def test_area_averages_stay_within_the_grey_levels_at_every_size():
+    """(a white image came out above white at 12 of the 28 sizes, by a rounding error, and
+    training refused such MNIST features as outside [0, 1])"""
+    white, patch = np.full((1, 28, 28), 255, np.uint8), np.zeros((1, 28, 28), np.uint8)
+    patch[0, 10:12, 10:12] = 255
+    for out_pixels in range(1, 29):
+        assert (area_average(white, out_pixels) == 255.0).all(), out_pixels
+        averaged = area_average(patch, out_pixels)
+        assert averaged.min() >= 0.0 and averaged.max() <= 255.0, out_pixels
+
+
 def test_area_average_to_14_is_2x2_mean_pooling():
     images = np.random.default_rng(2).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
     pooled = np.array([[[images[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean() for j in range(14)]

@@ -1020,11 +1020,15 @@ def test_a_plugin_dataset_with_features_outside_the_unit_interval_is_named(monke
     def datasets(register):
         register("raw", lambda split: Dataset("raw", split, np.array([[97.36, 0.5]]), np.array([0]), ("a",)),
                  splits=("train",))
+        register("hair", lambda split: Dataset("hair", split, np.array([[1 + 2**-52, 0.0]]), np.array([0]), ("a",)),
+                 splits=("train",))
 
     _register_plugin_components(monkeypatch, delgrad_register_datasets=datasets)
     with pytest.raises(dg.PluginError, match=r"dataset 'raw' .*: the features of split 'train' must lie in \[0, 1\] "
                                              r"\(they span 0.5 to 97.36\)"):
         load_dataset("raw", "train")
+    with pytest.raises(dg.PluginError, match=r"\(they span 0.0 to 1.0000000000000002\)"):  # (not "0 to 1")
+        load_dataset("hair", "train")
 
 
 def test_splits_that_disagree_or_hold_nothing_and_a_plane_of_nan_are_refused_before_training(monkeypatch, tmp_path):

@@ -64,5 +64,5 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     features = dataset.features  # (finite: a Dataset checks that)
     if features.size and not (features.min() >= 0.0 and features.max() <= 1.0):
         raise PluginError(f"dataset {name!r} from {registration.distribution!r}: the features of split {split!r} "
-                          f"must lie in [0, 1] (they span {features.min():.4g} to {features.max():.4g})")
+                          f"must lie in [0, 1] (they span {float(features.min())!r} to {float(features.max())!r})")
     return dataset

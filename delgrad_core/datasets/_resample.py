@@ -48,7 +48,8 @@ def area_average(images: np.ndarray, out_pixels: int) -> np.ndarray:
     Returns
     -------
     ndarray of float64, shape (n_images, out_pixels, out_pixels)
-        In the units of `images`.
+        In the units of `images`, within their range (clipped to it against rounding: a white
+        28 x 28 image came out at 1 + 2e-16 times white at 22 x 22).
     """
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise InvalidValueError(f"images: expected shape (n_images, side, side), got {images.shape}")
@@ -56,5 +57,6 @@ def area_average(images: np.ndarray, out_pixels: int) -> np.ndarray:
     result = np.empty((images.shape[0], out_pixels, out_pixels))
     for start in range(0, images.shape[0], _BLOCK_IMAGES):
         block = images[start : start + _BLOCK_IMAGES].astype(np.float64)
-        result[start : start + _BLOCK_IMAGES] = weights @ block @ weights.T
+        averaged = weights @ block @ weights.T
+        result[start : start + _BLOCK_IMAGES] = np.clip(averaged, block.min(initial=np.inf), block.max(initial=-np.inf))
     return result
