@@ -101,3 +101,20 @@ def test_a_sweep_removes_stale_temporaries_of_its_folder_and_of_finished_trials(
         [".learning_curves.png.abcd1234.tmp", ".lock", ".metrics.json.abcd1234.tmp", ".notes.abcd1234.tmp"]
     _sweep(out, hidden="4,6")  # (free now)
     assert sorted(p.name for p in busy.iterdir() if p.name.startswith(".")) == [".lock", ".notes.abcd1234.tmp"]
+
+
+def test_the_summary_of_an_incomplete_sweep_says_which_seeds_it_lacks(tmp_path):
+    """(a cell with one of two seeds read as complete in sweep_summary.json, and a cell without
+    any result was missing from it)"""
+    from delgrad_core.training._sweep import _write_results
+    from delgrad_core.training._trials import plan_trials
+
+    out = tmp_path / "sweep"
+    _sweep(out)  # (hidden 4, seed 0)
+    table = _write_results(plan_trials({"epochs": 1}, [4, 6], ["none"], 2, out), out)
+    summary = json.loads((out / "sweep_summary.json").read_text())
+    assert [(cell["hidden"], cell["seeds"], cell["missing_seeds"]) for cell in summary] == [(4, 1, [1]), (6, 0, [0, 1])]
+    assert summary[1]["median_test_accuracy"] is None and summary[1]["n_parameters"] is None
+    assert 0 < summary[0]["median_test_accuracy"] <= 1
+    rows = table.splitlines()
+    assert rows[1].split()[:4] == ["none", "4", "28", "1/2"] and rows[2].split() == ["none", "6", "-", "0/2", "-", "-"]

@@ -97,19 +97,34 @@ def sweep_rows(trials: list[Trial]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["delays"], r["hidden"], r["seed"]))
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Median, min and max test error and accuracy per (delay kind, hidden size)."""
+_STATISTICS = ("median_test_accuracy", "median_test_error", "min_test_error", "max_test_error")
+
+
+def summarise(rows: list[dict], planned=()) -> list[dict]:
+    """Median, min and max test error and accuracy per (delay kind, hidden size).  `planned`:
+    the (delay kind, hidden size, seed) of every trial of the sweep; each cell lists the seeds
+    that have no result (`missing_seeds`), and a cell without any has `seeds` 0 and no
+    statistics (null), so that an incomplete sweep's summary says so."""
     cells: dict[tuple, list[dict]] = {}
     for row in rows:
         cells.setdefault((row["delays"], row["hidden"]), []).append(row)
+    done = {(row["delays"], row["hidden"], row["seed"]) for row in rows}
+    missing: dict[tuple, list] = {}
+    for kind, hidden, seed in planned:
+        if (kind, hidden, seed) not in done:
+            missing.setdefault((kind, hidden), []).append(seed)
+            cells.setdefault((kind, hidden), [])
     summary = []
     for (kind, hidden), group in sorted(cells.items()):
         errors = np.array([r["test_error"] for r in group])
-        summary.append({
-            "delays": kind, "hidden": hidden, "n_parameters": group[0]["n_parameters"], "seeds": len(group),
+        statistics = dict.fromkeys(_STATISTICS) if not group else {
             "median_test_accuracy": float(1 - np.median(errors)),
             "median_test_error": float(np.median(errors)),
             "min_test_error": float(errors.min()), "max_test_error": float(errors.max()),
+        }
+        summary.append({
+            "delays": kind, "hidden": hidden, "n_parameters": group[0]["n_parameters"] if group else None,
+            "seeds": len(group), "missing_seeds": sorted(missing.get((kind, hidden), [])), **statistics,
         })
     return summary
 
@@ -117,8 +132,12 @@ def summarise(rows: list[dict]) -> list[dict]:
 def _table(summary: list[dict]) -> str:
     lines = [f"{'delays':<10} {'hidden':>6} {'params':>7} {'seeds':>5} {'median acc %':>12} {'error range %':>15}"]
     for s in summary:
+        seeds = f"{s['seeds']}/{s['seeds'] + len(s['missing_seeds'])}" if s["missing_seeds"] else s["seeds"]
+        if not s["seeds"]:
+            lines.append(f"{s['delays']:<10} {s['hidden']:>6} {'-':>7} {seeds:>5} {'-':>12} {'-':>15}")
+            continue
         lines.append(
-            f"{s['delays']:<10} {s['hidden']:>6} {s['n_parameters']:>7} {s['seeds']:>5} "
+            f"{s['delays']:<10} {s['hidden']:>6} {s['n_parameters']:>7} {seeds:>5} "
             f"{100 * s['median_test_accuracy']:>12.2f} "
             f"{100 * s['min_test_error']:>6.2f}..{100 * s['max_test_error']:<6.2f}"
         )
@@ -131,8 +150,8 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
     what the table no longer has."""
     from delgrad_core.training._plots import _figure, plots_available, save_figure, warn_no_matplotlib
 
-    if not summary or not plots_available():
-        if summary:
+    if not any(s["seeds"] for s in summary) or not plots_available():
+        if any(s["seeds"] for s in summary):
             warn_no_matplotlib(stacklevel=2)
             if path.exists():
                 echo(f"note: removed {path}, drawn from an earlier collection of results: it cannot be drawn anew "
@@ -141,8 +160,8 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
         return
     plt = _figure()
     fig, (ax_params, ax_hidden) = plt.subplots(1, 2, figsize=(11, 4))
-    for kind in sorted({s["delays"] for s in summary}):
-        cells = [s for s in summary if s["delays"] == kind]
+    for kind in sorted({s["delays"] for s in summary if s["seeds"]}):
+        cells = [s for s in summary if s["delays"] == kind and s["seeds"]]
         for ax, key in ((ax_params, "n_parameters"), (ax_hidden, "hidden")):
             x = [c[key] for c in cells]
             median = np.array([100 * c["median_test_error"] for c in cells])
@@ -299,7 +318,7 @@ def _clash(trial: Trial, identity: dict) -> str:
 
 def _write_results(trials: list[Trial], out_dir: Path, echo=print) -> str:
     rows = sweep_rows(trials)
-    summary = summarise(rows)
+    summary = summarise(rows, [(t.settings["delays"], t.settings["hidden"], t.settings["seed"]) for t in trials])
     csv_text = io.StringIO()
     writer = csv.DictWriter(csv_text, fieldnames=CSV_FIELDS)
     writer.writeheader()
