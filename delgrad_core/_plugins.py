@@ -306,14 +306,17 @@ class PluginRegistry:
     @contextlib.contextmanager
     def _silenced(self, where: str):
         """Within, what plugin code prints to standard output is kept from it (it would corrupt
-        e.g. ``delgrad backends --json``) and reported as a problem naming the plugin."""
+        e.g. ``delgrad backends --json``) and reported as a problem naming the plugin, also when
+        the plugin code then raises (what it printed may say why)."""
         with contextlib.redirect_stdout(io.StringIO()) as printed:
-            yield
-        text = " ".join(printed.getvalue().split())
-        if text:
-            shown = text if len(text) <= 200 else text[:200] + "..."
-            self._problem(PluginError(f"delgrad {where} printed to standard output (a plugin must be silent): "
-                                      f"{shown!r}"))
+            try:
+                yield
+            finally:
+                text = " ".join(printed.getvalue().split())
+                if text:
+                    shown = text if len(text) <= 200 else text[:200] + "..."
+                    self._problem(PluginError(f"delgrad {where} printed to standard output (a plugin must be "
+                                              f"silent): {shown!r}"))
 
     def discover(self) -> "PluginRegistry":
         """Load every entry point of `group`, one at a time; returns self.  In strict mode every
