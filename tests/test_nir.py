@@ -799,6 +799,31 @@ def test_cli_export_then_import_round_trips(tmp_path, helpers):
     assert_same_network(dg.load_network(tmp_path / "back.npz"), network)
 
 
+def test_cli_export_of_a_chip_trained_run_says_so_and_exports_what_the_chip_runs_when_asked(tmp_path):
+    """(a bss2-emulator run's network.npz holds the trained float weights, off the chip's grid
+    and up to 2.6 against its limit of 2.1: the export gave them without a word)"""
+    runner, run = cli_runner(), tmp_path / "run"
+    result = runner.invoke(main, ["train", "--backend", "bss2-emulator", "--hidden", "4", "--epochs", "1",
+                                  "--batch-size", "500", "--no-progress", "--out", str(run)])
+    assert result.exit_code == 0, result.output + result.stderr
+    trained = dg.load_network(run / "network.npz")
+    as_stored = runner.invoke(main, ["export", str(run), str(tmp_path / "a.nir"), "--time-scale", "6e-6"])
+    assert as_stored.exit_code == 0 and "was trained on backend 'bss2-emulator', which runs the network as its " \
+        "represent() gives it" in as_stored.output and "--represented exports what the backend runs" in as_stored.output
+    assert_same_network(load_nir(tmp_path / "a.nir"), trained)
+    represented = runner.invoke(main, ["export", str(run / "network.npz"), str(tmp_path / "b.nir"), "--time-scale",
+                                       "6e-6", "--represented"])
+    assert represented.exit_code == 0, represented.output
+    assert "as backend 'bss2-emulator' runs it" in represented.output and "note:" not in represented.output
+    with dg.get_backend("bss2-emulator") as chip:
+        assert_same_network(load_nir(tmp_path / "b.nir"), chip.represent(trained))
+    dg.save_network(trained, tmp_path / "alone.npz")
+    alone = runner.invoke(main, ["export", str(tmp_path / "alone.npz"), str(tmp_path / "c.nir"), "--time-scale", "6e-6",
+                                 "--represented"])
+    assert alone.exit_code == 2 and "is not in a finished run folder, so no backend is named" in alone.output
+    assert not (tmp_path / "c.nir").exists()
+
+
 def test_cli_export_and_import_replace_an_existing_file_only_when_told(tmp_path, helpers):
     dg.save_network(helpers.build_network([4, 5, 3], "axonal", 2.0, seed=3), tmp_path / "net.npz")
     original = (tmp_path / "net.npz").read_bytes()

@@ -12,42 +12,7 @@ from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, given_settings, refuse_not_installed,
-    with_tables, without_replaced_options)
-
-
-def _run_settings(path: Path) -> tuple[Path, dict, dict]:
-    """(network file, the run's settings, its metrics) for a run folder or a network file;
-    settings and metrics are {} for a network file outside a finished run folder."""
-    from delgrad_core.training._config import shown_setting
-    from delgrad_core.training._run_folder import RunFolder
-
-    folder = RunFolder(path if path.is_dir() else path.parent)
-    network_file = folder.network if path.is_dir() else path
-    metrics = folder.finished_metrics()
-    if metrics is None or network_file != folder.network:
-        if path.is_dir():
-            raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy)")
-        return network_file, {}, {}
-    if not network_file.is_file():
-        raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "
-                                "or moved")
-    _check_accuracy(metrics["test_accuracy"], folder.metrics)
-    if "config" not in metrics:
-        raise FileFormatError(f"{folder.metrics}: not the metrics of a finished run (no 'config', the table of the "
-                              "run's settings); a damaged or edited file")
-    settings = metrics["config"]
-    if not isinstance(settings, dict) or not settings:
-        raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of the run's settings (got "
-                              f"{shown_setting(settings)}); a damaged or edited file")
-    return network_file, settings, metrics
-
-
-def _check_accuracy(accuracy, metrics_file: Path) -> None:
-    """Refuse a finished run's test accuracy that is not a number in [0, 1] (a damaged or edited
-    metrics.json, as `delgrad sweep` refuses it)."""
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
-        raise FileFormatError(f"{metrics_file}: not the metrics of a finished run (test_accuracy: expected a number "
-                              f"in [0, 1], got {json.dumps(accuracy)}); a damaged or edited file")
+    run_settings, with_tables, without_replaced_options)
 
 
 def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> None:
@@ -106,7 +71,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
     from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
-    network_file, stored, metrics = _run_settings(path)
+    network_file, stored, metrics = run_settings(path)
     if stored and config_file:
         raise click.UsageError(f"--config: {path} is evaluated with its run's own settings; --config gives those of "
                                "a network file outside a run folder")

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from delgrad_core._errors import DelgradError
 from delgrad_core._nir_common import TIME_SCALE_RANGE_S
 from delgrad_core.cli import main, no_writes_once_stopped
 from delgrad_core.cli._outputs import check_output_file
@@ -46,6 +47,29 @@ def _network_file(network: str) -> str:
     return str(path)
 
 
+def _represented(network, settings: dict):
+    """`network` as the backend of a run with `settings` runs it (its `represent`)."""
+    from delgrad_core.training._trainer import built_backend
+
+    with built_backend(settings["backend"], settings.get("backend_options", {})) as backend:
+        return backend.represent(network)
+
+
+def _note_if_the_backend_changes_it(path: str, settings: dict) -> None:
+    """A note when the run's backend may run the network otherwise than stored (it declares
+    weight or delay limits, grids or input copies): the graph holds the trained parameters."""
+    from delgrad_core import backend_info
+
+    try:
+        capabilities = backend_info(settings["backend"]).capabilities
+    except (KeyError, LookupError):  # (no backend recorded, or its plugin is not installed here)
+        return
+    if capabilities is not None and (capabilities.constrains_parameters or (capabilities.input_copies or 1) > 1):
+        click.echo(f"note: {path} was trained on backend {settings['backend']!r}, which runs the network as its "
+                   "represent() gives it (weights clipped and on a grid, delays rounded or shared); the graph holds "
+                   "the trained parameters as stored: --represented exports what the backend runs")
+
+
 @main.command("export")
 @click.option("--format", "fmt", type=click.Choice(["nir"]), default="nir", show_default=True,
               help="Output format.")
@@ -53,24 +77,40 @@ def _network_file(network: str) -> str:
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--time-scale", type=_SECONDS, required=True,
               help="Seconds per model time unit (NIR times are in seconds), e.g. 6e-6.")
+@click.option("--represented", is_flag=True,
+              help="Export the network as the run's backend runs it (its represent(): e.g. a chip's clipped and "
+                   "quantised weights and shared delays), not the trained parameters; NETWORK must be a finished "
+                   "run folder or its network.npz.")
 @_FORCE
-def export(fmt, network, out, time_scale, force):
+def export(fmt, network, out, time_scale, represented, force):
     """Write the network in NETWORK (a .npz file, or a run folder: its network.npz) to OUT as a NIR graph."""
+    from pathlib import Path
+
     from delgrad_core import load_network
+    from delgrad_core.cli._settings import run_settings
     from delgrad_core.nir import NIRNotInstalledError, save_nir
 
-    network = _network_file(network)
+    given, network = network, _network_file(network)
     check_output_file(out, "OUT", force=force, inputs=[network])
     try:
+        settings = run_settings(Path(network))[1]
+        if represented and not settings:
+            raise click.UsageError(f"--represented: {given} is not in a finished run folder, so no backend is named "
+                                   "to represent it: give the run folder")
         net = load_network(network)
+        if represented:
+            net = _represented(net, settings)
+        elif settings:
+            _note_if_the_backend_changes_it(given, settings)
         with no_writes_once_stopped():
             path = save_nir(net, out, time_scale=time_scale)
     except (ValueError, KeyError, OSError, NIRNotInstalledError) as exc:
         _fail(exc)
     kinds = [layer.projection.delay_kind.value for layer in net.layers]
     kinds = kinds[0] if len(set(kinds)) == 1 else ",".join(kinds)  # (one per layer when they differ)
+    shown = f", as backend {settings['backend']!r} runs it" if represented else ""
     click.echo(f"wrote {path} ({fmt}; {'-'.join(map(str, net.sizes))}, {kinds} delays, "
-               f"1 model time unit = {time_scale:g} s)")
+               f"1 model time unit = {time_scale:g} s{shown})")
 
 
 @main.command("import")

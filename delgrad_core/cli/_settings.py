@@ -16,7 +16,7 @@ from delgrad_core._ir import DelayKind
 
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
            "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
-           "refuse_not_installed", "refuse_set_twice", "with_tables", "without_replaced_options"]
+           "refuse_not_installed", "refuse_set_twice", "run_settings", "with_tables", "without_replaced_options"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -242,3 +242,38 @@ def check_out_names(out_dir: str) -> None:
     if size >= 4096:  # (PATH_MAX on Linux; the run's files are longer still)
         raise click.UsageError(f"--out: the path {_shortened(out_dir)!r} is {size} bytes long, more than the file "
                                "system allows; choose a shorter one")
+
+
+def run_settings(path: Path) -> tuple[Path, dict, dict]:
+    """(network file, the run's settings, its metrics) for a run folder or a network file;
+    settings and metrics are {} for a network file outside a finished run folder."""
+    from delgrad_core.training._config import shown_setting
+    from delgrad_core.training._run_folder import RunFolder
+
+    folder = RunFolder(path if path.is_dir() else path.parent)
+    network_file = folder.network if path.is_dir() else path
+    metrics = folder.finished_metrics()
+    if metrics is None or network_file != folder.network:
+        if path.is_dir():
+            raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy)")
+        return network_file, {}, {}
+    if not network_file.is_file():
+        raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "
+                                "or moved")
+    _check_accuracy(metrics["test_accuracy"], folder.metrics)
+    if "config" not in metrics:
+        raise FileFormatError(f"{folder.metrics}: not the metrics of a finished run (no 'config', the table of the "
+                              "run's settings); a damaged or edited file")
+    settings = metrics["config"]
+    if not isinstance(settings, dict) or not settings:
+        raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of the run's settings (got "
+                              f"{shown_setting(settings)}); a damaged or edited file")
+    return network_file, settings, metrics
+
+
+def _check_accuracy(accuracy, metrics_file: Path) -> None:
+    """Refuse a finished run's test accuracy that is not a number in [0, 1] (a damaged or edited
+    metrics.json, as `delgrad sweep` refuses it)."""
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+        raise FileFormatError(f"{metrics_file}: not the metrics of a finished run (test_accuracy: expected a number "
+                              f"in [0, 1], got {json.dumps(accuracy)}); a damaged or edited file")
