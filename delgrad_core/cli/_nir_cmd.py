@@ -104,7 +104,7 @@ def export(fmt, network, out, time_scale, represented, force):
             _note_if_the_backend_changes_it(given, settings)
         with no_writes_once_stopped():
             path = save_nir(net, out, time_scale=time_scale)
-    except (ValueError, KeyError, OSError, NIRNotInstalledError) as exc:
+    except (DelgradError, ValueError, KeyError, OSError, NIRNotInstalledError) as exc:  # (a backend: any of delgrad's)
         _fail(exc)
     kinds = [layer.projection.delay_kind.value for layer in net.layers]
     kinds = kinds[0] if len(set(kinds)) == 1 else ",".join(kinds)  # (one per layer when they differ)
