@@ -439,7 +439,8 @@ def test_cases_follow_the_declared_capabilities():
 
 def test_cases_come_in_copies_where_the_backend_takes_copies():
     """Each of 4 inputs 5 times (a chip duplicating its inputs): the copies spike together and
-    share their input's delay, and split its weights, so a group drives like the one input."""
+    share their input's delay, and split its weights unevenly (a backend driving every copy with
+    one copy's weight must disagree), so a group drives like the one input."""
     copies = Capabilities(input_copies=5, delay_kinds={"axonal"}, tau_ratios=(1.0,))
     plain = Capabilities(delay_kinds={"axonal"}, tau_ratios=(1.0,))
     for case, single in zip(conformance_cases(copies), conformance_cases(plain), strict=True):
@@ -448,6 +449,7 @@ def test_cases_come_in_copies_where_the_backend_takes_copies():
         assert (times == times[:, :, :1]).all() and np.isinf(times).any()
         first = case.network.layers[0].projection
         np.testing.assert_allclose(first.weights.reshape(4, 5, -1).sum(axis=1), single.network.layers[0].projection.weights)
+        assert (np.abs(first.weights[0::5] - first.weights[1::5]) > 0.01 * np.abs(first.weights[0::5])).mean() > 0.9
         np.testing.assert_array_equal(first.delays[::5], single.network.layers[0].projection.delays)
         assert (first.delays.reshape(4, 5) == first.delays[::5, None]).all()
     odd = Capabilities(input_copies=3, max_inputs=10)  # (10 inputs: no copies of 3)

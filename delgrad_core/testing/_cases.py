@@ -12,7 +12,7 @@ from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Popula
 from delgrad_core._propagation import forward
 
 __all__ = ["ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines", "input_copies",
-           "input_times", "make_network", "supported_setting"]
+           "input_lines", "input_times", "make_network", "supported_setting"]
 
 BATCH_SIZE = 32
 _DEFAULT_RATIOS = (2.0, 1.0, 1.5)
@@ -32,8 +32,8 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
     """Chain with weights N(1, 1), theta = 1, tau_s = 1 and delays uniform in [0, 1) tau_s (or
     in the first tau_s of the declared delay range); weights and delays inside the declared limits.
     With `copies` > 1 the inputs come in groups of that many copies of one input: the network
-    drawn for `sizes[0] / copies` inputs, each input's weights split evenly over its copies (a
-    group drives like the one input) and its delays repeated."""
+    drawn for `sizes[0] / copies` inputs, each input's weights split over its copies (a group
+    drives like the one input) and its delays repeated."""
     network = Network.feedforward(
         [sizes[0] // copies, *sizes[1:]],
         delay_kind=delay_kind,
@@ -51,19 +51,30 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
             projection.weights = np.clip(projection.weights, -caps.weight_limit, caps.weight_limit)
         if projection.delays is not None:
             projection.delays = rng.uniform(low, min(high, low + 1.0), projection.delays.shape)
-    return network if copies == 1 else _in_copies(network, copies)
+    return network if copies == 1 else _in_copies(network, copies, np.random.default_rng(seed + 2000))
 
 
-def _in_copies(network: Network, copies: int) -> Network:
-    """`network` with each input replaced by `copies` copies of it, which share its weights
-    (split evenly) and delays."""
+def _in_copies(network: Network, copies: int, rng: np.random.Generator) -> Network:
+    """`network` with each input replaced by `copies` copies of it, which share its delays and
+    its weights, split unevenly (shares from 0.5 to 1.5 of an even one: a backend that drives
+    with one copy's weight for all must show it)."""
     first = network.layers[0].projection
     delays = first.delays
     if delays is not None and first.delay_kind is not DelayKind.DENDRITIC:  # (axonal and synaptic: per input line)
         delays = np.repeat(delays, copies, axis=0)
-    projection = Projection(np.repeat(first.weights / copies, copies, axis=0), first.delay_kind, delays, first.name)
+    shares = rng.uniform(0.5, 1.5, (first.n_pre, copies, first.n_post))
+    shares /= shares.sum(axis=1, keepdims=True)
+    weights = (first.weights[:, None, :] * shares).reshape(first.n_pre * copies, first.n_post)
+    projection = Projection(weights, first.delay_kind, delays, first.name)
     return Network(Population(network.input.name, network.input.size * copies),
                    [Layer(network.layers[0].population, projection), *network.layers[1:]])
+
+
+def input_lines(caps: Capabilities) -> int:
+    """Input lines of a network of 4 inputs, each as often as the backend takes copies of one
+    (4 lines where so many exceed its fan-in limit)."""
+    lines = 4 * (caps.input_copies or 1)
+    return lines if caps.max_inputs is None or lines <= caps.max_inputs else 4
 
 
 def input_copies(caps: Capabilities, n_inputs: int) -> int:
@@ -190,7 +201,8 @@ def delay_lines(capabilities: Capabilities, delay_kind: DelayKind | str, n_lines
     to `n_lines` neurons, within the declared size and weight limits: each neuron driven by a
     group of coincident inputs at the largest weight allowed (at most 6), the group as small as
     makes it spike in the ideal model (rounded up to whole groups of the backend's input copies
-    where that fits).  None where fewer than two neurons fit."""
+    where that fits, else as many neurons as make the input count no multiple of them).  None
+    where fewer than two neurons fit."""
     caps = capabilities
     weight = min(_DRIVE, caps.weight_limit) if caps.weight_limit is not None else _DRIVE
     if caps.weight_resolution is not None:
@@ -200,10 +212,13 @@ def delay_lines(capabilities: Capabilities, delay_kind: DelayKind | str, n_lines
     group = _group_that_spikes(neuron, weight, fan_in)
     if group is None:
         return None
-    whole = -(-group // (caps.input_copies or 1)) * (caps.input_copies or 1)
+    copies = caps.input_copies or 1
+    whole = -(-group // copies) * copies
     if whole <= fan_in:  # (whole groups of the backend's input copies: no copies straddle two delays)
         group = whole
     n_lines = min(n_lines, caps.max_layer_size or n_lines, caps.max_inputs // group if caps.max_inputs else n_lines)
+    if group % copies and (group * n_lines) % copies == 0:
+        n_lines -= 1  # (an input count no multiple of the copies: the backend takes every line as independent)
     if n_lines < 2:
         return None
     low, high = caps.delay_range if caps.delay_range is not None else (0.0, 4.0)

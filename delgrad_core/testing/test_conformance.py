@@ -46,6 +46,7 @@ from delgrad_core.testing._cases import (
     conformance_cases,
     delay_lines,
     input_copies,
+    input_lines,
     input_times,
     make_network,
     supported_setting,
@@ -430,11 +431,12 @@ def test_execute_many_matches_execute(delgrad_backend, calibration):
         pytest.skip("backend declares that the same seed may give different results")
     caps = delgrad_backend.capabilities
     kind, ratio = supported_setting(caps)
-    network = make_network((4, 6, 3), kind, ratio, capabilities=caps)
+    lines = input_lines(caps)
+    network = make_network((lines, 6, 3), kind, ratio, capabilities=caps, copies=input_copies(caps, lines))
     _require_supported(delgrad_backend, network)
     rng = np.random.default_rng(7)
-    requests = [ExecutionRequest(network, input_times(rng, batch_within(caps, 3 + k), 4, caps, 0.2), calibration, seed)
-                for k, seed in enumerate((0, 1, 0, 2, 1))]
+    requests = [ExecutionRequest(network, input_times(rng, batch_within(caps, 3 + k), lines, caps, 0.2), calibration,
+                                 seed) for k, seed in enumerate((0, 1, 0, 2, 1))]
     with _resources_permitting():
         many = delgrad_backend.execute_many(requests)
     assert isinstance(many, list) and len(many) == len(requests), \
@@ -461,9 +463,10 @@ def test_seed_dependent_when_declared(delgrad_backend, calibration):
         pytest.skip("backend declares that results do not depend on the seed")
     caps = delgrad_backend.capabilities
     kind, ratio = supported_setting(caps)
-    network = make_network((4, 6, 3), kind, ratio, capabilities=caps)
+    lines = input_lines(caps)
+    network = make_network((lines, 6, 3), kind, ratio, capabilities=caps, copies=input_copies(caps, lines))
     _require_supported(delgrad_backend, network)
-    inputs = input_times(np.random.default_rng(8), batch_within(caps, 20), 4, caps, 0.2)
+    inputs = input_times(np.random.default_rng(8), batch_within(caps, 20), lines, caps, 0.2)
     with _resources_permitting():
         runs = [delgrad_backend.execute(ExecutionRequest(network, inputs, calibration, seed)).layer_spike_times
                 for seed in (1, 2)]
@@ -694,10 +697,15 @@ def test_one_epoch_of_exact_gradients_lowers_the_loss(delgrad_backend):
     caps = delgrad_backend.capabilities
     kind, ratio = supported_setting(caps)
     hidden = min(10, caps.max_layer_size or 10, caps.max_inputs or 10)
-    _require_supported(delgrad_backend, make_network((4, hidden, 3), kind, ratio, capabilities=caps))
-    config = TrainingConfig(hidden=hidden, delays=kind.value, tau_ratio=ratio, epochs=1, batch_size=50,
-                            seed=0, keep_best=False, weight_lr=0.01, delay_lr=0.005, weight_init_mean=1.5,
-                            weight_init_std=0.5)
+    copies = input_copies(caps, input_lines(caps))  # (Yin-Yang's 4 features, each as often as the backend takes copies)
+    _require_supported(delgrad_backend, make_network((4 * copies, hidden, 3), kind, ratio, capabilities=caps,
+                                                     copies=copies))
+    in_copies = {} if copies == 1 else {  # (a group of copies starts as strong as one input)
+        "encoder_options": {"repeat": copies}, "weight_init_mean": [1.5 / copies, 1.5],
+        "weight_init_std": [0.5 / copies, 0.5], **({"shared_input_delays": copies} if kind is DelayKind.AXONAL else {})}
+    config = TrainingConfig(**{"hidden": hidden, "delays": kind.value, "tau_ratio": ratio, "epochs": 1,
+                               "batch_size": 50, "seed": 0, "keep_best": False, "weight_lr": 0.01, "delay_lr": 0.005,
+                               "weight_init_mean": 1.5, "weight_init_std": 0.5, **in_copies})
     with _resources_permitting(), Trainer(config, backend=delgrad_backend) as trainer:
         full = load_dataset("yin_yang", "train")
         subset = Dataset("yin_yang", "train", full.features[:600], full.labels[:600], full.class_names)

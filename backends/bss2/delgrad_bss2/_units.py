@@ -22,16 +22,16 @@ def tau_from_us(times_us, config: ChipConfig) -> np.ndarray:
     return np.asarray(times_us, dtype=float) / config.tau_us
 
 
-_ON_TICK_RTOL = 1e-9  # a time this close to a tick (relative) is on it: 0.1 tau = 0.6000000000000001 us is tick 75
+_ON_TICK_ULPS = 8  # a time this many float steps from a tick is on it: 0.1 tau = 0.6000000000000001 us is tick 75
 
 
 def _ticks(times_us: np.ndarray, config: ChipConfig) -> np.ndarray:
-    """`times_us` in clock ticks, those within rounding error of a whole tick on it (a time
-    converted from tau to us lands a rounding error beside the tick it names)."""
+    """`times_us` in clock ticks, those within rounding error (a few float steps) of a whole
+    tick on it: a time converted from tau to us lands a rounding error beside the tick it names."""
     ticks = np.asarray(times_us, dtype=float) / config.timestamp_us
     whole = np.round(ticks)
     with np.errstate(invalid="ignore"):  # (inf - inf: silence stays inf)
-        on_tick = np.abs(ticks - whole) <= _ON_TICK_RTOL * np.maximum(1.0, np.abs(whole))
+        on_tick = np.abs(ticks - whole) <= _ON_TICK_ULPS * np.spacing(np.maximum(1.0, np.abs(whole)))
     return np.where(on_tick, whole, ticks)
 
 

@@ -72,10 +72,13 @@ def test_times_on_a_tick_are_emitted_and_stamped_on_it(emulator):
     times_tau = ticks * config.timestamp_us / config.tau_us
     emitted = emitted_us(us_from_tau(times_tau, config), config) / config.timestamp_us
     np.testing.assert_allclose(emitted, ticks, rtol=0, atol=1e-6)
-    for beside in (-1e-12, 0.0, 1e-12):  # (a rounding error either side of the tick)
-        stamped = timestamped_us(ticks * config.timestamp_us * (1 + beside), config) / config.timestamp_us
+    on_ticks = ticks * config.timestamp_us
+    for beside in (np.nextafter(np.nextafter(on_ticks, 0), 0), on_ticks, np.nextafter(on_ticks, np.inf)):
+        stamped = timestamped_us(beside, config) / config.timestamp_us  # (a rounding error either side of the tick)
         np.testing.assert_allclose(stamped, ticks, rtol=0, atol=1e-6)
-    assert timestamped_us(np.array([0.6 - 1e-6, np.inf]), config).tolist() == [0.592, np.inf]  # (a real tick earlier)
+    late = (2e9 + 0.1) * config.timestamp_us  # (a tenth of a tick after one, in a very long slot: not on it)
+    assert emitted_us(np.array([late, 0.6 - 1e-9, np.inf]), config).tolist() == [(2e9 + 1) * 0.008, 0.6, np.inf]
+    assert timestamped_us(np.array([0.6 - 1e-9, np.inf]), config).tolist() == [0.592, np.inf]  # (a real tick earlier)
     backend, calibration = emulator(**dict(ALL_OFF, quantise_times=True, input_duplication=1))
     network = make_network((100, 2), "axonal", 1.0, capabilities=backend.capabilities)
     registers = 56 + 8 * (np.arange(100) % 25)  # (multiples of 8: delays of whole us, whole numbers of ticks)
