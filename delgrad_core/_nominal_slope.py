@@ -23,13 +23,14 @@ from delgrad_core._ir import Layer
 
 __all__ = ["nominal_slope_factors"]
 
-_CHUNK_VALUES = 1 << 22  # (sample, input, neuron) values per chunk of samples, bounding the memory
+_CHUNK_VALUES = 1 << 20  # (sample, input, neuron) values per chunk of samples, bounding the memory
 
 
-def nominal_slope_factors(layer: Layer, where: str, post_times: np.ndarray, arrivals: np.ndarray) -> np.ndarray:
+def nominal_slope_factors(layer: Layer, where: str, post_times: np.ndarray, arrivals_of) -> np.ndarray:
     """(batch, n_post) factors turning the exact gradients of `layer` at the spike times
-    `post_times` into the reference code's, given the arrival times (batch, n_pre, n_post) of
-    its inputs; 1 for neurons that did not spike (they pass no gradient anyway)."""
+    `post_times` into the reference code's, given `arrivals_of(samples)`, the arrival times
+    (samples, n_pre, n_post) of its inputs for a slice of samples (asked for in chunks, which bound
+    the memory); 1 for neurons that did not spike (they pass no gradient anyway)."""
     threshold, tau_m, tau_s = layer.neuron_arrays()
     if not np.array_equal(tau_m, tau_s):
         raise InvalidValueError(f"gradient_slope: 'nominal' needs tau_m = tau_s (the closed form of DelGrad's "
@@ -39,7 +40,7 @@ def nominal_slope_factors(layer: Layer, where: str, post_times: np.ndarray, arri
     factors = np.empty_like(post_times)
     for start in range(0, n_batch, per_chunk):
         chunk = slice(start, start + per_chunk)
-        factors[chunk] = _factors(layer.projection.weights, threshold, tau_s, post_times[chunk], arrivals[chunk])
+        factors[chunk] = _factors(layer.projection.weights, threshold, tau_s, post_times[chunk], arrivals_of(chunk))
     return factors
 
 

@@ -151,6 +151,13 @@ def _arrival_times(projection, pre_times: np.ndarray, arrivals: np.ndarray | Non
     return pre_times[:, :, None] + _kernel_delays(projection)[None]
 
 
+def _arrivals_of(projection, pre_times: np.ndarray, arrivals: np.ndarray | None):
+    """`samples -> (samples, n_pre, n_post)` arrival times of a slice of the samples (as
+    `_arrival_times`; a whole batch of them can be large: 784 x 350 per sample)."""
+    return lambda samples: _arrival_times(projection, pre_times[samples],
+                                          None if arrivals is None else arrivals[samples])
+
+
 def _kernel_delays(projection) -> np.ndarray:
     """The (n_pre, n_post) delays the kernels read."""
     if projection.delay_kind is DelayKind.NONE:
@@ -522,7 +529,7 @@ def backward(
         with_pre = input_gradient or index > 0
         where = f"layer {index}"
         if gradient_slope == "nominal":
-            delta = delta * nominal_slope_factors(layer, where, pre_times[index + 1], _arrival_times(
+            delta = delta * nominal_slope_factors(layer, where, pre_times[index + 1], _arrivals_of(
                 layer.projection, pre_times[index], arrivals[index]))
         result = _finite_backward_layer("output_gradient", where, *args, delta, arrivals[index], threads, with_pre)
         if guard is not None:
