@@ -70,10 +70,10 @@ class Capabilities:
     delay_resolution : float or None
         Delay step in units of tau_s: delays run as integer multiples of it.
     input_copies : int or None
-        The substrate takes the inputs of a network whose input count is a multiple of it as
-        groups of this many consecutive copies of one input (a chip duplicating its inputs):
-        copies must spike together, and with axonal delays they share one delay.  None: every
-        input line is independent.
+        With axonal delays in the first layer and an input count that is a multiple of it, the
+        substrate takes each group of this many consecutive input lines as copies of one input
+        sharing one delay (a chip duplicating its inputs): copies must spike together.  Other
+        networks' input lines are independent; None: always.
     deterministic : bool
         The same request (network, inputs, calibration, seed) always gives the same result.
     seed_independent : bool

@@ -12,7 +12,7 @@ from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, given_settings, refuse_not_installed,
-    run_settings, with_tables, without_replaced_options)
+    represents_otherwise, run_settings, with_tables, without_replaced_options)
 
 
 def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> None:
@@ -151,6 +151,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if not stored and not config_file:
         click.echo(f"note: {network_file} is a network file, which holds no encoding: evaluated with the "
                    "default encoder settings (--config gives those it was trained with)", err=True)
+    if stored and target.name != stored.get("backend") and represents_otherwise(stored.get("backend")):
+        click.echo(f"note: {path} was trained on backend {stored['backend']!r}, which runs the network as its "
+                   f"represent() gives it (weights clipped and on a grid, delays rounded or shared); {target.name!r} "
+                   "ran the trained parameters as stored", err=True)
     mismatches = _other_network(given, network) if config_file else []
     if mismatches:
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "

@@ -55,21 +55,6 @@ def _represented(network, settings: dict):
         return backend.represent(network)
 
 
-def _note_if_the_backend_changes_it(path: str, settings: dict) -> None:
-    """A note when the run's backend may run the network otherwise than stored (it declares
-    weight or delay limits, grids or input copies): the graph holds the trained parameters."""
-    from delgrad_core import backend_info
-
-    try:
-        capabilities = backend_info(settings["backend"]).capabilities
-    except (KeyError, LookupError):  # (no backend recorded, or its plugin is not installed here)
-        return
-    if capabilities is not None and (capabilities.constrains_parameters or (capabilities.input_copies or 1) > 1):
-        click.echo(f"note: {path} was trained on backend {settings['backend']!r}, which runs the network as its "
-                   "represent() gives it (weights clipped and on a grid, delays rounded or shared); the graph holds "
-                   "the trained parameters as stored: --represented exports what the backend runs")
-
-
 @main.command("export")
 @click.option("--format", "fmt", type=click.Choice(["nir"]), default="nir", show_default=True,
               help="Output format.")
@@ -87,7 +72,7 @@ def export(fmt, network, out, time_scale, represented, force):
     from pathlib import Path
 
     from delgrad_core import load_network
-    from delgrad_core.cli._settings import run_settings
+    from delgrad_core.cli._settings import represents_otherwise, run_settings
     from delgrad_core.nir import NIRNotInstalledError, save_nir
 
     given, network = network, _network_file(network)
@@ -100,8 +85,10 @@ def export(fmt, network, out, time_scale, represented, force):
         net = load_network(network)
         if represented:
             net = _represented(net, settings)
-        elif settings:
-            _note_if_the_backend_changes_it(given, settings)
+        elif represents_otherwise(settings.get("backend")):
+            click.echo(f"note: {given} was trained on backend {settings['backend']!r}, which runs the network as its "
+                       "represent() gives it (weights clipped and on a grid, delays rounded or shared); the graph holds "
+                       "the trained parameters as stored: --represented exports what the backend runs", err=True)
         with no_writes_once_stopped():
             path = save_nir(net, out, time_scale=time_scale)
     except (DelgradError, ValueError, KeyError, OSError, NIRNotInstalledError) as exc:  # (a backend: any of delgrad's)

@@ -16,7 +16,8 @@ from delgrad_core._ir import DelayKind
 
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
            "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
-           "refuse_not_installed", "refuse_set_twice", "run_settings", "with_tables", "without_replaced_options"]
+           "refuse_not_installed", "refuse_set_twice", "represents_otherwise", "run_settings", "with_tables",
+           "without_replaced_options"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -277,3 +278,16 @@ def _check_accuracy(accuracy, metrics_file: Path) -> None:
     if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
         raise FileFormatError(f"{metrics_file}: not the metrics of a finished run (test_accuracy: expected a number "
                               f"in [0, 1], got {json.dumps(accuracy)}); a damaged or edited file")
+
+
+def represents_otherwise(backend_name) -> bool:
+    """Whether the registered capabilities of backend `backend_name` let its `represent` change a
+    network (weight or delay limits or grids, inputs in copies); False if it is not installed or
+    registers none."""
+    from delgrad_core import backend_info
+
+    try:
+        capabilities = backend_info(backend_name).capabilities
+    except (LookupError, TypeError):  # (not installed here; no name recorded)
+        return False
+    return capabilities is not None and (capabilities.constrains_parameters or (capabilities.input_copies or 1) > 1)

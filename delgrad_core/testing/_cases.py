@@ -130,8 +130,9 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
     the declared size, weight and delay limits.
 
     Inputs follow the Yin-Yang encoding range [0.15, 2.0] tau_s (docs/model.md §5), in copies
-    where the backend takes copies (`input_times`); one input is silent (+inf) in a quarter of
-    the samples.
+    where the backend takes copies (`input_times`; then one more case, with axonal delays, has a
+    number of independent inputs that is no multiple of the copies); one input is silent (+inf)
+    in a quarter of the samples.
     """
     caps = capabilities or Capabilities()
     kinds = [k for k in DelayKind if k in caps.delay_kinds]
@@ -142,6 +143,11 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
         specs += [(shallow, kind, ratio) for ratio in ratios for kind in kinds]
     if deep is not None:
         specs.append((deep, kinds[-1], ratios[0]))
+    copies = caps.input_copies or 1
+    if copies > 1 and shallow is not None and DelayKind.AXONAL in kinds:  # (inputs of a count no multiple of
+        independent = (4 if 4 % copies else 5, *shallow[1:])  # the copies: the backend takes them as independent)
+        if _fits(independent, caps):
+            specs.append((independent, DelayKind.AXONAL, ratios[0]))
     batch = batch_within(caps, BATCH_SIZE)
     cases = []
     for seed, (sizes, kind, ratio) in enumerate(specs):

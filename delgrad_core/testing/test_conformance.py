@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import traceback
+import warnings
 
 import numpy as np
 import pytest
@@ -42,6 +43,7 @@ from delgrad_core import (
 )
 from delgrad_core.testing._agreement import compare_layers
 from delgrad_core.testing._cases import (
+    BATCH_SIZE,
     batch_within,
     conformance_cases,
     delay_lines,
@@ -508,6 +510,38 @@ def test_agreement_with_reference(delgrad_backend, run_case, case):
                           "return what execute runs (another weight grid or clipping, other delays), a calibration "
                           "that execute does not apply, or a batch limit the backend has but does not declare "
                           "(max_batch_size)")
+
+
+def test_copies_of_an_input_share_one_delay(delgrad_backend, calibration):
+    """A backend that takes its inputs in copies (`input_copies`, with axonal delays) gives the
+    copies of an input one delay in `represent` whatever delays they are given, and runs that
+    (agreement with the ideal model on `represent(network)`, where the backend claims it)."""
+    caps = delgrad_backend.capabilities
+    copies, lines = caps.input_copies or 1, input_lines(caps)
+    if copies == 1 or DelayKind.AXONAL not in caps.delay_kinds or lines % copies:
+        pytest.skip("backend takes no inputs in copies (input_copies) with axonal delays")
+    network = make_network((lines, 10, 3), DelayKind.AXONAL, supported_setting(caps)[1], seed=2, capabilities=caps,
+                           copies=copies)  # (seed 2: far from threshold on the emulated chips 0-4, whose silent/
+    projection = network.layers[0].projection  # spiking agreement stays at 97 % and more)
+    low, high = caps.delay_range if caps.delay_range is not None else (0.0, np.inf)
+    projection.delays = np.clip(projection.delays + np.random.default_rng(2).uniform(-0.3, 0.3, lines), low, high)
+    _require_supported(delgrad_backend, network)
+    with warnings.catch_warnings():  # (a backend may say that it shares them)
+        warnings.simplefilter("ignore")
+        ran = delgrad_backend.represent(network)
+        groups = ran.layers[0].projection.delays.reshape(-1, copies)
+        assert np.all(np.abs(groups - groups[:, :1]) <= 1e-12), (
+            f"input_copies = {copies}: represent gives the copies of an input different delays "
+            f"{np.round(groups[np.ptp(groups, axis=1) > 1e-12][0], 4).tolist()} tau_s; copies share one delay")
+        if "agreement" in _profile(delgrad_backend).unsupported:
+            return
+        inputs = input_times(np.random.default_rng(2), batch_within(caps, BATCH_SIZE), lines, caps)
+        with _resources_permitting():
+            observed = delgrad_backend.execute(network, inputs, calibration=calibration, seed=0).layer_spike_times
+    problems = _disagreements(delgrad_backend, ran, forward(ran, inputs), observed)
+    assert not problems, (f"input_copies = {copies}, copies given different delays: disagreement with the ideal model "
+                          "on represent(network) in " + "; ".join(problems) + ". Run the delay represent gives the "
+                          "copies (e.g. not the first copy's)")
 
 
 LARGE_BATCH = 1024  # samples in one job of the large-batch check (or the declared max_batch_size)

@@ -17,7 +17,7 @@ from delgrad_core._ir import DelayKind, Network, NeuronParameters, check_type
 from delgrad_core._propagation import NetworkGradients
 from delgrad_core.training._config import TrainingConfig
 
-__all__ = ["TrainableNetwork", "build_network", "check_shared_input_delays"]
+__all__ = ["TrainableNetwork", "build_network", "check_input_copies", "check_shared_input_delays"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -53,6 +53,25 @@ def check_shared_input_delays(config: TrainingConfig, n_inputs: int, input_copie
         raise InvalidValueError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into "
                                 "groups of copies; set it to the number of copies the encoder makes of each input, "
                                 f"or 1 {fix}")
+
+
+def check_input_copies(backend, network: Network, encoder_copies: int | None) -> None:
+    """Refuse input lines `backend` would take as copies of one input that are not: its
+    `Capabilities.input_copies` c divides the network's input lines and its first layer has
+    axonal delays (one delay per c lines), but the encoder does not repeat every feature a
+    multiple of c times (`encoder_copies`; None: an encoder without a repeat, whose lines are not
+    known to be copies)."""
+    copies, n_inputs = backend.capabilities.input_copies or 1, network.input.size
+    if copies == 1 or n_inputs % copies or network.layers[0].projection.delay_kind is not DelayKind.AXONAL \
+            or (encoder_copies is not None and encoder_copies % copies == 0):
+        return
+    made = "no copies" if encoder_copies is None else f"{encoder_copies} of each input (its repeat)"
+    raise InvalidValueError(
+        f"encoder_options: backend {backend.name!r} takes every {copies} consecutive input lines as copies of one "
+        f"input sharing one delay (it declares input_copies = {copies}, and the {n_inputs} lines are a multiple of "
+        f"it), but the encoder makes {made}: it would run different inputs as copies; set encoder_options.repeat "
+        f"to a multiple of {copies} (--set 'encoder_options={{\"repeat\": {copies}}}'), or choose a backend option "
+        "that takes no copies")
 
 
 class TrainableNetwork:

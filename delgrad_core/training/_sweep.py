@@ -338,7 +338,7 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
     each trial; otherwise they are errors (every trial would wait for the backend, then fail)."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
     from delgrad_core.training._components import component
-    from delgrad_core.training._parameters import build_network, check_shared_input_delays
+    from delgrad_core.training._parameters import build_network, check_input_copies, check_shared_input_delays
     from delgrad_core.training._trainer import built_backend
 
     if not trials:
@@ -362,7 +362,9 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
             for trial in shapes.values():
                 config = config_with_defaults(trial.settings).resolved()
                 try:
-                    backend.check_supported(build_network(config, n_inputs, data.n_classes))
+                    network = build_network(config, n_inputs, data.n_classes)
+                    backend.check_supported(network)
+                    check_input_copies(backend, network, encoder.copies)
                     check_shared_input_delays(config, n_inputs, encoder.copies)
                 except InvalidValueError as exc:
                     raise InvalidValueError(f"{trial.name}: {exc}{_other_kinds_hint(exc, backend)}") from None

@@ -31,6 +31,26 @@ def test_the_inputs_are_repeated_as_often_as_the_chip_duplicates_them():
     assert (hil.encoder_options, hil.shared_input_delays) == ({"repeat": 3}, 3)
 
 
+def test_inputs_the_chip_would_take_as_copies_that_are_not_are_refused_before_training(tmp_path):
+    """(digits' 128 inputs, not repeated, on a chip duplicating inputs 2x with axonal delays:
+    neighbouring features shared a delay element, with one warning)"""
+    import pytest
+
+    def trainer(**settings):
+        config = config_with_defaults({"backend": "bss2-emulator", "backend_options": {"input_duplication": 2},
+                                       "dataset": "digits", "hidden": 5, "epochs": 1, **settings})
+        return Trainer(config)
+
+    with pytest.raises(dg.InvalidValueError, match=r"encoder_options: backend 'bss2-emulator' takes every 2 "
+                                                   r"consecutive input lines as copies of one input .* the encoder "
+                                                   r"makes 1 of each input \(its repeat\)"):
+        trainer(encoder_options={"repeat": 1}, shared_input_delays=1)
+    with trainer(encoder_options={"repeat": 1}, shared_input_delays=1, delays="none") as fine:  # (no delay to share)
+        assert fine.model.network.input.size == 128
+    with trainer(encoder_options={"repeat": 2, "pairs": False}) as fine:  # (each feature twice)
+        assert fine.model.network.input.size == 128 and fine.config.shared_input_delays == 2
+
+
 def test_an_epoch_on_the_emulator_lowers_the_loss_with_gradients_at_the_measured_arrivals():
     config = config_with_defaults({"backend": "bss2-emulator", "delays": "axonal", "epochs": 1, "seed": 1,
                                  "keep_best": False, "weight_lr": 0.01, "delay_lr": 0.01})
