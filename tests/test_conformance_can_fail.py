@@ -31,7 +31,8 @@ WRONG_BACKEND = """
                      neuron_budget=0, refuse_at_run_time=False, max_batch_size=None, max_median_error=0.01,
                      causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None,
                      delay_cap=None, delay_cap_in_represent=False, tau_ratio=None, batch_cut=None,
-                     input_copies=None, first_copy_only=False, unshared_copy_delays=False, copies_of_any_count=False):
+                     input_copies=None, first_copy_only=False, unshared_copy_delays=False, copies_of_any_count=False,
+                     max_layers=None):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -59,6 +60,7 @@ WRONG_BACKEND = """
             self.first_copy_only = first_copy_only  # the bug: only the first copy of an input drives its neurons
             self.unshared_copy_delays = unshared_copy_delays  # the bug: represent leaves the copies their own delays
             self.copies_of_any_count = copies_of_any_count  # the bug: takes copies of an input count no multiple of them
+            self.max_layers = max_layers  # no bug: a declared depth limit
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
 
@@ -92,7 +94,7 @@ WRONG_BACKEND = """
             return Capabilities(delay_kinds=kinds, exact=self.exact, seed_independent=not self.unseeded_noise,
                                 max_batch_size=self.max_batch_size, max_inputs=self.max_inputs,
                                 tau_ratios=None if self.tau_ratio is None else (self.tau_ratio,),
-                                input_copies=self.input_copies)
+                                input_copies=self.input_copies, max_layers=self.max_layers)
 
         def represent(self, network):
             if self.ignore_limits:  # the bug: declares limits but runs the network as it is
@@ -237,6 +239,17 @@ def test_suite_fails_for_a_wrong_backend(site, options, expected):
     process, failed = _run_suite(site, options)
     assert process.returncode == 1, process.stdout[-3000:]
     assert set(failed) == expected and len(failed) == len(expected)
+
+
+def test_suite_passes_a_backend_of_one_neuron_layer_and_checks_its_agreement(site):
+    """(with max_layers = 1 the refusal checks used two-layer networks, so the backend named
+    max_layers instead of the capability checked, every case needed two layers and was skipped,
+    and one check ended in an IndexError)"""
+    process, failed = _run_suite(site, ["max_layers=1"], pytest_args=["-rA"])
+    assert process.returncode == 0 and failed == [], process.stdout[-3000:]
+    assert "PASSED test_conformance.py::test_agreement_with_reference[4-3-none-ratio2]" in process.stdout
+    process, failed = _run_suite(site, ["max_layers=1", "shift=0.05"])
+    assert "test_agreement_with_reference[4-3-none-ratio2]" in failed, process.stdout[-3000:]
 
 
 def test_suite_passes_a_backend_that_runs_one_sample_per_job(site):

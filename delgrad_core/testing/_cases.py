@@ -12,7 +12,7 @@ from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Popula
 from delgrad_core._propagation import forward
 
 __all__ = ["ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines", "input_copies",
-           "input_lines", "input_times", "make_network", "supported_setting"]
+           "input_lines", "input_times", "make_network", "supported_setting", "within_layers"]
 
 BATCH_SIZE = 32
 _DEFAULT_RATIOS = (2.0, 1.0, 1.5)
@@ -102,10 +102,21 @@ def _fits(sizes, caps: Capabilities) -> bool:
             and (caps.max_layer_size is None or max(sizes[1:]) <= caps.max_layer_size))
 
 
+def within_layers(sizes, caps: Capabilities) -> tuple[int, ...]:
+    """`sizes` without the hidden layers beyond the declared `max_layers` (with 1: input and
+    output only)."""
+    if caps.max_layers is not None and len(sizes) - 1 > caps.max_layers:
+        return (sizes[0], *sizes[len(sizes) - caps.max_layers:])
+    return tuple(sizes)
+
+
 def _shape_for(caps: Capabilities, depth: int) -> tuple[int, ...] | None:
-    """A chain of `depth` neuron layers like 4-10-3 (or 4-8-6-3), its 4 inputs as many times as
-    the backend takes copies of one input, shrunk to the size limits."""
+    """A chain of `depth` neuron layers like 4-10-3 (or 4-8-6-3; the first without its hidden
+    layer where only one neuron layer is allowed), its 4 inputs as many times as the backend
+    takes copies of one input, shrunk to the size limits."""
     sizes = (4 * (caps.input_copies or 1), *((10, 3) if depth == 2 else (8, 6, 3)))
+    if depth == 2:
+        sizes = within_layers(sizes, caps)
     if caps.max_inputs is not None or caps.max_layer_size is not None:
         cap = min(v for v in (caps.max_inputs, caps.max_layer_size) if v is not None)
         sizes = tuple(min(s, cap) for s in sizes)
