@@ -110,3 +110,14 @@ def test_a_sweep_refuses_a_sharing_its_networks_cannot_have_before_any_trial_sta
     assert ("shared_input_delays: 3 would share one delay between copies of different inputs: the encoder makes one "
             "of each (its repeat is 1); set it to 1") in result.output
     assert not (out / "runs").exists()
+
+
+def test_train_refuses_a_sharing_its_network_cannot_have_as_a_usage_error(tmp_path):
+    """(status 1, as if the run had failed: the settings were refused when the network was built)"""
+    out = tmp_path / "run"
+    result = cli_runner().invoke(main, ["train", "--hidden", "5", "--delays", "axonal", "--epochs", "1",
+                                        "--set", "shared_input_delays=3", "--no-progress", "--out", str(out)])
+    assert result.exit_code == 2 and "Usage:" in result.output + result.stderr, result.output
+    assert "shared_input_delays: 3 would share one delay between copies of different inputs" in result.output \
+        + result.stderr
+    assert not out.exists()

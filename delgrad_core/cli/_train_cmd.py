@@ -121,6 +121,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     from delgrad_core.training._run import run_training
     from delgrad_core.datasets import DatasetOptionsError
     from delgrad_core.training._run_folder import RunFolder
+    from delgrad_core.training._parameters import SettingsConflictError
     from delgrad_core.training._trainer import BackendOptionsError
 
     options = dict(backend=backend, dataset=dataset, hidden=hidden, delays=delays, tau_ratio=tau_ratio,
@@ -154,7 +155,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         with no_writes_once_stopped():
             summary = run_training(config, out, resume=resume, progress=not no_progress,
                                    should_stop=stop_if_interrupted)
-    except (BackendOptionsError, DatasetOptionsError) as exc:
+    except (BackendOptionsError, DatasetOptionsError, SettingsConflictError) as exc:
         raise click.UsageError(str(exc)) from None
     except UnsupportedNetworkError as exc:  # a capability the settings' network needs (not the device's resources)
         if exc.capability == "resources":

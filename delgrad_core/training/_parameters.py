@@ -17,7 +17,8 @@ from delgrad_core._ir import DelayKind, Network, NeuronParameters, check_type
 from delgrad_core._propagation import NetworkGradients
 from delgrad_core.training._config import TrainingConfig
 
-__all__ = ["TrainableNetwork", "build_network", "check_input_copies", "check_shared_input_delays"]
+__all__ = ["SettingsConflictError", "TrainableNetwork", "build_network", "check_input_copies",
+           "check_shared_input_delays"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -31,6 +32,11 @@ def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Netw
                                neuron=neuron, seed=None)
 
 
+class SettingsConflictError(InvalidValueError):
+    """Training settings that do not fit the backend or the data, found when the network is built
+    (a usage error on the command line)."""
+
+
 def check_shared_input_delays(config: TrainingConfig, n_inputs: int, input_copies: int | None = None) -> None:
     """Refuse a `shared_input_delays` k that would tie lines of different inputs: k must divide
     the `input_copies` the encoder makes of each input (its repeat, if it has one) and the
@@ -42,15 +48,15 @@ def check_shared_input_delays(config: TrainingConfig, n_inputs: int, input_copie
         return
     fix = "(--set shared_input_delays=N, or in the config; a backend may set it by default)"
     if kind != DelayKind.AXONAL.value:
-        raise InvalidValueError(f"shared_input_delays: {shared} needs axonal delays in the first layer (the input "
+        raise SettingsConflictError(f"shared_input_delays: {shared} needs axonal delays in the first layer (the input "
                                 f"lines' own), got {kind!r}; set it to 1 {fix}")
     if input_copies is not None and input_copies % shared:
         copies = f"the encoder makes {input_copies} of each (its repeat); set it to a divisor of {input_copies}" \
             if input_copies > 1 else "the encoder makes one of each (its repeat is 1); set it to 1"
-        raise InvalidValueError(f"shared_input_delays: {shared} would share one delay between copies of different "
+        raise SettingsConflictError(f"shared_input_delays: {shared} would share one delay between copies of different "
                                 f"inputs: {copies} {fix}")
     if n_inputs % shared:
-        raise InvalidValueError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into "
+        raise SettingsConflictError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into "
                                 "groups of copies; set it to the number of copies the encoder makes of each input, "
                                 f"or 1 {fix}")
 
@@ -66,7 +72,7 @@ def check_input_copies(backend, network: Network, encoder_copies: int | None) ->
             or (encoder_copies is not None and encoder_copies % copies == 0):
         return
     made = "no copies" if encoder_copies is None else f"{encoder_copies} of each input (its repeat)"
-    raise InvalidValueError(
+    raise SettingsConflictError(
         f"encoder_options: backend {backend.name!r} takes every {copies} consecutive input lines as copies of one "
         f"input sharing one delay (it declares input_copies = {copies}, and the {n_inputs} lines are a multiple of "
         f"it), but the encoder makes {made}: it would run different inputs as copies; set encoder_options.repeat "
