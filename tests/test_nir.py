@@ -808,8 +808,8 @@ def test_cli_export_of_a_chip_trained_run_says_so_and_exports_what_the_chip_runs
     assert result.exit_code == 0, result.output + result.stderr
     trained = dg.load_network(run / "network.npz")
     as_stored = runner.invoke(main, ["export", str(run), str(tmp_path / "a.nir"), "--time-scale", "6e-6"])
-    assert as_stored.exit_code == 0 and "was trained on backend 'bss2-emulator', which runs the network as its " \
-        "represent() gives it" in as_stored.stderr and "--represented exports what the backend runs" in as_stored.stderr
+    assert as_stored.exit_code == 0 and "was trained on backend 'bss2-emulator', which declares limits, grids or " \
+        "input copies" in as_stored.stderr and "--represented exports what the backend runs" in as_stored.stderr
     assert_same_network(load_nir(tmp_path / "a.nir"), trained)
     represented = runner.invoke(main, ["export", str(run / "network.npz"), str(tmp_path / "b.nir"), "--time-scale",
                                        "6e-6", "--represented"])
@@ -818,6 +818,8 @@ def test_cli_export_of_a_chip_trained_run_says_so_and_exports_what_the_chip_runs
     on_reference = runner.invoke(main, ["evaluate", str(run), "--backend", "reference"])
     assert on_reference.exit_code == 0 and "'reference' ran the trained parameters as stored" in on_reference.stderr
     assert "note:" not in runner.invoke(main, ["evaluate", str(run)]).stderr
+    through_the_service = runner.invoke(main, ["evaluate", str(run), "--backend", "mock-hil"])  # (the same chip)
+    assert through_the_service.exit_code == 0 and "note:" not in through_the_service.stderr, through_the_service.stderr
     with dg.get_backend("bss2-emulator") as chip:
         assert_same_network(load_nir(tmp_path / "b.nir"), chip.represent(trained))
     dg.save_network(trained, tmp_path / "alone.npz")

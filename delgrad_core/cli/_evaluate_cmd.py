@@ -136,6 +136,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         raise refused(exc) from None
     with no_writes_once_stopped(), target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
+        ran_as_stored = target.represent(network) is network
         _warn_if_another_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
@@ -151,10 +152,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if not stored and not config_file:
         click.echo(f"note: {network_file} is a network file, which holds no encoding: evaluated with the "
                    "default encoder settings (--config gives those it was trained with)", err=True)
-    if stored and target.name != stored.get("backend") and represents_otherwise(stored.get("backend")):
-        click.echo(f"note: {path} was trained on backend {stored['backend']!r}, which runs the network as its "
-                   f"represent() gives it (weights clipped and on a grid, delays rounded or shared); {target.name!r} "
-                   "ran the trained parameters as stored", err=True)
+    if stored and target.name != stored.get("backend") and represents_otherwise(stored.get("backend")) \
+            and ran_as_stored:
+        click.echo(f"note: {path} was trained on backend {stored['backend']!r}, which declares limits, grids or input "
+                   "copies by which it may run the network otherwise than stored (its represent(): e.g. a chip's "
+                   f"clipped, quantised weights); {target.name!r} ran the trained parameters as stored", err=True)
     mismatches = _other_network(given, network) if config_file else []
     if mismatches:
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "

@@ -86,9 +86,10 @@ def export(fmt, network, out, time_scale, represented, force):
         if represented:
             net = _represented(net, settings)
         elif represents_otherwise(settings.get("backend")):
-            click.echo(f"note: {given} was trained on backend {settings['backend']!r}, which runs the network as its "
-                       "represent() gives it (weights clipped and on a grid, delays rounded or shared); the graph holds "
-                       "the trained parameters as stored: --represented exports what the backend runs", err=True)
+            click.echo(f"note: {given} was trained on backend {settings['backend']!r}, which declares limits, grids or "
+                       "input copies by which it may run the network otherwise than stored (its represent(): e.g. a "
+                       "chip's clipped, quantised weights); the graph holds the trained parameters as stored: "
+                       "--represented exports what the backend runs", err=True)
         with no_writes_once_stopped():
             path = save_nir(net, out, time_scale=time_scale)
     except (DelgradError, ValueError, KeyError, OSError, NIRNotInstalledError) as exc:  # (a backend: any of delgrad's)

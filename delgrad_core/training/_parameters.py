@@ -9,6 +9,8 @@ weights.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from delgrad_core._capabilities import Capabilities
@@ -64,20 +66,23 @@ def check_shared_input_delays(config: TrainingConfig, n_inputs: int, input_copie
 def check_input_copies(backend, network: Network, encoder_copies: int | None) -> None:
     """Refuse input lines `backend` would take as copies of one input that are not: its
     `Capabilities.input_copies` c divides the network's input lines and its first layer has
-    axonal delays (one delay per c lines), but the encoder does not repeat every feature a
-    multiple of c times (`encoder_copies`; None: an encoder without a repeat, whose lines are not
-    known to be copies)."""
+    axonal delays (one delay per c lines), but the encoder repeats every feature a number of
+    times (`encoder_copies`, its `repeat`) that is no multiple of c.  An encoder without a
+    `repeat` (None) cannot be checked: a warning says so."""
     copies, n_inputs = backend.capabilities.input_copies or 1, network.input.size
     if copies == 1 or n_inputs % copies or network.layers[0].projection.delay_kind is not DelayKind.AXONAL \
             or (encoder_copies is not None and encoder_copies % copies == 0):
         return
-    made = "no copies" if encoder_copies is None else f"{encoder_copies} of each input (its repeat)"
+    taken = (f"backend {backend.name!r} takes every {copies} consecutive input lines as copies of one input sharing "
+             f"one delay (it declares input_copies = {copies}, and the {n_inputs} lines are a multiple of it)")
+    if encoder_copies is None:
+        warnings.warn(f"{taken}; the encoder has no repeat setting, so whether its lines come in such copies is not "
+                      "checked", UserWarning, stacklevel=3)
+        return
     raise SettingsConflictError(
-        f"encoder_options: backend {backend.name!r} takes every {copies} consecutive input lines as copies of one "
-        f"input sharing one delay (it declares input_copies = {copies}, and the {n_inputs} lines are a multiple of "
-        f"it), but the encoder makes {made}: it would run different inputs as copies; set encoder_options.repeat "
-        f"to a multiple of {copies} (--set 'encoder_options={{\"repeat\": {copies}}}'), or choose a backend option "
-        "that takes no copies")
+        f"encoder_options: {taken}, but the encoder makes {encoder_copies} of each input (its repeat): it would run "
+        f"different inputs as copies; set encoder_options.repeat to a multiple of {copies} "
+        f"(--set 'encoder_options={{\"repeat\": {copies}}}'), or choose a backend option that takes no copies")
 
 
 class TrainableNetwork:
