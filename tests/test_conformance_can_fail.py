@@ -32,7 +32,7 @@ WRONG_BACKEND = """
                      causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None,
                      delay_cap=None, delay_cap_in_represent=False, tau_ratio=None, batch_cut=None,
                      input_copies=None, first_copy_only=False, unshared_copy_delays=False, copies_of_any_count=False,
-                     max_layers=None):
+                     copies_without_delays=False, max_layers=None):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -60,6 +60,7 @@ WRONG_BACKEND = """
             self.first_copy_only = first_copy_only  # the bug: only the first copy of an input drives its neurons
             self.unshared_copy_delays = unshared_copy_delays  # the bug: represent leaves the copies their own delays
             self.copies_of_any_count = copies_of_any_count  # the bug: takes copies of an input count no multiple of them
+            self.copies_without_delays = copies_without_delays  # the bug: takes copies without axonal delays too
             self.max_layers = max_layers  # no bug: a declared depth limit
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
@@ -139,7 +140,9 @@ WRONG_BACKEND = """
                 projection = Projection(weights, first.projection.delay_kind, first.projection.delays)
                 network = Network(network.input, [Layer(first.population, projection), *network.layers[1:]])
             inputs = request.input_spike_times
-            if self.copies_of_any_count and network.input.size % self.input_copies:  # (the first whole groups)
+            copies_taken = self.copies_of_any_count and network.input.size % self.input_copies or \
+                self.copies_without_delays and not network.input.size % self.input_copies
+            if copies_taken:  # (the first whole groups, as copies of their first line)
                 grouped = network.input.size // self.input_copies * self.input_copies
                 inputs = inputs.copy()
                 inputs[:, :grouped] = np.repeat(inputs[:, :grouped:self.input_copies], self.input_copies, axis=1)
@@ -503,6 +506,9 @@ def test_a_backend_that_takes_inputs_in_copies_is_checked_with_copies(site):
     assert failed == ["test_copies_of_an_input_share_one_delay"], process.stdout[-3000:]
     assert "represent gives the copies of an input different delays" in " ".join(
         _reasons(process, "test_copies_of_an_input_share_one_delay"))
+    process, failed = _run_suite(site, ["input_copies=5", "copies_without_delays=true"])
+    assert "test_agreement_with_reference[20-10-3-none-ratio2-independent]" in failed and all(
+        "independent" in name for name in failed), process.stdout[-3000:]
     process, failed = _run_suite(site, ["input_copies=3", "copies_of_any_count=true"])
     assert set(failed) == {"test_agreement_with_reference[4-10-3-axonal-ratio2]",  # (its copies take the first
                            "test_no_spike_before_its_inputs_arrive[4-10-3-axonal-ratio2]"}, process.stdout[-3000:]  # time)

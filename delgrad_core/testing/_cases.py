@@ -56,13 +56,13 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
 
 def _in_copies(network: Network, copies: int, rng: np.random.Generator) -> Network:
     """`network` with each input replaced by `copies` copies of it, which share its delays and
-    its weights, split unevenly (shares from 0.5 to 1.5 of an even one: a backend that drives
+    its weights, split unevenly (shares from 0.2 to 1.8 of an even one: a backend that drives
     with one copy's weight for all must show it)."""
     first = network.layers[0].projection
     delays = first.delays
     if delays is not None and first.delay_kind is not DelayKind.DENDRITIC:  # (axonal and synaptic: per input line)
         delays = np.repeat(delays, copies, axis=0)
-    shares = rng.uniform(0.5, 1.5, (first.n_pre, copies, first.n_post))
+    shares = rng.uniform(0.2, 1.8, (first.n_pre, copies, first.n_post))
     shares /= shares.sum(axis=1, keepdims=True)
     weights = (first.weights[:, None, :] * shares).reshape(first.n_pre * copies, first.n_post)
     projection = Projection(weights, first.delay_kind, delays, first.name)
@@ -85,11 +85,12 @@ def input_copies(caps: Capabilities, n_inputs: int) -> int:
 
 
 def input_times(rng: np.random.Generator, batch: int, n_inputs: int, caps: Capabilities, low: float = 0.15,
-                high: float = 2.0, silent_line: int | None = None) -> np.ndarray:
+                high: float = 2.0, silent_line: int | None = None, copies: int | None = None) -> np.ndarray:
     """Input spike times (batch, n_inputs) uniform in [low, high) tau_s, equal within each group of
-    lines the backend takes as copies of one input; with `silent_line`, that input (modulo the
-    number of distinct inputs; all its copies) is silent (+inf) in the first quarter of the samples."""
-    copies = input_copies(caps, n_inputs)
+    `copies` lines (default: as many as the backend takes as copies of one input); with
+    `silent_line`, that input (modulo the number of distinct inputs; all its copies) is silent
+    (+inf) in the first quarter of the samples."""
+    copies = input_copies(caps, n_inputs) if copies is None else copies
     times = rng.uniform(low, high, (batch, n_inputs // copies))
     if silent_line is not None:
         times[: batch // 4, silent_line % times.shape[1]] = np.inf
@@ -141,31 +142,36 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
     the declared size, weight and delay limits.
 
     Inputs follow the Yin-Yang encoding range [0.15, 2.0] tau_s (docs/model.md §5), in copies
-    where the backend takes copies (`input_times`; then one more case, with axonal delays, has a
-    number of independent inputs that is no multiple of the copies); one input is silent (+inf)
-    in a quarter of the samples.
+    where the backend takes copies (`input_times`); then two more cases have independent inputs
+    the backend must not take as copies: with axonal delays a number that is no multiple of the
+    copies, without axonal delays (the first other kind) the same number as the cases in copies.
+    One input is silent (+inf) in a quarter of the samples.
     """
     caps = capabilities or Capabilities()
     kinds = [k for k in DelayKind if k in caps.delay_kinds]
     ratios = caps.tau_ratios if caps.tau_ratios is not None else _DEFAULT_RATIOS
-    specs = []
+    specs = []  # (sizes, delay kind, ratio, inputs independent even where the backend takes copies)
     shallow, deep = _shape_for(caps, 2), _shape_for(caps, 3)
     if shallow is not None:
-        specs += [(shallow, kind, ratio) for ratio in ratios for kind in kinds]
+        specs += [(shallow, kind, ratio, False) for ratio in ratios for kind in kinds]
     if deep is not None:
-        specs.append((deep, kinds[-1], ratios[0]))
+        specs.append((deep, kinds[-1], ratios[0], False))
     copies = caps.input_copies or 1
-    if copies > 1 and shallow is not None and DelayKind.AXONAL in kinds:  # (inputs of a count no multiple of
-        independent = (4 if 4 % copies else 5, *shallow[1:])  # the copies: the backend takes them as independent)
-        if _fits(independent, caps):
-            specs.append((independent, DelayKind.AXONAL, ratios[0]))
+    if copies > 1 and shallow is not None:
+        independent = (4 if 4 % copies else 5, *shallow[1:])  # (no multiple of the copies)
+        if DelayKind.AXONAL in kinds and _fits(independent, caps):
+            specs.append((independent, DelayKind.AXONAL, ratios[0], False))
+        other = next((kind for kind in kinds if kind is not DelayKind.AXONAL), None)  # (no delay to share)
+        if other is not None and input_copies(caps, shallow[0]) > 1:
+            specs.append((shallow, other, ratios[0], True))
     batch = batch_within(caps, BATCH_SIZE)
     cases = []
-    for seed, (sizes, kind, ratio) in enumerate(specs):
-        inputs = input_times(np.random.default_rng(seed), batch, sizes[0], caps, silent_line=seed)
-        case_id = "-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}"
-        network = make_network(sizes, kind, ratio, seed, caps, copies=input_copies(caps, sizes[0]))
-        cases.append(ConformanceCase(case_id, network, inputs))
+    for seed, (sizes, kind, ratio, independent) in enumerate(specs):
+        copies = input_copies(caps, sizes[0])
+        inputs = input_times(np.random.default_rng(seed), batch, sizes[0], caps, silent_line=seed,
+                             copies=1 if independent else copies)
+        case_id = "-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}" + ("-independent" if independent else "")
+        cases.append(ConformanceCase(case_id, make_network(sizes, kind, ratio, seed, caps, copies=copies), inputs))
     return cases
 
 
