@@ -167,11 +167,11 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
     batch = batch_within(caps, BATCH_SIZE)
     cases = []
     for seed, (sizes, kind, ratio, independent) in enumerate(specs):
-        copies = input_copies(caps, sizes[0])
+        taken = input_copies(caps, sizes[0])  # (the network's weights split over them also where inputs are not)
         inputs = input_times(np.random.default_rng(seed), batch, sizes[0], caps, silent_line=seed,
-                             copies=1 if independent else copies)
+                             copies=1 if independent else taken)
         case_id = "-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}" + ("-independent" if independent else "")
-        cases.append(ConformanceCase(case_id, make_network(sizes, kind, ratio, seed, caps, copies=copies), inputs))
+        cases.append(ConformanceCase(case_id, make_network(sizes, kind, ratio, seed, caps, copies=taken), inputs))
     return cases
 
 
