@@ -59,7 +59,7 @@ WRONG_BACKEND = """
             self.input_copies = input_copies  # no bug: declares that inputs come in copies (which run as any input)
             self.first_copy_only = first_copy_only  # the bug: only the first copy of an input drives its neurons
             self.unshared_copy_delays = unshared_copy_delays  # the bug: represent leaves the copies their own delays
-            self.copies_of_any_count = copies_of_any_count  # the bug: takes copies of an input count no multiple of them
+            self.copies_of_any_count = copies_of_any_count  # the bug: takes copies of a count no multiple of them
             self.copies_without_delays = copies_without_delays  # the bug: takes copies without axonal delays too
             self.max_layers = max_layers  # no bug: a declared depth limit
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
@@ -483,7 +483,8 @@ def test_cases_come_in_copies_where_the_backend_takes_copies():
         times = case.input_spike_times.reshape(len(case.input_spike_times), 4, 5)
         assert (times == times[:, :, :1]).all() and np.isinf(times).any()
         first = case.network.layers[0].projection
-        np.testing.assert_allclose(first.weights.reshape(4, 5, -1).sum(axis=1), single.network.layers[0].projection.weights)
+        np.testing.assert_allclose(first.weights.reshape(4, 5, -1).sum(axis=1),
+                                   single.network.layers[0].projection.weights)
         assert (np.abs(first.weights[0::5] - first.weights[1::5]) > 0.01 * np.abs(first.weights[0::5])).mean() > 0.9
         np.testing.assert_array_equal(first.delays[::5], single.network.layers[0].projection.delays)
         assert (first.delays.reshape(4, 5) == first.delays[::5, None]).all()
@@ -510,8 +511,9 @@ def test_a_backend_that_takes_inputs_in_copies_is_checked_with_copies(site):
     assert "test_agreement_with_reference[20-10-3-none-ratio2-independent]" in failed and all(
         "independent" in name for name in failed), process.stdout[-3000:]
     process, failed = _run_suite(site, ["input_copies=3", "copies_of_any_count=true"])
-    assert set(failed) == {"test_agreement_with_reference[4-10-3-axonal-ratio2]",  # (its copies take the first
-                           "test_no_spike_before_its_inputs_arrive[4-10-3-axonal-ratio2]"}, process.stdout[-3000:]  # time)
+    grouped = {"test_agreement_with_reference[4-10-3-axonal-ratio2]",  # (its "copies" take the first one's time)
+               "test_no_spike_before_its_inputs_arrive[4-10-3-axonal-ratio2]"}
+    assert set(failed) == grouped, process.stdout[-3000:]
 
 
 def test_suite_passes_a_hardware_like_backend_and_catches_its_bugs(site):

@@ -6,7 +6,8 @@ interface contract, refusal of unsupported networks before anything runs, `repre
 the limits, idempotent), determinism and seed independence where declared, agreement with the
 ideal model run on `represent(network)`, layer by layer (exact or statistical, with the
 tolerances of the backend's `ConformanceProfile`), causality (no neuron spikes before its inputs
-arrive), observed arrival times, every delay of the declared range (`delay_lines`), and that one
+arrive), observed arrival times, every delay of the declared range (`delay_lines`), inputs in
+copies where the backend takes them (`input_copies`: one delay per input), and that one
 epoch of exact gradients at the backend's times lowers the loss.  Checks the backend declares unsupported are skipped with its reason, and so are
 checks whose network it refuses (a capability it lacks, or its resources).  A `calibrate` that
 raises is one error; the other checks that need a calibration are skipped.
@@ -529,9 +530,10 @@ def test_copies_of_an_input_share_one_delay(delgrad_backend, calibration):
     copies, lines = caps.input_copies or 1, input_lines(caps)
     if copies == 1 or DelayKind.AXONAL not in caps.delay_kinds or lines % copies:
         pytest.skip("backend takes no inputs in copies (input_copies) with axonal delays")
+    # (seed 2: a network far from threshold, whose silent/spiking agreement on the emulated chips 0-4 is 97 % or more)
     network = make_network(within_layers((lines, 10, 3), caps), DelayKind.AXONAL, supported_setting(caps)[1], seed=2,
-                           capabilities=caps, copies=copies)  # (seed 2: far from threshold on the emulated chips 0-4, whose silent/
-    projection = network.layers[0].projection  # spiking agreement stays at 97 % and more)
+                           capabilities=caps, copies=copies)
+    projection = network.layers[0].projection
     low, high = caps.delay_range if caps.delay_range is not None else (0.0, np.inf)
     projection.delays = np.clip(projection.delays + np.random.default_rng(2).uniform(-0.3, 0.3, lines), low, high)
     _require_supported(delgrad_backend, network)
