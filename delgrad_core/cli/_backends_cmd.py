@@ -44,6 +44,8 @@ def _summary(capabilities: dict | None) -> list[str]:
                if capabilities[key] is not None]
     if capabilities["delay_range"] is not None:
         limits.append("d in [{:g}, {:g}]".format(*capabilities["delay_range"]))
+    if (capabilities.get("input_copies") or 1) > 1:
+        limits.append(f"inputs in copies of {capabilities['input_copies']}")
     exactness = "exact" if capabilities["exact"] else "statistical"
     if not capabilities["seed_independent"]:
         exactness += ", seeded" if capabilities["deterministic"] else ", noisy"
