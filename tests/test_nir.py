@@ -827,6 +827,13 @@ def test_cli_export_of_a_chip_trained_run_says_so_and_exports_what_the_chip_runs
                                  "--represented"])
     assert alone.exit_code == 2 and "is not in a finished run folder, so no backend is named" in alone.output
     assert not (tmp_path / "c.nir").exists()
+    damaged = tmp_path / "damaged"  # (the export needs only the network: an unreadable metrics.json gives no note)
+    damaged.mkdir()
+    dg.save_network(trained, damaged / "network.npz")
+    (damaged / "metrics.json").write_text("{broken")
+    result = runner.invoke(main, ["export", str(damaged / "network.npz"), str(tmp_path / "d.nir"), "--time-scale",
+                                  "6e-6"])
+    assert result.exit_code == 0 and "note:" not in result.stderr, result.output + result.stderr
 
 
 def test_cli_export_and_import_replace_an_existing_file_only_when_told(tmp_path, helpers):

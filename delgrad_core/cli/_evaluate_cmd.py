@@ -12,7 +12,7 @@ from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, given_settings, refuse_not_installed,
-    represents_otherwise, run_settings, with_tables, without_replaced_options)
+    run_settings, trained_on_a_representing_backend, with_tables, without_replaced_options)
 
 
 def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> None:
@@ -136,7 +136,9 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         raise refused(exc) from None
     with no_writes_once_stopped(), target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
-        ran_as_stored = target.represent(network) is network
+        elsewhere = None  # (a note: another backend than the run's ran the trained parameters as stored)
+        if stored and target.name != stored.get("backend") and target.represent(network) is network:
+            elsewhere = trained_on_a_representing_backend(path, stored.get("backend"))
         _warn_if_another_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
@@ -152,11 +154,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if not stored and not config_file:
         click.echo(f"note: {network_file} is a network file, which holds no encoding: evaluated with the "
                    "default encoder settings (--config gives those it was trained with)", err=True)
-    if stored and target.name != stored.get("backend") and represents_otherwise(stored.get("backend")) \
-            and ran_as_stored:
-        click.echo(f"note: {path} was trained on backend {stored['backend']!r}, which declares limits, grids or input "
-                   "copies by which it may run the network otherwise than stored (its represent(): e.g. a chip's "
-                   f"clipped, quantised weights); {target.name!r} ran the trained parameters as stored", err=True)
+    if elsewhere:
+        click.echo(f"{elsewhere}; {target.name!r} ran the trained parameters as stored", err=True)
     mismatches = _other_network(given, network) if config_file else []
     if mismatches:
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "

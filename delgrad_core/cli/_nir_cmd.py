@@ -55,6 +55,22 @@ def _represented(network, settings: dict):
         return backend.represent(network)
 
 
+def _note_if_trained_on_a_representing_backend(given: str, network_file) -> None:
+    """The note that the graph holds the trained parameters, where the run `network_file` belongs
+    to was trained on a backend that may run them otherwise; none for a network file outside a
+    finished run, or beside an unreadable metrics.json (the export needs only the network)."""
+    from delgrad_core.cli._settings import run_settings, trained_on_a_representing_backend
+
+    try:
+        settings = run_settings(network_file)[1]
+    except DelgradError:
+        return
+    note = trained_on_a_representing_backend(given, settings.get("backend")) if settings else None
+    if note:
+        click.echo(f"{note}; the graph holds the trained parameters as stored: --represented exports what the "
+                   "backend runs", err=True)
+
+
 @main.command("export")
 @click.option("--format", "fmt", type=click.Choice(["nir"]), default="nir", show_default=True,
               help="Output format.")
@@ -72,24 +88,21 @@ def export(fmt, network, out, time_scale, represented, force):
     from pathlib import Path
 
     from delgrad_core import load_network
-    from delgrad_core.cli._settings import represents_otherwise, run_settings
+    from delgrad_core.cli._settings import run_settings
     from delgrad_core.nir import NIRNotInstalledError, save_nir
 
     given, network = network, _network_file(network)
     check_output_file(out, "OUT", force=force, inputs=[network])
     try:
-        settings = run_settings(Path(network))[1]
-        if represented and not settings:
-            raise click.UsageError(f"--represented: {given} is not in a finished run folder, so no backend is named "
-                                   "to represent it: give the run folder")
         net = load_network(network)
         if represented:
+            settings = run_settings(Path(network))[1]
+            if not settings:
+                raise click.UsageError(f"--represented: {given} is not in a finished run folder, so no backend is "
+                                       "named to represent it: give the run folder")
             net = _represented(net, settings)
-        elif represents_otherwise(settings.get("backend")):
-            click.echo(f"note: {given} was trained on backend {settings['backend']!r}, which declares limits, grids or "
-                       "input copies by which it may run the network otherwise than stored (its represent(): e.g. a "
-                       "chip's clipped, quantised weights); the graph holds the trained parameters as stored: "
-                       "--represented exports what the backend runs", err=True)
+        else:
+            _note_if_trained_on_a_representing_backend(given, Path(network))
         with no_writes_once_stopped():
             path = save_nir(net, out, time_scale=time_scale)
     except (DelgradError, ValueError, KeyError, OSError, NIRNotInstalledError) as exc:  # (a backend: any of delgrad's)

@@ -16,8 +16,8 @@ from delgrad_core._ir import DelayKind
 
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
            "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
-           "refuse_not_installed", "refuse_set_twice", "represents_otherwise", "run_settings", "with_tables",
-           "without_replaced_options"]
+           "refuse_not_installed", "refuse_set_twice", "run_settings", "trained_on_a_representing_backend",
+           "with_tables", "without_replaced_options"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -280,14 +280,18 @@ def _check_accuracy(accuracy, metrics_file: Path) -> None:
                               f"in [0, 1], got {json.dumps(accuracy)}); a damaged or edited file")
 
 
-def represents_otherwise(backend_name) -> bool:
-    """Whether the registered capabilities of backend `backend_name` let its `represent` change a
-    network (weight or delay limits or grids, inputs in copies); False if it is not installed or
-    registers none."""
+def trained_on_a_representing_backend(path, backend_name) -> str | None:
+    """The start of a note that the run at `path` was trained on backend `backend_name`, whose
+    registered capabilities let its `represent` change a network (weight or delay limits or
+    grids, inputs in copies); None if they do not, or it is not installed or registers none."""
     from delgrad_core import backend_info
 
     try:
         capabilities = backend_info(backend_name).capabilities
     except (LookupError, TypeError):  # (not installed here; no name recorded)
-        return False
-    return capabilities is not None and (capabilities.constrains_parameters or (capabilities.input_copies or 1) > 1)
+        return None
+    if capabilities is None or not (capabilities.constrains_parameters or (capabilities.input_copies or 1) > 1):
+        return None
+    return (f"note: {path} was trained on backend {backend_name!r}, which declares limits, grids or input copies by "
+            "which it may run the network otherwise than stored (its represent(): e.g. a chip's clipped, quantised "
+            "weights)")
