@@ -123,8 +123,8 @@ class Bss2EmulatorBackend(Backend):
         """Calibrated, on the suite's cases (inputs in copies; chips 0-4 at seeds 0-2, chips 5-11
         at seed 0), the median spike-time error of every layer stays below 0.13 tau and
         silent/spiking agrees in at least 89 %: declared with margin.  (The comparator's offset,
-        which calibration leaves, dominates: without it, 0.024 tau and 97.8 %.)  Uncalibrated, spike times carry the raw
-        fixed-pattern spread (median error up to 0.44 tau on chips 0-4): no agreement is claimed;
+        which calibration leaves, dominates: without it, 0.024 tau and 97.8 %.)  Uncalibrated,
+        spike times carry the raw fixed-pattern spread (median error up to 0.44 tau on chips 0-4): no agreement is claimed;
         the arrivals carry the uncalibrated delay offsets (median distance from t + d up to
         0.043 tau), declared as 0.08."""
         if not self.calibrated:
