@@ -644,3 +644,15 @@ def test_a_run_records_path_options_as_absolute_paths(tmp_path, monkeypatch):
     evaluated = cli_runner().invoke(main, ["evaluate", str(tmp_path / "run"), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["accuracy"] == recorded["test_accuracy"]
+
+
+def test_the_command_line_shows_the_ways_to_get_missing_files_a_line_each(tmp_path, monkeypatch):
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
+    result = cli_runner().invoke(main, ["train", "--dataset", "fashion_mnist", "--epochs", "1", "--out",
+                                        str(tmp_path / "run"), "--dataset-option", f"directory={tmp_path}"])
+    lines = result.output.splitlines()
+    assert result.exit_code == 1 and any(line.startswith("- on Debian: apt-get install") for line in lines) and \
+        any(line.startswith("- download train-images-idx3-ubyte.gz") for line in lines), result.output

@@ -24,8 +24,9 @@ __all__ = ["main", "interrupted_status", "stop_if_interrupted", "no_writes_once_
 
 
 def _compact(exc: BaseException) -> str:
-    """The message on one line; a message that lists items ("\n- ...") keeps one line per item."""
-    items = re.split(r"\n(?=- )", str(exc))
+    """The message on one line; a message that lists items ("\n- ..." or indented "\n  - ...")
+    keeps one line per item."""
+    items = re.split(r"\n(?=[ \t]*- )", str(exc))
     return "\n".join(" ".join(item.split()) for item in items).strip() or type(exc).__name__
 
 
