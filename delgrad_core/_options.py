@@ -3,11 +3,12 @@ and the check of a dict's names against the fields it may set."""
 
 from __future__ import annotations
 
+import difflib
 import json
 
 from delgrad_core._errors import InvalidValueError
 
-__all__ = ["parse_key_values", "check_known_names"]
+__all__ = ["parse_key_values", "check_known_names", "close_name_hint"]
 
 
 def _table_of(what: str, key: str):
@@ -48,6 +49,12 @@ def check_known_names(values, known, what: str) -> dict:
         raise InvalidValueError(f"{what}: expected a table of settings, got {type(values).__name__}")
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(map(str, unknown))}; "
-                                f"known: {', '.join(sorted(known))}")
+        raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(map(str, unknown))}"
+                                f"{close_name_hint(str(unknown[0]), known)}; known: {', '.join(sorted(known))}")
     return values
+
+
+def close_name_hint(name: str, known) -> str:
+    """' (did you mean X?)' for the known name closest to a misspelt `name`; '' if none is close."""
+    close = difflib.get_close_matches(name, [str(each) for each in known], n=1)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -32,6 +32,7 @@ import pluggy
 from delgrad_core._backend import Backend
 from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind
+from delgrad_core._options import close_name_hint
 from delgrad_core._errors import (
     DelgradError,
     DuplicateNameError,
@@ -642,4 +643,5 @@ def check_parameter_names(what: str, factory, parameters: dict, noun: str, skip:
     unknown = sorted(set(parameters) - set(allowed))
     if unknown:
         shown = ", ".join(name if name.isidentifier() else repr(name) for name in unknown)
-        raise InvalidValueError(f"{what}: unknown {noun}(s) {shown}; allowed: {', '.join(allowed) or '(none)'}")
+        raise InvalidValueError(f"{what}: unknown {noun}(s) {shown}{close_name_hint(str(unknown[0]), allowed)}; "
+                                f"allowed: {', '.join(allowed) or '(none)'}")

@@ -53,6 +53,23 @@ _REFUSED = [  # (both commands)
 ]
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_bad_option_of_a_config_files_section_names_the_file(tmp_path, command):
+    """A component's option from the file is checked after the file is read (beside --backend and
+    the like): its error named neither the file nor the closest option."""
+    config = tmp_path / "c.toml"
+    config.write_text("[encoder]\nrepet = 5\n[backend]\nn_thread = 1\n")
+    base = [*TRAIN, "--epochs", "1"] if command == "train" else [*SWEEP, "--epochs", "1"]
+    result = cli_runner().invoke(main, [*base, "--config", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and f"Error: {config}: " in result.stderr and \
+        "unknown parameter(s) repet (did you mean repeat?)" in result.stderr, result.stderr
+    config.write_text("[backend]\nn_threads = 1\n")  # (the command line's options are not the file's)
+    result = cli_runner().invoke(main, [*base, "--config", str(config), "--backend-option", "n_thread=1",
+                                        "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Error: backend_options: backend 'reference': unknown option(s) n_thread (did " \
+        "you mean n_threads?)" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     *_REFUSED,
     (["--set", "hidden=[4,3]"], "Error: --set hidden=[4, 3]: hidden is given by --hidden too; "),  # (TRAIN's)
@@ -161,3 +178,40 @@ def test_delay_settings_given_for_a_network_without_delays_are_named_as_unused(t
             assert f'{warned}, the network has no delays (delays = "none")' in result.stderr, result.stderr
         else:
             assert "not used" not in result.stderr, result.stderr
+
+
+def test_train_says_when_a_small_synaptic_network_takes_the_5_hidden_networks_rates(tmp_path):
+    from delgrad_core.training import TrainingConfig
+
+    assert TrainingConfig(hidden=[3, 2]).small_network_rates() == {"weight_lr": 0.015, "delay_lr": 0.01}
+    assert TrainingConfig(hidden=5, weight_lr=0.1).small_network_rates() == {"delay_lr": 0.01}
+    assert TrainingConfig(hidden=6).small_network_rates() == TrainingConfig(hidden=5, delays="axonal")\
+        .small_network_rates() == {}
+    result = cli_runner().invoke(main, ["train", "--hidden", "5", "--epochs", "1", "--no-progress", "--out",
+                                        str(tmp_path / "run")])
+    assert result.exit_code == 0 and "note: weight_lr 0.015 and delay_lr 0.01: a synaptic network of at most 5 " \
+        "hidden neurons trains by default with the learning rates of DelGrad's 5-hidden network" in result.stderr, \
+        result.stderr
+    config = _metrics(tmp_path / "run")["config"]
+    assert (config["weight_lr"], config["delay_lr"]) == (0.015, 0.01)
+    result = cli_runner().invoke(main, ["train", "--hidden", "6", "--epochs", "1", "--no-progress", "--out",
+                                        str(tmp_path / "other")])
+    assert result.exit_code == 0 and "note" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_an_option_given_over_the_config_files_own_is_noted(tmp_path, command, monkeypatch):
+    from delgrad_core.training import _run, _sweep
+
+    monkeypatch.setattr(_run, "run_training", lambda *args, **kwargs: {})
+    monkeypatch.setattr(_sweep, "run_sweep", lambda *args, **kwargs: "")
+    config = tmp_path / "c.toml"
+    config.write_text("backend_options = {n_threads = 1}\n")
+    base = [*TRAIN, "--epochs", "1"] if command == "train" else [*SWEEP, "--epochs", "1"]
+    result = cli_runner().invoke(main, [*base, "--config", str(config), "--backend-option", "n_threads=2",
+                                        "--out", str(tmp_path / "run")])
+    assert f"note: --backend-option n_threads=2 replaces n_threads = 1 of backend_options of {config}\n" in \
+        result.stderr, result.stderr
+    result = cli_runner().invoke(main, [*base, "--config", str(config), "--backend-option", "n_threads=1",
+                                        "--out", str(tmp_path / "run")])
+    assert "note" not in result.stderr, result.stderr

@@ -17,7 +17,7 @@ from delgrad_core._ir import DelayKind
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
            "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
            "refuse_not_installed", "refuse_set_twice", "run_settings", "trained_on_a_representing_backend",
-           "with_tables", "without_replaced_options"]
+           "with_its_file", "with_tables", "without_replaced_options"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -60,9 +60,8 @@ def _set_settings(ctx, param, values) -> dict:
     """The TrainingConfig settings of --set KEY=VALUE (VALUE read as JSON when it can be); a
     name that is not a setting is refused, naming the settings."""
     import dataclasses
-    import difflib
 
-    from delgrad_core._options import parse_key_values
+    from delgrad_core._options import close_name_hint, parse_key_values
     from delgrad_core.training import TrainingConfig
 
     try:
@@ -72,10 +71,8 @@ def _set_settings(ctx, param, values) -> dict:
     known = sorted(spec.name for spec in dataclasses.fields(TrainingConfig))
     for key in settings:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise click.UsageError(f"--set: {key} is not a setting{hint}; the settings (docs/training.md): "
-                                   f"{', '.join(known)}")
+            raise click.UsageError(f"--set: {key} is not a setting{close_name_hint(key, known)}; the settings "
+                                   f"(docs/training.md): {', '.join(known)}")
     return settings
 
 
@@ -177,8 +174,30 @@ def command_line_settings(config_file, options: dict, set_settings: dict, backen
                           dataset_options: dict) -> dict:
     """The settings of `delgrad train` and `delgrad sweep`: the config file's, under the options,
     --set and the option tables given on the command line, with relative paths made absolute."""
-    return absolute_paths(with_tables(given_settings(config_file, options, set_settings),
-                                      backend_options=backend_options, dataset_options=dataset_options))
+    settings = given_settings(config_file, options, set_settings)
+    for key, given in (("backend_options", backend_options), ("dataset_options", dataset_options)):
+        own = settings.get(key)
+        for name in sorted(set(own) & set(given)) if isinstance(own, dict) else ():
+            if own[name] != given[name]:
+                click.echo(f"note: {_OPTION_OF[key]} {name}={_typed(given[name])} replaces {name} = {own[name]!r} "
+                           f"of {key} of {config_file}", err=True)
+    return absolute_paths(with_tables(settings, backend_options=backend_options, dataset_options=dataset_options))
+
+
+def with_its_file(exc: InvalidValueError, config_file, options: dict, set_settings: dict, backend_options: dict,
+                  dataset_options: dict) -> str:
+    """The message of `exc`, the error of the setting it names first, led by the name of the
+    config file when that setting came from the file and not also from the command line (the
+    arguments of `command_line_settings`)."""
+    from delgrad_core.training import load_config
+
+    message = str(exc)
+    field = message.partition(":")[0]
+    given_here = {key for key, value in options.items() if value is not None} | set(set_settings) | \
+        {key for key, table in (("backend_options", backend_options), ("dataset_options", dataset_options)) if table}
+    if not config_file or field in given_here or message.startswith(f"{config_file}:"):
+        return message
+    return f"{config_file}: {message}" if field in load_config(config_file) else message
 
 
 PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)

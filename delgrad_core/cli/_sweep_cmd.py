@@ -16,7 +16,7 @@ from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, check_out_names, command_line_settings,
-    given_once, refuse_set_twice)
+    given_once, refuse_set_twice, with_its_file)
 
 
 def _int_list(ctx, param, value):
@@ -111,7 +111,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
             return
         table = run_sweep(*grid, jobs=jobs, executor=executor, scheduler=scheduler, echo=echo)
     except InvalidValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(with_its_file(exc, config_file, options, set_settings, backend_options,
+                                             dataset_options)) from None
     except SweepInterrupted as exc:
         click.echo(exc.table)
         click.echo(str(exc), err=True)

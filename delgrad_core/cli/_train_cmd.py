@@ -17,7 +17,8 @@ from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, s
 from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError, UnsupportedNetworkError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, check_out_names, command_line_settings,
-    given_once, one_or_list, refuse_not_installed, refuse_set_twice, with_tables, without_replaced_options)
+    given_once, one_or_list, refuse_not_installed, refuse_set_twice, with_its_file, with_tables,
+    without_replaced_options)
 
 
 def _fresh_out_dir() -> Path:
@@ -147,8 +148,10 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
             settings = with_tables({**stored, **settings}, **tables)
         config = config_with_defaults(settings, merge_options=not stored)
     except InvalidValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(with_its_file(exc, config_file, options, set_settings, backend_options,
+                                             dataset_options)) from None
     _warn_unused_delay_settings(given, config.delays)
+    _note_small_network_rates(config)
     out = Path(out_dir) if out_dir else _fresh_out_dir()
     started = time.perf_counter()
     try:
@@ -181,6 +184,16 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         f"{summary['n_parameters']} parameters; trained {summary['wall_seconds']:.1f} s, this command took "
         f"{time.perf_counter() - started:.1f} s)  ->  {out}"
     )
+
+
+def _note_small_network_rates(config) -> None:
+    """Say so when the learning rates are not the delay kind's defaults but those of DelGrad's
+    5-hidden synaptic network (a rule of the defaults a user would not guess)."""
+    rates = config.small_network_rates()
+    if rates:
+        shown = " and ".join(f"{name} {rate:g}" for name, rate in rates.items())
+        click.echo(f"note: {shown}: a synaptic network of at most 5 hidden neurons trains by default with the "
+                   "learning rates of DelGrad's 5-hidden network (set them to train with others)", err=True)
 
 
 def _resume_hint(out: Path, epochs: int) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from delgrad_core._errors import FileFormatError, InvalidValueError, PluginError
 from delgrad_core._capabilities import check_weight_grid
 from delgrad_core._ir import MAX_TAU_RATIO, MIN_THRESHOLD, MIN_TAU_RATIO, DelayKind
-from delgrad_core._options import check_known_names
+from delgrad_core._options import check_known_names, close_name_hint
 from delgrad_core._propagation import GRADIENT_SLOPES
 
 if sys.version_info >= (3, 11):
@@ -327,13 +327,22 @@ class TrainingConfig:
         the published 5-hidden network)."""
         # (a copy first: it checks fields changed after construction before they are used here)
         config = dataclasses.replace(self, _check_components=False)
-        kind = next((kind for kind in config.delay_kinds if kind != "none"), "none")
-        defaults = dict(_KIND_DEFAULTS[kind])
-        if kind == "synaptic" and sum(config.hidden_sizes) <= _SMALL_NETWORK_HIDDEN:
-            defaults.update(_SMALL_SYNAPTIC_DEFAULTS)
+        defaults = {**_KIND_DEFAULTS[config._first_delay_kind()], **config.small_network_rates()}
         updates = {name: value for name, value in defaults.items() if getattr(config, name) is None}
         # (learning rates and initialisation reach no component: those were checked with `self`)
         return dataclasses.replace(config, **updates, _check_components=False)
+
+    def small_network_rates(self) -> dict:
+        """The learning rates left unset that `resolved` takes from DelGrad's 5-hidden synaptic
+        network (docs/model.md §5.4) rather than the delay kind's: those of a synaptic network of
+        at most 5 hidden neurons in all; {} for any other network."""
+        if self._first_delay_kind() != "synaptic" or sum(self.hidden_sizes) > _SMALL_NETWORK_HIDDEN:
+            return {}
+        return {name: rate for name, rate in _SMALL_SYNAPTIC_DEFAULTS.items() if getattr(self, name) is None}
+
+    def _first_delay_kind(self) -> str:
+        """The delay kind of the first layer with delays ("none" without)."""
+        return next((kind for kind in self.delay_kinds if kind != "none"), "none")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -488,6 +497,10 @@ def _check_layer_count(backend: str, backend_defaults: dict, values: dict, detai
                                 f"got {n_layers}; give {name} (one value per neuron layer) for this network")
 
 
+def _field_names() -> list[str]:
+    return [spec.name for spec in dataclasses.fields(TrainingConfig)]
+
+
 def _sections() -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     for spec in dataclasses.fields(TrainingConfig):
@@ -514,7 +527,8 @@ def _flatten_section(section: str, table: dict, where: str) -> dict:
         elif section in ("loss", "encoder", "backend"):
             field, target = key, options
         else:
-            raise InvalidValueError(f"{where}: unknown setting {key!r} in [{section}]; allowed: {', '.join(fields)}")
+            raise InvalidValueError(f"{where}: unknown setting {key!r} in [{section}]{close_name_hint(key, fields)}; "
+                                    f"allowed: {', '.join(fields)}")
         if (target is values, field) in given_as:  # (e.g. name and backend, delta and loss_delta, t-early and t_early)
             raise InvalidValueError(f"{where}: [{section}] sets {field} twice ({given_as[target is values, field]!r} "
                                     f"and {given!r}); give it once")
@@ -561,6 +575,9 @@ def load_config(path: str | Path) -> dict:
         key = key.replace("-", "_")
         if key in _sections() and isinstance(value, dict):  # a [section] table, not a setting
             section_values = _flatten_section(key, value, str(path))
+        elif isinstance(value, dict) and key not in _field_names():
+            raise InvalidValueError(f"{path}: [{key}] is no section{close_name_hint(key, _sections())}; the "
+                                    f"sections: {', '.join(_sections())} (docs/training.md)")
         else:
             section_values = {key: value}
         twice = sorted(set(section_values) & set(flat))
