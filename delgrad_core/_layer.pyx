@@ -148,15 +148,15 @@ cdef void _sort_arrivals(Arrival* order, Py_ssize_t n, Arrival* spare) noexcept 
         memcpy(order, source, n * sizeof(Arrival))
 
 
-cdef Py_ssize_t _sorted_arrivals(Py_ssize_t b, const double[:, ::1] pre_times,
+cdef Py_ssize_t _sorted_arrivals(Py_ssize_t b, Py_ssize_t j, const double[:, ::1] pre_times,
                                  const double[:, ::1] delays, const double[:, :, ::1] arrivals,
                                  bint observed, Arrival* order) noexcept nogil:
-    """The inputs of sample b that arrive at neuron 0 (finite a_i0), sorted by (time, index) into
+    """The inputs of sample b that arrive at neuron j (finite a_ij), sorted by (time, index) into
     `order`, which has room for 2 n_pre entries (the second half is scratch); their count."""
     cdef Py_ssize_t i, n_active = 0
     cdef double arrival
     for i in range(pre_times.shape[1]):
-        arrival = _arrival(b, i, 0, pre_times, delays, arrivals, observed)
+        arrival = _arrival(b, i, j, pre_times, delays, arrivals, observed)
         if isfinite(arrival):
             order[n_active].index = i
             order[n_active].time = arrival
@@ -208,7 +208,7 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
                           const int[::1] kinds, double[:, ::1] post_times,
                           Arrival* order) noexcept nogil:
     cdef Py_ssize_t n_post = weights.shape[1], j, k
-    cdef Py_ssize_t n_active = _sorted_arrivals(b, pre_times, delays, arrivals, observed, order)
+    cdef Py_ssize_t n_active = _sorted_arrivals(b, 0, pre_times, delays, arrivals, observed, order)
     for j in range(n_post):
         if j > 0:
             for k in range(n_active):
@@ -232,13 +232,27 @@ cdef RatioKind _layer_kind(const double[::1] tau_m, const double[::1] tau_s) noe
     return ratio_kind(tau_m[0], tau_s[0])
 
 
-cdef double[::1] _column_shift(const double[:, ::1] delays):
-    """c_j with d_ij = d_i0 + c_j (delays that keep one input order: none, axonal, dendritic)."""
+cdef Py_ssize_t _reference_column(const double[:, ::1] delays):
+    """The neuron r whose arrivals t_i + d_ir the layer-wide passes take for every neuron's,
+    shifted by c_j (delays that keep one input order: d_ij = d_ir + c_j): the one of the
+    smallest |d_0j|, so that no neuron's times are computed from far larger ones (a dendritic
+    delay of 1e10 on one neuron would otherwise round away the others' input times)."""
+    cdef Py_ssize_t j, reference = 0
+    if delays.shape[0] > 0:
+        for j in range(1, delays.shape[1]):
+            if fabs(delays[0, j]) < fabs(delays[0, reference]):
+                reference = j
+    return reference
+
+
+cdef double[::1] _column_shift(const double[:, ::1] delays, Py_ssize_t reference):
+    """c_j with d_ij = d_ir + c_j, r the `reference` neuron (delays that keep one input order:
+    none, axonal, dendritic)."""
     cdef Py_ssize_t j, n_post = delays.shape[1]
     cdef double[::1] shift = np.zeros(n_post)
     if delays.shape[0] > 0:
         for j in range(n_post):
-            shift[j] = delays[0, j] - delays[0, 0]
+            shift[j] = delays[0, j] - delays[0, reference]
     return shift
 
 
@@ -323,7 +337,8 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
     arrivals from the vectorised pass, and a group of more than _BLOCK tied arrivals (e.g. every
     black pixel of an image, coded at the same time) forms a block of its own, so its inputs
     are never replayed one by one.  A neuron that has fired is retired by setting its level to +inf.
-    The spike of neuron j is shifted by its column delay c_j (d_ij = d_i0 + c_j)."""
+    The spike of neuron j is shifted by its column delay c_j (d_ij = d_ir + c_j, r the neuron
+    whose arrivals `order` holds)."""
     cdef Py_ssize_t n_post = weights.shape[1], n_pre = weights.shape[0], j, k = 0, end, m, group, last_group
     cdef Py_ssize_t tied_from
     cdef double* p_now = scratch
@@ -437,6 +452,7 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef Py_ssize_t n_post = weights.shape[1], b
     cdef int[::1] kinds = _ratio_kinds(tau_m, tau_s, general_solver_only)
     cdef RatioKind walk_kind = RATIO_GENERAL
+    cdef Py_ssize_t reference = _reference_column(delays)
     cdef double[::1] shift, excitation
     cdef Py_ssize_t stride = 2 * n_pre + 1, sums_stride = 5 * n_post + 3 * n_pre + 1
     cdef Arrival* orders
@@ -445,7 +461,7 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef long long* flags
     if shared_order and layer_walk and not observed and not general_solver_only:
         walk_kind = _layer_kind(tau_m, tau_s)
-    shift = _column_shift(delays) if walk_kind != RATIO_GENERAL else _NO_VALUES
+    shift = _column_shift(delays, reference) if walk_kind != RATIO_GENERAL else _NO_VALUES
     excitation = _largest_excitation(weights) if walk_kind != RATIO_GENERAL else _NO_VALUES
     orders = <Arrival*> malloc(n_threads * stride * sizeof(Arrival))
     sums = <double*> malloc(n_threads * sums_stride * sizeof(double))
@@ -460,7 +476,7 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
             order = orders + threadid() * stride
             for b in prange(n_batch, schedule='guided'):
                 if walk_kind == RATIO_GENERAL or not _walk_sample(
-                        walk_kind, b, pre_times, weights, delays, excitation, shift, threshold,
+                        walk_kind, b, pre_times, weights, delays, excitation, reference, shift, threshold,
                         tau_m[0], tau_s[0], post_times, order, sums + threadid() * sums_stride,
                         flags + threadid() * (n_post + 1)):
                     _forward_sample(b, pre_times, weights, delays, arrivals, observed, shared_order,
@@ -473,16 +489,17 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
 
 cdef bint _walk_sample(RatioKind kind, Py_ssize_t b, const double[:, ::1] pre_times,
                        const double[:, ::1] weights, const double[:, ::1] delays,
-                       const double[::1] excitation, const double[::1] shift,
+                       const double[::1] excitation, Py_ssize_t reference, const double[::1] shift,
                        const double[::1] threshold, double tau_m, double tau_s,
                        double[:, ::1] post_times, Arrival* order, double* scratch,
                        long long* flags) noexcept nogil:
-    """Spike times of sample b by the layer-wide walk, or False (nothing written) if its
-    arrivals span more than _SPAN_LIMIT tau_m."""
+    """Spike times of sample b by the layer-wide walk over the arrivals at the `reference`
+    neuron (each neuron's spike shifted by its `shift`), or False (nothing written) if they
+    span more than _SPAN_LIMIT tau_m."""
     cdef RatioOne one
     cdef RatioTwo two
     cdef Py_ssize_t j
-    cdef Py_ssize_t n_active = _sorted_arrivals(b, pre_times, delays, _NO_ARRIVALS, False, order)
+    cdef Py_ssize_t n_active = _sorted_arrivals(b, reference, pre_times, delays, _NO_ARRIVALS, False, order)
     if n_active == 0:
         for j in range(post_times.shape[1]):
             post_times[b, j] = INFINITY
@@ -594,12 +611,14 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
 
 
 cdef double _sample_exponentials(Py_ssize_t b, const double[:, ::1] pre_times,
-                                 const double[:, ::1] delays, const double[::1] shift,
+                                 const double[:, ::1] delays, Py_ssize_t reference,
+                                 const double[::1] shift,
                                  const double[:, ::1] post_times, const double[:, ::1] delta_post,
                                  double tau_m, double[:, ::1] arrival, double[:, ::1] growth,
                                  double[:, ::1] spike, double[:, ::1] decay) noexcept nogil:
     """Per-sample factors of x_ij = e^{-(t_j - a_ij)/tau_m} = decay_j growth_i for the layer-wide
-    backward pass, measured from the sample's first arrival t_ref: arrival a_i = t_i + d_i0 and
+    backward pass, measured from the sample's first arrival t_ref: arrival a_i = t_i + d_ir at the
+    `reference` neuron r and
     growth_i = e^{(a_i - t_ref)/tau_m} (0 if the input is silent); spike_j = t_j - c_j, the spike
     time seen against a_i (-inf where no gradient is wanted: silent neuron or zero dL/dt_j) and
     decay_j = e^{-(spike_j - t_ref)/tau_m} (0 unless spike_j > t_ref).  Returns the span of
@@ -607,7 +626,7 @@ cdef double _sample_exponentials(Py_ssize_t b, const double[:, ::1] pre_times,
     cdef Py_ssize_t i, j
     cdef double t_ref = INFINITY, last = -INFINITY, a, t
     for i in range(pre_times.shape[1]):
-        a = pre_times[b, i] + delays[i, 0]
+        a = pre_times[b, i] + delays[i, reference]
         arrival[b, i] = a
         if isfinite(a):
             t_ref = min(t_ref, a)
@@ -759,7 +778,7 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
                           double[:, ::1] delta_pre, bint with_pre, signed char[:, ::1] no_crossing,
                           double[:, ::1] largest_term, int n_threads):
     """Layer-wide backward pass for inputs that reach every neuron in the same order
-    (d_ij = d_i0 + c_j) when all neurons share tau_m = tau_s or tau_m = 2 tau_s, and no
+    (d_ij = d_ir + c_j) when all neurons share tau_m = tau_s or tau_m = 2 tau_s, and no
     sample's times span more than _SPAN_LIMIT tau_m.  Returns False, having written nothing,
     where these conditions do not hold (the caller then uses `backward_layer`).
 
@@ -777,6 +796,7 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
     cdef Py_ssize_t n_post = weights.shape[1], b, block
     cdef RatioKind kind = _layer_kind(tau_m, tau_s)
+    cdef Py_ssize_t reference = _reference_column(delays)
     cdef double[::1] shift, span, last_spike
     cdef double[:, ::1] arrival, growth, spike, decay
     cdef Py_ssize_t stride = 2 * n_post + 1
@@ -785,7 +805,7 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     cdef RatioTwo two
     if kind == RATIO_GENERAL:
         return False
-    shift = _column_shift(delays)
+    shift = _column_shift(delays, reference)
     span = np.zeros(n_batch)
     arrival = np.empty((n_batch, n_pre))
     growth = np.empty((n_batch, n_pre))
@@ -793,7 +813,7 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     decay = np.empty((n_batch, n_post))
     with nogil, parallel(num_threads=n_threads):
         for b in prange(n_batch, schedule='static'):
-            span[b] = _sample_exponentials(b, pre_times, delays, shift, post_times, delta_post,
+            span[b] = _sample_exponentials(b, pre_times, delays, reference, shift, post_times, delta_post,
                                            tau_m[0], arrival, growth, spike, decay)
     if n_batch > 0 and np.max(span) > _SPAN_LIMIT:
         return False

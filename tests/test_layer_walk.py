@@ -292,3 +292,26 @@ def test_layer_kernels_are_bit_identical_for_any_thread_count(kind, ratio):
         np.testing.assert_array_equal(a.threshold, b.threshold)
         if a.delays is not None:
             np.testing.assert_array_equal(a.delays, b.delays)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_a_huge_dendritic_delay_leaves_the_other_neurons_exact(ratio):
+    """The layer-wide passes take every neuron's arrivals from one neuron's: that of neuron 0
+    rounded the others' input times away when its own delay was huge (a spike time off by 1e-3
+    at 1e13, gradients off by up to 15 times); the neuron of the smallest delay serves now."""
+    inputs = np.array([[0.6, 0.0], [0.1, 0.35]])
+    weights = np.array([[5.0, 5.0, 1.2], [0.3, 0.3, 0.9]])
+
+    def neuron_results(delays):
+        layer = dg.Layer(dg.Population("o", 3, dg.NeuronParameters(1.0, ratio, 1.0)),
+                         dg.Projection(weights, "dendritic", np.array(delays)))
+        times = dg.layer_forward(layer, inputs)
+        gradients = dg.layer_backward(layer, inputs, times, np.array([[0.0, 1.0, 0.5]] * 2))
+        return times[:, 1:], gradients.weights[:, 1:], gradients.delays[1:], gradients.pre_gradient
+
+    expected = neuron_results([0.0, 0.0, 0.25])
+    for huge in (1e6, 1e10, 1e13):
+        got = neuron_results([huge, 0.0, 0.25])
+        for name, value, reference in zip(("times", "weight gradients", "delay gradients", "input gradients"),
+                                          got, expected):
+            np.testing.assert_allclose(value, reference, rtol=1e-14, atol=1e-15, err_msg=f"{name}, delay {huge:g}")
