@@ -86,8 +86,9 @@ def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -
 
 
 def _unchangeable(array: np.ndarray) -> bool:
-    """Whether `array`'s values cannot change in place: it is read-only and so is all memory it
-    views (a read-only view of a writable array changes with that array)."""
+    """Whether `array`'s values cannot change in place now: it is read-only and so is all memory
+    it views (a read-only view of a writable array changes with that array).  An array owning its
+    memory can be made writeable again: whoever relies on this asks again before each use."""
     current = array
     while isinstance(current, np.ndarray):
         if current.flags.writeable:
@@ -139,16 +140,19 @@ class _Freezable:
 
 
 def _frozen_array(value):
+    """A read-only float64 copy of `value` over immutable bytes: numpy refuses to make it
+    writeable again, as it would for a read-only array owning its memory (a float stays one)."""
     if isinstance(value, float):
         return value
-    array = np.array(value, dtype=np.float64)
-    array.setflags(write=False)
-    return array
+    array = np.ascontiguousarray(value, dtype=np.float64)
+    return np.frombuffer(array.tobytes(), dtype=np.float64).reshape(array.shape)
 
 
 def _check_feedforward_arguments(sizes, weight_mean, weight_std, delay_value, seed) -> None:
     """Refuse what `Network.feedforward` cannot build, naming the argument (before allocating)."""
-    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+    if not isinstance(sizes, (list, tuple)):
+        raise InvalidValueError(f"sizes: expected a list or tuple of layer sizes, got {type(sizes).__name__}")
+    if len(sizes) < 2:
         raise InvalidValueError(f"sizes: need at least input and output sizes, got {sizes!r}")
     for size in sizes:
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
@@ -254,6 +258,9 @@ class Population(_Freezable):
         _check_name(self.name, "Population")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise InvalidValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
+        if self.size > MAX_ARRAY_ELEMENTS:  # (checked before the neuron parameters take an array per neuron)
+            raise InvalidValueError(f"{self.name}.size: at most {MAX_ARRAY_ELEMENTS:,} neurons (what a network file "
+                                    f"may hold per array), got {int(self.size):,}")
         if self.neuron is not None:
             check_type(self.neuron, NeuronParameters, f"{self.name}.neuron")
 
@@ -293,7 +300,8 @@ class Projection(_Freezable):
         C-contiguous float64 again, their shapes must fit the delay kind, values finite, delays >= 0."""
         checked = self.__dict__.get("_checked")
         if self._frozen or (checked is not None and all(
-                mine is seen for mine, seen in zip((self.weights, self.delays, self.delay_kind), checked))):
+                mine is seen for mine, seen in zip((self.weights, self.delays, self.delay_kind), checked))
+                and self._read_only()):  # (a read-only array owning its memory can be made writeable again)
             return
         _check_name(self.name, "Projection")
         self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
@@ -317,9 +325,12 @@ class Projection(_Freezable):
 
     def _remember_if_read_only(self) -> None:
         """Arrays whose values cannot change need no second check: the next validate() of the
-        same arrays is free."""
-        if _unchangeable(self.weights) and (self.delays is None or _unchangeable(self.delays)):
+        same arrays, still read-only, is free."""
+        if self._read_only():
             object.__setattr__(self, "_checked", (self.weights, self.delays, self.delay_kind))
+
+    def _read_only(self) -> bool:
+        return _unchangeable(self.weights) and (self.delays is None or _unchangeable(self.delays))
 
     def delay_matrix(self) -> np.ndarray:
         """Delays expanded to one value per synapse, shape (n_pre, n_post)."""
@@ -393,8 +404,7 @@ class Layer(_Freezable):
             return cached
         arrays = self.population.neuron.as_arrays(self.population.size, owner=self.population.name)
         if self._frozen:
-            for array in arrays:
-                array.setflags(write=False)
+            arrays = tuple(_frozen_array(array) for array in arrays)
             object.__setattr__(self, "_neuron_arrays", arrays)
         return arrays
 

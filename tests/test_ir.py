@@ -86,6 +86,13 @@ def test_population_size_must_be_a_positive_integer(size):
         dg.Population("pop", size)
 
 
+@pytest.mark.parametrize("size", [2**27 + 1, 3 * 10**9, 2**63])
+def test_population_size_is_refused_above_what_a_network_file_holds(size):
+    # (numpy's own error named nothing, or the neuron parameters tried to allocate gigabytes first)
+    with pytest.raises(dg.InvalidValueError, match=rf"pop\.size: at most 134,217,728 neurons .*, got {size:,}"):
+        dg.Population("pop", size, dg.NeuronParameters())
+
+
 def test_population_name_must_be_a_non_empty_string_without_nul():
     with pytest.raises(ValueError, match="Population.name"):
         dg.Population("", 3)
@@ -231,6 +238,7 @@ def test_delay_matrix_and_gradient_reduction():
 
 @pytest.mark.parametrize(("sizes", "options", "message"), [
     ([4, -1, 3], {}, r"sizes: expected positive integers, got \[4, -1, 3\]"),
+    (np.array([4, 3]), {}, "sizes: expected a list or tuple of layer sizes, got ndarray"),  # (said it had too few)
     ([4, 100_000_000, 3], {}, "sizes: a 4 x 100000000 projection has 400,000,000 weights, more than the 134,217,728"),
     ([4, 3], {"weight_std": -1.0}, "weight_std: expected a finite number >= 0, got -1.0"),
     ([4, 3], {"weight_mean": float("nan")}, "weight_mean: expected a finite number, got nan"),
@@ -266,6 +274,19 @@ def test_a_read_only_view_of_a_writable_array_is_checked_again():
     network.layers[0].projection.delays = owned
     network.validate()
     assert network.layers[0].projection._checked[1] is owned  # (arrays that cannot change: checked once)
+    # (numpy lets an array owning its memory be made writeable again: -0.9 then gave a spike before its input)
+    owned.flags.writeable = True
+    owned[0, 0] = -0.9
+    with pytest.raises(dg.InvalidValueError, match=r"hidden.projection.delays: must be >= 0, got min -0.9"):
+        dg.forward(network, _inputs())
+
+
+def test_the_arrays_of_a_network_snapshot_cannot_be_made_writeable():
+    snapshot = dg.Network.feedforward([4, 6, 3], delay_kind="dendritic", seed=0).frozen_copy()
+    layer = snapshot.layers[0]
+    for array in (layer.projection.weights, layer.projection.delays, *layer.neuron_arrays()):
+        with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
+            array.flags.writeable = True
 
 
 @pytest.mark.parametrize(("change", "message"), [
