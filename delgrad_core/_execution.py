@@ -19,7 +19,7 @@ from delgrad_core._calibration import Calibration
 from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResultError, InvalidValueError
 from delgrad_core._ir import Network, real_array
 from delgrad_core._npz import archive_of_bytes, json_array, npz_bytes
-from delgrad_core._propagation import _check_times
+from delgrad_core._propagation import _check_times, acausal_arrival
 from delgrad_core._serialization import network_arrays, network_from_archive
 
 __all__ = ["ExecutionRequest", "ExecutionResult", "MAX_SEED"]
@@ -213,17 +213,9 @@ def _check_layer_array(array, expected_shape: tuple, field_name: str, allow_2d_a
 
 
 def _check_causal_arrivals(arrivals: np.ndarray, sent: np.ndarray, field_name: str) -> None:
-    """No spike arrives before it was sent (delays are >= 0), and none from a line that sent none."""
-    sent = np.broadcast_to(sent if arrivals.ndim == 2 else sent[:, :, None], arrivals.shape)
-    acausal = (arrivals < sent) | (np.isinf(sent) & np.isfinite(arrivals))
-    if acausal.any():
-        index = tuple(np.argwhere(acausal)[0])
-        line = f"presynaptic line {index[1]} of sample {index[0]}"
-        at = f"at {float(arrivals[index])!r}" + ("" if arrivals.ndim == 2 else f" (at neuron {index[2]})")
-        sent_at = float(sent[index])
-        raise InvalidResultError(f"{field_name}: {line} sent no spike, yet one arrives {at}" if np.isinf(sent_at) else
-                                 f"{field_name}: the spike of {line}, sent at {sent_at!r}, arrives {at}, before it "
-                                 "was sent")
+    problem = acausal_arrival(arrivals, sent, field_name)
+    if problem:
+        raise InvalidResultError(problem)
 
 
 @dataclass
@@ -287,9 +279,14 @@ class ExecutionResult:
         return self
 
     def to_bytes(self) -> bytes:
-        """The result as an npz archive (deterministic bytes; metadata must be JSON)."""
-        arrays = {f"layer_spike_times.{k}": times
-                  for k, times in enumerate(_float_arrays(self.layer_spike_times, "layer_spike_times"))}
+        """The result as an npz archive (deterministic bytes; metadata must be JSON; spike times
+        without NaN or -inf, which `from_bytes` refuses)."""
+        arrays = {}
+        for k, times in enumerate(_float_arrays(self.layer_spike_times, "layer_spike_times")):
+            problem = _unsilent_problem(times, f"layer_spike_times[{k}]")
+            if problem:
+                raise InvalidResultError(problem)
+            arrays[f"layer_spike_times.{k}"] = times
         layers_with_arrivals = []
         arrival_times = self.arrival_times if self.arrival_times is not None else []
         for k, arrivals in enumerate(_float_arrays(arrival_times, "arrival_times", allow_none=True)):

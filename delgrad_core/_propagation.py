@@ -108,20 +108,44 @@ def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = N
     return array
 
 
-def _check_arrivals(arrival_times, layer: Layer, n_batch: int, field_name: str, *,
+def acausal_arrival(arrivals: np.ndarray, sent: np.ndarray, field_name: str, *, early: bool = False) -> str | None:
+    """What is wrong with observed `arrivals` ((batch, n_pre) or (batch, n_pre, n_post)) of the
+    spikes `sent` (batch, n_pre), or None: a spike arrives from a line that sent none, or (unless
+    `early` arrivals are allowed) before it was sent (delays are >= 0)."""
+    sent = np.broadcast_to(sent if arrivals.ndim == 2 else sent[:, :, None], arrivals.shape)
+    acausal = np.isinf(sent) & np.isfinite(arrivals)
+    if not early:
+        acausal |= arrivals < sent
+    if not acausal.any():
+        return None
+    index = tuple(np.argwhere(acausal)[0])
+    line = f"presynaptic line {index[1]} of sample {index[0]}"
+    at = f"at {float(arrivals[index])!r}" + ("" if arrivals.ndim == 2 else f" (at neuron {index[2]})")
+    sent_at = float(sent[index])
+    if np.isinf(sent_at):
+        return f"{field_name}: {line} sent no spike, yet one arrives {at}"
+    return f"{field_name}: the spike of {line}, sent at {sent_at!r}, arrives {at}, before it was sent"
+
+
+def _check_arrivals(arrival_times, layer: Layer, pre_times: np.ndarray, field_name: str, *,
                     keep_shared: bool = False) -> np.ndarray | None:
-    """Validate observed arrival times: (batch, n_pre, n_post), or (batch, n_pre) when every
-    neuron sees the same arrival of an input; finite or +inf (never arrived).  Returns the
-    3-d form the kernels read, or with `keep_shared` a (batch, n_pre) array as it came."""
+    """Validate observed arrival times of the spikes `pre_times` (checked): (batch, n_pre,
+    n_post), or (batch, n_pre) when every neuron sees the same arrival of an input; finite, or
+    +inf (never arrived: the only arrival of a silent input).  An arrival may come before its
+    spike (a jittered delay of about 0).  Returns the 3-d form the kernels read, or with
+    `keep_shared` a (batch, n_pre) array as it came."""
     if arrival_times is None:
         return None
     array = real_array(arrival_times, field_name)
-    n_pre, n_post = layer.projection.n_pre, layer.projection.n_post
+    n_batch, (n_pre, n_post) = pre_times.shape[0], layer.projection.weights.shape
     if array.shape not in ((n_batch, n_pre), (n_batch, n_pre, n_post)):
         raise InvalidValueError(f"{field_name}: expected shape {(n_batch, n_pre, n_post)} or {(n_batch, n_pre)}, "
                                 f"got {np.shape(arrival_times)}")
     if np.isnan(array).any() or (array == -np.inf).any():
         raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for an input that never arrived)")
+    problem = acausal_arrival(array, pre_times, field_name, early=True)
+    if problem:
+        raise InvalidValueError(problem)
     if array.ndim == 2 and not keep_shared:
         array = np.ascontiguousarray(np.broadcast_to(array[:, :, None], (n_batch, n_pre, n_post)))
     return array
@@ -224,12 +248,12 @@ def layer_forward(layer: Layer, pre_spike_times, *, arrival_times=None, n_thread
     arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
         Arrival time of input i at neuron j per sample, replacing t_i + d_ij (e.g. with delay
         jitter); the 2-d form gives one arrival per input for every neuron; +inf = the input
-        never arrives.
+        never arrives (the only arrival of a silent input).
     n_threads : int, optional
     """
     check_type(layer, Layer, "layer").validate()
     times = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
-    arrivals = _check_arrivals(arrival_times, layer, times.shape[0], "arrival_times", keep_shared=True)
+    arrivals = _check_arrivals(arrival_times, layer, times, "arrival_times", keep_shared=True)
     return _forward_layer(layer, times, arrivals, _threads(n_threads, times.shape[0] * layer.projection.weights.size))
 
 
@@ -379,8 +403,11 @@ def _finite_backward_layer(field_name: str, where: str, layer: Layer, pre_times,
              "presynaptic spike times": result.pre_gradient}
     overflowed = [name for name, values in parts.items() if values is not None and not np.isfinite(values).all()]
     if overflowed:
+        largest = float(np.abs(post_gradient).max())
+        advice = "scale the loss down" if largest > 1.0 else \
+            "the spike times' own derivatives overflow: bring the weights, threshold and times to ordinary magnitudes"
         raise InvalidValueError(f"{field_name}: the gradients of {where} overflow float64 ({', '.join(overflowed)}; "
-                                f"largest |{field_name}| {float(np.abs(post_gradient).max())!r}); scale the loss down")
+                                f"largest |{field_name}| {largest!r}); {advice}")
     return result
 
 
@@ -404,7 +431,7 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
     n_batch = pre.shape[0]
     post = _check_times(post_spike_times, layer.population.size, "post_spike_times", n_batch)
     gradient = _check_gradient(post_gradient, n_batch, layer.population.size, "post_gradient")
-    arrivals = _check_arrivals(arrival_times, layer, n_batch, "arrival_times")
+    arrivals = _check_arrivals(arrival_times, layer, pre, "arrival_times")
     threads = _threads(n_threads, n_batch * layer.projection.weights.size)
     return _finite_backward_layer("post_gradient", "the layer", layer, pre, post, gradient, arrivals, threads)
 
@@ -515,8 +542,8 @@ def backward(
     if not isinstance(arrival_times, (list, tuple)) or len(arrival_times) != len(network.layers):
         raise InvalidValueError(f"arrival_times: expected None or a list of {len(network.layers)} entries")
     arrivals = [
-        _check_arrivals(a, layer, n_batch, f"arrival_times[{k}]")
-        for k, (a, layer) in enumerate(zip(arrival_times, network.layers))
+        _check_arrivals(a, layer, sent, f"arrival_times[{k}]")
+        for k, (a, layer, sent) in enumerate(zip(arrival_times, network.layers, pre_times))
     ]
     delta = _check_gradient(output_gradient, n_batch, network.layers[-1].population.size, "output_gradient")
     if gradient_slope not in GRADIENT_SLOPES:

@@ -56,6 +56,10 @@ def test_result_round_trip_is_bit_identical():
     assert restored.metadata == result.metadata
     assert restored.to_bytes() == data
     assert ExecutionResult.from_bytes(ExecutionResult(times).to_bytes()).arrival_times is None
+    # (what from_bytes refuses is not written: a NaN spike time was, and then could not be read)
+    for bad in (np.nan, -np.inf):
+        with pytest.raises(dg.InvalidResultError, match=r"layer_spike_times\[1\]: contains NaN or -inf"):
+            ExecutionResult([times[0], np.array([[bad, 2.0]])]).to_bytes()
 
 
 def test_digest_is_the_same_in_another_process(tmp_path):

@@ -882,6 +882,14 @@ def test_numbers_that_would_overflow_float64_are_refused_not_turned_into_silence
             dg.backward(network, inputs, times, np.full((2, 2), 1e308))
         with pytest.raises(InvalidValueError, match="post_gradient: the gradients of the layer overflow float64"):
             dg.layer_backward(network.layers[1], times[0], times[1], np.full((2, 2), -1e308))
+    # (a gradient of 1 whose spike times' derivatives overflow: the advice to scale the loss down misled)
+    scale = 1e200
+    huge = dg.Layer(dg.Population("o", 2, dg.NeuronParameters(0.5, scale, scale)),
+                    dg.Projection(np.array([[1.0, 1.2], [0.8, 1.5]]) / scale, "none"))
+    huge_inputs = np.array([[0.2, 0.5]]) * scale
+    with pytest.raises(InvalidValueError, match=r"largest \|post_gradient\| 1.0\); the spike times' own derivatives "
+                                                "overflow: bring the weights, threshold and times to ordinary magnitudes"):
+        dg.layer_backward(huge, huge_inputs, dg.layer_forward(huge, huge_inputs), np.ones((1, 2)))
     gradients = dg.backward(network, inputs, times, np.full((2, 2), 1e200))  # large but representable
     assert all(np.isfinite(layer.weights).all() for layer in gradients.layers)
 

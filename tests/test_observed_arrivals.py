@@ -106,6 +106,19 @@ def test_arrival_times_are_validated():
         dg.backward(network, inputs, times, np.zeros((4, 3)), arrival_times=[None, None])
     with pytest.raises(ValueError, match=r"arrival_times\[0\]: expected shape"):
         dg.backward(network, inputs, times, np.zeros((4, 3)), arrival_times=[np.zeros((1, 1, 1))])
+    # (an arrival from a silent input gave spikes before any input)
+    inputs = np.array([[1.0, np.inf]] * 4)
+    from_silent = np.full((4, 2), 2.0)
+    from_silent[:, 1] = np.inf
+    from_silent[3, 1] = 4.0
+    for call in (lambda arrivals: dg.layer_forward(layer, inputs, arrival_times=arrivals),
+                 lambda arrivals: dg.layer_backward(layer, inputs, np.ones((4, 3)), np.ones((4, 3)),
+                                                    arrival_times=arrivals)):
+        with pytest.raises(dg.InvalidValueError, match="arrival_times: presynaptic line 1 of sample 3 sent no spike, "
+                                                       "yet one arrives at 4.0"):
+            call(from_silent)
+    with pytest.raises(dg.InvalidValueError, match=r"arrival_times\[0\]: presynaptic line 1 of sample 3 sent no spike"):
+        dg.backward(network, inputs, dg.forward(network, inputs), np.ones((4, 3)), arrival_times=[from_silent])
 
 
 def test_guard_excludes_entries_and_is_reported_apart_from_no_crossing(helpers):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from delgrad_core import InvalidValueError
 from delgrad_core.datasets import (
     YIN_YANG_CLASS_NAMES,
     Dataset,
@@ -157,3 +158,15 @@ def test_batches_cover_every_sample_once():
         next(dataset.batches(1, 0))  # (AttributeError: 'int' object has no attribute 'permutation')
     with pytest.raises(ValueError, match="batch_size"):
         next(dataset.batches(0))
+
+
+@pytest.mark.parametrize(("point", "message"), [
+    ((float("nan"), 0.5), "x: expected a finite number"),  # (was class 0)
+    ((0.5, float("inf")), "y: expected a finite number"),
+    ((np.array([0.5]), 0.5), r"x: expected a finite number \(one point; yin_yang_plane classifies arrays\)"),
+    ((5.0, 5.0), r"\(x, y\): \(5.0, 5.0\) lies outside the big circle"),  # (was class 1)
+    ((0.0, 0.0), "lies outside the big circle"),
+])
+def test_class_rule_refuses_points_it_does_not_classify(point, message):
+    with pytest.raises(InvalidValueError, match=message):
+        yin_yang_class(*point)

@@ -38,8 +38,22 @@ def yin_yang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5)
 
     With d_R, d_L the distances to the dot centres (1.5 r_big, r_big) and (0.5 r_big, r_big):
     2 (dot) if d_R < r_small or d_L < r_small; else 1 if d_R <= r_small or
-    r_small < d_L <= r_big / 2 or (y > r_big and d_R > r_big / 2); else 0.
+    r_small < d_L <= r_big / 2 or (y > r_big and d_R > r_big / 2); else 0.  A point outside the
+    big circle has no class: `InvalidValueError`, as for coordinates that are no finite numbers.
     """
+    r_small, r_big = _radii(r_small, r_big)
+    for name, value in (("x", x), ("y", y)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise InvalidValueError(f"{name}: expected a finite number (one point; yin_yang_plane classifies arrays), "
+                                    f"got {value!r}")
+    if _distance(float(x), float(y), r_big, r_big) > r_big:
+        raise InvalidValueError(f"(x, y): ({x!r}, {y!r}) lies outside the big circle (centre ({r_big:g}, {r_big:g}), "
+                                f"radius {r_big:g}), where no class is defined")
+    return _class_of(float(x), float(y), r_small, r_big)
+
+
+def _class_of(x: float, y: float, r_small: float, r_big: float) -> int:
+    """`yin_yang_class` of a point of the circle, without the checks (the generator's loop)."""
     d_right = _distance(x, y, 1.5 * r_big, r_big)
     d_left = _distance(x, y, 0.5 * r_big, r_big)
     if d_right < r_small or d_left < r_small:
@@ -93,7 +107,7 @@ def yin_yang_samples(
             x, y = rng.rand(2) * 2.0 * r_big
             if _distance(x, y, r_big, r_big) > r_big:
                 continue
-            if yin_yang_class(x, y, r_small, r_big) == goal:
+            if _class_of(x, y, r_small, r_big) == goal:
                 break
         points[i] = x, y
         labels[i] = goal
