@@ -810,6 +810,13 @@ def _layer():
     return dg.Network.feedforward([2, 2], seed=0).layers[0]
 
 
+def _result_bytes(spike_times: np.ndarray) -> bytes:
+    """The bytes of a one-layer result as `ExecutionResult.to_bytes` lays them out, whatever the
+    spike times (it refuses to write NaN or -inf)."""
+    document = {"format": "delgrad-result", "version": 1, "n_layers": 1, "arrival_layers": None, "metadata": {}}
+    return npz_bytes({"layer_spike_times.0": spike_times, "result.json": json_array(document)})
+
+
 @pytest.mark.parametrize(("call", "error", "message"), [
     (lambda: dg.forward(_layer(), np.zeros((1, 2))), InvalidValueError,
      "network: expected a delgrad_core.Network, got Layer"),
@@ -831,8 +838,10 @@ def _layer():
      "layer_spike_times: expected a list of arrays, got NoneType"),
     (lambda: dg.ExecutionResult([np.array([["x"]])]).to_bytes(), dg.InvalidResultError,
      r"layer_spike_times\[0\]: expected an array of real numbers, got strings"),
-    (lambda: dg.ExecutionResult.from_bytes(dg.ExecutionResult([np.array([[-np.inf]])]).to_bytes()), FileFormatError,
+    (lambda: dg.ExecutionResult.from_bytes(_result_bytes(np.array([[-np.inf]]))), FileFormatError,
      "layer_spike_times.0: contains NaN or -inf"),
+    (lambda: dg.ExecutionResult([np.array([[-np.inf]])]).to_bytes(), dg.InvalidResultError,
+     r"layer_spike_times\[0\]: contains NaN or -inf"),
     (lambda: dg.LatencyEncoder(pairs=True)(0.5), InvalidValueError,
      r"features: expected an array \(n_samples, n_features\), got a single number"),
     (lambda: dg.LatencyEncoder(-1e308, 1e308), InvalidValueError, "must be a finite span"),
