@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 from _hil import install_test_devices, network_and_inputs, service_holding_a_reply, signed, wait_for, zmq
 
@@ -256,6 +257,91 @@ def test_a_bad_request_during_a_graceful_stop_is_answered_bad_request(tmp_path):
         while len(replies) < 2 and dealer.poll(10_000):
             replies.append(decode(dealer.recv_multipart(), Signer(TOKEN.encode()), replies=True).header)
     assert [reply["type"] for reply in replies] == ["health", "error"] and replies[1]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["execute", "execute_many"])
+def test_a_client_waits_out_a_graceful_stop_and_gets_its_result_after_the_restart(tmp_path, many):
+    """(a stopping service answers shutting_down at once: the client's quick attempts were all used
+    up within a second, long before the service was back, and a training run ended)"""
+    from _hil_noisy_device import NoisyDevice
+    from delgrad_hil._calibration import unwrap
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    address, signer = f"ipc://{tmp_path / 's'}", Signer(TOKEN.encode())
+    services = [DeviceService(DeviceProcess("hil-noisy", {"job_delay_s": 1.0}), signer, address, shutdown_grace_s=10)]
+
+    def serve_twice():  # (the second service, as a supervisor would start it, once the first has ended)
+        services[0].serve()
+        services.append(DeviceService(DeviceProcess("hil-noisy", {"job_delay_s": 1.0}), signer, address))
+        services[1].serve()
+
+    serving = threading.Thread(target=serve_twice)
+    serving.start()
+    context = zmq.Context()
+    occupier = context.socket(zmq.DEALER)  # (its job keeps the stopping service up for a second)
+    backend = HilBackend(address, token=TOKEN, device="hil-noisy", timeout_s=1.0, attempts=3, max_backoff_s=0.5)
+    try:
+        network, inputs = network_and_inputs()
+        requests = [dg.ExecutionRequest(backend.represent(network), inputs, backend.calibrate(network, seed=0), seed)
+                    for seed in range(3)]
+        occupier.connect(address)
+        occupier.send_multipart(signed(TOKEN, "execute", requests[2].to_bytes(), job=requests[2].digest))
+        assert wait_for(lambda: services[0].scheduler.state("raw-test", requests[2].digest)[0] == "running")
+        services[0].request_stop()
+        assert wait_for(lambda: services[0].stopping)
+        results = backend.execute_many(requests[:2]) if many else [backend.execute(requests[0])]
+        assert len(services) == 2  # (answered by the second service)
+    finally:
+        backend.close()
+        occupier.close(linger=0)
+        context.term()
+        assert wait_for(lambda: len(services) == 2 and services[1].address)
+        services[1].request_stop()
+        serving.join(timeout=30)
+    with NoisyDevice() as device:
+        for request, result in zip(requests, results):
+            expected = device.execute(request.replace(calibration=unwrap(request.calibration))).layer_spike_times
+            for got, want in zip(result.layer_spike_times, expected):
+                np.testing.assert_array_equal(got, want)
+
+
+def test_a_stopping_service_still_answers_a_job_sent_again_while_it_runs(tmp_path):
+    """(it answered shutting_down to the job at its device, sent again by a client that had lost
+    patience, which then ran it again after the restart)"""
+    from _hil_noisy_device import NoisyDevice
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    address = f"ipc://{tmp_path / 's'}"
+    service = DeviceService(DeviceProcess("hil-noisy", {"job_delay_s": 1.0}), Signer(TOKEN.encode()), address,
+                            shutdown_grace_s=10)
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    network, inputs = network_and_inputs()
+    with NoisyDevice() as device:
+        calibration = device.calibrate(network, seed=0)
+    running, other = (dg.ExecutionRequest(network, inputs, calibration, seed) for seed in (0, 1))
+    context = zmq.Context()
+    sockets = [context.socket(zmq.DEALER) for _ in range(3)]
+    try:
+        for socket_, request in zip(sockets, (running, running, other)):
+            socket_.connect(address)
+            socket_.send_multipart(signed(TOKEN, "execute", request.to_bytes(), job=request.digest))
+            if socket_ is sockets[0]:
+                assert wait_for(lambda: service.scheduler.state("raw-test", running.digest)[0] == "running")
+                service.request_stop()
+                assert wait_for(lambda: service.stopping)
+        replies = [decode(socket_.recv_multipart(), Signer(TOKEN.encode()), replies=True).header
+                   for socket_ in sockets if socket_.poll(10_000)]
+    finally:
+        for socket_ in sockets:
+            socket_.close(linger=0)
+        context.term()
+        service.request_stop()
+        serving.join(timeout=30)
+    assert [reply["type"] for reply in replies] == ["result", "result", "error"], replies
+    assert replies[2]["code"] == "shutting_down"
 
 
 @pytest.mark.parametrize("nohup", [False, True], ids=["terminal", "nohup"])

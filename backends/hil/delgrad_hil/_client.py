@@ -11,7 +11,8 @@ job runs once).  A job sent again is probed just before, so that the attempt lea
 service holds its result already (and its size: a reply counts only once it has arrived whole).
 A job that is still queued or running when its own time is up raises `ExecutionTimeout`;
 attempts used up raise `BackendUnavailable` saying what happened last.  A refused token is never
-retried.
+retried.  "Try again" answers come at once for as long as their cause lasts: they are waited
+out, `max_backoff_s` apart, before they count as attempts.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = ["ServiceClient", "new_client_id"]
 _POLL_SLICE_S = 0.05  # how often a wait checks that a local service is still alive
 _MAX_DOUBLINGS = 1023  # of backoff_s, at most (2.0 ** 1023 is the largest power of two a float holds)
 _SMALL_TIMEOUT_S = 0.01  # below this, "no answer" more likely means a timeout too small for any answer
+_TRY_AGAIN = ("shutting_down:", "busy:")  # answers of a service that is there, to wait out
 
 
 def _unresolved_host(address: str) -> str:
@@ -296,17 +298,20 @@ class ServiceClient:
                  job_deadline: float | None, what: str) -> Message:
         """`request` with the lock held; a job's time is up at `job_deadline` (monotonic seconds)."""
         self._check_size(payload, message_type)
-        started, problems = time.monotonic(), []
-        for attempt in range(1, self.attempts + 1):
-            if attempt > 1:
+        started, problems, attempt, waited_out = time.monotonic(), [], 0, 0
+        while attempt < self.attempts:
+            attempt += 1
+            if problems:
                 self.retries += 1
                 ceiling = self._backoff_ceiling(attempt)
+                if waited_out:  # (a "try again" answer: it comes at once, for as long as its cause lasts)
+                    ceiling = max(ceiling, self.max_backoff_s)
                 time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
             self._ensure_service()
             job = None if job_deadline is None else fields["job"]
             # (a job sent again is asked about first: that answer comes before the job's reply, which
             # may be too large to arrive within timeout_s, and says why the job's reply did not)
-            asked = self._send("probe", {"job": job}) if job is not None and attempt > 1 else None
+            asked = self._send("probe", {"job": job}) if job is not None and problems else None
             # (the service drops the job unrun if it is still queued when this client has given up)
             expiry = {} if job is None else {"expires_s": max(0.0, job_deadline - time.monotonic())}
             nonce = self._send(message_type, {**(fields or {}), **expiry}, payload)
@@ -314,7 +319,16 @@ class ServiceClient:
             if reply is not None:
                 return reply
             problems.append(problem)
-        raise self._exhausted(what, problems, time.monotonic() - started)
+            if problem[1].startswith(_TRY_AGAIN) and waited_out < self._try_again_waits():
+                attempt, waited_out = attempt - 1, waited_out + 1  # (not counted: the service is there)
+        raise self._exhausted(what, problems, time.monotonic() - started, waited_out)
+
+    def _try_again_waits(self) -> int:
+        """How many "try again" answers (busy, shutting down) a request waits out, `max_backoff_s`
+        apart, before they count as attempts: as long as a silent service is given (`attempts` x
+        `timeout_s`), and at least one per attempt (a stopping service answers at once during its
+        grace period: five quick attempts were used up long before a restart)."""
+        return max(self.attempts, math.ceil(self.attempts * self.timeout_s / self.max_backoff_s))
 
     def _backoff_ceiling(self, attempt: int) -> float:
         """The longest wait before `attempt` (2, 3, ...): `backoff_s` doubled per attempt up to
@@ -419,10 +433,12 @@ class ServiceClient:
             raise error
         return f"{code}: {header['message']}"
 
-    def _exhausted(self, what: str, problems: list, elapsed_s: float) -> BackendUnavailable:
-        """The error of a request whose attempts all failed, for `problems` (kind, text) of each."""
+    def _exhausted(self, what: str, problems: list, elapsed_s: float, waited_out: int = 0) -> BackendUnavailable:
+        """The error of a request whose attempts all failed, for `problems` (kind, text) of each
+        (`waited_out` of them "try again" answers not counted as attempts)."""
         kind, text = problems[-1]
-        counted = f"after {self.attempts} attempt{'s' * (self.attempts > 1)} ({elapsed_s:.1f} s)"
+        besides = f" and {waited_out} answers to try again" if waited_out else ""
+        counted = f"after {self.attempts} attempt{'s' * (self.attempts > 1)}{besides} ({elapsed_s:.1f} s)"
         if kind == "silent":
             small = (f"; timeout_s={self.timeout_s:g} s may be too small for any answer to arrive"
                      if self.timeout_s < _SMALL_TIMEOUT_S else "")

@@ -513,7 +513,9 @@ class DeviceService:
             self._check_result_fits(work, nonce)
         else:
             work = parse_calibrate(message)
-        if self.stopping:  # (after the payload's checks: a bad request is refused as such, docs/hil-protocol.md)
+        # (after the payload's checks: a bad request is refused as such, docs/hil-protocol.md; a job sent
+        # again while it runs or after it finished is still joined or answered from the cache)
+        if self.stopping and self.scheduler.state(header["client"], header["job"])[0] not in ("running", "finished"):
             raise ProtocolError("shutting_down", "the service is stopping; send the job again after its restart",
                                 reply_to=nonce)
         if self.faults.busy():
