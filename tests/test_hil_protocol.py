@@ -54,13 +54,14 @@ def test_a_signed_request_decodes_to_its_header_and_payload():
     (lambda f: f + [b"x"], "malformed"),
     (lambda f: [b"not-hil"] + f[1:], "malformed"),
     (lambda f: [b"delgrad-hil/3"] + f[1:], "unsupported_version"),
+    (lambda f: [b"delgrad-hil/12345678"] + f[1:], "unsupported_version"),  # (any number: was malformed)
     (lambda f: [f[0], b""] + f[2:], "bad_signature"),
     (lambda f: [f[0], Signer(b"another-token-of-enough-length").signature([f[0], *f[2:]])] + f[2:], "bad_signature"),
     (lambda f: f[:3] + [f[3][:-10]], "bad_signature"),  # truncated payload
     (lambda f: [f[0], f[1], f[2] + b"\x00"] + f[3:], "bad_signature"),
     (lambda f: [f[0], f[1], f[3], f[2]], "bad_signature"),  # frames swapped
-], ids=["two-frames", "five-frames", "foreign", "version-3", "unsigned", "other-token", "truncated", "appended",
-        "swapped"])
+], ids=["two-frames", "five-frames", "foreign", "version-3", "version-12345678", "unsigned", "other-token", "truncated",
+        "appended", "swapped"])
 def test_broken_frames_are_refused_with_the_right_code(change, code):
     with pytest.raises(ProtocolError) as info:
         decode(change(_execute_frames()), SIGNER)

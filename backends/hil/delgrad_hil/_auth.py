@@ -91,7 +91,10 @@ def write_token_file(path: str | os.PathLike) -> Path:
         if not path.is_file():  # (e.g. /dev/null or a folder: no token is kept there)
             raise InvalidValueError(f"{path} exists and is not a regular file; choose another path") from None
         raise
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
+        if path.parent.is_dir():  # (e.g. /proc, whose files are made by the kernel alone)
+            raise InvalidValueError(f"cannot write {path} ({exc.strerror}): the folder {path.parent} takes no new "
+                                    "files; choose another path") from None
         raise InvalidValueError(f"cannot write {path}: the folder {path.parent} does not exist (make it first, or "
                                 f"choose another path)") from None
     except OSError as exc:

@@ -226,12 +226,19 @@ class HilBackend(Backend):
         info = client.request("hello", expect="welcome", what="the greeting").header["info"]
         self._check_device(info, client.address)
         options = info.get("device_options")
-        if self._service_id is not None and options != self._service_device_options:
+        if self._service_id is not None and self._results_differ(options, self._service_device_options):
             raise BackendUnavailable(f"the service at {client.address} was restarted with device options {options}, "
                                      f"not {self._service_device_options}", retryable=False)
         self._service_id = info.get("service_id")
         self._service_device, self._service_device_options = info["device"], options
         client.max_message_bytes = int(info["max_message_bytes"])
+
+    def _results_differ(self, options: dict, before: dict) -> bool:
+        """Whether device `options` may give other results than the options `before` (those the
+        device declares result-neutral aside, e.g. a thread count)."""
+        neutral = self._model.result_neutral_options
+        return {k: v for k, v in options.items() if k not in neutral} != \
+            {k: v for k, v in before.items() if k not in neutral}
 
     def _check_device(self, info: dict, address: str) -> None:
         """The service's device must be the one asked for, installed here with the same

@@ -234,7 +234,7 @@ class ServiceClient:
                 continue  # the answer to an earlier message
             heard = time.monotonic()
             if reply.type == "error":
-                self._retryable_error(reply.header)  # raises the errors that retrying cannot change
+                self._retryable_error(reply.header, stale=True)  # raises the errors that retrying cannot change
                 if index is not None:
                     in_flight[reply_to] = index
                 break
@@ -269,6 +269,10 @@ class ServiceClient:
             except ProtocolError as exc:
                 if exc.code == "too_large":
                     raise self._too_large(frames) from None
+                if exc.code == "unsupported_version":  # (its answer, signed as that version signs, is unread)
+                    raise BackendUnavailable(f"the service at {self.address} speaks another version of the protocol: "
+                                             f"{exc}; install the same version of delgrad-hil on both sides",
+                                             retryable=False) from None
                 self._check_refused(frames)
                 return None, "corrupted"
         return None, "timeout"
@@ -315,7 +319,8 @@ class ServiceClient:
             # (the service drops the job unrun if it is still queued when this client has given up)
             expiry = {} if job is None else {"expires_s": max(0.0, job_deadline - time.monotonic())}
             nonce = self._send(message_type, {**(fields or {}), **expiry}, payload)
-            reply, problem = self._await(nonce, expect, job, job_deadline, what, asked)
+            reply, problem = self._await(nonce, expect, job, job_deadline, what, asked,
+                                         stale=not any(said.startswith("replayed:") for _, said in problems))
             if reply is not None:
                 return reply
             problems.append(problem)
@@ -348,12 +353,13 @@ class ServiceClient:
         return header["nonce"]
 
     def _await(self, nonce: bytes, expect: str, job: str | None, job_deadline: float | None,
-               what: str, asked: bytes | None = None) -> tuple[Message | None, tuple | None]:
+               what: str, asked: bytes | None = None, stale: bool = False) -> tuple[Message | None, tuple | None]:
         """(reply, None), or (None, (kind, text)) saying why this attempt failed: "silent" (no
         answer within `timeout_s`), "slow" (the same, after the service said the job had finished),
         "lost" (the job's result went missing) or "refused" (a corrupted reply or a "try again"
-        answer).  A job is probed after `timeout_s` / 2 of silence, so that a silent service costs
-        an attempt `timeout_s`, not more; `asked` is the nonce of a probe sent before the job."""
+        answer, or with `stale` a message refused as a replay).  A job is probed after `timeout_s` / 2
+        of silence, so that a silent service costs an attempt `timeout_s`, not more; `asked` is the
+        nonce of a probe sent before the job."""
         probe, state = None, None
         finished = None  # the answer to `asked` if it said the job had finished
         heard = time.monotonic()  # when the service last said something about this request
@@ -398,7 +404,7 @@ class ServiceClient:
             if reply_to not in (nonce, None):
                 continue  # the answer to an earlier message
             if reply.type == "error":
-                return None, ("refused", self._retryable_error(reply.header))
+                return None, ("refused", self._retryable_error(reply.header, stale))
             self._check_type(reply, expect)
             return reply, None
 
@@ -419,11 +425,16 @@ class ServiceClient:
         return BackendUnavailable(f"the service at {self.address} refused the token (check $DELGRAD_HIL_TOKEN or "
                                   f"the token file)", retryable=False)
 
-    def _retryable_error(self, header: dict) -> str:
-        """The text of a "try again" error answer; any other error answer is raised."""
+    def _retryable_error(self, header: dict, stale: bool = False) -> str:
+        """The text of a "try again" error answer; any other error answer is raised, but with
+        `stale` a refusal as a replay: a message sent while the service was away is delivered
+        when it is back, perhaps later than its replay window allows, and one sent anew passes
+        (clocks that disagree fail again)."""
         where, code = f"the service at {self.address}", header["code"]
         if code == "bad_signature":
             raise self._token_refused()
+        if code == "replayed" and stale:
+            return f"{code}: {header['message']}"
         if code == "device_error":
             error = device_error(header, f"{where}: {header['message']}")
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import time
+import warnings
 
 from delgrad_core import BackendUnavailable, InvalidValueError, available_backends, backend_info
 
@@ -100,7 +101,12 @@ def _service_device(options: dict) -> tuple | None:
     try:
         with backend:
             return backend.service_device()
-    except (BackendUnavailable, InvalidValueError):
+    except (BackendUnavailable, InvalidValueError) as exc:
+        # (said: a refusal the settings then meet, e.g. copies the encoder does not make, would mislead)
+        warnings.warn(f"backend {BACKEND_NAME!r}: the training settings are those of device "
+                      f"{options.get('device') or DEFAULT_DEVICE!r} with its default options, as the service at "
+                      f"{options['address']} could not be asked which options it runs ({exc}); if it runs others, "
+                      "the settings they need must be given", UserWarning, stacklevel=2)
         return None
 
 

@@ -7,7 +7,7 @@ beyond them the waits overflow (ZeroMQ takes its timeouts in milliseconds as a C
 from __future__ import annotations
 
 __all__ = ["MAX_ATTEMPTS", "MAX_TIMEOUT_S", "MAX_JOB_TIMEOUT_S", "MAX_BACKOFF_S", "MAX_LATENCY_S", "MAX_SHUTDOWN_GRACE_S",
-           "seconds_text"]
+           "MAX_REPLAY_WINDOW_S", "seconds_text"]
 
 DAY_S = 86_400.0
 MAX_TIMEOUT_S = DAY_S  # one day of silence: how long a client waits for any answer (timeout_s, --timeout-s)
@@ -15,6 +15,7 @@ MAX_JOB_TIMEOUT_S = 7 * DAY_S  # one week for a job or a calibration, queued and
 MAX_BACKOFF_S = 3_600.0  # one hour between attempts
 MAX_LATENCY_S = 3_600.0  # one hour of added delay per reply (a fault for tests)
 MAX_SHUTDOWN_GRACE_S = 7 * DAY_S  # as long as a job may take
+MAX_REPLAY_WINDOW_S = 3_600.0  # one hour: the service remembers every nonce of the window (a million at most)
 MAX_ATTEMPTS = 1000  # per request: a silent service takes 1000 x timeout_s (plus the waits) to be given up
 
 

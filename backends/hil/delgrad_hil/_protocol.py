@@ -40,7 +40,7 @@ __all__ = [
 
 VERSION = 2  # 2: job replies name the service that ran them
 PROTOCOL = b"delgrad-hil/%d" % VERSION
-_OTHER_VERSION = re.compile(rb"delgrad-hil/[0-9]{1,6}")
+_OTHER_VERSION = re.compile(rb"delgrad-hil/[0-9]+")
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 2**20
 # a reply (a result with arrival times) may be this many times the largest request; a larger
