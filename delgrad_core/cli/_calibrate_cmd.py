@@ -72,7 +72,9 @@ def _report(backend_name: str, calibration, cache, seconds: float) -> list[str]:
 @main.command()
 @click.option("--backend", default="reference", show_default=True, help="Backend name (see `delgrad backends`).")
 @BACKEND_OPTION
-@click.option("--chip", type=click.IntRange(min=0), help="Chip identity (the backend option `chip`).")
+@click.option("--chip", type=click.IntRange(min=0),
+              help="Chip identity: the backend option `chip` (bss2-emulator; mock-hil's own service takes it as "
+                   "--backend-option 'device_options={\"chip\": N}').")
 @click.option("--seed", type=SEEDS, default=0, show_default=True, help="Seed passed to the calibration.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (values, digest, cache status, seconds).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
