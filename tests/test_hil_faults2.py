@@ -311,6 +311,31 @@ def test_a_client_waits_out_a_graceful_stop_and_gets_its_result_after_the_restar
                 np.testing.assert_array_equal(got, want)
 
 
+def test_answers_to_try_again_end_at_the_jobs_own_time_saying_so(tmp_path):
+    """(the client's waits between busy answers ignored the job's time: job_timeout_s=2 ended
+    after 6 s, saying the service did not answer)"""
+    from delgrad_hil import FaultPlan
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    address = f"ipc://{tmp_path / 's'}"
+    service = DeviceService(DeviceProcess("reference"), Signer(TOKEN.encode()), address,
+                            faults=FaultPlan(busy_fraction=1.0))
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    network, inputs = network_and_inputs()
+    try:
+        with HilBackend(address, token=TOKEN, device="reference", job_timeout_s=2.0, max_backoff_s=8.0) as backend:
+            started = time.monotonic()
+            with pytest.raises(dg.ExecutionTimeout, match=r"did not finish in time at .* \(the service answered busy: "
+                                                          r"the device is busy \(injected fault\)\)"):
+                backend.execute(network, inputs, seed=0)
+            assert time.monotonic() - started < 2.0 + 0.5
+    finally:
+        service.request_stop()
+        serving.join(timeout=30)
+
+
 def test_a_stopping_service_still_answers_a_job_sent_again_while_it_runs(tmp_path):
     """(it answered shutting_down to the job at its device, sent again by a client that had lost
     patience, which then ran it again after the restart)"""
@@ -385,7 +410,7 @@ def test_a_request_queued_while_the_service_was_away_beyond_its_replay_window_is
     from delgrad_hil._service import DeviceService
 
     address = f"ipc://{tmp_path / 's'}"
-    client = ServiceClient(address, Signer(TOKEN.encode()), "late", timeout_s=10.0, attempts=2)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "late", timeout_s=10.0, attempts=1)  # (not counted)
     answered = {}
     asking = threading.Thread(target=lambda: answered.update(reply=client.request("health", expect="health")))
     asking.start()

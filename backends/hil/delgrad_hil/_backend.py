@@ -27,6 +27,7 @@ from delgrad_core import (
     FileFormatError,
     InvalidResultError,
     InvalidValueError,
+    backend_info,
     get_backend,
 )
 
@@ -236,7 +237,7 @@ class HilBackend(Backend):
     def _results_differ(self, options: dict, before: dict) -> bool:
         """Whether device `options` may give other results than the options `before` (those the
         device declares result-neutral aside, e.g. a thread count)."""
-        neutral = self._model.result_neutral_options
+        neutral = backend_info(self._service_device).details.get("result_neutral_options", frozenset())
         return {k: v for k, v in options.items() if k not in neutral} != \
             {k: v for k, v in before.items() if k not in neutral}
 

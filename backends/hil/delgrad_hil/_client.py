@@ -11,8 +11,8 @@ job runs once).  A job sent again is probed just before, so that the attempt lea
 service holds its result already (and its size: a reply counts only once it has arrived whole).
 A job that is still queued or running when its own time is up raises `ExecutionTimeout`;
 attempts used up raise `BackendUnavailable` saying what happened last.  A refused token is never
-retried.  "Try again" answers come at once for as long as their cause lasts: they are waited
-out, `max_backoff_s` apart, before they count as attempts.
+retried.  "Try again" answers come at once for as long as their cause lasts: they count as
+attempts only once they have come for as long as a silent service is given.
 """
 
 from __future__ import annotations
@@ -194,24 +194,26 @@ class ServiceClient:
         with self._lock:
             start = 0
             while start < len(jobs):
-                start, unanswered = self._overlap(message, len(jobs), replies, start, depth, expect, receive,
-                                                  job_timeout_s, deadlines)
+                start, unanswered, replayed = self._overlap(message, len(jobs), replies, start, depth, expect,
+                                                            receive, job_timeout_s, deadlines)
                 for index in unanswered:
                     message_type, fields, payload, what = message(index)
                     self.retries += 1
                     replies[index] = receive(index, self._request(message_type, fields, payload, expect,
-                                                                  deadlines[index], what))
+                                                                  deadlines[index], what, replay_resent=replayed))
         return replies
 
     def _overlap(self, message, count: int, replies: list, start: int, depth: int, expect: str, receive,
                  job_timeout_s: float, deadlines: dict) -> tuple[int, list[int]]:
         """Send jobs start.. keeping up to `depth` in flight, filling `replies` as they come and
         `deadlines` as they are sent (each job with `job_timeout_s`, also as its ``expires_s``);
-        (index of the first job not sent, indices in flight when trouble ended it).  Replies to
+        (index of the first job not sent, indices in flight when trouble ended it, whether that
+        trouble was a refusal as a replay).  Replies to
         earlier messages (e.g. a probe a finished request left unanswered) are dropped; a job
         still unanswered when its time is up raises `ExecutionTimeout`."""
         self._ensure_service()
         in_flight: dict[bytes, int] = {}  # nonce -> index
+        replayed = False
         position, heard = start, time.monotonic()  # (when the service last answered one of them)
         while position < count or in_flight:
             while position < count and len(in_flight) < depth:
@@ -234,16 +236,17 @@ class ServiceClient:
                 continue  # the answer to an earlier message
             heard = time.monotonic()
             if reply.type == "error":
-                self._retryable_error(reply.header, stale=True)  # raises the errors that retrying cannot change
+                said = self._retryable_error(reply.header, stale=True)  # raises what retrying cannot change
+                replayed = said.startswith("replayed:")
                 if index is not None:
                     in_flight[reply_to] = index
                 break
             self._check_type(reply, expect)
             replies[index] = receive(index, reply)
         else:
-            return position, []
+            return position, [], False
         self._close_socket()
-        return position, sorted(in_flight.values())
+        return position, sorted(in_flight.values()), replayed
 
     def _check_type(self, reply: Message, expect: str) -> None:
         """Raise if `reply` (to the request awaited, not an error) is not of type `expect`."""
@@ -299,18 +302,25 @@ class ServiceClient:
             raise self._token_refused() from None
 
     def _request(self, message_type: str, fields: dict | None, payload: bytes | None, expect: str,
-                 job_deadline: float | None, what: str) -> Message:
-        """`request` with the lock held; a job's time is up at `job_deadline` (monotonic seconds)."""
+                 job_deadline: float | None, what: str, *, replay_resent: bool = False) -> Message:
+        """`request` with the lock held; a job's time is up at `job_deadline` (monotonic seconds).
+        Not counted as attempts: one sending anew after a refusal as a replay (unless
+        `replay_resent` already), and "try again" answers (busy, shutting down: a service that is
+        there gives them at once for as long as their cause lasts) until they have come for as
+        long as a silent service is given (`attempts` x `timeout_s`)."""
         self._check_size(payload, message_type)
-        started, problems, attempt, waited_out = time.monotonic(), [], 0, 0
+        started, problems, attempt, not_counted, first_try_again = time.monotonic(), [], 0, 0, None
         while attempt < self.attempts:
             attempt += 1
             if problems:
                 self.retries += 1
-                ceiling = self._backoff_ceiling(attempt)
-                if waited_out:  # (a "try again" answer: it comes at once, for as long as its cause lasts)
-                    ceiling = max(ceiling, self.max_backoff_s)
-                time.sleep(self._jitter.uniform(ceiling / 2, ceiling))
+                ceiling = self._backoff_ceiling(len(problems) + 1)
+                wait_s = self._jitter.uniform(ceiling / 2, ceiling)
+                if job_deadline is not None and problems[-1][1].startswith(_TRY_AGAIN) \
+                        and time.monotonic() + wait_s >= job_deadline:
+                    time.sleep(max(0.0, job_deadline - time.monotonic()))
+                    raise self._job_timeout(what, f"the service answered {problems[-1][1]}")
+                time.sleep(wait_s)
             self._ensure_service()
             job = None if job_deadline is None else fields["job"]
             # (a job sent again is asked about first: that answer comes before the job's reply, which
@@ -319,21 +329,20 @@ class ServiceClient:
             # (the service drops the job unrun if it is still queued when this client has given up)
             expiry = {} if job is None else {"expires_s": max(0.0, job_deadline - time.monotonic())}
             nonce = self._send(message_type, {**(fields or {}), **expiry}, payload)
-            reply, problem = self._await(nonce, expect, job, job_deadline, what, asked,
-                                         stale=not any(said.startswith("replayed:") for _, said in problems))
+            reply, problem = self._await(nonce, expect, job, job_deadline, what, asked, stale=not replay_resent)
             if reply is not None:
                 return reply
             problems.append(problem)
-            if problem[1].startswith(_TRY_AGAIN) and waited_out < self._try_again_waits():
-                attempt, waited_out = attempt - 1, waited_out + 1  # (not counted: the service is there)
-        raise self._exhausted(what, problems, time.monotonic() - started, waited_out)
-
-    def _try_again_waits(self) -> int:
-        """How many "try again" answers (busy, shutting down) a request waits out, `max_backoff_s`
-        apart, before they count as attempts: as long as a silent service is given (`attempts` x
-        `timeout_s`), and at least one per attempt (a stopping service answers at once during its
-        grace period: five quick attempts were used up long before a restart)."""
-        return max(self.attempts, math.ceil(self.attempts * self.timeout_s / self.max_backoff_s))
+            if problem[1].startswith("replayed:"):
+                replay_resent = True
+            elif problem[1].startswith(_TRY_AGAIN):
+                first_try_again = first_try_again or time.monotonic()
+                if time.monotonic() - first_try_again >= self.attempts * self.timeout_s:
+                    continue
+            else:
+                continue
+            attempt, not_counted = attempt - 1, not_counted + 1
+        raise self._exhausted(what, problems, time.monotonic() - started, not_counted)
 
     def _backoff_ceiling(self, attempt: int) -> float:
         """The longest wait before `attempt` (2, 3, ...): `backoff_s` doubled per attempt up to
@@ -444,11 +453,12 @@ class ServiceClient:
             raise error
         return f"{code}: {header['message']}"
 
-    def _exhausted(self, what: str, problems: list, elapsed_s: float, waited_out: int = 0) -> BackendUnavailable:
+    def _exhausted(self, what: str, problems: list, elapsed_s: float, not_counted: int = 0) -> BackendUnavailable:
         """The error of a request whose attempts all failed, for `problems` (kind, text) of each
-        (`waited_out` of them "try again" answers not counted as attempts)."""
+        (`not_counted` of them not counted as attempts, see `_request`)."""
         kind, text = problems[-1]
-        besides = f" and {waited_out} answers to try again" if waited_out else ""
+        besides = (f" and {not_counted} sending{'s' * (not_counted > 1)} not counted (after answers to try again "
+                   "or a refusal as a replay)") if not_counted else ""
         counted = f"after {self.attempts} attempt{'s' * (self.attempts > 1)}{besides} ({elapsed_s:.1f} s)"
         if kind == "silent":
             small = (f"; timeout_s={self.timeout_s:g} s may be too small for any answer to arrive"
