@@ -243,6 +243,27 @@ def test_a_trial_that_kills_its_worker_every_time_fails_and_the_others_finish(tm
     assert sorted(row[1] for row in _accuracies(tmp_path)) == ["0", "2"]
 
 
+def test_a_worker_that_cannot_be_started_ends_the_sweep_and_its_started_workers(tmp_path, monkeypatch):
+    """(no file descriptor left for the second worker: the sweep printed its error and then waited
+    for ever, joining the first worker at exit, which waited for work)"""
+    from concurrent.futures import ProcessPoolExecutor
+
+    original, spawned = ProcessPoolExecutor._spawn_process, []
+
+    def spawn_one(self):
+        if spawned:
+            raise OSError(24, "Too many open files")
+        spawned.append(True)
+        original(self)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", spawn_one)
+    with pytest.raises(OSError, match="Too many open files"):
+        run_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path, jobs=2, echo=lambda line: None)
+    for child in multiprocessing.active_children():
+        child.join(timeout=10)
+    assert spawned and not multiprocessing.active_children()
+
+
 distributed = pytest.importorskip("distributed")
 
 

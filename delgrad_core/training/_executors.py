@@ -7,6 +7,7 @@ stops the others.
 
 from __future__ import annotations
 
+import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -118,8 +119,17 @@ class ProcessExecutor:
         the pool, the trials started in it, interrupted)."""
         workers = worker_pool(min(jobs, len(trials)))  # (no idle workers)
         threads = _threads_per_worker(jobs, len(trials))
-        futures = {workers.pool.submit(_train_in_worker, trial.settings, str(trial.folder), threads): trial
-                   for trial in trials}
+        futures = {}
+        try:
+            for trial in trials:
+                futures[workers.pool.submit(_train_in_worker, trial.settings, str(trial.folder), threads)] = trial
+        except BaseException:  # (e.g. no file descriptor left to start a worker: the pool's manager thread,
+            workers.pool.shutdown(wait=False, cancel_futures=True)  # which ends the workers, was never started;
+            for child in multiprocessing.active_children():  # the ones started waited for work for ever, and
+                child.kill()  # the sweep, joining them at exit, never ended; they run no trial yet, and take
+                # SIGTERM as a request to stop after the trial)
+            workers.started.close()
+            raise
         remaining, lost, started, interrupted = set(futures), set(), set(), False
         try:
             while remaining:
