@@ -41,10 +41,14 @@ def load_cached(key: str) -> Calibration | None:
     """The cached calibration of `key`, or None (missing; unreadable or foreign files are
     reported and ignored, and will be overwritten)."""
     path = cache_path(key)
-    if not path.exists():
-        return None
     try:
+        if not path.exists():
+            return None
         calibration = Calibration.load(path)
+    except PermissionError as exc:  # (a folder that cannot be searched: raised by exists() since Python 3.11)
+        warnings.warn(f"cannot read the calibration cache at {path.parent} ({exc.strerror}): calibrating anew",
+                      stacklevel=3)
+        return None
     except Exception as exc:  # (a cache entry is never worth a failed run: it is made again)
         warnings.warn(f"ignoring the unreadable cached calibration {path}: {type(exc).__name__}: {exc}",
                       stacklevel=3)

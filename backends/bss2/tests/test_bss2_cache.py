@@ -129,6 +129,26 @@ def test_a_cache_that_cannot_be_written_warns_and_the_calibration_is_used(tmp_pa
     assert blocker.read_text() == "not a folder"
 
 
+def test_a_cache_folder_that_cannot_be_searched_warns_and_the_calibration_is_made(cache, monkeypatch):
+    """(a folder of mode 000: Path.exists raised PermissionError, and calibration, so training on
+    the emulator, failed, where an unwritable cache warns)"""
+    from pathlib import Path
+
+    exists = Path.exists
+
+    def refused(path, *args, **kwargs):
+        if path.parent == cache:
+            raise PermissionError(13, "Permission denied", str(path))
+        return exists(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", refused)
+    with pytest.warns(UserWarning) as told:
+        _, calibration = _calibrate()
+    assert [str(warning.message).split(" (")[0] for warning in told] == [
+        f"cannot read the calibration cache at {cache}", "could not store the calibration in the cache"]
+    assert calibration == dg.get_backend("bss2-emulator", cache=False).calibrate()
+
+
 def test_the_calibrate_command_says_so_in_one_warning_line(tmp_path, monkeypatch):
     from delgrad_core.cli import main
     from delgrad_core.testing import cli_runner
