@@ -55,7 +55,7 @@ def test_a_sweep_without_matplotlib_warns_once_and_says_it_removes_the_earlier_f
     again = _sweep(out, hidden="4,6")  # (the figure shows one of the two results: it cannot be drawn anew)
     assert again.stderr.count("Warning:") == 1 and f"Warning: {text}" in again.stderr, again.stderr
     assert (f"note: removed {out / 'sweep.png'}, drawn from an earlier collection of results: it cannot be drawn "
-            "anew without matplotlib") in again.output
+            "anew now (matplotlib is not installed)") in again.output
     assert not (out / "sweep.png").exists()
     assert len(json.loads((out / "sweep_summary.json").read_text())) == 2
 
@@ -118,3 +118,19 @@ def test_the_summary_of_an_incomplete_sweep_says_which_seeds_it_lacks(tmp_path):
     assert 0 < summary[0]["median_test_accuracy"] <= 1
     rows = table.splitlines()
     assert rows[1].split()[:4] == ["none", "4", "28", "1/2"] and rows[2].split() == ["none", "6", "-", "0/2", "-", "-"]
+
+
+def test_a_matplotlib_that_cannot_be_loaded_is_not_called_missing(tmp_path, monkeypatch):
+    """(under a memory limit its libraries could not be mapped: the warning said it was not
+    installed, and advised installing it)"""
+    from delgrad_core.training import _plots
+
+    def unloadable():
+        raise ImportError("libpng16.so: failed to map segment from shared object")
+
+    monkeypatch.setattr(_plots, "_figure", unloadable)
+    with pytest.warns(UserWarning) as told:
+        assert _plots.plot_run(tmp_path, [], None, [], [], []) == []
+    assert [str(warning.message) for warning in told] == [
+        "matplotlib could not be loaded (ImportError: libpng16.so: failed to map segment from shared object): no plots "
+        "written"]

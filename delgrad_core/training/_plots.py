@@ -13,22 +13,34 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write
 
-__all__ = ["plot_run", "plots_available", "save_figure", "warn_no_matplotlib"]
+__all__ = ["plot_run", "plots_available", "save_figure", "warn_no_plots", "why_no_plots"]
+
+_NOT_INSTALLED = "matplotlib is not installed"
+
+
+def why_no_plots() -> str | None:
+    """Why no plots can be drawn (matplotlib is not installed, or could not be loaded, e.g. for
+    lack of memory); None if they can."""
+    try:
+        _figure()
+    except ModuleNotFoundError as exc:
+        if exc.name == "matplotlib":
+            return _NOT_INSTALLED
+        return f"matplotlib could not be loaded (ModuleNotFoundError: {exc})"
+    except (ImportError, OSError, MemoryError, SystemError) as exc:  # (e.g. its libraries could not be mapped)
+        return f"matplotlib could not be loaded ({type(exc).__name__}: {exc})"
+    return None
 
 
 def plots_available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return why_no_plots() is None
 
 
-def warn_no_matplotlib(stacklevel: int = 1) -> None:
-    """The warning that no plots are written because matplotlib is missing (`delgrad train` and
-    `delgrad sweep` say it the same way)."""
-    warnings.warn("matplotlib is not installed: no plots written (pip install 'delgrad[plot]')",
-                  stacklevel=stacklevel + 1)
+def warn_no_plots(reason: str, stacklevel: int = 1) -> None:
+    """The warning that no plots are written, and why (`delgrad train` and `delgrad sweep` say it
+    the same way)."""
+    advice = " (pip install 'delgrad[plot]')" if reason == _NOT_INSTALLED else ""
+    warnings.warn(f"{reason}: no plots written{advice}", stacklevel=stacklevel + 1)
 
 
 def _figure():
@@ -176,8 +188,9 @@ def plot_run(out_dir, history: list[dict], network, test_output_times, test_labe
     `Trainer.decision_plane`) decision_map.png and (with delays) delays.png into `out_dir`."""
     from delgrad_core._losses import first_spike_prediction
 
-    if not plots_available():
-        warn_no_matplotlib()
+    reason = why_no_plots()
+    if reason:
+        warn_no_plots(reason)
         return []
     plt = _figure()
     out_dir = Path(out_dir)

@@ -148,14 +148,15 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
     """Draw `summary` as `path` (sweep.png).  An earlier figure that cannot be drawn anew (no
     results, or no matplotlib: a warning) is removed, with a note if results exist: it may show
     what the table no longer has."""
-    from delgrad_core.training._plots import _figure, plots_available, save_figure, warn_no_matplotlib
+    from delgrad_core.training._plots import _figure, save_figure, warn_no_plots, why_no_plots
 
-    if not any(s["seeds"] for s in summary) or not plots_available():
-        if any(s["seeds"] for s in summary):
-            warn_no_matplotlib(stacklevel=2)
+    reason = why_no_plots() if any(s["seeds"] for s in summary) else None
+    if not any(s["seeds"] for s in summary) or reason:
+        if reason:
+            warn_no_plots(reason, stacklevel=2)
             if path.exists():
                 echo(f"note: removed {path}, drawn from an earlier collection of results: it cannot be drawn anew "
-                     "without matplotlib")
+                     f"now ({reason})")
         path.unlink(missing_ok=True)
         return
     plt = _figure()
