@@ -149,3 +149,22 @@ def test_epochs_lowered_after_the_trainer_was_built_are_refused(tmp_path):
         trainer.config.epochs = 2
         with pytest.raises(dg.InvalidValueError, match="lowered to 2, but the trainer was built for 3 epochs"):
             trainer.fit(progress=False)
+
+
+def test_the_error_that_ends_a_claim_of_a_folder_is_not_replaced_by_one_of_its_clean_up(tmp_path, monkeypatch):
+    """(a lack of memory, or a full disk, met again by the clean-up was told instead: "Cannot
+    allocate memory: 'run'" for a failure of the run's plots)"""
+    from pathlib import Path
+
+    from delgrad_core.training._run_folder import folder_lock
+
+    def no_memory(self):
+        raise OSError(12, "Cannot allocate memory", str(self))
+
+    with pytest.raises(ValueError, match="the real error"):
+        with folder_lock(tmp_path / "run"):
+            monkeypatch.setattr(Path, "iterdir", no_memory)
+            raise ValueError("the real error")
+    monkeypatch.undo()
+    with folder_lock(tmp_path / "run"):  # (the lock was let go)
+        pass

@@ -162,13 +162,15 @@ def folder_lock(path, files=()):
         except OSError as exc:
             raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
         yield path
-    finally:
+    finally:  # (errors of the clean-up are not told: they replaced the error that ended the block, e.g.
+        # a full disk, which the close's second flush of the lock file met again, or a lack of memory)
         with _HELD_LOCK:  # (a fork between forgetting the lock and letting it go would pass it on)
             if locked:
                 _HELD.pop(key, None)
-            handle.close()  # releases the lock
-        if locked and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
             with contextlib.suppress(OSError):
+                handle.close()  # releases the lock (the file is closed even when its flush fails)
+        with contextlib.suppress(OSError):
+            if locked and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
                 (path / _LOCK_NAME).unlink()
                 if made_here:
                     path.rmdir()
