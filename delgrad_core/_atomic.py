@@ -156,11 +156,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             check()
         os.replace(tmp_name, path)
         fsync_directory(path.parent)
+    except OSError as exc:
+        _remove(tmp_name)
+        if exc.filename is None and exc.errno is not None:  # (a failed write or flush names no file)
+            raise type(exc)(exc.errno, f"{exc.strerror} (writing {path})") from exc
+        raise
     except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        _remove(tmp_name)
         raise
     return path
+
+
+def _remove(name: str) -> None:
+    """Remove the temporary file `name` if it is there."""
+    with contextlib.suppress(OSError):  # (an error here would hide the one that ended the write)
+        os.unlink(name)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, os_strings: bool = False) -> Path:

@@ -168,3 +168,23 @@ def test_the_error_that_ends_a_claim_of_a_folder_is_not_replaced_by_one_of_its_c
     monkeypatch.undo()
     with folder_lock(tmp_path / "run"):  # (the lock was let go)
         pass
+
+
+def test_a_write_that_fails_after_the_first_epoch_names_its_file_and_how_to_resume(tmp_path, monkeypatch):
+    """(a full disk ended the run with "[Errno 28] No space left on device", naming neither the
+    file nor how to go on, while the run looked finished)"""
+    from delgrad_core._atomic import atomic_write
+    from delgrad_core.training import _run
+
+    def full_disk(path, *args, **kwargs):
+        atomic_write(tmp_path / "elsewhere.png", lambda handle: (_ for _ in ()).throw(OSError(28, "No space left on "
+                                                                                               "device")))
+
+    monkeypatch.setattr(_run, "plot_run", full_disk)
+    out = tmp_path / "run"
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "2", "--out", str(out)])
+    assert result.exit_code == 1 and result.stderr.strip().endswith(
+        f"Error: [Errno 28] No space left on device (writing {tmp_path / 'elsewhere.png'}); every epoch is trained and "
+        f"saved, but not all the run's results are written: finish them with delgrad train --out {out} --resume once "
+        "the cause is removed"), result.stderr
+    assert not list(tmp_path.glob(".elsewhere.png*"))  # (its temporary file is removed)

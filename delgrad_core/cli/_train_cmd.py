@@ -170,6 +170,12 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         else:
             click.echo("\ninterrupted before the first epoch finished; nothing to resume", err=True)
         sys.exit(interrupted_status())
+    except OSError as exc:  # (e.g. a full disk): the epochs done are kept
+        if not RunFolder(out).checkpoint.exists():
+            raise
+        named = f" ({exc.filename})" if exc.filename else ""
+        raise OSError(exc.errno, f"{exc.strerror or exc}{named}; {_resume_hint(out, config.epochs)} once the cause "
+                                 "is removed") from None
     except BackendError as exc:  # (e.g. a service that stays away): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
             raise
