@@ -86,15 +86,15 @@ def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -
 
 
 def _unchangeable(array: np.ndarray) -> bool:
-    """Whether `array`'s values cannot change in place now: it is read-only and so is all memory
-    it views (a read-only view of a writable array changes with that array).  An array owning its
-    memory can be made writeable again: whoever relies on this asks again before each use."""
+    """Whether `array`'s values cannot change in place: it is read-only and so is all memory it
+    views, down to immutable bytes (a read-only view of a writable array changes with that array,
+    and numpy lets an array owning its memory be made writeable, changed and made read-only again)."""
     current = array
     while isinstance(current, np.ndarray):
         if current.flags.writeable:
             return False
         current = current.base
-    return current is None or isinstance(current, bytes)
+    return isinstance(current, bytes)
 
 
 def check_type(value, expected: type, field_name: str):
@@ -300,8 +300,7 @@ class Projection(_Freezable):
         C-contiguous float64 again, their shapes must fit the delay kind, values finite, delays >= 0."""
         checked = self.__dict__.get("_checked")
         if self._frozen or (checked is not None and all(
-                mine is seen for mine, seen in zip((self.weights, self.delays, self.delay_kind), checked))
-                and self._read_only()):  # (a read-only array owning its memory can be made writeable again)
+                mine is seen for mine, seen in zip((self.weights, self.delays, self.delay_kind), checked))):
             return
         _check_name(self.name, "Projection")
         self.delay_kind = DelayKind.parse(self.delay_kind, f"{self.name}.delay_kind")
@@ -325,12 +324,9 @@ class Projection(_Freezable):
 
     def _remember_if_read_only(self) -> None:
         """Arrays whose values cannot change need no second check: the next validate() of the
-        same arrays, still read-only, is free."""
-        if self._read_only():
+        same arrays is free."""
+        if _unchangeable(self.weights) and (self.delays is None or _unchangeable(self.delays)):
             object.__setattr__(self, "_checked", (self.weights, self.delays, self.delay_kind))
-
-    def _read_only(self) -> bool:
-        return _unchangeable(self.weights) and (self.delays is None or _unchangeable(self.delays))
 
     def delay_matrix(self) -> np.ndarray:
         """Delays expanded to one value per synapse, shape (n_pre, n_post)."""

@@ -269,14 +269,20 @@ def test_a_read_only_view_of_a_writable_array_is_checked_again():
     memory[:] = -100.0
     with pytest.raises(dg.InvalidValueError, match=r"hidden.projection.delays: must be >= 0, got min -100.0"):
         dg.forward(network, _inputs())
+    immutable = np.frombuffer(np.full((4, 6), 0.5).tobytes()).reshape(4, 6)
+    network.layers[0].projection.weights = np.frombuffer(weights.tobytes()).reshape(weights.shape)
+    network.layers[0].projection.delays = immutable
+    network.validate()
+    assert network.layers[0].projection._checked[1] is immutable  # (arrays that cannot change: checked once)
+    # (numpy lets an array owning its memory be made writeable, changed and made read-only again: -0.9 then
+    # gave a spike before its input)
     owned = np.full((4, 6), 0.5)
     owned.flags.writeable = False
     network.layers[0].projection.delays = owned
     network.validate()
-    assert network.layers[0].projection._checked[1] is owned  # (arrays that cannot change: checked once)
-    # (numpy lets an array owning its memory be made writeable again: -0.9 then gave a spike before its input)
     owned.flags.writeable = True
     owned[0, 0] = -0.9
+    owned.flags.writeable = False
     with pytest.raises(dg.InvalidValueError, match=r"hidden.projection.delays: must be >= 0, got min -0.9"):
         dg.forward(network, _inputs())
 
