@@ -163,10 +163,11 @@ def test_batches_cover_every_sample_once():
 @pytest.mark.parametrize(("point", "message"), [
     ((float("nan"), 0.5), "x: expected a finite number"),  # (was class 0)
     ((0.5, float("inf")), "y: expected a finite number"),
-    ((np.array([0.5]), 0.5), r"x: expected a finite number \(one point; yin_yang_plane classifies arrays\)"),
+    ((np.array([0.5]), 0.5), r"x: expected a finite number \(the coordinate of one point\), got array"),
     ((5.0, 5.0), r"\(x, y\): \(5.0, 5.0\) lies outside the big circle"),  # (was class 1)
     ((0.0, 0.0), "lies outside the big circle"),
 ])
 def test_class_rule_refuses_points_it_does_not_classify(point, message):
     with pytest.raises(InvalidValueError, match=message):
         yin_yang_class(*point)
+    assert yin_yang_class(np.array(0.75), np.float32(0.5)) == 2  # (a 0-d array is one number)

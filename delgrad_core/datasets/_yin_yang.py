@@ -42,14 +42,20 @@ def yin_yang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5)
     big circle has no class: `InvalidValueError`, as for coordinates that are no finite numbers.
     """
     r_small, r_big = _radii(r_small, r_big)
-    for name, value in (("x", x), ("y", y)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise InvalidValueError(f"{name}: expected a finite number (one point; yin_yang_plane classifies arrays), "
-                                    f"got {value!r}")
-    if _distance(float(x), float(y), r_big, r_big) > r_big:
+    x, y = _coordinate(x, "x"), _coordinate(y, "y")
+    if _distance(x, y, r_big, r_big) > r_big:
         raise InvalidValueError(f"(x, y): ({x!r}, {y!r}) lies outside the big circle (centre ({r_big:g}, {r_big:g}), "
                                 f"radius {r_big:g}), where no class is defined")
-    return _class_of(float(x), float(y), r_small, r_big)
+    return _class_of(x, y, r_small, r_big)
+
+
+def _coordinate(value, name: str) -> float:
+    """A coordinate of one point as a float: a finite real number (or a 0-d array of one)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InvalidValueError(f"{name}: expected a finite number (the coordinate of one point), got {value!r}")
+    return float(value)
 
 
 def _class_of(x: float, y: float, r_small: float, r_big: float) -> int:
