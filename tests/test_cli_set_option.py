@@ -63,6 +63,10 @@ def test_a_bad_option_of_a_config_files_section_names_the_file(tmp_path, command
     result = cli_runner().invoke(main, [*base, "--config", str(config), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and f"Error: {config}: " in result.stderr and \
         "unknown parameter(s) repet (did you mean repeat?)" in result.stderr, result.stderr
+    config.write_text("[backend]\nn_threads = 'x'\n")  # (a bad value, refused when the backend is built)
+    result = cli_runner().invoke(main, [*base, "--config", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and f"Error: {config}: backend_options: backend 'reference': n_threads: expected an " \
+        "integer" in result.stderr, result.stderr
     config.write_text("[backend]\nn_threads = 1\n")  # (the command line's options are not the file's)
     result = cli_runner().invoke(main, [*base, "--config", str(config), "--backend-option", "n_thread=1",
                                         "--out", str(tmp_path / "run")])

@@ -676,8 +676,9 @@ def test_sectioned_config_files(tmp_path):
         ("[encoder]\nt-early = 0.1\nt_early = 0.3\n", r"\[encoder\] sets t_early twice"),
         ("[backend]\nn-threads = 1\nn_threads = 2\n", r"\[backend\] sets n_threads twice"),
         # a misspelt section or setting: the closest name (the section was taken for an unknown setting)
-        ("[optimizer]\nweight_lr = 0.1\n", r"\[optimizer\] is no section \(did you mean optimiser\?\); the sections: "
-                                            "data, network, encoder, optimiser, loss, heuristics, backend"),
+        ("[optimizer]\nweight_lr = 0.1\n", r"optimizer is neither a setting nor a section \(did you mean optimiser\?\); "
+                                            "the sections: data, network, encoder, optimiser, loss, heuristics, backend"),
+        ("foo = {a = 1}\n", "foo is neither a setting nor a section; the sections: data,"),
         ("[network]\nhiden = [3]\n", r"unknown setting 'hiden' in \[network\] \(did you mean hidden\?\)"),
         ("weigth_lr = 0.1\n", r"unknown setting\(s\) weigth_lr \(did you mean weight_lr\?\)"),
     ]:

@@ -159,7 +159,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
             summary = run_training(config, out, resume=resume, progress=not no_progress,
                                    should_stop=stop_if_interrupted)
     except (BackendOptionsError, DatasetOptionsError, SettingsConflictError) as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(with_its_file(exc, config_file, options, set_settings, backend_options,
+                                             dataset_options)) from None
     except UnsupportedNetworkError as exc:  # a capability the settings' network needs (not the device's resources)
         if exc.capability == "resources":
             raise

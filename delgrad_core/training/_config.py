@@ -576,8 +576,9 @@ def load_config(path: str | Path) -> dict:
         if key in _sections() and isinstance(value, dict):  # a [section] table, not a setting
             section_values = _flatten_section(key, value, str(path))
         elif isinstance(value, dict) and key not in _field_names():
-            raise InvalidValueError(f"{path}: [{key}] is no section{close_name_hint(key, _sections())}; the "
-                                    f"sections: {', '.join(_sections())} (docs/training.md)")
+            raise InvalidValueError(f"{path}: {key} is neither a setting nor a section"
+                                    f"{close_name_hint(key, [*_sections(), *_field_names()])}; the sections: "
+                                    f"{', '.join(_sections())} (docs/training.md)")
         else:
             section_values = {key: value}
         twice = sorted(set(section_values) & set(flat))
