@@ -49,6 +49,12 @@ def checked_before_commit(check: Callable[[], object]):
         _commit_checks.remove(check)
 
 
+def run_commit_checks() -> None:
+    """Call the checks of `checked_before_commit` (for a write that is not atomic, e.g. an append)."""
+    for check in _commit_checks:
+        check()
+
+
 def _name_max(folder: Path) -> int:
     """The longest file name (in bytes) the file system of the existing `folder` accepts."""
     try:
@@ -152,8 +158,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             handle.flush()
             os.fchmod(handle.fileno(), _FILE_MODE)
             os.fsync(handle.fileno())
-        for check in _commit_checks:
-            check()
+        run_commit_checks()
         os.replace(tmp_name, path)
         fsync_directory(path.parent)
     except OSError as exc:

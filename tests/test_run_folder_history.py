@@ -188,3 +188,22 @@ def test_a_write_that_fails_after_the_first_epoch_names_its_file_and_how_to_resu
         f"saved, but not all the run's results are written: finish them with delgrad train --out {out} --resume once "
         "the cause is removed"), result.stderr
     assert not list(tmp_path.glob(".elsewhere.png*"))  # (its temporary file is removed)
+
+
+def test_nothing_is_written_by_name_into_a_folder_that_replaced_the_claimed_one(tmp_path):
+    """(a run folder moved aside and made anew mid-run: the run wrote on into the new folder,
+    without its lock, and ended with status 0, leaving a history that starts at epoch 38)"""
+    from delgrad_core._atomic import atomic_write_text
+    from delgrad_core.training._run_folder import RunFolder, folder_lock
+
+    run = tmp_path / "run"
+    with folder_lock(run):
+        atomic_write_text(run / "before.txt", "written")
+        run.rename(tmp_path / "moved")
+        run.mkdir()
+        for write in (lambda: atomic_write_text(run / "after.txt", "lost"),
+                      lambda: RunFolder(run).append_history({"epoch": 1})):
+            with pytest.raises(dg.RunFolderError, match=f"{run}: the folder was moved, removed or replaced while this "
+                                                        "process wrote in it"):
+                write()
+    assert sorted(path.name for path in run.iterdir()) == [] and (tmp_path / "moved" / "before.txt").exists()

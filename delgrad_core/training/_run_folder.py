@@ -24,7 +24,8 @@ import threading
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from delgrad_core._atomic import atomic_write, atomic_write_text, fsync_directory, temporaries
+from delgrad_core._atomic import (atomic_write, atomic_write_text, checked_before_commit, fsync_directory,
+                                  run_commit_checks, temporaries)
 from delgrad_core._errors import FileFormatError, FolderInUseError, InvalidValueError, RunFolderError
 from delgrad_core._npz import NpzArchive, write_npz
 from delgrad_core._serialization import save_network
@@ -161,7 +162,8 @@ def folder_lock(path, files=()):
             os.unlink(path / _WRITE_TEST)
         except OSError as exc:
             raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
-        yield path
+        with checked_before_commit(_still_the_folder(path, os.fstat(handle.fileno()))):
+            yield path
     finally:  # (errors of the clean-up are not told: they replaced the error that ended the block, e.g.
         # a full disk, which the close's second flush of the lock file met again, or a lack of memory)
         with _HELD_LOCK:  # (a fork between forgetting the lock and letting it go would pass it on)
@@ -174,6 +176,20 @@ def folder_lock(path, files=()):
                 (path / _LOCK_NAME).unlink()
                 if made_here:
                     path.rmdir()
+
+
+def _still_the_folder(path: Path, lock_file: os.stat_result):
+    """A check that `path` still holds the lock file `lock_file` (the folder was not moved,
+    removed or replaced: files written by its path would go to another folder, unlocked)."""
+    def check() -> None:
+        try:
+            now = os.stat(path / _LOCK_NAME)
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (lock_file.st_dev, lock_file.st_ino):
+            raise RunFolderError(f"{path}: the folder was moved, removed or replaced while this process wrote in it; "
+                                 "nothing more is written by its name (its files are where the folder went)")
+    return check
 
 
 def remove_stale_temporaries(folder, patterns) -> list[Path]:
@@ -344,7 +360,8 @@ class RunFolder:
             return checked_state(checkpoint.json(STATE_KEY), self.checkpoint)["epoch"]
 
     def append_history(self, record: dict) -> None:
-        """Append one epoch's record as a JSON line, durably."""
+        """Append one epoch's record as a JSON line, durably (in the folder this process holds)."""
+        run_commit_checks()
         with open(self.history_file, "a", encoding="utf-8") as handle:
             handle.write(history_line(record))
             handle.flush()
