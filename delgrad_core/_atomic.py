@@ -10,6 +10,7 @@ NAME cut short where the file system's limit on names needs it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
@@ -86,6 +87,9 @@ def _temporary_file(path: Path) -> tuple[int, str]:
         raise OSError(exc.errno, f"{exc.strerror} (making a temporary file beside it)", str(path)) from None
 
 
+_FSYNC_REFUSED = {errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES, errno.EPERM}
+
+
 def fsync_directory(path: str | os.PathLike) -> None:
     """Make a rename or a new file in directory `path` durable (where the platform allows)."""
     try:
@@ -94,8 +98,9 @@ def fsync_directory(path: str | os.PathLike) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
+    except OSError as exc:  # some file systems refuse fsync on directories; a failed one is told
+        if exc.errno not in _FSYNC_REFUSED:
+            raise type(exc)(exc.errno, f"{exc.strerror} (making the new files of {path} durable)") from None
     finally:
         os.close(fd)
 

@@ -207,3 +207,28 @@ def test_nothing_is_written_by_name_into_a_folder_that_replaced_the_claimed_one(
                                                         "process wrote in it"):
                 write()
     assert sorted(path.name for path in run.iterdir()) == [] and (tmp_path / "moved" / "before.txt").exists()
+
+
+@pytest.mark.parametrize(("code", "told"), [(5, True), (22, False)], ids=["EIO", "EINVAL"])
+def test_a_failed_fsync_of_the_folder_is_told_one_the_file_system_refuses_is_not(tmp_path, monkeypatch, code, told):
+    """(every error of the folder's fsync was swallowed: an I/O error left a rename that may not
+    survive a crash, and the run reported success)"""
+    import os
+    import stat
+
+    from delgrad_core._atomic import atomic_write_text
+
+    fsync = os.fsync
+
+    def failing_for_folders(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(code, os.strerror(code))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_for_folders)
+    if told:
+        with pytest.raises(OSError, match=rf"Input/output error \(making the new files of {tmp_path} durable\)"):
+            atomic_write_text(tmp_path / "file.txt", "text")
+    else:
+        atomic_write_text(tmp_path / "file.txt", "text")
+    assert (tmp_path / "file.txt").read_text() == "text"
