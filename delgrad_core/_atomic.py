@@ -22,8 +22,8 @@ from typing import BinaryIO
 
 from delgrad_core._errors import InvalidValueError
 
-__all__ = ["atomic_write", "atomic_write_text", "check_file_name", "checked_before_commit", "followed_path",
-           "fsync_directory", "is_temporary_of", "temporaries", "write_to"]
+__all__ = ["atomic_write", "atomic_write_text", "check_file_name", "check_folder", "checked_before_commit",
+           "checked_in_folder", "followed_path", "fsync_directory", "is_temporary_of", "temporaries", "write_to"]
 
 
 def _file_mode() -> int:
@@ -50,9 +50,25 @@ def checked_before_commit(check: Callable[[], object]):
         _commit_checks.remove(check)
 
 
-def run_commit_checks() -> None:
-    """Call the checks of `checked_before_commit` (for a write that is not atomic, e.g. an append)."""
-    for check in _commit_checks:
+_folder_checks: dict[str, Callable[[], object]] = {}  # real path of a folder -> called before each write into it
+
+
+@contextlib.contextmanager
+def checked_in_folder(folder: str | os.PathLike, check: Callable[[], object]):
+    """Within: `check()` is called before an atomic write moves its file into `folder` (by its
+    real path at the start), and by `check_folder` (e.g. before an append there)."""
+    key = os.path.realpath(folder)
+    _folder_checks[key] = check
+    try:
+        yield
+    finally:
+        _folder_checks.pop(key, None)
+
+
+def check_folder(folder: str | os.PathLike) -> None:
+    """Call the check of `checked_in_folder` for a write into `folder`, if it has one."""
+    check = _folder_checks.get(os.path.realpath(folder))
+    if check is not None:
         check()
 
 
@@ -100,7 +116,7 @@ def fsync_directory(path: str | os.PathLike) -> None:
         os.fsync(fd)
     except OSError as exc:  # some file systems refuse fsync on directories; a failed one is told
         if exc.errno not in _FSYNC_REFUSED:
-            raise type(exc)(exc.errno, f"{exc.strerror} (making the new files of {path} durable)") from None
+            raise type(exc)(exc.errno, f"{exc.strerror} (making the folder's new files durable)", str(path)) from None
     finally:
         os.close(fd)
 
@@ -163,7 +179,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             handle.flush()
             os.fchmod(handle.fileno(), _FILE_MODE)
             os.fsync(handle.fileno())
-        run_commit_checks()
+        for check in _commit_checks:
+            check()
+        check_folder(path.parent)
         os.replace(tmp_name, path)
         fsync_directory(path.parent)
     except OSError as exc:

@@ -89,8 +89,8 @@ def network_from_archive(archive: NpzArchive, prefix: str = "", *, read_only: bo
 
     def load(name: str) -> np.ndarray:
         array = archive.array(name, kind="fiu")
-        if read_only:
-            array.setflags(write=False)
+        if read_only:  # (over immutable bytes: an array owning its memory could be made writeable again)
+            array = np.frombuffer(array.tobytes(), dtype=array.dtype).reshape(array.shape)
         return array
 
     def fail(message: str) -> FileFormatError:

@@ -227,8 +227,25 @@ def test_a_failed_fsync_of_the_folder_is_told_one_the_file_system_refuses_is_not
 
     monkeypatch.setattr(os, "fsync", failing_for_folders)
     if told:
-        with pytest.raises(OSError, match=rf"Input/output error \(making the new files of {tmp_path} durable\)"):
+        with pytest.raises(OSError, match=rf"Input/output error \(making the folder.s new files durable\): .{tmp_path}."):
             atomic_write_text(tmp_path / "file.txt", "text")
     else:
         atomic_write_text(tmp_path / "file.txt", "text")
     assert (tmp_path / "file.txt").read_text() == "text"
+
+
+def test_a_claimed_folder_that_went_away_blocks_no_write_elsewhere(tmp_path, monkeypatch):
+    """(its check ran before every atomic write of the process: a Trainer left open on a folder
+    since removed, or a relative folder after a chdir, made every other write fail)"""
+    from delgrad_core._atomic import atomic_write_text
+    from delgrad_core.training._run_folder import folder_lock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    with folder_lock("run"):
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        atomic_write_text("note.txt", "relative, after a chdir")  # (not into the claimed folder)
+        atomic_write_text(tmp_path / "run" / "inside.txt", "the claimed folder, by its real path")
+        shutil.rmtree(tmp_path / "run")
+        atomic_write_text(tmp_path / "other.txt", "another folder")
+    assert (tmp_path / "elsewhere" / "note.txt").exists() and (tmp_path / "other.txt").exists()

@@ -257,11 +257,18 @@ def test_a_worker_that_cannot_be_started_ends_the_sweep_and_its_started_workers(
         original(self)
 
     monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", spawn_one)
-    with pytest.raises(OSError, match="Too many open files"):
-        run_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path, jobs=2, echo=lambda line: None)
-    for child in multiprocessing.active_children():
-        child.join(timeout=10)
-    assert spawned and not multiprocessing.active_children()
+    bystander = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))  # (not the pool's)
+    bystander.start()
+    try:
+        with pytest.raises(OSError, match="Too many open files"):
+            run_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path, jobs=2, echo=lambda line: None)
+        workers = [child for child in multiprocessing.active_children() if child is not bystander]
+        for child in workers:
+            child.join(timeout=10)
+        assert spawned and not any(child.is_alive() for child in workers) and bystander.is_alive()
+    finally:
+        bystander.kill()
+        bystander.join()
 
 
 distributed = pytest.importorskip("distributed")

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 
 from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
-from delgrad_core._errors import BackendError, FileFormatError, InvalidValueError, UnsupportedNetworkError
+from delgrad_core._errors import (BackendError, DelgradError, FileFormatError, InvalidValueError,
+                                  UnsupportedNetworkError)
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, check_out_names, command_line_settings,
     given_once, one_or_list, refuse_not_installed, refuse_set_twice, with_its_file, with_tables,
@@ -174,9 +175,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     except OSError as exc:  # (e.g. a full disk): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
             raise
-        named = f" ({exc.filename})" if exc.filename else ""
-        raise OSError(exc.errno, f"{exc.strerror or exc}{named}; {_resume_hint(out, config.epochs)} once the cause "
-                                 "is removed") from None
+        raise DelgradError(f"{exc}; {_resume_hint(out, config.epochs)} once the cause is removed") from None
     except BackendError as exc:  # (e.g. a service that stays away): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
             raise

@@ -7,7 +7,6 @@ stops the others.
 
 from __future__ import annotations
 
-import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -123,11 +122,14 @@ class ProcessExecutor:
         try:
             for trial in trials:
                 futures[workers.pool.submit(_train_in_worker, trial.settings, str(trial.folder), threads)] = trial
-        except BaseException:  # (e.g. no file descriptor left to start a worker: the pool's manager thread,
-            workers.pool.shutdown(wait=False, cancel_futures=True)  # which ends the workers, was never started;
-            for child in multiprocessing.active_children():  # the ones started waited for work for ever, and
-                child.kill()  # the sweep, joining them at exit, never ended; they run no trial yet, and take
-                # SIGTERM as a request to stop after the trial)
+        except BaseException:  # (e.g. no file descriptor left to start a worker: with fork, the pool's manager
+            # thread, which ends the workers, was not started yet; the ones started waited for work for ever, and
+            # the sweep, joining them at exit, never ended. They are killed, as SIGTERM asks a worker to stop after
+            # its trial; one that began a trial, as with spawn, resumes it from its last epoch on the next run.)
+            started = list((getattr(workers.pool, "_processes", None) or {}).values())  # (CPython's record of them)
+            workers.pool.shutdown(wait=False, cancel_futures=True)  # (which forgets them)
+            for process in started:
+                process.kill()
             workers.started.close()
             raise
         remaining, lost, started, interrupted = set(futures), set(), set(), False

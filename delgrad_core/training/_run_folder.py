@@ -24,8 +24,8 @@ import threading
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from delgrad_core._atomic import (atomic_write, atomic_write_text, checked_before_commit, fsync_directory,
-                                  run_commit_checks, temporaries)
+from delgrad_core._atomic import (atomic_write, atomic_write_text, check_folder, checked_in_folder, fsync_directory,
+                                  temporaries)
 from delgrad_core._errors import FileFormatError, FolderInUseError, InvalidValueError, RunFolderError
 from delgrad_core._npz import NpzArchive, write_npz
 from delgrad_core._serialization import save_network
@@ -162,7 +162,7 @@ def folder_lock(path, files=()):
             os.unlink(path / _WRITE_TEST)
         except OSError as exc:
             raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
-        with checked_before_commit(_still_the_folder(path, os.fstat(handle.fileno()))):
+        with checked_in_folder(key, _still_the_folder(path, Path(key), os.fstat(handle.fileno()))):
             yield path
     finally:  # (errors of the clean-up are not told: they replaced the error that ended the block, e.g.
         # a full disk, which the close's second flush of the lock file met again, or a lack of memory)
@@ -178,12 +178,13 @@ def folder_lock(path, files=()):
                     path.rmdir()
 
 
-def _still_the_folder(path: Path, lock_file: os.stat_result):
-    """A check that `path` still holds the lock file `lock_file` (the folder was not moved,
-    removed or replaced: files written by its path would go to another folder, unlocked)."""
+def _still_the_folder(path: Path, real_path: Path, lock_file: os.stat_result):
+    """A check that folder `path` (at `real_path`) still holds the lock file `lock_file` (it was
+    not moved, removed or replaced: files written by its path would go to another folder,
+    unlocked)."""
     def check() -> None:
         try:
-            now = os.stat(path / _LOCK_NAME)
+            now = os.stat(real_path / _LOCK_NAME)
         except OSError:
             now = None
         if now is None or (now.st_dev, now.st_ino) != (lock_file.st_dev, lock_file.st_ino):
@@ -361,11 +362,16 @@ class RunFolder:
 
     def append_history(self, record: dict) -> None:
         """Append one epoch's record as a JSON line, durably (in the folder this process holds)."""
-        run_commit_checks()
-        with open(self.history_file, "a", encoding="utf-8") as handle:
-            handle.write(history_line(record))
-            handle.flush()
-            os.fsync(handle.fileno())
+        check_folder(self.path)
+        try:
+            with open(self.history_file, "a", encoding="utf-8") as handle:
+                handle.write(history_line(record))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            if exc.filename is None and exc.errno is not None:  # (a failed write or flush names no file)
+                raise type(exc)(exc.errno, exc.strerror, str(self.history_file)) from None
+            raise
         fsync_directory(self.path)
 
     def read_history(self, n_epochs: int) -> list[dict]:

@@ -46,7 +46,7 @@ def load_cached(key: str) -> Calibration | None:
             return None
         calibration = Calibration.load(path)
     except PermissionError as exc:  # (a folder that cannot be searched: raised by exists() since Python 3.11)
-        warnings.warn(f"cannot read the calibration cache at {path.parent} ({exc.strerror}): calibrating anew",
+        warnings.warn(f"cannot read the calibration cache entry {path} ({exc.strerror}): calibrating anew",
                       stacklevel=3)
         return None
     except Exception as exc:  # (a cache entry is never worth a failed run: it is made again)
@@ -57,6 +57,14 @@ def load_cached(key: str) -> Calibration | None:
         warnings.warn(f"ignoring the cached calibration {path}: it holds key {calibration.cache_key!r}", stacklevel=3)
         return None
     return calibration
+
+
+def _exists_not_folder(path: Path) -> bool:
+    """Whether something other than a folder is at `path` (False where that cannot be seen)."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # (a folder above it that cannot be searched: exists() raises since Python 3.11)
+        return False
 
 
 def _remove_dangling_link(path: Path) -> None:
@@ -89,9 +97,7 @@ def store(calibration: Calibration) -> tuple[str, str]:
         calibration.save(path)
         _remove_dead_temporaries(path.parent)
     except (OSError, InvalidValueError) as exc:  # (InvalidValueError: the entry is a folder or a pipe)
-        folder = path.parent
-        reason = ("not a folder" if folder.exists() and not folder.is_dir() else
-                  getattr(exc, "strerror", None) or str(exc))
+        reason = "not a folder" if _exists_not_folder(path.parent) else getattr(exc, "strerror", None) or str(exc)
         warnings.warn(f"could not store the calibration in the cache ({path}: {reason}); going on without it (set "
                       f"{CACHE_ENV} to a writable folder, or pass the backend option cache=false)", stacklevel=3)
         return "not_stored", str(path)
