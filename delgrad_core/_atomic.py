@@ -23,7 +23,8 @@ from typing import BinaryIO
 from delgrad_core._errors import InvalidValueError
 
 __all__ = ["atomic_write", "atomic_write_text", "check_file_name", "check_folder", "checked_before_commit",
-           "checked_in_folder", "followed_path", "fsync_directory", "is_temporary_of", "temporaries", "write_to"]
+           "checked_in_folder", "followed_path", "fsync_directory", "is_temporary_of", "naming_the_file",
+           "temporaries", "write_to"]
 
 
 def _file_mode() -> int:
@@ -67,9 +68,16 @@ def checked_in_folder(folder: str | os.PathLike, check: Callable[[], object]):
 
 def check_folder(folder: str | os.PathLike) -> None:
     """Call the check of `checked_in_folder` for a write into `folder`, if it has one."""
-    check = _folder_checks.get(os.path.realpath(folder))
+    check = _folder_checks.get(os.path.realpath(folder)) if _folder_checks else None
     if check is not None:
         check()
+
+
+def naming_the_file(exc: OSError, path: str | os.PathLike) -> OSError:
+    """`exc`, or for a failed write or flush, which names no file, the same error naming `path`."""
+    if exc.filename is None and exc.errno is not None:
+        return type(exc)(exc.errno, f"{exc.strerror} (writing {path})")
+    return exc
 
 
 def _name_max(folder: Path) -> int:
@@ -186,9 +194,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         fsync_directory(path.parent)
     except OSError as exc:
         _remove(tmp_name)
-        if exc.filename is None and exc.errno is not None:  # (a failed write or flush names no file)
-            raise type(exc)(exc.errno, f"{exc.strerror} (writing {path})") from exc
-        raise
+        named = naming_the_file(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
     except BaseException:
         _remove(tmp_name)
         raise

@@ -212,12 +212,6 @@ def _check_layer_array(array, expected_shape: tuple, field_name: str, allow_2d_a
         raise InvalidResultError(problem)
 
 
-def _check_causal_arrivals(arrivals: np.ndarray, sent: np.ndarray, field_name: str) -> None:
-    problem = acausal_arrival(arrivals, sent, field_name)
-    if problem:
-        raise InvalidResultError(problem)
-
-
 @dataclass
 class ExecutionResult:
     """Spike times of every layer, (batch, size) each, in units of tau_s; +inf = silent.
@@ -272,7 +266,9 @@ class ExecutionResult:
                         _check_layer_array(arrivals, (batch, n_pre, layer.population.size), f"arrival_times[{k}]",
                                            allow_2d_arrivals=True)
                         sent = request.input_spike_times if k == 0 else self.layer_spike_times[k - 1]
-                        _check_causal_arrivals(arrivals, np.asarray(sent, dtype=float), f"arrival_times[{k}]")
+                        problem = acausal_arrival(arrivals, np.asarray(sent, dtype=float), f"arrival_times[{k}]")
+                        if problem:
+                            raise InvalidResultError(problem)
                     n_pre = layer.population.size
         except InvalidResultError as exc:
             raise InvalidResultError(prefix + str(exc)) from None

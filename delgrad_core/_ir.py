@@ -139,13 +139,17 @@ class _Freezable:
         return instance
 
 
+def immutable_copy(array: np.ndarray) -> np.ndarray:
+    """A copy of `array` over immutable bytes: read-only, and numpy refuses to make it writeable
+    again, as it would not for a read-only array owning its memory."""
+    return np.frombuffer(array.tobytes(), dtype=array.dtype).reshape(array.shape)
+
+
 def _frozen_array(value):
-    """A read-only float64 copy of `value` over immutable bytes: numpy refuses to make it
-    writeable again, as it would for a read-only array owning its memory (a float stays one)."""
+    """A float64 `immutable_copy` of `value` (a float stays one)."""
     if isinstance(value, float):
         return value
-    array = np.ascontiguousarray(value, dtype=np.float64)
-    return np.frombuffer(array.tobytes(), dtype=np.float64).reshape(array.shape)
+    return immutable_copy(np.asarray(value, dtype=np.float64))
 
 
 def _check_feedforward_arguments(sizes, weight_mean, weight_std, delay_value, seed) -> None:

@@ -16,7 +16,8 @@ import numpy as np
 
 from delgrad_core._atomic import write_to
 from delgrad_core._errors import FileFormatError, InvalidValueError
-from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection, check_type
+from delgrad_core._ir import (DelayKind, Layer, Network, NeuronParameters, Population, Projection, check_type,
+                              immutable_copy)
 from delgrad_core._npz import NpzArchive, json_array, write_npz
 
 __all__ = ["save_network", "load_network", "network_arrays", "network_from_archive", "FORMAT_VERSION",
@@ -89,9 +90,7 @@ def network_from_archive(archive: NpzArchive, prefix: str = "", *, read_only: bo
 
     def load(name: str) -> np.ndarray:
         array = archive.array(name, kind="fiu")
-        if read_only:  # (over immutable bytes: an array owning its memory could be made writeable again)
-            array = np.frombuffer(array.tobytes(), dtype=array.dtype).reshape(array.shape)
-        return array
+        return immutable_copy(array) if read_only else array
 
     def fail(message: str) -> FileFormatError:
         return FileFormatError(f"{archive.source}: {message}")

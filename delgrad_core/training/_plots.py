@@ -23,11 +23,9 @@ def why_no_plots() -> str | None:
     lack of memory); None if they can."""
     try:
         _figure()
-    except ModuleNotFoundError as exc:
-        if exc.name == "matplotlib":
-            return _NOT_INSTALLED
-        return f"matplotlib could not be loaded (ModuleNotFoundError: {exc})"
     except (ImportError, OSError, MemoryError, SystemError) as exc:  # (e.g. its libraries could not be mapped)
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "matplotlib":
+            return _NOT_INSTALLED
         return f"matplotlib could not be loaded ({type(exc).__name__}: {exc})"
     return None
 

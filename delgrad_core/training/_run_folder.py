@@ -25,7 +25,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from delgrad_core._atomic import (atomic_write, atomic_write_text, check_folder, checked_in_folder, fsync_directory,
-                                  temporaries)
+                                  naming_the_file, temporaries)
 from delgrad_core._errors import FileFormatError, FolderInUseError, InvalidValueError, RunFolderError
 from delgrad_core._npz import NpzArchive, write_npz
 from delgrad_core._serialization import save_network
@@ -369,9 +369,10 @@ class RunFolder:
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
-            if exc.filename is None and exc.errno is not None:  # (a failed write or flush names no file)
-                raise type(exc)(exc.errno, exc.strerror, str(self.history_file)) from None
-            raise
+            named = naming_the_file(exc, self.history_file)
+            if named is exc:
+                raise
+            raise named from None
         fsync_directory(self.path)
 
     def read_history(self, n_epochs: int) -> list[dict]:

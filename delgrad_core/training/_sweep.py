@@ -150,8 +150,9 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
     what the table no longer has."""
     from delgrad_core.training._plots import _figure, save_figure, warn_no_plots, why_no_plots
 
-    reason = why_no_plots() if any(s["seeds"] for s in summary) else None
-    if not any(s["seeds"] for s in summary) or reason:
+    has_results = any(s["seeds"] for s in summary)
+    reason = why_no_plots() if has_results else None
+    if not has_results or reason:
         if reason:
             warn_no_plots(reason, stacklevel=2)
             if path.exists():

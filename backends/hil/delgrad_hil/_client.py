@@ -334,14 +334,14 @@ class ServiceClient:
                 return reply
             problems.append(problem)
             if problem[1].startswith("replayed:"):
-                replay_resent = True
+                replay_resent, counted = True, False
             elif problem[1].startswith(_TRY_AGAIN):
                 first_try_again = first_try_again or time.monotonic()
-                if time.monotonic() - first_try_again >= self.attempts * self.timeout_s:
-                    continue
+                counted = time.monotonic() - first_try_again >= self.attempts * self.timeout_s
             else:
-                continue
-            attempt, not_counted = attempt - 1, not_counted + 1
+                counted = True
+            if not counted:
+                attempt, not_counted = attempt - 1, not_counted + 1
         raise self._exhausted(what, problems, time.monotonic() - started, not_counted)
 
     def _backoff_ceiling(self, attempt: int) -> float:
