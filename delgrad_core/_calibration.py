@@ -17,6 +17,7 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write
 from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core._ir import immutable_copy
 from delgrad_core._npz import NpzArchive, archive_of_bytes, json_array, npz_bytes, write_npz
 
 __all__ = ["Calibration", "calibration_key"]
@@ -78,13 +79,12 @@ def _read_only(value, field_name: str):
 
 
 def _frozen_array(name: str, value) -> np.ndarray:
-    array = np.array(value)  # a copy, so the calibration cannot change under its digest
+    array = np.asarray(value)
     if array.dtype.kind not in "fiub":
         raise InvalidValueError(f"Calibration.arrays[{name!r}]: expected numbers or bools, got dtype {array.dtype}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidValueError(f"Calibration.arrays[{name!r}]: contains NaN or inf")
-    array.setflags(write=False)
-    return array
+    return immutable_copy(array)  # (so the calibration cannot change under its digest)
 
 
 @dataclass(frozen=True, eq=False)

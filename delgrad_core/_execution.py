@@ -17,7 +17,7 @@ import numpy as np
 
 from delgrad_core._calibration import Calibration
 from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResultError, InvalidValueError
-from delgrad_core._ir import Network, real_array
+from delgrad_core._ir import Network, immutable_copy, real_array
 from delgrad_core._npz import archive_of_bytes, json_array, npz_bytes
 from delgrad_core._propagation import _check_times, acausal_arrival
 from delgrad_core._serialization import network_arrays, network_from_archive
@@ -28,11 +28,6 @@ MAX_SEED = 2**63 - 1
 _REQUEST_FORMAT = "delgrad-request"
 _RESULT_FORMAT = "delgrad-result"
 _VERSION = 1
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array
 
 
 def _check_seed(seed) -> int | None:
@@ -86,7 +81,7 @@ class ExecutionRequest:
         if np.ndim(self.input_spike_times) != 2:  # (_check_times takes a 1-d array as one sample)
             raise InvalidValueError(f"input_spike_times: expected shape (batch, {self.network.input.size}), got "
                                     f"{np.shape(self.input_spike_times)}")
-        set_(self, "input_spike_times", _read_only(times.copy()))
+        set_(self, "input_spike_times", immutable_copy(times))
         if self.calibration is not None and not isinstance(self.calibration, Calibration):
             raise InvalidValueError(f"calibration: expected a Calibration or None, got {type(self.calibration).__name__}")
         set_(self, "seed", _check_seed(self.seed))

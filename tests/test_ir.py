@@ -287,10 +287,13 @@ def test_a_read_only_view_of_a_writable_array_is_checked_again():
         dg.forward(network, _inputs())
 
 
-def test_the_arrays_of_a_network_snapshot_cannot_be_made_writeable():
+def test_the_arrays_of_a_snapshot_a_request_and_a_calibration_cannot_be_made_writeable():
     snapshot = dg.Network.feedforward([4, 6, 3], delay_kind="dendritic", seed=0).frozen_copy()
     layer = snapshot.layers[0]
-    for array in (layer.projection.weights, layer.projection.delays, *layer.neuron_arrays()):
+    calibration = dg.Calibration("test", {}, arrays={"gain": np.ones(3), "ok": np.ones(3, dtype=bool)})
+    request = dg.ExecutionRequest(snapshot, np.zeros((2, 4)), calibration, 0)
+    for array in (layer.projection.weights, layer.projection.delays, *layer.neuron_arrays(),
+                  request.input_spike_times, *request.calibration.arrays.values()):
         with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
             array.flags.writeable = True
 
