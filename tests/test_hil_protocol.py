@@ -3,7 +3,6 @@ one process: every malformed, truncated, oversize, unsigned or replayed message 
 `ProtocolError` naming the reply it deserves, and nothing else (hypothesis fuzzing)."""
 
 import io
-import time
 import warnings
 
 import msgpack
@@ -174,8 +173,7 @@ def test_compressed_payloads_are_refused_before_they_are_expanded():
 
 # ---------------------------------------------------------------------------- fuzzing
 def _only_protocol_errors(frames, signer=SIGNER):
-    """decode (and the payload parsers) either succeed or raise ProtocolError; quickly."""
-    started = time.perf_counter()
+    """decode (and the payload parsers) either succeed or raise ProtocolError."""
     try:
         message = decode(frames, signer, max_message_bytes=2**20)
         if message.type == "execute":
@@ -184,7 +182,6 @@ def _only_protocol_errors(frames, signer=SIGNER):
             parse_calibrate(message)
     except ProtocolError as exc:
         assert exc.code in ("malformed", "unsupported_version", "bad_signature", "too_large", "bad_request")
-    assert time.perf_counter() - started < 2.0
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,7 +3,6 @@ hostile messages, idempotent jobs, retries after dropped, corrupted and busy rep
 restarts, concurrent clients, graceful shutdown, and the lifetime of the embedded service."""
 
 import contextlib
-import importlib.util
 import os
 import re
 import signal
@@ -638,8 +637,12 @@ def test_options_of_a_service_are_refused_for_a_client_at_an_address_naming_only
         HilBackend("tcp://127.0.0.1:5555", token="x" * 20, device_options={"chip": 3}, faults={"drop_fraction": 0.1})
 
 
-@pytest.mark.skipif(importlib.util.find_spec("delgrad_bss2") is not None, reason="the default device is installed")
-def test_without_the_default_device_a_device_must_be_named():
+def test_without_the_default_device_a_device_must_be_named(monkeypatch):
+    from delgrad_hil import _device
+
+    installed = _device.available_backends()  # (the default device hidden: it is installed wherever this runs)
+    monkeypatch.setattr(_device, "available_backends", lambda: [info for info in installed
+                                                                if info.name != _device.DEFAULT_DEVICE])
     with HilBackend() as backend:
         with pytest.raises(dg.BackendUnavailable, match="default device 'bss2-emulator' is not installed.*hil-noisy"):
             backend.capabilities
@@ -1011,7 +1014,7 @@ def test_a_graceful_stop_ends_a_job_that_outlasts_the_grace_period_at_once(start
         stopped_s = time.monotonic() - started
         socket.close()
     assert answer["code"] == "shutting_down" and "stopped while running the job" in answer["message"]
-    assert 0.5 <= stopped_s < 1.3, stopped_s
+    assert 0.5 <= stopped_s < 1.5, stopped_s  # (2.5 s when the device process got 2 s more)
 
 
 def test_a_client_gives_up_on_a_dead_service_after_its_attempts_times_timeout_s(start_service):
@@ -1026,4 +1029,4 @@ def test_a_client_gives_up_on_a_dead_service_after_its_attempts_times_timeout_s(
         with pytest.raises(dg.BackendUnavailable, match=rf"no answer from {service.address} after 3 attempts"):
             backend.execute(request)
         given_up_s = time.monotonic() - started
-    assert 1.5 <= given_up_s < 1.5 + 0.4, given_up_s
+    assert 1.5 <= given_up_s < 2.25, given_up_s  # (3 s when each attempt waited twice)
