@@ -24,6 +24,8 @@ import inspect
 import io
 import os
 import re
+import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -309,7 +311,7 @@ class PluginRegistry:
         """Within, what plugin code prints to standard output is kept from it (it would corrupt
         e.g. ``delgrad backends --json``) and reported as a problem naming the plugin, also when
         the plugin code then raises (what it printed may say why)."""
-        with contextlib.redirect_stdout(io.StringIO()) as printed:
+        with _this_threads_stdout_captured() as printed:
             try:
                 yield
             finally:
@@ -514,21 +516,55 @@ def _required_parameters(factory) -> list[str] | None:
     return [p.name for p in parameters if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
+class _ThreadStdout:
+    """Standard output that keeps what one thread writes in `captured` and passes the other
+    threads' writes on to `original`."""
+
+    def __init__(self, original, captured: io.StringIO):
+        self._original, self._captured, self._thread = original, captured, threading.get_ident()
+
+    def write(self, text: str) -> int:
+        target = self._captured if threading.get_ident() == self._thread else self._original
+        return target.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._original, name)
+
+
+@contextlib.contextmanager
+def _this_threads_stdout_captured():
+    """Within, what this thread prints goes to the StringIO given; other threads print as before
+    (a process-wide redirection swallowed their output, and counted it as the plugin's)."""
+    original, captured = sys.stdout, io.StringIO()
+    sys.stdout = _ThreadStdout(original, captured)
+    try:
+        yield captured
+    finally:
+        _replaced_stdouts.append(sys.stdout)  # (kept: CPython's print holds sys.stdout unreferenced while
+        sys.stdout = original                 # it writes, and another thread's print crashed when it was freed)
+
+
+_replaced_stdouts: list[_ThreadStdout] = []
+
+
 _default_registry: PluginRegistry | None = None
+_registry_lock = threading.RLock()  # (threads using plugins first at once discovered them at once)
 
 
 def registry() -> PluginRegistry:
-    """The process-wide registry (discovered on first use)."""
+    """The process-wide registry (discovered on first use, by one thread)."""
     global _default_registry
-    if _default_registry is None:
-        _default_registry = PluginRegistry().discover()
-    return _default_registry
+    with _registry_lock:
+        if _default_registry is None:
+            _default_registry = PluginRegistry().discover()
+        return _default_registry
 
 
 def refresh_plugins() -> None:
     """Forget discovered plugins; the next call discovers again (e.g. after installing one)."""
     global _default_registry
-    _default_registry = None
+    with _registry_lock:
+        _default_registry = None
 
 
 def provider_hint(kind: str, name) -> str:

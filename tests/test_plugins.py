@@ -617,3 +617,32 @@ def test_a_failing_backend_factory_is_a_plugin_error_naming_it():
     with pytest.raises(PluginError, match="backend 'crashing' from 'delgrad-local': its factory failed: "
                                           "RuntimeError: no device"):
         registry.create_backend("crashing")
+
+
+def test_first_use_from_several_threads_leaves_standard_output_alone(tmp_path):
+    """(each thread discovered the plugins, redirecting the process's stdout to its own buffer;
+    the restores interleaved and left a buffer in place: everything printed after was lost)"""
+    code = """if True:
+        import os, sys, threading, time
+        import delgrad_core as dg
+        barrier, stop = threading.Barrier(4), threading.Event()
+        def first_use():
+            barrier.wait()
+            dg.get_backend("reference").close()
+        def chatter():  # (another thread printing meanwhile: its output was taken for a plugin's)
+            while not stop.is_set():
+                print("progress", flush=True)
+                time.sleep(0.001)
+        talking = threading.Thread(target=chatter)
+        talking.start()
+        users = [threading.Thread(target=first_use) for _ in range(4)]
+        [t.start() for t in users]
+        [t.join() for t in users]
+        stop.set()
+        talking.join()
+        print("still printed" if sys.stdout is sys.__stdout__ else "replaced")
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={**os.environ, "DELGRAD_STRICT_PLUGINS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "still printed" and "progress" in result.stdout
