@@ -213,16 +213,20 @@ def make_loss(name: str, **params) -> FirstSpikeLoss:
 def first_spike_prediction(output_times) -> np.ndarray:
     """Predicted class per sample: the output neuron that spiked first (docs/model.md §5).
 
-    Ties go to the lowest index; a sample in which no output neuron spiked gets -1.
+    A sample gets -1, no decision, when no output neuron spiked or when several spiked first at
+    the same time (a tie, e.g. on a chip's timestamp grid: crediting the lowest index gave a
+    network that decides nothing a third of a balanced three-class task).
     """
     times = _output_times(output_times)
     prediction = np.argmin(times, axis=1).astype(np.int64)
-    prediction[np.all(np.isinf(times), axis=1)] = -1
+    first = np.min(times, axis=1, keepdims=True)
+    prediction[np.isinf(first[:, 0]) | (np.sum(times == first, axis=1) > 1)] = -1
     return prediction
 
 
 def accuracy(output_times, labels) -> float:
-    """Fraction of samples whose first-spiking output neuron is the label (silent counts wrong)."""
+    """Fraction of samples whose first-spiking output neuron is the label (silent and tied count
+    wrong: `first_spike_prediction`)."""
     times = _output_times(output_times)
     labels = _labels(labels, *times.shape)
     if not len(labels):

@@ -153,8 +153,10 @@ def test_missing_label_spike_gives_constant_loss_and_no_gradient(loss, expected)
 
 def test_first_spike_prediction_and_ties():
     times = np.array([[1.0, 0.5, 0.9], [0.3, 0.3, 0.3], [INF, 0.8, 0.8], [INF, INF, INF], [2.0, INF, INF]])
-    np.testing.assert_array_equal(first_spike_prediction(times), [1, 0, 1, -1, 0])
-    assert accuracy(times, [1, 0, 2, 0, 0]) == pytest.approx(3 / 5)
+    np.testing.assert_array_equal(first_spike_prediction(times), [1, -1, -1, -1, 0])  # (ties: no decision)
+    assert accuracy(times, [1, 0, 2, 0, 0]) == pytest.approx(2 / 5)
+    later_tie = np.array([[0.2, 0.5, 0.5], [INF, 0.1, INF]])  # (a tie behind the first spike decides nothing)
+    np.testing.assert_array_equal(first_spike_prediction(later_tie), [0, 1])
     assert first_spike_prediction(times).dtype == np.int64
 
 
