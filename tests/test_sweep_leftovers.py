@@ -134,3 +134,13 @@ def test_a_matplotlib_that_cannot_be_loaded_is_not_called_missing(tmp_path, monk
     assert [str(warning.message) for warning in told] == [
         "matplotlib could not be loaded (ImportError: libpng16.so: failed to map segment from shared object): no plots "
         "written"]
+
+
+def test_the_median_accuracy_of_a_cell_is_that_of_its_runs():
+    """(it was 1 - the median error: 0.43799999999999994 where the run and sweep.csv said 0.438)"""
+    from delgrad_core.training._sweep import summarise
+
+    rows = [{"delays": "none", "hidden": 4, "seed": seed, "n_parameters": 28, "test_accuracy": accuracy,
+             "test_error": 1.0 - accuracy} for seed, accuracy in enumerate([0.438, 0.1, 0.9])]
+    (cell,) = summarise(rows)
+    assert cell["median_test_accuracy"] == 0.438

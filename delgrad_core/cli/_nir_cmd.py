@@ -107,8 +107,7 @@ def export(fmt, network, out, time_scale, represented, force):
             path = save_nir(net, out, time_scale=time_scale)
     except (DelgradError, ValueError, KeyError, OSError, NIRNotInstalledError) as exc:  # (a backend: any of delgrad's)
         _fail(exc)
-    kinds = [layer.projection.delay_kind.value for layer in net.layers]
-    kinds = kinds[0] if len(set(kinds)) == 1 else ",".join(kinds)  # (one per layer when they differ)
+    kinds = _delay_kinds(net)
     shown = f", as backend {settings['backend']!r} runs it" if represented else ""
     click.echo(f"wrote {path} ({fmt}; {'-'.join(map(str, net.sizes))}, {kinds} delays, "
                f"1 model time unit = {time_scale:g} s{shown})")
@@ -134,5 +133,11 @@ def import_(source, out, time_scale, first_spike_only, force):
             path = save_network(net, out)
     except (ValueError, TypeError, OSError, NIRNotInstalledError) as exc:  # TypeError: malformed node values
         _fail(exc)
-    kinds = ",".join(sorted({layer.projection.delay_kind.value for layer in net.layers}))
+    kinds = _delay_kinds(net)
     click.echo(f"wrote {path} ({'-'.join(map(str, net.sizes))}, {kinds} delays)")
+
+
+def _delay_kinds(net) -> str:
+    """The network's delay kind, or one per layer when they differ ("axonal,none,dendritic")."""
+    kinds = [layer.projection.delay_kind.value for layer in net.layers]
+    return kinds[0] if len(set(kinds)) == 1 else ",".join(kinds)
