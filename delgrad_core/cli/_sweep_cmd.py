@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped
+from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
@@ -109,7 +109,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         if trial is not None:
             run_trial(*grid, trial, echo=echo)
             return
-        table = run_sweep(*grid, jobs=jobs, executor=executor, scheduler=scheduler, echo=echo)
+        table = run_sweep(*grid, jobs=jobs, executor=executor, scheduler=scheduler, echo=echo,
+                          should_stop=stop_if_interrupted)
     except InvalidValueError as exc:
         raise click.UsageError(with_its_file(exc, config_file, options, set_settings, backend_options,
                                              dataset_options)) from None

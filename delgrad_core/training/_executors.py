@@ -53,6 +53,19 @@ def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
     return train_trial(settings, folder, should_stop=stop_requested, threads=threads)
 
 
+#: How often a sweep waiting for its trials checks for a stop signal, in seconds.
+_STOP_CHECK_S = 0.5
+
+
+def _kill_workers(workers) -> None:
+    """Kill the pool's worker processes and forget them (a trial they ran resumes from its last
+    finished epoch; SIGTERM would only ask them to stop after it)."""
+    started = list((getattr(workers.pool, "_processes", None) or {}).values())  # (CPython's record of them)
+    workers.pool.shutdown(wait=False, cancel_futures=True)  # (which forgets them)
+    for process in started:
+        process.kill()
+
+
 def _threads_per_worker(jobs: int, n_trials: int) -> int:
     return max(1, available_cpus() // min(jobs, n_trials))
 
@@ -70,8 +83,9 @@ class ProcessExecutor:
 
     MAX_WORKER_LOSSES = 3
 
-    def __init__(self, jobs: int | None = None):
+    def __init__(self, jobs: int | None = None, should_stop=None):
         self.jobs = jobs or available_cpus()
+        self.should_stop = should_stop  # (called while trials run: raises KeyboardInterrupt to stop them)
 
     def threads_per_trial(self, n_trials: int) -> int:
         """Kernel threads of each trial when `n_trials` are to run: the CPUs per worker of the
@@ -126,17 +140,14 @@ class ProcessExecutor:
             # thread, which ends the workers, was not started yet; the ones started waited for work for ever, and
             # the sweep, joining them at exit, never ended. They are killed, as SIGTERM asks a worker to stop after
             # its trial; one that began a trial, as with spawn, resumes it from its last epoch on the next run.)
-            started = list((getattr(workers.pool, "_processes", None) or {}).values())  # (CPython's record of them)
-            workers.pool.shutdown(wait=False, cancel_futures=True)  # (which forgets them)
-            for process in started:
-                process.kill()
+            _kill_workers(workers)
             workers.started.close()
             raise
         remaining, lost, started, interrupted = set(futures), set(), set(), False
         try:
             while remaining:
                 try:
-                    done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                    done, remaining = wait(remaining, timeout=_STOP_CHECK_S, return_when=FIRST_COMPLETED)
                     started |= workers.started_names()  # (read as they come: a full pipe would block workers)
                     for future in done:
                         if future.cancelled():
@@ -155,8 +166,11 @@ class ProcessExecutor:
                         if not isinstance(outcome, TrainingStopped):  # (the bar counts the trials that ended)
                             bar.update(1)
                         report(futures[future], outcome, unfinished, echo)
+                    if self.should_stop is not None and not interrupted:  # (a stop signal whose KeyboardInterrupt
+                        self.should_stop()                                 # was lost: the sweep ran to its end)
                 except KeyboardInterrupt:
-                    if interrupted:  # a second Ctrl-C: stop waiting for the running trials
+                    if interrupted:  # a second Ctrl-C: the running trials end now (the sweep's exit waited for them)
+                        _kill_workers(workers)
                         raise
                     interrupted = True
                     workers.stop_event.set()  # (queued trials then end at once, unstarted: no future is
@@ -164,7 +178,8 @@ class ProcessExecutor:
                     # 3.11 hangs then) (not split into queued and running: the pool counts a call it has handed
                     # to its queue as running before a worker takes it)
                     echo(f"\ninterrupted: of {len(remaining)} unfinished run(s), queued ones will not start and "
-                         "running ones stop at their next epoch boundary (Ctrl-C again to abandon them)")
+                         "running ones stop at their next epoch boundary (Ctrl-C again to end them now; they resume from "
+                         "their last finished epoch)")
         finally:
             workers.pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
         started |= workers.started_names()
@@ -172,12 +187,13 @@ class ProcessExecutor:
         return [trial for future, trial in futures.items() if future in lost], started, interrupted
 
 
-def make_executor(name: str, *, jobs: int | None = None, scheduler: str | None = None):
-    """The executor called `name` ("process" or "dask")."""
+def make_executor(name: str, *, jobs: int | None = None, scheduler: str | None = None, should_stop=None):
+    """The executor called `name` ("process" or "dask"); `should_stop` (process executor) is
+    called while trials run and raises KeyboardInterrupt to stop them."""
     if name == "process":
         if scheduler is not None:
             raise InvalidValueError("--scheduler: only with --executor dask")
-        return ProcessExecutor(jobs)
+        return ProcessExecutor(jobs, should_stop)
     if name == "dask":
         from delgrad_core.training._dask_executor import DaskExecutor
 

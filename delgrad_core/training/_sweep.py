@@ -410,18 +410,21 @@ def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> li
 
 
 def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
-              jobs: int | None = None, executor: str = "process", scheduler: str | None = None, echo=print) -> str:
+              jobs: int | None = None, executor: str = "process", scheduler: str | None = None, echo=print,
+              should_stop=None) -> str:
     """Run every unfinished trial, then write sweep.csv, sweep_summary.json and sweep.png.
     Trial folders that hold runs with other settings, finished runs trained on other data and
     damaged finished runs are refused before any trial starts.
 
     Returns the summary table as text; raises `SweepError` if trials failed and
     `SweepInterrupted` after Ctrl-C (in both cases after writing the finished trials' results).
+    `should_stop`, if given, is called while trials run on the process pool and raises
+    KeyboardInterrupt to stop them as Ctrl-C does.
     """
     out_dir = Path(out_dir)
     trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
     refuse_unusable_runs(trials, echo, elsewhere=scheduler is not None)
-    runner = make_executor(executor, jobs=jobs, scheduler=scheduler)
+    runner = make_executor(executor, jobs=jobs, scheduler=scheduler, should_stop=should_stop)
     check_runnable([trial for trial in trials if not trial.finished], echo,  # (before the folder is made)
                    elsewhere=scheduler is not None)
     with folder_lock(out_dir, RESULT_FILES):
