@@ -628,3 +628,17 @@ def test_a_stop_signal_whose_keyboardinterrupt_was_lost_still_stops_a_sweep(tmp_
                   should_stop=lost_interrupt)
     assert any(line.startswith("\ninterrupted:") for line in lines), lines
     assert not list((tmp_path / "s" / "runs").glob("*/metrics.json"))  # (stopped at an epoch boundary)
+
+
+def test_an_address_where_nothing_listens_is_refused_at_once():
+    """(Dask's connect tried again for 20 s before it said so)"""
+    import socket
+
+    from delgrad_core import BackendUnavailable
+    from delgrad_core.training import _dask_executor
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"  # (a port free again once closed)
+    with pytest.raises(BackendUnavailable, match=re.escape(f"--scheduler {address}: nothing listens there "
+                                                           "(connection refused)")):
+        _dask_executor.DaskExecutor(address)._connect(1)

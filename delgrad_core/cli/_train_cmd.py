@@ -187,7 +187,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
                 out.rmdir()
     click.echo(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (network of epoch {summary['selected_epoch']}; "
-        f"{summary['n_parameters']} parameters; trained {summary['wall_seconds']:.1f} s, this command took "
+        f"{summary['n_parameters']} parameters; trained {summary['wall_seconds']:.1f} s"
+        f"{' in all its sessions' if resume else ''}, this command took "
         f"{time.perf_counter() - started:.1f} s)  ->  {out}"
     )
 

@@ -43,8 +43,8 @@ def require_distributed():
 
 def _check_greets(address: str, wait_s: float) -> None:
     """Refuse a tcp:// `address` where something accepts connections but sends nothing within
-    `wait_s` (a port another program holds, or a hung scheduler); other failures to connect are
-    left to Dask's connect, which names them."""
+    `wait_s` (a port another program holds, or a hung scheduler) or refuses connections; other
+    failures to connect are left to Dask's connect, which names them."""
     from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
@@ -62,6 +62,9 @@ def _check_greets(address: str, wait_s: float) -> None:
         raise BackendUnavailable(f"--scheduler {address}: something accepts connections there but sent nothing in "
                                  f"{wait_s:g} s; a Dask scheduler greets at once (a hung scheduler, or not its "
                                  "address: the scheduler's port is usually 8786)") from None
+    except ConnectionRefusedError:  # (Dask's connect tried again for 20 s, then said the same)
+        raise BackendUnavailable(f"--scheduler {address}: nothing listens there (connection refused); start the "
+                                 "scheduler first (dask scheduler), or check the address") from None
     except OSError:
         return
 
