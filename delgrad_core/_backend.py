@@ -38,7 +38,7 @@ from delgrad_core._errors import (
     UnsupportedNetworkError,
     named_for,
 )
-from delgrad_core._execution import ExecutionRequest, ExecutionResult, _check_seed
+from delgrad_core._execution import ExecutionRequest, ExecutionResult, check_seed
 from delgrad_core._ir import DelayKind, Network
 
 __all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "close_after_work", "exit_closing"]
@@ -270,7 +270,7 @@ class Backend(abc.ABC):
         `progress(done, total)` is called as the work proceeds if the backend reports it.
         """
         self._check_open()
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         if progress is not None and not callable(progress):
             raise InvalidValueError(f"progress: expected None or a callable progress(done, total), got "
                                     f"{type(progress).__name__}")

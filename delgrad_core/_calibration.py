@@ -18,7 +18,7 @@ import numpy as np
 from delgrad_core._atomic import atomic_write
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import immutable_copy
-from delgrad_core._npz import NpzArchive, archive_of_bytes, json_array, npz_bytes, write_npz
+from delgrad_core._npz import NpzArchive, archive_of_bytes, hash_arrays, json_array, npz_bytes, write_npz
 
 __all__ = ["Calibration", "calibration_key"]
 
@@ -142,10 +142,7 @@ class Calibration:
         cached = self.__dict__.get("_digest")
         if cached is None:
             hasher = hashlib.sha256(json.dumps(self._document(), sort_keys=True).encode())
-            for name, array in self.arrays.items():
-                canonical = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-                hasher.update(f"\n{name}|{canonical.dtype.str}|{canonical.shape}\n".encode())
-                hasher.update(canonical.tobytes())
+            hash_arrays(hasher, self.arrays)
             cached = hasher.hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached

@@ -18,11 +18,11 @@ import numpy as np
 from delgrad_core._calibration import Calibration
 from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResultError, InvalidValueError
 from delgrad_core._ir import Network, immutable_copy, real_array
-from delgrad_core._npz import archive_of_bytes, json_array, npz_bytes
+from delgrad_core._npz import archive_of_bytes, hash_arrays, json_array, npz_bytes
 from delgrad_core._propagation import _check_times, acausal_arrival
 from delgrad_core._serialization import network_arrays, network_from_archive
 
-__all__ = ["ExecutionRequest", "ExecutionResult", "MAX_SEED"]
+__all__ = ["ExecutionRequest", "ExecutionResult", "MAX_SEED", "check_seed"]
 
 MAX_SEED = 2**63 - 1
 _REQUEST_FORMAT = "delgrad-request"
@@ -30,24 +30,13 @@ _RESULT_FORMAT = "delgrad-result"
 _VERSION = 1
 
 
-def _check_seed(seed) -> int | None:
+def check_seed(seed) -> int | None:
+    """`seed` as an int in [0, MAX_SEED], or None; an error naming the field otherwise."""
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise InvalidValueError(f"seed: expected None or an integer in [0, 2**63 - 1], got {seed!r}")
     return int(seed)
-
-
-def _hash_arrays(hasher, arrays: dict[str, np.ndarray]) -> None:
-    """Feed arrays in name order, little-endian and C-ordered, with dtype and shape; -0.0 is fed
-    as 0.0 (the same work, so the same job id)."""
-    for name in sorted(arrays):
-        array = np.asarray(arrays[name])
-        if array.dtype.kind == "f":
-            array = array + 0.0  # -0.0 + 0.0 == +0.0; every other value is unchanged
-        canonical = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-        hasher.update(f"\n{name}|{canonical.dtype.str}|{canonical.shape}\n".encode())
-        hasher.update(canonical.tobytes())
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,7 +73,7 @@ class ExecutionRequest:
         set_(self, "input_spike_times", immutable_copy(times))
         if self.calibration is not None and not isinstance(self.calibration, Calibration):
             raise InvalidValueError(f"calibration: expected a Calibration or None, got {type(self.calibration).__name__}")
-        set_(self, "seed", _check_seed(self.seed))
+        set_(self, "seed", check_seed(self.seed))
 
     @property
     def batch_size(self) -> int:
@@ -106,8 +95,8 @@ class ExecutionRequest:
         """SHA-256 (hex) of the network, inputs, calibration and seed: an idempotent job id."""
         if self._digest is None:
             hasher = hashlib.sha256(json.dumps(self._document(), sort_keys=True).encode())
-            _hash_arrays(hasher, network_arrays(self.network))
-            _hash_arrays(hasher, {"input_spike_times": self.input_spike_times})
+            hash_arrays(hasher, network_arrays(self.network))
+            hash_arrays(hasher, {"input_spike_times": self.input_spike_times})
             object.__setattr__(self, "_digest", hasher.hexdigest())
         return self._digest
 

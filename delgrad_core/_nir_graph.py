@@ -95,7 +95,7 @@ def _check_node_types(nir, graph) -> None:
             )
 
 
-def _single(nir, graph, node_type) -> str:
+def _single(graph, node_type) -> str:
     keys = [key for key, node in graph.nodes.items() if isinstance(node, node_type)]
     if len(keys) != 1:
         raise NIRConversionError(
@@ -114,7 +114,7 @@ def _chain(nir, graph) -> list[str]:
             "delgrad networks are feed-forward"
         )
     _check_node_types(nir, graph)
-    start, end = _single(nir, graph, nir.Input), _single(nir, graph, nir.Output)
+    start, end = _single(graph, nir.Input), _single(graph, nir.Output)
     outgoing = {key: [] for key in graph.nodes}
     incoming = {key: [] for key in graph.nodes}
     for src, dst in edges:

@@ -28,7 +28,7 @@ import numpy as np
 from delgrad_core._errors import FileFormatError, InvalidValueError
 
 __all__ = ["MAX_ARRAY_ELEMENTS", "write_npz", "npz_bytes", "json_array", "NpzArchive", "archive_of_bytes",
-           "describe_source"]
+           "describe_source", "hash_arrays"]
 
 try:
     from lzma import LZMAError as _LZMAError
@@ -375,3 +375,16 @@ def archive_of_bytes(data, what: str, *, stored_only: bool = False) -> NpzArchiv
         raise InvalidValueError(f"data: expected the bytes of a {what} (or a readable binary file), got "
                                 f"{type(data).__name__}; from_bytes reads no files: pass open(path, 'rb').read()")
     return NpzArchive(data, what=what, stored_only=stored_only)
+
+
+def hash_arrays(hasher, arrays: dict) -> None:
+    """Feed `arrays` to `hasher` (a hashlib object) in name order, little-endian and C-ordered,
+    with dtype and shape, so that equal content hashes alike on every machine; -0.0 is fed as
+    0.0 (equal values, so equal digests)."""
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name])
+        if array.dtype.kind == "f":
+            array = array + 0.0  # -0.0 + 0.0 == +0.0; every other value is unchanged
+        canonical = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        hasher.update(f"\n{name}|{canonical.dtype.str}|{canonical.shape}\n".encode())
+        hasher.update(canonical.tobytes())

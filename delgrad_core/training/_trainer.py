@@ -20,7 +20,7 @@ from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueErro
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
 from delgrad_core._plugins import call_plugin, get_backend, registry
-from delgrad_core._execution import _check_seed
+from delgrad_core._execution import check_seed
 from delgrad_core._ir import check_type
 from delgrad_core.datasets import Dataset, load_dataset
 from delgrad_core.datasets._dataset import changed_splits, split_digests
@@ -144,7 +144,7 @@ class Trainer:
         other processes, refused if it holds a run (unless `resume`) or other files; a
         `RunFolder` object is used as it is (its caller has claimed it).
     resume : bool
-        Continue the run in `out_dir` from its checkpoint (`load_checkpoint`).
+        Continue the run in `out_dir` from its checkpoint (same config except `epochs`).
     """
 
     def __init__(self, config: TrainingConfig, backend=None, out_dir=None, *, resume: bool = False):
@@ -256,7 +256,7 @@ class Trainer:
         then gives the same result), else from a generator of their own: evaluating a run does not
         change how it goes on training."""
         check_type(dataset, Dataset, "dataset")
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         check_fits_dataset(self.network, self.encoder.n_inputs(dataset.n_features), dataset.n_classes,
                            what=f"evaluate: the trainer's network (for dataset {dataset.name!r}, split {dataset.split!r})")
         if seed is None:
@@ -544,7 +544,7 @@ class Trainer:
         """The checkpoint's state and history, once its settings, epochs and history are checked
         against this trainer's and the folder's (before the backend is calibrated: a wrong resume
         fails at once)."""
-        path = self._run_folder("load_checkpoint").checkpoint
+        path = self._run_folder("resume").checkpoint
         if not path.exists():
             raise RunFolderError(f"{self.folder.path}: no {path.name} to resume from")
         with self.folder.open_checkpoint() as data:
@@ -592,11 +592,6 @@ class Trainer:
                                   f"back this run's {folder.checkpoint.name}, or resume the other run in its own "
                                   "folder (copy a run folder whole, with cp -r)")
         return history
-
-    def load_checkpoint(self) -> None:
-        """Continue exactly where the run folder's checkpoint stopped (same config except `epochs`)."""
-        self._load(*self._resumable_state())
-        self._finished = None  # (the loaded state is not finished)
 
     def _check_same_device(self, state: dict) -> None:
         """Refuse to resume on another device identity than the checkpoint's (another chip,

@@ -165,7 +165,7 @@ class Bss2EmulatorBackend(Backend):
                  tuple(layer.projection.delay_kind for layer in network.layers))
         if shape not in self._placements:
             circuits, elements = usable(calibration)
-            self._placements[shape] = place(network, self.config, self.input_duplication, circuits, elements,
+            self._placements[shape] = place(network, self.input_duplication, circuits, elements,
                                             target_problem(calibration))
         return self._placements[shape]
 

@@ -107,7 +107,7 @@ class Placement:
     delay_groups: tuple
 
 
-def place(network: Network, config: ChipConfig, duplication: int, usable_circuits: np.ndarray,
+def place(network: Network, duplication: int, usable_circuits: np.ndarray,
           usable_elements: np.ndarray, calibration_problem: str | None = None) -> Placement:
     """Delay elements from the top of the chip down, neurons from circuit 0 up, skipping
     circuits and elements that failed calibration (`calibration_problem`, if given, says why

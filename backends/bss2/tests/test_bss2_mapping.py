@@ -143,14 +143,11 @@ def test_represent_is_idempotent_and_keeps_a_representable_network():
 
 
 def test_placement_skips_circuits_and_delay_elements_that_failed_calibration():
-    from delgrad_bss2 import ChipConfig
-
-    config = ChipConfig()
     network = yin_yang_network()
     circuits, elements = np.ones(512, bool), np.ones(256, bool)
     circuits[[0, 5]] = False
     elements[255] = False
-    placement = place(network, config, 5, circuits, elements)
+    placement = place(network, 5, circuits, elements)
     hidden, output = placement.neuron_circuits
     assert hidden[0] == 1 and 5 not in hidden and output.tolist() == [32, 33, 34]
     assert placement.delay_elements[0].tolist() == [254, 253, 252, 251]
@@ -159,8 +156,7 @@ def test_placement_skips_circuits_and_delay_elements_that_failed_calibration():
                            2 * np.concatenate(placement.delay_elements) + 1])
     assert np.unique(used).size == used.size  # no circuit used twice
     with pytest.raises(dg.UnsupportedNetworkError, match="3 circuits and 0 delay elements failed calibration"):
-        place(_network((20, 200, 3), kind="none"), ChipConfig(neuron_circuits=204), 5,
-              np.r_[np.zeros(3, bool), np.ones(201, bool)], np.ones(102, bool))
+        place(_network((20, 200, 3), kind="none"), 5, np.r_[np.zeros(3, bool), np.ones(201, bool)], np.ones(102, bool))
 
 
 def test_chip_options_take_numpy_numbers():

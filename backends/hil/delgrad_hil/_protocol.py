@@ -28,6 +28,7 @@ import msgpack
 
 import delgrad_core
 from delgrad_core import BackendError, DelgradError, UnsupportedNetworkError, save_network
+from delgrad_core._execution import MAX_SEED
 
 from delgrad_hil._auth import SIGNATURE_BYTES
 
@@ -78,7 +79,6 @@ JOB_STATES = ("queued", "running", "finished", "unknown")
 CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # what a client may call itself
 CLIENT_ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ : @ -"
 _JOB_ID = re.compile(r"[0-9a-f]{64}")
-_MAX_SEED = 2**63 - 1
 
 
 class ProtocolError(BackendError):
@@ -193,7 +193,7 @@ def _finite(v):
 
 
 def _seed(v):
-    ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_SEED)
+    ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED)
     return None if ok else "expected None or an integer in [0, 2**63 - 1]"
 
 

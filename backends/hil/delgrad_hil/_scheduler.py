@@ -52,7 +52,6 @@ class Job:
     kind: str  # "execute" | "calibrate"
     work: object  # what the device runs (a request, or (network, seed))
     waiters: list = field(default_factory=list)  # (routing id, nonce of the message to answer)
-    submitted: float = field(default_factory=time.monotonic)
     outcome: Outcome | None = None
     expires: float | None = None  # monotonic time after which no waiter waits any more (None: never)
 
