@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import click
+import numpy as np
 
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
@@ -137,8 +138,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     with no_writes_once_stopped(), target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         elsewhere = None  # (a note: another backend than the run's ran the trained parameters as stored)
-        if stored and target.name != stored.get("backend") and target.represent(network) is network:
+        represented = target.represent(network)
+        trained_elsewhere = not stored or target.name != stored.get("backend")
+        if stored and trained_elsewhere and represented is network:
             elsewhere = trained_on_a_representing_backend(path, stored.get("backend"))
+        changed = _changes(network, represented) if trained_elsewhere else None
         _warn_if_another_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
@@ -156,11 +160,31 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                    "default encoder settings (--config gives those it was trained with)", err=True)
     if elsewhere:
         click.echo(f"{elsewhere}; {target.name!r} ran the trained parameters as stored", err=True)
+    if changed:
+        click.echo(f"note: {target.name!r} ran the network as it represents it, not as stored ({changed}; "
+                   "its represent(): e.g. a chip's clipped and quantised weights and delays)", err=True)
     mismatches = _other_network(given, network) if config_file else []
     if mismatches:
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "
                    "the file's network is evaluated, with the settings file's dataset, encoder and backend "
                    "settings", err=True)
+
+
+def _changes(network, represented) -> str | None:
+    """How many weights and delays `represented` (a backend's represent() of `network`) changed,
+    and by how much at most (delays in units of tau_s); None if it changed none."""
+    parts = []
+    for what, of in (("weights", lambda layer: layer.projection.weights),
+                     ("delays", lambda layer: layer.projection.delays)):
+        pairs = [(of(a), of(b)) for a, b in zip(network.layers, represented.layers) if of(a) is not None]
+        if not pairs:
+            continue
+        moved = np.concatenate([np.abs(b - a).ravel() for a, b in pairs])
+        n_changed = int(np.count_nonzero(moved))
+        if n_changed:
+            parts.append(f"{n_changed:,} of {moved.size:,} {what} changed, by up to {moved.max():.3g}"
+                         + (" tau_s" if what == "delays" else ""))
+    return "; ".join(parts) or None
 
 
 def _other_network(given: dict, network) -> list[str]:

@@ -94,6 +94,30 @@ def test_evaluate_adds_command_line_backend_options_to_the_runs_own(tmp_path, mo
 
 
 
+def test_evaluate_says_how_the_chip_changed_a_network_trained_elsewhere(tmp_path, monkeypatch):
+    """(a reference-trained network ran clipped and quantised, its delays moved to the chip's
+    range, without a word)"""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    trained = cli_runner().invoke(main, ["train", "--tau-ratio", "1", "--delays", "axonal", "--hidden", "6",
+                                        "--epochs", "1", "--out", str(out), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    network = dg.load_network(out / "network.npz")
+    chip = dg.get_backend("bss2-emulator")
+    represented = chip.represent(network)
+    chip.close()
+    weights = sum(int((layer.projection.weights != shown.projection.weights).sum())
+                  for layer, shown in zip(network.layers, represented.layers))
+    assert weights
+    for target in (str(out), str(out / "network.npz")):
+        result = cli_runner().invoke(main, ["evaluate", target, "--backend", "bss2-emulator"])
+        assert result.exit_code == 0, result.output
+        assert f"note: 'bss2-emulator' ran the network as it represents it, not as stored ({weights} of 42 " \
+               "weights changed, by up to" in result.stderr, result.stderr
+        assert "10 of 10 delays changed" in result.stderr, result.stderr  # (4 inputs, 6 hidden axons)
+    on_its_own = cli_runner().invoke(main, ["evaluate", str(out)])
+    assert on_its_own.exit_code == 0 and "represents it" not in on_its_own.stderr
+
 def test_evaluate_says_when_the_device_differs_from_the_runs_even_behind_mock_hil(tmp_path, monkeypatch):
     """(a run of chip 3 evaluated through mock-hil's default chip 0, an option of the chip's
     changed with the same calibration key, or a changed cache entry: no word was said)"""
