@@ -52,14 +52,15 @@ def test_a_signed_request_decodes_to_its_header_and_payload():
     (lambda f: f[:2], "malformed"),
     (lambda f: f + [b"x"], "malformed"),
     (lambda f: [b"not-hil"] + f[1:], "malformed"),
-    (lambda f: [b"delgrad-hil/3"] + f[1:], "unsupported_version"),
-    (lambda f: [b"delgrad-hil/12345678"] + f[1:], "unsupported_version"),  # (any number: was malformed)
+    (lambda f: [b"delgrad-hil/3", SIGNER.signature([b"delgrad-hil/3", *f[2:]])] + f[2:], "unsupported_version"),
+    (lambda f: [b"delgrad-hil/12345678", b"\0" * 32] + f[2:], "unsupported_version"),  # (any number: was malformed)
+    (lambda f: [b"delgrad-hil/3"] + f[1:], "bad_signature"),  # (a version digit changed in transit: corrupted)
     (lambda f: [f[0], b""] + f[2:], "bad_signature"),
     (lambda f: [f[0], Signer(b"another-token-of-enough-length").signature([f[0], *f[2:]])] + f[2:], "bad_signature"),
     (lambda f: f[:3] + [f[3][:-10]], "bad_signature"),  # truncated payload
     (lambda f: [f[0], f[1], f[2] + b"\x00"] + f[3:], "bad_signature"),
     (lambda f: [f[0], f[1], f[3], f[2]], "bad_signature"),  # frames swapped
-], ids=["two-frames", "five-frames", "foreign", "version-3", "version-12345678", "unsigned", "other-token", "truncated",
+], ids=["two-frames", "five-frames", "foreign", "version-3", "version-12345678", "version-digit-changed", "unsigned", "other-token", "truncated",
         "appended", "swapped"])
 def test_broken_frames_are_refused_with_the_right_code(change, code):
     with pytest.raises(ProtocolError) as info:

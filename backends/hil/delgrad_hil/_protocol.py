@@ -269,6 +269,9 @@ def decode(frames, signer, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     protocol, signature, header_bytes = frames[:3]
     if protocol != PROTOCOL:
         if _OTHER_VERSION.fullmatch(protocol):
+            if len(signature) == SIGNATURE_BYTES and signer.verify(signature, [PROTOCOL, *frames[2:]]):
+                raise ProtocolError("bad_signature", "the version was changed in transit (the message is signed "
+                                                     f"as {PROTOCOL.decode()})")
             raise ProtocolError("unsupported_version", f"protocol {protocol[:40]!r} is not supported; this side "
                                                        f"speaks {PROTOCOL.decode()}")
         raise ProtocolError("malformed", "not a delgrad-hil message (first frame)")
