@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 
 import click
-import numpy as np
 
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
@@ -173,6 +172,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
 def _changes(network, represented) -> str | None:
     """How many weights and delays `represented` (a backend's represent() of `network`) changed,
     and by how much at most (delays in units of tau_s); None if it changed none."""
+    import numpy as np
+
     parts = []
     for what, of in (("weights", lambda layer: layer.projection.weights),
                      ("delays", lambda layer: layer.projection.delays)):
