@@ -467,6 +467,10 @@ def test_evaluate_uses_the_runs_own_encoder(tmp_path):
     assert json.loads(noted.stdout)["accuracy"] == pytest.approx(expected)
     assert f"note: {other} describes another network than {copied} (hidden [20, 10] against [6]; delays " \
            "['axonal', 'axonal', 'axonal'] against ['none', 'none']): the file's network is evaluated" in noted.stderr
+    other.write_text("t_early = 0.5\nt_late = 3.0\ntau_ratio = 1.0\nthreshold = 1.5\n")  # (the file: 2 and 1)
+    noted = runner.invoke(main, ["evaluate", str(copied), "--json", "--config", str(other)])
+    assert f"describes another network than {copied} (tau_ratio 1 against 2; threshold 1.5 against 1)" \
+        in noted.stderr, noted.stderr
 
 
 def test_cli_rejects_unknown_backend_naming_the_choices(tmp_path):

@@ -190,14 +190,26 @@ def _changes(network, represented) -> str | None:
 
 def _other_network(given: dict, network) -> list[str]:
     """Where the network that the settings `given` (a --config file's) would train differs from
-    `network` in its hidden sizes or delay kinds, described; [] if it does not."""
+    `network` in its hidden sizes, delay kinds, tau ratio or threshold, described; [] if it does
+    not."""
+    import numpy as np
+
     from delgrad_core.training import TrainingConfig
 
-    probe = TrainingConfig(**{name: given[name] for name in ("hidden", "delays") if name in given},
+    compared = ("hidden", "delays", "tau_ratio", "threshold")
+    probe = TrainingConfig(**{name: given[name] for name in compared if name in given},
                            _check_components=False)
     kinds = probe.delays if isinstance(probe.delays, list) else [probe.delays] * (len(probe.hidden_sizes) + 1)
     found = {"hidden": list(network.sizes[1:-1]), "delays": [layer.projection.delay_kind.value
                                                              for layer in network.layers]}
     wanted = {"hidden": probe.hidden_sizes, "delays": kinds}
-    return [f"{name} {wanted[name]} against {found[name]}" for name in ("hidden", "delays")
-            if name in given and wanted[name] != found[name]]
+    differences = [f"{name} {wanted[name]} against {found[name]}" for name in ("hidden", "delays")
+                   if name in given and wanted[name] != found[name]]
+    neurons = [layer.population.neuron.as_arrays(layer.population.size) for layer in network.layers]
+    held = {"tau_ratio": np.concatenate([tau_m / tau_s for _, tau_m, tau_s in neurons]),
+            "threshold": np.concatenate([threshold for threshold, _, _ in neurons])}
+    for name, values in held.items():
+        if name in given and not np.allclose(values, getattr(probe, name), rtol=1e-12, atol=0.0):
+            shown = f"{values[0]:g}" if np.all(values == values[0]) else f"{values.min():g}..{values.max():g}"
+            differences.append(f"{name} {getattr(probe, name):g} against {shown}")
+    return differences
