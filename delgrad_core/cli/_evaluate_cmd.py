@@ -15,11 +15,12 @@ from delgrad_core.cli._settings import (
     run_settings, trained_on_a_representing_backend, with_tables, without_replaced_options)
 
 
-def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> None:
-    """Warn when the run was trained on the same device as `backend` runs on (the same backend,
-    or the same device behind another: mock-hil's service in-process and back) with another
-    identity: another chip, calibration setting, calibration contents or device option.  Runs
-    from before identities were recorded are compared by calibration key, on the same backend."""
+def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> bool:
+    """Whether the run was trained on the device `backend` runs on (the same backend, or the
+    same device behind another: mock-hil's service in-process and back); warn when it was, with
+    another identity: another chip, calibration setting, calibration contents or device option.
+    Runs from before identities were recorded are compared by calibration key, on the same
+    backend."""
     from delgrad_core.training._identity import identity_changes, key_changes, recorded_identity
     from delgrad_core.training._run_folder import RunFolder
 
@@ -35,6 +36,7 @@ def _warn_if_another_device(path: Path, metrics: dict, same_backend: bool, backe
     if changes:
         warnings.warn(f"{path} was trained on device {current['backend']!r} set up otherwise: {'; '.join(changes)}: "
                       "the accuracy is this one's", UserWarning, stacklevel=1)
+    return same_backend or (recorded is not None and recorded["backend"] == current["backend"])
 
 
 @main.command()
@@ -138,11 +140,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         elsewhere = None  # (a note: another backend than the run's ran the trained parameters as stored)
         represented = target.represent(network)
-        trained_elsewhere = not stored or target.name != stored.get("backend")
-        if stored and trained_elsewhere and represented is network:
+        if stored and target.name != stored.get("backend") and represented is network:
             elsewhere = trained_on_a_representing_backend(path, stored.get("backend"))
-        changed = _changes(network, represented) if trained_elsewhere else None
-        _warn_if_another_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
+        on_its_device = _check_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
+        changed = None if stored and on_its_device else _changes(network, represented)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)
