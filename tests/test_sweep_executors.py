@@ -614,7 +614,8 @@ def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
     assert started == [1, 2] and len(plugins) == 2
 
 
-def test_a_stop_signal_whose_keyboardinterrupt_was_lost_still_stops_a_sweep(tmp_path):
+@pytest.mark.parametrize("executor", ["process", pytest.param("dask", marks=pytest.mark.slow)])
+def test_a_stop_signal_whose_keyboardinterrupt_was_lost_still_stops_a_sweep(tmp_path, executor):
     """(the sweep waited for its trials without looking again: a Ctrl-C whose KeyboardInterrupt
     CPython lost left every trial to run to its end, and the sweep exited 0)"""
     from delgrad_core.training._sweep import SweepInterrupted
@@ -624,7 +625,7 @@ def test_a_stop_signal_whose_keyboardinterrupt_was_lost_still_stops_a_sweep(tmp_
 
     lines = []
     with pytest.raises(SweepInterrupted):
-        run_sweep({"epochs": 2000}, [3], ["none"], 2, tmp_path / "s", jobs=2, echo=lines.append,
+        run_sweep({"epochs": 2000}, [3], ["none"], 2, tmp_path / "s", jobs=2, executor=executor, echo=lines.append,
                   should_stop=lost_interrupt)
     assert any(line.startswith("\ninterrupted:") for line in lines), lines
     assert not list((tmp_path / "s" / "runs").glob("*/metrics.json"))  # (stopped at an epoch boundary)

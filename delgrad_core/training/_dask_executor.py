@@ -21,8 +21,8 @@ except ImportError:  # (the extra is not installed: `require_distributed` says h
     _WorkerPlugin = object
 
 from delgrad_core._cpus import available_cpus
-from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError
-from delgrad_core.training._executors import Unfinished, report
+from delgrad_core._errors import BackendUnavailable, InvalidValueError
+from delgrad_core.training._executors import STOP_CHECK_S, Unfinished, report
 from delgrad_core.training._trials import Trial, train_trial
 
 __all__ = ["DaskExecutor", "require_distributed"]
@@ -93,10 +93,11 @@ class DaskExecutor:
         Workers of the embedded cluster (default: the CPUs this process may use).
     """
 
-    def __init__(self, scheduler: str | None = None, jobs: int | None = None):
+    def __init__(self, scheduler: str | None = None, jobs: int | None = None, should_stop=None):
         require_distributed()
         self.scheduler = scheduler
         self.jobs = jobs or available_cpus()
+        self.should_stop = should_stop  # (called while trials run: raises KeyboardInterrupt to stop them)
 
     def _connect(self, n_trials: int):
         distributed = require_distributed()
@@ -127,7 +128,7 @@ class DaskExecutor:
                                     "scheduler (the scheduler's port is usually 8786; 8787 is its dashboard)") from None
 
     def run(self, trials: list[Trial], echo) -> tuple[Unfinished, bool]:
-        from distributed import as_completed
+        import distributed
         from tqdm.auto import tqdm
 
         unfinished = Unfinished()
@@ -138,16 +139,18 @@ class DaskExecutor:
                                      pure=False): trial for trial in trials}
             with tqdm(total=len(futures), desc="sweep", unit="run") as bar:
                 try:
-                    for future in as_completed(futures):
-                        bar.update(1)
-                        trial = futures[future]
+                    remaining = set(futures)
+                    while remaining:
                         try:
-                            outcome = future.result()
-                        except DelgradError as exc:
-                            outcome = exc
-                        except Exception as exc:  # one failed trial must not cost the others
-                            outcome = exc
-                        report(trial, outcome, unfinished, echo)
+                            done, remaining = distributed.wait(remaining, timeout=STOP_CHECK_S,
+                                                               return_when="FIRST_COMPLETED")
+                        except distributed.TimeoutError:
+                            done = set()
+                        for future in done:
+                            bar.update(1)
+                            report(futures[future], _outcome(future), unfinished, echo)
+                        if self.should_stop is not None:  # (a stop signal whose KeyboardInterrupt was lost:
+                            self.should_stop()              # the sweep ran to its end)
                 except KeyboardInterrupt:
                     interrupted = True
                     client.cancel(list(futures))
@@ -165,3 +168,11 @@ class DaskExecutor:
             finally:
                 distributed_log.setLevel(level)
         return unfinished, interrupted
+
+
+def _outcome(future):
+    """A finished task's metrics, or the exception it raised (one failed trial must not cost the others)."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return exc

@@ -17,7 +17,7 @@ from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
 from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
 
-__all__ = ["ProcessExecutor", "Unfinished", "make_executor", "report"]
+__all__ = ["STOP_CHECK_S", "ProcessExecutor", "Unfinished", "make_executor", "report"]
 
 EXECUTORS = ("process", "dask")
 
@@ -54,7 +54,7 @@ def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
 
 
 #: How often a sweep waiting for its trials checks for a stop signal, in seconds.
-_STOP_CHECK_S = 0.5
+STOP_CHECK_S = 0.5
 
 
 def _kill_workers(workers) -> None:
@@ -147,7 +147,7 @@ class ProcessExecutor:
         try:
             while remaining:
                 try:
-                    done, remaining = wait(remaining, timeout=_STOP_CHECK_S, return_when=FIRST_COMPLETED)
+                    done, remaining = wait(remaining, timeout=STOP_CHECK_S, return_when=FIRST_COMPLETED)
                     started |= workers.started_names()  # (read as they come: a full pipe would block workers)
                     for future in done:
                         if future.cancelled():
@@ -188,8 +188,8 @@ class ProcessExecutor:
 
 
 def make_executor(name: str, *, jobs: int | None = None, scheduler: str | None = None, should_stop=None):
-    """The executor called `name` ("process" or "dask"); `should_stop` (process executor) is
-    called while trials run and raises KeyboardInterrupt to stop them."""
+    """The executor called `name` ("process" or "dask"); `should_stop` is called while trials
+    run and raises KeyboardInterrupt to stop them."""
     if name == "process":
         if scheduler is not None:
             raise InvalidValueError("--scheduler: only with --executor dask")
@@ -197,5 +197,5 @@ def make_executor(name: str, *, jobs: int | None = None, scheduler: str | None =
     if name == "dask":
         from delgrad_core.training._dask_executor import DaskExecutor
 
-        return DaskExecutor(scheduler=scheduler, jobs=jobs)
+        return DaskExecutor(scheduler=scheduler, jobs=jobs, should_stop=should_stop)
     raise InvalidValueError(f"executor: unknown {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -418,7 +418,7 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
 
     Returns the summary table as text; raises `SweepError` if trials failed and
     `SweepInterrupted` after Ctrl-C (in both cases after writing the finished trials' results).
-    `should_stop`, if given, is called while trials run on the process pool and raises
+    `should_stop`, if given, is called while trials run and raises
     KeyboardInterrupt to stop them as Ctrl-C does.
     """
     out_dir = Path(out_dir)
