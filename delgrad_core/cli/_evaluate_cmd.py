@@ -138,12 +138,13 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         raise refused(exc) from None
     with no_writes_once_stopped(), target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
+        represented = target.represent_checked(network)
+        changed = _changes(network, represented)
         elsewhere = None  # (a note: another backend than the run's ran the trained parameters as stored)
-        represented = target.represent(network)
-        if stored and target.name != stored.get("backend") and represented is network:
+        if stored and target.name != stored.get("backend") and changed is None:
             elsewhere = trained_on_a_representing_backend(path, stored.get("backend"))
-        on_its_device = _check_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
-        changed = None if stored and on_its_device else _changes(network, represented)
+        if _check_device(path, metrics, config.backend == stored.get("backend"), target, calibration) and stored:
+            changed = None  # (it ran as on the device it was trained on)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)

@@ -42,11 +42,11 @@ def results_in_jobs(backend, ran, input_spike_times: np.ndarray, calibration, ne
 
 def output_spike_times(backend, network, input_spike_times: np.ndarray, calibration,
                        next_seed: Callable[[], int | None], batch_size: int | None = None) -> np.ndarray:
-    """Output spike times of every sample, running `backend.represent(network)` in jobs of
-    `batch_size` samples (None: the backend's `max_batch_size`, else `EVALUATION_CHUNK`; never
-    above either), handed to `execute_many` in groups; `next_seed()` gives each job's seed,
-    so that on a noisy backend every job draws its own noise."""
-    ran = backend.represent_checked(network).frozen_copy()  # one snapshot that every job shares
+    """Output spike times of every sample, running `network` (as the backend represents it) in
+    jobs of `batch_size` samples (None: the backend's `max_batch_size`, else `EVALUATION_CHUNK`;
+    never above either), handed to `execute_many` in groups; `next_seed()` gives each job's
+    seed, so that on a noisy backend every job draws its own noise."""
+    ran = network.frozen_copy()  # one snapshot that every job shares (represented once, by the backend)
     largest = backend.capabilities.max_batch_size or EVALUATION_CHUNK
     chunk = min(batch_size or largest, largest)
     per_call, outputs = max(1, EVALUATION_CHUNK // chunk) * chunk, []

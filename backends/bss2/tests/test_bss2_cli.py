@@ -109,14 +109,20 @@ def test_evaluate_says_how_the_chip_changed_a_network_trained_elsewhere(tmp_path
     weights = sum(int((layer.projection.weights != shown.projection.weights).sum())
                   for layer, shown in zip(network.layers, represented.layers))
     assert weights
+    calls = []
+    representing = type(chip).represent
+    monkeypatch.setattr(type(chip), "represent", lambda self, network: calls.append(1) or representing(self, network))
     for target in (str(out), str(out / "network.npz")):
+        calls.clear()
         result = cli_runner().invoke(main, ["evaluate", target, "--backend", "bss2-emulator"])
         assert result.exit_code == 0, result.output
+        assert len(calls) == 2  # (one for the note, one for the jobs: a costly represent ran three times)
         assert f"note: 'bss2-emulator' ran the network as it represents it, not as stored ({weights} of 42 " \
                "weights changed, by up to" in result.stderr, result.stderr
         assert "10 of 10 delays changed" in result.stderr, result.stderr  # (4 inputs, 6 hidden axons)
     on_its_own = cli_runner().invoke(main, ["evaluate", str(out)])
     assert on_its_own.exit_code == 0 and "represents it" not in on_its_own.stderr
+
 
 def test_evaluate_says_when_the_device_differs_from_the_runs_even_behind_mock_hil(tmp_path, monkeypatch):
     """(a run of chip 3 evaluated through mock-hil's default chip 0, an option of the chip's
