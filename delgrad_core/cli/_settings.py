@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import click
@@ -188,16 +189,24 @@ def with_its_file(exc: InvalidValueError, config_file, options: dict, set_settin
                   dataset_options: dict) -> str:
     """The message of `exc`, the error of the setting it names first, led by the name of the
     config file when that setting came from the file and not also from the command line (the
-    arguments of `command_line_settings`)."""
+    arguments of `command_line_settings`); in an option table that both gave (backend_options,
+    dataset_options), when the message names one of the file's options that the command line
+    left alone."""
     from delgrad_core.training import load_config
 
     message = str(exc)
     field = message.partition(":")[0]
-    given_here = {key for key, value in options.items() if value is not None} | set(set_settings) | \
-        {key for key, table in (("backend_options", backend_options), ("dataset_options", dataset_options)) if table}
+    given_here = {key for key, value in options.items() if value is not None} | set(set_settings)
     if not config_file or field in given_here or message.startswith(f"{config_file}:"):
         return message
-    return f"{config_file}: {message}" if field in load_config(config_file) else message
+    in_file = load_config(config_file)
+    table_here = {"backend_options": backend_options, "dataset_options": dataset_options}.get(field)
+    if table_here and isinstance(in_file.get(field), dict):
+        from_file = [key for key in in_file[field] if key not in table_here]
+        named = re.sub(r"\([^)]*\)", "", message.partition(";")[0])  # (not the valid options a hint lists)
+        if not any(re.search(rf"(?<!\w){re.escape(key)}(?!\w)", named) for key in from_file):
+            return message
+    return f"{config_file}: {message}" if field in in_file else message
 
 
 PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)

@@ -198,3 +198,15 @@ def test_the_chips_own_delay_defaults_give_no_unused_warning_without_delays(tmp_
     result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--delays", "none", "--hidden", "4",
                                         "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
     assert result.exit_code == 0 and "not used" not in result.stderr, result.output
+
+
+def test_a_bad_option_of_the_files_backend_table_names_the_file_beside_command_line_options(tmp_path):
+    """(with any --backend-option given, an error of an option from the file's table did not
+    name the file)"""
+    config = tmp_path / "c.toml"
+    config.write_text('[train]\nbackend = "bss2-emulator"\n[train.backend_options]\nchip = -3\n')
+    for given, named in (("calibrated=false", f"Error: {config}: backend_options: backend 'bss2-emulator': chip: "),
+                         ("chip=-1", "Error: backend_options: backend 'bss2-emulator': chip: ")):
+        result = cli_runner().invoke(main, ["train", "--config", str(config), "--backend-option", given, "--epochs", "1",
+                                            "--out", str(tmp_path / "run")])
+        assert result.exit_code == 2 and named in result.stderr, result.stderr
