@@ -277,7 +277,7 @@ def run_settings(path: Path) -> tuple[Path, dict, dict]:
     """(network file, the run's settings, its metrics) for a run folder or a network file;
     settings and metrics are {} for a network file outside a finished run folder."""
     from delgrad_core.training._config import shown_setting
-    from delgrad_core.training._run_folder import RunFolder
+    from delgrad_core.training._run_folder import RunFolder, is_accuracy
 
     folder = RunFolder(path if path.is_dir() else path.parent)
     network_file = folder.network if path.is_dir() else path
@@ -289,7 +289,9 @@ def run_settings(path: Path) -> tuple[Path, dict, dict]:
     if not network_file.is_file():
         raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "
                                 "or moved")
-    _check_accuracy(metrics["test_accuracy"], folder.metrics)
+    if not is_accuracy(metrics["test_accuracy"]):  # (as `delgrad sweep` refuses it)
+        raise FileFormatError(f"{folder.metrics}: not the metrics of a finished run (test_accuracy: expected a number "
+                              f"in [0, 1], got {json.dumps(metrics['test_accuracy'])}); a damaged or edited file")
     if "config" not in metrics:
         raise FileFormatError(f"{folder.metrics}: not the metrics of a finished run (no 'config', the table of the "
                               "run's settings); a damaged or edited file")
@@ -298,14 +300,6 @@ def run_settings(path: Path) -> tuple[Path, dict, dict]:
         raise FileFormatError(f"{folder.metrics}: its 'config' is not a table of the run's settings (got "
                               f"{shown_setting(settings)}); a damaged or edited file")
     return network_file, settings, metrics
-
-
-def _check_accuracy(accuracy, metrics_file: Path) -> None:
-    """Refuse a finished run's test accuracy that is not a number in [0, 1] (a damaged or edited
-    metrics.json, as `delgrad sweep` refuses it)."""
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
-        raise FileFormatError(f"{metrics_file}: not the metrics of a finished run (test_accuracy: expected a number "
-                              f"in [0, 1], got {json.dumps(accuracy)}); a damaged or edited file")
 
 
 def trained_on_a_representing_backend(path, backend_name) -> str | None:

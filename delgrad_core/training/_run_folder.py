@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
 __all__ = ["RunFolder", "folder_lock", "STATE_KEY", "checked_state", "stored_settings", "history_line",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "is_accuracy"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -53,6 +53,11 @@ _HISTORY_ADVICE = ("a run resumes only with the history of its checkpoint's epoc
 
 _HELD: dict = {}  # real path -> lock file of each folder this process holds
 _HELD_LOCK = threading.Lock()  # held while a folder's lock is taken or let go, and across a fork
+
+
+def is_accuracy(value) -> bool:
+    """Whether `value` (a test accuracy read from a metrics.json) is a number in [0, 1]."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= 1
 
 
 def _release_in_child() -> None:

@@ -31,7 +31,7 @@ from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatErr
 from delgrad_core._ir import DelayKind
 from delgrad_core.training._config import TrainingConfig, config_with_defaults, shown_setting
 from delgrad_core.training._executors import Unfinished, make_executor, report
-from delgrad_core.training._run_folder import RunFolder, folder_lock, remove_stale_temporaries
+from delgrad_core.training._run_folder import RunFolder, folder_lock, is_accuracy, remove_stale_temporaries
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
 __all__ = ["plan_sweep", "check_runnable", "refuse_unusable_runs", "run_sweep", "run_trial", "sweep_rows",
@@ -63,7 +63,7 @@ def _row(trial: Trial, metrics: dict) -> dict:
     try:
         config = metrics["config"]
         accuracy = metrics["test_accuracy"]
-        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+        if not is_accuracy(accuracy):
             raise ValueError(f"test_accuracy is {accuracy!r}")
         return {
             "delays": config["delays"],
