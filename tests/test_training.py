@@ -731,6 +731,27 @@ def test_evaluation_runs_jobs_of_the_evaluation_batch_size_each_with_its_own_see
     np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
 
 
+@pytest.mark.parametrize("capabilities, jobs", [
+    (dict(exact=True), [40, 40, 20]),  # noise-free: jobs of the work limit (here 40 samples of 42 synapses)
+    (dict(deterministic=True, seed_independent=False), [100]),  # seeded noise: one job as before
+    (dict(deterministic=False, seed_independent=False), [100]),
+])
+def test_a_noise_free_backend_evaluates_a_large_network_in_jobs_a_ctrl_c_can_end_between(monkeypatch, capabilities,
+                                                                                         jobs):
+    """(a 10,000-sample evaluation of a 784-350-10 network was one job, whose kernel call no
+    Ctrl-C could end for up to half a minute)"""
+    from delgrad_core.testing import MockBackend
+    from delgrad_core.training import _evaluation
+
+    monkeypatch.setattr(_evaluation, "_SYNAPSE_SAMPLES_PER_JOB", 40 * 42)
+    network = dg.Network.feedforward([4, 6, 3], seed=0)  # (4 x 6 + 6 x 3 = 42 synapses)
+    inputs = np.random.default_rng(0).uniform(0.15, 2.0, (100, 4))
+    backend = MockBackend(capabilities=dg.Capabilities(**capabilities))
+    output = _evaluation.output_spike_times(backend, network, inputs, None, lambda: 0, None)
+    assert [request.batch_size for request in backend.requests] == jobs
+    np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
+
+
 def test_evaluation_batch_size_is_a_checked_backend_setting():
     assert TrainingConfig.from_dict({"evaluation_batch_size": 40}).evaluation_batch_size == 40
     for bad in (0, 2.5, "40"):
