@@ -263,6 +263,7 @@ class PluginRegistry:
         self._tables: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         self._manager = pluggy.PluginManager(PROJECT_NAME)
         self._manager.add_hookspecs(DelgradHookspecs)
+        self._distribution_of: dict[str, str] = {}  # plugin name (an entry point's) -> its distribution
         if builtins:
             from delgrad_core import _builtin_plugin
 
@@ -361,12 +362,18 @@ class PluginRegistry:
         """
         where = where or f"plugin {plugin_name or plugin!r} from distribution {distribution!r}"
         with self._collecting():
-            if self._added_to_manager(plugin, plugin_name, where):
+            if self._added_to_manager(plugin, plugin_name, distribution, where):
                 self._add(self._registrations_of(plugin, distribution, version, where))
 
-    def _added_to_manager(self, plugin, plugin_name: str | None, where: str) -> bool:
-        """Whether `plugin` is now registered with pluggy; not if it cannot be or implements an
-        unknown hook (a failure each), nor if it was already."""
+    def _added_to_manager(self, plugin, plugin_name: str | None, distribution: str, where: str) -> bool:
+        """Whether `plugin` is now registered with pluggy; not if it cannot be, its name is
+        another plugin's or it implements an unknown hook (a failure each), nor if it was already."""
+        other = self._manager.get_plugin(plugin_name) if plugin_name is not None else None
+        if other is not None and other is not plugin:  # (pluggy's own message dumps its whole registry)
+            self._failed(where, f"cannot be registered: the plugin name {plugin_name!r} is taken by distribution "
+                                f"{self._distribution_of[plugin_name]!r} (the names of the entry points in "
+                                f"{self.group!r} must differ: rename one)")
+            return False
         try:
             registered = self._manager.register(plugin, name=plugin_name)
         except (pluggy.PluginValidationError, ValueError) as exc:
@@ -377,7 +384,9 @@ class PluginRegistry:
             self._manager.unregister(plugin)
             self._failed(where, f"implements an unknown hook: {', '.join(map(_suggested_hook, unknown))}")
             return False
-        return registered is not None  # (None: pluggy had it already)
+        if registered is not None:  # (None: pluggy had it already)
+            self._distribution_of[registered] = distribution
+        return registered is not None
 
     def _registrations_of(self, plugin, distribution: str, version: str, where: str) -> list[Registration]:
         """What `plugin`'s hooks register, but what they refuse (each a failure); nothing if a

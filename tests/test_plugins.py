@@ -171,6 +171,19 @@ def test_a_plugin_taking_the_reference_name_does_not_break_anything(site):
     assert registry.get("backend", "reference").distribution == "delgrad-reference"
 
 
+def test_an_entry_point_named_as_another_distributions_says_whose_name_it_took(site):
+    """(pluggy's own message dumped its registry of modules and named no distribution)"""
+    site("aaa-impostor", "impostor", _good("impostor"), entry_name="reference")
+    with pytest.warns(PluginLoadWarning) as record:
+        registry = PluginRegistry().discover()
+    message = " ".join(str(warning.message) for warning in record)
+    assert "plugin 'reference' (impostor) from distribution 'aaa-impostor' 1.0 cannot be registered: the plugin name " \
+           "'reference' is taken by distribution 'delgrad-reference' (the names of the entry points in " \
+           "'delgrad.backends' must differ: rename one)" in message, message
+    assert "<module" not in message
+    assert registry.get("backend", "reference").distribution == "delgrad-reference"
+
+
 def test_misspelt_hook_fails_in_strict_mode_and_warns_otherwise(site):
     source = """
         from delgrad_core import hookimpl
