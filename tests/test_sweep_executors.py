@@ -643,3 +643,38 @@ def test_an_address_where_nothing_listens_is_refused_at_once():
     with pytest.raises(BackendUnavailable, match=re.escape(f"--scheduler {address}: nothing listens there "
                                                            "(connection refused)")):
         _dask_executor.DaskExecutor(address)._connect(1)
+
+
+@pytest.mark.slow
+def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(tmp_path, monkeypatch):
+    """(waiting with a timeout let the cancellation's error escape: a traceback, the running
+    trials killed and no sweep table)"""
+    from delgrad_core.training import _dask_executor
+    from delgrad_core.training._trials import Trial
+
+    def pretend_to_train(settings, folder):
+        time.sleep(settings["seconds"])
+        return {"test_accuracy": 0.5}
+
+    monkeypatch.setattr(_dask_executor, "train_trial", pretend_to_train)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None)
+    trials = [Trial({"seconds": seconds}, f"t{k}", tmp_path / f"t{k}", {}) for k, seconds in enumerate([0.5, 5, 3])]
+
+    def cancel_the_long_trial():
+        while not list(cluster.scheduler.tasks):  # (its tasks are known to the scheduler)
+            time.sleep(0.05)
+        time.sleep(1.0)
+        with distributed.Client(cluster.scheduler_address, set_as_default=False) as other:
+            other.cancel([distributed.Future("delgrad-trial-t1", client=other)], force=True)
+
+    canceller = threading.Thread(target=cancel_the_long_trial)
+    canceller.start()
+    lines = []
+    try:
+        unfinished, interrupted = _dask_executor.DaskExecutor(cluster.scheduler_address).run(trials, lines.append)
+    finally:
+        canceller.join()
+        cluster.close()
+    assert not interrupted and [line.split(":")[0] for line in unfinished.failed] == ["t1"], lines
+    assert sorted(lines) == sorted(["t0: test accuracy 50.00 %", "t2: test accuracy 50.00 %",
+                                    f"FAILED {unfinished.failed[0]}"])

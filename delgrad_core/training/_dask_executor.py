@@ -146,6 +146,10 @@ class DaskExecutor:
                                                                return_when="FIRST_COMPLETED")
                         except distributed.TimeoutError:
                             done = set()
+                        except distributed.CancelledError:  # (wait ends at once when a task was cancelled,
+                            # e.g. by another client or a scheduler restart: that trial failed, the others go on)
+                            done = {future for future in remaining if future.done()}
+                            remaining -= done
                         for future in done:
                             bar.update(1)
                             report(futures[future], _outcome(future), unfinished, echo)
