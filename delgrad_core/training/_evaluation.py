@@ -15,12 +15,13 @@ __all__ = ["output_spike_times", "results_in_jobs", "check_fits_dataset", "draw_
 # `execute_many` call (their full results, every layer's times, are held until it returns).
 EVALUATION_CHUNK = 10_000
 
-# Synapse-samples per job of a noise-free backend when no job size is set.  A job's kernel call
-# cannot be interrupted, so a large network runs in jobs of at most about a second (784-350-10:
-# 241 samples, 0.2-0.7 s on the reference backend) and Ctrl-C is answered between them; a small
-# one keeps a single job (4-30-3: every sample up to EVALUATION_CHUNK).  Its outputs do not
-# depend on the split; a noisy backend's would (each job draws its own noise), so its jobs stay
-# as large as before.
+# Synapse-samples per job of an exact, noise-free backend when no job size is set.  A job's kernel
+# call cannot be interrupted, so a large network runs in jobs of at most about a second
+# (784-350-10: 241 samples, 0.2-0.7 s on the reference backend) and Ctrl-C is answered between
+# them; a small one keeps a single job (4-30-3: every sample up to EVALUATION_CHUNK).  The
+# reference backend's outputs are bit-identical in any split.  Other backends keep their jobs: a
+# noisy one draws its noise per job, and an approximate one may depend on its job's other samples
+# (the example backend's time grid starts at the job's first input).
 _SYNAPSE_SAMPLES_PER_JOB = 2**26
 
 
@@ -52,13 +53,13 @@ def output_spike_times(backend, network, input_spike_times: np.ndarray, calibrat
                        next_seed: Callable[[], int | None], batch_size: int | None = None) -> np.ndarray:
     """Output spike times of every sample, running `network` (as the backend represents it) in
     jobs of `batch_size` samples (None: the backend's `max_batch_size`, else `EVALUATION_CHUNK`,
-    on a noise-free backend at most `_SYNAPSE_SAMPLES_PER_JOB` synapse-samples; never above
-    either limit), handed to `execute_many` in groups; `next_seed()` gives each job's seed, so
+    on an exact, noise-free backend at most `_SYNAPSE_SAMPLES_PER_JOB` synapse-samples; never
+    above either limit), handed to `execute_many` in groups; `next_seed()` gives each job's seed, so
     that on a noisy backend every job draws its own noise."""
     ran = network.frozen_copy()  # one snapshot that every job shares (represented once, by the backend)
     capabilities = backend.capabilities
     largest = capabilities.max_batch_size or EVALUATION_CHUNK
-    if batch_size is None and capabilities.deterministic and capabilities.seed_independent:
+    if batch_size is None and capabilities.exact and capabilities.deterministic and capabilities.seed_independent:
         synapses = sum(layer.projection.n_pre * layer.projection.n_post for layer in network.layers)
         batch_size = max(1, _SYNAPSE_SAMPLES_PER_JOB // synapses)
     chunk = min(batch_size or largest, largest)
