@@ -189,9 +189,9 @@ def with_its_file(exc: InvalidValueError, config_file, options: dict, set_settin
                   dataset_options: dict) -> str:
     """The message of `exc`, the error of the setting it names first, led by the name of the
     config file when that setting came from the file and not also from the command line (the
-    arguments of `command_line_settings`); in an option table that both gave (backend_options,
-    dataset_options), when the message names one of the file's options that the command line
-    left alone."""
+    arguments of `command_line_settings`).  In an option table both gave (backend_options,
+    dataset_options), the option the message is about decides: the file is named unless the
+    command line gave it (or one of several unknown ones), or the message names none."""
     from delgrad_core.training import load_config
 
     message = str(exc)
@@ -199,14 +199,26 @@ def with_its_file(exc: InvalidValueError, config_file, options: dict, set_settin
     given_here = {key for key, value in options.items() if value is not None} | set(set_settings)
     if not config_file or field in given_here or message.startswith(f"{config_file}:"):
         return message
-    in_file = load_config(config_file)
     table_here = {"backend_options": backend_options, "dataset_options": dataset_options}.get(field)
-    if table_here and isinstance(in_file.get(field), dict):
-        from_file = [key for key in in_file[field] if key not in table_here]
-        named = re.sub(r"\([^)]*\)", "", message.partition(";")[0])  # (not the valid options a hint lists)
-        if not any(re.search(rf"(?<!\w){re.escape(key)}(?!\w)", named) for key in from_file):
+    if table_here:
+        about = _options_named(message, field)
+        if not about or not about.isdisjoint(table_here):
             return message
-    return f"{config_file}: {message}" if field in in_file else message
+    return f"{config_file}: {message}" if field in load_config(config_file) else message
+
+
+def _options_named(message: str, field: str) -> set:
+    """The options an option-table error is about, as the core and the built-in components say
+    it: "FIELD: backend 'x': OPTION: ..." or "FIELD: backend 'x': unknown option(s) A, B; ..."
+    (empty for another form)."""
+    said = re.match(rf"{field}: \w+ '[^']*': (.*)", message, flags=re.DOTALL)
+    if said is None:
+        return set()
+    unknown = re.match(r"unknown option\(s\) ([\w, ]+)", said.group(1))
+    if unknown:
+        return {name.strip() for name in unknown.group(1).split(",")}
+    option = re.match(r"(\w+):", said.group(1))
+    return {option.group(1)} if option else set()
 
 
 PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)

@@ -204,9 +204,17 @@ def test_a_bad_option_of_the_files_backend_table_names_the_file_beside_command_l
     """(with any --backend-option given, an error of an option from the file's table did not
     name the file)"""
     config = tmp_path / "c.toml"
-    config.write_text('[train]\nbackend = "bss2-emulator"\n[train.backend_options]\nchip = -3\n')
-    for given, named in (("calibrated=false", f"Error: {config}: backend_options: backend 'bss2-emulator': chip: "),
-                         ("chip=-1", "Error: backend_options: backend 'bss2-emulator': chip: ")):
+    chip = "Error: backend_options: backend 'bss2-emulator': chip: "
+    for in_file, given, named in (("chip = -3", "calibrated=false", f"Error: {config}: {chip[7:]}"),
+                                  ("chip = -3", "chip=-1", chip),
+                                  # (the option the message is about decides, not every option it names)
+                                  ("threshold = 1.0", "comparator_offset=5",
+                                   "Error: backend_options: backend 'bss2-emulator': comparator_offset: "),
+                                  ("slot_tau = 0.01", "chip=1", f"Error: {config}: backend_options: backend "
+                                                                "'bss2-emulator': delay_jitter_tau: "),
+                                  ("foo = 1", "bar=2", "Error: backend_options: backend 'bss2-emulator': unknown "
+                                                       "option(s) bar, foo")):
+        config.write_text(f'[train]\nbackend = "bss2-emulator"\n[train.backend_options]\n{in_file}\n')
         result = cli_runner().invoke(main, ["train", "--config", str(config), "--backend-option", given, "--epochs", "1",
                                             "--out", str(tmp_path / "run")])
         assert result.exit_code == 2 and named in result.stderr, result.stderr
