@@ -369,7 +369,7 @@ class PluginRegistry:
         """Whether `plugin` is now registered with pluggy; not if it cannot be, its name is
         another plugin's or it implements an unknown hook (a failure each), nor if it was already."""
         other = self._manager.get_plugin(plugin_name) if plugin_name is not None else None
-        if other is not None and other is not plugin:  # (pluggy's own message dumps its whole registry)
+        if other is not None:  # (pluggy's own message dumps its whole registry)
             self._failed(where, f"cannot be registered: the plugin name {plugin_name!r} is taken by distribution "
                                 f"{self._distribution_of[plugin_name]!r} (the names of the entry points in "
                                 f"{self.group!r} must differ: rename one)")

@@ -316,3 +316,15 @@ def test_a_temporary_file_that_cannot_be_made_is_named_after_the_file_to_write(t
     with pytest.raises(PermissionError) as caught:
         atomic_write(tmp_path / "out.bin", lambda handle: handle.write(b"new"))
     assert caught.value.filename == str(tmp_path / "out.bin") and "temporary file" in caught.value.strerror
+
+
+def test_a_network_whose_neurons_a_backend_changed_did_not_run_as_stored():
+    """(evaluate's note that another backend "ran the trained parameters as stored" looked at
+    weights and delays only)"""
+    from delgrad_core.cli._evaluate_cmd import _same_neurons
+
+    network = dg.Network.feedforward([4, 5, 3], seed=0)
+    assert _same_neurons(network, network.frozen_copy())
+    changed = dg.Network.feedforward([4, 5, 3], seed=0)
+    changed.layers[0].population.neuron = dg.NeuronParameters(threshold=1.1)
+    assert not _same_neurons(network, changed)

@@ -141,7 +141,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         represented = target.represent_checked(network)
         changed = _changes(network, represented)
         elsewhere = None  # (a note: another backend than the run's ran the trained parameters as stored)
-        if stored and target.name != stored.get("backend") and changed is None:
+        if stored and target.name != stored.get("backend") and changed is None and _same_neurons(network, represented):
             elsewhere = trained_on_a_representing_backend(path, stored.get("backend"))
         if _check_device(path, metrics, config.backend == stored.get("backend"), target, calibration) and stored:
             changed = None  # (it ran as on the device it was trained on)
@@ -188,6 +188,15 @@ def _changes(network, represented) -> str | None:
             parts.append(f"{n_changed:,} of {moved.size:,} {what} changed, by up to {moved.max():.3g}"
                          + (" tau_s" if what == "delays" else ""))
     return "; ".join(parts) or None
+
+
+def _same_neurons(network, represented) -> bool:
+    """Whether `represented` keeps every neuron's threshold, tau_m and tau_s of `network`."""
+    import numpy as np
+
+    return all(np.array_equal(a, b) for layer, shown in zip(network.layers, represented.layers)
+               for a, b in zip(layer.population.neuron.as_arrays(layer.population.size),
+                               shown.population.neuron.as_arrays(shown.population.size)))
 
 
 def _other_network(given: dict, network) -> list[str]:
