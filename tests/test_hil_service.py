@@ -1014,7 +1014,7 @@ def test_a_graceful_stop_ends_a_job_that_outlasts_the_grace_period_at_once(start
         stopped_s = time.monotonic() - started
         socket.close()
     assert answer["code"] == "shutting_down" and "stopped while running the job" in answer["message"]
-    assert 0.5 <= stopped_s < 1.5, stopped_s  # (2.5 s when the device process got 2 s more)
+    assert 0.5 <= stopped_s < 2.0, stopped_s  # (2.5 s when the device process got 2 s more)
 
 
 def test_a_client_gives_up_on_a_dead_service_after_its_attempts_times_timeout_s(start_service):
@@ -1029,4 +1029,4 @@ def test_a_client_gives_up_on_a_dead_service_after_its_attempts_times_timeout_s(
         with pytest.raises(dg.BackendUnavailable, match=rf"no answer from {service.address} after 3 attempts"):
             backend.execute(request)
         given_up_s = time.monotonic() - started
-    assert 1.5 <= given_up_s < 2.25, given_up_s  # (3 s when each attempt waited twice)
+    assert 1.5 <= given_up_s < 2.6, given_up_s  # (3 s when each attempt waited twice)
