@@ -274,8 +274,8 @@ class TrainingConfig:
     backend: str = _rule("reference", _registered("backend"), "backend")
     backend_options: dict = _rule({}, _table, "backend")
     # samples per job when a split is evaluated (validation, test); on a noisy backend every job
-    # draws its own noise (None: the backend's max_batch_size, else EVALUATION_CHUNK; on a noise-free
-    # backend smaller jobs for large networks, see output_spike_times)
+    # draws its own noise (None: the backend's max_batch_size, else EVALUATION_CHUNK; on an exact,
+    # noise-free backend smaller jobs for large networks, see output_spike_times)
     evaluation_batch_size: int | None = _rule(None, _number(1, integer=True, optional=True), "backend")
     _check_components: dataclasses.InitVar[bool] = True
 
