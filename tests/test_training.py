@@ -737,8 +737,8 @@ def test_evaluation_runs_jobs_of_the_evaluation_batch_size_each_with_its_own_see
     (dict(exact=True, deterministic=False, seed_independent=False), [100]),
     (dict(exact=False), [100]),  # approximate: its outputs may depend on a job's other samples
 ])
-def test_a_noise_free_backend_evaluates_a_large_network_in_jobs_a_ctrl_c_can_end_between(monkeypatch, capabilities,
-                                                                                         jobs):
+def test_an_exact_noise_free_backend_evaluates_a_large_network_in_jobs_a_ctrl_c_can_end_between(
+        monkeypatch, capabilities, jobs):
     """(a 10,000-sample evaluation of a 784-350-10 network was one job, whose kernel call no
     Ctrl-C could end for up to half a minute)"""
     from delgrad_core.testing import MockBackend
