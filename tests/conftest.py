@@ -24,6 +24,16 @@ def pytest_configure(config):
         if number is not None and signal.getsignal(number) is signal.SIG_IGN:
             signal.signal(number, default)
 
+
+@pytest.fixture(scope="session", autouse=True)
+def calibration_cache(tmp_path_factory):
+    """Calibrations of this session go to a fresh directory (never the user's cache), also
+    in a worker of `pytest -n` that runs no bss2-emulator test of its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path_factory.mktemp("bss2-cache")))
+        yield
+
+
 def build_network(sizes, kind, ratio, seed, *, per_neuron=True, weight_mean=1.5, weight_std=1.0):
     """Feed-forward network with random delays in [0, 0.6] and, if `per_neuron`, one threshold and
     tau_s per neuron (tau_m = ratio * tau_s, so the ratio stays exact). `ratio` may be an array."""

@@ -2,7 +2,6 @@
 backends with chosen imperfections."""
 
 import importlib.util
-import os
 
 import pytest
 
@@ -16,14 +15,9 @@ if importlib.util.find_spec("delgrad_bss2") is None:
 @pytest.fixture(scope="session", autouse=True)
 def calibration_cache(tmp_path_factory):
     """Calibrations of this session go to a fresh directory (never the user's cache)."""
-    directory = tmp_path_factory.mktemp("bss2-cache")
-    previous = os.environ.get("DELGRAD_BSS2_CACHE")
-    os.environ["DELGRAD_BSS2_CACHE"] = str(directory)
-    yield directory
-    if previous is None:
-        del os.environ["DELGRAD_BSS2_CACHE"]
-    else:
-        os.environ["DELGRAD_BSS2_CACHE"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path_factory.mktemp("bss2-cache")))
+        yield
 
 
 @pytest.fixture(scope="session")
