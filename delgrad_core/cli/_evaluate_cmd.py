@@ -139,12 +139,14 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     with no_writes_once_stopped(), target:
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         represented = target.represent_checked(network)
-        changed = _changes(network, represented)
+        changed = _changes(network, represented)  # (None: weights and delays as stored)
+        as_stored = changed is None and _same_neurons(network, represented)
         elsewhere = None  # (a note: another backend than the run's ran the trained parameters as stored)
-        if stored and target.name != stored.get("backend") and changed is None and _same_neurons(network, represented):
+        if stored and target.name != stored.get("backend") and as_stored:
             elsewhere = trained_on_a_representing_backend(path, stored.get("backend"))
-        if _check_device(path, metrics, config.backend == stored.get("backend"), target, calibration) and stored:
-            changed = None  # (it ran as on the device it was trained on)
+        on_its_device = _check_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
+        if stored and on_its_device:
+            changed = None  # (it ran as on the device it was trained on: no note)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)
