@@ -755,6 +755,38 @@ def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resume
 
 
 @pytest.mark.slow
+def test_a_second_ctrl_c_ends_the_running_trials_at_once_and_still_writes_the_table(tmp_path):
+    """(it ended the sweep with the running trials killed, but wrote no sweep.csv and did not say
+    how to resume)"""
+    (tmp_path / "slow.toml").write_text("batch_size = 1\n")  # epochs of 5 s or more
+    args = ["sweep", "--hidden", "2,3", "--delays", "synaptic", "--seeds", "1", "--epochs", "2", "--config", "slow.toml",
+            "--out", "sweep"]
+    assert _delgrad(tmp_path, *args, "--trial", "0").returncode == 0  # one finished trial for the table
+    sweep = _spawn(tmp_path, *args)
+    deadline = time.monotonic() + 60
+    while not (workers := _children(sweep.pid)):
+        assert time.monotonic() < deadline and sweep.poll() is None, sweep.stderr.read()
+        time.sleep(0.05)
+    for _ in range(2):
+        time.sleep(1)
+        for pid in [sweep.pid, *workers]:  # (as a terminal signals the process group)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+    sweep.wait(timeout=60)
+    error = sweep.stderr.read()
+    assert sweep.returncode == 130, error
+    assert "interrupted again: the running runs end now" in error, error
+    assert "run the same command again to resume" in error, error
+    rows = (tmp_path / "sweep" / "sweep.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and rows[0].startswith("synaptic,2,"), rows
+    assert not list((tmp_path / "sweep" / "runs").glob("*-h3-*/checkpoint.npz"))  # (ended inside its first epoch)
+    deadline = time.monotonic() + 10  # (killed; init reaps them)
+    while [pid for pid in workers if os.path.exists(f"/proc/{pid}")]:
+        assert time.monotonic() < deadline, "the workers outlived the sweep"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
 def test_sigterm_to_a_sweeps_process_group_stops_it_and_fails_no_trial(tmp_path):
     """As SLURM's scancel or systemd do: every process of the group gets SIGTERM; the workers die
     at once, the sweep unwinds like Ctrl-C and counts their trials as stopped, not failed."""

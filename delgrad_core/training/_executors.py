@@ -74,7 +74,7 @@ class ProcessExecutor:
     """Trials in a local pool of `jobs` worker processes that die with the sweep; each trial
     gets the CPUs left per worker as kernel threads (`threads_per_trial`: 2 for ``--jobs 1``, or
     for ``--jobs 2`` with one trial left, on two CPUs).  Ctrl-C (or SIGTERM) lets no queued trial
-    start and stops running ones at their next epoch boundary.
+    start and stops running ones at their next epoch boundary; a second one ends them at once.
 
     A worker that ends abruptly (killed, e.g. for lack of memory) breaks the pool and ends the
     trials running beside it: the unfinished trials start again in a new pool and resume from
@@ -169,9 +169,11 @@ class ProcessExecutor:
                     if self.should_stop is not None and not interrupted:  # (a stop signal whose KeyboardInterrupt
                         self.should_stop()                                 # was lost: the sweep ran to its end)
                 except KeyboardInterrupt:
-                    if interrupted:  # a second Ctrl-C: the running trials end now (the sweep's exit waited for them)
+                    if interrupted:  # a second Ctrl-C: the running trials end now, then the results are written
                         _kill_workers(workers)
-                        raise
+                        echo("\ninterrupted again: the running runs end now; they resume from their last finished "
+                             "epoch")
+                        break
                     interrupted = True
                     workers.stop_event.set()  # (queued trials then end at once, unstarted: no future is
                     # cancelled, as a pool broken by killed workers cannot finish cancelled futures; CPython
