@@ -107,6 +107,17 @@ def close_after_work(closeable, outcome: str) -> None:
         warnings.warn(f"{exc}; {outcome}", RuntimeWarning, stacklevel=3)
 
 
+def _owned(result: ExecutionResult) -> ExecutionResult:
+    """`result` with copies of its lists, arrays and metadata table, which the backend may reuse
+    for its next job (anything else is left for `ExecutionResult.validate` to refuse)."""
+    def copied(values):
+        return [value.copy() if isinstance(value, np.ndarray) else value for value in values] \
+            if isinstance(values, list) else values
+
+    metadata = dict(result.metadata) if isinstance(result.metadata, dict) else result.metadata
+    return ExecutionResult(copied(result.layer_spike_times), metadata, copied(result.arrival_times))
+
+
 def is_device_identity(value) -> bool:
     """Whether `value` has the form of `Backend.device_identity`: a table of backend,
     calibration_key, calibration_digest (strings) and, optionally, options (a table)."""
@@ -343,6 +354,7 @@ class Backend(abc.ABC):
             start = time.perf_counter()
             result = self._execute(request)
             if isinstance(result, ExecutionResult):
+                result = _owned(result)  # (a backend may fill the same buffers for its next job)
                 result.metadata.setdefault("wall_seconds", time.perf_counter() - start)
             results.append(result)
         return results
@@ -390,7 +402,8 @@ class Backend(abc.ABC):
             raise named_for(exc, f"backend {self.name!r}", f" while {doing}")
         except (DelgradError, KeyboardInterrupt):
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # (SystemExit too: a device library calling sys.exit must not end
+            # the host's command as if it had succeeded)
             raise BackendError(f"backend {self.name!r} failed while {doing}: {type(exc).__name__}: {exc}") from exc
 
     def device_identity(self, calibration: Calibration) -> dict:

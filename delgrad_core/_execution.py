@@ -182,8 +182,8 @@ def _unsilent_problem(array: np.ndarray, field_name: str) -> str | None:
 
 
 def _check_layer_array(array, expected_shape: tuple, field_name: str, allow_2d_arrivals: bool = False):
-    if not isinstance(array, np.ndarray):
-        raise InvalidResultError(f"{field_name}: expected a float64 array, got {type(array).__name__}")
+    if type(array) is not np.ndarray:  # (a subclass such as np.matrix or a masked array passes checks it fails)
+        raise InvalidResultError(f"{field_name}: expected a float64 numpy.ndarray, got {type(array).__name__}")
     if array.dtype != np.float64:  # (results travel and compare bit for bit as float64)
         raise InvalidResultError(f"{field_name}: expected a float64 array, got dtype {array.dtype}")
     shapes = [expected_shape]

@@ -669,7 +669,7 @@ def call_plugin(registration: Registration, kind: str, call, what: str = "its fa
         return call()
     except passing:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # (SystemExit too: a plugin must not end the host as if it had succeeded)
         raise PluginError(f"{kind} {registration.name!r} from {registration.distribution!r}: {what} failed: "
                           f"{type(exc).__name__}: {exc}") from exc
 

@@ -347,6 +347,57 @@ def test_an_unexpected_exception_of_a_backend_names_the_backend():
         MockBackend(interrupted).execute(_net(), np.zeros((1, 4)))
 
 
+def test_a_backend_calling_sys_exit_is_a_backend_error_not_the_end_of_the_program():
+    """(a device library's sys.exit(0) ended `delgrad train` with status 0, nothing written)"""
+    from delgrad_core import BackendError
+
+    def exiting(request):
+        raise SystemExit(0)
+
+    with pytest.raises(BackendError, match="backend 'mock' failed while executing: SystemExit: 0"):
+        MockBackend(exiting).execute(_net(), np.zeros((1, 4)))
+
+
+def test_a_backend_may_reuse_its_buffers_from_job_to_job():
+    """(the results of an execute_many shared the backend's one buffer: every job then held the
+    last job's spike times, and evaluation scored them without an error)"""
+    from delgrad_core.testing import reference_handler
+
+    buffers = {}
+
+    def reusing(request):
+        result = reference_handler(request)
+        for k, times in enumerate(result.layer_spike_times):
+            buffer = buffers.setdefault((k, times.shape), np.empty_like(times))
+            buffer[...] = times
+            result.layer_spike_times[k] = buffer
+        return result
+
+    rng = np.random.default_rng(1)
+    requests = [ExecutionRequest(_net((4, 5, 3), seed=2), rng.uniform(0.15, 2.0, (3, 4))) for _ in range(3)]
+    expected = [reference_handler(request).layer_spike_times for request in requests]
+    for got, wanted in zip(MockBackend(reusing).execute_many(requests), expected):
+        for a, b in zip(got.layer_spike_times, wanted):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("wrap", [np.asmatrix, np.ma.masked_invalid], ids=["matrix", "masked"])
+def test_a_result_must_be_a_plain_ndarray_not_a_subclass(wrap):
+    """(an np.matrix passed the checks and failed deep in training; a masked array hid a NaN
+    that evaluation's concatenation exposed)"""
+    from delgrad_core.testing import reference_handler
+
+    def wrapped(request):
+        result = reference_handler(request)
+        result.layer_spike_times[-1][0, 0] = np.nan
+        return ExecutionResult([wrap(times) for times in result.layer_spike_times], {})
+
+    with pytest.raises(InvalidResultError, match=r"layer_spike_times\[0\]: expected a float64 numpy.ndarray, got "
+                                                 f"{wrap(np.zeros((1, 1))).__class__.__name__}"):
+        MockBackend(wrapped).execute(_net(), np.full((2, 4), 0.5))
+
+
 def test_execute_many_gives_what_execute_gives_and_checks_a_shared_network_once(monkeypatch):
     backend = MockBackend(capabilities=Capabilities(weight_limit=1.0, weight_resolution=0.25, max_layers=2, exact=True))
     checked = []

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import sys
 import threading
 import time
 import warnings
@@ -1522,6 +1523,29 @@ def test_an_encoders_and_a_losss_mistakes_are_named():
                        Registration("loss", "nan", None, "nan-dist"))
     with pytest.raises(PluginError, match=r"loss 'nan' from 'nan-dist': its gradient contains NaN or inf"):
         nan(np.ones((2, 3)), np.array([0, 1]))
+
+
+def test_a_loss_cannot_change_the_spike_times_training_goes_on_with():
+    """(a loss that set silent outputs to 10.0 in place changed the accuracy, the silence
+    heuristics and the backward pass of the step: validation accuracy 0.1 % instead of 42 %)"""
+    from delgrad_core import PluginError, ShiftInvariantSquaredError
+    from delgrad_core._plugins import Registration
+    from delgrad_core.training._components import _CheckedLoss
+
+    def filling(times, labels):
+        times[np.isinf(times)] = 10.0
+        return ShiftInvariantSquaredError()(times, labels)
+
+    times, labels = np.array([[1.0, np.inf, 2.0]]), np.array([0])
+    loss = _CheckedLoss(filling, Registration("loss", "filling", None, "filling-dist"))
+    with pytest.raises(PluginError, match=r"loss 'filling' from 'filling-dist': evaluating it failed: ValueError: "
+                                          r"assignment destination is read-only \(a loss receives read-only spike "
+                                          r"times and labels: compute on a copy\)"):
+        loss(times, labels)
+    assert np.isinf(times[0, 1]) and times.flags.writeable
+    exiting = _CheckedLoss(lambda t, y: sys.exit(3), Registration("loss", "exiting", None, "exiting-dist"))
+    with pytest.raises(PluginError, match="loss 'exiting' from 'exiting-dist': evaluating it failed: SystemExit: 3"):
+        exiting(times, labels)
 
 
 def test_jobs_of_a_batch_that_disagree_on_arrival_times_are_refused():

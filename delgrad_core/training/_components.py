@@ -21,6 +21,12 @@ _FIELD_DEFAULTS = {spec.name: spec.default for spec in dataclasses.fields(Traini
                    if spec.default is not dataclasses.MISSING}
 
 
+def _read_only_view(values) -> np.ndarray:
+    view = np.asarray(values).view()
+    view.flags.writeable = False
+    return view
+
+
 @dataclass(frozen=True)
 class _CheckedLoss:
     """A registered loss whose answers are checked: a plugin's failure or a result that is not
@@ -30,8 +36,16 @@ class _CheckedLoss:
     registration: Registration
 
     def __call__(self, output_times, labels):
-        result = call_plugin(self.registration, "loss", lambda: self.loss(output_times, labels), "evaluating it",
-                             arguments_checked=True)
+        # (read-only views: training goes on with these very spike times; a loss changing them
+        # in place would change the accuracy, the silence heuristics and the backward pass)
+        output_times, labels = _read_only_view(output_times), _read_only_view(labels)
+        try:
+            result = call_plugin(self.registration, "loss", lambda: self.loss(output_times, labels), "evaluating it",
+                                 arguments_checked=True)
+        except PluginError as exc:
+            if not isinstance(exc.__cause__, ValueError) or "read-only" not in str(exc.__cause__):
+                raise
+            raise PluginError(f"{exc} (a loss receives read-only spike times and labels: compute on a copy)") from exc.__cause__
         batch, n_outputs = np.shape(output_times)
         for name, shape in (("per_sample", (batch,)), ("gradient", (batch, n_outputs))):
             values = getattr(result, name, None)
