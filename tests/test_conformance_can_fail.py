@@ -17,7 +17,7 @@ from delgrad_core.testing import conformance_cases, write_distribution
 WRONG_BACKEND = """
     import numpy as np
     from delgrad_core import (Backend, Capabilities, ConformanceProfile, DelayKind, ExecutionResult, Layer, Network,
-                              Projection, UnsupportedNetworkError, forward, hookimpl)
+                              NeuronParameters, Population, Projection, UnsupportedNetworkError, forward, hookimpl)
     from delgrad_core._capabilities import apply_constraints
 
     class WrongBackend(Backend):
@@ -32,7 +32,7 @@ WRONG_BACKEND = """
                      causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None,
                      delay_cap=None, delay_cap_in_represent=False, tau_ratio=None, batch_cut=None,
                      input_copies=None, first_copy_only=False, unshared_copy_delays=False, copies_of_any_count=False,
-                     copies_without_delays=False, max_layers=None):
+                     copies_without_delays=False, max_layers=None, neuron_bug=""):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -62,6 +62,7 @@ WRONG_BACKEND = """
             self.copies_of_any_count = copies_of_any_count  # the bug: takes copies of a count no multiple of them
             self.copies_without_delays = copies_without_delays  # the bug: takes copies without axonal delays too
             self.max_layers = max_layers  # no bug: a declared depth limit
+            self.neuron_bug = neuron_bug  # the bug: every neuron runs with theta 1, tau_s 1 or the first one's values
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
 
@@ -139,6 +140,10 @@ WRONG_BACKEND = """
                                    first.projection.weights, 0.0)
                 projection = Projection(weights, first.projection.delay_kind, first.projection.delays)
                 network = Network(network.input, [Layer(first.population, projection), *network.layers[1:]])
+            if self.neuron_bug:
+                network = Network(network.input, [Layer(Population(layer.population.name, layer.population.size,
+                                                                   self._wrong_neuron(layer.population)),
+                                                        layer.projection) for layer in network.layers])
             inputs = request.input_spike_times
             copies_taken = self.copies_of_any_count and network.input.size % self.input_copies or \
                 self.copies_without_delays and not network.input.size % self.input_copies
@@ -171,6 +176,14 @@ WRONG_BACKEND = """
                     t[self.batch_cut:] = np.inf
             return ExecutionResult(times, {})
 
+        def _wrong_neuron(self, population):
+            neuron, shape = population.neuron, (population.size,)
+            threshold, tau_m, tau_s = (np.broadcast_to(value, shape) for value in (neuron.threshold, neuron.tau_m,
+                                                                                    neuron.tau_s))
+            return {"threshold": lambda: NeuronParameters(1.0, tau_m, tau_s),
+                    "tau_s": lambda: NeuronParameters(threshold, tau_m / tau_s, 1.0),
+                    "first": lambda: NeuronParameters(threshold[0], tau_m[0], tau_s[0])}[self.neuron_bug]()
+
     def raising_factory(**options):
         raise RuntimeError("cannot open /dev/mychip0")
 
@@ -180,6 +193,9 @@ WRONG_BACKEND = """
         register("wrong-raising", raising_factory, capabilities=Capabilities())
         register("wrong-raising-nocaps", raising_factory)
 """
+
+VARIED_NEURONS = next(case for case in conformance_cases(Capabilities()) if case.id.endswith("-neurons-vary"))
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
@@ -234,9 +250,12 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
         (["hash_seeded=true"], {"test_another_process_runs_a_request_the_same"}),
         # (passed the whole suite, whose other jobs are small, and trained skipping most steps)
         (["batch_cut=64"], {"test_a_large_batch_agrees_in_every_part"}),
+        # (each passed the whole suite, whose other cases have theta = 1 and tau_s = 1 for every neuron)
+        *[([f"neuron_bug={bug}"], {f"test_agreement_with_reference[{VARIED_NEURONS.id}]"})
+          for bug in ("threshold", "tau_s", "first")],
     ],
     ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "seed-ignored", "seed-per-process",
-         "undeclared-batch-limit"],
+         "undeclared-batch-limit", "threshold-ignored", "tau_s-ignored", "first-neuron-for-all"],
 )
 def test_suite_fails_for_a_wrong_backend(site, options, expected):
     process, failed = _run_suite(site, options)
@@ -457,17 +476,20 @@ HARDWARE = Capabilities(delay_kinds={"none", "axonal"}, tau_ratios=(1.0,), weigh
 
 def test_cases_follow_the_declared_capabilities():
     cases = conformance_cases(HARDWARE)
-    assert [case.id for case in cases] == ["4-10-3-none-ratio1", "4-10-3-axonal-ratio1"]
+    assert [case.id for case in cases] == ["4-10-3-none-ratio1", "4-10-3-axonal-ratio1",
+                                           "4-10-3-axonal-ratio1-neurons-vary"]
     for case in cases:
         for layer in case.network.layers:
             neuron = layer.population.neuron
-            assert neuron.tau_m == neuron.tau_s == 1.0
+            assert np.array_equal(neuron.tau_m, neuron.tau_s)
+            assert np.all(np.asarray(neuron.threshold) == 1.0) != case.id.endswith("-neurons-vary")
             assert layer.projection.delay_kind.value in ("none", "axonal")
             assert abs(layer.projection.weights).max() <= 2.1
             if layer.projection.delays is not None:
                 assert layer.projection.delays.min() >= 0.5 and layer.projection.delays.max() <= 3.0
     deep = conformance_cases(Capabilities(delay_kinds={"synaptic"}, tau_ratios=(2.0,), max_inputs=6))
-    assert [case.id for case in deep] == ["4-6-3-synaptic-ratio2", "4-6-6-3-synaptic-ratio2"]
+    assert [case.id for case in deep] == ["4-6-3-synaptic-ratio2", "4-6-6-3-synaptic-ratio2",
+                                          "4-6-3-synaptic-ratio2-neurons-vary"]
 
 
 def test_cases_come_in_copies_where_the_backend_takes_copies():
@@ -476,9 +498,10 @@ def test_cases_come_in_copies_where_the_backend_takes_copies():
     one copy's weight must disagree), so a group drives like the one input."""
     copies = Capabilities(input_copies=5, delay_kinds={"axonal"}, tau_ratios=(1.0,))
     plain = Capabilities(delay_kinds={"axonal"}, tau_ratios=(1.0,))
-    *in_copies, independent = conformance_cases(copies)
+    *in_copies, independent, varied = conformance_cases(copies)
+    assert varied.id == "20-10-3-axonal-ratio1-neurons-vary"
     assert independent.id == "4-10-3-axonal-ratio1" and independent.network.input.size == 4  # (4: no multiple of 5)
-    for case, single in zip(in_copies, conformance_cases(plain), strict=True):
+    for case, single in zip(in_copies, conformance_cases(plain)[:-1], strict=True):
         assert case.id == "20" + single.id[1:]  # (20-10-3-axonal-ratio1 for 4-10-3-axonal-ratio1, ...)
         times = case.input_spike_times.reshape(len(case.input_spike_times), 4, 5)
         assert (times == times[:, :, :1]).all() and np.isinf(times).any()
@@ -488,9 +511,9 @@ def test_cases_come_in_copies_where_the_backend_takes_copies():
         assert (np.abs(first.weights[0::5] - first.weights[1::5]) > 0.01 * np.abs(first.weights[0::5])).mean() > 0.9
         np.testing.assert_array_equal(first.delays[::5], single.network.layers[0].projection.delays)
         assert (first.delays.reshape(4, 5) == first.delays[::5, None]).all()
-    odd = Capabilities(input_copies=3, max_inputs=10)  # (10 inputs: no copies of 3; the last case: 4)
-    sizes = [case.network.input.size for case in conformance_cases(odd)]
-    assert set(sizes[:-1]) == {10} and sizes[-1] == 4
+    odd = Capabilities(input_copies=3, max_inputs=10)  # (10 inputs: no copies of 3; the independent case: 4)
+    sizes = {case.id: case.network.input.size for case in conformance_cases(odd)}
+    assert sizes.pop("4-10-3-axonal-ratio2") == 4 and set(sizes.values()) == {10}
 
 
 def test_a_backend_that_takes_inputs_in_copies_is_checked_with_copies(site):

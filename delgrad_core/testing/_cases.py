@@ -28,12 +28,15 @@ class ConformanceCase:
 
 
 def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio: float = 2.0, seed: int = 0,
-                 capabilities: Capabilities | None = None, copies: int = 1) -> Network:
+                 capabilities: Capabilities | None = None, copies: int = 1, neurons_vary: bool = False) -> Network:
     """Chain with weights N(1, 1), theta = 1, tau_s = 1 and delays uniform in [0, 1) tau_s (or
     in the first tau_s of the declared delay range); weights and delays inside the declared limits.
     With `copies` > 1 the inputs come in groups of that many copies of one input: the network
     drawn for `sizes[0] / copies` inputs, each input's weights split over its copies (a group
-    drives like the one input) and its delays repeated."""
+    drives like the one input) and its delays repeated.  With `neurons_vary`, every neuron has
+    its own threshold (uniform in [0.7, 1.5)) and tau_s (uniform in [0.7, 1.4)), tau_m =
+    `tau_ratio` x its tau_s: a backend that runs one value for all, or theta = 1 or tau_s = 1,
+    shows it."""
     network = Network.feedforward(
         [sizes[0] // copies, *sizes[1:]],
         delay_kind=delay_kind,
@@ -51,6 +54,11 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
             projection.weights = np.clip(projection.weights, -caps.weight_limit, caps.weight_limit)
         if projection.delays is not None:
             projection.delays = rng.uniform(low, min(high, low + 1.0), projection.delays.shape)
+    if neurons_vary:
+        for layer in network.layers:
+            n = layer.population.size
+            tau_s = rng.uniform(0.7, 1.4, n)
+            layer.population.neuron = NeuronParameters(rng.uniform(0.7, 1.5, n), float(tau_ratio) * tau_s, tau_s)
     return network if copies == 1 else _in_copies(network, copies, np.random.default_rng(seed + 2000))
 
 
@@ -145,33 +153,38 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
     where the backend takes copies (`input_times`); then two more cases have independent inputs
     the backend must not take as copies: with axonal delays a number that is no multiple of the
     copies, without axonal delays (the first other kind) the same number as the cases in copies.
+    Last, the one-hidden-layer chain with a threshold and tau_s of its own for every neuron.
     One input is silent (+inf) in a quarter of the samples.
     """
     caps = capabilities or Capabilities()
     kinds = [k for k in DelayKind if k in caps.delay_kinds]
     ratios = caps.tau_ratios if caps.tau_ratios is not None else _DEFAULT_RATIOS
-    specs = []  # (sizes, delay kind, ratio, inputs independent even where the backend takes copies)
+    specs = []  # (sizes, delay kind, ratio, inputs independent even where the backend takes copies, neurons vary)
     shallow, deep = _shape_for(caps, 2), _shape_for(caps, 3)
     if shallow is not None:
-        specs += [(shallow, kind, ratio, False) for ratio in ratios for kind in kinds]
+        specs += [(shallow, kind, ratio, False, False) for ratio in ratios for kind in kinds]
     if deep is not None:
-        specs.append((deep, kinds[-1], ratios[0], False))
+        specs.append((deep, kinds[-1], ratios[0], False, False))
     copies = caps.input_copies or 1
     if copies > 1 and shallow is not None:
         independent = (4 if 4 % copies else 5, *shallow[1:])  # (no multiple of the copies)
         if DelayKind.AXONAL in kinds and _fits(independent, caps):
-            specs.append((independent, DelayKind.AXONAL, ratios[0], False))
+            specs.append((independent, DelayKind.AXONAL, ratios[0], False, False))
         other = next((kind for kind in kinds if kind is not DelayKind.AXONAL), None)  # (no delay to share)
         if other is not None and input_copies(caps, shallow[0]) > 1:
-            specs.append((shallow, other, ratios[0], True))
+            specs.append((shallow, other, ratios[0], True, False))
+    if shallow is not None:
+        specs.append((shallow, kinds[-1], ratios[0], False, True))
     batch = batch_within(caps, BATCH_SIZE)
     cases = []
-    for seed, (sizes, kind, ratio, independent) in enumerate(specs):
+    for seed, (sizes, kind, ratio, independent, vary) in enumerate(specs):
         taken = input_copies(caps, sizes[0])  # (the network's weights split over them also where inputs are not)
         inputs = input_times(np.random.default_rng(seed), batch, sizes[0], caps, silent_line=seed,
                              copies=1 if independent else taken)
-        case_id = "-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}" + ("-independent" if independent else "")
-        cases.append(ConformanceCase(case_id, make_network(sizes, kind, ratio, seed, caps, copies=taken), inputs))
+        case_id = ("-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}" + ("-independent" if independent else "")
+                   + ("-neurons-vary" if vary else ""))
+        network = make_network(sizes, kind, ratio, seed, caps, copies=taken, neurons_vary=vary)
+        cases.append(ConformanceCase(case_id, network, inputs))
     return cases
 
 

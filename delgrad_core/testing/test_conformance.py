@@ -370,8 +370,9 @@ def _assert_on_grid(values: np.ndarray, resolution: float, what: str) -> None:
 
 def test_represent_respects_the_declared_limits(delgrad_backend, case):
     caps = delgrad_backend.capabilities
+    neuron = case.network.layers[0].population.neuron
     wild = make_network(case.network.sizes, case.network.layers[0].projection.delay_kind,
-                        float(case.network.layers[0].population.neuron.tau_m), seed=7,
+                        float(np.ravel(neuron.tau_m)[0] / np.ravel(neuron.tau_s)[0]), seed=7,
                         copies=input_copies(caps, case.network.input.size))
     for layer in wild.layers:
         layer.projection.weights = layer.projection.weights * 5.0
