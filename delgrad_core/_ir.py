@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -115,9 +115,19 @@ def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
 
 
 class _Freezable:
-    """Refuses attribute changes once frozen (the arrays are made read-only separately)."""
+    """Refuses attribute changes once frozen (the arrays are made read-only separately).
+
+    Instances compare equal when they are of one type and their fields are equal, arrays by
+    shape and value (a scalar equals an array holding it everywhere: a neuron parameter given
+    once or per neuron)."""
 
     _frozen = False
+    __hash__ = None  # (mutable unless frozen, and equal by value: unhashable, as a dataclass with eq)
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_equal_fields(getattr(self, spec.name), getattr(other, spec.name)) for spec in fields(self))
 
     def __setattr__(self, name, value):
         if self._frozen:
@@ -137,6 +147,17 @@ class _Freezable:
             object.__setattr__(instance, name, value)
         instance._freeze()
         return instance
+
+
+def _equal_fields(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.ndim == 0 or b.ndim == 0:  # (a neuron parameter given once for all, or per neuron)
+            return bool(np.all(a == b))
+        return np.array_equal(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):  # (a snapshot holds its layers in a tuple)
+        return len(a) == len(b) and all(_equal_fields(x, y) for x, y in zip(a, b))
+    return bool(a == b)
 
 
 def immutable_copy(array: np.ndarray) -> np.ndarray:
@@ -190,7 +211,7 @@ MAX_SYNAPTIC_SCALE = 1e200
 MIN_THRESHOLD = 1e-300
 
 
-@dataclass
+@dataclass(eq=False)
 class NeuronParameters(_Freezable):
     """LIF neuron with exponential synaptic current (docs/model.md §1), C_m = 1.
 
@@ -240,7 +261,7 @@ def _check_name(name, owner: str) -> None:
         raise InvalidValueError(f"{owner}.name: expected a non-empty string without NUL characters, got {name!r}")
 
 
-@dataclass
+@dataclass(eq=False)
 class Population(_Freezable):
     """A group of neurons. `neuron` is None for the input population (spike sources)."""
 
@@ -269,7 +290,7 @@ class Population(_Freezable):
             check_type(self.neuron, NeuronParameters, f"{self.name}.neuron")
 
 
-@dataclass
+@dataclass(eq=False)
 class Projection(_Freezable):
     """All-to-all feed-forward connection with weights (n_pre, n_post) and optional delays.
 
@@ -360,7 +381,7 @@ class Projection(_Freezable):
         return self.weights.size + (0 if self.delays is None else self.delays.size)
 
 
-@dataclass
+@dataclass(eq=False)
 class Layer(_Freezable):
     """A population of neurons and the projection that feeds it from the previous layer."""
 
@@ -409,7 +430,7 @@ class Layer(_Freezable):
         return arrays
 
 
-@dataclass
+@dataclass(eq=False)
 class Network(_Freezable):
     """Feed-forward chain: input population -> layers[0] -> ... -> layers[-1] (the output)."""
 

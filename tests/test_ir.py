@@ -341,3 +341,22 @@ def test_layers_own_their_neuron_parameters():
     assert represented is not network
     represented.layers[1].population.neuron.threshold[1] = 7.0
     assert network.layers[1].population.neuron.threshold.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_networks_compare_by_value(tmp_path):
+    """(== raised "the truth value of an array ... is ambiguous", e.g. comparing a network read
+    back from a file or a NIR graph with the original)"""
+    network = dg.Network.feedforward([4, 5, 3], delay_kind="synaptic", seed=1)
+    dg.save_network(network, tmp_path / "n.npz")
+    again = dg.load_network(tmp_path / "n.npz")
+    assert again == network and network == network.frozen_copy() and again in [network]
+    assert network != dg.Network.feedforward([4, 5, 3], delay_kind="synaptic", seed=2)
+    assert network != dg.Network.feedforward([4, 5, 3], delay_kind="dendritic", seed=1)
+    assert network.layers[0] != network.layers[1] and network != "network"
+    per_neuron = dg.Population("hidden", 5, dg.NeuronParameters(np.full(5, 1.0), 2.0, 1.0))
+    changed = dg.Network(network.input, [dg.Layer(per_neuron, network.layers[0].projection), network.layers[1]])
+    assert changed == network  # (a threshold given per neuron, all at the one value)
+    changed.layers[0].population.neuron.threshold[2] = 1.5
+    assert changed != network
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(network)
