@@ -462,7 +462,8 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
             (["--backend-option", "n_threads=0"],
              "Error: backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
             (["--backend", "bss2-emulator", "--backend-option", "chip=-1"],
-             "Error: backend_options: backend 'bss2-emulator': chip: expected an integer >= 0, got -1"),
+             "Error: backend_options: backend 'bss2-emulator': chip: expected an integer from 0 to "
+             "9,223,372,036,854,775,807, got -1"),
             (["--config", "fast.toml"], "Error: fast.toml: silent_bump: expected a number > 0 and <= 10, or unset, "
                                         "got 1e+300"),
             # (it ran without end; refused only when it ran, for a value <= 0)

@@ -35,9 +35,14 @@ __all__ = ["Bss2EmulatorBackend"]
 _MODELLED_TIME_ONLY = frozenset({"host_overhead_job_s", "host_overhead_sample_us"})  # (metadata, not spikes)
 
 
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+_MAX_CHIP = 2**63 - 1  # (a chip identity travels as a 64-bit integer: in the device service's messages too)
+
+
+def _check_int(value, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
+            or high is not None and value > high:
+        bounds = f">= {low}" if high is None else f"from {low} to {high:,}"
+        raise InvalidValueError(f"{name}: expected an integer {bounds}, got {value!r}")
     return int(value)
 
 
@@ -72,7 +77,7 @@ class Bss2EmulatorBackend(Backend):
 
     def __init__(self, chip: int = 0, *, calibrated: bool = True, cache: bool = True,
                  input_duplication: int = INPUT_DUPLICATION, n_threads: int | None = None, **options):
-        self.chip = _check_int(chip, "chip", 0)
+        self.chip = _check_int(chip, "chip", 0, _MAX_CHIP)
         self.calibrated = _check_bool(calibrated, "calibrated")
         self.cache = _check_bool(cache, "cache")
         self.input_duplication = _check_int(input_duplication, "input_duplication", 1)
