@@ -836,7 +836,12 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     ({"epoch": 2.7}, "the state's epoch is 2.7"),
     ({"best_validation_accuracy": "high"}, "the state's best_validation_accuracy is 'high'"),
     ({"elapsed_seconds": -1}, "the state's elapsed_seconds is -1"),
-    ({"epochs_recorded": 5}, "records 5 epochs of 1"),
+    ({"epochs_recorded": 5}, "records 5 epochs of history for 1 trained"),
+    # (resumed: the history's epochs 1, then the epoch after 5; selected epoch 7 of 3; accuracy 150 %)
+    ({"epoch": 5, "epochs_recorded": 1}, "records 1 epochs of history for 5 trained"),
+    ({"best_epoch": 7}, "the state's best_epoch is 7, after its last epoch 1"),
+    ({"best_validation_accuracy": 1.5}, "the state's best_validation_accuracy is 1.5"),
+    ({"rng": "negative"}, r"inconsistent checkpoint \(OverflowError: "),  # (a traceback)
     ({"config": None}, "its settings are missing"),
     ({"config": [1]}, "its settings are not a table"),
     ("drop adam.m.layers.0.weights", "adam.m.layers.0.weights is missing"),
@@ -861,6 +866,8 @@ def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, messa
     with NpzArchive(tmp_path / "checkpoint.npz") as archive:
         arrays = {name: archive.array(name) for name in archive.names}
         state = archive.json("trainer_state.json")
+    if change == {"rng": "negative"}:
+        change = {"rng": {**state["rng"], "state": {**state["rng"]["state"], "state": -5}}}
     if isinstance(change, dict):
         arrays["trainer_state.json"] = json_array({**state, **change})
     elif isinstance(change, tuple):

@@ -239,12 +239,16 @@ def checked_state(state: dict, path) -> dict:
         value = state.get(name)
         if value is None and optional:
             continue
-        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
-                or (name != "best_validation_accuracy" and value < 0):
+        low, high = (-1, 1) if name == "best_validation_accuracy" else (0, math.inf)  # (-1: no epoch kept yet)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
             raise FileFormatError(f"{path}: the state's {name} is {value!r} (a damaged or edited checkpoint)")
     stored_settings(state, path)
-    if state["epochs_recorded"] > state["epoch"]:
-        raise FileFormatError(f"{path}: the state records {state['epochs_recorded']} epochs of {state['epoch']}")
+    if state["epochs_recorded"] != state["epoch"]:  # (an epoch's line of history comes before its checkpoint)
+        raise FileFormatError(f"{path}: the state records {state['epochs_recorded']} epochs of history for "
+                              f"{state['epoch']} trained (a damaged or edited checkpoint)")
+    if state["best_epoch"] > state["epoch"]:
+        raise FileFormatError(f"{path}: the state's best_epoch is {state['best_epoch']}, after its last epoch "
+                              f"{state['epoch']} (a damaged or edited checkpoint)")
     return state
 
 

@@ -645,7 +645,7 @@ class Trainer:
             self.selection.load(state, best)
             self.average.load(average)
             self.bump.load(state)
-        except (TypeError, KeyError, ValueError) as exc:
+        except (TypeError, KeyError, ValueError, OverflowError) as exc:  # (OverflowError: e.g. a negative RNG state)
             if isinstance(exc, FileFormatError):
                 raise
             raise FileFormatError(f"{path}: inconsistent checkpoint ({type(exc).__name__}: {exc})") from None
