@@ -1,8 +1,10 @@
 """Entry point of the "delgrad.backends" group: registers `bss2-emulator` with its static
 capabilities and the training settings of DelGrad's BrainScaleS-2 experiments (Göltz, Weber,
-Kriener et al. 2025): the chip's operating point, inputs duplicated 5x (as often as the backend
-option `input_duplication` says), 30 hidden neurons, batch 40, Adam 0.002, loss Delta 0.3, delays
+Kriener et al. 2025): the chip's operating point (its threshold as the backend option
+`threshold` says), inputs duplicated 5x (as often as the backend option `input_duplication` says), 30 hidden neurons, batch 40, Adam 0.002, loss Delta 0.3, delays
 2.0 + 1.5 sigmoid(raw) tau."""
+
+import math
 
 from delgrad_core import hookimpl
 
@@ -41,11 +43,16 @@ def training_defaults(options: dict) -> dict:
     """`TRAINING_DEFAULTS` with the inputs repeated, and their delays shared, as often as the chip
     takes lines as copies of one input (the backend option `input_duplication`): a chip set to
     duplicate inputs 2x trains on inputs repeated 2x, not 5x (whose copies would straddle its
-    delay elements).  An invalid option keeps the defaults (the backend refuses it when built)."""
+    delay elements); and the network's threshold at the chip's (the option `threshold`).  An
+    invalid option keeps its default (the backend refuses it when built)."""
+    defaults = dict(TRAINING_DEFAULTS)
     duplication = options.get("input_duplication", INPUT_DUPLICATION)
-    if isinstance(duplication, bool) or not isinstance(duplication, int) or duplication < 1:
-        return dict(TRAINING_DEFAULTS)
-    return {**TRAINING_DEFAULTS, "encoder_options": {"repeat": duplication}, "shared_input_delays": duplication}
+    if not isinstance(duplication, bool) and isinstance(duplication, int) and duplication >= 1:
+        defaults.update(encoder_options={"repeat": duplication}, shared_input_delays=duplication)
+    threshold = options.get("threshold")
+    if not isinstance(threshold, bool) and isinstance(threshold, (int, float)) and 0 < threshold < math.inf:
+        defaults["threshold"] = float(threshold)
+    return defaults
 
 
 @hookimpl

@@ -31,6 +31,18 @@ def test_the_inputs_are_repeated_as_often_as_the_chip_duplicates_them():
     assert (hil.encoder_options, hil.shared_input_delays) == ({"repeat": 3}, 3)
 
 
+def test_the_network_trains_at_the_threshold_the_chip_is_set_to():
+    """(with threshold=3.0 the network still trained at 2.6, without a note, while the device
+    identity recorded 3.0)"""
+    def threshold(**options):
+        return config_with_defaults({"backend": "bss2-emulator", "backend_options": options}).resolved().threshold
+
+    assert threshold() == 2.6 and threshold(threshold=3.0) == threshold(threshold=3) == 3.0
+    assert threshold(threshold=-1.0) == 2.6  # (refused when the backend is built)
+    assert config_with_defaults({"backend": "bss2-emulator", "backend_options": {"threshold": 3.0},
+                                 "threshold": 1.0}).resolved().threshold == 1.0  # (the user's setting wins)
+
+
 def test_inputs_the_chip_would_take_as_copies_that_are_not_are_refused_before_training(tmp_path):
     """(digits' 128 inputs, not repeated, on a chip duplicating inputs 2x with axonal delays:
     neighbouring features shared a delay element, with one warning)"""
