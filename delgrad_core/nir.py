@@ -117,6 +117,9 @@ def load_nir(path, *, time_scale: float | None = None, first_spike_only: bool = 
     elif not isinstance(path, (str, os.PathLike)) and not callable(getattr(path, "read", None)):
         raise InvalidValueError(f"path: expected a file path, bytes or a readable binary file of a NIR graph, got "
                                 f"{type(path).__name__}")
+    elif isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isfile(path):
+        # (HDF5 reads a file by seeking in it; opening a FIFO without a writer waited for ever)
+        raise NIRConversionError(f"{name}: not a regular file (a NIR file is an HDF5 file on disk)")
     try:
         _check_declared_sizes(path, name)
         graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons

@@ -1,6 +1,7 @@
 """NIR import details: delays of synapses of weight 0, the delay kind of chains with Scale nodes,
 errors of the NIR reader, a time scale other than the stored one."""
 
+import os
 import warnings
 
 import numpy as np
@@ -242,3 +243,14 @@ def test_cli_import_with_another_time_scale_warns(tmp_path, helpers):
                                     "the graph's own 6e-06 s") and "rescales by 2," in result.stderr
     result = runner.invoke(main, [*args, "--time-scale", "6e-6", "--force"])
     assert result.exit_code == 0 and result.stderr == "", result.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_source_that_is_no_regular_file_is_refused_at_once(tmp_path):
+    """(a named pipe without a writer: `delgrad import` waited for ever)"""
+    fifo = tmp_path / "pipe.nir"
+    os.mkfifo(fifo)
+    with pytest.raises(NIRConversionError, match=rf"^{fifo}: not a regular file \(a NIR file is an HDF5 file on disk\)$"):
+        load_nir(fifo)
+    result = cli_runner().invoke(main, ["import", str(fifo), str(tmp_path / "out.npz")])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {fifo}: not a regular file"), result.output
