@@ -227,7 +227,7 @@ class ExecutionResult:
                 raise InvalidResultError("metadata: expected a dict with string keys")
             try:
                 json.dumps(self.metadata, allow_nan=False)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:  # (RecursionError: tables nested too deep)
                 raise InvalidResultError(f"metadata: expected JSON values (numbers, strings, lists, tables; e.g. "
                                          f"float() of a numpy number): {exc}") from None
             with np.errstate(invalid="ignore"):

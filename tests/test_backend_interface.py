@@ -381,6 +381,21 @@ def test_a_backend_may_reuse_its_buffers_from_job_to_job():
             np.testing.assert_array_equal(a, b)
 
 
+def test_metadata_nested_too_deep_for_json_is_an_invalid_result():
+    """(a RecursionError escaped unwrapped)"""
+    from delgrad_core.testing import reference_handler
+
+    def deep(request):
+        result, table = reference_handler(request), {}
+        result.metadata = table
+        for _ in range(100_000):
+            table["inner"] = table = {}
+        return result
+
+    with pytest.raises(InvalidResultError, match="metadata: expected JSON values .*maximum recursion depth"):
+        MockBackend(deep).execute(_net(), np.full((2, 4), 0.5))
+
+
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 @pytest.mark.parametrize("wrap", [np.asmatrix, np.ma.masked_invalid], ids=["matrix", "masked"])
 def test_a_result_must_be_a_plain_ndarray_not_a_subclass(wrap):

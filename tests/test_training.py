@@ -1526,6 +1526,15 @@ def test_an_encoders_and_a_losss_mistakes_are_named():
     with pytest.raises(PluginError, match=r"encoder 'bare' from 'bare-dist': counting its inputs \(n_inputs\) failed: "
                                           r"AttributeError"):
         uncounted.n_inputs(4)
+    class Undefined(Single):  # (named no encoder: "input_spike_times: contains NaN or -inf")
+        def __call__(self, features):
+            times = np.full(np.shape(features), 0.5)
+            times[1, 2] = np.nan
+            return times
+
+    with pytest.raises(PluginError, match=r"encoder 'undefined' from 'undefined-dist': returned spike time nan for "
+                                          r"input 2 of sample 1 \(a time, or \+inf for no spike\)"):
+        _CheckedEncoder(Undefined(), Registration("encoder", "undefined", None, "undefined-dist"))(features)
     nan = _CheckedLoss(lambda t, y: LossResult(np.zeros(len(t)), np.full(np.shape(t), np.nan)),
                        Registration("loss", "nan", None, "nan-dist"))
     with pytest.raises(PluginError, match=r"loss 'nan' from 'nan-dist': its gradient contains NaN or inf"):

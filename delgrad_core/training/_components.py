@@ -96,6 +96,10 @@ class _CheckedEncoder:
                 type(times).__name__
             raise self._refused(f"returned a {shown} for features of shape {np.shape(features)}, not a float64 "
                                 f"array of shape {expected}")
+        if not (times > -np.inf).all():  # (x > -inf is False exactly for NaN and -inf; silence is +inf)
+            sample, line = np.argwhere(~(times > -np.inf))[0]
+            raise self._refused(f"returned spike time {float(times[sample, line])!r} for input {line} of sample "
+                                f"{sample} (a time, or +inf for no spike)")
         return times
 
 
