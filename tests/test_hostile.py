@@ -760,8 +760,8 @@ def test_a_second_ctrl_c_ends_the_running_trials_at_once_and_still_writes_the_ta
     """(it ended the sweep with the running trials killed, but wrote no sweep.csv and did not say
     how to resume)"""
     (tmp_path / "slow.toml").write_text("batch_size = 1\n")  # epochs of 5 s or more
-    args = ["sweep", "--hidden", "2,3", "--delays", "synaptic", "--seeds", "1", "--epochs", "2", "--config", "slow.toml",
-            "--out", "sweep"]
+    args = ["sweep", "--hidden", "2,3", "--delays", "synaptic", "--seeds", "1", "--epochs", "2",
+            "--config", "slow.toml", "--out", "sweep"]
     assert _delgrad(tmp_path, *args, "--trial", "0").returncode == 0  # one finished trial for the table
     sweep = _spawn(tmp_path, *args)
     deadline = time.monotonic() + 60

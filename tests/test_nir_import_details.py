@@ -250,7 +250,8 @@ def test_a_source_that_is_no_regular_file_is_refused_at_once(tmp_path):
     """(a named pipe without a writer: `delgrad import` waited for ever)"""
     fifo = tmp_path / "pipe.nir"
     os.mkfifo(fifo)
-    with pytest.raises(NIRConversionError, match=rf"^{fifo}: not a regular file \(a NIR file is an HDF5 file on disk\)$"):
+    with pytest.raises(NIRConversionError, match=rf"^{fifo}: not a regular file \(a NIR file is an HDF5 file on "
+                                                 r"disk\)$"):
         load_nir(fifo)
     result = cli_runner().invoke(main, ["import", str(fifo), str(tmp_path / "out.npz")])
     assert result.exit_code == 1 and result.output.startswith(f"Error: {fifo}: not a regular file"), result.output

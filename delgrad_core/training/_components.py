@@ -45,7 +45,8 @@ class _CheckedLoss:
         except PluginError as exc:
             if not isinstance(exc.__cause__, ValueError) or "read-only" not in str(exc.__cause__):
                 raise
-            raise PluginError(f"{exc} (a loss receives read-only spike times and labels: compute on a copy)") from exc.__cause__
+            raise PluginError(f"{exc} (a loss receives read-only spike times and labels: compute on a "
+                              "copy)") from exc.__cause__
         batch, n_outputs = np.shape(output_times)
         for name, shape in (("per_sample", (batch,)), ("gradient", (batch, n_outputs))):
             values = getattr(result, name, None)

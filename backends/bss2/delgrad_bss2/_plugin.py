@@ -1,8 +1,9 @@
 """Entry point of the "delgrad.backends" group: registers `bss2-emulator` with its static
 capabilities and the training settings of DelGrad's BrainScaleS-2 experiments (Göltz, Weber,
 Kriener et al. 2025): the chip's operating point (its threshold as the backend option
-`threshold` says), inputs duplicated 5x (as often as the backend option `input_duplication` says), 30 hidden neurons, batch 40, Adam 0.002, loss Delta 0.3, delays
-2.0 + 1.5 sigmoid(raw) tau."""
+`threshold` says), inputs duplicated 5x (as often as the backend option `input_duplication`
+says), 30 hidden neurons, batch 40, Adam 0.002, loss Delta 0.3, delays 2.0 + 1.5 sigmoid(raw)
+tau."""
 
 import math
 
