@@ -149,7 +149,7 @@ class Bss2EmulatorBackend(Backend):
         self.calibration_cache = None
         if self.cache:
             cached = load_cached(self._key)
-            problem = None if cached is None else calibration_problem(cached, self.config, self.calibrated)
+            problem = None if cached is None else calibration_problem(cached, self.chip, self.config, self.calibrated)
             if problem:
                 warnings.warn(f"ignoring the cached calibration {cache_path(self._key)}: {problem}; it is measured "
                               "again and replaced", stacklevel=3)
@@ -181,7 +181,7 @@ class Bss2EmulatorBackend(Backend):
                 f"calibration: made for another chip, option set or emulator version (key {calibration.cache_key!r}, "
                 f"this backend needs {self._key!r}); calibrate this backend")
         if calibration.digest not in self._checked_calibrations:
-            problem = calibration_problem(calibration, self.config, self.calibrated)
+            problem = calibration_problem(calibration, self.chip, self.config, self.calibrated)
             if problem:
                 raise CalibrationError(f"calibration: {problem} (its contents do not fit its key); calibrate this "
                                        "backend")

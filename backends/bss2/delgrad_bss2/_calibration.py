@@ -11,6 +11,7 @@ The calibration's `values["summary"]` reports the measured spread before and aft
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 
@@ -185,16 +186,26 @@ def default_calibration(chip: Chip) -> Calibration:
     return _calibration(chip, False, settings, success, rows)
 
 
-def calibration_problem(calibration: Calibration, config: ChipConfig, calibrated: bool) -> str | None:
-    """What makes `calibration` unusable on a chip of `config` (its key matched, but a file or
-    a caller may have changed its contents), or None: whether it was calibrated as the key
-    says, every parameter's settings (integers in 0..DAC_MAX) and success flags (booleans),
-    one per circuit or delay element."""
+def calibration_problem(calibration: Calibration, chip: int, config: ChipConfig, calibrated: bool) -> str | None:
+    """What makes `calibration` unusable on chip `chip` of `config` (its key matched, but a file
+    or a caller may have changed its contents), or None: whether it records the chip, emulator
+    version, targets and calibration the key stands for, a summary table, every parameter's
+    settings (integers in 0..DAC_MAX) and success flags (booleans), one per circuit or delay
+    element."""
     arrays, values = calibration.arrays, calibration.values
     if calibration.backend != BACKEND_NAME:
         return f"backend: expected {BACKEND_NAME!r}, got {calibration.backend!r}"
-    if values.get("calibrated") is not calibrated:
-        return f"values.calibrated: expected {str(calibrated).lower()}, got {values.get('calibrated')!r}"
+    targets = {p.name: p.target(config) for p in _PARAMETERS}
+    for name, expected in (("calibrated", calibrated), ("chip", chip), ("emulator_version", EMULATOR_VERSION),
+                           ("targets", targets)):
+        got = values.get(name)
+        if got != expected or isinstance(got, bool) != isinstance(expected, bool):  # (true is not 1)
+            return f"values.{name}: expected {json.dumps(expected)}, got {json.dumps(got)}"
+    summary = values.get("summary")
+    if not (isinstance(summary, dict) and summary.get("columns") == SUMMARY_COLUMNS
+            and isinstance(summary.get("rows"), list)
+            and all(isinstance(row, list) and len(row) == len(SUMMARY_COLUMNS) for row in summary["rows"])):
+        return f"values.summary: expected a table of the columns {', '.join(SUMMARY_COLUMNS)}"
     for parameter in _PARAMETERS:
         size = config.delay_pairs if parameter is DELAY_PARAMETER else config.neuron_circuits
         dac, success = arrays.get(f"dac.{parameter.name}"), arrays.get(f"success.{parameter.name}")

@@ -190,7 +190,13 @@ def test_a_dangling_link_at_an_entry_is_replaced_without_following_it(cache, tmp
     (lambda arrays, values: arrays.update({"dac.gain": arrays["dac.gain"] * 1.0}), "dac.gain: expected 512 integers"),
     (lambda arrays, values: arrays.update({"dac.threshold": arrays["dac.threshold"] + 5000}),
      "dac.threshold: settings must lie in 0..1023"),
-    (lambda arrays, values: values.update({"calibrated": False}), "values.calibrated: expected true, got False"),
+    (lambda arrays, values: values.update({"calibrated": False}), "values.calibrated: expected true, got false"),
+    # (these were trusted: `delgrad calibrate --chip 0` printed "chip: -1", or the summary as raw JSON)
+    (lambda arrays, values: values.update({"chip": -1}), "values.chip: expected 0, got -1"),
+    (lambda arrays, values: values.update({"emulator_version": "4"}), 'values.emulator_version: expected 4, got "4"'),
+    (lambda arrays, values: values.update({"targets": {}}), "values.targets: expected {"),
+    (lambda arrays, values: values.update({"summary": "hello"}), "values.summary: expected a table of the columns "
+                                                                  "parameter, unit"),
     # (these were trusted: a KeyError at every execute, or placements on circuits that had failed)
     (lambda arrays, values: values.pop("failed_circuits"), "values.failed_circuits: expected the \\d+ that the "
                                                            "success flags mark failed"),
