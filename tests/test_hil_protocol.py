@@ -279,6 +279,7 @@ def test_the_replay_guard_refuses_seen_nonces_and_stale_or_future_times():
     assert guard.check(b"a" * 16, 1000.0)[0] == "replayed"
     assert guard.check(b"b" * 16, 985.0)[1].startswith("sent 15.0 s behind the service's clock, outside the 10 s window")
     assert guard.check(b"b" * 16, 1011.0)[1].startswith("sent 11.0 s ahead of the service's clock")  # (read "-11.0")
+    assert guard.check(b"b" * 16, 1e308)[1].startswith("sent 1e+308 s ahead of the service's clock")  # (309 digits)
     assert guard.check(b"b" * 16, float("nan"))[1].startswith("sent with no valid time")
     assert guard.check(b"b" * 16, 1005.0) is None and guard.check(b"c" * 16, 999.0) is None
     assert guard.check(b"d" * 16, 1000.0)[0] == "busy"  # three nonces remembered

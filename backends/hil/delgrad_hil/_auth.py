@@ -156,8 +156,9 @@ class ReplayGuard:
             self._expiry.pop(old, None)
         if not math.isfinite(sent_at) or abs(now - sent_at) > self.window_s:
             ahead = sent_at - now
+            apart = f"{abs(ahead):.1f}" if abs(ahead) < 1e9 else f"{abs(ahead):.3g}"  # (not 300 digits for 1e308)
             when = "with no valid time" if not math.isfinite(sent_at) else \
-                f"{abs(ahead):.1f} s {'ahead of' if ahead > 0 else 'behind'} the service's clock"
+                f"{apart} s {'ahead of' if ahead > 0 else 'behind'} the service's clock"
             return "replayed", (f"sent {when}, outside the {self.window_s:g} s window (a replay, or clocks that "
                                 "disagree)")
         if nonce in self._expiry:
