@@ -108,8 +108,9 @@ def close_after_work(closeable, outcome: str) -> None:
 
 
 def _owned(result: ExecutionResult) -> ExecutionResult:
-    """`result` with copies of its lists, arrays and metadata table, which the backend may reuse
-    for its next job (anything else is left for `ExecutionResult.validate` to refuse)."""
+    """`result` with copies of its lists, arrays and metadata table (not of tables inside it),
+    which the backend may reuse for its next job (anything else is left for
+    `ExecutionResult.validate` to refuse)."""
     def copied(values):
         return [value.copy() if isinstance(value, np.ndarray) else value for value in values] \
             if isinstance(values, list) else values

@@ -49,12 +49,14 @@ def test_example_backend_refuses_a_job_whose_arrivals_span_more_steps_than_it_ta
     """(its one time grid per job made a span of 3,000 tau_s take a minute, 1e5 tau_s about forty)"""
     from delgrad_example_backend._backend import MAX_STEPS
 
-    from delgrad_core import Network
+    from delgrad_core import Network, UnsupportedNetworkError
 
     network, backend = Network.feedforward([2, 3, 2], seed=1), get_backend("example", dt=0.1)
     widest = MAX_STEPS * 0.1
     assert np.isfinite(backend.execute(network, np.array([[0.0, 1.0]])).output_spike_times).any()
-    with pytest.raises(InvalidValueError, match=r"^backend 'example' while executing: input_spike_times: the job's "
-                                                r"arrivals span 100001 tau_s, 1,000,010 steps of dt = 0.1; at most "
-                                                r"1,000,000 per job \(a larger dt, or inputs closer together\)"):
+    with pytest.raises(UnsupportedNetworkError, match=r"^backend 'example' cannot run the job: its arrivals "
+                                                      r"\(inputs after their delays, or a layer's spikes\) span "
+                                                      r"1,000,001.0 tau_s, 10,000,010 steps of dt = 0.1; at most "
+                                                      r"10,000,000 per job") as info:
         backend.execute(network, np.array([[0.0, widest + 1.0]]))
+    assert info.value.capability == "resources"

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, InvalidValueError
+from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, InvalidValueError, UnsupportedNetworkError
 
 __all__ = ["TimeSteppedBackend", "EXAMPLE_CAPABILITIES", "MIN_DT", "MAX_DT", "MAX_STEPS"]
 
@@ -39,10 +39,10 @@ EXAMPLE_CAPABILITIES = Capabilities(delay_kinds=frozenset(DelayKind), determinis
 # conformance suite's agreement (median errors above 0.01 tau_s at dt = 0.3); at a few tau_s,
 # whole PSPs fall between two samples and are missed.
 MIN_DT, MAX_DT = 1e-5, 0.1
-# Steps one job may take from its first arrival to its last (at the default dt, 1,000 tau_s: about
-# half a minute for a few samples); one time grid serves the whole job, so a wider span would take
-# ever longer.
-MAX_STEPS = 1_000_000
+# Steps one job may take from its first arrival to its last (10,000 tau_s at the default dt, 100 tau_s
+# at MIN_DT: a few minutes for a few samples); one time grid serves the whole job, so a wider span
+# would take ever longer.
+MAX_STEPS = 10_000_000
 
 
 def _psp(s, tau_m, tau_s):
@@ -68,9 +68,10 @@ def _simulate_layer(pre_times, weights, delays, threshold, tau_m, tau_s, dt):
     a = arrivals[b, i, j]
     t0 = a.min()
     if (a.max() - t0) / dt > MAX_STEPS:
-        raise InvalidValueError(f"input_spike_times: the job's arrivals span {a.max() - t0:g} tau_s, "
-                                f"{(a.max() - t0) / dt:,.0f} steps of dt = {dt:g}; at most {MAX_STEPS:,} per job "
-                                "(a larger dt, or inputs closer together)")
+        raise UnsupportedNetworkError(
+            f"backend 'example' cannot run the job: its arrivals (inputs after their delays, or a layer's spikes) "
+            f"span {a.max() - t0:,.1f} tau_s, {(a.max() - t0) / dt:,.0f} steps of dt = {dt:g}; at most {MAX_STEPS:,} per "
+            "job (a larger dt, shorter delays or inputs closer together)", capability="resources")
     step = np.floor((a - t0) / dt).astype(np.int64)  # event lies in [t0 + step dt, t0 + (step+1) dt)
     order = np.argsort(step, kind="stable")
     step, a, w, j, target = step[order], a[order], weights[i, j][order], j[order], (b * n_post + j)[order]
