@@ -405,9 +405,12 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
     with pytest.raises(DatasetFilesNotFoundError) as caught:
         mnist("test")
     message = str(caught.value)
-    for text in ("DELGRAD_MNIST_DIR", "Debian has no MNIST package", "http://yann.lecun.com/exdb/mnist/"):
+    for text in ("$DELGRAD_MNIST_DIR unset", "Debian has no MNIST package", "http://yann.lecun.com/exdb/mnist/"):
         assert text in message
     assert "apt-get" not in message
+    monkeypatch.setenv("DELGRAD_MNIST_DIR", "")  # (it said "unset")
+    with pytest.raises(DatasetFilesNotFoundError, match=r"\$DELGRAD_MNIST_DIR empty, and Debian has no MNIST"):
+        mnist("test")
     with pytest.raises(DatasetFilesNotFoundError, match="given by the directory option; no such directory"):
         mnist("test", directory=tmp_path / "absent")
     (tmp_path / "afile").write_text("x")

@@ -1105,8 +1105,58 @@ def test_splits_that_disagree_or_hold_nothing_and_a_plane_of_nan_are_refused_bef
             Trainer(TrainingConfig(**{**SHORT, "dataset": name, "epochs": 1}), out_dir=tmp_path / name)
         assert not (tmp_path / name / "checkpoint.npz").exists()
     with pytest.raises(dg.PluginError, match=r"dataset 'nan_plane' .*: its plane returned features the encoder "
-                                             r"refuses: features: values must lie in \[0, 1\]"):
+                                             r"refuses on a grid of 3 x 3: features: values must lie in \[0, 1\]"):
         Trainer(TrainingConfig(**{**SHORT, "dataset": "nan_plane", "epochs": 1}))
+
+
+def test_a_plane_that_fails_on_the_full_grid_costs_the_decision_map_only(monkeypatch, tmp_path):
+    """(a plane passing the 3 x 3 check before training but giving NaN on the full grid ended a
+    written run with status 1, no plots at all, and the encoder's message, which did not name the
+    plane)"""
+    pytest.importorskip("matplotlib")
+    from delgrad_core.datasets import Dataset
+
+    def late_nan(x, y):
+        features = np.stack([x.ravel(), y.ravel()], axis=-1)
+        if x.size > 100:
+            features[0, 0] = np.nan
+        return features
+
+    def dots(split):
+        features = np.random.default_rng(len(split)).uniform(0, 1, (30, 2))
+        return Dataset("dots", split, features, np.arange(30) % 3, ("a", "b", "c"))
+
+    _register_plugin_components(monkeypatch, delgrad_register_datasets=lambda register: register(
+        "dots", dots, splits=("train", "validation", "test"), plane=late_nan))
+    run = tmp_path / "run"
+    result = cli_runner().invoke(main, ["train", "--dataset", "dots", "--hidden", "4", "--delays", "none", "--epochs",
+                                        "1", "--out", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"dataset 'dots' from 'delgrad-local': its plane returned features the encoder refuses on a grid "
+                     r"of 120 x 120: features: .*nan; decision_map.png is not drawn", result.output), result.output
+    assert (run / "metrics.json").exists() and (run / "learning_curves.png").exists()
+    assert not (run / "decision_map.png").exists()
+
+
+def test_evaluating_on_an_empty_split_says_so(monkeypatch, tmp_path):
+    """(it said "output_times: accuracy of an empty batch is undefined")"""
+    from delgrad_core.datasets import Dataset
+
+    samples = {"n": 60}
+
+    def shrinking(split):
+        features = np.random.default_rng(len(split)).uniform(0.0, 1.0, (samples["n"], 4))
+        return Dataset("shrinking", split, features, np.arange(samples["n"]) % 3, ("a", "b", "c"))
+
+    _register_plugin_components(monkeypatch, delgrad_register_datasets=lambda register: register(
+        "shrinking", shrinking, splits=("train", "validation", "test")))
+    runner, run = cli_runner(), str(tmp_path / "run")
+    assert runner.invoke(main, ["train", "--dataset", "shrinking", "--hidden", "4", "--delays", "none", "--epochs", "1",
+                                "--out", run, "--no-progress"]).exit_code == 0
+    samples["n"] = 0
+    result = runner.invoke(main, ["evaluate", run])
+    assert result.exit_code == 1 and result.output.strip().endswith(
+        "Error: dataset 'shrinking', split 'test': holds no samples"), result.output
 
 
 def test_data_that_changed_under_a_run_is_refused_on_resume_and_noted_by_evaluate(monkeypatch, tmp_path):

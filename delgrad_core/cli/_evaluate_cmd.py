@@ -119,6 +119,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         data = load_dataset(config.dataset, split, **config.dataset_options)
     except DatasetOptionsError as exc:
         raise refused(exc) from None
+    if len(data) == 0:  # (said "output_times: accuracy of an empty batch is undefined")
+        raise click.ClickException(f"dataset {config.dataset!r}, split {split!r}: holds no samples")
     recorded = metrics.get("dataset_digests")
     if isinstance(recorded, dict) and split in recorded and recorded[split] != data.digest() and \
             (config.dataset, config.dataset_options) == (stored.get("dataset"), stored.get("dataset_options")):

@@ -93,7 +93,8 @@ def _directory(source: _Source, directory: str | os.PathLike | None) -> tuple[Pa
         return Path(from_environment).expanduser(), f"from ${source.environment_variable}"
     if source.debian_dir is not None:
         return source.debian_dir, f"where Debian's package {source.debian_package} installs them"
-    return None, f"no directory given, ${source.environment_variable} unset, and Debian has no {source.title} package"
+    unset = "empty" if source.environment_variable in os.environ else "unset"
+    return None, f"no directory given, ${source.environment_variable} {unset}, and Debian has no {source.title} package"
 
 
 def _how_to_get(source: _Source) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 from delgrad_core._backend import close_after_work
-from delgrad_core._errors import DelgradError
+from delgrad_core._errors import DelgradError, PluginError
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._plots import plot_run
 from delgrad_core.training._run_folder import RunFolder
@@ -44,7 +46,18 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
         summary = trainer.summary(test, final_test)
         if plots:
             plot_run(folder.path, summary["epochs"], trainer.network, test.output_spike_times, test.labels,
-                     trainer.test_set.class_names, trainer.test_set.features, trainer.decision_plane())
+                     trainer.test_set.class_names, trainer.test_set.features, _decision_plane(trainer))
         # (a failure to close is no reason to resume: a resume would meet it again)
         close_after_work(trainer, "the run is complete, its results are written")
     return summary
+
+
+def _decision_plane(trainer):
+    """The trainer's decision plane, or None (no decision map) with a warning if the dataset's
+    plane fails on the full grid (the 3 x 3 check before training passed; the run is written)."""
+    try:
+        return trainer.decision_plane()
+    except PluginError as exc:
+        warnings.warn(f"{exc}; decision_map.png is not drawn (the run's results are written)", UserWarning,
+                      stacklevel=3)
+        return None

@@ -470,27 +470,34 @@ class Trainer:
                 or not 2 <= resolution <= _MAX_PLANE_RESOLUTION:
             raise InvalidValueError(f"decision_plane: resolution: expected an integer from 2 to "
                                     f"{_MAX_PLANE_RESOLUTION} (points a side), got {resolution!r}")
-        plane = self._plane_features(resolution)
+        plane = self._plane_inputs(resolution)
         if plane is None:
             return None
-        grid_x, grid_y, features = plane
-        inputs = self.encoder(np.clip(features, 0.0, 1.0))
+        grid_x, grid_y, inputs = plane
         output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._inspection_seed,
                                     self.config.evaluation_batch_size)
         return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
 
     def _check_plane(self) -> None:
         """The dataset's plane (if it has one) gives features of the right shape that the
-        encoder takes (values in its range, no NaN)."""
-        plane = self._plane_features(3)
+        encoder takes (values in its range, no NaN), on a small grid before training."""
+        self._plane_inputs(3)
+
+    def _plane_inputs(self, resolution: int):
+        """(x grid, y grid, encoded features of every grid point) of the dataset's plane, or
+        None for datasets without one; features the encoder refuses (after clipping to [0, 1])
+        are the plane's fault, named so."""
+        plane = self._plane_features(resolution)
         if plane is None:
-            return
+            return None
+        grid_x, grid_y, features = plane
         try:
-            self.encoder(plane[2])
-        except InvalidValueError as exc:
+            return grid_x, grid_y, self.encoder(np.clip(features, 0.0, 1.0))
+        except InvalidValueError as exc:  # (at the full grid only after training, with the run saved)
             registration = registry().get("dataset", self.config.dataset)
             raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
-                              f"features the encoder refuses: {exc}") from None
+                              f"features the encoder refuses on a grid of {resolution} x {resolution}: "
+                              f"{exc}") from None
 
     def _plane_features(self, resolution: int):
         """(x grid, y grid, features of every grid point (points, features)) of the dataset's
