@@ -143,7 +143,11 @@ def test_evaluate_says_when_the_device_differs_from_the_runs_even_behind_mock_hi
 
     assert "trained on device" not in evaluated() + evaluated("--backend", "mock-hil", "--backend-option",
                                                               'device_options={"chip": 3}')
-    assert "calibrated as 'bss2-emulator-" in evaluated("--backend", "mock-hil")
+    through_the_service = evaluated("--backend", "mock-hil")
+    assert "calibrated as 'bss2-emulator-" in through_the_service
+    # (the run's own options were dropped without a word: a run of another dataset's size failed on its inputs)
+    assert "note: the backend options {\"chip\": 3} of 'bss2-emulator' are not used with 'mock-hil'; " \
+           "--backend-option gives its own" in through_the_service
     assert "device options weight_max 63 (now 20)" in evaluated("--backend-option", "weight_max=20")
     assert "trained on device" not in evaluated("--backend-option", "host_overhead_job_s=0.5")  # (modelled time only)
     [entry] = (tmp_path / "cache").glob(identity["calibration_key"] + ".npz")
