@@ -451,3 +451,25 @@ def test_a_service_of_another_protocol_version_is_named_as_such(tmp_path):
         client.close()
         router.close(linger=0)
         context.term()
+
+
+HELD_IN_A_CYCLE = """
+import gc, numpy as np
+import delgrad_core as dg
+backend = dg.get_backend("mock-hil", device="reference")
+network = dg.Network.feedforward([4, 5, 3], seed=0)
+backend.execute(network, np.full((2, 4), 0.5), calibration=backend.calibrate(network, seed=0), seed=0)
+backend.cycle = backend  # (freed only by the cycle collector, as a trainer nobody closed)
+del backend
+gc.collect()
+print("collected")
+"""
+
+
+def test_a_client_nobody_closed_is_collected_without_hanging(tmp_path):
+    """(collected in a reference cycle, e.g. a notebook cell run twice: the ZeroMQ context's
+    finaliser could run before its socket was closed and waited for ever, freezing the process
+    in whatever code triggered the collection)"""
+    process = subprocess.run([sys.executable, "-c", HELD_IN_A_CYCLE], capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path, env=dict(os.environ, DELGRAD_BSS2_CACHE=str(tmp_path / "cache")))
+    assert process.returncode == 0 and process.stdout == "collected\n", process.stdout + process.stderr

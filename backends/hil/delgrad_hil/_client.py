@@ -23,6 +23,7 @@ import random
 import socket
 import threading
 import time
+import weakref
 
 import zmq
 
@@ -74,6 +75,21 @@ def new_client_id() -> str:
     return f"{os.uname().nodename[:40]}-{os.getpid()}-{os.urandom(4).hex()}".replace("_", "-")
 
 
+class _ZmqResources:
+    """A client's ZeroMQ context and its one socket (or None), released in that order."""
+
+    def __init__(self):
+        self.context, self.socket = zmq.Context(), None
+
+    def close_socket(self) -> None:
+        if self.socket is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+
+    def release(self) -> None:
+        self.close_socket()
+        self.context.term()
+
 class ServiceClient:
     """Signed requests to one service with timeouts and retries.
 
@@ -118,8 +134,11 @@ class ServiceClient:
         self.service = service
         self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES  # until the service says otherwise
         self.retries = 0  # attempts beyond the first, over the client's lifetime
-        self._context = zmq.Context()
-        self._socket = None
+        self._zmq = _ZmqResources()
+        # (closed when the client is collected, before its context: a client in a reference cycle, e.g.
+        # held by a trainer nobody closed, was collected in any order, and the context's own finaliser
+        # then waited for ever for a socket not yet closed)
+        self._release = weakref.finalize(self, self._zmq.release)
         self._lock = threading.Lock()
         self._jitter = random.Random()
 
@@ -128,17 +147,18 @@ class ServiceClient:
         return self.service.address if self.service is not None else self._address
 
     def close(self) -> None:
-        self._close_socket()
-        self._context.term()
+        self._release()
 
     def _close_socket(self) -> None:
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None
+        self._zmq.close_socket()
+
+    @property
+    def _socket(self):
+        return self._zmq.socket
 
     def _open_socket(self):
-        if self._socket is None:
-            socket = self._context.socket(zmq.DEALER)
+        if self._zmq.socket is None:
+            socket = self._zmq.context.socket(zmq.DEALER)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.MAXMSGSIZE, reply_limit(self.max_message_bytes) + BACKSTOP_BYTES)
             socket.setsockopt(zmq.IPV6, self.address.startswith("tcp://["))
@@ -148,8 +168,8 @@ class ServiceClient:
                 socket.close(linger=0)
                 raise BackendUnavailable(f"cannot connect to {self.address}: {zmq.strerror(exc.errno)}",
                                          retryable=False) from None
-            self._socket = socket
-        return self._socket
+            self._zmq.socket = socket
+        return self._zmq.socket
 
     def request(self, message_type: str, fields: dict | None = None, payload: bytes | None = None, *,
                 expect: str, job_timeout_s: float | None = None, what: str | None = None) -> Message:
