@@ -1710,3 +1710,51 @@ def test_a_backend_failing_to_close_after_a_complete_run_is_a_warning(tmp_path, 
     with pytest.raises(ZeroDivisionError), pytest.warns(RuntimeWarning, match="device gone"):
         with Trainer(config):  # (an error that ends a trainer's block is not hidden by the one while closing)
             raise ZeroDivisionError
+
+
+def test_a_trainer_interrupted_part_way_refuses_to_go_on_and_its_folder_resumes_exactly(tmp_path):
+    """(fit() called again after a Ctrl-C between two steps trained the epoch again from half-updated
+    parameters, optimiser and random state, and recorded it as a clean run; finish() called again
+    after an interruption recorded the kept network's accuracy as the last epoch's, with a new test
+    seed; save_checkpoint() after finish() stored the kept epoch's parameters as the last epoch's)"""
+    config = TrainingConfig(**{**SHORT, "epochs": 3})
+    with Trainer(config, out_dir=tmp_path / "straight") as trainer:
+        trainer.fit(progress=False)
+        straight = [m.train_loss for m in trainer.history]
+        trainer.finish()
+        with pytest.raises(dg.DelgradError, match="Trainer.save_checkpoint: the run is finished: its checkpoint was "
+                                                  "written after epoch 3, and finish"):
+            trainer.save_checkpoint()
+    trainer = Trainer(config, out_dir=tmp_path / "cut")
+    step, calls = trainer.step, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 30:  # (in epoch 2: 20 steps of 250 samples per epoch)
+            raise KeyboardInterrupt
+        return step(*args)
+
+    trainer.step = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(progress=False)
+    trainer.step = step
+    for call, name in ((lambda: trainer.fit(progress=False), "fit"), (trainer.finish, "finish"),
+                       (trainer.save_checkpoint, "save_checkpoint")):
+        with pytest.raises(dg.DelgradError, match=rf"^Trainer.{name}: epoch 2 was interrupted part-way "
+                                                  r"\(KeyboardInterrupt\), leaving .* resumes its folder"):
+            call()
+    trainer.close()
+    with Trainer(config, out_dir=tmp_path / "cut", resume=True) as resumed:
+        resumed.fit(progress=False)
+        assert [m.train_loss for m in resumed.history] == straight
+        evaluate = resumed.evaluate
+
+        def failing(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        resumed.evaluate = failing
+        with pytest.raises(KeyboardInterrupt):
+            resumed.finish()
+        resumed.evaluate = evaluate
+        with pytest.raises(dg.DelgradError, match=r"^Trainer.finish: finish\(\) was interrupted part-way"):
+            resumed.finish()

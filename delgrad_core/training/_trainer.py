@@ -5,6 +5,7 @@ of their own (`_step`, `_heuristics`, `_run_folder`, `_progress`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shlex
 import sys
@@ -214,6 +215,7 @@ class Trainer:
         self.history: list[EpochMetrics] = []
         self.elapsed_seconds = 0.0
         self._finished: tuple | None = None  # what `finish` returned
+        self._broken: str | None = None  # what an exception interrupted part-way (fit's epoch, finish)
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -334,6 +336,7 @@ class Trainer:
         if should_stop is not None and not callable(should_stop):
             raise InvalidValueError(f"fit: should_stop: expected None or a function of no arguments that says whether "
                                     f"to stop, got {should_stop!r}")
+        self._check_whole("fit")
         self._check_settings("fit")
         if self._finished is not None and self.epoch < self.config.epochs:
             raise DelgradError("Trainer.fit: the run is finished (finish() kept its network and wrote its metrics); "
@@ -344,15 +347,16 @@ class Trainer:
             while self.epoch < self.config.epochs:
                 if should_stop is not None and should_stop():
                     break
-                metrics = self._epoch()
-                self.history.append(metrics)
-                self.epoch += 1
-                self.selection.after_epoch(self.epoch, metrics.validation_accuracy,
-                                           self.average.current(self.model.params))
-                report.update(metrics)
-                if self.folder is not None:
-                    self.folder.append_history(asdict(metrics))  # before the checkpoint: see RunFolder
-                    self.save_checkpoint()
+                with self._whole_or_broken(f"epoch {self.epoch + 1}"):
+                    metrics = self._epoch()
+                    self.history.append(metrics)
+                    self.epoch += 1
+                    self.selection.after_epoch(self.epoch, metrics.validation_accuracy,
+                                               self.average.current(self.model.params))
+                    report.update(metrics)
+                    if self.folder is not None:
+                        self.folder.append_history(asdict(metrics))  # before the checkpoint: see RunFolder
+                        self.save_checkpoint()
         finally:
             report.close()
         return self.history
@@ -411,22 +415,24 @@ class Trainer:
         self._check_open("finish")
         if self._finished is not None:
             return self._finished
+        self._check_whole("finish")
         self._check_settings("finish")
         if self.epoch == 0:
             raise InvalidValueError("finish: no epoch has been trained (call fit() first)")
         if self.epoch < self.config.epochs:
             raise InvalidValueError(self._unfinished())
-        self.test_seed = draw_seed(self.rng)  # recorded: `delgrad evaluate` repeats the test exactly
-        self.average.write_into(self.model)
-        test = self.evaluate(self.test_set, seed=self.test_seed)
-        final_test = None
-        if self.selection.restore(self.epoch, self.model.params):
-            final_test = test
-            self.model.apply()
+        with self._whole_or_broken("finish()"):
+            self.test_seed = draw_seed(self.rng)  # recorded: `delgrad evaluate` repeats the test exactly
+            self.average.write_into(self.model)
             test = self.evaluate(self.test_set, seed=self.test_seed)
-        if self.folder is not None:
-            self.folder.write_network(self.network)
-            self.folder.write_metrics(self.summary(test, final_test))
+            final_test = None
+            if self.selection.restore(self.epoch, self.model.params):
+                final_test = test
+                self.model.apply()
+                test = self.evaluate(self.test_set, seed=self.test_seed)
+            if self.folder is not None:
+                self.folder.write_network(self.network)
+                self.folder.write_metrics(self.summary(test, final_test))
         self._finished = (test, final_test)
         return self._finished
 
@@ -460,6 +466,25 @@ class Trainer:
         if self._closed:
             raise DelgradError(f"Trainer.{what}: the trainer is closed; make a new one (resume=True continues its "
                                "run from its folder)")
+
+    @contextlib.contextmanager
+    def _whole_or_broken(self, part: str):
+        """Run `part` of the work (an epoch, finish()); an exception that leaves it half done
+        (Ctrl-C between two steps, a failing backend) breaks the trainer: its parameters,
+        optimiser and random state are then of no epoch, and `_check_whole` refuses to go on."""
+        try:
+            yield
+        except BaseException as exc:
+            self._broken = f"{part} was interrupted part-way ({type(exc).__name__})"
+            raise
+
+    def _check_whole(self, what: str) -> None:
+        if self._broken is None:
+            return
+        where = ("make a Trainer that resumes its folder (resume=True) to go on from its last checkpoint"
+                 if self.folder is not None else "train again with a new Trainer")
+        raise DelgradError(f"Trainer.{what}: {self._broken}, leaving the parameters, optimiser and random state of no "
+                           f"epoch; {where}")
 
     def decision_plane(self, resolution: int = 120):
         """(x grid, y grid, predicted class per point; -1 = no output spike) over the unit
@@ -525,6 +550,10 @@ class Trainer:
     def save_checkpoint(self):
         """Parameters, optimiser, heuristics and loop state in one npz, written atomically."""
         self._check_open("save_checkpoint")
+        if self._finished is not None:  # (its parameters are the kept epoch's, or the average, now)
+            raise DelgradError(f"Trainer.save_checkpoint: the run is finished: its checkpoint was written after epoch "
+                               f"{self.epoch}, and finish() put the network it kept into the parameters")
+        self._check_whole("save_checkpoint")
         self._check_settings("save_checkpoint")
         state = {
             "epoch": self.epoch,
