@@ -11,15 +11,18 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import DelgradError, FolderInUseError, InvalidValueError, described
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
 from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
 
-__all__ = ["STOP_CHECK_S", "ProcessExecutor", "Unfinished", "make_executor", "report"]
+__all__ = ["MAX_JOBS", "STOP_CHECK_S", "ProcessExecutor", "Unfinished", "make_executor", "report"]
 
 EXECUTORS = ("process", "dask")
+MAX_JOBS = 256  # trials at a time
 
 
 @dataclass
@@ -190,8 +193,13 @@ class ProcessExecutor:
 
 
 def make_executor(name: str, *, jobs: int | None = None, scheduler: str | None = None, should_stop=None):
-    """The executor called `name` ("process" or "dask"); `should_stop` is called while trials
-    run and raises KeyboardInterrupt to stop them."""
+    """The executor called `name` ("process" or "dask") running `jobs` trials at a time (None:
+    one per CPU; 1 to `MAX_JOBS`); `should_stop` is called while trials run and raises
+    KeyboardInterrupt to stop them."""
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer))
+                             or not 1 <= jobs <= MAX_JOBS):  # (-1: a Dask cluster of no workers waited for ever)
+        raise InvalidValueError(f"jobs: expected None (one per CPU) or an integer from 1 to {MAX_JOBS}, got {jobs!r}")
+    jobs = None if jobs is None else int(jobs)
     if name == "process":
         if scheduler is not None:
             raise InvalidValueError("--scheduler: only with --executor dask")
