@@ -253,6 +253,29 @@ def test_config_errors_name_the_setting(settings, field):
         TrainingConfig.from_dict(settings)
 
 
+def test_config_values_python_cannot_compare_or_convert_are_refused_naming_the_setting():
+    """(an integer too large for a float was an OverflowError, an array of delay kinds numpy's
+    "truth value is ambiguous", a non-table to config_with_defaults an AttributeError, and a tuple
+    of hidden sizes on a backend of one hidden layer blamed weight_init_mean, never given)"""
+    from delgrad_core.training import config_with_defaults
+
+    for settings, message in (({"weight_lr": 10**400}, "weight_lr: expected a number > 0 and <= 10, or unset, got an "
+                                                        "integer of 401 digits"),
+                              ({"threshold": -10**400}, "threshold: expected a number >= 1e-300, got an integer of "
+                                                        "401 digits"),
+                              ({"hidden": (4, 3), "delays": np.array(["axonal", "none", "none"])},
+                               r"delays: array\(\['axonal', 'none', 'none'\], dtype='<U6'\) is not allowed")):
+        with pytest.raises(dg.InvalidValueError, match=f"^{message}"):
+            TrainingConfig(**settings)
+    for values in (None, [], TrainingConfig()):
+        with pytest.raises(dg.InvalidValueError, match=r"^config_with_defaults: expected a table of settings \(a "
+                                                       rf"dict; config.to_dict\(\) of a TrainingConfig\), got "
+                                                       rf"{type(values).__name__}$"):
+            config_with_defaults(values)
+    with pytest.raises(dg.InvalidValueError, match=r"^hidden: backend 'bss2-emulator' runs at most 2 neuron layers"):
+        config_with_defaults({"backend": "bss2-emulator", "hidden": (4, 3)})
+
+
 def test_config_takes_numpy_numbers_as_python_ones():
     config = TrainingConfig(epochs=np.int64(2), seed=np.uint64(3), weight_lr=np.float32(0.5))
     assert (config.epochs, config.seed, config.weight_lr) == (2, 3, 0.5) and type(config.seed) is int

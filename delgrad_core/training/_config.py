@@ -55,6 +55,14 @@ _KIND_DEFAULTS = {
 
 
 # -- field rules: each returns the normalised value or raises naming the field ------------------
+def _is_finite(value) -> bool:
+    """math.isfinite, False for an integer too large for a float (10**400) rather than an error."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _number(low=None, high=None, *, low_open=False, high_open=False, integer=False, optional=False,
             per_layer=False):
     """A finite number (an integer if `integer`) in the given range; None if `optional`; a list
@@ -74,9 +82,11 @@ def _number(low=None, high=None, *, low_open=False, high_open=False, integer=Fal
     def one(name, value):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral if integer else numbers.Real):
             raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
-        if not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low)) \
+        if not _is_finite(value) or (low is not None and (value <= low if low_open else value < low)) \
                 or (high is not None and (value >= high if high_open else value > high)):
-            raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
+            shown = repr(value) if _is_finite(value) or not isinstance(value, int) else \
+                f"an integer of {len(str(abs(value)))} digits"  # (not 401 of them)
+            raise InvalidValueError(f"{name}: expected {wanted}, got {shown}")
         return int(value) if integer else _plain_float(value)  # (numpy numbers as Python ones: the config is JSON)
 
     def check(name, value):
@@ -162,7 +172,7 @@ def _flag(name, value):
 def _delay_kinds(name, value):
     allowed = tuple(k.value for k in DelayKind)
     kinds = value if isinstance(value, (list, tuple)) else [value]
-    if not kinds or any(kind not in allowed for kind in kinds):
+    if not kinds or any(not isinstance(kind, str) or kind not in allowed for kind in kinds):  # (an array: ambiguous)
         raise InvalidValueError(f"{name}: {value!r} is not allowed; choose one of {', '.join(allowed)} "
                                 "(or a list with one per layer)")
     return value if isinstance(value, str) else list(kinds)
@@ -378,6 +388,9 @@ def config_with_defaults(values: dict, *, merge_options: bool = True) -> Trainin
     defaults' unless `merge_options` is False (for the stored settings of a run: they are final)."""
     from delgrad_core._plugins import registry
 
+    if not isinstance(values, dict):
+        raise InvalidValueError(f"config_with_defaults: expected a table of settings (a dict; config.to_dict() of a "
+                                f"TrainingConfig), got {type(values).__name__}")
     plugins = registry()
     dataset = values.get("dataset", TrainingConfig.dataset)
     defaults = {}
@@ -482,9 +495,9 @@ def _check_layer_count(backend: str, backend_defaults: dict, values: dict, detai
     """Refuse a layer count that the backend's per-layer defaults do not fit, saying so (rather
     than letting the check of a setting the user never gave speak)."""
     hidden = values.get("hidden", TrainingConfig.hidden)
-    if isinstance(hidden, bool) or not isinstance(hidden, (int, list)):
+    if isinstance(hidden, (bool, np.bool_)) or not isinstance(hidden, (int, np.integer, list, tuple)):
         return
-    n_layers = 2 if isinstance(hidden, int) else len(hidden) + 1
+    n_layers = 2 if isinstance(hidden, (int, np.integer)) else len(hidden) + 1
     for name in ("weight_init_mean", "weight_init_std"):
         default = backend_defaults.get(name)
         if name in values or not isinstance(default, list) or len(default) == n_layers:
