@@ -445,11 +445,19 @@ def test_a_result_that_cannot_arrive_within_timeout_s_is_named_with_its_size(sta
     inputs = np.full((20_000, 4), 0.5)  # a result of 32.5 MB: signing it alone takes the service about 0.03 s
     with _client(service, client_id="large", timeout_s=5.0) as backend:
         backend.execute(network, inputs, seed=0)  # (run once: cached at the service for this client)
-    with _client(service, client_id="large", timeout_s=0.02, attempts=2, backoff_s=0.5, max_backoff_s=0.5) as backend:
-        with pytest.raises(dg.BackendUnavailable, match=r"job [0-9a-f]{12} failed at .* after 2 attempts .*; last: the "
-                                                         r"job finished at the service \(a result of 32\.5 MB\), but its "
-                                                         r"reply did not arrive within timeout_s=0.02 s .*raise timeout_s"):
-            backend.execute(network, inputs, seed=0)
+    said = []
+    for _ in range(3):  # (the service's short answer to the probe must come within the 0.02 s too: on a busy
+        # machine it may not, and the client then rightly says "no answer"; the old client always said that)
+        with _client(service, client_id="large", timeout_s=0.02, attempts=2, backoff_s=0.5,
+                     max_backoff_s=0.5) as backend:
+            with pytest.raises(dg.BackendUnavailable) as info:
+                backend.execute(network, inputs, seed=0)
+        said.append(str(info.value))
+        if not said[-1].startswith("no answer from"):
+            break
+    assert re.search(r"job [0-9a-f]{12} failed at .* after 2 attempts .*; last: the job finished at the service \(a "
+                     r"result of 32\.5 MB\), but its reply did not arrive within timeout_s=0.02 s .*raise timeout_s",
+                     said[-1]), said
 
 
 # ---------------------------------------------------------------------------- idempotent jobs
