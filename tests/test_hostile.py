@@ -566,6 +566,7 @@ def test_a_new_run_refuses_a_folder_of_other_files_and_leaves_them_alone(tmp_pat
         with RunFolder(mine).claim(resume=False):
             pass
     assert (mine / ".notes.tmp").read_text() == "important" and (mine / "confusion.png").read_text() == "my own figure"
+    assert sorted(entry.name for entry in mine.iterdir()) == [".notes.tmp", "confusion.png"]  # (a .lock was left)
     several = tmp_path / "several"
     several.mkdir()
     (several / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')  # not a run killed before its 1st checkpoint

@@ -149,6 +149,7 @@ def folder_lock(path, files=()):
         _refuse_linked_files(path, (_LOCK_NAME, _WRITE_TEST, *files))
         made_here = not path.exists() or os.listdir(path) == [_LOCK_NAME]
         path.mkdir(parents=True, exist_ok=True)
+        found = set(os.listdir(path))  # (a lock made here for a folder it then leaves as it was goes again)
         handle = open(path / _LOCK_NAME, "a+")
     except OSError as exc:
         raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
@@ -177,8 +178,9 @@ def folder_lock(path, files=()):
             with contextlib.suppress(OSError):
                 handle.close()  # releases the lock (the file is closed even when its flush fails)
         with contextlib.suppress(OSError):
-            if locked and [entry.name for entry in path.iterdir()] == [_LOCK_NAME]:  # nothing was written
-                (path / _LOCK_NAME).unlink()
+            left = {entry.name for entry in path.iterdir()}
+            if locked and (left == {_LOCK_NAME} or left == found | {_LOCK_NAME} and _LOCK_NAME not in found):
+                (path / _LOCK_NAME).unlink()  # nothing was written (e.g. a folder of other files, refused)
                 if made_here:
                     path.rmdir()
 
