@@ -1781,3 +1781,32 @@ def test_a_trainer_interrupted_part_way_refuses_to_go_on_and_its_folder_resumes_
         resumed.evaluate = evaluate
         with pytest.raises(dg.DelgradError, match=r"^Trainer.finish: finish\(\) was interrupted part-way"):
             resumed.finish()
+
+
+def test_a_run_stopped_before_its_first_epoch_does_not_say_it_resumes(tmp_path):
+    """(it said "stopped after epoch 0 of 1; the run resumes from there", and a resume then found no
+    checkpoint)"""
+    from delgrad_core.training._run import TrainingStopped, run_training
+
+    with pytest.raises(TrainingStopped, match="stopped after epoch 0 of 1; nothing was trained: start it anew"):
+        run_training(TrainingConfig(**{**SHORT, "epochs": 1}), tmp_path / "run", progress=False,
+                     should_stop=lambda: True)
+    with pytest.raises(TrainingStopped, match="stopped after epoch 1 of 2; the run resumes from there"):
+        run_training(TrainingConfig(**SHORT), tmp_path / "two", progress=False,
+                     should_stop=lambda: (tmp_path / "two" / "checkpoint.npz").exists())
+
+
+def test_epochs_raised_on_a_trainer_are_checked_by_their_rule(tmp_path):
+    """(np.int64(2) trained the epoch and then failed to write the checkpoint: "int64 is not JSON
+    serializable"; "2" and None were comparison TypeErrors; 2.5 trained a third epoch first)"""
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path) as trainer:
+        trainer.fit(progress=False)
+        for bad in ("2", None, 2.5, True):
+            trainer.config.epochs = bad
+            with pytest.raises(dg.InvalidValueError, match=rf"^Trainer.fit: config.epochs: expected an integer >= 1, "
+                                                           rf"got {re.escape(repr(bad))}$"):
+                trainer.fit(progress=False)
+        assert trainer.epoch == 1
+        trainer.config.epochs = np.int64(2)
+        trainer.fit(progress=False)
+        assert trainer.epoch == 2 and type(trainer.config.epochs) is int

@@ -40,8 +40,8 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
     with folder.claim(resume=resume), Trainer(config, backend=backend, out_dir=folder, resume=resume) as trainer:
         trainer.fit(progress=progress, should_stop=should_stop)
         if trainer.epoch < trainer.config.epochs:
-            raise TrainingStopped(folder.path, f"stopped after epoch {trainer.epoch} of {trainer.config.epochs}; "
-                                               "the run resumes from there")
+            raise TrainingStopped(folder.path, f"stopped after epoch {trainer.epoch} of {trainer.config.epochs}; " + (
+                "the run resumes from there" if folder.checkpoint.exists() else "nothing was trained: start it anew"))
         test, final_test = trainer.finish()
         summary = trainer.summary(test, final_test)
         if plots:

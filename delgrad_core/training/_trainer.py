@@ -26,7 +26,13 @@ from delgrad_core._ir import check_type
 from delgrad_core.datasets import Dataset, load_dataset
 from delgrad_core.datasets._dataset import changed_splits, split_digests
 from delgrad_core.training._components import component
-from delgrad_core.training._config import TrainingConfig, result_settings, setting_differences, shown_setting
+from delgrad_core.training._config import (
+    TrainingConfig,
+    check_settings,
+    result_settings,
+    setting_differences,
+    shown_setting,
+)
 from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._identity import identity_changes, key_changes, recorded_identity
@@ -447,6 +453,8 @@ class Trainer:
     def _check_settings(self, what: str) -> None:
         """Refuse settings changed in `config` since the trainer was built (but `epochs`, which
         may be raised to train on): it uses those it was built with and would record the new."""
+        # (epochs by its rule first: an np.int64 failed in the checkpoint's JSON after the epoch, "2" in a comparison)
+        self.config.epochs = check_settings({"epochs": self.config.epochs}, f"Trainer.{what}: config")["epochs"]
         least = max(self._built_settings["epochs"], self.epoch)
         if self.config.epochs < least:
             why = f"trained {self.epoch}" if self.epoch == least else f"was built for {least}"
