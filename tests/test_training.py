@@ -1810,3 +1810,5 @@ def test_epochs_raised_on_a_trainer_are_checked_by_their_rule(tmp_path):
         trainer.config.epochs = np.int64(2)
         trainer.fit(progress=False)
         assert trainer.epoch == 2 and type(trainer.config.epochs) is int
+        test, validation = (trainer.evaluate(split, seed=0) for split in (trainer.test_set, trainer.validation_set))
+        assert test == trainer.evaluate(trainer.test_set, seed=0) and test != validation  # (== raised)

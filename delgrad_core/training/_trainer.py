@@ -62,14 +62,23 @@ class EpochMetrics:
     wall_seconds: float
 
 
-@dataclass
+@dataclass(eq=False)
 class Evaluation:
-    """Loss, accuracy and output spike times of a dataset split."""
+    """Loss, accuracy and output spike times of a dataset split (equal by value: == of the
+    generated kind raised numpy's "truth value of an array is ambiguous")."""
 
     loss: float
     accuracy: float
     output_spike_times: np.ndarray
     labels: np.ndarray
+
+    __hash__ = None
+
+    def __eq__(self, other):
+        if type(other) is not Evaluation:
+            return NotImplemented
+        return (self.loss, self.accuracy) == (other.loss, other.accuracy) and \
+            np.array_equal(self.output_spike_times, other.output_spike_times) and np.array_equal(self.labels, other.labels)
 
 
 def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *, required: bool) -> dict:
