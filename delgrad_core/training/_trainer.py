@@ -78,7 +78,8 @@ class Evaluation:
         if type(other) is not Evaluation:
             return NotImplemented
         return (self.loss, self.accuracy) == (other.loss, other.accuracy) and \
-            np.array_equal(self.output_spike_times, other.output_spike_times) and np.array_equal(self.labels, other.labels)
+            np.array_equal(self.output_spike_times, other.output_spike_times) and \
+            np.array_equal(self.labels, other.labels)
 
 
 def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *, required: bool) -> dict:
