@@ -90,6 +90,7 @@ class _ZmqResources:
         self.close_socket()
         self.context.term()
 
+
 class ServiceClient:
     """Signed requests to one service with timeouts and retries.
 
