@@ -200,12 +200,10 @@ def _changes(network, represented) -> str | None:
 
 
 def _same_neurons(network, represented) -> bool:
-    """Whether `represented` keeps every neuron's threshold, tau_m and tau_s of `network`."""
-    import numpy as np
-
-    return all(np.array_equal(a, b) for layer, shown in zip(network.layers, represented.layers)
-               for a, b in zip(layer.population.neuron.as_arrays(layer.population.size),
-                               shown.population.neuron.as_arrays(shown.population.size)))
+    """Whether `represented` keeps every neuron's threshold, tau_m and tau_s of `network`
+    (`NeuronParameters` compare by value, a value given once equal to it given per neuron)."""
+    return all(layer.population.neuron == shown.population.neuron
+               for layer, shown in zip(network.layers, represented.layers))
 
 
 def _other_network(given: dict, network) -> list[str]:
