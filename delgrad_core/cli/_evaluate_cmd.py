@@ -87,12 +87,13 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                                              "encoder_options", "backend", "backend_options",
                                              "evaluation_batch_size") if key in given}
     named = {"backend": backend, "dataset": dataset}
-    for kind, name in named.items():  # (before the evaluation, which such options may make fail)
-        left = given.get(f"{kind}_options") if name not in (None, given.get(kind)) else None
+    kept = without_replaced_options(settings, named, ("backend", "dataset"))
+    for kind in ("backend", "dataset"):  # (said before the evaluation, which such options may make fail)
+        left = settings.get(f"{kind}_options") if f"{kind}_options" not in kept else None
         if left:
-            click.echo(f"note: the {kind} options {json.dumps(left)} of {given.get(kind)!r} are not used with "
-                       f"{name!r}; --{kind}-option gives its own", err=True)
-    settings = without_replaced_options(settings, named, ("backend", "dataset"))
+            click.echo(f"note: the {kind} options {json.dumps(left)} of {settings.get(kind)!r} are not used with "
+                       f"{named[kind]!r}; --{kind}-option gives its own", err=True)
+    settings = kept
     if backend is not None and backend != given.get("backend"):
         settings.pop("evaluation_batch_size", None)  # (the run's backend's jobs)
     settings.update({k: v for k, v in named.items() if v is not None})
