@@ -45,10 +45,15 @@ CALIBRATION_NEUTRAL_OPTIONS = frozenset({"synapse_rows", "weight_max", "weight_s
                                          "comparator_spread"})
 
 
+def _targets(config: ChipConfig) -> dict:
+    """The calibration target of every parameter, by name."""
+    return {p.name: p.target(config) for p in _PARAMETERS}
+
+
 def cache_key(chip: int, config: ChipConfig, calibrated: bool) -> str:
     """What a calibration depends on: chip identity, emulator version, targets and every option
     but the `CALIBRATION_NEUTRAL_OPTIONS`."""
-    targets = {p.name: p.target(config) for p in _PARAMETERS}
+    targets = _targets(config)
     options = {name: value for name, value in config.to_dict().items() if name not in CALIBRATION_NEUTRAL_OPTIONS}
     return calibration_key(BACKEND_NAME, chip=chip, emulator_version=EMULATOR_VERSION, calibrated=calibrated,
                            targets=targets, options=options)
@@ -123,7 +128,7 @@ def _calibration(chip: Chip, calibrated: bool, settings: dict, success: dict, ro
         "chip": chip.identity,
         "emulator_version": EMULATOR_VERSION,
         "calibrated": calibrated,
-        "targets": {p.name: p.target(config) for p in _PARAMETERS},
+        "targets": _targets(config),
         "summary": {"columns": SUMMARY_COLUMNS, "rows": rows},
         "failed_circuits": np.flatnonzero(~circuits_ok).tolist(),
         "failed_delay_elements": np.flatnonzero(~success[DELAY_PARAMETER.name]).tolist(),
@@ -195,9 +200,8 @@ def calibration_problem(calibration: Calibration, chip: int, config: ChipConfig,
     arrays, values = calibration.arrays, calibration.values
     if calibration.backend != BACKEND_NAME:
         return f"backend: expected {BACKEND_NAME!r}, got {calibration.backend!r}"
-    targets = {p.name: p.target(config) for p in _PARAMETERS}
     for name, expected in (("calibrated", calibrated), ("chip", chip), ("emulator_version", EMULATOR_VERSION),
-                           ("targets", targets)):
+                           ("targets", _targets(config))):
         got = values.get(name)
         if got != expected or isinstance(got, bool) != isinstance(expected, bool):  # (true is not 1)
             return f"values.{name}: expected {json.dumps(expected)}, got {json.dumps(got)}"
