@@ -153,10 +153,6 @@ class ServiceClient:
     def _close_socket(self) -> None:
         self._zmq.close_socket()
 
-    @property
-    def _socket(self):
-        return self._zmq.socket
-
     def _open_socket(self):
         if self._zmq.socket is None:
             socket = self._zmq.context.socket(zmq.DEALER)
@@ -279,7 +275,7 @@ class ServiceClient:
         """(the next reply, None) if one arrives before `until` (monotonic seconds), decoded and
         verified; else (None, why): "timeout", "ended" (the local service ended) or "corrupted"
         (it failed its check).  A refused token and a reply too large to take raise."""
-        socket = self._socket
+        socket = self._zmq.socket
         while (now := time.monotonic()) < until:
             wait_s = until - now if self.service is None else min(until - now, _POLL_SLICE_S)
             if not socket.poll(int(1000 * wait_s) + 1):
