@@ -147,9 +147,10 @@ def folder_lock(path, files=()):
     key = os.path.realpath(path)
     try:
         _refuse_linked_files(path, (_LOCK_NAME, _WRITE_TEST, *files))
-        made_here = not path.exists() or os.listdir(path) == [_LOCK_NAME]
+        existed = path.exists()
         path.mkdir(parents=True, exist_ok=True)
         found = set(os.listdir(path))  # (a lock made here for a folder it then leaves as it was goes again)
+        made_here = not existed or found == {_LOCK_NAME}
         handle = open(path / _LOCK_NAME, "a+")
     except OSError as exc:
         raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
