@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_cpus"]
+__all__ = ["MAX_JOBS", "available_cpus"]
+
+MAX_JOBS = 256  # processes (a sweep's trials) at a time
 
 
 def available_cpus() -> int:

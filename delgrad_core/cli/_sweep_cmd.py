@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from delgrad_core._atomic import atomic_write_text
+from delgrad_core._cpus import MAX_JOBS
 from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
@@ -49,8 +50,8 @@ def _refuse_sweep_axes(settings: dict) -> None:
               callback=given_once(_kind_list), help="Comma-separated delay kinds (give the option once).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per cell.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.  [default: --config's, else 300]")
-@click.option("--jobs", type=click.IntRange(min=1, max=256), default=None,
-              help="Parallel processes (or workers of the embedded Dask cluster), 1 to 256; never more than "
+@click.option("--jobs", type=click.IntRange(min=1, max=MAX_JOBS), default=None,
+              help=f"Parallel processes (or workers of the embedded Dask cluster), 1 to {MAX_JOBS}; never more than "
                    "the runs to do.  [default: CPUs]")
 @click.option("--config", "config_file", type=RegularFile(),
               help="TOML file with further TrainingConfig settings for every run.")

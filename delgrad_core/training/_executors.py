@@ -13,16 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from delgrad_core._cpus import available_cpus
+from delgrad_core._cpus import MAX_JOBS, available_cpus
 from delgrad_core._errors import DelgradError, FolderInUseError, InvalidValueError, described
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
 from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
 
-__all__ = ["MAX_JOBS", "STOP_CHECK_S", "ProcessExecutor", "Unfinished", "make_executor", "report"]
+__all__ = ["STOP_CHECK_S", "ProcessExecutor", "Unfinished", "make_executor", "report"]
 
 EXECUTORS = ("process", "dask")
-MAX_JOBS = 256  # trials at a time
 
 
 @dataclass
