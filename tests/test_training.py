@@ -259,10 +259,13 @@ def test_config_values_python_cannot_compare_or_convert_are_refused_naming_the_s
     of hidden sizes on a backend of one hidden layer blamed weight_init_mean, never given)"""
     from delgrad_core.training import config_with_defaults
 
-    for settings, message in (({"weight_lr": 10**400}, "weight_lr: expected a number > 0 and <= 10, or unset, got an "
-                                                        "integer of 401 digits"),
-                              ({"threshold": -10**400}, "threshold: expected a number >= 1e-300, got an integer of "
-                                                        "401 digits"),
+    for settings, message in (({"weight_lr": 10**400}, r"weight_lr: expected a number > 0 and <= 10, or unset, got the "
+                                                        r"integer 1\.00e\+400$"),
+                              ({"weight_lr": 10**300}, r"weight_lr: expected .*, got the integer 1\.00e\+300$"),
+                              ({"threshold": -10**400}, r"threshold: expected a number >= 1e-300, got the integer "
+                                                        r"-1\.00e\+400$"),
+                              ({"epochs": 10**5000}, r"epochs: expected an integer >= 1, got the integer 1\.00e\+5000$"),
+                              ({"epochs": -12345}, r"epochs: expected an integer >= 1, got -12345$"),
                               ({"hidden": (4, 3), "delays": np.array(["axonal", "none", "none"])},
                                r"delays: array\(\['axonal', 'none', 'none'\], dtype='<U6'\) is not allowed")):
         with pytest.raises(dg.InvalidValueError, match=f"^{message}"):
@@ -1161,6 +1164,38 @@ def test_a_plane_that_fails_on_the_full_grid_costs_the_decision_map_only(monkeyp
     assert not (run / "decision_map.png").exists()
 
 
+@pytest.mark.parametrize("failure", ["raises", "not numbers"])
+def test_a_plane_that_raises_or_returns_no_numbers_on_the_full_grid_costs_the_decision_map_only(
+        monkeypatch, tmp_path, failure):
+    """(a plane raising its own InvalidValueError on the full grid ended the written run with status 1
+    and no plots; one returning strings there, with a ValueError traceback)"""
+    pytest.importorskip("matplotlib")
+    from delgrad_core.datasets import Dataset
+
+    def late_failure(x, y):
+        features = np.stack([x.ravel(), y.ravel()], axis=-1)
+        if x.size > 100 and failure == "raises":
+            raise dg.InvalidValueError("grid too fine for me")
+        return np.full(features.shape, "x", dtype=object) if x.size > 100 else features
+
+    def dots(split):
+        features = np.random.default_rng(len(split)).uniform(0, 1, (30, 2))
+        return Dataset("dots", split, features, np.arange(30) % 3, ("a", "b", "c"))
+
+    _register_plugin_components(monkeypatch, delgrad_register_datasets=lambda register: register(
+        "dots", dots, splits=("train", "validation", "test"), plane=late_failure))
+    run = tmp_path / "run"
+    result = cli_runner().invoke(main, ["train", "--dataset", "dots", "--hidden", "4", "--delays", "none", "--epochs",
+                                        "1", "--out", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    told = ("grid too fine for me" if failure == "raises" else
+            "dataset 'dots' from 'delgrad-local': its plane returned values that are not numbers on a grid of 120 x 120")
+    assert f"decision plane: {told}" in result.output and "decision_map.png is not drawn" in result.output, \
+        result.output
+    assert (run / "metrics.json").exists() and (run / "learning_curves.png").exists()
+    assert not (run / "decision_map.png").exists()
+
+
 def test_evaluating_on_an_empty_split_says_so(monkeypatch, tmp_path):
     """(it said "output_times: accuracy of an empty batch is undefined")"""
     from delgrad_core.datasets import Dataset
@@ -1764,7 +1799,8 @@ def test_a_trainer_interrupted_part_way_refuses_to_go_on_and_its_folder_resumes_
     for call, name in ((lambda: trainer.fit(progress=False), "fit"), (trainer.finish, "finish"),
                        (trainer.save_checkpoint, "save_checkpoint")):
         with pytest.raises(dg.DelgradError, match=rf"^Trainer.{name}: epoch 2 was interrupted part-way "
-                                                  r"\(KeyboardInterrupt\), leaving .* resumes its folder"):
+                                                  r"\(KeyboardInterrupt\), leaving .*; close it and make a Trainer "
+                                                  r"that resumes its folder \(resume=True\)"):
             call()
     trainer.close()
     with Trainer(config, out_dir=tmp_path / "cut", resume=True) as resumed:
@@ -1781,6 +1817,28 @@ def test_a_trainer_interrupted_part_way_refuses_to_go_on_and_its_folder_resumes_
         resumed.evaluate = evaluate
         with pytest.raises(dg.DelgradError, match=r"^Trainer.finish: finish\(\) was interrupted part-way"):
             resumed.finish()
+
+
+def test_a_trainer_interrupted_in_its_first_epoch_says_to_start_anew(tmp_path):
+    """(it said to resume the folder, which held no checkpoint to resume from)"""
+    config = TrainingConfig(**{**SHORT, "epochs": 1})
+    with Trainer(config, out_dir=tmp_path / "run") as trainer:
+        step = trainer.step
+
+        def interrupted(*args):
+            raise KeyboardInterrupt
+
+        trainer.step = interrupted
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(progress=False)
+        trainer.step = step
+        with pytest.raises(dg.DelgradError, match=r"^Trainer.fit: epoch 1 was interrupted part-way "
+                                                  r"\(KeyboardInterrupt\), .*; nothing was checkpointed yet: close "
+                                                  r"it and start anew with a new Trainer$"):
+            trainer.fit(progress=False)
+    with Trainer(config, out_dir=tmp_path / "run") as anew:
+        anew.fit(progress=False)
+        assert anew.epoch == 1
 
 
 def test_a_run_stopped_before_its_first_epoch_does_not_say_it_resumes(tmp_path):

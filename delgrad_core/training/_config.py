@@ -11,6 +11,7 @@ the allowed values on failure, wrong types and NaN included.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import inspect
 import json
 import math
@@ -84,8 +85,8 @@ def _number(low=None, high=None, *, low_open=False, high_open=False, integer=Fal
             raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
         if not _is_finite(value) or (low is not None and (value <= low if low_open else value < low)) \
                 or (high is not None and (value >= high if high_open else value > high)):
-            shown = repr(value) if _is_finite(value) or not isinstance(value, int) else \
-                f"an integer of {len(str(abs(value)))} digits"  # (not 401 of them)
+            shown = repr(value) if not isinstance(value, int) or abs(value) < 10 ** 15 else \
+                f"the integer {decimal.Decimal(value):.3g}"  # (not 401 digits)
             raise InvalidValueError(f"{name}: expected {wanted}, got {shown}")
         return int(value) if integer else _plain_float(value)  # (numpy numbers as Python ones: the config is JSON)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 from delgrad_core._backend import close_after_work
-from delgrad_core._errors import DelgradError, PluginError
+from delgrad_core._errors import DelgradError
 from delgrad_core.training._config import TrainingConfig
 from delgrad_core.training._plots import plot_run
 from delgrad_core.training._run_folder import RunFolder
@@ -53,11 +53,12 @@ def run_training(config: TrainingConfig, out_dir, *, resume: bool = False, progr
 
 
 def _decision_plane(trainer):
-    """The trainer's decision plane, or None (no decision map) with a warning if the dataset's
-    plane fails on the full grid (the 3 x 3 check before training passed; the run is written)."""
+    """The trainer's decision plane, or None (no decision map) with a warning if computing it
+    fails, e.g. the dataset's plane on the full grid (the 3 x 3 check before training passed; the
+    run is written)."""
     try:
         return trainer.decision_plane()
-    except PluginError as exc:
-        warnings.warn(f"{exc}; decision_map.png is not drawn (the run's results are written)", UserWarning,
-                      stacklevel=3)
+    except DelgradError as exc:
+        warnings.warn(f"decision plane: {exc}; decision_map.png is not drawn (the run's results are written)",
+                      UserWarning, stacklevel=3)
         return None

@@ -499,8 +499,13 @@ class Trainer:
     def _check_whole(self, what: str) -> None:
         if self._broken is None:
             return
-        where = ("make a Trainer that resumes its folder (resume=True) to go on from its last checkpoint"
-                 if self.folder is not None else "train again with a new Trainer")
+        if self.folder is None:
+            where = "train again with a new Trainer"
+        elif self.folder.checkpoint.exists():
+            where = ("close it and make a Trainer that resumes its folder (resume=True) to go on from its last "
+                     "checkpoint")
+        else:  # (interrupted in epoch 1: there is nothing to resume)
+            where = "nothing was checkpointed yet: close it and start anew with a new Trainer"
         raise DelgradError(f"Trainer.{what}: {self._broken}, leaving the parameters, optimiser and random state of no "
                            f"epoch; {where}")
 
@@ -550,8 +555,13 @@ class Trainer:
         if plane is None:
             return None
         grid_x, grid_y = np.meshgrid(np.linspace(0.0, 1.0, resolution), np.linspace(0.0, 1.0, resolution))
-        features = np.asarray(call_plugin(registration, "dataset", lambda: plane(grid_x, grid_y), "its plane",
-                                          arguments_checked=True), dtype=np.float64)
+        features = call_plugin(registration, "dataset", lambda: plane(grid_x, grid_y), "its plane",
+                               arguments_checked=True)
+        try:
+            features = np.asarray(features, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
+                              f"values that are not numbers on a grid of {resolution} x {resolution} ({exc})") from None
         n_features = self.train_set.features.shape[1]
         if features.shape not in ((grid_x.size, n_features), (*grid_x.shape, n_features)):
             raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
