@@ -219,3 +219,23 @@ def test_an_option_given_over_the_config_files_own_is_noted(tmp_path, command, m
     result = cli_runner().invoke(main, [*base, "--config", str(config), "--backend-option", "n_threads=1",
                                         "--out", str(tmp_path / "run")])
     assert "note" not in result.stderr, result.stderr
+
+
+def test_evaluate_keeps_a_config_files_options_when_its_default_backend_is_named(tmp_path):
+    """(a config file without a backend gives options for the default one; --backend naming that
+    backend dropped them, with a note of 'the backend options ... of None')"""
+    import delgrad_core as dg
+
+    network = tmp_path / "network.npz"
+    dg.save_network(dg.Network.feedforward([4, 5, 3], seed=1), network)
+    config = tmp_path / "c.toml"
+    config.write_text("backend_options = {n_threads = -5}\n")
+    for named in ([], ["--backend", "reference"]):
+        result = cli_runner().invoke(main, ["evaluate", str(network), "--config", str(config), *named])
+        assert result.exit_code != 0 and "n_threads: expected an integer from 1 to 256, got -5" in result.output, \
+            result.output
+        assert "note: the backend options" not in result.output
+    result = cli_runner().invoke(main, ["evaluate", str(network), "--config", str(config), "--backend", "example"])
+    assert result.exit_code == 0, result.output
+    assert "note: the backend options {\"n_threads\": -5} of 'reference' are not used with 'example'; " \
+           "--backend-option gives its own" in result.stderr

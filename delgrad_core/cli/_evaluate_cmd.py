@@ -11,8 +11,8 @@ import click
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, given_settings, refuse_not_installed,
-    run_settings, trained_on_a_representing_backend, with_tables, without_replaced_options)
+    BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, given_settings, plugin_named,
+    refuse_not_installed, run_settings, trained_on_a_representing_backend, with_tables, without_replaced_options)
 
 
 def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> bool:
@@ -91,8 +91,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     for kind in ("backend", "dataset"):  # (said before the evaluation, which such options may make fail)
         left = settings.get(f"{kind}_options") if f"{kind}_options" not in kept else None
         if left:
-            click.echo(f"note: the {kind} options {json.dumps(left)} of {settings.get(kind)!r} are not used with "
-                       f"{named[kind]!r}; --{kind}-option gives its own", err=True)
+            click.echo(f"note: the {kind} options {json.dumps(left)} of {plugin_named(settings, kind)!r} are not used "
+                       f"with {named[kind]!r}; --{kind}-option gives its own", err=True)
     settings = kept
     if backend is not None and backend != given.get("backend"):
         settings.pop("evaluation_batch_size", None)  # (the run's backend's jobs)

@@ -5,6 +5,7 @@ longer than the file system allows."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,8 +18,8 @@ from delgrad_core._ir import DelayKind
 
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
            "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
-           "refuse_not_installed", "refuse_set_twice", "run_settings", "trained_on_a_representing_backend",
-           "with_its_file", "with_tables", "without_replaced_options"]
+           "plugin_named", "refuse_not_installed", "refuse_set_twice", "run_settings",
+           "trained_on_a_representing_backend", "with_its_file", "with_tables", "without_replaced_options"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -224,10 +225,19 @@ def _options_named(message: str, field: str) -> set:
 PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)
 
 
+def plugin_named(settings: dict, kind: str) -> str:
+    """The backend, dataset, ... (`kind`) that `settings` name, TrainingConfig's default if none."""
+    from delgrad_core.training import TrainingConfig
+
+    named = settings.get(kind)
+    return named if named is not None else next(field.default for field in dataclasses.fields(TrainingConfig)
+                                                if field.name == kind)
+
+
 def without_replaced_options(settings: dict, named: dict, kinds) -> dict:
     """`settings` without the option tables of those of `kinds` (backend, dataset, ...) that
     `named` names otherwise: the options of one plugin are not another's."""
-    replaced = {kind for kind in kinds if named.get(kind) not in (None, settings.get(kind))}
+    replaced = {kind for kind in kinds if named.get(kind) not in (None, plugin_named(settings, kind))}
     return {key: value for key, value in settings.items() if key not in {f"{kind}_options" for kind in replaced}}
 
 
