@@ -150,8 +150,12 @@ class _Freezable:
 
 
 def _equal_fields(a, b) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        a, b = np.asarray(a), np.asarray(b)
+    sequences = (list, tuple)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) or isinstance(a, sequences) != isinstance(b, sequences):
+        try:  # (per-neuron values given as an array or a list, against each other or a scalar)
+            a, b = np.asarray(a), np.asarray(b)
+        except ValueError:  # (a ragged list)
+            return False
         if a.ndim == 0 or b.ndim == 0:  # (a neuron parameter given once for all, or per neuron)
             return bool(np.all(a == b))
         return np.array_equal(a, b)

@@ -582,6 +582,14 @@ def test_a_new_run_refuses_a_folder_of_other_files_and_leaves_them_alone(tmp_pat
     (killed / ".checkpoint.npz.x1y2.tmp").write_bytes(b"half")
     with RunFolder(killed).claim(resume=False):
         assert sorted(p.name for p in killed.iterdir()) == [".lock"]
+    copied = tmp_path / "copied"  # a run's files without its lock (cp run/* copied/), written again here
+    copied.mkdir()
+    (copied / "checkpoint.npz").write_bytes(b"epoch 1")
+    (copied / "history.jsonl").write_text('{"epoch": 1}\n')
+    with RunFolder(copied).claim(resume=True):
+        (copied / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    # (the lock of a folder written in went too, as the names of its files were those it held before)
+    assert sorted(p.name for p in copied.iterdir()) == [".lock", "checkpoint.npz", "history.jsonl"]
 
 
 def test_results_are_readable_by_others(tmp_path):

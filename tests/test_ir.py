@@ -358,5 +358,12 @@ def test_networks_compare_by_value(tmp_path):
     assert changed == network  # (a threshold given per neuron, all at the one value)
     changed.layers[0].population.neuron.threshold[2] = 1.5
     assert changed != network
+    # (a list of per-neuron values compared unequal to the one value it repeats)
+    for per_neuron in ([1.0, 1.0, 1.0], (1.0, 1.0), np.ones(3)):
+        assert dg.NeuronParameters(threshold=per_neuron) == dg.NeuronParameters(1.0)
+    assert dg.NeuronParameters(threshold=[1.0, 1.0, 1.0]) == dg.NeuronParameters(threshold=np.ones(3))
+    assert dg.NeuronParameters(threshold=(1.0, 1.0)) != dg.NeuronParameters(threshold=np.ones(3))
+    assert dg.NeuronParameters(threshold=[1.0, 2.0]) != dg.NeuronParameters(1.0)
+    assert dg.NeuronParameters(threshold=[1.0, [2.0]]) != dg.NeuronParameters(1.0)
     with pytest.raises(TypeError, match="unhashable"):
         hash(network)

@@ -60,3 +60,6 @@ def test_example_backend_refuses_a_job_whose_arrivals_span_more_steps_than_it_ta
                                                       r"10,000,000 per job") as info:
         backend.execute(network, np.array([[0.0, widest + 1.0]]))
     assert info.value.capability == "resources"
+    with pytest.raises(UnsupportedNetworkError, match=r"span 1e\+300 tau_s, 1e\+301 steps of dt = 0.1; at most") as info:
+        backend.execute(network, np.array([[0.0, 1e300]]))  # (not 300 digits of each)
+    assert len(str(info.value)) < 300

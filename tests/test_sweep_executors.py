@@ -271,6 +271,23 @@ def test_a_worker_that_cannot_be_started_ends_the_sweep_and_its_started_workers(
         bystander.join()
 
 
+@pytest.mark.parametrize("jobs", [-1, 0, 1.5, "2", True, 257])
+def test_a_job_count_that_is_no_count_is_refused_naming_it(tmp_path, jobs):
+    """(from Python: -1 with Dask started a cluster of no workers and waited for ever; with the
+    process pool, -1, "2" and 1.5 ended in numpy or pool tracebacks, and 0 meant one per CPU)"""
+    from delgrad_core import InvalidValueError
+    from delgrad_core.training._executors import make_executor
+    from delgrad_core.training._sweep import run_sweep
+
+    for executor in ("process", "dask"):
+        with pytest.raises(InvalidValueError, match=rf"^jobs: expected None \(one per CPU\) or an integer from 1 "
+                                                       rf"to 256, got {re.escape(repr(jobs))}$"):
+            make_executor(executor, jobs=jobs)
+    with pytest.raises(InvalidValueError, match="^jobs: expected None"):
+        run_sweep({"epochs": 1}, [2], ["none"], 1, tmp_path / "sweep", jobs=jobs)
+    assert not (tmp_path / "sweep").exists()
+
+
 distributed = pytest.importorskip("distributed")
 
 
@@ -678,20 +695,3 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
     assert not interrupted and [line.split(":")[0] for line in unfinished.failed] == ["t1"], lines
     assert sorted(lines) == sorted(["t0: test accuracy 50.00 %", "t2: test accuracy 50.00 %",
                                     f"FAILED {unfinished.failed[0]}"])
-
-
-@pytest.mark.parametrize("jobs", [-1, 0, 1.5, "2", True, 257])
-def test_a_job_count_that_is_no_count_is_refused_naming_it(tmp_path, jobs):
-    """(from Python: -1 with Dask started a cluster of no workers and waited for ever; with the
-    process pool, -1, "2" and 1.5 ended in numpy or pool tracebacks, and 0 meant one per CPU)"""
-    from delgrad_core import InvalidValueError
-    from delgrad_core.training._executors import make_executor
-    from delgrad_core.training._sweep import run_sweep
-
-    for executor in ("process", "dask"):
-        with pytest.raises(InvalidValueError, match=rf"^jobs: expected None \(one per CPU\) or an integer from 1 "
-                                                       rf"to 256, got {re.escape(repr(jobs))}$"):
-            make_executor(executor, jobs=jobs)
-    with pytest.raises(InvalidValueError, match="^jobs: expected None"):
-        run_sweep({"epochs": 1}, [2], ["none"], 1, tmp_path / "sweep", jobs=jobs)
-    assert not (tmp_path / "sweep").exists()

@@ -149,8 +149,8 @@ def folder_lock(path, files=()):
         _refuse_linked_files(path, (_LOCK_NAME, _WRITE_TEST, *files))
         existed = path.exists()
         path.mkdir(parents=True, exist_ok=True)
-        found = set(os.listdir(path))  # (a lock made here for a folder it then leaves as it was goes again)
-        made_here = not existed or found == {_LOCK_NAME}
+        found = _entries(path)  # (a lock made here for a folder it then leaves as it was goes again)
+        made_here = not existed or set(found) == {_LOCK_NAME}
         handle = open(path / _LOCK_NAME, "a+")
     except OSError as exc:
         raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
@@ -179,11 +179,22 @@ def folder_lock(path, files=()):
             with contextlib.suppress(OSError):
                 handle.close()  # releases the lock (the file is closed even when its flush fails)
         with contextlib.suppress(OSError):
-            left = {entry.name for entry in path.iterdir()}
-            if locked and (left == {_LOCK_NAME} or left == found | {_LOCK_NAME} and _LOCK_NAME not in found):
+            left = _entries(path)
+            left.pop(_LOCK_NAME, None)
+            if locked and (not left or left == found and _LOCK_NAME not in found):
                 (path / _LOCK_NAME).unlink()  # nothing was written (e.g. a folder of other files, refused)
                 if made_here:
                     path.rmdir()
+
+
+def _entries(path: Path) -> dict:
+    """Name -> (inode, size, modification time) of every entry of folder `path` (a file written
+    in place or replaced changes its entry)."""
+    entries = {}
+    for entry in os.scandir(path):
+        status = entry.stat(follow_symlinks=False)
+        entries[entry.name] = (status.st_ino, status.st_size, status.st_mtime_ns)
+    return entries
 
 
 def _still_the_folder(path: Path, real_path: Path, lock_file: os.stat_result):

@@ -55,6 +55,11 @@ def _psp(s, tau_m, tau_s):
     return kernel
 
 
+def _amount(value: float, form: str) -> str:
+    """`value` in format `form`, or in exponent form from 1e9 on (not hundreds of digits)."""
+    return format(value, form) if value < 1e9 else format(value, ".3g")
+
+
 def _simulate_layer(pre_times, weights, delays, threshold, tau_m, tau_s, dt):
     """First spike times (batch, n_post) of one layer driven by pre_times (batch, n_pre)."""
     batch, n_post = pre_times.shape[0], weights.shape[1]
@@ -67,11 +72,12 @@ def _simulate_layer(pre_times, weights, delays, threshold, tau_m, tau_s, dt):
         return spike_times.reshape(batch, n_post)
     a = arrivals[b, i, j]
     t0 = a.min()
-    if (a.max() - t0) / dt > MAX_STEPS:
+    span = a.max() - t0
+    if span / dt > MAX_STEPS:
         raise UnsupportedNetworkError(
             f"backend 'example' cannot run the job: its arrivals (inputs after their delays, or a layer's spikes) "
-            f"span {a.max() - t0:,.1f} tau_s, {(a.max() - t0) / dt:,.0f} steps of dt = {dt:g}; at most {MAX_STEPS:,} per "
-            "job (a larger dt, shorter delays or inputs closer together)", capability="resources")
+            f"span {_amount(span, ',.1f')} tau_s, {_amount(span / dt, ',.0f')} steps of dt = {dt:g}; at most "
+            f"{MAX_STEPS:,} per job (a larger dt, shorter delays or inputs closer together)", capability="resources")
     step = np.floor((a - t0) / dt).astype(np.int64)  # event lies in [t0 + step dt, t0 + (step+1) dt)
     order = np.argsort(step, kind="stable")
     step, a, w, j, target = step[order], a[order], weights[i, j][order], j[order], (b * n_post + j)[order]
