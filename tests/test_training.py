@@ -1196,6 +1196,31 @@ def test_a_plane_that_raises_or_returns_no_numbers_on_the_full_grid_costs_the_de
     assert not (run / "decision_map.png").exists()
 
 
+def test_evaluate_says_when_it_does_not_repeat_the_recorded_test_accuracy(tmp_path):
+    """(a run scored before ties counted as wrong evaluated to another accuracy without a word)"""
+    run = tmp_path / "run"
+    assert cli_runner().invoke(main, ["train", "--hidden", "4", "--delays", "none", "--epochs", "1", "--out", str(run),
+                                      "--no-progress", "--batch-size", "250"]).exit_code == 0
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 0 and "note" not in result.stderr, result.output
+    network = dg.load_network(run / "network.npz")
+    strong = [dg.Layer(layer.population, dg.Projection(np.full_like(layer.projection.weights, 3.0)))
+              for layer in network.layers]
+    dg.save_network(dg.Network(network.input, strong), run / "network.npz")  # every output at once: all ties
+    labels = dg.datasets.load_dataset("yin_yang", "test").labels
+    metrics = json.loads((run / "metrics.json").read_text())
+    for recorded, told in ((float(np.mean(labels == 0)), "it was scored when a tie for the first output spike went "
+                                                         "to the lowest class; ties now count as wrong"),
+                           (0.5, "(its backend, dataset or their code changed since)")):
+        (run / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": recorded}))
+        result = cli_runner().invoke(main, ["evaluate", str(run)])
+        assert result.exit_code == 0 and "test accuracy on reference: 0.00 %" in result.stdout, result.output
+        assert f"note: the run recorded a test accuracy of {100 * recorded:.2f} %, 0.00 % now" in result.stderr
+        assert told in result.stderr, result.stderr
+        result = cli_runner().invoke(main, ["evaluate", str(run), "--seed", "7"])  # (not the run's test)
+        assert result.exit_code == 0 and "recorded" not in result.stderr, result.output
+
+
 def test_evaluating_on_an_empty_split_says_so(monkeypatch, tmp_path):
     """(it said "output_times: accuracy of an empty batch is undefined")"""
     from delgrad_core.datasets import Dataset

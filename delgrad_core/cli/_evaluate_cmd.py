@@ -174,11 +174,37 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if changed:
         click.echo(f"note: {target.name!r} ran the network as it represents it, not as stored ({changed}; "
                    "its represent(): e.g. a chip's clipped and quantised weights and delays)", err=True)
+    as_run = stored and split == "test" and seed == metrics.get("test_seed") and not (backend_options or dataset_options) \
+        and (backend, dataset) in {(None, None), (stored.get("backend"), stored.get("dataset"))}
+    if as_run and isinstance(metrics.get("test_accuracy"), float):
+        differs = _differs_from_recorded(metrics["test_accuracy"], output, data.labels)
+        if differs:
+            click.echo(f"note: {differs}", err=True)
     mismatches = _other_network(given, network) if config_file else []
     if mismatches:
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "
                    "the file's network is evaluated, with the settings file's dataset, encoder and backend "
                    "settings", err=True)
+
+
+def _differs_from_recorded(recorded: float, output, labels) -> str | None:
+    """How the test accuracy of `output` (spike times of the run's network on its test split with
+    its test seed) differs from the one the run `recorded`, and why if a known change explains it;
+    None if they agree."""
+    import numpy as np
+
+    from delgrad_core._losses import accuracy
+
+    now = accuracy(output, labels)
+    if now == recorded:
+        return None
+    told = f"the run recorded a test accuracy of {100 * recorded:.2f} %, {100 * now:.2f} % now"
+    times = np.asarray(output)
+    lowest_first = np.argmin(times, axis=1)  # (the rule before ties counted as wrong)
+    if np.mean((lowest_first == labels) & np.isfinite(times.min(axis=1))) == recorded:
+        return (f"{told}: it was scored when a tie for the first output spike went to the lowest class; ties now "
+                "count as wrong (docs/model.md §5.2)")
+    return f"{told} (its backend, dataset or their code changed since)"
 
 
 def _changes(network, represented) -> str | None:
