@@ -111,3 +111,13 @@ def test_a_backend_built_by_a_function_declares_its_result_neutral_options_when_
     with pytest.warns(dg.PluginLoadWarning, match="result_neutral_options must be a collection of option names"):
         registry.register_plugin(SimpleNamespace(delgrad_register_backends=hookimpl(
             lambda register: register("lazier", build, result_neutral_options="cache_dir"))), distribution="x")
+
+
+def test_a_run_beside_a_trial_that_differs_in_a_setting_not_given_is_named_by_it(trial, tmp_path):
+    """(a run beside the trial with another value of a setting the sweep did not give, e.g. a
+    default that changed, was said to differ in 'defaults')"""
+    (beside,) = plan_trials({"epochs": 1, "threshold": 1.5}, *GRID, tmp_path)
+    _train_in(beside.folder, dict(trial.settings, threshold=1.5), finish=True)
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"{beside.name} (other settings: threshold) is kept and not used" in result.output, result.output

@@ -196,7 +196,7 @@ def _other_settings(trials: list[Trial]) -> list[str]:
             stored = recorded_settings(sibling)
             if stored is None:
                 continue
-            wanted = json.loads(json.dumps(trial.settings))
+            wanted = trial.identity  # (what the result depends on: a default that changed too)
             differing = sorted(key for key in wanted if key in stored and stored[key] != wanted[key])
             notes.append(f"{sibling.name} (other settings: {', '.join(differing) or 'defaults'}) is kept and not used")
     cells = {trial.name.rsplit("-", 1)[0] for trial in trials}
