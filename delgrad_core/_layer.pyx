@@ -9,6 +9,7 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, memset
 from libc.math cimport exp, fabs, isfinite, nextafter, INFINITY
+from posix.time cimport clock_gettime, timespec
 
 import numpy as np
 
@@ -31,6 +32,64 @@ cdef double[:, :, ::1] _NO_ARRIVALS = np.zeros((1, 1, 1))
 cdef struct Arrival:
     double time
     Py_ssize_t index
+
+
+# Ctrl-C during a long kernel call.  Python runs signal handlers only between bytecodes of its
+# main thread, so the loops below let the calling thread (thread 0 of their team) run them every
+# _SIGNAL_INTERVAL seconds; once a handler has raised, every thread skips its remaining samples
+# and the call raises that exception.
+cdef double _SIGNAL_INTERVAL = 0.05
+
+cdef extern from "Python.h":
+    # No exception value declared: the exception a handler raised stays set on the calling
+    # thread until _raise_handlers_exception propagates it, after the parallel loop.
+    int _run_signal_handlers "PyErr_CheckSignals" ()
+
+cdef extern from *:
+    """
+    #include <time.h>
+    /* a clock read in a few ns (Linux; its ms resolution is plenty here), else the monotonic one */
+    #ifdef CLOCK_MONOTONIC_COARSE
+    #define DELGRAD_SIGNAL_CLOCK CLOCK_MONOTONIC_COARSE
+    #else
+    #define DELGRAD_SIGNAL_CLOCK CLOCK_MONOTONIC
+    #endif
+    """
+    const int _SIGNAL_CLOCK "DELGRAD_SIGNAL_CLOCK"
+
+
+cdef struct Interrupt:
+    double next_check       # _SIGNAL_CLOCK seconds
+    volatile int raised     # a signal handler raised
+
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec now
+    clock_gettime(_SIGNAL_CLOCK, &now)
+    return now.tv_sec + 1e-9 * now.tv_nsec
+
+
+cdef inline Interrupt _no_interrupt() noexcept nogil:
+    cdef Interrupt state
+    state.next_check = _monotonic() + _SIGNAL_INTERVAL
+    state.raised = 0
+    return state
+
+
+cdef bint _interrupted(Interrupt* state, int thread) noexcept nogil:
+    """Whether a signal handler has raised during this loop; thread 0 runs the handlers when
+    their time has come (in any other thread than Python's main one that does nothing)."""
+    if thread == 0 and not state.raised and _monotonic() >= state.next_check:
+        with gil:
+            if _run_signal_handlers() != 0:
+                state.raised = 1
+        state.next_check = _monotonic() + _SIGNAL_INTERVAL
+    return state.raised
+
+
+cdef int _raise_handlers_exception() except -1:
+    """Propagate the exception a signal handler left set (see _run_signal_handlers)."""
+    return -1
 
 
 cdef inline double _arrival(Py_ssize_t b, Py_ssize_t i, Py_ssize_t j, const double[:, ::1] pre_times,
@@ -459,6 +518,7 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef Arrival* order
     cdef double* sums
     cdef long long* flags
+    cdef Interrupt interrupt = _no_interrupt()
     if shared_order and layer_walk and not observed and not general_solver_only:
         walk_kind = _layer_kind(tau_m, tau_s)
     shift = _column_shift(delays, reference) if walk_kind != RATIO_GENERAL else _NO_VALUES
@@ -475,6 +535,8 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
         with nogil, parallel(num_threads=n_threads):
             order = orders + threadid() * stride
             for b in prange(n_batch, schedule='guided'):
+                if _interrupted(&interrupt, threadid()):
+                    continue
                 if walk_kind == RATIO_GENERAL or not _walk_sample(
                         walk_kind, b, pre_times, weights, delays, excitation, reference, shift, threshold,
                         tau_m[0], tau_s[0], post_times, order, sums + threadid() * sums_stride,
@@ -485,6 +547,8 @@ def forward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
         free(orders)
         free(sums)
         free(flags)
+    if interrupt.raised:
+        _raise_handlers_exception()
 
 
 cdef bint _walk_sample(RatioKind kind, Py_ssize_t b, const double[:, ::1] pre_times,
@@ -593,6 +657,7 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
     cdef Py_ssize_t stride = 2 * (n_pre + 1)
     cdef double* scratch = <double*> malloc(n_threads * stride * sizeof(double))
     cdef double* mine
+    cdef Interrupt interrupt = _no_interrupt()
     if scratch == NULL:
         raise MemoryError("backward_layer: could not allocate scratch buffers")
     try:
@@ -602,12 +667,16 @@ def backward_layer(const double[:, ::1] pre_times, const double[:, ::1] weights,
                 first = (slot * n_batch) // n_slots
                 last = ((slot + 1) * n_batch) // n_slots
                 for b in range(first, last):
+                    if _interrupted(&interrupt, threadid()):
+                        break
                     _backward_sample(b, pre_times, weights, delays, arrivals, observed, tau_m, tau_s,
                                      kinds, post_times, delta_post, grad_weights[slot],
                                      grad_arrivals[slot], grad_threshold[slot], delta_pre,
                                      no_crossing, largest_term, mine, mine + n_pre + 1)
     finally:
         free(scratch)
+    if interrupt.raised:
+        _raise_handlers_exception()
 
 
 cdef double _sample_exponentials(Py_ssize_t b, const double[:, ::1] pre_times,
@@ -803,6 +872,7 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     cdef double* scratch
     cdef RatioOne one
     cdef RatioTwo two
+    cdef Interrupt interrupt = _no_interrupt()
     if kind == RATIO_GENERAL:
         return False
     shift = _column_shift(delays, reference)
@@ -823,6 +893,8 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     try:
         with nogil, parallel(num_threads=n_threads):
             for b in prange(n_batch, schedule='guided'):
+                if _interrupted(&interrupt, threadid()):
+                    continue
                 if kind == RATIO_ONE:
                     _neuron_scales(one, b, weights, tau_m[0], arrival, growth, spike, decay,
                                    delta_post, scale, column, with_column, no_crossing,
@@ -831,9 +903,13 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
                     _neuron_scales(two, b, weights, tau_m[0], arrival, growth, spike, decay,
                                    delta_post, scale, column, with_column, no_crossing,
                                    largest_term, scratch + threadid() * stride)
+        if interrupt.raised:
+            _raise_handlers_exception()
         last_spike = np.max(spike, axis=1) if n_post > 0 else np.full(n_batch, -np.inf)
         with nogil, parallel(num_threads=n_threads):
             for block in prange((n_pre + _ROW_BLOCK - 1) // _ROW_BLOCK, schedule='guided'):
+                if _interrupted(&interrupt, threadid()):
+                    continue
                 if kind == RATIO_ONE:
                     _input_gradients(one, block * _ROW_BLOCK, weights, tau_m[0], arrival, growth,
                                      spike, decay, scale, last_spike, grad_weights, delta_pre,
@@ -844,6 +920,8 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
                                      with_pre, scratch + threadid() * stride)
     finally:
         free(scratch)
+    if interrupt.raised:
+        _raise_handlers_exception()
     return True
 
 
