@@ -1844,6 +1844,43 @@ def test_a_trainer_interrupted_part_way_refuses_to_go_on_and_its_folder_resumes_
             resumed.finish()
 
 
+def test_a_trainer_works_in_one_thread_at_a_time(tmp_path):
+    """(fit() from two threads trained a mixed run and recorded it as a good one; save_checkpoint()
+    from another thread mid-epoch wrote a checkpoint that resumed into another run)"""
+    config = TrainingConfig(**SHORT)
+    with Trainer(config, out_dir=tmp_path / "straight") as trainer:
+        trainer.fit(progress=False)
+        straight = [m.train_loss for m in trainer.history]
+    trainer = Trainer(config, out_dir=tmp_path / "run")
+    inside, go_on = threading.Event(), threading.Event()
+    step = trainer.step
+
+    def waiting(*args):
+        inside.set()
+        assert go_on.wait(60)
+        return step(*args)
+
+    trainer.step = waiting
+    worker = threading.Thread(target=trainer.fit, kwargs={"progress": False})
+    worker.start()
+    try:
+        assert inside.wait(60)
+        for call, name in ((lambda: trainer.fit(progress=False), "fit"), (trainer.finish, "finish"),
+                           (trainer.save_checkpoint, "save_checkpoint")):
+            with pytest.raises(dg.DelgradError, match=rf"^Trainer.{name}: another thread is training, finishing or "
+                                                      r"checkpointing this trainer; a trainer works in one thread"):
+                call()
+        assert trainer.evaluate(trainer.validation_set, seed=1).output_spike_times.shape[0] > 0  # (looking is fine)
+    finally:
+        go_on.set()
+        worker.join()
+    trainer.step = step
+    assert [m.train_loss for m in trainer.history] == straight
+    trainer.save_checkpoint()  # (the thread that trained is done: any thread may go on)
+    trainer.finish()
+    trainer.close()
+
+
 def test_a_trainer_interrupted_in_its_first_epoch_says_to_start_anew(tmp_path):
     """(it said to resume the folder, which held no checkpoint to resume from)"""
     config = TrainingConfig(**{**SHORT, "epochs": 1})

@@ -6,9 +6,11 @@ of their own (`_step`, `_heuristics`, `_run_folder`, `_progress`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import shlex
 import sys
+import threading
 import time
 import typing
 import warnings
@@ -144,6 +146,24 @@ def built_backend(requested, options: dict):
         raise BackendOptionsError(f"backend_options: {message}") from None
 
 
+def _one_thread_at_a_time(method):
+    """Refuse `method` while another thread is in fit, finish or save_checkpoint of the same
+    trainer: they change or record one run's parameters, optimiser and random state (two threads
+    in fit trained a mixed run recorded as a good one; a checkpoint saved mid-epoch resumed into
+    another run)."""
+    @functools.wraps(method)
+    def alone(self, *args, **kwargs):
+        if not self._working.acquire(blocking=False):
+            raise DelgradError(f"Trainer.{method.__name__}: another thread is training, finishing or checkpointing "
+                               "this trainer; a trainer works in one thread at a time (wait for it, or give each "
+                               "thread a Trainer of its own)")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._working.release()
+    return alone
+
+
 class Trainer:
     """Train a classifier on a backend chosen by name or passed as an object.
 
@@ -174,6 +194,7 @@ class Trainer:
             config = replace(config, backend=backend)
         self.config = replace(config).resolved()  # (checked again: fields may have been set since)
         self.owns_backend, self._claim = False, None
+        self._working = threading.RLock()  # (held by the thread in fit, finish or save_checkpoint)
         if out_dir is None or isinstance(out_dir, RunFolder):
             self.folder = out_dir
         else:
@@ -342,6 +363,7 @@ class Trainer:
             named += "; delay_max bounds the clipped delays"
         return named
 
+    @_one_thread_at_a_time
     def fit(self, *, progress: bool = True, should_stop=None) -> list[EpochMetrics]:
         """Train until `config.epochs`, recording and checkpointing every epoch in the run folder
         (if any).  `should_stop()` is asked before each epoch; if it says yes, training stops there
@@ -422,6 +444,7 @@ class Trainer:
                 versions[registration.distribution] = registration.version
         return versions
 
+    @_one_thread_at_a_time
     def finish(self) -> tuple[Evaluation, Evaluation | None]:
         """Evaluate the test split, keep the best-validation network (config.keep_best) and
         write it and the final metrics.  Returns (kept network's test result, last epoch's
@@ -575,6 +598,7 @@ class Trainer:
             raise InvalidValueError(f"{action}: this trainer has no run folder (Trainer(..., out_dir=FOLDER))")
         return self.folder
 
+    @_one_thread_at_a_time
     def save_checkpoint(self):
         """Parameters, optimiser, heuristics and loop state in one npz, written atomically."""
         self._check_open("save_checkpoint")
