@@ -633,6 +633,29 @@ def test_cli_refuses_a_time_scale_outside_its_range_naming_the_option(tmp_path, 
     assert not (tmp_path / "out.nir").exists() and not (tmp_path / "out.npz").exists()
 
 
+def test_export_and_import_keep_a_file_another_process_wrote_meanwhile(tmp_path, helpers):
+    """(two exports, or imports, to one name both said "wrote", and one of the files was lost)"""
+    from delgrad_core._atomic import checked_before_commit
+
+    network = helpers.build_network([3, 2], "axonal", 2.0, seed=2)
+    dg.save_network(network, tmp_path / "net.npz")
+    save_nir(network, tmp_path / "net.nir", time_scale=1e-3)
+    for args, out in ((["export", str(tmp_path / "net.npz")], tmp_path / "out.nir"),
+                      (["import", str(tmp_path / "net.nir")], tmp_path / "out.npz")):
+        def other_process():  # (writes the name just before this command moves its file there)
+            if not out.exists():
+                out.write_bytes(b"the other process's")
+
+        with checked_before_commit(other_process):
+            result = cli_runner().invoke(main, [*args, str(out), "--time-scale", "1e-3"])
+        assert result.exit_code == 1 and f"OUT: {out} was written by another process meanwhile and is not " \
+                                          "overwritten" in result.output, result.output
+        assert out.read_bytes() == b"the other process's" and [p.name for p in tmp_path.glob(".*")] == []
+        with checked_before_commit(other_process):
+            result = cli_runner().invoke(main, [*args, str(out), "--time-scale", "1e-3", "--force"])
+        assert result.exit_code == 0 and out.read_bytes() != b"the other process's", result.output
+
+
 def test_a_bad_delay_is_named_with_its_value_and_line():
     graph = nir.NIRGraph(
         nodes={"input": nir.Input(input_type=np.array([3])), "d": nir.Delay(delay=np.array([1e-3, np.inf, 2e-3])),

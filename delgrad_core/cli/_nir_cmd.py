@@ -10,7 +10,7 @@ import click
 from delgrad_core._errors import DelgradError
 from delgrad_core._nir_common import TIME_SCALE_RANGE_S
 from delgrad_core.cli import main, no_writes_once_stopped
-from delgrad_core.cli._outputs import check_output_file
+from delgrad_core.cli._outputs import check_output_file, kept_if_made_meanwhile
 
 __all__ = ["export", "import_"]
 
@@ -103,7 +103,7 @@ def export(fmt, network, out, time_scale, represented, force):
             net = _represented(net, settings)
         else:
             _note_if_trained_on_a_representing_backend(given, Path(network))
-        with no_writes_once_stopped():
+        with no_writes_once_stopped(), kept_if_made_meanwhile(out, "OUT", force=force):
             path = save_nir(net, out, time_scale=time_scale)
     except (DelgradError, ValueError, KeyError, OSError, NIRNotInstalledError) as exc:  # (a backend: any of delgrad's)
         _fail(exc)
@@ -129,7 +129,7 @@ def import_(source, out, time_scale, first_spike_only, force):
     check_output_file(out, "OUT", force=force, inputs=[source])
     try:
         net = load_nir(source, time_scale=time_scale, first_spike_only=first_spike_only)
-        with no_writes_once_stopped():
+        with no_writes_once_stopped(), kept_if_made_meanwhile(out, "OUT", force=force):
             path = save_network(net, out)
     except (ValueError, TypeError, OSError, NIRNotInstalledError) as exc:  # TypeError: malformed node values
         _fail(exc)

@@ -5,11 +5,12 @@ system."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import click
 
-__all__ = ["check_output_file"]
+__all__ = ["check_output_file", "kept_if_made_meanwhile"]
 
 
 def check_output_file(out, option: str, *, force: bool, inputs=()) -> None:
@@ -19,6 +20,24 @@ def check_output_file(out, option: str, *, force: bool, inputs=()) -> None:
     if os.path.exists(out):
         _check_existing(out, option, force=force, inputs=inputs)
     _check_link_and_name(out, option)
+
+
+@contextlib.contextmanager
+def kept_if_made_meanwhile(out, option: str, *, force: bool):
+    """Within: a write that would replace an `out` made since it was found free (by another
+    process writing the same name) is refused, unless `force`: both said "wrote", one file was
+    lost."""
+    from delgrad_core._atomic import checked_before_commit
+
+    free = not os.path.lexists(out)
+
+    def check() -> None:
+        if free and not force and os.path.lexists(out):
+            raise click.ClickException(f"{option}: {out} was written by another process meanwhile and is not "
+                                       "overwritten; remove it or choose another name")
+
+    with checked_before_commit(check):
+        yield
 
 
 def _check_existing(out, option: str, *, force: bool, inputs) -> None:
