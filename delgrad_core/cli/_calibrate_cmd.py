@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import click
 
@@ -112,10 +113,13 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
 
         started = time.perf_counter()
         try:
-            calibration = target.calibrate(seed=seed, progress=progress)
+            with warnings.catch_warnings(record=True) as told:  # (said after the bar, not glued to it)
+                calibration = target.calibrate(seed=seed, progress=progress)
         finally:
             for bar in bars:
                 bar.close()
+            for warning in told:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         seconds = time.perf_counter() - started
         cache = target.calibration_cache
         close_after_work(target, "the calibration is complete")  # (its result is reported)

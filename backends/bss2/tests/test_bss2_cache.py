@@ -160,6 +160,9 @@ def test_the_calibrate_command_says_so_in_one_warning_line(tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert "Warning: could not store the calibration in the cache" in result.stderr
     assert "UserWarning" not in result.stderr and "not stored in the cache" in result.stdout
+    # (after the progress bar, on a line of its own: it was glued to the bar's end, "...step/s]Warning: ...")
+    assert "calibrating bss2-emulator" in result.stderr and "\nWarning: could not store" in result.stderr
+    assert result.stderr.index("calibrating bss2-emulator") < result.stderr.index("Warning: could not store")
 
 
 def test_a_cache_entry_that_is_a_folder_warns_and_the_calibration_is_used(cache):
