@@ -363,6 +363,19 @@ def test_serving_on_a_host_name_of_no_local_interface_says_so():
         DeviceService(None, Signer(b"a-token-of-sufficient-length"), "tcp://nohost.invalid:1")
 
 
+def test_serving_on_a_port_in_use_says_what_to_do():
+    """(it said only "Address already in use")"""
+    from delgrad_hil._service import DeviceService
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(dg.BackendUnavailable, match=rf"^cannot serve on {address}: the port is in use \(another "
+                                                        r"service may listen there\); stop it or choose another port"):
+            DeviceService(None, Signer(b"a-token-of-sufficient-length"), address)
+
+
 def test_new_token_refuses_a_missing_folder_or_a_path_that_is_not_a_file(tmp_path):
     for path, message in ((tmp_path / "nodir" / "tok", f"Error: cannot write {tmp_path / 'nodir' / 'tok'}: the folder "
                                                        f"{tmp_path / 'nodir'} does not exist"),

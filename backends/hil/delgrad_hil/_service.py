@@ -224,8 +224,9 @@ class DeviceService:
             self._router.bind(f"{host}:*" if address.startswith("tcp://") and port == "0" else address)
         except zmq.ZMQError as exc:
             self._context.destroy(linger=0)
-            why = ("no interface of this machine has that host name or address" if exc.errno == errno.ENODEV
-                   else zmq.strerror(exc.errno))
+            why = {errno.ENODEV: "no interface of this machine has that host name or address",
+                   errno.EADDRINUSE: "the port is in use (another service may listen there); stop it or choose "
+                                     "another port"}.get(exc.errno, zmq.strerror(exc.errno))
             raise BackendUnavailable(f"cannot serve on {address}: {why}", retryable=False) from None
         self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         wake = f"inproc://delgrad-hil-wake-{self.service_id}"
