@@ -365,6 +365,8 @@ def test_serving_on_a_host_name_of_no_local_interface_says_so():
 
 def test_serving_on_a_port_in_use_says_what_to_do():
     """(it said only "Address already in use")"""
+    import socket
+
     from delgrad_hil._service import DeviceService
 
     with socket.socket() as taken:
