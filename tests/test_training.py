@@ -1135,63 +1135,47 @@ def test_splits_that_disagree_or_hold_nothing_and_a_plane_of_nan_are_refused_bef
         Trainer(TrainingConfig(**{**SHORT, "dataset": "nan_plane", "epochs": 1}))
 
 
-def test_a_plane_that_fails_on_the_full_grid_costs_the_decision_map_only(monkeypatch, tmp_path):
-    """(a plane passing the 3 x 3 check before training but giving NaN on the full grid ended a
-    written run with status 1, no plots at all, and the encoder's message, which did not name the
-    plane)"""
-    pytest.importorskip("matplotlib")
-    from delgrad_core.datasets import Dataset
-
-    def late_nan(x, y):
+def _fails_on_the_full_grid(failure: str):
+    """A plane of 2 features that passes the 3 x 3 check before training and fails in the way
+    `failure` says on the full grid."""
+    def plane(x, y):
         features = np.stack([x.ravel(), y.ravel()], axis=-1)
-        if x.size > 100:
-            features[0, 0] = np.nan
-        return features
-
-    def dots(split):
-        features = np.random.default_rng(len(split)).uniform(0, 1, (30, 2))
-        return Dataset("dots", split, features, np.arange(30) % 3, ("a", "b", "c"))
-
-    _register_plugin_components(monkeypatch, delgrad_register_datasets=lambda register: register(
-        "dots", dots, splits=("train", "validation", "test"), plane=late_nan))
-    run = tmp_path / "run"
-    result = cli_runner().invoke(main, ["train", "--dataset", "dots", "--hidden", "4", "--delays", "none", "--epochs",
-                                        "1", "--out", str(run), "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert re.search(r"dataset 'dots' from 'delgrad-local': its plane returned features the encoder refuses on a grid "
-                     r"of 120 x 120: features: .*nan; decision_map.png is not drawn", result.output), result.output
-    assert (run / "metrics.json").exists() and (run / "learning_curves.png").exists()
-    assert not (run / "decision_map.png").exists()
-
-
-@pytest.mark.parametrize("failure", ["raises", "not numbers"])
-def test_a_plane_that_raises_or_returns_no_numbers_on_the_full_grid_costs_the_decision_map_only(
-        monkeypatch, tmp_path, failure):
-    """(a plane raising its own InvalidValueError on the full grid ended the written run with status 1
-    and no plots; one returning strings there, with a ValueError traceback)"""
-    pytest.importorskip("matplotlib")
-    from delgrad_core.datasets import Dataset
-
-    def late_failure(x, y):
-        features = np.stack([x.ravel(), y.ravel()], axis=-1)
-        if x.size > 100 and failure == "raises":
+        if x.size <= 100:
+            return features
+        if failure == "raises":
             raise dg.InvalidValueError("grid too fine for me")
-        return np.full(features.shape, "x", dtype=object) if x.size > 100 else features
+        if failure == "NaN":
+            features[0, 0] = np.nan
+            return features
+        return np.full(features.shape, "x", dtype=object)
+    return plane
+
+
+@pytest.mark.parametrize("failure, told", [
+    ("NaN", r"dataset 'dots' from 'delgrad-local': its plane returned features the encoder refuses on a grid of "
+            r"120 x 120: features: .*nan"),
+    ("raises", "grid too fine for me"),
+    ("not numbers", "dataset 'dots' from 'delgrad-local': its plane returned values that are not numbers on a grid "
+                    r"of 120 x 120 \(.*\)"),
+])
+def test_a_plane_that_fails_on_the_full_grid_costs_the_decision_map_only(monkeypatch, tmp_path, failure, told):
+    """(a plane passing the 3 x 3 check before training but failing on the full grid ended a written
+    run with status 1 and no plots at all: with NaN, the encoder's message, which did not name the
+    plane; raising its own error, that; returning strings, a ValueError traceback)"""
+    pytest.importorskip("matplotlib")
+    from delgrad_core.datasets import Dataset
 
     def dots(split):
         features = np.random.default_rng(len(split)).uniform(0, 1, (30, 2))
         return Dataset("dots", split, features, np.arange(30) % 3, ("a", "b", "c"))
 
     _register_plugin_components(monkeypatch, delgrad_register_datasets=lambda register: register(
-        "dots", dots, splits=("train", "validation", "test"), plane=late_failure))
+        "dots", dots, splits=("train", "validation", "test"), plane=_fails_on_the_full_grid(failure)))
     run = tmp_path / "run"
     result = cli_runner().invoke(main, ["train", "--dataset", "dots", "--hidden", "4", "--delays", "none", "--epochs",
                                         "1", "--out", str(run), "--no-progress"])
     assert result.exit_code == 0, result.output
-    told = ("grid too fine for me" if failure == "raises" else
-            "dataset 'dots' from 'delgrad-local': its plane returned values that are not numbers on a grid of 120 x 120")
-    assert f"decision plane: {told}" in result.output and "decision_map.png is not drawn" in result.output, \
-        result.output
+    assert re.search(rf"decision plane: {told}; decision_map.png is not drawn", result.output), result.output
     assert (run / "metrics.json").exists() and (run / "learning_curves.png").exists()
     assert not (run / "decision_map.png").exists()
 
