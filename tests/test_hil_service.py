@@ -712,7 +712,8 @@ def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_serv
     process = subprocess.run(command + ["--address", service.address], cwd=tmp_path, capture_output=True,
                              text=True, timeout=60, env=dict(env, DELGRAD_HIL_TOKEN="t" * 20))
     assert process.returncode == 1 and process.stderr.strip().splitlines() == [
-        f"Error: cannot serve on {service.address}: Address already in use"], process.stderr
+        f"Error: cannot serve on {service.address}: the port is in use (another service may listen there); stop it "
+        "or choose another port"], process.stderr
 
 
 # ---------------------------------------------------------------------------- lifetime

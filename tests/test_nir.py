@@ -633,7 +633,7 @@ def test_cli_refuses_a_time_scale_outside_its_range_naming_the_option(tmp_path, 
     assert not (tmp_path / "out.nir").exists() and not (tmp_path / "out.npz").exists()
 
 
-def test_export_and_import_keep_a_file_another_process_wrote_meanwhile(tmp_path, helpers):
+def test_export_and_import_keep_a_file_another_process_wrote_meanwhile(tmp_path, helpers, monkeypatch):
     """(two exports, or imports, to one name both said "wrote", and one of the files was lost)"""
     from delgrad_core._atomic import checked_before_commit
 
@@ -654,6 +654,14 @@ def test_export_and_import_keep_a_file_another_process_wrote_meanwhile(tmp_path,
         with checked_before_commit(other_process):
             result = cli_runner().invoke(main, [*args, str(out), "--time-scale", "1e-3", "--force"])
         assert result.exit_code == 0 and out.read_bytes() != b"the other process's", result.output
+        out.unlink()
+        with monkeypatch.context() as patched:  # (written while the command loads its input)
+            for module, name in ((dg, "load_network"), (dg.nir, "load_nir")):
+                patched.setattr(module, name, lambda *a, load=getattr(module, name), **k: (other_process(),
+                                                                                           load(*a, **k))[1])
+            result = cli_runner().invoke(main, [*args, str(out), "--time-scale", "1e-3"])
+        assert result.exit_code == 1 and "was written by another process meanwhile" in result.output, result.output
+        assert out.read_bytes() == b"the other process's"
 
 
 def test_a_bad_delay_is_named_with_its_value_and_line():

@@ -1197,10 +1197,11 @@ def test_evaluate_says_when_it_does_not_repeat_the_recorded_test_accuracy(tmp_pa
                                                          "to the lowest class; ties now count as wrong"),
                            (0.5, "(its backend, dataset or their code changed since)")):
         (run / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": recorded}))
-        result = cli_runner().invoke(main, ["evaluate", str(run)])
-        assert result.exit_code == 0 and "test accuracy on reference: 0.00 %" in result.stdout, result.output
-        assert f"note: the run recorded a test accuracy of {100 * recorded:.2f} %, 0.00 % now" in result.stderr
-        assert told in result.stderr, result.stderr
+        for its_own in ([], ["--backend", "reference"], ["--dataset", "yin_yang"]):
+            result = cli_runner().invoke(main, ["evaluate", str(run), *its_own])
+            assert result.exit_code == 0 and "test accuracy on reference: 0.00 %" in result.stdout, result.output
+            assert f"note: the run recorded a test accuracy of {100 * recorded:.2f} %, 0.00 % now" in result.stderr
+            assert told in result.stderr, result.stderr
         result = cli_runner().invoke(main, ["evaluate", str(run), "--seed", "7"])  # (not the run's test)
         assert result.exit_code == 0 and "recorded" not in result.stderr, result.output
 
@@ -1850,9 +1851,10 @@ def test_a_trainer_works_in_one_thread_at_a_time(tmp_path):
     try:
         assert inside.wait(60)
         for call, name in ((lambda: trainer.fit(progress=False), "fit"), (trainer.finish, "finish"),
-                           (trainer.save_checkpoint, "save_checkpoint")):
-            with pytest.raises(dg.DelgradError, match=rf"^Trainer.{name}: another thread is training, finishing or "
-                                                      r"checkpointing this trainer; a trainer works in one thread"):
+                           (trainer.save_checkpoint, "save_checkpoint"), (trainer.close, "close")):
+            with pytest.raises(dg.DelgradError, match=rf"^Trainer.{name}: another thread is training, finishing, "
+                                                      r"checkpointing or closing this trainer; a trainer works in one "
+                                                      r"thread"):
                 call()
         assert trainer.evaluate(trainer.validation_set, seed=1).output_spike_times.shape[0] > 0  # (looking is fine)
     finally:

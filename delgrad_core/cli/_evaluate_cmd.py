@@ -94,7 +94,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
             click.echo(f"note: the {kind} options {json.dumps(left)} of {plugin_named(settings, kind)!r} are not used "
                        f"with {named[kind]!r}; --{kind}-option gives its own", err=True)
     settings = kept
-    if backend is not None and backend != given.get("backend"):
+    if backend is not None and backend != plugin_named(given, "backend"):
         settings.pop("evaluation_batch_size", None)  # (the run's backend's jobs)
     settings.update({k: v for k, v in named.items() if v is not None})
     # given on the command line: over the run's own
@@ -175,9 +175,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {target.name!r} ran the network as it represents it, not as stored ({changed}; "
                    "its represent(): e.g. a chip's clipped and quantised weights and delays)", err=True)
     as_run = stored and split == "test" and seed == metrics.get("test_seed") and not (backend_options or dataset_options) \
-        and (backend, dataset) in {(None, None), (stored.get("backend"), stored.get("dataset"))}
+        and backend in (None, stored.get("backend")) and dataset in (None, stored.get("dataset"))
     if as_run and isinstance(metrics.get("test_accuracy"), float):
-        differs = _differs_from_recorded(metrics["test_accuracy"], output, data.labels)
+        differs = _differs_from_recorded(metrics["test_accuracy"], output, data.labels,
+                                         target.capabilities.deterministic)
         if differs:
             click.echo(f"note: {differs}", err=True)
     mismatches = _other_network(given, network) if config_file else []
@@ -187,10 +188,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                    "settings", err=True)
 
 
-def _differs_from_recorded(recorded: float, output, labels) -> str | None:
+def _differs_from_recorded(recorded: float, output, labels, deterministic: bool) -> str | None:
     """How the test accuracy of `output` (spike times of the run's network on its test split with
-    its test seed) differs from the one the run `recorded`, and why if a known change explains it;
-    None if they agree."""
+    its test seed, by a backend `deterministic` or not) differs from the one the run `recorded`,
+    and why if a known change explains it; None if they agree."""
     import numpy as np
 
     from delgrad_core._losses import accuracy
@@ -204,6 +205,8 @@ def _differs_from_recorded(recorded: float, output, labels) -> str | None:
     if np.mean((lowest_first == labels) & np.isfinite(times.min(axis=1))) == recorded:
         return (f"{told}: it was scored when a tie for the first output spike went to the lowest class; ties now "
                 "count as wrong (docs/model.md §5.2)")
+    if not deterministic:
+        return f"{told} (the backend does not repeat its results for a seed)"
     return f"{told} (its backend, dataset or their code changed since)"
 
 

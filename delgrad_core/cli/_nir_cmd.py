@@ -92,7 +92,7 @@ def export(fmt, network, out, time_scale, represented, force):
     from delgrad_core.nir import NIRNotInstalledError, save_nir
 
     given, network = network, _network_file(network)
-    check_output_file(out, "OUT", force=force, inputs=[network])
+    free = check_output_file(out, "OUT", force=force, inputs=[network])
     try:
         net = load_network(network)
         if represented:
@@ -103,7 +103,7 @@ def export(fmt, network, out, time_scale, represented, force):
             net = _represented(net, settings)
         else:
             _note_if_trained_on_a_representing_backend(given, Path(network))
-        with no_writes_once_stopped(), kept_if_made_meanwhile(out, "OUT", force=force):
+        with no_writes_once_stopped(), kept_if_made_meanwhile(out, "OUT", free=free, force=force):
             path = save_nir(net, out, time_scale=time_scale)
     except (DelgradError, ValueError, KeyError, OSError, NIRNotInstalledError) as exc:  # (a backend: any of delgrad's)
         _fail(exc)
@@ -126,10 +126,10 @@ def import_(source, out, time_scale, first_spike_only, force):
     from delgrad_core import save_network
     from delgrad_core.nir import NIRNotInstalledError, load_nir
 
-    check_output_file(out, "OUT", force=force, inputs=[source])
+    free = check_output_file(out, "OUT", force=force, inputs=[source])
     try:
         net = load_nir(source, time_scale=time_scale, first_spike_only=first_spike_only)
-        with no_writes_once_stopped(), kept_if_made_meanwhile(out, "OUT", force=force):
+        with no_writes_once_stopped(), kept_if_made_meanwhile(out, "OUT", free=free, force=force):
             path = save_network(net, out)
     except (ValueError, TypeError, OSError, NIRNotInstalledError) as exc:  # TypeError: malformed node values
         _fail(exc)

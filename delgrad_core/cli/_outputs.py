@@ -13,23 +13,24 @@ import click
 __all__ = ["check_output_file", "kept_if_made_meanwhile"]
 
 
-def check_output_file(out, option: str, *, force: bool, inputs=()) -> None:
+def check_output_file(out, option: str, *, force: bool, inputs=()) -> bool:
     """Refuse (as a usage error naming `option`) an `out` that exists, unless `force`; one that
     is the same file as any of `inputs`, always; a link into a missing folder; and a name too
-    long.  (A link to a file yet to be made is written through, into a folder that exists.)"""
+    long.  (A link to a file yet to be made is written through, into a folder that exists.)
+    Returns whether no file or link is at `out` (for `kept_if_made_meanwhile`)."""
+    free = not os.path.lexists(out)
     if os.path.exists(out):
         _check_existing(out, option, force=force, inputs=inputs)
     _check_link_and_name(out, option)
+    return free
 
 
 @contextlib.contextmanager
-def kept_if_made_meanwhile(out, option: str, *, force: bool):
-    """Within: a write that would replace an `out` made since it was found free (by another
-    process writing the same name) is refused, unless `force`: both said "wrote", one file was
-    lost."""
+def kept_if_made_meanwhile(out, option: str, *, free: bool, force: bool):
+    """Within: a write that would replace an `out` made since it was found `free` (by
+    `check_output_file`, at the command's start; by another process writing the same name) is
+    refused, unless `force`: both said "wrote", one file was lost."""
     from delgrad_core._atomic import checked_before_commit
-
-    free = not os.path.lexists(out)
 
     def check() -> None:
         if free and not force and os.path.lexists(out):

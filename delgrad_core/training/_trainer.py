@@ -147,16 +147,16 @@ def built_backend(requested, options: dict):
 
 
 def _one_thread_at_a_time(method):
-    """Refuse `method` while another thread is in fit, finish or save_checkpoint of the same
-    trainer: they change or record one run's parameters, optimiser and random state (two threads
+    """Refuse `method` while another thread is in fit, finish, save_checkpoint or close of the
+    same trainer: they change or record one run's parameters, optimiser and random state (two threads
     in fit trained a mixed run recorded as a good one; a checkpoint saved mid-epoch resumed into
     another run)."""
     @functools.wraps(method)
     def alone(self, *args, **kwargs):
         if not self._working.acquire(blocking=False):
-            raise DelgradError(f"Trainer.{method.__name__}: another thread is training, finishing or checkpointing "
-                               "this trainer; a trainer works in one thread at a time (wait for it, or give each "
-                               "thread a Trainer of its own)")
+            raise DelgradError(f"Trainer.{method.__name__}: another thread is training, finishing, checkpointing or "
+                               "closing this trainer; a trainer works in one thread at a time (wait for it, or give "
+                               "each thread a Trainer of its own)")
         try:
             return method(self, *args, **kwargs)
         finally:
@@ -194,7 +194,7 @@ class Trainer:
             config = replace(config, backend=backend)
         self.config = replace(config).resolved()  # (checked again: fields may have been set since)
         self.owns_backend, self._claim = False, None
-        self._working = threading.RLock()  # (held by the thread in fit, finish or save_checkpoint)
+        self._working = threading.RLock()  # (held by the thread in fit, finish, save_checkpoint or close)
         if out_dir is None or isinstance(out_dir, RunFolder):
             self.folder = out_dir
         else:
@@ -256,6 +256,7 @@ class Trainer:
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
+    @_one_thread_at_a_time
     def close(self) -> None:
         """Close the backend if the trainer built it; release a folder it claimed.  A closed
         trainer neither trains nor finishes (another process may own its folder by then)."""
