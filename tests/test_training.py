@@ -1206,6 +1206,27 @@ def test_evaluate_says_when_it_does_not_repeat_the_recorded_test_accuracy(tmp_pa
         assert result.exit_code == 0 and "recorded" not in result.stderr, result.output
 
 
+def test_evaluate_of_a_backend_that_does_not_repeat_its_results_blames_no_code_change(monkeypatch, tmp_path):
+    from delgrad_core import Capabilities, ExecutionResult
+    from delgrad_core.testing import MockBackend, reference_handler
+
+    def unrepeatable(request):  # (output spikes late by a draw no seed repeats)
+        ideal = reference_handler(request).layer_spike_times
+        late = np.abs(np.random.default_rng().normal(0.0, 0.5, ideal[-1].shape))
+        return ExecutionResult([*ideal[:-1], ideal[-1] + late])
+
+    _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
+        "unrepeatable", lambda: MockBackend(unrepeatable, name="unrepeatable", capabilities=Capabilities(
+            exact=False, deterministic=False, seed_independent=False))))
+    run = tmp_path / "run"
+    trained = cli_runner().invoke(main, ["train", "--backend", "unrepeatable", "--hidden", "4", "--delays", "none",
+                                         "--epochs", "1", "--batch-size", "250", "--out", str(run), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 0 and "note: the run recorded a test accuracy of" in result.stderr, result.output
+    assert "(the backend does not repeat its results for a seed)" in result.stderr, result.stderr
+
+
 def test_evaluating_on_an_empty_split_says_so(monkeypatch, tmp_path):
     """(it said "output_times: accuracy of an empty batch is undefined")"""
     from delgrad_core.datasets import Dataset
