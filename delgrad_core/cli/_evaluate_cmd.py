@@ -158,6 +158,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
         output = output_spike_times(target, network, encoder(data.features), calibration,
                                     lambda: draw_seed(job_seeds), config.evaluation_batch_size)
+        repeatable = target.capabilities.deterministic  # (asked while open: mock-hil's comes from its service)
         close_after_work(target, "the evaluation is complete")  # (its result is reported)
     stop_if_interrupted()  # (a stop signal some code swallowed: no result is reported)
     report = {"network": str(network_file), "backend": target.name, "dataset": config.dataset, "split": split,
@@ -177,8 +178,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     as_run = stored and split == "test" and seed == metrics.get("test_seed") and not (backend_options or dataset_options) \
         and backend in (None, stored.get("backend")) and dataset in (None, stored.get("dataset"))
     if as_run and isinstance(metrics.get("test_accuracy"), float):
-        differs = _differs_from_recorded(metrics["test_accuracy"], output, data.labels,
-                                         target.capabilities.deterministic)
+        differs = _differs_from_recorded(metrics["test_accuracy"], output, data.labels, repeatable)
         if differs:
             click.echo(f"note: {differs}", err=True)
     mismatches = _other_network(given, network) if config_file else []
