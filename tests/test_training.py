@@ -1227,6 +1227,22 @@ def test_evaluate_of_a_backend_that_does_not_repeat_its_results_blames_no_code_c
     assert "(the backend does not repeat its results for a seed)" in result.stderr, result.stderr
 
 
+def test_evaluate_of_a_run_being_written_names_the_process_writing_it(tmp_path):
+    """(it said only "not a finished run folder", e.g. while a resume trained the run on)"""
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    unfinished = f"{run}: not a finished run folder (no metrics.json with a test accuracy)"
+    with RunFolder(run).claim(resume=False):
+        result = cli_runner().invoke(main, ["evaluate", str(run)])
+        assert result.exit_code == 1 and f"{unfinished}; process {os.getpid()} is writing it: evaluate it when that " \
+                                          "run has finished" in result.output, result.output
+    run.mkdir()
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 1 and f"{unfinished}\n" in result.output and "writing" not in result.output, \
+        result.output
+
+
 def test_evaluating_on_an_empty_split_says_so(monkeypatch, tmp_path):
     """(it said "output_times: accuracy of an empty batch is undefined")"""
     from delgrad_core.datasets import Dataset

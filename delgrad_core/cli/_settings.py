@@ -306,7 +306,9 @@ def run_settings(path: Path) -> tuple[Path, dict, dict]:
     metrics = folder.finished_metrics()
     if metrics is None or network_file != folder.network:
         if path.is_dir():
-            raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy)")
+            writer = folder.writer()
+            running = f"; {writer} is writing it: evaluate it when that run has finished" if writer else ""
+            raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy){running}")
         return network_file, {}, {}
     if not network_file.is_file():
         raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "

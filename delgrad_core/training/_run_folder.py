@@ -297,6 +297,22 @@ class RunFolder:
         """Names of the run files present (empty: the folder holds no run)."""
         return [name for name in _RUN_FILES if (self.path / name).exists()]
 
+    def writer(self) -> str | None:
+        """Who holds the folder's lock, as its lock file says ("process N"), or None if nobody
+        does (or the file system has no locks)."""
+        if fcntl is None:
+            return None
+        try:
+            with open(self.path / _LOCK_NAME) as handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return handle.read().strip() or "another process"
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        except OSError:
+            pass
+        return None
+
     def finished_metrics(self) -> dict | None:
         """The final metrics of a finished run, else None."""
         if not self.metrics.exists():
