@@ -125,9 +125,7 @@ class _Freezable:
     __hash__ = None  # (mutable unless frozen, and equal by value: unhashable, as a dataclass with eq)
 
     def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(_equal_fields(getattr(self, spec.name), getattr(other, spec.name)) for spec in fields(self))
+        return equal_values(self, other)
 
     def __setattr__(self, name, value):
         if self._frozen:
@@ -147,6 +145,14 @@ class _Freezable:
             object.__setattr__(instance, name, value)
         instance._freeze()
         return instance
+
+
+def equal_values(a, b):
+    """`a == b` for dataclass instances holding arrays, by value (the generated __eq__ raised
+    numpy's "truth value of an array is ambiguous"): NotImplemented for another type."""
+    if type(b) is not type(a):
+        return NotImplemented
+    return all(_equal_fields(getattr(a, spec.name), getattr(b, spec.name)) for spec in fields(a))
 
 
 def _equal_fields(a, b) -> bool:
@@ -228,7 +234,7 @@ class NeuronParameters(_Freezable):
 
     def copy(self) -> NeuronParameters:
         """The same parameters with arrays of their own (writable), shared with nothing."""
-        return NeuronParameters(*(np.array(value) if isinstance(value, np.ndarray) else value
+        return NeuronParameters(*(np.array(value) if isinstance(value, (np.ndarray, list)) else value
                                   for value in (self.threshold, self.tau_m, self.tau_s)))
 
     def as_arrays(self, size: int, owner: str = "neuron") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
-from delgrad_core._ir import real_array
+from delgrad_core._ir import equal_values, real_array
 
 __all__ = [
     "LossResult",
@@ -39,12 +39,16 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LossResult:
-    """Per-sample loss (B,) and the gradient (B, K) of the batch-mean loss w.r.t. output times."""
+    """Per-sample loss (B,) and the gradient (B, K) of the batch-mean loss w.r.t. output times
+    (equal by value)."""
 
     per_sample: np.ndarray
     gradient: np.ndarray
+
+    __hash__ = None
+    __eq__ = equal_values
 
     @property
     def mean(self) -> float:

@@ -359,6 +359,10 @@ def test_networks_compare_by_value(tmp_path):
     changed.layers[0].population.neuron.threshold[2] = 1.5
     assert changed != network
     # (a list of per-neuron values compared unequal to the one value it repeats)
+    given = [1.0, 1.0]  # (a list was shared by the caller and every layer: one change reached all)
+    shared = dg.Network.feedforward([2, 2, 2], neuron=dg.NeuronParameters(threshold=given), seed=0)
+    shared.layers[0].population.neuron.threshold[0] = 0.5
+    assert list(shared.layers[1].population.neuron.threshold) == [1.0, 1.0] and given == [1.0, 1.0]
     for per_neuron in ([1.0, 1.0, 1.0], (1.0, 1.0), np.ones(3)):
         assert dg.NeuronParameters(threshold=per_neuron) == dg.NeuronParameters(1.0)
     assert dg.NeuronParameters(threshold=[1.0, 1.0, 1.0]) == dg.NeuronParameters(threshold=np.ones(3))

@@ -84,6 +84,13 @@ def test_values_match_loop_reference(loss, data):
     assert result.mean == pytest.approx(np.mean(expected), rel=1e-12, abs=1e-12)
 
 
+def test_loss_results_compare_by_value():
+    """(== raised numpy's "truth value of an array is ambiguous")"""
+    loss = make_loss("squared")
+    times = np.array([[1.0, 2.0, 3.0], [2.0, 1.0, np.inf]])
+    assert loss(times, [0, 1]) == loss(times.copy(), [0, 1]) and loss(times, [0, 1]) != loss(times, [1, 1])
+
+
 def test_squared_error_hand_checked():
     times = np.array([[1.0, 1.5, INF], [0.5, 0.5, 0.7]])
     result = ShiftInvariantSquaredError(delta=0.2)(times, [0, 2])

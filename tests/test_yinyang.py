@@ -136,8 +136,17 @@ def test_dataset_validation_and_read_only_arrays():
                            ([[True, False]], "booleans")):
         with pytest.raises(ValueError, match=f"Dataset.features: expected an array of real numbers, got {kind}"):
             Dataset("toy", "train", features, [0], ("a", "b"))
-    with pytest.raises(ValueError, match="Dataset.class_names: expected a non-empty tuple of strings, got 'abc'"):
-        Dataset("toy", "train", np.zeros((2, 2)), [0, 2], "abc")
+    # (a set or dict of names was taken in the order of the process's string hashes: label 0 was
+    # 'dog' in one run and 'cat' in the next, and the split's digest changed with it)
+    for names in ("abc", {"cat", "dog"}, {"cat": 0, "dog": 1}, ("a", "a"), ("a", "")):
+        with pytest.raises(ValueError, match=r"^Dataset.class_names: expected a non-empty tuple \(or list\) of "
+                                             r"distinct non-empty strings, class i's name at index i, got "):
+            Dataset("toy", "train", np.zeros((2, 2)), [0, 1], names)
+    # (== raised numpy's "truth value of an array is ambiguous")
+    toy = Dataset("toy", "train", [[0.1, 0.2], [0.3, 0.4]], [0, 1], ["a", "b"])
+    assert toy == Dataset("toy", "train", [[0.1, 0.2], [0.3, 0.4]], [0, 1], ("a", "b")) and yin_yang("test") == \
+        yin_yang("test")
+    assert toy != Dataset("toy", "train", [[0.1, 0.2], [0.3, 0.5]], [0, 1], ("a", "b")) and toy != "toy"
 
 
 def test_batches_cover_every_sample_once():

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
-from delgrad_core._ir import real_array
+from delgrad_core._ir import equal_values, real_array
 
 __all__ = ["Dataset"]
 
@@ -31,7 +31,7 @@ def hand_over(features: np.ndarray) -> _HandedOver:
     return _HandedOver(features)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """One split of a labelled dataset.
 
@@ -55,14 +55,20 @@ class Dataset:
     labels: np.ndarray
     class_names: tuple[str, ...]
 
+    __hash__ = None
+    __eq__ = equal_values  # (by value: the generated == raised numpy's "truth value ... is ambiguous")
+
     def __post_init__(self) -> None:
         for field_name in ("name", "split"):
             value = getattr(self, field_name)
             if not isinstance(value, str) or not value:
                 raise InvalidValueError(f"Dataset.{field_name}: expected a non-empty string, got {value!r}")
-        class_names = () if isinstance(self.class_names, str) else tuple(self.class_names)  # (not its letters)
-        if not class_names or not all(isinstance(c, str) for c in class_names):
-            raise InvalidValueError(f"Dataset.class_names: expected a non-empty tuple of strings, got {self.class_names!r}")
+        ordered = isinstance(self.class_names, (list, tuple, np.ndarray))  # (a set's order is the process's)
+        class_names = tuple(self.class_names) if ordered else ()
+        if not class_names or not all(isinstance(c, str) and c for c in class_names) \
+                or len(set(class_names)) < len(class_names):
+            raise InvalidValueError(f"Dataset.class_names: expected a non-empty tuple (or list) of distinct non-empty "
+                                    f"strings, class i's name at index i, got {self.class_names!r}")
         if isinstance(self.features, _HandedOver):
             features = np.asarray(self.features.array, dtype=np.float64)
         else:  # (real numbers only: numpy would read strings as numbers and drop imaginary parts)

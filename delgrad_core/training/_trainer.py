@@ -24,7 +24,7 @@ from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
 from delgrad_core._plugins import call_plugin, get_backend, registry
 from delgrad_core._execution import check_seed
-from delgrad_core._ir import check_type
+from delgrad_core._ir import check_type, equal_values
 from delgrad_core.datasets import Dataset, load_dataset
 from delgrad_core.datasets._dataset import changed_splits, split_digests
 from delgrad_core.training._components import component
@@ -75,13 +75,7 @@ class Evaluation:
     labels: np.ndarray
 
     __hash__ = None
-
-    def __eq__(self, other):
-        if type(other) is not Evaluation:
-            return NotImplemented
-        return (self.loss, self.accuracy) == (other.loss, other.accuracy) and \
-            np.array_equal(self.output_spike_times, other.output_spike_times) and \
-            np.array_equal(self.labels, other.labels)
+    __eq__ = equal_values
 
 
 def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *, required: bool) -> dict:
