@@ -555,6 +555,32 @@ def test_a_folder_holding_a_run_is_never_overwritten(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "fresh", "--resume"), "no checkpoint.npz to resume")
 
 
+@pytest.mark.parametrize("removed", ["lock file", "folder"])
+def test_a_lock_file_its_last_holder_removes_under_a_new_claim_is_taken_again(tmp_path, monkeypatch, removed):
+    """(a run ending without writing removed its lock file, and its new folder, after letting the
+    lock go: a claim that had opened the old file then locked a file no longer in the folder, or
+    found the folder gone, and failed with 'cannot write here (No such file or directory)' or 'the
+    folder was moved, removed or replaced' where it should hold the folder)"""
+    import shutil
+
+    from delgrad_core.training import _run_folder
+    from delgrad_core.training._run_folder import RunFolder
+
+    run, real_lock, calls = tmp_path / "run", _run_folder._lock, []
+
+    def last_holder_cleans_up_first(handle, path):  # (between this claim's open and its lock)
+        calls.append(path)
+        if len(calls) == 1:
+            os.unlink(path / ".lock") if removed == "lock file" else shutil.rmtree(path)
+        real_lock(handle, path)
+
+    monkeypatch.setattr(_run_folder, "_lock", last_holder_cleans_up_first)
+    with RunFolder(run).claim(resume=False):
+        assert (run / ".lock").read_text() == f"process {os.getpid()}" and len(calls) == 2
+        (run / "history.jsonl").write_text("")
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "history.jsonl"]
+
+
 def test_a_new_run_refuses_a_folder_of_other_files_and_leaves_them_alone(tmp_path):
     from delgrad_core.training._run_folder import RunFolder
 

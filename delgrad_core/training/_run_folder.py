@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import threading
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -140,26 +141,11 @@ def folder_lock(path, files=()):
     otherwise."""
     path = Path(path)
     _refuse_dangling_link(path)
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"{path}: exists and is not a folder")
     # (a folder is removed at the end if nothing was written in it and it was made for this run:
     # it did not exist, or held only a lock left by a killed run; a user's empty folder stays)
     key = os.path.realpath(path)
+    handle, found, made_here = _locked(path, key, files)
     try:
-        _refuse_linked_files(path, (_LOCK_NAME, _WRITE_TEST, *files))
-        existed = path.exists()
-        path.mkdir(parents=True, exist_ok=True)
-        found = _entries(path)  # (a lock made here for a folder it then leaves as it was goes again)
-        made_here = not existed or set(found) == {_LOCK_NAME}
-        handle = open(path / _LOCK_NAME, "a+")
-    except OSError as exc:
-        raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
-    locked = False
-    try:
-        with _HELD_LOCK:  # (a fork between taking the lock and recording it would pass the lock on)
-            _lock(handle, path)
-            _HELD[key] = handle
-        locked = True
         try:
             handle.seek(0)
             handle.truncate()
@@ -173,18 +159,72 @@ def folder_lock(path, files=()):
             yield path
     finally:  # (errors of the clean-up are not told: they replaced the error that ended the block, e.g.
         # a full disk, which the close's second flush of the lock file met again, or a lack of memory)
-        with _HELD_LOCK:  # (a fork between forgetting the lock and letting it go would pass it on)
-            if locked:
-                _HELD.pop(key, None)
-            with contextlib.suppress(OSError):
-                handle.close()  # releases the lock (the file is closed even when its flush fails)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # (while the lock is held: no other process takes over what goes)
             left = _entries(path)
             left.pop(_LOCK_NAME, None)
-            if locked and (not left or left == found and _LOCK_NAME not in found):
+            if not left or left == found and _LOCK_NAME not in found:
                 (path / _LOCK_NAME).unlink()  # nothing was written (e.g. a folder of other files, refused)
                 if made_here:
                     path.rmdir()
+        with _HELD_LOCK:  # (a fork between forgetting the lock and letting it go would pass it on)
+            _HELD.pop(key, None)
+            with contextlib.suppress(OSError):
+                handle.close()  # releases the lock (the file is closed even when its flush fails)
+
+
+_LOCK_ATTEMPTS = 5
+
+
+def _locked(path: Path, key: str, files) -> tuple:
+    """(open lock file, locked, recorded in _HELD; the folder's entries before; whether the
+    folder was made for this run) of folder `path`, made if missing.  A lock file or folder that
+    its last holder removed between this process opening and locking it is taken again."""
+    for _ in range(_LOCK_ATTEMPTS):
+        if _other_than_a_folder(path):
+            raise RunFolderError(f"{path}: exists and is not a folder")
+        try:
+            _refuse_linked_files(path, (_LOCK_NAME, _WRITE_TEST, *files))
+            existed = path.exists()
+            path.mkdir(parents=True, exist_ok=True)
+            found = _entries(path)  # (a lock made here for a folder it then leaves as it was goes again)
+            handle = open(path / _LOCK_NAME, "a+")
+        except (FileNotFoundError, FileExistsError):
+            continue  # (the folder was removed since it was found, made or found made)
+        except OSError as exc:
+            raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
+        try:
+            with _HELD_LOCK:  # (a fork between taking the lock and recording it would pass the lock on)
+                _lock(handle, path)
+                _HELD[key] = handle
+        except BaseException:
+            handle.close()
+            raise
+        if _is_current(handle, path / _LOCK_NAME):
+            return handle, found, not existed or set(found) == {_LOCK_NAME}
+        with _HELD_LOCK:
+            _HELD.pop(key, None)
+            handle.close()
+    raise RunFolderError(f"{path}: its lock file was removed again and again while this process took it (other "
+                         "processes starting and ending runs there); try again")
+
+
+def _other_than_a_folder(path: Path) -> bool:
+    """Whether something other than a folder is at `path` (one look: a folder removed between
+    two looks is not taken for a file)."""
+    try:
+        return not stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_current(handle, lock_path: Path) -> bool:
+    """Whether the open file `handle` is the file at `lock_path` (not one removed since)."""
+    try:
+        now = os.stat(lock_path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _entries(path: Path) -> dict:
