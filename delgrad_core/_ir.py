@@ -163,11 +163,20 @@ def _equal_fields(a, b) -> bool:
         except ValueError:  # (a ragged list)
             return False
         if a.ndim == 0 or b.ndim == 0:  # (a neuron parameter given once for all, or per neuron)
-            return bool(np.all(a == b))
-        return np.array_equal(a, b)
+            if a.size == 0 or b.size == 0:  # (no value at all is not the one value)
+                return False
+            a, b = np.broadcast_arrays(a, b)
+        try:
+            return np.array_equal(a, b, equal_nan=True)  # (NaN where NaN is: the same values)
+        except TypeError:  # (not numbers)
+            return np.array_equal(a, b)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):  # (a snapshot holds its layers in a tuple)
         return len(a) == len(b) and all(_equal_fields(x, y) for x, y in zip(a, b))
-    return bool(a == b)
+    return a is b or bool(a == b) or _both_nan(a, b)
+
+
+def _both_nan(a, b) -> bool:
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
 
 
 def immutable_copy(array: np.ndarray) -> np.ndarray:
@@ -234,7 +243,8 @@ class NeuronParameters(_Freezable):
 
     def copy(self) -> NeuronParameters:
         """The same parameters with arrays of their own (writable), shared with nothing."""
-        return NeuronParameters(*(np.array(value) if isinstance(value, (np.ndarray, list)) else value
+        return NeuronParameters(*(np.array(value) if isinstance(value, np.ndarray) else
+                                  list(value) if isinstance(value, list) else value
                                   for value in (self.threshold, self.tau_m, self.tau_s)))
 
     def as_arrays(self, size: int, owner: str = "neuron") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -581,6 +581,84 @@ def test_a_lock_file_its_last_holder_removes_under_a_new_claim_is_taken_again(tm
     assert sorted(p.name for p in run.iterdir()) == [".lock", "history.jsonl"]
 
 
+def test_a_claim_interrupted_right_after_locking_holds_nothing(tmp_path, monkeypatch):
+    """(found by a review of the claims' retry: it kept the folder locked for the rest of the
+    process, "in use by this process")"""
+    from delgrad_core.training import _run_folder
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(_run_folder, "_is_current", lambda handle, path: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            RunFolder(run).claim(resume=False).__enter__()
+    assert os.path.realpath(run) not in _run_folder._HELD
+    with RunFolder(run).claim(resume=False):
+        pass
+
+
+def test_a_run_whose_folder_was_moved_leaves_the_new_folder_by_its_name_alone(tmp_path):
+    """(its clean-up removed the lock file and folder of another process's run by that name)"""
+    import fcntl
+
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    first = RunFolder(run).claim(resume=False)
+    first.__enter__()
+    run.rename(tmp_path / "moved")
+    run.mkdir()
+    with open(run / ".lock", "a+") as other:  # (another process's run)
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        first.__exit__(None, None, None)
+        assert sorted(p.name for p in run.iterdir()) == [".lock"]
+
+
+def test_a_users_empty_folder_listed_with_another_claims_lock_file_stays(tmp_path, monkeypatch):
+    """(the claim took the folder for one made for a run, and removed it at its end)"""
+    from delgrad_core.training import _run_folder
+    from delgrad_core.training._run_folder import RunFolder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    entries, calls = _run_folder._entries, []
+
+    def listed_with_a_lock_file_removed_since(path):
+        calls.append(path)
+        return {".lock": (-1, 0, 0)} if len(calls) == 1 else entries(path)
+
+    monkeypatch.setattr(_run_folder, "_entries", listed_with_a_lock_file_removed_since)
+    with RunFolder(mine).claim(resume=False):
+        pass
+    assert mine.is_dir() and list(mine.iterdir()) == []
+
+
+def test_a_readers_moment_on_the_lock_does_not_refuse_a_claim(tmp_path):
+    """(`RunFolder.writer`'s shared lock made a claim at that moment fail, naming a dead process)"""
+    import fcntl
+    import threading
+
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("process 4242")
+    with open(run / ".lock") as reader:
+        fcntl.flock(reader.fileno(), fcntl.LOCK_SH)
+        threading.Timer(0.005, lambda: fcntl.flock(reader.fileno(), fcntl.LOCK_UN)).start()
+        with RunFolder(run).claim(resume=False):
+            assert (run / ".lock").read_text() == f"process {os.getpid()}"
+
+
+def test_a_pipe_as_a_folders_lock_file_does_not_block_evaluate(tmp_path):
+    """(evaluate, asking who writes the folder, opened it and waited for a writer for ever)"""
+    (tmp_path / "run").mkdir()
+    os.mkfifo(tmp_path / "run" / ".lock")
+    process = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "evaluate", "run"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert process.returncode == 1 and "not a finished run folder" in process.stderr, process.stderr
+
+
 def test_a_new_run_refuses_a_folder_of_other_files_and_leaves_them_alone(tmp_path):
     from delgrad_core.training._run_folder import RunFolder
 
@@ -799,8 +877,8 @@ def test_a_second_ctrl_c_ends_the_running_trials_at_once_and_still_writes_the_ta
             "--config", "slow.toml", "--out", "sweep"]
     assert _delgrad(tmp_path, *args, "--trial", "0").returncode == 0  # one finished trial for the table
     sweep = _spawn(tmp_path, *args)
-    deadline = time.monotonic() + 60
-    while not (workers := _children(sweep.pid)):
+    deadline = time.monotonic() + 60  # (until the second trial runs: a signal before comes while the sweep sets up)
+    while not list((tmp_path / "sweep" / "runs").glob("*-h3-*/.lock")) or not (workers := _children(sweep.pid)):
         assert time.monotonic() < deadline and sweep.poll() is None, sweep.stderr.read()
         time.sleep(0.05)
     for _ in range(2):

@@ -363,6 +363,8 @@ def test_networks_compare_by_value(tmp_path):
     shared = dg.Network.feedforward([2, 2, 2], neuron=dg.NeuronParameters(threshold=given), seed=0)
     shared.layers[0].population.neuron.threshold[0] = 0.5
     assert list(shared.layers[1].population.neuron.threshold) == [1.0, 1.0] and given == [1.0, 1.0]
+    with pytest.raises(dg.InvalidValueError, match=r"^hidden.threshold: expected an array of numbers"):
+        dg.Network.feedforward([2, 2, 2], neuron=dg.NeuronParameters(threshold=[1.0, [2.0]]))  # (numpy's own)
     for per_neuron in ([1.0, 1.0, 1.0], (1.0, 1.0), np.ones(3)):
         assert dg.NeuronParameters(threshold=per_neuron) == dg.NeuronParameters(1.0)
     assert dg.NeuronParameters(threshold=[1.0, 1.0, 1.0]) == dg.NeuronParameters(threshold=np.ones(3))

@@ -89,6 +89,12 @@ def test_loss_results_compare_by_value():
     loss = make_loss("squared")
     times = np.array([[1.0, 2.0, 3.0], [2.0, 1.0, np.inf]])
     assert loss(times, [0, 1]) == loss(times.copy(), [0, 1]) and loss(times, [0, 1]) != loss(times, [1, 1])
+    from delgrad_core.training._trainer import Evaluation  # (NaN where NaN is: the same values)
+
+    nan = Evaluation(float("nan"), 0.5, np.array([[np.nan, 1.0]]), np.array([0]))
+    assert nan == Evaluation(float("nan"), 0.5, np.array([[np.nan, 1.0]]), np.array([0]))
+    assert nan != Evaluation(float("nan"), 0.5, np.array([[np.nan, 2.0]]), np.array([0]))
+    assert Evaluation(1.0, 0.5, np.zeros((0, 3)), np.zeros(0)) != Evaluation(1.0, 0.5, 7.0, 3)  # (none is not 7)
 
 
 def test_squared_error_hand_checked():

@@ -1222,8 +1222,11 @@ def test_evaluate_of_a_backend_that_does_not_repeat_its_results_blames_no_code_c
     trained = cli_runner().invoke(main, ["train", "--backend", "unrepeatable", "--hidden", "4", "--delays", "none",
                                          "--epochs", "1", "--batch-size", "250", "--out", str(run), "--no-progress"])
     assert trained.exit_code == 0, trained.output
+    metrics = json.loads((run / "metrics.json").read_text())  # (one no evaluation of 1000 samples gives)
+    (run / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.12345}))
     result = cli_runner().invoke(main, ["evaluate", str(run)])
-    assert result.exit_code == 0 and "note: the run recorded a test accuracy of" in result.stderr, result.output
+    assert result.exit_code == 0 and "note: the run recorded a test accuracy of 12.35 %" in result.stderr, \
+        result.output
     assert "(the backend does not repeat its results for a seed)" in result.stderr, result.stderr
 
 

@@ -22,6 +22,7 @@ import math
 import os
 import stat
 import threading
+import time
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def _release_in_child() -> None:
     The descriptor is pointed at /dev/null, so the file object closes as usual."""
     global _HELD_LOCK
     for handle in _HELD.values():
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):  # (ValueError: a handle already closed)
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 os.dup2(null, handle.fileno(), inheritable=False)
@@ -82,19 +83,27 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_release_in_child)
 
 
+_LOCK_TRIES = 3
+
+
 def _lock(handle, path: Path) -> None:
     """Take the exclusive lock of the open lock file `handle` of folder `path`, or refuse naming
     its holder."""
     if fcntl is None:
         return
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        if owner == f"process {os.getpid()}":
-            owner = "this process (a Trainer or claim of it not closed yet)"
-        raise FolderInUseError(f"{path}: in use by {owner}; wait for it to finish or choose another folder") from None
+    for attempt in range(_LOCK_TRIES):
+        if attempt:
+            time.sleep(0.01)  # (`RunFolder.writer` looks with a shared lock for a moment)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+    handle.seek(0)
+    owner = handle.read().strip() or "another process"
+    if owner == f"process {os.getpid()}":
+        owner = "this process (a Trainer or claim of it not closed yet)"
+    raise FolderInUseError(f"{path}: in use by {owner}; wait for it to finish or choose another folder")
 
 
 def _refuse_dangling_link(path: Path) -> None:
@@ -144,8 +153,9 @@ def folder_lock(path, files=()):
     # (a folder is removed at the end if nothing was written in it and it was made for this run:
     # it did not exist, or held only a lock left by a killed run; a user's empty folder stays)
     key = os.path.realpath(path)
-    handle, found, made_here = _locked(path, key, files)
+    handle = None
     try:
+        handle, found, made_here = _locked(path, key, files)
         try:
             handle.seek(0)
             handle.truncate()
@@ -159,17 +169,24 @@ def folder_lock(path, files=()):
             yield path
     finally:  # (errors of the clean-up are not told: they replaced the error that ended the block, e.g.
         # a full disk, which the close's second flush of the lock file met again, or a lack of memory)
-        with contextlib.suppress(OSError):  # (while the lock is held: no other process takes over what goes)
-            left = _entries(path)
-            left.pop(_LOCK_NAME, None)
-            if not left or left == found and _LOCK_NAME not in found:
-                (path / _LOCK_NAME).unlink()  # nothing was written (e.g. a folder of other files, refused)
-                if made_here:
-                    path.rmdir()
-        with _HELD_LOCK:  # (a fork between forgetting the lock and letting it go would pass it on)
-            _HELD.pop(key, None)
-            with contextlib.suppress(OSError):
-                handle.close()  # releases the lock (the file is closed even when its flush fails)
+        if handle is not None:
+            with contextlib.suppress(OSError):  # (while the lock is held: no other process takes over what goes)
+                left = _entries(path)
+                left.pop(_LOCK_NAME, None)
+                if _is_current(handle, path / _LOCK_NAME) and (not left or left == found and _LOCK_NAME not in found):
+                    (path / _LOCK_NAME).unlink()  # nothing was written (e.g. a folder of other files, refused)
+                    if made_here:
+                        path.rmdir()
+            _let_go(key, handle)
+
+
+def _let_go(key: str, handle) -> None:
+    """Forget folder `key`'s lock file `handle` and close it, which lets the lock go."""
+    with _HELD_LOCK:  # (a fork between forgetting the lock and letting it go would pass it on)
+        if _HELD.get(key) is handle:
+            del _HELD[key]
+        with contextlib.suppress(OSError):
+            handle.close()  # (the file is closed even when its flush fails)
 
 
 _LOCK_ATTEMPTS = 5
@@ -195,15 +212,19 @@ def _locked(path: Path, key: str, files) -> tuple:
         try:
             with _HELD_LOCK:  # (a fork between taking the lock and recording it would pass the lock on)
                 _lock(handle, path)
-                _HELD[key] = handle
+                current = _is_current(handle, path / _LOCK_NAME)
+                if current:
+                    _HELD[key] = handle
+            if current:
+                listed = found.get(_LOCK_NAME)
+                if listed is None or listed[0] == os.fstat(handle.fileno()).st_ino:
+                    return handle, found, not existed or set(found) == {_LOCK_NAME}
+                # (the lock file listed was another claim's, removed since: the folder is not ours to remove)
+                return handle, {name: entry for name, entry in _entries(path).items() if name != _LOCK_NAME}, False
         except BaseException:
-            handle.close()
+            _let_go(key, handle)
             raise
-        if _is_current(handle, path / _LOCK_NAME):
-            return handle, found, not existed or set(found) == {_LOCK_NAME}
-        with _HELD_LOCK:
-            _HELD.pop(key, None)
-            handle.close()
+        _let_go(key, handle)
     raise RunFolderError(f"{path}: its lock file was removed again and again while this process took it (other "
                          "processes starting and ending runs there); try again")
 
@@ -221,7 +242,7 @@ def _is_current(handle, lock_path: Path) -> bool:
     """Whether the open file `handle` is the file at `lock_path` (not one removed since)."""
     try:
         now = os.stat(lock_path)
-    except FileNotFoundError:
+    except OSError:  # (gone, or its folder replaced by a file)
         return False
     opened = os.fstat(handle.fileno())
     return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
@@ -342,8 +363,10 @@ class RunFolder:
         does (or the file system has no locks)."""
         if fcntl is None:
             return None
-        try:
-            with open(self.path / _LOCK_NAME) as handle:
+        try:  # (opened without waiting, and only a regular file read: a pipe there would block)
+            with open(os.open(self.path / _LOCK_NAME, os.O_RDONLY | os.O_NONBLOCK)) as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    return None
                 try:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:
