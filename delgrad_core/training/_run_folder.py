@@ -225,8 +225,9 @@ def _locked(path: Path, key: str, files) -> tuple:
             _let_go(key, handle)
             raise
         _let_go(key, handle)
-    raise RunFolderError(f"{path}: its lock file was removed again and again while this process took it (other "
-                         "processes starting and ending runs there); try again")
+    raise FolderInUseError(f"{path}: in use by other processes, which start and end runs there one after another "
+                           "(its lock file was removed each time this process took it); wait for them to finish or "
+                           "choose another folder")
 
 
 def _other_than_a_folder(path: Path) -> bool:
