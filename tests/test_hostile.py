@@ -926,6 +926,14 @@ def test_a_full_disk_is_a_one_line_error_and_the_run_completes_after_resume(tmp_
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (largest + 1000, largest + 1000))
 
+    def no_checkpoint_fits():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    process = _delgrad(tmp_path, *args, "--out", "none", preexec_fn=no_checkpoint_fits)
+    _assert_one_line_error(process, "File too large")  # (it gave no advice)
+    assert "; no epoch was saved: run the same command again once the cause is removed" in process.stderr
+    assert _delgrad(tmp_path, *args, "--out", "none").returncode == 0  # (as it says)
     process = _delgrad(tmp_path, *args, "--out", "full", preexec_fn=small_files)
     _assert_one_line_error(process, "File too large")
     assert (tmp_path / "full" / "checkpoint.npz").exists()

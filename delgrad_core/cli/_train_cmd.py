@@ -174,7 +174,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         sys.exit(interrupted_status())
     except OSError as exc:  # (e.g. a full disk): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
-            raise
+            raise DelgradError(f"{exc}; no epoch was saved: run the same command again once the cause is removed") \
+                from None
         raise DelgradError(f"{exc}; {_resume_hint(out, config.epochs)} once the cause is removed") from None
     except BackendError as exc:  # (e.g. a service that stays away): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
