@@ -422,7 +422,8 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
     post_spike_times : array (batch, n_post)
         The layer's spike times, computed or observed.
     post_gradient : array (batch, n_post)
-        dL/dt of the layer's spike times; zero entries (and silent neurons) pass nothing.
+        dL/dt of the layer's spike times; zero entries (and silent neurons) pass nothing.  With
+        one sample, this and the times may be 1-d.
     arrival_times : array (batch, n_pre, n_post) or (batch, n_pre), optional
         Observed arrival times; every kernel term and the delay gradient are taken there.
     """
@@ -437,7 +438,10 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
 
 
 def _check_gradient(values, n_batch: int, n_columns: int, field_name: str) -> np.ndarray:
+    """Validate a (batch, n) loss gradient: finite.  A 1-d array is one sample, as for the times."""
     array = real_array(values, field_name)
+    if array.ndim == 1 and n_batch == 1:
+        array = array[None, :]
     if array.shape != (n_batch, n_columns):
         raise InvalidValueError(f"{field_name}: expected shape ({n_batch}, {n_columns}), got {np.shape(values)}")
     if not np.isfinite(array).all():
@@ -494,7 +498,8 @@ def backward(
     layer_spike_times : list of arrays (batch, size)
         Spike times of every layer, from `forward` or observed on a backend or device.
     output_gradient : array (batch, n_outputs)
-        dL/dt of the output spike times; entries of silent neurons are ignored.
+        dL/dt of the output spike times; entries of silent neurons are ignored.  With one sample,
+        this and the times may be 1-d.
     arrival_times : list of (array or None), optional
         Observed arrival times per layer, as in `layer_backward` (None for a layer without
         observations).

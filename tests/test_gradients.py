@@ -152,3 +152,21 @@ def test_without_input_gradient_parameter_gradients_are_unchanged(helpers, kind,
             assert (a.no_crossing, a.guarded) == (b.no_crossing, b.guarded)
         if kind == "axonal":
             assert np.any(lean.layers[0].delays != 0.0)
+
+
+def test_one_sample_may_be_given_as_1d_arrays_to_the_backward_passes():
+    """(the times were taken 1-d as one sample, but a 1-d output gradient was refused)"""
+    network = dg.Network.feedforward([3, 4, 2], delay_kind="axonal", seed=1, weight_mean=1.5)
+    inputs = np.array([0.1, 0.5, 0.9])
+    times = dg.forward(network, inputs)
+    gradient = np.array([1.0, -1.0])
+    one_d = dg.backward(network, inputs, [t[0] for t in times], gradient)
+    two_d = dg.backward(network, inputs[None], times, gradient[None])
+    for a, b in zip(one_d.layers, two_d.layers):
+        np.testing.assert_array_equal(a.weights, b.weights)
+        np.testing.assert_array_equal(a.delays, b.delays)
+    layer = network.layers[-1]
+    np.testing.assert_array_equal(dg.layer_backward(layer, times[0][0], times[1][0], gradient).weights,
+                                  dg.layer_backward(layer, times[0], times[1], gradient[None]).weights)
+    with pytest.raises(dg.InvalidValueError, match=r"^output_gradient: expected shape \(2, 2\), got \(2,\)"):
+        dg.backward(network, np.vstack([inputs, inputs]), [np.vstack([t, t]) for t in times], gradient)
