@@ -5,7 +5,6 @@ longer than the file system allows."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -230,8 +229,7 @@ def plugin_named(settings: dict, kind: str) -> str:
     from delgrad_core.training import TrainingConfig
 
     named = settings.get(kind)
-    return named if named is not None else next(field.default for field in dataclasses.fields(TrainingConfig)
-                                                if field.name == kind)
+    return named if named is not None else getattr(TrainingConfig, kind)
 
 
 def without_replaced_options(settings: dict, named: dict, kinds) -> dict:
