@@ -165,7 +165,7 @@ def folder_lock(path, files=()):
             os.unlink(path / _WRITE_TEST)
         except OSError as exc:
             raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
-        with checked_in_folder(key, _still_the_folder(path, Path(key), os.fstat(handle.fileno()))):
+        with checked_in_folder(key, _still_the_folder(path, Path(key), handle)):
             yield path
     finally:  # (errors of the clean-up are not told: they replaced the error that ended the block, e.g.
         # a full disk, which the close's second flush of the lock file met again, or a lack of memory)
@@ -259,16 +259,12 @@ def _entries(path: Path) -> dict:
     return entries
 
 
-def _still_the_folder(path: Path, real_path: Path, lock_file: os.stat_result):
-    """A check that folder `path` (at `real_path`) still holds the lock file `lock_file` (it was
-    not moved, removed or replaced: files written by its path would go to another folder,
+def _still_the_folder(path: Path, real_path: Path, handle):
+    """A check that folder `path` (at `real_path`) still holds the open lock file `handle` (it
+    was not moved, removed or replaced: files written by its path would go to another folder,
     unlocked)."""
     def check() -> None:
-        try:
-            now = os.stat(real_path / _LOCK_NAME)
-        except OSError:
-            now = None
-        if now is None or (now.st_dev, now.st_ino) != (lock_file.st_dev, lock_file.st_ino):
+        if not _is_current(handle, real_path / _LOCK_NAME):
             raise RunFolderError(f"{path}: the folder was moved, removed or replaced while this process wrote in it; "
                                  "nothing more is written by its name (its files are where the folder went)")
     return check
