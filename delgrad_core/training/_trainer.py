@@ -140,6 +140,12 @@ def built_backend(requested, options: dict):
         raise BackendOptionsError(f"backend_options: {message}") from None
 
 
+def _plane_fault(registration, returned: str) -> PluginError:
+    """The error of a dataset's plane that `returned` what it should not."""
+    return PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
+                       f"{returned}")
+
+
 def _one_thread_at_a_time(method):
     """Refuse `method` while another thread is in fit, finish, save_checkpoint or close of the
     same trainer: they change or record one run's parameters, optimiser and random state (two threads
@@ -560,10 +566,8 @@ class Trainer:
         try:
             return grid_x, grid_y, self.encoder(np.clip(features, 0.0, 1.0))
         except InvalidValueError as exc:  # (at the full grid only after training, with the run saved)
-            registration = registry().get("dataset", self.config.dataset)
-            raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
-                              f"features the encoder refuses on a grid of {resolution} x {resolution}: "
-                              f"{exc}") from None
+            raise _plane_fault(registry().get("dataset", self.config.dataset), f"features the encoder refuses on a "
+                               f"grid of {resolution} x {resolution}: {exc}") from None
 
     def _plane_features(self, resolution: int):
         """(x grid, y grid, features of every grid point (points, features)) of the dataset's
@@ -578,13 +582,12 @@ class Trainer:
         try:
             features = np.asarray(features, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
-                              f"values that are not numbers on a grid of {resolution} x {resolution} ({exc})") from None
+            raise _plane_fault(registration, f"values that are not numbers on a grid of {resolution} x {resolution} "
+                                             f"({exc})") from None
         n_features = self.train_set.features.shape[1]
         if features.shape not in ((grid_x.size, n_features), (*grid_x.shape, n_features)):
-            raise PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
-                              f"shape {features.shape} for grids of shape {grid_x.shape}; expected ({grid_x.size}, "
-                              f"{n_features}) or {(*grid_x.shape, n_features)}")
+            raise _plane_fault(registration, f"shape {features.shape} for grids of shape {grid_x.shape}; expected "
+                                             f"({grid_x.size}, {n_features}) or {(*grid_x.shape, n_features)}")
         return grid_x, grid_y, features.reshape(grid_x.size, n_features)
 
     # -- checkpoints ----------------------------------------------------------------------------
