@@ -175,10 +175,12 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if changed:
         click.echo(f"note: {target.name!r} ran the network as it represents it, not as stored ({changed}; "
                    "its represent(): e.g. a chip's clipped and quantised weights and delays)", err=True)
-    as_run = stored and split == "test" and seed == metrics.get("test_seed") and not (backend_options or dataset_options) \
+    as_run = stored and split == "test" and seed == metrics.get("test_seed") \
+        and not (backend_options or dataset_options) \
         and backend in (None, stored.get("backend")) and dataset in (None, stored.get("dataset"))
     if as_run and isinstance(metrics.get("test_accuracy"), float):
-        differs = _differs_from_recorded(metrics["test_accuracy"], output, data.labels, repeatable)
+        differs = _differs_from_recorded(metrics["test_accuracy"], report["accuracy"], output, data.labels,
+                                         repeatable)
         if differs:
             click.echo(f"note: {differs}", err=True)
     mismatches = _other_network(given, network) if config_file else []
@@ -188,15 +190,12 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                    "settings", err=True)
 
 
-def _differs_from_recorded(recorded: float, output, labels, deterministic: bool) -> str | None:
-    """How the test accuracy of `output` (spike times of the run's network on its test split with
-    its test seed, by a backend `deterministic` or not) differs from the one the run `recorded`,
-    and why if a known change explains it; None if they agree."""
+def _differs_from_recorded(recorded: float, now: float, output, labels, deterministic: bool) -> str | None:
+    """How the test accuracy `now` of `output` (spike times of the run's network on its test split
+    with its test seed, by a backend `deterministic` or not) differs from the one the run
+    `recorded`, and why if a known change explains it; None if they agree."""
     import numpy as np
 
-    from delgrad_core._losses import accuracy
-
-    now = accuracy(output, labels)
     if now == recorded:
         return None
     told = f"the run recorded a test accuracy of {100 * recorded:.2f} %, {100 * now:.2f} % now"
