@@ -25,7 +25,7 @@ _EXPORTS = {
     "delgrad_core._serialization": ["save_network", "load_network"],
     "delgrad_core._capabilities": ["Capabilities"],
     "delgrad_core._calibration": ["Calibration", "calibration_key"],
-    "delgrad_core._execution": ["ExecutionRequest", "ExecutionResult"],
+    "delgrad_core._execution": ["ExecutionRequest", "ExecutionResult", "MAX_SEED"],
     "delgrad_core._backend": ["Backend", "ConformanceProfile"],
     "delgrad_core.hookspecs": ["hookimpl"],
     "delgrad_core._plugins": [
@@ -39,6 +39,6 @@ _EXPORTS = {
     ],
 }
 __getattr__, __dir__, __all__ = lazy_exports(
-    __name__, _EXPORTS, submodules=("datasets", "training", "testing", "hookspecs", "nir")
+    __name__, _EXPORTS, submodules=("datasets", "training", "testing", "hookspecs", "nir", "plugin_tools")
 )
 __all__ = [*__all__, "__version__"]

@@ -65,9 +65,11 @@ def save_network(network: Network, target) -> Path | None:
     return write_to(target, lambda handle: write_npz(handle, arrays), "network")
 
 
-def load_network(source) -> Network:
-    """Read a network from a path, bytes or a readable binary file object."""
-    with NpzArchive(source, what="delgrad network file") as archive:
+def load_network(source, *, stored_only: bool = False) -> Network:
+    """Read a network from a path, bytes or a readable binary file object.  `stored_only`:
+    refuse a file whose members are compressed (`save_network` never compresses), e.g. for bytes
+    a peer sends: a small compressed member can expand a thousandfold."""
+    with NpzArchive(source, what="delgrad network file", stored_only=stored_only) as archive:
         return network_from_archive(archive)
 
 

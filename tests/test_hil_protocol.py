@@ -170,6 +170,8 @@ def test_compressed_payloads_are_refused_before_they_are_expanded():
     with pytest.raises(ProtocolError, match="not a delgrad network file as delgrad writes it"):
         parse_calibrate(decode(encode(SIGNER, header, network_bytes), SIGNER))
     assert dg.load_network(network_bytes).sizes == request.network.sizes  # (a compressed file is read elsewhere)
+    with pytest.raises(dg.FileFormatError, match="not a delgrad network file as delgrad writes it"):
+        dg.load_network(network_bytes, stored_only=True)
 
 
 # ---------------------------------------------------------------------------- fuzzing

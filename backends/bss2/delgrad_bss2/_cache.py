@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from delgrad_core import Calibration, InvalidValueError
-from delgrad_core._atomic import temporaries
+from delgrad_core.plugin_tools import temporaries
 
 __all__ = ["CACHE_ENV", "cache_directory", "cache_path", "load_cached", "store"]
 

@@ -30,7 +30,7 @@ _FRACTION = _FiniteRange(min=0.0, max=1.0)
 
 def _device_options(ctx, param, values) -> dict:
     from delgrad_core import InvalidValueError
-    from delgrad_core._options import parse_key_values
+    from delgrad_core.plugin_tools import parse_key_values
 
     try:
         return parse_key_values(values, "--device-option")

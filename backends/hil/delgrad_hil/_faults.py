@@ -15,7 +15,7 @@ import random
 from dataclasses import asdict, dataclass, fields
 
 from delgrad_core import InvalidValueError
-from delgrad_core._options import check_known_names
+from delgrad_core.plugin_tools import check_known_names
 
 from delgrad_hil._limits import MAX_LATENCY_S, seconds_text
 

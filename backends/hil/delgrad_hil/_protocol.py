@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import msgpack
 
 import delgrad_core
-from delgrad_core import BackendError, DelgradError, UnsupportedNetworkError, save_network
-from delgrad_core._execution import MAX_SEED
+from delgrad_core import MAX_SEED, BackendError, DelgradError, UnsupportedNetworkError, save_network
 
 from delgrad_hil._auth import SIGNATURE_BYTES
 

@@ -38,9 +38,7 @@ from multiprocessing.connection import wait as wait_readable
 
 import zmq
 
-from delgrad_core import BackendUnavailable, CalibrationError, ExecutionRequest
-from delgrad_core._npz import NpzArchive
-from delgrad_core._serialization import network_from_archive
+from delgrad_core import BackendUnavailable, CalibrationError, ExecutionRequest, load_network
 
 from delgrad_hil._auth import ReplayGuard
 from delgrad_hil._calibration import unwrap
@@ -117,8 +115,7 @@ def parse_calibrate(message: Message) -> tuple:
     if message.payload is None:
         return None, header["seed"]
     try:
-        with NpzArchive(message.payload, what="delgrad network file", stored_only=True) as archive:
-            return network_from_archive(archive), header["seed"]
+        return load_network(message.payload, stored_only=True), header["seed"]
     except Exception as exc:
         raise ProtocolError("bad_request", f"the payload is not a network ({exc})", reply_to=header["nonce"]) \
             from None
