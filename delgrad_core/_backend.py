@@ -16,7 +16,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-import math
 import time
 import warnings
 import weakref
@@ -40,6 +39,7 @@ from delgrad_core._errors import (
 )
 from delgrad_core._execution import ExecutionRequest, ExecutionResult, check_seed
 from delgrad_core._ir import DelayKind, Network
+from delgrad_core._numbers import checked_number
 
 __all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "close_after_work", "exit_closing"]
 
@@ -73,9 +73,7 @@ class ConformanceProfile:
 
     def __post_init__(self):
         for name in ("exact_tolerance", "max_median_error", "min_silence_agreement", "causality_tolerance"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InvalidValueError(f"ConformanceProfile.{name}: expected a finite number >= 0, got {value!r}")
+            checked_number(getattr(self, name), f"ConformanceProfile.{name}", 0)
         if self.min_silence_agreement > 1:
             raise InvalidValueError(f"ConformanceProfile.min_silence_agreement: expected a fraction <= 1, got "
                                     f"{self.min_silence_agreement!r}")

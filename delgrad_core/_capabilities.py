@@ -16,6 +16,7 @@ import numpy as np
 
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, Population, Projection, check_type
+from delgrad_core._numbers import checked_number
 from delgrad_core._options import check_known_names
 
 __all__ = ["Capabilities", "apply_constraints", "check_weight_grid"]
@@ -24,20 +25,11 @@ _RATIO_RTOL = 1e-9
 
 
 def _optional_positive_int(value, field_name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidValueError(f"Capabilities.{field_name}: expected None or a positive integer, got {value!r}")
-    return int(value)
+    return checked_number(value, f"Capabilities.{field_name}", 1, integer=True, optional=True)
 
 
 def _optional_positive_float(value, field_name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise InvalidValueError(f"Capabilities.{field_name}: expected None or a finite number > 0, got {value!r}")
-    return float(value)
+    return checked_number(value, f"Capabilities.{field_name}", 0, low_open=True, optional=True)
 
 
 def check_weight_grid(limit: float | None, resolution: float | None, prefix: str = "") -> None:

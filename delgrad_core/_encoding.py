@@ -9,6 +9,7 @@ import numpy as np
 
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import real_array
+from delgrad_core._numbers import checked_number
 
 __all__ = ["LatencyEncoder"]
 
@@ -36,16 +37,8 @@ class LatencyEncoder:
 
     def __post_init__(self) -> None:
         for field_name in ("t_early", "t_late"):
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise InvalidValueError(f"LatencyEncoder.{field_name}: expected a number, got {value!r}")
-            if not math.isfinite(value):
-                raise InvalidValueError(f"LatencyEncoder.{field_name}: expected a finite number, got {value!r}")
-            object.__setattr__(self, field_name, float(value))
-        if isinstance(self.repeat, bool) or not isinstance(self.repeat, (int, np.integer)) \
-                or not 1 <= self.repeat <= MAX_REPEAT:
-            raise InvalidValueError(f"LatencyEncoder.repeat: expected an integer from 1 to {MAX_REPEAT}, got "
-                                    f"{self.repeat!r}")
+            object.__setattr__(self, field_name, checked_number(getattr(self, field_name), f"LatencyEncoder.{field_name}"))
+        checked_number(self.repeat, "LatencyEncoder.repeat", 1, MAX_REPEAT, integer=True)
         if not isinstance(self.pairs, (bool, np.bool_)):
             raise InvalidValueError(f"LatencyEncoder.pairs: expected true or false, got {self.pairs!r}")
         object.__setattr__(self, "pairs", bool(self.pairs))
@@ -59,9 +52,7 @@ class LatencyEncoder:
 
     def n_inputs(self, n_features: int) -> int:
         """Input neurons for `n_features` features: `repeat` each, twice with `pairs`."""
-        if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 0:
-            raise InvalidValueError(f"n_features: expected a non-negative integer, got {n_features!r}")
-        return int(n_features) * self.repeat * (2 if self.pairs else 1)
+        return checked_number(n_features, "n_features", 0, integer=True) * self.repeat * (2 if self.pairs else 1)
 
     def __call__(self, features) -> np.ndarray:
         """Spike times (float64, same shape as `features`) of features in [0, 1]."""

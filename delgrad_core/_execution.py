@@ -19,6 +19,7 @@ from delgrad_core._calibration import Calibration
 from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResultError, InvalidValueError
 from delgrad_core._ir import Network, immutable_copy, real_array
 from delgrad_core._npz import archive_of_bytes, hash_arrays, json_array, npz_bytes
+from delgrad_core._numbers import checked_number
 from delgrad_core._propagation import _check_times, acausal_arrival
 from delgrad_core._serialization import network_arrays, network_from_archive
 
@@ -32,11 +33,7 @@ _VERSION = 1
 
 def check_seed(seed) -> int | None:
     """`seed` as an int in [0, MAX_SEED], or None; an error naming the field otherwise."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise InvalidValueError(f"seed: expected None or an integer in [0, 2**63 - 1], got {seed!r}")
-    return int(seed)
+    return checked_number(seed, "seed", 0, MAX_SEED, integer=True, optional=True)
 
 
 @dataclass(frozen=True, eq=False)

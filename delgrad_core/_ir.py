@@ -17,6 +17,7 @@ import numpy as np
 
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._npz import MAX_ARRAY_ELEMENTS
+from delgrad_core._numbers import checked_number
 
 __all__ = ["DelayKind", "NeuronParameters", "Population", "Projection", "Layer", "Network"]
 
@@ -205,14 +206,10 @@ def _check_feedforward_arguments(sizes, weight_mean, weight_std, delay_value, se
         if int(n_pre) * int(n_post) > MAX_ARRAY_ELEMENTS:
             raise InvalidValueError(f"sizes: a {n_pre} x {n_post} projection has {int(n_pre) * int(n_post):,} weights, "
                                     f"more than the {MAX_ARRAY_ELEMENTS:,} a network file may hold")
-    for name, value, low in (("weight_mean", weight_mean, -math.inf), ("weight_std", weight_std, 0.0),
-                             ("delay_value", delay_value, 0.0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
-                or value < low:
-            bound = "a finite number" if low == -math.inf else "a finite number >= 0"
-            raise InvalidValueError(f"{name}: expected {bound}, got {value!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise InvalidValueError(f"seed: expected None or an integer >= 0, got {seed!r}")
+    for name, value, low in (("weight_mean", weight_mean, None), ("weight_std", weight_std, 0),
+                             ("delay_value", delay_value, 0)):
+        checked_number(value, name, low)
+    checked_number(seed, "seed", 0, integer=True, optional=True)
 
 
 # tau_m / tau_s outside this range is refused: below about 1e-3 the solver's terms cancel and it
@@ -301,8 +298,7 @@ class Population(_Freezable):
         if self._frozen:
             return
         _check_name(self.name, "Population")
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise InvalidValueError(f"{self.name}.size: expected a positive integer, got {self.size!r}")
+        checked_number(self.size, f"{self.name}.size", 1, integer=True)
         if self.size > MAX_ARRAY_ELEMENTS:  # (checked before the neuron parameters take an array per neuron)
             raise InvalidValueError(f"{self.name}.size: at most {MAX_ARRAY_ELEMENTS:,} neurons (what a network file "
                                     f"may hold per array), got {int(self.size):,}")

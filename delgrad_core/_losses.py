@@ -26,6 +26,7 @@ import numpy as np
 
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import equal_values, real_array
+from delgrad_core._numbers import checked_number
 
 __all__ = [
     "LossResult",
@@ -82,13 +83,8 @@ def _labels(labels, batch: int, n_outputs: int) -> np.ndarray:
 
 
 def _check_parameter(owner: str, name: str, value, positive: bool) -> float:
-    """A finite float > 0 (positive) or >= 0, else a ValueError naming the field."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidValueError(f"{owner}.{name}: expected a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise InvalidValueError(f"{owner}.{name}: expected a finite number {'>' if positive else '>='} 0, got {value!r}")
-    return value
+    """A finite float > 0 (positive) or >= 0, else an error naming the field."""
+    return checked_number(value, f"{owner}.{name}", 0, low_open=positive)
 
 
 class FirstSpikeLoss(ABC):

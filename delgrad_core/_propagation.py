@@ -22,6 +22,7 @@ from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, check_type, real_array
 from delgrad_core._nominal_slope import nominal_slope_factors
+from delgrad_core._numbers import checked_number, number_wanted
 
 __all__ = [
     "forward",
@@ -88,10 +89,13 @@ def default_num_threads() -> int:
 def check_num_threads(value, field_name: str = "n_threads", *, shown=None) -> int:
     """`value` as an int if it is an integer from 1 to `MAX_NUM_THREADS`; else an
     `InvalidValueError` naming `field_name` (and showing `shown`, if given, as the value)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_NUM_THREADS:
-        raise InvalidValueError(f"{field_name}: expected an integer from 1 to {MAX_NUM_THREADS}, "
-                                f"got {value if shown is None else shown!r}")
-    return int(value)
+    try:
+        return checked_number(value, field_name, 1, MAX_NUM_THREADS, integer=True)
+    except InvalidValueError:
+        if shown is None:
+            raise
+        raise InvalidValueError(f"{field_name}: expected {number_wanted(1, MAX_NUM_THREADS, integer=True)}, "
+                                f"got {shown!r}") from None
 
 
 def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = None) -> np.ndarray:

@@ -239,7 +239,7 @@ def test_a_loop_of_links_is_refused_naming_it(tmp_path, network_file):
 # -- exit statuses ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("setting", "message"), [
-    ('t_early = "x"', "t_early: expected a number >= 0, got 'x'"),
+    ('t_early = "x"', "t_early: expected a finite number >= 0, got 'x'"),
     ("epochs = -5", "epochs: expected an integer >= 1, got -5"),  # (checked as by train, though not used)
 ])
 def test_a_bad_setting_in_evaluates_config_is_a_usage_error(tmp_path, network_file, setting, message):

@@ -337,10 +337,10 @@ def test_a_copied_calibration_is_read_only_and_has_its_own_digest(copied):
         ({"weight_lr": True}, "weight_lr: expected a number"),
         # (absurd step sizes trained until the weights overflowed, naming none of them)
         ({"weight_lr": 1e300}, r"weight_lr: expected a number > 0 and <= 10, or unset, got 1e\+300"),
-        ({"delay_lr": 1e300}, r"delay_lr: expected a number >= 0 and <= 10, or unset, got 1e\+300"),
+        ({"delay_lr": 1e300}, r"delay_lr: expected a number from 0 to 10, or unset, got 1e\+300"),
         ({"silent_bump": 1e300}, r"silent_bump: expected a number > 0 and <= 10, or unset, got 1e\+300"),
-        ({"tau_ratio": float("inf")}, "tau_ratio: expected a number >= 0.01 and <= 1000000.0"),
-        ({"tau_ratio": 1e-3}, "tau_ratio: expected a number >= 0.01"),  # (the solver's range: the trainer refused it)
+        ({"tau_ratio": float("inf")}, "tau_ratio: expected a number from 0.01 to 1000000.0"),
+        ({"tau_ratio": 1e-3}, "tau_ratio: expected a number from 0.01"),  # (the solver's range: the trainer refused it)
         ({"weight_limit": 0.1, "weight_resolution": 1.0}, "weight_resolution: 1.0 is above weight_limit 0.1"),
         # (refused only when a trainer built the run)
         ({"encoder_options": {"repeat": 0}}, "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 0"),
@@ -358,7 +358,7 @@ def test_a_copied_calibration_is_read_only_and_has_its_own_digest(copied):
         ({"delay_max": 0.3}, r"delay_max: bounds delays only with delay_parametrisation = 'clip'; with 'sigmoid' they "
                              r"lie between delay_shift and delay_shift \+ delay_scale \(0 and 1\)"),
         ({"weight_init_mean": [1.0]}, "weight_init_mean: a list needs one value per neuron layer"),
-        ({"max_weight_term": -1}, "max_weight_term: expected a number > 0"),
+        ({"max_weight_term": -1}, "max_weight_term: expected a finite number > 0"),
         ({"loss": "hinge"}, "loss: 'hinge' is not installed; installed: "),
         ({"backend": "chip9000"}, "backend: 'chip9000' is not installed; installed: "),
     ],
@@ -463,7 +463,7 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
              "Error: backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
             (["--backend", "bss2-emulator", "--backend-option", "chip=-1"],
              "Error: backend_options: backend 'bss2-emulator': chip: expected an integer from 0 to "
-             "9,223,372,036,854,775,807, got -1"),
+             "2**63 - 1, got -1"),
             (["--config", "fast.toml"], "Error: fast.toml: silent_bump: expected a number > 0 and <= 10, or unset, "
                                         "got 1e+300"),
             # (it ran without end; refused only when it ran, for a value <= 0)
@@ -999,7 +999,7 @@ def _result_bytes(spike_times: np.ndarray) -> bytes:
     (lambda: dg.LatencyEncoder(pairs=True)(0.5), InvalidValueError,
      r"features: expected an array \(n_samples, n_features\), got a single number"),
     (lambda: dg.LatencyEncoder(-1e308, 1e308), InvalidValueError, "must be a finite span"),
-    (lambda: dg.LatencyEncoder(repeat=2).n_inputs(2.7), InvalidValueError, "n_features: expected a non-negative"),
+    (lambda: dg.LatencyEncoder(repeat=2).n_inputs(2.7), InvalidValueError, "n_features: expected an integer >= 0"),
     (lambda: dg.datasets.yin_yang_samples(3, seed=-1), InvalidValueError, r"seed: expected None \(fresh entropy\) or an integer from 0 to 2\*\*32"),
     (lambda: dg.get_backend("reference").represent(np.zeros(3)), InvalidValueError,
      "network: expected a delgrad_core.Network, got ndarray"),

@@ -82,7 +82,7 @@ def test_neuron_parameters_must_be_finite_and_sized(field):
 
 @pytest.mark.parametrize("size", [0, -1, 2.5, True, "3"])
 def test_population_size_must_be_a_positive_integer(size):
-    with pytest.raises(ValueError, match=r"pop\.size: expected a positive integer"):
+    with pytest.raises(ValueError, match=r"pop\.size: expected an integer >= 1"):
         dg.Population("pop", size)
 
 
@@ -309,7 +309,7 @@ def test_the_arrays_of_a_snapshot_a_request_and_a_calibration_cannot_be_made_wri
     (lambda n: setattr(n.layers[0], "population", None), "Layer.population: expected a delgrad_core.Population"),
     (lambda n: setattr(n.layers[0].population, "neuron", "abc"),
      "hidden.neuron: expected a delgrad_core.NeuronParameters, got str"),
-    (lambda n: setattr(n.layers[1].population, "size", 3.0), "output.size: expected a positive integer, got 3.0"),
+    (lambda n: setattr(n.layers[1].population, "size", 3.0), "output.size: expected an integer >= 1, got 3.0"),
 ])
 def test_structure_changed_in_place_is_refused_by_name(change, message):
     """(an emptied layer list ran as a network of no layers, silently; the others were

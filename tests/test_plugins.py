@@ -506,7 +506,7 @@ def test_training_defaults_of_a_discovered_backend_apply_under_the_users_setting
 
 
 @pytest.mark.parametrize(("defaults", "message"), [
-    ({"threshold": -1.0}, r"training_defaults\.threshold: expected a number >= 1e-300"),
+    ({"threshold": -1.0}, r"training_defaults\.threshold: expected a finite number >= 1e-300"),
     ({"treshold": 2.6}, r"training_defaults: unknown setting\(s\) treshold"),
 ])
 def test_invalid_training_defaults_are_a_load_problem_naming_the_setting(site, defaults, message):

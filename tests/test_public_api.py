@@ -43,3 +43,34 @@ def test_plugin_tools_are_exported_and_documented():
     assert "plugin_tools" in dg.__all__ and "MAX_SEED" in dg.__all__
     for name in delgrad_core.plugin_tools.__all__:
         assert callable(getattr(delgrad_core.plugin_tools, name)) and f"`{name}" in docs, name
+
+
+@pytest.mark.parametrize("value, arguments, message", [
+    (0, dict(low=1, high=16, integer=True), "n: expected an integer from 1 to 16, got 0"),
+    (2.0, dict(low=1, integer=True), "n: expected an integer >= 1, got 2.0"),
+    (True, dict(low=0, high=1), "n: expected a number from 0 to 1, got True"),
+    (float("inf"), dict(low=0, low_open=True), "n: expected a finite number > 0, got inf"),
+    (float("nan"), dict(), "n: expected a finite number, got nan"),
+    (1.0, dict(low=0, high=1, high_open=True), "n: expected a number >= 0 and < 1, got 1.0"),
+    ("3", dict(optional=True), "n: expected None or a finite number, got '3'"),
+    (-1, dict(low=0, high=2**63 - 1, integer=True, optional="fresh entropy"),
+     "n: expected None (fresh entropy) or an integer from 0 to 2**63 - 1, got -1"),
+    (10**400, dict(high=10), "n: expected a number <= 10, got the integer 1.00e+400"),
+    (0, dict(low=1, high=100_000, integer=True, what="a count of samples"),
+     "n: expected a count of samples from 1 to 100,000, got 0"),
+])
+def test_checked_number_names_the_field_and_what_it_takes(value, arguments, message):
+    with pytest.raises(dg.InvalidValueError) as info:
+        delgrad_core.plugin_tools.checked_number(value, "n", **arguments)
+    assert str(info.value) == message
+
+
+def test_checked_number_gives_python_numbers():
+    import numpy as np
+
+    checked_number = delgrad_core.plugin_tools.checked_number
+    assert checked_number(None, "n", optional=True) is None
+    for value, arguments, expected in ((np.int64(3), dict(integer=True), 3), (np.float32(0.5), {}, 0.5),
+                                       (-0.0, {}, 0.0), (7, {}, 7.0)):
+        result = checked_number(value, "n", **arguments)
+        assert result == expected and type(result) is type(expected) and str(result) == str(expected)

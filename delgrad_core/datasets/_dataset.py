@@ -11,6 +11,7 @@ import numpy as np
 
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import equal_values, real_array
+from delgrad_core._numbers import checked_number
 
 __all__ = ["Dataset"]
 
@@ -125,8 +126,7 @@ class Dataset:
         In order if `rng` is None, else in the order of ``rng.permutation(len(self))`` (numpy
         Generator or RandomState); the last batch may be smaller than `batch_size`.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InvalidValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        batch_size = checked_number(batch_size, "batch_size", 1, integer=True)
         if rng is not None and not isinstance(rng, (np.random.Generator, np.random.RandomState)):
             raise InvalidValueError(f"rng: expected a numpy Generator or RandomState (e.g. "
                                     f"np.random.default_rng(seed)) or None, got {rng!r}")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core._numbers import checked_number
 from delgrad_core.datasets._dataset import Dataset, hand_over
 from delgrad_core.datasets._errors import DatasetFileError, DatasetFilesNotFoundError
 from delgrad_core.datasets._idx import read_idx
@@ -175,10 +176,7 @@ def _features(images: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def _check_size(size: int | None) -> None:
-    if size is None:
-        return
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= MNIST_IMAGE_PIXELS:
-        raise InvalidValueError(f"size: expected None or an integer side in pixels from 1 to {MNIST_IMAGE_PIXELS}, got {size!r}")
+    checked_number(size, "size", 1, MNIST_IMAGE_PIXELS, integer=True, optional=True, what="an integer side in pixels")
 
 
 def _load(source: _Source, split: str, directory: str | os.PathLike | None, size: int | None) -> Dataset:

@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
-
+from delgrad_core._numbers import checked_number
 from delgrad_core.datasets._dataset import Dataset
 
 __all__ = ["YIN_YANG_CLASS_NAMES", "YIN_YANG_SPLITS", "yin_yang", "yin_yang_class", "yin_yang_plane",
@@ -53,9 +53,7 @@ def _coordinate(value, name: str) -> float:
     """A coordinate of one point as a float: a finite real number (or a 0-d array of one)."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InvalidValueError(f"{name}: expected a finite number (the coordinate of one point), got {value!r}")
-    return float(value)
+    return checked_number(value, name, what="a finite number (the coordinate of one point)")
 
 
 def _class_of(x: float, y: float, r_small: float, r_big: float) -> int:
@@ -97,12 +95,8 @@ def yin_yang_samples(
         ``(x, y, 1 - x, 1 - y)``, as published (in [0, 1] for r_big <= 0.5 only).
     labels : ndarray of int64, shape (n_samples,)
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
-        raise InvalidValueError(f"n_samples: expected a non-negative integer, got {n_samples!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                             or not 0 <= seed < 2**32):
-        raise InvalidValueError(f"seed: expected None (fresh entropy) or an integer from 0 to 2**32 - 1 (the "
-                                f"published generator's RandomState), got {seed!r}")
+    checked_number(n_samples, "n_samples", 0, integer=True)
+    checked_number(seed, "seed", 0, 2**32 - 1, integer=True, optional="fresh entropy")  # (numpy's RandomState)
     r_small, r_big = _radii(r_small, r_big)
     rng = np.random.RandomState(seed)
     points = np.empty((int(n_samples), 2))

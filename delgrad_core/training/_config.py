@@ -11,7 +11,6 @@ the allowed values on failure, wrong types and NaN included.
 from __future__ import annotations
 
 import dataclasses
-import decimal
 import inspect
 import json
 import math
@@ -26,6 +25,7 @@ import numpy as np
 from delgrad_core._errors import FileFormatError, InvalidValueError, PluginError
 from delgrad_core._capabilities import check_weight_grid
 from delgrad_core._ir import MAX_TAU_RATIO, MIN_THRESHOLD, MIN_TAU_RATIO, DelayKind
+from delgrad_core._numbers import checked_number, number_wanted, shown_number
 from delgrad_core._options import check_known_names, close_name_hint
 from delgrad_core._propagation import GRADIENT_SLOPES
 
@@ -56,39 +56,22 @@ _KIND_DEFAULTS = {
 
 
 # -- field rules: each returns the normalised value or raises naming the field ------------------
-def _is_finite(value) -> bool:
-    """math.isfinite, False for an integer too large for a float (10**400) rather than an error."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
 def _number(low=None, high=None, *, low_open=False, high_open=False, integer=False, optional=False,
             per_layer=False):
     """A finite number (an integer if `integer`) in the given range; None if `optional`; a list
     of such numbers (one per neuron layer) if `per_layer`."""
-    bounds = []
-    if low is not None:
-        bounds.append(f"{'>' if low_open else '>='} {low}")
-    if high is not None:
-        bounds.append(f"{'<' if high_open else '<='} {high}")
-    kind = "an integer" if integer else "a number"
-    wanted = " ".join(filter(None, [kind, " and ".join(bounds)]))
+    bounds = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "integer": integer}
+    wanted = number_wanted(**bounds)
     if per_layer:
         wanted += " or a list of them (one per layer)"
     if optional:
         wanted += ", or unset"
 
     def one(name, value):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral if integer else numbers.Real):
-            raise InvalidValueError(f"{name}: expected {wanted}, got {value!r}")
-        if not _is_finite(value) or (low is not None and (value <= low if low_open else value < low)) \
-                or (high is not None and (value >= high if high_open else value > high)):
-            shown = repr(value) if not isinstance(value, int) or abs(value) < 10 ** 15 else \
-                f"the integer {decimal.Decimal(value):.3g}"  # (not 401 digits)
-            raise InvalidValueError(f"{name}: expected {wanted}, got {shown}")
-        return int(value) if integer else _plain_float(value)  # (numpy numbers as Python ones: the config is JSON)
+        try:
+            return checked_number(value, name, **bounds)  # (numpy numbers as Python ones: the config is JSON)
+        except InvalidValueError:
+            raise InvalidValueError(f"{name}: expected {wanted}, got {shown_number(value)}") from None
 
     def check(name, value):
         if value is None and optional:

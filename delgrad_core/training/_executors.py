@@ -11,10 +11,10 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from delgrad_core._cpus import MAX_JOBS, available_cpus
 from delgrad_core._errors import DelgradError, FolderInUseError, InvalidValueError, described
+from delgrad_core._numbers import checked_number
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
 from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
@@ -195,10 +195,8 @@ def make_executor(name: str, *, jobs: int | None = None, scheduler: str | None =
     """The executor called `name` ("process" or "dask") running `jobs` trials at a time (None:
     one per CPU; 1 to `MAX_JOBS`); `should_stop` is called while trials run and raises
     KeyboardInterrupt to stop them."""
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer))
-                             or not 1 <= jobs <= MAX_JOBS):  # (-1: a Dask cluster of no workers waited for ever)
-        raise InvalidValueError(f"jobs: expected None (one per CPU) or an integer from 1 to {MAX_JOBS}, got {jobs!r}")
-    jobs = None if jobs is None else int(jobs)
+    # (-1: a Dask cluster of no workers waited for ever)
+    jobs = checked_number(jobs, "jobs", 1, MAX_JOBS, integer=True, optional="one per CPU")
     if name == "process":
         if scheduler is not None:
             raise InvalidValueError("--scheduler: only with --executor dask")

@@ -8,12 +8,11 @@ largest term per (sample, neuron) and this guard decides.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad_core._errors import InvalidValueError
+from delgrad_core._numbers import checked_number
 
 __all__ = ["GrazingGuard"]
 
@@ -28,11 +27,8 @@ class GrazingGuard:
     max_weight_term: float = 0.2
 
     def __post_init__(self):
-        value = self.max_weight_term
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(value) or value <= 0:
-            raise InvalidValueError(f"max_weight_term: expected a finite number > 0, got {value!r}")
-        object.__setattr__(self, "max_weight_term", float(value))
+        object.__setattr__(self, "max_weight_term", checked_number(self.max_weight_term, "max_weight_term", 0,
+                                                                   low_open=True))
 
     def __call__(self, layer_index: int, largest_weight_term: np.ndarray) -> np.ndarray:
         return largest_weight_term > self.max_weight_term

@@ -25,6 +25,7 @@ from delgrad_core._npz import json_array
 from delgrad_core._plugins import call_plugin, get_backend, registry
 from delgrad_core._execution import check_seed
 from delgrad_core._ir import check_type, equal_values
+from delgrad_core._numbers import checked_number
 from delgrad_core.datasets import Dataset, load_dataset
 from delgrad_core.datasets._dataset import changed_splits, split_digests
 from delgrad_core.training._components import component
@@ -538,10 +539,7 @@ class Trainer:
         square (`resolution` points a side, 2 to 1000), for datasets that register a `plane`; else None."""
         from delgrad_core._losses import first_spike_prediction
 
-        if isinstance(resolution, (bool, np.bool_)) or not isinstance(resolution, (int, np.integer)) \
-                or not 2 <= resolution <= _MAX_PLANE_RESOLUTION:
-            raise InvalidValueError(f"decision_plane: resolution: expected an integer from 2 to "
-                                    f"{_MAX_PLANE_RESOLUTION} (points a side), got {resolution!r}")
+        checked_number(resolution, "decision_plane: resolution", 2, _MAX_PLANE_RESOLUTION, integer=True)  # (a side)
         plane = self._plane_inputs(resolution)
         if plane is None:
             return None

@@ -20,6 +20,7 @@ from delgrad_core import (
     UnsupportedNetworkError,
     check_num_threads,
 )
+from delgrad_core.plugin_tools import checked_number
 
 from delgrad_bss2._cache import cache_path, load_cached, store
 from delgrad_bss2._calibration import (
@@ -36,14 +37,6 @@ _MODELLED_TIME_ONLY = frozenset({"host_overhead_job_s", "host_overhead_sample_us
 
 
 _MAX_CHIP = 2**63 - 1  # (a chip identity travels as a 64-bit integer: in the device service's messages too)
-
-
-def _check_int(value, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
-            or high is not None and value > high:
-        bounds = f">= {low}" if high is None else f"from {low} to {high:,}"
-        raise InvalidValueError(f"{name}: expected an integer {bounds}, got {value!r}")
-    return int(value)
 
 
 def _check_bool(value, name: str) -> bool:
@@ -77,10 +70,10 @@ class Bss2EmulatorBackend(Backend):
 
     def __init__(self, chip: int = 0, *, calibrated: bool = True, cache: bool = True,
                  input_duplication: int = INPUT_DUPLICATION, n_threads: int | None = None, **options):
-        self.chip = _check_int(chip, "chip", 0, _MAX_CHIP)
+        self.chip = checked_number(chip, "chip", 0, _MAX_CHIP, integer=True)
         self.calibrated = _check_bool(calibrated, "calibrated")
         self.cache = _check_bool(cache, "cache")
-        self.input_duplication = _check_int(input_duplication, "input_duplication", 1)
+        self.input_duplication = checked_number(input_duplication, "input_duplication", 1, integer=True)
         self.n_threads = None if n_threads is None else check_num_threads(n_threads)
         unknown = sorted(set(options) - set(ChipConfig.__dataclass_fields__))
         if unknown:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from delgrad_core import InvalidValueError
+from delgrad_core.plugin_tools import checked_number
 
 __all__ = ["ChipConfig", "CADC_MAX", "INPUT_DUPLICATION", "MEMBRANE_KICK_CADC"]
 
@@ -140,16 +140,9 @@ class ChipConfig:
                     raise InvalidValueError(f"{spec.name}: expected true or false, got {value!r}")
                 object.__setattr__(self, spec.name, bool(value))
             elif spec.type == "int":
-                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                    raise InvalidValueError(f"{spec.name}: expected a positive integer, got {value!r}")
-                object.__setattr__(self, spec.name, int(value))
-            else:
-                low_open = spec.name in positive
-                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-                        or value < 0 or (low_open and value == 0):
-                    raise InvalidValueError(f"{spec.name}: expected a finite number {'>' if low_open else '>='} 0, "
-                                            f"got {value!r}")
-                object.__setattr__(self, spec.name, float(value) + 0.0)  # (-0.0 is 0.0: numpy refuses a scale of -0.0)
+                object.__setattr__(self, spec.name, checked_number(value, spec.name, 1, integer=True))
+            else:  # (as a float, -0.0 as 0.0: numpy refuses a scale of -0.0)
+                object.__setattr__(self, spec.name, checked_number(value, spec.name, 0, low_open=spec.name in positive))
         if self.weight_max > _WEIGHT_STORAGE_MAX:
             raise InvalidValueError(f"weight_max: a job stores weights in 8 bits, expected at most {_WEIGHT_STORAGE_MAX}, "
                                     f"got {self.weight_max}")

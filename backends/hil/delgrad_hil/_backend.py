@@ -30,6 +30,7 @@ from delgrad_core import (
     backend_info,
     get_backend,
 )
+from delgrad_core.plugin_tools import checked_number
 
 from delgrad_hil._address import check_address, refuse_relative_ipc
 from delgrad_hil._calibration import BACKEND_NAME, unwrap, wrap
@@ -134,13 +135,9 @@ class HilBackend(Backend):
         self.timeout_s = _positive(timeout_s, "timeout_s", MAX_TIMEOUT_S)
         self.job_timeout_s = _positive(job_timeout_s, "job_timeout_s", MAX_JOB_TIMEOUT_S)
         self.calibration_timeout_s = _positive(calibration_timeout_s, "calibration_timeout_s", MAX_JOB_TIMEOUT_S)
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
-            raise InvalidValueError(f"attempts: expected an integer from 1 to {MAX_ATTEMPTS}, got {attempts!r}")
-        self.attempts = attempts
-        if isinstance(jobs_in_flight, bool) or not isinstance(jobs_in_flight, int) or not 1 <= jobs_in_flight <= 16:
-            raise InvalidValueError(f"jobs_in_flight: expected an integer from 1 to 16 (a service queues 16 jobs "
-                                    f"per client by default), got {jobs_in_flight!r}")
-        self.jobs_in_flight = jobs_in_flight
+        self.attempts = checked_number(attempts, "attempts", 1, MAX_ATTEMPTS, integer=True)
+        # (a service queues 16 jobs per client by default)
+        self.jobs_in_flight = checked_number(jobs_in_flight, "jobs_in_flight", 1, 16, integer=True)
         self.backoff_s = _positive(backoff_s, "backoff_s", MAX_BACKOFF_S)
         self.max_backoff_s = _positive(max_backoff_s, "max_backoff_s", MAX_BACKOFF_S)
         self.client_id = _optional_text(client_id, "client_id")

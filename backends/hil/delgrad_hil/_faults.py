@@ -15,19 +15,13 @@ import random
 from dataclasses import asdict, dataclass, fields
 
 from delgrad_core import InvalidValueError
-from delgrad_core.plugin_tools import check_known_names
+from delgrad_core.plugin_tools import check_known_names, checked_number
 
 from delgrad_hil._limits import MAX_LATENCY_S, seconds_text
 
 __all__ = ["FaultPlan", "Faults", "EXIT_STATUS"]
 
 EXIT_STATUS = 75  # EX_TEMPFAIL: "try again", what a supervisor restarts
-
-
-def _fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise InvalidValueError(f"faults.{name}: expected a number in [0, 1], got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -62,12 +56,10 @@ class FaultPlan:
                                     f"{seconds_text(MAX_LATENCY_S)}, got {latency!r}")
         object.__setattr__(self, "latency_s", float(latency))
         for name in ("drop_fraction", "corrupt_fraction", "busy_fraction"):
-            object.__setattr__(self, name, _fraction(name, getattr(self, name)))
-        k = self.exit_after_jobs
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise InvalidValueError(f"faults.exit_after_jobs: expected None or an integer >= 1, got {k!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InvalidValueError(f"faults.seed: expected an integer >= 0, got {self.seed!r}")
+            object.__setattr__(self, name, checked_number(getattr(self, name), f"faults.{name}", 0, 1))
+        object.__setattr__(self, "exit_after_jobs", checked_number(self.exit_after_jobs, "faults.exit_after_jobs", 1,
+                                                                   integer=True, optional=True))
+        object.__setattr__(self, "seed", checked_number(self.seed, "faults.seed", 0, integer=True))
 
     @classmethod
     def from_dict(cls, values) -> "FaultPlan":

@@ -20,11 +20,10 @@ and stores options, `capabilities` says what you can run, `_execute(request)` re
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, InvalidValueError, UnsupportedNetworkError
+from delgrad_core import Backend, Capabilities, DelayKind, ExecutionResult, UnsupportedNetworkError
+from delgrad_core.plugin_tools import checked_number
 
 __all__ = ["TimeSteppedBackend", "EXAMPLE_CAPABILITIES", "MIN_DT", "MAX_DT", "MAX_STEPS"]
 
@@ -122,9 +121,7 @@ def _simulate_layer(pre_times, weights, delays, threshold, tau_m, tau_s, dt):
 
 def _checked_dt(dt) -> float:
     """`dt` as a float if it is a number of tau_s from MIN_DT to MAX_DT; else an error naming it."""
-    if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not MIN_DT <= dt <= MAX_DT:
-        raise InvalidValueError(f"dt: expected a number of tau_s from {MIN_DT:g} to {MAX_DT:g}, got {dt!r}")
-    return float(dt)
+    return checked_number(dt, "dt", MIN_DT, MAX_DT, what="a number of tau_s")
 
 
 class TimeSteppedBackend(Backend):
