@@ -659,3 +659,16 @@ def test_the_command_line_shows_the_ways_to_get_missing_files_a_line_each(tmp_pa
     lines = result.output.splitlines()
     assert result.exit_code == 1 and any(line.startswith("- on Debian: apt-get install") for line in lines) and \
         any(line.startswith("- download train-images-idx3-ubyte.gz") for line in lines), result.output
+
+
+def test_train_with_missing_dataset_files_says_how_to_get_them_and_nothing_else(tmp_path, monkeypatch):
+    """(the message ended '...; no epoch was saved: run the same command again once the cause is
+    removed', as for a full disk: the files' error is a FileNotFoundError too)"""
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    monkeypatch.setenv("DELGRAD_MNIST_DIR", str(tmp_path))
+    result = cli_runner().invoke(main, ["train", "--dataset", "mnist", "--epochs", "1", "--no-progress", "--out",
+                                        str(tmp_path / "run")])
+    assert result.exit_code == 1 and "missing train-images-idx3-ubyte" in result.output
+    assert "no epoch was saved" not in result.output and "Traceback" not in result.output

@@ -173,6 +173,8 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
             click.echo("\ninterrupted before the first epoch finished; nothing to resume", err=True)
         sys.exit(interrupted_status())
     except OSError as exc:  # (e.g. a full disk): the epochs done are kept
+        if isinstance(exc, DelgradError):  # (e.g. missing dataset files: its message says what to do)
+            raise
         if not RunFolder(out).checkpoint.exists():
             raise DelgradError(f"{exc}; no epoch was saved: run the same command again once the cause is removed") \
                 from None
