@@ -90,7 +90,8 @@ def _silent_note(times: np.ndarray) -> str:
     return f" ({silent} of {times.size} silent)" if silent else ""
 
 
-_MAX_CLASS_PANELS = 10  # beyond, one panel for all classes (a panel per class and neuron grows as n^2)
+_MAX_CLASS_PANELS = 5  # beyond, one panel for all classes (a panel per class and neuron grows as n^2: 10
+# classes took 20 s to draw, in a figure 40 inches wide)
 
 
 def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray, class_names, path: Path) -> None:
