@@ -378,6 +378,16 @@ def test_a_malformed_scheduler_address_is_one_line(tmp_path):
     assert "--scheduler: expected an address such as tcp://HOST:8786, got 'notaurl'" in result.output
 
 
+def test_a_tls_scheduler_without_dasks_tls_settings_is_one_line(tmp_path):
+    """(a traceback ending in "TypeError: TLS expects a ssl_context argument")"""
+    result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", "tls://127.0.0.1:1", "--seeds",
+                                        "1", "--hidden", "3", "--delays", "none", "--epochs", "1", "--out",
+                                        str(tmp_path / "s")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--scheduler tls://127.0.0.1:1: cannot connect (TLS expects a" in result.output
+    assert "needs Dask's TLS settings" in result.output
+
+
 def test_an_address_that_answers_in_another_protocol_is_named(tmp_path):
     """(an HTTP server's reply was read as the length of a message: "out of memory (Unable to
     allocate 3.07 EiB ...)")"""

@@ -123,6 +123,9 @@ class DaskExecutor:
         except ValueError as exc:  # (a malformed address, e.g. without a port)
             raise InvalidValueError(f"--scheduler: expected an address such as tcp://HOST:8786, got "
                                     f"{self.scheduler!r} ({exc})") from None
+        except TypeError as exc:  # (tls:// without Dask's TLS settings: "TLS expects a ssl_context argument")
+            raise InvalidValueError(f"--scheduler {self.scheduler}: cannot connect ({exc}); a tls:// scheduler needs "
+                                    "Dask's TLS settings (distributed.comm.tls in its configuration)") from None
         except MemoryError:  # (another protocol's bytes read as the length of a Dask message)
             raise InvalidValueError(f"--scheduler {self.scheduler}: something answers there, but not a Dask "
                                     "scheduler (the scheduler's port is usually 8786; 8787 is its dashboard)") from None
