@@ -87,3 +87,20 @@ def test_a_repeated_list_option_is_a_usage_error_naming_it(tmp_path, command, op
     assert f"Invalid value for '{option}': given 2 times ('{values[0]}', '{values[1]}'); give one {option} with a " \
            f"comma-separated list, e.g. {option} {values[0]},{values[1]}" in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_backend_option_is_refused_also_when_every_trial_is_finished(tmp_path):
+    """(with nothing left to run, the backend was never built: n_threads=0 ended with status 0)"""
+    _finished(tmp_path)
+    for value in ("0", "true"):
+        result = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", str(tmp_path / "s"),
+                                            "--backend-option", f"n_threads={value}"])
+        assert result.exit_code == 2 and "n_threads: expected an integer from 1 to" in result.output, result.output
+
+
+def test_an_empty_out_is_refused_not_taken_as_the_working_folder(tmp_path, monkeypatch):
+    """(delgrad sweep --out '' wrote runs/, sweep.csv and the plots into the working folder)"""
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", ""])
+    assert result.exit_code == 2 and "--out: expected a folder name, got ''" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []

@@ -274,10 +274,13 @@ def _shortened(text: str, limit: int = 100) -> str:
 
 
 def check_out_names(out_dir: str) -> None:
-    """Refuse an --out whose folder names (or whole path) are longer than the file system
-    allows, as a usage error naming --out (not the operating system's error echoing it)."""
+    """Refuse an empty --out (it would be the working folder) and one whose folder names (or
+    whole path) are longer than the file system allows, as a usage error naming --out (not the
+    operating system's error echoing it)."""
     from delgrad_core._atomic import check_file_name
 
+    if out_dir == "":
+        raise click.UsageError("--out: expected a folder name, got ''")
     path = Path(out_dir)
     for part in [path, *path.parents]:
         if part.name:

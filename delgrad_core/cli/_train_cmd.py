@@ -131,9 +131,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
     if resume and not out_dir:
         raise click.UsageError("--resume needs --out, the folder of the run to continue")
-    if out_dir == "":
-        raise click.UsageError("--out: expected a folder name, got ''")
-    if out_dir:
+    if out_dir is not None:
         check_out_names(out_dir)
     try:
         settings = command_line_settings(config_file, options, set_settings, backend_options, dataset_options)

@@ -377,6 +377,18 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
         echo(f"note: the backend could not check the sweep's networks now ({exc}); each trial checks its own")
 
 
+def _check_backend_options(trial: Trial) -> None:
+    """Build `trial`'s backend once, so that an option value it refuses is an error also when
+    every trial is finished (a backend that cannot be reached now is left alone)."""
+    from delgrad_core.training._trainer import built_backend
+
+    config = config_with_defaults(trial.settings)
+    try:
+        built_backend(config.backend, config.backend_options).close()
+    except BackendUnavailable:
+        pass
+
+
 def _other_kinds_hint(error: InvalidValueError, backend) -> str:
     """For a delay kind the backend lacks: how to sweep the kinds it has."""
     if getattr(error, "capability", None) != "delay_kinds":
@@ -425,8 +437,10 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir)
     refuse_unusable_runs(trials, echo, elsewhere=scheduler is not None)
     runner = make_executor(executor, jobs=jobs, scheduler=scheduler, should_stop=should_stop)
-    check_runnable([trial for trial in trials if not trial.finished], echo,  # (before the folder is made)
-                   elsewhere=scheduler is not None)
+    pending = [trial for trial in trials if not trial.finished]
+    check_runnable(pending, echo, elsewhere=scheduler is not None)  # (before the folder is made)
+    if trials and not pending:
+        _check_backend_options(trials[0])
     with folder_lock(out_dir, RESULT_FILES):
         for note in _other_settings(trials):
             echo(f"note: {note}")
