@@ -32,7 +32,8 @@ WRONG_BACKEND = """
                      causality_tolerance=0.02, max_inputs=None, hash_seeded=False, token_file=None,
                      delay_cap=None, delay_cap_in_represent=False, tau_ratio=None, batch_cut=None,
                      input_copies=None, first_copy_only=False, unshared_copy_delays=False, copies_of_any_count=False,
-                     copies_without_delays=False, max_layers=None, neuron_bug=""):
+                     copies_without_delays=False, max_layers=None, neuron_bug="", weight_limit=None,
+                     dead_after_first=False, fan_in_cut=None, exact_tolerance=1e-9, represent_in_place=False):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -63,6 +64,11 @@ WRONG_BACKEND = """
             self.copies_without_delays = copies_without_delays  # the bug: takes copies without axonal delays too
             self.max_layers = max_layers  # no bug: a declared depth limit
             self.neuron_bug = neuron_bug  # the bug: every neuron runs with theta 1, tau_s 1 or the first one's values
+            self.weight_limit = weight_limit  # no bug: a declared weight limit
+            self.dead_after_first = dead_after_first  # the bug: every layer after the first stays silent
+            self.fan_in_cut = fan_in_cut  # the bug: inputs of a neuron beyond this many drive nothing (undeclared)
+            self.exact_tolerance = exact_tolerance  # (an exact backend's own tolerance)
+            self.represent_in_place = represent_in_place  # the bug: represent clips the weights it is given
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
 
@@ -70,7 +76,7 @@ WRONG_BACKEND = """
             if self.profile_dict:
                 return {"max_median_error": 0.1}
             return ConformanceProfile(max_median_error=self.max_median_error,
-                                      causality_tolerance=self.causality_tolerance)
+                                      causality_tolerance=self.causality_tolerance, exact_tolerance=self.exact_tolerance)
 
         def _calibrate(self, network, seed, progress):
             if self.calibration_error:
@@ -96,10 +102,15 @@ WRONG_BACKEND = """
             return Capabilities(delay_kinds=kinds, exact=self.exact, seed_independent=not self.unseeded_noise,
                                 max_batch_size=self.max_batch_size, max_inputs=self.max_inputs,
                                 tau_ratios=None if self.tau_ratio is None else (self.tau_ratio,),
-                                input_copies=self.input_copies, max_layers=self.max_layers)
+                                input_copies=self.input_copies, max_layers=self.max_layers,
+                                weight_limit=self.weight_limit)
 
         def represent(self, network):
             if self.ignore_limits:  # the bug: declares limits but runs the network as it is
+                return network
+            if self.represent_in_place:
+                for layer in network.layers:
+                    np.clip(layer.projection.weights, -1.0, 1.0, out=layer.projection.weights)
                 return network
             network = super().represent(network)
             if self.input_copies and not self.unshared_copy_delays:
@@ -140,6 +151,12 @@ WRONG_BACKEND = """
                                    first.projection.weights, 0.0)
                 projection = Projection(weights, first.projection.delay_kind, first.projection.delays)
                 network = Network(network.input, [Layer(first.population, projection), *network.layers[1:]])
+            if self.fan_in_cut is not None:
+                network = Network(network.input, [
+                    Layer(layer.population, Projection(np.where(np.arange(layer.projection.n_pre)[:, None] < self.fan_in_cut,
+                                                                layer.projection.weights, 0.0),
+                                                       layer.projection.delay_kind, layer.projection.delays))
+                    for layer in network.layers])
             if self.neuron_bug:
                 network = Network(network.input, [Layer(Population(layer.population.name, layer.population.size,
                                                                    self._wrong_neuron(layer.population)),
@@ -171,6 +188,8 @@ WRONG_BACKEND = """
                 times = [t + noise.uniform(0.0, 1e-3, t.shape) for t in times]
             if self.nan_silence:
                 times = [np.where(np.isinf(t), np.nan, t) for t in times]
+            if self.dead_after_first:
+                times = [times[0], *(np.full_like(t, np.inf) for t in times[1:])]
             if self.batch_cut is not None:
                 for t in times:
                     t[self.batch_cut:] = np.inf
@@ -304,9 +323,10 @@ def _reasons(process, test: str) -> list:
     ("options", "reason"),
     [
         # Output times 1.4 x as far from the first input: ~0.4-0.9 tau_s off, hidden layer exact.
-        (["output_stretch=1.4"], r"layer 1 \('output', 3 neurons\): median \|error\| [\d.]+ tau_s over \d+ spikes, "
+        (["output_stretch=1.4"], r"layer 1 \('output', \d+ neurons\): median \|error\| [\d.]+ tau_s over \d+ spikes, "
                                  r"allowed < 0.01 \(max_median_error\)\. The reference runs represent\(network\)"),
-        # 5 of the 96 output entries silent (0.948 agree), but 5 of the 416 entries of all layers (0.988).
+        # 5 of the 96 output entries silent (0.948 agree), but 5 of the 416 entries of all layers (0.988); in
+        # the wide case 5 of 320 (0.984, it passes).
         (["silenced_outputs=5"], r"layer 1 \('output', 3 neurons\): silent/spiking agreement 0.948, needs > 0.95 "
                                  r"\(min_silence_agreement\)\. The reference runs represent\(network\)"),
     ],
@@ -319,9 +339,10 @@ def test_a_wrong_output_layer_fails_on_its_own(site, options, reason):
     # stretched outputs also stretch the shifts of the delay lines, whose neurons are outputs
     delay_lines = {f"test_delays_over_the_declared_range[{kind}]" for kind in ("axonal", "dendritic", "synaptic")}
     large_batch = {"test_a_large_batch_agrees_in_every_part"}  # (5 silenced outputs fall in one job's first quarter)
-    assert set(failed) - training - delay_lines - large_batch == _for_every_case("test_agreement_with_reference"), \
-        process.stdout[-3000:]
-    for case in EVERY_CASE:
+    cases = [case for case in EVERY_CASE if options == ["output_stretch=1.4"] or case.network.sizes[-1] == 3]
+    assert set(failed) - training - delay_lines - large_batch == {f"test_agreement_with_reference[{case.id}]"
+                                                                   for case in cases}, process.stdout[-3000:]
+    for case in cases:
         [line] = [line for line in _reasons(process, "test_agreement_with_reference") if f"[{case.id}]" in line]
         assert f"case {case.id}: statistical (ConformanceProfile) agreement with the reference fails in " in line, line
         assert re.search(reason.replace("layer 1", f"layer {len(case.network.layers) - 1}"), line), line
@@ -350,7 +371,7 @@ def test_a_spike_before_its_inputs_arrive_fails(site, options, expected):
     process, failed = _run_suite(site, options)
     assert set(failed) == expected and len(failed) == len(expected), process.stdout[-3000:]
     for line in _reasons(process, "test_no_spike_before_its_inputs_arrive"):
-        assert re.search(r"case \S+: layer \d \('output', 3 neurons\): 1 spike\(s\) before the first arrival of "
+        assert re.search(r"case \S+: layer \d \('output', \d+ neurons\): 1 spike\(s\) before the first arrival of "
                          r"the neuron's inputs \(spike times before it \+ delays\), e\.g\. neuron \d of sample \d+ "
                          r"at [\d.]+ tau_s, its first input arrives at [\d.]+ tau_s; allowed early by at most "
                          r"(causality_tolerance 0.02 tau_s|"
@@ -477,7 +498,7 @@ HARDWARE = Capabilities(delay_kinds={"none", "axonal"}, tau_ratios=(1.0,), weigh
 def test_cases_follow_the_declared_capabilities():
     cases = conformance_cases(HARDWARE)
     assert [case.id for case in cases] == ["4-10-3-none-ratio1", "4-10-3-axonal-ratio1",
-                                           "4-10-3-axonal-ratio1-neurons-vary"]
+                                           "4-10-3-axonal-ratio1-neurons-vary", "8-40-10-none-ratio1"]
     for case in cases:
         for layer in case.network.layers:
             neuron = layer.population.neuron
@@ -498,10 +519,10 @@ def test_cases_come_in_copies_where_the_backend_takes_copies():
     one copy's weight must disagree), so a group drives like the one input."""
     copies = Capabilities(input_copies=5, delay_kinds={"axonal"}, tau_ratios=(1.0,))
     plain = Capabilities(delay_kinds={"axonal"}, tau_ratios=(1.0,))
-    *in_copies, independent, varied = conformance_cases(copies)
-    assert varied.id == "20-10-3-axonal-ratio1-neurons-vary"
+    *in_copies, independent, varied, wide = conformance_cases(copies)
+    assert varied.id == "20-10-3-axonal-ratio1-neurons-vary" and wide.id == "40-40-10-axonal-ratio1"
     assert independent.id == "4-10-3-axonal-ratio1" and independent.network.input.size == 4  # (4: no multiple of 5)
-    for case, single in zip(in_copies, conformance_cases(plain)[:-1], strict=True):
+    for case, single in zip(in_copies, conformance_cases(plain)[:-2], strict=True):
         assert case.id == "20" + single.id[1:]  # (20-10-3-axonal-ratio1 for 4-10-3-axonal-ratio1, ...)
         times = case.input_spike_times.reshape(len(case.input_spike_times), 4, 5)
         assert (times == times[:, :, :1]).all() and np.isinf(times).any()
@@ -523,7 +544,7 @@ def test_a_backend_that_takes_inputs_in_copies_is_checked_with_copies(site):
     assert process.returncode == 0, process.stdout[-3000:]
     cases = [case.id for case in conformance_cases(Capabilities(input_copies=5))]
     process, failed = _run_suite(site, ["input_copies=5", "first_copy_only=true"])
-    expected = {f"test_agreement_with_reference[{case}]" for case in cases if case.startswith("20-")}
+    expected = {f"test_agreement_with_reference[{case}]" for case in cases if case.startswith(("20-", "40-"))}
     assert set(failed) == expected | {"test_a_large_batch_agrees_in_every_part",
                                       "test_copies_of_an_input_share_one_delay"}, process.stdout[-3000:]
     process, failed = _run_suite(site, ["input_copies=5", "unshared_copy_delays=true"])
@@ -615,3 +636,45 @@ def test_an_option_naming_a_file_relative_to_the_working_folder_passes(site):
     (site / "token").write_text("t")
     process, failed = _run_suite(site, ["token_file=token"])
     assert process.returncode == 0 and failed == [], process.stdout[-3000:]
+
+
+def test_a_small_weight_limit_still_compares_spikes(site):
+    """(the cases clipped weights of N(1, 1) to the declared limit: at 0.45 every neuron of the
+    ideal model stayed silent, and a chip whose layers after the first never spike passed)"""
+    process, failed = _run_suite(site, ["weight_limit=0.45"])
+    assert process.returncode == 0, process.stdout[-3000:]
+    process, failed = _run_suite(site, ["weight_limit=0.45", "dead_after_first=true"])
+    cases = conformance_cases(Capabilities(weight_limit=0.45))
+    assert {f"test_agreement_with_reference[{case.id}]" for case in cases} <= set(failed), process.stdout[-3000:]
+
+
+def test_a_low_tau_ratio_still_compares_spikes(site):
+    """(at tau_m = 0.1 tau_s every case was silent in the ideal model, so a backend whose later
+    layers never spike passed)"""
+    process, failed = _run_suite(site, ["tau_ratio=0.1", "dead_after_first=true"])
+    cases = conformance_cases(Capabilities(tau_ratios=(0.1,)))
+    assert {f"test_agreement_with_reference[{case.id}]" for case in cases} <= set(failed), process.stdout[-3000:]
+
+
+def test_an_undeclared_fan_in_limit_fails_on_the_wide_case(site):
+    """(the cases had at most 10 inputs per neuron: a backend cutting every input from the 12th on
+    passed, and trained Yin-Yang's 30 hidden neurons into 28 % test accuracy)"""
+    process, failed = _run_suite(site, ["fan_in_cut=12"])
+    assert "test_agreement_with_reference[8-40-10-none-ratio2]" in failed, process.stdout[-3000:]
+    assert all("8-40-10" in name or "large_batch" in name or "lowers_the_loss" in name for name in failed), failed
+
+
+def test_an_exact_backend_cannot_declare_a_loose_tolerance(site):
+    """(exact=True with exact_tolerance 10 passed with every spike 0.5 tau_s late)"""
+    process, failed = _run_suite(site, ["exact=true", "exact_tolerance=10.0", "shift=0.5"])
+    assert process.returncode == 1 and "test_agreement_with_reference[4-10-3-none-ratio2]" in failed
+    assert "declares exact=True with exact_tolerance 10; an exact backend matches the ideal model to at most 1e-06" \
+           in process.stdout, process.stdout[-3000:]
+
+
+def test_a_represent_that_changes_its_argument_is_named(site):
+    """(the suite handed represent its own cases' networks: one clipping them in place changed
+    the cases under the suite, which then blamed itself: 'suite error: a delay line is silent')"""
+    process, failed = _run_suite(site, ["represent_in_place=true"])
+    assert process.returncode == 1 and "suite error" not in process.stdout, process.stdout[-3000:]
+    assert "represent receives a read-only snapshot" in process.stdout, process.stdout[-3000:]

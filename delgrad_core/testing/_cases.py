@@ -31,21 +31,25 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
                  capabilities: Capabilities | None = None, copies: int = 1, neurons_vary: bool = False) -> Network:
     """Chain with weights N(1, 1), theta = 1, tau_s = 1 and delays uniform in [0, 1) tau_s (or
     in the first tau_s of the declared delay range); weights and delays inside the declared limits.
+    A `weight_limit` below 2 scales weights and thresholds by limit / 2 (the same spike times)
+    before the weights are clipped to it, so that clipping cuts as much drive as it does at 2
+    (clipped at 0.45, weights of N(1, 1) left every neuron silent, and agreement compared no spike).
     With `copies` > 1 the inputs come in groups of that many copies of one input: the network
     drawn for `sizes[0] / copies` inputs, each input's weights split over its copies (a group
     drives like the one input) and its delays repeated.  With `neurons_vary`, every neuron has
     its own threshold (uniform in [0.7, 1.5)) and tau_s (uniform in [0.7, 1.4)), tau_m =
     `tau_ratio` x its tau_s: a backend that runs one value for all, or theta = 1 or tau_s = 1,
     shows it."""
+    caps = capabilities or Capabilities()
+    scale = 1.0 if caps.weight_limit is None else min(1.0, caps.weight_limit / 2)
     network = Network.feedforward(
         [sizes[0] // copies, *sizes[1:]],
         delay_kind=delay_kind,
-        neuron=NeuronParameters(threshold=1.0, tau_m=float(tau_ratio), tau_s=1.0),
-        weight_mean=1.0,
-        weight_std=1.0,
+        neuron=NeuronParameters(threshold=scale, tau_m=float(tau_ratio), tau_s=1.0),
+        weight_mean=scale,
+        weight_std=scale,
         seed=seed,
     )
-    caps = capabilities or Capabilities()
     low, high = caps.delay_range if caps.delay_range is not None else (0.0, 1.0)
     rng = np.random.default_rng(seed + 1000)
     for layer in network.layers:
@@ -58,7 +62,8 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
         for layer in network.layers:
             n = layer.population.size
             tau_s = rng.uniform(0.7, 1.4, n)
-            layer.population.neuron = NeuronParameters(rng.uniform(0.7, 1.5, n), float(tau_ratio) * tau_s, tau_s)
+            layer.population.neuron = NeuronParameters(scale * rng.uniform(0.7, 1.5, n), float(tau_ratio) * tau_s,
+                                                        tau_s)
     return network if copies == 1 else _in_copies(network, copies, np.random.default_rng(seed + 2000))
 
 
@@ -119,12 +124,16 @@ def within_layers(sizes, caps: Capabilities) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _shape_for(caps: Capabilities, depth: int) -> tuple[int, ...] | None:
-    """A chain of `depth` neuron layers like 4-10-3 (or 4-8-6-3; the first without its hidden
-    layer where only one neuron layer is allowed), its 4 inputs as many times as the backend
-    takes copies of one input, shrunk to the size limits."""
-    sizes = (4 * (caps.input_copies or 1), *((10, 3) if depth == 2 else (8, 6, 3)))
-    if depth == 2:
+_SHAPES = {"shallow": (4, 10, 3), "deep": (4, 8, 6, 3), "wide": (8, 40, 10)}  # (inputs before their copies)
+
+
+def _shape_for(caps: Capabilities, shape: str) -> tuple[int, ...] | None:
+    """The chain `_SHAPES[shape]` (the shallow and wide ones without their hidden layer where
+    only one neuron layer is allowed), its inputs as many times as the backend takes copies of
+    one input, shrunk to the size limits."""
+    inputs, *neurons = _SHAPES[shape]
+    sizes = (inputs * (caps.input_copies or 1), *neurons)
+    if shape != "deep":
         sizes = within_layers(sizes, caps)
     if caps.max_inputs is not None or caps.max_layer_size is not None:
         cap = min(v for v in (caps.max_inputs, caps.max_layer_size) if v is not None)
@@ -153,14 +162,17 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
     where the backend takes copies (`input_times`); then two more cases have independent inputs
     the backend must not take as copies: with axonal delays a number that is no multiple of the
     copies, without axonal delays (the first other kind) the same number as the cases in copies.
-    Last, the one-hidden-layer chain with a threshold and tau_s of its own for every neuron.
+    Then the one-hidden-layer chain with a threshold and tau_s of its own for every neuron.
+    Last, where the limits allow more than the others' sizes, a wide chain (8 inputs, 40 hidden
+    neurons, 10 outputs) with the simplest kind and the first ratio: a limit on fan-in or layer
+    size that the backend has but does not declare shows there.
     One input is silent (+inf) in a quarter of the samples.
     """
     caps = capabilities or Capabilities()
     kinds = [k for k in DelayKind if k in caps.delay_kinds]
     ratios = caps.tau_ratios if caps.tau_ratios is not None else _DEFAULT_RATIOS
     specs = []  # (sizes, delay kind, ratio, inputs independent even where the backend takes copies, neurons vary)
-    shallow, deep = _shape_for(caps, 2), _shape_for(caps, 3)
+    shallow, deep, wide = (_shape_for(caps, shape) for shape in ("shallow", "deep", "wide"))
     if shallow is not None:
         specs += [(shallow, kind, ratio, False, False) for ratio in ratios for kind in kinds]
     if deep is not None:
@@ -175,6 +187,8 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
             specs.append((shallow, other, ratios[0], True, False))
     if shallow is not None:
         specs.append((shallow, kinds[-1], ratios[0], False, True))
+    if wide is not None and shallow is not None and max(wide) > max(shallow):
+        specs.append((wide, kinds[0], ratios[0], False, False))
     batch = batch_within(caps, BATCH_SIZE)
     cases = []
     for seed, (sizes, kind, ratio, independent, vary) in enumerate(specs):
@@ -183,9 +197,26 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
                              copies=1 if independent else taken)
         case_id = ("-".join(map(str, sizes)) + f"-{kind.value}-ratio{ratio:g}" + ("-independent" if independent else "")
                    + ("-neurons-vary" if vary else ""))
-        network = make_network(sizes, kind, ratio, seed, caps, copies=taken, neurons_vary=vary)
+        network = _spiking(make_network(sizes, kind, ratio, seed, caps, copies=taken, neurons_vary=vary), inputs)
         cases.append(ConformanceCase(case_id, network, inputs))
     return cases
+
+
+_SPIKING = 0.25  # of a layer's (sample, neuron) entries that spike in the ideal model, at least
+
+
+def _spiking(network: Network, inputs: np.ndarray) -> Network:
+    """`network` with the thresholds of each layer halved (in order from the first) until that
+    layer spikes in at least `_SPIKING` of its entries in the ideal model (at most 30 times):
+    at tau_m = 0.1 tau_s, weights of N(1, 1) left every neuron silent, and agreement compared
+    no spike.  The cases of the usual ratios (1 to 2) spike enough as drawn."""
+    for k, layer in enumerate(network.layers):
+        for _ in range(30):
+            if np.isfinite(forward(network, inputs)[k]).mean() >= _SPIKING:
+                break
+            neuron = layer.population.neuron
+            layer.population.neuron = NeuronParameters(np.asarray(neuron.threshold) / 2, neuron.tau_m, neuron.tau_s)
+    return network
 
 
 @dataclass(frozen=True)
