@@ -649,11 +649,17 @@ def available_backends() -> list[Registration]:
 
 
 def build_registered(kind: str, name: str, parameters: dict):
-    """Call the factory registered as `name` of `kind` with `parameters`, naming unknown ones."""
+    """Call the factory registered as `name` of `kind` with `parameters`, naming unknown and
+    missing ones (a `TypeError` the factory raises itself once they fit is the plugin's)."""
     registration = registry().get(kind, name)
     check_parameter_names(f"{kind} {name!r}", registration.obj, parameters, "parameter")
-    try:
-        return call_plugin(registration, kind, lambda: registration.obj(**parameters))
+    required = _required_parameters(registration.obj)
+    if required is not None and set(required) - set(parameters):
+        raise InvalidValueError(f"{kind} {name!r}: parameter(s) {', '.join(sorted(set(required) - set(parameters)))} "
+                                "required")
+    try:  # (a TypeError is the parameters' fault only where their names could not be checked)
+        return call_plugin(registration, kind, lambda: registration.obj(**parameters),
+                           arguments_checked=required is not None)
     except TypeError as exc:
         raise InvalidValueError(f"{kind} {name!r}: cannot be built with {sorted(parameters)} ({exc})") from None
 

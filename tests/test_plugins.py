@@ -659,3 +659,30 @@ def test_first_use_from_several_threads_leaves_standard_output_alone(tmp_path):
                             env={**os.environ, "DELGRAD_STRICT_PLUGINS": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "still printed" and "progress" in result.stdout
+
+
+def test_a_type_error_inside_a_loss_factory_is_the_plugins_not_the_users(monkeypatch):
+    """(it was a usage error: "loss_options: loss 'picky': cannot be built with [] (scale must be
+    a number)", though the user gave no option and the plugin's own code failed)"""
+    from delgrad_core import hookimpl
+
+    def picky(scale="x", required_bound=None):
+        raise TypeError("scale must be a number")
+
+    def needy(bound):
+        raise AssertionError("not called")
+
+    class Plugin:
+        @hookimpl
+        def delgrad_register_losses(self, register):
+            register("picky", picky)
+            register("needy", needy)
+
+    registry = PluginRegistry()
+    registry.register_plugin(Plugin(), distribution="delgrad-picky")
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    with pytest.raises(PluginError, match="loss 'picky' from 'delgrad-picky': its factory failed: TypeError: scale "
+                                          "must be a number"):
+        delgrad_core.make_loss("picky")
+    with pytest.raises(delgrad_core.InvalidValueError, match=r"^loss 'needy': parameter\(s\) bound required$"):
+        delgrad_core.make_loss("needy")
