@@ -142,3 +142,16 @@ def test_calibrate_with_a_backend_of_ours_not_installed_says_where_it_comes_from
     assert result.exit_code != 0
     assert ("unknown backend 'bss2-emulator'; choose one of reference; 'bss2-emulator' comes with the distribution "
             "delgrad-bss2 (pip install ./backends/bss2 from a source checkout)") in " ".join(result.output.split())
+
+
+def test_evaluate_of_a_run_whose_backend_failed_to_load_names_the_failure(reference_run, monkeypatch):
+    """(it said "not installed ... install it" and left out the plugin that failed to load, as
+    `delgrad train --backend` names it)"""
+    plugins = _only(monkeypatch, "bss2-emulator")
+    plugins._failures["delgrad-reference (entry point reference)"] = ["ImportError: libacme.so.3: cannot open"]
+    for args in (["evaluate", str(reference_run)], [*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume"]):
+        result = cli_runner().invoke(main, args)
+        assert result.exit_code == 1, result.output
+        assert "which is not installed" in result.stderr and "1 plugin failed to load (the likely cause):\n- " \
+               "delgrad-reference (entry point reference): ImportError: libacme.so.3: cannot open" in result.stderr
+        assert f"the plugins seen are those installed for {sys.executable}" in " ".join(result.stderr.split())

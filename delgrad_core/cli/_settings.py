@@ -244,7 +244,7 @@ def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUG
     `kinds`) that is not installed (not any more), unless another one is `given` here instead:
     the run is fine, the plugin is missing (not a usage error, not a damaged file).  `what`: the
     end of the message ({option}: --backend, ... for the kind)."""
-    from delgrad_core._errors import UnknownNameError
+    from delgrad_core._errors import UnknownNameError, naming_the_plugins_seen
     from delgrad_core._plugins import installation_hint, registry
 
     for kind in kinds:
@@ -257,8 +257,9 @@ def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUG
         hint = installation_hint(kind, name, installed)
         facts = [f"installed: {', '.join(installed)}" if installed else f"no {kind} is installed"] + \
             ([hint] if hint else [])
-        raise UnknownNameError(f"{where}: the run was trained with {kind} {name!r}, which is not installed "
-                               f"({'; '.join(facts)}); {what.replace('{option}', f'--{kind}')}")
+        raise UnknownNameError(naming_the_plugins_seen(  # (a plugin that failed to load is the likely cause)
+            f"{where}: the run was trained with {kind} {name!r}, which is not installed ({'; '.join(facts)}); "
+            f"{what.replace('{option}', f'--{kind}')}", registry().failures))
 
 
 def _shown(value) -> str:
