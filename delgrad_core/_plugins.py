@@ -64,6 +64,7 @@ __all__ = [
     "not_installed",
     "provider_hint",
     "own_kind_hint",
+    "refused_default",
 ]
 
 ENTRY_POINT_GROUP = "delgrad.backends"
@@ -145,7 +146,10 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
     if isinstance(factory, type) and isinstance(declared, str) and declared and declared != name:
         raise InvalidValueError(f"backend {name!r}: registered under another name than its Backend.name {declared!r}")
     if isinstance(capabilities, dict):  # (as Capabilities.to_dict gives it)
-        capabilities = Capabilities.from_dict(capabilities)
+        try:
+            capabilities = Capabilities.from_dict(capabilities)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"backend {name!r}: capabilities: {exc}") from None
     if capabilities is not None and not isinstance(capabilities, Capabilities):
         raise InvalidValueError(f"backend {name!r}: capabilities: expected a delgrad_core.Capabilities, a table "
                                 f"Capabilities.from_dict takes, or None, got {type(capabilities).__name__}")
@@ -166,13 +170,13 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
         # each setting valid on its own; the registry is still being filled, so registered
         # names are checked when a config is built
         training_defaults = check_settings(training_defaults, f"backend {name!r}: training_defaults")
-        refused = _refused_default(capabilities, training_defaults)
+        refused = refused_default(capabilities, training_defaults)
         if refused:  # (a user who asked for none of it would be told the backend cannot run it)
             raise InvalidValueError(f"backend {name!r}: training_defaults.{refused}")
     return {**details, "training_defaults": dict(training_defaults or {})}
 
 
-def _refused_default(capabilities: Capabilities | None, defaults: dict) -> str | None:
+def refused_default(capabilities: Capabilities | None, defaults: dict) -> str | None:
     """The first of a backend's training defaults that its own declared `capabilities` refuse
     (a delay kind, a tau ratio), described, or None."""
     if capabilities is None:

@@ -563,7 +563,7 @@ def test_a_command_taking_a_built_in_name_or_not_a_command_is_a_load_problem(sit
 
 
 OPTION_DEFAULTS = """
-    from delgrad_core import hookimpl
+    from delgrad_core import Capabilities, hookimpl
     from delgrad_core.testing import MockBackend
 
     class ProxyBackend(MockBackend):
@@ -571,6 +571,14 @@ OPTION_DEFAULTS = """
 
         def __init__(self, target="fast"):
             super().__init__(name="proxy")
+
+    class AxonalProxy(MockBackend):
+        name = "proxy-axonal"
+
+        def __init__(self, target="fast"):
+            super().__init__(name="proxy-axonal", capabilities=AXONAL)
+
+    AXONAL = Capabilities(delay_kinds={"none", "axonal"})
 
     def defaults(options):
         if options.get("target") == "broken":
@@ -580,6 +588,8 @@ OPTION_DEFAULTS = """
     @hookimpl
     def delgrad_register_backends(register):
         register("proxy", ProxyBackend, training_defaults=defaults)
+        register("proxy-axonal", AxonalProxy, capabilities=AXONAL,
+                 training_defaults=lambda options: {"delays": options.get("target", "axonal")})
 """
 
 
@@ -596,6 +606,12 @@ def test_training_defaults_may_depend_on_the_backend_options(site):
                                               r"returned a setting it may not: backend .proxy.: training_defaults."
                                               r"batch_size: expected"):  # (the user never gave it: not their error)
             config_with_defaults({"backend": "proxy", "backend_options": {"target": "broken"}})
+        assert config_with_defaults({"backend": "proxy-axonal"}).delays == "axonal"
+        with pytest.raises(PluginError, match=r"backend 'proxy-axonal' from 'delgrad-proxy': its training_defaults"
+                                              r"\(options\) returned a setting its own capabilities refuse: delays: "
+                                              r"'synaptic' is not among the delay kinds its capabilities declare "
+                                              r"\(axonal, none\)"):  # (it blamed the user: "does not support ...")
+            config_with_defaults({"backend": "proxy-axonal", "backend_options": {"target": "synaptic"}})
     finally:
         delgrad_core.refresh_plugins()
 
@@ -686,3 +702,20 @@ def test_a_type_error_inside_a_loss_factory_is_the_plugins_not_the_users(monkeyp
         delgrad_core.make_loss("picky")
     with pytest.raises(delgrad_core.InvalidValueError, match=r"^loss 'needy': parameter\(s\) bound required$"):
         delgrad_core.make_loss("needy")
+
+
+def test_a_refused_capabilities_table_names_the_backend():
+    """(the refusal said "Capabilities: unknown setting(s) max_batchsize ..." without the backend:
+    a plugin registering several could not tell which)"""
+    from delgrad_core import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("caps-table", lambda: None, capabilities={"max_batchsize": 10})
+
+    registry = PluginRegistry()
+    with pytest.warns(delgrad_core.PluginLoadWarning):
+        registry.register_plugin(Plugin(), distribution="delgrad-local")
+    assert any("backend 'caps-table': capabilities: Capabilities: unknown setting(s) max_batchsize (did you mean "
+               "max_batch_size?)" in failure for failure in registry.failures), registry.failures

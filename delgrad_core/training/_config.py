@@ -433,10 +433,16 @@ def _called_defaults(registration, defaults, options: dict) -> dict:
                            arguments_checked=True)
     if not isinstance(settings, dict):
         raise PluginError(f"{what} returned {type(settings).__name__}, not a table of settings")
+    from delgrad_core._plugins import refused_default
+
     try:
-        return check_settings(settings, f"backend {registration.name!r}: training_defaults")
+        settings = check_settings(settings, f"backend {registration.name!r}: training_defaults")
     except InvalidValueError as exc:
         raise PluginError(f"{what} returned a setting it may not: {exc}") from None
+    refused = refused_default(registration.details.get("capabilities"), settings)
+    if refused:  # (the user, who asked for none of it, would be told the backend cannot run it)
+        raise PluginError(f"{what} returned a setting its own capabilities refuse: {refused}")
+    return settings
 
 
 def result_settings(settings: dict, neutral_options) -> dict:
