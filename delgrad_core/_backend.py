@@ -35,6 +35,7 @@ from delgrad_core._errors import (
     InvalidResultError,
     InvalidValueError,
     UnsupportedNetworkError,
+    described,
     named_for,
 )
 from delgrad_core._execution import ExecutionRequest, ExecutionResult, check_seed
@@ -394,16 +395,22 @@ class Backend(abc.ABC):
     def _failures_named(self, doing: str):
         """Turn an unexpected exception of the substrate code into a `BackendError` naming the
         backend, and prefix a plain `InvalidValueError` of it with the backend's name (the
-        original stays attached as the cause)."""
+        original stays attached as the cause), and its own `BackendError`s too (the same error,
+        its message prefixed where it does not name the backend)."""
+        owner = f"backend {self.name!r}"
         try:
             yield
         except InvalidValueError as exc:  # (the request was checked: a value the backend's own code refuses)
-            raise named_for(exc, f"backend {self.name!r}", f" while {doing}")
-        except (DelgradError, KeyboardInterrupt):
+            raise named_for(exc, owner, f" while {doing}")
+        except BackendError as exc:  # (e.g. "board lost power": which board, the user may not know)
+            if owner not in str(exc) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+                exc.args = (f"{owner}: {exc.args[0]}",)
+            raise
+        except (DelgradError, KeyboardInterrupt, MemoryError):
             raise
         except (Exception, SystemExit) as exc:  # (SystemExit too: a device library calling sys.exit must not end
             # the host's command as if it had succeeded)
-            raise BackendError(f"backend {self.name!r} failed while {doing}: {type(exc).__name__}: {exc}") from exc
+            raise BackendError(f"{owner} failed while {doing}: {described(exc)}") from exc
 
     def device_identity(self, calibration: Calibration) -> dict:
         """What decides this backend's results besides a request's network, inputs and seed,

@@ -158,7 +158,9 @@ def naming_the_plugins_seen(message: str, failures=()) -> str:
 def described(error: BaseException) -> str:
     """`error` in one line: delgrad's own message, which says what happened, or for any other
     exception its type and message."""
-    return str(error) if isinstance(error, DelgradError) else f"{type(error).__name__}: {error}"
+    if isinstance(error, DelgradError):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__  # (not "MemoryError: ")
 
 
 def named_for(error: InvalidValueError, owner: str, context: str) -> InvalidValueError:

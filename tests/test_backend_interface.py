@@ -607,3 +607,24 @@ def test_a_represent_that_changes_the_network_in_place_is_told_what_to_do():
                                            r"\(represent receives a read-only snapshot: build and return a new "
                                            r"Network instead of changing it\)"):
         InPlace().represent_checked(Network.feedforward([2, 3], seed=0))
+
+
+def test_a_backends_own_backend_errors_name_it_and_an_empty_error_reads_well():
+    """(a backend raising BackendUnavailable("board lost power") reached the user as "Error: board
+    lost power; ..." with no word of which backend; a bare MemoryError read "MemoryError: ;" and
+    a bare RuntimeError "RuntimeError: ")"""
+    from delgrad_core import BackendError, BackendUnavailable, Network
+    from delgrad_core.testing import MockBackend
+
+    def lost(request):
+        raise BackendUnavailable("board lost power", retryable=False)
+
+    network = Network.feedforward([2, 3], seed=0)
+    inputs = np.zeros((1, 2))
+    with pytest.raises(BackendUnavailable, match=r"^backend 'mock': board lost power$") as info:
+        MockBackend(lost).execute(network, inputs)
+    assert info.value.retryable is False
+    with pytest.raises(MemoryError):
+        MockBackend(lambda request: (_ for _ in ()).throw(MemoryError())).execute(network, inputs)
+    with pytest.raises(BackendError, match=r"^backend 'mock' failed while executing: RuntimeError$"):
+        MockBackend(lambda request: (_ for _ in ()).throw(RuntimeError())).execute(network, inputs)

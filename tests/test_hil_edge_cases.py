@@ -140,7 +140,7 @@ def test_execute_many_keeps_job_timeout_s_and_the_service_drops_the_jobs_left_qu
         started = time.monotonic()
         # (the first goes alone, with its calibration; of the next four one runs, one is held
         # next, two are queued; the second's time is up while it runs)
-        with pytest.raises(dg.ExecutionTimeout, match=r"^job [0-9a-f]{12} did not finish in time at .* \(no reply "
+        with pytest.raises(dg.ExecutionTimeout, match=r"^backend .mock-hil.: job [0-9a-f]{12} did not finish in time at .* \(no reply "
                                                       r"within job_timeout_s=1.5 s, with 3 jobs of the batch"):
             backend.execute_many(requests)
         assert time.monotonic() - started < 1.0 + 1.5 + 2.0  # (it waited for ever)

@@ -778,7 +778,7 @@ def test_a_client_whose_service_stopped_says_that_it_was_shutting_down(start_ser
     context.term()
     assert wait_for(lambda: not service.alive)
     error = outcome.get("error", "")
-    assert error.startswith("no answer") and "at attempt 1 it answered that it was shutting down" in error, error
+    assert error.startswith("backend 'mock-hil': no answer") and "at attempt 1 it answered that it was shutting down" in error, error
 
 
 @pytest.mark.slow

@@ -72,7 +72,7 @@ def test_train_reports_an_unavailable_backend_in_one_line_and_closes_it(site, tm
     process, closes = _delgrad(site, tmp_path, *TRAIN, "--out", "run", "--backend-option", "fail_after=3")
     assert process.returncode == 1
     lines = process.stderr.strip().splitlines()
-    assert lines == ["Error: device service at tcp://127.0.0.1:1 is not answering"], process.stderr
+    assert lines == ["Error: backend 'closing': device service at tcp://127.0.0.1:1 is not answering"], process.stderr
     assert len(closes) == 1
 
 
