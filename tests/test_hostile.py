@@ -1090,3 +1090,16 @@ def test_a_text_file_object_is_refused_as_such():
     with pytest.raises(dg.InvalidValueError, match=r"source: expected a binary file of a delgrad network file "
                                                    r"\(opened with 'rb'\), got one whose read\(\) gives str"):
         dg.load_network(io.StringIO("abc"))
+
+
+def test_a_hidden_size_too_large_for_the_data_is_a_usage_error_naming_hidden(tmp_path):
+    """(--hidden 200000 on MNIST said "sizes: a 784 x 200000 projection has ..." with status 1:
+    neither the setting nor a usage error)"""
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    result = cli_runner().invoke(main, ["train", "--hidden", "40000000", "--epochs", "1", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert "hidden: 40000000 makes a 4 x 40000000 projection of 160,000,000 weights, more than the 134,217,728 a " \
+           "network file may hold" in " ".join(result.output.split())
+    assert not (tmp_path / "r").exists()

@@ -16,6 +16,7 @@ import numpy as np
 from delgrad_core._capabilities import Capabilities
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Network, NeuronParameters, check_type
+from delgrad_core._npz import MAX_ARRAY_ELEMENTS
 from delgrad_core._propagation import NetworkGradients
 from delgrad_core.training._config import TrainingConfig
 
@@ -28,10 +29,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Network:
-    """The network of a run: n_inputs - hidden... - n_classes, tau_s = 1, tau_m = tau_ratio."""
+    """The network of a run: n_inputs - hidden... - n_classes, tau_s = 1, tau_m = tau_ratio.  A
+    projection too large for a network file (a hidden size too large for the data's inputs) is
+    a `SettingsConflictError` naming `hidden`."""
     neuron = NeuronParameters(threshold=config.threshold, tau_m=config.tau_ratio, tau_s=1.0)
-    return Network.feedforward([n_inputs, *config.hidden_sizes, n_classes], delay_kind=config.delay_kinds,
-                               neuron=neuron, seed=None)
+    sizes = [n_inputs, *config.hidden_sizes, n_classes]
+    for n_pre, n_post in zip(sizes[:-1], sizes[1:]):
+        if n_pre * n_post > MAX_ARRAY_ELEMENTS:
+            raise SettingsConflictError(
+                f"hidden: {config.hidden!r} makes a {n_pre} x {n_post} projection of {n_pre * n_post:,} weights, more "
+                f"than the {MAX_ARRAY_ELEMENTS:,} a network file may hold (the data has {n_inputs} input lines); "
+                "choose smaller hidden sizes")
+    return Network.feedforward(sizes, delay_kind=config.delay_kinds, neuron=neuron, seed=None)
 
 
 class SettingsConflictError(InvalidValueError):
