@@ -1958,3 +1958,21 @@ def test_epochs_raised_on_a_trainer_are_checked_by_their_rule(tmp_path):
         assert trainer.epoch == 2 and type(trainer.config.epochs) is int
         test, validation = (trainer.evaluate(split, seed=0) for split in (trainer.test_set, trainer.validation_set))
         assert test == trainer.evaluate(trainer.test_set, seed=0) and test != validation  # (== raised)
+
+
+def test_too_many_input_lines_for_the_backend_say_where_they_come_from():
+    """(bss2-emulator on 7 x 7 MNIST said "does not support 245 inputs per neuron": 49 features
+    repeated 5 times by its default encoder, a number the user never chose)"""
+    from delgrad_core.testing import MockBackend
+
+    narrow = MockBackend(capabilities=dg.Capabilities(exact=True, max_inputs=8))
+    config = TrainingConfig(**{**SHORT, "epochs": 1, "encoder_options": {"repeat": 5}})
+    with pytest.raises(dg.UnsupportedNetworkError, match=r"does not support 20 inputs per neuron in 'hidden.projection' "
+                                                         r"\(max_inputs: 8\): the encoder makes 20 input lines of the "
+                                                         r"data's 4 features; fewer features") as info:
+        Trainer(config, backend=narrow)
+    assert info.value.capability == "max_inputs"
+    wide = TrainingConfig(**{**SHORT, "epochs": 1, "hidden": 9})  # (a hidden layer beyond the limit: as it was)
+    with pytest.raises(dg.UnsupportedNetworkError, match=r"9 inputs per neuron in 'output.projection' \(max_inputs: "
+                                                         r"8\)$"):
+        Trainer(wide, backend=narrow)

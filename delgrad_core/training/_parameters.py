@@ -14,14 +14,14 @@ import warnings
 import numpy as np
 
 from delgrad_core._capabilities import Capabilities
-from delgrad_core._errors import InvalidValueError
+from delgrad_core._errors import InvalidValueError, UnsupportedNetworkError
 from delgrad_core._ir import DelayKind, Network, NeuronParameters, check_type
 from delgrad_core._npz import MAX_ARRAY_ELEMENTS
 from delgrad_core._propagation import NetworkGradients
 from delgrad_core.training._config import TrainingConfig
 
 __all__ = ["SettingsConflictError", "TrainableNetwork", "build_network", "check_input_copies",
-           "check_shared_input_delays"]
+           "check_shared_input_delays", "check_supported"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -70,6 +70,23 @@ def check_shared_input_delays(config: TrainingConfig, n_inputs: int, input_copie
         raise SettingsConflictError(f"shared_input_delays: {shared} does not divide the {n_inputs} input lines into "
                                 "groups of copies; set it to the number of copies the encoder makes of each input, "
                                 f"or 1 {fix}")
+
+
+def check_supported(backend, network: Network, n_features: int) -> None:
+    """`backend.check_supported(network)`; where the backend takes fewer inputs per neuron than
+    the network's input lines, its refusal says that the encoder makes them of the data's
+    `n_features` features (245 lines of a 7 x 7 image, repeated 5 times, read as a number
+    nobody chose)."""
+    try:
+        backend.check_supported(network)
+    except UnsupportedNetworkError as exc:
+        limit = backend.capabilities.max_inputs
+        if exc.capability != "max_inputs" or limit is None or network.input.size <= limit:
+            raise
+        raise UnsupportedNetworkError(
+            f"{exc}: the encoder makes {network.input.size} input lines of the data's {n_features} features; fewer "
+            "features (e.g. a smaller image size) or fewer lines per feature (encoder_options.repeat, pairs) fit",
+            capability="max_inputs") from None
 
 
 def check_input_copies(backend, network: Network, encoder_copies: int | None) -> None:

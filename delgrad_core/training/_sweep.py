@@ -340,7 +340,8 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
     each trial; otherwise they are errors (every trial would wait for the backend, then fail)."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
     from delgrad_core.training._components import component
-    from delgrad_core.training._parameters import build_network, check_input_copies, check_shared_input_delays
+    from delgrad_core.training._parameters import (
+        build_network, check_input_copies, check_shared_input_delays, check_supported)
     from delgrad_core.training._trainer import built_backend
 
     if not trials:
@@ -365,7 +366,7 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
                 config = config_with_defaults(trial.settings).resolved()
                 try:
                     network = build_network(config, n_inputs, data.n_classes)
-                    backend.check_supported(network)
+                    check_supported(backend, network, data.n_features)
                     check_input_copies(backend, network, encoder.copies)
                     check_shared_input_delays(config, n_inputs, encoder.copies)
                 except InvalidValueError as exc:

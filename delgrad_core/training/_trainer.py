@@ -41,7 +41,7 @@ from delgrad_core.training._guard import GrazingGuard
 from delgrad_core.training._identity import identity_changes, key_changes, recorded_identity
 from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam, step_decay_factor
-from delgrad_core.training._parameters import TrainableNetwork, build_network, check_input_copies
+from delgrad_core.training._parameters import TrainableNetwork, build_network, check_input_copies, check_supported
 from delgrad_core.training._progress import EpochProgress
 from delgrad_core.training._run_folder import STATE_KEY, RunFolder, checked_state, history_line
 from delgrad_core.training._step import TrainingStep
@@ -226,7 +226,7 @@ class Trainer:
     def _setup(self) -> None:
         config = self.config
         network = build_network(config, self.encoder.n_inputs(self.train_set.n_features), self.train_set.n_classes)
-        self.backend.check_supported(network)
+        check_supported(self.backend, network, self.train_set.n_features)
         check_input_copies(self.backend, network, self.encoder.copies)
         self.model = TrainableNetwork(network, config, input_copies=self.encoder.copies)
         self.optimiser = Adam({"weights": config.weight_lr, "delays": config.delay_lr}, self.model.group_of,
