@@ -150,8 +150,14 @@ def test_keep_best_keeps_the_best_validation_epoch(tmp_path):
     assert trainer.evaluate(trainer.validation_set).accuracy == max(accuracies)
     inputs = dg.LatencyEncoder()(trainer.test_set.features)
     assert dg.accuracy(dg.forward(kept, inputs)[-1], trainer.test_set.labels) == test.accuracy
-    if trainer.selection.epoch != 4:
-        assert metrics["final_epoch_test_accuracy"] == final_test.accuracy
+    assert metrics["final_epoch_test_accuracy"] == (final_test or test).accuracy  # (it was left out for the last)
+    with Trainer(TrainingConfig(epochs=2, hidden=8, delays="none", seed=3, keep_best=False),
+                 out_dir=tmp_path / "last") as last:
+        last.fit(progress=False)
+        test, final_test = last.finish()
+    metrics = json.loads((tmp_path / "last" / "metrics.json").read_text())
+    assert final_test is None and metrics["final_epoch_test_accuracy"] == metrics["test_accuracy"] == test.accuracy
+    assert metrics["selected_epoch"] == metrics["epochs_completed"] == 2
 
 
 def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):

@@ -411,7 +411,7 @@ class Trainer:
 
     def summary(self, test: Evaluation | None = None, final_test: Evaluation | None = None) -> dict:
         """Everything `metrics.json` records.  `test` is the kept network's test result; with
-        keep_best, `final_test` is that of the last epoch's network."""
+        keep_best, `final_test` is that of the last epoch's network (None: the kept one is it)."""
         summary = {
             "backend": self.backend.name,
             "versions": self._versions(),
@@ -430,8 +430,7 @@ class Trainer:
             summary["test_loss"] = test.loss
             summary["test_accuracy"] = test.accuracy
             summary["test_seed"] = self.test_seed
-        if final_test is not None:
-            summary["final_epoch_test_accuracy"] = final_test.accuracy
+            summary["final_epoch_test_accuracy"] = (final_test or test).accuracy  # (always: parsers may rely on it)
         return summary
 
     def _versions(self) -> dict:
