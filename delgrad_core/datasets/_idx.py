@@ -4,7 +4,7 @@ An IDX file is, with every integer big-endian:
 
 - 4 bytes of magic number: two zero bytes, a data type code (table `IDX_DATA_TYPES`) and the
   number of dimensions ``d`` (at least 1);
-- ``d`` signed 32-bit sizes;
+- ``d`` unsigned 32-bit sizes;
 - the ``prod(sizes)`` items in row-major order, nothing after them.
 
 A file that starts with the gzip magic bytes ``1f 8b`` is decompressed while it is read (whatever

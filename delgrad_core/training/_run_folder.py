@@ -402,7 +402,7 @@ class RunFolder:
             if resume and not self.checkpoint.exists():
                 raise RunFolderError(f"{self.path}: no {CHECKPOINT_NAME} to resume from")
             if not resume and present:
-                advice = "resume it with --resume or " if CHECKPOINT_NAME in present else ""
+                advice = "resume it (--resume; from Python: resume=True) or " if CHECKPOINT_NAME in present else ""
                 raise RunFolderError(f"{self.path}: already holds a run ({', '.join(present)}); {advice}choose "
                                      "another folder")
             others = sorted(entry.name for entry in self.path.iterdir() if entry.name != _LOCK_NAME)
