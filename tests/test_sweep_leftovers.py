@@ -144,3 +144,24 @@ def test_the_median_accuracy_of_a_cell_is_that_of_its_runs():
              "test_error": 1.0 - accuracy} for seed, accuracy in enumerate([0.438, 0.1, 0.9])]
     (cell,) = summarise(rows)
     assert cell["median_test_accuracy"] == 0.438
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+@pytest.mark.parametrize("counts", [(44, 64, 84), (20, 400, 3000)])
+def test_the_parameter_axis_of_sweep_png_has_numbers(tmp_path, monkeypatch, counts):
+    """(parameter counts within one decade, 44 to 84, gave an axis without a single number: it
+    is logarithmic, and only powers of ten were labelled)"""
+    from delgrad_core.training import _plots, _sweep
+
+    figures = []
+    monkeypatch.setattr(_plots, "save_figure", lambda fig, path: figures.append(fig))
+    summary = [{"delays": "none", "hidden": 5 * (k + 1), "n_parameters": n, "seeds": 1, "median_test_error": 0.2,
+                "min_test_error": 0.2, "max_test_error": 0.2} for k, n in enumerate(counts)]
+    _sweep._plot(summary, "yin_yang", tmp_path / "sweep.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    axis = fig.axes[0]
+    low, high = axis.get_xlim()
+    shown = [label.get_text() for label in axis.xaxis.get_ticklabels(which="both")
+             if label.get_text() and low <= label.get_position()[0] <= high]
+    assert len(shown) >= 2, shown

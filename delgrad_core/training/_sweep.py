@@ -173,8 +173,10 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
     ax_params.set(xlabel="number of parameters", xscale="log", ylabel="test error [%]", yscale="log")
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+    counts = [s["n_parameters"] for s in summary if s["seeds"]]
     ax_params.xaxis.set_major_formatter(ScalarFormatter())
-    ax_params.xaxis.set_minor_formatter(NullFormatter())
+    # (within a decade no power of ten is on the axis: the minor ticks get the numbers)
+    ax_params.xaxis.set_minor_formatter(ScalarFormatter() if max(counts) < 10 * min(counts) else NullFormatter())
     ax_hidden.set(xlabel="hidden neurons", ylabel="test error [%]", yscale="log")
     for ax in (ax_params, ax_hidden):
         ax.grid(alpha=0.3, which="both")
