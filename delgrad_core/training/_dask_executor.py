@@ -10,6 +10,7 @@ loopback and is closed with the sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -69,6 +70,26 @@ def _check_greets(address: str, wait_s: float) -> None:
         return
 
 
+@contextlib.contextmanager
+def _interrupts_held():
+    """SIGINT held back for the block: blocked in this thread (so that the threads and processes
+    it starts inherit it blocked), and only recorded where another thread receives it; a Ctrl-C
+    meanwhile raises KeyboardInterrupt when the block ends."""
+    if threading.current_thread() is not threading.main_thread():  # (signals: main thread only)
+        yield
+        return
+    received = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (one held back is recorded now)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+    if received:
+        raise KeyboardInterrupt
+
+
 class _IgnoreInterrupt(_WorkerPlugin):
     """Worker plugin: the worker ignores Ctrl-C (SIGINT), as the embedded cluster's first workers
     do from birth, also when its nanny restarts it after a crash (a restarted worker took the
@@ -102,18 +123,21 @@ class DaskExecutor:
     def _connect(self, n_trials: int):
         distributed = require_distributed()
         if self.scheduler is None:  # (no idle workers)
-            # the workers start with Ctrl-C ignored, as those of the process pool: the sweep stops them
-            # itself (a terminal sends SIGINT to the whole group, and each worker printed a traceback)
-            main_thread = threading.current_thread() is threading.main_thread()  # (signals: main thread only)
-            handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+            # the workers start with Ctrl-C blocked (they inherit the mask), as those of the process pool
+            # ignore it: the sweep stops them itself (a terminal sends SIGINT to the whole group, and each
+            # worker printed a traceback).  Blocked, not ignored, here: a Ctrl-C during the start waits and
+            # is answered once the cluster is up (ignored, it was lost, and the sweep ran to its end).
+            cluster = None
             try:
-                cluster = distributed.LocalCluster(n_workers=min(self.jobs, n_trials), threads_per_worker=1,
-                                                   processes=True, host="127.0.0.1", dashboard_address=None)
-            finally:
-                if main_thread:
-                    signal.signal(signal.SIGINT, handler)
-            client = distributed.Client(cluster)
-            client.register_plugin(_IgnoreInterrupt())
+                with _interrupts_held():
+                    cluster = distributed.LocalCluster(n_workers=min(self.jobs, n_trials), threads_per_worker=1,
+                                                       processes=True, host="127.0.0.1", dashboard_address=None)
+                client = distributed.Client(cluster)
+                client.register_plugin(_IgnoreInterrupt())
+            except BaseException:
+                if cluster is not None:
+                    cluster.close()
+                raise
             return cluster, client
         _check_greets(self.scheduler, GREETING_WAIT_S)
         try:
