@@ -679,7 +679,7 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
     from delgrad_core.training import _dask_executor
     from delgrad_core.training._trials import Trial
 
-    def pretend_to_train(settings, folder):
+    def pretend_to_train(settings, folder, should_stop=None):
         time.sleep(settings["seconds"])
         return {"test_accuracy": 0.5}
 
@@ -743,3 +743,33 @@ def _children() -> set:
         if fields[1] == own and fields[0] != "Z" and b"spawn_main" in command:
             pids.add(int(entry.name))
     return pids
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_trials_running_on_a_shared_cluster(tmp_path):
+    """(cancelling a running Dask task does not stop it: the sweep said "the Dask tasks are
+    cancelled" and exited, and its trial trained on to its last epoch on the cluster)"""
+    from delgrad_core.training._dask_executor import DaskExecutor
+    from delgrad_core.training._trials import plan_trials
+
+    (trial,) = plan_trials({"epochs": 5000, "hidden": 3, "delays": "none"}, [3], ["none"], 1, tmp_path)
+    history = trial.folder / "history.jsonl"
+
+    def ctrl_c_once_training():
+        if history.exists() and history.read_text().count("\n") >= 2:
+            raise KeyboardInterrupt
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    lines = []
+    try:
+        _, interrupted = DaskExecutor(cluster.scheduler_address, should_stop=ctrl_c_once_training).run([trial],
+                                                                                                      lines.append)
+        assert interrupted and "the running ones stop after their current epoch" in " ".join(lines)
+        deadline = time.monotonic() + 60
+        while list(cluster.scheduler.tasks) and time.monotonic() < deadline:  # (the trial's task ends)
+            time.sleep(0.1)
+        assert not list(cluster.scheduler.tasks)
+    finally:
+        cluster.close()
+    epochs = history.read_text().count("\n")
+    assert 2 <= epochs < 100 and not (trial.folder / "metrics.json").exists(), epochs

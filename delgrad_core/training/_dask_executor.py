@@ -15,6 +15,7 @@ import logging
 import signal
 import socket
 import threading
+import uuid
 
 try:
     from distributed import WorkerPlugin as _WorkerPlugin
@@ -68,6 +69,16 @@ def _check_greets(address: str, wait_s: float) -> None:
                                  "scheduler first (dask scheduler), or check the address") from None
     except OSError:
         return
+
+
+def _train_until_stopped(settings: dict, folder: str, stop_name: str) -> dict:
+    """`train_trial` on a Dask worker, stopped before its next epoch once the sweep sets the
+    Dask event `stop_name` (on Ctrl-C: cancelling a task that runs does not stop it, and on a
+    shared cluster it trained on after the sweep had ended)."""
+    import distributed
+
+    stop = distributed.Event(stop_name)
+    return train_trial(settings, folder, should_stop=stop.is_set)
 
 
 @contextlib.contextmanager
@@ -160,10 +171,11 @@ class DaskExecutor:
 
         unfinished = Unfinished()
         interrupted = False
+        stop_name = f"delgrad-stop-{uuid.uuid4().hex}"  # (set on Ctrl-C: the running trials stop after their epoch)
         cluster, client = self._connect(len(trials))
         try:
-            futures = {client.submit(train_trial, trial.settings, str(trial.folder), key=f"delgrad-trial-{trial.id}",
-                                     pure=False): trial for trial in trials}
+            futures = {client.submit(_train_until_stopped, trial.settings, str(trial.folder), stop_name,
+                                     key=f"delgrad-trial-{trial.id}", pure=False): trial for trial in trials}
             with tqdm(total=len(futures), desc="sweep", unit="run") as bar:
                 try:
                     remaining = set(futures)
@@ -184,9 +196,11 @@ class DaskExecutor:
                             self.should_stop()              # the sweep ran to its end)
                 except KeyboardInterrupt:
                     interrupted = True
+                    distributed.Event(stop_name, client=client).set()
                     client.cancel(list(futures))
-                    echo("\ninterrupted: the Dask tasks are cancelled; finished trials are saved and interrupted "
-                         "ones resume from their last checkpoint")
+                    echo("\ninterrupted: the queued trials are cancelled and the running ones stop after their "
+                         "current epoch; finished trials are saved and interrupted ones resume from their last "
+                         "checkpoint")
         finally:
             distributed_log = logging.getLogger("distributed")
             level = distributed_log.level
