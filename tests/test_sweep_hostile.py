@@ -104,3 +104,21 @@ def test_an_empty_out_is_refused_not_taken_as_the_working_folder(tmp_path, monke
     result = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", ""])
     assert result.exit_code == 2 and "--out: expected a folder name, got ''" in result.output, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trial_whose_checkpoint_is_damaged_says_to_remove_its_folder(tmp_path):
+    """(it said only "run the sweep again to retry them", which failed the same way every time;
+    removing the checkpoint alone left "already holds a run (history.jsonl)")"""
+    import shutil
+
+    from delgrad_core.training._trials import plan_trials
+
+    (trial,) = plan_trials({"epochs": 1, "delays": "none"}, [3], ["none"], 1, tmp_path / "s")
+    trial.folder.mkdir(parents=True)
+    (trial.folder / "checkpoint.npz").write_bytes(b"not a checkpoint")
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 1 and f"; remove its folder {trial.folder} to train it anew" in result.output, \
+        result.output
+    shutil.rmtree(trial.folder)
+    again = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", str(tmp_path / "s")])
+    assert again.exit_code == 0, again.output

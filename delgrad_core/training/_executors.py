@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 
 from delgrad_core._cpus import MAX_JOBS, available_cpus
-from delgrad_core._errors import DelgradError, FolderInUseError, InvalidValueError, described
+from delgrad_core._errors import DelgradError, FileFormatError, FolderInUseError, InvalidValueError, described
 from delgrad_core._numbers import checked_number
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._trials import Trial, train_trial
@@ -42,7 +42,9 @@ def report(trial: Trial, outcome, unfinished: Unfinished, echo) -> None:
         unfinished.in_use[trial.name] = f"{trial.name}: {outcome}"
         echo(f"IN USE {unfinished.in_use[trial.name]}")
     elif isinstance(outcome, BaseException):
-        unfinished.failed.append(f"{trial.name}: {described(outcome)}")
+        # (a damaged file of its own, e.g. its checkpoint, fails the trial again on every run)
+        advice = f"; remove its folder {trial.folder} to train it anew" if isinstance(outcome, FileFormatError) else ""
+        unfinished.failed.append(f"{trial.name}: {described(outcome)}{advice}")
         echo(f"FAILED {unfinished.failed[-1]}")
     else:
         echo(f"{trial.name}: test accuracy {100 * outcome['test_accuracy']:.2f} %")
