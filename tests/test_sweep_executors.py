@@ -773,3 +773,26 @@ def test_ctrl_c_stops_the_trials_running_on_a_shared_cluster(tmp_path):
         cluster.close()
     epochs = history.read_text().count("\n")
     assert 2 <= epochs < 100 and not (trial.folder / "metrics.json").exists(), epochs
+
+
+def test_the_embedded_cluster_leaves_port_8787_alone():
+    """(its scheduler's web server took port 8787, the dashboard's: where another cluster had
+    it, every sweep warned "Port 8787 is already in use. Perhaps you already have a cluster
+    running?")"""
+    import socket
+    import warnings
+
+    from delgrad_core.training._dask_executor import DaskExecutor
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+        except OSError:
+            pytest.skip("port 8787 is in use here")
+        taken.listen()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cluster, client = DaskExecutor(jobs=1)._connect(1)
+            client.close()
+            cluster.close()
+    assert not [warning for warning in caught if "8787" in str(warning.message)]

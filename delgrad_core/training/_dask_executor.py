@@ -141,8 +141,11 @@ class DaskExecutor:
             cluster = None
             try:
                 with _interrupts_held():
+                    # (the scheduler's web server runs even without its dashboard: on a free port, not on 8787,
+                    # where another cluster's gave a warning with every sweep)
                     cluster = distributed.LocalCluster(n_workers=min(self.jobs, n_trials), threads_per_worker=1,
-                                                       processes=True, host="127.0.0.1", dashboard_address=None)
+                                                       processes=True, host="127.0.0.1", dashboard_address=":0",
+                                                       scheduler_kwargs={"dashboard": False})
                 client = distributed.Client(cluster)
                 client.register_plugin(_IgnoreInterrupt())
             except BaseException:
