@@ -796,3 +796,12 @@ def test_the_embedded_cluster_leaves_port_8787_alone():
             client.close()
             cluster.close()
     assert not [warning for warning in caught if "8787" in str(warning.message)]
+
+
+def test_jobs_with_a_scheduler_is_a_usage_error(tmp_path):
+    """(--jobs 7 with --scheduler was ignored without a word)"""
+    result = cli_runner().invoke(main, ["sweep", "--scheduler", "tcp://127.0.0.1:1", "--jobs", "7", "--seeds", "1",
+                                        "--hidden", "3", "--delays", "none", "--epochs", "1", "--out",
+                                        str(tmp_path / "s")])
+    assert result.exit_code == 2 and "with --scheduler the cluster's own workers decide" in result.output, \
+        result.output

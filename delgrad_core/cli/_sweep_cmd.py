@@ -78,6 +78,9 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     _refuse_sweep_axes(set_settings)
     if trial is not None and (executor == "dask" or scheduler is not None):
         raise click.UsageError("--trial runs its trial in this process: not with --executor dask or --scheduler")
+    if jobs is not None and scheduler is not None:  # (it was ignored without a word)
+        raise click.UsageError("--jobs sets the workers of a cluster the sweep starts itself; with --scheduler the "
+                               "cluster's own workers decide how many trials run at once: leave --jobs out")
     check_out_names(out_dir)
     options = {"epochs": epochs, "backend": backend, "dataset": dataset}
     refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
