@@ -1982,3 +1982,25 @@ def test_too_many_input_lines_for_the_backend_say_where_they_come_from():
     with pytest.raises(dg.UnsupportedNetworkError, match=r"9 inputs per neuron in 'output.projection' \(max_inputs: "
                                                          r"8\)$"):
         Trainer(wide, backend=narrow)
+
+
+def test_evaluate_on_another_dataset_says_which_one_the_run_was_trained_on(tmp_path, monkeypatch):
+    """(a run trained on MNIST evaluated on Fashion-MNIST printed its accuracy with no word that
+    the classes were others)"""
+    from delgrad_core.datasets import Dataset
+
+    def quads(split):
+        features = np.random.default_rng(len(split)).uniform(0, 1, (30, 4))
+        return Dataset("quads", split, features, np.arange(30) % 3, ("a", "b", "c"))
+
+    _register_plugin_components(monkeypatch, delgrad_register_datasets=lambda register: register(
+        "quads", quads, splits=("train", "validation", "test")))
+    run = tmp_path / "run"
+    assert cli_runner().invoke(main, ["train", "--hidden", "4", "--delays", "none", "--epochs", "1", "--out", str(run),
+                                      "--no-progress", "--batch-size", "250"]).exit_code == 0
+    result = cli_runner().invoke(main, ["evaluate", str(run), "--dataset", "quads"])
+    assert result.exit_code == 0, result.output
+    assert "note: the run was trained on dataset 'yin_yang'; evaluated on 'quads', whose class k is scored as the " \
+           "run's output neuron k" in result.stderr
+    own = cli_runner().invoke(main, ["evaluate", str(run), "--dataset", "yin_yang"])
+    assert own.exit_code == 0 and "trained on dataset" not in own.stderr, own.output

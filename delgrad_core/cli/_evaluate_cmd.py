@@ -94,6 +94,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
             click.echo(f"note: the {kind} options {json.dumps(left)} of {plugin_named(settings, kind)!r} are not used "
                        f"with {named[kind]!r}; --{kind}-option gives its own", err=True)
     settings = kept
+    if stored and dataset is not None and dataset != plugin_named(stored, "dataset"):  # (the output neurons are
+        # the trained dataset's classes)
+        click.echo(f"note: the run was trained on dataset {plugin_named(stored, 'dataset')!r}; evaluated on "
+                   f"{dataset!r}, whose class k is scored as the run's output neuron k", err=True)
     if backend is not None and backend != plugin_named(given, "backend"):
         settings.pop("evaluation_batch_size", None)  # (the run's backend's jobs)
     settings.update({k: v for k, v in named.items() if v is not None})
