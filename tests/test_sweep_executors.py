@@ -711,38 +711,34 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
 def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up():
     """(SIGINT was ignored while the cluster started: a Ctrl-C then was lost, and the sweep ran
     all its trials to the end with status 0)"""
-    import threading
+    code = """if True:
+        import os, signal, sys, threading, time
+        from pathlib import Path
+        from delgrad_core.training._dask_executor import DaskExecutor
 
-    from delgrad_core.training._dask_executor import DaskExecutor
+        def workers():  # (living children started by multiprocessing's spawn)
+            own, pids = str(os.getpid()), set()
+            for entry in Path("/proc").iterdir():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if fields[1] == own and fields[0] != "Z" and b"spawn_main" in (entry / "cmdline").read_bytes():
+                        pids.add(entry.name)
+                except (OSError, IndexError):
+                    pass
+            return pids
 
-    before = _children()
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            DaskExecutor(jobs=1)._connect(1)
-    finally:
-        timer.cancel()
-    deadline = time.monotonic() + 30
-    while _children() - before and time.monotonic() < deadline:  # (the cluster it started is closed)
-        time.sleep(0.2)
-    assert not _children() - before, [Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in _children() - before]
-
-
-def _children() -> set:
-    """The pids of this process's living child processes started as workers (multiprocessing's
-    spawn: not its resource tracker, which lives as long as the process)."""
-    own = str(os.getpid())
-    pids = set()
-    for entry in Path("/proc").iterdir():
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if fields[1] == own and fields[0] != "Z" and b"spawn_main" in command:
-            pids.add(int(entry.name))
-    return pids
+            DaskExecutor(jobs=1)._connect(1)
+        except KeyboardInterrupt:
+            print("interrupted")
+        deadline = time.monotonic() + 30
+        while workers() and time.monotonic() < deadline:  # (the cluster it started is closed)
+            time.sleep(0.2)
+        print("workers left:", len(workers()))
+    """
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert process.stdout.split("\n")[:2] == ["interrupted", "workers left: 0"], process.stdout + process.stderr
 
 
 @pytest.mark.slow

@@ -77,8 +77,14 @@ def _train_until_stopped(settings: dict, folder: str, stop_name: str) -> dict:
     shared cluster it trained on after the sweep had ended)."""
     import distributed
 
-    stop = distributed.Event(stop_name)
-    return train_trial(settings, folder, should_stop=stop.is_set)
+    events = []  # (made when first asked, after the first epoch: as late as a task needs a client)
+
+    def stop_set() -> bool:
+        if not events:
+            events.append(distributed.Event(stop_name))
+        return events[0].is_set()
+
+    return train_trial(settings, folder, should_stop=stop_set)
 
 
 @contextlib.contextmanager
