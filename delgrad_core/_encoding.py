@@ -37,7 +37,8 @@ class LatencyEncoder:
 
     def __post_init__(self) -> None:
         for field_name in ("t_early", "t_late"):
-            object.__setattr__(self, field_name, checked_number(getattr(self, field_name), f"LatencyEncoder.{field_name}"))
+            value = checked_number(getattr(self, field_name), f"LatencyEncoder.{field_name}")
+            object.__setattr__(self, field_name, value)
         checked_number(self.repeat, "LatencyEncoder.repeat", 1, MAX_REPEAT, integer=True)
         if not isinstance(self.pairs, (bool, np.bool_)):
             raise InvalidValueError(f"LatencyEncoder.pairs: expected true or false, got {self.pairs!r}")

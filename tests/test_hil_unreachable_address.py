@@ -60,7 +60,7 @@ def test_an_ipc_address_in_a_folder_that_does_not_exist_fails_at_once(tmp_path, 
     address = _missing_folder(tmp_path)
     error, elapsed = _timed(_calibrate(address))
     assert elapsed < TIMEOUT_S / 2, elapsed
-    assert str(error) == (f"address: the folder {tmp_path / 'no-such-folder'} of {address} does not exist, so no "
+    assert str(error) == (f"backend 'mock-hil': address: the folder {tmp_path / 'no-such-folder'} of {address} does not exist, so no "
                           f"service can be listening there; check the path (the service's --address), or create the "
                           f"folder and start the service there")
     assert not error.retryable
@@ -77,7 +77,7 @@ def test_an_ipc_address_on_a_file_fails_at_once(tmp_path, token, socket_path, pr
     address = f"ipc://{tmp_path / socket_path}"
     error, elapsed = _timed(_calibrate(address))
     assert elapsed < TIMEOUT_S / 2, elapsed
-    assert str(error).startswith(f"address: {problem.format(file=tmp_path / 'a-file', address=address)}, so no "
+    assert str(error).startswith(f"backend 'mock-hil': address: {problem.format(file=tmp_path / 'a-file', address=address)}, so no "
                                  "service can be listening there; check the path")
     assert (tmp_path / "a-file").read_text() == "not a socket\n"
 
@@ -85,7 +85,8 @@ def test_an_ipc_address_on_a_file_fails_at_once(tmp_path, token, socket_path, pr
 def test_a_host_name_that_does_not_resolve_fails_at_once(token):
     error, elapsed = _timed(_calibrate(UNRESOLVED))
     assert elapsed < TIMEOUT_S / 2, elapsed
-    assert str(error).startswith(f"address: the host name 'no-such-host.invalid' of {UNRESOLVED} does not resolve (")
+    assert str(error).startswith(f"backend 'mock-hil': address: the host name 'no-such-host.invalid' of {UNRESOLVED} "
+                                 "does not resolve (")
     assert str(error).endswith("), so no service can be reached there; check the name, or give the service's IP "
                                "address (e.g. tcp://127.0.0.1:PORT on this machine)")
     assert not error.retryable

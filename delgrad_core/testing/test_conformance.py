@@ -68,8 +68,9 @@ def _profile(backend: Backend) -> ConformanceProfile:
         pytest.fail(f"{type(backend).__name__}.conformance_profile() returned a {type(profile).__name__}; expected a "
                     f"delgrad_core.ConformanceProfile (e.g. ConformanceProfile(max_median_error=0.03))", pytrace=False)
     if backend.capabilities.exact and profile.exact_tolerance > MAX_EXACT_TOLERANCE:
-        pytest.fail(f"{type(backend).__name__} declares exact=True with exact_tolerance {profile.exact_tolerance:g}; an "
-                    f"exact backend matches the ideal model to at most {MAX_EXACT_TOLERANCE:g} (1 + |t|): declare "
+        tolerance = profile.exact_tolerance
+        pytest.fail(f"{type(backend).__name__} declares exact=True with exact_tolerance {tolerance:g}; an exact "
+                    f"backend matches the ideal model to at most {MAX_EXACT_TOLERANCE:g} (1 + |t|): declare "
                     "exact=False to be compared statistically (ConformanceProfile.max_median_error)", pytrace=False)
     return profile
 
@@ -734,7 +735,8 @@ def test_delays_over_the_declared_range(delgrad_backend, calibration, kind_name)
                              f"declared delay_range, are represented as {np.round(uniform[moved, 0], 4).tolist()}: "
                              f"more than half the declared delay_resolution ({caps.delay_resolution}) away")
     shortest = np.full(lines.delays.size, lines.delays[0])
-    spread, start = delgrad_backend.represent_checked(lines.network()), delgrad_backend.represent_checked(lines.network(shortest))
+    spread = delgrad_backend.represent_checked(lines.network())
+    start = delgrad_backend.represent_checked(lines.network(shortest))
     ideal = forward(spread, lines.input_spike_times)[0]
     assert np.isfinite(ideal).all(), "suite error: a delay line is silent in the ideal model"
     with _resources_permitting():
