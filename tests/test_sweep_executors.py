@@ -708,7 +708,7 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
 
 
 @pytest.mark.slow
-def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up():
+def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up(tmp_path):
     """(SIGINT was ignored while the cluster started: a Ctrl-C then was lost, and the sweep ran
     all its trials to the end with status 0)"""
     code = """if True:
@@ -737,7 +737,8 @@ def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up():
             time.sleep(0.2)
         print("workers left:", len(workers()))
     """
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    process = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)  # (cwd: not the source tree, which would shadow the installed package)
     assert process.stdout.split("\n")[:2] == ["interrupted", "workers left: 0"], process.stdout + process.stderr
 
 
