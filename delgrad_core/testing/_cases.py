@@ -11,8 +11,8 @@ from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
 from delgrad_core._propagation import forward
 
-__all__ = ["ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines", "input_copies",
-           "input_lines", "input_times", "make_network", "supported_setting", "within_layers"]
+__all__ = ["ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines", "drive_scale",
+           "input_copies", "input_lines", "input_times", "make_network", "supported_setting", "within_layers"]
 
 BATCH_SIZE = 32
 _DEFAULT_RATIOS = (2.0, 1.0, 1.5)
@@ -41,7 +41,7 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
     `tau_ratio` x its tau_s: a backend that runs one value for all, or theta = 1 or tau_s = 1,
     shows it."""
     caps = capabilities or Capabilities()
-    scale = 1.0 if caps.weight_limit is None else min(1.0, caps.weight_limit / 2)
+    scale = drive_scale(caps)
     network = Network.feedforward(
         [sizes[0] // copies, *sizes[1:]],
         delay_kind=delay_kind,
@@ -65,6 +65,13 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
             layer.population.neuron = NeuronParameters(scale * rng.uniform(0.7, 1.5, n), float(tau_ratio) * tau_s,
                                                         tau_s)
     return network if copies == 1 else _in_copies(network, copies, np.random.default_rng(seed + 2000))
+
+
+def drive_scale(caps: Capabilities) -> float:
+    """The factor on weights and thresholds (the same spike times) that keeps a network drawn for
+    weights near 1 and threshold 1 inside a declared `weight_limit` below 2 without cutting its
+    drive: limit / 2, else 1."""
+    return 1.0 if caps.weight_limit is None else min(1.0, caps.weight_limit / 2)
 
 
 def _in_copies(network: Network, copies: int, rng: np.random.Generator) -> Network:
@@ -210,12 +217,14 @@ def _spiking(network: Network, inputs: np.ndarray) -> Network:
     layer spikes in at least `_SPIKING` of its entries in the ideal model (at most 30 times):
     at tau_m = 0.1 tau_s, weights of N(1, 1) left every neuron silent, and agreement compared
     no spike.  The cases of the usual ratios (1 to 2) spike enough as drawn."""
+    times = forward(network, inputs)
     for k, layer in enumerate(network.layers):
         for _ in range(30):
-            if np.isfinite(forward(network, inputs)[k]).mean() >= _SPIKING:
+            if np.isfinite(times[k]).mean() >= _SPIKING:
                 break
             neuron = layer.population.neuron
             layer.population.neuron = NeuronParameters(np.asarray(neuron.threshold) / 2, neuron.tau_m, neuron.tau_s)
+            times = forward(network, inputs)
     return network
 
 

@@ -48,6 +48,7 @@ from delgrad_core.testing._cases import (
     batch_within,
     conformance_cases,
     delay_lines,
+    drive_scale,
     input_copies,
     input_lines,
     input_times,
@@ -770,8 +771,7 @@ def test_one_epoch_of_exact_gradients_lowers_the_loss(delgrad_backend):
     copies = input_copies(caps, input_lines(caps))  # (Yin-Yang's 4 features, each as often as the backend takes copies)
     _require_supported(delgrad_backend, make_network((4 * copies, hidden, 3), kind, ratio, capabilities=caps,
                                                      copies=copies))
-    # (weights, their steps and the threshold scaled as in the cases where a weight limit below 2 would cut the drive)
-    scale = 1.0 if caps.weight_limit is None else min(1.0, caps.weight_limit / 2)
+    scale = drive_scale(caps)  # (weights, their steps and the threshold, as in the cases)
     in_copies = {} if copies == 1 else {  # (a group of copies starts as strong as one input)
         "encoder_options": {"repeat": copies}, "weight_init_mean": [1.5 * scale / copies, 1.5 * scale],
         "weight_init_std": [0.5 * scale / copies, 0.5 * scale],
