@@ -481,14 +481,7 @@ def _built_backend(registration: Registration, options: dict) -> Backend:
     if inspect.isclass(factory) and inspect.isabstract(factory):
         raise PluginError(f"{source}: its class {factory.__name__} does not implement "
                           f"{', '.join(sorted(factory.__abstractmethods__))}")
-    required = _required_parameters(factory)
-    if required is not None and set(required) - set(options):
-        raise InvalidValueError(f"backend {name!r}: option(s) {', '.join(sorted(set(required) - set(options)))} "
-                                "required")
-    try:  # (a TypeError is the options' fault only where their names could not be checked)
-        backend = call_plugin(registration, "backend", lambda: factory(**options), arguments_checked=required is not None)
-    except TypeError as exc:
-        raise InvalidValueError(f"backend {name!r}: invalid options {sorted(options)} ({exc})") from None
+    backend = _built_with(registration, options, "option", "invalid options")
     if not isinstance(backend, Backend):
         raise PluginError(f"{source}: factory returned {type(backend).__name__}, not a Backend")
     try:
@@ -515,6 +508,22 @@ def _backend_problem(backend: Backend, name: str) -> str | None:
     if not isinstance(capabilities, Capabilities):
         return f"its capabilities are a {type(capabilities).__name__}, not a delgrad_core.Capabilities"
     return None
+
+
+def _built_with(registration: Registration, arguments: dict, noun: str, refused: str):
+    """What `registration`'s factory returns for the keyword `arguments` (their names checked by
+    the caller): a required one missing is an `InvalidValueError` naming it (a `noun`); a
+    `TypeError` the factory raises is the arguments' fault ("`refused` [names] (...)") only where
+    its signature could not be read, else the plugin's (`call_plugin`)."""
+    kind, name, factory = registration.kind, registration.name, registration.obj
+    required = _required_parameters(factory)
+    if required is not None and set(required) - set(arguments):
+        raise InvalidValueError(f"{kind} {name!r}: {noun}(s) {', '.join(sorted(set(required) - set(arguments)))} "
+                                "required")
+    try:
+        return call_plugin(registration, kind, lambda: factory(**arguments), arguments_checked=required is not None)
+    except TypeError as exc:
+        raise InvalidValueError(f"{kind} {name!r}: {refused} {sorted(arguments)} ({exc})") from None
 
 
 def _required_parameters(factory) -> list[str] | None:
@@ -657,15 +666,7 @@ def build_registered(kind: str, name: str, parameters: dict):
     missing ones (a `TypeError` the factory raises itself once they fit is the plugin's)."""
     registration = registry().get(kind, name)
     check_parameter_names(f"{kind} {name!r}", registration.obj, parameters, "parameter")
-    required = _required_parameters(registration.obj)
-    if required is not None and set(required) - set(parameters):
-        raise InvalidValueError(f"{kind} {name!r}: parameter(s) {', '.join(sorted(set(required) - set(parameters)))} "
-                                "required")
-    try:  # (a TypeError is the parameters' fault only where their names could not be checked)
-        return call_plugin(registration, kind, lambda: registration.obj(**parameters),
-                           arguments_checked=required is not None)
-    except TypeError as exc:
-        raise InvalidValueError(f"{kind} {name!r}: cannot be built with {sorted(parameters)} ({exc})") from None
+    return _built_with(registration, parameters, "parameter", "cannot be built with")
 
 
 def call_plugin(registration: Registration, kind: str, call, what: str = "its factory", *,
