@@ -99,11 +99,16 @@ def _lock(handle, path: Path) -> None:
             return
         except BlockingIOError:
             pass
-    handle.seek(0)
-    owner = handle.read().strip() or "another process"
+    owner = _holder(handle)
     if owner == f"process {os.getpid()}":
         owner = "this process (a Trainer or claim of it not closed yet)"
     raise FolderInUseError(f"{path}: in use by {owner}; wait for it to finish or choose another folder")
+
+
+def _holder(handle) -> str:
+    """Who holds a lock file, as the open lock file `handle` says ("process N")."""
+    handle.seek(0)
+    return handle.read().strip() or "another process"
 
 
 def _refuse_dangling_link(path: Path) -> None:
@@ -367,7 +372,7 @@ class RunFolder:
                 try:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    return handle.read().strip() or "another process"
+                    return _holder(handle)
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         except OSError:
             pass
