@@ -77,12 +77,13 @@ def _train_until_stopped(settings: dict, folder: str, stop_name: str) -> dict:
     shared cluster it trained on after the sweep had ended)."""
     import distributed
 
-    events = []  # (made when first asked, after the first epoch: as late as a task needs a client)
+    stop = None  # (made when first asked, after the first epoch: as late as a task needs a client)
 
     def stop_set() -> bool:
-        if not events:
-            events.append(distributed.Event(stop_name))
-        return events[0].is_set()
+        nonlocal stop
+        if stop is None:
+            stop = distributed.Event(stop_name)
+        return stop.is_set()
 
     return train_trial(settings, folder, should_stop=stop_set)
 
