@@ -84,3 +84,29 @@ def test_fit_refuses_arguments_of_the_wrong_kind(arguments, message):
     with pytest.raises(dg.InvalidValueError, match=message):
         trainer.fit(**arguments)
     assert trainer.epoch == 0
+
+
+def test_a_long_epoch_reports_its_batches_in_a_log_at_most_every_half_minute(capsys):
+    from delgrad_core.training._progress import EpochProgress
+
+    now = [0.0]
+    report = EpochProgress(total=2, initial=0, description="run", enabled=True, clock=lambda: now[0])
+    for seconds, done in [(10, 1), (31, 2), (40, 3), (62, 4), (70, 5)]:
+        now[0] = seconds
+        report.batch_done(1, done, 5)  # the last batch's report is the epoch's own line
+    report.close()
+    assert capsys.readouterr().err.splitlines() == ["epoch 1/2: 2 of 5 batches done, 31 s into the epoch",
+                                                    "epoch 1/2: 4 of 5 batches done, 62 s into the epoch"]
+
+
+def test_fit_reports_the_batches_of_each_epoch_as_they_finish(capsys, monkeypatch):
+    from delgrad_core.training import _progress
+
+    monkeypatch.setattr(_progress, "_BATCH_LINE_SECONDS", 0.0)
+    trainer = Trainer(TrainingConfig(epochs=2, hidden=5, batch_size=1600, seed=4))
+    trainer.fit(progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    batches = -(-len(trainer.train_set) // 1600)
+    assert [line.split(",")[0].split(" 0.")[0] for line in lines] == [
+        *(f"epoch 1/2: {done} of {batches} batches done" for done in range(1, batches)), "epoch 1/2: loss",
+        *(f"epoch 2/2: {done} of {batches} batches done" for done in range(1, batches)), "epoch 2/2: loss"]

@@ -106,7 +106,7 @@ def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output folder.  [default: a fresh runs/train-<time>]")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (or progress lines in a log).")
 @BACKEND_OPTION
 @DATASET_OPTION
 @SET_OPTION

@@ -314,15 +314,17 @@ class Trainer:
                           np.asarray(dataset.labels))
 
     # -- the loop -----------------------------------------------------------------------------
-    def _epoch(self) -> EpochMetrics:
+    def _epoch(self, report: EpochProgress) -> EpochMetrics:
         started = time.perf_counter()
         lr_factor = step_decay_factor(self.epoch, self.config.lr_decay, self.config.lr_decay_every)
         results, sizes = [], []
+        batches = -(-len(self.train_set) // self.config.batch_size)
         try:
             for features, labels in self.train_set.batches(self.config.batch_size, self.rng):
                 results.append(self.step(features, labels, lr_factor))
                 self.average.update(self.model.params)
                 sizes.append(len(labels))
+                report.batch_done(self.epoch + 1, len(results), batches)
             if all(r.skipped for r in results):
                 warnings.warn(f"epoch {self.epoch + 1}: every step was skipped, as every batch had more silent "
                               f"neurons than silent_limit_hidden ({self.config.silent_limit_hidden}) or "
@@ -388,7 +390,7 @@ class Trainer:
                 if should_stop is not None and should_stop():
                     break
                 with self._whole_or_broken(f"epoch {self.epoch + 1}"):
-                    metrics = self._epoch()
+                    metrics = self._epoch(report)
                     self.history.append(metrics)
                     self.epoch += 1
                     self.selection.after_epoch(self.epoch, metrics.validation_accuracy,
