@@ -110,3 +110,9 @@ def test_fit_reports_the_batches_of_each_epoch_as_they_finish(capsys, monkeypatc
     assert [line.split(",")[0].split(" 0.")[0] for line in lines] == [
         *(f"epoch 1/2: {done} of {batches} batches done" for done in range(1, batches)), "epoch 1/2: loss",
         *(f"epoch 2/2: {done} of {batches} batches done" for done in range(1, batches)), "epoch 2/2: loss"]
+
+
+def test_a_batch_larger_than_the_training_split_is_said():
+    with pytest.warns(UserWarning, match=r"batch_size 6000 is larger than the training split \(5000 samples\): "
+                                         "every step takes the whole split"):
+        Trainer(TrainingConfig(epochs=1, hidden=5, batch_size=6000, seed=4))

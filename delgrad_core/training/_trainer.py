@@ -228,6 +228,10 @@ class Trainer:
         network = build_network(config, self.encoder.n_inputs(self.train_set.n_features), self.train_set.n_classes)
         check_supported(self.backend, network, self.train_set.n_features)
         check_input_copies(self.backend, network, self.encoder.copies)
+        if config.batch_size > len(self.train_set):
+            warnings.warn(f"batch_size {config.batch_size} is larger than the training split "
+                          f"({len(self.train_set)} samples): every step takes the whole split", UserWarning,
+                          stacklevel=3)
         self.model = TrainableNetwork(network, config, input_copies=self.encoder.copies)
         self.optimiser = Adam({"weights": config.weight_lr, "delays": config.delay_lr}, self.model.group_of,
                               config.adam_beta1, config.adam_beta2, config.adam_eps)
