@@ -269,12 +269,16 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
         (["hash_seeded=true"], {"test_another_process_runs_a_request_the_same"}),
         # (passed the whole suite, whose other jobs are small, and trained skipping most steps)
         (["batch_cut=64"], {"test_a_large_batch_agrees_in_every_part"}),
+        # (with max_batch_size = 64 the check was skipped, as the first case has 32 samples: only the
+        # training check, whose batches are larger, failed)
+        (["batch_cut=40", "max_batch_size=64"], {"test_a_large_batch_agrees_in_every_part",
+                                                 "test_one_epoch_of_exact_gradients_lowers_the_loss"}),
         # (each passed the whole suite, whose other cases have theta = 1 and tau_s = 1 for every neuron)
         *[([f"neuron_bug={bug}"], {f"test_agreement_with_reference[{VARIED_NEURONS.id}]"})
           for bug in ("threshold", "tau_s", "first")],
     ],
     ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "seed-ignored", "seed-per-process",
-         "undeclared-batch-limit", "threshold-ignored", "tau_s-ignored", "first-neuron-for-all"],
+         "undeclared-batch-limit", "undeclared-batch-limit-below-64", "threshold-ignored", "tau_s-ignored", "first-neuron-for-all"],
 )
 def test_suite_fails_for_a_wrong_backend(site, options, expected):
     process, failed = _run_suite(site, options)
