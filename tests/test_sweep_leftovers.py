@@ -146,6 +146,20 @@ def test_the_median_accuracy_of_a_cell_is_that_of_its_runs():
     assert cell["median_test_accuracy"] == 0.438
 
 
+@pytest.mark.parametrize(("accuracy", "error"), [(0.805, 0.195), (0.9, 0.1), (1.0, 0.0), (0.0, 1.0),
+                                                 (350 / 359, 9 / 359)])
+def test_a_trials_test_error_in_sweep_csv_is_the_fraction_of_wrong_samples(tmp_path, accuracy, error):
+    """(1 - 0.805 read 0.19499999999999995 in sweep.csv)"""
+    from delgrad_core.training._sweep import _row
+    from delgrad_core.training._trials import Trial
+
+    trial = Trial(settings={}, id="t0", folder=tmp_path, identity={})
+    metrics = {"config": {"delays": "none", "hidden": 4, "seed": 0, "epochs": 1, "backend": "reference"},
+               "test_accuracy": accuracy, "n_parameters": 28, "wall_seconds": 1.0}
+    row = _row(trial, metrics)
+    assert row["test_error"] == round(error, 12)
+
+
 @pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
 @pytest.mark.parametrize("counts", [(44, 64, 84), (20, 400, 3000)])
 def test_the_parameter_axis_of_sweep_png_has_numbers(tmp_path, monkeypatch, counts):
