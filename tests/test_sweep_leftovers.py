@@ -179,3 +179,18 @@ def test_the_parameter_axis_of_sweep_png_has_numbers(tmp_path, monkeypatch, coun
     shown = [label.get_text() for label in axis.xaxis.get_ticklabels(which="both")
              if label.get_text() and low <= label.get_position()[0] <= high]
     assert len(shown) >= 2, shown
+
+
+@pytest.mark.slow
+def test_a_trials_warnings_name_the_trial(tmp_path):
+    """(two trials' warnings read the same: which run had its steps skipped was not said)"""
+    import subprocess
+
+    command = [sys.executable, "-m", "delgrad_core.cli", "sweep", "--hidden", "4,5", "--delays", "none", "--seeds",
+               "1", "--epochs", "1", "--jobs", "1", "--set", "batch_size=6000", "--out", "sweep"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    names = sorted(path.name for path in (tmp_path / "sweep" / "runs").iterdir())
+    assert len(names) == 2
+    for name in names:
+        assert f"Warning: {name}: batch_size 6000 is larger than the training split" in result.stderr

@@ -11,6 +11,7 @@ the trial's result: `Trial.finished` says no, and `Trial.recorded_identity` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -149,5 +150,15 @@ def train_trial(settings: dict, folder: str, should_stop=None, threads: int = 1)
     from delgrad_core.training._run import run_training
 
     resume = RunFolder(folder).checkpoint.exists()
-    return run_training(config_with_defaults(settings), folder, resume=resume, progress=False, plots=False,
-                        should_stop=should_stop)
+    with _warnings_named(Path(folder).name):
+        return run_training(config_with_defaults(settings), folder, resume=resume, progress=False, plots=False,
+                            should_stop=should_stop)
+
+
+@contextlib.contextmanager
+def _warnings_named(trial_name: str):
+    """Within: each warning shown starts with `trial_name` (a sweep's trials warn side by side)."""
+    shown = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *place, **more: shown(f"{trial_name}: {message}", *place, **more)
+        yield
