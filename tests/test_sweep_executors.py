@@ -370,12 +370,18 @@ def test_a_restarted_worker_of_the_embedded_cluster_ignores_ctrl_c():
         cluster.close()
 
 
-def test_a_malformed_scheduler_address_is_one_line(tmp_path):
-    result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", "notaurl", "--seeds", "1",
+@pytest.mark.parametrize(("address", "reason"), [
+    ("notaurl", "missing port number"),
+    # (these said "nothing listens there" and "not enough values to unpack")
+    ("tcp://127.0.0.1:99999", "port 99999"), ("tcp://127.0.0.1:0", "port 0"),
+    ("inproc://scheduler", "inproc:// is not a scheme another process can join")])
+def test_a_malformed_scheduler_address_is_one_usage_error(tmp_path, address, reason):
+    result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", address, "--seeds", "1",
                                         "--hidden", "3", "--delays", "none", "--epochs", "1", "--out",
                                         str(tmp_path / "s")])
-    assert result.exit_code != 0 and "Traceback" not in result.output
-    assert "--scheduler: expected an address such as tcp://HOST:8786, got 'notaurl'" in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"--scheduler: expected an address such as tcp://HOST:8786 (tcp, tls, ws, wss or ucx; a port from 1 to " \
+           f"65535), got {address!r} ({reason}" in result.output
 
 
 def test_a_tls_scheduler_without_dasks_tls_settings_is_one_line(tmp_path):

@@ -120,6 +120,28 @@ class _IgnoreInterrupt(_WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+_JOINABLE_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # (Dask's inproc:// is within one process: not joinable)
+_ADDRESS_WANTED = "an address such as tcp://HOST:8786 (tcp, tls, ws, wss or ucx; a port from 1 to 65535)"
+
+
+def _joinable(address: str) -> str:
+    """`address` if another process can join a scheduler there: a scheme of `_JOINABLE_SCHEMES`
+    (none means tcp), a host and a port from 1 to 65535."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in _JOINABLE_SCHEMES:
+            raise ValueError(f"{scheme}:// is not a scheme another process can join")
+        host, port = parse_host_port(location)
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port}")
+    except (ValueError, TypeError) as exc:
+        raise InvalidValueError(f"--scheduler: expected {_ADDRESS_WANTED}, got {address!r} ({exc})") from None
+    return address
+
+
 class DaskExecutor:
     """Trials as Dask tasks.
 
@@ -134,7 +156,7 @@ class DaskExecutor:
 
     def __init__(self, scheduler: str | None = None, jobs: int | None = None, should_stop=None):
         require_distributed()
-        self.scheduler = scheduler
+        self.scheduler = None if scheduler is None else _joinable(scheduler)
         self.jobs = jobs or available_cpus()
         self.should_stop = should_stop  # (called while trials run: raises KeyboardInterrupt to stop them)
 
@@ -165,9 +187,9 @@ class DaskExecutor:
             return None, distributed.Client(self.scheduler, timeout="20s")
         except (OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"--scheduler {self.scheduler}: cannot connect ({exc})") from None
-        except ValueError as exc:  # (a malformed address, e.g. without a port)
-            raise InvalidValueError(f"--scheduler: expected an address such as tcp://HOST:8786, got "
-                                    f"{self.scheduler!r} ({exc})") from None
+        except ValueError as exc:  # (an address Dask refuses beyond what `_joinable` checks)
+            raise InvalidValueError(f"--scheduler: expected {_ADDRESS_WANTED}, got {self.scheduler!r} ({exc})") \
+                from None
         except TypeError as exc:  # (tls:// without Dask's TLS settings: "TLS expects a ssl_context argument")
             raise InvalidValueError(f"--scheduler {self.scheduler}: cannot connect ({exc}); a tls:// scheduler needs "
                                     "Dask's TLS settings (distributed.comm.tls in its configuration)") from None
