@@ -7,13 +7,14 @@ the reason.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 
 from delgrad_core._nir_common import NIRConversionError
 
-__all__ = ["Segment", "graph_segments"]
+__all__ = ["Segment", "graph_segments", "string_keyed"]
 
 # NIR node types delgrad has no counterpart for, with the reason.
 _UNSUPPORTED = {
@@ -138,10 +139,28 @@ def _chain(nir, graph) -> list[str]:
     return chain
 
 
-def graph_segments(nir, graph) -> tuple[str, list[Segment], str]:
-    """(input key, one Segment per layer, output key) of a chain-shaped graph."""
+def string_keyed(nir, graph):
+    """`graph` with its node names and edge ends as strings, as `nir.read` gives them (a graph
+    built in memory may name its nodes by integers); names that read the same are refused."""
     if not isinstance(graph, nir.NIRGraph):
         raise NIRConversionError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    if not isinstance(graph.nodes, dict):
+        raise NIRConversionError(f"graph nodes: expected a dict of name -> node, got {type(graph.nodes).__name__}")
+    if all(isinstance(key, str) for key in graph.nodes):
+        return graph
+    nodes = {str(key): node for key, node in graph.nodes.items()}
+    if len(nodes) < len(graph.nodes):
+        twins = sorted(name for name in nodes if sum(str(key) == name for key in graph.nodes) > 1)
+        raise NIRConversionError(f"graph nodes: two nodes are named {twins[0]!r} (one by a string, one otherwise)")
+    named = copy.copy(graph)
+    named.nodes = nodes
+    named.edges = _edges(named)
+    return named
+
+
+def graph_segments(nir, graph) -> tuple[str, list[Segment], str]:
+    """(input key, one Segment per layer, output key) of a chain-shaped graph with string names
+    (`string_keyed`)."""
     chain = _chain(nir, graph)
     segments, ops = [], []
     for key in chain[1:-1]:

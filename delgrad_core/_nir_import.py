@@ -21,7 +21,7 @@ from delgrad_core._nir_common import (
     shown,
 )
 from delgrad_core._nir_export import fanout_matrix, layer_chain
-from delgrad_core._nir_graph import Segment, graph_segments, population_size
+from delgrad_core._nir_graph import Segment, graph_segments, population_size, string_keyed
 from delgrad_core._nir_paths import Paths
 
 __all__ = ["from_nir"]
@@ -321,6 +321,7 @@ def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool =
     nir = require_nir()
     if not isinstance(first_spike_only, (bool, np.bool_)):  # ("false" would count as true)
         raise InvalidValueError(f"first_spike_only: expected True or False, got {first_spike_only!r}")
+    graph = string_keyed(nir, graph)
     input_key, segments, output_key = graph_segments(nir, graph)
     time_scale = _time_scale(graph, time_scale)
     graph_meta = _graph_metadata(graph)

@@ -255,3 +255,31 @@ def test_a_source_that_is_no_regular_file_is_refused_at_once(tmp_path):
         load_nir(fifo)
     result = cli_runner().invoke(main, ["import", str(fifo), str(tmp_path / "out.npz")])
     assert result.exit_code == 1 and result.output.startswith(f"Error: {fifo}: not a regular file"), result.output
+
+
+# ---------------------------------------------------------------- node names other than strings
+
+
+def _renamed(graph, name_of):
+    return nir.NIRGraph(nodes={name_of[key]: node for key, node in graph.nodes.items()},
+                        edges=[(name_of[src], name_of[dst]) for src, dst in graph.edges], metadata=graph.metadata)
+
+
+def test_a_graph_whose_nodes_are_named_by_integers_imports_as_with_strings(helpers):
+    """(`from_nir` of a graph built in memory with integer names said "edge '0' -> '1': no node
+    named '0'"; `nir.read` always gives strings)"""
+    network = helpers.build_network([3, 4, 2], "axonal", 2.0, seed=5)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    numbered = _renamed(graph, {key: index for index, key in enumerate(graph.nodes)})
+    inputs = np.random.default_rng(0).uniform(0.1, 2.0, (16, 3))
+    for got, expected in zip(dg.forward(from_nir(numbered), inputs), dg.forward(from_nir(graph), inputs)):
+        np.testing.assert_array_equal(got, expected)
+    assert list(numbered.nodes) == list(range(len(graph.nodes)))  # (the caller's graph is not changed)
+
+
+def test_two_nodes_whose_names_read_the_same_are_refused(helpers):
+    graph = to_nir(helpers.build_network([3, 4, 2], "none", 2.0, seed=5), time_scale=TIME_SCALE_S)
+    name_of = {key: index for index, key in enumerate(graph.nodes)}
+    name_of[list(graph.nodes)[1]] = "0"  # (the node named 0 and the one named "0")
+    with pytest.raises(NIRConversionError, match="graph nodes: two nodes are named '0'"):
+        from_nir(_renamed(graph, name_of))
