@@ -19,7 +19,7 @@ from delgrad_core._ir import DelayKind, Layer, Network, Population, Projection, 
 from delgrad_core._numbers import checked_number
 from delgrad_core._options import check_known_names
 
-__all__ = ["Capabilities", "apply_constraints", "check_weight_grid"]
+__all__ = ["Capabilities", "apply_constraints", "check_weight_grid", "share_copied_delays"]
 
 _RATIO_RTOL = 1e-9
 
@@ -159,8 +159,9 @@ class Capabilities:
     @property
     def constrains_parameters(self) -> bool:
         """True if `apply_constraints` can change a network."""
-        return any(getattr(self, name) is not None
-                   for name in ("weight_limit", "weight_resolution", "delay_range", "delay_resolution"))
+        return (self.input_copies or 1) > 1 or any(
+            getattr(self, name) is not None
+            for name in ("weight_limit", "weight_resolution", "delay_range", "delay_resolution"))
 
     def constrain_weights(self, weights: np.ndarray) -> np.ndarray:
         """Weights as the substrate runs them: clipped to +-weight_limit, then rounded to a
@@ -189,12 +190,33 @@ class Capabilities:
         return delays
 
 
+def share_copied_delays(network: Network, copies: int | None) -> Network:
+    """`network` with the axonal delays of each group of `copies` consecutive input lines (the
+    copies of one input, `Capabilities.input_copies`) replaced by their mean; `network` itself if
+    they already agree or its inputs are not taken as copies (no axonal delays in the first
+    layer, or an input count that is no multiple of `copies`)."""
+    check_type(network, Network, "network")
+    first = network.layers[0]
+    projection = first.projection
+    if projection.delay_kind is not DelayKind.AXONAL or (copies or 1) == 1 or projection.n_pre % copies:
+        return network
+    groups = projection.delays.reshape(-1, copies)
+    if np.all(groups == groups[:, :1]):
+        return network
+    shared = Projection(projection.weights, DelayKind.AXONAL, np.repeat(groups.mean(axis=1), copies), projection.name)
+    return Network(Population(network.input.name, network.input.size),
+                   [Layer(first.population, shared), *network.layers[1:]])
+
+
 def apply_constraints(network: Network, capabilities: Capabilities) -> Network:
-    """The network a substrate with `capabilities` runs; `network` itself if nothing changes."""
+    """The network a substrate with `capabilities` runs: the delays of an input's copies shared
+    (`share_copied_delays`), weights and delays clipped and on their grids; `network` itself if
+    nothing changes."""
     check_type(network, Network, "network")
     if not capabilities.constrains_parameters:
         return network
-    changed = False
+    given, network = network, share_copied_delays(network, capabilities.input_copies)
+    changed = network is not given
     layers = []
     for layer in network.layers:
         projection = layer.projection
@@ -205,5 +227,5 @@ def apply_constraints(network: Network, capabilities: Capabilities) -> Network:
         population = Population(layer.population.name, layer.population.size, layer.population.neuron.copy())
         layers.append(Layer(population, Projection(weights, projection.delay_kind, delays, projection.name)))
     if not changed:
-        return network
+        return given
     return Network(Population(network.input.name, network.input.size), layers)

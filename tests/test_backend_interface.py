@@ -92,6 +92,22 @@ def test_represent_clips_quantises_rounds_and_bounds():
     assert plain.represent(network) is network  # nothing to constrain: the same object
 
 
+def test_the_default_represent_gives_the_copies_of_an_input_their_mean_delay():
+    """(a backend declaring input_copies kept the base class's represent, which left each copy its
+    own delay: the conformance suite failed it, and training ran what the substrate does not)"""
+    backend = MockBackend(capabilities=Capabilities(input_copies=2, delay_range=(0.0, 3.0)))
+    network = _net((4, 5, 3), "axonal")
+    network.layers[0].projection.delays[:] = [0.5, 1.5, 2.0, 2.0]
+    ran = backend.represent(network)
+    assert ran.layers[0].projection.delays.tolist() == [1.0, 1.0, 2.0, 2.0]
+    assert network.layers[0].projection.delays.tolist() == [0.5, 1.5, 2.0, 2.0]  # the original is untouched
+    assert backend.represent(ran) is ran
+    assert MockBackend(capabilities=Capabilities(input_copies=2)).represent(ran) is ran  # shared already
+    three = _net((3, 5, 3), "axonal")  # (3 inputs are no copies of 2: independent)
+    assert backend.represent(three).layers[0].projection.delays.tolist() == \
+        three.layers[0].projection.delays.tolist()
+
+
 def test_weight_limit_off_the_grid_stays_within_the_limit():
     caps = Capabilities(weight_limit=1.0, weight_resolution=0.3)
     np.testing.assert_allclose(caps.constrain_weights(np.array([0.99, -2.0, 0.44])), [0.9, -0.9, 0.3])

@@ -112,18 +112,10 @@ WRONG_BACKEND = """
                 for layer in network.layers:
                     np.clip(layer.projection.weights, -1.0, 1.0, out=layer.projection.weights)
                 return network
-            network = super().represent(network)
-            if self.input_copies and not self.unshared_copy_delays:
-                network = self._copies_sharing_delays(network)
-            return self._capped(network) if self.delay_cap_in_represent else network
-
-        def _copies_sharing_delays(self, network):
-            first = network.layers[0].projection
-            if first.delay_kind is not DelayKind.AXONAL or network.input.size % self.input_copies:
+            if self.unshared_copy_delays:  # the bug: the copies keep their own delays (the base class shares them)
                 return network
-            shared = np.repeat(first.delays.reshape(-1, self.input_copies).mean(axis=1), self.input_copies)
-            projection = Projection(first.weights, first.delay_kind, shared)
-            return Network(network.input, [Layer(network.layers[0].population, projection), *network.layers[1:]])
+            network = super().represent(network)
+            return self._capped(network) if self.delay_cap_in_represent else network
 
         def _capped(self, network):
             if self.delay_cap is None:

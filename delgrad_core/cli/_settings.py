@@ -338,7 +338,7 @@ def trained_on_a_representing_backend(path, backend_name) -> str | None:
         capabilities = backend_info(backend_name).capabilities
     except (LookupError, TypeError):  # (not installed here; no name recorded)
         return None
-    if capabilities is None or not (capabilities.constrains_parameters or (capabilities.input_copies or 1) > 1):
+    if capabilities is None or not capabilities.constrains_parameters:
         return None
     return (f"note: {path} was trained on backend {backend_name!r}, which declares limits, grids or input copies by "
             "which it may run the network otherwise than stored (its represent(): e.g. a chip's clipped, quantised "

@@ -20,7 +20,7 @@ from delgrad_core import (
     UnsupportedNetworkError,
     check_num_threads,
 )
-from delgrad_core.plugin_tools import checked_number
+from delgrad_core.plugin_tools import checked_number, share_copied_delays
 
 from delgrad_bss2._cache import cache_path, load_cached, store
 from delgrad_bss2._calibration import (
@@ -29,7 +29,7 @@ from delgrad_bss2._chip import Chip
 from delgrad_bss2._config import INPUT_DUPLICATION, ChipConfig
 from delgrad_bss2._emulator import run_job
 from delgrad_bss2._job import compile_job, copies_before_their_spikes, lost_arrivals, result, unequal_copies
-from delgrad_bss2._mapping import Placement, chip_capabilities, place, resource_problem, share_duplicated_delays
+from delgrad_bss2._mapping import Placement, chip_capabilities, place, resource_problem
 
 __all__ = ["Bss2EmulatorBackend"]
 
@@ -100,7 +100,7 @@ class Bss2EmulatorBackend(Backend):
         """Weights clipped to +-weight_max / weight_scale and quantised to 1 / weight_scale;
         delays of duplicated inputs shared (their mean, with a warning once per backend when
         they differed), on the register grid and bounded."""
-        shared = share_duplicated_delays(network, self.input_duplication)
+        shared = share_copied_delays(network, self.input_duplication)
         if shared is not network and not self._warned_averaged:
             self._warned_averaged = True  # (once per backend: a training run represents every step)
             warnings.warn(f"backend {BACKEND_NAME!r}: the {self.input_duplication} copies of an input have different "

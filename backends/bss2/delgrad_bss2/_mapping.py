@@ -7,21 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad_core import (
-    Capabilities,
-    DelayKind,
-    Layer,
-    Network,
-    Population,
-    Projection,
-    UnsupportedNetworkError,
-)
+from delgrad_core import Capabilities, DelayKind, Network, UnsupportedNetworkError
 
 from delgrad_bss2._calibration import BACKEND_NAME
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._delays import delays_from_registers
 
-__all__ = ["chip_capabilities", "share_duplicated_delays", "delay_groups", "resource_problem", "Placement", "place"]
+__all__ = ["chip_capabilities", "delay_groups", "resource_problem", "Placement", "place"]
 
 
 def chip_capabilities(config: ChipConfig, duplication: int) -> Capabilities:
@@ -49,21 +41,6 @@ def _duplicated(network: Network, duplication: int) -> bool:
     """The first layer's input lines come in groups of `duplication` copies sharing a delay."""
     projection = network.layers[0].projection
     return projection.delay_kind is DelayKind.AXONAL and duplication > 1 and projection.n_pre % duplication == 0
-
-
-def share_duplicated_delays(network: Network, duplication: int) -> Network:
-    """`network` with the axonal delays of each group of `duplication` consecutive input lines
-    (the copies of one input) replaced by their mean; `network` itself if they already agree."""
-    if not _duplicated(network, duplication):
-        return network
-    first = network.layers[0]
-    groups = first.projection.delays.reshape(-1, duplication)
-    if np.all(groups == groups[:, :1]):
-        return network
-    shared = np.repeat(groups.mean(axis=1), duplication)
-    projection = Projection(first.projection.weights, DelayKind.AXONAL, shared, first.projection.name)
-    return Network(Population(network.input.name, network.input.size),
-                   [Layer(first.population, projection), *network.layers[1:]])
 
 
 def delay_groups(network: Network, duplication: int) -> list[np.ndarray | None]:
