@@ -67,12 +67,14 @@ def _exists_not_folder(path: Path) -> bool:
         return False
 
 
-def _remove_dangling_link(path: Path) -> None:
-    """Remove a link at an entry's name that points nowhere, with a warning: the atomic write
-    follows links, and would create the missing folders of its target outside the cache."""
-    if path.is_symlink() and not path.exists():
-        warnings.warn(f"replacing the dangling link {path} -> {os.readlink(path)} in the calibration cache with the "
-                      "calibration", stacklevel=4)
+def _remove_link(path: Path) -> None:
+    """Remove a link at an entry's name, with a warning: the atomic write follows links, and
+    would overwrite the file it points to (which did not hold this calibration: a hit is not
+    written) or create the missing folders of its target, outside the cache."""
+    if path.is_symlink():
+        state = "" if path.exists() else "dangling "
+        warnings.warn(f"replacing the {state}link {path} -> {os.readlink(path)} in the calibration cache with the "
+                      "calibration (what it points to is left as it is)", stacklevel=4)
         path.unlink()
 
 
@@ -93,7 +95,7 @@ def store(calibration: Calibration) -> tuple[str, str]:
     cache cannot be written, a warning and ("not_stored", path) (the calibration is still good)."""
     path = cache_path(calibration.cache_key)
     try:
-        _remove_dangling_link(path)
+        _remove_link(path)
         calibration.save(path)
         _remove_dead_temporaries(path.parent)
     except (OSError, InvalidValueError) as exc:  # (InvalidValueError: the entry is a folder or a pipe)

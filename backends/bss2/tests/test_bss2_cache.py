@@ -187,6 +187,23 @@ def test_a_dangling_link_at_an_entry_is_replaced_without_following_it(cache, tmp
     assert _calibrate()[0].calibration_cache == ("hit", str(entry))
 
 
+def test_a_link_at_an_entry_to_a_file_that_is_no_calibration_is_replaced_not_written_through(cache,
+                                                                                             tmp_path_factory):
+    """(the atomic write followed the link and wrote the calibration over the user's file)"""
+    precious = tmp_path_factory.mktemp("home") / "precious.txt"
+    precious.write_text("precious data")
+    entry = cache / f"{dg.get_backend('bss2-emulator')._key}.npz"
+    entry.symlink_to(precious)
+    with pytest.warns(UserWarning) as warned:
+        backend, calibration = _calibrate()
+    assert [str(w.message).split(":")[0] for w in warned] == [f"ignoring the unreadable cached calibration {entry}",
+                                                             f"replacing the link {entry} -> {precious} in the "
+                                                             "calibration cache with the calibration (what it points "
+                                                             "to is left as it is)"]
+    assert precious.read_text() == "precious data"
+    assert backend.calibration_cache == ("stored", str(entry)) and entry.is_file() and not entry.is_symlink()
+
+
 @pytest.mark.parametrize(("edit", "problem"), [
     (lambda arrays, values: arrays.update({"dac.leak": arrays["dac.leak"][:10]}), "dac.leak: expected 512 integers"),
     (lambda arrays, values: arrays.pop("success.leak"), "success.leak: expected 512 booleans, got nothing"),
