@@ -72,6 +72,9 @@ class ExecutionRequest:
             raise InvalidValueError(f"calibration: expected a Calibration or None, got {type(self.calibration).__name__}")
         set_(self, "seed", check_seed(self.seed))
 
+    def __reduce__(self):  # (pickle and deepcopy build it anew: read-only again, its digest computed again)
+        return ExecutionRequest, (self.network, self.input_spike_times, self.calibration, self.seed)
+
     @property
     def batch_size(self) -> int:
         return int(self.input_spike_times.shape[0])

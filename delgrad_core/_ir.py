@@ -137,6 +137,13 @@ class _Freezable:
     def _freeze(self) -> None:
         object.__setattr__(self, "_frozen", True)
 
+    def __setstate__(self, state: dict) -> None:
+        """(pickle and deepcopy) A frozen instance's arrays are read-only in the copy too: it
+        stays a snapshot that cannot change, as `ExecutionRequest` and backends rely on."""
+        frozen = state.get("_frozen", False)
+        for name, value in state.items():
+            object.__setattr__(self, name, immutable_copy(value) if frozen and isinstance(value, np.ndarray) else value)
+
     @classmethod
     def _snapshot(cls, **values):
         """A frozen instance holding `values`, built without the checks of __init__: only for

@@ -1,7 +1,9 @@
 """ExecutionRequest / ExecutionResult: bit-identical byte round trips, digests stable across
 processes, snapshots, and clear errors for malformed bytes."""
 
+import copy
 import io
+import pickle
 import re
 import subprocess
 import sys
@@ -128,6 +130,31 @@ def test_request_is_a_snapshot():
     with pytest.raises(AttributeError):
         request.network.layers.append(other)
     assert request.network.sizes == [2, 3] and request.digest == digest
+
+
+@pytest.mark.parametrize("copied", [lambda x: pickle.loads(pickle.dumps(x)), copy.deepcopy, copy.copy],
+                         ids=["pickle", "deepcopy", "copy"])
+def test_a_copied_request_or_snapshot_is_read_only_too(copied):
+    """(a pickled or deep-copied request kept its digest but took edits to its arrays, so it ran
+    other parameters under its old job id; a copied snapshot counted as frozen with writable
+    arrays, and a backend caching by snapshot ran the old ones)"""
+    network = dg.Network.feedforward([3, 4, 2], delay_kind="axonal", seed=0)
+    network.layers[0].population.neuron.threshold = np.array([1.0, 1.1, 1.2, 1.3])
+    request = ExecutionRequest(network, np.full((2, 3), 0.5), seed=1)
+    snapshot = network.frozen_copy()
+    for copy_ in (copied(request).network, copied(snapshot)):
+        assert copy_ == snapshot
+        for array in (copy_.layers[0].projection.weights, copy_.layers[0].projection.delays,
+                      copy_.layers[0].population.neuron.threshold):
+            with pytest.raises(ValueError, match="read-only"):
+                array[0] = 3.0
+    again = copied(request)
+    with pytest.raises(ValueError, match="read-only"):
+        again.input_spike_times[0, 0] = 9.0
+    assert again.digest == request.digest and again == request
+    edited = copied(network)  # (not a snapshot: its copy may change)
+    edited.layers[0].projection.weights[0, 0] = 3.0
+    assert ExecutionRequest(edited, request.input_spike_times, seed=1).digest != request.digest
 
 
 def test_a_projection_built_from_read_only_arrays_checks_replaced_arrays():
