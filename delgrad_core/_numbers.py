@@ -39,9 +39,9 @@ def number_wanted(low=None, high=None, *, low_open: bool = False, high_open: boo
 
 
 def shown_number(value) -> str:
-    """`value` as a message shows it: repr, but an integer of more than 15 digits in exponent form
-    ("the integer 1.00e+400", not 401 digits)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
+    """`value` as a message shows it: repr, but an integer of more than 30 digits in exponent form
+    ("the integer 1.00e+400", not 401 digits; 2**63 in full, as it lies just beyond a bound)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
         return f"the integer {decimal.Decimal(value):.3g}"
     return repr(value)
 

@@ -36,6 +36,11 @@ _MAX_LOG_SPREAD = 0.5
 # the additive spreads of the leak and threshold potentials: 6 standard deviations at most as wide as
 # the readout's range (CADC_MAX CADC)
 _POTENTIAL_SPREAD_WIDTH = 6.0
+# the slot in at most this many clock ticks (times in ticks stay exact doubles)
+_SLOT_TICKS_MAX = 2**52
+# upper bounds of options whose larger values make times or the modelled job time overflow
+_LARGEST = {"tau_us": 10**6, "slot_tau": 10**6, "host_overhead_job_s": 10**6, "host_overhead_sample_us": 10**9,
+            "readout_offset_cadc": CADC_MAX / _POTENTIAL_SPREAD_WIDTH}
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,8 @@ class ChipConfig:
             elif spec.type == "int":
                 object.__setattr__(self, spec.name, checked_number(value, spec.name, 1, integer=True))
             else:  # (as a float, -0.0 as 0.0: numpy refuses a scale of -0.0)
-                object.__setattr__(self, spec.name, checked_number(value, spec.name, 0, low_open=spec.name in positive))
+                object.__setattr__(self, spec.name, checked_number(value, spec.name, 0, _LARGEST.get(spec.name),
+                                                                   low_open=spec.name in positive))
         if self.weight_max > _WEIGHT_STORAGE_MAX:
             raise InvalidValueError(f"weight_max: a job stores weights in 8 bits, expected at most {_WEIGHT_STORAGE_MAX}, "
                                     f"got {self.weight_max}")
@@ -172,7 +178,10 @@ class ChipConfig:
                                ("delay_offset_spread_us", self.delay_offset_spread_us)):
             if not value_us < self.slot_us:
                 raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "
-                                        f"{self.slot_us:g} us, option slot_tau), got {getattr(self, name)!r}")
+                                        f"{self.slot_us:g} us, options slot_tau and tau_us), got {getattr(self, name)!r}")
+        if self.slot_us / self.timestamp_us > _SLOT_TICKS_MAX:
+            raise InvalidValueError(f"timestamp_us: at least {self.slot_us / _SLOT_TICKS_MAX:.3g} us (the sample slot, "
+                                    f"{self.slot_us:g} us, in at most 2**52 clock ticks), got {self.timestamp_us!r}")
         self._check_potential_spreads()
         for name in ("tau_m_spread_rel", "tau_s_spread_rel", "gain_spread_rel"):
             if getattr(self, name) > _MAX_LOG_SPREAD:
@@ -225,9 +234,14 @@ class ChipConfig:
                                     f"{self.slot_us:g} us (option slot_tau {self.slot_tau:g}); every delayed spike "
                                     "would be lost")
         if 6 * self.delay_jitter_tau * self.tau_us > shortest_us:
-            raise InvalidValueError(f"delay_jitter_tau: at most {shortest_us / (6 * self.tau_us):.4g} (a sixth of the "
-                                    f"shortest delay, {shortest_us:g} us): larger jitter makes delay elements fire "
-                                    f"before their trigger, got {self.delay_jitter_tau!r}")
+            raise InvalidValueError(f"delay_jitter_tau: at most {shortest_us / (6 * self.tau_us):.4g} tau at tau_us = "
+                                    f"{self.tau_us:g} (a sixth of the shortest delay, {shortest_us:g} us): larger "
+                                    f"jitter makes delay elements fire before their trigger, got "
+                                    f"{self.delay_jitter_tau!r}")
+        if 6 * self.delay_offset_spread_us > shortest_us:
+            raise InvalidValueError(f"delay_offset_spread_us: at most {shortest_us / 6:.4g} (a sixth of the shortest "
+                                    f"delay, {shortest_us:g} us): a larger spread makes uncalibrated delay elements fire "
+                                    f"before their trigger, got {self.delay_offset_spread_us!r}")
         for name in ("threshold_noise", "comparator_spread"):
             if 6 * getattr(self, name) > self.threshold:
                 raise InvalidValueError(f"{name}: at most {self.threshold / 6:.4g} (a sixth of the threshold "
@@ -242,14 +256,14 @@ class ChipConfig:
         (every row at the largest weight; the PSP s e^{-s} peaks at 1/e) must be able to reach it."""
         if 1.0 / self.weight_scale > self.threshold:
             raise InvalidValueError(f"weight_scale: one weight step (1/weight_scale = {1.0 / self.weight_scale:.3g}) is "
-                                    f"larger than the threshold {self.threshold:g}; expected at least "
+                                    f"larger than the threshold {self.threshold:g} (option threshold); expected at least "
                                     f"{1.0 / self.threshold:.6g}")
-        largest_scale = self.max_signed_inputs * self.weight_max / (math.e * self.threshold)
+        largest_scale = self.max_signed_inputs * self.weight_max / math.e / self.threshold
         if self.weight_scale > largest_scale:
             raise InvalidValueError(f"weight_scale: at {self.weight_scale:g} no neuron could fire (all "
-                                    f"{self.max_signed_inputs} inputs at the largest weight {self.weight_max} / "
-                                    f"weight_scale peak below the threshold {self.threshold:g}); expected at most "
-                                    f"{largest_scale:.6g}")
+                                    f"{self.max_signed_inputs} inputs (synapse_rows / 2) at the largest weight "
+                                    f"{self.weight_max} (weight_max) / weight_scale peak below the threshold "
+                                    f"{self.threshold:g} (option threshold)); expected at most {largest_scale:.6g}")
 
     @property
     def cadc_per_unit(self) -> float:

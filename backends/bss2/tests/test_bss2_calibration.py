@@ -218,7 +218,7 @@ def test_targets_out_of_reach_are_refused_or_named(tmp_path, monkeypatch):
     network = dg.Network.feedforward([4, 60, 3], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), seed=0)
     with pytest.raises(dg.UnsupportedNetworkError, match="delay elements failed calibration; " + problem):
         backend.execute(network, np.full((1, 4), 0.5), calibration=calibration)
-    spread = dg.get_backend("bss2-emulator", delay_offset_spread_us=179.0)  # (no warning; the refusal named no option)
+    spread = dg.get_backend("bss2-emulator", timestamp_us=50.0)  # (no warning; the refusal named no option)
     with pytest.warns(UserWarning, match=r"chip 0: 25\d of 256 delay elements failed calibration: .* check the options "
                                          r"delay_offset_spread_us, delay_jitter_tau, timestamp_us, register_step_us"):
         spread.calibrate()
@@ -230,12 +230,14 @@ def test_targets_out_of_reach_are_refused_or_named(tmp_path, monkeypatch):
 
 def test_time_constants_no_measurement_can_resolve_fail_calibration_instead_of_crashing():
     # (tau_us = 1e300: the delay elements' jitter of 0.01 tau overflowed their timestamps to inf,
-    # and sizing the number of trials from their spread raised OverflowError; such jitter is now
-    # refused, and without it the chip calibrates)
-    with pytest.raises(dg.InvalidValueError, match="delay_jitter_tau: at most 1.375e-300"):
+    # and sizing the number of trials from their spread raised OverflowError; tau_us is now at most
+    # 1e6, such jitter is refused, and without it the chip calibrates)
+    with pytest.raises(dg.InvalidValueError, match="tau_us: expected a number > 0 and <= 1,000,000, got 1e"):
         ChipConfig(tau_us=1e300)
-    calibration = calibrate_chip(Chip(0, ChipConfig(tau_us=1e300, delay_jitter_tau=0.0)))
-    assert len(calibration.values["failed_circuits"]) > 500  # (no time constant of 1e300 us is reached)
+    with pytest.raises(dg.InvalidValueError, match="delay_jitter_tau: at most 1.375e-06 tau at tau_us = 1e"):
+        ChipConfig(tau_us=1e6)
+    calibration = calibrate_chip(Chip(0, ChipConfig(tau_us=1e6, delay_jitter_tau=0.0)))
+    assert len(calibration.values["failed_circuits"]) > 500  # (no time constant of 1e6 us is reached)
 
 
 @pytest.mark.parametrize(("leak", "threshold"), [(9.0, 150.0), (195.0, 240.0)])

@@ -204,7 +204,21 @@ def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emula
     ({"threshold_noise": 0.75}, r"threshold_noise: at most 0.4333 \(a sixth of the threshold 2.6 above the leak\)"),
     ({"comparator_spread": 0.5}, r"comparator_spread: at most 0.4333 \(a sixth of the threshold 2.6 above the leak\)"),
     ({"comparator_offset": 3.0}, r"comparator_offset: at most the threshold 2.6, got 3.0"),
-    ({"delay_jitter_tau": 1.0}, r"delay_jitter_tau: at most 0.2292 \(a sixth of the shortest delay, 8.25 us\)"),
+    ({"delay_jitter_tau": 1.0}, r"delay_jitter_tau: at most 0.2292 tau at tau_us = 6 \(a sixth of the shortest "
+                                r"delay, 8.25 us\)"),
+    # (uncalibrated delay elements fired before their trigger: an invalid result of the backend)
+    ({"delay_offset_spread_us": 5.0}, r"delay_offset_spread_us: at most 1.375 \(a sixth of the shortest delay"),
+    # (every neuron stayed silent, with a numpy overflow warning)
+    ({"timestamp_us": 1e-310}, r"timestamp_us: at least 4e-14 us \(the sample slot, 180 us, in at most 2\*\*52 clock "
+                               r"ticks\), got 1e-310"),
+    # (every job failed: the modelled time, inf, is no JSON value; or the readout overflowed)
+    ({"host_overhead_sample_us": 1e308}, r"host_overhead_sample_us: expected a number from 0 to 1,000,000,000, got"),
+    ({"host_overhead_job_s": 1e308}, r"host_overhead_job_s: expected a number from 0 to 1,000,000, got"),
+    ({"slot_tau": 1e308}, r"slot_tau: expected a number > 0 and <= 1,000,000, got"),
+    ({"readout_offset_cadc": 1e300}, r"readout_offset_cadc: expected a number from 0 to 42.5, got"),
+    # (the bound read 0: e x threshold overflowed)
+    ({"threshold": 1e308}, r"weight_scale: at 30 no neuron could fire .* below the threshold 1e\+308 \(option "
+                           r"threshold\)\); expected at most 2.96658e-305"),
     ({"register_min": 2000, "register_max": 3000}, r"register_min: the shortest delay, 252 us .* must end inside the "
                                                    r"sample slot of 180 us"),
     # (calibration leaves threshold and leak within 1.5 CADC each: thresholds fell below the leak,

@@ -91,11 +91,12 @@ def test_the_largest_weight_a_job_can_store_runs_as_the_reference_and_larger_is_
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"weight_scale": 1e-300}, r"weight_scale: one weight step \(1/weight_scale = 1e\+300\) is larger than the "
-                               r"threshold 2.6; expected at least 0.384615"),
+                               r"threshold 2.6 \(option threshold\); expected at least 0.384615"),
     ({"weight_scale": 2.0, "threshold": 0.4}, r"one weight step \(1/weight_scale = 0.5\) is larger than the "
-                                              r"threshold 0.4; expected at least 2.5"),
-    ({"weight_scale": 1e300}, r"weight_scale: at 1e\+300 no neuron could fire \(all 128 inputs at the largest weight "
-                              r"63 / weight_scale peak below the threshold 2.6\); expected at most 1140.99"),
+                                              r"threshold 0.4 \(option threshold\); expected at least 2.5"),
+    ({"weight_scale": 1e300}, r"weight_scale: at 1e\+300 no neuron could fire \(all 128 inputs \(synapse_rows / 2\) at "
+                              r"the largest weight 63 \(weight_max\) / weight_scale peak below the threshold 2.6 "
+                              r"\(option threshold\)\); expected at most 1140.99"),
     ({"weight_scale": 200.0, "synapse_rows": 16}, r"all 8 inputs .* expected at most 71.312"),
 ])
 def test_a_weight_scale_that_makes_every_weight_zero_or_powerless_is_refused(options, message):
