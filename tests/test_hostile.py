@@ -331,6 +331,9 @@ def test_a_copied_calibration_is_read_only_and_has_its_own_digest(copied):
     ("settings", "message"),
     [
         ({"adam_beta1": 1.5}, r"adam_beta1: expected a number >= 0 and < 1, got 1.5"),
+        # (a step of 2e5 learning rates, against the bound docs/training.md gives)
+        ({"adam_beta1": 0.999, "adam_beta2": 0.9}, r"adam_beta1: its square must be below adam_beta2 \(0.9\), or "
+                                                   r"Adam's steps have no bound"),
         ({"lr_decay": float("nan")}, "lr_decay: expected a number"),
         ({"hidden": "30"}, "hidden: expected a positive integer"),
         ({"epochs": 2.5}, "epochs: expected an integer >= 1"),

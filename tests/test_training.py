@@ -2004,3 +2004,15 @@ def test_evaluate_on_another_dataset_says_which_one_the_run_was_trained_on(tmp_p
            "run's output neuron k" in result.stderr
     own = cli_runner().invoke(main, ["evaluate", str(run), "--dataset", "yin_yang"])
     assert own.exit_code == 0 and "trained on dataset" not in own.stderr, own.output
+
+
+def test_adam_refuses_betas_without_a_bound_on_its_steps_and_takes_beta1_0():
+    """(beta1 = 0.999, beta2 = 0.9 moved a parameter by 2000 learning rates in one step)"""
+    with pytest.raises(dg.InvalidValueError, match=r"beta1: its square must be below beta2 \(0.9\)"):
+        Adam({"w": 0.01}, {"p": "w"}, beta1=0.999, beta2=0.9)
+    adam = Adam({"w": 0.01}, {"p": "w"}, beta1=0.0, beta2=0.0)  # (sign descent: steps of one learning rate)
+    params = {"p": np.zeros(1)}
+    for gradient in (5.0, -1e-6, 1e6):
+        before = params["p"].copy()
+        adam.step(params, {"p": np.array([gradient])})
+        assert abs(params["p"][0] - before[0]) == pytest.approx(0.01, rel=0.02)  # (eps = 1e-8 against 1e-6)

@@ -279,6 +279,7 @@ class TrainingConfig:
         check_weight_grid(self.weight_limit, self.weight_resolution)
         if not self.t_late > self.t_early:
             raise InvalidValueError(f"t_late: must be greater than t_early ({self.t_early}), got {self.t_late}")
+        check_adam_betas(self.adam_beta1, self.adam_beta2, "adam_beta1", "adam_beta2")
         if self.delay_max is not None and self.delay_parametrisation != "clip":  # (it was taken and ignored)
             raise InvalidValueError(f"delay_max: bounds delays only with delay_parametrisation = 'clip'; with "
                                     f"{self.delay_parametrisation!r} they lie between delay_shift and delay_shift + "
@@ -352,6 +353,15 @@ class TrainingConfig:
 #: run's stored settings without one mean that value (not a default a backend registers now),
 #: and a sweep leaves one at that value out of a trial's identity (its earlier trials keep their ids).
 LATER_SETTINGS = {"dataset_options": {}, "gradient_slope": "observed", "shared_input_delays": 1}
+
+
+def check_adam_betas(beta1: float, beta2: float, name1: str, name2: str) -> None:
+    """Adam's step is bounded (by (1 - beta1) / sqrt((1 - beta2) (1 - beta1^2 / beta2)) times
+    its learning rate, docs/training.md) only where beta1^2 < beta2 (or beta1 = 0: at most
+    1 / sqrt(1 - beta2) times)."""
+    if beta1 > 0 and not beta1 * beta1 < beta2:
+        raise InvalidValueError(f"{name1}: its square must be below {name2} ({beta2!r}), or Adam's steps have no "
+                                f"bound (they can grow to thousands of learning rates), got {beta1!r}")
 
 
 def check_settings(values: dict, what: str) -> dict:

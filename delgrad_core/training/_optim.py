@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
-from delgrad_core.training._config import MAX_STEP_SIZE, _number
+from delgrad_core.training._config import MAX_STEP_SIZE, _number, check_adam_betas
 
 __all__ = ["Adam", "step_decay_factor"]
 
@@ -43,6 +43,7 @@ class Adam:
                                for group, rate in learning_rates.items()}
         self.group_of = dict(group_of)
         self.beta1, self.beta2, self.eps = _BETA("beta1", beta1), _BETA("beta2", beta2), _EPS("eps", eps)
+        check_adam_betas(self.beta1, self.beta2, "beta1", "beta2")
         self.steps = 0
         self.first_moment: dict[str, np.ndarray] = {}
         self.second_moment: dict[str, np.ndarray] = {}
