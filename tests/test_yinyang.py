@@ -110,6 +110,11 @@ def test_registry_and_errors():
         yin_yang_samples(10, seed=0, r_small=0.3, r_big=0.5)
     with pytest.raises(ValueError, match="r_big"):
         yin_yang_samples(10, seed=0, r_big=0.0)
+    # (1e-300 was taken, and the rejection sampler never finished)
+    with pytest.raises(ValueError, match=r"r_small: expected a value from r_big / 50 to r_big / 2 \(0.01 to 0.25\): "
+                                         r"a smaller dot takes the rejection sampler hours, got 1e-300"):
+        yin_yang_samples(10, seed=0, r_small=1e-300)
+    assert len(yin_yang_samples(30, seed=0, r_small=0.01)[1]) == 30  # (the smallest dot allowed: within a second)
     for value in (None, "0.05", True):  # (None and "abc" ended in float()'s own errors; "0.05" was taken)
         with pytest.raises(ValueError, match=f"r_small: expected a number, got {value!r}"):
             yin_yang_samples(10, seed=0, r_small=value)

@@ -80,6 +80,9 @@ def _radii(r_small, r_big) -> tuple[float, float]:
     return r_small, r_big
 
 
+_SMALLEST_DOT = 50  # r_big / r_small at most: about 1,600 points drawn per dot sample
+
+
 def yin_yang_samples(
     n_samples: int, seed: int, r_small: float = 0.1, r_big: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +101,9 @@ def yin_yang_samples(
     checked_number(n_samples, "n_samples", 0, integer=True)
     checked_number(seed, "seed", 0, 2**32 - 1, integer=True, optional="fresh entropy")  # (numpy's RandomState)
     r_small, r_big = _radii(r_small, r_big)
+    if r_small < r_big / _SMALLEST_DOT:  # (the sampler draws about (r_big / r_small)^2 / 1.6 points per dot sample)
+        raise InvalidValueError(f"r_small: expected a value from r_big / {_SMALLEST_DOT} to r_big / 2 ({r_big / _SMALLEST_DOT:g} "
+                                f"to {0.5 * r_big:g}): a smaller dot takes the rejection sampler hours, got {r_small!r}")
     rng = np.random.RandomState(seed)
     points = np.empty((int(n_samples), 2))
     labels = np.empty(int(n_samples), dtype=np.int64)
