@@ -2,11 +2,13 @@
 given for the backend is what the run records, and a closed trainer writes nothing."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 
 import delgrad_core as dg
+from delgrad_core.datasets import Dataset
 from delgrad_core.training import Trainer, TrainingConfig, config_with_defaults
 
 SHORT = dict(epochs=3, hidden=5, batch_size=250, seed=4)
@@ -78,6 +80,9 @@ def test_a_decision_plane_resolution_out_of_range_is_refused_naming_it(resolutio
 @pytest.mark.parametrize("arguments, message", [
     (dict(should_stop=True), r"fit: should_stop: expected None or a function"),
     (dict(progress="no"), r"fit: progress: expected true or false, got 'no'"),
+    # (a bare TypeError from inside fit; "no" stopped the training)
+    (dict(should_stop=lambda a, b: False), r"fit: should_stop: expected None or a function of no arguments"),
+    (dict(should_stop=lambda: "no"), r"fit: should_stop\(\) returned 'no'; expected True \(stop\) or False"),
 ])
 def test_fit_refuses_arguments_of_the_wrong_kind(arguments, message):
     trainer = Trainer(TrainingConfig(**SHORT))
@@ -116,3 +121,35 @@ def test_a_batch_larger_than_the_training_split_is_said():
     with pytest.warns(UserWarning, match=r"batch_size 6000 is larger than the training split \(5000 samples\): "
                                          "every step takes the whole split"):
         Trainer(TrainingConfig(epochs=1, hidden=5, batch_size=6000, seed=4))
+
+
+def test_resume_is_true_or_false(tmp_path):
+    """(resume="no" resumed)"""
+    with pytest.raises(dg.InvalidValueError, match="resume: expected True or False, got 'no'"):
+        Trainer(TrainingConfig(**SHORT), out_dir=tmp_path / "run", resume="no")
+
+
+def test_settings_changed_after_finish_are_refused_as_before_it():
+    """(a second finish() returned the first's result, and evaluate used the settings the trainer
+    was built with, though the config said otherwise)"""
+    trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}))
+    trainer.fit(progress=False)
+    trainer.finish()
+    trainer.config.loss_delta = 0.5
+    for call in (trainer.finish, lambda: trainer.evaluate(trainer.validation_set)):
+        with pytest.raises(dg.InvalidValueError, match="loss_delta"):
+            call()
+    trainer.config.loss_delta = 0.2
+    assert trainer.finish() is trainer.finish()
+
+
+def test_evaluating_a_split_without_samples_is_refused_naming_it():
+    """(numpy's "Mean of empty slice" warnings, then an error naming output_times)"""
+    trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}))
+    data = trainer.validation_set
+    empty = Dataset(data.name, data.split, data.features[:0], data.labels[:0], data.class_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(dg.InvalidValueError, match="evaluate: dataset: split 'validation' of 'yin_yang' holds no "
+                                                       "samples"):
+            trainer.evaluate(empty)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import inspect
 import shlex
 import sys
 import threading
@@ -189,6 +190,8 @@ class Trainer:
         if not isinstance(config, TrainingConfig):
             raise InvalidValueError(f"config: expected a TrainingConfig (TrainingConfig.from_dict builds one from "
                                     f"a dict), got {type(config).__name__}")
+        if not isinstance(resume, (bool, np.bool_)):  # ("no" would count as yes)
+            raise InvalidValueError(f"resume: expected True or False, got {resume!r}")
         if resume and out_dir is None:
             raise InvalidValueError("resume: needs out_dir, the folder of the run to continue")
         if isinstance(backend, str):
@@ -302,6 +305,9 @@ class Trainer:
         change how it goes on training."""
         check_type(dataset, Dataset, "dataset")
         seed = check_seed(seed)
+        self._check_settings("evaluate")
+        if not len(dataset):
+            raise InvalidValueError(f"evaluate: dataset: split {dataset.split!r} of {dataset.name!r} holds no samples")
         check_fits_dataset(self.network, self.encoder.n_inputs(dataset.n_features), dataset.n_classes,
                            what=f"evaluate: the trainer's network (for dataset {dataset.name!r}, split {dataset.split!r})")
         if seed is None:
@@ -379,7 +385,7 @@ class Trainer:
         self._check_open("fit")
         if not isinstance(progress, (bool, np.bool_)):
             raise InvalidValueError(f"fit: progress: expected true or false, got {progress!r}")
-        if should_stop is not None and not callable(should_stop):
+        if should_stop is not None and not _takes_no_arguments(should_stop):
             raise InvalidValueError(f"fit: should_stop: expected None or a function of no arguments that says whether "
                                     f"to stop, got {should_stop!r}")
         self._check_whole("fit")
@@ -391,7 +397,7 @@ class Trainer:
                                f"{self.config.delays} h={self.config.hidden} seed={self.config.seed}", progress)
         try:
             while self.epoch < self.config.epochs:
-                if should_stop is not None and should_stop():
+                if should_stop is not None and _stop_asked(should_stop):
                     break
                 with self._whole_or_broken(f"epoch {self.epoch + 1}"):
                     metrics = self._epoch(report)
@@ -459,10 +465,10 @@ class Trainer:
         network is the average (the last epoch's, or the kept epoch's).  Called again, it returns
         the same."""
         self._check_open("finish")
+        self._check_settings("finish")
         if self._finished is not None:
             return self._finished
         self._check_whole("finish")
-        self._check_settings("finish")
         if self.epoch == 0:
             raise InvalidValueError("finish: no epoch has been trained (call fit() first)")
         if self.epoch < self.config.epochs:
@@ -746,6 +752,27 @@ class Trainer:
 
 
 _HISTORY_FIELDS = typing.get_type_hints(EpochMetrics)  # name -> int (a count) or float
+
+
+def _takes_no_arguments(function) -> bool:
+    """Whether `function` can be called without arguments (True where Python cannot tell)."""
+    if not callable(function):
+        return False
+    try:
+        inspect.signature(function).bind()
+    except TypeError:
+        return False
+    except ValueError:  # (no signature to read: some built-in functions)
+        pass
+    return True
+
+
+def _stop_asked(should_stop) -> bool:
+    """`should_stop()`, which must say True or False ("no" would count as yes)."""
+    answer = should_stop()
+    if not isinstance(answer, (bool, np.bool_)):
+        raise InvalidValueError(f"fit: should_stop() returned {answer!r}; expected True (stop) or False")
+    return bool(answer)
 
 
 def _epoch_metrics(record: dict, number: int, folder: RunFolder) -> EpochMetrics:
