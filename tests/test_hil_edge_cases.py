@@ -4,6 +4,7 @@ odd addresses, replies at the size limit, the order of a stopping service's chec
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -112,6 +113,28 @@ def test_training_defaults_of_a_service_that_does_not_answer_are_those_of_the_de
     with pytest.warns(UserWarning, match="could not be asked"):
         assert config_with_defaults({"backend": "mock-hil", "backend_options": {**options, "timeout_s": 0.4}}).hidden \
             == 12
+
+
+def test_a_run_set_up_before_its_service_answered_is_refused_where_the_services_options_change_its_settings(
+        start_service, monkeypatch):
+    """(a service started a few seconds after the run: the run took the defaults of the device's
+    default options, trained on the service's other options, and exited 0)"""
+    monkeypatch.delenv("DELGRAD_HIL_TOKEN", raising=False)
+    address = _silent_address()
+    options = {"address": address, "device": "hil-wide", "timeout_s": 0.5}
+    with pytest.warns(UserWarning, match="could not be asked"):
+        assert config_with_defaults({"backend": "mock-hil", "backend_options": options}).hidden == 12
+    service = start_service("hil-wide", {"hidden_default": 7}, serve_arguments=["--address", address])
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", service.token)
+    with HilBackend(**options) as backend:
+        with pytest.raises(dg.BackendUnavailable, match=re.escape(
+                f"the service at {address} runs device 'hil-wide' with options {{'hidden_default': 7}}, whose training "
+                "settings differ from those this run took (hidden 7, not 12): it took the device's defaults, as the "
+                "service did not answer when the run was set up; run again now that it answers")):
+            backend.calibrate(seed=0)
+    assert config_with_defaults({"backend": "mock-hil", "backend_options": options}).hidden == 7  # (asked anew)
+    with HilBackend(**options) as backend:
+        backend.calibrate(seed=0)
 
 
 # ---------------------------------------------------------------------------- overlapped jobs

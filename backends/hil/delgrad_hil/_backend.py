@@ -34,7 +34,7 @@ from delgrad_core.plugin_tools import checked_number
 
 from delgrad_hil._address import check_address, refuse_relative_ipc
 from delgrad_hil._calibration import BACKEND_NAME, unwrap, wrap
-from delgrad_hil._device import DEFAULT_DEVICE, device_name
+from delgrad_hil._device import DEFAULT_DEVICE, device_name, unasked_settings_differ
 from delgrad_hil._faults import FaultPlan
 from delgrad_hil._limits import MAX_ATTEMPTS, MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, seconds_text
 from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id, network_payload
@@ -224,6 +224,12 @@ class HilBackend(Backend):
         info = client.request("hello", expect="welcome", what="the greeting").header["info"]
         self._check_device(info, client.address)
         options = info.get("device_options")
+        differ = unasked_settings_differ(client.address, info["device"], options)
+        if differ:
+            raise BackendUnavailable(f"the service at {client.address} runs device {info['device']!r} with options "
+                                     f"{options}, whose training settings differ from those this run took ({differ}): "
+                                     "it took the device's defaults, as the service did not answer when the run was "
+                                     "set up; run again now that it answers", retryable=False)
         if self._service_id is not None and self._results_differ(options, self._service_device_options):
             raise BackendUnavailable(f"the service at {client.address} was restarted with device options {options}, "
                                      f"not {self._service_device_options}", retryable=False)

@@ -80,12 +80,31 @@ def device_training_defaults(options: dict) -> dict:
         asked = _SERVICE_DEVICES[key] = (time.monotonic(), _service_device(options))
     device = asked[1]
     if device is None:  # (not answered: the run itself greets the service, or fails naming it)
-        return _registered_defaults(options.get("device") or DEFAULT_DEVICE, {})
+        name = options.get("device") or DEFAULT_DEVICE
+        _UNASKED.add((options["address"], name))
+        return _registered_defaults(name, {})
     return {} if device == () else _registered_defaults(*device)
 
 
 _SERVICE_DEVICES: dict[str, tuple] = {}  # options -> (when asked, what `_service_device` gave)
 _ASKED_FOR_S = 60.0  # how long an answer, or none, holds (a sweep builds the config of every run)
+_UNASKED: set[tuple[str, str]] = set()  # (address, device) whose defaults were taken with the default options
+
+
+def unasked_settings_differ(address: str, name: str, device_options: dict) -> str:
+    """Where this process took the training defaults of device `name` at `address` with its
+    default options, as the service did not answer: the settings the service's
+    `device_options` give otherwise ("threshold 2.0, not 2.6"; '' if none).  Called once the
+    service answers: later settings ask it again."""
+    if (address, name) not in _UNASKED:
+        return ""
+    _UNASKED.discard((address, name))
+    for key, (_, device) in list(_SERVICE_DEVICES.items()):
+        if device is None and json.loads(key).get("address") == address:
+            del _SERVICE_DEVICES[key]
+    ran, taken = _registered_defaults(name, device_options), _registered_defaults(name, {})
+    return ", ".join(f"{field} {ran.get(field)!r}, not {taken.get(field)!r}"
+                     for field in sorted(set(ran) | set(taken)) if ran.get(field) != taken.get(field))
 
 
 def _service_device(options: dict) -> tuple | None:
