@@ -140,3 +140,21 @@ def test_delgrad_train_on_mock_hil_equals_the_default_device_with_the_same_optio
     on_hil = _train(tmp_path, "hil", "--backend", "mock-hil", "--delays", "axonal", epochs=1)
     assert on_device[0] == on_hil[0] and on_device[1]["epochs"] == on_hil[1]["epochs"]
     assert {**on_hil[1]["config"], "backend": None} == {**on_device[1]["config"], "backend": None}
+
+
+@pytest.mark.slow
+def test_evaluate_through_mock_hil_on_another_device_than_the_runs_says_so(tmp_path):
+    """(a run trained on the service's device 'reference', evaluated with device=example: the
+    example's accuracy, and no word that the device was another)"""
+    _train(tmp_path, "run", "--backend", "mock-hil", "--backend-option", "device=reference", epochs=1,
+           extra=["--hidden", "5"])
+
+    def evaluated(*options):
+        command = [sys.executable, "-m", "delgrad_core.cli", "evaluate", str(tmp_path / "run"), *options]
+        process = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert process.returncode == 0, process.stderr[-3000:]
+        return process.stderr
+
+    assert "trained on device" not in evaluated()
+    assert f"Warning: {tmp_path / 'run'} was trained on device 'reference', and 'mock-hil' now runs device " \
+           "'example': the accuracy is that device's" in evaluated("--backend-option", "device=example")

@@ -36,6 +36,10 @@ def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibr
     if changes:
         warnings.warn(f"{path} was trained on device {current['backend']!r} set up otherwise: {'; '.join(changes)}: "
                       "the accuracy is this one's", UserWarning, stacklevel=1)
+    if same_backend and recorded is not None and recorded["backend"] != current["backend"]:  # (mock-hil's device)
+        warnings.warn(f"{path} was trained on device {recorded['backend']!r}, and {backend.name!r} now runs device "
+                      f"{current['backend']!r}: the accuracy is that device's", UserWarning, stacklevel=1)
+        return False
     return same_backend or (recorded is not None and recorded["backend"] == current["backend"])
 
 
