@@ -717,6 +717,30 @@ def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_serv
         "or choose another port"], process.stderr
 
 
+@pytest.mark.slow
+def test_a_service_started_with_its_standard_output_closed_serves(tmp_path):
+    """(some launchers close stdout: the service's device process ended with an AttributeError
+    traceback, and the service with it)"""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "delgrad_core.cli", "hil", "serve", "--device", "reference", "--address",
+               f"tcp://127.0.0.1:{port}"]
+    env = dict(os.environ, DELGRAD_HIL_TOKEN="t" * 32)
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=None, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: os.close(1))
+    try:
+        with HilBackend(f"tcp://127.0.0.1:{port}", token="t" * 32, device="reference", timeout_s=60) as backend:
+            network = dg.Network.feedforward([4, 5, 3], seed=0)
+            backend.execute(network, np.full((2, 4), 0.5))
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr and process.returncode == 0, stderr  # (a graceful stop, docs/hil.md)
+
+
 # ---------------------------------------------------------------------------- lifetime
 def test_sigterm_finishes_the_running_jobs_and_rejects_the_queued_ones(start_service):
     service = start_service(device_options={"job_delay_s": 1.5})

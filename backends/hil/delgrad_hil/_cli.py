@@ -126,9 +126,11 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
             log.warning("serving beyond this machine on %s: messages are signed, not encrypted", service.address)
         if faults.active:
             log.warning("injecting faults: %s", faults.to_dict())
-        click.echo(READY_PREFIX + service.address)
-        sys.stdout.flush()
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # (a supervisor reads the ready line only)
+        if sys.stdout is not None:  # (None: started with its standard output closed, as by some launchers)
+            click.echo(READY_PREFIX + service.address)
+            sys.stdout.flush()
+            if sys.stderr is not None:
+                os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # (a supervisor reads the ready line only)
         service.serve()
     finally:
         target.close()  # (closed already after a graceful stop)

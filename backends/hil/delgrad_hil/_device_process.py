@@ -278,8 +278,10 @@ def _child_main(pipe, name: str, options: dict, log_level: int, parent_pid: int)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     # what the device prints goes to the log: the service's stdout, which this process inherits,
-    # may be a pipe read for the ready line only, and a full pipe would stop the device
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    # may be a pipe read for the ready line only, and a full pipe would stop the device (a service
+    # started with its stdout or stderr closed, as by some launchers, has none to redirect)
+    if sys.stdout is not None and sys.stderr is not None:
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     logging.basicConfig(stream=sys.stderr, level=log_level, format=LOG_FORMAT)
     logging.captureWarnings(True)
     try:
