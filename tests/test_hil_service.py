@@ -732,7 +732,8 @@ def test_a_service_started_with_its_standard_output_closed_serves(tmp_path):
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=None, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: os.close(1))
     try:
-        with HilBackend(f"tcp://127.0.0.1:{port}", token="t" * 32, device="reference", timeout_s=60) as backend:
+        with HilBackend(f"tcp://127.0.0.1:{port}", token="t" * 32, device="reference", timeout_s=20,
+                        attempts=1) as backend:
             network = dg.Network.feedforward([4, 5, 3], seed=0)
             backend.execute(network, np.full((2, 4), 0.5))
     finally:
