@@ -3,6 +3,7 @@ one process: every malformed, truncated, oversize, unsigned or replayed message 
 `ProtocolError` naming the reply it deserves, and nothing else (hypothesis fuzzing)."""
 
 import io
+import os
 import warnings
 
 import msgpack
@@ -256,6 +257,11 @@ def test_tokens_come_from_the_argument_a_file_or_the_environment(tmp_path, monke
     (tmp_path / "huge").write_text("x" * 5000)
     with pytest.raises(dg.InvalidValueError, match="huge: larger than 4096 bytes"):
         load_token(token_file=tmp_path / "huge")
+    fifo = tmp_path / "fifo"  # (its open waited for a writer for ever: the client and the service hung)
+    os.mkfifo(fifo)
+    for odd in (fifo, "/dev/zero", tmp_path):
+        with pytest.raises(dg.InvalidValueError, match=f"token_file {odd}: not a regular file"):
+            load_token(token_file=odd)
     shared = tmp_path / "shared"  # (readable by all: warned of, naming the file, its mode and the remedy)
     shared.write_text("a-token-of-sufficient-length\n")
     shared.chmod(0o644)

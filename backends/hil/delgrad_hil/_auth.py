@@ -56,10 +56,13 @@ def load_token(token: str | None = None, token_file: str | os.PathLike | None = 
         return _checked(token, "token")
     if token_file is not None:
         path = Path(token_file).expanduser()
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(_MAX_TOKEN_FILE_BYTES + 1)
+        try:  # (opened without waiting: a FIFO without a writer blocked the open for ever)
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
                 mode = os.fstat(handle.fileno()).st_mode
+                if not stat.S_ISREG(mode):
+                    raise InvalidValueError(f"token_file {path}: not a regular file (a pipe, device, socket or "
+                                            "folder); give the file `delgrad hil new-token` wrote")
+                data = handle.read(_MAX_TOKEN_FILE_BYTES + 1)
         except OSError as exc:
             raise InvalidValueError(f"token_file: cannot read {path} ({exc.strerror or exc})") from None
         if len(data) > _MAX_TOKEN_FILE_BYTES:
@@ -69,7 +72,7 @@ def load_token(token: str | None = None, token_file: str | os.PathLike | None = 
         except UnicodeDecodeError:
             raise InvalidValueError(f"token_file {path}: not UTF-8 text; is it a token file?") from None
         token = _checked(text, f"token_file {path}")
-        if stat.S_ISREG(mode) and mode & 0o077:  # (`new-token` writes 0600)
+        if mode & 0o077:  # (`new-token` writes 0600)
             warnings.warn(f"token_file {path}: other users may read it (mode {stat.S_IMODE(mode):03o}); anyone who "
                           f"can read the token can use the device: run `chmod 600 {path}`", stacklevel=2)
         return token
