@@ -693,9 +693,12 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None)
     trials = [Trial({"seconds": seconds}, f"t{k}", tmp_path / f"t{k}", {}) for k, seconds in enumerate([0.5, 5, 3])]
 
+    ended = threading.Event()
+
     def cancel_the_long_trial():
         while not list(cluster.scheduler.tasks):  # (its tasks are known to the scheduler)
-            time.sleep(0.05)
+            if ended.wait(0.05):  # (the sweep ended first: it hung this test when the sweep failed at once)
+                return
         time.sleep(1.0)
         with distributed.Client(cluster.scheduler_address, set_as_default=False) as other:
             other.cancel([distributed.Future("delgrad-trial-t1", client=other)], force=True)
@@ -706,6 +709,7 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
     try:
         unfinished, interrupted = _dask_executor.DaskExecutor(cluster.scheduler_address).run(trials, lines.append)
     finally:
+        ended.set()
         canceller.join()
         cluster.close()
     assert not interrupted and [line.split(":")[0] for line in unfinished.failed] == ["t1"], lines

@@ -120,18 +120,21 @@ class _IgnoreInterrupt(_WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-_JOINABLE_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # (Dask's inproc:// is within one process: not joinable)
+_JOINABLE_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # (and inproc://, a cluster in this process)
 _ADDRESS_WANTED = "an address such as tcp://HOST:8786 (tcp, tls, ws, wss or ucx; a port from 1 to 65535)"
 
 
 def _joinable(address: str) -> str:
-    """`address` if another process can join a scheduler there: a scheme of `_JOINABLE_SCHEMES`
-    (none means tcp), a host and a port from 1 to 65535."""
+    """`address` if a scheduler can be joined there: a scheme of `_JOINABLE_SCHEMES` (none
+    means tcp), a host and a port from 1 to 65535; or inproc://, a cluster in this process
+    (which the command line refuses: it names none)."""
     from distributed.comm import parse_address
     from distributed.comm.addressing import parse_host_port
 
     try:
         scheme, location = parse_address(address)
+        if scheme == "inproc":
+            return address
         if scheme not in _JOINABLE_SCHEMES:
             raise ValueError(f"{scheme}:// is not a scheme another process can join")
         host, port = parse_host_port(location)
