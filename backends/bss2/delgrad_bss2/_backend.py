@@ -33,9 +33,6 @@ from delgrad_bss2._mapping import Placement, chip_capabilities, place, resource_
 
 __all__ = ["Bss2EmulatorBackend"]
 
-_MODELLED_TIME_ONLY = frozenset({"host_overhead_job_s", "host_overhead_sample_us"})  # (metadata, not spikes)
-
-
 _MAX_CHIP = 2**63 - 1  # (a chip identity travels as a 64-bit integer: in the device service's messages too)
 
 
@@ -66,7 +63,8 @@ class Bss2EmulatorBackend(Backend):
     """
 
     name = BACKEND_NAME
-    result_neutral_options = frozenset({"n_threads", "cache"})
+    # (the host overheads change only the modelled time in a result's metadata, not its spikes)
+    result_neutral_options = frozenset({"n_threads", "cache", "host_overhead_job_s", "host_overhead_sample_us"})
 
     def __init__(self, chip: int = 0, *, calibrated: bool = True, cache: bool = True,
                  input_duplication: int = INPUT_DUPLICATION, n_threads: int | None = None, **options):
@@ -113,7 +111,8 @@ class Bss2EmulatorBackend(Backend):
         """The calibration's key and digest, and every option that changes spike times (the
         chip's numbers with their defaults but the host overheads, which change only the modelled
         time; input duplication; the chip and `calibrated` are in the key)."""
-        options = {name: value for name, value in self.config.to_dict().items() if name not in _MODELLED_TIME_ONLY}
+        options = {name: value for name, value in self.config.to_dict().items()
+                   if name not in self.result_neutral_options}
         return {**super()._device_identity(calibration),
                 "options": {**options, "input_duplication": self.input_duplication}}
 

@@ -222,3 +222,15 @@ def test_a_bad_option_of_the_files_backend_table_names_the_file_beside_command_l
         result = cli_runner().invoke(main, ["train", "--config", str(config), "--backend-option", given, "--epochs", "1",
                                             "--out", str(tmp_path / "run")])
         assert result.exit_code == 2 and named in result.stderr, result.stderr
+
+
+def test_a_resume_with_other_host_overheads_goes_on(tmp_path, monkeypatch):
+    """(the host overheads change only the modelled time in a result's metadata: evaluate took
+    them as neutral, and a resume refused them as other settings)"""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    train = ["train", "--backend", "bss2-emulator", "--delays", "none", "--hidden", "5", "--out", str(tmp_path / "run"),
+             "--no-progress"]
+    assert cli_runner().invoke(main, [*train, "--epochs", "1"]).exit_code == 0
+    resumed = cli_runner().invoke(main, [*train, "--epochs", "2", "--resume", "--backend-option",
+                                         "host_overhead_job_s=0.5"])
+    assert resumed.exit_code == 0, resumed.output
