@@ -75,6 +75,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     from delgrad_core.training import config_with_defaults
     from delgrad_core.training._components import component
     from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
+    from delgrad_core.training._parameters import SettingsConflictError, check_input_copies
     from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
     network_file, stored, metrics = run_settings(path)
@@ -153,6 +154,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     except BackendOptionsError as exc:
         raise refused(exc) from None
     with no_writes_once_stopped(), target:
+        try:  # (as training refuses it: a backend taking the encoder's distinct lines as copies of one input)
+            check_input_copies(target, network, encoder.copies)
+        except SettingsConflictError as exc:
+            raise refused(exc) from None
         calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
         represented = target.represent_checked(network)
         changed = _changes(network, represented)  # (None: weights and delays as stored)

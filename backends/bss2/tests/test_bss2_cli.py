@@ -234,3 +234,17 @@ def test_a_resume_with_other_host_overheads_goes_on(tmp_path, monkeypatch):
     resumed = cli_runner().invoke(main, [*train, "--epochs", "2", "--resume", "--backend-option",
                                          "host_overhead_job_s=0.5"])
     assert resumed.exit_code == 0, resumed.output
+
+
+def test_evaluate_refuses_input_copies_the_runs_encoder_does_not_make(tmp_path, monkeypatch):
+    """(input_duplication=4 on a run whose encoder repeats each feature 5x: the chip ran distinct
+    inputs as copies of one, with warnings, and the accuracy came with status 0; train refuses it)"""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    out = str(tmp_path / "run")
+    trained = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--delays", "axonal", "--epochs", "1",
+                                         "--hidden", "5", "--out", out, "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    result = cli_runner().invoke(main, ["evaluate", out, "--backend-option", "input_duplication=4"])
+    assert result.exit_code == 2, result.output
+    assert "backend 'bss2-emulator' takes every 4 consecutive input lines as copies of one input" in result.output
+    assert "the encoder makes 5 of each input" in result.output
