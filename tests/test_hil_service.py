@@ -129,7 +129,9 @@ def test_a_malformed_address_is_refused_at_once(address, monkeypatch):
                                        ["health", "--timeout-s", "nan"], ["status", "--timeout-s", "inf"],
                                        ["health", "--timeout-s", "1e9"], ["status", "--timeout-s", "3e6"],
                                        ["serve", "--latency-s", "1e300"], ["serve", "--shutdown-grace-s", "1e300"],
-                                       ["serve", "--replay-window-s", "1e300"]])
+                                       ["serve", "--replay-window-s", "1e300"],
+                                       # (every request was refused: "sent 0.0 s behind ... the 0.0001 s window")
+                                       ["serve", "--replay-window-s", "0.0001"]])
 def test_the_commands_refuse_values_they_cannot_use(arguments):
     # (nan as a timeout spun forever; inf and huge sizes ended in tracebacks)
     result = cli_runner().invoke(main, ["hil", *arguments])

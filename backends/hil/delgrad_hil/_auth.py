@@ -159,7 +159,7 @@ class ReplayGuard:
             self._expiry.pop(old, None)
         if not math.isfinite(sent_at) or abs(now - sent_at) > self.window_s:
             ahead = sent_at - now
-            apart = f"{abs(ahead):.1f}" if abs(ahead) < 1e9 else f"{abs(ahead):.3g}"  # (not 300 digits for 1e308)
+            apart = f"{abs(ahead):.1f}" if 0.1 <= abs(ahead) < 1e9 else f"{abs(ahead):.3g}"  # (not 309 digits, nor 0.0)
             when = "with no valid time" if not math.isfinite(sent_at) else \
                 f"{apart} s {'ahead of' if ahead > 0 else 'behind'} the service's clock"
             return "replayed", (f"sent {when}, outside the {self.window_s:g} s window (a replay, or clocks that "

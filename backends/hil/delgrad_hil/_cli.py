@@ -11,7 +11,8 @@ import sys
 
 import click
 
-from delgrad_hil._limits import MAX_LATENCY_S, MAX_REPLAY_WINDOW_S, MAX_SHUTDOWN_GRACE_S, MAX_TIMEOUT_S
+from delgrad_hil._limits import (MAX_LATENCY_S, MAX_REPLAY_WINDOW_S, MAX_SHUTDOWN_GRACE_S, MAX_TIMEOUT_S,
+                                 MIN_REPLAY_WINDOW_S)
 
 __all__ = ["hil"]
 
@@ -59,10 +60,10 @@ def hil():
               help="Finished jobs whose results are kept for retries.")
 @click.option("--cache-mb", type=_FiniteRange(min=0.0, max=1e9), default=256.0, show_default=True,
               help="Bound of the result cache.")
-@click.option("--replay-window-s", type=_FiniteRange(min=0.0, min_open=True, max=MAX_REPLAY_WINDOW_S), default=60.0,
+@click.option("--replay-window-s", type=_FiniteRange(min=MIN_REPLAY_WINDOW_S, max=MAX_REPLAY_WINDOW_S), default=60.0,
               show_default=True,
-              help="Messages sent further from the service's clock are refused (at most one hour: the nonces of "
-                   "the window are remembered).")
+              help="Messages sent further from the service's clock are refused (from 1 s: messages take time to "
+                   "arrive; at most one hour: the nonces of the window are remembered).")
 @click.option("--shutdown-grace-s", type=_FiniteRange(min=0.0, max=MAX_SHUTDOWN_GRACE_S), default=30.0,
               show_default=True,
               help="On SIGTERM/SIGHUP/SIGINT, how long the jobs at the device may take to finish (at most one week).")

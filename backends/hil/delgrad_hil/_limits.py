@@ -16,6 +16,7 @@ MAX_BACKOFF_S = 3_600.0  # one hour between attempts
 MAX_LATENCY_S = 3_600.0  # one hour of added delay per reply (a fault for tests)
 MAX_SHUTDOWN_GRACE_S = 7 * DAY_S  # as long as a job may take
 MAX_REPLAY_WINDOW_S = 3_600.0  # one hour: the service remembers every nonce of the window (a million at most)
+MIN_REPLAY_WINDOW_S = 1.0  # a message in transit, or from a clock a little apart, must still be taken
 MAX_ATTEMPTS = 1000  # per request: a silent service takes 1000 x timeout_s (plus the waits) to be given up
 
 
