@@ -1399,6 +1399,7 @@ def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkey
 
     class Flaky(MockBackend):
         fail_after = 40  # requests: after the first epoch (34 steps and a validation job)
+        result_neutral_options = frozenset({"n_threads"})
 
         def _execute(self, request):
             if len(self.requests) >= self.fail_after:
@@ -1406,7 +1407,7 @@ def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkey
             return super()._execute(request)
 
     def backends(register):
-        register("flaky", lambda: Flaky(name="flaky"))
+        register("flaky", lambda n_threads=1: Flaky(name="flaky"))
 
     _register_plugin_components(monkeypatch, delgrad_register_backends=backends)
     result = cli_runner().invoke(main, ["train", "--backend", "flaky", "--hidden", "4", "--batch-size", "150",
@@ -1420,6 +1421,12 @@ def test_a_backend_that_fails_after_an_epoch_says_how_to_resume(tmp_path, monkey
     extended = cli_runner().invoke(main, ["train", "--out", str(tmp_path / "run"), "--resume", "--epochs", "5",
                                           "--no-progress"])
     assert extended.exit_code == 1 and hint + " --epochs 5" in extended.output, extended.output
+    # (a resume given an option that is at fault: "the run's own settings would meet it again" was untrue)
+    optioned = cli_runner().invoke(main, ["train", "--out", str(tmp_path / "run"), "--resume", "--epochs", "5",
+                                          "--no-progress", "--backend-option", "n_threads=2"])
+    assert optioned.exit_code == 1, optioned.output
+    assert ("once the cause is removed (it may be a --backend-option given here)" in optioned.output) \
+        is not error.retryable
 
 
 def test_an_epoch_whose_steps_were_all_skipped_says_so():

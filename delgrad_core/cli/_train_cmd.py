@@ -180,7 +180,9 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     except BackendError as exc:  # (e.g. a service that stays away): the epochs done are kept
         if not RunFolder(out).checkpoint.exists():
             raise
-        caveat = "" if exc.retryable else " once the cause is removed (the run's own settings would meet it again)"
+        caveat = "" if exc.retryable else " once the cause is removed" + (
+            " (it may be a --backend-option given here)" if resume and backend_options else
+            " (the run's own settings would meet it again)")
         raise BackendError(f"{exc}; {_resume_hint(out, config.epochs)}{caveat}") from None
     finally:
         if not out_dir:  # a folder this command chose and made: removed if the run wrote nothing
