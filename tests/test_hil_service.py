@@ -938,6 +938,28 @@ def test_a_service_restarted_with_another_device_or_options_is_refused_unless_re
             other.stop()
 
 
+def test_a_calibration_refused_by_a_service_restarted_with_other_options_names_the_restart(start_service):
+    """(the device's "calibration: made for another chip" came first, with advice to calibrate the
+    backend, which a client cannot act on; the restart with other device options was not said)"""
+    service = start_service(device="hil-noisy", device_options={"chip": 1})
+    network, inputs = network_and_inputs()
+    with _client(service, device="hil-noisy") as backend:
+        calibration = backend.calibrate(network, seed=0)
+        ran = backend.represent(network)
+        backend.execute(ran, inputs, calibration=calibration, seed=0)
+        service.stop()
+        other = LocalService("hil-noisy", {"chip": 2})
+        other.token, other.address = service.token, service.address  # (the same address and token)
+        try:
+            other.start()
+            with pytest.raises(dg.BackendUnavailable, match=r"was restarted with device options \{'chip': 2\}, not "
+                                                            r"\{'chip': 1\}") as raised:
+                backend.execute(ran, inputs, calibration=calibration, seed=1)
+            assert isinstance(raised.value.__cause__, dg.CalibrationError)
+        finally:
+            other.stop()
+
+
 def test_a_forked_child_neither_uses_nor_ends_its_parents_backend(tmp_path):
     """(a child hung in a poll for over a minute after 'restarting' a second service, and a
     child that just exited removed its parent's service log)"""

@@ -10,6 +10,7 @@ the service's device declares the same capabilities.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -23,6 +24,7 @@ from delgrad_core import (
     BackendUnavailable,
     Calibration,
     Capabilities,
+    DelgradError,
     ExecutionResult,
     FileFormatError,
     InvalidResultError,
@@ -66,6 +68,10 @@ def _optional_text(value, name: str) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise InvalidValueError(f"{name}: expected a non-empty string, got {value!r}")
     return value
+
+
+class _ServiceChanged(BackendUnavailable):
+    """The service at the address was restarted with other device options."""
 
 
 class HilBackend(Backend):
@@ -231,8 +237,8 @@ class HilBackend(Backend):
                                      "it took the device's defaults, as the service did not answer when the run was "
                                      "set up; run again now that it answers", retryable=False)
         if self._service_id is not None and self._results_differ(options, self._service_device_options):
-            raise BackendUnavailable(f"the service at {client.address} was restarted with device options {options}, "
-                                     f"not {self._service_device_options}", retryable=False)
+            raise _ServiceChanged(f"the service at {client.address} was restarted with device options {options}, "
+                                  f"not {self._service_device_options}", retryable=False)
         self._service_id = info.get("service_id")
         self._service_device, self._service_device_options = info["device"], options
         client.max_message_bytes = int(info["max_message_bytes"])
@@ -284,11 +290,31 @@ class HilBackend(Backend):
         return 0 if self._client is None else self._client.retries
 
     # -- work -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _restart_named(self):
+        """A device's refusal from a service restarted with other device options (e.g. of a
+        calibration made before) is that restart's: greet again before passing it on, so that
+        the restart is the error."""
+        try:
+            yield
+        except DelgradError as exc:
+            if isinstance(exc, BackendUnavailable) or self._client is None:
+                raise
+            try:
+                self._greet(self._client)
+            except _ServiceChanged as changed:
+                raise changed from exc
+            except DelgradError:
+                pass  # (the refusal itself is the better report)
+            raise
+
     def _calibrate(self, network, seed, progress) -> Calibration:
         payload = network_payload(network)
         job = calibration_job_id(seed, payload)
-        reply = self._session().request("calibrate", {"job": job, "seed": seed}, payload, expect="calibration",
-                                        job_timeout_s=self.calibration_timeout_s, what=f"calibration job {job[:12]}")
+        with self._restart_named():
+            reply = self._session().request("calibrate", {"job": job, "seed": seed}, payload, expect="calibration",
+                                            job_timeout_s=self.calibration_timeout_s,
+                                            what=f"calibration job {job[:12]}")
         self._tell_warnings(reply.header)
         try:
             self._check_same_service(reply.header["service"])
@@ -317,14 +343,15 @@ class HilBackend(Backend):
         next travels); a job whose calibration the service has not received goes alone, with
         the calibration in full."""
         results: list[ExecutionResult] = []
-        while len(results) < len(requests):
-            first = end = len(results)
-            while end < len(requests) and self._calibration_sent(requests[end]):
-                end += 1
-            if end - first < 2 or self.jobs_in_flight == 1:
-                results.append(self._execute(requests[first]))
-            else:
-                results.extend(self._overlapped(requests[first:end]))
+        with self._restart_named():
+            while len(results) < len(requests):
+                first = end = len(results)
+                while end < len(requests) and self._calibration_sent(requests[end]):
+                    end += 1
+                if end - first < 2 or self.jobs_in_flight == 1:
+                    results.append(self._execute(requests[first]))
+                else:
+                    results.extend(self._overlapped(requests[first:end]))
         return results
 
     def _overlapped(self, requests) -> list[ExecutionResult]:
