@@ -380,8 +380,9 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
                 except InvalidValueError as exc:
                     raise InvalidValueError(f"{trial.name}: {exc}{_other_kinds_hint(exc, backend)}") from None
     except BackendUnavailable as exc:
-        if not elsewhere:
-            raise BackendUnavailable(f"the backend cannot be reached now, no trial started: {exc}",
+        if not elsewhere:  # (not retryable: reached, but refusing, e.g. a service owning another device)
+            state = "cannot be reached now" if exc.retryable else "refuses to work"
+            raise BackendUnavailable(f"the backend {state}, no trial started: {exc}",
                                      retryable=exc.retryable) from None
         echo(f"note: the backend could not check the sweep's networks now ({exc}); each trial checks its own")
 
