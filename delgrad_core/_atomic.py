@@ -234,8 +234,12 @@ def write_to(target, write: Callable[[BinaryIO], None], what: str, field: str = 
     if isinstance(target, (str, os.PathLike)):
         return atomic_write(target, write)
     text = isinstance(target, io.TextIOBase)
-    if text or not callable(getattr(target, "write", None)):
+    closed = getattr(target, "closed", False) is True
+    writable = getattr(target, "writable", None)
+    read_only = callable(writable) and not closed and writable() is False
+    if text or closed or read_only or not callable(getattr(target, "write", None)):
+        why = " (a text file)" if text else " (closed)" if closed else " (open for reading only)" if read_only else ""
         raise InvalidValueError(f"{field}: expected a file path or a writable binary file object for the {what}, "
-                                f"got {type(target).__name__}{' (a text file)' if text else ''}")
+                                f"got {type(target).__name__}{why}")
     write(target)
     return None

@@ -1,7 +1,9 @@
 """save_network / load_network: bit-identical round trips, no pickle, clear errors."""
 
+import io
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -49,6 +51,18 @@ def test_save_refuses_what_is_neither_a_path_nor_a_file_object(target):
     with pytest.raises(dg.InvalidValueError, match=f"target: expected a file path or a writable binary file object "
                                                    f"for the network, got {type(target).__name__}"):
         dg.save_network(dg.Network.feedforward([2, 2]), target)
+
+
+def test_save_refuses_a_closed_or_read_only_file_object_naming_why(tmp_path):
+    """(io.UnsupportedOperation: write, or "I/O operation on closed file", from inside the writer)"""
+    network = dg.Network.feedforward([2, 2])
+    dg.save_network(network, tmp_path / "net.npz")
+    closed = io.BytesIO()
+    closed.close()
+    with open(tmp_path / "net.npz", "rb") as reading:
+        for target, why in ((reading, "BufferedReader (open for reading only)"), (closed, "BytesIO (closed)")):
+            with pytest.raises(dg.InvalidValueError, match=re.escape(f"binary file object for the network, got {why}")):
+                dg.save_network(network, target)
 
 
 def test_save_creates_parent_directories(tmp_path):
