@@ -502,8 +502,8 @@ def backward(
     layer_spike_times : list of arrays (batch, size)
         Spike times of every layer, from `forward` or observed on a backend or device.
     output_gradient : array (batch, n_outputs)
-        dL/dt of the output spike times; entries of silent neurons are ignored.  With one sample,
-        this and the times may be 1-d.
+        dL/dt of the output spike times, finite numbers; the entries of silent neurons are not
+        used (a silent neuron has no time to move).  With one sample, this and the times may be 1-d.
     arrival_times : list of (array or None), optional
         Observed arrival times per layer, as in `layer_backward` (None for a layer without
         observations).
