@@ -370,7 +370,16 @@ class Backend(abc.ABC):
             raise UnsupportedNetworkError(
                 f"backend {self.name!r} does not support batches of {request.batch_size} samples "
                 f"(max_batch_size: {max_batch}); split the batch", capability="max_batch_size")
-        return request if network is request.network else request.replace(network=network)
+        prepared = request if network is request.network else request.replace(network=network)
+        with self._failures_named("checking the request"):
+            self.check_request(prepared)
+        return prepared
+
+    def check_request(self, request: ExecutionRequest) -> None:
+        """Refuse (an `InvalidValueError` naming what) a request whose inputs, calibration or
+        seed the substrate cannot run, e.g. input spikes outside its time window.  Called for
+        every request of `execute_many` before the first one runs, its network already checked
+        and represented; the default refuses nothing."""
 
     def _checked(self, network: Network) -> Network:
         """`represent(network)` after `check_supported(network)`; both are remembered for the

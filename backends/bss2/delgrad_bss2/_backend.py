@@ -28,7 +28,8 @@ from delgrad_bss2._calibration import (
 from delgrad_bss2._chip import Chip
 from delgrad_bss2._config import INPUT_DUPLICATION, ChipConfig
 from delgrad_bss2._emulator import run_job
-from delgrad_bss2._job import compile_job, copies_before_their_spikes, lost_arrivals, result, unequal_copies
+from delgrad_bss2._job import (compile_job, copies_before_their_spikes, inputs_outside_the_slot, lost_arrivals, result,
+                              unequal_copies)
 from delgrad_bss2._mapping import Placement, chip_capabilities, place, resource_problem
 
 __all__ = ["Bss2EmulatorBackend"]
@@ -165,6 +166,12 @@ class Bss2EmulatorBackend(Backend):
             self._placements[shape] = place(network, self.input_duplication, circuits, elements,
                                             target_problem(calibration))
         return self._placements[shape]
+
+    def check_request(self, request: ExecutionRequest) -> None:
+        """Input spikes must lie in the sample slot."""
+        problem = inputs_outside_the_slot(request.input_spike_times, self.config)
+        if problem:
+            raise InvalidValueError(problem)
 
     def _execute(self, request: ExecutionRequest) -> ExecutionResult:
         calibration = request.calibration

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, InvalidValueError
+from delgrad_core import Calibration, ExecutionRequest, ExecutionResult
 
 from delgrad_bss2._config import ChipConfig
 from delgrad_bss2._delays import (delays_from_registers, group_starts, group_triggers, line_arrivals_us,
@@ -23,8 +23,8 @@ from delgrad_bss2._delays import (delays_from_registers, group_starts, group_tri
 from delgrad_bss2._mapping import Placement
 from delgrad_bss2._units import emitted_us, tau_from_us, us_from_tau, weight_integers
 
-__all__ = ["LayerProgram", "Job", "Recording", "compile_job", "copies_before_their_spikes", "lost_arrivals", "result",
-           "unequal_copies"]
+__all__ = ["LayerProgram", "Job", "Recording", "compile_job", "copies_before_their_spikes", "inputs_outside_the_slot",
+           "lost_arrivals", "result", "unequal_copies"]
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,19 @@ class Recording:
     latest_lost_delay_spike_us: float = -math.inf
 
 
-def _input_spikes_us(times_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
-    # (checked in tau, before the conversion: 1e308 tau overflows to inf us, which reads as no spike)
+def inputs_outside_the_slot(times_tau: np.ndarray, config: ChipConfig) -> str | None:
+    """Which input spikes outside the sample slot, or None (checked in tau, before the conversion
+    to us: 1e308 tau overflows to inf us, which reads as no spike)."""
     outside = np.isfinite(times_tau) & ((times_tau < 0) | (times_tau > config.slot_tau))
-    if outside.any():
-        b, i = np.argwhere(outside)[0]
-        raise InvalidValueError(
-            f"input_spike_times: input {i} of sample {b} spikes at {float(times_tau[b, i])!r} tau, outside the sample "
+    if not outside.any():
+        return None
+    b, i = np.argwhere(outside)[0]
+    return (f"input_spike_times: input {i} of sample {b} spikes at {float(times_tau[b, i])!r} tau, outside the sample "
             f"slot [0, {config.slot_tau:g}] tau (backend option slot_tau)")
+
+
+def _input_spikes_us(times_tau: np.ndarray, config: ChipConfig) -> np.ndarray:
+    """Input spike times (inside the slot: `inputs_outside_the_slot`) on the emission clock, in us."""
     return emitted_us(us_from_tau(times_tau, config), config)
 
 

@@ -75,3 +75,26 @@ def test_a_spike_within_one_clock_tick_of_its_input_is_not_stamped_before_it():
     inputs[:, 0] = 10.4 * tick
     times = backend.execute(network, inputs, calibration=backend.calibrate()).layer_spike_times[0]
     assert np.all(times >= inputs[:, :1]) and np.all(times < inputs[:, :1] + 2 * tick)
+
+
+@pytest.mark.parametrize("name", ["bss2-emulator", "mock-hil"])
+def test_execute_many_refuses_inputs_outside_the_slot_before_the_first_job_runs(name, monkeypatch, tmp_path):
+    """(the slot was checked as each job ran: the jobs before the refused one had run; the
+    contract says every request is checked first)"""
+    if name == "mock-hil":
+        pytest.importorskip("delgrad_hil")
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path))
+    network = dg.Network.feedforward([10, 5, 3], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), seed=0)
+    inputs = np.full((4, 10), 0.5)
+    with dg.get_backend(name) as backend:
+        calibration = backend.calibrate(network, seed=0)
+        ran = []
+        original = type(backend)._execute_many
+        monkeypatch.setattr(type(backend), "_execute_many", lambda self, requests: ran.append(len(requests)) or
+                            original(self, requests))
+        requests = [dg.ExecutionRequest(network, inputs, calibration, 0),
+                    dg.ExecutionRequest(network, inputs + 40.0, calibration, 0)]
+        with pytest.raises(dg.InvalidValueError, match=r"input 0 of sample 0 spikes at 40.5 tau, outside the sample "
+                                                       r"slot \[0, 30\] tau"):
+            backend.execute_many(requests)
+        assert ran == []

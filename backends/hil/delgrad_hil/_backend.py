@@ -183,6 +183,9 @@ class HilBackend(Backend):
     def check_resources(self, network):
         return self._device_model().check_resources(network)
 
+    def check_request(self, request):
+        return self._device_model().check_request(request)  # (here, before any job of a batch is sent)
+
     def conformance_profile(self):
         return self._device_model().conformance_profile()
 
