@@ -690,6 +690,9 @@ def test_bad_options_are_refused_naming_the_option():
             HilBackend(client_id=wrong)
     with pytest.raises(dg.InvalidValueError, match="faults.exit_after_jobs"):
         HilBackend(faults={"exit_after_jobs": 0})
+    # (the run restarted the service four times, then said "no answer after 5 attempts")
+    with pytest.raises(dg.InvalidValueError, match="faults.exit_after_jobs: at least 2 for the local service, got 1"):
+        HilBackend(faults={"exit_after_jobs": 1})
     for wrong in (0, 17, True, 2.0):
         with pytest.raises(dg.InvalidValueError, match=r"jobs_in_flight: expected an integer from 1 to 16"):
             HilBackend(jobs_in_flight=wrong)

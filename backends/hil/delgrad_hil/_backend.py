@@ -130,6 +130,9 @@ class HilBackend(Backend):
         self.token = token
         self.token_file = token_file
         self.faults = FaultPlan.from_dict(faults)
+        if self.faults.exit_after_jobs == 1:  # (the local service is restarted on the job it ended on)
+            raise InvalidValueError("faults.exit_after_jobs: at least 2 for the local service, got 1: it is restarted "
+                                    "for the job it ended on, and would end on that job every time")
         if self.address is None and (token is not None or token_file is not None):
             given = "token" if token is not None else "token_file"
             raise InvalidValueError(f"{given}: only for a service at an address (the local service makes its own)")
