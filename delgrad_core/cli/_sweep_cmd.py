@@ -81,10 +81,13 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     if jobs is not None and scheduler is not None:  # (it was ignored without a word)
         raise click.UsageError("--jobs sets the workers of a cluster the sweep starts itself; with --scheduler the "
                                "cluster's own workers decide how many trials run at once: leave --jobs out")
-    if scheduler is not None and scheduler.startswith("inproc://"):  # (Dask's address of a cluster in one process)
-        raise click.UsageError(f"--scheduler: expected an address such as tcp://HOST:8786 (tcp, tls, ws, wss or ucx; "
-                               f"a port from 1 to 65535), got {scheduler!r} (inproc:// is not a scheme another "
-                               "process can join)")
+    if scheduler is not None:
+        from delgrad_core.training._dask_executor import refuse_in_process_address
+
+        try:
+            refuse_in_process_address(scheduler)
+        except InvalidValueError as exc:
+            raise click.UsageError(str(exc)) from None
     check_out_names(out_dir)
     options = {"epochs": epochs, "backend": backend, "dataset": dataset}
     refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})

@@ -27,7 +27,7 @@ from delgrad_core._errors import BackendUnavailable, InvalidValueError
 from delgrad_core.training._executors import STOP_CHECK_S, Unfinished, report
 from delgrad_core.training._trials import Trial, train_trial
 
-__all__ = ["DaskExecutor", "require_distributed"]
+__all__ = ["DaskExecutor", "refuse_in_process_address", "require_distributed"]
 
 #: How long a scheduler's address may stay silent on a new connection, in seconds: a Dask
 #: scheduler sends its handshake at once, and Dask's own connect waits for it without a bound.
@@ -124,10 +124,25 @@ _JOINABLE_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # (and inproc://, a clus
 _ADDRESS_WANTED = "an address such as tcp://HOST:8786 (tcp, tls, ws, wss or ucx; a port from 1 to 65535)"
 
 
+def _refused(address: str, reason) -> InvalidValueError:
+    """The error for a scheduler `address` that cannot be joined, saying why."""
+    return InvalidValueError(f"--scheduler: expected {_ADDRESS_WANTED}, got {address!r} ({reason})")
+
+
+def _unjoinable(scheme: str) -> str:
+    return f"{scheme}:// is not a scheme another process can join"
+
+
+def refuse_in_process_address(address: str) -> None:
+    """Refuse an inproc:// `address`: a cluster inside one Python process, which a command line
+    names none of (`DaskExecutor` takes it, from Python)."""
+    if address.startswith("inproc://"):
+        raise _refused(address, _unjoinable("inproc"))
+
+
 def _joinable(address: str) -> str:
     """`address` if a scheduler can be joined there: a scheme of `_JOINABLE_SCHEMES` (none
-    means tcp), a host and a port from 1 to 65535; or inproc://, a cluster in this process
-    (which the command line refuses: it names none)."""
+    means tcp), a host and a port from 1 to 65535; or inproc://, a cluster in this process."""
     from distributed.comm import parse_address
     from distributed.comm.addressing import parse_host_port
 
@@ -136,12 +151,12 @@ def _joinable(address: str) -> str:
         if scheme == "inproc":
             return address
         if scheme not in _JOINABLE_SCHEMES:
-            raise ValueError(f"{scheme}:// is not a scheme another process can join")
+            raise ValueError(_unjoinable(scheme))
         host, port = parse_host_port(location)
         if not 1 <= port <= 65535:
             raise ValueError(f"port {port}")
     except (ValueError, TypeError) as exc:
-        raise InvalidValueError(f"--scheduler: expected {_ADDRESS_WANTED}, got {address!r} ({exc})") from None
+        raise _refused(address, exc) from None
     return address
 
 
@@ -191,8 +206,7 @@ class DaskExecutor:
         except (OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"--scheduler {self.scheduler}: cannot connect ({exc})") from None
         except ValueError as exc:  # (an address Dask refuses beyond what `_joinable` checks)
-            raise InvalidValueError(f"--scheduler: expected {_ADDRESS_WANTED}, got {self.scheduler!r} ({exc})") \
-                from None
+            raise _refused(self.scheduler, exc) from None
         except TypeError as exc:  # (tls:// without Dask's TLS settings: "TLS expects a ssl_context argument")
             raise InvalidValueError(f"--scheduler {self.scheduler}: cannot connect ({exc}); a tls:// scheduler needs "
                                     "Dask's TLS settings (distributed.comm.tls in its configuration)") from None
