@@ -19,7 +19,7 @@ from delgrad_core._ir import DelayKind, Layer, Network, Population, Projection, 
 from delgrad_core._numbers import checked_number
 from delgrad_core._options import check_known_names
 
-__all__ = ["Capabilities", "apply_constraints", "check_weight_grid", "share_copied_delays"]
+__all__ = ["Capabilities", "apply_constraints", "check_weight_grid", "inputs_in_copies", "share_copied_delays"]
 
 _RATIO_RTOL = 1e-9
 
@@ -190,16 +190,23 @@ class Capabilities:
         return delays
 
 
+def inputs_in_copies(network: Network, copies: int | None) -> bool:
+    """Whether a substrate taking inputs in groups of `copies` (`Capabilities.input_copies`) takes
+    `network`'s inputs as copies of one input sharing one delay: `copies` above 1, axonal delays
+    in the first layer and an input count that is a multiple of `copies`."""
+    projection = network.layers[0].projection
+    return (copies or 1) > 1 and projection.delay_kind is DelayKind.AXONAL and projection.n_pre % copies == 0
+
+
 def share_copied_delays(network: Network, copies: int | None) -> Network:
     """`network` with the axonal delays of each group of `copies` consecutive input lines (the
     copies of one input, `Capabilities.input_copies`) replaced by their mean; `network` itself if
-    they already agree or its inputs are not taken as copies (no axonal delays in the first
-    layer, or an input count that is no multiple of `copies`)."""
+    they already agree or its inputs are not taken as copies (`inputs_in_copies`)."""
     check_type(network, Network, "network")
+    if not inputs_in_copies(network, copies):
+        return network
     first = network.layers[0]
     projection = first.projection
-    if projection.delay_kind is not DelayKind.AXONAL or (copies or 1) == 1 or projection.n_pre % copies:
-        return network
     groups = projection.delays.reshape(-1, copies)
     if np.all(groups == groups[:, :1]):
         return network

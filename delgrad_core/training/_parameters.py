@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from delgrad_core._capabilities import Capabilities
+from delgrad_core._capabilities import Capabilities, inputs_in_copies
 from delgrad_core._errors import InvalidValueError, UnsupportedNetworkError
 from delgrad_core._ir import DelayKind, Network, NeuronParameters, check_type
 from delgrad_core._npz import MAX_ARRAY_ELEMENTS
@@ -96,8 +96,7 @@ def check_input_copies(backend, network: Network, encoder_copies: int | None) ->
     times (`encoder_copies`, its `repeat`) that is no multiple of c.  An encoder without a
     `repeat` (None) cannot be checked: a warning says so."""
     copies, n_inputs = backend.capabilities.input_copies or 1, network.input.size
-    if copies == 1 or n_inputs % copies or network.layers[0].projection.delay_kind is not DelayKind.AXONAL \
-            or (encoder_copies is not None and encoder_copies % copies == 0):
+    if not inputs_in_copies(network, copies) or (encoder_copies is not None and encoder_copies % copies == 0):
         return
     taken = (f"backend {backend.name!r} takes every {copies} consecutive input lines as copies of one input sharing "
              f"one delay (it declares input_copies = {copies}, and the {n_inputs} lines are a multiple of it)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core import Capabilities, DelayKind, Network, UnsupportedNetworkError
+from delgrad_core.plugin_tools import inputs_in_copies
 
 from delgrad_bss2._calibration import BACKEND_NAME
 from delgrad_bss2._config import ChipConfig
@@ -37,12 +38,6 @@ def chip_capabilities(config: ChipConfig, duplication: int) -> Capabilities:
     )
 
 
-def _duplicated(network: Network, duplication: int) -> bool:
-    """The first layer's input lines come in groups of `duplication` copies sharing a delay."""
-    projection = network.layers[0].projection
-    return projection.delay_kind is DelayKind.AXONAL and duplication > 1 and projection.n_pre % duplication == 0
-
-
 def delay_groups(network: Network, duplication: int) -> list[np.ndarray | None]:
     """Per layer: the delay element (0, 1, ...) of each presynaptic line, None without delays."""
     groups = []
@@ -50,7 +45,7 @@ def delay_groups(network: Network, duplication: int) -> list[np.ndarray | None]:
         projection = layer.projection
         if projection.delay_kind is DelayKind.NONE:
             groups.append(None)
-        elif k == 0 and _duplicated(network, duplication):
+        elif k == 0 and inputs_in_copies(network, duplication):
             groups.append(np.arange(projection.n_pre) // duplication)
         else:
             groups.append(np.arange(projection.n_pre))
