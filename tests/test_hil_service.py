@@ -3,6 +3,7 @@ hostile messages, idempotent jobs, retries after dropped, corrupted and busy rep
 restarts, concurrent clients, graceful shutdown, and the lifetime of the embedded service."""
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -410,6 +411,46 @@ def test_a_wrong_or_missing_token_is_refused_at_once_and_the_service_serves_on(s
     unsigned = [frames[0], b"", *frames[2:]]
     assert _reply(service, unsigned)["code"] == "bad_signature"
     assert _reply(service, signed(service.token, "health"))["info"]["ok"] is True
+
+
+def test_refusals_are_logged_up_to_a_rate_and_the_rest_counted():
+    """(a peer without the token got a WARNING line per junk message: it could fill the log)"""
+    from delgrad_hil._refusal_log import LINES_PER_WINDOW, WINDOW_S, RefusalLog
+
+    now = [0.0]
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    log = logging.getLogger("test-refusals")
+    log.addHandler(handler)
+    try:
+        refusals = RefusalLog(log, clock=lambda: now[0])
+        for index in range(LINES_PER_WINDOW + 30):
+            refusals.refused("malformed" if index % 3 else "bad_signature", f"junk {index}")
+        assert len(records) == LINES_PER_WINDOW + 1 and records[-1].startswith(f"{LINES_PER_WINDOW} messages refused")
+        now[0] = WINDOW_S
+        refusals.refused("malformed", "after the window")
+        assert records[-2] == "refused 30 more messages, not logged one by one (10 bad_signature, 20 malformed)"
+        assert records[-1] == "refused a message: malformed: after the window"
+        refusals.flush()  # (nothing left to tell)
+        assert len(records) == LINES_PER_WINDOW + 3
+    finally:
+        log.removeHandler(handler)
+
+
+def test_a_flood_of_junk_is_counted_in_the_status_and_not_logged_line_by_line(start_service):
+    from delgrad_hil._refusal_log import LINES_PER_WINDOW
+
+    service = start_service(device="reference")
+    for _ in range(3 * LINES_PER_WINDOW):
+        assert _reply(service, [b"garbage"])["code"] == "malformed"
+    assert _reply(service, signed(service.token, "status"))["info"]["refused.malformed"] == 3 * LINES_PER_WINDOW
+    service._release()  # (a graceful stop, which keeps the log)
+    with open(service._log_path) as handle:
+        logged = handle.read()
+    assert logged.count("refused a message: malformed") == LINES_PER_WINDOW
+    assert f"refused {2 * LINES_PER_WINDOW} more messages, not logged one by one ({2 * LINES_PER_WINDOW} malformed)" \
+        in logged
 
 
 def test_oversize_malformed_truncated_and_replayed_requests_get_errors_and_the_service_serves_on(start_service):

@@ -58,6 +58,7 @@ from delgrad_hil._protocol import (
     failure_fields,
     new_header,
 )
+from delgrad_hil._refusal_log import RefusalLog
 from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
 
 __all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES", "HEARTBEAT_MS", "CRASHES_ALLOWED",
@@ -186,6 +187,7 @@ class DeviceService:
         self.scheduler = Scheduler(**limits)
         self.service_id = os.urandom(8).hex()
         self.counts = Counter()  # refused.<code>, dropped, corrupted, busy
+        self._refusals = RefusalLog(log)
         self.calibration_digest: str | None = None
         # digest of a request's calibration -> (that calibration, the device's calibration inside it)
         self._calibrations: OrderedDict = OrderedDict()
@@ -314,6 +316,7 @@ class DeviceService:
             endpoint.close(linger=500)
         self._context.term()
         self.remove_socket_file()
+        self._refusals.flush()
         log.info("stopped")
 
     def remove_socket_file(self) -> None:
@@ -487,7 +490,7 @@ class DeviceService:
             self._dispatch(routing_id, message)
         except ProtocolError as exc:
             self.counts[f"refused.{exc.code}"] += 1
-            log.warning("refused a message: %s: %s", exc.code, exc)
+            self._refusals.refused(exc.code, exc)
             self._reply(routing_id, exc.reply_to, error_fields(exc.code, str(exc), retryable=exc.retryable))
         except Exception as exc:  # a fault of the service: answer, keep serving
             log.exception("failed to handle a message")
