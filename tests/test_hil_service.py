@@ -139,6 +139,31 @@ def test_the_commands_refuse_values_they_cannot_use(arguments):
     assert result.exit_code == 2 and "Invalid value" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["--device", "chip9000"], "Invalid value for --device: no backend 'chip9000' is installed; choose one of "),
+    (["--device", "reference", "--device-option", "n_threads=abc"],
+     "Invalid value for --device-option: backend 'reference': n_threads: expected an integer from 1 to 256, got 'abc'"),
+    (["--device", "reference", "--device-option", "colour=1"],
+     "Invalid value for --device-option: backend 'reference': unknown option(s) colour; allowed: n_threads"),
+])
+def test_serve_names_the_option_of_a_device_it_cannot_build(arguments, message, monkeypatch):
+    """(exit status 1 with "Error: n_threads: ...", which named no option of the command)"""
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", "a-token-of-sufficient-length")
+    result = cli_runner().invoke(main, ["hil", "serve", "--address", "tcp://127.0.0.1:0", *arguments])
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_fault_seed_without_a_fault_is_said_to_have_no_effect(start_service):
+    """(the log said "injecting faults: {... all zero ..., 'seed': 3}")"""
+    from delgrad_hil import FaultPlan
+
+    assert FaultPlan(seed=3).active and not FaultPlan(seed=3).injecting and FaultPlan(busy_fraction=0.1).injecting
+    service = start_service(device="reference", serve_arguments=["--fault-seed", "3"])
+    with open(service._log_path) as handle:
+        logged = handle.read()
+    assert "--fault-seed 3 has no effect: no fault is injected" in logged and "injecting faults" not in logged
+
+
 def test_training_refuses_a_token_option_that_the_run_folder_would_keep(tmp_path):
     result = cli_runner().invoke(main, ["train", "--backend", "mock-hil", "--backend-option", "address=tcp://127.0.0.1:1",
                                         "--backend-option", "token=a-token-of-sufficient-length", "--epochs", "1",

@@ -39,6 +39,26 @@ def _device_options(ctx, param, values) -> dict:
         raise click.BadParameter(str(exc)) from None
 
 
+def _device_process(device: str | None, device_options: dict, log_level: int):
+    """The device process of `serve`; a device or options it refuses are usage errors naming
+    --device or --device-option."""
+    from delgrad_core import InvalidValueError
+
+    from delgrad_hil._device import device_name
+    from delgrad_hil._device_process import DeviceProcess
+
+    try:
+        name = device_name(device)
+    except InvalidValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("device: "), param_hint="--device") from None
+    try:
+        return DeviceProcess(name, device_options, log_level=log_level)
+    except InvalidValueError as exc:
+        message, prefix = str(exc), f"backend {name!r}: "
+        raise click.BadParameter(message if message.startswith(prefix) else prefix + message,
+                                 param_hint="--device-option") from None
+
+
 @click.group("hil")
 def hil():
     """Mock hardware-in-the-loop: a device service and its clients (docs/hil.md)."""
@@ -92,8 +112,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     from delgrad_core import BackendUnavailable
 
     from delgrad_hil._auth import Signer, load_token
-    from delgrad_hil._device import device_name
-    from delgrad_hil._device_process import LOG_FORMAT, DeviceProcess
+    from delgrad_hil._device_process import LOG_FORMAT
     from delgrad_hil._faults import FaultPlan
     from delgrad_hil._service import DeviceService
     from delgrad_hil._supervisor import READY_PREFIX, watch_parent
@@ -105,7 +124,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
         watch_parent(parent_pid, leftovers=[log_file] if log_file else [])
     signer = Signer(load_token(token_file=token_file))
     faults = FaultPlan(latency_s, drop_fraction, corrupt_fraction, busy_fraction, exit_after_jobs, fault_seed)
-    target = DeviceProcess(device_name(device), device_options, log_level=getattr(logging, log_level.upper()))
+    target = _device_process(device, device_options, getattr(logging, log_level.upper()))
     try:  # (the device process ends with this command, however it ends)
         service = DeviceService(target, signer, address, faults=faults,
                                 max_message_bytes=int(max_message_mb * 2**20), replay_window_s=replay_window_s,
@@ -125,8 +144,10 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
                 signal.signal(signum, on_signal)
         if not service.address.startswith(("tcp://127.", "tcp://[::1]", "ipc://")):
             log.warning("serving beyond this machine on %s: messages are signed, not encrypted", service.address)
-        if faults.active:
+        if faults.injecting:
             log.warning("injecting faults: %s", faults.to_dict())
+        elif faults.active:
+            log.warning("--fault-seed %d has no effect: no fault is injected", faults.seed)
         if sys.stdout is not None:  # (None: started with its standard output closed, as by some launchers)
             click.echo(READY_PREFIX + service.address)
             sys.stdout.flush()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from delgrad_core import InvalidValueError
 from delgrad_core.plugin_tools import check_known_names, checked_number
@@ -73,7 +73,13 @@ class FaultPlan:
 
     @property
     def active(self) -> bool:
+        """Whether any field is set (the seed too)."""
         return self != FaultPlan()
+
+    @property
+    def injecting(self) -> bool:
+        """Whether any fault is injected (a seed alone injects none)."""
+        return replace(self, seed=0) != FaultPlan()
 
     def arguments(self) -> list[str]:
         """The ``delgrad hil serve`` options that set these faults."""
