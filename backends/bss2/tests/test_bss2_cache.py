@@ -110,8 +110,10 @@ def test_caching_can_be_switched_off(cache):
 def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "explicit"))
     assert cache_directory() == tmp_path / "explicit"
-    monkeypatch.delenv("DELGRAD_BSS2_CACHE")
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", "")  # (set but empty: as unset, docs/bss2.md)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_directory() == tmp_path / "xdg" / "delgrad" / "bss2"
+    monkeypatch.delenv("DELGRAD_BSS2_CACHE")
     assert cache_directory() == tmp_path / "xdg" / "delgrad" / "bss2"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
