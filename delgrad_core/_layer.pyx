@@ -315,6 +315,11 @@ cdef double[::1] _column_shift(const double[:, ::1] delays, Py_ssize_t reference
     return shift
 
 
+# Relative distance (about 4.5 ulps of |t_j| + |c_j| + |a_i|) within which the layer-wide
+# backward takes a spike as too near an arrival to tell their order from shifted times.
+cdef double _NEAR = 1e-15
+
+
 # Inter-arrival intervals per block of the layer-wide walk (see `_walk_layer`).
 cdef Py_ssize_t _BLOCK = 8
 
@@ -378,12 +383,27 @@ cdef inline double _shifted_spike(Py_ssize_t b, Py_ssize_t j, double spike, doub
     return spike
 
 
+cdef double _own_first_spike(ClosedRatio tag, Py_ssize_t b, Py_ssize_t j, const Arrival* order,
+                             Py_ssize_t n_active, const double[:, ::1] pre_times,
+                             const double[:, ::1] delays, const double[:, ::1] weights, double theta,
+                             double tau_m, double tau_s, Arrival* own_order) noexcept nogil:
+    """Neuron j's first spike by the neuron-by-neuron search over its own arrivals t_i + d_ij
+    (the inputs of `order`, re-sorted in `own_order`: the shift by c_j may round near-ties
+    apart)."""
+    cdef Py_ssize_t k
+    for k in range(n_active):
+        own_order[k].index = order[k].index
+        own_order[k].time = _arrival(b, order[k].index, j, pre_times, delays, _NO_ARRIVALS, False)
+    _insertion_sort(own_order, n_active)
+    return _first_spike(own_order, n_active, j, weights, theta, tau_m, tau_s, closed_kind(tag))
+
+
 cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
                       const double[:, ::1] pre_times, const double[:, ::1] delays,
                       const double[:, ::1] weights, const double[::1] excitation,
                       const double[::1] shift, const double[::1] threshold, double tau_m,
                       double tau_s, double[:, ::1] post_times, double* scratch,
-                      long long* flags) noexcept nogil:
+                      long long* flags, Arrival* own_order) noexcept nogil:
     """Causal-set search (docs/model.md §2) for every neuron of the layer at once, for inputs
     that reach all neurons in the same order.  One pass over the sorted arrivals keeps each
     neuron's sums P, Q (see _psp.pxd), a block of _BLOCK inter-arrival intervals at a time:
@@ -397,7 +417,8 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
     black pixel of an image, coded at the same time) forms a block of its own, so its inputs
     are never replayed one by one.  A neuron that has fired is retired by setting its level to +inf.
     The spike of neuron j is shifted by its column delay c_j (d_ij = d_ir + c_j, r the neuron
-    whose arrivals `order` holds)."""
+    whose arrivals `order` holds).  `own_order` is room for n_active arrivals (for
+    `_own_first_spike`)."""
     cdef Py_ssize_t n_post = weights.shape[1], n_pre = weights.shape[0], j, k = 0, end, m, group, last_group
     cdef Py_ssize_t tied_from
     cdef double* p_now = scratch
@@ -475,12 +496,18 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                     if not may_cross(tag, p, q, level[j], test):
                         continue
                     state_from_sums(tag, p, q, r0, x0, tau_m, &u, &current)
-                    if u >= threshold[j]:   # reached within rounding at the interval's start
-                        s = 0.0
-                    else:
-                        s = first_crossing(u, current, t_next - t_now,
-                                           exp(-(t_next - t_now) / tau_m), threshold[j], tau_m,
-                                           tau_s, closed_kind(tag))
+                    if u >= threshold[j]:
+                        # at or above threshold at the interval's start, by the sums: a crossing within
+                        # rounding of this arrival, before or after it (the sums of a huge weight's
+                        # input round u up: its crossing an ulp after it was put on it, and the input
+                        # that caused it looked acausal to the backward); the neuron's own search,
+                        # which carries u across its arrivals, decides
+                        post_times[b, j] = _own_first_spike(tag, b, j, order, n_active, pre_times, delays,
+                                                            weights, threshold[j], tau_m, tau_s, own_order)
+                        level[j] = INFINITY
+                        break
+                    s = first_crossing(u, current, t_next - t_now, exp(-(t_next - t_now) / tau_m),
+                                       threshold[j], tau_m, tau_s, closed_kind(tag))
                     if s >= 0.0:
                         spike = _after(t_now, s) + shift[j]
                         if shift[j] != 0.0:
@@ -571,10 +598,10 @@ cdef bint _walk_sample(RatioKind kind, Py_ssize_t b, const double[:, ::1] pre_ti
         return False
     elif kind == RATIO_ONE:
         _walk_layer(one, b, order, n_active, pre_times, delays, weights, excitation, shift, threshold, tau_m, tau_s,
-                    post_times, scratch, flags)
+                    post_times, scratch, flags, order + n_active)
     else:
         _walk_layer(two, b, order, n_active, pre_times, delays, weights, excitation, shift, threshold, tau_m, tau_s,
-                    post_times, scratch, flags)
+                    post_times, scratch, flags, order + n_active)
     return True
 
 
@@ -739,9 +766,10 @@ cdef inline double _sum(const double* values, Py_ssize_t n) noexcept nogil:
     return total
 
 
-cdef void _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] weights,
+cdef bint _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] weights,
                          double tau_m, const double[:, ::1] arrival, const double[:, ::1] growth,
                          double[:, ::1] spike, const double[:, ::1] decay,
+                         const double[::1] shift, bint shifted,
                          const double[:, ::1] delta_post, double[:, ::1] scale,
                          double[:, ::1] column, bint with_column, signed char[:, ::1] no_crossing,
                          double[:, ::1] largest_term, double* scratch) noexcept nogil:
@@ -749,24 +777,39 @@ cdef void _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] wei
     and k'(t_j - a_i) from x = decay_j growth_i: u'(t_j) = sum_i w_ij k'_ij and max_i |k_ij|;
     then scale_j = dL/dt_j / u'(t_j), max_i |scale_j k_ij| = |scale_j| max_i |k_ij| (rounding
     is monotone) and, if `with_column`, sum_i scale_j w_ij k'_ij = scale_j u'(t_j).  A neuron
-    without an upward crossing gets scale 0 and spike -inf."""
+    without an upward crossing gets scale 0 and spike -inf.
+    Where the neurons' arrivals are shifted (`shifted`: some c_j != 0), returns False if a
+    spike lies within rounding of an arrival (t_j - c_j against a_i, |t_j| + |c_j| + |a_i| ulps):
+    whether that input came before the spike may then read otherwise than from the neuron's own
+    arrival t_i + d_ij (a huge weight's crossing is the next double after its arrival)."""
     cdef Py_ssize_t n_pre = weights.shape[0], n_post = weights.shape[1], i, j
     cdef double* u_slope = scratch
     cdef double* kernel_max = scratch + n_post
+    cdef double* rounding = scratch + 2 * n_post   # |t_j - c_j - a_i| below rounding[j] + _NEAR |a_i|: near
     cdef const double* w
     cdef const double* t = &spike[b, 0]
     cdef const double* x = &decay[b, 0]
     cdef double* sc = &scale[b, 0]
-    cdef double a, e, slope, kernel, last = -INFINITY
+    cdef double a, e, slope, kernel, slack, last = -INFINITY, widest = 0.0
+    cdef long long near = 0
     for j in range(n_post):
         u_slope[j] = 0.0
         kernel_max[j] = 0.0
         last = max(last, t[j])
+        rounding[j] = _NEAR * (fabs(t[j]) + fabs(shift[j])) if shifted and isfinite(t[j]) else -1.0
+        widest = max(widest, rounding[j])
     for i in range(n_pre):
         e = growth[b, i]
         a = arrival[b, i]
-        if e == 0.0 or not (a < last):
+        if e == 0.0:
             continue
+        if not (a < last):
+            near = near | (shifted and a - last <= widest + _NEAR * fabs(a))
+            continue
+        if shifted:
+            slack = _NEAR * fabs(a)
+            for j in range(n_post):
+                near = near | (fabs(t[j] - a) <= rounding[j] + slack)
         w = &weights[i, 0]
         for j in range(n_post):
             # every operand is loaded and evaluated unconditionally, then selected: the
@@ -774,6 +817,8 @@ cdef void _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] wei
             slope = w[j] * closed_kernel_and_slope(tag, x[j] * e, t[j] - a, tau_m, &kernel)
             u_slope[j] += slope if a < t[j] else 0.0
             kernel_max[j] = max(kernel_max[j], fabs(kernel) if a < t[j] else 0.0)
+    if near:
+        return False
     for j in range(n_post):
         sc[j] = 0.0
         if t[j] == -INFINITY:
@@ -786,6 +831,7 @@ cdef void _neuron_scales(ClosedRatio tag, Py_ssize_t b, const double[:, ::1] wei
         else:
             no_crossing[b, j] = 1   # no upward crossing at t in the model: no gradient
             spike[b, j] = -INFINITY
+    return True
 
 
 # Input rows that `_input_gradients` takes together, so that each sample's per-neuron arrays are
@@ -847,9 +893,11 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
                           double[:, ::1] delta_pre, bint with_pre, signed char[:, ::1] no_crossing,
                           double[:, ::1] largest_term, int n_threads):
     """Layer-wide backward pass for inputs that reach every neuron in the same order
-    (d_ij = d_ir + c_j) when all neurons share tau_m = tau_s or tau_m = 2 tau_s, and no
-    sample's times span more than _SPAN_LIMIT tau_m.  Returns False, having written nothing,
-    where these conditions do not hold (the caller then uses `backward_layer`).
+    (d_ij = d_ir + c_j) when all neurons share tau_m = tau_s or tau_m = 2 tau_s, no
+    sample's times span more than _SPAN_LIMIT tau_m, and (where some c_j != 0) no spike lies
+    within rounding of an arrival.  Returns False, having written nothing but `scale`,
+    `column`, `no_crossing` and `largest_term` (for the caller to discard), where these
+    conditions do not hold (the caller then uses `backward_layer`).
 
     Writes dL/dw summed over the batch into `grad_weights`, and per (sample, neuron)
     `scale` = dL/dt_j / u'(t_j) (dL/dtheta_j is its sum over samples), `column` =
@@ -868,14 +916,17 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     cdef Py_ssize_t reference = _reference_column(delays)
     cdef double[::1] shift, span, last_spike
     cdef double[:, ::1] arrival, growth, spike, decay
-    cdef Py_ssize_t stride = 2 * n_post + 1
+    cdef Py_ssize_t stride = 3 * n_post + 1
     cdef double* scratch
     cdef RatioOne one
     cdef RatioTwo two
     cdef Interrupt interrupt = _no_interrupt()
+    cdef bint shifted
+    cdef Py_ssize_t n_near = 0   # samples with a spike near an arrival (a prange reduction)
     if kind == RATIO_GENERAL:
         return False
     shift = _column_shift(delays, reference)
+    shifted = bool(np.any(np.asarray(shift) != 0.0))
     span = np.zeros(n_batch)
     arrival = np.empty((n_batch, n_pre))
     growth = np.empty((n_batch, n_pre))
@@ -896,15 +947,19 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
                 if _interrupted(&interrupt, threadid()):
                     continue
                 if kind == RATIO_ONE:
-                    _neuron_scales(one, b, weights, tau_m[0], arrival, growth, spike, decay,
-                                   delta_post, scale, column, with_column, no_crossing,
-                                   largest_term, scratch + threadid() * stride)
+                    if not _neuron_scales(one, b, weights, tau_m[0], arrival, growth, spike, decay, shift,
+                                          shifted, delta_post, scale, column, with_column, no_crossing,
+                                          largest_term, scratch + threadid() * stride):
+                        n_near += 1
                 else:
-                    _neuron_scales(two, b, weights, tau_m[0], arrival, growth, spike, decay,
-                                   delta_post, scale, column, with_column, no_crossing,
-                                   largest_term, scratch + threadid() * stride)
+                    if not _neuron_scales(two, b, weights, tau_m[0], arrival, growth, spike, decay, shift,
+                                          shifted, delta_post, scale, column, with_column, no_crossing,
+                                          largest_term, scratch + threadid() * stride):
+                        n_near += 1
         if interrupt.raised:
             _raise_handlers_exception()
+        if n_near > 0:  # (the per-synapse pass compares each spike with the neuron's own arrivals)
+            return False
         last_spike = np.max(spike, axis=1) if n_post > 0 else np.full(n_batch, -np.inf)
         with nogil, parallel(num_threads=n_threads):
             for block in prange((n_pre + _ROW_BLOCK - 1) // _ROW_BLOCK, schedule='guided'):

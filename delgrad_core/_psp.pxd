@@ -77,7 +77,9 @@ cdef inline double crossing_ratio_one(double u0, double i0, double length, doubl
     """First s in [0, length] with (u0 + i0 s) e^{-s/tau} = theta, or -1 (docs/model.md §2, Lambert W).
 
     With z = s + u0/i0 the condition is (-z/tau) e^{-z/tau} = -(theta/(tau i0)) e^{-u0/(i0 tau)};
-    the earlier root is the principal branch.  Assumes u0 < theta and theta > 0.
+    the earlier root is the principal branch.  Assumes u0 < theta and theta > 0.  A membrane
+    rising at the start (i0 tau > u0) that reaches theta does so at s > 0: a root below 0 is
+    rounding (the start within ulps of the crossing) and is returned as 0.
     """
     cdef double arg, s
     if i0 <= 0.0:
@@ -86,7 +88,9 @@ cdef inline double crossing_ratio_one(double u0, double i0, double length, doubl
     if not (arg >= -0.36787944117144233):
         return -1.0
     s = -tau * lambert_w0(arg) - u0 / i0
-    if s < 0.0 or s > length:
+    if s < 0.0:
+        return 0.0 if i0 * tau > u0 else -1.0
+    if s > length:
         return -1.0
     return s
 
@@ -100,7 +104,9 @@ cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, do
     an open interval), so s <= length reads x >= decay_end.  s = -tau_m ln(1 - y) is taken from
     y = 1 - x = 2 (theta - u0) / (i0 K - u0 + sqrt(disc)), the other form of the same root, so that
     a crossing soon after the interval's start keeps its relative precision (1 - x cancels).
-    Assumes u0 < theta and theta > 0.
+    Assumes u0 < theta and theta > 0.  A membrane rising at the start (a > u0) that reaches
+    theta does so at s > 0: a root x > 1 is rounding (the start within ulps of the crossing)
+    and is returned as s = 0.
     """
     cdef double a = i0 * tau_m
     cdef double b = u0 + a
@@ -118,7 +124,9 @@ cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, do
             return -1.0
         root = b * sqrt(disc)
     x = (b + root) / (2.0 * a)
-    if x > 1.0 or x < decay_end or x <= 0.0:
+    if x > 1.0:
+        return 0.0 if a > u0 else -1.0
+    if x < decay_end or x <= 0.0:
         return -1.0
     below = (a - u0) + root
     y = 2.0 * (theta - u0) / below if below > 0.0 else 1.0
@@ -200,7 +208,10 @@ cdef inline double crossing_general(double u0, double i0, double length, double 
 cdef inline double first_crossing(double u0, double i0, double length, double decay_m, double theta,
                                   double tau_m, double tau_s, RatioKind kind) noexcept nogil:
     """First threshold crossing s in [0, length] (length may be +inf) of the state (u0, i0);
-    `decay_m` = e^{-length/tau_m}."""
+    `decay_m` = e^{-length/tau_m}.  A state at or above theta has crossed (within rounding, at
+    the end of the interval before, whose solver put it an ulp beyond): s = 0."""
+    if u0 >= theta:
+        return 0.0
     if kind == RATIO_ONE:
         return crossing_ratio_one(u0, i0, length, theta, tau_m)
     if kind == RATIO_TWO:

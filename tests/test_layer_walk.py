@@ -315,3 +315,62 @@ def test_a_huge_dendritic_delay_leaves_the_other_neurons_exact(ratio):
         for name, value, reference in zip(("times", "weight gradients", "delay gradients", "input gradients"),
                                           got, expected):
             np.testing.assert_allclose(value, reference, rtol=1e-14, atol=1e-15, err_msg=f"{name}, delay {huge:g}")
+
+
+def _every_path(network, x):
+    """Spike times of a one-layer `network` by the layer walk, the per-neuron walk and the
+    general solver."""
+    layer = network.layers[0]
+    projection = layer.projection
+    paths = {}
+    for name, general, walk in (("walk", False, True), ("per neuron", False, False), ("general", True, False)):
+        out = np.empty((x.shape[0], projection.n_post))
+        _layer.forward_layer(np.ascontiguousarray(x, dtype=float), projection.weights, projection.delay_matrix(),
+                             np.zeros((1, 1, 1)), False, True, *layer.neuron_arrays(), out, 1, general, walk)
+        paths[name] = out
+    return paths
+
+
+@pytest.mark.parametrize("ratio, weight, crossing", [(2.0, 3.85319930274279, 0.332692291131119),
+                                                     (1.0, 3.7716263469980795, 0.3926372959902723),
+                                                     (1.0, 3.7790910270892084, 0.39136251725412063)])
+def test_an_input_within_ulps_of_a_crossing_leaves_the_spike(ratio, weight, crossing):
+    """(the closed forms took a crossing that rounding put a few ulps before the interval's start,
+    or a start that rounding put at threshold, for none: the neuron was reported silent although
+    its membrane goes on to about twice threshold, even when the input was of weight 0)"""
+    near = [crossing]
+    for _ in range(4):
+        near = [np.nextafter(near[0], -np.inf), *near, np.nextafter(near[-1], np.inf)]
+    for second_weight in (0.0, 1.0):
+        network = dg.Network(dg.Population("input", 2), [dg.Layer(
+            dg.Population("output", 1, dg.NeuronParameters(1.0, ratio, 1.0)),
+            dg.Projection(np.array([[weight], [second_weight]]), name="output.projection"))])
+        x = np.column_stack([np.zeros(len(near)), near])
+        for name, times in _every_path(network, x).items():
+            # the spike of the first input alone (the second arrives within ulps of it), to the general
+            # solver's stopping tolerance of 1e-15 (tau_s + s)
+            np.testing.assert_allclose(times[:, 0], crossing, rtol=1e-14, atol=0,
+                                       err_msg=f"{name}, second weight {second_weight}")
+        synaptic = dg.Network(network.input, [dg.Layer(network.layers[0].population, dg.Projection(
+            network.layers[0].projection.weights, "synaptic", np.zeros((2, 1)), name="output.projection"))])
+        np.testing.assert_allclose(dg.forward(synaptic, x)[0][:, 0], crossing, rtol=4e-15, atol=0)
+
+
+@pytest.mark.parametrize("ratio, kind", [(1.0, "none"), (2.0, "none"), (1.0, "dendritic"), (2.0, "dendritic")])
+def test_the_crossing_of_a_huge_weight_is_the_next_double_after_its_arrival_on_every_path(ratio, kind):
+    """(docs/model.md §4; the layer walk rebuilt the membrane from its sums, which a huge weight
+    rounded up to threshold at the arrival: the spike was put on the arrival, and the backward
+    took the input that caused it as acausal: no gradient, or the others' inflated by 1e19)"""
+    weights = np.array([[0.5, 0.5], [5e17, 5e17]])
+    delays = np.array([0.25, 8.866253978746696e-05]) if kind == "dendritic" else None
+    network = dg.Network(dg.Population("input", 2), [dg.Layer(
+        dg.Population("output", 2, dg.NeuronParameters(1.0, ratio, 1.0)),
+        dg.Projection(weights, kind, delays, name="output.projection"))])
+    x = np.array([[0.0, 1.2816587011418694], [1.1228102156579072, 2.2938824647891973]])
+    arrivals = x[:, 1:2] + (np.zeros(2) if delays is None else delays)
+    for name, times in _every_path(network, x).items():
+        np.testing.assert_array_equal(times, np.nextafter(arrivals, np.inf), err_msg=name)
+    times = dg.forward(network, x)
+    gradients = dg.backward(network, x, times, np.ones((2, 2)))
+    assert gradients.layers[0].no_crossing == 0
+    np.testing.assert_allclose(gradients.input_spike_times[:, 1], 2.0, rtol=1e-12)  # (each neuron's dt/da = 1)
