@@ -418,6 +418,16 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
         mnist("test", directory=tmp_path / "afile")
     with pytest.raises(dg.InvalidValueError, match="directory: expected a folder path, got int"):
         mnist("test", directory=5)
+    # (an empty one was read as the working directory; ~user of no user was "RuntimeError: Could not
+    # determine home directory", blamed on the loader)
+    with pytest.raises(dg.InvalidValueError, match="directory: expected a folder path, got an empty one"):
+        mnist("test", directory="")
+    with pytest.raises(dg.InvalidValueError, match=r"directory: cannot expand '~no-such-user-here/x'"):
+        mnist("test", directory="~no-such-user-here/x")
+    monkeypatch.setenv("DELGRAD_MNIST_DIR", "~no-such-user-here/x")
+    with pytest.raises(dg.InvalidValueError, match=r"\$DELGRAD_MNIST_DIR: cannot expand '~no-such-user-here/x'"):
+        mnist("test")
+    monkeypatch.delenv("DELGRAD_MNIST_DIR")
     # (a folder, or a link to nothing, at a file's name was reported as plainly missing)
     (tmp_path / "train-images-idx3-ubyte").mkdir()
     (tmp_path / "train-labels-idx1-ubyte.gz").symlink_to(tmp_path / "gone")

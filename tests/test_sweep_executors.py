@@ -703,6 +703,7 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
         return {"test_accuracy": 0.5}
 
     monkeypatch.setattr(_dask_executor, "train_trial", pretend_to_train)
+    monkeypatch.setattr(Trial, "finished", property(lambda trial: True))  # (as if their runs were in their folders)
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None)
     trials = [Trial({"seconds": seconds}, f"t{k}", tmp_path / f"t{k}", {}) for k, seconds in enumerate([0.5, 5, 3])]
 
@@ -825,3 +826,62 @@ def test_jobs_with_a_scheduler_is_a_usage_error(tmp_path):
                                         str(tmp_path / "s")])
     assert result.exit_code == 2 and "with --scheduler the cluster's own workers decide" in result.output, \
         result.output
+
+
+@pytest.mark.slow
+def test_two_quick_ctrl_cs_on_the_embedded_cluster_still_write_the_results(tmp_path):
+    """(a KeyboardInterrupt inside Dask's waits printed Dask's tracebacks, and a second Ctrl-C
+    while the cluster closed ended the sweep without sweep.csv)"""
+    command = [sys.executable, "-c", "from delgrad_core.cli import main; main()", "sweep", "--executor", "dask",
+               "--jobs", "1", "--hidden", "3", "--delays", "none", "--seeds", "2", "--epochs", "5000",
+               "--out", "sweep"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        histories = []
+        while not any(path.read_text().count("\n") >= 1 for path in histories) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            histories = list((tmp_path / "sweep" / "runs").glob("*/history.jsonl"))
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, out + err
+    assert (tmp_path / "sweep" / "sweep.csv").exists() and "interrupted" in out + err, out + err
+    assert "Traceback" not in err and "Exception ignored" not in err and "CancelledError" not in err, err
+
+
+@pytest.mark.slow
+def test_runs_a_worker_trained_on_other_data_are_left_out_and_fail_the_sweep(tmp_path, monkeypatch):
+    """(a worker reading other data files, e.g. another DELGRAD_MNIST_DIR: its runs went into
+    sweep.csv with status 0; only the next sweep noticed)"""
+    from delgrad_core.training import _dask_executor
+    from delgrad_core.training._sweep import SweepError
+
+    trained = _dask_executor._train_until_stopped
+
+    def on_other_data(settings, folder, stop_name):  # (the run records the digests of the data it read)
+        metrics = trained(settings, folder, stop_name)
+        if settings["seed"] == 1:
+            path = Path(folder) / "metrics.json"
+            recorded = json.loads(path.read_text())
+            recorded["dataset_digests"]["train"] = "0" * 64
+            path.write_text(json.dumps(recorded))
+        return metrics
+
+    monkeypatch.setattr(_dask_executor, "_train_until_stopped", on_other_data)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    lines = []
+    try:
+        with pytest.raises(SweepError) as raised:
+            run_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path / "sweep", executor="dask",
+                      scheduler=cluster.scheduler_address, echo=lines.append)
+    finally:
+        cluster.close()
+    assert "1 run(s) were trained by workers on other data than dataset 'yin_yang' gives here" in str(raised.value)
+    assert "none-h3-s1-" in str(raised.value) and "(the train split(s))" in str(raised.value)
+    with open(tmp_path / "sweep" / "sweep.csv") as handle:
+        assert [row["seed"] for row in csv.DictReader(handle)] == ["0"]

@@ -194,3 +194,20 @@ def test_a_trials_warnings_name_the_trial(tmp_path):
     assert len(names) == 2
     for name in names:
         assert f"Warning: {name}: batch_size 6000 is larger than the training split" in result.stderr
+
+
+def test_trial_folders_are_absolute_and_a_result_missing_here_fails_its_trial(tmp_path, monkeypatch):
+    """(a relative --out was resolved in each Dask worker's own working directory: the sweep
+    reported its trials finished, wrote a table without them and exited 0)"""
+    from delgrad_core.training._executors import Unfinished, report
+    from delgrad_core.training._sweep import plan_sweep
+
+    monkeypatch.chdir(tmp_path)
+    (trial,) = plan_sweep({"epochs": 1}, [3], ["none"], 1, "sweep")
+    assert trial.folder.is_absolute() and trial.folder.is_relative_to(tmp_path / "sweep")
+    unfinished, lines = Unfinished(), []
+    report(trial, {"test_accuracy": 0.5}, unfinished, lines.append)  # (its folder here holds nothing)
+    assert unfinished.failed == [f"{trial.name}: trained to 50.00 % test accuracy, but its folder {trial.folder} "
+                                 "holds no finished run here: the workers must write to a folder this process reads "
+                                 "(a disk they share; run the sweep again once it is there)"]
+    assert lines == [f"FAILED {unfinished.failed[0]}"]

@@ -83,15 +83,25 @@ _FASHION_MNIST = _Source(
 _MNIST = _Source("mnist", "MNIST", MNIST_CLASS_NAMES, "DELGRAD_MNIST_DIR", "http://yann.lecun.com/exdb/mnist/")
 
 
+def _expanded(path: str | os.PathLike, what: str) -> Path:
+    """`path` with a leading ~ or ~user expanded; an error naming `what` if it cannot be."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as exc:  # ("Could not determine home directory": no such user, or no $HOME)
+        raise InvalidValueError(f"{what}: cannot expand {os.fspath(path)!r} ({exc})") from None
+
+
 def _directory(source: _Source, directory: str | os.PathLike | None) -> tuple[Path | None, str]:
     """The directory to read from and how it was chosen (option, environment, Debian's location)."""
     if directory is not None:
         if not isinstance(directory, (str, os.PathLike)):
             raise InvalidValueError(f"directory: expected a folder path, got {type(directory).__name__}")
-        return Path(directory).expanduser(), "given by the directory option"
+        if not os.fspath(directory):  # (read as the working directory; an empty variable counts as unset)
+            raise InvalidValueError("directory: expected a folder path, got an empty one")
+        return _expanded(directory, "directory"), "given by the directory option"
     from_environment = os.environ.get(source.environment_variable, "")
     if from_environment:
-        return Path(from_environment).expanduser(), f"from ${source.environment_variable}"
+        return _expanded(from_environment, f"${source.environment_variable}"), f"from ${source.environment_variable}"
     if source.debian_dir is not None:
         return source.debian_dir, f"where Debian's package {source.debian_package} installs them"
     unset = "empty" if source.environment_variable in os.environ else "unset"

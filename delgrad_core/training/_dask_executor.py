@@ -89,21 +89,34 @@ def _train_until_stopped(settings: dict, folder: str, stop_name: str) -> dict:
 
 
 @contextlib.contextmanager
+def _interrupts_recorded(received: list):
+    """SIGINT appended to `received` for the block instead of raised as KeyboardInterrupt (in
+    the main thread; elsewhere nothing changes): raised inside Dask's waits, it printed Dask's
+    own tracebacks, and a second one while the cluster closed lost the sweep's results."""
+    if threading.current_thread() is not threading.main_thread():  # (signals: main thread only)
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+
+
+@contextlib.contextmanager
 def _interrupts_held():
     """SIGINT held back for the block: blocked in this thread (so that the threads and processes
     it starts inherit it blocked), and only recorded where another thread receives it; a Ctrl-C
     meanwhile raises KeyboardInterrupt when the block ends."""
-    if threading.current_thread() is not threading.main_thread():  # (signals: main thread only)
-        yield
-        return
     received = []
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (one held back is recorded now)
-        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+    with _interrupts_recorded(received):
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) \
+            if threading.current_thread() is threading.main_thread() else None
+        try:
+            yield
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (one held back is recorded now)
     if received:
         raise KeyboardInterrupt
 
@@ -219,49 +232,58 @@ class DaskExecutor:
         from tqdm.auto import tqdm
 
         unfinished = Unfinished()
-        interrupted = False
+        received = []  # (Ctrl-C while the trials run, recorded: the loop below stops at its next check)
         stop_name = f"delgrad-stop-{uuid.uuid4().hex}"  # (set on Ctrl-C: the running trials stop after their epoch)
         cluster, client = self._connect(len(trials))
-        try:
-            futures = {client.submit(_train_until_stopped, trial.settings, str(trial.folder), stop_name,
-                                     key=f"delgrad-trial-{trial.id}", pure=False): trial for trial in trials}
-            with tqdm(total=len(futures), desc="sweep", unit="run") as bar:
-                try:
-                    remaining = set(futures)
-                    while remaining:
-                        try:
-                            done, remaining = distributed.wait(remaining, timeout=STOP_CHECK_S,
-                                                               return_when="FIRST_COMPLETED")
-                        except distributed.TimeoutError:
-                            done = set()
-                        except distributed.CancelledError:  # (wait ends at once when a task was cancelled,
-                            # e.g. by another client or a scheduler restart: that trial failed, the others go on)
-                            done = {future for future in remaining if future.done()}
-                            remaining -= done
-                        for future in done:
-                            bar.update(1)
-                            report(futures[future], _outcome(future), unfinished, echo)
-                        if self.should_stop is not None:  # (a stop signal whose KeyboardInterrupt was lost:
-                            self.should_stop()              # the sweep ran to its end)
-                except KeyboardInterrupt:
-                    interrupted = True
+        with _interrupts_recorded(received):
+            try:
+                futures = {client.submit(_train_until_stopped, trial.settings, str(trial.folder), stop_name,
+                                         key=f"delgrad-trial-{trial.id}", pure=False): trial for trial in trials}
+                with tqdm(total=len(futures), desc="sweep", unit="run") as bar:
+                    try:
+                        remaining = set(futures)
+                        while remaining and not received:
+                            try:
+                                done, remaining = distributed.wait(remaining, timeout=STOP_CHECK_S,
+                                                                   return_when="FIRST_COMPLETED")
+                            except distributed.TimeoutError:
+                                done = set()
+                            except distributed.CancelledError:  # (wait ends at once when a task was cancelled,
+                                # e.g. by another client or a scheduler restart: that trial failed, the others go on)
+                                done = {future for future in remaining if future.done()}
+                                remaining -= done
+                            for future in done:
+                                bar.update(1)
+                                report(futures[future], _outcome(future), unfinished, echo)
+                            if self.should_stop is not None:  # (a stop signal whose KeyboardInterrupt was lost:
+                                self.should_stop()              # the sweep ran to its end)
+                    except KeyboardInterrupt:  # (from should_stop)
+                        received.append(signal.SIGINT)
+                if received:
+                    if cluster is not None:  # (the embedded workers' notes on the tasks cancelled now)
+                        client.run(_quiet_distributed_log)
                     distributed.Event(stop_name, client=client).set()
                     client.cancel(list(futures))
                     echo("\ninterrupted: the queued trials are cancelled and the running ones stop after their "
                          "current epoch; finished trials are saved and interrupted ones resume from their last "
                          "checkpoint")
-        finally:
-            distributed_log = logging.getLogger("distributed")
-            level = distributed_log.level
-            if interrupted:
-                distributed_log.setLevel(logging.ERROR)  # (its notes on the cancelled tasks while closing)
-            try:
-                client.close()
-                if cluster is not None:
-                    cluster.close()
             finally:
-                distributed_log.setLevel(level)
-        return unfinished, interrupted
+                distributed_log = logging.getLogger("distributed")
+                level = distributed_log.level
+                if received:
+                    _quiet_distributed_log()  # (its notes on the cancelled tasks while closing)
+                try:
+                    client.close()
+                    if cluster is not None:
+                        cluster.close()
+                finally:
+                    distributed_log.setLevel(level)
+        return unfinished, bool(received)
+
+
+def _quiet_distributed_log() -> None:
+    """Dask's log from ERROR on only (in a worker: its notes on cancelled tasks)."""
+    logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
 def _outcome(future):

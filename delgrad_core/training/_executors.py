@@ -34,7 +34,8 @@ class Unfinished:
 
 def report(trial: Trial, outcome, unfinished: Unfinished, echo) -> None:
     """Echo one trial's outcome (metrics, or the exception it raised); record failures and
-    trials in use elsewhere in `unfinished`."""
+    trials in use elsewhere in `unfinished`.  A trial whose metrics came back but whose folder
+    holds no finished run here (a worker wrote it elsewhere) counts as failed."""
     if isinstance(outcome, TrainingStopped):
         echo(f"{trial.name}: {outcome.what}")
     elif isinstance(outcome, FolderInUseError):
@@ -44,6 +45,11 @@ def report(trial: Trial, outcome, unfinished: Unfinished, echo) -> None:
         # (a damaged file of its own, e.g. its checkpoint, fails the trial again on every run)
         advice = f"; remove its folder {trial.folder} to train it anew" if isinstance(outcome, FileFormatError) else ""
         unfinished.failed.append(f"{trial.name}: {described(outcome)}{advice}")
+        echo(f"FAILED {unfinished.failed[-1]}")
+    elif not trial.finished:  # (a worker wrote it where this process does not see it)
+        unfinished.failed.append(f"{trial.name}: trained to {100 * outcome['test_accuracy']:.2f} % test accuracy, but "
+                                 f"its folder {trial.folder} holds no finished run here: the workers must write to a "
+                                 "folder this process reads (a disk they share; run the sweep again once it is there)")
         echo(f"FAILED {unfinished.failed[-1]}")
     else:
         echo(f"{trial.name}: test accuracy {100 * outcome['test_accuracy']:.2f} %")

@@ -269,12 +269,13 @@ def _refuse_damaged_runs(trials: list[Trial]) -> None:
                              f"{_shown_few(problems)} (then run the sweep again)")
 
 
-def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
-    """Refuse (`RunFolderError`) finished trials trained on other data than the dataset gives now
-    (its files changed, e.g. another DELGRAD_MNIST_DIR): each run records the digests of its
-    splits, as `train --resume` checks them.  The data is loaded once, only if a finished trial
-    recorded digests (runs recorded before digests were are kept as they are).  When the trials
-    run `elsewhere` and the dataset's files are not here, this is noted and not checked."""
+def _runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> dict[Path, str]:
+    """The folders of finished trials trained on other data than the dataset gives here (its
+    files changed, e.g. another DELGRAD_MNIST_DIR, or a worker that reads other files), each
+    with the splits that differ: each run records the digests of its splits, as `train
+    --resume` checks them.  The data is loaded once, only if a finished trial recorded digests
+    (runs recorded before digests were are kept as they are).  When the trials run `elsewhere`
+    and the dataset's files are not here, this is noted and not checked."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
     from delgrad_core.datasets._dataset import changed_splits, split_digests
 
@@ -285,7 +286,7 @@ def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bo
         if isinstance(digests, dict):
             recorded[trial.folder] = digests
     if not recorded:
-        return
+        return {}
     config = config_with_defaults(trials[0].settings).resolved()  # (one dataset for every trial)
     try:
         current = split_digests(load_dataset(config.dataset, split, **config.dataset_options)
@@ -294,18 +295,25 @@ def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bo
         if not elsewhere:
             raise
         echo(f"note: the data of the finished runs could not be checked here ({str(exc).splitlines()[0]})")
-        return
-    stale = []
-    for folder, digests in recorded.items():
-        changed = changed_splits(digests, current)
-        if changed:
-            stale.append(f"{folder} (the {', '.join(changed)} split(s))")
+        return {}
+    changed = {folder: changed_splits(digests, current) for folder, digests in recorded.items()}
+    return {folder: f"the {', '.join(splits)} split(s)" for folder, splits in changed.items() if splits}
+
+
+def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
+    """Refuse (`RunFolderError`) finished trials trained on other data than the dataset gives now
+    (`_runs_on_other_data`)."""
+    stale = _runs_on_other_data(trials, echo, elsewhere=elsewhere)
     if stale:
         raise RunFolderError(f"{len(stale)} finished run(s) of this sweep were trained on other data than dataset "
-                             f"{config.dataset!r} gives now (its files changed, or a loader that does not give the "
-                             f"same data twice): {_shown_few(stale)}; no trial started.  Sweep the current data into "
-                             "a new --out, or remove those run folders to train them again; or sweep with the data "
-                             "they were trained on")
+                             f"{_dataset_of(trials)!r} gives now (its files changed, or a loader that does not give "
+                             f"the same data twice): {_shown_few([f'{k} ({v})' for k, v in stale.items()])}; no trial "
+                             "started.  Sweep the current data into a new --out, or remove those run folders to train "
+                             "them again; or sweep with the data they were trained on")
+
+
+def _dataset_of(trials: list[Trial]) -> str:
+    return config_with_defaults(trials[0].settings).dataset
 
 
 def refuse_unusable_runs(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
@@ -326,8 +334,10 @@ def _clash(trial: Trial, identity: dict) -> str:
     return f"{trial.folder} has {changes}, and belongs in {belongs}{taken}"
 
 
-def _write_results(trials: list[Trial], out_dir: Path, echo=print) -> str:
-    rows = sweep_rows(trials)
+def _write_results(trials: list[Trial], out_dir: Path, echo=print, *, excluded=()) -> str:
+    """sweep.csv, sweep_summary.json and sweep.png of the finished trials of `trials`, but those
+    whose folders are `excluded`; the summary table as text."""
+    rows = sweep_rows([trial for trial in trials if trial.folder not in excluded])
     summary = summarise(rows, [(t.settings["delays"], t.settings["hidden"], t.settings["seed"]) for t in trials])
     csv_text = io.StringIO()
     writer = csv.DictWriter(csv_text, fieldnames=CSV_FIELDS)
@@ -335,7 +345,7 @@ def _write_results(trials: list[Trial], out_dir: Path, echo=print) -> str:
     writer.writerows(rows)
     atomic_write_text(out_dir / "sweep.csv", csv_text.getvalue())
     atomic_write_text(out_dir / "sweep_summary.json", json.dumps(summary, indent=2))
-    _plot(summary, config_with_defaults(trials[0].settings).dataset, out_dir / "sweep.png", echo)
+    _plot(summary, _dataset_of(trials), out_dir / "sweep.png", echo)
     return _table(summary)
 
 
@@ -428,7 +438,9 @@ def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> li
     if n_trials > MAX_TRIALS:
         raise InvalidValueError(f"sweep: {len(hidden_sizes)} hidden sizes x {len(delay_kinds)} delay kinds x {n_seeds} "
                                 f"seeds are {n_trials:,} runs; at most {MAX_TRIALS:,}")
-    return plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
+    # (absolute: a Dask worker resolves a relative folder in its own working directory, and the
+    # sweep then wrote its table without the runs it had reported finished)
+    return plan_trials(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir).absolute())
 
 
 def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_dir: Path, *,
@@ -459,14 +471,21 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         _remove_stale_temporaries(out_dir, [trial for trial, done in zip(trials, finished) if done])
         echo(f"sweep: {len(trials) - len(pending)} of {len(trials)} runs already finished, {len(pending)} to do")
         unfinished, interrupted = runner.run(pending, echo) if pending else (Unfinished(), False)
-        finished = {trial.name for trial in trials if trial.finished}  # (before the results: those are in them)
-        table = _write_results(trials, out_dir, echo)
+        # (a worker of a shared cluster may read other data files than this process)
+        on_other_data = _runs_on_other_data([trial for trial in pending if trial.finished], echo,
+                                            elsewhere=True) if scheduler is not None else {}
+        finished = {trial.name for trial in trials if trial.finished and trial.folder not in on_other_data}
+        table = _write_results(trials, out_dir, echo, excluded=on_other_data)
     if interrupted:
         raise SweepInterrupted(f"sweep interrupted; {out_dir}/sweep.csv holds the finished runs; run the same "
                                "command again to resume the others", table=table)
     in_use = _still_in_use(unfinished.in_use, finished, echo)
     problems = [f"{len(lines)} run(s) {what}:\n" + "\n".join(lines) for lines, what in (
         (unfinished.failed, "failed (the others are saved; run the sweep again to retry them)"),
+        ([f"{folder} ({splits})" for folder, splits in on_other_data.items()],
+         f"were trained by workers on other data than dataset {_dataset_of(trials)!r} gives here (their files differ) "
+         "and are left out of the results; give the workers the same data, remove those run folders and run the "
+         "sweep again"),
         (in_use, "in use by another process (e.g. a SLURM task); run the sweep again when it has finished to "
                  "include them"),
     ) if lines]
