@@ -2,6 +2,7 @@
 finished runs, and repeated --hidden/--delays options."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -122,3 +123,20 @@ def test_a_trial_whose_checkpoint_is_damaged_says_to_remove_its_folder(tmp_path)
     shutil.rmtree(trial.folder)
     again = cli_runner().invoke(main, [*SWEEP, "--hidden", "3", "--out", str(tmp_path / "s")])
     assert again.exit_code == 0, again.output
+
+
+def test_the_python_sweep_takes_numpy_numbers_once_each_and_refuses_odd_axes(tmp_path):
+    """(hidden_sizes=[2, 2] ran one trial and listed it twice in sweep.csv; np.int64 sizes were a
+    JSON TypeError; n_seeds=np.int64(1) was "needs at least one ... seed"; delay_kinds="none"
+    was read letter by letter; n_seeds=True was one seed)"""
+    from delgrad_core import InvalidValueError
+    from delgrad_core.training._sweep import plan_sweep
+
+    names = [trial.name.rsplit("-", 1)[0] for trial in
+             plan_sweep({"epochs": 1}, [2, np.int64(2), 3], ["none", "none"], np.int64(1), tmp_path / "s")]
+    assert names == ["none-h2-s0", "none-h3-s0"]
+    for axes, message in ((([2], "none", 1), "sweep: delay_kinds: expected a list of values, got 'none'"),
+                          (([2], ["none"], True), "sweep: n_seeds: expected a whole number >= 1, got True"),
+                          (([{2}], ["none"], 1), "sweep: hidden_sizes: expected numbers, names or lists of numbers")):
+        with pytest.raises(InvalidValueError, match=re.escape(message)):
+            plan_sweep({"epochs": 1}, *axes, tmp_path / "s")

@@ -426,13 +426,35 @@ def _remove_stale_temporaries(out_dir: Path, finished: list[Trial]) -> None:
         RunFolder(trial.folder).remove_stale_temporaries_if_free()
 
 
+def _axis(values, name: str) -> list:
+    """The values of a sweep axis as a list of JSON values, each once, in their order (numpy
+    numbers as Python's); a string or a non-list is refused naming `name`."""
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise InvalidValueError(f"sweep: {name}: expected a list of values, got {values!r}")
+    plain = [value.item() if isinstance(value, np.generic) else
+             [v.item() if isinstance(v, np.generic) else v for v in value] if isinstance(value, (list, tuple))
+             else value for value in values]
+    distinct = {}
+    try:
+        for value in plain:
+            distinct.setdefault(json.dumps(value), value)
+    except TypeError:
+        raise InvalidValueError(f"sweep: {name}: expected numbers, names or lists of numbers, got {values!r}") \
+            from None
+    return list(distinct.values())
+
+
 def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
     """The sweep's trials, every one's settings checked (nothing runs; `check_runnable` lets the
     backend check their networks)."""
     held = RunFolder(out_dir).holds_run()
     if held:
         raise RunFolderError(f"{out_dir}: holds a training run ({', '.join(held)}); a sweep needs a folder of its own")
-    if not isinstance(n_seeds, int) or n_seeds < 1 or not hidden_sizes or not delay_kinds:
+    hidden_sizes, delay_kinds = _axis(hidden_sizes, "hidden_sizes"), _axis(delay_kinds, "delay_kinds")
+    if isinstance(n_seeds, (bool, np.bool_)) or not isinstance(n_seeds, (int, np.integer)):
+        raise InvalidValueError(f"sweep: n_seeds: expected a whole number >= 1, got {n_seeds!r}")
+    n_seeds = int(n_seeds)
+    if n_seeds < 1 or not hidden_sizes or not delay_kinds:
         raise InvalidValueError("sweep: needs at least one hidden size, delay kind and seed")
     n_trials = len(hidden_sizes) * len(delay_kinds) * n_seeds
     if n_trials > MAX_TRIALS:
