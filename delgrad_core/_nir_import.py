@@ -101,10 +101,14 @@ def _compact(values: np.ndarray) -> float | np.ndarray:
 
 def _linear_matrix(nir, node, key: str) -> np.ndarray:
     """The matrix of a Linear or a zero-bias Affine node."""
-    if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
-        raise NIRConversionError(
-            f"Affine {key!r}: a nonzero bias is a constant input current, which delgrad's neuron does not have"
-        )
+    if isinstance(node, nir.Affine):
+        bias = _real_array(node.bias, f"Affine {key!r}.bias")
+        if not np.all(np.isfinite(bias)):  # (NaN was called "a nonzero bias")
+            raise NIRConversionError(f"Affine {key!r}.bias: expected finite numbers (zeros), got "
+                                     f"{bias[~np.isfinite(bias)][0]}")
+        if np.any(bias != 0):
+            raise NIRConversionError(
+                f"Affine {key!r}: a nonzero bias is a constant input current, which delgrad's neuron does not have")
     return _real_array(node.weight, f"{type(node).__name__} {key!r}.weight")
 
 

@@ -492,6 +492,10 @@ def test_affine_with_bias_is_refused():
     graph = snntorch_style_graph(np.random.default_rng(15), bias=True)
     with pytest.raises(NIRConversionError, match="'fc1'.*bias.*constant input current"):
         from_nir(graph, time_scale=1e-4, first_spike_only=True)
+    graph.nodes["fc1"].bias[:] = 0.0
+    graph.nodes["fc1"].bias[1] = np.nan  # (it was called "a nonzero bias")
+    with pytest.raises(NIRConversionError, match=r"Affine 'fc1'.bias: expected finite numbers \(zeros\), got nan"):
+        from_nir(graph, time_scale=1e-4, first_spike_only=True)
 
 
 def test_complex_weights_and_a_text_first_spike_flag_are_refused():
