@@ -885,3 +885,47 @@ def test_runs_a_worker_trained_on_other_data_are_left_out_and_fail_the_sweep(tmp
     assert "none-h3-s1-" in str(raised.value) and "(the train split(s))" in str(raised.value)
     with open(tmp_path / "sweep" / "sweep.csv") as handle:
         assert [row["seed"] for row in csv.DictReader(handle)] == ["0"]
+
+
+def test_stop_signals_are_held_for_the_executor_to_handle_between_its_waits():
+    """(a KeyboardInterrupt raised inside concurrent.futures.wait, which takes its futures'
+    locks one by one, left one taken: the process pool's thread waited on it for ever, and a
+    sweep of thousands of queued trials hung after SIGTERM)"""
+    from delgrad_core.training._signals import stop_signals_deferred
+
+    with stop_signals_deferred() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # (nothing raised: recorded)
+        assert signals
+        with pytest.raises(KeyboardInterrupt):
+            signals.handle()
+        assert not signals
+        signals.handle()  # (nothing left)
+    with pytest.raises(KeyboardInterrupt):  # (one not handled within is handled at the end)
+        with stop_signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    with stop_signals_deferred() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        signals.drop()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_queued_trials_that_do_not_start_after_ctrl_c_are_one_line(tmp_path):
+    """(a sweep of 20,000 queued trials printed a "not started" line for each, and took 21 s to end)"""
+    from delgrad_core.training._executors import ProcessExecutor
+
+    trials = plan_trials({"epochs": 1}, [3], ["none"], 6, tmp_path)
+
+    def ctrl_c_once_one_finished():
+        if any(trial.finished for trial in trials):
+            raise KeyboardInterrupt
+
+    lines = []
+    unfinished, interrupted = ProcessExecutor(1, should_stop=ctrl_c_once_one_finished).run(trials, lines.append)
+    finished = sum(trial.finished for trial in trials)
+    assert interrupted and not unfinished.failed and 1 <= finished < 6, lines
+    assert not [line for line in lines if "not started" in line and "queued run(s)" not in line], lines
+    stopped = sum(": stopped after epoch" in line for line in lines)  # (the one running then)
+    assert f"{6 - finished - stopped} queued run(s) not started" in lines, lines

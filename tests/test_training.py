@@ -1044,6 +1044,24 @@ def test_spike_time_plots_of_many_classes_are_one_panel(tmp_path, n_classes, wid
 
 
 @pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+@pytest.mark.parametrize("value", [1e16, 0.7])
+def test_plots_of_equal_delays_and_spike_times_are_drawn(tmp_path, value):
+    """(delays of 1e16, equal to within rounding, were "Too many bins for data range": the run failed
+    after writing its metrics, and every resume again; equal spike times likewise)"""
+    from delgrad_core.training._plots import plot_run
+
+    network = dg.Network.feedforward([4, 5, 3], delay_kind="synaptic", seed=0)
+    for layer in network.layers:
+        layer.projection.delays[...] = value * (1 + 1e-16 * np.arange(layer.projection.delays.size).reshape(
+            layer.projection.delays.shape))
+    written = plot_run(tmp_path, [], network, np.full((12, 3), value), np.arange(12) % 3, ["a", "b", "c"])
+    assert [path.name for path in written] == ["learning_curves.png", "spike_times.png", "confusion.png",
+                                               "delays.png"]
+    with pytest.raises(dg.InvalidValueError, match=r"delay_scale: .* at least 1e-09 of delay_shift \(1e\+16\)"):
+        dg.training.TrainingConfig(delay_shift=1e16)
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
 def test_plots_of_zero_losses_and_silent_outputs_give_no_matplotlib_warnings(tmp_path):
     """(matplotlib's 'Data has no positive values, and therefore cannot be log-scaled' reached the
     user as a warning about the run)"""

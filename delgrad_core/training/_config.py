@@ -176,6 +176,7 @@ def _rule(default, check, section: str):
     return field(metadata={"check": check, "section": section}, **factory)
 
 
+_RESOLVED = 1e-9  # the least delay_scale / delay_shift: the sigmoid's range in a billion parts of its delays
 _FRACTION = _number(0, 1)
 _POSITIVE = _number(0, low_open=True)
 _NON_NEGATIVE = _number(0)
@@ -280,6 +281,11 @@ class TrainingConfig:
         if not self.t_late > self.t_early:
             raise InvalidValueError(f"t_late: must be greater than t_early ({self.t_early}), got {self.t_late}")
         check_adam_betas(self.adam_beta1, self.adam_beta2, "adam_beta1", "adam_beta2")
+        if self.delay_parametrisation == "sigmoid" and not self.delay_scale >= _RESOLVED * self.delay_shift:
+            # (delay_shift=1e16: every delay the same double, nothing for the delays to learn)
+            raise InvalidValueError(f"delay_scale: the delays delay_shift + delay_scale * sigmoid(p) must vary by "
+                                    f"at least {_RESOLVED:g} of delay_shift ({self.delay_shift:g}) to be trained, got "
+                                    f"{self.delay_scale:g}")
         if self.delay_max is not None and self.delay_parametrisation != "clip":  # (it was taken and ignored)
             raise InvalidValueError(f"delay_max: bounds delays only with delay_parametrisation = 'clip'; with "
                                     f"{self.delay_parametrisation!r} they lie between delay_shift and delay_shift + "

@@ -25,6 +25,7 @@ except ImportError:  # (the extra is not installed: `require_distributed` says h
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import BackendUnavailable, InvalidValueError
 from delgrad_core.training._executors import STOP_CHECK_S, Unfinished, report
+from delgrad_core.training._signals import stop_signals_deferred
 from delgrad_core.training._trials import Trial, train_trial
 
 __all__ = ["DaskExecutor", "refuse_in_process_address", "require_distributed"]
@@ -89,34 +90,21 @@ def _train_until_stopped(settings: dict, folder: str, stop_name: str) -> dict:
 
 
 @contextlib.contextmanager
-def _interrupts_recorded(received: list):
-    """SIGINT appended to `received` for the block instead of raised as KeyboardInterrupt (in
-    the main thread; elsewhere nothing changes): raised inside Dask's waits, it printed Dask's
-    own tracebacks, and a second one while the cluster closed lost the sweep's results."""
-    if threading.current_thread() is not threading.main_thread():  # (signals: main thread only)
-        yield
-        return
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
-
-
-@contextlib.contextmanager
 def _interrupts_held():
     """SIGINT held back for the block: blocked in this thread (so that the threads and processes
     it starts inherit it blocked), and only recorded where another thread receives it; a Ctrl-C
     meanwhile raises KeyboardInterrupt when the block ends."""
+    if threading.current_thread() is not threading.main_thread():  # (signals: main thread only)
+        yield
+        return
     received = []
-    with _interrupts_recorded(received):
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) \
-            if threading.current_thread() is threading.main_thread() else None
-        try:
-            yield
-        finally:
-            if held is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (one held back is recorded now)
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (one held back is recorded now)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
     if received:
         raise KeyboardInterrupt
 
@@ -232,17 +220,17 @@ class DaskExecutor:
         from tqdm.auto import tqdm
 
         unfinished = Unfinished()
-        received = []  # (Ctrl-C while the trials run, recorded: the loop below stops at its next check)
+        interrupted = False
         stop_name = f"delgrad-stop-{uuid.uuid4().hex}"  # (set on Ctrl-C: the running trials stop after their epoch)
         cluster, client = self._connect(len(trials))
-        with _interrupts_recorded(received):
+        with stop_signals_deferred() as signals:  # (a KeyboardInterrupt inside Dask's waits printed its tracebacks)
             try:
                 futures = {client.submit(_train_until_stopped, trial.settings, str(trial.folder), stop_name,
                                          key=f"delgrad-trial-{trial.id}", pure=False): trial for trial in trials}
                 with tqdm(total=len(futures), desc="sweep", unit="run") as bar:
                     try:
                         remaining = set(futures)
-                        while remaining and not received:
+                        while remaining:
                             try:
                                 done, remaining = distributed.wait(remaining, timeout=STOP_CHECK_S,
                                                                    return_when="FIRST_COMPLETED")
@@ -255,11 +243,12 @@ class DaskExecutor:
                             for future in done:
                                 bar.update(1)
                                 report(futures[future], _outcome(future), unfinished, echo)
+                            signals.handle()  # (a stop signal: its KeyboardInterrupt here, between two waits)
                             if self.should_stop is not None:  # (a stop signal whose KeyboardInterrupt was lost:
                                 self.should_stop()              # the sweep ran to its end)
-                    except KeyboardInterrupt:  # (from should_stop)
-                        received.append(signal.SIGINT)
-                if received:
+                    except KeyboardInterrupt:
+                        interrupted = True
+                if interrupted:
                     if cluster is not None:  # (the embedded workers' notes on the tasks cancelled now)
                         client.run(_quiet_distributed_log)
                     distributed.Event(stop_name, client=client).set()
@@ -270,7 +259,7 @@ class DaskExecutor:
             finally:
                 distributed_log = logging.getLogger("distributed")
                 level = distributed_log.level
-                if received:
+                if interrupted:
                     _quiet_distributed_log()  # (its notes on the cancelled tasks while closing)
                 try:
                     client.close()
@@ -278,7 +267,8 @@ class DaskExecutor:
                         cluster.close()
                 finally:
                     distributed_log.setLevel(level)
-        return unfinished, bool(received)
+                signals.drop()  # (another Ctrl-C while the trials were stopped and the cluster closed)
+        return unfinished, interrupted
 
 
 def _quiet_distributed_log() -> None:

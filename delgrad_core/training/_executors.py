@@ -15,6 +15,7 @@ from delgrad_core._cpus import MAX_JOBS, available_cpus
 from delgrad_core._errors import DelgradError, FileFormatError, FolderInUseError, InvalidValueError, described
 from delgrad_core._numbers import checked_number
 from delgrad_core.training._run import TrainingStopped
+from delgrad_core.training._signals import stop_signals_deferred
 from delgrad_core.training._trials import Trial, train_trial
 from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
 
@@ -57,10 +58,12 @@ def report(trial: Trial, outcome, unfinished: Unfinished, echo) -> None:
 
 def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:
     if stop_requested():  # (a trial the pool had queued in the worker before Ctrl-C)
-        raise TrainingStopped(folder, "not started, the sweep was interrupted")
+        raise TrainingStopped(folder, _NOT_STARTED)
     announce_start(folder)
     return train_trial(settings, folder, should_stop=stop_requested, threads=threads)
 
+
+_NOT_STARTED = "not started, the sweep was interrupted"
 
 #: How often a sweep waiting for its trials checks for a stop signal, in seconds.
 STOP_CHECK_S = 0.5
@@ -153,46 +156,59 @@ class ProcessExecutor:
             workers.started.close()
             raise
         remaining, lost, started, interrupted = set(futures), set(), set(), False
+        not_started = 0  # (queued trials that ended at once after Ctrl-C: counted, not a line each)
         try:
-            while remaining:
+            with stop_signals_deferred() as signals:
+                while remaining:
+                    try:
+                        done, remaining = wait(remaining, timeout=STOP_CHECK_S, return_when=FIRST_COMPLETED)
+                        started |= workers.started_names()  # (read as they come: a full pipe would block workers)
+                        for future in done:
+                            if future.cancelled():
+                                continue
+                            error = future.exception()
+                            if isinstance(error, KeyboardInterrupt):  # a trial was interrupted: so is the sweep
+                                raise error
+                            if isinstance(error, BrokenProcessPool):
+                                if interrupted:  # (e.g. SIGTERM to the group)
+                                    echo(f"{futures[future].name}: stopped with its worker; it resumes from its "
+                                         "last finished epoch")
+                                else:
+                                    lost.add(future)
+                                continue
+                            outcome = error if error is not None else future.result()
+                            if isinstance(outcome, TrainingStopped) and outcome.what == _NOT_STARTED:
+                                not_started += 1
+                                continue
+                            if not isinstance(outcome, TrainingStopped):  # (the bar counts trials that ended)
+                                bar.update(1)
+                            report(futures[future], outcome, unfinished, echo)
+                        signals.handle()  # (a stop signal: its KeyboardInterrupt here, between two waits)
+                        if self.should_stop is not None and not interrupted:  # (a stop signal whose
+                            self.should_stop()  # KeyboardInterrupt was lost: the sweep ran to its end)
+                    except KeyboardInterrupt:
+                        if interrupted:  # a second Ctrl-C: the running trials end now, then the results are
+                            # written
+                            _kill_workers(workers)
+                            echo("\ninterrupted again: the running runs end now; they resume from their last "
+                                 "finished epoch")
+                            break
+                        interrupted = True
+                        workers.stop_event.set()  # (queued trials then end at once, unstarted: no future
+                        # is cancelled, as a pool broken by killed workers cannot finish cancelled futures; CPython
+                        # 3.11 hangs then) (not split into queued and running: the pool counts a call it has
+                        # handed to its queue as running before a worker takes it)
+                        echo(f"\ninterrupted: of {len(remaining)} unfinished run(s), queued ones will not start "
+                             "and running ones stop at their next epoch boundary (Ctrl-C again to end them now; they "
+                             "resume from their last finished epoch)")
                 try:
-                    done, remaining = wait(remaining, timeout=STOP_CHECK_S, return_when=FIRST_COMPLETED)
-                    started |= workers.started_names()  # (read as they come: a full pipe would block workers)
-                    for future in done:
-                        if future.cancelled():
-                            continue
-                        error = future.exception()
-                        if isinstance(error, KeyboardInterrupt):  # a trial was interrupted: so is the sweep
-                            raise error
-                        if isinstance(error, BrokenProcessPool):
-                            if interrupted:  # (e.g. SIGTERM to the group)
-                                echo(f"{futures[future].name}: stopped with its worker; it resumes from its "
-                                     "last finished epoch")
-                            else:
-                                lost.add(future)
-                            continue
-                        outcome = error if error is not None else future.result()
-                        if not isinstance(outcome, TrainingStopped):  # (the bar counts the trials that ended)
-                            bar.update(1)
-                        report(futures[future], outcome, unfinished, echo)
-                    if self.should_stop is not None and not interrupted:  # (a stop signal whose KeyboardInterrupt
-                        self.should_stop()                                 # was lost: the sweep ran to its end)
+                    signals.handle()  # (one that came as the last trials ended, or after a second one)
                 except KeyboardInterrupt:
-                    if interrupted:  # a second Ctrl-C: the running trials end now, then the results are written
-                        _kill_workers(workers)
-                        echo("\ninterrupted again: the running runs end now; they resume from their last finished "
-                             "epoch")
-                        break
                     interrupted = True
-                    workers.stop_event.set()  # (queued trials then end at once, unstarted: no future is
-                    # cancelled, as a pool broken by killed workers cannot finish cancelled futures; CPython
-                    # 3.11 hangs then) (not split into queued and running: the pool counts a call it has handed
-                    # to its queue as running before a worker takes it)
-                    echo(f"\ninterrupted: of {len(remaining)} unfinished run(s), queued ones will not start and "
-                         "running ones stop at their next epoch boundary (Ctrl-C again to end them now; they resume from "
-                         "their last finished epoch)")
         finally:
             workers.pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
+        if not_started:
+            echo(f"{not_started} queued run(s) not started")
         started |= workers.started_names()
         workers.started.close()
         return [trial for future, trial in futures.items() if future in lost], started, interrupted

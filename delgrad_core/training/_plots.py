@@ -77,10 +77,20 @@ def _learning_curves(plt, history: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def _time_bins(times: np.ndarray):
-    """40 histogram bins over the spike times that happened (10 default bins if none did)."""
-    finite = times[np.isfinite(times)]
-    return np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
+def _bins(values: np.ndarray, count: int):
+    """`count` histogram bins over the finite `values` (10 default bins if there are none); one
+    bin around them where they lie too close together for `count` distinct edges (all equal, or
+    equal to within rounding at a large magnitude, e.g. delays of 1e16: matplotlib refused them,
+    and the run failed after its metrics were written)."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 10
+    edges = np.linspace(finite.min(), finite.max(), count + 1)
+    if np.all(np.diff(edges) > 0):
+        return edges
+    middle = float(finite.min())
+    half = max(abs(middle) * 1e-6, 0.5)
+    return np.array([middle - half, middle + half])
 
 
 def _silent_note(times: np.ndarray) -> str:
@@ -100,7 +110,7 @@ def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray,
         _label_against_others(plt, output_times, labels, path)
         return
     fig, axes = plt.subplots(1, n_classes, figsize=(4 * n_classes, 3.5), sharey=True, squeeze=False)
-    bins = _time_bins(output_times)
+    bins = _bins(output_times, 39)
     for label, ax in enumerate(axes[0]):
         rows = output_times[labels == label]
         for neuron in range(n_classes):
@@ -122,7 +132,7 @@ def _label_against_others(plt, output_times: np.ndarray, labels: np.ndarray, pat
     others[rows, labels] = np.inf
     earliest_other = others.min(axis=1)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    bins = _time_bins(np.concatenate([own, earliest_other]))
+    bins = _bins(np.concatenate([own, earliest_other]), 39)
     for times, name in ((own, "the label's output"), (earliest_other, "the earliest other output")):
         ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6, label=f"{name}{_silent_note(times)}")
     ax.set(title=f"all {output_times.shape[1]} classes", xlabel="spike time [tau_s]", ylabel="count")
@@ -136,7 +146,7 @@ def _delays(plt, network, path: Path) -> None:
               if layer.projection.delays is not None]
     fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers), 3.5), squeeze=False)
     for ax, (name, projection) in zip(axes[0], layers):
-        ax.hist(projection.delays.ravel(), bins=30)
+        ax.hist(projection.delays.ravel(), bins=_bins(projection.delays.ravel(), 30))
         ax.set(title=f"{projection.delay_kind.value} delays into {name}", xlabel="delay [tau_s]", ylabel="count")
     fig.tight_layout()
     save_figure(fig, path)
