@@ -36,6 +36,8 @@ def parse_key_values(items, what: str = "--backend-option") -> dict:
             raise
         except ValueError:  # (not JSON, or an integer of more digits than Python converts)
             parsed = value
+        except RecursionError:  # (thousands of nested brackets: a traceback)
+            raise InvalidValueError(f"{what}: {key}: JSON nested too deeply to read") from None
         if key in options and options[key] != parsed:
             raise InvalidValueError(f"{what}: {key} given twice ({options[key]!r} and {parsed!r}); give it once")
         options[key] = parsed

@@ -50,6 +50,11 @@ _REFUSED = [  # (both commands)
      'Error: --set backend_options={"n_threads": 1}: backend_options is given by --backend-option too; give it once'),
     (["--dataset-option", "size=7", "--set", "dataset_options={}"],
      "Error: --set dataset_options={}: dataset_options is given by --dataset-option too; give it once"),
+    # (thousands of nested brackets were a RecursionError traceback)
+    (["--set", "backend_options=" + '{"a":' * 3000 + "1" + "}" * 3000],
+     "Error: --set: backend_options: JSON nested too deeply to read"),
+    (["--backend-option", "n_threads=" + "[" * 3000 + "]" * 3000],
+     "Error: Invalid value for '--backend-option': --backend-option: n_threads: JSON nested too deeply to read"),
 ]
 
 
