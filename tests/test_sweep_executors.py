@@ -76,6 +76,16 @@ def test_a_trial_is_not_sent_to_dask(tmp_path, elsewhere):
     assert not (tmp_path / "s").exists()
 
 
+def test_a_trial_and_a_slurm_script_are_one_or_the_other(tmp_path):
+    """(the script was written, status 0, and --trial ignored)"""
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1",
+                                        "--trial", "0", "--slurm-script", str(tmp_path / "q.sh"), "--out",
+                                        str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--trial runs one trial now and --slurm-script writes a job script of all; " \
+                                      "give one" in result.output, result.output
+    assert not (tmp_path / "q.sh").exists() and not (tmp_path / "s").exists()
+
+
 def test_sweep_csv_names_the_backend_and_dataset_options_of_each_run(tmp_path):
     args = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1",
             "--backend-option", "n_threads=1", "--out", str(tmp_path)]

@@ -140,3 +140,28 @@ def test_the_python_sweep_takes_numpy_numbers_once_each_and_refuses_odd_axes(tmp
                           (([{2}], ["none"], 1), "sweep: hidden_sizes: expected numbers, names or lists of numbers")):
         with pytest.raises(InvalidValueError, match=re.escape(message)):
             plan_sweep({"epochs": 1}, *axes, tmp_path / "s")
+
+
+@pytest.mark.parametrize("blocker", ["file", "stray file", "dangling link"])
+def test_a_trial_folder_a_run_cannot_start_in_is_refused_before_any_trial(tmp_path, blocker):
+    """(a file at a trial's folder failed that trial after the others ran, advising "run the sweep
+    again to retry them", which could never help)"""
+    from delgrad_core import RunFolderError
+    from delgrad_core.training._sweep import plan_sweep, run_sweep
+
+    trials = plan_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path / "s")
+    folder = trials[1].folder
+    folder.parent.mkdir(parents=True)
+    if blocker == "file":
+        folder.write_text("junk")
+    elif blocker == "stray file":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    else:
+        folder.symlink_to(tmp_path / "gone")
+    reason = {"file": "exists and is not a folder", "stray file": "holds other files (notes.txt)",
+              "dangling link": "a link to nothing, where the run's folder should be"}[blocker]
+    with pytest.raises(RunFolderError, match=re.escape(f"1 trial folder(s) of this sweep cannot take their run, no "
+                                                       f"trial started: {folder}: {reason}; move or remove")):
+        run_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path / "s", echo=lambda line: None)
+    assert not trials[0].folder.exists()

@@ -360,6 +360,24 @@ class RunFolder:
         """Names of the run files present (empty: the folder holds no run)."""
         return [name for name in _RUN_FILES if (self.path / name).exists()]
 
+    def in_the_way(self) -> str | None:
+        """What keeps a new run from this folder, which holds none (without its lock: a check
+        before any trial of a sweep starts; `claim` checks again): a file where the folder
+        should be, or other files a run could overwrite; None if nothing does."""
+        if self.path.is_symlink() and not self.path.exists():
+            return "a link to nothing, where the run's folder should be"
+        if self.path.exists() and not self.path.is_dir():
+            return "exists and is not a folder"
+        if not self.path.is_dir() or self.holds_run():
+            return None
+        stale = {entry.name for entry in temporaries(self.path, (*_WRITTEN_BY_RUN, _WRITE_TEST))}
+        try:
+            others = sorted(entry.name for entry in self.path.iterdir() if entry.name not in (_LOCK_NAME, *stale))
+        except OSError:  # (not readable: `claim` says why)
+            return None
+        return f"holds other files ({', '.join(others[:3])}{' and more' if len(others) > 3 else ''})" if others \
+            else None
+
     def writer(self) -> str | None:
         """Who holds the folder's lock, as its lock file says ("process N"), or None if nobody
         does (or the file system has no locks)."""

@@ -316,12 +316,23 @@ def _dataset_of(trials: list[Trial]) -> str:
     return config_with_defaults(trials[0].settings).dataset
 
 
+def _refuse_blocked_folders(trials: list[Trial]) -> None:
+    """Refuse (`RunFolderError`) trials whose run cannot start in their folder: a file there, or
+    other files a run could overwrite (the trial failed after the others ran, as "run the sweep
+    again to retry", which could never help)."""
+    blocked = [f"{trial.folder}: {reason}" for trial in trials if (reason := RunFolder(trial.folder).in_the_way())]
+    if blocked:
+        raise RunFolderError(f"{len(blocked)} trial folder(s) of this sweep cannot take their run, no trial started: "
+                             f"{_shown_few(blocked)}; move or remove what is there and run the sweep again")
+
+
 def refuse_unusable_runs(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
     """Refuse, before any trial starts, trial folders holding runs of other settings, damaged
-    finished runs and finished runs trained on other data (`elsewhere`: the data may be missing
-    here, see `_refuse_runs_on_other_data`)."""
+    finished runs, folders a run cannot start in and finished runs trained on other data
+    (`elsewhere`: the data may be missing here, see `_refuse_runs_on_other_data`)."""
     _refuse_runs_of_other_settings(trials)
     _refuse_damaged_runs(trials)
+    _refuse_blocked_folders(trials)
     _refuse_runs_on_other_data(trials, echo, elsewhere=elsewhere)
 
 
