@@ -86,6 +86,14 @@ def test_calibrate_refuses_bad_options_in_one_line(registered, args, message):
     assert result.exit_code == 2 and message in result.output, result.output
 
 
+def test_chip_for_a_backend_without_one_names_chip_and_where_a_service_takes_it():
+    """(it said "unknown option(s) chip", an option the user had not given as such)"""
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "reference", "--chip", "3"])
+    assert result.exit_code == 2 and "--chip: backend 'reference' has no option chip, which --chip sets (e.g. of " \
+        "bss2-emulator; mock-hil's own service takes it as --backend-option 'device_options={\"chip\": N}')" \
+        in result.output, result.output
+
+
 def test_calibrate_a_backend_without_calibration():
     result = cli_runner().invoke(main, ["calibrate", "--backend", "reference"])
     assert result.exit_code == 0, result.output

@@ -100,6 +100,10 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     try:
         target = built_backend(backend, options)
     except (BackendOptionsError, UnknownNameError) as exc:
+        if chip is not None and "unknown option(s) chip" in str(exc):  # (it named an option not given as such)
+            raise click.UsageError(f"--chip: backend {backend!r} has no option chip, which --chip sets (e.g. of "
+                                   "bss2-emulator; mock-hil's own service takes it as --backend-option "
+                                   "'device_options={\"chip\": N}')") from None
         raise click.UsageError(str(exc)) from None
     with no_writes_once_stopped(), target:
         bars = []
