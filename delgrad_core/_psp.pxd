@@ -228,8 +228,10 @@ cdef inline void advance_state(double* u, double* current, double length, double
         u[0] = u[0] * decay_m + current[0] * (length * decay_m)  # (I L overflows for long gaps: inf x 0)
         current[0] = current[0] * decay_m
     elif kind == RATIO_TWO:
+        # (K (x - x^2) = K x (1 - x), 1 - x by expm1: x - x^2 cancels for a short interval, an error
+        # of ~1e-16 tau_m / length that many short intervals between strong inputs added up to 1e-14)
         decay_s = decay_m * decay_m
-        u[0] = u[0] * decay_m + current[0] * tau_m * (decay_m - decay_s)
+        u[0] = u[0] * decay_m + current[0] * tau_m * (decay_m * -expm1(-length / tau_m))
         current[0] = current[0] * decay_s
     else:
         u[0] = u[0] * decay_m + current[0] * psp_kernel(length, tau_m, tau_s)
