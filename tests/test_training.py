@@ -1016,7 +1016,7 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
     with pytest.raises(dg.PluginError, match="dataset 'broken' from 'delgrad-local': loading 'train' failed: "
                                              "RuntimeError: no data here"):
         load_dataset("broken", "train")
-    with Trainer(TrainingConfig(**{**SHORT, "dataset": "dots", "epochs": 1})) as trainer:
+    with Trainer(TrainingConfig(**{**SHORT, "dataset": "dots", "epochs": 1, "batch_size": 30})) as trainer:
         assert trainer.decision_plane()[2].shape == (120, 120)
     with pytest.raises(dg.PluginError, match=r"dataset 'odd' .*: its plane returned shape \(2, 3, 3\)"):
         Trainer(TrainingConfig(**{**SHORT, "dataset": "odd", "epochs": 1}))  # (before training, not after it)
