@@ -170,7 +170,7 @@ class ProcessExecutor:
                             if isinstance(error, KeyboardInterrupt):  # a trial was interrupted: so is the sweep
                                 raise error
                             if isinstance(error, BrokenProcessPool):
-                                if interrupted:  # (e.g. SIGTERM to the group)
+                                if interrupted or signals:  # (e.g. SIGTERM to the group: handled below)
                                     echo(f"{futures[future].name}: stopped with its worker; it resumes from its "
                                          "last finished epoch")
                                 else:
