@@ -78,8 +78,10 @@ cdef inline double crossing_ratio_one(double u0, double i0, double length, doubl
 
     With z = s + u0/i0 the condition is (-z/tau) e^{-z/tau} = -(theta/(tau i0)) e^{-u0/(i0 tau)};
     the earlier root is the principal branch.  Assumes u0 < theta and theta > 0.  A membrane
-    rising at the start (i0 tau > u0) that reaches theta does so at s > 0: a root below 0 is
-    rounding (the start within ulps of the crossing) and is returned as 0.
+    rising at the start (i0 tau > u0) that reaches theta does so at s > 0: a root at or below 0
+    is rounding (the start within ulps of the crossing, e.g. a huge weight's input), and the
+    crossing is taken from the membrane's slope at the start, s = (theta - u0) / u'(0), which
+    keeps it after the start (the input that caused it stays causal).
     """
     cdef double arg, s
     if i0 <= 0.0:
@@ -88,8 +90,8 @@ cdef inline double crossing_ratio_one(double u0, double i0, double length, doubl
     if not (arg >= -0.36787944117144233):
         return -1.0
     s = -tau * lambert_w0(arg) - u0 / i0
-    if s < 0.0:
-        return 0.0 if i0 * tau > u0 else -1.0
+    if s <= 0.0:
+        return (theta - u0) * tau / (i0 * tau - u0) if i0 * tau > u0 else -1.0
     if s > length:
         return -1.0
     return s
@@ -105,8 +107,9 @@ cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, do
     y = 1 - x = 2 (theta - u0) / (i0 K - u0 + sqrt(disc)), the other form of the same root, so that
     a crossing soon after the interval's start keeps its relative precision (1 - x cancels).
     Assumes u0 < theta and theta > 0.  A membrane rising at the start (a > u0) that reaches
-    theta does so at s > 0: a root x > 1 is rounding (the start within ulps of the crossing)
-    and is returned as s = 0.
+    theta does so at s > 0: a root x > 1 is rounding of b = u0 + a (the start within ulps of
+    the crossing, e.g. a huge weight's input); the crossing is then taken from y, and should
+    that give no s > 0, from the membrane's slope at the start, s = (theta - u0) / u'(0).
     """
     cdef double a = i0 * tau_m
     cdef double b = u0 + a
@@ -124,13 +127,16 @@ cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, do
             return -1.0
         root = b * sqrt(disc)
     x = (b + root) / (2.0 * a)
-    if x > 1.0:
-        return 0.0 if a > u0 else -1.0
+    if x > 1.0 and not a > u0:  # (falling at the start: the crossing was before it)
+        return -1.0
     if x < decay_end or x <= 0.0:
         return -1.0
     below = (a - u0) + root
     y = 2.0 * (theta - u0) / below if below > 0.0 else 1.0
-    return -tau_m * log1p(-y) if y < 1.0 else -tau_m * log(x)
+    s = -tau_m * log1p(-y) if y < 1.0 else -tau_m * log(x)
+    if s > 0.0:
+        return s
+    return (theta - u0) * tau_m / (a - u0) if a > u0 else 0.0
 
 
 cdef inline double membrane(double s, double u0, double i0, double tau_m, double tau_s) noexcept nogil:

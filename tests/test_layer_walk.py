@@ -390,3 +390,20 @@ def test_the_per_neuron_search_keeps_its_precision_over_many_strong_inputs():
     reference = network_spike_times(network, x)[0]
     assert np.isfinite(reference).sum() > 50
     assert_close_times(times, reference, rtol=4e-15)
+
+
+def test_a_root_rounded_before_the_start_of_a_rising_interval_stays_after_the_arrival():
+    """(b = u0 + I K rounded up by an ulp for weights about 4e15 put the larger root x just above
+    1 with u0 = 0.68 theta: the crossing was taken as s = 0, the spike put on the arrival, and the
+    input that caused it looked acausal to the backward: dt/dx = [1, 0] instead of [0, 1])"""
+    assert 0.0 < _layer.first_crossing_time(0.6775922607902871, 3871698785140152.5, 10.0, 1.0, 2.0, 1.0) < 1e-16
+    network = dg.Network(dg.Population("input", 2), [dg.Layer(
+        dg.Population("output", 1, dg.NeuronParameters(1.0, 2.0, 1.0)),
+        dg.Projection(np.array([[1.8], [3871698785140151.5]]), name="output.projection"))])
+    x = np.array([[0.0, 0.8170000000000001]])
+    for name, times in _every_path(network, x).items():
+        assert times[0, 0] == np.nextafter(x[0, 1], np.inf), name
+    times = dg.forward(network, x)
+    gradients = dg.backward(network, x, times, np.ones((1, 1)))
+    assert gradients.layers[0].no_crossing == 0
+    np.testing.assert_allclose(gradients.input_spike_times, [[0.0, 1.0]], atol=1e-12)

@@ -905,10 +905,12 @@ def test_stop_signals_are_held_for_the_executor_to_handle_between_its_waits():
 
     with stop_signals_deferred() as signals:
         os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # (nothing raised: recorded)
-        assert signals
-        with pytest.raises(KeyboardInterrupt):
-            signals.handle()
+        for _ in range(2):  # (a second Ctrl-C is one of its own: it ends a sweep's running trials at once)
+            assert signals
+            with pytest.raises(KeyboardInterrupt):
+                signals.handle()
         assert not signals
         signals.handle()  # (nothing left)
     with pytest.raises(KeyboardInterrupt):  # (one not handled within is handled at the end)
@@ -939,3 +941,37 @@ def test_queued_trials_that_do_not_start_after_ctrl_c_are_one_line(tmp_path):
     assert not [line for line in lines if "not started" in line and "queued run(s)" not in line], lines
     stopped = sum(": stopped after epoch" in line for line in lines)  # (the one running then)
     assert f"{6 - finished - stopped} queued run(s) not started" in lines, lines
+
+
+@pytest.mark.slow
+def test_a_stop_signal_while_the_dask_client_closes_stops_the_sweep(tmp_path, monkeypatch):
+    """(one that came while the cluster closed after the last trial was dropped: the sweep exited 0
+    instead of 128 + the signal)"""
+    from delgrad_core.training import _dask_executor
+    from delgrad_core.training._trials import Trial
+
+    monkeypatch.setattr(_dask_executor, "train_trial", lambda settings, folder, should_stop=None: {"test_accuracy": 0.5})
+    monkeypatch.setattr(Trial, "finished", property(lambda trial: True))
+    connect = _dask_executor.DaskExecutor._connect
+
+    def connect_with_a_ctrl_c_at_close(executor, n_trials):  # (this client only: another's __del__ closes it too)
+        cluster, client = connect(executor, n_trials)
+        closing, sent = client.close, []
+
+        def close_after_a_ctrl_c(*args, **kwargs):
+            if not sent:  # (once: its __del__ closes it again, at any time later)
+                sent.append(os.kill(os.getpid(), signal.SIGINT))
+                time.sleep(0.05)
+            return closing(*args, **kwargs)
+
+        client.close = close_after_a_ctrl_c
+        return cluster, client
+
+    monkeypatch.setattr(_dask_executor.DaskExecutor, "_connect", connect_with_a_ctrl_c_at_close)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    try:
+        unfinished, interrupted = _dask_executor.DaskExecutor(cluster.scheduler_address).run(
+            [Trial({}, "t0", tmp_path / "t0", {})], lambda line: None)
+    finally:
+        cluster.close()
+    assert interrupted and not unfinished.failed

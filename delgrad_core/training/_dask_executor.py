@@ -267,7 +267,13 @@ class DaskExecutor:
                         cluster.close()
                 finally:
                     distributed_log.setLevel(level)
-                signals.drop()  # (another Ctrl-C while the trials were stopped and the cluster closed)
+                if interrupted:
+                    signals.drop()  # (another Ctrl-C while the trials were stopped and the cluster closed)
+                else:
+                    try:  # (one that came while the cluster closed: the sweep was stopped, status 128 + it)
+                        signals.handle()
+                    except KeyboardInterrupt:
+                        interrupted = True
         return unfinished, interrupted
 
 

@@ -19,7 +19,7 @@ from delgrad_core.training._signals import stop_signals_deferred
 from delgrad_core.training._trials import Trial, train_trial
 from delgrad_core.training._workers import announce_start, stop_requested, worker_pool
 
-__all__ = ["STOP_CHECK_S", "ProcessExecutor", "Unfinished", "make_executor", "report"]
+__all__ = ["STOP_CHECK_S", "ProcessExecutor", "Unfinished", "finished_line", "make_executor", "report"]
 
 EXECUTORS = ("process", "dask")
 
@@ -53,7 +53,12 @@ def report(trial: Trial, outcome, unfinished: Unfinished, echo) -> None:
                                  "folder this process reads (a disk they share; run the sweep again once it is there)")
         echo(f"FAILED {unfinished.failed[-1]}")
     else:
-        echo(f"{trial.name}: test accuracy {100 * outcome['test_accuracy']:.2f} %")
+        echo(finished_line(trial, outcome))
+
+
+def finished_line(trial: Trial, metrics: dict) -> str:
+    """What a sweep says of a trial that finished with `metrics`."""
+    return f"{trial.name}: test accuracy {100 * metrics['test_accuracy']:.2f} %"
 
 
 def _train_in_worker(settings: dict, folder: str, threads: int) -> dict:

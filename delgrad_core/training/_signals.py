@@ -33,11 +33,11 @@ class DeferredSignals:
         return bool(self._pending)
 
     def handle(self) -> None:
-        """Call the handler of the first signal recorded since the last call (Ctrl-C's, and the
-        command line's, raise `KeyboardInterrupt`); those received with it are one stop request."""
+        """Call the handler of the first signal recorded and not handled yet (Ctrl-C's, and the
+        command line's, raise `KeyboardInterrupt`); a second one stays for the next call (a
+        second Ctrl-C ends a sweep's running trials at once)."""
         if self._pending:
-            signum, handler = self._pending[0]
-            self._pending.clear()
+            signum, handler = self._pending.pop(0)
             handler(signum, None)
 
     def drop(self) -> None:

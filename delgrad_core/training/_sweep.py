@@ -30,7 +30,7 @@ from delgrad_core._atomic import atomic_write_text
 from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core._ir import DelayKind
 from delgrad_core.training._config import TrainingConfig, config_with_defaults, shown_setting
-from delgrad_core.training._executors import Unfinished, make_executor, report
+from delgrad_core.training._executors import Unfinished, finished_line, make_executor
 from delgrad_core.training._run_folder import RunFolder, folder_lock, is_accuracy, remove_stale_temporaries
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
@@ -552,7 +552,7 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         metrics = train_trial(trial.settings, str(trial.folder))
     except DelgradError as exc:  # (said once, by the caller)
         raise SweepError(f"{trial.name}: {exc}") from None
-    report(trial, metrics, Unfinished(), echo)
+    echo(finished_line(trial, metrics))  # (trained here: not a worker's result to look for)
     return metrics
 
 
