@@ -211,3 +211,14 @@ def test_trial_folders_are_absolute_and_a_result_missing_here_fails_its_trial(tm
                                  "holds no finished run here: the workers must write to a folder this process reads "
                                  "(a disk they share; run the sweep again once it is there)"]
     assert lines == [f"FAILED {unfinished.failed[0]}"]
+
+
+def test_a_trial_run_with_trial_n_is_said_as_trained_here(tmp_path, monkeypatch):
+    """(--trial trains in this process, but a finished trial was checked as a worker's result:
+    it could say "the workers must write to a folder this process reads", and exit 0)"""
+    from delgrad_core.training import _sweep
+
+    monkeypatch.setattr(_sweep, "train_trial", lambda settings, folder: {"test_accuracy": 0.5})
+    lines = []
+    assert _sweep.run_trial({"epochs": 1}, [3], ["none"], 1, tmp_path, 0, echo=lines.append) == {"test_accuracy": 0.5}
+    assert len(lines) == 1 and lines[0].endswith(": test accuracy 50.00 %"), lines
