@@ -313,6 +313,7 @@ def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bo
 
 
 def _dataset_of(trials: list[Trial]) -> str:
+    """The dataset the trials train on (one for every trial of a sweep)."""
     return config_with_defaults(trials[0].settings).dataset
 
 
