@@ -210,6 +210,7 @@ class ProcessExecutor:
                     signals.handle()  # (one that came as the last trials ended, or after a second one)
                 except KeyboardInterrupt:
                     interrupted = True
+                signals.drop()  # (any more: the sweep is stopping already, its results still to be written)
         finally:
             workers.pool.shutdown(wait=not interrupted or not remaining, cancel_futures=True)
         if not_started:
