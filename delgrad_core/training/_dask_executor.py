@@ -91,22 +91,18 @@ def _train_until_stopped(settings: dict, folder: str, stop_name: str) -> dict:
 
 @contextlib.contextmanager
 def _interrupts_held():
-    """SIGINT held back for the block: blocked in this thread (so that the threads and processes
-    it starts inherit it blocked), and only recorded where another thread receives it; a Ctrl-C
-    meanwhile raises KeyboardInterrupt when the block ends."""
-    if threading.current_thread() is not threading.main_thread():  # (signals: main thread only)
-        yield
-        return
-    received = []
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (one held back is recorded now)
-        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
-    if received:
-        raise KeyboardInterrupt
+    """Stop signals held back for the block (`stop_signals_deferred`, so a Ctrl-C meanwhile
+    raises KeyboardInterrupt when the block ends), and SIGINT blocked in this thread, so that
+    the threads and processes it starts inherit it blocked."""
+    with stop_signals_deferred():
+        if threading.current_thread() is not threading.main_thread():  # (signals: main thread only)
+            yield
+            return
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (one held back is recorded now)
 
 
 class _IgnoreInterrupt(_WorkerPlugin):
