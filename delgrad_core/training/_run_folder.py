@@ -147,6 +147,11 @@ def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
+def _few(names: list[str]) -> str:
+    """The first three of `names` and how many more: 'a, b, c and 2 more'."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 @contextlib.contextmanager
 def folder_lock(path, files=()):
     """Create folder `path` and hold an exclusive lock on it (one process at a time), after
@@ -370,13 +375,17 @@ class RunFolder:
             return "exists and is not a folder"
         if not self.path.is_dir() or self.holds_run():
             return None
-        stale = {entry.name for entry in temporaries(self.path, (*_WRITTEN_BY_RUN, _WRITE_TEST))}
         try:
-            others = sorted(entry.name for entry in self.path.iterdir() if entry.name not in (_LOCK_NAME, *stale))
+            others = self._other_files()
         except OSError:  # (not readable: `claim` says why)
             return None
-        return f"holds other files ({', '.join(others[:3])}{' and more' if len(others) > 3 else ''})" if others \
-            else None
+        return f"holds other files ({_few(others)})" if others else None
+
+    def _other_files(self) -> list[str]:
+        """The names in the folder that are neither a run's files nor its lock, nor temporary
+        files of interrupted writes (which `claim` removes)."""
+        stale = {entry.name for entry in temporaries(self.path, (*_WRITTEN_BY_RUN, _WRITE_TEST))}
+        return sorted(entry.name for entry in self.path.iterdir() if entry.name not in (_LOCK_NAME, *stale))
 
     def writer(self) -> str | None:
         """Who holds the folder's lock, as its lock file says ("process N"), or None if nobody
@@ -428,10 +437,9 @@ class RunFolder:
                 advice = "resume it (--resume; from Python: resume=True) or " if CHECKPOINT_NAME in present else ""
                 raise RunFolderError(f"{self.path}: already holds a run ({', '.join(present)}); {advice}choose "
                                      "another folder")
-            others = sorted(entry.name for entry in self.path.iterdir() if entry.name != _LOCK_NAME)
+            others = self._other_files()
             if not resume and others:
-                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-                raise RunFolderError(f"{self.path}: holds other files ({shown}), which a run could overwrite; "
+                raise RunFolderError(f"{self.path}: holds other files ({_few(others)}), which a run could overwrite; "
                                      "choose a new or empty folder")
             yield self
 
