@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "delgrad_core._errors": [
-        "DelgradError", "InvalidValueError", "UnsupportedNetworkError", "FileFormatError", "RunFolderError",
-        "FolderInUseError", "BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
+        "DelgradError", "InvalidValueError", "UnsupportedNetworkError", "UnknownOptionError", "FileFormatError",
+        "RunFolderError", "FolderInUseError", "BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
         "PluginError", "PluginLoadError", "DuplicateNameError", "UnknownNameError",
     ],
     "delgrad_core._ir": ["DelayKind", "Layer", "Network", "NeuronParameters", "Population", "Projection"],

@@ -8,7 +8,8 @@ exits non-zero.  Errors about invalid values also derive from `ValueError` (and 
 
     DelgradError
     ├── InvalidValueError (ValueError)         bad argument, setting or array; names the field
-    │   └── UnsupportedNetworkError            the backend lacks a capability; names it
+    │   ├── UnsupportedNetworkError            the backend lacks a capability; names it
+    │   └── UnknownOptionError                 an option (parameter) a factory does not take; names them
     ├── FileFormatError (ValueError)           a file that is not what it claims to be
     ├── RunFolderError                         a run folder that cannot be used: holds another run, ...
     │   └── FolderInUseError                   ... or is in use by another process (retryable)
@@ -31,6 +32,7 @@ __all__ = [
     "DelgradError",
     "InvalidValueError",
     "UnsupportedNetworkError",
+    "UnknownOptionError",
     "FileFormatError",
     "RunFolderError",
     "FolderInUseError",
@@ -71,6 +73,20 @@ class UnsupportedNetworkError(InvalidValueError):
 
     def __reduce__(self):  # (keyword arguments: pickling, e.g. to a sweep's worker processes)
         return _rebuild, (type(self), str(self), {"capability": self.capability})
+
+
+class UnknownOptionError(InvalidValueError):
+    """Options (or parameters) that a backend, dataset or other factory does not take.
+
+    `names` holds the unknown names, as given.
+    """
+
+    def __init__(self, message: str, *, names):
+        super().__init__(message)
+        self.names = tuple(names)
+
+    def __reduce__(self):
+        return _rebuild, (type(self), str(self), {"names": self.names})
 
 
 class FileFormatError(DelgradError, ValueError):

@@ -42,6 +42,7 @@ from delgrad_core._errors import (
     PluginError,
     PluginLoadError,
     UnknownNameError,
+    UnknownOptionError,
     described,
     naming_the_plugins_seen,
 )
@@ -699,5 +700,5 @@ def check_parameter_names(what: str, factory, parameters: dict, noun: str, skip:
     unknown = sorted(set(parameters) - set(allowed))
     if unknown:
         shown = ", ".join(name if name.isidentifier() else repr(name) for name in unknown)
-        raise InvalidValueError(f"{what}: unknown {noun}(s) {shown}{close_name_hint(str(unknown[0]), allowed)}; "
-                                f"allowed: {', '.join(allowed) or '(none)'}")
+        raise UnknownOptionError(f"{what}: unknown {noun}(s) {shown}{close_name_hint(str(unknown[0]), allowed)}; "
+                                 f"allowed: {', '.join(allowed) or '(none)'}", names=unknown)

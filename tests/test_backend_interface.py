@@ -336,14 +336,16 @@ def test_every_error_survives_pickling_with_its_attributes():
     import delgrad_core as dg
 
     errors = [UnsupportedNetworkError("no synaptic delays", capability="delay_kinds"),
+              dg.UnknownOptionError("unknown option(s) chip", names=["chip"]),
               BackendUnavailable("bad token", retryable=False)]
     classes = [getattr(dg, name) for name in dg.__all__]
     errors += [cls("message") for cls in classes if isinstance(cls, type) and issubclass(cls, DelgradError)
-               and cls is not UnsupportedNetworkError]
+               and cls not in (UnsupportedNetworkError, dg.UnknownOptionError)]
     for error in errors:
         again = pickle.loads(pickle.dumps(error))
         assert type(again) is type(error) and str(again) == str(error) and again.retryable == error.retryable
     assert pickle.loads(pickle.dumps(errors[0])).capability == "delay_kinds"
+    assert pickle.loads(pickle.dumps(errors[1])).names == ("chip",)
 
 
 def test_an_unexpected_exception_of_a_backend_names_the_backend():

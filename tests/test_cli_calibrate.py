@@ -86,12 +86,22 @@ def test_calibrate_refuses_bad_options_in_one_line(registered, args, message):
     assert result.exit_code == 2 and message in result.output, result.output
 
 
-def test_chip_for_a_backend_without_one_names_chip_and_where_a_service_takes_it():
+@pytest.mark.parametrize("backend", ["reference", "mock-hil"])
+def test_chip_for_a_backend_without_one_names_chip_and_where_a_service_takes_it(backend):
     """(it said "unknown option(s) chip", an option the user had not given as such)"""
-    result = cli_runner().invoke(main, ["calibrate", "--backend", "reference", "--chip", "3"])
-    assert result.exit_code == 2 and "--chip: backend 'reference' has no option chip, which --chip sets (e.g. of " \
+    result = cli_runner().invoke(main, ["calibrate", "--backend", backend, "--chip", "3"])
+    assert result.exit_code == 2 and f"--chip: backend '{backend}' has no option chip, which --chip sets (e.g. of " \
         "bss2-emulator; mock-hil's own service takes it as --backend-option 'device_options={\"chip\": N}')" \
         in result.output, result.output
+
+
+def test_chip_is_told_apart_from_an_unknown_option_whose_name_starts_with_it(registered):
+    """(--chip was recognised by the text "unknown option(s) chip" of the error, which an unknown
+    option chipx also gives: the backend, which has a chip, was said to have none)"""
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "caching", "--chip", "3",
+                                        "--backend-option", "chipx=1"])
+    assert result.exit_code == 2 and "unknown option(s) chipx" in result.output, result.output
+    assert "has no option chip" not in result.output
 
 
 def test_calibrate_a_backend_without_calibration():

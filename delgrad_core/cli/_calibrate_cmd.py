@@ -100,7 +100,7 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     try:
         target = built_backend(backend, options)
     except (BackendOptionsError, UnknownNameError) as exc:
-        if chip is not None and "unknown option(s) chip" in str(exc):  # (it named an option not given as such)
+        if chip is not None and "chip" in getattr(exc, "unknown_options", ()):  # (an option not given as such)
             raise click.UsageError(f"--chip: backend {backend!r} has no option chip, which --chip sets (e.g. of "
                                    "bss2-emulator; mock-hil's own service takes it as --backend-option "
                                    "'device_options={\"chip\": N}')") from None

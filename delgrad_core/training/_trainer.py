@@ -20,7 +20,14 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from delgrad_core._backend import exit_closing
-from delgrad_core._errors import DelgradError, FileFormatError, InvalidValueError, PluginError, RunFolderError
+from delgrad_core._errors import (
+    DelgradError,
+    FileFormatError,
+    InvalidValueError,
+    PluginError,
+    RunFolderError,
+    UnknownOptionError,
+)
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
 from delgrad_core._plugins import call_plugin, get_backend, registry
@@ -126,7 +133,15 @@ _DELGRAD_STEP_SIZES = {"weight_lr": 0.02, "delay_lr": 0.01, "silent_bump": 0.000
 
 
 class BackendOptionsError(InvalidValueError):
-    """A backend refused the options it was to be built with (a usage error on the command line)."""
+    """A backend refused the options it was to be built with (a usage error on the command line);
+    `unknown_options`: the names it does not take, if that was why."""
+
+    def __init__(self, message: str, *, unknown_options=()):
+        super().__init__(message)
+        self.unknown_options = tuple(unknown_options)
+
+    def __reduce__(self):
+        return type(self), (str(self),), {"unknown_options": self.unknown_options}
 
 
 def built_backend(requested, options: dict):
@@ -139,7 +154,8 @@ def built_backend(requested, options: dict):
         return get_backend(requested, **options)
     except InvalidValueError as exc:
         message = str(exc) if str(exc).startswith("backend ") else f"backend {requested!r}: {exc}"
-        raise BackendOptionsError(f"backend_options: {message}") from None
+        raise BackendOptionsError(f"backend_options: {message}",
+                                  unknown_options=exc.names if isinstance(exc, UnknownOptionError) else ()) from None
 
 
 def _plane_fault(registration, returned: str) -> PluginError:

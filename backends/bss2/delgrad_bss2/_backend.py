@@ -17,6 +17,7 @@ from delgrad_core import (
     ExecutionResult,
     InvalidValueError,
     Network,
+    UnknownOptionError,
     UnsupportedNetworkError,
     check_num_threads,
 )
@@ -76,9 +77,9 @@ class Bss2EmulatorBackend(Backend):
         self.n_threads = None if n_threads is None else check_num_threads(n_threads)
         unknown = sorted(set(options) - set(ChipConfig.__dataclass_fields__))
         if unknown:
-            raise InvalidValueError(
+            raise UnknownOptionError(
                 f"backend {BACKEND_NAME!r}: unknown option(s) {', '.join(unknown)}; options: chip, calibrated, cache, "
-                f"input_duplication, n_threads, {', '.join(ChipConfig.__dataclass_fields__)}")
+                f"input_duplication, n_threads, {', '.join(ChipConfig.__dataclass_fields__)}", names=unknown)
         self.config = ChipConfig(**options)
         self._capabilities = chip_capabilities(self.config, self.input_duplication)
         self._key = cache_key(self.chip, self.config, self.calibrated)
