@@ -264,8 +264,8 @@ class Backend(abc.ABC):
                         f"{prefix} tau_m/tau_s ratio {ratio:.12g} in layer {population.name!r} (supports: {allowed})",
                         capability="tau_ratios",
                     )
-        with self._failures_named("checking its resources"):
-            reason = self.check_resources(network)
+        reason = self._on_snapshot("check_resources", self.check_resources, network, "checking its resources",
+                                   "do not change it")
         if reason is not None and not isinstance(reason, str):
             raise InvalidResultError(f"backend {self.name!r}: check_resources returned {type(reason).__name__}, "
                                      "not a reason (str) or None")
@@ -287,8 +287,12 @@ class Backend(abc.ABC):
                                     f"{type(progress).__name__}")
         if network is not None:
             self.check_supported(network)
-        with self._failures_named("calibrating"):
-            calibration = self._calibrate(network, seed, progress)
+        if network is None:
+            with self._failures_named("calibrating"):
+                calibration = self._calibrate(None, seed, progress)
+        else:
+            calibration = self._on_snapshot("_calibrate", lambda snapshot: self._calibrate(snapshot, seed, progress),
+                                            network, "calibrating", "do not change it")
         if not isinstance(calibration, Calibration):
             raise InvalidResultError(
                 f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not a Calibration"
@@ -441,15 +445,8 @@ class Backend(abc.ABC):
     def represent_checked(self, network: Network) -> Network:
         """`represent(network)`, checked: a network of the same layer sizes and delay kinds
         (`InvalidResultError` naming the backend otherwise)."""
-        snapshot = network.frozen_copy()  # (a read-only snapshot: never the caller's arrays)
-        try:
-            with self._failures_named("representing the network"):
-                represented = self.represent(snapshot)
-        except BackendError as exc:
-            if not isinstance(exc.__cause__, ValueError) or "read-only" not in str(exc.__cause__):
-                raise
-            raise BackendError(f"{exc} (represent receives a read-only snapshot: build and return a new Network "
-                               "instead of changing it)") from exc.__cause__
+        represented = self._on_snapshot("represent", self.represent, network, "representing the network",
+                                        "build and return a new Network instead of changing it")
         if not isinstance(represented, Network):
             raise InvalidResultError(f"backend {self.name!r}: represent returned {type(represented).__name__}, "
                                      "not a Network")
@@ -461,6 +458,20 @@ class Backend(abc.ABC):
                 f"{list(network.sizes)} {kinds} to {list(represented.sizes)} {represented_kinds}); it may only "
                 "change weights, delays and neuron parameters")
         return represented
+
+    def _on_snapshot(self, hook_name: str, hook, network: Network, doing: str, advice: str):
+        """`hook(snapshot)`, the backend's own `hook_name`, given a read-only snapshot of
+        `network` (never the caller's arrays), its failures named (`_failures_named(doing)`); a
+        write to the snapshot is told to the plugin's author with `advice`."""
+        snapshot = network.frozen_copy()
+        try:
+            with self._failures_named(doing):
+                return hook(snapshot)
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, ValueError) or "read-only" not in str(exc.__cause__):
+                raise
+            raise BackendError(f"{exc} ({hook_name} receives a read-only snapshot of the network: "
+                               f"{advice})") from exc.__cause__
 
     def _check_calibration(self, calibration: Calibration | None) -> None:
         if calibration is not None:

@@ -622,9 +622,35 @@ def test_a_represent_that_changes_the_network_in_place_is_told_what_to_do():
             return network
 
     with pytest.raises(BackendError, match=r"failed while representing the network: ValueError: .*read-only.* "
-                                           r"\(represent receives a read-only snapshot: build and return a new "
-                                           r"Network instead of changing it\)"):
+                                           r"\(represent receives a read-only snapshot of the network: build and "
+                                           r"return a new Network instead of changing it\)"):
         InPlace().represent_checked(Network.feedforward([2, 3], seed=0))
+
+
+@pytest.mark.parametrize("hook, doing", [("check_resources", "checking its resources"), ("_calibrate", "calibrating")])
+def test_check_resources_and_calibrate_get_a_snapshot_not_the_callers_network(hook, doing):
+    """(they got the caller's own network: a plugin that changed it in place changed the network
+    being trained, silently)"""
+    from delgrad_core import BackendError
+    from delgrad_core.testing import MockBackend
+
+    class InPlace(MockBackend):
+        def check_resources(self, network):
+            if hook == "check_resources":
+                network.layers[0].projection.weights *= 0.5
+            return None
+
+        def _calibrate(self, network, seed, progress):
+            if hook == "_calibrate":
+                network.layers[0].projection.weights *= 0.5
+            return super()._calibrate(network, seed, progress)
+
+    network = Network.feedforward([2, 3], seed=0)
+    weights = network.layers[0].projection.weights.copy()
+    with pytest.raises(BackendError, match=rf"failed while {doing}: ValueError: .*read-only.* \({hook} receives a "
+                                           r"read-only snapshot of the network: do not change it\)"):
+        InPlace().calibrate(network) if hook == "_calibrate" else InPlace().can_run(network)
+    np.testing.assert_array_equal(network.layers[0].projection.weights, weights)
 
 
 def test_a_backends_own_backend_errors_name_it_and_an_empty_error_reads_well():
