@@ -216,7 +216,8 @@ class ExecutionResult:
 
     def validate(self, request: ExecutionRequest, backend_name: str = "backend") -> "ExecutionResult":
         """Check the result against its request: types, shapes, no NaN or -inf, no spike before
-        the sample's first input; raise `InvalidResultError` naming the backend and field."""
+        the sample's first input nor in a layer whose inputs are all silent for that sample; raise
+        `InvalidResultError` naming the backend and field."""
         prefix = f"backend {backend_name!r} returned an invalid result: "
         network, batch = request.network, request.batch_size
         try:
@@ -233,15 +234,25 @@ class ExecutionResult:
             with np.errstate(invalid="ignore"):
                 earliest = np.min(request.input_spike_times, axis=1, initial=np.inf)
             n_pre = network.input.size
+            nothing_arrives = np.isinf(earliest)  # (per sample: the layer before is silent, or no input spikes)
             for k, (times, layer) in enumerate(zip(self.layer_spike_times, network.layers)):
                 _check_layer_array(times, (batch, layer.population.size), f"layer_spike_times[{k}]")
                 early = times < earliest[:, None]
+                spiking = times < np.inf
+                unfed = spiking & nothing_arrives[:, None]
+                if unfed.any():
+                    b, j = np.argwhere(unfed)[0]
+                    silent = "no input spike" if k == 0 else f"no spike in layer_spike_times[{k - 1}]"
+                    raise InvalidResultError(f"layer_spike_times[{k}]: neuron {j} of sample {b} spikes at "
+                                             f"{float(times[b, j])!r} although the sample has {silent} (silence "
+                                             "is +inf)")
                 if early.any():
                     b, j = np.argwhere(early)[0]
                     raise InvalidResultError(
                         f"layer_spike_times[{k}]: neuron {j} of sample {b} spikes at {float(times[b, j])!r}, "
                         f"before the sample's first input ({float(earliest[b])!r})"
                     )
+                nothing_arrives = ~spiking.any(axis=1)
             if self.arrival_times is not None:
                 if not isinstance(self.arrival_times, list) or len(self.arrival_times) != len(network.layers):
                     raise InvalidResultError(f"arrival_times: expected None or a list of {len(network.layers)} entries")

@@ -294,6 +294,24 @@ def test_results_that_break_the_contract_are_refused(make, message):
     assert str(info.value).startswith("backend 'mock'") or "_execute returned" in str(info.value)
 
 
+def test_spikes_of_a_layer_that_nothing_reaches_are_refused():
+    """(a backend reporting silence as a large number, 1e6, was said to spike "before the sample's
+    first input (inf)"; spikes in a layer after a silent one passed, and training went on)"""
+    silent_input = _returning(lambda r: ExecutionResult([np.full((1, 10), 1e6), np.full((1, 3), np.inf)]))
+    with pytest.raises(InvalidResultError, match=r"layer_spike_times\[0\]: neuron 0 of sample 0 spikes at "
+                                                 r"1000000.0 although the sample has no input spike \(silence is "
+                                                 r"\+inf\)"):
+        silent_input.execute(_net(), np.full((1, 4), np.inf))
+    silent_hidden = _returning(lambda r: ExecutionResult([np.where(np.arange(2)[:, None] == 0, np.inf, 1.0)
+                                                          * np.ones((2, 10)), np.full((2, 3), 2.0)]))
+    with pytest.raises(InvalidResultError, match=r"layer_spike_times\[1\]: neuron 0 of sample 0 spikes at 2.0 "
+                                                 r"although the sample has no spike in layer_spike_times\[0\]"):
+        silent_hidden.execute(_net(), np.full((2, 4), 0.5))
+    fine = _returning(lambda r: ExecutionResult([np.where(np.arange(10) == 0, 1.0, np.inf) * np.ones((2, 10)),
+                                                 np.full((2, 3), 2.0)]))
+    assert fine.execute(_net(), np.full((2, 4), 0.5)).layer_spike_times[1][1, 2] == 2.0
+
+
 def test_backend_is_abstract():
     with pytest.raises(TypeError):
         Backend()
