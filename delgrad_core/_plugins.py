@@ -266,6 +266,8 @@ class PluginRegistry:
         self._failures: dict[str, list[str]] = {}  # plugin -> why it failed to load, in whole or part
         self._strict_errors: list[PluginError] | None = None  # collected while `_collecting`
         self._tables: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        #: (kind, name) -> the registrations of that name that were ignored (another distribution has it)
+        self.ignored: dict[tuple[str, str], list[Registration]] = {}
         self._manager = pluggy.PluginManager(PROJECT_NAME)
         self._manager.add_hookspecs(DelgradHookspecs)
         self._distribution_of: dict[str, str] = {}  # plugin name (an entry point's) -> its distribution
@@ -427,6 +429,7 @@ class PluginRegistry:
                     f"{registration.kind} name {registration.name!r} is registered by two distributions: "
                     f"{previous.distribution!r} (kept) and {registration.distribution!r} (ignored)"
                 ))
+                self.ignored.setdefault((registration.kind, registration.name), []).append(registration)
                 continue
             table[registration.name] = registration
 

@@ -33,7 +33,8 @@ WRONG_BACKEND = """
                      delay_cap=None, delay_cap_in_represent=False, tau_ratio=None, batch_cut=None,
                      input_copies=None, first_copy_only=False, unshared_copy_delays=False, copies_of_any_count=False,
                      copies_without_delays=False, max_layers=None, neuron_bug="", weight_limit=None,
-                     dead_after_first=False, fan_in_cut=None, exact_tolerance=1e-9, represent_in_place=False):
+                     dead_after_first=False, fan_in_cut=None, exact_tolerance=1e-9, represent_in_place=False,
+                     early_arrivals=0.0, squeezed=False, reads_calibration=False, min_silence_agreement=0.95):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -69,6 +70,11 @@ WRONG_BACKEND = """
             self.fan_in_cut = fan_in_cut  # the bug: inputs of a neuron beyond this many drive nothing (undeclared)
             self.exact_tolerance = exact_tolerance  # (an exact backend's own tolerance)
             self.represent_in_place = represent_in_place  # the bug: represent clips the weights it is given
+            # the bug: reports arrival times, 40 % of them up to this early (tau_s), never before their spike was sent
+            self.early_arrivals = early_arrivals
+            self.squeezed = squeezed  # the bug: arrays of one sample or one neuron come back squeezed
+            self.reads_calibration = reads_calibration  # the bug: declares it needs none, fails without one
+            self.min_silence_agreement = min_silence_agreement
             if token_file is not None:  # no bug: an option naming a file, relative to the working folder
                 open(token_file).close()
 
@@ -76,7 +82,8 @@ WRONG_BACKEND = """
             if self.profile_dict:
                 return {"max_median_error": 0.1}
             return ConformanceProfile(max_median_error=self.max_median_error,
-                                      causality_tolerance=self.causality_tolerance, exact_tolerance=self.exact_tolerance)
+                                      causality_tolerance=self.causality_tolerance, exact_tolerance=self.exact_tolerance,
+                                      min_silence_agreement=self.min_silence_agreement)
 
         def _calibrate(self, network, seed, progress):
             if self.calibration_error:
@@ -185,7 +192,19 @@ WRONG_BACKEND = """
             if self.batch_cut is not None:
                 for t in times:
                     t[self.batch_cut:] = np.inf
-            return ExecutionResult(times, {})
+            if self.reads_calibration:
+                request.calibration.cache_key
+            if self.squeezed:
+                times = [np.squeeze(t) for t in times]
+            return ExecutionResult(times, {}, arrival_times=self._arrivals(request, times) if self.early_arrivals else None)
+
+        def _arrivals(self, request, times):
+            noise, arrivals = np.random.default_rng(0), []
+            for sent, layer in zip([request.input_spike_times, *times[:-1]], request.network.layers):
+                nominal = sent[:, :, None] + layer.projection.delay_matrix()[None]
+                early = np.where(noise.random(nominal.shape) < 0.4, noise.uniform(0, self.early_arrivals, nominal.shape), 0)
+                arrivals.append(np.maximum(nominal - early, sent[:, :, None]))
+            return arrivals
 
         def _wrong_neuron(self, population):
             neuron, shape = population.neuron, (population.size,)
@@ -241,7 +260,8 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
     """(a passing run's summary did not show that the backend had loosened its own bounds)"""
     process, _ = _run_suite(site, ["max_median_error=0.1", "causality_tolerance=0.05"])
     assert process.returncode == 0, process.stdout[-3000:]
-    assert "delgrad conformance suite: tested backend 'wrong' with options {'max_median_error': 0.1, " \
+    assert "delgrad conformance suite: tested backend 'wrong' from distribution 'delgrad-wrong-backend' 0.1 with " \
+           "options {'max_median_error': 0.1, " \
            "'causality_tolerance': 0.05}\n  judged statistically, with its own max_median_error 0.1 (default 0.01), " \
            "causality_tolerance 0.05 (default 0.02)\n" in process.stdout
 
@@ -254,7 +274,8 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
          | {"test_a_large_batch_agrees_in_every_part"}),
         # Exact mode: even 1e-6 is far beyond the exact tolerance.
         (["shift=1e-6", "exact=true"], {f"test_agreement_with_reference[{case.id}]" for case in
-                                        conformance_cases(Capabilities())} | {"test_a_large_batch_agrees_in_every_part"}),
+                                        conformance_cases(Capabilities())} | {"test_a_large_batch_agrees_in_every_part",
+                                                                              "test_a_job_of_one_sample_and_layers_of_one_neuron"}),
         (["hide_synaptic=true"], {"test_refuses_unsupported_before_running[delay_kinds-synaptic]"}),
         (["many_reversed=true"], {"test_execute_many_matches_execute"}),
         (["unseeded_noise=true"], {"test_seed_dependent_when_declared"}),
@@ -268,14 +289,47 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
         # (each passed the whole suite, whose other cases have theta = 1 and tau_s = 1 for every neuron)
         *[([f"neuron_bug={bug}"], {f"test_agreement_with_reference[{VARIED_NEURONS.id}]"})
           for bug in ("threshold", "tau_s", "first")],
+        # (each passed the whole suite: the median of the arrivals' errors was 0; no job had one sample or
+        # a layer of one neuron; every job was given a calibration)
+        (["early_arrivals=0.5", "exact=true"], {f"test_arrival_times_are_consistent[{case.id}]"
+                                                 for case in conformance_cases(Capabilities()) if "-none-" not in case.id}),
+        (["squeezed=true"], {"test_a_job_of_one_sample_and_layers_of_one_neuron"}),
+        (["reads_calibration=true"], {"test_runs_without_a_calibration_unless_it_needs_one"}),
     ],
     ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "seed-ignored", "seed-per-process",
-         "undeclared-batch-limit", "undeclared-batch-limit-below-64", "threshold-ignored", "tau_s-ignored", "first-neuron-for-all"],
+         "undeclared-batch-limit", "undeclared-batch-limit-below-64", "threshold-ignored", "tau_s-ignored",
+         "first-neuron-for-all", "early-arrivals", "squeezed", "needs-an-undeclared-calibration"],
 )
 def test_suite_fails_for_a_wrong_backend(site, options, expected):
     process, failed = _run_suite(site, options)
     assert process.returncode == 1, process.stdout[-3000:]
     assert set(failed) == expected and len(failed) == len(expected)
+
+
+@pytest.mark.parametrize("options, named", [
+    (["max_median_error=1.0"], "max_median_error 1 tau_s (at most 0.5)"),
+    (["causality_tolerance=2"], "causality_tolerance 2 tau_s (at most 0.5)"),
+    (["min_silence_agreement=0"], "min_silence_agreement 0 (at least 0.5)"),
+])
+def test_suite_fails_a_profile_too_loose_to_mean_anything(site, options, named):
+    """(a backend declaring max_median_error 1e9 and min_silence_agreement 0 passed with spike
+    times 3 tau_s off; only the summary showed its tolerances)"""
+    process, failed = _run_suite(site, options)
+    assert process.returncode == 1 and "test_agreement_with_reference" in " ".join(failed), process.stdout[-3000:]
+    assert f"conformance_profile() is looser than the suite accepts: {named}" in process.stdout
+
+
+def test_suite_refuses_to_test_a_backend_name_two_distributions_register(tmp_path):
+    """(a clone registering the same name from a distribution sorted first was tested instead,
+    and passed; only a warning said so)"""
+    write_distribution(tmp_path, "delgrad-wrong-backend", "0.1", {"wrong_backend": WRONG_BACKEND},
+                       {"delgrad.backends": {"wrong": "wrong_backend"}})
+    write_distribution(tmp_path, "a-wrong-clone", "2.0", {"wrong_clone": WRONG_BACKEND},
+                       {"delgrad.backends": {"wrong-clone": "wrong_clone"}})
+    process, _ = _run_suite(tmp_path, [])
+    assert process.returncode == 2, process.stdout[-3000:] + process.stderr[-3000:]  # (a collection error)
+    assert "--delgrad-backend wrong: two distributions register backend 'wrong': 'a-wrong-clone' 2.0 (kept) and " \
+           "'delgrad-wrong-backend' 0.1 (ignored); the suite would test the kept one" in process.stderr + process.stdout
 
 
 def test_suite_passes_a_backend_of_one_neuron_layer_and_checks_its_agreement(site):
@@ -354,7 +408,7 @@ def test_a_wrong_output_layer_fails_on_its_own(site, options, reason):
         # An exact backend has (almost) no tolerance.
         (["acausal=1e-6", "exact=true"],
          _for_every_case("test_no_spike_before_its_inputs_arrive") | _for_every_case("test_agreement_with_reference")
-         | {"test_a_large_batch_agrees_in_every_part"}),
+         | {"test_a_large_batch_agrees_in_every_part", "test_a_job_of_one_sample_and_layers_of_one_neuron"}),
         # A timestamp offset like BrainScaleS-2's (0.015 tau_s), above the default agreement bound of 0.01 tau_s,
         # is within the default causality tolerance (0.02 tau_s).
         (["acausal=0.015"], set()),

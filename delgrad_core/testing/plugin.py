@@ -82,6 +82,7 @@ def backend_under_test(config):
         from delgrad_core import get_backend
 
         name, options = selected_backend(config)
+        _refuse_a_name_clash(name)
         try:
             backend = get_backend(name, **options)
         except Exception as exc:  # plugin code may raise anything
@@ -91,12 +92,39 @@ def backend_under_test(config):
     return config.stash[_BACKEND]
 
 
+def _refuse_a_name_clash(name: str) -> None:
+    """A usage error if two distributions register backend `name`: the suite would test the one
+    kept (the first by distribution name), which may not be the one meant."""
+    from delgrad_core._plugins import registry
+
+    table = registry()
+    ignored = table.ignored.get(("backend", name))
+    if ignored:
+        kept = table.get("backend", name)
+        others = ", ".join(f"{r.distribution!r} {r.version}".rstrip() for r in ignored)
+        raise pytest.UsageError(f"--delgrad-backend {name}: two distributions register backend {name!r}: "
+                                f"{kept.distribution!r} {kept.version} (kept) and {others} (ignored); the suite "
+                                "would test the kept one: uninstall the other, or rename one backend")
+
+
+def _origin(name: str) -> str:
+    """" from distribution D V" for registered backend `name` ('' if unknown)."""
+    from delgrad_core._plugins import registry
+
+    try:
+        registration = registry().get("backend", name)
+    except LookupError:
+        return ""
+    return f" from distribution {registration.distribution!r} {registration.version}".rstrip()
+
+
 def pytest_terminal_summary(terminalreporter, config):
-    """Name the backend the suite tested (the test ids do not) and how it asked to be judged."""
+    """Name the backend the suite tested (the test ids do not), where it comes from and how it
+    asked to be judged."""
     if _BACKEND in config.stash:
         name, options = selected_backend(config)
         shown = f" with options {options}" if options else ""
-        terminalreporter.write_line(f"delgrad conformance suite: tested backend {name!r}{shown}")
+        terminalreporter.write_line(f"delgrad conformance suite: tested backend {name!r}{_origin(name)}{shown}")
         for line in _judged_by(config.stash[_BACKEND]):
             terminalreporter.write_line(f"  {line}")
 
