@@ -268,6 +268,8 @@ class PluginRegistry:
         self._tables: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         #: (kind, name) -> the registrations of that name that were ignored (another distribution has it)
         self.ignored: dict[tuple[str, str], list[Registration]] = {}
+        #: (kind, name) -> why a plugin's registration of that name was refused (and who refused it)
+        self.refused: dict[tuple[str, str], str] = {}
         self._manager = pluggy.PluginManager(PROJECT_NAME)
         self._manager.add_hookspecs(DelgradHookspecs)
         self._distribution_of: dict[str, str] = {}  # plugin name (an entry point's) -> its distribution
@@ -446,6 +448,9 @@ class PluginRegistry:
                 details = details_of(name, obj, *args, **kwargs)
             except Exception as exc:  # (a bad argument: this registration only)
                 refused.append(f"registration refused: {described(exc)}")
+                if isinstance(name, str):
+                    self.refused[(kind, name)] = f"distribution {distribution!r} {version}".rstrip() + \
+                        f" registers it, but its registration was refused: {described(exc)}"
                 return
             description = details.pop("description")
             pending.append(Registration(kind, name, obj, distribution, version, description, details))
@@ -462,6 +467,8 @@ class PluginRegistry:
         table = self._tables[kind]
         if isinstance(name, str) and name in table:
             return table[name]
+        if isinstance(name, str) and (kind, name) in self.refused:
+            raise UnknownNameError(f"{kind} {name!r} cannot be used: {self.refused[(kind, name)]}")
         choices = ", ".join(sorted(table)) or f"(no {kind} installed)"
         hint = provider_hint(kind, name)  # (one of the project's own, not installed)
         raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {choices}" + (f"; {hint}" if hint else ""),
@@ -628,6 +635,9 @@ def not_installed(kind: str, name, installed: list[str] | None = None, *, field:
     the name of the setting (default: `kind`)."""
     installed = registry().names(kind) if installed is None else list(installed)
     field = field or kind
+    refused = registry().refused.get((kind, name)) if isinstance(name, str) else None
+    if refused is not None:  # (installed, but not usable: that is what to say)
+        return f"{field}: {name!r} cannot be used: {refused}"
     if not isinstance(name, str):
         message = f"{field}: expected a {kind} name, got {name!r}; installed: {', '.join(installed) or '(none)'}"
     elif installed:

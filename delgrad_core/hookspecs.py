@@ -25,7 +25,7 @@ class DelgradHookspecs:
     @hookspec
     def delgrad_register_backends(self, register):
         """Add backends: ``register(name, factory, description="", capabilities=None,
-        training_defaults=None)``.
+        training_defaults=None, result_neutral_options=None)``.
 
         ``factory(**options)`` returns a `delgrad_core.Backend` whose ``name`` is `name`.
         ``capabilities`` (a `Capabilities`) lets ``delgrad backends`` list the backend without
@@ -33,7 +33,8 @@ class DelgradHookspecs:
         ``training_defaults`` (a dict of `TrainingConfig` settings, e.g. a chip's operating
         point) apply when training on this backend, under the user's own settings; a backend
         whose defaults depend on its options registers a function ``training_defaults(options)``
-        returning that dict instead.
+        returning that dict instead.  ``result_neutral_options`` names the options that never
+        change a result (threads, a cache folder): a run may be resumed with them changed.
         """
 
     @hookspec

@@ -217,7 +217,7 @@ def test_a_factory_that_prints_keeps_backends_json_parseable(monkeypatch):
 
 
 # -- 5. capabilities must be a Capabilities -----------------------------------------------------
-def test_capabilities_are_a_capabilities_or_a_table_of_them_else_refused_naming_plugin_and_field():
+def test_capabilities_are_a_capabilities_or_a_table_of_them_else_refused_naming_plugin_and_field(monkeypatch):
     """(a list was refused without naming the field; a table, which plugins give, stays accepted)"""
     from delgrad_core import Capabilities
     from delgrad_core.testing import MockBackend
@@ -235,6 +235,15 @@ def test_capabilities_are_a_capabilities_or_a_table_of_them_else_refused_naming_
         registry.register_plugin(Plugin(), distribution="local", plugin_name="caps-plugin")
     assert "listed" not in registry.names()
     assert registry.get("backend", "tabled").capabilities == Capabilities(exact=True)
+    # (asked for by name, a refused registration was "unknown" or "not installed", and the reason followed as a
+    # plugin that failed to load)
+    with pytest.raises(UnknownNameError, match=r"^backend 'listed' cannot be used: distribution 'local' registers it, "
+                                               r"but its registration was refused: backend 'listed': capabilities: "):
+        registry.get("backend", "listed")
+    from delgrad_core._plugins import not_installed
+
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    assert not_installed("backend", "listed").startswith("backend: 'listed' cannot be used: distribution 'local' ")
 
 
 # -- 6. a misspelt hook gets a suggestion -------------------------------------------------------
