@@ -115,6 +115,13 @@ def test_registry_and_errors():
                                          r"a smaller dot takes the rejection sampler hours, got 1e-300"):
         yin_yang_samples(10, seed=0, r_small=1e-300)
     assert len(yin_yang_samples(30, seed=0, r_small=0.01)[1]) == 30  # (the smallest dot allowed: within a second)
+    # (radii whose squares underflow to 0 or overflow to inf: every point drawn was a dot, or outside, for ever)
+    for r_small, r_big in ((1e-301, 1e-300), (1e199, 1e200)):
+        with pytest.raises(ValueError, match=r"r_big: expected a value from 1e-150 to 1e\+150, whose square is an "
+                                             "ordinary float"):
+            yin_yang_samples(2, 0, r_small=r_small, r_big=r_big)
+    assert yin_yang_samples(30, seed=0, r_small=2e-150, r_big=1e-149)[1].tolist() == \
+        yin_yang_samples(30, seed=0, r_small=0.2, r_big=1.0)[1].tolist()  # (the same draws, scaled)
     for value in (None, "0.05", True):  # (None and "abc" ended in float()'s own errors; "0.05" was taken)
         with pytest.raises(ValueError, match=f"r_small: expected a number, got {value!r}"):
             yin_yang_samples(10, seed=0, r_small=value)

@@ -67,6 +67,9 @@ def _class_of(x: float, y: float, r_small: float, r_big: float) -> int:
     return 0
 
 
+_RADIUS_RANGE = (1e-150, 1e150)  # r_big (beyond, squared distances underflow or overflow: the sampler never ends)
+
+
 def _radii(r_small, r_big) -> tuple[float, float]:
     """The radii as floats, checked (real numbers: not strings, booleans or None)."""
     for name, value in (("r_small", r_small), ("r_big", r_big)):
@@ -75,6 +78,9 @@ def _radii(r_small, r_big) -> tuple[float, float]:
     r_small, r_big = float(r_small), float(r_big)
     if not (math.isfinite(r_big) and r_big > 0):
         raise InvalidValueError(f"r_big: expected a finite value > 0, got {r_big!r}")
+    if not _RADIUS_RANGE[0] <= r_big <= _RADIUS_RANGE[1]:  # (squared distances: no underflow to 0, no overflow)
+        raise InvalidValueError(f"r_big: expected a value from {_RADIUS_RANGE[0]:g} to {_RADIUS_RANGE[1]:g}, whose "
+                                f"square is an ordinary float, got {r_big!r}")
     if not (math.isfinite(r_small) and 0 < r_small < 0.5 * r_big):
         raise InvalidValueError(f"r_small: expected a value in (0, r_big / 2) = (0, {0.5 * r_big}), got {r_small!r}")
     return r_small, r_big
