@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +39,17 @@ def check_weight_grid(limit: float | None, resolution: float | None, prefix: str
     if None not in (limit, resolution) and resolution > limit:
         raise InvalidValueError(f"{prefix}weight_resolution: {resolution!r} is above {prefix}weight_limit {limit!r}: "
                                 "every weight would round to 0")
+
+
+def _real_numbers(values) -> tuple:
+    """`values` (a list, tuple, array, ... of real numbers) as floats; () if it is not one (a
+    string or bytes, whose characters are not numbers, a table, or anything else)."""
+    if isinstance(values, (str, bytes, bytearray, Mapping)) or not isinstance(values, Iterable):
+        return ()
+    values = list(values)
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return ()
+    return tuple(float(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -103,10 +116,7 @@ class Capabilities:
             raise InvalidValueError("Capabilities.delay_kinds: expected at least one delay kind (a backend without "
                                     "delays declares {'none'})")
         if self.tau_ratios is not None:
-            try:
-                ratios = tuple(float(r) for r in self.tau_ratios)
-            except (TypeError, ValueError):
-                ratios = ()
+            ratios = _real_numbers(self.tau_ratios)
             if not ratios or not all(math.isfinite(r) and r > 0 for r in ratios):
                 raise InvalidValueError(
                     f"Capabilities.tau_ratios: expected None or a non-empty list of positive numbers, "
@@ -119,10 +129,8 @@ class Capabilities:
             set_(self, name, _optional_positive_float(getattr(self, name), name))
         check_weight_grid(self.weight_limit, self.weight_resolution, "Capabilities.")
         if self.delay_range is not None:
-            try:
-                low, high = (float(v) for v in self.delay_range)
-            except (TypeError, ValueError):
-                low, high = math.nan, math.nan
+            bounds = _real_numbers(self.delay_range)
+            low, high = bounds if len(bounds) == 2 else (math.nan, math.nan)
             if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
                 raise InvalidValueError(
                     f"Capabilities.delay_range: expected None or (min, max) with 0 <= min <= max, got {self.delay_range!r}"

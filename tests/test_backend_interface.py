@@ -36,6 +36,16 @@ def _net(sizes=(4, 10, 3), kind="none", tau_m=2.0, seed=0):
     return Network.feedforward(list(sizes), delay_kind=kind, neuron=NeuronParameters(1.0, tau_m, 1.0), seed=seed)
 
 
+@pytest.mark.parametrize("field, value", [("tau_ratios", "12"), ("tau_ratios", b"2"), ("tau_ratios", ["2"]),
+                                          ("tau_ratios", [True]), ("delay_range", b"05"), ("delay_range", "05"),
+                                          ("delay_range", {0: 1, 5: 2})])
+def test_capabilities_refuse_text_and_tables_for_numbers(field, value):
+    """(a string's characters, bytes' codes or a table's keys were read as the numbers: "12" gave
+    the ratios 1 and 2, b"2" the ratio 50)"""
+    with pytest.raises(InvalidValueError, match=rf"Capabilities.{field}: expected None or "):
+        Capabilities(**{field: value})
+
+
 def test_capabilities_validate_and_round_trip_through_json():
     caps = Capabilities(delay_kinds=["none", "synaptic"], tau_ratios=[1, 2.0], max_layers=3, weight_resolution=1 / 63,
                         weight_limit=2.1, delay_range=[0.5, 3], delay_resolution=0.125, max_batch_size=50,
