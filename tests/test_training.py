@@ -60,6 +60,13 @@ def test_step_decay():
     assert step_decay_factor(19, 0.95, 20) == 1.0
     assert step_decay_factor(20, 0.95, 20) == 0.95
     assert step_decay_factor(45, 0.5, 20) == 0.25
+    # (every = 0 was a ZeroDivisionError; NaN, a negative gamma or epoch gave NaN, -1 or a growing factor)
+    for args, message in (((5, 0.95, 0), "every: expected an integer >= 1, got 0"),
+                          ((5, float("nan"), 1), "gamma: expected a number > 0 and <= 1, got nan"),
+                          ((5, -1, 1), "gamma: expected a number > 0 and <= 1, got -1"),
+                          ((-5, 0.5, 2), "epoch: expected an integer >= 0, got -5")):
+        with pytest.raises(ValueError, match=message):
+            step_decay_factor(*args)
 
 
 @pytest.mark.parametrize("parametrisation", ["sigmoid", "clip"])
@@ -1786,7 +1793,27 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
                            ({"q": np.ones((3, 4))}, r"grads\['q'\]: no parameter of that name \(parameters: w\)")):
         with pytest.raises(dg.InvalidValueError, match=message):
             adam.step(params, grads)
-    assert adam.steps == 0 and not params["w"].any()
+    # (lr_factor went unchecked: NaN parameters, or a climb up the loss; a failing step changed the moments first)
+    for grads, factor, message in (({"w": np.ones((3, 4))}, np.nan, r"lr_factor: expected a finite number >= 0, got nan"),
+                                   ({"w": np.ones((3, 4))}, -100, r"lr_factor: expected a finite number >= 0, got -100"),
+                                   ({"w": [["x"] * 4] * 3}, 1.0, r"grads\['w'\]: expected an array of numbers, got list")):
+        with pytest.raises(dg.InvalidValueError, match=message):
+            adam.step(params, grads, lr_factor=factor)
+    read_only = np.zeros((3, 4))
+    read_only.flags.writeable = False
+    with pytest.raises(dg.InvalidValueError, match=r"params\['w'\]: read-only; the step updates the parameters in place"):
+        adam.step({"w": read_only}, {"w": np.ones((3, 4))})
+    assert adam.steps == 0 and not adam.first_moment and not params["w"].any()
+    for state, message in (({}, r"state: expected the dict of arrays state_arrays\(\) gives, with 'steps'"),
+                           ({"steps": -1}, r"state\['steps'\]: expected an integer >= 0, got -1"),
+                           ({"steps": 1, "m.w": np.ones((3, 4))}, r"state\['m.w'\]: expected 'v.w' of the same shape"),
+                           ({"steps": 1, "m.w": np.ones((3, 4)), "v.w": -np.ones((3, 4))},
+                            r"state\['v.w'\]: expected finite numbers, >= 0"),
+                           ({"steps": 1, "m.q": np.ones(1), "v.q": np.ones(1)}, r"state\['m.q'\]: expected 'steps', ")):
+        with pytest.raises(dg.InvalidValueError, match=message):
+            adam.load_state_arrays(state)
+    with pytest.raises(dg.InvalidValueError, match="group_of: expected a dict, got list"):
+        Adam({"w": 0.1}, ["w"])
     model = TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"), TrainingConfig(delays="axonal"))
     model.initialise(np.random.default_rng(0))
     assert np.isfinite(model.params["layers.0.delays"]).all()

@@ -6,6 +6,8 @@ numpy arrays updated in place; the state is plain arrays, so checkpoints need no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
@@ -15,11 +17,15 @@ __all__ = ["Adam", "step_decay_factor"]
 
 
 def step_decay_factor(epoch: int, gamma: float, every: int) -> float:
-    """Learning-rate factor gamma ** floor(epoch / every) (epochs counted from 0)."""
+    """Learning-rate factor gamma ** floor(epoch / every) (epochs counted from 0; gamma in
+    (0, 1], as `TrainingConfig.lr_decay`, every >= 1, as `lr_decay_every`)."""
+    epoch, gamma, every = _EPOCH("epoch", epoch), _DECAY("gamma", gamma), _EVERY("every", every)
     return gamma ** (epoch // every)
 
 
 _RATE, _BETA, _EPS = _number(0, MAX_STEP_SIZE), _number(0, 1, high_open=True), _number(0, low_open=True)
+_EPOCH, _DECAY, _EVERY = _number(0, integer=True), _number(0, 1, low_open=True), _number(1, integer=True)
+_FACTOR = _number(0)  # (a learning-rate factor: finite, >= 0; a negative one would climb the loss)
 
 
 class Adam:
@@ -36,6 +42,9 @@ class Adam:
 
     def __init__(self, learning_rates: dict[str, float], group_of: dict[str, str],
                  beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        for name, table in (("learning_rates", learning_rates), ("group_of", group_of)):
+            if not isinstance(table, Mapping):
+                raise InvalidValueError(f"{name}: expected a dict, got {type(table).__name__}")
         missing = sorted(set(group_of.values()) - set(learning_rates))
         if missing:
             raise InvalidValueError(f"learning_rates: no rate for group(s) {', '.join(missing)}")
@@ -50,18 +59,13 @@ class Adam:
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr_factor: float = 1.0) -> None:
         """Update every array of `params` in place from the gradient of the same name (a float
-        array of its shape, finite)."""
-        for name, grad in grads.items():
-            if name not in params or name not in self.group_of:
-                raise InvalidValueError(f"grads[{name!r}]: no parameter of that name (parameters: "
-                                        f"{', '.join(sorted(self.group_of))})")
-            if not (isinstance(params[name], np.ndarray) and params[name].dtype.kind == "f"):
-                raise InvalidValueError(f"params[{name!r}]: expected a float array, got "
-                                        f"{getattr(params[name], 'dtype', type(params[name]).__name__)}")
-            if np.shape(grad) != params[name].shape:
-                raise InvalidValueError(f"grads[{name!r}]: expected shape {params[name].shape}, got {np.shape(grad)}")
-            if not np.all(np.isfinite(grad)):
-                raise InvalidValueError(f"grads[{name!r}]: contains NaN or inf")
+        array of its shape, finite), the learning rates times `lr_factor` (>= 0).  Everything is
+        checked before anything changes."""
+        lr_factor = _FACTOR("lr_factor", lr_factor)
+        if not isinstance(params, Mapping) or not isinstance(grads, Mapping):
+            raise InvalidValueError(f"params, grads: expected dicts of arrays by name, got {type(params).__name__} and "
+                                    f"{type(grads).__name__}")
+        grads = {name: self._checked_gradient(params, name, grad) for name, grad in grads.items()}
         self.steps += 1
         correction1 = 1.0 - self.beta1**self.steps
         correction2 = 1.0 - self.beta2**self.steps
@@ -76,6 +80,27 @@ class Adam:
             lr = self.learning_rates[self.group_of[name]] * lr_factor
             param -= lr * (m / correction1) / (np.sqrt(v / correction2) + self.eps)
 
+    def _checked_gradient(self, params, name: str, grad) -> np.ndarray:
+        """`grad` as a float array, checked against the parameter `name` it updates."""
+        if name not in params or name not in self.group_of:
+            raise InvalidValueError(f"grads[{name!r}]: no parameter of that name (parameters: "
+                                    f"{', '.join(sorted(self.group_of))})")
+        param = params[name]
+        if not (isinstance(param, np.ndarray) and param.dtype.kind == "f"):
+            raise InvalidValueError(f"params[{name!r}]: expected a float array, got "
+                                    f"{getattr(param, 'dtype', type(param).__name__)}")
+        if not param.flags.writeable:
+            raise InvalidValueError(f"params[{name!r}]: read-only; the step updates the parameters in place")
+        try:
+            grad = np.asarray(grad, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidValueError(f"grads[{name!r}]: expected an array of numbers, got {type(grad).__name__}") from None
+        if grad.shape != param.shape:
+            raise InvalidValueError(f"grads[{name!r}]: expected shape {param.shape}, got {grad.shape}")
+        if not np.all(np.isfinite(grad)):
+            raise InvalidValueError(f"grads[{name!r}]: contains NaN or inf")
+        return grad
+
     def state_arrays(self) -> dict[str, np.ndarray]:
         """State as flat arrays (for an npz checkpoint)."""
         state = {"steps": np.array(self.steps)}
@@ -85,6 +110,31 @@ class Adam:
         return state
 
     def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
-        self.steps = int(state["steps"])
-        self.first_moment = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("m.")}
-        self.second_moment = {k[2:]: np.array(v) for k, v in state.items() if k.startswith("v.")}
+        """The state `state_arrays` gave: "steps" (a whole number >= 0) and, for parameters of
+        this optimiser, "m.NAME" and "v.NAME" (finite float arrays of one shape; v >= 0)."""
+        if not isinstance(state, Mapping) or "steps" not in state:
+            raise InvalidValueError("state: expected the dict of arrays state_arrays() gives, with 'steps'")
+        steps = _EPOCH("state['steps']", state["steps"].item() if isinstance(state["steps"], np.ndarray)
+                       and state["steps"].size == 1 else state["steps"])
+        moments = {}
+        for key, value in state.items():
+            kind, _, name = key.partition(".")
+            if key == "steps":
+                continue
+            if kind not in ("m", "v") or name not in self.group_of:
+                raise InvalidValueError(f"state[{key!r}]: expected 'steps', 'm.NAME' or 'v.NAME' for a parameter of "
+                                        f"this optimiser ({', '.join(sorted(self.group_of))})")
+            try:
+                array = np.array(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InvalidValueError(f"state[{key!r}]: expected an array of numbers") from None
+            if not np.all(np.isfinite(array)) or (kind == "v" and np.any(array < 0)):
+                raise InvalidValueError(f"state[{key!r}]: expected finite numbers{', >= 0' if kind == 'v' else ''}")
+            moments[key] = array
+        for key, array in moments.items():
+            partner = ("v." if key.startswith("m.") else "m.") + key[2:]
+            if partner not in moments or moments[partner].shape != array.shape:
+                raise InvalidValueError(f"state[{key!r}]: expected {partner!r} of the same shape with it")
+        self.steps = steps
+        self.first_moment = {k[2:]: v for k, v in moments.items() if k.startswith("m.")}
+        self.second_moment = {k[2:]: v for k, v in moments.items() if k.startswith("v.")}
