@@ -194,15 +194,38 @@ class Calibration:
 
 
 def _key_value(value):
-    """A value JSON cannot write: a numpy array by its values (its printed text is abbreviated
-    in the middle, so two arrays could share a key), anything else by its text."""
+    """A value JSON cannot write: a numpy number as the Python number it equals (an int, not the
+    text "1"), a numpy array by its values (its printed text is abbreviated in the middle, so two
+    arrays could share a key), anything else by its text."""
+    if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float)):
+        return value.item()
     return value.tolist() if isinstance(value, np.ndarray) else str(value)
+
+
+def _check_key_part(value, name: str) -> None:
+    """Refuse what would give two different settings one key, or no JSON: tables whose keys are
+    not strings ({1: 2} and {"1": 2} wrote alike) and numbers that are not finite."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidValueError(f"{name}: table keys must be strings (JSON writes {key!r} as {str(key)!r}), "
+                                        f"got {key!r}")
+            _check_key_part(item, f"{name}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_key_part(item, f"{name}[{index}]")
+    elif (isinstance(value, (float, np.floating)) or isinstance(value, np.ndarray) and value.dtype.kind == "f") \
+            and not np.all(np.isfinite(value)):
+        raise InvalidValueError(f"{name}: expected finite numbers, got {value!r}")
 
 
 def calibration_key(backend_name: str, **depends_on) -> str:
     """``<backend>-<hash>``: a cache key from everything a calibration depends on (JSON values;
-    numpy arrays by their values, other objects by their text, which must identify them)."""
+    numpy numbers as the numbers they equal, numpy arrays by their values, other objects by
+    their text, which must identify them; no NaN or infinity, table keys strings)."""
     if not isinstance(backend_name, str):
         raise InvalidValueError(f"backend_name: expected the backend's name (a str), got {type(backend_name).__name__}")
+    for name, value in depends_on.items():
+        _check_key_part(value, name)
     payload = json.dumps({"backend": backend_name, **depends_on}, sort_keys=True, default=_key_value)
     return f"{backend_name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
