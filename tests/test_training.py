@@ -1779,7 +1779,7 @@ def test_jobs_of_a_batch_that_disagree_on_arrival_times_are_refused():
 def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
     """(a gradient of the wrong shape was broadcast, NaN gradients made NaN parameters, beta1 = 1
     gave NaN; an unresolved config failed deep in numpy)"""
-    from delgrad_core.training import Adam, TrainableNetwork, TrainingConfig
+    from delgrad_core.training import Adam, GrazingGuard, TrainableNetwork, TrainingConfig
 
     for args, message in ((({"w": 0.1}, {"w": "w"}, 1.0), r"beta1: expected a number >= 0 and < 1, got 1.0"),
                           (({"w": "x"}, {"w": "w"}), r"learning_rates\['w'\]: expected a number from 0 to 10, got 'x'"),
@@ -1814,11 +1814,23 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
             adam.load_state_arrays(state)
     with pytest.raises(dg.InvalidValueError, match="group_of: expected a dict, got list"):
         Adam({"w": 0.1}, ["w"])
-    model = TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"), TrainingConfig(delays="axonal"))
+    model = TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"),
+                             TrainingConfig(hidden=5, delays="axonal"))
     model.initialise(np.random.default_rng(0))
     assert np.isfinite(model.params["layers.0.delays"]).all()
     with pytest.raises(dg.InvalidValueError, match="network: expected a delgrad_core.Network, got str"):
         TrainableNetwork("x", TrainingConfig())
+    # (a config of another network was taken without a word; a seed for rng, or a dict for a config, ended in
+    # AttributeErrors; a NaN term passed the grazing guard)
+    with pytest.raises(dg.InvalidValueError, match=r"config: hidden \[5, 5\] and delays \['synaptic', 'synaptic', "
+                                                   r"'synaptic'\] describe another network than the one given \(hidden "
+                                                   r"\[5\], delays \['axonal', 'axonal'\]\)"):
+        TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"), TrainingConfig(hidden=[5, 5]))
+    with pytest.raises(dg.InvalidValueError, match=r"rng: expected a numpy Generator \(e.g. np.random.default_rng"):
+        model.initialise(0)
+    with pytest.raises(dg.InvalidValueError, match="config: expected a delgrad_core.TrainingConfig, got dict"):
+        build_network({"hidden": 3}, 4, 3)
+    assert GrazingGuard(0.2)(0, [[0.1, 0.5, np.nan]]).tolist() == [[False, True, True]]
 
 
 def test_evaluate_checks_its_dataset_and_seed():

@@ -31,4 +31,5 @@ class GrazingGuard:
                                                                    low_open=True))
 
     def __call__(self, layer_index: int, largest_weight_term: np.ndarray) -> np.ndarray:
-        return largest_weight_term > self.max_weight_term
+        """True where the entry is excluded: its term above the bound, or not a number."""
+        return ~(np.asarray(largest_weight_term, dtype=np.float64) <= self.max_weight_term)

@@ -32,6 +32,7 @@ def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Netw
     """The network of a run: n_inputs - hidden... - n_classes, tau_s = 1, tau_m = tau_ratio.  A
     projection too large for a network file (a hidden size too large for the data's inputs) is
     a `SettingsConflictError` naming `hidden`."""
+    check_type(config, TrainingConfig, "config")
     neuron = NeuronParameters(threshold=config.threshold, tau_m=config.tau_ratio, tau_s=1.0)
     sizes = [n_inputs, *config.hidden_sizes, n_classes]
     for n_pre, n_post in zip(sizes[:-1], sizes[1:]):
@@ -110,6 +111,17 @@ def check_input_copies(backend, network: Network, encoder_copies: int | None) ->
         f"(--set 'encoder_options={{\"repeat\": {copies}}}'), or choose a backend option that takes no copies")
 
 
+def _check_network_fits(network: Network, config: TrainingConfig) -> None:
+    """Refuse a `network` other than the one `config` describes (hidden sizes, delay kinds): the
+    parameters follow the network, the initialisation and learning rates the config."""
+    hidden = [layer.population.size for layer in network.layers[:-1]]
+    kinds = [layer.projection.delay_kind.value for layer in network.layers]
+    if hidden != config.hidden_sizes or kinds != config.delay_kinds:
+        raise InvalidValueError(f"config: hidden {config.hidden_sizes} and delays {config.delay_kinds} describe another "
+                                f"network than the one given (hidden {hidden}, delays {kinds}); give the config of "
+                                "that network (build_network(config, ...) makes it)")
+
+
 class TrainableNetwork:
     """Holds the optimiser's parameters (``params``) and writes them into ``network``.
 
@@ -126,6 +138,7 @@ class TrainableNetwork:
         # the config's own weight constraints, applied before the backend's (stricter, never needed)
         self._weight_constraints = Capabilities(weight_limit=config.weight_limit,
                                                 weight_resolution=config.weight_resolution)
+        _check_network_fits(network, self.config)
         first = network.layers[0].projection
         check_shared_input_delays(self.config, first.n_pre, input_copies)
         # lines per delay parameter, per layer: the first layer's axonal delays may be shared
@@ -153,6 +166,8 @@ class TrainableNetwork:
         with one per layer) and raw delays N(delay_init_mean, delay_init_std) (sigmoid raw
         values; for clipping, the delays they map to)."""
         config = self.config
+        if not isinstance(rng, np.random.Generator):
+            raise InvalidValueError(f"rng: expected a numpy Generator (e.g. np.random.default_rng(seed)), got {rng!r}")
 
         def of_layer(value, k):
             return value[k] if isinstance(value, list) else value
