@@ -1009,6 +1009,8 @@ def _result_bytes(spike_times: np.ndarray) -> bytes:
     (lambda: dg.datasets.yin_yang_samples(3, seed=-1), InvalidValueError, r"seed: expected None \(fresh entropy\) or an integer from 0 to 2\*\*32"),
     (lambda: dg.get_backend("reference").represent(np.zeros(3)), InvalidValueError,
      "network: expected a delgrad_core.Network, got ndarray"),
+    (lambda: dg.get_backend("reference").execute(np.zeros((8, 4))), InvalidValueError,  # (it said "network: ...")
+     "request: expected an ExecutionRequest, or a Network with input_spike_times, got ndarray"),
     # numbers numpy would convert without a word (complex 1+5j became 1.0 with a warning)
     (lambda: dg.Projection(np.array([[1 + 5j]])), InvalidValueError, "weights: expected an array of real numbers, "
                                                                      "got complex numbers"),
