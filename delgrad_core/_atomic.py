@@ -219,6 +219,8 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, os_strings: bool = 
     whole text is encoded as `os.fsencode` does (the file-system encoding, which under a C locale
     is ASCII), so that every path in it names the same file; text the file-system encoding
     cannot hold is still written as UTF-8."""
+    if not isinstance(text, str):
+        raise InvalidValueError(f"text: expected a str, got {type(text).__name__} (bytes: use atomic_write)")
     data = None
     if os_strings:
         with contextlib.suppress(UnicodeEncodeError):

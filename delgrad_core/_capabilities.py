@@ -201,18 +201,20 @@ class Capabilities:
 def inputs_in_copies(network: Network, copies: int | None) -> bool:
     """Whether a substrate taking inputs in groups of `copies` (`Capabilities.input_copies`) takes
     `network`'s inputs as copies of one input sharing one delay: `copies` above 1, axonal delays
-    in the first layer and an input count that is a multiple of `copies`."""
+    in the first layer and an input count that is a multiple of `copies` (None: no copies)."""
+    check_type(network, Network, "network")
+    copies = 1 if copies is None else checked_number(copies, "copies", 1, integer=True)
     projection = network.layers[0].projection
-    return (copies or 1) > 1 and projection.delay_kind is DelayKind.AXONAL and projection.n_pre % copies == 0
+    return copies > 1 and projection.delay_kind is DelayKind.AXONAL and projection.n_pre % copies == 0
 
 
 def share_copied_delays(network: Network, copies: int | None) -> Network:
     """`network` with the axonal delays of each group of `copies` consecutive input lines (the
     copies of one input, `Capabilities.input_copies`) replaced by their mean; `network` itself if
     they already agree or its inputs are not taken as copies (`inputs_in_copies`)."""
-    check_type(network, Network, "network")
     if not inputs_in_copies(network, copies):
         return network
+    copies = int(copies)
     first = network.layers[0]
     projection = first.projection
     groups = projection.delays.reshape(-1, copies)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable
 
 from delgrad_core._errors import InvalidValueError
 
@@ -25,6 +26,8 @@ def _table_of(what: str, key: str):
 def parse_key_values(items, what: str = "--backend-option") -> dict:
     """{'dt': 0.01, 'host': 'x'} from ['dt=0.01', 'host=x']: VALUE is parsed as JSON when it can
     be, else kept as a string; KEY must be an identifier."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):  # ("dt=0.01" was read letter by letter)
+        raise InvalidValueError(f"{what}: expected a list of KEY=VALUE strings, got {items!r}")
     options = {}
     for item in items:
         key, sep, value = str(item).partition("=")

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import delgrad_core as dg
-from delgrad_core import ExecutionRequest, FileFormatError, InvalidValueError
+from delgrad_core import ExecutionRequest, FileFormatError, InvalidValueError, plugin_tools
 from delgrad_core._npz import json_array, npz_bytes
 from delgrad_core.training import TrainingConfig, load_config
 
@@ -1011,6 +1011,17 @@ def _result_bytes(spike_times: np.ndarray) -> bytes:
      "network: expected a delgrad_core.Network, got ndarray"),
     (lambda: dg.get_backend("reference").execute(np.zeros((8, 4))), InvalidValueError,  # (it said "network: ...")
      "request: expected an ExecutionRequest, or a Network with input_spike_times, got ndarray"),
+    # the helpers for plugin authors (TypeErrors and AttributeErrors; a string of options read letter by letter)
+    (lambda: plugin_tools.inputs_in_copies(dg.Network.feedforward([4, 2], delay_kind="axonal"), "2"),
+     InvalidValueError, "copies: expected an integer >= 1, got '2'"),
+    (lambda: plugin_tools.inputs_in_copies("x", 2), InvalidValueError, "network: expected a delgrad_core.Network"),
+    (lambda: plugin_tools.share_copied_delays(dg.Network.feedforward([4, 2], delay_kind="axonal"), 2.5),
+     InvalidValueError, "copies: expected an integer >= 1, got 2.5"),
+    (lambda: plugin_tools.parse_key_values("dt=0.01"), InvalidValueError,
+     "--backend-option: expected a list of KEY=VALUE strings, got 'dt=0.01'"),
+    (lambda: plugin_tools.parse_key_values(None), InvalidValueError, "expected a list of KEY=VALUE strings, got None"),
+    (lambda: plugin_tools.atomic_write_text("unwritten.txt", b"x"), InvalidValueError,
+     r"text: expected a str, got bytes \(bytes: use atomic_write\)"),
     # numbers numpy would convert without a word (complex 1+5j became 1.0 with a warning)
     (lambda: dg.Projection(np.array([[1 + 5j]])), InvalidValueError, "weights: expected an array of real numbers, "
                                                                      "got complex numbers"),
