@@ -878,13 +878,13 @@ def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resume
 def test_a_second_ctrl_c_ends_the_running_trials_at_once_and_still_writes_the_table(tmp_path):
     """(it ended the sweep with the running trials killed, but wrote no sweep.csv and did not say
     how to resume)"""
-    (tmp_path / "slow.toml").write_text("batch_size = 1\n")  # epochs of 5 s or more
-    args = ["sweep", "--hidden", "2,3", "--delays", "synaptic", "--seeds", "1", "--epochs", "2",
+    (tmp_path / "slow.toml").write_text("batch_size = 1\n")  # epochs of 2 s (2 hidden) and 20 s or more (40 hidden)
+    args = ["sweep", "--hidden", "2,40", "--delays", "synaptic", "--seeds", "1", "--epochs", "2",
             "--config", "slow.toml", "--out", "sweep"]
     assert _delgrad(tmp_path, *args, "--trial", "0").returncode == 0  # one finished trial for the table
     sweep = _spawn(tmp_path, *args)
     deadline = time.monotonic() + 60  # (until the second trial runs: a signal before comes while the sweep sets up)
-    while not list((tmp_path / "sweep" / "runs").glob("*-h3-*/.lock")) or not (workers := _children(sweep.pid)):
+    while not list((tmp_path / "sweep" / "runs").glob("*-h40-*/.lock")) or not (workers := _children(sweep.pid)):
         assert time.monotonic() < deadline and sweep.poll() is None, sweep.stderr.read()
         time.sleep(0.05)
     for _ in range(2):
@@ -899,7 +899,7 @@ def test_a_second_ctrl_c_ends_the_running_trials_at_once_and_still_writes_the_ta
     assert "run the same command again to resume" in error, error
     rows = (tmp_path / "sweep" / "sweep.csv").read_text().splitlines()[1:]
     assert len(rows) == 1 and rows[0].startswith("synaptic,2,"), rows
-    assert not list((tmp_path / "sweep" / "runs").glob("*-h3-*/checkpoint.npz"))  # (ended inside its first epoch)
+    assert not list((tmp_path / "sweep" / "runs").glob("*-h40-*/checkpoint.npz"))  # (ended inside its first epoch)
     deadline = time.monotonic() + 10  # (killed; init reaps them)
     while [pid for pid in workers if os.path.exists(f"/proc/{pid}")]:
         assert time.monotonic() < deadline, "the workers outlived the sweep"
