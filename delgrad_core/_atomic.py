@@ -179,7 +179,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     if path.exists() and not path.is_file():
         raise InvalidValueError(f"{path}: exists and is not a regular file (a folder, device, pipe or socket); "
                                 "write to a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(path)
     fd, tmp_name = _temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -202,6 +202,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         _remove(tmp_name)
         raise
     return path
+
+
+def _make_folders(path: Path) -> None:
+    """Make the missing folders of `path`; one of them that exists as something else (a file)
+    is refused naming it (mkdir said only "File exists" or "Not a directory")."""
+    in_the_way = next((folder for folder in path.parents if os.path.lexists(folder) and not folder.is_dir()), None)
+    if in_the_way is not None:
+        what = "a link to nothing" if in_the_way.is_symlink() and not in_the_way.exists() else "a file"
+        raise InvalidValueError(f"{path}: {in_the_way} is not a folder but {what}; choose a path whose folders are "
+                                "folders")
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _remove(name: str) -> None:

@@ -210,3 +210,17 @@ def test_a_negative_length_in_a_header_is_refused():
                          + np.ones(1).tobytes())
     with NpzArchive(buffer.getvalue()) as archive, pytest.raises(FileFormatError, match="negative"):
         archive.array("weights")
+
+
+def test_save_names_a_file_in_the_way_of_its_folders(tmp_path):
+    """(a file or a link to nothing where a folder of the path should be gave FileExistsError
+    "[Errno 17] File exists", a traceback from Python)"""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    network = dg.Network.feedforward([2, 2], seed=0)
+    for folder, what in (("afile", "a file"), ("afile/deeper", "a file"), ("dangling", "a link to nothing")):
+        first = folder.split("/")[0]
+        with pytest.raises(dg.InvalidValueError, match=rf"{first} is not a folder but {what}; choose a path whose "):
+            dg.save_network(network, tmp_path / folder / "net.npz")
+    assert (tmp_path / "afile").read_text() == "x" and not (tmp_path / "nowhere").exists()
+    dg.save_network(network, tmp_path / "new" / "deeper" / "net.npz")  # (missing folders are made)
