@@ -1020,6 +1020,15 @@ def _result_bytes(spike_times: np.ndarray) -> bytes:
     (lambda: plugin_tools.parse_key_values("dt=0.01"), InvalidValueError,
      "--backend-option: expected a list of KEY=VALUE strings, got 'dt=0.01'"),
     (lambda: plugin_tools.parse_key_values(None), InvalidValueError, "expected a list of KEY=VALUE strings, got None"),
+    # dataset helpers (numpy's errors, a TypeError "unhashable type", NaN features returned)
+    (lambda: dg.datasets.yin_yang_plane(np.zeros(3), np.zeros(4)), InvalidValueError,
+     r"x, y: expected arrays of one shape, got \(3,\) and \(4,\)"),
+    (lambda: dg.datasets.yin_yang_plane(None, None), InvalidValueError, "x: expected an array of numbers, got None"),
+    (lambda: dg.datasets.yin_yang_plane([np.nan], [0.5]), InvalidValueError, "x: expected finite numbers"),
+    (lambda: dg.datasets.yin_yang(["train"]), InvalidValueError, r"split: unknown Yin-Yang split \['train'\]"),
+    (lambda: dg.datasets.read_idx(b"\x00\x00\x08\x01"), InvalidValueError,
+     r"path: expected the path of an IDX file \(a str or path-like\), got bytes"),
+    (lambda: dg.datasets.read_idx("."), InvalidValueError, r"path: \. is a folder, not an IDX file"),
     (lambda: plugin_tools.atomic_write_text("unwritten.txt", b"x"), InvalidValueError,
      r"text: expected a str, got bytes \(bytes: use atomic_write\)"),
     # numbers numpy would convert without a word (complex 1+5j became 1.0 with a warning)

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from delgrad_core._errors import InvalidValueError
 from delgrad_core.datasets._errors import DatasetFileError
 
 __all__ = ["IDX_DATA_TYPES", "IDX_MAX_DATA_BYTES", "read_idx"]
@@ -162,7 +163,12 @@ def read_idx(path: str | os.PathLike, *, max_data_bytes: int = IDX_MAX_DATA_BYTE
     FileNotFoundError
         If `path` does not exist.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidValueError(f"path: expected the path of an IDX file (a str or path-like), got "
+                                f"{type(path).__name__}")
     path = Path(path)
+    if path.is_dir():
+        raise InvalidValueError(f"path: {path} is a folder, not an IDX file")
     with open(path, "rb") as raw:
         file_bytes = os.fstat(raw.fileno()).st_size
         compressed = raw.read(2) == _GZIP_MAGIC

@@ -127,14 +127,29 @@ def yin_yang_samples(
 
 
 def yin_yang_plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Features (x, y, 1 - x, 1 - y) of points of the plane (for decision maps)."""
-    points = np.stack([np.ravel(x), np.ravel(y)], axis=1)
+    """Features (x, y, 1 - x, 1 - y) of points of the plane (for decision maps): `x` and `y`
+    arrays of one shape, of finite numbers."""
+    coordinates = []
+    for name, value in (("x", x), ("y", y)):
+        try:
+            if value is None:
+                raise TypeError
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidValueError(f"{name}: expected an array of numbers, got {value!r:.80}") from None
+        if not np.all(np.isfinite(array)):
+            raise InvalidValueError(f"{name}: expected finite numbers, got NaN or infinity")
+        coordinates.append(array)
+    if coordinates[0].shape != coordinates[1].shape:
+        raise InvalidValueError(f"x, y: expected arrays of one shape, got {coordinates[0].shape} and "
+                                f"{coordinates[1].shape}")
+    points = np.stack([np.ravel(coordinates[0]), np.ravel(coordinates[1])], axis=1)
     return np.concatenate([points, 1.0 - points], axis=1)
 
 
 def yin_yang(split: str = "train") -> Dataset:
     """One standard split of Yin-Yang: ``"train"``, ``"validation"`` or ``"test"``."""
-    if split not in YIN_YANG_SPLITS:
+    if not isinstance(split, str) or split not in YIN_YANG_SPLITS:
         raise InvalidValueError(f"split: unknown Yin-Yang split {split!r}; choose one of {', '.join(YIN_YANG_SPLITS)}")
     n_samples, seed = YIN_YANG_SPLITS[split]
     features, labels = yin_yang_samples(n_samples, seed)
