@@ -217,11 +217,16 @@ WRONG_BACKEND = """
     def raising_factory(**options):
         raise RuntimeError("cannot open /dev/mychip0")
 
+    class Misregistered(WrongBackend):
+        name = "wrong-misregistered"  # (registered with a weight limit it does not have)
+
     @hookimpl
     def delgrad_register_backends(register):
         register("wrong", WrongBackend)
         register("wrong-raising", raising_factory, capabilities=Capabilities())
         register("wrong-raising-nocaps", raising_factory)
+        register("wrong-misregistered", Misregistered, capabilities=Capabilities(delay_kinds=set(DelayKind),
+                                                                                 weight_limit=8.0))
 """
 
 VARIED_NEURONS = next(case for case in conformance_cases(Capabilities()) if case.id.endswith("-neurons-vary"))
@@ -330,6 +335,15 @@ def test_suite_refuses_to_test_a_backend_name_two_distributions_register(tmp_pat
     assert process.returncode == 2, process.stdout[-3000:] + process.stderr[-3000:]  # (a collection error)
     assert "--delgrad-backend wrong: two distributions register backend 'wrong': 'a-wrong-clone' 2.0 (kept) and " \
            "'delgrad-wrong-backend' 0.1 (ignored); the suite would test the kept one" in process.stderr + process.stdout
+
+
+def test_registered_capabilities_are_checked_also_when_options_are_given(site):
+    """(with any --delgrad-backend-option, even one at its default, the registered capabilities
+    went unchecked: a backend registering a weight limit it does not have passed)"""
+    process, failed = _run_suite(site, ["shift=0.0"], backend="wrong-misregistered")
+    assert failed == ["test_name_and_capabilities"], process.stdout[-3000:]
+    assert "backend 'wrong-misregistered' registers other capabilities than it reports when built without options " \
+           "(weight_limit: registered 8.0, reported None)" in process.stdout
 
 
 def test_suite_passes_a_backend_of_one_neuron_layer_and_checks_its_agreement(site):

@@ -43,6 +43,7 @@ from delgrad_core import (
     UnsupportedNetworkError,
     backend_info,
     forward,
+    get_backend,
 )
 from delgrad_core.testing._agreement import compare_layers
 from delgrad_core.testing._cases import (
@@ -167,11 +168,16 @@ def backend_matches_the_cases(request, delgrad_backend):
                     f"for {name!r}: the suite tests registered backends only (install yours and run with "
                     f"--delgrad-backend NAME)", returncode=4)
     if delgrad_backend.capabilities != capabilities:
-        registered, reported = capabilities.to_dict(), delgrad_backend.capabilities.to_dict()
-        differ = "; ".join(f"{key}: registered {registered.get(key)!r}, reported {reported.get(key)!r}"
-                           for key in sorted(set(registered) | set(reported)) if registered.get(key) != reported.get(key))
+        differ = _capability_differences(capabilities, delgrad_backend.capabilities)
         pytest.exit(f"backend {name!r} registers other capabilities than its backend object reports ({differ}); the "
                     f"cases are made from the registered ones: register the backend's own capabilities", returncode=4)
+
+
+def _capability_differences(registered: Capabilities, reported: Capabilities) -> str:
+    """The fields where the `registered` capabilities differ from those a backend `reported`."""
+    registered, reported = registered.to_dict(), reported.to_dict()
+    return "; ".join(f"{key}: registered {registered.get(key)!r}, reported {reported.get(key)!r}"
+                     for key in sorted(set(registered) | set(reported)) if registered.get(key) != reported.get(key))
 
 
 _CALIBRATION = pytest.StashKey[tuple]()  # (calibration, None) or (None, the test that reported calibrate's error)
@@ -241,8 +247,22 @@ def test_name_and_capabilities(delgrad_backend, request):
         registration = backend_info(delgrad_backend.name)
     except LookupError:
         pytest.skip("backend object is not registered by a plugin")
-    if registration.details.get("capabilities") is not None and not selected_backend(request.config)[1]:
+    if registration.details.get("capabilities") is None:
+        return
+    if not selected_backend(request.config)[1]:
         assert registration.capabilities == caps, "the capabilities registered with the plugin differ from the backend's"
+        return
+    # (with options the cases follow the backend built with them; the registered capabilities, which
+    # `delgrad backends` shows, are those of the backend built without any)
+    try:
+        default = get_backend(delgrad_backend.name)
+    except Exception as exc:  # plugin code may raise anything
+        pytest.skip(f"the backend cannot be built without options ({type(exc).__name__}: {exc}), so its registered "
+                    "capabilities cannot be compared with its own")
+    with default:
+        differ = _capability_differences(registration.capabilities, default.capabilities)
+    assert not differ, (f"backend {delgrad_backend.name!r} registers other capabilities than it reports when built "
+                        f"without options ({differ}): register the backend's own capabilities")
 
 
 def test_calibration_round_trip(delgrad_backend, calibration):
