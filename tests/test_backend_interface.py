@@ -246,7 +246,7 @@ def test_execute_validates_inputs_and_adds_wall_time():
     assert result.output_spike_times is result.layer_spike_times[-1]
     with pytest.raises(ValueError, match=r"input_spike_times: expected shape \(batch, 4\)"):
         backend.execute(network, np.zeros((5, 3)))
-    with pytest.raises(ValueError, match="network: expected a delgrad_core.Network"):
+    with pytest.raises(ValueError, match="request: expected an ExecutionRequest, or a Network with input_spike_times"):
         backend.execute("net", inputs)
     with pytest.raises(ValueError, match="input_spike_times: required"):
         backend.execute(network)
