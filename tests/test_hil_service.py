@@ -530,13 +530,16 @@ def test_a_result_that_cannot_arrive_within_timeout_s_is_named_with_its_size(sta
     with _client(service, client_id="large", timeout_s=5.0) as backend:
         backend.execute(network, inputs, seed=0)  # (run once: cached at the service for this client)
     said = []
-    for _ in range(3):  # (the service's short answer to the probe must come within the 0.02 s too: on a busy
-        # machine it may not, and the client then rightly says "no answer"; the old client always said that)
+    for _ in range(4):  # (the service's short answer to the probe must come within the 0.02 s too: on a busy
+        # machine it may not, and the client then rightly says "no answer"; the old client always said that.
+        # Rarely, the reply itself arrives within 0.02 s: that try tells nothing either)
         with _client(service, client_id="large", timeout_s=0.02, attempts=2, backoff_s=0.5,
                      max_backoff_s=0.5) as backend:
-            with pytest.raises(dg.BackendUnavailable) as info:
+            try:
                 backend.execute(network, inputs, seed=0)
-        said.append(str(info.value))
+                continue
+            except dg.BackendUnavailable as exc:
+                said.append(str(exc))
         if not said[-1].startswith("no answer from"):
             break
     assert re.search(r"job [0-9a-f]{12} failed at .* after 2 attempts .*; last: the job finished at the service \(a "
