@@ -224,6 +224,9 @@ class NpzArchive:
                 with open(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
                     if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # (a device or a pipe never ends)
                         raise ValueError("not a regular file")
+                    if not zipfile.is_zipfile(handle):  # (from its end: junk of gigabytes is not read, twice, first)
+                        raise zipfile.BadZipFile("File is not a zip file")
+                    handle.seek(0)
                     buffer = memoryview(handle.read())
             elif isinstance(source, (bytes, bytearray, memoryview)):
                 buffer = memoryview(source).cast("B")
