@@ -97,6 +97,17 @@ def test_training_defaults_and_identity_follow_the_device_options_of_a_service_a
         assert identity != other.device_identity(other.calibrate(seed=0))
 
 
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["sweep", "--epochs", "1", "--seeds", "1"]])
+@pytest.mark.parametrize("value", ["3", "[1, 2]"])
+def test_device_options_that_are_no_table_are_a_usage_error_naming_them(command, value, tmp_path):
+    """(train, evaluate and sweep said "its training_defaults(options) failed: TypeError: 'int'
+    object is not iterable"; calibrate named the option)"""
+    result = cli_runner().invoke(main, [*command, "--backend", "mock-hil", "--backend-option",
+                                        f"device_options={value}", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "device_options: expected a table of options, got " in result.output, \
+        result.output
+
+
 def test_training_defaults_of_a_service_that_does_not_answer_are_those_of_the_device_named(monkeypatch):
     """(a SLURM login node that cannot reach the service plans the sweep its compute nodes run:
     the config is built without it, asked once; the run itself needs the service)"""
