@@ -1261,6 +1261,40 @@ def test_evaluate_of_a_backend_that_does_not_repeat_its_results_blames_no_code_c
     assert "(the backend does not repeat its results for a seed)" in result.stderr, result.stderr
 
 
+def test_evaluate_on_a_device_set_up_otherwise_blames_that_not_the_code(monkeypatch, tmp_path):
+    """(a run evaluated on its device set up otherwise, e.g. a shared service restarted with
+    another chip, was warned of that, then told "its backend, dataset or their code changed")"""
+    from delgrad_core import ExecutionResult
+    from delgrad_core.testing import MockBackend, reference_handler
+
+    setup = {"gain": 1.0}
+
+    class Tunable(MockBackend):
+        def __init__(self):
+            super().__init__(self._run, name="tunable")
+
+        @staticmethod
+        def _run(request):  # (output neuron k later by (gain - 1) k: another first spike)
+            *hidden, output = reference_handler(request).layer_spike_times
+            return ExecutionResult([*hidden, output + (setup["gain"] - 1.0) * np.arange(output.shape[1])])
+
+        def _device_identity(self, calibration):
+            return {**super()._device_identity(calibration), "options": dict(setup)}
+
+    _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register("tunable", Tunable))
+    run = tmp_path / "run"
+    trained = cli_runner().invoke(main, ["train", "--backend", "tunable", "--hidden", "4", "--delays", "none",
+                                         "--epochs", "1", "--batch-size", "250", "--out", str(run), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    setup["gain"] = 3.0  # (the same device, set up otherwise: other spike times)
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 0 and "was trained on device 'tunable' set up otherwise" in result.stderr, \
+        result.output
+    assert "note: the run recorded a test accuracy of " in result.stderr, result.stderr
+    assert "(on the device set up otherwise, as warned above)" in result.stderr, result.stderr
+    assert "code changed" not in result.stderr
+
+
 def test_evaluate_of_a_run_being_written_names_the_process_writing_it(tmp_path):
     """(it said only "not a finished run folder", e.g. while a resume trained the run on)"""
     from delgrad_core.training._run_folder import RunFolder

@@ -15,12 +15,12 @@ from delgrad_core.cli._settings import (
     refuse_not_installed, run_settings, trained_on_a_representing_backend, with_tables, without_replaced_options)
 
 
-def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> bool:
+def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> tuple[bool, bool]:
     """Whether the run was trained on the device `backend` runs on (the same backend, or the
-    same device behind another: mock-hil's service in-process and back); warn when it was, with
-    another identity: another chip, calibration setting, calibration contents or device option.
-    Runs from before identities were recorded are compared by calibration key, on the same
-    backend."""
+    same device behind another: mock-hil's service in-process and back), and whether it is set up
+    otherwise now; warn when it is: another chip, calibration setting, calibration contents or
+    device option, or another device behind mock-hil.  Runs from before identities were recorded
+    are compared by calibration key, on the same backend."""
     from delgrad_core.training._identity import identity_changes, key_changes, recorded_identity
     from delgrad_core.training._run_folder import RunFolder
 
@@ -39,8 +39,8 @@ def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibr
     if same_backend and recorded is not None and recorded["backend"] != current["backend"]:  # (mock-hil's device)
         warnings.warn(f"{path} was trained on device {recorded['backend']!r}, and {backend.name!r} now runs device "
                       f"{current['backend']!r}: the accuracy is that device's", UserWarning, stacklevel=1)
-        return False
-    return same_backend or (recorded is not None and recorded["backend"] == current["backend"])
+        return False, True
+    return same_backend or (recorded is not None and recorded["backend"] == current["backend"]), bool(changes)
 
 
 @main.command()
@@ -165,7 +165,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         elsewhere = None  # (a note: another backend than the run's ran the trained parameters as stored)
         if stored and target.name != stored.get("backend") and as_stored:
             elsewhere = trained_on_a_representing_backend(path, stored.get("backend"))
-        on_its_device = _check_device(path, metrics, config.backend == stored.get("backend"), target, calibration)
+        on_its_device, set_up_otherwise = _check_device(path, metrics, config.backend == stored.get("backend"), target,
+                                                        calibration)
         if stored and on_its_device:
             changed = None  # (it ran as on the device it was trained on: no note)
         job_seeds = np.random.default_rng(seed)  # every job its own seed, all from --seed
@@ -193,7 +194,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         and backend in (None, stored.get("backend")) and dataset in (None, stored.get("dataset"))
     if as_run and isinstance(metrics.get("test_accuracy"), float):
         differs = _differs_from_recorded(metrics["test_accuracy"], report["accuracy"], output, data.labels,
-                                         repeatable)
+                                         repeatable, set_up_otherwise)
         if differs:
             click.echo(f"note: {differs}", err=True)
     mismatches = _other_network(given, network) if config_file else []
@@ -203,10 +204,12 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                    "settings", err=True)
 
 
-def _differs_from_recorded(recorded: float, now: float, output, labels, deterministic: bool) -> str | None:
+def _differs_from_recorded(recorded: float, now: float, output, labels, deterministic: bool,
+                           set_up_otherwise: bool = False) -> str | None:
     """How the test accuracy `now` of `output` (spike times of the run's network on its test split
-    with its test seed, by a backend `deterministic` or not) differs from the one the run
-    `recorded`, and why if a known change explains it; None if they agree."""
+    with its test seed, by a backend `deterministic` or not, on a device `set_up_otherwise` than
+    the run's or not) differs from the one the run `recorded`, and why if a known change explains
+    it; None if they agree."""
     import numpy as np
 
     if now == recorded:
@@ -217,6 +220,8 @@ def _differs_from_recorded(recorded: float, now: float, output, labels, determin
     if np.mean((lowest_first == labels) & np.isfinite(times.min(axis=1))) == recorded:
         return (f"{told}: it was scored when a tie for the first output spike went to the lowest class; ties now "
                 "count as wrong (docs/model.md §5.2)")
+    if set_up_otherwise:
+        return f"{told} (on the device set up otherwise, as warned above)"
     if not deterministic:
         return f"{told} (the backend does not repeat its results for a seed)"
     return f"{told} (its backend, dataset or their code changed since)"
