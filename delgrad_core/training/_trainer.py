@@ -1,19 +1,17 @@
 """The training loop: epochs of `TrainingStep`s, validation, model selection, checkpoints
-(docs/training.md).  The step, the heuristics, the run folder and the progress report are parts
-of their own (`_step`, `_heuristics`, `_run_folder`, `_progress`).
+(docs/training.md).  The step, the heuristics, the run folder, the progress report, the history,
+the checks of a checkpoint to resume from and the decision plane are parts of their own
+(`_step`, `_heuristics`, `_run_folder`, `_progress`, `_history`, `_resume`, `_plane`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import inspect
 import shlex
-import sys
 import threading
 import time
-import typing
 import warnings
 from dataclasses import asdict, dataclass, replace
 
@@ -24,53 +22,38 @@ from delgrad_core._errors import (
     DelgradError,
     FileFormatError,
     InvalidValueError,
-    PluginError,
     RunFolderError,
     UnknownOptionError,
 )
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
-from delgrad_core._plugins import call_plugin, get_backend, registry
+from delgrad_core._plugins import get_backend, registry
 from delgrad_core._execution import check_seed
 from delgrad_core._ir import check_type, equal_values
 from delgrad_core._numbers import checked_number
 from delgrad_core.datasets import Dataset, load_dataset
-from delgrad_core.datasets._dataset import changed_splits, split_digests
+from delgrad_core.datasets._dataset import split_digests
 from delgrad_core.training._components import component
 from delgrad_core.training._config import (
     TrainingConfig,
     check_settings,
-    result_settings,
     setting_differences,
     shown_setting,
 )
 from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
 from delgrad_core.training._guard import GrazingGuard
+from delgrad_core.training._history import EpochMetrics, history_digest
 from delgrad_core.training._identity import identity_changes, key_changes, recorded_identity
 from delgrad_core.training._heuristics import BestValidation, ParameterAverage, SilentNeuronBump, SilentNeuronRevival
 from delgrad_core.training._optim import Adam, step_decay_factor
 from delgrad_core.training._parameters import TrainableNetwork, build_network, check_input_copies, check_supported
+from delgrad_core.training._plane import MAX_PLANE_RESOLUTION, plane_inputs
 from delgrad_core.training._progress import EpochProgress
-from delgrad_core.training._run_folder import STATE_KEY, RunFolder, checked_state, history_line
+from delgrad_core.training._resume import check_same_data, check_same_settings, checkpoint_history, parameter_arrays
+from delgrad_core.training._run_folder import STATE_KEY, RunFolder, checked_state
 from delgrad_core.training._step import TrainingStep
 
-__all__ = ["Trainer", "EpochMetrics", "Evaluation", "BackendOptionsError", "built_backend"]
-
-
-@dataclass
-class EpochMetrics:
-    """Per-epoch record; train metrics are averaged over the epoch's training batches."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    validation_loss: float
-    validation_accuracy: float
-    learning_rate_factor: float
-    skipped_steps: int
-    no_crossing: int  # (sample, neuron) pairs spiking where the model has no upward crossing
-    guarded: int  # (sample, neuron) pairs excluded by the grazing guard
-    wall_seconds: float
+__all__ = ["Trainer", "Evaluation", "BackendOptionsError", "built_backend"]
 
 
 @dataclass(eq=False)
@@ -85,29 +68,6 @@ class Evaluation:
 
     __hash__ = None
     __eq__ = equal_values
-
-
-def _parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *, required: bool) -> dict:
-    """The checkpoint's arrays stored as `prefix` + a parameter's name (the parameters, the kept
-    epoch's, the average, the optimiser's moments), each checked to have that parameter's shape
-    and finite values: one for every parameter, or (unless `required`) none.  An array of a
-    parameter this network does not have means the checkpoint is of another network (e.g. its
-    stored settings were edited)."""
-    stored = [name[len(prefix):] for name in data.names if name.startswith(prefix)]
-    foreign = [name for name in stored if name not in params]
-    missing = [name for name in params if name not in stored]
-    if foreign:
-        raise FileFormatError(f"{path}: holds {prefix}{foreign[0]}, a parameter this network does not have (a "
-                              "checkpoint of another network, or edited settings)")
-    if missing and (stored or required):
-        raise FileFormatError(f"{path}: {prefix}{missing[0]} is missing (a damaged or edited checkpoint)")
-    arrays = {}
-    for name in stored:
-        array = data.array(prefix + name, shape=params[name].shape, kind="f")
-        if not np.isfinite(array).all():
-            raise FileFormatError(f"{path}: {prefix}{name} holds NaN or inf (a damaged or edited checkpoint)")
-        arrays[prefix + name] = array
-    return arrays
 
 
 def _check_splits_agree(train: Dataset, *others: Dataset) -> None:
@@ -127,7 +87,6 @@ def _check_splits_agree(train: Dataset, *others: Dataset) -> None:
 
 
 _INSPECTION_STREAM = 0x1E5  # (the job seeds of evaluate and decision_plane called from outside the loop)
-_MAX_PLANE_RESOLUTION = 1000  # (a million points: about a minute on the emulated chip)
 # DelGrad's largest learning rate and its silent-neuron bump (docs/model.md §5.4, §5.5)
 _DELGRAD_STEP_SIZES = {"weight_lr": 0.02, "delay_lr": 0.01, "silent_bump": 0.0005}
 
@@ -156,12 +115,6 @@ def built_backend(requested, options: dict):
         message = str(exc) if str(exc).startswith("backend ") else f"backend {requested!r}: {exc}"
         raise BackendOptionsError(f"backend_options: {message}",
                                   unknown_options=exc.names if isinstance(exc, UnknownOptionError) else ()) from None
-
-
-def _plane_fault(registration, returned: str) -> PluginError:
-    """The error of a dataset's plane that `returned` what it should not."""
-    return PluginError(f"dataset {registration.name!r} from {registration.distribution!r}: its plane returned "
-                       f"{returned}")
 
 
 def _one_thread_at_a_time(method):
@@ -229,7 +182,8 @@ class Trainer:
                 for split in ("train", "validation", "test"))
             _check_splits_agree(self.train_set, self.validation_set, self.test_set)
             self.dataset_digests = split_digests((self.train_set, self.validation_set, self.test_set))
-            self._check_plane()  # (a broken plane is refused now, not after the training)
+            # (a broken plane is refused now, on a small grid, not after the training)
+            plane_inputs(self.config.dataset, self.encoder, self.train_set.n_features, 3)
             requested = self.config.backend if backend is None or isinstance(backend, str) else backend
             self.backend = built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
@@ -566,54 +520,14 @@ class Trainer:
         square (`resolution` points a side, 2 to 1000), for datasets that register a `plane`; else None."""
         from delgrad_core._losses import first_spike_prediction
 
-        checked_number(resolution, "decision_plane: resolution", 2, _MAX_PLANE_RESOLUTION, integer=True)  # (a side)
-        plane = self._plane_inputs(resolution)
+        checked_number(resolution, "decision_plane: resolution", 2, MAX_PLANE_RESOLUTION, integer=True)  # (a side)
+        plane = plane_inputs(self.config.dataset, self.encoder, self.train_set.n_features, resolution)
         if plane is None:
             return None
         grid_x, grid_y, inputs = plane
         output = output_spike_times(self.backend, self.network, inputs, self.calibration, self._inspection_seed,
                                     self.config.evaluation_batch_size)
         return grid_x, grid_y, first_spike_prediction(output).reshape(grid_x.shape)
-
-    def _check_plane(self) -> None:
-        """The dataset's plane (if it has one) gives features of the right shape that the
-        encoder takes (values in its range, no NaN), on a small grid before training."""
-        self._plane_inputs(3)
-
-    def _plane_inputs(self, resolution: int):
-        """(x grid, y grid, encoded features of every grid point) of the dataset's plane, or
-        None for datasets without one; features the encoder refuses (after clipping to [0, 1])
-        are the plane's fault, named so."""
-        plane = self._plane_features(resolution)
-        if plane is None:
-            return None
-        grid_x, grid_y, features = plane
-        try:
-            return grid_x, grid_y, self.encoder(np.clip(features, 0.0, 1.0))
-        except InvalidValueError as exc:  # (at the full grid only after training, with the run saved)
-            raise _plane_fault(registry().get("dataset", self.config.dataset), f"features the encoder refuses on a "
-                               f"grid of {resolution} x {resolution}: {exc}") from None
-
-    def _plane_features(self, resolution: int):
-        """(x grid, y grid, features of every grid point (points, features)) of the dataset's
-        plane, checked, or None for datasets without one."""
-        registration = registry().get("dataset", self.config.dataset)
-        plane = registration.details.get("plane")
-        if plane is None:
-            return None
-        grid_x, grid_y = np.meshgrid(np.linspace(0.0, 1.0, resolution), np.linspace(0.0, 1.0, resolution))
-        features = call_plugin(registration, "dataset", lambda: plane(grid_x, grid_y), "its plane",
-                               arguments_checked=True)
-        try:
-            features = np.asarray(features, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise _plane_fault(registration, f"values that are not numbers on a grid of {resolution} x {resolution} "
-                                             f"({exc})") from None
-        n_features = self.train_set.features.shape[1]
-        if features.shape not in ((grid_x.size, n_features), (*grid_x.shape, n_features)):
-            raise _plane_fault(registration, f"shape {features.shape} for grids of shape {grid_x.shape}; expected "
-                                             f"({grid_x.size}, {n_features}) or {(*grid_x.shape, n_features)}")
-        return grid_x, grid_y, features.reshape(grid_x.size, n_features)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _run_folder(self, action: str) -> RunFolder:
@@ -640,7 +554,7 @@ class Trainer:
             "device_identity": self.device_identity,
             "dataset_digests": self.dataset_digests,
             "epochs_recorded": len(self.history),
-            "history_digest": _history_digest(self.history),  # (of the history's lines: they go together)
+            "history_digest": history_digest(self.history),  # (of the history's lines: they go together)
             **self.selection.state(),
             **self.bump.state(),
         }
@@ -666,43 +580,12 @@ class Trainer:
                                     f"from Python ({shown_setting(trained_on_object)}, whose options the run does not "
                                     "record); resume it from Python with that object: Trainer(config, "
                                     "backend=<the object>, out_dir=..., resume=True)")
-        neutral = self.backend.result_neutral_options
-        saved = result_settings(_normalised(dict(state.get("config", {}), epochs=self.config.epochs)), neutral)
-        current = result_settings(self.config.to_dict(), neutral)
-        if saved != current:
-            differences = setting_differences(saved, current)
-            changes = "; ".join(f"{k}: {shown_setting(then)} in the checkpoint, {shown_setting(now)} now"
-                                for k, (then, now) in differences.items())
-            as_given = (" (option tables are compared as given: an option at its default value that the run did not "
-                        "give is a change too)") if any(key.endswith("_options") for key in differences) else ""
-            raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
-                                    f"resume with the run's own settings{as_given}")
-        trained_on = state.get("dataset_digests")  # (none in checkpoints written before runs recorded them)
-        changed = changed_splits(trained_on, self.dataset_digests) if isinstance(trained_on, dict) else []
-        if changed:
-            raise InvalidValueError(f"resume: the {', '.join(changed)} split(s) of dataset {self.config.dataset!r} "
-                                    "differ from those the run began with (its files changed, other dataset "
-                                    "options, or a loader that does not give the same data twice); resume with the "
-                                    "data it was trained on")
+        check_same_settings(state, self.config, self.backend.result_neutral_options, path)
+        check_same_data(state, self.config.dataset, self.dataset_digests)
         if state["epoch"] > self.config.epochs:
             raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {state['epoch']} epochs "
                                     f"already; resume it to at least that many, not {self.config.epochs}")
-        return state, self._checkpoint_history(state)
-
-    def _checkpoint_history(self, state: dict) -> list[EpochMetrics]:
-        """The history of the checkpoint's epochs, each record checked, and the history the
-        checkpoint was written after (the digest it records; none in older checkpoints)."""
-        folder = self.folder
-        history = [_epoch_metrics(record, number, folder)
-                   for number, record in enumerate(folder.read_history(state["epochs_recorded"]), start=1)]
-        recorded = state.get("history_digest")
-        if recorded is not None and recorded != _history_digest(history):
-            raise FileFormatError(f"{folder.history_file}: its first {len(history)} lines are not the history "
-                                  f"{folder.checkpoint} was written after (a checkpoint copied from another run, "
-                                  "or an edited history); a run resumes from its own checkpoint and history: put "
-                                  f"back this run's {folder.checkpoint.name}, or resume the other run in its own "
-                                  "folder (copy a run folder whole, with cp -r)")
-        return history
+        return state, checkpoint_history(self.folder, state)
 
     def _check_same_device(self, state: dict) -> None:
         """Refuse to resume on another device identity than the checkpoint's (another chip,
@@ -733,21 +616,21 @@ class Trainer:
         with self.folder.open_checkpoint() as data:
             self._check_same_device(state)
             params = self.model.params
-            for name, value in _parameter_arrays(data, params, "param.", path, required=True).items():
+            for name, value in parameter_arrays(data, params, "param.", path, required=True).items():
                 params[name[len("param."):]][...] = value
             steps = data.array("adam.steps", shape=(), kind="i") if "adam.steps" in data.names else None
             if steps is None or steps < 0:
                 raise FileFormatError(f"{path}: adam.steps is {'missing' if steps is None else int(steps)} (a damaged "
                                       "or edited checkpoint)")
-            moments = {prefix: _parameter_arrays(data, params, prefix, path, required=steps > 0)
+            moments = {prefix: parameter_arrays(data, params, prefix, path, required=steps > 0)
                        for prefix in ("adam.m.", "adam.v.")}
             if any((value < 0).any() for value in moments["adam.v."].values()):
                 raise FileFormatError(f"{path}: adam.v holds negative values (a damaged or edited checkpoint)")
             self.optimiser.load_state_arrays({"steps": steps, **{name[len("adam."):]: value for arrays in
                                                                   moments.values() for name, value in arrays.items()}})
             kept = self.selection.enabled and isinstance(state.get("best_epoch"), int) and state["best_epoch"] >= 1
-            best = _parameter_arrays(data, params, "best.", path, required=kept)
-            average = _parameter_arrays(data, params, "average.", path,
+            best = parameter_arrays(data, params, "best.", path, required=kept)
+            average = parameter_arrays(data, params, "average.", path,
                                         required=self.average.decay is not None and steps > 0)
         try:
             self.epoch = int(state["epoch"])
@@ -765,9 +648,6 @@ class Trainer:
         self.model.apply()
         if self.epoch < self.config.epochs:  # (a finished run that trains on is no longer finished at its old end)
             self.folder.reopen()
-
-
-_HISTORY_FIELDS = typing.get_type_hints(EpochMetrics)  # name -> int (a count) or float
 
 
 def _takes_no_arguments(function) -> bool:
@@ -789,42 +669,3 @@ def _stop_asked(should_stop) -> bool:
     if not isinstance(answer, (bool, np.bool_)):
         raise InvalidValueError(f"fit: should_stop() returned {answer!r}; expected True (stop) or False")
     return bool(answer)
-
-
-def _epoch_metrics(record: dict, number: int, folder: RunFolder) -> EpochMetrics:
-    """Line `number` of the history, `record`, as the trainer writes it: every field, counts as
-    whole numbers >= 0, the others as finite numbers; else an error naming the file and line."""
-    missing = [name for name in _HISTORY_FIELDS if name not in record]
-    unknown = [name for name in record if name not in _HISTORY_FIELDS]
-    if missing or unknown:
-        raise folder.history_fault(number, f"lacks {missing[0]}" if missing else f"has an unknown field {unknown[0]}")
-    for name, kind in _HISTORY_FIELDS.items():
-        value = record[name]
-        if kind is int:
-            fits = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        else:  # (abs: no NaN, no infinity, no integer beyond the floats)
-            fits = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
-        if not fits:
-            expected = "a whole number >= 0" if kind is int else "a finite number"
-            raise folder.history_fault(number, f"has {name} = {value!r}, expected {expected}")
-    return EpochMetrics(**record)
-
-
-def _history_digest(history: list[EpochMetrics]) -> str:
-    """SHA-256 (hex) of `history` as its lines in history.jsonl."""
-    digest = hashlib.sha256()
-    for metrics in history:
-        digest.update(history_line(asdict(metrics)).encode())
-    return digest.hexdigest()
-
-
-def _normalised(settings: dict) -> dict:
-    """Stored settings as this version writes them (e.g. `hidden = [5]` of an older run as 5),
-    or as they are if they do not make a config."""
-    try:  # (the shape of the values only: the run's components are checked where they are built)
-        return TrainingConfig.from_dict(settings, check_components=False).to_dict()
-    except (InvalidValueError, TypeError):
-        return settings
-
-
-
