@@ -986,6 +986,7 @@ def test_a_calibration_travels_once_then_by_digest_and_again_after_a_restart(sta
     (("reference", None), ("example", None), "owns device 'example', not 'reference'"),
     (("example", {"dt": 0.001}), ("example", {"dt": 0.05}), "was restarted with device options"),
     (("reference", {"n_threads": 1}), ("reference", {"n_threads": 2}), None),  # (result-neutral: was refused)
+    (("example", None), ("example", {"dt": 0.001}), None),  # (the default written out: was refused)
 ])
 def test_a_service_restarted_with_another_device_or_options_is_refused_unless_result_neutral(start_service, first, then,
                                                                                             message):

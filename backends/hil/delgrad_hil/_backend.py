@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import math
 import os
@@ -73,6 +74,17 @@ def _optional_text(value, name: str) -> str | None:
 class _ServiceChanged(BackendUnavailable):
     """The service at the address was restarted with other device options."""
 
+
+
+def _factory_defaults(device: str) -> dict:
+    """The default values of the keyword parameters of the factory registered for `device`
+    (none where Python cannot read its signature)."""
+    try:
+        signature = inspect.signature(backend_info(device).obj)
+    except (TypeError, ValueError, LookupError):
+        return {}
+    return {p.name: p.default for p in signature.parameters.values()
+            if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 class HilBackend(Backend):
     """A device behind a (local or shared) HIL service.
@@ -251,10 +263,12 @@ class HilBackend(Backend):
 
     def _results_differ(self, options: dict, before: dict) -> bool:
         """Whether device `options` may give other results than the options `before` (those the
-        device declares result-neutral aside, e.g. a thread count)."""
+        device declares result-neutral aside, e.g. a thread count; an option left out is its
+        default in the device's factory, e.g. chip 0 given or not)."""
         neutral = backend_info(self._service_device).details.get("result_neutral_options", frozenset())
-        return {k: v for k, v in options.items() if k not in neutral} != \
-            {k: v for k, v in before.items() if k not in neutral}
+        defaults = _factory_defaults(self._service_device)
+        return {k: v for k, v in {**defaults, **options}.items() if k not in neutral} != \
+            {k: v for k, v in {**defaults, **before}.items() if k not in neutral}
 
     def _check_device(self, info: dict, address: str) -> None:
         """The service's device must be the one asked for, installed here with the same
