@@ -49,8 +49,9 @@ def _forward_per_neuron():
 
 
 def _forward_layer_walk():
-    # no delays and tau_m = 2 tau_s: one walk per sample for the whole layer
-    layer, times = _layer("none", 2.0, 1000, 1000), _times(2000, 1000)
+    # no delays and tau_m = 2 tau_s: one walk per sample for the whole layer (8000 samples: about 2.5 s;
+    # with 2000, 0.6 s, the call ended before the tenth alarm on a quiet machine)
+    layer, times = _layer("none", 2.0, 1000, 1000), _times(8000, 1000)
     return lambda: dg.layer_forward(layer, times)
 
 
@@ -61,9 +62,9 @@ def _backward_per_synapse():
 
 
 def _backward_layer_wide():
-    # no delays and tau_m = 2 tau_s: the layer-wide backward pass
+    # no delays and tau_m = 2 tau_s: the layer-wide backward pass (4000 samples: about 2.5 s)
     layer = _layer("none", 2.0, 1000, 1000)
-    pre, post, gradient = _times(2000, 1000), _times(2000, 1000, 2.5), np.ones((2000, 1000))
+    pre, post, gradient = _times(4000, 1000), _times(4000, 1000, 2.5), np.ones((4000, 1000))
     return lambda: dg.layer_backward(layer, pre, post, gradient)
 
 
