@@ -182,10 +182,12 @@ def described(error: BaseException) -> str:
 def named_for(error: InvalidValueError, owner: str, context: str) -> InvalidValueError:
     """The error to raise for `error`, raised by `owner`'s own code (e.g. "backend 'x'"): a plain
     `InvalidValueError` gets "<owner><context>: " in front (its cause kept) unless its message
-    names the owner already; subclasses (e.g. `UnsupportedNetworkError`) stay as they are."""
-    if type(error) is not InvalidValueError or str(error).startswith(owner):
+    names the owner already (an `UnknownOptionError` keeps its class and names); other subclasses
+    (e.g. `UnsupportedNetworkError`) stay as they are."""
+    if type(error) not in (InvalidValueError, UnknownOptionError) or str(error).startswith(owner):
         return error
-    named = InvalidValueError(f"{owner}{context}: {error}")
+    named = type(error)(f"{owner}{context}: {error}", **({"names": error.names} if isinstance(error, UnknownOptionError)
+                                                        else {}))
     named.__cause__ = error
     return named
 

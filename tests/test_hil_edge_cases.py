@@ -108,6 +108,17 @@ def test_device_options_that_are_no_table_are_a_usage_error_naming_them(command,
         result.output
 
 
+def test_device_options_none_are_the_defaults_and_an_unknown_device_option_is_named_as_one():
+    """(device_options=None, the backend's own default, lost the device's training settings; an
+    unknown device option lost its "device_options:")"""
+    assert {**config_with_defaults({"backend": "mock-hil", "backend_options": {"device_options": None}}).to_dict(),
+            "backend_options": None} == {**config_with_defaults({"backend": "mock-hil"}).to_dict(), "backend_options": None}
+    with pytest.raises(dg.InvalidValueError, match=r"^device_options: backend 'bss2-emulator': unknown option\(s\) "
+                                                   r"chipx") as raised:
+        dg.get_backend("mock-hil", device_options={"chipx": 1})
+    assert not isinstance(raised.value, dg.UnknownOptionError)  # (its names are not mock-hil's options)
+
+
 def test_training_defaults_of_a_service_that_does_not_answer_are_those_of_the_device_named(monkeypatch):
     """(a SLURM login node that cannot reach the service plans the sweep its compute nodes run:
     the config is built without it, asked once; the run itself needs the service)"""

@@ -30,6 +30,7 @@ from delgrad_core import (
     FileFormatError,
     InvalidResultError,
     InvalidValueError,
+    UnknownOptionError,
     backend_info,
     get_backend,
 )
@@ -181,8 +182,9 @@ class HilBackend(Backend):
                 try:
                     self._model = get_backend(name, **self.device_options)
                 except InvalidValueError as exc:
-                    if type(exc) is not InvalidValueError:  # (e.g. a device that is not installed)
+                    if type(exc) not in (InvalidValueError, UnknownOptionError):
                         raise
+                    # (not an UnknownOptionError: the names are the device's options, not mock-hil's)
                     raise InvalidValueError(f"device_options: {exc}") from exc
             else:
                 self._session()  # the service says which device it owns

@@ -70,7 +70,7 @@ def device_training_defaults(options: dict) -> dict:
     node, which plans a sweep that compute nodes run) leaves the defaults of the device named,
     with its default options: the run itself greets the service, or fails to.  What a service
     said, or that it did not answer, holds for a minute (a sweep builds the config of every run)."""
-    if not isinstance(options.get("device_options", {}), dict):  # (refused, naming it, when the backend is built)
+    if not isinstance(options.get("device_options") or {}, dict):  # (refused, naming it, when the backend is built)
         return {}
     if options.get("address") is None:
         return _registered_defaults(options.get("device") or DEFAULT_DEVICE, options.get("device_options") or {})
