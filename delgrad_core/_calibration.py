@@ -202,30 +202,23 @@ def _key_value(value):
     return value.tolist() if isinstance(value, np.ndarray) else str(value)
 
 
-def _check_key_part(value, name: str) -> None:
-    """Refuse what would give two different settings one key, or no JSON: tables whose keys are
-    not strings ({1: 2} and {"1": 2} wrote alike) and numbers that are not finite."""
+def _typed_keys(value):
+    """`value` with the keys of its tables that are not strings written with their type
+    ({1: 2} as {"<int> 1": 2}: JSON writes 1 as "1", and {1: 2} shared a key with {"1": 2});
+    tables with string keys, and everything else, as they are."""
     if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidValueError(f"{name}: table keys must be strings (JSON writes {key!r} as {str(key)!r}), "
-                                        f"got {key!r}")
-            _check_key_part(item, f"{name}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_key_part(item, f"{name}[{index}]")
-    elif (isinstance(value, (float, np.floating)) or isinstance(value, np.ndarray) and value.dtype.kind == "f") \
-            and not np.all(np.isfinite(value)):
-        raise InvalidValueError(f"{name}: expected finite numbers, got {value!r}")
+        return {key if isinstance(key, str) else f"<{type(key).__name__}> {key}": _typed_keys(item)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_typed_keys(item) for item in value]
+    return value
 
 
 def calibration_key(backend_name: str, **depends_on) -> str:
     """``<backend>-<hash>``: a cache key from everything a calibration depends on (JSON values;
     numpy numbers as the numbers they equal, numpy arrays by their values, other objects by
-    their text, which must identify them; no NaN or infinity, table keys strings)."""
+    their text, which must identify them; table keys other than strings with their type)."""
     if not isinstance(backend_name, str):
         raise InvalidValueError(f"backend_name: expected the backend's name (a str), got {type(backend_name).__name__}")
-    for name, value in depends_on.items():
-        _check_key_part(value, name)
-    payload = json.dumps({"backend": backend_name, **depends_on}, sort_keys=True, default=_key_value)
+    payload = json.dumps({"backend": backend_name, **_typed_keys(depends_on)}, sort_keys=True, default=_key_value)
     return f"{backend_name}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
