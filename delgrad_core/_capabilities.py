@@ -46,7 +46,10 @@ def _real_numbers(values) -> tuple:
     string or bytes, whose characters are not numbers, a table, or anything else)."""
     if isinstance(values, (str, bytes, bytearray, Mapping)) or not isinstance(values, Iterable):
         return ()
-    values = list(values)
+    try:
+        values = list(values)
+    except TypeError:  # (a 0-d array: iterable by its type, not by its shape)
+        return ()
     if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in values):
         return ()
     return tuple(float(v) for v in values)

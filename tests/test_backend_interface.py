@@ -38,7 +38,7 @@ def _net(sizes=(4, 10, 3), kind="none", tau_m=2.0, seed=0):
 
 @pytest.mark.parametrize("field, value", [("tau_ratios", "12"), ("tau_ratios", b"2"), ("tau_ratios", ["2"]),
                                           ("tau_ratios", [True]), ("delay_range", b"05"), ("delay_range", "05"),
-                                          ("delay_range", {0: 1, 5: 2})])
+                                          ("delay_range", {0: 1, 5: 2}), ("tau_ratios", np.array(2.0))])
 def test_capabilities_refuse_text_and_tables_for_numbers(field, value):
     """(a string's characters, bytes' codes or a table's keys were read as the numbers: "12" gave
     the ratios 1 and 2, b"2" the ratio 50)"""
