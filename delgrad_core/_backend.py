@@ -264,8 +264,8 @@ class Backend(abc.ABC):
                         f"{prefix} tau_m/tau_s ratio {ratio:.12g} in layer {population.name!r} (supports: {allowed})",
                         capability="tau_ratios",
                     )
-        reason = self._on_snapshot("check_resources", self.check_resources, network, "checking its resources",
-                                   "do not change it")
+        with self._on_snapshot(network, "checking its resources", "check_resources", "do not change it") as snapshot:
+            reason = self.check_resources(snapshot)
         if reason is not None and not isinstance(reason, str):
             raise InvalidResultError(f"backend {self.name!r}: check_resources returned {type(reason).__name__}, "
                                      "not a reason (str) or None")
@@ -287,12 +287,8 @@ class Backend(abc.ABC):
                                     f"{type(progress).__name__}")
         if network is not None:
             self.check_supported(network)
-        if network is None:
-            with self._failures_named("calibrating"):
-                calibration = self._calibrate(None, seed, progress)
-        else:
-            calibration = self._on_snapshot("_calibrate", lambda snapshot: self._calibrate(snapshot, seed, progress),
-                                            network, "calibrating", "do not change it")
+        with self._on_snapshot(network, "calibrating", "_calibrate", "do not change it") as snapshot:
+            calibration = self._calibrate(snapshot, seed, progress)
         if not isinstance(calibration, Calibration):
             raise InvalidResultError(
                 f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not a Calibration"
@@ -319,6 +315,7 @@ class Backend(abc.ABC):
             raise InvalidValueError(f"request: expected an ExecutionRequest, or a Network with input_spike_times, got "
                                     f"{type(request).__name__}")
         else:
+            request = request.frozen_copy()  # (the snapshot the request holds: copied once, checked once)
             self.check_supported(request)  # an unsupported network is refused before its inputs are read
             if input_spike_times is None:
                 raise InvalidValueError("input_spike_times: required when executing a network")
@@ -448,8 +445,9 @@ class Backend(abc.ABC):
     def represent_checked(self, network: Network) -> Network:
         """`represent(network)`, checked: a network of the same layer sizes and delay kinds
         (`InvalidResultError` naming the backend otherwise)."""
-        represented = self._on_snapshot("represent", self.represent, network, "representing the network",
-                                        "build and return a new Network instead of changing it")
+        with self._on_snapshot(network, "representing the network", "represent",
+                               "build and return a new Network instead of changing it") as snapshot:
+            represented = self.represent(snapshot)
         if not isinstance(represented, Network):
             raise InvalidResultError(f"backend {self.name!r}: represent returned {type(represented).__name__}, "
                                      "not a Network")
@@ -462,14 +460,16 @@ class Backend(abc.ABC):
                 "change weights, delays and neuron parameters")
         return represented
 
-    def _on_snapshot(self, hook_name: str, hook, network: Network, doing: str, advice: str):
-        """`hook(snapshot)`, the backend's own `hook_name`, given a read-only snapshot of
-        `network` (never the caller's arrays), its failures named (`_failures_named(doing)`); a
-        write to the snapshot is told to the plugin's author with `advice`."""
-        snapshot = network.frozen_copy()
+    @contextlib.contextmanager
+    def _on_snapshot(self, network: Network | None, doing: str, hook_name: str, advice: str):
+        """Within: the backend's own `hook_name` runs on the read-only snapshot of `network` this
+        yields (never the caller's arrays; None for None), its failures named
+        (`_failures_named(doing)`); a write to the snapshot is told to the plugin's author with
+        `advice`."""
+        snapshot = None if network is None else network.frozen_copy()
         try:
             with self._failures_named(doing):
-                return hook(snapshot)
+                yield snapshot
         except BackendError as exc:
             if not isinstance(exc.__cause__, ValueError) or "read-only" not in str(exc.__cause__):
                 raise
