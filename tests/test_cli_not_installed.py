@@ -48,6 +48,20 @@ def test_resume_of_a_run_whose_backend_is_gone_says_so_not_damaged(reference_run
     assert (reference_run / "checkpoint.npz").exists()
 
 
+def test_resume_and_evaluate_of_a_run_whose_backend_registration_was_refused_say_so(reference_run, monkeypatch):
+    """(a backend installed, but whose registration was refused at load, e.g. for a typo in its
+    training defaults, was said to be "not installed")"""
+    plugins = _only(monkeypatch, "bss2-emulator")
+    plugins.refused[("backend", "reference")] = "distribution 'delgrad-reference' registers it, but its " \
+                                                "registration was refused: training_defaults: unknown setting(s) x"
+    for command in ([*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume"], ["evaluate", str(reference_run)]):
+        result = cli_runner().invoke(main, command)
+        message = " ".join(result.stderr.split())
+        assert result.exit_code == 1 and "the run was trained with backend 'reference', which cannot be used: " \
+            "distribution 'delgrad-reference' registers it, but its registration was refused: training_defaults: " \
+            "unknown setting(s) x;" in message and "not installed" not in message, result.output
+
+
 def test_resume_with_no_backend_installed_names_the_runs_backend(reference_run, monkeypatch):
     _only(monkeypatch)
     result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume"])

@@ -254,6 +254,10 @@ def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUG
         installed = registry().names(kind)
         if name in installed:
             continue
+        refused = registry().refused.get((kind, name))
+        if refused is not None:  # (installed, but its registration was refused: not "not installed")
+            raise UnknownNameError(f"{where}: the run was trained with {kind} {name!r}, which cannot be used: "
+                                   f"{refused}; {what.replace('{option}', f'--{kind}')}")
         hint = installation_hint(kind, name, installed)
         facts = [f"installed: {', '.join(installed)}" if installed else f"no {kind} is installed"] + \
             ([hint] if hint else [])
