@@ -108,7 +108,7 @@ def _refuse_a_name_clash(name: str) -> None:
 
 
 def _origin(name: str) -> str:
-    """" from distribution D V" for registered backend `name` ('' if unknown)."""
+    """Where registered backend `name` comes from: " from distribution D V" ('' if unknown)."""
     from delgrad_core._plugins import registry
 
     try:
