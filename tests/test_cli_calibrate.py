@@ -165,3 +165,16 @@ def test_a_lost_stop_signal_during_calibrate_reports_nothing(registered, monkeyp
     result = cli_runner().invoke(main, ["calibrate", "--backend", "caching", "--no-progress"])
     assert result.exit_code == 143 and "interrupted" in result.stderr, result.output
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["train", "--epochs", "1", "--hidden", "3"], ["calibrate"],
+                                     ["evaluate", "."]])
+def test_a_bad_thread_count_variable_is_a_usage_error_before_any_work(command, monkeypatch, tmp_path):
+    """(it was found at the first job, after the data was loaded and the backend calibrated, and
+    said "backend 'reference' while executing: DELGRAD_NUM_THREADS: ...")"""
+    monkeypatch.setenv("DELGRAD_NUM_THREADS", "abc")
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner().invoke(main, [*command, *(["--out", "run"] if command[0] == "train" else [])])
+    assert result.exit_code == 2 and "DELGRAD_NUM_THREADS: expected an integer from 1 to 256, got 'abc'" in \
+        result.output and "backend" not in result.output.split("Error:")[-1], result.output
+    assert not (tmp_path / "run").exists()

@@ -9,7 +9,7 @@ import warnings
 import click
 
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
-from delgrad_core.cli._settings import BACKEND_OPTION, SEEDS
+from delgrad_core.cli._settings import BACKEND_OPTION, SEEDS, check_thread_variable
 
 __all__ = ["calibrate"]
 
@@ -92,6 +92,7 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     from delgrad_core._errors import UnknownNameError
     from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
+    check_thread_variable()
     options = backend_options  # (parsed by the option's callback: a new dict)
     if chip is not None:
         if options.get("chip", chip) != chip:

@@ -221,6 +221,17 @@ def _options_named(message: str, field: str) -> set:
     return {option.group(1)} if option else set()
 
 
+def check_thread_variable() -> None:
+    """A bad $DELGRAD_NUM_THREADS as a usage error before any work (it was found at the first
+    job, after the data was loaded and the backend calibrated, and named as the backend's error)."""
+    from delgrad_core._propagation import default_num_threads
+
+    try:
+        default_num_threads()
+    except InvalidValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 PLUGIN_SETTINGS = ("backend", "dataset", "loss", "encoder")  # (settings naming what a plugin registers)
 
 

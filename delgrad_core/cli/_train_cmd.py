@@ -17,8 +17,8 @@ from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, s
 from delgrad_core._errors import (BackendError, DelgradError, FileFormatError, InvalidValueError,
                                   UnsupportedNetworkError)
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, check_out_names, command_line_settings,
-    given_once, one_or_list, refuse_not_installed, refuse_set_twice, with_its_file, with_tables,
+    BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, check_out_names, check_thread_variable,
+    command_line_settings, given_once, one_or_list, refuse_not_installed, refuse_set_twice, with_its_file, with_tables,
     without_replaced_options)
 
 
@@ -126,6 +126,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     from delgrad_core.training._parameters import SettingsConflictError
     from delgrad_core.training._trainer import BackendOptionsError
 
+    check_thread_variable()
     options = dict(backend=backend, dataset=dataset, hidden=hidden, delays=delays, tau_ratio=tau_ratio,
                    epochs=epochs, batch_size=batch_size, seed=seed, loss=loss)
     refuse_set_twice(set_settings, {**options, "backend_options": backend_options, "dataset_options": dataset_options})
