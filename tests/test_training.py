@@ -1830,7 +1830,8 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
     # (lr_factor went unchecked: NaN parameters, or a climb up the loss; a failing step changed the moments first)
     for grads, factor, message in (({"w": np.ones((3, 4))}, np.nan, r"lr_factor: expected a finite number >= 0, got nan"),
                                    ({"w": np.ones((3, 4))}, -100, r"lr_factor: expected a finite number >= 0, got -100"),
-                                   ({"w": [["x"] * 4] * 3}, 1.0, r"grads\['w'\]: expected an array of numbers, got list")):
+                                   ({"w": [["x"] * 4] * 3}, 1.0,
+                                    r"grads\['w'\]: expected an array of real numbers, got strings")):
         with pytest.raises(dg.InvalidValueError, match=message):
             adam.step(params, grads, lr_factor=factor)
     read_only = np.zeros((3, 4))

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core._ir import real_array
 from delgrad_core._numbers import checked_number
 from delgrad_core.datasets._dataset import Dataset
 
@@ -129,17 +130,10 @@ def yin_yang_samples(
 def yin_yang_plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Features (x, y, 1 - x, 1 - y) of points of the plane (for decision maps): `x` and `y`
     arrays of one shape, of finite numbers."""
-    coordinates = []
-    for name, value in (("x", x), ("y", y)):
-        try:
-            if value is None:
-                raise TypeError
-            array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidValueError(f"{name}: expected an array of numbers, got {value!r:.80}") from None
+    coordinates = [real_array(x, "x"), real_array(y, "y")]
+    for name, array in zip("xy", coordinates):
         if not np.all(np.isfinite(array)):
             raise InvalidValueError(f"{name}: expected finite numbers, got NaN or infinity")
-        coordinates.append(array)
     if coordinates[0].shape != coordinates[1].shape:
         raise InvalidValueError(f"x, y: expected arrays of one shape, got {coordinates[0].shape} and "
                                 f"{coordinates[1].shape}")

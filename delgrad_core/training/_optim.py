@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core._ir import real_array
 from delgrad_core.training._config import MAX_STEP_SIZE, _number, check_adam_betas
 
 __all__ = ["Adam", "step_decay_factor"]
@@ -91,10 +92,7 @@ class Adam:
                                     f"{getattr(param, 'dtype', type(param).__name__)}")
         if not param.flags.writeable:
             raise InvalidValueError(f"params[{name!r}]: read-only; the step updates the parameters in place")
-        try:
-            grad = np.asarray(grad, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidValueError(f"grads[{name!r}]: expected an array of numbers, got {type(grad).__name__}") from None
+        grad = real_array(grad, f"grads[{name!r}]")
         if grad.shape != param.shape:
             raise InvalidValueError(f"grads[{name!r}]: expected shape {param.shape}, got {grad.shape}")
         if not np.all(np.isfinite(grad)):
@@ -124,10 +122,7 @@ class Adam:
             if kind not in ("m", "v") or name not in self.group_of:
                 raise InvalidValueError(f"state[{key!r}]: expected 'steps', 'm.NAME' or 'v.NAME' for a parameter of "
                                         f"this optimiser ({', '.join(sorted(self.group_of))})")
-            try:
-                array = np.array(value, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise InvalidValueError(f"state[{key!r}]: expected an array of numbers") from None
+            array = real_array(value, f"state[{key!r}]").copy()  # (its own: the steps change it in place)
             if not np.all(np.isfinite(array)) or (kind == "v" and np.any(array < 0)):
                 raise InvalidValueError(f"state[{key!r}]: expected finite numbers{', >= 0' if kind == 'v' else ''}")
             moments[key] = array
