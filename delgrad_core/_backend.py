@@ -286,6 +286,7 @@ class Backend(abc.ABC):
             raise InvalidValueError(f"progress: expected None or a callable progress(done, total), got "
                                     f"{type(progress).__name__}")
         if network is not None:
+            network = network.frozen_copy()  # (one snapshot for the check and for _calibrate)
             self.check_supported(network)
         with self._on_snapshot(network, "calibrating", "_calibrate", "do not change it") as snapshot:
             calibration = self._calibrate(snapshot, seed, progress)
