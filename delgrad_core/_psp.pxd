@@ -72,6 +72,16 @@ cdef inline double lambert_w0(double x) noexcept nogil:
     return w
 
 
+cdef inline double step_from_start_slope(double u0, double i0, double theta,
+                                        double tau_m) noexcept nogil:
+    """s = (theta - u0) / u'(0) with u'(0) = i0 - u0 / tau_m, for a membrane rising at the start.
+
+    The crossing of a membrane that starts within ulps of theta, where the exact root rounds to
+    s <= 0 (docs/model.md §2); it keeps the crossing after the start, so its input stays causal.
+    """
+    return (theta - u0) * tau_m / (i0 * tau_m - u0)
+
+
 cdef inline double crossing_ratio_one(double u0, double i0, double length, double theta,
                                       double tau) noexcept nogil:
     """First s in [0, length] with (u0 + i0 s) e^{-s/tau} = theta, or -1 (docs/model.md §2, Lambert W).
@@ -91,7 +101,7 @@ cdef inline double crossing_ratio_one(double u0, double i0, double length, doubl
         return -1.0
     s = -tau * lambert_w0(arg) - u0 / i0
     if s <= 0.0:
-        return (theta - u0) * tau / (i0 * tau - u0) if i0 * tau > u0 else -1.0
+        return step_from_start_slope(u0, i0, theta, tau) if i0 * tau > u0 else -1.0
     if s > length:
         return -1.0
     return s
@@ -136,7 +146,7 @@ cdef inline double crossing_ratio_two(double u0, double i0, double decay_end, do
     s = -tau_m * log1p(-y) if y < 1.0 else -tau_m * log(x)
     if s > 0.0:
         return s
-    return (theta - u0) * tau_m / (a - u0) if a > u0 else 0.0
+    return step_from_start_slope(u0, i0, theta, tau_m) if a > u0 else 0.0
 
 
 cdef inline double membrane(double s, double u0, double i0, double tau_m, double tau_s) noexcept nogil:
