@@ -80,6 +80,17 @@ def test_out_with_a_folder_name_too_long_is_a_usage_error(tmp_path, command):
         assert "is 300 bytes long, more than the file system allows; choose a shorter name" in message
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a /proc file system")
+@pytest.mark.parametrize("out", ["/proc/self", "/proc/self/run"])
+def test_out_on_a_file_system_that_takes_no_new_files_says_so(out):
+    """(/proc answers "no such file" to a new file or folder: not a folder that others remove)"""
+    result = cli_runner().invoke(main, ["train", "--epochs", "1", "--hidden", "3", "--out", out])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert f"Error: {out}: cannot make the folder or its lock file (No such file or directory, 5 times)" in message
+    assert "in use by other processes" not in message
+
+
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     reader, writer = os.pipe()
     os.close(reader)  # (as `| head -1` once head has its line)

@@ -206,6 +206,7 @@ def _locked(path: Path, key: str, files) -> tuple:
     """(open lock file, locked, recorded in _HELD; the folder's entries before; whether the
     folder was made for this run) of folder `path`, made if missing.  A lock file or folder that
     its last holder removed between this process opening and locking it is taken again."""
+    missing = None  # (the last "no such file" met making the folder or its lock file)
     for _ in range(_LOCK_ATTEMPTS):
         if _other_than_a_folder(path):
             raise RunFolderError(f"{path}: exists and is not a folder")
@@ -215,10 +216,12 @@ def _locked(path: Path, key: str, files) -> tuple:
             path.mkdir(parents=True, exist_ok=True)
             found = _entries(path)  # (a lock made here for a folder it then leaves as it was goes again)
             handle = open(path / _LOCK_NAME, "a+")
-        except (FileNotFoundError, FileExistsError):
+        except (FileNotFoundError, FileExistsError) as exc:
+            missing = exc
             continue  # (the folder was removed since it was found, made or found made)
         except OSError as exc:
             raise RunFolderError(f"{path}: cannot use this folder ({exc.strerror or exc})") from None
+        missing = None
         try:
             with _HELD_LOCK:  # (a fork between taking the lock and recording it would pass the lock on)
                 _lock(handle, path)
@@ -235,6 +238,10 @@ def _locked(path: Path, key: str, files) -> tuple:
             _let_go(key, handle)
             raise
         _let_go(key, handle)
+    if missing is not None:  # (e.g. /proc, where nothing new can be made, says "no such file")
+        raise RunFolderError(f"{path}: cannot make the folder or its lock file ({missing.strerror or missing}, "
+                             f"{_LOCK_ATTEMPTS} times): a file system that takes no new files there, or other "
+                             "processes removing the folder as it is made; choose another folder")
     raise FolderInUseError(f"{path}: in use by other processes, which start and end runs there one after another "
                            "(its lock file was removed each time this process took it); wait for them to finish or "
                            "choose another folder")
