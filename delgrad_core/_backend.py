@@ -286,6 +286,9 @@ class Backend(abc.ABC):
             raise InvalidValueError(f"progress: expected None or a callable progress(done, total), got "
                                     f"{type(progress).__name__}")
         if network is not None:
+            if not isinstance(network, Network):
+                raise InvalidValueError(f"network: expected None or a delgrad_core.Network, got "
+                                        f"{type(network).__name__}")
             network = network.frozen_copy()  # (one snapshot for the check and for _calibrate)
             self.check_supported(network)
         with self._on_snapshot(network, "calibrating", "_calibrate", "do not change it") as snapshot:

@@ -202,13 +202,21 @@ def _key_value(value):
     return value.tolist() if isinstance(value, np.ndarray) else str(value)
 
 
+def _typed_key(key) -> str:
+    """A table's `key` as text: a string as it is (unless it begins with "<", the mark of the
+    others), anything else with its type ({1: 2} as {"<int> 1": 2}: JSON writes 1 as "1", and
+    {1: 2} shared a key with {"1": 2}), a numpy number as the Python number it equals."""
+    if isinstance(key, str):
+        return f"<str> {key}" if key.startswith("<") else key
+    if isinstance(key, np.generic) and isinstance(key.item(), (bool, int, float)):
+        key = key.item()
+    return f"<{type(key).__name__}> {key}"
+
+
 def _typed_keys(value):
-    """`value` with the keys of its tables that are not strings written with their type
-    ({1: 2} as {"<int> 1": 2}: JSON writes 1 as "1", and {1: 2} shared a key with {"1": 2});
-    tables with string keys, and everything else, as they are."""
+    """`value` with the keys of its tables as `_typed_key` writes them; everything else as it is."""
     if isinstance(value, dict):
-        return {key if isinstance(key, str) else f"<{type(key).__name__}> {key}": _typed_keys(item)
-                for key, item in value.items()}
+        return {_typed_key(key): _typed_keys(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_typed_keys(item) for item in value]
     return value

@@ -182,6 +182,11 @@ def test_calibration_key_depends_on_what_it_is_given():
         calibration_key("toy", chip=3, on=True, gain=1.5)
     # ({1: 2} and {"1": 2} had one key; tuples, lists and string-keyed tables keep theirs)
     assert calibration_key("toy", targets={1: 2}) != calibration_key("toy", targets={"1": 2})
+    # (a numpy number as a table's key was keyed by its type, "<int64> 3", another key than 3's; and
+    # the text "<int> 3" as a key shared 3's)
+    assert calibration_key("toy", trims={np.int64(3): 1.0, np.bool_(True): 2}) == \
+        calibration_key("toy", trims={3: 1.0, True: 2})
+    assert calibration_key("toy", trims={"<int> 3": 1.0}) != calibration_key("toy", trims={3: 1.0})
     assert calibration_key("toy", trims=(1, 2), t={"a": [1.0, {"b": None}]}) == \
         calibration_key("toy", trims=[1, 2], t={"a": [1.0, {"b": None}]})
     assert calibration_key("toy", timeout=float("inf")) == calibration_key("toy", timeout=float("inf"))
@@ -574,6 +579,14 @@ def test_closing_errors_are_named_and_do_not_hide_the_error_that_ended_the_block
         with pytest.raises(ZeroDivisionError):
             with _Wayward(close=_fail(OSError("device gone"))):
                 raise ZeroDivisionError
+
+
+def test_calibrate_refuses_a_network_that_is_not_one():
+    """(it met the object's missing frozen_copy: AttributeError)"""
+    for network in ("x", 3):
+        with pytest.raises(InvalidValueError, match=f"^network: expected None or a delgrad_core.Network, got "
+                                                    f"{type(network).__name__}$"):
+            MockBackend().calibrate(network)
 
 
 def test_a_calibration_of_another_backend_is_refused_where_it_is_made():
