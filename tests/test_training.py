@@ -1847,6 +1847,12 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
                            ({"steps": 1, "m.q": np.ones(1), "v.q": np.ones(1)}, r"state\['m.q'\]: expected 'steps', ")):
         with pytest.raises(dg.InvalidValueError, match=message):
             adam.load_state_arrays(state)
+    # (a state loaded for parameters of another shape failed in numpy's broadcast, after counting the step)
+    adam.load_state_arrays({"steps": 1, "m.w": np.zeros((2, 3)), "v.w": np.zeros((2, 3))})
+    with pytest.raises(dg.InvalidValueError, match=r"params\['w'\]: shape \(3, 4\), but the optimiser's state for it "
+                                                   r"has shape \(2, 3\) \(loaded for other parameters\)"):
+        adam.step(params, {"w": np.ones((3, 4))})
+    assert adam.steps == 1 and not adam.first_moment["w"].any()
     with pytest.raises(dg.InvalidValueError, match="group_of: expected a dict, got list"):
         Adam({"w": 0.1}, ["w"])
     model = TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"),

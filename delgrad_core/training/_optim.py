@@ -95,6 +95,10 @@ class Adam:
         grad = real_array(grad, f"grads[{name!r}]")
         if grad.shape != param.shape:
             raise InvalidValueError(f"grads[{name!r}]: expected shape {param.shape}, got {grad.shape}")
+        moment = self.first_moment.get(name)
+        if moment is not None and moment.shape != param.shape:  # (a state loaded for other parameters)
+            raise InvalidValueError(f"params[{name!r}]: shape {param.shape}, but the optimiser's state for it has "
+                                    f"shape {moment.shape} (loaded for other parameters)")
         if not np.all(np.isfinite(grad)):
             raise InvalidValueError(f"grads[{name!r}]: contains NaN or inf")
         return grad
