@@ -83,18 +83,20 @@ def _profile(backend: Backend) -> ConformanceProfile:
     return profile
 
 
-def _refuse_loose(profile: ConformanceProfile, *names: str) -> None:
+def _refuse_loose(profile: ConformanceProfile, *names: str, check: str | None = None) -> None:
     """Fail a check that judges by the statistical tolerances `names` of `profile` where they are
-    looser than the suite accepts (only where a check reads them: an exact backend, or one that
-    declares agreement unsupported, may leave them anywhere)."""
+    looser than the suite accepts (only where a check reads them: an exact backend may leave them
+    anywhere).  `check`: the name under which the check can be declared unsupported, if any."""
     loose = [f"{name} {getattr(profile, name):g} tau_s (at most {LOOSEST_PROFILE[name]:g})" for name in names
              if name in LOOSEST_PROFILE and getattr(profile, name) > LOOSEST_PROFILE[name]]
     if "min_silence_agreement" in names and profile.min_silence_agreement < LEAST_SILENCE_AGREEMENT:
         loose.append(f"min_silence_agreement {profile.min_silence_agreement:g} (at least {LEAST_SILENCE_AGREEMENT:g})")
     if loose:
+        advice = (f"declare {check!r} unsupported instead, with the reason" if check is not None else
+                  "this check reads them whatever the backend declares unsupported: declare tolerances within these "
+                  "limits")
         pytest.fail(f"the backend's conformance_profile() is looser than the suite accepts: {'; '.join(loose)}; a "
-                    "backend that far from the model does not conform (declare the checks it cannot take part in "
-                    "as unsupported instead, with the reason)", pytrace=False)
+                    f"backend that far from the model does not conform ({advice})", pytrace=False)
 
 
 def _skip_if_declared_unsupported(backend: Backend, check: str) -> None:
@@ -549,7 +551,7 @@ def _disagreements(backend: Backend, ran, expected: list, observed: list) -> lis
     reference's `expected` beyond the backend's profile (exact, or statistical)."""
     profile, exact = _profile(backend), backend.capabilities.exact
     if not exact:
-        _refuse_loose(profile, "max_median_error", "min_silence_agreement")
+        _refuse_loose(profile, "max_median_error", "min_silence_agreement", check="agreement")
     problems = []
     for k, agreement in enumerate(compare_layers(expected, observed)):
         problem = (agreement.exact_problem(profile.exact_tolerance) if exact else
