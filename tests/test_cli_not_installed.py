@@ -60,6 +60,8 @@ def test_resume_and_evaluate_of_a_run_whose_backend_registration_was_refused_say
         assert result.exit_code == 1 and "the run was trained with backend 'reference', which cannot be used: " \
             "distribution 'delgrad-reference' registers it, but its registration was refused: training_defaults: " \
             "unknown setting(s) x;" in message and "not installed" not in message, result.output
+        # (it advised installing what is installed)
+        assert "install it" not in message and "fine: mend or upgrade the distribution that registers it" in message
 
 
 def test_resume_with_no_backend_installed_names_the_runs_backend(reference_run, monkeypatch):

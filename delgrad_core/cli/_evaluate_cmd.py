@@ -123,9 +123,9 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if stored:
         source = f" (settings: the run's, from {path}/metrics.json)"
         refuse_not_installed(stored, {"backend": backend, "dataset": dataset}, path,
-                              "the run folder is fine: install it to evaluate the run as trained, or name another "
+                              "the run folder is fine: {remedy} to evaluate the run as trained, or name another "
                               "with {option}" + source, kinds=("backend", "dataset"))
-        refuse_not_installed(stored, {}, path, "the run folder is fine: install it to evaluate the run" + source,
+        refuse_not_installed(stored, {}, path, "the run folder is fine: {remedy} to evaluate the run" + source,
                               kinds=("encoder",))
     try:
         config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)

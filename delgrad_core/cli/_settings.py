@@ -254,7 +254,8 @@ def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUG
     """Refuse a run whose own settings (`stored`) name a backend, dataset, loss or encoder (of
     `kinds`) that is not installed (not any more), unless another one is `given` here instead:
     the run is fine, the plugin is missing (not a usage error, not a damaged file).  `what`: the
-    end of the message ({option}: --backend, ... for the kind)."""
+    end of the message ({option}: --backend, ... for the kind; {remedy}: "install it", or what to
+    do with a plugin installed but refused)."""
     from delgrad_core._errors import UnknownNameError, naming_the_plugins_seen
     from delgrad_core._plugins import installation_hint, registry
 
@@ -268,13 +269,21 @@ def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUG
         refused = registry().refused.get((kind, name))
         if refused is not None:  # (installed, but its registration was refused: not "not installed")
             raise UnknownNameError(f"{where}: the run was trained with {kind} {name!r}, which cannot be used: "
-                                   f"{refused}; {what.replace('{option}', f'--{kind}')}")
+                                   f"{refused}; " + _filled(what, option=f"--{kind}", remedy="mend or upgrade the "
+                                                                  "distribution that registers it"))
         hint = installation_hint(kind, name, installed)
         facts = [f"installed: {', '.join(installed)}" if installed else f"no {kind} is installed"] + \
             ([hint] if hint else [])
         raise UnknownNameError(naming_the_plugins_seen(  # (a plugin that failed to load is the likely cause)
             f"{where}: the run was trained with {kind} {name!r}, which is not installed ({'; '.join(facts)}); "
-            f"{what.replace('{option}', f'--{kind}')}", registry().failures))
+            + _filled(what, option=f"--{kind}", remedy="install it"), registry().failures))
+
+
+def _filled(text: str, **fields: str) -> str:
+    """`text` with each {NAME} of `fields` replaced (str.format would also read braces of a path)."""
+    for name, value in fields.items():
+        text = text.replace(f"{{{name}}}", value)
+    return text
 
 
 def _shown(value) -> str:

@@ -73,7 +73,7 @@ def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
     from delgrad_core.training import config_with_defaults
 
     given = given or {}
-    refuse_not_installed(stored, given, checkpoint, "the checkpoint is fine: install it, then resume again")
+    refuse_not_installed(stored, given, checkpoint, "the checkpoint is fine: {remedy}, then resume again")
     replaced = {kind: given[kind] for kind in PLUGIN_SETTINGS if given.get(kind) is not None}
     if not all(isinstance(name, str) and name in registry().names(kind) for kind, name in replaced.items()):
         return  # (refused as given here, a usage error, when the settings are checked)
