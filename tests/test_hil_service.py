@@ -542,6 +542,7 @@ def test_a_result_that_cannot_arrive_within_timeout_s_is_named_with_its_size(sta
                 said.append(str(exc))
         if not said[-1].startswith("no answer from"):
             break
+    assert said, "the 32.5 MB reply arrived within 0.02 s in each of 4 tries"
     assert re.search(r"job [0-9a-f]{12} failed at .* after 2 attempts .*; last: the job finished at the service \(a "
                      r"result of 32\.5 MB\), but its reply did not arrive within timeout_s=0.02 s .*raise timeout_s",
                      said[-1]), said
