@@ -1,6 +1,7 @@
 """Training: optimiser, parameter maps, trainer determinism, resume, checkpoints and the CLI."""
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -763,12 +764,30 @@ def test_evaluation_runs_jobs_of_the_evaluation_batch_size_each_with_its_own_see
 
     network = dg.Network.feedforward([4, 6, 3], seed=0)
     inputs = np.random.default_rng(0).uniform(0.15, 2.0, (100, 4))
-    backend = MockBackend(capabilities=dg.Capabilities(exact=True, max_batch_size=limit))
-    seeds = iter(range(7, 100))
-    output = output_spike_times(backend, network, inputs, None, lambda: next(seeds), batch_size)
-    assert [request.batch_size for request in backend.requests] == jobs
-    assert [request.seed for request in backend.requests] == list(range(7, 7 + len(jobs)))
-    np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
+    for seed_independent in (False, True):
+        backend = MockBackend(capabilities=dg.Capabilities(exact=True, max_batch_size=limit,
+                                                           seed_independent=seed_independent))
+        seeds = iter(range(7, 100))
+        output = output_spike_times(backend, network, inputs, None, lambda: next(seeds), batch_size)
+        assert [request.batch_size for request in backend.requests] == jobs
+        # (a seed-independent backend's jobs share one draw: the split must not move the run's generator)
+        assert [request.seed for request in backend.requests] == \
+            ([7] * len(jobs) if seed_independent else list(range(7, 7 + len(jobs))))
+        assert next(seeds) == 8 if seed_independent else 7 + len(jobs)
+        np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
+
+
+def test_the_evaluation_split_of_a_seed_independent_backend_does_not_change_the_run(tmp_path):
+    """(each validation job drew a seed from the run's generator: evaluation_batch_size 7 changed
+    the second epoch's batches, the trained network and the test seed on the reference backend)"""
+    settings = dict(epochs=2, hidden=5, delays="none", batch_size=77, seed=3)
+    runs = [Trainer(TrainingConfig(**settings, evaluation_batch_size=size)) for size in (None, 7)]
+    for run in runs:
+        run.fit()
+    for name, value in runs[0].model.params.items():
+        np.testing.assert_array_equal(value, runs[1].model.params[name])
+    untimed = [[dataclasses.replace(epoch, wall_seconds=0.0) for epoch in run.history] for run in runs]
+    assert untimed[0] == untimed[1]
 
 
 @pytest.mark.parametrize("capabilities, jobs", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -55,9 +56,13 @@ def output_spike_times(backend, network, input_spike_times: np.ndarray, calibrat
     jobs of `batch_size` samples (None: the backend's `max_batch_size`, else `EVALUATION_CHUNK`,
     on an exact, noise-free backend at most `_SYNAPSE_SAMPLES_PER_JOB` synapse-samples; never
     above either limit), handed to `execute_many` in groups; `next_seed()` gives each job's seed, so
-    that on a noisy backend every job draws its own noise."""
+    that on a noisy backend every job draws its own noise (called once on a seed-independent one)."""
     ran = network.frozen_copy()  # one snapshot that every job shares (represented once, by the backend)
     capabilities = backend.capabilities
+    if capabilities.deterministic and capabilities.seed_independent:
+        # (one draw for every job: the split changes no result here, so it must not change how many seeds
+        # a run's generator gives, and with them the run's later batches)
+        next_seed = itertools.repeat(next_seed()).__next__
     largest = capabilities.max_batch_size or EVALUATION_CHUNK
     if batch_size is None and capabilities.exact and capabilities.deterministic and capabilities.seed_independent:
         synapses = sum(layer.projection.n_pre * layer.projection.n_post for layer in network.layers)
