@@ -394,6 +394,20 @@ def test_a_malformed_scheduler_address_is_one_usage_error(tmp_path, address, rea
            f"65535), got {address!r} ({reason}" in result.output
 
 
+def test_a_dask_too_old_for_the_sweep_is_named_with_the_version_it_needs(tmp_path, monkeypatch):
+    """(distributed 2023.1-2023.9.1, which pyproject allowed, ended in a traceback: AttributeError:
+    'Client' object has no attribute 'register_plugin')"""
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.delattr(distributed.Client, "register_plugin")
+    monkeypatch.setattr(distributed, "__version__", "2023.1.0")
+    result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--seeds", "1", "--hidden", "3", "--delays",
+                                        "none", "--epochs", "1", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "--executor dask needs dask.distributed 2023.9.2 or newer, not 2023.1.0: pip install --upgrade " \
+           "'delgrad[dask]'" in " ".join(result.output.split())
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_tls_scheduler_without_dasks_tls_settings_is_one_line(tmp_path):
     """(a traceback ending in "TypeError: TLS expects a ssl_context argument")"""
     result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", "tls://127.0.0.1:1", "--seeds",

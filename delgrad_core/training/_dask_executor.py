@@ -41,6 +41,10 @@ def require_distributed():
         import distributed
     except ImportError:
         raise InvalidValueError("--executor dask needs dask.distributed: pip install 'delgrad[dask]'") from None
+    if not hasattr(distributed.Client, "register_plugin"):  # (new in 2023.9.2; the sweep's workers need it)
+        raise InvalidValueError(f"--executor dask needs dask.distributed 2023.9.2 or newer, not "
+                                f"{getattr(distributed, '__version__', 'an older one')}: pip install --upgrade "
+                                "'delgrad[dask]'")
     return distributed
 
 
