@@ -719,3 +719,17 @@ def test_a_refused_capabilities_table_names_the_backend():
         registry.register_plugin(Plugin(), distribution="delgrad-local")
     assert any("backend 'caps-table': capabilities: Capabilities: unknown setting(s) max_batchsize (did you mean "
                "max_batch_size?)" in failure for failure in registry.failures), registry.failures
+
+
+def test_the_pytest_plugin_loads_under_a_pytest_without_the_stash_of_pytest_7(monkeypatch):
+    """(pytest loads the conformance suite's plugin into every run on a machine with delgrad: under
+    pytest 6 its StashKey ended every unrelated test run with an AttributeError)"""
+    import importlib.util
+
+    from delgrad_core.testing import plugin
+
+    monkeypatch.delattr(pytest, "StashKey", raising=False)
+    spec = importlib.util.spec_from_file_location("_plugin_under_old_pytest", plugin.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.pytest_addoption) and callable(module.backend_under_test)

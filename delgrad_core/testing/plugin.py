@@ -15,12 +15,15 @@ unrelated pytest runs nothing.
 from __future__ import annotations
 
 import os
+import weakref
 
 import pytest
 
 __all__ = ["pytest_addoption", "pytest_terminal_summary", "backend_under_test", "delgrad_backend", "parse_backend_options", "selected_backend"]
 
-_BACKEND = pytest.StashKey[object]()  # the backend built by `backend_under_test`
+# The backend `backend_under_test` built, per pytest config (not pytest's stash, new in pytest 7:
+# this module is loaded into every pytest run on a machine with delgrad, of any pytest version).
+_BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def pytest_addoption(parser):
@@ -78,7 +81,7 @@ def backend_under_test(config):
     """The selected backend, built once per session and closed at its end.  A factory that
     raises is one usage error naming the backend and the exception (the suite builds the backend
     while collecting, so that this is not one error per test)."""
-    if _BACKEND not in config.stash:
+    if config not in _BACKENDS:
         from delgrad_core import get_backend
 
         name, options = selected_backend(config)
@@ -87,9 +90,9 @@ def backend_under_test(config):
             backend = get_backend(name, **options)
         except Exception as exc:  # plugin code may raise anything
             raise pytest.UsageError(f"--delgrad-backend {name}: {_build_failure(exc)}") from None
-        config.stash[_BACKEND] = backend
+        _BACKENDS[config] = backend
         config.add_cleanup(backend.close)  # (if no test used the fixture, e.g. --collect-only)
-    return config.stash[_BACKEND]
+    return _BACKENDS[config]
 
 
 def _refuse_a_name_clash(name: str) -> None:
@@ -121,11 +124,11 @@ def _origin(name: str) -> str:
 def pytest_terminal_summary(terminalreporter, config):
     """Name the backend the suite tested (the test ids do not), where it comes from and how it
     asked to be judged."""
-    if _BACKEND in config.stash:
+    if config in _BACKENDS:
         name, options = selected_backend(config)
         shown = f" with options {options}" if options else ""
         terminalreporter.write_line(f"delgrad conformance suite: tested backend {name!r}{_origin(name)}{shown}")
-        for line in _judged_by(config.stash[_BACKEND]):
+        for line in _judged_by(_BACKENDS[config]):
             terminalreporter.write_line(f"  {line}")
 
 
