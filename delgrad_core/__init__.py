@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from delgrad_core._lazy import lazy_exports
 
-__version__ = "0.1.0"
-
 _EXPORTS = {
+    "delgrad_core._version": ["__version__"],
     "delgrad_core._errors": [
         "DelgradError", "InvalidValueError", "UnsupportedNetworkError", "UnknownOptionError", "FileFormatError",
         "RunFolderError", "FolderInUseError", "BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
@@ -41,4 +40,3 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__, _EXPORTS, submodules=("datasets", "training", "testing", "hookspecs", "nir", "plugin_tools")
 )
-__all__ = [*__all__, "__version__"]

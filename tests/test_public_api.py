@@ -74,3 +74,16 @@ def test_checked_number_gives_python_numbers():
                                        (-0.0, {}, 0.0), (7, {}, 7.0)):
         result = checked_number(value, "n", **arguments)
         assert result == expected and type(result) is type(expected) and str(result) == str(expected)
+
+
+def test_versions_are_the_installed_distributions_own():
+    """(delgrad_core.__version__, which run folders and NIR files record, was a string of its own
+    beside pyproject.toml's and meson.build's: a changed version in pyproject left runs saying 0.1.0)"""
+    from importlib.metadata import version
+
+    import delgrad_bss2
+    from delgrad_core._version import distribution_version
+
+    assert delgrad_core.__version__ == version("delgrad") and "__version__" in delgrad_core.__all__
+    assert delgrad_bss2.__version__ == version("delgrad-bss2")
+    assert distribution_version("no-such-distribution-of-delgrad") == "unknown"

@@ -3,11 +3,13 @@
 See docs/bss2.md: the job model, mapping, imperfections, delay elements and calibration.
 """
 
+from importlib.metadata import version
+
 from delgrad_bss2._backend import Bss2EmulatorBackend
 from delgrad_bss2._cache import CACHE_ENV, cache_directory
 from delgrad_bss2._chip import EMULATOR_VERSION, Chip
 from delgrad_bss2._config import ChipConfig
 
-__version__ = "0.1.0"
+__version__ = version("delgrad-bss2")  # (the installed distribution's: one source, its pyproject.toml)
 __all__ = ["Bss2EmulatorBackend", "ChipConfig", "Chip", "CACHE_ENV", "cache_directory", "EMULATOR_VERSION",
            "__version__"]
