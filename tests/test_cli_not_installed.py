@@ -117,6 +117,21 @@ def test_train_with_no_backend_installed_says_where_the_reference_one_comes_from
     assert not (tmp_path / "run").exists()
 
 
+def test_train_without_the_default_backend_installed_is_not_a_usage_error(monkeypatch, tmp_path):
+    """(with only the core it ended with status 1, with another backend beside it as a usage error,
+    status 2, though nothing was named on the command line either time)"""
+    _only(monkeypatch, "bss2-emulator")
+    result = cli_runner().invoke(main, ["train", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "Usage:" not in result.stderr, result.output
+    assert " ".join(result.stderr.split()).startswith(
+        "Error: backend: 'reference' is not installed; installed: bss2-emulator; 'reference' comes with the "
+        "distribution delgrad-reference (pip install ./backends/reference from a source checkout)")
+    assert "it is the default backend: install it, or name an installed one with --backend" in result.stderr
+    named = cli_runner().invoke(main, ["train", "--backend", "nosuch", "--epochs", "1", "--out", str(tmp_path / "r")])
+    assert named.exit_code == 2  # (a name given that nothing registers: the command line's error)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "r").exists()
+
+
 def test_a_backend_name_that_is_not_registered_is_not_installed(monkeypatch):
     _only(monkeypatch, "reference")
     with pytest.raises(ValueError, match=r"^backend: 'bss2-emulator' is not installed; installed: reference; "

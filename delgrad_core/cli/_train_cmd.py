@@ -43,12 +43,18 @@ def _fresh_out_dir() -> Path:
 
 
 def _refuse_no_backend(name: str | None) -> None:
-    """Refuse to train with no backend installed at all (only the core): not a usage error."""
+    """Refuse to train with no backend installed at all (only the core), or, with none named, on
+    the default one when it is not installed: not usage errors (a backend named but not
+    installed is one)."""
     from delgrad_core._errors import UnknownNameError
     from delgrad_core._plugins import DEFAULT_BACKEND, not_installed, registry
 
-    if not registry().names("backend"):
+    installed = registry().names("backend")
+    if not installed:
         raise UnknownNameError(not_installed("backend", name or DEFAULT_BACKEND, []))
+    if name is None and DEFAULT_BACKEND not in installed:
+        raise UnknownNameError(f"{not_installed('backend', DEFAULT_BACKEND, installed)}; it is the default backend: "
+                               "install it, or name an installed one with --backend")
 
 
 _DELAY_SETTINGS = ("delay_lr", "delay_init_mean", "delay_init_std", "delay_parametrisation", "delay_shift",
