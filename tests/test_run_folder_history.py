@@ -249,3 +249,26 @@ def test_a_claimed_folder_that_went_away_blocks_no_write_elsewhere(tmp_path, mon
         shutil.rmtree(tmp_path / "run")
         atomic_write_text(tmp_path / "other.txt", "another folder")
     assert (tmp_path / "elsewhere" / "note.txt").exists() and (tmp_path / "other.txt").exists()
+
+
+@pytest.mark.parametrize("kind", ["pipe", "folder"])
+@pytest.mark.parametrize("name, command", [("history.jsonl", "resume"), ("metrics.json", "evaluate")])
+def test_a_run_file_that_is_no_regular_file_is_named(finished_run, tmp_path, kind, name, command):
+    """(a pipe as history.jsonl blocked --resume for good while it held the folder's lock, as a
+    pipe as metrics.json would a sweep or evaluate; a folder there was "[Errno 21] Is a directory")"""
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / name).unlink()
+    os.mkfifo(run / name) if kind == "pipe" else (run / name).mkdir()
+    arguments = [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"] if command == "resume" else \
+        ["evaluate", str(run)]
+    result = subprocess.run([sys.executable, "-m", "delgrad_core.cli", *arguments], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert " ".join(result.stderr.split()).endswith(
+        f"Error: {run / name}: exists and is not a regular file (a folder, device, pipe or socket); a run writes its "
+        "own file there: remove what is there, or choose another folder")

@@ -247,6 +247,18 @@ def _locked(path: Path, key: str, files) -> tuple:
                            "choose another folder")
 
 
+def _check_regular_or_missing(path: Path) -> None:
+    """Refuse a run file that is there as something other than a regular file: a folder, or a
+    pipe, which would block its reader or writer for good."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # (missing, or unreadable: said where it is opened)
+    if not stat.S_ISREG(mode):
+        raise RunFolderError(f"{path}: exists and is not a regular file (a folder, device, pipe or socket); a run "
+                             "writes its own file there: remove what is there, or choose another folder")
+
+
 def _other_than_a_folder(path: Path) -> bool:
     """Whether something other than a folder is at `path` (one look: a folder removed between
     two looks is not taken for a file)."""
@@ -416,6 +428,7 @@ class RunFolder:
         """The final metrics of a finished run, else None."""
         if not self.metrics.exists():
             return None
+        _check_regular_or_missing(self.metrics)
         try:
             metrics = json.loads(self.metrics.read_text())
         except (OSError, ValueError) as exc:
@@ -452,6 +465,7 @@ class RunFolder:
 
     def _history_lines(self) -> list[bytes]:
         """The lines of history.jsonl as they are ([] without the file)."""
+        _check_regular_or_missing(self.history_file)
         try:
             return self.history_file.read_bytes().splitlines()
         except FileNotFoundError:
@@ -500,6 +514,7 @@ class RunFolder:
     def append_history(self, record: dict) -> None:
         """Append one epoch's record as a JSON line, durably (in the folder this process holds)."""
         check_folder(self.path)
+        _check_regular_or_missing(self.history_file)
         try:
             with open(self.history_file, "a", encoding="utf-8") as handle:
                 handle.write(history_line(record))
