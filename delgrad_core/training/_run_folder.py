@@ -135,7 +135,8 @@ def _refuse_linked_files(path: Path, patterns) -> None:
                    key=lambda link: (link.name.startswith("."), link.name))  # (the run's files first)
     if links:
         others = [link.name for link in links[1:6]] + ([f"{len(links) - 6} more"] if len(links) > 6 else [])
-        also = f", and so {'is' if len(others) == 1 else 'are'} {_listed(others)}" if others else ""
+        also = f"; {_listed(others)} {'is a symbolic link' if len(others) == 1 else 'are symbolic links'} too" \
+            if others else ""
         targets = "the files they point to" if others else "the file it points to"
         raise RunFolderError(f"{path}: {links[0].name} is a symbolic link to {os.readlink(links[0])}{also}; writing "
                              f"there would change {targets}, but a folder's files must be its own: copy a folder "
