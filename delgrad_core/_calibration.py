@@ -25,6 +25,7 @@ __all__ = ["Calibration", "calibration_key"]
 _FORMAT = "delgrad-calibration"
 _VERSION = 1
 _META_KEY = "calibration.json"
+_DIGEST_KEY = "calibration.digest"  # (of the content as written: an entry changed since is refused)
 _READ_ONLY = ("a Calibration is read-only (its digest names its content); make a changed one with "
               "dataclasses.replace(calibration, values=..., arrays=...)")
 
@@ -157,6 +158,7 @@ class Calibration:
         """The arrays and the JSON document, keyed for an archive."""
         arrays = {f"{prefix}calibration.arrays.{name}": array for name, array in self.arrays.items()}
         arrays[prefix + _META_KEY] = json_array(self._document())
+        arrays[prefix + _DIGEST_KEY] = json_array({"sha256": self.digest})
         return arrays
 
     @classmethod
@@ -170,9 +172,15 @@ class Calibration:
         arrays = {name[len(array_prefix):]: archive.array(name)
                   for name in archive.names if name.startswith(array_prefix)}
         try:
-            return cls(document.get("backend"), document.get("values"), document.get("cache_key"), arrays)
+            calibration = cls(document.get("backend"), document.get("values"), document.get("cache_key"), arrays)
         except InvalidValueError as exc:
             raise FileFormatError(f"{archive.source}: invalid calibration: {exc}") from None
+        written = archive.json(prefix + _DIGEST_KEY).get("sha256") if prefix + _DIGEST_KEY in archive.names else None
+        if written is not None and written != calibration.digest:  # (none in files from before digests were kept)
+            raise FileFormatError(f"{archive.source}: the calibration is not the one written there (its content "
+                                  f"digest {str(written)[:12]}... was recorded, the content now has "
+                                  f"{calibration.digest[:12]}...): changed since, e.g. edited by hand")
+        return calibration
 
     def to_bytes(self) -> bytes:
         return npz_bytes(self.archive_arrays())

@@ -249,3 +249,21 @@ def test_a_cached_calibration_of_another_backend_is_measured_again(cache):
                                          "'reference'; it is measured again and replaced"):
         again, measured = _calibrate()
     assert measured == good and again.calibration_cache[0] == "stored"
+
+
+def test_an_entry_changed_since_it_was_written_is_calibrated_anew(cache):
+    """(an entry whose arrays were edited and saved again whole was a cache hit, and training on it
+    reached 0 %: the zip's checksums are those of the edited file)"""
+    _, made = _calibrate()
+    entry = next(cache.glob("*.npz"))
+    with np.load(entry) as stored:
+        arrays = dict(stored)
+    arrays["calibration.arrays.dac.threshold"] = np.full_like(arrays["calibration.arrays.dac.threshold"], 700)
+    with open(entry, "wb") as handle:
+        np.savez(handle, **arrays)
+    backend = dg.get_backend("bss2-emulator")
+    with pytest.warns(UserWarning, match=r"ignoring the unreadable cached calibration .*: the calibration is not the "
+                                         r"one written there \(its content digest [0-9a-f]{12}\.\.\. was recorded, "
+                                         r"the content now has [0-9a-f]{12}\.\.\.\): changed since, e.g. edited by hand"):
+        again = backend.calibrate()
+    assert again == made and backend.calibration_cache[0] == "stored"
