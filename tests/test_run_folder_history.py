@@ -272,3 +272,31 @@ def test_a_run_file_that_is_no_regular_file_is_named(finished_run, tmp_path, kin
     assert " ".join(result.stderr.split()).endswith(
         f"Error: {run / name}: exists and is not a regular file (a folder, device, pipe or socket); a run writes its "
         "own file there: remove what is there, or choose another folder")
+
+
+def test_evaluate_tells_a_run_folders_network_file_changed_since_from_the_runs(finished_run, tmp_path):
+    """(a network file of another architecture copied into a run folder was evaluated with the
+    run's settings, and one of the same architecture was put down to a change of code)"""
+    from delgrad_core._serialization import load_network, save_network
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    assert re.fullmatch(r"[0-9a-f]{64}", json.loads((run / "metrics.json").read_text())["network_digest"])
+    untouched = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert untouched.exit_code == 0 and "note" not in untouched.stderr, untouched.output
+    network = load_network(run / "network.npz")
+    network.layers[0].projection.weights = -network.layers[0].projection.weights
+    save_network(network, run / "network.npz")
+    changed = cli_runner().invoke(main, ["evaluate", str(run)])
+    message = " ".join(changed.stderr.split())
+    assert changed.exit_code == 0, changed.output
+    assert f"note: {run / 'network.npz'} is not the network the run saved (its content changed since): evaluated " \
+           "as it is now" in message
+    assert "code changed" not in message
+    hidden = json.loads((run / "metrics.json").read_text())["config"]["hidden"]
+    other = dg.Network.feedforward([4, hidden + 2, 3], seed=0)
+    save_network(other, run / "network.npz")
+    refused = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert refused.exit_code == 1, refused.output
+    assert f"Error: {run / 'network.npz'}: not the network of the run its folder holds (the run's settings in " \
+           f"metrics.json against the file: hidden [{hidden}] against [{hidden + 2}]" in " ".join(refused.stderr.split())

@@ -132,6 +132,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     except InvalidValueError as exc:
         raise refused(exc) from None
     network = load_network(network_file)
+    file_changed = _network_file_changed(network_file, stored, metrics, network) if stored else False
     try:
         data = load_dataset(config.dataset, split, **config.dataset_options)
     except DatasetOptionsError as exc:
@@ -196,7 +197,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         and backend in (None, stored.get("backend")) and dataset in (None, stored.get("dataset"))
     if as_run and isinstance(metrics.get("test_accuracy"), float):
         differs = _differs_from_recorded(metrics["test_accuracy"], report["accuracy"], output, data.labels,
-                                         repeatable, set_up_otherwise)
+                                         repeatable, set_up_otherwise, file_changed)
         if differs:
             click.echo(f"note: {differs}", err=True)
     mismatches = _other_network(given, network) if config_file else []
@@ -206,12 +207,32 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                    "settings", err=True)
 
 
+def _network_file_changed(network_file, stored: dict, metrics: dict, network) -> bool:
+    """Refuse a run's network file that its recorded settings do not describe (another network's
+    hidden sizes, delay kinds, tau ratio or threshold: the run's files were mixed up or edited);
+    whether its content differs from the network the run saved (its recorded digest; runs from
+    before digests were recorded: False), with a note saying so."""
+    from delgrad_core.training._run_folder import network_file_digest
+
+    mismatches = _other_network(stored, network)
+    if mismatches:
+        raise FileFormatError(f"{network_file}: not the network of the run its folder holds (the run's settings in "
+                              f"metrics.json against the file: {'; '.join(mismatches)}); the folder's files were "
+                              "mixed up or edited: evaluate a network file of its own with --config")
+    recorded = metrics.get("network_digest")
+    if not isinstance(recorded, str) or recorded == network_file_digest(network_file):
+        return False
+    click.echo(f"note: {network_file} is not the network the run saved (its content changed since): evaluated as it "
+               "is now", err=True)
+    return True
+
+
 def _differs_from_recorded(recorded: float, now: float, output, labels, deterministic: bool,
-                           set_up_otherwise: bool = False) -> str | None:
+                           set_up_otherwise: bool = False, file_changed: bool = False) -> str | None:
     """How the test accuracy `now` of `output` (spike times of the run's network on its test split
     with its test seed, by a backend `deterministic` or not, on a device `set_up_otherwise` than
-    the run's or not) differs from the one the run `recorded`, and why if a known change explains
-    it; None if they agree."""
+    the run's or not, of a network file `file_changed` since the run saved it or not) differs from
+    the one the run `recorded`, and why if a known change explains it; None if they agree."""
     import numpy as np
 
     if now == recorded:
@@ -222,6 +243,8 @@ def _differs_from_recorded(recorded: float, now: float, output, labels, determin
     if np.mean((lowest_first == labels) & np.isfinite(times.min(axis=1))) == recorded:
         return (f"{told}: it was scored when a tie for the first output spike went to the lowest class; ties now "
                 "count as wrong (docs/model.md §5.2)")
+    if file_changed:
+        return f"{told} (of the network file as it is now, as noted above)"
     if set_up_otherwise:
         return f"{told} (on the device set up otherwise, as warned above)"
     if not deterministic:

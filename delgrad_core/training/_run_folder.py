@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-__all__ = ["RunFolder", "folder_lock", "STATE_KEY", "checked_state", "stored_settings", "history_line",
+__all__ = ["RunFolder", "network_file_digest", "folder_lock", "STATE_KEY", "checked_state", "stored_settings", "history_line",
            "remove_stale_temporaries", "is_accuracy"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -246,6 +246,12 @@ def _locked(path: Path, key: str, files) -> tuple:
     raise FolderInUseError(f"{path}: in use by other processes, which start and end runs there one after another "
                            "(its lock file was removed each time this process took it); wait for them to finish or "
                            "choose another folder")
+
+
+def network_file_digest(path: Path) -> str:
+    """SHA-256 (hex) of the content of the network file at `path`."""
+    with NpzArchive(path, what="delgrad network") as archive:
+        return archive.digest("")
 
 
 def _check_regular_or_missing(path: Path) -> None:
@@ -574,5 +580,8 @@ class RunFolder:
             self.metrics.unlink()
             fsync_directory(self.path)
 
-    def write_network(self, network) -> Path:
-        return save_network(network, self.network)
+    def write_network(self, network) -> str:
+        """Write the trained network; the digest of what was written (metrics.json records it, so
+        that a network file changed since is told from the run's)."""
+        save_network(network, self.network)
+        return network_file_digest(self.network)

@@ -453,8 +453,8 @@ class Trainer:
                 self.model.apply()
                 test = self.evaluate(self.test_set, seed=self.test_seed)
             if self.folder is not None:
-                self.folder.write_network(self.network)
-                self.folder.write_metrics(self.summary(test, final_test))
+                network_digest = self.folder.write_network(self.network)
+                self.folder.write_metrics({**self.summary(test, final_test), "network_digest": network_digest})
         self._finished = (test, final_test)
         return self._finished
 
