@@ -678,7 +678,14 @@ def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
 
     started, plugins = [], []
     monkeypatch.setattr(distributed, "LocalCluster", lambda n_workers, **options: started.append(n_workers))
-    monkeypatch.setattr(distributed, "Client", lambda cluster: SimpleNamespace(register_plugin=plugins.append))
+    class Client:  # (a class with register_plugin, as the executor checks distributed's for it)
+        def __init__(self, cluster):
+            pass
+
+        def register_plugin(self, plugin):
+            plugins.append(plugin)
+
+    monkeypatch.setattr(distributed, "Client", Client)
     DaskExecutor(jobs=6)._connect(1)
     DaskExecutor(jobs=2)._connect(5)
     assert started == [1, 2] and len(plugins) == 2
