@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from delgrad_core import _layer
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import Layer
+from delgrad_core._kernels import kernels as _layer
 
 __all__ = ["nominal_slope_factors"]
 

@@ -21,6 +21,7 @@ import numpy as np
 from delgrad_core._cpus import available_cpus
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, check_type, real_array
+from delgrad_core._kernels import kernels as _layer
 from delgrad_core._nominal_slope import nominal_slope_factors
 from delgrad_core._numbers import checked_number, number_wanted
 
@@ -51,27 +52,6 @@ _GRADIENT_SLOTS = 8
 # Below this many (sample, synapse) pairs per thread, starting threads costs more than it saves.
 _MIN_WORK_PER_THREAD = 100_000
 _NO_ARRIVALS = np.zeros((1, 1, 1))
-
-
-def _load_kernels():
-    """Import the compiled kernels with OMP_WAIT_POLICY=PASSIVE unless the environment sets it.
-
-    The kernels run many short OpenMP regions; idle threads that spin (libgomp's default) stall
-    them badly on shared cores.  libgomp reads the policy once, when it is loaded, so the
-    variable is set only for the import and the host's environment is left as it was.
-    """
-    if "OMP_WAIT_POLICY" in os.environ:
-        from delgrad_core import _layer
-        return _layer
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        from delgrad_core import _layer
-    finally:
-        del os.environ["OMP_WAIT_POLICY"]
-    return _layer
-
-
-_layer = _load_kernels()
 
 
 def default_num_threads() -> int:
