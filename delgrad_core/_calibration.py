@@ -176,7 +176,8 @@ class Calibration:
         except InvalidValueError as exc:
             raise FileFormatError(f"{archive.source}: invalid calibration: {exc}") from None
         written = archive.json(prefix + _DIGEST_KEY).get("sha256") if prefix + _DIGEST_KEY in archive.names else None
-        if written is not None and written != calibration.digest:  # (none in files from before digests were kept)
+        if prefix + _DIGEST_KEY in archive.names and written != calibration.digest:  # (none: a file from before digests
+            # were kept)
             raise FileFormatError(f"{archive.source}: the calibration is not the one written there (its content "
                                   f"digest {str(written)[:12]}... was recorded, the content now has "
                                   f"{calibration.digest[:12]}...): changed since, e.g. edited by hand")

@@ -117,17 +117,28 @@ def test_train_with_no_backend_installed_says_where_the_reference_one_comes_from
     assert not (tmp_path / "run").exists()
 
 
-def test_train_without_the_default_backend_installed_is_not_a_usage_error(monkeypatch, tmp_path):
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["sweep", "--epochs", "1", "--hidden", "3", "--seeds",
+                                                                     "1"], ["calibrate"]])
+def test_a_command_without_the_default_backend_installed_is_not_a_usage_error(monkeypatch, tmp_path, command):
     """(with only the core it ended with status 1, with another backend beside it as a usage error,
     status 2, though nothing was named on the command line either time)"""
-    _only(monkeypatch, "bss2-emulator")
-    result = cli_runner().invoke(main, ["train", "--epochs", "1", "--out", str(tmp_path / "run")])
+    plugins = _only(monkeypatch, "bss2-emulator")
+    out = ["--out", str(tmp_path / "run")] if command[0] != "calibrate" else []
+    result = cli_runner().invoke(main, [*command, *out])
     assert result.exit_code == 1 and "Usage:" not in result.stderr, result.output
     assert " ".join(result.stderr.split()).startswith(
         "Error: backend: 'reference' is not installed; installed: bss2-emulator; 'reference' comes with the "
         "distribution delgrad-reference (pip install ./backends/reference from a source checkout)")
     assert "it is the default backend: install it, or name an installed one with --backend" in result.stderr
-    named = cli_runner().invoke(main, ["train", "--backend", "nosuch", "--epochs", "1", "--out", str(tmp_path / "r")])
+    plugins.refused[("backend", "reference")] = "distribution 'delgrad-reference' registers it, but its registration " \
+                                                "was refused: x"
+    refused = cli_runner().invoke(main, [*command, *out])  # (installed, but refused: not "install it")
+    assert refused.exit_code == 1 and "install it" not in refused.stderr, refused.output
+    assert "it is the default backend: mend or upgrade the distribution that registers it, or name an installed " \
+           "one with --backend" in " ".join(refused.stderr.split())
+    if command[0] == "calibrate":
+        return
+    named = cli_runner().invoke(main, [*command, "--backend", "nosuch", "--out", str(tmp_path / "r")])
     assert named.exit_code == 2  # (a name given that nothing registers: the command line's error)
     assert not (tmp_path / "run").exists() and not (tmp_path / "r").exists()
 

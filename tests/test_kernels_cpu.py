@@ -20,7 +20,7 @@ def _cpu_flags() -> set[str] | None:
             line = next(line for line in info if line.startswith("flags"))
     except (OSError, StopIteration):
         return None
-    return {flag.replace("_", ".") for flag in line.split(":", 1)[1].split()}
+    return {{"bmi1": "bmi"}.get(flag, flag.replace("_", ".")) for flag in line.split(":", 1)[1].split()}
 
 
 def test_this_cpu_has_every_feature_the_kernels_were_compiled_for():

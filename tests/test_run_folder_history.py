@@ -252,7 +252,8 @@ def test_a_claimed_folder_that_went_away_blocks_no_write_elsewhere(tmp_path, mon
 
 
 @pytest.mark.parametrize("kind", ["pipe", "folder"])
-@pytest.mark.parametrize("name, command", [("history.jsonl", "resume"), ("metrics.json", "evaluate")])
+@pytest.mark.parametrize("name, command", [("history.jsonl", "resume"), ("metrics.json", "evaluate"),
+                                           ("metrics.json", "resume")])
 def test_a_run_file_that_is_no_regular_file_is_named(finished_run, tmp_path, kind, name, command):
     """(a pipe as history.jsonl blocked --resume for good while it held the folder's lock, as a
     pipe as metrics.json would a sweep or evaluate; a folder there was "[Errno 21] Is a directory")"""
@@ -299,4 +300,12 @@ def test_evaluate_tells_a_run_folders_network_file_changed_since_from_the_runs(f
     refused = cli_runner().invoke(main, ["evaluate", str(run)])
     assert refused.exit_code == 1, refused.output
     assert f"Error: {run / 'network.npz'}: not the network of the run its folder holds (the run's settings in " \
-           f"metrics.json against the file: hidden [{hidden}] against [{hidden + 2}]" in " ".join(refused.stderr.split())
+           f"metrics.json against the file: hidden [{hidden}] against [{hidden + 2}]); the folder's files were mixed " \
+           "up or edited: to evaluate this network, copy the file out of the run folder and evaluate the copy with " \
+           "--config" in " ".join(refused.stderr.split())
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["config"]["hidden"] = "x"  # (the run's own settings damaged: named with their file)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    damaged = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert damaged.exit_code == 1 and f"Error: {run / 'metrics.json'}: config: hidden: " in damaged.stderr, \
+        damaged.output

@@ -773,7 +773,9 @@ def test_evaluation_runs_jobs_of_the_evaluation_batch_size_each_with_its_own_see
         # (a seed-independent backend's jobs share one draw: the split must not move the run's generator)
         assert [request.seed for request in backend.requests] == \
             ([7] * len(jobs) if seed_independent else list(range(7, 7 + len(jobs))))
-        assert next(seeds) == 8 if seed_independent else 7 + len(jobs)
+        assert next(seeds) == (8 if seed_independent else 7 + len(jobs))
+        output_spike_times(backend, network, inputs[:0], None, lambda: next(seeds), batch_size)
+        assert next(seeds) == (9 if seed_independent else 8 + len(jobs))  # (no samples: no job, no seed drawn)
         np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
 
 
@@ -1729,6 +1731,7 @@ def test_a_finished_run_that_trains_on_is_unfinished_until_its_new_end(tmp_path)
     summary = run_training(TrainingConfig(**{**SHORT, "epochs": 3}), tmp_path, resume=True, plots=False,
                            progress=False)
     assert summary["epochs_completed"] == 3 == RunFolder(tmp_path).finished_metrics()["epochs_completed"]
+    assert summary == json.loads((tmp_path / "metrics.json").read_text())  # (network_digest was in the file only)
     with Trainer(TrainingConfig(**{**SHORT, "epochs": 4}), out_dir=tmp_path, resume=True):  # (the Python API too)
         assert RunFolder(tmp_path).finished_metrics() is None
 

@@ -9,7 +9,7 @@ import warnings
 import click
 
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
-from delgrad_core.cli._settings import BACKEND_OPTION, SEEDS, check_thread_variable
+from delgrad_core.cli._settings import BACKEND_OPTION, SEEDS, check_thread_variable, refuse_no_default_backend
 
 __all__ = ["calibrate"]
 
@@ -93,6 +93,8 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
     check_thread_variable()
+    defaulted = click.get_current_context().get_parameter_source("backend") is click.core.ParameterSource.DEFAULT
+    refuse_no_default_backend(None if defaulted else backend)
     options = backend_options  # (parsed by the option's callback: a new dict)
     if chip is not None:
         if options.get("chip", chip) != chip:

@@ -214,11 +214,15 @@ def _network_file_changed(network_file, stored: dict, metrics: dict, network) ->
     before digests were recorded: False), with a note saying so."""
     from delgrad_core.training._run_folder import network_file_digest
 
-    mismatches = _other_network(stored, network)
+    try:
+        mismatches = _other_network(stored, network)
+    except InvalidValueError as exc:
+        raise FileFormatError(f"{network_file.with_name('metrics.json')}: config: {exc}") from None
     if mismatches:
         raise FileFormatError(f"{network_file}: not the network of the run its folder holds (the run's settings in "
                               f"metrics.json against the file: {'; '.join(mismatches)}); the folder's files were "
-                              "mixed up or edited: evaluate a network file of its own with --config")
+                              "mixed up or edited: to evaluate this network, copy the file out of the run folder and "
+                              "evaluate the copy with --config")
     recorded = metrics.get("network_digest")
     if not isinstance(recorded, str) or recorded == network_file_digest(network_file):
         return False

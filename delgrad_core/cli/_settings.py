@@ -250,6 +250,23 @@ def without_replaced_options(settings: dict, named: dict, kinds) -> dict:
     return {key: value for key, value in settings.items() if key not in {f"{kind}_options" for kind in replaced}}
 
 
+def refuse_no_default_backend(name: str | None) -> None:
+    """Refuse to work with no backend installed at all (only the core), or, with none named
+    (`name` None), on the default one when it cannot be used: not usage errors (a backend named but
+    not installed is one)."""
+    from delgrad_core._errors import UnknownNameError
+    from delgrad_core._plugins import DEFAULT_BACKEND, not_installed, registry
+
+    installed = registry().names("backend")
+    if not installed:
+        raise UnknownNameError(not_installed("backend", name or DEFAULT_BACKEND, []))
+    if name is None and DEFAULT_BACKEND not in installed:
+        remedy = "mend or upgrade the distribution that registers it" \
+            if ("backend", DEFAULT_BACKEND) in registry().refused else "install it"
+        raise UnknownNameError(f"{not_installed('backend', DEFAULT_BACKEND, installed)}; it is the default backend: "
+                               f"{remedy}, or name an installed one with --backend")
+
+
 def refuse_not_installed(stored: dict, given: dict, where, what: str, kinds=PLUGIN_SETTINGS) -> None:
     """Refuse a run whose own settings (`stored`) name a backend, dataset, loss or encoder (of
     `kinds`) that is not installed (not any more), unless another one is `given` here instead:

@@ -17,7 +17,7 @@ from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, check_out_names, command_line_settings,
-    given_once, refuse_set_twice, with_its_file)
+    given_once, refuse_no_default_backend, refuse_set_twice, with_its_file)
 
 
 def _int_list(ctx, param, value):
@@ -97,6 +97,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         base = command_line_settings(config_file, options, set_settings, backend_options, dataset_options)
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
+    refuse_no_default_backend(base.get("backend"))
     echo = lambda line: click.echo(line, err=True)  # noqa: E731
     grid = (base, hidden, delays, seeds, Path(out_dir))
     try:

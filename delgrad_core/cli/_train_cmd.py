@@ -18,8 +18,8 @@ from delgrad_core._errors import (BackendError, DelgradError, FileFormatError, I
                                   UnsupportedNetworkError)
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, check_out_names, check_thread_variable,
-    command_line_settings, given_once, one_or_list, refuse_not_installed, refuse_set_twice, with_its_file, with_tables,
-    without_replaced_options)
+    command_line_settings, given_once, one_or_list, refuse_no_default_backend, refuse_not_installed, refuse_set_twice,
+    with_its_file, with_tables, without_replaced_options)
 
 
 def _fresh_out_dir() -> Path:
@@ -40,21 +40,6 @@ def _fresh_out_dir() -> Path:
         raise click.UsageError(f"the default output folder {path} cannot be made in the current folder "
                                f"({os.getcwd()!r}: {exc.strerror or exc}); give --out with a folder to write "
                                "the run to") from None
-
-
-def _refuse_no_backend(name: str | None) -> None:
-    """Refuse to train with no backend installed at all (only the core), or, with none named, on
-    the default one when it is not installed: not usage errors (a backend named but not
-    installed is one)."""
-    from delgrad_core._errors import UnknownNameError
-    from delgrad_core._plugins import DEFAULT_BACKEND, not_installed, registry
-
-    installed = registry().names("backend")
-    if not installed:
-        raise UnknownNameError(not_installed("backend", name or DEFAULT_BACKEND, []))
-    if name is None and DEFAULT_BACKEND not in installed:
-        raise UnknownNameError(f"{not_installed('backend', DEFAULT_BACKEND, installed)}; it is the default backend: "
-                               "install it, or name an installed one with --backend")
 
 
 _DELAY_SETTINGS = ("delay_lr", "delay_init_mean", "delay_init_std", "delay_parametrisation", "delay_shift",
@@ -144,7 +129,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         settings = command_line_settings(config_file, options, set_settings, backend_options, dataset_options)
         given = set(settings)
         if not resume:  # (a resumed run's own backend is named below)
-            _refuse_no_backend(settings.get("backend"))
+            refuse_no_default_backend(settings.get("backend"))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}
         if stored:  # the run's own settings (final), under what is given here (resume refuses changes)
             stored = {**LATER_SETTINGS, **stored}  # (what a run recorded before a setting existed trained with)

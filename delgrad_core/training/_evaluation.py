@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -60,9 +60,9 @@ def output_spike_times(backend, network, input_spike_times: np.ndarray, calibrat
     ran = network.frozen_copy()  # one snapshot that every job shares (represented once, by the backend)
     capabilities = backend.capabilities
     if capabilities.deterministic and capabilities.seed_independent:
-        # (one draw for every job: the split changes no result here, so it must not change how many seeds
-        # a run's generator gives, and with them the run's later batches)
-        next_seed = itertools.repeat(next_seed()).__next__
+        # (one draw, at the first job, for every job: the split changes no result here, so it must not
+        # change how many seeds a run's generator gives, and with them the run's later batches)
+        next_seed = functools.cache(next_seed)
     largest = capabilities.max_batch_size or EVALUATION_CHUNK
     if batch_size is None and capabilities.exact and capabilities.deterministic and capabilities.seed_independent:
         synapses = sum(layer.projection.n_pre * layer.projection.n_post for layer in network.layers)

@@ -576,6 +576,7 @@ class RunFolder:
     def reopen(self) -> None:
         """Mark a finished run as unfinished (it trains on): its metrics.json, the mark of a finished
         run, goes (a run stopped before its new end would otherwise look finished at the old one)."""
+        _check_regular_or_missing(self.metrics)
         if self.metrics.exists():
             self.metrics.unlink()
             fsync_directory(self.path)

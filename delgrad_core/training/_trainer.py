@@ -227,6 +227,7 @@ class Trainer:
         )
         self.epoch = 0
         self.test_seed: int | None = None  # drawn by `finish`
+        self.network_digest: str | None = None  # of the network file `finish` writes into a run folder
         self.history: list[EpochMetrics] = []
         self.elapsed_seconds = 0.0
         self._finished: tuple | None = None  # what `finish` returned
@@ -413,6 +414,8 @@ class Trainer:
             summary["test_accuracy"] = test.accuracy
             summary["test_seed"] = self.test_seed
             summary["final_epoch_test_accuracy"] = (final_test or test).accuracy  # (always: parsers may rely on it)
+        if self.network_digest is not None:
+            summary["network_digest"] = self.network_digest
         return summary
 
     def _versions(self) -> dict:
@@ -453,8 +456,8 @@ class Trainer:
                 self.model.apply()
                 test = self.evaluate(self.test_set, seed=self.test_seed)
             if self.folder is not None:
-                network_digest = self.folder.write_network(self.network)
-                self.folder.write_metrics({**self.summary(test, final_test), "network_digest": network_digest})
+                self.network_digest = self.folder.write_network(self.network)
+                self.folder.write_metrics(self.summary(test, final_test))
         self._finished = (test, final_test)
         return self._finished
 
