@@ -163,6 +163,19 @@ def test_calibration_bytes_round_trip_with_arrays_and_validation(tmp_path):
         Calibration("toy", arrays={"x": [np.nan]})
     with pytest.raises(ValueError, match="not a readable delgrad calibration"):
         Calibration.from_bytes(b"not a zip")
+    # (a calibration saved, then edited: refused by the digest written with it, also when that was emptied)
+    from delgrad_core._npz import json_array, npz_bytes
+
+    arrays = calibration.archive_arrays()
+    edited = {**arrays, "calibration.arrays.threshold": np.zeros(5)}
+    for digest in (None, {}, {"sha256": None}):
+        record = {} if digest is None else {"calibration.digest": json_array(digest)}
+        data = npz_bytes({**{k: v for k, v in edited.items() if k != "calibration.digest"}, **record})
+        if digest is None:  # (a file from before digests were recorded: loads as it is)
+            assert Calibration.from_bytes(data).arrays["threshold"].sum() == 0
+            continue
+        with pytest.raises(ValueError, match="the calibration is not the one written there"):
+            Calibration.from_bytes(data)
 
 
 def test_calibration_key_depends_on_what_it_is_given():
