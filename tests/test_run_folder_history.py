@@ -301,8 +301,13 @@ def test_evaluate_tells_a_run_folders_network_file_changed_since_from_the_runs(f
     assert refused.exit_code == 1, refused.output
     assert f"Error: {run / 'network.npz'}: not the network of the run its folder holds (the run's settings in " \
            f"metrics.json against the file: hidden [{hidden}] against [{hidden + 2}]); the folder's files were mixed " \
-           "up or edited: to evaluate this network, copy the file out of the run folder and evaluate the copy with " \
-           "--config" in " ".join(refused.stderr.split())
+           "up or edited: to use this network, copy the file out of the run folder (evaluate then takes its settings " \
+           "from --config)" in " ".join(refused.stderr.split())
+    exported = cli_runner().invoke(main, ["export", str(run), str(tmp_path / "x.nir"), "--time-scale", "6e-6",
+                                          "--represented"])  # (it represented the foreign file with the run's backend)
+    assert exported.exit_code == 1 and "not the network of the run its folder holds" in exported.stderr, \
+        exported.output
+    assert not (tmp_path / "x.nir").exists()
     metrics = json.loads((run / "metrics.json").read_text())
     metrics["config"]["hidden"] = "x"  # (the run's own settings damaged: named with their file)
     (run / "metrics.json").write_text(json.dumps(metrics))

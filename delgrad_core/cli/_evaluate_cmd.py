@@ -10,6 +10,7 @@ import click
 
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core.cli._run_network import check_run_network, other_network
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, check_thread_variable, given_settings,
     plugin_named,
@@ -132,7 +133,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     except InvalidValueError as exc:
         raise refused(exc) from None
     network = load_network(network_file)
-    file_changed = _network_file_changed(network_file, stored, metrics, network) if stored else False
+    file_changed = check_run_network(network_file, stored, metrics, network, "evaluated") if stored else False
     try:
         data = load_dataset(config.dataset, split, **config.dataset_options)
     except DatasetOptionsError as exc:
@@ -200,35 +201,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                                          repeatable, set_up_otherwise, file_changed)
         if differs:
             click.echo(f"note: {differs}", err=True)
-    mismatches = _other_network(given, network) if config_file else []
+    mismatches = other_network(given, network) if config_file else []
     if mismatches:
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "
                    "the file's network is evaluated, with the settings file's dataset, encoder and backend "
                    "settings", err=True)
-
-
-def _network_file_changed(network_file, stored: dict, metrics: dict, network) -> bool:
-    """Refuse a run's network file that its recorded settings do not describe (another network's
-    hidden sizes, delay kinds, tau ratio or threshold: the run's files were mixed up or edited);
-    whether its content differs from the network the run saved (its recorded digest; runs from
-    before digests were recorded: False), with a note saying so."""
-    from delgrad_core.training._run_folder import network_file_digest
-
-    try:
-        mismatches = _other_network(stored, network)
-    except InvalidValueError as exc:
-        raise FileFormatError(f"{network_file.with_name('metrics.json')}: config: {exc}") from None
-    if mismatches:
-        raise FileFormatError(f"{network_file}: not the network of the run its folder holds (the run's settings in "
-                              f"metrics.json against the file: {'; '.join(mismatches)}); the folder's files were "
-                              "mixed up or edited: to evaluate this network, copy the file out of the run folder and "
-                              "evaluate the copy with --config")
-    recorded = metrics.get("network_digest")
-    if not isinstance(recorded, str) or recorded == network_file_digest(network_file):
-        return False
-    click.echo(f"note: {network_file} is not the network the run saved (its content changed since): evaluated as it "
-               "is now", err=True)
-    return True
 
 
 def _differs_from_recorded(recorded: float, now: float, output, labels, deterministic: bool,
@@ -280,30 +257,3 @@ def _same_neurons(network, represented) -> bool:
     (`NeuronParameters` compare by value, a value given once equal to it given per neuron)."""
     return all(layer.population.neuron == shown.population.neuron
                for layer, shown in zip(network.layers, represented.layers))
-
-
-def _other_network(given: dict, network) -> list[str]:
-    """Where the network that the settings `given` (a --config file's) would train differs from
-    `network` in its hidden sizes, delay kinds, tau ratio or threshold, described; [] if it does
-    not."""
-    import numpy as np
-
-    from delgrad_core.training import TrainingConfig
-
-    compared = ("hidden", "delays", "tau_ratio", "threshold")
-    probe = TrainingConfig(**{name: given[name] for name in compared if name in given},
-                           _check_components=False)
-    kinds = probe.delays if isinstance(probe.delays, list) else [probe.delays] * (len(probe.hidden_sizes) + 1)
-    found = {"hidden": list(network.sizes[1:-1]), "delays": [layer.projection.delay_kind.value
-                                                             for layer in network.layers]}
-    wanted = {"hidden": probe.hidden_sizes, "delays": kinds}
-    differences = [f"{name} {wanted[name]} against {found[name]}" for name in ("hidden", "delays")
-                   if name in given and wanted[name] != found[name]]
-    neurons = [layer.population.neuron.as_arrays(layer.population.size) for layer in network.layers]
-    held = {"tau_ratio": np.concatenate([tau_m / tau_s for _, tau_m, tau_s in neurons]),
-            "threshold": np.concatenate([threshold for threshold, _, _ in neurons])}
-    for name, values in held.items():
-        if name in given and not np.allclose(values, getattr(probe, name), rtol=1e-12, atol=0.0):
-            shown = f"{values[0]:g}" if np.all(values == values[0]) else f"{values.min():g}..{values.max():g}"
-            differences.append(f"{name} {getattr(probe, name):g} against {shown}")
-    return differences

@@ -88,6 +88,7 @@ def export(fmt, network, out, time_scale, represented, force):
     from pathlib import Path
 
     from delgrad_core import load_network
+    from delgrad_core.cli._run_network import check_run_network
     from delgrad_core.cli._settings import run_settings
     from delgrad_core.nir import NIRNotInstalledError, save_nir
 
@@ -96,10 +97,11 @@ def export(fmt, network, out, time_scale, represented, force):
     try:
         net = load_network(network)
         if represented:
-            settings = run_settings(Path(network))[1]
+            _, settings, metrics = run_settings(Path(network))
             if not settings:
                 raise click.UsageError(f"--represented: {given} is not in a finished run folder, so no backend is "
                                        "named to represent it: give the run folder")
+            check_run_network(Path(network), settings, metrics, net, "exported")
             net = _represented(net, settings)
         else:
             _note_if_trained_on_a_representing_backend(given, Path(network))
