@@ -175,12 +175,12 @@ class Calibration:
             calibration = cls(document.get("backend"), document.get("values"), document.get("cache_key"), arrays)
         except InvalidValueError as exc:
             raise FileFormatError(f"{archive.source}: invalid calibration: {exc}") from None
-        written = archive.json(prefix + _DIGEST_KEY).get("sha256") if prefix + _DIGEST_KEY in archive.names else None
-        if prefix + _DIGEST_KEY in archive.names and written != calibration.digest:  # (none: a file from before digests
-            # were kept)
-            raise FileFormatError(f"{archive.source}: the calibration is not the one written there (its content "
-                                  f"digest {str(written)[:12]}... was recorded, the content now has "
-                                  f"{calibration.digest[:12]}...): changed since, e.g. edited by hand")
+        if prefix + _DIGEST_KEY in archive.names:  # (none in a file from before digests were kept)
+            written = archive.json(prefix + _DIGEST_KEY).get("sha256")
+            if written != calibration.digest:
+                raise FileFormatError(f"{archive.source}: the calibration is not the one written there (its content "
+                                      f"digest {str(written)[:12]}... was recorded, the content now has "
+                                      f"{calibration.digest[:12]}...): changed since, e.g. edited by hand")
         return calibration
 
     def to_bytes(self) -> bytes:

@@ -25,8 +25,8 @@ def check_run_network(network_file, stored: dict, metrics: dict, network, doing:
     if mismatches:
         raise FileFormatError(f"{network_file}: not the network of the run its folder holds (the run's settings in "
                               f"metrics.json against the file: {'; '.join(mismatches)}); the folder's files were "
-                              "mixed up or edited: to use this network, copy the file out of the run folder (evaluate then "
-                              "takes its settings from --config)")
+                              "mixed up or edited: to use this network, copy the file out of the run folder "
+                              "(evaluate then takes its settings from --config)")
     recorded = metrics.get("network_digest")
     if not isinstance(recorded, str) or recorded == network_file_digest(network_file):
         return False
@@ -36,9 +36,9 @@ def check_run_network(network_file, stored: dict, metrics: dict, network, doing:
 
 
 def other_network(given: dict, network) -> list[str]:
-    """Where the network that the settings `given` (a --config file's) would train differs from
-    `network` in its hidden sizes, delay kinds, tau ratio or threshold, described; [] if it does
-    not."""
+    """Where the network that the settings `given` (a --config file's, or a run's) would train
+    differs from `network` in its hidden sizes, delay kinds, tau ratio or threshold, described; []
+    if it does not."""
     import numpy as np
 
     from delgrad_core.training import TrainingConfig
