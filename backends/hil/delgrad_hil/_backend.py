@@ -27,6 +27,7 @@ from delgrad_core import (
     Capabilities,
     DelgradError,
     ExecutionResult,
+    ExecutionTimeout,
     FileFormatError,
     InvalidResultError,
     InvalidValueError,
@@ -316,11 +317,12 @@ class HilBackend(Backend):
     def _restart_named(self):
         """A device's refusal from a service restarted with other device options (e.g. of a
         calibration made before) is that restart's: greet again before passing it on, so that
-        the restart is the error."""
+        the restart is the error.  A job out of time is no refusal: greeting a silent service
+        would first wait out every attempt (22 s with 20 attempts, after a job_timeout_s of 1 s)."""
         try:
             yield
         except DelgradError as exc:
-            if isinstance(exc, BackendUnavailable) or self._client is None:
+            if isinstance(exc, (BackendUnavailable, ExecutionTimeout)) or self._client is None:
                 raise
             try:
                 self._greet(self._client)
