@@ -42,7 +42,8 @@ from delgrad_core._execution import ExecutionRequest, ExecutionResult, check_see
 from delgrad_core._ir import DelayKind, Network
 from delgrad_core._numbers import checked_number
 
-__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "close_after_work", "exit_closing"]
+__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "close_after_work", "exit_closing",
+           "is_device_identity"]
 
 _CHECKED_NETWORKS = 4  # read-only networks whose checks and representation a backend remembers
 
@@ -346,11 +347,11 @@ class Backend(abc.ABC):
         if not isinstance(results, list) or len(results) != len(prepared):
             raise InvalidResultError(f"backend {self.name!r}: _execute_many returned no list of {len(prepared)} "
                                      f"results")
-        for request, result in zip(prepared, results):
+        for index, (request, result) in enumerate(zip(prepared, results)):
             if not isinstance(result, ExecutionResult):
-                raise InvalidResultError(
-                    f"backend {self.name!r}: _execute returned {type(result).__name__}, not an ExecutionResult"
-                )
+                method = "_execute" if type(self)._execute_many is Backend._execute_many else f"_execute_many (item {index})"
+                raise InvalidResultError(f"backend {self.name!r}: {method} returned {type(result).__name__}, not an "
+                                         "ExecutionResult")
             result.validate(request, self.name)
             result.metadata.setdefault("wall_seconds", per_job_s)
         return results

@@ -45,6 +45,9 @@ __all__ = [
     "PluginLoadError",
     "DuplicateNameError",
     "UnknownNameError",
+    "naming_the_plugins_seen",
+    "described",
+    "named_for",
 ]
 
 

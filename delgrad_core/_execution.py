@@ -20,7 +20,7 @@ from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResul
 from delgrad_core._ir import Network, immutable_copy, real_array
 from delgrad_core._npz import archive_of_bytes, hash_arrays, json_array, npz_bytes
 from delgrad_core._numbers import checked_number
-from delgrad_core._propagation import _check_times, acausal_arrival
+from delgrad_core._propagation import check_spike_times, acausal_arrival
 from delgrad_core._serialization import network_arrays, network_from_archive
 
 __all__ = ["ExecutionRequest", "ExecutionResult", "MAX_SEED", "check_seed"]
@@ -63,8 +63,8 @@ class ExecutionRequest:
             raise InvalidValueError(f"network: expected a delgrad_core.Network, got {type(self.network).__name__}")
         set_ = object.__setattr__
         set_(self, "network", self.network.frozen_copy())
-        times = _check_times(self.input_spike_times, self.network.input.size, "input_spike_times")
-        if np.ndim(self.input_spike_times) != 2:  # (_check_times takes a 1-d array as one sample)
+        times = check_spike_times(self.input_spike_times, self.network.input.size, "input_spike_times")
+        if np.ndim(self.input_spike_times) != 2:  # (check_spike_times takes a 1-d array as one sample)
             raise InvalidValueError(f"input_spike_times: expected shape (batch, {self.network.input.size}), got "
                                     f"{np.shape(self.input_spike_times)}")
         set_(self, "input_spike_times", immutable_copy(times))

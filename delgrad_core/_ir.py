@@ -19,7 +19,9 @@ from delgrad_core._errors import InvalidValueError
 from delgrad_core._npz import MAX_ARRAY_ELEMENTS
 from delgrad_core._numbers import checked_number
 
-__all__ = ["DelayKind", "NeuronParameters", "Population", "Projection", "Layer", "Network"]
+__all__ = ["DelayKind", "NeuronParameters", "Population", "Projection", "Layer", "Network",
+           "real_array", "check_type", "equal_values", "immutable_copy", "MIN_TAU_RATIO", "MAX_TAU_RATIO",
+           "MIN_THRESHOLD"]
 
 
 class DelayKind(str, enum.Enum):

@@ -14,7 +14,7 @@ import numpy as np
 
 from delgrad_core._nir_common import NIRConversionError
 
-__all__ = ["Segment", "graph_segments", "string_keyed"]
+__all__ = ["Segment", "graph_segments", "string_keyed", "population_size"]
 
 # NIR node types delgrad has no counterpart for, with the reason.
 _UNSUPPORTED = {

@@ -66,6 +66,7 @@ __all__ = [
     "provider_hint",
     "own_kind_hint",
     "refused_default",
+    "check_parameter_names",
 ]
 
 ENTRY_POINT_GROUP = "delgrad.backends"

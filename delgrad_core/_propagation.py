@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad_core._cpus import available_cpus
+from delgrad_core._cpu_count import available_cpus
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, check_type, real_array
 from delgrad_core._kernels import kernels as _layer
@@ -37,6 +37,8 @@ __all__ = [
     "check_num_threads",
     "MAX_NUM_THREADS",
     "GRADIENT_SLOPES",
+    "acausal_arrival",
+    "check_spike_times",
 ]
 
 #: Where `backward` takes each neuron's membrane slope: at the given spike time (exact), or at the
@@ -78,7 +80,7 @@ def check_num_threads(value, field_name: str = "n_threads", *, shown=None) -> in
                                 f"got {shown!r}") from None
 
 
-def _check_times(times, n_columns: int, field_name: str, n_batch: int | None = None) -> np.ndarray:
+def check_spike_times(times, n_columns: int, field_name: str, n_batch: int | None = None) -> np.ndarray:
     """Validate (batch, n) spike times: finite or +inf (silent), never NaN or -inf.  A 1-d array
     is one sample."""
     array = real_array(times, field_name)
@@ -236,7 +238,7 @@ def layer_forward(layer: Layer, pre_spike_times, *, arrival_times=None, n_thread
     n_threads : int, optional
     """
     check_type(layer, Layer, "layer").validate()
-    times = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
+    times = check_spike_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
     arrivals = _check_arrivals(arrival_times, layer, times, "arrival_times", keep_shared=True)
     return _forward_layer(layer, times, arrivals, _threads(n_threads, times.shape[0] * layer.projection.weights.size))
 
@@ -257,7 +259,7 @@ def forward(network: Network, input_spike_times, *, n_threads: int | None = None
     list of arrays (batch, layer size), one per layer (input excluded); +inf = no spike.
     """
     check_type(network, Network, "network").validate()
-    times = _check_times(input_spike_times, network.input.size, "input_spike_times")
+    times = check_spike_times(input_spike_times, network.input.size, "input_spike_times")
     threads = _threads(n_threads, times.shape[0] * sum(layer.projection.weights.size for layer in network.layers))
     layer_times = []
     for layer in network.layers:
@@ -412,9 +414,9 @@ def layer_backward(layer: Layer, pre_spike_times, post_spike_times, post_gradien
         Observed arrival times; every kernel term and the delay gradient are taken there.
     """
     check_type(layer, Layer, "layer").validate()
-    pre = _check_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
+    pre = check_spike_times(pre_spike_times, layer.projection.n_pre, "pre_spike_times")
     n_batch = pre.shape[0]
-    post = _check_times(post_spike_times, layer.population.size, "post_spike_times", n_batch)
+    post = check_spike_times(post_spike_times, layer.population.size, "post_spike_times", n_batch)
     gradient = _check_gradient(post_gradient, n_batch, layer.population.size, "post_gradient")
     arrivals = _check_arrivals(arrival_times, layer, pre, "arrival_times")
     threads = _threads(n_threads, n_batch * layer.projection.weights.size)
@@ -516,14 +518,14 @@ def backward(
         raise InvalidValueError(f"input_gradient: expected True or False, got {input_gradient!r}")
     if guard is not None and not callable(guard):
         raise InvalidValueError(f"guard: expected None or a callable, got {type(guard).__name__}")
-    times_in = _check_times(input_spike_times, network.input.size, "input_spike_times")
+    times_in = check_spike_times(input_spike_times, network.input.size, "input_spike_times")
     n_batch = times_in.shape[0]
     if not isinstance(layer_spike_times, (list, tuple)) or len(layer_spike_times) != len(network.layers):
         raise InvalidValueError(
             f"layer_spike_times: expected a list of {len(network.layers)} arrays (one per layer)"
         )
     pre_times = [times_in] + [
-        _check_times(t, layer.population.size, f"layer_spike_times[{k}]", n_batch)
+        check_spike_times(t, layer.population.size, f"layer_spike_times[{k}]", n_batch)
         for k, (t, layer) in enumerate(zip(layer_spike_times, network.layers))
     ]
     if arrival_times is None:

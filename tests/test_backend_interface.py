@@ -329,6 +329,15 @@ def test_results_that_break_the_contract_are_refused(make, message):
     assert str(info.value).startswith("backend 'mock'") or "_execute returned" in str(info.value)
 
 
+def test_a_wrong_item_of_an_own_execute_many_names_that_method():
+    class Batched(MockBackend):
+        def _execute_many(self, requests):
+            return [self._execute(requests[0]), "result"]
+
+    with pytest.raises(InvalidResultError, match=r"_execute_many \(item 1\) returned str, not an ExecutionResult"):
+        Batched().execute_many([ExecutionRequest(_net(), np.full((1, 4), 0.5))] * 2)
+
+
 def test_spikes_of_a_layer_that_nothing_reaches_are_refused():
     """(a backend reporting silence as a large number, 1e6, was said to spike "before the sample's
     first input (inf)"; spikes in a layer after a silent one passed, and training went on)"""

@@ -780,6 +780,7 @@ def test_bad_options_are_refused_naming_the_option():
     with pytest.raises(dg.InvalidValueError, match=r"faults.latency_s: .* at most 3600 s \(one hour\), got 1e\+300"):
         HilBackend(faults={"latency_s": 1e300})
     assert HilBackend(timeout_s=86400, job_timeout_s=604800, backoff_s=3600).timeout_s == 86400
+    assert HilBackend(timeout_s=np.int64(3)).timeout_s == 3.0  # (numpy's integers were refused as no number)
 
 
 def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_service, tmp_path):

@@ -128,7 +128,7 @@ def test_a_matplotlib_that_cannot_be_loaded_is_not_called_missing(tmp_path, monk
     def unloadable():
         raise ImportError("libpng16.so: failed to map segment from shared object")
 
-    monkeypatch.setattr(_plots, "_figure", unloadable)
+    monkeypatch.setattr(_plots, "pyplot", unloadable)
     with pytest.warns(UserWarning) as told:
         assert _plots.plot_run(tmp_path, [], None, [], [], []) == []
     assert [str(warning.message) for warning in told] == [

@@ -16,6 +16,8 @@ from delgrad_core.cli._settings import (
     plugin_named,
     refuse_not_installed, run_settings, trained_on_a_representing_backend, with_tables, without_replaced_options)
 
+__all__ = ["evaluate"]
+
 
 def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> tuple[bool, bool]:
     """Whether the run was trained on the device `backend` runs on (the same backend, or the

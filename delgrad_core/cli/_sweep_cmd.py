@@ -11,13 +11,15 @@ from pathlib import Path
 import click
 
 from delgrad_core._atomic import atomic_write_text
-from delgrad_core._cpus import MAX_JOBS
+from delgrad_core._cpu_count import MAX_JOBS
 from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, check_out_names, command_line_settings,
     given_once, refuse_no_default_backend, refuse_set_twice, with_its_file)
+
+__all__ = ["sweep"]
 
 
 def _int_list(ctx, param, value):

@@ -21,6 +21,8 @@ from delgrad_core.cli._settings import (
     command_line_settings, given_once, one_or_list, refuse_no_default_backend, refuse_not_installed, refuse_set_twice,
     with_its_file, with_tables, without_replaced_options)
 
+__all__ = ["train"]
+
 
 def _fresh_out_dir() -> Path:
     """runs/train-YYYYmmdd-HHMMSS, with a suffix if it exists; created here (exclusively, so

@@ -13,7 +13,7 @@ from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import equal_values, real_array
 from delgrad_core._numbers import checked_number
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "hand_over", "split_digests", "changed_splits"]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ else:  # pragma: no cover
 
 __all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings", "result_settings",
            "setting_differences", "shown_setting", "unused_component_fields", "COMPONENT_FIELD_PREFIX",
-           "MAX_STEP_SIZE"]
+           "MAX_STEP_SIZE", "LATER_SETTINGS", "check_adam_betas", "number_rule"]
 
 # backend options that are secrets: never written into a run folder
 _SECRET_OPTIONS = frozenset({"token", "password", "secret"})
@@ -56,8 +56,8 @@ _KIND_DEFAULTS = {
 
 
 # -- field rules: each returns the normalised value or raises naming the field ------------------
-def _number(low=None, high=None, *, low_open=False, high_open=False, integer=False, optional=False,
-            per_layer=False):
+def number_rule(low=None, high=None, *, low_open=False, high_open=False, integer=False, optional=False,
+                per_layer=False):
     """A finite number (an integer if `integer`) in the given range; None if `optional`; a list
     of such numbers (one per neuron layer) if `per_layer`."""
     bounds = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "integer": integer}
@@ -177,9 +177,9 @@ def _rule(default, check, section: str):
 
 
 _RESOLVED = 1e-9  # the least delay_scale / delay_shift: the sigmoid's range in a billion parts of its delays
-_FRACTION = _number(0, 1)
-_POSITIVE = _number(0, low_open=True)
-_NON_NEGATIVE = _number(0)
+_FRACTION = number_rule(0, 1)
+_POSITIVE = number_rule(0, low_open=True)
+_NON_NEGATIVE = number_rule(0)
 
 #: The largest learning rate and silent-neuron bump.  Adam moves a parameter by about its learning
 #: rate per step, the bump adds itself to weights: in units of the threshold (1 by default) for
@@ -187,7 +187,7 @@ _NON_NEGATIVE = _number(0)
 #: leaves a small Yin-Yang network at chance level (docs/training.md); far larger values
 #: overflowed the network.
 MAX_STEP_SIZE = 10
-_STEP_SIZE = _number(0, MAX_STEP_SIZE, low_open=True, optional=True)
+_STEP_SIZE = number_rule(0, MAX_STEP_SIZE, low_open=True, optional=True)
 
 
 @dataclass
@@ -206,29 +206,29 @@ class TrainingConfig:
     dataset_options: dict = _rule({}, _table, "data")  # (keyword arguments of the dataset's loader)
     hidden: int | list = _rule(30, _hidden_sizes, "network")
     delays: str | list = _rule("synaptic", _delay_kinds, "network")
-    tau_ratio: float = _rule(2.0, _number(MIN_TAU_RATIO, MAX_TAU_RATIO), "network")  # (the solver's verified range)
-    threshold: float = _rule(1.0, _number(MIN_THRESHOLD), "network")  # (the network's range)
+    tau_ratio: float = _rule(2.0, number_rule(MIN_TAU_RATIO, MAX_TAU_RATIO), "network")  # (the solver's verified range)
+    threshold: float = _rule(1.0, number_rule(MIN_THRESHOLD), "network")  # (the network's range)
     encoder: str = _rule("latency", _registered("encoder"), "encoder")
     t_early: float = _rule(0.15, _NON_NEGATIVE, "encoder")
     t_late: float = _rule(2.0, _POSITIVE, "encoder")
     encoder_options: dict = _rule({}, _table, "encoder")
     # optimisation
-    epochs: int = _rule(300, _number(1, integer=True), "optimiser")
-    batch_size: int = _rule(150, _number(1, integer=True), "optimiser")
-    seed: int = _rule(0, _number(0, 2**63 - 1, integer=True), "optimiser")
+    epochs: int = _rule(300, number_rule(1, integer=True), "optimiser")
+    batch_size: int = _rule(150, number_rule(1, integer=True), "optimiser")
+    seed: int = _rule(0, number_rule(0, 2**63 - 1, integer=True), "optimiser")
     weight_lr: float | None = _rule(None, _STEP_SIZE, "optimiser")
-    delay_lr: float | None = _rule(None, _number(0, MAX_STEP_SIZE, optional=True), "optimiser")  # (0: fixed delays)
-    lr_decay: float = _rule(0.95, _number(0, 1, low_open=True), "optimiser")
-    lr_decay_every: int = _rule(20, _number(1, integer=True), "optimiser")
-    adam_beta1: float = _rule(0.9, _number(0, 1, high_open=True), "optimiser")
-    adam_beta2: float = _rule(0.999, _number(0, 1, high_open=True), "optimiser")
+    delay_lr: float | None = _rule(None, number_rule(0, MAX_STEP_SIZE, optional=True), "optimiser")  # (0: fixed delays)
+    lr_decay: float = _rule(0.95, number_rule(0, 1, low_open=True), "optimiser")
+    lr_decay_every: int = _rule(20, number_rule(1, integer=True), "optimiser")
+    adam_beta1: float = _rule(0.9, number_rule(0, 1, high_open=True), "optimiser")
+    adam_beta2: float = _rule(0.999, number_rule(0, 1, high_open=True), "optimiser")
     adam_eps: float = _rule(1e-8, _POSITIVE, "optimiser")
     # decay per step of an exponential moving average of the parameters; the average is the
     # network that is validated, selected and kept (None: off; e.g. 0.999 averages ~1000 steps)
-    parameter_average: float | None = _rule(None, _number(0, 1, high_open=True, optional=True), "optimiser")
-    weight_init_mean: float | list | None = _rule(None, _number(optional=True, per_layer=True), "network")
-    weight_init_std: float | list | None = _rule(None, _number(0, optional=True, per_layer=True), "network")
-    delay_init_mean: float = _rule(0.0, _number(), "network")
+    parameter_average: float | None = _rule(None, number_rule(0, 1, high_open=True, optional=True), "optimiser")
+    weight_init_mean: float | list | None = _rule(None, number_rule(optional=True, per_layer=True), "network")
+    weight_init_std: float | list | None = _rule(None, number_rule(0, optional=True, per_layer=True), "network")
+    delay_init_mean: float = _rule(0.0, number_rule(), "network")
     delay_init_std: float = _rule(0.25, _NON_NEGATIVE, "network")
     # loss (loss_<parameter> fields go to the loss's parameter of that name; loss_options to any)
     loss: str = _rule("squared", _registered("loss"), "loss")
@@ -237,7 +237,7 @@ class TrainingConfig:
     loss_alpha: float = _rule(0.005, _NON_NEGATIVE, "loss")
     loss_beta: float = _rule(1.0, _POSITIVE, "loss")
     loss_options: dict = _rule({}, _table, "loss")
-    max_weight_term: float | None = _rule(0.2, _number(0, low_open=True, optional=True), "heuristics")
+    max_weight_term: float | None = _rule(0.2, number_rule(0, low_open=True, optional=True), "heuristics")
     # where each neuron's membrane slope is taken in the backward pass: at the spike time the
     # backend gave ("observed": exact), or at the nominal neuron's own crossing ("nominal": DelGrad's
     # reference code for measured times, tau_m = tau_s only; docs/model.md §4)
@@ -246,15 +246,15 @@ class TrainingConfig:
     delay_parametrisation: str = _rule("sigmoid", _choice(("sigmoid", "clip")), "network")
     delay_shift: float = _rule(0.0, _NON_NEGATIVE, "network")
     delay_scale: float = _rule(1.0, _POSITIVE, "network")
-    delay_max: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
+    delay_max: float | None = _rule(None, number_rule(0, low_open=True, optional=True), "network")
     # consecutive input lines that share one axonal delay of the first layer: the copies of an
     # input the encoder repeats, as on BrainScaleS-2, whose delay elements serve all copies of an
     # input (1: each line its own delay)
-    shared_input_delays: int = _rule(1, _number(1, integer=True), "network")
+    shared_input_delays: int = _rule(1, number_rule(1, integer=True), "network")
     # the config's own weight constraints (None: only the backend's); float shadow weights
-    weight_limit: float | None = _rule(None, _number(0, low_open=True, optional=True), "network")
+    weight_limit: float | None = _rule(None, number_rule(0, low_open=True, optional=True), "network")
     # (finer steps than 1e-12 serve no substrate, and weights divided by a denormal step overflow)
-    weight_resolution: float | None = _rule(None, _number(1e-12, optional=True), "network")
+    weight_resolution: float | None = _rule(None, number_rule(1e-12, optional=True), "network")
     # silent-neuron handling: skip the step and bump input weights of silent neurons when the
     # silent fraction of a layer exceeds its limit (hidden layers, output layer)
     silent_limit_hidden: float = _rule(0.3, _FRACTION, "heuristics")
@@ -262,7 +262,7 @@ class TrainingConfig:
     silent_bump: float | None = _rule(0.0005, _STEP_SIZE, "heuristics")
     # per-neuron revival: a hidden neuron silent in more than this fraction of a batch's samples
     # gets silent_bump added to its input weights, without skipping the step (None: off)
-    silent_neuron_limit: float | None = _rule(None, _number(0, 1, optional=True), "heuristics")
+    silent_neuron_limit: float | None = _rule(None, number_rule(0, 1, optional=True), "heuristics")
     # model selection: keep the epoch with the best validation accuracy as the trained network
     keep_best: bool = _rule(True, _flag, "heuristics")
     # execution
@@ -271,7 +271,7 @@ class TrainingConfig:
     # samples per job when a split is evaluated (validation, test); on a noisy backend every job
     # draws its own noise (None: the backend's max_batch_size, else EVALUATION_CHUNK; on an exact,
     # noise-free backend smaller jobs for large networks, see output_spike_times)
-    evaluation_batch_size: int | None = _rule(None, _number(1, integer=True, optional=True), "backend")
+    evaluation_batch_size: int | None = _rule(None, number_rule(1, integer=True, optional=True), "backend")
     _check_components: dataclasses.InitVar[bool] = True
 
     def __post_init__(self, _check_components: bool):

@@ -22,7 +22,7 @@ try:
 except ImportError:  # (the extra is not installed: `require_distributed` says how to get it)
     _WorkerPlugin = object
 
-from delgrad_core._cpus import available_cpus
+from delgrad_core._cpu_count import available_cpus
 from delgrad_core._errors import BackendUnavailable, InvalidValueError
 from delgrad_core.training._executors import STOP_CHECK_S, Unfinished, report
 from delgrad_core.training._signals import stop_signals_deferred

@@ -11,7 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from delgrad_core._cpus import MAX_JOBS, available_cpus
+from delgrad_core._cpu_count import MAX_JOBS, available_cpus
 from delgrad_core._errors import DelgradError, FileFormatError, FolderInUseError, InvalidValueError, described
 from delgrad_core._numbers import checked_number
 from delgrad_core.training._run import TrainingStopped

@@ -12,7 +12,7 @@ import numpy as np
 
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import real_array
-from delgrad_core.training._config import MAX_STEP_SIZE, _number, check_adam_betas
+from delgrad_core.training._config import MAX_STEP_SIZE, number_rule, check_adam_betas
 
 __all__ = ["Adam", "step_decay_factor"]
 
@@ -24,9 +24,9 @@ def step_decay_factor(epoch: int, gamma: float, every: int) -> float:
     return gamma ** (epoch // every)
 
 
-_RATE, _BETA, _EPS = _number(0, MAX_STEP_SIZE), _number(0, 1, high_open=True), _number(0, low_open=True)
-_EPOCH, _DECAY, _EVERY = _number(0, integer=True), _number(0, 1, low_open=True), _number(1, integer=True)
-_FACTOR = _number(0)  # (a learning-rate factor: finite, >= 0; a negative one would climb the loss)
+_RATE, _BETA, _EPS = number_rule(0, MAX_STEP_SIZE), number_rule(0, 1, high_open=True), number_rule(0, low_open=True)
+_EPOCH, _DECAY, _EVERY = number_rule(0, integer=True), number_rule(0, 1, low_open=True), number_rule(1, integer=True)
+_FACTOR = number_rule(0)  # (a learning-rate factor: finite, >= 0; a negative one would climb the loss)
 
 
 class Adam:

@@ -13,7 +13,7 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write
 
-__all__ = ["plot_run", "plots_available", "save_figure", "warn_no_plots", "why_no_plots"]
+__all__ = ["plot_run", "plots_available", "pyplot", "save_figure", "warn_no_plots", "why_no_plots"]
 
 _NOT_INSTALLED = "matplotlib is not installed"
 
@@ -22,7 +22,7 @@ def why_no_plots() -> str | None:
     """Why no plots can be drawn (matplotlib is not installed, or could not be loaded, e.g. for
     lack of memory); None if they can."""
     try:
-        _figure()
+        pyplot()
     except (ImportError, OSError, MemoryError, SystemError) as exc:  # (e.g. its libraries could not be mapped)
         if isinstance(exc, ModuleNotFoundError) and exc.name == "matplotlib":
             return _NOT_INSTALLED
@@ -41,7 +41,8 @@ def warn_no_plots(reason: str, stacklevel: int = 1) -> None:
     warnings.warn(f"{reason}: no plots written{advice}", stacklevel=stacklevel + 1)
 
 
-def _figure():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,7 +202,7 @@ def plot_run(out_dir, history: list[dict], network, test_output_times, test_labe
     if reason:
         warn_no_plots(reason)
         return []
-    plt = _figure()
+    plt = pyplot()
     out_dir = Path(out_dir)
     output_times, labels = np.asarray(test_output_times), np.asarray(test_labels)
     predictions = first_spike_prediction(output_times)

@@ -154,7 +154,7 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
     """Draw `summary` as `path` (sweep.png).  An earlier figure that cannot be drawn anew (no
     results, or no matplotlib: a warning) is removed, with a note if results exist: it may show
     what the table no longer has."""
-    from delgrad_core.training._plots import _figure, save_figure, warn_no_plots, why_no_plots
+    from delgrad_core.training._plots import pyplot, save_figure, warn_no_plots, why_no_plots
 
     has_results = any(s["seeds"] for s in summary)
     reason = why_no_plots() if has_results else None
@@ -166,7 +166,7 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
                      f"now ({reason})")
         path.unlink(missing_ok=True)
         return
-    plt = _figure()
+    plt = pyplot()
     fig, (ax_params, ax_hidden) = plt.subplots(1, 2, figsize=(11, 4))
     for kind in sorted({s["delays"] for s in summary if s["seeds"]}):
         cells = [s for s in summary if s["delays"] == kind and s["seeds"]]
@@ -228,9 +228,8 @@ def _refuse_runs_of_other_settings(trials: list[Trial]) -> None:
         if identity is not None and identity != trial.identity:
             clashes.append(_clash(trial, identity))
     if clashes:
-        shown = "; ".join(clashes[:3]) + (f"; and {len(clashes) - 3} more" if len(clashes) > 3 else "")
         raise RunFolderError(f"{len(clashes)} run folder(s) of this sweep hold a run with other settings than their "
-                             f"trial's: {shown}; move each to the folder named (the sweep keeps it apart there) and "
+                             f"trial's: {_shown_few(clashes)}; move each to the folder named (the sweep keeps it apart there) and "
                              "run the sweep again: the trial then runs anew")
 
 

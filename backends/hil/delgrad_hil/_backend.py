@@ -14,7 +14,6 @@ import contextlib
 import functools
 import inspect
 import json
-import math
 import os
 import warnings
 
@@ -41,18 +40,10 @@ from delgrad_hil._address import check_address, refuse_relative_ipc
 from delgrad_hil._calibration import BACKEND_NAME, unwrap, wrap
 from delgrad_hil._device import DEFAULT_DEVICE, device_name, unasked_settings_differ
 from delgrad_hil._faults import FaultPlan
-from delgrad_hil._limits import MAX_ATTEMPTS, MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, seconds_text
+from delgrad_hil._limits import MAX_ATTEMPTS, MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, checked_seconds
 from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id, network_payload
 
 __all__ = ["HilBackend"]
-
-
-def _positive(value, name: str, maximum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 \
-            or value > maximum:
-        raise InvalidValueError(f"{name}: expected a number of seconds > 0 and at most {seconds_text(maximum)}, "
-                                f"got {value!r}")
-    return float(value)
 
 
 def _json_table(options: dict, field_name: str) -> dict:
@@ -155,14 +146,14 @@ class HilBackend(Backend):
                                                       ("faults", self.faults.active)) if value)
             raise InvalidValueError(f"{given}: set by the service at an address (delgrad hil serve), not by its "
                                     f"clients")
-        self.timeout_s = _positive(timeout_s, "timeout_s", MAX_TIMEOUT_S)
-        self.job_timeout_s = _positive(job_timeout_s, "job_timeout_s", MAX_JOB_TIMEOUT_S)
-        self.calibration_timeout_s = _positive(calibration_timeout_s, "calibration_timeout_s", MAX_JOB_TIMEOUT_S)
+        self.timeout_s = checked_seconds(timeout_s, "timeout_s", MAX_TIMEOUT_S)
+        self.job_timeout_s = checked_seconds(job_timeout_s, "job_timeout_s", MAX_JOB_TIMEOUT_S)
+        self.calibration_timeout_s = checked_seconds(calibration_timeout_s, "calibration_timeout_s", MAX_JOB_TIMEOUT_S)
         self.attempts = checked_number(attempts, "attempts", 1, MAX_ATTEMPTS, integer=True)
         # (a service queues 16 jobs per client by default)
         self.jobs_in_flight = checked_number(jobs_in_flight, "jobs_in_flight", 1, 16, integer=True)
-        self.backoff_s = _positive(backoff_s, "backoff_s", MAX_BACKOFF_S)
-        self.max_backoff_s = _positive(max_backoff_s, "max_backoff_s", MAX_BACKOFF_S)
+        self.backoff_s = checked_seconds(backoff_s, "backoff_s", MAX_BACKOFF_S)
+        self.max_backoff_s = checked_seconds(max_backoff_s, "max_backoff_s", MAX_BACKOFF_S)
         self.client_id = _optional_text(client_id, "client_id")
         if self.client_id is not None and not CLIENT_ID.fullmatch(self.client_id):
             raise InvalidValueError(f"client_id: expected {CLIENT_ID_RULE}, got {self.client_id!r}")
@@ -170,8 +161,8 @@ class HilBackend(Backend):
         self._model: Backend | None = None
         self._client = None
         self._service_id = None  # of the service greeted last
-        self._service_device = None  # its device's name and options, at the first greeting
-        self._service_device_options = None
+        self._service_device = None  # its device's name, at the last greeting
+        self._service_device_options = None  # its device's options, at the last greeting
         self._owner_pid = os.getpid()
         self._sent_calibrations: set[str] = set()  # digests of calibrations the service has received
 

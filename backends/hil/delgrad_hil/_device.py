@@ -12,7 +12,8 @@ from delgrad_core import BackendUnavailable, InvalidValueError, available_backen
 
 from delgrad_hil._calibration import BACKEND_NAME
 
-__all__ = ["DEFAULT_DEVICE", "device_name", "default_device_capabilities", "device_training_defaults"]
+__all__ = ["DEFAULT_DEVICE", "device_name", "default_device_capabilities", "device_training_defaults",
+           "unasked_settings_differ"]
 
 DEFAULT_DEVICE = "bss2-emulator"
 

@@ -10,14 +10,12 @@ is sent: a crash that loses finished work.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import asdict, dataclass, fields, replace
 
-from delgrad_core import InvalidValueError
 from delgrad_core.plugin_tools import check_known_names, checked_number
 
-from delgrad_hil._limits import MAX_LATENCY_S, seconds_text
+from delgrad_hil._limits import MAX_LATENCY_S, checked_seconds
 
 __all__ = ["FaultPlan", "Faults", "EXIT_STATUS"]
 
@@ -49,12 +47,8 @@ class FaultPlan:
     seed: int = 0
 
     def __post_init__(self):
-        latency = self.latency_s
-        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(latency) \
-                or not 0 <= latency <= MAX_LATENCY_S:
-            raise InvalidValueError(f"faults.latency_s: expected a number of seconds >= 0 and at most "
-                                    f"{seconds_text(MAX_LATENCY_S)}, got {latency!r}")
-        object.__setattr__(self, "latency_s", float(latency))
+        object.__setattr__(self, "latency_s", checked_seconds(self.latency_s, "faults.latency_s", MAX_LATENCY_S,
+                                                             zero_allowed=True))
         for name in ("drop_fraction", "corrupt_fraction", "busy_fraction"):
             object.__setattr__(self, name, checked_number(getattr(self, name), f"faults.{name}", 0, 1))
         object.__setattr__(self, "exit_after_jobs", checked_number(self.exit_after_jobs, "faults.exit_after_jobs", 1,
