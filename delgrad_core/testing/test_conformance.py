@@ -486,17 +486,25 @@ def test_deterministic_when_declared(delgrad_backend, calibration, run_case, cas
                                  "deterministic=True (the same request and seed always give the same result)")
 
 
+def _supported_network(backend) -> tuple:
+    """(network, input lines): a lines-6-3 network in a delay kind and ratio `backend` supports,
+    its inputs in the copies it takes (the test is skipped if the backend refuses it)."""
+    caps = backend.capabilities
+    kind, ratio = supported_setting(caps)
+    lines = input_lines(caps)
+    network = make_network(within_layers((lines, 6, 3), caps), kind, ratio, capabilities=caps,
+                           copies=input_copies(caps, lines))
+    _require_supported(backend, network)
+    return network, lines
+
+
 def test_execute_many_matches_execute(delgrad_backend, calibration):
     """`execute_many` gives, request by request, what `execute` gives (several seeds and
     batches in one call, so a backend that keeps jobs in flight must keep them apart)."""
     if not delgrad_backend.capabilities.deterministic:
         pytest.skip("backend declares that the same seed may give different results")
     caps = delgrad_backend.capabilities
-    kind, ratio = supported_setting(caps)
-    lines = input_lines(caps)
-    network = make_network(within_layers((lines, 6, 3), caps), kind, ratio, capabilities=caps,
-                           copies=input_copies(caps, lines))
-    _require_supported(delgrad_backend, network)
+    network, lines = _supported_network(delgrad_backend)
     rng = np.random.default_rng(7)
     requests = [ExecutionRequest(network, input_times(rng, batch_within(caps, 3 + k), lines, caps, 0.2), calibration,
                                  seed) for k, seed in enumerate((0, 1, 0, 2, 1))]
@@ -525,11 +533,7 @@ def test_seed_dependent_when_declared(delgrad_backend, calibration):
     if delgrad_backend.capabilities.seed_independent:
         pytest.skip("backend declares that results do not depend on the seed")
     caps = delgrad_backend.capabilities
-    kind, ratio = supported_setting(caps)
-    lines = input_lines(caps)
-    network = make_network(within_layers((lines, 6, 3), caps), kind, ratio, capabilities=caps,
-                           copies=input_copies(caps, lines))
-    _require_supported(delgrad_backend, network)
+    network, lines = _supported_network(delgrad_backend)
     inputs = input_times(np.random.default_rng(8), batch_within(caps, 20), lines, caps, 0.2)
     with _resources_permitting():
         runs = [delgrad_backend.execute(ExecutionRequest(network, inputs, calibration, seed)).layer_spike_times
