@@ -126,6 +126,7 @@ def is_device_identity(value) -> bool:
             and all(isinstance(value.get(name), str) for name in ("backend", "calibration_key", "calibration_digest"))
             and isinstance(value.get("options", {}), dict))
 
+
 class Backend(abc.ABC):
     """An execution target for networks.
 

@@ -144,6 +144,7 @@ def test_very_large_weight_spikes_right_after_the_arrival(helpers, ratio):
     assert t == pytest.approx(reference_spike(network, [0.0]), rel=1e-6)
     # t ~ 1e-6 comes from -tau_m log(x) with x ~ 1 - 5e-7 at ratio 2 (~2e-10 relative rounding in t),
     # so a relative step of 1e-4 keeps the difference quotient above that noise.
+
     def loss():
         return helpers.output_loss(network, x, np.ones((1, 1)))
 

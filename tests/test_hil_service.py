@@ -1096,8 +1096,6 @@ def _run_in_thread(call, timeout_s: float):
     return outcome["value"]
 
 
-
-
 # ---------------------------------------------------------------------------- crashes, give-ups, stops
 def test_a_job_that_crashes_the_device_is_refused_after_its_second_crash_and_the_service_serves_on(start_service):
     """(each attempt used to stop the service: a supervisor restarted it for every client, and the

@@ -105,6 +105,7 @@ STAND_IN = """
         register("bss2-emulator", StandIn, capabilities=CAPABILITIES, training_defaults=TRAINING_DEFAULTS)
 """
 
+
 @pytest.fixture
 def default_device(tmp_path, monkeypatch):
     """The BrainScaleS-2 emulator if installed, else the stand-in under its name."""

@@ -250,7 +250,6 @@ def test_feedforward_names_the_argument_it_cannot_use(sizes, options, message):
         dg.Network.feedforward(sizes, **options)
 
 
-
 def _inputs():
     return np.random.default_rng(0).uniform(0.1, 2.0, (5, 4))
 

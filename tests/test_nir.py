@@ -845,6 +845,7 @@ def test_cli_import_names_the_delay_kinds_layer_by_layer(tmp_path):
     result = runner.invoke(main, ["import", str(tmp_path / "net.nir"), str(tmp_path / "back.npz")])
     assert result.exit_code == 0 and "(4-5-6-3, axonal,none,dendritic delays)" in result.output, result.output
 
+
 def test_cli_export_of_a_chip_trained_run_says_so_and_exports_what_the_chip_runs_when_asked(tmp_path):
     """(a bss2-emulator run's network.npz holds the trained float weights, off the chip's grid
     and up to 2.6 against its limit of 2.1: the export gave them without a word)"""

@@ -678,6 +678,7 @@ def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
 
     started, plugins = [], []
     monkeypatch.setattr(distributed, "LocalCluster", lambda n_workers, **options: started.append(n_workers))
+
     class Client:  # (a class with register_plugin, as the executor checks distributed's for it)
         def __init__(self, cluster):
             pass

@@ -1780,6 +1780,7 @@ def test_an_encoders_and_a_losss_mistakes_are_named():
     with pytest.raises(PluginError, match=r"encoder 'bare' from 'bare-dist': counting its inputs \(n_inputs\) failed: "
                                           r"AttributeError"):
         uncounted.n_inputs(4)
+
     class Undefined(Single):  # (named no encoder: "input_spike_times: contains NaN or -inf")
         def __call__(self, features):
             times = np.full(np.shape(features), 0.5)

@@ -114,6 +114,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     # given on the command line: over the run's own
     settings = with_tables(settings, **absolute_paths({"backend_options": backend_options,
                                                          "dataset_options": dataset_options}))
+
     def refused(exc: InvalidValueError) -> Exception:
         """A usage error if settings were given here; else the run's own settings are at fault."""
         if not stored:

@@ -93,7 +93,6 @@ def test_evaluate_adds_command_line_backend_options_to_the_runs_own(tmp_path, mo
     assert json.loads(other_chip.stdout)["accuracy"] != json.loads(plain.stdout)["accuracy"]
 
 
-
 def test_evaluate_says_how_the_chip_changed_a_network_trained_elsewhere(tmp_path, monkeypatch):
     """(a reference-trained network ran clipped and quantised, its delays moved to the chip's
     range, without a word)"""
@@ -175,6 +174,7 @@ def test_a_resume_naming_a_default_option_says_options_are_compared_as_given(tmp
     assert 'backend_options: {} in the checkpoint, {"chip": 0} now); resume with the run\'s own settings (option ' \
            "tables are compared as given: an option at its default value that the run did not give is a change " \
            "too)" in resumed.output, resumed.output
+
 
 def test_train_with_more_layers_than_the_chip_runs_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))

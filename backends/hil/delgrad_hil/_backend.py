@@ -68,7 +68,6 @@ class _ServiceChanged(BackendUnavailable):
     """The service at the address was restarted with other device options."""
 
 
-
 def _factory_defaults(device: str) -> dict:
     """The default values of the keyword parameters of the factory registered for `device`
     (none where Python cannot read its signature)."""
@@ -78,6 +77,7 @@ def _factory_defaults(device: str) -> dict:
         return {}
     return {p.name: p.default for p in signature.parameters.values()
             if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
 
 class HilBackend(Backend):
     """A device behind a (local or shared) HIL service.

@@ -16,6 +16,7 @@ from delgrad_hil._limits import (MAX_LATENCY_S, MAX_REPLAY_WINDOW_S, MAX_SHUTDOW
 
 __all__ = ["hil"]
 
+
 class _FiniteRange(click.FloatRange):
     """A float range that also refuses nan and inf (which `click.FloatRange` lets through)."""
 

@@ -55,6 +55,7 @@ def reply_limit(max_message_bytes: int) -> int:
     service refuses larger results) with its header, signature and protocol frame."""
     return REPLY_SIZE_FACTOR * max_message_bytes + MAX_HEADER_BYTES + SIGNATURE_BYTES + len(PROTOCOL)
 
+
 # error code -> whether sending the same job again (as a new message) can succeed
 ERROR_CODES = {
     "malformed": False,            # not a message of this protocol (frames, header, fields)
