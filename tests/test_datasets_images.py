@@ -2,6 +2,7 @@
 
 import gzip
 import math
+import os
 import struct
 import sys
 import tracemalloc
@@ -217,6 +218,34 @@ def test_idx_size_limit_is_adjustable(tmp_path):
     assert read_idx(path, max_data_bytes=100).shape == (100,)
     with pytest.raises(DatasetFileError, match="more than the limit of 99 bytes"):
         read_idx(path, max_data_bytes=99)
+
+
+def test_idx_rejects_shapes_numpy_cannot_hold_naming_the_file_in_one_short_line(tmp_path):
+    """(65 dimensions, or sizes beside a 0 too large to index, ended in numpy's ValueError naming
+    no file; 255 dimensions gave a 6 KB message)"""
+    many = write(tmp_path / "many", bytes([0, 0, 0x08, 65]) + struct.pack(">65I", *[1] * 65) + b"\x01")
+    assert len(str(idx_error(many, "declares 65 dimensions; a file has 1 to 32"))) < 300
+    empty = write(tmp_path / "empty", bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 0, 2**32 - 1, 2**32 - 1))
+    idx_error(empty, r"shape \(0, 4294967295, 4294967295\), which numpy cannot hold")
+
+
+def test_idx_refuses_a_bad_size_limit_and_a_path_that_is_no_regular_file(tmp_path):
+    path = write(tmp_path / "labels", idx_bytes(np.zeros(100, dtype=np.uint8)))
+    for wrong in ("abc", None, -1, 0, True, 1.5):  # (a TypeError, or the file blamed for the limit)
+        with pytest.raises(dg.InvalidValueError, match="^max_data_bytes: expected a number of bytes >= 1"):
+            read_idx(path, max_data_bytes=wrong)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(dg.InvalidValueError, match="fifo is not a regular file"):  # (it waited for a writer)
+        read_idx(fifo)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux's /proc/self/mem (a file no read succeeds on)")
+def test_idx_names_a_file_the_system_cannot_read(tmp_path):
+    link = tmp_path / "t10k-images-idx3-ubyte"
+    link.symlink_to("/proc/self/mem")
+    with pytest.raises(OSError, match="t10k-images-idx3-ubyte"):
+        read_idx(link)
 
 
 def test_idx_missing_file_is_file_not_found(tmp_path):
@@ -465,6 +494,10 @@ def test_bad_split_and_size(mnist_dir, size):
         fashion_mnist("test", directory=directory, size=size)
     with pytest.raises(ValueError, match="choose one of train, validation, test"):
         mnist("valid", directory=directory)
+    with pytest.raises(ValueError, match="choose one of train, validation, test"):
+        mnist(["train"], directory=directory)  # (a TypeError: unhashable type)
+    with pytest.raises(ValueError, match="choose one of train, validation, test"):
+        digits(["train"])
 
 
 def test_handed_over_features_are_kept_without_copy():
@@ -552,6 +585,14 @@ def test_a_flipped_byte_in_gzip_data_is_reported_as_corrupt_gzip(tmp_path):
             read_idx(tmp_path / "x.gz")
         messages.add(str(info.value).split(": ", 1)[1][:18])
     assert messages == {"corrupt gzip data:"}, messages  # (not "trailing data" or "truncated")
+
+
+def test_a_directory_that_cannot_be_looked_into_is_named_as_such(tmp_path):
+    """(a name too long for the system ended in "loading 'train' failed: OSError", as if the
+    loader were broken)"""
+    too_long = tmp_path / ("a" * 5000)
+    with pytest.raises(DatasetFilesNotFoundError, match=r"MNIST: cannot look into .*aaaa \(given by the directory option\)"):
+        mnist("train", directory=too_long)
 
 
 def test_a_directory_with_a_stray_space_is_shown_with_it(monkeypatch, tmp_path):

@@ -46,7 +46,7 @@ def digits(split: str = "train") -> Dataset:
     ImportError
         If scikit-learn is not installed.
     """
-    if split not in DIGITS_SPLITS:
+    if not isinstance(split, str) or split not in DIGITS_SPLITS:
         raise InvalidValueError(f"split: unknown digits split {split!r}; choose one of {', '.join(DIGITS_SPLITS)}")
     bundle = _load_digits()
     labels = bundle.target

@@ -25,9 +25,10 @@ from typing import BinaryIO
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError
+from delgrad_core._numbers import checked_number, shown_number
 from delgrad_core.datasets._errors import DatasetFileError
 
-__all__ = ["IDX_DATA_TYPES", "IDX_MAX_DATA_BYTES", "read_idx"]
+__all__ = ["IDX_DATA_TYPES", "IDX_MAX_DATA_BYTES", "IDX_MAX_DIMENSIONS", "read_idx"]
 
 #: IDX data type code -> numpy dtype (big-endian, as stored).
 IDX_DATA_TYPES: dict[int, np.dtype] = {
@@ -42,6 +43,9 @@ IDX_DATA_TYPES: dict[int, np.dtype] = {
 #: Default bound on the size of the data a file may declare, in bytes (1 GiB; MNIST's largest
 #: file holds 47 MB).
 IDX_MAX_DATA_BYTES = 1 << 30
+
+#: Most dimensions a file may declare (numpy 1 holds 32; an image file has 3).
+IDX_MAX_DIMENSIONS = 32
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Deflate cannot expand data by more than 1032:1, which bounds what a gzip file can hold.
@@ -89,8 +93,9 @@ def _read_header(stream: BinaryIO, path: Path) -> _IdxHeader:
     if code not in IDX_DATA_TYPES:
         known = ", ".join(f"0x{c:02x} ({t.name})" for c, t in IDX_DATA_TYPES.items())
         raise DatasetFileError(f"{path}: unsupported IDX data type code 0x{code:02x}; IDX defines {known}")
-    if n_dims == 0:
-        raise DatasetFileError(f"{path}: IDX magic number declares 0 dimensions")
+    if not 1 <= n_dims <= IDX_MAX_DIMENSIONS:
+        raise DatasetFileError(f"{path}: IDX magic number declares {n_dims} dimensions; a file has 1 to "
+                               f"{IDX_MAX_DIMENSIONS}")
     sizes = bytearray(4 * n_dims)
     if _read_up_to(stream, sizes) < len(sizes):
         raise DatasetFileError(
@@ -103,7 +108,7 @@ def _read_header(stream: BinaryIO, path: Path) -> _IdxHeader:
 def _check_declared_size(header: _IdxHeader, path: Path, max_data_bytes: int,
                          file_bytes: int, compressed: bool) -> None:
     """Reject data sizes over the bound or impossible for a file of `file_bytes` bytes."""
-    declared = f"shape {header.shape} of {header.dtype.name} ({header.data_bytes} bytes of data)"
+    declared = f"shape {header.shape} of {header.dtype.name} ({shown_number(header.data_bytes)} bytes of data)"
     if header.data_bytes > max_data_bytes:
         raise DatasetFileError(
             f"{path}: IDX header declares {declared}, more than the limit of {max_data_bytes} bytes"
@@ -135,7 +140,11 @@ def _read_data(stream: BinaryIO, header: _IdxHeader, path: Path) -> np.ndarray:
         )
     if stream.read(1):
         raise DatasetFileError(f"{path}: trailing data after the {header.data_bytes} bytes the IDX header declares")
-    data = buffer.view(header.dtype).reshape(header.shape)
+    try:
+        data = buffer.view(header.dtype).reshape(header.shape)
+    except ValueError as error:  # (no data, but sizes beside a 0 that numpy cannot index)
+        raise DatasetFileError(f"{path}: IDX header declares shape {header.shape}, which numpy cannot hold: "
+                               f"{error}") from None
     if header.dtype.byteorder == ">":  # multi-byte items on a little-endian machine
         data = data.byteswap(inplace=True).view(header.dtype.newbyteorder("="))
     return data
@@ -162,13 +171,30 @@ def read_idx(path: str | os.PathLike, *, max_data_bytes: int = IDX_MAX_DATA_BYTE
         truncated file, trailing data or corrupt gzip data; the message names the file.
     FileNotFoundError
         If `path` does not exist.
+    OSError
+        If the file cannot be read; the message names the file.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidValueError(f"path: expected the path of an IDX file (a str or path-like), got "
                                 f"{type(path).__name__}")
+    max_data_bytes = checked_number(max_data_bytes, "max_data_bytes", 1, integer=True, what="a number of bytes")
     path = Path(path)
     if path.is_dir():
         raise InvalidValueError(f"path: {path} is a folder, not an IDX file")
+    if path.exists() and not path.is_file():  # (opening a FIFO would wait for a writer)
+        raise InvalidValueError(f"path: {path} is not a regular file (a FIFO, socket or device)")
+    try:
+        return _read_file(path, max_data_bytes)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from None
+
+
+def _read_file(path: Path, max_data_bytes: int) -> np.ndarray:
+    """`read_idx` of a path that is checked."""
     with open(path, "rb") as raw:
         file_bytes = os.fstat(raw.fileno()).st_size
         compressed = raw.read(2) == _GZIP_MAGIC

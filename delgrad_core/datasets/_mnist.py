@@ -134,7 +134,11 @@ def _find_files(source: _Source, part: str, directory: str | os.PathLike | None)
     found, missing = [], []
     for stem in _FILES[part]:
         candidates = [] if where is None else [where / stem, where / f"{stem}.gz"]
-        path = next((candidate for candidate in candidates if candidate.is_file()), None)
+        try:
+            path = next((candidate for candidate in candidates if candidate.is_file()), None)
+        except OSError as error:  # (a name too long, a folder that may not be entered)
+            raise DatasetFilesNotFoundError(f"{source.title}: cannot look into {where} ({how}): {error.strerror}") \
+                from None
         found.append(path)
         if path is None:
             missing.append(f"{stem}[.gz]" + "".join(_why_not_a_file(candidate) for candidate in candidates))
@@ -190,7 +194,7 @@ def _check_size(size: int | None) -> None:
 
 
 def _load(source: _Source, split: str, directory: str | os.PathLike | None, size: int | None) -> Dataset:
-    if split not in MNIST_SPLITS:
+    if not isinstance(split, str) or split not in MNIST_SPLITS:
         raise InvalidValueError(f"split: unknown {source.title} split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
     _check_size(size)
     part = "test" if split == "test" else "train"
