@@ -901,7 +901,8 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     ({"epoch": 5, "epochs_recorded": 1}, "records 1 epochs of history for 5 trained"),
     ({"best_epoch": 7}, "the state's best_epoch is 7, after its last epoch 1"),
     ({"best_validation_accuracy": 1.5}, "the state's best_validation_accuracy is 1.5"),
-    ({"rng": "negative"}, r"inconsistent checkpoint \(OverflowError: "),  # (a traceback)
+    # (a traceback; numpy 1 took it, reduced modulo 2**128, and the run resumed)
+    ({"rng": "negative"}, r"inconsistent checkpoint \((OverflowError: .*|ValueError: .* state is out of its range)\)"),
     ({"config": None}, "its settings are missing"),
     ({"config": [1]}, "its settings are not a table"),
     ("drop adam.m.layers.0.weights", "adam.m.layers.0.weights is missing"),

@@ -639,6 +639,8 @@ class Trainer:
             self.epoch = int(state["epoch"])
             self.elapsed_seconds = state["elapsed_seconds"]
             self.rng.bit_generator.state = state["rng"]
+            if self.rng.bit_generator.state != state["rng"]:  # (numpy 1 takes a negative state, reduced modulo 2**128)
+                raise ValueError("the random generator's state is out of its range")
             self.selection.load(state, best)
             self.average.load(average)
             self.bump.load(state)
