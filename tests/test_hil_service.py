@@ -530,7 +530,7 @@ def test_a_result_that_cannot_arrive_within_timeout_s_is_named_with_its_size(sta
     with _client(service, client_id="large", timeout_s=5.0) as backend:
         backend.execute(network, inputs, seed=0)  # (run once: cached at the service for this client)
     said = []
-    for _ in range(4):  # (the service's short answer to the probe must come within the 0.02 s too: on a busy
+    for _ in range(8):  # (the service's short answer to the probe must come within the 0.02 s too: on a busy
         # machine it may not, and the client then rightly says "no answer"; the old client always said that.
         # Rarely, the reply itself arrives within 0.02 s: that try tells nothing either)
         with _client(service, client_id="large", timeout_s=0.02, attempts=2, backoff_s=0.5,
@@ -542,7 +542,7 @@ def test_a_result_that_cannot_arrive_within_timeout_s_is_named_with_its_size(sta
                 said.append(str(exc))
         if not said[-1].startswith("no answer from"):
             break
-    assert said, "the 32.5 MB reply arrived within 0.02 s in each of 4 tries"
+    assert said, "the 32.5 MB reply arrived within 0.02 s in each of 8 tries"
     assert re.search(r"job [0-9a-f]{12} failed at .* after 2 attempts .*; last: the job finished at the service \(a "
                      r"result of 32\.5 MB\), but its reply did not arrive within timeout_s=0.02 s .*raise timeout_s",
                      said[-1]), said
@@ -781,6 +781,8 @@ def test_bad_options_are_refused_naming_the_option():
         HilBackend(faults={"latency_s": 1e300})
     assert HilBackend(timeout_s=86400, job_timeout_s=604800, backoff_s=3600).timeout_s == 86400
     assert HilBackend(timeout_s=np.int64(3)).timeout_s == 3.0  # (numpy's integers were refused as no number)
+    with pytest.raises(dg.InvalidValueError, match=r"^timeout_s: .*, got the integer 1.00e\+400$"):  # (not 401 digits)
+        HilBackend(timeout_s=10**400)
 
 
 def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_service, tmp_path):

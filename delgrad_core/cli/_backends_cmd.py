@@ -67,6 +67,7 @@ def backends(as_json: bool):
     plugins = registry()
     with contextlib.redirect_stdout(sys.stderr):  # (what a factory prints must not mix with the listing)
         records = [_record(info) for info in plugins.registrations("backend")]
+    sys.stderr.flush()  # (before the listing, where stderr is buffered: a file, click < 8.2's test runner)
     if not records:
         click.echo(f"note: no backend is installed; {own_kind_hint('backend')}", err=True)
     if as_json:

@@ -3,7 +3,8 @@
 An IDX file is, with every integer big-endian:
 
 - 4 bytes of magic number: two zero bytes, a data type code (table `IDX_DATA_TYPES`) and the
-  number of dimensions ``d`` (at least 1);
+  number of dimensions ``d`` (1 to 32 here: numpy 1 holds no more, and numpy 2's 64 are refused
+  too, so that a file reads alike everywhere);
 - ``d`` unsigned 32-bit sizes;
 - the ``prod(sizes)`` items in row-major order, nothing after them.
 
@@ -167,8 +168,11 @@ def read_idx(path: str | os.PathLike, *, max_data_bytes: int = IDX_MAX_DATA_BYTE
     Raises
     ------
     DatasetFileError
-        Wrong magic number, unsupported data type code, declared size over `max_data_bytes`,
-        truncated file, trailing data or corrupt gzip data; the message names the file.
+        Wrong magic number, unsupported data type code, more than 32 dimensions, a shape numpy
+        cannot hold, declared size over `max_data_bytes`, truncated file, trailing data or corrupt
+        gzip data; the message names the file.
+    InvalidValueError
+        `max_data_bytes` not an integer >= 1, or `path` not a regular file (a folder, a FIFO).
     FileNotFoundError
         If `path` does not exist.
     OSError
@@ -177,7 +181,8 @@ def read_idx(path: str | os.PathLike, *, max_data_bytes: int = IDX_MAX_DATA_BYTE
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidValueError(f"path: expected the path of an IDX file (a str or path-like), got "
                                 f"{type(path).__name__}")
-    max_data_bytes = checked_number(max_data_bytes, "max_data_bytes", 1, integer=True, what="a number of bytes")
+    max_data_bytes = checked_number(max_data_bytes, "max_data_bytes", 1, integer=True,
+                                    what="an integer number of bytes")
     path = Path(path)
     if path.is_dir():
         raise InvalidValueError(f"path: {path} is a folder, not an IDX file")

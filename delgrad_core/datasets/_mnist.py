@@ -137,7 +137,7 @@ def _find_files(source: _Source, part: str, directory: str | os.PathLike | None)
         try:
             path = next((candidate for candidate in candidates if candidate.is_file()), None)
         except OSError as error:  # (a name too long, a folder that may not be entered)
-            raise DatasetFilesNotFoundError(f"{source.title}: cannot look into {where} ({how}): {error.strerror}") \
+            raise DatasetFileError(f"{source.title}: cannot look into {where} ({how}): {error.strerror or error}") \
                 from None
         found.append(path)
         if path is None:

@@ -11,8 +11,8 @@ from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
 from delgrad_core._propagation import forward
 
-__all__ = ["ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines", "drive_scale",
-           "input_copies", "input_lines", "input_times", "make_network", "supported_setting", "within_layers"]
+__all__ = ["BATCH_SIZE", "ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines",
+           "drive_scale", "input_copies", "input_lines", "input_times", "make_network", "supported_setting", "within_layers"]
 
 BATCH_SIZE = 32
 _DEFAULT_RATIOS = (2.0, 1.0, 1.5)

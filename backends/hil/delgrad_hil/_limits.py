@@ -7,10 +7,10 @@ beyond them the waits overflow (ZeroMQ takes its timeouts in milliseconds as a C
 from __future__ import annotations
 
 from delgrad_core import InvalidValueError
-from delgrad_core.plugin_tools import checked_number
+from delgrad_core.plugin_tools import checked_number, shown_number
 
-__all__ = ["MAX_ATTEMPTS", "MAX_TIMEOUT_S", "MAX_JOB_TIMEOUT_S", "MAX_BACKOFF_S", "MAX_LATENCY_S", "MAX_SHUTDOWN_GRACE_S",
-           "MAX_REPLAY_WINDOW_S", "MIN_REPLAY_WINDOW_S", "checked_seconds", "seconds_text"]
+__all__ = ["MAX_ATTEMPTS", "MAX_TIMEOUT_S", "MAX_JOB_TIMEOUT_S", "MAX_BACKOFF_S", "MAX_LATENCY_S",
+           "MAX_SHUTDOWN_GRACE_S", "MAX_REPLAY_WINDOW_S", "MIN_REPLAY_WINDOW_S", "checked_seconds"]
 
 _DAY_S = 86_400.0
 MAX_TIMEOUT_S = _DAY_S  # one day of silence: how long a client waits for any answer (timeout_s, --timeout-s)
@@ -23,7 +23,7 @@ MIN_REPLAY_WINDOW_S = 1.0  # a message in transit, or from a clock a little apar
 MAX_ATTEMPTS = 1000  # per request: a silent service takes 1000 x timeout_s (plus the waits) to be given up
 
 
-def seconds_text(seconds: float) -> str:
+def _seconds_text(seconds: float) -> str:
     """``86400 s (one day)`` and the like."""
     names = {_DAY_S: "one day", 7 * _DAY_S: "one week", 3_600.0: "one hour"}
     return f"{seconds:g} s ({names[seconds]})" if seconds in names else f"{seconds:g} s"
@@ -36,4 +36,4 @@ def checked_seconds(value, field: str, maximum: float, *, zero_allowed: bool = F
         return checked_number(value, field, 0, maximum, low_open=not zero_allowed)
     except InvalidValueError:
         raise InvalidValueError(f"{field}: expected a number of seconds {'>=' if zero_allowed else '>'} 0 and at "
-                                f"most {seconds_text(maximum)}, got {value!r}") from None
+                                f"most {_seconds_text(maximum)}, got {shown_number(value)}") from None
