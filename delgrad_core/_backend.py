@@ -350,7 +350,8 @@ class Backend(abc.ABC):
                                      f"results")
         for index, (request, result) in enumerate(zip(prepared, results)):
             if not isinstance(result, ExecutionResult):
-                method = "_execute" if type(self)._execute_many is Backend._execute_many else f"_execute_many (item {index})"
+                own_batching = type(self)._execute_many is not Backend._execute_many
+                method = f"_execute_many (item {index})" if own_batching else "_execute"
                 raise InvalidResultError(f"backend {self.name!r}: {method} returned {type(result).__name__}, not an "
                                          "ExecutionResult")
             result.validate(request, self.name)

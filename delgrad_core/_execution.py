@@ -20,7 +20,7 @@ from delgrad_core._errors import CalibrationError, FileFormatError, InvalidResul
 from delgrad_core._ir import Network, immutable_copy, real_array
 from delgrad_core._npz import archive_of_bytes, hash_arrays, json_array, npz_bytes
 from delgrad_core._numbers import checked_number
-from delgrad_core._propagation import check_spike_times, acausal_arrival
+from delgrad_core._propagation import acausal_arrival, check_spike_times
 from delgrad_core._serialization import network_arrays, network_from_archive
 
 __all__ = ["ExecutionRequest", "ExecutionResult", "MAX_SEED", "check_seed"]
