@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
 __all__ = ["RunFolder", "network_file_digest", "folder_lock", "STATE_KEY", "checked_state", "stored_settings", "history_line",
-           "remove_stale_temporaries", "is_accuracy"]
+           "remove_stale_temporaries", "is_accuracy", "first_few"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -148,9 +148,10 @@ def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _few(names: list[str]) -> str:
-    """The first three of `names` and how many more: 'a, b, c and 2 more'."""
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+def first_few(names: list[str], separator: str = ", ") -> str:
+    """The first three of `names` and how many more: 'a, b, c and 2 more' ('a; b; c and 2 more'
+    with `separator` '; ', for items that hold commas themselves)."""
+    return separator.join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 @contextlib.contextmanager
@@ -405,7 +406,7 @@ class RunFolder:
             others = self._other_files()
         except OSError:  # (not readable: `claim` says why)
             return None
-        return f"holds other files ({_few(others)})" if others else None
+        return f"holds other files ({first_few(others)})" if others else None
 
     def _other_files(self) -> list[str]:
         """The names in the folder that are neither a run's files nor its lock, nor temporary
@@ -466,7 +467,7 @@ class RunFolder:
                                      "another folder")
             others = self._other_files()
             if not resume and others:
-                raise RunFolderError(f"{self.path}: holds other files ({_few(others)}), which a run could overwrite; "
+                raise RunFolderError(f"{self.path}: holds other files ({first_few(others)}), which a run could overwrite; "
                                      "choose a new or empty folder")
             yield self
 

@@ -31,7 +31,7 @@ from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatErr
 from delgrad_core._ir import DelayKind
 from delgrad_core.training._config import TrainingConfig, config_with_defaults, shown_setting
 from delgrad_core.training._executors import Unfinished, finished_line, make_executor
-from delgrad_core.training._run_folder import RunFolder, folder_lock, is_accuracy, remove_stale_temporaries
+from delgrad_core.training._run_folder import RunFolder, first_few, folder_lock, is_accuracy, remove_stale_temporaries
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
 __all__ = ["plan_sweep", "check_runnable", "refuse_unusable_runs", "run_sweep", "run_trial", "sweep_rows",
@@ -229,13 +229,8 @@ def _refuse_runs_of_other_settings(trials: list[Trial]) -> None:
             clashes.append(_clash(trial, identity))
     if clashes:
         raise RunFolderError(f"{len(clashes)} run folder(s) of this sweep hold a run with other settings than their "
-                             f"trial's: {_shown_few(clashes)}; move each to the folder named (the sweep keeps it apart there) and "
-                             "run the sweep again: the trial then runs anew")
-
-
-def _shown_few(problems: list[str]) -> str:
-    """The first three of `problems`, and how many more there are."""
-    return "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+                             f"trial's: {first_few(clashes, '; ')}; move each to the folder named (the sweep keeps it "
+                             "apart there) and run the sweep again: the trial then runs anew")
 
 
 def _refuse_damaged_runs(trials: list[Trial]) -> None:
@@ -265,7 +260,7 @@ def _refuse_damaged_runs(trials: list[Trial]) -> None:
             problems.append(f"{trial.folder}: a finished run without its {run.network.name}; {redo}")
     if problems:
         raise RunFolderError(f"{len(problems)} finished run(s) of this sweep are damaged, no trial started: "
-                             f"{_shown_few(problems)} (then run the sweep again)")
+                             f"{first_few(problems, '; ')} (then run the sweep again)")
 
 
 def _runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> dict[Path, str]:
@@ -304,9 +299,10 @@ def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bo
     (`_runs_on_other_data`)."""
     stale = _runs_on_other_data(trials, echo, elsewhere=elsewhere)
     if stale:
+        changed = [f"{name} ({reason})" for name, reason in stale.items()]
         raise RunFolderError(f"{len(stale)} finished run(s) of this sweep were trained on other data than dataset "
                              f"{_dataset_of(trials)!r} gives now (its files changed, or a loader that does not give "
-                             f"the same data twice): {_shown_few([f'{k} ({v})' for k, v in stale.items()])}; no trial "
+                             f"the same data twice): {first_few(changed, '; ')}; no trial "
                              "started.  Sweep the current data into a new --out, or remove those run folders to train "
                              "them again; or sweep with the data they were trained on")
 
@@ -323,7 +319,7 @@ def _refuse_blocked_folders(trials: list[Trial]) -> None:
     blocked = [f"{trial.folder}: {reason}" for trial in trials if (reason := RunFolder(trial.folder).in_the_way())]
     if blocked:
         raise RunFolderError(f"{len(blocked)} trial folder(s) of this sweep cannot take their run, no trial started: "
-                             f"{_shown_few(blocked)}; move or remove what is there and run the sweep again")
+                             f"{first_few(blocked, '; ')}; move or remove what is there and run the sweep again")
 
 
 def refuse_unusable_runs(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
