@@ -669,11 +669,18 @@ def test_training_and_evaluation_take_dataset_options_from_the_command_line(mnis
                            ('"7"', "size: expected None or an integer side in pixels from 1 to 28, got '7'")):
         refused = cli_runner().invoke(main, args[:3] + ["--dataset-option", f"size={value}", "--out",
                                                         str(tmp_path / "bad")])
-        assert refused.exit_code == 2 and "dataset 'fashion_mnist' (loading 'train'): " + message in refused.output, \
-            refused.output
+        assert refused.exit_code == 2 and "Error: dataset_options: dataset 'fashion_mnist' (loading 'train'): " \
+            + message in refused.output, refused.output
         assert not (tmp_path / "bad").exists()
         refused = cli_runner().invoke(main, ["evaluate", str(out), "--dataset-option", f"size={value}"])
         assert refused.exit_code == 2 and message in refused.output, refused.output
+        # from a --config file, the file is named (as for a backend option), unless the command line gave it too
+        (tmp_path / "bad.toml").write_text(f"dataset_options = {{size = {value}}}\n")
+        for extra, named in (([], f"{tmp_path / 'bad.toml'}: "), (["--dataset-option", f"size={value}"], "")):
+            refused = cli_runner().invoke(main, args[:3] + ["--config", str(tmp_path / "bad.toml"), *extra, "--out",
+                                                            str(tmp_path / "bad")])
+            assert refused.exit_code == 2 and f"Error: {named}dataset_options: dataset 'fashion_mnist' (loading " \
+                f"'train'): {message}" in refused.output, refused.output
     # ... and a malformed file stays a data error (status 1), options or not
     (directory / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05")
     broken = cli_runner().invoke(main, ["evaluate", str(out)])

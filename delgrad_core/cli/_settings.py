@@ -210,9 +210,9 @@ def with_its_file(exc: InvalidValueError, config_file, options: dict, set_settin
 
 def _options_named(message: str, field: str) -> set:
     """The options an option-table error is about, as the core and the built-in components say
-    it: "FIELD: backend 'x': OPTION: ..." or "FIELD: backend 'x': unknown option(s) A, B; ..."
-    (empty for another form)."""
-    said = re.match(rf"{field}: \w+ '[^']*': (.*)", message, flags=re.DOTALL)
+    it: "FIELD: backend 'x': OPTION: ..." (a dataset's: "FIELD: dataset 'x' (loading 'train'):
+    OPTION: ...") or "FIELD: backend 'x': unknown option(s) A, B; ..." (empty for another form)."""
+    said = re.match(rf"{field}: \w+ '[^']*'(?: \(loading '[^']*'\))?: (.*)", message, flags=re.DOTALL)
     if said is None:
         return set()
     unknown = re.match(r"unknown option\(s\) ([\w, ]+)", said.group(1))

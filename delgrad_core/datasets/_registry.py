@@ -51,8 +51,8 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
             from None
     except InvalidValueError as exc:  # (e.g. labels out of range: say which dataset)
         named = named_for(exc, f"dataset {name!r}", f" (loading {split!r})")
-        if type(exc) is InvalidValueError and _field_of(exc) in options:
-            raise DatasetOptionsError(str(named)) from exc
+        if type(exc) is InvalidValueError and _field_of(exc) in options:  # (the field as the up-front check names it)
+            raise DatasetOptionsError(f"dataset_options: {named}") from exc
         raise named
     if not isinstance(dataset, Dataset):
         raise PluginError(f"dataset {name!r} from {registration.distribution!r}: its loader returned "
