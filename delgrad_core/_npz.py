@@ -144,7 +144,11 @@ def _read_header(member) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     parsed = _written_header(text, encoding)
     if parsed is None:  # (another layout, e.g. another writer's or a Fortran-ordered array's)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        parsed = reader(io.BytesIO(length_bytes + text))
+        try:
+            parsed = reader(io.BytesIO(length_bytes + text))
+        except ValueError:  # (numpy's text may show its parser's objects: "<ast.Call object at 0x7f...>")
+            shown = text[:80].decode(encoding, errors="replace")
+            raise ValueError(f"not a .npy header numpy reads: {shown!r}{' ...' if len(text) > 80 else ''}") from None
     shape, fortran, dtype = parsed
     return shape, fortran, dtype, _MAGIC_LENGTH + len(length_bytes) + length
 

@@ -11,10 +11,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from _hil import install_test_devices, network_and_inputs, service_holding_a_reply, signed, wait_for, zmq
+from _hil import (install_test_devices, network_and_inputs, raw_exchange, service_holding_a_reply, signed, wait_for,
+                  zmq)
 
 import delgrad_core as dg
 from delgrad_core.cli import main
@@ -445,6 +447,82 @@ def test_sighup_stops_the_service_gracefully_unless_started_under_nohup(tmp_path
         process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def test_idle_connections_up_to_the_hard_open_file_limit_do_not_stop_the_service(tmp_path):
+    """(with the soft limit of 1024 open files many shells have, that many idle connections, which
+    need no token, aborted a service on an ipc:// address: "Too many open files"; on tcp:// it
+    stopped answering.  The service now raises its soft limit to the hard one)"""
+    import resource
+
+    from delgrad_hil._supervisor import READY_PREFIX
+
+    path = tmp_path / "s"
+    command = [sys.executable, "-m", "delgrad_core.cli", "hil", "serve", "--device", "reference", "--address",
+               f"ipc://{path}"]
+    hard = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 4096)
+    process = subprocess.Popen(command, cwd=tmp_path, env=dict(os.environ, DELGRAD_HIL_TOKEN=TOKEN),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard)))
+    peers = []
+    try:
+        assert process.stdout.readline().startswith(READY_PREFIX)
+        limits = (Path("/proc") / str(process.pid) / "limits").read_text()
+        assert re.search(rf"Max open files\s+{hard}\s+{hard}", limits), limits
+        for _ in range(300):  # (more than the soft limit the service was started with)
+            peer = socket.socket(socket.AF_UNIX)
+            peer.connect(str(path))
+            peers.append(peer)
+        time.sleep(0.5)
+        reply = raw_exchange(f"ipc://{path}", signed(TOKEN, "health"), timeout_s=10)
+        assert reply is not None and decode(reply, Signer(TOKEN.encode()), replies=True).type == "health"
+        assert process.poll() is None
+    finally:
+        for peer in peers:
+            peer.close()
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_a_request_quoting_megabytes_is_refused_with_a_short_message_as_what_it_is(tmp_path, caplog):
+    """(the bad_request message quoted a 2 MB value in full: one log line of 2 MB, and a reply
+    header above 64 KiB, so the client was told too_large instead)"""
+    import io
+    import json
+    import zipfile
+
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._service import DeviceService
+
+    network, inputs = network_and_inputs(batch=2)
+    request = dg.ExecutionRequest(network, inputs, None, 0)
+    with zipfile.ZipFile(io.BytesIO(request.to_bytes())) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    document = json.loads(str(np.load(io.BytesIO(members["network.network.json.npy"]))))
+    document["layers"][0]["delay_kind"] = "q" * 2_000_000
+    stored = io.BytesIO()
+    np.save(stored, np.array(json.dumps(document)), allow_pickle=False)
+    members["network.network.json.npy"] = stored.getvalue()
+    payload = io.BytesIO()
+    with zipfile.ZipFile(payload, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    service = DeviceService(DeviceProcess("reference"), Signer(TOKEN.encode()), f"ipc://{tmp_path / 's'}")
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    try:
+        reply = raw_exchange(service.address, signed(TOKEN, "execute", payload.getvalue(), job=request.digest),
+                             timeout_s=20)
+    finally:
+        service.request_stop()
+        serving.join(timeout=30)
+    header = decode(reply, Signer(TOKEN.encode()), replies=True).header
+    assert header["code"] == "bad_request" and "delay_kind" in header["message"], header
+    assert len(header["message"]) < 2100
+    assert re.search(r"\.\.\. \(cut: [0-9,]+ characters in all\)$", header["message"]), header["message"][-80:]
+    assert caplog.records and max(len(record.getMessage()) for record in caplog.records) < 2200
 
 
 # ---------------------------------------------------------------------------- stale messages, other versions

@@ -3,6 +3,7 @@ one process: every malformed, truncated, oversize, unsigned or replayed message 
 `ProtocolError` naming the reply it deserves, and nothing else (hypothesis fuzzing)."""
 
 import io
+import logging
 import os
 import warnings
 
@@ -19,7 +20,9 @@ from delgrad_hil import FaultPlan, ProtocolError, load_token
 from delgrad_hil._auth import TOKEN_ENV, ReplayGuard, Signer, write_token_file
 from delgrad_hil._calibration import unwrap, wrap
 from delgrad_hil._faults import Faults
-from delgrad_hil._protocol import MAX_HEADER_BYTES, PROTOCOL, calibration_job_id, decode, encode, new_header
+from delgrad_hil._protocol import (MAX_HEADER_BYTES, MAX_MESSAGE_CHARS, PROTOCOL, calibration_job_id, decode, encode,
+                                   error_fields, new_header)
+from delgrad_hil._refusal_log import RefusalLog
 from delgrad_hil._scheduler import EXECUTIONS_LISTED, Outcome, QueueFull, Scheduler
 from delgrad_hil._service import parse_calibrate, parse_execute
 
@@ -55,18 +58,55 @@ def test_a_signed_request_decodes_to_its_header_and_payload():
     (lambda f: [b"not-hil"] + f[1:], "malformed"),
     (lambda f: [b"delgrad-hil/3", SIGNER.signature([b"delgrad-hil/3", *f[2:]])] + f[2:], "unsupported_version"),
     (lambda f: [b"delgrad-hil/12345678", b"\0" * 32] + f[2:], "unsupported_version"),  # (any number: was malformed)
+    (lambda f: [b"delgrad-hil/02", b"\0" * 32] + f[2:], "malformed"),  # (was "not supported; this side speaks 2")
     (lambda f: [b"delgrad-hil/3"] + f[1:], "bad_signature"),  # (a version digit changed in transit: corrupted)
     (lambda f: [f[0], b""] + f[2:], "bad_signature"),
     (lambda f: [f[0], Signer(b"another-token-of-enough-length").signature([f[0], *f[2:]])] + f[2:], "bad_signature"),
     (lambda f: f[:3] + [f[3][:-10]], "bad_signature"),  # truncated payload
     (lambda f: [f[0], f[1], f[2] + b"\x00"] + f[3:], "bad_signature"),
     (lambda f: [f[0], f[1], f[3], f[2]], "bad_signature"),  # frames swapped
-], ids=["two-frames", "five-frames", "foreign", "version-3", "version-12345678", "version-digit-changed", "unsigned", "other-token", "truncated",
+], ids=["two-frames", "five-frames", "foreign", "version-3", "version-12345678", "version-02", "version-digit-changed", "unsigned", "other-token", "truncated",
         "appended", "swapped"])
 def test_broken_frames_are_refused_with_the_right_code(change, code):
     with pytest.raises(ProtocolError) as info:
         decode(change(_execute_frames()), SIGNER)
     assert info.value.code == code
+
+
+class _CountedFrame:
+    """A received frame that counts how often it is copied."""
+    copies = 0
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __len__(self):
+        return self.size
+
+    def __bytes__(self):
+        _CountedFrame.copies += 1
+        return b"x" * self.size
+
+
+def test_frames_are_counted_and_measured_before_anything_is_copied():
+    """(every frame was copied first: a message of 1000 frames of 1.9 MB took twice its 1.9 GB)"""
+    for frames, code in (([_CountedFrame(10)] * 1000, "malformed"), ([_CountedFrame(2**40)] * 4, "too_large")):
+        with pytest.raises(ProtocolError) as info:
+            decode(frames, SIGNER)
+        assert info.value.code == code
+    assert _CountedFrame.copies == 0
+
+
+def test_error_messages_are_cut_in_replies_and_in_the_log(caplog):
+    """(a message quoting a request's 2 MB value was sent and logged in full)"""
+    message = "delay_kind: expected one of none, axonal, got '" + "q" * 2_000_000 + "'"
+    shown = error_fields("bad_request", message)["message"]
+    assert shown.startswith(message[:MAX_MESSAGE_CHARS]) and shown.endswith("... (cut: 2,000,048 characters in all)")
+    assert error_fields("bad_request", "short")["message"] == "short"
+    log = RefusalLog(logging.getLogger("delgrad_hil.test"))
+    with caplog.at_level(logging.WARNING):
+        log.refused("bad_request", ProtocolError("bad_request", message))
+    assert len(caplog.records) == 1 and len(caplog.records[0].getMessage()) < MAX_MESSAGE_CHARS + 100
 
 
 def test_a_message_above_the_limit_is_too_large_before_its_signature_is_checked():

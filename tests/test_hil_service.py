@@ -3,6 +3,7 @@ hostile messages, idempotent jobs, retries after dropped, corrupted and busy rep
 restarts, concurrent clients, graceful shutdown, and the lifetime of the embedded service."""
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from delgrad_core.cli import main
 from delgrad_hil import HilBackend, LocalService
 from delgrad_hil._auth import Signer
 from delgrad_hil._calibration import unwrap, wrap
-from delgrad_hil._protocol import decode
+from delgrad_hil._protocol import REFUSAL_CODES, decode
 
 pytestmark = pytest.mark.usefixtures("test_devices")
 
@@ -107,6 +108,9 @@ def test_the_command_line_reports_health_and_status(start_service, monkeypatch):
     assert health.exit_code == 0 and health.stdout.startswith("ok: device 'hil-noisy'"), health.output
     status = runner.invoke(main, ["hil", "status", "--address", service.address])
     assert status.exit_code == 0 and '"executed": 0' in status.stdout, status.output
+    counted = json.loads(status.stdout)  # (every documented counter, also at 0: a client read a missing key)
+    assert all(counted[f"refused.{code}"] == 0 for code in REFUSAL_CODES) and "refused.internal" not in counted
+    assert counted["dropped"] == counted["corrupted"] == counted["busy"] == 0
     monkeypatch.setenv("DELGRAD_HIL_TOKEN", "a-wrong-token-of-some-length")
     refused = runner.invoke(main, ["hil", "health", "--address", service.address])
     assert refused.exit_code == 1 and "refused the token" in refused.stderr

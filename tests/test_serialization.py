@@ -212,6 +212,26 @@ def test_a_negative_length_in_a_header_is_refused():
         archive.array("weights")
 
 
+def test_a_header_numpy_cannot_read_is_named_without_the_parsers_objects():
+    """(a shape holding a call was "malformed node or string on line 1: <ast.Call object at 0x7f...>")"""
+    import io
+    import zipfile
+
+    from delgrad_core import FileFormatError
+    from delgrad_core._npz import NpzArchive
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        header = "{'descr': '<f8', 'fortran_order': False, 'shape': (__import__('os').getpid(), 4), }"
+        header += " " * (64 - (10 + len(header) + 1) % 64) + "\n"
+        archive.writestr("weights.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode())
+    with NpzArchive(buffer.getvalue()) as archive, pytest.raises(FileFormatError) as info:
+        archive.array("weights")
+    assert "entry 'weights' has a corrupt header (not a .npy header numpy reads: \"{'descr': '<f8', " \
+           "'fortran_order': False, 'shape': (__import__('os').getpid(), 4)\" ...)" in str(info.value), str(info.value)
+    assert " object at 0x" not in str(info.value)
+
+
 def test_save_names_a_file_in_the_way_of_its_folders(tmp_path):
     """(a file or a link to nothing where a folder of the path should be gave FileExistsError
     "[Errno 17] File exists", a traceback from Python)"""

@@ -115,12 +115,14 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     from delgrad_hil._auth import Signer, load_token
     from delgrad_hil._device_process import LOG_FORMAT
     from delgrad_hil._faults import FaultPlan
-    from delgrad_hil._service import DeviceService
+    from delgrad_hil._service import DeviceService, raise_open_file_limit
     from delgrad_hil._supervisor import READY_PREFIX, watch_parent
 
     address = _checked_address(address, serving=True)
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format=LOG_FORMAT)
     log = logging.getLogger("delgrad_hil.service")
+    open_files = raise_open_file_limit()
+    log.debug("up to %d open files (each connection takes one)", open_files)
     if parent_pid is not None:
         watch_parent(parent_pid, leftovers=[log_file] if log_file else [])
     signer = Signer(load_token(token_file=token_file))

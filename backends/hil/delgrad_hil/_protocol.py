@@ -35,18 +35,21 @@ __all__ = [
     "PROTOCOL", "VERSION", "MAX_HEADER_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "REPLY_SIZE_FACTOR", "ERROR_CODES",
     "JOB_STATES", "REQUEST_TYPES", "REPLY_TYPES", "CLIENT_ID", "CLIENT_ID_RULE", "ProtocolError", "Message", "encode",
     "decode", "new_header", "network_payload", "error_fields", "failure_fields", "device_error", "DEVICE_ERRORS",
-    "calibration_job_id", "read_unverified_error", "reply_limit",
+    "calibration_job_id", "read_unverified_error", "reply_limit", "shortened", "REFUSAL_CODES", "MAX_MESSAGE_CHARS",
 ]
 
 VERSION = 2  # 2: job replies name the service that ran them
 PROTOCOL = b"delgrad-hil/%d" % VERSION
-_OTHER_VERSION = re.compile(rb"delgrad-hil/[0-9]+")
+_OTHER_VERSION = re.compile(rb"delgrad-hil/(?:0|[1-9][0-9]{0,8})")  # (a number as written: not "02")
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 2**20
 # a reply (a result with arrival times) may be this many times the largest request; a larger
 # result is answered "too_large" (a client drops larger replies)
 REPLY_SIZE_FACTOR = 4
 _NONCE_BYTES = 16
+# an error message quoting a request's content (e.g. a 2 MB option value) is cut to this length,
+# in the reply and in the log
+MAX_MESSAGE_CHARS = 2000
 
 
 def reply_limit(max_message_bytes: int) -> int:
@@ -70,6 +73,8 @@ ERROR_CODES = {
     "device_error": False,         # the device refused or failed (its own `retryable` decides)
     "internal": False,             # a fault of the service itself
 }
+# the codes of messages the service refuses (the others answer jobs): each is counted in `status`
+REFUSAL_CODES = tuple(code for code in ERROR_CODES if code not in ("device_error", "internal"))
 
 # delgrad errors a device may raise that come back as themselves (others: BackendError)
 DEVICE_ERRORS = ("BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
@@ -143,10 +148,19 @@ def calibration_job_id(seed: int | None, network_bytes: bytes | None) -> str:
 
 def error_fields(code: str, message: str, *, retryable: bool | None = None, error_class: str | None = None,
                   capability: str | None = None) -> dict:
-    """The fields of an error reply with `code` (its retryable flag by default that of the code)."""
-    return {"type": "error", "code": code, "message": message,
+    """The fields of an error reply with `code` (its retryable flag by default that of the code;
+    its message `shortened`)."""
+    return {"type": "error", "code": code, "message": shortened(message),
             "retryable": ERROR_CODES[code] if retryable is None else retryable,
             "error_class": error_class, "capability": capability}
+
+
+def shortened(message: object) -> str:
+    """`message` as text, cut to `MAX_MESSAGE_CHARS` characters and saying so."""
+    text = str(message)
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[:MAX_MESSAGE_CHARS]}... (cut: {len(text):,} characters in all)"
 
 
 def failure_fields(exc: BaseException) -> dict:
@@ -259,15 +273,18 @@ def decode(frames, signer, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     Raises `ProtocolError` with the code of the error it deserves; nothing else.
     """
+    if not 3 <= len(frames) <= 4:  # (counted and measured before anything is copied: zmq.Frames may be large)
+        raise ProtocolError("malformed", f"expected 3 or 4 frames, got {len(frames)}")
+    try:
+        size = sum(len(frame) for frame in frames)
+    except TypeError:
+        raise ProtocolError("malformed", "frames must be bytes") from None
+    if size > max_message_bytes:
+        raise ProtocolError("too_large", f"message of {size} bytes is above the limit of {max_message_bytes} bytes")
     try:
         frames = [bytes(frame) for frame in frames]
     except Exception:
         raise ProtocolError("malformed", "frames must be bytes") from None
-    if not 3 <= len(frames) <= 4:
-        raise ProtocolError("malformed", f"expected 3 or 4 frames, got {len(frames)}")
-    size = sum(len(frame) for frame in frames)
-    if size > max_message_bytes:
-        raise ProtocolError("too_large", f"message of {size} bytes is above the limit of {max_message_bytes} bytes")
     protocol, signature, header_bytes = frames[:3]
     if protocol != PROTOCOL:
         if _OTHER_VERSION.fullmatch(protocol):
@@ -296,10 +313,14 @@ def decode(frames, signer, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
             raise ProtocolError("malformed", f"{message_type} header field {name!r}: {problem}", reply_to=reply_to)
     payload = frames[3] if len(frames) == 4 else None
     if payload is None and payload_rule == "required":
-        raise ProtocolError("malformed", f"a {message_type} message needs a payload", reply_to=reply_to)
+        raise ProtocolError("malformed", f"{_with_article(message_type)} message needs a payload", reply_to=reply_to)
     if payload is not None and payload_rule == "none":
-        raise ProtocolError("malformed", f"a {message_type} message has no payload", reply_to=reply_to)
+        raise ProtocolError("malformed", f"{_with_article(message_type)} message has no payload", reply_to=reply_to)
     return Message(header, payload)
+
+
+def _with_article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def read_unverified_error(frames) -> dict | None:

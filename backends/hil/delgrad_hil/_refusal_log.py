@@ -13,6 +13,8 @@ import logging
 import time
 from collections import Counter
 
+from delgrad_hil._protocol import shortened
+
 __all__ = ["RefusalLog", "LINES_PER_WINDOW", "WINDOW_S"]
 
 LINES_PER_WINDOW = 20
@@ -35,7 +37,7 @@ class RefusalLog:
             self.flush()
         if self._lines < LINES_PER_WINDOW:
             self._lines += 1
-            self._log.warning("refused a message: %s: %s", code, reason)
+            self._log.warning("refused a message: %s: %s", code, shortened(reason))
             if self._lines == LINES_PER_WINDOW:
                 self._log.warning("%d messages refused within %g s: further refusals in this window are counted, "
                                   "and logged as one line", LINES_PER_WINDOW, WINDOW_S)

@@ -29,6 +29,7 @@ import heapq
 import itertools
 import logging
 import os
+import resource
 import socket
 import stat
 import threading
@@ -47,6 +48,7 @@ from delgrad_hil._faults import EXIT_STATUS, FaultPlan, Faults
 from delgrad_hil._protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_HEADER_BYTES,
+    REFUSAL_CODES,
     REPLY_SIZE_FACTOR,
     VERSION,
     Message,
@@ -62,7 +64,7 @@ from delgrad_hil._refusal_log import RefusalLog
 from delgrad_hil._scheduler import Outcome, QueueFull, Scheduler
 
 __all__ = ["DeviceService", "parse_execute", "parse_calibrate", "BACKSTOP_BYTES", "HEARTBEAT_MS", "CRASHES_ALLOWED",
-           "IDLE_DEATHS_ALLOWED", "QUICK_DEATH_S"]
+           "IDLE_DEATHS_ALLOWED", "QUICK_DEATH_S", "raise_open_file_limit"]
 
 log = logging.getLogger("delgrad_hil.service")
 
@@ -83,6 +85,17 @@ IDLE_DEATHS_ALLOWED = 3
 QUICK_DEATH_S = 60.0
 _STOPPED_WHILE_RUNNING = error_fields("shutting_down", "the service stopped while running the job; send it again "
                                                        "after the restart")
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's limit of open files to the system's hard limit and return it: every
+    connection takes one, and at the limit ZeroMQ stops accepting (tcp://, spinning on a core) or
+    aborts the process (ipc://), so the default 1024 let a few idle peers stop a service."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != hard:
+        with contextlib.suppress(OSError, ValueError):  # (a system that refuses: keep what there is)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def parse_execute(message: Message, unwrap_calibration=unwrap, calibrations=None, networks=None) -> ExecutionRequest:
@@ -272,7 +285,8 @@ class DeviceService:
             if self._router in events:
                 for _ in range(_RECEIVE_BATCH):
                     try:
-                        frames = self._router.recv_multipart(zmq.NOBLOCK)
+                        # (not copied: a message of many large frames is held once, in ZeroMQ's buffers)
+                        frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
                     self._handle(frames)
@@ -479,8 +493,8 @@ class DeviceService:
         self._wake_tx.send(b"")
 
     # -- receiving -------------------------------------------------------------------------------
-    def _handle(self, frames: list[bytes]) -> None:
-        routing_id, frames = frames[0], frames[1:]
+    def _handle(self, frames: list[zmq.Frame]) -> None:
+        routing_id, frames = frames[0].bytes, frames[1:]
         try:
             message = decode(frames, self.signer, max_message_bytes=self.max_message_bytes)
             nonce = message.header["nonce"]
@@ -573,7 +587,8 @@ class DeviceService:
         return {**info, **self.scheduler.status(executions=bool(message.header.get("executions"))),
                 "calibration_digest": self.calibration_digest, "faults": self.faults.plan.to_dict(),
                 "jobs_run": self.faults.jobs_run, "device_restarts": self.device_restarts,
-                **{name: count for name, count in self.counts.items()}}
+                **{f"refused.{code}": 0 for code in REFUSAL_CODES}, "dropped": 0, "corrupted": 0, "busy": 0,
+                **self.counts}
 
     # -- replying --------------------------------------------------------------------------------
     def _answer_finished(self) -> None:
