@@ -21,7 +21,7 @@ from types import ModuleType
 
 import delgrad_core  # noqa: F401  (the old _propagation imports today's IR from the package)
 
-__all__ = ["load", "BASELINE_REVISION"]
+__all__ = ["load", "resolve", "BASELINE_REVISION"]
 
 # The revision this branch started from: per-neuron forward walk, per-synapse backward.
 BASELINE_REVISION = "88f2207"
@@ -44,18 +44,42 @@ def _import_from(path: Path, name: str) -> ModuleType:
     return module
 
 
+def resolve(revision: str, repository: Path | None = None) -> str:
+    """The full commit hash `revision` names in `repository` (default: this checkout).
+
+    Raises RuntimeError if git is missing, this is no git checkout or no commit has that name."""
+    repository = repository or Path(__file__).resolve().parent.parent
+    try:
+        return subprocess.run(["git", "-C", str(repository), "rev-parse", "--verify", "--quiet",
+                               f"{revision}^{{commit}}"], check=True, capture_output=True, text=True).stdout.strip()
+    except OSError as exc:
+        raise RuntimeError(f"git is not available: {exc}") from None
+    except subprocess.CalledProcessError:
+        raise RuntimeError(f"{revision!r} names no commit of the git checkout {repository}") from None
+
+
 def load(revision: str = BASELINE_REVISION, repository: Path | None = None) -> ModuleType:
     """That revision's `delgrad_core._propagation`, running on kernels compiled from that revision.
 
-    Raises RuntimeError (with the reason) if git, Cython or the C compiler is missing or fails."""
+    Raises RuntimeError (with the reason) if the revision is unknown, or git, Cython or the C
+    compiler is missing or fails.  The scratch directory is removed however the build ends."""
     repository = repository or Path(__file__).resolve().parent.parent
-    build = Path(tempfile.mkdtemp(prefix=f"delgrad-{revision}-"))
+    commit = resolve(revision, repository)
+    build = Path(tempfile.mkdtemp(prefix=f"delgrad-{commit[:12]}-"))
+    try:
+        return _built(build, commit, repository)
+    finally:
+        shutil.rmtree(build)   # a loaded extension stays mapped after its file is removed
+
+
+def _built(build: Path, commit: str, repository: Path) -> ModuleType:
+    """Build the kernels of `commit` in folder `build` and import them (see `load`)."""
     package = build / "delgrad_core"
     package.mkdir()
     (package / "__init__.py").write_text("")
     try:
         for name in ("_layer.pyx", "_psp.pxd", "_propagation.py"):
-            (package / name).write_text(_git_show(repository, revision, f"delgrad_core/{name}"))
+            (package / name).write_text(_git_show(repository, commit, f"delgrad_core/{name}"))
         subprocess.run([sys.executable, "-m", "cython", *_CYTHON_FLAGS, "-I", str(build),
                         str(package / "_layer.pyx"), "-o", str(package / "_layer.c")],
                        check=True, capture_output=True, text=True)
@@ -65,15 +89,11 @@ def load(revision: str = BASELINE_REVISION, repository: Path | None = None) -> M
                         str(package / "_layer.c"), "-o", str(extension)],
                        check=True, capture_output=True, text=True)
     except (OSError, subprocess.CalledProcessError) as exc:
-        shutil.rmtree(build)
         detail = getattr(exc, "stderr", "") or str(exc)
-        raise RuntimeError(f"could not build the kernels of {revision}: {detail.strip()[-500:]}") from None
+        raise RuntimeError(f"could not build the kernels of {commit[:12]}: {detail.strip()[-500:]}") from None
     # a name of its own: the init symbol is PyInit__layer, and CPython may register the module
     # in sys.modules, where "delgrad_core._layer" must stay today's kernels
-    try:
-        kernels = _import_from(extension, f"delgrad_{revision}._layer")
-        propagation = _import_from(package / "_propagation.py", f"delgrad_{revision}._propagation")
-    finally:
-        shutil.rmtree(build)   # a loaded extension stays mapped after its file is removed
+    kernels = _import_from(extension, f"delgrad_{commit}._layer")
+    propagation = _import_from(package / "_propagation.py", f"delgrad_{commit}._propagation")
     propagation._layer = kernels   # the old module's functions look up `_layer` at call time
     return propagation

@@ -14,16 +14,19 @@ cache hit.  The machine's load average is recorded; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 import delgrad_core as dg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import environment, output_path, write_json  # noqa: E402  (a sibling module)
 
 __all__ = ["build", "samples_per_second", "calibration_seconds", "main"]
 
@@ -76,10 +79,11 @@ def calibration_seconds(chips) -> tuple[list[float], float]:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs")
-    parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--json", type=output_path, help="write the results to this JSON file")
     args = parser.parse_args(argv)
     min_seconds, repeats = (0.2, 3) if args.quick else (0.5, 7)
-    load_before = os.getloadavg()
+    environment_before = environment()
+    load_before = environment_before["load_average"]
     fresh, hit = calibration_seconds(range(5))
     emulator = dg.get_backend("bss2-emulator", cache=False)
     calibration = emulator.calibrate()
@@ -93,8 +97,8 @@ def main(argv=None) -> dict:
         label = "bss2-emulator" + ("" if threads is None else f" {threads}t")
         rows[label] = samples_per_second(backend, network, inputs, calibration, min_seconds, repeats)
     report = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_before": load_before,
-                    "load_average_after": os.getloadavg()},
+        "environment": environment_before,
+        "load_average_after": os.getloadavg(),
         "network": "20-30-3 axonal (4 features x 5 copies), batch 150",
         "spiking_fraction_hidden_output": spiking,
         "samples_per_second": rows,
@@ -104,7 +108,7 @@ def main(argv=None) -> dict:
         "calibration_seconds_median": statistics.median(fresh),
         "calibration_seconds_cache_hit": hit,
     }
-    print(f"load average before/after: {load_before[0]:.2f} / {report['machine']['load_average_after'][0]:.2f}")
+    print(f"load average before/after: {load_before[0]:.2f} / {report['load_average_after'][0]:.2f}")
     print(f"calibration (512 circuits, 256 delay elements): median {statistics.median(fresh):.2f} s fresh "
           f"(chips 0-4: {', '.join(f'{s:.2f}' for s in fresh)}), {hit * 1e3:.1f} ms from the cache")
     print(f"spiking fraction hidden/output: {spiking[0]:.2f} / {spiking[1]:.2f}")
@@ -113,9 +117,8 @@ def main(argv=None) -> dict:
     print(f"modelled hardware time per batch of {BATCH}: {result.metadata['modelled_seconds'] * 1e3:.1f} ms "
           f"({BATCH / result.metadata['modelled_seconds']:.0f} samples/s; chip time "
           f"{result.metadata['chip_seconds'] * 1e3:.1f} ms)")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+    if args.json is not None:
+        write_json(args.json, report)
     return report
 
 

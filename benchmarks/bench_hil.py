@@ -34,17 +34,20 @@ digest.  Nothing is asserted about speed.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import delgrad_core as dg
 from delgrad_core.testing import make_network
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import environment, output_path, positive_int, write_json  # noqa: E402  (a sibling module)
 
 __all__ = ["build_requests", "main"]
 
@@ -150,17 +153,21 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="bss2-emulator")
     parser.add_argument("--device-option", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--batch", type=int, default=150)
-    parser.add_argument("--jobs", type=int, default=40, help="jobs per round of each one-client and in-process side")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--in-flight", type=int, default=4, help="jobs at the service at once for execute_many")
-    parser.add_argument("--client-jobs", type=int, default=80, help="jobs per round of each of the four clients")
-    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--batch", type=positive_int, default=150)
+    parser.add_argument("--jobs", type=positive_int, default=40,
+                        help="jobs per round of each one-client and in-process side")
+    parser.add_argument("--rounds", type=positive_int, default=7)
+    parser.add_argument("--in-flight", type=positive_int, default=4,
+                        help="jobs at the service at once for execute_many")
+    parser.add_argument("--client-jobs", type=positive_int, default=80,
+                        help="jobs per round of each of the four clients")
+    parser.add_argument("--json", type=output_path, help="write the results to this file")
     args = parser.parse_args(argv)
     if args.client_jobs < 2:
         parser.error("--client-jobs: at least 2 (the steady rate is taken between the clients' first and last results)")
     options = parse_key_values(args.device_option, "--device-option")
-    load_before = os.getloadavg()
+    environment_before = environment()
+    load_before = environment_before["load_average"]
 
     names = ("in_process", "in_process_many", "service_1_client", "service_1_client_in_flight")
     seconds = {name: [] for name in names}
@@ -211,7 +218,7 @@ def main(argv=None) -> dict:
         "per_round_4_clients_steady_jobs_per_s": four_clients_steady,
         "per_round_4_clients_jobs_per_s": four_clients,
         "load_average": {"before": load_before, "after": os.getloadavg()},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
+        "environment": environment_before,
     }
     print(f"device {args.device!r}, {report['network']}, batch {args.batch}, {args.rounds} rounds of {args.jobs} jobs "
           f"(load {load_before[0]:.2f} -> {report['load_average']['after'][0]:.2f})")
@@ -222,10 +229,8 @@ def main(argv=None) -> dict:
                  "overhead_4_clients"):
         print(f"  {name:29s} {100 * report[name]:+.1f} %")
     print("  fixed costs per job: " + ", ".join(f"{k} {v:.3g}" for k, v in costs.items()))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
+    if args.json is not None:
+        write_json(args.json, report)
     return report
 
 

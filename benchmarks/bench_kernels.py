@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -40,6 +38,7 @@ from delgrad_core.training import GrazingGuard
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _numpy_baseline  # noqa: E402  (sibling modules of this script)
 import _old_kernels  # noqa: E402
+from _script import environment, output_path, positive_int, write_figure, write_json  # noqa: E402
 
 __all__ = ["Case", "CASES", "Implementation", "build", "check_agreement", "check_variants", "time_steps",
            "scaling", "main"]
@@ -387,61 +386,64 @@ def plot_scaling(series: dict, path: Path) -> None:
     axes[1, 0].legend()
     figure.suptitle("delgrad kernels, tau_m = 2 tau_s, no delays: old (per neuron) vs new (layer-wide)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        write_figure(figure, path)
+    finally:
+        plt.close(figure)
 
 
 def _fmt(value) -> str:
     return f"{value:.2e}" if isinstance(value, float) else str(value)
 
 
-def _environment() -> dict:
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "delgrad_core": delgrad_core.__version__,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-    }
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="fewer and shorter repeats (smoke run)")
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--plot", type=Path, help="draw the scaling series into this PNG file")
-    parser.add_argument("--epoch-samples", type=int, default=5000, help="samples of the epoch timing")
-    parser.add_argument("--baseline-revision", default=_old_kernels.BASELINE_REVISION,
-                        help="git revision whose kernels are timed as 'old' (default: %(default)s)")
+    parser.add_argument("--json", type=output_path, help="also write the results to this JSON file")
+    parser.add_argument("--plot", type=output_path, help="draw the scaling series into this PNG file")
+    parser.add_argument("--epoch-samples", type=positive_int, default=5000, help="samples of the epoch timing")
+    parser.add_argument("--baseline-revision",
+                        help="git revision whose kernels are timed as 'old' (default: "
+                             f"{_old_kernels.BASELINE_REVISION}; if it cannot be built, today's kernels only)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling series")
     args = parser.parse_args(argv)
-    if args.epoch_samples < 1:
-        parser.error(f"--epoch-samples: expected a positive integer, got {args.epoch_samples}")
+    if args.no_scaling and args.plot is not None:
+        parser.error("--plot: draws the scaling series, which --no-scaling skips; give one of them")
+    if args.plot is not None and args.json is not None and args.plot.resolve() == args.json.resolve():
+        parser.error(f"--plot and --json: both name {args.plot}; give two files")
     repeats, min_seconds = (3, 0.05) if args.quick else (7, 0.3)
-    environment = _environment()
-    print("environment: " + ", ".join(f"{k}={v}" for k, v in environment.items()), flush=True)
-    try:
-        old = _old_kernels.load(args.baseline_revision)
-        print(f"old kernels: built from {args.baseline_revision}", flush=True)
-    except RuntimeError as exc:
-        old = None
-        print(f"old kernels: not available ({exc}); timing today's kernels only", flush=True)
-    results = {"environment": environment, "repeats": repeats,
-               "baseline_revision": args.baseline_revision if old is not None else None,
+    environment_before = environment()
+    print("environment: " + ", ".join(f"{k}={v}" for k, v in environment_before.items()), flush=True)
+    old, baseline_commit = _old_kernels_or_none(parser, args.baseline_revision)
+    results = {"environment": environment_before, "repeats": repeats,
+               "baseline_revision": (args.baseline_revision or _old_kernels.BASELINE_REVISION) if old else None,
+               "baseline_commit": baseline_commit,
                **run(repeats, min_seconds, args.epoch_samples, old)}
     if not args.no_scaling:
         results["scaling"] = scaling(repeats, min_seconds, old)
-        if args.plot is not None:
-            plot_scaling(results["scaling"], args.plot)
-            print(f"wrote {args.plot}")
     results["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"\nwrote {args.json}")
+        write_json(args.json, results)
+    if args.plot is not None:
+        plot_scaling(results["scaling"], args.plot)
     return results
+
+
+def _old_kernels_or_none(parser, revision: str | None):
+    """The old kernels and the commit they were built from, or (None, None) when the default
+    revision cannot be built (e.g. outside a git checkout); a revision the user gave that cannot
+    be built ends the run before any timing."""
+    given = revision or _old_kernels.BASELINE_REVISION
+    try:
+        commit = _old_kernels.resolve(given)
+        old = _old_kernels.load(commit)
+    except RuntimeError as exc:
+        if revision is not None:
+            parser.error(f"--baseline-revision: {exc}")
+        print(f"old kernels: not available ({exc}); timing today's kernels only", flush=True)
+        return None, None
+    print(f"old kernels: built from {given} ({commit[:12]})", flush=True)
+    return old, commit
 
 
 if __name__ == "__main__":
