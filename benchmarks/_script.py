@@ -20,7 +20,7 @@ import delgrad_core
 from delgrad_core._atomic import atomic_write, atomic_write_text, followed_path
 from delgrad_core._errors import InvalidValueError
 
-__all__ = ["positive_int", "positive_float", "output_path", "write_json", "write_figure", "environment"]
+__all__ = ["positive_int", "output_path", "write_json", "write_figure", "environment"]
 
 _REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -33,17 +33,6 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
     return value
 
 
