@@ -19,6 +19,7 @@ import pytest
 
 from delgrad_core.testing import cli_runner
 from delgrad_core.cli import main
+from delgrad_core.training._executors import STOP_CHECK_S
 from delgrad_core.training._sweep import run_sweep, sweep_job_script
 from delgrad_core.training._trials import plan_trials
 
@@ -314,17 +315,17 @@ def test_dask_sweep_equals_the_process_pool_and_reruns_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_costs_nothing_but_time(tmp_path):
-    settings = {"epochs": 12, "batch_size": 250}
+    settings = {"epochs": 40, "batch_size": 250}
     run_sweep(settings, **GRID, out_dir=tmp_path / "straight", jobs=2, echo=lambda line: None)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                        dashboard_address=None)
     client = distributed.Client(cluster)
-    outcome = {}
+    outcome, lines = {}, []
 
     def sweep():
         try:
             run_sweep(settings, **GRID, out_dir=tmp_path / "killed", executor="dask", scheduler=cluster.scheduler_address,
-                      echo=lambda line: None)
+                      echo=lines.append)
         except BaseException as exc:  # reported below
             outcome["error"] = exc
 
@@ -335,14 +336,18 @@ def test_a_worker_killed_mid_trial_costs_nothing_but_time(tmp_path):
         while not list((tmp_path / "killed").glob("runs/*/checkpoint.npz")):
             assert time.monotonic() < deadline, "no trial wrote a checkpoint"
             time.sleep(0.05)
-        pids = client.run(os.getpid)
-        os.kill(next(iter(pids.values())), signal.SIGKILL)
+        time.sleep(3 * STOP_CHECK_S)  # (the sweep looks at its workers between its waits)
+        killed, held = next((worker, keys) for worker, keys in client.processing().items() if keys)
+        os.kill(client.run(os.getpid, workers=[killed])[killed], signal.SIGKILL)
         thread.join(timeout=600)
     finally:
         client.close()
         cluster.close()
     assert "error" not in outcome, outcome
     assert _accuracies(tmp_path / "killed") == _accuracies(tmp_path / "straight")
+    notes = [line for line in lines if "left the cluster" in line]  # (Dask starts its trials elsewhere unasked)
+    assert len(notes) == 1 and killed in notes[0], (lines, held)
+    assert all(key.removeprefix("delgrad-trial-") in notes[0] for key in held), (notes, held)
 
 
 def _ignores_interrupt(pid: int) -> bool:

@@ -4,7 +4,7 @@ one, from a laptop to a SLURM cluster (dask-jobqueue).
 Each trial is one task whose key is the trial id, so a scheduler never runs the same trial twice
 at once and a rerun finds finished trials on disk.  A worker that dies mid-trial is replaced
 and the trial, rescheduled, resumes from its last checkpoint (bit for bit the result of an
-uninterrupted run).  The embedded cluster runs one single-threaded worker process per core on
+uninterrupted run); the sweep says which trials a lost worker held.  The embedded cluster runs one single-threaded worker process per core on
 loopback and is closed with the sweep.
 """
 
@@ -25,6 +25,7 @@ except ImportError:  # (the extra is not installed: `require_distributed` says h
 from delgrad_core._cpu_count import available_cpus
 from delgrad_core._errors import BackendUnavailable, InvalidValueError
 from delgrad_core.training._executors import STOP_CHECK_S, Unfinished, report
+from delgrad_core.training._run_folder import first_few
 from delgrad_core.training._signals import stop_signals_deferred
 from delgrad_core.training._trials import Trial, train_trial
 
@@ -227,6 +228,7 @@ class DaskExecutor:
             try:
                 futures = {client.submit(_train_until_stopped, trial.settings, str(trial.folder), stop_name,
                                          key=f"delgrad-trial-{trial.id}", pure=False): trial for trial in trials}
+                workers = _WorkerWatch(client, {future.key: trial for future, trial in futures.items()})
                 with tqdm(total=len(futures), desc="sweep", unit="run") as bar:
                     try:
                         remaining = set(futures)
@@ -243,6 +245,7 @@ class DaskExecutor:
                             for future in done:
                                 bar.update(1)
                                 report(futures[future], _outcome(future), unfinished, echo)
+                            workers.note_losses({future.key for future in remaining}, echo)
                             signals.handle()  # (a stop signal: its KeyboardInterrupt here, between two waits)
                             if self.should_stop is not None:  # (a stop signal whose KeyboardInterrupt was lost:
                                 self.should_stop()              # the sweep ran to its end)
@@ -275,6 +278,31 @@ class DaskExecutor:
                     except KeyboardInterrupt:
                         interrupted = True
         return unfinished, interrupted
+
+
+class _WorkerWatch:
+    """Which trials each worker of the cluster holds, looked at between two waits, to say which
+    trials a worker that left (died, was killed or stopped) held: Dask starts them again on
+    another worker without a word, and each resumes from its last finished epoch."""
+
+    def __init__(self, client, trials_by_key: dict):
+        self._client = client
+        self._trials = trials_by_key
+        self._held: dict[str, list] = {}  # worker address -> keys of the trials it held at the last look
+
+    def note_losses(self, unfinished_keys: set, echo) -> None:
+        """Echo a line for each worker gone since the last look that held unfinished trials."""
+        try:
+            held = self._client.processing()
+        except OSError:  # (the scheduler is out of reach for now: the wait says so if it stays so)
+            return
+        for worker in sorted(set(self._held) - set(held)):
+            lost = [self._trials[key].name for key in self._held[worker] if key in unfinished_keys]
+            if lost:
+                echo(f"the Dask worker {worker} left the cluster (killed, stopped, or out of memory?) while it held "
+                     f"{len(lost)} unfinished run(s), {first_few(lost)}: they start again on another worker and "
+                     "resume from their last finished epoch")
+        self._held = {worker: list(keys) for worker, keys in held.items()}
 
 
 def _quiet_distributed_log() -> None:
