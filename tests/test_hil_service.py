@@ -611,10 +611,12 @@ def test_a_job_survives_a_restart_of_the_service(start_service, overlapped):
     watcher.start()
     with _client(service, timeout_s=0.5, attempts=20, backoff_s=0.05) as backend:
         requests = _requests(backend, 5)
-        results = _run_all(backend, requests, overlapped)
+        with pytest.warns(UserWarning, match=f"the service at {re.escape(service.address)} was restarted") as told:
+            results = _run_all(backend, requests, overlapped)
         status = backend.status(executions=True)
     watcher.join()
     assert restarts.is_set() and service.restarts == 1
+    assert len([w for w in told if "was restarted" in str(w.message)]) == 1
     _assert_same_results(results, _device_results(requests))
     assert len(status["executions"]) == 3 and status["uptime_s"] < 30  # the new process ran jobs 3, 4, 5
 

@@ -415,9 +415,15 @@ class HilBackend(Backend):
     def _check_same_service(self, service: str) -> None:
         """A job answered by another service than the one greeted (restarted at the address)
         may have run on another device or device options: greet it and check them again,
-        refusing the answer of another one."""
+        refusing the answer of another one.  The restart of a shared service is told (a local
+        one's client restarted it and said so)."""
         if service != self._service_id:
+            before = self._service_id
             self._greet(self._client)
+            if self.address is not None and before is not None:
+                warnings.warn(f"backend {self.name!r}: the service at {self.address} was restarted (service {before}, "
+                              f"now {self._service_id}); its device and options give the same results, so the run goes on",
+                              UserWarning, stacklevel=2)
 
     def _result(self, reply, job: str) -> ExecutionResult:
         if reply.header["job"] != job:
