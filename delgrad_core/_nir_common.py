@@ -63,8 +63,9 @@ def check_time_scale(value, field_name: str = "time_scale (CLI: --time-scale)") 
     """Seconds per model time unit as a float, within `TIME_SCALE_RANGE_S`."""
     low, high = TIME_SCALE_RANGE_S
     expected = f"{field_name}: expected a number of seconds from {low:.0e} to {high:.0e}"
-    if isinstance(value, (bool, np.bool_, str, bytes)):  # (float() would take True as 1 s and "6e-6" as a number)
-        raise NIRConversionError(f"{expected}, got {value!r}")
+    # (float() would take True as 1 s, "6e-6" as a number and numpy's 6e-6+1j as 6e-6, with only a warning)
+    if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
+        raise NIRConversionError(f"{expected}, got {shown(value)}")
     try:
         seconds = float(value)
     except (TypeError, ValueError):

@@ -36,11 +36,23 @@ def _delgrad_metadata(node) -> dict:
     return entry if isinstance(entry, dict) else {}
 
 
+def _is_text(value, text: str) -> bool:
+    """Whether a metadata `value` (any type a file may hold: an array too) is the string `text`."""
+    return isinstance(value, str) and value == text
+
+
+def _is_number(value, number: int) -> bool:
+    """Whether a metadata `value` (any type a file may hold: an array too) is the number `number`,
+    as a Python or numpy int or float (not a bool or an array, which used to raise "The truth
+    value of an array ... is ambiguous")."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and value == number
+
+
 def _graph_metadata(graph) -> dict:
     """delgrad's graph metadata, refusing a format version this delgrad does not know."""
     meta = _delgrad_metadata(graph)
     version = meta.get("version", FORMAT_VERSION)
-    if meta.get("format") == FORMAT and version != FORMAT_VERSION:
+    if _is_text(meta.get("format"), FORMAT) and not _is_number(version, FORMAT_VERSION):
         raise NIRConversionError(
             f"the graph was written in delgrad's NIR format version {shown(version)}; this delgrad reads version "
             f"{FORMAT_VERSION}"
@@ -218,6 +230,25 @@ def _model_times(field: str, seconds: np.ndarray, time_scale: float, *, delays: 
     return times
 
 
+def _imported_weights(paths: Paths, p: dict[str, np.ndarray], tau_m: np.ndarray, where: str) -> np.ndarray:
+    """delgrad's weights (n_pre, n_post) w_ij = W_ji r_j w_in_j / (tau_m,j tau_syn,j), refusing
+    finite node values whose product overflows (it used to be refused as weights "contain NaN or
+    inf", which the graph's do not)."""
+    # I_delgrad = r I_nir / tau_m and each spike adds w_in W / tau_syn to I_nir (module docstring)
+    with np.errstate(over="ignore", invalid="ignore"):  # (an overflow is refused next)
+        weights = paths.weight.T * (p["r"] * p["w_in"] / (tau_m * p["tau_syn"]))[None, :]
+    bad = ~np.isfinite(weights)
+    if np.any(bad):
+        pre, post = np.argwhere(bad)[0]
+        raise NIRConversionError(
+            f"{where}: the weight from presynaptic neuron {pre} to neuron {post}, the summed Linear weights "
+            f"{float(paths.weight[post, pre])!r} times r * w_in / (tau_mem in model units * tau_syn in s) = "
+            f"{float(p['r'][post])!r} * {float(p['w_in'][post])!r} / ({float(tau_m[post])!r} * "
+            f"{float(p['tau_syn'][post])!r}), is not a finite number; scale the weights, r or w_in down"
+        )
+    return weights
+
+
 def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, allow_reset: bool) -> Layer:
     """Read one layer from the node values alone (any exporter's graph)."""
     paths, kind, delays_s = _fold(nir, graph, segment, n_pre)
@@ -244,9 +275,7 @@ def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, 
     tau_m = _model_times(f"{where}.tau_mem", p["tau_mem"], time_scale)
     tau_s = _model_times(f"{where}.tau_syn", p["tau_syn"], time_scale)
     delays = None if delays_s is None else _model_times(f"the delays into {where}", delays_s, time_scale, delays=True)
-    # I_delgrad = r I_nir / tau_m and each spike adds w_in W / tau_syn to I_nir (module docstring)
-    scale = p["r"] * p["w_in"] / (tau_m * p["tau_syn"])
-    weights = paths.weight.T * scale[None, :]
+    weights = _imported_weights(paths, p, tau_m, where)
     meta = _delgrad_metadata(lif)
     population = _name(meta.get("population"), segment.lif)
     projection = Projection(
@@ -260,8 +289,11 @@ def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, 
 
 
 def _metadata_param(value):
-    array = np.asarray(value, dtype=np.float64)
-    return float(array) if array.ndim == 0 else array.copy()
+    """A model-unit value from node metadata as float or float64 array; NIRConversionError (a
+    ValueError) for anything but real numbers (a complex one lost its imaginary part with a numpy
+    warning, text was parsed as a number)."""
+    array = _real_array(value, "metadata")
+    return float(array) if array.ndim == 0 else array
 
 
 def _same_nodes(expected, actual) -> bool:

@@ -74,6 +74,7 @@ not declare first-spike-only semantics (its reset and further spikes would matte
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -114,12 +115,8 @@ def load_nir(path, *, time_scale: float | None = None, first_spike_only: bool = 
     name = describe_source(path)
     if isinstance(path, (bytes, bytearray, memoryview)):
         path = io.BytesIO(path)
-    elif not isinstance(path, (str, os.PathLike)) and not callable(getattr(path, "read", None)):
-        raise InvalidValueError(f"path: expected a file path, bytes or a readable binary file of a NIR graph, got "
-                                f"{type(path).__name__}")
-    elif isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isfile(path):
-        # (HDF5 reads a file by seeking in it; opening a FIFO without a writer waited for ever)
-        raise NIRConversionError(f"{name}: not a regular file (a NIR file is an HDF5 file on disk)")
+    else:
+        _check_source(path, name)
     try:
         _check_declared_sizes(path, name)
         graph = nir.read(path, type_check=False)  # from_nir checks shapes and gives the reasons
@@ -132,6 +129,22 @@ def load_nir(path, *, time_scale: float | None = None, first_spike_only: bool = 
         raise NIRConversionError(f"{name}: cannot read {what} ({reason}); is it a NIR file as nir.write "
                                  "writes them?") from exc
     return from_nir(graph, time_scale=time_scale, first_spike_only=first_spike_only)
+
+
+def _check_source(path, name: str) -> None:
+    """Refuse, before HDF5 tries it, a `path` that is neither a file path nor a readable binary
+    file object, a text file object, a missing file (as `load_network`: FileNotFoundError, not
+    "cannot read a NIR graph ...; is it a NIR file?") and a path that is no regular file."""
+    if not isinstance(path, (str, os.PathLike)):
+        text = isinstance(path, io.TextIOBase)
+        if text or not callable(getattr(path, "read", None)):
+            raise InvalidValueError(f"path: expected a file path, bytes or a readable binary file of a NIR graph, got "
+                                    f"{type(path).__name__}{' (a text file: open it in binary mode)' if text else ''}")
+    elif not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    elif not os.path.isfile(path):
+        # (HDF5 reads a file by seeking in it; opening a FIFO without a writer waited for ever)
+        raise NIRConversionError(f"{name}: not a regular file (a NIR file is an HDF5 file on disk)")
 
 
 def _unreadable_node(nir, path) -> str | None:

@@ -2,6 +2,7 @@
 errors of the NIR reader, a time scale other than the stored one."""
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -283,3 +284,82 @@ def test_two_nodes_whose_names_read_the_same_are_refused(helpers):
     name_of[list(graph.nodes)[1]] = "0"  # (the node named 0 and the one named "0")
     with pytest.raises(NIRConversionError, match="graph nodes: two nodes are named '0'"):
         from_nir(_renamed(graph, name_of))
+
+
+# ---------------------------------------------------------------- values of odd types in a file, and odd sources
+
+
+@pytest.mark.parametrize("dataset, value, message", [
+    ("node/metadata/delgrad/version", np.array([1, 1]),
+     r"the graph was written in delgrad's NIR format version array\(\[1, 1\]\); this delgrad reads version 1"),
+    ("node/metadata/delgrad/time_scale_s", np.complex128(6e-6 + 1j),
+     r"graph metadata delgrad.time_scale_s: expected a number of seconds from 1e-12 to 1e\+03, got \(6e-06\+1j\)"),
+    ("node/nodes/input/shape", np.array([3 + 0j]),
+     r"Input 'input': expected a 1-d shape \[n\] of a positive integer, got \[\(3\+0j\)\]"),
+    ("node/nodes/input/shape", np.array([np.nan]), r"Input 'input': expected a 1-d shape \[n\] of a positive "
+                                                   r"integer, got \[nan\]"),
+], ids=["version-array", "complex-time-scale", "complex-input-size", "nan-input-size"])
+def test_metadata_and_sizes_of_odd_types_are_refused_naming_the_field(tmp_path, helpers, dataset, value, message):
+    """(an array version said "The truth value of an array ... is ambiguous"; a complex time scale
+    or input size was read as its real part, and a NaN size refused, after a numpy warning)"""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "odd.nir"
+    save_nir(helpers.build_network([3, 4, 2], "none", 2.0, seed=35), path, time_scale=TIME_SCALE_S)
+    with h5py.File(path, "a") as file:
+        _replace(file, dataset, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no numpy warning on the way)
+        with pytest.raises(NIRConversionError, match=f"^{message}$"):
+            load_nir(path)
+    result = cli_runner().invoke(main, ["import", str(path), str(tmp_path / "odd.npz")])
+    assert result.exit_code == 1 and re.fullmatch(f"Error: {message}\n", result.output), result.output
+
+
+def test_complex_node_metadata_is_not_trusted_and_warns_nothing(tmp_path, helpers):
+    """(a complex threshold in node metadata was cast to its real part with numpy's ComplexWarning)"""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "odd.nir"
+    network = helpers.build_network([3, 4, 2], "none", 2.0, seed=35)
+    save_nir(network, path, time_scale=TIME_SCALE_S)
+    with h5py.File(path, "a") as file:
+        _replace(file, "node/nodes/hidden.lif/metadata/delgrad/threshold", np.complex128(1 + 0j))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        imported = load_nir(path)
+    inputs = np.random.default_rng(1).uniform(0.1, 2.0, (16, 3))
+    for got, expected in zip(dg.forward(imported, inputs), dg.forward(network, inputs)):
+        np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_finite_node_values_whose_weights_overflow_are_refused_naming_the_factors(tmp_path):
+    """(Linear weights 1e300 and r 1e10, all finite, printed "overflow encountered in multiply" and
+    "lif.projection.weights: contains NaN or inf", a field the graph does not have)"""
+    n = 2
+    graph = nir.NIRGraph(nodes={
+        "in": nir.Input(input_type=np.array([n])), "lin": nir.Linear(weight=np.full((n, n), 1e300)),
+        "lif": nir.CubaLIF(tau_syn=np.full(n, 1e-3), tau_mem=np.full(n, 2e-3), r=np.full(n, 1e10), v_leak=np.zeros(n),
+                           v_threshold=np.ones(n), w_in=np.full(n, 1e-3)),
+        "out": nir.Output(output_type=np.array([n]))}, edges=[("in", "lin"), ("lin", "lif"), ("lif", "out")])
+    message = (r"CubaLIF 'lif': the weight from presynaptic neuron 0 to neuron 0, the summed Linear weights 1e\+300 "
+               r"times r \* w_in / \(tau_mem in model units \* tau_syn in s\) = 10000000000.0 \* 0.001 / \(2.0 \* "
+               r"0.001\), is not a finite number; scale the weights, r or w_in down")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NIRConversionError, match=f"^{message}$"):
+            from_nir(graph, time_scale=1e-3)
+    nir.write(tmp_path / "big.nir", graph)
+    result = cli_runner().invoke(main, ["import", str(tmp_path / "big.nir"), str(tmp_path / "big.npz"),
+                                        "--time-scale", "1e-3"])
+    assert result.exit_code == 1 and re.fullmatch(f"Error: {message}\n", result.output), result.output
+
+
+def test_a_missing_file_and_a_text_file_object_are_named_as_such(tmp_path, helpers):
+    """(both said "cannot read a NIR graph (...); is it a NIR file as nir.write writes them?")"""
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory: '.*nosuch.nir'"):
+        load_nir(tmp_path / "nosuch.nir")
+    save_nir(helpers.build_network([3, 2], "none", 2.0, seed=35), tmp_path / "net.nir", time_scale=TIME_SCALE_S)
+    with open(tmp_path / "net.nir", encoding="latin-1") as text, \
+            pytest.raises(dg.InvalidValueError, match=r"^path: expected a file path, bytes or a readable binary file "
+                                                      r"of a NIR graph, got TextIOWrapper \(a text file: open it in "
+                                                      r"binary mode\)$"):
+        load_nir(text)

@@ -165,7 +165,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
             check_input_copies(target, network, encoder.copies)
         except SettingsConflictError as exc:
             raise refused(exc) from None
-        calibration = target.calibrate(network, seed=stored.get("seed", seed))  # (as the run was calibrated)
+        calibration = target.calibrate(network, seed=_calibration_seed(path, stored, seed))
         represented = target.represent_checked(network)
         changed = _changes(network, represented)  # (None: weights and delays as stored)
         as_stored = changed is None and _same_neurons(network, represented)
@@ -209,6 +209,22 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "
                    "the file's network is evaluated, with the settings file's dataset, encoder and backend "
                    "settings", err=True)
+
+
+def _calibration_seed(path: Path, stored: dict, seed: int) -> int | None:
+    """The seed the run was calibrated with (its setting `seed`: None or an integer), else `seed`;
+    a damaged one is refused naming metrics.json (the backend's "seed: expected ..." did not say
+    whose seed, and --seed sets another)."""
+    from delgrad_core._execution import MAX_SEED
+
+    if "seed" not in stored:
+        return seed
+    run_seed = stored["seed"]
+    if run_seed is not None and (isinstance(run_seed, bool) or not isinstance(run_seed, int)
+                                 or not 0 <= run_seed <= MAX_SEED):
+        raise FileFormatError(f"{path}: metrics.json: config.seed (the run's seed, which its backend was calibrated "
+                              f"with): expected null or an integer in [0, 2**63 - 1], got {run_seed!r}")
+    return run_seed
 
 
 def _differs_from_recorded(recorded: float, now: float, output, labels, deterministic: bool,

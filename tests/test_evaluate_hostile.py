@@ -1,0 +1,37 @@
+"""`delgrad evaluate` of run folders whose metrics.json holds damaged settings."""
+
+import json
+import shutil
+
+import pytest
+
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
+
+
+@pytest.mark.parametrize("seed", ["x", -1, 2**70, 1.5, True])
+def test_a_damaged_run_seed_is_refused_naming_metrics_json(finished_run, tmp_path, seed):
+    """(the backend's calibration said "Error: seed: expected None or an integer ...", naming
+    neither the file nor which seed, while --seed sets another one)"""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["config"]["seed"] = seed
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    for path, seed_option in ((run, []), (run / "network.npz", ["--seed", "3"])):
+        result = cli_runner().invoke(main, ["evaluate", str(path), *seed_option])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == (f"Error: {path}: metrics.json: config.seed (the run's seed, which its backend was "
+                                 f"calibrated with): expected null or an integer in [0, 2**63 - 1], got "
+                                 f"{seed!r}\n"), result.stderr
+
+
+def test_a_run_seed_of_null_is_evaluated(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["config"]["seed"] = None
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    result = cli_runner().invoke(main, ["evaluate", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"]
