@@ -285,6 +285,12 @@ class NeuronParameters(_Freezable):
 def _check_name(name, owner: str) -> None:
     if not isinstance(name, str) or not name or "\0" in name:  # (HDF5 names, as in NIR files, end at a NUL)
         raise InvalidValueError(f"{owner}.name: expected a non-empty string without NUL characters, got {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:  # (a lone surrogate, as os.fsdecode makes of undecodable bytes: NIR export
+        # ended in a bare UnicodeEncodeError)
+        raise InvalidValueError(f"{owner}.name: expected text that UTF-8 can encode (files store names in UTF-8), "
+                                f"got {name!r}, whose character {exc.start} is a lone surrogate") from None
 
 
 @dataclass(eq=False)

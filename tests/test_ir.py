@@ -100,6 +100,11 @@ def test_population_name_must_be_a_non_empty_string_without_nul():
     with pytest.raises(ValueError, match=r"Population.name: expected a non-empty string without NUL characters, "
                                          r"got 'a\\x00b'"):
         dg.Population("a\0b", 3)
+    # (a lone surrogate, as os.fsdecode makes of undecodable bytes: NIR export raised a bare UnicodeEncodeError)
+    with pytest.raises(dg.InvalidValueError, match=r"^Population.name: expected text that UTF-8 can encode \(files "
+                                                   r"store names in UTF-8\), got 'a\\udc80b', whose character 1 is a "
+                                                   r"lone surrogate$"):
+        dg.Population("a\udc80b", 3)
     network = dg.Network.feedforward([2, 3, 2])
     for population in (network.input, network.layers[0].population):
         name, population.name = population.name, "h\0"
