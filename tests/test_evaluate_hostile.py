@@ -35,3 +35,18 @@ def test_a_run_seed_of_null_is_evaluated(finished_run, tmp_path):
     result = cli_runner().invoke(main, ["evaluate", str(run), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"]
+
+
+@pytest.mark.parametrize("digest", ["x", 3, None, "A" * 64])
+def test_a_damaged_recorded_data_digest_is_named_not_taken_for_changed_data(finished_run, tmp_path, digest):
+    """(evaluate warned that the test split's files had changed, of a metrics.json whose digest was
+    no digest at all)"""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["dataset_digests"]["test"] = digest
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    result = cli_runner().invoke(main, ["evaluate", str(run), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"], result.output
+    assert f"{run}: metrics.json: dataset_digests.test is {json.dumps(digest)}, not a SHA-256 digest (a damaged or " \
+           "edited file)" in result.stderr and "files changed" not in result.stderr, result.stderr

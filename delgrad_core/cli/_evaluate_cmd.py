@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -143,11 +144,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         raise refused(exc) from None
     if len(data) == 0:  # (said "output_times: accuracy of an empty batch is undefined")
         raise click.ClickException(f"dataset {config.dataset!r}, split {split!r}: holds no samples")
-    recorded = metrics.get("dataset_digests")
-    if isinstance(recorded, dict) and split in recorded and recorded[split] != data.digest() and \
-            (config.dataset, config.dataset_options) == (stored.get("dataset"), stored.get("dataset_options")):
-        warnings.warn(f"the {split} split of {config.dataset!r} differs from the one {path} recorded (its files "
-                      "changed): the accuracy is this data's", UserWarning, stacklevel=1)
+    _note_changed_data(path, metrics, stored, config, split, data)
     encoder = component("encoder", config.encoder, config, config.encoder_options)
     try:
         check_fits_dataset(network, encoder.n_inputs(data.n_features), data.n_classes, what=str(network_file))
@@ -209,6 +206,25 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "
                    "the file's network is evaluated, with the settings file's dataset, encoder and backend "
                    "settings", err=True)
+
+
+def _note_changed_data(path: Path, metrics: dict, stored: dict, config, split: str, data) -> None:
+    """Warn when the run's own `split` (same dataset and options) is not the data it recorded:
+    its files changed, or the recorded digest is not one (a damaged or edited metrics.json)."""
+    from delgrad_core.training._config import shown_setting
+
+    recorded = metrics.get("dataset_digests")
+    if not isinstance(recorded, dict) or split not in recorded or \
+            (config.dataset, config.dataset_options) != (stored.get("dataset"), stored.get("dataset_options")):
+        return
+    digest = recorded[split]
+    if not (isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)):
+        warnings.warn(f"{path}: metrics.json: dataset_digests.{split} is {shown_setting(digest)}, not a SHA-256 "
+                      "digest (a damaged or edited file): whether the data changed since the run is unknown",
+                      UserWarning, stacklevel=1)
+    elif digest != data.digest():
+        warnings.warn(f"the {split} split of {config.dataset!r} differs from the one {path} recorded (its files "
+                      "changed): the accuracy is this data's", UserWarning, stacklevel=1)
 
 
 def _calibration_seed(path: Path, stored: dict, seed: int) -> int | None:
