@@ -119,6 +119,31 @@ def _owned(result: ExecutionResult) -> ExecutionResult:
     return ExecutionResult(copied(result.layer_spike_times), metadata, copied(result.arrival_times))
 
 
+def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
+    """The first and one past the last byte address `array` reads."""
+    low = high = array.__array_interface__["data"][0]
+    for extent, stride in zip(array.shape, array.strides):
+        reach = (extent - 1) * stride
+        low, high = (low + reach, high) if reach < 0 else (low, high + reach)
+    return low, high + array.itemsize
+
+
+def _jobs_sharing_memory(results: list) -> tuple[int, int] | None:
+    """(i, j), i < j, of two jobs whose writeable result arrays overlap in memory (a backend that
+    filled the same buffers for each job: all but the last hold another job's times), else None.
+    Read-only arrays, which a cache may hand to several jobs, are left out."""
+    extents = sorted((*_byte_bounds(array), job) for job, result in enumerate(results)
+                     for array in (*result.layer_spike_times, *(result.arrival_times or ()))
+                     if isinstance(array, np.ndarray) and array.size and array.flags.writeable)
+    reach, owner = None, None  # (the furthest end met so far, and the job whose array reaches it)
+    for low, high, job in extents:
+        if reach is not None and low < reach and job != owner:
+            return min(job, owner), max(job, owner)
+        if reach is None or high > reach:
+            reach, owner = high, job
+    return None
+
+
 def is_device_identity(value) -> bool:
     """Whether `value` has the form of `Backend.device_identity`: a table of backend,
     calibration_key, calibration_digest (strings) and, optionally, options (a table)."""
@@ -356,6 +381,11 @@ class Backend(abc.ABC):
                                          "ExecutionResult")
             result.validate(request, self.name)
             result.metadata.setdefault("wall_seconds", per_job_s)
+        shared = _jobs_sharing_memory(results)
+        if shared is not None:
+            raise InvalidResultError(f"backend {self.name!r}: _execute_many returned results of jobs {shared[0]} and "
+                                     f"{shared[1]} whose arrays share memory (buffers filled again for each job hold "
+                                     "another job's times); return new arrays for each job")
         return results
 
     def _execute_many(self, requests: list[ExecutionRequest]) -> list[ExecutionResult]:

@@ -35,11 +35,12 @@ WRONG_BACKEND = """
                      copies_without_delays=False, max_layers=None, neuron_bug="", weight_limit=None,
                      dead_after_first=False, fan_in_cut=None, exact_tolerance=1e-9, represent_in_place=False,
                      early_arrivals=0.0, squeezed=False, reads_calibration=False, min_silence_agreement=0.95,
-                     unsupported=""):
+                     unsupported="", shared_buffers=False):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
             self.many_reversed = many_reversed
+            self.shared_buffers = shared_buffers  # the bug: _execute_many fills one buffer per shape for every job
             self.unseeded_noise = unseeded_noise  # the bug: declares seeded noise, ignores the seed
             self.output_stretch = output_stretch  # the bug: output times stretched around the first input
             self.silenced_outputs = silenced_outputs  # the bug: this many spiking output entries come back silent
@@ -139,6 +140,15 @@ WRONG_BACKEND = """
         def _execute_many(self, requests):
             if self.many_reversed:  # the bug: several jobs in flight come back in the wrong order
                 return [self._execute(request) for request in requests[::-1]]
+            if self.shared_buffers:  # (so all but the last job of a shape return another job's times)
+                buffers, results = {}, []
+                for request in requests:
+                    result = self._execute(request)
+                    times = [buffers.setdefault(times.shape, np.empty(times.shape)) for times in result.layer_spike_times]
+                    for buffer, own in zip(times, result.layer_spike_times):
+                        buffer[...] = own
+                    results.append(ExecutionResult(times, result.metadata, result.arrival_times))
+                return results
             return super()._execute_many(requests)
 
         def _execute(self, request):
@@ -286,6 +296,9 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
                                                                               "test_a_job_of_one_sample_and_layers_of_one_neuron"}),
         (["hide_synaptic=true"], {"test_refuses_unsupported_before_running[delay_kinds-synaptic]"}),
         (["many_reversed=true"], {"test_execute_many_matches_execute"}),
+        # (passed the whole suite, whose jobs for execute_many were all of other sizes, and trained on
+        # other jobs' spike times: execute_many now refuses results that share memory)
+        (["shared_buffers=true"], {"test_execute_many_matches_execute"}),
         (["unseeded_noise=true"], {"test_seed_dependent_when_declared"}),
         (["hash_seeded=true"], {"test_another_process_runs_a_request_the_same"}),
         # (passed the whole suite, whose other jobs are small, and trained skipping most steps)
@@ -304,8 +317,8 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
         (["squeezed=true"], {"test_a_job_of_one_sample_and_layers_of_one_neuron"}),
         (["reads_calibration=true"], {"test_runs_without_a_calibration_unless_it_needs_one"}),
     ],
-    ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "seed-ignored", "seed-per-process",
-         "undeclared-batch-limit", "undeclared-batch-limit-below-64", "threshold-ignored", "tau_s-ignored",
+    ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "many-sharing-buffers",
+         "seed-ignored", "seed-per-process", "undeclared-batch-limit", "undeclared-batch-limit-below-64", "threshold-ignored", "tau_s-ignored",
          "first-neuron-for-all", "early-arrivals", "squeezed", "needs-an-undeclared-calibration"],
 )
 def test_suite_fails_for_a_wrong_backend(site, options, expected):
