@@ -41,6 +41,12 @@ def check_weight_grid(limit: float | None, resolution: float | None, prefix: str
                                 "every weight would round to 0")
 
 
+def _grid_steps(low: float, high: float, step: float) -> tuple[int, int]:
+    """The first and last multiples of `step` within [low, high], as counts of steps (a multiple
+    a rounding error outside counts as inside: 6 x 0.1 is 0.6000000000000001)."""
+    return math.ceil(low / step * (1 - 1e-12)), math.floor(high / step * (1 + 1e-12))
+
+
 def _real_numbers(values) -> tuple:
     """`values` (a list, tuple, array, ... of real numbers) as floats; () if it is not one (a
     string or bytes, whose characters are not numbers, a table, or anything else)."""
@@ -139,6 +145,12 @@ class Capabilities:
                     f"Capabilities.delay_range: expected None or (min, max) with 0 <= min <= max, got {self.delay_range!r}"
                 )
             set_(self, "delay_range", (low, high))
+            if self.delay_resolution is not None:
+                first, last = _grid_steps(low, high, self.delay_resolution)
+                if first > last:
+                    raise InvalidValueError(f"Capabilities.delay_range: {(low, high)!r} holds no multiple of "
+                                            f"delay_resolution {self.delay_resolution!r}: every delay would leave the "
+                                            "range or the grid")
         for name in ("deterministic", "seed_independent", "needs_calibration", "exact"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidValueError(f"Capabilities.{name}: expected a bool, got {getattr(self, name)!r}")
@@ -192,12 +204,17 @@ class Capabilities:
         return weights
 
     def constrain_delays(self, delays: np.ndarray) -> np.ndarray:
-        """Delays as the substrate runs them: rounded to a multiple of delay_resolution, then
-        bounded to delay_range (whose ends should lie on the grid)."""
-        if self.delay_resolution is not None:
-            delays = np.round(delays / self.delay_resolution) * self.delay_resolution
-        if self.delay_range is not None:
-            delays = np.clip(delays, *self.delay_range)
+        """Delays as the substrate runs them: rounded to a multiple of delay_resolution within
+        delay_range (beyond an end off the grid: the last multiple before it, so that constraining
+        twice changes nothing more), else bounded to the range."""
+        step, bounds = self.delay_resolution, self.delay_range
+        if step is not None:
+            steps = np.round(delays / step)
+            if bounds is not None:
+                steps = np.clip(steps, *_grid_steps(*bounds, step))
+            delays = steps * step
+        if bounds is not None:
+            delays = np.clip(delays, *bounds)
         return delays
 
 

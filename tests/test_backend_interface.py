@@ -123,6 +123,24 @@ def test_weight_limit_off_the_grid_stays_within_the_limit():
     np.testing.assert_allclose(caps.constrain_weights(np.array([0.99, -2.0, 0.44])), [0.9, -0.9, 0.3])
 
 
+def test_a_delay_range_off_the_grid_keeps_the_delays_on_it_and_represent_idempotent():
+    """(delays beyond an end off the grid ran at that end, which a second represent rounded to
+    the grid: the conformance suite failed the plugin's represent, which it had not written)"""
+    caps = Capabilities(delay_range=(0.2, 3.9), delay_resolution=0.125)
+    delays = caps.constrain_delays(np.array([5.0, 1.0, 3.9, 0.0, 0.2]))
+    assert delays.tolist() == [3.875, 1.0, 3.875, 0.25, 0.25]
+    assert caps.constrain_delays(delays).tolist() == delays.tolist()
+    backend = MockBackend(capabilities=Capabilities(delay_range=(0.0, 3.9), delay_resolution=0.125))
+    network = _net((2, 2, 2), "axonal")
+    network.layers[0].projection.delays[:] = [5.0, 1.0]
+    ran = backend.represent(network)
+    assert ran.layers[0].projection.delays.tolist() == [3.875, 1.0] and backend.represent(ran) is ran
+    with pytest.raises(InvalidValueError, match=r"^Capabilities.delay_range: \(0.13, 0.2\) holds no multiple of "
+                                                   r"delay_resolution 0.125: every delay would leave the range or "
+                                                   r"the grid$"):
+        Capabilities(delay_range=(0.13, 0.2), delay_resolution=0.125)
+
+
 def test_a_weight_on_the_limit_is_not_above_it():
     """(6 steps of 0.1 are 0.6000000000000001: a stored network exceeded its weight_limit 0.6)"""
     caps = Capabilities(weight_limit=0.6, weight_resolution=0.1)
