@@ -413,7 +413,12 @@ class Backend(abc.ABC):
                 f"(max_batch_size: {max_batch}); split the batch", capability="max_batch_size")
         prepared = request if network is request.network else request.replace(network=network)
         with self._failures_named("checking the request"):
-            self.check_request(prepared)
+            returned = self.check_request(prepared)
+        if returned is not None:  # (a reason returned, as check_resources does, refused nothing)
+            shown = repr(returned) if len(repr(returned)) <= 100 else repr(returned)[:97] + "..."
+            raise InvalidResultError(f"backend {self.name!r}: check_request returned {type(returned).__name__} "
+                                     f"({shown}), not None: it refuses a request by raising InvalidValueError naming "
+                                     "what, and returns nothing")
         return prepared
 
     def check_request(self, request: ExecutionRequest) -> None:

@@ -356,6 +356,22 @@ def test_a_wrong_item_of_an_own_execute_many_names_that_method():
         Batched().execute_many([ExecutionRequest(_net(), np.full((1, 4), 0.5))] * 2)
 
 
+def test_a_check_request_that_returns_a_reason_instead_of_raising_is_refused():
+    """(check_resources returns its reason, check_request raises: a reason returned refused nothing,
+    and the requests it meant to refuse ran)"""
+    class Returning(MockBackend):
+        def check_request(self, request):
+            return "inputs after 2 tau_s do not fit the time window"
+
+    message = (r"^backend 'mock': check_request returned str \('inputs after 2 tau_s do not fit the time window'\), "
+               r"not None: it refuses a request by raising InvalidValueError naming what, and returns nothing$")
+    request = ExecutionRequest(_net(), np.full((1, 4), 0.5))
+    with pytest.raises(InvalidResultError, match=message):
+        Returning().execute(request)
+    with pytest.raises(InvalidResultError, match=message):
+        Returning().execute_many([request])
+
+
 def test_an_own_execute_many_whose_jobs_share_buffers_is_refused_and_read_only_ones_are_not():
     """(a backend filling the same buffers for each job gave every job but the last another job's
     times: training evaluated a 67 % network at 33 %, without a word)"""
