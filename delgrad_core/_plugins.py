@@ -241,6 +241,19 @@ def _unknown_hooks(manager: pluggy.PluginManager, plugin) -> list[str]:
                   any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()))
 
 
+def _why_nothing(ran: dict) -> str:
+    """Why a plugin whose hooks `ran` (hook name -> what it returned) registered nothing."""
+    returned = {hook: value for hook, value in ran.items() if value is not None}
+    if returned:
+        hook, value = next(iter(returned.items()))
+        return (f"its hook {hook} returned {type(value).__name__} instead of calling register(name, ...), the "
+                "argument it is given, for each thing it adds (docs/plugins.md)")
+    if ran:
+        return f"its hook{'s' if len(ran) > 1 else ''} {', '.join(ran)} ran without calling register"
+    return "its entry point must name the module or object holding the hooks, each decorated with " \
+           "@delgrad_core.hookimpl"
+
+
 def _suggested_hook(name: str) -> str:
     """`name` with the hook it was probably meant to be, or the hooks there are."""
     close = difflib.get_close_matches(name, _HOOKS.values(), n=1)
@@ -403,12 +416,14 @@ class PluginRegistry:
         hook raises (a failure too: the plugin is unregistered)."""
         pending: list[Registration] = []
         refused: list[str] = []
+        ran: dict[str, object] = {}  # hook name -> what it returned (a hook registers by calling register)
         try:
             with self._silenced(where):
                 for kind, hook_name in _HOOKS.items():
                     for impl in getattr(self._manager.hook, hook_name).get_hookimpls():
                         if impl.plugin is plugin:
-                            impl.function(register=self._collector(kind, pending, refused, distribution, version))
+                            ran[hook_name] = impl.function(
+                                register=self._collector(kind, pending, refused, distribution, version))
         except KeyboardInterrupt:
             self._manager.unregister(plugin)
             raise
@@ -418,8 +433,7 @@ class PluginRegistry:
         for reason in refused:
             self._failed(where, reason)
         if not pending and not refused:
-            self._failed(where, "registers nothing (its entry point must name the module or object holding the "
-                                "hooks, each decorated with @delgrad_core.hookimpl)")
+            self._failed(where, f"registers nothing ({_why_nothing(ran)})")
         return pending
 
     def _add(self, registrations: list[Registration]) -> None:

@@ -208,7 +208,25 @@ def test_a_plugin_that_registers_nothing_is_reported(site):
             pass
     """
     site("delgrad-empty", "empty", source)
-    with pytest.warns(PluginLoadWarning, match="empty.*registers nothing"):
+    with pytest.warns(PluginLoadWarning, match=r"empty.*registers nothing \(its hook delgrad_register_backends ran "
+                                               r"without calling register\)"):
+        PluginRegistry().discover()
+
+
+def test_a_hook_that_returns_its_backend_instead_of_registering_it_is_told_so(site):
+    """(it was told that its entry point must name the module holding the hooks, each decorated
+    with @hookimpl, as it did: the hook was found and called)"""
+    source = """
+        from delgrad_core import hookimpl, get_backend
+
+        @hookimpl
+        def delgrad_register_backends(register):
+            return get_backend
+    """
+    site("delgrad-returning", "returning", source)
+    with pytest.warns(PluginLoadWarning, match=r"returning.*registers nothing \(its hook delgrad_register_backends "
+                                               r"returned function instead of calling register\(name, \.\.\.\), "
+                                               r"the argument it is given, for each thing it adds"):
         PluginRegistry().discover()
 
 
