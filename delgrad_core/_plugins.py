@@ -374,6 +374,20 @@ class PluginRegistry:
                 continue
             self.register_plugin(plugin, distribution=dist_name, version=version, plugin_name=entry_point.name,
                                  where=where)
+        self._report_near_miss_groups()
+
+    def _report_near_miss_groups(self) -> None:
+        """Report the entry points of groups whose names are all but `group`'s ("delgrad.backend",
+        "delgrad_backends"): never loaded, their plugins were missing without a word."""
+        near = [group for group in importlib.metadata.entry_points().groups - {self.group}
+                if difflib.SequenceMatcher(None, group.lower(), self.group.lower()).ratio() >= 0.9]
+        for group in sorted(near):
+            for entry_point in importlib.metadata.entry_points(group=group):
+                dist = entry_point.dist.metadata["Name"] if entry_point.dist is not None else "<unknown distribution>"
+                self._problem(PluginLoadError(
+                    f"distribution {dist!r} declares the entry point {entry_point.name!r} ({entry_point.value}) in "
+                    f"group {group!r}, which delgrad does not read: plugins are found in {self.group!r} (correct "
+                    "the group's name in its pyproject.toml and install it again)"))
 
     def register_plugin(self, plugin, *, distribution: str, version: str = "", plugin_name: str | None = None,
                         where: str | None = None) -> None:

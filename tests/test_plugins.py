@@ -213,6 +213,19 @@ def test_a_plugin_that_registers_nothing_is_reported(site):
         PluginRegistry().discover()
 
 
+@pytest.mark.parametrize("group", ["delgrad.backend", "delgrad_backends", "Delgrad.Backends"])
+def test_an_entry_point_in_a_group_all_but_delgrads_is_reported(tmp_path, site, group):
+    """(a plugin whose pyproject.toml named the group one letter off was missing without a word:
+    `delgrad train --backend` said it was not installed)"""
+    write_distribution(tmp_path, "delgrad-near", "1.0", {"near": _good("near")}, {group: {"near": "near"}})
+    with pytest.warns(PluginLoadWarning, match=rf"^distribution 'delgrad-near' declares the entry point 'near' \(near\) "
+                                               rf"in group '{group}', which delgrad does not read: plugins are found in "
+                                               rf"'delgrad.backends' \(correct the group's name in its pyproject.toml "
+                                               rf"and install it again\)$"):
+        registry = PluginRegistry().discover()
+    assert "near" not in registry.names()
+
+
 def test_a_hook_that_returns_its_backend_instead_of_registering_it_is_told_so(site):
     """(it was told that its entry point must name the module holding the hooks, each decorated
     with @hookimpl, as it did: the hook was found and called)"""
