@@ -35,7 +35,7 @@ WRONG_BACKEND = """
                      copies_without_delays=False, max_layers=None, neuron_bug="", weight_limit=None,
                      dead_after_first=False, fan_in_cut=None, exact_tolerance=1e-9, represent_in_place=False,
                      early_arrivals=0.0, squeezed=False, reads_calibration=False, min_silence_agreement=0.95,
-                     unsupported="", shared_buffers=False):
+                     unsupported="", shared_buffers=False, defaults_bug=""):
             self.shift, self.exact = shift, exact
             self.nan_silence, self.hide_synaptic = nan_silence, hide_synaptic
             self.hardware, self.ignore_limits = hardware, ignore_limits
@@ -233,9 +233,12 @@ WRONG_BACKEND = """
     class Misregistered(WrongBackend):
         name = "wrong-misregistered"  # (registered with a weight limit it does not have)
 
+    def wrong_training_defaults(options):  # (the option `defaults_bug` picks a bug of the registered defaults)
+        return {"no_table": "axonal", "copies_unrepeated": {"delays": "axonal"}}.get(options.get("defaults_bug"), {})
+
     @hookimpl
     def delgrad_register_backends(register):
-        register("wrong", WrongBackend)
+        register("wrong", WrongBackend, training_defaults=wrong_training_defaults)
         register("wrong-raising", raising_factory, capabilities=Capabilities())
         register("wrong-raising-nocaps", raising_factory)
         register("wrong-misregistered", Misregistered, capabilities=Capabilities(delay_kinds=set(DelayKind),
@@ -523,7 +526,8 @@ def test_a_calibration_that_raises_is_one_error_naming_the_backend(site, tmp_pat
                f"backend 'wrong': calibrate(seed=0) failed (its error is reported by {reported_by})"}
     assert skipped >= _for_every_case("test_agreement_with_reference") - {reported_by}, outcomes
     if not selection:
-        assert skipped >= {"test_execute_many_matches_execute", "test_one_epoch_of_exact_gradients_lowers_the_loss"}
+        assert skipped >= {"test_execute_many_matches_execute", "test_one_epoch_of_exact_gradients_lowers_the_loss",
+                           "test_delgrad_train_sets_up_a_run_with_the_registered_defaults"}
 
 
 SMALL_NETWORKS = {"test_calibration_round_trip", "test_silence_is_positive_infinity",
@@ -660,6 +664,19 @@ def test_a_backend_that_takes_inputs_in_copies_is_checked_with_copies(site):
     grouped = {"test_agreement_with_reference[4-10-3-axonal-ratio2]",  # (its "copies" take the first one's time)
                "test_no_spike_before_its_inputs_arrive[4-10-3-axonal-ratio2]"}
     assert set(failed) == grouped, process.stdout[-3000:]
+
+
+@pytest.mark.parametrize("options, reason", [
+    (["defaults_bug=no_table"], "its training_defaults(options) returned str, not a table of settings"),
+    (["defaults_bug=copies_unrepeated", "input_copies=2", "tau_ratio=2"],
+     "backend 'wrong' takes every 2 consecutive input lines as copies of one input"),
+], ids=["no-table", "copies-unrepeated"])
+def test_registered_training_defaults_that_fail_delgrad_train_fail_the_suite(site, options, reason):
+    """(each passed the whole suite, and `delgrad train --backend wrong` failed out of the box)"""
+    process, failed = _run_suite(site, options)
+    assert failed == ["test_delgrad_train_sets_up_a_run_with_the_registered_defaults"], process.stdout[-3000:]
+    assert "delgrad train --backend wrong fails out of the box" in process.stdout and reason in process.stdout, \
+        process.stdout[-3000:]
 
 
 def test_suite_passes_a_hardware_like_backend_and_catches_its_bugs(site):

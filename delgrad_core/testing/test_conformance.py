@@ -892,6 +892,30 @@ def test_one_epoch_of_exact_gradients_lowers_the_loss(delgrad_backend):
     assert after < before, f"training loss did not fall in one epoch: {before:.4f} -> {after:.4f}"
 
 
+def test_delgrad_train_sets_up_a_run_with_the_registered_defaults(delgrad_backend, calibration, request):
+    """`delgrad train --backend NAME` with no other setting (the suite's backend options aside)
+    sets up a run: the training defaults the backend registers make a valid config that agrees
+    with the backend (defaults of no table, or inputs in copies without the encoder's `repeat`,
+    passed every other check and failed `delgrad train`).  A default network the backend's
+    declared limits refuse is skipped: users then choose settings it runs, and are told so."""
+    _skip_if_declared_unsupported(delgrad_backend, "training")  # (`calibration`: skipped if calibrating failed)
+    from delgrad_core.datasets import load_dataset
+    from delgrad_core.training import Trainer, config_with_defaults
+
+    name, options = selected_backend(request.config)
+    try:
+        config = config_with_defaults({"backend": name, "backend_options": options, "epochs": 1})
+        with _resources_permitting(), Trainer(config, backend=delgrad_backend) as trainer:
+            validation = load_dataset(config.dataset, "validation", **config.dataset_options)
+            trainer.evaluate(validation)
+    except UnsupportedNetworkError as exc:  # (lack of resources: skipped above)
+        pytest.skip(f"the default training network is not one the backend runs ({exc}); registered training "
+                    "defaults it runs would let delgrad train work out of the box")
+    except DelgradError as exc:
+        pytest.fail(f"delgrad train --backend {name} fails out of the box: {type(exc).__name__}: {exc}; register "
+                    "training defaults the backend runs (docs/plugins.md)", pytrace=False)
+
+
 def test_request_bytes_run_the_same(delgrad_backend, calibration, run_case, case):
     """A request sent as bytes (as to a remote backend) runs exactly like the original."""
     if not delgrad_backend.capabilities.deterministic:
