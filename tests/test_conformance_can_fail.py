@@ -552,6 +552,10 @@ def test_a_network_refused_for_resources_is_skipped(site, tmp_path, where, refus
     skipped = {name for name, (outcome, message) in outcomes.items()
                if outcome == "skipped" and resources.match(message)}
     assert skipped >= refused | _for_every_case("test_agreement_with_reference"), outcomes
+    # (the run passes, and its summary says how little it checked)
+    assert re.search(rf"^  {len(skipped)} of \d+ checks skipped: the backend refused their networks for lack of "
+                     r"resources \(no agreement check ran: it was not compared with the reference model; give it "
+                     r"options with more resources\)$", process.stdout, flags=re.MULTILINE), process.stdout[-3000:]
 
 
 @pytest.mark.parametrize(("max_inputs", "expected"), [

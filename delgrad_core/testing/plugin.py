@@ -128,8 +128,25 @@ def pytest_terminal_summary(terminalreporter, config):
         name, options = selected_backend(config)
         shown = f" with options {options}" if options else ""
         terminalreporter.write_line(f"delgrad conformance suite: tested backend {name!r}{_origin(name)}{shown}")
-        for line in _judged_by(_BACKENDS[config]):
+        for line in _judged_by(_BACKENDS[config]) + _skipped_for_resources(terminalreporter.stats):
             terminalreporter.write_line(f"  {line}")
+
+
+def _skipped_for_resources(stats: dict) -> list[str]:
+    """A line saying how many checks the backend's lack of resources skipped, if any (a run that
+    passes with most of them skipped checked little), and whether no agreement check ran."""
+    def ran(outcome):
+        return [report.nodeid for report in stats.get(outcome, ()) if getattr(report, "when", "call") == "call"]
+
+    skipped = [report for report in stats.get("skipped", ())
+               if isinstance(report.longrepr, tuple) and "for lack of resources" in str(report.longrepr[-1])]
+    if not skipped:
+        return []
+    total = len(ran("passed")) + len(ran("failed")) + len(stats.get("skipped", ()))
+    compared = any("test_agreement_with_reference" in nodeid for nodeid in ran("passed") + ran("failed"))
+    return [f"{len(skipped)} of {total} checks skipped: the backend refused their networks for lack of resources"
+            + ("" if compared else " (no agreement check ran: it was not compared with the reference model; give "
+                                   "it options with more resources)")]
 
 
 def _judged_by(backend) -> list[str]:
