@@ -500,7 +500,9 @@ class PluginRegistry:
             raise UnknownNameError(f"{kind} {name!r} cannot be used: {self.refused[(kind, name)]}")
         choices = ", ".join(sorted(table)) or f"(no {kind} installed)"
         hint = provider_hint(kind, name)  # (one of the project's own, not installed)
-        raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {choices}" + (f"; {hint}" if hint else ""),
+        close = close_name_hint(name, table) if isinstance(name, str) else ""
+        raise UnknownNameError(f"unknown {kind} {name!r}{close}; choose one of {choices}"
+                               + (f"; {hint}" if hint else ""),
                                failures=self.failures)
 
     def registrations(self, kind: str = "backend") -> list[Registration]:
@@ -670,7 +672,8 @@ def not_installed(kind: str, name, installed: list[str] | None = None, *, field:
     if not isinstance(name, str):
         message = f"{field}: expected a {kind} name, got {name!r}; installed: {', '.join(installed) or '(none)'}"
     elif installed:
-        message = f"{field}: {name!r} is not installed; installed: {', '.join(installed)}"
+        message = (f"{field}: {name!r} is not installed{close_name_hint(name, installed)}; installed: "
+                   f"{', '.join(installed)}")
     else:
         message = f"{field}: {name!r} is not installed, nor any other {kind}"
     hint = installation_hint(kind, name, installed)

@@ -479,7 +479,8 @@ def test_plugins_add_losses_encoders_and_datasets_used_by_name(site, tmp_path):
         assert summary["config"]["loss"] == "hinge" and 0.0 <= summary["test_accuracy"] <= 1.0
         loaded = delgrad_core.load_network(tmp_path / "run" / "network.npz")
         assert loaded.sizes == [4, 6, 2]  # the encoder doubled 2 features into 4 inputs
-        with pytest.raises(ValueError, match="loss: 'hinged' is not installed; installed: crossentropy, hinge, squared"):
+        with pytest.raises(ValueError, match=r"loss: 'hinged' is not installed \(did you mean hinge\?\); installed: "
+                                             r"crossentropy, hinge, squared"):
             TrainingConfig(loss="hinged")
     finally:
         delgrad_core.refresh_plugins()
@@ -764,3 +765,16 @@ def test_the_pytest_plugin_loads_under_a_pytest_without_the_stash_of_pytest_7(mo
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(module.pytest_addoption) and callable(module.backend_under_test)
+
+
+def test_a_misspelt_name_gets_the_name_meant():
+    """(only the list of installed names was given, unlike misspelt options and settings)"""
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    with pytest.raises(UnknownNameError, match=r"^unknown backend 'referense' \(did you mean reference\?\); "
+                                               r"choose one of "):
+        get_backend("referense")
+    result = cli_runner().invoke(main, ["train", "--dataset", "yinyang", "--epochs", "1"])
+    assert result.exit_code == 2 and "Error: dataset: 'yinyang' is not installed (did you mean yin_yang?); " \
+                                      "installed: " in result.output, result.output
