@@ -162,6 +162,7 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
     if isinstance(result_neutral_options, str) or not all(isinstance(option, str) for option in neutral):
         raise InvalidValueError(f"backend {name!r}: result_neutral_options must be a collection of option names, got "
                                 f"{result_neutral_options!r}")
+    check_parameter_names(f"backend {name!r}: result_neutral_options", factory, dict.fromkeys(neutral), "option")
     details = {"description": str(description), "capabilities": capabilities,
                "result_neutral_options": frozenset(neutral)}
     if callable(training_defaults):  # defaults that depend on the backend options: checked when used

@@ -111,6 +111,13 @@ def test_a_backend_built_by_a_function_declares_its_result_neutral_options_when_
     with pytest.warns(dg.PluginLoadWarning, match="result_neutral_options must be a collection of option names"):
         registry.register_plugin(SimpleNamespace(delgrad_register_backends=hookimpl(
             lambda register: register("lazier", build, result_neutral_options="cache_dir"))), distribution="x")
+    # (a misspelt option was taken: the option meant still made every trial anew)
+    with pytest.warns(dg.PluginLoadWarning, match=r"backend 'misspelt': result_neutral_options: unknown option\(s\) "
+                                                  r"cache_dri \(did you mean cache_dir\?\); allowed: n_threads, "
+                                                  r"cache_dir"):
+        registry.register_plugin(SimpleNamespace(delgrad_register_backends=hookimpl(
+            lambda register: register("misspelt", build, result_neutral_options={"cache_dri"}))), distribution="y")
+    assert "misspelt" not in registry.names()
 
 
 def test_a_run_beside_a_trial_that_differs_in_a_setting_not_given_is_named_by_it(trial, tmp_path):
