@@ -553,6 +553,12 @@ def _backend_problem(backend: Backend, name: str) -> str | None:
     return None
 
 
+# how a required option or parameter of a component of each kind is given
+_HOW_TO_GIVE = {"backend": "as --backend-option {first}=VALUE (in a config: backend_options; in the conformance "
+                           "suite: --delgrad-backend-option)",
+                "dataset": "as --dataset-option {first}=VALUE (in a config: dataset_options)"}
+
+
 def _built_with(registration: Registration, arguments: dict, noun: str, refused: str):
     """What `registration`'s factory returns for the keyword `arguments` (their names checked by
     the caller): a required one missing is an `InvalidValueError` naming it (a `noun`); a
@@ -560,9 +566,11 @@ def _built_with(registration: Registration, arguments: dict, noun: str, refused:
     its signature could not be read, else the plugin's (`call_plugin`)."""
     kind, name, factory = registration.kind, registration.name, registration.obj
     required = _required_parameters(factory)
-    if required is not None and set(required) - set(arguments):
-        raise InvalidValueError(f"{kind} {name!r}: {noun}(s) {', '.join(sorted(set(required) - set(arguments)))} "
-                                "required")
+    missing = sorted(set(required or ()) - set(arguments))
+    if missing:
+        how = _HOW_TO_GIVE.get(kind, "in a config's {kind}_options (--set '{kind}_options={{\"{first}\": VALUE}}')")
+        raise InvalidValueError(f"{kind} {name!r}: {noun}(s) {', '.join(missing)} required; give "
+                                f"{'it' if len(missing) == 1 else 'each'} {how.format(kind=kind, first=missing[0])}")
     try:
         return call_plugin(registration, kind, lambda: factory(**arguments), arguments_checked=required is not None)
     except TypeError as exc:

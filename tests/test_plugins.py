@@ -218,10 +218,10 @@ def test_an_entry_point_in_a_group_all_but_delgrads_is_reported(tmp_path, site, 
     """(a plugin whose pyproject.toml named the group one letter off was missing without a word:
     `delgrad train --backend` said it was not installed)"""
     write_distribution(tmp_path, "delgrad-near", "1.0", {"near": _good("near")}, {group: {"near": "near"}})
-    with pytest.warns(PluginLoadWarning, match=rf"^distribution 'delgrad-near' declares the entry point 'near' \(near\) "
-                                               rf"in group '{group}', which delgrad does not read: plugins are found in "
-                                               rf"'delgrad.backends' \(correct the group's name in its pyproject.toml "
-                                               rf"and install it again\)$"):
+    with pytest.warns(PluginLoadWarning, match=rf"^distribution 'delgrad-near' declares the entry point 'near' "
+                                               rf"\(near\) in group '{group}', which delgrad does not read: plugins "
+                                               rf"are found in 'delgrad.backends' \(correct the group's name in its "
+                                               rf"pyproject.toml and install it again\)$"):
         registry = PluginRegistry().discover()
     assert "near" not in registry.names()
 
@@ -338,7 +338,10 @@ def test_a_factory_that_cannot_build_a_backend_is_the_plugins_fault_not_the_opti
     with pytest.raises(PluginError, match=r"backend 'buggy' from 'local': its factory failed: TypeError: object of "
                                           r"type 'int' has no len\(\)"):
         registry.create_backend("buggy")
-    with pytest.raises(delgrad_core.InvalidValueError, match=r"backend 'needs-port': option\(s\) port required"):
+    with pytest.raises(delgrad_core.InvalidValueError, match=r"^backend 'needs-port': option\(s\) port required; give "
+                                                             r"it as --backend-option port=VALUE \(in a config: "
+                                                             r"backend_options; in the conformance suite: "
+                                                             r"--delgrad-backend-option\)$"):
         registry.create_backend("needs-port")
     assert registry.create_backend("needs-port", port=5).name == "needs-port"
     with pytest.raises(PluginError, match=r"backend 'hollow-caps' from 'local': its capabilities are a dict, not a "
@@ -732,7 +735,9 @@ def test_a_type_error_inside_a_loss_factory_is_the_plugins_not_the_users(monkeyp
     with pytest.raises(PluginError, match="loss 'picky' from 'delgrad-picky': its factory failed: TypeError: scale "
                                           "must be a number"):
         delgrad_core.make_loss("picky")
-    with pytest.raises(delgrad_core.InvalidValueError, match=r"^loss 'needy': parameter\(s\) bound required$"):
+    with pytest.raises(delgrad_core.InvalidValueError, match=r"^loss 'needy': parameter\(s\) bound required; give it "
+                                                             r"in a config's loss_options \(--set "
+                                                             r"'loss_options=\{\"bound\": VALUE\}'\)$"):
         delgrad_core.make_loss("needy")
 
 
