@@ -415,7 +415,9 @@ class PluginRegistry:
         try:
             registered = self._manager.register(plugin, name=plugin_name)
         except (pluggy.PluginValidationError, ValueError) as exc:
-            self._failed(where, f"cannot be registered: {exc}")
+            hooks = ", ".join(f"{hook}(register)" for hook in _HOOKS.values())
+            self._failed(where, f"cannot be registered: {' '.join(str(exc).split())} (delgrad's hooks each take one "
+                                f"argument named register: {hooks})")
             return False
         unknown = _unknown_hooks(self._manager, plugin)
         if unknown:
@@ -444,7 +446,10 @@ class PluginRegistry:
             raise
         except BaseException as exc:
             self._manager.unregister(plugin)
-            pending, refused = [], refused + [f"failed while registering: {type(exc).__name__}: {exc}"]
+            advice = (f" (its entry point names the class {plugin.__name__}, whose hooks need an instance: name an "
+                      f"instance, e.g. plugin = {plugin.__name__}() in its module, or make the hooks module-level "
+                      "functions)") if inspect.isclass(plugin) and isinstance(exc, TypeError) else ""
+            pending, refused = [], refused + [f"failed while registering: {type(exc).__name__}: {exc}{advice}"]
         for reason in refused:
             self._failed(where, reason)
         if not pending and not refused:

@@ -783,3 +783,34 @@ def test_a_misspelt_name_gets_the_name_meant():
     result = cli_runner().invoke(main, ["train", "--dataset", "yinyang", "--epochs", "1"])
     assert result.exit_code == 2 and "Error: dataset: 'yinyang' is not installed (did you mean yin_yang?); " \
                                       "installed: " in result.output, result.output
+
+
+def test_hooks_of_a_class_and_hooks_with_another_argument_name_say_what_delgrad_expects():
+    """(a class named by the entry point said only "missing 1 required positional argument:
+    'self'"; a hook taking `registry` got pluggy's words alone)"""
+    from types import SimpleNamespace
+
+    from delgrad_core import hookimpl
+
+    class Hooks:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("from-a-class", lambda: get_backend("reference"))
+
+    @hookimpl
+    def delgrad_register_backends(registry):
+        pass
+
+    registry = PluginRegistry(strict=False)
+    with pytest.warns(PluginLoadWarning, match=r"missing 1 required positional argument: 'self' \(its entry point "
+                                               r"names the class Hooks, whose hooks need an instance: name an "
+                                               r"instance, e.g. plugin = Hooks\(\) in its module, or make the hooks "
+                                               r"module-level functions\)$"):
+        registry.register_plugin(Hooks, distribution="class-dist")
+    with pytest.warns(PluginLoadWarning, match=r"Argument\(s\) \{'registry'\} are declared in the hookimpl but can "
+                                               r"not be found in the hookspec \(delgrad's hooks each take one argument "
+                                               r"named register: delgrad_register_backends\(register\), "):
+        registry.register_plugin(SimpleNamespace(delgrad_register_backends=delgrad_register_backends),
+                                 distribution="argument-dist")
+    registry.register_plugin(Hooks(), distribution="instance-dist")
+    assert registry.names() == ["from-a-class"]
