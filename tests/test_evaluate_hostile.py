@@ -9,15 +9,21 @@ from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner
 
 
+def _copy_with_metrics(finished_run, tmp_path, edit) -> tuple:
+    """(copy of the run, its metrics.json as `edit(metrics)` left it)."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    edit(metrics)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run, metrics
+
+
 @pytest.mark.parametrize("seed", ["x", -1, 2**70, 1.5, True])
 def test_a_damaged_run_seed_is_refused_naming_metrics_json(finished_run, tmp_path, seed):
     """(the backend's calibration said "Error: seed: expected None or an integer ...", naming
     neither the file nor which seed, while --seed sets another one)"""
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    metrics = json.loads((run / "metrics.json").read_text())
-    metrics["config"]["seed"] = seed
-    (run / "metrics.json").write_text(json.dumps(metrics))
+    run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics["config"].update(seed=seed))
     for path, seed_option in ((run, []), (run / "network.npz", ["--seed", "3"])):
         result = cli_runner().invoke(main, ["evaluate", str(path), *seed_option])
         assert result.exit_code == 1, result.output
@@ -27,11 +33,7 @@ def test_a_damaged_run_seed_is_refused_naming_metrics_json(finished_run, tmp_pat
 
 
 def test_a_run_seed_of_null_is_evaluated(finished_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    metrics = json.loads((run / "metrics.json").read_text())
-    metrics["config"]["seed"] = None
-    (run / "metrics.json").write_text(json.dumps(metrics))
+    run, metrics = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics["config"].update(seed=None))
     result = cli_runner().invoke(main, ["evaluate", str(run), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"]
@@ -41,11 +43,8 @@ def test_a_run_seed_of_null_is_evaluated(finished_run, tmp_path):
 def test_a_damaged_recorded_data_digest_is_named_not_taken_for_changed_data(finished_run, tmp_path, digest):
     """(evaluate warned that the test split's files had changed, of a metrics.json whose digest was
     no digest at all)"""
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    metrics = json.loads((run / "metrics.json").read_text())
-    metrics["dataset_digests"]["test"] = digest
-    (run / "metrics.json").write_text(json.dumps(metrics))
+    run, metrics = _copy_with_metrics(finished_run, tmp_path,
+                                      lambda metrics: metrics["dataset_digests"].update(test=digest))
     result = cli_runner().invoke(main, ["evaluate", str(run), "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"], result.output
     assert f"{run}: metrics.json: dataset_digests.test is {json.dumps(digest)}, not a SHA-256 digest (a damaged or " \
