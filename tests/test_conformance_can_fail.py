@@ -785,6 +785,18 @@ def test_an_undeclared_fan_in_limit_fails_on_the_wide_case(site):
     process, failed = _run_suite(site, ["fan_in_cut=12"])
     assert "test_agreement_with_reference[8-40-10-none-ratio2]" in failed, process.stdout[-3000:]
     assert all("8-40-10" in name or "large_batch" in name or "lowers_the_loss" in name for name in failed), failed
+    [reason] = [line for line in _reasons(process, "test_agreement_with_reference") if "8-40-10" in line]
+    assert "this is the widest case: a fan-in or layer size the backend cannot run and does not declare " \
+           "(max_inputs, max_layer_size, or a refusal in check_resources) shows here" in reason, reason
+
+
+def test_an_exact_backend_slightly_off_is_told_it_may_declare_itself_statistical(site):
+    """(the hints named represent, calibration and batch limits only, for times 1e-6 off)"""
+    process, failed = _run_suite(site, ["shift=1e-6", "exact=true"], pytest_args=["-k", "agreement_with_reference"])
+    reasons = _reasons(process, "test_agreement_with_reference")
+    assert reasons and all("declare Capabilities(exact=False) to be judged statistically" in line
+                           for line in reasons), process.stdout[-3000:]
+    assert not any("widest case" in line for line in reasons if "8-40-10" not in line), reasons
 
 
 def test_an_exact_backend_cannot_declare_a_loose_tolerance(site):

@@ -584,12 +584,25 @@ def test_agreement_with_reference(delgrad_backend, run_case, case):
             "the comparison test something: a represent that removes drive (weights cut or scaled down) shows so; "
             "if represent is right, the suite could not draw a case that spikes for these capabilities")
     problems = _disagreements(delgrad_backend, ran, expected, observed)
-    mode = "exact (Capabilities.exact)" if delgrad_backend.capabilities.exact else "statistical (ConformanceProfile)"
-    assert not problems, (f"case {case.id}: {mode} agreement with the reference fails in " + "; ".join(problems)
-                          + ". The reference runs represent(network): common causes are a represent that does not "
-                          "return what execute runs (another weight grid or clipping, other delays), a calibration "
-                          "that execute does not apply, or a batch limit the backend has but does not declare "
-                          "(max_batch_size)")
+    if problems:
+        pytest.fail(_agreement_failure(delgrad_backend.capabilities, case, problems), pytrace=False)
+
+
+def _agreement_failure(caps: Capabilities, case, problems: list[str]) -> str:
+    """The message of a case whose layers disagree with the reference (`problems`), with the
+    likely causes: the common ones, and those of the widest case and of an exact backend."""
+    widths = {max(other.network.sizes) for other in conformance_cases(caps)}
+    widest = max(widths) if len(widths) > 1 else None  # (the case wider than the others, if there is one)
+    return (f"case {case.id}: {'exact (Capabilities.exact)' if caps.exact else 'statistical (ConformanceProfile)'} "
+            "agreement with the reference fails in " + "; ".join(problems)
+            + ". The reference runs represent(network): common causes are a represent that does not return what "
+            "execute runs (another weight grid or clipping, other delays), a calibration that execute does not "
+            "apply, or a batch limit the backend has but does not declare (max_batch_size)"
+            + ("; this is the widest case: a fan-in or layer size the backend cannot run and does not declare "
+               "(max_inputs, max_layer_size, or a refusal in check_resources) shows here"
+               if max(case.network.sizes) == widest else "")
+            + ("; times close to the reference but not within exact_tolerance are those of a backend that is not "
+               "exact: declare Capabilities(exact=False) to be judged statistically" if caps.exact else ""))
 
 
 def test_copies_of_an_input_share_one_delay(delgrad_backend, calibration):
