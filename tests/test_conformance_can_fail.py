@@ -144,7 +144,8 @@ WRONG_BACKEND = """
                 buffers, results = {}, []
                 for request in requests:
                     result = self._execute(request)
-                    times = [buffers.setdefault(times.shape, np.empty(times.shape)) for times in result.layer_spike_times]
+                    times = [buffers.setdefault(times.shape, np.empty(times.shape))
+                             for times in result.layer_spike_times]
                     for buffer, own in zip(times, result.layer_spike_times):
                         buffer[...] = own
                     results.append(ExecutionResult(times, result.metadata, result.arrival_times))

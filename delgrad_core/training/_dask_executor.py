@@ -4,8 +4,8 @@ one, from a laptop to a SLURM cluster (dask-jobqueue).
 Each trial is one task whose key is the trial id, so a scheduler never runs the same trial twice
 at once and a rerun finds finished trials on disk.  A worker that dies mid-trial is replaced
 and the trial, rescheduled, resumes from its last checkpoint (bit for bit the result of an
-uninterrupted run); the sweep says which trials a lost worker held.  The embedded cluster runs one single-threaded worker process per core on
-loopback and is closed with the sweep.
+uninterrupted run); the sweep says which trials a lost worker held.  The embedded cluster runs
+one single-threaded worker process per core on loopback and is closed with the sweep.
 """
 
 from __future__ import annotations

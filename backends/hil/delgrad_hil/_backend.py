@@ -422,8 +422,8 @@ class HilBackend(Backend):
             self._greet(self._client)
             if self.address is not None and before is not None:
                 warnings.warn(f"backend {self.name!r}: the service at {self.address} was restarted (service {before}, "
-                              f"now {self._service_id}); its device and options give the same results, so the run goes on",
-                              UserWarning, stacklevel=2)
+                              f"now {self._service_id}); its device and options give the same results, so the run "
+                              "goes on", UserWarning, stacklevel=2)
 
     def _result(self, reply, job: str) -> ExecutionResult:
         if reply.header["job"] != job:
