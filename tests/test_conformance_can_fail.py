@@ -718,18 +718,21 @@ def test_the_delay_lines_fit_a_small_fan_in_and_a_low_tau_ratio(site):
     assert process.returncode == 0, process.stdout[-3000:]
 
 
-def test_a_conftest_swapping_in_another_backend_is_refused(tmp_path):
-    """The cases are made from the named backend's capabilities, before fixtures run."""
+@pytest.mark.parametrize("scope", ["session", "function"])
+def test_a_conftest_swapping_in_another_backend_is_refused(tmp_path, scope):
+    """The cases are made from the named backend's capabilities, before fixtures run.  (A
+    function-scoped override ended in pytest's ScopeMismatch errors, one per check.)"""
     (tmp_path / "conftest.py").write_text(
         "import pytest\nfrom delgrad_core import Capabilities\nfrom delgrad_core.testing import MockBackend\n\n"
-        "@pytest.fixture(scope='session')\ndef delgrad_backend():\n"
+        f"@pytest.fixture(scope={scope!r})\ndef delgrad_backend():\n"
         "    yield MockBackend(name='unregistered', capabilities=Capabilities(max_batch_size=16))\n")
     (tmp_path / "test_mine.py").write_text("from delgrad_core.testing.test_conformance import *  # noqa: F403\n")
     env = {key: value for key, value in os.environ.items() if key != "DELGRAD_BACKEND"}  # (tox sets it)
     process = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert process.returncode == 4, process.stdout[-2000:]
-    assert "returns backend 'unregistered', but the cases were made for 'reference'" in process.stdout
+    assert process.returncode == 4, process.stdout[-2000:] + process.stderr[-2000:]
+    assert "ERROR: the delgrad_backend fixture is defined again in conftest: the conformance suite tests registered " \
+           "backends only" in process.stderr, process.stderr[-2000:]
 
 
 def test_an_unknown_backend_is_one_error_naming_the_choices(tmp_path):

@@ -19,11 +19,13 @@ import weakref
 
 import pytest
 
-__all__ = ["pytest_addoption", "pytest_terminal_summary", "backend_under_test", "delgrad_backend", "parse_backend_options", "selected_backend"]
+__all__ = ["pytest_addoption", "pytest_collection_modifyitems", "pytest_terminal_summary", "backend_under_test",
+           "delgrad_backend", "parse_backend_options", "selected_backend"]
 
 # The backend `backend_under_test` built, per pytest config (not pytest's stash, new in pytest 7:
 # this module is loaded into every pytest run on a machine with delgrad, of any pytest version).
 _BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SUITE = "delgrad_core.testing.test_conformance"  # (the module of the suite's checks)
 
 
 def pytest_addoption(parser):
@@ -119,6 +121,23 @@ def _origin(name: str) -> str:
     except LookupError:
         return ""
     return f" from distribution {registration.distribution!r} {registration.version}".rstrip()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Refuse a `delgrad_backend` fixture defined for the suite's checks by a conftest or test
+    module (of any scope): the suite's cases are made from the backend named on the command line,
+    and a function-scoped override ended in pytest's ScopeMismatch errors, one per check."""
+    for item in items:
+        if getattr(getattr(item, "function", None), "__module__", None) != _SUITE:  # (others' tests are theirs)
+            continue
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get("delgrad_backend")
+        overriding = [definition for definition in definitions or ()
+                      if getattr(getattr(definition, "func", None), "__module__", __name__) != __name__]
+        if overriding:
+            where = getattr(overriding[-1].func, "__module__", "a conftest")
+            raise pytest.UsageError(f"the delgrad_backend fixture is defined again in {where}: the conformance suite "
+                                    "tests registered backends only, built from --delgrad-backend NAME and "
+                                    "--delgrad-backend-option (install yours as a plugin and name it there)")
 
 
 def pytest_terminal_summary(terminalreporter, config):
