@@ -415,7 +415,8 @@ class Backend(abc.ABC):
         with self._failures_named("checking the request"):
             returned = self.check_request(prepared)
         if returned is not None:  # (a reason returned, as check_resources does, refused nothing)
-            shown = repr(returned) if len(repr(returned)) <= 100 else repr(returned)[:97] + "..."
+            shown = repr(returned)
+            shown = shown if len(shown) <= 100 else shown[:97] + "..."
             raise InvalidResultError(f"backend {self.name!r}: check_request returned {type(returned).__name__} "
                                      f"({shown}), not None: it refuses a request by raising InvalidValueError naming "
                                      "what, and returns nothing")

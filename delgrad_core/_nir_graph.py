@@ -185,14 +185,10 @@ def population_size(nir, node, key: str) -> int:
         raise NIRConversionError(f"{type(node).__name__} {key!r}: expected one port, got {len(types)} "
                                  f"({', '.join(map(str, types))}); delgrad layers have one input and one output")
     declared = np.asarray(list(types.values())[0] if types else [])
-    if declared.dtype.kind in "iu" or (declared.dtype.kind == "f" and np.all(np.abs(declared) < 2.0**62)):
-        # (a complex [4+0j] was read as 4, and NaN or 1e30 cast, each with a numpy warning)
-        try:
-            shape = declared.astype(np.int64).reshape(-1)
-        except (TypeError, ValueError, OverflowError):
-            shape = np.array([-1])
-    else:
-        shape = np.array([-1])
+    # (only integers and floats that int64 holds: a complex [4+0j] was read as 4, and NaN or 1e30
+    # cast, each with a numpy warning)
+    castable = declared.dtype.kind in "iu" or (declared.dtype.kind == "f" and np.all(np.abs(declared) < 2.0**62))
+    shape = declared.astype(np.int64).reshape(-1) if castable else np.array([-1])
     if shape.size != 1 or shape[0] < 1 or shape[0] != declared.reshape(-1)[0]:  # ([4.7] read as 4)
         raise NIRConversionError(f"{type(node).__name__} {key!r}: expected a 1-d shape [n] of a positive integer, got "
                                  f"{declared.tolist()}")

@@ -242,6 +242,11 @@ def _unknown_hooks(manager: pluggy.PluginManager, plugin) -> list[str]:
                   any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()))
 
 
+def _distribution_name(entry_point) -> str:
+    """The name of the distribution that declares `entry_point`."""
+    return entry_point.dist.metadata["Name"] if entry_point.dist is not None else "<unknown distribution>"
+
+
 def _why_nothing(ran: dict) -> str:
     """Why a plugin whose hooks `ran` (hook name -> what it returned) registered nothing."""
     returned = {hook: value for hook, value in ran.items() if value is not None}
@@ -360,9 +365,10 @@ class PluginRegistry:
             own = dist in _OWN_DISTRIBUTIONS
             return (not own, _OWN_DISTRIBUTIONS.index(dist) if own else 0, dist, entry_point.name)
 
-        for entry_point in sorted(importlib.metadata.entry_points(group=self.group), key=order):
+        every = importlib.metadata.entry_points()  # (one scan of the installed distributions)
+        for entry_point in sorted(every.select(group=self.group), key=order):
             dist = entry_point.dist
-            dist_name = dist.metadata["Name"] if dist is not None else "<unknown distribution>"
+            dist_name = _distribution_name(entry_point)
             version = dist.version if dist is not None else ""
             where = f"plugin {entry_point.name!r} ({entry_point.value}) from distribution {dist_name!r} {version}"
             try:
@@ -375,18 +381,18 @@ class PluginRegistry:
                 continue
             self.register_plugin(plugin, distribution=dist_name, version=version, plugin_name=entry_point.name,
                                  where=where)
-        self._report_near_miss_groups()
+        self._report_near_miss_groups(every)
 
-    def _report_near_miss_groups(self) -> None:
-        """Report the entry points of groups whose names are all but `group`'s ("delgrad.backend",
-        "delgrad_backends"): never loaded, their plugins were missing without a word."""
-        near = [group for group in importlib.metadata.entry_points().groups - {self.group}
+    def _report_near_miss_groups(self, every) -> None:
+        """Report the entry points (of `every` installed one) of groups whose names are all but
+        `group`'s ("delgrad.backend", "delgrad_backends"): never loaded, their plugins were
+        missing without a word."""
+        near = [group for group in every.groups - {self.group}
                 if difflib.SequenceMatcher(None, group.lower(), self.group.lower()).ratio() >= 0.9]
         for group in sorted(near):
-            for entry_point in importlib.metadata.entry_points(group=group):
-                dist = entry_point.dist.metadata["Name"] if entry_point.dist is not None else "<unknown distribution>"
+            for entry_point in every.select(group=group):
                 self._problem(PluginLoadError(
-                    f"distribution {dist!r} declares the entry point {entry_point.name!r} ({entry_point.value}) in "
+                    f"distribution {_distribution_name(entry_point)!r} declares the entry point {entry_point.name!r} ({entry_point.value}) in "
                     f"group {group!r}, which delgrad does not read: plugins are found in {self.group!r} (correct "
                     "the group's name in its pyproject.toml and install it again)"))
 

@@ -231,16 +231,15 @@ def _calibration_seed(path: Path, stored: dict, seed: int) -> int | None:
     """The seed the run was calibrated with (its setting `seed`: None or an integer), else `seed`;
     a damaged one is refused naming metrics.json (the backend's "seed: expected ..." did not say
     whose seed, and --seed sets another)."""
-    from delgrad_core._execution import MAX_SEED
+    from delgrad_core._execution import check_seed
 
     if "seed" not in stored:
         return seed
-    run_seed = stored["seed"]
-    if run_seed is not None and (isinstance(run_seed, bool) or not isinstance(run_seed, int)
-                                 or not 0 <= run_seed <= MAX_SEED):
+    try:
+        return check_seed(stored["seed"])
+    except InvalidValueError:
         raise FileFormatError(f"{path}: metrics.json: config.seed (the run's seed, which its backend was calibrated "
-                              f"with): expected null or an integer in [0, 2**63 - 1], got {run_seed!r}")
-    return run_seed
+                              f"with): expected null or an integer in [0, 2**63 - 1], got {stored['seed']!r}") from None
 
 
 def _differs_from_recorded(recorded: float, now: float, output, labels, deterministic: bool,

@@ -909,15 +909,13 @@ def test_delgrad_train_sets_up_a_run_with_the_registered_defaults(delgrad_backen
     passed every other check and failed `delgrad train`).  A default network the backend's
     declared limits refuse is skipped: users then choose settings it runs, and are told so."""
     _skip_if_declared_unsupported(delgrad_backend, "training")  # (`calibration`: skipped if calibrating failed)
-    from delgrad_core.datasets import load_dataset
     from delgrad_core.training import Trainer, config_with_defaults
 
     name, options = selected_backend(request.config)
     try:
         config = config_with_defaults({"backend": name, "backend_options": options, "epochs": 1})
         with _resources_permitting(), Trainer(config, backend=delgrad_backend) as trainer:
-            validation = load_dataset(config.dataset, "validation", **config.dataset_options)
-            trainer.evaluate(validation)
+            trainer.evaluate(trainer.validation_set)
     except UnsupportedNetworkError as exc:  # (lack of resources: skipped above)
         pytest.skip(f"the default training network is not one the backend runs ({exc}); registered training "
                     "defaults it runs would let delgrad train work out of the box")
