@@ -546,7 +546,29 @@ def _built_backend(registration: Registration, options: dict) -> Backend:
     if problem is not None:
         backend.close()
         raise PluginError(f"{source}: {problem}")
+    if not options:
+        _warn_of_other_capabilities(registration, backend.capabilities)
     return backend
+
+
+_WARNED_CAPABILITIES: set[tuple[str, str]] = set()  # (distribution, backend name) warned of in this process
+
+
+def _warn_of_other_capabilities(registration: Registration, built: Capabilities) -> None:
+    """Warn once per process (`PluginLoadWarning`) where the capabilities registered for a
+    backend, which ``delgrad backends`` lists and training defaults are checked against, differ
+    from those the backend declares when built without options."""
+    registered = registration.details.get("capabilities")
+    key = (registration.distribution, registration.name)
+    if registered is None or registered == built or key in _WARNED_CAPABILITIES:
+        return
+    _WARNED_CAPABILITIES.add(key)
+    then, now = registered.to_dict(), built.to_dict()
+    differing = "; ".join(f"{field} {then[field]!r} registered, {now[field]!r} built"
+                          for field in then if then[field] != now[field])
+    warnings.warn(f"backend {registration.name!r} from {registration.distribution!r} registers other capabilities "
+                  f"than its backend built without options declares ({differing}); `delgrad backends` lists the "
+                  "registered ones: register the backend's own", PluginLoadWarning, stacklevel=4)
 
 
 def _backend_problem(backend: Backend, name: str) -> str | None:

@@ -814,3 +814,36 @@ def test_hooks_of_a_class_and_hooks_with_another_argument_name_say_what_delgrad_
                                  distribution="argument-dist")
     registry.register_plugin(Hooks(), distribution="instance-dist")
     assert registry.names() == ["from-a-class"]
+
+
+def test_registered_capabilities_other_than_the_built_backends_are_warned_of_once(monkeypatch):
+    """(`delgrad backends` listed the registered capabilities and training defaults were checked
+    against them, while the backend ran with others; only the conformance suite noticed)"""
+    from delgrad_core import Backend, Capabilities, ExecutionResult, hookimpl
+
+    class Narrow(Backend):
+        name = "narrow"
+        capabilities = Capabilities(max_layers=2, max_layer_size=64)
+
+        def _execute(self, request):
+            return ExecutionResult([], {})
+
+    class Plugin:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("narrow", Narrow, capabilities=Capabilities(max_layers=3, max_layer_size=64))
+            register("honest", type("Honest", (Narrow,), {"name": "honest"}), capabilities=Narrow.capabilities)
+
+    monkeypatch.setattr("delgrad_core._plugins._WARNED_CAPABILITIES", set())
+    registry = PluginRegistry(strict=False)
+    registry.register_plugin(Plugin(), distribution="delgrad-narrow")
+    with pytest.warns(PluginLoadWarning) as record:
+        registry.create_backend("narrow").close()
+        registry.create_backend("narrow").close()
+    assert [str(w.message) for w in record] == [
+        "backend 'narrow' from 'delgrad-narrow' registers other capabilities than its backend built without options "
+        "declares (max_layers 3 registered, 2 built); `delgrad backends` lists the registered ones: register the "
+        "backend's own"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginLoadWarning)
+        registry.create_backend("honest").close()
