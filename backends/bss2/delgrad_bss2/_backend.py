@@ -56,8 +56,8 @@ class Bss2EmulatorBackend(Backend):
     cache : bool
         Keep calibrations in the on-disk cache (see `delgrad_bss2.cache_directory`).
     input_duplication : int
-        Copies per input: consecutive input lines in groups of this size share one delay
-        element when the input count is a multiple of it.
+        Copies per input (at most ``synapse_rows // 2``): consecutive input lines in groups of
+        this size share one delay element when the input count is a multiple of it.
     n_threads : int, optional
         Threads of the spike-time kernels.
     **options
@@ -73,7 +73,6 @@ class Bss2EmulatorBackend(Backend):
         self.chip = checked_number(chip, "chip", 0, _MAX_CHIP, integer=True)
         self.calibrated = _check_bool(calibrated, "calibrated")
         self.cache = _check_bool(cache, "cache")
-        self.input_duplication = checked_number(input_duplication, "input_duplication", 1, integer=True)
         self.n_threads = None if n_threads is None else check_num_threads(n_threads)
         unknown = sorted(set(options) - set(ChipConfig.__dataclass_fields__))
         if unknown:
@@ -81,6 +80,9 @@ class Bss2EmulatorBackend(Backend):
                 f"backend {BACKEND_NAME!r}: unknown option(s) {', '.join(unknown)}; options: chip, calibrated, cache, "
                 f"input_duplication, n_threads, {', '.join(ChipConfig.__dataclass_fields__)}", names=unknown)
         self.config = ChipConfig(**options)
+        # (more copies of one input than a neuron's synapse_rows / 2 signed inputs never fit)
+        self.input_duplication = checked_number(input_duplication, "input_duplication", 1,
+                                                self.config.max_signed_inputs, integer=True)
         self._capabilities = chip_capabilities(self.config, self.input_duplication)
         self._key = cache_key(self.chip, self.config, self.calibrated)
         self._chip_model: Chip | None = None

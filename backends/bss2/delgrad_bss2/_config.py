@@ -40,7 +40,9 @@ _POTENTIAL_SPREAD_WIDTH = 6.0
 _SLOT_TICKS_MAX = 2**52
 # upper bounds of options whose larger values make times or the modelled job time overflow
 _LARGEST = {"tau_us": 10**6, "slot_tau": 10**6, "host_overhead_job_s": 10**6, "host_overhead_sample_us": 10**9,
-            "readout_offset_cadc": CADC_MAX / _POTENTIAL_SPREAD_WIDTH}
+            "readout_offset_cadc": CADC_MAX / _POTENTIAL_SPREAD_WIDTH, "defect_probability": 1}
+# options whose lower bound is not 0: any finite number first, then their own range (`_check_potentials`)
+_OWN_LOWER_BOUND = ("leak_cadc", "threshold_cadc")
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,8 @@ class ChipConfig:
             elif spec.type == "int":
                 object.__setattr__(self, spec.name, checked_number(value, spec.name, 1, integer=True))
             else:  # (as a float, -0.0 as 0.0: numpy refuses a scale of -0.0)
-                object.__setattr__(self, spec.name, checked_number(value, spec.name, 0, _LARGEST.get(spec.name),
+                low = None if spec.name in _OWN_LOWER_BOUND else 0
+                object.__setattr__(self, spec.name, checked_number(value, spec.name, low, _LARGEST.get(spec.name),
                                                                    low_open=spec.name in positive))
         if self.weight_max > _WEIGHT_STORAGE_MAX:
             raise InvalidValueError(f"weight_max: a job stores weights in 8 bits, expected at most {_WEIGHT_STORAGE_MAX}, "
@@ -167,8 +170,6 @@ class ChipConfig:
             raise InvalidValueError(f"delay_offset_us: must be a whole number of register steps "
                                     f"({self.register_step_us} us) so that delays lie on one grid, got {self.delay_offset_us}")
         self._check_weight_scale()
-        if self.defect_probability > 1:
-            raise InvalidValueError(f"defect_probability: must be <= 1, got {self.defect_probability}")
         for name, largest in (("neuron_circuits", _CIRCUITS_MAX), ("synapse_rows", _CIRCUITS_MAX),
                               ("register_max", _REGISTER_STEPS_MAX)):
             if getattr(self, name) > largest:

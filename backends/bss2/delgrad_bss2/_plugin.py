@@ -5,9 +5,8 @@ Kriener et al. 2025): the chip's operating point (its threshold as the backend o
 says), 30 hidden neurons, batch 40, Adam 0.002, loss Delta 0.3, delays 2.0 + 1.5 sigmoid(raw)
 tau."""
 
-import math
-
-from delgrad_core import hookimpl
+from delgrad_core import InvalidValueError, hookimpl
+from delgrad_core.plugin_tools import checked_number
 
 from delgrad_bss2._backend import Bss2EmulatorBackend
 from delgrad_bss2._config import INPUT_DUPLICATION, ChipConfig
@@ -40,19 +39,30 @@ TRAINING_DEFAULTS = {
 }
 
 
+def _valid(value, name: str, low, high=None, **bounds):
+    """`value` as `checked_number` takes it, None if it refuses it."""
+    try:
+        return checked_number(value, name, low, high, **bounds)
+    except InvalidValueError:
+        return None
+
+
 def training_defaults(options: dict) -> dict:
     """`TRAINING_DEFAULTS` with the inputs repeated, and their delays shared, as often as the chip
     takes lines as copies of one input (the backend option `input_duplication`): a chip set to
     duplicate inputs 2x trains on inputs repeated 2x, not 5x (whose copies would straddle its
     delay elements); and the network's threshold at the chip's (the option `threshold`).  An
-    invalid option keeps its default (the backend refuses it when built)."""
+    invalid option keeps its default (the backend refuses it when built); numpy's numbers count
+    as the backend takes them."""
     defaults = dict(TRAINING_DEFAULTS)
-    duplication = options.get("input_duplication", INPUT_DUPLICATION)
-    if not isinstance(duplication, bool) and isinstance(duplication, int) and duplication >= 1:
+    rows = _valid(options.get("synapse_rows", ChipConfig.synapse_rows), "synapse_rows", 2, integer=True)
+    duplication = _valid(options.get("input_duplication", INPUT_DUPLICATION), "input_duplication", 1,
+                         (rows or ChipConfig.synapse_rows) // 2, integer=True)
+    if duplication is not None:
         defaults.update(encoder_options={"repeat": duplication}, shared_input_delays=duplication)
-    threshold = options.get("threshold")
-    if not isinstance(threshold, bool) and isinstance(threshold, (int, float)) and 0 < threshold < math.inf:
-        defaults["threshold"] = float(threshold)
+    threshold = _valid(options.get("threshold", ChipConfig.threshold), "threshold", 0, low_open=True)
+    if threshold is not None:
+        defaults["threshold"] = threshold
     return defaults
 
 

@@ -1,0 +1,52 @@
+"""Inputs found in a hostile pass over the backend's options and training defaults: each ended in
+a silently different setting or a message that did not name the option or its allowed values."""
+
+import numpy as np
+import pytest
+
+import delgrad_core as dg
+from delgrad_bss2 import ChipConfig
+from delgrad_bss2._plugin import training_defaults
+from delgrad_core.training import config_with_defaults
+
+
+def _defaults(**options):
+    config = config_with_defaults({"backend": "bss2-emulator", "backend_options": options}).resolved()
+    return config.encoder_options, config.shared_input_delays, config.threshold
+
+
+def test_training_defaults_take_numpy_numbers_as_the_backend_does():
+    """(numpy's numbers, which the backend and the config take, kept the defaults: a chip set to
+    threshold np.float32(2.0) trained the network at 2.6, and np.int64(2) copies repeated the
+    inputs 5x)"""
+    assert _defaults(input_duplication=np.int64(2), threshold=np.float32(2.0)) == ({"repeat": 2}, 2, 2.0)
+    assert _defaults(input_duplication=np.int64(2), threshold=np.float32(2.0)) == _defaults(input_duplication=2,
+                                                                                            threshold=2.0)
+    kept = training_defaults({"input_duplication": np.True_, "threshold": np.float64("nan")})  # (refused when built)
+    assert (kept["encoder_options"], kept["shared_input_delays"], kept["threshold"]) == ({"repeat": 5}, 5, 2.6)
+
+
+@pytest.mark.parametrize(("options", "largest"), [({}, 128), ({"synapse_rows": 512}, 256)])
+def test_more_copies_of_an_input_than_a_neuron_takes_are_refused_naming_the_range(options, largest):
+    """(input_duplication=200 was taken, and training failed on the encoder's repeat or the input
+    count, naming neither the option nor its range; evaluation ran it as no copies)"""
+    assert dg.get_backend("bss2-emulator", input_duplication=largest, **options).capabilities.input_copies == largest
+    for value in (0, largest + 1, 10**30):
+        with pytest.raises(dg.InvalidValueError, match=rf"^input_duplication: expected an integer from 1 to "
+                                                       rf"{largest}, got"):
+            dg.get_backend("bss2-emulator", input_duplication=value, **options)
+    assert _defaults(input_duplication=largest + 1, **options)[:2] == ({"repeat": 5}, 5)  # (refused when built)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"leak_cadc": -1}, r"leak_cadc: expected 9..195 CADC, got -1"),
+    ({"threshold_cadc": -1}, r"threshold_cadc: must lie at least 9 CADC above leak_cadc \(80;"),
+    ({"leak_cadc": float("nan")}, r"leak_cadc: expected a finite number, got nan"),
+    ({"defect_probability": -0.5}, r"defect_probability: expected a number from 0 to 1, got -0.5"),
+    ({"defect_probability": 2}, r"defect_probability: expected a number from 0 to 1, got 2"),
+])
+def test_an_option_out_of_range_is_refused_with_its_whole_range(options, message):
+    """(leak_cadc=-1 was told 'expected a finite number >= 0', and 0 then 'expected 9..195';
+    defect_probability=-0.5 '>= 0' and 2 'must be <= 1')"""
+    with pytest.raises(dg.InvalidValueError, match=f"^{message}"):
+        ChipConfig(**options)
