@@ -24,6 +24,17 @@ from delgrad_bss2._units import timestamped_us, weights_from_integers
 __all__ = ["run_job"]
 
 _TRIAL_STREAM = 0x7E
+_WORD = 2**32
+
+
+def _trial_entropy(chip: int, seed: int) -> list[int]:
+    """The entropy of a job's trial-to-trial randomness: [chip, seed, stream].  `SeedSequence`
+    reads each number as its 32-bit words, one after the other, so (chip 2**32, seed 5) read as
+    (chip 0, seed 5 * 2**32 + 1); a chip identity of 2**32 or more therefore has a form of its
+    own, chip and seed in two words each (5 words: the other forms have 3 or 4)."""
+    if chip < _WORD:
+        return [chip, seed, _TRIAL_STREAM]
+    return [chip % _WORD, chip // _WORD, seed % _WORD, seed // _WORD, _TRIAL_STREAM]
 
 
 def _neuron_parameters(chip: Chip, job: Job, program: LayerProgram, rng: np.random.Generator):
@@ -55,7 +66,7 @@ def _neuron_parameters(chip: Chip, job: Job, program: LayerProgram, rng: np.rand
 def run_job(chip: Chip, job: Job, n_threads: int | None = None) -> Recording:
     """Emulate `job` on `chip`; all randomness comes from (chip identity, job seed)."""
     config = chip.config
-    rng = np.random.default_rng(np.random.SeedSequence([job.chip, job.seed, _TRIAL_STREAM]))
+    rng = np.random.default_rng(np.random.SeedSequence(_trial_entropy(job.chip, job.seed)))
     pre_us = job.input_spikes_us
     neuron_spikes, delay_spikes, latest_lost_us = [], [], -np.inf
     for program in job.layers:

@@ -9,6 +9,8 @@ from delgrad_bss2 import ChipConfig
 from delgrad_bss2._plugin import training_defaults
 from delgrad_core.training import config_with_defaults
 
+from _bss2_helpers import yin_yang_inputs, yin_yang_network
+
 
 def _defaults(**options):
     config = config_with_defaults({"backend": "bss2-emulator", "backend_options": options}).resolved()
@@ -50,3 +52,15 @@ def test_an_option_out_of_range_is_refused_with_its_whole_range(options, message
     defect_probability=-0.5 '>= 0' and 2 'must be <= 1')"""
     with pytest.raises(dg.InvalidValueError, match=f"^{message}"):
         ChipConfig(**options)
+
+
+def test_two_chips_never_draw_the_same_trial_noise():
+    """(chip 2**32 with seed 5 drew the threshold noise and delay jitter of chip 0 with seed
+    5 * 2**32 + 1: the random numbers' entropy ran the chip's and the seed's 32-bit words together)"""
+    network, inputs = yin_yang_network(), yin_yang_inputs(batch=20)
+    times = {}
+    for chip, seed in ((2**32, 5), (0, 5 * 2**32 + 1)):  # (no fixed pattern: the chips differ in their noise only)
+        with dg.get_backend("bss2-emulator", chip=chip, fixed_pattern=False, calibrated=False) as backend:
+            times[chip] = backend.execute(backend.represent(network), inputs, calibration=backend.calibrate(),
+                                          seed=seed).layer_spike_times[-1]
+    assert np.isfinite(times[0]).any() and not np.array_equal(times[2**32], times[0], equal_nan=True)
