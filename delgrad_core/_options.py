@@ -52,7 +52,7 @@ def check_known_names(values, known, what: str) -> dict:
     `InvalidValueError` naming `what`, the unknown names and the known ones."""
     if not isinstance(values, dict):
         raise InvalidValueError(f"{what}: expected a table of settings, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(set(values) - set(known), key=str)  # (names of two types do not sort: {1: 2, 'hidden': 3})
     if unknown:
         raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(map(str, unknown))}"
                                 f"{close_name_hint(str(unknown[0]), known)}; known: {', '.join(sorted(known))}")

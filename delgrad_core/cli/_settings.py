@@ -26,14 +26,15 @@ SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_S
 
 
 def one_or_list(value, kind, name):
-    """'30' -> 30, '128,64' -> [128, 64] (the config checks the values)."""
+    """'30' -> 30, '128,64' -> [128, 64] (the config checks the values; only `kind` int can
+    refuse one)."""
     if value is None:
         return None
     try:
         items = [kind(item.strip()) for item in value.split(",")]
     except ValueError:
-        raise click.BadParameter(f"expected one value or a comma-separated list, got {value!r}",
-                                 param_hint=f"--{name}") from None
+        raise click.BadParameter(f"expected an integer or comma-separated integers (e.g. 30 or 128,64), got "
+                                 f"{value!r}", param_hint=f"--{name}") from None
     return items[0] if len(items) == 1 else items
 
 

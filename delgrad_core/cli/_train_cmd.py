@@ -48,13 +48,26 @@ _DELAY_SETTINGS = ("delay_lr", "delay_init_mean", "delay_init_std", "delay_param
                    "delay_scale", "delay_max", "shared_input_delays")
 
 
-def _warn_unused_delay_settings(given: set, delays) -> None:
-    """Warn about delay settings given (on the command line or in the config file) for a network
-    without delays: metrics.json would record them, and nothing uses them."""
+_SILENT_SETTINGS = ("silent_limit_hidden", "silent_limit_output", "silent_neuron_limit")
+
+
+def _warn_unused_settings(given: set, config) -> None:
+    """Warn about settings given (on the command line or in the config file) that nothing uses:
+    delay settings for a network without delays, shared_input_delays without delays in the first
+    layer, silent-neuron settings with the rules off; metrics.json would record them as used."""
+    from delgrad_core.training._config import shown_setting
+
     unused = [name for name in _DELAY_SETTINGS if name in given]
-    if unused and all(kind == "none" for kind in (delays if isinstance(delays, list) else [delays])):
+    if unused and all(kind == "none" for kind in config.delay_kinds):
         warnings.warn(f"{', '.join(unused)}: not used, the network has no delays (delays = \"none\")", UserWarning,
                       stacklevel=2)
+    elif "shared_input_delays" in given and config.delay_kinds[0] == "none":
+        warnings.warn(f"shared_input_delays: not used, the first layer has no delays (delays = "
+                      f"{shown_setting(config.delays)}); it ties that layer's axonal delays", UserWarning, stacklevel=2)
+    unused = [name for name in _SILENT_SETTINGS if name in given]
+    if unused and config.silent_bump is None:
+        warnings.warn(f"{', '.join(unused)}: not used, the silent-neuron rules are off (silent_bump = None)",
+                      UserWarning, stacklevel=2)
 
 
 def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
@@ -143,7 +156,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     except InvalidValueError as exc:
         raise click.UsageError(with_its_file(exc, config_file, options, set_settings, backend_options,
                                              dataset_options)) from None
-    _warn_unused_delay_settings(given, config.delays)
+    _warn_unused_settings(given, config)
     _note_small_network_rates(config)
     out = Path(out_dir) if out_dir else _fresh_out_dir()
     started = time.perf_counter()

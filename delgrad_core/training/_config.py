@@ -118,12 +118,14 @@ def _plain_float(value) -> float:
 
 
 _JSON_VALUE = "a string, a finite number, true/false, None, or a list or table of them (the config is JSON)"
+# (option tables nest a few levels; some 500 overflowed Python's recursion here, a list holding itself at once)
+_MAX_NESTING = 100
 
 
-def _json_value(name, value):
+def _json_value(name, value, field=None, depth=0):
     """`value` as a plain JSON value (numpy numbers and bools as Python ones, tuples as lists,
-    paths as strings); anything JSON cannot hold is refused naming `name`, so that no
-    checkpoint fails on it."""
+    paths as strings); anything JSON cannot hold is refused naming `name` (or the setting
+    `field` it is in, for lists and tables nested too deeply), so that no checkpoint fails on it."""
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, PurePath):  # (e.g. a dataset's directory given from Python)
@@ -134,10 +136,13 @@ def _json_value(name, value):
         return int(value)
     if isinstance(value, numbers.Real) and math.isfinite(value):
         return _plain_float(value)
+    field = field or name
+    if isinstance(value, (list, tuple, dict)) and depth == _MAX_NESTING:
+        raise InvalidValueError(f"{field}: lists and tables nested more than {_MAX_NESTING} levels deep")
     if isinstance(value, (list, tuple)):
-        return [_json_value(f"{name}[{i}]", item) for i, item in enumerate(value)]
+        return [_json_value(f"{name}[{i}]", item, field, depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {key: _json_value(f"{name}.{key}", item) for key, item in value.items()}
+        return {key: _json_value(f"{name}.{key}", item, field, depth + 1) for key, item in value.items()}
     raise InvalidValueError(f"{name}: expected {_JSON_VALUE}, got {value!r}")
 
 
@@ -284,12 +289,16 @@ class TrainingConfig:
         if self.delay_parametrisation == "sigmoid" and not self.delay_scale >= _RESOLVED * self.delay_shift:
             # (delay_shift=1e16: every delay the same double, nothing for the delays to learn)
             raise InvalidValueError(f"delay_scale: the delays delay_shift + delay_scale * sigmoid(p) must vary by "
-                                    f"at least {_RESOLVED:g} of delay_shift ({self.delay_shift:g}) to be trained, got "
-                                    f"{self.delay_scale:g}")
+                                    f"at least {_RESOLVED:g} of delay_shift ({self.delay_shift!r}) to be trained, got "
+                                    f"{self.delay_scale!r}")
         if self.delay_max is not None and self.delay_parametrisation != "clip":  # (it was taken and ignored)
             raise InvalidValueError(f"delay_max: bounds delays only with delay_parametrisation = 'clip'; with "
                                     f"{self.delay_parametrisation!r} they lie between delay_shift and delay_shift + "
                                     f"delay_scale ({self.delay_shift:g} and {self.delay_shift + self.delay_scale:g})")
+        if self.delay_max is not None and self.delay_max <= self.delay_shift:  # (every delay was clipped to it)
+            raise InvalidValueError(f"delay_max: the clipped delays start between delay_shift and delay_shift + "
+                                    f"delay_scale ({self.delay_shift!r} and {self.delay_shift + self.delay_scale!r}), "
+                                    f"so all would start at delay_max; set it above delay_shift, got {self.delay_max!r}")
         if isinstance(self.delays, list) and len(self.delays) != len(self.hidden_sizes) + 1:
             raise InvalidValueError(f"delays: a list needs one kind per neuron layer ({len(self.hidden_sizes) + 1}), "
                                     f"got {len(self.delays)}")
@@ -306,7 +315,7 @@ class TrainingConfig:
         if _check_components:  # (the whole config: a backend's defaults may set tau_ratio = 1, not the file)
             if self.gradient_slope == "nominal" and self.tau_ratio != 1.0:
                 raise InvalidValueError(f"gradient_slope: 'nominal' needs tau_ratio = 1 (the closed form of DelGrad's "
-                                        f"reference code), got tau_ratio {self.tau_ratio:g}")
+                                        f"reference code), got tau_ratio {self.tau_ratio!r}")
             from delgrad_core.training._components import check_components  # (that module imports this one)
 
             check_components(self)
@@ -533,7 +542,8 @@ def _flatten_section(section: str, table: dict, where: str) -> dict:
     ``name`` is the registered name, ``<parameter>`` a field ``loss_<parameter>`` if one exists,
     and anything else goes to the section's options table."""
     if not isinstance(table, dict):
-        raise InvalidValueError(f"{where}: [{section}] must be a table")
+        raise InvalidValueError(f"{where}: {section} is a section: [{section}] must be a table of its settings, got "
+                                f"{table!r}; allowed in it: {', '.join(_sections()[section])}")
     fields = _sections()[section]
     values, options, given_as = {}, {}, {}
     for given, value in table.items():
@@ -568,6 +578,9 @@ def load_config(path: str | Path) -> dict:
     """Read a TOML file of settings: flat keys (top level, or all in one [train] table), or
     sectioned tables [data], [network], [encoder], [optimiser], [loss], [heuristics], [backend]
     (docs/training.md).  Every setting is checked; errors name the file and the setting."""
+    if not isinstance(path, (str, os.PathLike)):  # (an integer is a file descriptor: 0 read stdin, and closed it)
+        raise InvalidValueError(f"load_config: path: expected the path of a TOML file (a str or Path), got "
+                                f"{type(path).__name__}")
     if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):  # (a FIFO is read for ever)
         raise InvalidValueError(f"{path}: cannot read the settings file (not a regular file: a FIFO, device or socket)")
     try:
@@ -593,7 +606,7 @@ def load_config(path: str | Path) -> dict:
     flat = {}
     for key, value in values.items():
         key = key.replace("-", "_")
-        if key in _sections() and isinstance(value, dict):  # a [section] table, not a setting
+        if key in _sections() and (isinstance(value, dict) or key not in _field_names()):  # a [section], not a setting
             section_values = _flatten_section(key, value, str(path))
         elif isinstance(value, dict) and key not in _field_names():
             raise InvalidValueError(f"{path}: {key} is neither a setting nor a section"

@@ -15,12 +15,20 @@ read back with `load(state, arrays)`.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SilentNeuronBump", "SilentNeuronRevival", "BestValidation", "ParameterAverage"]
+from delgrad_core._errors import InvalidValueError
+
+__all__ = ["SilentNeuronBump", "SilentNeuronRevival", "BestValidation", "ParameterAverage", "SilentNetworkError"]
+
+
+class SilentNetworkError(InvalidValueError):
+    """Neurons that stay silent however far the silent-neuron bump raises their input weights,
+    until the next bump would overflow them (the step sizes are not to blame)."""
 
 
 @dataclass
@@ -42,14 +50,31 @@ class SilentNeuronBump:
         """Apply the rule to one batch's spike times; True means: skip the gradient step."""
         if self.bump is None:
             return False
-        bumped = False
+        raised = {}
         for k, (times, limit) in enumerate(zip(layer_times, self.limits)):
             silent = ~np.isfinite(times)
             if silent.mean() > limit:
-                params[f"layers.{k}.weights"][:, silent.any(axis=0)] += self.level
-                bumped = True
-        self.level = self.level * 2.0 if bumped else self.bump
-        return bumped
+                columns = silent.any(axis=0)
+                with np.errstate(over="ignore"):
+                    raised[k] = columns, params[f"layers.{k}.weights"][:, columns] + self.level
+        for k, (columns, weights) in raised.items():  # (all checked before any changes)
+            if not (np.isfinite(weights).all() and math.isfinite(self.level * 2.0)):
+                self._refuse_overflow(k)
+        for k, (columns, weights) in raised.items():
+            params[f"layers.{k}.weights"][:, columns] = weights
+        self.level = self.level * 2.0 if raised else self.bump
+        return bool(raised)
+
+    def _refuse_overflow(self, layer: int) -> None:
+        """Refuse a bump that has doubled until the weights (or the bump) would overflow: the
+        neurons stay silent however far their input weights rise (inf weights failed the checkpoint)."""
+        skipped = round(math.log2(self.level) - math.log2(self.bump))
+        raise SilentNetworkError(
+            f"silent_bump: {skipped} steps in a row were skipped for silent neurons, the bump doubling each time to "
+            f"{self.level:.3g}, and the next one overflows the input weights of the silent neurons of neuron layer "
+            f"{layer}: they stay silent however far those weights rise (e.g. held down by weight_limit or the "
+            "backend's weight limits, or below a threshold out of reach); check those settings, or turn the rule off "
+            "with silent_bump = None")
 
     def state(self) -> dict:
         return {"bump_level": self.level}

@@ -1,0 +1,159 @@
+"""Training settings at their edges: what a hostile or unlucky user gives `delgrad train` and the
+`Trainer` API, and what each must end in (a clear refusal, a warning, or the run asked for)."""
+
+import numpy as np
+import pytest
+
+from delgrad_core._errors import InvalidValueError
+from delgrad_core.cli import main
+from delgrad_core.testing import cli_runner
+from delgrad_core.training import TrainingConfig, config_with_defaults, load_config
+from delgrad_core.training._heuristics import SilentNeuronBump
+
+
+def _silent_batch() -> list[np.ndarray]:
+    """Spike times of a 2-3-2 network's batch of two samples, every neuron silent."""
+    return [np.full((2, 3), np.inf), np.full((2, 2), np.inf)]
+
+
+@pytest.mark.parametrize("weight", [1e308, 1.0])
+def test_a_silent_neuron_bump_that_would_overflow_is_refused_naming_it(weight):
+    """(a network held silent, e.g. by `weight_limit = 1e-300`, doubled the bump some 1,000 steps
+    in a row until the weights were inf and the checkpoint's JSON failed with a traceback; with
+    finite weights, the next level may still overflow)"""
+    bump = SilentNeuronBump([0.3, 0.0], 0.0005, level=1e308)
+    params = {"layers.0.weights": np.full((2, 3), weight), "layers.1.weights": np.ones((3, 2))}
+    with pytest.raises(InvalidValueError, match=r"^silent_bump: 1034 steps in a row were skipped for silent neurons, "
+                                                r"the bump doubling each time to 1e\+308, and the next one overflows"):
+        bump.skip_step(_silent_batch(), params)
+    assert (params["layers.0.weights"] == weight).all() and (params["layers.1.weights"] == 1).all()  # (unchanged)
+    assert bump.level == 1e308
+
+
+def test_a_silent_neuron_bump_below_overflow_still_doubles():
+    bump = SilentNeuronBump([0.3, 0.0], 0.5, level=2.0)
+    params = {"layers.0.weights": np.zeros((2, 3)), "layers.1.weights": np.zeros((3, 2))}
+    assert bump.skip_step(_silent_batch(), params)
+    assert (params["layers.0.weights"] == 2).all() and (params["layers.1.weights"] == 2).all() and bump.level == 4
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (dict(gradient_slope="nominal", tau_ratio=1.0000001),
+     "gradient_slope: 'nominal' needs tau_ratio = 1 (the closed form of DelGrad's reference code), got tau_ratio "
+     "1.0000001"),
+    (dict(delay_shift=1.0, delay_scale=0.99999999e-9),
+     "delay_scale: the delays delay_shift + delay_scale * sigmoid(p) must vary by at least 1e-09 of delay_shift (1.0) "
+     "to be trained, got 9.9999999e-10"),
+])
+def test_a_value_just_out_of_range_is_shown_as_given(values, message):
+    """(shown rounded to 6 digits, the refusal read "needs tau_ratio = 1, got tau_ratio 1")"""
+    with pytest.raises(InvalidValueError) as refused:
+        TrainingConfig(**values)
+    assert str(refused.value) == message
+
+
+# a small, fast training (4 hidden neurons, batches of 250, one epoch)
+_TRAIN = ["train", "--hidden", "4", "--batch-size", "250", "--epochs", "1", "--no-progress"]
+
+
+@pytest.mark.parametrize(("settings", "warned"), [
+    (["--delays", "none,axonal", "--set", "shared_input_delays=2"],
+     'shared_input_delays: not used, the first layer has no delays (delays = ["none", "axonal"])'),
+    (["--delays", "none", "--set", "silent_bump=null", "--set", "silent_neuron_limit=0.1", "--set",
+      "silent_limit_output=0.5"],
+     "silent_limit_output, silent_neuron_limit: not used, the silent-neuron rules are off (silent_bump = None)"),
+])
+def test_settings_that_nothing_uses_are_named(tmp_path, settings, warned):
+    """(recorded in metrics.json as if used, and silently without effect: shared_input_delays
+    ties the first layer's axonal delays; silent_bump = None turns every silent-neuron rule off)"""
+    result = cli_runner().invoke(main, [*_TRAIN, *settings, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {warned}" in result.stderr, result.stderr
+
+
+def test_silent_neuron_and_delay_settings_in_use_are_not_named_as_unused(tmp_path):
+    result = cli_runner().invoke(main, [*_TRAIN, "--delays", "axonal,none", "--set", "shared_input_delays=1",
+                                        "--set", "silent_neuron_limit=0.1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "not used" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("delay_max", [1.0, 2.0])
+def test_a_delay_max_that_every_initial_clipped_delay_is_above_is_refused(delay_max):
+    """(the clipped delays start at delay_shift + delay_scale * sigmoid(x); every one was clipped
+    to delay_max, and delay_shift, delay_scale and the initialisation went unused)"""
+    with pytest.raises(InvalidValueError, match=r"^delay_max: the clipped delays start between delay_shift and "
+                                                r"delay_shift \+ delay_scale \(2.0 and 3.5\), so all would start at "
+                                                rf"delay_max; set it above delay_shift, got {delay_max}$"):
+        TrainingConfig(delay_parametrisation="clip", delay_shift=2.0, delay_scale=1.5, delay_max=delay_max)
+    clipped = TrainingConfig(delay_parametrisation="clip", delay_shift=2.0, delay_scale=1.5, delay_max=2.5)
+    assert clipped.delay_max == 2.5  # (above delay_shift: the delays start in [2, 2.5])
+
+
+def test_delgrad_train_stops_a_network_the_bump_cannot_revive_without_blaming_the_step_sizes(tmp_path):
+    """(with weights held at 1e-300 the bump doubled until the checkpoint failed on inf; a silent_bump
+    ten times DelGrad's is not why)"""
+    result = cli_runner().invoke(main, ["train", "--hidden", "4", "--delays", "none", "--batch-size", "4",
+                                        "--epochs", "1", "--no-progress", "--set", "weight_limit=1e-300",
+                                        "--set", "silent_bump=0.01", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: silent_bump: 1030 steps in a row were skipped for silent neurons"), \
+        result.stderr
+    assert result.stderr.endswith("turn the rule off with silent_bump = None\n"), result.stderr
+
+
+@pytest.mark.parametrize("hidden", ["5.0", "5,x", "1e2"])
+def test_a_hidden_size_that_is_no_integer_is_refused_saying_so(hidden):
+    """(the refusal read "expected one value or a comma-separated list, got '5.0'", one value)"""
+    result = cli_runner().invoke(main, ["train", "--hidden", hidden])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.endswith(f"Error: Invalid value for --hidden: expected an integer or comma-separated "
+                                  f"integers (e.g. 30 or 128,64), got {hidden!r}\n"), result.stderr
+
+
+@pytest.mark.parametrize(("text", "section", "shown"), [
+    ("network = 5\n", "network", "5"), ("[[optimiser]]\nepochs = 3\n", "optimiser", "[{'epochs': 3}]"),
+    ("[train]\nheuristics = true\n", "heuristics", "True")])
+def test_a_section_that_is_no_table_is_refused_as_such(tmp_path, text, section, shown):
+    """(refused as "config: unknown setting(s) network; known: ..." and all 47 names, not as the
+    section it is)"""
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(InvalidValueError) as refused:
+        load_config(tmp_path / "c.toml")
+    assert str(refused.value).startswith(f"{tmp_path / 'c.toml'}: {section} is a section: [{section}] must be a "
+                                         f"table of its settings, got {shown}; allowed in it: "), refused.value
+
+
+@pytest.mark.parametrize("path", [0, None, b"c.toml"])
+def test_load_config_refuses_a_path_that_is_no_path(path):
+    """(an integer was taken as a file descriptor: 0 read standard input and closed it, 1 closed
+    standard output)"""
+    with pytest.raises(InvalidValueError, match=rf"^load_config: path: expected the path of a TOML file \(a str or "
+                                                rf"Path\), got {type(path).__name__}$"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("values", [{1: 2, "hiddn": 3}, {None: 1, "hiddn": 3}])
+def test_unknown_setting_names_of_two_types_are_refused_naming_them(values):
+    """(names of two types, a string among them, failed with a TypeError sorting them for the
+    message of unknown ones)"""
+    name = next(iter(values))
+    for build in (TrainingConfig.from_dict, config_with_defaults):
+        with pytest.raises(InvalidValueError, match=rf"^config: unknown setting\(s\) {name}, hiddn; known: "):
+            build(values)
+
+
+def test_options_nested_too_deeply_are_refused_naming_the_setting(tmp_path):
+    """(a list in a list ... 600 deep, valid JSON, overflowed Python's recursion: a RecursionError
+    traceback; a list holding itself did so from Python)"""
+    deep = "[" * 600 + "]" * 600
+    result = cli_runner().invoke(main, ["train", "--set", f'encoder_options={{"a": {deep}}}',
+                                        "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.endswith("Error: encoder_options: lists and tables nested more than 100 levels deep\n"), \
+        result.stderr
+    itself = []
+    itself.append(itself)
+    with pytest.raises(InvalidValueError, match=r"^backend_options: lists and tables nested more than 100 levels"):
+        TrainingConfig(backend_options={"x": itself})
+    assert TrainingConfig(dataset_options={"x": [[[1]]]}, _check_components=False).dataset_options == {"x": [[[1]]]}
