@@ -712,7 +712,8 @@ def not_installed(kind: str, name, installed: list[str] | None = None, *, field:
     if refused is not None:  # (installed, but not usable: that is what to say)
         return f"{field}: {name!r} cannot be used: {refused}"
     if not isinstance(name, str):
-        message = f"{field}: expected a {kind} name, got {name!r}; installed: {', '.join(installed) or '(none)'}"
+        article = "an" if kind[0] in "aeiou" else "a"
+        message = f"{field}: expected {article} {kind} name, got {name!r}; installed: {', '.join(installed) or '(none)'}"
     elif installed:
         message = (f"{field}: {name!r} is not installed{close_name_hint(name, installed)}; installed: "
                    f"{', '.join(installed)}")

@@ -157,3 +157,8 @@ def test_options_nested_too_deeply_are_refused_naming_the_setting(tmp_path):
     with pytest.raises(InvalidValueError, match=r"^backend_options: lists and tables nested more than 100 levels"):
         TrainingConfig(backend_options={"x": itself})
     assert TrainingConfig(dataset_options={"x": [[[1]]]}, _check_components=False).dataset_options == {"x": [[[1]]]}
+
+
+def test_an_encoder_name_that_is_no_string_is_refused_in_english():
+    with pytest.raises(InvalidValueError, match=r"^encoder: expected an encoder name, got 3; installed: "):
+        config_with_defaults({"encoder": 3})
