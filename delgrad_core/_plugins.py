@@ -140,6 +140,23 @@ def _check_name(kind: str, name) -> str:
     return name
 
 
+# what each kind's register takes (docs/plugins.md)
+_REGISTER_SIGNATURES = {
+    "backend": "register(name, factory, description='', capabilities=None, training_defaults=None, "
+               "result_neutral_options=None)",
+    "dataset": "register(name, loader, splits, description='', plane=None, training_defaults=None)",
+    "loss": "register(name, factory, description='')", "encoder": "register(name, factory, description='')",
+    "command": "register(name, command, description='')"}
+
+
+def _description(kind: str, name: str, description) -> str:
+    """`description` if it is a string (another argument given in its place would be lost silently)."""
+    if not isinstance(description, str):
+        raise InvalidValueError(f"{kind} {name!r}: description: expected a string, got {type(description).__name__} "
+                                f"(the arguments: {_REGISTER_SIGNATURES[kind]}; give the others by keyword)")
+    return description
+
+
 def _backend_details(name: str, factory, description: str = "", capabilities=None, training_defaults=None,
                      result_neutral_options=None) -> dict:
     if not callable(factory):
@@ -163,7 +180,7 @@ def _backend_details(name: str, factory, description: str = "", capabilities=Non
         raise InvalidValueError(f"backend {name!r}: result_neutral_options must be a collection of option names, got "
                                 f"{result_neutral_options!r}")
     check_parameter_names(f"backend {name!r}: result_neutral_options", factory, dict.fromkeys(neutral), "option")
-    details = {"description": str(description), "capabilities": capabilities,
+    details = {"description": _description("backend", name, description), "capabilities": capabilities,
                "result_neutral_options": frozenset(neutral)}
     if callable(training_defaults):  # defaults that depend on the backend options: checked when used
         return {**details, "training_defaults": training_defaults}
@@ -198,26 +215,52 @@ def refused_default(capabilities: Capabilities | None, defaults: dict) -> str | 
 def _dataset_details(name: str, loader, splits, description: str = "", plane=None, training_defaults=None) -> dict:
     if not callable(loader):
         raise InvalidValueError(f"dataset {name!r}: loader must be callable, got {type(loader).__name__}")
-    splits = tuple(splits) if not isinstance(splits, str) else ()
+    given, splits = splits, tuple(splits) if not isinstance(splits, str) else ()
     if not splits or not all(isinstance(s, str) and s for s in splits):
-        raise InvalidValueError(f"dataset {name!r}: splits must be a non-empty list of names")
+        raise InvalidValueError(f"dataset {name!r}: splits must be a non-empty list of names, got {given!r}")
     if plane is not None and not callable(plane):
         raise InvalidValueError(f"dataset {name!r}: plane must be callable (x, y) -> features")
     if training_defaults is not None:
         from delgrad_core.training._config import check_settings
 
         training_defaults = check_settings(training_defaults, f"dataset {name!r}: training_defaults")
-    return {"description": str(description), "splits": splits, "plane": plane,
+        chosen = sorted(set(training_defaults) & {"dataset", "backend", "backend_options"})
+        if chosen:  # (the user's --dataset always wins; a backend so chosen ran without its own defaults)
+            raise InvalidValueError(f"dataset {name!r}: training_defaults.{chosen[0]}: not a dataset's to choose (its "
+                                    "defaults apply under the user's dataset and backend, and the backend's defaults)")
+    return {"description": _description("dataset", name, description), "splits": splits, "plane": plane,
             "training_defaults": dict(training_defaults or {})}
+
+
+# the parameters of a built loss's or encoder's own call (docs/plugins.md), which no factory requires
+_CALL_PARAMETERS = {"loss": ("output_times", "labels"), "encoder": ("features",)}
 
 
 def _factory_details(kind: str):
     def details(name: str, factory, description: str = "") -> dict:
         if not callable(factory):
             raise InvalidValueError(f"{kind} {name!r}: factory must be callable, got {type(factory).__name__}")
-        return {"description": str(description)}
+        built = _built_already(kind, factory)
+        if built:
+            raise InvalidValueError(f"{kind} {name!r}: expected a factory returning the {kind} (its class, or lambda: "
+                                    f"the {kind}), which training calls with the {kind}'s parameters; got the {kind} "
+                                    f"itself ({built})")
+        return {"description": _description(kind, name, description)}
 
     return details
+
+
+def _built_already(kind: str, factory) -> str:
+    """Why `factory`, registered as a factory of `kind`, is a built loss or encoder instead (an
+    object with the encoder's `n_inputs`, a callable requiring the loss's or encoder's own call
+    parameters), or ""."""
+    if inspect.isclass(factory):
+        return ""
+    shown = getattr(factory, "__name__", None) or f"an instance of {type(factory).__name__}"
+    if kind == "encoder" and callable(getattr(factory, "n_inputs", None)):
+        return f"{shown} has the method n_inputs"
+    required = [p for p in _required_parameters(factory) or () if p in _CALL_PARAMETERS[kind]]
+    return f"{shown} requires {', '.join(required)}" if required else ""
 
 
 def _command_details(name: str, command, description: str = "") -> dict:
@@ -229,7 +272,7 @@ def _command_details(name: str, command, description: str = "") -> dict:
         raise InvalidValueError(f"command {name!r}: expected a click.Command, got {type(command).__name__}")
     if name in main.commands:
         raise InvalidValueError(f"command {name!r}: the name of a built-in delgrad command")
-    return {"description": str(description or command.get_short_help_str())}
+    return {"description": _description("command", name, description) or command.get_short_help_str()}
 
 
 _DETAILS = {"backend": _backend_details, "dataset": _dataset_details, "loss": _factory_details("loss"),
@@ -487,6 +530,8 @@ class PluginRegistry:
                 if any(r.name == name for r in pending if r.kind == kind):
                     raise DuplicateNameError(f"{kind} name {name!r} is registered twice by {distribution!r}")
                 details = details_of(name, obj, *args, **kwargs)
+                if kind == "dataset":
+                    self._check_component_defaults(name, details["training_defaults"])
             except Exception as exc:  # (a bad argument: this registration only)
                 refused.append(f"registration refused: {described(exc)}")
                 if isinstance(name, str):
@@ -497,6 +542,19 @@ class PluginRegistry:
             pending.append(Registration(kind, name, obj, distribution, version, description, details))
 
         return register
+
+    def _check_component_defaults(self, dataset: str, defaults: dict) -> None:
+        """Refuse a dataset's training defaults that give the loss or encoder they apply to (the one
+        they name, else the config's default) options it does not take, if it is registered already
+        (the core's always are): training would blame the user's ``encoder_options``."""
+        from delgrad_core.training._config import TrainingConfig
+
+        for kind in ("loss", "encoder"):
+            chosen = defaults.get(kind, getattr(TrainingConfig, kind))
+            options = defaults.get(f"{kind}_options") or {}
+            if options and isinstance(chosen, str) and chosen in self._tables[kind]:
+                check_parameter_names(f"dataset {dataset!r}: training_defaults.{kind}_options: {kind} {chosen!r}",
+                                      self._tables[kind][chosen].obj, options, "parameter")
 
     # -- lookup --------------------------------------------------------------------------------
     def names(self, kind: str = "backend") -> list[str]:

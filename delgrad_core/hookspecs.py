@@ -43,10 +43,13 @@ class DelgradHookspecs:
         training_defaults=None)``.
 
         ``loader(split, **options)`` returns a `delgrad_core.datasets.Dataset` for each split
-        name in ``splits``; features are scaled to [0, 1].  A 2-d task may pass
+        name in ``splits`` (training needs train, validation and test); features are scaled to
+        [0, 1], labels count from 0 and there are at least two class names.  A 2-d task may pass
         ``plane(x, y) -> features`` (points of the unit square to features): training then
         draws a decision map of the plane.  ``training_defaults`` (training settings that suit
-        the dataset, e.g. its encoding) apply under the backend's defaults and the user's own.
+        the dataset, e.g. its encoding) apply under the backend's defaults and the user's own;
+        they cannot choose the dataset or backend, and their ``encoder_options`` and
+        ``loss_options`` must be parameters of the encoder and loss they go to.
         """
 
     @hookspec
@@ -54,7 +57,8 @@ class DelgradHookspecs:
         """Add losses: ``register(name, factory, description="")``.
 
         ``factory(**parameters)`` returns a callable ``loss(output_times, labels)`` giving a
-        `delgrad_core.LossResult` (see `delgrad_core.FirstSpikeLoss`).
+        `delgrad_core.LossResult` (see `delgrad_core.FirstSpikeLoss`).  Register the factory (e.g.
+        the loss's class), not the loss: one requiring ``output_times`` or ``labels`` is refused.
         """
 
     @hookspec
@@ -63,6 +67,8 @@ class DelgradHookspecs:
 
         ``factory(**parameters)`` returns a callable turning features (n, n_features) in
         [0, 1] into input spike times (n, n_inputs); it has an ``n_inputs(n_features)`` method.
+        Register the factory, not the encoder: one with ``n_inputs`` or requiring ``features`` is
+        refused.
         """
 
     @hookspec

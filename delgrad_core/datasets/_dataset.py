@@ -75,7 +75,13 @@ class Dataset:
         else:  # (real numbers only: numpy would read strings as numbers and drop imaginary parts)
             features = np.array(real_array(self.features, "Dataset.features"))
         if features.ndim != 2:
-            raise InvalidValueError(f"Dataset.features: expected a 2-d array (n_samples, n_features), got {features.ndim}-d")
+            hint = " (one feature each: features[:, None])" if features.ndim == 1 else \
+                " (flatten each sample: features.reshape(len(features), -1))" if features.ndim > 2 else ""
+            raise InvalidValueError(f"Dataset.features: expected a 2-d array (n_samples, n_features), got "
+                                    f"{features.ndim}-d{hint}")
+        if features.shape[1] == 0:
+            raise InvalidValueError(f"Dataset.features: expected at least one feature per sample, got shape "
+                                    f"{features.shape}")
         if not np.all(np.isfinite(features)):
             raise InvalidValueError("Dataset.features: contains NaN or inf")
         labels = np.asarray(self.labels)
@@ -84,8 +90,12 @@ class Dataset:
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             raise InvalidValueError(f"Dataset.labels: expected integers, got dtype {labels.dtype}")
         labels = labels.astype(np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
-            raise InvalidValueError(f"Dataset.labels: values must be in [0, {len(class_names) - 1}]")
+        outside = (labels < 0) | (labels >= len(class_names))
+        if np.any(outside):
+            first = int(np.argmax(outside))
+            raise InvalidValueError(f"Dataset.labels: values must be in [0, {len(class_names) - 1}] (label i is "
+                                    f"class_names[i]); {int(outside.sum())} are not, the first, of sample {first}, "
+                                    f"is {int(labels[first])}")
         features.setflags(write=False)
         labels.setflags(write=False)
         object.__setattr__(self, "features", features)

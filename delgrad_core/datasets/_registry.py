@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from delgrad_core._errors import InvalidValueError, PluginError, named_for
+import warnings
+
+import numpy as np
+
+from delgrad_core._errors import InvalidValueError, PluginError, UnknownOptionError, named_for
 from delgrad_core.datasets._dataset import Dataset
 from delgrad_core.datasets._errors import DatasetOptionsError
 
-__all__ = ["available_datasets", "check_dataset_options", "load_dataset"]
+__all__ = ["TRAINING_SPLITS", "available_datasets", "check_dataset_options", "load_dataset"]
+
+#: The splits training loads.
+TRAINING_SPLITS = ("train", "validation", "test")
 
 
 def available_datasets() -> dict[str, tuple[str, ...]]:
@@ -18,11 +25,16 @@ def available_datasets() -> dict[str, tuple[str, ...]]:
 
 def check_dataset_options(name: str, options: dict) -> None:
     """Refuse options that the loader of the registered dataset `name` does not take, naming
-    those it takes."""
+    those it takes, and ``name`` and ``split`` (`load_dataset`'s own) for any loader."""
     from delgrad_core._plugins import check_parameter_names, registry
 
-    check_parameter_names(f"dataset {name!r}", registry().get("dataset", name).obj, options, "option",
-                          skip=("name", "split"))  # (load_dataset's own)
+    own = ("name", "split")  # (load_dataset's)
+    check_parameter_names(f"dataset {name!r}", registry().get("dataset", name).obj, options, "option", skip=own)
+    given = sorted(set(options) & set(own))
+    if given:  # (a loader taking **options: load_dataset got them twice)
+        raise UnknownOptionError(f"dataset {name!r}: {given[0]} is not a dataset option (the dataset's name and "
+                                 f"split are load_dataset's own arguments; training loads "
+                                 f"{', '.join(TRAINING_SPLITS)})", names=given)
 
 
 def _field_of(error: InvalidValueError) -> str:
@@ -30,7 +42,7 @@ def _field_of(error: InvalidValueError) -> str:
     return str(error).partition(":")[0].strip()
 
 
-def load_dataset(name: str, split: str = "train", **options) -> Dataset:
+def load_dataset(name: str, split: str = "train", /, **options) -> Dataset:
     """Load split `split` of the registered dataset `name` (`options` go to its loader).
 
     Unknown names, splits or options raise errors listing the allowed values; an option value the
@@ -41,7 +53,10 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     registration = registry().get("dataset", name)
     splits = registration.details["splits"]
     if split not in splits:
-        raise InvalidValueError(f"split: unknown split {split!r} of dataset {name!r}; choose one of {', '.join(splits)}")
+        needed = f" (training needs {', '.join(TRAINING_SPLITS)}: its plugin registers too few)" \
+            if split in TRAINING_SPLITS and not set(TRAINING_SPLITS) <= set(splits) else ""
+        raise InvalidValueError(f"split: unknown split {split!r} of dataset {name!r}; choose one of "
+                                f"{', '.join(splits)}{needed}")
     check_dataset_options(name, options)
     try:
         dataset = call_plugin(registration, "dataset", lambda: registration.obj(split, **options),
@@ -65,4 +80,14 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     if features.size and not (features.min() >= 0.0 and features.max() <= 1.0):
         raise PluginError(f"dataset {name!r} from {registration.distribution!r}: the features of split {split!r} "
                           f"must lie in [0, 1] (they span {float(features.min())!r} to {float(features.max())!r})")
+    if dataset.n_classes < 2:  # (one output neuron: every loss is 0, every spiking answer right)
+        raise PluginError(f"dataset {name!r} from {registration.distribution!r}: split {split!r} has the one class "
+                          f"{dataset.class_names[0]!r}; a classification needs at least 2 class names")
+    missing = np.flatnonzero(dataset.class_counts() == 0)
+    if split == "train" and len(dataset) and missing.size:  # (an empty split is refused where it is used)
+        shown = ", ".join(f"{label} ({dataset.class_names[label]!r})" for label in missing[:5])
+        more = ", ..." if missing.size > 5 else ""
+        warnings.warn(f"dataset {name!r} from {registration.distribution!r}: split 'train' holds no sample of class "
+                      f"{shown}{more}, of {dataset.n_classes} (label i is class_names[i], from 0): the network learns "
+                      "nothing of it", UserWarning, stacklevel=2)
     return dataset

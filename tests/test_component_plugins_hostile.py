@@ -1,0 +1,260 @@
+"""Dataset, loss and encoder plugins written carelessly: each mistake is named where it is made,
+never trained on silently nor blamed on the user's settings."""
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import delgrad_core
+from delgrad_core import InvalidValueError, LossResult, PluginError, PluginLoadWarning, PluginRegistry, hookimpl
+from delgrad_core.datasets import Dataset, load_dataset
+
+SPLITS = ("train", "validation", "test")
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    """Install, as the process-wide registry, the core's components plus a plugin of `hooks`;
+    returns the registry."""
+
+    def install(**hooks):
+        registry = PluginRegistry(strict=False)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            registry.register_plugin(SimpleNamespace(**{name: hookimpl(hook) for name, hook in hooks.items()}),
+                                     distribution="delgrad-careless")
+        monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+        return registry
+
+    return install
+
+
+def _stripes(name, labels=lambda x: (x[:, 0] > 0.5).astype(int), class_names=("left", "right"), n_features=2):
+    """A loader of `name` whose labels are `labels(features)`."""
+
+    def load(split):
+        features = np.random.default_rng(SPLITS.index(split)).uniform(0, 1, (60, n_features))
+        return Dataset(name, split, features, labels(features), class_names)
+
+    return load
+
+
+# -- datasets -----------------------------------------------------------------------------------
+def test_labels_off_by_one_name_the_first_bad_label_and_its_sample():
+    """(said only "values must be in [0, 1]": a loader counting classes from 1 could not tell why)"""
+    with pytest.raises(InvalidValueError, match=r"^Dataset.labels: values must be in \[0, 1\] \(label i is "
+                                                r"class_names\[i\]\); 2 are not, the first, of sample 1, is 2$"):
+        Dataset("toy", "train", [[0.0], [1.0], [0.5]], [1, 2, 2], ("a", "b"))
+    with pytest.raises(InvalidValueError, match=r"1 are not, the first, of sample 0, is -1$"):
+        Dataset("toy", "train", [[0.0], [1.0]], [-1, 0], ("a", "b"))
+
+
+def test_features_of_one_or_three_dimensions_say_how_to_make_them_a_table():
+    with pytest.raises(InvalidValueError, match=r"got 1-d \(one feature each: features\[:, None\]\)$"):
+        Dataset("toy", "train", [0.0, 1.0], [0, 1], ("a", "b"))
+    with pytest.raises(InvalidValueError, match=r"got 3-d \(flatten each sample: features.reshape\(len\(features\), "
+                                                r"-1\)\)$"):
+        Dataset("toy", "train", np.zeros((2, 3, 3)), [0, 1], ("a", "b"))
+
+
+def test_a_dataset_without_features_is_refused_not_blamed_on_the_encoder():
+    """(built, then training said "encoder 'latency' from 'delgrad': n_inputs(0) returned 0")"""
+    with pytest.raises(InvalidValueError, match=r"^Dataset.features: expected at least one feature per sample, got "
+                                                r"shape \(60, 0\)$"):
+        _stripes("bare", labels=lambda x: np.zeros(len(x), int), n_features=0)("train")
+
+
+def test_a_dataset_of_one_class_is_refused(plugin):
+    """(trained to "test accuracy 100.00 %": one output neuron, a loss of 0 and nothing learnt)"""
+    plugin(delgrad_register_datasets=lambda register: register(
+        "alone", _stripes("alone", labels=lambda x: np.zeros(len(x), int), class_names=("only",)), SPLITS))
+    with pytest.raises(PluginError, match=r"^dataset 'alone' from 'delgrad-careless': split 'train' has the one "
+                                          r"class 'only'; a classification needs at least 2 class names$"):
+        load_dataset("alone", "train")
+
+
+def test_a_train_split_missing_a_class_is_warned_of(plugin):
+    """(labels counted from 1 with a class name added in front trained silently, the class names
+    one off the classes)"""
+    plugin(delgrad_register_datasets=lambda register: register(
+        "shifted", _stripes("shifted", labels=lambda x: (x[:, 0] > 0.5) + 1, class_names=("none", "left", "right")),
+        SPLITS))
+    with pytest.warns(UserWarning, match=r"^dataset 'shifted' from 'delgrad-careless': split 'train' holds no sample "
+                                         r"of class 0 \('none'\), of 3 \(label i is class_names\[i\], from 0\): the "
+                                         r"network learns nothing of it$"):
+        load_dataset("shifted", "train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset("shifted", "test")  # (a small test split may miss a class)
+        load_dataset("yin_yang", "validation")
+
+
+def test_training_on_a_dataset_without_a_validation_split_says_training_needs_it(plugin):
+    """(said "choose one of train, test", as if the user had chosen a split)"""
+    plugin(delgrad_register_datasets=lambda register: register("pair", _stripes("pair"), ("train", "test")))
+    with pytest.raises(InvalidValueError, match=r"^split: unknown split 'validation' of dataset 'pair'; choose one "
+                                                r"of train, test \(training needs train, validation, test: its plugin "
+                                                r"registers too few\)$"):
+        load_dataset("pair", "validation")
+    with pytest.raises(InvalidValueError, match=r"choose one of train, test$"):
+        load_dataset("pair", "dev")
+
+
+def test_dataset_defaults_with_an_option_the_encoder_does_not_take_are_refused_with_the_registration(plugin):
+    """(registered, then `train --dataset` blamed the user: "encoder_options: encoder 'latency':
+    unknown parameter(s) pair", an option the user never gave)"""
+    with pytest.warns(PluginLoadWarning, match=r"registration refused: dataset 'paired': training_defaults."
+                                               r"encoder_options: encoder 'latency': unknown parameter\(s\) pair \(did "
+                                               r"you mean pairs\?\); allowed: t_early, t_late, repeat, pairs$"):
+        registry = PluginRegistry(strict=False)
+        registry.register_plugin(SimpleNamespace(delgrad_register_datasets=hookimpl(lambda register: register(
+            "paired", _stripes("paired"), SPLITS, training_defaults={"encoder_options": {"pair": True}}))),
+            distribution="delgrad-careless")
+    assert "paired" not in registry.names("dataset")
+    registry = plugin(delgrad_register_datasets=lambda register: register(
+        "other", _stripes("other"), SPLITS,
+        training_defaults={"encoder": "not-yet-loaded", "encoder_options": {"x": 1}}))
+    assert "other" in registry.names("dataset")  # (an encoder not registered yet is checked when training)
+
+
+# -- losses and encoders ------------------------------------------------------------------------
+class _Loss:
+    def __call__(self, output_times, labels):
+        return LossResult(np.zeros(len(labels)), np.zeros(np.shape(output_times)))
+
+
+class _Encoder:
+    def n_inputs(self, n_features):
+        return n_features
+
+    def __call__(self, features):
+        return 0.15 + np.array(features, dtype=np.float64)
+
+
+def _loss_function(output_times, labels):
+    return _Loss()(output_times, labels)
+
+
+@pytest.mark.parametrize("kind, obj, why", [
+    ("loss", _loss_function, "_loss_function requires output_times, labels"),
+    ("loss", _Loss(), "an instance of _Loss requires output_times, labels"),
+    ("encoder", _Encoder(), "an instance of _Encoder has the method n_inputs"),
+    ("encoder", lambda features: features, "<lambda> requires features"),
+])
+def test_a_loss_or_encoder_registered_instead_of_its_factory_is_refused_with_the_registration(kind, obj, why):
+    """(registered, then training told the user to give labels, output_times in loss_options)"""
+    hook = {"loss": "delgrad_register_losses", "encoder": "delgrad_register_encoders"}[kind]
+    registry = PluginRegistry(strict=False)
+    expected = (rf"registration refused: {kind} 'built': expected a factory returning the {kind} \(its class, or "
+                rf"lambda: the {kind}\), which training calls with the {kind}'s parameters; got the {kind} itself "
+                rf"\({why}\)$")
+    with pytest.warns(PluginLoadWarning, match=expected):
+        registry.register_plugin(SimpleNamespace(**{hook: hookimpl(lambda register: register("built", obj))}),
+                                 distribution="delgrad-careless")
+    assert "built" not in registry.names(kind)
+
+
+def test_factories_of_losses_and_encoders_are_registered(plugin):
+    registry = plugin(delgrad_register_losses=lambda register: register("mine", _Loss),
+                      delgrad_register_encoders=lambda register: [register("mine", _Encoder),
+                                                                  register("made", lambda: _Encoder())])
+    assert "mine" in registry.names("loss") and {"mine", "made"} <= set(registry.names("encoder"))
+
+
+@pytest.mark.parametrize("arguments", [
+    (SPLITS, {"batch_size": 30}),  # training_defaults given where description goes: lost silently
+    (SPLITS, lambda x, y: np.stack([x, y], axis=-1)),  # so was a plane
+])
+def test_a_registration_with_another_argument_in_place_of_the_description_is_refused(arguments):
+    registry = PluginRegistry(strict=False)
+    given = type(arguments[1]).__name__
+    with pytest.warns(PluginLoadWarning, match=rf"registration refused: dataset 'odd': description: expected a string, "
+                                               rf"got {given} \(the arguments: register\(name, loader, splits, "
+                                               rf"description='', plane=None, training_defaults=None\); give the "
+                                               rf"others by keyword\)$"):
+        registry.register_plugin(SimpleNamespace(delgrad_register_datasets=hookimpl(
+            lambda register: register("odd", _stripes("odd"), *arguments))), distribution="delgrad-careless")
+    assert "odd" not in registry.names("dataset")
+
+
+def test_splits_given_as_one_name_are_refused_naming_them():
+    registry = PluginRegistry(strict=False)
+    with pytest.warns(PluginLoadWarning, match=r"dataset 'one': splits must be a non-empty list of names, got "
+                                               r"'train'$"):
+        registry.register_plugin(SimpleNamespace(delgrad_register_datasets=hookimpl(
+            lambda register: register("one", _stripes("one"), "train"))), distribution="delgrad-careless")
+
+
+@pytest.mark.parametrize("setting, value", [("backend", "example"), ("backend_options", {"threads": 1}),
+                                            ("dataset", "yin_yang")])
+def test_dataset_defaults_choosing_the_backend_or_dataset_are_refused(setting, value):
+    """(a dataset's backend = "example" trained there, not on the reference backend `train --help`
+    names, and without the backend's own defaults; its dataset was never used)"""
+    registry = PluginRegistry(strict=False)
+    with pytest.warns(PluginLoadWarning, match=rf"dataset 'bossy': training_defaults.{setting}: not a dataset's to "
+                                               r"choose \(its defaults apply under the user's dataset and backend, "
+                                               r"and the backend's defaults\)$"):
+        registry.register_plugin(SimpleNamespace(delgrad_register_datasets=hookimpl(lambda register: register(
+            "bossy", _stripes("bossy"), SPLITS, training_defaults={setting: value, "batch_size": 30}))),
+            distribution="delgrad-careless")
+    assert "bossy" not in registry.names("dataset")
+
+
+@pytest.mark.parametrize("option", ["split", "name"])
+def test_a_split_or_name_option_for_a_loader_taking_any_option_is_refused_not_a_traceback(plugin, option):
+    """(`train --dataset-option split=test` with a loader taking **options ended in "TypeError:
+    load_dataset() got multiple values for argument 'split'")"""
+    def anything(split, **options):
+        return _stripes("anything")(split)
+
+    plugin(delgrad_register_datasets=lambda register: register("anything", anything, SPLITS))
+    with pytest.raises(delgrad_core.UnknownOptionError, match=rf"^dataset 'anything': {option} is not a dataset "
+                                                              r"option \(the dataset's name and split are "
+                                                              r"load_dataset's own arguments; training loads train, "
+                                                              r"validation, test\)$"):
+        load_dataset("anything", "train", **{option: "test"})
+
+
+# -- as installed, on the command line ----------------------------------------------------------
+CARELESS = """
+    import numpy as np
+    from delgrad_core import hookimpl
+    from delgrad_core.datasets import Dataset
+
+    def stripes(split, **options):
+        x = np.random.default_rng(len(split)).uniform(0, 1, (60, 2))
+        return Dataset("stripes", split, x, (x[:, 0] > 0.5).astype(int), ("left", "right"))
+
+    @hookimpl
+    def delgrad_register_datasets(register):
+        register("stripes", stripes, ("train", "validation", "test"))
+        register("positional", stripes, ("train", "validation", "test"), {"batch_size": 30})
+"""
+
+
+def test_careless_dataset_registrations_end_in_one_line_on_the_command_line(tmp_path, monkeypatch):
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner, write_distribution
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("DELGRAD_STRICT_PLUGINS", raising=False)
+    write_distribution(tmp_path, "delgrad-careless", "1.0", {"careless_data": CARELESS},
+                       {"delgrad.backends": {"careless": "careless_data"}})
+    delgrad_core.refresh_plugins()
+    try:
+        out = tmp_path / "run"
+        result = cli_runner().invoke(main, ["train", "--dataset", "stripes", "--dataset-option", "split=test",
+                                            "--epochs", "1", "--out", str(out)])
+        assert result.exit_code == 2 and not out.exists(), result.output
+        assert result.stderr.endswith("Error: dataset_options: dataset 'stripes': split is not a dataset option (the "
+                                      "dataset's name and split are load_dataset's own arguments; training loads "
+                                      "train, validation, test)\n")
+        result = cli_runner().invoke(main, ["train", "--dataset", "positional", "--epochs", "1", "--out", str(out)])
+        assert result.exit_code == 2 and not out.exists(), result.output
+        assert "Error: dataset: 'positional' cannot be used: distribution 'delgrad-careless' 1.0 registers it, " \
+               "but its registration was refused: dataset 'positional': description: expected a string, got dict" \
+               in result.stderr
+    finally:
+        delgrad_core.refresh_plugins()
