@@ -258,3 +258,118 @@ def test_careless_dataset_registrations_end_in_one_line_on_the_command_line(tmp_
                in result.stderr
     finally:
         delgrad_core.refresh_plugins()
+
+
+# -- answers of losses, encoders and planes, checked as training meets them -------------------------
+@pytest.fixture
+def plugin_and_reference(plugin):
+    """`plugin`, with the reference backend registered too (a config names it)."""
+    from delgrad_reference import _plugin as reference
+
+    def install(**hooks):
+        registry = plugin(**hooks)
+        registry.register_plugin(reference, distribution="delgrad-reference")
+        return registry
+
+    return install
+
+
+def _trained_loss(name):
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    return component("loss", name, config_with_defaults({"dataset": "yin_yang", "loss": name}), {})
+
+
+def _times_and_labels(seed=0):
+    rng = np.random.default_rng(seed)
+    times = rng.uniform(0.5, 2.5, (40, 3))
+    times[rng.random((40, 3)) < 0.1] = np.inf  # (some silent outputs)
+    return times, rng.integers(0, 3, 40)
+
+
+@pytest.mark.parametrize("change", [lambda g, b: -g, lambda g, b: g * b, lambda g, b: 0 * g])
+def test_a_loss_gradient_that_is_not_the_derivative_of_its_loss_is_warned_of_once(plugin_and_reference, change):
+    """(a flipped sign, a gradient not divided by the batch size, or none at all trained on
+    without a word: the loss rose, or nothing moved, and the run ended with exit status 0)"""
+    squared = delgrad_core.make_loss("squared")
+
+    def careless():
+        return lambda times, labels: (lambda r: LossResult(r.per_sample, change(r.gradient, len(labels))))(
+            squared(times, labels))
+
+    plugin_and_reference(delgrad_register_losses=lambda register: register("careless", careless))
+    loss = _trained_loss("careless")
+    with pytest.warns(UserWarning, match=r"^loss 'careless' from 'delgrad-careless': its gradient is not the "
+                                         r"derivative of the batch mean of its per_sample losses \(relative "
+                                         r"difference .* to finite differences on a batch of 40\); training follows "
+                                         r"the gradient: check its sign and that it is divided by the batch size$"):
+        loss(*_times_and_labels())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss(*_times_and_labels(1))  # (checked once)
+
+
+@pytest.mark.parametrize("name", ["squared", "crossentropy"])
+def test_the_cores_losses_pass_the_gradient_check(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for seed in range(5):
+            _trained_loss(name)(*_times_and_labels(seed))
+
+
+@pytest.mark.parametrize("per_sample", [np.array(["0"] * 40), np.zeros(40, complex)])
+def test_a_loss_answering_other_than_real_numbers_is_named(plugin_and_reference, per_sample):
+    """(strings ended in a TypeError traceback; complex numbers were blamed on the core's
+    output_gradient)"""
+    plugin_and_reference(delgrad_register_losses=lambda register: register(
+        "wordy", lambda: lambda times, labels: LossResult(per_sample, np.zeros(np.shape(times)))))
+    with pytest.raises(PluginError, match=rf"^loss 'wordy' from 'delgrad-careless': its per_sample is an array of "
+                                          rf"dtype {per_sample.dtype}, expected real numbers$"):
+        _trained_loss("wordy")(*_times_and_labels())
+
+
+def test_an_encoder_writing_into_its_features_is_told_to_copy_them(plugin_and_reference):
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    class Scaling(_Encoder):
+        def __call__(self, features):
+            features *= 0.5
+            return super().__call__(features)
+
+    plugin_and_reference(delgrad_register_encoders=lambda register: register("scaling", Scaling))
+    encoder = component("encoder", "scaling", config_with_defaults({"dataset": "yin_yang", "encoder": "scaling"}), {})
+    with pytest.raises(PluginError, match=r"read-only \(an encoder receives read-only features: compute on a copy\)$"):
+        encoder(load_dataset("yin_yang", "test").features)
+
+
+@pytest.mark.parametrize("scale, refused", [(2.0, True), (1.0 + 1e-12, False)])
+def test_a_plane_beyond_the_unit_square_is_refused_not_clipped(plugin, scale, refused):
+    """(features of 0 to 2 were clipped to [0, 1] without a word: a wrong decision map)"""
+    from delgrad_core.training._plane import plane_inputs
+
+    plugin(delgrad_register_datasets=lambda register: register(
+        "wide", _stripes("wide"), SPLITS, plane=lambda x, y: np.stack([x.ravel(), y.ravel()], 1) * scale))
+    encoder = delgrad_core.LatencyEncoder()
+    if refused:
+        with pytest.raises(PluginError, match=r"^dataset 'wide' from 'delgrad-careless': its plane returned "
+                                              r"features outside \[0, 1\] on a grid of 3 x 3, e.g. 2.0 \(features lie "
+                                              r"in \[0, 1\], as a loader's do\)$"):
+            plane_inputs("wide", encoder, 2, 3)
+    else:
+        assert plane_inputs("wide", encoder, 2, 3)[2].shape == (9, 2)
+
+
+def test_splits_holding_the_same_samples_are_warned_of(plugin_and_reference):
+    """(a loader ignoring its split trained and tested on the same samples without a word)"""
+    from delgrad_core.training import Trainer, config_with_defaults
+
+    load = _stripes("same")
+    plugin_and_reference(delgrad_register_datasets=lambda register: register(
+        "same", lambda split: Dataset("same", split, load("train").features, load("train").labels,
+                                      ("left", "right")), SPLITS))
+    with pytest.warns(UserWarning, match=r"^dataset 'same': the splits train and validation; train and test; "
+                                         r"validation and test hold the same samples \(a loader that ignores its "
+                                         r"split\?\): accuracies measured on one are those of the other$"):
+        Trainer(config_with_defaults({"dataset": "same", "hidden": 2, "epochs": 1})).close()

@@ -27,6 +27,22 @@ def _read_only_view(values) -> np.ndarray:
     return view
 
 
+_GRADIENT_TOLERANCE = 0.1  # relative difference of a loss's gradient to its finite differences that is warned of
+
+
+def _called(registration: Registration, call, what: str, inputs: str):
+    """`call_plugin` of the loss's or encoder's `call`, whose read-only `inputs` (in words) it
+    is told to copy if it fails writing into them."""
+    try:
+        return call_plugin(registration, registration.kind, call, what, arguments_checked=True)
+    except PluginError as exc:
+        if not isinstance(exc.__cause__, ValueError) or "read-only" not in str(exc.__cause__):
+            raise
+        kind = registration.kind
+        raise PluginError(f"{exc} ({'an' if kind == 'encoder' else 'a'} {kind} receives read-only {inputs}: compute "
+                          "on a copy)") from exc.__cause__
+
+
 @dataclass(frozen=True)
 class _CheckedLoss:
     """A registered loss whose answers are checked: a plugin's failure or a result that is not
@@ -34,19 +50,14 @@ class _CheckedLoss:
 
     loss: object
     registration: Registration
+    gradient_checked: bool = dataclasses.field(default=False, compare=False)
 
     def __call__(self, output_times, labels):
         # (read-only views: training goes on with these very spike times; a loss changing them
         # in place would change the accuracy, the silence heuristics and the backward pass)
         output_times, labels = _read_only_view(output_times), _read_only_view(labels)
-        try:
-            result = call_plugin(self.registration, "loss", lambda: self.loss(output_times, labels), "evaluating it",
-                                 arguments_checked=True)
-        except PluginError as exc:
-            if not isinstance(exc.__cause__, ValueError) or "read-only" not in str(exc.__cause__):
-                raise
-            raise PluginError(f"{exc} (a loss receives read-only spike times and labels: compute on a "
-                              "copy)") from exc.__cause__
+        result = _called(self.registration, lambda: self.loss(output_times, labels), "evaluating it",
+                         "spike times and labels")
         batch, n_outputs = np.shape(output_times)
         for name, shape in (("per_sample", (batch,)), ("gradient", (batch, n_outputs))):
             values = getattr(result, name, None)
@@ -55,11 +66,49 @@ class _CheckedLoss:
                 raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: returned "
                                   f"{type(result).__name__} whose {name} is {got}, expected an array of shape "
                                   f"{shape} (a LossResult for {batch} samples of {n_outputs} outputs)")
+            if values.dtype.kind not in "iuf":  # (strings failed in isfinite; complex met the core's own check)
+                raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: its "
+                                  f"{name} is an array of dtype {values.dtype}, expected real numbers")
             if not np.all(np.isfinite(values)):
                 raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: its "
                                   f"{name} contains NaN or inf (a silent output neuron must give a finite loss "
                                   "without gradient)")
+        if not self.gradient_checked:
+            self._check_gradient(np.array(output_times, dtype=np.float64), labels, result)
         return result
+
+    def _check_gradient(self, times: np.ndarray, labels: np.ndarray, result) -> None:
+        """Once, on a batch with spike times: warn where `result.gradient` is not the derivative
+        of the batch mean of `result.per_sample` (central finite differences, a whole output
+        column of the batch at a time: a sample's loss depends on its own times only), as with a
+        flipped sign or a gradient not divided by the batch size; training follows the gradient."""
+        spiking = np.isfinite(times)
+        if not spiking.any():
+            return
+        object.__setattr__(self, "gradient_checked", True)
+        step = 1e-6 * max(1.0, float(np.abs(times[spiking]).max()))
+        differences = np.zeros_like(times)
+        try:
+            for k in range(times.shape[1]):
+                shifted = [times.copy(), times.copy()]
+                shifted[0][spiking[:, k], k] += step
+                shifted[1][spiking[:, k], k] -= step
+                plus, minus = (np.asarray(self.loss(_read_only_view(t), labels).per_sample, dtype=np.float64)
+                               for t in shifted)
+                differences[:, k] = (plus - minus) / (2 * step * len(times))
+        except Exception:  # (a loss that fails on shifted times: the training's own calls will say so)
+            return
+        gradient, differences = result.gradient[spiking], differences[spiking]
+        scale = max(np.linalg.norm(gradient), np.linalg.norm(differences))
+        if not np.isfinite(differences).all() or scale == 0:
+            return
+        error = np.linalg.norm(gradient - differences) / scale
+        if error > _GRADIENT_TOLERANCE:
+            warnings.warn(f"loss {self.registration.name!r} from {self.registration.distribution!r}: its gradient is "
+                          "not the derivative of the batch mean of its per_sample losses (relative difference "
+                          f"{error:.2g} to finite differences on a batch of {len(times)}); training follows the "
+                          "gradient: check its sign and that it is divided by the batch size", UserWarning,
+                          stacklevel=4)
 
 
 @dataclass(frozen=True)
@@ -89,8 +138,7 @@ class _CheckedEncoder:
         return int(count)
 
     def __call__(self, features):
-        times = call_plugin(self.registration, "encoder", lambda: self.encoder(features), "encoding features",
-                            arguments_checked=True)
+        times = _called(self.registration, lambda: self.encoder(features), "encoding features", "features")
         expected = (len(features), self.n_inputs(np.shape(features)[1]))
         if not (isinstance(times, np.ndarray) and times.dtype == np.float64 and times.shape == expected):
             shown = f"{times.dtype} array of shape {times.shape}" if isinstance(times, np.ndarray) else \

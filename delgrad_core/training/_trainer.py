@@ -86,6 +86,17 @@ def _check_splits_agree(train: Dataset, *others: Dataset) -> None:
                                     "one class in every split)")
 
 
+def _warn_of_equal_splits(dataset: str, digests: dict) -> None:
+    """Warn where two splits hold the same data (e.g. a loader that ignores its split): the
+    validation or test accuracy would be measured on training samples."""
+    splits = list(digests)
+    equal = [(a, b) for i, a in enumerate(splits) for b in splits[i + 1:] if digests[a] == digests[b]]
+    if equal:
+        shown = "; ".join(f"{a} and {b}" for a, b in equal)
+        warnings.warn(f"dataset {dataset!r}: the splits {shown} hold the same samples (a loader that ignores its "
+                      "split?): accuracies measured on one are those of the other", UserWarning, stacklevel=3)
+
+
 _INSPECTION_STREAM = 0x1E5  # (the job seeds of evaluate and decision_plane called from outside the loop)
 # DelGrad's largest learning rate and its silent-neuron bump (docs/model.md §5.4, §5.5)
 _DELGRAD_STEP_SIZES = {"weight_lr": 0.02, "delay_lr": 0.01, "silent_bump": 0.0005}
@@ -182,6 +193,7 @@ class Trainer:
                 for split in ("train", "validation", "test"))
             _check_splits_agree(self.train_set, self.validation_set, self.test_set)
             self.dataset_digests = split_digests((self.train_set, self.validation_set, self.test_set))
+            _warn_of_equal_splits(self.config.dataset, self.dataset_digests)
             # (a broken plane is refused now, on a small grid, not after the training)
             plane_inputs(self.config.dataset, self.encoder, self.train_set.n_features, 3)
             requested = self.config.backend if backend is None or isinstance(backend, str) else backend
