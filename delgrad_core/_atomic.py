@@ -24,7 +24,7 @@ from delgrad_core._errors import InvalidValueError
 
 __all__ = ["atomic_write", "atomic_write_text", "check_file_name", "check_folder", "checked_before_commit",
            "checked_in_folder", "followed_path", "fsync_directory", "is_temporary_of", "naming_the_file",
-           "temporaries", "write_to"]
+           "temporaries", "write_to", "TEMPORARY_EXTRA"]
 
 
 def _file_mode() -> int:
@@ -35,7 +35,7 @@ def _file_mode() -> int:
 
 _FILE_MODE = _file_mode()
 _NAME_MAX = 255  # bytes in a file name, where the file system does not say
-_TEMPORARY_EXTRA = len("..") + 8 + len(".tmp")  # what a temporary name adds (8: mkstemp's random characters)
+TEMPORARY_EXTRA = len("..") + 8 + len(".tmp")  # what a temporary name adds (8: mkstemp's random characters)
 _commit_checks: list[Callable[[], object]] = []  # called before each atomic write moves its file into place
 
 
@@ -101,7 +101,7 @@ def check_file_name(path: str | os.PathLike) -> None:
 
 def _temporary_file(path: Path) -> tuple[int, str]:
     """A new temporary file beside `path`, open for writing: (descriptor, name)."""
-    room = _name_max(path.parent) - _TEMPORARY_EXTRA
+    room = _name_max(path.parent) - TEMPORARY_EXTRA
     name = path.name[:room]
     while len(os.fsencode(name)) > room:  # (characters of several bytes)
         name = name[:-1]

@@ -5,7 +5,9 @@ Every `DelgradError` (and every operating-system error such as a full disk, and 
 memory) ends as a one-line message (one line per item of a list) and exit status 1, never a
 traceback.  Ctrl-C, SIGTERM and SIGHUP end a command as Ctrl-C does (its resources released, its
 hint printed), with status 128 + the signal's number (130 for Ctrl-C).
-Warnings are printed as one "Warning: ..." line each (without Python's file and line).
+Warnings are printed as one "Warning: ..." line each (without Python's file and line), under a
+progress bar, and left out where stderr cannot be written; a closed stdout or stderr (`2>&-`) is
+taken as os.devnull.
 With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for developers).
 """
 
@@ -20,7 +22,7 @@ import warnings
 
 import click
 
-__all__ = ["main", "interrupted_status", "stop_if_interrupted", "no_writes_once_stopped", "show_warning"]
+__all__ = ["main", "interrupted_status", "stop_if_interrupted", "no_writes_once_stopped", "show_line", "show_warning"]
 
 
 def _compact(exc: BaseException) -> str:
@@ -104,7 +106,19 @@ def show_warning(text: str) -> None:
     """One "Warning: ..." line on stderr, once per text and command."""
     if text not in _shown_warnings:
         _shown_warnings.add(text)
-        click.echo(f"Warning: {text}", err=True)
+        show_line(f"Warning: {text}")
+
+
+def show_line(text: str) -> None:
+    """`text` as a line on stderr, under a progress bar shown there (it went onto the bar's line);
+    one that cannot be written (e.g. into a closed pipe: `2>&1 | head`) is left out, and the
+    command goes on (a sweep ended, its runs lost)."""
+    tqdm = sys.modules.get("tqdm")  # (its bars: only if it was imported)
+    with contextlib.suppress(OSError, ValueError):  # (ValueError: a closed file)
+        if tqdm is None:
+            click.echo(text, err=True)
+        else:
+            tqdm.tqdm.write(text, file=sys.stderr)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -181,25 +195,65 @@ class _Group(click.Group):
                 ctx.fail(f"No such command {name!r}: it is not installed; {hint}")
         return super().resolve_command(ctx, args)
 
-    def invoke(self, ctx):
-        from delgrad_core._errors import DelgradError
+    def main(self, *args, **kwargs):
+        """As click's, with a closed standard output or error (`2>&-`) taken as os.devnull."""
+        _received.clear()  # (those of an earlier command in this process)
+        with _closed_streams_to_devnull():
+            return super().main(*args, **kwargs)
 
-        try:
-            with _stopping_like_ctrl_c(), _compact_warnings():
-                return super().invoke(ctx)
-        except (DelgradError, OSError) as exc:
-            if isinstance(exc, BrokenPipeError) and _stdout_closed():  # (`delgrad ... | head`)
-                _end_quietly_on_closed_stdout()
-            if os.environ.get("DELGRAD_DEBUG"):
-                raise
-            raise click.ClickException(_compact(exc)) from None
-        except MemoryError as exc:
-            if os.environ.get("DELGRAD_DEBUG"):
-                raise
-            raise click.ClickException(f"out of memory ({_compact(exc)}); use smaller sizes or batches") from None
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted", err=True)
-            ctx.exit(interrupted_status())
+    def make_context(self, info_name, args, parent=None, **extra):
+        """As click's; writing --help or --version, and Ctrl-C, end as in a command."""
+        with _one_line_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx):
+        with _one_line_errors(), _stopping_like_ctrl_c(), _compact_warnings():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_errors():
+    """Within: delgrad's and the operating system's errors end as a one-line message (status 1),
+    output into a closed pipe quietly (status 141), Ctrl-C as "interrupted" (status 130); an error
+    while a command stops for a signal (e.g. writing its report to a terminal that hung up: SIGHUP)
+    with the signal's status."""
+    from delgrad_core._errors import DelgradError
+
+    try:
+        yield
+    except (DelgradError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():  # (`delgrad ... | head`)
+            _end_quietly_on_closed_stdout()
+        if os.environ.get("DELGRAD_DEBUG"):
+            raise
+        if _received and isinstance(exc.__context__, KeyboardInterrupt):  # (failed while it stopped)
+            show_line(f"Error: {_compact(exc)}")  # (if it can be written)
+            raise click.exceptions.Exit(interrupted_status()) from None
+        raise click.ClickException(_compact(exc)) from None
+    except MemoryError as exc:
+        if os.environ.get("DELGRAD_DEBUG"):
+            raise
+        raise click.ClickException(f"out of memory ({_compact(exc)}); use smaller sizes or batches") from None
+    except KeyboardInterrupt:
+        show_line("\ninterrupted")
+        raise click.exceptions.Exit(interrupted_status()) from None
+
+
+@contextlib.contextmanager
+def _closed_streams_to_devnull():
+    """Within: sys.stdout and sys.stderr, where Python found them closed (None: `2>&-`), write to
+    os.devnull (click wrote its errors to stdout then, and training failed); the closed file
+    descriptors so stay taken, and no file the command opens gets one."""
+    opened = {name: open(os.devnull, "w") for name in ("stdout", "stderr") if getattr(sys, name) is None}
+    for name, stream in opened.items():
+        setattr(sys, name, stream)
+    try:
+        yield
+    finally:
+        for name, stream in opened.items():
+            if getattr(sys, name) is stream:
+                setattr(sys, name, None)
+            stream.close()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -86,10 +86,10 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     backends that cache calibrations), the table in the calibration's values["summary"]
     ({"columns": [...], "rows": [[...], ...]}) and its other values, in the order of their keys.
     """
-    from tqdm.auto import tqdm
 
     from delgrad_core._backend import close_after_work
     from delgrad_core._errors import UnknownNameError
+    from delgrad_core.training._progress import progress_bar
     from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
     check_thread_variable()
@@ -113,8 +113,8 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
 
         def progress(done: int, total: int) -> None:
             if not bars:  # a bar only for backends that report progress
-                bars.append(tqdm(total=total, disable=no_progress or as_json, unit="step",
-                                 desc=f"calibrating {backend}"))
+                bars.append(progress_bar(total=total, disable=no_progress or as_json, unit="step",
+                                         desc=f"calibrating {backend}"))
             bars[0].total = total
             bars[0].update(done - bars[0].n)
 

@@ -1,7 +1,7 @@
 """Output files of commands: an existing file is replaced only when the user says so, and never
 when it is one of the command's own inputs; a missing folder is made (as for `train --out`), but
-never through a link (one pointing into a missing folder is refused); names must fit the file
-system."""
+never through a link (one pointing into a missing folder is refused); names and paths must fit
+the file system."""
 
 from __future__ import annotations
 
@@ -51,16 +51,34 @@ def _check_existing(out, option: str, *, force: bool, inputs) -> None:
         raise click.UsageError(f"{option}: {out} exists and is not overwritten; remove it or choose another name{hint}")
 
 
+_PATH_MAX = 4096  # (bytes of a path, with its end: Linux's)
+
+
 def _check_link_and_name(out, option: str) -> None:
     """Refuse what `atomic_write` would: a link into a missing folder or a loop of links (no
-    folders are made elsewhere), a name (for a link: that of the file it points to) longer than
-    the file system allows."""
+    folders are made elsewhere), a name or a whole path (for a link: also that of the file it
+    points to) longer than the file system allows."""
     from pathlib import Path
 
     from delgrad_core._atomic import followed_path
     from delgrad_core._errors import InvalidValueError
 
+    _check_path_size(out, option)  # (before the link is looked at: the system refuses to)
     try:
-        followed_path(Path(out))
+        target = followed_path(Path(out))
     except InvalidValueError as exc:
         raise click.UsageError(f"{option}: {exc}") from None
+    _check_path_size(target, option)
+
+
+def _check_path_size(path, option: str) -> None:
+    """Refuse a `path` whose absolute form (with the temporary file written first beside it) is
+    longer than the file system allows, as a usage error (the system's message repeated it whole)."""
+    from delgrad_core._atomic import TEMPORARY_EXTRA
+    from delgrad_core.cli._settings import shortened
+
+    absolute = os.path.abspath(path)
+    size, limit = len(os.fsencode(absolute)), _PATH_MAX - 1 - TEMPORARY_EXTRA
+    if size > limit:
+        raise click.UsageError(f"{option}: the path {shortened(absolute)!r} is {size} bytes long, more than the "
+                               f"{limit} the file system allows; choose a shorter one")

@@ -19,7 +19,7 @@ __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS
            "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
            "plugin_named", "refuse_not_installed", "refuse_set_twice", "run_settings",
            "trained_on_a_representing_backend", "with_its_file", "with_tables", "without_replaced_options",
-           "check_thread_variable", "refuse_no_default_backend"]
+           "check_thread_variable", "refuse_no_default_backend", "shortened"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -310,7 +310,7 @@ def _shown(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _shortened(text: str, limit: int = 100) -> str:
+def shortened(text: str, limit: int = 100) -> str:
     """`text`, its middle left out if it is longer than `limit` characters."""
     if len(text) <= limit:
         return text
@@ -332,11 +332,11 @@ def check_out_names(out_dir: str) -> None:
                 check_file_name(part)
             except InvalidValueError:
                 size = len(os.fsencode(part.name))
-                raise click.UsageError(f"--out: the folder name {_shortened(part.name)!r} is {size} bytes long, "
+                raise click.UsageError(f"--out: the folder name {shortened(part.name)!r} is {size} bytes long, "
                                        "more than the file system allows; choose a shorter name") from None
     size = len(os.fsencode(os.path.abspath(out_dir)))
     if size >= 4096:  # (PATH_MAX on Linux; the run's files are longer still)
-        raise click.UsageError(f"--out: the path {_shortened(out_dir)!r} is {size} bytes long, more than the file "
+        raise click.UsageError(f"--out: the path {shortened(out_dir)!r} is {size} bytes long, more than the file "
                                "system allows; choose a shorter one")
 
 

@@ -12,7 +12,7 @@ import click
 
 from delgrad_core._atomic import atomic_write_text
 from delgrad_core._cpu_count import MAX_JOBS
-from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, stop_if_interrupted
+from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, show_line, stop_if_interrupted
 from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
@@ -100,14 +100,13 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     except InvalidValueError as exc:
         raise click.UsageError(str(exc)) from None
     refuse_no_default_backend(base.get("backend"))
-    echo = lambda line: click.echo(line, err=True)  # noqa: E731
     grid = (base, hidden, delays, seeds, Path(out_dir))
     try:
         if slurm_script is not None:
             check_output_file(slurm_script, "--slurm-script", force=False, inputs=[config_file])
             trials = plan_sweep(*grid)  # (checked before the script is written)
-            refuse_unusable_runs(trials, echo, elsewhere=True)
-            check_runnable(trials, echo, elsewhere=True)
+            refuse_unusable_runs(trials, show_line, elsewhere=True)
+            check_runnable(trials, show_line, elsewhere=True)
             command = ["delgrad", "sweep", "--hidden", ",".join(map(str, hidden)), "--delays", ",".join(delays),
                        "--seeds", str(seeds), "--out", str(out_dir)]
             command += ["--epochs", str(epochs)] if epochs is not None else []
@@ -123,9 +122,9 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
             click.echo(f"{slurm_script}: {n_trials} array tasks; submit with: sbatch {shlex.quote(str(slurm_script))}")
             return
         if trial is not None:
-            run_trial(*grid, trial, echo=echo)
+            run_trial(*grid, trial, echo=show_line)
             return
-        table = run_sweep(*grid, jobs=jobs, executor=executor, scheduler=scheduler, echo=echo,
+        table = run_sweep(*grid, jobs=jobs, executor=executor, scheduler=scheduler, echo=show_line,
                           should_stop=stop_if_interrupted)
     except InvalidValueError as exc:
         raise click.UsageError(with_its_file(exc, config_file, options, set_settings, backend_options,

@@ -218,7 +218,7 @@ class DaskExecutor:
 
     def run(self, trials: list[Trial], echo) -> tuple[Unfinished, bool]:
         import distributed
-        from tqdm.auto import tqdm
+        from delgrad_core.training._progress import progress_bar
 
         unfinished = Unfinished()
         interrupted = False
@@ -229,7 +229,7 @@ class DaskExecutor:
                 futures = {client.submit(_train_until_stopped, trial.settings, str(trial.folder), stop_name,
                                          key=f"delgrad-trial-{trial.id}", pure=False): trial for trial in trials}
                 workers = _WorkerWatch(client, {future.key: trial for future, trial in futures.items()})
-                with tqdm(total=len(futures), desc="sweep", unit="run") as bar:
+                with progress_bar(total=len(futures), desc="sweep", unit="run") as bar:
                     try:
                         remaining = set(futures)
                         while remaining:

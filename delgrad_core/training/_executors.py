@@ -110,13 +110,13 @@ class ProcessExecutor:
         return _threads_per_worker(self.jobs, n_trials)
 
     def run(self, trials: list[Trial], echo) -> tuple[Unfinished, bool]:
-        from tqdm.auto import tqdm
+        from delgrad_core.training._progress import progress_bar
 
         unfinished = Unfinished()
         losses = dict.fromkeys((trial.id for trial in trials), 0)
         alone: set[str] = set()  # trials running beside others when a worker ended: they now run one at a time
         interrupted = False
-        with tqdm(total=len(trials), desc="sweep", unit="run") as bar:
+        with progress_bar(total=len(trials), desc="sweep", unit="run") as bar:
             while trials and not interrupted:
                 batch = [trial for trial in trials if trial.id in alone] or trials
                 lost, started, interrupted = self._run_pool(batch, 1 if batch is not trials else self.jobs, echo,
