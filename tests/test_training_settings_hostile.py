@@ -162,3 +162,17 @@ def test_options_nested_too_deeply_are_refused_naming_the_setting(tmp_path):
 def test_an_encoder_name_that_is_no_string_is_refused_in_english():
     with pytest.raises(InvalidValueError, match=r"^encoder: expected an encoder name, got 3; installed: "):
         config_with_defaults({"encoder": 3})
+
+
+@pytest.mark.parametrize("command", [["train", "--out", "out"], ["sweep", "--out", "out"], ["evaluate", "network.npz"]])
+def test_config_given_twice_is_refused(tmp_path, monkeypatch, command):
+    """(the first file was ignored without a word: only the last --config counted)"""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "network.npz").write_bytes(b"")
+    (tmp_path / "a.toml").write_text("epochs = 1\n")
+    (tmp_path / "b.toml").write_text("hidden = 3\n")
+    result = cli_runner().invoke(main, [*command, "--config", "a.toml", "--config", "b.toml"])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--config': given 2 times ('a.toml', 'b.toml'); give one settings file (merge them "
+            "into one; --set KEY=VALUE adds settings)") in result.stderr
+    assert not (tmp_path / "out").exists()

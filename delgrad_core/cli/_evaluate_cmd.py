@@ -13,7 +13,7 @@ from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.cli._run_network import check_run_network, other_network
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, RegularFile, SEEDS, absolute_paths, check_thread_variable, given_settings,
+    BACKEND_OPTION, CONFIG_FILE, DATASET_OPTION, SEEDS, absolute_paths, check_thread_variable, given_settings,
     plugin_named,
     refuse_not_installed, run_settings, trained_on_a_representing_backend, with_tables, without_replaced_options)
 
@@ -57,7 +57,7 @@ def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibr
               help="Seed of the noise on noisy backends (each job of the evaluation gets its own, drawn from it).  "
                    "[default: the run's test seed (its recorded test accuracy is repeated exactly), else 0]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--config", "config_file", type=RegularFile(),
+@click.option("--config", "config_file", **CONFIG_FILE,
               help="TOML file with the dataset, encoder and backend settings of a network file (e.g. the config it "
                    "was trained with: all its settings are checked as by train --config, only those are used).  "
                    "[default: the defaults]")

@@ -19,7 +19,7 @@ __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS
            "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
            "plugin_named", "refuse_not_installed", "refuse_set_twice", "run_settings",
            "trained_on_a_representing_backend", "with_its_file", "with_tables", "without_replaced_options",
-           "check_thread_variable", "refuse_no_default_backend", "shortened"]
+           "check_thread_variable", "refuse_no_default_backend", "shortened", "CONFIG_FILE"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
@@ -38,16 +38,19 @@ def one_or_list(value, kind, name):
     return items[0] if len(items) == 1 else items
 
 
-def given_once(parse):
-    """A callback of a list option declared `multiple` only to notice repeats: a repeated
-    --hidden or --delays is refused (click keeps the last silently), then `parse` reads the one."""
+def given_once(parse, advice: str | None = None):
+    """A callback of an option declared `multiple` only to notice repeats: a repeated --hidden,
+    --delays or --config is refused (click keeps the last silently), then `parse` reads the one.
+    `advice` says what to give instead (default: one comma-separated list)."""
     def callback(ctx, param, values):
         if len(values) > 1:
             name = param.opts[0]
-            raise click.BadParameter(f"given {len(values)} times ({', '.join(map(repr, values))}); give one {name} "
-                                     f"with a comma-separated list, e.g. {name} {','.join(values)}")
+            shown = ", ".join(repr(str(value)) for value in values)
+            instead = advice or f"one {name} with a comma-separated list, e.g. {name} {','.join(map(str, values))}"
+            raise click.BadParameter(f"given {len(values)} times ({shown}); give {instead}")
         return parse(ctx, param, values[0] if values else None)
     return callback
+
 
 
 def _key_values(ctx, param, values) -> dict:
@@ -115,6 +118,10 @@ class RegularFile(click.Path):
         return path
 
 
+#: --config of train, sweep and evaluate: one settings file (a repeat would silently keep the last)
+CONFIG_FILE = {"type": RegularFile(), "multiple": True,
+               "callback": given_once(lambda ctx, param, value: value,
+                                      "one settings file (merge them into one; --set KEY=VALUE adds settings)")}
 BACKEND_OPTION = click.option(
     "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE", callback=_key_values,
     help="Option for the backend (repeatable); VALUE is read as JSON when it can be, e.g. chip=3.")

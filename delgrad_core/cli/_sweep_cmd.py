@@ -16,7 +16,7 @@ from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, s
 from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, RegularFile, SET_OPTION, check_out_names, command_line_settings,
+    BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, CONFIG_FILE, SET_OPTION, check_out_names, command_line_settings,
     given_once, refuse_no_default_backend, refuse_set_twice, with_its_file)
 
 __all__ = ["sweep"]
@@ -55,7 +55,7 @@ def _refuse_sweep_axes(settings: dict) -> None:
 @click.option("--jobs", type=click.IntRange(min=1, max=MAX_JOBS), default=None,
               help=f"Parallel processes (or workers of the embedded Dask cluster), 1 to {MAX_JOBS}; never more than "
                    "the runs to do.  [default: CPUs]")
-@click.option("--config", "config_file", type=RegularFile(),
+@click.option("--config", "config_file", **CONFIG_FILE,
               help="TOML file with further TrainingConfig settings for every run.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
 @click.option("--backend", help="Backend name for every run.  [default: reference]")

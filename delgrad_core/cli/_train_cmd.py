@@ -17,7 +17,7 @@ from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, s
 from delgrad_core._errors import (BackendError, DelgradError, FileFormatError, InvalidValueError,
                                   UnsupportedNetworkError)
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, RegularFile, SET_OPTION, check_out_names, check_thread_variable,
+    BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, CONFIG_FILE, SET_OPTION, check_out_names, check_thread_variable,
     command_line_settings, given_once, one_or_list, refuse_no_default_backend, refuse_not_installed, refuse_set_twice,
     with_its_file, with_tables, without_replaced_options)
 
@@ -106,7 +106,7 @@ def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Mini-batch size.  [default: 150]")
 @click.option("--seed", type=int, help="Random seed.  [default: 0]")
 @click.option("--loss", help="Loss name (built in: squared, crossentropy; plugins may add more).  [default: squared]")
-@click.option("--config", "config_file", type=RegularFile(),
+@click.option("--config", "config_file", **CONFIG_FILE,
               help="TOML file with any TrainingConfig setting (top level, a [train] table, or the sections of "
                    "docs/training.md).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
