@@ -530,8 +530,8 @@ class PluginRegistry:
                 if any(r.name == name for r in pending if r.kind == kind):
                     raise DuplicateNameError(f"{kind} name {name!r} is registered twice by {distribution!r}")
                 details = details_of(name, obj, *args, **kwargs)
-                if kind == "dataset":
-                    self._check_component_defaults(name, details["training_defaults"])
+                if kind in ("dataset", "backend") and isinstance(details["training_defaults"], dict):
+                    self._check_component_defaults(kind, name, details["training_defaults"])
             except Exception as exc:  # (a bad argument: this registration only)
                 refused.append(f"registration refused: {described(exc)}")
                 if isinstance(name, str):
@@ -543,18 +543,19 @@ class PluginRegistry:
 
         return register
 
-    def _check_component_defaults(self, dataset: str, defaults: dict) -> None:
-        """Refuse a dataset's training defaults that give the loss or encoder they apply to (the one
-        they name, else the config's default) options it does not take, if it is registered already
-        (the core's always are): training would blame the user's ``encoder_options``."""
+    def _check_component_defaults(self, kind_registered: str, name: str, defaults: dict) -> None:
+        """Refuse a dataset's or backend's (a table of) training defaults that give the loss or
+        encoder they apply to (the one they name, else the config's default) options it does not
+        take, if it is registered already (the core's always are): training would blame the
+        user's ``encoder_options``."""
         from delgrad_core.training._config import TrainingConfig
 
         for kind in ("loss", "encoder"):
             chosen = defaults.get(kind, getattr(TrainingConfig, kind))
             options = defaults.get(f"{kind}_options") or {}
             if options and isinstance(chosen, str) and chosen in self._tables[kind]:
-                check_parameter_names(f"dataset {dataset!r}: training_defaults.{kind}_options: {kind} {chosen!r}",
-                                      self._tables[kind][chosen].obj, options, "parameter")
+                where = f"{kind_registered} {name!r}: training_defaults.{kind}_options: {kind} {chosen!r}"
+                check_parameter_names(where, self._tables[kind][chosen].obj, options, "parameter")
 
     # -- lookup --------------------------------------------------------------------------------
     def names(self, kind: str = "backend") -> list[str]:

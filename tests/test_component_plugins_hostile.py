@@ -119,6 +119,20 @@ def test_dataset_defaults_with_an_option_the_encoder_does_not_take_are_refused_w
     assert "other" in registry.names("dataset")  # (an encoder not registered yet is checked when training)
 
 
+def test_backend_defaults_with_an_option_the_encoder_does_not_take_are_refused_with_the_registration():
+    """(as a dataset's: `train --backend` then blamed the user's encoder_options)"""
+    from delgrad_reference import ReferenceBackend
+
+    registry = PluginRegistry(strict=False)
+    with pytest.warns(PluginLoadWarning, match=r"registration refused: backend 'reference': training_defaults."
+                                               r"encoder_options: encoder 'latency': unknown parameter\(s\) repat "
+                                               r"\(did you mean repeat\?\)"):
+        registry.register_plugin(SimpleNamespace(delgrad_register_backends=hookimpl(lambda register: register(
+            "reference", ReferenceBackend, training_defaults={"encoder_options": {"repat": 5}}))),
+            distribution="delgrad-careless")
+    assert "reference" not in registry.names("backend")
+
+
 # -- losses and encoders ------------------------------------------------------------------------
 class _Loss:
     def __call__(self, output_times, labels):
