@@ -164,6 +164,9 @@ def test_a_sweeps_results_are_not_written_onto_its_progress_bar(tmp_path):
     assert result.exit_code == 0, result.output
     shown = _lines_under_bars(result.stderr, "test accuracy")
     assert len(shown) == 1 and shown[0].startswith("none-h3-s0-"), result.stderr
+    table = result.stdout.splitlines()  # (the error range was wider than its header, and ended in spaces)
+    assert table[0].startswith("delays") and len({len(line) for line in table}) == 1, result.stdout
+    assert all(line == line.rstrip() for line in table), result.stdout
 
 
 def test_a_warning_is_not_written_onto_a_progress_bar(capsys):

@@ -142,11 +142,9 @@ def _table(summary: list[dict]) -> str:
         if not s["seeds"]:
             lines.append(f"{s['delays']:<10} {s['hidden']:>6} {'-':>7} {seeds:>5} {'-':>12} {'-':>15}")
             continue
-        lines.append(
-            f"{s['delays']:<10} {s['hidden']:>6} {s['n_parameters']:>7} {seeds:>5} "
-            f"{100 * s['median_test_accuracy']:>12.2f} "
-            f"{100 * s['min_test_error']:>6.2f}..{100 * s['max_test_error']:<6.2f}"
-        )
+        errors = f"{100 * s['min_test_error']:.2f}..{100 * s['max_test_error']:.2f}"
+        lines.append(f"{s['delays']:<10} {s['hidden']:>6} {s['n_parameters']:>7} {seeds:>5} "
+                     f"{100 * s['median_test_accuracy']:>12.2f} {errors:>15}")
     return "\n".join(lines)
 
 
