@@ -387,3 +387,19 @@ def test_splits_holding_the_same_samples_are_warned_of(plugin_and_reference):
                                          r"validation and test hold the same samples \(a loader that ignores its "
                                          r"split\?\): accuracies measured on one are those of the other$"):
         Trainer(config_with_defaults({"dataset": "same", "hidden": 2, "epochs": 1})).close()
+
+
+def test_defaults_options_for_another_encoder_are_not_given_to_the_one_the_user_chooses(plugin_and_reference):
+    """(`--dataset digits --set encoder=plain` was refused: "encoder_options: encoder 'plain':
+    unknown parameter(s) pairs", an option of the dataset's defaults for the latency encoder)"""
+    from delgrad_core.training import config_with_defaults
+
+    class Plain(_Encoder):
+        def __init__(self, repeat=1):
+            self.repeat = repeat
+
+    plugin_and_reference(delgrad_register_encoders=lambda register: register("plain", Plain))
+    assert config_with_defaults({"dataset": "digits", "encoder": "plain"}).encoder_options == {}
+    assert config_with_defaults({"dataset": "digits"}).encoder_options == {"pairs": True}
+    with pytest.raises(InvalidValueError, match=r"encoder_options: .*unknown parameter\(s\) pairs"):
+        config_with_defaults({"dataset": "digits", "encoder": "plain", "encoder_options": {"pairs": True}})

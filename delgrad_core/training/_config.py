@@ -436,14 +436,22 @@ def unused_component_fields(kind: str, factory) -> list[str]:
 def _without_unused_component_defaults(defaults: dict, values: dict, plugins) -> dict:
     """`defaults` without the loss and encoder settings the chosen loss or encoder has no
     parameter for (a chip's ``loss_delta`` when the user chooses the cross-entropy loss): they
-    would be recorded as used, and are not."""
+    would be recorded as used, and are not.  Where the user chooses another loss or encoder than
+    the defaults', their options table keeps only what it takes (a dataset's ``pairs`` for the
+    latency encoder was blamed on the user's ``encoder_options``)."""
     kept = dict(defaults)
     for kind in COMPONENT_FIELD_PREFIX:
         chosen = values.get(kind, defaults.get(kind, getattr(TrainingConfig, kind)))
         if not (isinstance(chosen, str) and chosen in plugins.names(kind)):
             continue  # (refused where the config is checked)
-        for name in unused_component_fields(kind, plugins.get(kind, chosen).obj):
+        factory = plugins.get(kind, chosen).obj
+        for name in unused_component_fields(kind, factory):
             kept.pop(name, None)
+        options = kept.get(f"{kind}_options")
+        if chosen != defaults.get(kind, getattr(TrainingConfig, kind)) and isinstance(options, dict):
+            parameters = inspect.signature(factory).parameters
+            if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+                kept[f"{kind}_options"] = {name: value for name, value in options.items() if name in parameters}
     return kept
 
 
