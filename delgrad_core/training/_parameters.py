@@ -28,6 +28,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def _sigmoid_slope(x: np.ndarray) -> np.ndarray:
+    """d sigmoid / dx = e^-|x| / (1 + e^-|x|)^2, to full relative precision at every x (sigmoid (1 - sigmoid)
+    lost it beyond |x| ~ 15, 2e-4 at |x| = 30, and was exactly 0 from |x| ~ 37 on)."""
+    decay = np.exp(-np.abs(x))
+    return decay / (1.0 + decay) ** 2
+
+
 def build_network(config: TrainingConfig, n_inputs: int, n_classes: int) -> Network:
     """The network of a run: n_inputs - hidden... - n_classes, tau_s = 1, tau_m = tau_ratio.  A
     projection too large for a network file (a hidden size too large for the data's inputs) is
@@ -243,8 +250,7 @@ class TrainableNetwork:
             if raw is not None:
                 delays = self._groups_of(layer_grad.delays, k)
                 if self.config.delay_parametrisation == "sigmoid":
-                    s = _sigmoid(raw)
-                    grads[f"layers.{k}.delays"] = delays * self.config.delay_scale * s * (1.0 - s)
+                    grads[f"layers.{k}.delays"] = delays * self.config.delay_scale * _sigmoid_slope(raw)
                 else:
                     grads[f"layers.{k}.delays"] = delays
         return grads
