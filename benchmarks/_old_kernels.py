@@ -94,6 +94,10 @@ def _built(build: Path, commit: str, repository: Path) -> ModuleType:
     # a name of its own: the init symbol is PyInit__layer, and CPython may register the module
     # in sys.modules, where "delgrad_core._layer" must stay today's kernels
     kernels = _import_from(extension, f"delgrad_{commit}._layer")
-    propagation = _import_from(package / "_propagation.py", f"delgrad_{commit}._propagation")
+    try:
+        propagation = _import_from(package / "_propagation.py", f"delgrad_{commit}._propagation")
+    except ImportError as exc:  # (a later revision's _propagation.py imports modules built with the package)
+        raise RuntimeError(f"the _propagation.py of {commit[:12]} cannot run on its kernels alone ({exc}); revisions "
+                           f"laid out as {BASELINE_REVISION} can") from None
     propagation._layer = kernels   # the old module's functions look up `_layer` at call time
     return propagation

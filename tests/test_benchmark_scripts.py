@@ -106,6 +106,23 @@ def test_an_interrupted_build_of_the_old_kernels_leaves_no_scratch_folder(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not _in_git_checkout(), reason="the old kernels are built from git history")
+def test_old_kernels_of_a_revision_whose_propagation_needs_more_are_refused_naming_why(monkeypatch):
+    """(--baseline-revision of a later revision ended in a ModuleNotFoundError traceback)"""
+    old_kernels = _old_kernels_module()
+    monkeypatch.setattr(old_kernels.subprocess, "run", _runs_git_then(lambda *a, **k: None, old_kernels.subprocess.run))
+
+    def imported(path, name):
+        if path.suffix == ".py":
+            raise ModuleNotFoundError("No module named 'delgrad_core._cpus'")
+        return object()
+
+    monkeypatch.setattr(old_kernels, "_import_from", imported)
+    with pytest.raises(RuntimeError, match=r"^the _propagation.py of [0-9a-f]{12} cannot run on its kernels alone \(No "
+                                           r"module named 'delgrad_core._cpus'\); revisions laid out as 88f2207 can$"):
+        old_kernels.load("HEAD")
+
+
 def _runs_git_then(replacement, run):
     """`subprocess.run` for git commands, `replacement` for the first other one (Cython)."""
     def patched(command, *arguments, **keywords):
