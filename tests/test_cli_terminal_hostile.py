@@ -56,17 +56,23 @@ def test_a_usage_error_with_stderr_closed_is_not_written_to_stdout(tmp_path):
     assert result.stdout == b""
 
 
-def test_progress_with_stderr_gone_reports_nothing(monkeypatch, capsys):
-    """(Python's sys.stderr is None where file descriptor 2 is closed: training failed)"""
+def _two_epochs_reported():
+    """The progress of a 2-epoch run in a log file (no terminal), a batch line included."""
     from delgrad_core.training._progress import EpochProgress
 
-    monkeypatch.setattr(sys, "stderr", None)
     seconds = iter(range(0, 10_000, 100))
     progress = EpochProgress(2, 0, "test", True, clock=lambda: next(seconds))
     progress.batch_done(1, 1, 2)
     for epoch in (1, 2):
         progress.update(SimpleNamespace(epoch=epoch, train_loss=0.1, train_accuracy=0.5, validation_accuracy=0.5))
     progress.close()
+    return progress
+
+
+def test_progress_with_stderr_gone_reports_nothing(monkeypatch, capsys):
+    """(Python's sys.stderr is None where file descriptor 2 is closed: training failed)"""
+    monkeypatch.setattr(sys, "stderr", None)
+    _two_epochs_reported()
     assert capsys.readouterr().out == ""
 
 
@@ -214,17 +220,8 @@ class _ClosedPipe(io.StringIO):
 
 def test_progress_lines_into_a_closed_pipe_end_the_reports_not_the_run(monkeypatch):
     """(`delgrad train 2>&1 | head -1`: the run was lost, status 1)"""
-    from delgrad_core.training._progress import EpochProgress
-
-    pipe = _ClosedPipe()
-    monkeypatch.setattr(sys, "stderr", pipe)
-    seconds = iter(range(0, 10_000, 100))
-    progress = EpochProgress(2, 0, "test", True, clock=lambda: next(seconds))
-    progress.batch_done(1, 1, 2)
-    for epoch in (1, 2):
-        progress.update(SimpleNamespace(epoch=epoch, train_loss=0.1, train_accuracy=0.5, validation_accuracy=0.5))
-    progress.close()
-    assert not progress.enabled
+    monkeypatch.setattr(sys, "stderr", _ClosedPipe())
+    assert not _two_epochs_reported().enabled
 
 
 @pytest.mark.parametrize("tqdm_loaded", [True, False])
