@@ -386,7 +386,7 @@ def test_splits_holding_the_same_samples_are_warned_of(plugin_and_reference):
     with pytest.warns(UserWarning, match=r"^dataset 'same': the splits train and validation; train and test; "
                                          r"validation and test hold the same samples \(a loader that ignores its "
                                          r"split\?\): accuracies measured on one are those of the other$"):
-        Trainer(config_with_defaults({"dataset": "same", "hidden": 2, "epochs": 1})).close()
+        Trainer(config_with_defaults({"dataset": "same", "hidden": 2, "epochs": 1, "batch_size": 20})).close()
 
 
 def test_defaults_options_for_another_encoder_are_not_given_to_the_one_the_user_chooses(plugin_and_reference):
