@@ -115,9 +115,11 @@ class HilBackend(Backend):
     """
 
     name = BACKEND_NAME
-    # how the client waits and retries; not where it sends (another service may own another chip)
+    # how the client waits and retries, and the faults it survives (a result is the same with them);
+    # not where it sends (another service may own another chip)
     result_neutral_options = frozenset({"timeout_s", "job_timeout_s", "calibration_timeout_s", "attempts",
-                                        "jobs_in_flight", "backoff_s", "max_backoff_s", "client_id", "token_file"})
+                                        "jobs_in_flight", "backoff_s", "max_backoff_s", "client_id", "token_file",
+                                        "faults"})
 
     def __init__(self, address: str | None = None, *, device: str | None = None, device_options: dict | None = None,
                  token: str | None = None, token_file: str | None = None, faults: dict | None = None,
@@ -142,10 +144,12 @@ class HilBackend(Backend):
             given = "token" if token is not None else "token_file"
             raise InvalidValueError(f"{given}: only for a service at an address (the local service makes its own)")
         if self.address is not None and (self.device_options or self.faults.active):
-            given = ", ".join(name for name, value in (("device_options", self.device_options),
-                                                      ("faults", self.faults.active)) if value)
-            raise InvalidValueError(f"{given}: set by the service at an address (delgrad hil serve), not by its "
-                                    f"clients")
+            given = [name for name, value in (("device_options", self.device_options),
+                                              ("faults", self.faults.active)) if value]
+            raise InvalidValueError(f"{', '.join(given)}: set by the service at an address (delgrad hil serve), not "
+                                    f"by its clients; leave {'them' if len(given) > 1 else 'it'} out, or give "
+                                    f"{' '.join(name + '={}' for name in given)} over a run's own (to evaluate at an "
+                                    "address a run of the local service)")
         self.timeout_s = checked_seconds(timeout_s, "timeout_s", MAX_TIMEOUT_S)
         self.job_timeout_s = checked_seconds(job_timeout_s, "job_timeout_s", MAX_JOB_TIMEOUT_S)
         self.calibration_timeout_s = checked_seconds(calibration_timeout_s, "calibration_timeout_s", MAX_JOB_TIMEOUT_S)

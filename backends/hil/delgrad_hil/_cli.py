@@ -112,7 +112,6 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     """
     from delgrad_core import BackendUnavailable
 
-    from delgrad_hil._auth import Signer, load_token
     from delgrad_hil._device_process import LOG_FORMAT
     from delgrad_hil._faults import FaultPlan
     from delgrad_hil._service import DeviceService, raise_open_file_limit
@@ -125,7 +124,7 @@ def serve(device, device_options, address, token_file, max_message_mb, max_queue
     log.debug("up to %d open files (each connection takes one)", open_files)
     if parent_pid is not None:
         watch_parent(parent_pid, leftovers=[log_file] if log_file else [])
-    signer = Signer(load_token(token_file=token_file))
+    signer = _signer(token_file)
     faults = FaultPlan(latency_s, drop_fraction, corrupt_fraction, busy_fraction, exit_after_jobs, fault_seed)
     target = _device_process(device, device_options, getattr(logging, log_level.upper()))
     try:  # (the device process ends with this command, however it ends)
@@ -171,14 +170,29 @@ def _checked_address(address: str, *, serving: bool = False) -> str:
     try:
         return check_address(address, "--address", serving=serving)
     except InvalidValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(str(exc).removeprefix("--address: "), param_hint="--address") from None
+
+
+def _signer(token_file):
+    """The signer of the token in `token_file`, else in $DELGRAD_HIL_TOKEN; a file that gives
+    none is a usage error naming --token-file."""
+    from delgrad_core import InvalidValueError
+
+    from delgrad_hil._auth import Signer, load_token
+
+    try:
+        return Signer(load_token(token_file=token_file))
+    except InvalidValueError as exc:
+        if token_file is None:
+            raise
+        raise click.BadParameter(str(exc).removeprefix("token_file").removeprefix(":").strip(),
+                                 param_hint="--token-file") from None
 
 
 def _client(address: str, token_file, timeout_s: float):
-    from delgrad_hil._auth import Signer, load_token
     from delgrad_hil._client import ServiceClient, new_client_id
 
-    return ServiceClient(_checked_address(address), Signer(load_token(token_file=token_file)), new_client_id(),
+    return ServiceClient(_checked_address(address), _signer(token_file), new_client_id(),
                          timeout_s=timeout_s, attempts=1, field_name="--address")
 
 

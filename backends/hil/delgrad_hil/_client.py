@@ -435,9 +435,12 @@ class ServiceClient:
             return reply, None
 
     def _job_timeout(self, what: str, said: str) -> ExecutionTimeout:
-        """The error of a job whose time is up, with what the service `said` of it."""
-        return ExecutionTimeout(f"{what} did not finish in time at {self.address} ({said}); raise job_timeout_s "
-                                "or calibration_timeout_s for slow jobs or a slow link")
+        """The error of a job whose time is up, with what the service `said` of it and the option
+        that gives the time of its kind."""
+        option, jobs = ("calibration_timeout_s", "calibrations") if what.startswith("calibration") else \
+            ("job_timeout_s", "jobs")
+        return ExecutionTimeout(f"{what} did not finish in time at {self.address} ({said}); raise {option} for slow "
+                                f"{jobs} or a slow link")
 
     def _reply_too_slow(self, result_bytes: int | None) -> str:
         """Why a job's reply did not arrive although the service had finished the job (its result

@@ -1,0 +1,80 @@
+"""A researcher's workflow through mock-hil: runs resumed, evaluated and checked as their
+options and the service they reach change."""
+
+import numpy as np
+import pytest
+
+import delgrad_core as dg
+
+pytest.importorskip("delgrad_hil", reason="delgrad-hil is not installed (pip install ./backends/hil)")
+
+from delgrad_core.training import Trainer, TrainingConfig  # noqa: E402
+from delgrad_hil import HilBackend  # noqa: E402
+
+SHORT = dict(backend="mock-hil", hidden=5, delays="none", batch_size=250)
+
+
+def test_a_run_trained_with_injected_faults_resumes_without_them(tmp_path):
+    """(a run trained with `faults` could be resumed only with the same faults, "written with
+    different settings", although the faults never change a result: the network is the same)"""
+    out = tmp_path / "run"
+    faulty = {"device": "reference", "faults": {"busy_fraction": 0.2, "seed": 3}}
+    with Trainer(TrainingConfig(**SHORT, epochs=1, backend_options=faulty), out_dir=out) as trainer:
+        trainer.fit(progress=False)
+    with Trainer(TrainingConfig(**SHORT, epochs=2, backend_options={"device": "reference"}), out_dir=out,
+                 resume=True) as trainer:
+        trainer.fit(progress=False)
+        assert trainer.epoch == 2
+
+
+def test_device_options_at_an_address_say_how_to_leave_out_a_runs_own():
+    """(`delgrad evaluate RUN --backend-option address=...` of a run trained on the local service
+    with device_options was refused, "set by the service at an address", with no word that
+    device_options={} given over the run's own lets it be evaluated there)"""
+    with pytest.raises(dg.InvalidValueError, match=r"^device_options, faults: set by the service at an address "
+                       r"\(delgrad hil serve\), not by its clients; leave them out, or give device_options=\{\} "
+                       r"faults=\{\} over a run's own \(to evaluate at an address a run of the local service\)$"):
+        HilBackend("tcp://127.0.0.1:5555", device_options={"chip": 3}, faults={"drop_fraction": 0.1})
+    HilBackend("tcp://127.0.0.1:5555", device_options={}, faults={}).close()
+
+
+@pytest.mark.parametrize("command", [["hil", "health"], ["hil", "status"], ["hil", "serve", "--device", "reference"]])
+def test_a_token_file_that_gives_no_token_is_a_usage_error_naming_the_option(command, tmp_path):
+    """(`delgrad hil health --token-file nope` said "token_file: cannot read nope", the name of
+    mock-hil's option, with status 1)"""
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    short = tmp_path / "short"
+    short.write_text("abc")
+    for path, problem in ((tmp_path / "nope", f"cannot read {tmp_path / 'nope'} (No such file or directory)"),
+                          (short, f"{short}: the token must have at least 16 characters (make one with `delgrad hil "
+                                  "new-token FILE`)")):
+        result = cli_runner().invoke(main, [*command, "--address", "tcp://127.0.0.1:5555", "--token-file", str(path)])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines()[-1] == f"Error: Invalid value for --token-file: {problem}"
+
+
+@pytest.mark.parametrize("command, port_zero", [("health", ""), ("status", ""), ("serve", " (port 0: any free port)")])
+def test_a_malformed_address_is_said_as_click_says_an_invalid_value(command, port_zero):
+    """(said "Error: Invalid value: --address: expected ...", unlike --device and --device-option)"""
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    result = cli_runner().invoke(main, ["hil", command, "--address", "tcp://127.0.0.1:5611/"])
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == \
+        f"Error: Invalid value for --address: expected tcp://HOST:PORT{port_zero} or ipc://PATH, got " \
+        "'tcp://127.0.0.1:5611/'"
+
+
+def test_a_job_out_of_time_names_the_option_of_its_kind():
+    """(an execution out of time said "raise job_timeout_s or calibration_timeout_s", leaving the
+    researcher to guess which of the two the job was under)"""
+    network = dg.Network.feedforward([4, 5, 3], delay_kind="synaptic", seed=0)
+    with HilBackend(device="reference", faults={"latency_s": 0.5}, job_timeout_s=0.2,
+                    calibration_timeout_s=0.2) as backend:
+        with pytest.raises(dg.ExecutionTimeout, match=r"; raise calibration_timeout_s for slow calibrations or a slow "
+                                                      r"link$"):
+            backend.calibrate(network, seed=0)
+        with pytest.raises(dg.ExecutionTimeout, match=r"; raise job_timeout_s for slow jobs or a slow link$"):
+            backend.execute(network, np.full((2, 4), 0.5))
