@@ -24,7 +24,7 @@ from delgrad_core._errors import InvalidValueError
 
 __all__ = ["atomic_write", "atomic_write_text", "check_file_name", "check_folder", "checked_before_commit",
            "checked_in_folder", "followed_path", "fsync_directory", "is_temporary_of", "naming_the_file",
-           "temporaries", "write_to", "TEMPORARY_EXTRA"]
+           "temporaries", "write_to", "PATH_MAX", "TEMPORARY_EXTRA"]
 
 
 def _file_mode() -> int:
@@ -35,6 +35,7 @@ def _file_mode() -> int:
 
 _FILE_MODE = _file_mode()
 _NAME_MAX = 255  # bytes in a file name, where the file system does not say
+PATH_MAX = 4096  # bytes of a path, with its end (Linux's)
 TEMPORARY_EXTRA = len("..") + 8 + len(".tmp")  # what a temporary name adds (8: mkstemp's random characters)
 _commit_checks: list[Callable[[], object]] = []  # called before each atomic write moves its file into place
 

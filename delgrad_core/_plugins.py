@@ -67,6 +67,7 @@ __all__ = [
     "own_kind_hint",
     "refused_default",
     "check_parameter_names",
+    "capability_differences",
 ]
 
 ENTRY_POINT_GROUP = "delgrad.backends"
@@ -435,9 +436,10 @@ class PluginRegistry:
         for group in sorted(near):
             for entry_point in every.select(group=group):
                 self._problem(PluginLoadError(
-                    f"distribution {_distribution_name(entry_point)!r} declares the entry point {entry_point.name!r} ({entry_point.value}) in "
-                    f"group {group!r}, which delgrad does not read: plugins are found in {self.group!r} (correct "
-                    "the group's name in its pyproject.toml and install it again)"))
+                    f"distribution {_distribution_name(entry_point)!r} declares the entry point "
+                    f"{entry_point.name!r} ({entry_point.value}) in group {group!r}, which delgrad does not read: "
+                    f"plugins are found in {self.group!r} (correct the group's name in its pyproject.toml and install "
+                    "it again)"))
 
     def register_plugin(self, plugin, *, distribution: str, version: str = "", plugin_name: str | None = None,
                         where: str | None = None) -> None:
@@ -622,12 +624,18 @@ def _warn_of_other_capabilities(registration: Registration, built: Capabilities)
     if registered is None or registered == built or key in _WARNED_CAPABILITIES:
         return
     _WARNED_CAPABILITIES.add(key)
-    then, now = registered.to_dict(), built.to_dict()
-    differing = "; ".join(f"{field} {then[field]!r} registered, {now[field]!r} built"
-                          for field in then if then[field] != now[field])
     warnings.warn(f"backend {registration.name!r} from {registration.distribution!r} registers other capabilities "
-                  f"than its backend built without options declares ({differing}); `delgrad backends` lists the "
-                  "registered ones: register the backend's own", PluginLoadWarning, stacklevel=4)
+                  f"than its backend built without options declares ({capability_differences(registered, built)}); "
+                  "`delgrad backends` lists the registered ones: register the backend's own", PluginLoadWarning,
+                  stacklevel=4)
+
+
+def capability_differences(registered: Capabilities, other: Capabilities, how: str = "built") -> str:
+    """The fields where the `registered` capabilities differ from `other` (those a backend
+    declares when `how`), as "max_layers: registered 3, built 2; ..."."""
+    registered, other = registered.to_dict(), other.to_dict()
+    return "; ".join(f"{key}: registered {registered.get(key)!r}, {how} {other.get(key)!r}"
+                     for key in sorted(set(registered) | set(other)) if registered.get(key) != other.get(key))
 
 
 def _backend_problem(backend: Backend, name: str) -> str | None:
@@ -772,7 +780,8 @@ def not_installed(kind: str, name, installed: list[str] | None = None, *, field:
         return f"{field}: {name!r} cannot be used: {refused}"
     if not isinstance(name, str):
         article = "an" if kind[0] in "aeiou" else "a"
-        message = f"{field}: expected {article} {kind} name, got {name!r}; installed: {', '.join(installed) or '(none)'}"
+        message = (f"{field}: expected {article} {kind} name, got {name!r}; installed: "
+                   f"{', '.join(installed) or '(none)'}")
     elif installed:
         message = (f"{field}: {name!r} is not installed{close_name_hint(name, installed)}; installed: "
                    f"{', '.join(installed)}")

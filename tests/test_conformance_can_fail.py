@@ -322,8 +322,9 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
         (["reads_calibration=true"], {"test_runs_without_a_calibration_unless_it_needs_one"}),
     ],
     ids=["shifted-statistical", "shifted-exact", "no-refusal", "many-out-of-order", "many-sharing-buffers",
-         "seed-ignored", "seed-per-process", "undeclared-batch-limit", "undeclared-batch-limit-below-64", "threshold-ignored", "tau_s-ignored",
-         "first-neuron-for-all", "early-arrivals", "squeezed", "needs-an-undeclared-calibration"],
+         "seed-ignored", "seed-per-process", "undeclared-batch-limit", "undeclared-batch-limit-below-64",
+         "threshold-ignored", "tau_s-ignored", "first-neuron-for-all", "early-arrivals", "squeezed",
+         "needs-an-undeclared-calibration"],
 )
 def test_suite_fails_for_a_wrong_backend(site, options, expected):
     process, failed = _run_suite(site, options)

@@ -842,7 +842,7 @@ def test_registered_capabilities_other_than_the_built_backends_are_warned_of_onc
         registry.create_backend("narrow").close()
     assert [str(w.message) for w in record] == [
         "backend 'narrow' from 'delgrad-narrow' registers other capabilities than its backend built without options "
-        "declares (max_layers 3 registered, 2 built); `delgrad backends` lists the registered ones: register the "
+        "declares (max_layers: registered 3, built 2); `delgrad backends` lists the registered ones: register the "
         "backend's own"]
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginLoadWarning)

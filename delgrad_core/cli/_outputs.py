@@ -51,9 +51,6 @@ def _check_existing(out, option: str, *, force: bool, inputs) -> None:
         raise click.UsageError(f"{option}: {out} exists and is not overwritten; remove it or choose another name{hint}")
 
 
-_PATH_MAX = 4096  # (bytes of a path, with its end: Linux's)
-
-
 def _check_link_and_name(out, option: str) -> None:
     """Refuse what `atomic_write` would: a link into a missing folder or a loop of links (no
     folders are made elsewhere), a name or a whole path (for a link: also that of the file it
@@ -74,11 +71,11 @@ def _check_link_and_name(out, option: str) -> None:
 def _check_path_size(path, option: str) -> None:
     """Refuse a `path` whose absolute form (with the temporary file written first beside it) is
     longer than the file system allows, as a usage error (the system's message repeated it whole)."""
-    from delgrad_core._atomic import TEMPORARY_EXTRA
+    from delgrad_core._atomic import PATH_MAX, TEMPORARY_EXTRA
     from delgrad_core.cli._settings import shortened
 
     absolute = os.path.abspath(path)
-    size, limit = len(os.fsencode(absolute)), _PATH_MAX - 1 - TEMPORARY_EXTRA
+    size, limit = len(os.fsencode(absolute)), PATH_MAX - 1 - TEMPORARY_EXTRA
     if size > limit:
         raise click.UsageError(f"{option}: the path {shortened(absolute)!r} is {size} bytes long, more than the "
                                f"{limit} the file system allows; choose a shorter one")

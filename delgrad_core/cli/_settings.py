@@ -328,7 +328,7 @@ def check_out_names(out_dir: str) -> None:
     """Refuse an empty --out (it would be the working folder) and one whose folder names (or
     whole path) are longer than the file system allows, as a usage error naming --out (not the
     operating system's error echoing it)."""
-    from delgrad_core._atomic import check_file_name
+    from delgrad_core._atomic import PATH_MAX, check_file_name
 
     if out_dir == "":
         raise click.UsageError("--out: expected a folder name, got ''")
@@ -342,7 +342,7 @@ def check_out_names(out_dir: str) -> None:
                 raise click.UsageError(f"--out: the folder name {shortened(part.name)!r} is {size} bytes long, "
                                        "more than the file system allows; choose a shorter name") from None
     size = len(os.fsencode(os.path.abspath(out_dir)))
-    if size >= 4096:  # (PATH_MAX on Linux; the run's files are longer still)
+    if size >= PATH_MAX:  # (the run's files are longer still)
         raise click.UsageError(f"--out: the path {shortened(out_dir)!r} is {size} bytes long, more than the file "
                                "system allows; choose a shorter one")
 

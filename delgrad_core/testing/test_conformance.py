@@ -45,6 +45,7 @@ from delgrad_core import (
     forward,
     get_backend,
 )
+from delgrad_core._plugins import capability_differences
 from delgrad_core.testing._agreement import compare_layers
 from delgrad_core.testing._cases import (
     BATCH_SIZE,
@@ -173,16 +174,9 @@ def backend_matches_the_cases(request, delgrad_backend):
     swaps in another backend is refused while collecting: `plugin.pytest_collection_modifyitems`.)"""
     name, capabilities = request.config.stash.get(_CASES_FOR, (delgrad_backend.name, delgrad_backend.capabilities))
     if delgrad_backend.capabilities != capabilities:
-        differ = _capability_differences(capabilities, delgrad_backend.capabilities)
+        differ = capability_differences(capabilities, delgrad_backend.capabilities, "reported")
         pytest.exit(f"backend {name!r} registers other capabilities than its backend object reports ({differ}); the "
                     f"cases are made from the registered ones: register the backend's own capabilities", returncode=4)
-
-
-def _capability_differences(registered: Capabilities, reported: Capabilities) -> str:
-    """The fields where the `registered` capabilities differ from those a backend `reported`."""
-    registered, reported = registered.to_dict(), reported.to_dict()
-    return "; ".join(f"{key}: registered {registered.get(key)!r}, reported {reported.get(key)!r}"
-                     for key in sorted(set(registered) | set(reported)) if registered.get(key) != reported.get(key))
 
 
 _CALIBRATION = pytest.StashKey[tuple]()  # (calibration, None) or (None, the test that reported calibrate's error)
@@ -265,7 +259,7 @@ def test_name_and_capabilities(delgrad_backend, request):
         pytest.skip(f"the backend cannot be built without options ({type(exc).__name__}: {exc}), so its registered "
                     "capabilities cannot be compared with its own")
     with default:
-        differ = _capability_differences(registration.capabilities, default.capabilities)
+        differ = capability_differences(registration.capabilities, default.capabilities, "reported")
     assert not differ, (f"backend {delgrad_backend.name!r} registers other capabilities than it reports when built "
                         f"without options ({differ}): register the backend's own capabilities")
 

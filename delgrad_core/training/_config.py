@@ -298,7 +298,8 @@ class TrainingConfig:
         if self.delay_max is not None and self.delay_max <= self.delay_shift:  # (every delay was clipped to it)
             raise InvalidValueError(f"delay_max: the clipped delays start between delay_shift and delay_shift + "
                                     f"delay_scale ({self.delay_shift!r} and {self.delay_shift + self.delay_scale!r}), "
-                                    f"so all would start at delay_max; set it above delay_shift, got {self.delay_max!r}")
+                                    f"so all would start at delay_max; set it above delay_shift, got "
+                                    f"{self.delay_max!r}")
         if isinstance(self.delays, list) and len(self.delays) != len(self.hidden_sizes) + 1:
             raise InvalidValueError(f"delays: a list needs one kind per neuron layer ({len(self.hidden_sizes) + 1}), "
                                     f"got {len(self.delays)}")

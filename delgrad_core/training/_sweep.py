@@ -269,6 +269,7 @@ def _runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = Fa
     (runs recorded before digests were are kept as they are).  When the trials run `elsewhere`
     and the dataset's files are not here, this is noted and not checked."""
     from delgrad_core.datasets import DatasetFilesNotFoundError, load_dataset
+    from delgrad_core.datasets._registry import TRAINING_SPLITS
     from delgrad_core.datasets._dataset import changed_splits, split_digests
 
     recorded = {}
@@ -282,7 +283,7 @@ def _runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = Fa
     config = config_with_defaults(trials[0].settings).resolved()  # (one dataset for every trial)
     try:
         current = split_digests(load_dataset(config.dataset, split, **config.dataset_options)
-                                for split in ("train", "validation", "test"))
+                                for split in TRAINING_SPLITS)
     except DatasetFilesNotFoundError as exc:
         if not elsewhere:
             raise

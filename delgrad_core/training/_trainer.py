@@ -33,6 +33,7 @@ from delgrad_core._ir import check_type, equal_values
 from delgrad_core._numbers import checked_number
 from delgrad_core.datasets import Dataset, load_dataset
 from delgrad_core.datasets._dataset import split_digests
+from delgrad_core.datasets._registry import TRAINING_SPLITS
 from delgrad_core.training._components import component
 from delgrad_core.training._config import (
     TrainingConfig,
@@ -190,7 +191,7 @@ class Trainer:
             self.encoder = component("encoder", self.config.encoder, self.config, self.config.encoder_options)
             self.train_set, self.validation_set, self.test_set = (
                 load_dataset(self.config.dataset, split, **self.config.dataset_options)
-                for split in ("train", "validation", "test"))
+                for split in TRAINING_SPLITS)
             _check_splits_agree(self.train_set, self.validation_set, self.test_set)
             self.dataset_digests = split_digests((self.train_set, self.validation_set, self.test_set))
             _warn_of_equal_splits(self.config.dataset, self.dataset_digests)
