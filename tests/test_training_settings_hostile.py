@@ -78,6 +78,25 @@ def test_silent_neuron_and_delay_settings_in_use_are_not_named_as_unused(tmp_pat
     assert "not used" not in result.stderr, result.stderr
 
 
+def test_a_sweep_names_the_settings_none_of_its_trials_uses(tmp_path):
+    """(delgrad train named them; a sweep trained every trial with them recorded as used)"""
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1",
+                                        "--set", "batch_size=250", "--set", "delay_lr=0.1", "--set", "silent_bump=null",
+                                        "--set", "silent_neuron_limit=0.2", "--out", str(tmp_path / "sweep")])
+    assert result.exit_code == 0, result.output
+    assert "Warning: delay_lr: not used, no trial's network has delays (--delays none)" in result.stderr
+    assert "Warning: silent_neuron_limit: not used, the silent-neuron rules are off (silent_bump = None)" in \
+        result.stderr
+
+
+def test_a_sweep_does_not_name_delay_settings_some_trial_uses(tmp_path):
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none,axonal", "--seeds", "1",
+                                        "--set", "delay_lr=0.1", "--set", "shared_input_delays=1",
+                                        "--out", str(tmp_path / "sweep"), "--slurm-script", str(tmp_path / "job.sh")])
+    assert result.exit_code == 0, result.output
+    assert "not used" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("delay_max", [1.0, 2.0])
 def test_a_delay_max_that_every_initial_clipped_delay_is_above_is_refused(delay_max):
     """(the clipped delays start at delay_shift + delay_scale * sigmoid(x); every one was clipped

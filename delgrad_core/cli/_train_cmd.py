@@ -7,7 +7,6 @@ import os
 import shlex
 import sys
 import time
-import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, CONFIG_FILE, SET_OPTION, check_out_names, check_thread_variable,
     command_line_settings, given_once, one_or_list, refuse_no_default_backend, refuse_not_installed, refuse_set_twice,
     with_its_file, with_tables, without_replaced_options)
+from delgrad_core.cli._unused_settings import warn_unused_settings
 
 __all__ = ["train"]
 
@@ -42,32 +42,6 @@ def _fresh_out_dir() -> Path:
         raise click.UsageError(f"the default output folder {path} cannot be made in the current folder "
                                f"({os.getcwd()!r}: {exc.strerror or exc}); give --out with a folder to write "
                                "the run to") from None
-
-
-_DELAY_SETTINGS = ("delay_lr", "delay_init_mean", "delay_init_std", "delay_parametrisation", "delay_shift",
-                   "delay_scale", "delay_max", "shared_input_delays")
-
-
-_SILENT_SETTINGS = ("silent_limit_hidden", "silent_limit_output", "silent_neuron_limit")
-
-
-def _warn_unused_settings(given: set, config) -> None:
-    """Warn about settings given (on the command line or in the config file) that nothing uses:
-    delay settings for a network without delays, shared_input_delays without delays in the first
-    layer, silent-neuron settings with the rules off; metrics.json would record them as used."""
-    from delgrad_core.training._config import shown_setting
-
-    unused = [name for name in _DELAY_SETTINGS if name in given]
-    if unused and all(kind == "none" for kind in config.delay_kinds):
-        warnings.warn(f"{', '.join(unused)}: not used, the network has no delays (delays = \"none\")", UserWarning,
-                      stacklevel=2)
-    elif "shared_input_delays" in given and config.delay_kinds[0] == "none":
-        warnings.warn(f"shared_input_delays: not used, the first layer has no delays (delays = "
-                      f"{shown_setting(config.delays)}); it ties that layer's axonal delays", UserWarning, stacklevel=2)
-    unused = [name for name in _SILENT_SETTINGS if name in given]
-    if unused and config.silent_bump is None:
-        warnings.warn(f"{', '.join(unused)}: not used, the silent-neuron rules are off (silent_bump = None)",
-                      UserWarning, stacklevel=2)
 
 
 def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
@@ -125,7 +99,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     records every setting used.
     """
     from delgrad_core.training import config_with_defaults
-    from delgrad_core.training._config import LATER_SETTINGS
+    from delgrad_core.training._config import LATER_SETTINGS, shown_setting
     from delgrad_core.training._run import run_training
     from delgrad_core.datasets import DatasetOptionsError
     from delgrad_core.training._run_folder import RunFolder
@@ -156,7 +130,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
     except InvalidValueError as exc:
         raise click.UsageError(with_its_file(exc, config_file, options, set_settings, backend_options,
                                              dataset_options)) from None
-    _warn_unused_settings(given, config)
+    warn_unused_settings(given, [config], f"delays = {shown_setting(config.delays)}")
     _note_small_network_rates(config)
     out = Path(out_dir) if out_dir else _fresh_out_dir()
     started = time.perf_counter()
