@@ -403,3 +403,35 @@ def test_defaults_options_for_another_encoder_are_not_given_to_the_one_the_user_
     assert config_with_defaults({"dataset": "digits"}).encoder_options == {"pairs": True}
     with pytest.raises(InvalidValueError, match=r"encoder_options: .*unknown parameter\(s\) pairs"):
         config_with_defaults({"dataset": "digits", "encoder": "plain", "encoder_options": {"pairs": True}})
+
+
+@pytest.mark.parametrize("repeat", [5.0, "5", 0, True])
+def test_an_encoder_repeat_that_is_no_positive_integer_is_refused_not_ignored(plugin_and_reference, repeat):
+    """(read as "no repeat": shared_input_delays and a backend taking inputs in copies went
+    unchecked against the copies the encoder makes)"""
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    class Copying(_Encoder):
+        pass
+
+    Copying.repeat = repeat
+    plugin_and_reference(delgrad_register_encoders=lambda register: register("copying", Copying))
+    encoder = component("encoder", "copying", config_with_defaults({"dataset": "yin_yang", "encoder": "copying"}), {})
+    with pytest.raises(PluginError, match=rf"^encoder 'copying' from 'delgrad-careless': its repeat, the consecutive "
+                                          rf"copies it makes of each input, is {repeat!r}, not a positive integer$"):
+        encoder.copies
+
+
+def test_an_encoder_with_a_repeat_method_or_none_has_no_copies_to_check(plugin_and_reference):
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    class Repeating(_Encoder):
+        def repeat(self, times):
+            return times
+
+    plugin_and_reference(delgrad_register_encoders=lambda register: register("repeating", Repeating))
+    config = config_with_defaults({"dataset": "yin_yang", "encoder": "repeating"})
+    assert component("encoder", "repeating", config, {}).copies is None
+    assert component("encoder", "latency", config_with_defaults({"dataset": "yin_yang"}), {"repeat": 3}).copies == 3

@@ -126,9 +126,15 @@ class _CheckedEncoder:
     @property
     def copies(self) -> int | None:
         """Consecutive copies the encoder makes of each input (its `repeat`), None if it has no
-        such setting."""
+        such setting (or a method of that name); any other `repeat` than a positive integer is
+        refused (ignored, the copies went unchecked)."""
         copies = getattr(self.encoder, "repeat", None)
-        return int(copies) if isinstance(copies, (int, np.integer)) and not isinstance(copies, bool) else None
+        if copies is None or callable(copies):
+            return None
+        if isinstance(copies, (bool, np.bool_)) or not isinstance(copies, (int, np.integer)) or copies < 1:
+            raise self._refused(f"its repeat, the consecutive copies it makes of each input, is {copies!r}, not a "
+                                "positive integer")
+        return int(copies)
 
     def n_inputs(self, n_features: int) -> int:
         count = call_plugin(self.registration, "encoder", lambda: self.encoder.n_inputs(n_features),
