@@ -49,3 +49,20 @@ def test_a_damaged_recorded_data_digest_is_named_not_taken_for_changed_data(fini
     assert result.exit_code == 0 and json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"], result.output
     assert f"{run}: metrics.json: dataset_digests.test is {json.dumps(digest)}, not a SHA-256 digest (a damaged or " \
            "edited file)" in result.stderr and "files changed" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("name", "what"), [("metrics.json", "metrics"), ("checkpoint.npz", "checkpoint"),
+                                            ("history.jsonl", "history")])
+@pytest.mark.parametrize(("argument", "arguments"), [
+    ("PATH", lambda path, out: ["evaluate", path]),
+    ("NETWORK", lambda path, out: ["export", path, out, "--time-scale", "1e-6"]),
+])
+def test_another_file_of_a_run_folder_is_refused_naming_the_folder(finished_run, tmp_path, name, what, argument,
+                                                                   arguments):
+    """(refused as "not a readable delgrad network file (not an npz archive ...)" or "no
+    'network.json' entry", not saying that the run folder is what to give)"""
+    result = cli_runner().invoke(main, arguments(str(finished_run / name), str(tmp_path / "out.nir")))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.endswith(f"Error: Invalid value for {argument}: {finished_run / name} is a run's {what}, not a "
+                                  f"network file: give the run folder {finished_run} (its network.npz)\n"), \
+        result.stderr

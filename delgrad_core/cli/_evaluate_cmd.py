@@ -13,9 +13,9 @@ from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.cli._run_network import check_run_network, other_network
 from delgrad_core.cli._settings import (
-    BACKEND_OPTION, CONFIG_FILE, DATASET_OPTION, SEEDS, absolute_paths, check_thread_variable, given_settings,
-    plugin_named,
-    refuse_not_installed, run_settings, trained_on_a_representing_backend, with_tables, without_replaced_options)
+    BACKEND_OPTION, CONFIG_FILE, DATASET_OPTION, SEEDS, absolute_paths, check_not_a_run_file, check_thread_variable,
+    given_settings, plugin_named, refuse_not_installed, run_settings, trained_on_a_representing_backend, with_tables,
+    without_replaced_options)
 
 __all__ = ["evaluate"]
 
@@ -84,6 +84,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     from delgrad_core.training._trainer import BackendOptionsError, built_backend
 
     check_thread_variable()
+    check_not_a_run_file(path, "PATH")
     network_file, stored, metrics = run_settings(path)
     if stored and config_file:
         raise click.UsageError(f"--config: {path} is evaluated with its run's own settings; --config gives those of "

@@ -36,9 +36,11 @@ def _fail(exc: Exception):
 
 def _network_file(network: str) -> str:
     """NETWORK as a network file: a run folder's network.npz, else as given."""
+    from delgrad_core.cli._settings import check_not_a_run_file
     from delgrad_core.training._run_folder import RunFolder
 
     if not os.path.isdir(network):
+        check_not_a_run_file(network, "NETWORK")
         return network
     path = RunFolder(network).network
     if not path.is_file():

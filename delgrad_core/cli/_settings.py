@@ -16,7 +16,7 @@ from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
 __all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
-           "absolute_paths", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
+           "absolute_paths", "check_not_a_run_file", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
            "plugin_named", "refuse_not_installed", "refuse_set_twice", "run_settings",
            "trained_on_a_representing_backend", "with_its_file", "with_tables", "without_replaced_options",
            "check_thread_variable", "refuse_no_default_backend", "shortened", "CONFIG_FILE"]
@@ -345,6 +345,20 @@ def check_out_names(out_dir: str) -> None:
     if size >= PATH_MAX:  # (the run's files are longer still)
         raise click.UsageError(f"--out: the path {shortened(out_dir)!r} is {size} bytes long, more than the file "
                                "system allows; choose a shorter one")
+
+
+def check_not_a_run_file(path, param_hint: str) -> None:
+    """Refuse `path` if it is one of the other files (metrics.json, checkpoint.npz,
+    history.jsonl) of a run folder (one with a network or checkpoint file), which are no network
+    file, naming the folder to give instead (each was refused only as an unreadable network file)."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    path = Path(path)
+    folder = RunFolder(path.parent)
+    what = {folder.metrics: "metrics", folder.checkpoint: "checkpoint", folder.history_file: "history"}.get(path)
+    if what is not None and path.is_file() and (folder.network.is_file() or folder.checkpoint.is_file()):
+        raise click.BadParameter(f"{path} is a run's {what}, not a network file: give the run folder "
+                                 f"{folder.path} (its {folder.network.name})", param_hint=param_hint)
 
 
 def run_settings(path: Path) -> tuple[Path, dict, dict]:
