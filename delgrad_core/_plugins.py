@@ -58,6 +58,7 @@ __all__ = [
     "refresh_plugins",
     "get_backend",
     "backend_info",
+    "factory_defaults",
     "available_backends",
     "build_registered",
     "call_plugin",
@@ -811,6 +812,18 @@ def get_backend(name_or_backend: str | Backend = DEFAULT_BACKEND, **options) -> 
 def backend_info(name: str) -> Registration:
     """Registration of backend `name` (distribution, version, description, capabilities)."""
     return registry().get("backend", name)
+
+
+def factory_defaults(kind: str, name: str) -> dict:
+    """{parameter: default} of the keyword parameters with a default of the factory registered as
+    `name` of `kind`, not those `**options` takes ({} for a name not registered, or a factory whose
+    signature Python cannot read)."""
+    try:
+        signature = inspect.signature(registry().get(kind, name).obj)
+    except (UnknownNameError, TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in signature.parameters.values()
+            if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def available_backends() -> list[Registration]:

@@ -80,6 +80,28 @@ def test_result_neutral_options_and_settings_of_older_runs_do_not_make_another_t
     assert [row["trial"] for row in sweep_rows([trial])] == [trial.id]
 
 
+def test_options_given_at_their_factorys_default_make_no_other_trial(tmp_path):
+    """(option tables were compared as given: a sweep with --backend-option chip=0, 0 being the
+    default chip, or an encoder's repeat = 1 ran every trial again in folders of their own)"""
+    chip = {"epochs": 1, "backend": "bss2-emulator"}
+    assert plan_trials(dict(chip, backend_options={"chip": 0}), *GRID, tmp_path)[0].folder == \
+        plan_trials(chip, *GRID, tmp_path)[0].folder != \
+        plan_trials(dict(chip, backend_options={"chip": 1}), *GRID, tmp_path)[0].folder
+    repeat = ["--hidden", "4", "--out", str(tmp_path), "--set", 'encoder_options={"repeat": 1}']
+    assert cli_runner().invoke(main, [*SWEEP, *repeat]).exit_code == 0
+    again = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--out", str(tmp_path)])
+    assert again.exit_code == 0 and "sweep: 1 of 1 runs already finished, 0 to do" in again.output, again.output
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    # a trial whose folder an earlier version named after its options as given still finds its run there
+    from delgrad_core.training._trials import trial_id
+
+    (trial,) = plan_trials({"epochs": 1}, *GRID, tmp_path / "earlier")
+    earlier = trial.folder.with_name(f"none-h4-s0-{trial_id(dict(trial.identity, encoder_options={'repeat': 1}))}")
+    _train_in(earlier, dict(trial.settings, encoder_options={"repeat": 1}), finish=True)
+    (found,) = plan_trials({"epochs": 1, "encoder_options": {"repeat": 1}}, *GRID, tmp_path / "earlier")
+    assert found.folder == earlier and found.finished and found.id == earlier.name.rsplit("-", 1)[1]
+
+
 def test_a_backend_built_by_a_function_declares_its_result_neutral_options_when_registered(monkeypatch, tmp_path):
     """(only a class factory's `result_neutral_options` were read: with a function, the way
     docs/plugins.md suggests for lazy imports, changing a cache folder made every trial anew)"""

@@ -186,6 +186,58 @@ def test_resume_takes_other_values_of_options_that_do_not_change_results(tmp_pat
                 resume=True)
 
 
+def test_an_option_given_at_its_factorys_default_resumes_as_if_left_out(tmp_path):
+    """(option tables were compared as given: a run trained without options was refused when
+    resumed with --backend-option chip=0, 0 being bss2-emulator's default chip)"""
+    run, chip = tmp_path / "run", tmp_path / "chip"
+    base = ["train", "--hidden", "4", "--delays", "none", "--no-progress"]
+    assert cli_runner().invoke(main, base + ["--out", str(run), "--epochs", "1"]).exit_code == 0
+    resumed = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress",
+                                         "--set", 'encoder_options={"repeat": 1}'])
+    assert resumed.exit_code == 0, resumed.output
+    config = json.loads((run / "metrics.json").read_text())["config"]
+    assert config["encoder_options"] == {"repeat": 1} and config["epochs"] == 2  # (kept as given)
+    refused = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "3", "--no-progress",
+                                         "--set", 'encoder_options={"repeat": 2}'])
+    assert refused.exit_code == 1 and 'encoder_options: {} in the checkpoint, {"repeat": 2} now); resume with the ' \
+        "run's own settings\n" in refused.output, refused.output
+    on_chip = ["--backend", "bss2-emulator", "--out", str(chip), "--no-progress"]
+    assert cli_runner().invoke(main, base + on_chip + ["--epochs", "1"]).exit_code == 0
+    resumed = cli_runner().invoke(main, ["train", "--resume", "--epochs", "2", "--backend-option", "chip=0", *on_chip])
+    assert resumed.exit_code == 0, resumed.output
+
+
+def test_options_compare_by_their_factorys_defaults_as_json_and_others_as_given(monkeypatch, tmp_path):
+    """An option at its keyword parameter's default is left out (None too); 1 is not true, nor
+    0.0 zero; an option the factory takes as **options is compared as given, and the refusal says so."""
+    from delgrad_core._plugins import registry as installed
+
+    class Chips(installed().get("backend", "reference").obj):
+        name = "chips"
+
+        def __init__(self, n_threads=None, chip=0, calibrated=True, label=None, **options):
+            super().__init__(n_threads)
+
+    _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register("chips", Chips))
+    short = {**SHORT, "epochs": 1, "backend": "chips"}
+    with Trainer(TrainingConfig(**short), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+
+    def resume(**options):
+        return Trainer(TrainingConfig(**{**short, "epochs": 2, "backend_options": options}), out_dir=tmp_path,
+                       resume=True)
+
+    resume(chip=0, calibrated=True, label=None, n_threads=2).close()
+    for option, shown in (("calibrated", "1"), ("chip", "0.0"), ("chip", "false")):
+        with pytest.raises(ValueError, match=rf'backend_options: {{}} in the checkpoint, {{"{option}": {shown}}} '
+                                             r"now\); resume with the run's own settings$"):
+            resume(**{option: json.loads(shown)})
+    with pytest.raises(ValueError, match=r"settings \(compared as given, a change even at the value the factory takes "
+                                         r"without them: backend_options.gain, options given on one side only whose "
+                                         r"factory declares no default for them, e.g. takes them as \*\*options\)$"):
+        resume(gain=1.0)
+
+
 def test_a_resume_naming_another_backend_is_the_resume_conflict_not_its_options_usage_error(tmp_path):
     """(the run's own backend options were handed to the backend named on the command line:
     "backend 'example': unknown option(s) n_threads", a usage error for an option not given)"""

@@ -10,6 +10,7 @@ the allowed values on failure, wrong types and NaN included.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -35,8 +36,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings", "result_settings",
-           "setting_differences", "shown_setting", "unused_component_fields", "COMPONENT_FIELD_PREFIX",
-           "MAX_STEP_SIZE", "LATER_SETTINGS", "check_adam_betas", "number_rule"]
+           "without_default_options", "option_defaults", "OPTION_TABLES", "setting_differences", "shown_setting",
+           "unused_component_fields", "COMPONENT_FIELD_PREFIX", "MAX_STEP_SIZE", "LATER_SETTINGS", "check_adam_betas",
+           "number_rule"]
 
 # backend options that are secrets: never written into a run folder
 _SECRET_OPTIONS = frozenset({"token", "password", "secret"})
@@ -487,6 +489,48 @@ def result_settings(settings: dict, neutral_options) -> dict:
     if not isinstance(options, dict):
         return settings
     return {**settings, "backend_options": {k: v for k, v in options.items() if k not in neutral_options}}
+
+
+#: The settings naming a component whose keyword options are the table ``<name>_options``.
+OPTION_TABLES = ("backend", "dataset", "encoder", "loss")
+#: {(kind, name): (the factory registered, its `option_defaults`)} as last read.
+_OPTION_DEFAULTS: dict = {}
+
+
+def without_default_options(settings: dict) -> dict:
+    """`settings` without the options of their backend, dataset, encoder and loss given at the
+    value the component's factory takes when they are left out (`option_defaults`), for comparing
+    runs: ``chip = 0`` where 0 is the factory's default is the same as no ``chip``.  Others stay
+    as given, e.g. those a factory takes as ``**options``."""
+    kept = dict(settings)
+    for kind in OPTION_TABLES:
+        options = settings.get(f"{kind}_options")
+        if isinstance(options, dict) and options:
+            defaults = option_defaults(kind, settings.get(kind))
+            kept[f"{kind}_options"] = {name: value for name, value in options.items()
+                                       if name not in defaults or json.dumps(value) != defaults[name]}
+    return kept
+
+
+def option_defaults(kind: str, name) -> dict:
+    """{option: its default as JSON text} of the factory registered as `name` of `kind`, for the
+    keyword parameters whose default is None, a string, true/false or a finite number (compared
+    as JSON: 1 is neither true nor 1.0); {} for a name not registered."""
+    from delgrad_core._plugins import factory_defaults, registry
+
+    if not isinstance(name, str) or name not in registry().names(kind):
+        return {}
+    factory = registry().get(kind, name).obj
+    known = _OPTION_DEFAULTS.get((kind, name))
+    if known is not None and known[0] is factory:  # (a sweep compares every finished trial's settings)
+        return known[1]
+    defaults = {}
+    for option, default in factory_defaults(kind, name).items():
+        if default is None or isinstance(default, (str, bool, np.bool_, numbers.Real)):
+            with contextlib.suppress(InvalidValueError):  # (NaN or inf: no JSON value, never given)
+                defaults[option] = json.dumps(_json_value(option, default))
+    _OPTION_DEFAULTS[kind, name] = (factory, defaults)
+    return defaults
 
 
 def setting_differences(old: dict, new: dict, *, ignore=()) -> dict:

@@ -8,7 +8,9 @@ import numpy as np
 
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.datasets._dataset import changed_splits
-from delgrad_core.training._config import TrainingConfig, result_settings, setting_differences, shown_setting
+from delgrad_core.training._config import (
+    OPTION_TABLES, TrainingConfig, option_defaults, result_settings, setting_differences, shown_setting,
+    without_default_options)
 from delgrad_core.training._history import EpochMetrics, epoch_metrics, history_digest
 from delgrad_core.training._run_folder import RunFolder
 
@@ -17,19 +19,21 @@ __all__ = ["check_same_settings", "check_same_data", "checkpoint_history", "para
 
 def check_same_settings(state: dict, config: TrainingConfig, neutral, path) -> None:
     """Refuse to resume the checkpoint at `path`, whose checked `state` this is, with other
-    settings than it was written with (but `epochs`, and the backend options in `neutral`, which
-    never change a result)."""
-    saved = result_settings(_normalised(dict(state.get("config", {}), epochs=config.epochs)), neutral)
-    current = result_settings(config.to_dict(), neutral)
+    settings than it was written with (but `epochs`, the backend options in `neutral`, which
+    never change a result, and options given on one side only at their factory's default)."""
+    saved = _compared(_normalised(dict(state.get("config", {}), epochs=config.epochs)), neutral)
+    current = _compared(config.to_dict(), neutral)
     if saved == current:
         return
     differences = setting_differences(saved, current)
     changes = "; ".join(f"{k}: {shown_setting(then)} in the checkpoint, {shown_setting(now)} now"
                         for k, (then, now) in differences.items())
-    as_given = (" (option tables are compared as given: an option at its default value that the run did not "
-                "give is a change too)") if any(key.endswith("_options") for key in differences) else ""
+    as_given = _compared_as_given(saved, current)
+    note = (f" (compared as given, a change even at the value the factory takes without them: {', '.join(as_given)}, "
+            "options given on one side only whose factory declares no default for them, e.g. takes them as **options)"
+            if as_given else "")
     raise InvalidValueError(f"resume: the checkpoint {path} was written with different settings ({changes}); "
-                            f"resume with the run's own settings{as_given}")
+                            f"resume with the run's own settings{note}")
 
 
 def check_same_data(state: dict, dataset: str, digests: dict) -> None:
@@ -79,6 +83,24 @@ def parameter_arrays(data, params: dict[str, np.ndarray], prefix: str, path, *, 
             raise FileFormatError(f"{path}: {prefix}{name} holds NaN or inf (a damaged or edited checkpoint)")
         arrays[prefix + name] = array
     return arrays
+
+
+def _compared(settings: dict, neutral) -> dict:
+    """`settings` as a resume compares them: without the backend options in `neutral` and the
+    options given at their factory's default."""
+    return without_default_options(result_settings(settings, neutral))
+
+
+def _compared_as_given(saved: dict, current: dict) -> list[str]:
+    """The options (``backend_options.NAME``) in just one of the option tables of `saved` and
+    `current` of the same component whose factory declares no default to compare them with."""
+    names = []
+    for kind in OPTION_TABLES:
+        then, now = saved.get(f"{kind}_options"), current.get(f"{kind}_options")
+        if isinstance(then, dict) and isinstance(now, dict) and saved.get(kind) == current.get(kind):
+            defaults = option_defaults(kind, current.get(kind))
+            names += [f"{kind}_options.{name}" for name in sorted(set(then) ^ set(now)) if name not in defaults]
+    return names
 
 
 def _normalised(settings: dict) -> dict:

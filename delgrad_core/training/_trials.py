@@ -1,7 +1,8 @@
 """Trials of a sweep: one training run each, identified by a hash of its settings.
 
 A trial's folder is ``runs/<kind>-h<hidden>-s<seed>-<id>``, where ``id`` is the first 12 hex digits
-of the SHA-256 of the trial's resolved settings: the same settings always land in the same
+of the SHA-256 of the trial's resolved settings (without result-neutral backend options and
+options given at their factory's default): the same settings always land in the same
 folder (a finished trial is never redone, an interrupted one resumes from its checkpoint,
 whatever executor ran it), other settings in another one (never mixed up).  A run in a trial's
 folder whose recorded settings are not the trial's (it was resumed to other epochs, say) is not
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from delgrad_core._errors import FileFormatError
 from delgrad_core.training._config import (
-    LATER_SETTINGS, TrainingConfig, config_with_defaults, result_settings, setting_differences)
+    LATER_SETTINGS, TrainingConfig, config_with_defaults, result_settings, setting_differences, without_default_options)
 from delgrad_core.training._run_folder import RunFolder
 
 __all__ = ["Trial", "plan_trials", "recorded_settings", "train_trial", "trial_id"]
@@ -54,7 +55,8 @@ def recorded_settings(folder: Path) -> dict | None:
 @dataclass(frozen=True)
 class Trial:
     """One run of a sweep: its settings, id, folder, and the settings its result depends on
-    (`identity`, those its id is the hash of, as JSON values)."""
+    (`identity`, those its id is the hash of, as JSON values; in a folder an earlier version
+    named, the hash of them with options at their default as given, see `_trial_folder`)."""
 
     settings: dict
     id: str
@@ -111,11 +113,13 @@ def _neutral_options(backend: str) -> frozenset:
     return registry().get("backend", backend).details.get("result_neutral_options", frozenset())
 
 
-def _result_settings(resolved: dict, neutral) -> dict:
+def _result_settings(resolved: dict, neutral, *, as_given: bool = False) -> dict:
     """The settings a result depends on (`result_settings` without the `neutral` backend
-    options), as JSON values, so that changing a result-neutral backend option does not make a
-    finished trial look like another one."""
-    settings = {key: value for key, value in result_settings(resolved, neutral).items()
+    options, and without the options given at their factory's default unless `as_given`), as
+    JSON values, so that changing a result-neutral backend option, or writing out an option's
+    default, does not make a finished trial look like another one."""
+    settings = result_settings(resolved, neutral)
+    settings = {key: value for key, value in (settings if as_given else without_default_options(settings)).items()
                 if key not in LATER_SETTINGS or value != LATER_SETTINGS[key]}
     return json.loads(json.dumps(settings))
 
@@ -137,12 +141,27 @@ def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, ou
             # checking each trial's took 2 ms, minutes for a sweep of 100,000 seeds and every SLURM task)
             first = config_with_defaults(dict(base_settings, delays=kind, hidden=hidden, seed=0)).resolved().to_dict()
             neutral = _neutral_options(first["backend"])
+            identity, given = _result_settings(first, neutral), _result_settings(first, neutral, as_given=True)
             for seed in range(n_seeds):
                 settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
-                identity = _result_settings(dict(first, seed=seed), neutral)
-                folder = Path(out_dir) / "runs" / f"{kind}-h{hidden}-s{seed}-{trial_id(identity)}"
-                trials.append(Trial(settings, trial_id(identity), folder, identity))
+                own = dict(identity, seed=seed)
+                cell = Path(out_dir) / "runs" / f"{kind}-h{hidden}-s{seed}"
+                folder = _trial_folder(cell, own, dict(given, seed=seed))
+                trials.append(Trial(settings, folder.name.rsplit("-", 1)[1], folder, own))
     return trials
+
+
+def _trial_folder(cell: Path, identity: dict, given: dict) -> Path:
+    """The folder of the trial of `identity` in `cell` (a kind, size and seed): the one named
+    after its id; where there is none, but one named after the trial's settings as `given` (with
+    options at their factory's default), that one: sweeps named their folders so before such
+    options were left out of a trial's identity."""
+    folder = cell.with_name(f"{cell.name}-{trial_id(identity)}")
+    if given != identity and not folder.exists():
+        earlier = cell.with_name(f"{cell.name}-{trial_id(given)}")
+        if earlier.exists():
+            return earlier
+    return folder
 
 
 def train_trial(settings: dict, folder: str, should_stop=None, threads: int = 1) -> dict:

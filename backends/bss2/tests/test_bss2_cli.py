@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import delgrad_core as dg
+from delgrad_bss2 import ChipConfig
 from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner
 
@@ -163,17 +164,23 @@ def test_evaluate_says_when_the_device_differs_from_the_runs_even_behind_mock_hi
         in damaged.output, damaged.output
 
 
-def test_a_resume_naming_a_default_option_says_options_are_compared_as_given(tmp_path, monkeypatch):
-    """(it was refused as 'backend_options: {} in the checkpoint, {"chip": 0} now', the same chip)"""
+def test_a_resume_naming_a_default_option_resumes_but_one_of_the_chip_config_says_it_is_compared_as_given(
+        tmp_path, monkeypatch):
+    """(it was refused as 'backend_options: {} in the checkpoint, {"chip": 0} now', the same chip; the
+    chip's settings, which the backend takes as **options, are still compared as given)"""
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
     train = ["train", "--backend", "bss2-emulator", "--delays", "none", "--hidden", "5", "--out", str(tmp_path / "run"),
              "--no-progress"]
     assert cli_runner().invoke(main, [*train, "--epochs", "1"]).exit_code == 0
     resumed = cli_runner().invoke(main, [*train, "--epochs", "2", "--resume", "--backend-option", "chip=0"])
-    assert resumed.exit_code == 1
-    assert 'backend_options: {} in the checkpoint, {"chip": 0} now); resume with the run\'s own settings (option ' \
-           "tables are compared as given: an option at its default value that the run did not give is a change " \
-           "too)" in resumed.output, resumed.output
+    assert resumed.exit_code == 0, resumed.output
+    refused = cli_runner().invoke(main, [*train, "--epochs", "3", "--resume", "--backend-option",
+                                         f"threshold={ChipConfig.threshold}"])
+    assert refused.exit_code == 1  # (the chip = 0 it recorded since is left out: the default)
+    assert f'backend_options: {{}} in the checkpoint, {{"threshold": {ChipConfig.threshold}}} now); resume with the ' \
+           "run's own settings (compared as given, a change even at the value the factory takes without them: " \
+           "backend_options.threshold, options given on one side only whose factory declares no default for them, " \
+           "e.g. takes them as **options)" in refused.output, refused.output
 
 
 def test_train_with_more_layers_than_the_chip_runs_says_so(tmp_path, monkeypatch):
