@@ -119,6 +119,19 @@ def test_dataset_defaults_with_an_option_the_encoder_does_not_take_are_refused_w
     assert "other" in registry.names("dataset")  # (an encoder not registered yet is checked when training)
 
 
+def test_an_encoder_of_dataset_defaults_that_is_not_installed_is_named_as_theirs_not_the_users(plugin_and_reference):
+    """(refused as "encoder: 'rate' is not installed", as if the user had named it)"""
+    from delgrad_core.training import config_with_defaults
+
+    plugin_and_reference(delgrad_register_datasets=lambda register: register(
+        "rated", _stripes("rated"), SPLITS, training_defaults={"encoder": "rate"}))
+    with pytest.raises(InvalidValueError, match=r"^encoder \(chosen by the training defaults of dataset 'rated' from "
+                                                r"'delgrad-careless'; encoder = NAME chooses another\): 'rate' is not "
+                                                r"installed; installed: latency"):
+        config_with_defaults({"dataset": "rated"})
+    assert config_with_defaults({"dataset": "rated", "encoder": "latency"}).encoder == "latency"
+
+
 def test_backend_defaults_with_an_option_the_encoder_does_not_take_are_refused_with_the_registration():
     """(as a dataset's: `train --backend` then blamed the user's encoder_options)"""
     from delgrad_reference import ReferenceBackend

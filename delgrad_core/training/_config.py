@@ -405,9 +405,10 @@ def config_with_defaults(values: dict, *, merge_options: bool = True) -> Trainin
                                 f"TrainingConfig), got {type(values).__name__}")
     plugins = registry()
     dataset = values.get("dataset", TrainingConfig.dataset)
-    defaults = {}
+    defaults, chosen_by = {}, {}
     if isinstance(dataset, str) and dataset in plugins.names("dataset"):
         defaults.update(plugins.get("dataset", dataset).details.get("training_defaults") or {})
+        chosen_by = dict.fromkeys(defaults, plugins.get("dataset", dataset))
     backend = values.get("backend", TrainingConfig.backend)
     if isinstance(backend, str) and backend in plugins.names("backend"):
         backend_defaults = plugins.get("backend", backend).details.get("training_defaults") or {}
@@ -416,9 +417,26 @@ def config_with_defaults(values: dict, *, merge_options: bool = True) -> Trainin
             backend_defaults = _called_defaults(plugins.get("backend", backend), backend_defaults, dict(options))
         _check_layer_count(backend, backend_defaults, values, plugins.get("backend", backend).details)
         defaults = {**defaults, **backend_defaults, **_merged_options(defaults, backend_defaults)}
+        chosen_by.update(dict.fromkeys(backend_defaults, plugins.get("backend", backend)))
+    _refuse_uninstalled_default_components(defaults, values, chosen_by, plugins)
     defaults = _without_unused_component_defaults(defaults, values, plugins)
     merged = _merged_options(defaults, values) if merge_options else {}
     return TrainingConfig.from_dict({**defaults, **values, **merged})
+
+
+def _refuse_uninstalled_default_components(defaults: dict, values: dict, chosen_by: dict, plugins) -> None:
+    """Refuse a loss or encoder that is not installed, chosen by the training defaults of the
+    registration `chosen_by` names for it (not by `values`), saying so: the refusal read as if
+    the user had named it."""
+    from delgrad_core._plugins import not_installed
+
+    for kind in COMPONENT_FIELD_PREFIX:
+        name = defaults.get(kind)
+        if kind not in values and isinstance(name, str) and name not in plugins.names(kind):
+            registration = chosen_by[kind]
+            raise InvalidValueError(not_installed(kind, name, field=(
+                f"{kind} (chosen by the training defaults of {registration.kind} {registration.name!r} from "
+                f"{registration.distribution!r}; {kind} = NAME chooses another)")))
 
 
 #: The prefix of the settings a component's parameters are taken from (``loss_delta`` -> ``delta``).
