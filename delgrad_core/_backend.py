@@ -190,6 +190,11 @@ class Backend(abc.ABC):
         """Why `network` does not fit the substrate's resources (None: it fits)."""
         return None
 
+    def check_training_settings(self, settings: dict) -> None:
+        """Refuse training `settings` (a run's, `TrainingConfig.to_dict()`, or those of them it
+        uses) this backend cannot run with, e.g. defaults it registered before it knew its
+        device's options; by default none."""
+
     def _device_identity(self, calibration: Calibration) -> dict:
         """See `device_identity`: the backend's name and `calibration`'s key and digest; a
         backend adds the options that change its results (with their defaults filled in) under

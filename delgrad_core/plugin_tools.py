@@ -2,7 +2,8 @@
 `KEY=VALUE` option lists, the check of a settings table's names and of one number, with the
 messages the `delgrad` command gives for its own options; files written atomically, and the
 temporary files a process killed while writing one left behind; whether a network's inputs are
-taken as copies, and their shared delay, as the default `Backend.represent` gives it."""
+taken as copies, and their shared delay, as the default `Backend.represent` gives it; the
+defaults of a registered factory's keyword parameters."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from delgrad_core._atomic import atomic_write, atomic_write_text, temporaries
 from delgrad_core._capabilities import inputs_in_copies, share_copied_delays
 from delgrad_core._numbers import checked_number, shown_number
 from delgrad_core._options import check_known_names, parse_key_values
+from delgrad_core._plugins import factory_defaults
 
 __all__ = [
-    "atomic_write", "atomic_write_text", "check_known_names", "checked_number", "inputs_in_copies",
-    "parse_key_values", "share_copied_delays", "shown_number", "temporaries",
+    "atomic_write", "atomic_write_text", "check_known_names", "checked_number", "factory_defaults",
+    "inputs_in_copies", "parse_key_values", "share_copied_delays", "shown_number", "temporaries",
 ]

@@ -139,7 +139,7 @@ def test_training_defaults_of_a_service_that_does_not_answer_are_those_of_the_de
             == 12
 
 
-def test_a_run_set_up_before_its_service_answered_is_refused_where_the_services_options_change_its_settings(
+def test_a_run_set_up_before_its_service_answered_is_refused_where_it_took_a_setting_the_services_options_change(
         start_service, monkeypatch):
     """(a service started a few seconds after the run: the run took the defaults of the device's
     default options, trained on the service's other options, and exited 0)"""
@@ -147,18 +147,47 @@ def test_a_run_set_up_before_its_service_answered_is_refused_where_the_services_
     address = _silent_address()
     options = {"address": address, "device": "hil-wide", "timeout_s": 0.5}
     with pytest.warns(UserWarning, match="could not be asked"):
-        assert config_with_defaults({"backend": "mock-hil", "backend_options": options}).hidden == 12
+        taken = config_with_defaults({"backend": "mock-hil", "backend_options": options}).to_dict()
+    assert taken["hidden"] == 12
     service = start_service("hil-wide", {"hidden_default": 7}, serve_arguments=["--address", address])
     monkeypatch.setenv("DELGRAD_HIL_TOKEN", service.token)
     with HilBackend(**options) as backend:
         with pytest.raises(dg.BackendUnavailable, match=re.escape(
-                f"the service at {address} runs device 'hil-wide' with options {{'hidden_default': 7}}, whose training "
-                "settings differ from those this run took (hidden 7, not 12): it took the device's defaults, as the "
-                "service did not answer when the run was set up; run again now that it answers")):
-            backend.calibrate(seed=0)
+                f"the service at {address} runs device 'hil-wide' with options {{'hidden_default': 7}}, which set "
+                "hidden 7; this run has hidden 12, the defaults of the device's default options, taken as the service "
+                "did not answer when the run's settings were made: give the settings its options need, or run again "
+                "now that it answers")):
+            backend.check_training_settings(taken)
+        backend.check_training_settings({**taken, "hidden": 7})  # (given, or stored by the run)
+        backend.check_training_settings({**taken, "hidden": [7, 5]})  # (given otherwise: the user's to choose)
+        backend.check_training_settings({"encoder_options": {}})  # (a run that uses no hidden: evaluate)
     assert config_with_defaults({"backend": "mock-hil", "backend_options": options}).hidden == 7  # (asked anew)
-    with HilBackend(**options) as backend:
-        backend.calibrate(seed=0)
+
+
+def test_a_run_set_up_before_its_service_answered_goes_on_with_the_settings_given_or_stored(monkeypatch, tmp_path):
+    """(a SLURM script that starts the service and the run together: the run was refused at its
+    greeting though it gave the settings the service's options need, and its evaluation though
+    its settings are stored)"""
+    from delgrad_hil import LocalService
+
+    address = _silent_address()
+    arguments = ["--backend", "mock-hil", "--backend-option", f"address={address}", "--backend-option",
+                 "device=hil-wide", "--backend-option", "timeout_s=0.5", "--backend-option", "attempts=40"]
+    train = ["train", *arguments, "--delays", "axonal", "--epochs", "1", "--no-progress", "--out"]
+    for command, status, said in ((train + [str(tmp_path / "run"), "--hidden", "7"], 0, "test accuracy"),
+                                  (["evaluate", str(tmp_path / "run")], 0, "test accuracy on mock-hil"),
+                                  (train + [str(tmp_path / "took")], 1, "this run has hidden 12, the defaults of")):
+        service = LocalService("hil-wide", {"hidden_default": 7}, serve_arguments=["--address", address])
+        monkeypatch.setenv("DELGRAD_HIL_TOKEN", service.token)
+        starting = threading.Timer(1.0, service.start)  # (after the run's settings are made: 1 attempt of 0.5 s)
+        starting.start()
+        try:
+            result = cli_runner().invoke(main, command)
+        finally:
+            starting.join()
+            service.stop()
+        assert result.exit_code == status and said in result.output, result.output
+        assert "could not be asked which options it runs" in result.output
 
 
 # ---------------------------------------------------------------------------- overlapped jobs
@@ -173,6 +202,22 @@ def test_a_late_probe_reply_is_dropped_by_the_next_execute_many():
         backend.execute(requests[0])  # (probed after 0.2 s, answered after 0.3 s: the probe's answer comes later)
         results = backend.execute_many(requests[1:])
         expected = reference.execute_many(requests[1:])
+    for result, same in zip(results, expected, strict=True):
+        assert result.output_spike_times.tobytes() == same.output_spike_times.tobytes()
+
+
+def test_execute_many_keeps_no_more_jobs_in_flight_than_the_service_queues(start_service):
+    """(4 jobs in flight against a service whose queue holds 1: 111 busy refusals in one run, each
+    job of the overlap then sent again on its own)"""
+    service = start_service(device_options={"job_delay_s": 0.05}, serve_arguments=["--max-queue", "1"])
+    with HilBackend(service.address, token=service.token, device="hil-noisy", jobs_in_flight=4) as backend:
+        requests = _requests(backend, 12)
+        with dg.get_backend("hil-noisy") as device:
+            expected = device.execute_many([dg.ExecutionRequest(request.network, request.input_spike_times,
+                                                                device.calibrate(seed=0), request.seed)
+                                            for request in requests])
+        results = backend.execute_many(requests)
+        assert backend.status()["refused.busy"] == 0 and backend.retries == 0
     for result, same in zip(results, expected, strict=True):
         assert result.output_spike_times.tobytes() == same.output_spike_times.tobytes()
 

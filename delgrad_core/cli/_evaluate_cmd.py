@@ -19,6 +19,10 @@ from delgrad_core.cli._settings import (
 
 __all__ = ["evaluate"]
 
+#: The settings an evaluation uses (a network file holds the rest).
+_EVALUATION_SETTINGS = ("dataset", "dataset_options", "encoder", "t_early", "t_late", "encoder_options", "backend",
+                        "backend_options", "evaluation_batch_size")
+
 
 def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibration) -> tuple[bool, bool]:
     """Whether the run was trained on the device `backend` runs on (the same backend, or the
@@ -95,9 +99,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
             raise FileFormatError(f"{path}: metrics.json: test_seed: expected an integer in [0, 2**63 - 1], "
                                   f"got {seed!r}")
     given = stored or absolute_paths(given_settings(config_file, {}))
-    settings = {key: given[key] for key in ("dataset", "dataset_options", "encoder", "t_early", "t_late",
-                                             "encoder_options", "backend", "backend_options",
-                                             "evaluation_batch_size") if key in given}
+    settings = {key: given[key] for key in _EVALUATION_SETTINGS if key in given}
     named = {"backend": backend, "dataset": dataset}
     kept = without_replaced_options(settings, named, ("backend", "dataset"))
     for kind in ("backend", "dataset"):  # (said before the evaluation, which such options may make fail)
@@ -159,6 +161,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     except BackendOptionsError as exc:
         raise refused(exc) from None
     with no_writes_once_stopped(), target:
+        target.check_training_settings({key: getattr(config, key) for key in _EVALUATION_SETTINGS})
         try:  # (as training refuses it: a backend taking the encoder's distinct lines as copies of one input)
             check_input_copies(target, network, encoder.copies)
         except SettingsConflictError as exc:

@@ -388,6 +388,7 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
         with built_backend(first.backend, first.backend_options) as backend:
             for trial in shapes.values():
                 config = config_with_defaults(trial.settings).resolved()
+                backend.check_training_settings(config.to_dict())
                 try:
                     network = build_network(config, n_inputs, data.n_classes)
                     check_supported(backend, network, data.n_features)

@@ -201,6 +201,7 @@ class Trainer:
             self.backend = built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
             resumable = self._resumable_state() if resume else None  # (checked before the backend calibrates)
+            self.backend.check_training_settings(self.config.to_dict())
             self._setup()
             self._built_settings = self.config.to_dict()  # (what the trainer uses; only epochs may change)
             if resume:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 import os
 import warnings
@@ -34,11 +33,11 @@ from delgrad_core import (
     backend_info,
     get_backend,
 )
-from delgrad_core.plugin_tools import checked_number
+from delgrad_core.plugin_tools import checked_number, factory_defaults
 
 from delgrad_hil._address import check_address, refuse_relative_ipc
 from delgrad_hil._calibration import BACKEND_NAME, unwrap, wrap
-from delgrad_hil._device import DEFAULT_DEVICE, device_name, unasked_settings_differ
+from delgrad_hil._device import DEFAULT_DEVICE, device_name, setting, took_unasked_defaults, unasked_settings_differ
 from delgrad_hil._faults import FaultPlan
 from delgrad_hil._limits import MAX_ATTEMPTS, MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, checked_seconds
 from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id, network_payload
@@ -66,17 +65,6 @@ def _optional_text(value, name: str) -> str | None:
 
 class _ServiceChanged(BackendUnavailable):
     """The service at the address was restarted with other device options."""
-
-
-def _factory_defaults(device: str) -> dict:
-    """The default values of the keyword parameters of the factory registered for `device`
-    (none where Python cannot read its signature)."""
-    try:
-        signature = inspect.signature(backend_info(device).obj)
-    except (TypeError, ValueError, LookupError):
-        return {}
-    return {p.name: p.default for p in signature.parameters.values()
-            if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 class HilBackend(Backend):
@@ -167,6 +155,7 @@ class HilBackend(Backend):
         self._service_id = None  # of the service greeted last
         self._service_device = None  # its device's name, at the last greeting
         self._service_device_options = None  # its device's options, at the last greeting
+        self._unasked_defaults: dict = {}  # setting -> (as the service's options give it, as taken unasked)
         self._owner_pid = os.getpid()
         self._sent_calibrations: set[str] = set()  # digests of calibrations the service has received
 
@@ -242,29 +231,48 @@ class HilBackend(Backend):
 
     def _greet(self, client) -> None:
         """Greet the service: its device must be the one asked for and, greeted again after a
-        restart, have the options it had at the first greeting; its message limit is taken."""
+        restart, have the options it had at the first greeting; its message and queue limits are
+        taken."""
         info = client.request("hello", expect="welcome", what="the greeting").header["info"]
         self._check_device(info, client.address)
         options = info.get("device_options")
-        differ = unasked_settings_differ(client.address, info["device"], options)
-        if differ:
-            raise BackendUnavailable(f"the service at {client.address} runs device {info['device']!r} with options "
-                                     f"{options}, whose training settings differ from those this run took ({differ}): "
-                                     "it took the device's defaults, as the service did not answer when the run was "
-                                     "set up; run again now that it answers", retryable=False)
         if self._service_id is not None and self._results_differ(options, self._service_device_options):
             raise _ServiceChanged(f"the service at {client.address} was restarted with device options {options}, "
                                   f"not {self._service_device_options}", retryable=False)
         self._service_id = info.get("service_id")
         self._service_device, self._service_device_options = info["device"], options
+        self._unasked_defaults = unasked_settings_differ(client.address, info["device"], options)
         client.max_message_bytes = int(info["max_message_bytes"])
+        client.max_queue = None if info.get("max_queue") is None else int(info["max_queue"])
+
+    def check_training_settings(self, settings: dict) -> None:
+        """Refuse the settings this process took from the defaults of the device's default options
+        (its service did not answer then) that the service's options give otherwise; settings
+        given, or stored by a run, that are what the service's options give go on (the service is
+        asked only where such defaults were taken)."""
+        if self.address is None or not took_unasked_defaults(self.address, self.device or DEFAULT_DEVICE):
+            return
+        self._session()
+        missing = object()
+        taken = {field: needed for field, (needed, default) in self._unasked_defaults.items()
+                 if setting(settings, field, missing) == default}
+        if taken:
+            def shown(values):
+                return " and ".join(f"{field} {value!r}" for field, value in values.items())
+
+            raise BackendUnavailable(
+                f"the service at {self._client.address} runs device {self._service_device!r} with options "
+                f"{self._service_device_options}, which set {shown(taken)}; this run has "
+                f"{shown({field: self._unasked_defaults[field][1] for field in taken})}, the defaults of the device's "
+                "default options, taken as the service did not answer when the run's settings were made: give the "
+                "settings its options need, or run again now that it answers", retryable=False)
 
     def _results_differ(self, options: dict, before: dict) -> bool:
         """Whether device `options` may give other results than the options `before` (those the
         device declares result-neutral aside, e.g. a thread count; an option left out is its
         default in the device's factory, e.g. chip 0 given or not)."""
         neutral = backend_info(self._service_device).details.get("result_neutral_options", frozenset())
-        defaults = _factory_defaults(self._service_device)
+        defaults = factory_defaults("backend", self._service_device)
         return {k: v for k, v in {**defaults, **options}.items() if k not in neutral} != \
             {k: v for k, v in {**defaults, **before}.items() if k not in neutral}
 

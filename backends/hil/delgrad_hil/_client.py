@@ -134,6 +134,7 @@ class ServiceClient:
         self.max_backoff_s = max_backoff_s
         self.service = service
         self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES  # until the service says otherwise
+        self.max_queue: int | None = None  # jobs the service queues per client, once it says (older ones do not)
         self.retries = 0  # attempts beyond the first, over the client's lifetime
         self._zmq = _ZmqResources()
         # (closed when the client is collected, before its context: a client in a reference cycle, e.g.
@@ -185,7 +186,8 @@ class ServiceClient:
 
     def request_many(self, jobs, *, expect: str, depth: int, job_timeout_s: float, receive=None) -> list:
         """The replies (of type `expect`) to several jobs, in order, with up to `depth` of them
-        in flight at once, so that the service runs one while the next travels.
+        in flight at once (at most `max_queue`: the service refuses more as busy), so that the
+        service runs one while the next travels.
 
         `jobs` are callables giving a job's (message_type, fields, payload, what); each is
         called when its job is first sent.  `receive(index, reply)`, if given, is applied to each
@@ -206,6 +208,7 @@ class ServiceClient:
             return messages[index]
 
         receive = receive or (lambda index, reply: reply)
+        depth = min(depth, self.max_queue or depth)
         replies: list = [None] * len(jobs)
         deadlines: dict[int, float] = {}  # index -> when the job's time is up (from its first sending)
         with self._lock:

@@ -12,8 +12,8 @@ from delgrad_core import BackendUnavailable, InvalidValueError, available_backen
 
 from delgrad_hil._calibration import BACKEND_NAME
 
-__all__ = ["DEFAULT_DEVICE", "device_name", "default_device_capabilities", "device_training_defaults",
-           "unasked_settings_differ"]
+__all__ = ["DEFAULT_DEVICE", "device_name", "default_device_capabilities", "device_training_defaults", "setting",
+           "took_unasked_defaults", "unasked_settings_differ"]
 
 DEFAULT_DEVICE = "bss2-emulator"
 
@@ -94,20 +94,38 @@ _ASKED_FOR_S = 60.0  # how long an answer, or none, holds (a sweep builds the co
 _UNASKED: set[tuple[str, str]] = set()  # (address, device) whose defaults were taken with the default options
 
 
-def unasked_settings_differ(address: str, name: str, device_options: dict) -> str:
+def took_unasked_defaults(address: str, name: str) -> bool:
+    """Whether this process took the training defaults of device `name` at `address` with its
+    default options, as the service did not answer."""
+    return (address, name) in _UNASKED
+
+
+def unasked_settings_differ(address: str, name: str, device_options: dict) -> dict:
     """Where this process took the training defaults of device `name` at `address` with its
-    default options, as the service did not answer: the settings the service's
-    `device_options` give otherwise ("threshold 2.0, not 2.6"; '' if none).  Called once the
-    service answers: later settings ask it again."""
-    if (address, name) not in _UNASKED:
-        return ""
-    _UNASKED.discard((address, name))
+    default options, as the service did not answer: {setting: (what the service's
+    `device_options` give, what was taken)} where they differ, an option table's entries as
+    "table.key" ({} if none).  Called once the service answers: later settings ask it again."""
     for key, (_, device) in list(_SERVICE_DEVICES.items()):
         if device is None and json.loads(key).get("address") == address:
             del _SERVICE_DEVICES[key]
-    ran, taken = _registered_defaults(name, device_options), _registered_defaults(name, {})
-    return ", ".join(f"{field} {ran.get(field)!r}, not {taken.get(field)!r}"
-                     for field in sorted(set(ran) | set(taken)) if ran.get(field) != taken.get(field))
+    if (address, name) not in _UNASKED:
+        return {}
+    ran, taken = _flat(_registered_defaults(name, device_options)), _flat(_registered_defaults(name, {}))
+    return {field: (ran.get(field), taken.get(field)) for field in sorted(set(ran) | set(taken))
+            if ran.get(field) != taken.get(field)}
+
+
+def setting(settings: dict, field: str, missing=None):
+    """The value of `field` ("table.key" for an option table's entry) in `settings`."""
+    table, _, key = field.partition(".")
+    value = settings.get(table, missing)
+    return (value.get(key, missing) if isinstance(value, dict) else missing) if key else value
+
+
+def _flat(settings: dict) -> dict:
+    """`settings` with an option table's entries as "table.key"."""
+    return {f"{name}.{key}" if isinstance(value, dict) else name: entry for name, value in settings.items()
+            for key, entry in (value.items() if isinstance(value, dict) else [(None, value)])}
 
 
 def _service_device(options: dict) -> tuple | None:

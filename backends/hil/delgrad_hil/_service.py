@@ -581,7 +581,7 @@ class DeviceService:
             return health
         info = {**health, "protocol": VERSION, "service_id": self.service_id, "pid": os.getpid(),
                 "device_options": self.device.options, "max_message_bytes": self.max_message_bytes,
-                "replay_window_s": self.replay.window_s}
+                "max_queue": self.scheduler.max_queued_per_client, "replay_window_s": self.replay.window_s}
         if message.type == "hello":
             return {**info, "capabilities": self.device.capabilities.to_dict()}
         return {**info, **self.scheduler.status(executions=bool(message.header.get("executions"))),
