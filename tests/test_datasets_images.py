@@ -286,6 +286,25 @@ def test_partition_stratifies_where_a_random_split_would_not():
         assert np.sum(labels[held_out] == 1) == 1
 
 
+def test_partition_gives_an_exact_share_exactly():
+    """Class 2 has 2 of 4 samples, so a part of 2 takes exactly 1 of them (2 * 2 / 4): only fractional shares may
+    be rounded up (letting an exact one round up, too, put both in the first part and no class 0 or 1 sample)."""
+    labels = np.array([0, 1, 2, 2])
+    for seed in range(5):
+        first, second, third = stratified_partition(labels, (2, 1, 1), seed)
+        assert np.sum(labels[first] == 2) == 1
+
+
+def test_partition_orders_each_class_by_numpys_legacy_permutation():
+    """Sample i's random key is RandomState(seed).permutation(n)[i] (numpy's frozen generator, so splits do not
+    change across numpy versions); a class is cut into parts in the order of its keys."""
+    labels = np.array([0, 1] * 6)
+    key = np.random.RandomState(11).permutation(12)
+    expected = [i for c in (0, 1) for i in sorted(np.flatnonzero(labels == c), key=lambda i: key[i])[:2]]
+    first, _ = stratified_partition(labels, (4, 8), seed=11)
+    np.testing.assert_array_equal(first, sorted(expected))
+
+
 def test_partition_rejects_bad_sizes():
     with pytest.raises(ValueError, match="adding up to 5"):
         stratified_partition(np.zeros(5), (2, 2), seed=0)

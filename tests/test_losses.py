@@ -224,3 +224,25 @@ def test_a_loss_that_overflows_is_an_error_naming_its_parameters():
         for labels in ([1, 0], [2, 2]):
             with pytest.raises(ValueError, match=r"ShiftInvariantSquaredError\(delta=1e\+200\): not finite for "):
                 ShiftInvariantSquaredError(delta=1e200)(times, labels)
+
+
+def test_a_loss_whose_gradient_alone_is_not_finite_is_an_error():
+    """xi = 1e-310 and outputs tied at 0: the loss is log 2, finite, but its gradient -1/2 / xi overflows (checking
+    the loss only would hand an infinite gradient to backward)."""
+    loss = TTFSCrossEntropy(xi=1e-310)
+    with pytest.raises(ValueError, match=r"TTFSCrossEntropy\(xi=1e-310.*not finite for 1 of 1 samples"):
+        loss(np.array([[0.0, 0.0]]), [0])
+
+
+def test_a_single_silent_output_decides_nothing():
+    """With one output neuron there is no tie to tell a silent sample: it must still be -1, no decision (crediting
+    the only neuron counted a network that never spikes as always right)."""
+    times = np.array([[INF], [0.5]])
+    np.testing.assert_array_equal(first_spike_prediction(times), [-1, 0])
+    assert accuracy(times, [0, 0]) == 0.5
+
+
+def test_accuracy_of_an_empty_batch_is_an_error():
+    """(the mean of no samples is NaN, with numpy's warning, not an accuracy)"""
+    with pytest.raises(ValueError, match="accuracy of an empty batch is undefined"):
+        accuracy(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))

@@ -124,3 +124,27 @@ def test_the_nominal_slope_of_a_wide_layer_works_in_chunks_of_samples():
     assert peak < 60e6, peak  # (the arrivals of 100 samples alone: 63 MB; a chunk's temporaries about 40 MB)
     np.testing.assert_allclose(halves[0].layers[0].weights + halves[1].layers[0].weights, whole.layers[0].weights,
                                rtol=1e-12, atol=1e-12)
+
+
+def _one_neuron(weights):
+    """One tau_m = tau_s = 1 neuron of threshold 1 fed by inputs of `weights`."""
+    neuron = dg.NeuronParameters(threshold=1.0, tau_m=1.0, tau_s=1.0)
+    layer = dg.Layer(dg.Population("out", 1, neuron), dg.Projection(np.array(weights, dtype=float).reshape(-1, 1)))
+    return dg.Network(dg.Population("in", len(weights)), [layer])
+
+
+@pytest.mark.parametrize(("weight", "measured", "exact"), [
+    # u(s) = 2 s e^-s peaks at 2 / e < theta: the nominal neuron never crosses; the exact slope at s = 0.5
+    # is A (1 + W_t) = 2 e^-0.5 (1 - 0.5), so dt/dw = -(s e^-s) / (e^-0.5) = -0.5
+    (2.0, 0.5, -0.5),
+    # an inhibitory input: A = -e^-2 <= 0 at s = 2, where u' = e^-2 > 0 and dt/dw = -(2 e^-2) / e^-2 = -2
+    (-1.0, 2.0, -2.0),
+], ids=["no-nominal-crossing", "A-not-positive"])
+def test_the_nominal_slope_passes_no_gradient_where_the_nominal_neuron_has_none(weight, measured, exact):
+    """The module's rule: a factor 0 where the nominal neuron does not cross or A <= 0 (a factor 1 passed the
+    exact gradient on, and Lambert W of the positive argument that A < 0 gives a finite, meaningless factor)."""
+    network, inputs, times = _one_neuron([weight]), np.zeros((1, 1)), [np.array([[measured]])]
+    observed = dg.backward(network, inputs, times, np.ones((1, 1))).layers[0].weights
+    nominal = dg.backward(network, inputs, times, np.ones((1, 1)), gradient_slope="nominal").layers[0].weights
+    assert observed[0, 0] == pytest.approx(exact, rel=1e-12)
+    assert nominal[0, 0] == 0.0

@@ -1,6 +1,7 @@
 """A run folder's history on resume (a checkpoint from another run, values of the wrong type,
 garbage past the checkpoint), and a Trainer finished before its epochs or with fewer epochs set."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -13,6 +14,8 @@ import delgrad_core as dg
 from delgrad_core._npz import NpzArchive, json_array, write_npz
 from delgrad_core.cli import main
 from delgrad_core.training import Trainer, TrainingConfig
+from delgrad_core.training._history import epoch_metrics, history_digest
+from delgrad_core.training._run_folder import RunFolder
 
 SHORT = dict(hidden=4, delays="none", batch_size=250)
 
@@ -86,6 +89,22 @@ def test_history_values_of_the_wrong_type_are_refused_before_anything_is_written
     assert result.exit_code == 1 and f"{run / 'history.jsonl'}: {message}" in result.output, result.output
     assert "put back the run's own history.jsonl" in result.output
     assert file_digests(run) == before
+
+
+def test_a_history_read_back_is_checked_and_its_digest_is_that_of_its_file(finished_run):
+    """The digest a checkpoint records is the SHA-256 of history.jsonl as written (one that left out a line let an
+    edited first epoch resume); a field the history does not have, a negative count or a boolean for a number is
+    refused naming the line."""
+    folder = RunFolder(finished_run)
+    text = (finished_run / "history.jsonl").read_bytes()
+    records = [json.loads(line) for line in text.splitlines()]
+    history = [epoch_metrics(record, number, folder) for number, record in enumerate(records, 1)]
+    assert len(history) == 2 and history_digest(history) == hashlib.sha256(text).hexdigest()
+    for change, message in (({"extra": 1}, "line 1 has an unknown field extra"),
+                            ({"skipped_steps": -1}, "line 1 has skipped_steps = -1, expected a whole number >= 0"),
+                            ({"train_loss": True}, "line 1 has train_loss = True, expected a finite number")):
+        with pytest.raises(dg.FileFormatError, match=re.escape(message)):
+            epoch_metrics({**records[0], **change}, 1, folder)
 
 
 def test_garbage_past_the_checkpoint_is_cut_and_within_it_names_the_history(finished_run, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from _network_checks import assert_same_network
 
 import delgrad_core as dg
+from delgrad_core._serialization import MAX_POPULATION_SIZE, network_arrays
 
 KINDS = ["none", "axonal", "dendritic", "synaptic"]
 
@@ -90,6 +91,50 @@ def test_unsupported_format_version_is_named(tmp_path):
     np.savez(path, **{"network.json": np.array(json.dumps({"format": "delgrad-network", "version": 99}))})
     with pytest.raises(ValueError, match=r"unsupported network format 'delgrad-network' version 99"):
         dg.load_network(path)
+
+
+def _edited_file(tmp_path, edit):
+    """The file of a 3-2 network whose description and arrays `edit(meta, arrays)` changed."""
+    arrays = network_arrays(dg.Network.feedforward([3, 2], seed=0))
+    meta = json.loads(arrays["network.json"][()])
+    edit(meta, arrays)
+    arrays["network.json"] = np.array(json.dumps(meta))
+    path = tmp_path / "edited.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda meta, arrays: meta["input"].update(size=0), r"input.size: expected an integer in \[1, 4194304\], got 0"),
+    # (the largest size allowed passes its own check: what is wrong is the weights' shape)
+    (lambda meta, arrays: meta["input"].update(size=MAX_POPULATION_SIZE),
+     r"layers.0.weights: shape \(3, 2\) does not match the description \(expected \(4194304, 2\)"),
+    (lambda meta, arrays: arrays.update({"layers.0.extra": np.ones(1)}),
+     "entries not described by network.json: layers.0.extra"),
+    # (named once, as read: not wrapped in "invalid network: <file>: ..."; an empty name was taken)
+    (lambda meta, arrays: meta["layers"][0].update(projection=""),
+     r"^{path}: layers.0.projection: expected a non-empty string, got ''$"),
+], ids=["size-0", "largest-size", "surplus-entry", "empty-name"])
+def test_a_description_that_disagrees_with_the_rules_is_named(tmp_path, edit, message):
+    path = _edited_file(tmp_path, edit)
+    with pytest.raises(dg.FileFormatError, match=message.replace("{path}", re.escape(str(path)))):
+        dg.load_network(path)
+
+
+def test_a_snapshot_read_from_an_archive_cannot_be_changed_in_place(tmp_path):
+    """`read_only` (how a request's network is read): its arrays are read-only and cannot be made writeable again;
+    without it they are the caller's to change."""
+    from delgrad_core._npz import NpzArchive
+    from delgrad_core._serialization import network_from_archive
+
+    path = tmp_path / "net.npz"
+    dg.save_network(dg.Network.feedforward([3, 2], delay_kind="axonal", seed=0), path)
+    with NpzArchive(path) as archive:
+        snapshot, own = network_from_archive(archive, read_only=True), network_from_archive(archive)
+    for array in (snapshot.layers[0].projection.weights, snapshot.layers[0].projection.delays):
+        with pytest.raises(ValueError):
+            array.flags.writeable = True
+    assert own.layers[0].projection.weights.flags.writeable
 
 
 def test_json_with_an_integer_too_long_to_convert_is_a_file_format_error(tmp_path):

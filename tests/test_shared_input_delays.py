@@ -43,6 +43,20 @@ def test_a_sharing_the_network_cannot_have_is_refused_naming_the_setting(shared,
         _model(shared=shared, kind=kind)
 
 
+def test_a_backend_taking_copies_takes_a_repeat_that_is_a_multiple_of_its_copies():
+    """A backend that takes every 2 lines as copies of one input runs an encoder's 4 copies of each input as two
+    such pairs, and refuses 1 copy of each, which it would run as copies of different inputs (the divisibility
+    the other way round refused the first and took the second)."""
+    from delgrad_core.testing import MockBackend
+    from delgrad_core.training._parameters import check_input_copies
+
+    backend = MockBackend(capabilities=dg.Capabilities(input_copies=2))
+    network = dg.Network.feedforward([8, 3, 3], delay_kind="axonal", seed=0)
+    check_input_copies(backend, network, 4)
+    with pytest.raises(dg.InvalidValueError, match=r"but the encoder makes 1 of each input \(its repeat\)"):
+        check_input_copies(backend, network, 1)
+
+
 @pytest.mark.parametrize("shared", [4, 10])
 def test_a_sharing_that_ties_copies_of_different_inputs_is_refused(shared):
     """(5 copies of 4 inputs: groups of 4 or 10 lines would tie x to y)"""

@@ -56,6 +56,29 @@ def test_adam_state_round_trip_continues_identically():
     assert np.array_equal(pa["p"], pb["p"])
 
 
+def test_adam_defaults_are_the_published_ones():
+    """Kingma & Ba 2015 propose beta1 = 0.9, beta2 = 0.999, eps = 1e-8; a changed default changes every run of
+    the Python API that takes them (gradients of 1e-7 make eps count)."""
+    rng = np.random.default_rng(2)
+    adam, params = Adam({"w": 0.1}, {"p": "w"}), {"p": np.zeros(4)}
+    expected, m, v = np.zeros(4), np.zeros(4), np.zeros(4)
+    for t in range(1, 4):
+        grad = rng.normal(size=4) * 1e-7
+        adam.step(params, {"p": grad})
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        expected -= 0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        np.testing.assert_allclose(params["p"], expected, rtol=1e-12, atol=0)
+
+
+def test_adam_refuses_a_state_whose_moments_differ_in_shape():
+    """(m and v of different shapes were taken, and the next step failed in numpy's broadcast)"""
+    adam = Adam({"w": 0.1}, {"w": "w"})
+    with pytest.raises(dg.InvalidValueError, match=r"state\['m.w'\]: expected 'v.w' of the same shape with it"):
+        adam.load_state_arrays({"steps": 1, "m.w": np.ones((3, 4)), "v.w": np.ones((2, 4))})
+    assert adam.steps == 0 and not adam.first_moment
+
+
 def test_step_decay():
     assert step_decay_factor(0, 0.95, 20) == 1.0
     assert step_decay_factor(19, 0.95, 20) == 1.0
@@ -113,6 +136,16 @@ def test_weight_constraints_quantise_and_clip_but_keep_shadow_weights():
     assert np.abs(effective).max() <= 2.1 + 1e-12
     np.testing.assert_allclose(effective * 30, np.round(effective * 30), atol=1e-9)
     assert model.params["layers.0.weights"].max() == 3.0
+
+
+def test_clipped_delays_are_projected_into_zero_to_delay_max():
+    """docs/model.md §3: with the clip parametrisation a delay is its raw value clipped to [0, delay_max] after
+    each step (a negative delay would deliver a spike before it was sent; delay_max unenforced, a setting ignored)."""
+    config = TrainingConfig(hidden=3, delays="axonal", delay_parametrisation="clip", delay_max=1.5).resolved()
+    model = TrainableNetwork(build_network(config, 4, 3), config)
+    model.params["layers.0.delays"][...] = [-0.5, 0.7, 2.0, 1.5]
+    model.constrain()
+    np.testing.assert_array_equal(model.params["layers.0.delays"], [0.0, 0.7, 1.5, 1.5])
 
 
 def test_training_is_deterministic():
@@ -829,6 +862,29 @@ def test_evaluation_runs_jobs_of_the_evaluation_batch_size_each_with_its_own_see
         output_spike_times(backend, network, inputs[:0], None, lambda: next(seeds), batch_size)
         assert next(seeds) == (9 if seed_independent else 8 + len(jobs))  # (no samples: no job, no seed drawn)
         np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
+
+
+def test_evaluation_hands_its_jobs_to_the_backend_in_one_call():
+    """Jobs of up to EVALUATION_CHUNK samples in all go to one `execute_many` call, where a backend may keep
+    several in flight (one call per job left a remote device idle between jobs); no samples give an empty
+    (0, n_outputs) array, not (0, 0)."""
+    from delgrad_core.testing import MockBackend
+    from delgrad_core.training._evaluation import output_spike_times
+
+    class Counting(MockBackend):
+        calls = []
+
+        def execute_many(self, requests):
+            self.calls.append(len(requests))
+            return super().execute_many(requests)
+
+    network = dg.Network.feedforward([4, 6, 3], seed=0)
+    inputs = np.random.default_rng(0).uniform(0.15, 2.0, (100, 4))
+    backend = Counting(capabilities=dg.Capabilities(exact=True, seed_independent=False))
+    output = output_spike_times(backend, network, inputs, None, lambda: 1, batch_size=10)
+    assert backend.calls == [10] and len(backend.requests) == 10
+    np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
+    assert output_spike_times(backend, network, inputs[:0], None, lambda: 1, batch_size=10).shape == (0, 3)
 
 
 def test_the_evaluation_split_of_a_seed_independent_backend_does_not_change_the_run(tmp_path):

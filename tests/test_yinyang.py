@@ -11,6 +11,7 @@ from delgrad_core.datasets import (
     load_dataset,
     yin_yang,
     yin_yang_class,
+    yin_yang_plane,
     yin_yang_samples,
 )
 
@@ -87,6 +88,33 @@ def test_other_radii_follow_the_same_rule():
 )
 def test_class_rule_on_hand_checked_points(point, expected):
     assert yin_yang_class(*point) == expected
+
+
+@pytest.mark.parametrize(("point", "expected"), [
+    ((0.875, 0.5), 1),  # on the right dot's rim, d_R = r_small: "d_R <= r_small" is yang, not dot
+    ((0.125, 0.5), 0),  # on the left dot's rim at y = r_big: not a dot, not above the middle: yin
+    ((0.25, 0.25), 1),  # on the left lobe's rim, d_L = r_big / 2: "r_small < d_L <= r_big / 2" is yang
+])
+def test_class_rule_on_the_rims_of_the_dots_and_the_left_lobe(point, expected):
+    """Distances exactly equal to the radii (r_small = 1/8 and the points are binary fractions, so they are exact):
+    each comparison of docs/model.md §5 decides one of these, a < for a <= moves the point to another class."""
+    assert yin_yang_class(*point, r_small=0.125) == expected
+    assert classify_vectorised(np.array([point]), r_small=0.125)[0] == expected
+
+
+def test_the_big_circle_itself_is_inside_and_a_dot_of_half_its_radius_is_not_allowed():
+    """The class is defined on the closed disc (the generator keeps points at distance r_big, too), and r_small
+    must stay below r_big / 2, where the dots would fill the lobes (an open interval: r_big / 2 itself is refused)."""
+    assert yin_yang_class(0.5, 0.0) == 0 and yin_yang_class(0.0, 0.5) == 1  # (distance 0.5 from the centre)
+    with pytest.raises(InvalidValueError, match=r"r_small: expected a value in \(0, r_big / 2\) = \(0, 0.25\)"):
+        yin_yang_class(0.5, 0.5, r_small=0.25)
+
+
+def test_plane_features_are_the_points_and_their_mirror_images():
+    """Decision maps feed the network (x, y, 1 - x, 1 - y), as the dataset's samples are (the mirrored half
+    copied as (x, y) gave a map of another input)."""
+    features = yin_yang_plane(np.array([[0.25, 0.75]]), np.array([[0.125, 0.5]]))
+    np.testing.assert_array_equal(features, [[0.25, 0.125, 0.75, 0.875], [0.75, 0.5, 0.25, 0.5]])
 
 
 def test_balanced_in_expectation(splits):

@@ -1,0 +1,56 @@
+"""The training heuristics one rule at a time (delgrad_core.training._heuristics; docs/model.md §5.5,
+docs/training.md): the silent-neuron bump and revival at their limits, and which epoch keep_best keeps."""
+
+import numpy as np
+
+from delgrad_core.training._heuristics import BestValidation, SilentNeuronBump, SilentNeuronRevival
+
+S = np.inf  # (a silent neuron's spike time)
+
+
+def _params():
+    """Weights of a 2-2-2 network, all 0."""
+    return {"layers.0.weights": np.zeros((2, 2)), "layers.1.weights": np.zeros((2, 2))}
+
+
+def test_the_bump_needs_more_than_the_limit_silent_and_restarts_after_a_step_taken():
+    """docs/model.md §5.5: "more than a limit" skips; the bump doubles while it repeats and starts again from
+    `bump` after a step that is taken (at the limit a step was skipped; a level that never came back down raised
+    the weights ever faster)."""
+    rule = SilentNeuronBump([0.5, 0.0], 0.25)
+    params, spiking = _params(), np.ones((2, 2))
+    assert not rule.skip_step([np.array([[S, 1.0], [S, 1.0]]), spiking], params)  # (half silent: the limit)
+    assert not params["layers.0.weights"].any() and rule.level == 0.25
+    assert rule.skip_step([np.array([[S, 1.0], [S, S]]), spiking], params)  # (3 of 4 silent)
+    np.testing.assert_array_equal(params["layers.0.weights"], 0.25)  # (both neurons were silent somewhere)
+    assert not params["layers.1.weights"].any() and rule.level == 0.5
+    assert not rule.skip_step([spiking, spiking], params)
+    assert rule.level == 0.25
+    assert rule.skip_step([spiking, np.array([[1.0, S], [1.0, 1.0]])], params)  # (any silent output: limit 0)
+    np.testing.assert_array_equal(params["layers.1.weights"], [[0.0, 0.25], [0.0, 0.25]])
+
+
+def test_revival_raises_hidden_neurons_silent_in_more_than_the_limit_only():
+    """A hidden neuron silent in exactly `limit` of the samples is left alone, and output neurons are never
+    raised however silent (the rule is for hidden neurons: the output layer has the layer-wide bump)."""
+    params = _params()
+    hidden = np.array([[S, S], [S, S], [1.0, S], [1.0, 1.0]])  # (silent in 2 and 3 of 4 samples)
+    SilentNeuronRevival(limit=0.5, bump=0.1).apply([hidden, np.full((4, 2), S)], params)
+    np.testing.assert_array_equal(params["layers.0.weights"], [[0.0, 0.1], [0.0, 0.1]])
+    assert not params["layers.1.weights"].any()
+
+
+def test_keep_best_keeps_the_first_of_equal_epochs_and_an_epoch_of_accuracy_0():
+    """The first epoch is kept even at accuracy 0 (nothing better was seen), a later one must beat it, not tie
+    (as test_keep_best_keeps_the_best_validation_epoch reads the first maximum), and `restore` writes nothing when
+    the last epoch is the one kept."""
+    best = BestValidation(True)
+    best.after_epoch(1, 0.0, {"p": np.array([1.0])})
+    assert best.epoch == 1 and best.params["p"][0] == 1.0
+    best.after_epoch(2, 0.5, {"p": np.array([2.0])})
+    best.after_epoch(3, 0.5, {"p": np.array([3.0])})
+    assert best.selected_epoch(3) == 2 and best.accuracy == 0.5
+    current = {"p": np.array([3.0])}
+    assert best.restore(3, current) and current["p"][0] == 2.0
+    assert not best.restore(2, current)
+    assert BestValidation(False).selected_epoch(3) == 3
