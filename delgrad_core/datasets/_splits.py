@@ -56,9 +56,10 @@ def stratified_partition(labels: np.ndarray, part_sizes: Sequence[int], seed: in
     """Split sample indices into disjoint parts of exactly `part_sizes` samples, stratified by label.
 
     Each class gives each part its exact share ``n_class * part_size / n_samples`` rounded down or
-    up. Which samples of a class go to which part is random: the class's samples are taken in the
-    order of a permutation drawn from ``np.random.RandomState(seed)`` (numpy's frozen legacy
-    generator, so the result does not change across numpy versions) and cut into consecutive runs.
+    up. Which samples of a class go to which part is random: sample i gets the key ``p[i]`` of a
+    permutation ``p`` drawn from ``np.random.RandomState(seed)`` (numpy's frozen legacy generator,
+    so the result does not change across numpy versions), and the class's samples, in the order
+    of their keys, are cut into consecutive runs.
 
     Parameters
     ----------
