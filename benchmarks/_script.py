@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -56,9 +57,22 @@ def output_path(text: str) -> Path:
     return path
 
 
+def _finite_or_none(value):
+    """`value` with each NaN or infinity (an undefined rate, spike patterns that differ) as None:
+    JSON has neither, and jq and JavaScript refuse files that hold them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
 def write_json(path: Path, data: dict) -> None:
-    """`data` as indented JSON at `path`, atomically (a failed write leaves any earlier file)."""
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    """`data` as indented JSON at `path` (NaN and infinities as null), atomically (a failed write
+    leaves any earlier file)."""
+    atomic_write_text(path, json.dumps(_finite_or_none(data), indent=2, allow_nan=False) + "\n")
     print(f"wrote {path}", flush=True)
 
 

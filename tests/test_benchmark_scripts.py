@@ -4,6 +4,7 @@ option named), before minutes of timing, and the old kernels' scratch folder nev
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -85,16 +86,27 @@ def test_bench_kernels_refuses_a_baseline_revision_git_does_not_know(revision):
     assert f"--baseline-revision: {revision!r} names no commit" in message
 
 
-def _old_kernels_module():
-    spec = importlib.util.spec_from_file_location("_old_kernels_under_test", BENCHMARKS / "_old_kernels.py")
+def _module(name: str):
+    """The benchmarks' module `name` (e.g. "_old_kernels"), imported from its file."""
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def test_json_results_hold_null_for_nan_and_infinity_which_json_readers_refuse(tmp_path):
+    """(bench_hil's steady rate without a steady window is NaN, bench_kernels' difference of spike
+    patterns that differ inf: jq and JavaScript refused the file.)"""
+    _module("_script").write_json(tmp_path / "out.json", {"rate": float("nan"), "agreement": {
+        "spike_times": float("inf"), "weights": 1e-12}, "counts": [(1, -float("inf"))]})
+    text = (tmp_path / "out.json").read_text()
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) == {
+        "rate": None, "agreement": {"spike_times": None, "weights": 1e-12}, "counts": [[1, None]]}
+
+
 @pytest.mark.skipif(not _in_git_checkout(), reason="the old kernels are built from git history")
 def test_an_interrupted_build_of_the_old_kernels_leaves_no_scratch_folder(tmp_path, monkeypatch):
-    old_kernels = _old_kernels_module()
+    old_kernels = _module("_old_kernels")
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
 
     def interrupted(*arguments, **keywords):
@@ -109,7 +121,7 @@ def test_an_interrupted_build_of_the_old_kernels_leaves_no_scratch_folder(tmp_pa
 @pytest.mark.skipif(not _in_git_checkout(), reason="the old kernels are built from git history")
 def test_old_kernels_of_a_revision_whose_propagation_needs_more_are_refused_naming_why(monkeypatch):
     """(--baseline-revision of a later revision ended in a ModuleNotFoundError traceback)"""
-    old_kernels = _old_kernels_module()
+    old_kernels = _module("_old_kernels")
     monkeypatch.setattr(old_kernels.subprocess, "run", _runs_git_then(lambda *a, **k: None, old_kernels.subprocess.run))
 
     def imported(path, name):

@@ -645,6 +645,35 @@ def test_sweep_results_before_any_run_finished_have_no_figure_and_no_warning(tmp
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 1 and not (tmp_path / "sweep.png").exists()
 
 
+
+def _read_as_other_tools_do(path) -> list[int]:
+    """The integers of the JSON file `path`, read strictly (no NaN or Infinity, which JavaScript and
+    jq refuse) as a text file (UTF-8, ending in a newline)."""
+    text = path.read_bytes().decode("utf-8")
+    assert text.endswith("\n"), f"{path.name}: no newline at the end"
+    integers = []
+    json.loads(text, parse_int=lambda digits: integers.append(int(digits)) or int(digits),
+               parse_constant=lambda name: pytest.fail(f"{path.name}: {name} is not JSON"))
+    return integers
+
+
+def test_metrics_json_reads_alike_in_json_readers_of_other_languages(finished_run):
+    """Every integer of metrics.json, the test seed too, is below 2**53: JavaScript and jq read
+    numbers as doubles, and a larger seed came back changed (`delgrad evaluate --seed` with it
+    drew other noise)."""
+    integers = _read_as_other_tools_do(finished_run / "metrics.json")
+    test_seed = json.loads((finished_run / "metrics.json").read_text())["test_seed"]
+    assert test_seed in integers and all(abs(number) < 2**53 for number in integers)
+
+
+def test_sweep_summary_is_a_json_text_file(tmp_path):
+    from delgrad_core.training._sweep import _write_results
+    from delgrad_core.training._trials import plan_trials
+
+    _write_results(plan_trials({"epochs": 1}, [4], ["none"], 1, tmp_path), tmp_path)
+    _read_as_other_tools_do(tmp_path / "sweep_summary.json")
+
+
 def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     runner = cli_runner()
     args = ["sweep", "--hidden", "4,6", "--delays", "none,axonal", "--seeds", "1", "--epochs", "1",

@@ -572,7 +572,7 @@ class RunFolder:
             atomic_write(self.history_file, lambda handle: handle.write(kept))
 
     def write_metrics(self, summary: dict) -> Path:
-        return atomic_write_text(self.metrics, json.dumps(summary, indent=2))
+        return atomic_write_text(self.metrics, json.dumps(summary, indent=2) + "\n")
 
     def reopen(self) -> None:
         """Mark a finished run as unfinished (it trains on): its metrics.json, the mark of a finished

@@ -350,7 +350,7 @@ def _write_results(trials: list[Trial], out_dir: Path, echo=print, *, excluded=(
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out_dir / "sweep.csv", csv_text.getvalue())
-    atomic_write_text(out_dir / "sweep_summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out_dir / "sweep_summary.json", json.dumps(summary, indent=2) + "\n")
     _plot(summary, _dataset_of(trials), out_dir / "sweep.png", echo)
     return _table(summary)
 

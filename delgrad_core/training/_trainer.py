@@ -461,7 +461,9 @@ class Trainer:
         if self.epoch < self.config.epochs:
             raise InvalidValueError(self._unfinished())
         with self._whole_or_broken("finish()"):
-            self.test_seed = draw_seed(self.rng)  # recorded: `delgrad evaluate` repeats the test exactly
+            # recorded: `delgrad evaluate` repeats the test exactly; below 2**53, which JSON readers that
+            # take numbers as doubles (JavaScript, jq) read exactly too
+            self.test_seed = draw_seed(self.rng) % 2**53
             self.average.write_into(self.model)
             test = self.evaluate(self.test_set, seed=self.test_seed)
             final_test = None
