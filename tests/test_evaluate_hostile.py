@@ -63,6 +63,6 @@ def test_another_file_of_a_run_folder_is_refused_naming_the_folder(finished_run,
     'network.json' entry", not saying that the run folder is what to give)"""
     result = cli_runner().invoke(main, arguments(str(finished_run / name), str(tmp_path / "out.nir")))
     assert result.exit_code == 2, result.output
-    assert result.stderr.endswith(f"Error: Invalid value for {argument}: {finished_run / name} is a run's {what}, not a "
-                                  f"network file: give the run folder {finished_run} (its network.npz)\n"), \
+    assert result.stderr.endswith(f"Error: Invalid value for {argument}: {finished_run / name} is a run's {what}, "
+                                  f"not a network file: give the run folder {finished_run} (its network.npz)\n"), \
         result.stderr

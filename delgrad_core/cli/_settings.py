@@ -15,11 +15,12 @@ import click
 from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core._ir import DelayKind
 
-__all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS", "SET_OPTION",
-           "absolute_paths", "check_not_a_run_file", "check_out_names", "command_line_settings", "given_once", "given_settings", "one_or_list",
-           "plugin_named", "refuse_not_installed", "refuse_set_twice", "run_settings",
-           "trained_on_a_representing_backend", "with_its_file", "with_tables", "without_replaced_options",
-           "check_thread_variable", "refuse_no_default_backend", "shortened", "CONFIG_FILE"]
+__all__ = ["BACKEND_OPTION", "DATASET_OPTION", "DELAY_CHOICES", "PLUGIN_SETTINGS", "RegularFile", "SEEDS",
+           "SET_OPTION", "absolute_paths", "check_not_a_run_file", "check_out_names", "command_line_settings",
+           "given_once", "given_settings", "one_or_list", "plugin_named", "refuse_not_installed", "refuse_set_twice",
+           "run_settings", "trained_on_a_representing_backend", "with_its_file", "with_tables",
+           "without_replaced_options", "check_thread_variable", "refuse_no_default_backend", "shortened",
+           "CONFIG_FILE"]
 
 DELAY_CHOICES = [kind.value for kind in DelayKind]
 SEEDS = click.IntRange(0, 2**63 - 1)  # (the seeds delgrad_core._execution.MAX_SEED allows)
