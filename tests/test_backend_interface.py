@@ -148,6 +148,36 @@ def test_a_weight_on_the_limit_is_not_above_it():
     assert weights.tolist() == [0.6, -0.6, 0.6]
 
 
+def test_a_delay_range_starting_a_rounding_error_above_a_multiple_starts_at_that_multiple():
+    """(3 x 0.1 is 0.30000000000000004: without the tolerance the range's first multiple was taken
+    to be 0.4, and a short delay ran 0.1 too long; off the grid, the delays beyond are the last
+    multiple inside the range, not its end)"""
+    caps = Capabilities(delay_range=(3 * 0.1, 0.95), delay_resolution=0.1)
+    delays = caps.constrain_delays(np.array([0.0, 0.31, 2.0]))
+    np.testing.assert_allclose(delays, [0.3, 0.3, 0.9], rtol=0, atol=1e-12)
+
+
+def test_a_weight_resolution_equal_to_the_limit_is_allowed():
+    """(only a step above the limit rounds every weight to 0; one equal to it leaves 0 and +-limit)"""
+    caps = Capabilities(weight_limit=0.5, weight_resolution=0.5)
+    assert caps.constrain_weights(np.array([0.3, -0.2, 0.1])).tolist() == [0.5, -0.0, 0.0]
+
+
+def test_a_delay_range_holding_one_multiple_of_the_resolution_is_allowed():
+    """(only a range holding no multiple leaves every delay off the range or the grid)"""
+    caps = Capabilities(delay_range=(0.25, 0.35), delay_resolution=0.3)
+    np.testing.assert_allclose(caps.constrain_delays(np.array([0.0, 1.0])), [0.3, 0.3], rtol=0, atol=1e-12)
+
+
+def test_input_copies_alone_make_the_copies_share_their_mean_delay():
+    """(a backend constraining nothing but its inputs' copies ran a network whose copies differ)"""
+    from delgrad_core._capabilities import apply_constraints
+    network = Network.feedforward([4, 3], delay_kind="axonal", delay_value=2.0, seed=0)
+    network.layers[0].projection.delays[...] = [1.0, 2.0, 3.0, 6.0]
+    ran = apply_constraints(network, Capabilities(input_copies=2))
+    assert ran.layers[0].projection.delays.tolist() == [1.5, 1.5, 4.5, 4.5]
+
+
 def test_execute_runs_what_represent_returns():
     caps = Capabilities(weight_limit=1.0, weight_resolution=0.25, exact=True)
     backend = MockBackend(capabilities=caps)
@@ -806,3 +836,8 @@ def test_a_backends_own_backend_errors_name_it_and_an_empty_error_reads_well():
         MockBackend(lambda request: (_ for _ in ()).throw(MemoryError())).execute(network, inputs)
     with pytest.raises(BackendError, match=r"^backend 'mock' failed while executing: RuntimeError$"):
         MockBackend(lambda request: (_ for _ in ()).throw(RuntimeError())).execute(network, inputs)
+
+
+def test_a_string_key_that_looks_like_a_typed_key_keeps_its_own_cache_key():
+    """(the key 1 is written "<int> 1": a string key "<int> 1" taken as it is shared its cache key)"""
+    assert calibration_key("b", table={"<int> 1": 2}) != calibration_key("b", table={1: 2})

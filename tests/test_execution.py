@@ -275,3 +275,27 @@ def test_requests_with_the_same_network_share_one_network_object_through_a_cache
         assert one.digest("network.") == two.digest("network.") != three.digest("network.")
         assert one.digest("request.json") != two.digest("request.json")  # the seeds differ
         assert one.digest("input_spike_times") == three.digest("input_spike_times")
+
+
+def test_a_spike_at_the_first_input_is_valid_and_one_after_a_silent_layer_is_not():
+    """(a spike at the sample's first input is not before it; a layer spiking although the layer
+    before it was silent for that sample has no input to spike from)"""
+    network = dg.Network.feedforward([2, 2, 1], neuron=dg.NeuronParameters(1.0, 1.0, 1.0), seed=0)
+    request = ExecutionRequest(network, np.array([[0.5, 1.0]]))
+    ExecutionResult([np.array([[0.5, np.inf]]), np.array([[0.5]])]).validate(request)
+    with pytest.raises(dg.InvalidResultError, match=r"layer_spike_times\[1\]: neuron 0 of sample 0 .* no spike in "
+                                                    r"layer_spike_times\[0\]"):
+        ExecutionResult([np.array([[np.inf, np.inf]]), np.array([[0.9]])]).validate(request)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_calibration_array_holding_nan_or_inf_is_refused(bad):
+    """(a calibration whose arrays hold NaN or inf could not be written and read back as JSON-free numbers)"""
+    with pytest.raises(dg.InvalidValueError, match=r"Calibration.arrays\['gain'\]: contains NaN or inf"):
+        Calibration("x", arrays={"gain": np.array([1.0, bad])})
+
+
+def test_a_calibration_needs_the_name_of_its_backend():
+    """(a calibration of backend "" belongs to no backend, so none would ever accept it)"""
+    with pytest.raises(dg.InvalidValueError, match="Calibration.backend: expected a non-empty string, got ''"):
+        Calibration("")

@@ -300,3 +300,64 @@ def test_extra_trials_of_noisy_experiments_are_drawn_in_chunks_with_the_same_num
     for whole, parts in zip(at_once, chunked):
         np.testing.assert_array_equal(parts, whole)
     assert at_once_bytes > 40e6 and chunked_bytes < 4e6  # (at once: 8192 trials of 512 circuits, 0.06 GB)
+
+
+def test_the_potential_readout_saturates_at_0_and_255():
+    """(reads outside the readout's 0..255 CADC came back as numbers no CADC can give)"""
+    from delgrad_bss2._chip import Chip
+    from delgrad_bss2._config import ChipConfig
+    from delgrad_bss2._measure import Experiments
+    chip = Chip(0, ChipConfig(neuron_circuits=4, readout_offset_cadc=0.0))
+    reads = Experiments(chip, np.random.default_rng(0))._read(np.array([-50.0, 20.0, 100.0, 400.0]))
+    assert reads[0] == 0 and reads[3] == 255 and np.all(reads == np.round(reads))
+
+
+def test_the_decay_fit_weights_each_log_sample_by_its_squared_value():
+    """(unweighted, or weighted by the value only, the fit follows the noisy small samples)"""
+    from delgrad_bss2._measure import fit_exponential_decay
+    times = np.array([0.0, 0.5, 1.0, 1.5, 2.0])
+    trace = np.array([60.0, 45.0, 40.0, 20.0, 17.0])  # not an exponential: the weights matter
+    slope, intercept = np.polyfit(times, np.log(trace), 1, w=trace)  # (polyfit's w weighs residuals: trace^2)
+    amplitude, tau = fit_exponential_decay(times, trace[None, :])
+    assert tau[0] == pytest.approx(-1 / slope, rel=1e-9) and amplitude[0] == pytest.approx(np.exp(intercept), rel=1e-9)
+
+
+def test_the_delay_offset_measurement_centres_the_clock_tick():
+    """(timestamps mark the start of their 8 ns tick: without half a tick added back, every
+    measured delay offset came out 4 ns short)"""
+    from delgrad_bss2._chip import Chip
+    from delgrad_bss2._config import ChipConfig
+    from delgrad_bss2._measure import Experiments
+    chip = Chip(0, ChipConfig(fixed_pattern=False))  # every element's offset is exactly 2 us
+    measured = Experiments(chip, np.random.default_rng(0)).delay_offset(np.full(256, 500))
+    # 64 trials x 256 elements of 0.06 us jitter: the mean's standard error is 0.0005 us
+    assert measured.mean() == pytest.approx(2.0, abs=0.0015)
+
+
+@pytest.mark.parametrize("part", ["circuits", "delay_elements"])
+def test_failures_are_blamed_on_the_targets_only_when_more_than_half_fail(emulator, part):
+    """(a comparison of "at least half" blamed the targets of a chip on which exactly half failed)"""
+    import dataclasses
+
+    from delgrad_bss2._calibration import target_problem
+    _, calibration = emulator()
+    name, size = ("success.leak", 512) if part == "circuits" else ("success.delay_offset", 256)
+
+    def failing(count):  # the first `count` fail (only in `name`), every other one passes
+        arrays = {key: np.ones_like(array) if key.startswith("success.") else array
+                  for key, array in calibration.arrays.items()}
+        arrays[name] = np.arange(size) >= count
+        values = {**calibration.values, "failed_circuits": [], "failed_delay_elements": [],
+                  f"failed_{part}": list(range(count))}
+        return dataclasses.replace(calibration, values=values, arrays=arrays)
+
+    assert target_problem(failing(size // 2)) is None
+    assert "failed calibration" in target_problem(failing(size // 2 + 1))
+
+
+def test_the_measurement_noise_of_a_calibration_belongs_to_the_chip_identity():
+    """(noise drawn from a stream shared by all chips: chips that differ only in their identity
+    measured identical numbers)"""
+    summaries = [dg.get_backend("bss2-emulator", chip=chip, fixed_pattern=False, cache=False).calibrate()
+                 .values["summary"]["rows"] for chip in (0, 1)]  # (no fixed pattern: the chips are equal)
+    assert summaries[0] != summaries[1]

@@ -98,3 +98,36 @@ def test_execute_many_refuses_inputs_outside_the_slot_before_the_first_job_runs(
                                                        r"slot \[0, 30\] tau"):
             backend.execute_many(requests)
         assert ran == []
+
+
+def test_an_input_at_the_end_of_the_slot_is_inside_it():
+    """(the slot is [0, slot_tau]: a strict comparison refused an input at 30 tau)"""
+    from delgrad_bss2._config import ChipConfig
+    from delgrad_bss2._job import inputs_outside_the_slot
+    assert inputs_outside_the_slot(np.array([[0.0, 30.0, np.inf]]), ChipConfig()) is None
+    assert "spikes at 30.001 tau" in inputs_outside_the_slot(np.array([[0.0, 30.001]]), ChipConfig())
+
+
+def test_a_request_without_a_seed_runs_with_seed_0(emulator):
+    """(docs/bss2.md: a request without a seed runs with seed 0, not with another seed)"""
+    backend, calibration = emulator()
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs(batch=16)
+    unseeded = backend.execute(network, inputs, calibration=calibration).layer_spike_times
+    for seed, same in ((0, True), (1, False)):
+        seeded = backend.execute(network, inputs, calibration=calibration, seed=seed).layer_spike_times
+        assert all(np.array_equal(a, b) for a, b in zip(unseeded, seeded)) is same
+
+
+def test_the_slot_named_for_a_lost_delayed_spike_adds_six_jitter_deviations():
+    """(the advice named the slot that held this run's spike, too short for the next run's jitter)"""
+    from delgrad_bss2._config import ChipConfig
+    from delgrad_bss2._job import Job, LayerProgram, Recording, lost_arrivals
+    config = ChipConfig()  # jitter 0.01 tau
+    empty = np.zeros((1, 1), np.uint8)
+    program = LayerProgram("hidden", np.array([0]), empty, empty, np.ones(1), np.ones(1), np.ones(1),
+                           np.array([0]), np.array([255]), np.array([250]))
+    job = Job(0, 0, (program,), {}, np.array([[170.0]]), 180.0)
+    recording = Recording([np.array([[np.inf]])], [np.array([[np.inf]])], latest_lost_delay_spike_us=200.0)
+    # 200 us = 33.333 tau, + 6 x 0.01 tau = 33.393 tau, rounded up to the hundredth
+    assert "set the backend option slot_tau to at least 33.4," in lost_arrivals(job, recording, config)

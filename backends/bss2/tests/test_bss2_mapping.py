@@ -163,3 +163,27 @@ def test_placement_skips_circuits_and_delay_elements_that_failed_calibration():
 def test_chip_options_take_numpy_numbers():
     backend = dg.get_backend("bss2-emulator", weight_max=np.int64(40), threshold=np.float32(2.5), cache=False)
     assert backend.capabilities.weight_limit == pytest.approx(40 / 30)
+
+
+def test_a_network_needing_exactly_every_circuit_fits_and_uses_each_once():
+    """(a strict comparison refused a network that needs exactly the chip's 512 circuits; a delay
+    element that reserved only the first circuit of its pair let a neuron sit on the second)"""
+    backend = dg.get_backend("bss2-emulator")
+    # 128 hidden + 120 output + 2 x (4 input elements of 5 copies + 128 hidden elements) = 512
+    exact = _network((20, 128, 120))
+    assert backend.can_run(exact) is None
+    assert "needs 513 neuron circuits" in backend.can_run(_network((20, 128, 121)))
+    placement = place(exact, 5, np.ones(512, bool), np.ones(256, bool))
+    elements = np.concatenate(placement.delay_elements)
+    used = np.concatenate([*placement.neuron_circuits, 2 * elements, 2 * elements + 1])
+    assert np.array_equal(np.sort(used), np.arange(512))  # every circuit, each once
+    with pytest.raises(dg.UnsupportedNetworkError, match="cannot place the network"):  # one circuit short
+        place(_network((20, 128, 121)), 5, np.ones(512, bool), np.ones(256, bool))
+
+
+def test_the_largest_weights_of_both_signs_are_the_six_bit_limit():
+    """(a clip of the inhibitory side to -62 would lose the strongest inhibitory weight)"""
+    from delgrad_bss2._config import ChipConfig
+    from delgrad_bss2._units import weight_integers
+    integers = weight_integers(np.array([-5.0, -63 / 30, -62 / 30, 0.0, 62 / 30, 63 / 30, 5.0]), ChipConfig())
+    assert integers.tolist() == [-63, -63, -62, 0, 62, 63, 63]
