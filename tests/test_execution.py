@@ -3,6 +3,7 @@ processes, snapshots, and clear errors for malformed bytes."""
 
 import copy
 import io
+import json
 import pickle
 import re
 import subprocess
@@ -299,3 +300,23 @@ def test_a_calibration_needs_the_name_of_its_backend():
     """(a calibration of backend "" belongs to no backend, so none would ever accept it)"""
     with pytest.raises(dg.InvalidValueError, match="Calibration.backend: expected a non-empty string, got ''"):
         Calibration("")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"n_layers": 0}, r"n_layers: expected a positive integer, got 0"),
+    ({"arrival_layers": [2]}, r"arrival_layers: expected layer indices"),  # (one past the last of 2 layers)
+    ({"arrival_layers": [-1]}, r"arrival_layers: expected layer indices"),
+])
+def test_a_result_naming_no_layers_or_a_layer_it_lacks_is_refused(change, message):
+    """(a result of 0 layers would have been read as an empty list of spike times; an arrival
+    layer past the last, or -1, read as another layer's arrivals or not at all)"""
+    from delgrad_core._npz import json_array
+
+    times = [np.array([[0.5, 1.0]]), np.array([[2.0]])]
+    data = ExecutionResult(times, {}, [np.array([[0.1, 0.2]]), None]).to_bytes()
+    document = json.loads(np.load(io.BytesIO(data))["result.json"].item())
+    npy = io.BytesIO()
+    np.save(npy, json_array({**document, **change}))
+    edited = _rewrite(data, lambda name, payload: npy.getvalue() if name == "result.json.npy" else payload)
+    with pytest.raises(FileFormatError, match=message):
+        ExecutionResult.from_bytes(edited)
