@@ -2284,3 +2284,23 @@ def test_adam_refuses_betas_without_a_bound_on_its_steps_and_takes_beta1_0():
         before = params["p"].copy()
         adam.step(params, {"p": np.array([gradient])})
         assert abs(params["p"][0] - before[0]) == pytest.approx(0.01, rel=0.02)  # (eps = 1e-8 against 1e-6)
+
+
+def test_a_runs_metrics_json_as_config_trains_the_same_run_again(finished_run, tmp_path):
+    """`--config RUN/metrics.json` takes the settings the run trained with (its "config"): the same
+    seed trains the same network again, bit for bit; other JSON files are refused, naming the file."""
+    metrics = finished_run / "metrics.json"
+    again = tmp_path / "again"
+    result = cli_runner().invoke(main, ["train", "--config", str(metrics), "--no-progress", "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert (again / "network.npz").read_bytes() == (finished_run / "network.npz").read_bytes()
+    assert json.loads((again / "metrics.json").read_text())["config"] == json.loads(metrics.read_text())["config"]
+    assert load_config(metrics)["epochs"] == 2
+    other = tmp_path / "other.json"
+    for text, message in [('{"hidden": 5}', r'other.json: a JSON file but not a run\'s metrics.json \(it has no '
+                                            r'"config" table'),
+                          ('{"config": {"hidden": -5}}', r"other.json: hidden: "),
+                          ('{"config": ', r"other.json: neither TOML nor a run's metrics.json \(not valid JSON")]:
+        other.write_text(text)
+        with pytest.raises((dg.FileFormatError, dg.InvalidValueError), match=message):
+            load_config(other)

@@ -63,7 +63,8 @@ def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibr
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--config", "config_file", **CONFIG_FILE,
               help="TOML file with the dataset, encoder and backend settings of a network file (e.g. the config it "
-                   "was trained with: all its settings are checked as by train --config, only those are used).  "
+                   "was trained with, or its run's metrics.json: all its settings are checked as by train "
+                   "--config, only those are used).  "
                    "[default: the defaults]")
 @BACKEND_OPTION
 @DATASET_OPTION

@@ -57,7 +57,8 @@ def _refuse_sweep_axes(settings: dict) -> None:
               help=f"Parallel processes (or workers of the embedded Dask cluster), 1 to {MAX_JOBS}; never more than "
                    "the runs to do.  [default: CPUs]")
 @click.option("--config", "config_file", **CONFIG_FILE,
-              help="TOML file with further TrainingConfig settings for every run.")
+              help="TOML file with further TrainingConfig settings for every run (or a run's metrics.json: its "
+                   "settings).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
 @click.option("--backend", help="Backend name for every run.  [default: reference]")
 @BACKEND_OPTION

@@ -82,7 +82,7 @@ def _check_stored(stored: dict, checkpoint, given: dict | None = None) -> None:
 @click.option("--loss", help="Loss name (built in: squared, crossentropy; plugins may add more).  [default: squared]")
 @click.option("--config", "config_file", **CONFIG_FILE,
               help="TOML file with any TrainingConfig setting (top level, a [train] table, or the sections of "
-                   "docs/training.md).")
+                   "docs/training.md), or a run's metrics.json: the settings that run trained with.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output folder.  [default: a fresh runs/train-<time>]")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")

@@ -648,7 +648,8 @@ def _flatten_section(section: str, table: dict, where: str) -> dict:
 def load_config(path: str | Path) -> dict:
     """Read a TOML file of settings: flat keys (top level, or all in one [train] table), or
     sectioned tables [data], [network], [encoder], [optimiser], [loss], [heuristics], [backend]
-    (docs/training.md).  Every setting is checked; errors name the file and the setting."""
+    (docs/training.md); or a run's metrics.json, whose settings are those the run trained with.
+    Every setting is checked; errors name the file and the setting."""
     if not isinstance(path, (str, os.PathLike)):  # (an integer is a file descriptor: 0 read stdin, and closed it)
         raise InvalidValueError(f"load_config: path: expected the path of a TOML file (a str or Path), got "
                                 f"{type(path).__name__}")
@@ -657,7 +658,10 @@ def load_config(path: str | Path) -> dict:
     try:
         with open(path, "rb") as handle:
             text = handle.read()
-        values = tomllib.loads(text.decode("utf-8-sig"))  # (editors on Windows may start the file with a BOM)
+        text = text.decode("utf-8-sig")  # (editors on Windows may start the file with a BOM)
+        if text.lstrip().startswith("{"):  # (no TOML document starts so: JSON, e.g. a run's metrics.json)
+            return _checked(_run_config(text, path), path)
+        values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FileFormatError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
@@ -689,8 +693,27 @@ def load_config(path: str | Path) -> dict:
         if twice:
             raise InvalidValueError(f"{path}: {', '.join(twice)} set twice")
         flat.update(section_values)
-    try:  # (the components it names are checked with the settings given beside the file, e.g. --backend)
-        TrainingConfig.from_dict(flat, check_components=False)
+    return _checked(flat, path)
+
+
+def _checked(settings: dict, path) -> dict:
+    """`settings` read from the file `path`, once each is checked (the components it names are
+    checked with the settings given beside the file, e.g. --backend); errors name the file."""
+    try:
+        TrainingConfig.from_dict(settings, check_components=False)
     except InvalidValueError as exc:
         raise InvalidValueError(f"{path}: {exc}") from None
-    return flat
+    return settings
+
+
+def _run_config(text: str, path) -> dict:
+    """The settings a run trained with: the "config" table of its metrics.json (docs/training.md)."""
+    try:
+        values = json.loads(text)
+    except ValueError as exc:
+        raise FileFormatError(f"{path}: neither TOML nor a run's metrics.json (not valid JSON: {exc})") from None
+    config = values.get("config") if isinstance(values, dict) else None
+    if not isinstance(config, dict):
+        raise FileFormatError(f"{path}: a JSON file but not a run's metrics.json (it has no \"config\" table of "
+                              "settings); settings files are TOML (docs/training.md)")
+    return config
