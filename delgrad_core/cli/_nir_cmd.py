@@ -113,7 +113,7 @@ def export(fmt, network, out, time_scale, represented, force):
         _fail(exc)
     kinds = _delay_kinds(net)
     shown = f", as backend {settings['backend']!r} runs it" if represented else ""
-    click.echo(f"wrote {path} ({fmt}; {'-'.join(map(str, net.sizes))}, {kinds} delays, "
+    click.echo(f"wrote {path} ({fmt}; {'-'.join(map(str, net.sizes))}, {kinds}, "
                f"1 model time unit = {time_scale:g} s{shown})")
 
 
@@ -138,10 +138,13 @@ def import_(source, out, time_scale, first_spike_only, force):
     except (ValueError, TypeError, OSError, NIRNotInstalledError) as exc:  # TypeError: malformed node values
         _fail(exc)
     kinds = _delay_kinds(net)
-    click.echo(f"wrote {path} ({'-'.join(map(str, net.sizes))}, {kinds} delays)")
+    click.echo(f"wrote {path} ({'-'.join(map(str, net.sizes))}, {kinds})")
 
 
 def _delay_kinds(net) -> str:
-    """The network's delay kind, or one per layer when they differ ("axonal,none,dendritic")."""
+    """The network's delays: "no delays", "axonal delays", or one kind per layer when they differ
+    ("axonal,none,dendritic delays")."""
     kinds = [layer.projection.delay_kind.value for layer in net.layers]
-    return kinds[0] if len(set(kinds)) == 1 else ",".join(kinds)
+    if set(kinds) == {"none"}:
+        return "no delays"
+    return f"{kinds[0] if len(set(kinds)) == 1 else ','.join(kinds)} delays"
