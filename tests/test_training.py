@@ -1389,7 +1389,8 @@ def test_evaluate_says_when_it_does_not_repeat_the_recorded_test_accuracy(tmp_pa
                                                          "to the lowest class; ties now count as wrong"),
                            (0.5, "(its backend, dataset or their code changed since)")):
         (run / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": recorded}))
-        for its_own in ([], ["--backend", "reference"], ["--dataset", "yin_yang"]):
+        for its_own in ([], ["--backend", "reference"], ["--dataset", "yin_yang"],
+                        ["--backend-option", "n_threads=2"]):  # (an option that changes no result)
             result = cli_runner().invoke(main, ["evaluate", str(run), *its_own])
             assert result.exit_code == 0 and "test accuracy on reference: 0.00 %" in result.stdout, result.output
             assert f"note: the run recorded a test accuracy of {100 * recorded:.2f} %, 0.00 % now" in result.stderr

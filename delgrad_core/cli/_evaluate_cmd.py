@@ -199,8 +199,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {target.name!r} ran the network as it represents it, not as stored ({changed}; "
                    "its represent(): e.g. a chip's clipped and quantised weights and delays)", err=True)
     as_run = stored and split == "test" and seed == metrics.get("test_seed") \
-        and not (backend_options or dataset_options) \
-        and backend in (None, stored.get("backend")) and dataset in (None, stored.get("dataset"))
+        and _same_task_and_device(config, stored, target.result_neutral_options)
     if as_run and isinstance(metrics.get("test_accuracy"), float):
         differs = _differs_from_recorded(metrics["test_accuracy"], report["accuracy"], output, data.labels,
                                          repeatable, set_up_otherwise, file_changed)
@@ -211,6 +210,19 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "
                    "the file's network is evaluated, with the settings file's dataset, encoder and backend "
                    "settings", err=True)
+
+
+def _same_task_and_device(config, stored: dict, neutral_options) -> bool:
+    """Whether `config` names the backend and dataset of the run's settings `stored` with the same
+    options, but for options given at their default and backend options `neutral_options` (which
+    do not change results): those a resume counts as the same too."""
+    from delgrad_core.training._config import result_settings, without_default_options
+
+    def compared(settings):
+        table = {key: settings.get(key) for key in ("backend", "backend_options", "dataset", "dataset_options")}
+        return without_default_options(result_settings(table, neutral_options))
+
+    return compared(config.to_dict()) == compared(stored)
 
 
 def _note_changed_data(path: Path, metrics: dict, stored: dict, config, split: str, data) -> None:
