@@ -1501,8 +1501,8 @@ def test_data_that_changed_under_a_run_is_refused_on_resume_and_noted_by_evaluat
 
     version = {"shift": 0.0}
 
-    def drifting(split):
-        features = np.random.default_rng(len(split)).uniform(0.0, 0.5, (60, 4)) + version["shift"]
+    def drifting(split, spread=0.5):
+        features = np.random.default_rng(len(split)).uniform(0.0, spread, (60, 4)) + version["shift"]
         return Dataset("drifting", split, features, np.arange(60) % 3, ("a", "b", "c"))
 
     _register_plugin_components(monkeypatch, delgrad_register_datasets=lambda register: register(
@@ -1519,9 +1519,11 @@ def test_data_that_changed_under_a_run_is_refused_on_resume_and_noted_by_evaluat
     assert resumed.exit_code != 0
     assert "resume: the train, validation, test split(s) of dataset 'drifting' differ from those the run began " \
            "with" in resumed.output, resumed.output
-    evaluated = runner.invoke(main, ["evaluate", run])
-    assert evaluated.exit_code == 0
-    assert f"the test split of 'drifting' differs from the one {run} recorded (its files changed)" in evaluated.output
+    for at_its_default in ([], ["--dataset-option", "spread=0.5"]):  # (the same data)
+        evaluated = runner.invoke(main, ["evaluate", run, *at_its_default])
+        assert evaluated.exit_code == 0
+        assert f"the test split of 'drifting' differs from the one {run} recorded (its files changed)" in \
+            evaluated.output, at_its_default
 
 
 def test_resume_refuses_a_device_of_another_identity_and_warns_of_a_recalibration(tmp_path):

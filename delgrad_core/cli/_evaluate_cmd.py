@@ -199,7 +199,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {target.name!r} ran the network as it represents it, not as stored ({changed}; "
                    "its represent(): e.g. a chip's clipped and quantised weights and delays)", err=True)
     as_run = stored and split == "test" and seed == metrics.get("test_seed") \
-        and _same_task_and_device(config, stored, target.result_neutral_options)
+        and _same_components(config, stored, ("backend", "dataset"), target.result_neutral_options)
     if as_run and isinstance(metrics.get("test_accuracy"), float):
         differs = _differs_from_recorded(metrics["test_accuracy"], report["accuracy"], output, data.labels,
                                          repeatable, set_up_otherwise, file_changed)
@@ -212,14 +212,14 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                    "settings", err=True)
 
 
-def _same_task_and_device(config, stored: dict, neutral_options) -> bool:
-    """Whether `config` names the backend and dataset of the run's settings `stored` with the same
-    options, but for options given at their default and backend options `neutral_options` (which
-    do not change results): those a resume counts as the same too."""
+def _same_components(config, stored: dict, kinds: tuple, neutral_options=frozenset()) -> bool:
+    """Whether `config` names the components of `kinds` (e.g. backend, dataset) of the run's
+    settings `stored` with the same options, but for options given at their default and backend
+    options `neutral_options` (which do not change results): as a resume compares them."""
     from delgrad_core.training._config import result_settings, without_default_options
 
     def compared(settings):
-        table = {key: settings.get(key) for key in ("backend", "backend_options", "dataset", "dataset_options")}
+        table = {key: settings.get(key) for kind in kinds for key in (kind, f"{kind}_options")}
         return without_default_options(result_settings(table, neutral_options))
 
     return compared(config.to_dict()) == compared(stored)
@@ -231,8 +231,7 @@ def _note_changed_data(path: Path, metrics: dict, stored: dict, config, split: s
     from delgrad_core.training._config import shown_setting
 
     recorded = metrics.get("dataset_digests")
-    if not isinstance(recorded, dict) or split not in recorded or \
-            (config.dataset, config.dataset_options) != (stored.get("dataset"), stored.get("dataset_options")):
+    if not isinstance(recorded, dict) or split not in recorded or not _same_components(config, stored, ("dataset",)):
         return
     digest = recorded[split]
     if not (isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)):
