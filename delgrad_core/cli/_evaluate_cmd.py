@@ -82,7 +82,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     from delgrad_core._losses import accuracy
     from delgrad_core._serialization import load_network
     from delgrad_core.datasets import DatasetOptionsError, load_dataset
-    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training import TrainingConfig, config_with_defaults
     from delgrad_core.training._components import component
     from delgrad_core.training._evaluation import check_fits_dataset, draw_seed, output_spike_times
     from delgrad_core.training._parameters import SettingsConflictError, check_input_copies
@@ -137,7 +137,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         refuse_not_installed(stored, {}, path, "the run folder is fine: {remedy} to evaluate the run" + source,
                               kinds=("encoder",))
     try:
-        config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
+        if stored and set(_EVALUATION_SETTINGS) <= set(settings):  # (the run's own: nothing left to default; a
+            config = TrainingConfig.from_dict(settings)  # backend's defaults may ask a service that is not up yet)
+        else:
+            config = config_with_defaults(settings, merge_options=not stored)  # (a run's stored tables are final)
     except InvalidValueError as exc:
         raise refused(exc) from None
     network = load_network(network_file)
