@@ -1245,16 +1245,29 @@ def test_plots_of_zero_losses_and_silent_outputs_give_no_matplotlib_warnings(tmp
 @pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
 @pytest.mark.parametrize("n_classes", [3, 12])
 def test_spike_time_plots_say_how_many_samples_are_silent(monkeypatch, tmp_path, n_classes):
-    """(with every output silent the histograms were empty, with no word why)"""
+    """(with every output silent the histograms were empty, with no word why, and their count
+    axes ran from -0.06 to 0.06)"""
     from delgrad_core.training import _plots
 
-    legends = {}
-    monkeypatch.setattr(_plots, "save_figure", lambda fig, path: legends.setdefault(
-        path.name, [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]))
+    legends, count_axes, tallest = {}, {}, {}
+
+    def seen(fig, path):
+        legends[path.name] = [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+        count_axes[path.name] = [(ax.get_ylim(), list(ax.get_yticks())) for ax in fig.axes]
+        tallest[path.name] = max([patch.get_height() for ax in fig.axes for patch in ax.patches], default=0)
+
+    monkeypatch.setattr(_plots, "save_figure", seen)
     _plots.plot_run(tmp_path, [], dg.Network.feedforward([4, 5, n_classes], seed=0),
                     np.full((24, n_classes), np.inf), np.arange(24) % n_classes, [f"c{k}" for k in range(n_classes)])
     expected = ("output c0 (8 of 8 silent)" if n_classes == 3 else "the label's output (24 of 24 silent)")
     assert expected in legends["spike_times.png"], legends
+    for (bottom, top), ticks in count_axes["spike_times.png"]:
+        assert bottom == 0 and top >= 1 and all(tick == int(tick) for tick in ticks), count_axes
+    labels = np.arange(24) % n_classes
+    spiking = np.where(labels[:, None] == n_classes - 1, 1.0, np.linspace(1.0, 2.0, 24)[:, None] + np.zeros(n_classes))
+    _plots.plot_run(tmp_path, [], dg.Network.feedforward([4, 5, n_classes], seed=0), spiking, labels,
+                    [f"c{k}" for k in range(n_classes)])  # (the last class's panel has the tallest bars)
+    assert all(top >= tallest["spike_times.png"] >= 2 for (_, top), _ in count_axes["spike_times.png"]), count_axes
 
 
 def test_training_runs_a_batch_above_the_backends_limit_in_several_jobs():

@@ -101,6 +101,15 @@ def _silent_note(times: np.ndarray) -> str:
     return f" ({silent} of {times.size} silent)" if silent else ""
 
 
+def _count_axis(ax) -> None:
+    """A histogram's count axis: whole numbers from 0 (one with no bars, of silent samples only,
+    ran from -0.06 to 0.06)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1))
+
+
 _MAX_CLASS_PANELS = 5  # beyond, one panel for all classes (a panel per class and neuron grows as n^2: 10
 # classes took 20 s to draw, in a figure 40 inches wide)
 
@@ -120,6 +129,7 @@ def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray,
                     label=f"output {class_names[neuron]}{_silent_note(times)}")
         ax.set(title=f"samples of class {class_names[label]}", xlabel="spike time [tau_s]")
     axes[0][0].set_ylabel("count")
+    _count_axis(axes[0][0])  # (shared: once all panels are drawn)
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
@@ -137,6 +147,7 @@ def _label_against_others(plt, output_times: np.ndarray, labels: np.ndarray, pat
     for times, name in ((own, "the label's output"), (earliest_other, "the earliest other output")):
         ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6, label=f"{name}{_silent_note(times)}")
     ax.set(title=f"all {output_times.shape[1]} classes", xlabel="spike time [tau_s]", ylabel="count")
+    _count_axis(ax)
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
