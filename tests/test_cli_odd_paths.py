@@ -11,8 +11,10 @@ import sys
 import pytest
 
 from delgrad_core._atomic import atomic_write_text
+from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner
+from delgrad_core.training import TrainingConfig
 
 SWEEP = ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "1", "--epochs", "1"]
 
@@ -115,3 +117,17 @@ def test_help_shows_a_broken_plugins_warning_as_a_warning_line(tmp_path):
     assert stderr == ("Warning: delgrad plugin 'broken' (broken_delgrad_plugin_module) from distribution "
                       "'broken-delgrad-plugin' 0.1 failed to load: RuntimeError: boom\n")
     assert b"Usage: " in result.stdout
+
+
+def test_a_dataset_folder_whose_name_is_not_utf8_is_refused_before_a_run_records_it(tmp_path):
+    """(metrics.json held it as a lone surrogate escape, "\\udce9", which JSON readers outside
+    Python refuse; a run's own folder of such a name is fine: no file records it)"""
+    folder = os.fsdecode(bytes(tmp_path) + b"/data\xe9")
+    for options in ({"directory": folder}, {folder: 1}):
+        with pytest.raises(InvalidValueError, match=r"dataset_options.* is not Unicode text \(a path whose name is "
+                                                    "not UTF-8\\?\\)"):
+            TrainingConfig(dataset="fashion_mnist", dataset_options=options)
+    result = cli_runner().invoke(main, ["train", "--dataset", "fashion_mnist", "--dataset-option",
+                                        f"directory={folder}", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "dataset_options.directory: " in result.output, result.output
+    assert not (tmp_path / "run").exists()

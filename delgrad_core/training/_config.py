@@ -128,10 +128,12 @@ def _json_value(name, value, field=None, depth=0):
     """`value` as a plain JSON value (numpy numbers and bools as Python ones, tuples as lists,
     paths as strings); anything JSON cannot hold is refused naming `name` (or the setting
     `field` it is in, for lists and tables nested too deeply), so that no checkpoint fails on it."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
     if isinstance(value, PurePath):  # (e.g. a dataset's directory given from Python)
-        return str(value)
+        value = str(value)
+    if isinstance(value, str):
+        return _unicode_text(name, value)
+    if value is None or isinstance(value, bool):
+        return value
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, numbers.Integral):  # (numpy's integers and floats are registered as numbers)
@@ -144,8 +146,21 @@ def _json_value(name, value, field=None, depth=0):
     if isinstance(value, (list, tuple)):
         return [_json_value(f"{name}[{i}]", item, field, depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {key: _json_value(f"{name}.{key}", item, field, depth + 1) for key, item in value.items()}
+        return {_unicode_text(f"{name} key", key): _json_value(f"{name}.{key}", item, field, depth + 1)
+                for key, item in value.items()}
     raise InvalidValueError(f"{name}: expected {_JSON_VALUE}, got {value!r}")
+
+
+def _unicode_text(name, text: str) -> str:
+    """`text`, refused if it is not Unicode text (a lone surrogate: Python's stand-in for a byte
+    of a file name that is not UTF-8), which JSON readers other than Python's refuse."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValueError(f"{name}: {text!r} is not Unicode text (a path whose name is not UTF-8?), which the "
+                                "run's JSON files cannot hold for other readers; rename it, or reach it through a "
+                                "link whose name is UTF-8") from None
+    return text
 
 
 def _table(name, value):
