@@ -10,6 +10,7 @@ pytest.importorskip("delgrad_hil", reason="delgrad-hil is not installed (pip ins
 
 from delgrad_core.training import Trainer, TrainingConfig  # noqa: E402
 from delgrad_hil import HilBackend  # noqa: E402
+from _hil import test_devices  # noqa: E402,F401
 
 SHORT = dict(backend="mock-hil", hidden=5, delays="none", batch_size=250)
 
@@ -78,3 +79,30 @@ def test_a_job_out_of_time_names_the_option_of_its_kind():
             backend.calibrate(network, seed=0)
         with pytest.raises(dg.ExecutionTimeout, match=r"; raise job_timeout_s for slow jobs or a slow link$"):
             backend.execute(network, np.full((2, 4), 0.5))
+
+
+@pytest.mark.usefixtures("test_devices")
+def test_a_run_resumes_at_a_service_moved_to_another_address_if_it_runs_the_same_chip(start_service, monkeypatch,
+                                                                                        tmp_path):
+    """(a service restarted on another node or port: the resume was refused, "written with
+    different settings: backend_options.address", though the chip was the same; the device's
+    recorded identity tells another chip)"""
+    out = tmp_path / "run"
+    first = start_service("hil-noisy", {"chip": 2})
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", first.token)
+    with Trainer(TrainingConfig(**SHORT, epochs=1, backend_options={"address": first.address, "device": "hil-noisy"}), out_dir=out) as trainer:
+        trainer.fit(progress=False)
+    first.stop()
+    same_chip, other_chip = start_service("hil-noisy", {"chip": 2}), start_service("hil-noisy", {"chip": 3})
+    assert len({first.address, same_chip.address, other_chip.address}) == 3
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", other_chip.token)
+    with pytest.raises(ValueError, match=r"resume: device 'hil-noisy' is not the one the run was trained on: "
+                                         r"calibrated as 'hil-noisy-\w+', now as 'hil-noisy-\w+' \(another chip"):
+        with Trainer(TrainingConfig(**SHORT, epochs=2, backend_options={"address": other_chip.address, "device": "hil-noisy"}), out_dir=out,
+                     resume=True) as trainer:
+            trainer.fit(progress=False)
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", same_chip.token)
+    with Trainer(TrainingConfig(**SHORT, epochs=2, backend_options={"address": same_chip.address, "device": "hil-noisy"}), out_dir=out,
+                 resume=True) as trainer:
+        trainer.fit(progress=False)
+        assert trainer.epoch == 2
