@@ -322,6 +322,18 @@ def test_the_decay_fit_weights_each_log_sample_by_its_squared_value():
     assert tau[0] == pytest.approx(-1 / slope, rel=1e-9) and amplitude[0] == pytest.approx(np.exp(intercept), rel=1e-9)
 
 
+def test_a_decay_of_two_samples_above_the_floor_is_the_exponential_through_them():
+    """Two samples determine the exponential: tau = (t2 - t1) / ln(y1 / y2), A = y1 exp(t1 / tau);
+    with one sample above the floor there is no decay to fit (tau 0, the first sample)."""
+    from delgrad_bss2._measure import FIT_FLOOR_CADC, fit_exponential_decay
+    times = np.array([0.0, 0.5, 1.0, 1.5])
+    traces = np.array([[40.0, 20.0, 3.0, 1.0], [30.0, 2.0, 1.0, 0.0]])
+    assert FIT_FLOOR_CADC == 4.0  # (the samples 3, 2, 1 and 0 lie below it)
+    amplitude, tau = fit_exponential_decay(times, traces)
+    assert tau[0] == pytest.approx(0.5 / np.log(2.0), rel=1e-12) and amplitude[0] == pytest.approx(40.0, rel=1e-12)
+    assert tau[1] == 0.0 and amplitude[1] == 30.0
+
+
 def test_the_delay_offset_measurement_centres_the_clock_tick():
     """(timestamps mark the start of their 8 ns tick: without half a tick added back, every
     measured delay offset came out 4 ns short)"""
