@@ -137,7 +137,16 @@ def test_the_python_sweep_takes_numpy_numbers_once_each_and_refuses_odd_axes(tmp
     assert names == ["none-h2-s0", "none-h3-s0"]
     for axes, message in ((([2], "none", 1), "sweep: delay_kinds: expected a list of values, got 'none'"),
                           (([2], ["none"], True), "sweep: n_seeds: expected a whole number >= 1, got True"),
-                          (([{2}], ["none"], 1), "sweep: hidden_sizes: expected numbers, names or lists of numbers")):
+                          (([{2}], ["none"], 1), "sweep: hidden_sizes: expected whole numbers, the size of the "
+                                                 "networks' one hidden layer, got {2}"),
+                          # (a list: a sweep's folders, tables and figure name one hidden size and one delay kind;
+                          # such a trial trained, then the summary failed with TypeError: unhashable type: 'list')
+                          (([[3, 2]], ["none"], 1), "sweep: hidden_sizes: expected whole numbers, the size of the "
+                                                    "networks' one hidden layer, got [3, 2]"),
+                          (([2.0], ["none"], 1), "sweep: hidden_sizes: expected whole numbers"),
+                          (([True], ["none"], 1), "sweep: hidden_sizes: expected whole numbers"),
+                          (([3], [["axonal", "none"]], 1), "sweep: delay_kinds: expected names of delay kinds, one "
+                                                           "for all layers of a network, got ['axonal', 'none']")):
         with pytest.raises(InvalidValueError, match=re.escape(message)):
             plan_sweep({"epochs": 1}, *axes, tmp_path / "s")
 

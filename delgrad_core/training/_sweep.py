@@ -433,22 +433,17 @@ def _remove_stale_temporaries(out_dir: Path, finished: list[Trial]) -> None:
         RunFolder(trial.folder).remove_stale_temporaries_if_free()
 
 
-def _axis(values, name: str) -> list:
-    """The values of a sweep axis as a list of JSON values, each once, in their order (numpy
-    numbers as Python's); a string or a non-list is refused naming `name`."""
+def _axis(values, name: str, wanted: str, element_type: type) -> list:
+    """The values of a sweep axis as a list, each once, in their order (numpy numbers as
+    Python's); a string or a non-list, or a value not of `element_type` (a bool is no int), is
+    refused naming `name` and what is `wanted`."""
     if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
         raise InvalidValueError(f"sweep: {name}: expected a list of values, got {values!r}")
-    plain = [value.item() if isinstance(value, np.generic) else
-             [v.item() if isinstance(v, np.generic) else v for v in value] if isinstance(value, (list, tuple))
-             else value for value in values]
-    distinct = {}
-    try:
-        for value in plain:
-            distinct.setdefault(json.dumps(value), value)
-    except TypeError:
-        raise InvalidValueError(f"sweep: {name}: expected numbers, names or lists of numbers, got {values!r}") \
-            from None
-    return list(distinct.values())
+    plain = [value.item() if isinstance(value, np.generic) else value for value in values]
+    for value in plain:
+        if isinstance(value, bool) or not isinstance(value, element_type):
+            raise InvalidValueError(f"sweep: {name}: expected {wanted}, got {value!r}")
+    return list(dict.fromkeys(plain))
 
 
 def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> list[Trial]:
@@ -457,7 +452,9 @@ def plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, out_dir) -> li
     held = RunFolder(out_dir).holds_run()
     if held:
         raise RunFolderError(f"{out_dir}: holds a training run ({', '.join(held)}); a sweep needs a folder of its own")
-    hidden_sizes, delay_kinds = _axis(hidden_sizes, "hidden_sizes"), _axis(delay_kinds, "delay_kinds")
+    # (one hidden layer, one delay kind: the study's networks; its tables and folders name them so)
+    hidden_sizes = _axis(hidden_sizes, "hidden_sizes", "whole numbers, the size of the networks' one hidden layer", int)
+    delay_kinds = _axis(delay_kinds, "delay_kinds", "names of delay kinds, one for all layers of a network", str)
     if isinstance(n_seeds, (bool, np.bool_)) or not isinstance(n_seeds, (int, np.integer)):
         raise InvalidValueError(f"sweep: n_seeds: expected a whole number >= 1, got {n_seeds!r}")
     n_seeds = int(n_seeds)
@@ -536,9 +533,10 @@ def run_trial(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
     """Run (or resume) trial number `index` of the sweep in this process (e.g. one SLURM array
     task); returns its metrics (None if it had finished already)."""
     trials = plan_sweep(base_settings, hidden_sizes, delay_kinds, n_seeds, Path(out_dir))
-    if not isinstance(index, int) or not 0 <= index < len(trials):
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or \
+            not 0 <= index < len(trials):  # (True was trial 1; numpy's integers, as the axes take them)
         raise InvalidValueError(f"--trial: expected an index in [0, {len(trials) - 1}], got {index!r}")
-    trial = trials[index]
+    trial = trials[int(index)]
     refuse_unusable_runs([trial], echo)
     if trial.finished:
         echo(f"{trial.name}: finished already")
