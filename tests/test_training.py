@@ -2320,3 +2320,47 @@ def test_a_runs_metrics_json_as_config_trains_the_same_run_again(finished_run, t
         other.write_text(text)
         with pytest.raises((dg.FileFormatError, dg.InvalidValueError), match=message):
             load_config(other)
+
+
+def test_adam_refuses_a_beta1_whose_square_equals_beta2():
+    """docs/training.md: `adam_beta1` squared must be *below* `adam_beta2`; at equality the bound
+    (1 - beta1) / sqrt((1 - beta2) (1 - beta1^2 / beta2)) divides by zero (0.5 and 0.25: exact in binary)."""
+    with pytest.raises(dg.InvalidValueError, match=r"^adam_beta1: its square must be below adam_beta2 \(0.25\)"):
+        TrainingConfig(adam_beta1=0.5, adam_beta2=0.25)
+    with pytest.raises(dg.InvalidValueError, match=r"beta1: its square must be below beta2 \(0.25\)"):
+        Adam({"w": 0.01}, {"p": "w"}, beta1=0.5, beta2=0.25)
+    assert TrainingConfig(adam_beta1=0.5, adam_beta2=0.2500001).adam_beta2 == 0.2500001
+
+
+@pytest.mark.parametrize(("delays", "hidden", "expected"), [
+    # docs/model.md §5.4: (weight lr, delay lr, weight init mean, weight init std) by delay kind
+    ("none", 30, (0.02, 0.0, 0.5, 1.0)),
+    ("axonal", 30, (0.005, 0.005, 1.0, 1.0)),
+    ("synaptic", 30, (0.01, 0.003, 1.0, 1.0)),
+    ("synaptic", [3, 3], (0.01, 0.003, 1.0, 1.0)),  # (6 hidden neurons in all: not a small network)
+    ("synaptic", [2, 3], (0.015, 0.01, 1.0, 1.0)),  # (the 5-hidden network's rates: at most 5 in all)
+    # mixed kinds: those of the first layer with delays (TrainingConfig.resolved)
+    (["none", "axonal"], 30, (0.005, 0.005, 1.0, 1.0)),
+    (["none", "none"], 30, (0.02, 0.0, 0.5, 1.0)),
+])
+def test_unset_learning_rates_and_initialisation_take_the_published_values_of_the_delay_kind(delays, hidden,
+                                                                                             expected):
+    config = TrainingConfig(hidden=hidden, delays=delays).resolved()
+    assert (config.weight_lr, config.delay_lr, config.weight_init_mean, config.weight_init_std) == expected
+
+
+def test_device_identities_differ_by_key_then_digest_then_options_and_not_across_backends():
+    """identity_changes: the calibration digest counts only under the same key (another key is
+    another calibration anyway: resume refuses it, and says just that); an option on one side only
+    is a change; the device of another backend is not compared (a network evaluated elsewhere)."""
+    from delgrad_core.training._identity import identity_changes
+
+    recorded = {"backend": "chip", "calibration_key": "chip/3", "calibration_digest": "d3", "options": {"gain": 1.0}}
+    assert identity_changes(recorded, dict(recorded)) == {}
+    assert identity_changes(recorded, dict(recorded, backend="other", calibration_key="other/1",
+                                           calibration_digest="e", options={})) == {}
+    assert set(identity_changes(recorded, dict(recorded, calibration_key="chip/5", calibration_digest="d5"))) == \
+        {"calibration_key"}
+    assert set(identity_changes(recorded, dict(recorded, calibration_digest="d5"))) == {"calibration_digest"}
+    added = identity_changes(recorded, dict(recorded, options={"gain": 1.0, "drift": 2}))
+    assert set(added) == {"options"} and "drift" in added["options"] and "gain" not in added["options"]
