@@ -163,3 +163,17 @@ def test_trials_planned_from_one_config_per_kind_and_size_are_those_of_their_own
         resolved = config_with_defaults(trial.settings).resolved().to_dict()
         assert trial.identity == _result_settings(resolved, _neutral_options(resolved["backend"]))
         assert trial.id == trial_id(trial.identity)
+
+
+def test_a_trial_id_is_the_sha256_of_its_settings_as_canonical_json_whatever_their_order():
+    """docs/training.md: the id hashes the trial's settings; a finished trial is found again
+    whatever order its settings were read in (e.g. from a metrics.json written by another
+    version)."""
+    import hashlib
+
+    from delgrad_core.training._trials import trial_id
+
+    canonical = '{"delays":"none","hidden":[4,3],"seed":0}'  # (keys sorted, no spaces)
+    expected = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    assert trial_id({"seed": 0, "hidden": [4, 3], "delays": "none"}) == expected
+    assert trial_id({"delays": "none", "seed": 0, "hidden": [4, 3]}) == expected
