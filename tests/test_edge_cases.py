@@ -281,3 +281,10 @@ def test_a_guards_own_mask_is_not_changed_and_may_be_read_only():
     assert mask.all()
     assert guarded.layers[0].guarded == 4  # (the entries with a gradient to exclude)
     np.testing.assert_array_equal(guarded.layers[0].weights, 0.0)
+
+
+def test_the_grazing_guard_excludes_terms_above_its_bound_and_keeps_one_at_it():
+    """docs/model.md §4: a sample's gradient through a neuron is dropped when a weight term
+    *exceeds* 0.2; a term of exactly the bound keeps it (NaN, no term, is excluded)."""
+    assert GrazingGuard(0.2)(0, [[0.2, np.nextafter(0.2, 1.0), np.nextafter(0.2, 0.0), np.nan]]).tolist() == \
+        [[False, True, False, True]]
