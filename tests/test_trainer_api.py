@@ -153,3 +153,19 @@ def test_evaluating_a_split_without_samples_is_refused_naming_it():
         with pytest.raises(dg.InvalidValueError, match="evaluate: dataset: split 'validation' of 'yin_yang' holds no "
                                                        "samples"):
             trainer.evaluate(empty)
+
+
+
+def test_a_log_gets_a_line_every_few_epochs_and_always_one_for_the_last(capsys):
+    """A log gets about 30 lines per run (_progress._LINES_PER_RUN): for 45 epochs one every
+    second epoch (every epoch would be 45), and the 45th, the run's end, is not left out."""
+    from types import SimpleNamespace
+
+    from delgrad_core.training._progress import EpochProgress
+
+    report = EpochProgress(total=45, initial=0, description="run", enabled=True, clock=lambda: 0.0)
+    for epoch in range(1, 46):
+        report.update(SimpleNamespace(epoch=epoch, train_loss=0.5, train_accuracy=0.5, validation_accuracy=0.5))
+    report.close()
+    epochs = [line.split(":")[0] for line in capsys.readouterr().err.splitlines()]
+    assert epochs == [f"epoch {n}/45" for n in (*range(2, 45, 2), 45)]
