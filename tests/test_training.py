@@ -2364,3 +2364,13 @@ def test_device_identities_differ_by_key_then_digest_then_options_and_not_across
     assert set(identity_changes(recorded, dict(recorded, calibration_digest="d5"))) == {"calibration_digest"}
     added = identity_changes(recorded, dict(recorded, options={"gain": 1.0, "drift": 2}))
     assert set(added) == {"options"} and "drift" in added["options"] and "gain" not in added["options"]
+
+
+def test_a_run_without_keep_best_resumes(tmp_path):
+    """Without keep_best no epoch is kept: the checkpoint records best_validation_accuracy -1
+    (none yet), which a resume must take, not refuse as a damaged checkpoint."""
+    settings = dict(hidden=4, delays="none", batch_size=2500, weight_init_mean=1.5, keep_best=False)
+    with Trainer(TrainingConfig(**settings, epochs=1), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+    with Trainer(TrainingConfig(**settings, epochs=2), out_dir=tmp_path, resume=True) as resumed:
+        assert resumed.epoch == 1 and resumed.selection.accuracy == -1

@@ -195,3 +195,19 @@ def test_config_given_twice_is_refused(tmp_path, monkeypatch, command):
     assert ("Invalid value for '--config': given 2 times ('a.toml', 'b.toml'); give one settings file (merge them "
             "into one; --set KEY=VALUE adds settings)") in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_latency_window_of_no_width_is_refused():
+    """t_late = t_early maps every feature value to the same spike time (t_early + x (t_late -
+    t_early)): the inputs carry nothing; t_late must be greater."""
+    with pytest.raises(InvalidValueError, match=r"^t_late: must be greater than t_early"):
+        TrainingConfig(t_early=1.0, t_late=1.0)
+    assert TrainingConfig(t_early=1.0, t_late=1.5).t_late == 1.5
+
+
+@pytest.mark.parametrize("secret", ["token", "password", "secret"])
+def test_a_secret_given_as_a_backend_option_is_refused_before_it_is_recorded(secret):
+    """docs/hil.md: train, evaluate and sweep refuse `token` (a run folder keeps its options in
+    plain text); a file holding it (`token_file`) is the way."""
+    with pytest.raises(InvalidValueError, match=rf"^backend_options\.{secret}: a run keeps its settings in plain text"):
+        TrainingConfig(backend_options={secret: "s3cret"}, _check_components=False)
