@@ -222,3 +222,31 @@ def test_a_trial_run_with_trial_n_is_said_as_trained_here(tmp_path, monkeypatch)
     lines = []
     assert _sweep.run_trial({"epochs": 1}, [3], ["none"], 1, tmp_path, 0, echo=lines.append) == {"test_accuracy": 0.5}
     assert len(lines) == 1 and lines[0].endswith(": test accuracy 50.00 %"), lines
+
+
+def test_a_cells_summary_gives_the_median_least_and_largest_test_error_of_its_seeds():
+    """(sweep_summary.json's and sweep.png's error range: min..max over the seeds)"""
+    from delgrad_core.training._sweep import summarise
+
+    rows = [{"delays": "none", "hidden": 4, "seed": seed, "n_parameters": 28, "test_accuracy": 1.0 - error,
+             "test_error": error} for seed, error in enumerate([0.25, 0.5, 0.125])]
+    (cell,) = summarise(rows)
+    assert (cell["min_test_error"], cell["median_test_error"], cell["max_test_error"]) == (0.125, 0.25, 0.5)
+    assert (cell["seeds"], cell["missing_seeds"]) == (3, [])
+
+
+def test_sweep_csv_lists_its_trials_by_delay_kind_hidden_size_and_seed(tmp_path):
+    """(whatever order the trials come in: the order of a sweep's rows is that of its cells)"""
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._sweep import sweep_rows
+    from delgrad_core.training._trials import plan_trials
+
+    trials = plan_trials({"epochs": 1}, [4, 3], ["none", "axonal"], 2, tmp_path)
+    for trial in trials:
+        trial.folder.mkdir(parents=True)
+        config = config_with_defaults(trial.settings).resolved().to_dict()
+        (trial.folder / "metrics.json").write_text(json.dumps(
+            {"config": config, "test_accuracy": 0.5, "n_parameters": 1, "wall_seconds": 1.0}))
+    rows = sweep_rows(trials[::-1])
+    assert [(row["delays"], row["hidden"], row["seed"]) for row in rows] == [
+        (kind, hidden, seed) for kind in ("axonal", "none") for hidden in (3, 4) for seed in (0, 1)]

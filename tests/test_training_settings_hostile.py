@@ -211,3 +211,19 @@ def test_a_secret_given_as_a_backend_option_is_refused_before_it_is_recorded(sec
     plain text); a file holding it (`token_file`) is the way."""
     with pytest.raises(InvalidValueError, match=rf"^backend_options\.{secret}: a run keeps its settings in plain text"):
         TrainingConfig(backend_options={secret: "s3cret"}, _check_components=False)
+
+
+def test_a_setting_one_side_lacks_differs_as_none_there():
+    """(setting_differences: what a resume refusal and a sweep's clash name; a setting recorded on
+    one side only, e.g. by another version, is a difference from either side)"""
+    from delgrad_core.training._config import setting_differences
+
+    assert setting_differences({"a": 1}, {"a": 1, "b": 2}) == {"b": (None, 2)}
+    assert setting_differences({"a": 1, "b": 2}, {"a": 1}) == {"b": (2, None)}
+    assert setting_differences({"a": 1, "b": 2}, {"a": 3}, ignore=("a",)) == {"b": (2, None)}
+
+
+@pytest.mark.parametrize("hidden", [0, [4, 0], -1])
+def test_a_hidden_layer_of_no_neurons_is_refused(hidden):
+    with pytest.raises(InvalidValueError, match=r"^hidden: expected a positive integer or a list of them"):
+        TrainingConfig(hidden=hidden)
