@@ -197,3 +197,14 @@ def test_a_finished_run_whose_metrics_are_not_a_runs_is_refused_as_damaged(tmp_p
     with pytest.raises(RunFolderError, match=re.escape(f"{trial.folder / 'metrics.json'}: not the metrics of a "
                                                        "finished run")):
         refuse_unusable_runs([trial])
+
+
+@pytest.mark.parametrize("axes", [([2], ["none"], 0), ([], ["none"], 1), ([2], [], 1)])
+def test_a_sweep_of_no_trials_is_refused(tmp_path, axes):
+    """(0 seeds, or no hidden size or delay kind: a sweep that would run nothing and write an
+    empty table as if it had finished)"""
+    from delgrad_core import InvalidValueError
+    from delgrad_core.training._sweep import plan_sweep
+
+    with pytest.raises(InvalidValueError, match="^sweep: needs at least one hidden size, delay kind and seed$"):
+        plan_sweep({"epochs": 1}, *axes, tmp_path / "s")

@@ -250,3 +250,22 @@ def test_sweep_csv_lists_its_trials_by_delay_kind_hidden_size_and_seed(tmp_path)
     rows = sweep_rows(trials[::-1])
     assert [(row["delays"], row["hidden"], row["seed"]) for row in rows] == [
         (kind, hidden, seed) for kind in ("axonal", "none") for hidden in (3, 4) for seed in (0, 1)]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: run_trial checks index with isinstance(index, int): True is taken as "
+                                       "trial 1, and np.int64(1) is refused as 'expected an index in [0, 1]'")
+@pytest.mark.parametrize("index", [True, "numpy 1"])
+def test_run_trial_takes_numpy_integers_and_refuses_bools_as_the_sweeps_axes_do(tmp_path, monkeypatch, index):
+    """(plan_sweep takes n_seeds=np.int64(1) and refuses n_seeds=True, which was one seed)"""
+    import numpy as np
+
+    from delgrad_core import InvalidValueError
+    from delgrad_core.training import _sweep
+
+    monkeypatch.setattr(_sweep, "train_trial", lambda settings, folder: {"test_accuracy": 0.5, "seed": settings["seed"]})
+    if index is True:
+        with pytest.raises(InvalidValueError, match="--trial: expected an index"):
+            _sweep.run_trial({"epochs": 1}, [3], ["none"], 2, tmp_path, True, echo=lambda line: None)
+    else:
+        metrics = _sweep.run_trial({"epochs": 1}, [3], ["none"], 2, tmp_path, np.int64(1), echo=lambda line: None)
+        assert metrics["seed"] == 1
