@@ -197,11 +197,15 @@ def test_config_given_twice_is_refused(tmp_path, monkeypatch, command):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_latency_window_of_no_width_is_refused():
+def test_a_latency_window_of_no_width_is_refused(tmp_path):
     """t_late = t_early maps every feature value to the same spike time (t_early + x (t_late -
-    t_early)): the inputs carry nothing; t_late must be greater."""
+    t_early)): the inputs carry nothing; t_late must be greater, also where no encoder is built
+    yet (a settings file is read before the components it will be used with are known)."""
     with pytest.raises(InvalidValueError, match=r"^t_late: must be greater than t_early"):
         TrainingConfig(t_early=1.0, t_late=1.0)
+    (tmp_path / "window.toml").write_text("[encoder]\nt_early = 1.0\nt_late = 1.0\n")
+    with pytest.raises(InvalidValueError, match=r"window.toml: t_late: must be greater than t_early"):
+        load_config(tmp_path / "window.toml")
     assert TrainingConfig(t_early=1.0, t_late=1.5).t_late == 1.5
 
 
