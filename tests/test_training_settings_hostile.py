@@ -225,9 +225,3 @@ def test_a_setting_one_side_lacks_differs_as_none_there():
     assert setting_differences({"a": 1}, {"a": 1, "b": 2}) == {"b": (None, 2)}
     assert setting_differences({"a": 1, "b": 2}, {"a": 1}) == {"b": (2, None)}
     assert setting_differences({"a": 1, "b": 2}, {"a": 3}, ignore=("a",)) == {"b": (2, None)}
-
-
-@pytest.mark.parametrize("hidden", [0, [4, 0], -1])
-def test_a_hidden_layer_of_no_neurons_is_refused(hidden):
-    with pytest.raises(InvalidValueError, match=r"^hidden: expected a positive integer or a list of them"):
-        TrainingConfig(hidden=hidden)
