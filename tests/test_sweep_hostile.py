@@ -208,3 +208,19 @@ def test_a_sweep_of_no_trials_is_refused(tmp_path, axes):
 
     with pytest.raises(InvalidValueError, match="^sweep: needs at least one hidden size, delay kind and seed$"):
         plan_sweep({"epochs": 1}, *axes, tmp_path / "s")
+
+
+def test_a_sweep_of_more_than_100000_runs_is_refused_before_any_is_planned(tmp_path, monkeypatch):
+    """(MAX_TRIALS: a SLURM array is far smaller; planning 10^9 seeds took all the memory there
+    was, so the refusal must come before planning, which is replaced here by a stand-in)"""
+    from delgrad_core import InvalidValueError
+    from delgrad_core.training import _sweep
+
+    planned = []
+    monkeypatch.setattr(_sweep, "plan_trials", lambda *arguments: planned.append(arguments[3]) or [])
+    with pytest.raises(InvalidValueError, match=r"^sweep: 1 hidden sizes x 2 delay kinds x 50001 seeds are 100,002 "
+                                                r"runs; at most 100,000$"):
+        _sweep.plan_sweep({"epochs": 1}, [3], ["none", "axonal"], 50_001, tmp_path / "s")
+    assert planned == []
+    _sweep.plan_sweep({"epochs": 1}, [3], ["none", "axonal"], 50_000, tmp_path / "s")  # (100,000: at most)
+    assert planned == [50_000]
