@@ -333,3 +333,13 @@ def test_evaluate_tells_a_run_folders_network_file_changed_since_from_the_runs(f
     damaged = cli_runner().invoke(main, ["evaluate", str(run)])
     assert damaged.exit_code == 1 and f"Error: {run / 'metrics.json'}: config: hidden: " in damaged.stderr, \
         damaged.output
+
+
+@pytest.mark.parametrize("text", ['{"config": {"epochs": 1}}', "[1, 2]", '"finished"'])
+def test_a_metrics_json_without_a_test_accuracy_is_no_finished_run(tmp_path, text):
+    """A run is finished when its metrics.json holds the final test accuracy (RunFolder.
+    finished_metrics); any other JSON document there is not a finished run's summary."""
+    (tmp_path / "metrics.json").write_text(text)
+    assert RunFolder(tmp_path).finished_metrics() is None
+    (tmp_path / "metrics.json").write_text('{"test_accuracy": 0.0}')  # (a silent network's: 0 is an accuracy)
+    assert RunFolder(tmp_path).finished_metrics() == {"test_accuracy": 0.0}
