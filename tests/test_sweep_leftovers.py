@@ -252,11 +252,10 @@ def test_sweep_csv_lists_its_trials_by_delay_kind_hidden_size_and_seed(tmp_path)
         (kind, hidden, seed) for kind in ("axonal", "none") for hidden in (3, 4) for seed in (0, 1)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: run_trial checks index with isinstance(index, int): True is taken as "
-                                       "trial 1, and np.int64(1) is refused as 'expected an index in [0, 1]'")
 @pytest.mark.parametrize("index", [True, "numpy 1"])
 def test_run_trial_takes_numpy_integers_and_refuses_bools_as_the_sweeps_axes_do(tmp_path, monkeypatch, index):
-    """(plan_sweep takes n_seeds=np.int64(1) and refuses n_seeds=True, which was one seed)"""
+    """(as plan_sweep takes n_seeds=np.int64(1) and refuses n_seeds=True: run_trial ran trial 1
+    for index=True and refused np.int64(1) as "expected an index in [0, 1]")"""
     import numpy as np
 
     from delgrad_core import InvalidValueError
@@ -269,25 +268,3 @@ def test_run_trial_takes_numpy_integers_and_refuses_bools_as_the_sweeps_axes_do(
     else:
         metrics = _sweep.run_trial({"epochs": 1}, [3], ["none"], 2, tmp_path, np.int64(1), echo=lambda line: None)
         assert metrics["seed"] == 1
-
-
-@pytest.mark.xfail(strict=True, reason="bug: plan_sweep takes a hidden size that is a list (two hidden layers), its "
-                                       "trial trains, then summarise fails with TypeError: unhashable type: 'list' "
-                                       "and no sweep.csv is written")
-def test_a_sweep_over_two_hidden_layers_is_refused_before_it_runs_or_summarised(tmp_path):
-    """(_axis takes "lists of numbers" as values of an axis; a run of
-    run_sweep({...}, [[3, 2]], ["none"], 1, out) trained its trial, then ended in a traceback)"""
-    from delgrad_core import InvalidValueError
-    from delgrad_core.training import config_with_defaults
-    from delgrad_core.training._sweep import plan_sweep, summarise, sweep_rows
-
-    try:
-        (trial,) = plan_sweep({"epochs": 1}, [[3, 2]], ["none"], 1, tmp_path / "s")
-    except InvalidValueError:
-        return  # (refused before anything runs: one way to fix it)
-    trial.folder.mkdir(parents=True)
-    config = config_with_defaults(trial.settings).resolved().to_dict()
-    (trial.folder / "metrics.json").write_text(json.dumps(
-        {"config": config, "test_accuracy": 0.5, "n_parameters": 1, "wall_seconds": 1.0}))
-    (cell,) = summarise(sweep_rows([trial]), [("none", [3, 2], 0)])
-    assert cell["hidden"] == [3, 2] and cell["seeds"] == 1

@@ -155,7 +155,6 @@ def test_evaluating_a_split_without_samples_is_refused_naming_it():
             trainer.evaluate(empty)
 
 
-
 def test_a_log_gets_a_line_every_few_epochs_and_always_one_for_the_last(capsys):
     """A log gets about 30 lines per run (_progress._LINES_PER_RUN): for 45 epochs one every
     second epoch (every epoch would be 45), and the 45th, the run's end, is not left out."""
