@@ -299,9 +299,15 @@ def test_a_job_count_that_is_no_count_is_refused_naming_it(tmp_path, jobs):
     assert not (tmp_path / "sweep").exists()
 
 
-distributed = pytest.importorskip("distributed")
+try:
+    import distributed
+except ImportError:  # (the tests that need it are skipped; the others run)
+    distributed = None
+needs_dask = pytest.mark.skipif(distributed is None, reason="Dask's distributed is not installed "
+                                                             "(pip install 'delgrad[dask]')")
 
 
+@needs_dask
 @pytest.mark.slow
 def test_dask_sweep_equals_the_process_pool_and_reruns_nothing(tmp_path):
     lines = []
@@ -313,6 +319,7 @@ def test_dask_sweep_equals_the_process_pool_and_reruns_nothing(tmp_path):
     assert "sweep: 4 of 4 runs already finished, 0 to do" in again
 
 
+@needs_dask
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_costs_nothing_but_time(tmp_path):
     settings = {"epochs": 40, "batch_size": 250}
@@ -357,6 +364,7 @@ def _ignores_interrupt(pid: int) -> bool:
     return bool(mask & (1 << (signal.SIGINT - 1)))
 
 
+@needs_dask
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal masks from /proc")
 def test_a_restarted_worker_of_the_embedded_cluster_ignores_ctrl_c():
@@ -385,6 +393,7 @@ def test_a_restarted_worker_of_the_embedded_cluster_ignores_ctrl_c():
         cluster.close()
 
 
+@needs_dask
 @pytest.mark.parametrize(("address", "reason"), [
     ("notaurl", "missing port number"),
     # (these said "nothing listens there" and "not enough values to unpack")
@@ -399,10 +408,10 @@ def test_a_malformed_scheduler_address_is_one_usage_error(tmp_path, address, rea
            f"65535), got {address!r} ({reason}" in result.output
 
 
+@needs_dask
 def test_a_dask_too_old_for_the_sweep_is_named_with_the_version_it_needs(tmp_path, monkeypatch):
     """(distributed 2023.1-2023.9.1, which pyproject allowed, ended in a traceback: AttributeError:
     'Client' object has no attribute 'register_plugin')"""
-    distributed = pytest.importorskip("distributed")
     monkeypatch.delattr(distributed.Client, "register_plugin")
     monkeypatch.setattr(distributed, "__version__", "2023.1.0")
     result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--seeds", "1", "--hidden", "3", "--delays",
@@ -413,6 +422,7 @@ def test_a_dask_too_old_for_the_sweep_is_named_with_the_version_it_needs(tmp_pat
     assert not (tmp_path / "s").exists()
 
 
+@needs_dask
 def test_a_tls_scheduler_without_dasks_tls_settings_is_one_line(tmp_path):
     """(a traceback ending in "TypeError: TLS expects a ssl_context argument")"""
     result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", "tls://127.0.0.1:1", "--seeds",
@@ -423,6 +433,7 @@ def test_a_tls_scheduler_without_dasks_tls_settings_is_one_line(tmp_path):
     assert "needs Dask's TLS settings" in result.output
 
 
+@needs_dask
 def test_an_address_that_answers_in_another_protocol_is_named(tmp_path):
     """(an HTTP server's reply was read as the length of a message: "out of memory (Unable to
     allocate 3.07 EiB ...)")"""
@@ -451,6 +462,7 @@ def test_an_address_that_answers_in_another_protocol_is_named(tmp_path):
     assert f"--scheduler {address}: something answers there, but not a Dask scheduler" in result.stderr
 
 
+@needs_dask
 def test_an_address_that_accepts_and_stays_silent_is_given_up(monkeypatch):
     """(Dask's connect waits for the scheduler's handshake without a bound: the sweep hung)"""
     import socket
@@ -676,9 +688,9 @@ def test_sweep_lists_with_empty_or_unknown_entries_are_refused(tmp_path, option,
     assert result.exit_code == 2 and message in result.output, result.output
 
 
+@needs_dask
 def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
     """(--jobs 6 started six worker processes for one trial)"""
-    distributed = pytest.importorskip("distributed")
     from delgrad_core.training._dask_executor import DaskExecutor
 
     started, plugins = [], []
@@ -697,7 +709,7 @@ def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
     assert started == [1, 2] and len(plugins) == 2
 
 
-@pytest.mark.parametrize("executor", ["process", pytest.param("dask", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("executor", ["process", pytest.param("dask", marks=[pytest.mark.slow, needs_dask])])
 def test_a_stop_signal_whose_keyboardinterrupt_was_lost_still_stops_a_sweep(tmp_path, executor):
     """(the sweep waited for its trials without looking again: a Ctrl-C whose KeyboardInterrupt
     CPython lost left every trial to run to its end, and the sweep exited 0)"""
@@ -714,6 +726,7 @@ def test_a_stop_signal_whose_keyboardinterrupt_was_lost_still_stops_a_sweep(tmp_
     assert not list((tmp_path / "s" / "runs").glob("*/metrics.json"))  # (stopped at an epoch boundary)
 
 
+@needs_dask
 def test_an_address_where_nothing_listens_is_refused_at_once():
     """(Dask's connect tried again for 20 s before it said so)"""
     import socket
@@ -728,6 +741,7 @@ def test_an_address_where_nothing_listens_is_refused_at_once():
         _dask_executor.DaskExecutor(address)._connect(1)
 
 
+@needs_dask
 @pytest.mark.slow
 def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(tmp_path, monkeypatch):
     """(waiting with a timeout let the cancellation's error escape: a traceback, the running
@@ -768,6 +782,7 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
                                     f"FAILED {unfinished.failed[0]}"])
 
 
+@needs_dask
 @pytest.mark.slow
 def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up(tmp_path):
     """(SIGINT was ignored while the cluster started: a Ctrl-C then was lost, and the sweep ran
@@ -803,6 +818,7 @@ def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up(tm
     assert process.stdout.split("\n")[:2] == ["interrupted", "workers left: 0"], process.stdout + process.stderr
 
 
+@needs_dask
 @pytest.mark.slow
 def test_ctrl_c_stops_the_trials_running_on_a_shared_cluster(tmp_path):
     """(cancelling a running Dask task does not stop it: the sweep said "the Dask tasks are
@@ -833,6 +849,7 @@ def test_ctrl_c_stops_the_trials_running_on_a_shared_cluster(tmp_path):
     assert 2 <= epochs < 100 and not (trial.folder / "metrics.json").exists(), epochs
 
 
+@needs_dask
 def test_the_embedded_cluster_leaves_port_8787_alone():
     """(its scheduler's web server took port 8787, the dashboard's: where another cluster had
     it, every sweep warned "Port 8787 is already in use. Perhaps you already have a cluster
@@ -865,6 +882,7 @@ def test_jobs_with_a_scheduler_is_a_usage_error(tmp_path):
         result.output
 
 
+@needs_dask
 @pytest.mark.slow
 def test_two_quick_ctrl_cs_on_the_embedded_cluster_still_write_the_results(tmp_path):
     """(a KeyboardInterrupt inside Dask's waits printed Dask's tracebacks, and a second Ctrl-C
@@ -891,6 +909,7 @@ def test_two_quick_ctrl_cs_on_the_embedded_cluster_still_write_the_results(tmp_p
     assert "Traceback" not in err and "Exception ignored" not in err and "CancelledError" not in err, err
 
 
+@needs_dask
 @pytest.mark.slow
 def test_runs_a_worker_trained_on_other_data_are_left_out_and_fail_the_sweep(tmp_path, monkeypatch):
     """(a worker reading other data files, e.g. another DELGRAD_MNIST_DIR: its runs went into
@@ -970,6 +989,7 @@ def test_queued_trials_that_do_not_start_after_ctrl_c_are_one_line(tmp_path):
     assert f"{6 - finished - stopped} queued run(s) not started" in lines, lines
 
 
+@needs_dask
 @pytest.mark.slow
 def test_a_stop_signal_while_the_dask_client_closes_stops_the_sweep(tmp_path, monkeypatch):
     """(one that came while the cluster closed after the last trial was dropped: the sweep exited 0
