@@ -1677,6 +1677,8 @@ def test_an_epoch_whose_steps_were_all_skipped_says_so():
 def test_runs_of_earlier_versions_still_evaluate_and_resume(tmp_path):
     """Earlier versions stored `hidden = [5]` as given and did not merge option tables: a run's
     stored settings are final, so its encoding is not changed under it."""
+    pytest.importorskip("sklearn.datasets", reason="the digits dataset needs scikit-learn (pip install "
+                                                   "'delgrad[sklearn]')")
     from delgrad_core._npz import NpzArchive, json_array, write_npz
 
     out, config = tmp_path / "run", tmp_path / "c.toml"
