@@ -328,3 +328,36 @@ def test_a_network_whose_neurons_a_backend_changed_did_not_run_as_stored():
     changed = dg.Network.feedforward([4, 5, 3], seed=0)
     changed.layers[0].population.neuron = dg.NeuronParameters(threshold=1.1)
     assert not _same_neurons(network, changed)
+
+
+# -- durability and permissions of atomic writes (mutation pass 4) ---------------------------------------------
+def test_an_atomic_write_syncs_its_file_before_the_rename_and_the_folder_after_it(tmp_path, monkeypatch):
+    """delgrad_core/_atomic.py: "write to a temporary file beside the target, fsync it, rename it
+    over the target, fsync the directory": after a normal return the new file survives a power cut."""
+    import stat
+
+    steps = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        steps.append(("fsync", "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        fsync(fd)
+
+    def recording_replace(source, target):
+        steps.append(("replace", os.path.basename(target)))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    atomic_write(tmp_path / "out.bin", lambda handle: handle.write(b"new"))
+    assert steps == [("fsync", "file"), ("replace", "out.bin"), ("fsync", "folder")]
+    assert (tmp_path / "out.bin").read_bytes() == b"new"
+
+
+def test_an_atomic_write_gives_its_file_the_usual_permissions_not_those_of_a_temporary_file(tmp_path):
+    """delgrad_core/_atomic.py: "Files get the usual permissions (0666 minus the umask), not the
+    0600 of temporary files"."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path = atomic_write(tmp_path / "out.bin", lambda handle: handle.write(b"new"))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # (0644 under the usual umask 022; 0600 without the chmod)

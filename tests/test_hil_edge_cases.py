@@ -257,6 +257,23 @@ def test_many_attempts_back_off_up_to_their_cap_without_overflow():
     assert HilBackend(attempts=1000).attempts == 1000
 
 
+def test_the_wait_before_each_retry_doubles_from_backoff_s_up_to_max_backoff_s_with_jitter(monkeypatch):
+    """docs (ServiceClient): "Wait before the second attempt, doubled each time up to the maximum;
+    each wait is drawn uniformly from [w/2, w]": with backoff_s 0.1 and max_backoff_s 0.3 the
+    waits before attempts 2 to 5 lie in [0.05, 0.1], [0.1, 0.2], [0.15, 0.3] and [0.15, 0.3]."""
+    waits = []
+    monkeypatch.setattr(time, "sleep", waits.append)  # (the client's only sleeps are its waits)
+    client = ServiceClient(_silent_address(), Signer(TOKEN.encode()), "backing-off", timeout_s=0.001, attempts=5,
+                           backoff_s=0.1, max_backoff_s=0.3)
+    try:
+        with pytest.raises(dg.BackendUnavailable, match="after 5 attempts"):
+            client.request("health", expect="health")
+    finally:
+        client.close()
+    ceilings = [0.1, 0.2, 0.3, 0.3]
+    assert len(waits) == 4 and all(w / 2 <= wait <= w for wait, w in zip(waits, ceilings)), waits
+
+
 @pytest.mark.parametrize("port", ["²", "١٢", "9" * 5000], ids=["superscript", "arabic-indic", "5000-digits"])
 def test_a_port_of_other_than_ascii_digits_is_refused_naming_the_option(port, tmp_path):
     """(str.isdigit takes '²', which int() does not: a traceback, or "its factory failed: ValueError")"""

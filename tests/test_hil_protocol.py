@@ -434,3 +434,188 @@ def test_fault_plans_are_checked_and_their_decisions_repeat_with_the_seed():
     assert 40 < fates[0].count("drop") < 80
     frames = [b"abc", b"defg"]
     assert Faults(plan).corrupted(frames) != frames and not FaultPlan().active
+
+
+# ---------------------------------------------------------------------------- limits as documented (mutation pass 4)
+def test_a_header_of_exactly_64_kib_is_read_and_one_byte_more_is_too_large():
+    """docs/hil-protocol.md: the header is "at most 64 KiB" (65536 bytes), checked before the signature."""
+    def health_frames(header_size):
+        header = new_header("health", client="c1", pad="")
+        header["pad"] = "x" * (header_size - len(msgpack.packb(header, use_bin_type=True)))
+        header_bytes = msgpack.packb(header, use_bin_type=True)
+        while len(header_bytes) != header_size:  # (the string's length prefix grows at 256 and 65536)
+            header["pad"] = header["pad"][:-1]
+            header_bytes = msgpack.packb(header, use_bin_type=True)
+        return encode(SIGNER, header)
+
+    assert len(health_frames(65536)[2]) == 65536
+    assert decode(health_frames(65536), SIGNER).type == "health"
+    with pytest.raises(ProtocolError, match="header of 65537 bytes is above 65536 bytes") as info:
+        decode(health_frames(65537), SIGNER)
+    assert info.value.code == "too_large"
+
+
+def test_the_signature_is_hmac_sha256_over_length_prefixed_frames_0_2_and_3():
+    """docs/hil-protocol.md: HMAC-SHA256 keyed with the token over frames 0, 2 and 3, each preceded
+    by its length as an 8-byte big-endian integer; without a payload over frames 0 and 2 only."""
+    import hashlib
+    import hmac
+
+    def by_hand(*frames):
+        text = b"".join(len(frame).to_bytes(8, "big") + frame for frame in frames)
+        return hmac.new(TOKEN.encode(), text, hashlib.sha256).digest()
+
+    frames = _execute_frames()
+    assert frames[1] == by_hand(frames[0], frames[2], frames[3])
+    header = new_header("health", client="c1")
+    frames = encode(SIGNER, header)
+    assert len(frames) == 3 and frames[1] == by_hand(frames[0], frames[2])
+
+
+def test_a_calibrate_job_id_is_the_sha256_of_the_documented_text():
+    """docs/hil-protocol.md: SHA-256 of b"delgrad-hil calibrate\\n", the JSON {"network": ..., "seed": ...}
+    with sorted keys and Python's separators, b"\\n" and the network bytes (if any)."""
+    import hashlib
+
+    prefix = b"delgrad-hil calibrate\n"
+    assert calibration_job_id(0, None) == hashlib.sha256(prefix + b'{"network": false, "seed": 0}\n').hexdigest()
+    assert calibration_job_id(None, None) == hashlib.sha256(prefix + b'{"network": false, "seed": null}\n').hexdigest()
+    network = b"PK\x05\x06network bytes"
+    assert calibration_job_id(7, network) == \
+        hashlib.sha256(prefix + b'{"network": true, "seed": 7}\n' + network).hexdigest()
+
+
+@pytest.mark.parametrize(("seed", "valid"), [(0, True), (2**63 - 1, True), (2**63, False), (-1, False), (None, True)],
+                         ids=["0", "max-seed", "max-seed-plus-1", "negative", "none"])
+def test_a_calibrate_seed_may_be_any_integer_from_0_to_2_to_the_63_minus_1(seed, valid):
+    header = new_header("calibrate", client="c1", job=calibration_job_id(seed, None), seed=seed)
+    frames = encode(SIGNER, header)
+    if valid:
+        assert decode(frames, SIGNER).header["seed"] == seed
+    else:
+        with pytest.raises(ProtocolError, match="'seed': expected None or an integer in \\[0, 2\\*\\*63 - 1\\]") as info:
+            decode(frames, SIGNER)
+        assert info.value.code == "malformed"
+
+
+@pytest.mark.parametrize(("expires_s", "valid"), [(0, True), (0.0, True), (2.5, True), (-0.5, False),
+                                                  (float("inf"), False), (True, False)],
+                         ids=["int-0", "float-0", "positive", "negative", "inf", "bool"])
+def test_an_expires_s_of_0_or_more_seconds_is_valid(expires_s, valid):
+    """docs/hil-protocol.md: `expires_s` (optional, seconds >= 0)."""
+    frames = _execute_frames(expires_s=expires_s)
+    if valid:
+        assert decode(frames, SIGNER).header["expires_s"] == expires_s
+    else:
+        with pytest.raises(ProtocolError, match="'expires_s': expected a number of seconds >= 0"):
+            decode(frames, SIGNER)
+
+
+def test_an_error_message_of_exactly_2000_characters_is_sent_whole():
+    """docs/hil-protocol.md: "at most 2,000 characters of the text, then '... (cut: N characters in all)'"."""
+    assert error_fields("bad_request", "m" * 2000)["message"] == "m" * 2000
+    assert error_fields("bad_request", "m" * 2001)["message"] == "m" * 2000 + "... (cut: 2,001 characters in all)"
+
+
+def test_the_largest_reply_a_client_takes_is_4_times_the_limit_plus_header_signature_and_protocol():
+    """docs/hil-protocol.md: a reply "up to 4 times the limit plus 64 KiB for its header plus the
+    protocol and signature frames"."""
+    from delgrad_hil._protocol import reply_limit
+
+    assert reply_limit(2**20) == 4 * 2**20 + 65536 + 32 + len(b"delgrad-hil/2")
+    assert reply_limit(128 * 2**20) == 512 * 2**20 + 65536 + 32 + 13
+
+
+def test_a_token_needs_16_characters_without_the_surrounding_whitespace(tmp_path, monkeypatch):
+    assert load_token("s" * 16) == b"s" * 16
+    assert load_token("  " + "s" * 16 + "\n") == b"s" * 16
+    for short in ("s" * 15, " " + "s" * 15 + " \n"):
+        with pytest.raises(dg.InvalidValueError, match="at least 16 characters"):
+            load_token(short)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o620, 0o604, 0o602, 0o644], ids=oct)
+def test_a_token_file_other_users_may_read_or_write_is_warned_of(tmp_path, mode):
+    """docs/hil.md: "A token file that other users may read or write (e.g. mode 0644) is accepted
+    with a warning naming the file and its mode" (the users of the file's group are other users too)."""
+    path = tmp_path / "token"
+    path.write_text("a-token-of-sufficient-length\n")
+    path.chmod(mode)
+    with pytest.warns(UserWarning, match=f"other users may read it \\(mode {mode:03o}\\)"):
+        assert load_token(token_file=path) == b"a-token-of-sufficient-length"
+
+
+def test_a_token_file_of_4096_bytes_is_read_and_one_of_4097_is_not(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("t" * 4095 + "\n")
+    path.chmod(0o600)
+    assert load_token(token_file=path) == b"t" * 4095
+    path.write_text("t" * 4096 + "\n")
+    with pytest.raises(dg.InvalidValueError, match="larger than 4096 bytes"):
+        load_token(token_file=path)
+
+
+def test_the_cache_lets_the_least_recently_used_outcome_go_first():
+    """A cache hit makes an outcome the most recently used (docs/hil-protocol.md: "the cache keeps
+    the least recently used outcomes up to a number of entries and bytes" goes first)."""
+    scheduler = Scheduler(cache_entries=2)
+    for job_id in ("1", "2"):
+        scheduler.submit("a", job_id, "execute", None, None)
+    _run_all(scheduler)
+    assert scheduler.submit("a", "1", "execute", None, None) is not None  # a hit: "2" is now the least recent
+    scheduler.submit("a", "3", "execute", None, None)
+    _run_all(scheduler)
+    assert scheduler.state("a", "1")[0] == "finished" and scheduler.state("a", "3")[0] == "finished"
+    assert scheduler.state("a", "2")[0] == "unknown"
+
+
+def test_outcomes_of_exactly_cache_bytes_stay_cached():
+    scheduler = Scheduler(cache_bytes=100)
+    for job_id in ("1", "2"):
+        scheduler.submit("a", job_id, "execute", None, None)
+    job = scheduler.take()
+    scheduler.finish(job, _outcome("1", 40))
+    job = scheduler.take()
+    scheduler.finish(job, _outcome("2", 60))
+    assert scheduler.status()["cache"] == {"entries": 2, "bytes": 100}
+    scheduler.submit("a", "3", "execute", None, None)
+    scheduler.finish(scheduler.take(), _outcome("3", 1))  # one byte above: the least recent ("1") goes
+    assert scheduler.status()["cache"] == {"entries": 2, "bytes": 61} and scheduler.state("a", "1")[0] == "unknown"
+
+
+def test_a_queued_job_is_dropped_only_when_every_message_waiting_for_it_has_expired():
+    """docs/hil-protocol.md: "A job still queued when every message waiting for it has expired is
+    dropped ...  A message without it waits for ever, and keeps its job." """
+    import time
+
+    now = time.monotonic()
+    scheduler = Scheduler()
+    scheduler.submit("a", "forever-then-gone", "execute", None, ("a", 1))  # (waits for ever)
+    scheduler.submit("a", "forever-then-gone", "execute", None, ("a", 2), expires=now - 1)
+    scheduler.submit("a", "later-then-gone", "execute", None, ("a", 3), expires=now + 3600)
+    scheduler.submit("a", "later-then-gone", "execute", None, ("a", 4), expires=now - 1)
+    scheduler.submit("a", "gone-then-forever", "execute", None, ("a", 5), expires=now - 1)
+    scheduler.submit("a", "gone-then-forever", "execute", None, ("a", 6))
+    scheduler.submit("a", "all-gone", "execute", None, ("a", 7), expires=now - 2)
+    scheduler.submit("a", "all-gone", "execute", None, ("a", 8), expires=now - 1)
+    taken = []
+    while (job := scheduler.take()) is not None:
+        taken.append(job.job_id)
+        scheduler.finish(job, _outcome(job.job_id))
+    assert taken == ["forever-then-gone", "later-then-gone", "gone-then-forever"]
+    assert scheduler.status()["expired"] == 1 and scheduler.state("a", "all-gone")[0] == "unknown"
+
+
+def test_each_reply_fate_takes_two_draws_of_the_seeded_generator():
+    """delgrad_hil/_faults.py: "drop", "corrupt" or "send" from two draws each, always (so a
+    dropped reply does not shift the decisions of the replies after it): the first draw below
+    drop_fraction drops, else the second below corrupt_fraction corrupts."""
+    import random
+
+    plan = FaultPlan(drop_fraction=0.5, corrupt_fraction=0.5, seed=11)
+    generator, expected = random.Random(11), []
+    for _ in range(100):
+        drop, corrupt = generator.random(), generator.random()
+        expected.append("drop" if drop < 0.5 else "corrupt" if corrupt < 0.5 else "send")
+    faults = Faults(plan)
+    assert [faults.reply_fate() for _ in range(100)] == expected

@@ -308,3 +308,31 @@ def test_a_large_file_that_is_no_archive_is_refused_without_reading_it(tmp_path)
     finally:
         tracemalloc.stop()
     assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MB allocated at the peak"
+
+
+def _archive_declaring(shape, dtype="<f8", data=b""):
+    """An uncompressed npz archive of one member "a" whose .npy header declares `shape` (and
+    holds `data` after the header)."""
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.npy", header.getvalue() + data)
+    return buffer.getvalue()
+
+
+def test_an_array_of_1_gib_of_float64_is_within_the_limit_and_one_element_more_is_not():
+    """The reader's limit is an array of 1 GiB of float64 (2**30 / 8 = 2**27 elements): a header
+    declaring exactly that many passes the size limit (and is then refused for its missing data),
+    one declaring one element more is refused by the limit, before anything is allocated."""
+    from delgrad_core._npz import NpzArchive
+
+    with NpzArchive(_archive_declaring((2**27,))) as archive:
+        with pytest.raises(dg.FileFormatError, match="is truncated or padded: shape \\(134217728,\\)"):
+            archive.header("a")
+    with NpzArchive(_archive_declaring((2**27 + 1,))) as archive:
+        with pytest.raises(dg.FileFormatError, match="declares shape \\(134217729,\\) \\(134217729 elements; at most "
+                                                     "134217728 are read\\)"):
+            archive.header("a")
