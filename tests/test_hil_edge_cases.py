@@ -27,7 +27,7 @@ from delgrad_hil import HilBackend
 from delgrad_hil._address import check_address
 from delgrad_hil._auth import Signer
 from delgrad_hil._client import ServiceClient
-from delgrad_hil._protocol import decode, encode, new_header
+from delgrad_hil._protocol import ProtocolError, decode, encode, new_header
 
 TOKEN = "a-token-of-sufficient-length"
 
@@ -611,6 +611,50 @@ def test_a_request_queued_while_the_service_was_away_beyond_its_replay_window_is
         client.close()
         service.request_stop()
         serving.join(timeout=30)
+
+
+def _replay_refusing_service(address: str, ready: threading.Event, received: list, done: threading.Event,
+                             answers: int = 6):
+    """Until `done`, answer up to `answers` requests with a signed `replayed` error (a service whose
+    clock disagrees with the client's), then fall silent; `received` gets each request's type."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.bind(address)
+    ready.set()
+    signer = Signer(TOKEN.encode())
+    try:
+        while not done.is_set():
+            if len(received) >= answers or not router.poll(50):
+                continue
+            routing_id, *frames = router.recv_multipart()
+            request = decode(frames, signer).header
+            received.append(request["type"])
+            header = new_header("error", reply_to=request["nonce"], code="replayed", retryable=False,
+                                message="sent 120.0 s behind the service's clock, outside the 60 s window",
+                                error_class=None, capability=None)
+            router.send_multipart([routing_id, *encode(signer, header)])
+    finally:
+        router.close(linger=2000)
+        context.term()
+
+
+def test_a_request_refused_as_a_replay_is_sent_anew_once_and_then_the_refusal_is_raised(tmp_path):
+    """docs (ServiceClient): a refusal as a replay may be a message delivered late, so one new message is
+    sent (not counted as an attempt); "clocks that disagree fail again": the second refusal is raised
+    as it is, not retried until the attempts are used up."""
+    address, ready, received, done = f"ipc://{tmp_path / 's'}", threading.Event(), [], threading.Event()
+    server = threading.Thread(target=_replay_refusing_service, args=(address, ready, received, done))
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "clock-off", timeout_s=0.3, attempts=3)
+    try:
+        with pytest.raises(ProtocolError, match="refused the request: sent 120.0 s behind") as info:
+            client.request("health", expect="health")
+        assert info.value.code == "replayed" and received == ["health", "health"]
+    finally:
+        client.close()
+        done.set()
+        server.join(30)
 
 
 def test_a_service_of_another_protocol_version_is_named_as_such(tmp_path):

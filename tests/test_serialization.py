@@ -336,3 +336,58 @@ def test_an_array_of_1_gib_of_float64_is_within_the_limit_and_one_element_more_i
         with pytest.raises(dg.FileFormatError, match="declares shape \\(134217729,\\) \\(134217729 elements; at most "
                                                      "134217728 are read\\)"):
             archive.header("a")
+
+
+def test_archives_list_their_members_sorted_so_equal_content_gives_equal_bytes():
+    """delgrad_core/_npz.py: "Writing is deterministic (sorted members, fixed timestamps, no
+    compression), so equal content gives equal bytes": the order the arrays come in does not matter."""
+    import zipfile
+
+    from delgrad_core._npz import npz_bytes
+
+    arrays = {"b": np.arange(3.0), "a": np.array([True, False]), "c.d": np.zeros((2, 2), np.int32)}
+    forward, backward = npz_bytes(arrays), npz_bytes(dict(reversed(list(arrays.items()))))
+    assert forward == backward
+    with zipfile.ZipFile(io.BytesIO(forward)) as archive:
+        assert archive.namelist() == ["a.npy", "b.npy", "c.d.npy"]
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_an_npy_header_of_numpys_largest_size_is_read():
+    """numpy reads .npy headers of up to 10,000 bytes (`max_header_size`, by default 10000) and so
+    does delgrad's reader; one byte more is refused."""
+    import struct
+    import zipfile
+
+    from delgrad_core._npz import NpzArchive
+
+    def archive(header_length):
+        text = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }"
+        text += " " * (header_length - len(text) - 1) + "\n"
+        member = b"\x93NUMPY\x01\x00" + struct.pack("<H", header_length) + text.encode("latin1")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zipped:
+            zipped.writestr("a.npy", member + np.array([1.5, -2.0]).tobytes())
+        return buffer.getvalue()
+
+    np.testing.assert_array_equal(np.load(io.BytesIO(archive(10_000)))["a"], [1.5, -2.0])  # (numpy's own bound)
+    with NpzArchive(archive(10_000)) as stored:
+        np.testing.assert_array_equal(stored.array("a"), [1.5, -2.0])
+    with NpzArchive(archive(10_001)) as stored, pytest.raises(dg.FileFormatError, match="header of 10001 bytes"):
+        stored.array("a")
+
+
+def test_a_member_holding_more_bytes_than_its_header_declares_is_refused():
+    """delgrad_core/_npz.py: every member's header is "checked against the member's stored length":
+    data after the declared array is refused, as is data missing from it."""
+    from delgrad_core._npz import NpzArchive
+
+    values = np.array([1.5, -2.0]).tobytes()
+    with NpzArchive(_archive_declaring((2,), data=values)) as archive:
+        np.testing.assert_array_equal(archive.array("a"), [1.5, -2.0])
+    for data, holds in ((values + b"\0" * 8, 24), (values[:8], 8)):
+        with NpzArchive(_archive_declaring((2,), data=data)) as archive:
+            with pytest.raises(dg.FileFormatError, match=f"entry 'a' is truncated or padded: shape \\(2,\\) of float64 "
+                                                         f"needs 16 data bytes, the entry holds {holds}"):
+                archive.array("a")
