@@ -1190,3 +1190,25 @@ def test_a_client_gives_up_on_a_dead_service_after_its_attempts_times_timeout_s(
             backend.execute(request)
         given_up_s = time.monotonic() - started
     assert 1.5 <= given_up_s < 2.6, given_up_s  # (3 s when each attempt waited twice)
+
+
+def test_a_result_answering_another_job_than_the_one_asked_is_refused():
+    """A reply's `job` must be the job id asked for (docs/hil-protocol.md: the job id is the
+    request's digest); a valid result of another job is an InvalidResultError, never returned."""
+    from delgrad_hil._protocol import Message
+
+    network, inputs = network_and_inputs(batch=4)
+    with dg.get_backend("reference") as reference:
+        request = dg.ExecutionRequest(network, inputs, None, 0)
+        payload = reference.execute(request).to_bytes()
+    other = dg.ExecutionRequest(network, inputs, None, 1)
+    reply = Message({"type": "result", "job": other.digest, "cached": False, "run_s": 0.0, "service": "0" * 16},
+                    payload)
+    backend = HilBackend(device="reference")
+    try:
+        assert backend._result(Message({**reply.header, "job": request.digest}, payload), request.digest) \
+            .output_spike_times.shape == (4, network.sizes[-1])
+        with pytest.raises(dg.InvalidResultError, match=f"answered job {other.digest[:12]} to job {request.digest[:12]}"):
+            backend._result(reply, request.digest)
+    finally:
+        backend.close()

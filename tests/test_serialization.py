@@ -391,3 +391,23 @@ def test_a_member_holding_more_bytes_than_its_header_declares_is_refused():
             with pytest.raises(dg.FileFormatError, match=f"entry 'a' is truncated or padded: shape \\(2,\\) of float64 "
                                                          f"needs 16 data bytes, the entry holds {holds}"):
                 archive.array("a")
+
+
+def test_a_member_whose_bytes_do_not_match_its_crc_is_refused():
+    """delgrad_core/_npz.py reads uncompressed archives from memory, "CRC-checked": one flipped
+    bit in an array's data is a FileFormatError, not other numbers (the zip format's CRC-32 of
+    each member, as zipfile checks it)."""
+    import zipfile
+    import zlib
+
+    from delgrad_core._npz import NpzArchive, npz_bytes
+
+    data = bytearray(npz_bytes({"a": np.array([1.5, -2.0])}))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo("a.npy")
+        assert info.CRC == zlib.crc32(archive.read("a.npy"))
+    data[data.rindex(np.array([-2.0]).tobytes())] ^= 0x01  # (the last value's lowest byte)
+    with pytest.raises(zipfile.BadZipFile, match="Bad CRC-32"):
+        zipfile.ZipFile(io.BytesIO(bytes(data))).read("a.npy")
+    with pytest.raises(dg.FileFormatError, match="bad CRC-32 for entry 'a.npy'"):
+        NpzArchive(bytes(data))
