@@ -290,6 +290,20 @@ def test_a_port_of_other_than_ascii_digits_is_refused_naming_the_option(port, tm
     assert trained.exit_code == 2 and "address: " in trained.stderr and "failed" not in trained.output
 
 
+@pytest.mark.parametrize(("address", "valid"), [("tcp://[::1]:5555", True), ("tcp://[fe80::1%lo]:80", True),
+                                              ("tcp://[]:5555", False), ("tcp://[::1:5555", False),
+                                              ("tcp://::1:5555", False)],
+                         ids=["loopback", "scoped", "empty-brackets", "unclosed", "unbracketed"])
+def test_an_ipv6_host_is_an_address_in_brackets(address, valid):
+    """`check_address`: tcp://HOST:PORT with "an IPv6 host in brackets" (as in URLs, RFC 3986):
+    brackets holding nothing are no host."""
+    if valid:
+        assert check_address(address) == address
+    else:
+        with pytest.raises(dg.InvalidValueError, match="address: expected tcp://HOST:PORT or ipc://PATH"):
+            check_address(address)
+
+
 def test_a_relative_ipc_address_is_refused_naming_its_absolute_path(tmp_path, monkeypatch):
     """(a run recorded it as given: evaluated or resumed from another folder, it reached another
     socket; the run's token_file is recorded absolute)"""

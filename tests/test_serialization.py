@@ -411,3 +411,18 @@ def test_a_member_whose_bytes_do_not_match_its_crc_is_refused():
         zipfile.ZipFile(io.BytesIO(bytes(data))).read("a.npy")
     with pytest.raises(dg.FileFormatError, match="bad CRC-32 for entry 'a.npy'"):
         NpzArchive(bytes(data))
+
+
+def test_a_member_of_another_dtype_kind_than_asked_is_refused_naming_both():
+    """`NpzArchive.array(name, kind=...)` checks the member's dtype kind before loading it: a JSON
+    document stored as a number, or numbers stored as text, are refused naming the entry, its dtype
+    and the kind expected."""
+    from delgrad_core._npz import NpzArchive, npz_bytes
+
+    data = npz_bytes({"document": np.array(1.5), "times": np.array(["0.5", "1.0"])})
+    with NpzArchive(data) as archive:
+        with pytest.raises(dg.FileFormatError, match="entry 'document' has dtype float64, expected kind 'U'"):
+            archive.json("document")
+        with pytest.raises(dg.FileFormatError, match="entry 'times' has dtype <U3, expected kind 'f'"):
+            archive.array("times", kind="f")
+        assert archive.array("times", kind="U").tolist() == ["0.5", "1.0"]
