@@ -619,3 +619,16 @@ def test_each_reply_fate_takes_two_draws_of_the_seeded_generator():
         expected.append("drop" if drop < 0.5 else "corrupt" if corrupt < 0.5 else "send")
     faults = Faults(plan)
     assert [faults.reply_fate() for _ in range(100)] == expected
+
+
+def test_an_outcome_not_kept_takes_no_room_in_the_cache():
+    """docs/hil-protocol.md: "an error the device marks retryable is not kept": it neither counts
+    in the cache's entries and bytes nor pushes a kept outcome out."""
+    scheduler = Scheduler(cache_entries=1)
+    scheduler.submit("a", "kept", "execute", None, None)
+    scheduler.submit("a", "retry-me", "execute", None, None)
+    scheduler.finish(scheduler.take(), _outcome("kept", 10))
+    scheduler.finish(scheduler.take(), _outcome("retry-me", 20, keep=False))
+    scheduler.completed()
+    assert scheduler.status()["cache"] == {"entries": 1, "bytes": 10}
+    assert scheduler.state("a", "kept") == ("finished", 10) and scheduler.state("a", "retry-me") == ("unknown", None)
