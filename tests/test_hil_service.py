@@ -1212,3 +1212,18 @@ def test_a_result_answering_another_job_than_the_one_asked_is_refused():
             backend._result(reply, request.digest)
     finally:
         backend.close()
+
+
+def test_a_job_reply_tells_at_most_20_of_the_devices_warnings():
+    """docs/hil-protocol.md: a job reply's optional `warnings` are "the warnings the device gave
+    while it ran the job, one string each, ..., at most 20" (the first ones)."""
+    from delgrad_hil._service import DeviceService
+
+    for count in (20, 21, 30):
+        told = [f"UserWarning: warning {k}" for k in range(count)]
+        result = SimpleNamespace(to_bytes=lambda: b"result bytes")
+        service = object.__new__(DeviceService)  # (only what a job's outcome needs: no socket, no device process)
+        service.device = SimpleNamespace(collect=lambda kind, told=told, result=result: (result, 0.5, told))
+        service.max_message_bytes, service.service_id = 2**20, "0" * 16
+        outcome = service._outcome(SimpleNamespace(kind="execute", job_id="a" * 64))
+        assert outcome.header["warnings"] == told[:20] and outcome.payload == b"result bytes"
