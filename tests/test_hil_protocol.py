@@ -632,3 +632,18 @@ def test_an_outcome_not_kept_takes_no_room_in_the_cache():
     scheduler.completed()
     assert scheduler.status()["cache"] == {"entries": 1, "bytes": 10}
     assert scheduler.state("a", "kept") == ("finished", 10) and scheduler.state("a", "retry-me") == ("unknown", None)
+
+
+@pytest.mark.parametrize("error_class", ["BackendError", "BackendUnavailable", "ExecutionTimeout", "InvalidValueError",
+                                         "UnsupportedNetworkError", "SomethingElse"])
+@pytest.mark.parametrize("retryable", [True, False])
+def test_a_device_error_reply_is_retryable_as_the_device_said(error_class, retryable):
+    """docs/hil-protocol.md: `device_error` is retryable as "the device's" flag says, whatever the
+    error class would be by default."""
+    from delgrad_hil._protocol import device_error
+
+    fields = error_fields("device_error", "the device said no", retryable=retryable, error_class=error_class,
+                          capability="delays" if error_class == "UnsupportedNetworkError" else None)
+    error = device_error(fields, "the service at x: the device said no")
+    assert error.retryable is retryable
+    assert type(error).__name__ == (error_class if error_class != "SomethingElse" else "BackendError")
