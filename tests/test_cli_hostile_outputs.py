@@ -330,7 +330,7 @@ def test_a_network_whose_neurons_a_backend_changed_did_not_run_as_stored():
     assert not _same_neurons(network, changed)
 
 
-# -- durability and permissions of atomic writes (mutation pass 4) ---------------------------------------------
+# -- durability and permissions of atomic writes ---------------------------------------------
 def test_an_atomic_write_syncs_its_file_before_the_rename_and_the_folder_after_it(tmp_path, monkeypatch):
     """delgrad_core/_atomic.py: "write to a temporary file beside the target, fsync it, rename it
     over the target, fsync the directory": after a normal return the new file survives a power cut."""

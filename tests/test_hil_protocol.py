@@ -436,7 +436,7 @@ def test_fault_plans_are_checked_and_their_decisions_repeat_with_the_seed():
     assert Faults(plan).corrupted(frames) != frames and not FaultPlan().active
 
 
-# ---------------------------------------------------------------------------- limits as documented (mutation pass 4)
+# ---------------------------------------------------------------------------- limits as documented
 def test_a_header_of_exactly_64_kib_is_read_and_one_byte_more_is_too_large():
     """docs/hil-protocol.md: the header is "at most 64 KiB" (65536 bytes), checked before the signature."""
     def health_frames(header_size):
@@ -493,7 +493,8 @@ def test_a_calibrate_seed_may_be_any_integer_from_0_to_2_to_the_63_minus_1(seed,
     if valid:
         assert decode(frames, SIGNER).header["seed"] == seed
     else:
-        with pytest.raises(ProtocolError, match="'seed': expected None or an integer in \\[0, 2\\*\\*63 - 1\\]") as info:
+        with pytest.raises(ProtocolError,
+                           match="'seed': expected None or an integer in \\[0, 2\\*\\*63 - 1\\]") as info:
             decode(frames, SIGNER)
         assert info.value.code == "malformed"
 

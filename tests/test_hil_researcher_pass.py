@@ -88,9 +88,14 @@ def test_a_run_resumes_at_a_service_moved_to_another_address_if_it_runs_the_same
     different settings: backend_options.address", though the chip was the same; the device's
     recorded identity tells another chip)"""
     out = tmp_path / "run"
+
+    def config(epochs, service):
+        options = {"address": service.address, "device": "hil-noisy"}
+        return TrainingConfig(**SHORT, epochs=epochs, backend_options=options)
+
     first = start_service("hil-noisy", {"chip": 2})
     monkeypatch.setenv("DELGRAD_HIL_TOKEN", first.token)
-    with Trainer(TrainingConfig(**SHORT, epochs=1, backend_options={"address": first.address, "device": "hil-noisy"}), out_dir=out) as trainer:
+    with Trainer(config(1, first), out_dir=out) as trainer:
         trainer.fit(progress=False)
     first.stop()
     same_chip, other_chip = start_service("hil-noisy", {"chip": 2}), start_service("hil-noisy", {"chip": 3})
@@ -98,11 +103,9 @@ def test_a_run_resumes_at_a_service_moved_to_another_address_if_it_runs_the_same
     monkeypatch.setenv("DELGRAD_HIL_TOKEN", other_chip.token)
     with pytest.raises(ValueError, match=r"resume: device 'hil-noisy' is not the one the run was trained on: "
                                          r"calibrated as 'hil-noisy-\w+', now as 'hil-noisy-\w+' \(another chip"):
-        with Trainer(TrainingConfig(**SHORT, epochs=2, backend_options={"address": other_chip.address, "device": "hil-noisy"}), out_dir=out,
-                     resume=True) as trainer:
+        with Trainer(config(2, other_chip), out_dir=out, resume=True) as trainer:
             trainer.fit(progress=False)
     monkeypatch.setenv("DELGRAD_HIL_TOKEN", same_chip.token)
-    with Trainer(TrainingConfig(**SHORT, epochs=2, backend_options={"address": same_chip.address, "device": "hil-noisy"}), out_dir=out,
-                 resume=True) as trainer:
+    with Trainer(config(2, same_chip), out_dir=out, resume=True) as trainer:
         trainer.fit(progress=False)
         assert trainer.epoch == 2

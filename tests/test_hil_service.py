@@ -1208,7 +1208,8 @@ def test_a_result_answering_another_job_than_the_one_asked_is_refused():
     try:
         assert backend._result(Message({**reply.header, "job": request.digest}, payload), request.digest) \
             .output_spike_times.shape == (4, network.sizes[-1])
-        with pytest.raises(dg.InvalidResultError, match=f"answered job {other.digest[:12]} to job {request.digest[:12]}"):
+        with pytest.raises(dg.InvalidResultError,
+                           match=f"answered job {other.digest[:12]} to job {request.digest[:12]}"):
             backend._result(reply, request.digest)
     finally:
         backend.close()

@@ -847,7 +847,8 @@ def test_cli_import_names_the_delay_kinds_layer_by_layer(tmp_path):
     dg.save_network(dg.Network.feedforward([4, 5, 3], delay_kind="none", seed=1), tmp_path / "plain.npz")
     result = runner.invoke(main, ["export", str(tmp_path / "plain.npz"), str(tmp_path / "plain.nir"),
                                   "--time-scale", "1e-6"])
-    assert result.exit_code == 0 and "(nir; 4-5-3, no delays, 1 model" in result.output, result.output  # (not "none delays")
+    # (not "none delays")
+    assert result.exit_code == 0 and "(nir; 4-5-3, no delays, 1 model" in result.output, result.output
 
 
 def test_cli_export_of_a_chip_trained_run_says_so_and_exports_what_the_chip_runs_when_asked(tmp_path):

@@ -261,7 +261,8 @@ def test_run_trial_takes_numpy_integers_and_refuses_bools_as_the_sweeps_axes_do(
     from delgrad_core import InvalidValueError
     from delgrad_core.training import _sweep
 
-    monkeypatch.setattr(_sweep, "train_trial", lambda settings, folder: {"test_accuracy": 0.5, "seed": settings["seed"]})
+    monkeypatch.setattr(_sweep, "train_trial",
+                        lambda settings, folder: {"test_accuracy": 0.5, "seed": settings["seed"]})
     if index is True:
         with pytest.raises(InvalidValueError, match="--trial: expected an index"):
             _sweep.run_trial({"epochs": 1}, [3], ["none"], 2, tmp_path, True, echo=lambda line: None)

@@ -1252,7 +1252,8 @@ def test_spike_time_plots_say_how_many_samples_are_silent(monkeypatch, tmp_path,
     legends, count_axes, tallest = {}, {}, {}
 
     def seen(fig, path):
-        legends[path.name] = [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+        legends[path.name] = [text.get_text() for ax in fig.axes if ax.get_legend()
+                              for text in ax.get_legend().get_texts()]
         count_axes[path.name] = [(ax.get_ylim(), list(ax.get_yticks())) for ax in fig.axes]
         tallest[path.name] = max([patch.get_height() for ax in fig.axes for patch in ax.patches], default=0)
 
