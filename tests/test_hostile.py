@@ -31,6 +31,7 @@ import delgrad_core as dg
 from delgrad_core import ExecutionRequest, FileFormatError, InvalidValueError, plugin_tools
 from delgrad_core._npz import json_array, npz_bytes
 from delgrad_core.training import TrainingConfig, load_config
+from delgrad_core.training._plots import plots_available
 
 # ---------------------------------------------------------------------------- network files
 
@@ -919,6 +920,7 @@ def test_sigterm_to_a_sweeps_process_group_stops_it_and_fails_no_trial(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not plots_available(), reason="the plots are the files too large here: needs matplotlib")
 def test_a_full_disk_is_a_one_line_error_and_the_run_completes_after_resume(tmp_path):
     """File-size limit of the process (RLIMIT_FSIZE) as a disk that fills up: the checkpoints fit,
     the plots at the end do not."""
