@@ -103,9 +103,8 @@ class HilBackend(Backend):
     """
 
     name = BACKEND_NAME
-    # how the client waits and retries, and the faults it survives (a result is the same with them);
-    # not where it sends (another service may own another chip)
-    # (`address` too: the device behind it is compared by its identity, which a run records)
+    # how the client waits and retries, the faults it survives and where it sends (a result is the
+    # same with them: the device behind an address is compared by the identity a run records)
     result_neutral_options = frozenset({"address", "timeout_s", "job_timeout_s", "calibration_timeout_s", "attempts",
                                         "jobs_in_flight", "backoff_s", "max_backoff_s", "client_id", "token_file",
                                         "faults"})
