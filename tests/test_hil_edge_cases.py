@@ -2,6 +2,7 @@
 service's device, stale and late replies, job deadlines of overlapped jobs, many attempts,
 odd addresses, replies at the size limit, the order of a stopping service's checks, SIGHUP."""
 
+import contextlib
 import os
 import random
 import re
@@ -316,14 +317,24 @@ def test_a_relative_ipc_address_is_refused_naming_its_absolute_path(tmp_path, mo
 
 
 # ---------------------------------------------------------------------------- replies at the size limit
-def _fake_service(address: str, payload_sizes: list, ready: threading.Event):
-    """Answer one request per size in `payload_sizes` with a signed result of that many bytes."""
+@contextlib.contextmanager
+def _fake_router(address: str, ready: threading.Event):
+    """A ROUTER socket bound at `address` (`ready` is set once it is) and the signer of TOKEN:
+    a fake service's end of the protocol."""
     context = zmq.Context()
     router = context.socket(zmq.ROUTER)
     router.bind(address)
     ready.set()
-    signer = Signer(TOKEN.encode())
     try:
+        yield router, Signer(TOKEN.encode())
+    finally:
+        router.close(linger=2000)
+        context.term()
+
+
+def _fake_service(address: str, payload_sizes: list, ready: threading.Event):
+    """Answer one request per size in `payload_sizes` with a signed result of that many bytes."""
+    with _fake_router(address, ready) as (router, signer):
         for size in payload_sizes:
             if not router.poll(20_000):
                 return
@@ -332,9 +343,6 @@ def _fake_service(address: str, payload_sizes: list, ready: threading.Event):
             header = new_header("result", reply_to=request["nonce"], job=request["job"], cached=False, run_s=0.0,
                                 service="0" * 16)
             router.send_multipart([routing_id, *encode(signer, header, b"r" * size)])
-    finally:
-        router.close(linger=2000)
-        context.term()
 
 
 def test_a_result_at_the_reply_limit_arrives_and_a_larger_reply_is_said_to_be_too_large(tmp_path):
@@ -631,12 +639,7 @@ def _replay_refusing_service(address: str, ready: threading.Event, received: lis
                              answers: int = 6):
     """Until `done`, answer up to `answers` requests with a signed `replayed` error (a service whose
     clock disagrees with the client's), then fall silent; `received` gets each request's type."""
-    context = zmq.Context()
-    router = context.socket(zmq.ROUTER)
-    router.bind(address)
-    ready.set()
-    signer = Signer(TOKEN.encode())
-    try:
+    with _fake_router(address, ready) as (router, signer):
         while not done.is_set():
             if len(received) >= answers or not router.poll(50):
                 continue
@@ -647,9 +650,6 @@ def _replay_refusing_service(address: str, ready: threading.Event, received: lis
                                 message="sent 120.0 s behind the service's clock, outside the 60 s window",
                                 error_class=None, capability=None)
             router.send_multipart([routing_id, *encode(signer, header)])
-    finally:
-        router.close(linger=2000)
-        context.term()
 
 
 def test_a_request_refused_as_a_replay_is_sent_anew_once_and_then_the_refusal_is_raised(tmp_path):
