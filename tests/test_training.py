@@ -2377,3 +2377,20 @@ def test_a_run_without_keep_best_resumes(tmp_path):
         first.fit(progress=False)
     with Trainer(TrainingConfig(**settings, epochs=2), out_dir=tmp_path, resume=True) as resumed:
         assert resumed.epoch == 1 and resumed.selection.accuracy == -1
+
+
+def test_a_runs_metrics_json_as_config_is_no_choice_of_the_settings_it_records(finished_run, tmp_path):
+    """(it records every setting, defaults too: with --delays none, "delay_lr, delay_init_mean, ...:
+    not used, the network has no delays" named settings nobody had chosen; one --set gives is)"""
+    metrics = str(finished_run / "metrics.json")
+    synaptic = tmp_path / "synaptic.json"  # (the run's settings with delays: its delay settings then count)
+    stored = json.loads((finished_run / "metrics.json").read_text())
+    synaptic.write_text(json.dumps({**stored, "config": {**stored["config"], "delays": "synaptic"}}))
+    for config, extra, warned in ((synaptic, [], None), (synaptic, ["--set", "delay_lr=0.1"], "delay_lr: not used"),
+                                  (metrics, ["--set", "silent_bump=null"], None)):
+        result = cli_runner().invoke(main, ["train", "--config", str(config), "--delays", "none", "--epochs", "1",
+                                            "--out", str(tmp_path / f"run{len(extra)}{config == metrics}"), *extra])
+        assert result.exit_code == 0, result.output
+        said = [line for line in result.stderr.splitlines() if "not used" in line]
+        expected = [] if warned is None else [f'Warning: {warned}, the network has no delays (delays = "none")']
+        assert said == expected, said

@@ -18,7 +18,7 @@ from delgrad_core._errors import InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, CONFIG_FILE, SET_OPTION, check_out_names, command_line_settings,
     given_once, refuse_no_default_backend, refuse_set_twice, with_its_file)
-from delgrad_core.cli._unused_settings import warn_unused_settings
+from delgrad_core.cli._unused_settings import chosen_settings, warn_unused_settings
 
 __all__ = ["sweep"]
 
@@ -105,8 +105,9 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     refuse_no_default_backend(base.get("backend"))
     grid = (base, hidden, delays, seeds, Path(out_dir))
     try:
-        warn_unused_settings(set(base), [config_with_defaults(dict(base, delays=kind, hidden=hidden[0], seed=0))
-                                         for kind in delays], f"--delays {','.join(delays)}", sweep=True)
+        configs = [config_with_defaults(dict(base, delays=kind, hidden=hidden[0], seed=0)) for kind in delays]
+        warn_unused_settings(chosen_settings(base, config_file, set_settings), configs, f"--delays {','.join(delays)}",
+                             sweep=True)
         if slurm_script is not None:
             check_output_file(slurm_script, "--slurm-script", force=False, inputs=[config_file])
             trials = plan_sweep(*grid)  # (checked before the script is written)

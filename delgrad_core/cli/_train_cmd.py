@@ -19,7 +19,7 @@ from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, PLUGIN_SETTINGS, CONFIG_FILE, SET_OPTION, check_out_names, check_thread_variable,
     command_line_settings, given_once, one_or_list, refuse_no_default_backend, refuse_not_installed, refuse_set_twice,
     with_its_file, with_tables, without_replaced_options)
-from delgrad_core.cli._unused_settings import warn_unused_settings
+from delgrad_core.cli._unused_settings import chosen_settings, warn_unused_settings
 
 __all__ = ["train"]
 
@@ -116,7 +116,7 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         check_out_names(out_dir)
     try:
         settings = command_line_settings(config_file, options, set_settings, backend_options, dataset_options)
-        given = set(settings)
+        given = chosen_settings(settings, config_file, set_settings)
         if not resume:  # (a resumed run's own backend is named below)
             refuse_no_default_backend(settings.get("backend"))
         stored = RunFolder(out_dir).checkpoint_settings() if resume else {}

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import warnings
 
-__all__ = ["warn_unused_settings"]
+__all__ = ["chosen_settings", "warn_unused_settings"]
 
 _DELAY_SETTINGS = ("delay_lr", "delay_init_mean", "delay_init_std", "delay_parametrisation", "delay_shift",
                    "delay_scale", "delay_max", "shared_input_delays")
 
 _SILENT_SETTINGS = ("silent_limit_hidden", "silent_limit_output", "silent_neuron_limit")
+
+
+def chosen_settings(settings: dict, config_file, set_settings: dict) -> set:
+    """The names of `settings` the user chose: of the settings of a run's metrics.json given as
+    --config (which records all of them, defaults too), only those --set gives again."""
+    from delgrad_core.training._config import is_run_record, load_config
+
+    recorded = set(load_config(config_file)) if config_file and is_run_record(config_file) else set()
+    return set(settings) - (recorded - set(set_settings))
 
 
 def warn_unused_settings(given: set, configs: list, delays_shown: str, *, sweep: bool = False) -> None:

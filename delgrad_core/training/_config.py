@@ -35,10 +35,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainingConfig", "load_config", "config_with_defaults", "check_settings", "result_settings",
-           "without_default_options", "option_defaults", "OPTION_TABLES", "setting_differences", "shown_setting",
-           "unused_component_fields", "COMPONENT_FIELD_PREFIX", "MAX_STEP_SIZE", "LATER_SETTINGS", "check_adam_betas",
-           "number_rule"]
+__all__ = ["TrainingConfig", "load_config", "is_run_record", "config_with_defaults", "check_settings",
+           "result_settings", "without_default_options", "option_defaults", "OPTION_TABLES", "setting_differences",
+           "shown_setting", "unused_component_fields", "COMPONENT_FIELD_PREFIX", "MAX_STEP_SIZE", "LATER_SETTINGS",
+           "check_adam_betas", "number_rule"]
 
 # backend options that are secrets: never written into a run folder
 _SECRET_OPTIONS = frozenset({"token", "password", "secret"})
@@ -674,7 +674,7 @@ def load_config(path: str | Path) -> dict:
         with open(path, "rb") as handle:
             text = handle.read()
         text = text.decode("utf-8-sig")  # (editors on Windows may start the file with a BOM)
-        if text.lstrip().startswith("{"):  # (no TOML document starts so: JSON, e.g. a run's metrics.json)
+        if _is_json(text):
             return _checked(_run_config(text, path), path)
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -719,6 +719,19 @@ def _checked(settings: dict, path) -> dict:
     except InvalidValueError as exc:
         raise InvalidValueError(f"{path}: {exc}") from None
     return settings
+
+
+def _is_json(text: str) -> bool:
+    """Whether a settings file's `text` is JSON (a run's metrics.json): no TOML document starts
+    with "{"."""
+    return text.lstrip("\ufeff \t\r\n").startswith("{")
+
+
+def is_run_record(path) -> bool:
+    """Whether the settings file `path` (one `load_config` reads) is a run's metrics.json, which
+    holds every setting of the run, its defaults too."""
+    with open(path, "rb") as handle:
+        return _is_json(handle.read(4096).decode("utf-8", errors="replace"))
 
 
 def _run_config(text: str, path) -> dict:
