@@ -847,3 +847,11 @@ def test_registered_capabilities_other_than_the_built_backends_are_warned_of_onc
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginLoadWarning)
         registry.create_backend("honest").close()
+
+
+@pytest.mark.parametrize("value, strict", [("", False), ("0", False), ("no", False), ("False", False), (" ", False),
+                                           ("1", True), ("YES", True), (" true ", True)])
+def test_strict_environment_takes_the_usual_spellings_of_yes_and_no(monkeypatch, value, strict):
+    """The values the error for another one lists (0, 1, true, false, yes, no), in any case and spacing."""
+    monkeypatch.setenv("DELGRAD_STRICT_PLUGINS", value)
+    assert PluginRegistry(builtins=False).strict is strict
