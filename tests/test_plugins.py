@@ -855,3 +855,21 @@ def test_strict_environment_takes_the_usual_spellings_of_yes_and_no(monkeypatch,
     """The values the error for another one lists (0, 1, true, false, yes, no), in any case and spacing."""
     monkeypatch.setenv("DELGRAD_STRICT_PLUGINS", value)
     assert PluginRegistry(builtins=False).strict is strict
+
+
+def test_result_neutral_options_given_as_one_string_are_refused():
+    """(a string is a collection of its letters: "threads" would declare the options t, h, r, ...
+    neutral, which a factory taking **options cannot refuse)"""
+    from delgrad_core import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("one-string", lambda **options: None, result_neutral_options="threads")
+            register("a-list", lambda **options: None, result_neutral_options=["threads"])
+
+    registry = PluginRegistry(strict=False, builtins=False)
+    with pytest.warns(PluginLoadWarning, match="backend 'one-string': result_neutral_options"):
+        registry.register_plugin(Plugin(), distribution="delgrad-local")
+    assert registry.names() == ["a-list"]
+    assert registry.get("backend", "a-list").details["result_neutral_options"] == frozenset({"threads"})
