@@ -873,3 +873,22 @@ def test_result_neutral_options_given_as_one_string_are_refused():
         registry.register_plugin(Plugin(), distribution="delgrad-local")
     assert registry.names() == ["a-list"]
     assert registry.get("backend", "a-list").details["result_neutral_options"] == frozenset({"threads"})
+
+
+def test_a_hook_marked_optional_that_delgrad_does_not_declare_is_no_problem():
+    """(pluggy's optionalhook=True: a plugin may implement a hook of a later delgrad, or of another
+    host, and still load here; only an unmarked unknown hook is a misspelling)"""
+    from delgrad_core import hookimpl
+
+    class Plugin:
+        @hookimpl(optionalhook=True)
+        def delgrad_register_widgets(self, register):
+            register("w", object())
+
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("optional-too", lambda **options: None)
+
+    registry = PluginRegistry(strict=True, builtins=False)
+    registry.register_plugin(Plugin(), distribution="delgrad-local")
+    assert registry.names() == ["optional-too"] and registry.problems == []
