@@ -892,3 +892,17 @@ def test_a_hook_marked_optional_that_delgrad_does_not_declare_is_no_problem():
     registry = PluginRegistry(strict=True, builtins=False)
     registry.register_plugin(Plugin(), distribution="delgrad-local")
     assert registry.names() == ["optional-too"] and registry.problems == []
+
+
+@pytest.mark.xfail(strict=True, reason="pluggy ignores a None plugin (register returns None), and the registry "
+                                       "takes that for 'registered already': nothing is reported")
+def test_an_entry_point_naming_an_object_that_is_none_is_reported(tmp_path, monkeypatch):
+    """(a placeholder `plugin = None` left in the module the entry point names registers nothing,
+    which docs/plugins.md says gives a PluginLoadWarning)"""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("DELGRAD_STRICT_PLUGINS", raising=False)
+    write_distribution(tmp_path, "delgrad-placeholder", "1.0", {"placeholder": "PLUGIN = None\n"},
+                       {GROUP: {"placeholder": "placeholder:PLUGIN"}})
+    with pytest.warns(PluginLoadWarning, match="placeholder.*registers nothing"):
+        registry = PluginRegistry().discover()
+    assert any("placeholder" in failure for failure in registry.failures)
