@@ -906,3 +906,20 @@ def test_an_entry_point_naming_an_object_that_is_none_is_reported(tmp_path, monk
     with pytest.warns(PluginLoadWarning, match="placeholder.*registers nothing"):
         registry = PluginRegistry().discover()
     assert any("placeholder" in failure for failure in registry.failures)
+
+
+def test_a_plugin_whose_only_registration_is_refused_has_that_one_problem():
+    """(it called register: "registers nothing", the problem of a hook that never calls it, would
+    send its author looking for the wrong mistake)"""
+    from delgrad_core import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("Bad Name", lambda **options: None)
+
+    registry = PluginRegistry(strict=False, builtins=False)
+    with pytest.warns(PluginLoadWarning):
+        registry.register_plugin(Plugin(), distribution="delgrad-local")
+    assert len(registry.problems) == 1 and "registration refused" in registry.problems[0]
+    assert "registers nothing" not in " ".join(registry.failures)
