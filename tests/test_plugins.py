@@ -923,3 +923,19 @@ def test_a_plugin_whose_only_registration_is_refused_has_that_one_problem():
         registry.register_plugin(Plugin(), distribution="delgrad-local")
     assert len(registry.problems) == 1 and "registration refused" in registry.problems[0]
     assert "registers nothing" not in " ".join(registry.failures)
+
+
+def test_a_built_backend_that_is_refused_is_closed():
+    """(the caller gets an error, not the backend: nobody else could release what it holds)"""
+    built = []
+
+    class Plugin:
+        @delgrad_core.hookimpl
+        def delgrad_register_backends(self, register):
+            register("alias", lambda: built.append(get_backend("reference")) or built[-1])
+
+    registry = PluginRegistry(builtins=False)
+    registry.register_plugin(Plugin(), distribution="local")
+    with pytest.raises(PluginError, match="calls itself 'reference'"):
+        registry.create_backend("alias")
+    assert len(built) == 1 and built[0].closed
