@@ -11,6 +11,7 @@ import pytest
 import delgrad_core
 from delgrad_core import (
     DuplicateNameError,
+    InvalidValueError,
     PluginError,
     PluginLoadError,
     PluginLoadWarning,
@@ -939,3 +940,32 @@ def test_a_built_backend_that_is_refused_is_closed():
     with pytest.raises(PluginError, match="calls itself 'reference'"):
         registry.create_backend("alias")
     assert len(built) == 1 and built[0].closed
+
+
+def test_a_type_error_of_a_factory_taking_any_option_is_the_options_fault():
+    """(delgrad cannot check the names a factory taking **options passes on: the backend it
+    builds refusing one is the user's mistake, named, not the plugin's)"""
+    from delgrad_reference import ReferenceBackend
+
+    class Plugin:
+        @delgrad_core.hookimpl
+        def delgrad_register_backends(self, register):
+            register("reference", lambda **options: ReferenceBackend(**options))
+
+    registry = PluginRegistry(builtins=False)
+    registry.register_plugin(Plugin(), distribution="local")
+    with pytest.raises(InvalidValueError, match=r"backend 'reference': invalid options \['colour'\]"):
+        registry.create_backend("reference", colour="red")
+
+
+def test_a_backend_factory_calling_sys_exit_is_a_plugin_error():
+    """(it must not end the host's command as if it had succeeded)"""
+    class Plugin:
+        @delgrad_core.hookimpl
+        def delgrad_register_backends(self, register):
+            register("quitter", lambda: sys.exit(0))
+
+    registry = PluginRegistry(builtins=False)
+    registry.register_plugin(Plugin(), distribution="local")
+    with pytest.raises(PluginError, match="backend 'quitter' from 'local': its factory failed: SystemExit"):
+        registry.create_backend("quitter")
