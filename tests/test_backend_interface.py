@@ -841,3 +841,23 @@ def test_a_backends_own_backend_errors_name_it_and_an_empty_error_reads_well():
 def test_a_string_key_that_looks_like_a_typed_key_keeps_its_own_cache_key():
     """(the key 1 is written "<int> 1": a string key "<int> 1" taken as it is shared its cache key)"""
     assert calibration_key("b", table={"<int> 1": 2}) != calibration_key("b", table={1: 2})
+
+
+def test_a_conformance_profile_takes_the_bounds_of_its_ranges():
+    """(docs/backends.md: negative tolerances and agreement fractions above 1 are refused, so 0
+    and 1 themselves are not)"""
+    from delgrad_core import ConformanceProfile
+
+    profile = ConformanceProfile(exact_tolerance=0, max_median_error=0, min_silence_agreement=1, causality_tolerance=0)
+    assert profile.min_silence_agreement == 1 and profile.exact_tolerance == 0
+    with pytest.raises(ValueError, match="min_silence_agreement: expected a fraction <= 1"):
+        ConformanceProfile(min_silence_agreement=1 + 1e-9)
+
+
+@pytest.mark.parametrize("unsupported", [["training"], "training", ("silence",)])
+def test_unsupported_checks_must_be_a_table_of_reasons(unsupported):
+    """(a list of names gives no reason to skip them with)"""
+    from delgrad_core import ConformanceProfile
+
+    with pytest.raises(ValueError, match="ConformanceProfile.unsupported: expected a table of check name -> reason"):
+        ConformanceProfile(unsupported=unsupported)
