@@ -861,3 +861,22 @@ def test_unsupported_checks_must_be_a_table_of_reasons(unsupported):
 
     with pytest.raises(ValueError, match="ConformanceProfile.unsupported: expected a table of check name -> reason"):
         ConformanceProfile(unsupported=unsupported)
+
+
+def test_calibrate_refuses_a_progress_that_cannot_be_called():
+    for progress in (5, "bar"):
+        with pytest.raises(InvalidValueError, match=f"^progress: expected None or a callable progress\\(done, total\\), "
+                                                    f"got {type(progress).__name__}$"):
+            MockBackend().calibrate(progress=progress)
+
+
+@pytest.mark.parametrize("kept", [0, 1, 3])
+def test_an_own_execute_many_returning_another_number_of_results_is_refused(kept):
+    """(one result too few was one job's times lost without a word; too many, another's)"""
+    class Miscounting(MockBackend):
+        def _execute_many(self, requests):
+            return [self._execute(requests[0]) for _ in range(kept)]
+
+    requests = [ExecutionRequest(_net(), np.full((1, 4), 0.5))] * 2
+    with pytest.raises(InvalidResultError, match=r"^backend 'mock': _execute_many returned no list of 2 results$"):
+        Miscounting().execute_many(requests)
