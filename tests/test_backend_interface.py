@@ -880,3 +880,15 @@ def test_an_own_execute_many_returning_another_number_of_results_is_refused(kept
     requests = [ExecutionRequest(_net(), np.full((1, 4), 0.5))] * 2
     with pytest.raises(InvalidResultError, match=r"^backend 'mock': _execute_many returned no list of 2 results$"):
         Miscounting().execute_many(requests)
+
+
+def test_wall_seconds_a_backend_reports_itself_are_kept():
+    """(execute adds `wall_seconds` unless the backend set it: e.g. a device's own time)"""
+    def reported(request):
+        times = forward(request.network, request.input_spike_times)
+        return ExecutionResult(times, {"wall_seconds": 2.5})
+
+    backend, inputs = MockBackend(reported), np.full((1, 4), 0.5)
+    assert backend.execute(_net(), inputs).metadata["wall_seconds"] == 2.5
+    results = backend.execute_many([ExecutionRequest(_net(), inputs), ExecutionRequest(_net(seed=1), inputs)])
+    assert [result.metadata["wall_seconds"] for result in results] == [2.5, 2.5]
