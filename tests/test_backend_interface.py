@@ -892,3 +892,41 @@ def test_wall_seconds_a_backend_reports_itself_are_kept():
     assert backend.execute(_net(), inputs).metadata["wall_seconds"] == 2.5
     results = backend.execute_many([ExecutionRequest(_net(), inputs), ExecutionRequest(_net(seed=1), inputs)])
     assert [result.metadata["wall_seconds"] for result in results] == [2.5, 2.5]
+
+
+def test_jobs_in_neighbouring_rows_of_one_buffer_do_not_share_memory():
+    """(a backend may fill one array for the whole batch of jobs and hand each job its own rows:
+    row i ends at the byte where row i + 1 begins, which is no overlap)"""
+    class OneBuffer(MockBackend):
+        def _execute_many(self, requests):
+            hidden = np.empty((len(requests), 10))
+            results = []
+            for index, request in enumerate(requests):
+                times = self._execute(request).layer_spike_times
+                hidden[index] = times[0][0]
+                results.append(ExecutionResult([hidden[index:index + 1], times[1].copy()]))
+            return results
+
+    requests = [ExecutionRequest(_net(), np.full((1, 4), time)) for time in (0.5, 0.7, 0.9)]
+    results = OneBuffer().execute_many(requests)
+    for result, request in zip(results, requests):
+        np.testing.assert_array_equal(result.layer_spike_times[0], forward(request.network,
+                                                                         request.input_spike_times)[0])
+
+
+def test_jobs_sharing_a_buffer_read_backwards_are_refused():
+    """(a reversed view starts at the buffer's last element: its bytes lie below its address)"""
+    class Backwards(MockBackend):
+        def _execute_many(self, requests):
+            buffer = np.empty((1, 10))
+            results = []
+            for request in requests:
+                hidden, output = self._execute(request).layer_spike_times
+                buffer[:, ::-1] = hidden
+                results.append(ExecutionResult([buffer[:, ::-1], output.copy()]))
+            return results
+
+    requests = [ExecutionRequest(_net(), np.full((1, 4), time)) for time in (0.5, 0.7)]
+    with pytest.raises(InvalidResultError, match="_execute_many returned results of jobs 0 and 1 whose arrays share "
+                                                 "memory"):
+        Backwards().execute_many(requests)
