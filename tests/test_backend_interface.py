@@ -930,3 +930,13 @@ def test_jobs_sharing_a_buffer_read_backwards_are_refused():
     with pytest.raises(InvalidResultError, match="_execute_many returned results of jobs 0 and 1 whose arrays share "
                                                  "memory"):
         Backwards().execute_many(requests)
+
+
+def test_a_backend_error_that_names_its_backend_already_is_not_prefixed_again():
+    from delgrad_core import BackendUnavailable, Network
+
+    def lost(request):
+        raise BackendUnavailable("backend 'mock': board 3 lost power", retryable=True)
+
+    with pytest.raises(BackendUnavailable, match=r"^backend 'mock': board 3 lost power$"):
+        MockBackend(lost).execute(Network.feedforward([2, 3], seed=0), np.zeros((1, 2)))
