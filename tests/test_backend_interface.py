@@ -940,3 +940,15 @@ def test_a_backend_error_that_names_its_backend_already_is_not_prefixed_again():
 
     with pytest.raises(BackendUnavailable, match=r"^backend 'mock': board 3 lost power$"):
         MockBackend(lost).execute(Network.feedforward([2, 3], seed=0), np.zeros((1, 2)))
+
+
+def test_a_represent_that_changes_a_delay_kind_is_refused():
+    """(docs/backends.md: represent returns a network of the same layer sizes and delay kinds)"""
+    class Rekinded(MockBackend):
+        def represent(self, network):
+            return _net(kind="axonal")
+
+    with pytest.raises(InvalidResultError, match=r"^backend 'mock': represent changed the network's layer sizes or "
+                                                 r"delay kinds \(from \[4, 10, 3\] \['none', 'none'\] to \[4, 10, 3\] "
+                                                 r"\['axonal', 'axonal'\]\)"):
+        Rekinded().execute(_net(), np.full((1, 4), 0.5))
