@@ -969,3 +969,10 @@ def test_a_backend_factory_calling_sys_exit_is_a_plugin_error():
     registry.register_plugin(Plugin(), distribution="local")
     with pytest.raises(PluginError, match="backend 'quitter' from 'local': its factory failed: SystemExit"):
         registry.create_backend("quitter")
+
+
+def test_ctrl_c_while_a_plugin_is_imported_is_not_taken_for_a_broken_plugin(site):
+    """(only Ctrl-C passes: the user stopped the command)"""
+    site("delgrad-interrupted", "interrupted", "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        PluginRegistry().discover()
