@@ -952,3 +952,16 @@ def test_a_represent_that_changes_a_delay_kind_is_refused():
                                                  r"delay kinds \(from \[4, 10, 3\] \['none', 'none'\] to \[4, 10, 3\] "
                                                  r"\['axonal', 'axonal'\]\)"):
         Rekinded().execute(_net(), np.full((1, 4), 0.5))
+
+
+def test_a_backend_may_reuse_its_metadata_table_from_job_to_job():
+    """(as its arrays: each result keeps the facts of its own job)"""
+    metadata = {}
+
+    def counting(request):
+        metadata["job"] = metadata.get("job", -1) + 1
+        return ExecutionResult(forward(request.network, request.input_spike_times), metadata)
+
+    inputs = np.full((1, 4), 0.5)
+    results = MockBackend(counting).execute_many([ExecutionRequest(_net(), inputs)] * 3)
+    assert [result.metadata["job"] for result in results] == [0, 1, 2]
