@@ -976,3 +976,41 @@ def test_ctrl_c_while_a_plugin_is_imported_is_not_taken_for_a_broken_plugin(site
     site("delgrad-interrupted", "interrupted", "raise KeyboardInterrupt\n")
     with pytest.raises(KeyboardInterrupt):
         PluginRegistry().discover()
+
+
+def test_what_another_thread_prints_while_a_plugin_loads_is_not_the_plugins(site, tmp_path, capsys, monkeypatch):
+    """(the plugin's import waits until another thread of the host has printed: that line goes to
+    standard output, and is no problem of the plugin's)"""
+    (tmp_path / "gate_for_plugin.py").write_text("import threading\nloading, printed = threading.Event(), "
+                                                  "threading.Event()\n")
+    import importlib
+
+    importlib.invalidate_caches()
+    gate_for_plugin = importlib.import_module("gate_for_plugin")
+    monkeypatch.setitem(sys.modules, "gate_for_plugin", gate_for_plugin)  # (forgotten after the test)
+
+    site("delgrad-waiting", "waiting", """
+        import gate_for_plugin
+        from delgrad_core import hookimpl
+
+        gate_for_plugin.loading.set()
+        gate_for_plugin.printed.wait(10)
+
+        @hookimpl
+        def delgrad_register_losses(register):
+            register("waited", lambda: None)
+    """)
+
+    def host():
+        gate_for_plugin.loading.wait(10)
+        print("the host's own line")
+        gate_for_plugin.printed.set()
+
+    import threading
+
+    other = threading.Thread(target=host)
+    other.start()
+    registry = PluginRegistry(strict=True).discover()
+    other.join()
+    assert "waited" in registry.names("loss") and registry.problems == []
+    assert "the host's own line" in capsys.readouterr().out
