@@ -1014,3 +1014,15 @@ def test_what_another_thread_prints_while_a_plugin_loads_is_not_the_plugins(site
     other.join()
     assert "waited" in registry.names("loss") and registry.problems == []
     assert "the host's own line" in capsys.readouterr().out
+
+
+def test_ctrl_c_while_a_hook_runs_is_not_taken_for_a_failing_hook():
+    class Plugin:
+        @delgrad_core.hookimpl
+        def delgrad_register_losses(self, register):
+            raise KeyboardInterrupt
+
+    registry = PluginRegistry(builtins=False)
+    with pytest.raises(KeyboardInterrupt):
+        registry.register_plugin(Plugin(), distribution="local")
+    assert registry.problems == [] and registry.failures == []
