@@ -965,3 +965,11 @@ def test_a_backend_may_reuse_its_metadata_table_from_job_to_job():
     inputs = np.full((1, 4), 0.5)
     results = MockBackend(counting).execute_many([ExecutionRequest(_net(), inputs)] * 3)
     assert [result.metadata["job"] for result in results] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("inputs", [None, np.zeros((1, 3))])
+def test_an_unsupported_network_is_refused_before_its_inputs_are_read(inputs):
+    """(no inputs would make the backend run it: the network is what to change first)"""
+    backend = MockBackend(name="toy", capabilities=TOY)
+    with pytest.raises(UnsupportedNetworkError, match="backend 'toy' does not support 3 layers"):
+        backend.execute(_net((4, 5, 5, 3)), inputs)
