@@ -458,6 +458,10 @@ class PluginRegistry:
     def _added_to_manager(self, plugin, plugin_name: str | None, distribution: str, where: str) -> bool:
         """Whether `plugin` is now registered with pluggy; not if it cannot be, its name is
         another plugin's or it implements an unknown hook (a failure each), nor if it was already."""
+        if plugin is None:  # (pluggy takes None without a word, registering nothing)
+            self._failed(where, "registers nothing (its entry point names None, e.g. a placeholder `PLUGIN = None`; "
+                                "name the module, class or object that implements delgrad's hooks)")
+            return False
         other = self._manager.get_plugin(plugin_name) if plugin_name is not None else None
         if other is not None:  # (pluggy's own message dumps its whole registry)
             self._failed(where, f"cannot be registered: the plugin name {plugin_name!r} is taken by distribution "

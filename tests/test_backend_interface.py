@@ -973,3 +973,17 @@ def test_an_unsupported_network_is_refused_before_its_inputs_are_read(inputs):
     backend = MockBackend(name="toy", capabilities=TOY)
     with pytest.raises(UnsupportedNetworkError, match="backend 'toy' does not support 3 layers"):
         backend.execute(_net((4, 5, 5, 3)), inputs)
+
+
+def test_silence_agreement_passes_at_exactly_min_silence_agreement_so_1_asks_for_the_same_silent_sets():
+    """docs/backends.md: silent/spiking must agree in *at least* min_silence_agreement of the
+    entries (with "more than", 1 failed even a backend agreeing everywhere)."""
+    from delgrad_core.testing import compare_spike_times
+
+    expected = [np.array([[0.5, 1.0, np.inf, 2.0]])]
+    same = compare_spike_times(expected, [np.array([[0.5, 1.0, np.inf, 2.0]])])
+    three_of_four = compare_spike_times(expected, [np.array([[0.5, 1.0, np.inf, np.inf]])])
+    assert same.statistical(max_median_error=0.1, min_silence=1.0)
+    assert three_of_four.statistical(max_median_error=0.1, min_silence=0.75)
+    assert three_of_four.statistical_problem(max_median_error=0.1, min_silence=0.8) == \
+        "silent/spiking agreement 0.750, needs >= 0.8 (min_silence_agreement)"

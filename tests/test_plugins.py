@@ -895,8 +895,6 @@ def test_a_hook_marked_optional_that_delgrad_does_not_declare_is_no_problem():
     assert registry.names() == ["optional-too"] and registry.problems == []
 
 
-@pytest.mark.xfail(strict=True, reason="pluggy ignores a None plugin (register returns None), and the registry "
-                                       "takes that for 'registered already': nothing is reported")
 def test_an_entry_point_naming_an_object_that_is_none_is_reported(tmp_path, monkeypatch):
     """(a placeholder `plugin = None` left in the module the entry point names registers nothing,
     which docs/plugins.md says gives a PluginLoadWarning)"""

@@ -55,8 +55,8 @@ class Agreement:
                             min_silence: float = _DEFAULT.min_silence_agreement) -> str | None:
         """What breaks statistical agreement, measured vs allowed (None if nothing does)."""
         problems = []
-        if not self.silence_agreement > min_silence:
-            problems.append(f"silent/spiking agreement {self.silence_agreement:.3f}, needs > {min_silence:g} "
+        if not self.silence_agreement >= min_silence:  # (at least: 1 asks for the same silent sets)
+            problems.append(f"silent/spiking agreement {self.silence_agreement:.3f}, needs >= {min_silence:g} "
                             f"(min_silence_agreement)")
         if not self.median_abs_error < max_median_error:
             problems.append(f"median |error| {self.median_abs_error:.3g} tau_s over {self.n_spiking_in_both} spikes, "
