@@ -244,3 +244,16 @@ def test_evaluate_keeps_a_config_files_options_when_its_default_backend_is_named
     assert result.exit_code == 0, result.output
     assert "note: the backend options {\"n_threads\": -5} of 'reference' are not used with 'example'; " \
            "--backend-option gives its own" in result.stderr
+
+
+@pytest.mark.parametrize(("replaced", "field"), [(["--set", "weight_lr=abc"], "weight_lr"),
+                                                 (["--tau-ratio", "-1"], "tau_ratio")])
+def test_a_bad_value_given_over_the_config_files_own_does_not_name_the_file(tmp_path, replaced, field):
+    """The file's value is not the one refused: naming the file would send the user to mend it."""
+    config = tmp_path / "c.toml"
+    config.write_text("weight_lr = 0.005\ntau_ratio = 2.0\n")
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "1", "--config", str(config), *replaced,
+                                        "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {field}: "), result.stderr
+    assert not (tmp_path / "run").exists()
