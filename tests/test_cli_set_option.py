@@ -257,3 +257,19 @@ def test_a_bad_value_given_over_the_config_files_own_does_not_name_the_file(tmp_
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {field}: "), result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_url_given_as_a_path_option_is_recorded_as_given(tmp_path, monkeypatch):
+    """Relative paths of *_file, *_dir and directory options are made absolute; a URL there is no
+    path of the working folder (the command line leaves URLs alone)."""
+    from delgrad_core.training import _run
+
+    given = []
+    monkeypatch.setattr(_run, "run_training", lambda config, *args, **kwargs: given.append(config.dataset_options))
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner().invoke(main, [*TRAIN, "--out", "run", "--epochs", "1", "--dataset", "fashion_mnist",
+                                        "--dataset-option", "directory=https://example.org/fashion-mnist"])
+    assert given == [{"directory": "https://example.org/fashion-mnist"}], result.output
+    cli_runner().invoke(main, [*TRAIN, "--out", "run", "--epochs", "1", "--dataset", "fashion_mnist",
+                               "--dataset-option", "directory=data"])
+    assert given[1:] == [{"directory": str(tmp_path / "data")}]
