@@ -131,3 +131,20 @@ def test_a_dataset_folder_whose_name_is_not_utf8_is_refused_before_a_run_records
                                         f"directory={folder}", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "dataset_options.directory: " in result.output, result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], SWEEP])
+def test_out_whose_whole_path_is_as_long_as_linux_allows_is_a_usage_error(tmp_path, command):
+    """Linux's PATH_MAX (4096 bytes) counts the terminating NUL: a path of 4096 bytes, each folder
+    name short enough, is already one byte too long."""
+    names, left = [], 4096 - len(os.fsencode(str(tmp_path)))
+    while left > 0:  # folder names of up to 200 bytes, each with its "/"
+        names.append("x" * (min(left, 201) - 1))
+        left -= len(names[-1]) + 1
+    out = os.path.join(tmp_path, *names)
+    assert len(os.fsencode(out)) == 4096 and all(0 < len(name) <= 200 for name in names)
+    result = cli_runner().invoke(main, [*command, "--out", out])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert "Error: --out: the path '" in message and "is 4096 bytes long, more than the file system allows; choose " \
+        "a shorter one" in message, message
