@@ -66,3 +66,15 @@ def test_another_file_of_a_run_folder_is_refused_naming_the_folder(finished_run,
     assert result.stderr.endswith(f"Error: Invalid value for {argument}: {finished_run / name} is a run's {what}, "
                                   f"not a network file: give the run folder {finished_run} (its network.npz)\n"), \
         result.stderr
+
+
+def test_the_recorded_test_accuracy_is_compared_only_with_the_test_split(finished_run, tmp_path):
+    """The run recorded its test split's accuracy: another split's is no repeat of it."""
+    run, metrics = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics.update(test_accuracy=0.123))
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 0 and "note: the run recorded a test accuracy of 12.30 %" in result.stderr, \
+        result.output
+    for split in ("train", "validation"):
+        result = cli_runner().invoke(main, ["evaluate", str(run), "--split", split])
+        assert result.exit_code == 0 and f"{split} accuracy on reference: " in result.stdout, result.output
+        assert "recorded" not in result.stderr, result.stderr
