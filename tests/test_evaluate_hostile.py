@@ -78,3 +78,17 @@ def test_the_recorded_test_accuracy_is_compared_only_with_the_test_split(finishe
         result = cli_runner().invoke(main, ["evaluate", str(run), "--split", split])
         assert result.exit_code == 0 and f"{split} accuracy on reference: " in result.stdout, result.output
         assert "recorded" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("name", "what"), [("checkpoint.npz", "checkpoint"), ("history.jsonl", "history")])
+def test_a_file_of_an_unfinished_run_folder_is_refused_naming_the_folder(finished_run, tmp_path, name, what):
+    """A run stopped before its end holds a checkpoint and no network file yet: its files are
+    still no network file."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "network.npz").unlink()
+    (run / "metrics.json").unlink()
+    result = cli_runner().invoke(main, ["evaluate", str(run / name)])
+    assert result.exit_code == 2, result.output
+    assert f"Error: Invalid value for PATH: {run / name} is a run's {what}, not a network file: give the run folder " \
+           f"{run}" in result.stderr, result.stderr
