@@ -92,3 +92,14 @@ def test_a_file_of_an_unfinished_run_folder_is_refused_naming_the_folder(finishe
     assert result.exit_code == 2, result.output
     assert f"Error: Invalid value for PATH: {run / name} is a run's {what}, not a network file: give the run folder " \
            f"{run}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("accuracy", [1.5, -0.25, "0.9", None])
+def test_a_recorded_test_accuracy_that_is_no_accuracy_is_refused_as_a_damaged_file(finished_run, tmp_path, accuracy):
+    """(as `delgrad sweep` refuses such a run: an accuracy is a number in [0, 1])"""
+    run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics.update(test_accuracy=accuracy))
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (f"Error: {run / 'metrics.json'}: not the metrics of a finished run (test_accuracy: "
+                             f"expected a number in [0, 1], got {json.dumps(accuracy)}); a damaged or edited "
+                             "file\n"), result.stderr
