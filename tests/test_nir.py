@@ -888,6 +888,13 @@ def test_cli_export_of_a_chip_trained_run_says_so_and_exports_what_the_chip_runs
     assert result.exit_code == 0 and "note:" not in result.stderr, result.output + result.stderr
 
 
+def test_cli_export_of_a_run_trained_on_a_backend_without_limits_gives_no_note(finished_run, tmp_path):
+    """The reference backend declares no limits, grids or input copies: the trained parameters are
+    the ones it ran, and the graph holds them."""
+    result = cli_runner().invoke(main, ["export", str(finished_run), str(tmp_path / "a.nir"), "--time-scale", "6e-6"])
+    assert result.exit_code == 0 and "note" not in result.stderr, result.output + result.stderr
+
+
 def test_cli_export_and_import_replace_an_existing_file_only_when_told(tmp_path, helpers):
     dg.save_network(helpers.build_network([4, 5, 3], "axonal", 2.0, seed=3), tmp_path / "net.npz")
     original = (tmp_path / "net.npz").read_bytes()
