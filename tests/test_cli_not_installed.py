@@ -106,6 +106,17 @@ def test_evaluate_of_a_run_naming_a_backend_never_registered(reference_run):
     assert "reference" in message and "is not allowed" not in message
 
 
+def test_a_run_whose_backend_is_not_installed_is_evaluated_on_another_named_with_backend(reference_run):
+    """As the refusal advises ("or name another with --backend")."""
+    metrics = json.loads((reference_run / "metrics.json").read_text())
+    (reference_run / "metrics.json").write_text(json.dumps({**metrics, "config": {**metrics["config"],
+                                                                                   "backend": "no-such-backend"}}))
+    result = cli_runner().invoke(main, ["evaluate", str(reference_run), "--backend", "reference", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["backend"] == "reference"
+    assert json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"]
+
+
 def test_train_with_no_backend_installed_says_where_the_reference_one_comes_from(monkeypatch, tmp_path):
     _only(monkeypatch)
     result = cli_runner().invoke(main, ["train", "--epochs", "1", "--out", str(tmp_path / "run")])
