@@ -2394,3 +2394,14 @@ def test_a_runs_metrics_json_as_config_is_no_choice_of_the_settings_it_records(f
         said = [line for line in result.stderr.splitlines() if "not used" in line]
         expected = [] if warned is None else [f'Warning: {warned}, the network has no delays (delays = "none")']
         assert said == expected, said
+
+
+def test_resume_without_out_is_a_usage_error_naming_out(tmp_path, monkeypatch):
+    """--resume continues the run in --out (README: delgrad train --out runs/syn30 --resume): with no
+    --out there is no run to continue, and no fresh folder is made for one."""
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner().invoke(main, ["train", "--hidden", "4", "--delays", "none", "--epochs", "1", "--resume",
+                                        "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert "Error: --resume needs --out, the folder of the run to continue" in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists()
