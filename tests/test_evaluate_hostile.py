@@ -103,3 +103,23 @@ def test_a_recorded_test_accuracy_that_is_no_accuracy_is_refused_as_a_damaged_fi
     assert result.stderr == (f"Error: {run / 'metrics.json'}: not the metrics of a finished run (test_accuracy: "
                              f"expected a number in [0, 1], got {json.dumps(accuracy)}); a damaged or edited "
                              "file\n"), result.stderr
+
+
+def test_evaluate_on_another_backend_runs_jobs_of_that_backends_size(finished_run, tmp_path, monkeypatch):
+    """A run's evaluation_batch_size is its backend's (e.g. bss2-emulator's 40 samples a job): on a
+    backend named with --backend the evaluation takes that one's default (unset: its own limit)."""
+    from delgrad_core.training import _evaluation
+
+    run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics["config"].update(
+        evaluation_batch_size=7))
+    sizes, original = [], _evaluation.output_spike_times
+
+    def recording(*args):
+        sizes.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(_evaluation, "output_spike_times", recording)
+    for named, size in (([], 7), (["--backend", "reference"], 7), (["--backend", "example"], None)):
+        result = cli_runner().invoke(main, ["evaluate", str(run), *named])
+        assert result.exit_code == 0, result.output
+        assert sizes.pop() == size, named
