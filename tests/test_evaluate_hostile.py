@@ -1,4 +1,5 @@
-"""`delgrad evaluate` of run folders whose metrics.json holds damaged settings."""
+"""`delgrad evaluate`: run folders whose metrics.json holds damaged settings, and the notes and choices of
+evaluations that are not the run's own (another split, backend or file)."""
 
 import json
 import shutil
@@ -123,3 +124,21 @@ def test_evaluate_on_another_backend_runs_jobs_of_that_backends_size(finished_ru
         result = cli_runner().invoke(main, ["evaluate", str(run), *named])
         assert result.exit_code == 0, result.output
         assert sizes.pop() == size, named
+
+
+def test_evaluate_notes_a_network_run_otherwise_than_stored_by_its_backends_represent(tmp_path):
+    """A chip's represent() clips and quantises weights and delays: the accuracy is of the network
+    as represented, which the note says; one already as the chip represents it gets no note."""
+    import delgrad_core as dg
+
+    neuron = dg.NeuronParameters(threshold=1.0, tau_m=1.0, tau_s=1.0)  # (bss2-emulator: tau ratio 1)
+    network = dg.Network.feedforward([20, 5, 3], seed=1, neuron=neuron, delay_kind="axonal", delay_value=0.1)
+    dg.save_network(network, tmp_path / "stored.npz")
+    result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "stored.npz"), "--backend", "bss2-emulator"])
+    assert result.exit_code == 0, result.output
+    assert "note: 'bss2-emulator' ran the network as it represents it, not as stored (" in result.stderr
+    assert "weights changed, by up to " in result.stderr and "delays changed, by up to " in result.stderr
+    with dg.get_backend("bss2-emulator") as chip:
+        dg.save_network(chip.represent(network), tmp_path / "represented.npz")
+    result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "represented.npz"), "--backend", "bss2-emulator"])
+    assert result.exit_code == 0 and "as it represents it" not in result.stderr, result.output
