@@ -142,3 +142,15 @@ def test_evaluate_notes_a_network_run_otherwise_than_stored_by_its_backends_repr
         dg.save_network(chip.represent(network), tmp_path / "represented.npz")
     result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "represented.npz"), "--backend", "bss2-emulator"])
     assert result.exit_code == 0 and "as it represents it" not in result.stderr, result.output
+
+
+def test_a_test_accuracy_one_sample_off_the_recorded_one_is_noted(finished_run, tmp_path):
+    """The run's own test split, seed and backend repeat its accuracy exactly: one sample of the
+    1000 scored otherwise is a difference to say."""
+    run, metrics = _copy_with_metrics(finished_run, tmp_path, lambda metrics: None)
+    recorded = round(metrics["test_accuracy"] + (0.001 if metrics["test_accuracy"] < 1 else -0.001), 3)
+    (run / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": recorded}))
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 0, result.output
+    assert f"note: the run recorded a test accuracy of {100 * recorded:.2f} %, " \
+           f"{100 * metrics['test_accuracy']:.2f} % now" in result.stderr, result.stderr
