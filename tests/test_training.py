@@ -2405,3 +2405,22 @@ def test_resume_without_out_is_a_usage_error_naming_out(tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert "Error: --resume needs --out, the folder of the run to continue" in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("capability", "status"), [("delay_kinds", 2), ("resources", 1)])
+def test_train_refusing_a_network_for_a_capability_is_a_usage_error_but_not_for_resources(
+        tmp_path, monkeypatch, capability, status):
+    """docs/backends.md: a network the backend's capabilities refuse (a delay kind, tau ratio or
+    size it lacks) is a usage error, status 2; one its resources refuse is status 1."""
+    from delgrad_core._errors import UnsupportedNetworkError
+    from delgrad_core.training import _run
+
+    def refused(*args, **kwargs):
+        raise UnsupportedNetworkError("the backend cannot run this network", capability=capability)
+
+    monkeypatch.setattr(_run, "run_training", refused)
+    result = cli_runner().invoke(main, ["train", "--hidden", "4", "--delays", "none", "--epochs", "1",
+                                        "--no-progress", "--out", str(tmp_path / "run")])
+    assert result.exit_code == status, result.output
+    assert "the backend cannot run this network" in result.stderr and "Traceback" not in result.stderr
+    assert ("Usage:" in result.stderr) == (status == 2), result.stderr
