@@ -154,3 +154,15 @@ def test_a_test_accuracy_one_sample_off_the_recorded_one_is_noted(finished_run, 
     assert result.exit_code == 0, result.output
     assert f"note: the run recorded a test accuracy of {100 * recorded:.2f} %, " \
            f"{100 * metrics['test_accuracy']:.2f} % now" in result.stderr, result.stderr
+
+
+def test_a_network_file_that_does_not_fit_a_named_dataset_is_not_put_down_to_the_default(tmp_path):
+    """The hint "(yin_yang, the default; --dataset ... name the network's task)" is for a dataset
+    that nobody named; with --dataset the user chose it."""
+    import delgrad_core as dg
+
+    dg.save_network(dg.Network.feedforward([5, 5, 3], seed=0), tmp_path / "five.npz")
+    result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "five.npz"), "--dataset", "yin_yang"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "5 inputs but the encoded dataset has 4" in message and "the default" not in message, message
