@@ -2424,3 +2424,21 @@ def test_train_refusing_a_network_for_a_capability_is_a_usage_error_but_not_for_
     assert result.exit_code == status, result.output
     assert "the backend cannot run this network" in result.stderr and "Traceback" not in result.stderr
     assert ("Usage:" in result.stderr) == (status == 2), result.stderr
+
+
+def test_a_run_on_another_backend_resumes_without_the_default_backend_installed(tmp_path, monkeypatch):
+    """A resume trains on the run's own backend: the default one (reference) not being installed
+    is no reason to refuse it."""
+    from delgrad_core._plugins import registry
+    from delgrad_core.testing import MockBackend
+
+    _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
+        "mock", lambda: MockBackend(name="mock")))
+    run = tmp_path / "run"
+    trained = cli_runner().invoke(main, ["train", "--backend", "mock", "--hidden", "4", "--delays", "none", "--epochs",
+                                         "1", "--batch-size", "250", "--out", str(run), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    monkeypatch.delitem(registry()._tables["backend"], "reference")
+    resumed = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((run / "metrics.json").read_text())["epochs_completed"] == 2
