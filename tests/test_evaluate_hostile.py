@@ -166,3 +166,18 @@ def test_a_network_file_that_does_not_fit_a_named_dataset_is_not_put_down_to_the
     assert result.exit_code == 1, result.output
     message = " ".join(result.stderr.split())
     assert "5 inputs but the encoded dataset has 4" in message and "the default" not in message, message
+
+
+def test_a_config_whose_tau_ratio_differs_slightly_from_the_networks_is_noted(tmp_path):
+    """A network file's tau ratio is compared with the --config's up to rounding only: 2.001 is
+    another network's than 2."""
+    import delgrad_core as dg
+
+    dg.save_network(dg.Network.feedforward([4, 5, 3], seed=0), tmp_path / "net.npz")  # (tau_m / tau_s = 2)
+    config = tmp_path / "c.toml"
+    for ratio, noted in ((2.001, True), (2.0, False)):
+        config.write_text(f"tau_ratio = {ratio}\n")
+        result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "net.npz"), "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        assert (f"note: {config} describes another network than {tmp_path / 'net.npz'} (tau_ratio {ratio:g} against "
+                "2)" in result.stderr) is noted, result.stderr
