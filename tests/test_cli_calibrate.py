@@ -178,3 +178,23 @@ def test_a_bad_thread_count_variable_is_a_usage_error_before_any_work(command, m
     assert result.exit_code == 2 and "DELGRAD_NUM_THREADS: expected an integer from 1 to 256, got 'abc'" in \
         result.output and "backend" not in result.output.split("Error:")[-1], result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_calibration_of_arrays_only_is_not_said_to_be_empty(monkeypatch):
+    """(a calibration may hold only named arrays, e.g. per-neuron settings: "nothing to calibrate"
+    is for one that holds neither values nor arrays)"""
+    import numpy as np
+
+    class ArraysOnly(MockBackend):
+        store: dict = {}
+
+        def __init__(self):
+            super().__init__(name="arrays-only")
+
+        def _calibrate(self, network, seed, progress):
+            return Calibration(self.name, {}, arrays={"leak": np.array([0.5, 0.25])})
+
+    _register(monkeypatch, "arrays-only", ArraysOnly)
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "arrays-only"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("calibration of 'arrays-only' in ") and "nothing to calibrate" not in result.stdout
