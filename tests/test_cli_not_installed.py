@@ -117,6 +117,19 @@ def test_a_run_whose_backend_is_not_installed_is_evaluated_on_another_named_with
     assert json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"]
 
 
+def test_a_resume_naming_an_installed_backend_for_one_gone_is_the_resume_conflict_not_a_damaged_checkpoint(
+        reference_run, monkeypatch):
+    """The checkpoint's settings are checked with the backend named here: they are fine, the
+    resume refuses the change of backend as any resume does."""
+    _only(monkeypatch, "bss2-emulator")
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume", "--backend",
+                                        "bss2-emulator"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "damaged" not in message and 'backend: "reference" in the checkpoint, "bss2-emulator" now' in message, \
+        message
+
+
 def test_train_with_no_backend_installed_says_where_the_reference_one_comes_from(monkeypatch, tmp_path):
     _only(monkeypatch)
     result = cli_runner().invoke(main, ["train", "--epochs", "1", "--out", str(tmp_path / "run")])
