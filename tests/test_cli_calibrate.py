@@ -198,3 +198,13 @@ def test_a_calibration_of_arrays_only_is_not_said_to_be_empty(monkeypatch):
     result = cli_runner().invoke(main, ["calibrate", "--backend", "arrays-only"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("calibration of 'arrays-only' in ") and "nothing to calibrate" not in result.stdout
+
+
+def test_a_summary_whose_rows_do_not_fit_its_columns_is_shown_as_a_value():
+    """Only a summary of the convention ({"columns": [...], "rows": [[...], ...]}, each row one
+    value per column) is drawn as a table; another is shown as its JSON, not a crash."""
+    from delgrad_core.cli._calibrate_cmd import _report
+
+    summary = {"columns": ["parameter", "std"], "rows": [["gain"], ["tau", 0.5]]}
+    lines = _report("chip-x", Calibration("chip-x", {"summary": summary}), None, 0.5)
+    assert lines[1:] == [f"summary: {json.dumps(summary, sort_keys=True)}"]
