@@ -358,8 +358,10 @@ def check_not_a_run_file(path, param_hint: str) -> None:
     folder = RunFolder(path.parent)
     what = {folder.metrics: "metrics", folder.checkpoint: "checkpoint", folder.history_file: "history"}.get(path)
     if what is not None and path.is_file() and (folder.network.is_file() or folder.checkpoint.is_file()):
-        raise click.BadParameter(f"{path} is a run's {what}, not a network file: give the run folder "
-                                 f"{folder.path} (its {folder.network.name})", param_hint=param_hint)
+        instead = (f"give the run folder {folder.path} (its {folder.network.name})" if folder.network.is_file() else
+                   f"the run in {folder.path} has not finished (no {folder.network.name} yet): continue it with "
+                   f"`delgrad train --out {folder.path} --resume`, then give the run folder")
+        raise click.BadParameter(f"{path} is a run's {what}, not a network file: {instead}", param_hint=param_hint)
 
 
 def run_settings(path: Path) -> tuple[Path, dict, dict]:
