@@ -138,7 +138,8 @@ def _strict_from_env() -> bool:
 
 def _check_name(kind: str, name) -> str:
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-        raise InvalidValueError(f"{kind} name: expected lower-case letters, digits, '.', '_' or '-', got {name!r}")
+        raise InvalidValueError(f"{kind} name: expected lower-case letters, digits, '.', '_' or '-', beginning "
+                                f"with a letter or digit, got {name!r}")
     return name
 
 

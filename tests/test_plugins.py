@@ -924,6 +924,28 @@ def test_a_plugin_whose_only_registration_is_refused_has_that_one_problem():
     assert "registers nothing" not in " ".join(registry.failures)
 
 
+@pytest.mark.parametrize(("name", "taken"), [("a", True), ("9.x_y-z", True), ("-x", False), (".x", False),
+                                             ("_x", False), ("X", False), ("a b", False), ("", False), (3, False)])
+def test_a_registered_name_is_lower_case_letters_digits_and_dot_underscore_dash_beginning_with_a_letter_or_digit(
+        name, taken):
+    """(docs/plugins.md)"""
+    from delgrad_core import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def delgrad_register_losses(self, register):
+            register(name, lambda: None)
+
+    registry = PluginRegistry(strict=False, builtins=False)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        registry.register_plugin(Plugin(), distribution="delgrad-local")
+    assert (name in registry.names("loss")) is taken, registry.problems
+    if not taken:
+        assert f"loss name: expected lower-case letters, digits, '.', '_' or '-', beginning with a letter or digit, " \
+               f"got {name!r}" in " ".join(registry.problems), registry.problems
+
+
 def test_a_built_backend_that_is_refused_is_closed():
     """(the caller gets an error, not the backend: nobody else could release what it holds)"""
     built = []
