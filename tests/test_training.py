@@ -2442,3 +2442,26 @@ def test_a_run_on_another_backend_resumes_without_the_default_backend_installed(
     resumed = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((run / "metrics.json").read_text())["epochs_completed"] == 2
+
+
+def test_evaluate_of_a_finished_run_does_not_ask_its_backend_for_training_defaults(tmp_path, monkeypatch):
+    """A run's metrics.json holds every setting an evaluation uses: a backend's defaults function
+    (mock-hil's asks its service) is not called, and cannot fail the evaluation."""
+    from delgrad_core.testing import MockBackend
+
+    asked = []
+
+    def training_defaults(options):
+        asked.append(options)
+        return {"batch_size": 250}
+
+    _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
+        "mock", lambda: MockBackend(name="mock"), training_defaults=training_defaults))
+    run = tmp_path / "run"
+    trained = cli_runner().invoke(main, ["train", "--backend", "mock", "--hidden", "4", "--delays", "none", "--epochs",
+                                         "1", "--out", str(run), "--no-progress"])
+    assert trained.exit_code == 0 and asked, trained.output
+    asked.clear()
+    evaluated = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert evaluated.exit_code == 0 and "test accuracy on mock: " in evaluated.stdout, evaluated.output
+    assert asked == []
