@@ -109,3 +109,24 @@ def test_a_run_resumes_at_a_service_moved_to_another_address_if_it_runs_the_same
     with Trainer(config(2, same_chip), out_dir=out, resume=True) as trainer:
         trainer.fit(progress=False)
         assert trainer.epoch == 2
+
+
+@pytest.mark.usefixtures("test_devices")
+def test_a_sweep_at_a_service_of_another_chip_leaves_out_the_trials_of_the_first(start_service, monkeypatch, tmp_path):
+    """(a sweep kept the finished trials of chip 2 beside those it trained at a service of chip 3:
+    the address is result-neutral, so the trials' settings were the same)"""
+    from delgrad_core.training._sweep import SweepError, run_sweep
+
+    def sweep(service, n_seeds):
+        monkeypatch.setenv("DELGRAD_HIL_TOKEN", service.token)
+        settings = {**SHORT, "epochs": 1, "backend_options": {"address": service.address, "device": "hil-noisy"}}
+        return run_sweep(settings, [5], ["none"], n_seeds, tmp_path / "s", jobs=1, echo=lambda line: None)
+
+    first = start_service("hil-noisy", {"chip": 2})
+    sweep(first, 1)
+    first.stop()
+    with pytest.raises(SweepError, match=r"1 run\(s\) were trained earlier on another device than the runs trained "
+                                         r"now .*\n.*none-h5-s0-\w+ \(calibrated as 'hil-noisy-\w+', now as "
+                                         r"'hil-noisy-\w+' \(another chip"):
+        sweep(start_service("hil-noisy", {"chip": 3}), 2)
+    assert (tmp_path / "s" / "sweep.csv").read_text().count("\n") == 2  # (the header, seed 1 of chip 3)

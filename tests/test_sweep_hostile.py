@@ -1,5 +1,5 @@
-"""Findings of a hostile test of `delgrad sweep`: finished trials trained on other data, damaged
-finished runs, and repeated --hidden/--delays options."""
+"""Findings of a hostile test of `delgrad sweep`: finished trials trained on other data or another
+device, damaged finished runs, and repeated --hidden/--delays options."""
 
 import json
 import re
@@ -224,3 +224,33 @@ def test_a_sweep_of_more_than_100000_runs_is_refused_before_any_is_planned(tmp_p
     assert planned == []
     _sweep.plan_sweep({"epochs": 1}, [3], ["none", "axonal"], 50_000, tmp_path / "s")  # (100,000: at most)
     assert planned == [50_000]
+
+
+def test_finished_trials_of_another_device_are_left_out_and_a_mix_of_devices_is_an_error(tmp_path):
+    """A device's identity is no trial setting (mock-hil's service chooses the chip; its address is
+    result-neutral): a trial kept from an earlier sweep on another device is left out of the results
+    beside the trials trained now, and a sweep whose finished runs came from two devices says so."""
+    folder = _finished(tmp_path)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    own_key = metrics["device_identity"]["calibration_key"]
+    metrics["device_identity"]["calibration_key"] = "reference-elsewhere"
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    arguments = [*SWEEP[:4], "2", *SWEEP[5:], "--hidden", "3", "--out", str(tmp_path / "s")]
+    result = cli_runner().invoke(main, arguments)
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert f"1 run(s) were trained earlier on another device than the runs trained now and are left out of the " \
+           f"results; remove those run folders and run the sweep again to train them on this device, or run the " \
+           f"sweep into a new --out: {folder} (calibrated as 'reference-elsewhere', now as '{own_key}'" in message, \
+        message
+    rows = (tmp_path / "s" / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("none,3,1,"), rows  # (only the run trained now: seed 1)
+    again = cli_runner().invoke(main, arguments)  # (nothing to train: the finished runs are compared)
+    assert again.exit_code == 1, again.output
+    message = " ".join(again.output.split())
+    assert "the finished runs were trained on 2 devices (a service that owned another chip?), and their " \
+           "accuracies are not comparable: 1 run(s) calibrated as 'reference-elsewhere' (e.g. " in message, message
+    assert f"; 1 run(s) calibrated as '{own_key}' (e.g. " in message and message.endswith(
+        ". Remove the run folders of the devices you do not want and run the sweep again"), message
+    folder.joinpath("metrics.json").unlink()  # (removed, as advised: the run is trained again on this device)
+    assert cli_runner().invoke(main, arguments).exit_code == 0

@@ -293,6 +293,41 @@ def _runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = Fa
     return {folder: f"the {', '.join(splits)} split(s)" for folder, splits in changed.items() if splits}
 
 
+def _device_of(trial: Trial) -> dict | None:
+    """The device identity a finished trial recorded (None: none, or from before runs recorded one)."""
+    from delgrad_core._backend import is_device_identity
+
+    identity = (trial.result() or {}).get("device_identity")
+    return identity if is_device_identity(identity) else None
+
+
+def _runs_on_other_devices(kept: list[Trial], trained: list[Trial]) -> dict[Path, str]:
+    """The folders of the finished trials `kept` from an earlier sweep whose device differs from
+    the one the trials `trained` now recorded (e.g. a mock-hil service that now owns another
+    chip: its address is result-neutral, so the trials' settings do not tell), each with what
+    differs; {} if nothing was trained now, or if those trials disagree among themselves."""
+    from delgrad_core.training._identity import identity_changes
+
+    current = [_device_of(trial) for trial in trained]
+    if not current or current[0] is None or any(other != current[0] for other in current):
+        return {}
+    changed = {trial.folder: identity_changes(recorded, current[0])
+               for trial in kept if (recorded := _device_of(trial)) is not None}
+    return {folder: "; ".join(changes.values()) for folder, changes in changed.items() if changes}
+
+
+def _devices_disagree(trials: list[Trial]) -> list[str]:
+    """One line per device the finished `trials` were trained on (how many runs, one folder),
+    if there are more than one, else []."""
+    devices: dict[str, list[Path]] = {}
+    for trial in trials:
+        identity = _device_of(trial)
+        if identity is not None:
+            devices.setdefault(json.dumps(identity, sort_keys=True), []).append(trial.folder)
+    return [f"{len(folders)} run(s) calibrated as {json.loads(key)['calibration_key']!r} (e.g. {folders[0]})"
+            for key, folders in devices.items()] if len(devices) > 1 else []
+
+
 def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
     """Refuse (`RunFolderError`) finished trials trained on other data than the dataset gives now
     (`_runs_on_other_data`)."""
@@ -500,8 +535,11 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         # (a worker of a shared cluster may read other data files than this process)
         on_other_data = _runs_on_other_data([trial for trial in pending if trial.finished], echo,
                                             elsewhere=True) if scheduler is not None else {}
-        finished = {trial.name for trial in trials if trial.finished and trial.folder not in on_other_data}
-        table = _write_results(trials, out_dir, echo, excluded=on_other_data)
+        trained = [trial for trial in pending if trial.finished]
+        on_other_device = _runs_on_other_devices([trial for trial, done in zip(trials, finished) if done], trained)
+        excluded = {**on_other_data, **on_other_device}
+        finished = {trial.name for trial in trials if trial.finished and trial.folder not in excluded}
+        table = _write_results(trials, out_dir, echo, excluded=excluded)
     if interrupted:
         raise SweepInterrupted(f"sweep interrupted; {out_dir}/sweep.csv holds the finished runs; run the same "
                                "command again to resume the others", table=table)
@@ -512,9 +550,17 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
          f"were trained by workers on other data than dataset {_dataset_of(trials)!r} gives here (their files differ) "
          "and are left out of the results; give the workers the same data, remove those run folders and run the "
          "sweep again"),
+        ([f"{folder} ({changes})" for folder, changes in on_other_device.items()],
+         "were trained earlier on another device than the runs trained now and are left out of the results; remove "
+         "those run folders and run the sweep again to train them on this device, or run the sweep into a new --out"),
         (in_use, "in use by another process (e.g. a SLURM task); run the sweep again when it has finished to "
                  "include them"),
     ) if lines]
+    devices = _devices_disagree([trial for trial in trials if trial.finished and trial.folder not in excluded])
+    if devices:
+        problems.append(f"the finished runs were trained on {len(devices)} devices (a service that owned another "
+                        "chip?), and their accuracies are not comparable: " + "; ".join(devices) + ". Remove the run "
+                        "folders of the devices you do not want and run the sweep again")
     if problems:
         raise SweepError("\n".join(problems), table=table)
     return table
