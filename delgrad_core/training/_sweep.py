@@ -7,7 +7,7 @@ checkpoint and a trial with other settings gets its own folder (runs with other 
 beside it are named, kept and not used; a run with other settings in a trial's own folder, e.g.
 one resumed to more epochs, is refused before any trial starts, with the folder it belongs in;
 so are finished trials trained on other data than the dataset gives now, and damaged finished
-runs).
+runs; finished trials of another device than the trials trained now are left out of the results).
 Trials run on an executor (`_executors`): a local process pool by default, or Dask (embedded
 local cluster, or an existing one, e.g. on SLURM).  A failed trial does not stop the others and
 is retried by the next run.  Ctrl-C stops the sweep, writes ``sweep.csv`` from the finished
