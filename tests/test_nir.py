@@ -350,6 +350,14 @@ def test_exported_graph_states_units_and_single_spike_semantics(helpers):
                                  "output.delay", "output.linear", "output.lif", "output"]
 
 
+
+def test_exported_cubalif_rests_and_resets_at_zero(helpers):
+    """docs/nir.md: v_leak = 0 (delgrad's resting potential) and v_reset = 0 (never acts)."""
+    graph = to_nir(helpers.build_network([4, 5, 3], "none", 2.0, seed=6), time_scale=TIME_SCALE_S)
+    for key in ("hidden.lif", "output.lif"):
+        np.testing.assert_array_equal(graph.nodes[key].v_leak, 0.0)
+        np.testing.assert_array_equal(graph.nodes[key].v_reset, 0.0)
+
 def test_metadata_is_used_only_when_it_reproduces_the_nodes(helpers):
     network = helpers.build_network([4, 5, 3], "synaptic", 2.0, seed=7)
     graph = to_nir(network, time_scale=TIME_SCALE_S)
@@ -605,6 +613,16 @@ def test_imported_times_outside_their_range_are_refused_naming_the_field(times, 
         from_nir(delay_linear_graph(*times), time_scale=time_scale)  # (they were imported)
     from_nir(delay_linear_graph(1e-3, 2e-3, 2e-3), time_scale=1e-3)  # (sensible times and time scale)
 
+
+
+def test_times_at_the_ends_of_their_ranges_are_imported():
+    """tau 1e-9 and 1e9 model units and a delay of 1e9 lie inside the documented ranges (exact: T a power of 2)."""
+    time_scale = 2.0 ** -20
+    top = from_nir(delay_linear_graph(1e3 * time_scale, 1e9 * time_scale, 1e9 * time_scale), time_scale=time_scale)
+    assert top.layers[0].neuron_arrays()[1].tolist() == [1e9, 1e9]
+    assert top.layers[0].projection.delays.tolist() == [0.0, 1e9]
+    bottom = from_nir(delay_linear_graph(1e-9 * time_scale, 1e-9 * time_scale, 0.0), time_scale=time_scale)
+    assert bottom.layers[0].neuron_arrays()[2].tolist() == [1e-9, 1e-9]
 
 @pytest.mark.parametrize("edit, reason", [
     (lambda layer: setattr(layer.population, "neuron", dg.NeuronParameters(1.0, tau_m=2e9, tau_s=1e4)),
