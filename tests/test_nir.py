@@ -196,6 +196,14 @@ def test_file_round_trip_with_nir_write_and_read(tmp_path, helpers, kind):
     assert_same_network(load_nir(tmp_path / "again.nir"), network)
 
 
+
+def test_populations_whose_node_keys_would_clash_round_trip(helpers):
+    """'h/1' and 'h_1' both give the key prefix 'h_1' ('/' would nest HDF5 groups): the nodes must not overwrite."""
+    network = helpers.build_network([4, 5, 4, 3], "axonal", 2.0, seed=4)
+    network.layers[0].population.name, network.layers[1].population.name = "h/1", "h_1"
+    network.validate()
+    assert_same_network(from_nir(to_nir(network, time_scale=TIME_SCALE_S)), network)
+
 def test_a_file_declaring_huge_datasets_is_refused_before_anything_is_loaded(tmp_path, helpers):
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "huge.nir"
@@ -255,11 +263,12 @@ def test_datasets_reached_through_several_links_are_counted_once_per_link(tmp_pa
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_export_bounds_the_elements_a_file_declares(tmp_path, helpers, kind):
+@pytest.mark.parametrize("sizes", [[7, 5, 3], [60, 2, 1]], ids=["7-5-3", "wide-to-narrow"])
+def test_export_bounds_the_elements_a_file_declares(tmp_path, helpers, kind, sizes):
     h5py = pytest.importorskip("h5py")
     from delgrad_core._nir_export import _chain_elements
 
-    network = helpers.build_network([7, 5, 3], kind, 2.0, seed=4, per_neuron=True)
+    network = helpers.build_network(sizes, kind, 2.0, seed=4, per_neuron=True)
     save_nir(network, tmp_path / "net.nir", time_scale=1e-3)
     sizes = []
     with h5py.File(tmp_path / "net.nir") as file:
