@@ -204,6 +204,14 @@ def test_populations_whose_node_keys_would_clash_round_trip(helpers):
     network.validate()
     assert_same_network(from_nir(to_nir(network, time_scale=TIME_SCALE_S)), network)
 
+
+def test_the_input_population_name_is_kept_in_the_graph_metadata(helpers):
+    network = helpers.build_network([4, 5, 3], "none", 2.0, seed=4)
+    network.input.name = "pixels"
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    assert graph.metadata["delgrad"]["input_population"] == "pixels"
+    assert from_nir(graph).input.name == "pixels"
+
 def test_a_file_declaring_huge_datasets_is_refused_before_anything_is_loaded(tmp_path, helpers):
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "huge.nir"
