@@ -641,6 +641,13 @@ def test_times_at_the_ends_of_their_ranges_are_imported():
     bottom = from_nir(delay_linear_graph(1e-9 * time_scale, 1e-9 * time_scale, 0.0), time_scale=time_scale)
     assert bottom.layers[0].neuron_arrays()[2].tolist() == [1e-9, 1e-9]
 
+
+def test_export_of_an_invalid_network_is_refused_with_the_reason():
+    network = dg.Network.feedforward([4, 5, 3], delay_kind="axonal", seed=0)
+    network.layers[0].projection.weights = np.ones((4, 6))  # (population 'hidden' has 5 neurons)
+    with pytest.raises(NIRConversionError, match=r"^invalid network: hidden.projection.weights: has 6 columns"):
+        to_nir(network, time_scale=1e-3)
+
 @pytest.mark.parametrize("edit, reason", [
     (lambda layer: setattr(layer.population, "neuron", dg.NeuronParameters(1.0, tau_m=2e9, tau_s=1e4)),
      r"hidden.tau_m: 2000000000.0 is outside the 1e-09 to 1e\+09 model units"),
