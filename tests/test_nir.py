@@ -797,6 +797,28 @@ def test_branching_graph_is_refused():
         from_nir(graph, time_scale=1e-3)
 
 
+
+def test_a_node_off_the_input_to_output_path_is_refused():
+    graph = jaxsnn_style_graph(np.random.default_rng(18))
+    graph.nodes["stray"] = nir.Linear(weight=np.ones((2, 3)))  # (no edges)
+    with pytest.raises(NIRConversionError, match=r"^nodes \['stray'\] are not on the path from 'input' to 'output'"):
+        from_nir(graph, time_scale=1e-3)
+
+
+def test_a_path_that_does_not_reach_the_output_is_refused():
+    graph = jaxsnn_style_graph(np.random.default_rng(18))
+    graph.edges.remove(("cubalif", "output"))
+    with pytest.raises(NIRConversionError, match="^the path from input 'input' ends at 'cubalif', not at output 'output'"):
+        from_nir(graph, time_scale=1e-3)
+
+
+def test_a_graph_without_a_cubalif_is_refused():
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])), "fc": nir.Linear(weight=np.eye(2)),
+                                "output": nir.Output(output_type=np.array([2]))},
+                         edges=[("input", "fc"), ("fc", "output")], type_check=False)
+    with pytest.raises(NIRConversionError, match="^the graph has no CubaLIF node"):
+        from_nir(graph, time_scale=1e-3)
+
 def test_missing_time_unit_is_refused():
     with pytest.raises(NIRConversionError, match="does not state its time unit.*time_scale"):
         from_nir(jaxsnn_style_graph(np.random.default_rng(19)))
