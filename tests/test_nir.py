@@ -819,6 +819,16 @@ def test_a_graph_without_a_cubalif_is_refused():
     with pytest.raises(NIRConversionError, match="^the graph has no CubaLIF node"):
         from_nir(graph, time_scale=1e-3)
 
+
+def test_nodes_after_the_last_cubalif_are_refused():
+    """(a readout Linear after the last spiking layer would be dropped silently)"""
+    graph = jaxsnn_style_graph(np.random.default_rng(18))
+    graph.nodes["readout"] = nir.Linear(weight=2 * np.eye(2))
+    graph.edges = [edge for edge in graph.edges if edge != ("cubalif", "output")]
+    graph.edges += [("cubalif", "readout"), ("readout", "output")]
+    with pytest.raises(NIRConversionError, match=r"^nodes \['readout'\] follow the last CubaLIF 'cubalif'"):
+        from_nir(graph, time_scale=1e-3)
+
 def test_missing_time_unit_is_refused():
     with pytest.raises(NIRConversionError, match="does not state its time unit.*time_scale"):
         from_nir(jaxsnn_style_graph(np.random.default_rng(19)))
