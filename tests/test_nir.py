@@ -536,7 +536,7 @@ def test_complex_weights_and_a_text_first_spike_flag_are_refused():
         from_nir(graph, time_scale=1e-4, first_spike_only="false")  # (the argument, too)
 
 
-@pytest.mark.parametrize("shape", [[4.7], [2**70], ["4"], [3, 2]])
+@pytest.mark.parametrize("shape", [[4.7], [2**70], ["4"], [3, 2], [0]])
 def test_an_input_shape_that_is_not_one_positive_integer_is_refused(shape):
     graph = snntorch_style_graph(np.random.default_rng(16))
     graph.nodes["input"].input_type = {"input": np.array(shape)}
