@@ -748,6 +748,13 @@ def test_recurrent_graph_is_refused_naming_the_edge():
         from_nir(graph, time_scale=1e-3)
 
 
+def test_a_recurrent_graph_is_refused_naming_the_cycle_alone():
+    """The cycle is lif -> w_rec -> lif, not the path from the input that led to it."""
+    graph = recurrent_graph(np.random.default_rng(16))
+    with pytest.raises(NIRConversionError, match=r"\(cycle lif -> w_rec -> lif\)"):
+        from_nir(graph, time_scale=1e-3)
+
+
 def test_recurrent_subgraph_is_refused():
     inner = recurrent_graph(np.random.default_rng(17))
     graph = nir.NIRGraph(
