@@ -836,6 +836,14 @@ def test_nodes_after_the_last_cubalif_are_refused():
     with pytest.raises(NIRConversionError, match=r"^nodes \['readout'\] follow the last CubaLIF 'cubalif'"):
         from_nir(graph, time_scale=1e-3)
 
+
+def test_a_graph_without_an_input_node_is_refused():
+    graph = jaxsnn_style_graph(np.random.default_rng(18))
+    del graph.nodes["input"]
+    graph.edges.remove(("input", "linear"))
+    with pytest.raises(NIRConversionError, match=r"^expected exactly one Input node, found 0 \(none\)"):
+        from_nir(graph, time_scale=1e-3)
+
 def test_missing_time_unit_is_refused():
     with pytest.raises(NIRConversionError, match="does not state its time unit.*time_scale"):
         from_nir(jaxsnn_style_graph(np.random.default_rng(19)))
