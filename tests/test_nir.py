@@ -518,6 +518,10 @@ def test_affine_with_bias_is_refused():
     with pytest.raises(NIRConversionError, match="'fc1'.*bias.*constant input current"):
         from_nir(graph, time_scale=1e-4, first_spike_only=True)
     graph.nodes["fc1"].bias[:] = 0.0
+    graph.nodes["fc1"].bias[2] = -0.1  # (negative: a nonzero bias too)
+    with pytest.raises(NIRConversionError, match="'fc1'.*bias.*constant input current"):
+        from_nir(graph, time_scale=1e-4, first_spike_only=True)
+    graph.nodes["fc1"].bias[2] = 0.0
     graph.nodes["fc1"].bias[1] = np.nan  # (it was called "a nonzero bias")
     with pytest.raises(NIRConversionError, match=r"Affine 'fc1'.bias: expected finite numbers \(zeros\), got nan"):
         from_nir(graph, time_scale=1e-4, first_spike_only=True)
