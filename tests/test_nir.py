@@ -388,6 +388,17 @@ def test_metadata_is_used_only_when_it_reproduces_the_nodes(helpers):
                                rtol=1e-12, atol=1e-15)
 
 
+
+def test_metadata_is_not_used_when_a_node_value_differs_in_the_12th_digit(helpers):
+    """docs/nir.md: metadata counts only when exporting it again reproduces the node values exactly."""
+    network = helpers.build_network([4, 5, 3], "none", 2.0, seed=7)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    graph.nodes["hidden.lif"].r = graph.nodes["hidden.lif"].r * (1 + 1e-12)
+    imported = from_nir(graph)
+    # w = W r w_in / (tau_m tau_syn) with r = tau_m (1 + 1e-12) and w_in = tau_syn
+    np.testing.assert_allclose(imported.layers[0].projection.weights,
+                               network.layers[0].projection.weights * (1 + 1e-12), rtol=1e-14)
+
 def test_a_stated_first_spike_only_false_outweighs_the_node_metadata(helpers):
     network = helpers.build_network([4, 5, 3], "axonal", 2.0, seed=1)
     graph = to_nir(network, time_scale=TIME_SCALE_S)
