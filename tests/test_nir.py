@@ -893,6 +893,16 @@ def test_unknown_format_version_is_refused(helpers, version):
         from_nir(graph)
 
 
+def test_a_format_version_of_true_is_refused_and_a_missing_one_reads_as_version_1(helpers):
+    network = helpers.build_network([2, 2], "none", 2.0, seed=0)
+    graph = to_nir(network, time_scale=1e-3)
+    graph.metadata["delgrad"]["version"] = True  # (True == 1 in Python)
+    with pytest.raises(NIRConversionError, match="format version True; this delgrad reads version 1"):
+        from_nir(graph)
+    del graph.metadata["delgrad"]["version"]
+    assert_same_network(from_nir(graph), network)
+
+
 @pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), float("inf"), "fast", "6e-6", True, 1e-320])
 def test_invalid_time_scale_is_refused(helpers, bad):
     """(True was read as 1 s, the text "6e-6" as a number, and a subnormal 1e-320 overflowed the
