@@ -871,6 +871,18 @@ def test_nonzero_v_leak_is_refused():
         from_nir(graph, time_scale=1e-3)
 
 
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("tau_syn", 0.0, "tau_syn and tau_mem must be > 0"), ("tau_mem", -4e-4, "tau_syn and tau_mem must be > 0"),
+    ("v_threshold", 0.0, "v_threshold must be above the resting potential 0"),
+    ("v_threshold", -1.0, "v_threshold must be above the resting potential 0"),
+], ids=["tau_syn-zero", "tau_mem-negative", "threshold-at-rest", "threshold-below-rest"])
+def test_non_positive_time_constants_and_a_threshold_at_or_below_rest_are_refused(field, value, reason):
+    graph = jaxsnn_style_graph(np.random.default_rng(20))
+    getattr(graph.nodes["cubalif"], field)[1] = value
+    with pytest.raises(NIRConversionError, match=f"^CubaLIF 'cubalif': {reason}$"):
+        from_nir(graph, time_scale=2e-4)
+
 def test_one_synapse_with_two_delays_is_refused():
     # line 0 and line 1 both carry input 0, with different delays, into the same neuron
     graph = nir.NIRGraph(
