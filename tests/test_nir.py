@@ -501,6 +501,14 @@ def test_jaxsnn_style_single_layer_graph_imports_by_the_documented_equations():
                            nir_spike_times(graph, inputs * time_scale)[0], time_scale)
 
 
+
+def test_cubalif_parameters_of_one_value_apply_to_every_neuron():
+    """Shape () or (1,) broadcasts over the layer as NIR arrays do: the same import as a full array."""
+    full, short = (jaxsnn_style_graph(np.random.default_rng(13)) for _ in range(2))
+    lif = short.nodes["cubalif"]
+    lif.tau_mem, lif.tau_syn, lif.r, lif.v_threshold = np.array([4e-4]), np.array([2e-4]), np.array([1]), np.float64(1)
+    assert_same_network(from_nir(short, time_scale=2e-4), from_nir(full, time_scale=2e-4))
+
 def test_snntorch_style_two_layer_graph_needs_first_spike_only():
     rng = np.random.default_rng(14)
     graph = snntorch_style_graph(rng)
