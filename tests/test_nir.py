@@ -873,6 +873,13 @@ def test_a_graph_without_an_input_node_is_refused():
         from_nir(graph, time_scale=1e-3)
 
 
+def test_an_output_whose_size_differs_from_the_last_cubalif_is_refused():
+    graph = jaxsnn_style_graph(np.random.default_rng(18))  # (a CubaLIF of 2 neurons)
+    graph.nodes["output"].output_type = {"output": np.array([3])}
+    with pytest.raises(NIRConversionError, match="^Output 'output' has size 3, but the last CubaLIF has 2 neurons$"):
+        from_nir(graph, time_scale=1e-3)
+
+
 def test_missing_time_unit_is_refused():
     with pytest.raises(NIRConversionError, match="does not state its time unit.*time_scale"):
         from_nir(jaxsnn_style_graph(np.random.default_rng(19)))
