@@ -402,6 +402,24 @@ def test_metadata_is_not_used_when_a_node_value_differs_in_the_12th_digit(helper
                                network.layers[0].projection.weights * (1 + 1e-12), rtol=1e-14)
 
 
+def test_an_edited_graph_keeps_the_population_names_of_its_metadata(helpers):
+    """Names are no node values: an edited graph, read from its node values, keeps them."""
+    network = helpers.build_network([4, 5, 3], "none", 2.0, seed=7)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    graph.nodes["hidden.lif"].tau_mem = graph.nodes["hidden.lif"].tau_mem * 2
+    assert [layer.population.name for layer in from_nir(graph).layers] == ["hidden", "output"]
+
+
+def test_metadata_is_not_used_when_a_node_is_replaced_by_another_type(helpers):
+    """An axonal Delay replaced by a Scale of ones: read from the node values, no delays, the same weights."""
+    network = helpers.build_network([4, 5, 3], "axonal", 2.0, seed=7)
+    graph = to_nir(network, time_scale=TIME_SCALE_S)
+    graph.nodes["hidden.delay"] = nir.Scale(scale=np.ones(4), metadata=graph.nodes["hidden.delay"].metadata)
+    projection = from_nir(graph).layers[0].projection
+    assert projection.delay_kind is dg.DelayKind.NONE
+    np.testing.assert_allclose(projection.weights, network.layers[0].projection.weights, rtol=1e-12)
+
+
 def test_a_stated_first_spike_only_false_outweighs_the_node_metadata(helpers):
     network = helpers.build_network([4, 5, 3], "axonal", 2.0, seed=1)
     graph = to_nir(network, time_scale=TIME_SCALE_S)
