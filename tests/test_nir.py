@@ -766,6 +766,9 @@ def test_a_bad_delay_is_named_with_its_value_and_line():
         edges=[("input", "d"), ("d", "fc"), ("fc", "lif"), ("lif", "output")], type_check=False)
     with pytest.raises(NIRConversionError, match=r"Delay 'd': delays must be finite and >= 0 s, got inf on line 1"):
         from_nir(graph, time_scale=1e-3)  # (it showed the finite minimum)
+    graph.nodes["d"].delay = np.array([1e-3, 0.0, -2e-3])
+    with pytest.raises(NIRConversionError, match=r"Delay 'd': delays must be finite and >= 0 s, got -0.002 on line 2"):
+        from_nir(graph, time_scale=1e-3)
 
 
 def test_export_names_the_delay_kind_of_every_layer_when_they_differ(tmp_path, helpers):
@@ -921,6 +924,21 @@ def test_non_positive_time_constants_and_a_threshold_at_or_below_rest_are_refuse
     getattr(graph.nodes["cubalif"], field)[1] = value
     with pytest.raises(NIRConversionError, match=f"^CubaLIF 'cubalif': {reason}$"):
         from_nir(graph, time_scale=2e-4)
+
+
+def test_a_line_cut_by_a_scale_of_zero_does_not_count_as_a_second_delay():
+    """Input 0 reaches the neuron over two lines, delayed 1 ms and 2 ms; a Scale 0 cuts the second (weight 0)."""
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([1])), "fan": nir.Linear(weight=np.ones((2, 1))),
+               "delay": nir.Delay(delay=np.array([1e-3, 2e-3])), "cut": nir.Scale(scale=np.array([1.0, 0.0])),
+               "w": nir.Linear(weight=np.ones((1, 2))),
+               "lif": nir.CubaLIF(tau_syn=np.ones(1), tau_mem=np.ones(1), r=np.ones(1), v_leak=np.zeros(1),
+                                  v_threshold=np.ones(1)),
+               "output": nir.Output(output_type=np.array([1]))},
+        edges=[("input", "fan"), ("fan", "delay"), ("delay", "cut"), ("cut", "w"), ("w", "lif"), ("lif", "output")],
+    )
+    projection = from_nir(graph, time_scale=1e-3).layers[0].projection
+    np.testing.assert_allclose(projection.delays, [[1.0]], rtol=1e-12)  # (1 ms in units of 1 ms)
 
 
 def test_one_synapse_with_two_delays_is_refused():
