@@ -1035,6 +1035,16 @@ def test_cli_import_names_the_delay_kinds_layer_by_layer(tmp_path):
     assert result.exit_code == 0 and "(nir; 4-5-3, no delays, 1 model" in result.output, result.output
 
 
+def test_cli_names_a_delay_kind_shared_by_every_layer_once(tmp_path):
+    dg.save_network(dg.Network.feedforward([4, 5, 3], delay_kind="axonal", seed=1), tmp_path / "net.npz")
+    runner = cli_runner()
+    result = runner.invoke(main, ["export", str(tmp_path / "net.npz"), str(tmp_path / "net.nir"),
+                                  "--time-scale", "1e-6"])
+    assert result.exit_code == 0 and "(nir; 4-5-3, axonal delays, 1 model" in result.output, result.output
+    result = runner.invoke(main, ["import", str(tmp_path / "net.nir"), str(tmp_path / "back.npz")])
+    assert result.exit_code == 0 and "(4-5-3, axonal delays)" in result.output, result.output
+
+
 def test_cli_export_of_a_chip_trained_run_says_so_and_exports_what_the_chip_runs_when_asked(tmp_path):
     """(a bss2-emulator run's network.npz holds the trained float weights, off the chip's grid
     and up to 2.6 against its limit of 2.1: the export gave them without a word)"""
