@@ -196,7 +196,6 @@ def test_file_round_trip_with_nir_write_and_read(tmp_path, helpers, kind):
     assert_same_network(load_nir(tmp_path / "again.nir"), network)
 
 
-
 def test_populations_whose_node_keys_would_clash_round_trip(helpers):
     """'h/1' and 'h_1' both give the key prefix 'h_1' ('/' would nest HDF5 groups): the nodes must not overwrite."""
     network = helpers.build_network([4, 5, 4, 3], "axonal", 2.0, seed=4)
@@ -368,7 +367,6 @@ def test_exported_graph_states_units_and_single_spike_semantics(helpers):
                                  "output.delay", "output.linear", "output.lif", "output"]
 
 
-
 def test_exported_cubalif_rests_and_resets_at_zero(helpers):
     """docs/nir.md: v_leak = 0 (delgrad's resting potential) and v_reset = 0 (never acts)."""
     graph = to_nir(helpers.build_network([4, 5, 3], "none", 2.0, seed=6), time_scale=TIME_SCALE_S)
@@ -388,7 +386,6 @@ def test_metadata_is_used_only_when_it_reproduces_the_nodes(helpers):
     assert imported.layers[0].projection.delay_kind is dg.DelayKind.SYNAPTIC
     np.testing.assert_allclose(imported.layers[0].projection.delays, network.layers[0].projection.delays,
                                rtol=1e-12, atol=1e-15)
-
 
 
 def test_metadata_is_not_used_when_a_node_value_differs_in_the_12th_digit(helpers):
@@ -520,7 +517,6 @@ def test_jaxsnn_style_single_layer_graph_imports_by_the_documented_equations():
         inputs = rng.uniform(0.1, 1.5, size=3)
         assert_times_close(dg.forward(network, inputs[None])[0][0],
                            nir_spike_times(graph, inputs * time_scale)[0], time_scale)
-
 
 
 def test_cubalif_parameters_of_one_value_apply_to_every_neuron():
@@ -674,7 +670,6 @@ def test_imported_times_outside_their_range_are_refused_naming_the_field(times, 
     with pytest.raises(NIRConversionError, match=rf"^{reason}.*choose a time scale \(CLI: --time-scale\)"):
         from_nir(delay_linear_graph(*times), time_scale=time_scale)  # (they were imported)
     from_nir(delay_linear_graph(1e-3, 2e-3, 2e-3), time_scale=1e-3)  # (sensible times and time scale)
-
 
 
 def test_times_at_the_ends_of_their_ranges_are_imported():
@@ -853,7 +848,6 @@ def test_branching_graph_is_refused():
         from_nir(graph, time_scale=1e-3)
 
 
-
 def test_a_node_off_the_input_to_output_path_is_refused():
     graph = jaxsnn_style_graph(np.random.default_rng(18))
     graph.nodes["stray"] = nir.Linear(weight=np.ones((2, 3)))  # (no edges)
@@ -911,7 +905,6 @@ def test_nonzero_v_leak_is_refused():
     graph.nodes["cubalif"].v_leak = np.array([-0.5, -0.5])
     with pytest.raises(NIRConversionError, match="v_leak"):
         from_nir(graph, time_scale=1e-3)
-
 
 
 @pytest.mark.parametrize("field, value, reason", [
