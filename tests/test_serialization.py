@@ -426,3 +426,33 @@ def test_a_member_of_another_dtype_kind_than_asked_is_refused_naming_both():
         with pytest.raises(dg.FileFormatError, match="entry 'times' has dtype <U3, expected kind 'f'"):
             archive.array("times", kind="f")
         assert archive.array("times", kind="U").tolist() == ["0.5", "1.0"]
+
+
+def test_a_member_marked_encrypted_is_refused_as_zipfile_refuses_it():
+    """delgrad_core/_npz.py reads from memory only archives without "encryption"; any other goes to
+    zipfile: a member whose flags say encrypted (bit 0) is refused, not read as plain numbers."""
+    import zipfile
+
+    from delgrad_core._npz import NpzArchive, npz_bytes
+
+    data = bytearray(npz_bytes({"a": np.array([1.5, -2.0])}))
+    data[data.index(b"PK\x03\x04") + 6] |= 1  # (the flags of the local header, then of the central one)
+    data[data.index(b"PK\x01\x02") + 8] |= 1
+    with pytest.raises(RuntimeError, match="encrypted"):
+        zipfile.ZipFile(io.BytesIO(bytes(data))).read("a.npy")
+    with NpzArchive(bytes(data)) as archive, pytest.raises(dg.FileFormatError, match="'a.npy' is encrypted"):
+        archive.array("a")
+
+
+def test_the_digest_of_members_counts_their_names_as_well_as_their_bytes():
+    """`NpzArchive.digest`: "SHA-256 (hex) of the names and stored bytes of the members under
+    `prefix`": equal for equal content, another for the same bytes under another name."""
+    from delgrad_core._npz import NpzArchive, npz_bytes
+
+    def digest(arrays):
+        with NpzArchive(npz_bytes(arrays)) as archive:
+            return archive.digest("net.")
+
+    values = np.array([1.5, -2.0])
+    assert digest({"net.a": values, "other": values}) == digest({"net.a": values.copy()})
+    assert digest({"net.a": values}) != digest({"net.b": values})
