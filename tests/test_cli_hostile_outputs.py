@@ -361,3 +361,15 @@ def test_an_atomic_write_gives_its_file_the_usual_permissions_not_those_of_a_tem
     os.umask(umask)
     path = atomic_write(tmp_path / "out.bin", lambda handle: handle.write(b"new"))
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # (0644 under the usual umask 022; 0600 without the chmod)
+
+
+def test_an_atomic_write_to_a_pipe_is_refused_and_leaves_the_pipe(tmp_path):
+    """delgrad_core/_atomic.py: "a device, pipe or socket at `path` is refused (a rename would
+    replace it with a file)"."""
+    import stat
+
+    fifo = tmp_path / "out.bin"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidValueError, match="exists and is not a regular file"):
+        atomic_write(fifo, lambda handle: handle.write(b"new"))
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and _temporaries(tmp_path) == []
