@@ -305,6 +305,17 @@ def test_an_ipv6_host_is_an_address_in_brackets(address, valid):
             check_address(address)
 
 
+@pytest.mark.parametrize(("port", "valid"), [(1, True), (65535, True), (0, False), (65536, False)])
+def test_a_port_to_connect_to_is_any_tcp_port_from_1_to_65535(port, valid):
+    """A TCP port is a 16-bit number (RFC 793), 0 meaning any free one: only a service may ask for it."""
+    address = f"tcp://127.0.0.1:{port}"
+    if valid:
+        assert check_address(address) == address
+    else:
+        with pytest.raises(dg.InvalidValueError, match=f"the port must lie in 1..65535, got {port} in"):
+            check_address(address)
+
+
 def test_a_relative_ipc_address_is_refused_naming_its_absolute_path(tmp_path, monkeypatch):
     """(a run recorded it as given: evaluated or resumed from another folder, it reached another
     socket; the run's token_file is recorded absolute)"""
