@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from _network_checks import assert_same_network
 from _processes import process_exists
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import delgrad_core as dg
@@ -380,12 +380,13 @@ _VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats
 @given(st.dictionaries(st.sampled_from([f.name for f in __import__("dataclasses").fields(TrainingConfig)]),
                        _VALUES, max_size=4))
 @settings(max_examples=150, deadline=None)
+@example({"delay_shift": 1000000001.0})  # (named by delay_scale, whose range it leaves too small: hypothesis found it)
 def test_any_config_is_valid_or_refused_naming_a_field(values):
     try:
         config = TrainingConfig.from_dict(values)
     except InvalidValueError as exc:
         # (a conflict between two settings is named by one of them and mentions the other)
-        paired = {"t_early": "t_late", "adam_beta2": "adam_beta1"}
+        paired = {"t_early": "t_late", "adam_beta2": "adam_beta1", "delay_shift": "delay_scale"}
         named = [*values, *(paired[name] for name in values if name in paired), "t_late", "config"]
         assert any(str(exc).startswith(name) for name in named), str(exc)
         return
