@@ -377,3 +377,16 @@ def test_networks_compare_by_value(tmp_path):
     assert dg.NeuronParameters(threshold=[1.0, [2.0]]) != dg.NeuronParameters(1.0)
     with pytest.raises(TypeError, match="unhashable"):
         hash(network)
+
+
+@pytest.mark.parametrize("shape", [(2, 1), (1, 2)])
+def test_a_per_neuron_value_of_the_right_size_but_another_shape_is_refused(shape):
+    """A neuron parameter is a scalar or one value per neuron: shape (size,), not any array of size values."""
+    with pytest.raises(dg.InvalidValueError, match=re.escape(f"hidden.tau_m: expected a scalar or shape (2,), got {shape}")):
+        dg.Population("hidden", 2, dg.NeuronParameters(tau_m=np.full(shape, 2.0)))
+
+
+def test_an_empty_per_neuron_array_is_not_equal_to_the_one_value():
+    """No value at all is not the one value a scalar parameter gives every neuron."""
+    assert dg.NeuronParameters(threshold=np.array([])) != dg.NeuronParameters(1.0)
+    assert dg.NeuronParameters(threshold=[]) != dg.NeuronParameters(1.0)
