@@ -245,6 +245,8 @@ def test_delay_matrix_and_gradient_reduction():
     ([4, -1, 3], {}, r"sizes: expected positive integers, got \[4, -1, 3\]"),
     (np.array([4, 3]), {}, "sizes: expected a list or tuple of layer sizes, got ndarray"),  # (said it had too few)
     ([4, 100_000_000, 3], {}, "sizes: a 4 x 100000000 projection has 400,000,000 weights, more than the 134,217,728"),
+    ([3, 44_739_243], {}, "sizes: a 3 x 44739243 projection has 134,217,729 weights, more than the 134,217,728"),
+    ([2, True, 3], {}, r"sizes: expected positive integers, got \[2, True, 3\]"),  # (a bool is no size)
     ([4, 3], {"weight_std": -1.0}, "weight_std: expected a finite number >= 0, got -1.0"),
     ([4, 3], {"weight_mean": float("nan")}, "weight_mean: expected a finite number, got nan"),
     ([4, 3], {"seed": -1}, "seed: expected None or an integer >= 0, got -1"),
@@ -390,3 +392,18 @@ def test_an_empty_per_neuron_array_is_not_equal_to_the_one_value():
     """No value at all is not the one value a scalar parameter gives every neuron."""
     assert dg.NeuronParameters(threshold=np.array([])) != dg.NeuronParameters(1.0)
     assert dg.NeuronParameters(threshold=[]) != dg.NeuronParameters(1.0)
+
+
+def test_an_infinite_neuron_parameter_given_as_a_float_is_refused():
+    """(the fast path for a plain float must not skip the finiteness check)"""
+    for field in ("threshold", "tau_m", "tau_s"):
+        with pytest.raises(dg.InvalidValueError, match=rf"^hidden\.{field}: contains NaN or inf"):
+            dg.Population("hidden", 2, dg.NeuronParameters(**{field: float("inf")}))
+
+
+def test_nan_parameters_compare_equal_where_they_are_nan_and_lists_of_other_lengths_do_not():
+    """`==` compares by value: NaN where NaN is counts as the same value; a shorter list is another value."""
+    assert dg.NeuronParameters(float("nan")) == dg.NeuronParameters(float("nan"))
+    assert dg.NeuronParameters(np.array([np.nan, 1.0])) == dg.NeuronParameters(np.array([np.nan, 1.0]))
+    assert dg.NeuronParameters(threshold=[1.0, 1.0]) != dg.NeuronParameters(threshold=[1.0])
+    assert dg.NeuronParameters(threshold=[1.0]) != dg.NeuronParameters(threshold=[1.0, 1.0])
