@@ -42,7 +42,7 @@ def test_non_finite_delays_are_rejected():
 @pytest.mark.parametrize("kind, good, bad", [("axonal", (3,), (2,)), ("dendritic", (2,), (3,)), ("synaptic", (3, 2), (2, 3))])
 def test_delay_shapes_by_kind(kind, good, bad):
     assert projection(delay_kind=kind, delays=np.zeros(good)).delays.shape == good
-    assert projection(delay_kind=kind).delays.shape == good  # default: zero delays
+    assert projection(delay_kind=kind).delays.tolist() == np.zeros(good).tolist()  # default: zero delays
     with pytest.raises(ValueError, match=re.escape(f"{NAME}.delays: expected shape {good}, got {bad}")):
         projection(delay_kind=kind, delays=np.zeros(bad))
 
@@ -407,3 +407,13 @@ def test_nan_parameters_compare_equal_where_they_are_nan_and_lists_of_other_leng
     assert dg.NeuronParameters(np.array([np.nan, 1.0])) == dg.NeuronParameters(np.array([np.nan, 1.0]))
     assert dg.NeuronParameters(threshold=[1.0, 1.0]) != dg.NeuronParameters(threshold=[1.0])
     assert dg.NeuronParameters(threshold=[1.0]) != dg.NeuronParameters(threshold=[1.0, 1.0])
+
+
+def test_tau_ratios_from_0_01_to_1e6_are_taken_and_the_message_names_the_ratio_outside():
+    """docs/model.md §2.3: the solver is verified for tau_m / tau_s from 0.01 to 1e6 (both ends included)."""
+    dg.Population("h", 2, dg.NeuronParameters(1.0, 0.01, 1.0))
+    dg.Population("h", 2, dg.NeuronParameters(1.0, np.array([0.01, 1e6]), 1.0))
+    with pytest.raises(dg.InvalidValueError, match=r"^h\.tau_m / h\.tau_s: .* ratios from 0\.01 to 1e\+06, got 0\.005$"):
+        dg.Population("h", 2, dg.NeuronParameters(1.0, np.array([0.005, 2.0]), 1.0))
+    with pytest.raises(dg.InvalidValueError, match=r"^h\.tau_m / h\.tau_s: .* ratios from 0\.01 to 1e\+06, got 2e\+06$"):
+        dg.Population("h", 2, dg.NeuronParameters(1.0, np.array([2.0, 2e6]), 1.0))
