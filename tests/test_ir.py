@@ -417,3 +417,16 @@ def test_tau_ratios_from_0_01_to_1e6_are_taken_and_the_message_names_the_ratio_o
         dg.Population("h", 2, dg.NeuronParameters(1.0, np.array([0.005, 2.0]), 1.0))
     with pytest.raises(dg.InvalidValueError, match=r"^h\.tau_m / h\.tau_s: .* ratios from 0\.01 to 1e\+06, got 2e\+06$"):
         dg.Population("h", 2, dg.NeuronParameters(1.0, np.array([2.0, 2e6]), 1.0))
+
+
+@pytest.mark.parametrize("shape", [(0, 2), (3, 0)])
+def test_weights_without_rows_or_columns_are_refused(shape):
+    with pytest.raises(dg.InvalidValueError, match=re.escape(f"{NAME}.weights: expected a non-empty 2-d array "
+                                                             f"(n_pre, n_post), got shape {shape}")):
+        projection(np.ones(shape))
+
+
+def test_the_smallest_negative_delay_is_refused():
+    """Delays are >= 0 (docs/model.md §3): even -5e-324, the negative double nearest 0."""
+    with pytest.raises(dg.InvalidValueError, match=rf"^{NAME}\.delays: must be >= 0, got min -5e-324$"):
+        projection(delay_kind="axonal", delays=np.array([0.0, -5e-324, 0.0]))
