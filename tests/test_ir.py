@@ -430,3 +430,25 @@ def test_the_smallest_negative_delay_is_refused():
     """Delays are >= 0 (docs/model.md §3): even -5e-324, the negative double nearest 0."""
     with pytest.raises(dg.InvalidValueError, match=rf"^{NAME}\.delays: must be >= 0, got min -5e-324$"):
         projection(delay_kind="axonal", delays=np.array([0.0, -5e-324, 0.0]))
+
+
+def test_a_synaptic_delay_gradient_is_a_new_array_not_the_one_given():
+    per_synapse = np.arange(6.0).reshape(3, 2)
+    reduced = projection(delay_kind="synaptic").reduce_synapse_gradient(per_synapse)
+    np.testing.assert_array_equal(reduced, per_synapse)
+    assert not np.shares_memory(reduced, per_synapse)
+
+
+def test_the_synaptic_scale_counts_time_constants_below_1_as_1():
+    """The summed |weights| times max(tau_m, tau_s, 1) must stay <= 1e200: tau 0.5 does not halve it."""
+    neuron = dg.NeuronParameters(1.0, 0.5, 0.5)
+    dg.Layer(dg.Population("h", 1, neuron), projection(np.array([[0.5e200], [0.5e200], [0.0]])))  # (1e200: at the limit)
+    with pytest.raises(dg.InvalidValueError, match=rf"^{NAME}\.weights: the summed \|weights\| onto neuron 0 of 'h', "
+                                                   r".* is 1\.5e\+200, above 1e\+200"):
+        dg.Layer(dg.Population("h", 1, neuron), projection(np.array([[0.5e200], [0.5e200], [0.5e200]])))
+
+
+def test_a_tuple_of_layers_is_taken_as_a_list():
+    layer = dg.Layer(dg.Population("out", 2, dg.NeuronParameters()), projection())
+    network = dg.Network(dg.Population("input", 3), (layer,))
+    assert isinstance(network.layers, list) and network.layers[0] is layer
