@@ -66,6 +66,8 @@ def test_capabilities_validate_and_round_trip_through_json():
         ({"delay_kinds": "axonal"}, "Capabilities.delay_kinds: expected a collection"),
         ({"tau_ratios": ()}, "Capabilities.tau_ratios"),
         ({"tau_ratios": (2.0, -1.0)}, "Capabilities.tau_ratios"),
+        ({"tau_ratios": (2.0, 0.0)}, "Capabilities.tau_ratios: expected None or a non-empty list of positive numbers"),
+        ({"tau_ratios": (float("inf"),)}, "Capabilities.tau_ratios: expected None or a non-empty list of positive"),
         ({"max_inputs": 0}, "Capabilities.max_inputs"),
         ({"max_layers": 2.5}, "Capabilities.max_layers"),
         ({"weight_resolution": 0.0}, "Capabilities.weight_resolution"),
