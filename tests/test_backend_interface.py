@@ -143,6 +143,27 @@ def test_a_delay_range_off_the_grid_keeps_the_delays_on_it_and_represent_idempot
         Capabilities(delay_range=(0.13, 0.2), delay_resolution=0.125)
 
 
+def test_the_largest_weight_is_the_last_multiple_of_the_resolution_below_the_limit():
+    """Multiples of 0.35 within 1.0 are 0.35 and 0.7: 1.0 / 0.35 = 2.86 rounds up to 3, yet 1.05 is off the limit."""
+    caps = Capabilities(weight_limit=1.0, weight_resolution=0.35)
+    np.testing.assert_allclose(caps.constrain_weights(np.array([1.0, -1.0, 0.9])), [0.7, -0.7, 0.7], rtol=1e-12)
+
+
+def test_a_delay_range_alone_clips_the_delays_to_it():
+    """docs: delays beyond delay_range are clipped."""
+    caps = Capabilities(delay_range=(0.5, 2.0))
+    assert caps.constrain_delays(np.array([0.0, 1.3, 3.0])).tolist() == [0.5, 1.3, 2.0]
+
+
+def test_a_delay_resolution_alone_puts_the_delays_on_its_grid():
+    from delgrad_core._capabilities import apply_constraints
+    caps = Capabilities(delay_resolution=0.5)
+    assert caps.constrains_parameters
+    network = Network.feedforward([2, 3], delay_kind="axonal", seed=0)
+    network.layers[0].projection.delays[...] = [0.3, 1.1]
+    assert apply_constraints(network, caps).layers[0].projection.delays.tolist() == [0.5, 1.0]
+
+
 def test_a_weight_on_the_limit_is_not_above_it():
     """(6 steps of 0.1 are 0.6000000000000001: a stored network exceeded its weight_limit 0.6)"""
     caps = Capabilities(weight_limit=0.6, weight_resolution=0.1)
