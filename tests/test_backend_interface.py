@@ -70,6 +70,7 @@ def test_capabilities_validate_and_round_trip_through_json():
         ({"tau_ratios": (float("inf"),)}, "Capabilities.tau_ratios: expected None or a non-empty list of positive"),
         ({"max_inputs": 0}, "Capabilities.max_inputs"),
         ({"max_layers": 2.5}, "Capabilities.max_layers"),
+        ({"input_copies": 0}, "Capabilities.input_copies: expected None or an integer >= 1, got 0"),
         ({"weight_resolution": 0.0}, "Capabilities.weight_resolution"),
         ({"weight_limit": float("nan")}, "Capabilities.weight_limit"),
         ({"weight_limit": 0.1, "weight_resolution": 0.2}, "Capabilities.weight_resolution: 0.2 is above Capabilities.weight_limit"),

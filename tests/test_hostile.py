@@ -1023,6 +1023,8 @@ def _result_bytes(spike_times: np.ndarray) -> bytes:
     (lambda: plugin_tools.parse_key_values("dt=0.01"), InvalidValueError,
      "--backend-option: expected a list of KEY=VALUE strings, got 'dt=0.01'"),
     (lambda: plugin_tools.parse_key_values(None), InvalidValueError, "expected a list of KEY=VALUE strings, got None"),
+    (lambda: plugin_tools.parse_key_values(["dt=0.01", "my-key=1"]), InvalidValueError,  # (KEY: an identifier)
+     "--backend-option: expected KEY=VALUE with KEY an identifier, got 'my-key=1'"),
     # dataset helpers (numpy's errors, a TypeError "unhashable type", NaN features returned)
     (lambda: dg.datasets.yin_yang_plane(np.zeros(3), np.zeros(4)), InvalidValueError,
      r"x, y: expected arrays of one shape, got \(3,\) and \(4,\)"),
