@@ -51,6 +51,7 @@ def test_plugin_tools_are_exported_and_documented():
     (True, dict(low=0, high=1), "n: expected a number from 0 to 1, got True"),
     (float("inf"), dict(low=0, low_open=True), "n: expected a finite number > 0, got inf"),
     (float("nan"), dict(), "n: expected a finite number, got nan"),
+    (None, dict(low=1, integer=True), "n: expected an integer >= 1, got None"),  # (None only if optional)
     (1.0, dict(low=0, high=1, high_open=True), "n: expected a number >= 0 and < 1, got 1.0"),
     ("3", dict(optional=True), "n: expected None or a finite number, got '3'"),
     (-1, dict(low=0, high=2**63 - 1, integer=True, optional="fresh entropy"),
