@@ -386,6 +386,15 @@ def _returning(result_of):
                                    arrival_times=[None, np.full((1, 10), 5.5)]),
          r"arrival_times\[1\]: presynaptic line 3 of sample 0 sent no spike, yet one arrives at 5.5"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], metadata={1: "x"}), "metadata"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], metadata={"gain": float("nan")}),
+         "metadata: expected JSON values"),  # (NaN is no JSON)
+        (lambda r: ExecutionResult([np.full((1, 10), np.nextafter(0.5, 0)), np.full((1, 3), 6.0)]),  # (by one ulp)
+         r"layer_spike_times\[0\]: neuron 0 of sample 0 spikes at 0.49999999999999994, before the sample's first "
+         r"input \(0.5\)"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.full((1, 3), 6.0)],
+                                   arrival_times=[np.full((1, 4), np.nextafter(0.5, 0)), None]),
+         r"arrival_times\[0\]: the spike of presynaptic line 0 of sample 0, sent at 0.5, arrives at "
+         r"0.49999999999999994, before it was sent"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3), np.float32)]),
          r"layer_spike_times\[1\]: expected a float64 array, got dtype float32"),
         (lambda r: ExecutionResult((np.full((1, 10), 5.0), np.ones((1, 3)))),
