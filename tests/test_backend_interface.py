@@ -87,6 +87,12 @@ def test_capabilities_reject_bad_values(kwargs, message):
         Capabilities.from_dict({"colour": "red"})
 
 
+def test_unknown_capability_names_of_two_types_are_all_named():
+    """(names of two types do not sort: {1: 2, 'colour': 3})"""
+    with pytest.raises(InvalidValueError, match=r"^Capabilities: unknown setting\(s\) 1, colour; known: "):
+        Capabilities.from_dict({1: 2, "colour": 3})
+
+
 def test_represent_clips_quantises_rounds_and_bounds():
     caps = Capabilities(weight_limit=2.1, weight_resolution=1 / 30, delay_range=(1.0, 3.0), delay_resolution=0.125)
     backend = MockBackend(capabilities=caps)

@@ -57,6 +57,7 @@ def test_plugin_tools_are_exported_and_documented():
     (-1, dict(low=0, high=2**63 - 1, integer=True, optional="fresh entropy"),
      "n: expected None (fresh entropy) or an integer from 0 to 2**63 - 1, got -1"),
     (10**400, dict(high=10), "n: expected a number <= 10, got the integer 1.00e+400"),
+    (10**400, dict(), "n: expected a finite number, got the integer 1.00e+400"),  # (too large for a float)
     (0, dict(low=1, high=100_000, integer=True, what="a count of samples"),
      "n: expected a count of samples from 1 to 100,000, got 0"),
 ])

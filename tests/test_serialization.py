@@ -146,6 +146,7 @@ def test_json_with_an_integer_too_long_to_convert_is_a_file_format_error(tmp_pat
     from delgrad_core._options import parse_key_values
 
     assert parse_key_values(["n=" + "9" * 5000]) == {"n": "9" * 5000}  # (kept as a string, as other non-JSON)
+    assert parse_key_values(["host=a=b", "x=[1]"]) == {"host": "a=b", "x": [1]}  # (KEY ends at the first =)
 
 
 UNPICKLED = []
