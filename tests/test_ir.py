@@ -201,6 +201,8 @@ def test_backward_input_validation():
         dg.backward(network, x, times, np.ones(4))  # never silently reshaped
     with pytest.raises(ValueError, match=r"output_gradient: contains NaN or inf"):
         dg.backward(network, x, times, np.full((2, 2), np.nan))
+    with pytest.raises(dg.InvalidValueError, match=r"^gradient_slope: expected one of observed, nominal, got 'exact'$"):
+        dg.backward(network, x, times, np.ones((2, 2)), gradient_slope="exact")
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "many", "257", "100000"])
