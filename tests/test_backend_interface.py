@@ -239,6 +239,10 @@ def test_calibration_bytes_round_trip_with_arrays_and_validation(tmp_path):
         Calibration("", {})
     with pytest.raises(ValueError, match="Calibration.arrays\\['x'\\]: contains NaN"):
         Calibration("toy", arrays={"x": [np.nan]})
+    with pytest.raises(InvalidValueError, match=r"^Calibration.arrays\['x'\]: expected numbers or bools, got dtype <U1$"):
+        Calibration("toy", arrays={"x": np.array(["a"])})
+    with pytest.raises(InvalidValueError, match="^Calibration.arrays: expected a dict of name -> array$"):
+        Calibration("toy", arrays={"": np.zeros(1)})  # (an array needs a name)
     with pytest.raises(ValueError, match="not a readable delgrad calibration"):
         Calibration.from_bytes(b"not a zip")
     # (a calibration saved, then edited: refused by the digest written with it, also when that was emptied)

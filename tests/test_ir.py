@@ -215,6 +215,14 @@ def test_thread_count_validation(monkeypatch, value):
         dg.forward(dg.Network.feedforward([2, 2]), np.zeros((1, 2)), n_threads=count)
 
 
+def test_the_default_thread_count_is_at_most_256_on_a_machine_with_more_cpus(monkeypatch):
+    import delgrad_core._propagation as propagation
+
+    monkeypatch.delenv("DELGRAD_NUM_THREADS", raising=False)
+    monkeypatch.setattr(propagation, "available_cpus", lambda: 1000)
+    assert dg.default_num_threads() == 256
+
+
 @pytest.mark.parametrize("name", ["reference", "bss2-emulator"])
 @pytest.mark.parametrize("count", [0, 257, 100_000, 2.0, "2"])
 def test_backends_refuse_a_thread_count_when_built(name, count):
