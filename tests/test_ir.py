@@ -257,6 +257,7 @@ def test_delay_matrix_and_gradient_reduction():
     ([4, 100_000_000, 3], {}, "sizes: a 4 x 100000000 projection has 400,000,000 weights, more than the 134,217,728"),
     ([3, 44_739_243], {}, "sizes: a 3 x 44739243 projection has 134,217,729 weights, more than the 134,217,728"),
     ([2, True, 3], {}, r"sizes: expected positive integers, got \[2, True, 3\]"),  # (a bool is no size)
+    ([4, 3, 2], {"delay_kind": ["axonal"]}, r"^delay_kind: expected one kind or 2 \(one per layer\), got 1$"),
     ([4, 3], {"weight_std": -1.0}, "weight_std: expected a finite number >= 0, got -1.0"),
     ([4, 3], {"weight_mean": float("nan")}, "weight_mean: expected a finite number, got nan"),
     ([4, 3], {"seed": -1}, "seed: expected None or an integer >= 0, got -1"),
@@ -465,3 +466,11 @@ def test_a_tuple_of_layers_is_taken_as_a_list():
     layer = dg.Layer(dg.Population("out", 2, dg.NeuronParameters()), projection())
     network = dg.Network(dg.Population("input", 3), (layer,))
     assert isinstance(network.layers, list) and network.layers[0] is layer
+
+
+def test_parameters_of_a_subclass_are_another_type_and_not_equal():
+    """Instances compare equal when they are of one type."""
+    class Tuned(dg.NeuronParameters):
+        pass
+
+    assert dg.NeuronParameters() != Tuned() and Tuned() != dg.NeuronParameters()
