@@ -320,3 +320,15 @@ def test_a_result_naming_no_layers_or_a_layer_it_lacks_is_refused(change, messag
     edited = _rewrite(data, lambda name, payload: npy.getvalue() if name == "result.json.npy" else payload)
     with pytest.raises(FileFormatError, match=message):
         ExecutionResult.from_bytes(edited)
+
+
+def test_a_request_of_another_format_version_is_refused():
+    from delgrad_core._npz import json_array
+
+    data = _request().to_bytes()
+    document = json.loads(np.load(io.BytesIO(data))["request.json"].item())
+    npy = io.BytesIO()
+    np.save(npy, json_array({**document, "version": 2}))
+    edited = _rewrite(data, lambda name, payload: npy.getvalue() if name == "request.json.npy" else payload)
+    with pytest.raises(FileFormatError, match="not a delgrad request version 1"):
+        ExecutionRequest.from_bytes(edited)
