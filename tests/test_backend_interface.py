@@ -396,6 +396,8 @@ def _returning(result_of):
                                    arrival_times=[None, np.full((1, 10), 5.5)]),
          r"arrival_times\[1\]: presynaptic line 3 of sample 0 sent no spike, yet one arrives at 5.5"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], metadata={1: "x"}), "metadata"),
+        (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.full((1, 3), 6.0)], arrival_times=[None]),
+         r"arrival_times: expected None or a list of 2 entries"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], metadata={"gain": float("nan")}),
          "metadata: expected JSON values"),  # (NaN is no JSON)
         (lambda r: ExecutionResult([np.full((1, 10), np.nextafter(0.5, 0)), np.full((1, 3), 6.0)]),  # (by one ulp)
