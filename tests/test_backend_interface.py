@@ -1032,3 +1032,14 @@ def test_silence_agreement_passes_at_exactly_min_silence_agreement_so_1_asks_for
     assert three_of_four.statistical(max_median_error=0.1, min_silence=0.75)
     assert three_of_four.statistical_problem(max_median_error=0.1, min_silence=0.8) == \
         "silent/spiking agreement 0.750, needs >= 0.8 (min_silence_agreement)"
+
+
+def test_a_calibration_of_another_format_version_is_refused():
+    from delgrad_core import FileFormatError
+    from delgrad_core._npz import json_array, npz_bytes
+
+    arrays = Calibration("toy", {"gain": 1}).archive_arrays()
+    document = json.loads(arrays["calibration.json"].item())
+    arrays["calibration.json"] = json_array({**document, "version": 2})
+    with pytest.raises(FileFormatError, match=r"not a delgrad calibration \(format 'delgrad-calibration' version 2\)"):
+        Calibration.from_bytes(npz_bytes(arrays))
