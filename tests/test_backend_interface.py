@@ -1043,3 +1043,8 @@ def test_a_calibration_of_another_format_version_is_refused():
     arrays["calibration.json"] = json_array({**document, "version": 2})
     with pytest.raises(FileFormatError, match=r"not a delgrad calibration \(format 'delgrad-calibration' version 2\)"):
         Calibration.from_bytes(npz_bytes(arrays))
+
+
+def test_a_table_inside_a_list_keeps_the_type_of_its_keys_in_the_cache_key():
+    """(JSON writes the key 1 as "1": {1: 2} and {"1": 2} must still differ, also inside a list)"""
+    assert calibration_key("toy", gains=[{1: 2}]) != calibration_key("toy", gains=[{"1": 2}])
