@@ -164,6 +164,7 @@ def test_a_delay_range_alone_clips_the_delays_to_it():
 
 def test_a_delay_resolution_alone_puts_the_delays_on_its_grid():
     from delgrad_core._capabilities import apply_constraints
+
     caps = Capabilities(delay_resolution=0.5)
     assert caps.constrains_parameters
     network = Network.feedforward([2, 3], delay_kind="axonal", seed=0)
@@ -239,7 +240,8 @@ def test_calibration_bytes_round_trip_with_arrays_and_validation(tmp_path):
         Calibration("", {})
     with pytest.raises(ValueError, match="Calibration.arrays\\['x'\\]: contains NaN"):
         Calibration("toy", arrays={"x": [np.nan]})
-    with pytest.raises(InvalidValueError, match=r"^Calibration.arrays\['x'\]: expected numbers or bools, got dtype <U1$"):
+    with pytest.raises(InvalidValueError,
+                       match=r"^Calibration.arrays\['x'\]: expected numbers or bools, got dtype <U1$"):
         Calibration("toy", arrays={"x": np.array(["a"])})
     with pytest.raises(InvalidValueError, match="^Calibration.arrays: expected a dict of name -> array$"):
         Calibration("toy", arrays={"": np.zeros(1)})  # (an array needs a name)
