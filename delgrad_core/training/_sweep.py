@@ -556,7 +556,7 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         (in_use, "in use by another process (e.g. a SLURM task); run the sweep again when it has finished to "
                  "include them"),
     ) if lines]
-    devices = _devices_disagree([trial for trial in trials if trial.finished and trial.folder not in excluded])
+    devices = _devices_disagree([trial for trial in trials if trial.folder not in excluded])  # (unfinished: none)
     if devices:
         problems.append(f"the finished runs were trained on {len(devices)} devices (a service that owned another "
                         "chip?), and their accuracies are not comparable: " + "; ".join(devices) + ". Remove the run "
