@@ -125,7 +125,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
             n_trials = len(hidden) * len(delays) * seeds
             with no_writes_once_stopped():
                 atomic_write_text(slurm_script, sweep_job_script(command, n_trials, os.getcwd()), os_strings=True)
-            click.echo(f"{slurm_script}: {n_trials} array task{'s' if n_trials != 1 else ''}; submit with: sbatch {shlex.quote(str(slurm_script))}")
+            click.echo(f"{slurm_script}: {n_trials} array task{'s' if n_trials != 1 else ''}; submit with: sbatch "
+                       f"{shlex.quote(str(slurm_script))}")
             return
         if trial is not None:
             run_trial(*grid, trial, echo=show_line)

@@ -301,31 +301,35 @@ def _device_of(trial: Trial) -> dict | None:
     return identity if is_device_identity(identity) else None
 
 
-def _runs_on_other_devices(kept: list[Trial], trained: list[Trial]) -> dict[Path, str]:
-    """The folders of the finished trials `kept` from an earlier sweep whose device differs from
-    the one the trials `trained` now recorded (e.g. a mock-hil service that now owns another
-    chip: its address is result-neutral, so the trials' settings do not tell), each with what
-    differs; {} if nothing was trained now, or if those trials disagree among themselves."""
+def _runs_on_other_devices(devices: dict[Path, dict | None], kept: list[Trial], trained: list[Trial]) -> \
+        dict[Path, str]:
+    """The folders of the finished trials `kept` from an earlier sweep whose device (in `devices`,
+    by folder) differs from the one the trials `trained` now recorded (e.g. a mock-hil service that
+    now owns another chip: its address is result-neutral, so the trials' settings do not tell),
+    each with what differs; {} if nothing was trained now, or if those trials disagree among
+    themselves."""
     from delgrad_core.training._identity import identity_changes
 
-    current = [_device_of(trial) for trial in trained]
+    current = [devices[trial.folder] for trial in trained]
     if not current or current[0] is None or any(other != current[0] for other in current):
         return {}
-    changed = {trial.folder: identity_changes(recorded, current[0])
-               for trial in kept if (recorded := _device_of(trial)) is not None}
+    changed = {trial.folder: identity_changes(devices[trial.folder], current[0])
+               for trial in kept if devices[trial.folder] is not None}
     return {folder: "; ".join(changes.values()) for folder, changes in changed.items() if changes}
 
 
-def _devices_disagree(trials: list[Trial]) -> list[str]:
-    """One line per device the finished `trials` were trained on (how many runs, one folder),
-    if there are more than one, else []."""
-    devices: dict[str, list[Path]] = {}
-    for trial in trials:
-        identity = _device_of(trial)
+def _devices_disagree(devices: dict[Path, dict | None]) -> list[str]:
+    """One line per device that `devices` (identities by run folder, None for none) name (how many
+    runs, one folder), if there are more than one, else []."""
+    folders_of: dict[str, list[Path]] = {}
+    key_of: dict[str, str] = {}
+    for folder, identity in devices.items():
         if identity is not None:
-            devices.setdefault(json.dumps(identity, sort_keys=True), []).append(trial.folder)
-    return [f"{len(folders)} run(s) calibrated as {json.loads(key)['calibration_key']!r} (e.g. {folders[0]})"
-            for key, folders in devices.items()] if len(devices) > 1 else []
+            text = json.dumps(identity, sort_keys=True)
+            folders_of.setdefault(text, []).append(folder)
+            key_of[text] = identity["calibration_key"]
+    return [f"{len(folders)} run(s) calibrated as {key_of[text]!r} (e.g. {folders[0]})"
+            for text, folders in folders_of.items()] if len(folders_of) > 1 else []
 
 
 def _refuse_runs_on_other_data(trials: list[Trial], echo=print, *, elsewhere: bool = False) -> None:
@@ -536,7 +540,9 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         on_other_data = _runs_on_other_data([trial for trial in pending if trial.finished], echo,
                                             elsewhere=True) if scheduler is not None else {}
         trained = [trial for trial in pending if trial.finished]
-        on_other_device = _runs_on_other_devices([trial for trial, done in zip(trials, finished) if done], trained)
+        devices = {trial.folder: _device_of(trial) for trial in trials}  # (an unfinished trial's: None)
+        on_other_device = _runs_on_other_devices(devices, [trial for trial, done in zip(trials, finished) if done],
+                                                 trained)
         excluded = {**on_other_data, **on_other_device}
         finished = {trial.name for trial in trials if trial.finished and trial.folder not in excluded}
         table = _write_results(trials, out_dir, echo, excluded=excluded)
@@ -556,10 +562,10 @@ def run_sweep(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, out_
         (in_use, "in use by another process (e.g. a SLURM task); run the sweep again when it has finished to "
                  "include them"),
     ) if lines]
-    devices = _devices_disagree([trial for trial in trials if trial.folder not in excluded])  # (unfinished: none)
-    if devices:
-        problems.append(f"the finished runs were trained on {len(devices)} devices (a service that owned another "
-                        "chip?), and their accuracies are not comparable: " + "; ".join(devices) + ". Remove the run "
+    mixed = _devices_disagree({folder: identity for folder, identity in devices.items() if folder not in excluded})
+    if mixed:
+        problems.append(f"the finished runs were trained on {len(mixed)} devices (a service that owned another "
+                        "chip?), and their accuracies are not comparable: " + "; ".join(mixed) + ". Remove the run "
                         "folders of the devices you do not want and run the sweep again")
     if problems:
         raise SweepError("\n".join(problems), table=table)
