@@ -1089,6 +1089,15 @@ def test_a_history_that_is_not_the_runs_own_is_refused_naming_the_line(tmp_path)
             Trainer(TrainingConfig(**{**SHORT, "epochs": 3}), out_dir=tmp_path, resume=True)
 
 
+def _trained_for_one_epoch(backend: str, run, batch_size: int | None = 250):
+    """`run`, trained by `delgrad train` on `backend` for one epoch (4 hidden neurons, no delays)."""
+    batch = [] if batch_size is None else ["--batch-size", str(batch_size)]
+    trained = cli_runner().invoke(main, ["train", "--backend", backend, "--hidden", "4", "--delays", "none",
+                                         "--epochs", "1", *batch, "--out", str(run), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    return run
+
+
 def _register_plugin_components(monkeypatch, **hooks):
     """A registry with the core's components plus a plugin implementing `hooks`, as the global one."""
     from types import SimpleNamespace
@@ -1425,10 +1434,7 @@ def test_evaluate_of_a_backend_that_does_not_repeat_its_results_blames_no_code_c
     _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
         "unrepeatable", lambda: MockBackend(unrepeatable, name="unrepeatable", capabilities=Capabilities(
             exact=False, deterministic=False, seed_independent=False))))
-    run = tmp_path / "run"
-    trained = cli_runner().invoke(main, ["train", "--backend", "unrepeatable", "--hidden", "4", "--delays", "none",
-                                         "--epochs", "1", "--batch-size", "250", "--out", str(run), "--no-progress"])
-    assert trained.exit_code == 0, trained.output
+    run = _trained_for_one_epoch("unrepeatable", tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())  # (one no evaluation of 1000 samples gives)
     (run / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.12345}))
     result = cli_runner().invoke(main, ["evaluate", str(run)])
@@ -1458,10 +1464,7 @@ def test_evaluate_on_a_device_set_up_otherwise_blames_that_not_the_code(monkeypa
             return {**super()._device_identity(calibration), "options": dict(setup)}
 
     _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register("tunable", Tunable))
-    run = tmp_path / "run"
-    trained = cli_runner().invoke(main, ["train", "--backend", "tunable", "--hidden", "4", "--delays", "none",
-                                         "--epochs", "1", "--batch-size", "250", "--out", str(run), "--no-progress"])
-    assert trained.exit_code == 0, trained.output
+    run = _trained_for_one_epoch("tunable", tmp_path / "run")
     setup["gain"] = 3.0  # (the same device, set up otherwise: other spike times)
     result = cli_runner().invoke(main, ["evaluate", str(run)])
     assert result.exit_code == 0 and "was trained on device 'tunable' set up otherwise" in result.stderr, \
@@ -2434,10 +2437,7 @@ def test_a_run_on_another_backend_resumes_without_the_default_backend_installed(
 
     _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
         "mock", lambda: MockBackend(name="mock")))
-    run = tmp_path / "run"
-    trained = cli_runner().invoke(main, ["train", "--backend", "mock", "--hidden", "4", "--delays", "none", "--epochs",
-                                         "1", "--batch-size", "250", "--out", str(run), "--no-progress"])
-    assert trained.exit_code == 0, trained.output
+    run = _trained_for_one_epoch("mock", tmp_path / "run")
     monkeypatch.delitem(registry()._tables["backend"], "reference")
     resumed = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"])
     assert resumed.exit_code == 0, resumed.output
@@ -2457,10 +2457,8 @@ def test_evaluate_of_a_finished_run_does_not_ask_its_backend_for_training_defaul
 
     _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
         "mock", lambda: MockBackend(name="mock"), training_defaults=training_defaults))
-    run = tmp_path / "run"
-    trained = cli_runner().invoke(main, ["train", "--backend", "mock", "--hidden", "4", "--delays", "none", "--epochs",
-                                         "1", "--out", str(run), "--no-progress"])
-    assert trained.exit_code == 0 and asked, trained.output
+    run = _trained_for_one_epoch("mock", tmp_path / "run", batch_size=None)  # (the backend's default batch size)
+    assert asked
     asked.clear()
     evaluated = cli_runner().invoke(main, ["evaluate", str(run)])
     assert evaluated.exit_code == 0 and "test accuracy on mock: " in evaluated.stdout, evaluated.output
