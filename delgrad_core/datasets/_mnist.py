@@ -71,6 +71,7 @@ class _Source:
     class_names: tuple[str, ...]
     environment_variable: str
     download_url: str
+    mirror_url: str | None = None
     debian_package: str | None = None
     debian_dir: Path | None = None
 
@@ -78,9 +79,10 @@ class _Source:
 _FASHION_MNIST = _Source(
     "fashion_mnist", "Fashion-MNIST", FASHION_MNIST_CLASS_NAMES, "DELGRAD_FASHION_MNIST_DIR",
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "dataset-fashion-mnist", FASHION_MNIST_DEBIAN_DIR,
+    debian_package="dataset-fashion-mnist", debian_dir=FASHION_MNIST_DEBIAN_DIR,
 )
-_MNIST = _Source("mnist", "MNIST", MNIST_CLASS_NAMES, "DELGRAD_MNIST_DIR", "http://yann.lecun.com/exdb/mnist/")
+_MNIST = _Source("mnist", "MNIST", MNIST_CLASS_NAMES, "DELGRAD_MNIST_DIR", "http://yann.lecun.com/exdb/mnist/",
+                 mirror_url="https://ossci-datasets.s3.amazonaws.com/mnist/")  # (torchvision's mirror)
 
 
 def _expanded(path: str | os.PathLike, what: str) -> Path:
@@ -113,7 +115,8 @@ def _how_to_get(source: _Source) -> str:
     lines = [f"To get the {source.title} files:"]
     if source.debian_package is not None:
         lines.append(f"  - on Debian: apt-get install {source.debian_package} (installs them in {source.debian_dir}), or")
-    lines.append(f"  - download {names} from {source.download_url} into a directory,")
+    mirror = f" (or its mirror {source.mirror_url})" if source.mirror_url else ""
+    lines.append(f"  - download {names} from {source.download_url}{mirror} into a directory,")
     lines.append(
         f"then set the environment variable {source.environment_variable} to that directory (or give it as "
         f"--dataset-option directory=PATH, from Python as directory=...)."
