@@ -254,3 +254,20 @@ def test_finished_trials_of_another_device_are_left_out_and_a_mix_of_devices_is_
         ". Remove the run folders of the devices you do not want and run the sweep again"), message
     folder.joinpath("metrics.json").unlink()  # (removed, as advised: the run is trained again on this device)
     assert cli_runner().invoke(main, arguments).exit_code == 0
+
+
+def test_a_mix_of_devices_of_one_calibration_key_names_their_digests(tmp_path):
+    """Two devices with the same calibration key (calibrated again with other results) were both
+    named "calibrated as KEY" in a sweep's device-mix error, which read as one device."""
+    folder = _finished(tmp_path)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    identity = metrics["device_identity"]
+    own_digest, other_digest = identity["calibration_digest"], "f" * 64
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "device_identity": {
+        **identity, "calibration_digest": other_digest}}))
+    arguments = [*SWEEP[:4], "2", *SWEEP[5:], "--hidden", "3", "--out", str(tmp_path / "s")]
+    assert "the same calibration key with other calibration contents" in cli_runner().invoke(main, arguments).output
+    message = " ".join(cli_runner().invoke(main, arguments).output.split())  # (nothing to train: the mix error)
+    for digest in (other_digest, own_digest):
+        assert f"1 run(s) calibrated as '{identity['calibration_key']}' with calibration digest {digest[:12]} and " \
+               "device options {}" in message, message

@@ -320,15 +320,25 @@ def _runs_on_other_devices(devices: dict[Path, dict | None], kept: list[Trial], 
 
 def _devices_disagree(devices: dict[Path, dict | None]) -> list[str]:
     """One line per device that `devices` (identities by run folder, None for none) name (how many
-    runs, one folder), if there are more than one, else []."""
+    runs, one folder), if there are more than one, else [].  A device is named by its calibration
+    key, and where another one has the same key, also by its calibration digest and options."""
     folders_of: dict[str, list[Path]] = {}
-    key_of: dict[str, str] = {}
+    identity_of: dict[str, dict] = {}
     for folder, identity in devices.items():
         if identity is not None:
             text = json.dumps(identity, sort_keys=True)
             folders_of.setdefault(text, []).append(folder)
-            key_of[text] = identity["calibration_key"]
-    return [f"{len(folders)} run(s) calibrated as {key_of[text]!r} (e.g. {folders[0]})"
+            identity_of[text] = identity
+    keys = [identity["calibration_key"] for identity in identity_of.values()]
+
+    def named(identity: dict) -> str:
+        key = identity["calibration_key"]
+        if keys.count(key) == 1:
+            return f"calibrated as {key!r}"
+        return (f"calibrated as {key!r} with calibration digest {identity['calibration_digest'][:12]} and device "
+                f"options {json.dumps(identity.get('options') or {}, sort_keys=True)}")
+
+    return [f"{len(folders)} run(s) {named(identity_of[text])} (e.g. {folders[0]})"
             for text, folders in folders_of.items()] if len(folders_of) > 1 else []
 
 
