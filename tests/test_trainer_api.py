@@ -91,6 +91,15 @@ def test_fit_refuses_arguments_of_the_wrong_kind(arguments, message):
     assert trainer.epoch == 0
 
 
+@pytest.mark.parametrize("arguments", [dict(test=0.9), dict(final_test={"accuracy": 0.9})])
+def test_summary_refuses_results_that_are_no_evaluation(arguments):
+    """(an AttributeError: 'float' object has no attribute 'loss')"""
+    (name, given), = arguments.items()
+    with pytest.raises(dg.InvalidValueError, match=rf"^summary: {name}: expected None or an Evaluation \(as "
+                                                   rf"evaluate\(\) returns\), got {type(given).__name__}$"):
+        Trainer(TrainingConfig(**SHORT)).summary(**arguments)
+
+
 def test_a_long_epoch_reports_its_batches_in_a_log_at_most_every_half_minute(capsys):
     from delgrad_core.training._progress import EpochProgress
 

@@ -409,6 +409,10 @@ class Trainer:
     def summary(self, test: Evaluation | None = None, final_test: Evaluation | None = None) -> dict:
         """Everything `metrics.json` records.  `test` is the kept network's test result; with
         keep_best, `final_test` is that of the last epoch's network (None: the kept one is it)."""
+        for name, given in (("test", test), ("final_test", final_test)):
+            if given is not None and not isinstance(given, Evaluation):
+                raise InvalidValueError(f"summary: {name}: expected None or an Evaluation (as evaluate() returns), "
+                                        f"got {type(given).__name__}")
         summary = {
             "backend": self.backend.name,
             "versions": self._versions(),
