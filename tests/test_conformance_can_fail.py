@@ -818,3 +818,26 @@ def test_a_represent_that_changes_its_argument_is_named(site):
     process, failed = _run_suite(site, ["represent_in_place=true"])
     assert process.returncode == 1 and "suite error" not in process.stdout, process.stdout[-3000:]
     assert "represent receives a read-only snapshot" in process.stdout, process.stdout[-3000:]
+
+
+@pytest.mark.parametrize("sizes, copies, message", [
+    ([5, 2], 2, r"copies: the 5 inputs \(sizes\[0\]\) are no whole number of groups of 2 copies"),  # (made 4 inputs)
+    ([4, 2], 0, r"copies: expected a positive integer, got 0"),  # (ZeroDivisionError)
+    ([4, 2], 1.5, r"copies: expected a positive integer, got 1.5"),
+    (["4", 2], 1, r"sizes: expected a list or tuple of positive integers, got \['4', 2\]"),  # (TypeError)
+])
+def test_make_network_refuses_inputs_that_are_no_whole_groups_of_copies(sizes, copies, message):
+    from delgrad_core import InvalidValueError
+    from delgrad_core.testing import make_network
+
+    with pytest.raises(InvalidValueError, match=f"^{message}$"):
+        make_network(sizes, copies=copies)
+
+
+def test_make_network_splits_each_inputs_weights_over_its_copies():
+    from delgrad_core.testing import make_network
+
+    single = make_network([2, 3], seed=5).layers[0].projection.weights
+    copied = make_network([6, 3], seed=5, copies=3).layers[0].projection.weights
+    assert copied.shape == (6, 3)
+    np.testing.assert_allclose(copied.reshape(2, 3, 3).sum(axis=1), single, rtol=1e-12)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._capabilities import Capabilities
+from delgrad_core._errors import InvalidValueError
 from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
 from delgrad_core._propagation import forward
 
@@ -40,6 +41,7 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
     its own threshold (uniform in [0.7, 1.5)) and tau_s (uniform in [0.7, 1.4)), tau_m =
     `tau_ratio` x its tau_s: a backend that runs one value for all, or theta = 1 or tau_s = 1,
     shows it."""
+    _check_inputs_in_copies(sizes, copies)
     caps = capabilities or Capabilities()
     scale = drive_scale(caps)
     network = Network.feedforward(
@@ -65,6 +67,19 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
             layer.population.neuron = NeuronParameters(scale * rng.uniform(0.7, 1.5, n), float(tau_ratio) * tau_s,
                                                         tau_s)
     return network if copies == 1 else _in_copies(network, copies, np.random.default_rng(seed + 2000))
+
+
+def _check_inputs_in_copies(sizes, copies) -> None:
+    """Refuse `sizes` without a whole number of inputs `sizes[0]` and `copies` that is no positive
+    integer dividing it (the network would have other inputs than asked), naming the argument."""
+    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
+        raise InvalidValueError(f"copies: expected a positive integer, got {copies!r}")
+    inputs = sizes[0] if isinstance(sizes, (list, tuple)) and sizes else None
+    if isinstance(inputs, bool) or not isinstance(inputs, (int, np.integer)) or inputs < 1:
+        raise InvalidValueError(f"sizes: expected a list or tuple of positive integers, got {sizes!r}")
+    if inputs % copies:
+        raise InvalidValueError(f"copies: the {inputs} inputs (sizes[0]) are no whole number of groups of "
+                                f"{copies} copies")
 
 
 def drive_scale(caps: Capabilities) -> float:
