@@ -26,7 +26,7 @@ from delgrad_core import (
     forward,
     get_backend,
 )
-from delgrad_core.testing import MockBackend
+from delgrad_core.testing import Agreement, MockBackend
 
 TOY = Capabilities(delay_kinds={"none", DelayKind.AXONAL}, tau_ratios=(2,), max_inputs=10, max_layer_size=10,
                    max_layers=2)
@@ -1034,6 +1034,54 @@ def test_silence_agreement_passes_at_exactly_min_silence_agreement_so_1_asks_for
     assert three_of_four.statistical(max_median_error=0.1, min_silence=0.75)
     assert three_of_four.statistical_problem(max_median_error=0.1, min_silence=0.8) == \
         "silent/spiking agreement 0.750, needs >= 0.8 (min_silence_agreement)"
+
+
+def test_agreement_measures_match_a_hand_computed_example_per_layer_and_pooled():
+    """Each measure of the module docstring of delgrad_core.testing._agreement, computed by hand:
+    layer 0 has one entry silent only in the observation and errors 0.6, 0, 0.1 at expected
+    times -3, 1, 2 (scaled by 1 + |expected|: 0.15, 0, 0.0333); layer 1 is silent in both."""
+    from delgrad_core.testing import compare_layers, compare_spike_times
+
+    expected = [np.array([[-3.0, 1.0, 2.0, np.inf, 5.0]]), np.array([[np.inf, np.inf]])]
+    observed = [np.array([[-2.4, 1.0, 2.1, np.inf, np.inf]]), np.array([[np.inf, np.inf]])]
+    first, silent = compare_layers(expected, observed)
+    assert (first.silence_agreement, first.n_spiking_in_both) == (pytest.approx(4 / 5), 3)
+    assert first.median_abs_error == pytest.approx(0.1) and first.max_abs_error == pytest.approx(0.6)
+    assert first.max_scaled_error == pytest.approx(0.6 / 4)
+    assert silent == Agreement(silence_agreement=1.0, median_abs_error=0.0, max_abs_error=0.0, max_scaled_error=0.0,
+                               n_spiking_in_both=0)
+    pooled = compare_spike_times(expected, observed)
+    assert (pooled.silence_agreement, pooled.n_spiking_in_both) == (pytest.approx(6 / 7), 3)
+    assert pooled.median_abs_error == pytest.approx(0.1) and pooled.max_scaled_error == pytest.approx(0.15)
+    empty = compare_layers([np.zeros((0, 3))], [np.zeros((0, 3))])[0]  # (nothing to disagree on)
+    assert empty.silence_agreement == 1.0 and empty.exact()
+
+
+def test_agreement_bounds_are_inclusive_or_strict_as_documented():
+    """docs/backends.md: exact backends within exact_tolerance (<=, "within"), silences identical
+    (one entry in 200 differing fails); others a median error *below* max_median_error (<)."""
+    from delgrad_core.testing import compare_spike_times
+
+    half_off = compare_spike_times([np.array([[1.0]])], [np.array([[1.5]])])  # error 0.5, scaled 0.25
+    assert half_off.exact(tolerance=0.25) and not half_off.exact(tolerance=0.2)
+    assert not half_off.statistical(max_median_error=0.5, min_silence=0.0)
+    assert half_off.statistical(max_median_error=0.51, min_silence=0.0)
+    one_silent = compare_spike_times([np.ones((1, 200))], [np.append(np.ones(199), np.inf)[None]])
+    assert one_silent.silence_agreement == pytest.approx(0.995) and not one_silent.exact(tolerance=1.0)
+    assert one_silent.exact_problem() == "silent/spiking differs in 0.5% of the entries, allowed: none (exact backend)"
+
+
+@pytest.mark.parametrize(("expected", "observed", "message"), [
+    ([np.zeros((2, 3))], [np.zeros((3, 2))], r"observed\[0\]: expected shape \(2, 3\), got \(3, 2\)"),
+    ([np.zeros((2, 3)), np.zeros((2, 1))], [np.zeros((2, 3))], "observed: expected 2 layers, got 1"),
+])
+def test_agreement_refuses_observations_of_another_shape_or_layer_count(expected, observed, message):
+    """(the same number of entries in another shape would compare other neurons)"""
+    from delgrad_core.testing import compare_layers, compare_spike_times
+
+    for compare in (compare_layers, compare_spike_times):
+        with pytest.raises(ValueError, match=message):
+            compare(expected, observed)
 
 
 def test_a_calibration_of_another_format_version_is_refused():

@@ -526,6 +526,24 @@ def test_a_trial_queued_in_a_worker_does_not_start_after_ctrl_c(tmp_path, monkey
     assert str(stopped) == "runs/a: b: not started, the sweep was interrupted"
 
 
+@pytest.mark.parametrize(("finished", "outcome", "line"), [
+    (True, {"test_accuracy": 0.5}, "s0: test accuracy 50.00 %"),
+    (False, {"test_accuracy": 0.5}, "FAILED s0: trained to 50.00 % test accuracy, but its folder runs/s0 holds no "
+                                    "finished run here"),
+    (True, ValueError("no such split"), "FAILED s0: ValueError: no such split"),
+    (True, MemoryError(), "FAILED s0: MemoryError"),
+])
+def test_each_trials_outcome_is_one_line_and_a_failure_is_recorded(finished, outcome, line):
+    """(`report`: accuracies in percent; another error than delgrad's with its type; metrics from a
+    worker that wrote its run where this process does not see it fail the trial)"""
+    from delgrad_core.training import _executors
+
+    trial, lines, unfinished = SimpleNamespace(name="s0", folder=Path("runs/s0"), finished=finished), [], \
+        _executors.Unfinished()
+    _executors.report(trial, outcome, unfinished, lines.append)
+    assert len(lines) == 1 and lines[0].startswith(line) and not unfinished.in_use
+    assert unfinished.failed == ([lines[0].removeprefix("FAILED ")] if line.startswith("FAILED") else [])
+
 def test_a_sweep_refuses_the_folder_of_a_training_run(tmp_path):
     from delgrad_core import RunFolderError
 

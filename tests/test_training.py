@@ -1280,6 +1280,133 @@ def test_spike_time_plots_say_how_many_samples_are_silent(monkeypatch, tmp_path,
     assert all(top >= tallest["spike_times.png"] >= 2 for (_, top), _ in count_axes["spike_times.png"]), count_axes
 
 
+@pytest.mark.parametrize(("failure", "warned"), [
+    (ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib"),
+     "matplotlib is not installed: no plots written (pip install 'delgrad[plot]')"),
+    (ModuleNotFoundError("No module named 'kiwisolver'", name="kiwisolver"),
+     "matplotlib could not be loaded (ModuleNotFoundError: No module named 'kiwisolver'): no plots written"),
+    (OSError("cannot map libfreetype"), "matplotlib could not be loaded (OSError: cannot map libfreetype): no plots written"),
+])
+def test_plots_that_cannot_be_drawn_are_a_warning_whose_advice_fits_the_cause(monkeypatch, tmp_path, failure, warned):
+    """Only a missing matplotlib is "not installed", with the pip advice; a dependency of it that is
+    missing, or a library that cannot be loaded, is named as such (docstring of `why_no_plots`)."""
+    from delgrad_core.training import _plots
+
+    def broken_pyplot():
+        raise failure
+
+    monkeypatch.setattr(_plots, "pyplot", broken_pyplot)
+    with pytest.warns(UserWarning) as record:
+        written = _plots.plot_run(tmp_path, [], dg.Network.feedforward([4, 5, 3], seed=0), np.ones((3, 3)),
+                                  np.arange(3), ["a", "b", "c"])
+    assert written == [] and [str(warning.message) for warning in record] == [warned]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+def test_plots_are_drawn_on_agg_and_leave_no_figure_open(tmp_path):
+    """`pyplot` switches to the file-only Agg backend whatever was chosen before (no display
+    needed), and every figure `plot_run` draws is closed once written (a sweep draws many)."""
+    import matplotlib
+
+    from delgrad_core.training._plots import plot_run, pyplot
+
+    chosen = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        plt = pyplot()
+        assert matplotlib.get_backend().lower() == "agg"
+        plt.close("all")
+        network = dg.Network.feedforward([4, 5, 3], delay_kind="axonal", seed=0)
+        written = plot_run(tmp_path, [], network, np.ones((6, 3)), np.arange(6) % 3, ["a", "b", "c"])
+        assert len(written) == 4 and plt.get_fignums() == []
+    finally:
+        matplotlib.use(chosen)
+
+
+def _drawn_figures(monkeypatch, *args, **kwargs):
+    """The figures `plot_run` draws, by file name, captured instead of written."""
+    from delgrad_core.training import _plots
+
+    figures = {}
+    monkeypatch.setattr(_plots, "save_figure", lambda fig, path: figures.setdefault(path.name, fig))
+    _plots.plot_run(*args, **kwargs)
+    return figures
+
+
+def _mean_of_bars(bars) -> float:
+    """The mean of the values a histogram counted, from its bars' centres (to within a bar's width)."""
+    heights = np.array([bar.get_height() for bar in bars])
+    centres = np.array([bar.get_x() + bar.get_width() / 2 for bar in bars])
+    return float(np.sum(heights * centres) / np.sum(heights))
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+def test_plots_show_the_runs_numbers_where_they_say(monkeypatch, tmp_path):
+    """What each figure shows, by hand: 4 test samples of 3 classes a, b, c predicted 0, 1, 2 and
+    none (silent), labelled 0, 2, 2, 1: right are samples 0 and 2 (50 %), wrong 1 and 3."""
+    import matplotlib.pyplot as plt
+
+    history = [{"epoch": 1, "train_loss": 2.0, "validation_loss": 3.0, "train_accuracy": 0.25,
+                "validation_accuracy": 0.5},
+               {"epoch": 2, "train_loss": 1.0, "validation_loss": 1.5, "train_accuracy": 0.5,
+                "validation_accuracy": 0.75}]
+    times = np.array([[1.0, 2.0, 3.0], [2.0, 1.0, 3.0], [3.0, 2.0, 1.0], [np.inf, np.inf, np.inf]])
+    labels, names = np.array([0, 2, 2, 1]), ["a", "b", "c"]
+    features = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8]])
+    plane = (None, None, np.array([[0, 1], [2, -1]]))
+    figures = _drawn_figures(monkeypatch, tmp_path, history, dg.Network.feedforward([2, 5, 3], seed=0), times, labels,
+                             names, test_features=features, plane=plane)
+    loss, accuracy = figures["learning_curves.png"].axes
+    assert [list(line.get_ydata()) for line in loss.lines] == [[2.0, 1.0], [3.0, 1.5]]
+    assert [list(line.get_ydata()) for line in accuracy.lines] == [[25.0, 50.0], [50.0, 75.0]]
+    assert (loss.get_yscale(), accuracy.get_ylabel()) == ("log", "accuracy [%]")
+    panels = figures["spike_times.png"].axes
+    assert [ax.get_title() for ax in panels] == ["samples of class a", "samples of class b", "samples of class c"]
+    assert [sum(bar.get_height() for bar in ax.patches) for ax in panels] == [3, 0, 6]  # (spikes of each class's samples)
+    assert [text.get_text() for text in panels[-1].get_legend().get_texts()] == ["output a", "output b", "output c"]
+    (confusion,) = figures["confusion.png"].axes
+    assert np.array_equal(confusion.images[0].get_array(), [[1, 0, 0, 0], [0, 0, 0, 1], [0, 1, 1, 0]])
+    assert confusion.get_title() == "test accuracy 50.0 %"
+    assert [tick.get_text() for tick in confusion.get_xticklabels()] == ["a", "b", "c", "none"]
+    (decisions,) = figures["decision_map.png"].axes
+    assert decisions.images[0].origin == "lower"
+    assert [collection.get_offsets().tolist() for collection in decisions.collections] == \
+        [[[0.1, 0.2]], [], [[0.5, 0.6]], [[0.3, 0.4], [0.7, 0.8]]]
+    assert [text.get_text() for text in decisions.get_legend().get_texts()] == ["a", "b", "c", "wrong (2)"]
+    zero_loss = [{**history[0], "validation_loss": 0.0}]  # (no log scale for a loss of 0)
+    assert _drawn_figures(monkeypatch, tmp_path, zero_loss, dg.Network.feedforward([2, 5, 3], seed=0), times, labels,
+                          names)["learning_curves.png"].axes[0].get_yscale() == "linear"
+    plt.close("all")
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+def test_spike_time_plot_of_many_classes_sets_each_label_against_the_earliest_other(monkeypatch, tmp_path):
+    """Over 5 classes one panel: sample 0 (label 0) has its own output at 1 and the earliest other
+    at 2; sample 1 (label 5) its own at 2 and the earliest other at 0.5."""
+    import matplotlib.pyplot as plt
+
+    times = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [0.5, 3.0, 3.5, 4.0, 4.5, 2.0]])
+    figures = _drawn_figures(monkeypatch, tmp_path, [], dg.Network.feedforward([2, 5, 6], seed=0), times,
+                             np.array([0, 5]), list("abcdef"))
+    (ax,) = figures["spike_times.png"].axes
+    own, earliest_other = ax.containers
+    width = own[0].get_width()
+    assert _mean_of_bars(own) == pytest.approx(1.5, abs=width) and \
+        _mean_of_bars(earliest_other) == pytest.approx(1.25, abs=width)
+    assert ax.get_title() == "all 6 classes"
+    plt.close("all")
+
+
+def test_the_no_plots_warning_points_at_its_caller():
+    """`warn_no_plots` warns on behalf of its caller (stacklevel 1), not from inside _plots.py."""
+    from delgrad_core.training._plots import warn_no_plots
+
+    with pytest.warns(UserWarning, match="no plots written") as record:
+        warn_no_plots("matplotlib is not installed")
+    assert record[0].filename == __file__
+
+
 def test_training_runs_a_batch_above_the_backends_limit_in_several_jobs():
     from delgrad_core.testing import MockBackend
 
