@@ -58,7 +58,7 @@ class ConformanceProfile:
 
     Exact backends (`Capabilities.exact`) must match the ideal model on `represent(network)` to
     `exact_tolerance` (times 1 + |t|).  Others are compared layer by layer over its (sample,
-    neuron) entries: silent/spiking must agree in more than `min_silence_agreement`, and the
+    neuron) entries: silent/spiking must agree in at least `min_silence_agreement`, and the
     median absolute spike-time error must stay below `max_median_error` tau_s.  A spike may come
     before the first arrival of its inputs by `exact_tolerance` (1 + |t|) on exact backends and
     by `causality_tolerance` tau_s on the others, whatever their agreement tolerances (the default

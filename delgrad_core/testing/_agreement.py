@@ -2,7 +2,7 @@
 
 Exact backends (`Capabilities.exact`) must match to a tolerance (times 1 + |t|) with identical
 silent neurons.  Others are compared statistically over the (sample, neuron) entries of a layer:
-silent/spiking must agree in more than a fraction of the entries, and the median absolute
+silent/spiking must agree in at least a fraction of the entries, and the median absolute
 spike-time error over entries spiking in both must stay below a bound (in tau_s).  The
 conformance suite judges every layer on its own (`compare_layers`), so a wrong output layer
 cannot hide behind many correct hidden neurons; `compare_spike_times` pools all layers.  The
