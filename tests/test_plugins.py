@@ -1046,3 +1046,28 @@ def test_ctrl_c_while_a_hook_runs_is_not_taken_for_a_failing_hook():
     with pytest.raises(KeyboardInterrupt):
         registry.register_plugin(Plugin(), distribution="local")
     assert registry.problems == [] and registry.failures == []
+
+
+@pytest.mark.parametrize("n_threads", [None, 3])
+def test_the_reference_backend_runs_forward_on_the_threads_it_was_given(monkeypatch, n_threads):
+    """(`ReferenceBackend(n_threads=k)`: `forward` runs on k threads, None leaving it its own
+    choice; the spike times are those of `forward`)"""
+    from delgrad_core.testing import make_network
+    from delgrad_reference import ReferenceBackend, _backend
+
+    network, inputs = make_network([3, 4, 2], "axonal"), np.random.default_rng(0).uniform(0.0, 1.0, (5, 3))
+    asked = []
+    monkeypatch.setattr(_backend, "forward", lambda *args, **options: asked.append(options) or
+                        delgrad_core.forward(*args, **options))
+    result = ReferenceBackend(n_threads=n_threads).execute(network, inputs)
+    assert asked == [{"n_threads": n_threads}]
+    for got, wanted in zip(result.layer_spike_times, delgrad_core.forward(network, inputs), strict=True):
+        np.testing.assert_array_equal(got, wanted)
+
+
+@pytest.mark.parametrize("n_threads", [0, 1.5, "2"])
+def test_the_reference_backend_refuses_a_thread_count_that_is_no_positive_integer(n_threads):
+    from delgrad_reference import ReferenceBackend
+
+    with pytest.raises(InvalidValueError, match="n_threads: expected an integer from 1 to"):
+        ReferenceBackend(n_threads=n_threads)

@@ -54,6 +54,18 @@ def test_trials_get_the_cpus_left_per_worker_as_kernel_threads(monkeypatch, tmp_
     assert os.environ["DELGRAD_NUM_THREADS"] == "3" and metrics["epochs_completed"] == 1
 
 
+def test_a_worker_trains_its_trial_on_the_threads_it_was_given(monkeypatch, tmp_path):
+    """(`_train_in_worker`: the kernel threads the pool computed per worker reach `train_trial`)"""
+    from delgrad_core.training import _executors
+
+    calls = []
+    monkeypatch.setattr(_executors, "stop_requested", lambda: False)
+    monkeypatch.setattr(_executors, "announce_start", lambda folder: None)
+    monkeypatch.setattr(_executors, "train_trial", lambda settings, folder, **options: calls.append(options) or {})
+    _executors._train_in_worker({"epochs": 1}, str(tmp_path / "t"), 3)
+    assert [call["threads"] for call in calls] == [3]
+
+
 def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
     runner = cli_runner()
     args = ["sweep", "--hidden", "4", "--delays", "none,axonal", "--seeds", "1", "--epochs", "2", "--out", str(tmp_path)]
@@ -398,7 +410,8 @@ def test_a_restarted_worker_of_the_embedded_cluster_ignores_ctrl_c():
     ("notaurl", "missing port number"),
     # (these said "nothing listens there" and "not enough values to unpack")
     ("tcp://127.0.0.1:99999", "port 99999"), ("tcp://127.0.0.1:0", "port 0"),
-    ("inproc://scheduler", "inproc:// is not a scheme another process can join")])
+    ("inproc://scheduler", "inproc:// is not a scheme another process can join"),
+    ("http://127.0.0.1:8786", "http:// is not a scheme another process can join")])
 def test_a_malformed_scheduler_address_is_one_usage_error(tmp_path, address, reason):
     result = cli_runner().invoke(main, ["sweep", "--executor", "dask", "--scheduler", address, "--seeds", "1",
                                         "--hidden", "3", "--delays", "none", "--epochs", "1", "--out",
@@ -406,6 +419,16 @@ def test_a_malformed_scheduler_address_is_one_usage_error(tmp_path, address, rea
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"--scheduler: expected an address such as tcp://HOST:8786 (tcp, tls, ws, wss or ucx; a port from 1 to " \
            f"65535), got {address!r} ({reason}" in result.output
+
+
+@needs_dask
+@pytest.mark.parametrize("address", ["tcp://10.0.0.5:1", "tls://10.0.0.5:65535", "ws://scheduler:8786", "10.0.0.5:8786"])
+def test_a_scheduler_address_of_a_joinable_scheme_and_port_is_taken(address):
+    """(the schemes tcp, tls, ws, wss and ucx, none meaning tcp, and ports 1 to 65535 are taken as
+    given; nothing is connected to before the sweep runs)"""
+    from delgrad_core.training._dask_executor import DaskExecutor
+
+    assert DaskExecutor(address).scheduler == address
 
 
 @needs_dask

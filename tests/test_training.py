@@ -1324,6 +1324,20 @@ def test_plots_are_drawn_on_agg_and_leave_no_figure_open(tmp_path):
         matplotlib.use(chosen)
 
 
+@pytest.mark.parametrize(("values", "count", "bins"), [
+    ([0.0, 1.0, np.inf], 4, [0.0, 0.25, 0.5, 0.75, 1.0]),  # (`count` bins over the finite values)
+    ([np.inf, np.nan], 4, 10),  # (none finite: matplotlib's 10 default bins)
+    ([0.7, 0.7], 3, [0.2, 1.2]),  # (all equal: one bin of width 1 around them)
+    ([1e16, 1e16 + 2], 3, [1e16 - 1e10, 1e16 + 1e10]),  # (equal to within rounding: width 1e-6 of their size each side)
+])
+def test_histogram_bins_are_count_bins_or_one_around_values_too_close_together(values, count, bins):
+    """The bins of the spike time and delay histograms (docstring of `_bins`)."""
+    from delgrad_core.training._plots import _bins
+
+    got = _bins(np.array(values), count)
+    assert got == bins if isinstance(bins, int) else np.allclose(got, bins, rtol=1e-12, atol=0)
+
+
 def _drawn_figures(monkeypatch, *args, **kwargs):
     """The figures `plot_run` draws, by file name, captured instead of written."""
     from delgrad_core.training import _plots
@@ -1375,8 +1389,10 @@ def test_plots_show_the_runs_numbers_where_they_say(monkeypatch, tmp_path):
         [[[0.1, 0.2]], [], [[0.5, 0.6]], [[0.3, 0.4], [0.7, 0.8]]]
     assert [text.get_text() for text in decisions.get_legend().get_texts()] == ["a", "b", "c", "wrong (2)"]
     zero_loss = [{**history[0], "validation_loss": 0.0}]  # (no log scale for a loss of 0)
-    assert _drawn_figures(monkeypatch, tmp_path, zero_loss, dg.Network.feedforward([2, 5, 3], seed=0), times, labels,
-                          names)["learning_curves.png"].axes[0].get_yscale() == "linear"
+    without_points = _drawn_figures(monkeypatch, tmp_path, zero_loss, dg.Network.feedforward([2, 5, 3], seed=0), times,
+                                    labels, names, plane=plane)
+    assert without_points["learning_curves.png"].axes[0].get_yscale() == "linear"
+    assert "decision_map.png" not in without_points  # (a plane without test points to mark: no map)
     plt.close("all")
 
 
