@@ -1369,8 +1369,9 @@ def test_plots_show_the_runs_numbers_where_they_say(monkeypatch, tmp_path):
     labels, names = np.array([0, 2, 2, 1]), ["a", "b", "c"]
     features = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8]])
     plane = (None, None, np.array([[0, 1], [2, -1]]))
-    figures = _drawn_figures(monkeypatch, tmp_path, history, dg.Network.feedforward([2, 5, 3], seed=0), times, labels,
-                             names, test_features=features, plane=plane)
+    network = dg.Network.feedforward([2, 5, 3], delay_kind=["none", "axonal"], seed=0)  # (delays into the output only)
+    figures = _drawn_figures(monkeypatch, tmp_path, history, network, times, labels, names, test_features=features,
+                             plane=plane)
     loss, accuracy = figures["learning_curves.png"].axes
     assert [list(line.get_ydata()) for line in loss.lines] == [[2.0, 1.0], [3.0, 1.5]]
     assert [list(line.get_ydata()) for line in accuracy.lines] == [[25.0, 50.0], [50.0, 75.0]]
@@ -1388,6 +1389,9 @@ def test_plots_show_the_runs_numbers_where_they_say(monkeypatch, tmp_path):
     assert [collection.get_offsets().tolist() for collection in decisions.collections] == \
         [[[0.1, 0.2]], [], [[0.5, 0.6]], [[0.3, 0.4], [0.7, 0.8]]]
     assert [text.get_text() for text in decisions.get_legend().get_texts()] == ["a", "b", "c", "wrong (2)"]
+    (delays,) = figures["delays.png"].axes
+    assert delays.get_title() == f"axonal delays into {network.layers[1].population.name}"
+    assert sum(bar.get_height() for bar in delays.patches) == 5  # (one delay per neuron of the hidden layer)
     zero_loss = [{**history[0], "validation_loss": 0.0}]  # (no log scale for a loss of 0)
     without_points = _drawn_figures(monkeypatch, tmp_path, zero_loss, dg.Network.feedforward([2, 5, 3], seed=0), times,
                                     labels, names, plane=plane)
