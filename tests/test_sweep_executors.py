@@ -422,10 +422,11 @@ def test_a_malformed_scheduler_address_is_one_usage_error(tmp_path, address, rea
 
 
 @needs_dask
-@pytest.mark.parametrize("address", ["tcp://10.0.0.5:1", "tls://10.0.0.5:65535", "ws://scheduler:8786", "10.0.0.5:8786"])
+@pytest.mark.parametrize("address", ["tcp://10.0.0.5:1", "tls://10.0.0.5:65535", "ws://scheduler:8786", "10.0.0.5:8786",
+                                     "inproc://10.0.0.5/1234/1"])
 def test_a_scheduler_address_of_a_joinable_scheme_and_port_is_taken(address):
     """(the schemes tcp, tls, ws, wss and ucx, none meaning tcp, and ports 1 to 65535 are taken as
-    given; nothing is connected to before the sweep runs)"""
+    given, and from Python inproc://, a cluster in this process; nothing is connected to yet)"""
     from delgrad_core.training._dask_executor import DaskExecutor
 
     assert DaskExecutor(address).scheduler == address
