@@ -66,6 +66,31 @@ def test_a_worker_trains_its_trial_on_the_threads_it_was_given(monkeypatch, tmp_
     assert [call["threads"] for call in calls] == [3]
 
 
+@pytest.mark.parametrize(("jobs", "n_trials", "workers", "threads"), [(4, 2, 2, 2), (4, 9, 4, 1), (1, 3, 1, 4)])
+def test_a_pool_has_no_more_workers_than_trials_and_shares_the_cpus_among_them(monkeypatch, tmp_path, jobs, n_trials,
+                                                                               workers, threads):
+    """(`_run_pool` on 4 CPUs: min(jobs, trials) workers, 4 // workers kernel threads per trial; a
+    pool of one, as for trials that must run alone, gives its trial all 4)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from delgrad_core.training import _executors
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    pools, asked = [], []
+    monkeypatch.setattr(_executors, "worker_pool", lambda size: pools.append(size) or SimpleNamespace(
+        pool=ThreadPoolExecutor(1), started_names=set, started=SimpleNamespace(close=lambda: None),
+        stop_event=threading.Event()))
+    monkeypatch.setattr(_executors, "_train_in_worker", lambda settings, folder, threads: asked.append(threads) or
+                        {"test_accuracy": 1.0})
+    trials = [SimpleNamespace(name=f"t{k}", settings={}, folder=tmp_path / f"t{k}", finished=True)
+              for k in range(n_trials)]
+    executor, lines = _executors.ProcessExecutor(jobs=2 * jobs), []
+    lost, _, interrupted = executor._run_pool(trials, jobs, lines.append, SimpleNamespace(update=lambda n: None),
+                                              _executors.Unfinished())
+    assert (pools, asked, lost, interrupted) == ([workers], [threads] * n_trials, [], False)
+    assert sorted(lines) == sorted(f"t{k}: test accuracy 100.00 %" for k in range(n_trials))
+
+
 def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
     runner = cli_runner()
     args = ["sweep", "--hidden", "4", "--delays", "none,axonal", "--seeds", "1", "--epochs", "2", "--out", str(tmp_path)]
