@@ -1285,7 +1285,8 @@ def test_spike_time_plots_say_how_many_samples_are_silent(monkeypatch, tmp_path,
      "matplotlib is not installed: no plots written (pip install 'delgrad[plot]')"),
     (ModuleNotFoundError("No module named 'kiwisolver'", name="kiwisolver"),
      "matplotlib could not be loaded (ModuleNotFoundError: No module named 'kiwisolver'): no plots written"),
-    (OSError("cannot map libfreetype"), "matplotlib could not be loaded (OSError: cannot map libfreetype): no plots written"),
+    (OSError("cannot map libfreetype"),
+     "matplotlib could not be loaded (OSError: cannot map libfreetype): no plots written"),
 ])
 def test_plots_that_cannot_be_drawn_are_a_warning_whose_advice_fits_the_cause(monkeypatch, tmp_path, failure, warned):
     """Only a missing matplotlib is "not installed", with the pip advice; a dependency of it that is
@@ -1378,7 +1379,8 @@ def test_plots_show_the_runs_numbers_where_they_say(monkeypatch, tmp_path):
     assert (loss.get_yscale(), accuracy.get_ylabel()) == ("log", "accuracy [%]")
     panels = figures["spike_times.png"].axes
     assert [ax.get_title() for ax in panels] == ["samples of class a", "samples of class b", "samples of class c"]
-    assert [sum(bar.get_height() for bar in ax.patches) for ax in panels] == [3, 0, 6]  # (spikes of each class's samples)
+    # (the finite spike times of each class's samples: 3 of sample 0, none of silent sample 3, 6 of samples 1 and 2)
+    assert [sum(bar.get_height() for bar in ax.patches) for ax in panels] == [3, 0, 6]
     assert [text.get_text() for text in panels[-1].get_legend().get_texts()] == ["output a", "output b", "output c"]
     (confusion,) = figures["confusion.png"].axes
     assert np.array_equal(confusion.images[0].get_array(), [[1, 0, 0, 0], [0, 0, 0, 1], [0, 1, 1, 0]])
