@@ -645,7 +645,6 @@ def test_sweep_results_before_any_run_finished_have_no_figure_and_no_warning(tmp
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 1 and not (tmp_path / "sweep.png").exists()
 
 
-
 def _read_as_other_tools_do(path) -> list[int]:
     """The integers of the JSON file `path`, read strictly (no NaN or Infinity, which JavaScript and
     jq refuse) as a text file (UTF-8, ending in a newline)."""
