@@ -9,7 +9,7 @@ import pytest
 
 import delgrad_core
 from delgrad_core import InvalidValueError, LossResult, PluginError, PluginLoadWarning, PluginRegistry, hookimpl
-from delgrad_core.datasets import Dataset, load_dataset
+from delgrad_core.datasets import Dataset, DatasetOptionsError, load_dataset
 
 SPLITS = ("train", "validation", "test")
 
@@ -75,6 +75,19 @@ def test_a_dataset_of_one_class_is_refused(plugin):
         load_dataset("alone", "train")
 
 
+@pytest.mark.parametrize(("loader", "message"), [
+    (lambda split: _stripes("lazy")("train"), r"asked for split 'test' of dataset 'lazy', its loader returned split "
+                                              r"'train' of dataset 'lazy'"),
+    (lambda split: Dataset("lazy", split, [[-0.25, 0.5], [0.0, 1.0]], [0, 1], ("left", "right")),
+     r"the features of split 'test' must lie in \[0, 1\] \(they span -0.25 to 1.0\)"),
+])
+def test_a_loader_returning_another_split_or_negative_features_is_named(plugin, loader, message):
+    """Checked after loading: the split returned is the one asked for, features are not below 0 either."""
+    plugin(delgrad_register_datasets=lambda register: register("lazy", loader, SPLITS))
+    with pytest.raises(PluginError, match=r"^dataset 'lazy' from 'delgrad-careless': " + message):
+        load_dataset("lazy", "test")
+
+
 def test_a_train_split_missing_a_class_is_warned_of(plugin):
     """(labels counted from 1 with a class name added in front trained silently, the class names
     one off the classes)"""
@@ -89,6 +102,39 @@ def test_a_train_split_missing_a_class_is_warned_of(plugin):
         warnings.simplefilter("error")
         load_dataset("shifted", "test")  # (a small test split may miss a class)
         load_dataset("yin_yang", "validation")
+
+
+@pytest.mark.parametrize(("n_classes", "listed"), [
+    (6, "1 ('c1'), 2 ('c2'), 3 ('c3'), 4 ('c4'), 5 ('c5'), of 6"),  # (5 missing: all of them named)
+    (7, "1 ('c1'), 2 ('c2'), 3 ('c3'), 4 ('c4'), 5 ('c5'), ..., of 7"),  # (6 missing: the first 5, then ...)
+])
+def test_the_warning_of_missing_classes_names_at_most_five(plugin, n_classes, listed):
+    """Only class 0 in the train split: the missing classes are listed up to five, then '...'."""
+    class_names = tuple(f"c{label}" for label in range(n_classes))
+    plugin(delgrad_register_datasets=lambda register: register(
+        "narrow", _stripes("narrow", labels=lambda x: np.zeros(len(x), int), class_names=class_names), SPLITS))
+    with pytest.warns(UserWarning) as caught:
+        load_dataset("narrow", "train")
+    assert f"holds no sample of class {listed} (label i" in str(caught[0].message)
+
+
+def test_a_loader_taking_any_options_is_not_given_split_as_one(plugin):
+    """(load_dataset's own split, given as an option too, would reach the loader twice)"""
+    plugin(delgrad_register_datasets=lambda register: register(
+        "open", lambda split, **options: _stripes("open")(split), SPLITS))
+    with pytest.raises(InvalidValueError, match=r"^dataset 'open': split is not a dataset option"):
+        load_dataset("open", "train", split="test")
+
+
+def test_a_type_error_of_a_loader_given_options_is_an_options_error_not_the_plugins(plugin):
+    """With options, a TypeError is taken for an option of the wrong type (without, it is the plugin's fault)."""
+    def load(split, scale=1):
+        return _stripes("typed", n_features=int(2 * scale))(split)  # (scale None: 2 * None is a TypeError)
+
+    plugin(delgrad_register_datasets=lambda register: register("typed", load, SPLITS))
+    with pytest.raises(DatasetOptionsError, match=r"^dataset 'typed': loading 'train' with options \{'scale': None\} "
+                                                  r"failed: "):
+        load_dataset("typed", "train", scale=None)
 
 
 def test_training_on_a_dataset_without_a_validation_split_says_training_needs_it(plugin):

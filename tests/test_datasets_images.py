@@ -153,11 +153,12 @@ def idx_error(path, match):
 
 @pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize(
-    ("cut_bytes", "what"), [(2, "magic number"), (4 + 6, "sizes of its 3 dimensions"), (16 + 100, "holds")]
+    ("cut_bytes", "what"), [(2, "ends inside the 4-byte magic number"), (3, "ends inside the 4-byte magic number"),
+                            (4 + 6, "sizes of its 3 dimensions"), (16 + 100, "holds")]
 )
 def test_idx_rejects_truncated_files(tmp_path, compress, cut_bytes, what):
     content = idx_bytes(np.zeros((3, 28, 28), dtype=np.uint8))[:cut_bytes]
-    error = idx_error(write(tmp_path / "cut", content, compress), "truncated")
+    error = idx_error(write(tmp_path / "cut", content, compress), "truncated IDX file")  # (the path says "truncated")
     assert what in str(error)
 
 
@@ -172,6 +173,9 @@ def test_idx_rejects_wrong_magic_and_type_code(tmp_path, compress):
     good = idx_bytes(np.ones((3, 4), dtype=np.uint8))
     idx_error(write(tmp_path / "magic", b"\x01" + good[1:], compress), r"not an IDX file: magic number 0x01000802")
     idx_error(write(tmp_path / "png", b"\x89PNG" + good[4:], compress), "not an IDX file")
+    # the second byte must be zero too; a first byte 0x1f without 0x8b is no gzip file
+    idx_error(write(tmp_path / "second", b"\x00\x01" + good[2:], compress), r"magic number 0x00010802 does not start")
+    idx_error(write(tmp_path / "half_gzip", b"\x1f" + good[1:], compress), r"not an IDX file: magic number 0x1f000802")
     error = idx_error(write(tmp_path / "code", good[:2] + b"\x0a" + good[3:], compress), "unsupported IDX data type code 0x0a")
     assert "0x08 (uint8)" in str(error)
     idx_error(write(tmp_path / "nodims", b"\x00\x00\x08\x00", compress), "0 dimensions")
@@ -227,6 +231,27 @@ def test_idx_rejects_shapes_numpy_cannot_hold_naming_the_file_in_one_short_line(
     assert len(str(idx_error(many, "declares 65 dimensions; a file has 1 to 32"))) < 300
     empty = write(tmp_path / "empty", bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 0, 2**32 - 1, 2**32 - 1))
     idx_error(empty, r"shape \(0, 4294967295, 4294967295\), which numpy cannot hold")
+
+
+def test_idx_reads_the_most_dimensions_it_allows(tmp_path):
+    """32 dimensions (numpy 1's most) are read; 33 are refused."""
+    most = write(tmp_path / "most", bytes([0, 0, 0x08, 32]) + struct.pack(">32I", *[1] * 32) + b"\x07")
+    assert read_idx(most).shape == (1,) * 32 and read_idx(most).item() == 7
+    idx_error(write(tmp_path / "more", bytes([0, 0, 0x08, 33]) + struct.pack(">33I", *[1] * 33) + b"\x07"),
+              "declares 33 dimensions")
+
+
+def test_idx_bounds_a_gzip_files_declared_size_by_deflates_largest_ratio(tmp_path):
+    """Deflate expands at most 1032:1 (zlib's technical notes), so a gzip file of F bytes holds at most
+    1032 * F bytes, header included: one byte more is refused before the data is read."""
+    def gzipped_labels_header(n_labels):
+        return write(tmp_path / "labels.gz", gzip.compress(idx_header(0x08, (n_labels,)), mtime=0))
+
+    file_bytes = gzipped_labels_header(1).stat().st_size  # (8 header bytes: their gzip size does not vary with n)
+    largest = 1032 * file_bytes - 8
+    assert gzipped_labels_header(largest + 1).stat().st_size == file_bytes
+    idx_error(gzipped_labels_header(largest + 1), f"decompresses to at most {1032 * file_bytes} bytes")
+    idx_error(gzipped_labels_header(largest), "truncated IDX file")  # (allowed up front, then found short)
 
 
 def test_idx_refuses_a_bad_size_limit_and_a_path_that_is_no_regular_file(tmp_path):
@@ -310,6 +335,10 @@ def test_partition_rejects_bad_sizes():
         stratified_partition(np.zeros(5), (2, 2), seed=0)
     with pytest.raises(ValueError, match="part_sizes"):
         stratified_partition(np.zeros(5), (6, -1), seed=0)
+    with pytest.raises(dg.InvalidValueError, match=r"part_sizes: expected non-negative sizes adding up to 0, got \[\]"):
+        stratified_partition(np.zeros(0), (), seed=0)
+    with pytest.raises(dg.InvalidValueError, match=r"labels: expected a 1-d array, got shape \(2, 2\)"):
+        stratified_partition(np.zeros((2, 2)), (1, 1), seed=0)
 
 
 # -- downsampling --------------------------------------------------------------------------------
@@ -334,11 +363,24 @@ def test_area_averages_stay_within_the_grey_levels_at_every_size():
     """(a white image came out above white at 12 of the 28 sizes, by a rounding error, and
     training refused such MNIST features as outside [0, 1])"""
     white, patch = np.full((1, 28, 28), 255, np.uint8), np.zeros((1, 28, 28), np.uint8)
+    dark = np.full((1, 28, 28), 1, np.uint8)  # (came out below 1 at most sizes unclipped)
     patch[0, 10:12, 10:12] = 255
     for out_pixels in range(1, 29):
         assert (area_average(white, out_pixels) == 255.0).all(), out_pixels
+        assert (area_average(dark, out_pixels) == 1.0).all(), out_pixels
         averaged = area_average(patch, out_pixels)
         assert averaged.min() >= 0.0 and averaged.max() <= 255.0, out_pixels
+
+
+def test_area_average_in_several_blocks_of_images_is_that_of_one_block(monkeypatch):
+    """Images are resampled a block of them at a time: with blocks of 2, 5 images make blocks of 2, 2 and 1."""
+    from delgrad_core.datasets import _resample
+
+    images = np.random.default_rng(3).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    images[4] = 9  # (a last block of one grey level: it is clipped to its own range)
+    monkeypatch.setattr(_resample, "_BLOCK_IMAGES", 2)
+    np.testing.assert_allclose(area_average(images, 10), block_means_by_upsampling(images, 10), rtol=1e-12, atol=1e-10)
+    assert (area_average(images, 10)[4] == 9.0).all()
 
 
 def test_area_average_to_14_is_2x2_mean_pooling():
@@ -351,6 +393,8 @@ def test_area_average_to_14_is_2x2_mean_pooling():
 def test_area_average_rejects_bad_shapes():
     with pytest.raises(ValueError, match="out_pixels"):
         area_average(np.zeros((1, 4, 4)), 5)
+    with pytest.raises(ValueError, match="out_pixels: expected 1 <= out_pixels <= 4, got 0"):
+        area_average(np.zeros((1, 4, 4)), 0)
     with pytest.raises(ValueError, match="images"):
         area_average(np.zeros((1, 4, 5)), 2)
 
@@ -383,6 +427,24 @@ def test_train_and_validation_partition_the_training_file(mnist_dir):
     assert validation.class_counts().tolist() == [1] * 10  # 12 of each class, 1 held out
     again = fashion_mnist("validation", directory=directory)
     np.testing.assert_array_equal(again.features, validation.features)
+
+
+def test_validation_holds_out_the_first_image_of_each_class_in_seed_0s_legacy_permutation(mnist_dir):
+    """120 training images, 12 of each class: the validation split is one image a class, the one whose key
+    RandomState(0).permutation(120)[i] is the smallest of its class (the documented stratified_partition rule)."""
+    directory, content = mnist_dir
+    labels = content["train"][1]
+    key = np.random.RandomState(0).permutation(120)
+    expected = sorted(min(np.flatnonzero(labels == label), key=lambda i: key[i]) for label in range(10))
+    np.testing.assert_array_equal(image_ids(mnist("validation", directory=directory).features), expected)
+
+
+@pytest.mark.parametrize(("n_train", "n_validation"), [(12, 1), (23, 1), (24, 2)])
+def test_validation_is_a_twelfth_of_the_training_file_rounded_down(tmp_path, n_train, n_validation):
+    """From the fewest training images allowed (12) on; n_validation is n_train / 12 rounded down, by hand."""
+    write_mnist_files(tmp_path, np.random.default_rng(4), n_train=n_train, n_test=3)
+    assert len(mnist("validation", directory=tmp_path)) == n_validation
+    assert len(mnist("train", directory=tmp_path)) == n_train - n_validation
 
 
 def test_validation_split_depends_on_the_labels_only(tmp_path, mnist_dir):
@@ -487,11 +549,36 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
         fashion_mnist("train", directory=tmp_path)
 
 
+@pytest.mark.skipif(FASHION_MNIST_DEBIAN_DIR.exists(), reason="Debian's dataset-fashion-mnist is installed")
+def test_fashion_mnist_looks_where_debian_installs_it_by_default(monkeypatch):
+    """Without a directory or $DELGRAD_FASHION_MNIST_DIR, Debian's package's folder is the one named."""
+    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
+    with pytest.raises(DatasetFilesNotFoundError, match=r"in /usr/share/datasets/fashion-mnist \(where Debian's "
+                                                        r"package dataset-fashion-mnist installs them; no such "
+                                                        r"directory\)"):
+        fashion_mnist("test")
+
+
+def test_a_link_to_a_folder_at_a_files_name_is_no_regular_file_not_a_link_to_nothing(tmp_path):
+    """A link that leads somewhere is not called a link to nothing."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "t10k-images-idx3-ubyte").symlink_to(tmp_path / "folder")
+    with pytest.raises(DatasetFilesNotFoundError, match=r"missing t10k-images-idx3-ubyte\[.gz\] \(t10k-images-"
+                                                        r"idx3-ubyte is not a regular file\)"):
+        mnist("test", directory=tmp_path)
+
+
 def test_files_that_do_not_match(tmp_path):
     rng = np.random.default_rng(0)
     write(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(sample_images(5, rng)))
     write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.arange(4, dtype=np.uint8)))
     with pytest.raises(DatasetFileError, match="holds 4 labels but .*t10k-images-idx3-ubyte holds 5 images"):
+        fashion_mnist("test", directory=tmp_path)
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.arange(6, dtype=np.uint8)))  # (more labels, too)
+    with pytest.raises(DatasetFileError, match="holds 6 labels but .*t10k-images-idx3-ubyte holds 5 images"):
+        fashion_mnist("test", directory=tmp_path)
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.arange(5, dtype=np.int16)))  # (labels are uint8)
+    with pytest.raises(DatasetFileError, match="expected a 1-d array of uint8 labels, got int16"):
         fashion_mnist("test", directory=tmp_path)
     write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.array([0, 1, 2, 3, 10], dtype=np.uint8)))
     with pytest.raises(DatasetFileError, match="label 10 out of range 0..9"):
@@ -560,6 +647,43 @@ def test_digits_splits():
     np.testing.assert_array_equal(load_dataset("digits", "test").features, splits["test"].features)
     with pytest.raises(ValueError, match="choose one of train, validation, test"):
         digits("holdout")
+
+
+def bundle_of_numbered_digits(n_images):
+    """A stand-in for scikit-learn's bundle: image i holds i in base 16 in its first three pixels (grey levels
+    0..15), its label is i % 10."""
+    from types import SimpleNamespace
+
+    ids = np.arange(n_images)
+    data = np.zeros((n_images, 64))
+    data[:, 0], data[:, 1], data[:, 2] = ids % 16, ids // 16 % 16, ids // 256
+    return SimpleNamespace(data=data, target=ids % 10)
+
+
+def test_digits_splits_are_cut_test_validation_train_from_each_class_in_seed_0s_key_order(monkeypatch):
+    """Image i's key is RandomState(0).permutation(1797)[i]; a class's images, by key, go to test, then
+    validation, then train (grey levels are divided by 16)."""
+    from delgrad_core.datasets import _digits
+
+    monkeypatch.setattr(_digits, "_load_digits", lambda: bundle_of_numbered_digits(1797))
+    key = np.random.RandomState(0).permutation(1797)
+    ids = {}
+    for split in ("test", "validation", "train"):
+        grey = digits(split).features[:, :3] * 16
+        ids[split] = (grey @ [1, 16, 256]).astype(np.int64)
+    assert sorted(np.concatenate(list(ids.values())).tolist()) == list(range(1797))
+    for label in range(10):
+        test, validation, train = ([key[i] for i in ids[split] if i % 10 == label] for split in ids)
+        assert max(test) < min(validation) and max(validation) < min(train)
+
+
+def test_digits_refuses_a_bundle_of_another_size(monkeypatch):
+    """The split sizes are for 1,797 images: another scikit-learn bundle is named, not split wrongly."""
+    from delgrad_core.datasets import _digits
+
+    monkeypatch.setattr(_digits, "_load_digits", lambda: bundle_of_numbered_digits(10))
+    with pytest.raises(RuntimeError, match="digits: scikit-learn bundles 10 images, expected 1797"):
+        digits("train")
 
 
 # -- the real Fashion-MNIST, where Debian's package is installed ---------------------------------

@@ -14,6 +14,7 @@ from delgrad_core.datasets import (
     yin_yang_plane,
     yin_yang_samples,
 )
+from delgrad_core.datasets._dataset import changed_splits
 
 # Published class counts of the standard splits.
 PUBLISHED_COUNTS = {"train": [1681, 1702, 1617], "validation": [316, 336, 348], "test": [350, 316, 334]}
@@ -128,7 +129,8 @@ def test_registry_and_errors():
     np.testing.assert_array_equal(loaded.features, yin_yang("test").features)
     with pytest.raises(ValueError, match="choose one of .*yin_yang"):
         load_dataset("cifar10", "train")
-    with pytest.raises(ValueError, match="choose one of train, validation, test"):
+    with pytest.raises(ValueError, match="split: unknown split 'holdout' of dataset 'yin_yang'; choose one of train, "
+                                         "validation, test"):  # (the registry's check, before the loader's)
         load_dataset("yin_yang", "holdout")
     with pytest.raises(ValueError, match="choose one of train, validation, test"):
         yin_yang("valid")
@@ -220,3 +222,55 @@ def test_class_rule_refuses_points_it_does_not_classify(point, message):
     with pytest.raises(InvalidValueError, match=message):
         yin_yang_class(*point)
     assert yin_yang_class(np.array(0.75), np.float32(0.5)) == 2  # (a 0-d array is one number)
+
+
+def toy(features, labels, class_names=("a", "b")):
+    """A Dataset named toy, split train."""
+    return Dataset("toy", "train", features, labels, class_names)
+
+
+@pytest.mark.parametrize("other", [
+    toy([[0.0], [0.0]], [0, 0]),  # the same 24 zero bytes (3 features + 1 label), cut into other shapes
+    toy([[0.0, 0.0, 0.0]], [0], ("b", "a")),  # other class names
+    toy([[0.0, 0.0, 0.0]], [1]),  # another label
+    toy([[0.0, 0.0, 0.5]], [0]),  # another feature
+])
+def test_digest_tells_apart_datasets_that_differ_in_any_part(other):
+    """The digest covers the class names and the shapes and values of the features and labels."""
+    reference = toy([[0.0, 0.0, 0.0]], [0])
+    assert reference.digest() == toy([[0.0, 0.0, 0.0]], [0]).digest()
+    assert other.digest() != reference.digest()
+
+
+def test_changed_splits_names_splits_changed_or_not_recorded():
+    """A split whose digest differs, or that the run did not record, counts as changed."""
+    recorded = {"train": "d1", "test": "d3"}
+    assert changed_splits(recorded, {"train": "d1", "validation": "d2", "test": "d4"}) == ["validation", "test"]
+    assert changed_splits(recorded, dict(recorded)) == []
+
+
+@pytest.mark.parametrize(("n_samples", "batch_size", "sizes"), [(7, 3, [3, 3, 1]), (6, 3, [3, 3]), (1, 5, [1])])
+def test_batches_keep_a_last_batch_of_one_sample(n_samples, batch_size, sizes):
+    """In order, every sample once: a last batch may hold a single sample."""
+    dataset = toy(np.linspace(0, 1, n_samples)[:, None], np.arange(n_samples) % 2)
+    batches = list(dataset.batches(batch_size))
+    assert [len(labels) for _, labels in batches] == sizes
+    np.testing.assert_array_equal(np.concatenate([labels for _, labels in batches]), np.arange(n_samples) % 2)
+
+
+def test_dataset_labels_are_read_only_and_class_counts_count_empty_classes():
+    """Labels are frozen like the features; class_counts has one entry per class name, trailing empty ones too."""
+    dataset = toy([[0.5], [0.5]], [0, 0], ("a", "b", "c"))
+    with pytest.raises(ValueError):
+        dataset.labels[0] = 1
+    assert dataset.class_counts().tolist() == [2, 0, 0]
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    ([0.0, 1.0], "Dataset.labels: expected integers, got dtype float64"),
+    ([[0], [1]], r"Dataset.labels: expected shape \(2,\), got \(2, 1\)"),
+])
+def test_dataset_refuses_labels_that_are_no_integers_or_not_1_d(labels, message):
+    """(float labels would be truncated to classes; a column of labels would be taken for n samples)"""
+    with pytest.raises(InvalidValueError, match=message):
+        toy([[0.0], [1.0]], labels)
