@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import delgrad_core
-from delgrad_core import InvalidValueError, LossResult, PluginError, PluginLoadWarning, PluginRegistry, hookimpl
+from delgrad_core import (InvalidValueError, LossResult, PluginError, PluginLoadWarning, PluginRegistry,
+                          UnknownOptionError, hookimpl)
 from delgrad_core.datasets import Dataset, DatasetOptionsError, load_dataset
 
 SPLITS = ("train", "validation", "test")
@@ -124,6 +125,19 @@ def test_a_loader_taking_any_options_is_not_given_split_as_one(plugin):
         "open", lambda split, **options: _stripes("open")(split), SPLITS))
     with pytest.raises(InvalidValueError, match=r"^dataset 'open': split is not a dataset option"):
         load_dataset("open", "train", split="test")
+
+
+def test_an_unknown_option_error_of_a_loader_keeps_its_class_and_names(plugin):
+    """Only a plain InvalidValueError naming an option becomes a DatasetOptionsError; a loader's UnknownOptionError
+    about the values of its option stays one, with its names."""
+    def load(split, parts=()):
+        raise UnknownOptionError(f"parts: unknown part(s) {', '.join(parts)}; allowed: left, right", names=list(parts))
+
+    plugin(delgrad_register_datasets=lambda register: register("picky", load, SPLITS))
+    with pytest.raises(UnknownOptionError, match=r"^dataset 'picky' \(loading 'train'\): parts: unknown part\(s\) "
+                                                 r"up") as caught:
+        load_dataset("picky", "train", parts=("up",))
+    assert list(caught.value.names) == ["up"] and not isinstance(caught.value, DatasetOptionsError)
 
 
 def test_a_type_error_of_a_loader_given_options_is_an_options_error_not_the_plugins(plugin):

@@ -148,6 +148,7 @@ def idx_error(path, match):
     with pytest.raises(DatasetFileError, match=match) as caught:
         read_idx(path)
     assert str(path) in str(caught.value)
+    assert isinstance(caught.value, dg.FileFormatError) and not isinstance(caught.value, dg.InvalidValueError)  # (data)
     return caught.value
 
 
@@ -750,9 +751,9 @@ def test_a_directory_with_a_stray_space_is_shown_with_it(monkeypatch, tmp_path):
 
 def test_a_bad_option_of_a_core_loader_stays_a_value_error_naming_it():
     """(not a PluginError: the core's loaders refuse their own options)"""
-    with pytest.raises(ValueError, match="size: expected None or an integer side") as info:
+    with pytest.raises(dg.InvalidValueError, match="size: expected None or an integer side") as info:
         load_dataset("fashion_mnist", "train", size=0)
-    assert not isinstance(info.value, dg.PluginError)
+    assert not isinstance(info.value, dg.PluginError) and not isinstance(info.value, dg.FileFormatError)
 
 
 def test_unknown_options_of_a_loader_are_named_with_the_allowed_ones():

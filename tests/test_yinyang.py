@@ -136,6 +136,8 @@ def test_registry_and_errors():
         yin_yang("valid")
     with pytest.raises(ValueError, match="n_samples"):
         yin_yang_samples(-1, seed=0)
+    no_features, no_labels = yin_yang_samples(0, seed=0)  # (no samples is allowed: empty arrays)
+    assert no_features.shape == (0, 4) and no_labels.shape == (0,)
     with pytest.raises(ValueError, match="r_small"):
         yin_yang_samples(10, seed=0, r_small=0.3, r_big=0.5)
     with pytest.raises(ValueError, match="r_big"):
