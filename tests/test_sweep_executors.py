@@ -291,6 +291,28 @@ def test_a_trial_that_kills_its_worker_every_time_fails_and_the_others_finish(tm
     assert sorted(row[1] for row in _accuracies(tmp_path)) == ["0", "2"]
 
 
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the patch reaches workers by fork")
+def test_workers_that_die_before_starting_any_trial_end_the_sweep(tmp_path, monkeypatch):
+    """A worker that dies before it starts a trial (none announced) charges the loss to every trial
+    of its pool: after three such pools each has failed, and the sweep ends (it would start new
+    pools for ever if such a loss were charged to no trial)."""
+    from delgrad_core.training import _executors
+    from delgrad_core.training._sweep import SweepError
+
+    monkeypatch.setattr(_executors, "announce_start", lambda folder: os.kill(os.getpid(), signal.SIGKILL))
+    lines = []
+
+    def echo(line):  # (ends the test where the sweep would go on for ever)
+        lines.append(line)
+        assert sum(line.startswith("a worker process ended abruptly") for line in lines) <= 2, lines
+
+    with pytest.raises(SweepError, match="2 run\\(s\\) failed"):
+        run_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path, jobs=2, echo=echo)
+    failed = [line for line in lines if line.startswith("FAILED")]
+    assert len(failed) == 2 and all("its worker process ended abruptly 3 times while it ran" in line
+                                    for line in failed), lines
+
+
 def test_a_worker_that_cannot_be_started_ends_the_sweep_and_its_started_workers(tmp_path, monkeypatch):
     """(no file descriptor left for the second worker: the sweep printed its error and then waited
     for ever, joining the first worker at exit, which waited for work)"""
