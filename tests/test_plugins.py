@@ -1071,3 +1071,22 @@ def test_the_reference_backend_refuses_a_thread_count_that_is_no_positive_intege
 
     with pytest.raises(InvalidValueError, match="n_threads: expected an integer from 1 to"):
         ReferenceBackend(n_threads=n_threads)
+
+
+def test_a_reference_run_resumes_on_another_thread_count(tmp_path):
+    """The reference backend's n_threads changes no result (its sums are the same on any number of
+    threads): a run resumes with another one, and records the one it ran with last."""
+    import json
+
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    run = tmp_path / "run"
+    trained = cli_runner().invoke(main, ["train", "--hidden", "4", "--delays", "none", "--epochs", "1", "--batch-size",
+                                         "250", "--backend-option", "n_threads=1", "--out", str(run), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    resumed = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "2", "--backend-option",
+                                         "n_threads=2", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 2 and metrics["config"]["backend_options"] == {"n_threads": 2}
