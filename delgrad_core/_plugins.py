@@ -566,13 +566,19 @@ class PluginRegistry:
                 check_parameter_names(where, self._tables[kind][chosen].obj, options, "parameter")
 
     # -- lookup --------------------------------------------------------------------------------
+    def _table(self, kind: str) -> dict:
+        """The registrations of `kind` by name, or `InvalidValueError` naming the kinds there are."""
+        if not isinstance(kind, str) or kind not in self._tables:
+            raise InvalidValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        return self._tables[kind]
+
     def names(self, kind: str = "backend") -> list[str]:
-        return sorted(self._tables[kind])
+        return sorted(self._table(kind))
 
     def get(self, kind: str, name: str) -> Registration:
         """The registration of `name`, or `UnknownNameError` listing the choices (and where one
         of the project's own distributions has it)."""
-        table = self._tables[kind]
+        table = self._table(kind)
         if isinstance(name, str) and name in table:
             return table[name]
         if isinstance(name, str) and (kind, name) in self.refused:
@@ -585,7 +591,7 @@ class PluginRegistry:
                                failures=self.failures)
 
     def registrations(self, kind: str = "backend") -> list[Registration]:
-        return [self._tables[kind][name] for name in self.names(kind)]
+        return [self._table(kind)[name] for name in self.names(kind)]
 
     def create_backend(self, name: str, **options) -> Backend:
         """Build backend `name` with `options` passed to its factory."""
@@ -822,10 +828,13 @@ def backend_info(name: str) -> Registration:
 def factory_defaults(kind: str, name: str) -> dict:
     """{parameter: default} of the keyword parameters with a default of the factory registered as
     `name` of `kind`, not those `**options` takes ({} for a name not registered, or a factory whose
-    signature Python cannot read)."""
+    signature Python cannot read; an unknown `kind` is refused naming the kinds)."""
+    table = registry()._table(kind)
+    if not isinstance(name, str) or name not in table:
+        return {}
     try:
-        signature = inspect.signature(registry().get(kind, name).obj)
-    except (UnknownNameError, TypeError, ValueError):
+        signature = inspect.signature(table[name].obj)
+    except (TypeError, ValueError):
         return {}
     return {p.name: p.default for p in signature.parameters.values()
             if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}

@@ -1,6 +1,7 @@
 """Plugin discovery through real entry points of fake installed distributions."""
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -1090,3 +1091,21 @@ def test_a_reference_run_resumes_on_another_thread_count(tmp_path):
     assert resumed.exit_code == 0, resumed.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 2 and metrics["config"]["backend_options"] == {"n_threads": 2}
+
+
+@pytest.mark.parametrize("look_up", [
+    lambda registry, kind: registry.names(kind),
+    lambda registry, kind: registry.get(kind, "reference"),
+    lambda registry, kind: registry.registrations(kind),
+])
+@pytest.mark.parametrize("kind", ["backends", "nope", ["backend"]])
+def test_an_unknown_kind_of_component_is_refused_naming_the_kinds(look_up, kind):
+    """(a KeyError: 'backends'; plugin_tools.factory_defaults answered {} for it, as for a name not registered)"""
+    from delgrad_core.plugin_tools import factory_defaults
+
+    message = rf"^kind: expected one of backend, dataset, loss, encoder, command, got {re.escape(repr(kind))}$"
+    with pytest.raises(InvalidValueError, match=message):
+        look_up(PluginRegistry(), kind)
+    with pytest.raises(InvalidValueError, match=message):
+        factory_defaults(kind, "reference")
+    assert factory_defaults("backend", "nope") == {} and "n_threads" in factory_defaults("backend", "reference")
