@@ -841,3 +841,23 @@ def test_make_network_splits_each_inputs_weights_over_its_copies():
     copied = make_network([6, 3], seed=5, copies=3).layers[0].projection.weights
     assert copied.shape == (6, 3)
     np.testing.assert_allclose(copied.reshape(2, 3, 3).sum(axis=1), single, rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda testing: testing.MockBackend(3), r"handler: expected None or a function of an ExecutionRequest, got int"),
+    (lambda testing: testing.MockBackend(name=""), r"name: expected a non-empty string, got ''"),
+    (lambda testing: testing.MockBackend(capabilities=3),
+     r"capabilities: expected a delgrad_core.Capabilities, got int"),
+    (lambda testing: testing.conformance_cases(3), r"capabilities: expected a delgrad_core.Capabilities, got int"),
+    (lambda testing: testing.supported_setting(3), r"caps: expected a delgrad_core.Capabilities, got int"),
+    (lambda testing: testing.delay_lines(3, "axonal"), r"capabilities: expected a delgrad_core.Capabilities, got int"),
+    (lambda testing: testing.delay_lines(Capabilities(), "axonal", n_lines="3"), r"n_lines: expected an integer"),
+    (lambda testing: testing.make_network([4, 2], capabilities=3),
+     r"capabilities: expected a delgrad_core.Capabilities, got int"),
+])
+def test_the_testing_helpers_refuse_arguments_of_the_wrong_kind_naming_them(call, message):
+    """(an AttributeError from deep inside, a TypeError, or a MockBackend that failed only when run)"""
+    from delgrad_core import InvalidValueError, testing
+
+    with pytest.raises(InvalidValueError, match=f"^{message}"):
+        call(testing)

@@ -9,7 +9,8 @@ import numpy as np
 
 from delgrad_core._capabilities import Capabilities
 from delgrad_core._errors import InvalidValueError
-from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection
+from delgrad_core._ir import DelayKind, Layer, Network, NeuronParameters, Population, Projection, check_type
+from delgrad_core._numbers import checked_number
 from delgrad_core._propagation import forward
 
 __all__ = ["BATCH_SIZE", "ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines",
@@ -42,7 +43,7 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
     `tau_ratio` x its tau_s: a backend that runs one value for all, or theta = 1 or tau_s = 1,
     shows it."""
     _check_inputs_in_copies(sizes, copies)
-    caps = capabilities or Capabilities()
+    caps = Capabilities() if capabilities is None else check_type(capabilities, Capabilities, "capabilities")
     scale = drive_scale(caps)
     network = Network.feedforward(
         [sizes[0] // copies, *sizes[1:]],
@@ -165,6 +166,7 @@ def _shape_for(caps: Capabilities, shape: str) -> tuple[int, ...] | None:
 
 def supported_setting(caps: Capabilities) -> tuple[DelayKind, float]:
     """A delay kind (the simplest the backend has) and a tau ratio it supports."""
+    check_type(caps, Capabilities, "caps")
     kind = next(k for k in DelayKind if k in caps.delay_kinds)
     ratio = next((r for r in _DEFAULT_RATIOS if caps.supports_ratio(r)), None)
     return kind, ratio if ratio is not None else caps.tau_ratios[0]
@@ -190,7 +192,7 @@ def conformance_cases(capabilities: Capabilities | None = None) -> list[Conforma
     size that the backend has but does not declare shows there.
     One input is silent (+inf) in a quarter of the samples.
     """
-    caps = capabilities or Capabilities()
+    caps = Capabilities() if capabilities is None else check_type(capabilities, Capabilities, "capabilities")
     kinds = [k for k in DelayKind if k in caps.delay_kinds]
     ratios = caps.tau_ratios if caps.tau_ratios is not None else _DEFAULT_RATIOS
     specs = []  # (sizes, delay kind, ratio, inputs independent even where the backend takes copies, neurons vary)
@@ -294,7 +296,8 @@ def delay_lines(capabilities: Capabilities, delay_kind: DelayKind | str, n_lines
     makes it spike in the ideal model (rounded up to whole groups of the backend's input copies
     where that fits, else as many neurons as make the input count no multiple of them).  None
     where fewer than two neurons fit."""
-    caps = capabilities
+    caps = check_type(capabilities, Capabilities, "capabilities")
+    n_lines = checked_number(n_lines, "n_lines", 1, integer=True)
     weight = min(_DRIVE, caps.weight_limit) if caps.weight_limit is not None else _DRIVE
     if caps.weight_resolution is not None:
         weight = max(np.floor(weight / caps.weight_resolution), 1.0) * caps.weight_resolution

@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from delgrad_core._backend import Backend
 from delgrad_core._capabilities import Capabilities
+from delgrad_core._errors import InvalidValueError
 from delgrad_core._execution import ExecutionRequest, ExecutionResult
+from delgrad_core._ir import check_type
 
 __all__ = ["MockBackend", "reference_handler"]
 
@@ -34,9 +36,15 @@ class MockBackend(Backend):
 
     def __init__(self, handler: Callable[[ExecutionRequest], ExecutionResult] | None = None, *,
                  name: str = "mock", capabilities: Capabilities | None = None):
+        if handler is not None and not callable(handler):
+            raise InvalidValueError(f"handler: expected None or a function of an ExecutionRequest, got "
+                                    f"{type(handler).__name__}")
+        if not isinstance(name, str) or not name:
+            raise InvalidValueError(f"name: expected a non-empty string, got {name!r}")
         self.handler = handler or reference_handler
         self.name = name
-        self._capabilities = capabilities if capabilities is not None else Capabilities(exact=True)
+        self._capabilities = Capabilities(exact=True) if capabilities is None else \
+            check_type(capabilities, Capabilities, "capabilities")
         self.requests: list[ExecutionRequest] = []
         self.close_calls = 0
 
