@@ -101,9 +101,11 @@ def _unchangeable(array: np.ndarray) -> bool:
 
 
 def check_type(value, expected: type, field_name: str):
-    """`value` if it is an `expected`, else `InvalidValueError` naming the field and both types."""
+    """`value` if it is an `expected`, else `InvalidValueError` naming the field and both types
+    (`expected` by where the public API has it: its module without the private parts)."""
     if not isinstance(value, expected):
-        raise InvalidValueError(f"{field_name}: expected a delgrad_core.{expected.__name__}, got {type(value).__name__}")
+        public = ".".join(part for part in expected.__module__.split(".") if not part.startswith("_"))
+        raise InvalidValueError(f"{field_name}: expected a {public}.{expected.__name__}, got {type(value).__name__}")
     return value
 
 

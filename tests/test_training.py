@@ -2202,14 +2202,14 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
         TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"), TrainingConfig(hidden=[5, 5]))
     with pytest.raises(dg.InvalidValueError, match=r"rng: expected a numpy Generator \(e.g. np.random.default_rng"):
         model.initialise(0)
-    with pytest.raises(dg.InvalidValueError, match="config: expected a delgrad_core.TrainingConfig, got dict"):
+    with pytest.raises(dg.InvalidValueError, match="config: expected a delgrad_core.training.TrainingConfig, got dict"):
         build_network({"hidden": 3}, 4, 3)
     assert GrazingGuard(0.2)(0, [[0.1, 0.5, np.nan]]).tolist() == [[False, True, True]]
 
 
 def test_evaluate_checks_its_dataset_and_seed():
     with Trainer(TrainingConfig(epochs=1, hidden=3, delays="none")) as trainer:
-        with pytest.raises(dg.InvalidValueError, match="dataset: expected a delgrad_core.Dataset, got str"):
+        with pytest.raises(dg.InvalidValueError, match="dataset: expected a delgrad_core.datasets.Dataset, got str"):
             trainer.evaluate("test")
         with pytest.raises(dg.InvalidValueError, match=r"seed: expected None or an integer from 0 to 2\*\*63 - 1, got -1"):
             trainer.evaluate(trainer.test_set, seed=-1)
