@@ -785,7 +785,10 @@ def test_bad_options_are_refused_naming_the_option():
                 HilBackend(**{name: wrong})
     with pytest.raises(dg.InvalidValueError, match=r"faults.latency_s: .* at most 3600 s \(one hour\), got 1e\+300"):
         HilBackend(faults={"latency_s": 1e300})
-    assert HilBackend(timeout_s=86400, job_timeout_s=604800, backoff_s=3600).timeout_s == 86400
+    assert HilBackend(timeout_s=86400, job_timeout_s=604800, backoff_s=3600, max_backoff_s=3600).timeout_s == 86400
+    with pytest.raises(dg.InvalidValueError, match=r"^backoff_s: 5 s is above max_backoff_s \(2 s\), the cap of the "
+                                                   r"waits between attempts; raise max_backoff_s too$"):
+        HilBackend(backoff_s=5)  # (every wait was the default cap, 2 s: the 5 s given was not taken)
     assert HilBackend(timeout_s=np.int64(3)).timeout_s == 3.0  # (numpy's integers were refused as no number)
     with pytest.raises(dg.InvalidValueError, match=r"^timeout_s: .*, got the integer 1.00e\+400$"):  # (not 401 digits)
         HilBackend(timeout_s=10**400)

@@ -146,6 +146,9 @@ class HilBackend(Backend):
         self.jobs_in_flight = checked_number(jobs_in_flight, "jobs_in_flight", 1, 16, integer=True)
         self.backoff_s = checked_seconds(backoff_s, "backoff_s", MAX_BACKOFF_S)
         self.max_backoff_s = checked_seconds(max_backoff_s, "max_backoff_s", MAX_BACKOFF_S)
+        if self.backoff_s > self.max_backoff_s:  # (every wait would be the cap: the backoff_s given not taken)
+            raise InvalidValueError(f"backoff_s: {self.backoff_s:g} s is above max_backoff_s ({self.max_backoff_s:g} "
+                                    "s), the cap of the waits between attempts; raise max_backoff_s too")
         self.client_id = _optional_text(client_id, "client_id")
         if self.client_id is not None and not CLIENT_ID.fullmatch(self.client_id):
             raise InvalidValueError(f"client_id: expected {CLIENT_ID_RULE}, got {self.client_id!r}")
