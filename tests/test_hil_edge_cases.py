@@ -728,3 +728,29 @@ def test_a_client_nobody_closed_is_collected_without_hanging(tmp_path):
     process = subprocess.run([sys.executable, "-c", HELD_IN_A_CYCLE], capture_output=True, text=True, timeout=60,
                              cwd=tmp_path, env=dict(os.environ, DELGRAD_BSS2_CACHE=str(tmp_path / "cache")))
     assert process.returncode == 0 and process.stdout == "collected\n", process.stdout + process.stderr
+
+
+def test_a_calibrate_without_a_seed_is_served_and_an_internal_error_answers_its_request(tmp_path, monkeypatch):
+    """The protocol lets a calibrate request leave out its seed (docs/hil-protocol.md: "int, nil or
+    absent"): the service failed on it with `internal`, and answered that with reply_to nil, which a
+    client reading the document drops as the answer to no request of its own."""
+    from delgrad_hil._device_process import DeviceProcess
+    from delgrad_hil._protocol import calibration_job_id
+    from delgrad_hil._service import DeviceService
+
+    signer = Signer(TOKEN.encode())
+    service = DeviceService(DeviceProcess("reference"), signer, f"ipc://{tmp_path / 's'}")
+    serving = threading.Thread(target=service.serve)
+    serving.start()
+    try:
+        without_seed = decode(raw_exchange(service.address, signed(TOKEN, "calibrate", job=calibration_job_id(
+            None, None))), signer, replies=True).header
+        monkeypatch.setattr(service, "_info", lambda message: 1 / 0)  # (a fault of the service)
+        health = signed(TOKEN, "health")
+        failed = decode(raw_exchange(service.address, health), signer, replies=True).header
+    finally:
+        service.request_stop()
+        serving.join(timeout=30)
+    assert without_seed["type"] == "calibration", without_seed
+    assert (failed["code"], failed["message"]) == ("internal", "the service failed: ZeroDivisionError"), failed
+    assert failed["reply_to"] == decode(health, signer).header["nonce"]

@@ -123,13 +123,14 @@ def parse_calibrate(message: Message) -> tuple:
     """(network or None, seed) of a calibrate message; its job id must match.  Raises
     `ProtocolError` ("bad_request") only."""
     header = message.header
-    if calibration_job_id(header["seed"], message.payload) != header["job"]:
+    seed = header.get("seed")  # (nil or absent: no seed)
+    if calibration_job_id(seed, message.payload) != header["job"]:
         raise ProtocolError("bad_request", "the job id does not match the seed and network of the calibration",
                             reply_to=header["nonce"])
     if message.payload is None:
-        return None, header["seed"]
+        return None, seed
     try:
-        return load_network(message.payload, stored_only=True), header["seed"]
+        return load_network(message.payload, stored_only=True), seed
     except Exception as exc:
         raise ProtocolError("bad_request", f"the payload is not a network ({exc})", reply_to=header["nonce"]) \
             from None
@@ -495,6 +496,7 @@ class DeviceService:
     # -- receiving -------------------------------------------------------------------------------
     def _handle(self, frames: list[zmq.Frame]) -> None:
         routing_id, frames = frames[0].bytes, frames[1:]
+        nonce = None  # (until the request is read)
         try:
             message = decode(frames, self.signer, max_message_bytes=self.max_message_bytes)
             nonce = message.header["nonce"]
@@ -508,7 +510,7 @@ class DeviceService:
             self._reply(routing_id, exc.reply_to, error_fields(exc.code, str(exc), retryable=exc.retryable))
         except Exception as exc:  # a fault of the service: answer, keep serving
             log.exception("failed to handle a message")
-            self._reply(routing_id, None, error_fields("internal", f"the service failed: {type(exc).__name__}"))
+            self._reply(routing_id, nonce, error_fields("internal", f"the service failed: {type(exc).__name__}"))
 
     def _dispatch(self, routing_id: bytes, message: Message) -> None:
         header, nonce = message.header, message.header["nonce"]
