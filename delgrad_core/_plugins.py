@@ -845,6 +845,12 @@ def available_backends() -> list[Registration]:
     return registry().registrations("backend")
 
 
+def registered_neutral_options(backend: str) -> frozenset:
+    """The options of backend `backend` registered as not changing results (given to `register`,
+    as a factory function must, else its class's `result_neutral_options`)."""
+    return registry().get("backend", backend).details.get("result_neutral_options", frozenset())
+
+
 def build_registered(kind: str, name: str, parameters: dict):
     """Call the factory registered as `name` of `kind` with `parameters`, naming unknown and
     missing ones (a `TypeError` the factory raises itself once they fit is the plugin's)."""

@@ -157,11 +157,12 @@ def test_a_run_beside_a_trial_that_differs_in_a_setting_not_given_is_named_by_it
 def test_trials_planned_from_one_config_per_kind_and_size_are_those_of_their_own_configs(base):
     """(each trial's config was checked and resolved, 2 ms each: 40 s to plan 20,000 seeds, in
     every SLURM array task; now one per delay kind and hidden size, the seed set in it)"""
-    from delgrad_core.training._trials import _neutral_options, _result_settings, trial_id
+    from delgrad_core._plugins import registered_neutral_options
+    from delgrad_core.training._trials import _result_settings, trial_id
 
     for trial in plan_trials(base, [3, 7], ["none", "axonal"], 3, "out"):
         resolved = config_with_defaults(trial.settings).resolved().to_dict()
-        assert trial.identity == _result_settings(resolved, _neutral_options(resolved["backend"]))
+        assert trial.identity == _result_settings(resolved, registered_neutral_options(resolved["backend"]))
         assert trial.id == trial_id(trial.identity)
 
 

@@ -2611,3 +2611,24 @@ def test_evaluate_of_a_finished_run_does_not_ask_its_backend_for_training_defaul
     evaluated = cli_runner().invoke(main, ["evaluate", str(run)])
     assert evaluated.exit_code == 0 and "test accuracy on mock: " in evaluated.stdout, evaluated.output
     assert asked == []
+
+
+def test_a_run_resumes_with_other_result_neutral_options_registered_with_a_factory_function(tmp_path, monkeypatch):
+    """A factory function registers its backend's result-neutral options (docs/plugins.md); resume
+    read them from the built backend's class, which does not say, and refused another thread count."""
+    from delgrad_core.testing import MockBackend
+
+    def mock(n_threads=1):
+        return MockBackend(name="mock")
+
+    _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
+        "mock", mock, result_neutral_options=["n_threads"]))
+    run = tmp_path / "run"
+    trained = cli_runner().invoke(main, ["train", "--backend", "mock", "--backend-option", "n_threads=1", "--hidden",
+                                         "4", "--delays", "none", "--epochs", "1", "--batch-size", "250", "--out",
+                                         str(run), "--no-progress"])
+    assert trained.exit_code == 0, trained.output
+    resumed = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "2", "--backend-option",
+                                         "n_threads=2", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((run / "metrics.json").read_text())["epochs_completed"] == 2

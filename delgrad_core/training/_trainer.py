@@ -27,7 +27,7 @@ from delgrad_core._errors import (
 )
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
-from delgrad_core._plugins import get_backend, registry
+from delgrad_core._plugins import get_backend, registered_neutral_options, registry
 from delgrad_core._execution import check_seed
 from delgrad_core._ir import check_type, equal_values
 from delgrad_core._numbers import checked_number
@@ -603,7 +603,9 @@ class Trainer:
                                     f"from Python ({shown_setting(trained_on_object)}, whose options the run does not "
                                     "record); resume it from Python with that object: Trainer(config, "
                                     "backend=<the object>, out_dir=..., resume=True)")
-        check_same_settings(state, self.config, self.backend.result_neutral_options, path)
+        neutral = registered_neutral_options(self.config.backend) if self.owns_backend else \
+            self.backend.result_neutral_options  # (a factory function registers them: its backend's class may not say)
+        check_same_settings(state, self.config, neutral, path)
         check_same_data(state, self.config.dataset, self.dataset_digests)
         if state["epoch"] > self.config.epochs:
             raise InvalidValueError(f"epochs: the run in {self.folder.path} has trained {state['epoch']} epochs "

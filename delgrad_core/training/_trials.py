@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delgrad_core._errors import FileFormatError
+from delgrad_core._plugins import registered_neutral_options
 from delgrad_core.training._config import (
     LATER_SETTINGS, TrainingConfig, config_with_defaults, result_settings, setting_differences, without_default_options)
 from delgrad_core.training._run_folder import RunFolder
@@ -102,15 +103,7 @@ class Trial:
             recorded = TrainingConfig.from_dict(recorded, check_components=False).resolved().to_dict()
         except (ValueError, TypeError):
             pass
-        return _result_settings(recorded, _neutral_options(self.identity["backend"]))
-
-
-def _neutral_options(backend: str) -> frozenset:
-    """The options of backend `backend` that it declares as not changing results (registered, or
-    its class's `result_neutral_options`)."""
-    from delgrad_core._plugins import registry
-
-    return registry().get("backend", backend).details.get("result_neutral_options", frozenset())
+        return _result_settings(recorded, registered_neutral_options(self.identity["backend"]))
 
 
 def _result_settings(resolved: dict, neutral, *, as_given: bool = False) -> dict:
@@ -140,7 +133,7 @@ def plan_trials(base_settings: dict, hidden_sizes, delay_kinds, n_seeds: int, ou
             # (checked and resolved once per kind and size: the seed changes no other setting, and
             # checking each trial's took 2 ms, minutes for a sweep of 100,000 seeds and every SLURM task)
             first = config_with_defaults(dict(base_settings, delays=kind, hidden=hidden, seed=0)).resolved().to_dict()
-            neutral = _neutral_options(first["backend"])
+            neutral = registered_neutral_options(first["backend"])
             identity, given = _result_settings(first, neutral), _result_settings(first, neutral, as_given=True)
             for seed in range(n_seeds):
                 settings = dict(base_settings, delays=kind, hidden=hidden, seed=seed)
