@@ -83,6 +83,10 @@ class ConformanceProfile:
         if unknown is None or unknown:
             raise InvalidValueError(f"ConformanceProfile.unsupported: expected a table of check name -> reason with "
                                     f"the checks {', '.join(SKIPPABLE_CHECKS)}, got {self.unsupported!r}")
+        for check, reason in self.unsupported.items():  # (the suite skips the check with it)
+            if not isinstance(reason, str) or not reason.strip():
+                raise InvalidValueError(f"ConformanceProfile.unsupported[{check!r}]: expected the reason the backend "
+                                        f"cannot take part in the check (a non-empty string), got {reason!r}")
 
 
 def exit_closing(closeable, failed: bool) -> None:

@@ -910,6 +910,17 @@ def test_unsupported_checks_must_be_a_table_of_reasons(unsupported):
         ConformanceProfile(unsupported=unsupported)
 
 
+@pytest.mark.parametrize("reason", ["", "  ", None, 3])
+def test_an_unsupported_check_needs_a_reason(reason):
+    """(an empty reason was taken: the suite skipped the check saying nothing)"""
+    from delgrad_core import ConformanceProfile
+
+    with pytest.raises(InvalidValueError, match=rf"^ConformanceProfile.unsupported\['training'\]: expected the reason "
+                                                rf"the backend cannot take part in the check \(a non-empty string\), "
+                                                rf"got {re.escape(repr(reason))}$"):
+        ConformanceProfile(unsupported={"training": reason})
+
+
 def test_calibrate_refuses_a_progress_that_cannot_be_called():
     for progress in (5, "bar"):
         with pytest.raises(InvalidValueError, match=f"^progress: expected None or a callable progress\\(done, total\\), "

@@ -846,8 +846,6 @@ def test_make_network_splits_each_inputs_weights_over_its_copies():
 @pytest.mark.parametrize("call, message", [
     (lambda testing: testing.MockBackend(3), r"handler: expected None or a function of an ExecutionRequest, got int"),
     (lambda testing: testing.MockBackend(name=""), r"name: expected a non-empty string, got ''"),
-    (lambda testing: testing.MockBackend(capabilities=3),
-     r"capabilities: expected a delgrad_core.Capabilities, got int"),
     (lambda testing: testing.conformance_cases(3), r"capabilities: expected a delgrad_core.Capabilities, got int"),
     (lambda testing: testing.supported_setting(3), r"caps: expected a delgrad_core.Capabilities, got int"),
     (lambda testing: testing.delay_lines(3, "axonal"), r"capabilities: expected a delgrad_core.Capabilities, got int"),

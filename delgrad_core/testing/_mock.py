@@ -8,7 +8,6 @@ from delgrad_core._backend import Backend
 from delgrad_core._capabilities import Capabilities
 from delgrad_core._errors import InvalidValueError
 from delgrad_core._execution import ExecutionRequest, ExecutionResult
-from delgrad_core._ir import check_type
 
 __all__ = ["MockBackend", "reference_handler"]
 
@@ -31,7 +30,8 @@ class MockBackend(Backend):
     handler : callable, optional
     name : str
     capabilities : Capabilities, optional
-        Default: every delay kind and ratio, exact.
+        Default: every delay kind and ratio, exact.  Taken as given: a backend whose capabilities
+        are no `Capabilities` shows how the core refuses them.
     """
 
     def __init__(self, handler: Callable[[ExecutionRequest], ExecutionResult] | None = None, *,
@@ -43,8 +43,7 @@ class MockBackend(Backend):
             raise InvalidValueError(f"name: expected a non-empty string, got {name!r}")
         self.handler = handler or reference_handler
         self.name = name
-        self._capabilities = Capabilities(exact=True) if capabilities is None else \
-            check_type(capabilities, Capabilities, "capabilities")
+        self._capabilities = capabilities if capabilities is not None else Capabilities(exact=True)
         self.requests: list[ExecutionRequest] = []
         self.close_calls = 0
 
