@@ -203,7 +203,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {target.name!r} ran the network as it represents it, not as stored ({changed}; "
                    "its represent(): e.g. a chip's clipped and quantised weights and delays)", err=True)
     as_run = stored and split == "test" and seed == metrics.get("test_seed") \
-        and _same_components(config, stored, ("backend", "dataset"), registered_neutral_options(config.backend))
+        and _same_components(config, stored, ("backend", "dataset"),
+                             frozenset(target.result_neutral_options) | registered_neutral_options(config.backend))
     if as_run and isinstance(metrics.get("test_accuracy"), float):
         differs = _differs_from_recorded(metrics["test_accuracy"], report["accuracy"], output, data.labels,
                                          repeatable, set_up_otherwise, file_changed)

@@ -78,9 +78,10 @@ def _profile(backend: Backend) -> ConformanceProfile:
                     f"delgrad_core.ConformanceProfile (e.g. ConformanceProfile(max_median_error=0.03))", pytrace=False)
     if backend.capabilities.exact and profile.exact_tolerance > MAX_EXACT_TOLERANCE:
         tolerance = profile.exact_tolerance
-        pytest.fail(f"{type(backend).__name__} declares exact=True with exact_tolerance {tolerance:g}; an exact "
-                    f"backend matches the ideal model to at most {MAX_EXACT_TOLERANCE:g} (1 + |t|): declare "
-                    "exact=False to be compared statistically (ConformanceProfile.max_median_error)", pytrace=False)
+        pytest.fail(f"backend {backend.name!r} ({type(backend).__name__}) declares exact=True with exact_tolerance "
+                    f"{tolerance:g}; an exact backend matches the ideal model to at most {MAX_EXACT_TOLERANCE:g} "
+                    "(1 + |t|): declare exact=False to be compared statistically "
+                    "(ConformanceProfile.max_median_error)", pytrace=False)
     return profile
 
 

@@ -603,8 +603,9 @@ class Trainer:
                                     f"from Python ({shown_setting(trained_on_object)}, whose options the run does not "
                                     "record); resume it from Python with that object: Trainer(config, "
                                     "backend=<the object>, out_dir=..., resume=True)")
-        neutral = registered_neutral_options(self.config.backend) if self.owns_backend else \
-            self.backend.result_neutral_options  # (a factory function registers them: its backend's class may not say)
+        # (those its object declares, and those registered for it: a factory function registers them)
+        neutral = frozenset(self.backend.result_neutral_options) | \
+            (registered_neutral_options(self.config.backend) if self.owns_backend else frozenset())
         check_same_settings(state, self.config, neutral, path)
         check_same_data(state, self.config.dataset, self.dataset_digests)
         if state["epoch"] > self.config.epochs:
