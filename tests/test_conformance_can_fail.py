@@ -808,8 +808,8 @@ def test_an_exact_backend_cannot_declare_a_loose_tolerance(site):
     """(exact=True with exact_tolerance 10 passed with every spike 0.5 tau_s late)"""
     process, failed = _run_suite(site, ["exact=true", "exact_tolerance=10.0", "shift=0.5"])
     assert process.returncode == 1 and "test_agreement_with_reference[4-10-3-none-ratio2]" in failed
-    assert "backend 'wrong' (WrongBackend) declares exact=True with exact_tolerance 10; an exact backend matches the ideal " \
-           "model to at most 1e-06" in process.stdout, process.stdout[-3000:]
+    assert "backend 'wrong' (WrongBackend) declares exact=True with exact_tolerance 10; an exact backend matches " \
+           "the ideal model to at most 1e-06" in process.stdout, process.stdout[-3000:]
 
 
 def test_a_represent_that_changes_its_argument_is_named(site):
