@@ -518,7 +518,8 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch, compress):
         mnist("test")
     message = str(caught.value)
     for text in ("$DELGRAD_MNIST_DIR unset", "Debian has no MNIST package",
-                 "from http://yann.lecun.com/exdb/mnist/ (or its mirror https://ossci-datasets.s3.amazonaws.com/mnist/)"):
+                 "from http://yann.lecun.com/exdb/mnist/ (or its mirror "
+                 "https://ossci-datasets.s3.amazonaws.com/mnist/)"):
         assert text in message
     assert "apt-get" not in message
     monkeypatch.setenv("DELGRAD_MNIST_DIR", "")  # (it said "unset")
