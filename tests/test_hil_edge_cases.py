@@ -130,12 +130,12 @@ def test_training_defaults_of_a_service_that_does_not_answer_are_those_of_the_de
     started = time.monotonic()
     # (said once: the run then met a refusal, e.g. of the encoder's copies, that blamed its settings)
     with pytest.warns(UserWarning, match=r"the training settings are those of device 'hil-wide' with its default "
-                                         r"options, as the service at .* could not be asked") as told:
+                                         r"options, as the service at .* did not say") as told:
         for _ in range(4):  # (asked once, not for every run a sweep plans: that took 91 s for 12 runs)
             assert config_with_defaults({"backend": "mock-hil", "backend_options": options}).hidden == 12
     assert time.monotonic() - started < 0.5 * 4 and len(told) == 1  # (asked 4 times: 4 x 5 attempts of 0.5 s)
     monkeypatch.delenv("DELGRAD_HIL_TOKEN")  # (a login node without the token that compute nodes have)
-    with pytest.warns(UserWarning, match="could not be asked"):
+    with pytest.warns(UserWarning, match="did not say which options it runs"):
         assert config_with_defaults({"backend": "mock-hil", "backend_options": {**options, "timeout_s": 0.4}}).hidden \
             == 12
 
@@ -147,7 +147,7 @@ def test_a_run_set_up_before_its_service_answered_is_refused_where_it_took_a_set
     monkeypatch.delenv("DELGRAD_HIL_TOKEN", raising=False)
     address = _silent_address()
     options = {"address": address, "device": "hil-wide", "timeout_s": 0.5}
-    with pytest.warns(UserWarning, match="could not be asked"):
+    with pytest.warns(UserWarning, match="did not say which options it runs"):
         taken = config_with_defaults({"backend": "mock-hil", "backend_options": options}).to_dict()
     assert taken["hidden"] == 12
     service = start_service("hil-wide", {"hidden_default": 7}, serve_arguments=["--address", address])
@@ -189,7 +189,7 @@ def test_a_run_set_up_before_its_service_answered_goes_on_with_the_settings_give
             service.stop()
         assert result.exit_code == status and said in result.output, result.output
         # (evaluate has the run's settings: no defaults were taken, and it said it took them)
-        assert ("could not be asked which options it runs" in result.output) == (command[0] == "train")
+        assert ("did not say which options it runs" in result.output) == (command[0] == "train")
 
 
 # ---------------------------------------------------------------------------- overlapped jobs

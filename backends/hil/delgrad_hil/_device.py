@@ -131,7 +131,7 @@ def _flat(settings: dict) -> dict:
 def _service_device(options: dict) -> tuple | None:
     """(name, options) of the device of the service the mock-hil `options` address, asked once;
     () for options the backend refuses (it names them when the run builds it); None if the
-    service cannot be asked from here (no answer, no token)."""
+    service does not say (no answer, no token, or it refuses this client: another device)."""
     from delgrad_hil._backend import HilBackend  # (it imports this module)
 
     try:
@@ -145,7 +145,7 @@ def _service_device(options: dict) -> tuple | None:
         # (said: a refusal the settings then meet, e.g. copies the encoder does not make, would mislead)
         warnings.warn(f"backend {BACKEND_NAME!r}: the training settings are those of device "
                       f"{options.get('device') or DEFAULT_DEVICE!r} with its default options, as the service at "
-                      f"{options['address']} could not be asked which options it runs ({exc}); if it runs others, "
+                      f"{options['address']} did not say which options it runs ({exc}); if it runs others, "
                       "the settings they need must be given", UserWarning, stacklevel=2)
         return None
 
