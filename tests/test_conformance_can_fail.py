@@ -859,3 +859,258 @@ def test_the_testing_helpers_refuse_arguments_of_the_wrong_kind_naming_them(call
 
     with pytest.raises(InvalidValueError, match=f"^{message}"):
         call(testing)
+
+
+def test_the_default_cases_are_every_kind_at_every_ratio_then_deep_varied_and_wide():
+    """docs/backends.md: every kind at ratios 2, 1 and 1.5 on 4-10-3, a two-hidden-layer chain, the
+    neurons-vary case (last kind, first ratio) and the wide 8-40-10 case (simplest kind, first ratio)."""
+    kinds = ("none", "axonal", "dendritic", "synaptic")
+    assert [case.id for case in EVERY_CASE] == [f"4-10-3-{kind}-ratio{ratio}" for ratio in ("2", "1", "1.5")
+                                                for kind in kinds] + [
+        "4-8-6-3-synaptic-ratio2", "4-10-3-synaptic-ratio2-neurons-vary", "8-40-10-none-ratio2"]
+
+
+@pytest.mark.parametrize("caps", [Capabilities(), HARDWARE, Capabilities(input_copies=5, tau_ratios=(1.0,))],
+                         ids=["default", "hardware", "copies"])
+def test_case_inputs_are_32_samples_in_the_encoding_range_with_one_input_silent_in_the_first_quarter(caps):
+    """(docs/backends.md: inputs in [0.15, 2.0] tau_s, the first case's 32 samples, one input +inf in a quarter)"""
+    for case in conformance_cases(caps):
+        times = case.input_spike_times
+        assert times.shape == (32, case.network.input.size), case.id
+        finite = times[np.isfinite(times)]
+        assert finite.min() >= 0.15 and finite.max() < 2.0, case.id
+        silent = np.isinf(times)
+        assert silent[:8].any(axis=0).sum() >= 1 and not silent[8:].any(), case.id
+        assert (silent[:8] == silent[0]).all(), case.id  # (the same line(s) in every sample of the quarter)
+
+
+def test_cases_keep_to_a_declared_batch_limit():
+    assert {case.input_spike_times.shape[0] for case in conformance_cases(Capabilities(max_batch_size=4))} == {4}
+
+
+@pytest.mark.parametrize("limit", [0.45, 1.0])
+@pytest.mark.parametrize("vary", [False, True])
+def test_a_weight_limit_below_2_scales_weights_and_thresholds_by_half_of_it_before_clipping(limit, vary):
+    """docs/backends.md: weights of N(1, 1) at threshold 1 scaled by limit / 2 (the same spike times), then clipped."""
+    from delgrad_core.testing import make_network
+
+    plain = make_network((4, 10, 3), "axonal", seed=3, neurons_vary=vary)
+    limited = make_network((4, 10, 3), "axonal", seed=3, neurons_vary=vary,
+                           capabilities=Capabilities(weight_limit=limit))
+    for ours, theirs in zip(limited.layers, plain.layers, strict=True):
+        np.testing.assert_allclose(ours.projection.weights,
+                                   np.clip(theirs.projection.weights * limit / 2, -limit, limit))
+        np.testing.assert_allclose(ours.population.neuron.threshold, np.asarray(theirs.population.neuron.threshold)
+                                   * limit / 2)
+        np.testing.assert_array_equal(ours.projection.delays, theirs.projection.delays)
+
+
+def test_case_delays_lie_in_the_first_tau_s_of_the_declared_range():
+    """docs/backends.md: delays drawn from the first tau_s of the declared delay range (HARDWARE: [0.5, 1.5))."""
+    delays = [layer.projection.delays for case in conformance_cases(HARDWARE) for layer in case.network.layers
+              if layer.projection.delays is not None]
+    assert delays and all(d.min() >= 0.5 and d.max() < 1.5 for d in delays)
+
+
+def test_dendritic_delays_stay_one_per_neuron_when_the_inputs_come_in_copies():
+    from delgrad_core.testing import make_network
+
+    single = make_network([4, 3], "dendritic", seed=2).layers[0].projection.delays
+    copied = make_network([8, 3], "dendritic", seed=2, copies=2).layers[0].projection.delays
+    np.testing.assert_array_equal(copied, single)
+
+
+@pytest.mark.parametrize("caps, lines", [
+    (Capabilities(), 4), (Capabilities(input_copies=3), 12),
+    (Capabilities(input_copies=2, max_inputs=8), 8),  # (exactly at the fan-in limit)
+    (Capabilities(input_copies=5, max_inputs=10), 4),  # (20 would exceed it)
+])
+def test_input_lines_are_4_inputs_in_copies_within_the_fan_in_limit(caps, lines):
+    from delgrad_core.testing._cases import input_lines
+
+    assert input_lines(caps) == lines
+
+
+@pytest.mark.parametrize("caps, ids", [
+    # (both limits: the smaller one caps every size)
+    (Capabilities(max_inputs=6, max_layer_size=5, tau_ratios=(1.0,), delay_kinds={"none"}),
+     ["4-5-3-none-ratio1", "4-5-5-3-none-ratio1", "4-5-3-none-ratio1-neurons-vary"]),
+    # (copies of 2: the independent axonal case has 5 inputs, no multiple of 2)
+    (Capabilities(input_copies=2, delay_kinds={"axonal", "none"}, tau_ratios=(1.0,)),
+     ["8-10-3-none-ratio1", "8-10-3-axonal-ratio1", "8-8-6-3-axonal-ratio1", "5-10-3-axonal-ratio1",
+      "8-10-3-none-ratio1-independent", "8-10-3-axonal-ratio1-neurons-vary", "16-40-10-none-ratio1"]),
+    # (5 inputs exceed max_inputs 4: no independent axonal case)
+    (Capabilities(input_copies=2, max_inputs=4, delay_kinds={"axonal", "none"}, tau_ratios=(1.0,)),
+     ["4-4-3-none-ratio1", "4-4-3-axonal-ratio1", "4-4-4-3-axonal-ratio1", "4-4-3-none-ratio1-independent",
+      "4-4-3-axonal-ratio1-neurons-vary"]),
+    # (10 inputs are no whole groups of 3: no case in copies, so none needs independent inputs)
+    (Capabilities(input_copies=3, max_inputs=10, delay_kinds={"none"}, tau_ratios=(1.0,)),
+     ["10-10-3-none-ratio1", "10-8-6-3-none-ratio1", "10-10-3-none-ratio1-neurons-vary"]),
+], ids=["two-size-limits", "copies-of-2", "copies-beyond-the-fan-in", "copies-not-taken"])
+def test_cases_fit_the_declared_limits_and_copies(caps, ids):
+    cases = conformance_cases(caps)
+    assert [case.id for case in cases] == ids
+    for case in cases:
+        sizes = case.network.sizes
+        assert max(sizes[:-1]) <= (caps.max_inputs or np.inf) and max(sizes[1:]) <= (caps.max_layer_size or np.inf)
+        if case.id.endswith("-independent"):  # (each line its own time: not in copies)
+            times = case.input_spike_times.reshape(len(case.input_spike_times), -1, caps.input_copies)
+            assert (times[:, :, 1:] != times[:, :, :1]).any(axis=(0, 2)).all(), case.id
+
+
+def test_cases_at_a_low_tau_ratio_spike_in_a_quarter_of_every_layers_entries():
+    """docs/backends.md: thresholds halved until each layer spikes in at least a quarter of its entries."""
+    from delgrad_core import forward
+
+    for case in conformance_cases(Capabilities(tau_ratios=(0.1,))):
+        for times in forward(case.network, case.input_spike_times):
+            assert np.isfinite(times).mean() >= 0.25, case.id
+
+
+@pytest.mark.parametrize("caps, setting", [
+    (Capabilities(), ("none", 2.0)), (HARDWARE, ("none", 1.0)),
+    (Capabilities(delay_kinds={"synaptic", "dendritic"}, tau_ratios=(0.5, 3.0)), ("dendritic", 0.5)),
+])
+def test_the_supported_setting_is_the_simplest_kind_and_a_supported_ratio(caps, setting):
+    from delgrad_core.testing import supported_setting
+
+    kind, ratio = supported_setting(caps)
+    assert (kind.value, ratio) == setting
+
+
+@pytest.mark.parametrize("caps, span, group, weight", [
+    (Capabilities(), (0.0, 4.0), 1, 6.0),  # (no declared range: [0, 4] tau_s)
+    (HARDWARE, (0.5, 3.0), 3, 2.1),  # (weight: the limit, on the 1/30 grid)
+    (Capabilities(weight_limit=0.7, weight_resolution=0.3), (0.0, 4.0), 10, 0.6),  # (0.7 rounded down to the grid)
+])
+def test_the_delay_lines_spread_over_the_whole_range_each_neuron_on_its_own_group(caps, span, group, weight):
+    """docs/backends.md: up to eight neurons, each driven by its own group of coincident inputs of
+    weight 6 (or the limit) through one delay, the delays spread evenly from the start to the end of the range."""
+    from delgrad_core.testing import delay_lines
+
+    for kind in sorted(caps.delay_kinds - {"none"}):
+        lines = delay_lines(caps, kind)
+        np.testing.assert_allclose(lines.delays, np.linspace(*span, 8))
+        assert (lines.group, lines.weight) == (group, pytest.approx(weight))
+        assert lines.input_spike_times.shape == (32, 8 * group)
+        assert (lines.input_spike_times == lines.input_spike_times[:, :1]).all()
+        shifted = lines.delays[::-1] + 0.25  # (delays other than its own: the network takes them)
+        projection = lines.network(shifted).layers[0].projection
+        expected = np.kron(np.eye(8), np.ones((group, 1)))  # (line i drives neuron i // group)
+        np.testing.assert_array_equal(projection.weights, expected * lines.weight)
+        np.testing.assert_allclose(projection.delay_matrix()[expected == 1], np.repeat(shifted, group))
+
+
+@pytest.mark.parametrize("caps, n_lines, group", [
+    (Capabilities(max_inputs=7), 7, 1),  # (every line within the fan-in limit)
+    (Capabilities(input_copies=5, max_inputs=5), 4, 1),  # (4 lines: no whole group of 5 copies)
+    (Capabilities(input_copies=2), 8, 2),  # (groups rounded up to whole copies)
+    (Capabilities(input_copies=2, max_inputs=4), 2, 2),  # (rounded up to exactly the fan-in left: half of 4)
+    (Capabilities(weight_limit=3.0, max_inputs=4), 2, 2),  # (6 / 3 = 2 lines spike, exactly that fan-in)
+    (Capabilities(max_layer_size=1), None, None),  # (fewer than two neurons fit)
+])
+def test_the_delay_lines_fit_the_declared_limits_and_copies(caps, n_lines, group):
+    from delgrad_core.testing import delay_lines
+
+    lines = delay_lines(caps, "axonal")
+    assert (None, None) == (n_lines, group) if lines is None else (lines.delays.size, lines.group) == (n_lines, group)
+
+
+def test_the_delay_lines_keep_to_a_declared_batch_limit():
+    from delgrad_core.testing import delay_lines
+
+    assert delay_lines(Capabilities(max_batch_size=4), "axonal").input_spike_times.shape == (4, 8)
+
+
+def test_the_plugin_reads_backend_options_as_json_and_refuses_others_as_a_usage_error():
+    """docs/plugins.md: VALUE read as JSON when it can be, else kept as a string; a malformed option
+    is a usage error naming --delgrad-backend-option (not a traceback naming another option)."""
+    from delgrad_core.testing.plugin import parse_backend_options
+
+    assert parse_backend_options(["port=1234", "fast=true", "host=example.org", "chips=[1,2]"]) == \
+        {"port": 1234, "fast": True, "host": "example.org", "chips": [1, 2]}
+    with pytest.raises(pytest.UsageError, match=r"^--delgrad-backend-option: expected KEY=VALUE with KEY an "
+                                                r"identifier, got 'dt'$"):
+        parse_backend_options(["dt"])
+
+
+class _Config:
+    """The parts of a pytest config the plugin reads, and the cleanups it adds."""
+
+    def __init__(self, name=None, options=()):
+        self.values, self.cleanups = {"delgrad_backend": name, "delgrad_backend_option": list(options)}, []
+
+    def getoption(self, name):
+        return self.values[name]
+
+    def add_cleanup(self, function):
+        self.cleanups.append(function)
+
+
+@pytest.mark.parametrize("name, environment, selected", [
+    (None, None, "reference"), (None, "example", "example"), ("reference", "example", "reference"),
+])
+def test_the_plugin_selects_the_backend_from_the_option_then_the_environment(monkeypatch, name, environment, selected):
+    from delgrad_core.testing.plugin import selected_backend
+
+    monkeypatch.delenv("DELGRAD_BACKEND", raising=False)
+    if environment is not None:
+        monkeypatch.setenv("DELGRAD_BACKEND", environment)
+    assert selected_backend(_Config(name, ["dt=0.01"])) == (selected, {"dt": 0.01})
+
+
+def test_the_plugin_closes_the_backend_it_built_at_the_end_of_the_session(monkeypatch):
+    """(with --collect-only no test uses the fixture, which would close it)"""
+    from delgrad_core.testing.plugin import backend_under_test
+
+    monkeypatch.delenv("DELGRAD_BACKEND", raising=False)
+    config = _Config()
+    backend = backend_under_test(config)
+    assert backend_under_test(config) is backend and backend.name == "reference" and not backend.closed
+    for cleanup in config.cleanups:
+        cleanup()
+    assert backend.closed
+
+
+def test_a_backend_that_cannot_be_built_is_named_with_delgrads_message_or_the_exception_type():
+    from delgrad_core import InvalidValueError
+    from delgrad_core.testing.plugin import _build_failure
+
+    message = "backend 'x': dt: expected a number"
+    assert _build_failure(InvalidValueError(message)) == message
+    assert _build_failure(RuntimeError("no chip")) == "building the backend failed: RuntimeError: no chip"
+
+
+def _report(nodeid, when="call", skipped_for=None):
+    return type("Report", (), {"nodeid": nodeid, "when": when,
+                               "longrepr": None if skipped_for is None else ("file", 1, f"Skipped: {skipped_for}")})()
+
+
+@pytest.mark.parametrize("agreement, line", [
+    ("passed", "1 of 4 checks skipped: the backend refused their networks for lack of resources"),
+    ("skipped", "2 of 4 checks skipped: the backend refused their networks for lack of resources (no agreement "
+                "check ran: it was not compared with the reference model; give it options with more resources)"),
+])
+def test_the_summary_counts_the_checks_skipped_for_lack_of_resources(agreement, line):
+    from delgrad_core.testing.plugin import _skipped_for_resources
+
+    refused = "backend refuses the network for lack of resources: too many neurons"
+    stats = {"passed": [_report("t::test_a"), _report("t::test_a", when="setup")], "failed": [_report("t::test_b")],
+             "skipped": [_report("t::test_c", skipped_for=refused)]}
+    stats["passed" if agreement == "passed" else "skipped"].append(
+        _report("t::test_agreement_with_reference[4-10-3]", skipped_for=refused if agreement == "skipped" else None))
+    assert _skipped_for_resources(stats) == [line]
+    assert _skipped_for_resources({"passed": stats["passed"]}) == []
+
+
+def test_the_summary_names_an_exact_backends_own_tolerances_and_the_checks_it_declares_unsupported():
+    from delgrad_core import ConformanceProfile
+    from delgrad_core.testing.plugin import _judged_by
+
+    profile = ConformanceProfile(exact_tolerance=1e-7, max_median_error=0.05, min_silence_agreement=0.9,
+                                 unsupported={"agreement": "a device's fixed pattern"})
+    backend = type("Backend", (), {"capabilities": Capabilities(exact=True),
+                                   "conformance_profile": lambda self: profile})()
+    assert _judged_by(backend) == [
+        "judged exactly, with its own exact_tolerance 1e-07 (default 1e-09), max_median_error 0.05 (default 0.01)",
+        "declares 'agreement' unsupported, skipped: a device's fixed pattern"]
