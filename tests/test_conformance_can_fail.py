@@ -873,7 +873,9 @@ def test_the_default_cases_are_every_kind_at_every_ratio_then_deep_varied_and_wi
 @pytest.mark.parametrize("caps", [Capabilities(), HARDWARE, Capabilities(input_copies=5, tau_ratios=(1.0,))],
                          ids=["default", "hardware", "copies"])
 def test_case_inputs_are_32_samples_in_the_encoding_range_with_one_input_silent_in_the_first_quarter(caps):
-    """(docs/backends.md: inputs in [0.15, 2.0] tau_s, the first case's 32 samples, one input +inf in a quarter)"""
+    """(docs/backends.md: inputs in [0.15, 2.0] tau_s, the first case's 32 samples, one input +inf in a quarter;
+    not the same input in every case)"""
+    silent_lines = set()
     for case in conformance_cases(caps):
         times = case.input_spike_times
         assert times.shape == (32, case.network.input.size), case.id
@@ -882,6 +884,8 @@ def test_case_inputs_are_32_samples_in_the_encoding_range_with_one_input_silent_
         silent = np.isinf(times)
         assert silent[:8].any(axis=0).sum() >= 1 and not silent[8:].any(), case.id
         assert (silent[:8] == silent[0]).all(), case.id  # (the same line(s) in every sample of the quarter)
+        silent_lines.add(int(np.flatnonzero(silent[0])[-1]) // (caps.input_copies or 1))
+    assert len(silent_lines) > 1
 
 
 def test_cases_keep_to_a_declared_batch_limit():
