@@ -1109,3 +1109,9 @@ def test_a_calibration_of_another_format_version_is_refused():
 def test_a_table_inside_a_list_keeps_the_type_of_its_keys_in_the_cache_key():
     """(JSON writes the key 1 as "1": {1: 2} and {"1": 2} must still differ, also inside a list)"""
     assert calibration_key("toy", gains=[{1: 2}]) != calibration_key("toy", gains=[{"1": 2}])
+
+
+def test_a_mock_backend_runs_every_delay_kind_and_ratio_exactly_by_default():
+    """(its docstring: default capabilities every delay kind and ratio, exact; tests rely on exact agreement)"""
+    caps = MockBackend().capabilities
+    assert caps.exact and caps.delay_kinds == set(DelayKind) and caps.tau_ratios is None
