@@ -648,3 +648,62 @@ def test_a_device_error_reply_is_retryable_as_the_device_said(error_class, retry
     error = device_error(fields, "the service at x: the device said no")
     assert error.retryable is retryable
     assert type(error).__name__ == (error_class if error_class != "SomethingElse" else "BackendError")
+
+
+def _members(payload: bytes) -> dict:
+    """The arrays of a payload, read with zipfile and numpy only (as a client without delgrad would)."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+        return {info.filename.removesuffix(".npy"): np.load(io.BytesIO(archive.read(info)), allow_pickle=False)
+                for info in archive.infolist()}
+
+
+def _documented_digest(document: dict, *array_sets: dict) -> str:
+    """docs/hil-protocol.md, "Payload bytes": the JSON text, then each set's arrays in name order."""
+    import hashlib
+    import json
+
+    hasher = hashlib.sha256(json.dumps(document, sort_keys=True).encode())
+    for arrays in array_sets:
+        for name in sorted(arrays):
+            array = arrays[name] + 0.0 if arrays[name].dtype.kind == "f" else arrays[name]
+            array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+            hasher.update(f"\n{name}|{array.dtype.str}|{array.shape}\n".encode() + array.tobytes())
+    return hasher.hexdigest()
+
+
+def test_the_payload_bytes_and_digests_are_as_the_protocol_document_says():
+    """A client in another language has only the document: the members of an execute request, a
+    calibration and a result, and the job id and calibration digest computed from them as it says."""
+    import json
+
+    network, inputs = network_and_inputs(sizes=(4, 5, 3), kind="axonal", batch=6)
+    inputs[0, 1] = np.inf
+    calibration = dg.Calibration("reference", {"gain": [1, 2]}, "key", {"offsets": np.array([-0.0, 0.5])})
+    request = dg.ExecutionRequest(network, inputs, calibration, 7)
+    members = _members(request.to_bytes())
+    layer_members = {f"layers.{i}.{part}" for i in range(2) for part in ("weights", "delays", "neuron.threshold",
+                                                                          "neuron.tau_m", "neuron.tau_s")}
+    assert set(members) == {f"network.{name}" for name in {"network.json", *layer_members}} | {
+        "input_spike_times", "request.json", "calibration.calibration.json", "calibration.calibration.digest",
+        "calibration.calibration.arrays.offsets"}
+    document = json.loads(members["request.json"].item())
+    assert document == {"format": "delgrad-request", "version": 1, "seed": 7, "calibration": calibration.digest}
+    calibration_document = json.loads(members["calibration.calibration.json"].item())
+    assert calibration_document == {"format": "delgrad-calibration", "version": 1, "backend": "reference",
+                                    "cache_key": "key", "values": {"gain": [1, 2]}}
+    assert _documented_digest(calibration_document, {"offsets": members["calibration.calibration.arrays.offsets"]}) \
+        == calibration.digest == json.loads(members["calibration.calibration.digest"].item())["sha256"]
+    network_arrays = {name.removeprefix("network."): array for name, array in members.items()
+                      if name.startswith("network.")}
+    assert _documented_digest(document, network_arrays, {"input_spike_times": members["input_spike_times"]}) \
+        == request.digest
+    assert members["input_spike_times"].dtype == np.float64 and np.isinf(members["input_spike_times"][0, 1])
+    result = dg.ExecutionResult(dg.forward(network, inputs), {"chip": 3})
+    result_members = _members(result.to_bytes())
+    assert set(result_members) == {"layer_spike_times.0", "layer_spike_times.1", "result.json"}
+    assert json.loads(result_members["result.json"].item()) == {"format": "delgrad-result", "version": 1,
+                                                                "n_layers": 2, "arrival_layers": None,
+                                                                "metadata": {"chip": 3}}
