@@ -851,6 +851,14 @@ def registered_neutral_options(backend: str) -> frozenset:
     return registry().get("backend", backend).details.get("result_neutral_options", frozenset())
 
 
+def built_neutral_options(backend: Backend, registered_as: str | None) -> frozenset:
+    """The options of the built `backend` that never change its results: those its object
+    declares, and, where it was built by its registered name `registered_as` (None: an object
+    given from Python), those registered for that name (a factory function registers them)."""
+    declared = frozenset(backend.result_neutral_options)
+    return declared if registered_as is None else declared | registered_neutral_options(registered_as)
+
+
 def build_registered(kind: str, name: str, parameters: dict):
     """Call the factory registered as `name` of `kind` with `parameters`, naming unknown and
     missing ones (a `TypeError` the factory raises itself once they fit is the plugin's)."""

@@ -80,7 +80,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     from delgrad_core._backend import close_after_work
     from delgrad_core._execution import MAX_SEED
     from delgrad_core._losses import accuracy
-    from delgrad_core._plugins import registered_neutral_options
+    from delgrad_core._plugins import built_neutral_options
     from delgrad_core._serialization import load_network
     from delgrad_core.datasets import DatasetOptionsError, load_dataset
     from delgrad_core.training import TrainingConfig, config_with_defaults
@@ -203,8 +203,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {target.name!r} ran the network as it represents it, not as stored ({changed}; "
                    "its represent(): e.g. a chip's clipped and quantised weights and delays)", err=True)
     as_run = stored and split == "test" and seed == metrics.get("test_seed") \
-        and _same_components(config, stored, ("backend", "dataset"),
-                             frozenset(target.result_neutral_options) | registered_neutral_options(config.backend))
+        and _same_components(config, stored, ("backend", "dataset"), built_neutral_options(target, config.backend))
     if as_run and isinstance(metrics.get("test_accuracy"), float):
         differs = _differs_from_recorded(metrics["test_accuracy"], report["accuracy"], output, data.labels,
                                          repeatable, set_up_otherwise, file_changed)

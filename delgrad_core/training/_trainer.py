@@ -27,7 +27,7 @@ from delgrad_core._errors import (
 )
 from delgrad_core._losses import accuracy
 from delgrad_core._npz import json_array
-from delgrad_core._plugins import get_backend, registered_neutral_options, registry
+from delgrad_core._plugins import built_neutral_options, get_backend, registry
 from delgrad_core._execution import check_seed
 from delgrad_core._ir import check_type, equal_values
 from delgrad_core._numbers import checked_number
@@ -603,9 +603,7 @@ class Trainer:
                                     f"from Python ({shown_setting(trained_on_object)}, whose options the run does not "
                                     "record); resume it from Python with that object: Trainer(config, "
                                     "backend=<the object>, out_dir=..., resume=True)")
-        # (those its object declares, and those registered for it: a factory function registers them)
-        neutral = frozenset(self.backend.result_neutral_options) | \
-            (registered_neutral_options(self.config.backend) if self.owns_backend else frozenset())
+        neutral = built_neutral_options(self.backend, self.config.backend if self.owns_backend else None)
         check_same_settings(state, self.config, neutral, path)
         check_same_data(state, self.config.dataset, self.dataset_digests)
         if state["epoch"] > self.config.epochs:
