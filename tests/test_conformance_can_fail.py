@@ -822,8 +822,8 @@ def test_a_represent_that_changes_its_argument_is_named(site):
 
 @pytest.mark.parametrize("sizes, copies, message", [
     ([5, 2], 2, r"copies: the 5 inputs \(sizes\[0\]\) are no whole number of groups of 2 copies"),  # (made 4 inputs)
-    ([4, 2], 0, r"copies: expected a positive integer, got 0"),  # (ZeroDivisionError)
-    ([4, 2], 1.5, r"copies: expected a positive integer, got 1.5"),
+    ([4, 2], 0, r"copies: expected an integer >= 1, got 0"),  # (ZeroDivisionError)
+    ([4, 2], 1.5, r"copies: expected an integer >= 1, got 1.5"),
     (["4", 2], 1, r"sizes: expected a list or tuple of positive integers, got \['4', 2\]"),  # (TypeError)
 ])
 def test_make_network_refuses_inputs_that_are_no_whole_groups_of_copies(sizes, copies, message):

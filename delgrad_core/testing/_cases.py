@@ -73,8 +73,7 @@ def make_network(sizes, delay_kind: DelayKind | str = DelayKind.NONE, tau_ratio:
 def _check_inputs_in_copies(sizes, copies) -> None:
     """Refuse `sizes` without a whole number of inputs `sizes[0]` and `copies` that is no positive
     integer dividing it (the network would have other inputs than asked), naming the argument."""
-    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
-        raise InvalidValueError(f"copies: expected a positive integer, got {copies!r}")
+    copies = checked_number(copies, "copies", 1, integer=True)
     inputs = sizes[0] if isinstance(sizes, (list, tuple)) and sizes else None
     if isinstance(inputs, bool) or not isinstance(inputs, (int, np.integer)) or inputs < 1:
         raise InvalidValueError(f"sizes: expected a list or tuple of positive integers, got {sizes!r}")
