@@ -1088,10 +1088,12 @@ def test_a_history_that_is_not_the_runs_own_is_refused_naming_the_line(tmp_path)
             Trainer(TrainingConfig(**{**SHORT, "epochs": 3}), out_dir=tmp_path, resume=True)
 
 
-def _trained_for_one_epoch(backend: str, run, batch_size: int | None = 250):
-    """`run`, trained by `delgrad train` on `backend` for one epoch (4 hidden neurons, no delays)."""
+def _trained_for_one_epoch(backend: str, run, batch_size: int | None = 250, backend_options=()):
+    """`run`, trained by `delgrad train` on `backend` (with `backend_options`, "KEY=VALUE" each)
+    for one epoch (4 hidden neurons, no delays)."""
     batch = [] if batch_size is None else ["--batch-size", str(batch_size)]
-    trained = cli_runner().invoke(main, ["train", "--backend", backend, "--hidden", "4", "--delays", "none",
+    options = [argument for option in backend_options for argument in ("--backend-option", option)]
+    trained = cli_runner().invoke(main, ["train", "--backend", backend, *options, "--hidden", "4", "--delays", "none",
                                          "--epochs", "1", *batch, "--out", str(run), "--no-progress"])
     assert trained.exit_code == 0, trained.output
     return run
@@ -2623,11 +2625,7 @@ def test_a_run_resumes_with_other_result_neutral_options_registered_with_a_facto
 
     _register_plugin_components(monkeypatch, delgrad_register_backends=lambda register: register(
         "mock", mock, result_neutral_options=["n_threads"]))
-    run = tmp_path / "run"
-    trained = cli_runner().invoke(main, ["train", "--backend", "mock", "--backend-option", "n_threads=1", "--hidden",
-                                         "4", "--delays", "none", "--epochs", "1", "--batch-size", "250", "--out",
-                                         str(run), "--no-progress"])
-    assert trained.exit_code == 0, trained.output
+    run = _trained_for_one_epoch("mock", tmp_path / "run", backend_options=["n_threads=1"])
     resumed = cli_runner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "2", "--backend-option",
                                          "n_threads=2", "--no-progress"])
     assert resumed.exit_code == 0, resumed.output
