@@ -59,14 +59,6 @@ def load_cached(key: str) -> Calibration | None:
     return calibration
 
 
-def _exists_not_folder(path: Path) -> bool:
-    """Whether something other than a folder is at `path` (False where that cannot be seen)."""
-    try:
-        return path.exists() and not path.is_dir()
-    except OSError:  # (a folder above it that cannot be searched: exists() raises since Python 3.11)
-        return False
-
-
 def _remove_link(path: Path) -> None:
     """Remove a link at an entry's name, with a warning: the atomic write follows links, and
     would overwrite the file it points to (which did not hold this calibration: a hit is not
@@ -98,9 +90,9 @@ def store(calibration: Calibration) -> tuple[str, str]:
         _remove_link(path)
         calibration.save(path)
         _remove_dead_temporaries(path.parent)
-    except (OSError, InvalidValueError) as exc:  # (InvalidValueError: the entry is a folder or a pipe)
-        reason = "not a folder" if _exists_not_folder(path.parent) else getattr(exc, "strerror", None) or str(exc)
-        warnings.warn(f"could not store the calibration in the cache ({path}: {reason}); going on without it (set "
+    except (OSError, InvalidValueError) as exc:  # (InvalidValueError names the path: a folder in the way, ...)
+        reason = str(exc) if isinstance(exc, InvalidValueError) else f"{path}: {exc.strerror or exc}"
+        warnings.warn(f"could not store the calibration in the cache ({reason}); going on without it (set "
                       f"{CACHE_ENV} to a writable folder, or pass the backend option cache=false)", stacklevel=3)
         return "not_stored", str(path)
     return "stored", str(path)

@@ -120,12 +120,17 @@ def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     assert cache_directory() == tmp_path / "home" / ".cache" / "delgrad" / "bss2"
 
 
-def test_a_cache_that_cannot_be_written_warns_and_the_calibration_is_used(tmp_path, monkeypatch):
+@pytest.mark.parametrize("below", ["", "sub"], ids=["the cache a file", "a file above the cache"])
+def test_a_cache_that_cannot_be_written_warns_and_the_calibration_is_used(tmp_path, monkeypatch, below):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(blocker))
-    with pytest.warns(UserWarning, match="could not store the calibration in the cache.*DELGRAD_BSS2_CACHE.*cache=false"):
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(blocker / below))
+    with pytest.warns(UserWarning, match="could not store the calibration in the cache.*DELGRAD_BSS2_CACHE.*cache=false") \
+            as told:
         backend, calibration = _calibrate()
+    # (the file in the way is named, and the entry's path once: it was "(ENTRY: ENTRY: FILE is not ...)")
+    message = str(told[0].message)
+    assert f"{blocker} is not a folder but a file" in message and message.count(backend.calibration_cache[1]) == 1
     assert backend.calibration_cache[0] == "not_stored"
     assert calibration == dg.get_backend("bss2-emulator", cache=False).calibrate()
     assert blocker.read_text() == "not a folder"
