@@ -412,14 +412,17 @@ def test_serving_on_a_port_in_use_says_what_to_do():
 
 
 def test_new_token_refuses_a_missing_folder_or_a_path_that_is_not_a_file(tmp_path):
-    for path, message in ((tmp_path / "nodir" / "tok", f"Error: cannot write {tmp_path / 'nodir' / 'tok'}: the folder "
+    """(usage errors, status 2, as a folder is: /dev/null and the others ended with status 1)"""
+    tmp_path.joinpath("a-folder").mkdir()
+    for path, message in ((tmp_path / "nodir" / "tok", f"cannot write {tmp_path / 'nodir' / 'tok'}: the folder "
                                                        f"{tmp_path / 'nodir'} does not exist"),
-                          ("/dev/null", "Error: /dev/null exists and is not a regular file; choose another path"),
+                          ("/dev/null", "/dev/null exists and is not a regular file; choose another path"),
                           # (said that /proc did not exist)
-                          ("/proc/no-token", "Error: cannot write /proc/no-token (No such file or directory): the folder "
-                                             "/proc takes no new files")):
+                          ("/proc/no-token", "cannot write /proc/no-token (No such file or directory): the folder "
+                                             "/proc takes no new files"),
+                          (tmp_path / "a-folder", f"File '{tmp_path / 'a-folder'}' is a directory")):
         result = cli_runner().invoke(main, ["hil", "new-token", str(path)])
-        assert result.exit_code == 1 and result.stderr.startswith(message), result.output
+        assert result.exit_code == 2 and f"Error: Invalid value for 'PATH': {message}" in result.stderr, result.output
 
 
 def test_new_token_refuses_an_empty_path():

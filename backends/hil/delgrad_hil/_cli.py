@@ -237,13 +237,16 @@ def health(address, token_file, timeout_s):
 @click.argument("path", type=click.Path(dir_okay=False))
 def new_token(path):
     """Write a fresh random token to PATH (a new file readable by its owner only)."""
+    from delgrad_core import InvalidValueError
     from delgrad_hil._auth import write_token_file
 
     if not path.strip():
-        raise click.BadParameter("expected a file name, got an empty one", param_hint="PATH")
+        raise click.BadParameter("expected a file name, got an empty one", param_hint="'PATH'")
     try:
         written = write_token_file(path)
     except FileExistsError:
         raise click.ClickException(f"{path} exists; the token in it is kept (remove it to make a new one)") from None
+    except InvalidValueError as exc:  # (a usage error, as click's own refusal of a folder)
+        raise click.BadParameter(str(exc), param_hint="'PATH'") from None
     click.echo(f"wrote a new token to {written}; start the service with --token-file {written} and give clients "
                f"token_file={written}")
