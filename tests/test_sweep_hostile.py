@@ -271,3 +271,27 @@ def test_a_mix_of_devices_of_one_calibration_key_names_their_digests(tmp_path):
     for digest in (other_digest, own_digest):
         assert f"1 run(s) calibrated as '{identity['calibration_key']}' with calibration digest {digest[:12]} and " \
                "device options {}" in message, message
+
+
+def test_a_sweep_whose_results_cannot_be_written_says_its_runs_are_kept_and_how_to_go_on(tmp_path, monkeypatch):
+    """(a full disk while sweep.csv was written ended with "[Errno 28] No space left on device
+    (writing ...)" alone, not saying that the finished runs were kept or what to do)"""
+    from delgrad_core.training import _sweep
+
+    written = _sweep.atomic_write_text
+
+    def full_disk(path, *args, **kwargs):
+        if path.name == "sweep.csv":
+            raise OSError(28, "No space left on device")
+        return written(path, *args, **kwargs)
+
+    monkeypatch.setattr(_sweep, "atomic_write_text", full_disk)
+    arguments = [*SWEEP, "--hidden", "3", "--out", str(tmp_path / "s")]
+    result = cli_runner().invoke(main, arguments)
+    assert result.exit_code == 1 and result.stderr.endswith(
+        "Error: [Errno 28] No space left on device; the runs that finished are kept, each in its folder: run the same "
+        "command again once the cause is removed, to train the others and write the results\n"), result.stderr
+    monkeypatch.undo()
+    result = cli_runner().invoke(main, arguments)
+    assert result.exit_code == 0 and "1 of 1 runs already finished, 0 to do" in result.output, result.output
+    assert (tmp_path / "s" / "sweep.csv").exists()

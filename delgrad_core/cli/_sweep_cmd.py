@@ -14,7 +14,7 @@ from delgrad_core._atomic import atomic_write_text
 from delgrad_core._cpu_count import MAX_JOBS
 from delgrad_core.cli import interrupted_status, main, no_writes_once_stopped, show_line, stop_if_interrupted
 from delgrad_core.cli._outputs import check_output_file
-from delgrad_core._errors import InvalidValueError
+from delgrad_core._errors import DelgradError, InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, CONFIG_FILE, SET_OPTION, check_out_names, command_line_settings,
     given_once, refuse_no_default_backend, refuse_set_twice, with_its_file)
@@ -143,5 +143,10 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
     except SweepError as exc:
         click.echo(exc.table)
         raise click.ClickException(" ".join(str(exc).split())) from None
+    except OSError as exc:  # (e.g. a full disk, while a run or the results were written)
+        if isinstance(exc, DelgradError) or slurm_script:  # (e.g. missing dataset files: it says what to do)
+            raise
+        raise DelgradError(f"{exc}; the runs that finished are kept, each in its folder: run the same command again "
+                           "once the cause is removed, to train the others and write the results") from None
     click.echo(table)
     sys.stdout.flush()
