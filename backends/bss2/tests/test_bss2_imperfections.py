@@ -246,6 +246,37 @@ def test_noise_jitter_and_delays_the_chip_cannot_run_are_refused(options, messag
         dg.get_backend("bss2-emulator", **options)
 
 
+@pytest.mark.parametrize("options", [
+    {"threshold_cadc": 89.0},  # "the threshold at least 9 CADC above the leak" (80)
+    {"register_min": 100, "register_max": 100},  # a register range of one value
+    {"neuron_circuits": 65536, "synapse_rows": 65536},  # "at most 65536 circuits and rows"
+    {"timestamp_us": 180 / 2**52},  # "the slot at most 2**52 clock periods" (180 us)
+    {"tau_m_spread_rel": 0.5, "tau_s_spread_rel": 0.5, "gain_spread_rel": 0.5},  # "at most 0.5"
+    {"delay_offset_spread_us": 1.375},  # "at most a sixth of the shortest delay" (8.25 us)
+    {"comparator_offset": 2.6},  # "the offset at most `threshold`"
+    {"defect_probability": 1.0},  # "a probability, 0 to 1"
+])
+def test_options_at_their_documented_bounds_are_accepted(options):
+    """The bounds of docs/bss2.md's option table belong to the allowed range."""
+    backend = dg.get_backend("bss2-emulator", cache=False, **options)
+    assert all(getattr(backend.config, name) == value for name, value in options.items())
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"register_step_us": 0}, r"register_step_us: expected a finite number > 0"),  # (was a ZeroDivisionError)
+    ({"synapse_rows": 1}, r"synapse_rows: a signed input needs 2 rows"),  # (not a weight_scale error)
+    ({"neuron_circuits": 511}, r"neuron_circuits: must be even"),  # (a delay element takes a circuit pair)
+    ({"register_min": 101, "register_max": 100}, r"register_min: must be <= register_max"),
+    ({"neuron_circuits": 65538}, r"neuron_circuits: expected at most 65536"),
+    ({"timestamp_us": 180.0}, r"timestamp_us: must be shorter than the sample slot"),
+    ({"delay_offset_spread_us": 1.4}, r"delay_offset_spread_us: at most 1.375"),
+    ({"defect_probability": 1.5}, r"defect_probability: expected a number from 0 to 1"),
+])
+def test_options_just_past_their_documented_bounds_are_refused_naming_the_option(options, message):
+    with pytest.raises(dg.InvalidValueError, match=message):
+        dg.get_backend("bss2-emulator", **options)
+
+
 def test_options_of_negative_zero_are_zero():
     """(-0.0 passed the >= 0 checks, and numpy refused it as a scale: 'ValueError: scale < 0')"""
     backend = dg.get_backend("bss2-emulator", threshold_noise=-0.0, delay_jitter_tau=-0.0, leak_spread=-0.0,
