@@ -51,6 +51,15 @@ def test_register_bounds_and_step_are_options():
             ChipConfig(**options)
 
 
+def test_a_delay_offset_a_whole_number_of_steps_up_to_rounding_keeps_its_value():
+    """delay = register x register_step_us + delay_offset_us (docs/bss2.md), also where
+    delay_offset_us / register_step_us falls just short of the whole number (0.3 / 0.1)."""
+    config = ChipConfig(register_step_us=0.1, delay_offset_us=0.3)
+    registers = np.array([50, 51, 250])
+    np.testing.assert_allclose(delays_from_registers(registers, config) * 6, [5.3, 5.4, 25.3], rtol=1e-12)
+    np.testing.assert_array_equal(registers_from_delays(np.array([5.3, 5.4, 25.3]) / 6, config), registers)
+
+
 def test_a_group_is_triggered_by_its_earliest_copy():
     pre = np.array([[3.0, 1.0, 2.0, np.inf, 5.0, 4.0], [np.inf, np.inf, np.inf, 7.0, 6.0, 8.0]])
     np.testing.assert_array_equal(group_triggers(pre, np.array([0, 0, 0, 1, 1, 1])), [[1.0, 4.0], [np.inf, 6.0]])

@@ -266,6 +266,7 @@ def test_options_at_their_documented_bounds_are_accepted(options):
     ({"register_step_us": 0}, r"register_step_us: expected a finite number > 0"),  # (was a ZeroDivisionError)
     ({"synapse_rows": 1}, r"synapse_rows: a signed input needs 2 rows"),  # (not a weight_scale error)
     ({"neuron_circuits": 511}, r"neuron_circuits: must be even"),  # (a delay element takes a circuit pair)
+    ({"neuron_circuits": 0}, r"neuron_circuits: expected "),  # (a chip without circuits)
     ({"register_min": 101, "register_max": 100}, r"register_min: must be <= register_max"),
     ({"neuron_circuits": 65538}, r"neuron_circuits: expected at most 65536"),
     ({"timestamp_us": 180.0}, r"timestamp_us: must be shorter than the sample slot"),
