@@ -40,6 +40,14 @@ def test_more_copies_of_an_input_than_a_neuron_takes_are_refused_naming_the_rang
     assert _defaults(input_duplication=largest + 1, **options)[:2] == ({"repeat": 5}, 5)  # (refused when built)
 
 
+def test_the_chip_identity_is_an_integer_from_0_to_2_63_minus_1():
+    """(docs/bss2.md's option table: "an integer from 0 to 2^63 - 1")"""
+    assert dg.get_backend("bss2-emulator", chip=2**63 - 1, cache=False).chip == 2**63 - 1
+    for value in (-1, 2**63):
+        with pytest.raises(dg.InvalidValueError, match=r"^chip: expected an integer from 0 to "):
+            dg.get_backend("bss2-emulator", chip=value)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"leak_cadc": -1}, r"leak_cadc: expected 9..195 CADC, got -1"),
     ({"threshold_cadc": -1}, r"threshold_cadc: must lie at least 9 CADC above leak_cadc \(80;"),

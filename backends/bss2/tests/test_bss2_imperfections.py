@@ -271,7 +271,6 @@ def test_options_at_their_documented_bounds_are_accepted(options):
     ({"neuron_circuits": 65538}, r"neuron_circuits: expected at most 65536"),
     ({"timestamp_us": 180.0}, r"timestamp_us: must be shorter than the sample slot"),
     ({"delay_offset_spread_us": 1.4}, r"delay_offset_spread_us: at most 1.375"),
-    ({"defect_probability": 1.5}, r"defect_probability: expected a number from 0 to 1"),
 ])
 def test_options_just_past_their_documented_bounds_are_refused_naming_the_option(options, message):
     with pytest.raises(dg.InvalidValueError, match=message):
