@@ -1,6 +1,8 @@
 """Mapping onto the chip: capabilities, refusals naming the resource, weight and delay
 quantisation, shared delays of duplicated inputs, placement."""
 
+import warnings
+
 import numpy as np
 import pytest
 from _bss2_helpers import ALL_OFF, yin_yang_network
@@ -135,6 +137,18 @@ def test_copies_of_a_duplicated_input_share_the_mean_delay():
     single = dg.get_backend("bss2-emulator", input_duplication=1)
     separate = single.represent(network).layers[0].projection.delays.reshape(4, 5)
     assert not np.any(np.all(separate == separate[:, :1], axis=1))
+
+
+def test_the_warning_of_differing_copy_delays_comes_once_per_backend():
+    """(`represent`'s docstring: once per backend, as a training run represents every step)"""
+    backend = dg.get_backend("bss2-emulator")
+    network = yin_yang_network()
+    network.layers[0].projection.delays[...] = np.linspace(2.0, 3.5, 20)
+    with pytest.warns(UserWarning, match="the 5 copies of an input have different delays"):
+        backend.represent(network)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backend.represent(network)
 
 
 def test_represent_is_idempotent_and_keeps_a_representable_network():
