@@ -64,6 +64,20 @@ def test_metadata_reports_chip_time_and_modelled_end_to_end_time(emulator):
     assert many.metadata["modelled_seconds"] == pytest.approx(1.09, abs=0.005)
 
 
+def test_the_device_identity_has_the_options_that_change_spikes_and_not_the_host_overheads(emulator):
+    """(docs/backends.md: the options that change results, defaults filled in; the host overheads
+    change only the modelled time, docs/bss2.md)"""
+    backend, calibration = emulator()
+    identity = backend.device_identity(calibration)
+    options = identity["options"]
+    assert options["input_duplication"] == 5 and options["quantise_times"] is True and options["threshold"] == 2.6
+    assert not {"host_overhead_job_s", "host_overhead_sample_us", "n_threads", "cache"} & set(options)
+    other_host = dg.get_backend("bss2-emulator", host_overhead_job_s=1.0, host_overhead_sample_us=1.0)
+    assert other_host.device_identity(calibration) == identity
+    other_copies = dg.get_backend("bss2-emulator", input_duplication=4)
+    assert other_copies.device_identity(calibration)["options"] == {**options, "input_duplication": 4}
+
+
 def test_a_spike_within_one_clock_tick_of_its_input_is_not_stamped_before_it():
     # inputs used to go out on the nearest tick, which can be before their time; a neuron that
     # fired within that tick was then stamped before its input and the result check refused it
