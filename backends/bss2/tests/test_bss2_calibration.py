@@ -107,6 +107,15 @@ def test_uncalibrated_spreads_are_the_configured_ones():
     assert leak.std() == pytest.approx(0.075, rel=0.12) and tau_m.std() == pytest.approx(0.15, rel=0.12)
 
 
+def test_the_declared_conformance_profile_is_the_documented_one():
+    """docs/bss2.md, Conformance: calibrated, median spike-time error below 0.15 tau and silent/spiking
+    agreement above 85 %; uncalibrated, no agreement claimed and arrivals checked to 0.08 tau."""
+    profile = dg.get_backend("bss2-emulator").conformance_profile()
+    assert (profile.max_median_error, profile.min_silence_agreement, profile.unsupported) == (0.15, 0.85, {})
+    uncalibrated = dg.get_backend("bss2-emulator", calibrated=False).conformance_profile()
+    assert uncalibrated.max_median_error == 0.08 and set(uncalibrated.unsupported) == {"agreement"}
+
+
 def test_an_uncalibrated_chip_is_visibly_worse(emulator):
     errors = {}
     for calibrated in (True, False):
