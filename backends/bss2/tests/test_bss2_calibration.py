@@ -2,6 +2,8 @@
 spread shrunk to the required ratio, failures recorded where targets are unreachable, an
 uncalibrated chip visibly worse."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from _bss2_helpers import yin_yang_inputs, yin_yang_network
@@ -186,6 +188,25 @@ def test_networks_avoid_the_circuits_that_failed(emulator):
     used = np.concatenate(placement.neuron_circuits)
     assert not set(used.tolist()) & set(failed) and result.metadata["neuron_circuits"] == 33
 
+
+
+def test_a_calibration_that_marks_other_circuits_failed_is_placed_anew_on_the_same_backend(emulator):
+    """A calibration of the same key whose flags mark circuit 0 failed (edited consistently, as
+    by a user who knows the circuit bad) runs as on a fresh backend, also after the backend ran
+    the original calibration (whose placement used circuit 0)."""
+    backend, calibration = emulator()
+    network, inputs = backend.represent(yin_yang_network()), yin_yang_inputs(batch=16)
+    backend.execute(network, inputs, calibration=calibration, seed=0)
+    assert 0 not in calibration.values["failed_circuits"]
+    success = calibration.arrays["success.leak"].copy()
+    success[0] = False
+    edited = dataclasses.replace(calibration, arrays={**calibration.arrays, "success.leak": success},
+                                 values={**calibration.values,
+                                         "failed_circuits": sorted({0, *calibration.values["failed_circuits"]})})
+    again = backend.execute(network, inputs, calibration=edited, seed=0).layer_spike_times
+    fresh = dg.get_backend("bss2-emulator").execute(network, inputs, calibration=edited, seed=0).layer_spike_times
+    for got, expected in zip(again, fresh):
+        np.testing.assert_array_equal(got, expected)
 
 def test_a_chip_where_every_circuit_fails_gives_a_calibration_that_refuses_networks():
     # (the summary's means over no circuit were NaN, which ended the calibration with a JSON error)
