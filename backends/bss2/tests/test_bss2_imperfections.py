@@ -176,6 +176,14 @@ def _independent_first_spike(arrivals, weights, theta, tau_m, tau_s):
     return brentq(lambda t: float(u(np.array(t))), grid[k - 1], grid[k], xtol=1e-14, rtol=1e-15)
 
 
+def test_fixed_pattern_off_also_removes_the_readout_offset():
+    """docs/bss2.md describes the readout's per-circuit offset (0.4 CADC) as part of the fixed
+    pattern, which `fixed_pattern=False` switches off (as it does the comparator's offset)."""
+    ideal = Chip(0, ChipConfig(fixed_pattern=False))
+    assert not ideal.readout_offset_cadc.any() and not ideal.comparator_offset_cadc.any()
+    assert Chip(0, ChipConfig()).readout_offset_cadc.std() == pytest.approx(0.4, rel=0.15)
+
+
 def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emulator):
     """With the chip's spread (uncalibrated, defaults) each neuron has its own tau_m != tau_s,
     gain and threshold; its spike time equals a direct solution from the chip's hidden truth."""
