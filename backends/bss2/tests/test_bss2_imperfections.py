@@ -184,6 +184,15 @@ def test_fixed_pattern_off_also_removes_the_readout_offset():
     assert Chip(0, ChipConfig()).readout_offset_cadc.std() == pytest.approx(0.4, rel=0.15)
 
 
+def test_on_an_ideal_chip_every_target_is_reachable_even_with_defects_drawn():
+    """(`fixed_pattern=False`: circuits sit exactly at the targets whatever their settings, so no
+    defect can put a target out of reach)"""
+    ideal = Chip(0, ChipConfig(fixed_pattern=False, defect_probability=1.0))
+    for name in ("leak", "threshold", "tau_m", "tau_s", "gain", "delay_offset"):
+        assert ideal.reachable(name).all()
+    assert not Chip(0, ChipConfig(defect_probability=1.0)).reachable("leak").all()
+
+
 def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emulator):
     """With the chip's spread (uncalibrated, defaults) each neuron has its own tau_m != tau_s,
     gain and threshold; its spike time equals a direct solution from the chip's hidden truth."""
