@@ -272,6 +272,9 @@ def test_noise_jitter_and_delays_the_chip_cannot_run_are_refused(options, messag
     {"delay_offset_spread_us": 1.375},  # "at most a sixth of the shortest delay" (8.25 us)
     {"comparator_offset": 2.6},  # "the offset at most `threshold`"
     {"defect_probability": 1.0},  # "a probability, 0 to 1"
+    # the jitter (0.35 us) shorter than the slot (3 us) and a sixth of the shortest delay (2.125 us): in tau,
+    # 3.5 is longer than the slot's length in us
+    {"tau_us": 0.1, "register_min": 1, "delay_jitter_tau": 3.5},
 ])
 def test_options_at_their_documented_bounds_are_accepted(options):
     """The bounds of docs/bss2.md's option table belong to the allowed range."""
