@@ -8,6 +8,7 @@ from scipy.optimize import brentq
 
 import delgrad_core as dg
 from delgrad_bss2 import Chip, ChipConfig
+from delgrad_bss2._chip import NEURON_PARAMETERS
 from delgrad_bss2._units import emitted_us, timestamped_us, us_from_tau
 from delgrad_core.testing import make_network
 
@@ -191,6 +192,15 @@ def test_on_an_ideal_chip_every_target_is_reachable_even_with_defects_drawn():
     for name in ("leak", "threshold", "tau_m", "tau_s", "gain", "delay_offset"):
         assert ideal.reachable(name).all()
     assert not Chip(0, ChipConfig(defect_probability=1.0)).reachable("leak").all()
+
+
+def test_each_spread_option_sets_its_own_parameters_spread():
+    """docs/bss2.md: uncalibrated, tau_m and tau_s spread by `tau_m_spread_rel` and `tau_s_spread_rel`
+    (lognormal); at the default settings (`default_dac`) a spread of 0 leaves every circuit at the target."""
+    chip = Chip(0, ChipConfig(tau_s_spread_rel=0.0, tau_m_spread_rel=0.15, defect_probability=0.0))
+    default = {parameter.name: np.full(512, parameter.default_dac) for parameter in NEURON_PARAMETERS}
+    np.testing.assert_allclose(chip.neuron_value("tau_s", default["tau_s"]), 6.0, rtol=1e-12)
+    assert np.log(chip.neuron_value("tau_m", default["tau_m"]) / 6.0).std() == pytest.approx(0.15, rel=0.15)
 
 
 def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emulator):
