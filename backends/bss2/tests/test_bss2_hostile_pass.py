@@ -40,6 +40,13 @@ def test_more_copies_of_an_input_than_a_neuron_takes_are_refused_naming_the_rang
     assert _defaults(input_duplication=largest + 1, **options)[:2] == ({"repeat": 5}, 5)  # (refused when built)
 
 
+def test_an_unknown_option_is_an_unknown_option_error_naming_it():
+    """(docs/backends.md: `UnknownOptionError`, options a backend does not take, in `.names`)"""
+    with pytest.raises(dg.UnknownOptionError, match="unknown option") as raised:
+        dg.get_backend("bss2-emulator", leak=80.0, chip=1)
+    assert list(raised.value.names) == ["leak"]
+
+
 def test_the_chip_identity_is_an_integer_from_0_to_2_63_minus_1():
     """(docs/bss2.md's option table: "an integer from 0 to 2^63 - 1")"""
     assert dg.get_backend("bss2-emulator", chip=2**63 - 1, cache=False).chip == 2**63 - 1
