@@ -299,6 +299,7 @@ def test_options_at_their_documented_bounds_are_accepted(options):
     ({"neuron_circuits": 0}, r"neuron_circuits: expected "),  # (a chip without circuits)
     ({"n_threads": 0}, r"n_threads: expected an integer from 1 to 256"),  # (when built, not on the first job)
     ({"n_threads": 257}, r"n_threads: expected an integer from 1 to 256"),
+    ({"cache": 1}, r"cache: expected true or false"),
     ({"register_min": 101, "register_max": 100}, r"register_min: must be <= register_max"),
     ({"neuron_circuits": 65538}, r"neuron_circuits: expected at most 65536"),
     ({"timestamp_us": 180.0}, r"timestamp_us: must be shorter than the sample slot"),

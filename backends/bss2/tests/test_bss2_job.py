@@ -64,6 +64,15 @@ def test_metadata_reports_chip_time_and_modelled_end_to_end_time(emulator):
     assert many.metadata["modelled_seconds"] == pytest.approx(1.09, abs=0.005)
 
 
+def test_metadata_says_whether_the_chip_ran_calibrated(emulator):
+    """(docs/bss2.md: the metadata report `chip`, `calibrated`, ...)"""
+    for calibrated in (True, False):
+        backend, calibration = emulator(calibrated=calibrated, chip=2)
+        result = backend.execute(backend.represent(yin_yang_network(kind="none")), yin_yang_inputs(batch=2),
+                                 calibration=calibration, seed=0)
+        assert result.metadata["calibrated"] is calibrated and result.metadata["chip"] == 2
+
+
 def test_the_device_identity_has_the_options_that_change_spikes_and_not_the_host_overheads(emulator):
     """(docs/backends.md: the options that change results, defaults filled in; the host overheads
     change only the modelled time, docs/bss2.md)"""
