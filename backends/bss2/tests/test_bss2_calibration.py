@@ -2,8 +2,6 @@
 spread shrunk to the required ratio, failures recorded where targets are unreachable, an
 uncalibrated chip visibly worse."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 from _bss2_helpers import yin_yang_inputs, yin_yang_network
@@ -189,11 +187,11 @@ def test_networks_avoid_the_circuits_that_failed(emulator):
     assert not set(used.tolist()) & set(failed) and result.metadata["neuron_circuits"] == 33
 
 
-
 def test_a_calibration_that_marks_other_circuits_failed_is_placed_anew_on_the_same_backend(emulator):
     """A calibration of the same key whose flags mark circuit 0 failed (edited consistently, as
     by a user who knows the circuit bad) runs as on a fresh backend, also after the backend ran
     the original calibration (whose placement used circuit 0)."""
+    import dataclasses
     backend, calibration = emulator()
     network, inputs = backend.represent(yin_yang_network()), yin_yang_inputs(batch=16)
     backend.execute(network, inputs, calibration=calibration, seed=0)
