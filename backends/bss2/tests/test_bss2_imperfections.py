@@ -203,6 +203,14 @@ def test_each_spread_option_sets_its_own_parameters_spread():
     assert np.log(chip.neuron_value("tau_m", default["tau_m"]) / 6.0).std() == pytest.approx(0.15, rel=0.15)
 
 
+def test_linear_transfer_functions_have_their_own_slope_per_circuit():
+    """docs/bss2.md: per-circuit transfer functions "with random offsets and slopes"."""
+    chip = Chip(0, ChipConfig(defect_probability=0.0))
+    for name in ("leak", "threshold"):
+        slopes = (chip.neuron_value(name, np.full(512, 600)) - chip.neuron_value(name, np.full(512, 400))) / 200
+        assert np.all(slopes > 0) and np.std(slopes) > 0.01 * np.mean(slopes)
+
+
 def test_per_neuron_time_constants_and_gains_match_an_independent_solution(emulator):
     """With the chip's spread (uncalibrated, defaults) each neuron has its own tau_m != tau_s,
     gain and threshold; its spike time equals a direct solution from the chip's hidden truth."""
