@@ -206,6 +206,7 @@ def test_a_calibration_that_marks_other_circuits_failed_is_placed_anew_on_the_sa
     for got, expected in zip(again, fresh):
         np.testing.assert_array_equal(got, expected)
 
+
 def test_a_chip_where_every_circuit_fails_gives_a_calibration_that_refuses_networks():
     # (the summary's means over no circuit were NaN, which ended the calibration with a JSON error)
     backend = dg.get_backend("bss2-emulator", defect_probability=1.0, cache=False)
