@@ -132,6 +132,13 @@ def test_a_batch_larger_than_the_training_split_is_said():
         Trainer(TrainingConfig(epochs=1, hidden=5, batch_size=6000, seed=4))
 
 
+def test_a_batch_as_large_as_the_training_split_is_not_said_to_be_larger():
+    """(5000 samples in batches of 5000: one step takes the whole split, as it should, and no larger batch)"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(TrainingConfig(epochs=1, hidden=5, batch_size=5000, seed=4))
+
+
 def test_resume_is_true_or_false(tmp_path):
     """(resume="no" resumed)"""
     with pytest.raises(dg.InvalidValueError, match="resume: expected True or False, got 'no'"):
