@@ -157,25 +157,30 @@ def test_training_is_deterministic():
     assert [m.train_loss for m in history_a] == [m.train_loss for m in history_b]
 
 
-def test_an_epochs_record_weighs_its_batches_by_size_and_gives_its_learning_rate_factor():
+def test_an_epochs_record_weighs_its_batches_by_size_and_sums_their_counts():
     """docs/training.md: train_loss and train_accuracy are of the epoch's batches as they were stepped,
-    weighted by their sizes; learning_rate_factor is lr_decay ** (epochs before it // lr_decay_every)."""
-    trainer = Trainer(TrainingConfig(epochs=2, hidden=5, batch_size=3000, seed=1, lr_decay=0.5, lr_decay_every=1))
+    weighted by their sizes; learning_rate_factor is lr_decay ** (epochs before it // lr_decay_every);
+    skipped_steps, no_crossing and guarded are summed over the epoch's steps."""
+    trainer = Trainer(TrainingConfig(epochs=2, hidden=5, batch_size=3000, seed=1, lr_decay=0.5, lr_decay_every=1,
+                                     max_weight_term=1e-4))  # (terms are divided by the batch size)
     stepped, step = [], trainer.step
 
     def recording(features, labels, lr_factor):
         result = step(features, labels, lr_factor)
-        stepped.append((len(labels), result.loss, result.accuracy, lr_factor))
+        stepped.append((len(labels), result, lr_factor))
         return result
 
     trainer.step = recording
     history = trainer.fit(progress=False)
     assert [size for size, *_ in stepped] == [3000, 2000, 3000, 2000]  # (5000 Yin-Yang training samples)
-    for metrics, batches in zip(history, (stepped[:2], stepped[2:])):
-        (big, loss_a, accuracy_a, _), (small, loss_b, accuracy_b, _) = batches
-        assert loss_a != loss_b
-        assert metrics.train_loss == pytest.approx((3 * loss_a + 2 * loss_b) / 5, rel=1e-12)
-        assert metrics.train_accuracy == pytest.approx((3 * accuracy_a + 2 * accuracy_b) / 5, rel=1e-12)
+    for metrics, ((_, a, _), (_, b, _)) in zip(history, (stepped[:2], stepped[2:])):
+        assert a.loss != b.loss
+        assert metrics.train_loss == pytest.approx((3 * a.loss + 2 * b.loss) / 5, rel=1e-12)
+        assert metrics.train_accuracy == pytest.approx((3 * a.accuracy + 2 * b.accuracy) / 5, rel=1e-12)
+        counts = {name: getattr(a, name) + getattr(b, name) for name in ("no_crossing", "guarded")}
+        assert counts["guarded"] > 0 and counts["no_crossing"] != counts["guarded"]
+        assert (metrics.skipped_steps, metrics.no_crossing, metrics.guarded) == (
+            a.skipped + b.skipped, counts["no_crossing"], counts["guarded"])
     assert [m.learning_rate_factor for m in history] == [1.0, 0.5]
     assert [factor for *_, factor in stepped] == [1.0, 1.0, 0.5, 0.5]
 
