@@ -35,6 +35,20 @@ def test_evaluating_and_plotting_between_epochs_does_not_change_the_training(noi
     assert [m.validation_accuracy for m in straight.history] == [m.validation_accuracy for m in looked_at.history]
 
 
+def test_evaluating_before_finish_does_not_change_the_runs_test_seed():
+    """(docs/training.md: evaluate draws its jobs' seeds from a generator of its own, not the run's; the
+    test_seed finish records, which `delgrad evaluate` repeats the test with, is the run's)"""
+    seeds = []
+    for look in (False, True):
+        trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}))
+        trainer.fit(progress=False)
+        if look:
+            trainer.evaluate(trainer.validation_set)
+        trainer.finish()
+        seeds.append(trainer.test_seed)
+    assert seeds[0] == seeds[1]
+
+
 def test_evaluate_without_a_seed_draws_new_noise_each_call_and_with_one_repeats():
     trainer = Trainer(_noisy_config(epochs=1))
     trainer.fit(progress=False)
@@ -137,6 +151,23 @@ def test_a_batch_as_large_as_the_training_split_is_not_said_to_be_larger():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Trainer(TrainingConfig(epochs=1, hidden=5, batch_size=5000, seed=4))
+
+
+def test_an_epoch_with_some_steps_skipped_is_not_said_to_have_skipped_every_one():
+    from dataclasses import replace
+
+    trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}))
+    step, calls = trainer.step, []
+
+    def first_skipped(features, labels, lr_factor):
+        calls.append(len(labels))
+        return replace(step(features, labels, lr_factor), skipped=len(calls) == 1)
+
+    trainer.step = first_skipped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.fit(progress=False)
+    assert len(calls) == 20 and trainer.history[0].skipped_steps == 1
 
 
 def test_resume_is_true_or_false(tmp_path):
