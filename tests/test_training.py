@@ -537,6 +537,21 @@ def test_a_run_that_training_moves_out_of_range_names_the_large_step_sizes():
     assert trainer.optimiser.steps == 0 and trainer.bump.level > trainer.bump.bump  # (the bump moved them)
 
 
+def test_the_large_step_sizes_named_are_those_more_than_ten_times_delgrads_that_move_parameters():
+    """docs/training.md: the step sizes named are those more than ten times DelGrad's (weight_lr above 0.2, ...);
+    a delay_lr of a network without delays moves nothing and is not named."""
+    blowing_up = dict(hidden=5, epochs=1, delays="axonal", delay_lr=10, delay_parametrisation="clip",
+                      loss="crossentropy", loss_beta=0.01, weight_lr=0.2, silent_bump=0.005)
+    with Trainer(TrainingConfig(**blowing_up)) as trainer, \
+            pytest.raises(dg.InvalidValueError, match=r"likely in too large steps: delay_lr = 10 \(DelGrad's: up to "
+                                                      r"0.01\); delay_max bounds the clipped delays$"):
+        trainer.fit(progress=False)
+    without_delays = dict(hidden=4, delays="none", delay_lr=10, loss="crossentropy", loss_beta=0.001, epochs=1)
+    with Trainer(TrainingConfig(**without_delays)) as trainer, \
+            pytest.raises(dg.InvalidValueError, match=r"^loss TTFSCrossEntropy.*out of its useful range$"):
+        trainer.fit(progress=False)
+
+
 @pytest.mark.parametrize("setting", [{"weight_init_mean": 1e300}, {"weight_init_std": 1e300}])
 def test_an_initial_network_out_of_range_names_the_settings_it_was_drawn_from(setting):
     """(it was refused naming only hidden.projection.weights)"""
