@@ -229,6 +229,19 @@ def test_keep_best_keeps_the_best_validation_epoch(tmp_path):
     assert metrics["selected_epoch"] == metrics["epochs_completed"] == 2
 
 
+def test_metrics_record_the_last_epochs_test_accuracy_beside_the_kept_epochs(tmp_path):
+    """docs: `final_epoch_test_accuracy` is the test accuracy of the last epoch's network, `test_accuracy` that
+    of the kept (best-validation) one; here they differ (large steps: epoch 1 validates best)."""
+    config = TrainingConfig(epochs=2, hidden=5, batch_size=250, seed=1, weight_lr=1.0)
+    with Trainer(config, out_dir=tmp_path) as trainer:
+        trainer.fit(progress=False)
+        last_epochs = trainer.evaluate(trainer.test_set).accuracy  # (before finish: the last epoch's network)
+        test, final_test = trainer.finish()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["selected_epoch"] == 1 and final_test.accuracy == last_epochs != test.accuracy
+    assert metrics["final_epoch_test_accuracy"] == last_epochs and metrics["test_accuracy"] == test.accuracy
+
+
 def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
     with Trainer(TrainingConfig(**SHORT), out_dir=tmp_path) as first:
         first.fit(progress=False)
