@@ -190,6 +190,21 @@ def test_settings_changed_after_finish_are_refused_as_before_it():
     assert trainer.finish() is trainer.finish()
 
 
+def test_fit_on_a_finished_run_with_nothing_left_to_train_changes_nothing_and_more_epochs_are_refused():
+    """(fit trains until config.epochs: a finished run has none left; raised epochs are refused, as finish()
+    has put the kept network into the parameters)"""
+    trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}))
+    trainer.fit(progress=False)
+    trainer.finish()
+    params = {name: value.copy() for name, value in trainer.model.params.items()}
+    assert trainer.fit(progress=False) == trainer.history and len(trainer.history) == 1
+    for name, value in params.items():
+        np.testing.assert_array_equal(trainer.model.params[name], value)
+    trainer.config.epochs = 2
+    with pytest.raises(dg.DelgradError, match=r"^Trainer.fit: the run is finished"):
+        trainer.fit(progress=False)
+
+
 def test_evaluating_a_split_without_samples_is_refused_naming_it():
     """(numpy's "Mean of empty slice" warnings, then an error naming output_times)"""
     trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}))
