@@ -1182,6 +1182,25 @@ class _PluginLoss:
         return result if self.shape == "good" else (result.per_sample, result.gradient)
 
 
+def test_a_loss_taking_any_option_gets_one_named_like_a_training_setting(monkeypatch):
+    """(a loss without a parameter of that name is told it is a training setting of its own; one taking
+    **options takes it as its own option)"""
+    class AnyOptions:
+        def __init__(self, **kwargs):
+            self.options = kwargs
+
+        def __call__(self, output_times, labels):
+            return dg.ShiftInvariantSquaredError()(output_times, labels)
+
+    _register_plugin_components(monkeypatch, delgrad_register_losses=lambda register: (
+        register("any", AnyOptions), register("mine", _PluginLoss)))
+    with Trainer(TrainingConfig(**SHORT, loss="any", loss_options={"seed": 7})) as trainer:
+        assert trainer.loss.loss.options == {"seed": 7}
+    with pytest.raises(dg.InvalidValueError, match=r"^loss_options: loss 'mine' has no parameter seed; seed is a "
+                                                   r"training setting of its own"):
+        Trainer(TrainingConfig(**SHORT, loss="mine", loss_options={"seed": 7}))
+
+
 def test_loss_settings_the_loss_does_not_take_are_named_not_recorded_silently():
     """(loss_xi with the squared loss, loss_delta with cross-entropy: recorded in metrics.json as
     used, and not used; a chip's default loss_delta reached a cross-entropy run the same way)"""
