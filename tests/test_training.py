@@ -2181,6 +2181,25 @@ def test_an_encoders_and_a_losss_mistakes_are_named():
         nan(np.ones((2, 3)), np.array([0, 1]))
 
 
+@pytest.mark.parametrize("count, refused", [(0, True), (-1, True), (True, True), (1, False)])
+def test_an_encoders_input_count_must_be_a_positive_integer(count, refused):
+    from delgrad_core import PluginError
+    from delgrad_core._plugins import Registration
+    from delgrad_core.training._components import _CheckedEncoder
+
+    class Counting:
+        def n_inputs(self, n_features):
+            return count
+
+    encoder = _CheckedEncoder(Counting(), Registration("encoder", "counting", None, "counting-dist"))
+    if not refused:
+        assert encoder.n_inputs(2) == count
+        return
+    with pytest.raises(PluginError, match=rf"^encoder 'counting' from 'counting-dist': n_inputs\(2\) returned "
+                                          rf"{count!r}, not a positive integer$"):
+        encoder.n_inputs(2)
+
+
 def test_a_loss_cannot_change_the_spike_times_training_goes_on_with():
     """(a loss that set silent outputs to 10.0 in place changed the accuracy, the silence
     heuristics and the backward pass of the step: validation accuracy 0.1 % instead of 42 %)"""
