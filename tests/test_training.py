@@ -1903,6 +1903,17 @@ def test_an_epoch_whose_steps_were_all_skipped_says_so():
     assert trainer.history[0].skipped_steps > 0
 
 
+def test_a_run_whose_steps_were_all_skipped_resumes_with_an_optimiser_that_has_not_stepped(tmp_path):
+    """(adam.steps is 0 in its checkpoint: a legal state, not a damaged one)"""
+    config = dict(SHORT, epochs=1, weight_init_mean=-1.0, weight_init_std=0.01, silent_bump=1e-9)
+    with Trainer(TrainingConfig(**config), out_dir=tmp_path) as trainer:
+        with pytest.warns(UserWarning, match="epoch 1: every step was skipped"):
+            trainer.fit(progress=False)
+    assert trainer.optimiser.steps == 0
+    with Trainer(TrainingConfig(**{**config, "epochs": 2}), out_dir=tmp_path, resume=True) as resumed:
+        assert resumed.epoch == 1 and resumed.optimiser.steps == 0
+
+
 def test_runs_of_earlier_versions_still_evaluate_and_resume(tmp_path):
     """Earlier versions stored `hidden = [5]` as given and did not merge option tables: a run's
     stored settings are final, so its encoding is not changed under it."""
