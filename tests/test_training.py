@@ -559,6 +559,10 @@ def test_the_large_step_sizes_named_are_those_more_than_ten_times_delgrads_that_
             pytest.raises(dg.InvalidValueError, match=r"likely in too large steps: delay_lr = 10 \(DelGrad's: up to "
                                                       r"0.01\); delay_max bounds the clipped delays$"):
         trainer.fit(progress=False)
+    with Trainer(TrainingConfig(**blowing_up, delay_max=100.0)) as trainer, \
+            pytest.raises(dg.InvalidValueError, match=r"likely in too large steps: delay_lr = 10 \(DelGrad's: up to "
+                                                      r"0.01\)$"):  # (bounded: no advice to bound them)
+        trainer.fit(progress=False)
     without_delays = dict(hidden=4, delays="none", delay_lr=10, loss="crossentropy", loss_beta=0.001, epochs=1)
     with Trainer(TrainingConfig(**without_delays)) as trainer, \
             pytest.raises(dg.InvalidValueError, match=r"^loss TTFSCrossEntropy.*out of its useful range$"):
