@@ -1205,6 +1205,17 @@ def test_a_loss_taking_any_option_gets_one_named_like_a_training_setting(monkeyp
         Trainer(TrainingConfig(**SHORT, loss="mine", loss_options={"seed": 7}))
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"loss_options": {"delta": 0.5}}, r"loss_options: set loss_delta instead of the option delta \("),
+    ({"encoder_options": {"t_early": 0.5}}, r"encoder_options: set t_early instead of the option t_early \("),
+    ({"loss_options": {"colour": 1}}, r"loss_options: "),
+])
+def test_a_component_options_error_names_its_setting_once(settings, message):
+    with pytest.raises(dg.InvalidValueError) as raised:
+        TrainingConfig(**settings)
+    assert re.match(message, str(raised.value)) and str(raised.value).count("_options:") == 1, str(raised.value)
+
+
 def test_loss_settings_the_loss_does_not_take_are_named_not_recorded_silently():
     """(loss_xi with the squared loss, loss_delta with cross-entropy: recorded in metrics.json as
     used, and not used; a chip's default loss_delta reached a cross-entropy run the same way)"""
