@@ -56,6 +56,20 @@ def test_adam_state_round_trip_continues_identically():
     assert np.array_equal(pa["p"], pb["p"])
 
 
+def test_adam_steps_do_not_change_the_state_arrays_it_was_loaded_from():
+    """(the state of another optimiser, or a checkpoint's arrays, stay as they were)"""
+    a, params = Adam({"w": 0.01}, {"p": "w"}), {"p": np.ones(3)}
+    a.step(params, {"p": np.array([1.0, -2.0, 3.0])})
+    state = a.state_arrays()
+    b = Adam({"w": 0.01}, {"p": "w"})
+    b.load_state_arrays(state)
+    kept = {name: value.copy() for name, value in state.items()}
+    b.step({"p": np.ones(3)}, {"p": np.array([5.0, 5.0, 5.0])})
+    for name, value in kept.items():
+        np.testing.assert_array_equal(state[name], value, err_msg=name)
+    np.testing.assert_allclose(a.first_moment["p"], [0.1, -0.2, 0.3], rtol=1e-14)  # ((1 - beta1) * the gradient)
+
+
 def test_adam_defaults_are_the_published_ones():
     """Kingma & Ba 2015 propose beta1 = 0.9, beta2 = 0.999, eps = 1e-8; a changed default changes every run of
     the Python API that takes them (gradients of 1e-7 make eps count)."""
