@@ -1238,6 +1238,8 @@ def test_a_loss_taking_its_options_as_options_gets_each_option_not_the_table_too
     ({"loss_options": {"delta": 0.5}}, r"loss_options: set loss_delta instead of the option delta \("),
     ({"encoder_options": {"t_early": 0.5}}, r"encoder_options: set t_early instead of the option t_early \("),
     ({"loss_options": {"colour": 1}}, r"loss_options: "),
+    # (a config is checked when it is built, before any backend is: docs/training.md, "Every field has a declared rule")
+    ({"backend_options": {"colour": 1}}, r"backend_options: backend 'reference': unknown option\(s\) colour"),
 ])
 def test_a_component_options_error_names_its_setting_once(settings, message):
     with pytest.raises(dg.InvalidValueError) as raised:
