@@ -1219,7 +1219,6 @@ def test_a_loss_taking_any_option_gets_one_named_like_a_training_setting(monkeyp
         Trainer(TrainingConfig(**SHORT, loss="mine", loss_options={"seed": 7}))
 
 
-# FAILS until fixed: component() maps the var-keyword parameter `options` to the field loss_options
 def test_a_loss_taking_its_options_as_options_gets_each_option_not_the_table_too(monkeypatch):
     """(a loss with `def __init__(self, **options)` was given options={'seed': 7} beside seed=7)"""
     class AnyOptions:

@@ -166,7 +166,10 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     factory = registry().get(kind, name).obj
     prefix = COMPONENT_FIELD_PREFIX[kind]
     values = config.to_dict()
-    signature = inspect.signature(factory).parameters
+    every_parameter = inspect.signature(factory).parameters
+    # (named ones only: a factory's **options is not the setting loss_options)
+    signature = {p: spec for p, spec in every_parameter.items() if spec.kind not in (spec.VAR_POSITIONAL,
+                                                                                       spec.VAR_KEYWORD)}
     parameters = {p: values[prefix + p] for p in signature
                   if values.get(prefix + p) is not None and values[prefix + p] != _FIELD_DEFAULTS.get(prefix + p)}
     for p, spec in signature.items():  # a field at its default, a component with another default: say which holds
@@ -178,7 +181,7 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
                           f"{kind}_options.{p}", UserWarning, stacklevel=2)
     _warn_unused_fields(kind, name, values, factory)
     misplaced = sorted(set(options) & set(_FIELD_DEFAULTS) - set(signature))
-    if misplaced and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+    if misplaced and not any(p.kind is p.VAR_KEYWORD for p in every_parameter.values()):
         raise InvalidValueError(f"{kind}_options: {kind} {name!r} has no parameter {misplaced[0]}; {misplaced[0]} is a "
                                 f"training setting of its own (in a config file: in its own section, not [{kind}])")
     served = sorted(p for p in set(options) & set(signature) if prefix + p in _FIELD_DEFAULTS
