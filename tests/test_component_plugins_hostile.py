@@ -375,7 +375,8 @@ def _times_and_labels(seed=0):
     return times, rng.integers(0, 3, 40)
 
 
-@pytest.mark.parametrize("change", [lambda g, b: -g, lambda g, b: g * b, lambda g, b: 0 * g])
+# (docs/plugins.md: warned where they differ by more than 10 %; 15 % off is)
+@pytest.mark.parametrize("change", [lambda g, b: -g, lambda g, b: g * b, lambda g, b: 0 * g, lambda g, b: 1.15 * g])
 def test_a_loss_gradient_that_is_not_the_derivative_of_its_loss_is_warned_of_once(plugin_and_reference, change):
     """(a flipped sign, a gradient not divided by the batch size, or none at all trained on
     without a word: the loss rose, or nothing moved, and the run ended with exit status 0)"""
@@ -395,6 +396,27 @@ def test_a_loss_gradient_that_is_not_the_derivative_of_its_loss_is_warned_of_onc
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loss(*_times_and_labels(1))  # (checked once)
+
+
+def test_a_loss_gradient_within_10_percent_of_the_derivative_is_not_warned_of(plugin_and_reference):
+    squared = delgrad_core.make_loss("squared")
+    plugin_and_reference(delgrad_register_losses=lambda register: register(
+        "close", lambda: lambda times, labels: (lambda r: LossResult(r.per_sample, 1.05 * r.gradient))(
+            squared(times, labels))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _trained_loss("close")(*_times_and_labels())
+
+
+def test_a_loss_failing_with_another_value_error_is_not_told_to_copy_its_inputs(plugin_and_reference):
+    """(the advice "compute on a copy" belongs to numpy's read-only refusal alone)"""
+    def failing(times, labels):
+        raise ValueError("operands could not be broadcast together")
+
+    plugin_and_reference(delgrad_register_losses=lambda register: register("failing", lambda: failing))
+    with pytest.raises(PluginError, match="operands could not be broadcast together") as raised:
+        _trained_loss("failing")(*_times_and_labels())
+    assert "read-only" not in str(raised.value) and "copy" not in str(raised.value)
 
 
 @pytest.mark.parametrize("name", ["squared", "crossentropy"])
@@ -429,6 +451,24 @@ def test_an_encoder_writing_into_its_features_is_told_to_copy_them(plugin_and_re
     encoder = component("encoder", "scaling", config_with_defaults({"dataset": "yin_yang", "encoder": "scaling"}), {})
     with pytest.raises(PluginError, match=r"read-only \(an encoder receives read-only features: compute on a copy\)$"):
         encoder(load_dataset("yin_yang", "test").features)
+
+
+def test_an_encoder_giving_other_inputs_than_it_counts_is_named(plugin_and_reference):
+    """(docs/plugins.md: spike times (n, n_inputs); one input more than n_inputs says would have
+    met the network's first layer)"""
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    class Extra(_Encoder):
+        def __call__(self, features):
+            return np.hstack([super().__call__(features), np.zeros((len(features), 1))])
+
+    plugin_and_reference(delgrad_register_encoders=lambda register: register("extra", Extra))
+    encoder = component("encoder", "extra", config_with_defaults({"dataset": "yin_yang", "encoder": "extra"}), {})
+    with pytest.raises(PluginError, match=r"^encoder 'extra' from 'delgrad-careless': returned a float64 array of "
+                                          r"shape \(3, 5\) for features of shape \(3, 4\), not a float64 array of "
+                                          r"shape \(3, 4\)$"):
+        encoder(np.full((3, 4), 0.5))
 
 
 @pytest.mark.parametrize("scale, refused", [(2.0, True), (1.0 + 1e-12, False)])

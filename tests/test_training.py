@@ -1235,6 +1235,8 @@ def test_a_loss_taking_its_options_as_options_gets_each_option_not_the_table_too
 
 @pytest.mark.parametrize("settings, message", [
     ({"loss_options": {"delta": 0.5}}, r"loss_options: set loss_delta instead of the option delta \("),
+    # (the field's default 0.2, which is also the loss's own: the option changes nothing, the field holds it)
+    ({"loss_options": {"delta": 0.2}}, r"loss_options: set loss_delta instead of the option delta \("),
     ({"encoder_options": {"t_early": 0.5}}, r"encoder_options: set t_early instead of the option t_early \("),
     ({"loss_options": {"colour": 1}}, r"loss_options: "),
     # (a config is checked when it is built, before any backend is: docs/training.md, "Every field has a declared rule")
@@ -2780,3 +2782,13 @@ def test_a_run_resumes_with_other_result_neutral_options_registered_with_a_facto
                                          "n_threads=2", "--no-progress"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((run / "metrics.json").read_text())["epochs_completed"] == 2
+
+
+def test_building_a_config_says_nothing_of_its_components_which_the_run_says():
+    """(docs/training.md: a setting a loss does not take is warned of when the run is built; building
+    the config checks the components without a word, or every config would say it twice)"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = TrainingConfig(**SHORT, loss_xi=0.3)  # (the squared loss has no xi)
+    with pytest.warns(UserWarning, match=r"^loss 'squared' has no parameter xi: loss_xi = 0.3 is not used"):
+        Trainer(config).close()
