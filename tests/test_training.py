@@ -1202,10 +1202,10 @@ class _PluginLoss:
 
 def test_a_loss_taking_any_option_gets_one_named_like_a_training_setting(monkeypatch):
     """(a loss without a parameter of that name is told it is a training setting of its own; one taking
-    **options takes it as its own option)"""
+    **options takes it as its own option, and not the loss_options table as `options` too)"""
     class AnyOptions:
-        def __init__(self, **kwargs):
-            self.options = kwargs
+        def __init__(self, **options):
+            self.options = options
 
         def __call__(self, output_times, labels):
             return dg.ShiftInvariantSquaredError()(output_times, labels)
@@ -1217,20 +1217,6 @@ def test_a_loss_taking_any_option_gets_one_named_like_a_training_setting(monkeyp
     with pytest.raises(dg.InvalidValueError, match=r"^loss_options: loss 'mine' has no parameter seed; seed is a "
                                                    r"training setting of its own"):
         Trainer(TrainingConfig(**SHORT, loss="mine", loss_options={"seed": 7}))
-
-
-def test_a_loss_taking_its_options_as_options_gets_each_option_not_the_table_too(monkeypatch):
-    """(a loss with `def __init__(self, **options)` was given options={'seed': 7} beside seed=7)"""
-    class AnyOptions:
-        def __init__(self, **options):
-            self.options = options
-
-        def __call__(self, output_times, labels):
-            return dg.ShiftInvariantSquaredError()(output_times, labels)
-
-    _register_plugin_components(monkeypatch, delgrad_register_losses=lambda register: register("any", AnyOptions))
-    with Trainer(TrainingConfig(**SHORT, loss="any", loss_options={"seed": 7})) as trainer:
-        assert trainer.loss.loss.options == {"seed": 7}
 
 
 @pytest.mark.parametrize("settings, message", [
