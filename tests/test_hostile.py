@@ -880,7 +880,7 @@ def test_ctrl_c_on_a_sweep_stops_at_epoch_boundaries_writes_the_table_and_resume
 def test_a_second_ctrl_c_ends_the_running_trials_at_once_and_still_writes_the_table(tmp_path):
     """(it ended the sweep with the running trials killed, but wrote no sweep.csv and did not say
     how to resume)"""
-    (tmp_path / "slow.toml").write_text("batch_size = 1\n")  # epochs of 2 s (2 hidden) and 20 s or more (40 hidden)
+    (tmp_path / "slow.toml").write_text("batch_size = 1\n")  # epochs of about 2 s
     args = ["sweep", "--hidden", "2,40", "--delays", "synaptic", "--seeds", "1", "--epochs", "2",
             "--config", "slow.toml", "--out", "sweep"]
     assert _delgrad(tmp_path, *args, "--trial", "0").returncode == 0  # one finished trial for the table
@@ -889,8 +889,8 @@ def test_a_second_ctrl_c_ends_the_running_trials_at_once_and_still_writes_the_ta
     while not list((tmp_path / "sweep" / "runs").glob("*-h40-*/.lock")) or not (workers := _children(sweep.pid)):
         assert time.monotonic() < deadline and sweep.poll() is None, sweep.stderr.read()
         time.sleep(0.05)
-    for _ in range(2):
-        time.sleep(1)
+    for pause in (0.5, 0.2):  # (both well inside the first epoch: the first Ctrl-C alone would end it there)
+        time.sleep(pause)
         for pid in [sweep.pid, *workers]:  # (as a terminal signals the process group)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGINT)
