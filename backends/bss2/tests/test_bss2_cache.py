@@ -125,8 +125,8 @@ def test_a_cache_that_cannot_be_written_warns_and_the_calibration_is_used(tmp_pa
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(blocker / below))
-    with pytest.warns(UserWarning, match="could not store the calibration in the cache.*DELGRAD_BSS2_CACHE.*cache=false") \
-            as told:
+    warned = "could not store the calibration in the cache.*DELGRAD_BSS2_CACHE.*cache=false"
+    with pytest.warns(UserWarning, match=warned) as told:
         backend, calibration = _calibrate()
     # (the file in the way is named, and the entry's path once: it was "(ENTRY: ENTRY: FILE is not ...)")
     message = str(told[0].message)
