@@ -293,11 +293,14 @@ def test_a_port_of_other_than_ascii_digits_is_refused_naming_the_option(port, tm
 
 @pytest.mark.parametrize(("address", "valid"), [("tcp://[::1]:5555", True), ("tcp://[fe80::1%lo]:80", True),
                                               ("tcp://[]:5555", False), ("tcp://[::1:5555", False),
-                                              ("tcp://::1:5555", False)],
-                         ids=["loopback", "scoped", "empty-brackets", "unclosed", "unbracketed"])
-def test_an_ipv6_host_is_an_address_in_brackets(address, valid):
+                                              ("tcp://::1:5555", False), ("tcp://my host:5555", False),
+                                              ("ipc://", False), ("tcp://127.0.0.1:00000000080", True)],
+                         ids=["loopback", "scoped", "empty-brackets", "unclosed", "unbracketed", "space", "no-path",
+                              "leading-zeros"])
+def test_an_ipv6_host_is_in_brackets_and_other_malformed_addresses_are_refused(address, valid):
     """`check_address`: tcp://HOST:PORT with "an IPv6 host in brackets" (as in URLs, RFC 3986):
-    brackets holding nothing are no host."""
+    brackets holding nothing are no host; neither is a name with a space, nor ipc:// a path; a port
+    written with leading zeros is its number (80)."""
     if valid:
         assert check_address(address) == address
     else:

@@ -71,13 +71,16 @@ def test_an_ipc_address_in_a_folder_that_does_not_exist_fails_at_once(tmp_path, 
     ("a-file/s", "{file}, the folder of {address}, is not a folder"),
     # (a service refuses to serve on a file, but a client waited attempts x timeout_s there)
     ("a-file", "{file} of {address} is not a socket (a file or folder, where no service serves)"),
+    ("a-folder", "{folder} of {address} is not a socket (a file or folder, where no service serves)"),
 ])
 def test_an_ipc_address_on_a_file_fails_at_once(tmp_path, token, socket_path, problem):
     (tmp_path / "a-file").write_text("not a socket\n")
+    (tmp_path / "a-folder").mkdir()
     address = f"ipc://{tmp_path / socket_path}"
     error, elapsed = _timed(_calibrate(address))
     assert elapsed < TIMEOUT_S / 2, elapsed
-    assert str(error).startswith(f"backend 'mock-hil': address: {problem.format(file=tmp_path / 'a-file', address=address)}, so no "
+    problem = problem.format(file=tmp_path / "a-file", folder=tmp_path / "a-folder", address=address)
+    assert str(error).startswith(f"backend 'mock-hil': address: {problem}, so no "
                                  "service can be listening there; check the path")
     assert (tmp_path / "a-file").read_text() == "not a socket\n"
 
@@ -111,6 +114,7 @@ def test_the_commands_say_at_once_that_the_address_cannot_work(command, kind, tm
                                      "ipc://@delgrad-hil-abstract", "ipc://relative-socket"])
 def test_literals_localhost_abstract_and_relative_ipc_addresses_are_not_refused(address, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "@delgrad-hil-abstract").write_text("a file, not the abstract socket of that name\n")
     check_reachable(address)
 
 
