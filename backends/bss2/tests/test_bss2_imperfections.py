@@ -203,6 +203,19 @@ def test_each_spread_option_sets_its_own_parameters_spread():
     assert np.log(chip.neuron_value("tau_m", default["tau_m"]) / 6.0).std() == pytest.approx(0.15, rel=0.15)
 
 
+def test_defective_circuits_saturate_short_of_the_target_from_above_or_below_half_each():
+    """docs/bss2.md: a defective parameter saturates short of its target, from above or below."""
+    from delgrad_bss2._chip import DAC_MAX
+
+    chip = Chip(0, ChipConfig(defect_probability=1.0))
+    for name in ("leak", "tau_m"):
+        ends = chip.neuron_value(name, np.full(512, 0)), chip.neuron_value(name, np.full(512, DAC_MAX))
+        lowest, highest = np.minimum(*ends), np.maximum(*ends)
+        goal = {"leak": 80.0, "tau_m": 6.0}[name]
+        above, below = lowest > goal, highest < goal
+        assert np.all(above | below) and 0.4 < above.mean() < 0.6, (name, above.mean())
+
+
 def test_linear_transfer_functions_have_their_own_slope_per_circuit():
     """docs/bss2.md: per-circuit transfer functions "with random offsets and slopes"."""
     chip = Chip(0, ChipConfig(defect_probability=0.0))
