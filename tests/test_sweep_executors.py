@@ -877,7 +877,7 @@ def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up(tm
     """(SIGINT was ignored while the cluster started: a Ctrl-C then was lost, and the sweep ran
     all its trials to the end with status 0)"""
     code = """if True:
-        import os, signal, sys, threading, time
+        import os, signal, time
         from pathlib import Path
         from delgrad_core.training._dask_executor import DaskExecutor
 
@@ -892,7 +892,15 @@ def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up(tm
                     pass
             return pids
 
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        import distributed
+        starting = distributed.LocalCluster
+
+        def ctrl_c_once_started(*args, **kwargs):  # (a Ctrl-C within the start: a timer's could come after it)
+            cluster = starting(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGINT)
+            return cluster
+
+        distributed.LocalCluster = ctrl_c_once_started
         try:
             DaskExecutor(jobs=1)._connect(1)
         except KeyboardInterrupt:
