@@ -1151,6 +1151,21 @@ def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, messa
         Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True)
 
 
+def test_a_checkpoint_of_a_stepped_optimiser_without_its_moments_is_refused(tmp_path):
+    """(adam.steps > 0: the moments are required; dropped all together, they would resume as zeros)"""
+    from delgrad_core._npz import NpzArchive, write_npz
+
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path) as trainer:
+        trainer.fit(progress=False)
+    with NpzArchive(tmp_path / "checkpoint.npz") as archive:
+        assert int(archive.array("adam.steps")) > 0
+        arrays = {name: archive.array(name) for name in archive.names if not name.startswith(("adam.m.", "adam.v."))}
+    with open(tmp_path / "checkpoint.npz", "wb") as handle:
+        write_npz(handle, arrays)
+    with pytest.raises(dg.FileFormatError, match=r"adam\.m\.\S+ is missing"):
+        Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True)
+
+
 def test_a_history_that_is_not_the_runs_own_is_refused_naming_the_line(tmp_path):
     with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path) as trainer:
         trainer.fit(progress=False)
