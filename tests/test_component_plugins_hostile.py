@@ -398,6 +398,22 @@ def test_a_loss_gradient_that_is_not_the_derivative_of_its_loss_is_warned_of_onc
         loss(*_times_and_labels(1))  # (checked once)
 
 
+def test_a_loss_gradient_is_checked_on_the_first_batch_with_spike_times_not_on_a_silent_one(plugin_and_reference):
+    """(docs: checked once, on a batch with spike times; a first batch of silent outputs has
+    nothing to differentiate and must not use up the check)"""
+    squared = delgrad_core.make_loss("squared")
+    plugin_and_reference(delgrad_register_losses=lambda register: register(
+        "flipped", lambda: lambda times, labels: (lambda r: LossResult(r.per_sample, -r.gradient))(
+            squared(times, labels))))
+    loss = _trained_loss("flipped")
+    times, labels = _times_and_labels()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss(np.full_like(times, np.inf), labels)
+    with pytest.warns(UserWarning, match="its gradient is not the derivative"):
+        loss(times, labels)
+
+
 def test_a_loss_gradient_within_10_percent_of_the_derivative_is_not_warned_of(plugin_and_reference):
     squared = delgrad_core.make_loss("squared")
     plugin_and_reference(delgrad_register_losses=lambda register: register(
