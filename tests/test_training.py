@@ -1298,8 +1298,10 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
             assert trainer.loss.loss.alpha == 0.5  # not loss_alpha's default, 0.005
     with Trainer(TrainingConfig(**config, loss_alpha=0.7)) as trainer:
         assert trainer.loss.loss.alpha == 0.7
-    with Trainer(TrainingConfig(**config, loss_options={"alpha": 0.005})) as trainer:  # (the setting's default)
-        assert trainer.loss.loss.alpha == 0.005
+    with warnings.catch_warnings():  # (the option chose the value: "its own default holds" would be untrue)
+        warnings.simplefilter("error")
+        with Trainer(TrainingConfig(**config, loss_options={"alpha": 0.005})) as trainer:  # (the setting's default)
+            assert trainer.loss.loss.alpha == 0.005
     with pytest.raises(ValueError, match="loss_options: set loss_alpha instead of the option alpha"):
         Trainer(TrainingConfig(**config, loss_options={"alpha": 0.6}))
     for shape, message in (("tuple", "loss 'mine' from 'delgrad-local': returned tuple whose per_sample is NoneType, "
