@@ -487,6 +487,29 @@ def test_an_encoder_giving_other_inputs_than_it_counts_is_named(plugin_and_refer
         encoder(np.full((3, 4), 0.5))
 
 
+def test_an_encoder_giving_minus_infinity_is_named_and_plus_infinity_is_silence(plugin_and_reference):
+    """(docs/plugins.md: spike times, +inf for no spike; -inf is no time, as NaN is not)"""
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    class Marking(_Encoder):
+        def __call__(self, features):
+            times = super().__call__(features)
+            times[features > 0.8] = np.inf
+            times[features < 0.2] = -np.inf
+            return times
+
+    plugin_and_reference(delgrad_register_encoders=lambda register: register("marking", Marking))
+    encoder = component("encoder", "marking", config_with_defaults({"dataset": "yin_yang", "encoder": "marking"}), {})
+    silent = encoder(np.full((3, 4), 0.9))
+    assert np.isposinf(silent).all()
+    features = np.full((3, 4), 0.5)
+    features[2, 1] = 0.1
+    with pytest.raises(PluginError, match=r"^encoder 'marking' from 'delgrad-careless': returned spike time -inf for "
+                                          r"input 1 of sample 2 \(a time, or \+inf for no spike\)$"):
+        encoder(features)
+
+
 @pytest.mark.parametrize("scale, refused", [(2.0, True), (1.0 + 1e-12, False)])
 def test_a_plane_beyond_the_unit_square_is_refused_not_clipped(plugin, scale, refused):
     """(features of 0 to 2 were clipped to [0, 1] without a word: a wrong decision map)"""
