@@ -1113,6 +1113,8 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     ({"best_validation_accuracy": 1.5}, "the state's best_validation_accuracy is 1.5"),
     # (a traceback; numpy 1 took it, reduced modulo 2**128, and the run resumed)
     ({"rng": "negative"}, r"inconsistent checkpoint \((OverflowError: .*|ValueError: .* state is out of its range)\)"),
+    # (numpy 2 takes a fraction, truncated: the run resumed from another random state than the one recorded)
+    ({"rng": "fraction"}, r"inconsistent checkpoint \(ValueError: .* state is out of its range\)"),
     ({"config": None}, "its settings are missing"),
     ({"config": [1]}, "its settings are not a table"),
     ("drop adam.m.layers.0.weights", "adam.m.layers.0.weights is missing"),
@@ -1139,6 +1141,8 @@ def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, messa
         state = archive.json("trainer_state.json")
     if change == {"rng": "negative"}:
         change = {"rng": {**state["rng"], "state": {**state["rng"]["state"], "state": -5}}}
+    if change == {"rng": "fraction"}:
+        change = {"rng": {**state["rng"], "uinteger": 1.5}}
     if isinstance(change, dict):
         arrays["trainer_state.json"] = json_array({**state, **change})
     elif isinstance(change, tuple):
