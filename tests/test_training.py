@@ -2182,6 +2182,8 @@ def test_a_finished_run_that_trains_on_is_unfinished_until_its_new_end(tmp_path)
                            progress=False)
     assert summary["epochs_completed"] == 3 == RunFolder(tmp_path).finished_metrics()["epochs_completed"]
     assert summary == json.loads((tmp_path / "metrics.json").read_text())  # (network_digest was in the file only)
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 3}), out_dir=tmp_path, resume=True):  # (nothing to train on)
+        assert RunFolder(tmp_path).finished_metrics()["epochs_completed"] == 3
     with Trainer(TrainingConfig(**{**SHORT, "epochs": 4}), out_dir=tmp_path, resume=True):  # (the Python API too)
         assert RunFolder(tmp_path).finished_metrics() is None
 
