@@ -1127,6 +1127,7 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     (("adam.m.layers.0.weights", np.full((4, 8), np.nan)), "adam.m.layers.0.weights holds NaN or inf"),
     # (kept epoch: its output delays were taken from the last epoch)
     ("drop best.layers.1.delays", "best.layers.1.delays is missing"),
+    ("drop best.*", "best.layers.0.weights is missing"),  # (epoch 1 is the kept one: its arrays, all gone)
     (("average.layers.1.delays", np.zeros(3)), "average.layers.0.weights is missing"),  # (one of all or none)
     # (the stored settings edited from synaptic to no delays: the delays were dropped without a word)
     (("param.layers.0.lost", np.zeros(3)), "holds param.layers.0.lost, a parameter this network does not have"),
@@ -1147,6 +1148,8 @@ def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, messa
         arrays["trainer_state.json"] = json_array({**state, **change})
     elif isinstance(change, tuple):
         arrays[change[0]] = change[1]
+    elif change == "drop best.*":
+        arrays = {name: value for name, value in arrays.items() if not name.startswith("best.")}
     else:
         del arrays[change.split()[1]]
     with open(tmp_path / "checkpoint.npz", "wb") as handle:
