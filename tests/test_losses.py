@@ -197,6 +197,7 @@ def test_factory_and_parameter_errors():
         ([[1.0, np.nan]], [0], "output_times"),
         ([[1.0, -INF]], [0], "output_times"),
         ([1.0, 2.0], [0], "output_times"),
+        (np.zeros((2, 0)), [0, 0], r"output_times: .* n_outputs >= 1"),  # (not "labels: values must be in [0, -1]")
         ([[1.0, 2.0]], [2], "labels"),
         ([[1.0, 2.0]], [-1], "labels"),
         ([[1.0, 2.0]], [0, 1], "labels"),
