@@ -2323,6 +2323,7 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
     adam, params = Adam({"w": 0.1}, {"w": "w"}), {"w": np.zeros((3, 4))}
     for grads, message in (({"w": np.ones(4)}, r"grads\['w'\]: expected shape \(3, 4\), got \(4,\)"),
                            ({"w": np.full((3, 4), np.nan)}, r"grads\['w'\]: contains NaN or inf"),
+                           ({"w": np.full((3, 4), -np.inf)}, r"grads\['w'\]: contains NaN or inf"),
                            ({"q": np.ones((3, 4))}, r"grads\['q'\]: no parameter of that name \(parameters: w\)")):
         with pytest.raises(dg.InvalidValueError, match=message):
             adam.step(params, grads)
@@ -2354,6 +2355,19 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
     assert adam.steps == 1 and not adam.first_moment["w"].any()
     with pytest.raises(dg.InvalidValueError, match="group_of: expected a dict, got list"):
         Adam({"w": 0.1}, ["w"])
+    with pytest.raises(dg.InvalidValueError, match=r"learning_rates: no rate for group\(s\) delays"):
+        Adam({"w": 0.1}, {"w": "w", "d": "delays"})
+    group_of = {"w": "w"}
+    adam = Adam({"w": 0.1, "x": 0.2}, group_of)
+    group_of["w"] = "x"  # (the caller's table changed later: the optimiser keeps its own)
+    for params, message in (({"w": np.zeros(2), "x": np.zeros(2)}, r"grads\['x'\]: no parameter of that name "
+                                                                    r"\(parameters: w\)"),
+                            ({"w": np.zeros(2, dtype=int)}, r"params\['w'\]: expected a float array, got int64")):
+        with pytest.raises(dg.InvalidValueError, match=message):
+            adam.step(params, {name: np.ones(2) for name in params})
+    params = {"w": np.zeros(2)}
+    adam.step(params, {"w": np.ones(2)})
+    np.testing.assert_allclose(params["w"], -0.1)  # (Adam's first step: the learning rate of group w)
     model = TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"),
                              TrainingConfig(hidden=5, delays="axonal"))
     model.initialise(np.random.default_rng(0))
