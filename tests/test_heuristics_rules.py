@@ -1,9 +1,13 @@
 """The training heuristics one rule at a time (delgrad_core.training._heuristics; docs/model.md §5.5,
-docs/training.md): the silent-neuron bump and revival at their limits, and which epoch keep_best keeps."""
+docs/training.md): the silent-neuron bump and revival at their limits, which epoch keep_best keeps, and the
+parameter average."""
 
 import numpy as np
+import pytest
 
-from delgrad_core.training._heuristics import BestValidation, SilentNeuronBump, SilentNeuronRevival
+from delgrad_core.training import TrainableNetwork, TrainingConfig, build_network
+from delgrad_core.training._heuristics import (BestValidation, ParameterAverage, SilentNetworkError, SilentNeuronBump,
+                                              SilentNeuronRevival)
 
 S = np.inf  # (a silent neuron's spike time)
 
@@ -30,6 +34,19 @@ def test_the_bump_needs_more_than_the_limit_silent_and_restarts_after_a_step_tak
     np.testing.assert_array_equal(params["layers.1.weights"], [[0.0, 0.25], [0.0, 0.25]])
 
 
+def test_a_doubled_bump_is_checkpointed_and_resumes_at_its_level():
+    """A run stopped while steps are being skipped goes on doubling from where it was, not from `bump`."""
+    rule, silent = SilentNeuronBump([0.0, 0.0], 0.25), np.full((2, 2), S)
+    assert rule.skip_step([silent, silent], _params()) and rule.skip_step([silent, silent], _params())
+    assert rule.state() == {"bump_level": 1.0}
+    resumed = SilentNeuronBump([0.0, 0.0], 0.25)
+    resumed.load(rule.state())
+    params = _params()
+    assert resumed.skip_step([silent, silent], params)
+    np.testing.assert_array_equal(params["layers.0.weights"], 1.0)
+    assert resumed.level == 2.0
+
+
 def test_revival_raises_hidden_neurons_silent_in_more_than_the_limit_only():
     """A hidden neuron silent in exactly `limit` of the samples is left alone, and output neurons are never
     raised however silent (the rule is for hidden neurons: the output layer has the layer-wide bump)."""
@@ -54,3 +71,42 @@ def test_keep_best_keeps_the_first_of_equal_epochs_and_an_epoch_of_accuracy_0():
     assert best.restore(3, current) and current["p"][0] == 2.0
     assert not best.restore(2, current)
     assert BestValidation(False).selected_epoch(3) == 3
+
+
+def test_the_average_is_what_the_network_runs_within_the_block_and_the_own_parameters_come_back_after_an_error():
+    """docs/training.md: with parameter_average, validation runs the averaged network; the block's own
+    parameters come back bit for bit, also when the validation inside it fails."""
+    config = TrainingConfig(hidden=2, delays="none")
+    model = TrainableNetwork(build_network(config, 2, 2), config)
+    model.initialise(np.random.default_rng(0))
+    average = ParameterAverage(0.5)
+    average.update(model.params)  # (the first step's parameters)
+    averaged = model.network.layers[0].projection.weights.copy()
+    model.params["layers.0.weights"] += 1.0  # (the next step's)
+    average.update(model.params)
+    model.apply()
+    own = model.network.layers[0].projection.weights.copy()
+    with pytest.raises(KeyboardInterrupt):
+        with average.swapped_in(model):
+            np.testing.assert_allclose(model.network.layers[0].projection.weights, averaged + 0.5, rtol=1e-15)
+            raise KeyboardInterrupt
+    assert model.network.layers[0].projection.weights.tobytes() == own.tobytes()
+    assert model.params["layers.0.weights"].tobytes() == own.tobytes()
+
+
+def test_an_average_that_is_off_is_never_used_even_if_a_checkpoint_holds_one():
+    """decay None: `current` is the parameters themselves (docs: off)."""
+    params = _params()
+    average = ParameterAverage(None)
+    average.load({f"average.{name}": value + 1.0 for name, value in params.items()})
+    assert average.current(params) is params
+
+
+def test_a_bump_that_would_overflow_a_later_layer_changes_no_layer():
+    """Every layer's raised weights are checked before any is written (inf weights failed the checkpoint)."""
+    rule, silent = SilentNeuronBump([0.0, 0.0], 1e307), np.full((2, 2), S)
+    params = _params()
+    params["layers.1.weights"][...] = 1.7e308
+    with pytest.raises(SilentNetworkError, match="overflows the input weights of the silent neurons of neuron layer 1"):
+        rule.skip_step([silent, silent], params)
+    assert not params["layers.0.weights"].any() and (params["layers.1.weights"] == 1.7e308).all()
