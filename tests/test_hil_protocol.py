@@ -339,6 +339,32 @@ def test_the_replay_guard_refuses_seen_nonces_and_stale_or_future_times():
     assert guard.check(b"e" * 16, 1016.0) is None and len(guard._expiry) == 2
 
 
+
+def test_the_replay_guard_takes_a_message_exactly_its_window_away_and_still_knows_its_nonce_then():
+    """docs/hil-protocol.md: `ts` "within `replay_window_s`" of the receiver's clock and the nonce
+    "not seen within the window": a difference of exactly the window is taken, and a message
+    repeated when its send time is exactly the window behind is still refused as a replay."""
+    now = [1000.0]
+    guard = ReplayGuard(window_s=10.0, clock=lambda: now[0])
+    assert guard.check(b"a" * 16, 990.0) is None  # 10 s behind
+    assert guard.check(b"b" * 16, 1010.0) is None  # 10 s ahead
+    assert guard.check(b"c" * 16, 1000.0) is None
+    now[0] = 1010.0  # "c" (sent at 1000) is still within the window: its nonce must not be forgotten yet
+    assert guard.check(b"c" * 16, 1000.0)[0] == "replayed"
+
+
+def test_a_token_given_goes_before_a_token_file_whose_path_may_start_with_a_tilde(tmp_path, monkeypatch):
+    """load_token: "`token` if given, else the contents of `token_file`"; docs/hil.md gives
+    `token_file=~/.delgrad-hil-token`.  A token that is no string is an InvalidValueError."""
+    path = tmp_path / "token"
+    path.write_text("from-the-file-of-enough-length\n")
+    path.chmod(0o600)
+    assert load_token("from-the-argument-xx", token_file=path) == b"from-the-argument-xx"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_token(token_file="~/token") == b"from-the-file-of-enough-length"
+    with pytest.raises(dg.InvalidValueError, match="^token: expected a string, got int$"):
+        load_token(12345678901234567890)
+
 # ---------------------------------------------------------------------------- scheduler
 def _outcome(name, size=0, keep=True):
     return Outcome({"type": "result", "job": name}, b"x" * size, keep)
