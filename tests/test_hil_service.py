@@ -143,6 +143,24 @@ def test_the_commands_refuse_values_they_cannot_use(arguments):
     assert result.exit_code == 2 and "Invalid value" in result.stderr and "Traceback" not in result.output
 
 
+
+@pytest.mark.parametrize(("option", "value", "taken"), [
+    ("--shutdown-grace-s", "604800", True), ("--shutdown-grace-s", "604801", False),
+    ("--replay-window-s", "1", True), ("--replay-window-s", "0.99", False),
+    ("--replay-window-s", "3600", True), ("--replay-window-s", "3601", False),
+    ("--latency-s", "3600", True), ("--latency-s", "3601", False),
+])
+def test_serve_takes_times_up_to_their_documented_limits_and_refuses_beyond_naming_the_option(option, value, taken,
+                                                                                            tmp_path):
+    """docs/hil.md, "Limits of the time options": `--shutdown-grace-s` at most one week,
+    `--replay-window-s` from 1 s to one hour, `--latency-s` at most one hour.  (A value taken
+    gets as far as the missing token file, the next usage error.)"""
+    result = cli_runner().invoke(main, ["hil", "serve", "--address", f"ipc://{tmp_path / 's'}", option, value,
+                                        "--token-file", str(tmp_path / "no-token")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (f"Invalid value for '{option}'" in result.stderr) != taken, result.stderr
+    assert ("Invalid value for --token-file" in result.stderr) == taken, result.stderr
+
 @pytest.mark.parametrize("arguments, message", [
     (["--device", "chip9000"], "Invalid value for --device: no backend 'chip9000' is installed; choose one of "),
     (["--device", "reference", "--device-option", "n_threads=abc"],
@@ -470,6 +488,23 @@ def test_refusals_are_logged_up_to_a_rate_and_the_rest_counted():
         log.removeHandler(handler)
 
 
+
+def test_every_window_after_the_first_logs_at_most_its_lines_too(caplog):
+    """docs/hil.md: refused messages "are logged a line each for the first 20 of every minute;
+    further ones ... are counted and logged as one line when the next minute's first one arrives"
+    (the second minute opens a window of its own, as the third does)."""
+    from delgrad_hil._refusal_log import LINES_PER_WINDOW, WINDOW_S, RefusalLog
+
+    now = [0.0]
+    refusals = RefusalLog(logging.getLogger("test-refusal-windows"), clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test-refusal-windows"):
+        for minute in range(3):
+            now[0] = minute * WINDOW_S + 1.0
+            for index in range(LINES_PER_WINDOW + 5):
+                refusals.refused("malformed", f"junk {index}")
+    assert sum(message.startswith("refused a message: ") for message in caplog.messages) == 3 * LINES_PER_WINDOW
+    assert caplog.messages.count("refused 5 more messages, not logged one by one (5 malformed)") == 2
+
 def test_a_flood_of_junk_is_counted_in_the_status_and_not_logged_line_by_line(start_service):
     from delgrad_hil._refusal_log import LINES_PER_WINDOW
 
@@ -796,6 +831,13 @@ def test_bad_options_are_refused_naming_the_option():
     with pytest.raises(dg.InvalidValueError, match=r"^timeout_s: .*, got the integer 1.00e\+400$"):  # (not 401 digits)
         HilBackend(timeout_s=10**400)
 
+
+
+def test_a_time_option_of_zero_is_refused():
+    """(`checked_seconds`: a number of seconds > 0, as the message of a larger one says too)"""
+    for name in ("timeout_s", "job_timeout_s", "calibration_timeout_s", "backoff_s", "max_backoff_s"):
+        with pytest.raises(dg.InvalidValueError, match=rf"^{name}: expected a number of seconds > 0 and at most"):
+            HilBackend(**{name: 0})
 
 def test_serve_without_a_token_or_on_a_taken_port_is_a_one_line_error(start_service, tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "DELGRAD_HIL_TOKEN"}
