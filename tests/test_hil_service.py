@@ -1125,6 +1125,55 @@ def test_a_forked_child_neither_uses_nor_ends_its_parents_backend(tmp_path):
         backend.execute(ran, inputs, seed=2)  # (the parent's backend still works)
 
 
+
+FORKED_CHILD_EXITS = """
+    import os
+    import sys
+    from delgrad_hil import LocalService
+
+    service = LocalService("reference")
+    service.start()
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)  # (a normal exit: the clean-up at exit runs in the child too)
+    os.waitpid(child, 0)
+    print(service.alive, os.path.exists(service._log_path), flush=True)
+    service.stop()
+"""
+
+
+def test_a_forked_child_that_exits_normally_leaves_its_parents_local_service_and_log(tmp_path):
+    """(the clean-up at exit of a LocalService never stopped ends its process and log "only in
+    the process that started it": a forked child that exits inherits it)"""
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent(FORKED_CHILD_EXITS))
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", "True"], result.stderr
+
+
+def test_a_local_service_starts_once_and_is_not_restarted_before_it_started():
+    """LocalService.start: "Start the service (if it is not running)"; ensure_running restarts
+    it only "if its process has ended"."""
+    service = LocalService("reference")
+    try:
+        assert service.ensure_running() is False and service.pid is None and service.restarts == 0
+        service.start()
+        pid, address = service.pid, service.address
+        service.start()
+        assert service.pid == pid and service.address == address and service.alive and service.restarts == 0
+    finally:
+        service.stop()
+
+
+def test_a_local_service_that_cannot_start_says_why_and_keeps_no_process():
+    service = LocalService("no-such-device")
+    with pytest.raises(dg.BackendUnavailable, match=r"^the local mock-hil service for device 'no-such-device' did not "
+                                                    r"start: .*no backend 'no-such-device' is installed") as raised:
+        service.start()
+    assert not raised.value.retryable and service.pid is None and service.address is None
+    service.stop()
+    assert not os.path.exists(service._log_path)
+
 def test_jobs_in_flight_answered_by_a_restarted_service(start_service):
     """(a greeting from inside the batch waited for the lock the batch held: execute_many hung
     for ever once a restarted service answered)"""
