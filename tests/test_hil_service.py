@@ -355,6 +355,13 @@ def test_the_devices_warnings_reach_the_client(start_service):
             backend.execute(network, inputs, calibration=calibration, seed=1)
 
 
+
+def test_a_local_services_device_options_reach_it_as_the_json_values_given(start_service):
+    """docs/hil.md: `device_options` are JSON values, passed on as `--device-option KEY=VALUE`
+    ("VALUE is read as JSON when it can be"): the string "42" stays a string."""
+    service = start_service(device_options={"warning": "42", "chip": 1})
+    assert _reply(service, signed(service.token, "hello"))["info"]["device_options"] == {"warning": "42", "chip": 1}
+
 def test_a_device_that_prints_much_and_warns_at_length_is_served_on(start_service):
     """(a local service's stdout was a pipe read for the ready line only: after about 64 KiB of
     a device's prints every job hung; a warning of 70,000 characters made its reply's header too
@@ -1151,7 +1158,7 @@ def test_a_forked_child_that_exits_normally_leaves_its_parents_local_service_and
     assert result.stdout.split() == ["True", "True"], result.stderr
 
 
-def test_a_local_service_starts_once_and_is_not_restarted_before_it_started():
+def test_a_local_service_starts_once_in_a_session_of_its_own_and_not_before_start():
     """LocalService.start: "Start the service (if it is not running)"; ensure_running restarts
     it only "if its process has ended"."""
     service = LocalService("reference")
@@ -1161,6 +1168,8 @@ def test_a_local_service_starts_once_and_is_not_restarted_before_it_started():
         pid, address = service.pid, service.address
         service.start()
         assert service.pid == pid and service.address == address and service.alive and service.restarts == 0
+        # (in a session of its own: a Ctrl-C at the terminal reaches the client, which stops the service)
+        assert os.getsid(service.pid) == service.pid != os.getsid(0)
     finally:
         service.stop()
 
@@ -1173,6 +1182,13 @@ def test_a_local_service_that_cannot_start_says_why_and_keeps_no_process():
     assert not raised.value.retryable and service.pid is None and service.address is None
     service.stop()
     assert not os.path.exists(service._log_path)
+    slow = LocalService("reference", startup_timeout_s=0.01)  # ("how long to wait for the service to report ...")
+    try:
+        with pytest.raises(dg.BackendUnavailable, match="'reference' did not start"):
+            slow.start()
+        assert slow.pid is None and slow.address is None
+    finally:
+        slow.stop()
 
 def test_jobs_in_flight_answered_by_a_restarted_service(start_service):
     """(a greeting from inside the batch waited for the lock the batch held: execute_many hung
