@@ -1174,6 +1174,24 @@ def test_a_local_service_starts_once_in_a_session_of_its_own_and_not_before_star
         service.stop()
 
 
+
+def test_a_local_service_that_ended_is_restarted_on_its_port_saying_so_in_one_warning(caplog):
+    """docs/hil.md: "If it ends in the middle of a run ... the client restarts it, on the same port
+    when it is free"; "its client reports a restart as one warning line"."""
+    service = LocalService("reference")
+    try:
+        service.start()
+        pid, address = service.pid, service.address
+        os.kill(pid, signal.SIGKILL)
+        assert service._process.wait(timeout=10) == -signal.SIGKILL and not service.alive
+        with caplog.at_level(logging.WARNING, logger="delgrad_hil.supervisor"):
+            assert service.ensure_running() is True
+        assert service.alive and service.pid != pid and service.address == address and service.restarts == 1
+        assert len(caplog.records) == 1 and "restarting" in caplog.records[0].getMessage()
+        assert service.ensure_running() is False and service.restarts == 1  # (running: nothing to do)
+    finally:
+        service.stop()
+
 def test_a_local_service_that_cannot_start_says_why_and_keeps_no_process():
     service = LocalService("no-such-device")
     with pytest.raises(dg.BackendUnavailable, match=r"^the local mock-hil service for device 'no-such-device' did not "
