@@ -362,6 +362,15 @@ def test_a_local_services_device_options_reach_it_as_the_json_values_given(start
     service = start_service(device_options={"warning": "42", "chip": 1})
     assert _reply(service, signed(service.token, "hello"))["info"]["device_options"] == {"warning": "42", "chip": 1}
 
+
+def test_a_local_service_serves_with_its_own_fresh_token_whatever_the_environment_holds(start_service, monkeypatch):
+    """docs/hil.md: a local service runs "with a fresh random token", also when
+    $DELGRAD_HIL_TOKEN holds the token of a shared service."""
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", "the-token-of-a-shared-service")
+    service = start_service(device="reference")
+    assert service.token != "the-token-of-a-shared-service"
+    assert _reply(service, signed(service.token, "health"))["info"]["ok"] is True
+
 def test_a_device_that_prints_much_and_warns_at_length_is_served_on(start_service):
     """(a local service's stdout was a pipe read for the ready line only: after about 64 KiB of
     a device's prints every job hung; a warning of 70,000 characters made its reply's header too
