@@ -339,7 +339,6 @@ def test_the_replay_guard_refuses_seen_nonces_and_stale_or_future_times():
     assert guard.check(b"e" * 16, 1016.0) is None and len(guard._expiry) == 2
 
 
-
 def test_the_replay_guard_takes_a_message_exactly_its_window_away_and_still_knows_its_nonce_then():
     """docs/hil-protocol.md: `ts` "within `replay_window_s`" of the receiver's clock and the nonce
     "not seen within the window": a difference of exactly the window is taken, and a message

@@ -143,7 +143,6 @@ def test_the_commands_refuse_values_they_cannot_use(arguments):
     assert result.exit_code == 2 and "Invalid value" in result.stderr and "Traceback" not in result.output
 
 
-
 @pytest.mark.parametrize(("option", "value", "taken"), [
     ("--shutdown-grace-s", "604800", True), ("--shutdown-grace-s", "604801", False),
     ("--replay-window-s", "1", True), ("--replay-window-s", "0.99", False),
@@ -355,7 +354,6 @@ def test_the_devices_warnings_reach_the_client(start_service):
             backend.execute(network, inputs, calibration=calibration, seed=1)
 
 
-
 def test_a_local_services_device_options_reach_it_as_the_json_values_given(start_service):
     """docs/hil.md: `device_options` are JSON values, passed on as `--device-option KEY=VALUE`
     ("VALUE is read as JSON when it can be"): the string "42" stays a string."""
@@ -502,7 +500,6 @@ def test_refusals_are_logged_up_to_a_rate_and_the_rest_counted():
         assert len(records) == LINES_PER_WINDOW + 3
     finally:
         log.removeHandler(handler)
-
 
 
 def test_every_window_after_the_first_logs_at_most_its_lines_too(caplog):
@@ -848,7 +845,6 @@ def test_bad_options_are_refused_naming_the_option():
         HilBackend(timeout_s=10**400)
 
 
-
 def test_a_time_option_of_zero_is_refused():
     """(`checked_seconds`: a number of seconds > 0, as the message of a larger one says too)"""
     for name in ("timeout_s", "job_timeout_s", "calibration_timeout_s", "backoff_s", "max_backoff_s"):
@@ -1141,7 +1137,6 @@ def test_a_forked_child_neither_uses_nor_ends_its_parents_backend(tmp_path):
         backend.execute(ran, inputs, seed=2)  # (the parent's backend still works)
 
 
-
 FORKED_CHILD_EXITS = """
     import os
     import sys
@@ -1181,7 +1176,6 @@ def test_a_local_service_starts_once_in_a_session_of_its_own_and_not_before_star
         assert os.getsid(service.pid) == service.pid != os.getsid(0)
     finally:
         service.stop()
-
 
 
 def test_a_local_service_that_ended_is_restarted_on_its_port_saying_so_in_one_warning(caplog):
