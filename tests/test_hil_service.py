@@ -1211,6 +1211,26 @@ def test_a_local_service_that_cannot_start_says_why_and_keeps_no_process():
     finally:
         slow.stop()
 
+
+# FAILS until fixed: a failed start detaches the clean-up at exit, and HilBackend never calls stop() then
+@pytest.mark.xfail(strict=True, reason="the log of a local service that did not start is left in the temp folder")
+def test_a_local_service_that_did_not_start_leaves_no_log_once_dropped():
+    """(_end: "What a LocalService that was never stopped leaves: its process (ended) and log
+    (removed)"; HilBackend makes a LocalService per attempt and drops it when start() fails)"""
+    import gc
+
+    service = LocalService("no-such-device")
+    log = service._log_path
+    with pytest.raises(dg.BackendUnavailable, match="did not start"):
+        service.start()
+    del service
+    gc.collect()
+    try:
+        assert not os.path.exists(log)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(log)
+
 def test_jobs_in_flight_answered_by_a_restarted_service(start_service):
     """(a greeting from inside the batch waited for the lock the batch held: execute_many hung
     for ever once a restarted service answered)"""
