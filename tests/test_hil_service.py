@@ -1212,8 +1212,6 @@ def test_a_local_service_that_cannot_start_says_why_and_keeps_no_process():
         slow.stop()
 
 
-# FAILS until fixed: a failed start detaches the clean-up at exit, and HilBackend never calls stop() then
-@pytest.mark.xfail(strict=True, reason="the log of a local service that did not start is left in the temp folder")
 def test_a_local_service_that_did_not_start_leaves_no_log_once_dropped():
     """(_end: "What a LocalService that was never stopped leaves: its process (ended) and log
     (removed)"; HilBackend makes a LocalService per attempt and drops it when start() fails)"""
@@ -1230,6 +1228,23 @@ def test_a_local_service_that_did_not_start_leaves_no_log_once_dropped():
     finally:
         with contextlib.suppress(OSError):
             os.unlink(log)
+
+
+def test_a_backend_whose_local_service_did_not_start_leaves_no_log(monkeypatch, tmp_path):
+    """(HilBackend stops the local service whose start failed; checked while the traceback still
+    holds the service, so that not its collection but the stop removes the log)"""
+    import tempfile
+
+    import delgrad_hil._supervisor as supervisor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(supervisor, "_BOOT", "import sys; sys.exit('no service today')")
+    network, inputs = network_and_inputs(kind="none", tau_ratio=2.0)
+    with HilBackend(device="reference") as backend:
+        ran = backend.represent(network)
+        with pytest.raises(dg.BackendUnavailable, match="did not start: no service today") as raised:
+            backend.execute(ran, inputs, seed=0)
+        assert raised.traceback and list(tmp_path.iterdir()) == []
 
 def test_jobs_in_flight_answered_by_a_restarted_service(start_service):
     """(a greeting from inside the batch waited for the lock the batch held: execute_many hung

@@ -215,7 +215,11 @@ class HilBackend(Backend):
             service = None
             if self.address is None:
                 service = LocalService(self._device_model().name, self.device_options, self.faults)
-                service.start()
+                try:
+                    service.start()
+                except BaseException:
+                    service.stop()
+                    raise
                 token = service.token.encode()
             else:
                 token = load_token(self.token, self.token_file)

@@ -62,14 +62,24 @@ def _terminate(process: subprocess.Popen, timeout_s: float = 5.0) -> None:
         process.stdout.close()
 
 
-def _end(process: subprocess.Popen, log_path: str, owner_pid: int) -> None:
-    """What a LocalService that was never stopped leaves: its process (ended) and log (removed);
-    only in the process that started it (a forked child inherits the clean-up at exit)."""
-    if os.getpid() != owner_pid:
+class _Leftovers:
+    """What a LocalService removes at exit if it is never stopped: its current process and its log."""
+
+    def __init__(self, log_path: str):
+        self.process: subprocess.Popen | None = None
+        self.log_path = log_path
+        self.owner_pid = os.getpid()
+
+
+def _end(leftovers: _Leftovers) -> None:
+    """End the process and remove the log of a LocalService that was never stopped (dropped, or
+    alive at exit); only in the process that made it (a forked child inherits the clean-up)."""
+    if os.getpid() != leftovers.owner_pid:
         return
-    _terminate(process)
+    if leftovers.process is not None:
+        _terminate(leftovers.process)
     with contextlib.suppress(OSError):
-        os.unlink(log_path)
+        os.unlink(leftovers.log_path)
 
 
 class LocalService:
@@ -99,10 +109,14 @@ class LocalService:
         self.token = new_token()
         self.address: str | None = None
         self.restarts = 0
-        self._process: subprocess.Popen | None = None
-        self._finalizer = None
         descriptor, self._log_path = tempfile.mkstemp(prefix="delgrad-hil-", suffix=".log")
         os.close(descriptor)
+        self._leftovers = _Leftovers(self._log_path)
+        weakref.finalize(self, _end, self._leftovers)
+
+    @property
+    def _process(self) -> subprocess.Popen | None:
+        return self._leftovers.process
 
     @property
     def pid(self) -> int | None:
@@ -143,8 +157,7 @@ class LocalService:
     def _release(self) -> None:
         if self._process is not None:
             _terminate(self._process)
-            self._finalizer.detach()  # (after: an interrupted wait leaves the clean-up at exit in place)
-            self._process = None
+            self._leftovers.process = None  # (after: an interrupted wait leaves the clean-up at exit in place)
 
     def _spawn(self, address: str) -> None:
         command = [sys.executable, "-c", _BOOT, "hil", "serve", "--device", self.device, "--address", address,
@@ -155,8 +168,7 @@ class LocalService:
         with open(self._log_path, "a") as log_file:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
                                        env={**os.environ, TOKEN_ENV: self.token}, text=True, start_new_session=True)
-        self._finalizer = weakref.finalize(self, _end, process, self._log_path, os.getpid())
-        self._process = process
+        self._leftovers.process = process
         line = self._ready_line(process)
         if not line.startswith(READY_PREFIX):
             self._release()
