@@ -162,6 +162,39 @@ def test_clipped_delays_are_projected_into_zero_to_delay_max():
     np.testing.assert_array_equal(model.params["layers.0.delays"], [0.0, 0.7, 1.5, 1.5])
 
 
+def test_initial_clipped_delays_start_within_delay_max():
+    """(the clip parametrisation draws delays between delay_shift and delay_shift + delay_scale; those
+    above delay_max are clipped before the first run, not after the first step)"""
+    config = TrainingConfig(hidden=3, delays="axonal", delay_parametrisation="clip", delay_shift=0.1,
+                            delay_scale=1.0, delay_max=0.3).resolved()
+    model = TrainableNetwork(build_network(config, 40, 3), config)
+    model.initialise(np.random.default_rng(0))
+    drawn = model.params["layers.0.delays"]
+    assert drawn.max() == 0.3 and drawn.min() > 0.1
+    np.testing.assert_array_equal(model.network.layers[0].projection.delays, drawn)
+
+
+def test_per_layer_initial_weights_are_drawn_with_their_layers_settings():
+    config = TrainingConfig(hidden=50, delays="none", weight_init_mean=[-2.0, 3.0],
+                            weight_init_std=[0.0, 0.5]).resolved()
+    model = TrainableNetwork(build_network(config, 40, 30), config)
+    model.initialise(np.random.default_rng(0))
+    np.testing.assert_array_equal(model.params["layers.0.weights"], -2.0)
+    output = model.params["layers.1.weights"]
+    assert output.mean() == pytest.approx(3.0, abs=0.05) and output.std() == pytest.approx(0.5, rel=0.05)
+
+
+def test_delays_from_raw_gives_new_delays_not_the_parameters():
+    """(writing into the delays a clip parametrisation returns must not move its parameters)"""
+    for parametrisation in ("clip", "sigmoid"):
+        config = TrainingConfig(hidden=3, delays="axonal", delay_parametrisation=parametrisation).resolved()
+        model = TrainableNetwork(build_network(config, 4, 3), config)
+        model.initialise(np.random.default_rng(0))
+        raw = model.params["layers.0.delays"]
+        before = raw.copy()
+        model.delays_from_raw(raw)[...] = 7.0
+        np.testing.assert_array_equal(raw, before)
+
 def test_training_is_deterministic():
     config = TrainingConfig(epochs=2, hidden=10, delays="axonal", seed=5)
     a, b = Trainer(config), Trainer(config)
@@ -589,6 +622,22 @@ def test_an_initial_network_out_of_range_names_the_settings_it_was_drawn_from(se
     with pytest.raises(dg.InvalidValueError, match=r"^the initial network drawn from weight_init_mean = .*, "
                                                    r"weight_init_std = .* is refused: hidden.projection.weights: "):
         Trainer(TrainingConfig(hidden=5, epochs=1, **setting))
+
+
+@pytest.mark.parametrize("parametrisation", ["sigmoid", "clip"])
+def test_initial_delays_out_of_range_name_the_delay_settings_they_were_drawn_from(parametrisation):
+    """(delays beyond float range, from delay_shift + delay_scale * sigmoid(raw): the refusal named neither
+    of the two, and numpy warned of an overflow first)"""
+    setting = dict(delay_shift=1e308, delay_scale=1e308, delay_init_mean=100.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(dg.InvalidValueError, match=r"^the initial network drawn from delay_init_mean = 100.0, "
+                                                       r"delay_init_std = .*, delay_parametrisation = "
+                                                       f"'{parametrisation}', "
+                                                       r"delay_shift = 1e\+308, delay_scale = 1e\+308 is refused: "
+                                                       r"hidden.projection.delays: contains NaN or inf$"):
+            Trainer(TrainingConfig(hidden=5, epochs=1, delays="axonal", delay_parametrisation=parametrisation,
+                                   **setting))
 
 
 def test_trainer_refuses_a_plain_dict_naming_the_way_to_build_a_config():
@@ -2380,6 +2429,10 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
                                                    r"'synaptic'\] describe another network than the one given \(hidden "
                                                    r"\[5\], delays \['axonal', 'axonal'\]\)"):
         TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"), TrainingConfig(hidden=[5, 5]))
+    with pytest.raises(dg.InvalidValueError, match=r"config: hidden \[5\] and delays \['none', 'none'\] describe "
+                                                   r"another network than the one given \(hidden \[5\], delays "
+                                                   r"\['axonal', 'axonal'\]\)"):  # (the same sizes, other delays)
+        TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"), TrainingConfig(hidden=5, delays="none"))
     with pytest.raises(dg.InvalidValueError, match=r"rng: expected a numpy Generator \(e.g. np.random.default_rng"):
         model.initialise(0)
     with pytest.raises(dg.InvalidValueError, match="config: expected a delgrad_core.training.TrainingConfig, got dict"):

@@ -179,19 +179,20 @@ class TrainableNetwork:
         def of_layer(value, k):
             return value[k] if isinstance(value, list) else value
 
-        for name, param in self.params.items():
-            if self.group_of[name] == "weights":
-                k = int(name.split(".")[1])
-                param[...] = rng.normal(of_layer(config.weight_init_mean, k), of_layer(config.weight_init_std, k),
-                                        param.shape)
-            else:
-                raw = rng.normal(config.delay_init_mean, config.delay_init_std, param.shape)
-                if config.delay_parametrisation == "sigmoid":
-                    param[...] = raw
+        with np.errstate(over="ignore"):  # (values beyond float range: refused below, named after their settings)
+            for name, param in self.params.items():
+                if self.group_of[name] == "weights":
+                    k = int(name.split(".")[1])
+                    param[...] = rng.normal(of_layer(config.weight_init_mean, k), of_layer(config.weight_init_std, k),
+                                            param.shape)
                 else:
-                    param[...] = config.delay_shift + config.delay_scale * _sigmoid(raw)
-        self.constrain()
-        self.apply()
+                    raw = rng.normal(config.delay_init_mean, config.delay_init_std, param.shape)
+                    if config.delay_parametrisation == "sigmoid":
+                        param[...] = raw
+                    else:
+                        param[...] = config.delay_shift + config.delay_scale * _sigmoid(raw)
+            self.constrain()
+            self.apply()
         try:
             self.network.validate()
         except InvalidValueError as exc:  # (named after the settings the values were drawn from)
@@ -201,7 +202,7 @@ class TrainableNetwork:
     def _init_settings(self, refusal: str) -> str:
         """The settings of the initial values that `refusal` (of the network) is about."""
         names = ("weight_init_mean", "weight_init_std") if ".weights" in refusal else \
-            ("delay_init_mean", "delay_init_std", "delay_parametrisation")
+            ("delay_init_mean", "delay_init_std", "delay_parametrisation", "delay_shift", "delay_scale")
         return ", ".join(f"{name} = {getattr(self.config, name)!r}" for name in names)
 
     def constrain(self) -> None:
