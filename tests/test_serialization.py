@@ -29,6 +29,16 @@ def test_round_trip_is_bit_identical(tmp_path, helpers, kind, per_neuron):
         np.testing.assert_array_equal(a, b)
 
 
+def test_neuron_parameters_are_stored_as_float64_and_scalars_load_as_floats(tmp_path):
+    """(the file holds one float64 array per parameter, integer per-neuron values included; a value
+    given once for all neurons loads as the float it was, not a 0-d array)"""
+    network = dg.Network.feedforward([3, 2], seed=0)
+    network.layers[0].population.neuron = dg.NeuronParameters(threshold=np.array([1, 2]), tau_m=2.0, tau_s=1.0)
+    with np.load(dg.save_network(network, tmp_path / "net.npz")) as arrays:
+        assert {arrays[name].dtype for name in arrays.files if name != "network.json"} == {np.dtype(np.float64)}
+    neuron = dg.load_network(tmp_path / "net.npz").layers[0].population.neuron
+    assert type(neuron.tau_m) is float and type(neuron.tau_s) is float and neuron.threshold.tolist() == [1.0, 2.0]
+
 def test_saving_twice_gives_the_same_arrays(tmp_path):
     network = dg.Network.feedforward([4, 6, 3], delay_kind="synaptic", delay_value=0.25, seed=1)
     first = dg.load_network(dg.save_network(network, tmp_path / "a.npz"))
@@ -114,7 +124,21 @@ def _edited_file(tmp_path, edit):
     # (named once, as read: not wrapped in "invalid network: <file>: ..."; an empty name was taken)
     (lambda meta, arrays: meta["layers"][0].update(projection=""),
      r"^{path}: layers.0.projection: expected a non-empty string, got ''$"),
-], ids=["size-0", "largest-size", "surplus-entry", "empty-name"])
+    # (a JSON true is no size; another format of version 1 is not ours; a description of no layers, an input
+    # or layer that is no object, and an empty input name are named as such, not as an invalid network)
+    (lambda meta, arrays: meta["layers"][0].update(size=True),
+     r"^{path}: layers\[0\].size: expected an integer in \[1, 4194304\], got True$"),
+    (lambda meta, arrays: meta.update(format="delgrad-dataset"),
+     r"unsupported network format 'delgrad-dataset' version 1 \(this delgrad reads version 1\)$"),
+    (lambda meta, arrays: meta.update(layers=[]), r"network.json: needs an 'input' object and a non-empty 'layers' list$"),
+    (lambda meta, arrays: meta.update(input=3), r"network.json: needs an 'input' object and a non-empty 'layers' list$"),
+    (lambda meta, arrays: meta.update(layers=[3]), r"^{path}: layers\[0\]: expected an object$"),
+    (lambda meta, arrays: meta["input"].update(name=""), r"^{path}: input.name: expected a non-empty string, got ''$"),
+    # (a per-neuron parameter of as many values as the layer has inputs, not neurons)
+    (lambda meta, arrays: arrays.update({"layers.0.neuron.threshold": np.ones(3)}),
+     r"^{path}: layers.0.neuron.threshold: shape \(3,\) does not fit population size 2$"),
+], ids=["size-0", "largest-size", "surplus-entry", "empty-name", "size-true", "other-format", "no-layers",
+        "input-no-object", "layer-no-object", "empty-input-name", "neuron-values-per-input"])
 def test_a_description_that_disagrees_with_the_rules_is_named(tmp_path, edit, message):
     path = _edited_file(tmp_path, edit)
     with pytest.raises(dg.FileFormatError, match=message.replace("{path}", re.escape(str(path)))):
