@@ -130,8 +130,10 @@ def _edited_file(tmp_path, edit):
      r"^{path}: layers\[0\].size: expected an integer in \[1, 4194304\], got True$"),
     (lambda meta, arrays: meta.update(format="delgrad-dataset"),
      r"unsupported network format 'delgrad-dataset' version 1 \(this delgrad reads version 1\)$"),
-    (lambda meta, arrays: meta.update(layers=[]), r"network.json: needs an 'input' object and a non-empty 'layers' list$"),
-    (lambda meta, arrays: meta.update(input=3), r"network.json: needs an 'input' object and a non-empty 'layers' list$"),
+    (lambda meta, arrays: meta.update(layers=[]),
+     r"network.json: needs an 'input' object and a non-empty 'layers' list$"),
+    (lambda meta, arrays: meta.update(input=3),
+     r"network.json: needs an 'input' object and a non-empty 'layers' list$"),
     (lambda meta, arrays: meta.update(layers=[3]), r"^{path}: layers\[0\]: expected an object$"),
     (lambda meta, arrays: meta["input"].update(name=""), r"^{path}: input.name: expected a non-empty string, got ''$"),
     # (a per-neuron parameter of as many values as the layer has inputs, not neurons)
