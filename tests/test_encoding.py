@@ -46,6 +46,18 @@ def test_out_of_range_or_nan_features_are_refused(bad):
         LatencyEncoder()(bad)
 
 
+def test_a_refusal_of_features_counts_them_and_names_the_first():
+    with pytest.raises(ValueError, match=r"features: values must lie in \[0, 1\] \(no NaN\); 2 do not, the first at "
+                                         r"index \(0, 1\) is 1.5$"):
+        LatencyEncoder()([[0.2, 1.5], [0.3, -2.0]])
+
+
+def test_times_given_as_numpy_or_integer_numbers_are_kept_as_floats():
+    """(a numpy number was kept as given: its repr differed, and json cannot write it)"""
+    encoder = LatencyEncoder(t_early=np.int64(0), t_late=np.float32(2.0))
+    assert type(encoder.t_early) is float and type(encoder.t_late) is float
+    assert encoder == LatencyEncoder(0.0, 2.0)
+
 def test_non_numeric_features_are_refused():
     with pytest.raises(ValueError, match="features"):
         LatencyEncoder()([["a", "b"]])
