@@ -45,7 +45,7 @@ def load_cached(key: str) -> Calibration | None:
         if not path.exists():
             return None
         calibration = Calibration.load(path)
-    except PermissionError as exc:  # (a folder that cannot be searched: raised by exists() since Python 3.11)
+    except OSError as exc:  # (raised by exists(): a folder that cannot be searched, a name too long, ...)
         warnings.warn(f"cannot read the calibration cache entry {path} ({exc.strerror}): calibrating anew",
                       stacklevel=3)
         return None

@@ -182,6 +182,31 @@ def test_a_cache_entry_that_is_a_folder_warns_and_the_calibration_is_used(cache)
     assert any("could not store the calibration" in str(w.message) for w in warned)
 
 
+def test_a_cache_folder_whose_name_is_too_long_warns_once_each_for_reading_and_writing(tmp_path, monkeypatch):
+    """(the failed look-up was reported as an unreadable cached calibration, with the OSError's repr)"""
+    folder = tmp_path / ("x" * 300)
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(folder))
+    with pytest.warns(UserWarning) as warned:
+        backend, calibration = _calibrate()
+    entry = folder / f"{calibration.cache_key}.npz"
+    assert [str(w.message) for w in warned] == [
+        f"cannot read the calibration cache entry {entry} (File name too long): calibrating anew",
+        f"could not store the calibration in the cache ({entry}: File name too long); going on without it (set "
+        "DELGRAD_BSS2_CACHE to a writable folder, or pass the backend option cache=false)"]
+    assert backend.calibration_cache == ("not_stored", str(entry)) and calibration.values["calibrated"] is True
+
+
+def test_an_entry_holding_another_keys_calibration_is_measured_again(cache):
+    """(a cache file copied or renamed to another key's name: never taken for that key)"""
+    _, chip_0 = _calibrate()
+    _, chip_1 = _calibrate(chip=1)
+    (cache / f"{chip_1.cache_key}.npz").write_bytes((cache / f"{chip_0.cache_key}.npz").read_bytes())
+    with pytest.warns(UserWarning, match=f"ignoring the cached calibration .*: it holds key '{chip_0.cache_key}'"):
+        again, measured = _calibrate(chip=1)
+    assert measured == chip_1 and again.calibration_cache[0] == "stored"
+    assert dg.Calibration.load(cache / f"{chip_1.cache_key}.npz") == chip_1
+
+
 def test_a_dangling_link_at_an_entry_is_replaced_without_following_it(cache, tmp_path_factory):
     """(the atomic write followed the link and created its target's folders outside the cache)"""
     elsewhere = tmp_path_factory.mktemp("elsewhere")

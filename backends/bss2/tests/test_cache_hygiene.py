@@ -34,13 +34,15 @@ def test_storing_an_entry_removes_only_dead_temporaries_of_entries(monkeypatch, 
     monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path))
     hour_ago = time.time() - 3700
     dead = [".0123abcd.npz.abcd1234.tmp", ".other-key.npz.x_y2z3w4.tmp"]
-    young = [".0123abcd.npz.k9l8m7n6.tmp"]  # (perhaps another process's entry being written)
+    young = [".0123abcd.npz.k9l8m7n6.tmp", ".0123abcd.npz.q1r2s3t4.tmp"]  # (perhaps another process's entry)
     foreign = [".notes.abcd1234.tmp", ".0123abcd.npz.tmp", ".a.npz.ab.cd.tmp", "0123abcd.npz.abcd1234.tmp",
                ".0123abcd.npz.ABCD1234.tmp", "notes.txt"]
     for name in (*dead, *young, *foreign):
         (tmp_path / name).write_text("left")
         if name not in young:
             os.utime(tmp_path / name, (hour_ago, hour_ago))
+    half_an_hour_ago = time.time() - 1800  # (younger than an hour: kept)
+    os.utime(tmp_path / young[1], (half_an_hour_ago, half_an_hour_ago))
     backend = dg.get_backend("bss2-emulator")
     calibration = backend.calibrate()
     assert backend.calibration_cache[0] == "stored"
