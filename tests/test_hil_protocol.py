@@ -647,6 +647,62 @@ def test_each_reply_fate_takes_two_draws_of_the_seeded_generator():
     assert [faults.reply_fate() for _ in range(100)] == expected
 
 
+def test_each_fault_fraction_alone_decides_its_fate():
+    """docs/hil.md, "Faults": `drop_fraction` of job replies is never sent, `corrupt_fraction` gets
+    a byte flipped, none without a fault (a dropped reply is not also corrupted).  (Corruption
+    decided by the drop fraction went unnoticed with both fractions equal.)"""
+    for plan, fate in ((FaultPlan(corrupt_fraction=1.0), "corrupt"), (FaultPlan(drop_fraction=1.0), "drop"),
+                       (FaultPlan(drop_fraction=1.0, corrupt_fraction=1.0), "drop"), (FaultPlan(seed=5), "send")):
+        faults = Faults(plan)
+        assert {faults.reply_fate() for _ in range(50)} == {fate}, plan
+
+
+def test_a_corrupted_reply_has_one_byte_of_one_frame_flipped_and_any_frame_may_be_the_one():
+    """docs/hil.md, "Faults": a corrupted job reply "gets one byte flipped after signing" (all
+    eight bits: the complement); the frame hit is the generator's choice, the last one too, and the
+    other frames, their number and lengths stay as they were."""
+    frames = [b"\x00\x01\x02", b"ab", b"a header", b"the payload"]
+    hit = set()
+    for seed in range(40):
+        corrupted = Faults(FaultPlan(corrupt_fraction=1.0, seed=seed)).corrupted(frames)
+        assert [len(frame) for frame in corrupted] == [len(frame) for frame in frames]
+        changed = [index for index, (sent, kept) in enumerate(zip(corrupted, frames)) if sent != kept]
+        assert len(changed) == 1, corrupted
+        sent, kept = corrupted[changed[0]], frames[changed[0]]
+        assert [a ^ b for a, b in zip(sent, kept) if a != b] == [0xFF]
+        hit.add(changed[0])
+    assert hit == set(range(len(frames)))
+
+
+def test_a_corrupted_empty_frame_is_no_longer_empty():
+    """delgrad_hil/_faults.py: a frame with no byte to flip becomes one byte (b"\\xff"): a reply
+    chosen for corruption is never sent as it was signed."""
+    assert Faults(FaultPlan(corrupt_fraction=1.0)).corrupted([b""]) == [b"\xff"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("drop_fraction", 1.5), ("corrupt_fraction", 1.5),
+                                              ("busy_fraction", -0.1), ("seed", -1), ("seed", 1.5),
+                                              ("exit_after_jobs", 0)])
+def test_each_fault_setting_out_of_its_range_is_refused_naming_it(field, value):
+    """docs/hil.md, "Faults": fractions of job replies or requests (0 to 1), K jobs, the seed of
+    the decisions: the plan refuses what `delgrad hil serve` refuses (`--fault-seed` takes
+    integers from 0), naming the `faults` key.  (Only `drop_fraction` of the fractions was
+    tested.)"""
+    with pytest.raises(dg.InvalidValueError, match=rf"^faults\.{field}: expected"):
+        FaultPlan.from_dict({field: value})
+
+
+def test_a_fault_plan_gives_the_serve_option_of_every_fault_it_sets():
+    """docs/hil.md, "Faults": each `faults` key has a `delgrad hil serve` option; a local
+    service is started with the options of its plan, so none may be left out (the latency
+    fault too), and a plan of defaults gives none."""
+    plan = FaultPlan(latency_s=0.25, drop_fraction=0.1, corrupt_fraction=0.2, busy_fraction=0.3, exit_after_jobs=7,
+                     seed=9)
+    assert plan.arguments() == ["--latency-s", "0.25", "--drop-fraction", "0.1", "--corrupt-fraction", "0.2",
+                                "--busy-fraction", "0.3", "--exit-after-jobs", "7", "--fault-seed", "9"]
+    assert FaultPlan().arguments() == []
+
+
 def test_an_outcome_not_kept_takes_no_room_in_the_cache():
     """docs/hil-protocol.md: "an error the device marks retryable is not kept": it neither counts
     in the cache's entries and bytes nor pushes a kept outcome out."""
