@@ -651,10 +651,11 @@ def test_jobs_survive_dropped_corrupted_and_busy_replies(start_service, faults, 
 @pytest.mark.parametrize("overlapped", [False, True], ids=["one-at-a-time", "in-flight"])
 def test_a_job_survives_a_restart_of_the_service(start_service, overlapped):
     service = start_service(faults={"exit_after_jobs": 4})  # the calibration and three jobs, then exit
-    restarts = threading.Event()
+    restarts, ended_with = threading.Event(), []
 
     def supervise():
         if wait_for(lambda: not service.alive, timeout_s=60):
+            ended_with.append(service._process.returncode)
             service.ensure_running()
             restarts.set()
 
@@ -667,6 +668,7 @@ def test_a_job_survives_a_restart_of_the_service(start_service, overlapped):
         status = backend.status(executions=True)
     watcher.join()
     assert restarts.is_set() and service.restarts == 1
+    assert ended_with == [75]  # docs/hil.md, "Faults": "the process exits (status 75)"
     assert len([w for w in told if "was restarted" in str(w.message)]) == 1
     _assert_same_results(results, _device_results(requests))
     assert len(status["executions"]) == 3 and status["uptime_s"] < 30  # the new process ran jobs 3, 4, 5
