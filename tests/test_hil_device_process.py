@@ -317,3 +317,132 @@ def test_the_device_process_ends_with_its_service_however_that_ends():
             assert wait_for(lambda: not process_exists(child), timeout_s=10), how
         finally:
             service.stop()
+
+
+def test_the_child_is_told_to_forget_the_least_recently_used_network_beyond_eight(device_process, monkeypatch):
+    """delgrad_hil/_device_process.py: the child keeps 8 networks, "the parent decides what the
+    child keeps and tells it what to forget": a network is sent in full once, then named by its
+    key, and the one used longest ago is forgotten first (a network used again counts as recent).
+    (Without the forget lists the child's store grew with every network; all results stayed right.)"""
+    import delgrad_hil._device_process as module
+
+    headers = []
+    packed = module._pack
+    monkeypatch.setattr(module, "_pack", lambda header: headers.append(header) or packed(header))
+    networks = [network_and_inputs(seed=seed)[0].frozen_copy() for seed in range(10)]
+    _, inputs = network_and_inputs()
+    calibration = NoisyDevice().calibrate(networks[0], seed=0)
+    process = device_process()
+    order = [*range(8), 0, 8, 9]  # 0 used again before 8 and 9 come: 1 and 2 are forgotten
+    for k in order:
+        process.submit("execute", dg.ExecutionRequest(networks[k], inputs, calibration, seed=k))
+        process.collect("execute")
+    sent = [header for header in headers if header.get("op") == "execute"]
+    assert [bool(header.get("network_bytes")) for header in sent] == [True] * 8 + [False, True, True]
+    assert [header.get("forget_networks") for header in sent] == [[]] * 8 + [None, [id(networks[1])],
+                                                                            [id(networks[2])]]
+
+
+def test_a_job_the_writer_cannot_hand_over_ends_the_child_and_is_reported(device_process, monkeypatch):
+    """delgrad_hil/_device_process.py: a fault of the module while handing a job over leaves the
+    pipe out of step: the writer ends the child and `collect` says the device process ended
+    (instead of waiting for ever for a reply to a job the child never got whole)."""
+    import threading
+
+    import delgrad_hil._device_process as module
+
+    network, inputs = network_and_inputs()
+    process = device_process()
+    monkeypatch.setattr(module, "_raw", lambda values: "not bytes")  # (send_bytes refuses a str)
+    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    outcome = []
+
+    def collect():
+        try:
+            process.collect("execute")
+        except dg.BackendUnavailable as exc:
+            outcome.append(exc)
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    collector.join(timeout=10)
+    assert not collector.is_alive()
+    assert "the device process of 'hil-noisy' ended (killed by signal 9)" in str(outcome[0])
+
+
+@pytest.mark.parametrize("at_once", [False, True], ids=["after-a-moment", "at-once"])
+def test_stop_kills_a_child_whose_job_runs_on(device_process, monkeypatch, at_once):
+    """delgrad_hil/_device_process.py, `stop`: the child "is killed if that takes longer than a
+    moment (`at_once`: killed without waiting, for jobs whose time is up)"; a job handed over
+    after that is refused as the device process having ended."""
+    import time
+
+    import delgrad_hil._device_process as module
+
+    if not at_once:
+        monkeypatch.setattr(module, "_STOP_TIMEOUT_S", 0.5)  # (the moment waited, 2 s, shortened)
+    network, inputs = network_and_inputs()
+    process = device_process("hil-noisy", {"job_delay_s": 30.0})
+    request = dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0)
+    process.submit("execute", request)
+    time.sleep(0.2)  # (the job runs)
+    started = time.monotonic()
+    process.stop(at_once=at_once)
+    assert time.monotonic() - started < (1.0 if at_once else 0.5 + 1.0)
+    assert not process._process.is_alive() and process._process.exitcode == -signal.SIGKILL
+    with pytest.raises(dg.BackendUnavailable, match=r"the device process of 'hil-noisy' ended \(killed by signal 9\)"):
+        process.submit("execute", request)
+
+
+def test_a_closed_device_process_releases_its_pipe(device_process):
+    """delgrad_hil/_device_process.py: "`close` also releases the pipe"."""
+    process = device_process()
+    process.close()
+    assert process.channel.closed and not process._process.is_alive()
+
+
+def test_a_warning_told_to_the_client_is_at_most_1000_characters():
+    """delgrad_hil/_device_process.py: at most 1000 characters of one warning are told to a client
+    (a reply's header is limited); a longer one is cut and says its length."""
+    from delgrad_hil._device_process import _shortened
+
+    assert _shortened("w" * 1000) == "w" * 1000
+    cut = _shortened("w" * 1001)
+    assert len(cut) <= 1000 and cut.endswith("w ... (1,001 characters)") and cut.startswith("w" * 900)
+
+
+def test_the_warnings_of_a_job_are_told_once_each_and_every_time_a_job_gives_them():
+    """delgrad_hil/_device_process.py: the device's warnings are collected "a line each, each
+    once", and a backend's UserWarning every time (not once per process, as Python's default
+    filter would)."""
+    import warnings
+
+    from delgrad_hil._device_process import _recorded_warnings
+
+    def job():
+        warnings.warn("the chip runs warm", stacklevel=1)
+
+    for _ in range(2):
+        told = []
+        with _recorded_warnings(told):
+            job()
+            job()
+        assert told == ["UserWarning: the chip runs warm"]
+
+
+def test_a_network_the_child_holds_is_kept_alive_so_that_no_other_network_takes_its_key(device_process):
+    """delgrad_hil/_device_process.py: a network travels once and "is named by a key afterwards"
+    (its id), so the parent holds it while the child does: a network its caller let go must not
+    be freed, or a new network could get its id and run as the old one."""
+    import gc
+    import weakref
+
+    network, inputs = network_and_inputs(seed=1)
+    network = network.frozen_copy()
+    process = device_process()
+    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    process.collect("execute")
+    held = weakref.ref(network)
+    del network
+    gc.collect()
+    assert held() is not None
