@@ -446,3 +446,103 @@ def test_a_network_the_child_holds_is_kept_alive_so_that_no_other_network_takes_
     del network
     gc.collect()
     assert held() is not None
+
+
+def test_only_a_device_error_the_device_marks_final_may_be_kept():
+    """docs/hil-protocol.md: "an error the device marks retryable is not kept" in the cache of
+    outcomes; nor is an internal failure (a fault of the service or of this module): `keep`
+    only where a retry cannot change the outcome."""
+    from delgrad_hil._protocol import error_fields
+
+    assert DeviceFailure(error_fields("device_error", "refused", retryable=False, error_class="CalibrationError")).keep
+    assert not DeviceFailure(error_fields("device_error", "gone", retryable=True,
+                                          error_class="BackendUnavailable")).keep
+    assert not DeviceFailure(error_fields("internal", "the service failed: KeyError: 'x'")).keep
+
+
+def test_a_result_from_the_device_process_holds_no_wall_seconds(device_process):
+    """docs/hil-protocol.md: "the service removes the `wall_seconds` that `Backend.execute` adds;
+    the device's time is `run_s`", so the same job gives the same bytes every time."""
+    network, inputs = network_and_inputs()
+    request = dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0)
+    process = device_process()
+    outcomes = []
+    for _ in range(2):
+        process.submit("execute", request)
+        outcomes.append(process.collect("execute"))
+    assert all("wall_seconds" not in result.metadata and run_s > 0 for result, run_s, _ in outcomes)
+    assert outcomes[0][0].metadata == outcomes[1][0].metadata
+
+
+def test_a_restarted_device_process_leaves_no_writer_of_the_old_child_behind(device_process):
+    """delgrad_hil/_device_process.py: `restart` starts "a new child in place of one that has
+    ended": the old child is stopped and its writer thread ends (one was left waiting for ever at
+    every restart), and the new child serves."""
+    import threading
+
+    def writers():
+        return sum(thread.name == "delgrad-hil-device-writer" for thread in threading.enumerate())
+
+    before = writers()
+    process = device_process()
+    old = process._process
+    process.restart()
+    assert not old.is_alive() and process._process.is_alive() and writers() == before + 1
+    network, inputs = network_and_inputs()
+    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    assert process.collect("execute")[0].layer_spike_times[-1].shape == (inputs.shape[0], 3)
+
+
+def test_a_device_process_ended_just_now_is_reported_with_how_it_ended(device_process):
+    """delgrad_hil/_device_process.py: the error for a child that has ended says how ("killed by
+    signal 9"), also when asked the moment it was killed (it waits for the child's end: the
+    status was None then)."""
+    process = device_process()
+    process.kill()
+    assert str(process.ended_error()) == "the device process of 'hil-noisy' ended (killed by signal 9)"
+
+
+def test_a_job_already_in_the_pipe_when_the_child_emptied_its_store_may_be_sent_again(device_process, monkeypatch):
+    """delgrad_hil/_device_process.py: stores "never disagree for longer than the job already in
+    the pipe": that job, naming a network the child no longer holds, fails retryable (not kept:
+    a retry sends the network again and runs)."""
+    import delgrad_hil._device_process as module
+
+    network, inputs = network_and_inputs()
+    network = network.frozen_copy()
+    unreadable = network_and_inputs(seed=1)[0].frozen_copy()
+    calibration = NoisyDevice().calibrate(network, seed=0)
+    process = device_process()
+    request = dg.ExecutionRequest(network, inputs, calibration, seed=0)
+    process.submit("execute", request)
+    process.collect("execute")  # (the child holds the network now)
+    readable = module.network_payload
+    monkeypatch.setattr(module, "network_payload", lambda network: b"not an npz archive")
+    process.submit("execute", dg.ExecutionRequest(unreadable, inputs, calibration, seed=0))
+    process.submit("execute", request)  # (named by its key: in the pipe before the child empties its store)
+    monkeypatch.setattr(module, "network_payload", readable)
+    with pytest.raises(DeviceFailure, match="npz"):
+        process.collect("execute")
+    with pytest.raises(DeviceFailure, match="no longer holds this job's network") as in_the_pipe:
+        process.collect("execute")
+    assert in_the_pipe.value.fields["retryable"] and not in_the_pipe.value.keep
+    process.submit("execute", request)
+    _same_result(process.collect("execute")[0], NoisyDevice().execute(request))
+
+
+def test_a_reply_this_side_cannot_read_ends_the_child(device_process, monkeypatch):
+    """delgrad_hil/_device_process.py, `collect`: "A reply this side cannot read leaves the pipe
+    out of step: the child is ended then" (and said to have ended, not left running with the rest
+    of the reply in the pipe)."""
+    import delgrad_hil._device_process as module
+
+    def unreadable(data, shape):
+        raise ValueError("cannot read this reply")
+
+    network, inputs = network_and_inputs()
+    process = device_process()
+    monkeypatch.setattr(module, "_floats", unreadable)
+    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    with pytest.raises(dg.BackendUnavailable, match=r"the device process of 'hil-noisy' ended \(killed by signal 9\)"):
+        process.collect("execute")
+    assert not process._process.is_alive()
