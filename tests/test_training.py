@@ -2432,7 +2432,8 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
     with pytest.raises(dg.InvalidValueError, match=r"config: hidden \[5\] and delays \['none', 'none'\] describe "
                                                    r"another network than the one given \(hidden \[5\], delays "
                                                    r"\['axonal', 'axonal'\]\)"):  # (the same sizes, other delays)
-        TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"), TrainingConfig(hidden=5, delays="none"))
+        TrainableNetwork(dg.Network.feedforward([4, 5, 3], delay_kind="axonal"),
+                         TrainingConfig(hidden=5, delays="none"))
     with pytest.raises(dg.InvalidValueError, match=r"rng: expected a numpy Generator \(e.g. np.random.default_rng"):
         model.initialise(0)
     with pytest.raises(dg.InvalidValueError, match="config: expected a delgrad_core.training.TrainingConfig, got dict"):
