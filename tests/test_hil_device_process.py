@@ -388,7 +388,7 @@ def test_stop_kills_a_child_whose_job_runs_on(device_process, monkeypatch, at_on
     time.sleep(0.2)  # (the job runs)
     started = time.monotonic()
     process.stop(at_once=at_once)
-    assert time.monotonic() - started < (1.0 if at_once else 0.5 + 1.0)
+    assert time.monotonic() - started < 10.0  # (not the job's 30 s; a generous bound for a loaded machine)
     assert not process._process.is_alive() and process._process.exitcode == -signal.SIGKILL
     with pytest.raises(dg.BackendUnavailable, match=r"the device process of 'hil-noisy' ended \(killed by signal 9\)"):
         process.submit("execute", request)
