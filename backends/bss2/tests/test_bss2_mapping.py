@@ -172,6 +172,11 @@ def test_placement_skips_circuits_and_delay_elements_that_failed_calibration():
     assert np.unique(used).size == used.size  # no circuit used twice
     with pytest.raises(dg.UnsupportedNetworkError, match="3 circuits and 0 delay elements failed calibration"):
         place(_network((20, 200, 3), kind="none"), 5, np.r_[np.zeros(3, bool), np.ones(201, bool)], np.ones(102, bool))
+    few_elements = np.zeros(256, bool)
+    few_elements[:33] = True  # (34 needed: 4 of the input copies, 30 of the hidden layer; circuits to spare)
+    with pytest.raises(dg.UnsupportedNetworkError, match="needs 33 neuron circuits and 34 delay elements; after "
+                                                         "placing 33 delay elements"):
+        place(network, 5, np.ones(512, bool), few_elements)
 
 
 def test_chip_options_take_numpy_numbers():
