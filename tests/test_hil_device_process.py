@@ -39,6 +39,10 @@ def device_process():
         process.close()
 
 
+def _request(network, inputs):
+    """A job of `network` on `inputs` with the noisy device's calibration (seed 0)."""
+    return dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0)
+
 def _same_result(result, expected):
     for times, reference in zip(result.layer_spike_times, expected.layer_spike_times, strict=True):
         np.testing.assert_array_equal(times, reference)
@@ -87,7 +91,7 @@ def test_errors_come_back_as_the_device_raised_them(device_process):
     with pytest.raises(DeviceFailure, match="made for another chip") as failure:
         process.collect("execute")
     assert failure.value.fields["error_class"] == "CalibrationError" and failure.value.keep
-    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    process.submit("execute", _request(network, inputs))
     assert process.collect("execute")[0].layer_spike_times[-1].shape == (inputs.shape[0], 3)  # (still serving)
 
 
@@ -104,7 +108,7 @@ def test_a_batch_of_no_samples_runs_as_in_process(device_process):
 def test_a_killed_device_process_is_reported(device_process):
     network, inputs = network_and_inputs()
     process = device_process("hil-noisy", {"job_delay_s": 5.0})
-    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    process.submit("execute", _request(network, inputs))
     os.kill(process._process.pid, signal.SIGKILL)
     with pytest.raises(dg.BackendUnavailable, match=r"the device process of 'hil-noisy' ended \(killed by signal 9\)"):
         process.collect("execute")
@@ -354,7 +358,7 @@ def test_a_job_the_writer_cannot_hand_over_ends_the_child_and_is_reported(device
     network, inputs = network_and_inputs()
     process = device_process()
     monkeypatch.setattr(module, "_raw", lambda values: "not bytes")  # (send_bytes refuses a str)
-    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    process.submit("execute", _request(network, inputs))
     outcome = []
 
     def collect():
@@ -383,7 +387,7 @@ def test_stop_kills_a_child_whose_job_runs_on(device_process, monkeypatch, at_on
         monkeypatch.setattr(module, "_STOP_TIMEOUT_S", 0.5)  # (the moment waited, 2 s, shortened)
     network, inputs = network_and_inputs()
     process = device_process("hil-noisy", {"job_delay_s": 30.0})
-    request = dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0)
+    request = _request(network, inputs)
     process.submit("execute", request)
     time.sleep(0.2)  # (the job runs)
     started = time.monotonic()
@@ -440,7 +444,7 @@ def test_a_network_the_child_holds_is_kept_alive_so_that_no_other_network_takes_
     network, inputs = network_and_inputs(seed=1)
     network = network.frozen_copy()
     process = device_process()
-    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    process.submit("execute", _request(network, inputs))
     process.collect("execute")
     held = weakref.ref(network)
     del network
@@ -464,7 +468,7 @@ def test_a_result_from_the_device_process_holds_no_wall_seconds(device_process):
     """docs/hil-protocol.md: "the service removes the `wall_seconds` that `Backend.execute` adds;
     the device's time is `run_s`", so the same job gives the same bytes every time."""
     network, inputs = network_and_inputs()
-    request = dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0)
+    request = _request(network, inputs)
     process = device_process()
     outcomes = []
     for _ in range(2):
@@ -489,7 +493,7 @@ def test_a_restarted_device_process_leaves_no_writer_of_the_old_child_behind(dev
     process.restart()
     assert not old.is_alive() and process._process.is_alive() and writers() == before + 1
     network, inputs = network_and_inputs()
-    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    process.submit("execute", _request(network, inputs))
     assert process.collect("execute")[0].layer_spike_times[-1].shape == (inputs.shape[0], 3)
 
 
@@ -542,7 +546,7 @@ def test_a_reply_this_side_cannot_read_ends_the_child(device_process, monkeypatc
     network, inputs = network_and_inputs()
     process = device_process()
     monkeypatch.setattr(module, "_floats", unreadable)
-    process.submit("execute", dg.ExecutionRequest(network, inputs, NoisyDevice().calibrate(network, seed=0), seed=0))
+    process.submit("execute", _request(network, inputs))
     with pytest.raises(dg.BackendUnavailable, match=r"the device process of 'hil-noisy' ended \(killed by signal 9\)"):
         process.collect("execute")
     assert not process._process.is_alive()

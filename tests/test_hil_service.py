@@ -1215,8 +1215,8 @@ def test_a_local_service_that_cannot_start_says_why_and_keeps_no_process():
 
 
 def test_a_local_service_that_did_not_start_leaves_no_log_once_dropped():
-    """(_end: "What a LocalService that was never stopped leaves: its process (ended) and log
-    (removed)"; HilBackend makes a LocalService per attempt and drops it when start() fails)"""
+    """(_end: "End the process and remove the log of a LocalService that was never stopped
+    (dropped, or alive at exit)"; a failed start left its log behind)"""
     import gc
 
     service = LocalService("no-such-device")
@@ -1247,6 +1247,7 @@ def test_a_backend_whose_local_service_did_not_start_leaves_no_log(monkeypatch, 
         with pytest.raises(dg.BackendUnavailable, match="did not start: no service today") as raised:
             backend.execute(ran, inputs, seed=0)
         assert raised.traceback and list(tmp_path.iterdir()) == []
+
 
 def test_jobs_in_flight_answered_by_a_restarted_service(start_service):
     """(a greeting from inside the batch waited for the lock the batch held: execute_many hung

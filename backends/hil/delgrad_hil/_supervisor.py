@@ -109,14 +109,18 @@ class LocalService:
         self.token = new_token()
         self.address: str | None = None
         self.restarts = 0
-        descriptor, self._log_path = tempfile.mkstemp(prefix="delgrad-hil-", suffix=".log")
+        descriptor, log_path = tempfile.mkstemp(prefix="delgrad-hil-", suffix=".log")
         os.close(descriptor)
-        self._leftovers = _Leftovers(self._log_path)
+        self._leftovers = _Leftovers(log_path)
         weakref.finalize(self, _end, self._leftovers)
 
     @property
     def _process(self) -> subprocess.Popen | None:
         return self._leftovers.process
+
+    @property
+    def _log_path(self) -> str:
+        return self._leftovers.log_path
 
     @property
     def pid(self) -> int | None:
