@@ -843,6 +843,50 @@ def test_silent_neuron_revival_raises_only_silent_hidden_neurons():
     np.testing.assert_array_equal(np.delete(weights, 2, axis=1), np.delete(before, 2, axis=1))
 
 
+def test_a_training_step_revives_a_silent_hidden_neuron():
+    """The step applies silent_neuron_limit (docs/training.md): a hidden neuron that never spikes
+    has no gradient, so its input weights change by exactly silent_bump."""
+    config = TrainingConfig(epochs=1, hidden=6, delays="none", silent_neuron_limit=0.3, silent_bump=0.01)
+    trainer = Trainer(config)
+    weights = trainer.model.params["layers.0.weights"]
+    weights[...] = 1.0
+    weights[:, 2] = -5.0  # hidden neuron 2 can never spike
+    trainer.model.apply()
+    before = weights.copy()
+    trainer.step(trainer.train_set.features[:50], trainer.train_set.labels[:50], 1.0)
+    np.testing.assert_array_equal(weights[:, 2], before[:, 2] + 0.01)
+
+
+def test_a_steps_update_scales_with_the_learning_rate_factor():
+    """The step passes lr_decay's factor to Adam (docs/training.md): a first Adam step changes a
+    parameter by lr * factor * m / (sqrt(v) + eps), so at factor 0.5 by half as much as at 1."""
+    changes = []
+    for factor in (1.0, 0.5):
+        trainer = Trainer(TrainingConfig(epochs=1, hidden=6, delays="synaptic"))
+        before = {name: value.copy() for name, value in trainer.model.params.items()}
+        assert not trainer.step(trainer.train_set.features[:150], trainer.train_set.labels[:150], factor).skipped
+        changes.append({name: trainer.model.params[name] - value for name, value in before.items()})
+    for name, change in changes[0].items():
+        assert np.abs(change).max() > 0, name
+        np.testing.assert_allclose(changes[1][name], change / 2, rtol=1e-9, atol=1e-15, err_msg=name)
+
+
+def test_a_step_reports_the_entries_the_model_has_no_crossing_for():
+    """A substrate spiking where the ideal membrane is not rising gives no gradient there, and
+    the step counts those (sample, neuron) entries as no_crossing (docs/model.md §4): here every
+    output neuron spikes when its first input arrives, where its membrane is still flat."""
+    from delgrad_core.testing import MockBackend
+
+    def early_outputs(request):
+        hidden = dg.layer_forward(request.network.layers[0], request.input_spike_times)
+        return dg.ExecutionResult([hidden, np.repeat(hidden.min(axis=1, keepdims=True), 3, axis=1)], {})
+
+    config = TrainingConfig(epochs=1, hidden=6, delays="none", silent_bump=None)  # (no step skipped)
+    with Trainer(config, backend=MockBackend(early_outputs, capabilities=dg.Capabilities(exact=False))) as trainer:
+        result = trainer.step(trainer.train_set.features[:50], trainer.train_set.labels[:50], 1.0)
+    assert not result.skipped and result.no_crossing == 50 * 3
+
+
 def test_silent_fractions_must_be_fractions():
     with pytest.raises(ValueError, match="silent_neuron_limit"):
         TrainingConfig(silent_neuron_limit=1.5)
