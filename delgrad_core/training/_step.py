@@ -61,7 +61,7 @@ class TrainingStep:
     bump: SilentNeuronBump
     revival: SilentNeuronRevival
     next_seed: Callable[[], int]
-    gradient_slope: str = "observed"  # (backward's: "observed" exact, or "nominal")
+    gradient_slope: str  # (backward's: "observed" exact, or "nominal")
 
     def run(self, input_spike_times: np.ndarray):
         """Execute the shadow network as the backend represents it, in jobs of at most the
