@@ -1117,6 +1117,38 @@ def test_an_exact_noise_free_backend_evaluates_a_large_network_in_jobs_a_ctrl_c_
     np.testing.assert_array_equal(output, dg.forward(network, inputs)[-1])
 
 
+def test_a_network_above_the_work_limit_is_evaluated_one_sample_per_job(monkeypatch):
+    """A single sample over the work limit of a job still makes a job (of one sample), not one job
+    of every sample."""
+    from delgrad_core.testing import MockBackend
+    from delgrad_core.training import _evaluation
+
+    monkeypatch.setattr(_evaluation, "_SYNAPSE_SAMPLES_PER_JOB", 10)
+    network = dg.Network.feedforward([4, 6, 3], seed=0)  # (42 synapses)
+    inputs = np.random.default_rng(0).uniform(0.15, 2.0, (5, 4))
+    backend = MockBackend(capabilities=dg.Capabilities(exact=True))
+    _evaluation.output_spike_times(backend, network, inputs, None, lambda: 0, None)
+    assert [request.batch_size for request in backend.requests] == [1] * 5
+
+
+def test_a_784_350_10_evaluation_runs_in_jobs_of_241_samples():
+    """The work limit of a job on an exact, noise-free backend is 2**26 synapse-samples: 241
+    samples of the 277,900 synapses of 784-350-10 (0.2-0.7 s per job on the reference backend),
+    while a 4-30-3 network keeps one job for a whole evaluation chunk."""
+    from delgrad_core.testing import MockBackend
+    from delgrad_core.training import _evaluation
+
+    def silent(request):
+        return dg.ExecutionResult([np.full((request.batch_size, layer.population.size), np.inf)
+                                   for layer in request.network.layers], {})
+
+    for sizes, n_samples, jobs in (([784, 350, 10], 300, [241, 59]), ([4, 30, 3], 10_000, [10_000])):
+        backend = MockBackend(silent, capabilities=dg.Capabilities(exact=True))
+        inputs = np.full((n_samples, sizes[0]), 1.0)
+        _evaluation.output_spike_times(backend, dg.Network.feedforward(sizes, seed=0), inputs, None, lambda: 0)
+        assert [request.batch_size for request in backend.requests] == jobs, sizes
+
+
 def test_evaluation_batch_size_is_a_checked_backend_setting():
     assert TrainingConfig.from_dict({"evaluation_batch_size": 40}).evaluation_batch_size == 40
     for bad in (0, 2.5, "40"):
