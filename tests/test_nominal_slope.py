@@ -148,3 +148,21 @@ def test_the_nominal_slope_passes_no_gradient_where_the_nominal_neuron_has_none(
     nominal = dg.backward(network, inputs, times, np.ones((1, 1)), gradient_slope="nominal").layers[0].weights
     assert observed[0, 0] == pytest.approx(exact, rel=1e-12)
     assert nominal[0, 0] == 0.0
+
+
+def test_training_takes_the_configured_slope(monkeypatch):
+    """gradient_slope = "nominal" in a training config reaches every step's backward pass."""
+    from delgrad_core.training import Trainer
+
+    slopes, real_backward = [], dg.backward
+
+    def recording_backward(*args, **kwargs):
+        slopes.append(kwargs.get("gradient_slope"))
+        return real_backward(*args, **kwargs)
+
+    monkeypatch.setattr("delgrad_core.training._step.backward", recording_backward)
+    for slope in ("nominal", "observed"):
+        trainer = Trainer(TrainingConfig(hidden=6, delays="none", tau_ratio=1.0, gradient_slope=slope,
+                                         silent_bump=None))
+        trainer.step(trainer.train_set.features[:50], trainer.train_set.labels[:50], 1.0)
+    assert slopes == ["nominal", "observed"]

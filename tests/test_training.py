@@ -162,6 +162,24 @@ def test_clipped_delays_are_projected_into_zero_to_delay_max():
     np.testing.assert_array_equal(model.params["layers.0.delays"], [0.0, 0.7, 1.5, 1.5])
 
 
+def test_a_training_step_keeps_clipped_delays_within_zero_to_delay_max():
+    """The step projects the delays after Adam's update (docs/model.md §3): delays starting on
+    both bounds, moved by a large delay step, end up none outside [0, delay_max]."""
+    config = TrainingConfig(epochs=1, hidden=6, delays="synaptic", delay_parametrisation="clip", delay_max=1.0,
+                            delay_lr=0.5, silent_bump=None)
+    trainer = Trainer(config)
+    delays = [trainer.model.params[name] for name in ("layers.0.delays", "layers.1.delays")]
+    for layer_delays in delays:
+        layer_delays[..., ::2], layer_delays[..., 1::2] = 0.0, 1.0
+    trainer.model.apply()
+    before = [layer_delays.copy() for layer_delays in delays]
+    trainer.step(trainer.train_set.features[:150], trainer.train_set.labels[:150], 1.0)
+    moved = np.concatenate([(after - start).ravel() for after, start in zip(delays, before)])
+    values = np.concatenate([layer_delays.ravel() for layer_delays in delays])
+    assert np.abs(moved).max() > 0.1 and ((values > 0) & (values < 1)).any()
+    assert values.min() == 0.0 and values.max() == 1.0
+
+
 def test_initial_clipped_delays_start_within_delay_max():
     """(the clip parametrisation draws delays between delay_shift and delay_shift + delay_scale; those
     above delay_max are clipped before the first run, not after the first step)"""
