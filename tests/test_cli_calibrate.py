@@ -2,10 +2,11 @@
 
 import json
 import signal
+import warnings
 
 import pytest
 
-from delgrad_core import Calibration, PluginRegistry, hookimpl
+from delgrad_core import BackendError, Calibration, PluginRegistry, hookimpl
 from delgrad_core.cli import main
 from delgrad_core.testing import MockBackend, cli_runner
 
@@ -55,6 +56,7 @@ def test_calibrate_reports_progress_summary_and_then_a_cache_hit(registered):
     first = cli_runner().invoke(main, ["calibrate", "--backend", "caching", "--chip", "4"])
     assert first.exit_code == 0, first.output
     assert "3/3" in first.stderr  # the progress bar, fed by the backend's reports
+    assert first.stderr.count("\n") == 1  # (one bar, redrawn in place: not one per report)
     lines = first.stdout.splitlines()
     assert "stored in the cache: /cache/chip4-gain1.0" in lines[1]
     assert lines[2].split() == ["parameter", "std", "failed"]
@@ -72,6 +74,39 @@ def test_calibrate_passes_backend_options_and_prints_json(registered):
     report = json.loads(result.stdout)
     assert report["cache"] == {"status": "stored", "path": "/cache/chip7-gain2.5"}
     assert report["values"]["chip"] == 7 and report["cache_key"] == "chip7-gain2.5"
+
+
+class TroubledBackend(MockBackend):
+    """Reports a growing amount of work, warns, records its seed; its connection fails at close."""
+
+    store: dict = {}
+
+    def __init__(self):
+        super().__init__(name="troubled")
+
+    def _calibrate(self, network, seed, progress):
+        for done, total in ((1, 3), (3, 4), (4, 4)):
+            progress(done, total)
+        warnings.warn("neuron 7 did not converge", UserWarning)
+        return Calibration(self.name, {"seed": seed})
+
+    def _close(self):
+        raise BackendError("the link dropped")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_calibrate_passes_the_seed_shows_warnings_and_reports_despite_a_failed_close(monkeypatch, as_json):
+    """The seed reaches the backend; a warning given while calibrating is shown (after the bar);
+    a bar follows a growing total, and none is drawn under --json; a connection that fails
+    at close is a warning, not an error that hides the calibration (docs/backends.md)."""
+    _register(monkeypatch, "troubled", TroubledBackend)
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "troubled", "--seed", "7"] + ["--json"] * as_json)
+    assert result.exit_code == 0, result.output
+    seed = json.loads(result.stdout)["values"]["seed"] if as_json else result.stdout.splitlines()[1]
+    assert seed == (7 if as_json else "seed: 7")
+    assert "neuron 7 did not converge" in result.stderr and "the link dropped; the calibration is complete" in \
+        result.stderr
+    assert ("4/4" in result.stderr) is not as_json and ("%|" in result.stderr) is not as_json
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -205,6 +240,15 @@ def test_a_summary_whose_rows_do_not_fit_its_columns_is_shown_as_a_value():
     value per column) is drawn as a table; another is shown as its JSON, not a crash."""
     from delgrad_core.cli._calibrate_cmd import _report
 
-    summary = {"columns": ["parameter", "std"], "rows": [["gain"], ["tau", 0.5]]}
-    lines = _report("chip-x", Calibration("chip-x", {"summary": summary}), None, 0.5)
-    assert lines[1:] == [f"summary: {json.dumps(summary, sort_keys=True)}"]
+    for summary in ({"columns": ["parameter", "std"], "rows": [["gain"], ["tau", 0.5]]},
+                    {"columns": ["parameter", "std"], "rows": None}):
+        lines = _report("chip-x", Calibration("chip-x", {"summary": summary}), None, 0.5)
+        assert lines[1:] == [f"summary: {json.dumps(summary, sort_keys=True)}"]
+
+
+def test_a_calibration_the_cache_could_not_keep_is_said_to_be_not_stored():
+    """docs/backends.md: calibration_cache ("not_stored", path) when the cache could not be written."""
+    from delgrad_core.cli._calibrate_cmd import _report
+
+    lines = _report("chip-x", Calibration("chip-x", {"chip": 1}), ("not_stored", "/cache/chip-x"), 0.5)
+    assert lines[1:] == ["not stored in the cache: /cache/chip-x", "chip: 1"]
