@@ -294,13 +294,14 @@ def test_a_port_of_other_than_ascii_digits_is_refused_naming_the_option(port, tm
 @pytest.mark.parametrize(("address", "valid"), [("tcp://[::1]:5555", True), ("tcp://[fe80::1%lo]:80", True),
                                               ("tcp://[]:5555", False), ("tcp://[::1:5555", False),
                                               ("tcp://::1:5555", False), ("tcp://my host:5555", False),
-                                              ("ipc://", False), ("tcp://127.0.0.1:00000000080", True)],
+                                              ("ipc://", False), ("tcp://127.0.0.1:00000000080", True),
+                                              ("tcp://host/path:5555", False), ("tcp://99999", False)],
                          ids=["loopback", "scoped", "empty-brackets", "unclosed", "unbracketed", "space", "no-path",
-                              "leading-zeros"])
+                              "leading-zeros", "slash", "no-port"])
 def test_an_ipv6_host_is_in_brackets_and_other_malformed_addresses_are_refused(address, valid):
     """`check_address`: tcp://HOST:PORT with "an IPv6 host in brackets" (as in URLs, RFC 3986):
-    brackets holding nothing are no host; neither is a name with a space, nor ipc:// a path; a port
-    written with leading zeros is its number (80)."""
+    brackets holding nothing are no host; neither is a name with a space or a slash, nor ipc:// a path; a port
+    written with leading zeros is its number (80); tcp://99999 has no port (not a port out of range)."""
     if valid:
         assert check_address(address) == address
     else:
@@ -317,6 +318,18 @@ def test_a_port_to_connect_to_is_any_tcp_port_from_1_to_65535(port, valid):
     else:
         with pytest.raises(dg.InvalidValueError, match=f"the port must lie in 1..65535, got {port} in"):
             check_address(address)
+
+
+@pytest.mark.parametrize(("port", "valid"), [(0, True), (65535, True), (65536, False), (70000, False)])
+def test_a_port_to_serve_on_is_any_tcp_port_from_0_to_65535(port, valid):
+    """docs/hil.md: `delgrad hil serve --address` takes port 0 (any free port); a port out of range
+    is refused naming the range a service accepts, 0..65535 (not the client's 1..65535)."""
+    address = f"tcp://127.0.0.1:{port}"
+    if valid:
+        assert check_address(address, "--address", serving=True) == address
+    else:
+        with pytest.raises(dg.InvalidValueError, match=f"^--address: the port must lie in 0..65535, got {port} in"):
+            check_address(address, "--address", serving=True)
 
 
 def test_a_relative_ipc_address_is_refused_naming_its_absolute_path(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ resolve.  What can still work (a folder that exists but has no service yet, IP l
 localhost, a name service that did not answer) keeps the waits and retries."""
 
 import errno
+import os
 import socket
 import threading
 import time
@@ -72,6 +73,8 @@ def test_an_ipc_address_in_a_folder_that_does_not_exist_fails_at_once(tmp_path, 
     # (a service refuses to serve on a file, but a client waited attempts x timeout_s there)
     ("a-file", "{file} of {address} is not a socket (a file or folder, where no service serves)"),
     ("a-folder", "{folder} of {address} is not a socket (a file or folder, where no service serves)"),
+    # (a folder below a file: os.stat raises NotADirectoryError, which also means no such folder)
+    ("a-file/sub/s", "the folder {file}/sub of {address} does not exist"),
 ])
 def test_an_ipc_address_on_a_file_fails_at_once(tmp_path, token, socket_path, problem):
     (tmp_path / "a-file").write_text("not a socket\n")
@@ -128,7 +131,7 @@ def test_an_ipc_folder_that_exists_still_waits_for_a_service_to_come(tmp_path, t
 
 @pytest.mark.parametrize("failure", [socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
                                      OSError(errno.ENETUNREACH, "Network is unreachable"),
-                                     UnicodeError("label too long")])
+                                     UnicodeError("label too long"), ValueError("embedded null character")])
 def test_only_a_definite_resolution_failure_is_refused(failure, monkeypatch):
     def failing(error):
         def getaddrinfo(*args, **kwargs):
@@ -141,6 +144,20 @@ def test_only_a_definite_resolution_failure_is_refused(failure, monkeypatch):
     with pytest.raises(dg.BackendUnavailable, match="address: the host name 'some-host.example' of "
                                                     r"tcp://some-host.example:5555 does not resolve \(Name or service"):
         check_reachable("tcp://some-host.example:5555")
+
+
+def test_an_ipc_folder_that_cannot_be_looked_at_is_left_to_the_waits(tmp_path, monkeypatch):
+    """docs/hil.md and `check_reachable`: only definite answers count; a folder that cannot be looked
+    at (permissions) leaves the address to the client's waits and retries, which say what they saw."""
+    real_stat, folder = os.stat, tmp_path / "locked"
+
+    def stat(path, *args, **kwargs):
+        if str(path) == str(folder):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    check_reachable(f"ipc://{folder / 's'}")  # (no BackendUnavailable: the folder may well exist)
 
 
 def test_a_local_service_address_is_not_checked(tmp_path):
