@@ -90,6 +90,19 @@ def test_times_on_a_tick_are_emitted_and_stamped_on_it(emulator):
     np.testing.assert_allclose(arrivals, inputs + network.layers[0].projection.delays, rtol=0, atol=1e-12)
 
 
+def test_on_a_tick_means_up_to_eight_float_steps_from_it_and_from_tick_0_as_from_tick_1():
+    """(delgrad_bss2._units: a time this many (8) float steps from a tick is on it; next to tick 0
+    the steps are those of 1.0, not the far smaller ones of 0.0, so a time a rounding error after
+    the slot's start goes out at 0 and not a tick late)"""
+    config = ChipConfig(timestamp_us=1.0)  # (a 1 us clock: times in us are ticks, exactly)
+    step = np.spacing(75.0)
+    times = np.array([75 + 8 * step, 75 + 9 * step, 75 - 8 * step, 75 - 9 * step])
+    assert emitted_us(times, config).tolist() == [75.0, 76.0, 75.0, 75.0]
+    assert timestamped_us(times, config).tolist() == [75.0, 75.0, 75.0, 74.0]
+    config = ChipConfig()
+    assert emitted_us(np.array([5e-324, 1e-300, 1e-17, 1e-13]), config).tolist() == [0.0, 0.0, 0.0, 0.008]
+
+
 def test_the_fixed_pattern_belongs_to_the_chip_identity(emulator):
     chip0, _ = _run(emulator, fixed_pattern=True)
     chip1, _ = _run(emulator, fixed_pattern=True, chip=1)
