@@ -154,3 +154,50 @@ def test_the_slot_named_for_a_lost_delayed_spike_adds_six_jitter_deviations():
     recording = Recording([np.array([[np.inf]])], [np.array([[np.inf]])], latest_lost_delay_spike_us=200.0)
     # 200 us = 33.333 tau, + 6 x 0.01 tau = 33.393 tau, rounded up to the hundredth
     assert "set the backend option slot_tau to at least 33.4," in lost_arrivals(job, recording, config)
+
+
+def _program(name, n_pre, groups, registers):
+    from delgrad_bss2._job import LayerProgram
+    empty = np.zeros((n_pre, 1), np.uint8)
+    return LayerProgram(name, np.array([0]), empty, empty, np.ones(1), np.ones(1), np.ones(1), np.asarray(groups),
+                        np.arange(len(registers)), np.asarray(registers))
+
+
+def test_unequal_copies_name_the_differing_copy_and_the_first_copy_of_its_group():
+    """(docs/bss2.md: copies with different times share one element, which fires at the earliest
+    copy's time; the warning compares the differing copy with its group's first line)"""
+    from delgrad_bss2._job import unequal_copies
+    groups = np.repeat(np.arange(2), 3)  # (input_duplication=3: lines 0-2 and 3-5)
+    times = np.array([[1.0, 1.0, 1.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 2.0, 2.0, 2.5]])
+    said = unequal_copies(times, groups)
+    assert said.startswith("inputs 3-5 share one delay element as copies of one input (backend option "
+                           "input_duplication=3), but in sample 1 input 5 spikes at 2.5 tau and input 3 at 2.0")
+    assert unequal_copies(times[:1], groups) is None  # (equal copies)
+    assert unequal_copies(times, np.arange(6)) is None and unequal_copies(times, None) is None  # (no copies)
+
+
+def test_a_copy_after_its_element_fired_is_named_with_the_time_of_its_own_element_and_its_own_spike():
+    """(docs/bss2.md: a copy that spikes only after the element fired cannot be delivered; the
+    refusal names when that copy's element fired and when that copy spiked, in tau)"""
+    from delgrad_bss2._config import ChipConfig
+    from delgrad_bss2._job import Job, Recording, copies_before_their_spikes
+    program = _program("hidden", 4, [0, 0, 1, 1], [0, 0])
+    job = Job(0, 0, (program,), {}, np.array([[6.0, 6.0, 12.0, 30.0]]), 180.0)  # (us: 1, 1, 2 and 5 tau)
+    recording = Recording([np.array([[np.inf]])], [np.array([[18.0, 24.0]])])  # (the elements fire at 3 and 4 tau)
+    assert ("inputs 2-3 share one delay element as copies of one input (backend option input_duplication=2); in "
+            "sample 0 it fired at 4.0 tau, before input 3 spiked at 5.0 tau, which the chip cannot deliver"
+            in copies_before_their_spikes(job, recording, ChipConfig()))
+
+
+def test_lost_delayed_spikes_are_counted_over_every_layer_and_the_first_one_is_named():
+    """(docs/bss2.md: a job whose delayed spikes fire after the slot is refused; the advice counts
+    every lost spike, of every layer and element, and names the first: one line without its group range)"""
+    from delgrad_bss2._config import ChipConfig
+    from delgrad_bss2._job import Job, Recording, lost_arrivals
+    hidden, output = _program("hidden", 2, [0, 1], [250, 250]), _program("output", 1, [0], [250])
+    job = Job(0, 0, (hidden, output), {}, np.array([[170.0, 175.0]]), 180.0)
+    recording = Recording([np.array([[172.0]]), np.array([[np.inf]])],  # (a hidden spike at 172 us triggers too)
+                          [np.array([[np.inf, np.inf]]), np.array([[np.inf]])], latest_lost_delay_spike_us=200.0)
+    said = lost_arrivals(job, recording, ChipConfig())
+    assert said.startswith("3 delayed spike(s) of this job arrive after the sample slot of 30 tau and would be lost "
+                           "(in layer 0 (hidden), sample 0, the spike of input line 0 due at 33.88 tau); ")
