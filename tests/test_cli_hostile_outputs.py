@@ -236,6 +236,68 @@ def test_a_loop_of_links_is_refused_naming_it(tmp_path, network_file):
         dg.save_network(dg.load_network(network_file), tmp_path / "a")
 
 
+# -- check_output_file and kept_if_made_meanwhile, the checks every command's OUT goes through ----------
+
+def _deep_folder(tmp_path) -> str:
+    """A folder that exists, its absolute path 3,800-4,000 bytes long."""
+    folder = str(tmp_path) + ("/" + "d" * 200) * 19
+    os.makedirs(folder)
+    return folder
+
+
+def test_an_existing_folder_at_an_output_name_is_refused(tmp_path):
+    from click import UsageError
+    from delgrad_core.cli._outputs import check_output_file
+
+    (tmp_path / "out.nir").mkdir()
+    with pytest.raises(UsageError, match="^OUT: .*out.nir exists and is not overwritten; remove it or choose another "
+                                         "name; --force replaces it$"):
+        check_output_file(tmp_path / "out.nir", "OUT", force=False)
+
+
+def test_an_output_name_linked_to_the_input_is_the_input(tmp_path, network_file):
+    from click import UsageError
+    from delgrad_core.cli._outputs import check_output_file
+
+    (tmp_path / "link.npz").symlink_to(network_file)
+    with pytest.raises(UsageError, match="link.npz is also the command's input"):
+        check_output_file(tmp_path / "link.npz", "OUT", force=True, inputs=[network_file])
+
+
+def test_a_link_left_meanwhile_at_an_output_name_is_kept_though_it_leads_nowhere(tmp_path):
+    from click import ClickException
+    from delgrad_core.cli._outputs import check_output_file, kept_if_made_meanwhile
+
+    out, nowhere = tmp_path / "out.npz", tmp_path / "nowhere"
+    free = check_output_file(out, "OUT", force=False)
+    with pytest.raises(ClickException, match="was written by another process meanwhile"):
+        with kept_if_made_meanwhile(out, "OUT", free=free, force=False):
+            out.symlink_to(nowhere)
+            atomic_write(out, lambda handle: handle.write(b"mine"))
+    assert os.readlink(out) == str(nowhere) and not nowhere.exists()
+
+
+def test_a_link_to_a_path_longer_than_the_file_system_allows_is_refused(tmp_path):
+    from click import UsageError
+    from delgrad_core.cli._outputs import check_output_file
+
+    folder = _deep_folder(tmp_path)
+    target = folder + "/" + "x" * (4082 - len(folder) - 1)  # (4082 bytes: its temporary file's path is too long)
+    (tmp_path / "link.npz").symlink_to(target)
+    with pytest.raises(UsageError, match="is 4082 bytes long, more than the 4081 the file system allows"):
+        check_output_file(tmp_path / "link.npz", "OUT", force=False)
+
+
+def test_a_relative_output_name_is_measured_from_the_current_folder(tmp_path, monkeypatch):
+    from click import UsageError
+    from delgrad_core.cli._outputs import check_output_file
+
+    monkeypatch.chdir(_deep_folder(tmp_path))
+    size = len(os.getcwd()) + 1 + 250
+    with pytest.raises(UsageError, match=f"is {size} bytes long, more than the 4081 the file system allows"):
+        check_output_file("x" * 250, "OUT", force=False)
+
+
 # -- exit statuses ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("setting", "message"), [
