@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 from _run_folders import TRAIN, file_digests
 from delgrad_core.testing import cli_runner
@@ -292,6 +293,30 @@ def test_a_run_file_that_is_no_regular_file_is_named(finished_run, tmp_path, kin
     assert " ".join(result.stderr.split()).endswith(
         f"Error: {run / name}: exists and is not a regular file (a folder, device, pipe or socket); a run writes its "
         "own file there: remove what is there, or choose another folder")
+
+
+def test_a_network_is_compared_only_in_the_settings_given_and_per_neuron_values_show_their_range():
+    """`other_network`: a setting the given ones leave out is not compared (with the defaults),
+    and per-neuron thresholds that differ are shown as their range."""
+    from delgrad_core.cli._run_network import other_network
+
+    network = dg.Network.feedforward([4, 5, 3], neuron=dg.NeuronParameters(tau_m=1.0, tau_s=1.0), seed=0)
+    network.layers[0].population.neuron = dg.NeuronParameters(threshold=np.array([1.0, 1.2, 1.4, 1.1, 1.3]),
+                                                               tau_m=1.0, tau_s=1.0)  # (tau ratio 1, not 2)
+    assert other_network({"hidden": 5}, network) == [] and other_network({}, network) == []
+    assert other_network({"hidden": 5, "threshold": 1.0, "tau_ratio": 2.0}, network) == [
+        "tau_ratio 2 against 1", "threshold 1 against 1..1.4"]
+
+
+def test_a_run_without_a_recorded_network_digest_takes_its_network_file_as_saved(tmp_path, capsys):
+    """(runs from before network digests were recorded: no note that the file changed)"""
+    from delgrad_core.cli._run_network import check_run_network
+
+    network = dg.Network.feedforward([4, 5, 3], seed=0)
+    dg.save_network(network, tmp_path / "network.npz")
+    settings = {"hidden": 5, "delays": "none", "tau_ratio": 2.0}
+    assert check_run_network(tmp_path / "network.npz", settings, {}, network, "evaluated") is False
+    assert capsys.readouterr().err == ""
 
 
 def test_evaluate_tells_a_run_folders_network_file_changed_since_from_the_runs(finished_run, tmp_path):
