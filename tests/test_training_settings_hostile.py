@@ -1,6 +1,8 @@
 """Training settings at their edges: what a hostile or unlucky user gives `delgrad train` and the
 `Trainer` API, and what each must end in (a clear refusal, a warning, or the run asked for)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,37 @@ def test_settings_that_nothing_uses_are_named(tmp_path, settings, warned):
     result = cli_runner().invoke(main, [*_TRAIN, *settings, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert f"Warning: {warned}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("given", "configs", "warned"), [
+    ({"delay_lr", "shared_input_delays"}, [dict(delays="none")],
+     ["delay_lr, shared_input_delays: not used, the network has no delays (shown)"]),  # (one warning for both)
+    ({"shared_input_delays"}, [dict(delays="none")],
+     ["shared_input_delays: not used, the network has no delays (shown)"]),
+    ({"silent_neuron_limit"}, [dict(silent_bump=None), dict(silent_bump=0.1)], []),  # (a config uses it)
+    ({"silent_neuron_limit"}, [dict(silent_bump=None), dict(silent_bump=None)],
+     ["silent_neuron_limit: not used, the silent-neuron rules are off (silent_bump = None)"]),
+])
+def test_unused_settings_are_those_no_config_uses_each_named_once(given, configs, warned):
+    """`warn_unused_settings` (warned where it is called from, the command's code)."""
+    from delgrad_core.cli._unused_settings import warn_unused_settings
+
+    with pytest.warns() if warned else warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        warn_unused_settings(given, [TrainingConfig(**config) for config in configs], "shown")
+    assert [str(warning.message) for warning in told] == warned
+    assert all(warning.filename == __file__ for warning in told)
+
+
+def test_the_settings_of_a_toml_config_file_are_chosen_and_those_a_run_recorded_are_not(tmp_path, finished_run):
+    """A --config TOML file holds what the user chose; a run's metrics.json records every setting,
+    defaults too, so only those --set gives again count as chosen."""
+    from delgrad_core.cli._unused_settings import chosen_settings
+
+    settings = {"delay_lr": 0.1, "delays": "none", "epochs": 1}
+    (tmp_path / "chosen.toml").write_text("delay_lr = 0.1\ndelays = 'none'\n")
+    assert chosen_settings(settings, tmp_path / "chosen.toml", {}) == {"delay_lr", "delays", "epochs"}
+    assert chosen_settings(settings, finished_run / "metrics.json", {"delay_lr": 0.1}) == {"delay_lr"}
 
 
 def test_silent_neuron_and_delay_settings_in_use_are_not_named_as_unused(tmp_path):
