@@ -295,3 +295,62 @@ def test_a_sweep_whose_results_cannot_be_written_says_its_runs_are_kept_and_how_
     result = cli_runner().invoke(main, arguments)
     assert result.exit_code == 0 and "1 of 1 runs already finished, 0 to do" in result.output, result.output
     assert (tmp_path / "s" / "sweep.csv").exists()
+
+
+def test_a_sweeps_job_script_names_each_value_once_and_every_option_given(tmp_path):
+    """The script runs the sweep of this command line: hidden sizes and delay kinds each once (a
+    space after a comma is no part of a kind), --epochs and --backend passed on, --set values as
+    JSON (keep_best=False would be read back as the text "False"); one trial is one array task."""
+    import shlex
+
+    script, out = tmp_path / "job.sh", tmp_path / "s"
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "4,4,5", "--delays", "none, axonal,none", "--seeds", "2",
+                                        "--epochs", "2", "--backend", "reference", "--set", "keep_best=false",
+                                        "--out", str(out), "--slurm-script", str(script)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{script}: 8 array tasks; submit with: sbatch ")
+    assert shlex.split(script.read_text().splitlines()[-1]) == [
+        "delgrad", "sweep", "--hidden", "4,5", "--delays", "none,axonal", "--seeds", "2", "--out", str(out),
+        "--epochs", "2", "--backend", "reference", "--set", "keep_best=false", "--trial", "$SLURM_ARRAY_TASK_ID"]
+    one = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--out", str(out), "--slurm-script",
+                                     str(tmp_path / "one.sh")])
+    assert one.exit_code == 0 and one.stdout.startswith(f"{tmp_path / 'one.sh'}: 1 array task; submit"), one.output
+
+
+def test_a_sweep_sets_the_seed_per_trial_not_by_set(tmp_path):
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--set", "seed=3", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--set seed=...: the sweep sets seed per trial; give it with --seeds" in \
+        result.stderr, result.output
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_sweep_that_fails_or_is_interrupted_still_prints_the_table_of_its_finished_runs(tmp_path, monkeypatch,
+                                                                                         interrupted):
+    """(the table comes on standard output, the reason on standard error; an interrupted sweep
+    ends with the status of its signal, 130 for Ctrl-C)"""
+    from delgrad_core.training import _sweep
+
+    def failing(*args, **kwargs):
+        kind = _sweep.SweepInterrupted if interrupted else _sweep.SweepError
+        raise kind("1 run(s) failed:\n  none-h4-s0: boom", table="TABLE OF FINISHED RUNS")
+
+    monkeypatch.setattr(_sweep, "run_sweep", failing)
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--out", str(tmp_path)])
+    assert result.exit_code == (130 if interrupted else 1), result.output
+    assert result.stdout == "TABLE OF FINISHED RUNS\n"
+    assert ("1 run(s) failed:\n  none-h4-s0: boom" if interrupted else "Error: 1 run(s) failed: none-h4-s0: boom") \
+        in result.stderr
+
+
+def test_a_job_script_that_cannot_be_written_is_not_said_to_keep_finished_runs(tmp_path, monkeypatch):
+    """(no run was trained: the system's reason alone)"""
+    import errno
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("delgrad_core.cli._sweep_cmd.atomic_write_text", full_disk)
+    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--out", str(tmp_path / "s"), "--slurm-script",
+                                        str(tmp_path / "job.sh")])
+    assert result.exit_code == 1 and "No space left on device" in result.output, result.output
+    assert "runs that finished are kept" not in result.output
