@@ -664,11 +664,26 @@ def test_trainer_refuses_a_plain_dict_naming_the_way_to_build_a_config():
 
 
 def test_default_run_folders_of_runs_started_at_once_differ(tmp_path, monkeypatch):
-    from delgrad_core.cli._train_cmd import _fresh_out_dir
+    """runs/train-<time>, then -1, -2, ... for runs started in the same second."""
+    import datetime
+    import threading
+
+    from delgrad_core.cli import _train_cmd
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 12, 5, 17, 40, 0)
 
     monkeypatch.chdir(tmp_path)
-    first, second = _fresh_out_dir(), _fresh_out_dir()  # (the same second, almost always)
-    assert first != second and first.is_dir() and second.is_dir()
+    monkeypatch.setattr(_train_cmd, "datetime", Frozen)
+    made = []
+    worker = threading.Thread(target=lambda: made.extend(_train_cmd._fresh_out_dir() for _ in range(3)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)  # (a suffix that does not count up would try the same name for ever)
+    assert [str(path) for path in made] == ["runs/train-20261205-174000", "runs/train-20261205-174000-1",
+                                            "runs/train-20261205-174000-2"]
+    assert all(path.is_dir() for path in made)
 
 
 def test_cli_train_writes_outputs_and_resumes(tmp_path):
