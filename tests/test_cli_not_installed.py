@@ -130,6 +130,16 @@ def test_a_resume_naming_an_installed_backend_for_one_gone_is_the_resume_conflic
         message
 
 
+def test_a_resume_naming_a_backend_nothing_registers_is_a_usage_error_not_a_damaged_checkpoint(reference_run):
+    """A name given here that nothing registers is the command line's error (status 2); the
+    checkpoint's own settings are not checked against it."""
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume", "--backend",
+                                        "nosuch"])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert "Error: backend: 'nosuch' is not installed; installed: " in message and "damaged" not in message, message
+
+
 def test_train_with_no_backend_installed_says_where_the_reference_one_comes_from(monkeypatch, tmp_path):
     _only(monkeypatch)
     result = cli_runner().invoke(main, ["train", "--epochs", "1", "--out", str(tmp_path / "run")])
