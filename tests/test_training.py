@@ -861,14 +861,20 @@ def test_training_runs_on_another_backend_by_name():
     assert np.isfinite(history[0].train_loss) and history[0].skipped_steps < 10
 
 
-def test_silent_neuron_revival_raises_only_silent_hidden_neurons():
+def _trainer_with_a_dead_hidden_neuron():
+    """A trainer with revival on (silent_bump 0.01) whose hidden neuron 2 can never spike: (trainer,
+    its hidden layer's weights, a copy of them)."""
     config = TrainingConfig(epochs=1, hidden=6, delays="none", silent_neuron_limit=0.3, silent_bump=0.01)
     trainer = Trainer(config)
     weights = trainer.model.params["layers.0.weights"]
     weights[...] = 1.0
-    weights[:, 2] = -5.0  # hidden neuron 2 can never spike
+    weights[:, 2] = -5.0
     trainer.model.apply()
-    before = weights.copy()
+    return trainer, weights, weights.copy()
+
+
+def test_silent_neuron_revival_raises_only_silent_hidden_neurons():
+    trainer, weights, before = _trainer_with_a_dead_hidden_neuron()
     times = dg.forward(trainer.network, dg.LatencyEncoder()(trainer.train_set.features[:50]))
     assert not np.isfinite(times[0][:, 2]).any() and np.isfinite(times[0][:, [0, 1, 3, 4, 5]]).all()
     trainer.step.revival.apply(times, trainer.model.params)
@@ -879,13 +885,7 @@ def test_silent_neuron_revival_raises_only_silent_hidden_neurons():
 def test_a_training_step_revives_a_silent_hidden_neuron():
     """The step applies silent_neuron_limit (docs/training.md): a hidden neuron that never spikes
     has no gradient, so its input weights change by exactly silent_bump."""
-    config = TrainingConfig(epochs=1, hidden=6, delays="none", silent_neuron_limit=0.3, silent_bump=0.01)
-    trainer = Trainer(config)
-    weights = trainer.model.params["layers.0.weights"]
-    weights[...] = 1.0
-    weights[:, 2] = -5.0  # hidden neuron 2 can never spike
-    trainer.model.apply()
-    before = weights.copy()
+    trainer, weights, before = _trainer_with_a_dead_hidden_neuron()
     trainer.step(trainer.train_set.features[:50], trainer.train_set.labels[:50], 1.0)
     np.testing.assert_array_equal(weights[:, 2], before[:, 2] + 0.01)
 
