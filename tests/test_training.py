@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -666,7 +667,6 @@ def test_trainer_refuses_a_plain_dict_naming_the_way_to_build_a_config():
 def test_default_run_folders_of_runs_started_at_once_differ(tmp_path, monkeypatch):
     """runs/train-<time>, then -1, -2, ... for runs started in the same second."""
     import datetime
-    import threading
 
     from delgrad_core.cli import _train_cmd
 
@@ -2981,3 +2981,42 @@ def test_building_a_config_says_nothing_of_its_components_which_the_run_says():
         config = TrainingConfig(**SHORT, loss_xi=0.3)  # (the squared loss has no xi)
     with pytest.warns(UserWarning, match=r"^loss 'squared' has no parameter xi: loss_xi = 0.3 is not used"):
         Trainer(config).close()
+
+
+def _train_ending_in(monkeypatch, outcome, arguments):
+    """`delgrad train ARGUMENTS` whose training raises `outcome` (an exception) or returns it (a summary)."""
+    from delgrad_core.training import _run
+
+    def training(*args, **kwargs):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(_run, "run_training", training)
+    return cli_runner().invoke(main, ["train", "--hidden", "4", "--delays", "none", "--no-progress", *arguments])
+
+
+def test_how_the_train_command_reports_a_training_that_ended_early(tmp_path, monkeypatch, finished_run):
+    """Each ending says what is kept and how to go on (docs/training.md)."""
+    from delgrad_core._errors import BackendError
+    from delgrad_core.datasets._errors import DatasetFilesNotFoundError
+
+    fresh = _train_ending_in(monkeypatch, KeyboardInterrupt(), ["--out", str(tmp_path / "fresh")])
+    assert fresh.exit_code == 130 and "interrupted before the first epoch finished; nothing to resume" in fresh.stderr
+    missing = DatasetFilesNotFoundError("Yin-Yang: missing train.npz; set DELGRAD_YIN_YANG_DIR")
+    told = _train_ending_in(monkeypatch, missing, ["--out", str(tmp_path / "fresh")])
+    assert told.exit_code == 1 and "Error: Yin-Yang: missing train.npz; set DELGRAD_YIN_YANG_DIR\n" in told.stderr
+    away = _train_ending_in(monkeypatch, BackendError("the chip is away"), ["--out", str(tmp_path / "fresh")])
+    assert away.exit_code == 1 and "Error: the chip is away\n" in away.stderr, away.output
+    run = tmp_path / "my run"  # (a run with a checkpoint, in a folder whose name the hint must quote)
+    shutil.copytree(finished_run, run)
+    stopped = _train_ending_in(monkeypatch, KeyboardInterrupt(), ["--out", str(run), "--epochs", "3"])
+    assert f"interrupted; the last finished epoch is saved: continue with delgrad train --out '{run}' --resume " \
+           "--epochs 3" in stopped.stderr, stopped.output
+    failed = _train_ending_in(monkeypatch, BackendError("the chip is away"), ["--out", str(run), "--resume",
+                                                                              "--epochs", "3"])  # (no option given)
+    assert "once the cause is removed (the run's own settings would meet it again)" in failed.stderr, failed.output
+    summary = {"test_accuracy": 0.9, "selected_epoch": 2, "n_parameters": 35, "wall_seconds": 1.0}
+    resumed = _train_ending_in(monkeypatch, summary, ["--out", str(run), "--resume", "--epochs", "2"])
+    assert resumed.exit_code == 0 and "trained 1.0 s in all its sessions, this command took" in resumed.stdout, \
+        resumed.output
