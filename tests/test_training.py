@@ -214,6 +214,7 @@ def test_delays_from_raw_gives_new_delays_not_the_parameters():
         model.delays_from_raw(raw)[...] = 7.0
         np.testing.assert_array_equal(raw, before)
 
+
 def test_training_is_deterministic():
     config = TrainingConfig(epochs=2, hidden=10, delays="axonal", seed=5)
     a, b = Trainer(config), Trainer(config)
