@@ -7,7 +7,9 @@ import pytest
 from _bss2_helpers import yin_yang_inputs, yin_yang_network
 
 import delgrad_core as dg
-from delgrad_bss2._job import compile_job
+from delgrad_bss2._config import ChipConfig
+from delgrad_bss2._job import (Job, LayerProgram, Recording, compile_job, copies_before_their_spikes,
+                               inputs_outside_the_slot, lost_arrivals, unequal_copies)
 
 
 def _job(emulator, **options):
@@ -125,8 +127,6 @@ def test_execute_many_refuses_inputs_outside_the_slot_before_the_first_job_runs(
 
 def test_an_input_at_the_end_of_the_slot_is_inside_it():
     """(the slot is [0, slot_tau]: a strict comparison refused an input at 30 tau)"""
-    from delgrad_bss2._config import ChipConfig
-    from delgrad_bss2._job import inputs_outside_the_slot
     assert inputs_outside_the_slot(np.array([[0.0, 30.0, np.inf]]), ChipConfig()) is None
     assert "spikes at 30.001 tau" in inputs_outside_the_slot(np.array([[0.0, 30.001]]), ChipConfig())
 
@@ -142,31 +142,25 @@ def test_a_request_without_a_seed_runs_with_seed_0(emulator):
         assert all(np.array_equal(a, b) for a, b in zip(unseeded, seeded)) is same
 
 
-def test_the_slot_named_for_a_lost_delayed_spike_adds_six_jitter_deviations():
-    """(the advice named the slot that held this run's spike, too short for the next run's jitter)"""
-    from delgrad_bss2._config import ChipConfig
-    from delgrad_bss2._job import Job, LayerProgram, Recording, lost_arrivals
-    config = ChipConfig()  # jitter 0.01 tau
-    empty = np.zeros((1, 1), np.uint8)
-    program = LayerProgram("hidden", np.array([0]), empty, empty, np.ones(1), np.ones(1), np.ones(1),
-                           np.array([0]), np.array([255]), np.array([250]))
-    job = Job(0, 0, (program,), {}, np.array([[170.0]]), 180.0)
-    recording = Recording([np.array([[np.inf]])], [np.array([[np.inf]])], latest_lost_delay_spike_us=200.0)
-    # 200 us = 33.333 tau, + 6 x 0.01 tau = 33.393 tau, rounded up to the hundredth
-    assert "set the backend option slot_tau to at least 33.4," in lost_arrivals(job, recording, config)
-
-
 def _program(name, n_pre, groups, registers):
-    from delgrad_bss2._job import LayerProgram
+    """A layer program of one neuron with `n_pre` lines in delay `groups`, one element per register."""
     empty = np.zeros((n_pre, 1), np.uint8)
     return LayerProgram(name, np.array([0]), empty, empty, np.ones(1), np.ones(1), np.ones(1), np.asarray(groups),
                         np.arange(len(registers)), np.asarray(registers))
 
 
+def test_the_slot_named_for_a_lost_delayed_spike_adds_six_jitter_deviations():
+    """(the advice named the slot that held this run's spike, too short for the next run's jitter)"""
+    config = ChipConfig()  # jitter 0.01 tau
+    job = Job(0, 0, (_program("hidden", 1, [0], [250]),), {}, np.array([[170.0]]), 180.0)
+    recording = Recording([np.array([[np.inf]])], [np.array([[np.inf]])], latest_lost_delay_spike_us=200.0)
+    # 200 us = 33.333 tau, + 6 x 0.01 tau = 33.393 tau, rounded up to the hundredth
+    assert "set the backend option slot_tau to at least 33.4," in lost_arrivals(job, recording, config)
+
+
 def test_unequal_copies_name_the_differing_copy_and_the_first_copy_of_its_group():
     """(docs/bss2.md: copies with different times share one element, which fires at the earliest
     copy's time; the warning compares the differing copy with its group's first line)"""
-    from delgrad_bss2._job import unequal_copies
     groups = np.repeat(np.arange(2), 3)  # (input_duplication=3: lines 0-2 and 3-5)
     times = np.array([[1.0, 1.0, 1.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 2.0, 2.0, 2.5]])
     said = unequal_copies(times, groups)
@@ -179,8 +173,6 @@ def test_unequal_copies_name_the_differing_copy_and_the_first_copy_of_its_group(
 def test_a_copy_after_its_element_fired_is_named_with_the_time_of_its_own_element_and_its_own_spike():
     """(docs/bss2.md: a copy that spikes only after the element fired cannot be delivered; the
     refusal names when that copy's element fired and when that copy spiked, in tau)"""
-    from delgrad_bss2._config import ChipConfig
-    from delgrad_bss2._job import Job, Recording, copies_before_their_spikes
     program = _program("hidden", 4, [0, 0, 1, 1], [0, 0])
     job = Job(0, 0, (program,), {}, np.array([[6.0, 6.0, 12.0, 30.0]]), 180.0)  # (us: 1, 1, 2 and 5 tau)
     recording = Recording([np.array([[np.inf]])], [np.array([[18.0, 24.0]])])  # (the elements fire at 3 and 4 tau)
@@ -192,8 +184,6 @@ def test_a_copy_after_its_element_fired_is_named_with_the_time_of_its_own_elemen
 def test_lost_delayed_spikes_are_counted_over_every_layer_and_the_first_one_is_named():
     """(docs/bss2.md: a job whose delayed spikes fire after the slot is refused; the advice counts
     every lost spike, of every layer and element, and names the first: one line without its group range)"""
-    from delgrad_bss2._config import ChipConfig
-    from delgrad_bss2._job import Job, Recording, lost_arrivals
     hidden, output = _program("hidden", 2, [0, 1], [250, 250]), _program("output", 1, [0], [250])
     job = Job(0, 0, (hidden, output), {}, np.array([[170.0, 175.0]]), 180.0)
     recording = Recording([np.array([[172.0]]), np.array([[np.inf]])],  # (a hidden spike at 172 us triggers too)
