@@ -44,21 +44,27 @@ def _fine(host="localhost"):
     return backend
 
 
-def test_a_backend_that_cannot_be_built_is_reported_not_fatal(monkeypatch):
+def _listing_of(monkeypatch, backends: dict, problems=()) -> dict:
+    """`delgrad backends` (table and --json) with only `backends` (name -> factory) registered."""
     class Plugin:
         @hookimpl
         def delgrad_register_backends(self, register):
-            register("needs-host", lambda host: _fine(host))
-            register("fine", _fine)
+            for name, factory in backends.items():
+                register(name, factory)
 
     registry = PluginRegistry()
     registry.register_plugin(Plugin(), distribution="delgrad-local", version="9")
+    registry.problems.extend(problems)
     monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
-    result = cli_runner().invoke(main, ["backends", "--json"])
-    records = {record["name"]: record for record in json.loads(result.stdout)["backends"]}
+    return {"table": cli_runner().invoke(main, ["backends"]), "json": cli_runner().invoke(main, ["backends", "--json"])}
+
+
+def test_a_backend_that_cannot_be_built_is_reported_not_fatal(monkeypatch):
+    listing = _listing_of(monkeypatch, {"needs-host": lambda host: _fine(host), "fine": _fine})
+    records = {record["name"]: record for record in json.loads(listing["json"].stdout)["backends"]}
     assert records["fine"]["capabilities"]["exact"] is True
     assert records["needs-host"]["capabilities"] is None and "host" in records["needs-host"]["error"]
-    table = cli_runner().invoke(main, ["backends"])
+    table = listing["table"]
     assert table.exit_code == 0 and "backend 'needs-host' cannot be built" in table.stderr
 
 
@@ -75,21 +81,6 @@ def test_conflicts_are_shown_in_the_listing(monkeypatch):
     monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
     table = cli_runner().invoke(main, ["backends"])
     assert table.exit_code == 0 and "'first' (kept) and 'second' (ignored)" in table.stderr
-
-
-def _listing_of(monkeypatch, backends: dict, problems=()) -> dict:
-    """`delgrad backends` (table and --json) with only `backends` (name -> factory) registered."""
-    class Plugin:
-        @hookimpl
-        def delgrad_register_backends(self, register):
-            for name, factory in backends.items():
-                register(name, factory)
-
-    registry = PluginRegistry()
-    registry.register_plugin(Plugin(), distribution="delgrad-local", version="9")
-    registry.problems.extend(problems)
-    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
-    return {"table": cli_runner().invoke(main, ["backends"]), "json": cli_runner().invoke(main, ["backends", "--json"])}
 
 
 def test_the_table_shows_every_declared_capability_in_aligned_columns(monkeypatch):
