@@ -12,6 +12,7 @@ import weakref
 
 import numpy as np
 import pytest
+from click import ClickException, UsageError
 
 import delgrad_core as dg
 from delgrad_core import Calibration, ExecutionRequest, ExecutionResult, InvalidValueError
@@ -19,6 +20,7 @@ from delgrad_core._atomic import atomic_write, checked_before_commit
 from delgrad_core._npz import write_npz
 from delgrad_core._serialization import network_arrays
 from delgrad_core.cli import main
+from delgrad_core.cli._outputs import check_output_file, kept_if_made_meanwhile
 from delgrad_core.testing import cli_runner
 
 STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
@@ -246,9 +248,6 @@ def _deep_folder(tmp_path) -> str:
 
 
 def test_an_existing_folder_at_an_output_name_is_refused(tmp_path):
-    from click import UsageError
-    from delgrad_core.cli._outputs import check_output_file
-
     (tmp_path / "out.nir").mkdir()
     with pytest.raises(UsageError, match="^OUT: .*out.nir exists and is not overwritten; remove it or choose another "
                                          "name; --force replaces it$"):
@@ -256,18 +255,12 @@ def test_an_existing_folder_at_an_output_name_is_refused(tmp_path):
 
 
 def test_an_output_name_linked_to_the_input_is_the_input(tmp_path, network_file):
-    from click import UsageError
-    from delgrad_core.cli._outputs import check_output_file
-
     (tmp_path / "link.npz").symlink_to(network_file)
     with pytest.raises(UsageError, match="link.npz is also the command's input"):
         check_output_file(tmp_path / "link.npz", "OUT", force=True, inputs=[network_file])
 
 
 def test_a_link_left_meanwhile_at_an_output_name_is_kept_though_it_leads_nowhere(tmp_path):
-    from click import ClickException
-    from delgrad_core.cli._outputs import check_output_file, kept_if_made_meanwhile
-
     out, nowhere = tmp_path / "out.npz", tmp_path / "nowhere"
     free = check_output_file(out, "OUT", force=False)
     with pytest.raises(ClickException, match="was written by another process meanwhile"):
@@ -278,9 +271,6 @@ def test_a_link_left_meanwhile_at_an_output_name_is_kept_though_it_leads_nowhere
 
 
 def test_a_link_to_a_path_longer_than_the_file_system_allows_is_refused(tmp_path):
-    from click import UsageError
-    from delgrad_core.cli._outputs import check_output_file
-
     folder = _deep_folder(tmp_path)
     target = folder + "/" + "x" * (4082 - len(folder) - 1)  # (4082 bytes: its temporary file's path is too long)
     (tmp_path / "link.npz").symlink_to(target)
@@ -289,9 +279,6 @@ def test_a_link_to_a_path_longer_than_the_file_system_allows_is_refused(tmp_path
 
 
 def test_a_relative_output_name_is_measured_from_the_current_folder(tmp_path, monkeypatch):
-    from click import UsageError
-    from delgrad_core.cli._outputs import check_output_file
-
     monkeypatch.chdir(_deep_folder(tmp_path))
     size = len(os.getcwd()) + 1 + 250
     with pytest.raises(UsageError, match=f"is {size} bytes long, more than the 4081 the file system allows"):
