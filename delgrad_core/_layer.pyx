@@ -14,7 +14,7 @@ from posix.time cimport clock_gettime, timespec
 import numpy as np
 
 from delgrad_core._psp cimport (
-    RatioKind, ratio_kind, first_crossing, advance_state, kernel_and_slope, lambert_w0,
+    RatioKind, ratio_kind, first_crossing, membrane_decay, advance_state, kernel_and_slope, lambert_w0,
     RatioOne, RatioTwo, ClosedRatio, closed_kind, closed_kernel_and_slope, IntervalTest,
     input_features, interval_test, crossing_level, may_cross, state_from_sums, kernel_bound,
     RATIO_ONE, RATIO_GENERAL,
@@ -238,7 +238,7 @@ cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j
                          RatioKind kind) noexcept nogil:
     """Causal-set search (docs/model.md §2): walk the sorted arrivals, keeping the membrane state at
     the latest arrival, and return the first crossing before the next arrival (or +inf)."""
-    cdef double u = 0.0, current = 0.0, t_now = 0.0, arrival, length, decay_m, s
+    cdef double u = 0.0, current = 0.0, t_now = 0.0, arrival, length, decay_m, rest_m, s
     cdef Py_ssize_t k, i
     if n_active == 0:
         return INFINITY
@@ -248,11 +248,11 @@ cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j
         if k > 0:
             length = arrival - t_now
             if length > 0.0:
-                decay_m = exp(-length / tau_m)
+                decay_m = membrane_decay(length, tau_m, &rest_m)
                 s = first_crossing(u, current, length, decay_m, theta, tau_m, tau_s, kind)
                 if s >= 0.0:
                     return _after(t_now, s)
-                advance_state(&u, &current, length, decay_m, tau_m, tau_s, kind)
+                advance_state(&u, &current, length, decay_m, rest_m, tau_m, tau_s, kind)
         current = current + weights[i, j]
         t_now = arrival
     s = first_crossing(u, current, INFINITY, 0.0, theta, tau_m, tau_s, kind)

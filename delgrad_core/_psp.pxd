@@ -235,19 +235,33 @@ cdef inline double first_crossing(double u0, double i0, double length, double de
     return crossing_general(u0, i0, length, theta, tau_m, tau_s)
 
 
+cdef inline double membrane_decay(double length, double tau_m, double* rest) noexcept nogil:
+    """e^{-length/tau_m}, and 1 minus it in `rest`, each within about an ulp, from one exponential:
+    above 1/2 the decay is 1 + expm1 (1 - e^{-x} would cancel for a short interval: an error of
+    ~1e-16 tau_m / length per interval, which many short intervals between strong inputs added up
+    to 1e-14), below it `rest` is 1 - e^{-x} (no cancellation)."""
+    cdef double x = -length / tau_m
+    cdef double decay
+    if x < -0.6931471805599453:  # (-ln 2)
+        decay = exp(x)
+        rest[0] = 1.0 - decay
+        return decay
+    rest[0] = -expm1(x)
+    return 1.0 - rest[0]
+
+
 cdef inline void advance_state(double* u, double* current, double length, double decay_m,
-                               double tau_m, double tau_s, RatioKind kind) noexcept nogil:
-    """Propagate (u, I) by `length` with no new input; `decay_m` = e^{-length/tau_m}.
-    The closed-form ratios reuse decay_m (e^{-L/tau_s} = decay_m^2 for tau_m = 2 tau_s)."""
+                               double rest_m, double tau_m, double tau_s, RatioKind kind) noexcept nogil:
+    """Propagate (u, I) by `length` with no new input; `decay_m` = e^{-length/tau_m} and `rest_m`
+    = 1 - decay_m, as `membrane_decay` gives them.  The closed-form ratios reuse them
+    (e^{-L/tau_s} = decay_m^2 and K (x - x^2) = K x (1 - x) for tau_m = 2 tau_s)."""
     cdef double decay_s
     if kind == RATIO_ONE:
         u[0] = u[0] * decay_m + current[0] * (length * decay_m)  # (I L overflows for long gaps: inf x 0)
         current[0] = current[0] * decay_m
     elif kind == RATIO_TWO:
-        # (K (x - x^2) = K x (1 - x), 1 - x by expm1: x - x^2 cancels for a short interval, an error
-        # of ~1e-16 tau_m / length that many short intervals between strong inputs added up to 1e-14)
         decay_s = decay_m * decay_m
-        u[0] = u[0] * decay_m + current[0] * tau_m * (decay_m * -expm1(-length / tau_m))
+        u[0] = u[0] * decay_m + current[0] * tau_m * (decay_m * rest_m)
         current[0] = current[0] * decay_s
     else:
         u[0] = u[0] * decay_m + current[0] * psp_kernel(length, tau_m, tau_s)
