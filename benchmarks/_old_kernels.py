@@ -19,7 +19,10 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-import delgrad_core  # noqa: F401  (the old _propagation imports today's IR from the package)
+# The old _propagation imports today's IR from the package.  Today's kernels are imported before any
+# old ones: a Cython module registers itself in sys.modules under the name it was compiled as
+# (delgrad_core._layer) if that name is free, and today's code would then run the old kernels.
+import delgrad_core._kernels  # noqa: F401
 
 __all__ = ["load", "resolve", "BASELINE_REVISION"]
 

@@ -135,6 +135,21 @@ def test_old_kernels_of_a_revision_whose_propagation_needs_more_are_refused_nami
         old_kernels.load("HEAD")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not _in_git_checkout(), reason="the old kernels are built from git history")
+def test_old_kernels_loaded_first_leave_todays_code_on_todays_kernels():
+    """(a Cython module registers itself in sys.modules under the name it was compiled as: old
+    kernels loaded before today's were run by today's forward, in a script timing the two)"""
+    script = ("import _old_kernels\n"
+              "old = _old_kernels.load('HEAD')\n"
+              "import delgrad_core._propagation as today\n"
+              "print(today._layer is old._layer, today._layer.__name__)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=BENCHMARKS, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "delgrad_core._layer"]
+
+
 def _runs_git_then(replacement, run):
     """`subprocess.run` for git commands, `replacement` for the first other one (Cython)."""
     def patched(command, *arguments, **keywords):
