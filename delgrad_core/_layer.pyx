@@ -14,10 +14,10 @@ from posix.time cimport clock_gettime, timespec
 import numpy as np
 
 from delgrad_core._psp cimport (
-    RatioKind, ratio_kind, first_crossing, membrane_decay, advance_state, kernel_and_slope, lambert_w0,
-    RatioOne, RatioTwo, ClosedRatio, closed_kind, closed_kernel_and_slope, IntervalTest,
+    RatioKind, ratio_kind, first_crossing, crossing_by, ratio_of, membrane_decay, advance_state, kernel_and_slope,
+    lambert_w0, RatioOne, RatioTwo, RatioAny, ClosedRatio, NeuronRatio, closed_kernel_and_slope, IntervalTest,
     input_features, interval_test, crossing_level, may_cross, state_from_sums, kernel_bound,
-    RATIO_ONE, RATIO_GENERAL,
+    RATIO_ONE, RATIO_TWO, RATIO_GENERAL,
 )
 
 # The layer-wide paths keep exponentials of times measured from a sample's first arrival; they
@@ -233,9 +233,8 @@ cdef inline double _after(double t_now, double s) noexcept nogil:
     return nextafter(t_now, INFINITY) if s > 0.0 and t == t_now else t
 
 
-cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
-                         const double[:, ::1] weights, double theta, double tau_m, double tau_s,
-                         RatioKind kind) noexcept nogil:
+cdef double _first_spike(NeuronRatio tag, const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
+                         const double[:, ::1] weights, double theta, double tau_m, double tau_s) noexcept nogil:
     """Causal-set search (docs/model.md §2): walk the sorted arrivals, keeping the membrane state at
     the latest arrival, and return the first crossing before the next arrival (or +inf)."""
     cdef double u = 0.0, current = 0.0, t_now = 0.0, arrival, length, decay_m, rest_m, s
@@ -249,14 +248,28 @@ cdef double _first_spike(const Arrival* order, Py_ssize_t n_active, Py_ssize_t j
             length = arrival - t_now
             if length > 0.0:
                 decay_m = membrane_decay(length, tau_m, &rest_m)
-                s = first_crossing(u, current, length, decay_m, theta, tau_m, tau_s, kind)
+                s = crossing_by(tag, u, current, length, decay_m, theta, tau_m, tau_s)
                 if s >= 0.0:
                     return _after(t_now, s)
-                advance_state(&u, &current, length, decay_m, rest_m, tau_m, tau_s, kind)
+                advance_state(&u, &current, length, decay_m, rest_m, tau_m, tau_s, ratio_of(tag))
         current = current + weights[i, j]
         t_now = arrival
-    s = first_crossing(u, current, INFINITY, 0.0, theta, tau_m, tau_s, kind)
+    s = crossing_by(tag, u, current, INFINITY, 0.0, theta, tau_m, tau_s)
     return _after(t_now, s) if s >= 0.0 else INFINITY
+
+
+cdef double _neuron_first_spike(RatioKind kind, const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
+                                const double[:, ::1] weights, double theta, double tau_m,
+                                double tau_s) noexcept nogil:
+    """`_first_spike` by the solver of `kind`."""
+    cdef RatioOne one
+    cdef RatioTwo two
+    cdef RatioAny other
+    if kind == RATIO_ONE:
+        return _first_spike(one, order, n_active, j, weights, theta, tau_m, tau_s)
+    if kind == RATIO_TWO:
+        return _first_spike(two, order, n_active, j, weights, theta, tau_m, tau_s)
+    return _first_spike(other, order, n_active, j, weights, theta, tau_m, tau_s)
 
 
 cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
@@ -275,8 +288,8 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
             if not shared_order:
                 # per-synapse arrivals: re-sort the previous neuron's order (nearly sorted already)
                 _insertion_sort(order, n_active)
-        post_times[b, j] = _first_spike(order, n_active, j, weights, threshold[j], tau_m[j], tau_s[j],
-                                        <RatioKind> kinds[j])
+        post_times[b, j] = _neuron_first_spike(<RatioKind> kinds[j], order, n_active, j, weights, threshold[j],
+                                               tau_m[j], tau_s[j])
 
 
 cdef RatioKind _layer_kind(const double[::1] tau_m, const double[::1] tau_s) noexcept nogil:
@@ -395,7 +408,7 @@ cdef double _own_first_spike(ClosedRatio tag, Py_ssize_t b, Py_ssize_t j, const 
         own_order[k].index = order[k].index
         own_order[k].time = _arrival(b, order[k].index, j, pre_times, delays, _NO_ARRIVALS, False)
     _insertion_sort(own_order, n_active)
-    return _first_spike(own_order, n_active, j, weights, theta, tau_m, tau_s, closed_kind(tag))
+    return _first_spike(tag, own_order, n_active, j, weights, theta, tau_m, tau_s)
 
 
 cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,
@@ -506,8 +519,8 @@ cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ss
                                                             weights, threshold[j], tau_m, tau_s, own_order)
                         level[j] = INFINITY
                         break
-                    s = first_crossing(u, current, t_next - t_now, exp(-(t_next - t_now) / tau_m),
-                                       threshold[j], tau_m, tau_s, closed_kind(tag))
+                    s = crossing_by(tag, u, current, t_next - t_now, exp(-(t_next - t_now) / tau_m),
+                                    threshold[j], tau_m, tau_s)
                     if s >= 0.0:
                         spike = _after(t_now, s) + shift[j]
                         if shift[j] != 0.0:

@@ -221,18 +221,59 @@ cdef inline double crossing_general(double u0, double i0, double length, double 
     return s
 
 
-cdef inline double first_crossing(double u0, double i0, double length, double decay_m, double theta,
-                                  double tau_m, double tau_s, RatioKind kind) noexcept nogil:
-    """First threshold crossing s in [0, length] (length may be +inf) of the state (u0, i0);
-    `decay_m` = e^{-length/tau_m}.  A state at or above theta has crossed (within rounding, at
-    the end of the interval before, whose solver put it an ulp beyond): s = 0."""
+# Compile-time choice of a solver: loops over intervals or inputs are specialised for each ratio
+# (Cython fused types over empty tags), so that they carry no branch and take a closed form inline
+# (the general solver, inlined beside them, made the crossing too large for the compiler to inline).
+cdef struct RatioOne:      # tau_m == tau_s
+    char unused
+cdef struct RatioTwo:      # tau_m == 2 tau_s
+    char unused
+cdef struct RatioAny:      # any ratio: the bracketed solver
+    char unused
+ctypedef fused ClosedRatio:
+    RatioOne
+    RatioTwo
+ctypedef fused NeuronRatio:
+    RatioOne
+    RatioTwo
+    RatioAny
+
+
+cdef inline RatioKind ratio_of(NeuronRatio tag) noexcept nogil:
+    if NeuronRatio is RatioOne:
+        return RATIO_ONE
+    elif NeuronRatio is RatioTwo:
+        return RATIO_TWO
+    else:
+        return RATIO_GENERAL
+
+
+cdef inline double crossing_by(NeuronRatio tag, double u0, double i0, double length, double decay_m,
+                               double theta, double tau_m, double tau_s) noexcept nogil:
+    """First threshold crossing s in [0, length] (length may be +inf) of the state (u0, i0), or -1,
+    by the solver of `tag`; `decay_m` = e^{-length/tau_m}.  A state at or above theta has crossed
+    (within rounding, at the end of the interval before, whose solver put it an ulp beyond): s = 0."""
     if u0 >= theta:
         return 0.0
-    if kind == RATIO_ONE:
+    if NeuronRatio is RatioOne:
         return crossing_ratio_one(u0, i0, length, theta, tau_m)
-    if kind == RATIO_TWO:
+    elif NeuronRatio is RatioTwo:
         return crossing_ratio_two(u0, i0, decay_m, theta, tau_m)
-    return crossing_general(u0, i0, length, theta, tau_m, tau_s)
+    else:
+        return crossing_general(u0, i0, length, theta, tau_m, tau_s)
+
+
+cdef inline double first_crossing(double u0, double i0, double length, double decay_m, double theta,
+                                  double tau_m, double tau_s, RatioKind kind) noexcept nogil:
+    """`crossing_by` with the solver of `kind`, chosen at run time."""
+    cdef RatioOne one
+    cdef RatioTwo two
+    cdef RatioAny other
+    if kind == RATIO_ONE:
+        return crossing_by(one, u0, i0, length, decay_m, theta, tau_m, tau_s)
+    if kind == RATIO_TWO:
+        return crossing_by(two, u0, i0, length, decay_m, theta, tau_m, tau_s)
+    return crossing_by(other, u0, i0, length, decay_m, theta, tau_m, tau_s)
 
 
 cdef inline double membrane_decay(double length, double tau_m, double* rest) noexcept nogil:
@@ -266,24 +307,6 @@ cdef inline void advance_state(double* u, double* current, double length, double
     else:
         u[0] = u[0] * decay_m + current[0] * psp_kernel(length, tau_m, tau_s)
         current[0] = current[0] * exp(-length / tau_s)
-
-
-# Compile-time choice of a closed form: the layer-wide loops below are specialised for each
-# ratio (Cython fused type over two empty tags), so that their inner loops carry no branch.
-cdef struct RatioOne:      # tau_m == tau_s
-    char unused
-cdef struct RatioTwo:      # tau_m == 2 tau_s
-    char unused
-ctypedef fused ClosedRatio:
-    RatioOne
-    RatioTwo
-
-
-cdef inline RatioKind closed_kind(ClosedRatio tag) noexcept nogil:
-    if ClosedRatio is RatioOne:
-        return RATIO_ONE
-    else:
-        return RATIO_TWO
 
 
 cdef inline double closed_kernel_and_slope(ClosedRatio tag, double x, double s, double tau_m,
