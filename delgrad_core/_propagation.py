@@ -89,7 +89,7 @@ def check_spike_times(times, n_columns: int, field_name: str, n_batch: int | Non
     if array.ndim != 2 or array.shape[1] != n_columns or (n_batch is not None and array.shape[0] != n_batch):
         batch = "batch" if n_batch is None else n_batch
         raise InvalidValueError(f"{field_name}: expected shape ({batch}, {n_columns}), got {np.shape(times)}")
-    if np.isnan(array).any() or (array == -np.inf).any():
+    if not (array > -np.inf).all():  # (NaN and -inf, in one pass)
         raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for a silent neuron)")
     return array
 
@@ -127,7 +127,7 @@ def _check_arrivals(arrival_times, layer: Layer, pre_times: np.ndarray, field_na
     if array.shape not in ((n_batch, n_pre), (n_batch, n_pre, n_post)):
         raise InvalidValueError(f"{field_name}: expected shape {(n_batch, n_pre, n_post)} or {(n_batch, n_pre)}, "
                                 f"got {np.shape(arrival_times)}")
-    if np.isnan(array).any() or (array == -np.inf).any():
+    if not (array > -np.inf).all():  # (NaN and -inf, in one pass)
         raise InvalidValueError(f"{field_name}: contains NaN or -inf (use +inf for an input that never arrived)")
     problem = acausal_arrival(array, pre_times, field_name, early=True)
     if problem:
