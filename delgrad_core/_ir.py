@@ -83,7 +83,7 @@ def _float_array(value, field_name: str, shape: tuple[int, ...] | None = None) -
     array = real_array(value, field_name)
     if shape is not None and array.shape != shape:
         raise InvalidValueError(f"{field_name}: expected shape {shape}, got {array.shape}")
-    if not np.all(np.isfinite(array)):
+    if not np.isfinite(array).all():
         raise InvalidValueError(f"{field_name}: contains NaN or inf")
     return array
 
@@ -109,11 +109,19 @@ def check_type(value, expected: type, field_name: str):
     return value
 
 
+def _filled(size: int, value: float) -> np.ndarray:
+    """np.full(size, value), in less than half its time (every kernel call builds the per-neuron
+    parameters of each layer)."""
+    array = np.empty(size)
+    array.fill(value)
+    return array
+
+
 def _per_neuron(value, size: int, field_name: str) -> np.ndarray:
     """Broadcast a scalar or a per-neuron array to shape (size,)."""
     array = _float_array(value, field_name)
     if array.ndim == 0:
-        return np.full(size, float(array))
+        return _filled(size, float(array))
     if array.shape != (size,):
         raise InvalidValueError(f"{field_name}: expected a scalar or shape ({size},), got {array.shape}")
     return array
@@ -262,7 +270,7 @@ class NeuronParameters(_Freezable):
             value = getattr(self, name)
             # fast path (every kernel call): a float that passes every check below
             if type(value) is float and math.isfinite(value) and value >= MIN_THRESHOLD:
-                arrays.append(np.full(size, value))
+                arrays.append(_filled(size, value))
                 continue
             array = _per_neuron(value, size, f"{owner}.{name}")
             if np.any(array <= 0):
@@ -376,7 +384,7 @@ class Projection(_Freezable):
         if self.delays is None:
             raise InvalidValueError(f"{self.name}.delays: missing; delay kind {self.delay_kind.value!r} needs shape {shape}")
         self.delays = _float_array(self.delays, f"{self.name}.delays", shape)
-        if np.any(self.delays < 0):
+        if (self.delays < 0).any():
             raise InvalidValueError(f"{self.name}.delays: must be >= 0, got min {float(self.delays.min())!r}")
         self._remember_if_read_only()
 
