@@ -106,9 +106,10 @@ cdef inline bint _before(const Arrival* a, const Arrival* b) noexcept nogil:
     return a.time < b.time or (a.time == b.time and a.index < b.index)
 
 
-cdef inline void _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
-    """Sort by (time, index); linear time for the nearly sorted orders of neighbouring neurons."""
-    cdef Py_ssize_t k, m
+cdef inline Py_ssize_t _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
+    """Sort by (time, index); linear time for the nearly sorted orders of neighbouring neurons.
+    Returns the number of entries moved (the inversions)."""
+    cdef Py_ssize_t k, m, moved = 0
     cdef Arrival item
     for k in range(1, n):
         item = order[k]
@@ -116,9 +117,19 @@ cdef inline void _insertion_sort(Arrival* order, Py_ssize_t n) noexcept nogil:
         while m >= 0 and _before(&item, &order[m]):
             order[m + 1] = order[m]
             m -= 1
+        moved += k - 1 - m
         order[m + 1] = item
+    return moved
 
 
+# From this many arrivals on, the neurons with arrivals of their own (synaptic delays) take them from
+# a heap, only as far as their spikes, instead of re-sorting the previous neuron's order, in a sample
+# whose first neuron spiked within the first quarter of its arrivals.
+cdef Py_ssize_t _HEAP_MIN = 16
+# A neuron's arrivals are sorted afresh, not from the previous neuron's order, once re-sorting that
+# moved more than this many entries per arrival (a fresh sort takes a few passes over them; measured
+# with synaptic delays: 2-3 times faster from a few hundred inputs on, the same below).
+cdef Py_ssize_t _FRESH_SORT_MOVES = 16
 # From this many arrivals on, `_sort_arrivals` uses the radix sort.
 cdef Py_ssize_t _RADIX_MIN = 64
 
@@ -224,6 +235,33 @@ cdef Py_ssize_t _sorted_arrivals(Py_ssize_t b, Py_ssize_t j, const double[:, ::1
     return n_active
 
 
+cdef inline void _sift_down(Arrival* heap, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Restore the min-heap order by (time, index) of heap[0:n] below entry k."""
+    cdef Arrival item = heap[k]
+    cdef Py_ssize_t child
+    while True:
+        child = 2 * k + 1
+        if child >= n:
+            break
+        if child + 1 < n and _before(&heap[child + 1], &heap[child]):
+            child += 1
+        if not _before(&heap[child], &item):
+            break
+        heap[k] = heap[child]
+        k = child
+    heap[k] = item
+
+
+cdef inline Arrival _heap_pop(Arrival* heap, Py_ssize_t n) noexcept nogil:
+    """Take the earliest arrival out of the min-heap heap[0:n] (n >= 1), which keeps n - 1; it is
+    put at heap[n - 1], so that heap[0:n] still holds the same arrivals."""
+    cdef Arrival first = heap[0]
+    heap[0] = heap[n - 1]
+    heap[n - 1] = first
+    _sift_down(heap, n - 1, 0)
+    return first
+
+
 cdef inline double _after(double t_now, double s) noexcept nogil:
     """The spike time t_now + s of a crossing s >= 0 after the interval's start t_now, at least one
     ulp later when s > 0: a crossing that rounded onto the arrival that caused it would make that
@@ -233,23 +271,34 @@ cdef inline double _after(double t_now, double s) noexcept nogil:
     return nextafter(t_now, INFINITY) if s > 0.0 and t == t_now else t
 
 
-cdef double _first_spike(NeuronRatio tag, const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
-                         const double[:, ::1] weights, double theta, double tau_m, double tau_s) noexcept nogil:
-    """Causal-set search (docs/model.md §2): walk the sorted arrivals, keeping the membrane state at
-    the latest arrival, and return the first crossing before the next arrival (or +inf)."""
+cdef double _first_spike(NeuronRatio tag, Arrival* order, Py_ssize_t n_active, bint unsorted, Py_ssize_t j,
+                         const double[:, ::1] weights, double theta, double tau_m, double tau_s,
+                         Py_ssize_t* taken) noexcept nogil:
+    """Causal-set search (docs/model.md §2): walk the arrivals by (time, index), keeping the membrane
+    state at the latest arrival, and return the first crossing before the next arrival (or +inf);
+    `taken` is set to the number of arrivals walked.  `order` holds them sorted, or with `unsorted`
+    in any order: it is then made a heap, from which the arrivals are taken in the same order, only
+    as far as the spike."""
     cdef double u = 0.0, current = 0.0, t_now = 0.0, arrival, length, decay_m, rest_m, s
     cdef Py_ssize_t k, i
+    cdef Arrival next_arrival
+    taken[0] = n_active
     if n_active == 0:
         return INFINITY
+    if unsorted:
+        for k in range(n_active // 2 - 1, -1, -1):
+            _sift_down(order, n_active, k)
     for k in range(n_active):
-        i = order[k].index
-        arrival = order[k].time
+        next_arrival = _heap_pop(order, n_active - k) if unsorted else order[k]
+        i = next_arrival.index
+        arrival = next_arrival.time
         if k > 0:
             length = arrival - t_now
             if length > 0.0:
                 decay_m = membrane_decay(length, tau_m, &rest_m)
                 s = crossing_by(tag, u, current, length, decay_m, theta, tau_m, tau_s)
                 if s >= 0.0:
+                    taken[0] = k
                     return _after(t_now, s)
                 advance_state(&u, &current, length, decay_m, rest_m, tau_m, tau_s, ratio_of(tag))
         current = current + weights[i, j]
@@ -258,18 +307,18 @@ cdef double _first_spike(NeuronRatio tag, const Arrival* order, Py_ssize_t n_act
     return _after(t_now, s) if s >= 0.0 else INFINITY
 
 
-cdef double _neuron_first_spike(RatioKind kind, const Arrival* order, Py_ssize_t n_active, Py_ssize_t j,
-                                const double[:, ::1] weights, double theta, double tau_m,
-                                double tau_s) noexcept nogil:
+cdef double _neuron_first_spike(RatioKind kind, Arrival* order, Py_ssize_t n_active, bint unsorted, Py_ssize_t j,
+                                const double[:, ::1] weights, double theta, double tau_m, double tau_s,
+                                Py_ssize_t* taken) noexcept nogil:
     """`_first_spike` by the solver of `kind`."""
     cdef RatioOne one
     cdef RatioTwo two
     cdef RatioAny other
     if kind == RATIO_ONE:
-        return _first_spike(one, order, n_active, j, weights, theta, tau_m, tau_s)
+        return _first_spike(one, order, n_active, unsorted, j, weights, theta, tau_m, tau_s, taken)
     if kind == RATIO_TWO:
-        return _first_spike(two, order, n_active, j, weights, theta, tau_m, tau_s)
-    return _first_spike(other, order, n_active, j, weights, theta, tau_m, tau_s)
+        return _first_spike(two, order, n_active, unsorted, j, weights, theta, tau_m, tau_s, taken)
+    return _first_spike(other, order, n_active, unsorted, j, weights, theta, tau_m, tau_s, taken)
 
 
 cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
@@ -279,17 +328,25 @@ cdef void _forward_sample(Py_ssize_t b, const double[:, ::1] pre_times,
                           const double[::1] tau_m, const double[::1] tau_s,
                           const int[::1] kinds, double[:, ::1] post_times,
                           Arrival* order) noexcept nogil:
-    cdef Py_ssize_t n_post = weights.shape[1], j, k
+    cdef Py_ssize_t n_post = weights.shape[1], j, k, taken
     cdef Py_ssize_t n_active = _sorted_arrivals(b, 0, pre_times, delays, arrivals, observed, order)
+    cdef bint heap = False, afresh = False
     for j in range(n_post):
-        if j > 0:
+        if afresh:
+            _sorted_arrivals(b, j, pre_times, delays, arrivals, observed, order)
+        elif j > 0:
             for k in range(n_active):
                 order[k].time = _arrival(b, order[k].index, j, pre_times, delays, arrivals, observed)
-            if not shared_order:
-                # per-synapse arrivals: re-sort the previous neuron's order (nearly sorted already)
-                _insertion_sort(order, n_active)
-        post_times[b, j] = _neuron_first_spike(<RatioKind> kinds[j], order, n_active, j, weights, threshold[j],
-                                               tau_m[j], tau_s[j])
+            # per-synapse arrivals: re-sort the previous neuron's order (nearly sorted, unless the delays
+            # scatter it: then each neuron's arrivals are sorted afresh, in n log n steps or fewer)
+            if not shared_order and not heap:
+                afresh = _insertion_sort(order, n_active) > _FRESH_SORT_MOVES * n_active
+        post_times[b, j] = _neuron_first_spike(<RatioKind> kinds[j], order, n_active, heap, j, weights,
+                                               threshold[j], tau_m[j], tau_s[j], &taken)
+        if j == 0 and not shared_order and n_active >= _HEAP_MIN and 4 * taken < n_active:
+            # the first neuron spiked early in its arrivals: the others of this sample take theirs from
+            # a heap, only as far as their spikes, instead of sorting them all
+            heap = True
 
 
 cdef RatioKind _layer_kind(const double[::1] tau_m, const double[::1] tau_s) noexcept nogil:
@@ -403,12 +460,12 @@ cdef double _own_first_spike(ClosedRatio tag, Py_ssize_t b, Py_ssize_t j, const 
     """Neuron j's first spike by the neuron-by-neuron search over its own arrivals t_i + d_ij
     (the inputs of `order`, re-sorted in `own_order`: the shift by c_j may round near-ties
     apart)."""
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k, taken
     for k in range(n_active):
         own_order[k].index = order[k].index
         own_order[k].time = _arrival(b, order[k].index, j, pre_times, delays, _NO_ARRIVALS, False)
     _insertion_sort(own_order, n_active)
-    return _first_spike(tag, own_order, n_active, j, weights, theta, tau_m, tau_s)
+    return _first_spike(tag, own_order, n_active, False, j, weights, theta, tau_m, tau_s, &taken)
 
 
 cdef void _walk_layer(ClosedRatio tag, Py_ssize_t b, const Arrival* order, Py_ssize_t n_active,

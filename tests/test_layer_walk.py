@@ -407,3 +407,25 @@ def test_a_root_rounded_before_the_start_of_a_rising_interval_stays_after_the_ar
     gradients = dg.backward(network, x, times, np.ones((1, 1)))
     assert gradients.layers[0].no_crossing == 0
     np.testing.assert_allclose(gradients.input_spike_times, [[0.0, 1.0]], atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["early spikes: a heap per neuron", "scattered late arrivals: sorted afresh"])
+def test_per_synapse_arrivals_are_walked_in_time_order_however_they_are_ordered(case):
+    """With synaptic delays every neuron has its own arrival order.  A sample whose first neuron
+    spikes within the first quarter of its arrivals takes them from a heap, only as far as each
+    spike; one whose orders differ much from neuron to neuron sorts each neuron's arrivals afresh
+    (re-sorting the previous neuron's order cost n^2 steps for n inputs).  Either way the walk is
+    the one of sorted arrivals."""
+    rng = np.random.default_rng(7)
+    n_pre, n_post = 120, 6
+    early = case.startswith("early")
+    network = dg.Network.feedforward([n_pre, n_post], delay_kind="synaptic", seed=7,
+                                     weight_mean=0.5 if early else 10.0 / n_pre, weight_std=0.5 if early else 4.0 / n_pre,
+                                     neuron=dg.NeuronParameters(1.0, 2.0, 1.0))
+    network.layers[0].projection.delays = rng.uniform(0.0, 0.5 if early else 6.0, (n_pre, n_post))
+    x = rng.uniform(0.15, 2.0, (3, n_pre))
+    x[rng.random(x.shape) < 0.2] = np.inf
+    times = dg.forward(network, x)[0]
+    reference = network_spike_times(network, x)[0]
+    assert np.isfinite(reference).sum() >= 15
+    assert_close_times(times, reference, rtol=1e-13)
