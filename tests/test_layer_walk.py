@@ -419,8 +419,8 @@ def test_per_synapse_arrivals_are_walked_in_time_order_however_they_are_ordered(
     rng = np.random.default_rng(7)
     n_pre, n_post = 120, 6
     early = case.startswith("early")
-    network = dg.Network.feedforward([n_pre, n_post], delay_kind="synaptic", seed=7,
-                                     weight_mean=0.5 if early else 10.0 / n_pre, weight_std=0.5 if early else 4.0 / n_pre,
+    mean, std = (0.5, 0.5) if early else (10.0 / n_pre, 4.0 / n_pre)
+    network = dg.Network.feedforward([n_pre, n_post], delay_kind="synaptic", seed=7, weight_mean=mean, weight_std=std,
                                      neuron=dg.NeuronParameters(1.0, 2.0, 1.0))
     network.layers[0].projection.delays = rng.uniform(0.0, 0.5 if early else 6.0, (n_pre, n_post))
     x = rng.uniform(0.15, 2.0, (3, n_pre))
