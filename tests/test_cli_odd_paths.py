@@ -82,6 +82,16 @@ def test_out_with_a_folder_name_too_long_is_a_usage_error(tmp_path, command):
         assert "is 300 bytes long, more than the file system allows; choose a shorter name" in message
 
 
+def test_a_name_too_long_to_show_is_shown_by_its_ends_and_the_count_of_characters_left_out():
+    """`shortened` keeps a text of up to `limit` (100) characters whole; a longer one keeps its first
+    50 and last 30, and says how many it leaves out."""
+    from delgrad_core.cli._settings import shortened
+
+    assert shortened("x" * 100) == "x" * 100
+    assert shortened("a" * 60 + "b" * 50 + "c" * 41) == "a" * 50 + "...(71 characters)..." + "c" * 30
+    assert len(shortened("y" * 101)) == 50 + len("...(21 characters)...") + 30
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a /proc file system")
 @pytest.mark.parametrize("out", ["/proc/self", "/proc/self/run"])
 def test_out_on_a_file_system_that_takes_no_new_files_says_so(out):

@@ -273,3 +273,23 @@ def test_a_url_given_as_a_path_option_is_recorded_as_given(tmp_path, monkeypatch
     cli_runner().invoke(main, [*TRAIN, "--out", "run", "--epochs", "1", "--dataset", "fashion_mnist",
                                "--dataset-option", "directory=data"])
     assert given[1:] == [{"directory": str(tmp_path / "data")}]
+
+
+def test_an_error_is_put_down_to_the_config_file_only_for_a_setting_the_file_gave(tmp_path):
+    """`with_its_file`: the file is named for a setting it holds and the command line did not give;
+    in an option table both gave, only for an option the message names and the command line did
+    not give: a message naming no option, or a setting the file does not hold, is not the file's."""
+    from delgrad_core._errors import InvalidValueError
+    from delgrad_core.cli._settings import with_its_file
+
+    config = tmp_path / "c.toml"
+    config.write_text("weight_lr = 0.005\n[backend]\nn_threads = 1\n")
+
+    def said(message, backend_options=None):
+        return with_its_file(InvalidValueError(message), str(config), {}, {}, backend_options or {}, {})
+
+    assert said("weight_lr: expected a number") == f"{config}: weight_lr: expected a number"
+    assert said("epochs: expected an integer") == "epochs: expected an integer"
+    assert said("backend_options: backend 'reference': n_threads: expected an integer", {"dt": 0.1}) == \
+        f"{config}: backend_options: backend 'reference': n_threads: expected an integer"
+    assert said("backend_options: the backend refused them", {"dt": 0.1}) == "backend_options: the backend refused them"
