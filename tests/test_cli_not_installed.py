@@ -106,6 +106,20 @@ def test_evaluate_of_a_run_naming_a_backend_never_registered(reference_run):
     assert "reference" in message and "is not allowed" not in message
 
 
+def test_evaluate_of_a_run_naming_an_encoder_never_registered(reference_run):
+    """The run's encoder is checked as its backend and dataset are: not installed is no damaged
+    run (with no option naming another encoder)."""
+    metrics = json.loads((reference_run / "metrics.json").read_text())
+    metrics["config"]["encoder"] = "no-such-encoder"
+    (reference_run / "metrics.json").write_text(json.dumps(metrics))
+    result = cli_runner().invoke(main, ["evaluate", str(reference_run)])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert f"Error: {reference_run}: the run was trained with encoder 'no-such-encoder', which is not installed " \
+        "(installed: " in message, message
+    assert "the run folder is fine: install it to evaluate the run (settings: the run's" in message, message
+
+
 def test_a_run_whose_backend_is_not_installed_is_evaluated_on_another_named_with_backend(reference_run):
     """As the refusal advises ("or name another with --backend")."""
     metrics = json.loads((reference_run / "metrics.json").read_text())

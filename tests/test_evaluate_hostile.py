@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+from _run_folders import TRAIN
 
 from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner
@@ -183,3 +184,97 @@ def test_a_config_whose_tau_ratio_differs_slightly_from_the_networks_is_noted(tm
         assert result.exit_code == 0, result.output
         assert (f"note: {config} describes another network than {tmp_path / 'net.npz'} (tau_ratio {ratio:g} against "
                 "2)" in result.stderr) is noted, result.stderr
+
+
+@pytest.mark.parametrize("table", [5, "n_threads=1", [1]])
+def test_a_runs_option_table_that_is_no_table_is_refused_also_under_options_given_here(finished_run, tmp_path,
+                                                                                       table):
+    """--backend-option is laid over the run's own backend_options (`with_tables`): a damaged
+    metrics.json holding no table there is refused naming the setting, not a TypeError."""
+    run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics["config"].update(backend_options=table))
+    result = cli_runner().invoke(main, ["evaluate", str(run), "--backend-option", "n_threads=1"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: backend_options: expected a table (dict) of settings, got {table!r}"), \
+        result.stderr
+
+
+def test_a_network_file_beside_a_runs_own_is_a_network_file_not_the_run(finished_run, tmp_path):
+    """Only the run folder and its own network.npz are evaluated with the run's settings
+    (`run_settings`: settings and metrics are {} for any other network file): a copy beside it
+    takes --config and gets the note of a network file."""
+    run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: None)
+    shutil.copyfile(run / "network.npz", run / "copy.npz")
+    result = cli_runner().invoke(main, ["evaluate", str(run / "copy.npz")])
+    assert result.exit_code == 0, result.output
+    assert f"note: {run / 'copy.npz'} is a network file, which holds no encoding" in result.stderr, result.stderr
+    config = tmp_path / "c.toml"
+    config.write_text("tau_ratio = 2.0\n")
+    result = cli_runner().invoke(main, ["evaluate", str(run / "copy.npz"), "--config", str(config)])
+    assert result.exit_code == 0 and "note" not in result.stderr, result.output
+
+
+def test_a_run_of_a_backend_without_limits_gets_no_note_of_them_on_another_backend(finished_run):
+    """The note that another backend ran the trained parameters as stored is for a run of a
+    backend that declares limits, grids or input copies (docs/training.md); the reference
+    backend declares none."""
+    result = cli_runner().invoke(main, ["evaluate", str(finished_run), "--backend", "example"])
+    assert result.exit_code == 0, result.output
+    assert "declares limits" not in result.stderr and "as stored" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("seed", [True, 1.5, "3", -1, 2**63])
+def test_a_damaged_recorded_test_seed_is_refused_naming_metrics_json(finished_run, tmp_path, seed):
+    """A recorded test seed is an integer in [0, 2**63 - 1], as --seed is; JSON's true is no seed
+    (Python takes it for 1)."""
+    run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics.update(test_seed=seed))
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"Error: {run}: metrics.json: test_seed: expected an integer in [0, 2**63 - 1], got " \
+        f"{seed!r}\n", result.stderr
+
+
+def test_the_largest_test_seed_is_a_seed(finished_run, tmp_path):
+    """--seed takes 0 to 2**63 - 1 (the seeds delgrad_core._execution.MAX_SEED allows): so does a
+    run's recorded test seed."""
+    run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics.update(test_seed=2**63 - 1))
+    result = cli_runner().invoke(main, ["evaluate", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_run_evaluated_on_another_backend_keeps_its_encoding_not_that_backends_defaults(tmp_path):
+    """A run's stored option tables are final (evaluate does not merge a backend's defaults into
+    them): bss2-emulator's training default of inputs repeated 5 times is not laid over the run's
+    encoding, which its network's inputs fit."""
+    trained = cli_runner().invoke(main, [*TRAIN, "--epochs", "1", "--tau-ratio", "1", "--out", str(tmp_path / "run")])
+    assert trained.exit_code == 0, trained.output
+    result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "run"), "--backend", "bss2-emulator"])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy on bss2-emulator: " in result.stdout
+
+
+def test_a_network_file_is_evaluated_under_the_noise_of_seed_0_by_default(tmp_path):
+    """--seed: "[default: the run's test seed ..., else 0]": a network file on a noisy backend is
+    evaluated as with --seed 0."""
+    import delgrad_core as dg
+
+    neuron = dg.NeuronParameters(threshold=1.0, tau_m=1.0, tau_s=1.0)
+    dg.save_network(dg.Network.feedforward([20, 5, 3], seed=1, neuron=neuron), tmp_path / "net.npz")
+    noisy = ["evaluate", str(tmp_path / "net.npz"), "--backend", "bss2-emulator", "--backend-option",
+             "threshold_noise=0.2", "--json"]
+    accuracies = [json.loads(cli_runner().invoke(main, [*noisy, *seed]).stdout)["accuracy"]
+                  for seed in ([], ["--seed", "0"], ["--seed", "1"])]
+    assert accuracies[0] == accuracies[1] != accuracies[2], accuracies
+
+
+def test_outputs_without_a_first_spike_are_not_put_down_to_the_old_tie_rule():
+    """The rule before ties counted as wrong gave a tie to the lowest class; a sample without any
+    output spike was wrong under both rules (docs/model.md §5.2)."""
+    import numpy as np
+
+    from delgrad_core.cli._evaluate_cmd import _differs_from_recorded
+
+    silent = _differs_from_recorded(1.0, 0.0, np.full((2, 3), np.inf), np.array([0, 0]), True)
+    assert silent == "the run recorded a test accuracy of 100.00 %, 0.00 % now (its backend, dataset or their code " \
+        "changed since)"
+    tied = _differs_from_recorded(1.0, 0.0, np.array([[1.0, 1.0, 2.0], [0.5, 0.5, 3.0]]), np.array([0, 0]), True)
+    assert "ties now count as wrong (docs/model.md §5.2)" in tied
