@@ -833,6 +833,24 @@ def test_training_and_evaluation_take_dataset_options_from_the_command_line(mnis
     assert broken.exit_code == 1 and "t10k-labels-idx1-ubyte: truncated IDX file" in broken.output, broken.output
 
 
+def test_a_dataset_option_of_the_config_file_the_loader_refuses_names_the_file_beside_options_given_here(
+        mnist_dir, tmp_path):
+    """In an option table both the file and the command line gave, the option the loader's error is
+    about decides: the file is named unless the command line gave that option (`with_its_file`;
+    a dataset's error reads "dataset 'x' (loading 'train'): OPTION: ...")."""
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    directory, _ = mnist_dir
+    config = tmp_path / "bad.toml"
+    config.write_text('dataset = "fashion_mnist"\ndataset_options = {size = 0}\n')
+    result = cli_runner().invoke(main, ["train", "--config", str(config), "--dataset-option", f"directory={directory}",
+                                        "--hidden", "3", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and f"Error: {config}: dataset_options: dataset 'fashion_mnist' (loading 'train'): " \
+        "size: expected None or an integer side in pixels from 1 to 28, got 0" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_records_path_options_as_absolute_paths(tmp_path, monkeypatch):
     """(a relative path recorded as given broke evaluate and resume from another directory)"""
     import json
@@ -854,6 +872,49 @@ def test_a_run_records_path_options_as_absolute_paths(tmp_path, monkeypatch):
     evaluated = cli_runner().invoke(main, ["evaluate", str(tmp_path / "run"), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["accuracy"] == recorded["test_accuracy"]
+
+
+def test_a_relative_path_given_to_evaluate_is_the_runs_own_folder_when_it_names_it(tmp_path, monkeypatch):
+    """Relative paths of options given on the command line are made absolute (docs/training.md), for
+    evaluate too: `--dataset-option directory=data` naming the run's own folder keeps the run's own
+    dataset settings, and so the comparison with the recorded test accuracy."""
+    import json
+
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
+    (tmp_path / "data").mkdir()
+    write_mnist_files(tmp_path / "data", np.random.default_rng(5))
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner().invoke(main, ["train", "--dataset", "fashion_mnist", "--dataset-option", "directory=data",
+                                        "--dataset-option", "size=4", "--hidden", "3", "--epochs", "1", "--delays",
+                                        "none", "--out", "run", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.125}))
+    evaluated = cli_runner().invoke(main, ["evaluate", "run", "--dataset-option", "directory=data"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "note: the run recorded a test accuracy of 12.50 %" in evaluated.stderr, evaluated.stderr
+
+
+def test_evaluate_with_other_dataset_options_does_not_compare_the_runs_data_digest(tmp_path, monkeypatch):
+    """The run's recorded digest of a split is compared only with the run's own dataset settings
+    (docs/training.md: "`delgrad evaluate` of the run with its own dataset settings warns"):
+    other images of the same files are no changed files."""
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
+    write_mnist_files(tmp_path, np.random.default_rng(5))
+    result = cli_runner().invoke(main, ["train", "--dataset", "fashion_mnist", "--dataset-option",
+                                        f"directory={tmp_path}", "--dataset-option", "size=4", "--hidden", "3",
+                                        "--epochs", "1", "--delays", "none", "--out", str(tmp_path / "run"),
+                                        "--no-progress"])
+    assert result.exit_code == 0, result.output
+    other = cli_runner().invoke(main, ["evaluate", str(tmp_path / "run"), "--dataset-option", "size=5"])
+    assert other.exit_code == 1 and "has 16 inputs but the encoded dataset has 25" in other.output, other.output
+    assert "differs from the one" not in other.output, other.output
 
 
 def test_the_command_line_shows_the_ways_to_get_missing_files_a_line_each(tmp_path, monkeypatch):
