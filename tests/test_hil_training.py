@@ -159,3 +159,17 @@ def test_evaluate_through_mock_hil_on_another_device_than_the_runs_says_so(tmp_p
     assert "trained on device" not in evaluated()
     assert f"Warning: {tmp_path / 'run'} was trained on device 'reference', and 'mock-hil' now runs device " \
            "'example': the accuracy is that device's" in evaluated("--backend-option", "device=example")
+
+
+@pytest.mark.slow
+def test_evaluate_through_mock_hil_on_another_device_notes_that_devices_represent(tmp_path):
+    """A run trained on the service's device 'reference', evaluated with device=bss2-emulator: not on
+    its device, so the chip's represent() (clipped, quantised weights) is noted, as on any other
+    backend (only a run on its own device gets no such note)."""
+    _train(tmp_path, "run", "--backend", "mock-hil", "--backend-option", "device=reference", epochs=1,
+           extra=["--hidden", "5", "--delays", "none", "--tau-ratio", "1"])
+    command = [sys.executable, "-m", "delgrad_core.cli", "evaluate", str(tmp_path / "run"), "--backend-option",
+               "device=bss2-emulator"]
+    process = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "note: 'mock-hil' ran the network as it represents it, not as stored (" in process.stderr, process.stderr
