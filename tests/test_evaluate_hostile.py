@@ -190,12 +190,13 @@ def test_a_config_whose_tau_ratio_differs_slightly_from_the_networks_is_noted(tm
 def test_a_runs_option_table_that_is_no_table_is_refused_also_under_options_given_here(finished_run, tmp_path,
                                                                                        table):
     """--backend-option is laid over the run's own backend_options (`with_tables`): a damaged
-    metrics.json holding no table there is refused naming the setting, not a TypeError."""
+    metrics.json holding no table there is refused naming the setting and the file, as without
+    --backend-option, not a TypeError."""
     run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics["config"].update(backend_options=table))
     result = cli_runner().invoke(main, ["evaluate", str(run), "--backend-option", "n_threads=1"])
     assert result.exit_code == 1, result.output
-    assert result.stderr.startswith(f"Error: backend_options: expected a table (dict) of settings, got {table!r}"), \
-        result.stderr
+    assert result.stderr == f"Error: backend_options: expected a table (dict) of settings, got {table!r} (settings: " \
+        f"the run's, from {run}/metrics.json)\n", result.stderr
 
 
 def test_a_network_file_beside_a_runs_own_is_a_network_file_not_the_run(finished_run, tmp_path):

@@ -117,9 +117,11 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if backend is not None and backend != plugin_named(given, "backend"):
         settings.pop("evaluation_batch_size", None)  # (the run's backend's jobs)
     settings.update({k: v for k, v in named.items() if v is not None})
-    # given on the command line: over the run's own
-    settings = with_tables(settings, **absolute_paths({"backend_options": backend_options,
-                                                         "dataset_options": dataset_options}))
+    try:  # given on the command line: over the run's own
+        settings = with_tables(settings, **absolute_paths({"backend_options": backend_options,
+                                                             "dataset_options": dataset_options}))
+    except InvalidValueError as exc:  # (a run's own table that is none: a --config file's was refused when read)
+        raise InvalidValueError(f"{exc} (settings: the run's, from {path}/metrics.json)") from None
 
     def refused(exc: InvalidValueError) -> Exception:
         """A usage error if settings were given here; else the run's own settings are at fault."""
