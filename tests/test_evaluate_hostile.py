@@ -279,3 +279,35 @@ def test_outputs_without_a_first_spike_are_not_put_down_to_the_old_tie_rule():
         "changed since)"
     tied = _differs_from_recorded(1.0, 0.0, np.array([[1.0, 1.0, 2.0], [0.5, 0.5, 3.0]]), np.array([0, 0]), True)
     assert "ties now count as wrong (docs/model.md §5.2)" in tied
+
+
+def test_a_network_file_is_calibrated_with_the_seed_given_and_a_run_with_its_own(finished_run, tmp_path, monkeypatch):
+    """The seed a calibration gets: a run's own setting `seed` (what its backend was calibrated
+    with), else --seed (`_calibration_seed`).  Only that backend is installed: a run folder is
+    evaluated without the default backend (its check of the run's network said "config: backend:
+    'reference' is not installed")."""
+    from delgrad_core import PluginRegistry, hookimpl
+    from delgrad_core.testing import MockBackend
+
+    seeds = []
+
+    class SeedRecording(MockBackend):
+        def _calibrate(self, network, seed, progress):
+            seeds.append(seed)
+            return super()._calibrate(network, seed, progress)
+
+    class Plugin:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register("seed-recording", lambda: SeedRecording(name="seed-recording"))
+
+    registry = PluginRegistry()
+    registry.register_plugin(Plugin(), distribution="delgrad-local")
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    shutil.copyfile(finished_run / "network.npz", tmp_path / "net.npz")
+    run, _ = _copy_with_metrics(finished_run, tmp_path,
+                                lambda metrics: metrics["config"].update(seed=11, backend="seed-recording"))
+    for path in (tmp_path / "net.npz", run):
+        result = cli_runner().invoke(main, ["evaluate", str(path), "--backend", "seed-recording", "--seed", "7"])
+        assert result.exit_code == 0, result.output
+    assert seeds == [7, 11]

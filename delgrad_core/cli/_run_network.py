@@ -41,10 +41,14 @@ def other_network(given: dict, network) -> list[str]:
     if it does not."""
     import numpy as np
 
+    from delgrad_core._plugins import registry
     from delgrad_core.training import TrainingConfig
 
     compared = ("hidden", "delays", "tau_ratio", "threshold")
-    probe = TrainingConfig(**{name: given[name] for name in compared if name in given},
+    installed = registry().names("backend")  # (the probe reads the network's settings only: any installed backend
+    # will do, where the default one is not installed)
+    backend = installed[0] if installed and TrainingConfig.backend not in installed else TrainingConfig.backend
+    probe = TrainingConfig(**{name: given[name] for name in compared if name in given}, backend=backend,
                            _check_components=False)
     kinds = probe.delays if isinstance(probe.delays, list) else [probe.delays] * (len(probe.hidden_sizes) + 1)
     found = {"hidden": list(network.sizes[1:-1]), "delays": [layer.projection.delay_kind.value
