@@ -281,12 +281,26 @@ def test_outputs_without_a_first_spike_are_not_put_down_to_the_old_tie_rule():
     assert "ties now count as wrong (docs/model.md §5.2)" in tied
 
 
+def _only_backend(monkeypatch, name: str, factory) -> None:
+    """`factory` as the only installed backend, `name` (the built-in datasets, losses and encoders
+    stay)."""
+    from delgrad_core import PluginRegistry, hookimpl
+
+    class Plugin:
+        @hookimpl
+        def delgrad_register_backends(self, register):
+            register(name, factory)
+
+    registry = PluginRegistry()
+    registry.register_plugin(Plugin(), distribution="delgrad-local")
+    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+
+
 def test_a_network_file_is_calibrated_with_the_seed_given_and_a_run_with_its_own(finished_run, tmp_path, monkeypatch):
     """The seed a calibration gets: a run's own setting `seed` (what its backend was calibrated
     with), else --seed (`_calibration_seed`).  Only that backend is installed: a run folder is
     evaluated without the default backend (its check of the run's network said "config: backend:
     'reference' is not installed")."""
-    from delgrad_core import PluginRegistry, hookimpl
     from delgrad_core.testing import MockBackend
 
     seeds = []
@@ -296,14 +310,7 @@ def test_a_network_file_is_calibrated_with_the_seed_given_and_a_run_with_its_own
             seeds.append(seed)
             return super()._calibrate(network, seed, progress)
 
-    class Plugin:
-        @hookimpl
-        def delgrad_register_backends(self, register):
-            register("seed-recording", lambda: SeedRecording(name="seed-recording"))
-
-    registry = PluginRegistry()
-    registry.register_plugin(Plugin(), distribution="delgrad-local")
-    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    _only_backend(monkeypatch, "seed-recording", lambda: SeedRecording(name="seed-recording"))
     shutil.copyfile(finished_run / "network.npz", tmp_path / "net.npz")
     run, _ = _copy_with_metrics(finished_run, tmp_path,
                                 lambda metrics: metrics["config"].update(seed=11, backend="seed-recording"))
@@ -311,3 +318,18 @@ def test_a_network_file_is_calibrated_with_the_seed_given_and_a_run_with_its_own
         result = cli_runner().invoke(main, ["evaluate", str(path), "--backend", "seed-recording", "--seed", "7"])
         assert result.exit_code == 0, result.output
     assert seeds == [7, 11]
+
+
+def test_a_network_file_without_a_backend_named_where_the_default_one_is_not_installed_says_to_name_one(
+        finished_run, tmp_path, monkeypatch):
+    """As train does: not only "'reference' is not installed", but that it is the default backend,
+    and to name an installed one with --backend (exit 1: a missing plugin, not a usage error)."""
+    from delgrad_core.testing import MockBackend
+
+    _only_backend(monkeypatch, "mock", MockBackend)
+    shutil.copyfile(finished_run / "network.npz", tmp_path / "net.npz")
+    result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "net.npz")])
+    assert result.exit_code == 1, result.output
+    assert "Error: backend: 'reference' is not installed; installed: mock" in result.stderr, result.stderr
+    assert "it is the default backend: install it, or name an installed one with --backend" in result.stderr
+    assert cli_runner().invoke(main, ["evaluate", str(tmp_path / "net.npz"), "--backend", "mock"]).exit_code == 0

@@ -14,8 +14,8 @@ from delgrad_core._errors import FileFormatError, InvalidValueError
 from delgrad_core.cli._run_network import check_run_network, other_network
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, CONFIG_FILE, DATASET_OPTION, SEEDS, absolute_paths, check_not_a_run_file, check_thread_variable,
-    given_settings, plugin_named, refuse_not_installed, run_settings, trained_on_a_representing_backend, with_tables,
-    without_replaced_options)
+    given_settings, plugin_named, refuse_no_default_backend, refuse_not_installed, run_settings,
+    trained_on_a_representing_backend, with_tables, without_replaced_options)
 
 __all__ = ["evaluate"]
 
@@ -139,6 +139,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
                               "with {option}" + source, kinds=("backend", "dataset"))
         refuse_not_installed(stored, {}, path, "the run folder is fine: {remedy} to evaluate the run" + source,
                               kinds=("encoder",))
+    else:  # (a network file: on the default backend unless one is named, as train does)
+        refuse_no_default_backend(settings.get("backend"))
     try:
         if stored and set(_EVALUATION_SETTINGS) <= set(settings):  # (the run's own: nothing left to default; a
             config = TrainingConfig.from_dict(settings)  # backend's defaults may ask a service that is not up yet)
