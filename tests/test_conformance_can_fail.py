@@ -1118,3 +1118,26 @@ def test_the_summary_names_an_exact_backends_own_tolerances_and_the_checks_it_de
     assert _judged_by(backend) == [
         "judged exactly, with its own exact_tolerance 1e-07 (default 1e-09), max_median_error 0.05 (default 0.01)",
         "declares 'agreement' unsupported, skipped: a device's fixed pattern"]
+
+
+ONLY_ITS_GROUP = """
+    import delgrad_core._plugins as plugins
+
+    def pytest_configure(config):
+        '''Plugins of the group "delgrad.wrong_alone" only: the default backend is not installed.'''
+        plugins._default_registry = plugins.PluginRegistry(group="delgrad.wrong_alone").discover()
+        assert plugins.registry().names("backend") == ["wrong", "wrong-misregistered", "wrong-raising",
+                                                       "wrong-raising-nocaps"], plugins.registry().names("backend")
+"""
+
+
+def test_the_suite_passes_where_the_default_backend_is_not_installed(tmp_path):
+    """A third party's backend installed without delgrad-reference (its one-epoch training check
+    built a config naming the default backend: "backend: 'reference' is not installed")."""
+    # (in the group the suite's own processes read as well: they run jobs elsewhere and see every plugin)
+    write_distribution(tmp_path, "delgrad-wrong-alone", "0.1", {"wrong_backend": WRONG_BACKEND,
+                                                                "only_its_group": ONLY_ITS_GROUP},
+                       {"delgrad.wrong_alone": {"wrong": "wrong_backend"}, "delgrad.backends": {"wrong": "wrong_backend"}})
+    process, failed = _run_suite(tmp_path, [], pytest_args=["-p", "only_its_group"])
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert failed == [] and " passed" in process.stdout

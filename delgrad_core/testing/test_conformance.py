@@ -863,7 +863,7 @@ def test_delays_over_the_declared_range(delgrad_backend, calibration, kind_name)
 
 
 @pytest.mark.usefixtures("calibration")  # (skipped when the backend cannot calibrate)
-def test_one_epoch_of_exact_gradients_lowers_the_loss(delgrad_backend):
+def test_one_epoch_of_exact_gradients_lowers_the_loss(delgrad_backend, request):
     """A short training on the backend's own times (Yin-Yang, 600 samples, batch 50), from
     weights large enough that every neuron spikes (so the loss measures the spike times)."""
     _skip_if_declared_unsupported(delgrad_backend, "training")
@@ -886,7 +886,9 @@ def test_one_epoch_of_exact_gradients_lowers_the_loss(delgrad_backend):
     config = TrainingConfig(**{"hidden": hidden, "delays": kind.value, "tau_ratio": ratio, "epochs": 1,
                                "batch_size": 50, "seed": 0, "keep_best": False, "weight_lr": 0.01 * scale,
                                "delay_lr": 0.005, "threshold": scale, "weight_init_mean": 1.5 * scale,
-                               "weight_init_std": 0.5 * scale, **in_copies})
+                               "weight_init_std": 0.5 * scale, **in_copies},
+                            backend=selected_backend(request.config)[0],  # (the default one may not be installed)
+                            _check_components=False)  # (the suite's settings, not the backend's training defaults)
     with _resources_permitting(), Trainer(config, backend=delgrad_backend) as trainer:
         full = load_dataset("yin_yang", "train")
         subset = Dataset("yin_yang", "train", full.features[:600], full.labels[:600], full.class_names)
