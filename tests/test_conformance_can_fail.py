@@ -1137,7 +1137,7 @@ def test_the_suite_passes_where_the_default_backend_is_not_installed(tmp_path):
     # (in the group the suite's own processes read as well: they run jobs elsewhere and see every plugin)
     write_distribution(tmp_path, "delgrad-wrong-alone", "0.1", {"wrong_backend": WRONG_BACKEND,
                                                                 "only_its_group": ONLY_ITS_GROUP},
-                       {"delgrad.wrong_alone": {"wrong": "wrong_backend"}, "delgrad.backends": {"wrong": "wrong_backend"}})
+                       {group: {"wrong": "wrong_backend"} for group in ("delgrad.wrong_alone", "delgrad.backends")})
     process, failed = _run_suite(tmp_path, [], pytest_args=["-p", "only_its_group"])
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     assert failed == [] and " passed" in process.stdout
