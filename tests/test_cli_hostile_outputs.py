@@ -368,15 +368,20 @@ def test_a_temporary_file_that_cannot_be_made_is_named_after_the_file_to_write(t
 
 
 def test_a_network_whose_neurons_a_backend_changed_did_not_run_as_stored():
-    """(evaluate's note that another backend "ran the trained parameters as stored" looked at
-    weights and delays only)"""
-    from delgrad_core.cli._evaluate_cmd import _same_neurons
+    """evaluate's note of what a backend's represent() changed counts neuron parameters too (its
+    note that another backend "ran the trained parameters as stored" looked at weights and delays
+    only, and a represent() that changed thresholds alone got no note at all)."""
+    from delgrad_core.cli._evaluate_cmd import _changes
 
     network = dg.Network.feedforward([4, 5, 3], seed=0)
-    assert _same_neurons(network, network.frozen_copy())
+    assert _changes(network, network.frozen_copy()) is None
+    same = dg.Network.feedforward([4, 5, 3], seed=0)
+    same.layers[0].population.neuron = dg.NeuronParameters(threshold=[1.0] * 5)  # (once, or per neuron: equal)
+    assert _changes(network, same) is None
     changed = dg.Network.feedforward([4, 5, 3], seed=0)
-    changed.layers[0].population.neuron = dg.NeuronParameters(threshold=1.1)
-    assert not _same_neurons(network, changed)
+    changed.layers[0].population.neuron = dg.NeuronParameters(threshold=[1.0, 1.0, 1.1, 1.25, 1.0], tau_m=2.5)
+    assert _changes(network, changed) == "2 of 8 thresholds changed, by up to 0.25; 5 of 8 membrane time constants " \
+        "changed, by up to 0.5 tau_s"
 
 
 # -- durability and permissions of atomic writes ---------------------------------------------

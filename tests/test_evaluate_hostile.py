@@ -333,3 +333,32 @@ def test_a_network_file_without_a_backend_named_where_the_default_one_is_not_ins
     assert "Error: backend: 'reference' is not installed; installed: mock" in result.stderr, result.stderr
     assert "it is the default backend: install it, or name an installed one with --backend" in result.stderr
     assert cli_runner().invoke(main, ["evaluate", str(tmp_path / "net.npz"), "--backend", "mock"]).exit_code == 0
+
+
+def test_a_backend_whose_represent_changes_only_thresholds_gets_the_note_of_what_it_changed(
+        finished_run, tmp_path, monkeypatch):
+    """(the note of what represent() changed counted weights and delays only: a backend that runs
+    other thresholds, e.g. on a grid, evaluated without a word)"""
+    import numpy as np
+
+    import delgrad_core as dg
+    from delgrad_core.testing import MockBackend
+
+    class ThresholdGrid(MockBackend):
+        def represent(self, network):
+            def layer(of):
+                neuron, projection = of.population.neuron, of.projection
+                return dg.Layer(dg.Population(of.population.name, of.population.size,
+                                              dg.NeuronParameters(1.5, neuron.tau_m, neuron.tau_s)),
+                                dg.Projection(np.array(projection.weights), projection.delay_kind,
+                                              None if projection.delays is None else np.array(projection.delays),
+                                              projection.name))
+            return dg.Network(dg.Population(network.input.name, network.input.size), [layer(of) for of in
+                                                                                         network.layers])
+
+    _only_backend(monkeypatch, "threshold-grid", lambda: ThresholdGrid(name="threshold-grid"))
+    shutil.copyfile(finished_run / "network.npz", tmp_path / "net.npz")
+    result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "net.npz"), "--backend", "threshold-grid"])
+    assert result.exit_code == 0, result.output
+    assert "note: 'threshold-grid' ran the network as it represents it, not as stored (" in result.stderr
+    assert " thresholds changed, by up to 0.5; its represent()" in result.stderr, result.stderr

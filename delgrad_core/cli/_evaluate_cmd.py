@@ -177,8 +177,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
             raise refused(exc) from None
         calibration = target.calibrate(network, seed=_calibration_seed(path, stored, seed))
         represented = target.represent_checked(network)
-        changed = _changes(network, represented)  # (None: weights and delays as stored)
-        as_stored = changed is None and _same_neurons(network, represented)
+        changed = _changes(network, represented)  # (None: weights, delays and neurons as stored)
+        as_stored = changed is None
         elsewhere = None  # (a note: another backend than the run's ran the trained parameters as stored)
         if stored and target.name != stored.get("backend") and as_stored:
             elsewhere = trained_on_a_representing_backend(path, stored.get("backend"))
@@ -292,13 +292,16 @@ def _differs_from_recorded(recorded: float, now: float, output, labels, determin
 
 
 def _changes(network, represented) -> str | None:
-    """How many weights and delays `represented` (a backend's represent() of `network`) changed,
-    and by how much at most (delays in units of tau_s); None if it changed none."""
+    """How many weights, delays and neuron parameters `represented` (a backend's represent() of
+    `network`) changed, and by how much at most (times in units of tau_s); None if it changed none."""
     import numpy as np
 
     parts = []
     for what, of in (("weights", lambda layer: layer.projection.weights),
-                     ("delays", lambda layer: layer.projection.delays)):
+                     ("delays", lambda layer: layer.projection.delays),
+                     ("thresholds", lambda layer: layer.neuron_arrays()[0]),
+                     ("membrane time constants", lambda layer: layer.neuron_arrays()[1]),
+                     ("synaptic time constants", lambda layer: layer.neuron_arrays()[2])):
         pairs = [(of(a), of(b)) for a, b in zip(network.layers, represented.layers) if of(a) is not None]
         if not pairs:
             continue
@@ -306,12 +309,7 @@ def _changes(network, represented) -> str | None:
         n_changed = int(np.count_nonzero(moved))
         if n_changed:
             parts.append(f"{n_changed:,} of {moved.size:,} {what} changed, by up to {moved.max():.3g}"
-                         + (" tau_s" if what == "delays" else ""))
+                         + (" tau_s" if what in ("delays", "membrane time constants", "synaptic time constants")
+                            else ""))
     return "; ".join(parts) or None
 
-
-def _same_neurons(network, represented) -> bool:
-    """Whether `represented` keeps every neuron's threshold, tau_m and tau_s of `network`
-    (`NeuronParameters` compare by value, a value given once equal to it given per neuron)."""
-    return all(layer.population.neuron == shown.population.neuron
-               for layer, shown in zip(network.layers, represented.layers))
