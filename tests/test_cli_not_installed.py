@@ -95,13 +95,19 @@ def test_evaluate_of_a_run_whose_backend_is_gone_says_so(reference_run, monkeypa
         in message
 
 
-def test_evaluate_of_a_run_naming_a_backend_never_registered(reference_run):
-    metrics = json.loads((reference_run / "metrics.json").read_text())
-    metrics["config"]["backend"] = "no-such-backend"
-    (reference_run / "metrics.json").write_text(json.dumps(metrics))
-    result = cli_runner().invoke(main, ["evaluate", str(reference_run)])
+def _evaluated_naming(run, setting: str, name: str) -> str:
+    """evaluate's refusal (exit 1) of `run` once its metrics.json names `name` as its `setting`, in
+    one line."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["config"][setting] = name
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
     assert result.exit_code == 1, result.output
-    message = " ".join(result.stderr.split())
+    return " ".join(result.stderr.split())
+
+
+def test_evaluate_of_a_run_naming_a_backend_never_registered(reference_run):
+    message = _evaluated_naming(reference_run, "backend", "no-such-backend")
     assert "the run was trained with backend 'no-such-backend', which is not installed (installed: " in message
     assert "reference" in message and "is not allowed" not in message
 
@@ -109,12 +115,7 @@ def test_evaluate_of_a_run_naming_a_backend_never_registered(reference_run):
 def test_evaluate_of_a_run_naming_an_encoder_never_registered(reference_run):
     """The run's encoder is checked as its backend and dataset are: not installed is no damaged
     run (with no option naming another encoder)."""
-    metrics = json.loads((reference_run / "metrics.json").read_text())
-    metrics["config"]["encoder"] = "no-such-encoder"
-    (reference_run / "metrics.json").write_text(json.dumps(metrics))
-    result = cli_runner().invoke(main, ["evaluate", str(reference_run)])
-    assert result.exit_code == 1, result.output
-    message = " ".join(result.stderr.split())
+    message = _evaluated_naming(reference_run, "encoder", "no-such-encoder")
     assert f"Error: {reference_run}: the run was trained with encoder 'no-such-encoder', which is not installed " \
         "(installed: " in message, message
     assert "the run folder is fine: install it to evaluate the run (settings: the run's" in message, message

@@ -851,10 +851,9 @@ def test_a_dataset_option_of_the_config_file_the_loader_refuses_names_the_file_b
     assert not (tmp_path / "run").exists()
 
 
-def test_a_run_records_path_options_as_absolute_paths(tmp_path, monkeypatch):
-    """(a relative path recorded as given broke evaluate and resume from another directory)"""
-    import json
-
+def _trained_in_with_a_relative_directory(tmp_path, monkeypatch) -> None:
+    """A one-epoch run `tmp_path/run` on Fashion-MNIST files in `tmp_path/data`, trained from
+    `tmp_path` (the current folder afterwards) with `--dataset-option directory=data`."""
     from delgrad_core.cli import main
     from delgrad_core.testing import cli_runner
 
@@ -866,6 +865,16 @@ def test_a_run_records_path_options_as_absolute_paths(tmp_path, monkeypatch):
                                         "--dataset-option", "size=4", "--hidden", "3", "--epochs", "1", "--delays",
                                         "none", "--out", "run", "--no-progress"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_run_records_path_options_as_absolute_paths(tmp_path, monkeypatch):
+    """(a relative path recorded as given broke evaluate and resume from another directory)"""
+    import json
+
+    from delgrad_core.cli import main
+    from delgrad_core.testing import cli_runner
+
+    _trained_in_with_a_relative_directory(tmp_path, monkeypatch)
     recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert recorded["config"]["dataset_options"] == {"directory": str(tmp_path / "data"), "size": 4}
     monkeypatch.chdir(tmp_path / "data")
@@ -883,14 +892,7 @@ def test_a_relative_path_given_to_evaluate_is_the_runs_own_folder_when_it_names_
     from delgrad_core.cli import main
     from delgrad_core.testing import cli_runner
 
-    monkeypatch.delenv("DELGRAD_FASHION_MNIST_DIR", raising=False)
-    (tmp_path / "data").mkdir()
-    write_mnist_files(tmp_path / "data", np.random.default_rng(5))
-    monkeypatch.chdir(tmp_path)
-    result = cli_runner().invoke(main, ["train", "--dataset", "fashion_mnist", "--dataset-option", "directory=data",
-                                        "--dataset-option", "size=4", "--hidden", "3", "--epochs", "1", "--delays",
-                                        "none", "--out", "run", "--no-progress"])
-    assert result.exit_code == 0, result.output
+    _trained_in_with_a_relative_directory(tmp_path, monkeypatch)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.125}))
     evaluated = cli_runner().invoke(main, ["evaluate", "run", "--dataset-option", "directory=data"])
