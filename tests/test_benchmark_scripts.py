@@ -140,6 +140,8 @@ def test_old_kernels_of_a_revision_whose_propagation_needs_more_are_refused_nami
 def test_old_kernels_loaded_first_leave_todays_code_on_todays_kernels():
     """(a Cython module registers itself in sys.modules under the name it was compiled as: old
     kernels loaded before today's were run by today's forward, in a script timing the two)"""
+    pytest.importorskip("Cython", reason="building old kernels needs Cython (installed for the editable install "
+                                         "the benchmarks use, not with the package)")
     script = ("import _old_kernels\n"
               "old = _old_kernels.load('HEAD')\n"
               "import delgrad_core._propagation as today\n"
