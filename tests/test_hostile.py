@@ -19,6 +19,7 @@ import time
 import tracemalloc
 import warnings
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from hypothesis import strategies as st
 import delgrad_core as dg
 from delgrad_core import ExecutionRequest, FileFormatError, InvalidValueError, plugin_tools
 from delgrad_core._npz import json_array, npz_bytes
+from delgrad_core.testing import cli_runner
 from delgrad_core.training import TrainingConfig, load_config
 from delgrad_core.training._plots import plots_available
 
@@ -967,6 +969,248 @@ def test_a_ctrl_c_whose_keyboardinterrupt_was_swallowed_still_stops_the_command(
             pass  # as the C code does
         with pytest.raises(KeyboardInterrupt):
             stop_if_interrupted()  # asked before every epoch by `delgrad train`
+
+
+@pytest.fixture
+def probe_command(monkeypatch):
+    """A command `probe` that calls `probe_command.run()`, set by the test, as a command of `delgrad`."""
+    import click
+
+    from delgrad_core.cli import main
+
+    probe = SimpleNamespace(run=lambda: None)
+
+    @click.command("probe")
+    def command():
+        probe.run()
+
+    monkeypatch.setitem(main.commands, "probe", command)
+    return probe
+
+
+def _stop_signals() -> list:
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+
+def test_a_command_stopped_by_a_second_signal_ends_with_that_signals_status(probe_command):
+    """The status of a command ended by a signal is 128 + its number (`delgrad_core.cli`): that of
+    the one that ended it, here a SIGTERM after a Ctrl-C some code swallowed (not 130)."""
+    from delgrad_core.cli import main
+
+    def run():
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+
+    probe_command.run = run
+    result = cli_runner().invoke(main, ["probe"])
+    assert result.exit_code == 128 + signal.SIGTERM and "interrupted" in result.stderr, result.output
+
+
+def test_a_command_keeps_a_stop_signal_handler_set_by_others_and_restores_its_own(probe_command):
+    """"A handler set by others is kept; afterwards the process's handlers and state are as before
+    (the command line also runs inside programs)" (`_stopping_like_ctrl_c`)."""
+    from delgrad_core import cli
+
+    def others(signum, frame):
+        raise AssertionError("not sent")
+
+    defaults = {number: signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL
+                for number in _stop_signals()}  # (Python's: those a command replaces)
+    seen = {}
+    probe_command.run = lambda: seen.update({number: signal.getsignal(number) for number in _stop_signals()})
+    originals = {number: signal.signal(number, handler) for number, handler in defaults.items()}
+    signal.signal(signal.SIGTERM, others)
+    try:
+        result = cli_runner().invoke(cli.main, ["probe"])
+        assert result.exit_code == 0, result.output
+        after = {number: signal.getsignal(number) for number in _stop_signals()}
+    finally:
+        for number, handler in originals.items():
+            signal.signal(number, handler)
+    assert seen[signal.SIGTERM] is others and seen[signal.SIGINT] is cli._interrupt
+    assert after == {**defaults, signal.SIGTERM: others}
+
+
+def test_a_command_runs_in_a_thread_other_than_the_main_one(probe_command):
+    """The command line runs inside programs, also in a worker thread, where Python sets no signal
+    handlers: the command runs without them (it failed with "signal only works in main thread")."""
+    import threading
+
+    from delgrad_core import cli
+
+    seen, results = [], []
+    probe_command.run = lambda: seen.append(signal.getsignal(signal.SIGINT))
+    worker = threading.Thread(target=lambda: results.append(cli_runner().invoke(cli.main, ["probe"])))
+    worker.start()
+    worker.join(timeout=60)
+    assert results[0].exit_code == 0, (results[0].output, results[0].exception)
+    assert seen[0] is not cli._interrupt
+
+
+def test_a_lost_ctrl_c_is_left_out_and_other_lost_errors_are_passed_on():
+    """While a command runs "a KeyboardInterrupt lost in a callback is not printed" once a stop
+    signal came (`_stopping_like_ctrl_c`); one before any signal, and other errors, go to the hook
+    set before, which is back afterwards."""
+    from delgrad_core import cli
+
+    passed, hook = [], sys.unraisablehook
+    sys.unraisablehook = passed.append
+    try:
+        with cli._stopping_like_ctrl_c():
+            sys.unraisablehook(SimpleNamespace(exc_type=KeyboardInterrupt))  # (no stop signal came: not ours)
+            cli._received.append(signal.SIGTERM)
+            sys.unraisablehook(SimpleNamespace(exc_type=KeyboardInterrupt))
+            sys.unraisablehook(SimpleNamespace(exc_type=ValueError))
+        assert sys.unraisablehook == passed.append
+    finally:
+        sys.unraisablehook = hook
+        cli._received.clear()
+    assert [unraisable.exc_type for unraisable in passed] == [KeyboardInterrupt, ValueError]
+
+
+def test_a_warning_is_shown_once_per_command_and_again_by_the_next(probe_command):
+    """`show_warning`: one "Warning: ..." line "once per text and command"; a second command in the
+    same process (the command line runs inside programs) shows it again."""
+    from delgrad_core.cli import main
+
+    def run():
+        warnings.warn("careful", UserWarning)
+        warnings.warn("careful", UserWarning)
+
+    probe_command.run = run
+    for _ in range(2):
+        result = cli_runner().invoke(main, ["probe"])
+        assert result.exit_code == 0 and result.stderr == "Warning: careful\n", result.stderr
+
+
+def test_running_out_of_memory_is_a_one_line_error_also_without_a_message(probe_command, monkeypatch):
+    """Running out of memory ends as a one-line message, status 1 (`delgrad_core.cli`); a
+    MemoryError without text is named by its type; with DELGRAD_DEBUG=1 it is raised instead."""
+    from delgrad_core.cli import main
+
+    def run():
+        raise MemoryError
+
+    probe_command.run = run
+    monkeypatch.delenv("DELGRAD_DEBUG", raising=False)
+    result = cli_runner().invoke(main, ["probe"])
+    assert result.exit_code == 1 and result.output == \
+        "Error: out of memory (MemoryError); use smaller sizes or batches\n", result.output
+    monkeypatch.setenv("DELGRAD_DEBUG", "1")
+    assert type(cli_runner().invoke(main, ["probe"]).exception) is MemoryError
+
+
+def test_with_delgrad_debug_errors_and_warnings_keep_their_traceback_and_place(probe_command, monkeypatch):
+    """"With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for developers)"
+    (`delgrad_core.cli`): delgrad's, the operating system's and running out of memory; warnings keep
+    Python's file and line."""
+    from delgrad_core.cli import main
+
+    monkeypatch.setenv("DELGRAD_DEBUG", "1")
+    for error in (InvalidValueError("bad value"), OSError(5, "Input/output error"), MemoryError()):
+        def run(error=error):
+            raise error
+
+        probe_command.run = run
+        assert cli_runner().invoke(main, ["probe"]).exception is error
+    probe_command.run = lambda: warnings.warn("careful", UserWarning)
+    with pytest.warns(UserWarning, match="careful"):  # (Python's display: here pytest's, which records it)
+        result = cli_runner().invoke(main, ["probe"])
+    assert result.exit_code == 0 and "Warning: careful" not in result.stderr, result.stderr
+
+
+def test_a_broken_connection_is_an_error_where_stdout_is_open(probe_command):
+    """A BrokenPipeError ends a command quietly (status 141) only when standard output is a closed
+    pipe (`delgrad ... | head`); else (e.g. a connection to a service that went away) it is a
+    one-line error, status 1."""
+    from delgrad_core.cli import main
+
+    def run():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    probe_command.run = run
+    result = cli_runner().invoke(main, ["probe"])
+    assert result.exit_code == 1 and result.output == "Error: [Errno 32] Broken pipe\n", result.output
+
+
+def test_an_error_after_a_swallowed_stop_signal_is_an_ordinary_error(probe_command):
+    """Only an error while a command stops for a signal ends with the signal's status
+    (`_one_line_errors`); one raised later, not while handling the stop, is status 1."""
+    from delgrad_core.cli import main
+
+    def run():
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+        raise OSError(28, "No space left on device")
+
+    probe_command.run = run
+    result = cli_runner().invoke(main, ["probe"])
+    assert result.exit_code == 1 and result.output == "Error: [Errno 28] No space left on device\n", result.output
+
+
+def test_an_error_while_a_command_stops_for_a_signal_is_shown_with_the_signals_status(probe_command):
+    """"an error while a command stops for a signal (...) with the signal's status" (`_one_line_errors`):
+    its message is shown where it can be written."""
+    from delgrad_core.cli import main
+
+    def run():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            raise OSError(5, "Input/output error")  # (e.g. closing a device while stopping)
+
+    probe_command.run = run
+    result = cli_runner().invoke(main, ["probe"])
+    assert result.exit_code == 128 + signal.SIGTERM and result.stderr == "Error: [Errno 5] Input/output error\n", \
+        result.stderr
+
+
+def test_an_interrupt_not_from_a_stop_signal_under_an_error_is_an_ordinary_error(probe_command):
+    """The signal's status is for errors while the command stops for a signal it received; a
+    KeyboardInterrupt raised otherwise (e.g. by a handler set by others) gives the error status 1."""
+    from delgrad_core.cli import main
+
+    def run():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OSError(5, "Input/output error") from None
+
+    probe_command.run = run
+    result = cli_runner().invoke(main, ["probe"])
+    assert result.exit_code == 1 and result.output == "Error: [Errno 5] Input/output error\n", result.output
+
+
+def test_a_signal_of_an_earlier_command_does_not_set_the_status_of_the_next(probe_command, monkeypatch):
+    """A Ctrl-C while --help loads the plugins ends with 130, also after an earlier command in the
+    same process ended by SIGTERM (143)."""
+    from delgrad_core import _plugins
+    from delgrad_core.cli import main
+
+    probe_command.run = lambda: signal.raise_signal(signal.SIGTERM)
+    assert cli_runner().invoke(main, ["probe"]).exit_code == 128 + signal.SIGTERM
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_plugins, "registry", interrupted)
+    result = cli_runner().invoke(main, ["--help"])
+    assert result.exit_code == 130, result.output
+
+
+def test_a_closed_stdout_is_written_to_os_devnull_which_is_closed_afterwards(probe_command, monkeypatch):
+    """"a closed stdout or stderr (`2>&-`) is taken as os.devnull" (`delgrad_core.cli`) while the
+    command runs; afterwards it is closed again, and that file too."""
+    from delgrad_core.cli import main
+
+    seen = []
+    probe_command.run = lambda: (seen.append(sys.stdout), print("shown nowhere"))
+    monkeypatch.setattr(sys, "stdout", None)
+    with pytest.raises(SystemExit) as info:
+        main.main(["probe"])
+    assert info.value.code == 0 and sys.stdout is None
+    assert seen[0].name == os.devnull and seen[0].closed
 
 
 def _layer():
