@@ -227,6 +227,17 @@ def test_a_command_of_our_own_distribution_not_installed_is_named(monkeypatch):
     assert other.exit_code == 2 and "No such command 'nosuch'." in other.stderr
 
 
+def test_completing_after_a_command_of_our_own_distribution_not_installed_is_no_error(monkeypatch):
+    """The shell's completion parses leniently (click's resilient parsing): `delgrad hil <TAB>` with
+    delgrad-hil not installed completes as after an unknown name, without the "it is not installed"
+    usage error."""
+    from click.shell_completion import ShellComplete
+
+    _only(monkeypatch, "reference")
+    completion = ShellComplete(main, {}, "delgrad", "_DELGRAD_COMPLETE")
+    assert "train" in [item.value for item in completion.get_completions(["hil"], "")]
+
+
 def test_calibrate_with_a_backend_of_ours_not_installed_says_where_it_comes_from(monkeypatch):
     _only(monkeypatch, "reference")
     result = cli_runner().invoke(main, ["calibrate", "--backend", "bss2-emulator"])

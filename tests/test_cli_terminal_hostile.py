@@ -235,6 +235,20 @@ def test_a_line_into_a_closed_pipe_is_left_out(monkeypatch, tqdm_loaded):
     show_line("a trial finished")
 
 
+@pytest.mark.parametrize("tqdm_loaded", [True, False])
+def test_a_line_into_a_closed_file_is_left_out(monkeypatch, tqdm_loaded):
+    """`show_line`: a line that cannot be written is left out and the command goes on, also into a
+    stream that was closed (ValueError: I/O operation on closed file)."""
+    from delgrad_core.cli import show_line
+
+    if not tqdm_loaded:
+        monkeypatch.delitem(sys.modules, "tqdm", raising=False)
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+    show_line("a trial finished")
+
+
 def _tqdm_lock_is_free() -> bool:
     """Whether another thread can take tqdm's locks (a bar whose write failed left them held)."""
     from tqdm import tqdm
