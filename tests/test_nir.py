@@ -1129,26 +1129,18 @@ def test_cli_export_represented_of_an_unfinished_run_folder_is_a_usage_error(fin
     assert not (tmp_path / "a.nir").exists()
 
 
-def test_cli_export_represented_of_a_run_whose_settings_name_no_backend_is_a_one_line_error(finished_run, tmp_path):
-    """Every error ends as a one-line message and status 1, never a traceback (`delgrad_core.cli`): also
-    --represented of a run whose metrics.json names no backend (a KeyError of the export)."""
-    run = _run_copy(finished_run, tmp_path, lambda metrics: metrics["config"].pop("backend"))
-    result = cli_runner().invoke(main, ["export", str(run), str(tmp_path / "a.nir"), "--time-scale", "6e-6",
-                                        "--represented"])
-    assert result.exit_code == 1 and result.output.startswith("Error: "), (result.output, result.exception)
-    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "a.nir").exists()
-
-
-@pytest.mark.xfail(strict=True, reason="bug: the message is only \"Error: 'backend'\" (a KeyError's text), naming "
-                                       "neither metrics.json nor what is missing; evaluate runs such a run on the "
-                                       "default backend")
 def test_cli_export_represented_of_a_run_whose_settings_name_no_backend_names_metrics_json(finished_run, tmp_path):
-    """(found by helper Z's mutation pass: a damaged run folder is refused naming metrics.json, as
-    `delgrad evaluate` does for its other settings)"""
+    """--represented exports what the run's own backend runs: a metrics.json naming no backend is
+    refused in one line naming the file and the setting (it was "Error: 'backend'", a KeyError's
+    text; found by helper Z's mutation pass)."""
     run = _run_copy(finished_run, tmp_path, lambda metrics: metrics["config"].pop("backend"))
     result = cli_runner().invoke(main, ["export", str(run), str(tmp_path / "a.nir"), "--time-scale", "6e-6",
                                         "--represented"])
-    assert result.exit_code == 0 or ("metrics.json" in result.output and "backend" in result.output), result.output
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.output == f"Error: {run}/metrics.json: config.backend: expected the name of the backend the run " \
+        "was trained on, got None (a damaged or edited run folder); without --represented the graph holds the " \
+        "trained parameters\n"
+    assert not (tmp_path / "a.nir").exists()
 
 
 def test_cli_export_refuses_a_run_folder_whose_network_npz_is_a_folder(tmp_path):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import click
 
-from delgrad_core._errors import DelgradError
+from delgrad_core._errors import DelgradError, FileFormatError
 from delgrad_core._nir_common import TIME_SCALE_RANGE_S
 from delgrad_core.cli import main, no_writes_once_stopped
 from delgrad_core.cli._outputs import check_output_file, kept_if_made_meanwhile
@@ -49,11 +50,17 @@ def _network_file(network: str) -> str:
     return str(path)
 
 
-def _represented(network, settings: dict):
-    """`network` as the backend of a run with `settings` runs it (its `represent`)."""
+def _represented(network, network_file: Path, settings: dict):
+    """`network` as the backend of a run with `settings` (from the `metrics.json` beside
+    `network_file`) runs it (its `represent`)."""
     from delgrad_core.training._trainer import built_backend
 
-    with built_backend(settings["backend"], settings.get("backend_options", {})) as backend:
+    name = settings.get("backend")
+    if not isinstance(name, str):  # (evaluate runs such a run on the default backend; only its own represents it)
+        raise FileFormatError(f"{network_file.with_name('metrics.json')}: config.backend: expected the name of the "
+                              f"backend the run was trained on, got {name!r} (a damaged or edited run folder); "
+                              "without --represented the graph holds the trained parameters")
+    with built_backend(name, settings.get("backend_options", {})) as backend:
         return backend.represent(network)
 
 
@@ -87,8 +94,6 @@ def _note_if_trained_on_a_representing_backend(given: str, network_file) -> None
 @_FORCE
 def export(fmt, network, out, time_scale, represented, force):
     """Write the network in NETWORK (a .npz file, or a run folder: its network.npz) to OUT as a NIR graph."""
-    from pathlib import Path
-
     from delgrad_core import load_network
     from delgrad_core.cli._run_network import check_run_network
     from delgrad_core.cli._settings import run_settings
@@ -104,7 +109,7 @@ def export(fmt, network, out, time_scale, represented, force):
                 raise click.UsageError(f"--represented: {given} is not in a finished run folder, so no backend is "
                                        "named to represent it: give the run folder")
             check_run_network(Path(network), settings, metrics, net, "exported")
-            net = _represented(net, settings)
+            net = _represented(net, Path(network), settings)
         else:
             _note_if_trained_on_a_representing_backend(given, Path(network))
         with no_writes_once_stopped(), kept_if_made_meanwhile(out, "OUT", free=free, force=force):
