@@ -117,11 +117,12 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if backend is not None and backend != plugin_named(given, "backend"):
         settings.pop("evaluation_batch_size", None)  # (the run's backend's jobs)
     settings.update({k: v for k, v in named.items() if v is not None})
+    source = f" (settings: the run's, from {path}/metrics.json)"
     try:  # given on the command line: over the run's own
         settings = with_tables(settings, **absolute_paths({"backend_options": backend_options,
                                                              "dataset_options": dataset_options}))
     except InvalidValueError as exc:  # (a run's own table that is none: a --config file's was refused when read)
-        raise InvalidValueError(f"{exc} (settings: the run's, from {path}/metrics.json)") from None
+        raise InvalidValueError(f"{exc}{source}") from None
 
     def refused(exc: InvalidValueError) -> Exception:
         """A usage error if settings were given here; else the run's own settings are at fault."""
@@ -133,7 +134,6 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         return click.UsageError(f"{exc}{hint}") if given_here else InvalidValueError(f"{exc}{hint}")
 
     if stored:
-        source = f" (settings: the run's, from {path}/metrics.json)"
         refuse_not_installed(stored, {"backend": backend, "dataset": dataset}, path,
                               "the run folder is fine: {remedy} to evaluate the run as trained, or name another "
                               "with {option}" + source, kinds=("backend", "dataset"))
@@ -297,19 +297,17 @@ def _changes(network, represented) -> str | None:
     import numpy as np
 
     parts = []
-    for what, of in (("weights", lambda layer: layer.projection.weights),
-                     ("delays", lambda layer: layer.projection.delays),
-                     ("thresholds", lambda layer: layer.neuron_arrays()[0]),
-                     ("membrane time constants", lambda layer: layer.neuron_arrays()[1]),
-                     ("synaptic time constants", lambda layer: layer.neuron_arrays()[2])):
+    for what, unit, of in (("weights", "", lambda layer: layer.projection.weights),
+                           ("delays", " tau_s", lambda layer: layer.projection.delays),
+                           ("thresholds", "", lambda layer: layer.neuron_arrays()[0]),
+                           ("membrane time constants", " tau_s", lambda layer: layer.neuron_arrays()[1]),
+                           ("synaptic time constants", " tau_s", lambda layer: layer.neuron_arrays()[2])):
         pairs = [(of(a), of(b)) for a, b in zip(network.layers, represented.layers) if of(a) is not None]
         if not pairs:
             continue
         moved = np.concatenate([np.abs(b - a).ravel() for a, b in pairs])
         n_changed = int(np.count_nonzero(moved))
         if n_changed:
-            parts.append(f"{n_changed:,} of {moved.size:,} {what} changed, by up to {moved.max():.3g}"
-                         + (" tau_s" if what in ("delays", "membrane time constants", "synaptic time constants")
-                            else ""))
+            parts.append(f"{n_changed:,} of {moved.size:,} {what} changed, by up to {moved.max():.3g}{unit}")
     return "; ".join(parts) or None
 
