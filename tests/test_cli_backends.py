@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from delgrad_core.testing import cli_runner
-
 import delgrad_core
 from delgrad_core import Capabilities, PluginRegistry, hookimpl
-from delgrad_core.testing import MockBackend
 from delgrad_core.cli import main
+from delgrad_core.testing import MockBackend, cli_runner
+
+from _registries import install_only_backends
 
 
 def test_backends_json_lists_reference_and_example():
@@ -46,16 +46,7 @@ def _fine(host="localhost"):
 
 def _listing_of(monkeypatch, backends: dict, problems=()) -> dict:
     """`delgrad backends` (table and --json) with only `backends` (name -> factory) registered."""
-    class Plugin:
-        @hookimpl
-        def delgrad_register_backends(self, register):
-            for name, factory in backends.items():
-                register(name, factory)
-
-    registry = PluginRegistry()
-    registry.register_plugin(Plugin(), distribution="delgrad-local", version="9")
-    registry.problems.extend(problems)
-    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    install_only_backends(monkeypatch, backends, version="9").problems.extend(problems)
     return {"table": cli_runner().invoke(main, ["backends"]), "json": cli_runner().invoke(main, ["backends", "--json"])}
 
 

@@ -6,9 +6,11 @@ import warnings
 
 import pytest
 
-from delgrad_core import BackendError, Calibration, PluginRegistry, hookimpl
+from delgrad_core import BackendError, Calibration
 from delgrad_core.cli import main
 from delgrad_core.testing import MockBackend, cli_runner
+
+from _registries import install_only_backends
 
 
 class CachingBackend(MockBackend):
@@ -36,14 +38,7 @@ class CachingBackend(MockBackend):
 
 def _register(monkeypatch, name: str, backend_class) -> None:
     """`backend_class` as the only registered backend, `name`, with an empty store."""
-    class Plugin:
-        @hookimpl
-        def delgrad_register_backends(self, register):
-            register(name, backend_class)
-
-    registry = PluginRegistry()
-    registry.register_plugin(Plugin(), distribution="delgrad-local")
-    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    install_only_backends(monkeypatch, {name: backend_class})
     monkeypatch.setattr(backend_class, "store", {})
 
 

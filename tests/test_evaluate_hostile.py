@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+from _registries import install_only_backends
 from _run_folders import TRAIN
 
 from delgrad_core.cli import main
@@ -281,21 +282,6 @@ def test_outputs_without_a_first_spike_are_not_put_down_to_the_old_tie_rule():
     assert "ties now count as wrong (docs/model.md §5.2)" in tied
 
 
-def _only_backend(monkeypatch, name: str, factory) -> None:
-    """`factory` as the only installed backend, `name` (the built-in datasets, losses and encoders
-    stay)."""
-    from delgrad_core import PluginRegistry, hookimpl
-
-    class Plugin:
-        @hookimpl
-        def delgrad_register_backends(self, register):
-            register(name, factory)
-
-    registry = PluginRegistry()
-    registry.register_plugin(Plugin(), distribution="delgrad-local")
-    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
-
-
 def test_a_network_file_is_calibrated_with_the_seed_given_and_a_run_with_its_own(finished_run, tmp_path, monkeypatch):
     """The seed a calibration gets: a run's own setting `seed` (what its backend was calibrated
     with), else --seed (`_calibration_seed`).  Only that backend is installed: a run folder is
@@ -310,7 +296,7 @@ def test_a_network_file_is_calibrated_with_the_seed_given_and_a_run_with_its_own
             seeds.append(seed)
             return super()._calibrate(network, seed, progress)
 
-    _only_backend(monkeypatch, "seed-recording", lambda: SeedRecording(name="seed-recording"))
+    install_only_backends(monkeypatch, {"seed-recording": lambda: SeedRecording(name="seed-recording")})
     shutil.copyfile(finished_run / "network.npz", tmp_path / "net.npz")
     run, _ = _copy_with_metrics(finished_run, tmp_path,
                                 lambda metrics: metrics["config"].update(seed=11, backend="seed-recording"))
@@ -326,7 +312,7 @@ def test_a_network_file_without_a_backend_named_where_the_default_one_is_not_ins
     and to name an installed one with --backend (exit 1: a missing plugin, not a usage error)."""
     from delgrad_core.testing import MockBackend
 
-    _only_backend(monkeypatch, "mock", MockBackend)
+    install_only_backends(monkeypatch, {"mock": MockBackend})
     shutil.copyfile(finished_run / "network.npz", tmp_path / "net.npz")
     result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "net.npz")])
     assert result.exit_code == 1, result.output
@@ -356,7 +342,7 @@ def test_a_backend_whose_represent_changes_only_thresholds_gets_the_note_of_what
             return dg.Network(dg.Population(network.input.name, network.input.size), [layer(of) for of in
                                                                                          network.layers])
 
-    _only_backend(monkeypatch, "threshold-grid", lambda: ThresholdGrid(name="threshold-grid"))
+    install_only_backends(monkeypatch, {"threshold-grid": lambda: ThresholdGrid(name="threshold-grid")})
     shutil.copyfile(finished_run / "network.npz", tmp_path / "net.npz")
     result = cli_runner().invoke(main, ["evaluate", str(tmp_path / "net.npz"), "--backend", "threshold-grid"])
     assert result.exit_code == 0, result.output

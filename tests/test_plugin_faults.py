@@ -14,6 +14,8 @@ from delgrad_core.cli import main
 from delgrad_core.testing import cli_runner, write_distribution
 from delgrad_core.training import TrainingConfig
 
+from _registries import install_only_backends
+
 GROUP = "delgrad.backends"
 
 BACKEND = """
@@ -203,14 +205,7 @@ def test_a_factory_that_prints_keeps_backends_json_parseable(monkeypatch):
         print("building loud")
         return MockBackend(name="loud")
 
-    class Plugin:
-        @hookimpl
-        def delgrad_register_backends(self, register):
-            register("loud", loud)
-
-    registry = PluginRegistry()
-    registry.register_plugin(Plugin(), distribution="local")
-    monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
+    install_only_backends(monkeypatch, {"loud": loud}, distribution="local")
     result = cli_runner().invoke(main, ["backends", "--json"])
     assert [record["name"] for record in json.loads(result.stdout)["backends"]] == ["loud"]
     assert "building loud" in result.stderr
