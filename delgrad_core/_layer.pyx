@@ -981,7 +981,7 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     form of bound as for x = exp(-s/tau_m) per synapse.
     """
     cdef Py_ssize_t n_batch = pre_times.shape[0], n_pre = weights.shape[0]
-    cdef Py_ssize_t n_post = weights.shape[1], b, block
+    cdef Py_ssize_t n_post = weights.shape[1], b, block, j
     cdef RatioKind kind = _layer_kind(tau_m, tau_s)
     cdef Py_ssize_t reference = _reference_column(delays)
     cdef double[::1] shift, span, last_spike
@@ -996,7 +996,9 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     if kind == RATIO_GENERAL:
         return False
     shift = _column_shift(delays, reference)
-    shifted = bool(np.any(np.asarray(shift) != 0.0))
+    shifted = False
+    for j in range(n_post):
+        shifted = shifted or shift[j] != 0.0
     span = np.zeros(n_batch)
     arrival = np.empty((n_batch, n_pre))
     growth = np.empty((n_batch, n_pre))
@@ -1006,8 +1008,9 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
         for b in prange(n_batch, schedule='static'):
             span[b] = _sample_exponentials(b, pre_times, delays, reference, shift, post_times, delta_post,
                                            tau_m[0], arrival, growth, spike, decay)
-    if n_batch > 0 and np.max(span) > _SPAN_LIMIT:
-        return False
+    for b in range(n_batch):
+        if span[b] > _SPAN_LIMIT:
+            return False
     scratch = <double*> malloc(n_threads * stride * sizeof(double))
     if scratch == NULL:
         raise MemoryError("backward_layer_shared: could not allocate scratch buffers")
@@ -1030,7 +1033,11 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
             _raise_handlers_exception()
         if n_near > 0:  # (the per-synapse pass compares each spike with the neuron's own arrivals)
             return False
-        last_spike = np.max(spike, axis=1) if n_post > 0 else np.full(n_batch, -np.inf)
+        last_spike = np.empty(n_batch)
+        for b in range(n_batch):
+            last_spike[b] = -INFINITY
+            for j in range(n_post):
+                last_spike[b] = max(last_spike[b], spike[b, j])
         with nogil, parallel(num_threads=n_threads):
             for block in prange((n_pre + _ROW_BLOCK - 1) // _ROW_BLOCK, schedule='guided'):
                 if _interrupted(&interrupt, threadid()):
