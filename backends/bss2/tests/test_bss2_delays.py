@@ -194,3 +194,15 @@ def test_a_job_whose_delayed_spikes_would_end_after_the_slot_is_refused_naming_t
     np.testing.assert_allclose(result.arrival_times[0], inputs + network.layers[0].projection.delays, atol=1e-12)
     hidden = result.layer_spike_times[0]
     np.testing.assert_array_equal(np.isfinite(result.arrival_times[1]), np.isfinite(hidden))
+
+
+def test_a_delayed_spike_at_the_end_of_the_slot_is_inside_it(emulator):
+    """(docs/bss2.md: spikes after the end of their slot are lost; the slot is [0, slot_tau], as for
+    the inputs: an element firing at 180 us exactly, input 171.75 us + register 50 / 8 + 2 us, arrives)"""
+    backend, calibration = emulator(**dict(ALL_OFF, input_duplication=1))
+    network = backend.represent(dg.Network.feedforward([1, 1], delay_kind="axonal", delay_value=8.25 / 6,
+                                                       neuron=dg.NeuronParameters(2.6, 1.0, 1.0), weight_mean=3.0,
+                                                       weight_std=0.0))
+    inputs = np.array([[1.0], [171.75 / 6]])  # (28.625 tau)
+    arrivals = backend.execute(network, inputs, calibration=calibration, seed=0).arrival_times[0]
+    np.testing.assert_allclose(arrivals[:, 0], [1.0 + 8.25 / 6, 30.0], rtol=0, atol=1e-12)
