@@ -367,3 +367,62 @@ def test_a_threshold_below_the_leak_names_its_cause(emulator, options, cause):
         for seed in range(20):
             backend.execute(network, yin_yang_inputs(batch=4), calibration=calibration, seed=seed)
     assert cause in str(raised.value)
+
+
+def test_with_quantise_times_only_inputs_go_out_and_spikes_are_stamped_on_the_clock_and_nothing_else(emulator):
+    """docs/bss2.md: clocked times are "inputs emitted on, spikes stamped with the 8 ns clock"; a
+    hidden spike reaches the next layer at its own time, so every recorded spike is the reference
+    model's spike for the emitted inputs, stamped at the start of its tick (floor)."""
+    backend, calibration = emulator(**dict(ALL_OFF, quantise_times=True))
+    network = backend.represent(yin_yang_network("none"))
+    inputs = yin_yang_inputs()
+    tick_tau = 0.008 / 6.0
+    emitted = np.ceil(np.round(inputs / tick_tau, 6)) * tick_tau  # (the first tick at or after each input)
+    observed = backend.execute(network, inputs, calibration=calibration, seed=0).layer_spike_times
+    compared = 0
+    for times, reference in zip(observed, dg.forward(network, emitted)):
+        np.testing.assert_array_equal(np.isfinite(times), np.isfinite(reference))
+        ticks = reference[np.isfinite(reference)] / tick_tau
+        clear = np.abs(ticks - np.round(ticks)) > 1e-6  # (not within rounding error of a tick)
+        stamped = np.round(times[np.isfinite(times)] / tick_tau, 6)
+        np.testing.assert_array_equal(stamped[clear], np.floor(ticks[clear]))
+        compared += clear.sum()
+    assert compared > 64 * 30
+
+
+def test_neuron_spikes_after_the_end_of_the_slot_read_as_silence(emulator):
+    """docs/bss2.md: "spikes after the end of their slot are lost ... A neuron's late spike reads
+    as silence"; a spike inside the slot is kept."""
+    backend, calibration = emulator(**ALL_OFF)
+    network = dg.Network.feedforward([5, 3], neuron=dg.NeuronParameters(2.6, 1.0, 1.0), weight_mean=2.1,
+                                     weight_std=0.0)
+    inputs = np.array([[1.0] * 5, [29.8] * 5])  # (summed drive 10.5: spikes about 0.33 tau after the input)
+    reference = dg.forward(network, inputs)[0]
+    assert np.all((reference[0] < 30.0) & (reference[1] > 30.0) & np.isfinite(reference[1]))
+    times = backend.execute(network, inputs, calibration=calibration, seed=0).layer_spike_times[0]
+    np.testing.assert_allclose(times[0], reference[0], rtol=0, atol=1e-9)
+    assert np.all(np.isinf(times[1]))
+
+
+def test_the_gain_and_leak_spread_at_the_default_settings_are_their_options():
+    """docs/bss2.md: uncalibrated, the leak spreads by `leak_spread` (0.075 model units, i.e.
+    0.075 x 70 / 2.6 = 2.02 CADC) and the gain by `gain_spread_rel` (10 %, lognormal)."""
+    chip = Chip(0, ChipConfig(defect_probability=0.0))
+    default = {parameter.name: np.full(512, parameter.default_dac) for parameter in NEURON_PARAMETERS}
+    assert chip.neuron_value("leak", default["leak"]).std() == pytest.approx(0.075 * 70 / 2.6, rel=0.15)
+    assert chip.neuron_value("leak", default["leak"]).mean() == pytest.approx(80.0, abs=0.5)
+    assert np.log(chip.neuron_value("gain", default["gain"])).std() == pytest.approx(0.10, rel=0.15)
+
+
+def test_arrival_times_carry_the_timestamps_of_the_delay_elements_spikes(emulator):
+    """docs/bss2.md: `execute` returns the measured arrival times, the delay elements' spikes with
+    their jitter and timestamps (8 ns clock)."""
+    backend, calibration = emulator(**dict(ALL_OFF, quantise_times=True, delay_jitter_tau=0.01))
+    network = backend.represent(yin_yang_network())
+    inputs = yin_yang_inputs()
+    result = backend.execute(network, inputs, calibration=calibration, seed=0)
+    for arrivals in result.arrival_times:
+        ticks = arrivals[np.isfinite(arrivals)] * 6.0 / 0.008
+        np.testing.assert_allclose(ticks, np.round(ticks), rtol=0, atol=1e-6)
+    error = result.arrival_times[0] - (inputs + network.layers[0].projection.delays)
+    assert np.abs(error).max() < 6 * 0.01  # (the jitter and at most a tick of the clock either side)
