@@ -1,6 +1,8 @@
 """Each imperfection on and off: with all off the emulator is the reference model; each one
 alone changes the spike times as stated, with the configured magnitude."""
 
+import math
+
 import numpy as np
 import pytest
 from _bss2_helpers import ALL_OFF, yin_yang_inputs, yin_yang_network
@@ -319,6 +321,11 @@ def test_noise_jitter_and_delays_the_chip_cannot_run_are_refused(options, messag
     # the jitter (0.35 us) shorter than the slot (3 us) and a sixth of the shortest delay (2.125 us): in tau,
     # 3.5 is longer than the slot's length in us
     {"tau_us": 0.1, "register_min": 1, "delay_jitter_tau": 3.5},
+    # the jitter exactly "a sixth of the shortest delay": 32 / 8 + 2 = 6 us, 1 tau of 1 us
+    {"tau_us": 1.0, "register_min": 32, "delay_jitter_tau": 1.0},
+    # the largest weight_scale, at which "every input at the largest weight could still make a neuron fire":
+    # 128 inputs x 63 / weight_scale x the PSP's peak 1/e reach the threshold 2.6 exactly
+    {"weight_scale": 128 * 63 / math.e / 2.6},
 ])
 def test_options_at_their_documented_bounds_are_accepted(options):
     """The bounds of docs/bss2.md's option table belong to the allowed range."""
@@ -334,10 +341,14 @@ def test_options_at_their_documented_bounds_are_accepted(options):
     ({"n_threads": 0}, r"n_threads: expected an integer from 1 to 256"),  # (when built, not on the first job)
     ({"n_threads": 257}, r"n_threads: expected an integer from 1 to 256"),
     ({"cache": 1}, r"cache: expected true or false"),
-    ({"register_min": 101, "register_max": 100}, r"register_min: must be <= register_max"),
+    ({"register_min": 101, "register_max": 100}, r"register_min: must be <= register_max \(100\), got 101"),
     ({"neuron_circuits": 65538}, r"neuron_circuits: expected at most 65536"),
     ({"timestamp_us": 180.0}, r"timestamp_us: must be shorter than the sample slot"),
     ({"delay_offset_spread_us": 1.4}, r"delay_offset_spread_us: at most 1.375"),
+    ({"synapse_rows": 65538}, r"synapse_rows: expected at most 65536, got 65538"),  # ("at most 65536 ... rows")
+    ({"threshold": 0}, r"^threshold: expected a finite number > 0, got 0$"),  # (was named as a weight_scale error)
+    # "the shortest delay must end inside the sample slot": 50 / 8 + 2 = 8.25 us, a slot of 1.375 x 6 us
+    ({"slot_tau": 1.375}, r"register_min: the shortest delay, 8.25 us .* must end inside the sample slot of 8.25 us"),
 ])
 def test_options_just_past_their_documented_bounds_are_refused_naming_the_option(options, message):
     with pytest.raises(dg.InvalidValueError, match=message):
