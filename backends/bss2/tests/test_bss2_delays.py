@@ -51,6 +51,14 @@ def test_register_bounds_and_step_are_options():
             ChipConfig(**options)
 
 
+def test_a_delay_offset_off_the_register_grid_by_a_small_fraction_of_a_step_is_refused():
+    """delay_offset_us must be a whole number of register steps, so that delays lie on one grid:
+    2.0001 us is 16.0008 steps of 0.125 us, far more than rounding error off 16."""
+    with pytest.raises(dg.InvalidValueError, match=r"^delay_offset_us: must be a whole number of register steps "
+                                                   r"\(0.125 us\) so that delays lie on one grid, got 2.0001$"):
+        ChipConfig(delay_offset_us=2.0001)
+
+
 def test_a_delay_offset_a_whole_number_of_steps_up_to_rounding_keeps_its_value():
     """delay = register x register_step_us + delay_offset_us (docs/bss2.md), also where
     delay_offset_us / register_step_us falls just short of the whole number (0.3 / 0.1)."""
