@@ -28,7 +28,9 @@ def test_training_defaults_take_numpy_numbers_as_the_backend_does():
     assert (kept["encoder_options"], kept["shared_input_delays"], kept["threshold"]) == ({"repeat": 5}, 5, 2.6)
 
 
-@pytest.mark.parametrize(("options", "largest"), [({}, 128), ({"synapse_rows": 512}, 256)])
+# (an odd synapse_rows: "a neuron has at most synapse_rows // 2 inputs", ChipConfig's docstring)
+@pytest.mark.parametrize(("options", "largest"), [({}, 128), ({"synapse_rows": 512}, 256),
+                                                   ({"synapse_rows": 257}, 128)])
 def test_more_copies_of_an_input_than_a_neuron_takes_are_refused_naming_the_range(options, largest):
     """(input_duplication=200 was taken, and training failed on the encoder's repeat or the input
     count, naming neither the option nor its range; evaluation ran it as no copies)"""
@@ -45,6 +47,22 @@ def test_an_unknown_option_is_an_unknown_option_error_naming_it():
     with pytest.raises(dg.UnknownOptionError, match="unknown option") as raised:
         dg.get_backend("bss2-emulator", leak=80.0, chip=1)
     assert list(raised.value.names) == ["leak"]
+
+
+def test_an_unknown_option_is_told_the_options_there_are():
+    """The project's messages name the allowed values: here every option of docs/bss2.md's table."""
+    with pytest.raises(dg.UnknownOptionError) as raised:
+        dg.get_backend("bss2-emulator", leak=80.0)
+    named, listed = str(raised.value).split("; options: ")
+    assert named.endswith("unknown option(s) leak")
+    documented = ("neuron_circuits synapse_rows weight_max weight_scale tau_us threshold leak_cadc threshold_cadc "
+                  "timestamp_us slot_tau host_overhead_job_s host_overhead_sample_us register_min register_max "
+                  "register_step_us delay_offset_us fixed_pattern threshold_offset threshold_spread leak_spread "
+                  "tau_m_spread_rel tau_s_spread_rel gain_spread_rel delay_offset_spread_us readout_offset_cadc "
+                  "defect_probability comparator_offset comparator_spread threshold_noise delay_jitter_tau "
+                  "quantise_times").split()
+    assert sorted(listed.split(", ")) == sorted(["chip", "calibrated", "cache", "input_duplication", "n_threads",
+                                                 *documented])
 
 
 def test_the_chip_identity_is_an_integer_from_0_to_2_63_minus_1():
