@@ -144,11 +144,22 @@ def test_the_warning_of_differing_copy_delays_comes_once_per_backend():
     backend = dg.get_backend("bss2-emulator")
     network = yin_yang_network()
     network.layers[0].projection.delays[...] = np.linspace(2.0, 3.5, 20)
-    with pytest.warns(UserWarning, match="the 5 copies of an input have different delays"):
+    with pytest.warns(UserWarning, match="the 5 copies of an input have different delays") as record:
         backend.represent(network)
+    assert [w.filename for w in record] == [__file__]  # (it points at the caller's line)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         backend.represent(network)
+
+
+def test_copies_with_one_delay_each_are_represented_without_a_warning():
+    """The warning is for copies whose delays differed (`represent`'s docstring); a network trained
+    with shared_input_delays has equal delays there already, and keeps them (docs/bss2.md, Mapping)."""
+    network = yin_yang_network()  # (each input's 5 copies share one delay)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ran = dg.get_backend("bss2-emulator").represent(network)
+    np.testing.assert_allclose(ran.layers[0].projection.delays, network.layers[0].projection.delays, atol=1 / 96)
 
 
 def test_represent_is_idempotent_and_keeps_a_representable_network():
