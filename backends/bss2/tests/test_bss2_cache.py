@@ -102,6 +102,25 @@ def test_a_cache_file_that_breaks_the_reader_is_reported_and_replaced(cache):
     assert backend.calibration_cache == ("stored", path) and again == first
 
 
+def test_a_calibration_that_stops_before_it_is_stored_names_no_earlier_entry(cache):
+    """`backend.calibration_cache` is the entry the calibration used (docs/bss2.md); one that
+    stopped while measuring used none, and must not keep the earlier calibration's ("stored", path)."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        raise Stop
+
+    backend, first = _calibrate()
+    assert backend.calibration_cache == ("stored", str(cache / f"{first.cache_key}.npz"))
+    (cache / f"{first.cache_key}.npz").unlink()
+    with pytest.raises(Exception) as raised:
+        backend.calibrate(progress=stop)
+    assert isinstance(raised.value, Stop) or isinstance(raised.value.__cause__, Stop)
+    assert backend.calibration_cache is None and list(cache.iterdir()) == []
+
+
 def test_caching_can_be_switched_off(cache):
     backend, _ = _calibrate(cache=False)
     assert backend.calibration_cache is None and list(cache.iterdir()) == []
