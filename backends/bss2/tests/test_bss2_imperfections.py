@@ -346,7 +346,7 @@ def test_options_at_their_documented_bounds_are_accepted(options):
     ({"timestamp_us": 180.0}, r"timestamp_us: must be shorter than the sample slot"),
     ({"delay_offset_spread_us": 1.4}, r"delay_offset_spread_us: at most 1.375"),
     ({"synapse_rows": 65538}, r"synapse_rows: expected at most 65536, got 65538"),  # ("at most 65536 ... rows")
-    ({"threshold": 0}, r"^threshold: expected a finite number > 0, got 0$"),  # (was named as a weight_scale error)
+    ({"threshold": 0}, r"^threshold: expected a finite number > 0, got 0$"),  # (not later, as a weight_scale error)
     # "the shortest delay must end inside the sample slot": 50 / 8 + 2 = 8.25 us, a slot of 1.375 x 6 us
     ({"slot_tau": 1.375}, r"register_min: the shortest delay, 8.25 us .* must end inside the sample slot of 8.25 us"),
 ])
