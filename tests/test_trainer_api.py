@@ -230,3 +230,36 @@ def test_a_log_gets_a_line_every_few_epochs_and_always_one_for_the_last(capsys):
     report.close()
     epochs = [line.split(":")[0] for line in capsys.readouterr().err.splitlines()]
     assert epochs == [f"epoch {n}/45" for n in (*range(2, 45, 2), 45)]
+
+
+def test_a_backend_failing_to_close_still_lets_the_run_folder_go(tmp_path):
+    """Trainer.close: it closes the backend it built and releases the folder it claimed, the latter
+    whatever the former does (the claim held on by the failure's traceback kept the folder locked
+    against the Trainer resuming it)."""
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), out_dir=tmp_path) as trainer:
+        trainer.fit(progress=False)
+
+    def failing():
+        raise RuntimeError("the device is gone")
+
+    trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True)
+    trainer.backend.close = failing
+    with pytest.raises(RuntimeError, match="the device is gone") as failure:
+        trainer.close()
+    assert failure.traceback  # (kept until the end of the test, as a notebook keeps the last error)
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path, resume=True) as resumed:
+        assert resumed.epoch == 1
+
+
+def test_the_loss_of_an_evaluation_is_the_mean_over_its_samples():
+    """docs/training.md: losses are those of the run's loss, the mean over a split's samples as the training
+    batches' are (a split evaluated twice over has the loss of the split, not twice it)."""
+    trainer = Trainer(TrainingConfig(**{**SHORT, "epochs": 1}))
+    data = trainer.validation_set
+    once = trainer.evaluate(data, seed=1)
+    twice = trainer.evaluate(Dataset(data.name, data.split, np.concatenate([data.features, data.features]),
+                                     np.concatenate([data.labels, data.labels]), data.class_names), seed=1)
+    per_sample = trainer.loss(once.output_spike_times, once.labels).per_sample
+    assert len(per_sample) == len(data) > 1
+    assert once.loss == pytest.approx(sum(per_sample) / len(data), rel=1e-12)
+    assert twice.loss == pytest.approx(once.loss, rel=1e-12) and twice.accuracy == once.accuracy
