@@ -368,3 +368,25 @@ def test_a_metrics_json_without_a_test_accuracy_is_no_finished_run(tmp_path, tex
     assert RunFolder(tmp_path).finished_metrics() is None
     (tmp_path / "metrics.json").write_text('{"test_accuracy": 0.0}')  # (a silent network's: 0 is an accuracy)
     assert RunFolder(tmp_path).finished_metrics() == {"test_accuracy": 0.0}
+
+
+def test_a_run_whose_history_line_failed_to_be_written_resumes_from_its_last_checkpoint(tmp_path):
+    """_run_folder: an epoch is appended to the history before its checkpoint, so that on resume the history
+    is cut back to the checkpoint's epoch (docs/training.md: an exception that leaves an epoch half done is
+    resumed from the last checkpoint exactly; a checkpoint written before its line, which then failed, was
+    of 2 epochs with a history of 1, and refused)."""
+    trainer = Trainer(TrainingConfig(**SHORT, epochs=2, seed=3), out_dir=tmp_path)
+    append = trainer.folder.append_history
+
+    def a_full_disk_in_epoch_2(record):
+        if record["epoch"] == 2:
+            raise OSError(28, "No space left on device")
+        append(record)
+
+    trainer.folder.append_history = a_full_disk_in_epoch_2
+    with pytest.raises(OSError, match="No space left on device"):
+        trainer.fit(progress=False)
+    trainer.close()
+    with Trainer(TrainingConfig(**SHORT, epochs=2, seed=3), out_dir=tmp_path, resume=True) as resumed:
+        assert resumed.epoch == 1 and [m.epoch for m in resumed.history] == [1]
+        assert [m.epoch for m in resumed.fit(progress=False)] == [1, 2]
