@@ -3021,3 +3021,28 @@ def test_how_the_train_command_reports_a_training_that_ended_early(tmp_path, mon
     resumed = _train_ending_in(monkeypatch, summary, ["--out", str(run), "--resume", "--epochs", "2"])
     assert resumed.exit_code == 0 and "trained 1.0 s in all its sessions, this command took" in resumed.stdout, \
         resumed.output
+
+
+def test_resume_refuses_the_device_of_another_backend_behind_the_same_calibration(tmp_path):
+    """Trainer._check_same_device: a resume on another device identity than the checkpoint's is refused.  A
+    backend forwarding to another backend's device (as mock-hil's service does) whose device is now another
+    one is refused even where calibration key, digest and options read the same (identity_changes does not
+    compare the devices of two backends, which would let the resume through)."""
+    from delgrad_core.testing import MockBackend
+
+    class Forwarding(MockBackend):
+        def __init__(self, device):
+            super().__init__()
+            self.device = device
+
+        def _device_identity(self, calibration):
+            return {**super()._device_identity(calibration), "backend": self.device}
+
+    with Trainer(TrainingConfig(**{**SHORT, "epochs": 1}), backend=Forwarding("chip-a"), out_dir=tmp_path) as first:
+        first.fit(progress=False)
+    more = TrainingConfig(**{**SHORT, "epochs": 2})
+    with pytest.raises(dg.InvalidValueError, match=r"^resume: device 'chip-b' is not the one the run was trained on: "
+                                                   r"trained on device 'chip-a'; resume where the run was trained$"):
+        Trainer(more, backend=Forwarding("chip-b"), out_dir=tmp_path, resume=True)
+    with Trainer(more, backend=Forwarding("chip-a"), out_dir=tmp_path, resume=True) as again:
+        assert again.epoch == 1
