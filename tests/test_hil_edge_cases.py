@@ -27,8 +27,8 @@ from delgrad_core.training import config_with_defaults
 from delgrad_hil import HilBackend
 from delgrad_hil._address import check_address
 from delgrad_hil._auth import Signer
-from delgrad_hil._client import ServiceClient
-from delgrad_hil._protocol import ProtocolError, decode, encode, new_header
+from delgrad_hil._client import ServiceClient, _size_text
+from delgrad_hil._protocol import ProtocolError, decode, encode, error_fields, new_header
 
 TOKEN = "a-token-of-sufficient-length"
 
@@ -770,3 +770,229 @@ def test_a_calibrate_without_a_seed_is_served_and_an_internal_error_answers_its_
     assert without_seed["type"] == "calibration", without_seed
     assert (failed["code"], failed["message"]) == ("internal", "the service failed: ZeroDivisionError"), failed
     assert failed["reply_to"] == decode(health, signer).header["nonce"]
+
+
+# ---------------------------------------------------------------------------- the client, closer (a mutation pass)
+def test_a_results_size_is_told_in_bytes_below_a_tenth_of_a_megabyte_and_in_megabytes_from_there():
+    """docs (_size_text): "'16.2 MB', or '812 bytes' below 0.1 MB" (1 MB = 10**6 bytes)."""
+    assert _size_text(812) == "812 bytes"
+    assert _size_text(99_999) == "99,999 bytes"
+    assert _size_text(100_000) == "0.1 MB"
+    assert _size_text(16_200_000) == "16.2 MB"
+
+
+def test_a_reply_whose_payload_frame_alone_is_above_the_reply_limit_is_said_to_be_too_large(tmp_path):
+    """docs (hil-protocol, _too_large): a reply above the size a client takes is refused as too large,
+    naming it; the client's socket takes somewhat more than that limit per frame (a backstop), so
+    that such a reply arrives to be named instead of ZeroMQ dropping it unseen (a silent service)."""
+    address, limit = f"ipc://{tmp_path / 's'}", 10_000
+    ready = threading.Event()
+    # (a payload frame alone some 64 KiB above the largest reply a client takes, header and all)
+    server = threading.Thread(target=_fake_service, args=(address, [4 * limit + 2 * 2**16], ready))
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "above-the-limit", timeout_s=3, attempts=1)
+    client.max_message_bytes = limit  # (as a service's welcome says)
+    try:
+        with pytest.raises(dg.BackendError, match=r"sent a reply of [\d,]+ bytes, too large: a client takes up to "):
+            client.request("execute", {"job": "b" * 64}, b"request", expect="result")
+    finally:
+        client.close()
+        server.join(30)
+
+
+def test_a_client_reaches_a_service_at_an_ipv6_literal_address():
+    """docs (hil.md): an address may be ``tcp://[::1]:5555`` (an IPv6 host in brackets); the
+    client's socket must then speak IPv6 (ZeroMQ sockets are IPv4-only by default)."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.IPV6, 1)
+    try:
+        port = router.bind_to_random_port("tcp://[::1]")
+    except zmq.ZMQError:
+        router.close(linger=0)
+        context.term()
+        pytest.skip("no IPv6 loopback here")
+    signer = Signer(TOKEN.encode())
+
+    def answer():
+        if router.poll(10_000):
+            routing_id, *frames = router.recv_multipart()
+            request = decode(frames, signer).header
+            header = new_header("result", reply_to=request["nonce"], job=request["job"], cached=False, run_s=0.0,
+                                service="0" * 16)
+            router.send_multipart([routing_id, *encode(signer, header, b"ok")])
+
+    server = threading.Thread(target=answer)
+    server.start()
+    client = ServiceClient(f"tcp://[::1]:{port}", Signer(TOKEN.encode()), "over-ipv6", timeout_s=2, attempts=1)
+    try:
+        assert client.request("execute", {"job": "c" * 64}, b"request", expect="result").payload == b"ok"
+    finally:
+        client.close()
+        server.join(30)
+        router.close(linger=0)
+        context.term()
+
+
+def test_a_job_of_an_overlapped_batch_sent_again_counts_as_a_retry(tmp_path):
+    """docs (ServiceClient.retries): "attempts beyond the first, over the client's lifetime"; a job
+    of `request_many` whose first sending went unanswered is sent again: one retry."""
+    address = f"ipc://{tmp_path / 's'}"
+    ready = threading.Event()
+
+    def service():  # (drops the first request, answers the next)
+        with _fake_router(address, ready) as (router, signer):
+            for answered in (False, True):
+                if not router.poll(10_000):
+                    return
+                routing_id, *frames = router.recv_multipart()
+                request = decode(frames, signer).header
+                if answered:
+                    header = new_header("result", reply_to=request["nonce"], job=request["job"], cached=False,
+                                        run_s=0.0, service="0" * 16)
+                    router.send_multipart([routing_id, *encode(signer, header, b"ok")])
+
+    server = threading.Thread(target=service)
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "overlapped", timeout_s=0.3, attempts=2, backoff_s=0.01,
+                           max_backoff_s=0.01)
+    try:
+        replies = client.request_many([lambda: ("execute", {"job": "d" * 64}, b"request", "job dddd")], expect="result",
+                                      depth=1, job_timeout_s=10)
+        assert [reply.payload for reply in replies] == [b"ok"] and client.retries == 1
+    finally:
+        client.close()
+        server.join(30)
+
+
+def test_an_overlapped_batch_longer_than_timeout_s_whose_replies_keep_coming_is_not_retried(start_service):
+    """docs (ServiceClient.request_many): only trouble such as "a silence of `timeout_s`" ends the
+    overlap; a batch whose jobs answer one after another, each well within timeout_s, goes on
+    however long it takes in all (here 6 x 0.12 s against a timeout_s of 0.5 s)."""
+    service = start_service(device_options={"job_delay_s": 0.12})
+    with HilBackend(service.address, token=service.token, device="hil-noisy", timeout_s=0.5, jobs_in_flight=2) \
+            as backend:
+        requests = _requests(backend, 7)  # (the first goes alone, with its calibration; then 6 overlapped)
+        results = backend.execute_many(requests)
+        assert len(results) == 7 and backend.retries == 0
+
+
+def test_an_overlapped_batch_raises_at_once_an_error_answering_a_request_the_service_could_not_read(tmp_path):
+    """docs (hil-protocol.md): a reply's `reply_to` is "nil when the request could not be read";
+    (ServiceClient.request_many) "An error answer that retrying cannot change is raised", at
+    once, not after timeout_s of waiting for a reply naming the job."""
+    address = f"ipc://{tmp_path / 's'}"
+    ready = threading.Event()
+
+    def service():  # (answers the request with an error that names no request)
+        with _fake_router(address, ready) as (router, signer):
+            if router.poll(10_000):
+                routing_id, *frames = router.recv_multipart()
+                decode(frames, signer)
+                fields = error_fields("malformed", "could not read it")
+                header = new_header(fields.pop("type"), reply_to=None, **fields)
+                router.send_multipart([routing_id, *encode(signer, header, None)])
+
+    server = threading.Thread(target=service)
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "unreadable", timeout_s=10, attempts=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProtocolError, match="refused the request: could not read it"):
+            client.request_many([lambda: ("execute", {"job": "e" * 64}, b"request", "job eeee")], expect="result",
+                                depth=1, job_timeout_s=30)
+        assert time.monotonic() - started < 5  # (half timeout_s)
+    finally:
+        client.close()
+        server.join(30)
+
+
+def test_a_job_of_an_overlapped_batch_refused_as_a_replay_is_sent_anew_once_and_then_the_refusal_is_raised(tmp_path):
+    """docs (hil.md, "How a run survives faults"): "A request refused as a replay is sent anew once";
+    (ServiceClient.request_many) the job refused in the overlap has had that one sending anew: the
+    next refusal is raised, as with `request`."""
+    address, ready, received, done = f"ipc://{tmp_path / 's'}", threading.Event(), [], threading.Event()
+    server = threading.Thread(target=_replay_refusing_service, args=(address, ready, received, done))
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "clock-off", timeout_s=0.3, attempts=3)
+    try:
+        with pytest.raises(ProtocolError, match="refused the request: sent 120.0 s behind") as info:
+            client.request_many([lambda: ("execute", {"job": "f" * 64}, b"request", "job ffff")], expect="result",
+                                depth=1, job_timeout_s=30)
+        assert info.value.code == "replayed" and received == ["execute", "execute"]
+    finally:
+        client.close()
+        done.set()
+        server.join(30)
+
+
+def test_a_job_sent_again_whose_time_runs_out_in_silence_says_the_service_gave_no_answer(tmp_path):
+    """docs (hil.md): a job out of time says "what the service last said of the job, or that it said
+    nothing yet when the job's time was shorter than timeout_s / 2, when the client first asks"; a job
+    sent again was asked about just before (ServiceClient), so silence then is no answer to a question."""
+    address, ready, done = f"ipc://{tmp_path / 's'}", threading.Event(), threading.Event()
+
+    def service():  # (answers the first request with a corrupted reply, then nothing)
+        with _fake_router(address, ready) as (router, signer):
+            if router.poll(10_000):
+                routing_id, *frames = router.recv_multipart()
+                request = decode(frames, signer).header
+                header = new_header("result", reply_to=request["nonce"], job=request["job"], cached=False, run_s=0.0,
+                                    service="0" * 16)
+                router.send_multipart([routing_id, *encode(signer, header, b"ok")[:-1], b"garbled"])
+            done.wait(30)
+
+    server = threading.Thread(target=service)
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "asked", timeout_s=4, attempts=3, backoff_s=0.01,
+                           max_backoff_s=0.01)
+    try:
+        with pytest.raises(dg.ExecutionTimeout, match=r"job 9999 did not finish in time at .* \(no answer from the "
+                                                      r"service: is it running\?\)"):
+            client.request("execute", {"job": "9" * 64}, b"request", expect="result", job_timeout_s=0.8,
+                           what="job 9999")
+    finally:
+        client.close()
+        done.set()
+        server.join(30)
+
+
+def test_a_job_the_service_says_has_finished_while_its_reply_never_came_is_said_to_have_gone_missing(tmp_path):
+    """docs (hil-protocol.md, `probe`): `finished` means the result is cached and the reply was
+    sent; (ServiceClient._await) a probe answered so is "lost" (the result went missing), not a
+    silent service: the attempt ends naming it."""
+    address, ready, done = f"ipc://{tmp_path / 's'}", threading.Event(), threading.Event()
+
+    def service():  # (drops the job's reply; answers its probe: finished)
+        with _fake_router(address, ready) as (router, signer):
+            while not done.is_set():
+                if not router.poll(50):
+                    continue
+                routing_id, *frames = router.recv_multipart()
+                request = decode(frames, signer).header
+                if request["type"] == "probe":
+                    header = new_header("job_state", reply_to=request["nonce"], job=request["job"], state="finished",
+                                        result_bytes=2)
+                    router.send_multipart([routing_id, *encode(signer, header)])
+
+    server = threading.Thread(target=service)
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), "lost", timeout_s=0.6, attempts=1)
+    try:
+        with pytest.raises(dg.BackendUnavailable, match=r"job 8888 failed at .* after 1 attempt \([\d.]+ s\); last: "
+                                                        r"the result went missing \(the job is finished at the "
+                                                        r"service\)"):
+            client.request("execute", {"job": "8" * 64}, b"request", expect="result", job_timeout_s=5,
+                           what="job 8888")
+    finally:
+        client.close()
+        done.set()
+        server.join(30)
