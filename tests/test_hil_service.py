@@ -1400,3 +1400,59 @@ def test_a_job_reply_tells_at_most_20_of_the_devices_warnings():
         service.max_message_bytes, service.service_id = 2**20, "0" * 16
         outcome = service._outcome(SimpleNamespace(kind="execute", job_id="a" * 64))
         assert outcome.header["warnings"] == told[:20] and outcome.payload == b"result bytes"
+
+
+def test_a_client_notices_at_once_that_its_local_service_ended_instead_of_waiting_out_timeout_s():
+    """docs (ServiceClient, `service`): "a wait stops as soon as its process has ended, and it is
+    restarted before the next attempt" (the job the service ended on is not given timeout_s / 2
+    and then timeout_s of silence)."""
+    # (the calibration and two jobs, exit before the third reply)
+    with HilBackend(device="hil-noisy", faults={"exit_after_jobs": 3}, timeout_s=30.0, attempts=2) as backend:
+        requests = _requests(backend, 2)
+        backend.execute(requests[0])
+        started = time.monotonic()
+        backend.execute(requests[1])
+        took = time.monotonic() - started
+        assert backend.local_service.restarts == 1
+    assert took < 15.0, took  # (timeout_s / 2, when a silent service is probed)
+
+
+def test_a_backoff_s_equal_to_max_backoff_s_is_taken():
+    """docs (hil.md): "a `backoff_s` above `max_backoff_s` is refused" (every wait would be the
+    cap); one equal to it is not above it."""
+    backend = HilBackend(backoff_s=0.5, max_backoff_s=0.5)
+    assert (backend.backoff_s, backend.max_backoff_s) == (0.5, 0.5)
+    with pytest.raises(dg.InvalidValueError, match=r"^backoff_s: 0.6 s is above max_backoff_s \(0.5 s\)"):
+        HilBackend(backoff_s=0.6, max_backoff_s=0.5)
+
+
+def test_a_calibration_out_of_time_at_a_silent_service_is_raised_without_greeting_it_first(start_service):
+    """docs (HilBackend._restart_named): "A job out of time is no refusal: greeting a silent service
+    would first wait out every attempt" (here 20 x 0.5 s after a calibration_timeout_s of 1 s)."""
+    service = start_service()
+    network, _ = network_and_inputs(batch=4)
+    with HilBackend(service.address, token=service.token, device="hil-noisy", timeout_s=0.5, attempts=20,
+                    calibration_timeout_s=1.0) as backend:
+        backend.status()  # (greeted while it answers)
+        os.kill(service.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(dg.ExecutionTimeout, match="raise calibration_timeout_s"):
+                backend.calibrate(network, seed=0)
+            took = time.monotonic() - started
+        finally:
+            os.kill(service.pid, signal.SIGCONT)
+    assert took < 5.0, took
+
+
+def test_the_restart_of_a_local_service_is_not_told_again_as_that_of_a_shared_one():
+    """docs (HilBackend._check_same_service): "The restart of a shared service is told (a local
+    one's client restarted it and said so)": no warning that the service at an address was restarted."""
+    with HilBackend(device="hil-noisy", faults={"exit_after_jobs": 3}, timeout_s=5.0, attempts=5) as backend:
+        requests = _requests(backend, 3)
+        with warnings.catch_warnings(record=True) as told:
+            warnings.simplefilter("always")
+            for request in requests:
+                backend.execute(request)
+        assert backend.local_service.restarts == 1
+    assert not [w for w in told if "was restarted" in str(w.message)], [str(w.message) for w in told]
