@@ -5,8 +5,9 @@ from delgrad_core import PluginRegistry, hookimpl
 
 def install_only_backends(monkeypatch, factories: dict, *, distribution: str = "delgrad-local",
                           version: str = "") -> PluginRegistry:
-    """Make a registry of `factories` (backend name -> factory) from one plugin of `distribution`
-    the process-wide one for this test (the built-in datasets, losses and encoders stay); returns it."""
+    """Install, as the process-wide registry for this test, one whose only plugin (from
+    `distribution`) registers `factories` (backend name -> factory); the built-in datasets, losses
+    and encoders stay.  Returns the registry."""
     class Plugin:
         @hookimpl
         def delgrad_register_backends(self, register):
