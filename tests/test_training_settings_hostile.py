@@ -1,6 +1,7 @@
 """Training settings at their edges: what a hostile or unlucky user gives `delgrad train` and the
 `Trainer` API, and what each must end in (a clear refusal, a warning, or the run asked for)."""
 
+import json
 import warnings
 
 import numpy as np
@@ -258,3 +259,63 @@ def test_a_setting_one_side_lacks_differs_as_none_there():
     assert setting_differences({"a": 1}, {"a": 1, "b": 2}) == {"b": (None, 2)}
     assert setting_differences({"a": 1, "b": 2}, {"a": 1}) == {"b": (2, None)}
     assert setting_differences({"a": 1, "b": 2}, {"a": 3}, ignore=("a",)) == {"b": (2, None)}
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    # (docs/model.md §5.4: the published rates and initialisation per delay kind)
+    (dict(hidden=30, delays="none"), dict(weight_lr=0.02, delay_lr=0.0, weight_init_mean=0.5, weight_init_std=1.0)),
+    (dict(hidden=30, delays="axonal"), dict(weight_lr=0.005, delay_lr=0.005, weight_init_mean=1.0,
+                                            weight_init_std=1.0)),
+    (dict(hidden=30, delays="synaptic"), dict(weight_lr=0.01, delay_lr=0.003, weight_init_mean=1.0,
+                                              weight_init_std=1.0)),
+    # (dendritic has no published setting: it takes the axonal one, _config.py)
+    (dict(hidden=30, delays="dendritic"), dict(weight_lr=0.005, delay_lr=0.005, weight_init_mean=1.0,
+                                               weight_init_std=1.0)),
+    # (mixed kinds: those of the first layer with delays, `TrainingConfig.resolved`)
+    (dict(hidden=30, delays=["none", "axonal"]), dict(weight_lr=0.005, delay_lr=0.005, weight_init_mean=1.0)),
+    # (docs/training.md: a synaptic network of at most 5 hidden neurons in all takes 0.015 and 0.01)
+    (dict(hidden=5, delays="synaptic"), dict(weight_lr=0.015, delay_lr=0.01, weight_init_mean=1.0)),
+    (dict(hidden=[3, 3], delays="synaptic"), dict(weight_lr=0.01, delay_lr=0.003)),
+    (dict(hidden=[2, 3], delays="synaptic"), dict(weight_lr=0.015, delay_lr=0.01)),
+    # (docs/training.md: delay_lr may be 0, the delays stay as initialised; only unset rates take a default)
+    (dict(hidden=30, delays="axonal", delay_lr=0.0, weight_init_std=0.0), dict(delay_lr=0.0, weight_init_std=0.0)),
+    (dict(hidden=5, delays="synaptic", delay_lr=0.0), dict(weight_lr=0.015, delay_lr=0.0)),
+])
+def test_unset_learning_rates_and_initialisation_resolve_to_the_published_ones(values, expected):
+    """`None` learning rates/initialisation take the DelGrad default for the chosen delay kind
+    (`TrainingConfig`, docs/model.md §5.4, docs/training.md); a value given stays."""
+    resolved = TrainingConfig(**values).resolved()
+    assert {name: getattr(resolved, name) for name in expected} == expected
+
+
+@pytest.mark.parametrize(("beta1", "beta2", "refused"), [
+    (0.5, 0.25, True),  # (the square equal to adam_beta2: not below it)
+    (0.5, 0.2500001, False),
+    (0.0, 0.0, False),  # (adam_beta1 0: allowed whatever adam_beta2)
+])
+def test_adam_beta1_squared_must_be_below_adam_beta2_unless_it_is_zero(beta1, beta2, refused):
+    """docs/training.md: "`adam_beta1` squared must be below `adam_beta2`, or `adam_beta1` 0"."""
+    if not refused:
+        assert TrainingConfig(adam_beta1=beta1, adam_beta2=beta2).adam_beta1 == beta1
+        return
+    with pytest.raises(InvalidValueError, match=r"^adam_beta1: its square must be below adam_beta2 \(0.25\)"):
+        TrainingConfig(adam_beta1=beta1, adam_beta2=beta2)
+
+
+def test_a_delay_scale_of_exactly_the_least_fraction_of_delay_shift_is_allowed():
+    """The delays must vary "by at least 1e-09 of delay_shift" (the refusal's own words): that much is enough."""
+    assert TrainingConfig(delay_shift=1.0, delay_scale=1e-9).delay_scale == 1e-9
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("weight_init_mean", "x", "weight_init_mean: expected a finite number or a list of them (one per layer), or "
+                              "unset, got 'x'"),
+    ("weight_init_std", [], "weight_init_std: expected a finite number >= 0 or a list of them (one per layer), or "
+                            "unset, got an empty list"),
+])
+def test_a_per_layer_setting_refused_names_both_forms_it_takes(name, value, message):
+    """docs/training.md: `weight_init_mean`/`weight_init_std` take one value or one per layer; a
+    refusal names the field and the allowed values (the module's docstring)."""
+    with pytest.raises(InvalidValueError) as refused:
+        TrainingConfig(**{name: value})
+    assert str(refused.value) == message
