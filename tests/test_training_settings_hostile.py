@@ -319,3 +319,63 @@ def test_a_per_layer_setting_refused_names_both_forms_it_takes(name, value, mess
     with pytest.raises(InvalidValueError) as refused:
         TrainingConfig(**{name: value})
     assert str(refused.value) == message
+
+
+def _nested_list(levels: int) -> list:
+    """A list in a list ... `levels` deep, holding 1."""
+    value = [1]
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_options_nested_exactly_100_levels_deep_are_allowed_and_one_more_is_refused():
+    """The refusal reads "nested more than 100 levels deep": an options table holding lists 99 deep is
+    100 levels (the table the first), allowed; one more level is refused."""
+    assert TrainingConfig(loss_options={"x": _nested_list(99)}, _check_components=False).loss_options == \
+        {"x": _nested_list(99)}
+    with pytest.raises(InvalidValueError, match=r"^loss_options: lists and tables nested more than 100 levels deep$"):
+        TrainingConfig(loss_options={"x": _nested_list(100)}, _check_components=False)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (dict(gradient_slope=None), "gradient_slope: None is not allowed; choose one of observed, nominal"),
+    (dict(delay_parametrisation=None), "delay_parametrisation: None is not allowed; choose one of sigmoid, clip"),
+    (dict(keep_best=1), "keep_best: expected true or false, got 1"),
+    (dict(backend_options={1: 2}), "backend_options: expected a table (dict) of settings, got {1: 2}"),
+])
+def test_a_setting_of_the_wrong_kind_is_refused_naming_it_and_what_it_takes(values, message):
+    """Every field is checked by a declared rule that names the field and the allowed values on
+    failure, wrong types included (the module docstring of delgrad_core/training/_config.py)."""
+    with pytest.raises(InvalidValueError) as refused:
+        TrainingConfig(**values, _check_components=False)
+    assert str(refused.value) == message
+
+
+def test_settings_given_as_tuples_are_stored_as_the_lists_json_gives_back():
+    """The config is one JSON-serialisable record (module docstring): what it holds is what a
+    run's metrics.json gives back, tuples as lists."""
+    config = TrainingConfig(hidden=(3, 2), delays=("none", "axonal", "axonal"), weight_init_mean=(0.5, 1.0, 1.0),
+                            loss_options={"x": (1, 2)}, _check_components=False)
+    settings = config.to_dict()
+    assert json.loads(json.dumps(settings)) == settings
+    assert (settings["hidden"], settings["delays"]) == ([3, 2], ["none", "axonal", "axonal"])
+
+
+def test_a_setting_is_shown_as_json_shortened_to_80_characters():
+    """`shown_setting`: "A setting as JSON, shortened for a one-line message"."""
+    from delgrad_core.training._config import shown_setting
+
+    assert shown_setting({"b": [1, 2], "a": None}) == '{"a": null, "b": [1, 2]}'
+    assert shown_setting("x" * 78) == '"' + "x" * 78 + '"'  # (80 characters: whole)
+    shown = shown_setting("x" * 79)
+    assert len(shown) == 80 and shown == '"' + "x" * 76 + "..."
+
+
+@pytest.mark.parametrize("start", ["\n", "  \t\r\n", "\ufeff\n"])
+def test_a_run_record_after_blank_space_is_read_as_one(tmp_path, start):
+    """`load_config` reads a run's metrics.json (its "config" table) as well as TOML; no TOML
+    document starts with "{" (`_is_json`), blank space and a BOM before it included."""
+    path = tmp_path / "metrics.json"
+    path.write_text(start + json.dumps({"config": {"epochs": 3, "hidden": [4, 2]}}), encoding="utf-8")
+    assert load_config(path) == {"epochs": 3, "hidden": [4, 2]}
