@@ -670,15 +670,21 @@ def test_a_backend_that_cannot_be_reached_now_leaves_the_check_to_the_trials(tmp
     assert (tmp_path / "job.sh").exists()
 
 
-def test_a_local_sweep_whose_backend_cannot_be_reached_starts_no_trial(tmp_path):
-    """(each trial waited for the service in turn, then failed)"""
+def test_a_local_sweep_whose_backend_cannot_be_reached_starts_no_trial(tmp_path, monkeypatch):
+    """(each trial waited for the service in turn, then failed).  The service is asked afresh (an
+    earlier test in this process may have asked the same address: its answer is kept), so the
+    warning that the settings are the default device's comes first, then the one error."""
+    monkeypatch.setattr("delgrad_hil._device._SERVICE_DEVICES", {})
+    monkeypatch.setattr("delgrad_hil._device._UNASKED", set())
     result = cli_runner().invoke(main, [
         "sweep", "--hidden", "3", "--delays", "none", "--seeds", "3", "--epochs", "1", "--backend", "mock-hil",
         "--backend-option", 'address="tcp://127.0.0.1:1"', "--backend-option", "timeout_s=0.3",
         "--backend-option", "attempts=1", "--out", str(tmp_path / "s")], env={"DELGRAD_HIL_TOKEN": "a" * 24})
-    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
-    assert result.output.startswith("Error: the backend cannot be reached now, no trial started: ") and \
-        "tcp://127.0.0.1:1" in result.output, result.output
+    warning, error = result.output.splitlines()
+    assert result.exit_code == 1 and warning.startswith("Warning: backend 'mock-hil': the training settings are "
+                                                        "those of device 'bss2-emulator'"), result.output
+    assert error.startswith("Error: the backend cannot be reached now, no trial started: ") and \
+        "tcp://127.0.0.1:1" in error, result.output
     assert not (tmp_path / "s").exists()
 
 
