@@ -269,3 +269,89 @@ def test_run_trial_takes_numpy_integers_and_refuses_bools_as_the_sweeps_axes_do(
     else:
         metrics = _sweep.run_trial({"epochs": 1}, [3], ["none"], 2, tmp_path, np.int64(1), echo=lambda line: None)
         assert metrics["seed"] == 1
+
+
+def _finished_by_hand(trials, **changes) -> None:
+    """Give each of `trials` a metrics.json as a finished run records it, its config changed by `changes`
+    (a value of None drops the key, as runs recorded before it was)."""
+    from delgrad_core.training import config_with_defaults
+
+    for trial in trials:
+        trial.folder.mkdir(parents=True, exist_ok=True)
+        config = config_with_defaults(trial.settings).resolved().to_dict()
+        for key, value in changes.items():
+            if value is None:
+                config.pop(key)
+            else:
+                config[key] = value
+        (trial.folder / "metrics.json").write_text(json.dumps(
+            {"config": config, "test_accuracy": 0.5, "n_parameters": 1, "wall_seconds": 1.0}))
+
+
+def test_sweep_csv_gives_the_option_columns_of_runs_that_recorded_them_in_another_order_alike(tmp_path):
+    """The option columns hold the options as JSON text (docs/training.md), shared by the trials of
+    a sweep (`_row`): the same options read the same whatever order a run recorded their keys in."""
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._sweep import _row
+    from delgrad_core.training._trials import plan_trials
+
+    (trial,) = plan_trials({"epochs": 1}, [3], ["none"], 1, tmp_path)
+    config = config_with_defaults(trial.settings).resolved().to_dict()
+    columns = []
+    for options in ({"n_threads": 2, "chip": 0}, {"chip": 0, "n_threads": 2}):
+        metrics = {"config": dict(config, backend_options=options, dataset_options=options), "test_accuracy": 0.5,
+                   "n_parameters": 1, "wall_seconds": 1.0}
+        row = _row(trial, metrics)
+        columns.append((row["backend_options"], row["dataset_options"]))
+    assert columns == [('{"chip": 0, "n_threads": 2}', '{"chip": 0, "n_threads": 2}')] * 2
+
+
+def test_sweep_csv_names_the_default_dataset_for_runs_recorded_before_runs_named_theirs(tmp_path):
+    """(a run recorded without a dataset trained on the default one, yin_yang: `TrainingConfig.dataset`)"""
+    from delgrad_core.training._sweep import sweep_rows
+    from delgrad_core.training._trials import plan_trials
+
+    trials = plan_trials({"epochs": 1}, [3], ["none"], 1, tmp_path)
+    _finished_by_hand(trials, dataset=None)
+    assert [(row["dataset"], row["dataset_options"]) for row in sweep_rows(trials)] == [("yin_yang", "{}")]
+
+
+def test_the_sweeps_table_gives_the_median_accuracy_and_the_error_range_in_percent():
+    """(its columns read "median acc %" and "error range %": min..max test error over the seeds)"""
+    from delgrad_core.training._sweep import _table, summarise
+
+    rows = [{"delays": "none", "hidden": 4, "seed": seed, "n_parameters": 28, "test_accuracy": 1.0 - error,
+             "test_error": error} for seed, error in enumerate([0.25, 0.5, 0.125])]
+    header, line = _table(summarise(rows)).splitlines()
+    assert header.split() == ["delays", "hidden", "params", "seeds", "median", "acc", "%", "error", "range", "%"]
+    assert line.split() == ["none", "4", "28", "3", "75.00", "12.50..50.00"]
+
+
+def test_an_incomplete_sweep_without_matplotlib_warns_and_removes_the_earlier_figure(tmp_path, monkeypatch):
+    """docs/training.md: without matplotlib a sweep warns that no plots are written, and an earlier
+    sweep.png is removed with a note; so also when only some of its cells have results."""
+    from delgrad_core.training._sweep import _write_results
+    from delgrad_core.training._trials import plan_trials
+
+    trials = plan_trials({"epochs": 1}, [3, 4], ["none"], 1, tmp_path)
+    _finished_by_hand(trials[:1])
+    (tmp_path / "sweep.png").write_bytes(b"the figure of an earlier collection")
+    _without_matplotlib(monkeypatch)
+    lines = []
+    with pytest.warns(UserWarning, match="no plots written"):
+        _write_results(trials, tmp_path, lines.append)
+    assert not (tmp_path / "sweep.png").exists()
+    assert len(lines) == 1 and lines[0].startswith(f"note: removed {tmp_path / 'sweep.png'}"), lines
+
+
+def test_run_trial_of_a_finished_trial_says_so_and_trains_nothing(tmp_path, monkeypatch):
+    """`run_trial`: a trial finished already returns None (a SLURM task run again says so in its log)."""
+    from delgrad_core.training import _sweep as sweep_module
+
+    out = tmp_path / "sweep"
+    _sweep(out)
+    monkeypatch.setattr(sweep_module, "train_trial", lambda settings, folder: pytest.fail("trained again"))
+    lines = []
+    assert sweep_module.run_trial({"epochs": 1}, [4], ["none"], 1, out, 0, echo=lines.append) is None
+    (trial,) = sweep_module.plan_sweep({"epochs": 1}, [4], ["none"], 1, out)
+    assert lines == [f"{trial.name}: finished already"]
