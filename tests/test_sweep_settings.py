@@ -178,3 +178,16 @@ def test_a_trial_id_is_the_sha256_of_its_settings_as_canonical_json_whatever_the
     expected = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     assert trial_id({"seed": 0, "hidden": [4, 3], "delays": "none"}) == expected
     assert trial_id({"delays": "none", "seed": 0, "hidden": [4, 3]}) == expected
+
+
+def test_a_clash_whose_run_belongs_in_a_folder_that_exists_says_to_keep_one_of_the_two(trial, tmp_path):
+    """(the refusal says to move the run to the folder named after its settings: where that folder
+    exists already, moving it there would take the place of the other; `_clash`)"""
+    _train_in(trial.folder, dict(trial.settings, epochs=2), finish=False)
+    (belongs,) = plan_trials({"epochs": 2}, *GRID, tmp_path)
+    with pytest.raises(RunFolderError) as refused:
+        run_trial({"epochs": 1}, *GRID, tmp_path, 0, echo=lambda line: None)
+    assert f"belongs in {belongs.folder};" in str(refused.value), refused.value
+    belongs.folder.mkdir()
+    with pytest.raises(RunFolderError, match=r"belongs in \S+ \(which exists already: keep one of the two\);"):
+        run_trial({"epochs": 1}, *GRID, tmp_path, 0, echo=lambda line: None)
