@@ -243,6 +243,7 @@ def test_finished_trials_of_another_device_are_left_out_and_a_mix_of_devices_is_
            f"results; remove those run folders and run the sweep again to train them on this device, or run the " \
            f"sweep into a new --out: {folder} (calibrated as 'reference-elsewhere', now as '{own_key}'" in message, \
         message
+    assert "not comparable" not in message, message  # (the run left out is not one of a mix of devices)
     rows = (tmp_path / "s" / "sweep.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("none,3,1,"), rows  # (only the run trained now: seed 1)
     again = cli_runner().invoke(main, arguments)  # (nothing to train: the finished runs are compared)
@@ -354,3 +355,69 @@ def test_a_job_script_that_cannot_be_written_is_not_said_to_keep_finished_runs(t
                                         str(tmp_path / "job.sh")])
     assert result.exit_code == 1 and "No space left on device" in result.output, result.output
     assert "runs that finished are kept" not in result.output
+
+
+def test_a_local_sweep_whose_finished_runs_data_is_missing_here_stops_and_does_not_reuse_them(tmp_path):
+    """`_runs_on_other_data`: only when the trials run elsewhere (a shared cluster) are data files
+    missing here noted and left unchecked; a local sweep cannot check its finished runs' data
+    without them, and stops (it did not write a table of runs it could not check)."""
+    from test_datasets_images import write_mnist_files
+
+    files, empty = tmp_path / "mn", tmp_path / "empty"
+    files.mkdir(), empty.mkdir()
+    write_mnist_files(files, np.random.default_rng(1))
+    arguments = [*SWEEP, "--dataset", "mnist", "--dataset-option", "size=7"]
+    _finished(tmp_path, arguments, env={"DELGRAD_MNIST_DIR": str(files)})
+    before = (tmp_path / "s" / "sweep.csv").read_text()
+    result = cli_runner().invoke(main, [*arguments, "--hidden", "3", "--out", str(tmp_path / "s")],
+                                 env={"DELGRAD_MNIST_DIR": str(empty)})
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert "could not be checked here" not in result.output and str(empty) in result.output, result.output
+    assert (tmp_path / "s" / "sweep.csv").read_text() == before
+
+
+def _device(key: str) -> dict:
+    return {"backend": "reference", "calibration_key": key, "calibration_digest": "0" * 64, "options": {}}
+
+
+@pytest.mark.parametrize(("kept", "trained", "left_out"), [
+    ([_device("a")], [_device("b"), _device("b")], {"kept0": "b"}),
+    ([_device("a")], [_device("b"), _device("c")], {}),  # (the runs trained now disagree: nothing to compare with)
+    ([_device("a")], [None], {}),  # (the runs trained now recorded no device)
+    ([None, _device("a")], [_device("b")], {"kept1": "b"}),  # (a run from before runs recorded their device)
+    ([_device("a")], [], {}),  # (nothing trained now)
+], ids=["other device", "trained disagree", "trained recorded none", "kept recorded none", "nothing trained"])
+def test_kept_runs_are_compared_with_the_one_device_the_runs_trained_now_recorded(kept, trained, left_out):
+    """`_runs_on_other_devices`: the kept runs whose device differs from the one the trials trained
+    now recorded; none if nothing was trained now or those trials disagree among themselves, and a
+    run that recorded no device is not compared (docs/training.md: a kept run of another device is
+    left out)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from delgrad_core.training._sweep import _runs_on_other_devices
+
+    kept_trials = [SimpleNamespace(folder=Path(f"kept{i}")) for i in range(len(kept))]
+    trained_trials = [SimpleNamespace(folder=Path(f"trained{i}")) for i in range(len(trained))]
+    devices = {trial.folder: device for trial, device in zip(kept_trials + trained_trials, kept + trained)}
+    changes = _runs_on_other_devices(devices, kept_trials, trained_trials)
+    assert sorted(changes) == sorted(Path(folder) for folder in left_out)
+    for folder, now in left_out.items():
+        assert "'a'" in changes[Path(folder)] and f"'{now}'" in changes[Path(folder)], changes
+
+
+def test_a_sweep_on_a_shared_cluster_leaves_the_data_check_of_finished_runs_to_where_the_data_is(tmp_path):
+    """(`refuse_unusable_runs`, elsewhere: with --scheduler, data files missing here are noted and not
+    checked, as the workers may read other files; it was not refused before the cluster was asked)"""
+    pytest.importorskip("distributed", reason="needs the dask extra")
+    from test_datasets_images import write_mnist_files
+
+    files, empty = tmp_path / "mn", tmp_path / "empty"
+    files.mkdir(), empty.mkdir()
+    write_mnist_files(files, np.random.default_rng(1))
+    data = ["--dataset", "mnist", "--dataset-option", "size=7"]
+    _finished(tmp_path, [*SWEEP, *data], env={"DELGRAD_MNIST_DIR": str(files)})
+    elsewhere = SWEEP[:-2]  # (without --jobs 1: a usage error beside --scheduler)
+    result = cli_runner().invoke(main, [*elsewhere, *data, "--hidden", "3", "--scheduler", "tcp://127.0.0.1:1",
+                                        "--out", str(tmp_path / "s")], env={"DELGRAD_MNIST_DIR": str(empty)})
+    assert "note: the data of the finished runs could not be checked here" in result.output, result.output
