@@ -658,6 +658,19 @@ def test_what_the_backend_refuses_is_refused_before_any_trial_starts(tmp_path, o
     assert not (tmp_path / "s").exists() and not (tmp_path / "job.sh").exists()
 
 
+@pytest.mark.parametrize("mode", [[], ["--slurm-script", "job.sh"]])
+def test_every_delay_kind_of_a_hidden_size_is_checked_before_any_trial_starts(tmp_path, mode):
+    """`check_runnable` lets the backend check every distinct network: a kind the backend lacks
+    after one it has, at the same hidden size, is refused too (not trial by trial)."""
+    arguments = ["sweep", "--hidden", "3", "--delays", "none,synaptic", "--seeds", "1", "--epochs", "1", "--backend",
+                 "bss2-emulator", *[str(tmp_path / value) if value.endswith(".sh") else value for value in mode],
+                 "--out", str(tmp_path / "s")]
+    result = cli_runner().invoke(main, arguments)
+    assert result.exit_code == 2 and re.search("synaptic-h3-s0-[0-9a-f]+: backend 'bss2-emulator' does not support "
+                                               "delay kind 'synaptic'", result.output), result.output
+    assert not (tmp_path / "s").exists() and not (tmp_path / "job.sh").exists()
+
+
 def test_a_backend_that_cannot_be_reached_now_leaves_the_check_to_the_trials(tmp_path):
     """(a SLURM script could not be written on a login node that cannot reach the device service)"""
     result = cli_runner().invoke(main, [
