@@ -679,10 +679,22 @@ def _replay_refusing_service(address: str, ready: threading.Event, received: lis
             router.send_multipart([routing_id, *encode(signer, header)])
 
 
-def test_a_request_refused_as_a_replay_is_sent_anew_once_and_then_the_refusal_is_raised(tmp_path):
+def _health(client):
+    return client.request("health", expect="health")
+
+
+def _overlapped_job(client):
+    return client.request_many([lambda: ("execute", {"job": "f" * 64}, b"request", "job ffff")], expect="result",
+                               depth=1, job_timeout_s=30)
+
+
+@pytest.mark.parametrize(("send", "sent"), [(_health, "health"), (_overlapped_job, "execute")],
+                         ids=["request", "a job of an overlapped batch"])
+def test_a_request_refused_as_a_replay_is_sent_anew_once_and_then_the_refusal_is_raised(tmp_path, send, sent):
     """docs (ServiceClient): a refusal as a replay may be a message delivered late, so one new message is
     sent (not counted as an attempt); "clocks that disagree fail again": the second refusal is raised
-    as it is, not retried until the attempts are used up."""
+    as it is, not retried until the attempts are used up.  So also for a job of `request_many` (docs/hil.md,
+    "How a run survives faults": "A request refused as a replay is sent anew once")."""
     address, ready, received, done = f"ipc://{tmp_path / 's'}", threading.Event(), [], threading.Event()
     server = threading.Thread(target=_replay_refusing_service, args=(address, ready, received, done))
     server.start()
@@ -690,8 +702,8 @@ def test_a_request_refused_as_a_replay_is_sent_anew_once_and_then_the_refusal_is
     client = ServiceClient(address, Signer(TOKEN.encode()), "clock-off", timeout_s=0.3, attempts=3)
     try:
         with pytest.raises(ProtocolError, match="refused the request: sent 120.0 s behind") as info:
-            client.request("health", expect="health")
-        assert info.value.code == "replayed" and received == ["health", "health"]
+            send(client)
+        assert info.value.code == "replayed" and received == [sent, sent]
     finally:
         client.close()
         done.set()
@@ -909,26 +921,6 @@ def test_an_overlapped_batch_raises_at_once_an_error_answering_a_request_the_ser
         assert time.monotonic() - started < 5  # (half timeout_s)
     finally:
         client.close()
-        server.join(30)
-
-
-def test_a_job_of_an_overlapped_batch_refused_as_a_replay_is_sent_anew_once_and_then_the_refusal_is_raised(tmp_path):
-    """docs (hil.md, "How a run survives faults"): "A request refused as a replay is sent anew once";
-    (ServiceClient.request_many) the job refused in the overlap has had that one sending anew: the
-    next refusal is raised, as with `request`."""
-    address, ready, received, done = f"ipc://{tmp_path / 's'}", threading.Event(), [], threading.Event()
-    server = threading.Thread(target=_replay_refusing_service, args=(address, ready, received, done))
-    server.start()
-    assert ready.wait(10)
-    client = ServiceClient(address, Signer(TOKEN.encode()), "clock-off", timeout_s=0.3, attempts=3)
-    try:
-        with pytest.raises(ProtocolError, match="refused the request: sent 120.0 s behind") as info:
-            client.request_many([lambda: ("execute", {"job": "f" * 64}, b"request", "job ffff")], expect="result",
-                                depth=1, job_timeout_s=30)
-        assert info.value.code == "replayed" and received == ["execute", "execute"]
-    finally:
-        client.close()
-        done.set()
         server.join(30)
 
 
