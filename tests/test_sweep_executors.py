@@ -381,7 +381,7 @@ def test_dask_sweep_equals_the_process_pool_and_reruns_nothing(tmp_path):
 @needs_dask
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_costs_nothing_but_time(tmp_path):
-    settings = {"epochs": 40, "batch_size": 250}
+    settings = {"epochs": 120, "batch_size": 250}
     run_sweep(settings, **GRID, out_dir=tmp_path / "straight", jobs=2, echo=lambda line: None)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                        dashboard_address=None)
