@@ -781,16 +781,16 @@ cdef double _sample_exponentials(Py_ssize_t b, const double[:, ::1] pre_times,
                                  const double[::1] shift,
                                  const double[:, ::1] post_times, const double[:, ::1] delta_post,
                                  double tau_m, double[:, ::1] arrival, double[:, ::1] growth,
-                                 double[:, ::1] spike, double[:, ::1] decay) noexcept nogil:
+                                 double[:, ::1] spike, double[:, ::1] decay, double[::1] last_spike) noexcept nogil:
     """Per-sample factors of x_ij = e^{-(t_j - a_ij)/tau_m} = decay_j growth_i for the layer-wide
     backward pass, measured from the sample's first arrival t_ref: arrival a_i = t_i + d_ir at the
     `reference` neuron r and
     growth_i = e^{(a_i - t_ref)/tau_m} (0 if the input is silent); spike_j = t_j - c_j, the spike
     time seen against a_i (-inf where no gradient is wanted: silent neuron or zero dL/dt_j) and
-    decay_j = e^{-(spike_j - t_ref)/tau_m} (0 unless spike_j > t_ref).  Returns the span of
-    these times in units of tau_m (0 without arrivals)."""
+    decay_j = e^{-(spike_j - t_ref)/tau_m} (0 unless spike_j > t_ref); last_spike = max_j spike_j.
+    Returns the span of these times in units of tau_m (0 without arrivals)."""
     cdef Py_ssize_t i, j
-    cdef double t_ref = INFINITY, last = -INFINITY, a, t
+    cdef double t_ref = INFINITY, last = -INFINITY, latest_spike = -INFINITY, a, t
     for i in range(pre_times.shape[1]):
         a = pre_times[b, i] + delays[i, reference]
         arrival[b, i] = a
@@ -809,9 +809,11 @@ cdef double _sample_exponentials(Py_ssize_t b, const double[:, ::1] pre_times,
             spike[b, j] = t
             decay[b, j] = exp(-(t - t_ref) / tau_m) if t > t_ref else 0.0
             last = max(last, t)
+            latest_spike = max(latest_spike, t)
         else:
             spike[b, j] = -INFINITY
             decay[b, j] = 0.0
+    last_spike[b] = latest_spike
     return (last - t_ref) / tau_m if isfinite(last) else 0.0
 
 
@@ -1004,10 +1006,11 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
     growth = np.empty((n_batch, n_pre))
     spike = np.empty((n_batch, n_post))
     decay = np.empty((n_batch, n_post))
+    last_spike = np.empty(n_batch)
     with nogil, parallel(num_threads=n_threads):
         for b in prange(n_batch, schedule='static'):
             span[b] = _sample_exponentials(b, pre_times, delays, reference, shift, post_times, delta_post,
-                                           tau_m[0], arrival, growth, spike, decay)
+                                           tau_m[0], arrival, growth, spike, decay, last_spike)
     for b in range(n_batch):
         if span[b] > _SPAN_LIMIT:
             return False
@@ -1033,11 +1036,6 @@ def backward_layer_shared(const double[:, ::1] pre_times, const double[:, ::1] w
             _raise_handlers_exception()
         if n_near > 0:  # (the per-synapse pass compares each spike with the neuron's own arrivals)
             return False
-        last_spike = np.empty(n_batch)
-        for b in range(n_batch):
-            last_spike[b] = -INFINITY
-            for j in range(n_post):
-                last_spike[b] = max(last_spike[b], spike[b, j])
         with nogil, parallel(num_threads=n_threads):
             for block in prange((n_pre + _ROW_BLOCK - 1) // _ROW_BLOCK, schedule='guided'):
                 if _interrupted(&interrupt, threadid()):
