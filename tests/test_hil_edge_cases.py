@@ -372,25 +372,38 @@ def _fake_service(address: str, payload_sizes: list, ready: threading.Event):
             router.send_multipart([routing_id, *encode(signer, header, b"r" * size)])
 
 
+@contextlib.contextmanager
+def _client_of(service, address: str, ready: threading.Event, name: str, *, done=None, **options):
+    """A ServiceClient `name` (with `options`) of the fake `service`, run in a thread that sets
+    `ready` once it listens at `address`; at the end the client is closed, `done` (if given) set
+    and the thread joined."""
+    server = threading.Thread(target=service)
+    server.start()
+    assert ready.wait(10)
+    client = ServiceClient(address, Signer(TOKEN.encode()), name, **options)
+    try:
+        yield client
+    finally:
+        client.close()
+        if done is not None:
+            done.set()
+        server.join(30)
+
+
 def test_a_result_at_the_reply_limit_arrives_and_a_larger_reply_is_said_to_be_too_large(tmp_path):
     """(the service refused results above 4 x its limit, the client replies above it, header
     included: a result just under the limit was sent, then dropped as "corrupted")"""
     address, limit = f"ipc://{tmp_path / 's'}", 10_000
     ready = threading.Event()
-    server = threading.Thread(target=_fake_service, args=(address, [4 * limit, 4 * limit + 2**16 + 1], ready))
-    server.start()
-    assert ready.wait(10)
-    client = ServiceClient(address, Signer(TOKEN.encode()), "at-the-limit", timeout_s=10, attempts=1)
-    client.max_message_bytes = limit  # (as a service's welcome says)
-    try:
+    sizes = [4 * limit, 4 * limit + 2**16 + 1]
+    with _client_of(lambda: _fake_service(address, sizes, ready), address, ready, "at-the-limit", timeout_s=10,
+                    attempts=1) as client:
+        client.max_message_bytes = limit  # (as a service's welcome says)
         reply = client.request("execute", {"job": "a" * 64}, b"request", expect="result")
         assert len(reply.payload) == 4 * limit
         with pytest.raises(dg.BackendError, match=r"sent a reply of [\d,]+ bytes, too large: a client takes up to "
                                                   r"[\d,]+ bytes .* run the batch in smaller jobs"):
             client.request("execute", {"job": "b" * 64}, b"request", expect="result")
-    finally:
-        client.close()
-        server.join(30)
 
 
 def test_a_result_that_could_not_be_sent_is_refused_before_it_runs(start_service):
@@ -696,18 +709,11 @@ def test_a_request_refused_as_a_replay_is_sent_anew_once_and_then_the_refusal_is
     as it is, not retried until the attempts are used up.  So also for a job of `request_many` (docs/hil.md,
     "How a run survives faults": "A request refused as a replay is sent anew once")."""
     address, ready, received, done = f"ipc://{tmp_path / 's'}", threading.Event(), [], threading.Event()
-    server = threading.Thread(target=_replay_refusing_service, args=(address, ready, received, done))
-    server.start()
-    assert ready.wait(10)
-    client = ServiceClient(address, Signer(TOKEN.encode()), "clock-off", timeout_s=0.3, attempts=3)
-    try:
+    with _client_of(lambda: _replay_refusing_service(address, ready, received, done), address, ready, "clock-off",
+                    done=done, timeout_s=0.3, attempts=3) as client:
         with pytest.raises(ProtocolError, match="refused the request: sent 120.0 s behind") as info:
             send(client)
         assert info.value.code == "replayed" and received == [sent, sent]
-    finally:
-        client.close()
-        done.set()
-        server.join(30)
 
 
 def test_a_service_of_another_protocol_version_is_named_as_such(tmp_path):
@@ -800,17 +806,11 @@ def test_a_reply_whose_payload_frame_alone_is_above_the_reply_limit_is_said_to_b
     address, limit = f"ipc://{tmp_path / 's'}", 10_000
     ready = threading.Event()
     # (a payload frame alone some 64 KiB above the largest reply a client takes, header and all)
-    server = threading.Thread(target=_fake_service, args=(address, [4 * limit + 2 * 2**16], ready))
-    server.start()
-    assert ready.wait(10)
-    client = ServiceClient(address, Signer(TOKEN.encode()), "above-the-limit", timeout_s=3, attempts=1)
-    client.max_message_bytes = limit  # (as a service's welcome says)
-    try:
+    with _client_of(lambda: _fake_service(address, [4 * limit + 2 * 2**16], ready), address, ready, "above-the-limit",
+                    timeout_s=3, attempts=1) as client:
+        client.max_message_bytes = limit  # (as a service's welcome says)
         with pytest.raises(dg.BackendError, match=r"sent a reply of [\d,]+ bytes, too large: a client takes up to "):
             client.request("execute", {"job": "b" * 64}, b"request", expect="result")
-    finally:
-        client.close()
-        server.join(30)
 
 
 def test_a_client_reaches_a_service_at_an_ipv6_literal_address():
@@ -867,18 +867,11 @@ def test_a_job_of_an_overlapped_batch_sent_again_counts_as_a_retry(tmp_path):
                                         run_s=0.0, service="0" * 16)
                     router.send_multipart([routing_id, *encode(signer, header, b"ok")])
 
-    server = threading.Thread(target=service)
-    server.start()
-    assert ready.wait(10)
-    client = ServiceClient(address, Signer(TOKEN.encode()), "overlapped", timeout_s=0.3, attempts=2, backoff_s=0.01,
-                           max_backoff_s=0.01)
-    try:
+    with _client_of(service, address, ready, "overlapped", timeout_s=0.3, attempts=2, backoff_s=0.01,
+                    max_backoff_s=0.01) as client:
         replies = client.request_many([lambda: ("execute", {"job": "d" * 64}, b"request", "job dddd")], expect="result",
                                       depth=1, job_timeout_s=10)
         assert [reply.payload for reply in replies] == [b"ok"] and client.retries == 1
-    finally:
-        client.close()
-        server.join(30)
 
 
 def test_an_overlapped_batch_longer_than_timeout_s_whose_replies_keep_coming_is_not_retried(start_service):
@@ -909,19 +902,12 @@ def test_an_overlapped_batch_raises_at_once_an_error_answering_a_request_the_ser
                 header = new_header(fields.pop("type"), reply_to=None, **fields)
                 router.send_multipart([routing_id, *encode(signer, header, None)])
 
-    server = threading.Thread(target=service)
-    server.start()
-    assert ready.wait(10)
-    client = ServiceClient(address, Signer(TOKEN.encode()), "unreadable", timeout_s=10, attempts=1)
-    started = time.monotonic()
-    try:
+    with _client_of(service, address, ready, "unreadable", timeout_s=10, attempts=1) as client:
+        started = time.monotonic()
         with pytest.raises(ProtocolError, match="refused the request: could not read it"):
             client.request_many([lambda: ("execute", {"job": "e" * 64}, b"request", "job eeee")], expect="result",
                                 depth=1, job_timeout_s=30)
         assert time.monotonic() - started < 5  # (half timeout_s)
-    finally:
-        client.close()
-        server.join(30)
 
 
 def test_a_job_sent_again_whose_time_runs_out_in_silence_says_the_service_gave_no_answer(tmp_path):
@@ -940,20 +926,12 @@ def test_a_job_sent_again_whose_time_runs_out_in_silence_says_the_service_gave_n
                 router.send_multipart([routing_id, *encode(signer, header, b"ok")[:-1], b"garbled"])
             done.wait(30)
 
-    server = threading.Thread(target=service)
-    server.start()
-    assert ready.wait(10)
-    client = ServiceClient(address, Signer(TOKEN.encode()), "asked", timeout_s=4, attempts=3, backoff_s=0.01,
-                           max_backoff_s=0.01)
-    try:
+    with _client_of(service, address, ready, "asked", done=done, timeout_s=4, attempts=3, backoff_s=0.01,
+                    max_backoff_s=0.01) as client:
         with pytest.raises(dg.ExecutionTimeout, match=r"job 9999 did not finish in time at .* \(no answer from the "
                                                       r"service: is it running\?\)"):
             client.request("execute", {"job": "9" * 64}, b"request", expect="result", job_timeout_s=0.8,
                            what="job 9999")
-    finally:
-        client.close()
-        done.set()
-        server.join(30)
 
 
 def test_a_job_the_service_says_has_finished_while_its_reply_never_came_is_said_to_have_gone_missing(tmp_path):
@@ -974,17 +952,9 @@ def test_a_job_the_service_says_has_finished_while_its_reply_never_came_is_said_
                                         result_bytes=2)
                     router.send_multipart([routing_id, *encode(signer, header)])
 
-    server = threading.Thread(target=service)
-    server.start()
-    assert ready.wait(10)
-    client = ServiceClient(address, Signer(TOKEN.encode()), "lost", timeout_s=0.6, attempts=1)
-    try:
+    with _client_of(service, address, ready, "lost", done=done, timeout_s=0.6, attempts=1) as client:
         with pytest.raises(dg.BackendUnavailable, match=r"job 8888 failed at .* after 1 attempt \([\d.]+ s\); last: "
                                                         r"the result went missing \(the job is finished at the "
                                                         r"service\)"):
             client.request("execute", {"job": "8" * 64}, b"request", expect="result", job_timeout_s=5,
                            what="job 8888")
-    finally:
-        client.close()
-        done.set()
-        server.join(30)
