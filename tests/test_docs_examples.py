@@ -109,3 +109,17 @@ def test_the_bss2_example_runs_with_the_network_and_inputs_it_describes():
              "inputs": np.repeat(np.random.default_rng(0).uniform(0.15, 2.0, (10, 4)), 5, axis=1)}
     exec(compile(_python_example("docs/bss2.md", "import delgrad_core as dg"), "docs/bss2.md", "exec"), names)
     assert names["result"].metadata["chip_seconds"] > 0 and names["result"].arrival_times is not None
+
+
+def test_the_nir_example_round_trips_a_network(tmp_path, monkeypatch):
+    pytest.importorskip("nir")
+    import delgrad_core as dg
+
+    monkeypatch.chdir(tmp_path)
+    given = dg.Network.feedforward([4, 5, 3], delay_kind="axonal", seed=1, delay_value=0.3)
+    names = {"network": given}
+    exec(compile(_python_example("docs/nir.md", "from delgrad_core.nir import"), "docs/nir.md", "exec"), names)
+    for before, after in zip(given.layers, names["network"].layers):
+        np.testing.assert_allclose(after.projection.weights, before.projection.weights, rtol=1e-12)
+        np.testing.assert_allclose(after.projection.delays, before.projection.delays, rtol=1e-12)
+    assert (tmp_path / "net.nir").is_file()
