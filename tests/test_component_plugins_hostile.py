@@ -424,15 +424,53 @@ def test_a_loss_gradient_within_10_percent_of_the_derivative_is_not_warned_of(pl
         _trained_loss("close")(*_times_and_labels())
 
 
-def test_a_loss_failing_with_another_value_error_is_not_told_to_copy_its_inputs(plugin_and_reference):
-    """(the advice "compute on a copy" belongs to numpy's read-only refusal alone)"""
+@pytest.mark.parametrize("error", [ValueError("operands could not be broadcast together"),
+                                   PermissionError("the cache folder is read-only")])
+def test_a_loss_failing_with_another_error_is_not_told_to_copy_its_inputs(plugin_and_reference, error):
+    """(the advice "compute on a copy" belongs to numpy's read-only refusal alone, a ValueError)"""
     def failing(times, labels):
-        raise ValueError("operands could not be broadcast together")
+        raise error
 
     plugin_and_reference(delgrad_register_losses=lambda register: register("failing", lambda: failing))
-    with pytest.raises(PluginError, match="operands could not be broadcast together") as raised:
+    with pytest.raises(PluginError, match=str(error)) as raised:
         _trained_loss("failing")(*_times_and_labels())
-    assert "read-only" not in str(raised.value) and "copy" not in str(raised.value)
+    assert "compute on a copy" not in str(raised.value)
+
+
+def test_a_loss_answering_integers_is_taken_and_one_nan_among_its_values_is_named(plugin_and_reference):
+    per_sample = np.zeros(40)
+    per_sample[7] = np.nan
+    plugin_and_reference(delgrad_register_losses=lambda register: (
+        register("counting", lambda: lambda times, labels: LossResult(np.ones(len(times), int),
+                                                                      np.zeros(np.shape(times), int))),
+        register("holey", lambda: lambda times, labels: LossResult(per_sample, np.zeros(np.shape(times))))))
+    assert _trained_loss("counting")(*_times_and_labels()).per_sample.tolist() == [1] * 40
+    with pytest.raises(PluginError, match=r"^loss 'holey' from 'delgrad-careless': its per_sample contains NaN or "
+                                          r"inf \(a silent output neuron must give a finite loss without gradient\)$"):
+        _trained_loss("holey")(*_times_and_labels())
+
+
+def _linear_loss(silent_gradient=0.0):
+    """A loss of the sum of a sample's spike times (its exact gradient: 1 / batch size), with
+    `silent_gradient` for silent outputs."""
+    def loss(times, labels):
+        spiking = np.isfinite(times)
+        return LossResult(np.where(spiking, times, 0.0).sum(axis=1),
+                          np.where(spiking, 1.0, silent_gradient) / len(times))
+
+    return lambda: loss
+
+
+@pytest.mark.parametrize("offset, silent_gradient", [(1e12, 0.0), (0.0, 5.0)])
+def test_a_right_loss_gradient_is_not_warned_of_at_late_times_nor_for_what_it_gives_silent_outputs(
+        plugin_and_reference, offset, silent_gradient):
+    """(the finite differences step with the spike times, and silent outputs have no derivative to
+    compare a gradient with)"""
+    plugin_and_reference(delgrad_register_losses=lambda register: register("linear", _linear_loss(silent_gradient)))
+    times, labels = _times_and_labels()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _trained_loss("linear")(times + offset, labels)
 
 
 @pytest.mark.parametrize("name", ["squared", "crossentropy"])
@@ -587,3 +625,21 @@ def test_an_encoder_with_a_repeat_method_or_none_has_no_copies_to_check(plugin_a
     config = config_with_defaults({"dataset": "yin_yang", "encoder": "repeating"})
     assert component("encoder", "repeating", config, {}).copies is None
     assert component("encoder", "latency", config_with_defaults({"dataset": "yin_yang"}), {"repeat": 3}).copies == 3
+
+
+def test_an_encoders_numpy_integer_counts_are_taken_as_integers_and_a_numpy_bool_is_refused(plugin_and_reference):
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    class Counted(_Encoder):
+        repeat = np.int64(2)
+
+        def n_inputs(self, n_features):
+            return np.int64(n_features) if n_features else np.True_
+
+    plugin_and_reference(delgrad_register_encoders=lambda register: register("counted", Counted))
+    encoder = component("encoder", "counted", config_with_defaults({"dataset": "yin_yang", "encoder": "counted"}), {})
+    assert (encoder.copies, encoder.n_inputs(4)) == (2, 4)
+    assert type(encoder.copies) is int and type(encoder.n_inputs(4)) is int
+    with pytest.raises(PluginError, match=r"n_inputs\(0\) returned (np\.)?True_?, not a positive integer$"):
+        encoder.n_inputs(0)
