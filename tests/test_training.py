@@ -1492,6 +1492,35 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
         load_dataset("renamed", "train")
 
 
+def test_a_plugin_losss_settings_reach_each_parameter_once_and_say_which_they_miss(monkeypatch):
+    """(a setting away from its default is what holds, no "own default" is named; an option beside it,
+    even at the setting's default, is refused; keyword-only parameters take their settings too; of two
+    training settings given as options the first is named; a loss taking none of the settings says so)"""
+    class KeywordOnly(_PluginLoss):
+        def __init__(self, *, alpha=0.5):
+            super().__init__(alpha)
+
+    class Bare:
+        def __call__(self, output_times, labels):
+            return dg.ShiftInvariantSquaredError()(output_times, labels)
+
+    from delgrad_core.training._components import component
+
+    _register_plugin_components(monkeypatch, delgrad_register_losses=lambda register: (
+        register("mine", _PluginLoss), register("keyword", KeywordOnly), register("bare", Bare)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for loss in ("mine", "keyword"):
+            assert component("loss", loss, TrainingConfig(**SHORT, loss=loss, loss_alpha=0.7), {}).loss.alpha == 0.7
+    with pytest.raises(dg.InvalidValueError, match="^loss_options: set loss_alpha instead of the option alpha"):
+        TrainingConfig(**SHORT, loss="mine", loss_alpha=0.7, loss_options={"alpha": 0.005})
+    with pytest.raises(dg.InvalidValueError, match=r"^loss_options: loss 'mine' has no parameter epochs; epochs is a "):
+        TrainingConfig(**SHORT, loss="mine", loss_options={"seed": 7, "epochs": 3})
+    with pytest.warns(UserWarning, match=r"^loss 'bare' has no parameter delta: loss_delta = 0.3 is not used \(of "
+                                         r"these settings it takes none of them\)$"):
+        component("loss", "bare", TrainingConfig(**SHORT, loss="bare", loss_delta=0.3), {})
+
+
 @pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
 @pytest.mark.parametrize(("n_classes", "width_px"), [(3, 3 * 4 * 120), (5, 5 * 4 * 120), (10, 6 * 120), (12, 6 * 120)])
 def test_spike_time_plots_of_many_classes_are_one_panel(tmp_path, n_classes, width_px):
