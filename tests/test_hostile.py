@@ -706,6 +706,107 @@ def test_a_new_run_refuses_a_folder_of_other_files_and_leaves_them_alone(tmp_pat
     assert sorted(p.name for p in copied.iterdir()) == [".lock", "checkpoint.npz", "history.jsonl"]
 
 
+def test_a_folder_locked_by_a_process_that_wrote_no_name_is_in_use_by_another_process(tmp_path):
+    """A lock held by a process that has not written its name yet is told as another process's."""
+    import fcntl
+
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("")
+    with open(run / ".lock") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        assert RunFolder(run).writer() == "another process"
+        with pytest.raises(dg.FolderInUseError, match=f"^{re.escape(str(run))}: in use by another process; wait"):
+            with RunFolder(run).claim(resume=False):
+                pass
+
+
+def test_a_claimed_folder_names_its_writer_and_a_free_one_none(tmp_path):
+    """`RunFolder.writer` names the process holding the folder, and nobody once it is let go."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    with RunFolder(run).claim(resume=False) as claimed:
+        claimed.append_history({"epoch": 1})
+        assert RunFolder(run).writer() == f"process {os.getpid()}"
+    assert RunFolder(run).writer() is None and (run / ".lock").exists()
+
+
+@pytest.mark.parametrize(("names", "listed"), [("abc", "a, b, c"), ("abcde", "a, b, c and 2 more")])
+def test_a_folder_of_other_files_lists_the_first_three(tmp_path, names, listed):
+    """Other files in the way of a new run are named, the first three and how many more, before and at the claim."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in names:
+        (mine / name).write_text("")
+    assert RunFolder(mine).in_the_way() == f"holds other files ({listed})"
+    with pytest.raises(dg.RunFolderError, match=re.escape(f"{mine}: holds other files ({listed}), which a run")):
+        with RunFolder(mine).claim(resume=False):
+            pass
+
+
+def test_a_folder_that_takes_no_new_files_is_refused_when_claimed(tmp_path, monkeypatch):
+    """A folder whose lock file opens but where no file can be made (e.g. a read-only file
+    system) is refused by the claim, not after an epoch of training."""
+    from delgrad_core.training import _run_folder
+    from delgrad_core.training._run_folder import RunFolder
+
+    def read_only(path, text):
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(_run_folder, "atomic_write_text", read_only)
+    with pytest.raises(dg.RunFolderError, match=f"{tmp_path / 'run'}: cannot write here \\(Read-only file system\\)"):
+        with RunFolder(tmp_path / "run").claim(resume=False):
+            pass
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_holding_only_a_killed_runs_lock_goes_when_nothing_is_written_in_it(tmp_path):
+    """A folder that holds only the lock file of a killed run was made for a run: a refused claim removes it."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("process 4242")
+    with pytest.raises(dg.RunFolderError, match="no checkpoint.npz to resume from"):
+        with RunFolder(run).claim(resume=True):
+            pass
+    assert not run.exists()
+
+
+def test_a_folder_holding_only_a_network_holds_a_run_that_cannot_be_resumed(tmp_path):
+    """A network file alone is a run's (never overwritten); without a checkpoint, resuming it is
+    not offered."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "network.npz").write_bytes(b"precious")
+    with pytest.raises(dg.RunFolderError, match=f"^{re.escape(str(run))}: already holds a run \\(network.npz\\); "
+                                                "choose another folder$"):
+        with RunFolder(run).claim(resume=False):
+            pass
+    assert (run / "network.npz").read_bytes() == b"precious"
+
+
+def test_resuming_a_folder_killed_before_its_first_checkpoint_is_refused_and_keeps_its_history(tmp_path):
+    """A resume with nothing to resume from changes nothing: the history of a run killed before its first checkpoint
+    stays (only a new run takes that folder over)."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.jsonl").write_text('{"epoch": 1}\n')
+    with pytest.raises(dg.RunFolderError, match="no checkpoint.npz to resume from"):
+        with RunFolder(run).claim(resume=True):
+            pass
+    assert (run / "history.jsonl").read_text() == '{"epoch": 1}\n'
+
+
 def test_results_are_readable_by_others(tmp_path):
     process = _delgrad(tmp_path, *TRAIN, "--out", "run")
     assert process.returncode == 0, process.stderr
