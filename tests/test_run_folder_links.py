@@ -97,3 +97,33 @@ def test_a_sweep_folder_whose_results_are_links_is_refused(tmp_path):
     assert result.exit_code == 1, result.output
     assert f"sweep.csv is a symbolic link to {elsewhere}" in result.output, result.output
     assert elsewhere.read_text() == "another sweep's table\n"
+
+
+@pytest.mark.parametrize(("linked", "first", "others"), [
+    (["checkpoint.npz", "history.jsonl"], "checkpoint.npz", "history.jsonl is a symbolic link too"),
+    (["checkpoint.npz", "history.jsonl", "metrics.json", "network.npz", ".lock", "a.png", "b.png", "c.png"], "a.png",
+     "b.png, c.png, checkpoint.npz, history.jsonl, metrics.json and 2 more are symbolic links too"),
+], ids=["two", "eight"])
+def test_a_folder_of_linked_run_files_names_the_first_links_and_counts_the_rest(tmp_path, linked, first, others):
+    """Linked run files are refused naming the first link (hidden names last) and the next five, counting the
+    rest."""
+    original = tmp_path / "original"
+    original.mkdir()
+    for name in linked:
+        (original / name).write_text("")
+    copy = tmp_path / "copy"
+    _linked_copy(original, copy)
+    with pytest.raises(RunFolderError) as refused:
+        with RunFolder(copy).claim(resume=True):
+            pass
+    assert str(refused.value).startswith(f"{copy}: {first} is a symbolic link to {original / first}; {others}; writing "
+                                         "there would change the files they point to, but")
+
+
+def test_a_new_folder_inside_a_link_to_a_folder_is_made_where_the_link_points(tmp_path):
+    """A link to a folder on the way to a new run folder is followed (only a link to nothing is refused)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with RunFolder(tmp_path / "link" / "run").claim(resume=False) as claimed:
+        claimed.append_history({"epoch": 1})
+    assert (tmp_path / "real" / "run" / "history.jsonl").is_file()
