@@ -176,27 +176,45 @@ def test_a_trial_folder_a_run_cannot_start_in_is_refused_before_any_trial(tmp_pa
     assert not trials[0].folder.exists()
 
 
+def _trial_with_metrics(tmp_path, **changes):
+    """The planned trial of a one-trial sweep, whose folder holds a finished run's metrics.json
+    (with `changes`) and a network file."""
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._trials import plan_trials
+
+    (trial,) = plan_trials({"epochs": 1}, [3], ["none"], 1, tmp_path / "s")
+    config = config_with_defaults(trial.settings).resolved().to_dict()
+    metrics = {"config": config, "test_accuracy": 0.5, "n_parameters": 21, "wall_seconds": 1.0, **changes}
+    trial.folder.mkdir(parents=True)
+    (trial.folder / "metrics.json").write_text(json.dumps(metrics))
+    (trial.folder / "network.npz").write_bytes(b"")  # (only its presence is checked here)
+    return trial
+
+
 @pytest.mark.parametrize("damage", ["settings not a table", "accuracy above 1", "accuracy below 0"])
 def test_a_finished_run_whose_metrics_are_not_a_runs_is_refused_as_damaged(tmp_path, damage):
     """A metrics.json whose settings are no table, or whose test accuracy is no fraction, is not
     the metrics of a finished run: refused before any trial starts (remove it to train again),
     not taken as a result nor as a run of other settings."""
     from delgrad_core import RunFolderError
-    from delgrad_core.training import config_with_defaults
     from delgrad_core.training._sweep import refuse_unusable_runs
-    from delgrad_core.training._trials import plan_trials
 
-    (trial,) = plan_trials({"epochs": 1}, [3], ["none"], 1, tmp_path / "s")
-    config = config_with_defaults(trial.settings).resolved().to_dict()
-    metrics = {"config": config, "test_accuracy": 0.5, "n_parameters": 21, "wall_seconds": 1.0}
-    metrics.update({"settings not a table": {"config": "edited"}, "accuracy above 1": {"test_accuracy": 1.5},
-                    "accuracy below 0": {"test_accuracy": -0.5}}[damage])
-    trial.folder.mkdir(parents=True)
-    (trial.folder / "metrics.json").write_text(json.dumps(metrics))
-    (trial.folder / "network.npz").write_bytes(b"")  # (only its presence is checked here)
+    trial = _trial_with_metrics(tmp_path, **{"settings not a table": {"config": "edited"},
+                                             "accuracy above 1": {"test_accuracy": 1.5},
+                                             "accuracy below 0": {"test_accuracy": -0.5}}[damage])
     with pytest.raises(RunFolderError, match=re.escape(f"{trial.folder / 'metrics.json'}: not the metrics of a "
                                                        "finished run")):
         refuse_unusable_runs([trial])
+
+
+@pytest.mark.parametrize("accuracy", [0, 1, 1.0])
+def test_a_finished_run_whose_every_test_sample_was_wrong_or_right_is_taken(tmp_path, accuracy):
+    """A test accuracy of exactly 0 or 1 is a finished run's (a row of the sweep's table), not a damaged one."""
+    from delgrad_core.training._sweep import refuse_unusable_runs, sweep_rows
+
+    trial = _trial_with_metrics(tmp_path, test_accuracy=accuracy)
+    refuse_unusable_runs([trial], echo=lambda line: None)
+    assert [row["test_accuracy"] for row in sweep_rows([trial])] == [accuracy]
 
 
 @pytest.mark.parametrize("axes", [([2], ["none"], 0), ([], ["none"], 1), ([2], [], 1)])
