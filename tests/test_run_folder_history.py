@@ -390,3 +390,19 @@ def test_a_run_whose_history_line_failed_to_be_written_resumes_from_its_last_che
     with Trainer(TrainingConfig(**SHORT, epochs=2, seed=3), out_dir=tmp_path, resume=True) as resumed:
         assert resumed.epoch == 1 and [m.epoch for m in resumed.history] == [1]
         assert [m.epoch for m in resumed.fit(progress=False)] == [1, 2]
+
+
+def test_a_history_line_nested_too_deeply_or_a_history_too_short_is_refused_naming_the_file(tmp_path):
+    """The history is read back only as the JSON records of the checkpoint's epochs: a line nested
+    too deeply for the JSON reader, or fewer lines than epochs, is a `FileFormatError` naming
+    history.jsonl and what to do."""
+    folder = RunFolder(tmp_path)
+    folder.history_file.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(dg.FileFormatError, match=re.escape(f"{folder.history_file}: line 1 is not valid JSON (nested "
+                                                           "too deeply); a run resumes only with the history")):
+        folder.read_history(1)
+    folder.history_file.write_text('{"epoch": 1}\n')
+    assert folder.read_history(1) == [{"epoch": 1}]
+    with pytest.raises(dg.FileFormatError, match=re.escape(f"{folder.history_file}: has 1 lines, the checkpoint "
+                                                           "checkpoint.npz is of epoch 2; a run resumes only")):
+        folder.read_history(2)

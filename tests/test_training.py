@@ -1270,6 +1270,8 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     ({"epoch": 5, "epochs_recorded": 1}, "records 1 epochs of history for 5 trained"),
     ({"best_epoch": 7}, "the state's best_epoch is 7, after its last epoch 1"),
     ({"best_validation_accuracy": 1.5}, "the state's best_validation_accuracy is 1.5"),
+    ({"elapsed_seconds": None}, "the state's elapsed_seconds is None"),  # (only bump_level may be null)
+    ({"best_epoch": True}, "the state's best_epoch is True"),  # (a boolean is no count, though Python takes it for 1)
     # (a traceback; numpy 1 took it, reduced modulo 2**128, and the run resumed)
     ({"rng": "negative"}, r"inconsistent checkpoint \((OverflowError: .*|ValueError: .* state is out of its range)\)"),
     # (numpy 2 takes a fraction, truncated: the run resumed from another random state than the one recorded)
