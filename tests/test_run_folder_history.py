@@ -406,3 +406,15 @@ def test_a_history_line_nested_too_deeply_or_a_history_too_short_is_refused_nami
     with pytest.raises(dg.FileFormatError, match=re.escape(f"{folder.history_file}: has 1 lines, the checkpoint "
                                                            "checkpoint.npz is of epoch 2; a run resumes only")):
         folder.read_history(2)
+
+
+def test_an_epoch_record_that_is_not_strict_json_is_never_appended_to_the_history(tmp_path):
+    """A record holding a value JSON cannot hold (NaN, an infinity) is refused, not written as a bare NaN that
+    strict JSON readers of history.jsonl reject."""
+    folder = RunFolder(tmp_path)
+    folder.append_history({"epoch": 1, "train_loss": 0.5})
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="JSON"):
+            folder.append_history({"epoch": 2, "train_loss": value})
+    records = [json.loads(line) for line in folder.history_file.read_text().splitlines()]
+    assert records == [{"epoch": 1, "train_loss": 0.5}]
