@@ -16,7 +16,7 @@ from delgrad_core._npz import NpzArchive, json_array, write_npz
 from delgrad_core.cli import main
 from delgrad_core.training import Trainer, TrainingConfig
 from delgrad_core.training._history import epoch_metrics, history_digest
-from delgrad_core.training._run_folder import RunFolder
+from delgrad_core.training._run_folder import STATE_KEY, RunFolder
 
 SHORT = dict(hidden=4, delays="none", batch_size=250)
 
@@ -418,3 +418,20 @@ def test_an_epoch_record_that_is_not_strict_json_is_never_appended_to_the_histor
             folder.append_history({"epoch": 2, "train_loss": value})
     records = [json.loads(line) for line in folder.history_file.read_text().splitlines()]
     assert records == [{"epoch": 1, "train_loss": 0.5}]
+
+
+def test_a_checkpoints_epoch_and_settings_are_read_checked(tmp_path):
+    """`RunFolder.checkpoint_epoch`: 0 without a checkpoint; the epoch of a checkpoint saved before the first epoch
+    (every count 0) or after one; a damaged checkpoint is a `FileFormatError` naming it, not an epoch."""
+    folder = RunFolder(tmp_path)
+    assert folder.checkpoint_epoch() == 0 and folder.checkpoint_settings() == {}
+    state = {"epoch": 0, "epochs_recorded": 0, "best_epoch": 0, "elapsed_seconds": 0, "best_validation_accuracy": -1,
+             "bump_level": None, "config": {"epochs": 3}}
+    folder.write_checkpoint({STATE_KEY: json_array(state)})
+    assert folder.checkpoint_epoch() == 0 and folder.checkpoint_settings() == {"epochs": 3}
+    folder.write_checkpoint({STATE_KEY: json_array({**state, "epoch": 1, "epochs_recorded": 1, "best_epoch": 1})})
+    assert folder.checkpoint_epoch() == 1
+    folder.write_checkpoint({STATE_KEY: json_array({**state, "epoch": 2})})
+    with pytest.raises(dg.FileFormatError, match=re.escape(f"{folder.checkpoint}: the state records 0 epochs of "
+                                                           "history for 2 trained")):
+        folder.checkpoint_epoch()
