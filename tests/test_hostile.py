@@ -778,6 +778,21 @@ def test_a_folder_holding_only_a_killed_runs_lock_goes_when_nothing_is_written_i
     assert not run.exists()
 
 
+def test_a_users_empty_folder_stays_after_claims_that_wrote_nothing(tmp_path):
+    """A folder the user made is left, empty, by a claim that wrote nothing in it or was refused."""
+    from delgrad_core.training._run_folder import RunFolder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with RunFolder(mine).claim(resume=False):
+        pass
+    assert mine.is_dir() and list(mine.iterdir()) == []
+    with pytest.raises(dg.RunFolderError, match="no checkpoint.npz to resume from"):
+        with RunFolder(mine).claim(resume=True):
+            pass
+    assert mine.is_dir() and list(mine.iterdir()) == []
+
+
 def test_a_folder_holding_only_a_network_holds_a_run_that_cannot_be_resumed(tmp_path):
     """A network file alone is a run's (never overwritten); without a checkpoint, resuming it is
     not offered."""
