@@ -13,7 +13,8 @@ _EXPORTS = {
     "delgrad_core._version": ["__version__"],
     "delgrad_core._errors": [
         "DelgradError", "InvalidValueError", "UnsupportedNetworkError", "UnknownOptionError", "FileFormatError",
-        "RunFolderError", "FolderInUseError", "BackendError", "BackendUnavailable", "ExecutionTimeout", "CalibrationError", "InvalidResultError",
+        "RunFolderError", "FolderInUseError", "BackendError", "BackendUnavailable", "ExecutionTimeout",
+        "CalibrationError", "InvalidResultError",
         "PluginError", "PluginLoadError", "DuplicateNameError", "UnknownNameError",
     ],
     "delgrad_core._ir": ["DelayKind", "Layer", "Network", "NeuronParameters", "Population", "Projection"],

@@ -350,7 +350,8 @@ class Backend(abc.ABC):
         self._check_open()
         if isinstance(request, ExecutionRequest):
             if input_spike_times is not None or calibration is not None or seed is not None:
-                raise InvalidValueError("execute: pass either an ExecutionRequest or network, inputs, calibration, seed")
+                raise InvalidValueError("execute: pass either an ExecutionRequest or network, inputs, calibration, "
+                                        "seed")
         elif not isinstance(request, Network):
             raise InvalidValueError(f"request: expected an ExecutionRequest, or a Network with input_spike_times, got "
                                     f"{type(request).__name__}")

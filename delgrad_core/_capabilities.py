@@ -119,7 +119,8 @@ class Capabilities:
         set_ = object.__setattr__
         kinds = self.delay_kinds
         if isinstance(kinds, (str, DelayKind)):
-            raise InvalidValueError("Capabilities.delay_kinds: expected a collection of delay kinds, got a single value")
+            raise InvalidValueError("Capabilities.delay_kinds: expected a collection of delay kinds, "
+                                    "got a single value")
         set_(self, "delay_kinds", frozenset(DelayKind.parse(k, "Capabilities.delay_kinds") for k in kinds))
         if not self.delay_kinds:
             raise InvalidValueError("Capabilities.delay_kinds: expected at least one delay kind (a backend without "
@@ -142,7 +143,8 @@ class Capabilities:
             low, high = bounds if len(bounds) == 2 else (math.nan, math.nan)
             if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
                 raise InvalidValueError(
-                    f"Capabilities.delay_range: expected None or (min, max) with 0 <= min <= max, got {self.delay_range!r}"
+                    "Capabilities.delay_range: expected None or (min, max) with 0 <= min <= max, "
+                    f"got {self.delay_range!r}"
                 )
             set_(self, "delay_range", (low, high))
             if self.delay_resolution is not None:

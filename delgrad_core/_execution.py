@@ -69,7 +69,8 @@ class ExecutionRequest:
                                     f"{np.shape(self.input_spike_times)}")
         set_(self, "input_spike_times", immutable_copy(times))
         if self.calibration is not None and not isinstance(self.calibration, Calibration):
-            raise InvalidValueError(f"calibration: expected a Calibration or None, got {type(self.calibration).__name__}")
+            raise InvalidValueError(f"calibration: expected a Calibration or None, "
+                                    f"got {type(self.calibration).__name__}")
         set_(self, "seed", check_seed(self.seed))
 
     def __reduce__(self):  # (pickle and deepcopy build it anew: read-only again, its digest computed again)

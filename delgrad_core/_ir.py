@@ -382,7 +382,8 @@ class Projection(_Freezable):
             self._remember_if_read_only()
             return
         if self.delays is None:
-            raise InvalidValueError(f"{self.name}.delays: missing; delay kind {self.delay_kind.value!r} needs shape {shape}")
+            raise InvalidValueError(f"{self.name}.delays: missing; delay kind {self.delay_kind.value!r} "
+                                    f"needs shape {shape}")
         self.delays = _float_array(self.delays, f"{self.name}.delays", shape)
         if (self.delays < 0).any():
             raise InvalidValueError(f"{self.name}.delays: must be >= 0, got min {float(self.delays.min())!r}")
@@ -493,7 +494,8 @@ class Network(_Freezable):
         if self.input.neuron is not None:
             raise InvalidValueError(f"{self.input.name}.neuron: the input population has no neuron parameters")
         if not isinstance(self.layers, list):
-            raise InvalidValueError(f"Network.layers: expected a list of Layer objects, got {type(self.layers).__name__}")
+            raise InvalidValueError(f"Network.layers: expected a list of Layer objects, "
+                                    f"got {type(self.layers).__name__}")
         if not self.layers:
             raise InvalidValueError("Network.layers: needs at least one layer")
         n_pre = self.input.size
@@ -568,7 +570,8 @@ class Network(_Freezable):
         neuron = check_type(neuron, NeuronParameters, "neuron") if neuron is not None else NeuronParameters()
         kinds = delay_kind if isinstance(delay_kind, (list, tuple)) else [delay_kind] * (len(sizes) - 1)
         if len(kinds) != len(sizes) - 1:
-            raise InvalidValueError(f"delay_kind: expected one kind or {len(sizes) - 1} (one per layer), got {len(kinds)}")
+            raise InvalidValueError(f"delay_kind: expected one kind or {len(sizes) - 1} (one per layer), "
+                                    f"got {len(kinds)}")
         kinds = [DelayKind.parse(kind) for kind in kinds]
         layers = []
         names = [f"hidden{i}" for i in range(1, len(sizes) - 1)] + ["output"]

@@ -63,9 +63,11 @@ def _output_times(output_times) -> np.ndarray:
     """Validate output spike times: 2-d float64, finite or +inf."""
     times = real_array(output_times, "output_times")
     if times.ndim != 2 or times.shape[1] == 0:
-        raise InvalidValueError(f"output_times: expected shape (batch, n_outputs) with n_outputs >= 1, got {times.shape}")
+        raise InvalidValueError(f"output_times: expected shape (batch, n_outputs) with n_outputs >= 1, "
+                                f"got {times.shape}")
     if np.any(np.isnan(times) | (times == -np.inf)):
-        raise InvalidValueError("output_times: contains NaN or -inf (allowed: finite times, or +inf for silent neurons)")
+        raise InvalidValueError("output_times: contains NaN or -inf (allowed: finite times, "
+                                "or +inf for silent neurons)")
     return times
 
 

@@ -85,7 +85,8 @@ def _check_node_types(nir, graph) -> None:
             cycle = _find_cycle(node.nodes, _edges(node))
             if cycle:
                 raise NIRConversionError(
-                    f"node {key!r} is a recurrent subgraph (cycle {' -> '.join(cycle)}); delgrad networks are feed-forward"
+                    f"node {key!r} is a recurrent subgraph (cycle {' -> '.join(cycle)}); "
+                    "delgrad networks are feed-forward"
                 )
             raise NIRConversionError(f"node {key!r} is a nested NIRGraph; delgrad imports one flat graph")
         if name in _UNSUPPORTED:
@@ -100,7 +101,8 @@ def _single(graph, node_type) -> str:
     keys = [key for key, node in graph.nodes.items() if isinstance(node, node_type)]
     if len(keys) != 1:
         raise NIRConversionError(
-            f"expected exactly one {node_type.__name__} node, found {len(keys)} ({', '.join(map(repr, keys)) or 'none'})"
+            f"expected exactly one {node_type.__name__} node, found {len(keys)} "
+            f"({', '.join(map(repr, keys)) or 'none'})"
         )
     return keys[0]
 

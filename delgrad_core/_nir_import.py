@@ -260,8 +260,9 @@ def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, 
         raise NIRConversionError(f"{where}: tau_syn and tau_mem must be > 0")
     if np.any(p["v_leak"] != 0):
         raise NIRConversionError(
-            f"{where}: v_leak = {float(p['v_leak'][p['v_leak'] != 0][0])!r}, but delgrad's neuron rests at 0 and NIR does "
-            "not say whether a neuron starts at v_leak or at 0; shift v_leak, v_threshold and v_reset to v_leak = 0"
+            f"{where}: v_leak = {float(p['v_leak'][p['v_leak'] != 0][0])!r}, but delgrad's neuron rests at 0 "
+            "and NIR does not say whether a neuron starts at v_leak or at 0; shift v_leak, v_threshold and v_reset "
+            "to v_leak = 0"
         )
     if np.any(p["v_threshold"] <= 0):
         raise NIRConversionError(f"{where}: v_threshold must be above the resting potential 0")

@@ -59,7 +59,8 @@ _MAX_HEADER_CHARS = 10_000
 _MAGIC_PREFIX, _MAGIC_LENGTH = b"\x93NUMPY", 8  # then the format version's two bytes
 _MAX_HEADER_BYTES = _MAGIC_LENGTH + 4 + _MAX_HEADER_CHARS
 _WRITTEN_HEADER = re.compile(
-    r"\{'descr': '([<>|=]?[a-zA-Z][0-9]*)', 'fortran_order': (True|False), 'shape': \(((?:[0-9]+, )*[0-9]+,?)?\), \} *\n")
+    r"\{'descr': '([<>|=]?[a-zA-Z][0-9]*)', 'fortran_order': (True|False), "
+    r"'shape': \(((?:[0-9]+, )*[0-9]+,?)?\), \} *\n")
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -197,7 +197,8 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(f"{split} accuracy on {target.name}: {100 * report['accuracy']:.2f} % ({report['n_samples']} samples)")
+        click.echo(f"{split} accuracy on {target.name}: {100 * report['accuracy']:.2f} % "
+                   f"({report['n_samples']} samples)")
     if not stored and not config_file:
         click.echo(f"note: {network_file} is a network file, which holds no encoding: evaluated with the "
                    "default encoder settings (--config gives those it was trained with)", err=True)

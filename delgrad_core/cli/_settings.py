@@ -377,7 +377,8 @@ def run_settings(path: Path) -> tuple[Path, dict, dict]:
         if path.is_dir():
             writer = folder.writer()
             running = f"; {writer} is writing it: evaluate it when that run has finished" if writer else ""
-            raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test accuracy){running}")
+            raise InvalidValueError(f"{path}: not a finished run folder (no metrics.json with a test "
+                                    f"accuracy){running}")
         return network_file, {}, {}
     if not network_file.is_file():
         raise InvalidValueError(f"{path}: the run folder has no network file ({network_file.name}); it was deleted "

@@ -68,7 +68,8 @@ def _refuse_sweep_axes(settings: dict) -> None:
               help="Where trials run: a local process pool, or Dask (pip install 'delgrad[dask]').")
 @click.option("--scheduler", metavar="ADDRESS",
               help="With --executor dask: join this scheduler instead of starting a local cluster.")
-@click.option("--trial", type=click.IntRange(min=0), help="Run (or resume) only trial number N here (SLURM array tasks).")
+@click.option("--trial", type=click.IntRange(min=0),
+              help="Run (or resume) only trial number N here (SLURM array tasks).")
 @click.option("--slurm-script", type=click.Path(dir_okay=False, path_type=Path),
               help="Write an sbatch --array script that runs this sweep one trial per task, and exit.")
 @SET_OPTION

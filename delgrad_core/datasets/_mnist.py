@@ -114,7 +114,8 @@ def _how_to_get(source: _Source) -> str:
     names = ", ".join(f"{stem}.gz" for pair in _FILES.values() for stem in pair)
     lines = [f"To get the {source.title} files:"]
     if source.debian_package is not None:
-        lines.append(f"  - on Debian: apt-get install {source.debian_package} (installs them in {source.debian_dir}), or")
+        lines.append(f"  - on Debian: apt-get install {source.debian_package} "
+                     f"(installs them in {source.debian_dir}), or")
     mirror = f" (or its mirror {source.mirror_url})" if source.mirror_url else ""
     lines.append(f"  - download {names} from {source.download_url}{mirror} into a directory,")
     lines.append(
@@ -152,7 +153,8 @@ def _find_files(source: _Source, part: str, directory: str | os.PathLike | None)
             shown = repr(str(where)) if str(where) != str(where).strip() else str(where)  # (a stray space shows)
             problem = "" if where.is_dir() else "; not a directory" if where.exists() else "; no such directory"
             place = f"in {shown} ({how}{problem})"
-        raise DatasetFilesNotFoundError(f"{source.title}: missing {' and '.join(missing)} {place}.\n{_how_to_get(source)}")
+        raise DatasetFilesNotFoundError(f"{source.title}: missing {' and '.join(missing)} {place}.\n"
+                                        f"{_how_to_get(source)}")
     return found[0], found[1]
 
 
@@ -170,7 +172,8 @@ def _read_images_and_labels(images_path: Path, labels_path: Path, n_classes: int
             f"{images_path}: expected uint8 images of shape (n, {side}, {side}), got {images.dtype.name} {images.shape}"
         )
     if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DatasetFileError(f"{labels_path}: expected a 1-d array of uint8 labels, got {labels.dtype.name} {labels.shape}")
+        raise DatasetFileError(f"{labels_path}: expected a 1-d array of uint8 labels, "
+                               f"got {labels.dtype.name} {labels.shape}")
     if labels.shape[0] != images.shape[0]:
         raise DatasetFileError(
             f"{labels_path}: holds {labels.shape[0]} labels but {images_path} holds {images.shape[0]} images"
@@ -198,7 +201,8 @@ def _check_size(size: int | None) -> None:
 
 def _load(source: _Source, split: str, directory: str | os.PathLike | None, size: int | None) -> Dataset:
     if not isinstance(split, str) or split not in MNIST_SPLITS:
-        raise InvalidValueError(f"split: unknown {source.title} split {split!r}; choose one of {', '.join(MNIST_SPLITS)}")
+        raise InvalidValueError(f"split: unknown {source.title} split {split!r}; "
+                                f"choose one of {', '.join(MNIST_SPLITS)}")
     _check_size(size)
     part = "test" if split == "test" else "train"
     images, labels = _read_images_and_labels(*_find_files(source, part, directory), len(source.class_names),

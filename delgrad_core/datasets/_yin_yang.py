@@ -109,8 +109,9 @@ def yin_yang_samples(
     checked_number(seed, "seed", 0, 2**32 - 1, integer=True, optional="fresh entropy")  # (numpy's RandomState)
     r_small, r_big = _radii(r_small, r_big)
     if r_small < r_big / _SMALLEST_DOT:  # (the sampler draws about (r_big / r_small)^2 / 1.6 points per dot sample)
-        raise InvalidValueError(f"r_small: expected a value from r_big / {_SMALLEST_DOT} to r_big / 2 ({r_big / _SMALLEST_DOT:g} "
-                                f"to {0.5 * r_big:g}): a smaller dot takes the rejection sampler hours, got {r_small!r}")
+        raise InvalidValueError(f"r_small: expected a value from r_big / {_SMALLEST_DOT} to r_big / 2 "
+                                f"({r_big / _SMALLEST_DOT:g} to {0.5 * r_big:g}): a smaller dot takes the rejection "
+                                f"sampler hours, got {r_small!r}")
     rng = np.random.RandomState(seed)
     points = np.empty((int(n_samples), 2))
     labels = np.empty(int(n_samples), dtype=np.int64)

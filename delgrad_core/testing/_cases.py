@@ -14,7 +14,8 @@ from delgrad_core._numbers import checked_number
 from delgrad_core._propagation import forward
 
 __all__ = ["BATCH_SIZE", "ConformanceCase", "DelayLines", "batch_within", "conformance_cases", "delay_lines",
-           "drive_scale", "input_copies", "input_lines", "input_times", "make_network", "supported_setting", "within_layers"]
+           "drive_scale", "input_copies", "input_lines", "input_times", "make_network", "supported_setting",
+           "within_layers"]
 
 BATCH_SIZE = 32
 _DEFAULT_RATIOS = (2.0, 1.0, 1.5)

@@ -184,8 +184,10 @@ def _judged_by(backend) -> list[str]:
         ("max_median_error", "min_silence_agreement", "causality_tolerance")  # (max_median_error: arrivals too)
     loosened = [f"{name} {getattr(profile, name):g} (default {getattr(default, name):g})" for name in names
                 if getattr(profile, name) != getattr(default, name)]
-    lines = [f"judged {'exactly' if exact else 'statistically'}, with its own " + ", ".join(loosened)] if loosened else []
-    return lines + [f"declares {check!r} unsupported, skipped: {reason}" for check, reason in profile.unsupported.items()]
+    lines = ([f"judged {'exactly' if exact else 'statistically'}, with its own " + ", ".join(loosened)]
+             if loosened else [])
+    return lines + [f"declares {check!r} unsupported, skipped: {reason}"
+                    for check, reason in profile.unsupported.items()]
 
 
 @pytest.fixture(scope="session")

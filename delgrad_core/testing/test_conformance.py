@@ -9,9 +9,10 @@ tolerances of the backend's `ConformanceProfile`), causality (no neuron spikes b
 arrive), observed arrival times, jobs of one sample and layers of one neuron, a job without a
 calibration where none is needed, every delay of the declared range (`delay_lines`), inputs in
 copies where the backend takes them (`input_copies`: one delay per input), and that one
-epoch of exact gradients at the backend's times lowers the loss.  Checks the backend declares unsupported are skipped with its reason, and so are
-checks whose network it refuses (a capability it lacks, or its resources).  A `calibrate` that
-raises is one error; the other checks that need a calibration are skipped.
+epoch of exact gradients at the backend's times lowers the loss.  Checks the backend declares
+unsupported are skipped with its reason, and so are checks whose network it refuses (a
+capability it lacks, or its resources).  A `calibrate` that raises is one error; the other
+checks that need a calibration are skipped.
 
 Every assert carries its message: pytest does not rewrite the asserts of this module when it is
 loaded by an editable install's import hook.
@@ -250,7 +251,8 @@ def test_name_and_capabilities(delgrad_backend, request):
     if registration.details.get("capabilities") is None:
         return
     if not selected_backend(request.config)[1]:
-        assert registration.capabilities == caps, "the capabilities registered with the plugin differ from the backend's"
+        assert registration.capabilities == caps, ("the capabilities registered with the plugin differ from the "
+                                                   "backend's")
         return
     # (with options the cases follow the backend built with them; the registered capabilities, which
     # `delgrad backends` shows, are those of the backend built without any)
@@ -836,8 +838,9 @@ def test_delays_over_the_declared_range(delgrad_backend, calibration, kind_name)
         pytest.skip("no two neurons that spike fit the declared size and weight limits")
     _require_supported(delgrad_backend, lines.network())
     allowed = (caps.delay_resolution / 2 if caps.delay_resolution is not None else 0.0) + 1e-9 * (1 + lines.delays)
-    uniform = np.array([_line_delays(delgrad_backend.represent_checked(lines.network(np.full(lines.delays.size, delay))))
-                        for delay in lines.delays])  # (one delay on every line: a backend sharing delays keeps it)
+    uniform = np.array([
+        _line_delays(delgrad_backend.represent_checked(lines.network(np.full(lines.delays.size, delay))))
+        for delay in lines.delays])  # (one delay on every line: a backend sharing delays keeps it)
     moved = np.abs(uniform - lines.delays[:, None]).max(axis=1) > allowed
     assert not moved.any(), (f"{kind_name} delays {np.round(lines.delays[moved], 4).tolist()} tau_s, inside the "
                              f"declared delay_range, are represented as {np.round(uniform[moved, 0], 4).tolist()}: "
@@ -849,7 +852,8 @@ def test_delays_over_the_declared_range(delgrad_backend, calibration, kind_name)
     assert np.isfinite(ideal).all(), "suite error: a delay line is silent in the ideal model"
     with _resources_permitting():
         through_spread, through_shortest = (
-            delgrad_backend.execute(network, lines.input_spike_times, calibration=calibration, seed=0).layer_spike_times[0]
+            delgrad_backend.execute(network, lines.input_spike_times, calibration=calibration,
+                                    seed=0).layer_spike_times[0]
             for network in (lines.network(), lines.network(shortest)))
     shifts = through_spread - through_shortest
     shifts[~(np.isfinite(through_spread) & np.isfinite(through_shortest))] = np.inf

@@ -690,8 +690,8 @@ def load_config(path: str | Path) -> dict:
             raise InvalidValueError(f"{path}: [train] must be a table")
         if len(values) > 1:
             others = sorted(key for key in values if key != "train")
-            raise InvalidValueError(f"{path}: settings outside the [train] table would be ignored: {', '.join(others)}; "
-                                    "put every setting in [train] or none")
+            raise InvalidValueError(f"{path}: settings outside the [train] table would be ignored: "
+                                    f"{', '.join(others)}; put every setting in [train] or none")
         values = values["train"]
     flat = {}
     for key, value in values.items():

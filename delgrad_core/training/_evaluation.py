@@ -70,7 +70,8 @@ def output_spike_times(backend, network, input_spike_times: np.ndarray, calibrat
     chunk = min(batch_size or largest, largest)
     per_call, outputs = max(1, EVALUATION_CHUNK // chunk) * chunk, []
     for start in range(0, len(input_spike_times), per_call):
-        results = results_in_jobs(backend, ran, input_spike_times[start:start + per_call], calibration, next_seed, chunk)
+        results = results_in_jobs(backend, ran, input_spike_times[start:start + per_call], calibration, next_seed,
+                                  chunk)
         outputs.extend(result.output_spike_times for result in results)
     if not outputs:
         return np.empty((0, network.layers[-1].population.size))

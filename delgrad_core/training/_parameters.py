@@ -124,9 +124,9 @@ def _check_network_fits(network: Network, config: TrainingConfig) -> None:
     hidden = [layer.population.size for layer in network.layers[:-1]]
     kinds = [layer.projection.delay_kind.value for layer in network.layers]
     if hidden != config.hidden_sizes or kinds != config.delay_kinds:
-        raise InvalidValueError(f"config: hidden {config.hidden_sizes} and delays {config.delay_kinds} describe another "
-                                f"network than the one given (hidden {hidden}, delays {kinds}); give the config of "
-                                "that network (build_network(config, ...) makes it)")
+        raise InvalidValueError(f"config: hidden {config.hidden_sizes} and delays {config.delay_kinds} describe "
+                                f"another network than the one given (hidden {hidden}, delays {kinds}); give the "
+                                "config of that network (build_network(config, ...) makes it)")
 
 
 class TrainableNetwork:

@@ -37,8 +37,8 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-__all__ = ["RunFolder", "network_file_digest", "folder_lock", "STATE_KEY", "checked_state", "stored_settings", "history_line",
-           "remove_stale_temporaries", "is_accuracy", "first_few"]
+__all__ = ["RunFolder", "network_file_digest", "folder_lock", "STATE_KEY", "checked_state", "stored_settings",
+           "history_line", "remove_stale_temporaries", "is_accuracy", "first_few"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -467,8 +467,8 @@ class RunFolder:
                                      "another folder")
             others = self._other_files()
             if not resume and others:
-                raise RunFolderError(f"{self.path}: holds other files ({first_few(others)}), which a run could overwrite; "
-                                     "choose a new or empty folder")
+                raise RunFolderError(f"{self.path}: holds other files ({first_few(others)}), which a run could "
+                                     "overwrite; choose a new or empty folder")
             yield self
 
     def _history_lines(self) -> list[bytes]:

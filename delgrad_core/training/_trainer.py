@@ -294,7 +294,8 @@ class Trainer:
         if not len(dataset):
             raise InvalidValueError(f"evaluate: dataset: split {dataset.split!r} of {dataset.name!r} holds no samples")
         check_fits_dataset(self.network, self.encoder.n_inputs(dataset.n_features), dataset.n_classes,
-                           what=f"evaluate: the trainer's network (for dataset {dataset.name!r}, split {dataset.split!r})")
+                           what=f"evaluate: the trainer's network (for dataset {dataset.name!r}, "
+                                f"split {dataset.split!r})")
         if seed is None:
             return self._evaluation(dataset, self._inspection_seed)
         jobs = np.random.default_rng(seed)
