@@ -125,8 +125,8 @@ class Bss2EmulatorBackend(Backend):
         at seed 0), the median spike-time error of every layer stays below 0.13 tau and
         silent/spiking agrees in at least 89 %: declared with margin.  (The comparator's offset,
         which calibration leaves, dominates: without it, 0.024 tau and 97.8 %.)  Uncalibrated,
-        spike times carry the raw fixed-pattern spread (median error up to 0.44 tau on chips 0-4): no agreement is claimed;
-        the arrivals carry the uncalibrated delay offsets (median distance from t + d up to
+        spike times carry the raw fixed-pattern spread (median error up to 0.44 tau on chips 0-4):
+        no agreement is claimed; the arrivals carry the uncalibrated delay offsets (median distance from t + d up to
         0.043 tau), declared as 0.08."""
         if not self.calibrated:
             return ConformanceProfile(max_median_error=0.08, unsupported={

@@ -153,22 +153,26 @@ class ChipConfig:
                 object.__setattr__(self, spec.name, checked_number(value, spec.name, low, _LARGEST.get(spec.name),
                                                                    low_open=spec.name in positive))
         if self.weight_max > _WEIGHT_STORAGE_MAX:
-            raise InvalidValueError(f"weight_max: a job stores weights in 8 bits, expected at most {_WEIGHT_STORAGE_MAX}, "
-                                    f"got {self.weight_max}")
+            raise InvalidValueError(f"weight_max: a job stores weights in 8 bits, expected at most "
+                                    f"{_WEIGHT_STORAGE_MAX}, got {self.weight_max}")
         if self.synapse_rows < 2:
             raise InvalidValueError(f"synapse_rows: a signed input needs 2 rows, got {self.synapse_rows}")
         if self.neuron_circuits % 2:
-            raise InvalidValueError(f"neuron_circuits: must be even (delay elements take pairs), got {self.neuron_circuits}")
+            raise InvalidValueError(f"neuron_circuits: must be even (delay elements take pairs), "
+                                    f"got {self.neuron_circuits}")
         if self.register_min > self.register_max:
-            raise InvalidValueError(f"register_min: must be <= register_max ({self.register_max}), got {self.register_min}")
+            raise InvalidValueError(f"register_min: must be <= register_max ({self.register_max}), "
+                                    f"got {self.register_min}")
         self._check_potentials()
         offset_steps = self.delay_offset_us / self.register_step_us
         if offset_steps > _REGISTER_STEPS_MAX:
             raise InvalidValueError(f"delay_offset_us: {self.delay_offset_us!r} us is {offset_steps:.3g} register "
-                                    f"steps (register_step_us {self.register_step_us!r}); at most {_REGISTER_STEPS_MAX}")
+                                    f"steps (register_step_us {self.register_step_us!r}); "
+                                    f"at most {_REGISTER_STEPS_MAX}")
         if abs(offset_steps - round(offset_steps)) > 1e-9:
             raise InvalidValueError(f"delay_offset_us: must be a whole number of register steps "
-                                    f"({self.register_step_us} us) so that delays lie on one grid, got {self.delay_offset_us}")
+                                    f"({self.register_step_us} us) so that delays lie on one grid, "
+                                    f"got {self.delay_offset_us}")
         self._check_weight_scale()
         for name, largest in (("neuron_circuits", _CIRCUITS_MAX), ("synapse_rows", _CIRCUITS_MAX),
                               ("register_max", _REGISTER_STEPS_MAX)):
@@ -179,16 +183,18 @@ class ChipConfig:
                                ("delay_offset_spread_us", self.delay_offset_spread_us)):
             if not value_us < self.slot_us:
                 raise InvalidValueError(f"{name}: must be shorter than the sample slot ({self.slot_tau:g} tau = "
-                                        f"{self.slot_us:g} us, options slot_tau and tau_us), got {getattr(self, name)!r}")
+                                        f"{self.slot_us:g} us, options slot_tau and tau_us), "
+                                        f"got {getattr(self, name)!r}")
         if self.slot_us / self.timestamp_us > _SLOT_TICKS_MAX:
             raise InvalidValueError(f"timestamp_us: at least {self.slot_us / _SLOT_TICKS_MAX:.3g} us (the sample slot, "
                                     f"{self.slot_us:g} us, in at most 2**52 clock ticks), got {self.timestamp_us!r}")
         self._check_potential_spreads()
         for name in ("tau_m_spread_rel", "tau_s_spread_rel", "gain_spread_rel"):
             if getattr(self, name) > _MAX_LOG_SPREAD:
-                raise InvalidValueError(f"{name}: at most {_MAX_LOG_SPREAD:g} (a log-normal spread; beyond, uncalibrated "
-                                        "circuits reach time-constant ratios outside the 0.01 to 1e6 that the spike-time "
-                                        f"solver serves, or gains of overflowing size), got {getattr(self, name)!r}")
+                raise InvalidValueError(f"{name}: at most {_MAX_LOG_SPREAD:g} (a log-normal spread; beyond, "
+                                        "uncalibrated circuits reach time-constant ratios outside the 0.01 to 1e6 that "
+                                        "the spike-time solver serves, or gains of overflowing size), "
+                                        f"got {getattr(self, name)!r}")
         self._check_noise_and_delays()
 
     def _check_potentials(self) -> None:
@@ -206,12 +212,12 @@ class ChipConfig:
         if not lowest <= self.leak_cadc <= highest:
             raise InvalidValueError(f"leak_cadc: expected {lowest:g}..{highest:g} CADC, got {self.leak_cadc:g}: the "
                                     f"calibration reads the leak with the potential readout (0..{CADC_MAX} CADC) and "
-                                    f"times the membrane's decay from {MEMBRANE_KICK_CADC:g} CADC above it; lower, a leak "
-                                    "below its target reads 0 wherever it lies; higher, the decay saturates")
+                                    f"times the membrane's decay from {MEMBRANE_KICK_CADC:g} CADC above it; lower, a "
+                                    "leak below its target reads 0 wherever it lies; higher, the decay saturates")
         if not self.threshold_cadc >= self.leak_cadc + _POTENTIAL_MARGIN_CADC:
-            raise InvalidValueError(f"threshold_cadc: must lie at least {_POTENTIAL_MARGIN_CADC:g} CADC above leak_cadc "
-                                    f"({self.leak_cadc:g}; calibration leaves each within 1.5 CADC of its target), got "
-                                    f"{self.threshold_cadc:g}")
+            raise InvalidValueError(f"threshold_cadc: must lie at least {_POTENTIAL_MARGIN_CADC:g} CADC above "
+                                    f"leak_cadc ({self.leak_cadc:g}; calibration leaves each within 1.5 CADC of its "
+                                    f"target), got {self.threshold_cadc:g}")
 
     def _check_potential_spreads(self) -> None:
         """The spreads of the uncalibrated leak and threshold (model units) at most a sixth of the
@@ -221,8 +227,9 @@ class ChipConfig:
         for name in ("leak_spread", "threshold_spread"):
             if getattr(self, name) > largest:
                 raise InvalidValueError(f"{name}: at most {largest:.4g} (a sixth of the readout's {CADC_MAX} CADC, at "
-                                        f"{self.cadc_per_unit:.4g} CADC per model unit: beyond, uncalibrated potentials "
-                                        f"commonly lie outside what the readout measures), got {getattr(self, name)!r}")
+                                        f"{self.cadc_per_unit:.4g} CADC per model unit: beyond, uncalibrated "
+                                        "potentials commonly lie outside what the readout measures), "
+                                        f"got {getattr(self, name)!r}")
 
     def _check_noise_and_delays(self) -> None:
         """The shortest delay must end inside the sample slot (else every delayed spike is lost);
@@ -241,8 +248,8 @@ class ChipConfig:
                                     f"{self.delay_jitter_tau!r}")
         if 6 * self.delay_offset_spread_us > shortest_us:
             raise InvalidValueError(f"delay_offset_spread_us: at most {shortest_us / 6:.4g} (a sixth of the shortest "
-                                    f"delay, {shortest_us:g} us): a larger spread makes uncalibrated delay elements fire "
-                                    f"before their trigger, got {self.delay_offset_spread_us!r}")
+                                    f"delay, {shortest_us:g} us): a larger spread makes uncalibrated delay elements "
+                                    f"fire before their trigger, got {self.delay_offset_spread_us!r}")
         for name in ("threshold_noise", "comparator_spread"):
             if 6 * getattr(self, name) > self.threshold:
                 raise InvalidValueError(f"{name}: at most {self.threshold / 6:.4g} (a sixth of the threshold "
@@ -256,9 +263,9 @@ class ChipConfig:
         """One weight step must resolve the threshold, and the strongest input a neuron can have
         (every row at the largest weight; the PSP s e^{-s} peaks at 1/e) must be able to reach it."""
         if 1.0 / self.weight_scale > self.threshold:
-            raise InvalidValueError(f"weight_scale: one weight step (1/weight_scale = {1.0 / self.weight_scale:.3g}) is "
-                                    f"larger than the threshold {self.threshold:g} (option threshold); expected at least "
-                                    f"{1.0 / self.threshold:.6g}")
+            raise InvalidValueError(f"weight_scale: one weight step (1/weight_scale = {1.0 / self.weight_scale:.3g}) "
+                                    f"is larger than the threshold {self.threshold:g} (option threshold); expected at "
+                                    f"least {1.0 / self.threshold:.6g}")
         largest_scale = self.max_signed_inputs * self.weight_max / math.e / self.threshold
         if self.weight_scale > largest_scale:
             raise InvalidValueError(f"weight_scale: at {self.weight_scale:g} no neuron could fire (all "

@@ -313,6 +313,7 @@ def test_an_entry_changed_since_it_was_written_is_calibrated_anew(cache):
     backend = dg.get_backend("bss2-emulator")
     with pytest.warns(UserWarning, match=r"ignoring the unreadable cached calibration .*: the calibration is not the "
                                          r"one written there \(its content digest [0-9a-f]{12}\.\.\. was recorded, "
-                                         r"the content now has [0-9a-f]{12}\.\.\.\): changed since, e.g. edited by hand"):
+                                         r"the content now has [0-9a-f]{12}\.\.\.\): changed since, e.g. edited by "
+                                         r"hand"):
         again = backend.calibrate()
     assert again == made and backend.calibration_cache[0] == "stored"

@@ -226,8 +226,8 @@ def test_a_bad_option_of_the_files_backend_table_names_the_file_beside_command_l
                                   ("foo = 1", "bar=2", "Error: backend_options: backend 'bss2-emulator': unknown "
                                                        "option(s) bar, foo")):
         config.write_text(f'[train]\nbackend = "bss2-emulator"\n[train.backend_options]\n{in_file}\n')
-        result = cli_runner().invoke(main, ["train", "--config", str(config), "--backend-option", given, "--epochs", "1",
-                                            "--out", str(tmp_path / "run")])
+        result = cli_runner().invoke(main, ["train", "--config", str(config), "--backend-option", given,
+                                            "--epochs", "1", "--out", str(tmp_path / "run")])
         assert result.exit_code == 2 and named in result.stderr, result.stderr
 
 

@@ -46,8 +46,8 @@ def test_inputs_outside_the_sample_slot_are_refused(emulator):
     inputs = yin_yang_inputs(batch=2)
     for bad in (31.0, -0.5, 1e308):  # (1e308 tau overflowed to inf us, read as no spike, with a numpy warning)
         inputs[1, 3] = bad
-        with pytest.raises(dg.InvalidValueError, match=rf"input 3 of sample 1 spikes at {re.escape(repr(bad))} tau, outside the "
-                                                       r"sample slot \[0, 30\] tau"):
+        with pytest.raises(dg.InvalidValueError, match=rf"input 3 of sample 1 spikes at {re.escape(repr(bad))} tau, "
+                                                       r"outside the sample slot \[0, 30\] tau"):
             backend.execute(network, inputs, calibration=calibration)
 
 
