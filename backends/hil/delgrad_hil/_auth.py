@@ -68,7 +68,8 @@ def load_token(token: str | None = None, token_file: str | os.PathLike | None = 
         except OSError as exc:
             raise InvalidValueError(f"token_file: cannot read {path} ({exc.strerror or exc})") from None
         if len(data) > _MAX_TOKEN_FILE_BYTES:
-            raise InvalidValueError(f"token_file {path}: larger than {_MAX_TOKEN_FILE_BYTES} bytes; is it a token file?")
+            raise InvalidValueError(f"token_file {path}: larger than {_MAX_TOKEN_FILE_BYTES} bytes; "
+                                    "is it a token file?")
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

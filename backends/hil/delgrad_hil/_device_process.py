@@ -336,7 +336,8 @@ _WARNING_CHARACTERS = 1000  # of one warning told to a client, at most (a reply'
 
 
 def _shortened(line: str) -> str:
-    return line if len(line) <= _WARNING_CHARACTERS else f"{line[:_WARNING_CHARACTERS - 30]} ... ({len(line):,} characters)"
+    return (line if len(line) <= _WARNING_CHARACTERS
+            else f"{line[:_WARNING_CHARACTERS - 30]} ... ({len(line):,} characters)")
 
 
 @contextlib.contextmanager

@@ -168,7 +168,8 @@ def failure_fields(exc: BaseException) -> dict:
     naming a delgrad error's class (the nearest of `DEVICE_ERRORS` it derives from) and missing
     capability, else "internal"."""
     if isinstance(exc, DelgradError):
-        error_class = next(cls.__name__ for cls in type(exc).__mro__ if cls.__name__ in DEVICE_ERRORS + ("DelgradError",))
+        error_class = next(cls.__name__ for cls in type(exc).__mro__
+                           if cls.__name__ in DEVICE_ERRORS + ("DelgradError",))
         return error_fields("device_error", str(exc), retryable=exc.retryable, error_class=error_class,
                             capability=getattr(exc, "capability", None))
     return error_fields("internal", f"the service failed: {type(exc).__name__}: {exc}")
