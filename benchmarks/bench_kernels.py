@@ -13,9 +13,9 @@ kernels as a training step calls them ("train": without dL/d(input times), which
 not use; the parameter gradients are the same bit for bit) and for the baseline, interleaved
 round by round so that a change of the machine's load hits all of them alike.  Each timing is the
 median of repeated runs; nothing is asserted about speed.  A scaling series (hidden size, inputs,
-batch; old and new kernels) records samples/s and the peak of the memory allocated through Python per step (tracemalloc: NumPy
-arrays, not the kernels' per-thread C scratch of O(n_pre + n_post) doubles).  Times in units of
-tau_s, tau_m = 2 tau_s, threshold 1.
+batch; old and new kernels) records samples/s and the peak of the memory allocated through
+Python per step (tracemalloc: NumPy arrays, not the kernels' per-thread C scratch of
+O(n_pre + n_post) doubles).  Times in units of tau_s, tau_m = 2 tau_s, threshold 1.
 """
 
 from __future__ import annotations
