@@ -25,7 +25,8 @@ TESTS = Path(__file__).parent
 def install_test_devices(root, monkeypatch, extra_distributions=()):
     """Register `hil-noisy` (tests/_hil_noisy_device.py) here and in child processes; also the
     distributions (name, module, source, entry point name) of `extra_distributions`."""
-    write_distribution(root, "delgrad-hil-testdevice", "1.0", {}, {"delgrad.backends": {"hil-noisy": "_hil_noisy_device"}})
+    write_distribution(root, "delgrad-hil-testdevice", "1.0", {},
+                       {"delgrad.backends": {"hil-noisy": "_hil_noisy_device"}})
     for dist, module, source, entry_name in extra_distributions:
         write_distribution(root, dist, "1.0", {module: source}, {"delgrad.backends": {entry_name: module}})
     monkeypatch.syspath_prepend(str(root))

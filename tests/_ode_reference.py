@@ -5,7 +5,8 @@ The state x = (u, I) obeys the linear system (docs/model.md §1, C_m = 1)
     du/dt = -u/tau_m + I,    dI/dt = -I/tau_s,
 
 with a jump I += w_i at each arrival a_i.  Between arrivals the state is propagated with the
-matrix exponential exp(M s) of M = [[-1/tau_m, 1], [0, -1/tau_s]], sampled on a fine grid; the first upward threshold crossing is refined by bisection (scipy.optimize.brentq)
+matrix exponential exp(M s) of M = [[-1/tau_m, 1], [0, -1/tau_s]], sampled on a fine grid; the
+first upward threshold crossing is refined by bisection (scipy.optimize.brentq)
 on the exactly propagated state.  A grid maximum just below threshold is refined by bounded
 maximisation, so that crossings that graze between two grid points are not missed.
 
@@ -155,7 +156,8 @@ def network_spike_times(network, input_spike_times, *, with_slopes: bool = False
         delays = delay_matrix(layer.projection)
         n_post = weights.shape[1]
         neuron = layer.population.neuron
-        params = [np.broadcast_to(np.asarray(getattr(neuron, n), dtype=float), (n_post,)) for n in ("threshold", "tau_m", "tau_s")]
+        params = [np.broadcast_to(np.asarray(getattr(neuron, n), dtype=float), (n_post,))
+                  for n in ("threshold", "tau_m", "tau_s")]
         out = np.empty((times.shape[0], n_post))
         slopes = np.empty_like(out)
         for b in range(times.shape[0]):

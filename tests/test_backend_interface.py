@@ -73,7 +73,8 @@ def test_capabilities_validate_and_round_trip_through_json():
         ({"input_copies": 0}, "Capabilities.input_copies: expected None or an integer >= 1, got 0"),
         ({"weight_resolution": 0.0}, "Capabilities.weight_resolution"),
         ({"weight_limit": float("nan")}, "Capabilities.weight_limit"),
-        ({"weight_limit": 0.1, "weight_resolution": 0.2}, "Capabilities.weight_resolution: 0.2 is above Capabilities.weight_limit"),
+        ({"weight_limit": 0.1, "weight_resolution": 0.2},
+         "Capabilities.weight_resolution: 0.2 is above Capabilities.weight_limit"),
         ({"delay_range": (2.0, 1.0)}, "Capabilities.delay_range"),
         ({"delay_range": (0.0,)}, "Capabilities.delay_range"),
         ({"exact": 1}, "Capabilities.exact: expected a bool"),
@@ -216,7 +217,8 @@ def test_execute_runs_what_represent_returns():
     inputs = np.random.default_rng(0).uniform(0.15, 2.0, (6, 4))
     result = backend.execute(network, inputs)
     ran = backend.requests[-1].network
-    np.testing.assert_array_equal(ran.layers[0].projection.weights, backend.represent(network).layers[0].projection.weights)
+    np.testing.assert_array_equal(ran.layers[0].projection.weights,
+                                  backend.represent(network).layers[0].projection.weights)
     for observed, expected in zip(result.layer_spike_times, forward(backend.represent(network), inputs)):
         np.testing.assert_array_equal(observed, expected)
 
@@ -294,7 +296,8 @@ def test_calibration_key_depends_on_what_it_is_given():
     [
         (_net(kind="synaptic"), "delay_kinds",
          "backend 'toy' does not support delay kind 'synaptic' (supports: none, axonal)"),
-        (_net(tau_m=1.0), "tau_ratios", "backend 'toy' does not support tau_m/tau_s ratio 1 in layer 'hidden' (supports: 2)"),
+        (_net(tau_m=1.0), "tau_ratios",
+         "backend 'toy' does not support tau_m/tau_s ratio 1 in layer 'hidden' (supports: 2)"),
         (_net(sizes=(11, 3)), "max_inputs", "backend 'toy' does not support 11 inputs per neuron"),
         (_net(sizes=(4, 11, 3)), "max_layer_size", "backend 'toy' does not support 11 neurons in layer 'hidden'"),
         (_net(sizes=(4, 3, 3, 3)), "max_layers", "backend 'toy' does not support 3 layers (max_layers: 2)"),
@@ -325,7 +328,8 @@ def test_resource_check_refuses_with_its_reason():
             return None if needed <= 8 else f"needs {needed} neuron circuits, the chip has 8 ({needed - 8} too many)"
 
     backend = Small()
-    with pytest.raises(UnsupportedNetworkError, match=r"needs 13 neuron circuits, the chip has 8 \(5 too many\)") as info:
+    with pytest.raises(UnsupportedNetworkError,
+                       match=r"needs 13 neuron circuits, the chip has 8 \(5 too many\)") as info:
         backend.execute(_net(), np.zeros((1, 4)))
     assert info.value.capability == "resources" and backend.requests == []
 
@@ -380,8 +384,10 @@ def _returning(result_of):
     [
         (lambda r: [], "_execute returned list, not an ExecutionResult"),
         (lambda r: ExecutionResult([np.zeros((1, 10))]), "layer_spike_times: expected a list of 2 arrays"),
-        (lambda r: ExecutionResult([np.ones((1, 10)), np.zeros((3, 1))]), r"layer_spike_times\[1\]: expected shape \(1, 3\)"),
-        (lambda r: ExecutionResult([np.full((1, 10), np.nan), np.ones((1, 3))]), r"layer_spike_times\[0\]: contains NaN"),
+        (lambda r: ExecutionResult([np.ones((1, 10)), np.zeros((3, 1))]),
+         r"layer_spike_times\[1\]: expected shape \(1, 3\)"),
+        (lambda r: ExecutionResult([np.full((1, 10), np.nan), np.ones((1, 3))]),
+         r"layer_spike_times\[0\]: contains NaN"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.full((1, 3), -1.0)]),
          r"layer_spike_times\[1\]: neuron 0 of sample 0 spikes at -1.0, before the sample's first input \(0.5\)"),
         (lambda r: ExecutionResult([np.full((1, 10), 5.0), np.ones((1, 3))], arrival_times=[np.ones((1, 3)), None]),
@@ -557,7 +563,8 @@ def test_an_unexpected_exception_of_a_backend_names_the_backend():
     def broken(request):
         raise ZeroDivisionError("division by zero in the driver")
 
-    with pytest.raises(BackendError, match="backend 'mock' failed while executing: ZeroDivisionError: division") as info:
+    with pytest.raises(BackendError,
+                       match="backend 'mock' failed while executing: ZeroDivisionError: division") as info:
         MockBackend(broken).execute(_net(), np.zeros((1, 4)))
     assert isinstance(info.value.__cause__, ZeroDivisionError)
 
@@ -923,8 +930,8 @@ def test_an_unsupported_check_needs_a_reason(reason):
 
 def test_calibrate_refuses_a_progress_that_cannot_be_called():
     for progress in (5, "bar"):
-        with pytest.raises(InvalidValueError, match=f"^progress: expected None or a callable progress\\(done, total\\), "
-                                                    f"got {type(progress).__name__}$"):
+        with pytest.raises(InvalidValueError, match=f"^progress: expected None or a callable progress\\(done, "
+                                                    f"total\\), got {type(progress).__name__}$"):
             MockBackend().calibrate(progress=progress)
 
 

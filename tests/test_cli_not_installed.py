@@ -54,7 +54,8 @@ def test_resume_and_evaluate_of_a_run_whose_backend_registration_was_refused_say
     plugins = _only(monkeypatch, "bss2-emulator")
     plugins.refused[("backend", "reference")] = "distribution 'delgrad-reference' registers it, but its " \
                                                 "registration was refused: training_defaults: unknown setting(s) x"
-    for command in ([*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume"], ["evaluate", str(reference_run)]):
+    for command in ([*TRAIN, "--epochs", "3", "--out", str(reference_run), "--resume"],
+                    ["evaluate", str(reference_run)]):
         result = cli_runner().invoke(main, command)
         message = " ".join(result.stderr.split())
         assert result.exit_code == 1 and "the run was trained with backend 'reference', which cannot be used: " \

@@ -317,7 +317,8 @@ def test_the_summary_shows_the_tolerances_a_backend_declares_for_itself(site):
         # (each passed the whole suite: the median of the arrivals' errors was 0; no job had one sample or
         # a layer of one neuron; every job was given a calibration)
         (["early_arrivals=0.5", "exact=true"], {f"test_arrival_times_are_consistent[{case.id}]"
-                                                 for case in conformance_cases(Capabilities()) if "-none-" not in case.id}),
+                                                 for case in conformance_cases(Capabilities())
+                                                 if "-none-" not in case.id}),
         (["squeezed=true"], {"test_a_job_of_one_sample_and_layers_of_one_neuron"}),
         (["reads_calibration=true"], {"test_runs_without_a_calibration_unless_it_needs_one"}),
     ],
@@ -690,7 +691,8 @@ def test_suite_passes_a_hardware_like_backend_and_catches_its_bugs(site):
     assert process.returncode == 0, process.stdout[-3000:]
     process, failed = _run_suite(site, ["hardware=true", "ignore_limits=true"])
     assert process.returncode == 1
-    assert set(failed) == {f"test_represent_respects_the_declared_limits[{case.id}]" for case in conformance_cases(HARDWARE)}
+    assert set(failed) == {f"test_represent_respects_the_declared_limits[{case.id}]"
+                           for case in conformance_cases(HARDWARE)}
     process, failed = _run_suite(site, ["hardware=true", "shift=0.05"])
     assert set(failed) == {f"test_agreement_with_reference[{case.id}]" for case in conformance_cases(HARDWARE)} \
         | {"test_a_large_batch_agrees_in_every_part"}

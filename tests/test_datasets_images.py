@@ -177,7 +177,8 @@ def test_idx_rejects_wrong_magic_and_type_code(tmp_path, compress):
     # the second byte must be zero too; a first byte 0x1f without 0x8b is no gzip file
     idx_error(write(tmp_path / "second", b"\x00\x01" + good[2:], compress), r"magic number 0x00010802 does not start")
     idx_error(write(tmp_path / "half_gzip", b"\x1f" + good[1:], compress), r"not an IDX file: magic number 0x1f000802")
-    error = idx_error(write(tmp_path / "code", good[:2] + b"\x0a" + good[3:], compress), "unsupported IDX data type code 0x0a")
+    error = idx_error(write(tmp_path / "code", good[:2] + b"\x0a" + good[3:], compress),
+                      "unsupported IDX data type code 0x0a")
     assert "0x08 (uint8)" in str(error)
     idx_error(write(tmp_path / "nodims", b"\x00\x00\x08\x00", compress), "0 dimensions")
     idx_error(write(tmp_path / "huge", idx_header(0x08, (-1, 4)), compress),  # (0xFFFFFFFF: read as -1 before)
@@ -746,7 +747,8 @@ def test_a_directory_that_cannot_be_looked_into_is_named_as_such(tmp_path):
 
 def test_a_directory_with_a_stray_space_is_shown_with_it(monkeypatch, tmp_path):
     monkeypatch.setenv("DELGRAD_FASHION_MNIST_DIR", f" {tmp_path}")
-    with pytest.raises(DatasetFilesNotFoundError, match=f"in ' {tmp_path}' \\(from \\$DELGRAD_FASHION_MNIST_DIR; no such"):
+    with pytest.raises(DatasetFilesNotFoundError,
+                       match=f"in ' {tmp_path}' \\(from \\$DELGRAD_FASHION_MNIST_DIR; no such"):
         fashion_mnist("train")
 
 

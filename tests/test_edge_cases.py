@@ -14,7 +14,8 @@ def single_neuron(weights, *, ratio=2.0, threshold=1.0, kind="none", delays=None
     weights = np.asarray(weights, dtype=float)[:, None]
     projection = dg.Projection(weights, delay_kind=kind, delays=delays, name="output.projection")
     neuron = dg.NeuronParameters(threshold=np.array([threshold]), tau_m=ratio, tau_s=1.0)
-    return dg.Network(dg.Population("input", weights.shape[0]), [dg.Layer(dg.Population("output", 1, neuron), projection)])
+    return dg.Network(dg.Population("input", weights.shape[0]),
+                      [dg.Layer(dg.Population("output", 1, neuron), projection)])
 
 
 def spike_and_gradients(network, x, **kwargs):
@@ -37,7 +38,8 @@ def test_empty_batch():
     assert [t.shape for t in times] == [(0, 5), (0, 3)]
     grads = dg.backward(network, np.empty((0, 4)), times, np.empty((0, 3)))
     assert grads.input_spike_times.shape == (0, 4)
-    assert all(not np.any(g.weights) and not np.any(g.delays) and g.no_crossing == 0 and g.guarded == 0 for g in grads.layers)
+    assert all(not np.any(g.weights) and not np.any(g.delays) and g.no_crossing == 0 and g.guarded == 0
+               for g in grads.layers)
 
 
 def test_all_inputs_silent_gives_silence_and_no_gradient():
@@ -48,7 +50,8 @@ def test_all_inputs_silent_gives_silence_and_no_gradient():
     grads = dg.backward(network, x, times, np.ones((2, 3)))  # gradients of silent outputs are ignored
     assert not np.any(grads.input_spike_times)
     for g in grads.layers:
-        assert not np.any(g.weights) and not np.any(g.delays) and not np.any(g.threshold) and g.no_crossing == 0 and g.guarded == 0
+        assert (not np.any(g.weights) and not np.any(g.delays) and not np.any(g.threshold) and g.no_crossing == 0
+                and g.guarded == 0)
 
 
 def test_silent_hidden_layer_silences_the_output():
@@ -98,7 +101,8 @@ def test_input_arriving_after_the_spike_has_no_effect(helpers):
 @pytest.mark.parametrize("ratio", [1.0, 2.0, 1.7])
 @pytest.mark.parametrize(
     "weights, x",
-    [([3.5, -1.0, 2.0], [0.0, 0.3, 0.6]), ([-1.5, 4.0, 1.0], [0.0, 0.5, 0.9]), ([2.0, -0.5, -0.5, 3.0], [0.0, 0.2, 0.2, 1.0])],
+    [([3.5, -1.0, 2.0], [0.0, 0.3, 0.6]), ([-1.5, 4.0, 1.0], [0.0, 0.5, 0.9]),
+     ([2.0, -0.5, -0.5, 3.0], [0.0, 0.2, 0.2, 1.0])],
     ids=["excite-inhibit-excite", "inhibit-first", "tied-inhibition"],
 )
 def test_inhibitory_inputs(helpers, ratio, weights, x):
@@ -111,7 +115,9 @@ def test_inhibitory_inputs(helpers, ratio, weights, x):
     def loss():
         return helpers.output_loss(network, x, np.ones((1, 1)))
 
-    np.testing.assert_allclose(grads.layers[0].weights, helpers.central_difference(loss, network.layers[0].projection.weights), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(grads.layers[0].weights,
+                               helpers.central_difference(loss, network.layers[0].projection.weights),
+                               rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(grads.input_spike_times, helpers.central_difference(loss, x), rtol=1e-5, atol=1e-9)
 
 

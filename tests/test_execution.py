@@ -213,7 +213,8 @@ def _rewrite(data: bytes, change) -> bytes:
     [
         (lambda d: d[: len(d) // 2], "not an npz archive"),
         (lambda d: b"garbage", "not an npz archive"),
-        (lambda d: _rewrite(d, lambda n, p: None if n == "input_spike_times.npy" else p), "'input_spike_times' is missing"),
+        (lambda d: _rewrite(d, lambda n, p: None if n == "input_spike_times.npy" else p),
+         "'input_spike_times' is missing"),
         (lambda d: _rewrite(d, lambda n, p: p[:-8] if n == "input_spike_times.npy" else p), "truncated or padded"),
         (lambda d: _rewrite(d, lambda n, p: None if n.startswith("calibration.calibration.arrays") else p),
          "the calibration is not the one written there"),

@@ -50,7 +50,8 @@ def assert_matches_finite_differences(helpers, network, x, times, seed=0):
             assert layer_grads.delays is None
         else:
             assert layer_grads.delays.shape == layer.projection.delays.shape
-            compare(layer_grads.delays, layer.projection.delays, f"layer {k} {layer.projection.delay_kind.value} delays")
+            compare(layer_grads.delays, layer.projection.delays,
+                    f"layer {k} {layer.projection.delay_kind.value} delays")
         compare(layer_grads.threshold, layer.population.neuron.threshold, f"layer {k} thresholds")
     compare(grads.input_spike_times, x, "input spike times")
     return grads, delta

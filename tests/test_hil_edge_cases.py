@@ -115,7 +115,8 @@ def test_device_options_none_are_the_defaults_and_an_unknown_device_option_is_na
     """(device_options=None, the backend's own default, lost the device's training settings; an
     unknown device option lost its "device_options:")"""
     assert {**config_with_defaults({"backend": "mock-hil", "backend_options": {"device_options": None}}).to_dict(),
-            "backend_options": None} == {**config_with_defaults({"backend": "mock-hil"}).to_dict(), "backend_options": None}
+            "backend_options": None} == {**config_with_defaults({"backend": "mock-hil"}).to_dict(),
+                                         "backend_options": None}
     with pytest.raises(dg.InvalidValueError, match=r"^device_options: backend 'bss2-emulator': unknown option\(s\) "
                                                    r"chipx") as raised:
         dg.get_backend("mock-hil", device_options={"chipx": 1})
@@ -234,8 +235,9 @@ def test_execute_many_keeps_job_timeout_s_and_the_service_drops_the_jobs_left_qu
         started = time.monotonic()
         # (the first goes alone, with its calibration; of the next four one runs, one is held
         # next, two are queued; the second's time is up while it runs)
-        with pytest.raises(dg.ExecutionTimeout, match=r"^backend .mock-hil.: job [0-9a-f]{12} did not finish in time at .* \(no reply "
-                                                      r"within job_timeout_s=1.5 s, with 3 jobs of the batch"):
+        with pytest.raises(dg.ExecutionTimeout, match=r"^backend .mock-hil.: job [0-9a-f]{12} did not finish in time "
+                                                      r"at .* \(no reply within job_timeout_s=1.5 s, with 3 jobs of "
+                                                      r"the batch"):
             backend.execute_many(requests)
         assert time.monotonic() - started < 1.0 + 1.5 + 2.0  # (it waited for ever)
         assert wait_for(lambda: backend.status()["expired"] == 1, timeout_s=10)

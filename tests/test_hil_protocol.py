@@ -65,8 +65,8 @@ def test_a_signed_request_decodes_to_its_header_and_payload():
     (lambda f: f[:3] + [f[3][:-10]], "bad_signature"),  # truncated payload
     (lambda f: [f[0], f[1], f[2] + b"\x00"] + f[3:], "bad_signature"),
     (lambda f: [f[0], f[1], f[3], f[2]], "bad_signature"),  # frames swapped
-], ids=["two-frames", "five-frames", "foreign", "version-3", "version-12345678", "version-02", "version-digit-changed", "unsigned", "other-token", "truncated",
-        "appended", "swapped"])
+], ids=["two-frames", "five-frames", "foreign", "version-3", "version-12345678", "version-02", "version-digit-changed",
+        "unsigned", "other-token", "truncated", "appended", "swapped"])
 def test_broken_frames_are_refused_with_the_right_code(change, code):
     with pytest.raises(ProtocolError) as info:
         decode(change(_execute_frames()), SIGNER)
@@ -327,7 +327,8 @@ def test_the_replay_guard_refuses_seen_nonces_and_stale_or_future_times():
     guard = ReplayGuard(window_s=10.0, max_nonces=3, clock=lambda: now[0])
     assert guard.check(b"a" * 16, 1000.0) is None
     assert guard.check(b"a" * 16, 1000.0)[0] == "replayed"
-    assert guard.check(b"b" * 16, 985.0)[1].startswith("sent 15.0 s behind the service's clock, outside the 10 s window")
+    assert guard.check(b"b" * 16, 985.0)[1].startswith("sent 15.0 s behind the service's clock, "
+                                                       "outside the 10 s window")
     assert guard.check(b"b" * 16, 1011.0)[1].startswith("sent 11.0 s ahead of the service's clock")  # (read "-11.0")
     assert guard.check(b"b" * 16, 1e308)[1].startswith("sent 1e+308 s ahead of the service's clock")  # (309 digits)
     assert guard.check(b"b" * 16, float("nan"))[1].startswith("sent with no valid time")

@@ -389,8 +389,9 @@ def test_a_reply_header_above_the_protocol_limit_is_an_error_reply_not_corruptio
     """(device options of 70,000 characters, echoed in the greeting, made every greeting fail its
     check as 'corrupted')"""
     service = start_service(device_options={"warning": "w" * 70_000})
-    with pytest.raises(dg.BackendError, match=r"refused the request: the service's welcome reply has a header of [\d,]+ bytes, above the "
-                                              r"protocol's 65,536 \(e.g. device options of that size\)"):
+    with pytest.raises(dg.BackendError, match=r"refused the request: the service's welcome reply has a header of "
+                                              r"[\d,]+ bytes, above the protocol's 65,536 \(e.g. device options of "
+                                              r"that size\)"):
         with _client(service) as backend:
             backend.calibrate(*network_and_inputs()[:1], seed=0)
 
@@ -424,7 +425,8 @@ def test_a_peer_that_completes_the_handshake_and_falls_silent_is_dropped(start_s
 def test_serving_on_a_host_name_of_no_local_interface_says_so():
     from delgrad_hil._service import DeviceService
 
-    with pytest.raises(dg.BackendUnavailable, match="tcp://nohost.invalid:1: no interface of this machine has that host"):
+    with pytest.raises(dg.BackendUnavailable,
+                       match="tcp://nohost.invalid:1: no interface of this machine has that host"):
         DeviceService(None, Signer(b"a-token-of-sufficient-length"), "tcp://nohost.invalid:1")
 
 
@@ -561,7 +563,8 @@ def test_a_client_refuses_to_send_what_the_service_would_refuse(start_service):
     service = start_service(device="reference", serve_arguments=["--max-message-mb", "0.05"])
     network, _ = network_and_inputs()
     with _client(service) as backend:
-        with pytest.raises(dg.BackendError, match=r"execute message \([0-9,]+ bytes\) is above the service's limit of 52,428 bytes"):
+        with pytest.raises(dg.BackendError, match=r"execute message \([0-9,]+ bytes\) is above the service's limit "
+                                                  r"of 52,428 bytes"):
             backend.execute(network, np.full((2000, 4), 0.5), seed=0)
 
 
@@ -931,7 +934,8 @@ def test_a_client_whose_service_stopped_says_that_it_was_shutting_down(start_ser
     for request, state in zip(held, (lambda info: info["running"] is not None, lambda info: info["next"] is not None)):
         sockets.append(context.socket(zmq.DEALER))
         sockets[-1].connect(service.address)
-        sockets[-1].send_multipart(signed(service.token, "execute", request.to_bytes(), client="one", job=request.digest))
+        sockets[-1].send_multipart(signed(service.token, "execute", request.to_bytes(), client="one",
+                                          job=request.digest))
         assert wait_for(lambda: state(status()))
     outcome = {}
 
@@ -952,7 +956,8 @@ def test_a_client_whose_service_stopped_says_that_it_was_shutting_down(start_ser
     context.term()
     assert wait_for(lambda: not service.alive)
     error = outcome.get("error", "")
-    assert error.startswith("backend 'mock-hil': no answer") and "at attempt 1 it answered that it was shutting down" in error, error
+    assert (error.startswith("backend 'mock-hil': no answer")
+            and "at attempt 1 it answered that it was shutting down" in error), error
 
 
 @pytest.mark.slow

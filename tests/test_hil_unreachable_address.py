@@ -61,9 +61,9 @@ def test_an_ipc_address_in_a_folder_that_does_not_exist_fails_at_once(tmp_path, 
     address = _missing_folder(tmp_path)
     error, elapsed = _timed(_calibrate(address))
     assert elapsed < TIMEOUT_S / 2, elapsed
-    assert str(error) == (f"backend 'mock-hil': address: the folder {tmp_path / 'no-such-folder'} of {address} does not exist, so no "
-                          f"service can be listening there; check the path (the service's --address), or create the "
-                          f"folder and start the service there")
+    assert str(error) == (f"backend 'mock-hil': address: the folder {tmp_path / 'no-such-folder'} of {address} does "
+                          f"not exist, so no service can be listening there; check the path (the service's "
+                          f"--address), or create the folder and start the service there")
     assert not error.retryable
     assert not (tmp_path / "no-such-folder").exists()  # (the client creates nothing)
 

@@ -58,7 +58,8 @@ def _network_archive(meta_change=None, drop=(), arrays=None) -> bytes:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: _network_archive(lambda m: m["layers"][0].update(size=10**9)), r"layers\[0\].size: expected an integer"),
+        (lambda: _network_archive(lambda m: m["layers"][0].update(size=10**9)),
+         r"layers\[0\].size: expected an integer"),
         (lambda: _network_archive(lambda m: m["layers"][0].update(size=7)), r"shape \(4, 6\) does not match"),
         (lambda: _network_archive(drop=["layers.0.delays"]), "'layers.0.delays' is missing"),
         (lambda: _network_archive(lambda m: m["layers"].pop()), "entries not described by network.json: layers.1"),
@@ -256,7 +257,8 @@ def test_a_long_silent_gap_lets_the_inhibition_decay_and_the_next_input_fire(rat
 
 @pytest.mark.parametrize("ratio", [1.0, 2.0, 1.5, 3.0])
 @pytest.mark.parametrize(("time_unit", "potential_unit"), [(1.0, 1e150), (1e-100, 1e98), (1e100, 1e90),
-                                                            (1e250, 1e110), (1e-150, 1e-150), (1.0, 1e-161), (1.0, 1e-300)])
+                                                            (1e250, 1e110), (1e-150, 1e-150), (1.0, 1e-161),
+                                                            (1.0, 1e-300)])
 def test_spike_times_scale_with_the_units_up_to_the_bound(ratio, time_unit, potential_unit):
     # The model is invariant under a change of units: times and time constants x c, threshold and
     # weights x v / c (a current) give spike times x c.  Inputs span 99 tau_m (the layer walk's
@@ -375,8 +377,8 @@ def test_bad_settings_name_the_setting(settings, message):
 
 
 _VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-                    st.text(max_size=5), st.lists(st.floats(-2, 2), max_size=3), st.dictionaries(st.text(max_size=3),
-                                                                                               st.integers(), max_size=2))
+                    st.text(max_size=5), st.lists(st.floats(-2, 2), max_size=3),
+                    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
 @given(st.dictionaries(st.sampled_from([f.name for f in __import__("dataclasses").fields(TrainingConfig)]),
@@ -463,11 +465,13 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, *TRAIN, "--out", "afile/run"), "afile/run", "Not a directory")
     (tmp_path / "bad.toml").write_text("epochs = [\n")
     (tmp_path / "binary.toml").write_bytes(bytes(range(128, 256)))
-    (tmp_path / "fast.toml").write_text("[heuristics]\nsilent_bump = 1e300\n")  # (it trained, overflowing weights of silent neurons)
+    # (it trained, overflowing weights of silent neurons)
+    (tmp_path / "fast.toml").write_text("[heuristics]\nsilent_bump = 1e300\n")
     for arguments, message in (  # usage errors (status 2), all before any folder is made
             (["--config", "bad.toml"], "Error: bad.toml: not valid TOML"),
             (["--config", "binary.toml"], "Error: binary.toml: not valid TOML (not UTF-8"),
-            (["--backend-option", "colour=red"], "Error: backend_options: backend 'reference': unknown option(s) colour"),
+            (["--backend-option", "colour=red"],
+             "Error: backend_options: backend 'reference': unknown option(s) colour"),
             # (refused when the backend is built; they were status 1, as if the run had failed)
             (["--backend-option", "n_threads=0"],
              "Error: backend_options: backend 'reference': n_threads: expected an integer from 1 to 256, got 0"),
@@ -478,13 +482,15 @@ def test_ordinary_faults_end_in_one_line(tmp_path):
                                         "got 1e+300"),
             # (it ran without end; refused only when it ran, for a value <= 0)
             (["--backend", "example", "--backend-option", "dt=1e-300"],
-             "Error: backend_options: backend 'example': dt: expected a number of tau_s from 1e-05 to 0.1, got 1e-300")):
+             "Error: backend_options: backend 'example': dt: expected a number of tau_s from 1e-05 to 0.1, "
+             "got 1e-300")):
         refused = _delgrad(tmp_path, *TRAIN, *arguments, "--out", "never")
         assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(message), refused.stderr
         assert not (tmp_path / "never").exists()
     run = tmp_path / "run"
     assert _delgrad(tmp_path, *TRAIN, "--out", "run").returncode == 0
-    for arguments in (["--backend-option", "n_threads=0"], ["--backend", "reference", "--backend-option", "colour=red"]):
+    for arguments in (["--backend-option", "n_threads=0"],
+                      ["--backend", "reference", "--backend-option", "colour=red"]):
         refused = _delgrad(tmp_path, "evaluate", "run", *arguments)  # (option errors were status 1 here)
         assert refused.returncode == 2 and "Error: backend_options: backend 'reference': " in refused.stderr, \
             refused.stderr
@@ -529,7 +535,8 @@ def test_evaluate_a_run_folder_whose_network_file_is_gone(tmp_path):
     _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "n_threads: expected an integer from 1 to 256, got 0",
                            "settings: the run's, from")
     (tmp_path / "run" / "network.npz").unlink()
-    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"), "run: the run folder has no network file (network.npz)")
+    _assert_one_line_error(_delgrad(tmp_path, "evaluate", "run"),
+                           "run: the run folder has no network file (network.npz)")
 
 
 def test_reading_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
@@ -1369,7 +1376,8 @@ def _result_bytes(spike_times: np.ndarray) -> bytes:
      r"features: expected an array \(n_samples, n_features\), got a single number"),
     (lambda: dg.LatencyEncoder(-1e308, 1e308), InvalidValueError, "must be a finite span"),
     (lambda: dg.LatencyEncoder(repeat=2).n_inputs(2.7), InvalidValueError, "n_features: expected an integer >= 0"),
-    (lambda: dg.datasets.yin_yang_samples(3, seed=-1), InvalidValueError, r"seed: expected None \(fresh entropy\) or an integer from 0 to 2\*\*32"),
+    (lambda: dg.datasets.yin_yang_samples(3, seed=-1), InvalidValueError,
+     r"seed: expected None \(fresh entropy\) or an integer from 0 to 2\*\*32"),
     (lambda: dg.get_backend("reference").represent(np.zeros(3)), InvalidValueError,
      "network: expected a delgrad_core.Network, got ndarray"),
     (lambda: dg.get_backend("reference").execute(np.zeros((8, 4))), InvalidValueError,  # (it said "network: ...")
@@ -1434,7 +1442,8 @@ def test_numbers_that_would_overflow_float64_are_refused_not_turned_into_silence
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no numpy overflow warning before the error
         with pytest.raises(InvalidValueError, match=r"output_gradient: the gradients of layer 1 overflow float64 "
-                                                    r"\(.*threshold.*; largest \|output_gradient\| 1e\+308\); scale the loss down"):
+                                                    r"\(.*threshold.*; largest \|output_gradient\| 1e\+308\); scale "
+                                                    r"the loss down"):
             dg.backward(network, inputs, times, np.full((2, 2), 1e308))
         with pytest.raises(InvalidValueError, match="post_gradient: the gradients of the layer overflow float64"):
             dg.layer_backward(network.layers[1], times[0], times[1], np.full((2, 2), -1e308))
@@ -1444,7 +1453,8 @@ def test_numbers_that_would_overflow_float64_are_refused_not_turned_into_silence
                     dg.Projection(np.array([[1.0, 1.2], [0.8, 1.5]]) / scale, "none"))
     huge_inputs = np.array([[0.2, 0.5]]) * scale
     with pytest.raises(InvalidValueError, match=r"largest \|post_gradient\| 1.0\); the spike times' own derivatives "
-                                                "overflow: bring the weights, threshold and times to ordinary magnitudes"):
+                                                "overflow: bring the weights, threshold and times to ordinary "
+                                                "magnitudes"):
         dg.layer_backward(huge, huge_inputs, dg.layer_forward(huge, huge_inputs), np.ones((1, 2)))
     gradients = dg.backward(network, inputs, times, np.full((2, 2), 1e200))  # large but representable
     assert all(np.isfinite(layer.weights).all() for layer in gradients.layers)

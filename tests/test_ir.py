@@ -39,7 +39,8 @@ def test_non_finite_delays_are_rejected():
         projection(delay_kind="synaptic", delays=np.full((3, 2), np.nan))
 
 
-@pytest.mark.parametrize("kind, good, bad", [("axonal", (3,), (2,)), ("dendritic", (2,), (3,)), ("synaptic", (3, 2), (2, 3))])
+@pytest.mark.parametrize("kind, good, bad",
+                         [("axonal", (3,), (2,)), ("dendritic", (2,), (3,)), ("synaptic", (3, 2), (2, 3))])
 def test_delay_shapes_by_kind(kind, good, bad):
     assert projection(delay_kind=kind, delays=np.zeros(good)).delays.shape == good
     assert projection(delay_kind=kind).delays.tolist() == np.zeros(good).tolist()  # default: zero delays
@@ -53,7 +54,8 @@ def test_delays_without_a_delay_kind_are_rejected():
 
 
 def test_unknown_delay_kind_lists_the_allowed_values():
-    with pytest.raises(ValueError, match=rf"{NAME}\.delay_kind: unknown delay kind 'somatic'; choose one of none, axonal, dendritic, synaptic"):
+    with pytest.raises(ValueError, match=rf"{NAME}\.delay_kind: unknown delay kind 'somatic'; choose one of none, "
+                                         r"axonal, dendritic, synaptic"):
         projection(delay_kind="somatic")
     with pytest.raises(ValueError, match="delay_kind: unknown delay kind"):
         dg.Network.feedforward([2, 2], delay_kind="bogus")

@@ -57,7 +57,8 @@ def _forward_layer_walk():
 
 def _backward_per_synapse():
     # synaptic delays: the kernel that accumulates per-synapse gradients in slots
-    layer, pre, post, gradient = _layer("synaptic", 1.5), _times(2000, 400), _times(2000, 400, 2.5), np.ones((2000, 400))
+    layer, pre, post, gradient = (_layer("synaptic", 1.5), _times(2000, 400), _times(2000, 400, 2.5),
+                                  np.ones((2000, 400)))
     return lambda: dg.layer_backward(layer, pre, post, gradient)
 
 

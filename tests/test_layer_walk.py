@@ -168,7 +168,8 @@ def test_strong_inputs_close_together(ratio):
     a block whose intervals are far shorter than the block bound's resolution."""
     rng = np.random.default_rng(11)
     network, x = random_layer_case(12, "none", ratio, n_pre=30, n_post=20, batch=6)
-    network.layers[0].projection.weights[...] = rng.normal(0.0, 1.0, size=(30, 20)) * 10.0 ** rng.integers(0, 10, size=(30, 20))
+    network.layers[0].projection.weights[...] = (rng.normal(0.0, 1.0, size=(30, 20))
+                                                 * 10.0 ** rng.integers(0, 10, size=(30, 20)))
     x = 1.0 + 1e-9 * rng.integers(0, 40, size=(6, 30))
     walk = layer_forward(network, x, layer_walk=True)
     per_neuron = layer_forward(network, x, layer_walk=False)
@@ -264,7 +265,8 @@ def test_layer_backward_matches_finite_differences(helpers, kind, ratio):
     for actual, array in [(grads.layers[0].weights, layer.projection.weights),
                           (grads.layers[0].threshold, layer.population.neuron.threshold),
                           (grads.input_spike_times, x)] + (
-                         [(grads.layers[0].delays, layer.projection.delays)] if layer.projection.delays is not None else []):
+                         [(grads.layers[0].delays, layer.projection.delays)]
+                         if layer.projection.delays is not None else []):
         expected = helpers.central_difference(loss, array)
         finite = np.isfinite(array)
         scale = max(1.0, np.max(np.abs(expected[finite])))

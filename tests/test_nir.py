@@ -321,8 +321,9 @@ def test_metadata_of_a_wide_synaptic_layer_is_not_expanded_before_the_size_check
     fan-out, 3.2 GB, before the size check refused it)"""
     import tracemalloc
 
-    one = {name: np.array([value]) for name, value in (("tau_syn", 1e-3), ("tau_mem", 2e-3), ("r", 2.0), ("v_leak", 0.0),
-                                                        ("v_threshold", 1.0), ("v_reset", 0.0), ("w_in", 1e-3))}
+    one = {name: np.array([value]) for name, value in (("tau_syn", 1e-3), ("tau_mem", 2e-3), ("r", 2.0),
+                                                        ("v_leak", 0.0), ("v_threshold", 1.0), ("v_reset", 0.0),
+                                                        ("w_in", 1e-3))}
     lif = nir.CubaLIF(**one, metadata={"delgrad": {"population": "p", "threshold": 1.0, "tau_m": 2.0, "tau_s": 1.0}})
     nodes = {"in": nir.Input(input_type={"input": np.array([5000])}),
              "lin": nir.Linear(weight=np.zeros((1, 5000)), metadata={"delgrad": {"delay_kind": "synaptic"}}),

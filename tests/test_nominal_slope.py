@@ -23,7 +23,8 @@ def _with_threshold(network, offset):
 def _reference_code_weight_gradient(layer, arrivals, post, delta):
     """dL/dw of one tau_m = tau_s = 1 layer as the reference code computes it at measured times:
     dt_j/dw_ij = -(t_j - a_i) e^{a_i} / (A_j (1 + W)), A_j = sum_i w_ij e^{a_i} over the inputs
-    that arrived before t_j (one arriving at t_j contributes nothing), W = W0(-theta_j / A_j e^{B_j / A_j}), B_j = sum_i w_ij a_i e^{a_i}."""
+    that arrived before t_j (one arriving at t_j contributes nothing), W = W0(-theta_j / A_j e^{B_j / A_j}),
+    B_j = sum_i w_ij a_i e^{a_i}."""
     weights = layer.projection.weights
     threshold = layer.neuron_arrays()[0]
     gradient = np.zeros_like(weights)

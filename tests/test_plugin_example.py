@@ -19,7 +19,8 @@ def test_example_backend_converges_to_the_exact_spike_times(ratio):
     expected = forward(network, inputs)
     medians = []
     for dt in (0.02, 0.01):
-        agreement = compare_spike_times(expected, get_backend("example", dt=dt).execute(network, inputs).layer_spike_times)
+        agreement = compare_spike_times(expected,
+                                        get_backend("example", dt=dt).execute(network, inputs).layer_spike_times)
         assert agreement.silence_agreement == 1.0
         medians.append(agreement.median_abs_error)
     # Exact propagation + linear interpolation of the crossing: typical error O(dt^2).
@@ -39,7 +40,8 @@ def test_example_backend_runs_at_its_bounds_and_the_trainer_refuses_others_as_op
     network = make_network((2, 2), "none")
     for dt in (MIN_DT, MAX_DT, np.float32(0.01)):
         backend = get_backend("example", dt=dt)
-        assert type(backend.dt) is float and backend.execute(network, np.zeros((1, 2))).layer_spike_times[0].shape == (1, 2)
+        assert (type(backend.dt) is float
+                and backend.execute(network, np.zeros((1, 2))).layer_spike_times[0].shape == (1, 2))
     with pytest.raises(BackendOptionsError, match=r"^backend_options: backend 'example': dt: expected a number of "
                                                   r"tau_s from 1e-05 to 0.1, got 1e-300$"):
         Trainer(TrainingConfig(backend="example", backend_options={"dt": 1e-300}))
@@ -60,6 +62,7 @@ def test_example_backend_refuses_a_job_whose_arrivals_span_more_steps_than_it_ta
                                                       r"10,000,000 per job") as info:
         backend.execute(network, np.array([[0.0, widest + 1.0]]))
     assert info.value.capability == "resources"
-    with pytest.raises(UnsupportedNetworkError, match=r"span 1e\+300 tau_s, 1e\+301 steps of dt = 0.1; at most") as info:
+    with pytest.raises(UnsupportedNetworkError,
+                       match=r"span 1e\+300 tau_s, 1e\+301 steps of dt = 0.1; at most") as info:
         backend.execute(network, np.array([[0.0, 1e300]]))  # (not 300 digits of each)
     assert len(str(info.value)) < 300

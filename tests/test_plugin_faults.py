@@ -190,7 +190,8 @@ def test_a_plugin_that_prints_keeps_backends_json_parseable(site, fresh, capsys)
 
 def test_what_a_plugin_prints_before_it_fails_to_import_is_reported(site, fresh):
     """(what it printed, often why it fails, was lost: only its exception was reported)"""
-    site("delgrad-gloomy", "gloomy_plugin", 'print("libchip.so not found, set CHIP_HOME")\nraise ImportError("no chip")\n')
+    site("delgrad-gloomy", "gloomy_plugin",
+         'print("libchip.so not found, set CHIP_HOME")\nraise ImportError("no chip")\n')
     result = cli_runner().invoke(main, ["backends", "--json"])
     assert result.exit_code == 0, result.output
     problems = " ".join(json.loads(result.stdout)["problems"])

@@ -666,7 +666,8 @@ def test_a_factory_that_returns_no_backend_is_named_when_its_capabilities_are_re
     from delgrad_core._plugins import Registration
 
     registration = Registration("backend", "hollow", lambda: None, "hollow-dist")
-    with pytest.raises(PluginError, match="backend 'hollow' from 'hollow-dist': factory returned NoneType, not a Backend"):
+    with pytest.raises(PluginError,
+                       match="backend 'hollow' from 'hollow-dist': factory returned NoneType, not a Backend"):
         registration.capabilities  # noqa: B018  (it said "'NoneType' object does not support the context manager")
 
 

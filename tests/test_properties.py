@@ -26,7 +26,8 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 
 def draw_case(helpers, spec, batch=2):
-    network = helpers.build_network(spec["sizes"], spec["kind"], np.array(spec["ratio"]), spec["seed"], weight_mean=spec["weight_mean"])
+    network = helpers.build_network(spec["sizes"], spec["kind"], np.array(spec["ratio"]), spec["seed"],
+                                    weight_mean=spec["weight_mean"])
     rng = np.random.default_rng(spec["seed"])
     x = rng.uniform(0.0, 2.0, size=(batch, spec["sizes"][0]))
     x[rng.random(x.shape) < spec["silent_fraction"]] = np.inf

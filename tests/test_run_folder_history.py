@@ -247,7 +247,8 @@ def test_a_failed_fsync_of_the_folder_is_told_one_the_file_system_refuses_is_not
 
     monkeypatch.setattr(os, "fsync", failing_for_folders)
     if told:
-        with pytest.raises(OSError, match=rf"Input/output error \(making the folder.s new files durable\): .{tmp_path}."):
+        with pytest.raises(OSError,
+                           match=rf"Input/output error \(making the folder.s new files durable\): .{tmp_path}."):
             atomic_write_text(tmp_path / "file.txt", "text")
     else:
         atomic_write_text(tmp_path / "file.txt", "text")

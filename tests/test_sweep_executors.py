@@ -93,7 +93,8 @@ def test_a_pool_has_no_more_workers_than_trials_and_shares_the_cpus_among_them(m
 
 def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
     runner = cli_runner()
-    args = ["sweep", "--hidden", "4", "--delays", "none,axonal", "--seeds", "1", "--epochs", "2", "--out", str(tmp_path)]
+    args = ["sweep", "--hidden", "4", "--delays", "none,axonal", "--seeds", "1", "--epochs", "2",
+            "--out", str(tmp_path)]
     for index in (0, 1):
         result = runner.invoke(main, [*args, "--trial", str(index)])
         assert result.exit_code == 0, result.output
@@ -390,8 +391,8 @@ def test_a_worker_killed_mid_trial_costs_nothing_but_time(tmp_path):
 
     def sweep():
         try:
-            run_sweep(settings, **GRID, out_dir=tmp_path / "killed", executor="dask", scheduler=cluster.scheduler_address,
-                      echo=lines.append)
+            run_sweep(settings, **GRID, out_dir=tmp_path / "killed", executor="dask",
+                      scheduler=cluster.scheduler_address, echo=lines.append)
         except BaseException as exc:  # reported below
             outcome["error"] = exc
 
@@ -592,7 +593,8 @@ def test_a_trial_queued_in_a_worker_does_not_start_after_ctrl_c(tmp_path, monkey
     assert not (tmp_path / "trial").exists()
     lines = []
     stopped = pickle.loads(pickle.dumps(TrainingStopped("runs/a: b", "not started, the sweep was interrupted")))
-    _executors.report(SimpleNamespace(name="none-h3-s0"), stopped, _executors.Unfinished(), lines.append)  # (": " in the folder)
+    # (": " in the folder)
+    _executors.report(SimpleNamespace(name="none-h3-s0"), stopped, _executors.Unfinished(), lines.append)
     assert lines == ["none-h3-s0: not started, the sweep was interrupted"]
     assert str(stopped) == "runs/a: b: not started, the sweep was interrupted"
 
@@ -732,9 +734,11 @@ def test_a_finished_trials_damaged_metrics_are_named_and_runs_beside_it_are_read
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ("backend_options = {n_threads = 1, colour = 3}", "backend 'reference': unknown option(s) colour; allowed: n_threads"),
+    ("backend_options = {n_threads = 1, colour = 3}",
+     "backend 'reference': unknown option(s) colour; allowed: n_threads"),
     ("[encoder]\nrepeat = 0", "LatencyEncoder.repeat: expected an integer from 1 to 1000, got 0"),
-    ("[loss]\nepochs = 2", "loss_options: loss 'squared' has no parameter epochs; epochs is a training setting of its own"),
+    ("[loss]\nepochs = 2",
+     "loss_options: loss 'squared' has no parameter epochs; epochs is a training setting of its own"),
 ])
 def test_settings_that_building_a_run_refuses_are_refused_before_any_trial_starts(tmp_path, config, message):
     """(every trial failed, one after another, and the sweep advised running it again)"""
@@ -777,7 +781,8 @@ def test_the_command_line_leaves_the_process_as_it_found_it(tmp_path):
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         outputs = [cli_runner().invoke(main, ["sweep", "--config", str(tmp_path / "c.toml"), "--seeds", "1",
-                                              "--slurm-script", str(tmp_path / f"job{i}.sh"), "--out", str(tmp_path / "s")])
+                                              "--slurm-script", str(tmp_path / f"job{i}.sh"),
+                                              "--out", str(tmp_path / "s")])
                    for i in range(2)]
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # (its handler lives while a command runs)
     finally:
@@ -1113,7 +1118,8 @@ def test_a_stop_signal_while_the_dask_client_closes_stops_the_sweep(tmp_path, mo
     from delgrad_core.training import _dask_executor
     from delgrad_core.training._trials import Trial
 
-    monkeypatch.setattr(_dask_executor, "train_trial", lambda settings, folder, should_stop=None: {"test_accuracy": 0.5})
+    monkeypatch.setattr(_dask_executor, "train_trial",
+                        lambda settings, folder, should_stop=None: {"test_accuracy": 0.5})
     monkeypatch.setattr(Trial, "finished", property(lambda trial: True))
     connect = _dask_executor.DaskExecutor._connect
 

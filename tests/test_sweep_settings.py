@@ -123,7 +123,8 @@ def test_a_backend_built_by_a_function_declares_its_result_neutral_options_when_
     registry.register_plugin(SimpleNamespace(delgrad_register_backends=delgrad_register_backends),
                              distribution="delgrad-lazy")
     monkeypatch.setattr("delgrad_core._plugins._default_registry", registry)
-    trials = [plan_trials({"epochs": 1, "backend": "lazy", "backend_options": {"cache_dir": folder}}, *GRID, tmp_path)[0]
+    trials = [plan_trials({"epochs": 1, "backend": "lazy", "backend_options": {"cache_dir": folder}}, *GRID,
+                          tmp_path)[0]
               for folder in ("/tmp/a", "/tmp/b")]
     assert trials[0].id == trials[1].id
     registry.register_plugin(SimpleNamespace(delgrad_register_backends=hookimpl(  # (an iterator is read once)

@@ -469,9 +469,10 @@ def test_config_values_python_cannot_compare_or_convert_are_refused_naming_the_s
     for settings, message in (({"weight_lr": 10**400}, r"weight_lr: expected a number > 0 and <= 10, or unset, got the "
                                                         r"integer 1\.00e\+400$"),
                               ({"weight_lr": 10**300}, r"weight_lr: expected .*, got the integer 1\.00e\+300$"),
-                              ({"threshold": -10**400}, r"threshold: expected a finite number >= 1e-300, got the integer "
-                                                        r"-1\.00e\+400$"),
-                              ({"epochs": 10**5000}, r"epochs: expected an integer >= 1, got the integer 1\.00e\+5000$"),
+                              ({"threshold": -10**400}, r"threshold: expected a finite number >= 1e-300, got the "
+                                                        r"integer -1\.00e\+400$"),
+                              ({"epochs": 10**5000}, r"epochs: expected an integer >= 1, got the integer "
+                                                     r"1\.00e\+5000$"),
                               ({"epochs": -12345}, r"epochs: expected an integer >= 1, got -12345$"),
                               ({"hidden": (4, 3), "delays": np.array(["axonal", "none", "none"])},
                                r"delays: array\(\['axonal', 'none', 'none'\], dtype='<U6'\) is not allowed")):
@@ -547,12 +548,14 @@ def test_a_threshold_the_network_refuses_is_refused_naming_the_setting(tmp_path)
     Trainer(TrainingConfig(hidden=5, epochs=1, threshold=MIN_THRESHOLD)).close()  # (the smallest the network takes)
     (tmp_path / "c.toml").write_text("threshold = 5e-324\n")
     result = cli_runner().invoke(main, ["train", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")])
-    assert result.exit_code == 2 and "c.toml: threshold: expected a finite number >= 1e-300, got 5e-324" in result.output
+    assert (result.exit_code == 2
+            and "c.toml: threshold: expected a finite number >= 1e-300, got 5e-324" in result.output)
 
 
 def test_a_denormal_weight_resolution_is_refused_naming_the_setting():
     """(5e-324 passed "> 0" and the trainer's build failed on NaN weights, naming weight_init_mean)"""
-    with pytest.raises(dg.InvalidValueError, match=r"^weight_resolution: expected a finite number >= 1e-12, or unset, got 5e-324$"):
+    with pytest.raises(dg.InvalidValueError, match=r"^weight_resolution: expected a finite number >= 1e-12, or unset, "
+                                                   r"got 5e-324$"):
         TrainingConfig(weight_resolution=5e-324)
     Trainer(TrainingConfig(hidden=5, epochs=1, weight_resolution=1e-12)).close()
 
@@ -590,9 +593,11 @@ def test_learning_rates_and_the_bump_are_refused_beyond_ten_naming_the_setting(n
             TrainingConfig(**{name: value})
     assert getattr(TrainingConfig(**{name: 10}), name) == 10.0
     (tmp_path / "fast.toml").write_text(f"{name} = 1e300\n")
-    with pytest.raises(dg.InvalidValueError, match=rf"fast.toml: {name}: expected .*(<= |to )10, or unset, got 1e\+300"):
+    with pytest.raises(dg.InvalidValueError,
+                       match=rf"fast.toml: {name}: expected .*(<= |to )10, or unset, got 1e\+300"):
         load_config(tmp_path / "fast.toml")
-    with pytest.raises(dg.InvalidValueError, match=rf"defaults.{name}: expected .*(<= |to )10"):  # (a backend's defaults)
+    # (a backend's defaults)
+    with pytest.raises(dg.InvalidValueError, match=rf"defaults.{name}: expected .*(<= |to )10"):
         check_settings({name: 1e300}, "backend 'chip': training_defaults")
 
 
@@ -1023,7 +1028,8 @@ def test_sectioned_config_files(tmp_path):
     for text, message in [
         ("[network]\nepochs = 3\n", r"unknown setting 'epochs' in \[network\]; allowed: hidden"),
         ("[optimiser]\nweight_lr = 'fast'\n", r"weight_lr: expected a number > 0"),
-        ("[network]\nhidden = [20, 10]\ndelays = ['axonal', 'none']\n", "delays: a list needs one kind per neuron layer"),
+        ("[network]\nhidden = [20, 10]\ndelays = ['axonal', 'none']\n",
+         "delays: a list needs one kind per neuron layer"),
         ("epochs = 3\n[optimiser]\nepochs = 4\n", "epochs set twice"),
         ("[loss]\nname = 'hinge'\n", "loss: 'hinge' is not installed"),
         ("[backend]\nbackend_options = {n_threads = 2}\nn_threads = 1\n", r"\[backend\] gives n_threads twice"),
@@ -1035,8 +1041,9 @@ def test_sectioned_config_files(tmp_path):
         ("[encoder]\nt-early = 0.1\nt_early = 0.3\n", r"\[encoder\] sets t_early twice"),
         ("[backend]\nn-threads = 1\nn_threads = 2\n", r"\[backend\] sets n_threads twice"),
         # a misspelt section or setting: the closest name (the section was taken for an unknown setting)
-        ("[optimizer]\nweight_lr = 0.1\n", r"optimizer is neither a setting nor a section \(did you mean optimiser\?\); "
-                                            "the sections: data, network, encoder, optimiser, loss, heuristics, backend"),
+        ("[optimizer]\nweight_lr = 0.1\n", r"optimizer is neither a setting nor a section \(did you mean "
+                                            r"optimiser\?\); the sections: data, network, encoder, optimiser, loss, "
+                                            "heuristics, backend"),
         ("foo = {a = 1}\n", "foo is neither a setting nor a section; the sections: data,"),
         ("[network]\nhiden = [3]\n", r"unknown setting 'hiden' in \[network\] \(did you mean hidden\?\)"),
         ("weigth_lr = 0.1\n", r"unknown setting\(s\) weigth_lr \(did you mean weight_lr\?\)"),
@@ -1799,7 +1806,8 @@ def test_splits_that_disagree_or_hold_nothing_and_a_plane_of_nan_are_refused_bef
                         r"split 'validation': class names \['a', 'b'\], the train split has \['a', 'b', 'c'\]"),
         "reordered": ({"test": {"class_names": ("c", "b", "a")}}, r"split 'test': class names \['c', 'b', 'a'\], the "
                                                                   r"train split has .* a label means one class"),
-        "wider": ({"validation": {"n_features": 3}}, r"split 'validation': 3 features per sample, the train split has 2"),
+        "wider": ({"validation": {"n_features": 3}},
+                  r"split 'validation': 3 features per sample, the train split has 2"),
     }
 
     def datasets(register):
@@ -1879,7 +1887,8 @@ def test_evaluate_says_when_it_does_not_repeat_the_recorded_test_accuracy(tmp_pa
     labels = dg.datasets.load_dataset("yin_yang", "test").labels
     from delgrad_core.training._run_folder import network_file_digest
     # (as if the run had saved this network: the code, not the file, changed since)
-    metrics = dict(json.loads((run / "metrics.json").read_text()), network_digest=network_file_digest(run / "network.npz"))
+    metrics = dict(json.loads((run / "metrics.json").read_text()),
+                   network_digest=network_file_digest(run / "network.npz"))
     for recorded, told in ((float(np.mean(labels == 0)), "it was scored when a tie for the first output spike went "
                                                          "to the lowest class; ties now count as wrong"),
                            (0.5, "(its backend, dataset or their code changed since)")):
@@ -2334,8 +2343,8 @@ def test_a_child_forked_while_a_folder_is_held_does_not_hold_it(tmp_path):
     finally:
         child.join()
     again = Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
-    with pytest.raises(dg.FolderInUseError, match="in use by this process \\(a Trainer or claim of it not closed yet\\)") \
-            as raised:
+    with pytest.raises(dg.FolderInUseError,
+                       match="in use by this process \\(a Trainer or claim of it not closed yet\\)") as raised:
         Trainer(TrainingConfig(**{**SHORT, "epochs": 2}), out_dir=tmp_path / "run", resume=True)
     assert isinstance(raised.value, dg.RunFolderError) and raised.value.retryable
     again.close()
@@ -2518,15 +2527,18 @@ def test_the_optimiser_and_the_trainable_network_check_what_they_are_given():
         with pytest.raises(dg.InvalidValueError, match=message):
             adam.step(params, grads)
     # (lr_factor went unchecked: NaN parameters, or a climb up the loss; a failing step changed the moments first)
-    for grads, factor, message in (({"w": np.ones((3, 4))}, np.nan, r"lr_factor: expected a finite number >= 0, got nan"),
-                                   ({"w": np.ones((3, 4))}, -100, r"lr_factor: expected a finite number >= 0, got -100"),
+    for grads, factor, message in (({"w": np.ones((3, 4))}, np.nan,
+                                    r"lr_factor: expected a finite number >= 0, got nan"),
+                                   ({"w": np.ones((3, 4))}, -100,
+                                    r"lr_factor: expected a finite number >= 0, got -100"),
                                    ({"w": [["x"] * 4] * 3}, 1.0,
                                     r"grads\['w'\]: expected an array of real numbers, got strings")):
         with pytest.raises(dg.InvalidValueError, match=message):
             adam.step(params, grads, lr_factor=factor)
     read_only = np.zeros((3, 4))
     read_only.flags.writeable = False
-    with pytest.raises(dg.InvalidValueError, match=r"params\['w'\]: read-only; the step updates the parameters in place"):
+    with pytest.raises(dg.InvalidValueError,
+                       match=r"params\['w'\]: read-only; the step updates the parameters in place"):
         adam.step({"w": read_only}, {"w": np.ones((3, 4))})
     assert adam.steps == 0 and not adam.first_moment and not params["w"].any()
     for state, message in (({}, r"state: expected the dict of arrays state_arrays\(\) gives, with 'steps'"),
@@ -2586,7 +2598,8 @@ def test_evaluate_checks_its_dataset_and_seed():
     with Trainer(TrainingConfig(epochs=1, hidden=3, delays="none")) as trainer:
         with pytest.raises(dg.InvalidValueError, match="dataset: expected a delgrad_core.datasets.Dataset, got str"):
             trainer.evaluate("test")
-        with pytest.raises(dg.InvalidValueError, match=r"seed: expected None or an integer from 0 to 2\*\*63 - 1, got -1"):
+        with pytest.raises(dg.InvalidValueError,
+                           match=r"seed: expected None or an integer from 0 to 2\*\*63 - 1, got -1"):
             trainer.evaluate(trainer.test_set, seed=-1)
         assert 0 <= trainer.evaluate(trainer.test_set, seed=3).accuracy <= 1
 
@@ -2786,9 +2799,10 @@ def test_too_many_input_lines_for_the_backend_say_where_they_come_from():
 
     narrow = MockBackend(capabilities=dg.Capabilities(exact=True, max_inputs=8))
     config = TrainingConfig(**{**SHORT, "epochs": 1, "encoder_options": {"repeat": 5}})
-    with pytest.raises(dg.UnsupportedNetworkError, match=r"does not support 20 inputs per neuron in 'hidden.projection' "
-                                                         r"\(max_inputs: 8\): the encoder makes 20 input lines of the "
-                                                         r"data's 4 features; fewer features") as info:
+    with pytest.raises(dg.UnsupportedNetworkError, match=r"does not support 20 inputs per neuron in "
+                                                         r"'hidden.projection' \(max_inputs: 8\): the encoder makes 20 "
+                                                         r"input lines of the data's 4 features; fewer "
+                                                         r"features") as info:
         Trainer(config, backend=narrow)
     assert info.value.capability == "max_inputs"
     wide = TrainingConfig(**{**SHORT, "epochs": 1, "hidden": 9})  # (a hidden layer beyond the limit: as it was)

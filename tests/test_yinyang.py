@@ -31,7 +31,8 @@ def classify_vectorised(points, r_small=0.1, r_big=0.5):
     d_right = np.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
     d_left = np.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)
     dot = (d_right < r_small) | (d_left < r_small)
-    upper = (d_right <= r_small) | ((d_left > r_small) & (d_left <= 0.5 * r_big)) | ((y > r_big) & (d_right > 0.5 * r_big))
+    upper = ((d_right <= r_small) | ((d_left > r_small) & (d_left <= 0.5 * r_big))
+             | ((y > r_big) & (d_right > 0.5 * r_big)))
     return np.where(dot, 2, np.where(upper, 1, 0))
 
 
