@@ -85,7 +85,8 @@ WRONG_BACKEND = """
             if self.profile_dict:
                 return {"max_median_error": 0.1}
             return ConformanceProfile(max_median_error=self.max_median_error,
-                                      causality_tolerance=self.causality_tolerance, exact_tolerance=self.exact_tolerance,
+                                      causality_tolerance=self.causality_tolerance,
+                                      exact_tolerance=self.exact_tolerance,
                                       min_silence_agreement=self.min_silence_agreement,
                                       unsupported={self.unsupported: "declared"} if self.unsupported else {})
 
@@ -166,7 +167,8 @@ WRONG_BACKEND = """
                 network = Network(network.input, [Layer(first.population, projection), *network.layers[1:]])
             if self.fan_in_cut is not None:
                 network = Network(network.input, [
-                    Layer(layer.population, Projection(np.where(np.arange(layer.projection.n_pre)[:, None] < self.fan_in_cut,
+                    Layer(layer.population, Projection(np.where(np.arange(layer.projection.n_pre)[:, None]
+                                                                < self.fan_in_cut,
                                                                 layer.projection.weights, 0.0),
                                                        layer.projection.delay_kind, layer.projection.delays))
                     for layer in network.layers])
@@ -210,13 +212,15 @@ WRONG_BACKEND = """
                 request.calibration.cache_key
             if self.squeezed:
                 times = [np.squeeze(t) for t in times]
-            return ExecutionResult(times, {}, arrival_times=self._arrivals(request, times) if self.early_arrivals else None)
+            return ExecutionResult(times, {},
+                                   arrival_times=self._arrivals(request, times) if self.early_arrivals else None)
 
         def _arrivals(self, request, times):
             noise, arrivals = np.random.default_rng(0), []
             for sent, layer in zip([request.input_spike_times, *times[:-1]], request.network.layers):
                 nominal = sent[:, :, None] + layer.projection.delay_matrix()[None]
-                early = np.where(noise.random(nominal.shape) < 0.4, noise.uniform(0, self.early_arrivals, nominal.shape), 0)
+                early = np.where(noise.random(nominal.shape) < 0.4,
+                                 noise.uniform(0, self.early_arrivals, nominal.shape), 0)
                 arrivals.append(np.maximum(nominal - early, sent[:, :, None]))
             return arrivals
 
