@@ -4,6 +4,7 @@
 lines shown under a progress bar, output paths longer than the file system allows."""
 
 import errno
+import importlib
 import io
 import os
 import select
@@ -247,6 +248,33 @@ def test_a_line_into_a_closed_file_is_left_out(monkeypatch, tqdm_loaded):
     closed.close()
     monkeypatch.setattr(sys, "stderr", closed)
     show_line("a trial finished")
+
+
+@pytest.mark.parametrize("tqdm_loaded", [True, False])
+def test_a_line_reaches_a_buffered_stderr_at_once(monkeypatch, tqdm_loaded):
+    """`show_line` flushes: a stderr that buffers (click < 8.2's test runner's, a wrapper around a
+    file) held a line written through tqdm, which does not flush, and lost it."""
+    from delgrad_core.cli import show_line
+
+    importlib.import_module("tqdm")  # (its writer is used once tqdm is imported)
+
+    if not tqdm_loaded:
+        monkeypatch.delitem(sys.modules, "tqdm")
+    written = io.BytesIO()
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(written, encoding="utf-8"))
+    show_line("a trial finished")
+    assert written.getvalue() == b"a trial finished\n"
+
+
+def test_a_progress_bars_last_line_reaches_a_buffered_stderr_when_it_closes(monkeypatch):
+    """(tqdm 4.60, the oldest supported, wrote a closed bar's newline without flushing it)"""
+    from delgrad_core.training._progress import progress_bar
+
+    written = io.BytesIO()
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(written, encoding="utf-8"))
+    with progress_bar(total=2, desc="steps", mininterval=0) as bar:
+        bar.update(2)
+    assert written.getvalue().startswith(b"\rsteps") and written.getvalue().endswith(b"\n")
 
 
 def _tqdm_lock_is_free() -> bool:

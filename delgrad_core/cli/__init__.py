@@ -119,6 +119,7 @@ def show_line(text: str) -> None:
             click.echo(text, err=True)
         else:
             tqdm.tqdm.write(text, file=sys.stderr)
+            sys.stderr.flush()  # (tqdm does not: a buffered stderr, e.g. click < 8.2's test runner's, kept the line)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -43,6 +43,7 @@ class _BarStream:
 
     def write(self, text: str) -> None:
         self._call("write", text)
+        self._call("flush")  # (older tqdm wrote a closed bar's last newline unflushed: a buffered stream held it)
 
     def flush(self) -> None:
         self._call("flush")
