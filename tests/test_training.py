@@ -1530,6 +1530,22 @@ def test_a_plugin_losss_settings_reach_each_parameter_once_and_say_which_they_mi
         component("loss", "bare", TrainingConfig(**SHORT, loss="bare", loss_delta=0.3), {})
 
 
+def test_a_plugin_loss_parameter_without_a_default_takes_its_setting_even_at_the_settings_default(monkeypatch):
+    """(left at its default, loss_alpha reached no parameter: the loss was refused as missing alpha, with
+    advice to give it in loss_options, where it was then refused for having a setting of its own)"""
+    class Required(_PluginLoss):
+        def __init__(self, alpha):
+            super().__init__(alpha)
+
+    from delgrad_core.training._components import component
+
+    _register_plugin_components(monkeypatch, delgrad_register_losses=lambda register: register("req", Required))
+    assert component("loss", "req", TrainingConfig(**SHORT, loss="req"), {}).loss.alpha == TrainingConfig.loss_alpha
+    assert component("loss", "req", TrainingConfig(**SHORT, loss="req", loss_alpha=0.5), {}).loss.alpha == 0.5
+    with pytest.raises(dg.InvalidValueError, match="^loss_options: set loss_alpha instead of the option alpha"):
+        TrainingConfig(**SHORT, loss="req", loss_options={"alpha": 0.5})
+
+
 @pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
 @pytest.mark.parametrize(("n_classes", "width_px"), [(3, 3 * 4 * 120), (5, 5 * 4 * 120), (10, 6 * 120), (12, 6 * 120)])
 def test_spike_time_plots_of_many_classes_are_one_panel(tmp_path, n_classes, width_px):

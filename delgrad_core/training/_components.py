@@ -162,7 +162,8 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     """The registered `kind` `name`, built from the config fields named after its parameters
     (``loss_delta`` -> ``delta`` for losses, ``t_early`` for encoders) plus `options`.  A field
     left at its declared default is not passed: the component's own default holds (the core's
-    components have the fields' defaults; a plugin's may differ)."""
+    components have the fields' defaults; a plugin's may differ), or, for a parameter without one,
+    the field's default is its value."""
     factory = registry().get(kind, name).obj
     prefix = COMPONENT_FIELD_PREFIX[kind]
     values = config.to_dict()
@@ -170,8 +171,8 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     # (named ones only: a factory's **options is not the setting loss_options)
     signature = {p: spec for p, spec in every_parameter.items() if spec.kind not in (spec.VAR_POSITIONAL,
                                                                                        spec.VAR_KEYWORD)}
-    parameters = {p: values[prefix + p] for p in signature
-                  if values.get(prefix + p) is not None and values[prefix + p] != _FIELD_DEFAULTS.get(prefix + p)}
+    parameters = {p: values[prefix + p] for p, spec in signature.items() if values.get(prefix + p) is not None and (
+        values[prefix + p] != _FIELD_DEFAULTS.get(prefix + p) or spec.default is inspect.Parameter.empty)}
     for p, spec in signature.items():  # a field at its default, a component with another default: say which holds
         field = prefix + p
         if field in _FIELD_DEFAULTS and p not in parameters and p not in options \
