@@ -66,13 +66,16 @@ def _help_of(words: list[str]) -> tuple[list[str], str]:
     return [], ""
 
 
+COMMAND_LINES = _command_lines()
+
+
 def test_the_documents_hold_command_lines_to_check():
     """(the parser finds them: a test of none would pass whatever the documents say)"""
-    documents = {document for document, _ in _command_lines()}
-    assert len(_command_lines()) >= 40 and {"README.md", "docs/bss2.md", "docs/hil.md"} <= documents
+    documents = {document for document, _ in COMMAND_LINES}
+    assert len(COMMAND_LINES) >= 40 and {"README.md", "docs/bss2.md", "docs/hil.md"} <= documents
 
 
-@pytest.mark.parametrize("document, line", _command_lines(), ids=lambda value: value[:60])
+@pytest.mark.parametrize("document, line", COMMAND_LINES, ids=lambda value: value[:60])
 def test_every_option_of_a_documented_command_is_one_the_command_takes(document, line):
     command, help_text = _help_of(line.split()[1:])
     assert command, f"{document}: {line!r} names no delgrad command"
