@@ -366,14 +366,20 @@ class NpzArchive:
         """The JSON document stored under `name` (a 0-d unicode array)."""
         text = self.array(name, shape=(), kind="U")
         try:
-            document = json.loads(str(text))
-        except ValueError as exc:  # (malformed, or an integer of more digits than Python converts)
+            document = json.loads(str(text), parse_constant=_refuse_constant)
+        except ValueError as exc:  # (malformed, NaN or infinity, or an integer of more digits than Python converts)
             raise self._fail(f"entry {name!r} is not valid JSON ({exc})") from None
         except RecursionError:
             raise self._fail(f"entry {name!r} is JSON nested too deeply to read") from None
         if not isinstance(document, dict):
             raise self._fail(f"entry {name!r} is not a JSON object")
         return document
+
+
+def _refuse_constant(constant: str):
+    """`json.loads`' hook for NaN and Infinity, which Python reads but JSON has not (and
+    `json_array` never writes)."""
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def archive_of_bytes(data, what: str, *, stored_only: bool = False) -> NpzArchive:

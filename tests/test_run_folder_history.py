@@ -71,12 +71,18 @@ def test_a_checkpoint_without_a_history_digest_still_resumes(finished_run, tmp_p
     ("skipped_steps", "1.5", "line 1 has skipped_steps = 1.5, expected a whole number >= 0"),
     ("guarded", "true", "line 1 has guarded = True, expected a whole number >= 0"),
     ("no_crossing", None, "line 1 lacks no_crossing"),
-], ids=["string", "nan", "infinity", "integer-beyond-floats", "fraction-count", "boolean-count", "missing"])
+    ("train_accuracy", "2.0", "line 1 has train_accuracy = 2.0, expected a number in [0, 1]"),
+    ("validation_accuracy", "-0.5", "line 1 has validation_accuracy = -0.5, expected a number in [0, 1]"),
+    ("learning_rate_factor", "-1", "line 1 has learning_rate_factor = -1, expected a finite number >= 0"),
+    ("wall_seconds", "-5.0", "line 1 has wall_seconds = -5.0, expected a finite number >= 0"),
+], ids=["string", "nan", "infinity", "integer-beyond-floats", "fraction-count", "boolean-count", "missing",
+        "accuracy-above-1", "negative-accuracy", "negative-rate", "negative-time"])
 def test_history_values_of_the_wrong_type_are_refused_before_anything_is_written(finished_run, tmp_path, field,
                                                                                  value, message):
     """(a string value: a traceback in plotting after metrics.json and network.npz were written,
-    stale plots left; NaN: copied into metrics.json as a bare NaN, invalid strict JSON).  An older
-    checkpoint, without a digest of its history: only the values' checks can tell."""
+    stale plots left; NaN: copied into metrics.json as a bare NaN, invalid strict JSON; an accuracy of
+    200 %: copied into it too).  An older checkpoint, without a digest of its history: only the
+    values' checks can tell."""
     run = _copy(finished_run, tmp_path)
     _without_history_digest(run)
     lines = (run / "history.jsonl").read_text().splitlines()

@@ -1287,7 +1287,15 @@ def test_hidden_of_one_layer_is_one_setting_however_given():
     ({"config": [1]}, "its settings are not a table"),
     ("drop adam.m.layers.0.weights", "adam.m.layers.0.weights is missing"),
     ("drop adam.steps", "adam.steps is missing"),
-    (("adam.steps", np.array(-5)), "adam.steps is -5"),
+    (("adam.steps", np.array(-5)), "adam.steps is -5, expected 0..20"),
+    # (resumed: Adam's bias correction of 2**62 steps, or of epoch 1's 20 batches' and one more)
+    (("adam.steps", np.array(2**62)), r"adam.steps is 4611686018427387904, expected 0..20 \(at most a step per batch"),
+    (("adam.steps", np.array(21)), "adam.steps is 21, expected 0..20"),
+    # (an OverflowError's traceback at the first skipped step)
+    ({"bump_level": 0.0015}, "bump_level 0.0015 is not silent_bump 0.0005 doubled a whole number of times"),
+    ({"bump_level": 0.00025}, "bump_level 0.00025 is not silent_bump"),
+    # (Python's JSON reader takes Infinity: the run trained an epoch, then failed to write its checkpoint)
+    ("infinite elapsed_seconds", "entry 'trainer_state.json' is not valid JSON \\(Infinity is not a JSON number\\)"),
     (("adam.steps", np.array(2.5)), "entry 'adam.steps' has dtype float64, expected kind 'i'"),
     (("adam.steps", np.zeros((7, 7), dtype=np.int64)), r"entry 'adam.steps' has shape \(7, 7\), expected \(\)"),
     (("adam.v.layers.0.weights", np.array(-5.0)), r"entry 'adam.v.layers.0.weights' has shape \(\)"),
@@ -1314,6 +1322,8 @@ def test_a_damaged_checkpoint_is_refused_when_it_is_read(tmp_path, change, messa
         change = {"rng": {**state["rng"], "uinteger": 1.5}}
     if isinstance(change, dict):
         arrays["trainer_state.json"] = json_array({**state, **change})
+    elif change == "infinite elapsed_seconds":
+        arrays["trainer_state.json"] = np.array(json.dumps({**state, "elapsed_seconds": float("inf")}))
     elif isinstance(change, tuple):
         arrays[change[0]] = change[1]
     elif change == "drop best.*":

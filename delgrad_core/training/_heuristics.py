@@ -80,7 +80,12 @@ class SilentNeuronBump:
         return {"bump_level": self.level}
 
     def load(self, state: dict) -> None:
-        self.level = state["bump_level"]
+        """Take the checkpoint's level; it must be the bump doubled a whole number of times
+        (ValueError otherwise)."""
+        level = state["bump_level"]
+        if self.bump is not None and not (level >= self.bump and math.frexp(level / self.bump)[0] == 0.5):
+            raise ValueError(f"bump_level {level!r} is not silent_bump {self.bump!r} doubled a whole number of times")
+        self.level = level
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,15 @@ class EpochMetrics:
 
 
 _FIELDS = typing.get_type_hints(EpochMetrics)  # name -> int (a count) or float
+# (low, high, in words) of the floats a trainer writes within bounds; the losses only finite (a plugin's may be < 0)
+_BOUNDS = {**dict.fromkeys(("train_accuracy", "validation_accuracy"), (0.0, 1.0, "a number in [0, 1]")),
+           **dict.fromkeys(("learning_rate_factor", "wall_seconds"), (0.0, sys.float_info.max, "a finite number >= 0"))}
 
 
 def epoch_metrics(record: dict, number: int, folder: RunFolder) -> EpochMetrics:
     """Line `number` of the history, `record`, as the trainer writes it: every field, counts as
-    whole numbers >= 0, the others as finite numbers; else an error naming the file and line."""
+    whole numbers >= 0, the others as finite numbers (accuracies in [0, 1], the learning-rate
+    factor and wall time >= 0); else an error naming the file and line."""
     missing = [name for name in _FIELDS if name not in record]
     unknown = [name for name in record if name not in _FIELDS]
     if missing or unknown:
@@ -43,11 +47,11 @@ def epoch_metrics(record: dict, number: int, folder: RunFolder) -> EpochMetrics:
     for name, kind in _FIELDS.items():
         value = record[name]
         if kind is int:
-            fits = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        else:  # (abs: no NaN, no infinity, no integer beyond the floats)
-            fits = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+            fits, expected = isinstance(value, int) and not isinstance(value, bool) and value >= 0, "a whole number >= 0"
+        else:  # (the bounds: no NaN, no infinity, no integer beyond the floats)
+            low, high, expected = _BOUNDS.get(name, (-sys.float_info.max, sys.float_info.max, "a finite number"))
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
         if not fits:
-            expected = "a whole number >= 0" if kind is int else "a finite number"
             raise folder.history_fault(number, f"has {name} = {value!r}, expected {expected}")
     return EpochMetrics(**record)
 

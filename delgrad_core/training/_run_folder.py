@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import stat
+import sys
 import threading
 import time
 from fnmatch import fnmatchcase
@@ -348,7 +348,7 @@ def checked_state(state: dict, path) -> dict:
         value = state.get(name)
         if value is None and optional:
             continue
-        low, high = (-1, 1) if name == "best_validation_accuracy" else (0, math.inf)  # (-1: no epoch kept yet)
+        low, high = (-1, 1) if name == "best_validation_accuracy" else (0, sys.float_info.max)  # (-1: none kept yet)
         if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
             raise FileFormatError(f"{path}: the state's {name} is {value!r} (a damaged or edited checkpoint)")
     stored_settings(state, path)

@@ -644,9 +644,11 @@ class Trainer:
             for name, value in parameter_arrays(data, params, "param.", path, required=True).items():
                 params[name[len("param."):]][...] = value
             steps = data.array("adam.steps", shape=(), kind="i") if "adam.steps" in data.names else None
-            if steps is None or steps < 0:
-                raise FileFormatError(f"{path}: adam.steps is {'missing' if steps is None else int(steps)} (a damaged "
-                                      "or edited checkpoint)")
+            most = int(state["epoch"]) * -(-len(self.train_set) // self.config.batch_size)  # (a step per batch)
+            if steps is None or not 0 <= steps <= most:
+                raise FileFormatError(f"{path}: adam.steps is {'missing' if steps is None else int(steps)}, expected "
+                                      f"0..{most} (at most a step per batch of each epoch trained; a damaged or "
+                                      "edited checkpoint)")
             moments = {prefix: parameter_arrays(data, params, prefix, path, required=steps > 0)
                        for prefix in ("adam.m.", "adam.v.")}
             if any((value < 0).any() for value in moments["adam.v."].values()):
