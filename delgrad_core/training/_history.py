@@ -47,7 +47,8 @@ def epoch_metrics(record: dict, number: int, folder: RunFolder) -> EpochMetrics:
     for name, kind in _FIELDS.items():
         value = record[name]
         if kind is int:
-            fits, expected = isinstance(value, int) and not isinstance(value, bool) and value >= 0, "a whole number >= 0"
+            expected = "a whole number >= 0"
+            fits = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         else:  # (the bounds: no NaN, no infinity, no integer beyond the floats)
             low, high, expected = _BOUNDS.get(name, (-sys.float_info.max, sys.float_info.max, "a finite number"))
             fits = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
