@@ -252,6 +252,9 @@ def test_an_ipc_path_that_is_not_a_socket_is_refused_and_kept(tmp_path):
                                  env={"DELGRAD_HIL_TOKEN": "a-token-of-sufficient-length"})
     assert result.exit_code == 1 and "exists and is not a socket" in result.output
     assert important.read_text() == "important\n"
+    with pytest.raises(dg.BackendUnavailable, match=f"^cannot serve on ipc://{tmp_path}/missing/socket: its folder "
+                                                     f"{tmp_path}/missing does not exist; make it first$"):
+        DeviceService(None, signer, f"ipc://{tmp_path}/missing/socket")  # (was "No such file or directory")
 
 
 def test_a_graceful_stop_sends_replies_held_back_by_the_latency_fault_after_the_grace_period(tmp_path):

@@ -240,6 +240,8 @@ class DeviceService:
             why = {errno.ENODEV: "no interface of this machine has that host name or address",
                    errno.EADDRINUSE: "the port is in use (another service may listen there); stop it or choose "
                                      "another port"}.get(exc.errno, zmq.strerror(exc.errno))
+            if address.startswith("ipc://") and exc.errno == errno.ENOENT:
+                why = f"its folder {os.path.dirname(address[len('ipc://'):]) or '.'} does not exist; make it first"
             raise BackendUnavailable(f"cannot serve on {address}: {why}", retryable=False) from None
         self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         wake = f"inproc://delgrad-hil-wake-{self.service_id}"
