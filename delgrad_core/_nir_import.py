@@ -203,12 +203,15 @@ def _delay_kind(places: list[str]) -> DelayKind:
     return DelayKind.SYNAPTIC
 
 
-def _cuba_arrays(node, key: str, n_post: int) -> dict[str, np.ndarray]:
-    arrays = {}
+def _cuba_arrays(node, segment: Segment, n_post: int) -> dict[str, np.ndarray]:
+    """The CubaLIF's values, one per neuron: as many as the nodes feeding it (`segment.ops`) have lines."""
+    arrays, key = {}, segment.lif
     for field in _CUBA_FIELDS:
         value = _real_array(getattr(node, field), f"CubaLIF {key!r}.{field}")
         if value.shape not in ((), (n_post,), (1,)):
-            raise NIRConversionError(f"CubaLIF {key!r}.{field}: expected shape ({n_post},), got {value.shape}")
+            raise NIRConversionError(f"CubaLIF {key!r}.{field}: expected shape ({n_post},), got {value.shape}: the "
+                                     f"nodes feeding it ({', '.join(map(repr, segment.ops))}) have {n_post} output "
+                                     f"lines, one per neuron it should have")
         value = np.broadcast_to(value, (n_post,)).copy()
         if not np.all(np.isfinite(value)):
             raise NIRConversionError(f"CubaLIF {key!r}.{field}: contains NaN or inf")
@@ -254,7 +257,7 @@ def _general_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float, 
     paths, kind, delays_s = _fold(nir, graph, segment, n_pre)
     lif = graph.nodes[segment.lif]
     n_post = paths.n_lines
-    p = _cuba_arrays(lif, segment.lif, n_post)
+    p = _cuba_arrays(lif, segment, n_post)
     where = f"CubaLIF {segment.lif!r}"
     if np.any(p["tau_syn"] <= 0) or np.any(p["tau_mem"] <= 0):
         raise NIRConversionError(f"{where}: tau_syn and tau_mem must be > 0")

@@ -183,6 +183,15 @@ def test_synapses_of_weight_zero_whose_paths_disagree_get_delay_zero_with_a_warn
 # ---------------------------------------------------------------- errors of the NIR reader
 
 
+def test_a_neuron_node_of_another_size_than_its_linear_names_both():
+    """(a Linear of 3 rows before a CubaLIF of 2 neurons blamed only the CubaLIF's values)"""
+    graph = chain_graph({"w": nir.Linear(weight=np.ones((3, 4)))}, 4, 2)
+    with pytest.raises(NIRConversionError, match=re.escape(
+            "CubaLIF 'lif'.tau_syn: expected shape (3,), got (2,): the nodes feeding it ('w') have 3 output lines, "
+            "one per neuron it should have")):
+        from_nir(graph, time_scale=1e-3)
+
+
 def _drop(group, name):
     del group[name]
 
