@@ -66,29 +66,218 @@ def test_a_worker_trains_its_trial_on_the_threads_it_was_given(monkeypatch, tmp_
     assert [call["threads"] for call in calls] == [3]
 
 
+def _pools_of_threads(monkeypatch, train):
+    """Make ProcessExecutor's pools of one thread each in this process, which calls `train(settings,
+    folder, threads)` per trial as a worker calls `_train_in_worker`; returns what they record:
+    `sizes` asked for, folders `announced` as started, each pool's `stop_event`.  As in a pool of
+    processes, a trial that raises BrokenProcessPool breaks its pool: those after it in the pool end
+    so too, unstarted."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from delgrad_core.training import _executors
+
+    record = SimpleNamespace(sizes=[], announced=set(), stop_events=[])
+
+    def worker_pool(size):
+        record.sizes.append(size)
+        record.stop_events.append(threading.Event())
+        broken = []
+
+        def run(settings, folder, threads):
+            if broken:
+                raise BrokenProcessPool("a worker ended abruptly")
+            record.announced.add(folder)
+            try:
+                return train(settings, folder, threads)
+            except BrokenProcessPool:
+                broken.append(folder)
+                raise
+
+        def started_names():
+            names = set(record.announced)
+            record.announced.clear()
+            return names
+
+        pool = ThreadPoolExecutor(1)
+        return SimpleNamespace(pool=SimpleNamespace(submit=lambda function, *args: pool.submit(run, *args),
+                                                    shutdown=pool.shutdown),
+                               started_names=started_names, started=SimpleNamespace(close=lambda: None),
+                               stop_event=record.stop_events[-1])
+
+    monkeypatch.setattr(_executors, "worker_pool", worker_pool)
+    return record
+
+
+def _trials(tmp_path, n):
+    return [SimpleNamespace(name=f"t{k}", id=f"id{k}", settings={}, folder=tmp_path / f"t{k}", finished=True)
+            for k in range(n)]
+
+
 @pytest.mark.parametrize(("jobs", "n_trials", "workers", "threads"), [(4, 2, 2, 2), (4, 9, 4, 1), (1, 3, 1, 4)])
 def test_a_pool_has_no_more_workers_than_trials_and_shares_the_cpus_among_them(monkeypatch, tmp_path, jobs, n_trials,
                                                                                workers, threads):
     """(`_run_pool` on 4 CPUs: min(jobs, trials) workers, 4 // workers kernel threads per trial; a
     pool of one, as for trials that must run alone, gives its trial all 4)"""
-    from concurrent.futures import ThreadPoolExecutor
-
     from delgrad_core.training import _executors
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    pools, asked = [], []
-    monkeypatch.setattr(_executors, "worker_pool", lambda size: pools.append(size) or SimpleNamespace(
-        pool=ThreadPoolExecutor(1), started_names=set, started=SimpleNamespace(close=lambda: None),
-        stop_event=threading.Event()))
-    monkeypatch.setattr(_executors, "_train_in_worker", lambda settings, folder, threads: asked.append(threads) or
-                        {"test_accuracy": 1.0})
-    trials = [SimpleNamespace(name=f"t{k}", settings={}, folder=tmp_path / f"t{k}", finished=True)
-              for k in range(n_trials)]
+    asked = []
+    pools = _pools_of_threads(monkeypatch, lambda settings, folder, threads: asked.append(threads) or
+                              {"test_accuracy": 1.0})
+    trials = _trials(tmp_path, n_trials)
     executor, lines = _executors.ProcessExecutor(jobs=2 * jobs), []
     lost, _, interrupted = executor._run_pool(trials, jobs, lines.append, SimpleNamespace(update=lambda n: None),
                                               _executors.Unfinished())
-    assert (pools, asked, lost, interrupted) == ([workers], [threads] * n_trials, [], False)
+    assert (pools.sizes, asked, lost, interrupted) == ([workers], [threads] * n_trials, [], False)
     assert sorted(lines) == sorted(f"t{k}: test accuracy 100.00 %" for k in range(n_trials))
+
+
+def test_a_trial_whose_worker_dies_each_time_fails_and_the_runs_queued_behind_it_finish(monkeypatch, tmp_path,
+                                                                                       capsys):
+    """(`ProcessExecutor.run`: a broken pool charges the loss to the trial that was running, not to
+    those queued behind it; each break is one line counting every unfinished run; the third fails
+    that trial, which the bar counts as ended)"""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from delgrad_core.training import _executors
+
+    def train(settings, folder, threads):
+        if folder.endswith("t0"):
+            raise BrokenProcessPool("a worker ended abruptly")
+        return {"test_accuracy": 1.0}
+
+    pools, lines = _pools_of_threads(monkeypatch, train), []
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1).run(_trials(tmp_path, 3), lines.append)
+    broke = ("a worker process ended abruptly (killed, e.g. for lack of memory?); {} unfinished run(s) start again in "
+             "new workers and resume from their last finished epoch")
+    failed = ("t0: its worker process ended abruptly 3 times while it ran (killed, e.g. for lack of memory?); it "
+              "resumes from its last finished epoch when the sweep runs again")
+    assert lines[:4] == [broke.format(3), broke.format(3), f"FAILED {failed}", broke.format(2)]
+    assert sorted(lines[4:]) == ["t1: test accuracy 100.00 %", "t2: test accuracy 100.00 %"]
+    assert (unfinished.failed, unfinished.in_use, interrupted, pools.sizes) == ([failed], {}, False, [1, 1, 1, 1])
+    assert re.findall(r"sweep:.*?\| (\d+)/3 \[", capsys.readouterr().err)[-1] == "3"
+
+
+def test_a_stop_signal_while_trials_remain_lets_no_queued_trial_start(monkeypatch, tmp_path):
+    """(a Ctrl-C that came while the sweep waited is handled at its next look: the queued trial
+    does not start, and the sweep says so)"""
+    from delgrad_core.training import _executors
+    from delgrad_core.training._run import TrainingStopped
+
+    def train(settings, folder, threads):
+        if not folder.endswith("t0") and pools.stop_events[-1].wait(timeout=10):  # (as a queued trial looks)
+            raise TrainingStopped(folder, "not started, the sweep was interrupted")
+        return {"test_accuracy": 1.0}
+
+    def ctrl_c_once_t0_finished():
+        if lines and not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+
+    pools, lines, sent = _pools_of_threads(monkeypatch, train), [], []
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=ctrl_c_once_t0_finished).run(
+        _trials(tmp_path, 2), lines.append)
+    assert lines == ["t0: test accuracy 100.00 %",
+                     "\ninterrupted: of 1 unfinished run(s), queued ones will not start and running ones stop at their "
+                     "next epoch boundary (Ctrl-C again to end them now; they resume from their last finished epoch)",
+                     "1 queued run(s) not started"]
+    assert interrupted and not unfinished.failed
+
+
+def test_a_stop_signal_as_the_last_trial_ends_still_interrupts_the_sweep(monkeypatch, tmp_path):
+    """(the sweep, which then says how to resume, is not taken as complete)"""
+    from delgrad_core.training import _executors
+
+    def ctrl_c_once_t0_finished():
+        if lines and not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+
+    _pools_of_threads(monkeypatch, lambda settings, folder, threads: {"test_accuracy": 1.0})
+    lines, sent = [], []
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=ctrl_c_once_t0_finished).run(
+        _trials(tmp_path, 1), lines.append)
+    assert (lines, unfinished.failed, interrupted) == (["t0: test accuracy 100.00 %"], [], True)
+
+
+def test_a_pool_broken_after_a_stop_signal_stops_its_trials_instead_of_starting_them_again(monkeypatch, tmp_path):
+    """(as SIGTERM to the sweep's process group kills its workers too: their trials are stopped,
+    neither lost to a dead worker nor failed)"""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from delgrad_core.training import _executors
+
+    def train(settings, folder, threads):
+        if folder.endswith("t0"):
+            return {"test_accuracy": 1.0}
+        signalled.wait(timeout=10)
+        raise BrokenProcessPool("a worker ended abruptly")
+
+    def signal_once_t0_finished():
+        if lines and not signalled.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+            signalled.set()
+
+    _pools_of_threads(monkeypatch, train)
+    lines, signalled = [], threading.Event()
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=signal_once_t0_finished).run(
+        _trials(tmp_path, 2), lines.append)
+    assert "t1: stopped with its worker; it resumes from its last finished epoch" in lines, lines
+    assert not [line for line in lines if "ended abruptly" in line or line.startswith("FAILED")], lines
+    assert interrupted and not unfinished.failed
+
+
+def test_a_sweep_interrupted_after_a_worker_died_starts_no_new_workers_and_says_none_start(monkeypatch, tmp_path):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from delgrad_core.training import _executors
+
+    def train(settings, folder, threads):
+        raise BrokenProcessPool("a worker ended abruptly")
+
+    def lost_ctrl_c():  # (each time the sweep asks, as once a stop signal came)
+        raise KeyboardInterrupt
+
+    pools, lines = _pools_of_threads(monkeypatch, train), []
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=lost_ctrl_c).run(_trials(tmp_path, 1),
+                                                                                                lines.append)
+    assert len(lines) == 1 and lines[0].startswith("\ninterrupted: "), lines
+    assert (pools.sizes, unfinished.failed, interrupted) == ([1], [], True)
+
+
+def test_a_trial_interrupted_in_its_worker_interrupts_the_sweep_and_fails_nothing(monkeypatch, tmp_path):
+    from delgrad_core.training import _executors
+
+    def train(settings, folder, threads):
+        raise KeyboardInterrupt
+
+    _pools_of_threads(monkeypatch, train)
+    lines = []
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1).run(_trials(tmp_path, 1), lines.append)
+    assert interrupted and not unfinished.failed and len(lines) == 1 and lines[0].startswith("\ninterrupted: "), lines
+
+
+def test_a_trial_stopped_at_its_epoch_boundary_has_its_line_and_is_not_counted_as_ended(monkeypatch, tmp_path,
+                                                                                        capsys):
+    """(unlike a queued trial that did not start, which is only counted; the bar counts the trials
+    that ended)"""
+    from delgrad_core.training import _executors
+    from delgrad_core.training._run import TrainingStopped
+
+    def train(settings, folder, threads):
+        if pools.stop_events[-1].wait(timeout=10):  # (as a running trial looks at its epoch boundaries)
+            raise TrainingStopped(folder, "stopped after epoch 3 of 5; the run resumes from there")
+        return {"test_accuracy": 1.0}
+
+    def lost_ctrl_c():  # (each time the sweep asks, as once a stop signal came)
+        raise KeyboardInterrupt
+
+    pools, lines = _pools_of_threads(monkeypatch, train), []
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=lost_ctrl_c).run(_trials(tmp_path, 1),
+                                                                                                lines.append)
+    assert len(lines) == 2 and lines[0].startswith("\ninterrupted: of 1 unfinished run(s)"), lines
+    assert lines[1] == "t0: stopped after epoch 3 of 5; the run resumes from there"
+    assert interrupted and not unfinished.failed
+    assert re.findall(r"sweep:.*?\| (\d+)/1 \[", capsys.readouterr().err)[-1] == "0"
 
 
 def test_one_trial_at_a_time_as_slurm_array_tasks_do(tmp_path):
@@ -616,6 +805,7 @@ def test_each_trials_outcome_is_one_line_and_a_failure_is_recorded(finished, out
     _executors.report(trial, outcome, unfinished, lines.append)
     assert len(lines) == 1 and lines[0].startswith(line) and not unfinished.in_use
     assert unfinished.failed == ([lines[0].removeprefix("FAILED ")] if line.startswith("FAILED") else [])
+
 
 def test_a_sweep_refuses_the_folder_of_a_training_run(tmp_path):
     from delgrad_core import RunFolderError
