@@ -244,6 +244,27 @@ def test_a_sweep_interrupted_after_a_worker_died_starts_no_new_workers_and_says_
     assert (pools.sizes, unfinished.failed, interrupted) == ([1], [], True)
 
 
+def test_a_second_stop_signal_ends_the_running_trial_at_once_killing_its_worker(tmp_path):
+    """(the first lets a running trial end its epoch, seconds long here; the second ends it now)"""
+    from delgrad_core.training._executors import ProcessExecutor
+
+    trials = plan_trials({"epochs": 2, "batch_size": 1}, [40], ["synaptic"], 1, tmp_path)
+    workers, lines = [], []
+
+    def ctrl_c_twice_once_it_runs():
+        if (trials[0].folder / ".lock").exists() and not workers:
+            workers.extend(multiprocessing.active_children())  # (the pool's worker: the sweep runs in this process)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    unfinished, interrupted = ProcessExecutor(1, should_stop=ctrl_c_twice_once_it_runs).run(trials, lines.append)
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [-signal.SIGKILL]
+    assert lines[-1] == ("\ninterrupted again: the running runs end now; they resume from their last finished epoch")
+    assert interrupted and not unfinished.failed and not trials[0].finished
+
+
 def test_a_trial_interrupted_in_its_worker_interrupts_the_sweep_and_fails_nothing(monkeypatch, tmp_path):
     from delgrad_core.training import _executors
 
@@ -805,6 +826,21 @@ def test_each_trials_outcome_is_one_line_and_a_failure_is_recorded(finished, out
     _executors.report(trial, outcome, unfinished, lines.append)
     assert len(lines) == 1 and lines[0].startswith(line) and not unfinished.in_use
     assert unfinished.failed == ([lines[0].removeprefix("FAILED ")] if line.startswith("FAILED") else [])
+
+
+def test_a_trial_failing_on_a_damaged_file_of_its_own_is_told_to_remove_its_folder():
+    """(which alone trains it again: the file fails it on every run; another error of delgrad's,
+    e.g. a setting, gets no such advice)"""
+    from delgrad_core import DelgradError, FileFormatError
+    from delgrad_core.training import _executors
+
+    trial, lines, unfinished = SimpleNamespace(name="s0", folder=Path("runs/s0"), finished=True), [], \
+        _executors.Unfinished()
+    _executors.report(trial, FileFormatError("checkpoint.npz: not a checkpoint"), unfinished, lines.append)
+    _executors.report(trial, DelgradError("hidden: expected an integer"), unfinished, lines.append)
+    assert unfinished.failed == ["s0: checkpoint.npz: not a checkpoint; remove its folder runs/s0 to train it anew",
+                                 "s0: hidden: expected an integer"]
+    assert lines == [f"FAILED {line}" for line in unfinished.failed]
 
 
 def test_a_sweep_refuses_the_folder_of_a_training_run(tmp_path):
