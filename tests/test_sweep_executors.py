@@ -577,6 +577,29 @@ needs_dask = pytest.mark.skipif(distributed is None, reason="Dask's distributed 
                                                              "(pip install 'delgrad[dask]')")
 
 
+@pytest.mark.parametrize(("name", "kind"), [("process", "ProcessExecutor"),
+                                            pytest.param("dask", "DaskExecutor", marks=needs_dask)])
+def test_an_executor_is_made_by_name_with_the_callers_stop_check(name, kind):
+    """(`make_executor`: the stop check reaches the executor that waits for the trials)"""
+    from delgrad_core.training._executors import make_executor
+
+    def should_stop():
+        pass
+
+    executor = make_executor(name, jobs=2, should_stop=should_stop)
+    assert (type(executor).__name__, executor.jobs, executor.should_stop) == (kind, 2, should_stop)
+
+
+def test_a_scheduler_is_only_for_dask_and_an_unknown_executor_is_named():
+    from delgrad_core import InvalidValueError
+    from delgrad_core.training._executors import make_executor
+
+    with pytest.raises(InvalidValueError, match="^--scheduler: only with --executor dask$"):
+        make_executor("process", scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(InvalidValueError, match="^executor: unknown 'thread'; choose one of process, dask$"):
+        make_executor("thread")
+
+
 @needs_dask
 @pytest.mark.slow
 def test_dask_sweep_equals_the_process_pool_and_reruns_nothing(tmp_path):
