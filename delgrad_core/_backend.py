@@ -472,10 +472,10 @@ class Backend(abc.ABC):
             if owner not in str(exc) and len(exc.args) == 1 and isinstance(exc.args[0], str):
                 exc.args = (f"{owner}: {exc.args[0]}",)
             raise
-        except (DelgradError, KeyboardInterrupt, MemoryError):
+        except (DelgradError, KeyboardInterrupt, MemoryError, GeneratorExit):
             raise
-        except (Exception, SystemExit) as exc:  # (SystemExit too: a device library calling sys.exit must not end
-            # the host's command as if it had succeeded)
+        except BaseException as exc:  # (SystemExit too: a device library calling sys.exit must not end the host's
+            # command as if it had succeeded; and a library's own BaseException, which a Dask worker loses)
             raise BackendError(f"{owner} failed while {doing}: {described(exc)}") from exc
 
     def device_identity(self, calibration: Calibration) -> dict:

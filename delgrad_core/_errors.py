@@ -176,10 +176,14 @@ def naming_the_plugins_seen(message: str, failures=()) -> str:
 
 def described(error: BaseException) -> str:
     """`error` in one line: delgrad's own message, which says what happened, or for any other
-    exception its type and message."""
+    exception its type and message (Python's "<exception str() failed>" where that fails)."""
+    try:
+        text = str(error)
+    except Exception:  # (a plugin's exception whose __str__ raises)
+        text = "<exception str() failed>"
     if isinstance(error, DelgradError):
-        return str(error)
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__  # (not "MemoryError: ")
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__  # (not "MemoryError: ")
 
 
 def named_for(error: InvalidValueError, owner: str, context: str) -> InvalidValueError:

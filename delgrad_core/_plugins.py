@@ -423,7 +423,7 @@ class PluginRegistry:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # SystemExit too: a plugin must not end the host
-                self._failed(where, f"failed to load: {type(exc).__name__}: {exc}")
+                self._failed(where, f"failed to load: {described(exc)}")
                 continue
             self.register_plugin(plugin, distribution=dist_name, version=version, plugin_name=entry_point.name,
                                  where=where)
@@ -506,7 +506,7 @@ class PluginRegistry:
             advice = (f" (its entry point names the class {plugin.__name__}, whose hooks need an instance: name an "
                       f"instance, e.g. plugin = {plugin.__name__}() in its module, or make the hooks module-level "
                       "functions)") if inspect.isclass(plugin) and isinstance(exc, TypeError) else ""
-            pending, refused = [], refused + [f"failed while registering: {type(exc).__name__}: {exc}{advice}"]
+            pending, refused = [], refused + [f"failed while registering: {described(exc)}{advice}"]
         for reason in refused:
             self._failed(where, reason)
         if not pending and not refused:
@@ -659,7 +659,7 @@ def _backend_problem(backend: Backend, name: str) -> str | None:
     except (DelgradError, MemoryError):
         raise
     except Exception as exc:
-        return f"reading its capabilities failed: {type(exc).__name__}: {exc}"
+        return f"reading its capabilities failed: {described(exc)}"
     if not isinstance(capabilities, Capabilities):
         return f"its capabilities are a {type(capabilities).__name__}, not a delgrad_core.Capabilities"
     return None
@@ -873,14 +873,15 @@ def call_plugin(registration: Registration, kind: str, call, what: str = "its fa
     pass (and a `TypeError` when `arguments_checked` is False: bad arguments, for the caller to
     name); anything else becomes a `PluginError` naming the plugin, which the command line shows
     as one line rather than a traceback."""
-    passing = (DelgradError, MemoryError) if arguments_checked else (DelgradError, MemoryError, TypeError)
+    passing = (DelgradError, MemoryError, KeyboardInterrupt, GeneratorExit,
+               *(() if arguments_checked else (TypeError,)))
     try:
         return call()
     except passing:
         raise
-    except (Exception, SystemExit) as exc:  # (SystemExit too: a plugin must not end the host as if it had succeeded)
+    except BaseException as exc:  # (SystemExit too: a plugin must not end the host as if it had succeeded)
         raise PluginError(f"{kind} {registration.name!r} from {registration.distribution!r}: {what} failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
+                          f"{described(exc)}") from exc
 
 
 def check_parameter_names(what: str, factory, parameters: dict, noun: str, skip: tuple = ()) -> None:

@@ -586,6 +586,29 @@ def test_a_backend_calling_sys_exit_is_a_backend_error_not_the_end_of_the_progra
         MockBackend(exiting).execute(_net(), np.zeros((1, 4)))
 
 
+class _OwnBaseException(BaseException):
+    """A device library's own exception class outside `Exception`."""
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("cannot str")
+
+
+@pytest.mark.parametrize("raised, shown", [(_OwnBaseException("board gone"), "_OwnBaseException: board gone"),
+                                           (_Unprintable(), "_Unprintable: <exception str() failed>")])
+def test_a_backends_own_base_exception_or_an_unprintable_one_is_a_backend_error(raised, shown):
+    """(a BaseException that is no Exception passed as it was: a traceback, and a Dask sweep's task
+    that never ended; one whose message cannot be made ended in the traceback of its __str__)"""
+    from delgrad_core import BackendError
+
+    def failing(request):
+        raise raised
+
+    with pytest.raises(BackendError, match=f"^backend 'mock' failed while executing: {re.escape(shown)}$"):
+        MockBackend(failing).execute(_net(), np.zeros((1, 4)))
+
+
 def test_a_backend_may_reuse_its_buffers_from_job_to_job():
     """(the results of an execute_many shared the backend's one buffer: every job then held the
     last job's spike times, and evaluation scored them without an error)"""

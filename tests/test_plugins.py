@@ -993,6 +993,25 @@ def test_a_backend_factory_calling_sys_exit_is_a_plugin_error():
         registry.create_backend("quitter")
 
 
+def test_a_backend_factory_raising_its_own_base_exception_is_a_plugin_error():
+    """(one outside `Exception` passed as it was: a traceback)"""
+    class Halted(BaseException):
+        pass
+
+    def halting():
+        raise Halted("no board")
+
+    class Plugin:
+        @delgrad_core.hookimpl
+        def delgrad_register_backends(self, register):
+            register("halting", halting)
+
+    registry = PluginRegistry(builtins=False)
+    registry.register_plugin(Plugin(), distribution="local")
+    with pytest.raises(PluginError, match="^backend 'halting' from 'local': its factory failed: Halted: no board$"):
+        registry.create_backend("halting")
+
+
 def test_ctrl_c_while_a_plugin_is_imported_is_not_taken_for_a_broken_plugin(site):
     """(only Ctrl-C passes: the user stopped the command)"""
     site("delgrad-interrupted", "interrupted", "raise KeyboardInterrupt\n")

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from delgrad_core._errors import described
 from delgrad_core.cli import main, show_warning
 
 __all__ = ["backends"]
@@ -17,14 +18,16 @@ def _record(info) -> dict:
     """JSON-able record of one backend; a backend whose factory fails gets an `error` field instead."""
     try:
         return info.to_dict()
-    except (Exception, SystemExit) as exc:  # a broken backend must not hide the others
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a broken backend must not hide the others (SystemExit too)
         return {
             "name": info.name,
             "distribution": info.distribution,
             "version": info.version,
             "description": info.description,
             "capabilities": None,
-            "error": f"{type(exc).__name__}: {exc}",
+            "error": described(exc),
         }
 
 
