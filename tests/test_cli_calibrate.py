@@ -104,6 +104,22 @@ def test_calibrate_passes_the_seed_shows_warnings_and_reports_despite_a_failed_c
     assert ("4/4" in result.stderr) is not as_json and ("%|" in result.stderr) is not as_json
 
 
+def test_what_a_backend_prints_while_it_calibrates_goes_to_stderr_under_json(monkeypatch):
+    """(it came before the JSON on standard output, which no JSON reader then took)"""
+    class Chatty(TroubledBackend):
+        def _calibrate(self, network, seed, progress):
+            print("chatty: measuring")
+            return super()._calibrate(network, seed, progress)
+
+        def _close(self):
+            pass
+
+    _register(monkeypatch, "troubled", Chatty)
+    result = cli_runner().invoke(main, ["calibrate", "--backend", "troubled", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["backend"] == "troubled" and "chatty: measuring" in result.stderr
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--chip", "1", "--backend-option", "chip=2"], "--chip 1 contradicts --backend-option chip=2"),
     (["--backend-option", "gain"], "--backend-option: expected KEY=VALUE with KEY an identifier, got 'gain'"),

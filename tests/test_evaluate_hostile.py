@@ -110,6 +110,25 @@ def test_a_recorded_test_accuracy_that_is_no_accuracy_is_refused_as_a_damaged_fi
                              "file\n"), result.stderr
 
 
+def test_what_a_backend_prints_goes_to_stderr_under_json(finished_run, monkeypatch):
+    """(`evaluate --json` printed a backend's own print before its JSON: no JSON reader took it)"""
+    from delgrad_reference import ReferenceBackend
+
+    class Chatty(ReferenceBackend):
+        name = "chatty"
+
+        def _execute(self, request):
+            print("chatty: executing")
+            return super()._execute(request)
+
+    install_only_backends(monkeypatch, {"chatty": Chatty})
+    result = cli_runner().invoke(main, ["evaluate", str(finished_run), "--backend", "chatty", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["backend"] == "chatty" and "chatty: executing" in result.stderr
+    shown = cli_runner().invoke(main, ["evaluate", str(finished_run), "--backend", "chatty"])  # (without --json: as
+    assert shown.stdout.startswith("chatty: executing\n") and "test accuracy on chatty" in shown.stdout  # printed)
+
+
 def test_evaluate_on_another_backend_runs_jobs_of_that_backends_size(finished_run, tmp_path, monkeypatch):
     """A run's evaluation_batch_size is its backend's (e.g. bss2-emulator's 40 samples a job): on a
     backend named with --backend the evaluation takes that one's default (unset: its own limit)."""

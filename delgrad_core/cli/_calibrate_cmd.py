@@ -9,6 +9,7 @@ import warnings
 import click
 
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
+from delgrad_core.cli._json_output import echo_json, json_output_kept_apart
 from delgrad_core.cli._settings import BACKEND_OPTION, SEEDS, check_thread_variable, refuse_no_default_backend
 
 __all__ = ["calibrate"]
@@ -79,6 +80,7 @@ def _report(backend_name: str, calibration, cache, seconds: float) -> list[str]:
 @click.option("--seed", type=SEEDS, default=0, show_default=True, help="Seed passed to the calibration.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (values, digest, cache status, seconds).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@json_output_kept_apart
 def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
     """Calibrate a backend (e.g. a chip) and print what its calibration reports.
 
@@ -132,8 +134,8 @@ def calibrate(backend, backend_options, chip, seed, as_json, no_progress):
         close_after_work(target, "the calibration is complete")  # (its result is reported)
     stop_if_interrupted()  # (a stop signal some code swallowed: no result is reported)
     if as_json:
-        click.echo(json.dumps({"backend": backend, "digest": calibration.digest, "cache_key": calibration.cache_key,
-                               "cache": None if cache is None else {"status": cache[0], "path": cache[1]},
-                               "wall_seconds": seconds, "values": _in_key_order(calibration.values)}, indent=2))
+        echo_json({"backend": backend, "digest": calibration.digest, "cache_key": calibration.cache_key,
+                   "cache": None if cache is None else {"status": cache[0], "path": cache[1]},
+                   "wall_seconds": seconds, "values": _in_key_order(calibration.values)})
     else:
         click.echo("\n".join(_report(backend, calibration, cache, seconds)))

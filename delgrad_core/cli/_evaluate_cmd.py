@@ -11,6 +11,7 @@ import click
 
 from delgrad_core.cli import main, no_writes_once_stopped, stop_if_interrupted
 from delgrad_core._errors import FileFormatError, InvalidValueError
+from delgrad_core.cli._json_output import echo_json, json_output_kept_apart
 from delgrad_core.cli._run_network import check_run_network, other_network
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, CONFIG_FILE, DATASET_OPTION, SEEDS, absolute_paths, check_not_a_run_file, check_thread_variable,
@@ -68,6 +69,7 @@ def _check_device(path: Path, metrics: dict, same_backend: bool, backend, calibr
                    "[default: the defaults]")
 @BACKEND_OPTION
 @DATASET_OPTION
+@json_output_kept_apart
 def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_options, dataset_options):
     """First-spike accuracy of a trained network on a dataset split.
 
@@ -195,7 +197,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     report = {"network": str(network_file), "backend": target.name, "dataset": config.dataset, "split": split,
               "n_samples": len(data.labels), "accuracy": accuracy(output, data.labels)}
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        echo_json(report)
     else:
         click.echo(f"{split} accuracy on {target.name}: {100 * report['accuracy']:.2f} % "
                    f"({report['n_samples']} samples)")
