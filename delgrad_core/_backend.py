@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+import numbers
 import time
 import warnings
 import weakref
@@ -328,7 +329,7 @@ class Backend(abc.ABC):
             network = network.frozen_copy()  # (one snapshot for the check and for _calibrate)
             self.check_supported(network)
         with self._on_snapshot(network, "calibrating", "_calibrate", "do not change it") as snapshot:
-            calibration = self._calibrate(snapshot, seed, progress)
+            calibration = self._calibrate(snapshot, seed, progress and self._checked_progress(progress))
         if not isinstance(calibration, Calibration):
             raise InvalidResultError(
                 f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not a Calibration"
@@ -337,6 +338,18 @@ class Backend(abc.ABC):
             raise InvalidResultError(f"backend {self.name!r}: _calibrate returned a calibration of backend "
                                      f"{calibration.backend!r}")
         return calibration
+
+    def _checked_progress(self, progress: Callable[[int, int], None]) -> Callable[[int, int], None]:
+        """`progress`, passed only reports of whole numbers 0 <= done <= total (others are refused
+        as the backend's fault: a NaN ended a progress bar in a traceback)."""
+        def report(done, total) -> None:
+            if not all(isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) for n in (done, total)) \
+                    or not 0 <= done <= total:
+                raise InvalidResultError(f"backend {self.name!r}: reported calibration progress ({done!r}, {total!r}); "
+                                         "expected whole numbers 0 <= done <= total")
+            progress(int(done), int(total))
+
+        return report
 
     def execute(self, request, input_spike_times=None, *, calibration: Calibration | None = None,
                 seed: int | None = None) -> ExecutionResult:

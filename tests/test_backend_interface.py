@@ -951,6 +951,34 @@ def test_an_unsupported_check_needs_a_reason(reason):
         ConformanceProfile(unsupported={"training": reason})
 
 
+class _Reporting(MockBackend):
+    """Reports each of `reports` as calibration progress."""
+
+    def __init__(self, reports):
+        super().__init__()
+        self.reports = reports
+
+    def _calibrate(self, network, seed, progress):
+        for done, total in self.reports:
+            progress(done, total)
+        return super()._calibrate(network, seed, progress)
+
+
+@pytest.mark.parametrize("report", [(float("nan"), 3), (1, float("nan")), (1.5, 3), (True, 3), (4, 3), (-1, 3)])
+def test_a_backends_progress_report_that_is_no_count_is_its_fault(report):
+    """(a NaN ended `delgrad calibrate`'s bar in a traceback; done > total or a negative count
+    passed without a word)"""
+    from delgrad_core import InvalidResultError
+
+    seen = []
+    with pytest.raises(InvalidResultError, match=re.escape(
+            f"backend 'mock': reported calibration progress {report!r}; expected whole numbers 0 <= done <= total")):
+        _Reporting([(0, 3), report]).calibrate(progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 3)]
+    _Reporting([(np.int64(1), np.int64(3)), (3, 3)]).calibrate(progress=lambda *counts: seen.append(counts))
+    assert seen[1:] == [(1, 3), (3, 3)] and type(seen[1][0]) is int
+
+
 def test_calibrate_refuses_a_progress_that_cannot_be_called():
     for progress in (5, "bar"):
         with pytest.raises(InvalidValueError, match=f"^progress: expected None or a callable progress\\(done, "
