@@ -1145,6 +1145,18 @@ def test_a_dask_task_cancelled_elsewhere_fails_its_trial_and_the_others_finish(t
 
 
 @needs_dask
+def test_a_trial_failing_on_the_embedded_cluster_is_one_line_without_the_workers_log_of_it(tmp_path):
+    """(each failed trial also printed Dask's "Compute Failed" log with the task's traceback)"""
+    (tmp_path / "beta.toml").write_text("[loss]\nname = 'crossentropy'\nbeta = 0.001\n")  # (exp(t / beta) overflows)
+    result = subprocess.run([sys.executable, "-m", "delgrad_core.cli", "sweep", "--executor", "dask", "--jobs", "1",
+                             "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1",
+                             "--config", "beta.toml", "--out", "s"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1 and "\nFAILED none-h3-s0-" in result.stdout + result.stderr, result.stderr
+    assert "Compute Failed" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@needs_dask
 @pytest.mark.slow
 def test_a_ctrl_c_while_the_embedded_cluster_starts_is_answered_once_it_is_up(tmp_path):
     """(SIGINT was ignored while the cluster started: a Ctrl-C then was lost, and the sweep ran

@@ -122,6 +122,16 @@ class _IgnoreInterrupt(_WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class _QuietTaskFailures(_WorkerPlugin):
+    """Worker plugin: the worker does not log a failed task ("Compute Failed" and the task's
+    traceback, a screenful per failed trial), which the sweep reports as one line."""
+
+    name = "delgrad-quiet-task-failures"
+
+    def setup(self, worker) -> None:
+        logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+
+
 _JOINABLE_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # (and inproc://, a cluster in this process)
 _ADDRESS_WANTED = "an address such as tcp://HOST:8786 (tcp, tls, ws, wss or ucx; a port from 1 to 65535)"
 
@@ -197,6 +207,7 @@ class DaskExecutor:
                                                        scheduler_kwargs={"dashboard": False})
                 client = distributed.Client(cluster)
                 client.register_plugin(_IgnoreInterrupt())
+                client.register_plugin(_QuietTaskFailures())
             except BaseException:
                 if cluster is not None:
                     cluster.close()
