@@ -53,8 +53,9 @@ def _neuron_parameters(chip: Chip, job: Job, program: LayerProgram, rng: np.rand
         index = np.argmax(distance <= 0)
         circuit = circuits[index]
         cause = (f"threshold_noise={config.threshold_noise:g} drew it there in this run; lower that option"
-                 if steady[index] > 0 else "it lies there without noise: the chip's fixed-pattern spread or options "
-                 "put it there (a calibrated chip, or lower spread options, avoid it)")
+                 if steady[index] > 0 else "it lies there without noise: the chip's fixed-pattern spread or options, "
+                 "or the calibration's settings of it (dac.threshold, dac.leak), put it there (a calibration that "
+                 "calibrate() measured on this chip, or lower spread options, avoid it)")
         raise BackendError(f"chip {job.chip}: neuron circuit {circuit} has its threshold at or below its leak "
                            f"potential (it would fire without input); {cause}")
     threshold = program.threshold * distance / (config.threshold_cadc - config.leak_cadc)

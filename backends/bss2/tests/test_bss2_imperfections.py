@@ -380,6 +380,19 @@ def test_a_threshold_below_the_leak_names_its_cause(emulator, options, cause):
     assert cause in str(raised.value)
 
 
+def test_a_threshold_below_the_leak_set_by_an_edited_calibration_names_the_calibration(emulator):
+    """(valid DAC values that put a threshold below its leak were blamed on the chip alone)"""
+    import dataclasses
+
+    backend, calibration = emulator()
+    arrays = {name: np.array(values) for name, values in calibration.arrays.items()}
+    arrays["dac.leak"][:] = 1023
+    edited = dataclasses.replace(calibration, arrays=arrays)
+    with pytest.raises(dg.BackendError, match=r"it lies there without noise: .* or the calibration's settings of it "
+                                              r"\(dac.threshold, dac.leak\), put it there"):
+        backend.execute(backend.represent(yin_yang_network()), yin_yang_inputs(batch=4), calibration=edited, seed=0)
+
+
 def test_with_quantise_times_only_inputs_go_out_and_spikes_are_stamped_on_the_clock_and_nothing_else(emulator):
     """docs/bss2.md: clocked times are "inputs emitted on, spikes stamped with the 8 ns clock"; a
     hidden spike reaches the next layer at its own time, so every recorded spike is the reference
