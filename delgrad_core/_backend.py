@@ -233,6 +233,7 @@ class Backend(abc.ABC):
         return self._closed
 
     def __enter__(self) -> "Backend":
+        self._check_open()  # (a closed backend entered without a word, to refuse the work inside)
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
@@ -497,6 +498,8 @@ class Backend(abc.ABC):
         identity is told so): {"backend", "calibration_key", "calibration_digest"[, "options"]}.
         A backend forwarding jobs to another one's device gives that device's identity, so that
         a run compares equal with the device run in-process."""
+        if not isinstance(calibration, Calibration):  # (its backend's AttributeError was a BackendError)
+            raise InvalidValueError(f"calibration: expected a Calibration, got {type(calibration).__name__}")
         with self._failures_named("describing its device"):
             identity = self._device_identity(calibration)
         if not is_device_identity(identity):

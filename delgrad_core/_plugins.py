@@ -812,6 +812,7 @@ def get_backend(name_or_backend: str | Backend = DEFAULT_BACKEND, **options) -> 
     if isinstance(name_or_backend, Backend):
         if options:
             raise InvalidValueError(f"options {sorted(options)} cannot be applied to an existing backend object")
+        name_or_backend._check_open()
         return name_or_backend
     if not isinstance(name_or_backend, str):
         raise InvalidValueError(

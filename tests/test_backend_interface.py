@@ -519,6 +519,9 @@ def test_lifecycle_close_once_and_refuse_afterwards():
     assert not info.value.retryable
     with pytest.raises(BackendUnavailable):
         backend.calibrate()
+    for reused in (lambda: backend.__enter__(), lambda: get_backend(backend)):  # (taken without a word before)
+        with pytest.raises(BackendUnavailable, match="^backend 'mock' is closed$"):
+            reused()
 
 
 def test_close_runs_when_the_body_raises():
@@ -828,6 +831,8 @@ def test_the_default_device_identity_is_the_backends_name_and_calibration():
     calibration = backend.calibrate()
     assert backend.device_identity(calibration) == {"backend": "mock", "calibration_key": calibration.cache_key,
                                                     "calibration_digest": calibration.digest}
+    with pytest.raises(InvalidValueError, match="^calibration: expected a Calibration, got str$"):  # (a BackendError
+        backend.device_identity("x")  # of the backend's own AttributeError)
 
 
 def test_represent_receives_a_read_only_snapshot_in_training():
