@@ -141,6 +141,24 @@ def test_training_defaults_of_a_service_that_does_not_answer_are_those_of_the_de
             == 12
 
 
+@pytest.mark.parametrize("command", [["train", "--epochs", "1", "--no-progress"],
+                                     ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--slurm-script",
+                                      "job.sh"]])
+def test_a_service_owning_another_device_is_refused_at_once_without_a_warning_of_defaults(start_service, monkeypatch,
+                                                                                          tmp_path, command):
+    """(a warning that the settings were the named device's defaults, as the service "did not say",
+    came before the error; a sweep's job script was written for a service that refuses its jobs)"""
+    service = start_service("reference")
+    monkeypatch.setenv("DELGRAD_HIL_TOKEN", service.token)
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner().invoke(main, [*command, "--backend", "mock-hil", "--backend-option",
+                                        f"address={service.address}", "--backend-option", "device=bss2-emulator",
+                                        "--out", "out"])
+    assert result.exit_code == 1 and result.stderr == (f"Error: the service at {service.address} owns device "
+                                                       "'reference', not 'bss2-emulator'\n"), result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "job.sh").exists()
+
+
 def test_a_run_set_up_before_its_service_answered_is_refused_where_it_took_a_setting_the_services_options_change(
         start_service, monkeypatch):
     """(a service started a few seconds after the run: the run took the defaults of the device's

@@ -42,7 +42,7 @@ from delgrad_hil._faults import FaultPlan
 from delgrad_hil._limits import MAX_ATTEMPTS, MAX_BACKOFF_S, MAX_JOB_TIMEOUT_S, MAX_TIMEOUT_S, checked_seconds
 from delgrad_hil._protocol import CLIENT_ID, CLIENT_ID_RULE, ProtocolError, calibration_job_id, network_payload
 
-__all__ = ["HilBackend"]
+__all__ = ["DeviceRefused", "HilBackend"]
 
 
 def _json_table(options: dict, field_name: str) -> dict:
@@ -65,6 +65,11 @@ def _optional_text(value, name: str) -> str | None:
 
 class _ServiceChanged(BackendUnavailable):
     """The service at the address was restarted with other device options."""
+
+
+class DeviceRefused(BackendUnavailable):
+    """The service at the address answered, with a device this client cannot use (another one
+    than asked for, or one not installed here as there)."""
 
 
 class HilBackend(Backend):
@@ -288,23 +293,23 @@ class HilBackend(Backend):
         capabilities (the host maps networks with it)."""
         name, options = info.get("device"), info.get("device_options")
         if not isinstance(name, str) or not isinstance(options, dict) or not isinstance(info.get("capabilities"), dict):
-            raise BackendUnavailable(f"the service at {address} did not describe its device", retryable=False)
+            raise DeviceRefused(f"the service at {address} did not describe its device", retryable=False)
         if self.device is not None and name != self.device:
-            raise BackendUnavailable(f"the service at {address} owns device {name!r}, not {self.device!r}",
-                                     retryable=False)
+            raise DeviceRefused(f"the service at {address} owns device {name!r}, not {self.device!r}",
+                                retryable=False)
         if self.device is None and self.address is not None and name != DEFAULT_DEVICE:
-            raise BackendUnavailable(f"the service at {address} owns device {name!r}: name it with device={name} "
-                                     f"(without it, mock-hil takes the default device {DEFAULT_DEVICE!r} and its "
-                                     f"training settings)", retryable=False)
+            raise DeviceRefused(f"the service at {address} owns device {name!r}: name it with device={name} "
+                                f"(without it, mock-hil takes the default device {DEFAULT_DEVICE!r} and its "
+                                f"training settings)", retryable=False)
         if self._model is None:
             try:
                 self._model = get_backend(name, **options)
             except Exception as exc:
-                raise BackendUnavailable(f"the service at {address} owns device {name!r}, which this client needs "
-                                         f"installed to map networks onto it: {exc}", retryable=False) from None
+                raise DeviceRefused(f"the service at {address} owns device {name!r}, which this client needs "
+                                    f"installed to map networks onto it: {exc}", retryable=False) from None
         if Capabilities.from_dict(info["capabilities"]) != self._model.capabilities:
-            raise BackendUnavailable(f"the service at {address} reports other capabilities for device {name!r} "
-                                     f"than the same device here (another version or other options)", retryable=False)
+            raise DeviceRefused(f"the service at {address} reports other capabilities for device {name!r} "
+                                f"than the same device here (another version or other options)", retryable=False)
 
     def service_device(self) -> tuple[str, dict]:
         """(name, options) of the device of the service at `address`, as it says when greeted

@@ -131,8 +131,9 @@ def _flat(settings: dict) -> dict:
 def _service_device(options: dict) -> tuple | None:
     """(name, options) of the device of the service the mock-hil `options` address, asked once;
     () for options the backend refuses (it names them when the run builds it); None if the
-    service does not say (no answer, no token, or it refuses this client: another device)."""
-    from delgrad_hil._backend import HilBackend  # (it imports this module)
+    service does not say (no answer, no token, or it refuses the token).  A service that answers
+    with a device this client cannot use is refused (`DeviceRefused`), as the run would be."""
+    from delgrad_hil._backend import DeviceRefused, HilBackend  # (it imports this module)
 
     try:
         backend = HilBackend(**{**options, "attempts": 1})  # (asked once: not the run's patience)
@@ -141,6 +142,8 @@ def _service_device(options: dict) -> tuple | None:
     try:
         with backend:
             return backend.service_device()
+    except DeviceRefused:  # (said before the settings' defaults were: a warning, then this error)
+        raise
     except (BackendUnavailable, InvalidValueError) as exc:
         # (said: a refusal the settings then meet, e.g. copies the encoder does not make, would mislead)
         warnings.warn(f"backend {BACKEND_NAME!r}: the training settings are those of device "
