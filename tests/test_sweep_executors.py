@@ -109,6 +109,12 @@ def _pools_of_threads(monkeypatch, train):
     return record
 
 
+def _lost_ctrl_c():
+    """A sweep's stop check after a stop signal whose KeyboardInterrupt was lost: it raises one
+    each time the sweep asks."""
+    raise KeyboardInterrupt
+
+
 def _trials(tmp_path, n):
     return [SimpleNamespace(name=f"t{k}", id=f"id{k}", settings={}, folder=tmp_path / f"t{k}", finished=True)
             for k in range(n)]
@@ -234,12 +240,9 @@ def test_a_sweep_interrupted_after_a_worker_died_starts_no_new_workers_and_says_
     def train(settings, folder, threads):
         raise BrokenProcessPool("a worker ended abruptly")
 
-    def lost_ctrl_c():  # (each time the sweep asks, as once a stop signal came)
-        raise KeyboardInterrupt
-
     pools, lines = _pools_of_threads(monkeypatch, train), []
-    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=lost_ctrl_c).run(_trials(tmp_path, 1),
-                                                                                                lines.append)
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=_lost_ctrl_c).run(_trials(tmp_path, 1),
+                                                                                                 lines.append)
     assert len(lines) == 1 and lines[0].startswith("\ninterrupted: "), lines
     assert (pools.sizes, unfinished.failed, interrupted) == ([1], [], True)
 
@@ -289,12 +292,9 @@ def test_a_trial_stopped_at_its_epoch_boundary_has_its_line_and_is_not_counted_a
             raise TrainingStopped(folder, "stopped after epoch 3 of 5; the run resumes from there")
         return {"test_accuracy": 1.0}
 
-    def lost_ctrl_c():  # (each time the sweep asks, as once a stop signal came)
-        raise KeyboardInterrupt
-
     pools, lines = _pools_of_threads(monkeypatch, train), []
-    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=lost_ctrl_c).run(_trials(tmp_path, 1),
-                                                                                                lines.append)
+    unfinished, interrupted = _executors.ProcessExecutor(jobs=1, should_stop=_lost_ctrl_c).run(_trials(tmp_path, 1),
+                                                                                                 lines.append)
     assert len(lines) == 2 and lines[0].startswith("\ninterrupted: of 1 unfinished run(s)"), lines
     assert lines[1] == "t0: stopped after epoch 3 of 5; the run resumes from there"
     assert interrupted and not unfinished.failed
