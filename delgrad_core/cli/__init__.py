@@ -148,14 +148,36 @@ def _stdout_closed() -> bool:
         return False
 
 
-def _end_quietly_on_closed_stdout():
-    """End the command as a closed pipe ends other tools (status 141, 128 + SIGPIPE), with no
-    message: the rest of the output, and Python's flush at exit, go nowhere."""
+def _stdout_to_devnull() -> None:
+    """Standard output's file descriptor, from now on, writes to os.devnull (what is still
+    buffered, and Python's flush at exit, go nowhere)."""
     with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+
+def _end_quietly_on_closed_stdout():
+    """End the command as a closed pipe ends other tools (status 141, 128 + SIGPIPE), with no
+    message."""
+    _stdout_to_devnull()
     sys.exit(128 + getattr(signal, "SIGPIPE", 13))
+
+
+def _flush_output(*, failed: bool) -> None:
+    """Flush standard output as the command ends.  Where it cannot take what is buffered (a full
+    disk), the rest goes to os.devnull, so that Python's own flush at exit does not fail again
+    (status 120 and "Exception ignored"), and a command that had not `failed` fails with the
+    error (status 1); a closed pipe ends it quietly (status 141)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            _end_quietly_on_closed_stdout()
+        _stdout_to_devnull()
+        if not failed:
+            show_line(f"Error: {_compact(exc)}")
+            sys.exit(1)
 
 
 class _Group(click.Group):
@@ -197,10 +219,17 @@ class _Group(click.Group):
         return super().resolve_command(ctx, args)
 
     def main(self, *args, **kwargs):
-        """As click's, with a closed standard output or error (`2>&-`) taken as os.devnull."""
+        """As click's, with a closed standard output or error (`2>&-`) taken as os.devnull, and
+        standard output flushed before the command ends (`_flush_output`)."""
         _received.clear()  # (those of an earlier command in this process)
         with _closed_streams_to_devnull():
-            return super().main(*args, **kwargs)
+            try:
+                result = super().main(*args, **kwargs)
+            except SystemExit as exc:
+                _flush_output(failed=exc.code not in (None, 0))
+                raise
+            _flush_output(failed=False)
+            return result
 
     def make_context(self, info_name, args, parent=None, **extra):
         """As click's; writing --help or --version, and Ctrl-C, end as in a command."""
