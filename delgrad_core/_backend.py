@@ -330,7 +330,8 @@ class Backend(abc.ABC):
             network = network.frozen_copy()  # (one snapshot for the check and for _calibrate)
             self.check_supported(network)
         with self._on_snapshot(network, "calibrating", "_calibrate", "do not change it") as snapshot:
-            calibration = self._calibrate(snapshot, seed, progress and self._checked_progress(progress))
+            checked = None if progress is None else self._checked_progress(progress)
+            calibration = self._calibrate(snapshot, seed, checked)
         if not isinstance(calibration, Calibration):
             raise InvalidResultError(
                 f"backend {self.name!r}: _calibrate returned {type(calibration).__name__}, not a Calibration"
