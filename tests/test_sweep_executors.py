@@ -1068,7 +1068,8 @@ def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
     monkeypatch.setattr(distributed, "Client", Client)
     DaskExecutor(jobs=6)._connect(1)
     DaskExecutor(jobs=2)._connect(5)
-    assert started == [1, 2] and len(plugins) == 2
+    assert started == [1, 2]  # (and each cluster's workers got the executor's worker plugins)
+    assert [type(plugin).__name__ for plugin in plugins] == ["_IgnoreInterrupt", "_QuietTaskFailures"] * 2
 
 
 @pytest.mark.parametrize("executor", ["process", pytest.param("dask", marks=[pytest.mark.slow, needs_dask])])
