@@ -954,15 +954,17 @@ def test_a_local_sweep_whose_backend_cannot_be_reached_starts_no_trial(tmp_path,
 
 @pytest.mark.slow
 def test_a_sweep_whose_backend_refuses_to_work_does_not_say_it_cannot_be_reached(tmp_path, start_service):
-    """(a service owning another device than the default said "the backend cannot be reached now")"""
+    """(a service owning another device than the default said "the backend cannot be reached now";
+    the refusal now comes as the sweep's settings are made, before any trial is planned)"""
     service = start_service(device="reference")
     result = cli_runner().invoke(main, [
         "sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", "--backend", "mock-hil",
         "--backend-option", f"address={service.address}", "--out", str(tmp_path / "s")],
         env={"DELGRAD_HIL_TOKEN": service.token})
     assert result.exit_code == 1, result.output
-    assert f"Error: the backend refuses to work, no trial started: the service at " \
-           f"{service.address} owns device 'reference': name it with device=reference" in result.output, result.output
+    assert result.output == (f"Error: the service at {service.address} owns device 'reference': name it with "
+                             "device=reference (without it, mock-hil takes the default device 'bss2-emulator' and its "
+                             "training settings)\n")
 
 
 def test_a_finished_trials_damaged_metrics_are_named_and_runs_beside_it_are_read_safely(tmp_path):
