@@ -153,6 +153,23 @@ def test_weight_constraints_quantise_and_clip_but_keep_shadow_weights():
     assert model.params["layers.0.weights"].max() == 3.0
 
 
+def test_a_weight_resolution_rounding_every_initial_weight_of_a_layer_to_zero_warns():
+    """(weight_resolution 100, taken for 100 levels, started a silent network without a word; the
+    silent-neuron bump then grew its weights to 100)"""
+    config = TrainingConfig(hidden=5, delays="none", weight_resolution=100.0, weight_init_mean=[0.5, 200.0],
+                            weight_init_std=[1.0, 0.0]).resolved()
+    model = TrainableNetwork(build_network(config, 4, 3), config)
+    with pytest.warns(UserWarning, match=re.escape(
+            "weight_resolution 100.0 rounds every initial weight of layer 0 to 0 (drawn from weight_init_mean = "
+            "[0.5, 200.0], weight_init_std = [1.0, 0.0]): it is the step between weights (e.g. 1/30), not their "
+            "number of levels")):
+        model.initialise(np.random.default_rng(0))
+    chip_like = TrainingConfig(hidden=5, delays="none", weight_resolution=1 / 30).resolved()
+    with warnings.catch_warnings():  # (a resolution that leaves weights: no warning)
+        warnings.simplefilter("error")
+        TrainableNetwork(build_network(chip_like, 4, 3), chip_like).initialise(np.random.default_rng(0))
+
+
 def test_clipped_delays_are_projected_into_zero_to_delay_max():
     """docs/model.md §3: with the clip parametrisation a delay is its raw value clipped to [0, delay_max] after
     each step (a negative delay would deliver a spike before it was sent; delay_max unenforced, a setting ignored)."""

@@ -198,6 +198,18 @@ class TrainableNetwork:
         except InvalidValueError as exc:  # (named after the settings the values were drawn from)
             raise InvalidValueError(f"the initial network drawn from {self._init_settings(str(exc))} is refused: "
                                     f"{exc}") from None
+        self._warn_of_weights_rounded_to_zero()
+
+    def _warn_of_weights_rounded_to_zero(self) -> None:
+        """Warn where the config's weight_resolution rounds every initial weight of a layer to 0
+        (a resolution of 100 taken for a number of levels: the network starts silent)."""
+        zeroed = [k for k, layer in enumerate(self.network.layers)
+                  if not layer.projection.weights.any() and self.params[f"layers.{k}.weights"].any()]
+        if zeroed and self.config.weight_resolution is not None:
+            layers = f"layer{'s' if len(zeroed) > 1 else ''} {', '.join(map(str, zeroed))}"
+            warnings.warn(f"weight_resolution {self.config.weight_resolution!r} rounds every initial weight of "
+                          f"{layers} to 0 (drawn from {self._init_settings('.weights')}): it is the step between "
+                          "weights (e.g. 1/30), not their number of levels", UserWarning, stacklevel=3)
 
     def _init_settings(self, refusal: str) -> str:
         """The settings of the initial values that `refusal` (of the network) is about."""
