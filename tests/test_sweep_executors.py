@@ -798,6 +798,15 @@ def test_a_slurm_script_never_replaces_a_file(tmp_path):
     assert (tmp_path / "sweep.toml").read_text() == "epochs = 2\n" and (tmp_path / "job.sh").read_text() == "mine"
 
 
+def test_a_slurm_script_that_cannot_be_written_is_named_by_its_option(tmp_path):
+    """A folder that takes no new files (here /proc) fails in one line naming --slurm-script."""
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "1", "--out",
+                                        str(tmp_path / "s"), "--slurm-script", "/proc/delgrad-job.sh"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: --slurm-script: /proc/delgrad-job.sh cannot be written: No such file or directory")
+    assert result.output.count("\n") == 1 and not (tmp_path / "s").exists()
+
+
 def test_the_slurm_command_quotes_a_script_path_with_spaces(tmp_path):
     script = tmp_path / "sp ace" / "job.sh"
     result = cli_runner().invoke(main, ["sweep", "--hidden", "4", "--delays", "none", "--seeds", "2",

@@ -124,8 +124,11 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
                                                  ("--dataset-option", dataset_options), ("--set", set_settings))
                         for key, value in values.items() for arg in (flag, f"{key}={json.dumps(value)}")]
             n_trials = len(hidden) * len(delays) * seeds
-            with no_writes_once_stopped():
-                atomic_write_text(slurm_script, sweep_job_script(command, n_trials, os.getcwd()), os_strings=True)
+            try:
+                with no_writes_once_stopped():
+                    atomic_write_text(slurm_script, sweep_job_script(command, n_trials, os.getcwd()), os_strings=True)
+            except OSError as exc:  # (a file system that takes no new files there, a full disk, ...)
+                raise click.ClickException(f"--slurm-script: {slurm_script} cannot be written: {exc.strerror or exc}") from None
             click.echo(f"{slurm_script}: {n_trials} array task{'s' if n_trials != 1 else ''}; submit with: sbatch "
                        f"{shlex.quote(str(slurm_script))}")
             return
