@@ -7,9 +7,9 @@ import difflib
 import json
 from collections.abc import Iterable
 
-from delgrad_core._errors import InvalidValueError
+from delgrad_core._errors import InvalidValueError, UnknownOptionError
 
-__all__ = ["parse_key_values", "check_known_names", "close_name_hint"]
+__all__ = ["parse_key_values", "check_known_names", "close_name_hint", "refuse_unknown_options"]
 
 
 def _table_of(what: str, key: str):
@@ -57,6 +57,17 @@ def check_known_names(values, known, what: str) -> dict:
         raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(map(str, unknown))}"
                                 f"{close_name_hint(str(unknown[0]), known)}; known: {', '.join(sorted(known))}")
     return values
+
+
+def refuse_unknown_options(what: str, names, allowed, noun: str = "option") -> None:
+    """Nothing if every one of `names` is in `allowed`; otherwise `UnknownOptionError` naming
+    `what`, the unknown names, the allowed name closest to the first and all allowed ones."""
+    allowed = [str(each) for each in allowed]
+    unknown = sorted(set(names) - set(allowed), key=str)
+    if unknown:
+        shown = ", ".join(name if str(name).isidentifier() else repr(name) for name in unknown)
+        raise UnknownOptionError(f"{what}: unknown {noun}(s) {shown}{close_name_hint(str(unknown[0]), allowed)}; "
+                                 f"allowed: {', '.join(allowed) or '(none)'}", names=unknown)
 
 
 def close_name_hint(name: str, known) -> str:

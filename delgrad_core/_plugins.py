@@ -34,7 +34,7 @@ import pluggy
 from delgrad_core._backend import Backend
 from delgrad_core._capabilities import Capabilities
 from delgrad_core._ir import DelayKind
-from delgrad_core._options import close_name_hint
+from delgrad_core._options import close_name_hint, refuse_unknown_options
 from delgrad_core._errors import (
     DelgradError,
     DuplicateNameError,
@@ -42,7 +42,6 @@ from delgrad_core._errors import (
     PluginError,
     PluginLoadError,
     UnknownNameError,
-    UnknownOptionError,
     described,
     naming_the_plugins_seen,
 )
@@ -896,8 +895,4 @@ def check_parameter_names(what: str, factory, parameters: dict, noun: str, skip:
         return
     allowed = [p.name for p in signature.parameters.values()
                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip]
-    unknown = sorted(set(parameters) - set(allowed))
-    if unknown:
-        shown = ", ".join(name if name.isidentifier() else repr(name) for name in unknown)
-        raise UnknownOptionError(f"{what}: unknown {noun}(s) {shown}{close_name_hint(str(unknown[0]), allowed)}; "
-                                 f"allowed: {', '.join(allowed) or '(none)'}", names=unknown)
+    refuse_unknown_options(what, parameters, allowed, noun)

@@ -803,7 +803,8 @@ def test_a_slurm_script_that_cannot_be_written_is_named_by_its_option(tmp_path):
     result = cli_runner().invoke(main, ["sweep", "--hidden", "5", "--delays", "none", "--seeds", "1", "--out",
                                         str(tmp_path / "s"), "--slurm-script", "/proc/delgrad-job.sh"])
     assert result.exit_code == 1, result.output
-    assert result.output.startswith("Error: --slurm-script: /proc/delgrad-job.sh cannot be written: No such file or directory")
+    assert result.output.startswith("Error: --slurm-script: /proc/delgrad-job.sh cannot be written: No such file or "
+                                    "directory")
     assert result.output.count("\n") == 1 and not (tmp_path / "s").exists()
 
 

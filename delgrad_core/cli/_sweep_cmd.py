@@ -128,7 +128,8 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
                 with no_writes_once_stopped():
                     atomic_write_text(slurm_script, sweep_job_script(command, n_trials, os.getcwd()), os_strings=True)
             except OSError as exc:  # (a file system that takes no new files there, a full disk, ...)
-                raise click.ClickException(f"--slurm-script: {slurm_script} cannot be written: {exc.strerror or exc}") from None
+                raise click.ClickException(f"--slurm-script: {slurm_script} cannot be written: "
+                                           f"{exc.strerror or exc}") from None
             click.echo(f"{slurm_script}: {n_trials} array task{'s' if n_trials != 1 else ''}; submit with: sbatch "
                        f"{shlex.quote(str(slurm_script))}")
             return

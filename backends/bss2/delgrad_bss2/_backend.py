@@ -17,11 +17,10 @@ from delgrad_core import (
     ExecutionResult,
     InvalidValueError,
     Network,
-    UnknownOptionError,
     UnsupportedNetworkError,
     check_num_threads,
 )
-from delgrad_core.plugin_tools import checked_number, share_copied_delays
+from delgrad_core.plugin_tools import checked_number, refuse_unknown_options, share_copied_delays
 
 from delgrad_bss2._cache import cache_path, load_cached, store
 from delgrad_bss2._calibration import (
@@ -74,11 +73,9 @@ class Bss2EmulatorBackend(Backend):
         self.calibrated = _check_bool(calibrated, "calibrated")
         self.cache = _check_bool(cache, "cache")
         self.n_threads = None if n_threads is None else check_num_threads(n_threads)
-        unknown = sorted(set(options) - set(ChipConfig.__dataclass_fields__))
-        if unknown:
-            raise UnknownOptionError(
-                f"backend {BACKEND_NAME!r}: unknown option(s) {', '.join(unknown)}; options: chip, calibrated, cache, "
-                f"input_duplication, n_threads, {', '.join(ChipConfig.__dataclass_fields__)}", names=unknown)
+        refuse_unknown_options(f"backend {BACKEND_NAME!r}", options,
+                               ["chip", "calibrated", "cache", "input_duplication", "n_threads",
+                                *ChipConfig.__dataclass_fields__])
         self.config = ChipConfig(**options)
         # (more copies of one input than a neuron's synapse_rows / 2 signed inputs never fit)
         self.input_duplication = checked_number(input_duplication, "input_duplication", 1,

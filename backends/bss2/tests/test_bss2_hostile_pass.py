@@ -53,8 +53,8 @@ def test_an_unknown_option_is_told_the_options_there_are():
     """The project's messages name the allowed values: here every option of docs/bss2.md's table."""
     with pytest.raises(dg.UnknownOptionError) as raised:
         dg.get_backend("bss2-emulator", leak=80.0)
-    named, listed = str(raised.value).split("; options: ")
-    assert named.endswith("unknown option(s) leak")
+    named, listed = str(raised.value).split("; allowed: ")
+    assert named == "backend 'bss2-emulator': unknown option(s) leak (did you mean leak_cadc?)"
     documented = ("neuron_circuits synapse_rows weight_max weight_scale tau_us threshold leak_cadc threshold_cadc "
                   "timestamp_us slot_tau host_overhead_job_s host_overhead_sample_us register_min register_max "
                   "register_step_us delay_offset_us fixed_pattern threshold_offset threshold_spread leak_spread "
@@ -63,6 +63,12 @@ def test_an_unknown_option_is_told_the_options_there_are():
                   "quantise_times").split()
     assert sorted(listed.split(", ")) == sorted(["chip", "calibrated", "cache", "input_duplication", "n_threads",
                                                  *documented])
+
+
+def test_a_misspelt_option_is_told_the_closest_one_as_the_other_backends_do():
+    with pytest.raises(dg.UnknownOptionError, match=r"^backend 'bss2-emulator': unknown option\(s\) chipp \(did you "
+                                                    r"mean chip\?\); allowed: chip, calibrated, "):
+        dg.get_backend("bss2-emulator", chipp=1)
 
 
 def test_the_chip_identity_is_an_integer_from_0_to_2_63_minus_1():
