@@ -1306,6 +1306,50 @@ def test_two_quick_ctrl_cs_on_the_embedded_cluster_still_write_the_results(tmp_p
 
 @needs_dask
 @pytest.mark.slow
+def test_a_trial_ending_in_an_exception_outside_exception_fails_alone_on_dask(tmp_path, monkeypatch):
+    """A trial raising e.g. SystemExit, or an exception class of a plugin's own derived from
+    BaseException, fails in one line on a Dask cluster; the sweep ends and writes its table."""
+    import distributed
+
+    from delgrad_core.training import _dask_executor
+    from delgrad_core.training._sweep import SweepError
+
+    class Weird(BaseException):
+        pass
+
+    trained = _dask_executor.train_trial
+
+    def weird_for_seed_1(settings, folder, **options):
+        if settings["seed"] == 1:
+            raise Weird("weird")
+        return trained(settings, folder, **options)
+
+    monkeypatch.setattr(_dask_executor, "train_trial", weird_for_seed_1)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    lines, raised = [], []
+
+    def sweep():  # (in a thread, to fail rather than hang if the failed trial's result never comes)
+        try:
+            run_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path / "sweep", executor="dask",
+                      scheduler=cluster.scheduler_address, echo=lines.append)
+        except SweepError as exc:
+            raised.append(exc)
+
+    sweeping = threading.Thread(target=sweep, daemon=True)
+    try:
+        sweeping.start()
+        sweeping.join(60)
+    finally:
+        cluster.close()
+    assert not sweeping.is_alive() and raised, lines
+    assert [re.sub(r"-[0-9a-f]{12}:", ":", line) for line in lines if line.startswith("FAILED")] == \
+        ["FAILED none-h3-s1: Weird: weird"], lines
+    with open(tmp_path / "sweep" / "sweep.csv") as handle:
+        assert [row["seed"] for row in csv.DictReader(handle)] == ["0"]
+
+
+@needs_dask
+@pytest.mark.slow
 def test_runs_a_worker_trained_on_other_data_are_left_out_and_fail_the_sweep(tmp_path, monkeypatch):
     """(a worker reading other data files, e.g. another DELGRAD_MNIST_DIR: its runs went into
     sweep.csv with status 0; only the next sweep noticed)"""

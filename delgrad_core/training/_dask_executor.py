@@ -23,7 +23,7 @@ except ImportError:  # (the extra is not installed: `require_distributed` says h
     _WorkerPlugin = object
 
 from delgrad_core._cpu_count import available_cpus
-from delgrad_core._errors import BackendUnavailable, InvalidValueError
+from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError, described
 from delgrad_core.training._executors import STOP_CHECK_S, Unfinished, report
 from delgrad_core.training._run_folder import first_few
 from delgrad_core.training._signals import stop_signals_deferred
@@ -80,7 +80,8 @@ def _check_greets(address: str, wait_s: float) -> None:
 def _train_until_stopped(settings: dict, folder: str, stop_name: str) -> dict:
     """`train_trial` on a Dask worker, stopped before its next epoch once the sweep sets the
     Dask event `stop_name` (on Ctrl-C: cancelling a task that runs does not stop it, and on a
-    shared cluster it trained on after the sweep had ended)."""
+    shared cluster it trained on after the sweep had ended); an exception outside `Exception`
+    comes back as a `DelgradError` saying what it was."""
     import distributed
 
     stop = None  # (made when first asked, after the first epoch: as late as a task needs a client)
@@ -91,7 +92,13 @@ def _train_until_stopped(settings: dict, folder: str, stop_name: str) -> dict:
             stop = distributed.Event(stop_name)
         return stop.is_set()
 
-    return train_trial(settings, folder, should_stop=stop_set)
+    try:
+        return train_trial(settings, folder, should_stop=stop_set)
+    except Exception:
+        raise
+    except BaseException as exc:  # (Dask's client ends its own loop on an exception outside `Exception`, e.g.
+        # SystemExit or a plugin's own class raised outside the plugin wrappers: the trial's result never came)
+        raise DelgradError(described(exc)) from None
 
 
 @contextlib.contextmanager
