@@ -852,6 +852,33 @@ def test_sweep_summary_is_a_json_text_file(tmp_path):
     _read_as_other_tools_do(tmp_path / "sweep_summary.json")
 
 
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+def test_the_sweep_plot_shows_cells_without_test_errors(monkeypatch, tmp_path):
+    """A cell whose median test error is 0 is a point on the sweep's plot (a log axis left it out,
+    and a delay kind with no errors anywhere was a legend entry without points)."""
+    import matplotlib.pyplot as plt
+
+    from delgrad_core.training import _plots, _sweep
+
+    def cell(kind, hidden, n_parameters, median, low, high):
+        return {"delays": kind, "hidden": hidden, "n_parameters": n_parameters, "seeds": 3, "missing_seeds": [],
+                "median_test_accuracy": 1 - median, "median_test_error": median, "min_test_error": low,
+                "max_test_error": high}
+
+    figures = {}
+    monkeypatch.setattr(_plots, "save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    summary = [cell("none", 5, 30, 0.0, 0.0, 0.0), cell("none", 10, 60, 0.01, 0.0, 0.02),
+               cell("axonal", 5, 39, 0.0, 0.0, 0.0)]
+    _sweep._plot(summary, "$easy$", tmp_path / "sweep.png")
+    by_parameters, by_hidden = figures["sweep.png"].axes
+    assert [ax.get_yscale() for ax in (by_parameters, by_hidden)] == ["linear", "linear"]
+    assert sorted(line.get_xydata().tolist() for line in by_parameters.lines if line.get_marker() == "o") == \
+        [[[30.0, 0.0], [60.0, 1.0]], [[39.0, 0.0]]]
+    _sweep._plot([cell("none", 5, 30, 0.02, 0.01, 0.03)], "easy", tmp_path / "sweep.png")
+    assert figures["sweep.png"].axes[0].get_yscale() == "log"
+    plt.close("all")
+
+
 def test_sweep_runs_cells_once_and_writes_csv(tmp_path):
     runner = cli_runner()
     args = ["sweep", "--hidden", "4,6", "--delays", "none,axonal", "--seeds", "1", "--epochs", "1",
@@ -1772,6 +1799,75 @@ def test_plots_show_the_runs_numbers_where_they_say(monkeypatch, tmp_path):
                                     labels, names, plane=plane)
     assert without_points["learning_curves.png"].axes[0].get_yscale() == "linear"
     assert "decision_map.png" not in without_points  # (a plane without test points to mark: no map)
+    plt.close("all")
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+def test_names_with_dollar_signs_are_drawn_letter_for_letter(tmp_path):
+    """Class and layer names are any strings: two `$` in one are no formula to matplotlib (an
+    unparsable one failed the run after its results were written)."""
+    plain = dg.Network.feedforward([2, 5, 2], delay_kind="axonal", seed=0)
+    hidden = dataclasses.replace(plain.layers[0], population=dataclasses.replace(plain.layers[0].population,
+                                                                                 name="$x_{$"))
+    network = dg.Network(plain.input, [hidden, plain.layers[1]])
+    names = ["$\\alpha$ and $\\foo$", "5$-$10"]
+    written = _plots_written(tmp_path, network, names)
+    assert {path.name for path in written} == {"learning_curves.png", "spike_times.png", "confusion.png",
+                                               "decision_map.png", "delays.png"}
+
+
+def _plots_written(tmp_path, network, class_names):
+    """The files `plot_run` writes for 4 test samples (with a decision plane) of `class_names`."""
+    from delgrad_core.training._plots import plot_run
+
+    n = len(class_names)
+    history = [{"epoch": 1, "train_loss": 2.0, "validation_loss": 3.0, "train_accuracy": 0.25,
+                "validation_accuracy": 0.5}]
+    times = np.arange(4 * n, dtype=float).reshape(4, n) % 3.0
+    plane = (None, None, np.array([[0, 1], [1, -1]]))
+    return plot_run(tmp_path, history, network, times, np.arange(4) % n, class_names,
+                    test_features=np.full((4, 2), 0.5), plane=plane)
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+def test_plots_of_many_classes_stay_small_and_tell_them_apart(monkeypatch, tmp_path):
+    """The confusion matrix of 100 classes is a figure of bounded size with a colour bar, not
+    10,100 numbers (it grew as n: 100 classes took 31 s, 600 ran out of memory); the decision
+    map gives each of 12 classes its own colour (tab10 gave classes 9, 10 and 11 one colour)."""
+    import matplotlib.pyplot as plt
+
+    n = 100
+    rng = np.random.default_rng(0)
+    figures = _drawn_figures(monkeypatch, tmp_path, [], dg.Network.feedforward([2, 5, n], seed=0),
+                             rng.uniform(0, 3, (500, n)), np.arange(500) % n, [f"c{k}" for k in range(n)])
+    confusion = figures["confusion.png"]
+    assert tuple(confusion.get_size_inches()) == (27.0, 20.0) and not confusion.axes[0].texts
+    assert confusion.axes[1].get_ylabel() == "samples"  # (the colour bar)
+    few = _drawn_figures(monkeypatch, tmp_path, [], dg.Network.feedforward([2, 5, 3], seed=0), np.ones((3, 3)),
+                         np.arange(3), ["a", "b", "c"])
+    assert len(few["confusion.png"].axes[0].texts) == 3 * 4  # (a number per cell, "none" included)
+    n = 12
+    maps = _drawn_figures(monkeypatch, tmp_path, [], dg.Network.feedforward([2, 5, n], seed=0),
+                          np.eye(n)[::-1] + 1, np.arange(n), [f"c{k}" for k in range(n)],
+                          test_features=np.full((n, 2), 0.5), plane=(None, None, np.zeros((2, 2), dtype=int)))
+    colours = [tuple(collection.get_facecolor()[0]) for collection in maps["decision_map.png"].axes[0].collections[:n]]
+    assert len(set(colours)) == n
+    plt.close("all")
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+def test_learning_curves_of_one_epoch_show_its_points(monkeypatch, tmp_path):
+    """(a line of one point is not drawn: a run of one epoch had empty learning curves)"""
+    import matplotlib.pyplot as plt
+
+    history = [{"epoch": 1, "train_loss": 2.0, "validation_loss": 3.0, "train_accuracy": 0.25,
+                "validation_accuracy": 0.5}]
+    figures = _drawn_figures(monkeypatch, tmp_path, history, dg.Network.feedforward([2, 5, 3], seed=0),
+                             np.ones((3, 3)), np.arange(3), ["a", "b", "c"])
+    assert all(line.get_marker() == "o" for ax in figures["learning_curves.png"].axes for line in ax.lines)
+    two = _drawn_figures(monkeypatch, tmp_path, history + [{**history[0], "epoch": 2}],
+                         dg.Network.feedforward([2, 5, 3], seed=0), np.ones((3, 3)), np.arange(3), ["a", "b", "c"])
+    assert all(line.get_marker() == "None" for ax in two["learning_curves.png"].axes for line in ax.lines)
     plt.close("all")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from delgrad_core._atomic import atomic_write
 
-__all__ = ["plot_run", "plots_available", "pyplot", "save_figure", "warn_no_plots", "why_no_plots"]
+__all__ = ["plain_text", "plot_run", "plots_available", "pyplot", "save_figure", "warn_no_plots", "why_no_plots"]
 
 _NOT_INSTALLED = "matplotlib is not installed"
 
@@ -51,6 +51,12 @@ def pyplot():
     return plt
 
 
+def plain_text(text) -> str:
+    """`text` (a class, dataset or layer name) as matplotlib draws it letter for letter: two `$`
+    in it began mathtext, drawn as formulas or, unparsable, failing the plot and the run."""
+    return str(text).replace("$", r"\$")
+
+
 def save_figure(fig, path: Path) -> None:
     """Write `fig` as PNG atomically (a kill never leaves a truncated image) and close it."""
     import matplotlib.pyplot as plt
@@ -63,13 +69,14 @@ def save_figure(fig, path: Path) -> None:
 
 def _learning_curves(plt, history: list[dict], path: Path) -> None:
     epochs = [m["epoch"] for m in history]
+    style = {"marker": "o"} if len(epochs) == 1 else {}  # (a line of one point is not drawn)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [m["train_loss"] for m in history], label="train")
-    ax_loss.plot(epochs, [m["validation_loss"] for m in history], label="validation")
+    ax_loss.plot(epochs, [m["train_loss"] for m in history], label="train", **style)
+    ax_loss.plot(epochs, [m["validation_loss"] for m in history], label="validation", **style)
     positive = all(m[key] > 0 for m in history for key in ("train_loss", "validation_loss"))
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log" if positive else "linear", title="Loss")
-    ax_acc.plot(epochs, [100 * m["train_accuracy"] for m in history], label="train")
-    ax_acc.plot(epochs, [100 * m["validation_accuracy"] for m in history], label="validation")
+    ax_acc.plot(epochs, [100 * m["train_accuracy"] for m in history], label="train", **style)
+    ax_acc.plot(epochs, [100 * m["validation_accuracy"] for m in history], label="validation", **style)
     ax_acc.set(xlabel="epoch", ylabel="accuracy [%]", title="Accuracy")
     for ax in (ax_loss, ax_acc):
         ax.legend()
@@ -126,8 +133,8 @@ def _spike_time_distributions(plt, output_times: np.ndarray, labels: np.ndarray,
         for neuron in range(n_classes):
             times = rows[:, neuron]
             ax.hist(times[np.isfinite(times)], bins=bins, alpha=0.6,
-                    label=f"output {class_names[neuron]}{_silent_note(times)}")
-        ax.set(title=f"samples of class {class_names[label]}", xlabel="spike time [tau_s]")
+                    label=f"output {plain_text(class_names[neuron])}{_silent_note(times)}")
+        ax.set(title=f"samples of class {plain_text(class_names[label])}", xlabel="spike time [tau_s]")
     axes[0][0].set_ylabel("count")
     _count_axis(axes[0][0])  # (shared: once all panels are drawn)
     axes[0][-1].legend(fontsize=8)
@@ -159,22 +166,33 @@ def _delays(plt, network, path: Path) -> None:
     fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers), 3.5), squeeze=False)
     for ax, (name, projection) in zip(axes[0], layers):
         ax.hist(projection.delays.ravel(), bins=_bins(projection.delays.ravel(), 30))
-        ax.set(title=f"{projection.delay_kind.value} delays into {name}", xlabel="delay [tau_s]", ylabel="count")
+        ax.set(title=f"{projection.delay_kind.value} delays into {plain_text(name)}", xlabel="delay [tau_s]",
+               ylabel="count")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+_MAX_CONFUSION_COUNTS = 20  # classes beyond which the counts are a colour bar, not a number per cell, and the
+# figure grows no more (it grew as n and its numbers as n^2: 100 classes took 31 s, 600 ran out of memory)
+_MAX_CONFUSION_NAMES = 60  # classes beyond which the axes show class numbers, not every name
 
 
 def _confusion(plt, predictions: np.ndarray, labels: np.ndarray, class_names, path: Path) -> None:
     n = len(class_names)
     counts = np.zeros((n, n + 1), dtype=int)  # last column: no output spike
     np.add.at(counts, (labels, np.where(predictions < 0, n, predictions)), 1)
-    fig, ax = plt.subplots(figsize=(1.2 * n + 3, 0.9 * n + 2))
-    ax.imshow(counts, cmap="Blues")
-    for (row, column), count in np.ndenumerate(counts):
-        ax.text(column, row, str(count), ha="center", va="center",
-                color="white" if count > counts.max() / 2 else "black", fontsize=8)
-    ax.set_xticks(range(n + 1), [*map(str, class_names), "none"], rotation=45, ha="right")
-    ax.set_yticks(range(n), list(map(str, class_names)))
+    size = min(n, _MAX_CONFUSION_COUNTS)
+    fig, ax = plt.subplots(figsize=(1.2 * size + 3, 0.9 * size + 2))
+    image = ax.imshow(counts, cmap="Blues", aspect="auto" if n > size else "equal")
+    if n > size:
+        fig.colorbar(image, ax=ax, label="samples")
+    else:
+        for (row, column), count in np.ndenumerate(counts):
+            ax.text(column, row, str(count), ha="center", va="center",
+                    color="white" if count > counts.max() / 2 else "black", fontsize=8)
+    if n <= _MAX_CONFUSION_NAMES:
+        ax.set_xticks(range(n + 1), [*map(plain_text, class_names), "none"], rotation=45, ha="right")
+        ax.set_yticks(range(n), list(map(plain_text, class_names)))
     ax.set(xlabel="predicted (first output spike)", ylabel="true class",
            title=f"test accuracy {100 * np.mean(predictions == labels):.1f} %")
     fig.tight_layout()
@@ -187,14 +205,16 @@ def _decision_map(plt, plane, features: np.ndarray, predictions: np.ndarray, lab
 
     grid_x, grid_y, predicted = plane
     n = len(class_names)
-    colours = plt.get_cmap("tab10")(np.arange(n))
+    # (tab10 repeats its last colour beyond 10 classes)
+    colours = plt.get_cmap("tab10")(np.arange(n)) if n <= 10 else plt.get_cmap("turbo")(np.linspace(0, 1, n))
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.imshow(np.where(predicted < 0, np.nan, predicted), origin="lower", extent=(0, 1, 0, 1), vmin=-0.5,
               vmax=n - 0.5, cmap=ListedColormap(colours), alpha=0.35, interpolation="nearest")
     wrong = predictions != labels
     for label in range(n):
         right = (labels == label) & ~wrong
-        ax.scatter(features[right, 0], features[right, 1], s=6, color=colours[label], label=str(class_names[label]))
+        ax.scatter(features[right, 0], features[right, 1], s=6, color=colours[label],
+                   label=plain_text(class_names[label]))
     ax.scatter(features[wrong, 0], features[wrong, 1], s=30, marker="x", color="black",
                label=f"wrong ({int(wrong.sum())})")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="x", ylabel="y", title="predicted class (shade), test points")

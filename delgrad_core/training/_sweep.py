@@ -152,7 +152,7 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
     """Draw `summary` as `path` (sweep.png).  An earlier figure that cannot be drawn anew (no
     results, or no matplotlib: a warning) is removed, with a note if results exist: it may show
     what the table no longer has."""
-    from delgrad_core.training._plots import pyplot, save_figure, warn_no_plots, why_no_plots
+    from delgrad_core.training._plots import plain_text, pyplot, save_figure, warn_no_plots, why_no_plots
 
     has_results = any(s["seeds"] for s in summary)
     reason = why_no_plots() if has_results else None
@@ -174,18 +174,20 @@ def _plot(summary: list[dict], dataset: str, path: Path, echo=print) -> None:
             low = median - [100 * c["min_test_error"] for c in cells]
             high = np.array([100 * c["max_test_error"] for c in cells]) - median
             ax.errorbar(x, median, yerr=np.vstack([low, high]), marker="o", capsize=3, label=kind)
-    ax_params.set(xlabel="number of parameters", xscale="log", ylabel="test error [%]", yscale="log")
+    # (a log axis leaves out a cell of no test errors; its lower bars are cut at the axis)
+    error_scale = "log" if all(s["median_test_error"] > 0 for s in summary if s["seeds"]) else "linear"
+    ax_params.set(xlabel="number of parameters", xscale="log", ylabel="test error [%]", yscale=error_scale)
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     counts = [s["n_parameters"] for s in summary if s["seeds"]]
     ax_params.xaxis.set_major_formatter(ScalarFormatter())
     # (within a decade no power of ten is on the axis: the minor ticks get the numbers)
     ax_params.xaxis.set_minor_formatter(ScalarFormatter() if max(counts) < 10 * min(counts) else NullFormatter())
-    ax_hidden.set(xlabel="hidden neurons", ylabel="test error [%]", yscale="log")
+    ax_hidden.set(xlabel="hidden neurons", ylabel="test error [%]", yscale=error_scale)
     for ax in (ax_params, ax_hidden):
         ax.grid(alpha=0.3, which="both")
         ax.legend(title="delays")
-    fig.suptitle(f"{dataset}: median test error over seeds (bars: min..max)")
+    fig.suptitle(f"{plain_text(dataset)}: median test error over seeds (bars: min..max)")
     fig.tight_layout()
     save_figure(fig, path)
 
