@@ -1068,6 +1068,8 @@ def test_a_calibration_travels_once_then_by_digest_and_again_after_a_restart(sta
 
 @pytest.mark.parametrize(("first", "then", "message"), [
     (("reference", None), ("example", None), "owns device 'example', not 'reference'"),
+    (("reference", None), ("bss2-emulator", None), "owns device 'bss2-emulator', not 'reference'"),  # (it refuses
+    # the network: that refusal, a usage error, came instead)
     (("example", {"dt": 0.001}), ("example", {"dt": 0.05}), "was restarted with device options"),
     (("reference", {"n_threads": 1}), ("reference", {"n_threads": 2}), None),  # (result-neutral: was refused)
     (("example", None), ("example", {"dt": 0.001}), None),  # (the default written out: was refused)

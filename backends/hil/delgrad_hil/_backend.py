@@ -330,9 +330,9 @@ class HilBackend(Backend):
     # -- work -----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _restart_named(self):
-        """A device's refusal from a service restarted with other device options (e.g. of a
-        calibration made before) is that restart's: greet again before passing it on, so that
-        the restart is the error.  A job out of time is no refusal: greeting a silent service
+        """A device's refusal from a service restarted with another device or other device options
+        (e.g. of a network or a calibration made before) is that restart's: greet again before
+        passing it on, so that the restart is the error.  A job out of time is no refusal: greeting a silent service
         would first wait out every attempt (22 s with 20 attempts, after a job_timeout_s of 1 s)."""
         try:
             yield
@@ -341,7 +341,7 @@ class HilBackend(Backend):
                 raise
             try:
                 self._greet(self._client)
-            except _ServiceChanged as changed:
+            except (_ServiceChanged, DeviceRefused) as changed:  # (restarted with another device or options)
                 raise changed from exc
             except DelgradError:
                 pass  # (the refusal itself is the better report)
