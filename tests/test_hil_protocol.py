@@ -294,6 +294,9 @@ def test_tokens_come_from_the_argument_a_file_or_the_environment(tmp_path, monke
     (tmp_path / "binary").write_bytes(bytes(range(256)) * 4)
     with pytest.raises(dg.InvalidValueError, match="binary: not UTF-8 text"):
         load_token(token_file=tmp_path / "binary")
+    monkeypatch.setenv(TOKEN_ENV, os.fsdecode(b"abcdefghijklmnopqrs\xff"))  # (as Python reads such bytes)
+    with pytest.raises(dg.InvalidValueError, match=r"^\$DELGRAD_HIL_TOKEN: not UTF-8 text"):
+        load_token()
     (tmp_path / "huge").write_text("x" * 5000)
     with pytest.raises(dg.InvalidValueError, match="huge: larger than 4096 bytes"):
         load_token(token_file=tmp_path / "huge")

@@ -40,7 +40,10 @@ def _checked(token: str, source: str) -> bytes:
     if len(token) < MIN_TOKEN_CHARS:
         raise InvalidValueError(f"{source}: the token must have at least {MIN_TOKEN_CHARS} characters "
                                 f"(make one with `delgrad hil new-token FILE`)")
-    return token.encode()
+    try:
+        return token.encode()
+    except UnicodeEncodeError:  # (bytes of no UTF-8 text in the environment or a command line, read as escapes)
+        raise InvalidValueError(f"{source}: not UTF-8 text; give the token `delgrad hil new-token` wrote") from None
 
 
 def load_token(token: str | None = None, token_file: str | os.PathLike | None = None) -> bytes:
