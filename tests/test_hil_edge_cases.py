@@ -227,6 +227,18 @@ def test_a_late_probe_reply_is_dropped_by_the_next_execute_many():
         assert result.output_spike_times.tobytes() == same.output_spike_times.tobytes()
 
 
+def test_mock_hil_works_on_a_host_whose_name_a_client_id_cannot_hold(monkeypatch):
+    """A client calls itself after its host; a host name such as "lab+pc ü" (characters a client
+    id may not have) gave every request "hello header field 'client': expected ..." and mock-hil
+    could not be used on that host at all."""
+    host = os.uname()
+    monkeypatch.setattr(os, "uname", lambda: type(host)((*host[:1], "lab+pc \u00fc", *host[2:])))
+    network, inputs = network_and_inputs(kind="none", tau_ratio=2.0)
+    with HilBackend(device="reference") as backend:
+        backend.execute(backend.represent(network), inputs, seed=0)
+        assert backend.status()["jobs_run"] >= 1
+
+
 def test_execute_many_keeps_no_more_jobs_in_flight_than_the_service_queues(start_service):
     """(4 jobs in flight against a service whose queue holds 1: 111 busy refusals in one run, each
     job of the overlap then sent again on its own)"""

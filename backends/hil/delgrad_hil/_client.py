@@ -31,6 +31,7 @@ from delgrad_core import BackendError, BackendUnavailable, ExecutionTimeout
 
 from delgrad_hil._address import check_reachable
 from delgrad_hil._protocol import (
+    CLIENT_ID,
     DEFAULT_MAX_MESSAGE_BYTES,
     REPLY_SIZE_FACTOR,
     Message,
@@ -71,8 +72,10 @@ def _size_text(n_bytes: int) -> str:
 
 
 def new_client_id() -> str:
-    """A client identity unique to this process and object: host-pid-random."""
-    return f"{os.uname().nodename[:40]}-{os.getpid()}-{os.urandom(4).hex()}".replace("_", "-")
+    """A client identity unique to this process and object: host-pid-random, the host name's
+    characters outside the protocol's `CLIENT_ID_RULE` replaced by "-"."""
+    host = "".join(letter if CLIENT_ID.fullmatch(letter) else "-" for letter in os.uname().nodename[:40])
+    return f"{host}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 class _ZmqResources:
