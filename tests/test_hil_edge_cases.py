@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -237,6 +238,27 @@ def test_mock_hil_works_on_a_host_whose_name_a_client_id_cannot_hold(monkeypatch
     with HilBackend(device="reference") as backend:
         backend.execute(backend.represent(network), inputs, seed=0)
         assert backend.status()["jobs_run"] >= 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"max_message_bytes": None}, "sent a welcome whose max_message_bytes is None, not a whole number >= 1"),
+    ({"max_message_bytes": "abc"}, "sent a welcome whose max_message_bytes is 'abc', not a whole number >= 1"),
+    ({"max_message_bytes": -5}, "sent a welcome whose max_message_bytes is -5, not a whole number >= 1"),
+    ({"max_queue": 0}, "sent a welcome whose max_queue is 0, not a whole number >= 1"),
+    ({"capabilities": {"x": 1}}, "did not describe its device: its capabilities are unreadable"),
+])
+def test_a_welcome_that_breaks_the_protocol_is_refused_naming_its_field(change, message):
+    """A service of another implementation (docs/hil-protocol.md) whose welcome has no valid limits
+    or capabilities: a KeyError, a ValueError or a refusal "above the service's limit of -5 bytes"."""
+    from delgrad_hil._backend import DeviceRefused
+
+    info = {"ok": True, "stopping": False, "protocol": 2, "service_id": "0" * 16, "pid": 1, "device": "reference",
+            "device_options": {}, "capabilities": dg.get_backend("reference").capabilities.to_dict(),
+            "max_message_bytes": 2**20, "max_queue": 16, "replay_window_s": 60.0, "uptime_s": 1.0}
+    welcome = SimpleNamespace(header={"info": {**info, **change}})
+    client = SimpleNamespace(address="tcp://127.0.0.1:9", request=lambda *arguments, **options: welcome)
+    with pytest.raises(DeviceRefused, match=re.escape(message)):
+        HilBackend("tcp://127.0.0.1:9", token="t" * 16, device="reference")._greet(client)
 
 
 def test_execute_many_keeps_no_more_jobs_in_flight_than_the_service_queues(start_service):

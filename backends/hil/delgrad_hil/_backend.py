@@ -72,6 +72,15 @@ class DeviceRefused(BackendUnavailable):
     than asked for, or one not installed here as there)."""
 
 
+def _welcome_limit(info: dict, field: str, address: str) -> int:
+    """The whole number >= 1 of `field` in a service's welcome (its message and queue limits)."""
+    value = info.get(field)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DeviceRefused(f"the service at {address} sent a welcome whose {field} is {value!r}, not a whole number "
+                            ">= 1 (docs/hil-protocol.md, welcome)", retryable=False)
+    return value
+
+
 class HilBackend(Backend):
     """A device behind a (local or shared) HIL service.
 
@@ -254,8 +263,8 @@ class HilBackend(Backend):
         self._service_id = info.get("service_id")
         self._service_device, self._service_device_options = info["device"], options
         self._unasked_defaults = unasked_settings_differ(client.address, info["device"], options)
-        client.max_message_bytes = int(info["max_message_bytes"])
-        client.max_queue = None if info.get("max_queue") is None else int(info["max_queue"])
+        client.max_message_bytes = _welcome_limit(info, "max_message_bytes", client.address)
+        client.max_queue = None if info.get("max_queue") is None else _welcome_limit(info, "max_queue", client.address)
 
     def check_training_settings(self, settings: dict) -> None:
         """Refuse the settings this process took from the defaults of the device's default options
@@ -307,7 +316,12 @@ class HilBackend(Backend):
             except Exception as exc:
                 raise DeviceRefused(f"the service at {address} owns device {name!r}, which this client needs "
                                     f"installed to map networks onto it: {exc}", retryable=False) from None
-        if Capabilities.from_dict(info["capabilities"]) != self._model.capabilities:
+        try:
+            capabilities = Capabilities.from_dict(info["capabilities"])
+        except InvalidValueError as exc:
+            raise DeviceRefused(f"the service at {address} did not describe its device: its capabilities are "
+                                f"unreadable ({exc})", retryable=False) from None
+        if capabilities != self._model.capabilities:
             raise DeviceRefused(f"the service at {address} reports other capabilities for device {name!r} "
                                 f"than the same device here (another version or other options)", retryable=False)
 
