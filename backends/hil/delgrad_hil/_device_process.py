@@ -46,7 +46,7 @@ from delgrad_core import (
 )
 
 from delgrad_hil._protocol import device_error, failure_fields, network_payload
-from delgrad_hil._supervisor import watch_parent
+from delgrad_hil._supervisor import how_it_ended, watch_parent
 
 __all__ = ["DeviceProcess", "DeviceFailure", "DEPTH", "LOG_FORMAT"]
 
@@ -239,9 +239,8 @@ class DeviceProcess:
     def ended_error(self) -> BackendUnavailable:
         """The error to raise when the child has ended (its pipe reached its end)."""
         self._process.join(_STOP_TIMEOUT_S)
-        status = self._process.exitcode
-        how = f"killed by signal {-status}" if status is not None and status < 0 else f"exit status {status}"
-        return BackendUnavailable(f"the device process of {self.name!r} ended ({how})", retryable=True)
+        return BackendUnavailable(f"the device process of {self.name!r} ended ({how_it_ended(self._process.exitcode)})",
+                                  retryable=True)
 
     # -- ending --------------------------------------------------------------------------------------
     def stop(self, *, at_once: bool = False) -> None:

@@ -22,7 +22,7 @@ from delgrad_core import BackendUnavailable
 from delgrad_hil._auth import TOKEN_ENV, new_token
 from delgrad_hil._faults import FaultPlan
 
-__all__ = ["LocalService", "watch_parent", "READY_PREFIX"]
+__all__ = ["LocalService", "how_it_ended", "watch_parent", "READY_PREFIX"]
 
 log = logging.getLogger("delgrad_hil.supervisor")
 
@@ -30,6 +30,11 @@ READY_PREFIX = "delgrad-hil ready "
 # The child runs the delgrad command line without the working directory on sys.path (python -m
 # and -c would put it first; from a source checkout that would import the uncompiled tree).
 _BOOT = "import sys; sys.path.pop(0); from delgrad_core.cli import main; main(prog_name='delgrad')"
+
+
+def how_it_ended(status: int | None) -> str:
+    """"killed by signal 9" for a process's negative return code -9, else "exit status N"."""
+    return f"killed by signal {-status}" if status is not None and status < 0 else f"exit status {status}"
 
 
 def watch_parent(parent_pid: int, interval_s: float = 0.2, leftovers=()) -> None:
@@ -143,7 +148,7 @@ class LocalService:
         status = self._process.returncode
         self._release()
         self.restarts += 1
-        log.warning("the local service ended (exit status %s); restarting it", status)
+        log.warning("the local service ended (%s); restarting it", how_it_ended(status))
         try:
             self._spawn(self.address)
         except BackendUnavailable:
