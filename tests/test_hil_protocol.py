@@ -322,6 +322,9 @@ def test_tokens_come_from_the_argument_a_file_or_the_environment(tmp_path, monke
     for odd in ("/dev/null", tmp_path):
         with pytest.raises(dg.InvalidValueError, match=f"^{odd} exists and is not a regular file; choose another"):
             write_token_file(odd)
+    with pytest.raises(dg.InvalidValueError, match="t/ names a folder"):  # (a file t was written)
+        write_token_file(f"{tmp_path}/t/")
+    assert not (tmp_path / "t").exists()
     assert "hidden" in repr(Signer(b"secret-secret-secret")) and "secret" not in repr(Signer(b"secret-secret-secret"))
 
 

@@ -93,6 +93,8 @@ def write_token_file(path: str | os.PathLike) -> Path:
     """Write a fresh token to a new file readable by its owner only; an existing file is kept
     (`FileExistsError`).  A path that exists and is not a regular file, or whose folder is
     missing or not writable, raises `InvalidValueError`."""
+    if os.fspath(path).endswith(("/", os.sep)):  # (Path drops the slash: "t/" wrote a file "t")
+        raise InvalidValueError(f"{os.fspath(path)} names a folder (it ends in {os.sep}); give a file path")
     path = Path(path).expanduser()
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
