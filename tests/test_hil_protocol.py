@@ -302,6 +302,8 @@ def test_tokens_come_from_the_argument_a_file_or_the_environment(tmp_path, monke
         load_token(token_file=tmp_path / "huge")
     with pytest.raises(dg.InvalidValueError, match="token_file: expected a file path, got 3"):  # (a TypeError)
         load_token(token_file=3)
+    with pytest.raises(dg.InvalidValueError, match="^token_file: expected a file path, got an empty one$"):
+        load_token(token_file="")
     fifo = tmp_path / "fifo"  # (its open waited for a writer for ever: the client and the service hung)
     os.mkfifo(fifo)
     for odd in (fifo, "/dev/zero"):

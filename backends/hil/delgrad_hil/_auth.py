@@ -60,6 +60,8 @@ def load_token(token: str | None = None, token_file: str | os.PathLike | None = 
     if token_file is not None:
         if not isinstance(token_file, (str, os.PathLike)):  # (e.g. --backend-option token_file=3, read as JSON)
             raise InvalidValueError(f"token_file: expected a file path, got {token_file!r}")
+        if not os.fspath(token_file):  # (read as the working directory: "cannot read . (Is a directory)")
+            raise InvalidValueError("token_file: expected a file path, got an empty one")
         path = Path(token_file).expanduser()
         try:  # (opened without waiting: a FIFO without a writer blocked the open for ever)
             with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
