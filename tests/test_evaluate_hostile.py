@@ -42,6 +42,20 @@ def test_a_run_seed_of_null_is_evaluated(finished_run, tmp_path):
     assert json.loads(result.stdout)["accuracy"] == metrics["test_accuracy"]
 
 
+def test_settings_edited_in_metrics_json_are_named_as_the_cause_of_another_accuracy(finished_run, tmp_path):
+    """An encoder setting changed by hand in metrics.json is used, and noted against the run's
+    checkpoint (the note blamed "its backend, dataset or their code")."""
+    run, _ = _copy_with_metrics(finished_run, tmp_path, lambda metrics: metrics["config"].update(t_early=0.5))
+    result = cli_runner().invoke(main, ["evaluate", str(run)])
+    assert result.exit_code == 0, result.output
+    assert f"note: {run}/metrics.json has other settings than the run's checkpoint: t_early 0.5 (the checkpoint's: " \
+           f"{json.loads((finished_run / 'metrics.json').read_text())['config']['t_early']}); edited since the run? " \
+           "Evaluated with those of metrics.json\n" in result.stderr, result.stderr
+    assert "now (with the settings of metrics.json noted above)" in result.stderr, result.stderr
+    untouched = cli_runner().invoke(main, ["evaluate", str(finished_run)])
+    assert untouched.exit_code == 0 and "other settings" not in untouched.stderr, untouched.output
+
+
 @pytest.mark.parametrize("digest", ["x", 3, None, "A" * 64])
 def test_a_damaged_recorded_data_digest_is_named_not_taken_for_changed_data(finished_run, tmp_path, digest):
     """(evaluate warned that the test split's files had changed, of a metrics.json whose digest was

@@ -94,6 +94,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     check_thread_variable()
     check_not_a_run_file(path, "PATH")
     network_file, stored, metrics = run_settings(path)
+    settings_edited = bool(stored) and _note_edited_settings(network_file.parent, stored)
     if stored and config_file:
         raise click.UsageError(f"--config: {path} is evaluated with its run's own settings; --config gives those of "
                                "a network file outside a run folder")
@@ -213,7 +214,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         and _same_components(config, stored, ("backend", "dataset"), built_neutral_options(target, config.backend))
     if as_run and isinstance(metrics.get("test_accuracy"), float):
         differs = _differs_from_recorded(metrics["test_accuracy"], report["accuracy"], output, data.labels,
-                                         repeatable, set_up_otherwise, file_changed)
+                                         repeatable, set_up_otherwise, file_changed, settings_edited)
         if differs:
             click.echo(f"note: {differs}", err=True)
     mismatches = other_network(given, network) if config_file else []
@@ -221,6 +222,28 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
         click.echo(f"note: {config_file} describes another network than {network_file} ({'; '.join(mismatches)}): "
                    "the file's network is evaluated, with the settings file's dataset, encoder and backend "
                    "settings", err=True)
+
+
+def _note_edited_settings(folder: Path, stored: dict) -> bool:
+    """Note the evaluation settings (the backend's aside: a backend object given to the trainer
+    is recorded by name only) in which the run's metrics.json, `stored`, differs from its
+    checkpoint, and return whether it does: metrics.json was edited, and an accuracy unlike the
+    recorded one is not the code's.  A missing or unreadable checkpoint says nothing (evaluate
+    needs none)."""
+    from delgrad_core._errors import DelgradError
+    from delgrad_core.training._run_folder import RunFolder
+
+    try:
+        saved = RunFolder(folder).checkpoint_settings()
+    except (OSError, DelgradError):
+        return False
+    edited = [f"{key} {json.dumps(stored[key])} (the checkpoint's: {json.dumps(saved[key])})"
+              for key in _EVALUATION_SETTINGS if key not in ("backend", "backend_options")
+              and key in saved and key in stored and saved[key] != stored[key]]
+    if edited:
+        click.echo(f"note: {folder}/metrics.json has other settings than the run's checkpoint: {'; '.join(edited)}; "
+                   "edited since the run? Evaluated with those of metrics.json", err=True)
+    return bool(edited)
 
 
 def _same_components(config, stored: dict, kinds: tuple, neutral_options=frozenset()) -> bool:
@@ -270,11 +293,13 @@ def _calibration_seed(path: Path, stored: dict, seed: int) -> int | None:
 
 
 def _differs_from_recorded(recorded: float, now: float, output, labels, deterministic: bool,
-                           set_up_otherwise: bool = False, file_changed: bool = False) -> str | None:
+                           set_up_otherwise: bool = False, file_changed: bool = False,
+                           settings_edited: bool = False) -> str | None:
     """How the test accuracy `now` of `output` (spike times of the run's network on its test split
     with its test seed, by a backend `deterministic` or not, on a device `set_up_otherwise` than
-    the run's or not, of a network file `file_changed` since the run saved it or not) differs from
-    the one the run `recorded`, and why if a known change explains it; None if they agree."""
+    the run's or not, of a network file `file_changed` since the run saved it or not, with
+    settings `settings_edited` in metrics.json or not) differs from the one the run `recorded`,
+    and why if a known change explains it; None if they agree."""
     import numpy as np
 
     if now == recorded:
@@ -287,6 +312,8 @@ def _differs_from_recorded(recorded: float, now: float, output, labels, determin
                 "count as wrong (docs/model.md §5.2)")
     if file_changed:
         return f"{told} (of the network file as it is now, as noted above)"
+    if settings_edited:
+        return f"{told} (with the settings of metrics.json noted above)"
     if set_up_otherwise:
         return f"{told} (on the device set up otherwise, as warned above)"
     if not deterministic:
