@@ -23,7 +23,7 @@ from delgrad_hil._faults import Faults
 from delgrad_hil._protocol import (MAX_HEADER_BYTES, MAX_MESSAGE_CHARS, PROTOCOL, calibration_job_id, decode, encode,
                                    error_fields, new_header)
 from delgrad_hil._refusal_log import RefusalLog
-from delgrad_hil._scheduler import EXECUTIONS_LISTED, Outcome, QueueFull, Scheduler
+from delgrad_hil._scheduler import EXECUTIONS_LISTED, Job, Outcome, QueueFull, Scheduler
 from delgrad_hil._service import parse_calibrate, parse_execute
 
 TOKEN = "a-test-token-of-enough-length"
@@ -723,6 +723,108 @@ def test_an_outcome_not_kept_takes_no_room_in_the_cache():
     scheduler.completed()
     assert scheduler.status()["cache"] == {"entries": 1, "bytes": 10}
     assert scheduler.state("a", "kept") == ("finished", 10) and scheduler.state("a", "retry-me") == ("unknown", None)
+
+
+def test_a_job_expires_only_once_its_time_has_passed_and_never_without_one():
+    """docs/hil-protocol.md: the sender waits "at most this long": at its expiry time a job is still
+    waited for, an instant later it is not; a job without one never expires, whoever else joins."""
+    job = Job("a", "1", "execute", None, expires=5.0)
+    assert not job.expired(4.0) and not job.expired(5.0) and job.expired(5.001)
+    assert not Job("a", "2", "execute", None).expired(1e12)
+
+
+def test_a_probe_sees_a_job_queued_then_running_then_finished_with_the_size_of_its_result():
+    """docs/hil-protocol.md (`job_state`): `running` once the device took the job; `finished` with
+    the size of the reply's payload, none for an error."""
+    scheduler = Scheduler()
+    for job_id in ("result", "error"):
+        scheduler.submit("a", job_id, "execute", None, None)
+    job = scheduler.take()
+    assert scheduler.state("a", "result") == ("running", None) and scheduler.state("a", "error") == ("queued", None)
+    scheduler.finish(job, _outcome("result", 7))
+    scheduler.finish(scheduler.take(), Outcome(error_fields("device_error", "no")))
+    assert scheduler.state("a", "result") == ("finished", 7) and scheduler.state("a", "error") == ("finished", None)
+
+
+def test_a_shutdown_rejects_every_queued_job_and_a_closed_scheduler_hands_out_no_job():
+    """The queued jobs of every client are rejected (their waiters are owed an answer); the running
+    one stays; after `close` nothing more is taken, even with jobs queued."""
+    scheduler = Scheduler()
+    for client, job_id in (("a", "1"), ("a", "2"), ("a", "3"), ("b", "4")):
+        scheduler.submit(client, job_id, "execute", None, (client, job_id))
+    running = scheduler.take()
+    assert sorted(job.job_id for job in scheduler.reject_queued()) == ["2", "3", "4"]
+    assert scheduler.state("a", "2")[0] == "unknown" and scheduler.state("a", "1")[0] == "running"
+    scheduler.submit("b", "5", "execute", None, ("b", "5"))
+    scheduler.close()
+    assert scheduler.closed and scheduler.take() is None and scheduler.state("b", "5")[0] == "queued"
+    assert scheduler.running == (running,)
+
+
+def test_the_status_names_the_running_and_the_next_job_and_the_most_jobs_queued_at_once():
+    """docs/hil-protocol.md (`status`): `running` and `next` (client, job, kind), the cache counts
+    finished outcomes only, `most_queued` is the most jobs that waited at once."""
+    scheduler = Scheduler()
+    for client, job_id, kind in (("a", "1", "execute"), ("b", "2", "calibrate"), ("a", "3", "execute")):
+        scheduler.submit(client, job_id, kind, None, None)
+    status = scheduler.status()
+    assert status["running"] is None and status["next"] is None and status["most_queued"] == 3
+    first, _ = scheduler.take(), scheduler.take()
+    status = scheduler.status()
+    assert status["running"] == {"client": "a", "job": "1", "kind": "execute"}
+    assert status["next"] == {"client": "b", "job": "2", "kind": "calibrate"}
+    scheduler.finish(first, _outcome("1", 5))
+    scheduler.submit("c", "4", "execute", None, None)  # two queued now: the most stays 3
+    status = scheduler.status()
+    assert status["cache"] == {"entries": 1, "bytes": 5} and status["most_queued"] == 3
+    assert status["running"] == {"client": "b", "job": "2", "kind": "calibrate"} and status["next"] is None
+
+
+def test_an_expired_job_is_passed_over_for_the_next_one_queued():
+    scheduler = Scheduler()
+    scheduler.submit("a", "gone", "execute", None, None, expires=0.0)  # (monotonic time 0: long past)
+    scheduler.submit("a", "waited-for", "execute", None, None)
+    assert scheduler.take().job_id == "waited-for" and scheduler.status()["expired"] == 1
+
+
+def test_only_jobs_that_ran_count_as_executed_or_calibrated():
+    """A job answered without running (lost with the device process, refused after crashes) counts
+    neither in `executed`/`calibrated` nor in the executions of its job id."""
+    scheduler = Scheduler()
+    for job_id, kind in (("e", "execute"), ("c", "calibrate"), ("lost", "execute")):
+        scheduler.submit("a", job_id, kind, None, None)
+    for ran in (True, True, False):
+        job = scheduler.take()
+        scheduler.finish(job, _outcome(job.job_id), ran=ran)
+    status = scheduler.status(executions=True)
+    assert status["executed"] == 1 and status["calibrated"] == 1 and status["executions"] == {"c": 1, "e": 1}
+
+
+def test_a_status_lists_the_latest_20_crashing_job_ids_and_counts_each_id_once():
+    """docs/hil-protocol.md (`status`): `crashed_jobs` (job id -> how often the device process died
+    running it, the latest 20, most recent first) and `crashed_jobs_counted` (job ids)."""
+    scheduler = Scheduler()
+    for k in range(25):
+        assert scheduler.record_crash(str(k)) == 1
+    assert scheduler.record_crash("0") == 2  # the oldest crashes again: now the latest
+    status = scheduler.status()
+    assert list(status["crashed_jobs"].items()) == [("0", 2)] + [(str(k), 1) for k in range(24, 5, -1)]
+    assert status["crashed_jobs_counted"] == 25
+    assert scheduler.crash_count("0") == 2 and scheduler.crash_count("24") == 1 and scheduler.crash_count("x") == 0
+
+
+def test_the_least_recently_counted_job_ids_are_forgotten_first():
+    """`max_counted_jobs` bounds the job ids counted for executions and for crashes; a job id that
+    runs (or crashes) again is the most recent one."""
+    scheduler = Scheduler(max_counted_jobs=3)
+    for client, job_id in (("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("a", "4")):  # ("b", "1"): runs again
+        scheduler.submit(client, job_id, "execute", None, None)
+        scheduler.finish(scheduler.take(), _outcome(job_id))
+        scheduler.record_crash(job_id)
+    status = scheduler.status(executions=True)
+    assert list(status["executions"].items()) == [("4", 1), ("1", 2), ("3", 1)] and status["executions_counted"] == 3
+    assert list(status["crashed_jobs"].items()) == [("4", 1), ("1", 2), ("3", 1)]
+    assert status["crashed_jobs_counted"] == 3
 
 
 @pytest.mark.parametrize("error_class", ["BackendError", "BackendUnavailable", "ExecutionTimeout", "InvalidValueError",
