@@ -180,6 +180,22 @@ def test_payloads_must_match_their_job_ids():
         parse_calibrate(decode(encode(SIGNER, wrong_seed, network_bytes), SIGNER))
 
 
+def test_a_calibration_named_by_digest_only_and_not_held_is_unknown_and_a_calibrate_without_network_keeps_its_seed():
+    """docs/hil-protocol.md: "a request naming one it does not hold ... gets `unknown_calibration`"
+    (the client then sends it in full); a calibrate message may carry no network, only a seed."""
+    network, inputs = network_and_inputs(batch=8)
+    calibration = wrap(dg.Calibration("reference", {"chip": 1}, "key-1"))
+    request = dg.ExecutionRequest(network, inputs, calibration, 0)
+    header = new_header("execute", client="c", job=request.digest)
+    message = decode(encode(SIGNER, header, request.to_bytes(include_calibration=False)), SIGNER)
+    with pytest.raises(ProtocolError) as info:
+        parse_execute(message)
+    assert info.value.code == "unknown_calibration"
+    assert parse_execute(message, calibrations={calibration.digest: calibration}).calibration == unwrap(calibration)
+    header = new_header("calibrate", client="c", job=calibration_job_id(7, None), seed=7)
+    assert parse_calibrate(decode(encode(SIGNER, header), SIGNER)) == (None, 7)
+
+
 def _deflated(archive: bytes, extra_zeros: int = 0) -> bytes:
     """The same members, compressed, plus (if asked) a member of that many zero bytes."""
     import zipfile
