@@ -704,7 +704,7 @@ def test_a_malformed_scheduler_address_is_one_usage_error(tmp_path, address, rea
 
 @needs_dask
 @pytest.mark.parametrize("address", ["tcp://10.0.0.5:1", "tls://10.0.0.5:65535", "ws://scheduler:8786", "10.0.0.5:8786",
-                                     "inproc://10.0.0.5/1234/1"])
+                                     "wss://scheduler:443", "inproc://10.0.0.5/1234/1"])
 def test_a_scheduler_address_of_a_joinable_scheme_and_port_is_taken(address):
     """(the schemes tcp, tls, ws, wss and ucx, none meaning tcp, and ports 1 to 65535 are taken as
     given, and from Python inproc://, a cluster in this process; nothing is connected to yet)"""
@@ -783,6 +783,282 @@ def test_an_address_that_accepts_and_stays_silent_is_given_up(monkeypatch):
                                                                   "connections there but sent nothing in 0.3 s")):
             _dask_executor.DaskExecutor(address)._connect(1)
     assert time.perf_counter() - started < 5
+
+
+def _collect_half_made_clients():
+    """Collect now the Clients that failed to connect in this process (tests of bad addresses): one
+    collected while a cluster starts closes itself inside the start, which then waits for ever."""
+    import gc
+
+    gc.collect()
+
+
+@pytest.fixture
+def cluster_here():
+    """A Dask cluster inside this process (an inproc:// address): one worker of two threads,
+    which run the tasks' functions as this process has them (monkeypatched ones too)."""
+    _collect_half_made_clients()
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0")
+    yield cluster
+    cluster.close()
+
+
+def _pretend_trials(tmp_path, monkeypatch, train, n):
+    """`n` trials t0, t1, ... whose training is `train(settings, folder, should_stop)` (settings:
+    {"k": the trial's number}), each counted as finished in its folder when it returns."""
+    from delgrad_core.training import _dask_executor
+    from delgrad_core.training._trials import Trial
+
+    monkeypatch.setattr(_dask_executor, "train_trial", train)
+    monkeypatch.setattr(Trial, "finished", property(lambda trial: True))
+    return [Trial({"k": k}, f"t{k}", tmp_path / f"t{k}", {}) for k in range(n)]
+
+
+@needs_dask
+def test_a_shared_cluster_reports_each_trial_as_it_ends_and_a_failing_one_as_one_line(tmp_path, monkeypatch,
+                                                                                       cluster_here):
+    """(each trial is one task named by its trial id; t1 waits until t0's result was said, so
+    results come as the trials end, not once all have; t1's error fails t1 alone)"""
+    from delgrad_core.training import _progress
+    from delgrad_core.training._dask_executor import DaskExecutor
+
+    keys, said_t0, counted = [], threading.Event(), []
+
+    def train(settings, folder, should_stop=None):
+        keys.append(distributed.get_worker().get_current_task())
+        if settings["k"] == 1:
+            said_t0.wait(10)
+            raise ValueError("t0 said first" if said_t0.is_set() else "t0 not said yet")
+        return {"test_accuracy": 0.5}
+
+    class Bar:
+        def __init__(self, total, **options):
+            counted.append(total)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def update(self, n):
+            counted.append(n)
+
+    trials = _pretend_trials(tmp_path, monkeypatch, train, 2)
+    monkeypatch.setattr(_progress, "progress_bar", Bar)
+    lines = []
+
+    def echo(line):
+        lines.append(line)
+        said_t0.set()
+
+    unfinished, interrupted = DaskExecutor(cluster_here.scheduler_address).run(trials, echo)
+    assert not interrupted and unfinished.failed == ["t1: ValueError: t0 said first"], lines
+    assert lines == ["t0: test accuracy 50.00 %", "FAILED t1: ValueError: t0 said first"]
+    assert sorted(keys) == ["delgrad-trial-t0", "delgrad-trial-t1"] and counted == [2, 1, 1]
+
+
+@needs_dask
+def test_ctrl_c_stops_a_shared_clusters_trials_and_a_later_sweep_there_runs_on(tmp_path, monkeypatch, cluster_here):
+    """(two quick Ctrl-Cs: the first stops the running trial at its next epoch, the second, while
+    it stops, is dropped; Dask's log is left at its level; the stop is this sweep's alone: a
+    sweep started later on the cluster trains its trials)"""
+    import logging
+
+    from delgrad_core.training._dask_executor import DaskExecutor
+    from delgrad_core.training._run import TrainingStopped
+
+    started, stopped = threading.Event(), threading.Event()
+
+    def train(settings, folder, should_stop=None):
+        started.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if should_stop():
+                stopped.set()
+                raise TrainingStopped(folder, "stopped after epoch 1")
+            if settings["k"] == 1:  # (the later sweep's trial: one look)
+                break
+            time.sleep(0.01)
+        return {"test_accuracy": 0.5}
+
+    def two_ctrl_cs_once_training():
+        if started.is_set():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+
+    first, later = _pretend_trials(tmp_path, monkeypatch, train, 2)
+    level = logging.getLogger("distributed").level
+    lines = []
+    _, interrupted = DaskExecutor(cluster_here.scheduler_address, should_stop=two_ctrl_cs_once_training).run(
+        [first], lines.append)
+    assert interrupted and "the running ones stop after their current epoch" in " ".join(lines), lines
+    assert stopped.wait(10) and logging.getLogger("distributed").level == level
+    lines = []
+    assert DaskExecutor(cluster_here.scheduler_address).run([later], lines.append)[1] is False
+    assert lines == ["t1: test accuracy 50.00 %"]
+
+
+@needs_dask
+def test_the_embedded_cluster_starts_with_ctrl_c_blocked_and_is_closed_with_the_sweep(tmp_path, monkeypatch):
+    """(its workers inherit Ctrl-C blocked, the sweep's own thread has it back once the cluster is
+    up, and the cluster is closed when the sweep ends; here a cluster inside this process)"""
+    import logging
+
+    from delgrad_core.training._dask_executor import DaskExecutor
+
+    starting, clusters, blocked = distributed.LocalCluster, [], []
+
+    def in_this_process(n_workers, **options):
+        blocked.append(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+        clusters.append(starting(n_workers=n_workers, **{**options, "processes": False, "host": None}))
+        return clusters[-1]
+
+    monkeypatch.setattr(distributed, "LocalCluster", in_this_process)
+    _collect_half_made_clients()
+    trials = _pretend_trials(tmp_path, monkeypatch, lambda settings, folder, should_stop=None: {"test_accuracy": 1}, 1)
+    worker_log = logging.getLogger("distributed.worker")
+    level, handler = worker_log.level, signal.getsignal(signal.SIGINT)
+    lines = []
+    try:
+        assert DaskExecutor(jobs=1).run(trials, lines.append)[1] is False
+    finally:
+        worker_log.setLevel(level)  # (the worker plugins, run in this process here)
+        signal.signal(signal.SIGINT, handler)
+    assert lines == ["t0: test accuracy 100.00 %"] and blocked == [True]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert clusters[0].status.name == "closed"
+
+
+@needs_dask
+def test_the_worker_plugins_ignore_ctrl_c_and_keep_failed_tasks_out_of_the_workers_log():
+    """(and the log quieted while an interrupted sweep closes keeps Dask's errors only)"""
+    import logging
+
+    from delgrad_core.training import _dask_executor
+
+    handler, levels = signal.getsignal(signal.SIGINT), {name: logging.getLogger(name).level for name in
+                                                         ("distributed", "distributed.worker")}
+    try:
+        _dask_executor._IgnoreInterrupt().setup(None)
+        _dask_executor._QuietTaskFailures().setup(None)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert not logging.getLogger("distributed.worker").isEnabledFor(logging.ERROR)  # ("Compute Failed")
+        _dask_executor._quiet_distributed_log()
+        log = logging.getLogger("distributed")
+        assert log.isEnabledFor(logging.ERROR) and not log.isEnabledFor(logging.WARNING)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _names_of_lost_trials(looks):
+    """What `_WorkerWatch` says after each of `looks` at the cluster (what each worker holds,
+    or an OSError: the scheduler out of reach); (keys of the trials unfinished then, look)."""
+    from delgrad_core.training._dask_executor import _WorkerWatch
+
+    answers = iter(look for _, look in looks)
+
+    def processing():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    trials = {f"k{n}": SimpleNamespace(name=f"t{n}") for n in range(6)}
+    watch, said = _WorkerWatch(SimpleNamespace(processing=processing), trials), []
+    for unfinished, _ in looks:
+        lines = []
+        watch.note_losses(unfinished, lines.append)
+        said.append(lines)
+    return said
+
+
+@needs_dask
+def test_a_worker_that_left_is_named_with_the_unfinished_trials_it_held():
+    """(a worker that held only finished trials, or nothing, is not named; a look that cannot
+    reach the scheduler changes nothing)"""
+    all_keys = {f"k{n}" for n in range(6)}
+    said = _names_of_lost_trials([(all_keys, {"tcp://a": ("k0", "k1", "k2", "k3", "k4"), "tcp://b": ("k5",)}),
+                                  (all_keys - {"k4"}, OSError("out of reach")),
+                                  (all_keys - {"k4"}, {"tcp://b": ("k5",), "tcp://c": ()}),
+                                  (set(), {"tcp://b": ("k5",)}),
+                                  ({"k5"}, {})])
+    assert said == [[], [], ["the Dask worker tcp://a left the cluster (killed, stopped, or out of memory?) while it "
+                             "held 4 unfinished run(s), t0, t1, t2 and 1 more: they start again on another worker "
+                             "and resume from their last finished epoch"], [], [said[2][0].replace(
+                                 "tcp://a", "tcp://b").replace("4 unfinished run(s), t0, t1, t2 and 1 more",
+                                                               "1 unfinished run(s), t5")]]
+
+
+def _failing_client(monkeypatch, error):
+    """Make Dask's Client raise `error` when it connects; returns the options it was given."""
+    given = []
+
+    class Client:  # (a class with register_plugin, as the executor checks distributed's for it)
+        def __init__(self, address, **options):
+            given.append(options)
+            raise error
+
+        def register_plugin(self, plugin):
+            pass
+
+    monkeypatch.setattr(distributed, "Client", Client)
+    return given
+
+
+@needs_dask
+@pytest.mark.parametrize(("error", "kind", "message"), [
+    (OSError("Timed out trying to connect"), "BackendUnavailable",
+     "--scheduler ws://10.0.0.5:8786: cannot connect (Timed out trying to connect)"),
+    (TimeoutError("no answer"), "BackendUnavailable", "--scheduler ws://10.0.0.5:8786: cannot connect (no answer)"),
+    (ValueError("odd host"), "InvalidValueError", "--scheduler: expected an address such as tcp://HOST:8786 (tcp, "
+                                                  "tls, ws, wss or ucx; a port from 1 to 65535), got "
+                                                  "'ws://10.0.0.5:8786' (odd host)"),
+    (TypeError("TLS expects a ssl_context argument"), "InvalidValueError",
+     "--scheduler ws://10.0.0.5:8786: cannot connect (TLS expects a ssl_context argument); a tls:// scheduler"),
+    (MemoryError(), "InvalidValueError", "--scheduler ws://10.0.0.5:8786: something answers there, but not a Dask "
+                                         "scheduler")])
+def test_a_scheduler_that_cannot_be_joined_is_one_error_naming_its_address(monkeypatch, error, kind, message):
+    """(Dask's connect, given up after 20 s, ends in an error of the sweep's that names the address)"""
+    from delgrad_core.training._dask_executor import DaskExecutor
+
+    given = _failing_client(monkeypatch, error)
+    with pytest.raises(Exception) as raised:
+        DaskExecutor("ws://10.0.0.5:8786")._connect(1)
+    assert type(raised.value).__name__ == kind and str(raised.value).startswith(message), raised.value
+    assert given == [{"timeout": "20s"}]
+
+
+@needs_dask
+def test_a_scheduler_out_of_reach_is_left_to_dasks_connect_which_names_it(monkeypatch):
+    """(only a scheduler's port that refuses or stays silent is named before Dask's connect)"""
+    import socket
+
+    from delgrad_core import BackendUnavailable
+    from delgrad_core.training._dask_executor import DaskExecutor
+
+    def no_route(address, timeout=None):
+        raise OSError(113, "No route to host")
+
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    _failing_client(monkeypatch, OSError("Timed out trying to connect to tcp://10.0.0.5:8786 after 20 s"))
+    with pytest.raises(BackendUnavailable, match=re.escape("--scheduler tcp://10.0.0.5:8786: cannot connect (Timed "
+                                                           "out trying to connect to tcp://10.0.0.5:8786 after 20 s)")):
+        DaskExecutor("tcp://10.0.0.5:8786")._connect(1)
+
+
+@needs_dask
+@pytest.mark.parametrize("scheduler", [8786, b"tcp://10.0.0.5:8786"])
+def test_a_scheduler_address_that_is_no_string_is_refused_naming_it(scheduler):
+    from delgrad_core import InvalidValueError
+    from delgrad_core.training._executors import make_executor
+
+    with pytest.raises(InvalidValueError, match=re.escape(f"--scheduler: expected an address such as tcp://HOST:8786 "
+                                                          f"(tcp, tls, ws, wss or ucx; a port from 1 to 65535), got "
+                                                          f"{scheduler!r} (expected str, got")):
+        make_executor("dask", scheduler=scheduler)
 
 
 def test_a_slurm_script_never_replaces_a_file(tmp_path):
