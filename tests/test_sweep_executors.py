@@ -902,7 +902,8 @@ def test_ctrl_c_stops_a_shared_clusters_trials_and_a_later_sweep_there_runs_on(t
 @needs_dask
 def test_the_embedded_cluster_starts_with_ctrl_c_blocked_and_is_closed_with_the_sweep(tmp_path, monkeypatch):
     """(its workers inherit Ctrl-C blocked, the sweep's own thread has it back once the cluster is
-    up, and the cluster is closed when the sweep ends; here a cluster inside this process)"""
+    up, and the cluster is closed when the sweep ends, or when the start fails once it is up; here
+    a cluster inside this process)"""
     import logging
 
     from delgrad_core.training._dask_executor import DaskExecutor
@@ -928,6 +929,10 @@ def test_the_embedded_cluster_starts_with_ctrl_c_blocked_and_is_closed_with_the_
     assert lines == ["t0: test accuracy 100.00 %"] and blocked == [True]
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     assert clusters[0].status.name == "closed"
+    _failing_client(monkeypatch, OSError("the cluster's scheduler went away"))  # (a start that fails once it is up)
+    with pytest.raises(OSError, match="went away"):
+        DaskExecutor(jobs=1)._connect(1)
+    assert len(clusters) == 2 and clusters[1].status.name == "closed"
 
 
 @needs_dask
@@ -1340,10 +1345,12 @@ def test_sweep_lists_with_empty_or_unknown_entries_are_refused(tmp_path, option,
 
 @needs_dask
 def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
-    """(--jobs 6 started six worker processes for one trial)"""
+    """(--jobs 6 started six worker processes for one trial; without --jobs, one per CPU)"""
+    from delgrad_core.training import _dask_executor
     from delgrad_core.training._dask_executor import DaskExecutor
 
     started, plugins = [], []
+    monkeypatch.setattr(_dask_executor, "available_cpus", lambda: 4)
     monkeypatch.setattr(distributed, "LocalCluster", lambda n_workers, **options: started.append(n_workers))
 
     class Client:  # (a class with register_plugin, as the executor checks distributed's for it)
@@ -1355,9 +1362,10 @@ def test_the_embedded_dask_cluster_has_no_more_workers_than_trials(monkeypatch):
 
     monkeypatch.setattr(distributed, "Client", Client)
     DaskExecutor(jobs=6)._connect(1)
-    DaskExecutor(jobs=2)._connect(5)
-    assert started == [1, 2]  # (and each cluster's workers got the executor's worker plugins)
-    assert [type(plugin).__name__ for plugin in plugins] == ["_IgnoreInterrupt", "_QuietTaskFailures"] * 2
+    DaskExecutor(jobs=3)._connect(5)
+    DaskExecutor()._connect(9)
+    assert started == [1, 3, 4]  # (and each cluster's workers got the executor's worker plugins)
+    assert [type(plugin).__name__ for plugin in plugins] == ["_IgnoreInterrupt", "_QuietTaskFailures"] * 3
 
 
 @pytest.mark.parametrize("executor", ["process", pytest.param("dask", marks=[pytest.mark.slow, needs_dask])])
