@@ -1589,47 +1589,28 @@ def test_two_quick_ctrl_cs_on_the_embedded_cluster_still_write_the_results(tmp_p
 
 
 @needs_dask
-@pytest.mark.slow
-def test_a_trial_ending_in_an_exception_outside_exception_fails_alone_on_dask(tmp_path, monkeypatch):
+def test_a_trial_ending_in_an_exception_outside_exception_fails_alone_on_dask(tmp_path, monkeypatch, cluster_here):
     """A trial raising e.g. SystemExit, or an exception class of a plugin's own derived from
-    BaseException, fails in one line on a Dask cluster; the sweep ends and writes its table."""
-    import distributed
-
-    from delgrad_core.training import _dask_executor
-    from delgrad_core.training._sweep import SweepError
+    BaseException, fails in one line on a Dask cluster, and the others go on (Dask's client
+    ended its own loop on it: the trial's result never came, and the sweep waited for good)."""
+    from delgrad_core.training._dask_executor import DaskExecutor
 
     class Weird(BaseException):
         pass
 
-    trained = _dask_executor.train_trial
-
-    def weird_for_seed_1(settings, folder, **options):
-        if settings["seed"] == 1:
+    def train(settings, folder, should_stop=None):
+        if settings["k"] == 1:
             raise Weird("weird")
-        return trained(settings, folder, **options)
+        return {"test_accuracy": 0.5}
 
-    monkeypatch.setattr(_dask_executor, "train_trial", weird_for_seed_1)
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
-    lines, raised = [], []
-
-    def sweep():  # (in a thread, to fail rather than hang if the failed trial's result never comes)
-        try:
-            run_sweep({"epochs": 1}, [3], ["none"], 2, tmp_path / "sweep", executor="dask",
-                      scheduler=cluster.scheduler_address, echo=lines.append)
-        except SweepError as exc:
-            raised.append(exc)
-
-    sweeping = threading.Thread(target=sweep, daemon=True)
-    try:
-        sweeping.start()
-        sweeping.join(60)
-    finally:
-        cluster.close()
-    assert not sweeping.is_alive() and raised, lines
-    assert [re.sub(r"-[0-9a-f]{12}:", ":", line) for line in lines if line.startswith("FAILED")] == \
-        ["FAILED none-h3-s1: Weird: weird"], lines
-    with open(tmp_path / "sweep" / "sweep.csv") as handle:
-        assert [row["seed"] for row in csv.DictReader(handle)] == ["0"]
+    trials = _pretend_trials(tmp_path, monkeypatch, train, 3)
+    lines, outcome = [], []
+    running = threading.Thread(target=lambda: outcome.append(DaskExecutor(cluster_here.scheduler_address).run(
+        trials, lines.append)), daemon=True)  # (in a thread: to fail, not hang, if a result never comes)
+    running.start()
+    running.join(60)
+    assert not running.is_alive() and outcome[0][0].failed == ["t1: Weird: weird"], lines
+    assert sorted(lines) == ["FAILED t1: Weird: weird", "t0: test accuracy 50.00 %", "t2: test accuracy 50.00 %"]
 
 
 @needs_dask
