@@ -43,8 +43,8 @@ from delgrad_core._execution import ExecutionRequest, ExecutionResult, check_see
 from delgrad_core._ir import DelayKind, Network
 from delgrad_core._numbers import checked_number
 
-__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "close_after_work", "exit_closing",
-           "is_device_identity"]
+__all__ = ["Backend", "ConformanceProfile", "SKIPPABLE_CHECKS", "check_training_settings_of", "close_after_work",
+           "exit_closing", "is_device_identity"]
 
 _CHECKED_NETWORKS = 4  # read-only networks whose checks and representation a backend remembers
 
@@ -147,6 +147,25 @@ def _jobs_sharing_memory(results: list) -> tuple[int, int] | None:
         if reach is None or high > reach:
             reach, owner = high, job
     return None
+
+
+def check_training_settings_of(backend: "Backend", settings: dict) -> None:
+    """`backend.check_training_settings(settings)`, its unexpected exceptions a `BackendError`
+    naming the backend, as for its other methods; a value returned (a reason, as
+    `check_resources` returns one) is refused, as it refused nothing."""
+    with backend._failures_named("checking the training settings"):
+        returned = backend.check_training_settings(settings)
+    _refuse_returned(backend, "check_training_settings", returned)
+
+
+def _refuse_returned(backend: "Backend", method: str, returned) -> None:
+    """Refuse a value a refusing method (`check_request`, `check_training_settings`) returned:
+    such a method refuses by raising, and returns nothing."""
+    if returned is not None:
+        shown = repr(returned)
+        shown = shown if len(shown) <= 100 else shown[:97] + "..."
+        raise InvalidResultError(f"backend {backend.name!r}: {method} returned {type(returned).__name__} ({shown}), "
+                                 "not None: it refuses by raising InvalidValueError naming what, and returns nothing")
 
 
 def is_device_identity(value) -> bool:
@@ -439,12 +458,7 @@ class Backend(abc.ABC):
         prepared = request if network is request.network else request.replace(network=network)
         with self._failures_named("checking the request"):
             returned = self.check_request(prepared)
-        if returned is not None:  # (a reason returned, as check_resources does, refused nothing)
-            shown = repr(returned)
-            shown = shown if len(shown) <= 100 else shown[:97] + "..."
-            raise InvalidResultError(f"backend {self.name!r}: check_request returned {type(returned).__name__} "
-                                     f"({shown}), not None: it refuses a request by raising InvalidValueError naming "
-                                     "what, and returns nothing")
+        _refuse_returned(self, "check_request", returned)  # (a reason returned, as check_resources does)
         return prepared
 
     def check_request(self, request: ExecutionRequest) -> None:

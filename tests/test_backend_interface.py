@@ -9,6 +9,7 @@ import pytest
 
 from delgrad_core import (
     Backend,
+    BackendError,
     BackendUnavailable,
     Calibration,
     CalibrationError,
@@ -447,12 +448,31 @@ def test_a_check_request_that_returns_a_reason_instead_of_raising_is_refused():
             return "inputs after 2 tau_s do not fit the time window"
 
     message = (r"^backend 'mock': check_request returned str \('inputs after 2 tau_s do not fit the time window'\), "
-               r"not None: it refuses a request by raising InvalidValueError naming what, and returns nothing$")
+               r"not None: it refuses by raising InvalidValueError naming what, and returns nothing$")
     request = ExecutionRequest(_net(), np.full((1, 4), 0.5))
     with pytest.raises(InvalidResultError, match=message):
         Returning().execute(request)
     with pytest.raises(InvalidResultError, match=message):
         Returning().execute_many([request])
+
+
+@pytest.mark.parametrize(("check", "error", "message"), [
+    (lambda settings: "batch_size 150 does not fit", InvalidResultError,
+     r"^backend 'mock': check_training_settings returned str \('batch_size 150 does not fit'\), not None: it refuses"),
+    (lambda settings: 1 / 0, BackendError,
+     r"^backend 'mock' failed while checking the training settings: ZeroDivisionError: division by zero$"),
+])
+def test_a_check_training_settings_that_fails_or_returns_a_reason_is_the_backends_error(check, error, message):
+    """(called unwrapped: a plugin's own exception ended `delgrad train`, `evaluate` and `sweep` in
+    a traceback, and a reason returned refused nothing)"""
+    from delgrad_core.training import Trainer, TrainingConfig
+
+    class Checking(MockBackend):
+        def check_training_settings(self, settings):
+            return check(settings)
+
+    with pytest.raises(error, match=message):
+        Trainer(TrainingConfig(epochs=1, hidden=3), backend=Checking())
 
 
 def test_an_own_execute_many_whose_jobs_share_buffers_is_refused_and_read_only_ones_are_not():
@@ -561,8 +581,6 @@ def test_every_error_survives_pickling_with_its_attributes():
 
 
 def test_an_unexpected_exception_of_a_backend_names_the_backend():
-    from delgrad_core import BackendError
-
     def broken(request):
         raise ZeroDivisionError("division by zero in the driver")
 

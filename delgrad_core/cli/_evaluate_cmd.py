@@ -79,7 +79,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     """
     import numpy as np
 
-    from delgrad_core._backend import close_after_work
+    from delgrad_core._backend import check_training_settings_of, close_after_work
     from delgrad_core._execution import MAX_SEED
     from delgrad_core._losses import accuracy
     from delgrad_core._plugins import built_neutral_options
@@ -173,7 +173,7 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     except BackendOptionsError as exc:
         raise refused(exc) from None
     with no_writes_once_stopped(), target:
-        target.check_training_settings({key: getattr(config, key) for key in _EVALUATION_SETTINGS})
+        check_training_settings_of(target, {key: getattr(config, key) for key in _EVALUATION_SETTINGS})
         try:  # (as training refuses it: a backend taking the encoder's distinct lines as copies of one input)
             check_input_copies(target, network, encoder.copies)
         except SettingsConflictError as exc:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from delgrad_core._atomic import atomic_write_text
+from delgrad_core._backend import check_training_settings_of
 from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatError, InvalidValueError, RunFolderError
 from delgrad_core._ir import DelayKind
 from delgrad_core.training._config import TrainingConfig, config_with_defaults, shown_setting
@@ -439,7 +440,7 @@ def check_runnable(trials: list[Trial], echo=print, *, elsewhere: bool = False) 
         with built_backend(first.backend, first.backend_options) as backend:
             for trial in shapes.values():
                 config = config_with_defaults(trial.settings).resolved()
-                backend.check_training_settings(config.to_dict())
+                check_training_settings_of(backend, config.to_dict())
                 try:
                     network = build_network(config, n_inputs, data.n_classes)
                     check_supported(backend, network, data.n_features)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from delgrad_core._backend import exit_closing
+from delgrad_core._backend import check_training_settings_of, exit_closing
 from delgrad_core._errors import (
     DelgradError,
     FileFormatError,
@@ -201,7 +201,7 @@ class Trainer:
             self.backend = built_backend(requested, self.config.backend_options)
             self.owns_backend = isinstance(requested, str)
             resumable = self._resumable_state() if resume else None  # (checked before the backend calibrates)
-            self.backend.check_training_settings(self.config.to_dict())
+            check_training_settings_of(self.backend, self.config.to_dict())
             self._setup()
             self._built_settings = self.config.to_dict()  # (what the trainer uses; only epochs may change)
             if resume:
