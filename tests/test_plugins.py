@@ -588,6 +588,48 @@ def test_a_plugin_adds_a_command_to_the_command_line(site):
         delgrad_core.refresh_plugins()
 
 
+FAILING_COMMANDS = """
+    import sys
+
+    import click
+    from delgrad_core import hookimpl
+
+    @click.command()
+    def buggy():
+        raise RuntimeError("a bug of the plugin's")
+
+    @click.command()
+    def exits():
+        sys.exit(3)
+
+    @hookimpl
+    def delgrad_register_commands(register):
+        register("buggy", buggy, description="registered, as the command has no docstring")
+        register("exits", exits)
+"""
+
+
+def test_a_plugin_commands_own_exception_is_one_line_naming_the_plugin(site):
+    """(a traceback: the one-line errors covered delgrad's own exceptions only); its sys.exit
+    status stays its own, and a registered description lists a command without a docstring"""
+    from delgrad_core.testing import cli_runner
+
+    from delgrad_core.cli import main
+
+    site("delgrad-buggy", "buggy_plugin", FAILING_COMMANDS)
+    delgrad_core.refresh_plugins()
+    try:
+        runner = cli_runner()
+        result = runner.invoke(main, ["buggy"])
+        assert (result.exit_code, result.stderr) == (1, "Error: command 'buggy' from 'delgrad-buggy' failed: "
+                                                        "RuntimeError: a bug of the plugin's\n"), result.output
+        assert runner.invoke(main, ["exits"]).exit_code == 3
+        listing = runner.invoke(main, ["--help"])
+        assert re.search(r"buggy +registered, as the command has no docstring", listing.stdout), listing.stdout
+    finally:
+        delgrad_core.refresh_plugins()
+
+
 @pytest.mark.parametrize(("name", "command", "message"), [
     ("train", "greet", r"command 'train': the name of a built-in delgrad command"),
     ("greet", "print", r"command 'greet': expected a click.Command, got builtin_function_or_method"),

@@ -12,6 +12,7 @@ With DELGRAD_DEBUG=1 errors are raised with their traceback instead (for develop
 """
 
 import contextlib
+import copy
 import io
 import os
 import re
@@ -203,7 +204,11 @@ class _Group(click.Group):
             with _compact_warnings():
                 plugins = registry()
             if name in plugins.names("command"):
-                command = plugins.get("command", name).obj
+                registration = plugins.get("command", name)
+                command = registration.obj
+                if registration.description and not (command.short_help or command.help):  # (the one registered)
+                    command = copy.copy(command)
+                    command.short_help = registration.description
         return command
 
     def resolve_command(self, ctx, args):
@@ -237,8 +242,30 @@ class _Group(click.Group):
             return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx):
-        with _one_line_errors(), _stopping_like_ctrl_c(), _compact_warnings():
+        with _one_line_errors(), _stopping_like_ctrl_c(), _compact_warnings(), _plugin_failures_named(ctx):
             return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _plugin_failures_named(ctx):
+    """Within: an exception of a plugin's command other than delgrad's, click's, the operating
+    system's, `sys.exit` and Ctrl-C becomes a `PluginError` naming the plugin, shown as one line
+    (a bug of the plugin's, not of delgrad's; a built-in command's keeps its traceback)."""
+    from delgrad_core._errors import DelgradError, PluginError, described
+
+    try:
+        yield
+    except (DelgradError, OSError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
+            SystemExit, KeyboardInterrupt, MemoryError, GeneratorExit):
+        raise
+    except BaseException as exc:
+        from delgrad_core._plugins import registry
+
+        name = ctx.invoked_subcommand
+        if name is None or name in ctx.command.commands or name not in registry().names("command"):
+            raise
+        registration = registry().get("command", name)
+        raise PluginError(f"command {name!r} from {registration.distribution!r} failed: {described(exc)}") from exc
 
 
 @contextlib.contextmanager
