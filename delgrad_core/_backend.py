@@ -323,9 +323,10 @@ class Backend(abc.ABC):
                     )
         with self._on_snapshot(network, "checking its resources", "check_resources", "do not change it") as snapshot:
             reason = self.check_resources(snapshot)
-        if reason is not None and not isinstance(reason, str):
-            raise InvalidResultError(f"backend {self.name!r}: check_resources returned {type(reason).__name__}, "
-                                     "not a reason (str) or None")
+        if reason is not None and not (isinstance(reason, str) and reason.strip()):  # ("": refused, saying nothing)
+            shown = type(reason).__name__ if not isinstance(reason, str) else "an empty string"
+            raise InvalidResultError(f"backend {self.name!r}: check_resources returned {shown}, not a reason "
+                                     "(a non-empty str) or None (it fits)")
         if reason is not None:
             raise UnsupportedNetworkError(f"backend {self.name!r} cannot place the network: {reason}",
                                           capability="resources")

@@ -774,7 +774,10 @@ def _fail(error):
                                                     "delay kinds (from [4, 10, 3] ['none', 'none'] to [4, 8, 3]"),
     (_Wayward(resources=_fail(KeyError("circuits"))),
      "backend 'mock' failed while checking its resources: KeyError: 'circuits'"),
-    (_Wayward(resources=lambda n: 3), "backend 'mock': check_resources returned int, not a reason (str) or None"),
+    (_Wayward(resources=lambda n: 3), "backend 'mock': check_resources returned int, not a reason (a non-empty str) "
+                                      "or None (it fits)"),
+    (_Wayward(resources=lambda n: " "), "backend 'mock': check_resources returned an empty string, not a reason (a "
+                                        "non-empty str) or None (it fits)"),  # (refused, saying nothing)
     (MockBackend(capabilities={"delay_kinds": ["none"]}),
      "backend 'mock': its capabilities are a dict, not a delgrad_core.Capabilities"),
 ])
