@@ -418,19 +418,20 @@ class Backend(abc.ABC):
         if not isinstance(results, list) or len(results) != len(prepared):
             raise InvalidResultError(f"backend {self.name!r}: _execute_many returned no list of {len(prepared)} "
                                      f"results")
-        for index, (request, result) in enumerate(zip(prepared, results)):
+        for index, result in enumerate(results):
             if not isinstance(result, ExecutionResult):
                 own_batching = type(self)._execute_many is not Backend._execute_many
                 method = f"_execute_many (item {index})" if own_batching else "_execute"
                 raise InvalidResultError(f"backend {self.name!r}: {method} returned {type(result).__name__}, not an "
                                          "ExecutionResult")
-            result.validate(request, self.name)
-            result.metadata.setdefault("wall_seconds", per_job_s)
-        shared = _jobs_sharing_memory(results)
+        shared = _jobs_sharing_memory(results)  # (before the results' checks, which such results fail in other words)
         if shared is not None:
             raise InvalidResultError(f"backend {self.name!r}: _execute_many returned results of jobs {shared[0]} and "
                                      f"{shared[1]} whose arrays share memory (buffers filled again for each job hold "
                                      "another job's times); return new arrays for each job")
+        for request, result in zip(prepared, results):
+            result.validate(request, self.name)
+            result.metadata.setdefault("wall_seconds", per_job_s)
         return results
 
     def _execute_many(self, requests: list[ExecutionRequest]) -> list[ExecutionResult]:

@@ -502,6 +502,9 @@ def test_an_own_execute_many_whose_jobs_share_buffers_is_refused_and_read_only_o
                                                  r"whose arrays share memory \(buffers filled again for each job hold "
                                                  r"another job's times\); return new arrays for each job$"):
         Refilling().execute_many(requests)
+    late_then_early = [ExecutionRequest(_net(), np.full((1, 4), time)) for time in (3.0, 0.5)]
+    with pytest.raises(InvalidResultError, match=r"jobs 0 and 1 whose arrays share memory"):  # (job 0 held job
+        Refilling().execute_many(late_then_early)  # 1's earlier times: it was said to spike before its inputs)
     assert len(Caching().execute_many([requests[0]] * 3)) == 3  # (the same job thrice: the cache's answer)
 
 
