@@ -1533,9 +1533,9 @@ def test_plugin_components_keep_their_defaults_and_their_faults_name_them(monkey
             assert trainer.loss.loss.alpha == 0.005
     with pytest.raises(ValueError, match="loss_options: set loss_alpha instead of the option alpha"):
         Trainer(TrainingConfig(**config, loss_options={"alpha": 0.6}))
-    for shape, message in (("tuple", "loss 'mine' from 'delgrad-local': returned tuple whose per_sample is NoneType, "
-                                     r"expected an array of shape \(250,\) \(a LossResult for 250 samples of 3 "
-                                     r"outputs\)"),
+    for shape, message in (("tuple", r"loss 'mine' from 'delgrad-local': returned tuple, not a LossResult \(per_sample "
+                                     r"of shape \(250,\), gradient of shape \(250, 3\)\)"),  # (it said "tuple whose
+                           # per_sample is NoneType")
                            ("narrow", "loss 'mine' from 'delgrad-local': returned LossResult whose gradient is shape "
                                       r"\(250, 1\), expected an array of shape \(250, 3\)"),  # (it said "returned
                            # LossResult, not a LossResult with ...")

@@ -59,8 +59,12 @@ class _CheckedLoss:
         result = _called(self.registration, lambda: self.loss(output_times, labels), "evaluating it",
                          "spike times and labels")
         batch, n_outputs = np.shape(output_times)
+        if not (hasattr(result, "per_sample") and hasattr(result, "gradient")):
+            raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: returned "
+                              f"{type(result).__name__}, not a LossResult (per_sample of shape {(batch,)}, gradient "
+                              f"of shape {(batch, n_outputs)})")
         for name, shape in (("per_sample", (batch,)), ("gradient", (batch, n_outputs))):
-            values = getattr(result, name, None)
+            values = getattr(result, name)
             if not (isinstance(values, np.ndarray) and values.shape == shape):
                 got = f"shape {values.shape}" if isinstance(values, np.ndarray) else type(values).__name__
                 raise PluginError(f"loss {self.registration.name!r} from {self.registration.distribution!r}: returned "
