@@ -1567,10 +1567,15 @@ def test_a_plugin_losss_settings_reach_each_parameter_once_and_say_which_they_mi
         def __call__(self, output_times, labels):
             return dg.ShiftInvariantSquaredError()(output_times, labels)
 
+    class AnyKeyword(Bare):  # (its **options get loss_options, never the settings: it was not warned of)
+        def __init__(self, **options):
+            self.options = options
+
     from delgrad_core.training._components import component
 
     _register_plugin_components(monkeypatch, delgrad_register_losses=lambda register: (
-        register("mine", _PluginLoss), register("keyword", KeywordOnly), register("bare", Bare)))
+        register("mine", _PluginLoss), register("keyword", KeywordOnly), register("bare", Bare),
+        register("any", AnyKeyword)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for loss in ("mine", "keyword"):
@@ -1582,6 +1587,11 @@ def test_a_plugin_losss_settings_reach_each_parameter_once_and_say_which_they_mi
     with pytest.warns(UserWarning, match=r"^loss 'bare' has no parameter delta: loss_delta = 0.3 is not used \(of "
                                          r"these settings it takes none of them\)$"):
         component("loss", "bare", TrainingConfig(**SHORT, loss="bare", loss_delta=0.3), {})
+    with pytest.warns(UserWarning, match=r"^loss 'any' has no parameter delta: loss_delta = 0.3 is not used \(of "
+                                         r"these settings it takes none of them; its \*\*options takes loss_options\)$"):
+        assert component("loss", "any", TrainingConfig(**SHORT, loss="any", loss_delta=0.3), {}).loss.options == {}
+    assert component("loss", "any", TrainingConfig(**SHORT, loss="any", loss_options={"delta": 0.3}),
+                     {"delta": 0.3}).loss.options == {"delta": 0.3}
 
 
 def test_a_plugin_loss_parameter_without_a_default_takes_its_setting_even_at_the_settings_default(monkeypatch):

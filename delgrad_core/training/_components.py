@@ -212,10 +212,12 @@ def _warn_unused_fields(kind: str, name: str, values: dict, factory) -> None:
     prefix = COMPONENT_FIELD_PREFIX[kind]
     for field in unused_component_fields(kind, factory):
         if values.get(field) != _FIELD_DEFAULTS.get(field):
-            takes = ", ".join(prefix + p for p in inspect.signature(factory).parameters
-                              if prefix + p in _FIELD_DEFAULTS) or "none of them"
+            parameters = inspect.signature(factory).parameters
+            takes = ", ".join(prefix + p for p in parameters if prefix + p in _FIELD_DEFAULTS) or "none of them"
+            keywords = [p for p, spec in parameters.items() if spec.kind is spec.VAR_KEYWORD]
+            hint = f"; its **{keywords[0]} takes {kind}_options" if keywords else ""
             warnings.warn(f"{kind} {name!r} has no parameter {field[len(prefix):]}: {field} = {values[field]!r} is not "
-                          f"used (of these settings it takes {takes})", UserWarning, stacklevel=3)
+                          f"used (of these settings it takes {takes}{hint})", UserWarning, stacklevel=3)
 
 
 def check_components(config: TrainingConfig) -> None:

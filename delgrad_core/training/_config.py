@@ -460,10 +460,10 @@ COMPONENT_FIELD_PREFIX = {"loss": "loss_", "encoder": ""}
 
 def unused_component_fields(kind: str, factory) -> list[str]:
     """The settings of the `kind` ("loss" or "encoder") section, e.g. ``loss_xi``, that the
-    component `factory` has no parameter for ([] if it takes any keyword)."""
-    parameters = inspect.signature(factory).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return []
+    component `factory` has no named parameter for (a factory's ``**options`` gets the table
+    ``loss_options``, never the settings)."""
+    parameters = {name for name, p in inspect.signature(factory).parameters.items()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     prefix = COMPONENT_FIELD_PREFIX[kind]
     return [name for name in _sections()[kind]
             if name not in (kind, f"{kind}_options") and name[len(prefix):] not in parameters]
