@@ -490,13 +490,17 @@ class PluginRegistry:
         pending: list[Registration] = []
         refused: list[str] = []
         ran: dict[str, object] = {}  # hook name -> what it returned (a hook registers by calling register)
+        registering: set[str] = set()  # the hooks that called register
         try:
             with self._silenced(where):
                 for kind, hook_name in _HOOKS.items():
                     for impl in getattr(self._manager.hook, hook_name).get_hookimpls():
                         if impl.plugin is plugin:
+                            before = len(pending) + len(refused)
                             ran[hook_name] = impl.function(
                                 register=self._collector(kind, pending, refused, distribution, version))
+                            if len(pending) + len(refused) > before:
+                                registering.add(hook_name)
         except KeyboardInterrupt:
             self._manager.unregister(plugin)
             raise
@@ -506,6 +510,9 @@ class PluginRegistry:
                       f"instance, e.g. plugin = {plugin.__name__}() in its module, or make the hooks module-level "
                       "functions)") if inspect.isclass(plugin) and isinstance(exc, TypeError) else ""
             pending, refused = [], refused + [f"failed while registering: {described(exc)}{advice}"]
+        if pending or refused:  # (a hook that returned its things beside others that register: they are lost)
+            refused += [_why_nothing({hook: value}) for hook, value in ran.items()
+                        if value is not None and hook not in registering]
         for reason in refused:
             self._failed(where, reason)
         if not pending and not refused:

@@ -245,6 +245,27 @@ def test_a_hook_that_returns_its_backend_instead_of_registering_it_is_told_so(si
         PluginRegistry().discover()
 
 
+def test_a_hook_that_returns_its_things_beside_one_that_registers_is_told_so(site):
+    """(only a plugin that registered nothing at all was told: the returned losses were lost
+    without a word, and training said they were not installed)"""
+    source = """
+        from delgrad_core import ShiftInvariantSquaredError, hookimpl, get_backend
+
+        @hookimpl
+        def delgrad_register_backends(register):
+            register("kept", lambda: get_backend("reference"))
+
+        @hookimpl
+        def delgrad_register_losses(register):
+            return [("squared-too", ShiftInvariantSquaredError)]
+    """
+    site("delgrad-half", "half_returning", source)
+    with pytest.warns(PluginLoadWarning, match=r"half_returning.*its hook delgrad_register_losses returned list "
+                                               r"instead of calling register\(name, \.\.\.\)"):
+        registry = PluginRegistry().discover()
+    assert "kept" in registry.names()
+
+
 def test_a_refused_registration_keeps_the_plugins_others(site):
     source = """
         from delgrad_core import hookimpl, get_backend
