@@ -1588,7 +1588,8 @@ def test_a_plugin_losss_settings_reach_each_parameter_once_and_say_which_they_mi
                                          r"these settings it takes none of them\)$"):
         component("loss", "bare", TrainingConfig(**SHORT, loss="bare", loss_delta=0.3), {})
     with pytest.warns(UserWarning, match=r"^loss 'any' has no parameter delta: loss_delta = 0.3 is not used \(of "
-                                         r"these settings it takes none of them; its \*\*options takes loss_options\)$"):
+                                         r"these settings it takes none of them; its \*\*options takes "
+                                         r"loss_options\)$"):
         assert component("loss", "any", TrainingConfig(**SHORT, loss="any", loss_delta=0.3), {}).loss.options == {}
     assert component("loss", "any", TrainingConfig(**SHORT, loss="any", loss_options={"delta": 0.3}),
                      {"delta": 0.3}).loss.options == {"delta": 0.3}
