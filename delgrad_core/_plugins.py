@@ -462,6 +462,12 @@ class PluginRegistry:
             self._failed(where, "registers nothing (its entry point names None, e.g. a placeholder `PLUGIN = None`; "
                                 "name the module, class or object that implements delgrad's hooks)")
             return False
+        if self._manager.is_registered(plugin):  # (pluggy's message dumps its whole registry)
+            first = self._manager.get_name(plugin)
+            self._failed(where, f"cannot be registered: it names the plugin object the entry point {first!r} of "
+                                f"distribution {self._distribution_of.get(first, first)!r} registered already (one "
+                                "entry point per plugin: remove the other)")
+            return False
         other = self._manager.get_plugin(plugin_name) if plugin_name is not None else None
         if other is not None:  # (pluggy's own message dumps its whole registry)
             self._failed(where, f"cannot be registered: the plugin name {plugin_name!r} is taken by distribution "

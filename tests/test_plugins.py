@@ -186,6 +186,20 @@ def test_an_entry_point_named_as_another_distributions_says_whose_name_it_took(s
     assert registry.get("backend", "reference").distribution == "delgrad-reference"
 
 
+def test_two_entry_points_naming_one_plugin_say_so(tmp_path, monkeypatch):
+    """(pluggy's own message dumped its registry of modules and advised on hook signatures)"""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("DELGRAD_STRICT_PLUGINS", raising=False)
+    write_distribution(tmp_path, "delgrad-twice", "1.0", {"twice": _good("twice")},
+                       {GROUP: {"twice": "twice", "twice-again": "twice"}})
+    with pytest.warns(PluginLoadWarning) as record:
+        registry = PluginRegistry().discover()
+    message = " ".join(str(warning.message) for warning in record)
+    assert "cannot be registered: it names the plugin object the entry point 'twice' of distribution " \
+           "'delgrad-twice' registered already (one entry point per plugin: remove the other)" in message, message
+    assert "<module" not in message and "twice" in registry.names()
+
+
 def test_misspelt_hook_fails_in_strict_mode_and_warns_otherwise(site):
     source = """
         from delgrad_core import hookimpl
