@@ -1470,3 +1470,183 @@ def test_the_restart_of_a_local_service_is_not_told_again_as_that_of_a_shared_on
                 backend.execute(request)
         assert backend.local_service.restarts == 1
     assert not [w for w in told if "was restarted" in str(w.message)], [str(w.message) for w in told]
+
+
+# ---------------------------------------------------------------------------- one service in this process
+@contextlib.contextmanager
+def _service_in_process(tmp_path, **service_options):
+    """A DeviceService built in this process and never served, its device process replaced by a
+    stand-in whose every job returns b"result bytes": yields a namespace of the `service`, the
+    replies it `sent` (decoded), `hand(frames)` and `ask(type, payload, **fields)`, which hand it
+    one message and return the replies it sent at once, and `run_next_job()`, which runs the next
+    queued job and returns the replies sent for it."""
+    from delgrad_hil._service import DeviceService
+
+    token = "a-token-of-sufficient-length"
+    device = SimpleNamespace(name="reference", options={}, capabilities=dg.backend_info("reference").capabilities,
+                             collect=lambda kind: (SimpleNamespace(to_bytes=lambda: b"result bytes"), 0.5, []))
+    service = DeviceService(device, Signer(token.encode()), f"ipc://{tmp_path / 's'}", **service_options)
+    sent = []
+    service._send = lambda frames: sent.append(decode(frames[1:], Signer(token.encode()), replies=True))
+
+    def hand(frames):
+        sent.clear()
+        service._handle([zmq.Frame(b"peer"), *map(zmq.Frame, frames)])
+        return list(sent)
+
+    def run_next_job():
+        sent.clear()
+        job = service.scheduler.take()
+        service._record(job, service._outcome(job))
+        service._answer_finished()
+        return list(sent)
+
+    try:
+        yield SimpleNamespace(service=service, sent=sent, hand=hand, run_next_job=run_next_job,
+                              ask=lambda message_type, payload=None, **fields:
+                              hand(signed(token, message_type, payload, **fields)))
+    finally:
+        service._context.destroy(linger=0)
+        os.close(service._queued_tx)
+        os.close(service._queued_rx)
+
+
+def _executes(seeds=(0,), **options):
+    """Execution requests of one network and its inputs, one per seed."""
+    network, inputs = network_and_inputs(**{"batch": 4, **options})
+    return [dg.ExecutionRequest(network, inputs, None, seed) for seed in seeds]
+
+
+def _execute(hub, request, client="c1"):
+    return hub.ask("execute", request.to_bytes(), client=client, job=request.digest)
+
+
+def test_health_hello_and_status_tell_the_documented_facts(tmp_path):
+    """docs/hil-protocol.md: `health` tells ok, device, uptime_s and stopping only; `max_queue`
+    is the limit of one client's queue; a status lists `executions` only when asked to."""
+    with _service_in_process(tmp_path, max_queued_per_client=3, max_queued=50) as hub:
+        (health,) = hub.ask("health")
+        assert health.type == "health" and sorted(health.header["info"]) == ["device", "ok", "stopping", "uptime_s"]
+        (welcome,) = hub.ask("hello")
+        assert welcome.header["info"]["max_queue"] == 3
+        (status,) = hub.ask("status")
+        assert "executions" not in status.header["info"] and status.header["info"]["max_queue"] == 3
+        (status,) = hub.ask("status", executions=True)
+        assert status.header["info"]["executions"] == {}
+
+
+def test_a_probe_tells_result_bytes_only_of_a_finished_job_with_a_result(tmp_path):
+    """docs/hil-protocol.md (`job_state`): "with `finished`, `result_bytes` (the size of the
+    reply's payload; absent for an error ...)"."""
+    (request,) = _executes()
+    with _service_in_process(tmp_path) as hub:
+        probe = lambda: hub.ask("probe", client="c1", job=request.digest)[0].header  # noqa: E731
+        assert probe()["state"] == "unknown" and "result_bytes" not in probe()
+        assert _execute(hub, request) == []
+        assert probe()["state"] == "queued" and "result_bytes" not in probe()
+        (result,) = hub.run_next_job()
+        assert result.type == "result" and result.payload == b"result bytes" and result.header["cached"] is False
+        assert probe()["state"] == "finished" and probe()["result_bytes"] == len(b"result bytes")
+
+
+def test_an_execute_whose_spike_times_alone_exceed_4_times_the_message_limit_is_too_large_before_it_runs(tmp_path):
+    """docs/hil-protocol.md: "an execute whose result could not be sent (its spike times alone,
+    batch x neurons x 8 bytes, above 4 times the limit) is `too_large`, before it runs"; at the
+    limit exactly it is queued."""
+    (request,) = _executes(sizes=(2, 60, 4), kind="none", batch=128)
+    spike_bytes = 128 * 64 * 8  # batch x (60 + 4) neurons x 8 bytes
+    assert len(request.to_bytes()) < spike_bytes // 4 - 1000  # (the request itself is below both limits)
+    with _service_in_process(tmp_path, max_message_bytes=spike_bytes // 4) as hub:
+        assert _execute(hub, request) == [] and hub.service.scheduler.status()["queues"] == {"c1": 1}
+    with _service_in_process(tmp_path, max_message_bytes=spike_bytes // 4 - 1) as hub:
+        (refused,) = _execute(hub, request)
+        assert refused.header["code"] == "too_large" and hub.service.scheduler.status()["queues"] == {}
+        assert refused.header["message"].startswith(f"the result of this request takes at least {spike_bytes:,} "
+                                                    "bytes (batch 128 x 64 neurons x 8 bytes), above the reply "
+                                                    f"limit of {spike_bytes - 4:,} bytes")
+
+
+def test_the_jobs_of_one_network_share_one_network_object(tmp_path):
+    """(the device then checks and represents the network of an evaluation's jobs once)"""
+    requests = _executes(range(10))  # (more jobs than the 8 networks kept, all of one network)
+    with _service_in_process(tmp_path) as hub:
+        for request in requests:
+            assert _execute(hub, request) == []
+        works = [hub.service.scheduler.take().work for _ in requests]
+    assert all(work.network is works[0].network for work in works) and works[0].network == requests[0].network
+
+
+def test_a_stopping_service_refuses_new_jobs_and_still_answers_one_it_holds_the_result_of(tmp_path):
+    """docs/hil-protocol.md (`shutting_down`): "the service is stopping: send the job again after
+    its restart (a job it runs or holds the result of is still answered)"."""
+    done, new = _executes((0, 1))
+    with _service_in_process(tmp_path) as hub:
+        _execute(hub, done)
+        hub.run_next_job()
+        hub.service._begin_shutdown()
+        (refused,) = _execute(hub, new)
+        assert refused.header["code"] == "shutting_down" and refused.header["retryable"] is True
+        (answered,) = _execute(hub, done)
+        assert answered.type == "result" and answered.header["cached"] is True and answered.payload == b"result bytes"
+
+
+def test_a_job_beyond_a_full_queue_is_answered_busy_in_reply_to_its_message(tmp_path):
+    """docs/hil-protocol.md: "the queues are full (`busy` ...)", retryable; the refusal answers
+    the message refused (its `reply_to` is the message's nonce) and is counted."""
+    first, second = _executes((0, 1))
+    with _service_in_process(tmp_path, max_queued_per_client=1) as hub:
+        assert _execute(hub, first) == []
+        frames = signed("a-token-of-sufficient-length", "execute", second.to_bytes(), client="c1", job=second.digest)
+        (refused,) = hub.hand(frames)
+        assert refused.header["code"] == "busy" and refused.header["retryable"] is True
+        assert refused.header["message"].startswith("the queues are full: 1 jobs of this client")
+        assert refused.header["reply_to"] == decode(frames, Signer(b"a-token-of-sufficient-length")).header["nonce"]
+        assert hub.ask("status")[0].header["info"]["refused.busy"] == 1
+
+
+def test_a_fault_of_the_service_while_handling_a_message_is_answered_internal_and_it_serves_on(tmp_path,
+                                                                                                monkeypatch):
+    """Any message that cannot be served gets an error reply; nothing a client sends stops the
+    service (here a fault of its scheduler)."""
+    (request,) = _executes()
+    with _service_in_process(tmp_path) as hub:
+        monkeypatch.setattr(hub.service.scheduler, "submit", lambda *args: 1 / 0)
+        (failed,) = _execute(hub, request)
+        assert failed.header["code"] == "internal" and failed.header["message"] == \
+            "the service failed: ZeroDivisionError"
+        assert failed.header["reply_to"] is not None and hub.ask("health")[0].header["info"]["ok"] is True
+
+
+def test_a_job_lost_with_the_device_process_is_answered_try_again_and_runs_when_sent_again(tmp_path):
+    """A job whose device process died is answered "send the job again" (retryable, an error
+    reply: no `cached` field) and not from the cache: sent again, it is queued to run."""
+    from collections import deque
+
+    (request,) = _executes()
+    with _service_in_process(tmp_path) as hub:
+        _execute(hub, request)
+        crashed = deque([hub.service.scheduler.take()])
+        hub.service._answer_crashed(dg.BackendUnavailable("the device process ended"), crashed)
+        hub.service._answer_finished()
+        (answer,) = hub.sent
+        assert answer.header["code"] == "device_error" and answer.header["retryable"] is True
+        assert "send the job again" in answer.header["message"] and "cached" not in answer.header
+        assert _execute(hub, request) == [] and hub.service.scheduler.status()["queues"] == {"c1": 1}
+
+
+def test_injected_faults_drop_job_replies_and_answer_jobs_busy_and_status_counts_them(tmp_path):
+    """docs (FaultPlan): `drop_fraction` is the fraction of job replies dropped, `busy_fraction`
+    that of job requests answered "busy" instead of queued."""
+    from delgrad_hil import FaultPlan
+
+    (request,) = _executes()
+    with _service_in_process(tmp_path, faults=FaultPlan(drop_fraction=1.0)) as hub:
+        _execute(hub, request)
+        assert hub.run_next_job() == []
+        (status,) = hub.ask("status")  # (not a job reply: sent)
+        assert status.header["info"]["dropped"] == 1 and status.header["info"]["executed"] == 1
+    with _service_in_process(tmp_path, faults=FaultPlan(busy_fraction=1.0)) as hub:
+        (refused,) = _execute(hub, request)
+        assert refused.header["code"] == "busy" and refused.header["message"] == "the device is busy (injected fault)"
+        (status,) = hub.ask("status")
+        assert status.header["info"]["busy"] == 1 and status.header["info"]["queues"] == {}
