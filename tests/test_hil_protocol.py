@@ -180,6 +180,27 @@ def test_payloads_must_match_their_job_ids():
         parse_calibrate(decode(encode(SIGNER, wrong_seed, network_bytes), SIGNER))
 
 
+def test_a_payload_that_fails_to_load_in_any_way_is_a_bad_request(monkeypatch):
+    """The payload parsers raise `ProtocolError` only, "bad_request" for a payload that cannot be
+    read, whatever reading it raises (hostile bytes may reach code that raises no ValueError)."""
+    import delgrad_hil._service as service
+
+    def fail(*args, **kwargs):
+        raise KeyError("values")
+
+    execute = decode(_execute_frames(), SIGNER)
+    with pytest.raises(ProtocolError, match=r"^the payload is not an execution request \('values'\)") as info:
+        parse_execute(execute, unwrap_calibration=fail)
+    assert info.value.code == "bad_request" and info.value.reply_to == execute.header["nonce"]
+    network_bytes = io.BytesIO()
+    dg.save_network(network_and_inputs(batch=1)[0], network_bytes)
+    header = new_header("calibrate", client="c", job=calibration_job_id(3, network_bytes.getvalue()), seed=3)
+    monkeypatch.setattr(service, "load_network", fail)
+    with pytest.raises(ProtocolError, match=r"^the payload is not a network \('values'\)") as info:
+        parse_calibrate(decode(encode(SIGNER, header, network_bytes.getvalue()), SIGNER))
+    assert info.value.code == "bad_request"
+
+
 def test_a_calibration_named_by_digest_only_and_not_held_is_unknown_and_a_calibrate_without_network_keeps_its_seed():
     """docs/hil-protocol.md: "a request naming one it does not hold ... gets `unknown_calibration`"
     (the client then sends it in full); a calibrate message may carry no network, only a seed."""
