@@ -94,10 +94,10 @@ def evaluate(path, backend, split, dataset, seed, as_json, config_file, backend_
     check_thread_variable()
     check_not_a_run_file(path, "PATH")
     network_file, stored, metrics = run_settings(path)
-    settings_edited = bool(stored) and _note_edited_settings(network_file.parent, stored)
     if stored and config_file:
         raise click.UsageError(f"--config: {path} is evaluated with its run's own settings; --config gives those of "
                                "a network file outside a run folder")
+    settings_edited = bool(stored) and _note_edited_settings(network_file.parent, stored)
     if seed is None:
         seed = metrics.get("test_seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:

@@ -461,7 +461,7 @@ COMPONENT_FIELD_PREFIX = {"loss": "loss_", "encoder": ""}
 def unused_component_fields(kind: str, factory) -> list[str]:
     """The settings of the `kind` ("loss" or "encoder") section, e.g. ``loss_xi``, that the
     component `factory` has no named parameter for (a factory's ``**options`` gets the table
-    ``loss_options``, never the settings)."""
+    ``loss_options`` or ``encoder_options``, never the settings)."""
     parameters = {name for name, p in inspect.signature(factory).parameters.items()
                   if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     prefix = COMPONENT_FIELD_PREFIX[kind]

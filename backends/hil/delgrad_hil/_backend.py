@@ -346,8 +346,9 @@ class HilBackend(Backend):
     def _restart_named(self):
         """A device's refusal from a service restarted with another device or other device options
         (e.g. of a network or a calibration made before) is that restart's: greet again before
-        passing it on, so that the restart is the error.  A job out of time is no refusal: greeting a silent service
-        would first wait out every attempt (22 s with 20 attempts, after a job_timeout_s of 1 s)."""
+        passing it on, so that the restart is the error.  A job out of time is no refusal:
+        greeting a silent service would first wait out every attempt (22 s with 20 attempts,
+        after a job_timeout_s of 1 s)."""
         try:
             yield
         except DelgradError as exc:
