@@ -1698,6 +1698,7 @@ def test_spike_time_plots_say_how_many_samples_are_silent(monkeypatch, tmp_path,
      "matplotlib could not be loaded (ModuleNotFoundError: No module named 'kiwisolver'): no plots written"),
     (OSError("cannot map libfreetype"),
      "matplotlib could not be loaded (OSError: cannot map libfreetype): no plots written"),
+    (MemoryError("cannot allocate"), "matplotlib could not be loaded (MemoryError: cannot allocate): no plots written"),
 ])
 def test_plots_that_cannot_be_drawn_are_a_warning_whose_advice_fits_the_cause(monkeypatch, tmp_path, failure, warned):
     """Only a missing matplotlib is "not installed", with the pip advice; a dependency of it that is
@@ -1796,9 +1797,16 @@ def test_plots_show_the_runs_numbers_where_they_say(monkeypatch, tmp_path):
     (confusion,) = figures["confusion.png"].axes
     assert np.array_equal(confusion.images[0].get_array(), [[1, 0, 0, 0], [0, 0, 0, 1], [0, 1, 1, 0]])
     assert confusion.get_title() == "test accuracy 50.0 %"
+    # (a number is white on the dark cells, over half the largest count, and black on the light ones)
+    assert {(text.get_text(), text.get_color()) for text in confusion.texts} == {("1", "white"), ("0", "black")}
     assert [tick.get_text() for tick in confusion.get_xticklabels()] == ["a", "b", "c", "none"]
     (decisions,) = figures["decision_map.png"].axes
-    assert decisions.images[0].origin == "lower"
+    shade = decisions.images[0]
+    assert shade.origin == "lower"
+    assert shade.get_array().mask.tolist() == [[False, False], [False, True]]  # (no shade where no output spikes)
+    # (the shade of a class has the colour of its points)
+    assert [tuple(shade.cmap(shade.norm(k))[:3]) for k in (0, 2)] == \
+        [tuple(decisions.collections[k].get_facecolor()[0][:3]) for k in (0, 2)]
     assert [collection.get_offsets().tolist() for collection in decisions.collections] == \
         [[[0.1, 0.2]], [], [[0.5, 0.6]], [[0.3, 0.4], [0.7, 0.8]]]
     assert [text.get_text() for text in decisions.get_legend().get_texts()] == ["a", "b", "c", "wrong (2)"]
