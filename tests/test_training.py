@@ -1825,6 +1825,8 @@ def test_plots_show_the_runs_numbers_where_they_say(monkeypatch, tmp_path):
 def test_names_with_dollar_signs_are_drawn_letter_for_letter(tmp_path):
     """Class and layer names are any strings: two `$` in one are no formula to matplotlib (an
     unparsable one failed the run after its results were written)."""
+    from delgrad_core.training._plots import plain_text
+
     plain = dg.Network.feedforward([2, 5, 2], delay_kind="axonal", seed=0)
     hidden = dataclasses.replace(plain.layers[0], population=dataclasses.replace(plain.layers[0].population,
                                                                                  name="$x_{$"))
@@ -1833,6 +1835,7 @@ def test_names_with_dollar_signs_are_drawn_letter_for_letter(tmp_path):
     written = _plots_written(tmp_path, network, names)
     assert {path.name for path in written} == {"learning_curves.png", "spike_times.png", "confusion.png",
                                                "decision_map.png", "delays.png"}
+    assert plain_text("5$-$10") == r"5\$-\$10" and plain_text(3) == "3"  # (a `$` escaped, nothing else changed)
 
 
 def _plots_written(tmp_path, network, class_names):
@@ -1871,6 +1874,24 @@ def test_plots_of_many_classes_stay_small_and_tell_them_apart(monkeypatch, tmp_p
                           test_features=np.full((n, 2), 0.5), plane=(None, None, np.zeros((2, 2), dtype=int)))
     colours = [tuple(collection.get_facecolor()[0]) for collection in maps["decision_map.png"].axes[0].collections[:n]]
     assert len(set(colours)) == n
+    plt.close("all")
+
+
+@pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
+@pytest.mark.parametrize("n", [20, 21, 60, 61])
+def test_the_confusion_matrix_numbers_its_cells_up_to_20_classes_and_names_them_up_to_60(monkeypatch, tmp_path, n):
+    """Up to 20 classes a number per cell in square cells, beyond a colour bar filling the figure;
+    up to 60 classes the axes name every class, beyond they number them."""
+    import matplotlib.pyplot as plt
+
+    names = [f"c{k}" for k in range(n)]
+    figures = _drawn_figures(monkeypatch, tmp_path, [], dg.Network.feedforward([2, 5, n], seed=0),
+                             np.eye(n)[::-1] + 1, np.arange(n), names)
+    confusion = figures["confusion.png"].axes[0]
+    assert len(confusion.texts) == (n * (n + 1) if n <= 20 else 0)
+    assert (len(figures["confusion.png"].axes), confusion.get_aspect()) == ((1, 1.0) if n <= 20 else (2, "auto"))
+    ticks = [text.get_text() for text in confusion.get_yticklabels()]
+    assert ticks == names if n <= 60 else ticks and all(tick.replace("\N{MINUS SIGN}", "").isdigit() for tick in ticks)
     plt.close("all")
 
 
