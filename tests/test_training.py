@@ -855,7 +855,8 @@ def test_sweep_summary_is_a_json_text_file(tmp_path):
 @pytest.mark.skipif(not plots_available(), reason="matplotlib is not installed")
 def test_the_sweep_plot_shows_cells_without_test_errors(monkeypatch, tmp_path):
     """A cell whose median test error is 0 is a point on the sweep's plot (a log axis left it out,
-    and a delay kind with no errors anywhere was a legend entry without points)."""
+    and a delay kind with no errors anywhere was a legend entry without points); its error bars
+    span the seeds' least to largest test error."""
     import matplotlib.pyplot as plt
 
     from delgrad_core.training import _plots, _sweep
@@ -874,8 +875,11 @@ def test_the_sweep_plot_shows_cells_without_test_errors(monkeypatch, tmp_path):
     assert [ax.get_yscale() for ax in (by_parameters, by_hidden)] == ["linear", "linear"]
     assert sorted(line.get_xydata().tolist() for line in by_parameters.lines if line.get_marker() == "o") == \
         [[[30.0, 0.0], [60.0, 1.0]], [[39.0, 0.0]]]
-    _sweep._plot([cell("none", 5, 30, 0.02, 0.01, 0.03)], "easy", tmp_path / "sweep.png")
-    assert figures["sweep.png"].axes[0].get_yscale() == "log"
+    _sweep._plot([cell("none", 5, 30, 0.02, 0.01, 0.05)], "easy", tmp_path / "sweep.png")
+    assert [ax.get_yscale() for ax in figures["sweep.png"].axes] == ["log", "log"]
+    # (the error bar runs from the least to the largest test error of the seeds, around the median)
+    bars = figures["sweep.png"].axes[0].containers[0].lines[2][0]
+    assert np.allclose(bars.get_segments()[0], [[30.0, 1.0], [30.0, 5.0]])
     plt.close("all")
 
 
