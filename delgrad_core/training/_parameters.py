@@ -203,9 +203,11 @@ class TrainableNetwork:
     def _warn_of_weights_rounded_to_zero(self) -> None:
         """Warn where the config's weight_resolution rounds every initial weight of a layer to 0
         (a resolution of 100 taken for a number of levels: the network starts silent)."""
+        if self.config.weight_resolution is None:
+            return
         zeroed = [k for k, layer in enumerate(self.network.layers)
                   if not layer.projection.weights.any() and self.params[f"layers.{k}.weights"].any()]
-        if zeroed and self.config.weight_resolution is not None:
+        if zeroed:
             layers = f"layer{'s' if len(zeroed) > 1 else ''} {', '.join(map(str, zeroed))}"
             warnings.warn(f"weight_resolution {self.config.weight_resolution!r} rounds every initial weight of "
                           f"{layers} to 0 (drawn from {self._init_settings('.weights')}): it is the step between "
