@@ -1,8 +1,8 @@
 """On-disk cache of calibrations: one npz file (arrays + JSON document, no pickle) per key,
 written atomically by `Calibration.save`.
 
-Directory: $DELGRAD_BSS2_CACHE (a relative path: from the working directory when it is read),
-else $XDG_CACHE_HOME/delgrad/bss2 (an absolute path; a relative one is ignored, as the XDG Base
+Directory: $DELGRAD_BSS2_CACHE (a relative path: from the working directory when it is read;
+set but empty counts as unset, blank is refused), else $XDG_CACHE_HOME/delgrad/bss2 (an absolute path; a relative one is ignored, as the XDG Base
 Directory specification asks), else ~/.cache/delgrad/bss2.
 """
 
@@ -26,6 +26,9 @@ STALE_TEMPORARY_SECONDS = 3600  # a temporary file of an entry's atomic write th
 def cache_directory() -> Path:
     """The cache's folder, always an absolute path (see the module's documentation)."""
     explicit = os.environ.get(CACHE_ENV)
+    if explicit and not explicit.strip():
+        raise InvalidValueError(f"${CACHE_ENV} is blank ({explicit!r}): set it to the calibration cache's folder, or "
+                                "unset it for the default ($XDG_CACHE_HOME/delgrad/bss2, else ~/.cache/delgrad/bss2)")
     if explicit:
         return Path(explicit).absolute()
     xdg = os.environ.get("XDG_CACHE_HOME")

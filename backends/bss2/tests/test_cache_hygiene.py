@@ -1,9 +1,11 @@
 """The calibration cache's folder: relative XDG_CACHE_HOME ignored (XDG Base Directory
-specification), a relative DELGRAD_BSS2_CACHE taken from the working directory when read, and
+specification), a relative DELGRAD_BSS2_CACHE taken from the working directory when read, a blank one refused, and
 the dead temporary files of killed writes removed when an entry is stored."""
 
 import os
 import time
+
+import pytest
 
 import delgrad_core as dg
 from delgrad_bss2 import cache_directory
@@ -47,3 +49,11 @@ def test_storing_an_entry_removes_only_dead_temporaries_of_entries(monkeypatch, 
     calibration = backend.calibrate()
     assert backend.calibration_cache[0] == "stored"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*young, *foreign, f"{calibration.cache_key}.npz"])
+
+
+def test_a_blank_delgrad_bss2_cache_is_refused_naming_the_variable(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", "  ")
+    with pytest.raises(dg.InvalidValueError, match=r"\$DELGRAD_BSS2_CACHE is blank \('  '\).*or unset it"):
+        dg.get_backend("bss2-emulator").calibrate()
+    assert list(tmp_path.iterdir()) == []  # (no folder named by the blanks)
