@@ -355,3 +355,81 @@ def test_run_trial_of_a_finished_trial_says_so_and_trains_nothing(tmp_path, monk
     assert sweep_module.run_trial({"epochs": 1}, [4], ["none"], 1, out, 0, echo=lines.append) is None
     (trial,) = sweep_module.plan_sweep({"epochs": 1}, [4], ["none"], 1, out)
     assert lines == [f"{trial.name}: finished already"]
+
+
+def _cell(kind, hidden, n_parameters, error):
+    """A row of the sweep's summary: every seed with `error`, or, with `error` None, no result yet."""
+    if error is None:
+        return {"delays": kind, "hidden": hidden, "n_parameters": None, "seeds": 0, "missing_seeds": [0],
+                "median_test_accuracy": None, "median_test_error": None, "min_test_error": None,
+                "max_test_error": None}
+    return {"delays": kind, "hidden": hidden, "n_parameters": n_parameters, "seeds": 1, "missing_seeds": [],
+            "median_test_accuracy": 1 - error, "median_test_error": error, "min_test_error": error,
+            "max_test_error": error}
+
+
+def _drawn(monkeypatch, tmp_path, summary, dataset="yin_yang"):
+    """The figure `_sweep._plot` draws of `summary` (not written), drawn on its canvas."""
+    from delgrad_core.training import _plots, _sweep
+
+    figures = []
+    monkeypatch.setattr(_plots, "save_figure", lambda fig, path: figures.append(fig))
+    _sweep._plot(summary, dataset, tmp_path / "sweep.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    return fig
+
+
+def _tick_labels(axis, which):
+    low, high = axis.get_view_interval()
+    return [label.get_text() for label in axis.get_ticklabels(which=which) if low <= label.get_position()[0] <= high]
+
+
+@needs_matplotlib
+def test_cells_without_results_are_left_out_of_sweep_png(monkeypatch, tmp_path):
+    """An incomplete sweep's figure shows the cells with results; a delay kind without any is no
+    legend entry."""
+    summary = [_cell("axonal", 4, None, None), _cell("none", 4, 28, 0.2), _cell("none", 6, None, None),
+               _cell("synaptic", 4, None, None)]
+    fig = _drawn(monkeypatch, tmp_path, summary)
+    for ax, x in zip(fig.axes, (28.0, 4.0)):
+        assert [text.get_text() for text in ax.get_legend().get_texts()] == ["none"]
+        assert [line.get_xydata().tolist() for line in ax.lines if line.get_marker() == "o"] == [[[x, 20.0]]]
+
+
+@needs_matplotlib
+def test_the_parameter_axis_numbers_its_decades_plainly(monkeypatch, tmp_path):
+    """Parameter counts a decade or more apart are numbered at the powers of ten only, as plain
+    numbers (100, not 10^2); within a decade the minor ticks are numbered too."""
+    fig = _drawn(monkeypatch, tmp_path, [_cell("none", 4, 30, 0.2), _cell("none", 40, 300, 0.1)])
+    axis = fig.axes[0].xaxis
+    assert "100" in _tick_labels(axis, "major")
+    assert not any(_tick_labels(axis, "minor"))
+    fig = _drawn(monkeypatch, tmp_path, [_cell("none", 4, 30, 0.2), _cell("none", 8, 60, 0.1)])
+    assert any(_tick_labels(fig.axes[0].xaxis, "minor"))
+
+
+@needs_matplotlib
+def test_the_title_of_sweep_png_shows_the_dataset_name_letter_for_letter(monkeypatch, tmp_path):
+    """(two `$` in the name would be drawn as a formula)"""
+    fig = _drawn(monkeypatch, tmp_path, [_cell("none", 4, 28, 0.2)], dataset="$x^2$ data")
+    assert fig.get_suptitle() == r"\$x^2\$ data: median test error over seeds (bars: min..max)"
+
+
+def test_without_matplotlib_an_earlier_sweep_png_is_removed_with_a_note_and_none_is_not_mentioned(
+        monkeypatch, tmp_path):
+    """Without matplotlib the sweep warns; an earlier sweep.png, which may show results the table
+    no longer has, is removed with a note, and there is no note when there was none."""
+    from delgrad_core.training import _plots, _sweep
+
+    monkeypatch.setattr(_plots, "why_no_plots", lambda: "matplotlib is not installed")
+    said = []
+    with pytest.warns(UserWarning, match="matplotlib is not installed: no plots written"):
+        _sweep._plot([_cell("none", 4, 28, 0.2)], "yin_yang", tmp_path / "sweep.png", said.append)
+    assert said == [] and list(tmp_path.iterdir()) == []
+    (tmp_path / "sweep.png").write_bytes(b"\x89PNG")
+    with pytest.warns(UserWarning, match="no plots written"):
+        _sweep._plot([_cell("none", 4, 28, 0.2)], "yin_yang", tmp_path / "sweep.png", said.append)
+    assert said == [f"note: removed {tmp_path / 'sweep.png'}, drawn from an earlier collection of results: it "
+                    "cannot be drawn anew now (matplotlib is not installed)"]
+    assert list(tmp_path.iterdir()) == []

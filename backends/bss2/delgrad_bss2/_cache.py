@@ -2,8 +2,9 @@
 written atomically by `Calibration.save`.
 
 Directory: $DELGRAD_BSS2_CACHE (a relative path: from the working directory when it is read;
-set but empty counts as unset, blank is refused), else $XDG_CACHE_HOME/delgrad/bss2 (an absolute path; a relative one is ignored, as the XDG Base
-Directory specification asks), else ~/.cache/delgrad/bss2.
+set but empty counts as unset, blank is refused), else $XDG_CACHE_HOME/delgrad/bss2 (an
+absolute path; a relative one is ignored, as the XDG Base Directory specification asks), else
+~/.cache/delgrad/bss2.
 """
 
 from __future__ import annotations
