@@ -165,15 +165,18 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.client_jobs < 2:
         parser.error("--client-jobs: at least 2 (the steady rate is taken between the clients' first and last results)")
-    options = parse_key_values(args.device_option, "--device-option")
+    try:  # (an unknown device or option: a usage error before any timing)
+        options = parse_key_values(args.device_option, "--device-option")
+        device = dg.get_backend(args.device, **options)
+    except dg.DelgradError as exc:
+        parser.error(str(exc))
     environment_before = environment()
     load_before = environment_before["load_average"]
 
     names = ("in_process", "in_process_many", "service_1_client", "service_1_client_in_flight")
     seconds = {name: [] for name in names}
     four_clients, four_clients_steady = [], []  # jobs/s per round: first start to last end; while all send
-    with dg.get_backend(args.device, **options) as device, \
-            HilBackend(device=args.device, device_options=options, jobs_in_flight=args.in_flight) as hil:
+    with device, HilBackend(device=args.device, device_options=options, jobs_in_flight=args.in_flight) as hil:
         warm_up = 3  # jobs first run on each side (threads, caches, the connection)
         per_side = warm_up + args.jobs * args.rounds
         local = build_requests(device, 2 * per_side, args.batch)

@@ -72,6 +72,16 @@ def test_bench_hil_refuses_counts_that_are_not_positive_integers(option, value):
     assert option in _refused("bench_hil.py", option, value)
 
 
+@pytest.mark.parametrize(("arguments", "said"), [
+    (["--device", "nope"], "unknown backend 'nope'; choose one of"),
+    (["--device-option", "chip"], "--device-option: expected KEY=VALUE"),
+    (["--device-option", "chip=abc"], "chip: expected an integer"),
+    (["--device-option", "chipp=1"], "did you mean chip?"),
+], ids=["unknown device", "option without a value", "option value", "unknown option"])
+def test_bench_hil_refuses_a_device_or_device_option_the_device_does_not_know(arguments, said):
+    assert said in _refused("bench_hil.py", *arguments)
+
+
 def _in_git_checkout() -> bool:
     try:
         return subprocess.run(["git", "-C", str(BENCHMARKS), "rev-parse", "HEAD"], capture_output=True).returncode == 0
