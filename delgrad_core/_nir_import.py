@@ -78,14 +78,19 @@ def _time_scale(graph, time_scale) -> float:
 _SAME_TIME_SCALE_RTOL = 1e-6
 
 
+def _stored_time_scale(stored) -> float | None:
+    """The graph's stored unit (metadata delgrad.time_scale_s) in seconds; None if none or invalid."""
+    try:
+        return check_time_scale(stored, "graph metadata delgrad.time_scale_s")
+    except NIRConversionError:
+        return None
+
+
 def _warn_if_rescaled(time_scale: float, stored) -> None:
     """Warn when `time_scale` (s) differs from the graph's stored unit (metadata, if a valid one):
     the import then describes the same dynamics in other model units."""
-    try:
-        stored_s = check_time_scale(stored, "graph metadata delgrad.time_scale_s")
-    except NIRConversionError:
-        return  # (none, or one that could not be used anyway)
-    if not math.isclose(time_scale, stored_s, rel_tol=_SAME_TIME_SCALE_RTOL):
+    stored_s = _stored_time_scale(stored)
+    if stored_s is not None and not math.isclose(time_scale, stored_s, rel_tol=_SAME_TIME_SCALE_RTOL):
         factor = time_scale / stored_s
         warnings.warn(f"time scale {time_scale!r} s per model unit (CLI: --time-scale) differs from the graph's own "
                       f"{stored_s!r} s (metadata delgrad.time_scale_s): the import rescales by {factor:.6g}, dividing "
@@ -314,8 +319,9 @@ def _same_nodes(expected, actual) -> bool:
     return True
 
 
-def _exact_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float) -> Layer | None:
-    """The layer as delgrad wrote it, if the node metadata reproduces the nodes bit for bit.
+def _exact_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float) -> tuple[Layer | None, bool]:
+    """The layer as delgrad wrote it, if the node metadata reproduces the nodes bit for bit, and
+    whether the metadata made a layer whose nodes differ from the graph's (edited since?).
 
     The metadata holds the model-unit values (time constants, delays) that seconds cannot give
     back exactly; it is trusted only when exporting it again yields exactly the graph's nodes.
@@ -326,14 +332,14 @@ def _exact_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float) ->
     linear = next((node for node in reversed(nodes) if isinstance(node, nir.Linear)), None)
     linear_meta = _delgrad_metadata(linear)
     if not neuron_meta or not isinstance(linear, nir.Linear) or "delay_kind" not in linear_meta:
-        return None
+        return None, False
     try:
         kind = DelayKind.parse(linear_meta["delay_kind"])
         weight = _real_array(linear.weight, "Linear weight")
         if kind is DelayKind.SYNAPTIC:
             n_post = weight.shape[0]
             if np.shape(getattr(nodes[0], "weight", None)) != (n_pre * n_post, n_pre):
-                return None  # (no fan-out node as delgrad writes it: none is built to compare, it may be huge)
+                return None, False  # (no fan-out node as delgrad writes it: none is built to compare, it may be huge)
             weights = weight[np.tile(np.arange(n_post), n_pre), np.arange(n_pre * n_post)].reshape(n_pre, n_post)
         else:
             weights = weight.T.copy()
@@ -347,8 +353,9 @@ def _exact_layer(nir, graph, segment: Segment, n_pre: int, time_scale: float) ->
         layer = Layer(Population(name, weights.shape[1], neuron), projection)
         expected = [node for _, node in layer_chain(nir, layer, time_scale, "check")]
     except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    return layer if _same_nodes(expected, nodes + [lif]) else None
+        return None, False
+    same = _same_nodes(expected, nodes + [lif])
+    return (layer if same else None), not same
 
 
 def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool = False) -> Network:
@@ -365,6 +372,7 @@ def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool =
     input_key, segments, output_key = graph_segments(nir, graph)
     time_scale = _time_scale(graph, time_scale)
     graph_meta = _graph_metadata(graph)
+    own_unit = time_scale == _stored_time_scale(graph_meta.get("time_scale_s"))  # (as delgrad wrote the nodes)
     declared_single_spike = graph_meta.get("first_spike_only", False)
     if not isinstance(declared_single_spike, (bool, np.bool_)):  # ("false" would count as true)
         raise NIRConversionError(f"metadata delgrad.first_spike_only: expected true or false, "
@@ -375,7 +383,12 @@ def from_nir(graph, *, time_scale: float | None = None, first_spike_only: bool =
         allow_reset = first_spike_only or declared_single_spike or index == len(segments) - 1
         # (node metadata vouches for a layer delgrad wrote, unless the graph states first_spike_only: false)
         exact = allow_reset or "first_spike_only" not in graph_meta
-        layer = _exact_layer(nir, graph, segment, n_pre, time_scale) if exact else None
+        layer, differs = _exact_layer(nir, graph, segment, n_pre, time_scale) if exact else (None, False)
+        if differs and own_unit:
+            warnings.warn(f"CubaLIF {segment.lif!r} and the nodes before it differ from what delgrad wrote with "
+                          "them (their metadata): edited since? The layer is imported from the nodes' values, where "
+                          "a field a node lacks takes NIR's default (e.g. w_in 1, v_reset 0)", UserWarning,
+                          stacklevel=2)
         if layer is None:
             try:
                 layer = _general_layer(nir, graph, segment, n_pre, time_scale, allow_reset)

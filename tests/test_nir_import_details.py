@@ -54,6 +54,7 @@ def test_synapses_of_weight_zero_keep_their_delays_on_every_import_path(helpers,
         edit(graph)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="time scale")  # (tested below)
+        warnings.filterwarnings("ignore", message="CubaLIF 'hidden.lif' and the nodes before it differ")  # (below)
         imported = from_nir(graph, time_scale=time_scale)
     factor = 1.0 if time_scale is None else time_scale / TIME_SCALE_S
     for new, old in zip(imported.layers, network.layers):
@@ -170,7 +171,8 @@ def test_synapses_of_weight_zero_whose_paths_disagree_get_delay_zero_with_a_warn
     network = zero_weight_network(helpers)
     graph = to_nir(network, time_scale=TIME_SCALE_S)
     graph.nodes["hidden.fanout"].weight = graph.nodes["hidden.fanout"].weight * 2  # (not delgrad's layout any more)
-    with pytest.warns(UserWarning, match=r"CubaLIF 'hidden.lif': 6 synapses of weight 0 \(e.g. from presynaptic "
+    with pytest.warns(UserWarning, match="differ from what delgrad wrote"), \
+            pytest.warns(UserWarning, match=r"CubaLIF 'hidden.lif': 6 synapses of weight 0 \(e.g. from presynaptic "
                                          r"neuron 2 to neuron 0\) reach it over paths of different delays; they are "
                                          r"imported with delay 0"):
         imported = from_nir(graph)
@@ -223,6 +225,36 @@ def test_errors_of_the_nir_reader_name_the_file_and_the_node(tmp_path, helpers, 
     result = cli_runner().invoke(main, ["import", str(path), str(tmp_path / "bad.npz")])
     assert result.exit_code == 1 and result.output.startswith(f"Error: {path}: cannot read ")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_file_whose_nodes_were_edited_after_delgrad_wrote_them_imports_their_values_with_a_warning(
+        tmp_path, helpers):
+    """A CubaLIF whose w_in was deleted from the file: the nir package takes NIR's default 1 for
+    it, so the weights read back are the node values' (here about W / tau_syn), not the network
+    written: the import says so, naming the node.  A file as written, read in its own unit or
+    another (a rescale, warned of as such), gives no such warning."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "net.nir"
+    network = helpers.build_network([3, 4, 2], "none", 2.0, seed=35)
+    save_nir(network, path, time_scale=TIME_SCALE_S)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_nir(path)
+        warnings.filterwarnings("ignore", message="time scale")
+        load_nir(path, time_scale=2 * TIME_SCALE_S)
+    with h5py.File(path, "a") as file:
+        _drop(file["node/nodes/hidden.lif"], "w_in")
+    message = (r"^CubaLIF 'hidden.lif' and the nodes before it differ from what delgrad wrote with them \(their "
+               r"metadata\): edited since\? The layer is imported from the nodes' values, where a field a node lacks "
+               r"takes NIR's default \(e.g. w_in 1, v_reset 0\)$")
+    with pytest.warns(UserWarning, match=message) as caught:
+        imported = load_nir(path)
+    assert len(caught) == 1  # (the output layer is as written)
+    np.testing.assert_allclose(imported.layers[0].projection.weights,
+                               network.layers[0].projection.weights / imported.layers[0].neuron_arrays()[2]
+                               / TIME_SCALE_S, rtol=1e-12)
+    result = cli_runner().invoke(main, ["import", str(path), str(tmp_path / "net.npz")])
+    assert result.exit_code == 0 and result.stderr.startswith("Warning: CubaLIF 'hidden.lif' and the nodes before")
 
 
 # ---------------------------------------------------------------- a time scale other than the stored one
