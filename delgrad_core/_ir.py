@@ -460,6 +460,12 @@ class Layer(_Freezable):
                 "scale the weights and the threshold down together"
             )
 
+    def max_input_weight_sums(self) -> np.ndarray:
+        """Per neuron, the largest summed |input weights| `validate` accepts: `MAX_SYNAPTIC_SCALE`
+        over its larger time constant where that is above 1 (slightly less, for rounding)."""
+        _, tau_m, tau_s = self.neuron_arrays()
+        return MAX_SYNAPTIC_SCALE * (1 - 1e-12) / np.maximum(np.maximum(tau_m, tau_s), 1.0)
+
     def neuron_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-neuron (threshold, tau_m, tau_s) of this layer's population."""
         cached = self.__dict__.get("_neuron_arrays")

@@ -107,6 +107,46 @@ def test_a_bump_that_would_overflow_a_later_layer_changes_no_layer():
     rule, silent = SilentNeuronBump([0.0, 0.0], 1e307), np.full((2, 2), S)
     params = _params()
     params["layers.1.weights"][...] = 1.7e308
-    with pytest.raises(SilentNetworkError, match="overflows the input weights of the silent neurons of neuron layer 1"):
+    with pytest.raises(SilentNetworkError, match="overflows their input weights: the silent neurons of neuron layer 1"):
         rule.skip_step([silent, silent], params)
     assert not params["layers.0.weights"].any() and (params["layers.1.weights"] == 1.7e308).all()
+
+
+def test_the_bump_raises_no_weight_beyond_the_weight_limit_and_leaves_one_above_it():
+    """The network's weights are clipped at the weight limit (the config's or the backend's): a
+    bumped shadow weight beyond it ran the same and took the optimiser ever longer to bring back
+    (a chip's silent neurons drove them to 1e11)."""
+    rule, silent = SilentNeuronBump([0.0, 0.0], 0.5, weight_limit=2.1), np.full((2, 2), S)
+    params = {"layers.0.weights": np.array([[1.9, 2.5], [-3.0, 2.1]]), "layers.1.weights": np.zeros((2, 2))}
+    assert rule.skip_step([silent, silent], params)
+    np.testing.assert_array_equal(params["layers.0.weights"], [[2.1, 2.5], [-2.5, 2.1]])
+    revival = SilentNeuronRevival(0.5, 0.5, weight_limit=2.1)
+    revival.apply([silent, silent], params)
+    np.testing.assert_array_equal(params["layers.0.weights"], [[2.1, 2.5], [-2.0, 2.1]])
+
+
+def test_a_weight_limit_that_holds_silent_neurons_down_ends_the_bump_naming_it():
+    rule, silent = SilentNeuronBump([0.0, 0.0], 0.5, level=2.0 ** 1023, weight_limit=2.1), np.full((2, 2), S)
+    params = _params()
+    with pytest.raises(SilentNetworkError, match=r"^silent_bump: 1024 steps in a row were skipped for silent neurons, "
+                                                 r"the bump doubling each time to 8.99e\+307, and the next one "
+                                                 r"overflows it: .* their input weights \(up to the weight limit 2.1, "
+                                                 r"where the network's weights are clipped\), held down"):
+        rule.skip_step([silent, silent], params)
+    assert not params["layers.0.weights"].any()
+
+
+def test_a_bump_beyond_the_summed_weights_the_network_takes_is_refused_as_an_overflow():
+    """(finite bumped weights whose sum the spike-time solver cannot take failed the next step with
+    the network's own error, "the summed |weights| onto neuron 0 ... above 1e+200", as if the
+    weights had been set so)"""
+    network = build_network(TrainingConfig(hidden=[2]), 2, 2)
+    sums = [layer.max_input_weight_sums() for layer in network.layers]
+    rule = SilentNeuronBump([0.0, 0.0], 1.0, level=1e200, max_input_sums=sums)
+    params = _params()
+    with pytest.raises(SilentNetworkError, match="the next one overflows their input weights: the silent neurons of "
+                                                 "neuron layer 0 stay silent"):
+        rule.skip_step([np.full((2, 2), S), np.ones((2, 2))], params)
+    assert not params["layers.0.weights"].any()
+    network.layers[0].projection.weights[:, 0] = sums[0][0] / 2  # (the largest sum the network takes)
+    network.validate()

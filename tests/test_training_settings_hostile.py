@@ -26,8 +26,10 @@ def test_a_silent_neuron_bump_that_would_overflow_is_refused_naming_it(weight):
     finite weights, the next level may still overflow)"""
     bump = SilentNeuronBump([0.3, 0.0], 0.0005, level=1e308)
     params = {"layers.0.weights": np.full((2, 3), weight), "layers.1.weights": np.ones((3, 2))}
+    overflowing = "their input weights" if weight == 1e308 else "it"
     with pytest.raises(InvalidValueError, match=r"^silent_bump: 1034 steps in a row were skipped for silent neurons, "
-                                                r"the bump doubling each time to 1e\+308, and the next one overflows"):
+                                                r"the bump doubling each time to 1e\+308, and the next one overflows "
+                                                f"{overflowing}:"):
         bump.skip_step(_silent_batch(), params)
     assert (params["layers.0.weights"] == weight).all() and (params["layers.1.weights"] == 1).all()  # (unchanged)
     assert bump.level == 1e308

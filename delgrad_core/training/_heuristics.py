@@ -31,16 +31,32 @@ class SilentNetworkError(InvalidValueError):
     until the next bump would overflow them (the step sizes are not to blame)."""
 
 
+def _raised(weights: np.ndarray, amount: float, weight_limit: float | None) -> np.ndarray:
+    """`weights` raised by `amount`, none beyond `weight_limit` (where the network's weights are
+    clipped: a shadow weight above it runs as the limit, and would take the optimiser ever longer
+    to bring back); a weight above the limit already stays as it is."""
+    with np.errstate(over="ignore"):
+        raised = weights + amount
+    if weight_limit is None:
+        return raised
+    return np.where(weights < weight_limit, np.minimum(raised, weight_limit), weights)
+
+
 @dataclass
 class SilentNeuronBump:
     """Skip the step when a layer is too often silent; bump its silent neurons' input weights.
 
     `limits` has one silent-fraction limit per layer; `bump` None switches the rule off.
+    `weight_limit`: the bump raises no weight beyond it (the config's or the backend's clip).
+    `max_input_sums`: per layer and neuron, the largest summed |input weights| the network takes
+    (`Layer.max_input_weight_sums`); a bump beyond it is refused as overflowing.
     """
 
     limits: list[float]
     bump: float | None
     level: float | None = None
+    weight_limit: float | None = None
+    max_input_sums: list[np.ndarray] | None = None
 
     def __post_init__(self):
         if self.level is None:
@@ -55,26 +71,35 @@ class SilentNeuronBump:
             silent = ~np.isfinite(times)
             if silent.mean() > limit:
                 columns = silent.any(axis=0)
-                with np.errstate(over="ignore"):
-                    raised[k] = columns, params[f"layers.{k}.weights"][:, columns] + self.level
+                raised[k] = columns, _raised(params[f"layers.{k}.weights"][:, columns], self.level, self.weight_limit)
         for k, (columns, weights) in raised.items():  # (all checked before any changes)
-            if not (np.isfinite(weights).all() and math.isfinite(self.level * 2.0)):
-                self._refuse_overflow(k)
+            if not (np.isfinite(weights).all() and self._sums_allowed(k, columns, weights)):
+                self._refuse_overflow(k, "their input weights")
+            if not math.isfinite(self.level * 2.0):
+                self._refuse_overflow(k, "it")
         for k, (columns, weights) in raised.items():
             params[f"layers.{k}.weights"][:, columns] = weights
         self.level = self.level * 2.0 if raised else self.bump
         return bool(raised)
 
-    def _refuse_overflow(self, layer: int) -> None:
-        """Refuse a bump that has doubled until the weights (or the bump) would overflow: the
-        neurons stay silent however far their input weights rise (inf weights failed the checkpoint)."""
+    def _sums_allowed(self, layer: int, columns: np.ndarray, weights: np.ndarray) -> bool:
+        if self.max_input_sums is None:
+            return True
+        return bool((np.abs(weights).sum(axis=0) <= self.max_input_sums[layer][columns]).all())
+
+    def _refuse_overflow(self, layer: int, what: str) -> None:
+        """Refuse a bump that has doubled until `what` (it, or the weights it raises) would
+        overflow: the neurons stay silent however far their input weights rise (inf weights failed
+        the checkpoint, weights beyond the spike-time solver's range the network)."""
         skipped = round(math.log2(self.level) - math.log2(self.bump))
+        held = "" if self.weight_limit is None else \
+            f" (up to the weight limit {self.weight_limit!r}, where the network's weights are clipped)"
         raise SilentNetworkError(
             f"silent_bump: {skipped} steps in a row were skipped for silent neurons, the bump doubling each time to "
-            f"{self.level:.3g}, and the next one overflows the input weights of the silent neurons of neuron layer "
-            f"{layer}: they stay silent however far those weights rise (e.g. held down by weight_limit or the "
-            "backend's weight limits, or below a threshold out of reach); check those settings, or turn the rule off "
-            "with silent_bump = None")
+            f"{self.level:.3g}, and the next one overflows {what}: the silent neurons of neuron layer {layer} stay "
+            f"silent however far the bump raises their input weights{held}, held down by weight_limit or the "
+            "backend's weight limits, or by inputs or a threshold out of reach; check those settings, or turn the "
+            "rule off with silent_bump = None")
 
     def state(self) -> dict:
         return {"bump_level": self.level}
@@ -96,13 +121,15 @@ class SilentNeuronRevival:
 
     limit: float | None
     bump: float | None
+    weight_limit: float | None = None  # (as `SilentNeuronBump`'s)
 
     def apply(self, layer_times: list[np.ndarray], params: dict[str, np.ndarray]) -> None:
         if self.limit is None or self.bump is None:
             return
         for k, times in enumerate(layer_times[:-1]):
             silent_fraction = (~np.isfinite(times)).mean(axis=0)
-            params[f"layers.{k}.weights"][:, silent_fraction > self.limit] += self.bump
+            weights, columns = params[f"layers.{k}.weights"], silent_fraction > self.limit
+            weights[:, columns] = _raised(weights[:, columns], self.bump, self.weight_limit)
 
 
 @dataclass

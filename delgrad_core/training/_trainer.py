@@ -228,15 +228,18 @@ class Trainer:
         self.calibration = self.backend.calibrate(network, seed=config.seed)
         self.device_identity = self.backend.device_identity(self.calibration)
         n_layers = len(network.layers)
+        limits = [limit for limit in (config.weight_limit, self.backend.capabilities.weight_limit) if limit is not None]
+        weight_limit = min(limits, default=None)  # (where the weights the network runs are clipped)
         self.bump = SilentNeuronBump([config.silent_limit_hidden] * (n_layers - 1) + [config.silent_limit_output],
-                                     config.silent_bump)
+                                     config.silent_bump, weight_limit=weight_limit,
+                                     max_input_sums=[layer.max_input_weight_sums() for layer in network.layers])
         self.selection = BestValidation(config.keep_best)
         self.average = ParameterAverage(config.parameter_average)
         self.step = TrainingStep(
             model=self.model, backend=self.backend, calibration=self.calibration, encoder=self.encoder,
             loss=self.loss, optimiser=self.optimiser,
             guard=None if config.max_weight_term is None else GrazingGuard(config.max_weight_term),
-            bump=self.bump, revival=SilentNeuronRevival(config.silent_neuron_limit, config.silent_bump),
+            bump=self.bump, revival=SilentNeuronRevival(config.silent_neuron_limit, config.silent_bump, weight_limit),
             next_seed=self._next_seed, gradient_slope=config.gradient_slope,
         )
         self.epoch = 0

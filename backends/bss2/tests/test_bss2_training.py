@@ -97,3 +97,22 @@ def test_a_run_resumed_on_the_noisy_emulator_equals_the_uninterrupted_run(tmp_pa
     for name in straight.model.params:
         assert np.array_equal(straight.model.params[name], resumed.model.params[name]), name
     assert [m.validation_loss for m in straight.history] == [m.validation_loss for m in resumed.history]
+
+
+def test_neurons_the_chip_holds_silent_end_the_run_naming_the_chips_weight_limit(tmp_path):
+    """Inputs so late that their spikes fall after the sample slot keep the outputs silent: the
+    silent-neuron bump raises the shadow weights no further than the chip's clip (2.1) and ends
+    the run naming it (the weights grew without bound, to 1e11, and the run ended with the
+    network's "summed |weights| ... above 1e+200")."""
+    import pytest
+
+    config = config_with_defaults({"backend": "bss2-emulator", "delays": "none", "hidden": 5, "epochs": 6,
+                                   "batch_size": 2, "t_early": 29.8, "t_late": 29.9})  # (1,200 steps)
+    with Trainer(config) as trainer:
+        full = trainer.train_set
+        trainer.train_set = Dataset("yin_yang", "train", full.features[:400], full.labels[:400], full.class_names)
+        with pytest.raises(dg.InvalidValueError, match=r"the next one overflows it: the silent neurons of neuron layer "
+                                                     r"\d stay silent however far the bump raises their input weights "
+                                                     r"\(up to the weight limit 2.1, where"):
+            trainer.fit()
+        assert all(np.abs(weights).max() <= 2.1 for weights in trainer.model.params.values())
