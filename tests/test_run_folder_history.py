@@ -132,6 +132,21 @@ def test_garbage_past_the_checkpoint_is_cut_and_within_it_names_the_history(fini
     assert "checkpoint.npz" not in str(refused.value) and "put back the run's own history.jsonl" in str(refused.value)
 
 
+def test_a_history_whose_last_newline_was_lost_gets_it_back_before_the_next_epoch_is_appended(finished_run,
+                                                                                                 tmp_path):
+    """(the resumed run appended epoch 3 to the line of epoch 2: no JSON Lines reader took the file,
+    and the next resume was refused)"""
+    run = _copy(finished_run, tmp_path)
+    history = run / "history.jsonl"
+    kept = history.read_bytes()
+    history.write_bytes(kept.rstrip(b"\n"))
+    with Trainer(TrainingConfig(**SHORT, epochs=3), out_dir=run, resume=True) as trainer:
+        trainer.fit(progress=False)
+    lines = history.read_bytes().split(b"\n")
+    assert history.read_bytes().startswith(kept) and lines[-1] == b""
+    assert [json.loads(line)["epoch"] for line in lines[:-1]] == [1, 2, 3]
+
+
 def test_finish_refuses_a_run_stopped_before_its_epochs_and_says_how_to_end_it_there(tmp_path):
     """(finish() after fit() stopped at epoch 1 of 3 wrote a metrics.json of epochs 3 with
     epochs_completed 1, which `delgrad evaluate` and a sweep took for a finished run)"""

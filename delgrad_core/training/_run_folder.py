@@ -471,13 +471,17 @@ class RunFolder:
                                      "overwrite; choose a new or empty folder")
             yield self
 
-    def _history_lines(self) -> list[bytes]:
-        """The lines of history.jsonl as they are ([] without the file)."""
+    def _history_bytes(self) -> bytes:
+        """history.jsonl as it is (b"" without the file)."""
         _check_regular_or_missing(self.history_file)
         try:
-            return self.history_file.read_bytes().splitlines()
+            return self.history_file.read_bytes()
         except FileNotFoundError:
-            return []
+            return b""
+
+    def _history_lines(self) -> list[bytes]:
+        """The lines of history.jsonl as they are ([] without the file)."""
+        return self._history_bytes().splitlines()
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of this folder's atomic writes interrupted by a kill (safe: the folder
@@ -565,9 +569,11 @@ class RunFolder:
     def cut_history(self, n_epochs: int) -> None:
         """Cut the history back to its first `n_epochs` lines (the checkpoint's epochs): the lines
         after them (epochs whose checkpoint was never written, or anything appended since) go,
-        whatever they hold."""
-        lines = self._history_lines()
-        if len(lines) > n_epochs or not n_epochs:
+        whatever they hold; a last line without its newline (lost in a copy or an editor) gets it
+        back, or the next epoch's record would be appended to it."""
+        history = self._history_bytes()
+        lines = history.splitlines()
+        if len(lines) > n_epochs or not n_epochs or not history.endswith(b"\n"):
             kept = b"".join(line + b"\n" for line in lines[:n_epochs])
             atomic_write(self.history_file, lambda handle: handle.write(kept))
 
