@@ -176,6 +176,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     into a folder that exists; a device, pipe or socket at `path` is refused (a rename would
     replace it with a file), and so is a name longer than the file system allows.  The checks
     of `checked_before_commit` come before the file is moved."""
+    if not os.fspath(path):  # (Path("") is ".", the working folder)
+        raise InvalidValueError("expected a file path to write, got ''")
     path = followed_path(Path(path))
     if path.exists() and not path.is_file():
         raise InvalidValueError(f"{path}: exists and is not a regular file (a folder, device, pipe or socket); "

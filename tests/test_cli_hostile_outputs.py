@@ -254,6 +254,24 @@ def test_an_existing_folder_at_an_output_name_is_refused(tmp_path):
         check_output_file(tmp_path / "out.nir", "OUT", force=False)
 
 
+@pytest.mark.parametrize("command", ["export", "import"])
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_output_name_is_a_usage_error_naming_out(tmp_path, network_file, monkeypatch, command, out):
+    """(an empty OUT was the working folder ".", refused as "exists and is not a regular file", status 1)"""
+    monkeypatch.chdir(tmp_path)
+    source = network_file
+    if command == "import":
+        source = tmp_path / "net.nir"
+        result = cli_runner().invoke(main, ["export", str(network_file), str(source), "--time-scale", "1e-3"])
+        assert result.exit_code == 0, result.output
+    arguments = [command, str(source), out] + (["--time-scale", "1e-3"] if command == "export" else [])
+    result = cli_runner().invoke(main, arguments)
+    assert result.exit_code == 2 and result.output.endswith(f"Error: OUT: expected a file path, got {out!r}\n"), \
+        result.output
+    with pytest.raises(InvalidValueError, match="^expected a file path to write, got ''$"):
+        dg.save_network(dg.load_network(network_file), "")
+
+
 def test_an_output_name_linked_to_the_input_is_the_input(tmp_path, network_file):
     (tmp_path / "link.npz").symlink_to(network_file)
     with pytest.raises(UsageError, match="link.npz is also the command's input"):

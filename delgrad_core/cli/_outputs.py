@@ -18,6 +18,8 @@ def check_output_file(out, option: str, *, force: bool, inputs=()) -> bool:
     is the same file as any of `inputs`, always; a link into a missing folder; and a name too
     long.  (A link to a file yet to be made is written through, into a folder that exists.)
     Returns whether no file or link is at `out` (for `kept_if_made_meanwhile`)."""
+    if not str(out).strip():  # (Path("") is ".", the working folder)
+        raise click.UsageError(f"{option}: expected a file path, got {str(out)!r}")
     free = not os.path.lexists(out)
     if os.path.exists(out):
         _check_existing(out, option, force=force, inputs=inputs)
