@@ -287,8 +287,9 @@ class NeuronParameters(_Freezable):
             low, high = float(ratios.min(initial=1.0)), float(ratios.max(initial=1.0))
         if not (MIN_TAU_RATIO <= low and high <= MAX_TAU_RATIO):
             bad = low if low < MIN_TAU_RATIO else high
+            shown = f"{bad:.6g}" if not MIN_TAU_RATIO <= float(f"{bad:.6g}") <= MAX_TAU_RATIO else repr(bad)
             raise InvalidValueError(f"{owner}.tau_m / {owner}.tau_s: the exact spike-time solver is verified for "
-                                    f"ratios from {MIN_TAU_RATIO:g} to {MAX_TAU_RATIO:g}, got {bad:.6g}")
+                                    f"ratios from {MIN_TAU_RATIO:g} to {MAX_TAU_RATIO:g}, got {shown}")
         return tuple(arrays)
 
 

@@ -1,5 +1,7 @@
 """Spike times of `forward` against an independent exact integration of the ODE (docs/model.md §2.4)."""
 
+import re
+
 import numpy as np
 import pytest
 from _ode_reference import network_spike_times, neuron_first_spike, propagator
@@ -230,6 +232,8 @@ def test_the_smallest_accepted_tau_ratio_matches_the_ode_and_smaller_ones_are_re
             assert np.isfinite(expected) == np.isfinite(times[b, j])
             if np.isfinite(expected):
                 assert times[b, j] == pytest.approx(expected, abs=1e-7)
-    for tau_m in (1e-3, 2e6):
-        with pytest.raises(dg.InvalidValueError, match=r"h.tau_m / h.tau_s: .* ratios from 0.01 to 1e\+06"):
+    for tau_m, shown in ((1e-3, "0.001"), (2e6, "2e+06"), (np.nextafter(1e6, 2e6), "1000000.0000000001"),
+                         (np.nextafter(0.01, 0.0), "0.009999999999999998")):  # (shown as outside the range)
+        with pytest.raises(dg.InvalidValueError, match=rf"h.tau_m / h.tau_s: .* ratios from 0.01 to 1e\+06, got "
+                                                       rf"{re.escape(shown)}$"):
             dg.Population("h", 5, dg.NeuronParameters(1.0, tau_m, 1.0))
