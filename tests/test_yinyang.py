@@ -272,8 +272,10 @@ def test_dataset_labels_are_read_only_and_class_counts_count_empty_classes():
 @pytest.mark.parametrize(("labels", "message"), [
     ([0.0, 1.0], "Dataset.labels: expected integers, got dtype float64"),
     ([[0], [1]], r"Dataset.labels: expected shape \(2,\), got \(2, 1\)"),
+    (np.array([0, 2**63], np.uint64), r"Dataset.labels: .* the first, of sample 1, is 9223372036854775808$"),
 ])
 def test_dataset_refuses_labels_that_are_no_integers_or_not_1_d(labels, message):
-    """(float labels would be truncated to classes; a column of labels would be taken for n samples)"""
+    """(float labels would be truncated to classes; a column of labels would be taken for n samples; a
+    uint64 label of 2**63 was shown wrapped to a negative number)"""
     with pytest.raises(InvalidValueError, match=message):
         toy([[0.0], [1.0]], labels)

@@ -89,13 +89,13 @@ class Dataset:
             raise InvalidValueError(f"Dataset.labels: expected shape ({features.shape[0]},), got {labels.shape}")
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             raise InvalidValueError(f"Dataset.labels: expected integers, got dtype {labels.dtype}")
-        labels = labels.astype(np.int64)
-        outside = (labels < 0) | (labels >= len(class_names))
+        outside = (labels < 0) | (labels >= len(class_names))  # (before the cast: uint64 2**63 would wrap)
         if np.any(outside):
             first = int(np.argmax(outside))
             raise InvalidValueError(f"Dataset.labels: values must be in [0, {len(class_names) - 1}] (label i is "
                                     f"class_names[i]); {int(outside.sum())} are not, the first, of sample {first}, "
                                     f"is {int(labels[first])}")
+        labels = labels.astype(np.int64)
         features.setflags(write=False)
         labels.setflags(write=False)
         object.__setattr__(self, "features", features)
