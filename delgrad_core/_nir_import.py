@@ -178,7 +178,8 @@ def _fold(nir, graph, segment: Segment, n_pre: int) -> tuple[Paths, DelayKind, n
     places = [place for place, _ in steps]
     if "linear" not in places and "scale" not in places:
         raise NIRConversionError(
-            f"CubaLIF {segment.lif!r}: no Linear or Affine node feeds it; delgrad layers are all-to-all projections"
+            f"CubaLIF {segment.lif!r}: no Linear, Affine or Scale node feeds it; delgrad layers are projections "
+            "with a weight per synapse"
         )
     kind = _delay_kind(places)
     if kind is DelayKind.NONE:

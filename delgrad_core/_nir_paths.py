@@ -80,7 +80,7 @@ class Paths:
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != self.n_lines:
             raise NIRConversionError(
-                f"{key!r}: expected a weight matrix with {self.n_lines} columns, got shape {matrix.shape}"
+                f"{key!r}: expected a 2-d weight matrix with {self.n_lines} columns, got shape {matrix.shape}"
             )
         if not np.all(np.isfinite(matrix)):
             raise NIRConversionError(f"{key!r}: weights contain NaN or inf")

@@ -194,6 +194,26 @@ def test_a_neuron_node_of_another_size_than_its_linear_names_both():
         from_nir(graph, time_scale=1e-3)
 
 
+def test_a_neuron_node_fed_by_no_weighting_node_or_a_linear_of_3_d_weights_is_refused_saying_so():
+    """(an unweighted CubaLIF was said to lack a Linear or Affine node, where a Scale does; a 3-d
+    weight was said to lack the columns it has)"""
+    with pytest.raises(NIRConversionError, match=r"^CubaLIF 'lif': no Linear, Affine or Scale node feeds it"):
+        from_nir(chain_graph({}, 2, 2), time_scale=1e-3)
+    with pytest.raises(NIRConversionError, match=re.escape("'Linear w': expected a 2-d weight matrix with 4 columns, "
+                                                           "got shape (2, 4, 1)")):
+        from_nir(chain_graph({"w": nir.Linear(weight=np.ones((2, 4, 1)))}, 4, 2), time_scale=1e-3)
+
+
+def test_export_of_a_nir_graph_says_that_import_converts_one(tmp_path, helpers):
+    save_nir(helpers.build_network([3, 2], "none", 2.0, seed=3), tmp_path / "net.nir", time_scale=TIME_SCALE_S)
+    result = cli_runner().invoke(main, ["export", str(tmp_path / "net.nir"), str(tmp_path / "again.nir"),
+                                        "--time-scale", "1e-3"])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {tmp_path / 'net.nir'}: not a readable delgrad "
+                                                              "network file (not an npz archive")
+    assert result.output.endswith("; it is an HDF5 file, as NIR graphs are: `delgrad import` converts a NIR graph to "
+                                  "a network file\n") and not (tmp_path / "again.nir").exists()
+
+
 def _drop(group, name):
     del group[name]
 

@@ -50,6 +50,23 @@ def _network_file(network: str) -> str:
     return str(path)
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # (the first bytes of an HDF5 file, as NIR graphs are written)
+
+
+def _loaded_network(network_file: str):
+    """The network in `network_file`; a NIR graph given instead is refused saying so."""
+    from delgrad_core import load_network
+
+    try:
+        return load_network(network_file)
+    except FileFormatError as exc:
+        with open(network_file, "rb") as handle:
+            if handle.read(len(_HDF5_SIGNATURE)) != _HDF5_SIGNATURE:
+                raise
+        raise FileFormatError(f"{exc}; it is an HDF5 file, as NIR graphs are: `delgrad import` converts a NIR graph "
+                              "to a network file") from None
+
+
 def _represented(network, network_file: Path, settings: dict):
     """`network` as the backend of a run with `settings` (from the `metrics.json` beside
     `network_file`) runs it (its `represent`)."""
@@ -94,7 +111,6 @@ def _note_if_trained_on_a_representing_backend(given: str, network_file) -> None
 @_FORCE
 def export(fmt, network, out, time_scale, represented, force):
     """Write the network in NETWORK (a .npz file, or a run folder: its network.npz) to OUT as a NIR graph."""
-    from delgrad_core import load_network
     from delgrad_core.cli._run_network import check_run_network
     from delgrad_core.cli._settings import run_settings
     from delgrad_core.nir import NIRNotInstalledError, save_nir
@@ -102,7 +118,7 @@ def export(fmt, network, out, time_scale, represented, force):
     given, network = network, _network_file(network)
     free = check_output_file(out, "OUT", force=force, inputs=[network])
     try:
-        net = load_network(network)
+        net = _loaded_network(network)
         if represented:
             _, settings, metrics = run_settings(Path(network))
             if not settings:
