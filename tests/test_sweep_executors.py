@@ -335,6 +335,22 @@ def test_a_trial_and_a_slurm_script_are_one_or_the_other(tmp_path):
     assert not (tmp_path / "q.sh").exists() and not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--trial", "0", "--jobs", "7"], "--trial runs its one trial in this process: leave --jobs out"),
+    (["--slurm-script", "q.sh", "--jobs", "3"], "--slurm-script writes a job script whose array tasks each run one "
+                                                "trial (--trial): leave --executor dask, --scheduler and --jobs out"),
+    (["--slurm-script", "q.sh", "--executor", "dask"], "leave --executor dask, --scheduler and --jobs out"),
+    (["--slurm-script", "q.sh", "--executor", "dask", "--scheduler", "tcp://10.0.0.5:8786"], "leave --executor dask"),
+], ids=["trial and jobs", "script and jobs", "script and dask", "script and scheduler"])
+def test_options_a_trial_or_a_slurm_script_would_ignore_are_usage_errors(tmp_path, monkeypatch, extra, message):
+    """(ignored without a word: the script's tasks ran one trial each, without Dask, a scheduler or jobs)"""
+    monkeypatch.chdir(tmp_path)
+    result = cli_runner().invoke(main, ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1",
+                                        *extra, "--out", "s"])
+    assert result.exit_code == 2 and result.output.startswith("Usage: ") and message in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sweep_csv_names_the_backend_and_dataset_options_of_each_run(tmp_path):
     args = ["sweep", "--hidden", "3", "--delays", "none", "--seeds", "1", "--epochs", "1", "--jobs", "1",
             "--backend-option", "n_threads=1", "--out", str(tmp_path)]

@@ -86,6 +86,11 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         raise click.UsageError("--trial runs its trial in this process: not with --executor dask or --scheduler")
     if trial is not None and slurm_script is not None:  # (the script was written and --trial ignored)
         raise click.UsageError("--trial runs one trial now and --slurm-script writes a job script of all; give one")
+    if jobs is not None and trial is not None:  # (ignored without a word, as the options below were)
+        raise click.UsageError("--trial runs its one trial in this process: leave --jobs out")
+    if slurm_script is not None and (executor == "dask" or scheduler is not None or jobs is not None):
+        raise click.UsageError("--slurm-script writes a job script whose array tasks each run one trial (--trial): "
+                               "leave --executor dask, --scheduler and --jobs out")
     if jobs is not None and scheduler is not None:  # (it was ignored without a word)
         raise click.UsageError("--jobs sets the workers of a cluster the sweep starts itself; with --scheduler the "
                                "cluster's own workers decide how many trials run at once: leave --jobs out")
