@@ -58,6 +58,20 @@ _REFUSED = [  # (both commands)
 ]
 
 
+@pytest.mark.parametrize(("options", "said"), [
+    ('loss_options={"deltaa": 0.3}', "loss_options: loss 'squared': unknown parameter(s) deltaa (did you mean delta? "
+                                     "It is the setting loss_delta); allowed: (none); settings of their own: "
+                                     "loss_delta"),
+    ('encoder_options={"repat": 2}', "encoder_options: encoder 'latency': unknown parameter(s) repat (did you mean "
+                                     "repeat?); allowed: repeat, pairs; settings of their own: t_early, t_late"),
+], ids=["loss", "encoder"])
+def test_an_unknown_component_option_names_only_options_allowed_and_the_settings_of_the_others(tmp_path, options,
+                                                                                               said):
+    """(the hint and the allowed list named delta, which loss_options then refused: "set loss_delta instead")"""
+    result = cli_runner().invoke(main, [*TRAIN, "--epochs", "1", "--set", options, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.stderr.endswith(f"\nError: {said}\n"), result.stderr
+
+
 @pytest.mark.parametrize("command", ["train", "sweep"])
 def test_a_bad_option_of_a_config_files_section_names_the_file(tmp_path, command):
     """A component's option from the file is checked after the file is read (beside --backend and

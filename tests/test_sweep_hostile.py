@@ -331,7 +331,7 @@ def test_a_sweeps_job_script_names_each_value_once_and_every_option_given(tmp_pa
     assert shlex.split(script.read_text().splitlines()[-1]) == [
         "delgrad", "sweep", "--hidden", "4,5", "--delays", "none,axonal", "--seeds", "2", "--out", str(out),
         "--epochs", "2", "--backend", "reference", "--set", "keep_best=false", "--trial", "$SLURM_ARRAY_TASK_ID"]
-    one = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--out", str(out), "--slurm-script",
+    one = cli_runner().invoke(main, [*SWEEP[:-2], "--hidden", "4", "--out", str(out), "--slurm-script",
                                      str(tmp_path / "one.sh")])
     assert one.exit_code == 0 and one.stdout.startswith(f"{tmp_path / 'one.sh'}: 1 array task; submit"), one.output
 
@@ -369,7 +369,7 @@ def test_a_job_script_that_cannot_be_written_is_not_said_to_keep_finished_runs(t
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("delgrad_core.cli._sweep_cmd.atomic_write_text", full_disk)
-    result = cli_runner().invoke(main, [*SWEEP, "--hidden", "4", "--out", str(tmp_path / "s"), "--slurm-script",
+    result = cli_runner().invoke(main, [*SWEEP[:-2], "--hidden", "4", "--out", str(tmp_path / "s"), "--slurm-script",
                                         str(tmp_path / "job.sh")])
     assert result.exit_code == 1 and "No space left on device" in result.output, result.output
     assert "runs that finished are kept" not in result.output

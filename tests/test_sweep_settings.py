@@ -49,7 +49,7 @@ def test_the_sweep_refuses_a_trial_folder_resumed_to_other_epochs_before_any_tri
            f"epochs 2 (the trial's: 1), and belongs in {belongs.folder}; move each to the folder named" \
            in result.output, result.output
     assert not second.folder.exists() and not (tmp_path / "sweep.csv").exists()  # (no trial started)
-    script = cli_runner().invoke(main, [*SWEEP, "--hidden", "4,5", "--out", str(tmp_path), "--slurm-script",
+    script = cli_runner().invoke(main, [*SWEEP[:-2], "--hidden", "4,5", "--out", str(tmp_path), "--slurm-script",
                                         str(tmp_path / "job.sh")])
     assert script.exit_code == 1 and "hold a run with other settings" in script.output  # (not one failed task)
     assert not (tmp_path / "job.sh").exists()

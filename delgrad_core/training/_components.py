@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import inspect
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from delgrad_core._errors import InvalidValueError, PluginError
+from delgrad_core._errors import InvalidValueError, PluginError, UnknownOptionError
 from delgrad_core._plugins import Registration, build_registered, call_plugin, check_parameter_names, registry
 from delgrad_core.datasets._registry import check_dataset_options
 from delgrad_core.training._config import COMPONENT_FIELD_PREFIX, TrainingConfig, unused_component_fields
@@ -185,10 +186,13 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
                           f"{_FIELD_DEFAULTS[field]!r} (the setting's default); to choose, set {field} or "
                           f"{kind}_options.{p}", UserWarning, stacklevel=2)
     _warn_unused_fields(kind, name, values, factory)
-    misplaced = sorted(set(options) & set(_FIELD_DEFAULTS) - set(signature))
-    if misplaced and not any(p.kind is p.VAR_KEYWORD for p in every_parameter.values()):
-        raise InvalidValueError(f"{kind}_options: {kind} {name!r} has no parameter {misplaced[0]}; {misplaced[0]} is a "
-                                f"training setting of its own (in a config file: in its own section, not [{kind}])")
+    if not any(p.kind is p.VAR_KEYWORD for p in every_parameter.values()):
+        misplaced = sorted(set(options) & set(_FIELD_DEFAULTS) - set(signature))
+        if misplaced:
+            raise InvalidValueError(f"{kind}_options: {kind} {name!r} has no parameter {misplaced[0]}; {misplaced[0]} "
+                                    f"is a training setting of its own (in a config file: in its own section, not "
+                                    f"[{kind}])")
+        _refuse_unknown_options(kind, name, sorted(set(options) - set(signature), key=str), signature)
     served = sorted(p for p in set(options) & set(signature) if prefix + p in _FIELD_DEFAULTS
                     and not _chooses_field_default(p, options[p], parameters, signature[p].default, prefix))
     if served:  # one place per value: the field (which metrics.json records as used)
@@ -197,6 +201,24 @@ def component(kind: str, name: str, config: TrainingConfig, options: dict):
     built = build_registered(kind, name, {**parameters, **options})
     checked = {"loss": _CheckedLoss, "encoder": _CheckedEncoder}.get(kind)
     return checked(built, registry().get(kind, name)) if checked else built
+
+
+def _refuse_unknown_options(kind: str, name: str, unknown: list, signature: dict) -> None:
+    """Refuse (`UnknownOptionError`) `kind`_options the component has no parameter for; the
+    allowed ones are those no setting of its own serves (``loss_delta`` serves ``delta``), and a
+    misspelt one of those is pointed to its setting."""
+    if not unknown:
+        return
+    prefix = COMPONENT_FIELD_PREFIX[kind]
+    served = {p: prefix + p for p in signature if prefix + p in _FIELD_DEFAULTS}
+    own = [p for p in signature if p not in served]
+    close = difflib.get_close_matches(str(unknown[0]), list(signature), n=1)
+    hint = "" if not close else f" (did you mean {close[0]}?)" if close[0] not in served else \
+        f" (did you mean {close[0]}? It is the setting {served[close[0]]})"
+    settings = f"; settings of their own: {', '.join(served.values())}" if served else ""
+    shown = ", ".join(str(option) if str(option).isidentifier() else repr(option) for option in unknown)
+    raise UnknownOptionError(f"{kind}_options: {kind} {name!r}: unknown parameter(s) {shown}{hint}; allowed: "
+                             f"{', '.join(own) or '(none)'}{settings}", names=unknown)
 
 
 def _chooses_field_default(parameter: str, value, parameters: dict, own_default, prefix: str) -> bool:
