@@ -263,3 +263,88 @@ def test_the_loss_of_an_evaluation_is_the_mean_over_its_samples():
     assert len(per_sample) == len(data) > 1
     assert once.loss == pytest.approx(sum(per_sample) / len(data), rel=1e-12)
     assert twice.loss == pytest.approx(once.loss, rel=1e-12) and twice.accuracy == once.accuracy
+
+
+def _subset(data: Dataset, n: int) -> Dataset:
+    return Dataset(data.name, data.split, data.features[:n], data.labels[:n], data.class_names)
+
+
+def test_a_split_replaced_before_the_first_epoch_is_what_the_run_records(tmp_path):
+    """(the run recorded the digests of the data it was built with, and evaluate blamed the
+    backend for a test accuracy measured on 7 other samples)"""
+    with Trainer(TrainingConfig(**dict(SHORT, epochs=1)), out_dir=tmp_path / "run") as trainer:
+        trainer.train_set = _subset(trainer.train_set, 500)
+        trainer.test_set = _subset(trainer.test_set, 7)
+        trainer.fit(progress=False)
+        with pytest.raises(dg.InvalidValueError, match=r"^Trainer.train_set: a split may be replaced only before the "
+                                                       r"first epoch, and the trainer has trained 1$"):
+            trainer.train_set = _subset(trainer.train_set, 100)
+        trainer.finish()
+        digests = {split: getattr(trainer, f"{split}_set").digest() for split in ("train", "validation", "test")}
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["dataset_digests"] == digests
+    with pytest.raises(dg.InvalidValueError, match="resume: the train, test split"):  # (the data it was trained on)
+        Trainer(TrainingConfig(**dict(SHORT, epochs=2)), out_dir=tmp_path / "run", resume=True)
+
+
+def test_a_split_of_other_classes_or_anything_but_a_dataset_is_refused():
+    with Trainer(TrainingConfig(**dict(SHORT, epochs=1))) as trainer:
+        data = trainer.validation_set
+        with pytest.raises(dg.InvalidValueError, match=r"split 'validation': class names \['a', 'b'\], the train split "
+                                                       r"has \['yin', 'yang', 'dot'\]"):
+            trainer.validation_set = Dataset("yin_yang", "validation", data.features, data.labels % 2, ("a", "b"))
+        with pytest.raises(dg.InvalidValueError, match="Trainer.test_set: expected a delgrad_core.datasets.Dataset, "
+                                                       "got ndarray"):
+            trainer.test_set = data.features
+        assert trainer.validation_set is data
+
+
+@pytest.mark.parametrize("name", ["loss", "encoder"])
+def test_the_loss_and_encoder_are_set_by_the_config_not_replaced(name):
+    """(a replaced loss served validation and test, the training step kept the first, and the run
+    recorded the config's)"""
+    with Trainer(TrainingConfig(**dict(SHORT, epochs=1))) as trainer:
+        kept = getattr(trainer, name)
+        with pytest.raises(dg.InvalidValueError, match=rf"^Trainer.{name}: built from config.{name} and "
+                                                       rf"config.{name}_options"):
+            setattr(trainer, name, None)
+        assert getattr(trainer, name) is kept
+
+
+@pytest.mark.parametrize("call", ["fit", "close", "finish", "save_checkpoint"])
+def test_should_stop_cannot_fit_or_close_its_own_trainer(tmp_path, call):
+    """(a fit inside should_stop trained an epoch beyond `epochs` and broke the trainer; a close
+    released the run folder to another trainer while the epoch went on writing into it)"""
+    with Trainer(TrainingConfig(**dict(SHORT, epochs=2)), out_dir=tmp_path / "run") as trainer:
+        def should_stop():
+            getattr(trainer, call)()
+            return False
+
+        with pytest.raises(dg.DelgradError, match=rf"^Trainer.{call}: called from the should_stop of this trainer's "
+                                                  r"fit, which only says whether to stop"):
+            trainer.fit(progress=False, should_stop=should_stop)
+        assert trainer.fit(progress=False)[-1].epoch == 2  # (nothing was done: the run goes on)
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()] == \
+        [1, 2]
+
+
+def test_the_history_fit_returns_is_the_callers_to_change():
+    """(accuracies turned into percent for a plot were written into metrics.json)"""
+    with Trainer(TrainingConfig(**dict(SHORT, epochs=1))) as trainer:
+        history = trainer.fit(progress=False)
+        history[0].validation_accuracy *= 100
+        del history[:]
+        assert len(trainer.history) == 1 and trainer.history[0].validation_accuracy <= 1
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_a_trainer_is_not_copied(tmp_path, how):
+    """(a copy, closed, released the original's run folder and closed its backend)"""
+    import copy
+    import pickle
+
+    duplicate = {"copy": copy.copy, "deepcopy": copy.deepcopy, "pickle": pickle.dumps}[how]
+    with Trainer(TrainingConfig(**dict(SHORT, epochs=1)), out_dir=tmp_path / "run") as trainer:
+        with pytest.raises(dg.InvalidValueError, match="^Trainer: a trainer cannot be pickled or copied"):
+            duplicate(trainer)
+        copy.deepcopy(trainer.network)  # (its network can be)
+        trainer.fit(progress=False)

@@ -2203,7 +2203,7 @@ def test_data_that_changed_under_a_run_is_refused_on_resume_and_noted_by_evaluat
     for at_its_default in ([], ["--dataset-option", "spread=0.5"]):  # (the same data)
         evaluated = runner.invoke(main, ["evaluate", run, *at_its_default])
         assert evaluated.exit_code == 0
-        assert f"the test split of 'drifting' differs from the one {run} recorded (its files changed)" in \
+        assert f"the test split of 'drifting' differs from the one {run} recorded (its files changed" in \
             evaluated.output, at_its_default
 
 

@@ -261,7 +261,8 @@ def _same_components(config, stored: dict, kinds: tuple, neutral_options=frozens
 
 def _note_changed_data(path: Path, metrics: dict, stored: dict, config, split: str, data) -> None:
     """Warn when the run's own `split` (same dataset and options) is not the data it recorded:
-    its files changed, or the recorded digest is not one (a damaged or edited metrics.json)."""
+    its files changed (or the run was given other data in Python), or the recorded digest is not
+    one (a damaged or edited metrics.json)."""
     from delgrad_core.training._config import shown_setting
 
     recorded = metrics.get("dataset_digests")
@@ -274,7 +275,8 @@ def _note_changed_data(path: Path, metrics: dict, stored: dict, config, split: s
                       UserWarning, stacklevel=1)
     elif digest != data.digest():
         warnings.warn(f"the {split} split of {config.dataset!r} differs from the one {path} recorded (its files "
-                      "changed): the accuracy is this data's", UserWarning, stacklevel=1)
+                      "changed, or the run was given other data in Python): the accuracy is this data's", UserWarning,
+                      stacklevel=1)
 
 
 def _calibration_seed(path: Path, stored: dict, seed: int) -> int | None:

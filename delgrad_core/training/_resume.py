@@ -43,8 +43,9 @@ def check_same_data(state: dict, dataset: str, digests: dict) -> None:
     changed = changed_splits(trained_on, digests) if isinstance(trained_on, dict) else []
     if changed:
         raise InvalidValueError(f"resume: the {', '.join(changed)} split(s) of dataset {dataset!r} differ from those "
-                                "the run began with (its files changed, other dataset options, or a loader that does "
-                                "not give the same data twice); resume with the data it was trained on")
+                                "the run began with (its files changed, other dataset options, a loader that does not "
+                                "give the same data twice, or a split the run was given in Python: Trainer.train_set = "
+                                "...); resume with the data it was trained on")
 
 
 def checkpoint_history(folder: RunFolder, state: dict) -> list[EpochMetrics]:

@@ -32,7 +32,6 @@ from delgrad_core._execution import check_seed
 from delgrad_core._ir import check_type, equal_values
 from delgrad_core._numbers import checked_number
 from delgrad_core.datasets import Dataset, load_dataset
-from delgrad_core.datasets._dataset import split_digests
 from delgrad_core.datasets._registry import TRAINING_SPLITS
 from delgrad_core.training._components import component
 from delgrad_core.training._config import (
@@ -136,6 +135,10 @@ def _one_thread_at_a_time(method):
     another run)."""
     @functools.wraps(method)
     def alone(self, *args, **kwargs):
+        if self._asking_should_stop:  # (the same thread, from fit's callback: the lock lets it in)
+            raise DelgradError(f"Trainer.{method.__name__}: called from the should_stop of this trainer's fit, which "
+                               "only says whether to stop: return True from it to stop, then call "
+                               f"{method.__name__}() after fit returns")
         if not self._working.acquire(blocking=False):
             raise DelgradError(f"Trainer.{method.__name__}: another thread is training, finishing, checkpointing or "
                                "closing this trainer; a trainer works in one thread at a time (wait for it, or give "
@@ -145,6 +148,37 @@ def _one_thread_at_a_time(method):
         finally:
             self._working.release()
     return alone
+
+
+class _Split:
+    """A data split of the trainer (`train_set`, `validation_set`, `test_set`).  It may be
+    replaced before the first epoch, by a Dataset with the features and class names of the
+    others; the run then records the digest of the data it trained and was tested on."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, trainer, owner=None):
+        return self if trainer is None else trainer._splits[self.name]
+
+    def __set__(self, trainer, dataset) -> None:
+        trainer._replace_split(self.name, dataset)
+
+
+class _SetByConfig:
+    """A component of the trainer built from its config (`loss`, `encoder`): what metrics.json
+    records is the config, so the component is not replaced."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, trainer, owner=None):
+        return self if trainer is None else trainer.__dict__[f"_{self.name}"]
+
+    def __set__(self, trainer, value) -> None:
+        raise InvalidValueError(f"Trainer.{self.name}: built from config.{self.name} and config.{self.name}_options, "
+                                f"which the run records; make a Trainer with the {self.name} you want (a registered "
+                                f"one, by name) instead of replacing it")
 
 
 class Trainer:
@@ -179,6 +213,7 @@ class Trainer:
             config = replace(config, backend=backend)
         self.config = replace(config).resolved()  # (checked again: fields may have been set since)
         self.owns_backend, self._claim = False, None
+        self._asking_should_stop = False  # (while fit calls should_stop: no fit, finish, ... from within it)
         self._working = threading.RLock()  # (held by the thread in fit, finish, save_checkpoint or close)
         if out_dir is None or isinstance(out_dir, RunFolder):
             self.folder = out_dir
@@ -187,13 +222,12 @@ class Trainer:
             self._claim = self.folder.claim(resume=resume)
             self._claim.__enter__()
         try:
-            self.loss = component("loss", self.config.loss, self.config, self.config.loss_options)
-            self.encoder = component("encoder", self.config.encoder, self.config, self.config.encoder_options)
-            self.train_set, self.validation_set, self.test_set = (
-                load_dataset(self.config.dataset, split, **self.config.dataset_options)
-                for split in TRAINING_SPLITS)
+            self._loss = component("loss", self.config.loss, self.config, self.config.loss_options)
+            self._encoder = component("encoder", self.config.encoder, self.config, self.config.encoder_options)
+            self._splits = {f"{split}_set": load_dataset(self.config.dataset, split, **self.config.dataset_options)
+                            for split in TRAINING_SPLITS}
             _check_splits_agree(self.train_set, self.validation_set, self.test_set)
-            self.dataset_digests = split_digests((self.train_set, self.validation_set, self.test_set))
+            self.dataset_digests = self._split_digests()
             _warn_of_equal_splits(self.config.dataset, self.dataset_digests)
             # (a broken plane is refused now, on a small grid, not after the training)
             plane_inputs(self.config.dataset, self.encoder, self.train_set.n_features, 3)
@@ -265,8 +299,38 @@ class Trainer:
             if claim is not None:
                 claim.__exit__(None, None, None)
 
+    train_set = _Split()
+    validation_set = _Split()
+    test_set = _Split()
+    loss = _SetByConfig()
+    encoder = _SetByConfig()
+
+    def _split_digests(self) -> dict:
+        """{split: digest} of the data in the trainer's splits."""
+        return {split: self._splits[f"{split}_set"].digest() for split in TRAINING_SPLITS}
+
+    def _replace_split(self, name: str, dataset) -> None:
+        """Replace split `name` (before the first epoch) by `dataset`, which must agree with the
+        others; the digests the run records follow."""
+        check_type(dataset, Dataset, f"Trainer.{name}")
+        if self.epoch or self._closed:
+            raise InvalidValueError(f"Trainer.{name}: a split may be replaced only before the first epoch, "
+                                    f"and the trainer has trained {self.epoch}"
+                                    if not self._closed else f"Trainer.{name}: the trainer is closed")
+        splits = {**self._splits, name: dataset}
+        _check_splits_agree(*splits.values())
+        self._splits = splits
+        self.dataset_digests = self._split_digests()
+
     def __enter__(self) -> "Trainer":
         return self
+
+    def __reduce_ex__(self, protocol):
+        """A trainer holds its run folder's lock, its backend and the run's state: a copy closed
+        released the original's folder and closed its backend."""
+        raise InvalidValueError("Trainer: a trainer cannot be pickled or copied; its run is in its folder "
+                                "(Trainer(config, out_dir=..., resume=True) continues it), its network is "
+                                "trainer.network (a Network, which can be)")
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         exit_closing(self, exc_type is not None)
@@ -386,7 +450,7 @@ class Trainer:
                                f"{self.config.delays} h={self.config.hidden} seed={self.config.seed}", progress)
         try:
             while self.epoch < self.config.epochs:
-                if should_stop is not None and _stop_asked(should_stop):
+                if should_stop is not None and self._stop_asked(should_stop):
                     break
                 with self._whole_or_broken(f"epoch {self.epoch + 1}"):
                     metrics = self._epoch(report)
@@ -400,7 +464,18 @@ class Trainer:
                         self.save_checkpoint()
         finally:
             report.close()
-        return self.history
+        return [replace(metrics) for metrics in self.history]  # (copies: the caller's edits stay out of the run)
+
+    def _stop_asked(self, should_stop) -> bool:
+        """`should_stop()`, which must say True or False ("no" would count as yes)."""
+        self._asking_should_stop = True
+        try:
+            answer = should_stop()
+        finally:
+            self._asking_should_stop = False
+        if not isinstance(answer, (bool, np.bool_)):
+            raise InvalidValueError(f"fit: should_stop() returned {answer!r}; expected True (stop) or False")
+        return bool(answer)
 
     def _recorded_config(self) -> dict:
         """The settings as metrics.json records them: with a backend object given, its name (and
@@ -693,11 +768,3 @@ def _takes_no_arguments(function) -> bool:
     except ValueError:  # (no signature to read: some built-in functions)
         pass
     return True
-
-
-def _stop_asked(should_stop) -> bool:
-    """`should_stop()`, which must say True or False ("no" would count as yes)."""
-    answer = should_stop()
-    if not isinstance(answer, (bool, np.bool_)):
-        raise InvalidValueError(f"fit: should_stop() returned {answer!r}; expected True (stop) or False")
-    return bool(answer)
