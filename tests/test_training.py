@@ -495,11 +495,16 @@ def test_config_values_python_cannot_compare_or_convert_are_refused_naming_the_s
                                r"delays: array\(\['axonal', 'none', 'none'\], dtype='<U6'\) is not allowed")):
         with pytest.raises(dg.InvalidValueError, match=f"^{message}"):
             TrainingConfig(**settings)
-    for values in (None, [], TrainingConfig()):
-        with pytest.raises(dg.InvalidValueError, match=r"^config_with_defaults: expected a table of settings \(a "
-                                                       rf"dict; config.to_dict\(\) of a TrainingConfig\), got "
-                                                       rf"{type(values).__name__}$"):
+    for values in (None, []):
+        with pytest.raises(dg.InvalidValueError, match=r"^config_with_defaults: expected a table of the settings you "
+                                                       rf"choose \(a dict\), got {type(values).__name__}$"):
             config_with_defaults(values)
+    # (config.to_dict(), which the message advised, holds every class default: they won over the defaults)
+    with pytest.raises(dg.InvalidValueError, match=r"got TrainingConfig \(a TrainingConfig is complete: every "
+                                                   r"setting it does not set holds its class default, which would "
+                                                   r"win over the defaults; give a dict of only the settings you "
+                                                   r"choose\)$"):
+        config_with_defaults(TrainingConfig())
     with pytest.raises(dg.InvalidValueError, match=r"^hidden: backend 'bss2-emulator' runs at most 2 neuron layers"):
         config_with_defaults({"backend": "bss2-emulator", "hidden": (4, 3)})
 

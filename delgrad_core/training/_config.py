@@ -416,8 +416,11 @@ def config_with_defaults(values: dict, *, merge_options: bool = True) -> Trainin
     from delgrad_core._plugins import registry
 
     if not isinstance(values, dict):
-        raise InvalidValueError(f"config_with_defaults: expected a table of settings (a dict; config.to_dict() of a "
-                                f"TrainingConfig), got {type(values).__name__}")
+        complete = " (a TrainingConfig is complete: every setting it does not set holds its class default, which "\
+            "would win over the defaults; give a dict of only the settings you choose)" \
+            if isinstance(values, TrainingConfig) else ""
+        raise InvalidValueError(f"config_with_defaults: expected a table of the settings you choose (a dict), got "
+                                f"{type(values).__name__}{complete}")
     plugins = registry()
     dataset = values.get("dataset", TrainingConfig.dataset)
     defaults, chosen_by = {}, {}
