@@ -66,3 +66,20 @@ def test_example_backend_refuses_a_job_whose_arrivals_span_more_steps_than_it_ta
                        match=r"span 1e\+300 tau_s, 1e\+301 steps of dt = 0.1; at most") as info:
         backend.execute(network, np.array([[0.0, 1e300]]))  # (not 300 digits of each)
     assert len(str(info.value)) < 300
+
+
+def test_a_run_resumes_only_on_an_example_backend_of_its_own_time_step(tmp_path):
+    """(a backend object of another dt, given from Python, resumed the run without a word: the
+    device identity named no option)"""
+    config = TrainingConfig(hidden=3, epochs=1, batch_size=1000, delays="none")
+    with get_backend("example", dt=0.01) as backend, Trainer(config, backend=backend, out_dir=tmp_path) as trainer:
+        trainer.fit(progress=False)
+        assert trainer.device_identity["options"] == {"dt": 0.01}
+    longer = TrainingConfig(hidden=3, epochs=2, batch_size=1000, delays="none")
+    with get_backend("example", dt=0.02) as backend:
+        with pytest.raises(InvalidValueError, match=r"^resume: device 'example' is not the one the run was trained "
+                                                    r"on: device options dt 0.01 \(now 0.02\)"):
+            Trainer(longer, backend=backend, out_dir=tmp_path, resume=True)
+    with get_backend("example", dt=0.01) as backend, Trainer(longer, backend=backend, out_dir=tmp_path,
+                                                             resume=True) as trainer:
+        assert trainer.epoch == 1

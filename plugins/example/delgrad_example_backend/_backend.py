@@ -142,6 +142,11 @@ class TimeSteppedBackend(Backend):
     def capabilities(self) -> Capabilities:
         return EXAMPLE_CAPABILITIES
 
+    def _device_identity(self, calibration) -> dict:
+        """The base identity and `dt`, which changes spike times: a run resumed, or a sweep's
+        trial reused, on a backend of another step is refused."""
+        return {**super()._device_identity(calibration), "options": {"dt": self.dt}}
+
     def _execute(self, request) -> ExecutionResult:
         times, layer_spike_times, dt = request.input_spike_times, [], self.dt
         for layer in request.network.layers:  # feed-forward, one spike per neuron: layer by layer
