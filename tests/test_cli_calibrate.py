@@ -214,13 +214,13 @@ def test_a_lost_stop_signal_during_calibrate_reports_nothing(registered, monkeyp
 
 
 @pytest.mark.parametrize("command", [["train", "--epochs", "1", "--hidden", "3"], ["calibrate"],
-                                     ["evaluate", "."]])
+                                     ["evaluate", "."], ["sweep", "--hidden", "3", "--epochs", "1", "--seeds", "1"]])
 def test_a_bad_thread_count_variable_is_a_usage_error_before_any_work(command, monkeypatch, tmp_path):
     """(it was found at the first job, after the data was loaded and the backend calibrated, and
-    said "backend 'reference' while executing: DELGRAD_NUM_THREADS: ...")"""
+    said "backend 'reference' while executing: DELGRAD_NUM_THREADS: ..."; a sweep ignored it)"""
     monkeypatch.setenv("DELGRAD_NUM_THREADS", "abc")
     monkeypatch.chdir(tmp_path)
-    result = cli_runner().invoke(main, [*command, *(["--out", "run"] if command[0] == "train" else [])])
+    result = cli_runner().invoke(main, [*command, *(["--out", "run"] if command[0] in ("train", "sweep") else [])])
     assert result.exit_code == 2 and "DELGRAD_NUM_THREADS: expected an integer from 1 to 256, got 'abc'" in \
         result.output and "backend" not in result.output.split("Error:")[-1], result.output
     assert not (tmp_path / "run").exists()

@@ -45,10 +45,13 @@ def test_trials_get_the_cpus_left_per_worker_as_kernel_threads(monkeypatch, tmp_
     from delgrad_core.training._trials import train_trial
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("DELGRAD_NUM_THREADS", raising=False)
     assert (ProcessExecutor(jobs=1).threads_per_trial(9), ProcessExecutor(jobs=2).threads_per_trial(9)) == (4, 2)
     assert ProcessExecutor(jobs=3).threads_per_trial(9) == 1 and ProcessExecutor(jobs=8).threads_per_trial(9) == 1
     assert (ProcessExecutor().jobs, ProcessExecutor().threads_per_trial(9)) == (4, 1)
     assert ProcessExecutor(jobs=4).threads_per_trial(1) == 4 and ProcessExecutor(jobs=4).threads_per_trial(2) == 2
+    monkeypatch.setenv("DELGRAD_NUM_THREADS", "3")  # (the user's cap, README)
+    assert ProcessExecutor(jobs=1).threads_per_trial(9) == 3 and ProcessExecutor(jobs=2).threads_per_trial(9) == 2
     monkeypatch.setenv("DELGRAD_NUM_THREADS", "1")
     metrics = train_trial({"epochs": 1, "hidden": 4, "delays": "none", "seed": 0}, str(tmp_path / "t"), threads=3)
     assert os.environ["DELGRAD_NUM_THREADS"] == "3" and metrics["epochs_completed"] == 1

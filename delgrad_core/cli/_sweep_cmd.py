@@ -17,7 +17,7 @@ from delgrad_core.cli._outputs import check_output_file
 from delgrad_core._errors import DelgradError, InvalidValueError
 from delgrad_core.cli._settings import (
     BACKEND_OPTION, DATASET_OPTION, DELAY_CHOICES, CONFIG_FILE, SET_OPTION, check_out_names, command_line_settings,
-    given_once, refuse_no_default_backend, refuse_set_twice, with_its_file)
+    check_thread_variable, given_once, refuse_no_default_backend, refuse_set_twice, with_its_file)
 from delgrad_core.cli._unused_settings import chosen_settings, warn_unused_settings
 
 __all__ = ["sweep"]
@@ -81,6 +81,7 @@ def sweep(hidden, delays, seeds, epochs, jobs, config_file, out_dir, backend, ba
         SweepError, SweepInterrupted, check_runnable, plan_sweep, refuse_unusable_runs, run_sweep, run_trial,
         sweep_job_script)
 
+    check_thread_variable()
     _refuse_sweep_axes(set_settings)
     if trial is not None and (executor == "dask" or scheduler is not None):
         raise click.UsageError("--trial runs its trial in this process: not with --executor dask or --scheduler")

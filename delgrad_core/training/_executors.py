@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from delgrad_core._cpu_count import MAX_JOBS, available_cpus
 from delgrad_core._errors import DelgradError, FileFormatError, FolderInUseError, InvalidValueError, described
 from delgrad_core._numbers import checked_number
+from delgrad_core._propagation import default_num_threads
 from delgrad_core.training._run import TrainingStopped
 from delgrad_core.training._signals import stop_signals_deferred
 from delgrad_core.training._trials import Trial, train_trial
@@ -84,7 +85,8 @@ def _kill_workers(workers) -> None:
 
 
 def _threads_per_worker(jobs: int, n_trials: int) -> int:
-    return max(1, available_cpus() // min(jobs, n_trials))
+    """The CPUs per running trial, at most $DELGRAD_NUM_THREADS (the user's cap, if set)."""
+    return min(max(1, available_cpus() // min(jobs, n_trials)), default_num_threads())
 
 
 class ProcessExecutor:
