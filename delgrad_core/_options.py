@@ -54,7 +54,7 @@ def check_known_names(values, known, what: str) -> dict:
         raise InvalidValueError(f"{what}: expected a table of settings, got {type(values).__name__}")
     unknown = sorted(set(values) - set(known), key=str)  # (names of two types do not sort: {1: 2, 'hidden': 3})
     if unknown:
-        raise InvalidValueError(f"{what}: unknown setting(s) {', '.join(map(str, unknown))}"
+        raise InvalidValueError(f"{what}: unknown setting(s) {first_few(list(map(str, unknown)))}"
                                 f"{close_name_hint(str(unknown[0]), known)}; known: {', '.join(sorted(known))}")
     return values
 
@@ -65,9 +65,15 @@ def refuse_unknown_options(what: str, names, allowed, noun: str = "option") -> N
     allowed = [str(each) for each in allowed]
     unknown = sorted(set(names) - set(allowed), key=str)
     if unknown:
-        shown = ", ".join(name if str(name).isidentifier() else repr(name) for name in unknown)
+        shown = first_few([name if str(name).isidentifier() else repr(name) for name in unknown])
         raise UnknownOptionError(f"{what}: unknown {noun}(s) {shown}{close_name_hint(str(unknown[0]), allowed)}; "
                                  f"allowed: {', '.join(allowed) or '(none)'}", names=unknown)
+
+
+def first_few(names: list[str], separator: str = ", ") -> str:
+    """The first three of `names` and how many more: 'a, b, c and 2 more' ('a; b; c and 2 more'
+    with `separator` '; ', for items that hold commas themselves)."""
+    return separator.join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def close_name_hint(name: str, known) -> str:

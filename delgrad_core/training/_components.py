@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError, PluginError, UnknownOptionError
+from delgrad_core._options import first_few
 from delgrad_core._plugins import Registration, build_registered, call_plugin, check_parameter_names, registry
 from delgrad_core.datasets._registry import check_dataset_options
 from delgrad_core.training._config import COMPONENT_FIELD_PREFIX, TrainingConfig, unused_component_fields
@@ -216,7 +217,7 @@ def _refuse_unknown_options(kind: str, name: str, unknown: list, signature: dict
     hint = "" if not close else f" (did you mean {close[0]}?)" if close[0] not in served else \
         f" (did you mean {close[0]}? It is the setting {served[close[0]]})"
     settings = f"; settings of their own: {', '.join(served.values())}" if served else ""
-    shown = ", ".join(str(option) if str(option).isidentifier() else repr(option) for option in unknown)
+    shown = first_few([str(option) if str(option).isidentifier() else repr(option) for option in unknown])
     raise UnknownOptionError(f"{kind}_options: {kind} {name!r}: unknown parameter(s) {shown}{hint}; allowed: "
                              f"{', '.join(own) or '(none)'}{settings}", names=unknown)
 

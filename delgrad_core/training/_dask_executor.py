@@ -25,7 +25,7 @@ except ImportError:  # (the extra is not installed: `require_distributed` says h
 from delgrad_core._cpu_count import available_cpus
 from delgrad_core._errors import BackendUnavailable, DelgradError, InvalidValueError, described
 from delgrad_core.training._executors import STOP_CHECK_S, Unfinished, report
-from delgrad_core.training._run_folder import first_few
+from delgrad_core._options import first_few
 from delgrad_core.training._signals import stop_signals_deferred
 from delgrad_core.training._trials import Trial, train_trial
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from delgrad_core._atomic import (atomic_write, atomic_write_text, check_folder, checked_in_folder, fsync_directory,
                                   naming_the_file, temporaries)
 from delgrad_core._errors import FileFormatError, FolderInUseError, InvalidValueError, RunFolderError
+from delgrad_core._options import first_few
 from delgrad_core._npz import NpzArchive, write_npz
 from delgrad_core._serialization import save_network
 
@@ -38,7 +39,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
 __all__ = ["RunFolder", "network_file_digest", "folder_lock", "STATE_KEY", "checked_state", "stored_settings",
-           "history_line", "remove_stale_temporaries", "is_accuracy", "first_few"]
+           "history_line", "remove_stale_temporaries", "is_accuracy"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -146,12 +147,6 @@ def _refuse_linked_files(path: Path, patterns) -> None:
 def _listed(names: list[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def first_few(names: list[str], separator: str = ", ") -> str:
-    """The first three of `names` and how many more: 'a, b, c and 2 more' ('a; b; c and 2 more'
-    with `separator` '; ', for items that hold commas themselves)."""
-    return separator.join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 @contextlib.contextmanager

@@ -32,7 +32,8 @@ from delgrad_core._errors import BackendUnavailable, DelgradError, FileFormatErr
 from delgrad_core._ir import DelayKind
 from delgrad_core.training._config import TrainingConfig, config_with_defaults, shown_setting
 from delgrad_core.training._executors import Unfinished, finished_line, make_executor
-from delgrad_core.training._run_folder import RunFolder, first_few, folder_lock, is_accuracy, remove_stale_temporaries
+from delgrad_core._options import first_few
+from delgrad_core.training._run_folder import RunFolder, folder_lock, is_accuracy, remove_stale_temporaries
 from delgrad_core.training._trials import Trial, plan_trials, recorded_settings, train_trial, trial_id
 
 __all__ = ["plan_sweep", "check_runnable", "refuse_unusable_runs", "run_sweep", "run_trial", "sweep_rows",
