@@ -142,9 +142,16 @@ def train(backend, dataset, hidden, delays, tau_ratio, epochs, batch_size, seed,
         raise click.UsageError(with_its_file(exc, config_file, options, set_settings, backend_options,
                                              dataset_options)) from None
     except UnsupportedNetworkError as exc:  # a capability the settings' network needs (not the device's resources)
-        if exc.capability == "resources":
+        if exc.capability != "resources":
+            raise click.UsageError(str(exc)) from None
+        epoch = RunFolder(out).checkpoint_epoch()
+        if not epoch:
             raise
-        raise click.UsageError(str(exc)) from None
+        # (met as training moved spikes or delays: the run's own settings meet it again on resume)
+        raise UnsupportedNetworkError(
+            f"{exc} (met in epoch {epoch + 1}: the {epoch} epoch(s) before are saved in {out}, but a resume takes "
+            "the run's own settings and would meet this again; a setting or backend option changed means a new run, "
+            "in another --out)", capability="resources") from None
     except KeyboardInterrupt:
         if RunFolder(out).checkpoint.exists():
             click.echo(f"\ninterrupted; {_resume_hint(out, config.epochs)}", err=True)

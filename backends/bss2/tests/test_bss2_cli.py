@@ -255,3 +255,16 @@ def test_evaluate_refuses_input_copies_the_runs_encoder_does_not_make(tmp_path, 
     assert result.exit_code == 2, result.output
     assert "backend 'bss2-emulator' takes every 4 consecutive input lines as copies of one input" in result.output
     assert "the encoder makes 5 of each input" in result.output
+
+
+def test_a_slot_outgrown_in_a_later_epoch_says_the_saved_epochs_resume_only_with_the_runs_settings(tmp_path,
+                                                                                                  monkeypatch):
+    """(the advice to set slot_tau, which a resume refuses as another setting, was all it said)"""
+    monkeypatch.setenv("DELGRAD_BSS2_CACHE", str(tmp_path / "cache"))
+    result = cli_runner().invoke(main, ["train", "--backend", "bss2-emulator", "--epochs", "3", "--no-progress",
+                                        "--hidden", "5", "--seed", "1", "--set", "t_late=24", "--set",
+                                        "delay_lr=0.02", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "set the backend option slot_tau to at least" in result.stderr, result.output
+    assert result.stderr.endswith(f"(met in epoch 3: the 2 epoch(s) before are saved in {tmp_path / 'run'}, but a "
+                                  "resume takes the run's own settings and would meet this again; a setting or "
+                                  "backend option changed means a new run, in another --out)\n"), result.stderr
