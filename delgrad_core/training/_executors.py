@@ -177,7 +177,9 @@ class ProcessExecutor:
                             if isinstance(error, KeyboardInterrupt):  # a trial was interrupted: so is the sweep
                                 raise error
                             if isinstance(error, BrokenProcessPool):
-                                if interrupted or signals:  # (e.g. SIGTERM to the group: handled below)
+                                if (interrupted or signals) and str(futures[future].folder) not in started:
+                                    not_started += 1  # (queued when the workers died, e.g. SIGTERM to the group)
+                                elif interrupted or signals:  # (handled below)
                                     echo(f"{futures[future].name}: stopped with its worker; it resumes from its "
                                          "last finished epoch")
                                 else:
@@ -205,9 +207,12 @@ class ProcessExecutor:
                         # is cancelled, as a pool broken by killed workers cannot finish cancelled futures; CPython
                         # 3.11 hangs then) (not split into queued and running: the pool counts a call it has
                         # handed to its queue as running before a worker takes it)
-                        echo(f"\ninterrupted: of {len(remaining)} unfinished run(s), queued ones will not start "
-                             "and running ones stop at their next epoch boundary (Ctrl-C again to end them now; they "
-                             "resume from their last finished epoch)")
+                        if remaining:  # (none: every run ended already, e.g. its worker killed by the signal)
+                            echo(f"\ninterrupted: of {len(remaining)} unfinished run(s), queued ones will not start "
+                                 "and running ones stop at their next epoch boundary (Ctrl-C again to end them now; "
+                                 "they resume from their last finished epoch)")
+                        else:
+                            echo("\ninterrupted: no more runs start")
                 try:
                     signals.handle()  # (one that came as the last trials ended, or after a second one)
                 except KeyboardInterrupt:
