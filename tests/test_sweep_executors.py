@@ -1287,12 +1287,18 @@ def test_a_finished_trials_damaged_metrics_are_named_and_runs_beside_it_are_read
     sibling = folder.parent / (folder.name.rsplit("-", 1)[0] + "-aaaaaaaaaaaa")
     sibling.mkdir()
     (sibling / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "config": [1]}))
-    for damaged in ({k: v for k, v in metrics.items() if k != "config"}, dict(metrics, config=[1, 2]),
-                    dict(metrics, test_accuracy="high")):
+    # (n_parameters -5 and wall_seconds -1 went into sweep.csv and the table: "params -5")
+    for damaged, said in (({k: v for k, v in metrics.items() if k != "config"}, "KeyError"),
+                          (dict(metrics, config=[1, 2]), "TypeError"), (dict(metrics, test_accuracy="high"), "high"),
+                          (dict(metrics, n_parameters=-5), "n_parameters is -5, not a count of parameters"),
+                          (dict(metrics, n_parameters=True), "n_parameters is True"),
+                          (dict(metrics, wall_seconds=-1), "wall_seconds is -1, not a duration"),
+                          (dict(metrics, wall_seconds="1 s"), "wall_seconds is '1 s'")):
         (folder / "metrics.json").write_text(json.dumps(damaged))
         result = cli_runner().invoke(main, arguments)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-        assert f"{folder / 'metrics.json'}: not the metrics of a finished run" in result.output
+        assert f"{folder / 'metrics.json'}: not the metrics of a finished run" in result.output and said in \
+            result.output, result.output
         assert "remove the file to train the run again" in result.output
 
 

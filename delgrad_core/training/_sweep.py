@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import shlex
 from pathlib import Path
 
@@ -67,6 +68,11 @@ def _row(trial: Trial, metrics: dict) -> dict:
         accuracy = metrics["test_accuracy"]
         if not is_accuracy(accuracy):
             raise ValueError(f"test_accuracy is {accuracy!r}")
+        count, seconds = metrics["n_parameters"], metrics["wall_seconds"]
+        if isinstance(count, bool) or not (isinstance(count, int) and count >= 1):
+            raise ValueError(f"n_parameters is {count!r}, not a count of parameters")
+        if isinstance(seconds, bool) or not (isinstance(seconds, (int, float)) and 0 <= seconds < math.inf):
+            raise ValueError(f"wall_seconds is {seconds!r}, not a duration")
         return {
             "delays": config["delays"],
             "hidden": config["hidden"],
