@@ -1,6 +1,7 @@
 """Hardware-aware training on the emulator with the settings the backend registers."""
 
 import numpy as np
+import pytest
 
 import delgrad_core as dg
 from delgrad_core.datasets import Dataset
@@ -46,8 +47,6 @@ def test_the_network_trains_at_the_threshold_the_chip_is_set_to():
 def test_inputs_the_chip_would_take_as_copies_that_are_not_are_refused_before_training(tmp_path):
     """(digits' 128 inputs, not repeated, on a chip duplicating inputs 2x with axonal delays:
     neighbouring features shared a delay element, with one warning)"""
-    import pytest
-
     def trainer(**settings):
         config = config_with_defaults({"backend": "bss2-emulator", "backend_options": {"input_duplication": 2},
                                        "dataset": "digits", "hidden": 5, "epochs": 1, **settings})
@@ -99,13 +98,12 @@ def test_a_run_resumed_on_the_noisy_emulator_equals_the_uninterrupted_run(tmp_pa
     assert [m.validation_loss for m in straight.history] == [m.validation_loss for m in resumed.history]
 
 
+@pytest.mark.filterwarnings("ignore:epoch [0-9]+")
 def test_neurons_the_chip_holds_silent_end_the_run_naming_the_chips_weight_limit(tmp_path):
     """Inputs so late that their spikes fall after the sample slot keep the outputs silent: the
     silent-neuron bump raises the shadow weights no further than the chip's clip (2.1) and ends
     the run naming it (the weights grew without bound, to 1e11, and the run ended with the
     network's "summed |weights| ... above 1e+200")."""
-    import pytest
-
     config = config_with_defaults({"backend": "bss2-emulator", "delays": "none", "hidden": 5, "epochs": 6,
                                    "batch_size": 2, "t_early": 29.8, "t_late": 29.9})  # (1,200 steps)
     with Trainer(config) as trainer:
