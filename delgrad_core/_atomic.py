@@ -52,24 +52,30 @@ def checked_before_commit(check: Callable[[], object]):
         _commit_checks.remove(check)
 
 
-_folder_checks: dict[str, Callable[[], object]] = {}  # real path of a folder -> called before each write into it
+# the path of a folder as given and its real path at the start -> called before each write into it
+_folder_checks: dict[str, Callable[[], object]] = {}
 
 
 @contextlib.contextmanager
 def checked_in_folder(folder: str | os.PathLike, check: Callable[[], object]):
-    """Within: `check()` is called before an atomic write moves its file into `folder` (by its
-    real path at the start), and by `check_folder` (e.g. before an append there)."""
-    key = os.path.realpath(folder)
-    _folder_checks[key] = check
+    """Within: `check()` is called before an atomic write moves its file into `folder` (named by
+    its path as given, or by its real path at the start: a link on the path re-pointed meanwhile
+    leads elsewhere, where the check refuses the write), and by `check_folder` (e.g. before an
+    append there)."""
+    keys = {os.path.abspath(folder), os.path.realpath(folder)}
+    _folder_checks.update(dict.fromkeys(keys, check))
     try:
         yield
     finally:
-        _folder_checks.pop(key, None)
+        for key in keys:
+            _folder_checks.pop(key, None)
 
 
 def check_folder(folder: str | os.PathLike) -> None:
     """Call the check of `checked_in_folder` for a write into `folder`, if it has one."""
-    check = _folder_checks.get(os.path.realpath(folder)) if _folder_checks else None
+    if not _folder_checks:
+        return
+    check = _folder_checks.get(os.path.abspath(folder)) or _folder_checks.get(os.path.realpath(folder))
     if check is not None:
         check()
 

@@ -127,3 +127,25 @@ def test_a_new_folder_inside_a_link_to_a_folder_is_made_where_the_link_points(tm
     with RunFolder(tmp_path / "link" / "run").claim(resume=False) as claimed:
         claimed.append_history({"epoch": 1})
     assert (tmp_path / "real" / "run" / "history.jsonl").is_file()
+
+
+def test_a_link_on_the_folders_path_re_pointed_meanwhile_gets_no_write(tmp_path):
+    """(a sweep through a "current" link re-pointed at an earlier, finished sweep went on writing
+    there: its runs' histories got epochs twice, their networks and metrics were replaced, exit 0)"""
+    from delgrad_core._atomic import atomic_write_text
+    from delgrad_core.training._run_folder import folder_lock
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "run").mkdir(parents=True)
+    (tmp_path / "current").symlink_to("a")
+    run = tmp_path / "current" / "run"
+    with folder_lock(run):
+        atomic_write_text(run / "before.txt", "written")
+        (tmp_path / "current").unlink()
+        (tmp_path / "current").symlink_to("b")
+        for write in (lambda: atomic_write_text(run / "after.txt", "lost"),
+                      lambda: RunFolder(run).append_history({"epoch": 1})):
+            with pytest.raises(RunFolderError, match=f"{run}: the folder was moved, removed or replaced while this "
+                                                     "process wrote in it"):
+                write()
+    assert list((tmp_path / "b" / "run").iterdir()) == [] and (tmp_path / "a" / "run" / "before.txt").exists()

@@ -172,7 +172,8 @@ def folder_lock(path, files=()):
             os.unlink(path / _WRITE_TEST)
         except OSError as exc:
             raise RunFolderError(f"{path}: cannot write here ({exc.strerror or exc})") from None
-        with checked_in_folder(key, _still_the_folder(path, Path(key), handle)):
+        given = Path(os.path.abspath(path))  # (a link on it re-pointed leads elsewhere than `key`)
+        with checked_in_folder(given, _still_the_folder(path, {given, Path(key)}, handle)):
             yield path
     finally:  # (errors of the clean-up are not told: they replaced the error that ended the block, e.g.
         # a full disk, which the close's second flush of the lock file met again, or a lack of memory)
@@ -291,12 +292,12 @@ def _entries(path: Path) -> dict:
     return entries
 
 
-def _still_the_folder(path: Path, real_path: Path, handle):
-    """A check that folder `path` (at `real_path`) still holds the open lock file `handle` (it
-    was not moved, removed or replaced: files written by its path would go to another folder,
-    unlocked)."""
+def _still_the_folder(path: Path, paths: set[Path], handle):
+    """A check that folder `path` still holds the open lock file `handle` by each of `paths` (its
+    absolute and its real path at the start): it was not moved, removed or replaced, nor a link on
+    its path re-pointed; files written by its path would go to another folder, unlocked."""
     def check() -> None:
-        if not _is_current(handle, real_path / _LOCK_NAME):
+        if not all(_is_current(handle, folder / _LOCK_NAME) for folder in paths):
             raise RunFolderError(f"{path}: the folder was moved, removed or replaced while this process wrote in it; "
                                  "nothing more is written by its name (its files are where the folder went)")
     return check
