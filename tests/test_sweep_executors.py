@@ -237,6 +237,34 @@ def test_a_pool_broken_after_a_stop_signal_stops_its_trials_instead_of_starting_
     assert interrupted and not unfinished.failed
 
 
+def test_a_pool_whose_manager_thread_died_ends_the_sweep_instead_of_waiting_for_ever(monkeypatch, tmp_path):
+    """(under `ulimit -v` the pool's manager thread died of "can't start new thread" without
+    breaking the pool: no trial ever ended, and the sweep waited until killed)"""
+    import concurrent.futures.process
+
+    from delgrad_core import DelgradError
+    from delgrad_core.training._executors import ProcessExecutor
+
+    def dies(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(concurrent.futures.process._ExecutorManagerThread, "add_call_item_to_queue", dies)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # (the thread's traceback: expected here)
+    outcome = []
+
+    def sweep():
+        try:
+            ProcessExecutor(jobs=1).run(plan_trials({"epochs": 1}, [3], ["none"], 2, tmp_path), print)
+        except DelgradError as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=sweep, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "the sweep waited for ever"
+    assert "the sweep's pool of worker processes stopped working (its manager thread ended" in str(outcome[0])
+
+
 def test_a_sweep_interrupted_after_a_worker_died_starts_no_new_workers_and_says_none_start(monkeypatch, tmp_path):
     from concurrent.futures.process import BrokenProcessPool
 

@@ -84,6 +84,18 @@ def _kill_workers(workers) -> None:
         process.kill()
 
 
+def _check_pool_works(workers, remaining) -> None:
+    """Refuse to wait for the `remaining` trials of a pool whose manager thread ended without
+    ending them (e.g. "can't start new thread" for lack of memory; a pool it broke has them all
+    ended first): none would ever end, and the sweep waited for ever.  Its workers are killed;
+    the trials they ran resume from their last finished epoch."""
+    manager = getattr(workers.pool, "_executor_manager_thread", None)  # (CPython's, 3.9 on)
+    if manager is not None and not manager.is_alive() and not any(future.done() for future in remaining):
+        _kill_workers(workers)
+        raise DelgradError("the sweep's pool of worker processes stopped working (its manager thread ended, e.g. "
+                           "for lack of memory: see the error above); run the same command again to resume")
+
+
 def _threads_per_worker(jobs: int, n_trials: int) -> int:
     """The CPUs per running trial, at most $DELGRAD_NUM_THREADS (the user's cap, if set)."""
     return min(max(1, available_cpus() // min(jobs, n_trials)), default_num_threads())
@@ -169,6 +181,8 @@ class ProcessExecutor:
                 while remaining:
                     try:
                         done, remaining = wait(remaining, timeout=STOP_CHECK_S, return_when=FIRST_COMPLETED)
+                        if remaining and not done:
+                            _check_pool_works(workers, remaining)
                         started |= workers.started_names()  # (read as they come: a full pipe would block workers)
                         for future in done:
                             if future.cancelled():
