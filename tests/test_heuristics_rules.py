@@ -2,9 +2,12 @@
 docs/training.md): the silent-neuron bump and revival at their limits, which epoch keep_best keeps, and the
 parameter average."""
 
+import warnings
+
 import numpy as np
 import pytest
 
+from delgrad_core import InvalidValueError, Network, NeuronParameters
 from delgrad_core.training import TrainableNetwork, TrainingConfig, build_network
 from delgrad_core.training._heuristics import (BestValidation, ParameterAverage, SilentNetworkError, SilentNeuronBump,
                                               SilentNeuronRevival)
@@ -103,12 +106,16 @@ def test_an_average_that_is_off_is_never_used_even_if_a_checkpoint_holds_one():
 
 
 def test_a_bump_that_would_overflow_a_later_layer_changes_no_layer():
-    """Every layer's raised weights are checked before any is written (inf weights failed the checkpoint)."""
+    """Every layer's raised weights are checked before any is written (inf weights failed the checkpoint); the
+    refusal is all that is said (no numpy overflow warning before it)."""
     rule, silent = SilentNeuronBump([0.0, 0.0], 1e307), np.full((2, 2), S)
     params = _params()
     params["layers.1.weights"][...] = 1.7e308
-    with pytest.raises(SilentNetworkError, match="overflows their input weights: the silent neurons of neuron layer 1"):
-        rule.skip_step([silent, silent], params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SilentNetworkError, match="overflows their input weights: the silent neurons of neuron "
+                                                     "layer 1"):
+            rule.skip_step([silent, silent], params)
     assert not params["layers.0.weights"].any() and (params["layers.1.weights"] == 1.7e308).all()
 
 
@@ -150,3 +157,61 @@ def test_a_bump_beyond_the_summed_weights_the_network_takes_is_refused_as_an_ove
     assert not params["layers.0.weights"].any()
     network.layers[0].projection.weights[:, 0] = sums[0][0] / 2  # (the largest sum the network takes)
     network.validate()
+
+
+def test_the_bump_is_allowed_up_to_each_neurons_summed_weights_of_its_own_layer():
+    """`max_input_sums` holds per layer and neuron the largest summed |input weights|: a bump reaching it exactly
+    is taken, one whose |weights| (not their signed sum, nor the largest) pass it on one neuron is refused."""
+    sums = [np.array([2.0, 3.0]), np.array([0.5, 0.5])]
+    rule, silent = SilentNeuronBump([0.0, 0.0], 1.0, max_input_sums=sums), np.full((2, 2), S)
+    params = {"layers.0.weights": np.array([[0.0, 0.5], [0.0, 0.5]]), "layers.1.weights": np.zeros((2, 2))}
+    assert rule.skip_step([silent, np.ones((2, 2))], params)
+    np.testing.assert_array_equal(params["layers.0.weights"], [[1.0, 1.5], [1.0, 1.5]])
+    rule = SilentNeuronBump([0.0, 0.0], 1.0, max_input_sums=sums)
+    params["layers.0.weights"][...] = [[-3.0, 0.0], [0.0, 0.0]]  # (raised: |-2| + |1| = 3 onto neuron 0)
+    with pytest.raises(SilentNetworkError, match="overflows their input weights: the silent neurons of neuron layer 0"):
+        rule.skip_step([silent, np.ones((2, 2))], params)
+    np.testing.assert_array_equal(params["layers.0.weights"], [[-3.0, 0.0], [0.0, 0.0]])
+
+
+def test_the_refused_bump_counts_the_steps_skipped_before_it():
+    """Three steps skipped (the bump 0.01 doubling to 0.08), the fourth bump would pass the summed weights the
+    network takes: the refusal says 3 steps (a level of 0.01 * 2 ** 3 is just below 3 doublings in log2)."""
+    rule, silent = SilentNeuronBump([0.0, 0.0], 0.01, max_input_sums=[np.full(2, 0.2)] * 2), np.full((2, 2), S)
+    params = _params()
+    for _ in range(3):
+        assert rule.skip_step([silent, np.ones((2, 2))], params)
+    with pytest.raises(SilentNetworkError, match=r"^silent_bump: 3 steps in a row were skipped for silent neurons, the "
+                                                 r"bump doubling each time to 0.08, and the next one overflows"):
+        rule.skip_step([silent, np.ones((2, 2))], params)
+    np.testing.assert_allclose(params["layers.0.weights"], 0.07, rtol=1e-12)
+
+
+def test_revival_raises_every_hidden_layer_and_is_off_without_a_limit_or_a_bump():
+    """Each hidden layer's silent neurons are raised, not the first one's only; `limit` or `bump` None turns the
+    rule off (as silent_bump = None turns every silent-neuron rule off)."""
+    silent = np.full((2, 2), S)
+    params = {f"layers.{k}.weights": np.zeros((2, 2)) for k in range(3)}
+    for off in (SilentNeuronRevival(limit=None, bump=0.1), SilentNeuronRevival(limit=0.5, bump=None)):
+        off.apply([silent, silent, silent], params)
+        assert not any(weights.any() for weights in params.values())
+    SilentNeuronRevival(limit=0.5, bump=0.1).apply([silent, silent, silent], params)
+    assert (params["layers.0.weights"] == 0.1).all() and (params["layers.1.weights"] == 0.1).all()
+    assert not params["layers.2.weights"].any()
+
+
+def test_the_largest_summed_input_weights_are_those_the_network_still_takes():
+    """`Layer.max_input_weight_sums`, per neuron: the summed |input weights| whose product with the larger time
+    constant (where that is above 1) the network takes; slightly more is refused naming that neuron."""
+    network = Network.feedforward([2, 3], delay_kind="none", seed=0)
+    layer = network.layers[0]
+    layer.population.neuron = NeuronParameters(1.0, np.array([2.19, 0.5, 3.0]), np.array([1.0, 0.25, 4.0]))
+    sums = layer.max_input_weight_sums()
+    np.testing.assert_allclose(sums, [1e200 / 2.19, 1e200, 1e200 / 4.0], rtol=1e-9)
+    layer.projection.weights[...] = [-sums / 2, sums / 2]
+    network.validate()
+    for neuron in range(3):
+        layer.projection.weights[1, neuron] *= 1 + 1e-9
+        with pytest.raises(InvalidValueError, match=f"the summed \\|weights\\| onto neuron {neuron} of 'output'"):
+            network.validate()
+        layer.projection.weights[1, neuron] = sums[neuron] / 2
