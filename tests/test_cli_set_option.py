@@ -64,12 +64,25 @@ _REFUSED = [  # (both commands)
                                      "loss_delta"),
     ('encoder_options={"repat": 2}', "encoder_options: encoder 'latency': unknown parameter(s) repat (did you mean "
                                      "repeat?); allowed: repeat, pairs; settings of their own: t_early, t_late"),
-], ids=["loss", "encoder"])
+    ('encoder_options={"zz": 1, "x y": 1, "yy": 1, "repat": 2, "xx": 1}',
+     "encoder_options: encoder 'latency': unknown parameter(s) repat, 'x y', xx, yy, zz (did you mean repeat?); "
+     "allowed: repeat, pairs; settings of their own: t_early, t_late"),
+], ids=["loss", "encoder", "several"])
 def test_an_unknown_component_option_names_only_options_allowed_and_the_settings_of_the_others(tmp_path, options,
                                                                                                said):
     """(the hint and the allowed list named delta, which loss_options then refused: "set loss_delta instead")"""
     result = cli_runner().invoke(main, [*TRAIN, "--epochs", "1", "--set", options, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and result.stderr.endswith(f"\nError: {said}\n"), result.stderr
+
+
+def test_a_training_setting_in_a_components_section_of_a_config_file_is_named_as_a_setting_of_its_own(tmp_path):
+    """Of several, the first in alphabetical order is named, with where it belongs."""
+    config = tmp_path / "c.toml"
+    config.write_text("[loss]\nseed = 7\nepochs = 1\n")
+    result = cli_runner().invoke(main, [*TRAIN, "--config", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.stderr.endswith(
+        f"Error: {config}: loss_options: loss 'squared' has no parameter epochs; epochs is a training setting of its "
+        "own (in a config file: in its own section, not [loss])\n"), result.stderr
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])

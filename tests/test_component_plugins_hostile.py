@@ -224,6 +224,36 @@ def _loss_function(output_times, labels):
     return _Loss()(output_times, labels)
 
 
+def test_options_reach_a_plugin_losss_keyword_options_and_its_parameters_named_like_settings(plugin_and_reference):
+    """A loss taking **options takes any option, one named like a training setting too; a parameter named like a
+    training setting (seed) is the loss's own; a loss taking *parts allows its named parameters only, and refuses
+    unknown options naming each (a name that is no identifier quoted)."""
+    from delgrad_core.training import config_with_defaults
+    from delgrad_core.training._components import component
+
+    class AnyOptions(_Loss):
+        def __init__(self, **options):
+            self.options = options
+
+    class Seeded(_Loss):
+        def __init__(self, seed=0):
+            self.seed = seed
+
+    class Parts(_Loss):
+        def __init__(self, *parts, margin=1.0):
+            self.margin = margin
+
+    plugin_and_reference(delgrad_register_losses=lambda register: (
+        register("any", AnyOptions), register("seeded", Seeded), register("parts", Parts)))
+    config = config_with_defaults({"dataset": "yin_yang"})
+    assert component("loss", "any", config, {"seed": 7, "colour": 1}).loss.options == {"seed": 7, "colour": 1}
+    assert component("loss", "seeded", config, {"seed": 7}).loss.seed == 7
+    with pytest.raises(UnknownOptionError, match=r"^loss_options: loss 'parts': unknown parameter\(s\) 'b a', colour; "
+                                                 r"allowed: margin$") as refused:
+        component("loss", "parts", config, {"colour": 1, "b a": 2})
+    assert refused.value.names == ("b a", "colour")
+
+
 @pytest.mark.parametrize("kind, obj, why", [
     ("loss", _loss_function, "_loss_function requires output_times, labels"),
     ("loss", _Loss(), "an instance of _Loss requires output_times, labels"),
