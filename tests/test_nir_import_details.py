@@ -307,6 +307,28 @@ def test_cli_import_with_another_time_scale_warns(tmp_path, helpers):
     assert result.exit_code == 0 and result.stderr == "", result.output
 
 
+def test_nodes_without_usable_metadata_are_read_from_their_values_without_the_edited_warning(helpers):
+    """Only a layer the node metadata rebuilds, whose nodes then differ, is warned of as edited: CubaLIFs
+    without delgrad's metadata, or with metadata lacking a value, are read from the node values silently."""
+    network = helpers.build_network([3, 4, 2], "none", 2.0, seed=35)
+    for strip in (dict.clear, lambda meta: meta.pop("threshold")):
+        graph = to_nir(network, time_scale=TIME_SCALE_S)
+        for key in ("hidden.lif", "output.lif"):
+            strip(graph.nodes[key].metadata["delgrad"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            imported = from_nir(graph)
+        for new, old in zip(imported.layers, network.layers):
+            np.testing.assert_allclose(new.projection.weights, old.projection.weights, rtol=1e-9)
+
+
+def test_a_time_scale_off_the_stored_one_by_more_than_float32_rounding_warns(helpers):
+    """(a unit stored as float32 is ~1e-8 off and the same unit; 1e-5 off is another)"""
+    graph = to_nir(helpers.build_network([3, 2], "axonal", 2.0, seed=33), time_scale=TIME_SCALE_S)
+    with pytest.warns(UserWarning, match=r"rescales by 1\.00001, dividing"):
+        from_nir(graph, time_scale=TIME_SCALE_S * 1.00001)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_a_source_that_is_no_regular_file_is_refused_at_once(tmp_path):
     """(a named pipe without a writer: `delgrad import` waited for ever)"""
