@@ -65,7 +65,7 @@ _REFUSED = [  # (both commands)
     ('encoder_options={"repat": 2}', "encoder_options: encoder 'latency': unknown parameter(s) repat (did you mean "
                                      "repeat?); allowed: repeat, pairs; settings of their own: t_early, t_late"),
     ('encoder_options={"zz": 1, "x y": 1, "yy": 1, "repat": 2, "xx": 1}',
-     "encoder_options: encoder 'latency': unknown parameter(s) repat, 'x y', xx, yy, zz (did you mean repeat?); "
+     "encoder_options: encoder 'latency': unknown parameter(s) repat, 'x y', xx and 2 more (did you mean repeat?); "
      "allowed: repeat, pairs; settings of their own: t_early, t_late"),
 ], ids=["loss", "encoder", "several"])
 def test_an_unknown_component_option_names_only_options_allowed_and_the_settings_of_the_others(tmp_path, options,
