@@ -25,6 +25,23 @@ def test_stop_signals_held_back_are_handled_in_the_order_they_came():
             signal.signal(number, handler)
 
 
+def test_a_stop_signal_held_back_in_a_block_that_fails_is_what_is_raised():
+    """(Ctrl-C to the process group while the embedded Dask cluster started: its workers, stopped
+    by it, failed the start, and the sweep ended in that RuntimeError's traceback with status 1)"""
+    import pytest
+
+    from delgrad_core.training._signals import stop_signals_deferred
+
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with stop_signals_deferred():
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # (as if delivered: recorded)
+            raise RuntimeError("Nanny failed to start.")
+    assert isinstance(raised.value.__context__, RuntimeError)
+    with pytest.raises(RuntimeError):  # (no signal: the block's own exception)
+        with stop_signals_deferred():
+            raise RuntimeError("Nanny failed to start.")
+
+
 def test_the_names_of_all_work_started_are_collected_at_once():
     """(WorkerPool.started_names: every name announced since the last look, so that work a
     broken pool ended is named whole)"""

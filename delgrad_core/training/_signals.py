@@ -50,7 +50,9 @@ def stop_signals_deferred():
     """Within: SIGINT, SIGTERM and SIGHUP, where their handlers are Python functions (Ctrl-C's
     `KeyboardInterrupt`, the command line's), are recorded instead of handled; yields the
     `DeferredSignals`, whose `handle()` the caller calls where it can take the handler's
-    exception.  One left unhandled at the end of the block is handled then.  Outside the main
+    exception.  One left unhandled at the end of the block is handled then, also when the block
+    ends in an exception (e.g. a Dask cluster whose workers the same Ctrl-C stopped as they
+    started): the stop, which the exception follows from, is what is said.  Outside the main
     thread, where no handler runs, nothing changes."""
     deferred = DeferredSignals()
     replaced = {}
@@ -66,4 +68,4 @@ def stop_signals_deferred():
     finally:
         for number, handler in replaced.items():
             signal.signal(number, handler)
-    deferred.handle()
+        deferred.handle()
