@@ -313,10 +313,10 @@ class Trainer:
         """Replace split `name` (before the first epoch) by `dataset`, which must agree with the
         others; the digests the run records follow."""
         check_type(dataset, Dataset, f"Trainer.{name}")
-        if self.epoch or self._closed:
-            raise InvalidValueError(f"Trainer.{name}: a split may be replaced only before the first epoch, "
-                                    f"and the trainer has trained {self.epoch}"
-                                    if not self._closed else f"Trainer.{name}: the trainer is closed")
+        self._check_open(name)
+        if self.epoch:
+            raise InvalidValueError(f"Trainer.{name}: a split may be replaced only before the first epoch, and the "
+                                    f"trainer has trained {self.epoch}")
         splits = {**self._splits, name: dataset}
         _check_splits_agree(*splits.values())
         self._splits = splits
