@@ -327,6 +327,29 @@ def test_should_stop_cannot_fit_or_close_its_own_trainer(tmp_path, call):
         [1, 2]
 
 
+def test_another_thread_calling_fit_while_should_stop_runs_is_told_a_thread_is_training():
+    """(the refusal for should_stop's own thread is not given to another thread)"""
+    import threading
+
+    with Trainer(TrainingConfig(**dict(SHORT, epochs=1))) as trainer:
+        said = []
+
+        def other_thread():
+            try:
+                trainer.fit(progress=False)
+            except dg.DelgradError as exc:
+                said.append(str(exc))
+
+        def should_stop():
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            thread.join()
+            return False
+
+        trainer.fit(progress=False, should_stop=should_stop)
+    assert said and said[0].startswith("Trainer.fit: another thread is training"), said
+
+
 def test_the_history_fit_returns_is_the_callers_to_change():
     """(accuracies turned into percent for a plot were written into metrics.json)"""
     with Trainer(TrainingConfig(**dict(SHORT, epochs=1))) as trainer:

@@ -135,7 +135,7 @@ def _one_thread_at_a_time(method):
     another run)."""
     @functools.wraps(method)
     def alone(self, *args, **kwargs):
-        if self._asking_should_stop:  # (the same thread, from fit's callback: the lock lets it in)
+        if self._asking_should_stop == threading.get_ident():  # (fit's callback: the lock lets its thread in)
             raise DelgradError(f"Trainer.{method.__name__}: called from the should_stop of this trainer's fit, which "
                                "only says whether to stop: return True from it to stop, then call "
                                f"{method.__name__}() after fit returns")
@@ -213,7 +213,7 @@ class Trainer:
             config = replace(config, backend=backend)
         self.config = replace(config).resolved()  # (checked again: fields may have been set since)
         self.owns_backend, self._claim = False, None
-        self._asking_should_stop = False  # (while fit calls should_stop: no fit, finish, ... from within it)
+        self._asking_should_stop = None  # (the thread of fit while it calls should_stop: no fit, ... from it)
         self._working = threading.RLock()  # (held by the thread in fit, finish, save_checkpoint or close)
         if out_dir is None or isinstance(out_dir, RunFolder):
             self.folder = out_dir
@@ -468,11 +468,11 @@ class Trainer:
 
     def _stop_asked(self, should_stop) -> bool:
         """`should_stop()`, which must say True or False ("no" would count as yes)."""
-        self._asking_should_stop = True
+        self._asking_should_stop = threading.get_ident()
         try:
             answer = should_stop()
         finally:
-            self._asking_should_stop = False
+            self._asking_should_stop = None
         if not isinstance(answer, (bool, np.bool_)):
             raise InvalidValueError(f"fit: should_stop() returned {answer!r}; expected True (stop) or False")
         return bool(answer)
