@@ -2342,7 +2342,10 @@ def test_an_epoch_whose_steps_were_all_skipped_says_so():
     config = TrainingConfig(**{**SHORT, "epochs": 1, "weight_init_mean": -1.0, "weight_init_std": 0.01,
                                "silent_bump": 1e-9})
     with Trainer(config) as trainer:  # every neuron silent: every step is skipped for the bump
-        with pytest.warns(UserWarning, match="epoch 1: every step was skipped"):
+        # (late inputs or a weight limit, as on a chip, are causes larger weights do not remove)
+        with pytest.warns(UserWarning, match=r"epoch 1: every step was skipped.*\(smaller batches or larger initial "
+                                             r"weights help, unless the inputs come too late for the neurons, or the "
+                                             r"weights are held at a weight limit\)$"):
             trainer.fit(progress=False)
     assert trainer.history[0].skipped_steps > 0
 

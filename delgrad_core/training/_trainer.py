@@ -392,7 +392,8 @@ class Trainer:
                 warnings.warn(f"epoch {self.epoch + 1}: every step was skipped, as every batch had more silent "
                               f"neurons than silent_limit_hidden ({self.config.silent_limit_hidden}) or "
                               f"silent_limit_output ({self.config.silent_limit_output}) allow; the weights only grew "
-                              f"by the silent-neuron bump (smaller batches or larger initial weights help)",
+                              f"by the silent-neuron bump (smaller batches or larger initial weights help, unless the "
+                              f"inputs come too late for the neurons, or the weights are held at a weight limit)",
                               UserWarning, stacklevel=2)
             with self.average.swapped_in(self.model):
                 validation = self._evaluation(self.validation_set, self._next_seed)
