@@ -68,6 +68,7 @@ def test_example_backend_refuses_a_job_whose_arrivals_span_more_steps_than_it_ta
     assert len(str(info.value)) < 300
 
 
+@pytest.mark.filterwarnings("ignore:epoch [0-9]+")  # (one step an epoch, skipped for silent neurons: fast)
 def test_a_run_resumes_only_on_an_example_backend_of_its_own_time_step(tmp_path):
     """(a backend object of another dt, given from Python, resumed the run without a word: the
     device identity named no option)"""
