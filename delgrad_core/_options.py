@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 from delgrad_core._errors import InvalidValueError, UnknownOptionError
 
-__all__ = ["parse_key_values", "check_known_names", "close_name_hint", "refuse_unknown_options"]
+__all__ = ["parse_key_values", "check_known_names", "close_name_hint", "closest_name", "first_few",
+           "refuse_unknown_options", "shown_names"]
 
 
 def _table_of(what: str, key: str):
@@ -65,9 +66,15 @@ def refuse_unknown_options(what: str, names, allowed, noun: str = "option") -> N
     allowed = [str(each) for each in allowed]
     unknown = sorted(set(names) - set(allowed), key=str)
     if unknown:
-        shown = first_few([name if str(name).isidentifier() else repr(name) for name in unknown])
-        raise UnknownOptionError(f"{what}: unknown {noun}(s) {shown}{close_name_hint(str(unknown[0]), allowed)}; "
+        raise UnknownOptionError(f"{what}: unknown {noun}(s) {shown_names(unknown)}"
+                                 f"{close_name_hint(str(unknown[0]), allowed)}; "
                                  f"allowed: {', '.join(allowed) or '(none)'}", names=unknown)
+
+
+def shown_names(names) -> str:
+    """`names` for a message: the first three (a name that is no identifier quoted) and how many
+    more (`first_few`)."""
+    return first_few([str(name) if str(name).isidentifier() else repr(name) for name in names])
 
 
 def first_few(names: list[str], separator: str = ", ") -> str:
@@ -76,7 +83,13 @@ def first_few(names: list[str], separator: str = ", ") -> str:
     return separator.join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
+def closest_name(name: str, known) -> str | None:
+    """The known name closest to a misspelt `name`; None if none is close."""
+    close = difflib.get_close_matches(name, [str(each) for each in known], n=1)
+    return close[0] if close else None
+
+
 def close_name_hint(name: str, known) -> str:
     """' (did you mean X?)' for the known name closest to a misspelt `name`; '' if none is close."""
-    close = difflib.get_close_matches(name, [str(each) for each in known], n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = closest_name(name, known)
+    return f" (did you mean {close}?)" if close else ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delgrad_core._errors import InvalidValueError, PluginError, UnknownOptionError
-from delgrad_core._options import first_few
+from delgrad_core._options import closest_name, shown_names
 from delgrad_core._plugins import Registration, build_registered, call_plugin, check_parameter_names, registry
 from delgrad_core.datasets._registry import check_dataset_options
 from delgrad_core.training._config import COMPONENT_FIELD_PREFIX, TrainingConfig, unused_component_fields
@@ -213,13 +212,12 @@ def _refuse_unknown_options(kind: str, name: str, unknown: list, signature: dict
     prefix = COMPONENT_FIELD_PREFIX[kind]
     served = {p: prefix + p for p in signature if prefix + p in _FIELD_DEFAULTS}
     own = [p for p in signature if p not in served]
-    close = difflib.get_close_matches(str(unknown[0]), list(signature), n=1)
-    hint = "" if not close else f" (did you mean {close[0]}?)" if close[0] not in served else \
-        f" (did you mean {close[0]}? It is the setting {served[close[0]]})"
+    close = closest_name(str(unknown[0]), signature)
+    hint = "" if not close else f" (did you mean {close}?)" if close not in served else \
+        f" (did you mean {close}? It is the setting {served[close]})"
     settings = f"; settings of their own: {', '.join(served.values())}" if served else ""
-    shown = first_few([str(option) if str(option).isidentifier() else repr(option) for option in unknown])
-    raise UnknownOptionError(f"{kind}_options: {kind} {name!r}: unknown parameter(s) {shown}{hint}; allowed: "
-                             f"{', '.join(own) or '(none)'}{settings}", names=unknown)
+    raise UnknownOptionError(f"{kind}_options: {kind} {name!r}: unknown parameter(s) {shown_names(unknown)}{hint}; "
+                             f"allowed: {', '.join(own) or '(none)'}{settings}", names=unknown)
 
 
 def _chooses_field_default(parameter: str, value, parameters: dict, own_default, prefix: str) -> bool:
