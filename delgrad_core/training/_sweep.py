@@ -84,10 +84,10 @@ def _row(trial: Trial, metrics: dict) -> dict:
             "dataset": config.get("dataset", TrainingConfig.dataset),
             "dataset_options": json.dumps(config.get("dataset_options", {}), sort_keys=True),
             "trial": trial.id,
-            "n_parameters": metrics["n_parameters"],
+            "n_parameters": count,
             "test_accuracy": accuracy,
             "test_error": _error_of(accuracy),
-            "wall_seconds": metrics["wall_seconds"],
+            "wall_seconds": seconds,
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"{RunFolder(trial.folder).metrics}: not the metrics of a finished run "
